@@ -1,0 +1,166 @@
+# kanal — one non-recursive Makefile for the SDK, the broker, the CLI, the plugins and the
+# tests. Everything is built under $(BUILD) (default build/); `make asan` uses build-asan/.
+#
+#   make            build everything           make test         build and run every suite
+#   make demo       run the demo               make test T=msg   run one suite (test_msg)
+#   make bench      run the benchmarks         make asan         tests under ASan + UBSan
+#   make install    PREFIX=/usr/local DESTDIR= make uninstall / make clean
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+SAN     ?=
+CC      ?= cc
+
+PKGS    := libzmq jansson yaml-0.1 sqlite3
+DEPS_OK := $(shell pkg-config --exists $(PKGS) cunit 2>/dev/null && echo yes)
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -D_GNU_SOURCE -fPIC -MMD -MP -Isdk/include -Isdk -Ibroker
+ifneq ($(DEPS_OK),)
+CFLAGS  += $(shell pkg-config --cflags $(PKGS) cunit)
+LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -ldl -lm
+CUNIT   := $(shell pkg-config --libs cunit)
+endif
+ifneq ($(SAN),)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+RPATH   := -Wl,-rpath,'$$ORIGIN/../lib'
+
+# ---- products ------------------------------------------------------------------------
+SDK_SRC    := $(wildcard sdk/*.c)
+SDK_LIB_SRC:= $(filter-out sdk/harness_main.c,$(SDK_SRC))
+CORE_SRC   := $(filter-out broker/main.c,$(wildcard broker/*.c))
+PLUGINS    := $(notdir $(wildcard plugins/*))
+TEST_PLUGINS := $(basename $(notdir $(wildcard tests/plugins/*.c)))
+UNIT_TESTS := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
+INT_TESTS  := $(basename $(notdir $(wildcard tests/integration/test_*.c)))
+TEST_UTIL  := $(wildcard tests/util/*.c)
+
+LIBKANAL   := $(BUILD)/lib/libkanal.so
+CORE_A     := $(BUILD)/lib/libkanalcore.a
+BINS       := $(BUILD)/bin/kanald $(BUILD)/bin/kanalctl $(BUILD)/bin/kanal-harness
+PLUGIN_SOS := $(PLUGINS:%=$(BUILD)/plugins/%.so)
+TPLUG_SOS  := $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
+TEST_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(INT_TESTS:%=$(BUILD)/tests/%)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+.PHONY: all deps test demo bench install uninstall asan clean check-deps
+all: deps
+	@$(MAKE) --no-print-directory build
+
+# Installs missing Debian packages (scripts/deps.sh does nothing when all is there), then
+# re-runs make so pkg-config sees them.
+deps:
+	@sh scripts/deps.sh
+
+.PHONY: build
+build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(BUILD)/lib/pkgconfig/kanal.pc
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBKANAL): $(call obj,$(SDK_LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libkanal.so.1 $(LDFLAGS) -o $@.1 $^ $(LIBS)
+	ln -sf libkanal.so.1 $@
+
+$(CORE_A): $(call obj,$(CORE_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/kanald: $(call obj,broker/main.c) $(CORE_A) $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,broker/main.c) $(CORE_A) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+
+$(BUILD)/bin/kanalctl: $(call obj,$(wildcard cli/*.c)) $(CORE_A) $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,$(wildcard cli/*.c)) $(CORE_A) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+
+$(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/harness_main.c) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+
+# A plugin is every .c file in its folder, linked against libkanal with hidden visibility:
+# only the descriptor (KANAL_PLUGIN_EXPORT) is exported.
+PLUGIN_CFLAGS = -fvisibility=hidden
+.SECONDEXPANSION:
+$(BUILD)/plugins/%.so: $$(call obj,$$(wildcard plugins/$$*/*.c)) $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $(filter %.o,$^) -L$(BUILD)/lib -lkanal $(PLUGIN_LIBS_$*) $(LIBS) $(RPATH)
+
+$(BUILD)/obj/plugins/%.o: plugins/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/plugins/%.so: $(BUILD)/obj/tests/plugins/%.o $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $< -L$(BUILD)/lib -lkanal $(LIBS) -Wl,-rpath,'$$ORIGIN/../../lib'
+
+$(BUILD)/obj/tests/plugins/%.o: tests/plugins/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
+
+TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) -L$(BUILD)/lib -lkanal $(LIBS) $(CUNIT) \
+	-Wl,-rpath,'$$ORIGIN/../lib'
+$(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(TEST_LINK)
+$(INT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(TEST_LINK)
+
+$(BUILD)/lib/pkgconfig/kanal.pc: kanal.pc.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(abspath $(BUILD))|; s|@INCLUDEDIR@|$(abspath sdk/include)|' $< > $@
+
+# ---- tests -------------------------------------------------------------------------------
+T ?=
+test: deps
+	@$(MAKE) --no-print-directory build $(TEST_BINS) $(TPLUG_SOS)
+	@BUILD=$(BUILD) sh tests/run.sh $(if $(T),test_$(T),$(UNIT_TESTS) $(INT_TESTS))
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" test T=$(T)
+
+# ---- demo and benchmarks -------------------------------------------------------------------
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@BUILD=$(BUILD) sh scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@BUILD=$(BUILD) sh bench/run.sh
+
+# ---- install -----------------------------------------------------------------------------
+LIBDIR   = $(PREFIX)/lib
+PLUGDIR  = $(LIBDIR)/kanal/plugins
+CONFDIR  = $(PREFIX)/etc/kanal
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PLUGDIR) \
+		$(DESTDIR)$(PREFIX)/include/kanal $(DESTDIR)$(CONFDIR)/routes
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(LIBKANAL).1 $(DESTDIR)$(LIBDIR)/
+	ln -sf libkanal.so.1 $(DESTDIR)$(LIBDIR)/libkanal.so
+	install -m 644 sdk/include/kanal/*.h $(DESTDIR)$(PREFIX)/include/kanal/
+	install -m 755 $(PLUGIN_SOS) $(DESTDIR)$(PLUGDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$(PREFIX)/include|' kanal.pc.in \
+		> $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc
+	sed -e 's|^plugin_dir:.*|plugin_dir: $(PLUGDIR)|; s|^routes:.*|routes: routes|' \
+		conf/kanald.yaml > $(DESTDIR)$(CONFDIR)/kanald.yaml
+	install -m 644 routes/*.yaml $(DESTDIR)$(CONFDIR)/routes/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(BINS)))
+	rm -f $(DESTDIR)$(LIBDIR)/libkanal.so $(DESTDIR)$(LIBDIR)/libkanal.so.1
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc
+	rm -rf $(DESTDIR)$(PREFIX)/include/kanal $(DESTDIR)$(LIBDIR)/kanal $(DESTDIR)$(CONFDIR)
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,737 @@
+/*
+ * broker/conf.c — reads and validates kanald.yaml (see conf.h and docs/config.md).
+ *
+ * The file is parsed into a YAML node tree (yamltree.c) and walked once, key by key. Every
+ * problem is reported with its file, line and column and the walk goes on, so one run shows
+ * the operator all the mistakes. Instance options are kept as written (kanal_optval_t): they
+ * are checked later against the plugin's own options table, once the plugin is loaded.
+ *
+ * Every string and array of the result lives in one private store (conf->strings), so that
+ * conf_destroy frees it all in one place and the many early returns of a validating walk
+ * cannot leak.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "conf.h"
+#include "yamltree.h"
+
+#define CONF_DEFAULT_GATEWAY "tcp://127.0.0.1:7700"
+#define CONF_DEFAULT_STREAM "tcp://127.0.0.1:7701"
+#define CONF_DEFAULT_ADMIN "tcp://127.0.0.1:7702"
+#define CONF_MAX_NAME 63
+
+/* The private store: every allocation the conf_t points into. */
+typedef struct conf_store {
+	void **ptrs;
+	size_t n, cap;
+} conf_store_t;
+
+/* State of one load: where errors go and how many there were. */
+typedef struct loader {
+	conf_t *conf;
+	conf_store_t *store;
+	const char *file;
+	diag_t *d;
+	size_t errors;
+	bool oom;
+} loader_t;
+
+static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir", "run_dir",
+					  "routes",    "endpoints",  "limits",    "instances" };
+static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin" };
+static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
+					    "queue_max_bytes", "shutdown_deadline",
+					    "enrich_timeout" };
+static const char *const s_instance_keys[] = { "name", "plugin", "isolation", "options" };
+static const char *const s_log_levels[] = { "error", "warn", "info", "debug" };
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- storage and errors ------------------------------------------------------------- */
+
+/* Records `p` in the store so conf_destroy frees it. Returns p, or NULL (freeing p) when
+ * memory runs out. */
+static void *s_keep(loader_t *ld, void *p)
+{
+	conf_store_t *st = ld->store;
+
+	if (!p) {
+		ld->oom = true;
+		return NULL;
+	}
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 32;
+		void **ptrs = realloc(st->ptrs, cap * sizeof *ptrs);
+		if (!ptrs) {
+			free(p);
+			ld->oom = true;
+			return NULL;
+		}
+		st->ptrs = ptrs;
+		st->cap = cap;
+	}
+	st->ptrs[st->n++] = p;
+	return p;
+}
+
+static char *s_strdup(loader_t *ld, const char *s)
+{
+	return s_keep(ld, strdup(s ? s : ""));
+}
+
+static void *s_calloc(loader_t *ld, size_t n, size_t size)
+{
+	return s_keep(ld, calloc(n ? n : 1, size));
+}
+
+static void s_err(loader_t *ld, const ynode_t *at, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Reports an error at node `at` (NULL: the file as a whole). */
+static void s_err(loader_t *ld, const ynode_t *at, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	diag_add(ld->d, ld->file, at ? at->line : 0, at ? at->column : 0, "%s", text);
+	ld->errors++;
+}
+
+/* ---- paths -------------------------------------------------------------------------- */
+
+static bool s_is_symlink(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+/* Joins `rel` to `dir` (unless rel is absolute) and tidies the result lexically: "./" parts
+ * go, and "x/.." goes unless x is ".." or a symbolic link (where ".." would lead elsewhere).
+ * "conf/../routes" becomes "routes", which is what an operator expects to read in messages.
+ * Returns a new string or NULL. */
+static char *s_join_path(const char *dir, const char *rel)
+{
+	char *joined, *out, *tok, *save = NULL;
+	size_t len, used = 0;
+	bool absolute;
+
+	if (rel[0] == '/' || !strcmp(dir, "."))
+		joined = strdup(rel);
+	else if (asprintf(&joined, "%s/%s", dir, rel) < 0)
+		joined = NULL;
+	if (!joined)
+		return NULL;
+	len = strlen(joined);
+	absolute = joined[0] == '/';
+	out = malloc(len + 2);
+	if (!out) {
+		free(joined);
+		return NULL;
+	}
+	out[0] = '\0';
+	if (absolute)
+		out[used++] = '/', out[used] = '\0';
+	for (tok = strtok_r(joined, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(tok, "."))
+			continue;
+		if (!strcmp(tok, "..")) {
+			char *last = strrchr(out, '/');
+			const char *prev = last ? last + 1 : out;
+			if (*prev && strcmp(prev, "..") && !s_is_symlink(out)) {
+				if (last == out)
+					out[1] = '\0', used = 1; /* "/x/.." is "/" */
+				else if (last)
+					*last = '\0', used = (size_t)(last - out);
+				else
+					out[0] = '\0', used = 0;
+				continue;
+			}
+			if (absolute && used == 1)
+				continue; /* "/.." is "/" */
+		}
+		if (used && out[used - 1] != '/')
+			out[used++] = '/';
+		memcpy(out + used, tok, strlen(tok) + 1);
+		used += strlen(tok);
+	}
+	if (!used)
+		strcpy(out, ".");
+	free(joined);
+	return out;
+}
+
+static char *s_path(loader_t *ld, const char *rel)
+{
+	return s_keep(ld, s_join_path(ld->conf->dir, rel));
+}
+
+/* ---- typed values ------------------------------------------------------------------- */
+
+/* Returns the text of a scalar value, or reports "'key' must be …" and returns NULL. An
+ * empty value is an error unless allow_empty. */
+static const char *s_text(loader_t *ld, const ynode_t *v, const char *key, bool allow_empty)
+{
+	if (v->kind != YNODE_SCALAR) {
+		s_err(ld, v, "'%s' must be a text value, not %s", key, yaml_tree_describe(v));
+		return NULL;
+	}
+	if (!allow_empty && (yaml_tree_is_null(v) || !v->len)) {
+		s_err(ld, v, "'%s' needs a value", key);
+		return NULL;
+	}
+	return v->text;
+}
+
+static bool s_size(loader_t *ld, const ynode_t *v, const char *key, int64_t *out)
+{
+	const char *text = s_text(ld, v, key, false);
+	int64_t n;
+
+	if (!text)
+		return false;
+	if (kanal__parse_size(text, &n) != 0 || n <= 0) {
+		s_err(ld, v, "'%s': '%s' is not a size (write e.g. 64KiB, 8MiB or 65536)", key,
+		      text);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+static bool s_duration(loader_t *ld, const ynode_t *v, const char *key, bool allow_zero,
+		       int64_t *out)
+{
+	const char *text = s_text(ld, v, key, false);
+	int64_t ms;
+
+	if (!text)
+		return false;
+	if (kanal__parse_duration_ms(text, &ms) != 0 || ms < 0) {
+		s_err(ld, v, "'%s': '%s' is not a duration (write e.g. 250ms, 5s, 2m or 1h)", key,
+		      text);
+		return false;
+	}
+	if (!allow_zero && ms == 0) {
+		s_err(ld, v, "'%s' must be longer than 0", key);
+		return false;
+	}
+	*out = ms;
+	return true;
+}
+
+static bool s_count(loader_t *ld, const ynode_t *v, const char *key, int64_t *out)
+{
+	const char *text = s_text(ld, v, key, false);
+	char *end;
+	long long n;
+
+	if (!text)
+		return false;
+	errno = 0;
+	n = strtoll(text, &end, 10);
+	if (errno || end == text || *end || n <= 0) {
+		s_err(ld, v, "'%s': '%s' is not a whole number above 0", key, text);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+/* ---- sections ----------------------------------------------------------------------- */
+
+static bool s_is_mapping(loader_t *ld, const ynode_t *v, const char *key)
+{
+	if (yaml_tree_is_null(v))
+		return false; /* an empty section means: all defaults */
+	if (v->kind != YNODE_MAPPING) {
+		s_err(ld, v, "'%s' must be a mapping, not %s", key, yaml_tree_describe(v));
+		return false;
+	}
+	return true;
+}
+
+static void s_log_level(loader_t *ld, const ynode_t *v)
+{
+	const char *text = s_text(ld, v, "log_level", false);
+	size_t i;
+
+	if (!text)
+		return;
+	for (i = 0; i < N_OF(s_log_levels); i++) {
+		if (!strcmp(text, s_log_levels[i])) {
+			ld->conf->log_level = (kanal_log_level_t)i;
+			return;
+		}
+	}
+	s_err(ld, v, "'log_level': '%s' is not one of error, warn, info, debug", text);
+}
+
+/* A folder setting: plugin_dir, state_dir, run_dir. */
+static void s_folder(loader_t *ld, const ynode_t *v, const char *key, char **out)
+{
+	const char *text = s_text(ld, v, key, false);
+
+	if (text)
+		*out = s_path(ld, text);
+}
+
+/* `routes:` a folder or file, or a list of them. */
+static void s_routes(loader_t *ld, const ynode_t *v)
+{
+	conf_t *conf = ld->conf;
+	size_t i;
+
+	if (v->kind == YNODE_SCALAR) {
+		const char *text = s_text(ld, v, "routes", false);
+		if (!text)
+			return;
+		conf->route_paths = s_calloc(ld, 1, sizeof *conf->route_paths);
+		if (conf->route_paths && (conf->route_paths[0] = s_path(ld, text)))
+			conf->n_route_paths = 1;
+		return;
+	}
+	if (v->kind != YNODE_SEQUENCE) {
+		s_err(ld, v, "'routes' must be a folder or file, or a list of them, not %s",
+		      yaml_tree_describe(v));
+		return;
+	}
+	if (!v->n_items) {
+		s_err(ld, v, "'routes' is an empty list: name at least one folder or file");
+		return;
+	}
+	conf->route_paths = s_calloc(ld, v->n_items, sizeof *conf->route_paths);
+	if (!conf->route_paths)
+		return;
+	conf->n_route_paths = 0;
+	for (i = 0; i < v->n_items; i++) {
+		const char *text = s_text(ld, v->items[i], "routes", false);
+		char *path = text ? s_path(ld, text) : NULL;
+		if (path)
+			conf->route_paths[conf->n_route_paths++] = path;
+	}
+}
+
+/* Checks the form of a ZeroMQ endpoint kanald binds: tcp://HOST:PORT or ipc://PATH. */
+static bool s_endpoint_valid(const char *text)
+{
+	const char *colon, *p;
+
+	if (!strncmp(text, "ipc://", 6))
+		return text[6] != '\0';
+	if (strncmp(text, "tcp://", 6) != 0)
+		return false;
+	colon = strrchr(text + 6, ':');
+	if (!colon || colon == text + 6 || !colon[1])
+		return false;
+	if (!strcmp(colon + 1, "*"))
+		return true;
+	for (p = colon + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return p - (colon + 1) <= 5 && atol(colon + 1) <= 65535;
+}
+
+static void s_endpoint(loader_t *ld, const ynode_t *v, const char *key, char **out)
+{
+	const char *text;
+
+	if (v->kind == YNODE_SCALAR && yaml_tree_is_null(v)) {
+		s_err(ld, v, "'%s' needs a value: an endpoint such as tcp://127.0.0.1:7700, or "
+			     "off to disable it", key);
+		return;
+	}
+	text = s_text(ld, v, key, true);
+	if (!text)
+		return;
+	if (!*text || !strcmp(text, "off")) {
+		*out = s_strdup(ld, "");
+		return;
+	}
+	if (!s_endpoint_valid(text)) {
+		s_err(ld, v, "'%s': '%s' is not an endpoint (write tcp://HOST:PORT or "
+			     "ipc://PATH, or off)", key, text);
+		return;
+	}
+	*out = s_strdup(ld, text);
+}
+
+static void s_endpoints(loader_t *ld, const ynode_t *v)
+{
+	conf_t *conf = ld->conf;
+	const ynode_t *x;
+
+	if (!s_is_mapping(ld, v, "endpoints"))
+		return;
+	if (yaml_tree_check_keys(v, s_endpoint_keys, N_OF(s_endpoint_keys), "endpoints",
+				 ld->file, ld->d))
+		ld->errors++;
+	if ((x = yaml_tree_get(v, "gateway")))
+		s_endpoint(ld, x, "gateway", &conf->gateway_endpoint);
+	if ((x = yaml_tree_get(v, "stream")))
+		s_endpoint(ld, x, "stream", &conf->stream_endpoint);
+	if ((x = yaml_tree_get(v, "admin")))
+		s_endpoint(ld, x, "admin", &conf->admin_endpoint);
+}
+
+static void s_limits(loader_t *ld, const ynode_t *v)
+{
+	conf_t *conf = ld->conf;
+	const ynode_t *x, *queue_bytes;
+
+	if (!s_is_mapping(ld, v, "limits"))
+		return;
+	if (yaml_tree_check_keys(v, s_limit_keys, N_OF(s_limit_keys), "limits", ld->file, ld->d))
+		ld->errors++;
+	if ((x = yaml_tree_get(v, "max_event_size")))
+		s_size(ld, x, "max_event_size", &conf->max_event_bytes);
+	if ((x = yaml_tree_get(v, "queue_max_events")))
+		s_count(ld, x, "queue_max_events", &conf->queue_max_events);
+	if ((queue_bytes = yaml_tree_get(v, "queue_max_bytes")))
+		s_size(ld, queue_bytes, "queue_max_bytes", &conf->queue_max_bytes);
+	if ((x = yaml_tree_get(v, "shutdown_deadline")))
+		s_duration(ld, x, "shutdown_deadline", true, &conf->shutdown_deadline_ms);
+	if ((x = yaml_tree_get(v, "enrich_timeout")))
+		s_duration(ld, x, "enrich_timeout", false, &conf->enrich_timeout_ms);
+	/* A queue that cannot hold one largest event would refuse that event forever. */
+	if (conf->queue_max_bytes < conf->max_event_bytes)
+		s_err(ld, queue_bytes ? queue_bytes : v,
+		      "'queue_max_bytes' (%lld bytes) is smaller than 'max_event_size' (%lld "
+		      "bytes): a destination queue must hold at least one event",
+		      (long long)conf->queue_max_bytes, (long long)conf->max_event_bytes);
+}
+
+/* ---- instances ---------------------------------------------------------------------- */
+
+/* True when `name` is a valid instance name: [a-z0-9][a-z0-9_-]*, at most CONF_MAX_NAME. */
+static bool s_name_valid(const char *name)
+{
+	const char *p;
+
+	if (!*name || strlen(name) > CONF_MAX_NAME)
+		return false;
+	if (!((*name >= 'a' && *name <= 'z') || (*name >= '0' && *name <= '9')))
+		return false;
+	for (p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+		      *p == '-'))
+			return false;
+	return true;
+}
+
+/* Resolves `plugin: X`: a value with a '/' or ending in ".so" is a path (relative to the
+ * config's folder); anything else is the name of a plugin in plugin_dir. */
+static void s_plugin(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
+{
+	const char *text = s_text(ld, v, "plugin", false);
+	size_t len;
+	char *file;
+
+	if (!text)
+		return;
+	inst->plugin = s_strdup(ld, text);
+	len = strlen(text);
+	if (strchr(text, '/') || (len > 3 && !strcmp(text + len - 3, ".so"))) {
+		inst->plugin_path = s_path(ld, text);
+		return;
+	}
+	if (!s_name_valid(text)) {
+		s_err(ld, v, "'plugin': '%s' is neither a plugin name (like daycare) nor a path "
+			     "to a .so file", text);
+		return;
+	}
+	if (!ld->conf->plugin_dir)
+		return; /* out of memory earlier; already noted */
+	if (asprintf(&file, "%s/%s.so", ld->conf->plugin_dir, text) < 0)
+		file = NULL;
+	inst->plugin_path = s_keep(ld, file);
+}
+
+/* Copies an instance's `options:` mapping as kanal_optval_t records: a key with a text
+ * value or a list of text values. */
+static void s_options(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
+{
+	size_t i, j;
+
+	if (!s_is_mapping(ld, v, "options"))
+		return;
+	inst->options = s_calloc(ld, v->n_pairs, sizeof *inst->options);
+	if (!inst->options)
+		return;
+	for (i = 0; i < v->n_pairs; i++) {
+		const ynode_t *key = v->pairs[i].key, *val = v->pairs[i].value;
+		kanal_optval_t *opt = &inst->options[inst->n_options];
+		const char **items;
+
+		opt->key = s_strdup(ld, key->text);
+		opt->line = key->line;
+		opt->column = key->column;
+		if (val->kind == YNODE_MAPPING) {
+			s_err(ld, val, "option '%s': a mapping is not an option value (give a text "
+				       "value or a list)", key->text);
+			continue;
+		}
+		if (val->kind == YNODE_SCALAR) {
+			opt->value = s_strdup(ld, yaml_tree_is_null(val) ? "" : val->text);
+			inst->n_options++;
+			continue;
+		}
+		items = s_calloc(ld, val->n_items, sizeof *items);
+		if (!items)
+			continue;
+		for (j = 0; j < val->n_items; j++) {
+			if (val->items[j]->kind != YNODE_SCALAR) {
+				s_err(ld, val->items[j], "option '%s': list items must be text "
+							 "values, not %s", key->text,
+				      yaml_tree_describe(val->items[j]));
+				continue;
+			}
+			items[opt->n_items++] = s_strdup(ld, val->items[j]->text);
+		}
+		opt->items = items;
+		opt->is_list = true;
+		inst->n_options++;
+	}
+}
+
+static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
+{
+	conf_t *conf = ld->conf;
+	conf_instance_t *inst = &conf->instances[conf->n_instances];
+	const ynode_t *name = yaml_tree_get(v, "name"), *x;
+	const char *text;
+	size_t i;
+
+	if (v->kind != YNODE_MAPPING) {
+		s_err(ld, v, "instance #%zu must be a mapping with a name and a plugin, not %s",
+		      at + 1, yaml_tree_describe(v));
+		return;
+	}
+	if (yaml_tree_check_keys(v, s_instance_keys, N_OF(s_instance_keys), NULL, ld->file,
+				 ld->d))
+		ld->errors++;
+	inst->line = v->line;
+	inst->column = v->column;
+	inst->isolation = s_strdup(ld, "thread");
+	if (!name) {
+		s_err(ld, v, "instance #%zu has no 'name'", at + 1);
+	} else if ((text = s_text(ld, name, "name", false))) {
+		if (!s_name_valid(text)) {
+			s_err(ld, name, "instance name '%s' is not valid: use at most %d lower-case "
+					"letters, digits, '_' and '-', starting with a letter or "
+					"digit", text, CONF_MAX_NAME);
+		} else if (!strcmp(text, "deadletter")) {
+			s_err(ld, name, "instance name 'deadletter' is reserved for the built-in "
+					"dead-letter destination");
+		} else {
+			for (i = 0; i < conf->n_instances; i++) {
+				if (conf->instances[i].name && !strcmp(conf->instances[i].name, text)) {
+					s_err(ld, name, "duplicate instance name '%s' (first at line "
+							"%d)", text, conf->instances[i].line);
+					break;
+				}
+			}
+			if (i == conf->n_instances)
+				inst->name = s_strdup(ld, text);
+		}
+	}
+	if (!(x = yaml_tree_get(v, "plugin"))) {
+		if (inst->name)
+			s_err(ld, v, "instance '%s' has no 'plugin'", inst->name);
+		else
+			s_err(ld, v, "instance #%zu has no 'plugin'", at + 1);
+	} else {
+		s_plugin(ld, inst, x);
+	}
+	if ((x = yaml_tree_get(v, "isolation"))) {
+		text = s_text(ld, x, "isolation", false);
+		if (text && strcmp(text, "thread") && strcmp(text, "process"))
+			s_err(ld, x, "'isolation': '%s' is not thread or process", text);
+		else if (text)
+			inst->isolation = s_strdup(ld, text);
+	}
+	if ((x = yaml_tree_get(v, "options")))
+		s_options(ld, inst, x);
+	/* Entries with errors are kept too: later checks (duplicates) still see their names. */
+	conf->n_instances++;
+}
+
+static void s_instances(loader_t *ld, const ynode_t *v)
+{
+	conf_t *conf = ld->conf;
+	size_t i;
+
+	if (yaml_tree_is_null(v))
+		return;
+	if (v->kind != YNODE_SEQUENCE) {
+		s_err(ld, v, "'instances' must be a list, not %s", yaml_tree_describe(v));
+		return;
+	}
+	conf->instances = s_calloc(ld, v->n_items, sizeof *conf->instances);
+	if (!conf->instances)
+		return;
+	for (i = 0; i < v->n_items; i++)
+		s_instance(ld, v->items[i], i);
+}
+
+/* ---- the whole file ----------------------------------------------------------------- */
+
+/* Sets everything a file may leave out. Folders default to beside the file. */
+static void s_defaults(loader_t *ld)
+{
+	conf_t *conf = ld->conf;
+
+	conf->log_level = KANAL_LOG_INFO;
+	conf->plugin_dir = s_path(ld, "plugins");
+	conf->state_dir = s_path(ld, "state");
+	conf->run_dir = s_path(ld, "run");
+	conf->gateway_endpoint = s_strdup(ld, CONF_DEFAULT_GATEWAY);
+	conf->stream_endpoint = s_strdup(ld, CONF_DEFAULT_STREAM);
+	conf->admin_endpoint = s_strdup(ld, CONF_DEFAULT_ADMIN);
+	conf->max_event_bytes = KANAL_MSG_DEFAULT_MAX_BYTES;
+	conf->queue_max_events = 10000;
+	conf->queue_max_bytes = 64 * 1024 * 1024;
+	conf->shutdown_deadline_ms = 5000;
+	conf->enrich_timeout_ms = 2000;
+	conf->route_paths = s_calloc(ld, 1, sizeof *conf->route_paths);
+	if (conf->route_paths && (conf->route_paths[0] = s_path(ld, "routes")))
+		conf->n_route_paths = 1;
+}
+
+static void s_walk(loader_t *ld, const ynode_t *root)
+{
+	conf_t *conf = ld->conf;
+	const ynode_t *x;
+
+	if (!root)
+		return; /* an empty file: every default */
+	if (root->kind != YNODE_MAPPING) {
+		s_err(ld, root, "kanald.yaml must be a mapping of settings (log_level:, "
+				"instances:, …), not %s", yaml_tree_describe(root));
+		return;
+	}
+	if (yaml_tree_check_keys(root, s_top_keys, N_OF(s_top_keys), NULL, ld->file, ld->d))
+		ld->errors++;
+	if ((x = yaml_tree_get(root, "log_level")))
+		s_log_level(ld, x);
+	/* plugin_dir first: instances resolve their plugin names against it. */
+	if ((x = yaml_tree_get(root, "plugin_dir")))
+		s_folder(ld, x, "plugin_dir", &conf->plugin_dir);
+	if ((x = yaml_tree_get(root, "state_dir")))
+		s_folder(ld, x, "state_dir", &conf->state_dir);
+	if ((x = yaml_tree_get(root, "run_dir")))
+		s_folder(ld, x, "run_dir", &conf->run_dir);
+	if ((x = yaml_tree_get(root, "routes")))
+		s_routes(ld, x);
+	if ((x = yaml_tree_get(root, "endpoints")))
+		s_endpoints(ld, x);
+	if ((x = yaml_tree_get(root, "limits")))
+		s_limits(ld, x);
+	if ((x = yaml_tree_get(root, "instances")))
+		s_instances(ld, x);
+}
+
+/* The folder of `path` as written ("." when it has none). Returns a new string or NULL. */
+static char *s_dirname(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return strdup(".");
+	if (slash == path)
+		return strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
+int conf_load(const char *path, conf_t **out, diag_t *d)
+{
+	conf_store_t *store = NULL;
+	yaml_tree_t *tree = NULL;
+	conf_t *conf = NULL;
+	size_t first_error;
+	loader_t ld;
+	int rc;
+
+	*out = NULL;
+	memset(&ld, 0, sizeof ld);
+	conf = calloc(1, sizeof *conf);
+	store = calloc(1, sizeof *store);
+	if (!conf || !store) {
+		free(conf);
+		free(store);
+		return KANAL_ENOMEM;
+	}
+	conf->strings = store;
+	ld.conf = conf;
+	ld.store = store;
+	ld.file = path;
+	ld.d = d;
+	conf->file = s_strdup(&ld, path);
+	conf->dir = s_keep(&ld, s_dirname(path));
+	if (ld.oom)
+		goto fail_oom;
+	first_error = d ? d->count : 0;
+	rc = yaml_tree_load(path, &tree, d);
+	if (rc == KANAL_ENOMEM)
+		goto fail_oom;
+	if (rc != 0) {
+		conf_destroy(&conf);
+		return KANAL_ECONFIG;
+	}
+	ld.errors = tree->errors;
+	s_defaults(&ld);
+	s_walk(&ld, tree->root);
+	yaml_tree_destroy(&tree);
+	yaml_tree_sort_errors(d, first_error);
+	if (ld.oom)
+		goto fail_oom;
+	if (ld.errors) {
+		conf_destroy(&conf);
+		return KANAL_ECONFIG;
+	}
+	*out = conf;
+	return 0;
+fail_oom:
+	yaml_tree_destroy(&tree);
+	conf_destroy(&conf);
+	return KANAL_ENOMEM;
+}
+
+void conf_destroy(conf_t **conf_p)
+{
+	conf_store_t *store;
+	size_t i;
+
+	if (!conf_p || !*conf_p)
+		return;
+	store = (*conf_p)->strings;
+	if (store) {
+		for (i = 0; i < store->n; i++)
+			free(store->ptrs[i]);
+		free(store->ptrs);
+		free(store);
+	}
+	free(*conf_p);
+	*conf_p = NULL;
+}
+
+const conf_instance_t *conf_instance(const conf_t *conf, const char *name)
+{
+	size_t i;
+
+	if (!conf || !name)
+		return NULL;
+	for (i = 0; i < conf->n_instances; i++)
+		if (conf->instances[i].name && !strcmp(conf->instances[i].name, name))
+			return &conf->instances[i];
+	return NULL;
+}

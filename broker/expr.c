@@ -1,0 +1,1573 @@
+/*
+ * broker/expr.c — `where` expressions of routing tables: lexer, recursive-descent parser,
+ * type checker, evaluator and explainer.
+ *
+ * Grammar (keywords are lower case; blanks are spaces, tabs and line breaks):
+ *
+ *   or_expr  := and_expr ('or' and_expr)*
+ *   and_expr := not_expr ('and' not_expr)*
+ *   not_expr := 'not' not_expr | primary
+ *   primary  := '(' or_expr ')' | 'exists' field | operand (cmpop operand | 'in' list)
+ *   operand  := field | literal          cmpop := == != < <= > >=
+ *   list     := '[' literal (',' literal)* ']'     (one type; ints and decimals mix)
+ *   literal  := "string" (escapes \" \\ \n \t) | number (-?digits(.digits)?) | true | false
+ *   field    := core attribute (specversion id source type subject time datacontenttype
+ *               dataschema) | extension ([a-z0-9]+, not a keyword) | data | data.a.b.0
+ *
+ * A field alone is not a condition, not even a boolean one: write `data.urgent == true`.
+ * Data path segments are letters, digits, '_' and '-'; a number indexes an array.
+ *
+ * Parsing checks types where they are known: a core attribute is always a string, so
+ * comparing it with a number or boolean is an error; so are ordering booleans, comparing two
+ * literals, and lists of mixed types. Errors carry a 1-based column into the expression; the
+ * syntax errors also say it in the text ("expected ')' at column 17, found end of
+ * expression").
+ *
+ * Evaluation:
+ *   - A comparison whose field is absent, or holds a value of another type than the other
+ *     side, is false — `!=` too; `not` inverts the result. So `data.x != 1` is false when
+ *     data.x is absent, and `not data.x == 1` is true.
+ *   - Numbers compare as doubles, but exactly as 64-bit integers when both sides are
+ *     integers. Strings compare bytewise. Booleans only compare with == and != (ordering
+ *     two boolean fields is false).
+ *   - Extension attributes reach us as text (msg.h gives integers and booleans in canonical
+ *     form), so an extension compared with a number is read as a number when its text is one
+ *     (else the comparison is false), with a boolean when its text is "true" or "false", and
+ *     with a string bytewise: an integer extension 10 equals "10".
+ *   - `in` is true when the field equals any element of the list.
+ *   - `exists` is true when the attribute is set or the data path holds a value; a JSON null
+ *     counts as absent. `exists data` is true for any JSON data but null, and binary data.
+ *     Data fields of binary data are absent.
+ *   - and/or short-circuit left to right, so a message's data is not parsed when an earlier
+ *     attribute comparison decides: write attribute conditions first.
+ *   - Evaluation allocates nothing itself (checking `exists` on an object, array or null
+ *     data field is the one exception: msg.h has no type query, so it looks at the value's
+ *     JSON text).
+ *
+ * Explaining: expr_explain gives, for a false expression, the comparison that decided it in
+ * its source form and the value found ("data.days <= 5 is false: data.days is 7"). For an
+ * `or` that is false, every alternative is named. The whole reason is passed through
+ * kanal_cpr_redact_inplace, so CPR numbers in data or in the expression are masked.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <kanal/kanal.h>
+
+#include "expr.h"
+
+/* Deepest nesting of parentheses and `not`, so hostile input cannot exhaust the stack. */
+#define EXPR_MAX_DEPTH 64
+/* How much of a token or a string value an error or explanation quotes. */
+#define EXPR_QUOTE_MAX 40
+#define EXPR_VALUE_MAX 64
+
+/* ---- values and the tree ---------------------------------------------------------------- */
+
+typedef enum vkind {
+	V_ABSENT = 0,
+	V_STR,
+	V_INT,
+	V_DBL,
+	V_BOOL,
+	V_OTHER, /* present but not comparable: an object, an array, null */
+} vkind_t;
+
+typedef struct value {
+	vkind_t kind;
+	const char *s;
+	int64_t i;
+	double d;
+	bool b;
+} value_t;
+
+/* What a comparison wants a field read as, so that one typed lookup suffices. */
+typedef enum hint {
+	H_ANY = 0,
+	H_STR,
+	H_NUM,
+	H_BOOL,
+} hint_t;
+
+typedef enum okind {
+	OP_LIT = 0,
+	OP_CORE,
+	OP_EXT,
+	OP_DATA,
+} okind_t;
+
+typedef const char *(*attr_getter_t)(const kanal_msg_t *msg);
+
+typedef struct operand {
+	okind_t kind;
+	value_t lit;        /* OP_LIT; a string is owned (char *) */
+	char *name;         /* OP_EXT: the name; OP_DATA: the path after "data." ("" for data) */
+	attr_getter_t get;  /* OP_CORE */
+	size_t start, end;  /* source span */
+} operand_t;
+
+typedef enum cmpop {
+	CMP_EQ = 0,
+	CMP_NE,
+	CMP_LT,
+	CMP_LE,
+	CMP_GT,
+	CMP_GE,
+} cmpop_t;
+
+static const char *const s_cmpop_text[] = { "==", "!=", "<", "<=", ">", ">=" };
+
+typedef enum nkind {
+	N_OR = 0,
+	N_AND,
+	N_NOT,
+	N_CMP,
+	N_IN,
+	N_EXISTS,
+} nkind_t;
+
+typedef struct node {
+	nkind_t kind;
+	size_t start, end;     /* source span */
+	struct node **kids;    /* N_OR, N_AND (n), N_NOT (1) */
+	size_t n_kids;
+	cmpop_t op;            /* N_CMP */
+	operand_t lhs;         /* N_CMP, N_IN, N_EXISTS: always a field after parsing */
+	operand_t rhs;         /* N_CMP */
+	value_t *list;         /* N_IN: literals of one kind (V_INT and V_DBL may mix) */
+	size_t n_list;
+} node_t;
+
+struct expr {
+	char *text;
+	node_t *root;
+	bool uses_data;
+};
+
+static const struct {
+	const char *name;
+	attr_getter_t get;
+} s_core_attrs[] = {
+	{ "specversion", kanal_msg_specversion },
+	{ "id", kanal_msg_id },
+	{ "source", kanal_msg_source },
+	{ "type", kanal_msg_type },
+	{ "subject", kanal_msg_subject },
+	{ "time", kanal_msg_time },
+	{ "datacontenttype", kanal_msg_datacontenttype },
+	{ "dataschema", kanal_msg_dataschema },
+};
+
+static bool s_is_field(const operand_t *o)
+{
+	return o->kind != OP_LIT;
+}
+
+static bool s_is_leaf(const node_t *n)
+{
+	return n->kind == N_CMP || n->kind == N_IN || n->kind == N_EXISTS;
+}
+
+static void s_operand_free(operand_t *o)
+{
+	if (o->kind == OP_LIT && o->lit.kind == V_STR)
+		free((char *)o->lit.s);
+	free(o->name);
+	memset(o, 0, sizeof *o);
+}
+
+static void s_node_destroy(node_t **node_p)
+{
+	node_t *n;
+
+	if (!node_p || !*node_p)
+		return;
+	n = *node_p;
+	for (size_t i = 0; i < n->n_kids; i++)
+		s_node_destroy(&n->kids[i]);
+	free(n->kids);
+	s_operand_free(&n->lhs);
+	s_operand_free(&n->rhs);
+	for (size_t i = 0; i < n->n_list; i++)
+		if (n->list[i].kind == V_STR)
+			free((char *)n->list[i].s);
+	free(n->list);
+	free(n);
+	*node_p = NULL;
+}
+
+void expr_destroy(expr_t **expr_p)
+{
+	expr_t *e;
+
+	if (!expr_p || !*expr_p)
+		return;
+	e = *expr_p;
+	s_node_destroy(&e->root);
+	free(e->text);
+	free(e);
+	*expr_p = NULL;
+}
+
+bool expr_uses_data(const expr_t *expr)
+{
+	return expr && expr->uses_data;
+}
+
+/* ---- numbers ------------------------------------------------------------------------------ */
+
+static bool s_is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Parses exactly s[0..len) as -?digits(.digits)? into *out (V_INT, or V_DBL when there is a
+ * fraction). Returns 0, -1 when the text is not such a number, -2 when out of range. Used for
+ * literals and for extension attribute text, so both read numbers alike. */
+static int s_parse_number(const char *s, size_t len, value_t *out)
+{
+	char buf[400];
+	size_t i = 0;
+	bool fraction = false;
+	char *end;
+
+	if (i < len && s[i] == '-')
+		i++;
+	if (i == len || !s_is_digit(s[i]))
+		return -1;
+	while (i < len && s_is_digit(s[i]))
+		i++;
+	if (i < len && s[i] == '.') {
+		fraction = true;
+		i++;
+		if (i == len || !s_is_digit(s[i]))
+			return -1;
+		while (i < len && s_is_digit(s[i]))
+			i++;
+	}
+	if (i != len)
+		return -1;
+	if (len >= sizeof buf)
+		return -2;
+	/* A copy, so that strtoll/strtod stop exactly at the end of the number. */
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	errno = 0;
+	if (fraction) {
+		out->kind = V_DBL;
+		out->d = strtod(buf, &end);
+	} else {
+		out->kind = V_INT;
+		out->i = strtoll(buf, &end, 10);
+	}
+	if (errno == ERANGE || *end)
+		return -2;
+	return 0;
+}
+
+/* ---- the lexer ---------------------------------------------------------------------------- */
+
+typedef enum ttype {
+	T_END = 0,
+	T_ERROR,
+	T_LPAREN,
+	T_RPAREN,
+	T_LBRACK,
+	T_RBRACK,
+	T_COMMA,
+	T_CMP,
+	T_STRING,
+	T_NUMBER,
+	T_WORD,
+} ttype_t;
+
+typedef struct token {
+	ttype_t type;
+	size_t start, len;
+	cmpop_t op; /* T_CMP */
+} token_t;
+
+typedef struct parser {
+	const char *text;
+	size_t pos;            /* where the next token is lexed */
+	token_t tok;           /* the current (lookahead) token */
+	token_t prev;          /* the last consumed token; prev.len 0 at the start */
+	char lex_error[192];   /* when tok.type is T_ERROR: what is wrong with it */
+	size_t lex_error_at;   /* and at which offset */
+	int depth;
+	bool failed;
+	size_t fail_at;
+	char fail_text[sizeof(((kanal_error_t *)0)->text)];
+	bool uses_data;
+} parser_t;
+
+/* Records the first error: a message and the offset it is about. */
+__attribute__((format(printf, 3, 4))) static void s_fail(parser_t *p, size_t at,
+							  const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->failed)
+		return;
+	p->failed = true;
+	p->fail_at = at;
+	va_start(ap, fmt);
+	vsnprintf(p->fail_text, sizeof p->fail_text, fmt, ap);
+	va_end(ap);
+}
+
+/* Records a lexical error on the current token. It is reported only when the parser looks
+ * at that token, so errors come out in source order. */
+__attribute__((format(printf, 3, 4))) static void s_lex_fail(parser_t *p, size_t at,
+							      const char *fmt, ...)
+{
+	va_list ap;
+
+	p->tok.type = T_ERROR;
+	p->lex_error_at = at;
+	va_start(ap, fmt);
+	vsnprintf(p->lex_error, sizeof p->lex_error, fmt, ap);
+	va_end(ap);
+}
+
+static bool s_is_word_start(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool s_is_word_char(char c)
+{
+	return s_is_word_start(c) || s_is_digit(c);
+}
+
+static bool s_is_segment_char(char c)
+{
+	return s_is_word_char(c) || c == '-';
+}
+
+/* Lexes a string literal starting at the quote at i; returns its length with both quotes or
+ * 0 after recording an error. */
+static size_t s_lex_string(parser_t *p, size_t i)
+{
+	const char *t = p->text;
+	size_t j = i + 1;
+
+	for (;;) {
+		unsigned char c = (unsigned char)t[j];
+
+		if (c == '\0') {
+			s_lex_fail(p, i, "unterminated string starting at column %zu", i + 1);
+			return 0;
+		}
+		if (c == '"')
+			return j + 1 - i;
+		if (c == '\\') {
+			char e = t[j + 1];
+
+			if (e == '"' || e == '\\' || e == 'n' || e == 't') {
+				j += 2;
+				continue;
+			}
+			if (e == '\0') {
+				s_lex_fail(p, i, "unterminated string starting at column %zu", i + 1);
+			} else if (e > ' ' && e < 0x7f) {
+				s_lex_fail(p, j, "unknown escape '\\%c' in string at column %zu", e,
+					   j + 1);
+			} else {
+				s_lex_fail(p, j, "unknown escape in string at column %zu", j + 1);
+			}
+			return 0;
+		}
+		if (c < 0x20) {
+			s_lex_fail(p, j,
+				   "control character in string at column %zu (write \\n or \\t)",
+				   j + 1);
+			return 0;
+		}
+		j++;
+	}
+}
+
+/* Lexes a number at i (the syntax only; the value is read by the parser). */
+static size_t s_lex_number(parser_t *p, size_t i)
+{
+	const char *t = p->text;
+	size_t j = i;
+
+	if (t[j] == '-')
+		j++;
+	if (!s_is_digit(t[j])) {
+		s_lex_fail(p, j, "expected a digit after '-' at column %zu", j + 1);
+		return 0;
+	}
+	while (s_is_digit(t[j]))
+		j++;
+	if (t[j] == '.') {
+		j++;
+		if (!s_is_digit(t[j])) {
+			s_lex_fail(p, j, "expected a digit after '.' at column %zu", j + 1);
+			return 0;
+		}
+		while (s_is_digit(t[j]))
+			j++;
+	}
+	return j - i;
+}
+
+/* Lexes a word: a name, a keyword or a dotted data path. */
+static size_t s_lex_word(parser_t *p, size_t i)
+{
+	const char *t = p->text;
+	size_t j = i;
+
+	while (s_is_word_char(t[j]))
+		j++;
+	while (t[j] == '.') {
+		j++;
+		if (!s_is_segment_char(t[j])) {
+			s_lex_fail(p, j, "expected a field name after '.' at column %zu", j + 1);
+			return 0;
+		}
+		while (s_is_segment_char(t[j]))
+			j++;
+	}
+	return j - i;
+}
+
+/* Reads the next token into p->tok. */
+static void s_lex(parser_t *p)
+{
+	const char *t = p->text;
+	size_t i = p->pos, len = 1;
+	char c;
+
+	while (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')
+		i++;
+	c = t[i];
+	p->tok.start = i;
+	p->tok.type = T_ERROR;
+	switch (c) {
+	case '\0':
+		p->tok.type = T_END;
+		len = 0;
+		break;
+	case '(':
+		p->tok.type = T_LPAREN;
+		break;
+	case ')':
+		p->tok.type = T_RPAREN;
+		break;
+	case '[':
+		p->tok.type = T_LBRACK;
+		break;
+	case ']':
+		p->tok.type = T_RBRACK;
+		break;
+	case ',':
+		p->tok.type = T_COMMA;
+		break;
+	case '=':
+		if (t[i + 1] == '=') {
+			p->tok.type = T_CMP;
+			p->tok.op = CMP_EQ;
+			len = 2;
+		} else {
+			s_lex_fail(p, i, "unexpected '=' at column %zu (did you mean '=='?)", i + 1);
+		}
+		break;
+	case '!':
+		if (t[i + 1] == '=') {
+			p->tok.type = T_CMP;
+			p->tok.op = CMP_NE;
+			len = 2;
+		} else {
+			s_lex_fail(p, i, "unexpected '!' at column %zu (did you mean '!=' or 'not'?)",
+				   i + 1);
+		}
+		break;
+	case '<':
+	case '>':
+		p->tok.type = T_CMP;
+		if (t[i + 1] == '=') {
+			p->tok.op = c == '<' ? CMP_LE : CMP_GE;
+			len = 2;
+		} else {
+			p->tok.op = c == '<' ? CMP_LT : CMP_GT;
+		}
+		break;
+	case '&':
+		s_lex_fail(p, i, "unexpected '&' at column %zu (did you mean 'and'?)", i + 1);
+		break;
+	case '|':
+		s_lex_fail(p, i, "unexpected '|' at column %zu (did you mean 'or'?)", i + 1);
+		break;
+	case '"':
+		p->tok.type = T_STRING;
+		len = s_lex_string(p, i);
+		break;
+	default:
+		if (c == '-' || s_is_digit(c)) {
+			p->tok.type = T_NUMBER;
+			len = s_lex_number(p, i);
+		} else if (s_is_word_start(c)) {
+			p->tok.type = T_WORD;
+			len = s_lex_word(p, i);
+		} else if (c > ' ' && c < 0x7f) {
+			s_lex_fail(p, i, "unexpected character '%c' at column %zu", c, i + 1);
+		} else {
+			s_lex_fail(p, i, "unexpected byte 0x%02X at column %zu", (unsigned char)c,
+				   i + 1);
+		}
+		break;
+	}
+	if (p->tok.type == T_ERROR)
+		len = 1;
+	p->tok.len = len;
+	p->pos = i + len;
+}
+
+static void s_advance(parser_t *p)
+{
+	p->prev = p->tok;
+	s_lex(p);
+}
+
+static bool s_tok_is(const token_t *tok, const char *text, const char *word)
+{
+	return tok->type == T_WORD && strlen(word) == tok->len &&
+	       memcmp(text + tok->start, word, tok->len) == 0;
+}
+
+static bool s_at_word(const parser_t *p, const char *word)
+{
+	return s_tok_is(&p->tok, p->text, word);
+}
+
+static bool s_at_keyword(const parser_t *p)
+{
+	static const char *const keywords[] = { "and", "or", "not", "in", "exists" };
+
+	for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+		if (s_at_word(p, keywords[i]))
+			return true;
+	return false;
+}
+
+/* True when the current token can begin an operand (a field or a literal). */
+static bool s_at_operand(const parser_t *p)
+{
+	return p->tok.type == T_STRING || p->tok.type == T_NUMBER ||
+	       (p->tok.type == T_WORD && !s_at_keyword(p));
+}
+
+/* Shortens text[0..len) to at most max bytes for quoting, without leaving a partial UTF-8
+ * sequence or a partial digit run (a cut CPR number would escape masking). Returns the new
+ * length; *cut tells whether anything was dropped. */
+static size_t s_safe_cut(const char *text, size_t len, size_t max, bool *cut)
+{
+	size_t n = len;
+
+	*cut = false;
+	if (len <= max)
+		return len;
+	*cut = true;
+	n = max;
+	while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+		n--;
+	while (n > 0 && (s_is_digit(text[n - 1]) || text[n - 1] == '-'))
+		n--;
+	return n;
+}
+
+/* Describes the current token for "found …": "end of expression", a string as written, or
+ * any other token in single quotes. */
+static const char *s_describe(const parser_t *p, char *buf, size_t size)
+{
+	const char *text = p->text + p->tok.start;
+	bool cut;
+	size_t n;
+
+	if (p->tok.type == T_END)
+		return "end of expression";
+	n = s_safe_cut(text, p->tok.len, EXPR_QUOTE_MAX, &cut);
+	if (p->tok.type == T_STRING)
+		snprintf(buf, size, "%.*s%s", (int)n, text, cut ? "…\"" : "");
+	else
+		snprintf(buf, size, "'%.*s%s'", (int)n, text, cut ? "…" : "");
+	return buf;
+}
+
+/* Fails on the current token: "<expected> at column N, found <token>", or the token's own
+ * lexical error when it could not be read. */
+__attribute__((format(printf, 2, 3))) static void s_fail_tok(parser_t *p,
+							      const char *expected_fmt, ...)
+{
+	char expected[160], found[EXPR_QUOTE_MAX * 2 + 16];
+	va_list ap;
+
+	if (p->tok.type == T_ERROR) {
+		s_fail(p, p->lex_error_at, "%s", p->lex_error);
+		return;
+	}
+	va_start(ap, expected_fmt);
+	vsnprintf(expected, sizeof expected, expected_fmt, ap);
+	va_end(ap);
+	s_fail(p, p->tok.start, "%s at column %zu, found %s", expected, p->tok.start + 1,
+	       s_describe(p, found, sizeof found));
+}
+
+/* ---- the parser ------------------------------------------------------------------------- */
+
+static node_t *s_parse_or(parser_t *p);
+
+static node_t *s_node_new(parser_t *p, nkind_t kind, size_t start)
+{
+	node_t *n = calloc(1, sizeof *n);
+
+	if (!n) {
+		s_fail(p, start, "out of memory");
+		return NULL;
+	}
+	n->kind = kind;
+	n->start = start;
+	return n;
+}
+
+static bool s_push_kid(parser_t *p, node_t *n, node_t *kid)
+{
+	node_t **kids = realloc(n->kids, (n->n_kids + 1) * sizeof *kids);
+
+	if (!kids) {
+		s_fail(p, kid->start, "out of memory");
+		return false;
+	}
+	kids[n->n_kids++] = kid;
+	n->kids = kids;
+	return true;
+}
+
+static size_t s_prev_end(const parser_t *p)
+{
+	return p->prev.start + p->prev.len;
+}
+
+/* Decodes the current string token into a new NUL-terminated string. */
+static char *s_decode_string(parser_t *p)
+{
+	const char *s = p->text + p->tok.start + 1;
+	size_t n = p->tok.len - 2;
+	char *out = malloc(n + 1), *w = out;
+
+	if (!out) {
+		s_fail(p, p->tok.start, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '\\') {
+			*w++ = s[i];
+			continue;
+		}
+		i++;
+		*w++ = s[i] == 'n' ? '\n' : s[i] == 't' ? '\t' : s[i];
+	}
+	*w = '\0';
+	return out;
+}
+
+/* Reads the current literal token (string, number, true, false) into *v and consumes it.
+ * Returns false after recording an error. */
+static bool s_parse_literal(parser_t *p, value_t *v)
+{
+	memset(v, 0, sizeof *v);
+	if (p->tok.type == T_STRING) {
+		char *s = s_decode_string(p);
+
+		if (!s)
+			return false;
+		v->kind = V_STR;
+		v->s = s;
+	} else if (p->tok.type == T_NUMBER) {
+		if (s_parse_number(p->text + p->tok.start, p->tok.len, v) != 0) {
+			s_fail(p, p->tok.start, "number at column %zu is out of range",
+			       p->tok.start + 1);
+			return false;
+		}
+	} else {
+		v->kind = V_BOOL;
+		v->b = s_at_word(p, "true");
+	}
+	s_advance(p);
+	return true;
+}
+
+static bool s_at_literal(const parser_t *p)
+{
+	return p->tok.type == T_STRING || p->tok.type == T_NUMBER || s_at_word(p, "true") ||
+	       s_at_word(p, "false");
+}
+
+/* Reads the current word token as a field into *o and consumes it. */
+static bool s_parse_field(parser_t *p, operand_t *o)
+{
+	const char *w = p->text + p->tok.start;
+	size_t len = p->tok.len, shown = len > EXPR_QUOTE_MAX ? EXPR_QUOTE_MAX : len;
+	const char *dot = memchr(w, '.', len);
+
+	memset(o, 0, sizeof *o);
+	o->start = p->tok.start;
+	o->end = p->tok.start + len;
+	if ((len == 4 || (dot && dot - w == 4)) && memcmp(w, "data", 4) == 0) {
+		o->kind = OP_DATA;
+		o->name = len == 4 ? strdup("") : strndup(w + 5, len - 5);
+		if (!o->name) {
+			s_fail(p, o->start, "out of memory");
+			return false;
+		}
+		p->uses_data = true;
+		s_advance(p);
+		return true;
+	}
+	if (dot) {
+		s_fail(p, o->start, "unknown field '%.*s' at column %zu: only data fields have "
+				    "dotted paths", (int)shown, w, o->start + 1);
+		return false;
+	}
+	for (size_t i = 0; i < sizeof s_core_attrs / sizeof s_core_attrs[0]; i++) {
+		if (strlen(s_core_attrs[i].name) == len &&
+		    memcmp(s_core_attrs[i].name, w, len) == 0) {
+			o->kind = OP_CORE;
+			o->get = s_core_attrs[i].get;
+			o->name = strndup(w, len);
+			if (!o->name) {
+				s_fail(p, o->start, "out of memory");
+				return false;
+			}
+			s_advance(p);
+			return true;
+		}
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (!((w[i] >= 'a' && w[i] <= 'z') || s_is_digit(w[i]))) {
+			s_fail(p, o->start, "unknown field '%.*s' at column %zu: attribute names are "
+					    "lower-case letters and digits", (int)shown, w,
+			       o->start + 1);
+			return false;
+		}
+	}
+	o->kind = OP_EXT;
+	o->name = strndup(w, len);
+	if (!o->name) {
+		s_fail(p, o->start, "out of memory");
+		return false;
+	}
+	s_advance(p);
+	return true;
+}
+
+/* Reads the current token as an operand (the caller checked s_at_operand). */
+static bool s_parse_operand(parser_t *p, operand_t *o)
+{
+	if (p->tok.type == T_WORD && !s_at_literal(p))
+		return s_parse_field(p, o);
+	memset(o, 0, sizeof *o);
+	o->kind = OP_LIT;
+	o->start = p->tok.start;
+	o->end = p->tok.start + p->tok.len;
+	return s_parse_literal(p, &o->lit);
+}
+
+static const char *s_kind_name(vkind_t kind)
+{
+	switch (kind) {
+	case V_STR:
+		return "string";
+	case V_INT:
+	case V_DBL:
+		return "number";
+	case V_BOOL:
+		return "boolean";
+	default:
+		return "value";
+	}
+}
+
+static bool s_same_kind(vkind_t a, vkind_t b)
+{
+	bool num_a = a == V_INT || a == V_DBL, num_b = b == V_INT || b == V_DBL;
+
+	return a == b || (num_a && num_b);
+}
+
+/* Type-checks a comparison (field op field, field op literal or literal op field) and puts
+ * the field on the left. `at` is the operator's offset. */
+static bool s_check_cmp(parser_t *p, node_t *n, size_t at)
+{
+	const char *op = s_cmpop_text[n->op];
+	bool ordering = n->op != CMP_EQ && n->op != CMP_NE;
+	operand_t *field, *lit;
+
+	if (!s_is_field(&n->lhs) && !s_is_field(&n->rhs)) {
+		s_fail(p, at, "'%s' compares two constants", op);
+		return false;
+	}
+	if (!s_is_field(&n->lhs)) {
+		/* Literal on the left: mirror, so evaluation sees field op literal. */
+		static const cmpop_t mirror[] = { CMP_EQ, CMP_NE, CMP_GT, CMP_GE, CMP_LT, CMP_LE };
+		operand_t tmp = n->lhs;
+
+		n->lhs = n->rhs;
+		n->rhs = tmp;
+		n->op = mirror[n->op];
+	}
+	field = &n->lhs;
+	lit = s_is_field(&n->rhs) ? NULL : &n->rhs;
+	if (!lit)
+		return true;
+	if (field->kind == OP_CORE && lit->lit.kind != V_STR) {
+		s_fail(p, at, "'%s' compares the string attribute '%s' with a %s", op, field->name,
+		       s_kind_name(lit->lit.kind));
+		return false;
+	}
+	if (ordering && lit->lit.kind == V_BOOL) {
+		s_fail(p, at, "'%s' cannot order booleans (use == or !=)", op);
+		return false;
+	}
+	return true;
+}
+
+/* Parses the list after `in` (current token '[') into n->list. */
+static bool s_parse_list(parser_t *p, node_t *n)
+{
+	size_t cap = 0;
+
+	s_advance(p);
+	for (;;) {
+		value_t v;
+
+		if (!s_at_literal(p)) {
+			s_fail_tok(p, "expected a value in the list");
+			return false;
+		}
+		if (n->n_list > 0 && !s_same_kind(n->list[0].kind, p->tok.type == T_STRING ? V_STR :
+						   p->tok.type == T_NUMBER ? V_INT : V_BOOL)) {
+			s_fail_tok(p, "expected a %s in the list (a list holds values of one type)",
+				   s_kind_name(n->list[0].kind));
+			return false;
+		}
+		if (n->n_list == cap) {
+			size_t new_cap = cap ? cap * 2 : 4;
+			value_t *list = realloc(n->list, new_cap * sizeof *list);
+
+			if (!list) {
+				s_fail(p, p->tok.start, "out of memory");
+				return false;
+			}
+			n->list = list;
+			cap = new_cap;
+		}
+		if (!s_parse_literal(p, &v))
+			return false;
+		n->list[n->n_list++] = v;
+		if (p->tok.type == T_RBRACK) {
+			s_advance(p);
+			return true;
+		}
+		if (p->tok.type != T_COMMA) {
+			s_fail_tok(p, "expected ',' or ']'");
+			return false;
+		}
+		s_advance(p);
+	}
+}
+
+/* Type-checks `field in [list]`. `at` is the offset of `in`. */
+static bool s_check_in(parser_t *p, const node_t *n, size_t at)
+{
+	if (!s_is_field(&n->lhs)) {
+		s_fail(p, at, "'in' compares two constants");
+		return false;
+	}
+	if (n->lhs.kind == OP_CORE && n->list[0].kind != V_STR) {
+		s_fail(p, at, "'in' compares the string attribute '%s' with a list of %ss",
+		       n->lhs.name, s_kind_name(n->list[0].kind));
+		return false;
+	}
+	return true;
+}
+
+/* exists FIELD */
+static node_t *s_parse_exists(parser_t *p)
+{
+	node_t *n = s_node_new(p, N_EXISTS, p->tok.start);
+
+	if (!n)
+		return NULL;
+	s_advance(p);
+	if (!s_at_operand(p) || s_at_literal(p) || p->tok.type != T_WORD) {
+		s_fail_tok(p, "expected a field after 'exists'");
+		goto fail;
+	}
+	if (!s_parse_field(p, &n->lhs))
+		goto fail;
+	n->end = s_prev_end(p);
+	return n;
+fail:
+	s_node_destroy(&n);
+	return NULL;
+}
+
+/* ( or_expr ) */
+static node_t *s_parse_group(parser_t *p)
+{
+	node_t *n;
+
+	if (++p->depth > EXPR_MAX_DEPTH) {
+		s_fail(p, p->tok.start, "expression nested too deeply at column %zu (at most %d "
+					"levels)", p->tok.start + 1, EXPR_MAX_DEPTH);
+		return NULL;
+	}
+	s_advance(p);
+	n = s_parse_or(p);
+	if (!n)
+		return NULL;
+	if (p->tok.type != T_RPAREN) {
+		s_fail_tok(p, "expected ')'");
+		s_node_destroy(&n);
+		return NULL;
+	}
+	s_advance(p);
+	p->depth--;
+	return n;
+}
+
+/* The text after "expected a condition": " after 'and'" when there is a previous token. */
+static void s_fail_condition(parser_t *p)
+{
+	if (p->prev.len)
+		s_fail_tok(p, "expected a condition after '%.*s'", (int)p->prev.len,
+			   p->text + p->prev.start);
+	else
+		s_fail_tok(p, "expected a condition");
+}
+
+/* A comparison or `in` test, starting at an operand. */
+static node_t *s_parse_test(parser_t *p)
+{
+	node_t *n = s_node_new(p, N_CMP, p->tok.start);
+	size_t at;
+
+	if (!n)
+		return NULL;
+	if (!s_parse_operand(p, &n->lhs))
+		goto fail;
+	at = p->tok.start;
+	if (p->tok.type == T_CMP) {
+		n->op = p->tok.op;
+		s_advance(p);
+		if (p->tok.type == T_LBRACK) {
+			s_fail(p, p->tok.start, "unexpected '[' at column %zu: a list may only "
+						"follow 'in'", p->tok.start + 1);
+			goto fail;
+		}
+		if (!s_at_operand(p)) {
+			s_fail_tok(p, "expected a value after '%s'", s_cmpop_text[n->op]);
+			goto fail;
+		}
+		if (!s_parse_operand(p, &n->rhs) || !s_check_cmp(p, n, at))
+			goto fail;
+	} else if (s_at_word(p, "in")) {
+		n->kind = N_IN;
+		s_advance(p);
+		if (p->tok.type != T_LBRACK) {
+			s_fail_tok(p, "expected a list after 'in'");
+			goto fail;
+		}
+		if (!s_parse_list(p, n) || !s_check_in(p, n, at))
+			goto fail;
+	} else {
+		s_fail_tok(p, "expected a comparison after '%.*s'",
+			   (int)(n->lhs.end - n->lhs.start > EXPR_QUOTE_MAX ? EXPR_QUOTE_MAX :
+				 n->lhs.end - n->lhs.start), p->text + n->lhs.start);
+		goto fail;
+	}
+	n->end = s_prev_end(p);
+	return n;
+fail:
+	s_node_destroy(&n);
+	return NULL;
+}
+
+static node_t *s_parse_primary(parser_t *p)
+{
+	if (p->tok.type == T_LPAREN)
+		return s_parse_group(p);
+	if (s_at_word(p, "exists"))
+		return s_parse_exists(p);
+	if (p->tok.type == T_LBRACK) {
+		s_fail(p, p->tok.start, "unexpected '[' at column %zu: a list may only follow 'in'",
+		       p->tok.start + 1);
+		return NULL;
+	}
+	if (!s_at_operand(p)) {
+		s_fail_condition(p);
+		return NULL;
+	}
+	return s_parse_test(p);
+}
+
+static node_t *s_parse_not(parser_t *p)
+{
+	node_t *n, *kid;
+
+	if (!s_at_word(p, "not"))
+		return s_parse_primary(p);
+	if (++p->depth > EXPR_MAX_DEPTH) {
+		s_fail(p, p->tok.start, "expression nested too deeply at column %zu (at most %d "
+					"levels)", p->tok.start + 1, EXPR_MAX_DEPTH);
+		return NULL;
+	}
+	n = s_node_new(p, N_NOT, p->tok.start);
+	if (!n)
+		return NULL;
+	s_advance(p);
+	kid = s_parse_not(p);
+	if (!kid || !s_push_kid(p, n, kid)) {
+		s_node_destroy(&kid);
+		s_node_destroy(&n);
+		return NULL;
+	}
+	p->depth--;
+	n->end = s_prev_end(p);
+	return n;
+}
+
+/* A chain of `sub` joined by the keyword: one node with n children, or the single child. */
+static node_t *s_parse_chain(parser_t *p, nkind_t kind, const char *keyword,
+			     node_t *(*sub)(parser_t *))
+{
+	node_t *first = sub(p), *n, *kid;
+
+	if (!first || !s_at_word(p, keyword))
+		return first;
+	n = s_node_new(p, kind, first->start);
+	if (!n || !s_push_kid(p, n, first)) {
+		s_node_destroy(&first);
+		s_node_destroy(&n);
+		return NULL;
+	}
+	while (s_at_word(p, keyword)) {
+		s_advance(p);
+		kid = sub(p);
+		if (!kid || !s_push_kid(p, n, kid)) {
+			s_node_destroy(&kid);
+			s_node_destroy(&n);
+			return NULL;
+		}
+	}
+	n->end = s_prev_end(p);
+	return n;
+}
+
+static node_t *s_parse_and(parser_t *p)
+{
+	return s_parse_chain(p, N_AND, "and", s_parse_not);
+}
+
+static node_t *s_parse_or(parser_t *p)
+{
+	return s_parse_chain(p, N_OR, "or", s_parse_and);
+}
+
+expr_t *expr_parse(const char *text, kanal_error_t *err)
+{
+	parser_t p;
+	expr_t *e = NULL;
+	node_t *root = NULL;
+
+	memset(&p, 0, sizeof p);
+	p.text = text ? text : "";
+	s_lex(&p);
+	if (p.tok.type == T_END) {
+		s_fail(&p, 0, "empty expression");
+		goto fail;
+	}
+	root = s_parse_or(&p);
+	if (!root)
+		goto fail;
+	if (p.tok.type == T_RPAREN)
+		s_fail(&p, p.tok.start, "unexpected ')' at column %zu without a matching '('",
+		       p.tok.start + 1);
+	else if (p.tok.type != T_END)
+		s_fail_tok(&p, "expected 'and', 'or' or end of expression");
+	if (p.failed)
+		goto fail;
+	e = calloc(1, sizeof *e);
+	if (!e || !(e->text = strdup(p.text))) {
+		s_fail(&p, 0, "out of memory");
+		goto fail;
+	}
+	e->root = root;
+	e->uses_data = p.uses_data;
+	return e;
+fail:
+	if (!p.failed)
+		s_fail(&p, 0, "invalid expression");
+	s_node_destroy(&root);
+	if (e)
+		free(e->text);
+	free(e);
+	kanal_error_set(err, NULL, 1, (int)p.fail_at + 1, NULL, "%s", p.fail_text);
+	return NULL;
+}
+
+/* ---- evaluation ---------------------------------------------------------------------------- */
+
+/* Reads the data value at path as the hint asks: one typed lookup when the type is known,
+ * trying each type in turn otherwise. */
+static void s_fetch_data(const char *path, const kanal_msg_t *msg, hint_t hint, value_t *v)
+{
+	int rc;
+
+	if (hint == H_STR || hint == H_ANY) {
+		rc = kanal_msg_data_str(msg, path, &v->s);
+		if (rc == 0) {
+			v->kind = V_STR;
+			return;
+		}
+		if (rc == KANAL_ENOTFOUND)
+			return;
+		if (hint == H_STR) {
+			v->kind = V_OTHER;
+			return;
+		}
+	}
+	if (hint == H_NUM || hint == H_ANY) {
+		rc = kanal_msg_data_int(msg, path, &v->i);
+		if (rc == 0) {
+			v->kind = V_INT;
+			return;
+		}
+		if (rc == KANAL_ENOTFOUND)
+			return;
+		rc = kanal_msg_data_double(msg, path, &v->d);
+		if (rc == 0) {
+			v->kind = V_DBL;
+			return;
+		}
+		if (hint == H_NUM) {
+			v->kind = V_OTHER;
+			return;
+		}
+	}
+	rc = kanal_msg_data_bool(msg, path, &v->b);
+	if (rc == 0)
+		v->kind = V_BOOL;
+	else if (rc != KANAL_ENOTFOUND)
+		v->kind = V_OTHER;
+}
+
+/* Reads an extension's text as the hint asks (see the file comment). */
+static void s_fetch_ext(const char *text, hint_t hint, value_t *v)
+{
+	v->kind = V_STR;
+	v->s = text;
+	if (hint == H_NUM) {
+		value_t num;
+
+		if (s_parse_number(text, strlen(text), &num) == 0)
+			*v = num;
+	} else if (hint == H_BOOL && (!strcmp(text, "true") || !strcmp(text, "false"))) {
+		v->kind = V_BOOL;
+		v->b = text[0] == 't';
+	}
+}
+
+/* The value of an operand in msg; v->kind V_ABSENT when the field is absent. */
+static void s_fetch(const operand_t *o, const kanal_msg_t *msg, hint_t hint, value_t *v)
+{
+	const char *text;
+
+	memset(v, 0, sizeof *v);
+	switch (o->kind) {
+	case OP_LIT:
+		*v = o->lit;
+		break;
+	case OP_CORE:
+		text = o->get(msg);
+		if (text) {
+			v->kind = V_STR;
+			v->s = text;
+		}
+		break;
+	case OP_EXT:
+		text = kanal_msg_attr(msg, o->name);
+		if (text)
+			s_fetch_ext(text, hint, v);
+		break;
+	case OP_DATA:
+		s_fetch_data(o->name, msg, hint, v);
+		break;
+	}
+}
+
+static hint_t s_hint_for(vkind_t kind)
+{
+	switch (kind) {
+	case V_STR:
+		return H_STR;
+	case V_INT:
+	case V_DBL:
+		return H_NUM;
+	case V_BOOL:
+		return H_BOOL;
+	default:
+		return H_ANY;
+	}
+}
+
+static bool s_order(cmpop_t op, int c)
+{
+	switch (op) {
+	case CMP_EQ:
+		return c == 0;
+	case CMP_NE:
+		return c != 0;
+	case CMP_LT:
+		return c < 0;
+	case CMP_LE:
+		return c <= 0;
+	case CMP_GT:
+		return c > 0;
+	case CMP_GE:
+		return c >= 0;
+	}
+	return false;
+}
+
+/* Compares two values; false when either is absent or their types differ. */
+static bool s_compare(cmpop_t op, const value_t *a, const value_t *b)
+{
+	bool num_a = a->kind == V_INT || a->kind == V_DBL;
+	bool num_b = b->kind == V_INT || b->kind == V_DBL;
+
+	if (a->kind == V_INT && b->kind == V_INT)
+		return s_order(op, (a->i > b->i) - (a->i < b->i));
+	if (num_a && num_b) {
+		double x = a->kind == V_INT ? (double)a->i : a->d;
+		double y = b->kind == V_INT ? (double)b->i : b->d;
+
+		return s_order(op, (x > y) - (x < y));
+	}
+	if (a->kind == V_STR && b->kind == V_STR)
+		return s_order(op, strcmp(a->s, b->s));
+	if (a->kind == V_BOOL && b->kind == V_BOOL && (op == CMP_EQ || op == CMP_NE))
+		return s_order(op, (int)a->b - (int)b->b);
+	return false;
+}
+
+/* Fetches both sides of a comparison. A literal tells the field's wanted type; between two
+ * fields, an extension is read in the type of the other side. */
+static void s_fetch_pair(const node_t *n, const kanal_msg_t *msg, value_t *a, value_t *b)
+{
+	if (n->rhs.kind == OP_LIT) {
+		*b = n->rhs.lit;
+		s_fetch(&n->lhs, msg, s_hint_for(b->kind), a);
+	} else if (n->lhs.kind == OP_EXT && n->rhs.kind != OP_EXT) {
+		s_fetch(&n->rhs, msg, H_ANY, b);
+		s_fetch(&n->lhs, msg, s_hint_for(b->kind), a);
+	} else {
+		s_fetch(&n->lhs, msg, n->lhs.kind == OP_EXT ? H_STR : H_ANY, a);
+		s_fetch(&n->rhs, msg, n->rhs.kind == OP_EXT ? s_hint_for(a->kind) : H_ANY, b);
+	}
+}
+
+static bool s_eval_cmp(const node_t *n, const kanal_msg_t *msg)
+{
+	value_t a, b;
+
+	s_fetch_pair(n, msg, &a, &b);
+	return s_compare(n->op, &a, &b);
+}
+
+static bool s_eval_in(const node_t *n, const kanal_msg_t *msg)
+{
+	value_t v;
+
+	s_fetch(&n->lhs, msg, s_hint_for(n->list[0].kind), &v);
+	if (v.kind == V_ABSENT)
+		return false;
+	for (size_t i = 0; i < n->n_list; i++)
+		if (s_compare(CMP_EQ, &v, &n->list[i]))
+			return true;
+	return false;
+}
+
+/* Whether the data path holds a value other than null. */
+static bool s_data_present(const char *path, const kanal_msg_t *msg)
+{
+	kanal_data_kind_t kind = kanal_msg_data_kind(msg);
+	value_t v;
+	char *json;
+	bool present;
+
+	if (kind == KANAL_DATA_BINARY)
+		return path[0] == '\0';
+	if (kind != KANAL_DATA_JSON)
+		return false;
+	memset(&v, 0, sizeof v);
+	s_fetch_data(path, msg, H_ANY, &v);
+	if (v.kind != V_OTHER)
+		return v.kind != V_ABSENT;
+	/* An object, an array or null: only the text tells which. */
+	json = kanal_msg_data_json(msg, path);
+	present = json && strcmp(json, "null") != 0;
+	kanal_free(json);
+	return present;
+}
+
+static bool s_eval_exists(const node_t *n, const kanal_msg_t *msg)
+{
+	switch (n->lhs.kind) {
+	case OP_CORE:
+		return n->lhs.get(msg) != NULL;
+	case OP_EXT:
+		return kanal_msg_attr(msg, n->lhs.name) != NULL;
+	case OP_DATA:
+		return s_data_present(n->lhs.name, msg);
+	default:
+		return false;
+	}
+}
+
+static bool s_eval(const node_t *n, const kanal_msg_t *msg)
+{
+	switch (n->kind) {
+	case N_OR:
+		for (size_t i = 0; i < n->n_kids; i++)
+			if (s_eval(n->kids[i], msg))
+				return true;
+		return false;
+	case N_AND:
+		for (size_t i = 0; i < n->n_kids; i++)
+			if (!s_eval(n->kids[i], msg))
+				return false;
+		return true;
+	case N_NOT:
+		return !s_eval(n->kids[0], msg);
+	case N_CMP:
+		return s_eval_cmp(n, msg);
+	case N_IN:
+		return s_eval_in(n, msg);
+	case N_EXISTS:
+		return s_eval_exists(n, msg);
+	}
+	return false;
+}
+
+bool expr_eval(const expr_t *expr, const kanal_msg_t *msg)
+{
+	if (!expr || !msg)
+		return false;
+	return s_eval(expr->root, msg);
+}
+
+/* ---- explaining --------------------------------------------------------------------------- */
+
+/* A bounded text builder: appends until full and remembers that it was. */
+typedef struct sbuf {
+	char *buf;
+	size_t size, len;
+	bool full;
+} sbuf_t;
+
+__attribute__((format(printf, 2, 3))) static void s_append(sbuf_t *sb, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (sb->full)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(sb->buf + sb->len, sb->size - sb->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sb->size - sb->len) {
+		sb->full = true;
+		sb->len = sb->size - 1;
+	} else {
+		sb->len += (size_t)n;
+	}
+}
+
+/* Appends a string value in double quotes, escaped, shortened safely when long. */
+static void s_append_quoted(sbuf_t *sb, const char *s)
+{
+	bool cut;
+	size_t n = s_safe_cut(s, strlen(s), EXPR_VALUE_MAX, &cut);
+
+	s_append(sb, "\"");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			s_append(sb, "\\%c", c);
+		else if (c == '\n')
+			s_append(sb, "\\n");
+		else if (c == '\t')
+			s_append(sb, "\\t");
+		else if (c < 0x20)
+			s_append(sb, "\\u%04x", c);
+		else
+			s_append(sb, "%c", c);
+	}
+	s_append(sb, "%s\"", cut ? "…" : "");
+}
+
+static void s_append_double(sbuf_t *sb, double d)
+{
+	char tmp[40];
+
+	snprintf(tmp, sizeof tmp, "%.15g", d);
+	if (strtod(tmp, NULL) != d)
+		snprintf(tmp, sizeof tmp, "%.17g", d);
+	s_append(sb, "%s", tmp);
+}
+
+/* Appends "NAME is VALUE" for a field: the value as the comparison read it, or, when that
+ * did not fit the comparison's type, as it really is. */
+static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o,
+			   const kanal_msg_t *msg, hint_t hint)
+{
+	value_t v;
+
+	s_append(sb, "%.*s is ", (int)(o->end - o->start), e->text + o->start);
+	s_fetch(o, msg, hint, &v);
+	if (v.kind == V_OTHER && o->kind == OP_DATA)
+		s_fetch(o, msg, H_ANY, &v);
+	switch (v.kind) {
+	case V_ABSENT:
+		if (o->kind == OP_DATA && !o->name[0] &&
+		    kanal_msg_data_kind(msg) == KANAL_DATA_BINARY)
+			s_append(sb, "binary data");
+		else
+			s_append(sb, "absent");
+		break;
+	case V_STR:
+		s_append_quoted(sb, v.s);
+		break;
+	case V_INT:
+		s_append(sb, "%" PRId64, v.i);
+		break;
+	case V_DBL:
+		s_append_double(sb, v.d);
+		break;
+	case V_BOOL:
+		s_append(sb, "%s", v.b ? "true" : "false");
+		break;
+	case V_OTHER: {
+		char *json = kanal_msg_data_json(msg, o->name);
+
+		s_append(sb, "%s", !json ? "not readable" : json[0] == '{' ? "an object" :
+				   json[0] == '[' ? "an array" : "null");
+		kanal_free(json);
+		break;
+	}
+	}
+}
+
+/* Explains a leaf (comparison, `in`, `exists`), quoting the source span [start, end) — the
+ * leaf's own, or that of the `not` around it. */
+static void s_explain_leaf(sbuf_t *sb, const expr_t *e, const node_t *leaf, size_t start,
+			   size_t end, bool value, const kanal_msg_t *msg)
+{
+	s_append(sb, "%.*s is %s: ", (int)(end - start), e->text + start,
+		 value ? "true" : "false");
+	switch (leaf->kind) {
+	case N_CMP:
+		if (leaf->rhs.kind == OP_LIT) {
+			s_append_field(sb, e, &leaf->lhs, msg, s_hint_for(leaf->rhs.lit.kind));
+		} else {
+			value_t a, b;
+
+			s_fetch_pair(leaf, msg, &a, &b);
+			s_append_field(sb, e, &leaf->lhs, msg, s_hint_for(b.kind));
+			s_append(sb, ", ");
+			s_append_field(sb, e, &leaf->rhs, msg, s_hint_for(a.kind));
+		}
+		break;
+	case N_IN:
+		s_append_field(sb, e, &leaf->lhs, msg, s_hint_for(leaf->list[0].kind));
+		break;
+	default:
+		s_append_field(sb, e, &leaf->lhs, msg, H_ANY);
+		break;
+	}
+}
+
+/* Explains why node n evaluated to `value`: the first child that decided an and/or, or
+ * every child when all of them agree (a false `or`, a true `and`). */
+static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
+		      const kanal_msg_t *msg)
+{
+	bool decider = n->kind == N_AND ? false : true;
+
+	switch (n->kind) {
+	case N_AND:
+	case N_OR:
+		if (value == decider) {
+			for (size_t i = 0; i < n->n_kids; i++) {
+				if (s_eval(n->kids[i], msg) == decider) {
+					s_explain(sb, e, n->kids[i], decider, msg);
+					return;
+				}
+			}
+			return;
+		}
+		for (size_t i = 0; i < n->n_kids; i++) {
+			if (i)
+				s_append(sb, "; ");
+			s_explain(sb, e, n->kids[i], value, msg);
+		}
+		return;
+	case N_NOT:
+		if (s_is_leaf(n->kids[0]))
+			s_explain_leaf(sb, e, n->kids[0], n->start, n->end, value, msg);
+		else
+			s_explain(sb, e, n->kids[0], !value, msg);
+		return;
+	default:
+		s_explain_leaf(sb, e, n, n->start, n->end, value, msg);
+		return;
+	}
+}
+
+bool expr_explain(const expr_t *expr, const kanal_msg_t *msg, char *why, size_t size)
+{
+	char text[1024];
+	sbuf_t sb = { text, sizeof text, 0, false };
+	bool result, cut;
+	size_t n;
+
+	text[0] = '\0';
+	result = expr_eval(expr, msg);
+	if (result || !expr || !msg) {
+		if (why && size)
+			snprintf(why, size, "%s", result ? "" : "no expression or no message");
+		return result;
+	}
+	s_explain(&sb, expr, expr->root, false, msg);
+	/* Mask before shortening, and shorten without leaving half a number behind. */
+	n = s_safe_cut(text, sb.len, sb.full ? sb.len - 1 : sb.len, &cut);
+	text[n] = '\0';
+	kanal_cpr_redact_inplace(text);
+	if (why && size) {
+		n = s_safe_cut(text, strlen(text), size - 1, &cut);
+		memcpy(why, text, n);
+		why[n] = '\0';
+	}
+	return false;
+}

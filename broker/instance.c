@@ -1,0 +1,509 @@
+/*
+ * broker/instance.c — plugin instances: load and init on the main thread, then run each on
+ * its own thread that drives the plugin's loop and talks to the router over inproc
+ * ZeroMQ (see bus.h). This file is also where the host services of kanal/plugin.h are
+ * implemented for kanald: emit with its pipelined window, request/reply, log, metrics.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "bus.h"
+#include "instance.h"
+#include "log.h"
+
+static int s_send(void *sock, const void *frame, size_t len)
+{
+	while (zmq_send(sock, frame, len, 0) < 0) {
+		if (errno != EINTR)
+			return KANAL_EIO;
+	}
+	return 0;
+}
+
+/* Receives one frame into buf (bytes beyond size are dropped). Returns its length, or -1
+ * with errno EAGAIN when nothing is there and flags has ZMQ_DONTWAIT. */
+static int s_recv(void *sock, void *buf, size_t size, int flags)
+{
+	int n;
+
+	do {
+		n = zmq_recv(sock, buf, size, flags);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/* Handles one frame that arrived on the emit socket while the instance waits for something
+ * else: acks open the window, stale replies (their request timed out) are destroyed. */
+static void s_on_emit_frame(instance_t *inst, const unsigned char *buf, int n)
+{
+	if (n <= 0)
+		return;
+	if (buf[0] == BUS_ACK && n >= (int)sizeof(bus_ack_t)) {
+		bus_ack_t ack;
+		memcpy(&ack, buf, sizeof ack);
+		inst->emit_outstanding -= (int)ack.count;
+		if (inst->emit_outstanding < 0)
+			inst->emit_outstanding = 0;
+		if (ack.status < 0)
+			log_warn(inst->name, "the router refused an emitted event: %s",
+				 kanal_strerror(ack.status));
+	} else if (buf[0] == BUS_REPLY && n >= (int)sizeof(bus_reply_t)) {
+		bus_reply_t rep;
+		memcpy(&rep, buf, sizeof rep);
+		kanal_msg_destroy(&rep.reply);
+	}
+}
+
+/* Reads what is waiting on the emit socket without blocking. */
+static void s_drain_emit(instance_t *inst)
+{
+	unsigned char buf[sizeof(bus_request_t)];
+	int n;
+
+	while ((n = s_recv(inst->emit_sock, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0)
+		s_on_emit_frame(inst, buf, n);
+}
+
+/* Waits up to wait_ms for one frame on the emit socket; returns its length or -1. */
+static int s_wait_emit(instance_t *inst, void *buf, size_t size, int64_t wait_ms)
+{
+	zmq_pollitem_t item = { inst->emit_sock, 0, ZMQ_POLLIN, 0 };
+	int rc;
+
+	if (wait_ms < 0)
+		wait_ms = 0;
+	rc = zmq_poll(&item, 1, (long)wait_ms);
+	if (rc <= 0)
+		return -1;
+	return s_recv(inst->emit_sock, buf, size, ZMQ_DONTWAIT);
+}
+
+static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
+{
+	instance_t *inst = ctx->host;
+	bus_emit_t frame = { BUS_EMIT, NULL };
+	int64_t deadline;
+	int rc;
+
+	if (!inst->emit_sock) {
+		rc = KANAL_ESTATE; /* called from init: nothing runs yet */
+		goto fail;
+	}
+	if (inst->closing) {
+		rc = KANAL_ECLOSED;
+		goto fail;
+	}
+	if (!kanal_msg_source(msg) || !*kanal_msg_source(msg)) {
+		if (kanal_msg_set_attr(msg, "source", inst->name, NULL) < 0) {
+			rc = KANAL_EINVALID;
+			goto fail;
+		}
+	}
+	if (inst->max_event_bytes > 0 && kanal_msg_size(msg) > (size_t)inst->max_event_bytes) {
+		log_warn(inst->name, "emitted event %s is larger than max_event_size (%lld bytes)",
+			 kanal_msg_id(msg), (long long)inst->max_event_bytes);
+		rc = KANAL_ETOOBIG;
+		goto fail;
+	}
+	s_drain_emit(inst);
+	deadline = kanal_now_ms() + BUS_EMIT_WAIT_MS;
+	while (inst->emit_outstanding >= BUS_EMIT_WINDOW) {
+		unsigned char buf[sizeof(bus_request_t)];
+		int64_t left = deadline - kanal_now_ms();
+		int n;
+
+		if (left <= 0) {
+			rc = KANAL_EBUSY;
+			goto fail;
+		}
+		n = s_wait_emit(inst, buf, sizeof buf, left);
+		if (n > 0)
+			s_on_emit_frame(inst, buf, n);
+	}
+	frame.msg = msg;
+	rc = s_send(inst->emit_sock, &frame, sizeof frame);
+	if (rc < 0)
+		goto fail;
+	inst->emit_outstanding++;
+	return 0;
+fail:
+	kanal_msg_destroy(&msg);
+	return rc;
+}
+
+static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
+			int64_t timeout_ms, kanal_msg_t **reply_out)
+{
+	instance_t *inst = ctx->host;
+	bus_request_t frame;
+	int64_t deadline;
+	int rc;
+
+	*reply_out = NULL;
+	if (!inst->emit_sock) {
+		kanal_msg_destroy(&req);
+		return KANAL_ESTATE;
+	}
+	if (!service || strlen(service) >= sizeof frame.service) {
+		kanal_msg_destroy(&req);
+		return KANAL_ENOSERVICE;
+	}
+	memset(&frame, 0, sizeof frame);
+	frame.cmd = BUS_REQUEST;
+	frame.seq = ++inst->req_seq;
+	frame.timeout_ms = timeout_ms;
+	frame.msg = req;
+	strcpy(frame.service, service);
+	rc = s_send(inst->emit_sock, &frame, sizeof frame);
+	if (rc < 0) {
+		kanal_msg_destroy(&req);
+		return rc;
+	}
+	deadline = kanal_now_ms() + timeout_ms;
+	for (;;) {
+		unsigned char buf[sizeof(bus_request_t)];
+		int64_t left = deadline - kanal_now_ms();
+		int n;
+
+		if (left <= 0)
+			return KANAL_ETIMEDOUT;
+		n = s_wait_emit(inst, buf, sizeof buf, left);
+		if (n <= 0)
+			continue;
+		if (buf[0] == BUS_REPLY && n >= (int)sizeof(bus_reply_t)) {
+			bus_reply_t rep;
+			memcpy(&rep, buf, sizeof rep);
+			if (rep.seq == frame.seq) {
+				*reply_out = rep.reply;
+				return rep.status;
+			}
+		}
+		s_on_emit_frame(inst, buf, n);
+	}
+}
+
+static int s_op_reply(kanal_ctx_t *ctx, kanal_msg_t *reply)
+{
+	instance_t *inst = ctx->host;
+
+	kanal_msg_destroy(&inst->pending_reply);
+	inst->pending_reply = reply;
+	return 0;
+}
+
+static void s_op_log(kanal_ctx_t *ctx, kanal_log_level_t level, const char *line)
+{
+	log_msg(level, ctx->name, "%s", line);
+}
+
+static instance_metric_t *s_metric(instance_t *inst, const char *name)
+{
+	for (size_t i = 0; i < inst->n_metrics; i++)
+		if (!strcmp(inst->metrics[i].name, name))
+			return &inst->metrics[i];
+	if (inst->n_metrics == sizeof inst->metrics / sizeof inst->metrics[0])
+		return NULL;
+	snprintf(inst->metrics[inst->n_metrics].name, sizeof inst->metrics[0].name, "%s", name);
+	inst->metrics[inst->n_metrics].value = 0;
+	return &inst->metrics[inst->n_metrics++];
+}
+
+static void s_op_metric_add(kanal_ctx_t *ctx, const char *name, int64_t delta)
+{
+	instance_t *inst = ctx->host;
+	instance_metric_t *m;
+
+	pthread_mutex_lock(&inst->mu);
+	if ((m = s_metric(inst, name)))
+		m->value += (double)delta;
+	pthread_mutex_unlock(&inst->mu);
+}
+
+static void s_op_metric_set(kanal_ctx_t *ctx, const char *name, double value)
+{
+	instance_t *inst = ctx->host;
+	instance_metric_t *m;
+
+	pthread_mutex_lock(&inst->mu);
+	if ((m = s_metric(inst, name)))
+		m->value = value;
+	pthread_mutex_unlock(&inst->mu);
+}
+
+size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap)
+{
+	size_t n;
+
+	pthread_mutex_lock(&inst->mu);
+	n = inst->n_metrics < cap ? inst->n_metrics : cap;
+	memcpy(out, inst->metrics, n * sizeof *out);
+	pthread_mutex_unlock(&inst->mu);
+	return n;
+}
+
+static const kanal_host_ops_t s_ops = {
+	.emit = s_op_emit,
+	.request = s_op_request,
+	.reply = s_op_reply,
+	.log = s_op_log,
+	.metric_add = s_op_metric_add,
+	.metric_set = s_op_metric_set,
+};
+
+int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
+		  instance_t **out, diag_t *d)
+{
+	instance_t *inst = calloc(1, sizeof *inst);
+	kanal_error_t err;
+	char *state_dir = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!inst)
+		return KANAL_ENOMEM;
+	pthread_mutex_init(&inst->mu, NULL);
+	pthread_cond_init(&inst->cv, NULL);
+	inst->index = index;
+	inst->max_event_bytes = conf->max_event_bytes;
+	inst->name = strdup(ci->name);
+	if (!inst->name) {
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
+	if (ci->isolation && strcmp(ci->isolation, "thread") != 0) {
+		diag_add(d, conf->file, ci->line, ci->column,
+			 "instance '%s': isolation '%s' is not available in this build "
+			 "(only 'thread')", ci->name, ci->isolation);
+		rc = KANAL_ECONFIG;
+		goto fail;
+	}
+	kanal_error_clear(&err);
+	rc = kanal__plugin_open(ci->plugin_path, &inst->plugin, &err);
+	if (rc < 0) {
+		diag_add(d, conf->file, ci->line, ci->column, "instance '%s': %s", ci->name,
+			 err.text);
+		goto fail;
+	}
+	kanal_error_clear(&err);
+	rc = kanal__config_build(inst->plugin->desc->options, ci->options, ci->n_options,
+				 conf->file, ci->name, ci->line, ci->column, &inst->config, &err);
+	if (rc < 0) {
+		diag_add_error(d, &err);
+		goto fail;
+	}
+	if (asprintf(&state_dir, "%s/%s", conf->state_dir, ci->name) < 0) {
+		state_dir = NULL;
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
+	inst->ctx = kanal__ctx_new(ci->name, &s_ops, inst, state_dir);
+	free(state_dir);
+	if (!inst->ctx) {
+		diag_add(d, conf->file, ci->line, ci->column,
+			 "instance '%s': cannot create its state folder under %s", ci->name,
+			 conf->state_dir);
+		rc = KANAL_EIO;
+		goto fail;
+	}
+	inst->ctx->log_level = log_get_level();
+	rc = inst->plugin->desc->init(inst->ctx, inst->config, &inst->state);
+	if (rc != 0) {
+		diag_add(d, conf->file, ci->line, ci->column, "instance '%s': init failed: %s",
+			 ci->name,
+			 inst->ctx->delivery.error[0] ? inst->ctx->delivery.error
+						      : kanal_strerror(rc < 0 ? rc : KANAL_EPLUGIN));
+		rc = rc < 0 ? rc : KANAL_EPLUGIN;
+		goto fail;
+	}
+	inst->inited = true;
+	*out = inst;
+	return 0;
+fail:
+	instance_destroy(&inst);
+	return rc;
+}
+
+/* Runs one delivery through the plugin and answers the router with its outcome. */
+static void s_deliver(instance_t *inst, const bus_deliver_t *dl)
+{
+	const kanal_plugin_t *p = inst->plugin->desc;
+	bus_outcome_t out;
+	int outcome;
+	size_t len;
+
+	memset(&out, 0, offsetof(bus_outcome_t, error) + 1);
+	kanal__ctx_begin_delivery(inst->ctx, dl->id, dl->route, dl->attempt, dl->is_request);
+	if (p->on_message) {
+		outcome = (int)p->on_message(inst->ctx, inst->state, dl->msg);
+	} else {
+		kanal_set_error(inst->ctx, "plugin '%s' takes no deliveries (it has no on_message)",
+				p->name);
+		outcome = KANAL_OUTCOME_REJECT;
+	}
+	if (outcome != KANAL_OUTCOME_OK && outcome != KANAL_OUTCOME_RETRY &&
+	    outcome != KANAL_OUTCOME_REJECT) {
+		kanal_set_error(inst->ctx, "plugin returned an invalid outcome (%d)", outcome);
+		outcome = KANAL_OUTCOME_REJECT;
+	}
+	out.cmd = BUS_OUTCOME;
+	out.id = dl->id;
+	out.outcome = outcome;
+	out.retry_after_ms = inst->ctx->delivery.retry_after_ms;
+	snprintf(out.error, sizeof out.error, "%s", inst->ctx->delivery.error);
+	if (dl->is_request && outcome == KANAL_OUTCOME_OK) {
+		out.reply = inst->pending_reply;
+		inst->pending_reply = NULL;
+	}
+	kanal_msg_destroy(&inst->pending_reply);
+	kanal__ctx_end_delivery(inst->ctx);
+	len = offsetof(bus_outcome_t, error) + strlen(out.error) + 1;
+	if (s_send(inst->deliver_sock, &out, len) < 0)
+		kanal_msg_destroy(&out.reply);
+}
+
+static void s_set_start_state(instance_t *inst, int state, const char *why)
+{
+	pthread_mutex_lock(&inst->mu);
+	inst->start_state = state;
+	if (why)
+		snprintf(inst->start_error, sizeof inst->start_error, "%s", why);
+	pthread_cond_broadcast(&inst->cv);
+	pthread_mutex_unlock(&inst->mu);
+}
+
+static void *s_thread_main(void *arg)
+{
+	instance_t *inst = arg;
+	const kanal_plugin_t *p = inst->plugin->desc;
+	int64_t stop_deadline = 0;
+	int zero = 0;
+	int rc;
+
+	kanal__ctx_bind(inst->ctx);
+	inst->deliver_sock = zmq_socket(inst->zctx, ZMQ_DEALER);
+	inst->emit_sock = zmq_socket(inst->zctx, ZMQ_DEALER);
+	if (!inst->deliver_sock || !inst->emit_sock) {
+		s_set_start_state(inst, KANAL_EIO, "cannot create its sockets");
+		goto out;
+	}
+	for (int i = 0; i < 2; i++) {
+		void *s = i ? inst->emit_sock : inst->deliver_sock;
+		zmq_setsockopt(s, ZMQ_ROUTING_ID, inst->name, strlen(inst->name));
+		zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
+		zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero);
+		zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+	}
+	if (zmq_connect(inst->deliver_sock, BUS_DELIVER_ENDPOINT) < 0 ||
+	    zmq_connect(inst->emit_sock, BUS_EMIT_ENDPOINT) < 0) {
+		s_set_start_state(inst, KANAL_EIO, "cannot connect to the router");
+		goto out;
+	}
+	rc = p->start ? p->start(inst->ctx, inst->state) : 0;
+	if (rc != 0) {
+		s_set_start_state(inst, rc < 0 ? rc : KANAL_EPLUGIN,
+				  inst->ctx->delivery.error[0] ? inst->ctx->delivery.error
+							       : "start failed");
+		goto stop;
+	}
+	s_set_start_state(inst, 1, NULL);
+
+	for (;;) {
+		unsigned char buf[sizeof(bus_outcome_t)];
+		int n;
+
+		rc = kanal__loop_run_once(inst->ctx->loop, inst->deliver_sock, -1);
+		if (rc < 0 && errno == ETERM)
+			break;
+		while ((n = s_recv(inst->deliver_sock, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0) {
+			if (buf[0] == BUS_DELIVER && n >= (int)sizeof(bus_deliver_t)) {
+				bus_deliver_t dl;
+				memcpy(&dl, buf, sizeof dl);
+				s_deliver(inst, &dl);
+			} else if (buf[0] == BUS_CLOSE_EMITS) {
+				uint8_t c = BUS_CLOSED;
+				inst->closing = true;
+				s_send(inst->emit_sock, &c, 1);
+			} else if (buf[0] == BUS_STOP && n >= (int)sizeof(bus_stop_t)) {
+				bus_stop_t st;
+				memcpy(&st, buf, sizeof st);
+				stop_deadline = st.deadline_ms;
+				goto stop;
+			}
+		}
+	}
+stop:
+	inst->closing = true;
+	if (p->stop)
+		p->stop(inst->ctx, inst->state,
+			stop_deadline ? stop_deadline : kanal_now_ms() + 5000);
+	kanal__loop_clear(inst->ctx->loop);
+out:
+	if (inst->deliver_sock)
+		zmq_close(inst->deliver_sock);
+	if (inst->emit_sock)
+		zmq_close(inst->emit_sock);
+	inst->deliver_sock = inst->emit_sock = NULL;
+	kanal_msg_destroy(&inst->pending_reply);
+	pthread_mutex_lock(&inst->mu);
+	if (inst->start_state == 0) {
+		inst->start_state = KANAL_EPLUGIN;
+		pthread_cond_broadcast(&inst->cv);
+	}
+	pthread_mutex_unlock(&inst->mu);
+	return NULL;
+}
+
+int instance_start(instance_t *inst, void *zctx, char *err, size_t err_size)
+{
+	int state;
+
+	inst->zctx = zctx;
+	inst->start_state = 0;
+	if (pthread_create(&inst->thread, NULL, s_thread_main, inst) != 0) {
+		snprintf(err, err_size, "instance '%s': cannot start its thread", inst->name);
+		return KANAL_ETHREAD;
+	}
+	inst->thread_started = true;
+	pthread_mutex_lock(&inst->mu);
+	while (inst->start_state == 0)
+		pthread_cond_wait(&inst->cv, &inst->mu);
+	state = inst->start_state;
+	pthread_mutex_unlock(&inst->mu);
+	if (state < 0) {
+		snprintf(err, err_size, "instance '%s': start failed: %s", inst->name,
+			 inst->start_error[0] ? inst->start_error : kanal_strerror(state));
+		instance_join(inst);
+		return state;
+	}
+	return 0;
+}
+
+void instance_join(instance_t *inst)
+{
+	if (inst && inst->thread_started) {
+		pthread_join(inst->thread, NULL);
+		inst->thread_started = false;
+	}
+}
+
+void instance_destroy(instance_t **inst_p)
+{
+	instance_t *inst = inst_p ? *inst_p : NULL;
+
+	if (!inst)
+		return;
+	instance_join(inst);
+	if (inst->inited && inst->plugin->desc->destroy)
+		inst->plugin->desc->destroy(inst->state);
+	kanal__ctx_destroy(&inst->ctx);
+	kanal__config_destroy(&inst->config);
+	kanal__plugin_close(&inst->plugin);
+	pthread_mutex_destroy(&inst->mu);
+	pthread_cond_destroy(&inst->cv);
+	free(inst->name);
+	free(inst);
+	*inst_p = NULL;
+}

@@ -1,0 +1,70 @@
+/*
+ * broker/instance.h — one plugin instance: its loaded .so, validated options, state and
+ * thread. The thread owns the instance's two DEALER sockets and its loop; every plugin
+ * callback runs on it, so the router thread never runs plugin code.
+ */
+#ifndef KANAL_INSTANCE_H
+#define KANAL_INSTANCE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include "conf.h"
+#include "host.h"
+
+typedef struct instance_metric {
+	char name[64];
+	double value;
+} instance_metric_t;
+
+typedef struct instance {
+	char *name;
+	size_t index;
+	kanal_loaded_t *plugin;
+	kanal_config_t *config;
+	kanal_ctx_t *ctx;
+	void *state;
+	bool inited;
+	int64_t max_event_bytes;
+
+	/* Thread and its sockets (touched only by the thread once it runs). */
+	void *zctx;
+	pthread_t thread;
+	bool thread_started;
+	void *deliver_sock;
+	void *emit_sock;
+	int emit_outstanding;
+	bool closing;
+	uint64_t req_seq;
+	kanal_msg_t *pending_reply;
+
+	/* Start handshake with the main thread. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int start_state; /* 0 starting, 1 running, <0 failed */
+	char start_error[512];
+
+	/* Metrics, read by the admin status under mu. */
+	instance_metric_t metrics[32];
+	size_t n_metrics;
+} instance_t;
+
+/* Opens the instance's plugin, validates its options against the plugin's table and calls
+ * init. Every failure is added to d as "file:line:col: error: instance 'x': …". */
+int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
+		  instance_t **out, diag_t *d);
+
+/* Starts the instance's thread, which connects to the router (whose sockets must be bound)
+ * and calls the plugin's start. Waits for the outcome: returns 0, or a negative code with
+ * the reason in err. */
+int instance_start(instance_t *inst, void *zctx, char *err, size_t err_size);
+
+/* Waits for the thread to end (after the router sent S). */
+void instance_join(instance_t *inst);
+
+/* Calls the plugin's destroy (if init succeeded), unloads it and frees the instance. */
+void instance_destroy(instance_t **inst_p);
+
+/* Copies the instance's metrics (for status); returns the count. */
+size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap);
+
+#endif

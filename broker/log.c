@@ -1,0 +1,60 @@
+/*
+ * broker/log.c — kanald's line log on stderr. Every line passes through the CPR masker:
+ * a log is read by many people and kept for long, so it must never hold a clear CPR number.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "host.h"
+
+static kanal_log_level_t s_level = KANAL_LOG_INFO;
+
+void log_set_level(kanal_log_level_t level)
+{
+	s_level = level;
+}
+
+kanal_log_level_t log_get_level(void)
+{
+	return s_level;
+}
+
+int log_parse_level(const char *text, kanal_log_level_t *out)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+
+	for (int i = 0; i < 4; i++) {
+		if (text && !strcmp(text, names[i])) {
+			*out = (kanal_log_level_t)i;
+			return 0;
+		}
+	}
+	return KANAL_EINVAL;
+}
+
+void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ...)
+{
+	char line[2048];
+	char ts[40];
+	va_list ap;
+	int n;
+
+	if (level > s_level)
+		return;
+	kanal__rfc3339_now(ts, sizeof ts);
+	n = snprintf(line, sizeof line, "%s %-5s %s: ", ts, kanal_log_level_name(level), component);
+	if (n < 0 || (size_t)n >= sizeof line)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	kanal_cpr_redact_inplace(line);
+	n = (int)strlen(line);
+	line[n++] = '\n';
+	if (write(STDERR_FILENO, line, (size_t)n) < 0) {
+		/* Nowhere left to report it. */
+	}
+}

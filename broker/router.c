@@ -1,0 +1,1700 @@
+/*
+ * broker/router.c — the router thread.
+ *
+ * An accepted event is matched against the current routing table. Each matching route is a
+ * *flow* (event, route): its enrich steps run first, as requests to service instances, then
+ * one delivery per `to` destination is queued. A destination has a bounded queue (count and
+ * bytes) and at most BUS_DELIVER_WINDOW deliveries in flight to its instance thread. When
+ * an outcome comes back the router acts on it: OK is done; RETRY is tried again after an
+ * exponential backoff with jitter (or the plugin's hint) until the route's budget is spent;
+ * REJECT is permanent — when every primary destination of a flow has rejected, the route's
+ * fallback destinations get the event, else it goes to the dead letters. An event that
+ * matches no route goes to the default destination.
+ *
+ * Admission control is where backpressure happens: an event whose destinations are full is
+ * not accepted. The gateway answers "busy" with a retry hint; an instance's emit is held
+ * (its emit window stays closed, so kanal_emit blocks and then reports KANAL_EBUSY) until
+ * room frees up.
+ *
+ * Events are shared between the deliveries of one flow by reference: the instance threads
+ * read them concurrently and nobody changes them after routing. A flow with enrich steps
+ * works on its own copy, since enriching writes into the data.
+ *
+ * Lifetimes: a routing table is reference-counted by the flows that matched it, so a reload
+ * never pulls a route from under a delivery in flight.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "bus.h"
+#include "deadletter.h"
+#include "log.h"
+#include "router.h"
+#include "stream.h"
+
+#define MAX_ERRORS 10 /* attempt errors kept per delivery */
+
+typedef struct table {
+	routes_t *routes;
+	int refs;
+} table_t;
+
+typedef struct shared {
+	kanal_msg_t *msg;
+	int refs;
+} shared_t;
+
+typedef struct dest dest_t;
+typedef struct delivery delivery_t;
+
+/* One (event, route) flow. */
+typedef struct flow {
+	table_t *table;
+	const route_t *route;
+	shared_t *ev;
+	size_t enrich_step;        /* next enrich step to run */
+	delivery_t *enrich_dl;     /* the enrich request in flight, if any */
+	int64_t enrich_deadline;
+	struct flow *enrich_next;  /* in the router's list of flows waiting for enrich */
+	int primaries_open;
+	int primaries_rejected;
+	int primaries_total;
+	delivery_t *held;          /* rejected primaries kept until the flow is decided */
+	int refs;
+} flow_t;
+
+typedef enum dl_kind {
+	DL_PRIMARY,
+	DL_FALLBACK,
+	DL_DEFAULT,
+	DL_ENRICH,  /* a request for a flow's enrich step */
+	DL_REQUEST, /* a plugin's kanal_request, answered to `requester` */
+} dl_kind_t;
+
+struct delivery {
+	uint64_t id;
+	dl_kind_t kind;
+	shared_t *ev;
+	flow_t *flow;         /* NULL for DL_DEFAULT and DL_REQUEST */
+	dest_t *dest;
+	int attempt;
+	int64_t due_ms;       /* retry time */
+	size_t bytes;
+	char *errors[MAX_ERRORS];
+	size_t n_errors;
+	char requester[128];  /* DL_REQUEST: the asking instance and its sequence number */
+	uint64_t req_seq;
+	int64_t req_deadline;
+	delivery_t *next;
+};
+
+struct dest {
+	char *name;
+	instance_t *inst; /* NULL for the built-in deadletter */
+	delivery_t *head, *tail;
+	size_t queued;
+	size_t queued_bytes;
+	delivery_t *inflight; /* unordered list */
+	int n_inflight;
+	uint64_t delivered, rejected, retried, dead;
+};
+
+typedef struct held_emit {
+	kanal_msg_t *msg;
+	size_t origin; /* instance index */
+	struct held_emit *next;
+} held_emit_t;
+
+struct router {
+	const conf_t *conf;
+	instance_t **instances;
+	size_t n_instances;
+	void *zctx;
+	pthread_t thread;
+	bool thread_started;
+
+	void *deliver_sock, *emit_sock, *gateway_sock, *admin_sock;
+	void *ctl_main, *ctl_router; /* PAIR: main thread ↔ router thread */
+	stream_t *stream;
+	deadletter_t *deadletter;
+	char endpoints_path[1024];
+	char gateway_endpoint[256], admin_endpoint[256];
+
+	table_t *table;
+	dest_t *dests; /* one per instance, then the built-in deadletter */
+	size_t n_dests;
+	uint32_t *acks; /* pending acks per instance */
+
+	uint64_t next_id;
+	delivery_t *retries; /* sorted by due_ms */
+	flow_t *enriching;   /* flows waiting for an enrich reply */
+	held_emit_t *held_head, *held_tail;
+	size_t n_held;
+
+	bool stopping;
+	int closed_count; /* instances that answered BUS_CLOSED during shutdown */
+	int undelivered_at_stop;
+
+	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures;
+};
+
+static void s_flow_release(router_t *r, flow_t **flow_p);
+static void s_dispatch(router_t *r, dest_t *d);
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+static void s_table_release(table_t **t_p)
+{
+	table_t *t = *t_p;
+
+	if (t && --t->refs == 0) {
+		routes_destroy(&t->routes);
+		free(t);
+	}
+	*t_p = NULL;
+}
+
+static shared_t *s_shared_new(kanal_msg_t **msg_p)
+{
+	shared_t *s = malloc(sizeof *s);
+
+	if (!s) {
+		kanal_msg_destroy(msg_p);
+		return NULL;
+	}
+	s->msg = *msg_p;
+	*msg_p = NULL;
+	s->refs = 1;
+	return s;
+}
+
+static void s_shared_release(shared_t **s_p)
+{
+	shared_t *s = *s_p;
+
+	if (s && --s->refs == 0) {
+		kanal_msg_destroy(&s->msg);
+		free(s);
+	}
+	*s_p = NULL;
+}
+
+static dest_t *s_dest(router_t *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_dests; i++)
+		if (!strcmp(r->dests[i].name, name))
+			return &r->dests[i];
+	return NULL;
+}
+
+static bool s_dest_full(const router_t *r, const dest_t *d, size_t extra_bytes)
+{
+	if (!d->inst)
+		return false; /* the dead-letter file takes everything */
+	return d->queued >= (size_t)r->conf->queue_max_events ||
+	       d->queued_bytes + extra_bytes > (size_t)r->conf->queue_max_bytes;
+}
+
+static const char *s_route_name(const delivery_t *dl)
+{
+	return dl->flow ? dl->flow->route->name : NULL;
+}
+
+static void s_delivery_error(delivery_t *dl, const char *text)
+{
+	if (dl->n_errors == MAX_ERRORS) {
+		free(dl->errors[0]);
+		memmove(dl->errors, dl->errors + 1, (MAX_ERRORS - 1) * sizeof dl->errors[0]);
+		dl->n_errors--;
+	}
+	dl->errors[dl->n_errors] = strdup(text && *text ? text : "(no error text)");
+	if (dl->errors[dl->n_errors])
+		dl->n_errors++;
+}
+
+static delivery_t *s_delivery_new(router_t *r, dl_kind_t kind, shared_t *ev, flow_t *flow,
+				  dest_t *d)
+{
+	delivery_t *dl = calloc(1, sizeof *dl);
+
+	if (!dl)
+		return NULL;
+	dl->id = ++r->next_id;
+	dl->kind = kind;
+	dl->ev = ev;
+	ev->refs++;
+	dl->flow = flow;
+	if (flow)
+		flow->refs++;
+	dl->dest = d;
+	dl->attempt = 1;
+	dl->bytes = kanal_msg_size(ev->msg);
+	return dl;
+}
+
+static void s_delivery_free(router_t *r, delivery_t **dl_p)
+{
+	delivery_t *dl = *dl_p;
+
+	if (!dl)
+		return;
+	for (size_t i = 0; i < dl->n_errors; i++)
+		free(dl->errors[i]);
+	s_shared_release(&dl->ev);
+	s_flow_release(r, &dl->flow);
+	free(dl);
+	*dl_p = NULL;
+}
+
+static json_t *s_dl_json(const delivery_t *dl)
+{
+	return json_pack("{s:s?, s:s, s:I, s:i}", "route", s_route_name(dl), "destination",
+			 dl->dest->name, "delivery", (json_int_t)dl->id, "attempt", dl->attempt);
+}
+
+/* ---- dead letters -------------------------------------------------------------------- */
+
+/* Gives a delivery up for good: writes it to the dead-letter file and says so. */
+static void s_dead(router_t *r, delivery_t **dl_p, const char *reason)
+{
+	delivery_t *dl = *dl_p;
+	json_t *extra;
+
+	dl->dest->dead++;
+	if (deadletter_write(r->deadletter, dl->ev->msg, s_route_name(dl), dl->dest->name,
+			     reason, dl->attempt, dl->errors, dl->n_errors) < 0)
+		log_error("router", "cannot write event %s to the dead-letter file %s: %s",
+			  kanal_msg_id(dl->ev->msg), deadletter_path(r->deadletter),
+			  strerror(errno));
+	log_warn("router", "event %s (%s) for '%s' went to the dead letters: %s",
+		 kanal_msg_id(dl->ev->msg), kanal_msg_type(dl->ev->msg), dl->dest->name, reason);
+	extra = s_dl_json(dl);
+	json_object_set_new(extra, "reason", json_string(reason));
+	if (dl->n_errors)
+		json_object_set_new(extra, "error", json_string(dl->errors[dl->n_errors - 1]));
+	stream_publish(r->stream, "dead", NULL, dl->ev->msg, extra);
+	s_delivery_free(r, dl_p);
+}
+
+/* ---- queues ---------------------------------------------------------------------------- */
+
+static void s_enqueue(router_t *r, delivery_t *dl)
+{
+	dest_t *d = dl->dest;
+
+	dl->next = NULL;
+	if (d->tail)
+		d->tail->next = dl;
+	else
+		d->head = dl;
+	d->tail = dl;
+	d->queued++;
+	d->queued_bytes += dl->bytes;
+	s_dispatch(r, d);
+}
+
+static void s_send_to_instance(router_t *r, dest_t *d, delivery_t *dl)
+{
+	bus_deliver_t frame;
+	const char *name = d->inst->name;
+
+	memset(&frame, 0, sizeof frame);
+	frame.cmd = BUS_DELIVER;
+	frame.is_request = dl->kind == DL_ENRICH || dl->kind == DL_REQUEST;
+	frame.attempt = dl->attempt;
+	frame.id = dl->id;
+	frame.msg = dl->ev->msg;
+	frame.route = s_route_name(dl);
+	zmq_send(r->deliver_sock, name, strlen(name), ZMQ_SNDMORE);
+	zmq_send(r->deliver_sock, &frame, sizeof frame, 0);
+}
+
+/* Moves queued deliveries of d into flight while its window allows. */
+static void s_dispatch(router_t *r, dest_t *d)
+{
+	while (d->head && (!d->inst || d->n_inflight < BUS_DELIVER_WINDOW)) {
+		delivery_t *dl = d->head;
+
+		d->head = dl->next;
+		if (!d->head)
+			d->tail = NULL;
+		d->queued--;
+		d->queued_bytes -= dl->bytes;
+		if (!d->inst) {
+			/* The built-in deadletter destination: the event is kept on disk. */
+			s_dead(r, &dl, dl->kind == DL_DEFAULT ? "unmatched" : "routed to deadletter");
+			continue;
+		}
+		dl->next = d->inflight;
+		d->inflight = dl;
+		d->n_inflight++;
+		s_send_to_instance(r, d, dl);
+	}
+}
+
+static delivery_t *s_take_inflight(dest_t *d, uint64_t id)
+{
+	for (delivery_t **p = &d->inflight; *p; p = &(*p)->next) {
+		if ((*p)->id == id) {
+			delivery_t *dl = *p;
+			*p = dl->next;
+			dl->next = NULL;
+			d->n_inflight--;
+			return dl;
+		}
+	}
+	return NULL;
+}
+
+/* ---- flows ----------------------------------------------------------------------------- */
+
+static void s_flow_release(router_t *r, flow_t **flow_p)
+{
+	flow_t *f = *flow_p;
+
+	*flow_p = NULL;
+	if (!f || --f->refs > 0)
+		return;
+	s_shared_release(&f->ev);
+	s_table_release(&f->table);
+	free(f);
+	(void)r;
+}
+
+/* Queues one delivery of the flow's event to each destination in names[]. */
+static void s_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kind_t kind,
+		      delivery_t *history)
+{
+	for (size_t i = 0; i < n; i++) {
+		dest_t *d = s_dest(r, names[i]);
+		delivery_t *dl;
+
+		if (!d) {
+			/* Validated at load; an instance cannot vanish while kanald runs. */
+			log_error("router", "route '%s': destination '%s' does not exist",
+				  f->route->name, names[i]);
+			continue;
+		}
+		dl = s_delivery_new(r, kind, f->ev, f, d);
+		if (!dl) {
+			log_error("router", "out of memory queueing event %s for '%s'",
+				  kanal_msg_id(f->ev->msg), d->name);
+			continue;
+		}
+		for (delivery_t *h = history; h; h = h->next)
+			for (size_t k = 0; k < h->n_errors; k++) {
+				char line[700];
+				snprintf(line, sizeof line, "%s: %s", h->dest->name, h->errors[k]);
+				s_delivery_error(dl, line);
+			}
+		if (kind == DL_PRIMARY)
+			f->primaries_open++, f->primaries_total++;
+		s_enqueue(r, dl);
+	}
+}
+
+/* A primary of flow f has reached its end (delivered, rejected, or given up). When the
+ * last primary is in, decide: fallback if every one rejected, else the held rejections
+ * are dead. */
+static void s_flow_primary_done(router_t *r, flow_t *f)
+{
+	delivery_t *held;
+
+	if (--f->primaries_open > 0)
+		return;
+	held = f->held;
+	f->held = NULL;
+	if (f->primaries_rejected == f->primaries_total && f->route->n_fallback > 0) {
+		json_t *extra = json_pack("{s:s}", "route", f->route->name);
+		json_t *to = json_array();
+		for (size_t i = 0; i < f->route->n_fallback; i++)
+			json_array_append_new(to, json_string(f->route->fallback[i]));
+		json_object_set_new(extra, "to", to);
+		stream_publish(r->stream, "fallback", NULL, f->ev->msg, extra);
+		log_info("router", "route '%s': every destination rejected event %s; fallback taken",
+			 f->route->name, kanal_msg_id(f->ev->msg));
+		s_fan_out(r, f, f->route->fallback, f->route->n_fallback, DL_FALLBACK, held);
+		while (held) {
+			delivery_t *next = held->next;
+			s_delivery_free(r, &held);
+			held = next;
+		}
+		return;
+	}
+	while (held) {
+		delivery_t *next = held->next;
+		s_dead(r, &held, "rejected");
+		held = next;
+	}
+}
+
+static void s_enrich_next(router_t *r, flow_t *f);
+
+/* Starts the flow's deliveries once its enrich steps are done. */
+static void s_flow_deliver(router_t *r, flow_t *f)
+{
+	s_fan_out(r, f, f->route->to, f->route->n_to, DL_PRIMARY, NULL);
+}
+
+static void s_enrich_unlink(router_t *r, flow_t *f)
+{
+	for (flow_t **p = &r->enriching; *p; p = &(*p)->enrich_next) {
+		if (*p == f) {
+			*p = f->enrich_next;
+			f->enrich_next = NULL;
+			return;
+		}
+	}
+}
+
+/* An enrich step failed (service REJECT/RETRY, timeout, busy): skip it or send the flow's
+ * event to the dead letters, as the step says. */
+static void s_enrich_failed(router_t *r, flow_t *f, const char *why)
+{
+	const route_enrich_t *step = &f->route->enrich[f->enrich_step];
+	json_t *extra = json_pack("{s:s, s:s, s:s}", "route", f->route->name, "service",
+				  step->service, "reason", why);
+
+	stream_publish(r->stream, "enrich.failed", NULL, f->ev->msg, extra);
+	log_warn("router", "route '%s': enrich from '%s' failed for event %s: %s",
+		 f->route->name, step->service, kanal_msg_id(f->ev->msg), why);
+	if (step->on_error == ENRICH_SKIP) {
+		f->enrich_step++;
+		s_enrich_next(r, f);
+		return;
+	}
+	{
+		dest_t *d = s_dest(r, ROUTES_DEADLETTER);
+		delivery_t *dl = s_delivery_new(r, DL_PRIMARY, f->ev, f, d);
+		char reason[600];
+
+		if (!dl)
+			return;
+		snprintf(reason, sizeof reason, "enrich from '%s' failed: %s", step->service, why);
+		s_delivery_error(dl, reason);
+		s_dead(r, &dl, reason);
+	}
+	s_flow_release(r, &f); /* the enrich stage's reference */
+}
+
+/* Runs the flow's next enrich step, or delivers when there is none left. */
+static void s_enrich_next(router_t *r, flow_t *f)
+{
+	const route_enrich_t *step;
+	dest_t *d;
+	delivery_t *dl;
+
+	if (f->enrich_step >= f->route->n_enrich) {
+		s_flow_deliver(r, f);
+		s_flow_release(r, &f); /* the enrich stage's reference */
+		return;
+	}
+	step = &f->route->enrich[f->enrich_step];
+	d = s_dest(r, step->service);
+	if (!d || !d->inst) {
+		s_enrich_failed(r, f, "no such service instance");
+		return;
+	}
+	if (s_dest_full(r, d, 0)) {
+		s_enrich_failed(r, f, "the service's queue is full");
+		return;
+	}
+	dl = s_delivery_new(r, DL_ENRICH, f->ev, NULL, d);
+	if (!dl) {
+		s_enrich_failed(r, f, "out of memory");
+		return;
+	}
+	f->enrich_dl = dl;
+	f->enrich_deadline = kanal_now_ms() + (step->timeout_ms > 0 ? step->timeout_ms
+								 : r->conf->enrich_timeout_ms);
+	f->enrich_next = r->enriching;
+	r->enriching = f;
+	s_enqueue(r, dl);
+}
+
+static flow_t *s_enrich_owner(router_t *r, const delivery_t *dl)
+{
+	for (flow_t *f = r->enriching; f; f = f->enrich_next)
+		if (f->enrich_dl == dl)
+			return f;
+	return NULL;
+}
+
+/* The service answered an enrich request. */
+static void s_enrich_outcome(router_t *r, delivery_t *dl, int outcome, const char *error,
+			     kanal_msg_t **reply_p)
+{
+	flow_t *f = s_enrich_owner(r, dl);
+	const route_enrich_t *step;
+	char *json = NULL;
+	int rc = 0;
+
+	if (!f) {
+		/* It timed out earlier; the late reply is dropped. */
+		kanal_msg_destroy(reply_p);
+		return;
+	}
+	s_enrich_unlink(r, f);
+	f->enrich_dl = NULL;
+	step = &f->route->enrich[f->enrich_step];
+	if (outcome != KANAL_OUTCOME_OK || !*reply_p) {
+		char why[600];
+		snprintf(why, sizeof why, "service answered %s%s%s",
+			 outcome == KANAL_OUTCOME_OK ? "without a reply" : kanal_outcome_name(outcome),
+			 error && *error ? ": " : "", error ? error : "");
+		kanal_msg_destroy(reply_p);
+		s_enrich_failed(r, f, why);
+		return;
+	}
+	json = kanal_msg_data_json(*reply_p, NULL);
+	if (!json) {
+		rc = KANAL_EINVAL;
+	} else if (!strcmp(step->into, "data")) {
+		rc = kanal_msg_set_data_json(f->ev->msg, json, strlen(json));
+	} else {
+		rc = kanal_msg_data_set_json(f->ev->msg, step->into + 5, json, strlen(json));
+	}
+	kanal_free(json);
+	kanal_msg_destroy(reply_p);
+	if (rc < 0) {
+		s_enrich_failed(r, f, "the reply's data cannot be merged into the event");
+		return;
+	}
+	f->enrich_step++;
+	s_enrich_next(r, f);
+}
+
+/* ---- accepting events -------------------------------------------------------------- */
+
+/* Checks that every destination the event would reach has room. */
+static bool s_has_room(router_t *r, const route_t *const *m, size_t n, size_t bytes)
+{
+	if (n == 0) {
+		dest_t *d = s_dest(r, routes_default(r->table->routes));
+		return !d || !s_dest_full(r, d, bytes);
+	}
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < m[i]->n_to; k++) {
+			dest_t *d = s_dest(r, m[i]->to[k]);
+			if (d && s_dest_full(r, d, bytes))
+				return false;
+		}
+		if (m[i]->n_enrich) {
+			dest_t *d = s_dest(r, m[i]->enrich[0].service);
+			if (d && s_dest_full(r, d, 0))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
+ * is full (*msg_p is left with the caller) or KANAL_ENOMEM (taken and lost: logged). */
+static int s_accept(router_t *r, kanal_msg_t **msg_p)
+{
+	const route_t *stack[64];
+	const route_t **m = stack;
+	size_t n, cap = 64;
+	shared_t *ev;
+	json_t *names;
+
+	n = routes_match(r->table->routes, *msg_p, m, cap);
+	if (n > cap) {
+		m = malloc(n * sizeof *m);
+		if (!m)
+			return KANAL_ENOMEM;
+		cap = n;
+		n = routes_match(r->table->routes, *msg_p, m, cap);
+	}
+	if (!s_has_room(r, m, n, kanal_msg_size(*msg_p))) {
+		if (m != stack)
+			free(m);
+		return KANAL_EBUSY;
+	}
+	ev = s_shared_new(msg_p);
+	if (!ev) {
+		if (m != stack)
+			free(m);
+		return KANAL_ENOMEM;
+	}
+	r->accepted++;
+	stream_publish(r->stream, "accepted", NULL, ev->msg, NULL);
+	if (n == 0) {
+		dest_t *d = s_dest(r, routes_default(r->table->routes));
+		delivery_t *dl = d ? s_delivery_new(r, DL_DEFAULT, ev, NULL, d) : NULL;
+
+		r->unmatched++;
+		stream_publish(r->stream, "unmatched", NULL, ev->msg,
+			       json_pack("{s:s}", "destination",
+					 routes_default(r->table->routes)));
+		if (dl)
+			s_enqueue(r, dl);
+		s_shared_release(&ev);
+		return 0;
+	}
+	names = stream_wanted(r->stream) ? json_array() : NULL;
+	for (size_t i = 0; i < n; i++) {
+		flow_t *f = calloc(1, sizeof *f);
+
+		if (names)
+			json_array_append_new(names, json_string(m[i]->name));
+		if (!f) {
+			log_error("router", "out of memory routing event %s", kanal_msg_id(ev->msg));
+			continue;
+		}
+		f->table = r->table;
+		r->table->refs++;
+		f->route = m[i];
+		f->refs = 1;
+		if (m[i]->n_enrich) {
+			/* Enriching writes into the event: this flow gets its own copy. */
+			kanal_msg_t *copy = kanal_msg_dup(ev->msg);
+			f->ev = copy ? s_shared_new(&copy) : NULL;
+			if (!f->ev) {
+				log_error("router", "out of memory copying event %s",
+					  kanal_msg_id(ev->msg));
+				s_table_release(&f->table);
+				free(f);
+				continue;
+			}
+			s_enrich_next(r, f);
+		} else {
+			f->ev = ev;
+			ev->refs++;
+			s_flow_deliver(r, f);
+			s_flow_release(r, &f);
+		}
+	}
+	if (names)
+		stream_publish(r->stream, "routed", NULL, ev->msg,
+			       json_pack("{s:o}", "routes", names));
+	s_shared_release(&ev);
+	if (m != stack)
+		free(m);
+	return 0;
+}
+
+/* ---- outcomes -------------------------------------------------------------------------- */
+
+static int64_t s_backoff(const route_retry_t *rt, int attempt, int64_t hint)
+{
+	double base = (double)rt->backoff_ms * pow(2.0, attempt - 1);
+	double capped = base > (double)rt->max_backoff_ms ? (double)rt->max_backoff_ms : base;
+	/* Full jitter on the upper half keeps retries of a burst apart. */
+	double jittered = capped * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
+	int64_t ms = (int64_t)jittered;
+
+	return hint > ms ? hint : ms;
+}
+
+static void s_schedule_retry(router_t *r, delivery_t *dl)
+{
+	delivery_t **p = &r->retries;
+
+	while (*p && (*p)->due_ms <= dl->due_ms)
+		p = &(*p)->next;
+	dl->next = *p;
+	*p = dl;
+}
+
+static const route_retry_t s_default_retry = { 5, 1000, 300000 };
+
+static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
+{
+	delivery_t *dl = s_take_inflight(d, o->id);
+	kanal_msg_t *reply = o->reply;
+
+	if (!dl) {
+		log_warn("router", "'%s' answered unknown delivery %llu", d->name,
+			 (unsigned long long)o->id);
+		kanal_msg_destroy(&reply);
+		return;
+	}
+	s_dispatch(r, d);
+
+	if (dl->kind == DL_ENRICH) {
+		s_enrich_outcome(r, dl, o->outcome, o->error, &reply);
+		s_delivery_free(r, &dl);
+		return;
+	}
+	if (dl->kind == DL_REQUEST) {
+		bus_reply_t rep = { BUS_REPLY, 0, dl->req_seq, NULL };
+		if (o->outcome == KANAL_OUTCOME_OK && reply) {
+			rep.reply = reply;
+			reply = NULL;
+		} else {
+			rep.status = KANAL_EREJECTED;
+		}
+		zmq_send(r->emit_sock, dl->requester, strlen(dl->requester), ZMQ_SNDMORE);
+		zmq_send(r->emit_sock, &rep, sizeof rep, 0);
+		kanal_msg_destroy(&reply);
+		s_delivery_free(r, &dl);
+		return;
+	}
+	kanal_msg_destroy(&reply);
+
+	if (o->outcome == KANAL_OUTCOME_OK) {
+		d->delivered++;
+		stream_publish(r->stream, "delivered", NULL, dl->ev->msg, s_dl_json(dl));
+		if (dl->kind == DL_PRIMARY && dl->flow)
+			s_flow_primary_done(r, dl->flow);
+		s_delivery_free(r, &dl);
+		return;
+	}
+
+	s_delivery_error(dl, o->error);
+	if (o->outcome == KANAL_OUTCOME_RETRY) {
+		const route_retry_t *rt = dl->flow ? &dl->flow->route->retry : &s_default_retry;
+		json_t *extra = s_dl_json(dl);
+
+		json_object_set_new(extra, "error", json_string(o->error));
+		if (dl->attempt < rt->max_attempts && !r->stopping) {
+			d->retried++;
+			dl->due_ms = kanal_now_ms() + s_backoff(rt, dl->attempt, o->retry_after_ms);
+			json_object_set_new(extra, "retry_in_ms",
+					    json_integer(dl->due_ms - kanal_now_ms()));
+			stream_publish(r->stream, "retrying", NULL, dl->ev->msg, extra);
+			dl->attempt++;
+			s_schedule_retry(r, dl);
+			return;
+		}
+		json_decref(extra);
+		if (dl->kind == DL_PRIMARY && dl->flow) {
+			flow_t *f = dl->flow;
+			f->refs++;
+			s_dead(r, &dl, r->stopping ? "kanald stopped before delivery"
+						   : "retry budget spent");
+			s_flow_primary_done(r, f);
+			s_flow_release(r, &f);
+		} else {
+			s_dead(r, &dl, r->stopping ? "kanald stopped before delivery"
+						   : "retry budget spent");
+		}
+		return;
+	}
+
+	/* REJECT: permanent. */
+	d->rejected++;
+	{
+		json_t *extra = s_dl_json(dl);
+		json_object_set_new(extra, "error", json_string(o->error));
+		stream_publish(r->stream, "rejected", NULL, dl->ev->msg, extra);
+	}
+	if (dl->kind == DL_PRIMARY && dl->flow && dl->flow->route->n_fallback > 0) {
+		flow_t *f = dl->flow;
+		f->primaries_rejected++;
+		dl->next = f->held;
+		f->held = dl;
+		s_flow_primary_done(r, f);
+		return;
+	}
+	if (dl->kind == DL_PRIMARY && dl->flow) {
+		flow_t *f = dl->flow;
+		f->refs++;
+		f->primaries_rejected++;
+		s_dead(r, &dl, "rejected");
+		s_flow_primary_done(r, f);
+		s_flow_release(r, &f);
+		return;
+	}
+	s_dead(r, &dl, "rejected");
+}
+
+/* ---- timers: retries and enrich timeouts ---------------------------------------------- */
+
+static void s_run_timers(router_t *r)
+{
+	int64_t now = kanal_now_ms();
+
+	while (r->retries && r->retries->due_ms <= now) {
+		delivery_t *dl = r->retries;
+		r->retries = dl->next;
+		s_enqueue(r, dl);
+	}
+	for (flow_t *f = r->enriching, *next; f; f = next) {
+		next = f->enrich_next;
+		if (f->enrich_deadline <= now) {
+			char why[64];
+			s_enrich_unlink(r, f);
+			f->enrich_dl = NULL; /* its delivery finishes on its own; the reply is dropped */
+			snprintf(why, sizeof why, "no reply within %lld ms",
+				 (long long)(f->route->enrich[f->enrich_step].timeout_ms > 0
+						     ? f->route->enrich[f->enrich_step].timeout_ms
+						     : r->conf->enrich_timeout_ms));
+			s_enrich_failed(r, f, why);
+		}
+	}
+}
+
+static int64_t s_next_timer(const router_t *r)
+{
+	int64_t next = -1;
+
+	if (r->retries)
+		next = r->retries->due_ms;
+	for (const flow_t *f = r->enriching; f; f = f->enrich_next)
+		if (next < 0 || f->enrich_deadline < next)
+			next = f->enrich_deadline;
+	return next;
+}
+
+/* ---- instance sockets ---------------------------------------------------------------- */
+
+static size_t s_instance_index(router_t *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_instances; i++)
+		if (!strcmp(r->instances[i]->name, name))
+			return i;
+	return (size_t)-1;
+}
+
+/* Receives [identity][frame] from a ROUTER socket. Returns the frame length, or -1. */
+static int s_recv_routed(void *sock, char *id, size_t id_size, void *buf, size_t size)
+{
+	int n = zmq_recv(sock, id, id_size - 1, ZMQ_DONTWAIT);
+	int more = 0;
+	size_t more_len = sizeof more;
+
+	if (n < 0)
+		return -1;
+	id[n < (int)id_size - 1 ? n : (int)id_size - 1] = '\0';
+	zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_len);
+	if (!more)
+		return 0;
+	return zmq_recv(sock, buf, size, 0);
+}
+
+static void s_on_deliver_sock(router_t *r)
+{
+	char id[128];
+	bus_outcome_t o;
+	int n;
+
+	while ((n = s_recv_routed(r->deliver_sock, id, sizeof id, &o, sizeof o)) >= 0) {
+		dest_t *d;
+
+		if (n < (int)offsetof(bus_outcome_t, error) || o.cmd != BUS_OUTCOME)
+			continue;
+		if (n >= (int)sizeof o)
+			n = sizeof o - 1;
+		((char *)&o)[n] = '\0';
+		o.error[sizeof o.error - 1] = '\0';
+		d = s_dest(r, id);
+		if (!d) {
+			kanal_msg_destroy(&o.reply);
+			continue;
+		}
+		s_on_outcome(r, d, &o);
+	}
+}
+
+/* Tries held emits again, in arrival order, while they fit. */
+static void s_retry_held(router_t *r)
+{
+	while (r->held_head) {
+		held_emit_t *h = r->held_head;
+		int rc = s_accept(r, &h->msg);
+
+		if (rc == KANAL_EBUSY)
+			return;
+		r->acks[h->origin]++;
+		r->held_head = h->next;
+		if (!r->held_head)
+			r->held_tail = NULL;
+		r->n_held--;
+		kanal_msg_destroy(&h->msg);
+		free(h);
+	}
+}
+
+static void s_on_request(router_t *r, const char *from, const bus_request_t *q)
+{
+	kanal_msg_t *msg = q->msg;
+	bus_reply_t rep = { BUS_REPLY, 0, q->seq, NULL };
+	char service[sizeof q->service];
+	dest_t *d;
+	delivery_t *dl;
+	shared_t *ev;
+
+	memcpy(service, q->service, sizeof service);
+	service[sizeof service - 1] = '\0';
+	d = s_dest(r, service);
+	if (!d || !d->inst || !strcmp(service, from)) {
+		rep.status = d && d->inst ? KANAL_EINVAL : KANAL_ENOSERVICE;
+		goto answer;
+	}
+	if (s_dest_full(r, d, 0)) {
+		rep.status = KANAL_EBUSY;
+		goto answer;
+	}
+	ev = s_shared_new(&msg);
+	if (!ev) {
+		rep.status = KANAL_ENOMEM;
+		goto answer;
+	}
+	dl = s_delivery_new(r, DL_REQUEST, ev, NULL, d);
+	s_shared_release(&ev);
+	if (!dl) {
+		rep.status = KANAL_ENOMEM;
+		goto answer;
+	}
+	snprintf(dl->requester, sizeof dl->requester, "%s", from);
+	dl->req_seq = q->seq;
+	s_enqueue(r, dl);
+	return;
+answer:
+	kanal_msg_destroy(&msg);
+	zmq_send(r->emit_sock, from, strlen(from), ZMQ_SNDMORE);
+	zmq_send(r->emit_sock, &rep, sizeof rep, 0);
+}
+
+static void s_on_emit_sock(router_t *r)
+{
+	char id[128];
+	unsigned char buf[sizeof(bus_request_t)];
+	int n;
+
+	while ((n = s_recv_routed(r->emit_sock, id, sizeof id, buf, sizeof buf)) >= 0) {
+		size_t origin = s_instance_index(r, id);
+
+		if (n <= 0 || origin == (size_t)-1)
+			continue;
+		if (buf[0] == BUS_EMIT && n >= (int)sizeof(bus_emit_t)) {
+			bus_emit_t e;
+			memcpy(&e, buf, sizeof e);
+			/* Emits queue behind held ones, so order per source is kept. */
+			if (!r->held_head && s_accept(r, &e.msg) != KANAL_EBUSY) {
+				r->acks[origin]++;
+				kanal_msg_destroy(&e.msg);
+				continue;
+			}
+			held_emit_t *h = calloc(1, sizeof *h);
+			if (!h) {
+				log_error("router", "out of memory holding an emit from '%s'", id);
+				kanal_msg_destroy(&e.msg);
+				r->acks[origin]++;
+				continue;
+			}
+			if (!r->held_head)
+				r->busy++;
+			h->msg = e.msg;
+			h->origin = origin;
+			if (r->held_tail)
+				r->held_tail->next = h;
+			else
+				r->held_head = h;
+			r->held_tail = h;
+			r->n_held++;
+		} else if (buf[0] == BUS_REQUEST && n >= (int)sizeof(bus_request_t)) {
+			bus_request_t q;
+			memcpy(&q, buf, sizeof q);
+			s_on_request(r, id, &q);
+		} else if (buf[0] == BUS_CLOSED) {
+			r->closed_count++;
+		}
+	}
+}
+
+static void s_flush_acks(router_t *r)
+{
+	for (size_t i = 0; i < r->n_instances; i++) {
+		if (r->acks[i]) {
+			bus_ack_t ack = { BUS_ACK, 0, r->acks[i] };
+			const char *name = r->instances[i]->name;
+			zmq_send(r->emit_sock, name, strlen(name), ZMQ_SNDMORE);
+			zmq_send(r->emit_sock, &ack, sizeof ack, 0);
+			r->acks[i] = 0;
+		}
+	}
+}
+
+/* ---- gateway ----------------------------------------------------------------------------- */
+
+static json_t *s_result(const char *id, const char *status, const char *reason)
+{
+	json_t *o = json_pack("{s:s}", "status", status);
+
+	if (id)
+		json_object_set_new(o, "id", json_string(id));
+	if (reason)
+		json_object_set_new(o, "reason", json_string(reason));
+	return o;
+}
+
+static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
+{
+	char id[256];
+	int rc;
+
+	snprintf(id, sizeof id, "%s", kanal_msg_id(*msg_p));
+	if (r->stopping)
+		return s_result(id, "error", "kanald is shutting down");
+	rc = r->held_head ? KANAL_EBUSY : s_accept(r, msg_p);
+	if (rc == KANAL_EBUSY) {
+		json_t *o = s_result(id, "busy", NULL);
+		json_object_set_new(o, "retry_after_ms", json_integer(200));
+		r->busy++;
+		return o;
+	}
+	if (rc < 0)
+		return s_result(id, "error", kanal_strerror(rc));
+	return s_result(id, "accepted", NULL);
+}
+
+/* Best effort: the id of an element we could not accept, for the client's bookkeeping. */
+static const char *s_peek_id(json_t *elem)
+{
+	json_t *id = json_is_object(elem) ? json_object_get(elem, "id") : NULL;
+	return json_is_string(id) ? json_string_value(id) : NULL;
+}
+
+static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
+{
+	json_t *results = json_array();
+	kanal_error_t err;
+	char reason[800];
+
+	kanal_error_clear(&err);
+	if (kanal_json_is_batch(body, len)) {
+		kanal_batch_t *batch = NULL;
+		size_t max = (size_t)r->conf->max_event_bytes * 64;
+		if (kanal_batch_parse(body, len, max, &batch, &err) < 0) {
+			json_t *arr = json_loadb(body, len, 0, NULL);
+			kanal_error_format(&err, reason, sizeof reason);
+			r->invalid++;
+			if (json_is_array(arr) && json_array_size(arr) > 0) {
+				size_t i;
+				json_t *elem;
+				json_array_foreach(arr, i, elem) {
+					char prefix[32];
+					snprintf(prefix, sizeof prefix, "event #%zu: ", i);
+					json_array_append_new(results,
+						s_result(s_peek_id(elem), "invalid",
+							 strncmp(err.text, prefix, strlen(prefix)) == 0
+								 ? err.text + strlen(prefix)
+								 : "batch rejected"));
+				}
+			} else {
+				json_array_append_new(results, s_result(NULL, "invalid", err.text));
+			}
+			json_decref(arr);
+			return results;
+		}
+		for (size_t i = 0; i < batch->count; i++)
+			json_array_append_new(results, s_gateway_one(r, &batch->msgs[i]));
+		kanal_batch_destroy(&batch);
+		return results;
+	}
+	{
+		kanal_msg_t *msg = NULL;
+		int rc = kanal_msg_parse(body, len, (size_t)r->conf->max_event_bytes, &msg, &err);
+		if (rc < 0) {
+			json_t *obj = json_loadb(body, len, 0, NULL);
+			r->invalid++;
+			json_array_append_new(results, s_result(s_peek_id(obj), "invalid", err.text));
+			json_decref(obj);
+			return results;
+		}
+		json_array_append_new(results, s_gateway_one(r, &msg));
+		kanal_msg_destroy(&msg);
+	}
+	return results;
+}
+
+static void s_on_gateway(router_t *r)
+{
+	for (;;) {
+		zmq_msg_t parts[8];
+		int n = 0, more = 1;
+		json_t *reply;
+		char *text;
+
+		/* [identity][empty (REQ only)]…[body]: echo every part before the body. */
+		while (more && n < 8) {
+			zmq_msg_init(&parts[n]);
+			if (zmq_msg_recv(&parts[n], r->gateway_sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+				zmq_msg_close(&parts[n]);
+				if (n == 0)
+					return;
+				more = 0;
+				break;
+			}
+			more = zmq_msg_more(&parts[n]);
+			n++;
+		}
+		while (more) { /* more than 8 parts: not our protocol; drain it */
+			zmq_msg_t junk;
+			zmq_msg_init(&junk);
+			zmq_msg_recv(&junk, r->gateway_sock, 0);
+			more = zmq_msg_more(&junk);
+			zmq_msg_close(&junk);
+		}
+		if (n < 2) {
+			for (int i = 0; i < n; i++)
+				zmq_msg_close(&parts[i]);
+			continue;
+		}
+		reply = json_pack("{s:o}", "results",
+				  s_gateway_body(r, zmq_msg_data(&parts[n - 1]),
+						 zmq_msg_size(&parts[n - 1])));
+		text = json_dumps(reply, JSON_COMPACT);
+		json_decref(reply);
+		if (text)
+			kanal_cpr_redact_inplace(text);
+		for (int i = 0; i < n - 1; i++)
+			zmq_msg_send(&parts[i], r->gateway_sock, ZMQ_SNDMORE);
+		zmq_send(r->gateway_sock, text ? text : "{}", text ? strlen(text) : 2, 0);
+		free(text);
+		zmq_msg_close(&parts[n - 1]);
+	}
+}
+
+/* ---- admin and reload ------------------------------------------------------------------ */
+
+static const char **s_instance_names(router_t *r)
+{
+	const char **names = calloc(r->n_instances + 1, sizeof *names);
+
+	for (size_t i = 0; names && i < r->n_instances; i++)
+		names[i] = r->instances[i]->name;
+	return names;
+}
+
+/* Loads the routing files again and swaps the table if they are valid. Returns a JSON
+ * object for the admin reply. */
+static json_t *s_reload(router_t *r)
+{
+	const char **names = s_instance_names(r);
+	routes_t *routes = NULL;
+	diag_t d = { 0 };
+	json_t *reply;
+
+	if (!names)
+		return json_pack("{s:b, s:[s]}", "ok", 0, "errors", "out of memory");
+	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths,
+			names, r->n_instances, &routes, &d) < 0) {
+		json_t *errs = json_array();
+		char *joined = diag_join(&d);
+		for (size_t i = 0; i < d.count; i++) {
+			char line[1024];
+			kanal_error_format(&d.items[i], line, sizeof line);
+			json_array_append_new(errs, json_string(line));
+		}
+		r->reload_failures++;
+		log_error("router", "reload failed; keeping the current routes:\n%s",
+			  joined ? joined : "");
+		stream_publish(r->stream, "routes.reload_failed", "-", NULL,
+			       json_pack("{s:O}", "errors", errs));
+		reply = json_pack("{s:b, s:o}", "ok", 0, "errors", errs);
+		free(joined);
+	} else {
+		table_t *t = calloc(1, sizeof *t);
+		if (!t) {
+			routes_destroy(&routes);
+			reply = json_pack("{s:b, s:[s]}", "ok", 0, "errors", "out of memory");
+		} else {
+			t->routes = routes;
+			t->refs = 1;
+			s_table_release(&r->table);
+			r->table = t;
+			r->reloads++;
+			log_info("router", "routes reloaded: %zu routes from %zu files",
+				 routes_count(routes), routes_file_count(routes));
+			stream_publish(r->stream, "routes.reloaded", "-", NULL,
+				       json_pack("{s:I}", "routes", (json_int_t)routes_count(routes)));
+			reply = json_pack("{s:b, s:I}", "ok", 1, "routes",
+					  (json_int_t)routes_count(routes));
+		}
+	}
+	diag_free(&d);
+	free(names);
+	return reply;
+}
+
+static json_t *s_status(router_t *r)
+{
+	json_t *insts = json_array(), *dests = json_array();
+
+	for (size_t i = 0; i < r->n_instances; i++) {
+		instance_metric_t m[32];
+		size_t n = instance_metrics(r->instances[i], m, 32);
+		json_t *metrics = json_object();
+		for (size_t k = 0; k < n; k++)
+			json_object_set_new(metrics, m[k].name, json_real(m[k].value));
+		json_array_append_new(insts,
+			json_pack("{s:s, s:s, s:s, s:o}", "name", r->instances[i]->name,
+				  "plugin", r->instances[i]->plugin->desc->name, "version",
+				  r->instances[i]->plugin->desc->version
+					  ? r->instances[i]->plugin->desc->version : "",
+				  "metrics", metrics));
+	}
+	for (size_t i = 0; i < r->n_dests; i++) {
+		const dest_t *d = &r->dests[i];
+		json_array_append_new(dests,
+			json_pack("{s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I}", "name", d->name,
+				  "queued", (json_int_t)d->queued, "queued_bytes",
+				  (json_int_t)d->queued_bytes, "in_flight", d->n_inflight,
+				  "delivered", (json_int_t)d->delivered, "rejected",
+				  (json_int_t)d->rejected, "retried", (json_int_t)d->retried, "dead",
+				  (json_int_t)d->dead));
+	}
+	return json_pack("{s:b, s:i, s:I, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+			 "ok", 1, "pid", (int)getpid(), "routes",
+			 (json_int_t)routes_count(r->table->routes), "journal", "memory",
+			 "instances", insts, "destinations", dests, "counters", "accepted",
+			 (json_int_t)r->accepted, "unmatched", (json_int_t)r->unmatched,
+			 "invalid", (json_int_t)r->invalid, "busy", (json_int_t)r->busy,
+			 "reloads", (json_int_t)r->reloads, "reload_failures",
+			 (json_int_t)r->reload_failures);
+}
+
+static void s_on_admin(router_t *r)
+{
+	char buf[4096];
+	int n;
+
+	while ((n = zmq_recv(r->admin_sock, buf, sizeof buf - 1, ZMQ_DONTWAIT)) >= 0) {
+		json_t *req, *reply;
+		const char *cmd = NULL;
+		char *text;
+
+		buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = '\0';
+		req = json_loads(buf, 0, NULL);
+		if (json_is_object(req) && json_is_string(json_object_get(req, "cmd")))
+			cmd = json_string_value(json_object_get(req, "cmd"));
+		if (cmd && !strcmp(cmd, "reload"))
+			reply = s_reload(r);
+		else if (cmd && !strcmp(cmd, "status"))
+			reply = s_status(r);
+		else
+			reply = json_pack("{s:b, s:s}", "ok", 0, "error",
+					  "unknown command (expected {\"cmd\": \"reload\"|\"status\"})");
+		json_decref(req);
+		text = json_dumps(reply, JSON_COMPACT);
+		json_decref(reply);
+		if (text)
+			kanal_cpr_redact_inplace(text);
+		zmq_send(r->admin_sock, text ? text : "{}", text ? strlen(text) : 2, 0);
+		free(text);
+	}
+}
+
+/* ---- shutdown ---------------------------------------------------------------------------- */
+
+static bool s_idle(const router_t *r)
+{
+	if (r->retries || r->enriching || r->held_head)
+		return false;
+	for (size_t i = 0; i < r->n_dests; i++)
+		if (r->dests[i].head || r->dests[i].inflight)
+			return false;
+	return true;
+}
+
+static bool s_instance_running(instance_t *inst)
+{
+	int st;
+
+	pthread_mutex_lock(&inst->mu);
+	st = inst->start_state;
+	pthread_mutex_unlock(&inst->mu);
+	return st == 1;
+}
+
+/* Spills one undelivered delivery at shutdown: kept in the dead-letter file, and its flow
+ * is settled so that rejections it was holding are kept too. */
+static void s_spill_one(router_t *r, delivery_t *dl, const char *reason)
+{
+	flow_t *f = dl->kind == DL_PRIMARY ? dl->flow : NULL;
+
+	r->undelivered_at_stop++;
+	if (dl->kind == DL_ENRICH || dl->kind == DL_REQUEST) {
+		s_delivery_free(r, &dl);
+		return;
+	}
+	if (f)
+		f->refs++;
+	s_dead(r, &dl, reason);
+	if (f && --f->primaries_open <= 0) {
+		delivery_t *held = f->held;
+		f->held = NULL;
+		while (held) {
+			delivery_t *next = held->next;
+			s_dead(r, &held, "rejected");
+			held = next;
+		}
+	}
+	s_flow_release(r, &f);
+}
+
+/* Keeps what is still undelivered at the deadline in the dead-letter file. */
+static void s_spill(router_t *r)
+{
+	while (r->retries) {
+		delivery_t *dl = r->retries;
+		r->retries = dl->next;
+		s_spill_one(r, dl, "kanald stopped before delivery");
+	}
+	for (size_t i = 0; i < r->n_dests; i++) {
+		dest_t *d = &r->dests[i];
+		while (d->head) {
+			delivery_t *dl = d->head;
+			d->head = dl->next;
+			d->queued--;
+			d->queued_bytes -= dl->bytes;
+			s_spill_one(r, dl, "kanald stopped before delivery");
+		}
+		d->tail = NULL;
+		/* In flight at the deadline: the plugin may still finish it, so it is both kept
+		 * here and possibly delivered — at least once. */
+		while (d->inflight) {
+			delivery_t *dl = d->inflight;
+			d->inflight = dl->next;
+			d->n_inflight--;
+			s_spill_one(r, dl, "kanald stopped while the delivery was in flight");
+		}
+	}
+	while (r->enriching) {
+		flow_t *f = r->enriching;
+		r->enriching = f->enrich_next;
+		f->enrich_dl = NULL;
+		r->undelivered_at_stop++;
+		s_enrich_failed(r, f, "kanald stopped");
+	}
+	while (r->held_head) {
+		held_emit_t *h = r->held_head;
+		shared_t *ev;
+		r->held_head = h->next;
+		ev = s_shared_new(&h->msg);
+		if (ev) {
+			delivery_t *dl = s_delivery_new(r, DL_DEFAULT, ev, NULL,
+							s_dest(r, ROUTES_DEADLETTER));
+			s_shared_release(&ev);
+			if (dl)
+				s_dead(r, &dl, "kanald stopped before routing");
+		}
+		r->acks[h->origin]++;
+		free(h);
+	}
+	r->held_tail = NULL;
+}
+
+/* Polls the broker's sockets once, up to wait_ms. */
+static void s_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
+{
+	zmq_pollitem_t items[6];
+	int n = 0, i_deliver, i_emit, i_gw = -1, i_admin = -1, i_stream = -1, i_ctl = -1;
+	int64_t next = s_next_timer(r);
+
+	if (next >= 0) {
+		int64_t until = next - kanal_now_ms();
+		if (until < 0)
+			until = 0;
+		if (wait_ms < 0 || until < wait_ms)
+			wait_ms = until;
+	}
+	i_deliver = n;
+	items[n++] = (zmq_pollitem_t){ r->deliver_sock, 0, ZMQ_POLLIN, 0 };
+	i_emit = n;
+	items[n++] = (zmq_pollitem_t){ r->emit_sock, 0, ZMQ_POLLIN, 0 };
+	if (with_gateway && r->gateway_sock) {
+		i_gw = n;
+		items[n++] = (zmq_pollitem_t){ r->gateway_sock, 0, ZMQ_POLLIN, 0 };
+	}
+	if (r->admin_sock) {
+		i_admin = n;
+		items[n++] = (zmq_pollitem_t){ r->admin_sock, 0, ZMQ_POLLIN, 0 };
+	}
+	if (stream_socket(r->stream)) {
+		i_stream = n;
+		items[n++] = (zmq_pollitem_t){ stream_socket(r->stream), 0, ZMQ_POLLIN, 0 };
+	}
+	if (!r->stopping) {
+		i_ctl = n;
+		items[n++] = (zmq_pollitem_t){ r->ctl_router, 0, ZMQ_POLLIN, 0 };
+	}
+	if (zmq_poll(items, n, (long)wait_ms) < 0 && zmq_errno() != EINTR)
+		return;
+	if (items[i_deliver].revents & ZMQ_POLLIN)
+		s_on_deliver_sock(r);
+	if (items[i_emit].revents & ZMQ_POLLIN)
+		s_on_emit_sock(r);
+	if (i_stream >= 0 && (items[i_stream].revents & ZMQ_POLLIN))
+		stream_on_readable(r->stream);
+	if (i_gw >= 0 && (items[i_gw].revents & ZMQ_POLLIN))
+		s_on_gateway(r);
+	if (i_admin >= 0 && (items[i_admin].revents & ZMQ_POLLIN))
+		s_on_admin(r);
+	s_run_timers(r);
+	if (r->held_head)
+		s_retry_held(r);
+	s_flush_acks(r);
+	if (i_ctl >= 0 && (items[i_ctl].revents & ZMQ_POLLIN)) {
+		char cmd[16];
+		int len = zmq_recv(r->ctl_router, cmd, sizeof cmd - 1, ZMQ_DONTWAIT);
+		if (len > 0) {
+			cmd[len] = '\0';
+			if (!strcmp(cmd, "reload")) {
+				json_t *res = s_reload(r);
+				json_decref(res);
+			} else if (!strcmp(cmd, "stop")) {
+				r->stopping = true;
+			}
+		}
+	}
+}
+
+static void s_shutdown(router_t *r)
+{
+	int64_t deadline = kanal_now_ms() + r->conf->shutdown_deadline_ms;
+	int running = 0;
+	uint8_t close_cmd = BUS_CLOSE_EMITS;
+
+	log_info("router", "stopping: sources first, then in-flight deliveries (deadline %lld ms)",
+		 (long long)r->conf->shutdown_deadline_ms);
+	/* 1. Sources stop: the gateway closes and every instance stops emitting. */
+	if (r->gateway_sock) {
+		zmq_close(r->gateway_sock);
+		r->gateway_sock = NULL;
+	}
+	r->closed_count = 0;
+	for (size_t i = 0; i < r->n_instances; i++) {
+		if (!s_instance_running(r->instances[i]))
+			continue;
+		running++;
+		zmq_send(r->deliver_sock, r->instances[i]->name, strlen(r->instances[i]->name),
+			 ZMQ_SNDMORE);
+		zmq_send(r->deliver_sock, &close_cmd, 1, 0);
+	}
+	while (r->closed_count < running && kanal_now_ms() < deadline)
+		s_poll_once(r, 20, false);
+	/* 2. In-flight work finishes, until the deadline. */
+	while (!s_idle(r) && kanal_now_ms() < deadline)
+		s_poll_once(r, 20, false);
+	if (!s_idle(r))
+		log_warn("router", "shutdown deadline reached with work undelivered; it is kept in %s",
+			 deadletter_path(r->deadletter));
+	s_spill(r);
+	s_flush_acks(r);
+	/* 3. Plugins stop, in reverse order of their start. */
+	for (size_t i = r->n_instances; i-- > 0;) {
+		bus_stop_t st = { BUS_STOP, deadline > kanal_now_ms() ? deadline
+								      : kanal_now_ms() + 1000 };
+		instance_t *inst = r->instances[i];
+		if (!s_instance_running(inst))
+			continue;
+		zmq_send(r->deliver_sock, inst->name, strlen(inst->name), ZMQ_SNDMORE);
+		zmq_send(r->deliver_sock, &st, sizeof st, 0);
+		instance_join(inst);
+		stream_publish(r->stream, "plugin.stopped", inst->name, NULL,
+			       json_pack("{s:s}", "instance", inst->name));
+		log_info(inst->name, "stopped");
+	}
+}
+
+static void *s_router_main(void *arg)
+{
+	router_t *r = arg;
+
+	log_info("router", "routing %zu routes; default destination '%s'",
+		 routes_count(r->table->routes), routes_default(r->table->routes));
+	for (size_t i = 0; i < r->n_instances; i++)
+		stream_publish(r->stream, "plugin.started", r->instances[i]->name, NULL,
+			       json_pack("{s:s}", "instance", r->instances[i]->name));
+	while (!r->stopping)
+		s_poll_once(r, -1, true);
+	s_shutdown(r);
+	zmq_send(r->ctl_router, "stopped", 7, 0);
+	return NULL;
+}
+
+/* ---- construction ------------------------------------------------------------------------- */
+
+static void *s_bind(router_t *r, int type, const char *endpoint, char *actual, size_t actual_size,
+		    char *err, size_t err_size)
+{
+	void *s = zmq_socket(r->zctx, type);
+	int zero = 0;
+	size_t len = actual_size;
+
+	if (!s)
+		goto fail;
+	zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+	if (type == ZMQ_ROUTER) {
+		int one = 1;
+		zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+	}
+	if (!strncmp(endpoint, "inproc:", 7)) {
+		zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
+		zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero);
+	} else if (type == ZMQ_ROUTER) {
+		int64_t max = r->conf->max_event_bytes * 64 + 4096;
+		zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
+	}
+	if (zmq_bind(s, endpoint) < 0)
+		goto fail;
+	if (actual) {
+		actual[0] = '\0';
+		zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, actual, &len);
+	}
+	return s;
+fail:
+	snprintf(err, err_size, "cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+	if (s)
+		zmq_close(s);
+	return NULL;
+}
+
+static int s_write_endpoints(router_t *r, char *err, size_t err_size)
+{
+	char tmp[1100];
+	FILE *f;
+
+	mkdir(r->conf->run_dir, 0750);
+	snprintf(r->endpoints_path, sizeof r->endpoints_path, "%s/endpoints", r->conf->run_dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", r->endpoints_path);
+	f = fopen(tmp, "w");
+	if (!f) {
+		snprintf(err, err_size, "cannot write %s: %s", tmp, strerror(errno));
+		r->endpoints_path[0] = '\0';
+		return KANAL_EIO;
+	}
+	fprintf(f, "gateway=%s\nstream=%s\nadmin=%s\npid=%d\n", r->gateway_endpoint,
+		stream_endpoint(r->stream), r->admin_endpoint, (int)getpid());
+	fclose(f);
+	if (rename(tmp, r->endpoints_path) < 0) {
+		snprintf(err, err_size, "cannot write %s: %s", r->endpoints_path, strerror(errno));
+		r->endpoints_path[0] = '\0';
+		return KANAL_EIO;
+	}
+	return 0;
+}
+
+router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instances,
+		     routes_t **routes_p, void *zctx, char *err, size_t err_size)
+{
+	router_t *r = calloc(1, sizeof *r);
+
+	if (!r)
+		goto oom;
+	r->conf = conf;
+	r->instances = instances;
+	r->n_instances = n_instances;
+	r->zctx = zctx;
+	r->table = calloc(1, sizeof *r->table);
+	r->dests = calloc(n_instances + 1, sizeof *r->dests);
+	r->acks = calloc(n_instances + 1, sizeof *r->acks);
+	if (!r->table || !r->dests || !r->acks)
+		goto oom;
+	r->table->routes = *routes_p;
+	r->table->refs = 1;
+	*routes_p = NULL;
+	for (size_t i = 0; i < n_instances; i++) {
+		r->dests[i].name = instances[i]->name;
+		r->dests[i].inst = instances[i];
+	}
+	r->dests[n_instances].name = (char *)ROUTES_DEADLETTER;
+	r->n_dests = n_instances + 1;
+	srand((unsigned)getpid() ^ (unsigned)kanal_now_ms());
+
+	r->deadletter = deadletter_open(conf->state_dir, err, err_size);
+	if (!r->deadletter)
+		goto fail;
+	r->deliver_sock = s_bind(r, ZMQ_ROUTER, BUS_DELIVER_ENDPOINT, NULL, 0, err, err_size);
+	r->emit_sock = s_bind(r, ZMQ_ROUTER, BUS_EMIT_ENDPOINT, NULL, 0, err, err_size);
+	r->ctl_router = s_bind(r, ZMQ_PAIR, BUS_CTL_ENDPOINT, NULL, 0, err, err_size);
+	if (!r->deliver_sock || !r->emit_sock || !r->ctl_router)
+		goto fail;
+	r->ctl_main = zmq_socket(zctx, ZMQ_PAIR);
+	if (!r->ctl_main || zmq_connect(r->ctl_main, BUS_CTL_ENDPOINT) < 0)
+		goto fail;
+	if (conf->gateway_endpoint && *conf->gateway_endpoint) {
+		r->gateway_sock = s_bind(r, ZMQ_ROUTER, conf->gateway_endpoint, r->gateway_endpoint,
+					 sizeof r->gateway_endpoint, err, err_size);
+		if (!r->gateway_sock)
+			goto fail;
+	}
+	if (conf->admin_endpoint && *conf->admin_endpoint) {
+		r->admin_sock = s_bind(r, ZMQ_REP, conf->admin_endpoint, r->admin_endpoint,
+				       sizeof r->admin_endpoint, err, err_size);
+		if (!r->admin_sock)
+			goto fail;
+	}
+	r->stream = stream_new(zctx, conf->stream_endpoint, err, err_size);
+	if (!r->stream)
+		goto fail;
+	if (s_write_endpoints(r, err, err_size) < 0)
+		goto fail;
+	return r;
+oom:
+	snprintf(err, err_size, "out of memory");
+fail:
+	router_destroy(&r);
+	return NULL;
+}
+
+int router_start(router_t *r)
+{
+	if (pthread_create(&r->thread, NULL, s_router_main, r) != 0)
+		return KANAL_ETHREAD;
+	r->thread_started = true;
+	return 0;
+}
+
+void router_reload(router_t *r)
+{
+	zmq_send(r->ctl_main, "reload", 6, 0);
+}
+
+int router_stop(router_t *r)
+{
+	char buf[16];
+
+	if (!r->thread_started)
+		return 0;
+	zmq_send(r->ctl_main, "stop", 4, 0);
+	zmq_recv(r->ctl_main, buf, sizeof buf, 0);
+	pthread_join(r->thread, NULL);
+	r->thread_started = false;
+	return r->undelivered_at_stop;
+}
+
+void router_destroy(router_t **r_p)
+{
+	router_t *r = r_p ? *r_p : NULL;
+
+	if (!r)
+		return;
+	if (r->thread_started)
+		router_stop(r);
+	if (r->endpoints_path[0])
+		unlink(r->endpoints_path);
+	if (r->deliver_sock)
+		zmq_close(r->deliver_sock);
+	if (r->emit_sock)
+		zmq_close(r->emit_sock);
+	if (r->gateway_sock)
+		zmq_close(r->gateway_sock);
+	if (r->admin_sock)
+		zmq_close(r->admin_sock);
+	if (r->ctl_main)
+		zmq_close(r->ctl_main);
+	if (r->ctl_router)
+		zmq_close(r->ctl_router);
+	stream_destroy(&r->stream);
+	deadletter_close(&r->deadletter);
+	if (r->table)
+		s_table_release(&r->table);
+	free(r->dests);
+	free(r->acks);
+	free(r);
+	*r_p = NULL;
+}

@@ -1,0 +1,1522 @@
+/*
+ * broker/routes.c — routing tables: load, validate, compile, match, explain (see routes.h
+ * and docs/routes.md).
+ *
+ * Loading walks each file's YAML tree (yamltree.c) into route_t records, reporting every
+ * mistake with its file, line and column; only a table without a single error is compiled.
+ * Compiling puts every type pattern into a token trie: each node has its literal children in
+ * a sorted array (binary search), one '*' child, the routes whose pattern ends there, and the
+ * routes whose pattern ends in '>' there. Routes without a type pattern go in a separate
+ * "any" list. Matching an event walks the trie along the tokens of its type — the work grows
+ * with the tokens of the type and the routes that really are candidates, not with the size
+ * of the table — then checks the candidates' source globs and `where` filters in declaration
+ * order.
+ *
+ * A compiled table is never changed, so any number of threads may match against it. Matching
+ * allocates nothing unless an event has more than ROUTES_LOCAL_CANDIDATES candidate routes.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "routes.h"
+#include "yamltree.h"
+#include "../sdk/host.h"
+
+/* Candidate routes an event may have before matching falls back to the heap. */
+#define ROUTES_LOCAL_CANDIDATES 256
+
+#define ROUTES_DEFAULT_ATTEMPTS 5
+#define ROUTES_DEFAULT_BACKOFF_MS 1000
+#define ROUTES_DEFAULT_MAX_BACKOFF_MS 300000
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const s_top_keys[] = { "routes", "default" };
+static const char *const s_route_keys[] = { "name", "match", "enrich", "to", "fallback",
+					    "retry" };
+static const char *const s_match_keys[] = { "type", "source", "where" };
+static const char *const s_enrich_keys[] = { "service", "into", "timeout", "on_error" };
+static const char *const s_retry_keys[] = { "max_attempts", "backoff", "max_backoff" };
+
+/* ---- a small hash map: (owner, string) → pointer ------------------------------------- */
+
+/* Used while loading and compiling only: route names → their index, and (trie node, token)
+ * → child node. Keys are borrowed; they live as long as the routes. */
+typedef struct hslot {
+	const void *owner;
+	const char *key;
+	size_t len;
+	void *value;
+} hslot_t;
+
+typedef struct hmap {
+	hslot_t *slots;
+	size_t cap, n;
+} hmap_t;
+
+static uint64_t s_hash(const void *owner, const char *key, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)owner;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= (unsigned char)key[i];
+		h *= 1099511628211ULL;
+	}
+	return h ^ (h >> 29);
+}
+
+static hslot_t *s_hmap_slot(const hmap_t *h, const void *owner, const char *key, size_t len)
+{
+	size_t at = (size_t)s_hash(owner, key, len) & (h->cap - 1);
+
+	for (;;) {
+		hslot_t *s = &h->slots[at];
+		if (!s->key || (s->owner == owner && s->len == len && !memcmp(s->key, key, len)))
+			return s;
+		at = (at + 1) & (h->cap - 1);
+	}
+}
+
+static void *s_hmap_get(const hmap_t *h, const void *owner, const char *key, size_t len)
+{
+	return h->cap ? s_hmap_slot(h, owner, key, len)->value : NULL;
+}
+
+/* Stores value under (owner, key); returns false when memory runs out. */
+static bool s_hmap_put(hmap_t *h, const void *owner, const char *key, size_t len, void *value)
+{
+	hslot_t *s;
+
+	if ((h->n + 1) * 2 > h->cap) {
+		hmap_t bigger = { NULL, h->cap ? h->cap * 2 : 64, 0 };
+		size_t i;
+		bigger.slots = calloc(bigger.cap, sizeof *bigger.slots);
+		if (!bigger.slots)
+			return false;
+		for (i = 0; i < h->cap; i++) {
+			if (h->slots[i].key) {
+				*s_hmap_slot(&bigger, h->slots[i].owner, h->slots[i].key,
+					     h->slots[i].len) = h->slots[i];
+				bigger.n++;
+			}
+		}
+		free(h->slots);
+		*h = bigger;
+	}
+	s = s_hmap_slot(h, owner, key, len);
+	if (!s->key)
+		h->n++;
+	s->owner = owner;
+	s->key = key;
+	s->len = len;
+	s->value = value;
+	return true;
+}
+
+static void s_hmap_free(hmap_t *h)
+{
+	free(h->slots);
+	memset(h, 0, sizeof *h);
+}
+
+/* ---- the compiled table ------------------------------------------------------------ */
+
+typedef struct trie_node trie_node_t;
+
+typedef struct trie_edge {
+	const char *token; /* borrowed from the route's type_pattern; not NUL-terminated */
+	size_t len;
+	trie_node_t *child;
+} trie_edge_t;
+
+/* A list of route indexes in declaration order. */
+typedef struct index_list {
+	uint32_t *at;
+	size_t n, cap;
+} index_list_t;
+
+struct trie_node {
+	trie_edge_t *edges; /* literal children, sorted by token once compiled */
+	size_t n_edges, cap_edges;
+	trie_node_t *star;  /* the '*' child */
+	index_list_t here;  /* routes whose pattern ends at this node */
+	index_list_t rest;  /* routes whose pattern has '>' at this position */
+};
+
+struct routes {
+	route_t *routes;
+	size_t n_routes;
+	char **files;
+	size_t n_files;
+	char *default_dest;
+	trie_node_t *root;
+	index_list_t any; /* routes without a type pattern */
+};
+
+static bool s_list_add(index_list_t *l, uint32_t index)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 4;
+		uint32_t *at = realloc(l->at, cap * sizeof *at);
+		if (!at)
+			return false;
+		l->at = at;
+		l->cap = cap;
+	}
+	l->at[l->n++] = index;
+	return true;
+}
+
+static void s_node_free(trie_node_t *node)
+{
+	size_t i;
+
+	if (!node)
+		return;
+	for (i = 0; i < node->n_edges; i++)
+		s_node_free(node->edges[i].child);
+	s_node_free(node->star);
+	free(node->edges);
+	free(node->here.at);
+	free(node->rest.at);
+	free(node);
+}
+
+static void s_route_free(route_t *r)
+{
+	size_t i;
+
+	free(r->name);
+	free(r->type_pattern);
+	free(r->source_glob);
+	free(r->where_text);
+	expr_destroy(&r->where);
+	for (i = 0; i < r->n_enrich; i++) {
+		free(r->enrich[i].service);
+		free(r->enrich[i].into);
+	}
+	free(r->enrich);
+	for (i = 0; i < r->n_to; i++)
+		free(r->to[i]);
+	free(r->to);
+	for (i = 0; i < r->n_fallback; i++)
+		free(r->fallback[i]);
+	free(r->fallback);
+	/* r->file is borrowed from the table's file list. */
+}
+
+void routes_destroy(routes_t **routes_p)
+{
+	routes_t *rt;
+	size_t i;
+
+	if (!routes_p || !*routes_p)
+		return;
+	rt = *routes_p;
+	for (i = 0; i < rt->n_routes; i++)
+		s_route_free(&rt->routes[i]);
+	free(rt->routes);
+	for (i = 0; i < rt->n_files; i++)
+		free(rt->files[i]);
+	free(rt->files);
+	free(rt->default_dest);
+	s_node_free(rt->root);
+	free(rt->any.at);
+	free(rt);
+	*routes_p = NULL;
+}
+
+/* ---- patterns ------------------------------------------------------------------------ */
+
+bool routes_type_matches(const char *pattern, const char *type)
+{
+	const char *p = pattern, *t = type;
+
+	if (!pattern || !type)
+		return false;
+	for (;;) {
+		size_t plen = strcspn(p, "."), tlen;
+		if (plen == 1 && *p == '>')
+			return true; /* a token of the type remains: '>' takes it and the rest */
+		tlen = strcspn(t, ".");
+		if (!(plen == 1 && *p == '*') && (plen != tlen || memcmp(p, t, plen)))
+			return false;
+		if (!p[plen] || !t[tlen])
+			return !p[plen] && !t[tlen];
+		p += plen + 1;
+		t += tlen + 1;
+	}
+}
+
+bool routes_glob_matches(const char *glob, const char *text)
+{
+	const char *star = NULL, *resume = NULL;
+
+	if (!glob || !text)
+		return false;
+	/* The classic single-backtrack wildcard walk: on a mismatch, let the last '*' swallow
+	 * one more character and try again from there. */
+	while (*text) {
+		if (*glob == '*') {
+			star = glob++;
+			resume = text;
+		} else if (*glob == '?' || *glob == *text) {
+			glob++;
+			text++;
+		} else if (star) {
+			glob = star + 1;
+			text = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*glob == '*')
+		glob++;
+	return !*glob;
+}
+
+/* ---- loading ------------------------------------------------------------------------ */
+
+/* State of one load over all its files. */
+typedef struct builder {
+	route_t *routes;
+	size_t n_routes, cap_routes;
+	char **files;
+	size_t n_files, cap_files;
+	const char *file;           /* the file being read, borrowed from files */
+	char *default_dest;
+	const char *default_file;
+	int default_line, default_col;
+	const char *const *instances;
+	size_t n_instances;
+	hmap_t names;               /* route name → index + 1 */
+	diag_t *d;
+	size_t errors;
+	bool oom;
+} builder_t;
+
+static void s_err(builder_t *b, const ynode_t *at, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void s_err(builder_t *b, const ynode_t *at, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	diag_add(b->d, b->file, at ? at->line : 0, at ? at->column : 0, "%s", text);
+	b->errors++;
+}
+
+static char *s_strdup(builder_t *b, const char *s)
+{
+	char *copy = strdup(s);
+
+	if (!copy)
+		b->oom = true;
+	return copy;
+}
+
+/* The file column of byte `offset` of a one-line scalar's text: past the opening quote of a
+ * quoted scalar. For block scalars (| >) the column of the node itself is the best guess. */
+static int s_text_column(const ynode_t *v, size_t offset)
+{
+	switch (v->style) {
+	case YNODE_PLAIN:
+		return v->column + (int)offset;
+	case YNODE_SINGLE_QUOTED:
+	case YNODE_DOUBLE_QUOTED:
+		return v->column + 1 + (int)offset;
+	default:
+		return v->column;
+	}
+}
+
+static void s_err_at(builder_t *b, const ynode_t *v, size_t offset, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Reports an error at byte `offset` inside scalar v. */
+static void s_err_at(builder_t *b, const ynode_t *v, size_t offset, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	diag_add(b->d, b->file, v->line, s_text_column(v, offset), "%s", text);
+	b->errors++;
+}
+
+/* Returns the scalar text of v, or reports why it is not usable and returns NULL. */
+static const char *s_text(builder_t *b, const ynode_t *v, const char *key)
+{
+	if (v->kind != YNODE_SCALAR) {
+		s_err(b, v, "'%s' must be a text value, not %s", key, yaml_tree_describe(v));
+		return NULL;
+	}
+	if (yaml_tree_is_null(v) || !v->len) {
+		s_err(b, v, "'%s' needs a value", key);
+		return NULL;
+	}
+	return v->text;
+}
+
+static bool s_is_mapping(builder_t *b, const ynode_t *v, const char *key)
+{
+	if (v->kind == YNODE_MAPPING)
+		return true;
+	s_err(b, v, "'%s' must be a mapping, not %s", key, yaml_tree_describe(v));
+	return false;
+}
+
+static bool s_check_keys(builder_t *b, const ynode_t *map, const char *const *known, size_t n,
+			 const char *where)
+{
+	size_t unknown = yaml_tree_check_keys(map, known, n, where, b->file, b->d);
+
+	b->errors += unknown;
+	return unknown == 0;
+}
+
+static bool s_lower_or_digit(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/* Route names: [a-z0-9][a-z0-9_.-]*. */
+static bool s_route_name_valid(const char *name)
+{
+	const char *p;
+
+	if (!s_lower_or_digit(*name))
+		return false;
+	for (p = name + 1; *p; p++)
+		if (!s_lower_or_digit(*p) && *p != '_' && *p != '.' && *p != '-')
+			return false;
+	return true;
+}
+
+/* Checks a type pattern token by token, pointing the error at the bad token. */
+static bool s_type_pattern(builder_t *b, const ynode_t *v, const char *pattern)
+{
+	const char *tok = pattern;
+
+	for (;;) {
+		size_t len = strcspn(tok, "."), i;
+		size_t offset = (size_t)(tok - pattern);
+		bool last = tok[len] == '\0';
+		if (len == 0) {
+			s_err_at(b, v, offset, "type pattern '%s' has an empty token (two dots, or "
+					       "a dot at an end)", pattern);
+			return false;
+		}
+		if (len == 1 && *tok == '>') {
+			if (!last) {
+				s_err_at(b, v, offset, "type pattern '%s': '>' matches the rest of "
+						       "the type, so it must be the last token",
+					 pattern);
+				return false;
+			}
+		} else if (!(len == 1 && *tok == '*')) {
+			for (i = 0; i < len; i++) {
+				char c = tok[i];
+				if (!s_lower_or_digit(c) && c != '_' && c != '-') {
+					s_err_at(b, v, offset + i,
+						 "type pattern '%s': '%c' is not allowed in a token "
+						 "(use a-z, 0-9, '_', '-', or a whole '*' or '>')",
+						 pattern, c);
+					return false;
+				}
+			}
+		}
+		if (last)
+			return true;
+		tok += len + 1;
+	}
+}
+
+/* Compiles `where` and reports its error at the right place in the file. The expression
+ * starts at the node's column (after the opening quote of a quoted scalar); in a block
+ * scalar (| >) it starts on the next line. */
+static void s_where(builder_t *b, route_t *r, const ynode_t *v)
+{
+	kanal_error_t err;
+	const char *text = s_text(b, v, "where");
+	int line, col;
+
+	if (!text)
+		return;
+	kanal_error_clear(&err);
+	r->where = expr_parse(text, &err);
+	if (r->where) {
+		r->where_text = s_strdup(b, text);
+		return;
+	}
+	if (v->style == YNODE_LITERAL || v->style == YNODE_FOLDED) {
+		line = v->line + 1;
+		col = err.column;
+	} else {
+		line = v->line;
+		col = err.column > 0 ? s_text_column(v, (size_t)(err.column - 1)) : v->column;
+	}
+	diag_add(b->d, b->file, line, col, "where: %s", err.text[0] ? err.text : "invalid");
+	b->errors++;
+}
+
+static void s_match(builder_t *b, route_t *r, const ynode_t *v)
+{
+	const ynode_t *x;
+	const char *text;
+
+	if (yaml_tree_is_null(v))
+		return; /* `match:` with nothing: every event */
+	if (!s_is_mapping(b, v, "match"))
+		return;
+	s_check_keys(b, v, s_match_keys, N_OF(s_match_keys), "match");
+	if ((x = yaml_tree_get(v, "type")) && (text = s_text(b, x, "type")) &&
+	    s_type_pattern(b, x, text))
+		r->type_pattern = s_strdup(b, text);
+	if ((x = yaml_tree_get(v, "source")) && (text = s_text(b, x, "source")))
+		r->source_glob = s_strdup(b, text);
+	if ((x = yaml_tree_get(v, "where")))
+		s_where(b, r, x);
+}
+
+static bool s_is_instance(const builder_t *b, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < b->n_instances; i++)
+		if (b->instances[i] && !strcmp(b->instances[i], name))
+			return true;
+	return false;
+}
+
+/* Reports an unknown instance, suggesting the closest known name (the built-in
+ * dead-letter destination included when `destination`). */
+static void s_unknown_instance(builder_t *b, const ynode_t *v, const char *name,
+			       const char *key, bool destination)
+{
+	const char *close = yaml_tree_closest(name, b->instances, b->n_instances);
+	const char *const dead[] = { ROUTES_DEADLETTER };
+
+	if (!close && destination)
+		close = yaml_tree_closest(name, dead, 1);
+	if (close)
+		s_err(b, v, "unknown instance '%s' in '%s' (did you mean '%s'?)", name, key, close);
+	else
+		s_err(b, v, "unknown instance '%s' in '%s'", name, key);
+}
+
+/* Reads a destination list (`to`, `fallback`): one name or a list of names, each a known
+ * instance or the built-in dead-letter destination, none twice. */
+static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char ***out,
+			   size_t *n_out)
+{
+	const ynode_t *one[1];
+	const ynode_t *const *items = one;
+	size_t n = 1, i, j;
+	char **names;
+
+	if (v->kind == YNODE_MAPPING) {
+		s_err(b, v, "'%s' must be an instance name or a list of them, not a mapping", key);
+		return;
+	}
+	if (v->kind == YNODE_SEQUENCE) {
+		items = v->items;
+		n = v->n_items;
+	} else {
+		one[0] = v;
+	}
+	if (!n || yaml_tree_is_null(v)) {
+		s_err(b, v, "'%s' is empty: name at least one instance", key);
+		return;
+	}
+	names = calloc(n, sizeof *names);
+	if (!names) {
+		b->oom = true;
+		return;
+	}
+	*out = names;
+	for (i = 0; i < n; i++) {
+		const char *name = s_text(b, items[i], key);
+		if (!name)
+			continue;
+		if (strcmp(name, ROUTES_DEADLETTER) && !s_is_instance(b, name)) {
+			s_unknown_instance(b, items[i], name, key, true);
+			continue;
+		}
+		for (j = 0; j < *n_out; j++)
+			if (!strcmp(names[j], name))
+				break;
+		if (j < *n_out) {
+			s_err(b, items[i], "'%s' is listed twice in '%s'", name, key);
+			continue;
+		}
+		if ((names[*n_out] = s_strdup(b, name)))
+			(*n_out)++;
+	}
+}
+
+/* `into` is where the reply goes in the event's data: "data" or "data.a.b". */
+static bool s_into_valid(const char *into)
+{
+	const char *p;
+
+	if (!strcmp(into, "data"))
+		return true;
+	if (strncmp(into, "data.", 5) != 0)
+		return false;
+	for (p = into + 5;; p++) {
+		size_t len = strcspn(p, ".");
+		if (len == 0)
+			return false;
+		p += len;
+		if (!*p)
+			return true;
+	}
+}
+
+static void s_enrich_step(builder_t *b, route_enrich_t *e, const ynode_t *v, size_t at)
+{
+	const ynode_t *x;
+	const char *text;
+
+	if (v->kind != YNODE_MAPPING) {
+		s_err(b, v, "enrich step #%zu must be a mapping with 'service' and 'into', not %s",
+		      at + 1, yaml_tree_describe(v));
+		return;
+	}
+	s_check_keys(b, v, s_enrich_keys, N_OF(s_enrich_keys), "enrich");
+	if (!(x = yaml_tree_get(v, "service"))) {
+		s_err(b, v, "enrich step #%zu has no 'service'", at + 1);
+	} else if ((text = s_text(b, x, "service"))) {
+		if (!strcmp(text, ROUTES_DEADLETTER))
+			s_err(b, x, "'deadletter' is the built-in dead-letter store, not a service");
+		else if (!s_is_instance(b, text))
+			s_unknown_instance(b, x, text, "service", false);
+		else
+			e->service = s_strdup(b, text);
+	}
+	if (!(x = yaml_tree_get(v, "into"))) {
+		s_err(b, v, "enrich step #%zu has no 'into' (where the reply goes, e.g. "
+			    "data.guardian)", at + 1);
+	} else if ((text = s_text(b, x, "into"))) {
+		if (!s_into_valid(text))
+			s_err(b, x, "'into' must be 'data' or start with 'data.' (e.g. "
+				    "data.guardian), not '%s'", text);
+		else
+			e->into = s_strdup(b, text);
+	}
+	if ((x = yaml_tree_get(v, "timeout")) && (text = s_text(b, x, "timeout"))) {
+		if (kanal__parse_duration_ms(text, &e->timeout_ms) != 0 || e->timeout_ms <= 0) {
+			s_err(b, x, "'timeout': '%s' is not a duration above 0 (write e.g. 500ms "
+				    "or 2s)", text);
+			e->timeout_ms = 0;
+		}
+	}
+	if ((x = yaml_tree_get(v, "on_error")) && (text = s_text(b, x, "on_error"))) {
+		if (!strcmp(text, "fail"))
+			e->on_error = ENRICH_FAIL;
+		else if (!strcmp(text, "skip"))
+			e->on_error = ENRICH_SKIP;
+		else
+			s_err(b, x, "'on_error': '%s' is not fail or skip", text);
+	}
+}
+
+static void s_enrich(builder_t *b, route_t *r, const ynode_t *v)
+{
+	size_t i;
+
+	if (yaml_tree_is_null(v))
+		return;
+	if (v->kind != YNODE_SEQUENCE) {
+		s_err(b, v, "'enrich' must be a list of steps, not %s", yaml_tree_describe(v));
+		return;
+	}
+	if (!v->n_items)
+		return;
+	r->enrich = calloc(v->n_items, sizeof *r->enrich);
+	if (!r->enrich) {
+		b->oom = true;
+		return;
+	}
+	r->n_enrich = v->n_items;
+	for (i = 0; i < v->n_items; i++)
+		s_enrich_step(b, &r->enrich[i], v->items[i], i);
+}
+
+/* Reads a duration of the retry policy (above 0) into *out; returns whether it did. */
+static bool s_retry_duration(builder_t *b, const ynode_t *v, const char *key, int64_t *out)
+{
+	const char *text = s_text(b, v, key);
+	int64_t ms;
+
+	if (!text)
+		return false;
+	if (kanal__parse_duration_ms(text, &ms) != 0 || ms <= 0) {
+		s_err(b, v, "'%s': '%s' is not a duration above 0 (write e.g. 1s, 30s or 5m)", key,
+		      text);
+		return false;
+	}
+	*out = ms;
+	return true;
+}
+
+static void s_fmt_ms(int64_t ms, char *buf, size_t size);
+
+static void s_retry(builder_t *b, route_t *r, const ynode_t *v)
+{
+	const ynode_t *x, *max_node;
+	const char *text;
+	bool have_max = false;
+
+	if (yaml_tree_is_null(v) || !s_is_mapping(b, v, "retry"))
+		return;
+	s_check_keys(b, v, s_retry_keys, N_OF(s_retry_keys), "retry");
+	if ((x = yaml_tree_get(v, "max_attempts")) && (text = s_text(b, x, "max_attempts"))) {
+		char *end;
+		long n;
+		errno = 0;
+		n = strtol(text, &end, 10);
+		if (errno || end == text || *end || n < 1 || n > INT_MAX)
+			s_err(b, x, "'max_attempts': '%s' is not a whole number of at least 1",
+			      text);
+		else
+			r->retry.max_attempts = (int)n;
+	}
+	if ((x = yaml_tree_get(v, "backoff")))
+		s_retry_duration(b, x, "backoff", &r->retry.backoff_ms);
+	if ((max_node = yaml_tree_get(v, "max_backoff")))
+		have_max = s_retry_duration(b, max_node, "max_backoff", &r->retry.max_backoff_ms);
+	if (have_max && r->retry.max_backoff_ms < r->retry.backoff_ms) {
+		char max_text[32], backoff_text[32];
+		s_fmt_ms(r->retry.max_backoff_ms, max_text, sizeof max_text);
+		s_fmt_ms(r->retry.backoff_ms, backoff_text, sizeof backoff_text);
+		s_err(b, max_node, "'max_backoff' (%s) is shorter than 'backoff' (%s)", max_text,
+		      backoff_text);
+	} else if (!max_node && r->retry.max_backoff_ms < r->retry.backoff_ms) {
+		/* A long backoff without a ceiling: the ceiling follows it up. */
+		r->retry.max_backoff_ms = r->retry.backoff_ms;
+	}
+}
+
+/* Adds the route's name to the table-wide set, reporting a duplicate with the place of the
+ * first. */
+static void s_name(builder_t *b, route_t *r, const ynode_t *v, size_t at)
+{
+	const char *text = s_text(b, v, "name");
+	void *first;
+
+	if (!text)
+		return;
+	if (!s_route_name_valid(text)) {
+		s_err(b, v, "route name '%s' is not valid: use lower-case letters, digits, '_', "
+			    "'.' and '-', starting with a letter or digit", text);
+		return;
+	}
+	first = s_hmap_get(&b->names, NULL, text, strlen(text));
+	if (first) {
+		const route_t *f = &b->routes[(uintptr_t)first - 1];
+		s_err(b, v, "duplicate route name '%s' (first defined at %s:%d:%d)", text, f->file,
+		      f->line, f->column);
+		return;
+	}
+	r->name = s_strdup(b, text);
+	if (r->name && !s_hmap_put(&b->names, NULL, r->name, strlen(r->name),
+				   (void *)(uintptr_t)(at + 1)))
+		b->oom = true;
+}
+
+static route_t *s_new_route(builder_t *b)
+{
+	route_t *r;
+
+	if (b->n_routes == b->cap_routes) {
+		size_t cap = b->cap_routes ? b->cap_routes * 2 : 16;
+		route_t *routes = realloc(b->routes, cap * sizeof *routes);
+		if (!routes) {
+			b->oom = true;
+			return NULL;
+		}
+		b->routes = routes;
+		b->cap_routes = cap;
+	}
+	r = &b->routes[b->n_routes];
+	memset(r, 0, sizeof *r);
+	r->index = b->n_routes;
+	r->file = (char *)b->file;
+	r->retry.max_attempts = ROUTES_DEFAULT_ATTEMPTS;
+	r->retry.backoff_ms = ROUTES_DEFAULT_BACKOFF_MS;
+	r->retry.max_backoff_ms = ROUTES_DEFAULT_MAX_BACKOFF_MS;
+	b->n_routes++;
+	return r;
+}
+
+static void s_route(builder_t *b, const ynode_t *v, size_t nth)
+{
+	const ynode_t *x;
+	route_t *r;
+
+	if (v->kind != YNODE_MAPPING) {
+		s_err(b, v, "route #%zu must be a mapping with a name and 'to', not %s", nth + 1,
+		      yaml_tree_describe(v));
+		return;
+	}
+	r = s_new_route(b);
+	if (!r)
+		return;
+	r->line = v->line;
+	r->column = v->column;
+	s_check_keys(b, v, s_route_keys, N_OF(s_route_keys), NULL);
+	if ((x = yaml_tree_get(v, "name")))
+		s_name(b, r, x, r->index);
+	else
+		s_err(b, v, "route #%zu has no 'name'", nth + 1);
+	if ((x = yaml_tree_get(v, "match")))
+		s_match(b, r, x);
+	if ((x = yaml_tree_get(v, "enrich")))
+		s_enrich(b, r, x);
+	if ((x = yaml_tree_get(v, "to")))
+		s_destinations(b, x, "to", &r->to, &r->n_to);
+	else if (r->name)
+		s_err(b, v, "route '%s' has no 'to': name the instances it delivers to", r->name);
+	else
+		s_err(b, v, "route #%zu has no 'to': name the instances it delivers to", nth + 1);
+	if ((x = yaml_tree_get(v, "fallback")))
+		s_destinations(b, x, "fallback", &r->fallback, &r->n_fallback);
+	if ((x = yaml_tree_get(v, "retry")))
+		s_retry(b, r, x);
+}
+
+static void s_default(builder_t *b, const ynode_t *v)
+{
+	const char *text = s_text(b, v, "default");
+
+	if (!text)
+		return;
+	if (b->default_dest) {
+		s_err(b, v, "'default' is set twice: here, and to '%s' at %s:%d:%d (set it in one "
+			    "file only)", b->default_dest, b->default_file, b->default_line,
+		      b->default_col);
+		return;
+	}
+	if (strcmp(text, ROUTES_DEADLETTER) && !s_is_instance(b, text)) {
+		s_unknown_instance(b, v, text, "default", true);
+		return;
+	}
+	b->default_dest = s_strdup(b, text);
+	b->default_file = b->file;
+	b->default_line = v->line;
+	b->default_col = v->column;
+}
+
+/* Walks one routing file's tree. */
+static void s_file(builder_t *b, const ynode_t *root)
+{
+	const ynode_t *x;
+	size_t i;
+
+	if (!root)
+		return; /* an empty file (or only comments) adds nothing */
+	if (root->kind != YNODE_MAPPING) {
+		s_err(b, root, "a routing file must be a mapping with 'routes:' (and optionally "
+			       "'default:'), not %s", yaml_tree_describe(root));
+		return;
+	}
+	s_check_keys(b, root, s_top_keys, N_OF(s_top_keys), NULL);
+	if ((x = yaml_tree_get(root, "routes")) && !yaml_tree_is_null(x)) {
+		if (x->kind != YNODE_SEQUENCE) {
+			s_err(b, x, "'routes' must be a list of routes, not %s",
+			      yaml_tree_describe(x));
+		} else {
+			for (i = 0; i < x->n_items && !b->oom; i++)
+				s_route(b, x->items[i], i);
+		}
+	}
+	if ((x = yaml_tree_get(root, "default")))
+		s_default(b, x);
+}
+
+/* Registers a file name with the builder; routes point at it. */
+static const char *s_add_file(builder_t *b, const char *path)
+{
+	char *copy;
+
+	if (b->n_files == b->cap_files) {
+		size_t cap = b->cap_files ? b->cap_files * 2 : 8;
+		char **files = realloc(b->files, cap * sizeof *files);
+		if (!files) {
+			b->oom = true;
+			return NULL;
+		}
+		b->files = files;
+		b->cap_files = cap;
+	}
+	copy = s_strdup(b, path);
+	if (!copy)
+		return NULL;
+	b->files[b->n_files++] = copy;
+	return copy;
+}
+
+/* Walks one file's tree (or notes why there is none); `first_error` is where its errors
+ * start in the diag, so they can be put in file order. */
+static void s_load_tree(builder_t *b, const char *path, int rc, yaml_tree_t *tree,
+			size_t first_error)
+{
+	b->file = s_add_file(b, path);
+	if (!b->file)
+		return;
+	if (rc == KANAL_ENOMEM) {
+		b->oom = true;
+	} else if (rc != 0) {
+		b->errors++; /* yamltree.c reported it */
+	} else {
+		b->errors += tree->errors;
+		s_file(b, tree->root);
+	}
+	yaml_tree_sort_errors(b->d, first_error);
+}
+
+static void s_load_file(builder_t *b, const char *path)
+{
+	yaml_tree_t *tree = NULL;
+	size_t first_error = b->d ? b->d->count : 0;
+	int rc = yaml_tree_load(path, &tree, b->d);
+
+	s_load_tree(b, path, rc, tree, first_error);
+	yaml_tree_destroy(&tree);
+}
+
+static int s_strcmp_p(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool s_is_routing_file(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (name[0] == '.')
+		return false; /* hidden files: editor backups, locks */
+	return (len > 5 && !strcmp(name + len - 5, ".yaml")) ||
+	       (len > 4 && !strcmp(name + len - 4, ".yml"));
+}
+
+/* Reads a folder's *.yaml and *.yml files in name order. */
+static void s_load_folder(builder_t *b, const char *dir)
+{
+	DIR *folder;
+	struct dirent *e;
+	char **names = NULL;
+	size_t n = 0, cap = 0, i, dlen = strlen(dir);
+
+	while (dlen > 1 && dir[dlen - 1] == '/')
+		dlen--;
+	folder = opendir(dir);
+	if (!folder) {
+		diag_add(b->d, dir, 0, 0, "cannot read folder: %s", strerror(errno));
+		b->errors++;
+		return;
+	}
+	while ((e = readdir(folder))) {
+		struct stat st;
+		char *path;
+		if (!s_is_routing_file(e->d_name))
+			continue;
+		if (asprintf(&path, "%.*s/%s", (int)dlen, dir, e->d_name) < 0) {
+			b->oom = true;
+			break;
+		}
+		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+			free(path);
+			continue;
+		}
+		if (n == cap) {
+			char **bigger = realloc(names, (cap ? cap * 2 : 16) * sizeof *names);
+			if (!bigger) {
+				free(path);
+				b->oom = true;
+				break;
+			}
+			names = bigger;
+			cap = cap ? cap * 2 : 16;
+		}
+		names[n++] = path;
+	}
+	closedir(folder);
+	if (!b->oom && n == 0) {
+		diag_add(b->d, dir, 0, 0, "no routing files in %s (expected *.yaml or *.yml files)",
+			 dir);
+		b->errors++;
+	}
+	if (n)
+		qsort(names, n, sizeof *names, s_strcmp_p);
+	for (i = 0; i < n; i++) {
+		if (!b->oom)
+			s_load_file(b, names[i]);
+		free(names[i]);
+	}
+	free(names);
+}
+
+static void s_load_path(builder_t *b, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		diag_add(b->d, path, 0, 0, "cannot read: %s", strerror(errno));
+		b->errors++;
+		return;
+	}
+	if (S_ISDIR(st.st_mode))
+		s_load_folder(b, path);
+	else
+		s_load_file(b, path);
+}
+
+static void s_builder_free(builder_t *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n_routes; i++)
+		s_route_free(&b->routes[i]);
+	free(b->routes);
+	for (i = 0; i < b->n_files; i++)
+		free(b->files[i]);
+	free(b->files);
+	free(b->default_dest);
+	s_hmap_free(&b->names);
+}
+
+/* ---- compiling ----------------------------------------------------------------------- */
+
+static int s_edge_cmp(const void *pa, const void *pb)
+{
+	const trie_edge_t *a = pa, *b = pb;
+	size_t n = a->len < b->len ? a->len : b->len;
+	int c = memcmp(a->token, b->token, n);
+
+	if (c)
+		return c;
+	return a->len < b->len ? -1 : a->len > b->len;
+}
+
+static trie_node_t *s_child(trie_node_t *node, hmap_t *children, const char *tok, size_t len)
+{
+	trie_node_t *child;
+
+	if (len == 1 && *tok == '*') {
+		if (!node->star)
+			node->star = calloc(1, sizeof *node->star);
+		return node->star;
+	}
+	child = s_hmap_get(children, node, tok, len);
+	if (child)
+		return child;
+	if (node->n_edges == node->cap_edges) {
+		size_t cap = node->cap_edges ? node->cap_edges * 2 : 4;
+		trie_edge_t *edges = realloc(node->edges, cap * sizeof *edges);
+		if (!edges)
+			return NULL;
+		node->edges = edges;
+		node->cap_edges = cap;
+	}
+	child = calloc(1, sizeof *child);
+	if (!child || !s_hmap_put(children, node, tok, len, child)) {
+		free(child);
+		return NULL;
+	}
+	node->edges[node->n_edges++] = (trie_edge_t){ tok, len, child };
+	return child;
+}
+
+/* Sorts every node's literal children for binary search. */
+static void s_sort_edges(trie_node_t *node)
+{
+	size_t i;
+
+	if (!node)
+		return;
+	if (node->n_edges > 1)
+		qsort(node->edges, node->n_edges, sizeof *node->edges, s_edge_cmp);
+	for (i = 0; i < node->n_edges; i++)
+		s_sort_edges(node->edges[i].child);
+	s_sort_edges(node->star);
+}
+
+/* Adds route `index` (pattern `pattern`) to the trie. Returns false when memory runs out. */
+static bool s_insert(routes_t *rt, hmap_t *children, const char *pattern, uint32_t index)
+{
+	trie_node_t *node = rt->root;
+	const char *tok = pattern;
+
+	for (;;) {
+		size_t len = strcspn(tok, ".");
+		if (len == 1 && *tok == '>')
+			return s_list_add(&node->rest, index);
+		node = s_child(node, children, tok, len);
+		if (!node)
+			return false;
+		if (!tok[len])
+			return s_list_add(&node->here, index);
+		tok += len + 1;
+	}
+}
+
+static int s_compile(routes_t *rt)
+{
+	hmap_t children = { 0 };
+	size_t i;
+	int rc = 0;
+
+	rt->root = calloc(1, sizeof *rt->root);
+	if (!rt->root)
+		return KANAL_ENOMEM;
+	for (i = 0; i < rt->n_routes && rc == 0; i++) {
+		const route_t *r = &rt->routes[i];
+		bool ok = r->type_pattern ? s_insert(rt, &children, r->type_pattern, (uint32_t)i)
+					  : s_list_add(&rt->any, (uint32_t)i);
+		if (!ok)
+			rc = KANAL_ENOMEM;
+	}
+	s_hmap_free(&children);
+	if (rc == 0)
+		s_sort_edges(rt->root);
+	return rc;
+}
+
+/* Moves the builder's validated routes into a new table and compiles it. */
+static int s_finish(builder_t *b, routes_t **out)
+{
+	routes_t *rt;
+	int rc;
+
+	if (b->n_routes > UINT32_MAX)
+		return KANAL_ENOMEM;
+	rt = calloc(1, sizeof *rt);
+	if (!rt)
+		return KANAL_ENOMEM;
+	rt->routes = b->routes;
+	rt->n_routes = b->n_routes;
+	rt->files = b->files;
+	rt->n_files = b->n_files;
+	rt->default_dest = b->default_dest;
+	b->routes = NULL;
+	b->n_routes = 0;
+	b->files = NULL;
+	b->n_files = 0;
+	b->default_dest = NULL;
+	rc = s_compile(rt);
+	if (rc != 0) {
+		routes_destroy(&rt);
+		return rc;
+	}
+	*out = rt;
+	return 0;
+}
+
+static void s_builder_init(builder_t *b, const char *const *instances, size_t n_instances,
+			   diag_t *d)
+{
+	memset(b, 0, sizeof *b);
+	b->instances = instances;
+	b->n_instances = instances ? n_instances : 0;
+	b->d = d;
+}
+
+static int s_end(builder_t *b, routes_t **out)
+{
+	int rc;
+
+	if (b->oom)
+		rc = KANAL_ENOMEM;
+	else if (b->errors)
+		rc = KANAL_ECONFIG;
+	else
+		rc = s_finish(b, out);
+	s_builder_free(b);
+	return rc;
+}
+
+int routes_load(const char *const *paths, size_t n_paths, const char *const *instances,
+		size_t n_instances, routes_t **out, diag_t *d)
+{
+	builder_t b;
+	size_t i;
+
+	*out = NULL;
+	s_builder_init(&b, instances, n_instances, d);
+	if (!n_paths) {
+		diag_add(d, NULL, 0, 0, "no routing files or folders given");
+		b.errors++;
+	}
+	for (i = 0; i < n_paths && !b.oom; i++)
+		s_load_path(&b, paths[i]);
+	return s_end(&b, out);
+}
+
+int routes_load_text(const char *text, size_t len, const char *file,
+		     const char *const *instances, size_t n_instances, routes_t **out, diag_t *d)
+{
+	yaml_tree_t *tree = NULL;
+	size_t first_error;
+	builder_t b;
+	int rc;
+
+	*out = NULL;
+	if (!file)
+		file = "<routes>";
+	s_builder_init(&b, instances, n_instances, d);
+	first_error = d ? d->count : 0;
+	rc = yaml_tree_parse(text, len, file, &tree, d);
+	s_load_tree(&b, file, rc, tree, first_error);
+	yaml_tree_destroy(&tree);
+	return s_end(&b, out);
+}
+
+/* ---- reading the table ---------------------------------------------------------------- */
+
+size_t routes_count(const routes_t *rt)
+{
+	return rt ? rt->n_routes : 0;
+}
+
+const route_t *routes_get(const routes_t *rt, size_t i)
+{
+	return rt && i < rt->n_routes ? &rt->routes[i] : NULL;
+}
+
+const char *routes_default(const routes_t *rt)
+{
+	return rt && rt->default_dest ? rt->default_dest : ROUTES_DEADLETTER;
+}
+
+size_t routes_file_count(const routes_t *rt)
+{
+	return rt ? rt->n_files : 0;
+}
+
+/* ---- matching ------------------------------------------------------------------------ */
+
+/* The candidate routes of one event: on the stack unless there are very many. */
+typedef struct candidates {
+	uint32_t *at;
+	size_t n, cap;
+	size_t lists; /* how many route lists contributed (one: already in order) */
+	bool failed;  /* out of memory: the caller falls back to a full scan */
+	uint32_t local[ROUTES_LOCAL_CANDIDATES];
+} candidates_t;
+
+static void s_take(candidates_t *c, const index_list_t *l)
+{
+	if (!l->n || c->failed)
+		return;
+	if (c->n + l->n > c->cap) {
+		size_t cap = c->cap * 2 > c->n + l->n ? c->cap * 2 : c->n + l->n;
+		uint32_t *at = c->at == c->local ? malloc(cap * sizeof *at)
+						 : realloc(c->at, cap * sizeof *at);
+		if (!at) {
+			c->failed = true;
+			return;
+		}
+		if (c->at == c->local)
+			memcpy(at, c->local, c->n * sizeof *at);
+		c->at = at;
+		c->cap = cap;
+	}
+	memcpy(c->at + c->n, l->at, l->n * sizeof *l->at);
+	c->n += l->n;
+	c->lists++;
+}
+
+/* Walks the trie along the type's tokens from `tok` (NULL: every token consumed). */
+static void s_walk(const trie_node_t *node, const char *tok, candidates_t *c)
+{
+	size_t len, lo, hi;
+	const char *next;
+
+	if (!tok) {
+		s_take(c, &node->here);
+		return;
+	}
+	s_take(c, &node->rest); /* '>' takes this token and all after it */
+	len = strcspn(tok, ".");
+	next = tok[len] ? tok + len + 1 : NULL;
+	lo = 0;
+	hi = node->n_edges;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const trie_edge_t *e = &node->edges[mid];
+		size_t n = e->len < len ? e->len : len;
+		int cmp = memcmp(e->token, tok, n);
+		if (!cmp)
+			cmp = e->len < len ? -1 : e->len > len;
+		if (!cmp) {
+			s_walk(e->child, next, c);
+			break;
+		}
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (node->star)
+		s_walk(node->star, next, c);
+}
+
+static int s_u32_cmp(const void *pa, const void *pb)
+{
+	uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+
+	return a < b ? -1 : a > b;
+}
+
+/* The checks after the type: source glob, then `where` (which may read data). */
+static bool s_rest_matches(const route_t *r, const kanal_msg_t *msg)
+{
+	if (r->source_glob && !routes_glob_matches(r->source_glob, kanal_msg_source(msg)))
+		return false;
+	return !r->where || expr_eval(r->where, msg);
+}
+
+static size_t s_emit(const route_t *r, const route_t **out, size_t cap, size_t count)
+{
+	if (count < cap)
+		out[count] = r;
+	return count + 1;
+}
+
+size_t routes_match(const routes_t *rt, const kanal_msg_t *msg, const route_t **out, size_t cap)
+{
+	candidates_t c;
+	const char *type;
+	size_t i, count = 0;
+
+	if (!rt || !msg || !rt->n_routes)
+		return 0;
+	type = kanal_msg_type(msg);
+	if (!type)
+		type = "";
+	c.at = c.local;
+	c.n = 0;
+	c.cap = ROUTES_LOCAL_CANDIDATES;
+	c.lists = 0;
+	c.failed = false;
+	s_walk(rt->root, type, &c);
+	s_take(&c, &rt->any);
+	if (c.failed) {
+		/* No memory for a huge candidate set: check every route instead. Slower, but an
+		 * event is never misrouted because memory was short. */
+		for (i = 0; i < rt->n_routes; i++) {
+			const route_t *r = &rt->routes[i];
+			if ((!r->type_pattern || routes_type_matches(r->type_pattern, type)) &&
+			    s_rest_matches(r, msg))
+				count = s_emit(r, out, cap, count);
+		}
+		goto done;
+	}
+	if (c.lists > 1)
+		qsort(c.at, c.n, sizeof *c.at, s_u32_cmp);
+	for (i = 0; i < c.n; i++) {
+		const route_t *r = &rt->routes[c.at[i]];
+		if (s_rest_matches(r, msg))
+			count = s_emit(r, out, cap, count);
+	}
+done:
+	if (c.at != c.local)
+		free(c.at);
+	return count;
+}
+
+/* ---- explaining ------------------------------------------------------------------------ */
+
+/* Formats a duration the way it is written in the files: "2s", "10m", "1500ms". */
+static void s_fmt_ms(int64_t ms, char *buf, size_t size)
+{
+	static const struct {
+		int64_t ms;
+		const char *unit;
+	} units[] = { { 86400000, "d" }, { 3600000, "h" }, { 60000, "m" }, { 1000, "s" } };
+	size_t i;
+
+	for (i = 0; i < N_OF(units); i++) {
+		if (ms >= units[i].ms && ms % units[i].ms == 0) {
+			snprintf(buf, size, "%lld%s", (long long)(ms / units[i].ms), units[i].unit);
+			return;
+		}
+	}
+	snprintf(buf, size, "%lldms", (long long)ms);
+}
+
+/* Prints text with CPR numbers masked: explain output goes to terminals and tickets. */
+static void s_put(FILE *out, const char *text)
+{
+	char *masked;
+
+	if (!text)
+		text = "";
+	masked = strdup(text);
+	if (!masked) {
+		fputs("(out of memory)", out);
+		return;
+	}
+	kanal_cpr_redact_inplace(masked);
+	fputs(masked, out);
+	free(masked);
+}
+
+static void s_put_list(FILE *out, char *const *names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (i)
+			fputs(", ", out);
+		s_put(out, names[i]);
+	}
+}
+
+static void s_explain_plan(const route_t *r, FILE *out)
+{
+	char a[32], b[32];
+	size_t i;
+
+	fputs("            to        ", out);
+	s_put_list(out, r->to, r->n_to);
+	fputc('\n', out);
+	for (i = 0; i < r->n_enrich; i++) {
+		const route_enrich_t *e = &r->enrich[i];
+		fputs("            enrich    ", out);
+		s_put(out, e->service);
+		fputs(" into ", out);
+		s_put(out, e->into);
+		fputs(" (", out);
+		if (e->timeout_ms) {
+			s_fmt_ms(e->timeout_ms, a, sizeof a);
+			fprintf(out, "timeout %s", a);
+		} else {
+			fputs("the configured enrich_timeout", out);
+		}
+		fprintf(out, "; on error: %s)\n",
+			e->on_error == ENRICH_SKIP ? "skip the step" : "fail the route");
+	}
+	if (r->n_fallback) {
+		fputs("            fallback  ", out);
+		s_put_list(out, r->fallback, r->n_fallback);
+		fputs(" (when every destination in 'to' rejects)\n", out);
+	}
+	s_fmt_ms(r->retry.backoff_ms, a, sizeof a);
+	s_fmt_ms(r->retry.max_backoff_ms, b, sizeof b);
+	fprintf(out, "            retry     up to %d attempts, backoff %s growing to at most %s\n",
+		r->retry.max_attempts, a, b);
+}
+
+/* Explains one route; returns whether it matches. */
+static bool s_explain_route(const route_t *r, const kanal_msg_t *msg, FILE *out)
+{
+	const char *type = kanal_msg_type(msg), *source = kanal_msg_source(msg);
+	bool type_ok = !r->type_pattern || routes_type_matches(r->type_pattern, type);
+	bool source_ok = type_ok && (!r->source_glob || routes_glob_matches(r->source_glob, source));
+	char why[512] = "";
+	bool where_ok = source_ok && (!r->where || expr_explain(r->where, msg, why, sizeof why));
+	bool match = type_ok && source_ok && where_ok;
+
+	fprintf(out, "%-10s", match ? "match" : "no match");
+	s_put(out, r->name);
+	fprintf(out, "  (%s:%d)\n", r->file, r->line);
+	if (!r->type_pattern && !r->source_glob && !r->where)
+		fputs("            (no 'match': every event)\n", out);
+	if (r->type_pattern) {
+		fputs("            type      ", out);
+		s_put(out, r->type_pattern);
+		fputs(type_ok ? " matches '" : " does not match '", out);
+		s_put(out, type);
+		fputs("'\n", out);
+	}
+	if (type_ok && r->source_glob) {
+		fputs("            source    ", out);
+		s_put(out, r->source_glob);
+		fputs(source_ok ? " matches '" : " does not match '", out);
+		s_put(out, source);
+		fputs("'\n", out);
+	}
+	if (source_ok && r->where) {
+		fputs("            where     ", out);
+		s_put(out, r->where_text);
+		if (where_ok) {
+			fputs("  (true)\n", out);
+		} else {
+			fputs("  (false: ", out);
+			s_put(out, why[0] ? why : "not satisfied");
+			fputs(")\n", out);
+		}
+	}
+	if (match)
+		s_explain_plan(r, out);
+	return match;
+}
+
+size_t routes_explain(const routes_t *rt, const kanal_msg_t *msg, FILE *out)
+{
+	size_t i, j, k, matched = 0;
+	const route_t **hits = NULL;
+
+	if (!rt || !msg || !out)
+		return 0;
+	fputs("event     type '", out);
+	s_put(out, kanal_msg_type(msg));
+	fputs("', source '", out);
+	s_put(out, kanal_msg_source(msg));
+	fputs("', id '", out);
+	s_put(out, kanal_msg_id(msg));
+	fprintf(out, "'\ntable     %zu route%s from %zu file%s, default destination '%s'\n\n",
+		rt->n_routes, rt->n_routes == 1 ? "" : "s", rt->n_files,
+		rt->n_files == 1 ? "" : "s", routes_default(rt));
+	hits = calloc(rt->n_routes ? rt->n_routes : 1, sizeof *hits);
+	for (i = 0; i < rt->n_routes; i++) {
+		if (s_explain_route(&rt->routes[i], msg, out)) {
+			if (hits)
+				hits[matched] = &rt->routes[i];
+			matched++;
+		}
+	}
+	fputc('\n', out);
+	if (!matched) {
+		fprintf(out, "no route matches: the event goes to the default destination '%s'\n",
+			routes_default(rt));
+		free(hits);
+		return 0;
+	}
+	fprintf(out, "%zu route%s match%s: the event goes to ", matched, matched == 1 ? "" : "s",
+		matched == 1 ? "es" : "");
+	/* Each destination once, in the order the routes name them. */
+	for (i = 0, k = 0; hits && i < matched; i++) {
+		for (j = 0; j < hits[i]->n_to; j++) {
+			size_t pi, pj;
+			bool seen = false;
+			for (pi = 0; pi <= i && !seen; pi++)
+				for (pj = 0; pj < (pi == i ? j : hits[pi]->n_to) && !seen; pj++)
+					seen = !strcmp(hits[pi]->to[pj], hits[i]->to[j]);
+			if (!seen) {
+				fputs(k++ ? ", " : "", out);
+				s_put(out, hits[i]->to[j]);
+			}
+		}
+	}
+	fputc('\n', out);
+	free(hits);
+	return matched;
+}

@@ -1,0 +1,102 @@
+/*
+ * broker/routes.h — routing tables: load the routes folder's YAML files, validate, compile, match, explain.
+ *
+ * A table is built from one or more YAML files read in name order. Loading validates
+ * everything — unknown keys, duplicate route names, unknown instances, bad patterns, `where`
+ * syntax and type errors — and reports each error with its file, line and column.
+ * Type patterns are compiled into a token trie so the cost of matching an event grows with
+ * the number of tokens in its type, not with the number of routes. A compiled table is
+ * immutable and may be read from several threads.
+ */
+#ifndef KANAL_ROUTES_H
+#define KANAL_ROUTES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <kanal/kanal.h>
+#include "diag.h"
+#include "expr.h"
+
+/* The built-in destination that keeps what nothing else takes: unmatched events when no
+ * `default` is set, and dead deliveries. */
+#define ROUTES_DEADLETTER "deadletter"
+
+typedef enum enrich_on_error {
+	ENRICH_FAIL = 0, /* default: the event goes to the dead letters for this route */
+	ENRICH_SKIP,     /* the route goes on without the enrichment */
+} enrich_on_error_t;
+
+typedef struct route_enrich {
+	char *service;       /* instance name */
+	char *into;          /* "data.guardian" */
+	int64_t timeout_ms;  /* 0: the config's enrich_timeout */
+	enrich_on_error_t on_error;
+} route_enrich_t;
+
+typedef struct route_retry {
+	int max_attempts;       /* default 5 */
+	int64_t backoff_ms;     /* default 1000 */
+	int64_t max_backoff_ms; /* default 300000 */
+} route_retry_t;
+
+typedef struct route {
+	char *name;
+	size_t index;          /* declaration order across all files */
+	char *file;
+	int line, column;
+	char *type_pattern;    /* NULL: any type */
+	char *source_glob;     /* NULL: any source */
+	char *where_text;      /* NULL: no filter */
+	expr_t *where;
+	route_enrich_t *enrich;
+	size_t n_enrich;
+	char **to;
+	size_t n_to;
+	char **fallback;
+	size_t n_fallback;
+	route_retry_t retry;
+} route_t;
+
+typedef struct routes routes_t;
+
+/* Loads the routing files in `paths` (each a file, or a folder whose *.yaml / *.yml files
+ * are read in name order). `instances` lists the destination names that exist (the
+ * built-in "deadletter" always does); `services` the instances that may be enrich
+ * services (NULL: same as instances). Returns 0 and *out, or KANAL_ECONFIG with every error
+ * in d. Ownership: borrows the arrays; *out is new. */
+int routes_load(const char *const *paths, size_t n_paths, const char *const *instances,
+		size_t n_instances, routes_t **out, diag_t *d);
+
+/* Parses routing text directly (tests, fuzzing); `file` names it in errors. */
+int routes_load_text(const char *text, size_t len, const char *file,
+		     const char *const *instances, size_t n_instances, routes_t **out, diag_t *d);
+
+void routes_destroy(routes_t **routes_p);
+
+size_t routes_count(const routes_t *rt);
+const route_t *routes_get(const routes_t *rt, size_t i);
+/* The `default` destination, or ROUTES_DEADLETTER when none is set. */
+const char *routes_default(const routes_t *rt);
+/* Files the table was read from, for messages ("3 routes from 2 files"). */
+size_t routes_file_count(const routes_t *rt);
+
+/* Matches msg: stores up to `cap` matching routes in declaration order into out and returns
+ * how many match in all (which may exceed cap). Reads data only for routes whose type and
+ * source already matched and whose `where` needs it. Ownership: borrows; the route pointers
+ * live as long as the table. */
+size_t routes_match(const routes_t *rt, const kanal_msg_t *msg, const route_t **out, size_t cap);
+
+/* Prints, for ops, which routes match msg and which do not and why (type pattern, source
+ * glob, the failing `where` comparison), where the event would go (destinations, enrich
+ * steps, fallback) — or that it would go to the default destination. Returns the number of
+ * matching routes. */
+size_t routes_explain(const routes_t *rt, const kanal_msg_t *msg, FILE *out);
+
+/* Pattern helpers, exposed for tests. A type pattern is dotted tokens where '*' matches
+ * exactly one token and '>' (last only) one or more; a source glob uses '*' for any run of
+ * characters and '?' for one. */
+bool routes_type_matches(const char *pattern, const char *type);
+bool routes_glob_matches(const char *glob, const char *text);
+
+#endif

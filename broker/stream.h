@@ -1,0 +1,33 @@
+/*
+ * broker/stream.h — the event stream: an XPUB socket publishing one two-frame message per
+ * happening, "<kind> <type-or-instance>" then a JSON object (docs/events.md). Nothing is
+ * built when nobody subscribes. CPR numbers are masked in the payload before it leaves.
+ */
+#ifndef KANAL_STREAM_H
+#define KANAL_STREAM_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <kanal/kanal.h>
+
+typedef struct stream stream_t;
+
+/* Binds the stream at `endpoint` ("" or NULL: a stream that publishes nowhere). */
+stream_t *stream_new(void *zctx, const char *endpoint, char *err, size_t err_size);
+void stream_destroy(stream_t **s_p);
+/* The XPUB socket, to poll for subscriptions (NULL when disabled), and what to do when it
+ * is readable. */
+void *stream_socket(stream_t *s);
+void stream_on_readable(stream_t *s);
+/* The bound address (with the real port), or "". */
+const char *stream_endpoint(const stream_t *s);
+/* True when at least one subscriber is connected: callers skip building payloads when not. */
+bool stream_wanted(const stream_t *s);
+
+/* Publishes a happening of `kind` ("delivered") about event ev (may be NULL) with topic
+ * "<kind> <tail>" where tail is the event's type unless `tail` is given. `extra` (may be
+ * NULL) is merged into the payload; stolen. */
+void stream_publish(stream_t *s, const char *kind, const char *tail, const kanal_msg_t *ev,
+		    json_t *extra);
+
+#endif

@@ -1,0 +1,307 @@
+/*
+ * cli/cmd_admin.c — `kanalctl reload` and `kanalctl status`: kanald's admin socket.
+ *
+ * One JSON request, one JSON reply, over a REQ socket (docs/design/wire.md). A refused
+ * reload lists the errors kanald found, each "file:line:col: error: …", followed by the
+ * offending line when kanalctl can read the file too; the old routing table stays in force.
+ * status prints whatever the reply holds in an indented, YAML-like form, so new fields need
+ * no change here; --json prints the reply as it came.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "kanalctl.h"
+
+/* Sends {"cmd": cmd} to the admin socket and returns its reply object in *reply (and the
+ * raw text in *raw). Returns an exit status: CTL_EXIT_OK when a JSON object came back,
+ * CTL_EXIT_ERROR after printing why not. Ownership: *reply and *raw are new. */
+static int s_admin_call(const ctl_t *ctl, const char *cmd, json_t **reply, char **raw)
+{
+	char endpoint[512], request[64];
+	void *zctx, *sock;
+	size_t len = 0;
+	int rc, status = CTL_EXIT_ERROR;
+
+	*reply = NULL;
+	*raw = NULL;
+	if (ctl_endpoint(ctl, "admin", endpoint, sizeof endpoint) < 0)
+		return CTL_EXIT_ERROR;
+	zctx = zmq_ctx_new();
+	if (!zctx) {
+		ctl_error("cannot start ZeroMQ: %s", zmq_strerror(errno));
+		return CTL_EXIT_ERROR;
+	}
+	sock = ctl_connect(zctx, ZMQ_REQ, endpoint, "admin endpoint");
+	if (!sock)
+		goto done;
+	snprintf(request, sizeof request, "{\"cmd\":\"%s\"}", cmd);
+	rc = ctl_zmq_request(sock, request, strlen(request), ctl->timeout_ms, raw, &len);
+	if (rc == KANAL_ETIMEDOUT) {
+		ctl_no_reply(ctl, "admin endpoint", endpoint);
+		goto done;
+	}
+	if (rc < 0) {
+		ctl_error("asking the admin endpoint at %s failed: %s", endpoint,
+			  rc == KANAL_EIO ? zmq_strerror(errno) : kanal_strerror(rc));
+		goto done;
+	}
+	*reply = json_loadb(*raw, len, 0, NULL);
+	if (!json_is_object(*reply)) {
+		ctl_error("the admin endpoint at %s sent a reply kanalctl cannot read: %.200s",
+			  endpoint, *raw);
+		json_decref(*reply);
+		*reply = NULL;
+		free(*raw);
+		*raw = NULL;
+		goto done;
+	}
+	status = CTL_EXIT_OK;
+done:
+	if (sock)
+		zmq_close(sock);
+	zmq_ctx_term(zctx);
+	return status;
+}
+
+static bool s_is_scalar(json_t *v)
+{
+	return !json_is_object(v) && !json_is_array(v);
+}
+
+static void s_print_scalar(FILE *out, json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		fputs(json_string_value(v), out);
+		break;
+	case JSON_INTEGER:
+		fprintf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		break;
+	case JSON_REAL:
+		fprintf(out, "%g", json_real_value(v));
+		break;
+	case JSON_TRUE:
+		fputs("true", out);
+		break;
+	case JSON_FALSE:
+		fputs("false", out);
+		break;
+	default:
+		fputs("-", out);
+		break;
+	}
+}
+
+static void s_pretty_object(FILE *out, json_t *obj, int indent, bool list_item);
+
+/* Prints "key: value" for one member at the current position (the indentation is
+ * already written), descending into objects and lists. */
+static void s_pretty_member(FILE *out, const char *key, json_t *v, int indent)
+{
+	size_t i;
+	json_t *item;
+	bool all_scalar = true;
+
+	fprintf(out, "%s:", key);
+	if (s_is_scalar(v)) {
+		fputc(' ', out);
+		s_print_scalar(out, v);
+		fputc('\n', out);
+		return;
+	}
+	if (json_is_object(v)) {
+		if (json_object_size(v) == 0) {
+			fputs(" {}\n", out);
+			return;
+		}
+		fputc('\n', out);
+		s_pretty_object(out, v, indent + 2, false);
+		return;
+	}
+	if (json_array_size(v) == 0) {
+		fputs(" []\n", out);
+		return;
+	}
+	json_array_foreach(v, i, item) {
+		if (!s_is_scalar(item))
+			all_scalar = false;
+	}
+	if (all_scalar) {
+		json_array_foreach(v, i, item) {
+			fputs(i ? ", " : " ", out);
+			s_print_scalar(out, item);
+		}
+		fputc('\n', out);
+		return;
+	}
+	fputc('\n', out);
+	json_array_foreach(v, i, item) {
+		if (json_is_object(item) && json_object_size(item) > 0) {
+			s_pretty_object(out, item, indent + 4, true);
+		} else if (s_is_scalar(item)) {
+			fprintf(out, "%*s- ", indent + 2, "");
+			s_print_scalar(out, item);
+			fputc('\n', out);
+		} else {
+			char *dump = json_dumps(item, JSON_COMPACT);
+			fprintf(out, "%*s- %s\n", indent + 2, "", dump ? dump : "?");
+			free(dump);
+		}
+	}
+}
+
+/* Prints an object's members at `indent`; a list item starts with "- " two columns to the
+ * left, YAML style. */
+static void s_pretty_object(FILE *out, json_t *obj, int indent, bool list_item)
+{
+	const char *key;
+	json_t *v;
+	bool first = true;
+
+	json_object_foreach(obj, key, v) {
+		if (list_item && first)
+			fprintf(out, "%*s- ", indent - 2, "");
+		else
+			fprintf(out, "%*s", indent, "");
+		first = false;
+		s_pretty_member(out, key, v, indent);
+	}
+}
+
+/* Prints the reply's members except `ok` (the exit status says it), masked. */
+static void s_print_pretty(json_t *reply)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	json_t *copy;
+
+	if (!mem)
+		return;
+	copy = json_copy(reply);
+	json_object_del(copy, "ok");
+	s_pretty_object(mem, copy, 0, false);
+	json_decref(copy);
+	fclose(mem);
+	if (text) {
+		kanal_cpr_redact_inplace(text);
+		fputs(text, stdout);
+	}
+	free(text);
+}
+
+/* Adds one "file:line:col: error: text" string from kanald to d, so that diag_print can
+ * show the offending line; a string in another form is kept whole. */
+static void s_add_error(diag_t *d, const char *text)
+{
+	const char *mark = strstr(text, ": error: ");
+	const char *p, *q;
+	char file[512];
+	int line = 0, col = 0;
+
+	if (mark && (size_t)(mark - text) < sizeof file) {
+		size_t n;
+
+		p = mark;
+		/* Walk back over ":COL" and ":LINE"; the rest is the file name, which may hold
+		 * colons itself. */
+		while (p > text && p[-1] >= '0' && p[-1] <= '9')
+			p--;
+		if (p > text && p[-1] == ':' && p < mark) {
+			col = atoi(p);
+			p--;
+			q = p;
+			while (q > text && q[-1] >= '0' && q[-1] <= '9')
+				q--;
+			if (q > text && q[-1] == ':' && q < p) {
+				line = atoi(q);
+				p = q - 1;
+			} else {
+				line = col;
+				col = 0;
+			}
+			n = (size_t)(p - text);
+			memcpy(file, text, n);
+			file[n] = '\0';
+			diag_add(d, file, line, col, "%s", mark + strlen(": error: "));
+			return;
+		}
+	}
+	diag_add(d, NULL, 0, 0, "%s", text);
+}
+
+int cmd_reload(ctl_t *ctl, int argc, char **argv)
+{
+	json_t *reply, *errors, *item;
+	char *raw;
+	diag_t d = { 0 };
+	const char *message;
+	size_t i;
+	int status;
+
+	if (argc > 0) {
+		ctl_error("reload takes no arguments (kanalctl check ROUTES... checks files first)");
+		return CTL_EXIT_ERROR;
+	}
+	status = s_admin_call(ctl, "reload", &reply, &raw);
+	if (status != CTL_EXIT_OK)
+		return status;
+	status = json_is_true(json_object_get(reply, "ok")) ? CTL_EXIT_OK : CTL_EXIT_NO;
+	if (ctl->json) {
+		ctl_printf(stdout, "%s\n", raw);
+		goto done;
+	}
+	if (status == CTL_EXIT_OK) {
+		printf("reload: ok\n");
+		s_print_pretty(reply);
+		goto done;
+	}
+	errors = json_object_get(reply, "errors");
+	json_array_foreach(errors, i, item) {
+		if (json_is_string(item))
+			s_add_error(&d, json_string_value(item));
+	}
+	diag_print(&d, stderr);
+	message = json_string_value(json_object_get(reply, "error"));
+	ctl_error("reload refused%s%s; the old routing table stays in force", message ? ": " : "",
+		  message ? message : "");
+done:
+	diag_free(&d);
+	json_decref(reply);
+	free(raw);
+	return status;
+}
+
+int cmd_status(ctl_t *ctl, int argc, char **argv)
+{
+	json_t *reply;
+	const char *message;
+	char *raw;
+	int status;
+
+	if (argc > 0) {
+		ctl_error("status takes no arguments");
+		return CTL_EXIT_ERROR;
+	}
+	status = s_admin_call(ctl, "status", &reply, &raw);
+	if (status != CTL_EXIT_OK)
+		return status;
+	/* A reply without "ok" is read as an answer: the status itself is the point. */
+	if (json_is_false(json_object_get(reply, "ok")))
+		status = CTL_EXIT_NO;
+	if (ctl->json) {
+		ctl_printf(stdout, "%s\n", raw);
+	} else {
+		s_print_pretty(reply);
+		message = json_string_value(json_object_get(reply, "error"));
+		if (status != CTL_EXIT_OK)
+			ctl_error("status failed%s%s", message ? ": " : "", message ? message : "");
+	}
+	json_decref(reply);
+	free(raw);
+	return status;
+}

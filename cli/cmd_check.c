@@ -1,0 +1,224 @@
+/*
+ * cli/cmd_check.c — `kanalctl check` and `kanalctl explain`: the routing table, offline.
+ *
+ * check loads kanald.yaml, validates each instance's options against its plugin's table
+ * (the plugin is dlopened and its descriptor checked, but never initialised: no thread, no
+ * connection), then loads the routing files with the config's instance names, so that an
+ * operator learns every mistake before `kanalctl reload` — reported the way compilers
+ * report errors. explain loads the same table and tells, for a sample event, which routes
+ * match, why the others do not, and where the event would go.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kanalctl.h"
+#include "routes.h"
+
+static const char *s_plural(size_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
+/* Validates one instance's options against its plugin's table, appending what is wrong
+ * to d. Returns the number of errors added. */
+static size_t s_check_instance(const conf_t *conf, const conf_instance_t *inst, diag_t *d)
+{
+	kanal_loaded_t *loaded = NULL;
+	kanal_config_t *cfg = NULL;
+	kanal_error_t err;
+	size_t before = d->count;
+	int rc;
+
+	kanal_error_clear(&err);
+	rc = kanal__plugin_open(inst->plugin_path, &loaded, &err);
+	if (rc < 0) {
+		/* Report it at the instance's entry, where the operator fixes it. */
+		diag_add(d, conf->file, inst->line, inst->column, "instance '%s': plugin '%s': %s",
+			 inst->name, inst->plugin, err.text[0] ? err.text : kanal_strerror(rc));
+		return d->count - before;
+	}
+	kanal_error_clear(&err);
+	rc = kanal__config_build(loaded->desc->options, inst->options, inst->n_options, conf->file,
+				 inst->name, inst->line, inst->column, &cfg, &err);
+	if (rc < 0) {
+		if (err.text[0])
+			diag_add_error(d, &err);
+		else
+			diag_add(d, conf->file, inst->line, inst->column,
+				 "instance '%s': options: %s", inst->name, kanal_strerror(rc));
+	}
+	kanal__config_destroy(&cfg);
+	kanal__plugin_close(&loaded);
+	return d->count - before;
+}
+
+/* Loads the routing table from `paths` (NULL: the config's route_paths) with the config's
+ * instance names. Returns 0 and *out, or a negative code with the errors in d. */
+static int s_load_routes(const conf_t *conf, char **paths, size_t n_paths, routes_t **out,
+			 diag_t *d)
+{
+	const char **names = ctl_instance_names(conf);
+	int rc;
+
+	if (!names) {
+		diag_add(d, NULL, 0, 0, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	if (!paths) {
+		paths = conf->route_paths;
+		n_paths = conf->n_route_paths;
+	}
+	rc = routes_load((const char *const *)paths, n_paths, names, conf->n_instances, out, d);
+	free(names);
+	return rc;
+}
+
+int cmd_check(ctl_t *ctl, int argc, char **argv)
+{
+	routes_t *rt = NULL;
+	diag_t d = { 0 };
+	conf_t *conf;
+	size_t i, conf_errors = 0;
+	int rc, status = CTL_EXIT_OK;
+
+	if (!ctl_conf_path(ctl))
+		return CTL_EXIT_ERROR;
+	conf = ctl_conf_load(ctl);
+	if (!conf) {
+		ctl_error("check failed: %s has errors", ctl_conf_path(ctl));
+		return CTL_EXIT_NO;
+	}
+	for (i = 0; i < conf->n_instances; i++)
+		conf_errors += s_check_instance(conf, &conf->instances[i], &d);
+	rc = s_load_routes(conf, argc ? argv : NULL, (size_t)argc, &rt, &d);
+	if (rc < 0 && d.count == conf_errors)
+		diag_add(&d, NULL, 0, 0, "the routing files could not be loaded: %s",
+			 kanal_strerror(rc));
+
+	if (d.count) {
+		diag_print(&d, stderr);
+		ctl_error("check failed: %zu %s (%zu in %s, %zu in the routing files)", d.count,
+			  s_plural(d.count, "error", "errors"), conf_errors, conf->file,
+			  d.count - conf_errors);
+		status = CTL_EXIT_NO;
+	} else {
+		size_t n_routes = routes_count(rt), n_files = routes_file_count(rt);
+		ctl_printf(stdout, "%s: %zu %s; routes: %zu %s from %zu %s, default \u2192 %s: ok\n",
+			   conf->file, conf->n_instances,
+			   s_plural(conf->n_instances, "instance", "instances"), n_routes,
+			   s_plural(n_routes, "route", "routes"), n_files,
+			   s_plural(n_files, "file", "files"), routes_default(rt));
+	}
+	routes_destroy(&rt);
+	diag_free(&d);
+	conf_destroy(&conf);
+	return status;
+}
+
+/* Prints routes_explain's account of one event, masked once more on its way out (the
+ * account quotes values from the event). Returns the number of matching routes. */
+static size_t s_explain_one(const routes_t *rt, const kanal_msg_t *msg, const char *label)
+{
+	char *text = NULL;
+	size_t text_len = 0, matched;
+	FILE *mem;
+
+	ctl_printf(stdout, "%s: event id %s, type %s, source %s\n", label, kanal_msg_id(msg),
+		   kanal_msg_type(msg), kanal_msg_source(msg));
+	mem = open_memstream(&text, &text_len);
+	if (!mem) {
+		/* Without a buffer, trust routes_explain's own masking rather than print nothing. */
+		return routes_explain(rt, msg, stdout);
+	}
+	matched = routes_explain(rt, msg, mem);
+	fclose(mem);
+	if (text) {
+		kanal_cpr_redact_inplace(text);
+		fputs(text, stdout);
+	}
+	free(text);
+	return matched;
+}
+
+/* Explains every event in one file. Returns the exit status for this file. */
+static int s_explain_file(const routes_t *rt, const conf_t *conf, const char *path)
+{
+	size_t max_single = conf->max_event_bytes > 0 ? (size_t)conf->max_event_bytes : 0;
+	size_t max_batch = (max_single ? max_single : KANAL_MSG_DEFAULT_MAX_BYTES) * 64;
+	const char *name = ctl_input_name(path);
+	kanal_batch_t *batch = NULL;
+	kanal_msg_t *msg = NULL;
+	kanal_error_t err;
+	char *text = NULL, label[300];
+	size_t len, i;
+	int rc, status = CTL_EXIT_OK;
+
+	if (ctl_read_input(path, max_batch + 1, &text, &len) < 0)
+		return CTL_EXIT_ERROR;
+	kanal_error_clear(&err);
+	if (kanal_json_is_batch(text, len))
+		rc = kanal_batch_parse(text, len, max_batch, &batch, &err);
+	else
+		rc = kanal_msg_parse(text, len, max_single, &msg, &err);
+	free(text);
+	if (rc < 0) {
+		ctl_printf(stderr, "%s: not a valid event: %s\n", name,
+			   err.text[0] ? err.text : kanal_strerror(rc));
+		return CTL_EXIT_ERROR;
+	}
+	if (msg) {
+		if (s_explain_one(rt, msg, name) == 0)
+			status = CTL_EXIT_NO;
+		kanal_msg_destroy(&msg);
+		return status;
+	}
+	if (batch->count == 0)
+		ctl_printf(stdout, "%s: empty batch: nothing to explain\n", name);
+	for (i = 0; i < batch->count; i++) {
+		snprintf(label, sizeof label, "%s[%zu]", name, i);
+		if (i > 0)
+			fputc('\n', stdout);
+		if (s_explain_one(rt, batch->msgs[i], label) == 0)
+			status = CTL_EXIT_NO;
+	}
+	kanal_batch_destroy(&batch);
+	return status;
+}
+
+int cmd_explain(ctl_t *ctl, int argc, char **argv)
+{
+	routes_t *rt = NULL;
+	diag_t d = { 0 };
+	conf_t *conf;
+	int i, status = CTL_EXIT_OK;
+
+	if (argc < 1) {
+		ctl_error("explain: which event? usage: kanalctl explain EVENT.json...");
+		return CTL_EXIT_ERROR;
+	}
+	conf = ctl_conf_load(ctl);
+	if (!conf)
+		return CTL_EXIT_ERROR;
+	if (s_load_routes(conf, NULL, 0, &rt, &d) < 0) {
+		diag_print(&d, stderr);
+		ctl_error("explain: the routing files have errors (kanalctl check shows them all)");
+		status = CTL_EXIT_ERROR;
+		goto done;
+	}
+	for (i = 0; i < argc; i++) {
+		int file_status;
+		if (i > 0)
+			fputc('\n', stdout);
+		file_status = s_explain_file(rt, conf, argv[i]);
+		if (file_status > status)
+			status = file_status;
+		fflush(stdout);
+	}
+done:
+	routes_destroy(&rt);
+	diag_free(&d);
+	conf_destroy(&conf);
+	return status;
+}

@@ -1,0 +1,301 @@
+/*
+ * cli/kanalctl.c — the operator's tool: command-line parsing, help and dispatch.
+ *
+ * kanalctl does two kinds of work. Offline commands need no broker: `check` validates
+ * kanald.yaml and the routing files, `explain` shows where an event would go, `validate`
+ * checks CloudEvents, `plugin info` documents a plugin. Online commands talk to a running
+ * kanald over its ZeroMQ endpoints (docs/design/wire.md): `send` to the gateway, `tail` on
+ * the event stream, `reload` and `status` on the admin socket. Options may stand before or
+ * after the command's name; each command accepts only the options that mean something to
+ * it, so a misplaced flag is an error rather than silently ignored. docs/kanalctl.md is the
+ * user's guide.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kanalctl.h"
+
+typedef struct command {
+	const char *name;
+	int (*run)(ctl_t *ctl, int argc, char **argv);
+	unsigned options;   /* CTL_OPT_* bits it accepts */
+	const char *args;   /* synopsis of its arguments */
+	const char *summary;
+	const char *help;   /* the details shown by `kanalctl help NAME` */
+} command_t;
+
+static const command_t s_commands[] = {
+	{ "check", cmd_check, CTL_OPT_CONFIG, "[ROUTES...]",
+	  "validate kanald.yaml, each instance's options and the routing files",
+	  "Loads kanald.yaml, checks each instance's options against its plugin's options\n"
+	  "table (the plugin is loaded but not started), then loads the routing files: the\n"
+	  "ones given, else the config's `routes:`. Prints every error as\n"
+	  "file:line:col: error: ... with the offending line, or a one-line summary.\n"
+	  "Exit status: 0 all valid, 1 errors found, 2 bad usage.\n" },
+	{ "explain", cmd_explain, CTL_OPT_CONFIG, "EVENT.json...",
+	  "show which routes an event matches and where it would go",
+	  "Parses the event (or each event of a batch; `-` reads standard input), loads the\n"
+	  "routing table as `check` does, and prints for every route whether it matches and\n"
+	  "why not, and the destinations, enrich steps and fallback of those that match.\n"
+	  "Exit status: 0 every event matches a route, 1 an event goes to the default\n"
+	  "destination, 2 the event or the routes could not be read.\n" },
+	{ "validate", cmd_validate, CTL_OPT_CONFIG, "EVENT.json...",
+	  "check files against the CloudEvents 1.0 rules",
+	  "Checks each file (one event, or a batch: a JSON array) the way the gateway\n"
+	  "would. The size limit is the config's max_event_bytes when -c or $KANAL_CONF\n"
+	  "names a config, else 64 KiB per event. `-` reads standard input.\n"
+	  "Exit status: 0 all valid, 1 one is invalid, 2 a file cannot be read.\n" },
+	{ "send", cmd_send, CTL_OPT_CONFIG | CTL_OPT_GATEWAY | CTL_OPT_TIMEOUT, "EVENT.json...",
+	  "send events to kanald's gateway",
+	  "Sends each file's content (one event or a batch; `-` reads standard input) to the\n"
+	  "gateway and prints one line per event: accepted, duplicate (accepted before),\n"
+	  "invalid with the reason, busy with the delay to wait, or error.\n"
+	  "--timeout MS bounds the wait for each reply (default 5000).\n"
+	  "Exit status: 0 every event accepted (or a duplicate of an accepted one), 1 some\n"
+	  "event was not accepted, 2 no reply or a file cannot be read.\n" },
+	{ "tail", cmd_tail, CTL_OPT_CONFIG | CTL_OPT_STREAM | CTL_OPT_TIMEOUT | CTL_OPT_COUNT |
+				    CTL_OPT_JSON,
+	  "[PREFIX...]", "follow kanald's event stream",
+	  "Subscribes to the event stream with the given topic prefixes (`delivered`,\n"
+	  "`dead child.`; none: everything) and prints one line per happening:\n"
+	  "  HH:MM:SS.mmm  TOPIC  id=... route=... destination=... attempt=... error=\"...\"\n"
+	  "--json prints each JSON payload instead. --count N stops after N messages.\n"
+	  "--timeout MS stops after MS of silence.\n"
+	  "Exit status: 0 when --count was reached, or (without --count) when anything was\n"
+	  "received or tail was interrupted; 1 when --timeout ran out first; 2 bad usage.\n" },
+	{ "reload", cmd_reload, CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON,
+	  "", "make kanald reload its routing files",
+	  "Asks kanald to build the new routing table beside the old one and swap only if it\n"
+	  "is valid. On failure prints the errors; the old table stays in force.\n"
+	  "Exit status: 0 reloaded, 1 refused, 2 no reply.\n" },
+	{ "status", cmd_status, CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON,
+	  "", "show kanald's instances, routes and counters",
+	  "Prints kanald's status reply in a readable form (--json: as received).\n"
+	  "Exit status: 0 answered, 1 kanald reported a failure, 2 no reply.\n" },
+	{ "plugin", cmd_plugin, CTL_OPT_CONFIG, "info PLUGIN.so",
+	  "describe a plugin: name, version, ABI and options",
+	  "Loads the plugin the way kanald does (it is not started) and prints its\n"
+	  "descriptor and options table. PLUGIN may be a path, or the name of a plugin in\n"
+	  "the config's plugin_dir. A plugin the loader refuses (ABI mismatch, missing\n"
+	  "descriptor) prints the loader's reason.\n"
+	  "Exit status: 0 described, 1 refused or not found, 2 bad usage.\n" },
+};
+
+#define N_COMMANDS (sizeof s_commands / sizeof s_commands[0])
+
+static const struct {
+	unsigned bit;
+	const char *name;
+} s_option_names[] = {
+	{ CTL_OPT_CONFIG, "-c/--config" }, { CTL_OPT_GATEWAY, "--gateway" },
+	{ CTL_OPT_STREAM, "--stream" },    { CTL_OPT_ADMIN, "--admin" },
+	{ CTL_OPT_TIMEOUT, "--timeout" },  { CTL_OPT_COUNT, "--count" },
+	{ CTL_OPT_JSON, "--json" },
+};
+
+static void s_usage(FILE *out)
+{
+	size_t i;
+
+	fprintf(out,
+		"usage: kanalctl [OPTIONS] COMMAND [ARGS...]\n"
+		"\n"
+		"commands:\n");
+	for (i = 0; i < N_COMMANDS; i++) {
+		char head[64];
+		snprintf(head, sizeof head, "%s %s", s_commands[i].name, s_commands[i].args);
+		fprintf(out, "  %-28s %s\n", head, s_commands[i].summary);
+	}
+	fprintf(out,
+		"  %-28s %s\n"
+		"\n"
+		"options (each command takes those that apply to it):\n"
+		"  -c, --config FILE     kanald.yaml (default: $KANAL_CONF, else ./conf/kanald.yaml,\n"
+		"                        else /usr/local/etc/kanal/kanald.yaml)\n"
+		"  --gateway ENDPOINT    kanald's gateway (default: $KANAL_GATEWAY, else the\n"
+		"                        endpoints file in the config's run_dir, else the config)\n"
+		"  --stream ENDPOINT     kanald's event stream (default: $KANAL_STREAM, ...)\n"
+		"  --admin ENDPOINT      kanald's admin socket (default: $KANAL_ADMIN, ...)\n"
+		"  --timeout MS          wait at most MS for a reply (send, reload, status; default\n"
+		"                        5000), or for the next message (tail; default: forever)\n"
+		"  --count N             tail: stop after N messages\n"
+		"  --json                tail, status, reload: print the JSON as received\n"
+		"  -h, --help            this text; `kanalctl help COMMAND` for one command\n"
+		"  -V, --version         print the version\n"
+		"\n"
+		"See docs/kanalctl.md.\n",
+		"help [COMMAND]", "this text, or the details of one command");
+}
+
+static const command_t *s_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < N_COMMANDS; i++)
+		if (!strcmp(s_commands[i].name, name))
+			return &s_commands[i];
+	return NULL;
+}
+
+static void s_command_help(const command_t *cmd, FILE *out)
+{
+	size_t i;
+	int first = 1;
+
+	fprintf(out, "usage: kanalctl %s %s\n\n%s.\n\n%s", cmd->name, cmd->args, cmd->summary,
+		cmd->help);
+	fprintf(out, "\noptions:");
+	for (i = 0; i < sizeof s_option_names / sizeof s_option_names[0]; i++) {
+		if (cmd->options & s_option_names[i].bit) {
+			fprintf(out, "%s %s", first ? "" : ",", s_option_names[i].name);
+			first = 0;
+		}
+	}
+	fprintf(out, "%s (see kanalctl --help)\n", first ? " none" : "");
+}
+
+/* Parses a non-negative decimal integer option value; returns 0 or -1 after printing. */
+static int s_parse_count(const char *opt, const char *text, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno || end == text || *end || v < 0) {
+		ctl_error("%s wants a whole number >= 0, not '%s'", opt, text);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* `kanalctl help [COMMAND]`. */
+static int s_help(int argc, char **argv)
+{
+	const command_t *cmd;
+
+	if (argc == 0) {
+		s_usage(stdout);
+		return CTL_EXIT_OK;
+	}
+	cmd = s_find(argv[0]);
+	if (!cmd) {
+		ctl_error("no command '%s' (kanalctl help lists them)", argv[0]);
+		return CTL_EXIT_ERROR;
+	}
+	s_command_help(cmd, stdout);
+	return CTL_EXIT_OK;
+}
+
+/* Rejects options the command does not use, so that a flag in the wrong place is noticed. */
+static int s_check_options(const ctl_t *ctl, const command_t *cmd)
+{
+	unsigned extra = ctl->given & ~cmd->options;
+	size_t i;
+
+	for (i = 0; i < sizeof s_option_names / sizeof s_option_names[0]; i++) {
+		if (extra & s_option_names[i].bit) {
+			ctl_error("%s: option %s does not apply (kanalctl help %s)", cmd->name,
+				  s_option_names[i].name, cmd->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_GATEWAY = 256, O_STREAM, O_ADMIN, O_TIMEOUT, O_COUNT, O_JSON };
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "gateway", required_argument, NULL, O_GATEWAY },
+		{ "stream", required_argument, NULL, O_STREAM },
+		{ "admin", required_argument, NULL, O_ADMIN },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "count", required_argument, NULL, O_COUNT },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	ctl_t ctl = { .prog = "kanalctl", .timeout_ms = CTL_DEFAULT_TIMEOUT_MS };
+	const command_t *cmd;
+	bool help = false;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":c:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			ctl.conf_flag = optarg;
+			ctl.given |= CTL_OPT_CONFIG;
+			break;
+		case O_GATEWAY:
+			ctl.gateway_flag = optarg;
+			ctl.given |= CTL_OPT_GATEWAY;
+			break;
+		case O_STREAM:
+			ctl.stream_flag = optarg;
+			ctl.given |= CTL_OPT_STREAM;
+			break;
+		case O_ADMIN:
+			ctl.admin_flag = optarg;
+			ctl.given |= CTL_OPT_ADMIN;
+			break;
+		case O_TIMEOUT:
+			if (s_parse_count("--timeout", optarg, &ctl.timeout_ms) < 0)
+				return CTL_EXIT_ERROR;
+			ctl.timeout_given = true;
+			ctl.given |= CTL_OPT_TIMEOUT;
+			break;
+		case O_COUNT:
+			if (s_parse_count("--count", optarg, &ctl.count) < 0)
+				return CTL_EXIT_ERROR;
+			ctl.given |= CTL_OPT_COUNT;
+			break;
+		case O_JSON:
+			ctl.json = true;
+			ctl.given |= CTL_OPT_JSON;
+			break;
+		case 'h':
+			help = true;
+			break;
+		case 'V':
+			printf("kanalctl %s (plugin ABI %d.%d)\n", KANAL_VERSION, KANAL_ABI_MAJOR,
+			       KANAL_ABI_MINOR);
+			return CTL_EXIT_OK;
+		case ':':
+			ctl_error("option %s needs a value", argv[optind - 1]);
+			return CTL_EXIT_ERROR;
+		default:
+			if (optopt)
+				ctl_error("unknown option -%c (kanalctl --help)", optopt);
+			else
+				ctl_error("unknown option %s (kanalctl --help)", argv[optind - 1]);
+			return CTL_EXIT_ERROR;
+		}
+	}
+	if (optind >= argc) {
+		s_usage(help ? stdout : stderr);
+		return help ? CTL_EXIT_OK : CTL_EXIT_ERROR;
+	}
+	if (!strcmp(argv[optind], "help"))
+		return s_help(argc - optind - 1, argv + optind + 1);
+	cmd = s_find(argv[optind]);
+	if (!cmd) {
+		ctl_error("no command '%s' (kanalctl help lists them)", argv[optind]);
+		return CTL_EXIT_ERROR;
+	}
+	if (help) {
+		s_command_help(cmd, stdout);
+		return CTL_EXIT_OK;
+	}
+	if (s_check_options(&ctl, cmd) < 0)
+		return CTL_EXIT_ERROR;
+	return cmd->run(&ctl, argc - optind - 1, argv + optind + 1);
+}

@@ -1,0 +1,130 @@
+/*
+ * cli/kanalctl.h — what the parts of kanalctl share: the parsed command line, the exit
+ * statuses, and the helpers every command uses (finding and loading kanald.yaml, finding
+ * kanald's endpoints, reading an event file, printing text with CPR numbers masked, one
+ * request/reply over ZeroMQ with a deadline).
+ *
+ * kanalctl.c parses the command line and dispatches; each cmd_*.c file implements one
+ * command or a family of them; common.c holds the helpers declared at the bottom.
+ */
+#ifndef KANALCTL_H
+#define KANALCTL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <kanal/kanal.h>
+#include "conf.h"
+
+/* Exit statuses shared by every command: the answer is yes, the answer is no (a check
+ * failed, an event is invalid, a reload was refused), or no answer could be had (bad usage,
+ * an unreadable file, nothing listening). Commands document where they differ. */
+enum {
+	CTL_EXIT_OK = 0,
+	CTL_EXIT_NO = 1,
+	CTL_EXIT_ERROR = 2,
+};
+
+/* The reply timeout used when --timeout is not given. */
+#define CTL_DEFAULT_TIMEOUT_MS 5000
+
+/* Options, each a bit, so that a command can say which ones it accepts. */
+enum {
+	CTL_OPT_CONFIG = 1 << 0,  /* -c FILE, --config FILE */
+	CTL_OPT_GATEWAY = 1 << 1, /* --gateway ENDPOINT */
+	CTL_OPT_STREAM = 1 << 2,  /* --stream ENDPOINT */
+	CTL_OPT_ADMIN = 1 << 3,   /* --admin ENDPOINT */
+	CTL_OPT_TIMEOUT = 1 << 4, /* --timeout MS */
+	CTL_OPT_COUNT = 1 << 5,   /* --count N */
+	CTL_OPT_JSON = 1 << 6,    /* --json */
+};
+
+/* The parsed command line. Strings are borrowed from argv. */
+typedef struct ctl {
+	const char *prog;          /* "kanalctl" */
+	const char *conf_flag;     /* -c FILE, or NULL */
+	const char *gateway_flag;  /* --gateway, or NULL */
+	const char *stream_flag;
+	const char *admin_flag;
+	int64_t timeout_ms;        /* --timeout, else CTL_DEFAULT_TIMEOUT_MS */
+	bool timeout_given;
+	int64_t count;             /* --count, else 0: no limit */
+	bool json;                 /* --json */
+	unsigned given;            /* CTL_OPT_* bits of the options on the command line */
+} ctl_t;
+
+/* ---- Commands. Each takes the positional arguments after the command's name and returns
+ * the process exit status. */
+int cmd_check(ctl_t *ctl, int argc, char **argv);
+int cmd_explain(ctl_t *ctl, int argc, char **argv);
+int cmd_validate(ctl_t *ctl, int argc, char **argv);
+int cmd_send(ctl_t *ctl, int argc, char **argv);
+int cmd_tail(ctl_t *ctl, int argc, char **argv);
+int cmd_reload(ctl_t *ctl, int argc, char **argv);
+int cmd_status(ctl_t *ctl, int argc, char **argv);
+int cmd_plugin(ctl_t *ctl, int argc, char **argv);
+
+/* ---- Helpers (common.c). */
+
+/* Prints "kanalctl: " and the formatted text and a newline to stderr, with CPR numbers
+ * masked. */
+void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints the formatted text to out with every CPR number masked (DDMMYY-XXXX). Use it for
+ * every line that carries text taken from an event, a file or a peer. */
+void ctl_printf(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ctl_vprintf(FILE *out, const char *fmt, va_list ap);
+
+/* Picks the kanald.yaml to use: -c FILE, else $KANAL_CONF, else ./conf/kanald.yaml when it
+ * exists, else /usr/local/etc/kanal/kanald.yaml. Returns NULL (after printing why) when the
+ * chosen file does not exist. Ownership: the string is static or borrowed from argv or the
+ * environment. */
+const char *ctl_conf_path(const ctl_t *ctl);
+
+/* Loads the chosen kanald.yaml with conf_load, printing its errors (diag_print) to stderr.
+ * Returns the config or NULL. Ownership: the caller destroys it with conf_destroy. */
+conf_t *ctl_conf_load(const ctl_t *ctl);
+
+/* The names of the config's instances, in file order, as an array for routes_load.
+ * Returns NULL only when out of memory (an empty config gives a non-NULL empty array).
+ * Ownership: the caller frees the array; the strings are borrowed from conf. */
+const char **ctl_instance_names(const conf_t *conf);
+
+/* Finds the endpoint of kanald's `name` socket ("gateway", "stream" or "admin"): the
+ * --NAME flag, else $KANAL_NAME, else the `name=` line of <run_dir>/endpoints, else the
+ * config's configured endpoint. Writes it into buf and returns 0; prints why and returns -1
+ * when it cannot be found or is disabled. */
+int ctl_endpoint(const ctl_t *ctl, const char *name, char *buf, size_t size);
+
+/* Reads a whole file, or standard input when path is "-", into a new NUL-terminated buffer
+ * and its length. Refuses files above `limit` bytes. Returns 0, or -1 after printing why.
+ * Ownership: *out is new; free it with free(). */
+int ctl_read_input(const char *path, size_t limit, char **out, size_t *len);
+
+/* The display name of an input path: "<stdin>" for "-". */
+const char *ctl_input_name(const char *path);
+
+/* Sends one frame on the ZeroMQ socket `sock` and waits up to timeout_ms for a reply
+ * message; the reply is its last frame (so DEALER and REQ sockets read alike). Returns 0
+ * with the reply in *out (NUL-terminated) and its length, KANAL_ETIMEDOUT when nothing came,
+ * or KANAL_EIO when sending or receiving failed (errno tells). Ownership: borrows payload;
+ * *out is new; free it with free(). */
+int ctl_zmq_request(void *sock, const char *payload, size_t len, int64_t timeout_ms,
+		    char **out, size_t *out_len);
+
+/* Creates a ZeroMQ socket of `type` with linger 0 (closing never waits for unsent
+ * messages) and connects it to endpoint. Returns the socket, or NULL after printing why;
+ * `what` names the peer in that message. Ownership: close it with zmq_close. */
+void *ctl_connect(void *zctx, int type, const char *endpoint, const char *what);
+
+/* Monotonic milliseconds. */
+int64_t ctl_now_ms(void);
+
+/* Prints the standard "nothing answered" error for a socket kind ("gateway", "admin
+ * endpoint") at endpoint. */
+void ctl_no_reply(const ctl_t *ctl, const char *what, const char *endpoint);
+
+#endif

@@ -1,0 +1,320 @@
+/*
+ * plugins/sink/sink.c — the reference sink plugin: it records every event delivered to it,
+ * one line per event, in a file or on standard output. Tests read the file back to check
+ * that nothing was lost; the demo shows the `line` format on a terminal; fallback and retry
+ * tests use its `fail_type` and `retry_type` options to make a destination refuse events;
+ * `delay` turns it into a slow destination for backpressure tests.
+ *
+ * Each line goes out in one write(2) on a descriptor opened with O_APPEND, so several sink
+ * instances (or processes) appending to the same file never interleave their lines. The
+ * `json` format is the event exactly as the bus holds it — it is the destination's data,
+ * nothing is masked; the compact `line` format is meant for a terminal and is passed
+ * through kanal_cpr_redact.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <kanal/kanal.h>
+
+static const kanal_option_t s_options[] = {
+	{ "path", KANAL_OPT_STRING, "-", false,
+	  "File to append one line per event to; \"-\" is standard output." },
+	{ "format", KANAL_OPT_STRING, "json", false,
+	  "json: the whole event as one JSON line; line: \"<time> <type> <id> <subject>\", "
+	  "CPR numbers masked, for a terminal." },
+	{ "fail_type", KANAL_OPT_STRING, NULL, false,
+	  "REJECT events of exactly this type (to test fallback routes)." },
+	{ "retry_type", KANAL_OPT_STRING, NULL, false,
+	  "Answer RETRY to events of exactly this type (to test retries)." },
+	{ "retry_after", KANAL_OPT_DURATION, "1s", false,
+	  "The retry hint given with a RETRY (retry_type, or a failed write)." },
+	{ "delay", KANAL_OPT_DURATION, "0", false,
+	  "Sleep this long for every event, to simulate a slow destination." },
+	{ "fsync", KANAL_OPT_BOOL, "false", false,
+	  "fsync the file after every line, so an OK means the line is on disk." },
+	{ .name = NULL },
+};
+
+typedef enum sink_format { SINK_JSON, SINK_LINE } sink_format_t;
+
+typedef struct sink {
+	const char *path;        /* borrowed from the config */
+	int fd;
+	bool owns_fd;            /* false for standard output */
+	sink_format_t format;
+	const char *fail_type;   /* borrowed from the config; NULL: none */
+	const char *retry_type;
+	int64_t retry_after_ms;
+	int64_t delay_ms;
+	bool fsync;
+	bool broken_line;        /* a failed write left part of a line: start the next with \n */
+	char *buf;               /* the line being written, reused */
+	size_t cap;
+} sink_t;
+
+/* Makes s->buf hold at least `size` bytes. Returns 0 or KANAL_ENOMEM. */
+static int s_reserve(sink_t *s, size_t size)
+{
+	size_t cap = s->cap ? s->cap : 1024;
+	char *p;
+
+	if (size <= s->cap)
+		return 0;
+	while (cap < size)
+		cap *= 2;
+	p = realloc(s->buf, cap);
+	if (!p)
+		return KANAL_ENOMEM;
+	s->buf = p;
+	s->cap = cap;
+	return 0;
+}
+
+/* Sleeps for ms milliseconds, resuming after signals. */
+static void s_sleep_ms(int64_t ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Writes the current UTC time as RFC 3339 with milliseconds. */
+static void s_now_rfc3339(char *buf, size_t size)
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* Puts the event's line into s->buf — a newline first when an earlier write broke off in
+ * the middle of a line, then the text, then a newline — and stores its length in *len.
+ * Returns 0 or KANAL_ENOMEM. */
+static int s_compose(sink_t *s, const char *text, size_t text_len, size_t *len)
+{
+	size_t at = s->broken_line ? 1 : 0;
+
+	if (s_reserve(s, at + text_len + 1) != 0)
+		return KANAL_ENOMEM;
+	if (at)
+		s->buf[0] = '\n';
+	memcpy(s->buf + at, text, text_len);
+	s->buf[at + text_len] = '\n';
+	*len = at + text_len + 1;
+	return 0;
+}
+
+/* The `line` format: "<time> <type> <id> <subject>", control characters replaced, CPR
+ * numbers masked. Returns a new string (free with kanal_free) or NULL when out of memory. */
+static char *s_format_line(const kanal_msg_t *msg)
+{
+	const char *time = kanal_msg_time(msg);
+	const char *subject = kanal_msg_subject(msg);
+	char now[40];
+	char *line = NULL, *masked;
+	int n;
+
+	if (!time) {
+		s_now_rfc3339(now, sizeof now);
+		time = now;
+	}
+	n = asprintf(&line, "%s %s %s %s", time, kanal_msg_type(msg), kanal_msg_id(msg),
+		     subject ? subject : "-");
+	if (n < 0)
+		return NULL;
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	masked = kanal_cpr_redact(line, (size_t)n);
+	free(line);
+	return masked;
+}
+
+/* Writes s->buf[0..len) with one write(2) — the kernel appends it as a whole — looping only
+ * when the kernel writes less (a full disk, a pipe). Returns 0 or -errno. */
+static int s_write(sink_t *s, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = write(s->fd, s->buf + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int code = n < 0 ? errno : EIO;
+			if (done > 0)
+				s->broken_line = true;
+			return -code;
+		}
+		done += (size_t)n;
+	}
+	s->broken_line = false;
+	return 0;
+}
+
+/* Flushes the file to disk; descriptors that cannot be synced (a terminal, a pipe) count
+ * as synced. Returns 0 or -errno. */
+static int s_sync(sink_t *s)
+{
+	if (fsync(s->fd) == 0 || errno == EINVAL || errno == EROFS || errno == ENOTSUP)
+		return 0;
+	return -errno;
+}
+
+/* Records one event. Returns 0, KANAL_ENOMEM, or -errno of a failed write or fsync. */
+static int s_record(sink_t *s, const kanal_msg_t *msg)
+{
+	size_t text_len = 0, len = 0;
+	char *text;
+	int rc;
+
+	if (s->format == SINK_JSON) {
+		text = kanal_msg_to_json(msg, &text_len);
+	} else {
+		text = s_format_line(msg);
+		text_len = text ? strlen(text) : 0;
+	}
+	if (!text)
+		return KANAL_ENOMEM;
+	rc = s_compose(s, text, text_len, &len);
+	kanal_free(text);
+	if (rc == 0)
+		rc = s_write(s, len);
+	if (rc == 0 && s->fsync)
+		rc = s_sync(s);
+	return rc;
+}
+
+static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
+{
+	sink_t *s = state;
+	const char *type = kanal_msg_type(msg);
+	int rc;
+
+	kanal_metric_add(ctx, "received", 1);
+	if (s->delay_ms > 0)
+		s_sleep_ms(s->delay_ms);
+	if (s->fail_type && strcmp(type, s->fail_type) == 0) {
+		kanal_metric_add(ctx, "rejected", 1);
+		kanal_set_error(ctx, "sink rejects events of type '%s' (option fail_type)", type);
+		return KANAL_OUTCOME_REJECT;
+	}
+	if (s->retry_type && strcmp(type, s->retry_type) == 0) {
+		kanal_metric_add(ctx, "retried", 1);
+		kanal_set_error(ctx, "sink asks to retry events of type '%s' (option retry_type)",
+				type);
+		kanal_set_retry_after(ctx, s->retry_after_ms);
+		return KANAL_OUTCOME_RETRY;
+	}
+	rc = s_record(s, msg);
+	if (rc != 0) {
+		/* A full disk or a vanished mount is usually transient; the bus keeps the event
+		 * and tries again. */
+		kanal_metric_add(ctx, "write_errors", 1);
+		kanal_set_error(ctx, "cannot write to '%s': %s", s->path,
+				rc == KANAL_ENOMEM ? "out of memory" : strerror(-rc));
+		kanal_set_retry_after(ctx, s->retry_after_ms);
+		return KANAL_OUTCOME_RETRY;
+	}
+	kanal_metric_add(ctx, "written", 1);
+	return KANAL_OUTCOME_OK;
+}
+
+static void s_destroy(void *state)
+{
+	sink_t *s = state;
+
+	if (!s)
+		return;
+	if (s->owns_fd && s->fd >= 0)
+		close(s->fd);
+	free(s->buf);
+	free(s);
+}
+
+/* Reads the options and opens the file, so that a wrong path is a load-time error. */
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	sink_t *s = calloc(1, sizeof *s);
+	const char *format = kanal_config_string(cfg, "format");
+	int rc = KANAL_ECONFIG;
+
+	if (!s) {
+		kanal_set_error(ctx, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	s->fd = -1;
+	s->path = kanal_config_string(cfg, "path");
+	s->fail_type = kanal_config_string(cfg, "fail_type");
+	s->retry_type = kanal_config_string(cfg, "retry_type");
+	s->retry_after_ms = kanal_config_duration_ms(cfg, "retry_after");
+	s->delay_ms = kanal_config_duration_ms(cfg, "delay");
+	s->fsync = kanal_config_bool(cfg, "fsync");
+
+	if (!format || strcmp(format, "json") == 0) {
+		s->format = SINK_JSON;
+	} else if (strcmp(format, "line") == 0) {
+		s->format = SINK_LINE;
+	} else {
+		kanal_set_error(ctx, "option 'format': '%s' is not a format; give json or line",
+				format);
+		goto fail;
+	}
+	if (s->retry_after_ms < 0 || s->delay_ms < 0) {
+		kanal_set_error(ctx, "option '%s': must not be negative",
+				s->delay_ms < 0 ? "delay" : "retry_after");
+		goto fail;
+	}
+	if (!s->path || !*s->path || strcmp(s->path, "-") == 0) {
+		s->path = "-";
+		s->fd = STDOUT_FILENO;
+	} else {
+		/* 0600: the file holds the events' data, personal data included. */
+		s->fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (s->fd < 0) {
+			kanal_set_error(ctx, "option 'path': cannot open '%s' for appending: %s",
+					s->path, strerror(errno));
+			goto fail;
+		}
+		s->owns_fd = true;
+	}
+	*state = s;
+	return 0;
+fail:
+	s_destroy(s);
+	return rc;
+}
+
+static int s_start(kanal_ctx_t *ctx, void *state)
+{
+	kanal_metric_add(ctx, "received", 0);
+	kanal_metric_add(ctx, "rejected", 0);
+	(void)state;
+	return 0;
+}
+
+KANAL_PLUGIN_EXPORT = {
+	.abi_major = KANAL_ABI_MAJOR,
+	.abi_minor = KANAL_ABI_MINOR,
+	.struct_size = sizeof(kanal_plugin_t),
+	.name = "sink",
+	.version = KANAL_VERSION,
+	.description = "Records every event it receives as a line in a file or on standard "
+		       "output; can reject, retry or slow down on request, for tests and demos.",
+	.options = s_options,
+	.init = s_init,
+	.start = s_start,
+	.on_message = s_on_message,
+	.stop = NULL,
+	.destroy = s_destroy,
+};

@@ -1,0 +1,160 @@
+/*
+ * sdk/host.h — the private contract between libkanal and the programs that host plugins
+ * (kanald, kanal-plugin-host, the test harness, kanalctl). Not installed; plugins never see
+ * it. Symbols here are exported from libkanal with the `kanal__` prefix: internal, no ABI
+ * promise.
+ *
+ * A host gives each plugin instance a kanal_ctx_t whose `ops` table implements the
+ * services of kanal/plugin.h; the public functions in ctx.c check the calling thread and
+ * forward to it. Timers and fd watches are provided generically by kanal__loop, which the
+ * host drives from the instance's thread.
+ */
+#ifndef KANAL_HOST_H
+#define KANAL_HOST_H
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <kanal/kanal.h>
+
+typedef struct kanal_loop kanal_loop_t;
+
+/* The services a host implements. Each is called on the instance's thread. */
+typedef struct kanal_host_ops {
+	/* Takes msg (the caller's pointer is cleared by ctx.c). */
+	int (*emit)(kanal_ctx_t *ctx, kanal_msg_t *msg);
+	/* Takes req. */
+	int (*request)(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
+		       int64_t timeout_ms, kanal_msg_t **reply_out);
+	/* Takes reply; ctx->delivery describes the request being answered. */
+	int (*reply)(kanal_ctx_t *ctx, kanal_msg_t *reply);
+	/* `line` is formatted and already CPR-masked. */
+	void (*log)(kanal_ctx_t *ctx, kanal_log_level_t level, const char *line);
+	void (*metric_add)(kanal_ctx_t *ctx, const char *name, int64_t delta);
+	void (*metric_set)(kanal_ctx_t *ctx, const char *name, double value);
+} kanal_host_ops_t;
+
+/* What the instance is handling right now, set by the host around on_message. */
+typedef struct kanal_delivery_info {
+	bool active;          /* inside on_message */
+	bool is_request;      /* a request expecting kanal_reply */
+	bool replied;
+	const char *route;    /* borrowed from the host */
+	uint64_t id;
+	int attempt;
+	int64_t retry_after_ms; /* -1: no hint */
+	char error[512];      /* set by kanal_set_error, masked */
+} kanal_delivery_info_t;
+
+struct kanal_ctx {
+	const kanal_host_ops_t *ops;
+	void *host;               /* the host's per-instance object */
+	char *name;               /* instance name */
+	char *state_dir;
+	kanal_log_level_t log_level; /* lines above it are not formatted at all */
+	pthread_t thread;         /* the instance's thread; set by kanal__ctx_bind */
+	bool bound;
+	kanal_loop_t *loop;       /* timers and fd watches */
+	kanal_delivery_info_t delivery;
+};
+
+/* Creates a ctx for instance `name` with the given ops, host object and state folder
+ * (created with mode 0700, parents too, if missing; NULL: none). The ctx owns a new
+ * kanal_loop_t in ctx->loop, destroyed with it. log_level starts at KANAL_LOG_INFO.
+ * Returns NULL when out of memory or the state folder cannot be created (errno tells). */
+kanal_ctx_t *kanal__ctx_new(const char *name, const kanal_host_ops_t *ops, void *host,
+			    const char *state_dir);
+void kanal__ctx_destroy(kanal_ctx_t **ctx_p);
+/* Binds the ctx to the calling thread: host services are accepted only from it. */
+void kanal__ctx_bind(kanal_ctx_t *ctx);
+/* Resets ctx->delivery for a new on_message call (error cleared, retry hint -1). `route`
+ * is borrowed until end_delivery. */
+void kanal__ctx_begin_delivery(kanal_ctx_t *ctx, uint64_t id, const char *route, int attempt,
+			       bool is_request);
+/* Marks the delivery finished; ctx->delivery.error, .retry_after_ms and .replied keep their
+ * values for the host to read until the next begin_delivery. */
+void kanal__ctx_end_delivery(kanal_ctx_t *ctx);
+
+/* ---- The instance loop: timers and fd watches, polled together with an optional ZeroMQ
+ * socket of the host's. */
+kanal_loop_t *kanal__loop_new(void);
+void kanal__loop_destroy(kanal_loop_t **loop_p);
+int64_t kanal__loop_timer_add(kanal_loop_t *loop, kanal_ctx_t *ctx, int64_t after_ms,
+			      int64_t interval_ms, kanal_timer_fn fn, void *arg);
+int kanal__loop_timer_cancel(kanal_loop_t *loop, int64_t id);
+int kanal__loop_fd_watch(kanal_loop_t *loop, kanal_ctx_t *ctx, int fd, int events,
+			 kanal_fd_fn fn, void *arg);
+int kanal__loop_fd_unwatch(kanal_loop_t *loop, int fd);
+/* Removes every timer and watch (after the plugin's stop). */
+void kanal__loop_clear(kanal_loop_t *loop);
+/* Waits up to max_wait_ms (-1: until something happens; capped by the next timer) for the
+ * ZeroMQ socket `zsock` (may be NULL) to be readable or a watched fd to be ready; then runs
+ * due timers (in due order) and ready fd callbacks. Returns 1 when zsock is readable, 0
+ * otherwise, or a negative code when polling failed (KANAL_ECLOSED: the socket's ZeroMQ
+ * context was terminated; KANAL_ESTATE: called from within one of the loop's callbacks).
+ * With nothing to wait for (no zsock, no timers, no watches) and max_wait_ms -1 it returns
+ * 0 at once rather than block forever. Callbacks may add and cancel timers and watches,
+ * their own included; a timer added by a callback runs on a later call at the earliest. */
+int kanal__loop_run_once(kanal_loop_t *loop, void *zsock, int64_t max_wait_ms);
+/* Number of live timers and watches (tests and shutdown checks). */
+size_t kanal__loop_size(const kanal_loop_t *loop);
+
+/* ---- Options: a given option as read from a config file, for kanal__config_build. */
+typedef struct kanal_optval {
+	const char *key;
+	const char *value;   /* scalar text; NULL for a list */
+	const char **items;  /* list items when is_list */
+	size_t n_items;
+	bool is_list;
+	int line, column;    /* where the key is, for errors */
+} kanal_optval_t;
+
+/* Validates `given` against `table` (unknown key, wrong type, list for a scalar or scalar
+ * for a list, an option given twice, missing required — the first of these as
+ * "file:line:col: error: instance 'X': …" in err) and builds the config with defaults
+ * filled in. `instance` names the instance in messages; inst_line/inst_column are where its
+ * entry is (0 when unknown), used for a missing required option. Returns 0 or
+ * KANAL_ECONFIG (KANAL_ENOMEM when out of memory); *out is NULL on failure.
+ * Ownership: borrows everything; *out is new. */
+int kanal__config_build(const kanal_option_t *table, const kanal_optval_t *given, size_t n,
+			const char *file, const char *instance, int inst_line, int inst_column,
+			kanal_config_t **out, kanal_error_t *err);
+void kanal__config_destroy(kanal_config_t **cfg_p);
+
+/* Checks a plugin's options table: names [a-z0-9_], known types, no name twice, no
+ * required option with a default, every default readable as its type, a NULL-name end
+ * within 256 entries. Returns 0, or KANAL_EINVAL with the reason in why. NULL is a valid,
+ * empty table. */
+int kanal__options_check(const kanal_option_t *table, char *why, size_t why_size);
+
+/* "250ms", "2s", "1.5s", "5m", "1h", "1d"; a bare number is milliseconds. Returns 0 or
+ * KANAL_EINVAL. */
+int kanal__parse_duration_ms(const char *text, int64_t *out);
+/* "512", "64KiB", "8MiB", "1GiB", "64KB" (=1000). Returns 0 or KANAL_EINVAL. */
+int kanal__parse_size(const char *text, int64_t *out);
+/* "true"/"false"/"yes"/"no"/"on"/"off". */
+int kanal__parse_bool(const char *text, bool *out);
+
+/* ---- Loading a plugin .so the same way everywhere. */
+typedef struct kanal_loaded {
+	void *handle;                 /* dlopen handle */
+	const kanal_plugin_t *desc;   /* borrowed from the .so */
+	char *path;
+} kanal_loaded_t;
+
+/* dlopens `path` and checks the descriptor: present, ABI major equal, minor not newer,
+ * struct_size large enough, name and init set, options table well-formed. On failure
+ * fills err (source = path) naming both versions where they differ, closes the object and
+ * returns KANAL_EABI (or KANAL_ENOTFOUND when the file cannot be opened). */
+int kanal__plugin_open(const char *path, kanal_loaded_t **out, kanal_error_t *err);
+void kanal__plugin_close(kanal_loaded_t **loaded_p);
+/* Prints name, version, ABI and the options table as documentation. */
+void kanal__plugin_describe(const kanal_loaded_t *loaded, FILE *out);
+
+/* Monotonic and wall-clock helpers. */
+int64_t kanal__wall_ms(void);
+/* Writes the current UTC time as RFC 3339 with milliseconds into buf (>= 32 bytes). */
+void kanal__rfc3339_now(char *buf, size_t size);
+
+#endif

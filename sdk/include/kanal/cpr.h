@@ -1,0 +1,63 @@
+/*
+ * kanal/cpr.h — Danish CPR numbers: parse, validate, detect in text, mask.
+ *
+ * A CPR number is DDMMYY-SSSS (the hyphen optional). Validation is strict on syntax, date and
+ * century (digit 7 with the two-digit year decides the century). Modulus 11 is NOT a
+ * validity rule — numbers failing it have been issued since 1 October 2007 — so it is only
+ * reported, as a warning flag.
+ *
+ * A CPR number is personal data: kanal masks it (DDMMYY-XXXX) wherever it could leave the
+ * process in text — logs, the event stream, error messages, dead-letter views.
+ */
+#ifndef KANAL_CPR_H
+#define KANAL_CPR_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a parsed CPR number tells. */
+typedef struct kanal_cpr {
+	char digits[11];   /* the ten digits, NUL-terminated, no hyphen */
+	int year;          /* full birth year, e.g. 1985 */
+	int month;         /* 1-12 */
+	int day;           /* 1-31 */
+	bool male;         /* digit 10 odd */
+	bool mod11_ok;     /* passes the old modulus 11 check (informational only) */
+} kanal_cpr_t;
+
+/* Parses and validates `text` (exactly "DDMMYYSSSS" or "DDMMYY-SSSS", no surrounding
+ * blanks). Returns 0 and fills *out (may be NULL) when syntax, date and century are valid,
+ * whatever modulus 11 says; otherwise KANAL_EINVAL, with a reason in `why` (may be NULL;
+ * at least 128 bytes) that never repeats the number in clear. */
+int kanal_cpr_parse(const char *text, kanal_cpr_t *out, char *why, size_t why_size);
+
+/* Returns true when `text` is a valid CPR number (as kanal_cpr_parse). */
+bool kanal_cpr_valid(const char *text);
+
+/* Writes the masked form "DDMMYY-XXXX" of a valid number into buf (at least 12 bytes).
+ * Returns 0, or KANAL_EINVAL (buf then holds "XXXXXX-XXXX"). */
+int kanal_cpr_mask(const char *text, char *buf, size_t size);
+
+/* Finds the first CPR number in text[0..len): ten digits, optionally with a hyphen after the
+ * sixth, not preceded or followed by another digit, whose first six digits form a real date
+ * and whose digit 7 gives a valid century. Stores its offset and length and returns true,
+ * or returns false. */
+bool kanal_cpr_find(const char *text, size_t len, size_t *offset, size_t *length);
+
+/* Returns a new NUL-terminated copy of text[0..len) with every CPR number found by
+ * kanal_cpr_find masked to DDMMYY-XXXX (the hyphen is inserted when absent), or NULL when
+ * out of memory. Ownership: the caller frees the result with kanal_free. */
+char *kanal_cpr_redact(const char *text, size_t len);
+
+/* Masks every CPR number in the NUL-terminated string buf in place, keeping its length:
+ * the last four digits become 'X' (a hyphen is not inserted). Returns the count masked. */
+size_t kanal_cpr_redact_inplace(char *buf);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,182 @@
+/*
+ * kanal/msg.h — the normalised message: a CloudEvents 1.0 event.
+ *
+ * A kanal_msg_t holds the context attributes (specversion, id, source, type, subject, time,
+ * datacontenttype, dataschema, extensions) and the data. It is created, read, copied and
+ * destroyed only through these functions; its layout is private.
+ *
+ * Data is kept lazily: an event parsed from JSON keeps its `data` member as the raw JSON
+ * text it arrived with, and the tree is built only when something asks for a data field
+ * (a routing `where` on data.*, an enrich, a plugin calling kanal_msg_data_*). Serialising
+ * an event whose data was never touched copies the raw text, so a hop costs no re-parse.
+ *
+ * Thread safety: a message may be read from several threads at once (the broker shares one
+ * message between fan-out destinations); it may be changed only by its single owner.
+ *
+ * Data paths are dotted: "guardian.name", "children.0.cpr" (a number indexes an array).
+ * The empty path "" or NULL means the whole data value.
+ */
+#ifndef KANAL_MSG_H
+#define KANAL_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <kanal/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kanal_msg kanal_msg_t;
+
+/* The default largest serialised event accepted by kanal_msg_parse: 64 KiB. */
+#define KANAL_MSG_DEFAULT_MAX_BYTES (64 * 1024)
+
+/* Creates an event with specversion "1.0" and the given type and source. When `id` is NULL
+ * a random UUID (version 4) is generated. Returns NULL when type or source is empty or
+ * memory runs out. Ownership: returns a new message; the caller destroys it. */
+kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id);
+
+/* Destroys the message in *msg_p and sets *msg_p to NULL. Accepts NULL and *msg_p == NULL.
+ * Ownership: takes *msg_p. */
+void kanal_msg_destroy(kanal_msg_t **msg_p);
+
+/* Returns an independent deep copy of msg, or NULL when out of memory.
+ * Ownership: borrows msg; returns a new message. */
+kanal_msg_t *kanal_msg_dup(const kanal_msg_t *msg);
+
+/* Parses one event in the JSON structured format (a JSON object) of `len` bytes and fully
+ * validates its attributes. On success stores a new message in *out and returns 0. On
+ * failure returns KANAL_EPARSE (not JSON, or not an object), KANAL_EINVALID (an attribute is
+ * missing or wrong; err->attribute names it) or KANAL_ETOOBIG (len > max_bytes; 0 means
+ * KANAL_MSG_DEFAULT_MAX_BYTES), fills err (may be NULL), and leaves *out NULL.
+ * Ownership: borrows json; *out is a new message owned by the caller. */
+int kanal_msg_parse(const char *json, size_t len, size_t max_bytes, kanal_msg_t **out,
+		    kanal_error_t *err);
+
+/* A parsed batch: `count` messages. Destroy with kanal_batch_destroy. */
+typedef struct kanal_batch {
+	size_t count;
+	kanal_msg_t **msgs;
+} kanal_batch_t;
+
+/* Parses a batch (a JSON array of events, the CloudEvents JSON batch format). The batch is
+ * all or nothing: if any element is not a valid event the whole batch is rejected; err->text
+ * starts with "event #N: " (N counted from 0) and err->attribute names the attribute at
+ * fault. `max_bytes` limits the whole text (0: 64 times KANAL_MSG_DEFAULT_MAX_BYTES). An
+ * empty array is a valid, empty batch.
+ * Ownership: borrows json; *out is a new batch owned by the caller. */
+int kanal_batch_parse(const char *json, size_t len, size_t max_bytes, kanal_batch_t **out,
+		      kanal_error_t *err);
+
+/* Destroys a batch and every message still in it. Ownership: takes *batch_p. */
+void kanal_batch_destroy(kanal_batch_t **batch_p);
+
+/* Returns 1 when the text's first non-blank character is '[' (a batch), else 0. */
+int kanal_json_is_batch(const char *json, size_t len);
+
+/* Serialises msg in the JSON structured format (compact, no trailing newline). Stores the
+ * length in *len when len is not NULL. Returns NULL when out of memory.
+ * Ownership: borrows msg; returns a NUL-terminated string the caller frees with kanal_free. */
+char *kanal_msg_to_json(const kanal_msg_t *msg, size_t *len);
+
+/* Frees memory that a kanal function returned (strings from kanal_msg_to_json,
+ * kanal_msg_data_json, …). Accepts NULL. */
+void kanal_free(void *p);
+
+/* Context attributes. Each returns a string borrowed from msg, valid until msg is changed
+ * or destroyed; optional attributes return NULL when absent. */
+const char *kanal_msg_specversion(const kanal_msg_t *msg);
+const char *kanal_msg_id(const kanal_msg_t *msg);
+const char *kanal_msg_source(const kanal_msg_t *msg);
+const char *kanal_msg_type(const kanal_msg_t *msg);
+const char *kanal_msg_subject(const kanal_msg_t *msg);
+const char *kanal_msg_time(const kanal_msg_t *msg);
+const char *kanal_msg_datacontenttype(const kanal_msg_t *msg);
+const char *kanal_msg_dataschema(const kanal_msg_t *msg);
+
+/* Returns any attribute by name — a core one or an extension — as a string, or NULL when
+ * absent. Integer and boolean extensions are returned in their canonical text ("10",
+ * "true"). Borrowed from msg, valid until msg is changed or destroyed. */
+const char *kanal_msg_attr(const kanal_msg_t *msg, const char *name);
+
+/* Sets a string attribute (core or extension) after validating it as the specification
+ * requires for that attribute; `value` NULL removes an optional attribute. Returns 0,
+ * KANAL_EINVALID (bad name or value; err says why; err may be NULL) or KANAL_ENOMEM.
+ * Ownership: borrows name and value (copied). */
+int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
+		       kanal_error_t *err);
+
+/* Sets an integer (32-bit) or boolean extension attribute. Same returns as set_attr. */
+int kanal_msg_set_ext_int(kanal_msg_t *msg, const char *name, int32_t value, kanal_error_t *err);
+int kanal_msg_set_ext_bool(kanal_msg_t *msg, const char *name, bool value, kanal_error_t *err);
+
+/* Calls fn(name, value, arg) for every extension attribute in name order, values as in
+ * kanal_msg_attr. Stops early and returns fn's value when fn returns non-zero. */
+int kanal_msg_foreach_ext(const kanal_msg_t *msg,
+			  int (*fn)(const char *name, const char *value, void *arg), void *arg);
+
+/* Data. */
+
+/* How the event carries its data. */
+typedef enum kanal_data_kind {
+	KANAL_DATA_NONE = 0, /* no data */
+	KANAL_DATA_JSON,     /* `data`: a JSON value (object, array, string, number, …) */
+	KANAL_DATA_BINARY,   /* `data_base64`: bytes */
+} kanal_data_kind_t;
+
+kanal_data_kind_t kanal_msg_data_kind(const kanal_msg_t *msg);
+
+/* Replaces the data with the JSON value in `json` (len bytes; any JSON value, checked for
+ * well-formedness). Returns 0, KANAL_EPARSE or KANAL_ENOMEM.
+ * Ownership: borrows json (copied). */
+int kanal_msg_set_data_json(kanal_msg_t *msg, const char *json, size_t len);
+
+/* Replaces the data with bytes, carried as data_base64. Ownership: borrows bytes (copied). */
+int kanal_msg_set_data_binary(kanal_msg_t *msg, const void *bytes, size_t len);
+
+/* Removes the data. */
+void kanal_msg_clear_data(kanal_msg_t *msg);
+
+/* Returns the JSON text of the data value at `path` (NULL or "" for the whole data), or NULL
+ * when there is no such value. Ownership: returns a new string; free it with kanal_free. */
+char *kanal_msg_data_json(const kanal_msg_t *msg, const char *path);
+
+/* Returns the bytes of a binary (data_base64) event in a new buffer and its length in *len,
+ * or NULL when the data is not binary. Ownership: the caller frees with kanal_free. */
+void *kanal_msg_data_binary(const kanal_msg_t *msg, size_t *len);
+
+/* Typed reads of a data field. Each returns 0 and stores the value, KANAL_ENOTFOUND when
+ * the path does not exist (or the data is not JSON), or KANAL_EINVAL when the value there
+ * has another JSON type. A string is borrowed from msg, valid until msg is changed or
+ * destroyed. kanal_msg_data_double accepts integers too. */
+int kanal_msg_data_str(const kanal_msg_t *msg, const char *path, const char **out);
+int kanal_msg_data_int(const kanal_msg_t *msg, const char *path, int64_t *out);
+int kanal_msg_data_double(const kanal_msg_t *msg, const char *path, double *out);
+int kanal_msg_data_bool(const kanal_msg_t *msg, const char *path, bool *out);
+
+/* Typed writes of a data field. Intermediate objects are created as needed (data becomes an
+ * object when it was absent). Returns 0, KANAL_EINVAL (a path step crosses a non-object, or
+ * the data is binary), KANAL_EPARSE (set_json with malformed text) or KANAL_ENOMEM.
+ * Ownership: borrows path and value (copied). */
+int kanal_msg_data_set_str(kanal_msg_t *msg, const char *path, const char *value);
+int kanal_msg_data_set_int(kanal_msg_t *msg, const char *path, int64_t value);
+int kanal_msg_data_set_double(kanal_msg_t *msg, const char *path, double value);
+int kanal_msg_data_set_bool(kanal_msg_t *msg, const char *path, bool value);
+int kanal_msg_data_set_json(kanal_msg_t *msg, const char *path, const char *json, size_t len);
+
+/* Removes the data field at `path`. Returns 0 or KANAL_ENOTFOUND. */
+int kanal_msg_data_remove(kanal_msg_t *msg, const char *path);
+
+/* Returns the serialised size estimate in bytes (attributes plus data text), used by the
+ * broker for queue byte limits. Cheap: never serialises. */
+size_t kanal_msg_size(const kanal_msg_t *msg);
+
+/* Writes a new random UUID v4 in canonical text into buf (at least 37 bytes). */
+void kanal_uuid(char buf[37]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

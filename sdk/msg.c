@@ -1,0 +1,559 @@
+/*
+ * sdk/msg.c — kanal_msg_t, the CloudEvents 1.0 event every part of kanal passes around:
+ * creating, copying and destroying it, reading and setting its context attributes, and
+ * writing it out in the JSON structured format.
+ *
+ * The envelope parser lives in msg_parse.c, the attribute rules in msg_check.c and the data
+ * value in msg_data.c; msg_int.h holds the layout they share. Attributes are plain strings;
+ * extensions are kept sorted by name in one array, each with its value's canonical text, so
+ * reads never allocate and hand out pointers that stay valid until the message changes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <kanal/error.h>
+#include <kanal/msg.h>
+
+#include "json_scan.h"
+#include "msg_int.h"
+
+/* The attributes that may not be removed. */
+static bool s_required(int index)
+{
+	return index == MSG_ID || index == MSG_SOURCE || index == MSG_TYPE;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------- */
+
+kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id)
+{
+	char uuid[37];
+	kanal_msg_t *msg;
+
+	if (!type || !source)
+		return NULL;
+	if (kanal__msg_check_core(MSG_TYPE, type, strlen(type)) ||
+	    kanal__msg_check_core(MSG_SOURCE, source, strlen(source)))
+		return NULL;
+	if (id && kanal__msg_check_core(MSG_ID, id, strlen(id)))
+		return NULL;
+	if (!id) {
+		kanal_uuid(uuid);
+		id = uuid;
+	}
+	msg = calloc(1, sizeof *msg);
+	if (!msg)
+		return NULL;
+	msg->core[MSG_ID] = strdup(id);
+	msg->core[MSG_SOURCE] = strdup(source);
+	msg->core[MSG_TYPE] = strdup(type);
+	if (!msg->core[MSG_ID] || !msg->core[MSG_SOURCE] || !msg->core[MSG_TYPE])
+		kanal_msg_destroy(&msg);
+	return msg;
+}
+
+void kanal_msg_destroy(kanal_msg_t **msg_p)
+{
+	kanal_msg_t *msg;
+	size_t i;
+
+	if (!msg_p || !*msg_p)
+		return;
+	msg = *msg_p;
+	*msg_p = NULL;
+	for (i = 0; i < MSG_NCORE; i++)
+		free(msg->core[i]);
+	for (i = 0; i < msg->n_ext; i++) {
+		free(msg->ext[i].name);
+		free(msg->ext[i].text);
+	}
+	free(msg->ext);
+	kanal__msg_data_release(msg);
+	free(msg);
+}
+
+/* Copies n bytes and a terminating NUL. */
+static char *s_memdup(const char *p, size_t n)
+{
+	char *copy = malloc(n + 1);
+
+	if (copy) {
+		memcpy(copy, p, n);
+		copy[n] = '\0';
+	}
+	return copy;
+}
+
+kanal_msg_t *kanal_msg_dup(const kanal_msg_t *msg)
+{
+	kanal_msg_t *copy;
+	size_t i;
+
+	if (!msg)
+		return NULL;
+	copy = calloc(1, sizeof *copy);
+	if (!copy)
+		return NULL;
+	for (i = 0; i < MSG_NCORE; i++) {
+		if (msg->core[i] && !(copy->core[i] = strdup(msg->core[i])))
+			goto fail;
+	}
+	if (msg->n_ext) {
+		copy->ext = calloc(msg->n_ext, sizeof *copy->ext);
+		if (!copy->ext)
+			goto fail;
+		copy->ext_cap = msg->n_ext;
+		for (i = 0; i < msg->n_ext; i++) {
+			const msg_ext_t *e = &msg->ext[i];
+			msg_ext_t *c = &copy->ext[i];
+			*c = *e;
+			c->name = s_memdup(e->name, e->name_len);
+			c->text = s_memdup(e->text, e->text_len);
+			copy->n_ext = i + 1;
+			if (!c->name || !c->text)
+				goto fail;
+		}
+	}
+	if (kanal__msg_data_copy(copy, msg))
+		goto fail;
+	return copy;
+fail:
+	kanal_msg_destroy(&copy);
+	return NULL;
+}
+
+void kanal_free(void *p)
+{
+	free(p);
+}
+
+/* ---- extensions ---------------------------------------------------------------------- */
+
+static int s_name_cmp(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+	int c = memcmp(a, b, a_len < b_len ? a_len : b_len);
+
+	if (c)
+		return c;
+	return a_len < b_len ? -1 : a_len > b_len;
+}
+
+/* Finds extension `name` by binary search. Returns true and its index, or false and the
+ * index where it would be inserted. */
+static bool s_ext_find(const kanal_msg_t *msg, const char *name, size_t len, size_t *at)
+{
+	size_t lo = 0, hi = msg->n_ext;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = s_name_cmp(msg->ext[mid].name, msg->ext[mid].name_len, name, len);
+		if (c == 0) {
+			*at = mid;
+			return true;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*at = lo;
+	return false;
+}
+
+int kanal__msg_ext_put(kanal_msg_t *msg, const char *name, size_t name_len, char *text,
+		       size_t text_len, msg_ext_kind_t kind)
+{
+	msg_ext_t *e;
+	size_t at;
+
+	if (s_ext_find(msg, name, name_len, &at)) {
+		e = &msg->ext[at];
+		free(e->text);
+		e->text = text;
+		e->text_len = text_len;
+		e->kind = kind;
+		return 0;
+	}
+	if (msg->n_ext == msg->ext_cap) {
+		size_t cap = msg->ext_cap ? msg->ext_cap * 2 : 4;
+		msg_ext_t *grown = realloc(msg->ext, cap * sizeof *grown);
+		if (!grown)
+			goto nomem;
+		msg->ext = grown;
+		msg->ext_cap = cap;
+	}
+	e = &msg->ext[at];
+	memmove(e + 1, e, (msg->n_ext - at) * sizeof *e);
+	e->name = s_memdup(name, name_len);
+	if (!e->name) {
+		memmove(e, e + 1, (msg->n_ext - at) * sizeof *e);
+		goto nomem;
+	}
+	e->name_len = name_len;
+	e->text = text;
+	e->text_len = text_len;
+	e->kind = kind;
+	msg->n_ext++;
+	return 0;
+nomem:
+	free(text);
+	return KANAL_ENOMEM;
+}
+
+static void s_ext_remove(kanal_msg_t *msg, const char *name, size_t len)
+{
+	size_t at;
+
+	if (!s_ext_find(msg, name, len, &at))
+		return;
+	free(msg->ext[at].name);
+	free(msg->ext[at].text);
+	memmove(&msg->ext[at], &msg->ext[at + 1], (msg->n_ext - at - 1) * sizeof msg->ext[0]);
+	msg->n_ext--;
+}
+
+/* ---- attributes ---------------------------------------------------------------------- */
+
+const char *kanal_msg_specversion(const kanal_msg_t *msg)
+{
+	return msg ? "1.0" : NULL;
+}
+
+const char *kanal_msg_id(const kanal_msg_t *msg)
+{
+	return msg ? msg->core[MSG_ID] : NULL;
+}
+
+const char *kanal_msg_source(const kanal_msg_t *msg)
+{
+	return msg ? msg->core[MSG_SOURCE] : NULL;
+}
+
+const char *kanal_msg_type(const kanal_msg_t *msg)
+{
+	return msg ? msg->core[MSG_TYPE] : NULL;
+}
+
+const char *kanal_msg_subject(const kanal_msg_t *msg)
+{
+	return msg ? msg->core[MSG_SUBJECT] : NULL;
+}
+
+const char *kanal_msg_time(const kanal_msg_t *msg)
+{
+	return msg ? msg->core[MSG_TIME] : NULL;
+}
+
+const char *kanal_msg_datacontenttype(const kanal_msg_t *msg)
+{
+	return msg ? msg->core[MSG_DATACONTENTTYPE] : NULL;
+}
+
+const char *kanal_msg_dataschema(const kanal_msg_t *msg)
+{
+	return msg ? msg->core[MSG_DATASCHEMA] : NULL;
+}
+
+const char *kanal_msg_attr(const kanal_msg_t *msg, const char *name)
+{
+	size_t len, at;
+	int index;
+
+	if (!msg || !name)
+		return NULL;
+	len = strlen(name);
+	index = kanal__msg_core_index(name, len);
+	if (index == MSG_SPECVERSION)
+		return "1.0";
+	if (index < MSG_NCORE)
+		return msg->core[index];
+	return s_ext_find(msg, name, len, &at) ? msg->ext[at].text : NULL;
+}
+
+/* Checks that `name` may carry an extension value; fills err when not. */
+static int s_check_ext_target(const char *name, size_t len, kanal_error_t *err)
+{
+	const char *why;
+
+	if (kanal__msg_core_index(name, len) != MSG_NCORE) {
+		kanal__msg_error(err, NULL, 0, 0, name, len,
+				 "a core attribute, not an extension (it takes a string)");
+		return KANAL_EINVALID;
+	}
+	if (len == 11 && memcmp(name, "data_base64", 11) == 0) {
+		kanal__msg_error(err, NULL, 0, 0, name, len,
+				 "reserved name (set data with kanal_msg_set_data_*)");
+		return KANAL_EINVALID;
+	}
+	why = kanal__msg_check_ext_name(name, len);
+	if (why) {
+		kanal__msg_error(err, NULL, 0, 0, name, len, "%s", why);
+		return KANAL_EINVALID;
+	}
+	return 0;
+}
+
+/* Sets core attribute `index` (or the pseudo attribute specversion) to value. */
+static int s_set_core(kanal_msg_t *msg, int index, const char *value, kanal_error_t *err)
+{
+	const char *name = kanal__msg_core_name(index);
+	const char *why;
+	char *copy;
+
+	if (!value) {
+		if (index == MSG_SPECVERSION || s_required(index)) {
+			kanal__msg_error(err, NULL, 0, 0, name, strlen(name),
+					 "required; it cannot be removed");
+			return KANAL_EINVALID;
+		}
+		free(msg->core[index]);
+		msg->core[index] = NULL;
+		return 0;
+	}
+	why = kanal__msg_check_core(index, value, strlen(value));
+	if (why) {
+		kanal__msg_error(err, NULL, 0, 0, name, strlen(name), "%s", why);
+		return KANAL_EINVALID;
+	}
+	if (index == MSG_SPECVERSION)
+		return 0; /* always "1.0" */
+	copy = strdup(value);
+	if (!copy)
+		return KANAL_ENOMEM;
+	free(msg->core[index]);
+	msg->core[index] = copy;
+	return 0;
+}
+
+int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
+		       kanal_error_t *err)
+{
+	size_t len, value_len;
+	int index, rc;
+	char *copy;
+
+	if (!msg || !name) {
+		kanal__msg_error(err, NULL, 0, 0, NULL, 0, "kanal_msg_set_attr: no message or name");
+		return KANAL_EINVAL;
+	}
+	len = strlen(name);
+	index = kanal__msg_core_index(name, len);
+	if (index != MSG_NCORE)
+		return s_set_core(msg, index, value, err);
+	rc = s_check_ext_target(name, len, err);
+	if (rc)
+		return rc;
+	if (!value) {
+		s_ext_remove(msg, name, len);
+		return 0;
+	}
+	value_len = strlen(value);
+	if (!kanal__utf8_valid(value, value_len)) {
+		kanal__msg_error(err, NULL, 0, 0, name, len, "not valid UTF-8");
+		return KANAL_EINVALID;
+	}
+	copy = s_memdup(value, value_len);
+	if (!copy)
+		return KANAL_ENOMEM;
+	return kanal__msg_ext_put(msg, name, len, copy, value_len, MSG_EXT_STRING);
+}
+
+/* Stores an integer or boolean extension given by its canonical text. */
+static int s_set_ext_text(kanal_msg_t *msg, const char *name, const char *text,
+			  msg_ext_kind_t kind, kanal_error_t *err)
+{
+	size_t len;
+	char *copy;
+	int rc;
+
+	if (!msg || !name) {
+		kanal__msg_error(err, NULL, 0, 0, NULL, 0, "no message or name");
+		return KANAL_EINVAL;
+	}
+	len = strlen(name);
+	rc = s_check_ext_target(name, len, err);
+	if (rc)
+		return rc;
+	copy = strdup(text);
+	if (!copy)
+		return KANAL_ENOMEM;
+	return kanal__msg_ext_put(msg, name, len, copy, strlen(copy), kind);
+}
+
+int kanal_msg_set_ext_int(kanal_msg_t *msg, const char *name, int32_t value, kanal_error_t *err)
+{
+	char text[16];
+
+	snprintf(text, sizeof text, "%d", (int)value);
+	return s_set_ext_text(msg, name, text, MSG_EXT_INT, err);
+}
+
+int kanal_msg_set_ext_bool(kanal_msg_t *msg, const char *name, bool value, kanal_error_t *err)
+{
+	return s_set_ext_text(msg, name, value ? "true" : "false", MSG_EXT_BOOL, err);
+}
+
+int kanal_msg_foreach_ext(const kanal_msg_t *msg,
+			  int (*fn)(const char *name, const char *value, void *arg), void *arg)
+{
+	size_t i;
+
+	if (!msg || !fn)
+		return 0;
+	for (i = 0; i < msg->n_ext; i++) {
+		int rc = fn(msg->ext[i].name, msg->ext[i].text, arg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- serialisation ------------------------------------------------------------------- */
+
+/* `,"name":` */
+static void s_put_key(kanal__jbuf_t *b, const char *name, size_t len)
+{
+	kanal__jbuf_putc(b, ',');
+	kanal__jbuf_put_string(b, name, len);
+	kanal__jbuf_putc(b, ':');
+}
+
+char *kanal_msg_to_json(const kanal_msg_t *msg, size_t *len)
+{
+	kanal__jbuf_t b;
+	size_t i;
+
+	if (!msg)
+		return NULL;
+	kanal__jbuf_init(&b, kanal_msg_size(msg) + 64);
+	kanal__jbuf_puts(&b, "{\"specversion\":\"1.0\"");
+	for (i = 0; i < MSG_NCORE; i++) {
+		const char *name = kanal__msg_core_name((int)i);
+		if (!msg->core[i])
+			continue;
+		s_put_key(&b, name, strlen(name));
+		kanal__jbuf_put_string(&b, msg->core[i], strlen(msg->core[i]));
+	}
+	for (i = 0; i < msg->n_ext; i++) {
+		const msg_ext_t *e = &msg->ext[i];
+		s_put_key(&b, e->name, e->name_len);
+		if (e->kind == MSG_EXT_STRING)
+			kanal__jbuf_put_string(&b, e->text, e->text_len);
+		else
+			kanal__jbuf_put(&b, e->text, e->text_len);
+	}
+	if (kanal__msg_data_write(msg, &b)) {
+		kanal__jbuf_discard(&b);
+		return NULL;
+	}
+	kanal__jbuf_putc(&b, '}');
+	return kanal__jbuf_finish(&b, len);
+}
+
+/* The size of `,"name":"value"` without escapes: the estimate kanal_msg_size adds up. */
+static size_t s_member_size(size_t name_len, size_t value_len, bool quoted)
+{
+	return 1 + name_len + 2 + 1 + value_len + (quoted ? 2 : 0);
+}
+
+size_t kanal_msg_size(const kanal_msg_t *msg)
+{
+	size_t i, n;
+
+	if (!msg)
+		return 0;
+	n = sizeof "{\"specversion\":\"1.0\"}" - 1;
+	for (i = 0; i < MSG_NCORE; i++) {
+		if (msg->core[i])
+			n += s_member_size(strlen(kanal__msg_core_name((int)i)), strlen(msg->core[i]),
+					   true);
+	}
+	for (i = 0; i < msg->n_ext; i++)
+		n += s_member_size(msg->ext[i].name_len, msg->ext[i].text_len,
+				   msg->ext[i].kind == MSG_EXT_STRING);
+	return n + kanal__msg_data_size(msg);
+}
+
+/* ---- identifiers --------------------------------------------------------------------- */
+
+/* A last resort when the kernel gives no randomness: mixes time, pid, a counter and an
+ * address through splitmix64. Unique enough for an id; it is never a secret. */
+static void s_weak_random(unsigned char *p, size_t n)
+{
+	static unsigned long counter;
+	struct timespec ts;
+	uint64_t x;
+	size_t i;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
+	    ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p ^
+	    (uint64_t)__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) << 48;
+	for (i = 0; i < n; i++) {
+		uint64_t z;
+		if (i % 8 == 0) {
+			x += 0x9E3779B97F4A7C15ull;
+			z = x;
+			z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+			z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+			z ^= z >> 31;
+			memcpy(p + i, &z, n - i < 8 ? n - i : 8);
+		}
+	}
+}
+
+/* Fills p with n random bytes: getrandom(), then /dev/urandom, then the weak fallback. */
+static void s_random(unsigned char *p, size_t n)
+{
+	size_t got = 0;
+	int fd;
+
+	while (got < n) {
+		ssize_t k = getrandom(p + got, n - got, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	if (got == n)
+		return;
+	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		while (got < n) {
+			ssize_t k = read(fd, p + got, n - got);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				break;
+			got += (size_t)k;
+		}
+		close(fd);
+	}
+	if (got < n)
+		s_weak_random(p + got, n - got);
+}
+
+void kanal_uuid(char buf[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[16];
+	size_t i, o = 0;
+
+	s_random(r, sizeof r);
+	r[6] = (unsigned char)((r[6] & 0x0F) | 0x40); /* version 4 */
+	r[8] = (unsigned char)((r[8] & 0x3F) | 0x80); /* variant 10 (RFC 4122) */
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			buf[o++] = '-';
+		buf[o++] = hex[r[i] >> 4];
+		buf[o++] = hex[r[i] & 0x0F];
+	}
+	buf[o] = '\0';
+}

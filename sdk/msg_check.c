@@ -1,0 +1,378 @@
+/*
+ * sdk/msg_check.c — the CloudEvents 1.0 attribute rules, shared by the envelope parser and
+ * kanal_msg_set_attr so that an event built in code obeys exactly what an event received
+ * from outside must obey.
+ *
+ * Each check returns NULL for an acceptable value or a static reason that completes the
+ * sentence "attribute 'time': …". Reasons never quote the value: values come from outside
+ * and may carry personal data.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <kanal/cpr.h>
+#include <kanal/error.h>
+
+#include "json_scan.h"
+#include "msg_int.h"
+
+static const char *const s_core_names[MSG_NCORE] = {
+	[MSG_ID] = "id",
+	[MSG_SOURCE] = "source",
+	[MSG_TYPE] = "type",
+	[MSG_SUBJECT] = "subject",
+	[MSG_TIME] = "time",
+	[MSG_DATACONTENTTYPE] = "datacontenttype",
+	[MSG_DATASCHEMA] = "dataschema",
+};
+
+const char *kanal__msg_core_name(int index)
+{
+	if (index == MSG_SPECVERSION)
+		return "specversion";
+	return index >= 0 && index < MSG_NCORE ? s_core_names[index] : "";
+}
+
+int kanal__msg_core_index(const char *name, size_t len)
+{
+	int i;
+
+	if (len == 11 && memcmp(name, "specversion", 11) == 0)
+		return MSG_SPECVERSION;
+	for (i = 0; i < MSG_NCORE; i++) {
+		if (strlen(s_core_names[i]) == len && memcmp(s_core_names[i], name, len) == 0)
+			return i;
+	}
+	return MSG_NCORE;
+}
+
+/* ---- RFC 3339 timestamps ------------------------------------------------------------- */
+
+static bool s_digits(const char *p, size_t n, int *out)
+{
+	int v = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (p[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static int s_days_in_month(int year, int month)
+{
+	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+
+	return month == 2 && leap ? 29 : days[month - 1];
+}
+
+/*
+ * Checks an RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS, an optional fraction, then Z or an
+ * offset ±HH:MM. 'T' and 'Z' may be lower case (RFC 3339 section 5.6). A leap second (60) is
+ * allowed; seconds are not optional.
+ */
+const char *kanal__msg_check_time(const char *v, size_t len)
+{
+	static const char bad[] = "not an RFC 3339 timestamp (expected YYYY-MM-DDTHH:MM:SS"
+				  " with Z or an offset such as +01:00)";
+	int year, month, day, hour, minute, second, oh, om;
+	size_t i;
+
+	if (len < 16 || !s_digits(v, 4, &year) || v[4] != '-' || !s_digits(v + 5, 2, &month) ||
+	    v[7] != '-' || !s_digits(v + 8, 2, &day) || (v[10] != 'T' && v[10] != 't') ||
+	    !s_digits(v + 11, 2, &hour) || v[13] != ':' || !s_digits(v + 14, 2, &minute))
+		return bad;
+	if (len < 19 || v[16] != ':' || !s_digits(v + 17, 2, &second))
+		return "not an RFC 3339 timestamp (the seconds are missing)";
+	if (month < 1 || month > 12)
+		return "not an RFC 3339 timestamp (month out of range)";
+	if (day < 1 || day > s_days_in_month(year, month))
+		return "not an RFC 3339 timestamp (no such day in that month)";
+	if (hour > 23)
+		return "not an RFC 3339 timestamp (hour out of range)";
+	if (minute > 59)
+		return "not an RFC 3339 timestamp (minute out of range)";
+	if (second > 60)
+		return "not an RFC 3339 timestamp (second out of range)";
+	i = 19;
+	if (i < len && v[i] == '.') {
+		size_t digits_start = ++i;
+		while (i < len && v[i] >= '0' && v[i] <= '9')
+			i++;
+		if (i == digits_start)
+			return "not an RFC 3339 timestamp (a digit must follow '.')";
+	}
+	if (i < len && (v[i] == 'Z' || v[i] == 'z'))
+		return i + 1 == len ? NULL : bad;
+	if (i >= len || (v[i] != '+' && v[i] != '-'))
+		return "not an RFC 3339 timestamp (expected Z or an offset such as +01:00)";
+	if (len - i != 6 || !s_digits(v + i + 1, 2, &oh) || v[i + 3] != ':' ||
+	    !s_digits(v + i + 4, 2, &om))
+		return "not an RFC 3339 timestamp (the offset must be +HH:MM or -HH:MM)";
+	if (oh > 23 || om > 59)
+		return "not an RFC 3339 timestamp (offset out of range)";
+	return NULL;
+}
+
+/* ---- RFC 2046 media types -------------------------------------------------------------- */
+
+/* A token character of RFC 2045: visible ASCII except the tspecials. */
+static bool s_token_char(unsigned char c)
+{
+	return c > 0x20 && c < 0x7F && !strchr("()<>@,;:\\\"/[]?=", c);
+}
+
+static size_t s_token(const char *v, size_t len, size_t i)
+{
+	size_t start = i;
+
+	while (i < len && s_token_char((unsigned char)v[i]))
+		i++;
+	return i - start;
+}
+
+/* Scans a quoted-string at v[i] (a '"'); returns its length or 0 when malformed. */
+static size_t s_quoted(const char *v, size_t len, size_t i)
+{
+	size_t start = i++;
+
+	while (i < len) {
+		unsigned char c = (unsigned char)v[i];
+		if (c == '"')
+			return i + 1 - start;
+		if (c == '\\') {
+			if (i + 1 >= len || ((unsigned char)v[i + 1] < 0x20 && v[i + 1] != '\t') ||
+			    v[i + 1] == 0x7F)
+				return 0;
+			i += 2;
+			continue;
+		}
+		if ((c < 0x20 && c != '\t') || c == 0x7F)
+			return 0;
+		i++;
+	}
+	return 0;
+}
+
+/*
+ * Checks a media type: type "/" subtype, then parameters, each `;` name=value where the
+ * value is a token or a quoted string (RFC 2045 section 5.1; blanks around ';' and empty
+ * parameters as RFC 9110 allows).
+ */
+const char *kanal__msg_check_media_type(const char *v, size_t len)
+{
+	static const char bad[] = "not an RFC 2046 media type (expected type/subtype"
+				  " with optional ;name=value parameters)";
+	size_t i = 0, n;
+
+	if (len == 0)
+		return "must not be empty";
+	if (!(n = s_token(v, len, i)))
+		return bad;
+	i += n;
+	if (i >= len || v[i] != '/')
+		return bad;
+	i++;
+	if (!(n = s_token(v, len, i)))
+		return bad;
+	i += n;
+	for (;;) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (i == len)
+			return v[len - 1] == ' ' || v[len - 1] == '\t' ? bad : NULL;
+		if (v[i] != ';')
+			return bad;
+		i++;
+		while (i < len && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (i == len || v[i] == ';')
+			continue;
+		if (!(n = s_token(v, len, i)))
+			return bad;
+		i += n;
+		if (i >= len || v[i] != '=')
+			return "not an RFC 2046 media type (a parameter needs name=value)";
+		i++;
+		if (i < len && v[i] == '"')
+			n = s_quoted(v, len, i);
+		else
+			n = s_token(v, len, i);
+		if (!n)
+			return "not an RFC 2046 media type (bad parameter value)";
+		i += n;
+	}
+}
+
+/* ---- URIs ---------------------------------------------------------------------------- */
+
+/* Finds the first blank or control character; URIs never contain one. */
+static bool s_has_blank_or_control(const char *v, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c <= 0x20 || c == 0x7F)
+			return true;
+	}
+	return false;
+}
+
+/* A URI-reference (RFC 3986 section 4.1): relative references such as "#fragment" or
+ * "daycare-1" are fine; blanks and control characters are not. */
+const char *kanal__msg_check_uri_ref(const char *v, size_t len)
+{
+	if (len == 0)
+		return "must not be empty";
+	if (s_has_blank_or_control(v, len))
+		return "not a URI reference (blanks and control characters are not allowed)";
+	return NULL;
+}
+
+/* An absolute URI: scheme ":" …, scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ). */
+const char *kanal__msg_check_uri(const char *v, size_t len)
+{
+	size_t i = 1;
+
+	if (len == 0)
+		return "must not be empty";
+	if (!((v[0] >= 'a' && v[0] <= 'z') || (v[0] >= 'A' && v[0] <= 'Z')))
+		return "not an absolute URI (it must start with a scheme such as https:)";
+	while (i < len && ((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+			   (v[i] >= '0' && v[i] <= '9') || v[i] == '+' || v[i] == '-' || v[i] == '.'))
+		i++;
+	if (i >= len || v[i] != ':')
+		return "not an absolute URI (it must start with a scheme such as https:)";
+	if (s_has_blank_or_control(v, len))
+		return "not an absolute URI (blanks and control characters are not allowed)";
+	return NULL;
+}
+
+/* ---- base64 ---------------------------------------------------------------------------- */
+
+static bool s_b64_char(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '+' || c == '/';
+}
+
+/* Base64 of RFC 4648 section 4 (standard alphabet). Padding may be left out, but when it is
+ * present it must complete the last quantum. */
+const char *kanal__msg_check_base64(const char *v, size_t len)
+{
+	size_t i, body = len, pad = 0;
+
+	while (body > 0 && v[body - 1] == '=' && pad < 3) {
+		body--;
+		pad++;
+	}
+	for (i = 0; i < body; i++) {
+		if (!s_b64_char((unsigned char)v[i]))
+			return "not valid base64 (RFC 4648 alphabet A-Z a-z 0-9 + /)";
+	}
+	if (body % 4 == 1 || pad > 2 || (pad && (len % 4 != 0 || body % 4 == 0)))
+		return "not valid base64 (bad length or padding)";
+	return NULL;
+}
+
+/* ---- names and core attributes ------------------------------------------------------- */
+
+const char *kanal__msg_check_ext_name(const char *name, size_t len)
+{
+	size_t i;
+
+	if (len == 0)
+		return "an attribute name must not be empty";
+	for (i = 0; i < len; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+			return "not a valid extension name (lower-case letters a-z and digits only)";
+	}
+	if (len == 4 && memcmp(name, "data", 4) == 0)
+		return "reserved name (set data with kanal_msg_set_data_*)";
+	return NULL;
+}
+
+const char *kanal__msg_check_core(int index, const char *v, size_t len)
+{
+	if (index == MSG_SPECVERSION)
+		return len == 3 && memcmp(v, "1.0", 3) == 0
+			       ? NULL
+			       : "must be \"1.0\" (the only CloudEvents version kanal reads)";
+	if (len == 0)
+		return "must not be empty";
+	if (memchr(v, '\0', len))
+		return "must not contain a NUL character";
+	if (!kanal__utf8_valid(v, len))
+		return "not valid UTF-8";
+	switch (index) {
+	case MSG_SOURCE:
+		return kanal__msg_check_uri_ref(v, len);
+	case MSG_TIME:
+		return kanal__msg_check_time(v, len);
+	case MSG_DATACONTENTTYPE:
+		return kanal__msg_check_media_type(v, len);
+	case MSG_DATASCHEMA:
+		return kanal__msg_check_uri(v, len);
+	default:
+		return NULL;
+	}
+}
+
+/* ---- error texts ----------------------------------------------------------------------- */
+
+void kanal__msg_safe_name(char *out, size_t size, const char *name, size_t len)
+{
+	char *copy;
+	size_t i, o = 0;
+
+	if (!size)
+		return;
+	out[0] = '\0';
+	if (!name)
+		return;
+	/* Mask first, on the whole name, so that truncation cannot split a CPR number into a
+	 * piece the masker no longer recognises. */
+	copy = malloc(len + 1);
+	if (!copy) {
+		snprintf(out, size, "?");
+		return;
+	}
+	for (i = 0; i < len; i++)
+		copy[i] = name[i] ? name[i] : '?';
+	copy[len] = '\0';
+	kanal_cpr_redact_inplace(copy);
+	for (i = 0; i < len && o + 1 < size; i++) {
+		unsigned char c = (unsigned char)copy[i];
+		out[o++] = c >= 0x20 && c < 0x7F ? (char)c : '?';
+	}
+	out[o] = '\0';
+	free(copy);
+}
+
+void kanal__msg_error(kanal_error_t *err, const char *source, int line, int column,
+		      const char *name, size_t name_len, const char *fmt, ...)
+{
+	char text[sizeof err->text];
+	char safe[sizeof err->attribute];
+	va_list ap;
+
+	if (!err || err->text[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	if (!name) {
+		kanal_error_set(err, source, line, column, NULL, "%s", text);
+		return;
+	}
+	kanal__msg_safe_name(safe, sizeof safe, name, name_len);
+	kanal_error_set(err, source, line, column, safe, "attribute '%s': %s", safe, text);
+}

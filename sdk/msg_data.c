@@ -1,0 +1,664 @@
+/*
+ * sdk/msg_data.c — the data of a kanal_msg_t: the lazily built JSON tree, dotted paths into
+ * it, typed reads and writes, binary (data_base64) data, and data's share of serialisation.
+ *
+ * A parsed event keeps its data as the JSON text it arrived with. The first reader that
+ * needs a field builds the jansson tree; since readers may share one const message across
+ * threads, each builds its own tree and publishes it with a compare-and-swap, and a loser
+ * drops its copy and uses the winner's. Nothing else in a message changes under readers.
+ * The first write (by the message's single owner) drops the text, and from then on the tree
+ * is the data and is serialised with jansson.
+ *
+ * Paths are dotted: "guardian.name", "children.0.cpr". A step that is a decimal number
+ * indexes an array; on an object it is an ordinary key. Keys that contain '.' cannot be
+ * reached by a path (use kanal_msg_data_json on the parent instead).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <kanal/error.h>
+#include <kanal/msg.h>
+
+#include "json_scan.h"
+#include "msg_int.h"
+
+#define LOAD_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
+#define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
+
+/* ---- the lazy tree ------------------------------------------------------------------- */
+
+/*
+ * Returns the data tree, building it from the text on first use; NULL with *rc set when
+ * there is no JSON data (KANAL_ENOTFOUND) or it cannot be built (KANAL_ENOMEM). Safe with
+ * concurrent readers: only the data_tree pointer is written, atomically.
+ */
+static json_t *s_tree(const kanal_msg_t *msg, int *rc)
+{
+	json_t **slot = (json_t **)&msg->data_tree;
+	json_t *tree = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	json_t *expected = NULL;
+
+	if (tree)
+		return tree;
+	if (msg->data_kind != KANAL_DATA_JSON || !msg->data_text) {
+		*rc = KANAL_ENOTFOUND;
+		return NULL;
+	}
+	/* The scanner accepted this text, so only a failed allocation stops jansson here. */
+	tree = json_loadb(msg->data_text, msg->data_len, LOAD_FLAGS, NULL);
+	if (!tree) {
+		*rc = KANAL_ENOMEM;
+		return NULL;
+	}
+	if (!__atomic_compare_exchange_n(slot, &expected, tree, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		json_decref(tree);
+		tree = expected;
+	}
+	return tree;
+}
+
+void kanal__msg_data_release(kanal_msg_t *msg)
+{
+	json_t *tree = __atomic_exchange_n(&msg->data_tree, NULL, __ATOMIC_ACQ_REL);
+
+	json_decref(tree);
+	free(msg->data_text);
+	msg->data_text = NULL;
+	msg->data_len = 0;
+	msg->data_kind = KANAL_DATA_NONE;
+}
+
+/* Makes `tree` (stolen) the whole data, replacing what was there. */
+static void s_set_tree(kanal_msg_t *msg, json_t *tree)
+{
+	kanal__msg_data_release(msg);
+	if (json_is_null(tree)) {
+		/* As in the parser: a null data value is no data. */
+		json_decref(tree);
+		return;
+	}
+	msg->data_kind = KANAL_DATA_JSON;
+	__atomic_store_n(&msg->data_tree, tree, __ATOMIC_RELEASE);
+}
+
+/* The tree has been changed in place: it is now the only form of the data. */
+static void s_tree_changed(kanal_msg_t *msg)
+{
+	free(msg->data_text);
+	msg->data_text = NULL;
+	msg->data_len = 0;
+}
+
+/* ---- paths ------------------------------------------------------------------------- */
+
+/* Reads a path step as an array index: decimal digits without a leading zero. */
+static bool s_index(const char *seg, size_t n, size_t *out)
+{
+	size_t i, v = 0;
+
+	if (n == 0 || n > 18 || (n > 1 && seg[0] == '0'))
+		return false;
+	for (i = 0; i < n; i++) {
+		if (seg[i] < '0' || seg[i] > '9')
+			return false;
+		v = v * 10 + (size_t)(seg[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* Returns the child of node named by seg[0..n), or NULL. */
+static json_t *s_child(json_t *node, const char *seg, size_t n)
+{
+	size_t index;
+
+	if (json_is_object(node))
+		return json_object_getn(node, seg, n);
+	if (json_is_array(node) && s_index(seg, n, &index))
+		return json_array_get(node, index);
+	return NULL;
+}
+
+static bool s_path_empty(const char *path)
+{
+	return !path || !*path;
+}
+
+/* Follows path from root; NULL when a step is missing. */
+static json_t *s_lookup(json_t *root, const char *path)
+{
+	json_t *node = root;
+	const char *p = path;
+
+	if (s_path_empty(path))
+		return root;
+	for (;;) {
+		const char *dot = strchr(p, '.');
+		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+		node = s_child(node, p, n);
+		if (!node || !dot)
+			return node;
+		p = dot + 1;
+	}
+}
+
+/* Finds the value at path for a reader. */
+static int s_find(const kanal_msg_t *msg, const char *path, json_t **out)
+{
+	int rc = 0;
+	json_t *root;
+
+	if (!msg)
+		return KANAL_EINVAL;
+	root = s_tree(msg, &rc);
+	if (!root)
+		return rc;
+	*out = s_lookup(root, path);
+	return *out ? 0 : KANAL_ENOTFOUND;
+}
+
+static size_t s_path_steps(const char *path)
+{
+	size_t n = 1;
+
+	for (; *path; path++)
+		n += *path == '.';
+	return n;
+}
+
+/*
+ * Puts `value` at the last step of path under root, creating missing objects on the way.
+ * When `apply` is false nothing is changed: the call only says whether the write would
+ * succeed, so a write that fails half way cannot leave a half-changed tree behind.
+ * Returns 0, KANAL_EINVAL (a step crosses a scalar, or an array index past the end) or
+ * KANAL_ENOMEM. Steals value only when apply is true (also on failure).
+ */
+static int s_put(json_t *root, const char *path, json_t *value, bool apply)
+{
+	json_t *node = root;
+	const char *p = path;
+	bool creating = false;
+	size_t index;
+
+	for (;;) {
+		const char *dot = strchr(p, '.');
+		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+		json_t *child = creating ? NULL : s_child(node, p, n);
+
+		if (!dot) {
+			if (!apply)
+				return creating || json_is_object(node) ||
+						       (json_is_array(node) && s_index(p, n, &index) &&
+							index <= json_array_size(node))
+					       ? 0
+					       : KANAL_EINVAL;
+			if (json_is_object(node))
+				return json_object_setn_new(node, p, n, value) ? KANAL_ENOMEM : 0;
+			if (s_index(p, n, &index) && index < json_array_size(node))
+				return json_array_set_new(node, index, value) ? KANAL_ENOMEM : 0;
+			return json_array_append_new(node, value) ? KANAL_ENOMEM : 0;
+		}
+		if (!child && !creating) {
+			if (json_is_array(node) &&
+			    !(s_index(p, n, &index) && index == json_array_size(node)))
+				return KANAL_EINVAL;
+			if (!json_is_object(node) && !json_is_array(node))
+				return KANAL_EINVAL;
+		} else if (child && !json_is_object(child) && !json_is_array(child)) {
+			return KANAL_EINVAL;
+		}
+		if (!child && apply) {
+			int failed;
+			child = json_object();
+			if (!child) {
+				json_decref(value);
+				return KANAL_ENOMEM;
+			}
+			failed = json_is_object(node) ? json_object_setn_new(node, p, n, child)
+						      : json_array_append_new(node, child);
+			if (failed) {
+				json_decref(value);
+				return KANAL_ENOMEM;
+			}
+		}
+		if (!child)
+			creating = true;
+		else
+			node = child;
+		p = dot + 1;
+	}
+}
+
+/*
+ * Stores value (stolen, may be NULL after a failed allocation) at path. `depth` is the
+ * nesting depth of the value, so the result stays within what the parser accepts.
+ */
+static int s_write(kanal_msg_t *msg, const char *path, json_t *value, int depth)
+{
+	json_t *root;
+	bool created = false;
+	int rc = 0;
+
+	if (!msg) {
+		json_decref(value);
+		return KANAL_EINVAL;
+	}
+	if (!value)
+		return KANAL_ENOMEM;
+	if (msg->data_kind == KANAL_DATA_BINARY) {
+		json_decref(value);
+		return KANAL_EINVAL;
+	}
+	if (s_path_empty(path)) {
+		if (depth > KANAL__JSON_MAX_DEPTH) {
+			json_decref(value);
+			return KANAL_EINVAL;
+		}
+		s_set_tree(msg, value);
+		return 0;
+	}
+	if (!kanal__utf8_valid(path, strlen(path)) ||
+	    s_path_steps(path) + (size_t)depth > KANAL__JSON_MAX_DEPTH) {
+		json_decref(value);
+		return KANAL_EINVAL;
+	}
+	if (msg->data_kind == KANAL_DATA_NONE) {
+		root = json_object();
+		created = true;
+	} else {
+		root = s_tree(msg, &rc);
+	}
+	if (!root) {
+		json_decref(value);
+		return KANAL_ENOMEM;
+	}
+	rc = s_put(root, path, value, false);
+	if (rc) {
+		json_decref(value);
+		goto done;
+	}
+	rc = s_put(root, path, value, true);
+done:
+	if (created) {
+		if (rc == 0)
+			s_set_tree(msg, root);
+		else
+			json_decref(root);
+	} else if (rc == 0) {
+		s_tree_changed(msg);
+	}
+	return rc;
+}
+
+/* ---- public: whole data -------------------------------------------------------------- */
+
+kanal_data_kind_t kanal_msg_data_kind(const kanal_msg_t *msg)
+{
+	return msg ? msg->data_kind : KANAL_DATA_NONE;
+}
+
+int kanal_msg_set_data_json(kanal_msg_t *msg, const char *json, size_t len)
+{
+	kanal__json_scan_t scan;
+	size_t start, end;
+	char *text;
+
+	if (!msg)
+		return KANAL_EINVAL;
+	if (!json || kanal__json_validate(&scan, json, len, &start, &end, NULL))
+		return KANAL_EPARSE;
+	if (end - start == 4 && memcmp(json + start, "null", 4) == 0) {
+		kanal__msg_data_release(msg);
+		return 0;
+	}
+	text = malloc(end - start + 1);
+	if (!text)
+		return KANAL_ENOMEM;
+	memcpy(text, json + start, end - start);
+	text[end - start] = '\0';
+	kanal__msg_data_release(msg);
+	msg->data_text = text;
+	msg->data_len = end - start;
+	msg->data_kind = KANAL_DATA_JSON;
+	return 0;
+}
+
+static const char s_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int kanal_msg_set_data_binary(kanal_msg_t *msg, const void *bytes, size_t len)
+{
+	const unsigned char *in = bytes;
+	size_t i, o = 0;
+	char *text;
+
+	if (!msg || (!bytes && len))
+		return KANAL_EINVAL;
+	if (len > (SIZE_MAX - 1) / 4 * 3 - 3)
+		return KANAL_ENOMEM;
+	text = malloc((len + 2) / 3 * 4 + 1);
+	if (!text)
+		return KANAL_ENOMEM;
+	for (i = 0; i + 2 < len; i += 3) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+		text[o++] = s_b64[v >> 18];
+		text[o++] = s_b64[(v >> 12) & 63];
+		text[o++] = s_b64[(v >> 6) & 63];
+		text[o++] = s_b64[v & 63];
+	}
+	if (i < len) {
+		unsigned v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0);
+		text[o++] = s_b64[v >> 18];
+		text[o++] = s_b64[(v >> 12) & 63];
+		text[o++] = i + 1 < len ? s_b64[(v >> 6) & 63] : '=';
+		text[o++] = '=';
+	}
+	text[o] = '\0';
+	kanal__msg_data_release(msg);
+	msg->data_text = text;
+	msg->data_len = o;
+	msg->data_kind = KANAL_DATA_BINARY;
+	return 0;
+}
+
+void kanal_msg_clear_data(kanal_msg_t *msg)
+{
+	if (msg)
+		kanal__msg_data_release(msg);
+}
+
+char *kanal_msg_data_json(const kanal_msg_t *msg, const char *path)
+{
+	json_t *node;
+
+	if (!msg || msg->data_kind != KANAL_DATA_JSON)
+		return NULL;
+	if (s_path_empty(path) && msg->data_text)
+		return strndup(msg->data_text, msg->data_len);
+	if (s_find(msg, path, &node))
+		return NULL;
+	return json_dumps(node, DUMP_FLAGS);
+}
+
+static int s_b64_value(unsigned char c)
+{
+	const char *p = c ? strchr(s_b64, c) : NULL;
+
+	return p ? (int)(p - s_b64) : -1;
+}
+
+void *kanal_msg_data_binary(const kanal_msg_t *msg, size_t *len)
+{
+	unsigned char *out;
+	unsigned acc = 0;
+	size_t i, o = 0;
+	int bits = 0;
+
+	if (!msg || msg->data_kind != KANAL_DATA_BINARY)
+		return NULL;
+	out = malloc(msg->data_len / 4 * 3 + 3);
+	if (!out)
+		return NULL;
+	/* The text passed kanal__msg_check_base64 (or was made by us), so only '=' ends it. */
+	for (i = 0; i < msg->data_len; i++) {
+		int v = s_b64_value((unsigned char)msg->data_text[i]);
+		if (v < 0)
+			break;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	if (len)
+		*len = o;
+	return out;
+}
+
+/* ---- public: typed reads ------------------------------------------------------------- */
+
+int kanal_msg_data_str(const kanal_msg_t *msg, const char *path, const char **out)
+{
+	json_t *node;
+	int rc = s_find(msg, path, &node);
+
+	if (rc)
+		return rc;
+	if (!json_is_string(node))
+		return KANAL_EINVAL;
+	if (out)
+		*out = json_string_value(node);
+	return 0;
+}
+
+int kanal_msg_data_int(const kanal_msg_t *msg, const char *path, int64_t *out)
+{
+	json_t *node;
+	int rc = s_find(msg, path, &node);
+
+	if (rc)
+		return rc;
+	if (!json_is_integer(node))
+		return KANAL_EINVAL;
+	if (out)
+		*out = (int64_t)json_integer_value(node);
+	return 0;
+}
+
+int kanal_msg_data_double(const kanal_msg_t *msg, const char *path, double *out)
+{
+	json_t *node;
+	int rc = s_find(msg, path, &node);
+
+	if (rc)
+		return rc;
+	if (!json_is_number(node))
+		return KANAL_EINVAL;
+	if (out)
+		*out = json_number_value(node);
+	return 0;
+}
+
+int kanal_msg_data_bool(const kanal_msg_t *msg, const char *path, bool *out)
+{
+	json_t *node;
+	int rc = s_find(msg, path, &node);
+
+	if (rc)
+		return rc;
+	if (!json_is_boolean(node))
+		return KANAL_EINVAL;
+	if (out)
+		*out = json_is_true(node);
+	return 0;
+}
+
+/* ---- public: typed writes ------------------------------------------------------------ */
+
+int kanal_msg_data_set_str(kanal_msg_t *msg, const char *path, const char *value)
+{
+	if (!value || !kanal__utf8_valid(value, strlen(value)))
+		return KANAL_EINVAL;
+	return s_write(msg, path, json_string(value), 0);
+}
+
+int kanal_msg_data_set_int(kanal_msg_t *msg, const char *path, int64_t value)
+{
+	return s_write(msg, path, json_integer((json_int_t)value), 0);
+}
+
+int kanal_msg_data_set_double(kanal_msg_t *msg, const char *path, double value)
+{
+	if (!isfinite(value))
+		return KANAL_EINVAL;
+	return s_write(msg, path, json_real(value), 0);
+}
+
+int kanal_msg_data_set_bool(kanal_msg_t *msg, const char *path, bool value)
+{
+	return s_write(msg, path, json_boolean(value), 0);
+}
+
+int kanal_msg_data_set_json(kanal_msg_t *msg, const char *path, const char *json, size_t len)
+{
+	kanal__json_scan_t scan;
+	size_t start, end;
+	int depth;
+
+	if (!msg)
+		return KANAL_EINVAL;
+	if (s_path_empty(path) && msg->data_kind != KANAL_DATA_BINARY)
+		return kanal_msg_set_data_json(msg, json, len); /* keeps the text as given */
+	if (!json || kanal__json_validate(&scan, json, len, &start, &end, &depth))
+		return KANAL_EPARSE;
+	return s_write(msg, path, json_loadb(json + start, end - start, LOAD_FLAGS, NULL), depth);
+}
+
+int kanal_msg_data_remove(kanal_msg_t *msg, const char *path)
+{
+	const char *last;
+	json_t *root, *parent;
+	char *parent_path;
+	size_t index;
+	int rc = 0;
+
+	if (!msg || msg->data_kind != KANAL_DATA_JSON)
+		return KANAL_ENOTFOUND;
+	if (s_path_empty(path)) {
+		kanal__msg_data_release(msg);
+		return 0;
+	}
+	root = s_tree(msg, &rc);
+	if (!root)
+		return rc;
+	last = strrchr(path, '.');
+	if (last) {
+		parent_path = strndup(path, (size_t)(last - path));
+		if (!parent_path)
+			return KANAL_ENOMEM;
+		parent = s_lookup(root, parent_path);
+		free(parent_path);
+		last++;
+	} else {
+		parent = root;
+		last = path;
+	}
+	if (!parent || !s_child(parent, last, strlen(last)))
+		return KANAL_ENOTFOUND;
+	if (json_is_object(parent))
+		rc = json_object_deln(parent, last, strlen(last));
+	else if (s_index(last, strlen(last), &index))
+		rc = json_array_remove(parent, index);
+	if (rc)
+		return KANAL_ENOTFOUND;
+	s_tree_changed(msg);
+	return 0;
+}
+
+/* ---- serialisation support ----------------------------------------------------------- */
+
+/* A cheap estimate of a tree's compact JSON size: a walk, no output. */
+static size_t s_tree_size(json_t *node, int depth)
+{
+	const char *key;
+	json_t *value;
+	size_t n = 2, i;
+
+	if (depth > KANAL__JSON_MAX_DEPTH + 1)
+		return 0;
+	switch (json_typeof(node)) {
+	case JSON_OBJECT:
+		json_object_foreach (node, key, value)
+			n += kanal__json_string_size(key, strlen(key)) + 2 +
+			     s_tree_size(value, depth + 1);
+		return n;
+	case JSON_ARRAY:
+		for (i = 0; i < json_array_size(node); i++)
+			n += 1 + s_tree_size(json_array_get(node, i), depth + 1);
+		return n;
+	case JSON_STRING:
+		return kanal__json_string_size(json_string_value(node), json_string_length(node));
+	case JSON_INTEGER:
+		return 20;
+	case JSON_REAL:
+		return 24;
+	case JSON_TRUE:
+	case JSON_NULL:
+		return 4;
+	case JSON_FALSE:
+		return 5;
+	}
+	return 0;
+}
+
+size_t kanal__msg_data_size(const kanal_msg_t *msg)
+{
+	json_t *tree;
+
+	switch (msg->data_kind) {
+	case KANAL_DATA_JSON:
+		if (msg->data_text)
+			return sizeof ",\"data\":" - 1 + msg->data_len;
+		tree = __atomic_load_n(&msg->data_tree, __ATOMIC_ACQUIRE);
+		return sizeof ",\"data\":" - 1 + (tree ? s_tree_size(tree, 0) : 0);
+	case KANAL_DATA_BINARY:
+		return sizeof ",\"data_base64\":\"\"" - 1 + msg->data_len;
+	default:
+		return 0;
+	}
+}
+
+int kanal__msg_data_write(const kanal_msg_t *msg, kanal__jbuf_t *b)
+{
+	json_t *tree;
+	char *text;
+
+	switch (msg->data_kind) {
+	case KANAL_DATA_JSON:
+		kanal__jbuf_puts(b, ",\"data\":");
+		if (msg->data_text) {
+			/* Untouched data goes out exactly as it came in. */
+			kanal__jbuf_put(b, msg->data_text, msg->data_len);
+			return 0;
+		}
+		tree = __atomic_load_n(&msg->data_tree, __ATOMIC_ACQUIRE);
+		text = tree ? json_dumps(tree, DUMP_FLAGS) : NULL;
+		if (!text)
+			return KANAL_ENOMEM;
+		kanal__jbuf_puts(b, text);
+		free(text);
+		return 0;
+	case KANAL_DATA_BINARY:
+		kanal__jbuf_puts(b, ",\"data_base64\":");
+		kanal__jbuf_put_string(b, msg->data_text, msg->data_len);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+int kanal__msg_data_copy(kanal_msg_t *dst, const kanal_msg_t *src)
+{
+	json_t *tree;
+
+	if (src->data_kind == KANAL_DATA_NONE)
+		return 0;
+	if (src->data_text) {
+		dst->data_text = malloc(src->data_len + 1);
+		if (!dst->data_text)
+			return KANAL_ENOMEM;
+		memcpy(dst->data_text, src->data_text, src->data_len + 1);
+		dst->data_len = src->data_len;
+	} else {
+		tree = __atomic_load_n(&src->data_tree, __ATOMIC_ACQUIRE);
+		dst->data_tree = tree ? json_deep_copy(tree) : NULL;
+		if (!dst->data_tree)
+			return KANAL_ENOMEM;
+	}
+	dst->data_kind = src->data_kind;
+	return 0;
+}

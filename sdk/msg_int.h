@@ -1,0 +1,116 @@
+/*
+ * sdk/msg_int.h — the layout of kanal_msg_t, shared by the files that implement it and by
+ * nothing else: msg.c (life cycle, attributes, serialisation), msg_parse.c (the envelope
+ * parser), msg_check.c (attribute rules) and msg_data.c (the data value and its paths).
+ */
+#ifndef KANAL_MSG_INT_H
+#define KANAL_MSG_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <kanal/msg.h>
+
+#include "json_scan.h"
+
+/* The optional and required context attributes held as strings, in output order.
+ * specversion is not stored: only "1.0" is ever accepted, so it is implied. */
+enum {
+	MSG_ID,
+	MSG_SOURCE,
+	MSG_TYPE,
+	MSG_SUBJECT,
+	MSG_TIME,
+	MSG_DATACONTENTTYPE,
+	MSG_DATASCHEMA,
+	MSG_NCORE
+};
+
+/* Index of the pseudo attribute specversion in checks and error messages. */
+#define MSG_SPECVERSION (-1)
+
+/* How an extension value travels in JSON. */
+typedef enum msg_ext_kind {
+	MSG_EXT_STRING,
+	MSG_EXT_INT,
+	MSG_EXT_BOOL,
+} msg_ext_kind_t;
+
+/* One extension attribute. `text` is the string value, or the canonical text of an integer
+ * or boolean ("10", "true"), so kanal_msg_attr can hand out a stable pointer. */
+typedef struct msg_ext {
+	char *name;
+	char *text;
+	size_t name_len;
+	size_t text_len;
+	msg_ext_kind_t kind;
+} msg_ext_t;
+
+struct kanal_msg {
+	char *core[MSG_NCORE];        /* NULL when absent */
+	msg_ext_t *ext;               /* sorted by name, no duplicates */
+	size_t n_ext;
+	size_t ext_cap;
+	kanal_data_kind_t data_kind;
+	/* JSON data: the value's JSON text as received or set, or NULL once the tree has been
+	 * changed (the tree is then the data). Binary data: the base64 text (unquoted). */
+	char *data_text;
+	size_t data_len;
+	/* The data tree, built on first access from data_text and published with an atomic
+	 * compare-and-swap, because readers holding a const msg may race to build it. */
+	json_t *data_tree;
+};
+
+/* Names of the core attributes, indexed by MSG_ID…; "specversion" for MSG_SPECVERSION. */
+const char *kanal__msg_core_name(int index);
+
+/* Returns the index (MSG_ID…) of core attribute `name`, MSG_SPECVERSION for "specversion",
+ * or MSG_NCORE when `name` is not a core string attribute. */
+int kanal__msg_core_index(const char *name, size_t len);
+
+/* Checks value[0..len) for core attribute `index` (or MSG_SPECVERSION). Returns NULL when
+ * it is acceptable, else a static reason ("must not be empty"). UTF-8 is checked too. */
+const char *kanal__msg_check_core(int index, const char *value, size_t len);
+
+/* Returns NULL when name[0..len) is a valid extension name (lower-case a-z and 0-9, not a
+ * reserved member name), else a static reason. */
+const char *kanal__msg_check_ext_name(const char *name, size_t len);
+
+/* The individual checks, each returning NULL or a static reason. */
+const char *kanal__msg_check_time(const char *value, size_t len);
+const char *kanal__msg_check_media_type(const char *value, size_t len);
+const char *kanal__msg_check_uri_ref(const char *value, size_t len);
+const char *kanal__msg_check_uri(const char *value, size_t len);
+const char *kanal__msg_check_base64(const char *value, size_t len);
+
+/* Fills err (first error wins; may be NULL) with "attribute 'NAME': TEXT", or just TEXT when
+ * name is NULL. The name is CPR-masked and made printable before it is quoted or stored in
+ * err->attribute; the text is masked by kanal_error_set. */
+void kanal__msg_error(kanal_error_t *err, const char *source, int line, int column,
+		      const char *name, size_t name_len, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+
+/* Copies a printable, CPR-masked, truncated form of name[0..len) into out[size]. */
+void kanal__msg_safe_name(char *out, size_t size, const char *name, size_t len);
+
+/* Inserts or replaces extension `name` (takes ownership of text, even on failure).
+ * Returns 0 or KANAL_ENOMEM. */
+int kanal__msg_ext_put(kanal_msg_t *msg, const char *name, size_t name_len, char *text,
+		       size_t text_len, msg_ext_kind_t kind);
+
+/* Releases the data (text and tree) and sets the kind to NONE. */
+void kanal__msg_data_release(kanal_msg_t *msg);
+
+/* Returns a cheap estimate of the compact JSON size of the data member's value. */
+size_t kanal__msg_data_size(const kanal_msg_t *msg);
+
+/* Appends `"data":…` or `"data_base64":"…"` (with a leading comma) to b, when there is data.
+ * Returns 0 or KANAL_ENOMEM. */
+int kanal__msg_data_write(const kanal_msg_t *msg, kanal__jbuf_t *b);
+
+/* Copies the data of src into dst (which has none). Returns 0 or KANAL_ENOMEM. */
+int kanal__msg_data_copy(kanal_msg_t *dst, const kanal_msg_t *src);
+
+#endif

@@ -1,0 +1,582 @@
+/*
+ * tests/integration/test_kanald.c — the real kanald with real plugins, end to end: events
+ * in through the gateway or a source plugin, routes, enrich, fan-out, fallback, default,
+ * dead letters, reload, refused starts, graceful shutdown, the event stream and the gateway's
+ * statuses. Each test starts its own kanald on ephemeral ports in its own folder.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kanald.h"
+#include "test.h"
+
+#define WAIT 8000 /* ms: the bound of every wait */
+
+static const char *s_sinks =
+	"  - name: staffing\n    plugin: sink\n    options: { path: '@DIR@/staffing.jsonl' }\n"
+	"  - name: calendar\n    plugin: sink\n    options: { path: '@DIR@/calendar.jsonl' }\n"
+	"  - name: holiday\n    plugin: sink\n    options: { path: '@DIR@/holiday.jsonl' }\n"
+	"  - name: other\n    plugin: sink\n    options: { path: '@DIR@/other.jsonl' }\n"
+	"  - name: digital\n    plugin: sink\n"
+	"    options: { path: '@DIR@/digital.jsonl', fail_type: post.letter.send }\n"
+	"  - name: letter\n    plugin: sink\n    options: { path: '@DIR@/letter.jsonl' }\n";
+
+static const char *s_routes =
+	"routes:\n"
+	"  - name: sick\n"
+	"    match:\n"
+	"      type: child.absence.*\n"
+	"      where: data.reason == \"sick\" and data.days <= 5\n"
+	"    to: [staffing, calendar]\n"
+	"  - name: holiday\n"
+	"    match: { type: child.absence.reported, where: 'data.reason == \"holiday\"' }\n"
+	"    to: holiday\n"
+	"  - name: letters\n"
+	"    match: { type: post.letter.send }\n"
+	"    to: digital\n"
+	"    fallback: letter\n"
+	"default: other\n";
+
+static char *s_event(const char *id, const char *type, const char *data)
+{
+	char *text;
+
+	if (asprintf(&text,
+		     "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"test\",\"type\":\"%s\""
+		     "%s%s}",
+		     id, type, data ? ",\"data\":" : "", data ? data : "") < 0)
+		return NULL;
+	return text;
+}
+
+/* Sends one event and asserts the gateway answers `status`. */
+static void s_send_expect(kd_t *kd, const char *json, const char *status)
+{
+	char *reply = kd_send(kd, json, WAIT);
+	char want[64];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	snprintf(want, sizeof want, "\"status\":\"%s\"", status);
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, want));
+	if (!strstr(reply, want))
+		fprintf(stderr, "gateway reply: %s\n", reply);
+	free(reply);
+}
+
+static kd_t *s_start_default(const char *tag)
+{
+	char *conf = kd_config(s_sinks, NULL);
+	kd_t *kd = kd_start(tag, conf, s_routes);
+
+	free(conf);
+	return kd;
+}
+
+static bool s_file_has(const char *path, const char *needle)
+{
+	char *text = test_read_file(path, NULL);
+	bool has = text && strstr(text, needle);
+
+	free(text);
+	return has;
+}
+
+static void test_fan_out_where_and_default(void)
+{
+	kd_t *kd = s_start_default("fanout");
+	char *e;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	e = s_event("sick-1", "child.absence.reported", "{\"reason\":\"sick\",\"days\":2}");
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	e = s_event("sick-long", "child.absence.reported", "{\"reason\":\"sick\",\"days\":9}");
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	e = s_event("hol-1", "child.absence.reported", "{\"reason\":\"holiday\",\"days\":9}");
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	e = s_event("tick-1", "demo.tick", NULL);
+	s_send_expect(kd, e, "accepted");
+	free(e);
+
+	/* Fan-out: the sick report reaches both destinations of its route. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "staffing.jsonl"), 1, WAIT), 1);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 1, WAIT), 1);
+	CU_ASSERT(s_file_has(kd_path(kd, "staffing.jsonl"), "\"sick-1\""));
+	CU_ASSERT(s_file_has(kd_path(kd, "calendar.jsonl"), "\"sick-1\""));
+	/* `where` filters: the long sickness and the holiday are not on the sick route. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "holiday.jsonl"), 1, WAIT), 1);
+	CU_ASSERT(s_file_has(kd_path(kd, "holiday.jsonl"), "\"hol-1\""));
+	/* Unmatched events go to the default destination: the long sickness and the tick. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "other.jsonl"), 2, WAIT), 2);
+	CU_ASSERT(s_file_has(kd_path(kd, "other.jsonl"), "\"tick-1\""));
+	CU_ASSERT(s_file_has(kd_path(kd, "other.jsonl"), "\"sick-long\""));
+	CU_ASSERT(!s_file_has(kd_path(kd, "staffing.jsonl"), "sick-long"));
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	/* Nothing was lost or duplicated on the way. */
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "staffing.jsonl")), 1);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "holiday.jsonl")), 1);
+	kd_destroy(&kd);
+}
+
+static void test_gateway_statuses(void)
+{
+	kd_t *kd = s_start_default("gateway");
+	char *reply;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	/* An invalid event is refused with the attribute at fault. */
+	reply = kd_send(kd,
+			"{\"specversion\":\"1.0\",\"id\":\"bad-time\",\"source\":\"t\","
+			"\"type\":\"x.y\",\"time\":\"lunchtime\"}",
+			WAIT);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"invalid\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "time"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"bad-time\""));
+	free(reply);
+	/* Not JSON at all. */
+	reply = kd_send(kd, "hello", WAIT);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"invalid\""));
+	free(reply);
+	/* A valid batch: one status per event, in order. */
+	reply = kd_send(kd,
+			"[{\"specversion\":\"1.0\",\"id\":\"b1\",\"source\":\"t\",\"type\":\"a.b\"},"
+			"{\"specversion\":\"1.0\",\"id\":\"b2\",\"source\":\"t\",\"type\":\"a.b\"}]",
+			WAIT);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	{
+		char *b1 = strstr(reply, "\"b1\""), *b2 = strstr(reply, "\"b2\"");
+		CU_ASSERT(b1 && b2 && b1 < b2);
+		CU_ASSERT_PTR_NULL(strstr(reply, "invalid"));
+	}
+	free(reply);
+	/* A batch with one invalid element is refused whole: nothing from it is routed. */
+	reply = kd_send(kd,
+			"[{\"specversion\":\"1.0\",\"id\":\"c1\",\"source\":\"t\",\"type\":\"a.b\"},"
+			"{\"specversion\":\"1.0\",\"source\":\"t\",\"type\":\"a.b\"}]",
+			WAIT);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	CU_ASSERT_PTR_NULL(strstr(reply, "accepted"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "batch rejected"));
+	free(reply);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "other.jsonl"), 2, WAIT), 2);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	CU_ASSERT(!s_file_has(kd_path(kd, "other.jsonl"), "\"c1\""));
+	kd_destroy(&kd);
+}
+
+static void test_fallback_when_every_primary_rejects(void)
+{
+	kd_t *kd = s_start_default("fallback");
+	void *sub;
+	char *e, *p;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	sub = kd_subscribe(kd, "");
+	e = s_event("letter-1", "post.letter.send", "{\"label\":\"Brev\"}");
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "letter.jsonl"), 1, WAIT), 1);
+	CU_ASSERT(s_file_has(kd_path(kd, "letter.jsonl"), "\"letter-1\""));
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "digital.jsonl")), 0);
+	p = kd_expect(sub, "rejected post.letter.send", "\"digital\"", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	p = kd_expect(sub, "fallback post.letter.send", "\"letters\"", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	p = kd_expect(sub, "delivered post.letter.send", "\"letter\"", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	kd_unsubscribe(&sub);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	/* The letter was carried: nothing is dead. */
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "state/deadletter.jsonl")), 0);
+	kd_destroy(&kd);
+}
+
+static void test_reject_without_fallback_is_kept_as_dead_letter(void)
+{
+	const char *routes = "routes:\n"
+			     "  - name: strict\n"
+			     "    match: { type: post.letter.send }\n"
+			     "    to: digital\n";
+	char *conf = kd_config(s_sinks, NULL);
+	kd_t *kd = kd_start("dead", conf, routes);
+	char *e, *text;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	e = s_event("letter-2", "post.letter.send", "{\"label\":\"Brev\"}");
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "state/deadletter.jsonl"), 1, WAIT), 1);
+	text = test_read_file(kd_path(kd, "state/deadletter.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	/* The record holds the original event, route, destination and the plugin's error. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"letter-2\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"route\":\"strict\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"destination\":\"digital\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"reason\":\"rejected\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "post.letter.send"));
+	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+static const char *s_enrich_routes =
+	"routes:\n"
+	"  - name: enriched\n"
+	"    match: { type: child.absence.reported }\n"
+	"    enrich:\n"
+	"      - service: svc\n"
+	"        into: data.guardian\n"
+	"        timeout: %s\n"
+	"        on_error: %s\n"
+	"    to: calendar\n";
+
+static kd_t *s_start_enrich(const char *tag, const char *svc_opts, const char *timeout,
+			    const char *on_error)
+{
+	char *instances, *routes, *conf;
+	kd_t *kd;
+
+	if (asprintf(&instances,
+		     "%s  - name: svc\n    plugin: '@TPLUGINS@/tp_service.so'\n    options: %s\n",
+		     s_sinks, svc_opts) < 0)
+		return NULL;
+	if (asprintf(&routes, s_enrich_routes, timeout, on_error) < 0)
+		return NULL;
+	conf = kd_config(instances, NULL);
+	kd = kd_start(tag, conf, routes);
+	free(conf);
+	free(routes);
+	free(instances);
+	return kd;
+}
+
+static const char *s_child_event =
+	"{\"specversion\":\"1.0\",\"id\":\"child-1\",\"source\":\"daycare\","
+	"\"type\":\"child.absence.reported\",\"subject\":\"person:abc\","
+	"\"data\":{\"reason\":\"sick\"}}";
+
+static void test_enrich_merges_the_reply(void)
+{
+	kd_t *kd = s_start_enrich("enrich-ok", "{}", "2s", "fail");
+	char *text;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	s_send_expect(kd, s_child_event, "accepted");
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 1, WAIT), 1);
+	text = test_read_file(kd_path(kd, "calendar.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	/* The service's reply data sits at data.guardian; the original data is kept. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"guardian\":{"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"guardian\":\"person:abc\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"looked_up\":true"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"reason\":\"sick\""));
+	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+static void test_enrich_timeout_fails_the_flow(void)
+{
+	kd_t *kd = s_start_enrich("enrich-timeout", "{ delay: 1500ms }", "200ms", "fail");
+	void *sub;
+	char *text, *p;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	sub = kd_subscribe(kd, "enrich.failed");
+	s_send_expect(kd, s_child_event, "accepted");
+	p = kd_expect(sub, "enrich.failed", "no reply within 200 ms", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	kd_unsubscribe(&sub);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "state/deadletter.jsonl"), 1, WAIT), 1);
+	text = test_read_file(kd_path(kd, "state/deadletter.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "enrich from 'svc' failed: no reply within"));
+	free(text);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "calendar.jsonl")), 0);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+static void test_enrich_failure_can_be_skipped(void)
+{
+	kd_t *kd = s_start_enrich("enrich-skip", "{ reject: true }", "2s", "skip");
+	char *text;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	s_send_expect(kd, s_child_event, "accepted");
+	/* on_error: skip — the event goes on without the enrichment. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 1, WAIT), 1);
+	text = test_read_file(kd_path(kd, "calendar.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"child-1\""));
+	CU_ASSERT_PTR_NULL(text ? strstr(text, "guardian") : NULL);
+	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+static void test_enrich_failure_rejected_by_service(void)
+{
+	kd_t *kd = s_start_enrich("enrich-reject", "{ reject: true }", "2s", "fail");
+	char *text;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	s_send_expect(kd, s_child_event, "accepted");
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "state/deadletter.jsonl"), 1, WAIT), 1);
+	text = test_read_file(kd_path(kd, "state/deadletter.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "service answered reject: no such person"));
+	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+static void test_reload_valid_then_invalid_keeps_old_table(void)
+{
+	kd_t *kd = s_start_default("reload");
+	void *sub;
+	char *e, *p, *reply;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	sub = kd_subscribe(kd, "routes.");
+	/* A valid new table, taken on SIGHUP: demo.tick now goes to the calendar. */
+	kd_write_routes(kd, "routes:\n"
+			    "  - name: ticks\n"
+			    "    match: { type: demo.tick }\n"
+			    "    to: calendar\n"
+			    "default: other\n");
+	kill(kd->pid, SIGHUP);
+	p = kd_expect(sub, "routes.reloaded", NULL, WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	e = s_event("tick-2", "demo.tick", NULL);
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 1, WAIT), 1);
+
+	/* A table with a typo: refused with its position; the running table stays. */
+	kd_write_routes(kd, "routes:\n"
+			    "  - name: ticks\n"
+			    "    match: { type: demo.tick }\n"
+			    "    to: calender\n");
+	reply = kd_admin(kd, "{\"cmd\":\"reload\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"ok\":false"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "routes.yaml:4:"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "calender"));
+	free(reply);
+	p = kd_expect(sub, "routes.reload_failed", "calender", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	e = s_event("tick-3", "demo.tick", NULL);
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 2, WAIT), 2);
+	kd_unsubscribe(&sub);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+/* Starts kanald with `instances` and expects it to refuse: exit 1, `needle` in the log,
+ * and no endpoints file (nothing started half-way). */
+static void s_expect_refused(const char *tag, const char *instances, const char *needle)
+{
+	char *conf = kd_config(instances, NULL);
+	kd_t *kd = kd_prepare(tag, conf, "routes:\n  - name: r\n    to: deadletter\n");
+	char *log;
+
+	free(conf);
+	CU_ASSERT_EQUAL(kd_launch(kd), -1);
+	CU_ASSERT_EQUAL(kd_wait_exit(kd, WAIT), 1);
+	log = kd_log(kd);
+	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, needle));
+	if (log && !strstr(log, needle))
+		fprintf(stderr, "expected '%s' in:\n%s\n", needle, log);
+	free(log);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "run/endpoints")), 0);
+	kd_destroy(&kd);
+}
+
+static void test_refuses_plugin_with_wrong_abi(void)
+{
+	s_expect_refused("abi",
+			 "  - name: ok\n    plugin: sink\n"
+			 "  - name: old\n    plugin: '@TPLUGINS@/tp_abi_major.so'\n",
+			 "ABI 2.0");
+}
+
+static void test_refuses_bad_options(void)
+{
+	s_expect_refused("options",
+			 "  - name: out\n    plugin: sink\n    options: { pathh: /tmp/x }\n",
+			 "kanald.yaml:");
+	s_expect_refused("options2",
+			 "  - name: out\n    plugin: sink\n    options: { fsync: perhaps }\n",
+			 "fsync");
+}
+
+static void test_source_plugin_events_flow_and_stop_gracefully(void)
+{
+	char *conf = kd_config(
+		"  - name: gen\n    plugin: source\n"
+		"    options: { type: demo.count, rate: 2000, count: 500 }\n"
+		"  - name: slow\n    plugin: sink\n"
+		"    options: { path: '@DIR@/slow.jsonl', delay: 2ms }\n",
+		NULL);
+	kd_t *kd = kd_start("source", conf, "routes:\n  - name: all\n    to: slow\n");
+	size_t n;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	/* Stop while deliveries are still queued: they finish within the deadline. */
+	kd_wait_lines(kd_path(kd, "slow.jsonl"), 50, WAIT);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	n = kd_lines(kd_path(kd, "slow.jsonl")) + kd_lines(kd_path(kd, "state/deadletter.jsonl"));
+	/* Every event the source emitted before the stop is either delivered or kept. */
+	CU_ASSERT(n >= 50);
+	{
+		char *log = kd_log(kd);
+		CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "stopped"));
+		free(log);
+	}
+	kd_destroy(&kd);
+}
+
+static void test_stream_contents_and_cpr_masking(void)
+{
+	kd_t *kd = s_start_default("stream");
+	void *sub;
+	char *p;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	sub = kd_subscribe(kd, "");
+	/* A careless sender puts a CPR number in the subject: it must not leave masked. */
+	s_send_expect(kd,
+		      "{\"specversion\":\"1.0\",\"id\":\"s-1\",\"source\":\"t\","
+		      "\"type\":\"child.absence.reported\",\"subject\":\"1503851233\","
+		      "\"data\":{\"reason\":\"sick\",\"days\":1}}",
+		      "accepted");
+	p = kd_expect(sub, "accepted child.absence.reported", "\"s-1\"", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	CU_ASSERT(!kd_has_clear_cpr(p));
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "150385-XXXX"));
+	free(p);
+	p = kd_expect(sub, "routed child.absence.reported", "\"sick\"", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	p = kd_expect(sub, "delivered child.absence.reported", "\"staffing\"", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	CU_ASSERT(p && strstr(p, "\"route\":\"sick\"") && !kd_has_clear_cpr(p));
+	free(p);
+	kd_unsubscribe(&sub);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	{
+		char *log = kd_log(kd);
+		CU_ASSERT(!kd_has_clear_cpr(log));
+		free(log);
+	}
+	kd_destroy(&kd);
+}
+
+static void test_retry_budget_then_dead(void)
+{
+	char *conf = kd_config("  - name: flaky\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/flaky.jsonl', retry_type: x.retry, "
+			       "retry_after: 10ms }\n",
+			       NULL);
+	kd_t *kd = kd_start("retry", conf,
+			    "routes:\n  - name: r\n    match: { type: x.retry }\n    to: flaky\n"
+			    "    retry: { max_attempts: 3, backoff: 20ms, max_backoff: 50ms }\n");
+	void *sub;
+	char *p, *text;
+	int retries = 0;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	sub = kd_subscribe(kd, "");
+	p = s_event("r-1", "x.retry", NULL);
+	s_send_expect(kd, p, "accepted");
+	free(p);
+	while ((p = kd_expect(sub, "retrying x.retry", NULL, 3000))) {
+		retries++;
+		free(p);
+		if (retries == 2)
+			break;
+	}
+	CU_ASSERT_EQUAL(retries, 2);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "state/deadletter.jsonl"), 1, WAIT), 1);
+	text = test_read_file(kd_path(kd, "state/deadletter.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "retry budget spent"));
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"attempts\":3"));
+	free(text);
+	kd_unsubscribe(&sub);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+static void test_gateway_busy_when_destination_full(void)
+{
+	char *conf;
+	kd_t *kd;
+	int busy = 0, accepted = 0;
+
+	conf = strdup("log_level: info\nplugin_dir: @PLUGINS@\nstate_dir: @DIR@/state\n"
+		      "run_dir: @DIR@/run\nroutes: @DIR@/routes\n"
+		      "endpoints: { gateway: 'tcp://127.0.0.1:0', stream: 'tcp://127.0.0.1:0', "
+		      "admin: 'tcp://127.0.0.1:0' }\n"
+		      "limits: { queue_max_events: 2, shutdown_deadline: 10s }\n"
+		      "instances:\n  - name: slow\n    plugin: sink\n"
+		      "    options: { path: '@DIR@/slow.jsonl', delay: 100ms }\n");
+	kd = kd_start("busy", conf, "routes:\n  - name: all\n    to: slow\n");
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int i = 0; i < 60; i++) {
+		char id[32], *e, *reply;
+		snprintf(id, sizeof id, "b-%d", i);
+		e = s_event(id, "x.y", NULL);
+		reply = kd_send(kd, e, WAIT);
+		free(e);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+		if (strstr(reply, "\"busy\"") && strstr(reply, "retry_after_ms"))
+			busy++;
+		else if (strstr(reply, "\"accepted\""))
+			accepted++;
+		free(reply);
+	}
+	/* The queue holds 2 and 32 are in flight at most; the rest is refused, not buffered. */
+	CU_ASSERT(busy > 0);
+	CU_ASSERT(accepted > 0);
+	CU_ASSERT_EQUAL(busy + accepted, 60);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, 15000), 0);
+	/* Every accepted event was delivered (or kept), none of the refused ones. */
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "slow.jsonl")) +
+				kd_lines(kd_path(kd, "state/deadletter.jsonl")),
+			(size_t)accepted);
+	kd_destroy(&kd);
+}
+
+TEST_MAIN("kanald",
+	  TEST(test_fan_out_where_and_default),
+	  TEST(test_gateway_statuses),
+	  TEST(test_fallback_when_every_primary_rejects),
+	  TEST(test_reject_without_fallback_is_kept_as_dead_letter),
+	  TEST(test_enrich_merges_the_reply),
+	  TEST(test_enrich_timeout_fails_the_flow),
+	  TEST(test_enrich_failure_can_be_skipped),
+	  TEST(test_enrich_failure_rejected_by_service),
+	  TEST(test_reload_valid_then_invalid_keeps_old_table),
+	  TEST(test_refuses_plugin_with_wrong_abi),
+	  TEST(test_refuses_bad_options),
+	  TEST(test_source_plugin_events_flow_and_stop_gracefully),
+	  TEST(test_stream_contents_and_cpr_masking),
+	  TEST(test_retry_budget_then_dead),
+	  TEST(test_gateway_busy_when_destination_full))

@@ -1,0 +1,145 @@
+/*
+ * tests/util/test.c — the runner behind TEST_MAIN and small file helpers for tests.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test.h"
+
+int test_run(const char *suite, CU_TestInfo *tests, int argc, char **argv)
+{
+	CU_SuiteInfo suites[] = { { suite, NULL, NULL, NULL, NULL, tests }, CU_SUITE_INFO_NULL };
+	int failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	if (CU_register_suites(suites) != CUE_SUCCESS) {
+		fprintf(stderr, "%s: cannot register: %s\n", suite, CU_get_error_msg());
+		return 2;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	if (argc > 1) {
+		CU_pSuite s = CU_get_suite(suite);
+		CU_pTest t = s ? CU_get_test(s, argv[1]) : NULL;
+		if (!t) {
+			fprintf(stderr, "%s: no test named '%s'\n", suite, argv[1]);
+			CU_cleanup_registry();
+			return 2;
+		}
+		CU_basic_run_test(s, t);
+	} else {
+		CU_basic_run_tests();
+	}
+	failed = (int)CU_get_number_of_tests_failed();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
+
+char *test_tmpdir(const char *tag)
+{
+	const char *base = getenv("TMPDIR");
+	char *path;
+
+	if (!base || !*base)
+		base = "/tmp";
+	if (asprintf(&path, "%s/kanal-%s-XXXXXX", base, tag) < 0)
+		return NULL;
+	if (!mkdtemp(path)) {
+		free(path);
+		return NULL;
+	}
+	return path;
+}
+
+void test_rmdir_r(const char *path)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (!path)
+		return;
+	d = opendir(path);
+	if (!d) {
+		unlink(path);
+		return;
+	}
+	while ((e = readdir(d))) {
+		char *sub;
+		struct stat st;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (asprintf(&sub, "%s/%s", path, e->d_name) < 0)
+			continue;
+		if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+			test_rmdir_r(sub);
+		else
+			unlink(sub);
+		free(sub);
+	}
+	closedir(d);
+	rmdir(path);
+}
+
+char *test_write_file(const char *dir, const char *name, const char *text)
+{
+	char *path;
+	FILE *f;
+
+	if (asprintf(&path, "%s/%s", dir, name) < 0)
+		return NULL;
+	f = fopen(path, "w");
+	if (!f) {
+		free(path);
+		return NULL;
+	}
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+char *test_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	if (buf) {
+		buf[n] = '\0';
+		if (len)
+			*len = (size_t)n;
+	}
+	return buf;
+}
+
+const char *test_build_dir(void)
+{
+	const char *b = getenv("BUILD");
+	return b && *b ? b : "build";
+}
+
+const char *test_path(const char *rel)
+{
+	static char bufs[8][1024];
+	static int next;
+	char *buf = bufs[next++ % 8];
+
+	snprintf(buf, sizeof bufs[0], "%s/%s", test_build_dir(), rel);
+	return buf;
+}

@@ -1,0 +1,37 @@
+/*
+ * tests/util/test.h — the shape of every CUnit test program: one suite per file, each test
+ * a function, `TEST_MAIN("name", TEST(a), TEST(b))` at the bottom. `test_x NAME` runs the
+ * one test called NAME. Helpers for temporary folders and files live here too.
+ */
+#ifndef KANAL_TEST_H
+#define KANAL_TEST_H
+
+#include <CUnit/CUnit.h>
+#include <CUnit/Basic.h>
+#include <stddef.h>
+
+#define TEST(fn) { #fn, fn }
+#define TEST_MAIN(suite, ...)                                                      \
+	int main(int argc, char **argv)                                            \
+	{                                                                          \
+		CU_TestInfo tests_[] = { __VA_ARGS__, CU_TEST_INFO_NULL };         \
+		return test_run(suite, tests_, argc, argv);                        \
+	}
+
+int test_run(const char *suite, CU_TestInfo *tests, int argc, char **argv);
+
+/* A fresh temporary folder under $TMPDIR (removed by test_rmdir_r); returns a static-free
+ * malloc'd path. */
+char *test_tmpdir(const char *tag);
+void test_rmdir_r(const char *path);
+/* Writes text to dir/name (creating it); returns the malloc'd full path. */
+char *test_write_file(const char *dir, const char *name, const char *text);
+/* Reads a whole file into a malloc'd NUL-terminated buffer (NULL when missing). */
+char *test_read_file(const char *path, size_t *len);
+/* The folder of the build (BUILD env var or "build"), and of the source tree (cwd). */
+const char *test_build_dir(void);
+/* Path of a built artefact: test_path("bin/kanald") → "build/bin/kanald" (static buffer
+ * rotation of 8 — copy when keeping). */
+const char *test_path(const char *rel);
+
+#endif
