@@ -17,7 +17,7 @@ DEPS_OK := $(shell pkg-config --exists $(PKGS) cunit 2>/dev/null && echo yes)
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-           -D_GNU_SOURCE -fPIC -MMD -MP -Isdk/include -Isdk -Ibroker
+           -D_GNU_SOURCE -fPIC -MMD -MP -Isdk/include -Isdk -Ibroker -Itests/util
 ifneq ($(DEPS_OK),)
 CFLAGS  += $(shell pkg-config --cflags $(PKGS) cunit)
 LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -ldl -lm
@@ -121,7 +121,7 @@ $(BUILD)/lib/pkgconfig/kanal.pc: kanal.pc.in
 # ---- tests -------------------------------------------------------------------------------
 T ?=
 test: deps
-	@$(MAKE) --no-print-directory build $(TEST_BINS) $(TPLUG_SOS)
+	@$(MAKE) --no-print-directory build $(if $(T),$(BUILD)/tests/test_$(T),$(TEST_BINS)) $(TPLUG_SOS)
 	@BUILD=$(BUILD) sh tests/run.sh $(if $(T),test_$(T),$(UNIT_TESTS) $(INT_TESTS))
 
 asan: deps

@@ -1171,17 +1171,22 @@ static void s_fetch_data(const char *path, const kanal_msg_t *msg, hint_t hint, 
 		v->kind = V_OTHER;
 }
 
-/* Reads an extension's text as the hint asks (see the file comment). */
+/* Reads an extension's text as the hint asks (see the file comment). With no hint (only
+ * when the other side is absent or not comparable, or to show the value), text that reads
+ * as a number or boolean is taken as one. */
 static void s_fetch_ext(const char *text, hint_t hint, value_t *v)
 {
 	v->kind = V_STR;
 	v->s = text;
-	if (hint == H_NUM) {
+	if (hint == H_NUM || hint == H_ANY) {
 		value_t num;
 
-		if (s_parse_number(text, strlen(text), &num) == 0)
+		if (s_parse_number(text, strlen(text), &num) == 0) {
 			*v = num;
-	} else if (hint == H_BOOL && (!strcmp(text, "true") || !strcmp(text, "false"))) {
+			return;
+		}
+	}
+	if ((hint == H_BOOL || hint == H_ANY) && (!strcmp(text, "true") || !strcmp(text, "false"))) {
 		v->kind = V_BOOL;
 		v->b = text[0] == 't';
 	}

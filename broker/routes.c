@@ -326,19 +326,56 @@ static char *s_strdup(builder_t *b, const char *s)
 	return copy;
 }
 
-/* The file column of byte `offset` of a one-line scalar's text: past the opening quote of a
- * quoted scalar. For block scalars (| >) the column of the node itself is the best guess. */
-static int s_text_column(const ynode_t *v, size_t offset)
+/* Finds the file line and column of byte `offset` of a scalar's text. A plain or quoted
+ * scalar is taken to be on one line, starting at the node (past the opening quote); a
+ * literal block (|) keeps its lines, so the offset's line and column are exact. A folded
+ * block (>) joins its lines, so only its start is known. */
+static void s_text_position(const ynode_t *v, size_t offset, int *line, int *col)
 {
+	size_t i, end, line_start = 0;
+
+	*line = v->line;
 	switch (v->style) {
 	case YNODE_PLAIN:
-		return v->column + (int)offset;
+		*col = v->column + (int)offset;
+		return;
 	case YNODE_SINGLE_QUOTED:
 	case YNODE_DOUBLE_QUOTED:
-		return v->column + 1 + (int)offset;
+		*col = v->column + 1 + (int)offset;
+		return;
+	case YNODE_LITERAL:
+		/* "at the end" means the end of the last line, not the line after it. */
+		end = v->len;
+		while (end > 0 && v->text[end - 1] == '\n')
+			end--;
+		if (offset > end)
+			offset = end;
+		*line = v->line + 1;
+		for (i = 0; i < offset; i++) {
+			if (v->text[i] == '\n') {
+				(*line)++;
+				line_start = i + 1;
+			}
+		}
+		*col = v->content_column ? v->content_column + (int)(offset - line_start)
+					 : (int)(offset - line_start) + 1;
+		return;
+	case YNODE_FOLDED:
+		*line = v->line + 1;
+		*col = v->content_column ? v->content_column : 1;
+		return;
 	default:
-		return v->column;
+		*col = v->column;
+		return;
 	}
+}
+
+static int s_text_column(const ynode_t *v, size_t offset)
+{
+	int line, col;
+
+	s_text_position(v, offset, &line, &col);
+	return col;
 }
 
 static void s_err_at(builder_t *b, const ynode_t *v, size_t offset, const char *fmt, ...)
@@ -348,12 +385,14 @@ static void s_err_at(builder_t *b, const ynode_t *v, size_t offset, const char *
 static void s_err_at(builder_t *b, const ynode_t *v, size_t offset, const char *fmt, ...)
 {
 	char text[512];
+	int line, col;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
-	diag_add(b->d, b->file, v->line, s_text_column(v, offset), "%s", text);
+	s_text_position(v, offset, &line, &col);
+	diag_add(b->d, b->file, line, col, "%s", text);
 	b->errors++;
 }
 
@@ -445,9 +484,43 @@ static bool s_type_pattern(builder_t *b, const ynode_t *v, const char *pattern)
 	}
 }
 
-/* Compiles `where` and reports its error at the right place in the file. The expression
- * starts at the node's column (after the opening quote of a quoted scalar); in a block
- * scalar (| >) it starts on the next line. */
+/* expr.c's messages may name a column inside the expression ("expected ')' at column 17,
+ * found …"). Next to "file:line:col" that number must be a column of the file too, so each
+ * "column N" in `text` is rewritten in place the way the error's own column is. The result
+ * is cut to `size`. */
+static void s_file_columns(char *text, size_t size, const ynode_t *v)
+{
+	char out[sizeof ((kanal_error_t *)0)->text];
+	const char *p = text;
+	size_t used = 0;
+
+	while (*p && used + 1 < sizeof out) {
+		if (!strncmp(p, "column ", 7) && p[7] >= '1' && p[7] <= '9') {
+			char *end;
+			long n = strtol(p + 7, &end, 10);
+			/* A folded block (>) joins its lines: its columns cannot be told, so the
+			 * number stays the expression's own, and says so. */
+			if (n > 0 && n < 100000 && v->style == YNODE_FOLDED)
+				used += (size_t)snprintf(out + used, sizeof out - used,
+							 "column %ld of the expression", n);
+			else if (n > 0 && n < 100000)
+				used += (size_t)snprintf(out + used, sizeof out - used, "column %d",
+							 s_text_column(v, (size_t)(n - 1)));
+			if (n > 0 && n < 100000) {
+				p = end;
+				continue;
+			}
+		}
+		out[used++] = *p++;
+	}
+	if (used >= sizeof out)
+		used = sizeof out - 1;
+	out[used] = '\0';
+	snprintf(text, size, "%s", out);
+}
+
+/* Compiles `where` and reports its error at the right place in the file (see
+ * s_text_position). */
 static void s_where(builder_t *b, route_t *r, const ynode_t *v)
 {
 	kanal_error_t err;
@@ -462,13 +535,8 @@ static void s_where(builder_t *b, route_t *r, const ynode_t *v)
 		r->where_text = s_strdup(b, text);
 		return;
 	}
-	if (v->style == YNODE_LITERAL || v->style == YNODE_FOLDED) {
-		line = v->line + 1;
-		col = err.column;
-	} else {
-		line = v->line;
-		col = err.column > 0 ? s_text_column(v, (size_t)(err.column - 1)) : v->column;
-	}
+	s_text_position(v, err.column > 0 ? (size_t)(err.column - 1) : 0, &line, &col);
+	s_file_columns(err.text, sizeof err.text, v);
 	diag_add(b->d, b->file, line, col, "where: %s", err.text[0] ? err.text : "invalid");
 	b->errors++;
 }

@@ -95,7 +95,7 @@ void stream_publish(stream_t *s, const char *kind, const char *tail, const kanal
 	char topic[256];
 	char ts[40];
 	json_t *o;
-	char *text;
+	char *raw, *text;
 
 	if (!stream_wanted(s)) {
 		json_decref(extra);
@@ -122,14 +122,17 @@ void stream_publish(stream_t *s, const char *kind, const char *tail, const kanal
 		json_object_update(o, extra);
 		json_decref(extra);
 	}
-	text = json_dumps(o, JSON_COMPACT);
+	raw = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
-	if (!text)
+	if (!raw)
 		return;
 	/* The payload quotes ids, subjects and error texts: any of them could hold a CPR. */
 	kanal_cpr_redact_inplace(topic);
-	kanal_cpr_redact_inplace(text);
+	text = kanal_cpr_redact(raw, strlen(raw));
+	free(raw);
+	if (!text)
+		return;
 	zmq_send(s->sock, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
 	zmq_send(s->sock, text, strlen(text), ZMQ_DONTWAIT);
-	free(text);
+	kanal_free(text);
 }

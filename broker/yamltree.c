@@ -107,6 +107,29 @@ static ynode_style_t s_scalar_style(yaml_scalar_style_t style)
 	}
 }
 
+/* Finds the column where a block scalar's content starts: the indentation of its first
+ * non-blank line, which comes after the line holding the '|' or '>' at `index`. Returns 0
+ * when there is none. */
+static int s_block_content_column(const char *text, size_t len, size_t index)
+{
+	size_t i = index;
+
+	while (i < len && text[i] != '\n')
+		i++;
+	while (i < len) {
+		size_t spaces = 0;
+		i++; /* past the '\n' */
+		while (i + spaces < len && text[i + spaces] == ' ')
+			spaces++;
+		if (i + spaces < len && text[i + spaces] != '\n' && text[i + spaces] != '\r')
+			return (int)spaces + 1;
+		i += spaces;
+		while (i < len && text[i] != '\n')
+			i++;
+	}
+	return 0;
+}
+
 /* Reports keys that occur twice in one mapping, at the later occurrence. YAML forbids
  * them and libyaml does not check; silently taking one of them would hide a mistake. */
 static size_t s_check_duplicates(const ynode_t *map, const char *file, diag_t *d)
@@ -131,7 +154,8 @@ static size_t s_check_duplicates(const ynode_t *map, const char *file, diag_t *d
 
 /* Fills in the node records from libyaml's document. Returns the number of errors found
  * (keys that are not text, text holding a NUL character, duplicate keys). */
-static size_t s_build_nodes(ytree_priv_t *p, const char *file, diag_t *d)
+static size_t s_build_nodes(ytree_priv_t *p, const char *text, size_t len, const char *file,
+			    diag_t *d)
 {
 	yaml_node_t *yn;
 	size_t i, n_items = 0, n_pairs = 0, errors = 0;
@@ -159,6 +183,9 @@ static size_t s_build_nodes(ytree_priv_t *p, const char *file, diag_t *d)
 			node->style = s_scalar_style(yn->data.scalar.style);
 			node->text = (const char *)yn->data.scalar.value;
 			node->len = yn->data.scalar.length;
+			if (node->style == YNODE_LITERAL || node->style == YNODE_FOLDED)
+				node->content_column =
+					s_block_content_column(text, len, yn->start_mark.index);
 			if (strlen(node->text) != node->len) {
 				diag_add(d, file, node->line, node->column,
 					 "text holds a NUL character");
@@ -206,16 +233,19 @@ enum { S_UNSEEN = 0, S_OPEN, S_DONE };
 /* Depth-first walk that finds aliases pointing into their own ancestors (a cycle, which
  * would make every later walk endless) and nesting deeper than YAML_TREE_MAX_DEPTH. Nodes
  * shared through aliases are walked once. Returns the number of errors. */
-static size_t s_check_shape(const ytree_priv_t *p, const ynode_t *node, unsigned char *state,
-			    int depth, const char *file, diag_t *d)
+static size_t s_check_shape(const ytree_priv_t *p, const ynode_t *node, const ynode_t *from,
+			    unsigned char *state, int depth, const char *file, diag_t *d)
 {
 	size_t at = (size_t)(node - p->nodes), i, errors = 0;
 
 	if (state[at] == S_DONE)
 		return 0;
 	if (state[at] == S_OPEN) {
-		diag_add(d, file, node->line, node->column,
-			 "an alias refers to the node it is part of (a cycle)");
+		/* libyaml keeps no node for the alias itself: point at the key (or list) that
+		 * holds it. */
+		diag_add(d, file, from->line, from->column,
+			 "an alias here refers to a node that contains it (a cycle), anchored at "
+			 "line %d", node->line);
 		return 1;
 	}
 	if (depth > YAML_TREE_MAX_DEPTH) {
@@ -226,9 +256,10 @@ static size_t s_check_shape(const ytree_priv_t *p, const ynode_t *node, unsigned
 	}
 	state[at] = S_OPEN;
 	for (i = 0; i < node->n_items && !errors; i++)
-		errors += s_check_shape(p, node->items[i], state, depth + 1, file, d);
+		errors += s_check_shape(p, node->items[i], node, state, depth + 1, file, d);
 	for (i = 0; i < node->n_pairs && !errors; i++)
-		errors += s_check_shape(p, node->pairs[i].value, state, depth + 1, file, d);
+		errors += s_check_shape(p, node->pairs[i].value, node->pairs[i].key, state,
+					depth + 1, file, d);
 	state[at] = S_DONE;
 	return errors;
 }
@@ -303,11 +334,11 @@ int yaml_tree_parse(const char *text, size_t len, const char *file, yaml_tree_t 
 		if (!p->nodes || !state)
 			goto fail;
 		/* libyaml stores the root first. */
-		errors = s_build_nodes(p, file, d);
+		errors = s_build_nodes(p, text, len, file, d);
 		if (errors == (size_t)-1)
 			goto fail;
 	}
-	if (p->n_nodes && s_check_shape(p, &p->nodes[0], state, 0, file, d)) {
+	if (p->n_nodes && s_check_shape(p, &p->nodes[0], &p->nodes[0], state, 0, file, d)) {
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}

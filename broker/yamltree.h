@@ -58,6 +58,8 @@ struct ynode {
 	size_t n_items;
 	const ypair_t *pairs;    /* mappings, in file order */
 	size_t n_pairs;
+	int content_column;      /* block scalars (| >): the file column where the content's
+				  * lines start, found from its first non-blank line; else 0 */
 };
 
 typedef struct yaml_tree {

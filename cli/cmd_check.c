@@ -125,8 +125,8 @@ static size_t s_explain_one(const routes_t *rt, const kanal_msg_t *msg, const ch
 	size_t text_len = 0, matched;
 	FILE *mem;
 
-	ctl_printf(stdout, "%s: event id %s, type %s, source %s\n", label, kanal_msg_id(msg),
-		   kanal_msg_type(msg), kanal_msg_source(msg));
+	/* routes_explain describes the event itself; the label says which file it came from. */
+	ctl_printf(stdout, "%s:\n", label);
 	mem = open_memstream(&text, &text_len);
 	if (!mem) {
 		/* Without a buffer, trust routes_explain's own masking rather than print nothing. */

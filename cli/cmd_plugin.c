@@ -54,8 +54,12 @@ int cmd_plugin(ctl_t *ctl, int argc, char **argv)
 	char *path, text[1024];
 	int rc;
 
-	if (argc < 1 || strcmp(argv[0], "info") != 0) {
+	if (argc < 1) {
 		ctl_error("plugin: usage: kanalctl plugin info PLUGIN.so");
+		return CTL_EXIT_ERROR;
+	}
+	if (strcmp(argv[0], "info") != 0) {
+		ctl_error("plugin: no subcommand '%s' (there is: info)", argv[0]);
 		return CTL_EXIT_ERROR;
 	}
 	if (argc != 2) {

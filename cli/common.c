@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,27 +138,32 @@ static int s_copy(char *buf, size_t size, const char *text, const char *what)
 	return 0;
 }
 
-/* Looks up `name=` in the endpoints file kanald writes into its run_dir. Returns 1 and
- * fills buf when found, 0 when the file or the line is missing, -1 on a too-long value. */
-static int s_endpoints_file(const char *run_dir, const char *name, char *buf, size_t size)
+/* Looks up `name=` in the endpoints file kanald writes into its run_dir, and its `pid=`
+ * (0 when absent) into *pid. Returns 1 and fills buf when found, 0 when the file or the
+ * line is missing, -1 on a too-long value. */
+static int s_endpoints_file(const char *run_dir, const char *name, char *buf, size_t size,
+			    long *pid)
 {
 	char *path = NULL, line[1024];
 	size_t name_len = strlen(name);
 	FILE *f;
 	int found = 0;
 
+	*pid = 0;
 	if (!run_dir || !*run_dir || asprintf(&path, "%s/endpoints", run_dir) < 0)
 		return 0;
 	f = fopen(path, "r");
 	free(path);
 	if (!f)
 		return 0;
-	while (!found && fgets(line, sizeof line, f)) {
+	while (found >= 0 && fgets(line, sizeof line, f)) {
 		size_t n = strlen(line);
 		while (n && isspace((unsigned char)line[n - 1]))
 			line[--n] = '\0';
-		if (n > name_len && !strncmp(line, name, name_len) && line[name_len] == '=')
+		if (!found && n > name_len && !strncmp(line, name, name_len) && line[name_len] == '=')
 			found = s_copy(buf, size, line + name_len + 1, name) < 0 ? -1 : 1;
+		else if (!strncmp(line, "pid=", 4))
+			*pid = strtol(line + 4, NULL, 10);
 	}
 	fclose(f);
 	return found;
@@ -182,6 +188,7 @@ int ctl_endpoint(const ctl_t *ctl, const char *name, char *buf, size_t size)
 	const char *env;
 	conf_t *conf;
 	int rc = -1, found;
+	long pid;
 	size_t i;
 
 	if (flag && *flag)
@@ -199,8 +206,12 @@ int ctl_endpoint(const ctl_t *ctl, const char *name, char *buf, size_t size)
 			  name, env_name);
 		return -1;
 	}
-	found = s_endpoints_file(conf->run_dir, name, buf, size);
+	found = s_endpoints_file(conf->run_dir, name, buf, size, &pid);
 	if (found) {
+		/* A kanald that crashed leaves its file behind; say so before the timeout does. */
+		if (found > 0 && pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+			ctl_error("note: %s/endpoints was written by kanald pid %ld, which is not "
+				  "running (left behind by a crash?)", conf->run_dir, pid);
 		rc = found > 0 ? 0 : -1;
 		goto done;
 	}

@@ -65,8 +65,9 @@ static const command_t s_commands[] = {
 	  "  HH:MM:SS.mmm  TOPIC  id=... route=... destination=... attempt=... error=\"...\"\n"
 	  "--json prints each JSON payload instead. --count N stops after N messages.\n"
 	  "--timeout MS stops after MS of silence.\n"
-	  "Exit status: 0 when --count was reached, or (without --count) when anything was\n"
-	  "received or tail was interrupted; 1 when --timeout ran out first; 2 bad usage.\n" },
+	  "Exit status: 0 when --count was reached or tail was interrupted, or (without\n"
+	  "--count) when --timeout stopped it after anything was received; 1 when --timeout\n"
+	  "ran out first; 2 bad usage.\n" },
 	{ "reload", cmd_reload, CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON,
 	  "", "make kanald reload its routing files",
 	  "Asks kanald to build the new routing table beside the old one and swap only if it\n"

@@ -758,10 +758,10 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 	else
 		snprintf(limit, sizeof limit, "with no count limit");
 	if (s->rate)
-		kanal_log(ctx, KANAL_LOG_INFO, "emitting %s at %" PRId64 " events/s %s, first in %"
+		kanal_log(ctx, KANAL_LOG_INFO, "emitting %s at %" PRId64 " events/s, %s; first in %"
 			  PRId64 " ms", s->type, s->rate, limit, s->start_delay_ms);
 	else
-		kanal_log(ctx, KANAL_LOG_INFO, "emitting %s every %" PRId64 " ms %s, first in %"
+		kanal_log(ctx, KANAL_LOG_INFO, "emitting %s every %" PRId64 " ms, %s; first in %"
 			  PRId64 " ms", s->type, s->interval_ms, limit, s->start_delay_ms);
 	timer = kanal_timer_add(ctx, s->start_delay_ms, s->tick_ms, s_tick, s);
 	if (timer < 0) {

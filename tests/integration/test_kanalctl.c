@@ -853,6 +853,25 @@ static void test_send_finds_gateway_in_endpoints_file(void)
 	CU_ASSERT_EQUAL(gw.requests, 1);
 	free(gw.request);
 	free(line);
+
+	/* A file left behind by a kanald that died: the note says so before the timeout. */
+	{
+		char dead[256];
+		pid_t gone = fork();
+		if (gone == 0)
+			_exit(0);
+		CU_ASSERT_FATAL(gone > 0);
+		waitpid(gone, NULL, 0);
+		s_dead_endpoint(dead, sizeof dead);
+		CU_ASSERT_FATAL(asprintf(&line, "gateway=%s\npid=%ld\n", dead, (long)gone) >= 0);
+		free(test_write_file(f.dir, "run/endpoints", line));
+		CTL(&r, &f, "send", "-c", f.conf, "--timeout", "200", ev);
+		CU_ASSERT_EQUAL(r.status, 2);
+		CU_ASSERT(s_contains(r.err, "which is not running"));
+		CU_ASSERT(s_contains(r.err, dead));
+		s_run_free(&r);
+		free(line);
+	}
 	free(ev);
 	s_fixture_free(&f);
 }

@@ -4,7 +4,9 @@
  * dead letters, reload, refused starts, graceful shutdown, the event stream and the gateway's
  * statuses. Each test starts its own kanald on ephemeral ports in its own folder.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,6 +10,9 @@
  *   `retry_after`; every event is RETRYed until its attempt number exceeds `fail_attempts`;
  *   events larger than `max_bytes` are REJECTed; types in `ignore_types` are acknowledged
  *   without echo. An emit the bus refuses makes the delivery RETRY with the emit's error.
+ * - With `enrich_service` set, a routed event is first sent as a request to that service
+ *   (kanal_request); the reply's data goes into the echo's data as "enriched". A failed
+ *   request REJECTs (no such service) or RETRYs (anything else) with the request's error.
  * - `log_data` logs each event's data (to check CPR masking of logs).
  * - An event of type "tp.thread.probe" makes it call host services from a thread of its
  *   own and log what they returned (they must say KANAL_ETHREAD).
@@ -43,6 +46,8 @@ static const kanal_option_t s_options[] = {
 	{ "log_data", KANAL_OPT_BOOL, "false", false, "Log the data of every event." },
 	{ "ignore_types", KANAL_OPT_LIST, "[]", false,
 	  "Types acknowledged without an echo." },
+	{ "enrich_service", KANAL_OPT_STRING, NULL, false,
+	  "Service asked (kanal_request) before each echo; its reply data is added." },
 	{ NULL, 0, NULL, false, NULL },
 };
 
@@ -79,9 +84,9 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 {
 	echo_t *e = state;
 
-	kanal_log(ctx, KANAL_LOG_INFO, "echo ready: reply_field=%s ignore_types=%zu",
+	kanal_log(ctx, KANAL_LOG_INFO, "echo ready: reply_field=%s ignore_types=%zu state_dir=%s",
 		  kanal_config_string(e->cfg, "reply_field"),
-		  kanal_config_list_count(e->cfg, "ignore_types"));
+		  kanal_config_list_count(e->cfg, "ignore_types"), kanal_state_dir(ctx));
 	return 0;
 }
 
@@ -170,8 +175,35 @@ static kanal_outcome_t s_reply(kanal_ctx_t *ctx, echo_t *e, const kanal_msg_t *m
 	return KANAL_OUTCOME_OK;
 }
 
+/* Asks the enrich service about msg and puts its reply's data into out as "enriched". */
+static kanal_outcome_t s_enrich(kanal_ctx_t *ctx, const char *service, const kanal_msg_t *msg,
+				kanal_msg_t *out)
+{
+	kanal_msg_t *req = kanal_msg_dup(msg), *reply = NULL;
+	char *data;
+	int rc;
+
+	rc = kanal_request(ctx, service, &req, 1000, &reply);
+	if (rc != 0) {
+		kanal_set_error(ctx, "request to '%s' failed: %s", service, kanal_strerror(rc));
+		return rc == KANAL_ENOSERVICE ? KANAL_OUTCOME_REJECT : KANAL_OUTCOME_RETRY;
+	}
+	data = kanal_msg_data_json(reply, NULL);
+	rc = kanal_msg_data_set_json(out, "enriched", data ? data : "null",
+				     data ? strlen(data) : 4);
+	kanal_free(data);
+	kanal_msg_destroy(&reply);
+	if (rc != 0) {
+		kanal_set_error(ctx, "cannot add the reply of '%s': %s", service,
+				kanal_strerror(rc));
+		return KANAL_OUTCOME_REJECT;
+	}
+	return KANAL_OUTCOME_OK;
+}
+
 static kanal_outcome_t s_echo(kanal_ctx_t *ctx, echo_t *e, const kanal_msg_t *msg)
 {
+	const char *service = kanal_config_string(e->cfg, "enrich_service");
 	const char *emit_type = kanal_config_string(e->cfg, "emit_type");
 	const char *corr = kanal_msg_attr(msg, "correlationid");
 	char type[256], id[37];
@@ -192,6 +224,13 @@ static kanal_outcome_t s_echo(kanal_ctx_t *ctx, echo_t *e, const kanal_msg_t *ms
 		kanal_msg_destroy(&out);
 		kanal_set_error(ctx, "cannot build the echo of type '%s'", type);
 		return KANAL_OUTCOME_REJECT;
+	}
+	if (service) {
+		kanal_outcome_t o = s_enrich(ctx, service, msg, out);
+		if (o != KANAL_OUTCOME_OK) {
+			kanal_msg_destroy(&out);
+			return o;
+		}
 	}
 	rc = kanal_emit(ctx, &out);
 	if (rc != 0) {

@@ -2,7 +2,9 @@
  * tests/util/kanald.c — starting, talking to and stopping a real kanald for integration
  * tests. Every wait is bounded; kd_destroy always leaves nothing running behind.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -1,7 +1,9 @@
 /*
  * tests/util/test.c — the runner behind TEST_MAIN and small file helpers for tests.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>

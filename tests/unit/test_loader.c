@@ -1,0 +1,223 @@
+/*
+ * tests/unit/test_loader.c — loading plugins (sdk/loader.c) through the real dlopen path:
+ * the good test plugin loads, each broken one is refused with its exact message and code,
+ * and `plugin info` documents the options table.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "host.h"
+
+/* Opens test plugin `name` and returns the code; the formatted error goes to line. */
+static int s_open(const char *name, char *line, size_t size)
+{
+	char rel[256];
+	kanal_loaded_t *loaded = NULL;
+	kanal_error_t err;
+	int rc;
+
+	snprintf(rel, sizeof rel, "tests/plugins/%s.so", name);
+	kanal_error_clear(&err);
+	rc = kanal__plugin_open(test_path(rel), &loaded, &err);
+	kanal_error_format(&err, line, size);
+	if (rc == 0)
+		CU_ASSERT_PTR_NOT_NULL(loaded);
+	else
+		CU_ASSERT_PTR_NULL(loaded);
+	kanal__plugin_close(&loaded);
+	CU_ASSERT_PTR_NULL(loaded);
+	return rc;
+}
+
+static void s_expect(const char *name, int code, const char *text)
+{
+	char line[1024], expected[1024], rel[256];
+
+	snprintf(rel, sizeof rel, "tests/plugins/%s.so", name);
+	snprintf(expected, sizeof expected, "%s: error: %s", test_path(rel), text);
+	CU_ASSERT_EQUAL(s_open(name, line, sizeof line), code);
+	if (strcmp(line, expected) != 0)
+		printf("\n  %s:\n    got      %s\n    expected %s\n", name, line, expected);
+	CU_ASSERT_STRING_EQUAL(line, expected);
+}
+
+static void test_good_plugin_loads(void)
+{
+	kanal_loaded_t *loaded = NULL;
+	kanal_error_t err;
+
+	kanal_error_clear(&err);
+	CU_ASSERT_EQUAL_FATAL(kanal__plugin_open(test_path("tests/plugins/tp_echo.so"), &loaded,
+						 &err), 0);
+	CU_ASSERT_STRING_EQUAL(err.text, "");
+	CU_ASSERT_STRING_EQUAL(loaded->desc->name, "tp_echo");
+	CU_ASSERT_PTR_NOT_NULL(loaded->desc->init);
+	CU_ASSERT_PTR_NOT_NULL(loaded->desc->options);
+	CU_ASSERT_STRING_EQUAL(loaded->path, test_path("tests/plugins/tp_echo.so"));
+	kanal__plugin_close(&loaded);
+	CU_ASSERT_PTR_NULL(loaded);
+	kanal__plugin_close(&loaded); /* NULL is fine */
+	kanal__plugin_close(NULL);
+}
+
+static void test_refuses_newer_major(void)
+{
+	s_expect("tp_abi_major", KANAL_EABI,
+		 "built for plugin ABI 2.0 but this host speaks 1.0: rebuild it against kanal "
+		 "SDK 1.x");
+}
+
+static void test_refuses_newer_minor(void)
+{
+	s_expect("tp_abi_minor", KANAL_EABI,
+		 "built for plugin ABI 1.99, newer than this host's 1.0: upgrade kanal or rebuild "
+		 "the plugin");
+}
+
+static void test_refuses_object_without_descriptor(void)
+{
+	s_expect("tp_no_descriptor", KANAL_EABI,
+		 "does not export 'kanal_plugin': not a kanal plugin");
+}
+
+static void test_refuses_small_descriptor(void)
+{
+	char text[256];
+
+	snprintf(text, sizeof text, "descriptor is 24 bytes, smaller than the %zu of plugin ABI "
+		 "1.0: not built with kanal/plugin.h", (size_t)KANAL_PLUGIN_V1_0_SIZE);
+	s_expect("tp_small_struct", KANAL_EABI, text);
+}
+
+static void test_refuses_missing_init(void)
+{
+	s_expect("tp_no_init", KANAL_EABI, "plugin 'tp_no_init' has no init callback");
+}
+
+static void test_refuses_malformed_options(void)
+{
+	s_expect("tp_bad_options", KANAL_EABI,
+		 "plugin 'tp_bad_options' has a malformed options table: option #2 has an "
+		 "invalid name 'Poll-Interval' (use 1-64 of a-z, 0-9 and _)");
+}
+
+static void test_missing_file_is_not_found(void)
+{
+	kanal_loaded_t *loaded = NULL;
+	kanal_error_t err;
+
+	kanal_error_clear(&err);
+	CU_ASSERT_EQUAL(kanal__plugin_open("/nonexistent/kanal/x.so", &loaded, &err),
+			KANAL_ENOTFOUND);
+	CU_ASSERT_PTR_NULL(loaded);
+	CU_ASSERT_STRING_EQUAL(err.source, "/nonexistent/kanal/x.so");
+	CU_ASSERT_EQUAL(strncmp(err.text, "cannot load plugin: ", 20), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "No such file or directory"));
+}
+
+static void test_not_an_elf_is_not_found(void)
+{
+	char *dir = test_tmpdir("loader");
+	char *path = test_write_file(dir, "fake.so", "this is not a shared object\n");
+	kanal_loaded_t *loaded = NULL;
+	kanal_error_t err;
+
+	kanal_error_clear(&err);
+	CU_ASSERT_EQUAL(kanal__plugin_open(path, &loaded, &err), KANAL_ENOTFOUND);
+	CU_ASSERT_EQUAL(strncmp(err.text, "cannot load plugin: ", 20), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "fake.so")); /* dlerror names the file */
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+/* A bare file name means the file in the current folder, not a library-path search. */
+static void test_bare_name_is_relative_to_cwd(void)
+{
+	char here[PATH_MAX], plugins[PATH_MAX];
+	kanal_loaded_t *loaded = NULL;
+	kanal_error_t err;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(here, sizeof here));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(realpath(test_path("tests/plugins"), plugins));
+	CU_ASSERT_EQUAL_FATAL(chdir(plugins), 0);
+	kanal_error_clear(&err);
+	CU_ASSERT_EQUAL(kanal__plugin_open("tp_timer.so", &loaded, &err), 0);
+	CU_ASSERT_EQUAL(chdir(here), 0);
+	if (loaded)
+		CU_ASSERT_STRING_EQUAL(loaded->desc->name, "tp_timer");
+	kanal__plugin_close(&loaded);
+}
+
+static void test_describe_prints_options_table(void)
+{
+	kanal_loaded_t *loaded = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	CU_ASSERT_EQUAL_FATAL(kanal__plugin_open(test_path("tests/plugins/tp_echo.so"), &loaded,
+						 NULL), 0);
+	out = open_memstream(&text, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	kanal__plugin_describe(loaded, out);
+	fclose(out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "plugin:      tp_echo\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "version:     1.0.0\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "description: Test plugin: echoes events"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "abi:         1.0 (this host: 1.0)\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "NAME"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "DESCRIPTION\n"));
+	/* Every option appears with its type, requirement, default and help, aligned. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  retry_after     duration  no        1500ms   "
+				      "Retry hint given with RETRY.\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  ignore_types    list      no        []       "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  emit_type       string    no        -        "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  max_bytes       size      no        64KiB    "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  weight          double    no        1.0      "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  fail_attempts   int       no        0        "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  emit            bool      no        true     "));
+	free(text);
+	kanal__plugin_close(&loaded);
+}
+
+static void test_describe_without_options(void)
+{
+	kanal_loaded_t *loaded = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	CU_ASSERT_EQUAL_FATAL(kanal__plugin_open(test_path("tests/plugins/tp_timer.so"), &loaded,
+						 NULL), 0);
+	/* tp_timer has options; check the no-option wording with a stripped copy instead. */
+	kanal_plugin_t bare = *loaded->desc;
+	kanal_loaded_t fake = { .handle = NULL, .desc = &bare, .path = loaded->path };
+	bare.options = NULL;
+	bare.on_message = NULL;
+	out = open_memstream(&text, &len);
+	kanal__plugin_describe(&fake, out);
+	fclose(out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "options: none\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "(no on_message: a pure source)"));
+	free(text);
+	kanal__plugin_close(&loaded);
+}
+
+TEST_MAIN("loader",
+	  TEST(test_good_plugin_loads),
+	  TEST(test_refuses_newer_major),
+	  TEST(test_refuses_newer_minor),
+	  TEST(test_refuses_object_without_descriptor),
+	  TEST(test_refuses_small_descriptor),
+	  TEST(test_refuses_missing_init),
+	  TEST(test_refuses_malformed_options),
+	  TEST(test_missing_file_is_not_found),
+	  TEST(test_not_an_elf_is_not_found),
+	  TEST(test_bare_name_is_relative_to_cwd),
+	  TEST(test_describe_prints_options_table),
+	  TEST(test_describe_without_options))
