@@ -15,13 +15,14 @@
  *               dataschema) | extension ([a-z0-9]+, not a keyword) | data | data.a.b.0
  *
  * A field alone is not a condition, not even a boolean one: write `data.urgent == true`.
- * Data path segments are letters, digits, '_' and '-'; a number indexes an array.
+ * Data path segments are letters, digits, '_' and '-'; a number indexes an array. The
+ * keywords (and or not in exists true false) and `data` cannot name an extension.
  *
  * Parsing checks types where they are known: a core attribute is always a string, so
  * comparing it with a number or boolean is an error; so are ordering booleans, comparing two
  * literals, and lists of mixed types. Errors carry a 1-based column into the expression; the
  * syntax errors also say it in the text ("expected ')' at column 17, found end of
- * expression").
+ * expression"), in the form "column N" that routes.c rewrites into file columns.
  *
  * Evaluation:
  *   - A comparison whose field is absent, or holds a value of another type than the other
@@ -254,7 +255,8 @@ static int s_parse_number(const char *s, size_t len, value_t *out)
 		return -1;
 	if (len >= sizeof buf)
 		return -2;
-	/* A copy, so that strtoll/strtod stop exactly at the end of the number. */
+	/* A copy, so that strtoll/strtod stop exactly at the end of the number. (strtod follows
+	 * LC_NUMERIC; kanal never changes the locale from "C".) */
 	memcpy(buf, s, len);
 	buf[len] = '\0';
 	errno = 0;

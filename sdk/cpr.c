@@ -10,6 +10,8 @@
  * redactors are one forward pass over the bytes, with no regular expression and (for
  * kanal_cpr_redact_inplace) no allocation: the scanner walks digit runs, and only a run of
  * exactly ten digits, or six digits, a hyphen and four digits, is looked at more closely.
+ * A number's edges are digit boundaries, not word boundaries: "id1503851233" is masked too,
+ * which errs on the side of the citizen.
  *
  * No message written here ever repeats the number it is about.
  */
