@@ -13,6 +13,7 @@
 #include "bus.h"
 #include "instance.h"
 #include "log.h"
+#include "privacy.h"
 
 static int s_send(void *sock, const void *frame, size_t len)
 {
@@ -98,6 +99,16 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 	}
 	if (!kanal_msg_source(msg) || !*kanal_msg_source(msg)) {
 		if (kanal_msg_set_attr(msg, "source", inst->name, NULL) < 0) {
+			rc = KANAL_EINVALID;
+			goto fail;
+		}
+	}
+	{
+		char attr[64];
+		if (privacy_context_cpr(msg, attr, sizeof attr)) {
+			log_warn(inst->name, "refused an emitted event of type %s: attribute '%s' "
+					     "holds a CPR number (put the person in data)",
+				 kanal_msg_type(msg), attr);
 			rc = KANAL_EINVALID;
 			goto fail;
 		}

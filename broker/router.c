@@ -37,6 +37,7 @@
 #include "bus.h"
 #include "deadletter.h"
 #include "log.h"
+#include "privacy.h"
 #include "router.h"
 #include "stream.h"
 
@@ -1031,10 +1032,19 @@ static json_t *s_result(const char *id, const char *status, const char *reason)
 
 static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 {
-	char id[256];
+	char id[256], attr[64];
 	int rc;
 
 	snprintf(id, sizeof id, "%s", kanal_msg_id(*msg_p));
+	if (privacy_context_cpr(*msg_p, attr, sizeof attr)) {
+		char reason[320];
+		r->invalid++;
+		snprintf(reason, sizeof reason,
+			 "attribute '%s' holds a CPR number; context attributes may be logged by "
+			 "anyone on the way: put the person in data, or use a pseudonym in subject",
+			 attr);
+		return s_result(id, "invalid", reason);
+	}
 	if (r->stopping)
 		return s_result(id, "error", "kanald is shutting down");
 	rc = r->held_head ? KANAL_EBUSY : s_accept(r, msg_p);

@@ -1527,9 +1527,9 @@ static bool s_explain_route(const route_t *r, const kanal_msg_t *msg, FILE *out)
 		if (where_ok) {
 			fputs("  (true)\n", out);
 		} else {
-			fputs("  (false: ", out);
+			fputs("  (false)\n                      ", out);
 			s_put(out, why[0] ? why : "not satisfied");
-			fputs(")\n", out);
+			fputc('\n', out);
 		}
 	}
 	if (match)

@@ -140,7 +140,7 @@ static void test_good_file_reads_every_setting(void)
 	CU_ASSERT_STRING_EQUAL(opt->value, "1s");
 	CU_ASSERT_FALSE(opt->is_list);
 	CU_ASSERT_EQUAL(opt->line, 20);
-	CU_ASSERT_EQUAL(opt->column, 32);
+	CU_ASSERT_EQUAL(opt->column, 33);
 
 	inst = conf_instance(conf, "calendar");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(inst);
@@ -324,14 +324,14 @@ static void test_diag_print_shows_source_and_caret(void)
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
 	path = test_write_file(dir, "x.yaml", "routes:\n\t- to: calender\n");
-	diag_add(&d, path, 2, 9, "unknown instance '%s'", "calender");
+	diag_add(&d, path, 2, 8, "unknown instance '%s'", "calender");
 	diag_add(&d, "/no/such/file.yaml", 3, 1, "not shown with a source line");
 	diag_add(&d, NULL, 0, 0, "no place at all");
 	out = open_memstream(&buf, &size);
 	diag_print(&d, out);
 	fclose(out);
 	CU_ASSERT_TRUE(asprintf(&expected,
-				"%s:2:9: error: unknown instance 'calender'\n"
+				"%s:2:8: error: unknown instance 'calender'\n"
 				"    2 | \t- to: calender\n"
 				"      | \t      ^\n"
 				"/no/such/file.yaml:3:1: error: not shown with a source line\n"
@@ -342,7 +342,7 @@ static void test_diag_print_shows_source_and_caret(void)
 	free(buf);
 	buf = diag_join(&d);
 	CU_ASSERT_TRUE(asprintf(&expected,
-				"%s:2:9: error: unknown instance 'calender'\n"
+				"%s:2:8: error: unknown instance 'calender'\n"
 				"/no/such/file.yaml:3:1: error: not shown with a source line\n"
 				"error: no place at all\n",
 				path) > 0);

@@ -293,7 +293,8 @@ static void test_busy_bus_backs_off_and_skips_no_sequence_number(void)
 	kanal_harness_option(h, "count", "40");
 	kanal_harness_option(h, "data", "{\"n\": {seq}}");
 	CU_ASSERT_EQUAL_FATAL(s_start(h, &err), 0);
-	CU_ASSERT_EQUAL_FATAL(kanal_harness_run(h, 5000, 5), 5);
+	/* At least 5: one tick's burst may carry it past. */
+	CU_ASSERT_FATAL(kanal_harness_run(h, 5000, 5) >= 5);
 
 	/* The bus pushes back for 300 ms: nothing is accepted, and the source slows down —
 	 * without backing off it would try on each of the ~300 ticks. */

@@ -309,7 +309,7 @@ static void test_load_text_reports_every_error(void)
 			     "    to: hr\n");
 
 	CU_ASSERT_STRING_EQUAL(got, "test.yaml:3:9: error: unknown instance 'nobody' in 'to'\n"
-				    "test.yaml:5:20: error: type pattern 'Child.*': 'C' is not "
+				    "test.yaml:5:21: error: type pattern 'Child.*': 'C' is not "
 				    "allowed in a token (use a-z, 0-9, '_', '-', or a whole '*' or "
 				    "'>')\n");
 	free(got);
@@ -629,7 +629,8 @@ static void test_explain_matching_event(void)
 	s_expect_line(text, "fallback  letter (when every destination in 'to' rejects)");
 	s_expect_line(text, "retry     up to 10 attempts, backoff 2s growing to at most 10m");
 	s_expect_line(text, "no match  long-sick-child-to-letter  (");
-	s_expect_line(text, "where     data.days > 5  (false: ");
+	s_expect_line(text, "where     data.days > 5  (false)\n"
+			    "                      data.days > 5 is false: data.days is 2\n");
 	s_expect_line(text, "no match  staff-absence  (" GOOD_DIR "/20-staff.yml:3)\n"
 			    "            type      staff.> does not match 'child.absence.reported'");
 	s_expect_line(text, "match     audit-everything");
