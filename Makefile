@@ -15,16 +15,16 @@ CC      ?= cc
 PKGS    := libzmq jansson yaml-0.1 sqlite3
 DEPS_OK := $(shell pkg-config --exists $(PKGS) cunit 2>/dev/null && echo yes)
 
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+OPTFLAGS ?= -O2 -g
+KCFLAGS := $(OPTFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -fPIC -MMD -MP -Isdk/include -Isdk -Ibroker -Itests/util
 ifneq ($(DEPS_OK),)
-CFLAGS  += $(shell pkg-config --cflags $(PKGS) cunit)
+KCFLAGS += $(shell pkg-config --cflags $(PKGS) cunit)
 LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -ldl -lm
 CUNIT   := $(shell pkg-config --libs cunit)
 endif
 ifneq ($(SAN),)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+KCFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 RPATH   := -Wl,-rpath,'$$ORIGIN/../lib'
@@ -62,7 +62,7 @@ build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(BUILD)/lib/pkgconfig/kanal.pc
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(KCFLAGS) $(CFLAGS) -c $< -o $@
 
 $(LIBKANAL): $(call obj,$(SDK_LIB_SRC))
 	@mkdir -p $(dir $@)
@@ -91,11 +91,13 @@ PLUGIN_CFLAGS = -fvisibility=hidden
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(call obj,$$(wildcard plugins/$$*/*.c)) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -o $@ $(filter %.o,$^) -L$(BUILD)/lib -lkanal $(PLUGIN_LIBS_$*) $(LIBS) $(RPATH)
+	$(CC) -shared $(LDFLAGS) -o $@ $(filter %.o,$^) -L$(BUILD)/lib -lkanal $(PLUGIN_LIBS_$*) $(LIBS) \
+		-Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../..'
+
 
 $(BUILD)/obj/plugins/%.o: plugins/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
+	$(CC) $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/plugins/%.so: $(BUILD)/obj/tests/plugins/%.o $(LIBKANAL)
 	@mkdir -p $(dir $@)
@@ -103,7 +105,7 @@ $(BUILD)/tests/plugins/%.so: $(BUILD)/obj/tests/plugins/%.o $(LIBKANAL)
 
 $(BUILD)/obj/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
+	$(CC) $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
 TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) -L$(BUILD)/lib -lkanal $(LIBS) $(CUNIT) \
 	-Wl,-rpath,'$$ORIGIN/../lib'
@@ -125,7 +127,7 @@ test: deps
 	@BUILD=$(BUILD) sh tests/run.sh $(if $(T),test_$(T),$(UNIT_TESTS) $(INT_TESTS))
 
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS="-O1 -g" test T=$(T)
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPTFLAGS="-O1 -g" test T=$(T)
 
 # ---- demo and benchmarks -------------------------------------------------------------------
 demo: deps

@@ -503,13 +503,44 @@ static void s_options(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
 	}
 }
 
+/* Checks an instance's name: valid, not the reserved "deadletter", not taken by an earlier
+ * instance. Sets inst->name when all is well. */
+static void s_instance_name(loader_t *ld, conf_instance_t *inst, const ynode_t *name)
+{
+	const conf_t *conf = ld->conf;
+	const char *text = s_text(ld, name, "name", false);
+	size_t i;
+
+	if (!text)
+		return;
+	if (!s_name_valid(text)) {
+		s_err(ld, name, "instance name '%s' is not valid: use at most %d lower-case "
+				"letters, digits, '_' and '-', starting with a letter or digit",
+		      text, CONF_MAX_NAME);
+		return;
+	}
+	if (!strcmp(text, "deadletter")) {
+		s_err(ld, name, "instance name 'deadletter' is reserved for the built-in "
+				"dead-letter destination");
+		return;
+	}
+	for (i = 0; i < conf->n_instances; i++) {
+		const conf_instance_t *other = &conf->instances[i];
+		if (other->name && !strcmp(other->name, text)) {
+			s_err(ld, name, "duplicate instance name '%s' (first at line %d)", text,
+			      other->line);
+			return;
+		}
+	}
+	inst->name = s_strdup(ld, text);
+}
+
 static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 {
 	conf_t *conf = ld->conf;
 	conf_instance_t *inst = &conf->instances[conf->n_instances];
 	const ynode_t *name = yaml_tree_get(v, "name"), *x;
 	const char *text;
-	size_t i;
 
 	if (v->kind != YNODE_MAPPING) {
 		s_err(ld, v, "instance #%zu must be a mapping with a name and a plugin, not %s",
@@ -522,28 +553,10 @@ static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 	inst->line = v->line;
 	inst->column = v->column;
 	inst->isolation = s_strdup(ld, "thread");
-	if (!name) {
+	if (name)
+		s_instance_name(ld, inst, name);
+	else
 		s_err(ld, v, "instance #%zu has no 'name'", at + 1);
-	} else if ((text = s_text(ld, name, "name", false))) {
-		if (!s_name_valid(text)) {
-			s_err(ld, name, "instance name '%s' is not valid: use at most %d lower-case "
-					"letters, digits, '_' and '-', starting with a letter or "
-					"digit", text, CONF_MAX_NAME);
-		} else if (!strcmp(text, "deadletter")) {
-			s_err(ld, name, "instance name 'deadletter' is reserved for the built-in "
-					"dead-letter destination");
-		} else {
-			for (i = 0; i < conf->n_instances; i++) {
-				if (conf->instances[i].name && !strcmp(conf->instances[i].name, text)) {
-					s_err(ld, name, "duplicate instance name '%s' (first at line "
-							"%d)", text, conf->instances[i].line);
-					break;
-				}
-			}
-			if (i == conf->n_instances)
-				inst->name = s_strdup(ld, text);
-		}
-	}
 	if (!(x = yaml_tree_get(v, "plugin"))) {
 		if (inst->name)
 			s_err(ld, v, "instance '%s' has no 'plugin'", inst->name);

@@ -1098,6 +1098,21 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 			json_decref(arr);
 			return results;
 		}
+		/* Each element obeys the single-event limit too; a batch is all or nothing. */
+		for (size_t i = 0; i < batch->count; i++) {
+			if (kanal_msg_size(batch->msgs[i]) > (size_t)r->conf->max_event_bytes) {
+				char why[160];
+				snprintf(why, sizeof why, "event #%zu is larger than max_event_size "
+					 "(%lld bytes)", i, (long long)r->conf->max_event_bytes);
+				r->invalid++;
+				for (size_t k = 0; k < batch->count; k++)
+					json_array_append_new(results,
+						s_result(kanal_msg_id(batch->msgs[k]), "invalid",
+							 k == i ? why : "batch rejected"));
+				kanal_batch_destroy(&batch);
+				return results;
+			}
+		}
 		for (size_t i = 0; i < batch->count; i++)
 			json_array_append_new(results, s_gateway_one(r, &batch->msgs[i]));
 		kanal_batch_destroy(&batch);

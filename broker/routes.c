@@ -326,6 +326,18 @@ static char *s_strdup(builder_t *b, const char *s)
 	return copy;
 }
 
+/* Counts the characters (not the bytes) of text[from..to): columns count characters, as
+ * libyaml and editors do. */
+static int s_chars(const char *text, size_t from, size_t to)
+{
+	int n = 0;
+
+	for (; from < to && text[from]; from++)
+		if (((unsigned char)text[from] & 0xC0) != 0x80)
+			n++;
+	return n;
+}
+
 /* Finds the file line and column of byte `offset` of a scalar's text. A plain or quoted
  * scalar is taken to be on one line, starting at the node (past the opening quote); a
  * literal block (|) keeps its lines, so the offset's line and column are exact. A folded
@@ -334,14 +346,16 @@ static void s_text_position(const ynode_t *v, size_t offset, int *line, int *col
 {
 	size_t i, end, line_start = 0;
 
+	if (offset > v->len)
+		offset = v->len;
 	*line = v->line;
 	switch (v->style) {
 	case YNODE_PLAIN:
-		*col = v->column + (int)offset;
+		*col = v->column + s_chars(v->text, 0, offset);
 		return;
 	case YNODE_SINGLE_QUOTED:
 	case YNODE_DOUBLE_QUOTED:
-		*col = v->column + 1 + (int)offset;
+		*col = v->column + 1 + s_chars(v->text, 0, offset);
 		return;
 	case YNODE_LITERAL:
 		/* "at the end" means the end of the last line, not the line after it. */
@@ -357,8 +371,8 @@ static void s_text_position(const ynode_t *v, size_t offset, int *line, int *col
 				line_start = i + 1;
 			}
 		}
-		*col = v->content_column ? v->content_column + (int)(offset - line_start)
-					 : (int)(offset - line_start) + 1;
+		*col = (v->content_column ? v->content_column : 1) +
+		       s_chars(v->text, line_start, offset);
 		return;
 	case YNODE_FOLDED:
 		*line = v->line + 1;
@@ -469,13 +483,19 @@ static bool s_type_pattern(builder_t *b, const ynode_t *v, const char *pattern)
 		} else if (!(len == 1 && *tok == '*')) {
 			for (i = 0; i < len; i++) {
 				char c = tok[i];
-				if (!s_lower_or_digit(c) && c != '_' && c != '-') {
-					s_err_at(b, v, offset + i,
-						 "type pattern '%s': '%c' is not allowed in a token "
-						 "(use a-z, 0-9, '_', '-', or a whole '*' or '>')",
-						 pattern, c);
-					return false;
-				}
+				char what[32];
+				if (s_lower_or_digit(c) || c == '_' || c == '-')
+					continue;
+				if (c > ' ' && c < 0x7F)
+					snprintf(what, sizeof what, "'%c'", c);
+				else
+					snprintf(what, sizeof what, "a %s character",
+						 c == ' ' ? "space" : "non-ASCII");
+				s_err_at(b, v, offset + i,
+					 "type pattern '%s': %s is not allowed in a token (use "
+					 "a-z, 0-9, '_', '-', or a whole '*' or '>')",
+					 pattern, what);
+				return false;
 			}
 		}
 		if (last)
@@ -636,7 +656,8 @@ static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char
 	}
 }
 
-/* `into` is where the reply goes in the event's data: "data" or "data.a.b". */
+/* `into` is where the reply goes in the event's data: "data" or "data.a.b", each step made
+ * of the characters a `where` data path allows (letters, digits, '_', '-'). */
 static bool s_into_valid(const char *into)
 {
 	const char *p;
@@ -646,12 +667,15 @@ static bool s_into_valid(const char *into)
 	if (strncmp(into, "data.", 5) != 0)
 		return false;
 	for (p = into + 5;; p++) {
-		size_t len = strcspn(p, ".");
+		size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				       "0123456789_-");
 		if (len == 0)
 			return false;
 		p += len;
 		if (!*p)
 			return true;
+		if (*p != '.')
+			return false;
 	}
 }
 
@@ -670,7 +694,8 @@ static void s_enrich_step(builder_t *b, route_enrich_t *e, const ynode_t *v, siz
 		s_err(b, v, "enrich step #%zu has no 'service'", at + 1);
 	} else if ((text = s_text(b, x, "service"))) {
 		if (!strcmp(text, ROUTES_DEADLETTER))
-			s_err(b, x, "'deadletter' is the built-in dead-letter store, not a service");
+			s_err(b, x, "'deadletter' is the built-in dead-letter store, not a "
+				    "service");
 		else if (!s_is_instance(b, text))
 			s_unknown_instance(b, x, text, "service", false);
 		else
@@ -681,8 +706,8 @@ static void s_enrich_step(builder_t *b, route_enrich_t *e, const ynode_t *v, siz
 			    "data.guardian)", at + 1);
 	} else if ((text = s_text(b, x, "into"))) {
 		if (!s_into_valid(text))
-			s_err(b, x, "'into' must be 'data' or start with 'data.' (e.g. "
-				    "data.guardian), not '%s'", text);
+			s_err(b, x, "'into' must be 'data' or a data path such as "
+				    "data.guardian (letters, digits, '_', '-'), not '%s'", text);
 		else
 			e->into = s_strdup(b, text);
 	}
@@ -1497,7 +1522,8 @@ static bool s_explain_route(const route_t *r, const kanal_msg_t *msg, FILE *out)
 {
 	const char *type = kanal_msg_type(msg), *source = kanal_msg_source(msg);
 	bool type_ok = !r->type_pattern || routes_type_matches(r->type_pattern, type);
-	bool source_ok = type_ok && (!r->source_glob || routes_glob_matches(r->source_glob, source));
+	bool source_ok = type_ok &&
+			 (!r->source_glob || routes_glob_matches(r->source_glob, source));
 	char why[512] = "";
 	bool where_ok = source_ok && (!r->where || expr_explain(r->where, msg, why, sizeof why));
 	bool match = type_ok && source_ok && where_ok;

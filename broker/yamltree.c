@@ -152,75 +152,107 @@ static size_t s_check_duplicates(const ynode_t *map, const char *file, diag_t *d
 	return errors;
 }
 
-/* Fills in the node records from libyaml's document. Returns the number of errors found
- * (keys that are not text, text holding a NUL character, duplicate keys). */
-static size_t s_build_nodes(ytree_priv_t *p, const char *text, size_t len, const char *file,
-			    diag_t *d)
+/* The shared storage for every sequence's items and every mapping's pairs, sized once. */
+static bool s_alloc_children(ytree_priv_t *p)
 {
 	yaml_node_t *yn;
-	size_t i, n_items = 0, n_pairs = 0, errors = 0;
+	size_t n_items = 0, n_pairs = 0;
 
 	for (yn = p->doc.nodes.start; yn < p->doc.nodes.top; yn++) {
 		if (yn->type == YAML_SEQUENCE_NODE)
-			n_items += (size_t)(yn->data.sequence.items.top - yn->data.sequence.items.start);
+			n_items += (size_t)(yn->data.sequence.items.top -
+					    yn->data.sequence.items.start);
 		else if (yn->type == YAML_MAPPING_NODE)
-			n_pairs += (size_t)(yn->data.mapping.pairs.top - yn->data.mapping.pairs.start);
+			n_pairs += (size_t)(yn->data.mapping.pairs.top -
+					    yn->data.mapping.pairs.start);
 	}
 	p->items = calloc(n_items ? n_items : 1, sizeof *p->items);
 	p->pairs = calloc(n_pairs ? n_pairs : 1, sizeof *p->pairs);
-	if (!p->items || !p->pairs)
+	return p->items && p->pairs;
+}
+
+/* Fills a scalar node. Returns 1 when its text holds a NUL character (reported), else 0. */
+static size_t s_build_scalar(ynode_t *node, const yaml_node_t *yn, const char *text,
+			     size_t len, const char *file, diag_t *d)
+{
+	node->kind = YNODE_SCALAR;
+	node->style = s_scalar_style(yn->data.scalar.style);
+	node->text = (const char *)yn->data.scalar.value;
+	node->len = yn->data.scalar.length;
+	if (node->style == YNODE_LITERAL || node->style == YNODE_FOLDED)
+		node->content_column = s_block_content_column(text, len, yn->start_mark.index);
+	if (strlen(node->text) != node->len) {
+		diag_add(d, file, node->line, node->column, "text holds a NUL character");
+		return 1;
+	}
+	return 0;
+}
+
+/* Fills a sequence node, taking its items from p->items at *used. */
+static void s_build_sequence(ytree_priv_t *p, ynode_t *node, const yaml_node_t *yn,
+			     size_t *used)
+{
+	const yaml_node_item_t *it;
+
+	node->kind = YNODE_SEQUENCE;
+	node->style = yn->data.sequence.style == YAML_FLOW_SEQUENCE_STYLE ? YNODE_FLOW
+									  : YNODE_BLOCK;
+	node->items = &p->items[*used];
+	for (it = yn->data.sequence.items.start; it < yn->data.sequence.items.top; it++)
+		p->items[(*used)++] = &p->nodes[*it - 1];
+	node->n_items = (size_t)(&p->items[*used] - node->items);
+}
+
+/* Fills a mapping node, taking its pairs from p->pairs at *used. A key that is not text is
+ * reported and its pair left out. Returns the number of such keys. */
+static size_t s_build_mapping(ytree_priv_t *p, ynode_t *node, const yaml_node_t *yn,
+			      size_t *used, const char *file, diag_t *d)
+{
+	const yaml_node_pair_t *pr;
+	size_t errors = 0;
+
+	node->kind = YNODE_MAPPING;
+	node->style = yn->data.mapping.style == YAML_FLOW_MAPPING_STYLE ? YNODE_FLOW : YNODE_BLOCK;
+	node->pairs = &p->pairs[*used];
+	for (pr = yn->data.mapping.pairs.start; pr < yn->data.mapping.pairs.top; pr++) {
+		const yaml_node_t *key = &p->doc.nodes.start[pr->key - 1];
+		if (key->type != YAML_SCALAR_NODE) {
+			diag_add(d, file, s_line(key->start_mark), s_col(key->start_mark),
+				 "a key must be a text value, not %s",
+				 key->type == YAML_MAPPING_NODE ? "a mapping" : "a list");
+			errors++;
+			continue;
+		}
+		p->pairs[*used].key = &p->nodes[pr->key - 1];
+		p->pairs[*used].value = &p->nodes[pr->value - 1];
+		(*used)++;
+	}
+	node->n_pairs = (size_t)(&p->pairs[*used] - node->pairs);
+	return errors;
+}
+
+/* Fills in the node records from libyaml's document. Returns the number of errors found
+ * (keys that are not text, text holding a NUL character, duplicate keys), or (size_t)-1
+ * when memory runs out. */
+static size_t s_build_nodes(ytree_priv_t *p, const char *text, size_t len, const char *file,
+			    diag_t *d)
+{
+	size_t i, items_used = 0, pairs_used = 0, errors = 0;
+
+	if (!s_alloc_children(p))
 		return (size_t)-1;
-	n_items = 0;
-	n_pairs = 0;
 	for (i = 0; i < p->n_nodes; i++) {
 		ynode_t *node = &p->nodes[i];
-		yn = &p->doc.nodes.start[i];
+		const yaml_node_t *yn = &p->doc.nodes.start[i];
 		node->line = s_line(yn->start_mark);
 		node->column = s_col(yn->start_mark);
 		node->text = "";
-		if (yn->type == YAML_SCALAR_NODE) {
-			node->kind = YNODE_SCALAR;
-			node->style = s_scalar_style(yn->data.scalar.style);
-			node->text = (const char *)yn->data.scalar.value;
-			node->len = yn->data.scalar.length;
-			if (node->style == YNODE_LITERAL || node->style == YNODE_FOLDED)
-				node->content_column =
-					s_block_content_column(text, len, yn->start_mark.index);
-			if (strlen(node->text) != node->len) {
-				diag_add(d, file, node->line, node->column,
-					 "text holds a NUL character");
-				errors++;
-			}
-		} else if (yn->type == YAML_SEQUENCE_NODE) {
-			yaml_node_item_t *it;
-			node->kind = YNODE_SEQUENCE;
-			node->style = yn->data.sequence.style == YAML_FLOW_SEQUENCE_STYLE ? YNODE_FLOW
-											  : YNODE_BLOCK;
-			node->items = &p->items[n_items];
-			for (it = yn->data.sequence.items.start; it < yn->data.sequence.items.top; it++)
-				p->items[n_items++] = &p->nodes[*it - 1];
-			node->n_items = (size_t)(&p->items[n_items] - node->items);
-		} else {
-			yaml_node_pair_t *pr;
-			node->kind = YNODE_MAPPING;
-			node->style = yn->data.mapping.style == YAML_FLOW_MAPPING_STYLE ? YNODE_FLOW
-											: YNODE_BLOCK;
-			node->pairs = &p->pairs[n_pairs];
-			for (pr = yn->data.mapping.pairs.start; pr < yn->data.mapping.pairs.top; pr++) {
-				yaml_node_t *key = &p->doc.nodes.start[pr->key - 1];
-				if (key->type != YAML_SCALAR_NODE) {
-					diag_add(d, file, s_line(key->start_mark), s_col(key->start_mark),
-						 "a key must be a text value, not %s",
-						 key->type == YAML_MAPPING_NODE ? "a mapping" : "a list");
-					errors++;
-					continue;
-				}
-				p->pairs[n_pairs].key = &p->nodes[pr->key - 1];
-				p->pairs[n_pairs].value = &p->nodes[pr->value - 1];
-				n_pairs++;
-			}
-			node->n_pairs = (size_t)(&p->pairs[n_pairs] - node->pairs);
-		}
+		if (yn->type == YAML_SCALAR_NODE)
+			errors += s_build_scalar(node, yn, text, len, file, d);
+		else if (yn->type == YAML_SEQUENCE_NODE)
+			s_build_sequence(p, node, yn, &items_used);
+		else
+			errors += s_build_mapping(p, node, yn, &pairs_used, file, d);
 	}
 	for (i = 0; i < p->n_nodes; i++)
 		if (p->nodes[i].kind == YNODE_MAPPING)
@@ -520,7 +552,9 @@ const char *yaml_tree_closest(const char *word, const char *const *candidates, s
 		if (!candidates[i])
 			continue;
 		dist = s_distance(word, candidates[i]);
-		longer = strlen(word) > strlen(candidates[i]) ? strlen(word) : strlen(candidates[i]);
+		longer = strlen(word);
+		if (strlen(candidates[i]) > longer)
+			longer = strlen(candidates[i]);
 		if (dist == 0 || dist > 2 || dist > (longer + 2) / 3)
 			continue;
 		if (dist < best_dist) {

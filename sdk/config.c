@@ -239,6 +239,8 @@ static const char *s_expects(kanal_opt_type_t type)
 		return "a size like 512, 64KiB or 8MiB";
 	case KANAL_OPT_LIST:
 		return "a list like [a, b]";
+	case KANAL_OPT_PATH:
+		return "a path";
 	}
 	return "a value";
 }
@@ -260,13 +262,15 @@ const char *kanal_opt_type_name(kanal_opt_type_t type)
 		return "size";
 	case KANAL_OPT_LIST:
 		return "list";
+	case KANAL_OPT_PATH:
+		return "path";
 	}
 	return "unknown";
 }
 
 static bool s_type_known(kanal_opt_type_t type)
 {
-	return type >= KANAL_OPT_STRING && type <= KANAL_OPT_LIST;
+	return type >= KANAL_OPT_STRING && type <= KANAL_OPT_PATH;
 }
 
 /* Parses scalar `text` as `type` into e (not LIST). Returns 0 or KANAL_EINVAL. */
@@ -275,6 +279,8 @@ static int s_parse_scalar(kanal_opt_type_t type, const char *text, config_entry_
 	switch (type) {
 	case KANAL_OPT_STRING:
 		return 0;
+	case KANAL_OPT_PATH:
+		return *text ? 0 : KANAL_EINVAL;
 	case KANAL_OPT_INT:
 		return s_parse_int(text, &e->ival);
 	case KANAL_OPT_DOUBLE:
@@ -550,6 +556,21 @@ static void s_unknown_option(const kanal_option_t *table, size_t n_table, const 
 
 /* Stores the given value v of option o into e, or reports why it does not fit. Returns 0,
  * KANAL_ECONFIG or KANAL_ENOMEM. */
+/* A relative path given in a config file means relative to that file's folder, as the
+ * broker's own paths do — not to wherever kanald happened to be started. "-" (stdout or
+ * stdin by convention) and absolute paths are kept as they are. */
+static int s_resolve_path(const char *file, const char *text, char **out)
+{
+	const char *slash = file ? strrchr(file, '/') : NULL;
+
+	if (text[0] == '/' || !strcmp(text, "-") || !slash) {
+		*out = strdup(text);
+	} else if (asprintf(out, "%.*s/%s", (int)(slash - file), file, text) < 0) {
+		*out = NULL;
+	}
+	return *out ? 0 : KANAL_ENOMEM;
+}
+
 static int s_take_given(const kanal_option_t *o, const kanal_optval_t *v, config_entry_t *e,
 			const char *file, const char *instance, kanal_error_t *err)
 {
@@ -578,6 +599,8 @@ static int s_take_given(const kanal_option_t *o, const kanal_optval_t *v, config
 				s_expects(o->type), s_quote(text, q, sizeof q));
 		return KANAL_ECONFIG;
 	}
+	if (o->type == KANAL_OPT_PATH)
+		return s_resolve_path(file, text, &e->text);
 	e->text = strdup(text);
 	return e->text ? 0 : KANAL_ENOMEM;
 }
@@ -745,7 +768,7 @@ static const config_entry_t *s_entry(const kanal_config_t *cfg, const char *name
 
 const char *kanal_config_string(const kanal_config_t *cfg, const char *name)
 {
-	const config_entry_t *e = s_entry(cfg, name, T_(KANAL_OPT_STRING));
+	const config_entry_t *e = s_entry(cfg, name, T_(KANAL_OPT_STRING) | T_(KANAL_OPT_PATH));
 	return e ? e->text : NULL;
 }
 

@@ -61,6 +61,7 @@ void kanal_error_set(kanal_error_t *err, const char *source, int line, int colum
 	va_end(ap);
 	/* Error texts quote input, and input may hold a CPR number: never let one out. */
 	kanal_cpr_redact_inplace(err->text);
+	kanal_cpr_redact_inplace(err->attribute);
 	if (!err->text[0])
 		snprintf(err->text, sizeof err->text, "error");
 }

@@ -78,7 +78,9 @@ void kanal__ctx_end_delivery(kanal_ctx_t *ctx);
 
 /* ---- The instance loop: timers and fd watches, polled together with an optional ZeroMQ
  * socket of the host's. */
+/* Returns a new, empty loop or NULL when out of memory. */
 kanal_loop_t *kanal__loop_new(void);
+/* Removes everything and frees the loop; never from within one of its callbacks. */
 void kanal__loop_destroy(kanal_loop_t **loop_p);
 int64_t kanal__loop_timer_add(kanal_loop_t *loop, kanal_ctx_t *ctx, int64_t after_ms,
 			      int64_t interval_ms, kanal_timer_fn fn, void *arg);

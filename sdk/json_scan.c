@@ -345,7 +345,8 @@ static int s_number(kanal__json_scan_t *s, kanal__json_kind_t *kind)
 		if (i < s->len && (t[i] == '+' || t[i] == '-'))
 			exp_negative = t[i++] == '-';
 		if (i >= s->len || t[i] < '0' || t[i] > '9')
-			return kanal__json_fail(s, i, "invalid number: a digit must follow the exponent");
+			return kanal__json_fail(s, i,
+						"invalid number: a digit must follow the exponent");
 		while (i < s->len && t[i] >= '0' && t[i] <= '9') {
 			if (exponent < 100000)
 				exponent = exponent * 10 + (t[i] - '0');
@@ -369,7 +370,8 @@ static int s_number(kanal__json_scan_t *s, kanal__json_kind_t *kind)
 static int s_literal(kanal__json_scan_t *s, const char *word, size_t n)
 {
 	if (s->len - s->pos < n || memcmp(s->text + s->pos, word, n) != 0)
-		return kanal__json_fail(s, s->pos, "invalid literal (expected true, false or null)");
+		return kanal__json_fail(s, s->pos,
+					"invalid literal (expected true, false or null)");
 	s->pos += n;
 	return 0;
 }
@@ -478,6 +480,9 @@ next:
 	}
 	kanal__json_ws(s);
 	c = kanal__json_peek(s);
+	if (c < 0)
+		return kanal__json_fail(s, s->pos,
+					"unexpected end of text (a '{' or '[' is not closed)");
 	if (stack & 1) {
 		if (c == ',') {
 			s->pos++;

@@ -339,7 +339,8 @@ int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
 	char *copy;
 
 	if (!msg || !name) {
-		kanal__msg_error(err, NULL, 0, 0, NULL, 0, "kanal_msg_set_attr: no message or name");
+		kanal__msg_error(err, NULL, 0, 0, NULL, 0,
+				 "kanal_msg_set_attr: no message or name");
 		return KANAL_EINVAL;
 	}
 	len = strlen(name);
@@ -470,9 +471,9 @@ size_t kanal_msg_size(const kanal_msg_t *msg)
 		return 0;
 	n = sizeof "{\"specversion\":\"1.0\"}" - 1;
 	for (i = 0; i < MSG_NCORE; i++) {
+		const char *name = kanal__msg_core_name((int)i);
 		if (msg->core[i])
-			n += s_member_size(strlen(kanal__msg_core_name((int)i)), strlen(msg->core[i]),
-					   true);
+			n += s_member_size(strlen(name), strlen(msg->core[i]), true);
 	}
 	for (i = 0; i < msg->n_ext; i++)
 		n += s_member_size(msg->ext[i].name_len, msg->ext[i].text_len,
@@ -495,16 +496,12 @@ static void s_weak_random(unsigned char *p, size_t n)
 	x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
 	    ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p ^
 	    (uint64_t)__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) << 48;
-	for (i = 0; i < n; i++) {
-		uint64_t z;
-		if (i % 8 == 0) {
-			x += 0x9E3779B97F4A7C15ull;
-			z = x;
-			z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-			z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-			z ^= z >> 31;
-			memcpy(p + i, &z, n - i < 8 ? n - i : 8);
-		}
+	for (i = 0; i < n; i += 8) {
+		uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+		z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+		z ^= z >> 31;
+		memcpy(p + i, &z, n - i < 8 ? n - i : 8);
 	}
 }
 

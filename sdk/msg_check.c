@@ -236,6 +236,12 @@ const char *kanal__msg_check_uri_ref(const char *v, size_t len)
 	return NULL;
 }
 
+/* ASCII letters only: <ctype.h> would follow the locale. */
+static bool s_ascii_alpha(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
 /* An absolute URI: scheme ":" …, scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ). */
 const char *kanal__msg_check_uri(const char *v, size_t len)
 {
@@ -243,10 +249,10 @@ const char *kanal__msg_check_uri(const char *v, size_t len)
 
 	if (len == 0)
 		return "must not be empty";
-	if (!((v[0] >= 'a' && v[0] <= 'z') || (v[0] >= 'A' && v[0] <= 'Z')))
+	if (!s_ascii_alpha(v[0]))
 		return "not an absolute URI (it must start with a scheme such as https:)";
-	while (i < len && ((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
-			   (v[i] >= '0' && v[i] <= '9') || v[i] == '+' || v[i] == '-' || v[i] == '.'))
+	while (i < len && (s_ascii_alpha(v[i]) || (v[i] >= '0' && v[i] <= '9') || v[i] == '+' ||
+			   v[i] == '-' || v[i] == '.'))
 		i++;
 	if (i >= len || v[i] != ':')
 		return "not an absolute URI (it must start with a scheme such as https:)";
@@ -293,7 +299,8 @@ const char *kanal__msg_check_ext_name(const char *name, size_t len)
 	for (i = 0; i < len; i++) {
 		char c = name[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
-			return "not a valid extension name (lower-case letters a-z and digits only)";
+			return "not a valid extension name (lower-case letters a-z and digits"
+			       " only)";
 	}
 	if (len == 4 && memcmp(name, "data", 4) == 0)
 		return "reserved name (set data with kanal_msg_set_data_*)";

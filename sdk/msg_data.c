@@ -14,6 +14,7 @@
  * reached by a path (use kanal_msg_data_json on the parent instead).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,10 +25,39 @@
 #include "json_scan.h"
 #include "msg_int.h"
 
+/* Helgrind cannot see that an acquire load pairs with a release CAS; these annotations
+ * (no-ops outside valgrind, and absent when valgrind's headers are) tell it. */
+#if defined(__has_include)
+#if __has_include(<valgrind/helgrind.h>)
+#include <valgrind/helgrind.h>
+#endif
+#endif
+#ifndef ANNOTATE_HAPPENS_BEFORE
+#define ANNOTATE_HAPPENS_BEFORE(obj) ((void)0)
+#define ANNOTATE_HAPPENS_AFTER(obj) ((void)0)
+#endif
+
 #define LOAD_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 #define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 
 /* ---- the lazy tree ------------------------------------------------------------------- */
+
+static pthread_mutex_t s_seed_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool s_seeded; /* under s_seed_lock */
+
+/* jansson seeds its hash function when the first object is made; with readers racing to
+ * build trees, that must happen once and be seen by all of them. A mutex (rather than
+ * pthread_once) also makes the ordering visible to thread checkers; it is taken only on
+ * the way to a json_loadb, which costs far more. */
+static void s_jansson_ready(void)
+{
+	pthread_mutex_lock(&s_seed_lock);
+	if (!s_seeded) {
+		json_object_seed(0);
+		s_seeded = true;
+	}
+	pthread_mutex_unlock(&s_seed_lock);
+}
 
 /*
  * Returns the data tree, building it from the text on first use; NULL with *rc set when
@@ -40,20 +70,26 @@ static json_t *s_tree(const kanal_msg_t *msg, int *rc)
 	json_t *tree = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 	json_t *expected = NULL;
 
-	if (tree)
+	if (tree) {
+		ANNOTATE_HAPPENS_AFTER(slot);
 		return tree;
+	}
 	if (msg->data_kind != KANAL_DATA_JSON || !msg->data_text) {
 		*rc = KANAL_ENOTFOUND;
 		return NULL;
 	}
+	s_jansson_ready();
 	/* The scanner accepted this text, so only a failed allocation stops jansson here. */
 	tree = json_loadb(msg->data_text, msg->data_len, LOAD_FLAGS, NULL);
 	if (!tree) {
 		*rc = KANAL_ENOMEM;
 		return NULL;
 	}
+	ANNOTATE_HAPPENS_BEFORE(slot);
 	if (!__atomic_compare_exchange_n(slot, &expected, tree, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE)) {
+		/* Another reader published first: use its tree, drop ours. */
+		ANNOTATE_HAPPENS_AFTER(slot);
 		json_decref(tree);
 		tree = expected;
 	}
@@ -189,12 +225,11 @@ static int s_put(json_t *root, const char *path, json_t *value, bool apply)
 		json_t *child = creating ? NULL : s_child(node, p, n);
 
 		if (!dot) {
+			bool fits = creating || json_is_object(node) ||
+				    (json_is_array(node) && s_index(p, n, &index) &&
+				     index <= json_array_size(node));
 			if (!apply)
-				return creating || json_is_object(node) ||
-						       (json_is_array(node) && s_index(p, n, &index) &&
-							index <= json_array_size(node))
-					       ? 0
-					       : KANAL_EINVAL;
+				return fits ? 0 : KANAL_EINVAL;
 			if (json_is_object(node))
 				return json_object_setn_new(node, p, n, value) ? KANAL_ENOMEM : 0;
 			if (s_index(p, n, &index) && index < json_array_size(node))
@@ -371,7 +406,7 @@ void kanal_msg_clear_data(kanal_msg_t *msg)
 
 char *kanal_msg_data_json(const kanal_msg_t *msg, const char *path)
 {
-	json_t *node;
+	json_t *node = NULL;
 
 	if (!msg || msg->data_kind != KANAL_DATA_JSON)
 		return NULL;
@@ -423,7 +458,7 @@ void *kanal_msg_data_binary(const kanal_msg_t *msg, size_t *len)
 
 int kanal_msg_data_str(const kanal_msg_t *msg, const char *path, const char **out)
 {
-	json_t *node;
+	json_t *node = NULL;
 	int rc = s_find(msg, path, &node);
 
 	if (rc)
@@ -437,7 +472,7 @@ int kanal_msg_data_str(const kanal_msg_t *msg, const char *path, const char **ou
 
 int kanal_msg_data_int(const kanal_msg_t *msg, const char *path, int64_t *out)
 {
-	json_t *node;
+	json_t *node = NULL;
 	int rc = s_find(msg, path, &node);
 
 	if (rc)
@@ -451,7 +486,7 @@ int kanal_msg_data_int(const kanal_msg_t *msg, const char *path, int64_t *out)
 
 int kanal_msg_data_double(const kanal_msg_t *msg, const char *path, double *out)
 {
-	json_t *node;
+	json_t *node = NULL;
 	int rc = s_find(msg, path, &node);
 
 	if (rc)
@@ -465,7 +500,7 @@ int kanal_msg_data_double(const kanal_msg_t *msg, const char *path, double *out)
 
 int kanal_msg_data_bool(const kanal_msg_t *msg, const char *path, bool *out)
 {
-	json_t *node;
+	json_t *node = NULL;
 	int rc = s_find(msg, path, &node);
 
 	if (rc)

@@ -13,6 +13,7 @@
  * Every error names the attribute at fault in err->attribute and in the text, gives the
  * line and column where it is known, and never quotes a value.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,10 +157,12 @@ static int s_scan_object(parse_t *p)
 		s->pos++;
 		if (c == '}')
 			return 0;
+		if (c < 0)
+			return s_error_at(p, KANAL_EPARSE, s->len, NULL, 0,
+					  "unexpected end of text (the event is not closed)");
 		if (c != ',')
 			return s_error_at(p, KANAL_EPARSE, s->pos - 1, NULL, 0,
-					  c < 0 ? "unexpected end of text (the event object is not closed)"
-						: "expected ',' or '}' after a member");
+					  "expected ',' or '}' after a member");
 	}
 }
 
@@ -181,13 +184,18 @@ static const char *s_kind_name(kanal__json_kind_t kind)
 }
 
 /* Reports an attribute error located at member m (or nowhere, for a missing one). */
-static int s_attr_error(parse_t *p, const member_t *m, const char *name, const char *fmt,
-			const char *arg)
+static int s_attr_error(parse_t *p, const member_t *m, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int s_attr_error(parse_t *p, const member_t *m, const char *name, const char *fmt, ...)
 {
 	char text[256];
 	int line = 0, col = 0;
+	va_list ap;
 
-	snprintf(text, sizeof text, fmt, arg);
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
 	if (m)
 		kanal__json_line_col(p->scan.text, p->scan.len, m->start, &line, &col);
 	kanal__msg_error(p->err, EVENT_SOURCE, line, col, name, strlen(name), "%s", text);
@@ -254,8 +262,8 @@ static int s_check_core(parse_t *p, int index, const member_t *m)
 	if (!m || m->kind == KANAL__JSON_NULL) {
 		if (!required)
 			return 0;
-		return s_attr_error(p, m, name, m ? "required, but null" : "required, but missing",
-				    NULL);
+		return s_attr_error(p, m, name, "%s",
+				    m ? "required, but null" : "required, but missing");
 	}
 	if (m->kind != KANAL__JSON_STRING)
 		return s_attr_error(p, m, name, "must be a string, not %s", s_kind_name(m->kind));
@@ -276,7 +284,7 @@ static int s_check_data(parse_t *p, const member_t *data, const member_t *b64)
 		return 0;
 	if (data)
 		return s_attr_error(p, b64, "data_base64",
-				    "an event carries 'data' or 'data_base64', never both", NULL);
+				    "an event carries 'data' or 'data_base64', never both");
 	if (b64->kind != KANAL__JSON_STRING)
 		return s_attr_error(p, b64, "data_base64", "must be a string, not %s",
 				    s_kind_name(b64->kind));
@@ -308,7 +316,7 @@ static int s_check_ext(parse_t *p, member_t *m, msg_ext_kind_t *kind, char **tex
 		return 0;
 	case KANAL__JSON_STRING:
 		if (memchr(m->str, '\0', m->str_len))
-			return s_attr_error(p, m, m->name, "must not contain a NUL character", NULL);
+			return s_attr_error(p, m, m->name, "must not contain a NUL character");
 		*kind = MSG_EXT_STRING;
 		*text = m->str;
 		*text_len = m->str_len;
@@ -323,12 +331,12 @@ static int s_check_ext(parse_t *p, member_t *m, msg_ext_kind_t *kind, char **tex
 		/* The scanner has bounded it to 64 bits, so it fits the buffer. */
 		n = m->end - m->start;
 		if (n >= sizeof num)
-			return s_attr_error(p, m, m->name, "integer out of the 32-bit range", NULL);
+			return s_attr_error(p, m, m->name, "integer out of the 32-bit range");
 		memcpy(num, p->scan.text + m->start, n);
 		num[n] = '\0';
 		v = strtoll(num, NULL, 10);
 		if (v < INT32_MIN || v > INT32_MAX)
-			return s_attr_error(p, m, m->name, "integer out of the 32-bit range", NULL);
+			return s_attr_error(p, m, m->name, "integer out of the 32-bit range");
 		snprintf(num, sizeof num, "%lld", v);
 		*kind = MSG_EXT_INT;
 		*text = strdup(num);

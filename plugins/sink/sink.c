@@ -22,7 +22,7 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "path", KANAL_OPT_STRING, "-", false,
+	{ "path", KANAL_OPT_PATH, "-", false,
 	  "File to append one line per event to; \"-\" is standard output." },
 	{ "format", KANAL_OPT_STRING, "json", false,
 	  "json: the whole event as one JSON line; line: \"<time> <type> <id> <subject>\", "

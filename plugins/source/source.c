@@ -50,7 +50,7 @@ static const kanal_option_t s_options[] = {
 	{ "data", KANAL_OPT_STRING, NULL, false,
 	  "JSON template of the data; {seq}, {time} and {uuid} are filled in per event "
 	  "(a bare {seq} becomes a number)." },
-	{ "data_file", KANAL_OPT_STRING, NULL, false,
+	{ "data_file", KANAL_OPT_PATH, NULL, false,
 	  "File holding the JSON template of the data, instead of data." },
 	{ "subject", KANAL_OPT_STRING, NULL, false,
 	  "Template of the subject attribute; {seq}, {time} and {uuid} are filled in." },
@@ -106,6 +106,7 @@ typedef struct source {
 	int64_t start_delay_ms;
 	int64_t tick_ms;
 	tpl_t *data;              /* NULL: events carry no data */
+	const char *data_option;  /* where the data template came from: "data" or "data_file" */
 	tpl_t *subject;           /* NULL: no subject */
 
 	int64_t timer;            /* 0 when none */
@@ -414,7 +415,7 @@ static int s_try_sample(kanal_ctx_t *ctx, source_t *s, size_t *len)
 	s->pending.ready = false;
 	if (rc == KANAL_EPARSE) {
 		kanal_set_error(ctx, "option '%s': not a valid JSON value once {seq}, {time} and "
-			        "{uuid} are filled in", s->data ? "data" : "data_file");
+			        "{uuid} are filled in", s->data_option);
 		return KANAL_ECONFIG;
 	}
 	if (rc == KANAL_EINVALID) {
@@ -446,7 +447,8 @@ static int s_pad_template(kanal_ctx_t *ctx, source_t *s, const char *object_text
 	tpl_t *t;
 	int rc;
 
-	if (*brace != '{') {
+	/* An object opens with '{' and then blank, '"' or '}' — a bare {seq} is no object. */
+	if (brace[0] != '{' || !strchr(" \t\r\n\"}", brace[1]) || brace[1] == '\0') {
 		kanal_set_error(ctx, "option 'size' pads the data with a \"pad\" field, so the data "
 			        "must be a JSON object");
 		return KANAL_ECONFIG;
@@ -484,6 +486,8 @@ static int s_apply_size(kanal_ctx_t *ctx, source_t *s, int64_t size)
 	size_t len = 0;
 	int rc;
 
+	if (!s->data_option)
+		s->data_option = "size";
 	original = strdup(s->data ? s->data->text : "{}");
 	if (!original) {
 		kanal_set_error(ctx, "out of memory while padding the data template");
@@ -534,6 +538,7 @@ static int s_load_data(kanal_ctx_t *ctx, const kanal_config_t *cfg, source_t *s)
 		data = text;
 	}
 	if (data) {
+		s->data_option = path ? "data_file" : "data";
 		s->data = s_tpl_new(data, true);
 		free(text);
 		if (!s->data) {

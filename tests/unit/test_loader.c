@@ -24,10 +24,11 @@ static int s_open(const char *name, char *line, size_t size)
 	kanal_error_clear(&err);
 	rc = kanal__plugin_open(test_path(rel), &loaded, &err);
 	kanal_error_format(&err, line, size);
-	if (rc == 0)
+	if (rc == 0) {
 		CU_ASSERT_PTR_NOT_NULL(loaded);
-	else
+	} else {
 		CU_ASSERT_PTR_NULL(loaded);
+	}
 	kanal__plugin_close(&loaded);
 	CU_ASSERT_PTR_NULL(loaded);
 	return rc;
@@ -148,8 +149,9 @@ static void test_bare_name_is_relative_to_cwd(void)
 	kanal_error_clear(&err);
 	CU_ASSERT_EQUAL(kanal__plugin_open("tp_timer.so", &loaded, &err), 0);
 	CU_ASSERT_EQUAL(chdir(here), 0);
-	if (loaded)
+	if (loaded) {
 		CU_ASSERT_STRING_EQUAL(loaded->desc->name, "tp_timer");
+	}
 	kanal__plugin_close(&loaded);
 }
 

@@ -75,8 +75,8 @@ static void s_expect_reject(const char *extra, int code, const char *attribute, 
 		char m[1200];
 		snprintf(m, sizeof m, "expected attribute '%s', got '%s' (%s)", attribute,
 			 err.attribute, err.text);
-		CU_assertImplementation(strcmp(err.attribute, attribute) == 0, line, m, __FILE__, "",
-					CU_FALSE);
+		CU_assertImplementation(strcmp(err.attribute, attribute) == 0, line, m, __FILE__,
+					"", CU_FALSE);
 	}
 	CU_assertImplementation(err.text[0] != '\0', line, "an error text", __FILE__, "", CU_FALSE);
 	kanal_msg_destroy(&msg);
@@ -413,8 +413,8 @@ static void test_missing_and_null_attributes(void)
 	}
 	kanal_msg_destroy(&msg);
 
-	CU_ASSERT_EQUAL(s_parse("{\"specversion\":\"1.0\",\"id\":null,\"source\":\"s\",\"type\":\"t\"}",
-				&msg, &err),
+	CU_ASSERT_EQUAL(s_parse("{\"specversion\":\"1.0\",\"id\":null,\"source\":\"s\","
+				"\"type\":\"t\"}", &msg, &err),
 			KANAL_EINVALID);
 	CU_ASSERT_STRING_EQUAL(err.attribute, "id");
 	CU_ASSERT_STRING_EQUAL(err.text, "attribute 'id': required, but null");
@@ -442,10 +442,12 @@ static void test_wrong_json_types_name_the_attribute(void)
 	EXPECT_REJECT(",\"dataschema\":true", KANAL_EINVALID, "dataschema");
 	EXPECT_REJECT(",\"data_base64\":5", KANAL_EINVALID, "data_base64");
 	EXPECT_REJECT(",\"source\":false", KANAL_EINVALID, "source");
-	CU_ASSERT_EQUAL(s_parse("{\"specversion\":1.0,\"id\":\"x\",\"source\":\"s\",\"type\":\"t\"}",
+	CU_ASSERT_EQUAL(s_parse("{\"specversion\":1.0,\"id\":\"x\",\"source\":\"s\","
+				"\"type\":\"t\"}",
 				&msg, &err),
 			KANAL_EINVALID);
-	CU_ASSERT_STRING_EQUAL(err.text, "attribute 'specversion': must be a string, not a real number");
+	CU_ASSERT_STRING_EQUAL(err.text,
+			       "attribute 'specversion': must be a string, not a real number");
 	CU_ASSERT_EQUAL(s_parse("{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"s\","
 				"\"type\":7}", &msg, &err),
 			KANAL_EINVALID);
@@ -456,7 +458,8 @@ static void test_wrong_json_types_name_the_attribute(void)
 static void test_time_must_be_rfc3339(void)
 {
 	static const char *const good[] = {
-		"2018-04-05T17:31:00Z", "2018-04-05t17:31:00z", "2018-04-05T17:31:00.123456789+01:00",
+		"2018-04-05T17:31:00Z", "2018-04-05t17:31:00z",
+		"2018-04-05T17:31:00.123456789+01:00",
 		"2016-12-31T23:59:60Z", "2024-02-29T00:00:00-23:59", "0001-01-01T00:00:00Z",
 		"2000-02-29T12:00:00.5+00:00",
 	};
@@ -477,8 +480,8 @@ static void test_time_must_be_rfc3339(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
 	for (i = 0; i < sizeof good / sizeof good[0]; i++) {
 		kanal_error_clear(&err);
-		CHECK_MSG(kanal_msg_set_attr(msg, "time", good[i], &err) == 0, "time %s accepted (%s)",
-			  good[i], err.text);
+		CHECK_MSG(kanal_msg_set_attr(msg, "time", good[i], &err) == 0,
+			  "time %s accepted (%s)", good[i], err.text);
 		CHECK_MSG(kanal_msg_time(msg) && strcmp(kanal_msg_time(msg), good[i]) == 0,
 			  "time %s stored", good[i]);
 	}
@@ -808,7 +811,8 @@ static void test_not_an_object_or_trailing_text(void)
 
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int rc = s_parse(bad[i], &msg, &err);
-		CHECK_MSG(rc == KANAL_EPARSE && !msg, "case %zu rejected as malformed (rc %d)", i, rc);
+		CHECK_MSG(rc == KANAL_EPARSE && !msg, "case %zu rejected as malformed (rc %d)", i,
+			  rc);
 		CHECK_MSG(err.text[0] && strcmp(err.source, "<event>") == 0 && err.line == 1 &&
 				  err.column >= 1,
 			  "case %zu: placed error (%s)", i, err.text);
@@ -849,7 +853,7 @@ static void test_invalid_utf8_rejected(void)
 	EXPECT_REJECT(",\"subject\":\"caf\xe9\"", KANAL_EPARSE, "subject");
 	EXPECT_REJECT(",\"subject\":\"\xc0\xaf\"", KANAL_EPARSE, "subject");      /* overlong */
 	EXPECT_REJECT(",\"subject\":\"\xed\xa0\x80\"", KANAL_EPARSE, "subject");  /* surrogate */
-	EXPECT_REJECT(",\"subject\":\"\xf4\x90\x80\x80\"", KANAL_EPARSE, "subject"); /* > U+10FFFF */
+	EXPECT_REJECT(",\"subject\":\"\xf4\x90\x80\x80\"", KANAL_EPARSE, "subject"); /* >10FFFF */
 	EXPECT_REJECT(",\"subject\":\"\xe2\x82\"", KANAL_EPARSE, "subject");      /* truncated */
 	EXPECT_REJECT(",\"ext\":\"\x80\"", KANAL_EPARSE, "ext");
 	EXPECT_REJECT(",\"data\":{\"a\":[\"ok\",\"\xff\"]}", KANAL_EPARSE, "data");
@@ -1006,7 +1010,7 @@ static void test_deep_nesting_rejected_cleanly(void)
 static void test_untouched_data_is_copied_verbatim(void)
 {
 	const char *text = "{" BASE ",\"data\":{ \"b\" : [1, 2.50, \"x\\u00e6\"] ,\n \"a\":true }}";
-	const char *expected = "{" BASE ",\"data\":{ \"b\" : [1, 2.50, \"x\\u00e6\"] ,\n \"a\":true }}";
+	const char *expected = text;
 	kanal_msg_t *msg = NULL;
 	kanal_error_t err;
 	const char *s = NULL;
@@ -1036,7 +1040,8 @@ static void test_untouched_data_is_copied_verbatim(void)
 	CU_ASSERT_EQUAL(kanal_msg_data_bool(msg, "a", &a), 0);
 	CU_ASSERT_FALSE(a);
 	json = kanal_msg_to_json(msg, NULL);
-	CU_ASSERT_STRING_EQUAL(json, "{" BASE ",\"data\":{\"b\":[1,2.5,\"x\xc3\xa6\"],\"a\":false}}");
+	CU_ASSERT_STRING_EQUAL(json,
+			       "{" BASE ",\"data\":{\"b\":[1,2.5,\"x\xc3\xa6\"],\"a\":false}}");
 	kanal_free(json);
 	s_assert_round_trip(msg, "changed data");
 	kanal_msg_destroy(&msg);
@@ -1049,7 +1054,8 @@ static void test_round_trip_keeps_everything(void)
 		"\"note\":\"line1\\nline2 \\\"q\\\" \\\\ \\u0001\"},"
 		"\"specversion\":\"1.0\",\"id\":\"a-1\",\"source\":\"daycare-1\","
 		"\"type\":\"child.absence.reported\",\"subject\":\"person:ab\\\"c\","
-		"\"time\":\"2025-03-10T07:12:45.123+01:00\",\"datacontenttype\":\"application/json\","
+		"\"time\":\"2025-03-10T07:12:45.123+01:00\","
+		"\"datacontenttype\":\"application/json\","
 		"\"dataschema\":\"https://kanal.dk/schema/absence\",\"correlationid\":\"c-1\","
 		"\"attempt\":3,\"urgent\":false,\"traceparent\":\"00-0af7651916cd43dd-01\"}";
 	kanal_msg_t *msg = NULL, *again = NULL;
@@ -1175,8 +1181,9 @@ static void test_data_path_writes(void)
 	CU_ASSERT_EQUAL(kanal_msg_data_set_str(msg, "children.1.name", "C"), 0); /* appends */
 	CU_ASSERT_EQUAL(kanal_msg_data_set_int(msg, "big", INT64_MAX), 0);
 	json = kanal_msg_data_json(msg, NULL);
-	CU_ASSERT_STRING_EQUAL(json, "{\"guardian\":{\"name\":\"Ann\",\"age\":34},\"score\":2.25,"
-				     "\"urgent\":true,\"children\":[{\"name\":\"B\"},{\"name\":\"C\"}],"
+	CU_ASSERT_STRING_EQUAL(json, "{\"guardian\":{\"name\":\"Ann\",\"age\":34},"
+				     "\"score\":2.25,\"urgent\":true,"
+				     "\"children\":[{\"name\":\"B\"},{\"name\":\"C\"}],"
 				     "\"big\":9223372036854775807}");
 	kanal_free(json);
 
@@ -1316,7 +1323,7 @@ static void test_size_is_the_serialised_length(void)
 	CU_ASSERT_EQUAL(kanal_msg_data_set_str(msg, "note", "a fairly long note of text"), 0);
 	CU_ASSERT(kanal_msg_size(msg) >= before + 26);
 	json = kanal_msg_to_json(msg, NULL);
-	CU_ASSERT(kanal_msg_size(msg) >= strlen(json) / 2 && kanal_msg_size(msg) <= strlen(json) * 2);
+	CU_ASSERT(kanal_msg_size(msg) >= strlen(json) && kanal_msg_size(msg) <= strlen(json) * 2);
 	kanal_free(json);
 	kanal_msg_clear_data(msg);
 	json = kanal_msg_to_json(msg, NULL);

@@ -268,9 +268,10 @@ static void test_empty_folder_and_missing_path_are_errors(void)
 	CU_ASSERT_PTR_NULL(rt);
 	got = diag_join(&d);
 	CU_ASSERT_TRUE(asprintf(&expected,
-				"%s: error: no routing files in %s (expected *.yaml or *.yml files)\n"
-				"tests/data/routes/no-such-folder: error: cannot read: No such file "
-				"or directory\n",
+				"%s: error: no routing files in %s (expected *.yaml or *.yml "
+				"files)\n"
+				"tests/data/routes/no-such-folder: error: cannot read: No such "
+				"file or directory\n",
 				dir, dir) > 0);
 	CU_ASSERT_STRING_EQUAL(got, expected);
 	free(got);
@@ -615,7 +616,8 @@ static void test_explain_matching_event(void)
 	char *text;
 
 	CU_ASSERT_EQUAL_FATAL(routes_load(&path, 1, s_instances, N_INSTANCES, &rt, &d), 0);
-	msg = s_event("child.absence.reported", "daycare-north", "{\"reason\":\"sick\",\"days\":2}");
+	msg = s_event("child.absence.reported", "daycare-north",
+		      "{\"reason\":\"sick\",\"days\":2}");
 	text = s_explain(rt, msg, &matched);
 	CU_ASSERT_EQUAL(matched, 2);
 	s_expect_line(text, "event     type 'child.absence.reported', source 'daycare-north'");
@@ -625,14 +627,16 @@ static void test_explain_matching_event(void)
 	s_expect_line(text, "source    daycare-* matches 'daycare-north'");
 	s_expect_line(text, "where     data.reason == \"sick\" and data.days <= 5  (true)");
 	s_expect_line(text, "to        family-calendar, staffing\n");
-	s_expect_line(text, "enrich    cpr into data.guardian (timeout 3s; on error: skip the step)");
+	s_expect_line(text,
+		      "enrich    cpr into data.guardian (timeout 3s; on error: skip the step)");
 	s_expect_line(text, "fallback  letter (when every destination in 'to' rejects)");
 	s_expect_line(text, "retry     up to 10 attempts, backoff 2s growing to at most 10m");
 	s_expect_line(text, "no match  long-sick-child-to-letter  (");
 	s_expect_line(text, "where     data.days > 5  (false)\n"
 			    "                      data.days > 5 is false: data.days is 2\n");
-	s_expect_line(text, "no match  staff-absence  (" GOOD_DIR "/20-staff.yml:3)\n"
-			    "            type      staff.> does not match 'child.absence.reported'");
+	s_expect_line(text,
+		      "no match  staff-absence  (" GOOD_DIR "/20-staff.yml:3)\n"
+		      "            type      staff.> does not match 'child.absence.reported'");
 	s_expect_line(text, "match     audit-everything");
 	s_expect_line(text, "(no 'match': every event)");
 	s_expect_line(text, "2 routes match: the event goes to family-calendar, staffing, hr\n");

@@ -10,7 +10,7 @@
  *   kanal_harness_t *h = kanal_harness_new("build/plugins/sink.so", "sink-1", &err);
  *   kanal_harness_option(h, "path", "/tmp/out.jsonl");
  *   kanal_harness_start(h, &err);
- *   kanal_outcome_t o = kanal_harness_deliver(h, msg);
+ *   kanal_outcome_t o = kanal_harness_deliver(h, msg, NULL);
  *   kanal_harness_run(h, 200);   // let timers and fd watches run for 200 ms
  *   kanal_harness_destroy(&h);   // stops and unloads
  *
@@ -43,7 +43,8 @@ int kanal_harness_option_list(kanal_harness_t *h, const char *key, const char *c
  * by destroy). Call before start. */
 int kanal_harness_state_dir(kanal_harness_t *h, const char *dir);
 
-/* Validates the options against the plugin's table, then calls init and start. Returns 0,
+/* Validates the options against the plugin's table, then calls init and start. The calling
+ * thread becomes the instance's thread: use the harness from it only. Returns 0,
  * KANAL_ECONFIG (err says which option and why) or the plugin's error code (err holds its
  * kanal_set_error text). */
 int kanal_harness_start(kanal_harness_t *h, kanal_error_t *err);
@@ -91,7 +92,8 @@ double kanal_harness_metric(const kanal_harness_t *h, const char *name);
 /* Forgets recorded emits and log lines. */
 void kanal_harness_clear(kanal_harness_t *h);
 
-/* Stops the plugin (deadline `deadline_ms` from now) if started, destroys it, unloads it.
+/* Stops the plugin (its stop gets a deadline 5 s from now) if started, destroys it,
+ * unloads it, and removes the temporary state folder if the harness made it.
  * Ownership: takes *h_p. */
 void kanal_harness_destroy(kanal_harness_t **h_p);
 

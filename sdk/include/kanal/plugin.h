@@ -64,6 +64,8 @@ typedef enum kanal_opt_type {
 	KANAL_OPT_DURATION, /* read with kanal_config_duration_ms */
 	KANAL_OPT_SIZE,     /* read with kanal_config_int, in bytes */
 	KANAL_OPT_LIST,     /* a list of strings; read with kanal_config_list */
+	KANAL_OPT_PATH,     /* a file or folder; a relative one is resolved against the folder
+			     * of the config file that gave it; read with kanal_config_string */
 } kanal_opt_type_t;
 
 /* Returns "string", "int", … for a type. */
@@ -141,8 +143,11 @@ int64_t kanal_now_ms(void);
 /* Hands an event to the bus. Sets `source` to the instance name when the event has none.
  * Returns 0 once the bus has accepted the event: it is then the bus's to deliver. Returns
  * KANAL_EBUSY when the bus applies backpressure (a destination's queue is full; try again
- * later — the event was not accepted), KANAL_EINVALID when the event fails validation,
- * KANAL_ECLOSED when the bus is shutting down, KANAL_ETHREAD off the instance's thread.
+ * later — the event was not accepted), KANAL_EINVALID when the event fails validation (a
+ * CPR number in a context attribute is refused too), KANAL_ETOOBIG when it is larger than
+ * the broker's max_event_size, KANAL_ECLOSED when the bus is shutting down, KANAL_ESTATE
+ * when called before start, KANAL_ETHREAD off the instance's thread. An event the bus has
+ * accepted is never refused afterwards (docs/design/emit-and-backpressure.md).
  * Ownership: takes *msg_p, always, and sets it to NULL. */
 int kanal_emit(kanal_ctx_t *ctx, kanal_msg_t **msg_p);
 
