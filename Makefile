@@ -153,7 +153,11 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$(PREFIX)/include|' kanal.pc.in \
 		> $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc
 	sed -e 's|^plugin_dir:.*|plugin_dir: $(PLUGDIR)|; s|^routes:.*|routes: routes|' \
+	    -e 's|^state_dir:.*|state_dir: $(PREFIX)/var/lib/kanal|' \
+	    -e 's|^run_dir:.*|run_dir: $(PREFIX)/var/run/kanal|' \
+	    -e 's|\.\./var/demo/|$(PREFIX)/var/lib/kanal/demo/|' \
 		conf/kanald.yaml > $(DESTDIR)$(CONFDIR)/kanald.yaml
+	install -d $(DESTDIR)$(PREFIX)/var/lib/kanal/demo $(DESTDIR)$(PREFIX)/var/run/kanal
 	install -m 644 routes/*.yaml $(DESTDIR)$(CONFDIR)/routes/
 
 uninstall:
@@ -161,6 +165,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libkanal.so $(DESTDIR)$(LIBDIR)/libkanal.so.1
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc
 	rm -rf $(DESTDIR)$(PREFIX)/include/kanal $(DESTDIR)$(LIBDIR)/kanal $(DESTDIR)$(CONFDIR)
+	rmdir $(DESTDIR)$(PREFIX)/var/run/kanal 2>/dev/null || true
 
 clean:
 	rm -rf build build-asan
