@@ -35,7 +35,7 @@ done
 tpid=$!
 
 stop() {
-	trap - INT TERM
+	trap - INT TERM EXIT HUP PIPE
 	echo
 	echo "--- status before stopping ---"
 	"$KANALCTL" -c "$CONF" status 2>/dev/null | sed -n '1,60p'
@@ -53,6 +53,8 @@ stop() {
 	exit 0
 }
 trap stop INT TERM
+# Whatever ends this script (a closed pipe, a hang-up), kanald must not outlive it.
+trap 'kill $tpid 2>/dev/null; kill -TERM $kpid 2>/dev/null' EXIT HUP PIPE
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
 	sleep "$DEMO_SECONDS"
