@@ -43,7 +43,10 @@ typedef struct loader {
 } loader_t;
 
 static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir", "run_dir",
-					  "routes",    "endpoints",  "limits",    "instances" };
+					  "routes",    "endpoints",  "limits",    "instances",
+					  "journal" };
+static const char *const s_journal_keys[] = { "mode", "path", "sync", "retention",
+					      "dedupe_window" };
 static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin" };
 static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
 					    "queue_max_bytes", "shutdown_deadline",
@@ -410,6 +413,39 @@ static void s_limits(loader_t *ld, const ynode_t *v)
 		      (long long)conf->queue_max_bytes, (long long)conf->max_event_bytes);
 }
 
+/* journal: {mode, path, sync, retention, dedupe_window} */
+static void s_journal(loader_t *ld, const ynode_t *v)
+{
+	conf_t *conf = ld->conf;
+	const ynode_t *x;
+	const char *text;
+
+	if (!s_is_mapping(ld, v, "journal"))
+		return;
+	if (yaml_tree_check_keys(v, s_journal_keys, N_OF(s_journal_keys), "journal", ld->file,
+				 ld->d))
+		ld->errors++;
+	if ((x = yaml_tree_get(v, "mode")) && (text = s_text(ld, x, "mode", false))) {
+		if (!strcmp(text, "durable") || !strcmp(text, "memory"))
+			conf->journal_durable = !strcmp(text, "durable");
+		else
+			s_err(ld, x, "journal 'mode' is durable or memory, not '%s'", text);
+	}
+	if ((x = yaml_tree_get(v, "path")) && (text = s_text(ld, x, "path", false)))
+		conf->journal_path = s_path(ld, text);
+	if ((x = yaml_tree_get(v, "sync")) && (text = s_text(ld, x, "sync", false))) {
+		if (!strcmp(text, "process") || !strcmp(text, "power"))
+			conf->journal_sync_power = !strcmp(text, "power");
+		else
+			s_err(ld, x, "journal 'sync' is process (survives a kanald crash) or power "
+				     "(survives a power cut), not '%s'", text);
+	}
+	if ((x = yaml_tree_get(v, "retention")))
+		s_duration(ld, x, "retention", false, &conf->journal_retention_ms);
+	if ((x = yaml_tree_get(v, "dedupe_window")))
+		s_duration(ld, x, "dedupe_window", false, &conf->dedupe_window_ms);
+}
+
 /* ---- instances ---------------------------------------------------------------------- */
 
 /* True when `name` is a valid instance name: [a-z0-9][a-z0-9_-]*, at most CONF_MAX_NAME. */
@@ -615,6 +651,9 @@ static void s_defaults(loader_t *ld)
 	conf->queue_max_bytes = 64 * 1024 * 1024;
 	conf->shutdown_deadline_ms = 5000;
 	conf->enrich_timeout_ms = 2000;
+	conf->journal_durable = true;
+	conf->journal_retention_ms = 7LL * 24 * 3600 * 1000;
+	conf->dedupe_window_ms = 10LL * 60 * 1000;
 	conf->route_paths = s_calloc(ld, 1, sizeof *conf->route_paths);
 	if (conf->route_paths && (conf->route_paths[0] = s_path(ld, "routes")))
 		conf->n_route_paths = 1;
@@ -649,6 +688,8 @@ static void s_walk(loader_t *ld, const ynode_t *root)
 		s_endpoints(ld, x);
 	if ((x = yaml_tree_get(root, "limits")))
 		s_limits(ld, x);
+	if ((x = yaml_tree_get(root, "journal")))
+		s_journal(ld, x);
 	if ((x = yaml_tree_get(root, "instances")))
 		s_instances(ld, x);
 }

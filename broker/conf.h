@@ -41,6 +41,11 @@ typedef struct conf {
 	int64_t shutdown_deadline_ms;
 	int64_t enrich_timeout_ms; /* default for enrich steps without `timeout` */
 	kanal_log_level_t log_level;
+	bool journal_durable;      /* journal.mode: durable (default) or memory */
+	char *journal_path;        /* NULL: <state_dir>/journal.db */
+	bool journal_sync_power;   /* journal.sync: power (synchronous=FULL) or process */
+	int64_t journal_retention_ms;
+	int64_t dedupe_window_ms;
 	void *strings;          /* private storage */
 } conf_t;
 

@@ -36,6 +36,7 @@
 
 #include "bus.h"
 #include "deadletter.h"
+#include "journal.h"
 #include "log.h"
 #include "privacy.h"
 #include "router.h"
@@ -48,8 +49,18 @@ typedef struct table {
 	int refs;
 } table_t;
 
+/* An event's journal record: its sequence number and how many of its deliveries (and
+ * flows still enriching) have not reached an end. At zero the event is marked done. Shared
+ * by the event and the copies that enrich steps make of it. */
+typedef struct jev {
+	uint64_t seq;
+	int open;
+	int refs;
+} jev_t;
+
 typedef struct shared {
 	kanal_msg_t *msg;
+	jev_t *jev; /* NULL when the journal is off */
 	int refs;
 } shared_t;
 
@@ -69,6 +80,8 @@ typedef struct flow {
 	int primaries_rejected;
 	int primaries_total;
 	delivery_t *held;          /* rejected primaries kept until the flow is decided */
+	const journal_row_t *rows; /* during recovery: what the journal says already happened */
+	size_t n_rows;
 	int refs;
 } flow_t;
 
@@ -93,7 +106,9 @@ struct delivery {
 	size_t n_errors;
 	char requester[128];  /* DL_REQUEST: the asking instance and its sequence number */
 	uint64_t req_seq;
-	int64_t req_deadline;
+	char *replay_route;   /* a replayed dead letter's route (the route may be gone) */
+	bool counted;         /* holds one of its event's jev->open */
+	bool spilled;         /* freed at shutdown without an end: the event stays open */
 	delivery_t *next;
 };
 
@@ -107,6 +122,13 @@ struct dest {
 	int n_inflight;
 	uint64_t delivered, rejected, retried, dead;
 };
+
+/* A gateway reply held until the turn's commit: the envelope frames and the results. */
+typedef struct pending_reply {
+	zmq_msg_t parts[8];
+	int n;
+	json_t *reply;
+} pending_reply_t;
 
 typedef struct held_emit {
 	kanal_msg_t *msg;
@@ -140,6 +162,11 @@ struct router {
 	held_emit_t *held_head, *held_tail;
 	size_t n_held;
 
+	journal_t *journal;  /* NULL: memory mode */
+	bool journal_failed; /* a commit failed: refuse new events until a commit works */
+	int64_t next_prune_ms;
+	struct pending_reply *pending; /* gateway replies waiting for the turn's commit */
+	size_t n_pending, cap_pending;
 	bool stopping;
 	int closed_count; /* instances that answered BUS_CLOSED during shutdown */
 	int undelivered_at_stop;
@@ -149,6 +176,11 @@ struct router {
 
 static void s_flow_release(router_t *r, flow_t **flow_p);
 static void s_dispatch(router_t *r, dest_t *d);
+static void s_schedule_retry(router_t *r, delivery_t *dl);
+static void s_flow_primary_done(router_t *r, flow_t *f);
+static void s_end_turn(router_t *r);
+static void s_recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, const journal_row_t *rows,
+			    size_t n_rows);
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -177,15 +209,46 @@ static shared_t *s_shared_new(kanal_msg_t **msg_p)
 	return s;
 }
 
+static void s_jev_release(jev_t **j_p)
+{
+	jev_t *j = *j_p;
+
+	if (j && --j->refs == 0)
+		free(j);
+	*j_p = NULL;
+}
+
 static void s_shared_release(shared_t **s_p)
 {
 	shared_t *s = *s_p;
 
 	if (s && --s->refs == 0) {
 		kanal_msg_destroy(&s->msg);
+		s_jev_release(&s->jev);
 		free(s);
 	}
 	*s_p = NULL;
+}
+
+/* One more unit of the event is open (a delivery, or a flow still enriching). */
+static void s_jev_open(shared_t *ev)
+{
+	if (ev->jev)
+		ev->jev->open++;
+}
+
+/* A unit of the event reached its end; when none is left the event is done. */
+static void s_jev_close(router_t *r, jev_t *j)
+{
+	if (!j || --j->open > 0)
+		return;
+	if (r->journal && !r->journal_failed)
+		journal_event_done(r->journal, j->seq);
+}
+
+static const char *s_route_key(const char *route)
+{
+	return route ? route : "";
 }
 
 static dest_t *s_dest(router_t *r, const char *name)
@@ -206,7 +269,7 @@ static bool s_dest_full(const router_t *r, const dest_t *d, size_t extra_bytes)
 
 static const char *s_route_name(const delivery_t *dl)
 {
-	return dl->flow ? dl->flow->route->name : NULL;
+	return dl->flow ? dl->flow->route->name : dl->replay_route;
 }
 
 static void s_delivery_error(delivery_t *dl, const char *text)
@@ -238,6 +301,10 @@ static delivery_t *s_delivery_new(router_t *r, dl_kind_t kind, shared_t *ev, flo
 	dl->dest = d;
 	dl->attempt = 1;
 	dl->bytes = kanal_msg_size(ev->msg);
+	if (kind == DL_PRIMARY || kind == DL_FALLBACK || kind == DL_DEFAULT) {
+		dl->counted = true;
+		s_jev_open(ev);
+	}
 	return dl;
 }
 
@@ -249,6 +316,9 @@ static void s_delivery_free(router_t *r, delivery_t **dl_p)
 		return;
 	for (size_t i = 0; i < dl->n_errors; i++)
 		free(dl->errors[i]);
+	if (dl->counted && !dl->spilled)
+		s_jev_close(r, dl->ev->jev);
+	free(dl->replay_route);
 	s_shared_release(&dl->ev);
 	s_flow_release(r, &dl->flow);
 	free(dl);
@@ -270,11 +340,21 @@ static void s_dead(router_t *r, delivery_t **dl_p, const char *reason)
 	json_t *extra;
 
 	dl->dest->dead++;
-	if (deadletter_write(r->deadletter, dl->ev->msg, s_route_name(dl), dl->dest->name,
-			     reason, dl->attempt, dl->errors, dl->n_errors) < 0)
+	if (r->journal && dl->ev->jev) {
+		uint64_t seq = dl->ev->jev->seq;
+		if (journal_dead(r->journal, seq, dl->ev->msg, s_route_name(dl), dl->dest->name,
+				 reason, dl->attempt, dl->errors, dl->n_errors) < 0 ||
+		    journal_delivery(r->journal, seq, s_route_key(s_route_name(dl)),
+				     dl->dest->name, JOURNAL_DEAD, dl->attempt, 0,
+				     dl->n_errors ? dl->errors[dl->n_errors - 1] : reason) < 0)
+			log_error("router", "cannot keep event %s as a dead letter in the journal: %s",
+				  kanal_msg_id(dl->ev->msg), journal_error(r->journal));
+	} else if (deadletter_write(r->deadletter, dl->ev->msg, s_route_name(dl), dl->dest->name,
+				    reason, dl->attempt, dl->errors, dl->n_errors) < 0) {
 		log_error("router", "cannot write event %s to the dead-letter file %s: %s",
 			  kanal_msg_id(dl->ev->msg), deadletter_path(r->deadletter),
 			  strerror(errno));
+	}
 	log_warn("router", "event %s (%s) for '%s' went to the dead letters: %s",
 		 kanal_msg_id(dl->ev->msg), kanal_msg_type(dl->ev->msg), dl->dest->name, reason);
 	extra = s_dl_json(dl);
@@ -299,7 +379,8 @@ static void s_enqueue(router_t *r, delivery_t *dl)
 	d->tail = dl;
 	d->queued++;
 	d->queued_bytes += dl->bytes;
-	s_dispatch(r, d);
+	/* Handed to the instance at the end of the turn, after the journal's commit: a
+	 * destination never sees an event the journal could still lose. */
 }
 
 static void s_send_to_instance(router_t *r, dest_t *d, delivery_t *dl)
@@ -370,13 +451,48 @@ static void s_flow_release(router_t *r, flow_t **flow_p)
 	(void)r;
 }
 
+/* During recovery: the journal's row for (route, destination), or NULL. */
+static const journal_row_t *s_row(const journal_row_t *rows, size_t n, const char *route,
+				  const char *dest)
+{
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].attempts >= 0 && !strcmp(rows[i].route, s_route_key(route)) &&
+		    !strcmp(rows[i].destination, dest))
+			return &rows[i];
+	return NULL;
+}
+
+/* Applies a recovered journal row to a new delivery: a RETRYING one waits for its next
+ * attempt. Returns true when the delivery was scheduled (not to be enqueued). */
+static bool s_resume(router_t *r, delivery_t *dl, const journal_row_t *row)
+{
+	if (!row || row->state != JOURNAL_RETRYING)
+		return false;
+	dl->attempt = row->attempts + 1;
+	if (row->last_error)
+		s_delivery_error(dl, row->last_error);
+	{
+		int64_t wait = row->next_at_ms - kanal__wall_ms();
+		dl->due_ms = kanal_now_ms() + (wait > 0 ? wait : 0);
+	}
+	s_schedule_retry(r, dl);
+	return true;
+}
+
 /* Queues one delivery of the flow's event to each destination in names[]. */
 static void s_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kind_t kind,
 		      delivery_t *history)
 {
+	delivery_t *ghosts = NULL;
+
 	for (size_t i = 0; i < n; i++) {
 		dest_t *d = s_dest(r, names[i]);
+		const journal_row_t *row = s_row(f->rows, f->n_rows, f->route->name, names[i]);
 		delivery_t *dl;
+
+		/* Recovery: what already reached an end is not delivered again. */
+		if (row && (row->state == JOURNAL_DELIVERED || row->state == JOURNAL_DEAD))
+			continue;
 
 		if (!d) {
 			/* Validated at load; an instance cannot vanish while kanald runs. */
@@ -398,7 +514,24 @@ static void s_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_k
 			}
 		if (kind == DL_PRIMARY)
 			f->primaries_open++, f->primaries_total++;
-		s_enqueue(r, dl);
+		if (row && row->state == JOURNAL_REJECTED && kind == DL_PRIMARY) {
+			/* Rejected before the restart: it waits with the flow's decision. */
+			dl->attempt = row->attempts;
+			s_delivery_error(dl, row->last_error);
+			dl->next = ghosts;
+			ghosts = dl;
+			continue;
+		}
+		if (!s_resume(r, dl, row))
+			s_enqueue(r, dl);
+	}
+	while (ghosts) {
+		delivery_t *dl = ghosts;
+		ghosts = dl->next;
+		f->primaries_rejected++;
+		dl->next = f->held;
+		f->held = dl;
+		s_flow_primary_done(r, f);
 	}
 }
 
@@ -483,6 +616,7 @@ static void s_enrich_failed(router_t *r, flow_t *f, const char *why)
 		s_delivery_error(dl, reason);
 		s_dead(r, &dl, reason);
 	}
+	s_jev_close(r, f->ev->jev);
 	s_flow_release(r, &f); /* the enrich stage's reference */
 }
 
@@ -495,6 +629,7 @@ static void s_enrich_next(router_t *r, flow_t *f)
 
 	if (f->enrich_step >= f->route->n_enrich) {
 		s_flow_deliver(r, f);
+		s_jev_close(r, f->ev->jev);
 		s_flow_release(r, &f); /* the enrich stage's reference */
 		return;
 	}
@@ -597,51 +732,12 @@ static bool s_has_room(router_t *r, const route_t *const *m, size_t n, size_t by
 	return true;
 }
 
-/* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
- * is full (*msg_p is left with the caller) or KANAL_ENOMEM (taken and lost: logged). */
-static int s_accept(router_t *r, kanal_msg_t **msg_p)
+/* Starts one flow per matching route: enrich first where the route says so (on the flow's
+ * own copy of the event), else straight to its destinations. `rows` (recovery only) tell
+ * what the journal says already happened to the event's deliveries. */
+static void s_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size_t n,
+			  json_t *names, const journal_row_t *rows, size_t n_rows)
 {
-	const route_t *stack[64];
-	const route_t **m = stack;
-	size_t n, cap = 64;
-	shared_t *ev;
-	json_t *names;
-
-	n = routes_match(r->table->routes, *msg_p, m, cap);
-	if (n > cap) {
-		m = malloc(n * sizeof *m);
-		if (!m)
-			return KANAL_ENOMEM;
-		cap = n;
-		n = routes_match(r->table->routes, *msg_p, m, cap);
-	}
-	if (!s_has_room(r, m, n, kanal_msg_size(*msg_p))) {
-		if (m != stack)
-			free(m);
-		return KANAL_EBUSY;
-	}
-	ev = s_shared_new(msg_p);
-	if (!ev) {
-		if (m != stack)
-			free(m);
-		return KANAL_ENOMEM;
-	}
-	r->accepted++;
-	stream_publish(r->stream, "accepted", NULL, ev->msg, NULL);
-	if (n == 0) {
-		dest_t *d = s_dest(r, routes_default(r->table->routes));
-		delivery_t *dl = d ? s_delivery_new(r, DL_DEFAULT, ev, NULL, d) : NULL;
-
-		r->unmatched++;
-		stream_publish(r->stream, "unmatched", NULL, ev->msg,
-			       json_pack("{s:s}", "destination",
-					 routes_default(r->table->routes)));
-		if (dl)
-			s_enqueue(r, dl);
-		s_shared_release(&ev);
-		return 0;
-	}
-	names = stream_wanted(r->stream) ? json_array() : NULL;
 	for (size_t i = 0; i < n; i++) {
 		flow_t *f = calloc(1, sizeof *f);
 
@@ -659,6 +755,11 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 			/* Enriching writes into the event: this flow gets its own copy. */
 			kanal_msg_t *copy = kanal_msg_dup(ev->msg);
 			f->ev = copy ? s_shared_new(&copy) : NULL;
+			if (f->ev && ev->jev) {
+				f->ev->jev = ev->jev;
+				ev->jev->refs++;
+				s_jev_open(f->ev); /* the enrich stage */
+			}
 			if (!f->ev) {
 				log_error("router", "out of memory copying event %s",
 					  kanal_msg_id(ev->msg));
@@ -670,13 +771,91 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 		} else {
 			f->ev = ev;
 			ev->refs++;
+			f->rows = rows;
+			f->n_rows = n_rows;
 			s_flow_deliver(r, f);
+			f->rows = NULL; /* borrowed for this call only */
+			f->n_rows = 0;
 			s_flow_release(r, &f);
 		}
 	}
+}
+
+/* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
+ * is full (*msg_p is left with the caller) or KANAL_ENOMEM (taken and lost: logged). */
+static int s_accept(router_t *r, kanal_msg_t **msg_p)
+{
+	const route_t *stack[64];
+	const route_t **m = stack;
+	size_t n, cap = 64;
+	uint64_t seq = 0;
+	shared_t *ev;
+	json_t *names;
+
+	n = routes_match(r->table->routes, *msg_p, m, cap);
+	if (n > cap) {
+		m = malloc(n * sizeof *m);
+		if (!m)
+			return KANAL_ENOMEM;
+		cap = n;
+		n = routes_match(r->table->routes, *msg_p, m, cap);
+	}
+	if (!s_has_room(r, m, n, kanal_msg_size(*msg_p))) {
+		if (m != stack)
+			free(m);
+		return KANAL_EBUSY;
+	}
+	if (r->journal) {
+		int rc = 0;
+		if (r->journal_failed)
+			rc = KANAL_EIO;
+		else if (journal_seen(r->journal, kanal_msg_source(*msg_p), kanal_msg_id(*msg_p),
+				      kanal__wall_ms() - r->conf->dedupe_window_ms))
+			rc = KANAL_EDUPLICATE;
+		else if (journal_add_event(r->journal, *msg_p, &seq) < 0)
+			rc = KANAL_EIO;
+		if (rc < 0) {
+			if (m != stack)
+				free(m);
+			return rc;
+		}
+	}
+	ev = s_shared_new(msg_p);
+	if (!ev) {
+		if (m != stack)
+			free(m);
+		return KANAL_ENOMEM;
+	}
+	if (r->journal) {
+		ev->jev = calloc(1, sizeof *ev->jev);
+		if (ev->jev) {
+			ev->jev->seq = seq;
+			ev->jev->refs = 1;
+			ev->jev->open = 1; /* held by this function until its flows exist */
+		}
+	}
+	r->accepted++;
+	stream_publish(r->stream, "accepted", NULL, ev->msg, NULL);
+	if (n == 0) {
+		dest_t *d = s_dest(r, routes_default(r->table->routes));
+		delivery_t *dl = d ? s_delivery_new(r, DL_DEFAULT, ev, NULL, d) : NULL;
+
+		r->unmatched++;
+		stream_publish(r->stream, "unmatched", NULL, ev->msg,
+			       json_pack("{s:s}", "destination",
+					 routes_default(r->table->routes)));
+		if (dl)
+			s_enqueue(r, dl);
+		s_jev_close(r, ev->jev);
+		s_shared_release(&ev);
+		return 0;
+	}
+	names = stream_wanted(r->stream) ? json_array() : NULL;
+	s_start_flows(r, ev, m, n, names, NULL, 0);
 	if (names)
 		stream_publish(r->stream, "routed", NULL, ev->msg,
 			       json_pack("{s:o}", "routes", names));
+	s_jev_close(r, ev->jev);
 	s_shared_release(&ev);
 	if (m != stack)
 		free(m);
@@ -708,6 +887,18 @@ static void s_schedule_retry(router_t *r, delivery_t *dl)
 
 static const route_retry_t s_default_retry = { 5, 1000, 300000 };
 
+/* Records what happened to a delivery of a journalled event. */
+static void s_journal_row(router_t *r, const delivery_t *dl, journal_state_t state,
+			  int64_t next_at_ms, const char *error)
+{
+	if (!r->journal || r->journal_failed || !dl->ev->jev)
+		return;
+	if (journal_delivery(r->journal, dl->ev->jev->seq, s_route_key(s_route_name(dl)),
+			     dl->dest->name, state, dl->attempt, next_at_ms, error) < 0)
+		log_error("router", "cannot record delivery %llu in the journal: %s",
+			  (unsigned long long)dl->id, journal_error(r->journal));
+}
+
 static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 {
 	delivery_t *dl = s_take_inflight(d, o->id);
@@ -719,7 +910,6 @@ static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 		kanal_msg_destroy(&reply);
 		return;
 	}
-	s_dispatch(r, d);
 
 	if (dl->kind == DL_ENRICH) {
 		s_enrich_outcome(r, dl, o->outcome, o->error, &reply);
@@ -743,6 +933,7 @@ static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 	kanal_msg_destroy(&reply);
 
 	if (o->outcome == KANAL_OUTCOME_OK) {
+		s_journal_row(r, dl, JOURNAL_DELIVERED, 0, NULL);
 		d->delivered++;
 		stream_publish(r->stream, "delivered", NULL, dl->ev->msg, s_dl_json(dl));
 		if (dl->kind == DL_PRIMARY && dl->flow)
@@ -759,7 +950,9 @@ static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 		json_object_set_new(extra, "error", json_string(o->error));
 		if (dl->attempt < rt->max_attempts && !r->stopping) {
 			d->retried++;
-			dl->due_ms = kanal_now_ms() + s_backoff(rt, dl->attempt, o->retry_after_ms);
+			int64_t delay = s_backoff(rt, dl->attempt, o->retry_after_ms);
+			dl->due_ms = kanal_now_ms() + delay;
+			s_journal_row(r, dl, JOURNAL_RETRYING, kanal__wall_ms() + delay, o->error);
 			json_object_set_new(extra, "retry_in_ms",
 					    json_integer(dl->due_ms - kanal_now_ms()));
 			stream_publish(r->stream, "retrying", NULL, dl->ev->msg, extra);
@@ -791,6 +984,7 @@ static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 	}
 	if (dl->kind == DL_PRIMARY && dl->flow && dl->flow->route->n_fallback > 0) {
 		flow_t *f = dl->flow;
+		s_journal_row(r, dl, JOURNAL_REJECTED, 0, o->error);
 		f->primaries_rejected++;
 		dl->next = f->held;
 		f->held = dl;
@@ -904,7 +1098,7 @@ static void s_retry_held(router_t *r)
 		held_emit_t *h = r->held_head;
 		int rc = s_accept(r, &h->msg);
 
-		if (rc == KANAL_EBUSY)
+		if (rc == KANAL_EBUSY || rc == KANAL_EIO)
 			return;
 		r->acks[h->origin]++;
 		r->held_head = h->next;
@@ -971,8 +1165,10 @@ static void s_on_emit_sock(router_t *r)
 		if (buf[0] == BUS_EMIT && n >= (int)sizeof(bus_emit_t)) {
 			bus_emit_t e;
 			memcpy(&e, buf, sizeof e);
-			/* Emits queue behind held ones, so order per source is kept. */
-			if (!r->held_head && s_accept(r, &e.msg) != KANAL_EBUSY) {
+			/* Emits queue behind held ones, so order per source is kept. A full
+			 * destination or an unwritable journal holds the emit. */
+			int rc = r->held_head ? KANAL_EBUSY : s_accept(r, &e.msg);
+			if (rc != KANAL_EBUSY && rc != KANAL_EIO) {
 				r->acks[origin]++;
 				kanal_msg_destroy(&e.msg);
 				continue;
@@ -1048,6 +1244,14 @@ static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 	if (r->stopping)
 		return s_result(id, "error", "kanald is shutting down");
 	rc = r->held_head ? KANAL_EBUSY : s_accept(r, msg_p);
+	if (rc == KANAL_EDUPLICATE)
+		return s_result(id, "duplicate", NULL);
+	if (rc == KANAL_EIO) {
+		char why[300];
+		snprintf(why, sizeof why, "not accepted: the journal cannot be written (%s)",
+			 r->journal ? journal_error(r->journal) : "?");
+		return s_result(id, "error", why);
+	}
 	if (rc == KANAL_EBUSY) {
 		json_t *o = s_result(id, "busy", NULL);
 		json_object_set_new(o, "retry_after_ms", json_integer(200));
@@ -1134,13 +1338,16 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 	return results;
 }
 
+static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply,
+			 const char *failure);
+
 static void s_on_gateway(router_t *r)
 {
 	for (;;) {
 		zmq_msg_t parts[8];
 		int n = 0, more = 1;
 		json_t *reply;
-		char *text;
+		char *text = NULL;
 
 		/* [identity][empty (REQ only)]…[body]: echo every part before the body. */
 		while (more && n < 8) {
@@ -1170,16 +1377,76 @@ static void s_on_gateway(router_t *r)
 		reply = json_pack("{s:o}", "results",
 				  s_gateway_body(r, zmq_msg_data(&parts[n - 1]),
 						 zmq_msg_size(&parts[n - 1])));
-		text = json_dumps(reply, JSON_COMPACT);
-		json_decref(reply);
-		if (text)
-			kanal_cpr_redact_inplace(text);
-		for (int i = 0; i < n - 1; i++)
-			zmq_msg_send(&parts[i], r->gateway_sock, ZMQ_SNDMORE);
-		zmq_send(r->gateway_sock, text ? text : "{}", text ? strlen(text) : 2, 0);
-		free(text);
 		zmq_msg_close(&parts[n - 1]);
+		if (r->n_pending == r->cap_pending) {
+			size_t cap = r->cap_pending ? r->cap_pending * 2 : 16;
+			pending_reply_t *p = realloc(r->pending, cap * sizeof *p);
+			if (!p) {
+				/* No room to hold the reply: answer now rather than never. */
+				(void)text;
+				s_send_reply(r, parts, n - 1, reply, NULL);
+				continue;
+			}
+			r->pending = p;
+			r->cap_pending = cap;
+		}
+		pending_reply_t *pr = &r->pending[r->n_pending++];
+		for (int i = 0; i < n - 1; i++) {
+			zmq_msg_init(&pr->parts[i]);
+			zmq_msg_move(&pr->parts[i], &parts[i]);
+			zmq_msg_close(&parts[i]);
+		}
+		pr->n = n - 1;
+		pr->reply = reply;
+		/* Bound the turn: a flood of requests still commits and answers regularly. */
+		if (r->n_pending >= 256)
+			return;
 	}
+}
+
+/* Sends a held reply. When the turn's commit failed (`failure` set), what it called
+ * accepted was not stored: it is answered as an error, so the sender sends it again. */
+static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply,
+			 const char *failure)
+{
+	char *text;
+
+	if (failure) {
+		size_t i;
+		json_t *res;
+		json_array_foreach(json_object_get(reply, "results"), i, res) {
+			const char *st = json_string_value(json_object_get(res, "status"));
+			if (st && !strcmp(st, "accepted")) {
+				json_object_set_new(res, "status", json_string("error"));
+				json_object_set_new(res, "reason", json_string(failure));
+			}
+		}
+	}
+	text = json_dumps(reply, JSON_COMPACT);
+	json_decref(reply);
+	if (text)
+		kanal_cpr_redact_inplace(text);
+	for (int i = 0; i < n; i++) {
+		zmq_msg_send(&parts[i], r->gateway_sock, ZMQ_SNDMORE);
+		zmq_msg_close(&parts[i]);
+	}
+	zmq_send(r->gateway_sock, text ? text : "{}", text ? strlen(text) : 2, 0);
+	free(text);
+}
+
+static void s_flush_replies(router_t *r, const char *failure)
+{
+	for (size_t i = 0; i < r->n_pending; i++) {
+		pending_reply_t *pr = &r->pending[i];
+		if (r->gateway_sock) {
+			s_send_reply(r, pr->parts, pr->n, pr->reply, failure);
+		} else {
+			for (int k = 0; k < pr->n; k++)
+				zmq_msg_close(&pr->parts[k]);
+			json_decref(pr->reply);
+		}
+	}
+	r->n_pending = 0;
 }
 
 /* ---- admin and reload ------------------------------------------------------------------ */
@@ -1271,14 +1538,118 @@ static json_t *s_status(router_t *r)
 				  (json_int_t)d->rejected, "retried", (json_int_t)d->retried, "dead",
 				  (json_int_t)d->dead));
 	}
-	return json_pack("{s:b, s:i, s:I, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+	json_t *journal = r->journal
+		? json_pack("{s:s, s:s, s:s, s:b, s:I, s:I}", "mode", "durable", "path",
+			    journal_path(r->journal), "sync",
+			    r->conf->journal_sync_power ? "power" : "process", "writable",
+			    !r->journal_failed, "open_events",
+			    (json_int_t)journal_open_count(r->journal), "dead_letters",
+			    (json_int_t)journal_dlq_count(r->journal))
+		: json_pack("{s:s, s:s}", "mode", "memory", "dead_letters",
+			    deadletter_path(r->deadletter));
+	return json_pack("{s:b, s:i, s:I, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
 			 "ok", 1, "pid", (int)getpid(), "routes",
-			 (json_int_t)routes_count(r->table->routes), "journal", "memory",
+			 (json_int_t)routes_count(r->table->routes), "journal", journal,
 			 "instances", insts, "destinations", dests, "counters", "accepted",
 			 (json_int_t)r->accepted, "unmatched", (json_int_t)r->unmatched,
 			 "invalid", (json_int_t)r->invalid, "busy", (json_int_t)r->busy,
 			 "reloads", (json_int_t)r->reloads, "reload_failures",
 			 (json_int_t)r->reload_failures);
+}
+
+/* Parses an RFC 3339 "since" into unix ms (0 when absent); -1 when malformed. */
+static int64_t s_since(json_t *req)
+{
+	const char *text = json_string_value(json_object_get(req, "since"));
+	struct tm tm;
+	char *end;
+
+	if (!text)
+		return 0;
+	memset(&tm, 0, sizeof tm);
+	end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!end)
+		return -1;
+	return (int64_t)timegm(&tm) * 1000;
+}
+
+static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
+{
+	json_t *filter = json_object_get(req, "match");
+
+	if (!r->journal)
+		return json_pack("{s:b, s:s+}", "ok", 0, "error",
+				 "the journal is off (memory mode): dead letters are in ",
+				 deadletter_path(r->deadletter));
+	if (!strcmp(cmd, "dlq.list")) {
+		int64_t since = s_since(req);
+		if (since < 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "'since' must be an RFC 3339 time");
+		return json_pack("{s:b, s:o}", "ok", 1, "items",
+				 journal_dlq_list(r->journal,
+						  json_string_value(json_object_get(req, "route")),
+						  json_string_value(json_object_get(req, "type")), since,
+						  (int)json_integer_value(json_object_get(req, "limit"))));
+	}
+	if (!strcmp(cmd, "dlq.show")) {
+		json_t *item = journal_dlq_show(r->journal,
+						json_integer_value(json_object_get(req, "id")));
+		*clear = json_is_true(json_object_get(req, "clear"));
+		if (!item)
+			return json_pack("{s:b, s:s}", "ok", 0, "error", "no such dead letter");
+		return json_pack("{s:b, s:o}", "ok", 1, "item", item);
+	}
+	if (!strcmp(cmd, "dlq.replay") || !strcmp(cmd, "dlq.drop")) {
+		bool replay = !strcmp(cmd, "dlq.replay");
+		json_t *ids = json_object_get(req, "ids"), *done = json_array(),
+		       *missing = json_array(), *id;
+		size_t i;
+
+		if (replay && json_is_object(filter)) {
+			int64_t since = s_since(filter);
+			ids = journal_dlq_match(r->journal,
+						json_string_value(json_object_get(filter, "route")),
+						json_string_value(json_object_get(filter, "type")),
+						since > 0 ? since : 0);
+		} else {
+			json_incref(ids);
+		}
+		json_array_foreach(ids, i, id) {
+			int64_t n = json_integer_value(id);
+			int rc;
+			if (replay) {
+				kanal_msg_t *msg = NULL;
+				char *route = NULL, *dest = NULL;
+				uint64_t seq = 0;
+				rc = journal_dlq_take(r->journal, n, &msg, &seq, &route, &dest);
+				if (rc == 0) {
+					/* Routed like a resumed event with a target row. */
+					journal_row_t row = { route ? route : "", dest, 0, -1, 0, NULL };
+					s_recover_event(r, seq, msg, &row, 1);
+					stream_publish(r->stream, "replayed", "-", NULL,
+						       json_pack("{s:I, s:s}", "letter", (json_int_t)n,
+								 "destination", dest));
+				}
+				free(route);
+				free(dest);
+			} else {
+				rc = journal_dlq_drop(r->journal, n);
+			}
+			json_array_append_new(rc == 0 ? done : missing, json_integer(n));
+		}
+		json_decref(ids);
+		if (replay)
+			return json_pack("{s:b, s:o, s:o}", "ok", 1, "replayed", done, "missing",
+					 missing);
+		json_decref(missing);
+		{
+			json_int_t dropped = (json_int_t)json_array_size(done);
+			json_decref(done);
+			return json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped);
+		}
+	}
+	return NULL;
 }
 
 static void s_on_admin(router_t *r)
@@ -1295,17 +1666,24 @@ static void s_on_admin(router_t *r)
 		req = json_loads(buf, 0, NULL);
 		if (json_is_object(req) && json_is_string(json_object_get(req, "cmd")))
 			cmd = json_string_value(json_object_get(req, "cmd"));
+		bool clear = false;
 		if (cmd && !strcmp(cmd, "reload"))
 			reply = s_reload(r);
 		else if (cmd && !strcmp(cmd, "status"))
 			reply = s_status(r);
+		else if (cmd && !strncmp(cmd, "dlq.", 4) && (reply = s_dlq(r, cmd, req, &clear)))
+			;
 		else
 			reply = json_pack("{s:b, s:s}", "ok", 0, "error",
-					  "unknown command (expected {\"cmd\": \"reload\"|\"status\"})");
+					  "unknown command (expected reload, status, dlq.list, "
+					  "dlq.show, dlq.replay or dlq.drop)");
 		json_decref(req);
+		/* The dlq writes (replay, drop) take effect with this turn's commit. */
+		s_end_turn(r);
 		text = json_dumps(reply, JSON_COMPACT);
 		json_decref(reply);
-		if (text)
+		/* Dead letters hold events: CPR numbers are masked unless asked for in clear. */
+		if (text && !clear)
 			kanal_cpr_redact_inplace(text);
 		zmq_send(r->admin_sock, text ? text : "{}", text ? strlen(text) : 2, 0);
 		free(text);
@@ -1342,6 +1720,12 @@ static void s_spill_one(router_t *r, delivery_t *dl, const char *reason)
 
 	r->undelivered_at_stop++;
 	if (dl->kind == DL_ENRICH || dl->kind == DL_REQUEST) {
+		s_delivery_free(r, &dl);
+		return;
+	}
+	if (r->journal && dl->ev->jev) {
+		/* The journal keeps it: the event stays open and resumes on the next start. */
+		dl->spilled = true;
 		s_delivery_free(r, &dl);
 		return;
 	}
@@ -1392,12 +1776,27 @@ static void s_spill(router_t *r)
 		r->enriching = f->enrich_next;
 		f->enrich_dl = NULL;
 		r->undelivered_at_stop++;
+		if (r->journal && f->ev->jev) {
+			s_flow_release(r, &f); /* stays open in the journal */
+			continue;
+		}
 		s_enrich_failed(r, f, "kanald stopped");
 	}
 	while (r->held_head) {
 		held_emit_t *h = r->held_head;
 		shared_t *ev;
 		r->held_head = h->next;
+		if (r->journal && !r->journal_failed) {
+			/* Journalled unrouted: it is routed on the next start. */
+			uint64_t seq;
+			if (journal_add_event(r->journal, h->msg, &seq) < 0)
+				log_error("router", "cannot keep held event %s in the journal: %s",
+					  kanal_msg_id(h->msg), journal_error(r->journal));
+			kanal_msg_destroy(&h->msg);
+			r->acks[h->origin]++;
+			free(h);
+			continue;
+		}
 		ev = s_shared_new(&h->msg);
 		if (ev) {
 			delivery_t *dl = s_delivery_new(r, DL_DEFAULT, ev, NULL,
@@ -1461,7 +1860,7 @@ static void s_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 	s_run_timers(r);
 	if (r->held_head)
 		s_retry_held(r);
-	s_flush_acks(r);
+	s_end_turn(r);
 	if (i_ctl >= 0 && (items[i_ctl].revents & ZMQ_POLLIN)) {
 		char cmd[16];
 		int len = zmq_recv(r->ctl_router, cmd, sizeof cmd - 1, ZMQ_DONTWAIT);
@@ -1475,6 +1874,53 @@ static void s_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 			}
 		}
 	}
+}
+
+/* Ends a turn of the loop: commit what the turn wrote (group commit), then let it take
+ * effect — deliveries go to the instances, emits are acknowledged, the gateway answers. */
+static void s_end_turn(router_t *r)
+{
+	const char *failure = NULL;
+	char why[300];
+
+	if (r->journal) {
+		int64_t now = kanal__wall_ms();
+		if (now >= r->next_prune_ms && !r->journal_failed) {
+			int64_t keep = r->conf->journal_retention_ms > r->conf->dedupe_window_ms
+					       ? r->conf->journal_retention_ms
+					       : r->conf->dedupe_window_ms;
+			journal_prune(r->journal, now - keep);
+			r->next_prune_ms = now + 60000;
+		}
+		if (r->journal_failed && now >= r->next_prune_ms - 59000) {
+			/* Probe once a second whether the disk takes writes again. */
+			if (journal_begin(r->journal) == 0 && journal_commit(r->journal) == 0) {
+				r->journal_failed = false;
+				log_info("router", "the journal %s is writable again; accepting events",
+					 journal_path(r->journal));
+				stream_publish(r->stream, "journal.recovered", "-", NULL, NULL);
+			}
+			r->next_prune_ms = now + 60000;
+		}
+		if (journal_dirty(r->journal) && journal_commit(r->journal) < 0) {
+			snprintf(why, sizeof why, "not accepted: the journal cannot be written (%s)",
+				 journal_error(r->journal));
+			failure = why;
+			if (!r->journal_failed)
+				stream_publish(r->stream, "journal.failed", "-", NULL,
+					       json_pack("{s:s}", "error", journal_error(r->journal)));
+			log_error("router", "journal %s: commit failed: %s; refusing new events until "
+					    "it can be written", journal_path(r->journal),
+				  journal_error(r->journal));
+			r->journal_failed = true;
+			r->next_prune_ms = now + 60000;
+		}
+	}
+	for (size_t i = 0; i < r->n_dests; i++)
+		if (r->dests[i].head)
+			s_dispatch(r, &r->dests[i]);
+	s_flush_acks(r);
+	s_flush_replies(r, failure);
 }
 
 static void s_shutdown(router_t *r)
@@ -1508,7 +1954,7 @@ static void s_shutdown(router_t *r)
 		log_warn("router", "shutdown deadline reached with work undelivered; it is kept in %s",
 			 deadletter_path(r->deadletter));
 	s_spill(r);
-	s_flush_acks(r);
+	s_end_turn(r);
 	/* 3. Plugins stop, in reverse order of their start. */
 	for (size_t i = r->n_instances; i-- > 0;) {
 		bus_stop_t st = { BUS_STOP, deadline > kanal_now_ms() ? deadline
@@ -1525,6 +1971,71 @@ static void s_shutdown(router_t *r)
 	}
 }
 
+/* ---- recovery ------------------------------------------------------------------------------ */
+
+/* Resumes one open event from the journal: routed again against the current table, its
+ * finished deliveries skipped, retries waiting for their recorded time. */
+static void s_recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, const journal_row_t *rows,
+			    size_t n_rows)
+{
+	router_t *r = arg;
+	shared_t *ev = s_shared_new(&msg);
+	const route_t *stack[64];
+	size_t n;
+
+	if (!ev || !(ev->jev = calloc(1, sizeof *ev->jev))) {
+		log_error("router", "out of memory resuming journal event #%llu",
+			  (unsigned long long)seq);
+		s_shared_release(&ev);
+		return;
+	}
+	ev->jev->seq = seq;
+	ev->jev->refs = 1;
+	ev->jev->open = 1;
+	if (n_rows > 0 && rows[0].attempts < 0) {
+		/* A replayed dead letter: for its one destination only. */
+		dest_t *d = s_dest(r, rows[0].destination);
+		const journal_row_t *row = s_row(rows, n_rows, *rows[0].route ? rows[0].route : NULL,
+						 rows[0].destination);
+		if (!d)
+			d = s_dest(r, ROUTES_DEADLETTER);
+		if (!row || (row->state != JOURNAL_DELIVERED && row->state != JOURNAL_DEAD)) {
+			delivery_t *dl = s_delivery_new(r, DL_DEFAULT, ev, NULL, d);
+			if (dl) {
+				if (*rows[0].route)
+					dl->replay_route = strdup(rows[0].route);
+				if (!s_resume(r, dl, row))
+					s_enqueue(r, dl);
+			}
+		}
+	} else if ((n = routes_match(r->table->routes, ev->msg, stack, 64)) == 0) {
+		dest_t *d = s_dest(r, routes_default(r->table->routes));
+		const journal_row_t *row = d ? s_row(rows, n_rows, NULL, d->name) : NULL;
+		if (d && (!row || (row->state != JOURNAL_DELIVERED && row->state != JOURNAL_DEAD))) {
+			delivery_t *dl = s_delivery_new(r, DL_DEFAULT, ev, NULL, d);
+			if (dl && !s_resume(r, dl, row))
+				s_enqueue(r, dl);
+		}
+	} else {
+		s_start_flows(r, ev, stack, n < 64 ? n : 64, NULL, rows, n_rows);
+	}
+	s_jev_close(r, ev->jev);
+	s_shared_release(&ev);
+}
+
+static void s_recover(router_t *r)
+{
+	int n;
+
+	if (!r->journal)
+		return;
+	n = journal_load_open(r->journal, s_recover_event, r);
+	if (n > 0)
+		log_info("router", "resumed %d open event%s from the journal %s", n, n == 1 ? "" : "s",
+			 journal_path(r->journal));
+	s_end_turn(r);
+}
+
 static void *s_router_main(void *arg)
 {
 	router_t *r = arg;
@@ -1534,6 +2045,7 @@ static void *s_router_main(void *arg)
 	for (size_t i = 0; i < r->n_instances; i++)
 		stream_publish(r->stream, "plugin.started", r->instances[i]->name, NULL,
 			       json_pack("{s:s}", "instance", r->instances[i]->name));
+	s_recover(r);
 	while (!r->stopping)
 		s_poll_once(r, -1, true);
 	s_shutdown(r);
@@ -1633,6 +2145,16 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 	r->deadletter = deadletter_open(conf->state_dir, err, err_size);
 	if (!r->deadletter)
 		goto fail;
+	if (conf->journal_durable) {
+		char path[1100];
+		if (conf->journal_path)
+			snprintf(path, sizeof path, "%s", conf->journal_path);
+		else
+			snprintf(path, sizeof path, "%s/journal.db", conf->state_dir);
+		r->journal = journal_open(path, conf->journal_sync_power, err, err_size);
+		if (!r->journal)
+			goto fail;
+	}
 	r->deliver_sock = s_bind(r, ZMQ_ROUTER, BUS_DELIVER_ENDPOINT, NULL, 0, err, err_size);
 	r->emit_sock = s_bind(r, ZMQ_ROUTER, BUS_EMIT_ENDPOINT, NULL, 0, err, err_size);
 	r->ctl_router = s_bind(r, ZMQ_PAIR, BUS_CTL_ENDPOINT, NULL, 0, err, err_size);
@@ -1716,6 +2238,9 @@ void router_destroy(router_t **r_p)
 		zmq_close(r->ctl_router);
 	stream_destroy(&r->stream);
 	deadletter_close(&r->deadletter);
+	s_flush_replies(r, "kanald stopped");
+	free(r->pending);
+	journal_close(&r->journal);
 	if (r->table)
 		s_table_release(&r->table);
 	free(r->dests);

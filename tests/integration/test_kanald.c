@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kanald.h"
 #include "test.h"
@@ -84,6 +85,20 @@ static bool s_file_has(const char *path, const char *needle)
 
 	free(text);
 	return has;
+}
+
+/* Waits (bounded) until the dead-letter store holds at least one letter and returns the
+ * admin dlq.list reply, or NULL. */
+static char *s_wait_dead(kd_t *kd)
+{
+	for (int waited = 0; waited < WAIT; waited += 50) {
+		char *reply = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
+		if (reply && strstr(reply, "\"event_id\""))
+			return reply;
+		free(reply);
+		usleep(50 * 1000);
+	}
+	return NULL;
 }
 
 static void test_fan_out_where_and_default(void)
@@ -197,9 +212,11 @@ static void test_fallback_when_every_primary_rejects(void)
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
 	kd_unsubscribe(&sub);
-	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 	/* The letter was carried: nothing is dead. */
-	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "state/deadletter.jsonl")), 0);
+	p = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "\"items\":[]"));
+	free(p);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 	kd_destroy(&kd);
 }
 
@@ -218,15 +235,41 @@ static void test_reject_without_fallback_is_kept_as_dead_letter(void)
 	e = s_event("letter-2", "post.letter.send", "{\"label\":\"Brev\"}");
 	s_send_expect(kd, e, "accepted");
 	free(e);
-	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "state/deadletter.jsonl"), 1, WAIT), 1);
-	text = test_read_file(kd_path(kd, "state/deadletter.jsonl"), NULL);
+	text = s_wait_dead(kd);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	/* The record holds the original event, route, destination and the plugin's error. */
-	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"letter-2\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"event_id\":\"letter-2\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"route\":\"strict\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"destination\":\"digital\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"reason\":\"rejected\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "post.letter.send"));
+	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+static void test_memory_mode_keeps_dead_letters_in_a_file(void)
+{
+	const char *routes = "routes:\n"
+			     "  - name: strict\n"
+			     "    match: { type: post.letter.send }\n"
+			     "    to: digital\n";
+	char *conf = kd_config(s_sinks, "journal: { mode: memory }\n");
+	kd_t *kd = kd_start("dead-memory", conf, routes);
+	char *e, *text;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	e = s_event("letter-3", "post.letter.send", "{\"label\":\"Brev\"}");
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "state/deadletter.jsonl"), 1, WAIT), 1);
+	text = test_read_file(kd_path(kd, "state/deadletter.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"letter-3\"") &&
+			       strstr(text, "\"reason\":\"rejected\""));
+	free(text);
+	text = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "the journal is off"));
 	free(text);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 	kd_destroy(&kd);
@@ -301,8 +344,7 @@ static void test_enrich_timeout_fails_the_flow(void)
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
 	kd_unsubscribe(&sub);
-	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "state/deadletter.jsonl"), 1, WAIT), 1);
-	text = test_read_file(kd_path(kd, "state/deadletter.jsonl"), NULL);
+	text = s_wait_dead(kd);
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "enrich from 'svc' failed: no reply within"));
 	free(text);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "calendar.jsonl")), 0);
@@ -334,8 +376,7 @@ static void test_enrich_failure_rejected_by_service(void)
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	s_send_expect(kd, s_child_event, "accepted");
-	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "state/deadletter.jsonl"), 1, WAIT), 1);
-	text = test_read_file(kd_path(kd, "state/deadletter.jsonl"), NULL);
+	text = s_wait_dead(kd);
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "service answered reject: no such person"));
 	free(text);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
@@ -527,8 +568,7 @@ static void test_retry_budget_then_dead(void)
 			break;
 	}
 	CU_ASSERT_EQUAL(retries, 2);
-	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "state/deadletter.jsonl"), 1, WAIT), 1);
-	text = test_read_file(kd_path(kd, "state/deadletter.jsonl"), NULL);
+	text = s_wait_dead(kd);
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "retry budget spent"));
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"attempts\":3"));
 	free(text);
@@ -583,6 +623,7 @@ TEST_MAIN("kanald",
 	  TEST(test_gateway_statuses),
 	  TEST(test_fallback_when_every_primary_rejects),
 	  TEST(test_reject_without_fallback_is_kept_as_dead_letter),
+	  TEST(test_memory_mode_keeps_dead_letters_in_a_file),
 	  TEST(test_enrich_merges_the_reply),
 	  TEST(test_enrich_timeout_fails_the_flow),
 	  TEST(test_enrich_failure_can_be_skipped),

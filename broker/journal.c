@@ -1,0 +1,589 @@
+/*
+ * broker/journal.c — the SQLite journal (docs/design/journal.md).
+ *
+ * Statements are prepared once. Writes join the turn's transaction, opened by the first
+ * write and committed by the router at the end of its turn, so a burst of events costs one
+ * commit. A failed commit rolls back and says so: the router then acknowledges none of the
+ * turn's events.
+ */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "host.h"
+#include "journal.h"
+#include "log.h"
+
+enum {
+	ST_SEEN,
+	ST_ADD_EVENT,
+	ST_DONE,
+	ST_DELIVERY,
+	ST_OPEN_EVENTS,
+	ST_OPEN_ROWS,
+	ST_DEAD,
+	ST_DLQ_GET,
+	ST_DLQ_DROP,
+	ST_PRUNE_ROWS,
+	ST_PRUNE_EVENTS,
+	ST_COUNT_OPEN,
+	ST_DLQ_COUNT,
+	ST__N
+};
+
+static const char *const s_sql[ST__N] = {
+	[ST_SEEN] = "SELECT 1 FROM events WHERE source = ?1 AND id = ?2 AND accepted_at >= ?3 "
+		    "LIMIT 1",
+	[ST_ADD_EVENT] = "INSERT INTO events (source, id, type, body, accepted_at, target, "
+			 "target_route) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_DONE] = "UPDATE events SET done_at = ?2 WHERE seq = ?1",
+	[ST_DELIVERY] = "INSERT INTO deliveries (seq, route, destination, state, attempts, "
+			"next_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+			"ON CONFLICT (seq, route, destination) DO UPDATE SET state = excluded.state, "
+			"attempts = excluded.attempts, next_at = excluded.next_at, "
+			"last_error = excluded.last_error",
+	[ST_OPEN_EVENTS] = "SELECT seq, body, target, target_route FROM events "
+			   "WHERE done_at IS NULL ORDER BY seq",
+	[ST_OPEN_ROWS] = "SELECT route, destination, state, attempts, next_at, last_error "
+			 "FROM deliveries WHERE seq = ?1",
+	[ST_DEAD] = "INSERT INTO dead_letters (seq, dead_at, route, destination, type, event_id, "
+		    "source, reason, attempts, errors, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+		    "?8, ?9, ?10, ?11)",
+	[ST_DLQ_GET] = "SELECT id, seq, dead_at, route, destination, type, event_id, source, "
+		       "reason, attempts, errors, body FROM dead_letters WHERE id = ?1",
+	[ST_DLQ_DROP] = "DELETE FROM dead_letters WHERE id = ?1",
+	[ST_PRUNE_ROWS] = "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM events WHERE "
+			  "done_at IS NOT NULL AND done_at < ?1)",
+	[ST_PRUNE_EVENTS] = "DELETE FROM events WHERE done_at IS NOT NULL AND done_at < ?1",
+	[ST_COUNT_OPEN] = "SELECT count(*) FROM events WHERE done_at IS NULL",
+	[ST_DLQ_COUNT] = "SELECT count(*) FROM dead_letters",
+};
+
+static const char s_schema[] =
+	"CREATE TABLE IF NOT EXISTS events ("
+	"  seq INTEGER PRIMARY KEY, source TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,"
+	"  body BLOB NOT NULL, accepted_at INTEGER NOT NULL, done_at INTEGER,"
+	"  target TEXT, target_route TEXT);"
+	"CREATE INDEX IF NOT EXISTS events_source_id ON events(source, id);"
+	"CREATE INDEX IF NOT EXISTS events_open ON events(done_at) WHERE done_at IS NULL;"
+	"CREATE TABLE IF NOT EXISTS deliveries ("
+	"  seq INTEGER NOT NULL, route TEXT NOT NULL, destination TEXT NOT NULL,"
+	"  state INTEGER NOT NULL, attempts INTEGER NOT NULL, next_at INTEGER, last_error TEXT,"
+	"  PRIMARY KEY (seq, route, destination)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS dead_letters ("
+	"  id INTEGER PRIMARY KEY, seq INTEGER, dead_at INTEGER NOT NULL, route TEXT,"
+	"  destination TEXT NOT NULL, type TEXT NOT NULL, event_id TEXT NOT NULL,"
+	"  source TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL,"
+	"  errors TEXT NOT NULL, body BLOB NOT NULL);"
+	"PRAGMA user_version = 1;";
+
+struct journal {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST__N];
+	bool in_txn;
+	char *path;
+};
+
+const char *journal_path(const journal_t *j)
+{
+	return j->path;
+}
+
+const char *journal_error(const journal_t *j)
+{
+	return sqlite3_errmsg(j->db);
+}
+
+journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size)
+{
+	journal_t *j = calloc(1, sizeof *j);
+	char *msg = NULL;
+	char pragmas[200];
+
+	if (!j || !(j->path = strdup(path))) {
+		free(j);
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+						  SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, err_size, "cannot open the journal %s: %s", path,
+			 j->db ? sqlite3_errmsg(j->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(j->db, 5000);
+	snprintf(pragmas, sizeof pragmas,
+		 "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = OFF;",
+		 sync_power ? "FULL" : "NORMAL");
+	if (sqlite3_exec(j->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
+	    sqlite3_exec(j->db, s_schema, NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, err_size, "cannot set up the journal %s: %s", path,
+			 msg ? msg : sqlite3_errmsg(j->db));
+		sqlite3_free(msg);
+		goto fail;
+	}
+	for (int i = 0; i < ST__N; i++) {
+		if (sqlite3_prepare_v3(j->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &j->st[i],
+				       NULL) != SQLITE_OK) {
+			snprintf(err, err_size, "cannot prepare the journal's statements (%s): %s",
+				 path, sqlite3_errmsg(j->db));
+			goto fail;
+		}
+	}
+	return j;
+fail:
+	journal_close(&j);
+	return NULL;
+}
+
+void journal_close(journal_t **j_p)
+{
+	journal_t *j = j_p ? *j_p : NULL;
+
+	if (!j)
+		return;
+	if (j->in_txn)
+		journal_commit(j);
+	for (int i = 0; i < ST__N; i++)
+		sqlite3_finalize(j->st[i]);
+	sqlite3_close(j->db);
+	free(j->path);
+	free(j);
+	*j_p = NULL;
+}
+
+static int64_t s_now_ms(void)
+{
+	return kanal__wall_ms();
+}
+
+int journal_begin(journal_t *j)
+{
+	if (j->in_txn)
+		return 0;
+	if (sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return KANAL_EIO;
+	j->in_txn = true;
+	return 0;
+}
+
+int journal_commit(journal_t *j)
+{
+	if (!j->in_txn)
+		return 0;
+	j->in_txn = false;
+	if (sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		log_error("journal", "commit failed: %s", sqlite3_errmsg(j->db));
+		sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+		return KANAL_EIO;
+	}
+	return 0;
+}
+
+bool journal_dirty(const journal_t *j)
+{
+	return j->in_txn;
+}
+
+/* Runs a prepared write statement to completion and resets it. */
+static int s_step_write(journal_t *j, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		log_error("journal", "write failed: %s", sqlite3_errmsg(j->db));
+		return KANAL_EIO;
+	}
+	return 0;
+}
+
+static void s_bind_text(sqlite3_stmt *st, int i, const char *text)
+{
+	if (text)
+		sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+bool journal_seen(journal_t *j, const char *source, const char *id, int64_t since_ms)
+{
+	sqlite3_stmt *st = j->st[ST_SEEN];
+	bool seen;
+
+	s_bind_text(st, 1, source);
+	s_bind_text(st, 2, id);
+	sqlite3_bind_int64(st, 3, since_ms);
+	seen = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return seen;
+}
+
+static int s_add_event(journal_t *j, const kanal_msg_t *msg, const char *target,
+		       const char *target_route, uint64_t *seq)
+{
+	sqlite3_stmt *st = j->st[ST_ADD_EVENT];
+	size_t len;
+	char *body;
+	int rc;
+
+	if (journal_begin(j) < 0)
+		return KANAL_EIO;
+	body = kanal_msg_to_json(msg, &len);
+	if (!body)
+		return KANAL_ENOMEM;
+	s_bind_text(st, 1, kanal_msg_source(msg));
+	s_bind_text(st, 2, kanal_msg_id(msg));
+	s_bind_text(st, 3, kanal_msg_type(msg));
+	sqlite3_bind_blob(st, 4, body, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, s_now_ms());
+	s_bind_text(st, 6, target);
+	s_bind_text(st, 7, target_route);
+	rc = s_step_write(j, st);
+	kanal_free(body);
+	if (rc == 0)
+		*seq = (uint64_t)sqlite3_last_insert_rowid(j->db);
+	return rc;
+}
+
+int journal_add_event(journal_t *j, const kanal_msg_t *msg, uint64_t *seq)
+{
+	return s_add_event(j, msg, NULL, NULL, seq);
+}
+
+int journal_event_done(journal_t *j, uint64_t seq)
+{
+	sqlite3_stmt *st = j->st[ST_DONE];
+
+	if (journal_begin(j) < 0)
+		return KANAL_EIO;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	sqlite3_bind_int64(st, 2, s_now_ms());
+	return s_step_write(j, st);
+}
+
+int journal_delivery(journal_t *j, uint64_t seq, const char *route, const char *destination,
+		     journal_state_t state, int attempts, int64_t next_at_ms, const char *error)
+{
+	sqlite3_stmt *st = j->st[ST_DELIVERY];
+
+	if (journal_begin(j) < 0)
+		return KANAL_EIO;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	s_bind_text(st, 2, route ? route : "");
+	s_bind_text(st, 3, destination);
+	sqlite3_bind_int(st, 4, (int)state);
+	sqlite3_bind_int(st, 5, attempts);
+	if (state == JOURNAL_RETRYING)
+		sqlite3_bind_int64(st, 6, next_at_ms);
+	else
+		sqlite3_bind_null(st, 6);
+	s_bind_text(st, 7, error && *error ? error : NULL);
+	return s_step_write(j, st);
+}
+
+int journal_load_open(journal_t *j, journal_open_fn fn, void *arg)
+{
+	sqlite3_stmt *ev = j->st[ST_OPEN_EVENTS], *rs = j->st[ST_OPEN_ROWS];
+	int count = 0;
+
+	while (sqlite3_step(ev) == SQLITE_ROW) {
+		uint64_t seq = (uint64_t)sqlite3_column_int64(ev, 0);
+		const char *body = sqlite3_column_blob(ev, 1);
+		int len = sqlite3_column_bytes(ev, 1);
+		const char *target = (const char *)sqlite3_column_text(ev, 2);
+		const char *target_route = (const char *)sqlite3_column_text(ev, 3);
+		journal_row_t rows[64];
+		char *strings[64][3];
+		size_t n = 0;
+		kanal_msg_t *msg = NULL;
+		kanal_error_t err;
+
+		kanal_error_clear(&err);
+		if (kanal_msg_parse(body, (size_t)len, (size_t)len + 1, &msg, &err) < 0) {
+			log_error("journal", "event #%llu no longer parses (%s); marking it done",
+				  (unsigned long long)seq, err.text);
+			journal_event_done(j, seq);
+			continue;
+		}
+		/* A replayed letter is a targeted event: it goes to one destination only, which
+		 * the first row records. */
+		if (target) {
+			rows[n].route = target_route ? target_route : "";
+			rows[n].destination = target;
+			rows[n].state = 0; /* the target marker */
+			rows[n].attempts = -1;
+			rows[n].next_at_ms = 0;
+			rows[n].last_error = NULL;
+			strings[n][0] = strdup(rows[n].route);
+			strings[n][1] = strdup(target);
+			strings[n][2] = NULL;
+			rows[n].route = strings[n][0];
+			rows[n].destination = strings[n][1];
+			n++;
+		}
+		sqlite3_bind_int64(rs, 1, (sqlite3_int64)seq);
+		while (n < 64 && sqlite3_step(rs) == SQLITE_ROW) {
+			const char *e = (const char *)sqlite3_column_text(rs, 5);
+			strings[n][0] = strdup((const char *)sqlite3_column_text(rs, 0));
+			strings[n][1] = strdup((const char *)sqlite3_column_text(rs, 1));
+			strings[n][2] = e ? strdup(e) : NULL;
+			rows[n].route = strings[n][0];
+			rows[n].destination = strings[n][1];
+			rows[n].state = (journal_state_t)sqlite3_column_int(rs, 2);
+			rows[n].attempts = sqlite3_column_int(rs, 3);
+			rows[n].next_at_ms = sqlite3_column_int64(rs, 4);
+			rows[n].last_error = strings[n][2];
+			n++;
+		}
+		sqlite3_reset(rs);
+		fn(arg, seq, msg, rows, n);
+		for (size_t i = 0; i < n; i++)
+			for (int k = 0; k < 3; k++)
+				free(strings[i][k]);
+		count++;
+	}
+	sqlite3_reset(ev);
+	return count;
+}
+
+int journal_dead(journal_t *j, uint64_t seq, const kanal_msg_t *msg, const char *route,
+		 const char *destination, const char *reason, int attempts, char *const *errors,
+		 size_t n_errors)
+{
+	sqlite3_stmt *st = j->st[ST_DEAD];
+	json_t *arr = json_array();
+	char *errs, *body;
+	size_t len;
+	int rc;
+
+	if (journal_begin(j) < 0) {
+		json_decref(arr);
+		return KANAL_EIO;
+	}
+	for (size_t i = 0; i < n_errors; i++)
+		json_array_append_new(arr, json_string(errors[i] ? errors[i] : ""));
+	errs = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	body = kanal_msg_to_json(msg, &len);
+	if (!errs || !body) {
+		free(errs);
+		kanal_free(body);
+		return KANAL_ENOMEM;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	sqlite3_bind_int64(st, 2, s_now_ms());
+	s_bind_text(st, 3, route);
+	s_bind_text(st, 4, destination);
+	s_bind_text(st, 5, kanal_msg_type(msg));
+	s_bind_text(st, 6, kanal_msg_id(msg));
+	s_bind_text(st, 7, kanal_msg_source(msg));
+	s_bind_text(st, 8, reason ? reason : "");
+	sqlite3_bind_int(st, 9, attempts);
+	s_bind_text(st, 10, errs);
+	sqlite3_bind_blob(st, 11, body, (int)len, SQLITE_STATIC);
+	rc = s_step_write(j, st);
+	free(errs);
+	kanal_free(body);
+	return rc;
+}
+
+static void s_iso(int64_t ms, char buf[64], size_t size)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* A dead letter's summary from a row of: id seq dead_at route destination type event_id
+ * source reason attempts errors [body]. */
+static json_t *s_letter(sqlite3_stmt *st, bool full)
+{
+	char when[64];
+	const char *errs = (const char *)sqlite3_column_text(st, 10);
+	json_t *errors = errs ? json_loads(errs, 0, NULL) : NULL;
+	json_t *o;
+
+	s_iso(sqlite3_column_int64(st, 2), when, sizeof when);
+	o = json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:s, s:s, s:i}", "id",
+		      (json_int_t)sqlite3_column_int64(st, 0), "dead_at", when, "route",
+		      (const char *)sqlite3_column_text(st, 3), "destination",
+		      (const char *)sqlite3_column_text(st, 4), "type",
+		      (const char *)sqlite3_column_text(st, 5), "event_id",
+		      (const char *)sqlite3_column_text(st, 6), "source",
+		      (const char *)sqlite3_column_text(st, 7), "reason",
+		      (const char *)sqlite3_column_text(st, 8), "attempts",
+		      sqlite3_column_int(st, 9));
+	if (!o) {
+		json_decref(errors);
+		return NULL;
+	}
+	if (json_is_array(errors) && json_array_size(errors) > 0)
+		json_object_set(o, "error", json_array_get(errors, json_array_size(errors) - 1));
+	if (full) {
+		json_t *event = json_loadb(sqlite3_column_blob(st, 11),
+					   (size_t)sqlite3_column_bytes(st, 11), 0, NULL);
+		json_object_set_new(o, "errors", json_is_array(errors) ? json_incref(errors)
+								       : json_array());
+		json_object_set_new(o, "event", event ? event : json_null());
+	}
+	json_decref(errors);
+	return o;
+}
+
+/* Builds and runs a filtered query over dead_letters. */
+static sqlite3_stmt *s_filtered(journal_t *j, const char *cols, const char *route,
+				const char *type, int64_t since_ms, const char *order, int limit)
+{
+	char sql[600];
+	sqlite3_stmt *st = NULL;
+	int i = 1;
+
+	snprintf(sql, sizeof sql,
+		 "SELECT %s FROM dead_letters WHERE (?1 IS NULL OR route = ?1) AND "
+		 "(?2 IS NULL OR type = ?2) AND dead_at >= ?3 ORDER BY id %s LIMIT %d",
+		 cols, order, limit > 0 ? limit : -1);
+	if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	s_bind_text(st, i++, route);
+	s_bind_text(st, i++, type);
+	sqlite3_bind_int64(st, i, since_ms);
+	return st;
+}
+
+json_t *journal_dlq_list(journal_t *j, const char *route, const char *type, int64_t since_ms,
+			 int limit)
+{
+	sqlite3_stmt *st = s_filtered(j, "id, seq, dead_at, route, destination, type, event_id, "
+					 "source, reason, attempts, errors",
+				      route, type, since_ms, "DESC", limit > 0 ? limit : 100);
+	json_t *items = json_array();
+
+	if (!st)
+		return items;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *o = s_letter(st, false);
+		if (o)
+			json_array_append_new(items, o);
+	}
+	sqlite3_finalize(st);
+	return items;
+}
+
+json_t *journal_dlq_match(journal_t *j, const char *route, const char *type, int64_t since_ms)
+{
+	sqlite3_stmt *st = s_filtered(j, "id", route, type, since_ms, "ASC", 0);
+	json_t *ids = json_array();
+
+	if (!st)
+		return ids;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(ids, json_integer(sqlite3_column_int64(st, 0)));
+	sqlite3_finalize(st);
+	return ids;
+}
+
+json_t *journal_dlq_show(journal_t *j, int64_t id)
+{
+	sqlite3_stmt *st = j->st[ST_DLQ_GET];
+	json_t *o = NULL;
+
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		o = s_letter(st, true);
+	sqlite3_reset(st);
+	return o;
+}
+
+int journal_dlq_take(journal_t *j, int64_t id, kanal_msg_t **msg, uint64_t *seq, char **route,
+		     char **destination)
+{
+	sqlite3_stmt *st = j->st[ST_DLQ_GET];
+	int rc = KANAL_ENOTFOUND;
+
+	*msg = NULL;
+	*route = *destination = NULL;
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *body = sqlite3_column_blob(st, 11);
+		size_t len = (size_t)sqlite3_column_bytes(st, 11);
+		const char *r = (const char *)sqlite3_column_text(st, 3);
+
+		rc = kanal_msg_parse(body, len, len + 1, msg, NULL);
+		if (rc == 0) {
+			*route = r ? strdup(r) : NULL;
+			*destination = strdup((const char *)sqlite3_column_text(st, 4));
+			/* The replay is a new event row, targeted at the letter's destination. */
+			rc = s_add_event(j, *msg, *destination, *route, seq);
+		}
+	}
+	sqlite3_reset(st);
+	if (rc == 0)
+		rc = journal_dlq_drop(j, id);
+	if (rc < 0) {
+		kanal_msg_destroy(msg);
+		free(*route);
+		free(*destination);
+		*route = *destination = NULL;
+	}
+	return rc;
+}
+
+int journal_dlq_drop(journal_t *j, int64_t id)
+{
+	sqlite3_stmt *st = j->st[ST_DLQ_DROP];
+	int rc;
+
+	if (journal_begin(j) < 0)
+		return KANAL_EIO;
+	sqlite3_bind_int64(st, 1, id);
+	rc = s_step_write(j, st);
+	if (rc == 0 && sqlite3_changes(j->db) == 0)
+		return KANAL_ENOTFOUND;
+	return rc;
+}
+
+static int64_t s_count(journal_t *j, int which)
+{
+	sqlite3_stmt *st = j->st[which];
+	int64_t n = -1;
+
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return n;
+}
+
+int64_t journal_dlq_count(journal_t *j)
+{
+	return s_count(j, ST_DLQ_COUNT);
+}
+
+int64_t journal_open_count(journal_t *j)
+{
+	return s_count(j, ST_COUNT_OPEN);
+}
+
+int64_t journal_prune(journal_t *j, int64_t before_ms)
+{
+	int64_t n;
+
+	if (journal_begin(j) < 0)
+		return KANAL_EIO;
+	sqlite3_bind_int64(j->st[ST_PRUNE_ROWS], 1, before_ms);
+	if (s_step_write(j, j->st[ST_PRUNE_ROWS]) < 0)
+		return KANAL_EIO;
+	sqlite3_bind_int64(j->st[ST_PRUNE_EVENTS], 1, before_ms);
+	if (s_step_write(j, j->st[ST_PRUNE_EVENTS]) < 0)
+		return KANAL_EIO;
+	n = sqlite3_changes(j->db);
+	return n;
+}

@@ -1,0 +1,93 @@
+/*
+ * broker/journal.h — the durable journal: accepted events, delivery outcomes and dead
+ * letters in SQLite (WAL), written by the router thread in one transaction per loop turn
+ * (group commit). docs/design/journal.md gives the schema and the reasoning.
+ *
+ * Only the router thread uses a journal; nothing here is thread-safe.
+ */
+#ifndef KANAL_JOURNAL_H
+#define KANAL_JOURNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <kanal/kanal.h>
+
+typedef struct journal journal_t;
+
+/* Delivery states that get a row. */
+typedef enum journal_state {
+	JOURNAL_DELIVERED = 2,
+	JOURNAL_RETRYING = 3,
+	JOURNAL_DEAD = 4,
+	JOURNAL_REJECTED = 5,
+} journal_state_t;
+
+/* Opens (creating) the journal at path. `sync_power` selects synchronous=FULL. Returns NULL
+ * with the reason in err. */
+journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size);
+void journal_close(journal_t **j_p);
+const char *journal_path(const journal_t *j);
+
+/* Starts the turn's transaction if none is open. Every write below calls it. */
+int journal_begin(journal_t *j);
+/* Commits the turn's transaction if one is open. Returns 0, or KANAL_EIO after rolling it
+ * back (the turn's writes are lost: nothing of it may be acknowledged). */
+int journal_commit(journal_t *j);
+/* True while a transaction is open (there is something to commit). */
+bool journal_dirty(const journal_t *j);
+/* The last SQLite error text, for logs. */
+const char *journal_error(const journal_t *j);
+
+/* True when (source, id) was accepted at or after since_ms (unix ms). */
+bool journal_seen(journal_t *j, const char *source, const char *id, int64_t since_ms);
+
+/* Stores an accepted event; its journal sequence number goes to *seq. */
+int journal_add_event(journal_t *j, const kanal_msg_t *msg, uint64_t *seq);
+/* Marks an event done (every delivery reached an end). */
+int journal_event_done(journal_t *j, uint64_t seq);
+/* Records a delivery's state (route "" for the default destination). */
+int journal_delivery(journal_t *j, uint64_t seq, const char *route, const char *destination,
+		     journal_state_t state, int attempts, int64_t next_at_ms, const char *error);
+
+/* One recorded delivery of an open event, for restart. */
+typedef struct journal_row {
+	const char *route;
+	const char *destination;
+	journal_state_t state;
+	int attempts;
+	int64_t next_at_ms;
+	const char *last_error;
+} journal_row_t;
+
+/* Calls fn for every open event in journal order with the event (owned by fn) and its
+ * recorded deliveries (borrowed for the call). Returns the number of events, or a
+ * negative code. An event whose body no longer parses is reported and marked done. */
+typedef void (*journal_open_fn)(void *arg, uint64_t seq, kanal_msg_t *msg,
+				const journal_row_t *rows, size_t n_rows);
+int journal_load_open(journal_t *j, journal_open_fn fn, void *arg);
+
+/* Adds a dead letter. errors: the attempts' errors, oldest first. */
+int journal_dead(journal_t *j, uint64_t seq, const kanal_msg_t *msg, const char *route,
+		 const char *destination, const char *reason, int attempts, char *const *errors,
+		 size_t n_errors);
+/* Dead letters, newest first, filtered (NULL: any); since_ms 0: any. Returns a JSON array
+ * of summaries. */
+json_t *journal_dlq_list(journal_t *j, const char *route, const char *type, int64_t since_ms,
+			 int limit);
+/* One dead letter with its errors and event, or NULL when there is none. */
+json_t *journal_dlq_show(journal_t *j, int64_t id);
+/* Removes a dead letter, handing back what a replay needs. Returns 0 or KANAL_ENOTFOUND. */
+int journal_dlq_take(journal_t *j, int64_t id, kanal_msg_t **msg, uint64_t *seq, char **route,
+		     char **destination);
+/* Ids of dead letters matching the filters, oldest first. */
+json_t *journal_dlq_match(journal_t *j, const char *route, const char *type, int64_t since_ms);
+int journal_dlq_drop(journal_t *j, int64_t id);
+int64_t journal_dlq_count(journal_t *j);
+
+/* Deletes done events older than before_ms with their delivery rows; returns the count. */
+int64_t journal_prune(journal_t *j, int64_t before_ms);
+/* Counts of open events and of all event rows, for status. */
+int64_t journal_open_count(journal_t *j);
+
+#endif
