@@ -158,6 +158,10 @@ static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
 		kanal_msg_destroy(&req);
 		return KANAL_ESTATE;
 	}
+	if (inst->closing) {
+		kanal_msg_destroy(&req);
+		return KANAL_ECLOSED;
+	}
 	if (!service || strlen(service) >= sizeof frame.service) {
 		kanal_msg_destroy(&req);
 		return KANAL_ENOSERVICE;
@@ -347,7 +351,10 @@ static void s_deliver(instance_t *inst, const bus_deliver_t *dl)
 
 	memset(&out, 0, offsetof(bus_outcome_t, error) + 1);
 	kanal__ctx_begin_delivery(inst->ctx, dl->id, dl->route, dl->attempt, dl->is_request);
-	if (p->on_message) {
+	if (__atomic_load_n(&inst->abandon, __ATOMIC_ACQUIRE)) {
+		kanal_set_error(inst->ctx, "kanald stopped before the plugin got to it");
+		outcome = KANAL_OUTCOME_RETRY;
+	} else if (p->on_message) {
 		outcome = (int)p->on_message(inst->ctx, inst->state, dl->msg);
 	} else {
 		kanal_set_error(inst->ctx, "plugin '%s' takes no deliveries (it has no on_message)",
@@ -486,18 +493,36 @@ int instance_start(instance_t *inst, void *zctx, char *err, size_t err_size)
 	if (state < 0) {
 		snprintf(err, err_size, "instance '%s': start failed: %s", inst->name,
 			 inst->start_error[0] ? inst->start_error : kanal_strerror(state));
-		instance_join(inst);
+		instance_join(inst, 0);
 		return state;
 	}
 	return 0;
 }
 
-void instance_join(instance_t *inst)
+int instance_join(instance_t *inst, int64_t deadline_ms)
 {
-	if (inst && inst->thread_started) {
+	struct timespec ts;
+	int64_t wall;
+
+	if (!inst || !inst->thread_started)
+		return 0;
+	if (deadline_ms <= 0) {
 		pthread_join(inst->thread, NULL);
 		inst->thread_started = false;
+		return 0;
 	}
+	/* pthread_timedjoin_np wants CLOCK_REALTIME; convert the monotonic deadline. */
+	wall = kanal__wall_ms() + (deadline_ms - kanal_now_ms());
+	ts.tv_sec = wall / 1000;
+	ts.tv_nsec = (wall % 1000) * 1000000L;
+	if (pthread_timedjoin_np(inst->thread, NULL, &ts) != 0) {
+		inst->stuck = true;
+		log_error(inst->name, "did not stop by the shutdown deadline: its plugin is stuck "
+				      "in a callback; leaving it behind");
+		return KANAL_ETIMEDOUT;
+	}
+	inst->thread_started = false;
+	return 0;
 }
 
 void instance_destroy(instance_t **inst_p)
@@ -506,7 +531,13 @@ void instance_destroy(instance_t **inst_p)
 
 	if (!inst)
 		return;
-	instance_join(inst);
+	if (inst->stuck) {
+		/* Its thread may still be inside the plugin: unloading would pull the code from
+		 * under it. The process is about to exit; leave it. */
+		*inst_p = NULL;
+		return;
+	}
+	instance_join(inst, 0);
 	if (inst->inited && inst->plugin->desc->destroy)
 		inst->plugin->desc->destroy(inst->state);
 	kanal__ctx_destroy(&inst->ctx);

@@ -34,6 +34,12 @@ typedef struct instance {
 	void *emit_sock;
 	int emit_outstanding;
 	bool closing;
+	/* Set by the router when the shutdown deadline has passed: deliveries still queued to
+	 * the thread are answered RETRY without running the plugin (the journal keeps them). */
+	int abandon;
+	/* The thread did not end within the deadline: its plugin is stuck in a callback, so
+	 * the instance must be neither destroyed nor unloaded. */
+	bool stuck;
 	uint64_t req_seq;
 	kanal_msg_t *pending_reply;
 
@@ -58,8 +64,9 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
  * the reason in err. */
 int instance_start(instance_t *inst, void *zctx, char *err, size_t err_size);
 
-/* Waits for the thread to end (after the router sent S). */
-void instance_join(instance_t *inst);
+/* Waits for the thread to end (after the router sent S), until deadline_ms (monotonic; 0
+ * waits for ever). Returns 0, or KANAL_ETIMEDOUT and marks the instance stuck. */
+int instance_join(instance_t *inst, int64_t deadline_ms);
 
 /* Calls the plugin's destroy (if init succeeded), unloads it and frees the instance. */
 void instance_destroy(instance_t **inst_p);

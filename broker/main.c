@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "conf.h"
@@ -55,6 +56,7 @@ int main(int argc, char **argv)
 	diag_t d = { 0 };
 	char err[1024];
 	sigset_t sigs;
+	bool stuck = false;
 	int c, status = 1;
 
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -186,10 +188,21 @@ stop: {
 }
 out:
 	router_destroy(&router);
-	for (size_t i = 0; i < n_loaded; i++)
+	for (size_t i = 0; i < n_loaded; i++) {
+		if (instances[i]->stuck)
+			stuck = true;
 		instance_destroy(&instances[i]);
+	}
 	free(instances);
 	routes_destroy(&routes);
+	if (stuck) {
+		/* A plugin thread is stuck in a callback and still holds its sockets: waiting
+		 * for the ZeroMQ context would wait for it. Everything kept is on disk. */
+		log_error("kanald", "exiting with a plugin still stuck in a callback");
+		conf_destroy(&conf);
+		diag_free(&d);
+		_exit(status ? status : 3);
+	}
 	if (zctx)
 		zmq_ctx_term(zctx);
 	if (status == 0 && !check_only)

@@ -23,7 +23,7 @@ static int s_scan_ext(const char *name, const char *value, void *arg)
 {
 	ext_scan_t *scan = arg;
 
-	if (!s_has_cpr(value))
+	if (!s_has_cpr(value) && !s_has_cpr(name))
 		return 0;
 	snprintf(scan->attr, scan->size, "%s", name);
 	scan->found = true;

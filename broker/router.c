@@ -159,7 +159,11 @@ struct router {
 	uint64_t next_id;
 	delivery_t *retries; /* sorted by due_ms */
 	flow_t *enriching;   /* flows waiting for an enrich reply */
-	held_emit_t *held_head, *held_tail;
+	/* Emits held back per source while their destinations are full: one source's full
+	 * destination never holds up another's events. */
+	struct held_queue {
+		held_emit_t *head, *tail;
+	} *held;
 	size_t n_held;
 
 	journal_t *journal;  /* NULL: memory mode */
@@ -168,10 +172,12 @@ struct router {
 	struct pending_reply *pending; /* gateway replies waiting for the turn's commit */
 	size_t n_pending, cap_pending;
 	bool stopping;
+	bool spilling;        /* s_spill runs: nothing new may start */
+	delivery_t *zombies;  /* in flight at the deadline: freed once their thread is gone */
 	int closed_count; /* instances that answered BUS_CLOSED during shutdown */
 	int undelivered_at_stop;
 
-	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures;
+	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
 };
 
 static void s_flow_release(router_t *r, flow_t **flow_p);
@@ -411,8 +417,16 @@ static void s_dispatch(router_t *r, dest_t *d)
 		d->queued--;
 		d->queued_bytes -= dl->bytes;
 		if (!d->inst) {
-			/* The built-in deadletter destination: the event is kept on disk. */
+			/* The built-in deadletter destination: the event is kept on disk, which
+			 * settles this delivery of its flow like any other destination's OK. */
+			flow_t *f = dl->kind == DL_PRIMARY ? dl->flow : NULL;
+			if (f)
+				f->refs++;
 			s_dead(r, &dl, dl->kind == DL_DEFAULT ? "unmatched" : "routed to deadletter");
+			if (f) {
+				s_flow_primary_done(r, f);
+				s_flow_release(r, &f);
+			}
 			continue;
 		}
 		dl->next = d->inflight;
@@ -600,7 +614,7 @@ static void s_enrich_failed(router_t *r, flow_t *f, const char *why)
 	stream_publish(r->stream, "enrich.failed", NULL, f->ev->msg, extra);
 	log_warn("router", "route '%s': enrich from '%s' failed for event %s: %s",
 		 f->route->name, step->service, kanal_msg_id(f->ev->msg), why);
-	if (step->on_error == ENRICH_SKIP) {
+	if (step->on_error == ENRICH_SKIP && !r->spilling) {
 		f->enrich_step++;
 		s_enrich_next(r, f);
 		return;
@@ -643,7 +657,14 @@ static void s_enrich_next(router_t *r, flow_t *f)
 		s_enrich_failed(r, f, "the service's queue is full");
 		return;
 	}
-	dl = s_delivery_new(r, DL_ENRICH, f->ev, NULL, d);
+	/* The service reads its own copy: after a timeout the flow goes on and may write into
+	 * its event while the service is still reading the request. */
+	{
+		kanal_msg_t *copy = kanal_msg_dup(f->ev->msg);
+		shared_t *req = copy ? s_shared_new(&copy) : NULL;
+		dl = req ? s_delivery_new(r, DL_ENRICH, req, NULL, d) : NULL;
+		s_shared_release(&req);
+	}
 	if (!dl) {
 		s_enrich_failed(r, f, "out of memory");
 		return;
@@ -1091,22 +1112,26 @@ static void s_on_deliver_sock(router_t *r)
 	}
 }
 
-/* Tries held emits again, in arrival order, while they fit. */
+/* Tries held emits again, per source in arrival order, while they fit. */
 static void s_retry_held(router_t *r)
 {
-	while (r->held_head) {
-		held_emit_t *h = r->held_head;
-		int rc = s_accept(r, &h->msg);
+	for (size_t i = 0; i < r->n_instances && r->n_held; i++) {
+		struct held_queue *q = &r->held[i];
 
-		if (rc == KANAL_EBUSY || rc == KANAL_EIO)
-			return;
-		r->acks[h->origin]++;
-		r->held_head = h->next;
-		if (!r->held_head)
-			r->held_tail = NULL;
-		r->n_held--;
-		kanal_msg_destroy(&h->msg);
-		free(h);
+		while (q->head) {
+			held_emit_t *h = q->head;
+			int rc = s_accept(r, &h->msg);
+
+			if (rc == KANAL_EBUSY || rc == KANAL_EIO)
+				break;
+			r->acks[h->origin]++;
+			q->head = h->next;
+			if (!q->head)
+				q->tail = NULL;
+			r->n_held--;
+			kanal_msg_destroy(&h->msg);
+			free(h);
+		}
 	}
 }
 
@@ -1167,7 +1192,8 @@ static void s_on_emit_sock(router_t *r)
 			memcpy(&e, buf, sizeof e);
 			/* Emits queue behind held ones, so order per source is kept. A full
 			 * destination or an unwritable journal holds the emit. */
-			int rc = r->held_head ? KANAL_EBUSY : s_accept(r, &e.msg);
+			struct held_queue *q = &r->held[origin];
+			int rc = q->head ? KANAL_EBUSY : s_accept(r, &e.msg);
 			if (rc != KANAL_EBUSY && rc != KANAL_EIO) {
 				r->acks[origin]++;
 				kanal_msg_destroy(&e.msg);
@@ -1180,15 +1206,15 @@ static void s_on_emit_sock(router_t *r)
 				r->acks[origin]++;
 				continue;
 			}
-			if (!r->held_head)
+			if (!q->head)
 				r->busy++;
 			h->msg = e.msg;
 			h->origin = origin;
-			if (r->held_tail)
-				r->held_tail->next = h;
+			if (q->tail)
+				q->tail->next = h;
 			else
-				r->held_head = h;
-			r->held_tail = h;
+				q->head = h;
+			q->tail = h;
 			r->n_held++;
 		} else if (buf[0] == BUS_REQUEST && n >= (int)sizeof(bus_request_t)) {
 			bus_request_t q;
@@ -1243,7 +1269,7 @@ static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 	}
 	if (r->stopping)
 		return s_result(id, "error", "kanald is shutting down");
-	rc = r->held_head ? KANAL_EBUSY : s_accept(r, msg_p);
+	rc = s_accept(r, msg_p);
 	if (rc == KANAL_EDUPLICATE)
 		return s_result(id, "duplicate", NULL);
 	if (rc == KANAL_EIO) {
@@ -1302,12 +1328,19 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 			json_decref(arr);
 			return results;
 		}
-		/* Each element obeys the single-event limit too; a batch is all or nothing. */
+		/* Each element obeys the single-event rules too; a batch is all or nothing. */
 		for (size_t i = 0; i < batch->count; i++) {
-			if (kanal_msg_size(batch->msgs[i]) > (size_t)r->conf->max_event_bytes) {
-				char why[160];
-				snprintf(why, sizeof why, "event #%zu is larger than max_event_size "
-					 "(%lld bytes)", i, (long long)r->conf->max_event_bytes);
+			char attr[64];
+			bool big = kanal_msg_size(batch->msgs[i]) > (size_t)r->conf->max_event_bytes;
+			if (big || privacy_context_cpr(batch->msgs[i], attr, sizeof attr)) {
+				char why[200];
+				if (big)
+					snprintf(why, sizeof why, "event #%zu is larger than "
+						 "max_event_size (%lld bytes)", i,
+						 (long long)r->conf->max_event_bytes);
+				else
+					snprintf(why, sizeof why, "event #%zu: attribute '%s' holds a "
+						 "CPR number", i, attr);
 				r->invalid++;
 				for (size_t k = 0; k < batch->count; k++)
 					json_array_append_new(results,
@@ -1374,6 +1407,18 @@ static void s_on_gateway(router_t *r)
 				zmq_msg_close(&parts[i]);
 			continue;
 		}
+		/* A DEALER sends [body], a REQ [empty][body]; anything else is not our protocol
+		 * and gets an error in place of guessing which frame is the event. */
+		if (n > 3 || (n == 3 && zmq_msg_size(&parts[1]) != 0)) {
+			json_t *bad = json_pack("{s:[{s:s, s:s}]}", "results", "status", "invalid",
+						"reason", "expected one frame holding an event or a "
+						"batch (after the empty delimiter of a REQ socket)");
+			int keep = zmq_msg_size(&parts[1]) == 0 ? 2 : 1;
+			for (int i = keep; i < n; i++)
+				zmq_msg_close(&parts[i]);
+			s_send_reply(r, parts, keep, bad, NULL);
+			continue;
+		}
 		reply = json_pack("{s:o}", "results",
 				  s_gateway_body(r, zmq_msg_data(&parts[n - 1]),
 						 zmq_msg_size(&parts[n - 1])));
@@ -1426,11 +1471,23 @@ static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply,
 	json_decref(reply);
 	if (text)
 		kanal_cpr_redact_inplace(text);
+	/* Never block the router on a client: one that does not read its replies (or has
+	 * gone) loses them, and only it. */
 	for (int i = 0; i < n; i++) {
-		zmq_msg_send(&parts[i], r->gateway_sock, ZMQ_SNDMORE);
+		if (zmq_msg_send(&parts[i], r->gateway_sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+			for (; i < n; i++)
+				zmq_msg_close(&parts[i]);
+			r->replies_dropped++;
+			log_warn("router", "dropped a gateway reply: the client does not read (%s)",
+				 zmq_strerror(zmq_errno()));
+			free(text);
+			return;
+		}
 		zmq_msg_close(&parts[i]);
 	}
-	zmq_send(r->gateway_sock, text ? text : "{}", text ? strlen(text) : 2, 0);
+	if (zmq_send(r->gateway_sock, text ? text : "{}", text ? strlen(text) : 2,
+		     ZMQ_DONTWAIT) < 0)
+		r->replies_dropped++;
 	free(text);
 }
 
@@ -1694,7 +1751,7 @@ static void s_on_admin(router_t *r)
 
 static bool s_idle(const router_t *r)
 {
-	if (r->retries || r->enriching || r->held_head)
+	if (r->retries || r->enriching || r->n_held)
 		return false;
 	for (size_t i = 0; i < r->n_dests; i++)
 		if (r->dests[i].head || r->dests[i].inflight)
@@ -1747,6 +1804,7 @@ static void s_spill_one(router_t *r, delivery_t *dl, const char *reason)
 /* Keeps what is still undelivered at the deadline in the dead-letter file. */
 static void s_spill(router_t *r)
 {
+	r->spilling = true;
 	while (r->retries) {
 		delivery_t *dl = r->retries;
 		r->retries = dl->next;
@@ -1768,7 +1826,20 @@ static void s_spill(router_t *r)
 			delivery_t *dl = d->inflight;
 			d->inflight = dl->next;
 			d->n_inflight--;
-			s_spill_one(r, dl, "kanald stopped while the delivery was in flight");
+			r->undelivered_at_stop++;
+			/* The instance thread may still read this event: keep it alive until the
+			 * thread has ended. Without a journal it is also kept as a dead letter. */
+			if (!(r->journal && dl->ev->jev) && dl->kind != DL_ENRICH &&
+			    dl->kind != DL_REQUEST &&
+			    deadletter_write(r->deadletter, dl->ev->msg, s_route_name(dl),
+					     dl->dest->name,
+					     "kanald stopped while the delivery was in flight",
+					     dl->attempt, dl->errors, dl->n_errors) < 0)
+				log_error("router", "cannot keep event %s in the dead-letter file",
+					  kanal_msg_id(dl->ev->msg));
+			dl->spilled = true;
+			dl->next = r->zombies;
+			r->zombies = dl;
 		}
 	}
 	while (r->enriching) {
@@ -1782,10 +1853,12 @@ static void s_spill(router_t *r)
 		}
 		s_enrich_failed(r, f, "kanald stopped");
 	}
-	while (r->held_head) {
-		held_emit_t *h = r->held_head;
+	for (size_t i = 0; i < r->n_instances; i++)
+	while (r->held[i].head) {
+		held_emit_t *h = r->held[i].head;
 		shared_t *ev;
-		r->held_head = h->next;
+		r->held[i].head = h->next;
+		r->n_held--;
 		if (r->journal && !r->journal_failed) {
 			/* Journalled unrouted: it is routed on the next start. */
 			uint64_t seq;
@@ -1808,7 +1881,8 @@ static void s_spill(router_t *r)
 		r->acks[h->origin]++;
 		free(h);
 	}
-	r->held_tail = NULL;
+	for (size_t i = 0; i < r->n_instances; i++)
+		r->held[i].tail = NULL;
 }
 
 /* Polls the broker's sockets once, up to wait_ms. */
@@ -1858,7 +1932,7 @@ static void s_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 	if (i_admin >= 0 && (items[i_admin].revents & ZMQ_POLLIN))
 		s_on_admin(r);
 	s_run_timers(r);
-	if (r->held_head)
+	if (r->n_held)
 		s_retry_held(r);
 	s_end_turn(r);
 	if (i_ctl >= 0 && (items[i_ctl].revents & ZMQ_POLLIN)) {
@@ -1923,6 +1997,17 @@ static void s_end_turn(router_t *r)
 	s_flush_replies(r, failure);
 }
 
+static void s_drain_outcomes(router_t *r)
+{
+	char id[128];
+	bus_outcome_t o;
+	int n;
+
+	while ((n = s_recv_routed(r->deliver_sock, id, sizeof id, &o, sizeof o)) >= 0)
+		if (n >= (int)offsetof(bus_outcome_t, error) && o.cmd == BUS_OUTCOME)
+			kanal_msg_destroy(&o.reply);
+}
+
 static void s_shutdown(router_t *r)
 {
 	int64_t deadline = kanal_now_ms() + r->conf->shutdown_deadline_ms;
@@ -1952,7 +2037,10 @@ static void s_shutdown(router_t *r)
 		s_poll_once(r, 20, false);
 	if (!s_idle(r))
 		log_warn("router", "shutdown deadline reached with work undelivered; it is kept in %s",
-			 deadletter_path(r->deadletter));
+			 r->journal ? journal_path(r->journal) : deadletter_path(r->deadletter));
+	/* Past the deadline, instance threads stop running the plugin on what is queued. */
+	for (size_t i = 0; i < r->n_instances; i++)
+		__atomic_store_n(&r->instances[i]->abandon, 1, __ATOMIC_RELEASE);
 	s_spill(r);
 	s_end_turn(r);
 	/* 3. Plugins stop, in reverse order of their start. */
@@ -1964,10 +2052,24 @@ static void s_shutdown(router_t *r)
 			continue;
 		zmq_send(r->deliver_sock, inst->name, strlen(inst->name), ZMQ_SNDMORE);
 		zmq_send(r->deliver_sock, &st, sizeof st, 0);
-		instance_join(inst);
+		/* A plugin stuck in a callback must not hold kanald past its deadline. */
+		if (instance_join(inst, st.deadline_ms + 2000) < 0) {
+			stream_publish(r->stream, "plugin.stuck", inst->name, NULL,
+				       json_pack("{s:s}", "instance", inst->name));
+			continue;
+		}
 		stream_publish(r->stream, "plugin.stopped", inst->name, NULL,
 			       json_pack("{s:s}", "instance", inst->name));
 		log_info(inst->name, "stopped");
+	}
+	/* Outcomes that arrived after the deadline: their replies are the router's to free. */
+	s_drain_outcomes(r);
+	while (r->zombies) {
+		delivery_t *dl = r->zombies;
+		r->zombies = dl->next;
+		if (dl->dest->inst && dl->dest->inst->stuck)
+			continue; /* its thread may still read it; the process is exiting */
+		s_delivery_free(r, &dl);
 	}
 }
 
@@ -2073,7 +2175,9 @@ static void *s_bind(router_t *r, int type, const char *endpoint, char *actual, s
 		zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
 		zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero);
 	} else if (type == ZMQ_ROUTER) {
-		int64_t max = r->conf->max_event_bytes * 64 + 4096;
+		/* Above the batch limit, so that the parser answers "too big" with a reason; only
+		 * frames beyond it cost the peer its connection. */
+		int64_t max = r->conf->max_event_bytes * 64 + 1024 * 1024;
 		zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
 	}
 	if (zmq_bind(s, endpoint) < 0)
@@ -2129,7 +2233,8 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 	r->table = calloc(1, sizeof *r->table);
 	r->dests = calloc(n_instances + 1, sizeof *r->dests);
 	r->acks = calloc(n_instances + 1, sizeof *r->acks);
-	if (!r->table || !r->dests || !r->acks)
+	r->held = calloc(n_instances + 1, sizeof *r->held);
+	if (!r->table || !r->dests || !r->acks || !r->held)
 		goto oom;
 	r->table->routes = *routes_p;
 	r->table->refs = 1;
@@ -2245,6 +2350,7 @@ void router_destroy(router_t **r_p)
 		s_table_release(&r->table);
 	free(r->dests);
 	free(r->acks);
+	free(r->held);
 	free(r);
 	*r_p = NULL;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kanalctl.h"
+#include "privacy.h"
 
 /* Prints the verdict for one file. Returns its exit status. */
 static int s_validate_file(const char *path, size_t max_single)
@@ -38,6 +39,14 @@ static int s_validate_file(const char *path, size_t max_single)
 		return CTL_EXIT_NO;
 	}
 	if (msg) {
+		char attr[64];
+		if (privacy_context_cpr(msg, attr, sizeof attr)) {
+			/* The gateway refuses these; say so here rather than call it valid. */
+			ctl_printf(stdout, "%s: invalid: attribute '%s' holds a CPR number (put the "
+					   "person in data, or a pseudonym in subject)\n", name, attr);
+			kanal_msg_destroy(&msg);
+			return CTL_EXIT_NO;
+		}
 		ctl_printf(stdout, "%s: valid (id %s, type %s)\n", name, kanal_msg_id(msg),
 			   kanal_msg_type(msg));
 		kanal_msg_destroy(&msg);
@@ -45,11 +54,19 @@ static int s_validate_file(const char *path, size_t max_single)
 	}
 	if (batch->count == 0)
 		ctl_printf(stdout, "%s: valid (empty batch)\n", name);
-	for (i = 0; i < batch->count; i++)
+	for (i = 0; i < batch->count; i++) {
+		char attr[64];
+		if (privacy_context_cpr(batch->msgs[i], attr, sizeof attr)) {
+			ctl_printf(stdout, "%s[%zu]: invalid: attribute '%s' holds a CPR number\n",
+				   name, i, attr);
+			rc = CTL_EXIT_NO;
+			continue;
+		}
 		ctl_printf(stdout, "%s[%zu]: valid (id %s, type %s)\n", name, i,
 			   kanal_msg_id(batch->msgs[i]), kanal_msg_type(batch->msgs[i]));
+	}
 	kanal_batch_destroy(&batch);
-	return CTL_EXIT_OK;
+	return rc == CTL_EXIT_NO ? CTL_EXIT_NO : CTL_EXIT_OK;
 }
 
 int cmd_validate(ctl_t *ctl, int argc, char **argv)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "kanald.h"
 #include "test.h"
@@ -618,6 +619,184 @@ static void test_gateway_busy_when_destination_full(void)
 	kd_destroy(&kd);
 }
 
+/* Review C1/C2: a slow plugin at shutdown neither crashes kanald nor holds it past the
+ * deadline, and what it had not done is kept in the journal and done after a restart. */
+static void test_shutdown_with_slow_plugin_is_bounded_and_keeps_work(void)
+{
+	char *conf = kd_config("  - name: slow\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/slow.jsonl', delay: 3s }\n",
+			       NULL);
+	const char *routes = "routes:\n  - name: all\n    to: slow\n";
+	kd_t *kd;
+	char *text;
+	int st;
+
+	/* kd_config sets a 3 s deadline; this test wants 1 s. */
+	text = conf;
+	conf = NULL;
+	if (asprintf(&conf, "%s", text) >= 0) {
+		char *p = strstr(conf, "shutdown_deadline: 3s");
+		if (p)
+			memcpy(p, "shutdown_deadline: 1s", 21);
+	}
+	free(text);
+	kd = kd_start("slow-stop", conf, routes);
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	text = kd_send(kd,
+		       "[{\"specversion\":\"1.0\",\"id\":\"w1\",\"source\":\"t\",\"type\":\"a.b\"},"
+		       "{\"specversion\":\"1.0\",\"id\":\"w2\",\"source\":\"t\",\"type\":\"a.b\"},"
+		       "{\"specversion\":\"1.0\",\"id\":\"w3\",\"source\":\"t\",\"type\":\"a.b\"}]",
+		       WAIT);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "accepted"));
+	free(text);
+	usleep(300 * 1000);
+	st = kd_stop(kd, SIGTERM, 8000);
+	/* Exits by itself within deadline + grace, not killed by a signal. */
+	CU_ASSERT(st >= 0 && st < 128);
+	/* The sink was mid-way through its first event; the rest stayed in the journal and
+	 * is delivered after a restart, here with the destination no longer slow. */
+	conf = kd_config("  - name: slow\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/slow.jsonl' }\n",
+			 NULL);
+	kd_write_config(kd, conf);
+	free(conf);
+	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
+	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), 3, WAIT) >= 3);
+	text = test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+	CU_ASSERT(text && strstr(text, "\"w1\"") && strstr(text, "\"w2\"") &&
+		  strstr(text, "\"w3\""));
+	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+/* Review C3: a gateway client that never reads its replies does not stall the broker. */
+static void test_gateway_client_that_never_reads_does_not_stall(void)
+{
+	kd_t *kd = s_start_default("noread");
+	void *zctx, *flood;
+	char *reply;
+	int hwm = 0, zero = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	zctx = zmq_ctx_new();
+	flood = zmq_socket(zctx, ZMQ_DEALER);
+	zmq_setsockopt(flood, ZMQ_RCVHWM, &hwm, sizeof hwm);
+	zmq_setsockopt(flood, ZMQ_LINGER, &zero, sizeof zero);
+	zmq_connect(flood, kd->gateway);
+	for (int i = 0; i < 20000; i++) {
+		char ev[160];
+		int n = snprintf(ev, sizeof ev,
+				 "{\"specversion\":\"1.0\",\"id\":\"f%d\",\"source\":\"flood\","
+				 "\"type\":\"demo.flood\"}", i);
+		if (zmq_send(flood, ev, (size_t)n, ZMQ_DONTWAIT) < 0)
+			break;
+	}
+	/* The broker keeps answering others meanwhile. */
+	reply = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "\"ok\":true"));
+	free(reply);
+	zmq_close(flood);
+	zmq_ctx_term(zctx);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, 15000), 0);
+	kd_destroy(&kd);
+}
+
+/* Review H1: a full destination throttles only the events bound for it. */
+static void test_full_destination_does_not_block_others(void)
+{
+	char *conf = strdup("log_level: info\nplugin_dir: @PLUGINS@\nstate_dir: @DIR@/state\n"
+			    "run_dir: @DIR@/run\nroutes: @DIR@/routes\n"
+			    "endpoints: { gateway: 'tcp://127.0.0.1:0', stream: 'tcp://127.0.0.1:0', "
+			    "admin: 'tcp://127.0.0.1:0' }\n"
+			    "limits: { queue_max_events: 1, shutdown_deadline: 1s }\n"
+			    "instances:\n"
+			    "  - name: slow\n    plugin: sink\n"
+			    "    options: { path: '@DIR@/slow.jsonl', delay: 300ms }\n"
+			    "  - name: fast\n    plugin: sink\n"
+			    "    options: { path: '@DIR@/fast.jsonl' }\n");
+	kd_t *kd = kd_start("fair", conf,
+			    "routes:\n  - name: s\n    match: { type: t.slow }\n    to: slow\n"
+			    "  - name: f\n    match: { type: t.fast }\n    to: fast\n");
+	int busy = 0;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int i = 0; i < 40 && !busy; i++) {
+		char id[32], *e, *reply;
+		snprintf(id, sizeof id, "s%d", i);
+		e = s_event(id, "t.slow", NULL);
+		reply = kd_send(kd, e, WAIT);
+		busy = reply && strstr(reply, "\"busy\"");
+		free(reply);
+		free(e);
+	}
+	CU_ASSERT(busy);
+	{
+		char *e = s_event("f1", "t.fast", NULL);
+		s_send_expect(kd, e, "accepted");
+		free(e);
+	}
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "fast.jsonl"), 1, WAIT), 1);
+	kd_stop(kd, SIGTERM, 15000);
+	kd_destroy(&kd);
+}
+
+/* Review H2, M2 and the envelope: deadletter as a destination settles its flow; a batch
+ * with a CPR in one element is refused whole; a frame layout that is not ours is refused. */
+static void test_deadletter_destination_batches_and_envelopes(void)
+{
+	char *conf = kd_config(s_sinks, NULL);
+	kd_t *kd = kd_start("dlroute", conf,
+			    "routes:\n  - name: keep\n    match: { type: post.letter.send }\n"
+			    "    to: [deadletter, digital]\n    fallback: letter\n");
+	char *reply;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	{
+		char *e = s_event("k1", "post.letter.send", NULL);
+		s_send_expect(kd, e, "accepted");
+		free(e);
+	}
+	/* digital rejects, but deadletter took it: not every primary rejected, no fallback. */
+	reply = s_wait_dead(kd);
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "routed to deadletter"));
+	free(reply);
+	reply = kd_send(kd,
+			"[{\"specversion\":\"1.0\",\"id\":\"ok1\",\"source\":\"t\",\"type\":\"a.b\"},"
+			"{\"specversion\":\"1.0\",\"id\":\"cpr1\",\"source\":\"t\",\"type\":\"a.b\","
+			"\"subject\":\"0101184129\"}]",
+			WAIT);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	CU_ASSERT_PTR_NULL(strstr(reply, "accepted"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "holds a CPR number"));
+	CU_ASSERT(!kd_has_clear_cpr(reply));
+	free(reply);
+	{
+		void *zctx = zmq_ctx_new(), *s = zmq_socket(zctx, ZMQ_DEALER);
+		int zero = 0;
+		char buf[512];
+		int n;
+		zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+		zmq_setsockopt(s, ZMQ_RCVTIMEO, &(int){ WAIT }, sizeof(int));
+		zmq_connect(s, kd->gateway);
+		zmq_send(s, "aaa", 3, ZMQ_SNDMORE);
+		zmq_send(s, "bbb", 3, 0);
+		n = zmq_recv(s, buf, sizeof buf - 1, 0);
+		CU_ASSERT(n > 0);
+		if (n > 0) {
+			buf[n] = '\0';
+			CU_ASSERT_PTR_NOT_NULL(strstr(buf, "expected one frame"));
+		}
+		zmq_close(s);
+		zmq_ctx_term(zctx);
+	}
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("kanald",
 	  TEST(test_fan_out_where_and_default),
 	  TEST(test_gateway_statuses),
@@ -634,4 +813,8 @@ TEST_MAIN("kanald",
 	  TEST(test_source_plugin_events_flow_and_stop_gracefully),
 	  TEST(test_stream_contents_and_cpr_masking),
 	  TEST(test_retry_budget_then_dead),
-	  TEST(test_gateway_busy_when_destination_full))
+	  TEST(test_gateway_busy_when_destination_full),
+	  TEST(test_shutdown_with_slow_plugin_is_bounded_and_keeps_work),
+	  TEST(test_gateway_client_that_never_reads_does_not_stall),
+	  TEST(test_full_destination_does_not_block_others),
+	  TEST(test_deadletter_destination_batches_and_envelopes))
