@@ -145,6 +145,29 @@ fail:
 	return rc;
 }
 
+static int s_op_flush(kanal_ctx_t *ctx, int64_t timeout_ms)
+{
+	instance_t *inst = ctx->host;
+	int64_t deadline = kanal_now_ms() + timeout_ms;
+
+	if (!inst->emit_sock)
+		return KANAL_ESTATE;
+	s_drain_emit(inst);
+	/* The router acknowledges an emit after the commit that journalled it. */
+	while (inst->emit_outstanding > 0) {
+		unsigned char buf[sizeof(bus_request_t)];
+		int64_t left = deadline - kanal_now_ms();
+		int n;
+
+		if (left <= 0)
+			return KANAL_ETIMEDOUT;
+		n = s_wait_emit(inst, buf, sizeof buf, left);
+		if (n > 0)
+			s_on_emit_frame(inst, buf, n);
+	}
+	return 0;
+}
+
 static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
 			int64_t timeout_ms, kanal_msg_t **reply_out)
 {
@@ -261,6 +284,7 @@ size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap)
 
 static const kanal_host_ops_t s_ops = {
 	.emit = s_op_emit,
+	.flush = s_op_flush,
 	.request = s_op_request,
 	.reply = s_op_reply,
 	.log = s_op_log,

@@ -215,6 +215,17 @@ void kanal__ctx_end_delivery(kanal_ctx_t *ctx)
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
+int kanal_emit_flush(kanal_ctx_t *ctx, int64_t timeout_ms)
+{
+	if (!ctx)
+		return KANAL_EINVAL;
+	if (!s_on_thread(ctx))
+		return KANAL_ETHREAD;
+	if (!ctx->ops || !ctx->ops->flush)
+		return 0; /* a host without a pipeline has nothing in flight */
+	return ctx->ops->flush(ctx, timeout_ms);
+}
+
 int kanal_emit(kanal_ctx_t *ctx, kanal_msg_t **msg_p)
 {
 	kanal_msg_t *msg;

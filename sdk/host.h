@@ -24,6 +24,8 @@ typedef struct kanal_loop kanal_loop_t;
 typedef struct kanal_host_ops {
 	/* Takes msg (the caller's pointer is cleared by ctx.c). */
 	int (*emit)(kanal_ctx_t *ctx, kanal_msg_t *msg);
+	/* Waits until every emit so far is acknowledged (journalled). */
+	int (*flush)(kanal_ctx_t *ctx, int64_t timeout_ms);
 	/* Takes req. */
 	int (*request)(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
 		       int64_t timeout_ms, kanal_msg_t **reply_out);

@@ -797,6 +797,58 @@ static void test_deadletter_destination_batches_and_envelopes(void)
 	kd_destroy(&kd);
 }
 
+/* kanal_emit_flush: once it returns 0, every event emitted before it survives a SIGKILL. */
+static void test_emit_flush_makes_events_survive_a_crash(void)
+{
+	const char *inst =
+		"  - name: src\n    plugin: '@TPLUGINS@/tp_flush.so'\n"
+		"    options: { count: 200, marker: '@DIR@/marker' }\n"
+		"  - name: out\n    plugin: sink\n"
+		"    options: { path: '@DIR@/out.jsonl', delay: %s }\n";
+	char *instances, *conf, *text;
+	kd_t *kd;
+	size_t n;
+
+	if (asprintf(&instances, inst, "1s") < 0)
+		return;
+	conf = kd_config(instances, NULL);
+	free(instances);
+	kd = kd_start("flush", conf, "routes:\n  - name: all\n    to: out\n");
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int waited = 0; waited < WAIT && kd_lines(kd_path(kd, "marker")) == 0; waited += 5)
+		usleep(5000);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "marker")), 1);
+	kill(kd->pid, SIGKILL);
+	kd_wait_exit(kd, WAIT);
+	text = test_read_file(kd_path(kd, "marker"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(text && !strcmp(text, "0\n"));
+	free(text);
+	/* The slow sink had taken at most one before the kill. */
+	CU_ASSERT(kd_lines(kd_path(kd, "out.jsonl")) <= 1);
+	if (asprintf(&instances, inst, "0") < 0)
+		return;
+	conf = kd_config(instances, NULL);
+	free(instances);
+	kd_write_config(kd, conf);
+	free(conf);
+	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
+	n = kd_wait_lines(kd_path(kd, "out.jsonl"), 200, WAIT);
+	CU_ASSERT(n >= 200);
+	text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
+	for (int i = 0; text && i < 200; i++) {
+		char id[32];
+		snprintf(id, sizeof id, "\"fl-%d\"", i);
+		if (!strstr(text, id)) {
+			CU_FAIL("an event flushed before the crash was lost");
+			break;
+		}
+	}
+	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("kanald",
 	  TEST(test_fan_out_where_and_default),
 	  TEST(test_gateway_statuses),
@@ -817,4 +869,5 @@ TEST_MAIN("kanald",
 	  TEST(test_shutdown_with_slow_plugin_is_bounded_and_keeps_work),
 	  TEST(test_gateway_client_that_never_reads_does_not_stall),
 	  TEST(test_full_destination_does_not_block_others),
-	  TEST(test_deadletter_destination_batches_and_envelopes))
+	  TEST(test_deadletter_destination_batches_and_envelopes),
+	  TEST(test_emit_flush_makes_events_survive_a_crash))

@@ -151,6 +151,14 @@ int64_t kanal_now_ms(void);
  * Ownership: takes *msg_p, always, and sets it to NULL. */
 int kanal_emit(kanal_ctx_t *ctx, kanal_msg_t **msg_p);
 
+/* Waits up to timeout_ms until every event this instance emitted so far is durable: in the
+ * broker's journal (or, with the journal off, routed). kanal_emit pipelines — it returns
+ * once the bus has taken the event, before the journal's group commit — so a source that
+ * must never lose what it read from an upstream (a cursor it is about to advance, a file it
+ * is about to delete) emits, flushes, and only then lets go upstream. Returns 0,
+ * KANAL_ETIMEDOUT, KANAL_ECLOSED or KANAL_ETHREAD. */
+int kanal_emit_flush(kanal_ctx_t *ctx, int64_t timeout_ms);
+
 /* Sends `*request_p` to the service instance named `service` and waits up to timeout_ms for
  * its reply, blocking this instance (its other callbacks wait). On success stores the reply
  * in *reply_out and returns 0. Returns KANAL_ENOSERVICE (no such instance), KANAL_ETIMEDOUT,
