@@ -18,6 +18,8 @@
  *   A  router → instance   acknowledges `count` earlier E frames
  *   X  router → instance   stop emitting (shutdown phase 1); instance answers C on emit
  *   S  router → instance   stop the plugin (shutdown phase 2), by deadline_ms
+ *   N  instance → router   (on emit) a happening for the event stream, e.g. an isolated
+ *                          instance's plugin host crashed or restarted (isolation.c)
  */
 #ifndef KANAL_BUS_H
 #define KANAL_BUS_H
@@ -46,6 +48,7 @@ enum bus_cmd {
 	BUS_CLOSE_EMITS = 'X',
 	BUS_CLOSED = 'C',
 	BUS_STOP = 'S',
+	BUS_NOTICE = 'N',
 };
 
 typedef struct bus_deliver {
@@ -96,5 +99,17 @@ typedef struct bus_stop {
 	uint8_t cmd;
 	int64_t deadline_ms;
 } bus_stop_t;
+
+/* A happening the router publishes on the event stream as "<kind> <instance>" with the
+ * JSON object `detail` merged into the payload. Plain text, so nothing needs freeing if
+ * the router never reads it. It must fit the router's emit-socket buffer. */
+typedef struct bus_notice {
+	uint8_t cmd;
+	char kind[23];     /* "plugin.crashed", "plugin.restarted" */
+	char detail[136];  /* a JSON object, e.g. {"cause":"signal","signal":11} */
+} bus_notice_t;
+
+_Static_assert(sizeof(bus_notice_t) <= sizeof(bus_request_t),
+	       "a notice must fit the router's emit-socket buffer");
 
 #endif

@@ -25,6 +25,7 @@
 #define CONF_DEFAULT_STREAM "tcp://127.0.0.1:7701"
 #define CONF_DEFAULT_ADMIN "tcp://127.0.0.1:7702"
 #define CONF_MAX_NAME 63
+#define CONF_DEFAULT_DEADLINE_MS 30000 /* an isolated instance's callback deadline */
 
 /* The private store: every allocation the conf_t points into. */
 typedef struct conf_store {
@@ -50,8 +51,9 @@ static const char *const s_journal_keys[] = { "mode", "path", "sync", "retention
 static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin" };
 static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
 					    "queue_max_bytes", "shutdown_deadline",
-					    "enrich_timeout" };
-static const char *const s_instance_keys[] = { "name", "plugin", "isolation", "options" };
+					    "enrich_timeout", "max_parked_events" };
+static const char *const s_instance_keys[] = { "name", "plugin", "isolation", "deadline",
+					       "options" };
 static const char *const s_log_levels[] = { "error", "warn", "info", "debug" };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -405,6 +407,8 @@ static void s_limits(loader_t *ld, const ynode_t *v)
 		s_duration(ld, x, "shutdown_deadline", true, &conf->shutdown_deadline_ms);
 	if ((x = yaml_tree_get(v, "enrich_timeout")))
 		s_duration(ld, x, "enrich_timeout", false, &conf->enrich_timeout_ms);
+	if ((x = yaml_tree_get(v, "max_parked_events")))
+		s_count(ld, x, "max_parked_events", &conf->max_parked_events);
 	/* A queue that cannot hold one largest event would refuse that event forever. */
 	if (conf->queue_max_bytes < conf->max_event_bytes)
 		s_err(ld, queue_bytes ? queue_bytes : v,
@@ -589,6 +593,7 @@ static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 	inst->line = v->line;
 	inst->column = v->column;
 	inst->isolation = s_strdup(ld, "thread");
+	inst->deadline_ms = CONF_DEFAULT_DEADLINE_MS;
 	if (name)
 		s_instance_name(ld, inst, name);
 	else
@@ -607,6 +612,14 @@ static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 			s_err(ld, x, "'isolation': '%s' is not thread or process", text);
 		else if (text)
 			inst->isolation = s_strdup(ld, text);
+	}
+	/* A thread cannot be stopped safely, so a deadline means something only for a
+	 * process; accepting it on a thread would promise a protection that is not there. */
+	if ((x = yaml_tree_get(v, "deadline"))) {
+		if (s_duration(ld, x, "deadline", false, &inst->deadline_ms) && inst->isolation &&
+		    strcmp(inst->isolation, "process") != 0)
+			s_err(ld, x, "'deadline' applies only to 'isolation: process' (an instance "
+				     "on a thread cannot be stopped in the middle of a callback)");
 	}
 	if ((x = yaml_tree_get(v, "options")))
 		s_options(ld, inst, x);
@@ -652,6 +665,7 @@ static void s_defaults(loader_t *ld)
 	conf->shutdown_deadline_ms = 5000;
 	conf->enrich_timeout_ms = 2000;
 	conf->journal_durable = true;
+	conf->max_parked_events = 1000000;
 	conf->journal_retention_ms = 7LL * 24 * 3600 * 1000;
 	conf->dedupe_window_ms = 10LL * 60 * 1000;
 	conf->route_paths = s_calloc(ld, 1, sizeof *conf->route_paths);

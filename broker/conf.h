@@ -19,6 +19,8 @@ typedef struct conf_instance {
 	kanal_optval_t *options; /* as given, validated later against the plugin's table */
 	size_t n_options;
 	char *isolation;     /* "thread" (default) or "process" */
+	int64_t deadline_ms; /* process isolation: the longest a callback may take before the
+			      * plugin host is killed and restarted (`deadline`, default 30 s) */
 	int line, column;    /* of the instance's entry */
 } conf_instance_t;
 
@@ -40,6 +42,7 @@ typedef struct conf {
 	int64_t queue_max_bytes;   /* per destination */
 	int64_t shutdown_deadline_ms;
 	int64_t enrich_timeout_ms; /* default for enrich steps without `timeout` */
+	int64_t max_parked_events; /* journal: events waiting on disk for full destinations */
 	kanal_log_level_t log_level;
 	bool journal_durable;      /* journal.mode: durable (default) or memory */
 	char *journal_path;        /* NULL: <state_dir>/journal.db */

@@ -3,6 +3,11 @@
  * its own thread that drives the plugin's loop and talks to the router over inproc
  * ZeroMQ (see bus.h). This file is also where the host services of kanal/plugin.h are
  * implemented for kanald: emit with its pipelined window, request/reply, log, metrics.
+ *
+ * An instance with `isolation: process` is loaded and its options checked here too, but
+ * its plugin is not initialised in kanald: its thread runs the proxy of isolation.c, which
+ * starts the plugin in a kanal-plugin-host process and uses these same host services on
+ * the plugin's behalf.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +17,7 @@
 
 #include "bus.h"
 #include "instance.h"
+#include "isolation.h"
 #include "log.h"
 #include "privacy.h"
 
@@ -312,13 +318,6 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
-	if (ci->isolation && strcmp(ci->isolation, "thread") != 0) {
-		diag_add(d, conf->file, ci->line, ci->column,
-			 "instance '%s': isolation '%s' is not available in this build "
-			 "(only 'thread')", ci->name, ci->isolation);
-		rc = KANAL_ECONFIG;
-		goto fail;
-	}
 	kanal_error_clear(&err);
 	rc = kanal__plugin_open(ci->plugin_path, &inst->plugin, &err);
 	if (rc < 0) {
@@ -348,6 +347,14 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 		goto fail;
 	}
 	inst->ctx->log_level = log_get_level();
+	if (ci->isolation && !strcmp(ci->isolation, "process")) {
+		/* The plugin host runs init; kanald only had to know the options are right. */
+		rc = isolation_new(conf, ci, &inst->iso, d);
+		if (rc < 0)
+			goto fail;
+		*out = inst;
+		return 0;
+	}
 	rc = inst->plugin->desc->init(inst->ctx, inst->config, &inst->state);
 	if (rc != 0) {
 		diag_add(d, conf->file, ci->line, ci->column, "instance '%s': init failed: %s",
@@ -406,7 +413,7 @@ static void s_deliver(instance_t *inst, const bus_deliver_t *dl)
 		kanal_msg_destroy(&out.reply);
 }
 
-static void s_set_start_state(instance_t *inst, int state, const char *why)
+void instance_report_start(instance_t *inst, int state, const char *why)
 {
 	pthread_mutex_lock(&inst->mu);
 	inst->start_state = state;
@@ -428,7 +435,7 @@ static void *s_thread_main(void *arg)
 	inst->deliver_sock = zmq_socket(inst->zctx, ZMQ_DEALER);
 	inst->emit_sock = zmq_socket(inst->zctx, ZMQ_DEALER);
 	if (!inst->deliver_sock || !inst->emit_sock) {
-		s_set_start_state(inst, KANAL_EIO, "cannot create its sockets");
+		instance_report_start(inst, KANAL_EIO, "cannot create its sockets");
 		goto out;
 	}
 	for (int i = 0; i < 2; i++) {
@@ -440,17 +447,21 @@ static void *s_thread_main(void *arg)
 	}
 	if (zmq_connect(inst->deliver_sock, BUS_DELIVER_ENDPOINT) < 0 ||
 	    zmq_connect(inst->emit_sock, BUS_EMIT_ENDPOINT) < 0) {
-		s_set_start_state(inst, KANAL_EIO, "cannot connect to the router");
+		instance_report_start(inst, KANAL_EIO, "cannot connect to the router");
+		goto out;
+	}
+	if (inst->iso) {
+		isolation_run(inst->iso, inst);
 		goto out;
 	}
 	rc = p->start ? p->start(inst->ctx, inst->state) : 0;
 	if (rc != 0) {
-		s_set_start_state(inst, rc < 0 ? rc : KANAL_EPLUGIN,
+		instance_report_start(inst, rc < 0 ? rc : KANAL_EPLUGIN,
 				  inst->ctx->delivery.error[0] ? inst->ctx->delivery.error
 							       : "start failed");
 		goto stop;
 	}
-	s_set_start_state(inst, 1, NULL);
+	instance_report_start(inst, 1, NULL);
 
 	for (;;) {
 		unsigned char buf[sizeof(bus_outcome_t)];
@@ -564,6 +575,7 @@ void instance_destroy(instance_t **inst_p)
 	instance_join(inst, 0);
 	if (inst->inited && inst->plugin->desc->destroy)
 		inst->plugin->desc->destroy(inst->state);
+	isolation_destroy(&inst->iso);
 	kanal__ctx_destroy(&inst->ctx);
 	kanal__config_destroy(&inst->config);
 	kanal__plugin_close(&inst->plugin);

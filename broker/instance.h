@@ -11,6 +11,8 @@
 #include "conf.h"
 #include "host.h"
 
+struct isolation;
+
 typedef struct instance_metric {
 	char name[64];
 	double value;
@@ -25,6 +27,9 @@ typedef struct instance {
 	void *state;
 	bool inited;
 	int64_t max_event_bytes;
+	/* `isolation: process`: the plugin runs in a plugin host and this instance's thread is
+	 * its proxy (isolation.c); NULL for a plugin on the thread itself. */
+	struct isolation *iso;
 
 	/* Thread and its sockets (touched only by the thread once it runs). */
 	void *zctx;
@@ -55,7 +60,9 @@ typedef struct instance {
 } instance_t;
 
 /* Opens the instance's plugin, validates its options against the plugin's table and calls
- * init. Every failure is added to d as "file:line:col: error: instance 'x': …". */
+ * init — or, for `isolation: process`, prepares the plugin host that will call it (options
+ * are refused here all the same). Every failure is added to d as
+ * "file:line:col: error: instance 'x': …". */
 int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 		  instance_t **out, diag_t *d);
 
@@ -70,6 +77,10 @@ int instance_join(instance_t *inst, int64_t deadline_ms);
 
 /* Calls the plugin's destroy (if init succeeded), unloads it and frees the instance. */
 void instance_destroy(instance_t **inst_p);
+
+/* Tells instance_start, waiting on the main thread, how the start went: state 1 running,
+ * or a negative code with `why` (may be NULL). Called once, from the instance's thread. */
+void instance_report_start(instance_t *inst, int state, const char *why);
 
 /* Copies the instance's metrics (for status); returns the count. */
 size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap);

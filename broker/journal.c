@@ -31,6 +31,10 @@ enum {
 	ST_PRUNE_EVENTS,
 	ST_COUNT_OPEN,
 	ST_DLQ_COUNT,
+	ST_UNPARK,
+	ST_PARK,
+	ST_PARKED,
+	ST_COUNT_PARKED,
 	ST__N
 };
 
@@ -38,14 +42,14 @@ static const char *const s_sql[ST__N] = {
 	[ST_SEEN] = "SELECT 1 FROM events WHERE source = ?1 AND id = ?2 AND accepted_at >= ?3 "
 		    "LIMIT 1",
 	[ST_ADD_EVENT] = "INSERT INTO events (source, id, type, body, accepted_at, target, "
-			 "target_route) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			 "target_route, parked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[ST_DONE] = "UPDATE events SET done_at = ?2 WHERE seq = ?1",
 	[ST_DELIVERY] = "INSERT INTO deliveries (seq, route, destination, state, attempts, "
 			"next_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
 			"ON CONFLICT (seq, route, destination) DO UPDATE SET state = excluded.state, "
 			"attempts = excluded.attempts, next_at = excluded.next_at, "
 			"last_error = excluded.last_error",
-	[ST_OPEN_EVENTS] = "SELECT seq, body, target, target_route FROM events "
+	[ST_OPEN_EVENTS] = "SELECT seq, body, target, target_route, parked FROM events "
 			   "WHERE done_at IS NULL ORDER BY seq",
 	[ST_OPEN_ROWS] = "SELECT route, destination, state, attempts, next_at, last_error "
 			 "FROM deliveries WHERE seq = ?1",
@@ -60,13 +64,19 @@ static const char *const s_sql[ST__N] = {
 	[ST_PRUNE_EVENTS] = "DELETE FROM events WHERE done_at IS NOT NULL AND done_at < ?1",
 	[ST_COUNT_OPEN] = "SELECT count(*) FROM events WHERE done_at IS NULL",
 	[ST_DLQ_COUNT] = "SELECT count(*) FROM dead_letters",
+	[ST_UNPARK] = "UPDATE events SET parked = 0 WHERE seq = ?1",
+	[ST_PARK] = "UPDATE events SET parked = 1 WHERE seq = ?1",
+	[ST_PARKED] = "SELECT seq, body FROM events WHERE parked = 1 AND done_at IS NULL "
+		      "AND seq > ?1 ORDER BY seq LIMIT ?2",
+	[ST_COUNT_PARKED] = "SELECT count(*) FROM events WHERE parked = 1 AND done_at IS NULL",
 };
 
 static const char s_schema[] =
 	"CREATE TABLE IF NOT EXISTS events ("
 	"  seq INTEGER PRIMARY KEY, source TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,"
 	"  body BLOB NOT NULL, accepted_at INTEGER NOT NULL, done_at INTEGER,"
-	"  target TEXT, target_route TEXT);"
+	"  target TEXT, target_route TEXT, parked INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS events_parked ON events(seq) WHERE parked = 1;"
 	"CREATE INDEX IF NOT EXISTS events_source_id ON events(source, id);"
 	"CREATE INDEX IF NOT EXISTS events_open ON events(done_at) WHERE done_at IS NULL;"
 	"CREATE TABLE IF NOT EXISTS deliveries ("
@@ -155,6 +165,8 @@ void journal_close(journal_t **j_p)
 	*j_p = NULL;
 }
 
+static int64_t s_count(journal_t *j, int which);
+
 static int64_t s_now_ms(void)
 {
 	return kanal__wall_ms();
@@ -225,7 +237,7 @@ bool journal_seen(journal_t *j, const char *source, const char *id, int64_t sinc
 }
 
 static int s_add_event(journal_t *j, const kanal_msg_t *msg, const char *target,
-		       const char *target_route, uint64_t *seq)
+		       const char *target_route, bool parked, uint64_t *seq)
 {
 	sqlite3_stmt *st = j->st[ST_ADD_EVENT];
 	size_t len;
@@ -244,6 +256,7 @@ static int s_add_event(journal_t *j, const kanal_msg_t *msg, const char *target,
 	sqlite3_bind_int64(st, 5, s_now_ms());
 	s_bind_text(st, 6, target);
 	s_bind_text(st, 7, target_route);
+	sqlite3_bind_int(st, 8, parked ? 1 : 0);
 	rc = s_step_write(j, st);
 	kanal_free(body);
 	if (rc == 0)
@@ -251,9 +264,62 @@ static int s_add_event(journal_t *j, const kanal_msg_t *msg, const char *target,
 	return rc;
 }
 
-int journal_add_event(journal_t *j, const kanal_msg_t *msg, uint64_t *seq)
+int journal_add_event(journal_t *j, const kanal_msg_t *msg, bool parked, uint64_t *seq)
 {
-	return s_add_event(j, msg, NULL, NULL, seq);
+	return s_add_event(j, msg, NULL, NULL, parked, seq);
+}
+
+static int s_set_parked(journal_t *j, int which, uint64_t seq)
+{
+	sqlite3_stmt *st = j->st[which];
+
+	if (journal_begin(j) < 0)
+		return KANAL_EIO;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	return s_step_write(j, st);
+}
+
+int journal_unpark(journal_t *j, uint64_t seq)
+{
+	return s_set_parked(j, ST_UNPARK, seq);
+}
+
+int journal_park(journal_t *j, uint64_t seq)
+{
+	return s_set_parked(j, ST_PARK, seq);
+}
+
+int journal_load_parked(journal_t *j, uint64_t after_seq, int limit, journal_parked_fn fn,
+			void *arg)
+{
+	sqlite3_stmt *st = j->st[ST_PARKED];
+	int count = 0;
+
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)after_seq);
+	sqlite3_bind_int(st, 2, limit);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+		const char *body = sqlite3_column_blob(st, 1);
+		size_t len = (size_t)sqlite3_column_bytes(st, 1);
+		kanal_msg_t *msg = NULL;
+
+		count++;
+		if (kanal_msg_parse(body, len, len + 1, &msg, NULL) < 0) {
+			log_error("journal", "parked event #%llu no longer parses; marking it done",
+				  (unsigned long long)seq);
+			journal_event_done(j, seq);
+			continue;
+		}
+		if (fn(arg, seq, msg) != 0)
+			break;
+	}
+	sqlite3_reset(st);
+	return count;
+}
+
+int64_t journal_parked_count(journal_t *j)
+{
+	return s_count(j, ST_COUNT_PARKED);
 }
 
 int journal_event_done(journal_t *j, uint64_t seq)
@@ -298,6 +364,7 @@ int journal_load_open(journal_t *j, journal_open_fn fn, void *arg)
 		int len = sqlite3_column_bytes(ev, 1);
 		const char *target = (const char *)sqlite3_column_text(ev, 2);
 		const char *target_route = (const char *)sqlite3_column_text(ev, 3);
+		bool parked = sqlite3_column_int(ev, 4) != 0;
 		journal_row_t rows[64];
 		char *strings[64][3];
 		size_t n = 0;
@@ -342,7 +409,7 @@ int journal_load_open(journal_t *j, journal_open_fn fn, void *arg)
 			n++;
 		}
 		sqlite3_reset(rs);
-		fn(arg, seq, msg, rows, n);
+		fn(arg, seq, msg, parked, rows, n);
 		for (size_t i = 0; i < n; i++)
 			for (int k = 0; k < 3; k++)
 				free(strings[i][k]);
@@ -522,7 +589,7 @@ int journal_dlq_take(journal_t *j, int64_t id, kanal_msg_t **msg, uint64_t *seq,
 			*route = r ? strdup(r) : NULL;
 			*destination = strdup((const char *)sqlite3_column_text(st, 4));
 			/* The replay is a new event row, targeted at the letter's destination. */
-			rc = s_add_event(j, *msg, *destination, *route, seq);
+			rc = s_add_event(j, *msg, *destination, *route, false, seq);
 		}
 	}
 	sqlite3_reset(st);

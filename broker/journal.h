@@ -42,8 +42,18 @@ const char *journal_error(const journal_t *j);
 /* True when (source, id) was accepted at or after since_ms (unix ms). */
 bool journal_seen(journal_t *j, const char *source, const char *id, int64_t since_ms);
 
-/* Stores an accepted event; its journal sequence number goes to *seq. */
-int journal_add_event(journal_t *j, const kanal_msg_t *msg, uint64_t *seq);
+/* Stores an accepted event; its journal sequence number goes to *seq. A parked event is
+ * accepted but not yet routed: it waits on disk until its destinations have room. */
+int journal_add_event(journal_t *j, const kanal_msg_t *msg, bool parked, uint64_t *seq);
+/* Marks a parked event as taken into memory, or an open one as parked again. */
+int journal_unpark(journal_t *j, uint64_t seq);
+int journal_park(journal_t *j, uint64_t seq);
+/* Calls fn for up to `limit` parked events after after_seq, in journal order, with the
+ * event (owned by fn); fn returns non-zero to stop. Returns the number read. */
+typedef int (*journal_parked_fn)(void *arg, uint64_t seq, kanal_msg_t *msg);
+int journal_load_parked(journal_t *j, uint64_t after_seq, int limit, journal_parked_fn fn,
+			void *arg);
+int64_t journal_parked_count(journal_t *j);
 /* Marks an event done (every delivery reached an end). */
 int journal_event_done(journal_t *j, uint64_t seq);
 /* Records a delivery's state (route "" for the default destination). */
@@ -63,7 +73,7 @@ typedef struct journal_row {
 /* Calls fn for every open event in journal order with the event (owned by fn) and its
  * recorded deliveries (borrowed for the call). Returns the number of events, or a
  * negative code. An event whose body no longer parses is reported and marked done. */
-typedef void (*journal_open_fn)(void *arg, uint64_t seq, kanal_msg_t *msg,
+typedef void (*journal_open_fn)(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
 				const journal_row_t *rows, size_t n_rows);
 int journal_load_open(journal_t *j, journal_open_fn fn, void *arg);
 

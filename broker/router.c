@@ -120,6 +120,7 @@ struct dest {
 	size_t queued_bytes;
 	delivery_t *inflight; /* unordered list */
 	int n_inflight;
+	size_t parked;        /* parked events (on disk) that are bound for this destination */
 	uint64_t delivered, rejected, retried, dead;
 };
 
@@ -168,6 +169,7 @@ struct router {
 
 	journal_t *journal;  /* NULL: memory mode */
 	bool journal_failed; /* a commit failed: refuse new events until a commit works */
+	size_t n_parked;     /* accepted events waiting on disk for room */
 	int64_t next_prune_ms;
 	struct pending_reply *pending; /* gateway replies waiting for the turn's commit */
 	size_t n_pending, cap_pending;
@@ -185,8 +187,8 @@ static void s_dispatch(router_t *r, dest_t *d);
 static void s_schedule_retry(router_t *r, delivery_t *dl);
 static void s_flow_primary_done(router_t *r, flow_t *f);
 static void s_end_turn(router_t *r);
-static void s_recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, const journal_row_t *rows,
-			    size_t n_rows);
+static void s_recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
+			    const journal_row_t *rows, size_t n_rows);
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -211,6 +213,7 @@ static shared_t *s_shared_new(kanal_msg_t **msg_p)
 	}
 	s->msg = *msg_p;
 	*msg_p = NULL;
+	s->jev = NULL;
 	s->refs = 1;
 	return s;
 }
@@ -731,6 +734,40 @@ static void s_enrich_outcome(router_t *r, delivery_t *dl, int outcome, const cha
 
 /* ---- accepting events -------------------------------------------------------------- */
 
+/* Adds delta to the parked count of every destination the matched routes deliver to (the
+ * default one when none matched). */
+static void s_count_parked(router_t *r, const route_t *const *m, size_t n, int delta)
+{
+	for (size_t i = 0; i < (n ? n : 1); i++) {
+		size_t k_max = n ? m[i]->n_to : 1;
+		for (size_t k = 0; k < k_max; k++) {
+			dest_t *d = s_dest(r, n ? m[i]->to[k] : routes_default(r->table->routes));
+			if (!d)
+				continue;
+			if (delta < 0 && d->parked == 0)
+				continue; /* the table changed since it was parked */
+			d->parked = (size_t)((ssize_t)d->parked + delta);
+		}
+	}
+}
+
+/* True when a destination of the matched routes has parked events: a new event for it
+ * must queue behind them to keep each destination's order. */
+static bool s_behind_parked(router_t *r, const route_t *const *m, size_t n)
+{
+	if (!r->n_parked)
+		return false;
+	for (size_t i = 0; i < (n ? n : 1); i++) {
+		size_t k_max = n ? m[i]->n_to : 1;
+		for (size_t k = 0; k < k_max; k++) {
+			dest_t *d = s_dest(r, n ? m[i]->to[k] : routes_default(r->table->routes));
+			if (d && d->parked)
+				return true;
+		}
+	}
+	return false;
+}
+
 /* Checks that every destination the event would reach has room. */
 static bool s_has_room(router_t *r, const route_t *const *m, size_t n, size_t bytes)
 {
@@ -821,6 +858,30 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 		cap = n;
 		n = routes_match(r->table->routes, *msg_p, m, cap);
 	}
+	if (r->journal && !r->journal_failed &&
+	    (!s_has_room(r, m, n, kanal_msg_size(*msg_p)) || s_behind_parked(r, m, n))) {
+		/* With the journal, pending work waits on disk, not in RAM: the event is
+		 * accepted parked and routed when its destinations have room. */
+		int rc = 0;
+		if (r->n_parked >= (size_t)r->conf->max_parked_events)
+			rc = KANAL_EBUSY;
+		else if (journal_seen(r->journal, kanal_msg_source(*msg_p), kanal_msg_id(*msg_p),
+				      kanal__wall_ms() - r->conf->dedupe_window_ms))
+			rc = KANAL_EDUPLICATE;
+		else if (journal_add_event(r->journal, *msg_p, true, &seq) < 0)
+			rc = KANAL_EIO;
+		if (rc == 0) {
+			r->accepted++;
+			r->n_parked++;
+			s_count_parked(r, m, n, +1);
+			stream_publish(r->stream, "accepted", NULL, *msg_p,
+				       json_pack("{s:b}", "parked", 1));
+			kanal_msg_destroy(msg_p);
+		}
+		if (m != stack)
+			free(m);
+		return rc;
+	}
 	if (!s_has_room(r, m, n, kanal_msg_size(*msg_p))) {
 		if (m != stack)
 			free(m);
@@ -833,7 +894,7 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 		else if (journal_seen(r->journal, kanal_msg_source(*msg_p), kanal_msg_id(*msg_p),
 				      kanal__wall_ms() - r->conf->dedupe_window_ms))
 			rc = KANAL_EDUPLICATE;
-		else if (journal_add_event(r->journal, *msg_p, &seq) < 0)
+		else if (journal_add_event(r->journal, *msg_p, false, &seq) < 0)
 			rc = KANAL_EIO;
 		if (rc < 0) {
 			if (m != stack)
@@ -1222,6 +1283,17 @@ static void s_on_emit_sock(router_t *r)
 			s_on_request(r, id, &q);
 		} else if (buf[0] == BUS_CLOSED) {
 			r->closed_count++;
+		} else if (buf[0] == BUS_NOTICE && n >= (int)sizeof(bus_notice_t)) {
+			/* An isolated instance reports its plugin host (isolation.c). */
+			bus_notice_t nt;
+			json_t *extra;
+
+			memcpy(&nt, buf, sizeof nt);
+			nt.kind[sizeof nt.kind - 1] = nt.detail[sizeof nt.detail - 1] = '\0';
+			extra = json_loads(nt.detail, 0, NULL);
+			if (json_is_object(extra))
+				json_object_set_new(extra, "instance", json_string(id));
+			stream_publish(r->stream, nt.kind, id, NULL, extra);
 		}
 	}
 }
@@ -1596,11 +1668,12 @@ static json_t *s_status(router_t *r)
 				  (json_int_t)d->dead));
 	}
 	json_t *journal = r->journal
-		? json_pack("{s:s, s:s, s:s, s:b, s:I, s:I}", "mode", "durable", "path",
+		? json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I}", "mode", "durable", "path",
 			    journal_path(r->journal), "sync",
 			    r->conf->journal_sync_power ? "power" : "process", "writable",
 			    !r->journal_failed, "open_events",
-			    (json_int_t)journal_open_count(r->journal), "dead_letters",
+			    (json_int_t)journal_open_count(r->journal), "parked_events",
+			    (json_int_t)r->n_parked, "dead_letters",
 			    (json_int_t)journal_dlq_count(r->journal))
 		: json_pack("{s:s, s:s}", "mode", "memory", "dead_letters",
 			    deadletter_path(r->deadletter));
@@ -1683,7 +1756,7 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 				if (rc == 0) {
 					/* Routed like a resumed event with a target row. */
 					journal_row_t row = { route ? route : "", dest, 0, -1, 0, NULL };
-					s_recover_event(r, seq, msg, &row, 1);
+					s_recover_event(r, seq, msg, false, &row, 1);
 					stream_publish(r->stream, "replayed", "-", NULL,
 						       json_pack("{s:I, s:s}", "letter", (json_int_t)n,
 								 "destination", dest));
@@ -1862,7 +1935,7 @@ static void s_spill(router_t *r)
 		if (r->journal && !r->journal_failed) {
 			/* Journalled unrouted: it is routed on the next start. */
 			uint64_t seq;
-			if (journal_add_event(r->journal, h->msg, &seq) < 0)
+			if (journal_add_event(r->journal, h->msg, true, &seq) < 0)
 				log_error("router", "cannot keep held event %s in the journal: %s",
 					  kanal_msg_id(h->msg), journal_error(r->journal));
 			kanal_msg_destroy(&h->msg);
@@ -1950,6 +2023,116 @@ static void s_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 	}
 }
 
+/* ---- paging parked events back in ------------------------------------------------------ */
+
+typedef struct page {
+	router_t *r;
+	bool *blocked;     /* per destination: full, or an earlier parked event is stuck on it */
+	uint64_t last_seq;
+	int taken;
+	int scanned;
+} page_t;
+
+static int s_page_one(void *arg, uint64_t seq, kanal_msg_t *msg)
+{
+	page_t *pg = arg;
+	router_t *r = pg->r;
+	const route_t *stack[64];
+	size_t n = routes_match(r->table->routes, msg, stack, 64), i, k;
+	bool blocked = false;
+	shared_t *ev;
+
+	pg->last_seq = seq;
+	pg->scanned++;
+	if (n > 64)
+		n = 64;
+	for (i = 0; i < (n ? n : 1) && !blocked; i++)
+		for (k = 0; k < (n ? stack[i]->n_to : 1); k++) {
+			dest_t *d = s_dest(r, n ? stack[i]->to[k] : routes_default(r->table->routes));
+			if (d && (pg->blocked[d - r->dests] || s_dest_full(r, d, kanal_msg_size(msg))))
+				blocked = true;
+		}
+	if (blocked) {
+		/* Keep each destination's order: nothing later for these may pass it. */
+		for (i = 0; i < (n ? n : 1); i++)
+			for (k = 0; k < (n ? stack[i]->n_to : 1); k++) {
+				dest_t *d = s_dest(r, n ? stack[i]->to[k]
+							: routes_default(r->table->routes));
+				if (d)
+					pg->blocked[d - r->dests] = true;
+			}
+		kanal_msg_destroy(&msg);
+		return pg->scanned >= 4096;
+	}
+	if (journal_unpark(r->journal, seq) < 0) {
+		kanal_msg_destroy(&msg);
+		return 1;
+	}
+	r->n_parked--;
+	s_count_parked(r, stack, n, -1);
+	ev = s_shared_new(&msg);
+	if (!ev || !(ev->jev = calloc(1, sizeof *ev->jev))) {
+		s_shared_release(&ev);
+		return 1;
+	}
+	ev->jev->seq = seq;
+	ev->jev->refs = 1;
+	ev->jev->open = 1;
+	if (n == 0) {
+		dest_t *d = s_dest(r, routes_default(r->table->routes));
+		delivery_t *dl = d ? s_delivery_new(r, DL_DEFAULT, ev, NULL, d) : NULL;
+		if (dl)
+			s_enqueue(r, dl);
+	} else {
+		s_start_flows(r, ev, stack, n, NULL, NULL, 0);
+	}
+	s_jev_close(r, ev->jev);
+	s_shared_release(&ev);
+	return ++pg->taken >= 512 || pg->scanned >= 4096;
+}
+
+/* Takes parked events back into memory, oldest first, while their destinations have room
+ * to spare (below half their queue), so that memory holds a window and the disk the rest. */
+static void s_page_in(router_t *r)
+{
+	page_t pg = { r, NULL, 0, 0, 0 };
+	bool room = false;
+
+	if (!r->n_parked || !r->journal || r->journal_failed || r->spilling)
+		return;
+	{
+		bool claimed = false;
+		for (size_t i = 0; i < r->n_dests; i++) {
+			const dest_t *d = &r->dests[i];
+			if (!d->parked)
+				continue;
+			claimed = true;
+			if (!d->inst || d->queued < (size_t)r->conf->queue_max_events / 2 + 1)
+				room = true;
+		}
+		/* Counts can drift across a reload; when no destination claims them, look. */
+		if (!claimed)
+			room = true;
+	}
+	if (!room)
+		return;
+	pg.blocked = calloc(r->n_dests, sizeof *pg.blocked);
+	if (!pg.blocked)
+		return;
+	while (pg.taken < 512 && pg.scanned < 4096) {
+		int read = journal_load_parked(r->journal, pg.last_seq, 256, s_page_one, &pg);
+		if (read < 256)
+			break;
+	}
+	free(pg.blocked);
+	if (journal_parked_count(r->journal) == 0) {
+		/* Everything is in memory again; forget any drift in the counts. */
+		r->n_parked = 0;
+		for (size_t i = 0; i < r->n_dests; i++)
+			r->dests[i].parked = 0;
+	}
+}
+
 /* Ends a turn of the loop: commit what the turn wrote (group commit), then let it take
  * effect — deliveries go to the instances, emits are acknowledged, the gateway answers. */
 static void s_end_turn(router_t *r)
@@ -1976,6 +2159,7 @@ static void s_end_turn(router_t *r)
 			}
 			r->next_prune_ms = now + 60000;
 		}
+		s_page_in(r);
 		if (journal_dirty(r->journal) && journal_commit(r->journal) < 0) {
 			snprintf(why, sizeof why, "not accepted: the journal cannot be written (%s)",
 				 journal_error(r->journal));
@@ -2077,14 +2261,23 @@ static void s_shutdown(router_t *r)
 
 /* Resumes one open event from the journal: routed again against the current table, its
  * finished deliveries skipped, retries waiting for their recorded time. */
-static void s_recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, const journal_row_t *rows,
-			    size_t n_rows)
+static void s_recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
+			    const journal_row_t *rows, size_t n_rows)
 {
 	router_t *r = arg;
-	shared_t *ev = s_shared_new(&msg);
 	const route_t *stack[64];
+	shared_t *ev;
 	size_t n;
 
+	if (parked) {
+		/* Still waiting on disk: count it where it is bound, page it in later. */
+		n = routes_match(r->table->routes, msg, stack, 64);
+		s_count_parked(r, stack, n < 64 ? n : 64, +1);
+		r->n_parked++;
+		kanal_msg_destroy(&msg);
+		return;
+	}
+	ev = s_shared_new(&msg);
 	if (!ev || !(ev->jev = calloc(1, sizeof *ev->jev))) {
 		log_error("router", "out of memory resuming journal event #%llu",
 			  (unsigned long long)seq);

@@ -589,6 +589,7 @@ static void test_gateway_busy_when_destination_full(void)
 		      "endpoints: { gateway: 'tcp://127.0.0.1:0', stream: 'tcp://127.0.0.1:0', "
 		      "admin: 'tcp://127.0.0.1:0' }\n"
 		      "limits: { queue_max_events: 2, shutdown_deadline: 10s }\n"
+		      "journal: { mode: memory }\n"
 		      "instances:\n  - name: slow\n    plugin: sink\n"
 		      "    options: { path: '@DIR@/slow.jsonl', delay: 100ms }\n");
 	kd = kd_start("busy", conf, "routes:\n  - name: all\n    to: slow\n");
@@ -711,6 +712,7 @@ static void test_full_destination_does_not_block_others(void)
 			    "endpoints: { gateway: 'tcp://127.0.0.1:0', stream: 'tcp://127.0.0.1:0', "
 			    "admin: 'tcp://127.0.0.1:0' }\n"
 			    "limits: { queue_max_events: 1, shutdown_deadline: 1s }\n"
+			    "journal: { mode: memory }\n"
 			    "instances:\n"
 			    "  - name: slow\n    plugin: sink\n"
 			    "    options: { path: '@DIR@/slow.jsonl', delay: 300ms }\n"
@@ -849,6 +851,67 @@ static void test_emit_flush_makes_events_survive_a_crash(void)
 	kd_destroy(&kd);
 }
 
+/* With the journal, a full destination's events wait on disk (parked), not in RAM and not
+ * refused; they arrive in order, and survive a crash while parked. */
+static void test_full_destination_parks_events_on_disk(void)
+{
+	char *conf = strdup("log_level: info\nplugin_dir: @PLUGINS@\nstate_dir: @DIR@/state\n"
+			    "run_dir: @DIR@/run\nroutes: @DIR@/routes\n"
+			    "endpoints: { gateway: 'tcp://127.0.0.1:0', stream: 'tcp://127.0.0.1:0', "
+			    "admin: 'tcp://127.0.0.1:0' }\n"
+			    "limits: { queue_max_events: 4, shutdown_deadline: 1s }\n"
+			    "instances:\n  - name: slow\n    plugin: sink\n"
+			    "    options: { path: '@DIR@/slow.jsonl', delay: 20ms }\n");
+	kd_t *kd = kd_start("park", conf, "routes:\n  - name: all\n    to: slow\n");
+	char *reply, *text;
+	int accepted = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int i = 0; i < 150; i++) {
+		char id[32], *e;
+		snprintf(id, sizeof id, "p-%03d", i);
+		e = s_event(id, "x.y", NULL);
+		reply = kd_send(kd, e, WAIT);
+		accepted += reply && strstr(reply, "\"accepted\"");
+		free(reply);
+		free(e);
+	}
+	CU_ASSERT_EQUAL(accepted, 150);
+	reply = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "\"parked_events\":") &&
+			       !strstr(reply, "\"parked_events\":0,"));
+	free(reply);
+	/* A crash while events are parked loses none of them. */
+	kill(kd->pid, SIGKILL);
+	kd_wait_exit(kd, WAIT);
+	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
+	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), 150, 20000) >= 150);
+	text = test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+	/* Every event arrived, and the first arrival of each is in the order sent. */
+	{
+		const char *prev = text;
+		for (int i = 0; text && i < 150; i++) {
+			char id[32];
+			const char *at;
+			snprintf(id, sizeof id, "\"p-%03d\"", i);
+			at = strstr(text, id);
+			if (!at) {
+				CU_FAIL("a parked event was lost");
+				break;
+			}
+			if (at < prev) {
+				CU_FAIL("parked events arrived out of order");
+				break;
+			}
+			prev = at;
+		}
+	}
+	free(text);
+	free(conf);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("kanald",
 	  TEST(test_fan_out_where_and_default),
 	  TEST(test_gateway_statuses),
@@ -870,4 +933,5 @@ TEST_MAIN("kanald",
 	  TEST(test_gateway_client_that_never_reads_does_not_stall),
 	  TEST(test_full_destination_does_not_block_others),
 	  TEST(test_deadletter_destination_batches_and_envelopes),
-	  TEST(test_emit_flush_makes_events_survive_a_crash))
+	  TEST(test_emit_flush_makes_events_survive_a_crash),
+	  TEST(test_full_destination_parks_events_on_disk))
