@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "host.h"
 #include "journal.h"
@@ -94,8 +95,18 @@ struct journal {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST__N];
 	bool in_txn;
+	bool faulted;     /* the last failure was injected */
 	char *path;
+	char *fault_path; /* KANAL_FAULT_JOURNAL: while this file exists, writes fail */
 };
+
+/* Fault injection for tests of disk failures: when the environment names a file and that
+ * file exists, every transaction fails as a full disk would. Off unless asked for. */
+static bool s_fault(journal_t *j)
+{
+	j->faulted = j->fault_path && access(j->fault_path, F_OK) == 0;
+	return j->faulted;
+}
 
 const char *journal_path(const journal_t *j)
 {
@@ -104,6 +115,8 @@ const char *journal_path(const journal_t *j)
 
 const char *journal_error(const journal_t *j)
 {
+	if (j->faulted)
+		return "database or disk is full (injected by KANAL_FAULT_JOURNAL)";
 	return sqlite3_errmsg(j->db);
 }
 
@@ -113,6 +126,8 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 	char *msg = NULL;
 	char pragmas[200];
 
+	if (j && getenv("KANAL_FAULT_JOURNAL"))
+		j->fault_path = strdup(getenv("KANAL_FAULT_JOURNAL"));
 	if (!j || !(j->path = strdup(path))) {
 		free(j);
 		snprintf(err, err_size, "out of memory");
@@ -161,6 +176,7 @@ void journal_close(journal_t **j_p)
 		sqlite3_finalize(j->st[i]);
 	sqlite3_close(j->db);
 	free(j->path);
+	free(j->fault_path);
 	free(j);
 	*j_p = NULL;
 }
@@ -176,7 +192,7 @@ int journal_begin(journal_t *j)
 {
 	if (j->in_txn)
 		return 0;
-	if (sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+	if (s_fault(j) || sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return KANAL_EIO;
 	j->in_txn = true;
 	return 0;
@@ -187,8 +203,8 @@ int journal_commit(journal_t *j)
 	if (!j->in_txn)
 		return 0;
 	j->in_txn = false;
-	if (sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		log_error("journal", "commit failed: %s", sqlite3_errmsg(j->db));
+	if (s_fault(j) || sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		log_error("journal", "commit failed: %s", journal_error(j));
 		sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
 		return KANAL_EIO;
 	}

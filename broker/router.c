@@ -187,6 +187,7 @@ static void s_dispatch(router_t *r, dest_t *d);
 static void s_schedule_retry(router_t *r, delivery_t *dl);
 static void s_flow_primary_done(router_t *r, flow_t *f);
 static void s_end_turn(router_t *r);
+static void s_journal_broken(router_t *r);
 static void s_recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
 			    const journal_row_t *rows, size_t n_rows);
 
@@ -868,8 +869,10 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 		else if (journal_seen(r->journal, kanal_msg_source(*msg_p), kanal_msg_id(*msg_p),
 				      kanal__wall_ms() - r->conf->dedupe_window_ms))
 			rc = KANAL_EDUPLICATE;
-		else if (journal_add_event(r->journal, *msg_p, true, &seq) < 0)
+		else if (journal_add_event(r->journal, *msg_p, true, &seq) < 0) {
 			rc = KANAL_EIO;
+			s_journal_broken(r);
+		}
 		if (rc == 0) {
 			r->accepted++;
 			r->n_parked++;
@@ -894,8 +897,10 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 		else if (journal_seen(r->journal, kanal_msg_source(*msg_p), kanal_msg_id(*msg_p),
 				      kanal__wall_ms() - r->conf->dedupe_window_ms))
 			rc = KANAL_EDUPLICATE;
-		else if (journal_add_event(r->journal, *msg_p, false, &seq) < 0)
+		else if (journal_add_event(r->journal, *msg_p, false, &seq) < 0) {
 			rc = KANAL_EIO;
+			s_journal_broken(r);
+		}
 		if (rc < 0) {
 			if (m != stack)
 				free(m);
@@ -968,6 +973,20 @@ static void s_schedule_retry(router_t *r, delivery_t *dl)
 }
 
 static const route_retry_t s_default_retry = { 5, 1000, 300000 };
+
+/* The journal cannot be written: say so once, refuse new events until a probe commit
+ * works again (s_end_turn). */
+static void s_journal_broken(router_t *r)
+{
+	if (r->journal_failed)
+		return;
+	r->journal_failed = true;
+	r->next_prune_ms = kanal__wall_ms() + 60000;
+	log_error("router", "journal %s cannot be written (%s): refusing new events until it "
+			    "can", journal_path(r->journal), journal_error(r->journal));
+	stream_publish(r->stream, "journal.failed", "-", NULL,
+		       json_pack("{s:s}", "error", journal_error(r->journal)));
+}
 
 /* Records what happened to a delivery of a journalled event. */
 static void s_journal_row(router_t *r, const delivery_t *dl, journal_state_t state,
@@ -1965,6 +1984,9 @@ static void s_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 	int n = 0, i_deliver, i_emit, i_gw = -1, i_admin = -1, i_stream = -1, i_ctl = -1;
 	int64_t next = s_next_timer(r);
 
+	/* While the journal is broken, wake once a second to probe it. */
+	if (r->journal_failed && (wait_ms < 0 || wait_ms > 1000))
+		wait_ms = 1000;
 	if (next >= 0) {
 		int64_t until = next - kanal_now_ms();
 		if (until < 0)
@@ -2164,14 +2186,7 @@ static void s_end_turn(router_t *r)
 			snprintf(why, sizeof why, "not accepted: the journal cannot be written (%s)",
 				 journal_error(r->journal));
 			failure = why;
-			if (!r->journal_failed)
-				stream_publish(r->stream, "journal.failed", "-", NULL,
-					       json_pack("{s:s}", "error", journal_error(r->journal)));
-			log_error("router", "journal %s: commit failed: %s; refusing new events until "
-					    "it can be written", journal_path(r->journal),
-				  journal_error(r->journal));
-			r->journal_failed = true;
-			r->next_prune_ms = now + 60000;
+			s_journal_broken(r);
 		}
 	}
 	for (size_t i = 0; i < r->n_dests; i++)

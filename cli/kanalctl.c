@@ -5,7 +5,7 @@
  * kanald.yaml and the routing files, `explain` shows where an event would go, `validate`
  * checks CloudEvents, `plugin info` documents a plugin. Online commands talk to a running
  * kanald over its ZeroMQ endpoints (docs/design/wire.md): `send` to the gateway, `tail` on
- * the event stream, `reload` and `status` on the admin socket. Options may stand before or
+ * the event stream, `reload`, `status` and `dlq` (dead letters) on the admin socket. Options may stand before or
  * after the command's name; each command accepts only the options that mean something to
  * it, so a misplaced flag is an error rather than silently ignored. docs/kanalctl.md is the
  * user's guide.
@@ -84,6 +84,29 @@ static const command_t s_commands[] = {
 	  "the config's plugin_dir. A plugin the loader refuses (ABI mismatch, missing\n"
 	  "descriptor) prints the loader's reason.\n"
 	  "Exit status: 0 described, 1 refused or not found, 2 bad usage.\n" },
+	{ "dlq", cmd_dlq,
+	  CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON | CTL_OPT_ROUTE |
+		  CTL_OPT_TYPE | CTL_OPT_SINCE | CTL_OPT_LIMIT | CTL_OPT_CLEAR | CTL_OPT_ALL_MATCHING,
+	  "list|show|replay|drop", "list, show, replay and drop dead letters",
+	  "  dlq list [--route R] [--type T] [--since TIME] [--limit N]\n"
+	  "      the dead letters, newest first (at most 100 unless --limit): id, when it\n"
+	  "      died (local time), route, destination, type, event id, attempts, reason\n"
+	  "      and last error\n"
+	  "  dlq show ID [--clear]\n"
+	  "      one letter: its fields, every attempt's error (one per line) and the\n"
+	  "      event; CPR numbers are masked unless --clear (which warns on stderr)\n"
+	  "  dlq replay ID...\n"
+	  "  dlq replay --all-matching [--route R] [--type T] [--since TIME]\n"
+	  "      deliver again to the letter's destination (journalled like a new\n"
+	  "      delivery; the letter leaves the store); prints what was replayed and\n"
+	  "      what was missing\n"
+	  "  dlq drop ID...\n"
+	  "      delete letters from the store for good\n"
+	  "TIME is RFC 3339 (2026-11-24T10:00:00Z) or a duration ago (30m, 2h, 1d).\n"
+	  "--json prints kanald's reply as received. Needs kanald's durable journal.\n"
+	  "Exit status: 0 answered, and every letter asked for was replayed or dropped;\n"
+	  "1 kanald said no (journal off, no such letter, a letter missing); 2 bad usage\n"
+	  "or no reply.\n" },
 };
 
 #define N_COMMANDS (sizeof s_commands / sizeof s_commands[0])
@@ -95,7 +118,10 @@ static const struct {
 	{ CTL_OPT_CONFIG, "-c/--config" }, { CTL_OPT_GATEWAY, "--gateway" },
 	{ CTL_OPT_STREAM, "--stream" },    { CTL_OPT_ADMIN, "--admin" },
 	{ CTL_OPT_TIMEOUT, "--timeout" },  { CTL_OPT_COUNT, "--count" },
-	{ CTL_OPT_JSON, "--json" },
+	{ CTL_OPT_JSON, "--json" },        { CTL_OPT_ROUTE, "--route" },
+	{ CTL_OPT_TYPE, "--type" },        { CTL_OPT_SINCE, "--since" },
+	{ CTL_OPT_LIMIT, "--limit" },      { CTL_OPT_CLEAR, "--clear" },
+	{ CTL_OPT_ALL_MATCHING, "--all-matching" },
 };
 
 static void s_usage(FILE *out)
@@ -124,7 +150,14 @@ static void s_usage(FILE *out)
 		"  --timeout MS          wait at most MS for a reply (send, reload, status; default\n"
 		"                        5000), or for the next message (tail; default: forever)\n"
 		"  --count N             tail: stop after N messages\n"
-		"  --json                tail, status, reload: print the JSON as received\n"
+		"  --json                tail, status, reload, dlq: print the JSON as received\n"
+		"  --route R, --type T   dlq list, dlq replay --all-matching: only dead letters\n"
+		"                        of route R, of event type T\n"
+		"  --since TIME          dlq: only those that died after TIME (RFC 3339, or a\n"
+		"                        duration ago: 30m, 2h, 1d)\n"
+		"  --limit N             dlq list: at most N (default 100)\n"
+		"  --clear               dlq show: CPR numbers in the clear (personal data!)\n"
+		"  --all-matching        dlq replay: every dead letter the filters match\n"
 		"  -h, --help            this text; `kanalctl help COMMAND` for one command\n"
 		"  -V, --version         print the version\n"
 		"\n"
@@ -193,25 +226,33 @@ static int s_help(int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
-/* Rejects options the command does not use, so that a flag in the wrong place is noticed. */
-static int s_check_options(const ctl_t *ctl, const command_t *cmd)
+int ctl_check_options(const ctl_t *ctl, unsigned allowed, const char *what, const char *topic)
 {
-	unsigned extra = ctl->given & ~cmd->options;
+	unsigned extra = ctl->given & ~allowed;
 	size_t i;
 
 	for (i = 0; i < sizeof s_option_names / sizeof s_option_names[0]; i++) {
 		if (extra & s_option_names[i].bit) {
-			ctl_error("%s: option %s does not apply (kanalctl help %s)", cmd->name,
-				  s_option_names[i].name, cmd->name);
+			ctl_error("%s: option %s does not apply (kanalctl help %s)", what,
+				  s_option_names[i].name, topic);
 			return -1;
 		}
 	}
 	return 0;
 }
 
+/* Rejects options the command does not use, so that a flag in the wrong place is noticed. */
+static int s_check_options(const ctl_t *ctl, const command_t *cmd)
+{
+	return ctl_check_options(ctl, cmd->options, cmd->name, cmd->name);
+}
+
 int main(int argc, char **argv)
 {
-	enum { O_GATEWAY = 256, O_STREAM, O_ADMIN, O_TIMEOUT, O_COUNT, O_JSON };
+	enum {
+		O_GATEWAY = 256, O_STREAM, O_ADMIN, O_TIMEOUT, O_COUNT, O_JSON, O_ROUTE, O_TYPE,
+		O_SINCE, O_LIMIT, O_CLEAR, O_ALL_MATCHING
+	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "gateway", required_argument, NULL, O_GATEWAY },
@@ -220,6 +261,12 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "count", required_argument, NULL, O_COUNT },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "route", required_argument, NULL, O_ROUTE },
+		{ "type", required_argument, NULL, O_TYPE },
+		{ "since", required_argument, NULL, O_SINCE },
+		{ "limit", required_argument, NULL, O_LIMIT },
+		{ "clear", no_argument, NULL, O_CLEAR },
+		{ "all-matching", no_argument, NULL, O_ALL_MATCHING },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -262,6 +309,35 @@ int main(int argc, char **argv)
 		case O_JSON:
 			ctl.json = true;
 			ctl.given |= CTL_OPT_JSON;
+			break;
+		case O_ROUTE:
+			ctl.route = optarg;
+			ctl.given |= CTL_OPT_ROUTE;
+			break;
+		case O_TYPE:
+			ctl.type = optarg;
+			ctl.given |= CTL_OPT_TYPE;
+			break;
+		case O_SINCE:
+			ctl.since = optarg;
+			ctl.given |= CTL_OPT_SINCE;
+			break;
+		case O_LIMIT:
+			if (s_parse_count("--limit", optarg, &ctl.limit) < 0)
+				return CTL_EXIT_ERROR;
+			if (ctl.limit == 0) {
+				ctl_error("--limit wants a whole number >= 1, not '%s'", optarg);
+				return CTL_EXIT_ERROR;
+			}
+			ctl.given |= CTL_OPT_LIMIT;
+			break;
+		case O_CLEAR:
+			ctl.clear = true;
+			ctl.given |= CTL_OPT_CLEAR;
+			break;
+		case O_ALL_MATCHING:
+			ctl.all_matching = true;
+			ctl.given |= CTL_OPT_ALL_MATCHING;
 			break;
 		case 'h':
 			help = true;

@@ -40,6 +40,12 @@ enum {
 	CTL_OPT_TIMEOUT = 1 << 4, /* --timeout MS */
 	CTL_OPT_COUNT = 1 << 5,   /* --count N */
 	CTL_OPT_JSON = 1 << 6,    /* --json */
+	CTL_OPT_ROUTE = 1 << 7,   /* --route R (dlq) */
+	CTL_OPT_TYPE = 1 << 8,    /* --type T (dlq) */
+	CTL_OPT_SINCE = 1 << 9,   /* --since TIME (dlq) */
+	CTL_OPT_LIMIT = 1 << 10,  /* --limit N (dlq list) */
+	CTL_OPT_CLEAR = 1 << 11,  /* --clear (dlq show) */
+	CTL_OPT_ALL_MATCHING = 1 << 12, /* --all-matching (dlq replay) */
 };
 
 /* The parsed command line. Strings are borrowed from argv. */
@@ -53,6 +59,12 @@ typedef struct ctl {
 	bool timeout_given;
 	int64_t count;             /* --count, else 0: no limit */
 	bool json;                 /* --json */
+	const char *route;         /* --route, or NULL */
+	const char *type;          /* --type, or NULL */
+	const char *since;         /* --since, as typed, or NULL */
+	int64_t limit;             /* --limit, else 0: kanald's default */
+	bool clear;                /* --clear */
+	bool all_matching;         /* --all-matching */
 	unsigned given;            /* CTL_OPT_* bits of the options on the command line */
 } ctl_t;
 
@@ -66,6 +78,15 @@ int cmd_tail(ctl_t *ctl, int argc, char **argv);
 int cmd_reload(ctl_t *ctl, int argc, char **argv);
 int cmd_status(ctl_t *ctl, int argc, char **argv);
 int cmd_plugin(ctl_t *ctl, int argc, char **argv);
+int cmd_dlq(ctl_t *ctl, int argc, char **argv);
+
+/* ---- Helpers (kanalctl.c). */
+
+/* Refuses the options on the command line that are not in `allowed` (CTL_OPT_* bits):
+ * prints "WHAT: option X does not apply (kanalctl help TOPIC)" for the first one and
+ * returns -1; returns 0 when all apply. For commands with subcommands (dlq) whose
+ * subcommands take different options. */
+int ctl_check_options(const ctl_t *ctl, unsigned allowed, const char *what, const char *topic);
 
 /* ---- Helpers (common.c). */
 

@@ -5,7 +5,7 @@
  * build/bin/kanalctl in a child process (stdout and stderr captured, a bounded wait, no
  * KANAL_* variables inherited) and checks its exit status and output. The offline commands
  * (check, explain, validate, plugin info) run for real. The online ones (send, tail,
- * reload, status) meet a stand-in kanald endpoint run on a thread here — a ROUTER, REP or
+ * reload, status, dlq) meet a stand-in kanald endpoint run on a thread here — a ROUTER, REP or
  * PUB socket that answers as docs/design/wire.md says — or nothing at all; the real broker
  * is exercised by the broker's own integration tests.
  *
@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <zmq.h>
 
 #include <kanal/kanal.h>
@@ -1014,6 +1015,323 @@ static void test_tail_prints_summary_lines_masked(void)
 	s_fixture_free(&f);
 }
 
+/* ---- dlq ------------------------------------------------------------------------------ */
+
+/* The last request a stand-in admin socket received, parsed; NULL when it is not JSON. */
+static json_t *s_request_json(const fake_t *fk)
+{
+	return fk->request ? json_loads(fk->request, 0, NULL) : NULL;
+}
+
+static const char s_dlq_list_reply[] =
+	"{\"ok\":true,\"items\":["
+	"{\"id\":12,\"dead_at\":\"2026-11-24T10:00:00.123Z\",\"route\":\"letters\","
+	"\"destination\":\"digital-post\",\"type\":\"post.letter.send\",\"event_id\":\"l-7\","
+	"\"source\":\"case-system\",\"reason\":\"rejected\",\"attempts\":1,"
+	"\"error\":\"no mailbox for 1503851233\"},"
+	"{\"id\":9,\"dead_at\":\"2026-11-23T23:30:00Z\",\"route\":\"sick-child\","
+	"\"destination\":\"calendar\",\"type\":\"child.absence.reported\",\"event_id\":\"s-1\","
+	"\"source\":\"daycare-1\",\"reason\":\"retry budget spent\",\"attempts\":10,"
+	"\"error\":\"calendar unreachable\\nsecond line\"}]}";
+
+static void test_dlq_list_prints_a_masked_table(void)
+{
+	fake_t admin = { .reply = s_dlq_list_reply };
+	const char *env[] = { "TZ=CET-1", NULL };
+	fixture_t f;
+	run_t r;
+	json_t *req;
+
+	s_fixture(&f, "", NULL);
+	s_fake_start(&admin, ZMQ_REP);
+	s_run(&r, f.dir, env, NULL, "dlq", "list", "--admin", admin.endpoint, "--route", "letters",
+	      "--type", "post.letter.send", "--since", "2026-11-24T11:00:00+01:00", "--limit", "5",
+	      (const char *)NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	/* A header, then one row per letter, newest first as kanald sent them; the time of
+	 * death in local time (TZ=CET-1: UTC+1). */
+	CU_ASSERT(s_contains(r.out, "ID  "));
+	CU_ASSERT(s_contains(r.out, "DEAD AT"));
+	CU_ASSERT(s_contains(r.out, "EVENT ID"));
+	CU_ASSERT(s_contains(r.out, "\n12  2026-11-24 11:00:00  letters "));
+	CU_ASSERT(s_contains(r.out, "\n9   2026-11-24 00:30:00  sick-child"));
+	CU_ASSERT(s_contains(r.out, "digital-post"));
+	CU_ASSERT(s_contains(r.out, "l-7"));
+	CU_ASSERT(s_contains(r.out, "rejected: no mailbox for 150385XXXX\n"));
+	/* A control character from a plugin's error text cannot break the row in two. */
+	CU_ASSERT(s_contains(r.out, "retry budget spent: calendar unreachable?second line\n"));
+	CU_ASSERT_FALSE(s_has_clear_cpr(r.out));
+	CU_ASSERT_STRING_EQUAL(r.err, "");
+	s_run_free(&r);
+	s_fake_stop(&admin);
+
+	/* The filters went to kanald, --since converted to RFC 3339 in UTC. */
+	req = s_request_json(&admin);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(req, "cmd")), "dlq.list");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(req, "route")), "letters");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(req, "type")), "post.letter.send");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(req, "since")),
+			       "2026-11-24T10:00:00Z");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(req, "limit")), 5);
+	json_decref(req);
+	free(admin.request);
+	s_fixture_free(&f);
+}
+
+static void test_dlq_list_since_relative_and_bad_times(void)
+{
+	fake_t admin = { .reply = "{\"ok\":true,\"items\":[]}" };
+	fixture_t f;
+	run_t r;
+	json_t *req;
+	const char *since;
+	struct tm tm = { 0 };
+	time_t now = time(NULL), t;
+
+	s_fixture(&f, "", NULL);
+	s_fake_start(&admin, ZMQ_REP);
+	CTL(&r, &f, "dlq", "list", "--admin", admin.endpoint, "--since", "2h");
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT_STRING_EQUAL(r.out, "no dead letters match\n");
+	s_run_free(&r);
+
+	/* "2h" means two hours ago, sent as RFC 3339 UTC. */
+	req = s_request_json(&admin);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	since = json_string_value(json_object_get(req, "since"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(since);
+	CU_ASSERT_EQUAL(strlen(since), 20);
+	CU_ASSERT_EQUAL(since[19], 'Z');
+	CU_ASSERT_PTR_NOT_NULL(strptime(since, "%Y-%m-%dT%H:%M:%SZ", &tm));
+	t = timegm(&tm);
+	CU_ASSERT(t >= now - 2 * 3600 - 5 && t <= now - 2 * 3600 + 5);
+	CU_ASSERT_PTR_NULL(json_object_get(req, "route"));
+	CU_ASSERT_PTR_NULL(json_object_get(req, "limit"));
+	json_decref(req);
+
+	/* A time kanalctl cannot read is refused before anything is sent. */
+	CTL(&r, &f, "dlq", "list", "--admin", admin.endpoint, "--since", "yesterday");
+	CU_ASSERT_EQUAL(r.status, 2);
+	CU_ASSERT(s_contains(r.err, "--since wants an RFC 3339 time"));
+	CU_ASSERT(s_contains(r.err, "'yesterday'"));
+	s_run_free(&r);
+	CTL(&r, &f, "dlq", "list", "--admin", admin.endpoint, "--since", "2026-02-30T10:00:00Z");
+	CU_ASSERT_EQUAL(r.status, 2);
+	s_run_free(&r);
+	CTL(&r, &f, "dlq", "list", "--admin", admin.endpoint, "--since", "90");
+	CU_ASSERT_EQUAL(r.status, 2);
+	s_run_free(&r);
+	CTL(&r, &f, "dlq", "list", "--admin", admin.endpoint, "--limit", "0");
+	CU_ASSERT_EQUAL(r.status, 2);
+	s_run_free(&r);
+	s_fake_stop(&admin);
+	CU_ASSERT_EQUAL(admin.requests, 1);
+	free(admin.request);
+	s_fixture_free(&f);
+}
+
+static const char s_dlq_show_reply[] =
+	"{\"ok\":true,\"item\":{\"id\":9,\"dead_at\":\"2026-11-23T23:30:00Z\","
+	"\"route\":\"sick-child\",\"destination\":\"calendar\",\"type\":\"child.absence.reported\","
+	"\"event_id\":\"s-1\",\"source\":\"daycare-1\",\"reason\":\"retry budget spent\","
+	"\"attempts\":3,\"error\":\"calendar unreachable\","
+	"\"errors\":[\"timeout after 5 s\",\"HTTP 503 for child 1503851233\","
+	"\"calendar unreachable\"],"
+	"\"event\":{\"specversion\":\"1.0\",\"id\":\"s-1\",\"source\":\"daycare-1\","
+	"\"type\":\"child.absence.reported\",\"data\":{\"child\":\"1503851233\","
+	"\"reason\":\"sick\"}}}}";
+
+static void test_dlq_show_masks_unless_clear(void)
+{
+	fake_t admin = { .reply = s_dlq_show_reply };
+	fixture_t f;
+	run_t r;
+	json_t *req;
+
+	s_fixture(&f, "", NULL);
+	s_fake_start(&admin, ZMQ_REP);
+	CTL(&r, &f, "dlq", "show", "--admin", admin.endpoint, "9");
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(s_contains(r.out, "id:           9\n"));
+	CU_ASSERT(s_contains(r.out, "destination:  calendar\n"));
+	CU_ASSERT(s_contains(r.out, "reason:       retry budget spent\n"));
+	CU_ASSERT(s_contains(r.out, "attempts:     3\n"));
+	/* Every attempt's error on a line of its own, oldest first. */
+	CU_ASSERT(s_contains(r.out, "errors:\n"
+				    "  1. timeout after 5 s\n"
+				    "  2. HTTP 503 for child 150385XXXX\n"
+				    "  3. calendar unreachable\n"));
+	/* The event, pretty-printed, its data masked. */
+	CU_ASSERT(s_contains(r.out, "\nevent:\n{\n  \"specversion\": \"1.0\",\n"));
+	CU_ASSERT(s_contains(r.out, "\"child\": \"150385XXXX\""));
+	CU_ASSERT_FALSE(s_has_clear_cpr(r.out));
+	CU_ASSERT_FALSE(s_has_clear_cpr(r.err));
+	CU_ASSERT_FALSE(s_contains(r.err, "personal data"));
+	s_run_free(&r);
+	req = s_request_json(&admin);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(req, "cmd")), "dlq.show");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(req, "id")), 9);
+	CU_ASSERT(json_is_false(json_object_get(req, "clear")));
+	json_decref(req);
+
+	/* --clear asks kanald for the clear text, prints it as it came, and warns first. */
+	CTL(&r, &f, "dlq", "show", "--admin", admin.endpoint, "--clear", "9");
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(s_has_clear_cpr(r.out));
+	CU_ASSERT(s_contains(r.err, "personal data"));
+	CU_ASSERT_FALSE(s_has_clear_cpr(r.err));
+	s_run_free(&r);
+	req = s_request_json(&admin);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT(json_is_true(json_object_get(req, "clear")));
+	json_decref(req);
+
+	/* Bad ids are refused before asking. */
+	CTL(&r, &f, "dlq", "show", "--admin", admin.endpoint, "nine");
+	CU_ASSERT_EQUAL(r.status, 2);
+	CU_ASSERT(s_contains(r.err, "'nine' is not a dead letter id"));
+	s_run_free(&r);
+	CTL(&r, &f, "dlq", "show", "--admin", admin.endpoint);
+	CU_ASSERT_EQUAL(r.status, 2);
+	s_run_free(&r);
+	s_fake_stop(&admin);
+	CU_ASSERT_EQUAL(admin.requests, 2);
+	free(admin.request);
+	s_fixture_free(&f);
+}
+
+static void test_dlq_replay_reports_replayed_and_missing(void)
+{
+	fake_t partial = { .reply = "{\"ok\":true,\"replayed\":[7],\"missing\":[8]}" };
+	fake_t all = { .reply = "{\"ok\":true,\"replayed\":[3,4],\"missing\":[]}" };
+	fixture_t f;
+	run_t r;
+	json_t *req, *match;
+
+	s_fixture(&f, "", NULL);
+	s_fake_start(&partial, ZMQ_REP);
+	CTL(&r, &f, "dlq", "replay", "--admin", partial.endpoint, "7", "8");
+	/* Not everything asked for was replayed: that is a "no". */
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(s_contains(r.out, "replayed 7\n"));
+	CU_ASSERT(s_contains(r.out, "missing 8"));
+	s_run_free(&r);
+	s_fake_stop(&partial);
+	req = s_request_json(&partial);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(req, "cmd")), "dlq.replay");
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(req, "ids")), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(req, "ids"), 1)), 8);
+	json_decref(req);
+	free(partial.request);
+
+	s_fake_start(&all, ZMQ_REP);
+	CTL(&r, &f, "dlq", "replay", "--admin", all.endpoint, "--all-matching", "--route",
+	    "sick-child", "--type", "child.absence.reported");
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT_STRING_EQUAL(r.out, "replayed 3\nreplayed 4\n");
+	s_run_free(&r);
+	req = s_request_json(&all);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	match = json_object_get(req, "match");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(match, "route")), "sick-child");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(match, "type")),
+			       "child.absence.reported");
+	CU_ASSERT_PTR_NULL(json_object_get(req, "ids"));
+	json_decref(req);
+
+	/* Filters without --all-matching, ids with it, or nothing at all: bad usage. */
+	CTL(&r, &f, "dlq", "replay", "--admin", all.endpoint, "--route", "r", "7");
+	CU_ASSERT_EQUAL(r.status, 2);
+	CU_ASSERT(s_contains(r.err, "--all-matching"));
+	s_run_free(&r);
+	CTL(&r, &f, "dlq", "replay", "--admin", all.endpoint, "--all-matching", "7");
+	CU_ASSERT_EQUAL(r.status, 2);
+	s_run_free(&r);
+	CTL(&r, &f, "dlq", "replay", "--admin", all.endpoint);
+	CU_ASSERT_EQUAL(r.status, 2);
+	s_run_free(&r);
+	CTL(&r, &f, "dlq", "replay", "--admin", all.endpoint, "--limit", "3", "7");
+	CU_ASSERT_EQUAL(r.status, 2);
+	CU_ASSERT(s_contains(r.err, "dlq replay: option --limit does not apply"));
+	s_run_free(&r);
+	s_fake_stop(&all);
+	CU_ASSERT_EQUAL(all.requests, 1);
+	free(all.request);
+	s_fixture_free(&f);
+}
+
+static void test_dlq_drop_counts(void)
+{
+	fake_t admin = { .reply = "{\"ok\":true,\"dropped\":1}" };
+	fixture_t f;
+	run_t r;
+	json_t *req;
+
+	s_fixture(&f, "", NULL);
+	s_fake_start(&admin, ZMQ_REP);
+	CTL(&r, &f, "dlq", "drop", "--admin", admin.endpoint, "7");
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT_STRING_EQUAL(r.out, "dropped 1 dead letter\n");
+	s_run_free(&r);
+	CTL(&r, &f, "dlq", "drop", "--admin", admin.endpoint, "7", "8");
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(s_contains(r.out, "dropped 1 of the 2"));
+	s_run_free(&r);
+	s_fake_stop(&admin);
+	req = s_request_json(&admin);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(req, "cmd")), "dlq.drop");
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(req, "ids")), 2);
+	json_decref(req);
+	free(admin.request);
+	s_fixture_free(&f);
+}
+
+static void test_dlq_journal_off_and_no_broker(void)
+{
+	fake_t admin = { .reply = "{\"ok\":false,\"error\":\"the journal is off (memory mode): "
+				  "dead letters are in /var/lib/kanal/deadletter.jsonl\"}" };
+	fixture_t f;
+	run_t r;
+	char endpoint[256];
+
+	s_fixture(&f, "", NULL);
+	s_fake_start(&admin, ZMQ_REP);
+	CTL(&r, &f, "dlq", "list", "--admin", admin.endpoint);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(s_contains(r.err, "dlq list: the journal is off (memory mode): dead letters are "
+				    "in /var/lib/kanal/deadletter.jsonl"));
+	CU_ASSERT_STRING_EQUAL(r.out, "");
+	s_run_free(&r);
+	/* --json prints kanald's answer as it came; the status still says no. */
+	CTL(&r, &f, "dlq", "replay", "--admin", admin.endpoint, "--json", "3");
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(s_contains(r.out, "{\"ok\":false,\"error\":\"the journal is off"));
+	s_run_free(&r);
+	s_fake_stop(&admin);
+	free(admin.request);
+
+	s_dead_endpoint(endpoint, sizeof endpoint);
+	CTL(&r, &f, "dlq", "list", "--admin", endpoint, "--timeout", "200");
+	CU_ASSERT_EQUAL(r.status, 2);
+	CU_ASSERT(s_contains(r.err, "no reply from the admin endpoint at"));
+	CU_ASSERT(r.elapsed_ms < 3000);
+	s_run_free(&r);
+
+	CTL(&r, &f, "dlq", "purge");
+	CU_ASSERT_EQUAL(r.status, 2);
+	CU_ASSERT(s_contains(r.err, "no subcommand 'purge'"));
+	s_run_free(&r);
+	CTL(&r, &f, "help", "dlq");
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(s_contains(r.out, "--all-matching"));
+	s_run_free(&r);
+	s_fixture_free(&f);
+}
+
 TEST_MAIN("kanalctl",
 	  TEST(test_help_lists_every_command),
 	  TEST(test_check_valid_config_prints_summary),
@@ -1036,4 +1354,10 @@ TEST_MAIN("kanalctl",
 	  TEST(test_reload_failure_prints_errors),
 	  TEST(test_reload_and_status_succeed),
 	  TEST(test_status_without_broker_times_out),
-	  TEST(test_tail_prints_summary_lines_masked))
+	  TEST(test_tail_prints_summary_lines_masked),
+	  TEST(test_dlq_list_prints_a_masked_table),
+	  TEST(test_dlq_list_since_relative_and_bad_times),
+	  TEST(test_dlq_show_masks_unless_clear),
+	  TEST(test_dlq_replay_reports_replayed_and_missing),
+	  TEST(test_dlq_drop_counts),
+	  TEST(test_dlq_journal_off_and_no_broker))

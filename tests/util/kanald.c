@@ -221,6 +221,25 @@ kd_t *kd_start(const char *tag, const char *conf_text, const char *routes_text)
 	return kd;
 }
 
+int kd_restart(kd_t *kd)
+{
+	if (kd->pid > 0)
+		return -1;
+	unlink(kd_path(kd, "run/endpoints"));
+	kd->gateway[0] = kd->stream[0] = kd->admin[0] = '\0';
+	kd->exit_status = -1;
+	return kd_launch(kd);
+}
+
+void kd_write_config(kd_t *kd, const char *conf_text)
+{
+	char *text = s_expand(kd, conf_text);
+
+	free(kd->conf_path);
+	kd->conf_path = test_write_file(kd->dir, "kanald.yaml", text);
+	free(text);
+}
+
 int kd_stop(kd_t *kd, int sig, int timeout_ms)
 {
 	if (kd->pid > 0)

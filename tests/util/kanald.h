@@ -37,6 +37,13 @@ kd_t *kd_prepare(const char *tag, const char *conf_text, const char *routes_text
 int kd_launch(kd_t *kd);
 /* prepare + launch; NULL when either fails (the log is printed to stderr). */
 kd_t *kd_start(const char *tag, const char *conf_text, const char *routes_text);
+/* Starts kanald again on the same folder after it exited or was killed (kd_stop,
+ * kd_wait_exit): removes the endpoints file a killed kanald leaves behind — so that the new
+ * process's ephemeral endpoints are the ones read — then kd_launch. Returns -1 at once when
+ * kanald is still running, else what kd_launch returns. */
+int kd_restart(kd_t *kd);
+/* Rewrites kanald.yaml (placeholders expanded), e.g. between kd_stop and kd_restart. */
+void kd_write_config(kd_t *kd, const char *conf_text);
 /* Sends sig and waits up to timeout_ms for the exit. Returns the exit status or -1. */
 int kd_stop(kd_t *kd, int sig, int timeout_ms);
 /* Waits for kanald to exit by itself (e.g. a refused start). */

@@ -1,0 +1,776 @@
+/*
+ * cli/cmd_dlq.c — `kanalctl dlq list|show|replay|drop`: kanald's dead-letter store.
+ *
+ * With the durable journal, kanald keeps every event it gave up on — a permanent rejection
+ * with no fallback, or a spent retry budget — as a dead letter: the original event, the
+ * route, the destination and every attempt's error. These commands reach the store over
+ * the admin socket (docs/design/wire.md, "Dead letters over the admin socket"): one JSON
+ * request, one JSON reply, found and bounded exactly as `reload` and `status` are.
+ *
+ * Dead letters hold personal data. kanald masks CPR numbers in its replies unless a request
+ * says "clear": true, and kanalctl masks every line again on its way out; only `dlq show
+ * --clear` prints the clear text, and it says so on stderr first. Text that came from a
+ * plugin (error messages) has its control characters replaced, so that a hostile or
+ * broken error text cannot move the operator's cursor or forge lines.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "host.h"
+#include "kanalctl.h"
+
+/* Options every dlq subcommand takes: where kanald is and how long to wait. */
+#define DLQ_COMMON (CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON)
+#define DLQ_FILTERS (CTL_OPT_ROUTE | CTL_OPT_TYPE | CTL_OPT_SINCE)
+
+/* ---- Talking to the admin socket ---------------------------------------------------- */
+
+/* Sends `request` to kanald's admin socket and waits for its reply. Returns CTL_EXIT_OK
+ * with the reply object in *reply and its text in *raw, or CTL_EXIT_ERROR after printing
+ * why there is none (no endpoint, no reply within --timeout, a reply that is not a JSON
+ * object) — the same messages as reload and status give. Ownership: borrows request;
+ * *reply (json_decref) and *raw (free) are new. */
+static int s_call(const ctl_t *ctl, json_t *request, json_t **reply, char **raw)
+{
+	char endpoint[512], *text = NULL;
+	void *zctx = NULL, *sock = NULL;
+	size_t len = 0;
+	int rc, status = CTL_EXIT_ERROR;
+
+	*reply = NULL;
+	*raw = NULL;
+	if (ctl_endpoint(ctl, "admin", endpoint, sizeof endpoint) < 0)
+		return CTL_EXIT_ERROR;
+	text = json_dumps(request, JSON_COMPACT);
+	if (!text) {
+		ctl_error("out of memory");
+		return CTL_EXIT_ERROR;
+	}
+	zctx = zmq_ctx_new();
+	if (!zctx) {
+		ctl_error("cannot start ZeroMQ: %s", zmq_strerror(errno));
+		goto done;
+	}
+	sock = ctl_connect(zctx, ZMQ_REQ, endpoint, "admin endpoint");
+	if (!sock)
+		goto done;
+	rc = ctl_zmq_request(sock, text, strlen(text), ctl->timeout_ms, raw, &len);
+	if (rc == KANAL_ETIMEDOUT) {
+		ctl_no_reply(ctl, "admin endpoint", endpoint);
+		goto done;
+	}
+	if (rc < 0) {
+		ctl_error("asking the admin endpoint at %s failed: %s", endpoint,
+			  rc == KANAL_EIO ? zmq_strerror(errno) : kanal_strerror(rc));
+		goto done;
+	}
+	*reply = json_loadb(*raw, len, 0, NULL);
+	if (!json_is_object(*reply)) {
+		ctl_error("the admin endpoint at %s sent a reply kanalctl cannot read: %.200s",
+			  endpoint, *raw);
+		json_decref(*reply);
+		*reply = NULL;
+		free(*raw);
+		*raw = NULL;
+		goto done;
+	}
+	status = CTL_EXIT_OK;
+done:
+	if (sock)
+		zmq_close(sock);
+	if (zctx)
+		zmq_ctx_term(zctx);
+	free(text);
+	return status;
+}
+
+/* Sends request (which it consumes) and checks the answer. Returns CTL_EXIT_OK with the
+ * reply when kanald said "ok": true; CTL_EXIT_NO after printing kanald's error when it said
+ * no (the journal is off, no such letter); CTL_EXIT_ERROR when nothing usable came back.
+ * With --json the reply is printed as received — masked unless `clear` — whatever it says.
+ * Ownership: takes *request_p; *reply and *raw are new (NULL unless CTL_EXIT_OK). */
+static int s_ask(const ctl_t *ctl, const char *what, json_t **request_p, bool clear,
+		 json_t **reply, char **raw)
+{
+	const char *message;
+	int status;
+
+	*reply = NULL;
+	*raw = NULL;
+	if (!*request_p) {
+		ctl_error("dlq %s: out of memory", what);
+		return CTL_EXIT_ERROR;
+	}
+	status = s_call(ctl, *request_p, reply, raw);
+	json_decref(*request_p);
+	*request_p = NULL;
+	if (status != CTL_EXIT_OK)
+		return status;
+	if (ctl->json) {
+		if (clear)
+			printf("%s\n", *raw);
+		else
+			ctl_printf(stdout, "%s\n", *raw);
+	}
+	if (json_is_true(json_object_get(*reply, "ok")))
+		return CTL_EXIT_OK;
+	message = json_string_value(json_object_get(*reply, "error"));
+	if (!ctl->json)
+		ctl_error("dlq %s: %s", what,
+			  message ? message : "kanald refused without saying why");
+	json_decref(*reply);
+	*reply = NULL;
+	free(*raw);
+	*raw = NULL;
+	return CTL_EXIT_NO;
+}
+
+/* ---- Times ---------------------------------------------------------------------------- */
+
+/* Reads n decimal digits at p. */
+static bool s_digits(const char *p, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		v = v * 10 + (p[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* Parses an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)) into unix
+ * milliseconds. Returns 0, or -1 when text is not one (or names a day that does not
+ * exist). */
+static int s_parse_rfc3339(const char *text, int64_t *out_ms)
+{
+	struct tm tm = { 0 }, check;
+	int year, mon, day, hour, min, sec, oh = 0, om = 0, ms = 0, digits = 0;
+	const char *p = text;
+	time_t t;
+	long offset = 0;
+
+	if (strlen(text) < 20 || !s_digits(p, 4, &year) || p[4] != '-' ||
+	    !s_digits(p + 5, 2, &mon) || p[7] != '-' || !s_digits(p + 8, 2, &day) ||
+	    (p[10] != 'T' && p[10] != 't') || !s_digits(p + 11, 2, &hour) || p[13] != ':' ||
+	    !s_digits(p + 14, 2, &min) || p[16] != ':' || !s_digits(p + 17, 2, &sec))
+		return -1;
+	if (mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 60)
+		return -1;
+	p += 19;
+	if (*p == '.') {
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (digits < 3)
+				ms = ms * 10 + (*p - '0');
+		if (digits == 0)
+			return -1;
+		for (; digits < 3; digits++)
+			ms *= 10;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		if (!s_digits(p + 1, 2, &oh) || p[3] != ':' || !s_digits(p + 4, 2, &om) ||
+		    oh > 23 || om > 59)
+			return -1;
+		offset = (*p == '+' ? 1 : -1) * (oh * 3600L + om * 60L);
+		p += 6;
+	} else {
+		return -1;
+	}
+	if (*p)
+		return -1;
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec == 60 ? 59 : sec; /* a leap second reads as the second before it */
+	t = timegm(&tm);
+	/* timegm normalises 31 April into 1 May; a day that moved did not exist. */
+	if (!gmtime_r(&t, &check) || check.tm_mday != day)
+		return -1;
+	*out_ms = ((int64_t)t - offset) * 1000 + ms;
+	return 0;
+}
+
+/* Formats unix milliseconds as RFC 3339 in UTC, with milliseconds when there are any. */
+static void s_format_utc(int64_t ms, char *buf, size_t size)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&t, &tm);
+	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (ms % 1000)
+		snprintf(buf + n, size - n, ".%03dZ", (int)(ms % 1000));
+	else
+		snprintf(buf + n, size - n, "Z");
+}
+
+/* Turns --since TIME into RFC 3339 UTC for kanald: TIME is RFC 3339 (any offset) or a
+ * duration with a unit ("90s", "30m", "2h", "1d", "1.5h") meaning that long before now.
+ * Returns 0, or -1 after printing what is accepted. */
+static int s_since(const char *what, const char *text, char *buf, size_t size)
+{
+	struct timespec now;
+	size_t n = strlen(text);
+	int64_t ms, ago;
+
+	if (s_parse_rfc3339(text, &ms) == 0) {
+		s_format_utc(ms, buf, size);
+		return 0;
+	}
+	/* A bare number would be milliseconds to the duration parser; nobody means that. */
+	if (n > 1 && text[n - 1] >= 'a' && text[n - 1] <= 'z' &&
+	    kanal__parse_duration_ms(text, &ago) == 0 && ago >= 0) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - ago;
+		s_format_utc(ms - ms % 1000, buf, size);
+		return 0;
+	}
+	ctl_error("dlq %s: --since wants an RFC 3339 time (2026-11-24T10:00:00Z, or with an "
+		  "offset such as +01:00) or a duration ago (30m, 2h, 1d), not '%s'",
+		  what, text);
+	return -1;
+}
+
+/* Formats an RFC 3339 time from kanald in local time, "YYYY-MM-DD HH:MM:SS" (plus the
+ * offset when `zone`); text that does not parse is copied as it is. */
+static void s_format_local(const char *text, bool zone, char *buf, size_t size)
+{
+	int64_t ms;
+	time_t t;
+	struct tm tm;
+
+	if (!text || s_parse_rfc3339(text, &ms) < 0) {
+		snprintf(buf, size, "%s", text ? text : "-");
+		return;
+	}
+	t = (time_t)(ms / 1000);
+	localtime_r(&t, &tm);
+	strftime(buf, size, zone ? "%Y-%m-%d %H:%M:%S %z" : "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* ---- Printing -------------------------------------------------------------------------- */
+
+/* A new copy of a JSON scalar as text: strings as they are with control characters
+ * replaced by '?', numbers and booleans spelt out, anything else (null, absent) as "-".
+ * Returns NULL only when out of memory. Ownership: the caller frees it. */
+static char *s_text(json_t *v)
+{
+	char *text = NULL;
+
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		text = strdup(*json_string_value(v) ? json_string_value(v) : "-");
+		break;
+	case JSON_INTEGER:
+		if (asprintf(&text, "%" JSON_INTEGER_FORMAT, json_integer_value(v)) < 0)
+			text = NULL;
+		break;
+	case JSON_REAL:
+		if (asprintf(&text, "%g", json_real_value(v)) < 0)
+			text = NULL;
+		break;
+	case JSON_TRUE:
+		text = strdup("true");
+		break;
+	case JSON_FALSE:
+		text = strdup("false");
+		break;
+	default:
+		text = strdup("-");
+		break;
+	}
+	for (char *p = text; p && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return text;
+}
+
+/* The number of terminal columns text takes: its UTF-8 characters. */
+static size_t s_width(const char *text)
+{
+	size_t n = 0;
+
+	for (; *text; text++)
+		if (((unsigned char)*text & 0xC0) != 0x80)
+			n++;
+	return n;
+}
+
+/* The columns of `dlq list`: the item field each shows (NULL: made up from several). */
+enum { COL_ID, COL_DEAD_AT, COL_ROUTE, COL_DEST, COL_TYPE, COL_EVENT, COL_ATTEMPTS, COL_ERROR,
+       N_COLS };
+static const char *const s_headers[N_COLS] = { "ID", "DEAD AT", "ROUTE", "DESTINATION",
+					       "TYPE", "EVENT ID", "ATTEMPTS", "ERROR" };
+static const char *const s_fields[N_COLS] = { "id", NULL, "route", "destination",
+					      "type", "event_id", "attempts", NULL };
+
+/* The ERROR column: "reason: last error", or whichever of the two there is. Ownership:
+ * the caller frees the result (NULL when out of memory). */
+static char *s_reason_and_error(json_t *item)
+{
+	char *reason = s_text(json_object_get(item, "reason"));
+	char *error = s_text(json_object_get(item, "error"));
+	char *text = NULL;
+
+	if (reason && error) {
+		if (!strcmp(error, "-"))
+			text = strdup(reason);
+		else if (!strcmp(reason, "-") || !strcmp(reason, error))
+			text = strdup(error);
+		else if (asprintf(&text, "%s: %s", reason, error) < 0)
+			text = NULL;
+	}
+	free(reason);
+	free(error);
+	return text;
+}
+
+/* Fills one table row's cells (masked) from a list item. Returns 0 or -1 when out of
+ * memory (cells filled so far are the caller's to free). */
+static int s_row(json_t *item, char **cells)
+{
+	char when[64];
+
+	for (int c = 0; c < N_COLS; c++) {
+		if (c == COL_DEAD_AT) {
+			s_format_local(json_string_value(json_object_get(item, "dead_at")), false,
+				       when, sizeof when);
+			cells[c] = strdup(when);
+		} else if (c == COL_ERROR) {
+			cells[c] = s_reason_and_error(item);
+		} else {
+			cells[c] = s_text(json_object_get(item, s_fields[c]));
+		}
+		if (!cells[c])
+			return -1;
+		kanal_cpr_redact_inplace(cells[c]);
+	}
+	return 0;
+}
+
+/* Prints one line of the table: every cell padded to its column's width, but the last. */
+static void s_print_line(char *const *cells, const size_t *widths)
+{
+	char *line = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&line, &len);
+
+	if (!mem) {
+		ctl_error("out of memory");
+		return;
+	}
+	for (int c = 0; c < N_COLS; c++) {
+		fputs(cells[c], mem);
+		if (c + 1 < N_COLS)
+			fprintf(mem, "%*s", (int)(widths[c] - s_width(cells[c]) + 2), "");
+	}
+	fclose(mem);
+	if (line)
+		ctl_printf(stdout, "%s\n", line);
+	free(line);
+}
+
+/* Prints the items of a dlq.list reply as a table with aligned columns. Returns 0, or -1
+ * when out of memory. */
+static int s_print_table(json_t *items)
+{
+	size_t n = json_array_size(items), widths[N_COLS], i;
+	char **cells = calloc(n * N_COLS + 1, sizeof *cells);
+	int rc = 0;
+
+	if (!cells) {
+		ctl_error("out of memory");
+		return -1;
+	}
+	for (int c = 0; c < N_COLS; c++)
+		widths[c] = strlen(s_headers[c]);
+	for (i = 0; i < n && rc == 0; i++) {
+		rc = s_row(json_array_get(items, i), cells + i * N_COLS);
+		for (int c = 0; c < N_COLS && rc == 0; c++)
+			if (s_width(cells[i * N_COLS + c]) > widths[c])
+				widths[c] = s_width(cells[i * N_COLS + c]);
+	}
+	if (rc == 0) {
+		s_print_line((char *const *)s_headers, widths);
+		for (i = 0; i < n; i++)
+			s_print_line(cells + i * N_COLS, widths);
+	} else {
+		ctl_error("out of memory");
+	}
+	for (i = 0; i < n * N_COLS; i++)
+		free(cells[i]);
+	free(cells);
+	return rc;
+}
+
+/* Prints "label: value" for `dlq show`, the label padded so that values line up; masked
+ * unless clear. */
+static void s_show_field(const char *label, const char *value, bool clear)
+{
+	if (!*value)
+		printf("%s\n", label);
+	else if (clear)
+		printf("%-13s %s\n", label, value);
+	else
+		ctl_printf(stdout, "%-13s %s\n", label, value);
+}
+
+/* Prints one dead letter in full: the list fields, any further fields kanald sends, the
+ * error history one per line, and the event as indented JSON. Masked unless clear. */
+static void s_print_letter(json_t *item, bool clear)
+{
+	static const struct {
+		const char *key, *label;
+	} known[] = {
+		{ "id", "id:" },		 { "dead_at", "dead at:" },
+		{ "route", "route:" },		 { "destination", "destination:" },
+		{ "type", "type:" },		 { "event_id", "event id:" },
+		{ "source", "source:" },	 { "reason", "reason:" },
+		{ "attempts", "attempts:" },	 { "error", "last error:" },
+	};
+	const char *key;
+	json_t *v, *errors = json_object_get(item, "errors"), *event = json_object_get(item, "event");
+	char when[64], label[128], *text;
+	size_t i, k;
+
+	for (k = 0; k < sizeof known / sizeof known[0]; k++) {
+		v = json_object_get(item, known[k].key);
+		if (!v)
+			continue;
+		if (!strcmp(known[k].key, "dead_at")) {
+			s_format_local(json_string_value(v), true, when, sizeof when);
+			s_show_field(known[k].label, when, clear);
+			continue;
+		}
+		text = s_text(v);
+		s_show_field(known[k].label, text ? text : "?", clear);
+		free(text);
+	}
+	/* Fields a newer kanald may add: shown rather than hidden. */
+	json_object_foreach(item, key, v) {
+		bool seen = !strcmp(key, "errors") || !strcmp(key, "event");
+		for (k = 0; k < sizeof known / sizeof known[0] && !seen; k++)
+			seen = !strcmp(key, known[k].key);
+		if (seen || json_is_object(v) || json_is_array(v))
+			continue;
+		snprintf(label, sizeof label, "%s:", key);
+		text = s_text(v);
+		s_show_field(label, text ? text : "?", clear);
+		free(text);
+	}
+	s_show_field("errors:", json_array_size(errors) ? "" : "(none recorded)", clear);
+	json_array_foreach(errors, i, v) {
+		text = s_text(v);
+		if (clear)
+			printf("  %zu. %s\n", i + 1, text ? text : "?");
+		else
+			ctl_printf(stdout, "  %zu. %s\n", i + 1, text ? text : "?");
+		free(text);
+	}
+	if (event) {
+		text = json_dumps(event, JSON_INDENT(2));
+		s_show_field("event:", "", clear);
+		if (text && clear)
+			printf("%s\n", text);
+		else if (text)
+			ctl_printf(stdout, "%s\n", text);
+		free(text);
+	}
+}
+
+/* ---- Arguments -------------------------------------------------------------------------- */
+
+/* Reads the dead-letter ids given as arguments into a new JSON array. Returns it, or NULL
+ * after printing why (none given, one not a whole number > 0). Ownership: new reference. */
+static json_t *s_ids(const char *what, int argc, char **argv)
+{
+	json_t *ids;
+
+	if (argc == 0) {
+		ctl_error("dlq %s needs the ids of dead letters (kanalctl dlq list shows them)",
+			  what);
+		return NULL;
+	}
+	ids = json_array();
+	for (int i = 0; ids && i < argc; i++) {
+		char *end;
+		long long v;
+
+		errno = 0;
+		v = strtoll(argv[i], &end, 10);
+		if (errno || end == argv[i] || *end || v <= 0) {
+			ctl_error("dlq %s: '%s' is not a dead letter id (a whole number >= 1, as "
+				  "kanalctl dlq list shows)",
+				  what, argv[i]);
+			json_decref(ids);
+			return NULL;
+		}
+		if (json_array_append_new(ids, json_integer(v)) < 0) {
+			json_decref(ids);
+			ids = NULL;
+		}
+	}
+	if (!ids)
+		ctl_error("dlq %s: out of memory", what);
+	return ids;
+}
+
+/* Adds --route, --type and --since (as RFC 3339 UTC) to obj. Returns 0, or -1 after
+ * printing why. */
+static int s_add_filters(const ctl_t *ctl, const char *what, json_t *obj)
+{
+	char since[64];
+
+	if (ctl->route && json_object_set_new(obj, "route", json_string(ctl->route)) < 0)
+		goto nomem;
+	if (ctl->type && json_object_set_new(obj, "type", json_string(ctl->type)) < 0)
+		goto nomem;
+	if (ctl->since) {
+		if (s_since(what, ctl->since, since, sizeof since) < 0)
+			return -1;
+		if (json_object_set_new(obj, "since", json_string(since)) < 0)
+			goto nomem;
+	}
+	return 0;
+nomem:
+	/* json_string refuses text that is not UTF-8, as well as failing for want of memory. */
+	ctl_error("dlq %s: --route and --type must be UTF-8 text", what);
+	return -1;
+}
+
+/* ---- Subcommands -------------------------------------------------------------------------- */
+
+static int s_list(ctl_t *ctl, int argc, char **argv)
+{
+	json_t *request = json_pack("{s:s}", "cmd", "dlq.list"), *reply, *items;
+	char *raw;
+	int status;
+
+	if (argc > 0) {
+		ctl_error("dlq list takes no arguments, only --route, --type, --since and --limit "
+			  "(not '%s')", argv[0]);
+		json_decref(request);
+		return CTL_EXIT_ERROR;
+	}
+	if (request && (s_add_filters(ctl, "list", request) < 0 ||
+			(ctl->limit > 0 &&
+			 json_object_set_new(request, "limit", json_integer(ctl->limit)) < 0))) {
+		json_decref(request);
+		return CTL_EXIT_ERROR;
+	}
+	status = s_ask(ctl, "list", &request, false, &reply, &raw);
+	if (status != CTL_EXIT_OK || ctl->json)
+		goto done;
+	items = json_object_get(reply, "items");
+	if (!json_is_array(items)) {
+		ctl_error("dlq list: kanald's reply has no list of items: %.200s", raw);
+		status = CTL_EXIT_ERROR;
+	} else if (json_array_size(items) == 0) {
+		printf("no dead letters%s\n", ctl->given & (DLQ_FILTERS) ? " match" : "");
+	} else if (s_print_table(items) < 0) {
+		status = CTL_EXIT_ERROR;
+	}
+done:
+	json_decref(reply);
+	free(raw);
+	return status;
+}
+
+static int s_show(ctl_t *ctl, int argc, char **argv)
+{
+	json_t *request, *reply, *ids, *item;
+	char *raw;
+	int status;
+
+	if (argc != 1) {
+		ctl_error("dlq show takes one dead letter id%s", argc ? ", not several" : "");
+		return CTL_EXIT_ERROR;
+	}
+	ids = s_ids("show", argc, argv);
+	if (!ids)
+		return CTL_EXIT_ERROR;
+	request = json_pack("{s:s, s:O, s:b}", "cmd", "dlq.show", "id", json_array_get(ids, 0),
+			    "clear", ctl->clear);
+	json_decref(ids);
+	if (ctl->clear)
+		ctl_error("warning: --clear: this output holds personal data (CPR numbers) in the "
+			  "clear; keep it out of tickets, chats and logs");
+	status = s_ask(ctl, "show", &request, ctl->clear, &reply, &raw);
+	if (status != CTL_EXIT_OK || ctl->json)
+		goto done;
+	item = json_object_get(reply, "item");
+	if (!json_is_object(item)) {
+		ctl_error("dlq show: kanald's reply has no item: %.200s", raw);
+		status = CTL_EXIT_ERROR;
+		goto done;
+	}
+	s_print_letter(item, ctl->clear);
+done:
+	json_decref(reply);
+	free(raw);
+	return status;
+}
+
+/* True when the JSON array holds the integer id. */
+static bool s_has_id(json_t *array, json_int_t id)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(array, i, v) {
+		if (json_integer_value(v) == id)
+			return true;
+	}
+	return false;
+}
+
+static int s_replay(ctl_t *ctl, int argc, char **argv)
+{
+	json_t *request = NULL, *reply = NULL, *ids = NULL, *match, *replayed, *missing, *v;
+	char *raw = NULL;
+	size_t i;
+	int status;
+
+	if (ctl->all_matching) {
+		if (argc > 0) {
+			ctl_error("dlq replay: give ids or --all-matching with filters, not both");
+			return CTL_EXIT_ERROR;
+		}
+		match = json_object();
+		request = json_pack("{s:s, s:o}", "cmd", "dlq.replay", "match", match);
+		if (request && s_add_filters(ctl, "replay", match) < 0) {
+			json_decref(request);
+			return CTL_EXIT_ERROR;
+		}
+	} else {
+		if (ctl->given & DLQ_FILTERS) {
+			ctl_error("dlq replay: --route, --type and --since choose letters only with "
+				  "--all-matching");
+			return CTL_EXIT_ERROR;
+		}
+		ids = s_ids("replay", argc, argv);
+		if (!ids)
+			return CTL_EXIT_ERROR;
+		request = json_pack("{s:s, s:O}", "cmd", "dlq.replay", "ids", ids);
+	}
+	status = s_ask(ctl, "replay", &request, false, &reply, &raw);
+	if (status != CTL_EXIT_OK)
+		goto done;
+	replayed = json_object_get(reply, "replayed");
+	missing = json_object_get(reply, "missing");
+	if (!json_is_array(replayed)) {
+		ctl_error("dlq replay: kanald's reply does not say what was replayed: %.200s", raw);
+		status = CTL_EXIT_ERROR;
+		goto done;
+	}
+	if (!ctl->json) {
+		json_array_foreach(replayed, i, v)
+			printf("replayed %" JSON_INTEGER_FORMAT "\n", json_integer_value(v));
+		json_array_foreach(missing, i, v)
+			printf("missing %" JSON_INTEGER_FORMAT
+			       ": not in the dead-letter store (replayed or dropped already?)\n",
+			       json_integer_value(v));
+	}
+	if (json_array_size(missing) > 0)
+		status = CTL_EXIT_NO;
+	/* Everything asked for must have been replayed, whether or not kanald listed it as
+	 * missing. */
+	json_array_foreach(ids, i, v) {
+		if (s_has_id(replayed, json_integer_value(v)) || s_has_id(missing, json_integer_value(v)))
+			continue;
+		if (!ctl->json)
+			printf("missing %" JSON_INTEGER_FORMAT ": kanald did not replay it\n",
+			       json_integer_value(v));
+		status = CTL_EXIT_NO;
+	}
+	if (!ctl->json && ctl->all_matching && json_array_size(replayed) == 0 &&
+	    json_array_size(missing) == 0)
+		printf("no dead letters match: nothing replayed\n");
+done:
+	json_decref(ids);
+	json_decref(reply);
+	free(raw);
+	return status;
+}
+
+static int s_drop(ctl_t *ctl, int argc, char **argv)
+{
+	json_t *request, *reply, *ids = s_ids("drop", argc, argv), *dropped;
+	size_t asked;
+	char *raw;
+	int status;
+
+	if (!ids)
+		return CTL_EXIT_ERROR;
+	asked = json_array_size(ids);
+	request = json_pack("{s:s, s:o}", "cmd", "dlq.drop", "ids", ids);
+	status = s_ask(ctl, "drop", &request, false, &reply, &raw);
+	if (status != CTL_EXIT_OK)
+		goto done;
+	dropped = json_object_get(reply, "dropped");
+	if (!json_is_integer(dropped)) {
+		ctl_error("dlq drop: kanald's reply does not say how many were dropped: %.200s", raw);
+		status = CTL_EXIT_ERROR;
+		goto done;
+	}
+	if ((size_t)json_integer_value(dropped) < asked) {
+		if (!ctl->json)
+			printf("dropped %" JSON_INTEGER_FORMAT " of the %zu dead letters asked for; "
+			       "the others were not in the store\n",
+			       json_integer_value(dropped), asked);
+		status = CTL_EXIT_NO;
+	} else if (!ctl->json) {
+		printf("dropped %" JSON_INTEGER_FORMAT " dead letter%s\n",
+		       json_integer_value(dropped), json_integer_value(dropped) == 1 ? "" : "s");
+	}
+done:
+	json_decref(reply);
+	free(raw);
+	return status;
+}
+
+/* ---- Dispatch ------------------------------------------------------------------------------ */
+
+static const struct {
+	const char *name;
+	int (*run)(ctl_t *ctl, int argc, char **argv);
+	unsigned options; /* beyond DLQ_COMMON */
+} s_subcommands[] = {
+	{ "list", s_list, DLQ_FILTERS | CTL_OPT_LIMIT },
+	{ "show", s_show, CTL_OPT_CLEAR },
+	{ "replay", s_replay, CTL_OPT_ALL_MATCHING | DLQ_FILTERS },
+	{ "drop", s_drop, 0 },
+};
+
+int cmd_dlq(ctl_t *ctl, int argc, char **argv)
+{
+	char what[32];
+
+	if (argc == 0) {
+		ctl_error("dlq needs one of list, show, replay, drop (kanalctl help dlq)");
+		return CTL_EXIT_ERROR;
+	}
+	for (size_t i = 0; i < sizeof s_subcommands / sizeof s_subcommands[0]; i++) {
+		if (strcmp(argv[0], s_subcommands[i].name) != 0)
+			continue;
+		snprintf(what, sizeof what, "dlq %s", s_subcommands[i].name);
+		if (ctl_check_options(ctl, DLQ_COMMON | s_subcommands[i].options, what, "dlq") < 0)
+			return CTL_EXIT_ERROR;
+		return s_subcommands[i].run(ctl, argc - 1, argv + 1);
+	}
+	ctl_error("dlq: no subcommand '%s' (list, show, replay or drop)", argv[0]);
+	return CTL_EXIT_ERROR;
+}
