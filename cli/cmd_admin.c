@@ -16,54 +16,20 @@
 
 #include "kanalctl.h"
 
-/* Sends {"cmd": cmd} to the admin socket and returns its reply object in *reply (and the
- * raw text in *raw). Returns an exit status: CTL_EXIT_OK when a JSON object came back,
- * CTL_EXIT_ERROR after printing why not. Ownership: *reply and *raw are new. */
+/* Sends {"cmd": cmd} to the admin socket; see ctl_admin_call. */
 static int s_admin_call(const ctl_t *ctl, const char *cmd, json_t **reply, char **raw)
 {
-	char endpoint[512], request[64];
-	void *zctx, *sock;
-	size_t len = 0;
-	int rc, status = CTL_EXIT_ERROR;
+	json_t *request = json_pack("{s:s}", "cmd", cmd);
+	int status;
 
 	*reply = NULL;
 	*raw = NULL;
-	if (ctl_endpoint(ctl, "admin", endpoint, sizeof endpoint) < 0)
-		return CTL_EXIT_ERROR;
-	zctx = zmq_ctx_new();
-	if (!zctx) {
-		ctl_error("cannot start ZeroMQ: %s", zmq_strerror(errno));
+	if (!request) {
+		ctl_error("out of memory");
 		return CTL_EXIT_ERROR;
 	}
-	sock = ctl_connect(zctx, ZMQ_REQ, endpoint, "admin endpoint");
-	if (!sock)
-		goto done;
-	snprintf(request, sizeof request, "{\"cmd\":\"%s\"}", cmd);
-	rc = ctl_zmq_request(sock, request, strlen(request), ctl->timeout_ms, raw, &len);
-	if (rc == KANAL_ETIMEDOUT) {
-		ctl_no_reply(ctl, "admin endpoint", endpoint);
-		goto done;
-	}
-	if (rc < 0) {
-		ctl_error("asking the admin endpoint at %s failed: %s", endpoint,
-			  rc == KANAL_EIO ? zmq_strerror(errno) : kanal_strerror(rc));
-		goto done;
-	}
-	*reply = json_loadb(*raw, len, 0, NULL);
-	if (!json_is_object(*reply)) {
-		ctl_error("the admin endpoint at %s sent a reply kanalctl cannot read: %.200s",
-			  endpoint, *raw);
-		json_decref(*reply);
-		*reply = NULL;
-		free(*raw);
-		*raw = NULL;
-		goto done;
-	}
-	status = CTL_EXIT_OK;
-done:
-	if (sock)
-		zmq_close(sock);
-	zmq_ctx_term(zctx);
+	status = ctl_admin_call(ctl, request, reply, raw);
+	json_decref(request);
 	return status;
 }
 

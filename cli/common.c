@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <zmq.h>
 
 #include "kanalctl.h"
@@ -391,4 +392,63 @@ void *ctl_connect(void *zctx, int type, const char *endpoint, const char *what)
 		return NULL;
 	}
 	return sock;
+}
+
+/* Sends `request` to kanald's admin socket and waits for its reply. Returns CTL_EXIT_OK
+ * with the reply object in *reply and its text in *raw, or CTL_EXIT_ERROR after printing
+ * why there is none (no endpoint, no reply within --timeout, a reply that is not a JSON
+ * object) — the same messages as reload and status give. Ownership: borrows request;
+ * *reply (json_decref) and *raw (free) are new. */
+int ctl_admin_call(const ctl_t *ctl, json_t *request, json_t **reply, char **raw)
+{
+	char endpoint[512], *text = NULL;
+	void *zctx = NULL, *sock = NULL;
+	size_t len = 0;
+	int rc, status = CTL_EXIT_ERROR;
+
+	*reply = NULL;
+	*raw = NULL;
+	if (ctl_endpoint(ctl, "admin", endpoint, sizeof endpoint) < 0)
+		return CTL_EXIT_ERROR;
+	text = json_dumps(request, JSON_COMPACT);
+	if (!text) {
+		ctl_error("out of memory");
+		return CTL_EXIT_ERROR;
+	}
+	zctx = zmq_ctx_new();
+	if (!zctx) {
+		ctl_error("cannot start ZeroMQ: %s", zmq_strerror(errno));
+		goto done;
+	}
+	sock = ctl_connect(zctx, ZMQ_REQ, endpoint, "admin endpoint");
+	if (!sock)
+		goto done;
+	rc = ctl_zmq_request(sock, text, strlen(text), ctl->timeout_ms, raw, &len);
+	if (rc == KANAL_ETIMEDOUT) {
+		ctl_no_reply(ctl, "admin endpoint", endpoint);
+		goto done;
+	}
+	if (rc < 0) {
+		ctl_error("asking the admin endpoint at %s failed: %s", endpoint,
+			  rc == KANAL_EIO ? zmq_strerror(errno) : kanal_strerror(rc));
+		goto done;
+	}
+	*reply = json_loadb(*raw, len, 0, NULL);
+	if (!json_is_object(*reply)) {
+		ctl_error("the admin endpoint at %s sent a reply kanalctl cannot read: %.200s",
+			  endpoint, *raw);
+		json_decref(*reply);
+		*reply = NULL;
+		free(*raw);
+		*raw = NULL;
+		goto done;
+	}
+	status = CTL_EXIT_OK;
+done:
+	if (sock)
+		zmq_close(sock);
+	if (zctx)
+		zmq_ctx_term(zctx);
+	free(text);
+	return status;
 }

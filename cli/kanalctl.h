@@ -148,4 +148,11 @@ int64_t ctl_now_ms(void);
  * endpoint") at endpoint. */
 void ctl_no_reply(const ctl_t *ctl, const char *what, const char *endpoint);
 
+/* Sends `request` to kanald's admin socket and waits for its reply. Returns CTL_EXIT_OK
+ * with the reply object in *reply and its text in *raw, or CTL_EXIT_ERROR after printing
+ * why there is none (no endpoint, no reply within --timeout, a reply that is not a JSON
+ * object). Ownership: borrows request; *reply (json_decref) and *raw (free) are new. */
+struct json_t;
+int ctl_admin_call(const ctl_t *ctl, struct json_t *request, struct json_t **reply, char **raw);
+
 #endif
