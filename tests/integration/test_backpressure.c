@@ -23,6 +23,13 @@
  * behind a slow destination: 96 MiB. Without the journal's parking, the same load is held
  * in queues (or refused); with it the queues hold a bounded window. */
 #define RSS_BOUND_KIB (96 * 1024)
+/* Under AddressSanitizer resident memory is mostly shadow memory and the allocator's
+ * quarantine (256 MiB by default): the bound speaks of the real build only. */
+#ifdef __SANITIZE_ADDRESS__
+#define RSS_CHECKED 0
+#else
+#define RSS_CHECKED 1
+#endif
 #define EVENTS 100000
 #define BATCH 500
 
@@ -97,7 +104,10 @@ static void test_slow_destination_keeps_memory_bounded_and_loses_nothing(void)
 	printf("\n    backpressure: %ld of %d accepted, peak RSS %ld KiB (bound %d KiB)\n",
 	       accepted, EVENTS, peak, RSS_BOUND_KIB);
 	CU_ASSERT_EQUAL(accepted, EVENTS);
-	CU_ASSERT(peak > 0 && peak < RSS_BOUND_KIB);
+	if (RSS_CHECKED)
+		CU_ASSERT(peak > 0 && peak < RSS_BOUND_KIB);
+	else
+		printf("    (AddressSanitizer build: resident memory reported, not checked)\n");
 	/* The destination has taken only a few hundred: the rest waits in the journal. */
 	open_events = s_status_field(kd, "open_events");
 	delivered = (long)kd_lines(kd_path(kd, "slow.jsonl"));
@@ -112,7 +122,8 @@ static void test_slow_destination_keeps_memory_bounded_and_loses_nothing(void)
 	printf("    after SIGKILL and restart: %ld delivered, %ld open in the journal\n", delivered,
 	       open_events);
 	CU_ASSERT(open_events + delivered >= EVENTS);
-	CU_ASSERT(s_rss_kib(kd->pid) < RSS_BOUND_KIB);
+	if (RSS_CHECKED)
+		CU_ASSERT(s_rss_kib(kd->pid) < RSS_BOUND_KIB);
 	kd_stop(kd, SIGTERM, 15000);
 	kd_destroy(&kd);
 }
