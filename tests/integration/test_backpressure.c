@@ -104,10 +104,11 @@ static void test_slow_destination_keeps_memory_bounded_and_loses_nothing(void)
 	printf("\n    backpressure: %ld of %d accepted, peak RSS %ld KiB (bound %d KiB)\n",
 	       accepted, EVENTS, peak, RSS_BOUND_KIB);
 	CU_ASSERT_EQUAL(accepted, EVENTS);
-	if (RSS_CHECKED)
+	if (RSS_CHECKED) {
 		CU_ASSERT(peak > 0 && peak < RSS_BOUND_KIB);
-	else
+	} else {
 		printf("    (AddressSanitizer build: resident memory reported, not checked)\n");
+	}
 	/* The destination has taken only a few hundred: the rest waits in the journal. */
 	open_events = s_status_field(kd, "open_events");
 	delivered = (long)kd_lines(kd_path(kd, "slow.jsonl"));
@@ -122,8 +123,9 @@ static void test_slow_destination_keeps_memory_bounded_and_loses_nothing(void)
 	printf("    after SIGKILL and restart: %ld delivered, %ld open in the journal\n", delivered,
 	       open_events);
 	CU_ASSERT(open_events + delivered >= EVENTS);
-	if (RSS_CHECKED)
+	if (RSS_CHECKED) {
 		CU_ASSERT(s_rss_kib(kd->pid) < RSS_BOUND_KIB);
+	}
 	kd_stop(kd, SIGTERM, 15000);
 	kd_destroy(&kd);
 }
