@@ -31,7 +31,7 @@ RPATH   := -Wl,-rpath,'$$ORIGIN/../lib'
 
 # ---- products ------------------------------------------------------------------------
 SDK_SRC    := $(wildcard sdk/*.c)
-SDK_LIB_SRC:= $(filter-out sdk/harness_main.c,$(SDK_SRC))
+SDK_LIB_SRC:= $(filter-out sdk/harness_main.c sdk/plugin_host_main.c,$(SDK_SRC))
 CORE_SRC   := $(filter-out broker/main.c,$(wildcard broker/*.c))
 PLUGINS    := $(notdir $(wildcard plugins/*))
 TEST_PLUGINS := $(basename $(notdir $(wildcard tests/plugins/*.c)))
@@ -41,7 +41,8 @@ TEST_UTIL  := $(wildcard tests/util/*.c)
 
 LIBKANAL   := $(BUILD)/lib/libkanal.so
 CORE_A     := $(BUILD)/lib/libkanalcore.a
-BINS       := $(BUILD)/bin/kanald $(BUILD)/bin/kanalctl $(BUILD)/bin/kanal-harness
+BINS       := $(BUILD)/bin/kanald $(BUILD)/bin/kanalctl $(BUILD)/bin/kanal-harness \
+              $(BUILD)/bin/kanal-plugin-host
 PLUGIN_SOS := $(PLUGINS:%=$(BUILD)/plugins/%.so)
 TPLUG_SOS  := $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 TEST_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(INT_TESTS:%=$(BUILD)/tests/%)
@@ -84,6 +85,11 @@ $(BUILD)/bin/kanalctl: $(call obj,$(wildcard cli/*.c)) $(CORE_A) $(LIBKANAL)
 $(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/harness_main.c) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+
+# The process an `isolation: process` instance runs in; kanald finds it beside itself.
+$(BUILD)/bin/kanal-plugin-host: $(call obj,sdk/plugin_host_main.c) $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/plugin_host_main.c) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
 
 # A plugin is every .c file in its folder, linked against libkanal with hidden visibility:
 # only the descriptor (KANAL_PLUGIN_EXPORT) is exported.
