@@ -47,6 +47,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -244,10 +245,12 @@ int isolation_new(const conf_t *conf, const conf_instance_t *ci, isolation_t **o
 		goto fail;
 	}
 	if (access(iso->host_path, X_OK) != 0) {
+		const char *env = getenv("KANAL_PLUGIN_HOST");
 		diag_add(d, conf->file, ci->line, ci->column,
 			 "instance '%s': 'isolation: process' needs the plugin host, and %s is "
-			 "not there (%s): install kanal-plugin-host beside kanald", ci->name,
-			 iso->host_path, strerror(errno));
+			 "not there (%s): %s", ci->name, iso->host_path, strerror(errno),
+			 env && *env ? "check $KANAL_PLUGIN_HOST"
+				     : "install kanal-plugin-host beside kanald");
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
@@ -450,10 +453,11 @@ static int s_spawn(isolation_t *iso, char *why, size_t why_size)
 	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&attr);
-	/* Nothing of kanald's but stdin, stdout and stderr (its log) goes along: no journal,
-	 * no sockets. kanald blocks its signals in every thread and ignores SIGPIPE; the plugin
-	 * host starts with the defaults, in a process group of its own so that a Ctrl-C meant
-	 * for kanald reaches kanald, which then stops the plugin host in order. */
+	/* Nothing of kanald's but stdin, stdout and stderr (its log) goes along — no journal,
+	 * no sockets — and the progress page, as fd 3. kanald blocks its signals in every
+	 * thread and ignores SIGPIPE; the plugin host starts with the defaults, in a process
+	 * group of its own so that a Ctrl-C meant for kanald reaches kanald, which then stops
+	 * the plugin host in order. */
 	if (iso->progress) {
 		memset(iso->progress, 0, sizeof *iso->progress);
 		posix_spawn_file_actions_adddup2(&fa, iso->progress_fd, 3);
@@ -748,6 +752,24 @@ static void s_reap(isolation_t *iso)
 	s_failed(iso, why, detail);
 }
 
+/* A send found the plugin host's connection gone. Almost always it has just died and the
+ * pidfd has not said so yet: wait a little for its exit, so that the failure is told with
+ * its real cause (and the right delivery is charged), before calling it unreachable. */
+static void s_unreachable(isolation_t *iso)
+{
+	int64_t deadline = kanal_now_ms() + ISO_LAST_WORDS_MS;
+
+	while (iso->pid > 0 && kanal_now_ms() < deadline) {
+		struct timespec ts = { 0, 5 * 1000000L };
+		s_reap(iso);
+		if (iso->pid > 0)
+			nanosleep(&ts, NULL);
+	}
+	if (iso->pid > 0)
+		s_failed(iso, "cannot reach the plugin host",
+			 json_pack("{s:s}", "cause", "unreachable"));
+}
+
 /* Kills a plugin host that did not answer in time. */
 static void s_hung(isolation_t *iso, const char *what)
 {
@@ -980,7 +1002,7 @@ static void s_on_host(isolation_t *iso)
 	}
 }
 
-/* ---- messages from the router ----------------------------------------------------------------- */
+/* ---- messages from the router ------------------------------------------------------------ */
 
 /* Stops the plugin host by the router's deadline: STOP when it is up (it finishes the
  * delivery in hand first), SIGKILL when it is not — it has started nothing yet. The loop
@@ -1036,7 +1058,7 @@ static void s_on_router(isolation_t *iso)
 	}
 }
 
-/* ---- the loop ---------------------------------------------------------------------------------- */
+/* ---- the loop ---------------------------------------------------------------------------- */
 
 /* Sends the next waiting delivery to the plugin host when it is free; answers RETRY
  * everything once the router has given up on it (shutdown past its deadline). */
@@ -1065,8 +1087,7 @@ static void s_dispatch(isolation_t *iso)
 			/* Not sent: it goes back to the front, and is not charged. */
 			iso->n_inflight--;
 			s_requeue_front(iso, &dl);
-			s_failed(iso, "cannot reach the plugin host",
-				 json_pack("{s:s}", "cause", "unreachable"));
+			s_unreachable(iso);
 			return;
 		}
 	}

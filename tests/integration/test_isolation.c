@@ -264,8 +264,12 @@ static void s_check_letter(kd_t *kd, const char *event_id, const char *destinati
 	free(req);
 	errors = json_object_get(json_object_get(show, "item"), "errors");
 	CU_ASSERT_EQUAL(json_array_size(errors), 3);
-	json_array_foreach(errors, i, v)
+	json_array_foreach(errors, i, v) {
 		CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(v) ?: "", error));
+		if (!strstr(json_string_value(v) ?: "", error))
+			fprintf(stderr, "%s: attempt %zu: %s\n", event_id, i + 1,
+				json_string_value(v) ?: "(none)");
+	}
 	json_decref(show);
 }
 
