@@ -44,6 +44,14 @@
 
 #define MAX_ERRORS 10 /* attempt errors kept per delivery */
 
+/* Publishes on the event stream, building the payload only when somebody subscribes: on
+ * the hot paths the JSON would otherwise cost more than the routing. */
+#define S_PUBLISH(r, kind, tail, ev, extra)                                      \
+	do {                                                                     \
+		if (stream_wanted((r)->stream))                                  \
+			stream_publish((r)->stream, kind, tail, ev, extra);      \
+	} while (0)
+
 typedef struct table {
 	routes_t *routes;
 	int refs;
@@ -877,8 +885,7 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 			r->accepted++;
 			r->n_parked++;
 			s_count_parked(r, m, n, +1);
-			stream_publish(r->stream, "accepted", NULL, *msg_p,
-				       json_pack("{s:b}", "parked", 1));
+			S_PUBLISH(r, "accepted", NULL, *msg_p, json_pack("{s:b}", "parked", 1));
 			kanal_msg_destroy(msg_p);
 		}
 		if (m != stack)
@@ -928,7 +935,7 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 		delivery_t *dl = d ? s_delivery_new(r, DL_DEFAULT, ev, NULL, d) : NULL;
 
 		r->unmatched++;
-		stream_publish(r->stream, "unmatched", NULL, ev->msg,
+		S_PUBLISH(r, "unmatched", NULL, ev->msg,
 			       json_pack("{s:s}", "destination",
 					 routes_default(r->table->routes)));
 		if (dl)
@@ -1036,7 +1043,7 @@ static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 	if (o->outcome == KANAL_OUTCOME_OK) {
 		s_journal_row(r, dl, JOURNAL_DELIVERED, 0, NULL);
 		d->delivered++;
-		stream_publish(r->stream, "delivered", NULL, dl->ev->msg, s_dl_json(dl));
+		S_PUBLISH(r, "delivered", NULL, dl->ev->msg, s_dl_json(dl));
 		if (dl->kind == DL_PRIMARY && dl->flow)
 			s_flow_primary_done(r, dl->flow);
 		s_delivery_free(r, &dl);
@@ -2147,7 +2154,9 @@ static void s_page_in(router_t *r)
 			break;
 	}
 	free(pg.blocked);
-	if (journal_parked_count(r->journal) == 0) {
+	/* A first read that finds nothing means nothing is parked any more (the count is
+	 * kept in memory; it only drifts across reloads). */
+	if (pg.scanned == 0) {
 		/* Everything is in memory again; forget any drift in the counts. */
 		r->n_parked = 0;
 		for (size_t i = 0; i < r->n_dests; i++)

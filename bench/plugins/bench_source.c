@@ -1,0 +1,282 @@
+/*
+ * bench/plugins/bench_source.c — the benchmark's source plugin: it emits a fixed number of
+ * events, as fast as the bus takes them or at a steady rate, each stamped with the
+ * monotonic time (in nanoseconds) of the moment it was handed to kanal_emit.
+ *
+ * The stamp travels in the extension attribute `benchns` and the sequence number in
+ * `benchseq`, so that bench_sink can measure end-to-end latency and check order without
+ * parsing the data. The data is a JSON object {"kind": …, "n": seq, "pad": "xxx…"}: `kind`
+ * is the field the `where` benchmark tests, `pad` makes the serialised event about `size`
+ * bytes. Like the bundled `source`, a refused emit (KANAL_EBUSY) never skips a sequence
+ * number: the same event is built again on the next tick.
+ *
+ * CLOCK_MONOTONIC is one clock for every process on a Linux machine, so the gateway load
+ * client (a separate process) stamps its events the same way and the sink's arithmetic
+ * holds for it too.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <kanal/kanal.h>
+
+static const kanal_option_t s_options[] = {
+	{ "type", KANAL_OPT_STRING, "bench.ev", false, "CloudEvents type of every event." },
+	{ "count", KANAL_OPT_INT, NULL, true, "Events to emit; the source then stops." },
+	{ "rate", KANAL_OPT_INT, "0", false,
+	  "Events per second; 0 emits as fast as the bus accepts them." },
+	{ "size", KANAL_OPT_SIZE, "512", false, "About this many bytes per serialised event." },
+	{ "kind", KANAL_OPT_STRING, "match", false, "The value of data.kind." },
+	{ "burst", KANAL_OPT_INT, "2000", false,
+	  "Most events emitted per 1 ms tick, so the thread stays responsive." },
+	{ "done_file", KANAL_OPT_PATH, NULL, false,
+	  "Created once every event has been emitted and flushed (kanal_emit_flush)." },
+	{ .name = NULL },
+};
+
+typedef struct bench_source {
+	char *instance;   /* owned copy of the instance name */
+	const char *type; /* borrowed from the config */
+	const char *kind;
+	const char *done_file; /* borrowed from the config; NULL: none */
+	int64_t count;
+	int64_t rate;
+	int64_t burst;
+	size_t size;
+	char *pad;        /* owned: the padding string, computed at init */
+	int64_t next_seq; /* the next sequence number to emit, from 1 */
+	int64_t t0_ms;    /* rate mode: when emitting began */
+	int64_t timer;
+	bool done;
+} bench_source_t;
+
+static int64_t s_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Builds event `seq` with the given padding; NULL when out of memory. The time stamp is set
+ * later, right before the emit. */
+static kanal_msg_t *s_build(const bench_source_t *s, int64_t seq, const char *pad)
+{
+	char id[160], seq_text[24];
+	kanal_msg_t *msg;
+	char *text = NULL;
+	int n;
+
+	snprintf(id, sizeof id, "%s-%" PRId64, s->instance, seq);
+	msg = kanal_msg_new(s->type, s->instance, id);
+	if (!msg)
+		return NULL;
+	snprintf(seq_text, sizeof seq_text, "%" PRId64, seq);
+	if (kanal_msg_set_attr(msg, "benchseq", seq_text, NULL) < 0)
+		goto fail;
+	n = asprintf(&text, "{\"kind\":\"%s\",\"n\":%" PRId64 ",\"pad\":\"%s\"}", s->kind, seq,
+		     pad);
+	if (n < 0) {
+		text = NULL;
+		goto fail;
+	}
+	if (kanal_msg_set_data_json(msg, text, (size_t)n) < 0)
+		goto fail;
+	free(text);
+	return msg;
+fail:
+	free(text);
+	kanal_msg_destroy(&msg);
+	return NULL;
+}
+
+/* Works out the padding that brings an event to about s->size bytes: builds one event
+ * without padding (with a typical stamp) and pads the difference. Returns 0 or a code. */
+static int s_size_pad(bench_source_t *s)
+{
+	kanal_msg_t *msg = s_build(s, s->count, "");
+	size_t len = 0, want;
+	char *json;
+
+	if (!msg)
+		return KANAL_ENOMEM;
+	kanal_msg_set_attr(msg, "benchns", "1234567890123456", NULL);
+	kanal_msg_set_attr(msg, "time", "2026-01-01T00:00:00.000Z", NULL);
+	json = kanal_msg_to_json(msg, &len);
+	kanal_msg_destroy(&msg);
+	if (!json)
+		return KANAL_ENOMEM;
+	kanal_free(json);
+	want = s->size > len ? s->size - len : 0;
+	s->pad = malloc(want + 1);
+	if (!s->pad)
+		return KANAL_ENOMEM;
+	memset(s->pad, 'x', want);
+	s->pad[want] = '\0';
+	return 0;
+}
+
+static void s_destroy(void *state)
+{
+	bench_source_t *s = state;
+
+	if (!s)
+		return;
+	free(s->instance);
+	free(s->pad);
+	free(s);
+}
+
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	bench_source_t *s = calloc(1, sizeof *s);
+	int rc;
+
+	if (!s)
+		return KANAL_ENOMEM;
+	s->instance = strdup(kanal_instance_name(ctx));
+	s->type = kanal_config_string(cfg, "type");
+	s->kind = kanal_config_string(cfg, "kind");
+	s->done_file = kanal_config_string(cfg, "done_file");
+	s->count = kanal_config_int(cfg, "count");
+	s->rate = kanal_config_int(cfg, "rate");
+	s->burst = kanal_config_int(cfg, "burst");
+	s->size = (size_t)kanal_config_int(cfg, "size");
+	s->next_seq = 1;
+	if (!s->instance) {
+		s_destroy(s);
+		return KANAL_ENOMEM;
+	}
+	if (s->count <= 0 || s->rate < 0 || s->burst <= 0 || strchr(s->kind, '"') ||
+	    strchr(s->kind, '\\')) {
+		kanal_set_error(ctx, "bench_source: count and burst must be positive, rate not "
+				"negative, and kind plain text");
+		s_destroy(s);
+		return KANAL_EINVAL;
+	}
+	rc = s_size_pad(s);
+	if (rc < 0) {
+		s_destroy(s);
+		return rc;
+	}
+	*state = s;
+	return 0;
+}
+
+/* Writes the current UTC time as RFC 3339 with milliseconds, as real sources do. */
+static void s_now_rfc3339(char *buf, size_t size)
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* How many events are due now: all that are left (up to the burst) when flooding, else
+ * what keeps the total at `rate` per second since the first tick. */
+static int64_t s_due(bench_source_t *s)
+{
+	int64_t left = s->count - (s->next_seq - 1);
+	int64_t due = left;
+
+	if (s->rate > 0) {
+		int64_t elapsed = kanal_now_ms() - s->t0_ms;
+		due = (s->rate * elapsed) / 1000 + 1 - (s->next_seq - 1);
+	}
+	if (due > left)
+		due = left;
+	if (due > s->burst)
+		due = s->burst;
+	return due;
+}
+
+/* Waits until the bus holds every emitted event (in durable mode: in the journal), then
+ * creates done_file, so that the driver knows they are all pending. */
+static void s_write_done(kanal_ctx_t *ctx, bench_source_t *s)
+{
+	int rc = kanal_emit_flush(ctx, 120000);
+	FILE *f;
+
+	if (rc != 0) {
+		kanal_log(ctx, KANAL_LOG_ERROR, "flush: %s", kanal_strerror(rc));
+		return;
+	}
+	f = fopen(s->done_file, "w");
+	if (!f || fprintf(f, "%" PRId64 "\n", s->next_seq - 1) < 0 || fclose(f) != 0)
+		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write %s", s->done_file);
+}
+
+static void s_tick(kanal_ctx_t *ctx, void *arg)
+{
+	bench_source_t *s = arg;
+	char time[40];
+	int64_t due;
+	int rc = 0;
+
+	if (s->done)
+		return;
+	if (s->t0_ms == 0)
+		s->t0_ms = kanal_now_ms();
+	due = s_due(s);
+	if (due <= 0)
+		return;
+	s_now_rfc3339(time, sizeof time);
+	for (int64_t i = 0; i < due; i++) {
+		kanal_msg_t *msg = s_build(s, s->next_seq, s->pad);
+		char ns[24];
+
+		if (!msg)
+			return; /* out of memory: try again on the next tick */
+		kanal_msg_set_attr(msg, "time", time, NULL);
+		snprintf(ns, sizeof ns, "%" PRId64, s_mono_ns());
+		kanal_msg_set_attr(msg, "benchns", ns, NULL);
+		rc = kanal_emit(ctx, &msg);
+		if (rc != 0)
+			break;
+		s->next_seq++;
+	}
+	if (rc == KANAL_ECLOSED || (rc != 0 && rc != KANAL_EBUSY)) {
+		kanal_log(ctx, KANAL_LOG_ERROR, "stopping at seq %" PRId64 ": %s", s->next_seq,
+			  kanal_strerror(rc));
+		s->done = true;
+	}
+	if (s->next_seq > s->count)
+		s->done = true;
+	if (s->done) {
+		kanal_timer_cancel(ctx, s->timer);
+		kanal_log(ctx, KANAL_LOG_INFO, "emitted %" PRId64 " events", s->next_seq - 1);
+		if (s->done_file)
+			s_write_done(ctx, s);
+	}
+}
+
+static int s_start(kanal_ctx_t *ctx, void *state)
+{
+	bench_source_t *s = state;
+
+	s->timer = kanal_timer_add(ctx, 0, 1, s_tick, s);
+	if (s->timer < 0) {
+		kanal_set_error(ctx, "cannot add the emit timer: %s", kanal_strerror((int)s->timer));
+		return (int)s->timer;
+	}
+	return 0;
+}
+
+KANAL_PLUGIN_EXPORT = {
+	.abi_major = KANAL_ABI_MAJOR,
+	.abi_minor = KANAL_ABI_MINOR,
+	.struct_size = sizeof(kanal_plugin_t),
+	.name = "bench_source",
+	.version = KANAL_VERSION,
+	.description = "Emits a counted stream of time-stamped events for kanal's benchmarks.",
+	.options = s_options,
+	.init = s_init,
+	.start = s_start,
+	.destroy = s_destroy,
+};
