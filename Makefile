@@ -13,7 +13,9 @@ SAN     ?=
 CC      ?= cc
 
 PKGS    := libzmq jansson yaml-0.1 sqlite3
-DEPS_OK := $(shell pkg-config --exists $(PKGS) cunit 2>/dev/null && echo yes)
+# What the connectors, the simulated upstream systems and their tests use besides.
+CONN_PKGS := libcurl libxml-2.0 libical libmicrohttpd openssl
+DEPS_OK := $(shell pkg-config --exists $(PKGS) $(CONN_PKGS) cunit 2>/dev/null && echo yes)
 
 OPTFLAGS ?= -O2 -g
 KCFLAGS := $(OPTFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
@@ -22,6 +24,8 @@ ifneq ($(DEPS_OK),)
 KCFLAGS += $(shell pkg-config --cflags $(PKGS) cunit)
 LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -ldl -lm
 CUNIT   := $(shell pkg-config --libs cunit)
+KCFLAGS += $(shell pkg-config --cflags $(CONN_PKGS))
+CONN_LIBS := $(shell pkg-config --libs $(CONN_PKGS))
 endif
 ifneq ($(SAN),)
 KCFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -33,7 +37,13 @@ RPATH   := -Wl,-rpath,'$$ORIGIN/../lib'
 SDK_SRC    := $(wildcard sdk/*.c)
 SDK_LIB_SRC:= $(filter-out sdk/harness_main.c sdk/plugin_host_main.c,$(SDK_SRC))
 CORE_SRC   := $(filter-out broker/main.c,$(wildcard broker/*.c))
-PLUGINS    := $(notdir $(wildcard plugins/*))
+# plugins/common is not a plugin: it is the connectors' shared helpers (HTTP, state files),
+# linked into each plugin as a static library.
+PLUGINS    := $(filter-out common,$(notdir $(wildcard plugins/*)))
+CONN_SRC   := $(wildcard plugins/common/*.c)
+SIMS       := $(basename $(notdir $(filter-out examples/simulators/sim.c \
+                 examples/simulators/population.c,$(wildcard examples/simulators/*.c))))
+SIM_COMMON := examples/simulators/sim.c examples/simulators/population.c
 TEST_PLUGINS := $(basename $(notdir $(wildcard tests/plugins/*.c)))
 UNIT_TESTS := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 INT_TESTS  := $(basename $(notdir $(wildcard tests/integration/test_*.c)))
@@ -41,6 +51,8 @@ TEST_UTIL  := $(wildcard tests/util/*.c)
 
 LIBKANAL   := $(BUILD)/lib/libkanal.so
 CORE_A     := $(BUILD)/lib/libkanalcore.a
+CONN_A     := $(BUILD)/lib/libkanalconn.a
+SIM_BINS   := $(SIMS:%=$(BUILD)/bin/kanal-sim-%)
 BINS       := $(BUILD)/bin/kanald $(BUILD)/bin/kanalctl $(BUILD)/bin/kanal-harness \
               $(BUILD)/bin/kanal-plugin-host
 PLUGIN_SOS := $(PLUGINS:%=$(BUILD)/plugins/%.so)
@@ -59,7 +71,7 @@ deps:
 	@sh scripts/deps.sh
 
 .PHONY: build
-build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(BUILD)/lib/pkgconfig/kanal.pc
+build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(SIM_BINS) $(BUILD)/lib/pkgconfig/kanal.pc
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -95,10 +107,20 @@ $(BUILD)/bin/kanal-plugin-host: $(call obj,sdk/plugin_host_main.c) $(LIBKANAL)
 # only the descriptor (KANAL_PLUGIN_EXPORT) is exported.
 PLUGIN_CFLAGS = -fvisibility=hidden
 .SECONDEXPANSION:
-$(BUILD)/plugins/%.so: $$(call obj,$$(wildcard plugins/$$*/*.c)) $(LIBKANAL)
+$(BUILD)/plugins/%.so: $$(call obj,$$(wildcard plugins/$$*/*.c)) $(CONN_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -o $@ $(filter %.o,$^) -L$(BUILD)/lib -lkanal $(PLUGIN_LIBS_$*) $(LIBS) \
+	$(CC) -shared $(LDFLAGS) -o $@ $(filter %.o,$^) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) \
 		-Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../..'
+
+$(CONN_A): $(call obj,$(CONN_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# The simulated upstream systems (examples/simulators): one program each, sharing the HTTP
+# scaffolding (sim.c) and the synthetic population (population.c).
+$(BUILD)/bin/kanal-sim-%: $(BUILD)/obj/examples/simulators/%.o $(call obj,$(SIM_COMMON)) $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
 
 
 $(BUILD)/obj/plugins/%.o: plugins/%.c
@@ -113,7 +135,7 @@ $(BUILD)/obj/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
-TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) -L$(BUILD)/lib -lkanal $(LIBS) $(CUNIT) \
+TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(CUNIT) \
 	-Wl,-rpath,'$$ORIGIN/../lib'
 $(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
@@ -151,7 +173,7 @@ CONFDIR  = $(PREFIX)/etc/kanal
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PLUGDIR) \
 		$(DESTDIR)$(PREFIX)/include/kanal $(DESTDIR)$(CONFDIR)/routes
-	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(BINS) $(SIM_BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(LIBKANAL).1 $(DESTDIR)$(LIBDIR)/
 	ln -sf libkanal.so.1 $(DESTDIR)$(LIBDIR)/libkanal.so
 	install -m 644 sdk/include/kanal/*.h $(DESTDIR)$(PREFIX)/include/kanal/
@@ -167,7 +189,7 @@ install: all
 	install -m 644 routes/*.yaml $(DESTDIR)$(CONFDIR)/routes/
 
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(BINS)))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(BINS) $(SIM_BINS)))
 	rm -f $(DESTDIR)$(LIBDIR)/libkanal.so $(DESTDIR)$(LIBDIR)/libkanal.so.1
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc
 	rm -rf $(DESTDIR)$(PREFIX)/include/kanal $(DESTDIR)$(LIBDIR)/kanal $(DESTDIR)$(CONFDIR)

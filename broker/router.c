@@ -673,7 +673,16 @@ static void s_enrich_next(router_t *r, flow_t *f)
 	 * its event while the service is still reading the request. */
 	{
 		kanal_msg_t *copy = kanal_msg_dup(f->ev->msg);
-		shared_t *req = copy ? s_shared_new(&copy) : NULL;
+		shared_t *req;
+
+		/* The service learns who asks and why (an audit log, address protection). */
+		if (copy && (kanal_msg_set_attr(copy, "kanalroute", f->route->name, NULL) < 0 ||
+			     (step->purpose && kanal_msg_set_attr(copy, "kanalpurpose",
+								  step->purpose, NULL) < 0) ||
+			     (step->protected_address &&
+			      kanal_msg_set_ext_bool(copy, "kanalprotected", true, NULL) < 0)))
+			kanal_msg_destroy(&copy);
+		req = copy ? s_shared_new(&copy) : NULL;
 		dl = req ? s_delivery_new(r, DL_ENRICH, req, NULL, d) : NULL;
 		s_shared_release(&req);
 	}

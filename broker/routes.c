@@ -41,7 +41,8 @@ static const char *const s_top_keys[] = { "routes", "default" };
 static const char *const s_route_keys[] = { "name", "match", "enrich", "to", "fallback",
 					    "retry" };
 static const char *const s_match_keys[] = { "type", "source", "where" };
-static const char *const s_enrich_keys[] = { "service", "into", "timeout", "on_error" };
+static const char *const s_enrich_keys[] = { "service",	 "into",    "timeout",
+					      "on_error", "purpose", "protected_address" };
 static const char *const s_retry_keys[] = { "max_attempts", "backoff", "max_backoff" };
 
 /* ---- a small hash map: (owner, string) → pointer ------------------------------------- */
@@ -201,6 +202,7 @@ static void s_route_free(route_t *r)
 	for (i = 0; i < r->n_enrich; i++) {
 		free(r->enrich[i].service);
 		free(r->enrich[i].into);
+		free(r->enrich[i].purpose);
 	}
 	free(r->enrich);
 	for (i = 0; i < r->n_to; i++)
@@ -725,6 +727,13 @@ static void s_enrich_step(builder_t *b, route_enrich_t *e, const ynode_t *v, siz
 			e->on_error = ENRICH_SKIP;
 		else
 			s_err(b, x, "'on_error': '%s' is not fail or skip", text);
+	}
+	if ((x = yaml_tree_get(v, "purpose")) && (text = s_text(b, x, "purpose")))
+		e->purpose = s_strdup(b, text);
+	if ((x = yaml_tree_get(v, "protected_address")) &&
+	    (text = s_text(b, x, "protected_address"))) {
+		if (kanal__parse_bool(text, &e->protected_address) != 0)
+			s_err(b, x, "'protected_address': '%s' is not true or false", text);
 	}
 }
 
@@ -1505,6 +1514,17 @@ static void s_explain_plan(const route_t *r, FILE *out)
 		}
 		fprintf(out, "; on error: %s)\n",
 			e->on_error == ENRICH_SKIP ? "skip the step" : "fail the route");
+		if (e->purpose || e->protected_address) {
+			fputs("                      ", out);
+			if (e->purpose) {
+				fputs("purpose ", out);
+				s_put(out, e->purpose);
+			}
+			if (e->protected_address)
+				fprintf(out, "%sasks for protected addresses",
+					e->purpose ? "; " : "");
+			fputc('\n', out);
+		}
 	}
 	if (r->n_fallback) {
 		fputs("            fallback  ", out);

@@ -32,6 +32,8 @@ typedef struct route_enrich {
 	char *into;          /* "data.guardian" */
 	int64_t timeout_ms;  /* 0: the config's enrich_timeout */
 	enrich_on_error_t on_error;
+	char *purpose;          /* why the route asks (an audit log's purpose), or NULL */
+	bool protected_address; /* the route asks for a protected address, if allowed */
 } route_enrich_t;
 
 typedef struct route_retry {

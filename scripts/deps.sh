@@ -4,8 +4,9 @@
 # as root, or through sudo when not root. Safe to run again; does nothing when all is there.
 set -eu
 
-need_pc="libzmq jansson yaml-0.1 sqlite3 cunit"
-need_cmd="pkg-config cc make"
+need_pc="libzmq jansson yaml-0.1 sqlite3 cunit libcurl libxml-2.0 libical libmicrohttpd openssl"
+# radicale: the real CalDAV server the calendar connector's tests and the demo run against.
+need_cmd="pkg-config cc make radicale"
 
 # Debian package for each pkg-config name or command.
 pkg_for() {
@@ -15,6 +16,11 @@ pkg_for() {
 	yaml-0.1) echo libyaml-dev ;;
 	sqlite3) echo libsqlite3-dev ;;
 	cunit) echo libcunit1-dev ;;
+	libcurl) echo libcurl4-openssl-dev ;;
+	libxml-2.0) echo libxml2-dev ;;
+	libical) echo libical-dev ;;
+	libmicrohttpd) echo libmicrohttpd-dev ;;
+	openssl) echo libssl-dev ;;
 	pkg-config) echo pkg-config ;;
 	cc | make) echo build-essential ;;
 	*) echo "$1" ;;

@@ -1,0 +1,122 @@
+/*
+ * plugins/common/files.c — files written so that a crash never leaves half of one: a
+ * poller's cursor in the state folder, a print job in a spool folder. write + fsync +
+ * rename + fsync of the folder is the POSIX recipe; readers see the old file or the new.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int kc_file_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
+			 mode_t mode)
+{
+	char tmp[4096], path[4096];
+	const char *p = buf;
+	int fd, dfd, saved;
+
+	if (!dir || !name || !*name || strchr(name, '/') ||
+	    (size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path ||
+	    (size_t)snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name) >= sizeof tmp)
+		return KANAL_EINVAL;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return KANAL_EIO;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			goto fail;
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fsync(fd) != 0)
+		goto fail;
+	if (close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0)
+		goto fail;
+	/* The rename itself is durable only once the folder is. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+fail:
+	saved = errno;
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	errno = saved;
+	return KANAL_EIO;
+}
+
+int kc_file_read(const char *dir, const char *name, char **out, size_t *len)
+{
+	char path[4096];
+	FILE *f;
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	if (len)
+		*len = 0;
+	if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
+		return KANAL_EINVAL;
+	f = fopen(path, "rb");
+	if (!f)
+		return errno == ENOENT ? KANAL_ENOTFOUND : KANAL_EIO;
+	for (;;) {
+		size_t got;
+		if (n + 4097 > cap) {
+			char *b = realloc(buf, cap = cap ? cap * 2 : 8192);
+			if (!b) {
+				free(buf);
+				fclose(f);
+				return KANAL_ENOMEM;
+			}
+			buf = b;
+		}
+		got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(f)) {
+		free(buf);
+		fclose(f);
+		return KANAL_EIO;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*out = buf;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+int kc_state_write(kanal_ctx_t *ctx, const char *name, const void *buf, size_t len)
+{
+	const char *dir = kanal_state_dir(ctx);
+	return dir ? kc_file_write_atomic(dir, name, buf, len, 0600) : KANAL_ESTATE;
+}
+
+int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len)
+{
+	const char *dir = kanal_state_dir(ctx);
+	if (!dir) {
+		*out = NULL;
+		return KANAL_ESTATE;
+	}
+	return kc_file_read(dir, name, out, len);
+}

@@ -1,0 +1,96 @@
+/*
+ * plugins/common/text.c — URL and path templates ("{base}/{owner}/calendar/"), expanded
+ * with each value percent-encoded where it goes into a URL, so that a value can never add
+ * a path segment or a query of its own.
+ */
+#include "conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+	char *p;
+	size_t len, cap;
+	bool failed;
+} buf_t;
+
+static void s_put(buf_t *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 128;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if (!(p = realloc(b->p, cap))) {
+			b->failed = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void s_put_escaped(buf_t *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~') {
+			s_put(b, s, 1);
+		} else {
+			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+			s_put(b, e, 3);
+		}
+	}
+}
+
+char *kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool url_escape,
+			 char *why, size_t why_size)
+{
+	buf_t b = { 0 };
+	const char *p = tmpl;
+
+	s_put(&b, "", 0);
+	while (*p) {
+		const char *open = strchr(p, '{'), *close;
+		char name[64];
+		const char *value;
+
+		if (!open) {
+			s_put(&b, p, strlen(p));
+			break;
+		}
+		s_put(&b, p, (size_t)(open - p));
+		close = strchr(open, '}');
+		if (!close || (size_t)(close - open - 1) >= sizeof name || close == open + 1) {
+			snprintf(why, why_size, "unclosed or empty placeholder at \"%.20s\"", open);
+			free(b.p);
+			return NULL;
+		}
+		memcpy(name, open + 1, (size_t)(close - open - 1));
+		name[close - open - 1] = '\0';
+		if (!(value = lookup(name, arg))) {
+			snprintf(why, why_size, "no value for placeholder {%s}", name);
+			free(b.p);
+			return NULL;
+		}
+		if (url_escape)
+			s_put_escaped(&b, value);
+		else
+			s_put(&b, value, strlen(value));
+		p = close + 1;
+	}
+	if (b.failed) {
+		snprintf(why, why_size, "out of memory");
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
