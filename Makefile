@@ -26,6 +26,7 @@ LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -ldl -lm
 CUNIT   := $(shell pkg-config --libs cunit)
 KCFLAGS += $(shell pkg-config --cflags $(CONN_PKGS))
 CONN_LIBS := $(shell pkg-config --libs $(CONN_PKGS))
+CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
 endif
 ifneq ($(SAN),)
 KCFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -79,7 +80,7 @@ $(BUILD)/obj/%.o: %.c
 
 $(LIBKANAL): $(call obj,$(SDK_LIB_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libkanal.so.1 $(LDFLAGS) -o $@.1 $^ $(LIBS)
+	$(CC) -shared -Wl,-soname,libkanal.so.1 $(LDFLAGS) -o $@.1 $^ $(LIBS) $(CRYPTO_LIBS)
 	ln -sf libkanal.so.1 $@
 
 $(CORE_A): $(call obj,$(CORE_SRC))

@@ -6,6 +6,7 @@
  * test output: assertions compare through variables and tables (a failing CU_ASSERT prints
  * its expression, never a value), and string comparisons are made only on masked text.
  */
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -323,9 +324,71 @@ static void test_redact_inplace_is_linear_on_large_text(void)
 	free(buf);
 }
 
+
+/* ---- pseudonyms ------------------------------------------------------------------------ */
+
+static char *s_key_file(const char *dir, const char *text, mode_t mode)
+{
+	char *path = test_write_file(dir, "key", text);
+	chmod(path, mode);
+	return path;
+}
+
+static void test_pseudonym_is_the_hmac_of_the_digits(void)
+{
+	char *dir = test_tmpdir("pseudo");
+	char *path = s_key_file(dir, "kanal-test-key-0123456789\n", 0600);
+	kanal_pseudonym_key_t *key = NULL;
+	char why[256], a[KANAL_PSEUDONYM_SIZE], b[KANAL_PSEUDONYM_SIZE];
+
+	CU_ASSERT_EQUAL_FATAL(kanal_pseudonym_key_load(path, &key, why, sizeof why), 0);
+	CU_ASSERT_EQUAL(kanal_cpr_pseudonym(key, "1503851233", a, sizeof a), 0);
+	/* HMAC-SHA256("kanal-test-key-0123456789", "1503851233"), computed independently
+	 * (Python's hmac module); the key file's trailing newline is not part of the key. */
+	CU_ASSERT_STRING_EQUAL(a, "person:71a6bccef26c11b5b0d1452ddf1ec0b837dfe69825a954071f097df1c2088333");
+	CU_ASSERT_EQUAL(kanal_cpr_pseudonym(key, "150385-1233", b, sizeof b), 0);
+	CU_ASSERT_STRING_EQUAL(a, b);
+	CU_ASSERT_EQUAL(kanal_cpr_pseudonym(key, "2207884566", b, sizeof b), 0);
+	CU_ASSERT_STRING_NOT_EQUAL(a, b);
+	CU_ASSERT_EQUAL(kanal_cpr_pseudonym(key, "3213851233", b, sizeof b), KANAL_EINVAL);
+	CU_ASSERT_STRING_EQUAL(b, "");
+	CU_ASSERT_EQUAL(kanal_cpr_pseudonym(key, "1503851233", b, 20), KANAL_EINVAL);
+	kanal_pseudonym_key_destroy(&key);
+	CU_ASSERT_PTR_NULL(key);
+	test_rmdir_r(dir);
+	free(path);
+	free(dir);
+}
+
+static void test_pseudonym_key_must_be_private(void)
+{
+	char *dir = test_tmpdir("pseudo");
+	char *path = s_key_file(dir, "kanal-test-key-0123456789", 0644);
+	kanal_pseudonym_key_t *key = NULL;
+	char why[256];
+
+	CU_ASSERT_EQUAL(kanal_pseudonym_key_load(path, &key, why, sizeof why), KANAL_ECONFIG);
+	CU_ASSERT_PTR_NULL(key);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "0644"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, path));
+	chmod(path, 0400);
+	CU_ASSERT_EQUAL(kanal_pseudonym_key_load(path, &key, why, sizeof why), 0);
+	kanal_pseudonym_key_destroy(&key);
+	free(path);
+	path = s_key_file(dir, "short", 0600);
+	CU_ASSERT_EQUAL(kanal_pseudonym_key_load(path, &key, why, sizeof why), KANAL_ECONFIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "16"));
+	CU_ASSERT_EQUAL(kanal_pseudonym_key_load("/nonexistent/key", &key, why, sizeof why),
+			KANAL_EIO);
+	test_rmdir_r(dir);
+	free(path);
+	free(dir);
+}
+
 TEST_MAIN("cpr", TEST(test_parses_valid_numbers), TEST(test_digits_drop_the_hyphen),
 	  TEST(test_rejects_invalid_numbers_with_a_reason), TEST(test_reason_fits_a_small_buffer),
 	  TEST(test_masks_a_valid_number), TEST(test_masks_an_invalid_number_completely),
 	  TEST(test_finds_numbers_in_text), TEST(test_find_stays_within_len),
 	  TEST(test_redact_masks_every_number), TEST(test_redact_edges),
-	  TEST(test_redact_inplace_keeps_length), TEST(test_redact_inplace_is_linear_on_large_text))
+	  TEST(test_redact_inplace_keeps_length), TEST(test_redact_inplace_is_linear_on_large_text),
+	  TEST(test_pseudonym_is_the_hmac_of_the_digits), TEST(test_pseudonym_key_must_be_private))

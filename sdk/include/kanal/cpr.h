@@ -57,6 +57,29 @@ char *kanal_cpr_redact(const char *text, size_t len);
  * the last four digits become 'X' (a hyphen is not inserted). Returns the count masked. */
 size_t kanal_cpr_redact_inplace(char *buf);
 
+/* ---- pseudonyms ----------------------------------------------------------------------- */
+
+/* A key for pseudonyms, read from a file. */
+typedef struct kanal_pseudonym_key kanal_pseudonym_key_t;
+
+/* Reads the key file at path: its bytes (at least 16, trailing newline ignored) are the
+ * HMAC key. Refuses — returns KANAL_ECONFIG with why filled (at least 256 bytes) — a file
+ * that group or others may read or write (its mode must be 0600 or 0400), a file too short,
+ * or one that cannot be read (KANAL_EIO). Returns 0 and a new key in *out otherwise.
+ * Ownership: the caller destroys *out with kanal_pseudonym_key_destroy. */
+int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, char *why,
+			     size_t why_size);
+/* Wipes and frees the key; accepts NULL and sets *key_p to NULL. */
+void kanal_pseudonym_key_destroy(kanal_pseudonym_key_t **key_p);
+
+/* Writes the pseudonym of a valid CPR number (hyphen or not; the same person gives the same
+ * pseudonym either way): "person:" followed by the 64 hex digits of HMAC-SHA256(key, the ten
+ * digits). buf must hold at least KANAL_PSEUDONYM_SIZE bytes. Returns 0, or KANAL_EINVAL
+ * when text is not a valid CPR number (buf is then ""). Ownership: borrows everything. */
+#define KANAL_PSEUDONYM_SIZE 72
+int kanal_cpr_pseudonym(const kanal_pseudonym_key_t *key, const char *text, char *buf,
+			size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,179 @@
+/*
+ * tests/util/upstream.c — see upstream.h.
+ */
+#include "upstream.h"
+#include "test.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <curl/curl.h>
+
+static void s_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+upstream_t *upstream_start(const char *name, const char *const *args)
+{
+	upstream_t *up = calloc(1, sizeof *up);
+	char bin[4096], port_file[4096], tag[64];
+	const char *argv[64];
+	size_t n = 0;
+
+	snprintf(tag, sizeof tag, "sim-%s", name);
+	up->name = strdup(name);
+	up->dir = test_tmpdir(tag);
+	snprintf(bin, sizeof bin, "%s/bin/kanal-sim-%s", test_build_dir(), name);
+	snprintf(port_file, sizeof port_file, "%s/port", up->dir);
+	if (asprintf(&up->log_path, "%s/sim-%s.log", up->dir, name) < 0)
+		abort();
+	argv[n++] = bin;
+	argv[n++] = "--port";
+	argv[n++] = "0";
+	argv[n++] = "--port-file";
+	argv[n++] = port_file;
+	for (size_t i = 0; args && args[i] && n < 62; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	up->pid = fork();
+	if (up->pid == 0) {
+		int fd = open(up->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	for (int waited = 0; waited < 5000; waited += 20) {
+		char *text = test_read_file(port_file, NULL);
+		int status;
+		if (text) {
+			up->port = atoi(text);
+			free(text);
+			snprintf(up->url, sizeof up->url, "http://127.0.0.1:%d", up->port);
+			return up;
+		}
+		if (waitpid(up->pid, &status, WNOHANG) == up->pid) {
+			char *log = test_read_file(up->log_path, NULL);
+			fprintf(stderr, "kanal-sim-%s exited at start:\n%s\n", name, log ? log : "");
+			free(log);
+			up->pid = 0;
+			upstream_stop(&up);
+			return NULL;
+		}
+		s_sleep_ms(20);
+	}
+	fprintf(stderr, "kanal-sim-%s did not come up within 5 s\n", name);
+	upstream_stop(&up);
+	return NULL;
+}
+
+void upstream_stop(upstream_t **up_p)
+{
+	upstream_t *up = up_p ? *up_p : NULL;
+
+	if (!up)
+		return;
+	if (up->pid > 0) {
+		int status;
+		kill(up->pid, SIGTERM);
+		for (int waited = 0; waited < 3000; waited += 10) {
+			if (waitpid(up->pid, &status, WNOHANG) == up->pid) {
+				up->pid = 0;
+				break;
+			}
+			s_sleep_ms(10);
+		}
+		if (up->pid > 0) {
+			kill(up->pid, SIGKILL);
+			waitpid(up->pid, &status, 0);
+		}
+	}
+	if (up->dir && !getenv("KANAL_KEEP_TEST_DIRS"))
+		test_rmdir_r(up->dir);
+	free(up->dir);
+	free(up->log_path);
+	free(up->name);
+	free(up);
+	*up_p = NULL;
+}
+
+typedef struct {
+	char *p;
+	size_t len;
+} buf_t;
+
+static size_t s_collect(char *p, size_t size, size_t n, void *arg)
+{
+	buf_t *b = arg;
+	char *q = realloc(b->p, b->len + size * n + 1);
+	if (!q)
+		return 0;
+	memcpy(q + b->len, p, size * n);
+	b->p = q;
+	b->len += size * n;
+	b->p[b->len] = '\0';
+	return size * n;
+}
+
+long upstream_http(upstream_t *up, const char *method, const char *url, const char *body,
+		   const char *content_type, char **body_out)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = NULL;
+	char full[4096], ct[256];
+	buf_t b = { 0 };
+	long status = 0;
+
+	if (body_out)
+		*body_out = NULL;
+	if (!c)
+		return 0;
+	if (up && url[0] == '/')
+		snprintf(full, sizeof full, "%s%s", up->url, url);
+	else
+		snprintf(full, sizeof full, "%s", url);
+	curl_easy_setopt(c, CURLOPT_URL, full);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	if (content_type) {
+		snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+		h = curl_slist_append(h, ct);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	}
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	if (body_out)
+		*body_out = b.p;
+	else
+		free(b.p);
+	return status;
+}
+
+int upstream_fault(upstream_t *up, const char *mode, int count)
+{
+	char body[128];
+	long st;
+
+	snprintf(body, sizeof body, "{\"mode\": \"%s\", \"count\": %d}", mode, count);
+	st = upstream_http(up, "POST", "/_sim/fault", body, "application/json", NULL);
+	return st == 200 ? 0 : -1;
+}
