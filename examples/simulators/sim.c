@@ -259,8 +259,8 @@ static void s_control(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 					      ? json_integer_value(json_object_get(j, "delay_ms"))
 					      : 2000;
 		pthread_mutex_unlock(&sim->fault_lock);
+		sim_log(sim, "fault switched to %s", mode); /* mode belongs to j */
 		json_decref(j);
-		sim_log(sim, "fault switched to %s", mode);
 	}
 	pthread_mutex_lock(&sim->fault_lock);
 	sim_replyf(res, 200, "application/json",

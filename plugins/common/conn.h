@@ -29,6 +29,8 @@ typedef struct kc_http_opts {
 	const char *bearer_token;   /* Authorization: Bearer …, when not NULL */
 	const char *ca_file;        /* extra CA bundle for https, or NULL */
 	size_t max_body;            /* largest answer accepted; 0: 8 MiB */
+	const char *client_cert;    /* TLS client certificate (PEM file), or NULL */
+	const char *client_key;     /* its private key (PEM file), or NULL: in client_cert */
 } kc_http_opts_t;
 
 /* One answer. `status` is 0 when no HTTP answer came (refused, timed out, dropped, too
@@ -77,7 +79,7 @@ const char *kc_http_describe(const kc_response_t *res, const char *what, char *b
 int kc_file_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
 			 mode_t mode);
 
-/* Reads dir/name whole. Returns 0 and a malloc'd NUL-terminated *out (free with free()),
+/* Reads dir/name (dir NULL: name is the whole path) whole. Returns 0 and a malloc'd NUL-terminated *out (free with free()),
  * KANAL_ENOTFOUND when there is no such file, or another negative code. */
 int kc_file_read(const char *dir, const char *name, char **out, size_t *len);
 

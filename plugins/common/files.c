@@ -71,7 +71,8 @@ int kc_file_read(const char *dir, const char *name, char **out, size_t *len)
 	*out = NULL;
 	if (len)
 		*len = 0;
-	if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
+	if ((size_t)(dir ? snprintf(path, sizeof path, "%s/%s", dir, name)
+			 : snprintf(path, sizeof path, "%s", name)) >= sizeof path)
 		return KANAL_EINVAL;
 	f = fopen(path, "rb");
 	if (!f)

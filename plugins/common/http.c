@@ -19,6 +19,7 @@ struct kc_http {
 	CURL *curl;
 	kc_http_opts_t o;
 	char *user, *password, *ca_file;
+	char *client_cert, *client_key;
 	char *auth_header; /* "Authorization: Bearer …" */
 };
 
@@ -42,6 +43,8 @@ kc_http_t *kc_http_new(const kc_http_opts_t *opts)
 	h->user = s_dup(h->o.user);
 	h->password = s_dup(h->o.password);
 	h->ca_file = s_dup(h->o.ca_file);
+	h->client_cert = s_dup(h->o.client_cert);
+	h->client_key = s_dup(h->o.client_key);
 	if (h->o.bearer_token) {
 		size_t n = strlen(h->o.bearer_token) + 32;
 		h->auth_header = malloc(n);
@@ -49,6 +52,7 @@ kc_http_t *kc_http_new(const kc_http_opts_t *opts)
 			snprintf(h->auth_header, n, "Authorization: Bearer %s", h->o.bearer_token);
 	}
 	h->o.user = h->o.password = h->o.ca_file = h->o.bearer_token = NULL;
+	h->o.client_cert = h->o.client_key = NULL;
 	if (!h->o.timeout_ms)
 		h->o.timeout_ms = 10000;
 	if (!h->o.connect_timeout_ms)
@@ -76,6 +80,8 @@ void kc_http_destroy(kc_http_t **http_p)
 		memset(h->password, 0, strlen(h->password));
 	free(h->password);
 	free(h->ca_file);
+	free(h->client_cert);
+	free(h->client_key);
 	if (h->auth_header)
 		memset(h->auth_header, 0, strlen(h->auth_header));
 	free(h->auth_header);
@@ -244,6 +250,10 @@ int kc_http_request(kc_http_t *h, const char *method, const char *url,
 	}
 	if (h->ca_file)
 		curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
+	if (h->client_cert)
+		curl_easy_setopt(c, CURLOPT_SSLCERT, h->client_cert);
+	if (h->client_key)
+		curl_easy_setopt(c, CURLOPT_SSLKEY, h->client_key);
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(list);
 	if (rc != CURLE_OK) {

@@ -155,8 +155,18 @@ long upstream_http(upstream_t *up, const char *method, const char *url, const ch
 	if (content_type) {
 		snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
 		h = curl_slist_append(h, ct);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	}
+	if (up && up->bearer[0]) {
+		char auth[200];
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", up->bearer);
+		h = curl_slist_append(h, auth);
+	}
+	if (up && up->userpwd[0]) {
+		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(c, CURLOPT_USERPWD, up->userpwd);
+	}
+	if (h)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_slist_free_all(h);

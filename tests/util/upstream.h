@@ -17,6 +17,9 @@ typedef struct upstream {
 	pid_t pid;
 	int port;
 	char url[64];     /* "http://127.0.0.1:<port>" */
+	/* Credentials upstream_http sends when set (the simulator's --set token= / user=): */
+	char bearer[128]; /* Authorization: Bearer <bearer> */
+	char userpwd[128];/* basic auth "user:password" */
 } upstream_t;
 
 /* Starts kanal-sim-<name> with the extra arguments (NULL-terminated list or NULL, e.g.
