@@ -597,6 +597,7 @@ static void s_flow_primary_done(router_t *r, flow_t *f)
 }
 
 static void s_enrich_next(router_t *r, flow_t *f);
+static void s_strip_reserved(kanal_msg_t *msg);
 
 /* Starts the flow's deliveries once its enrich steps are done. */
 static void s_flow_deliver(router_t *r, flow_t *f)
@@ -675,7 +676,9 @@ static void s_enrich_next(router_t *r, flow_t *f)
 		kanal_msg_t *copy = kanal_msg_dup(f->ev->msg);
 		shared_t *req;
 
-		/* The service learns who asks and why (an audit log, address protection). */
+		/* The service learns who asks and why (an audit log, address protection): only
+		 * from kanald, so whatever the event carried under these names is dropped. */
+		s_strip_reserved(copy);
 		if (copy && (kanal_msg_set_attr(copy, "kanalroute", f->route->name, NULL) < 0 ||
 			     (step->purpose && kanal_msg_set_attr(copy, "kanalpurpose",
 								  step->purpose, NULL) < 0) ||
@@ -1231,6 +1234,17 @@ static void s_retry_held(router_t *r)
 	}
 }
 
+/* Removes the extension attributes only kanald may set on a request to a service
+ * (kanalroute, kanalpurpose, kanalprotected, kanalrequester). Accepts NULL. */
+static void s_strip_reserved(kanal_msg_t *msg)
+{
+	static const char *const names[] = { "kanalroute", "kanalpurpose", "kanalprotected",
+					     "kanalrequester" };
+	for (size_t i = 0; msg && i < sizeof names / sizeof *names; i++)
+		if (kanal_msg_attr(msg, names[i]))
+			kanal_msg_set_attr(msg, names[i], NULL, NULL);
+}
+
 static void s_on_request(router_t *r, const char *from, const bus_request_t *q)
 {
 	kanal_msg_t *msg = q->msg;
@@ -1250,6 +1264,17 @@ static void s_on_request(router_t *r, const char *from, const bus_request_t *q)
 	if (s_dest_full(r, d, 0)) {
 		rep.status = KANAL_EBUSY;
 		goto answer;
+	}
+	/* A plugin's own request names no route and cannot ask for protected data; the
+	 * service learns which instance asks. The purpose it gives is kept for the audit. */
+	{
+		const char *purpose = kanal_msg_attr(msg, "kanalpurpose");
+		char *keep = purpose ? strdup(purpose) : NULL;
+		s_strip_reserved(msg);
+		if (keep)
+			kanal_msg_set_attr(msg, "kanalpurpose", keep, NULL);
+		free(keep);
+		kanal_msg_set_attr(msg, "kanalrequester", from, NULL);
 	}
 	ev = s_shared_new(&msg);
 	if (!ev) {

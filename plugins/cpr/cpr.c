@@ -1,0 +1,600 @@
+/*
+ * plugins/cpr/cpr.c — the cpr plugin: a service that answers CPR lookups. Enrich steps of
+ * routes (`enrich: [{service: cpr, into: data.person, purpose: …}]`) and plugins calling
+ * kanal_request send it an event; it finds the CPR number in the event, validates it
+ * (syntax, date and century strictly; modulus 11 only warned about), asks the CPR lookup
+ * service (SOAP 1.1, PersonLookup — see soap.c), and replies with a person.lookup.response
+ * whose data is the person (docs/message-types.md).
+ *
+ * Three duties come with the personal data:
+ *   - Address protection (adressebeskyttelse): the address and the addressing name of a
+ *     protected person are left out of the reply unless the request asks for them
+ *     (`kanalprotected: true`, set by an enrich step with `protected_address: true`) AND
+ *     its route is one the operator allowed (option protected_address_routes). The reply
+ *     says `protected_address: true` either way.
+ *   - The audit log: one JSON line per lookup (cache hits and failures too) with the time,
+ *     instance, route, purpose, correlation id, the masked number and the outcome — never
+ *     a name or an address. Appended with O_APPEND and fsync'd line by line before the
+ *     answer leaves; an instance whose audit log cannot be opened does not start, and a
+ *     lookup whose line cannot be written is not answered (RETRY).
+ *   - The cache keeps full answers in memory only (cache.c), for cache_ttl, and the
+ *     protection rule is applied to every reply, cached or not.
+ *
+ * Outcomes: a number that is missing or invalid, and a fault of the service (unknown PNR,
+ * bad invocation context) are REJECTed with the reason; no answer, HTTP 5xx, a timeout, or
+ * an answer that is not a usable SOAP message are RETRY — an enrich step then fails or
+ * skips as its route's on_error says.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libxml/parser.h>
+
+#include <kanal/kanal.h>
+
+#include "../common/conn.h"
+#include "cpr_int.h"
+
+#define CPR_NS_DEFAULT "urn:kanal:sim:cpr:personlookup:1"
+#define CPR_CTX_NS_DEFAULT "urn:kanal:sim:invocationcontext:1"
+#define CPR_MAX_CACHE 1000000
+
+static const kanal_option_t s_options[] = {
+	{ "endpoint", KANAL_OPT_STRING, NULL, true,
+	  "URL the PersonLookup SOAP requests are POSTed to (https for the real service)." },
+	{ "service_agreement_uuid", KANAL_OPT_STRING, NULL, true,
+	  "InvocationContext ServiceAgreementUUID: the municipality's service agreement." },
+	{ "user_system_uuid", KANAL_OPT_STRING, NULL, true,
+	  "InvocationContext UserSystemUUID: the IT system registered as the caller." },
+	{ "user_uuid", KANAL_OPT_STRING, NULL, true,
+	  "InvocationContext UserUUID: the municipality (authority) the call is made for." },
+	{ "service_uuid", KANAL_OPT_STRING, NULL, true,
+	  "InvocationContext ServiceUUID: the CPR lookup service's id." },
+	{ "namespace", KANAL_OPT_STRING, CPR_NS_DEFAULT, false,
+	  "XML namespace of PersonLookupRequest and PNR (take it from the service's WSDL)." },
+	{ "context_namespace", KANAL_OPT_STRING, CPR_CTX_NS_DEFAULT, false,
+	  "XML namespace of InvocationContext and its UUID elements." },
+	{ "soap_action", KANAL_OPT_STRING, CPR_NS_DEFAULT "#PersonLookup", false,
+	  "SOAPAction header of every request." },
+	{ "timeout", KANAL_OPT_DURATION, "5s", false,
+	  "Longest wait for one answer (connecting included); then RETRY." },
+	{ "max_response", KANAL_OPT_SIZE, "1MiB", false,
+	  "Largest answer read; a larger one is treated as no answer (RETRY)." },
+	{ "ca_file", KANAL_OPT_PATH, NULL, false,
+	  "CA bundle (PEM) that the service's TLS certificate is checked against." },
+	{ "client_cert", KANAL_OPT_PATH, NULL, false,
+	  "TLS client certificate (PEM) the service knows the IT system by." },
+	{ "client_key", KANAL_OPT_PATH, NULL, false,
+	  "Private key (PEM) of client_cert, when not in the same file; keep it 0600." },
+	{ "cpr_fields", KANAL_OPT_LIST, "[cpr, child_cpr, employee_cpr, recipient_cpr]", false,
+	  "Data fields holding the CPR number of an event that is not a person.lookup.request; "
+	  "the first present is used." },
+	{ "protected_address_routes", KANAL_OPT_LIST, "[]", false,
+	  "Routes that may receive a protected address (adressebeskyttelse) when they ask for it "
+	  "(enrich step with protected_address: true)." },
+	{ "cache_ttl", KANAL_OPT_DURATION, "5m", false,
+	  "How long an answer is kept in memory and reused; 0 turns the cache off." },
+	{ "cache_max", KANAL_OPT_INT, "10000", false,
+	  "Most answers kept in the cache; the oldest goes first." },
+	{ "audit_log", KANAL_OPT_PATH, NULL, true,
+	  "File every lookup is appended to (one JSON line, fsync'd; created 0600). The "
+	  "instance does not start when it cannot be opened." },
+	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
+	  "Key file (0600) for the replies' subject: person:<HMAC of the CPR number>." },
+	{ .name = NULL },
+};
+
+typedef struct cpr {
+	const char *instance;           /* borrowed from the ctx */
+	const kanal_config_t *cfg;      /* borrowed; lists are read from it */
+	const char *endpoint, *soap_action;
+	cpr_soap_opts_t soap;
+	kc_http_t *http;
+	cpr_cache_t *cache;             /* NULL: off */
+	const char *audit_path;
+	int audit_fd;
+	kanal_pseudonym_key_t *pseudonym_key;
+} cpr_t;
+
+/* What one lookup is about: who asks, why, and for which number. */
+typedef struct lookup {
+	const char *route;        /* NULL: not known */
+	const char *purpose;      /* NULL: not given */
+	const char *correlation;  /* correlationid, else the request's id */
+	bool asks_protected;      /* kanalprotected: true */
+	const char *field;        /* where the number was found ("child_cpr") */
+	kanal_cpr_t cpr;          /* the parsed number (digits without hyphen) */
+	char masked[16];          /* DDMMYY-XXXX */
+} lookup_t;
+
+/* ---- the audit log ---------------------------------------------------------------------- */
+
+/* Opens the audit log for append, created 0600. Returns the fd or -1 with why filled. */
+static int s_audit_open(const char *path, char *why, size_t size)
+{
+	struct stat st;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0) {
+		snprintf(why, size, "cannot open the audit log %s for append: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, size, "the audit log %s is not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Current wall-clock time as RFC 3339 UTC with milliseconds. */
+static void s_rfc3339(char buf[40])
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, 40 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+/* Appends one audit line and fsyncs it: {"time", "instance", "route", "purpose",
+ * "correlationid", "cpr" (masked), "outcome"}. Returns 0, or -1 with the error set on ctx. */
+static int s_audit(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, const char *outcome)
+{
+	char now[40], *line;
+	json_t *j;
+	size_t len, off = 0;
+	int rc = 0;
+
+	s_rfc3339(now);
+	j = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s, s:s}", "time", now, "instance",
+		      c->instance, "route", lk->route, "purpose", lk->purpose, "correlationid",
+		      lk->correlation, "cpr", lk->masked, "outcome", outcome);
+	line = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(j);
+	if (!line) {
+		kanal_set_error(ctx, "audit log %s: out of memory", c->audit_path);
+		return -1;
+	}
+	/* A purpose or an id could hold a number by mistake: the audit log holds none. */
+	kanal_cpr_redact_inplace(line);
+	len = strlen(line);
+	line[len++] = '\n'; /* json_dumps leaves room: the NUL is replaced, the length kept */
+	while (off < len) {
+		ssize_t n = write(c->audit_fd, line + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = -1;
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (rc == 0 && fdatasync(c->audit_fd) != 0)
+		rc = -1;
+	free(line);
+	if (rc != 0) {
+		kanal_set_error(ctx, "audit log %s: cannot write: %s; the lookup is not answered",
+				c->audit_path, strerror(errno));
+		kanal_log(ctx, KANAL_LOG_ERROR, "audit log %s: cannot write: %s", c->audit_path,
+			  strerror(errno));
+		kanal_metric_add(ctx, "audit_errors", 1);
+	}
+	return rc;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+static void s_free(cpr_t *c)
+{
+	if (!c)
+		return;
+	kc_http_destroy(&c->http);
+	cpr_cache_destroy(&c->cache);
+	if (c->audit_fd >= 0)
+		close(c->audit_fd);
+	kanal_pseudonym_key_destroy(&c->pseudonym_key);
+	free(c);
+}
+
+/* True when url is http:// or https:// to a loopback host. */
+static bool s_loopback(const char *url)
+{
+	const char *h = strstr(url, "://");
+
+	h = h ? h + 3 : url;
+	return !strncmp(h, "127.", 4) || !strncmp(h, "localhost", 9) || !strncmp(h, "[::1]", 5);
+}
+
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	cpr_t *c = calloc(1, sizeof *c);
+	kc_http_opts_t http = { 0 };
+	int64_t ttl, max;
+	char why[512];
+
+	if (!c)
+		return KANAL_ENOMEM;
+	c->audit_fd = -1;
+	c->instance = kanal_instance_name(ctx);
+	c->cfg = cfg;
+	c->endpoint = kanal_config_string(cfg, "endpoint");
+	c->soap_action = kanal_config_string(cfg, "soap_action");
+	c->soap.ns = kanal_config_string(cfg, "namespace");
+	c->soap.ctx_ns = kanal_config_string(cfg, "context_namespace");
+	c->soap.agreement = kanal_config_string(cfg, "service_agreement_uuid");
+	c->soap.usersystem = kanal_config_string(cfg, "user_system_uuid");
+	c->soap.user = kanal_config_string(cfg, "user_uuid");
+	c->soap.service = kanal_config_string(cfg, "service_uuid");
+	c->audit_path = kanal_config_string(cfg, "audit_log");
+
+	if (strncmp(c->endpoint, "http://", 7) && strncmp(c->endpoint, "https://", 8)) {
+		kanal_set_error(ctx, "option 'endpoint': '%s' is not an http:// or https:// URL",
+				c->endpoint);
+		goto fail;
+	}
+	if (!strncmp(c->endpoint, "http://", 7) && !s_loopback(c->endpoint))
+		kanal_log(ctx, KANAL_LOG_WARN,
+			  "endpoint %s is plain http: CPR numbers and answers travel unencrypted",
+			  c->endpoint);
+	for (size_t i = 0; i < kanal_config_list_count(cfg, "cpr_fields"); i++) {
+		const char *f = kanal_config_list(cfg, "cpr_fields", i);
+		if (!f || !*f) {
+			kanal_set_error(ctx, "option 'cpr_fields': entry %zu is empty", i + 1);
+			goto fail;
+		}
+	}
+	ttl = kanal_config_duration_ms(cfg, "cache_ttl");
+	max = kanal_config_int(cfg, "cache_max");
+	if (ttl < 0 || max < 1 || max > CPR_MAX_CACHE) {
+		kanal_set_error(ctx, "option 'cache_max': %lld is not between 1 and %d",
+				(long long)max, CPR_MAX_CACHE);
+		goto fail;
+	}
+	if (ttl > 0 && !(c->cache = cpr_cache_new((size_t)max, ttl))) {
+		kanal_set_error(ctx, "out of memory for the cache");
+		goto fail;
+	}
+	if (kanal_config_string(cfg, "pseudonym_key") &&
+	    kanal_pseudonym_key_load(kanal_config_string(cfg, "pseudonym_key"),
+				     &c->pseudonym_key, why, sizeof why) != 0) {
+		kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
+		goto fail;
+	}
+	/* Refuse to start rather than look people up without an audit trail. */
+	if ((c->audit_fd = s_audit_open(c->audit_path, why, sizeof why)) < 0) {
+		kanal_set_error(ctx, "option 'audit_log': %s", why);
+		goto fail;
+	}
+	http.timeout_ms = kanal_config_duration_ms(cfg, "timeout");
+	if (http.timeout_ms <= 0)
+		http.timeout_ms = 5000;
+	http.connect_timeout_ms = http.timeout_ms < 3000 ? http.timeout_ms : 3000;
+	http.max_body = (size_t)kanal_config_int(cfg, "max_response");
+	http.ca_file = kanal_config_string(cfg, "ca_file");
+	http.client_cert = kanal_config_string(cfg, "client_cert");
+	http.client_key = kanal_config_string(cfg, "client_key");
+	if (!(c->http = kc_http_new(&http))) {
+		kanal_set_error(ctx, "out of memory for the HTTP client");
+		goto fail;
+	}
+	/* init runs on kanald's main thread: the one place to initialise libxml2 safely. */
+	xmlInitParser();
+	*state = c;
+	return 0;
+fail:
+	s_free(c);
+	return KANAL_ECONFIG;
+}
+
+static void s_destroy(void *state)
+{
+	s_free(state);
+}
+
+/* ---- one lookup ------------------------------------------------------------------------- */
+
+/* True when `route` is listed in protected_address_routes. */
+static bool s_route_allowed(const cpr_t *c, const char *route)
+{
+	size_t n = kanal_config_list_count(c->cfg, "protected_address_routes");
+
+	for (size_t i = 0; route && i < n; i++)
+		if (!strcmp(kanal_config_list(c->cfg, "protected_address_routes", i), route))
+			return true;
+	return false;
+}
+
+/* Finds the number the request is about: data.cpr of a person.lookup.request, else the
+ * first present of cpr_fields. Stores the field's name and its text. Returns 0, or
+ * KANAL_ENOTFOUND / KANAL_EINVAL with the error set on ctx. */
+static int s_find_cpr(kanal_ctx_t *ctx, const cpr_t *c, const kanal_msg_t *msg,
+		      const char **field, const char **text)
+{
+	bool lookup = !strcmp(kanal_msg_type(msg), "person.lookup.request");
+	size_t n = lookup ? 1 : kanal_config_list_count(c->cfg, "cpr_fields");
+
+	for (size_t i = 0; i < n; i++) {
+		const char *f = lookup ? "cpr" : kanal_config_list(c->cfg, "cpr_fields", i);
+		int rc = kanal_msg_data_str(msg, f, text);
+
+		if (rc == KANAL_ENOTFOUND)
+			continue;
+		if (rc != 0) {
+			kanal_set_error(ctx, "data.%s is not a string: no CPR number to look up", f);
+			return KANAL_EINVAL;
+		}
+		*field = f;
+		return 0;
+	}
+	if (lookup) {
+		kanal_set_error(ctx, "person.lookup.request without data.cpr");
+	} else {
+		char list[256] = "";
+		for (size_t i = 0; i < n; i++) {
+			size_t used = strlen(list);
+			snprintf(list + used, sizeof list - used, "%sdata.%s", i ? ", " : "",
+				 kanal_config_list(c->cfg, "cpr_fields", i));
+		}
+		kanal_set_error(ctx, "no CPR number in the event (looked at %s)", list);
+	}
+	return KANAL_ENOTFOUND;
+}
+
+/* The answer as this request may see it: a protected person's address and addressing
+ * name are removed unless the request asks for them and its route is allowed. Returns a
+ * new reference (a copy when anything is removed). */
+static json_t *s_filtered(const cpr_t *c, json_t *person, const lookup_t *lk, bool *withheld)
+{
+	json_t *copy, *name;
+
+	*withheld = false;
+	if (!json_is_true(json_object_get(person, "protected_address")) ||
+	    (lk->asks_protected && s_route_allowed(c, lk->route)))
+		return json_incref(person);
+	if (!(copy = json_deep_copy(person)))
+		return NULL;
+	json_object_del(copy, "address");
+	if ((name = json_object_get(copy, "name")))
+		json_object_del(name, "addressing");
+	*withheld = true;
+	return copy;
+}
+
+/* Sets attribute name on reply when value is given and holds no CPR number. */
+static void s_copy_attr(kanal_msg_t *reply, const char *name, const char *value)
+{
+	size_t off, len;
+
+	if (value && !kanal_cpr_find(value, strlen(value), &off, &len))
+		kanal_msg_set_attr(reply, name, value, NULL);
+}
+
+/* Replies with the person as this request may see it. Returns the outcome. */
+static kanal_outcome_t s_reply(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *req,
+			       json_t *person, const lookup_t *lk)
+{
+	bool withheld;
+	json_t *data = s_filtered(c, person, lk, &withheld);
+	char *text = data ? json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	kanal_msg_t *reply = kanal_msg_new("person.lookup.response", c->instance, NULL);
+	int rc;
+
+	json_decref(data);
+	if (!text || !reply || kanal_msg_set_data_json(reply, text, strlen(text)) != 0) {
+		if (text)
+			memset(text, 0, strlen(text));
+		free(text);
+		kanal_msg_destroy(&reply);
+		kanal_set_error(ctx, "out of memory building the reply");
+		return KANAL_OUTCOME_RETRY;
+	}
+	memset(text, 0, strlen(text));
+	free(text);
+	s_copy_attr(reply, "causationid", kanal_msg_id(req));
+	s_copy_attr(reply, "correlationid", lk->correlation);
+	s_copy_attr(reply, "traceparent", kanal_msg_attr(req, "traceparent"));
+	if (c->pseudonym_key) {
+		char subject[KANAL_PSEUDONYM_SIZE];
+		if (kanal_cpr_pseudonym(c->pseudonym_key, lk->cpr.digits, subject,
+					sizeof subject) == 0)
+			kanal_msg_set_attr(reply, "subject", subject, NULL);
+	}
+	if (withheld) {
+		kanal_metric_add(ctx, "protected_withheld", 1);
+		kanal_log(ctx, KANAL_LOG_INFO,
+			  "lookup %s: protected address withheld from route '%s' (%s)", lk->masked,
+			  lk->route ? lk->route : "(none)",
+			  lk->asks_protected ? "route not in protected_address_routes"
+					     : "the request does not ask for it");
+	}
+	rc = kanal_reply(ctx, req, &reply);
+	if (rc != 0) {
+		kanal_set_error(ctx, "cannot reply: %s", kanal_strerror(rc));
+		return KANAL_OUTCOME_RETRY;
+	}
+	return KANAL_OUTCOME_OK;
+}
+
+/* Asks the service about lk's number. On an answer stores it in *person (new reference)
+ * and returns OK; otherwise sets the error and the audit outcome and returns RETRY or
+ * REJECT. */
+static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, json_t **person,
+			      char *audit, size_t audit_size)
+{
+	const char *headers[3];
+	char action[512];
+	kc_response_t res;
+	cpr_soap_result_t ans;
+	kanal_outcome_t out;
+	size_t len = 0;
+	char *body = cpr_soap_request(&c->soap, lk->cpr.digits, &len);
+
+	*person = NULL;
+	if (!body) {
+		kanal_set_error(ctx, "out of memory building the PersonLookup request");
+		snprintf(audit, audit_size, "unavailable");
+		return KANAL_OUTCOME_RETRY;
+	}
+	snprintf(action, sizeof action, "SOAPAction: \"%s\"", c->soap_action);
+	headers[0] = "Content-Type: text/xml; charset=utf-8";
+	headers[1] = action;
+	headers[2] = NULL;
+	kanal_metric_add(ctx, "upstream_calls", 1);
+	kc_http_request(c->http, "POST", c->endpoint, headers, body, len, &res);
+	memset(body, 0, len);
+	free(body);
+
+	if (res.status == 0) {
+		out = kc_http_outcome(ctx, &res, "cpr service PersonLookup");
+		kanal_metric_add(ctx, "upstream_errors", 1);
+		snprintf(audit, audit_size, "unavailable");
+		kc_response_clear(&res);
+		return out;
+	}
+	switch (cpr_soap_parse(res.body, res.len, lk->cpr.digits, &ans)) {
+	case CPR_SOAP_ANSWER:
+		if (res.status >= 200 && res.status < 300) {
+			*person = json_incref(ans.person);
+			snprintf(audit, audit_size, "ok");
+			out = KANAL_OUTCOME_OK;
+			break;
+		}
+		/* An answer under an error status is not trusted: judge by the status. */
+		out = kc_http_outcome(ctx, &res, "cpr service PersonLookup");
+		kanal_metric_add(ctx, "upstream_errors", 1);
+		snprintf(audit, audit_size, out == KANAL_OUTCOME_RETRY ? "unavailable" : "error");
+		break;
+	case CPR_SOAP_FAULT:
+		if (*ans.code) {
+			kanal_set_error(ctx, "cpr service fault %s: %s", ans.code, ans.text);
+			snprintf(audit, audit_size, "%s", ans.code);
+			kanal_metric_add(ctx, "faults", 1);
+			out = KANAL_OUTCOME_REJECT;
+		} else {
+			/* A fault without a ServiceplatformFault: the faultcode decides. */
+			kanal_set_error(ctx, "cpr service SOAP fault (%s): %s",
+					ans.server ? "server" : "client", ans.text);
+			snprintf(audit, audit_size, ans.server ? "unavailable" : "fault");
+			kanal_metric_add(ctx, ans.server ? "upstream_errors" : "faults", 1);
+			out = ans.server ? KANAL_OUTCOME_RETRY : KANAL_OUTCOME_REJECT;
+		}
+		break;
+	case CPR_SOAP_GARBAGE:
+	default:
+		if (res.status >= 200 && res.status < 300) {
+			kanal_set_error(ctx, "cpr service PersonLookup: HTTP %ld but %s", res.status,
+					ans.why);
+			out = KANAL_OUTCOME_RETRY;
+		} else {
+			out = kc_http_outcome(ctx, &res, "cpr service PersonLookup");
+		}
+		kanal_metric_add(ctx, "upstream_errors", 1);
+		snprintf(audit, audit_size, out == KANAL_OUTCOME_RETRY ? "unavailable" : "error");
+		break;
+	}
+	cpr_soap_result_clear(&ans);
+	if (res.body)
+		memset(res.body, 0, res.len);
+	kc_response_clear(&res);
+	return out;
+}
+
+static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
+{
+	cpr_t *c = state;
+	lookup_t lk = { 0 };
+	const char *text = NULL, *protected_attr;
+	json_t *person = NULL;
+	char why[256], audit[80];
+	kanal_outcome_t out;
+
+	if (!kanal_is_request(ctx)) {
+		kanal_set_error(ctx, "cpr answers lookups (enrich steps, kanal_request); a routed "
+				     "event has nobody to answer to");
+		return KANAL_OUTCOME_REJECT;
+	}
+	/* A route set by the broker is authoritative; an enrich step's request names its
+	 * route in kanalroute. */
+	lk.route = kanal_delivery_route(ctx);
+	if (!lk.route)
+		lk.route = kanal_msg_attr(msg, "kanalroute");
+	lk.purpose = kanal_msg_attr(msg, "kanalpurpose");
+	if (!lk.purpose && !strcmp(kanal_msg_type(msg), "person.lookup.request") &&
+	    kanal_msg_data_str(msg, "purpose", &lk.purpose) != 0)
+		lk.purpose = NULL;
+	lk.correlation = kanal_msg_attr(msg, "correlationid");
+	if (!lk.correlation)
+		lk.correlation = kanal_msg_id(msg);
+	protected_attr = kanal_msg_attr(msg, "kanalprotected");
+	lk.asks_protected = protected_attr && !strcmp(protected_attr, "true");
+
+	if (s_find_cpr(ctx, c, msg, &lk.field, &text) != 0) {
+		kanal_metric_add(ctx, "rejected", 1);
+		return KANAL_OUTCOME_REJECT;
+	}
+	if (kanal_cpr_parse(text, &lk.cpr, why, sizeof why) != 0) {
+		/* The number is not repeated, not even masked: it is not a number anybody has. */
+		snprintf(lk.masked, sizeof lk.masked, "XXXXXX-XXXX");
+		kanal_set_error(ctx, "invalid CPR number in data.%s: %s", lk.field, why);
+		kanal_metric_add(ctx, "rejected", 1);
+		if (s_audit(ctx, c, &lk, "invalid") != 0)
+			return KANAL_OUTCOME_RETRY;
+		/* s_audit succeeded: the error set above still stands. */
+		return KANAL_OUTCOME_REJECT;
+	}
+	kanal_cpr_mask(lk.cpr.digits, lk.masked, sizeof lk.masked);
+	if (!lk.cpr.mod11_ok)
+		kanal_log(ctx, KANAL_LOG_WARN,
+			  "CPR number %s in data.%s fails modulus 11; accepted (numbers issued "
+			  "since 2007 may)",
+			  lk.masked, lk.field);
+	kanal_metric_add(ctx, "lookups", 1);
+
+	if ((person = cpr_cache_get(c->cache, lk.cpr.digits, kanal_now_ms()))) {
+		kanal_metric_add(ctx, "cache_hits", 1);
+		snprintf(audit, sizeof audit, "cached");
+		out = KANAL_OUTCOME_OK;
+	} else {
+		out = s_call(ctx, c, &lk, &person, audit, sizeof audit);
+		if (out == KANAL_OUTCOME_OK)
+			cpr_cache_put(c->cache, lk.cpr.digits, person, kanal_now_ms());
+	}
+	kanal_log(ctx, KANAL_LOG_DEBUG, "lookup %s for route '%s': %s", lk.masked,
+		  lk.route ? lk.route : "(none)", audit);
+	/* No answer leaves without its audit line. */
+	if (s_audit(ctx, c, &lk, audit) != 0) {
+		json_decref(person);
+		return KANAL_OUTCOME_RETRY;
+	}
+	if (out == KANAL_OUTCOME_OK)
+		out = s_reply(ctx, c, msg, person, &lk);
+	json_decref(person);
+	return out;
+}
+
+KANAL_PLUGIN_EXPORT = {
+	.abi_major = KANAL_ABI_MAJOR,
+	.abi_minor = KANAL_ABI_MINOR,
+	.struct_size = sizeof(kanal_plugin_t),
+	.name = "cpr",
+	.version = "1.0.0",
+	.description = "CPR lookup service: answers person.lookup requests and enrich steps "
+		       "from the CPR register (SOAP PersonLookup), with address protection, "
+		       "an audit log and an in-memory cache",
+	.options = s_options,
+	.init = s_init,
+	.on_message = s_on_message,
+	.destroy = s_destroy,
+};
