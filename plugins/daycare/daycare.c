@@ -1,0 +1,322 @@
+/*
+ * plugins/daycare/daycare.c — the `daycare` connector: kanal's link to a municipality's
+ * daycare system (the parents' app and the institutions' portal). As a source it polls the
+ * system's registrations — sick reports, holidays, pickup plans, check-ins, survey answers —
+ * and emits them as child.* events (poll.c); as a destination it posts notices to an
+ * institution's parents and keeps the institution's staffing view in step with absences
+ * of children and staff (deliver.c). One instance may be either or both (option `role`).
+ *
+ * This file holds the options table, the descriptor and the lifecycle: init reads and
+ * checks the options (the token, the pseudonym key) and makes the HTTP client; start reads
+ * the persisted cursor and schedules the first poll; stop cancels it. Every callback runs
+ * on the instance's own thread, so the parts share daycare_t without locks.
+ */
+#include "daycare.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DAYCARE_MAX_PAGE 500
+
+static const kanal_option_t s_options[] = {
+	{ "base_url", KANAL_OPT_STRING, NULL, true,
+	  "The daycare system's API root, e.g. https://daycare.example.dk (the connector adds "
+	  "/api/v1/...)." },
+	{ "role", KANAL_OPT_STRING, "both", false,
+	  "source (poll registrations), destination (accept notices and staffing updates) or "
+	  "both." },
+	{ "token", KANAL_OPT_STRING, NULL, false,
+	  "Bearer token for the API (prefer token_file)." },
+	{ "token_file", KANAL_OPT_PATH, NULL, false,
+	  "File holding the bearer token (one line; keep it mode 0600)." },
+	{ "user", KANAL_OPT_STRING, NULL, false,
+	  "User name for basic auth, instead of a token (with password_file)." },
+	{ "password_file", KANAL_OPT_PATH, NULL, false,
+	  "File holding the basic-auth password (one line)." },
+	{ "ca_file", KANAL_OPT_PATH, NULL, false,
+	  "Extra CA bundle to trust for https." },
+	{ "timeout", KANAL_OPT_DURATION, "5s", false,
+	  "The longest one HTTP call to the daycare system may take." },
+	{ "poll_interval", KANAL_OPT_DURATION, "5s", false,
+	  "Time between two polls of the registrations." },
+	{ "max_backoff", KANAL_OPT_DURATION, "5m", false,
+	  "Longest wait between polls while the daycare system fails (the wait doubles from "
+	  "poll_interval)." },
+	{ "page_size", KANAL_OPT_INT, "100", false,
+	  "Registrations asked for per request (1-500)." },
+	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
+	  "Key file (mode 0600) for the child's pseudonym in the events' subject; without it "
+	  "events carry no subject." },
+	{ "staff_notice_title", KANAL_OPT_STRING, "Personale", false,
+	  "Title of the notice to parents when a staff member is absent." },
+	{ "staff_notice_text", KANAL_OPT_STRING,
+	  "En medarbejder er fraværende i dag. Vi har styr på dagen.", false,
+	  "Text of that notice: neutral, never the reason, a name or a CPR number." },
+	{ "notice_codes", KANAL_OPT_LIST, "[SYG]", false,
+	  "Absence codes of staff.absence.registered that also post the notice to parents (every "
+	  "code updates the staffing view)." },
+	{ .name = NULL },
+};
+
+/* Reads the first line of a secret file into a new string, without the line end. Warns
+ * when group or others may read it. Returns NULL after kanal_set_error. */
+static char *s_read_secret(kanal_ctx_t *ctx, const char *option, const char *path)
+{
+	char line[4096];
+	struct stat st;
+	FILE *f = fopen(path, "r");
+	char *text;
+
+	if (!f) {
+		kanal_set_error(ctx, "option '%s': cannot read '%s': %s", option, path,
+				strerror(errno));
+		return NULL;
+	}
+	if (!fgets(line, sizeof line, f))
+		line[0] = '\0';
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+		kanal_log(ctx, KANAL_LOG_WARN, "option '%s': '%s' may be read by others (mode %03o); "
+			  "make it 0600", option, path, (unsigned)(st.st_mode & 0777));
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	if (!*line) {
+		kanal_set_error(ctx, "option '%s': '%s' is empty", option, path);
+		return NULL;
+	}
+	text = strdup(line);
+	memset(line, 0, sizeof line);
+	if (!text)
+		kanal_set_error(ctx, "out of memory");
+	return text;
+}
+
+static void s_destroy(void *state)
+{
+	daycare_t *d = state;
+
+	if (!d)
+		return;
+	kc_http_destroy(&d->http);
+	kanal_pseudonym_key_destroy(&d->key);
+	free(d->base_url);
+	free(d->cursor);
+	free(d);
+}
+
+/* Reads role, the URL and the numbers. Returns 0 or KANAL_ECONFIG after kanal_set_error. */
+static int s_load_basics(kanal_ctx_t *ctx, const kanal_config_t *cfg, daycare_t *d)
+{
+	const char *role = kanal_config_string(cfg, "role");
+	const char *url = kanal_config_string(cfg, "base_url");
+	size_t n;
+
+	if (!strcmp(role, "source") || !strcmp(role, "both"))
+		d->source = true;
+	if (!strcmp(role, "destination") || !strcmp(role, "both"))
+		d->destination = true;
+	if (!d->source && !d->destination) {
+		kanal_set_error(ctx, "option 'role': '%s' is not source, destination or both", role);
+		return KANAL_ECONFIG;
+	}
+	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+		kanal_set_error(ctx, "option 'base_url': '%s' is not an http:// or https:// URL", url);
+		return KANAL_ECONFIG;
+	}
+	if (!(d->base_url = strdup(url)))
+		return KANAL_ENOMEM;
+	n = strlen(d->base_url);
+	while (n > 8 && d->base_url[n - 1] == '/')
+		d->base_url[--n] = '\0';
+	d->timeout_ms = kanal_config_duration_ms(cfg, "timeout");
+	d->poll_interval_ms = kanal_config_duration_ms(cfg, "poll_interval");
+	d->max_backoff_ms = kanal_config_duration_ms(cfg, "max_backoff");
+	d->page_size = kanal_config_int(cfg, "page_size");
+	if (d->timeout_ms < 1 || d->poll_interval_ms < 1) {
+		kanal_set_error(ctx, "options 'timeout' and 'poll_interval' must be at least 1ms");
+		return KANAL_ECONFIG;
+	}
+	if (d->max_backoff_ms < d->poll_interval_ms) {
+		kanal_set_error(ctx, "option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
+				"'poll_interval' (%" PRId64 " ms)", d->max_backoff_ms,
+				d->poll_interval_ms);
+		return KANAL_ECONFIG;
+	}
+	if (d->page_size < 1 || d->page_size > DAYCARE_MAX_PAGE) {
+		kanal_set_error(ctx, "option 'page_size': %" PRId64 " is out of range; give 1 to %d",
+				d->page_size, DAYCARE_MAX_PAGE);
+		return KANAL_ECONFIG;
+	}
+	d->notice_title = kanal_config_string(cfg, "staff_notice_title");
+	d->notice_text = kanal_config_string(cfg, "staff_notice_text");
+	if (!*d->notice_title || !*d->notice_text) {
+		kanal_set_error(ctx, "options 'staff_notice_title' and 'staff_notice_text' must not "
+				"be empty");
+		return KANAL_ECONFIG;
+	}
+	return 0;
+}
+
+/* Reads the credentials and makes the HTTP client. */
+static int s_load_http(kanal_ctx_t *ctx, const kanal_config_t *cfg, daycare_t *d)
+{
+	const char *token = kanal_config_string(cfg, "token");
+	const char *token_file = kanal_config_string(cfg, "token_file");
+	const char *user = kanal_config_string(cfg, "user");
+	const char *password_file = kanal_config_string(cfg, "password_file");
+	kc_http_opts_t o = { .timeout_ms = d->timeout_ms, .ca_file = kanal_config_string(cfg, "ca_file") };
+	char *secret = NULL;
+	int given = !!token + !!token_file + !!user;
+
+	if (given != 1) {
+		kanal_set_error(ctx, "give exactly one of the options 'token', 'token_file' and "
+				"'user' (with 'password_file'): the daycare API needs credentials");
+		return KANAL_ECONFIG;
+	}
+	if (user && !password_file) {
+		kanal_set_error(ctx, "option 'user' needs 'password_file'");
+		return KANAL_ECONFIG;
+	}
+	if (token_file && !(secret = s_read_secret(ctx, "token_file", token_file)))
+		return KANAL_ECONFIG;
+	if (user && !(secret = s_read_secret(ctx, "password_file", password_file)))
+		return KANAL_ECONFIG;
+	if (o.timeout_ms < o.connect_timeout_ms || !o.connect_timeout_ms)
+		o.connect_timeout_ms = d->timeout_ms < 3000 ? d->timeout_ms : 3000;
+	if (user) {
+		o.user = user;
+		o.password = secret;
+	} else {
+		o.bearer_token = token ? token : secret;
+	}
+	d->http = kc_http_new(&o);
+	if (secret) {
+		memset(secret, 0, strlen(secret));
+		free(secret);
+	}
+	if (!d->http) {
+		kanal_set_error(ctx, "cannot make the HTTP client: out of memory");
+		return KANAL_ENOMEM;
+	}
+	return 0;
+}
+
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	daycare_t *d = calloc(1, sizeof *d);
+	const char *key = kanal_config_string(cfg, "pseudonym_key");
+	char why[256];
+	int rc;
+
+	if (!d) {
+		kanal_set_error(ctx, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	d->instance = kanal_instance_name(ctx);
+	d->cfg = cfg;
+	rc = s_load_basics(ctx, cfg, d);
+	if (rc == 0)
+		rc = s_load_http(ctx, cfg, d);
+	if (rc == 0 && key && (rc = kanal_pseudonym_key_load(key, &d->key, why, sizeof why)) != 0)
+		kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
+	if (rc != 0) {
+		s_destroy(d);
+		return rc;
+	}
+	*state = d;
+	return 0;
+}
+
+static int s_start(kanal_ctx_t *ctx, void *state)
+{
+	daycare_t *d = state;
+	int rc;
+
+	kanal_metric_add(ctx, "polls", 0);
+	kanal_metric_add(ctx, "emitted", 0);
+	kanal_metric_add(ctx, "skipped", 0);
+	kanal_metric_add(ctx, "upstream_errors", 0);
+	if (!d->source) {
+		kanal_log(ctx, KANAL_LOG_INFO, "destination for %s", d->base_url);
+		return 0;
+	}
+	rc = poll_load_cursor(ctx, d);
+	if (rc == 0)
+		rc = poll_schedule(ctx, d, 0);
+	if (rc == 0)
+		kanal_log(ctx, KANAL_LOG_INFO, "polling %s%s every %" PRId64 " ms from cursor %s%s",
+			  d->base_url, DAYCARE_REGISTRATIONS, d->poll_interval_ms,
+			  d->cursor ? d->cursor : "(the beginning)",
+			  d->destination ? "; also a destination" : "");
+	return rc;
+}
+
+static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
+{
+	daycare_t *d = state;
+
+	(void)deadline_ms;
+	d->stopped = true;
+	if (d->timer > 0)
+		kanal_timer_cancel(ctx, d->timer);
+	d->timer = 0;
+}
+
+static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
+{
+	daycare_t *d = state;
+
+	if (!d->destination) {
+		kanal_set_error(ctx, "instance '%s' has role 'source' and accepts no events; give it "
+				"role 'destination' or 'both', or route %s elsewhere", d->instance,
+				kanal_msg_type(msg));
+		return KANAL_OUTCOME_REJECT;
+	}
+	return deliver_message(ctx, d, msg);
+}
+
+char *daycare_url(const daycare_t *d, const char *path, const char *arg)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t cap = strlen(d->base_url) + strlen(path) + (arg ? strlen(arg) * 3 : 0) + 1;
+	char *url = malloc(cap), *o;
+	const char *mark = strstr(path, "%s");
+
+	if (!url)
+		return NULL;
+	o = url + sprintf(url, "%s%.*s", d->base_url, (int)(mark && arg ? mark - path : (long)strlen(path)),
+			  path);
+	if (mark && arg) {
+		for (const unsigned char *p = (const unsigned char *)arg; *p; p++) {
+			if (isalnum(*p) || strchr("-._~", *p)) {
+				*o++ = (char)*p;
+			} else {
+				*o++ = '%';
+				*o++ = hex[*p >> 4];
+				*o++ = hex[*p & 15];
+			}
+		}
+		strcpy(o, mark + 2);
+	}
+	return url;
+}
+
+KANAL_PLUGIN_EXPORT = {
+	.abi_major = KANAL_ABI_MAJOR,
+	.abi_minor = KANAL_ABI_MINOR,
+	.struct_size = sizeof(kanal_plugin_t),
+	.name = "daycare",
+	.version = KANAL_VERSION,
+	.description = "The daycare system: parents' registrations in as child.* events; notices "
+		       "to parents and the staffing view out.",
+	.options = s_options,
+	.init = s_init,
+	.start = s_start,
+	.on_message = s_on_message,
+	.stop = s_stop,
+	.destroy = s_destroy,
+};

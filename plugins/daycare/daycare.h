@@ -1,0 +1,65 @@
+/*
+ * plugins/daycare/daycare.h — the private interfaces between the parts of the `daycare`
+ * connector: the instance's state and options (daycare.c, which also holds the descriptor
+ * and the lifecycle), the source that polls the daycare system's registrations and turns
+ * them into child.* events (poll.c), and the destination that posts notices and staffing
+ * entries to it (deliver.c).
+ *
+ * Nothing here is exported from the .so (it is built with hidden visibility).
+ */
+#ifndef KANAL_PLUGIN_DAYCARE_H
+#define KANAL_PLUGIN_DAYCARE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kanal/kanal.h>
+
+#include "../common/conn.h"
+
+/* The upstream API's paths (relative to option base_url). */
+#define DAYCARE_REGISTRATIONS "/api/v1/registrations"
+#define DAYCARE_INSTITUTIONS "/api/v1/institutions"
+
+/* The name of the cursor file in the instance's state folder. */
+#define DAYCARE_CURSOR_FILE "cursor"
+
+typedef struct daycare {
+	const char *instance;     /* borrowed from the ctx */
+	bool source;              /* polls registrations */
+	bool destination;         /* accepts deliveries */
+	char *base_url;           /* without a trailing '/' */
+	kc_http_t *http;
+	int64_t timeout_ms;
+	int64_t poll_interval_ms;
+	int64_t max_backoff_ms;
+	int64_t page_size;
+	kanal_pseudonym_key_t *key; /* NULL: events carry no subject */
+	const char *notice_title;   /* borrowed from the config */
+	const char *notice_text;
+	const kanal_config_t *cfg;  /* for the notice_codes list */
+
+	/* The source's run. */
+	char *cursor;             /* the last cursor persisted; NULL: from the beginning */
+	int64_t timer;            /* the pending poll timer, 0 when none */
+	int64_t backoff_ms;       /* 0 while the upstream answers */
+	int64_t errors_in_row;
+	bool stopped;
+} daycare_t;
+
+/* poll.c: schedules the first poll (after_ms from now). Returns 0 or a negative code. */
+int poll_schedule(kanal_ctx_t *ctx, daycare_t *d, int64_t after_ms);
+
+/* poll.c: reads the persisted cursor into d->cursor (none is fine). Returns 0 or a
+ * negative code after kanal_set_error. */
+int poll_load_cursor(kanal_ctx_t *ctx, daycare_t *d);
+
+/* deliver.c: handles one delivery (see docs/plugins/daycare.md for the types). */
+kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg);
+
+/* deliver.c / poll.c: "<base_url><path>" with each placeholder "%s" in path replaced by the
+ * percent-encoded arg (at most one). Returns a malloc'd URL or NULL. */
+char *daycare_url(const daycare_t *d, const char *path, const char *arg);
+
+#endif

@@ -1,0 +1,237 @@
+/*
+ * plugins/daycare/deliver.c — the daycare connector's destination: what kanal tells the
+ * daycare system.
+ *
+ *   daycare.notice.post        POST /api/v1/institutions/<institution>/notices
+ *   staff.absence.registered   POST …/<department>/staffing (the employee expected absent)
+ *                              and, for a code in notice_codes (SYG), a neutral notice to
+ *                              the parents: staff_notice_title / staff_notice_text — never
+ *                              the reason, the name or the CPR number
+ *   staff.absence.cancelled    POST …/<department>/staffing with status cancelled
+ *   child.absence.reported     POST …/<institution>/staffing (the child expected absent)
+ *   child.absence.withdrawn    POST …/<institution>/staffing with status cancelled
+ *
+ * Staffing entries are upserts keyed by an external id derived from the fact (the HR
+ * absence id, the absence report's event id), so doing one twice changes nothing. A notice
+ * carries an Idempotency-Key made of the event's source and id: when kanald delivers the
+ * same event again (a retry after a lost answer, a redelivery after a crash) the daycare
+ * system answers with the notice it already has and parents get one notice, not two.
+ *
+ * Outcomes come from kc_http_outcome: no answer, 408, 425, 429 and 5xx RETRY (Retry-After
+ * honoured); any other 4xx (an unknown institution is 404) REJECT; an event that lacks a
+ * field its type needs, or a type this destination does not handle, REJECT naming it.
+ */
+#include "daycare.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#define NOTICES_PATH DAYCARE_INSTITUTIONS "/%s/notices"
+#define STAFFING_PATH DAYCARE_INSTITUTIONS "/%s/staffing"
+
+/* The Idempotency-Key header for one call made for msg: printable ASCII only. */
+static void s_idempotency_header(const kanal_msg_t *msg, const char *purpose, char *buf,
+				 size_t size)
+{
+	static const char name[] = "Idempotency-Key: ";
+
+	snprintf(buf, size, "%skanal:%s:%s:%s", name, kanal_msg_source(msg), kanal_msg_id(msg),
+		 purpose);
+	for (char *p = buf + sizeof name - 1; *p; p++)
+		if (*p < 0x21 || *p > 0x7e)
+			*p = '_';
+}
+
+/* POSTs body (stolen) to path (with inst filled in) and returns the outcome. `what` names
+ * the call in errors ("POST notice"). */
+static kanal_outcome_t s_post(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+			      const char *path, const char *inst, const char *purpose, json_t *body)
+{
+	char key[400], what[200];
+	const char *headers[] = { "Content-Type: application/json", "Accept: application/json", key,
+				  NULL };
+	char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *url = daycare_url(d, path, inst);
+	kc_response_t res;
+	kanal_outcome_t outcome;
+
+	json_decref(body);
+	if (!text || !url) {
+		free(text);
+		free(url);
+		kanal_set_error(ctx, "daycare: out of memory");
+		return KANAL_OUTCOME_RETRY;
+	}
+	s_idempotency_header(msg, purpose, key, sizeof key);
+	snprintf(what, sizeof what, "POST %s", url + strlen(d->base_url));
+	kc_http_request(d->http, "POST", url, headers, text, strlen(text), &res);
+	outcome = kc_http_outcome(ctx, &res, what);
+	if (outcome != KANAL_OUTCOME_OK)
+		kanal_log(ctx, KANAL_LOG_WARN, "%s for %s %s: %s", what, kanal_msg_type(msg),
+			  kanal_msg_id(msg), outcome == KANAL_OUTCOME_RETRY ? "will retry" : "rejected");
+	kc_response_clear(&res);
+	free(text);
+	free(url);
+	return outcome;
+}
+
+/* A string field of the event's data, or NULL after setting the REJECT error. */
+static const char *s_need(kanal_ctx_t *ctx, const kanal_msg_t *msg, const char *field)
+{
+	const char *v = NULL;
+
+	if (kanal_msg_data_str(msg, field, &v) != 0 || !v || !*v) {
+		kanal_set_error(ctx, "daycare: %s %s has no data.%s (a non-empty string)",
+				kanal_msg_type(msg), kanal_msg_id(msg), field);
+		return NULL;
+	}
+	return v;
+}
+
+static const char *s_opt(const kanal_msg_t *msg, const char *field)
+{
+	const char *v = NULL;
+
+	return kanal_msg_data_str(msg, field, &v) == 0 && v && *v ? v : NULL;
+}
+
+/* True for "YYYY-MM-DD" with plausible numbers (the daycare system checks the calendar). */
+static bool s_date_like(const char *s)
+{
+	return s && strlen(s) == 10 && s[4] == '-' && s[7] == '-' &&
+	       strspn(s, "0123456789-") == 10;
+}
+
+static kanal_outcome_t s_notice(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+{
+	const char *inst = s_need(ctx, msg, "institution");
+	const char *title = inst ? s_need(ctx, msg, "title") : NULL;
+	const char *text = title ? s_need(ctx, msg, "text") : NULL;
+	const char *audience = s_opt(msg, "audience"), *date = s_opt(msg, "date");
+	json_t *body;
+
+	if (!text)
+		return KANAL_OUTCOME_REJECT;
+	body = json_pack("{s:s, s:s, s:s, s:s}", "audience", audience ? audience : "parents",
+			 "title", title, "text", text, "source_event", kanal_msg_id(msg));
+	if (date)
+		json_object_set_new(body, "date", json_string(date));
+	return s_post(ctx, d, msg, NOTICES_PATH, inst, "notice", body);
+}
+
+/* True when code is one of the option notice_codes. */
+static bool s_notice_code(const daycare_t *d, const char *code)
+{
+	size_t n = kanal_config_list_count(d->cfg, "notice_codes");
+
+	for (size_t i = 0; code && i < n; i++)
+		if (!strcmp(kanal_config_list(d->cfg, "notice_codes", i), code))
+			return true;
+	return false;
+}
+
+static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+{
+	const char *dept = s_need(ctx, msg, "department");
+	const char *absence = dept ? s_need(ctx, msg, "absence") : NULL;
+	const char *employment = absence ? s_need(ctx, msg, "employment") : NULL;
+	const char *from = employment ? s_need(ctx, msg, "from") : NULL;
+	const char *to = s_opt(msg, "to"), *code = s_opt(msg, "code");
+	char ext[200];
+	kanal_outcome_t o;
+
+	if (!from)
+		return KANAL_OUTCOME_REJECT;
+	if (!to)
+		to = from;
+	if (!s_date_like(from) || !s_date_like(to)) {
+		kanal_set_error(ctx, "daycare: %s %s: data.from and data.to must be dates "
+				"(YYYY-MM-DD)", kanal_msg_type(msg), kanal_msg_id(msg));
+		return KANAL_OUTCOME_REJECT;
+	}
+	/* The staffing view learns who is away and when — not why (the code is not sent). */
+	snprintf(ext, sizeof ext, "staff-absence-%s", absence);
+	o = s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
+		   json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id", ext, "kind",
+			     "staff", "ref", employment, "from", from, "to", to, "status", "absent",
+			     "source_event", kanal_msg_id(msg)));
+	if (o != KANAL_OUTCOME_OK || !s_notice_code(d, code))
+		return o;
+	return s_post(ctx, d, msg, NOTICES_PATH, dept, "notice",
+		      json_pack("{s:s, s:s, s:s, s:s, s:s}", "audience", "parents", "title",
+				d->notice_title, "text", d->notice_text, "date", from, "source_event",
+				kanal_msg_id(msg)));
+}
+
+static kanal_outcome_t s_staff_cancel(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+{
+	const char *dept = s_need(ctx, msg, "department");
+	const char *absence = dept ? s_need(ctx, msg, "absence") : NULL;
+	char ext[200];
+
+	if (!absence)
+		return KANAL_OUTCOME_REJECT;
+	snprintf(ext, sizeof ext, "staff-absence-%s", absence);
+	return s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
+		      json_pack("{s:s, s:s, s:s}", "external_id", ext, "status", "cancelled",
+				"source_event", kanal_msg_id(msg)));
+}
+
+static kanal_outcome_t s_child_absence(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+{
+	const char *inst = s_need(ctx, msg, "institution");
+	const char *child = inst ? s_need(ctx, msg, "child") : NULL;
+	const char *from = child ? s_need(ctx, msg, "from") : NULL;
+	const char *to = s_opt(msg, "to");
+
+	if (!from)
+		return KANAL_OUTCOME_REJECT;
+	if (!to)
+		to = from;
+	if (!s_date_like(from) || !s_date_like(to)) {
+		kanal_set_error(ctx, "daycare: %s %s: data.from and data.to must be dates "
+				"(YYYY-MM-DD)", kanal_msg_type(msg), kanal_msg_id(msg));
+		return KANAL_OUTCOME_REJECT;
+	}
+	/* The report's event id is the key, so its withdrawal (data.report) finds the entry. */
+	return s_post(ctx, d, msg, STAFFING_PATH, inst, "staffing",
+		      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
+				kanal_msg_id(msg), "kind", "child", "ref", child, "from", from, "to",
+				to, "status", "absent", "source_event", kanal_msg_id(msg)));
+}
+
+static kanal_outcome_t s_child_withdrawn(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+{
+	const char *inst = s_need(ctx, msg, "institution");
+	const char *report = inst ? s_need(ctx, msg, "report") : NULL;
+
+	if (!report)
+		return KANAL_OUTCOME_REJECT;
+	return s_post(ctx, d, msg, STAFFING_PATH, inst, "staffing",
+		      json_pack("{s:s, s:s, s:s}", "external_id", report, "status", "cancelled",
+				"source_event", kanal_msg_id(msg)));
+}
+
+kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+{
+	const char *type = kanal_msg_type(msg);
+
+	if (!strcmp(type, "daycare.notice.post"))
+		return s_notice(ctx, d, msg);
+	if (!strcmp(type, "staff.absence.registered"))
+		return s_staff_absence(ctx, d, msg);
+	if (!strcmp(type, "staff.absence.cancelled"))
+		return s_staff_cancel(ctx, d, msg);
+	if (!strcmp(type, "child.absence.reported"))
+		return s_child_absence(ctx, d, msg);
+	if (!strcmp(type, "child.absence.withdrawn"))
+		return s_child_withdrawn(ctx, d, msg);
+	kanal_set_error(ctx, "daycare: cannot handle events of type '%s' (instance '%s' accepts "
+			"daycare.notice.post, staff.absence.registered, staff.absence.cancelled, "
+			"child.absence.reported and child.absence.withdrawn)", type, d->instance);
+	return KANAL_OUTCOME_REJECT;
+}
