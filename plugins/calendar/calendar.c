@@ -1,0 +1,766 @@
+/*
+ * plugins/calendar/calendar.c — the calendar connector: a destination that keeps people's
+ * calendars on a CalDAV server (RFC 4791) in step with what happens on the bus.
+ *
+ * It accepts the generic calendar.event.upsert / calendar.event.cancel, and maps domain
+ * events to calendar entries itself: a child's absence (child.absence.reported, enriched
+ * with the child's CPR record) becomes an all-day event in each custody holder's calendar,
+ * and an employee's absence or holiday from HR becomes an all-day event in the employee's
+ * calendar (cancelled with staff.absence.cancelled). The calendar of a person is found from
+ * the `calendar_url` template; a citizen is named there by a pseudonym, never a CPR number.
+ * Summaries are neutral ("Ida: fravær"): sickness is health data and appears only in the
+ * description, and only when `include_reason` is set.
+ *
+ * caldav.c holds the CalDAV conversation, vevent.c the iCalendar text; this file holds the
+ * options, the validation of each event's data and the mapping.
+ */
+#include "calendar.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+#include <openssl/evp.h>
+
+static const kanal_option_t s_options[] = {
+	{ "calendar_url", KANAL_OPT_STRING, NULL, true,
+	  "The calendar collection of a person: a URL template where {owner} is replaced by "
+	  "the owner (percent-encoded), e.g. http://127.0.0.1:5232/{owner}/kanal/." },
+	{ "user", KANAL_OPT_STRING, NULL, false,
+	  "User name for HTTP basic authentication (the service user that may write every "
+	  "calendar)." },
+	{ "password", KANAL_OPT_STRING, NULL, false,
+	  "Password for basic authentication; prefer password_file." },
+	{ "password_file", KANAL_OPT_PATH, NULL, false,
+	  "File holding the password (one line; mode 0600 or 0400)." },
+	{ "timeout", KANAL_OPT_DURATION, "5s", false,
+	  "Longest wait for one HTTP request to the CalDAV server." },
+	{ "ca_file", KANAL_OPT_PATH, NULL, false,
+	  "Extra CA bundle for an https calendar server." },
+	{ "create_calendars", KANAL_OPT_BOOL, "true", false,
+	  "Create a person's calendar collection (MKCALENDAR) when it does not exist." },
+	{ "cancel_mode", KANAL_OPT_STRING, "status", false,
+	  "How a cancellation is written: status (STATUS:CANCELLED, SEQUENCE + 1) or delete "
+	  "(the resource is deleted)." },
+	{ "conflict_retries", KANAL_OPT_INT, "3", false,
+	  "How many times an event that changed on the server (412) is re-read and written "
+	  "again within one delivery before answering RETRY." },
+	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
+	  "Key file for citizens' pseudonyms (mode 0600): the owner of a custody holder's "
+	  "calendar is person:<HMAC of the CPR number>. Needed for child.absence.*." },
+	{ "include_reason", KANAL_OPT_BOOL, "false", false,
+	  "Put the absence reason or code (which may be health data, e.g. sick) in the "
+	  "event's DESCRIPTION; the SUMMARY never holds it." },
+	{ .name = NULL },
+};
+
+#define MAX_HOLDERS 8
+
+typedef struct calendar {
+	const char *url_template; /* borrowed from the config */
+	cal_dav_t *dav;
+	kanal_pseudonym_key_t *key; /* NULL: no pseudonym_key */
+	bool include_reason;
+	char *password;             /* read from password_file; wiped at destroy */
+} calendar_t;
+
+/* libxml2 and libical keep global state that must be set up before several instance
+ * threads use them at once: done when the plugin is loaded. */
+__attribute__((constructor)) static void s_load(void)
+{
+	xmlInitParser();
+	cal_ical_setup();
+}
+
+/* libical keeps its built-in time zones (UTC among them) in a global array made on first
+ * use; give it back when the plugin is unloaded, or it is lost with the library. */
+__attribute__((destructor)) static void s_unload(void)
+{
+	cal_ical_teardown();
+}
+
+/* ---- checks on event data --------------------------------------------------------------- */
+
+/* Why a delivery is refused: the text goes to kanal_set_error. */
+typedef struct {
+	char text[512];
+} why_t;
+
+/* True when s holds a CPR number. */
+static bool s_has_cpr(const char *s)
+{
+	size_t off, len;
+	return s && kanal_cpr_find(s, strlen(s), &off, &len);
+}
+
+/* Reads the string data field `path` into *out: required or not, at most max bytes, no
+ * control characters (a newline allowed when multiline), no CPR number. Returns 0 (*out
+ * NULL when absent and optional) or KANAL_EINVAL with why naming "data.<path>". */
+static int s_text(const kanal_msg_t *msg, const char *path, bool required, size_t max,
+		  bool multiline, const char **out, why_t *why)
+{
+	int rc = kanal_msg_data_str(msg, path, out);
+
+	if (rc == KANAL_ENOTFOUND && !required) {
+		*out = NULL;
+		return 0;
+	}
+	if (rc == KANAL_ENOTFOUND) {
+		snprintf(why->text, sizeof why->text, "data.%s is missing", path);
+		return KANAL_EINVAL;
+	}
+	if (rc != 0) {
+		snprintf(why->text, sizeof why->text, "data.%s is not a string", path);
+		return KANAL_EINVAL;
+	}
+	if (required && !**out) {
+		snprintf(why->text, sizeof why->text, "data.%s is empty", path);
+		return KANAL_EINVAL;
+	}
+	if (strlen(*out) > max) {
+		snprintf(why->text, sizeof why->text, "data.%s is longer than %zu bytes", path, max);
+		return KANAL_EINVAL;
+	}
+	for (const unsigned char *p = (const unsigned char *)*out; *p; p++) {
+		if ((*p < 0x20 && !(multiline && (*p == '\n' || *p == '\t'))) || *p == 0x7f) {
+			snprintf(why->text, sizeof why->text, "data.%s holds a control character",
+				 path);
+			return KANAL_EINVAL;
+		}
+	}
+	if (s_has_cpr(*out)) {
+		snprintf(why->text, sizeof why->text,
+			 "data.%s holds a CPR number, which must never reach a calendar", path);
+		return KANAL_EINVAL;
+	}
+	return 0;
+}
+
+/* An owner names a calendar in a URL: 1-128 characters of [A-Za-z0-9._:@-], not "." or
+ * "..". (Percent-encoding alone would not do: the server decodes %2F back into '/'.) */
+static int s_owner_check(const char *owner, const char *field, why_t *why)
+{
+	size_t n = strlen(owner);
+
+	if (n == 0 || n > 128 || !strcmp(owner, ".") || !strcmp(owner, "..")) {
+		snprintf(why->text, sizeof why->text,
+			 "%s: '%.40s' cannot name a calendar (empty, too long, '.' or '..')", field,
+			 owner);
+		return KANAL_EINVAL;
+	}
+	for (const char *p = owner; *p; p++) {
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == ':' || c == '@' || c == '-')) {
+			snprintf(why->text, sizeof why->text,
+				 "%s: '%.40s' cannot name a calendar: only letters, digits and . _ : "
+				 "@ - are allowed",
+				 field, owner);
+			kanal_cpr_redact_inplace(why->text);
+			return KANAL_EINVAL;
+		}
+	}
+	return 0;
+}
+
+static const char *s_lookup_owner(const char *name, void *arg)
+{
+	return !strcmp(name, "owner") ? arg : NULL;
+}
+
+/* The collection URL of owner's calendar (malloc'd), or NULL with why filled. */
+static char *s_collection(const calendar_t *c, const char *owner, why_t *why)
+{
+	char err[256], *url = kc_template_expand(c->url_template, s_lookup_owner, (void *)owner,
+						 true, err, sizeof err);
+	size_t n;
+
+	if (!url) {
+		snprintf(why->text, sizeof why->text, "option calendar_url: %s", err);
+		return NULL;
+	}
+	n = strlen(url);
+	if (n && url[n - 1] != '/') {
+		char *slashed = realloc(url, n + 2);
+		if (!slashed) {
+			free(url);
+			snprintf(why->text, sizeof why->text, "out of memory");
+			return NULL;
+		}
+		url = slashed;
+		url[n] = '/';
+		url[n + 1] = '\0';
+	}
+	if (cal_collection_check(url, err, sizeof err) != 0) {
+		snprintf(why->text, sizeof why->text, "calendar URL %s for owner '%.40s': %s", url,
+			 owner, err);
+		free(url);
+		return NULL;
+	}
+	return url;
+}
+
+static kanal_outcome_t s_reject(kanal_ctx_t *ctx, const char *type, const why_t *why)
+{
+	kanal_metric_add(ctx, "rejected", 1);
+	kanal_set_error(ctx, "%s: %s", type, why->text);
+	return KANAL_OUTCOME_REJECT;
+}
+
+/* Hands a CalDAV step's failure to the bus. `prefix` says which calendar, or is "". */
+static kanal_outcome_t s_report(kanal_ctx_t *ctx, kanal_outcome_t out, const cal_status_t *st,
+				const char *prefix)
+{
+	if (out == KANAL_OUTCOME_OK)
+		return out;
+	kanal_set_error(ctx, "%s%s", prefix, st->text);
+	if (out == KANAL_OUTCOME_RETRY && st->retry_after_ms >= 0)
+		kanal_set_retry_after(ctx, st->retry_after_ms);
+	return out;
+}
+
+/* Writes ev into owner's calendar. */
+static kanal_outcome_t s_write(kanal_ctx_t *ctx, calendar_t *c, const char *owner,
+			       const cal_event_t *ev, cal_status_t *st)
+{
+	why_t why;
+	char *collection = s_collection(c, owner, &why);
+	kanal_outcome_t out;
+
+	if (!collection) {
+		snprintf(st->text, sizeof st->text, "%s", why.text);
+		st->retry_after_ms = -1;
+		return KANAL_OUTCOME_REJECT;
+	}
+	out = cal_dav_upsert(ctx, c->dav, collection, ev, owner, st);
+	free(collection);
+	return out;
+}
+
+static kanal_outcome_t s_cancel(kanal_ctx_t *ctx, calendar_t *c, const char *owner,
+				const char *uid, int64_t min_sequence, cal_status_t *st)
+{
+	why_t why;
+	char *collection = s_collection(c, owner, &why);
+	kanal_outcome_t out;
+
+	if (!collection) {
+		snprintf(st->text, sizeof st->text, "%s", why.text);
+		st->retry_after_ms = -1;
+		return KANAL_OUTCOME_REJECT;
+	}
+	out = cal_dav_cancel(ctx, c->dav, collection, uid, min_sequence, owner, st);
+	free(collection);
+	return out;
+}
+
+/* ---- calendar.event.upsert / .cancel ------------------------------------------------------ */
+
+/* Reads data.sequence (optional, >= 0) into *seq (-1 when absent). */
+static int s_sequence(const kanal_msg_t *msg, int64_t *seq, why_t *why)
+{
+	int rc = kanal_msg_data_int(msg, "sequence", seq);
+
+	if (rc == KANAL_ENOTFOUND) {
+		*seq = -1;
+		return 0;
+	}
+	if (rc != 0 || *seq < 0 || *seq > 0x7fffffff) {
+		snprintf(why->text, sizeof why->text, "data.sequence is not an integer >= 0");
+		return KANAL_EINVAL;
+	}
+	return 0;
+}
+
+static kanal_outcome_t s_on_upsert(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg)
+{
+	const char *type = kanal_msg_type(msg), *owner, *start, *end;
+	cal_event_t ev = { 0 };
+	cal_status_t st = { 0 };
+	why_t why;
+
+	if (s_text(msg, "owner", true, 128, false, &owner, &why) ||
+	    s_owner_check(owner, "data.owner", &why) ||
+	    s_text(msg, "uid", true, 255, false, &ev.uid, &why) ||
+	    s_text(msg, "summary", true, 255, false, &ev.summary, &why) ||
+	    s_text(msg, "description", false, 4000, true, &ev.description, &why) ||
+	    s_text(msg, "start", true, 40, false, &start, &why) ||
+	    s_text(msg, "end", true, 40, false, &end, &why) ||
+	    cal_event_when(&ev, start, end, why.text, sizeof why.text) ||
+	    s_sequence(msg, &ev.sequence, &why))
+		return s_reject(ctx, type, &why);
+	return s_report(ctx, s_write(ctx, c, owner, &ev, &st), &st, "");
+}
+
+static kanal_outcome_t s_on_cancel(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg)
+{
+	const char *type = kanal_msg_type(msg), *owner, *uid;
+	cal_status_t st = { 0 };
+	int64_t seq;
+	why_t why;
+
+	if (s_text(msg, "owner", true, 128, false, &owner, &why) ||
+	    s_owner_check(owner, "data.owner", &why) ||
+	    s_text(msg, "uid", true, 255, false, &uid, &why) || s_sequence(msg, &seq, &why))
+		return s_reject(ctx, type, &why);
+	return s_report(ctx, s_cancel(ctx, c, owner, uid, seq, &st), &st, "");
+}
+
+/* ---- child.absence.reported / .withdrawn ----------------------------------------------- */
+
+/* "kanal-absence-" and 32 hex digits of SHA-256(source, event id, owner): stable for the
+ * same report and holder, so a retried delivery updates instead of duplicating, and free
+ * of anything personal. */
+static void s_absence_uid(const char *source, const char *id, const char *owner, char *out,
+			  size_t size)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+	EVP_MD_CTX *h = EVP_MD_CTX_new();
+	char hex[33];
+
+	if (!h || !EVP_DigestInit_ex(h, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(h, source, strlen(source) + 1) ||
+	    !EVP_DigestUpdate(h, id, strlen(id) + 1) ||
+	    !EVP_DigestUpdate(h, owner, strlen(owner)) || !EVP_DigestFinal_ex(h, md, &md_len))
+		memset(md, 0, sizeof md);
+	EVP_MD_CTX_free(h);
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	snprintf(out, size, "kanal-absence-%s", hex);
+}
+
+/* The Danish word for an absence reason, for the description. */
+static const char *s_reason_text(const char *reason)
+{
+	if (!reason)
+		return NULL;
+	if (!strcmp(reason, "sick"))
+		return "syg";
+	if (!strcmp(reason, "holiday"))
+		return "ferie";
+	if (!strcmp(reason, "day-off"))
+		return "fridag";
+	return "andet";
+}
+
+/* Reads data.from and data.to (inclusive; absent: the same day) into ev's all-day period.
+ */
+static int s_period(const kanal_msg_t *msg, cal_event_t *ev, why_t *why)
+{
+	const char *from, *to;
+
+	if (s_text(msg, "from", true, 10, false, &from, why) ||
+	    s_text(msg, "to", false, 10, false, &to, why))
+		return KANAL_EINVAL;
+	if (cal_date_parse(from, ev->start) != 0) {
+		snprintf(why->text, sizeof why->text, "data.from: '%s' is not a date (YYYY-MM-DD)",
+			 from);
+		return KANAL_EINVAL;
+	}
+	if (cal_date_parse(to ? to : from, ev->end) != 0) {
+		snprintf(why->text, sizeof why->text, "data.to: '%s' is not a date (YYYY-MM-DD)", to);
+		return KANAL_EINVAL;
+	}
+	if (strcmp(ev->end, ev->start) < 0) {
+		snprintf(why->text, sizeof why->text, "data.to '%s' is before data.from '%s'", to,
+			 from);
+		return KANAL_EINVAL;
+	}
+	ev->all_day = true;
+	cal_date_add_days(ev->end, 1); /* the last day counts: DTEND is the day after */
+	return 0;
+}
+
+/* Finds the custody holders' pseudonyms in data.child_person.relations.custody. */
+static int s_holders(const calendar_t *c, const kanal_msg_t *msg,
+		     char owners[MAX_HOLDERS][KANAL_PSEUDONYM_SIZE], size_t *n, why_t *why)
+{
+	char path[96];
+	const char *cpr;
+	int rc;
+
+	*n = 0;
+	for (size_t i = 0;; i++) {
+		snprintf(path, sizeof path, "child_person.relations.custody.%zu.cpr", i);
+		rc = kanal_msg_data_str(msg, path, &cpr);
+		if (rc == KANAL_ENOTFOUND) {
+			snprintf(path, sizeof path, "child_person.relations.custody.%zu", i);
+			if (kanal_msg_data_str(msg, path, &cpr) == KANAL_ENOTFOUND) {
+				char *json = kanal_msg_data_json(msg, path);
+				bool present = json != NULL;
+				kanal_free(json);
+				if (!present)
+					break;
+			}
+			snprintf(why->text, sizeof why->text,
+				 "data.child_person.relations.custody[%zu] has no cpr", i);
+			return KANAL_EINVAL;
+		}
+		if (rc != 0 || *n == MAX_HOLDERS) {
+			snprintf(why->text, sizeof why->text,
+				 rc ? "data.child_person.relations.custody[%zu].cpr is not a string"
+				    : "data.child_person.relations.custody has more than %zu holders",
+				 rc ? i : (size_t)MAX_HOLDERS);
+			return KANAL_EINVAL;
+		}
+		if (kanal_cpr_pseudonym(c->key, cpr, owners[*n], KANAL_PSEUDONYM_SIZE) != 0) {
+			snprintf(why->text, sizeof why->text,
+				 "data.child_person.relations.custody[%zu].cpr is not a valid CPR "
+				 "number",
+				 i);
+			return KANAL_EINVAL;
+		}
+		(*n)++;
+	}
+	return 0;
+}
+
+static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c,
+					  const kanal_msg_t *msg, bool withdrawn)
+{
+	const char *type = kanal_msg_type(msg), *first = NULL, *institution = NULL;
+	const char *reason = NULL, *report_id = kanal_msg_id(msg);
+	char owners[MAX_HOLDERS][KANAL_PSEUDONYM_SIZE], uid[64], summary[160], description[400];
+	char *json;
+	cal_event_t ev = { .sequence = -1 };
+	cal_status_t st = { 0 }, failed = { 0 };
+	kanal_outcome_t worst = KANAL_OUTCOME_OK;
+	size_t n = 0, failed_at = 0;
+	why_t why;
+
+	if (!c->key) {
+		snprintf(why.text, sizeof why.text,
+			 "option pseudonym_key is not set: a custody holder's calendar is named "
+			 "by a pseudonym");
+		return s_reject(ctx, type, &why);
+	}
+	json = kanal_msg_data_json(msg, "child_person");
+	if (!json || json[0] != '{') {
+		kanal_free(json);
+		snprintf(why.text, sizeof why.text,
+			 "data.child_person is missing: route this event through an enrich step "
+			 "with the CPR service (into: data.child_person)");
+		return s_reject(ctx, type, &why);
+	}
+	kanal_free(json);
+	if ((withdrawn && s_text(msg, "report", true, 255, false, &report_id, &why)) ||
+	    s_text(msg, "child_person.name.first", false, 80, false, &first, &why) ||
+	    s_text(msg, "institution", false, 120, false, &institution, &why) ||
+	    (!withdrawn && s_text(msg, "reason", false, 40, false, &reason, &why)) ||
+	    (!withdrawn && s_period(msg, &ev, &why)) || s_holders(c, msg, owners, &n, &why))
+		return s_reject(ctx, type, &why);
+	if (n == 0) {
+		kanal_metric_add(ctx, "no_custody_holder", 1);
+		kanal_log(ctx, KANAL_LOG_INFO, "%s %s: the child has no custody holder; no calendar "
+			  "to write", type, kanal_msg_id(msg));
+		return KANAL_OUTCOME_OK;
+	}
+	if (first && *first)
+		snprintf(summary, sizeof summary, "%s: fravær", first);
+	else
+		snprintf(summary, sizeof summary, "Fravær");
+	snprintf(description, sizeof description, "Fravær meldt%s%s.%s%s%s",
+		 institution ? " til " : "", institution ? institution : "",
+		 c->include_reason && reason ? " Årsag: " : "",
+		 c->include_reason && reason ? s_reason_text(reason) : "",
+		 c->include_reason && reason ? "." : "");
+	ev.summary = summary;
+	ev.description = description;
+	ev.uid = uid;
+	/* Every holder is tried even when one fails: a holder already written is simply
+	 * found unchanged when the bus retries, because the UID is the same. */
+	for (size_t i = 0; i < n; i++) {
+		kanal_outcome_t out;
+		s_absence_uid(kanal_msg_source(msg), report_id, owners[i], uid, sizeof uid);
+		if (withdrawn)
+			out = s_cancel(ctx, c, owners[i], uid, -1, &st);
+		else
+			out = s_write(ctx, c, owners[i], &ev, &st);
+		if (out == KANAL_OUTCOME_OK)
+			continue;
+		kanal_log(ctx, KANAL_LOG_WARN, "%s %s: custody holder %zu of %zu: %s", type,
+			  kanal_msg_id(msg), i + 1, n, st.text);
+		if (worst == KANAL_OUTCOME_OK || (out == KANAL_OUTCOME_RETRY &&
+						  worst != KANAL_OUTCOME_RETRY)) {
+			worst = out;
+			failed = st;
+			failed_at = i;
+		}
+	}
+	if (worst != KANAL_OUTCOME_OK) {
+		char prefix[160];
+		snprintf(prefix, sizeof prefix, "calendar of custody holder %zu of %zu (%.20s…): ",
+			 failed_at + 1, n, owners[failed_at]);
+		return s_report(ctx, worst, &failed, prefix);
+	}
+	return KANAL_OUTCOME_OK;
+}
+
+/* ---- staff.absence.* / staff.holiday.registered ------------------------------------------- */
+
+/* The UID of an HR absence: stable across its versions and its cancellation. */
+static int s_staff_uid(const kanal_msg_t *msg, char *out, size_t size, why_t *why)
+{
+	const char *absence;
+
+	if (kanal_msg_data_str(msg, "absence", &absence) == KANAL_ENOTFOUND &&
+	    kanal_msg_data_str(msg, "holiday", &absence) == 0) {
+		/* A holiday registration may carry its id as data.holiday. */
+		if (s_text(msg, "holiday", true, 200, false, &absence, why))
+			return KANAL_EINVAL;
+	} else if (s_text(msg, "absence", true, 200, false, &absence, why)) {
+		return KANAL_EINVAL;
+	}
+	snprintf(out, size, "kanal-hr-absence-%s", absence);
+	return 0;
+}
+
+static kanal_outcome_t s_on_staff(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg,
+				  bool holiday)
+{
+	const char *type = kanal_msg_type(msg), *owner, *code = NULL;
+	char uid[240], description[200];
+	cal_event_t ev = { .sequence = -1 };
+	cal_status_t st = { 0 };
+	double hours = 0;
+	bool is_holiday = holiday;
+	why_t why;
+
+	if (s_text(msg, "employment", true, 128, false, &owner, &why) ||
+	    s_owner_check(owner, "data.employment", &why) ||
+	    s_staff_uid(msg, uid, sizeof uid, &why) ||
+	    (!holiday && s_text(msg, "code", false, 20, false, &code, &why)) ||
+	    s_period(msg, &ev, &why))
+		return s_reject(ctx, type, &why);
+	if (code && (!strcmp(code, "FERIE") || !strcmp(code, "FERIEFRI")))
+		is_holiday = true;
+	if (kanal_msg_data_double(msg, "hours", &hours) != 0)
+		hours = 0;
+	snprintf(description, sizeof description, "%s registreret i HR.%s%s%s",
+		 is_holiday ? "Ferie" : "Fravær",
+		 c->include_reason && code ? " Fraværskode: " : "",
+		 c->include_reason && code ? code : "", c->include_reason && code ? "." : "");
+	if (hours > 0 && hours < 24) {
+		size_t len = strlen(description);
+		snprintf(description + len, sizeof description - len, " %.4g timer pr. dag.",
+			 hours);
+	}
+	ev.uid = uid;
+	ev.summary = is_holiday ? "Ferie" : "Fravær";
+	ev.description = description;
+	return s_report(ctx, s_write(ctx, c, owner, &ev, &st), &st, "");
+}
+
+static kanal_outcome_t s_on_staff_cancelled(kanal_ctx_t *ctx, calendar_t *c,
+					    const kanal_msg_t *msg)
+{
+	const char *type = kanal_msg_type(msg), *owner;
+	char uid[240];
+	cal_status_t st = { 0 };
+	why_t why;
+
+	if (s_text(msg, "employment", true, 128, false, &owner, &why) ||
+	    s_owner_check(owner, "data.employment", &why) || s_staff_uid(msg, uid, sizeof uid, &why))
+		return s_reject(ctx, type, &why);
+	return s_report(ctx, s_cancel(ctx, c, owner, uid, -1, &st), &st, "");
+}
+
+/* ---- the plugin ---------------------------------------------------------------------------- */
+
+static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
+{
+	calendar_t *c = state;
+	const char *type = kanal_msg_type(msg);
+	kanal_outcome_t out;
+
+	kanal_metric_add(ctx, "received", 1);
+	if (!strcmp(type, "calendar.event.upsert"))
+		out = s_on_upsert(ctx, c, msg);
+	else if (!strcmp(type, "calendar.event.cancel"))
+		out = s_on_cancel(ctx, c, msg);
+	else if (!strcmp(type, "child.absence.reported"))
+		out = s_on_child_absence(ctx, c, msg, false);
+	else if (!strcmp(type, "child.absence.withdrawn"))
+		out = s_on_child_absence(ctx, c, msg, true);
+	else if (!strcmp(type, "staff.absence.registered"))
+		out = s_on_staff(ctx, c, msg, false);
+	else if (!strcmp(type, "staff.holiday.registered"))
+		out = s_on_staff(ctx, c, msg, true);
+	else if (!strcmp(type, "staff.absence.cancelled"))
+		out = s_on_staff_cancelled(ctx, c, msg);
+	else {
+		kanal_metric_add(ctx, "rejected", 1);
+		kanal_set_error(ctx, "calendar: events of type '%s' are not handled (see "
+				     "docs/plugins/calendar.md)", type);
+		return KANAL_OUTCOME_REJECT;
+	}
+	kanal_metric_add(ctx, out == KANAL_OUTCOME_OK ? "delivered" : out == KANAL_OUTCOME_RETRY ?
+			 "retried" : "failed", 1);
+	return out;
+}
+
+static void s_destroy(void *state)
+{
+	calendar_t *c = state;
+
+	if (!c)
+		return;
+	cal_dav_destroy(&c->dav);
+	kanal_pseudonym_key_destroy(&c->key);
+	if (c->password) {
+		memset(c->password, 0, strlen(c->password));
+		free(c->password);
+	}
+	free(c);
+}
+
+/* Reads the password file: the first line, which must not be readable by group or others.
+ * Returns a malloc'd password or NULL with the error set. */
+static char *s_read_password(kanal_ctx_t *ctx, const char *path)
+{
+	struct stat sb;
+	char buf[1024];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		kanal_set_error(ctx, "option 'password_file': cannot open '%s': %s", path,
+				strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &sb) != 0 || (sb.st_mode & 077)) {
+		kanal_set_error(ctx, "option 'password_file': '%s' may be read by others (mode "
+				     "%03o); make it 0600 or 0400",
+				path, (unsigned)(sb.st_mode & 0777));
+		close(fd);
+		return NULL;
+	}
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n < 0) {
+		kanal_set_error(ctx, "option 'password_file': cannot read '%s': %s", path,
+				strerror(errno));
+		return NULL;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	{
+		char *pw = strdup(buf);
+		memset(buf, 0, sizeof buf);
+		if (!pw)
+			kanal_set_error(ctx, "out of memory");
+		return pw;
+	}
+}
+
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	calendar_t *c = calloc(1, sizeof *c);
+	const char *mode = kanal_config_string(cfg, "cancel_mode");
+	const char *key_path = kanal_config_string(cfg, "pseudonym_key");
+	const char *password_file = kanal_config_string(cfg, "password_file");
+	cal_dav_opts_t o = { 0 };
+	why_t why;
+	char *probe;
+
+	if (!c) {
+		kanal_set_error(ctx, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	c->url_template = kanal_config_string(cfg, "calendar_url");
+	c->include_reason = kanal_config_bool(cfg, "include_reason");
+	/* The template must give a sound collection URL for a plain owner. */
+	if (!(probe = s_collection(c, "owner-1", &why))) {
+		kanal_set_error(ctx, "option 'calendar_url': %s", why.text);
+		goto fail;
+	}
+	free(probe);
+	if (mode && !strcmp(mode, "delete")) {
+		o.cancel_delete = true;
+	} else if (mode && strcmp(mode, "status") != 0) {
+		kanal_set_error(ctx, "option 'cancel_mode': '%s' is not a mode; give status or "
+				     "delete",
+				mode);
+		goto fail;
+	}
+	o.conflict_retries = (int)kanal_config_int(cfg, "conflict_retries");
+	if (o.conflict_retries < 0 || o.conflict_retries > 100) {
+		kanal_set_error(ctx, "option 'conflict_retries': must be between 0 and 100");
+		goto fail;
+	}
+	o.create_calendars = kanal_config_bool(cfg, "create_calendars");
+	o.http.timeout_ms = kanal_config_duration_ms(cfg, "timeout");
+	if (o.http.timeout_ms <= 0) {
+		kanal_set_error(ctx, "option 'timeout': must be more than 0");
+		goto fail;
+	}
+	o.http.connect_timeout_ms = o.http.timeout_ms < 3000 ? o.http.timeout_ms : 3000;
+	o.http.ca_file = kanal_config_string(cfg, "ca_file");
+	o.http.user = kanal_config_string(cfg, "user");
+	o.http.password = kanal_config_string(cfg, "password");
+	if (password_file) {
+		if (kanal_config_given(cfg, "password")) {
+			kanal_set_error(ctx, "options 'password' and 'password_file': give one");
+			goto fail;
+		}
+		if (!(c->password = s_read_password(ctx, password_file)))
+			goto fail;
+		o.http.password = c->password;
+	}
+	if (o.http.password && !o.http.user) {
+		kanal_set_error(ctx, "option 'user': needed with a password");
+		goto fail;
+	}
+	if (key_path) {
+		char err[256];
+		if (kanal_pseudonym_key_load(key_path, &c->key, err, sizeof err) != 0) {
+			kanal_set_error(ctx, "option 'pseudonym_key': %s", err);
+			goto fail;
+		}
+	}
+	if (!(c->dav = cal_dav_new(&o))) {
+		kanal_set_error(ctx, "out of memory");
+		goto fail;
+	}
+	*state = c;
+	return 0;
+fail:
+	s_destroy(c);
+	return KANAL_ECONFIG;
+}
+
+static int s_start(kanal_ctx_t *ctx, void *state)
+{
+	static const char *const metrics[] = { "received",  "delivered", "retried",
+					       "failed",    "rejected",  "created",
+					       "updated",   "unchanged", "cancelled",
+					       "deleted",   "conflicts", "upstream_errors",
+					       NULL };
+	for (size_t i = 0; metrics[i]; i++)
+		kanal_metric_add(ctx, metrics[i], 0);
+	(void)state;
+	return 0;
+}
+
+KANAL_PLUGIN_EXPORT = {
+	.abi_major = KANAL_ABI_MAJOR,
+	.abi_minor = KANAL_ABI_MINOR,
+	.struct_size = sizeof(kanal_plugin_t),
+	.name = "calendar",
+	.version = KANAL_VERSION,
+	.description = "Keeps people's calendars on a CalDAV server in step: creates, updates "
+		       "and cancels events (calendar.event.*), and turns children's absences "
+		       "and staff absences into all-day events.",
+	.options = s_options,
+	.init = s_init,
+	.start = s_start,
+	.on_message = s_on_message,
+	.stop = NULL,
+	.destroy = s_destroy,
+};
