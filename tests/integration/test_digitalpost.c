@@ -1,0 +1,870 @@
+/*
+ * tests/integration/test_digitalpost.c — the digitalpost connector against the simulated
+ * Digital Post service (kanal-sim-digitalpost): with the real kanald, a route
+ * post.letter.send → digitalpost with the physical letter (a sink) as fallback and the
+ * status events going to a letter log (another sink); and through the SDK harness for the
+ * MeMo it writes (parsed back with libxml2) and the letter checks, case by case.
+ *
+ * Every kanald test also checks that no clear CPR number reached kanald's log, the event
+ * stream, the status events or the simulator's log. The fallback sink is the one place a
+ * CPR number belongs: it is the letter itself, handed to the physical channel.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <kanal/harness.h>
+#include <kanal/kanal.h>
+
+#include "kanald.h"
+#include "test.h"
+#include "upstream.h"
+
+#define WAIT 15000 /* ms: the bound of every wait (retries with Retry-After: 1 take seconds) */
+#define MEMO_NS "https://DigitalPost.dk/MeMo-1"
+
+/* Synthetic people (examples/simulators/population.c). */
+#define CPR_MADS "1503851233"   /* enrolled */
+#define CPR_SOFIE "2207884566"  /* enrolled */
+#define CPR_EMMA "0112894178"   /* enrolled */
+#define CPR_HANNE "1807794260"  /* enrolled */
+#define CPR_BENT "0101654001"   /* exempt: no computer */
+#define CPR_KAREN "3006409120"  /* exempt */
+#define CPR_LAURA "1512155010"  /* 11 years old */
+
+/* ---- letters ----------------------------------------------------------------------------- */
+
+/* The example letter of tests/data/digitalpost/letter.json with a new id and recipient. */
+static json_t *s_letter(const char *id, const char *cpr)
+{
+	json_error_t jerr;
+	json_t *e = json_load_file("tests/data/digitalpost/letter.json", 0, &jerr);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	json_object_set_new(e, "id", json_string(id));
+	json_object_set_new(json_object_get(e, "data"), "recipient_cpr", json_string(cpr));
+	return e;
+}
+
+/* Serialises and releases e. */
+static char *s_text(json_t *e)
+{
+	char *text = json_dumps(e, JSON_COMPACT);
+	json_decref(e);
+	return text;
+}
+
+static kanal_msg_t *s_msg(json_t *e)
+{
+	char *text = s_text(e);
+	kanal_msg_t *m = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(kanal_msg_parse(text, strlen(text), 0, &m, NULL), 0);
+	free(text);
+	return m;
+}
+
+/* Sets data.<a>.<b> (b NULL: data.<a>) to the string v. */
+static void s_set(json_t *e, const char *a, const char *b, const char *v)
+{
+	json_t *data = json_object_get(e, "data");
+	if (b) {
+		if (!json_is_object(json_object_get(data, a)))
+			json_object_set_new(data, a, json_object());
+		json_object_set_new(json_object_get(data, a), b, json_string(v));
+	} else
+		json_object_set_new(data, a, json_string(v));
+}
+
+/* ---- the simulator's mailbox --------------------------------------------------------------- */
+
+/* GET /digitalpost/v1/messages as JSON (new reference), or NULL. */
+static json_t *s_mailbox(upstream_t *up, const char *token)
+{
+	char *body = NULL;
+	long status;
+	json_t *j;
+
+	(void)token;
+	status = upstream_http(up, "GET", "/digitalpost/v1/messages", NULL, NULL, &body);
+	j = status == 200 && body ? json_loads(body, 0, NULL) : NULL;
+	free(body);
+	return j;
+}
+
+/* One counter of the mailbox ("received", "delivered", "refused", "duplicates"), -1 when
+ * the simulator does not answer. */
+static long s_count(upstream_t *up, const char *what)
+{
+	json_t *j = s_mailbox(up, NULL);
+	long n = j ? (long)json_integer_value(json_object_get(j, what)) : -1;
+
+	json_decref(j);
+	return n;
+}
+
+/* ---- scanning for clear CPR numbers ------------------------------------------------------ */
+
+static int s_cpr_leaks;
+
+/* Counts (and names, without the number) clear CPR numbers in text. */
+static void s_scan(const char *what, const char *text)
+{
+	size_t off, len;
+
+	if (text && kanal_cpr_find(text, strlen(text), &off, &len)) {
+		s_cpr_leaks++;
+		fprintf(stderr, "clear CPR number in %s at offset %zu\n", what, off);
+	}
+}
+
+static void s_scan_file(const char *what, const char *path)
+{
+	char *text = test_read_file(path, NULL);
+	s_scan(what, text);
+	free(text);
+}
+
+/* ---- a kanald with the letter route ---------------------------------------------------- */
+
+typedef struct env {
+	upstream_t *up;
+	kd_t *kd;
+	void *sub;
+} env_t;
+
+static const char *s_routes =
+	"routes:\n"
+	"  - name: letter-to-citizen\n"
+	"    match: { type: post.letter.send }\n"
+	"    to: digitalpost\n"
+	"    fallback: letter\n"
+	"    retry: { max_attempts: 5, backoff: 1s, max_backoff: 2s }\n"
+	"  - name: letter-status\n"
+	"    match: { type: post.letter.status }\n"
+	"    to: letter-log\n"
+	"default: other\n";
+
+/* Starts the simulator (sim_args: NULL-terminated, may be NULL) and kanald with a
+ * digitalpost instance (extra_opts: more YAML flow-map entries, may be ""). */
+static bool s_start(env_t *env, const char *tag, const char *const *sim_args,
+		    const char *extra_opts)
+{
+	char *instances, *conf;
+	int rc;
+
+	memset(env, 0, sizeof *env);
+	env->up = upstream_start("digitalpost", sim_args);
+	if (!env->up)
+		return false;
+	if (asprintf(&instances,
+		     "  - name: digitalpost\n    plugin: digitalpost\n"
+		     "    options: { base_url: '%s', sender_cvr: '55133018', "
+		     "sender_label: 'Aarhus Kommune', timeout: 1s, "
+		     "pseudonym_key: pseudonym.key%s }\n"
+		     "  - name: letter\n    plugin: sink\n    options: { path: '@DIR@/letter.jsonl' }\n"
+		     "  - name: letter-log\n    plugin: sink\n"
+		     "    options: { path: '@DIR@/status.jsonl' }\n"
+		     "  - name: other\n    plugin: sink\n    options: { path: '@DIR@/other.jsonl' }\n",
+		     env->up->url, extra_opts) < 0)
+		return false;
+	conf = kd_config(instances, NULL);
+	free(instances);
+	env->kd = kd_prepare(tag, conf, s_routes);
+	free(conf);
+	{
+		char *key = test_write_file(env->kd->dir, "pseudonym.key",
+					    "a-test-key-for-pseudonyms-0123456789\n");
+		chmod(key, 0600);
+		free(key);
+	}
+	rc = kd_launch(env->kd);
+	if (rc != 0) {
+		char *log = kd_log(env->kd);
+		fprintf(stderr, "kanald did not start:\n%s\n", log ? log : "");
+		free(log);
+		return false;
+	}
+	env->sub = kd_subscribe(env->kd, "");
+	return true;
+}
+
+/* Receives happenings until one whose topic starts with prefix and whose payload holds
+ * needle (may be NULL) arrives; scans every payload for CPR numbers on the way. Returns the
+ * payload (malloc'd) or NULL after WAIT. */
+static char *s_expect(env_t *env, const char *prefix, const char *needle)
+{
+	for (int left = WAIT; left > 0;) {
+		char topic[256], *payload = NULL;
+		int64_t t0 = kanal_now_ms();
+		if (kd_next(env->sub, topic, sizeof topic, &payload, left) != 0)
+			return NULL;
+		left -= (int)(kanal_now_ms() - t0);
+		s_scan("the event stream (topic)", topic);
+		s_scan("the event stream", payload);
+		if (!strncmp(topic, prefix, strlen(prefix)) && (!needle || strstr(payload, needle)))
+			return payload;
+		free(payload);
+	}
+	return NULL;
+}
+
+/* Sends an event through the gateway and asserts it was accepted. */
+static void s_send(env_t *env, char *json)
+{
+	char *reply = kd_send(env->kd, json, WAIT);
+
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "\"accepted\""));
+	if (reply && !strstr(reply, "\"accepted\""))
+		fprintf(stderr, "gateway reply: %s\n", reply);
+	free(reply);
+	free(json);
+}
+
+/* Stops everything and checks the logs and the status events for clear CPR numbers. */
+static void s_stop(env_t *env)
+{
+	kd_unsubscribe(&env->sub);
+	if (env->kd) {
+		CU_ASSERT_EQUAL(kd_stop(env->kd, SIGTERM, WAIT), 0);
+		s_scan_file("kanald's log", env->kd->log_path);
+		s_scan_file("the status events", kd_path(env->kd, "status.jsonl"));
+		s_scan_file("the other sink", kd_path(env->kd, "other.jsonl"));
+	}
+	if (env->up)
+		s_scan_file("the simulator's log", env->up->log_path);
+	upstream_stop(&env->up);
+	kd_destroy(&env->kd);
+	CU_ASSERT_EQUAL(s_cpr_leaks, 0);
+	s_cpr_leaks = 0;
+}
+
+static bool s_file_has(const char *path, const char *needle)
+{
+	char *text = test_read_file(path, NULL);
+	bool has = text && strstr(text, needle);
+
+	free(text);
+	return has;
+}
+
+/* The first line of path as JSON, or NULL. */
+static json_t *s_first_line(const char *path)
+{
+	char *text = test_read_file(path, NULL);
+	json_t *j = text ? json_loads(text, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+
+	free(text);
+	return j;
+}
+
+/* ---- kanald tests ------------------------------------------------------------------------ */
+
+static void test_enrolled_citizen_gets_the_letter_digitally(void)
+{
+	env_t env;
+	json_t *box, *msg, *status, *data;
+	char *p;
+
+	CU_ASSERT_FATAL(s_start(&env, "dp-enrolled", NULL, ""));
+	s_send(&env, s_text(s_letter("brev-1", CPR_MADS)));
+	p = s_expect(&env, "delivered post.letter.send", "\"digitalpost\"");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+
+	/* The service has exactly one letter, for Mads, with the label and the action. */
+	box = s_mailbox(env.up, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(box);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(box, "messages")), 1);
+	msg = json_array_get(json_object_get(box, "messages"), 0);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "label")),
+			       "Din plads i dagtilbud");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "recipient")), "150385-XXXX");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "channel")), "Digital Post");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "sender")), "Aarhus Kommune");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "action")), "AFTALE");
+
+	/* The status reaches the letter log: digital, sent, the service's transaction. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 1, WAIT), 1);
+	status = s_first_line(kd_path(env.kd, "status.jsonl"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(status);
+	data = json_object_get(status, "data");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "type")),
+			       "post.letter.status");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "letter")), "brev-1");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "channel")), "digital");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "status")), "sent");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "reason")),
+			       "enrolled in Digital Post");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "transaction")),
+			       json_string_value(json_object_get(msg, "transaction")));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "causationid")), "brev-1");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "correlationid")),
+			       "brev-1");
+	/* The recipient is a pseudonym in the subject, never a CPR number. */
+	CU_ASSERT(!strncmp(json_string_value(json_object_get(status, "subject")), "person:", 7));
+	CU_ASSERT_PTR_NULL(json_object_get(data, "recipient_cpr"));
+	json_decref(status);
+	json_decref(box);
+
+	/* The digital channel carried it: no physical letter. */
+	CU_ASSERT_EQUAL(kd_lines(kd_path(env.kd, "letter.jsonl")), 0);
+	s_stop(&env);
+}
+
+static void test_exempt_citizen_gets_a_physical_letter(void)
+{
+	env_t env;
+	json_t *status;
+	char *p;
+
+	CU_ASSERT_FATAL(s_start(&env, "dp-exempt", NULL, ""));
+	s_send(&env, s_text(s_letter("brev-bent", CPR_BENT)));
+	/* Digital Post refuses Bent (exempt): a REJECT that says not-enrolled … */
+	p = s_expect(&env, "rejected post.letter.send", "\"digitalpost\"");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_PTR_NOT_NULL(strstr(p, "\"error\":\"not-enrolled: "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(p, "exempt"));
+	free(p);
+	/* … so the fallback, the physical letter, takes over. */
+	p = s_expect(&env, "fallback post.letter.send", "\"letter-to-citizen\"");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "letter.jsonl"), 1, WAIT), 1);
+	CU_ASSERT(s_file_has(kd_path(env.kd, "letter.jsonl"), "\"brev-bent\""));
+	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 0);
+	CU_ASSERT_EQUAL(s_count(env.up, "refused"), 1);
+	/* The letter log learns why the digital channel did not carry it. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 1, WAIT), 1);
+	status = s_first_line(kd_path(env.kd, "status.jsonl"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(status);
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(status, "data"), "status")),
+		"failed");
+	CU_ASSERT(!strncmp(json_string_value(json_object_get(json_object_get(status, "data"),
+							     "reason")),
+			   "not-enrolled: ", 14));
+	json_decref(status);
+
+	/* Karen too (exempt), sent by another system: same outcome. */
+	{
+		json_t *e = s_letter("brev-karen", CPR_KAREN);
+		json_object_set_new(e, "source", json_string("borgerservice"));
+		s_send(&env, s_text(e));
+	}
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "letter.jsonl"), 2, WAIT), 2);
+	CU_ASSERT(s_file_has(kd_path(env.kd, "letter.jsonl"), "\"brev-karen\""));
+	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 0);
+	s_stop(&env);
+}
+
+static void test_lookup_says_not_enrolled_no_service_call(void)
+{
+	env_t env;
+	json_t *e;
+	char *p;
+
+	CU_ASSERT_FATAL(s_start(&env, "dp-lookup", NULL, ""));
+	/* Mads is enrolled at the service, but the route's CPR lookup says he is not: the
+	 * connector trusts the lookup and never calls the service. */
+	e = s_letter("brev-lookup", CPR_MADS);
+	json_object_set_new(json_object_get(e, "data"), "recipient",
+			    json_pack("{s:b, s:i, s:s}", "digital_post", 0, "status", 1, "cpr",
+				      CPR_MADS));
+	s_send(&env, s_text(e));
+	p = s_expect(&env, "rejected post.letter.send", "not-enrolled");
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "the service was not called"));
+	free(p);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "letter.jsonl"), 1, WAIT), 1);
+	CU_ASSERT(s_file_has(kd_path(env.kd, "letter.jsonl"), "\"brev-lookup\""));
+
+	/* A dead recipient (CPR status 90) likewise. */
+	e = s_letter("brev-dead", CPR_SOFIE);
+	json_object_set_new(json_object_get(e, "data"), "recipient",
+			    json_pack("{s:b, s:i}", "digital_post", 1, "status", 90));
+	s_send(&env, s_text(e));
+	p = s_expect(&env, "rejected post.letter.send", "CPR status 90");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "letter.jsonl"), 2, WAIT), 2);
+
+	/* Nothing reached the service. */
+	CU_ASSERT_EQUAL(s_count(env.up, "received"), 0);
+	/* kanald's status counts the letters the connector kept from the service. */
+	p = kd_admin(env.kd, "{\"cmd\":\"status\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "\"skipped\":2"));
+	if (p && !strstr(p, "\"skipped\":2"))
+		fprintf(stderr, "status: %s\n", p);
+	free(p);
+	s_stop(&env);
+}
+
+static void test_invalid_letters_are_rejected_naming_the_field(void)
+{
+	static const struct {
+		const char *id, *a, *b, *value, *field;
+	} cases[] = {
+		{ "bad-filename", "document", "filename", "plads:2026.pdf", "document.filename" },
+		{ "bad-url", "action", "url", "http://pladsanvisning.aarhus.dk/aftale",
+		  "action.url" },
+		{ "bad-cpr", "recipient_cpr", NULL, "3213851233", "recipient_cpr" },
+		{ "bad-content", "document", "content", "not base64!", "document.content" },
+		{ "no-label", "label", NULL, "  ", "label" },
+	};
+	env_t env;
+	char *p, want[128];
+
+	CU_ASSERT_FATAL(s_start(&env, "dp-invalid", NULL, ""));
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		json_t *e = s_letter(cases[i].id, CPR_MADS);
+		s_set(e, cases[i].a, cases[i].b, cases[i].value);
+		s_send(&env, s_text(e));
+		snprintf(want, sizeof want, "\"error\":\"invalid letter: %s: ", cases[i].field);
+		p = s_expect(&env, "rejected post.letter.send", want);
+		CU_ASSERT_PTR_NOT_NULL(p);
+		if (!p)
+			fprintf(stderr, "no rejection naming %s\n", cases[i].field);
+		free(p);
+	}
+	/* Each went to the physical letter; none reached the service. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "letter.jsonl"), 5, WAIT), 5);
+	CU_ASSERT_EQUAL(s_count(env.up, "received"), 0);
+	/* The letter log has a "failed" status for each, naming the field. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 5, WAIT), 5);
+	CU_ASSERT(s_file_has(kd_path(env.kd, "status.jsonl"), "invalid letter: action.url: "));
+	s_stop(&env);
+}
+
+static void test_unavailable_service_is_retried_and_sends_one_letter(void)
+{
+	env_t env;
+	char *p;
+
+	CU_ASSERT_FATAL(s_start(&env, "dp-retry", NULL, ""));
+	/* Two 503s (Retry-After: 1), then the service answers. */
+	CU_ASSERT_EQUAL_FATAL(upstream_fault(env.up, "error", 2), 0);
+	s_send(&env, s_text(s_letter("brev-503", CPR_EMMA)));
+	p = s_expect(&env, "retrying post.letter.send", "503");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	p = s_expect(&env, "delivered post.letter.send", "\"digitalpost\"");
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "\"attempt\":3"));
+	free(p);
+	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 1);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(env.kd, "letter.jsonl")), 0);
+
+	/* The service is slow: it delivers the letter after the connector has given up waiting
+	 * (timeout 1s). The retry carries the same messageUUID, so the service answers with
+	 * the first transaction and the citizen gets one letter, not two. */
+	{
+		char *body = NULL;
+		long st = upstream_http(env.up, "POST", "/_sim/fault",
+					"{\"mode\": \"slow\", \"count\": 1, \"delay_ms\": 1200}",
+					"application/json", &body);
+		CU_ASSERT_EQUAL(st, 200);
+		free(body);
+	}
+	s_send(&env, s_text(s_letter("brev-slow", CPR_HANNE)));
+	p = s_expect(&env, "retrying post.letter.send", "brev-slow");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	p = s_expect(&env, "delivered post.letter.send", "brev-slow");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 2);
+	CU_ASSERT_EQUAL(s_count(env.up, "duplicates"), 1);
+	/* One "sent" status per letter, with the transaction of the one letter delivered. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 2, WAIT), 2);
+	{
+		json_t *box = s_mailbox(env.up, NULL);
+		const char *tx = json_string_value(json_object_get(
+			json_array_get(json_object_get(box, "messages"), 1), "transaction"));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(tx);
+		CU_ASSERT(s_file_has(kd_path(env.kd, "status.jsonl"), tx));
+		json_decref(box);
+	}
+	s_stop(&env);
+}
+
+static void test_garbage_and_hang_are_retried_within_the_timeout(void)
+{
+	env_t env;
+	char *p;
+	int64_t t0;
+
+	CU_ASSERT_FATAL(s_start(&env, "dp-garbage", NULL, ""));
+	CU_ASSERT_EQUAL_FATAL(upstream_fault(env.up, "garbage", 1), 0);
+	s_send(&env, s_text(s_letter("brev-garbage", CPR_MADS)));
+	p = s_expect(&env, "retrying post.letter.send", "without a usable transaction id");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	p = s_expect(&env, "delivered post.letter.send", "brev-garbage");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+
+	/* A hanging service: the connector's timeout (1s) bounds the wait, then RETRY. */
+	CU_ASSERT_EQUAL_FATAL(upstream_fault(env.up, "hang", 1), 0);
+	t0 = kanal_now_ms();
+	s_send(&env, s_text(s_letter("brev-hang", CPR_SOFIE)));
+	p = s_expect(&env, "retrying post.letter.send", "brev-hang");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	CU_ASSERT(kanal_now_ms() - t0 < WAIT);
+	p = s_expect(&env, "delivered post.letter.send", "brev-hang");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 2);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(env.kd, "letter.jsonl")), 0);
+	s_stop(&env);
+}
+
+static void test_wrong_token_is_retried_not_sent_on_paper(void)
+{
+	const char *args[] = { "--set", "token=right-token", NULL };
+	env_t env;
+	char *p;
+
+	CU_ASSERT_FATAL(s_start(&env, "dp-token", args, ", token: wrong-token"));
+	s_send(&env, s_text(s_letter("brev-token", CPR_MADS)));
+	/* A 401 is the connector's setup, not the letter: retried, never the fallback. */
+	p = s_expect(&env, "retrying post.letter.send", "401");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	p = s_expect(&env, "dead post.letter.send", "brev-token");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(env.kd, "letter.jsonl")), 0);
+	s_stop(&env);
+}
+
+/* ---- the SDK harness: the MeMo itself and the checks ----------------------------------- */
+
+static kanal_harness_t *s_harness(upstream_t *up, const char *channel)
+{
+	kanal_error_t err;
+	kanal_harness_t *h;
+
+	kanal_error_clear(&err);
+	h = kanal_harness_new(test_path("plugins/digitalpost.so"), "dp", &err);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	kanal_harness_option(h, "base_url", up ? up->url : "http://127.0.0.1:9");
+	kanal_harness_option(h, "sender_cvr", "55133018");
+	kanal_harness_option(h, "sender_label", "Aarhus Kommune");
+	kanal_harness_option(h, "timeout", "2s");
+	if (channel)
+		kanal_harness_option(h, "channel", channel);
+	if (kanal_harness_start(h, &err) != 0) {
+		fprintf(stderr, "harness start: %s\n", err.text);
+		kanal_harness_destroy(&h);
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	return h;
+}
+
+/* The MeMo element at the path of names below parent (all in the MeMo namespace). */
+static xmlNodePtr s_memo(xmlNodePtr parent, const char *path)
+{
+	char buf[256], *save = NULL;
+	xmlNodePtr n = parent;
+
+	snprintf(buf, sizeof buf, "%s", path);
+	for (char *name = strtok_r(buf, "/", &save); name && n; name = strtok_r(NULL, "/", &save)) {
+		xmlNodePtr c = n->children;
+		while (c && !(c->type == XML_ELEMENT_NODE && c->ns &&
+			      !strcmp((const char *)c->ns->href, MEMO_NS) &&
+			      !strcmp((const char *)c->name, name)))
+			c = c->next;
+		n = c;
+	}
+	return n;
+}
+
+/* Asserts the element exists with exactly this text. */
+static void s_memo_is(xmlNodePtr parent, const char *path, const char *want)
+{
+	xmlNodePtr n = s_memo(parent, path);
+	xmlChar *text = n ? xmlNodeGetContent(n) : NULL;
+
+	CU_ASSERT_PTR_NOT_NULL(n);
+	if (!n)
+		fprintf(stderr, "MeMo element %s missing\n", path);
+	if (want && text) {
+		CU_ASSERT_STRING_EQUAL((const char *)text, want);
+		if (strcmp((const char *)text, want))
+			fprintf(stderr, "MeMo %s: '%.60s', want '%.60s'\n", path, text, want);
+	}
+	xmlFree(text);
+}
+
+static void test_memo_has_the_required_elements(void)
+{
+	upstream_t *up = upstream_start("digitalpost", NULL);
+	kanal_harness_t *h;
+	json_t *letter;
+	kanal_msg_t *m;
+	const kanal_msg_t *st;
+	const char *tx = NULL, *uuid = NULL;
+	char *body = NULL, path[128], *content;
+	xmlDocPtr doc;
+	xmlNodePtr root, msg;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	h = s_harness(up, NULL);
+	letter = s_letter("memo-1", CPR_MADS);
+	content = strdup(json_string_value(json_object_get(
+		json_object_get(json_object_get(letter, "data"), "document"), "content")));
+	m = s_msg(letter);
+	CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, "letter-to-citizen"), KANAL_OUTCOME_OK);
+	CU_ASSERT_EQUAL_FATAL(kanal_harness_emitted_count(h), 1);
+	st = kanal_harness_emitted(h, 0);
+	CU_ASSERT_STRING_EQUAL(kanal_msg_type(st), "post.letter.status");
+	kanal_msg_data_str(st, "transaction", &tx);
+	kanal_msg_data_str(st, "message_uuid", &uuid);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(tx);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(uuid);
+
+	/* What the service received, parsed back. */
+	snprintf(path, sizeof path, "/digitalpost/v1/messages/%s", tx);
+	CU_ASSERT_EQUAL_FATAL(upstream_http(up, "GET", path, NULL, NULL, &body), 200);
+	doc = xmlReadMemory(body, (int)strlen(body), "memo.xml", NULL, XML_PARSE_NONET);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+	root = xmlDocGetRootElement(doc);
+	CU_ASSERT_STRING_EQUAL((const char *)root->name, "SendRequest");
+	msg = root->children;
+	while (msg && !(msg->type == XML_ELEMENT_NODE && !strcmp((const char *)msg->name, "Message")))
+		msg = msg->next;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(msg->ns);
+	CU_ASSERT_STRING_EQUAL((const char *)msg->ns->href, MEMO_NS);
+	s_memo_is(msg, "MessageHeader/messageType", "DIGITALPOST");
+	s_memo_is(msg, "MessageHeader/messageUUID", uuid);
+	s_memo_is(msg, "MessageHeader/label", "Din plads i dagtilbud");
+	s_memo_is(msg, "MessageHeader/Sender/senderID", "55133018");
+	s_memo_is(msg, "MessageHeader/Sender/idType", "CVR");
+	s_memo_is(msg, "MessageHeader/Sender/label", "Aarhus Kommune");
+	s_memo_is(msg, "MessageHeader/Recipient/recipientID", CPR_MADS);
+	s_memo_is(msg, "MessageHeader/Recipient/idType", "CPR");
+	s_memo_is(msg, "MessageBody/createdDateTime", "2026-11-24T09:30:00Z");
+	s_memo_is(msg, "MessageBody/MainDocument/File/encodingFormat", "application/pdf");
+	s_memo_is(msg, "MessageBody/MainDocument/File/filename", "Din plads i dagtilbud.pdf");
+	s_memo_is(msg, "MessageBody/MainDocument/File/language", "da");
+	s_memo_is(msg, "MessageBody/MainDocument/File/content", content);
+	s_memo_is(msg, "MessageBody/MainDocument/Action/actionCode", "AFTALE");
+	s_memo_is(msg, "MessageBody/MainDocument/Action/label", "Se og bekræft pladsen");
+	s_memo_is(msg, "MessageBody/MainDocument/Action/EntryPoint/url",
+		  "https://pladsanvisning.aarhus.dk/aftale?id=4412");
+	xmlFreeDoc(doc);
+	free(body);
+	/* The UUID is name-based: version 5. */
+	CU_ASSERT_EQUAL(uuid[14], '5');
+
+	/* The same event again (a redelivery) is the same letter: same UUID, same
+	 * transaction, no second letter. Another id is another letter. */
+	{
+		char first_tx[128], first_uuid[40];
+		const char *tx2 = NULL, *uuid2 = NULL;
+		snprintf(first_tx, sizeof first_tx, "%s", tx);
+		snprintf(first_uuid, sizeof first_uuid, "%s", uuid);
+		kanal_harness_clear(h);
+		CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, "letter-to-citizen"), KANAL_OUTCOME_OK);
+		CU_ASSERT_EQUAL_FATAL(kanal_harness_emitted_count(h), 1);
+		kanal_msg_data_str(kanal_harness_emitted(h, 0), "transaction", &tx2);
+		kanal_msg_data_str(kanal_harness_emitted(h, 0), "message_uuid", &uuid2);
+		CU_ASSERT_STRING_EQUAL(tx2, first_tx);
+		CU_ASSERT_STRING_EQUAL(uuid2, first_uuid);
+		CU_ASSERT_EQUAL(s_count(up, "delivered"), 1);
+		CU_ASSERT_EQUAL(kanal_harness_metric(h, "duplicates"), 1);
+		kanal_msg_destroy(&m);
+		m = s_msg(s_letter("memo-2", CPR_MADS));
+		kanal_harness_clear(h);
+		CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, NULL), KANAL_OUTCOME_OK);
+		CU_ASSERT_EQUAL_FATAL(kanal_harness_emitted_count(h), 1);
+		kanal_msg_data_str(kanal_harness_emitted(h, 0), "message_uuid", &uuid2);
+		CU_ASSERT_STRING_NOT_EQUAL(uuid2, first_uuid);
+		CU_ASSERT_EQUAL(s_count(up, "delivered"), 2);
+	}
+	/* Nothing the plugin logged holds a CPR number. */
+	for (size_t i = 0; i < kanal_harness_log_count(h); i++)
+		s_scan("the plugin's log", kanal_harness_log(h, i));
+	CU_ASSERT_EQUAL(s_cpr_leaks, 0);
+	s_cpr_leaks = 0;
+	free(content);
+	kanal_msg_destroy(&m);
+	kanal_harness_destroy(&h);
+	upstream_stop(&up);
+}
+
+static void test_nemsms_channel(void)
+{
+	upstream_t *up = upstream_start("digitalpost", NULL);
+	kanal_harness_t *h;
+	kanal_msg_t *m;
+	const char *channel = NULL;
+	json_t *box;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	h = s_harness(up, "NemSMS");
+	m = s_msg(s_letter("sms-1", CPR_SOFIE));
+	CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, NULL), KANAL_OUTCOME_OK);
+	CU_ASSERT_EQUAL_FATAL(kanal_harness_emitted_count(h), 1);
+	kanal_msg_data_str(kanal_harness_emitted(h, 0), "channel", &channel);
+	CU_ASSERT_STRING_EQUAL(channel, "nemsms");
+	box = s_mailbox(up, NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+				       json_array_get(json_object_get(box, "messages"), 0), "channel")),
+			       "NemSMS");
+	json_decref(box);
+	kanal_msg_destroy(&m);
+	kanal_harness_destroy(&h);
+	upstream_stop(&up);
+}
+
+/* Delivers the example letter with data.<a>.<b> set to value and returns the outcome. */
+static kanal_outcome_t s_try(kanal_harness_t *h, const char *a, const char *b, const char *value)
+{
+	json_t *e = s_letter("check", CPR_MADS);
+	kanal_msg_t *m;
+	kanal_outcome_t o;
+
+	s_set(e, a, b, value);
+	m = s_msg(e);
+	o = kanal_harness_deliver(h, m, NULL);
+	kanal_msg_destroy(&m);
+	return o;
+}
+
+static void test_filename_and_other_checks(void)
+{
+	static const char *const bad_names[] = {
+		"a<b.pdf", "a>b.pdf", "a:b.pdf", "a\"b.pdf", "a/b.pdf", "a\\b.pdf", "a|b.pdf",
+		"a?b.pdf", "a*b.pdf", "a\nb.pdf", "a\rb.pdf", "a\tb.pdf", "a\x7f" "b.pdf",
+		"a\xc2\xa0" "b.pdf",     /* U+00A0 no-break space */
+		"a\xc2\x85" "b.pdf",     /* U+0085 next line */
+		"a\xe2\x80\x83" "b.pdf", /* U+2003 em space */
+		"a\xe2\x80\x8b" "b.pdf", /* U+200B zero width space */
+		"a\xe2\x80\xa8" "b.pdf", /* U+2028 line separator */
+		"a\xe2\x80\xaf" "b.pdf", /* U+202F narrow no-break space */
+		"a\xe2\x81\x9f" "b.pdf", /* U+205F medium mathematical space */
+		"a\xe3\x80\x80" "b.pdf", /* U+3000 ideographic space */
+		"a\xef\xbb\xbf" "b.pdf", /* U+FEFF zero width no-break space */
+		"", "..",
+	};
+	static const char *const good_names[] = { "Afgørelse om plads.pdf", "brev_2026-01.v2.pdf",
+						  "Ærø – kort.pdf" };
+	upstream_t *up = upstream_start("digitalpost", NULL);
+	kanal_harness_t *h;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	h = s_harness(up, NULL);
+	for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
+		kanal_outcome_t o = s_try(h, "document", "filename", bad_names[i]);
+		CU_ASSERT_EQUAL(o, KANAL_OUTCOME_REJECT);
+		CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h),
+					      "invalid letter: document.filename: "));
+		if (o != KANAL_OUTCOME_REJECT)
+			fprintf(stderr, "bad file name #%zu was accepted\n", i);
+	}
+	for (size_t i = 0; i < sizeof good_names / sizeof *good_names; i++) {
+		CU_ASSERT_EQUAL(s_try(h, "document", "filename", good_names[i]), KANAL_OUTCOME_OK);
+		if (strcmp(kanal_harness_last_error(h) ? kanal_harness_last_error(h) : "", ""))
+			fprintf(stderr, "good file name #%zu: %s\n", i, kanal_harness_last_error(h));
+	}
+	/* The other fields. */
+	CU_ASSERT_EQUAL(s_try(h, "document", "content", "SGVq="), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "document.content"));
+	CU_ASSERT_EQUAL(s_try(h, "document", "language", "dansk"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "document.language"));
+	CU_ASSERT_EQUAL(s_try(h, "action", "code", "KLIK"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "action.code"));
+	CU_ASSERT_EQUAL(s_try(h, "action", "url", "https:///aftale"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "action.url"));
+	CU_ASSERT_EQUAL(s_try(h, "action", "url", "/aftale?id=1"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "action.url"));
+	CU_ASSERT_EQUAL(s_try(h, "label", NULL, "Brev\nmed linjeskift"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "invalid letter: label: "));
+	CU_ASSERT_EQUAL(s_try(h, "sender", "cvr", "11111111"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "sender.cvr"));
+	/* A department may name itself as the sender under the instance's CVR number. */
+	{
+		json_t *e = s_letter("dept", CPR_EMMA);
+		kanal_msg_t *m;
+		json_object_set_new(json_object_get(e, "data"), "sender",
+				    json_pack("{s:s}", "label", "Børn og Unge, Aarhus Kommune"));
+		m = s_msg(e);
+		CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, NULL), KANAL_OUTCOME_OK);
+		kanal_msg_destroy(&m);
+	}
+	/* Laura is 11: no mailbox, and no call to find that out. */
+	{
+		long before = s_count(up, "received");
+		kanal_msg_t *m = s_msg(s_letter("laura", CPR_LAURA));
+		CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, NULL), KANAL_OUTCOME_REJECT);
+		CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "not-enrolled: "));
+		CU_ASSERT_EQUAL(s_count(up, "received"), before);
+		kanal_msg_destroy(&m);
+	}
+	/* A CPR number is never repeated in an error. */
+	CU_ASSERT_EQUAL(s_try(h, "recipient_cpr", NULL, "1503859999x"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "recipient_cpr"));
+	s_scan("an error", kanal_harness_last_error(h));
+	CU_ASSERT_EQUAL(s_cpr_leaks, 0);
+	s_cpr_leaks = 0;
+	kanal_harness_destroy(&h);
+	upstream_stop(&up);
+}
+
+static void test_bad_options_are_refused(void)
+{
+	static const struct {
+		const char *key, *value, *named;
+	} cases[] = {
+		{ "sender_cvr", "5513301", "sender_cvr" },
+		{ "channel", "Fysisk Post", "channel" },
+		{ "base_url", "ftp://dp.example", "base_url" },
+		/* CPR numbers in clear over the network: never. */
+		{ "base_url", "http://digitalpost.example.dk", "base_url" },
+		{ "base_url", "http://127.0.0.1.example.dk:80", "base_url" },
+		{ "language", "DA", "language" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		kanal_error_t err;
+		kanal_harness_t *h;
+
+		kanal_error_clear(&err);
+		h = kanal_harness_new(test_path("plugins/digitalpost.so"), "dp", &err);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		kanal_harness_option(h, "base_url", "http://127.0.0.1:9");
+		kanal_harness_option(h, "sender_cvr", "55133018");
+		kanal_harness_option(h, "sender_label", "Aarhus Kommune");
+		kanal_harness_option(h, cases[i].key, cases[i].value);
+		CU_ASSERT_NOT_EQUAL(kanal_harness_start(h, &err), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.text, cases[i].named));
+		if (!strstr(err.text, cases[i].named))
+			fprintf(stderr, "option %s: error '%s'\n", cases[i].key, err.text);
+		kanal_harness_destroy(&h);
+	}
+}
+
+TEST_MAIN("digitalpost",
+	  TEST(test_enrolled_citizen_gets_the_letter_digitally),
+	  TEST(test_exempt_citizen_gets_a_physical_letter),
+	  TEST(test_lookup_says_not_enrolled_no_service_call),
+	  TEST(test_invalid_letters_are_rejected_naming_the_field),
+	  TEST(test_unavailable_service_is_retried_and_sends_one_letter),
+	  TEST(test_garbage_and_hang_are_retried_within_the_timeout),
+	  TEST(test_wrong_token_is_retried_not_sent_on_paper),
+	  TEST(test_memo_has_the_required_elements),
+	  TEST(test_nemsms_channel),
+	  TEST(test_filename_and_other_checks),
+	  TEST(test_bad_options_are_refused))
