@@ -1,0 +1,549 @@
+/*
+ * plugins/letter/letter.c — the physical letter: the destination a post.letter.send
+ * reaches when Digital Post cannot carry it (the route `letter-to-citizen` falls back
+ * here). It turns the letter and the recipient's CPR data into a print job (job.c) and
+ * hands the job to a print provider in one of two ways:
+ *
+ *   spool    one JSON file per letter in a folder a print pipeline picks up; each file is
+ *            written to a temporary name starting with '.', fsync'd and renamed into place,
+ *            so the pipeline only ever sees whole jobs;
+ *   service  an HTTP POST of the same document to the provider's job endpoint, with an
+ *            Idempotency-Key so that a retried POST never prints twice.
+ *
+ * The job's name comes from the event's source and id, so a redelivery (after a crash, a
+ * retry) writes the same job again instead of a second letter. Once the job is handed
+ * over, the plugin emits post.letter.status (channel "physical" and why). The job holds
+ * the recipient's name and address — possibly a protected one, which is why the route
+ * asks for it — so neither ever reaches a log line or an error text.
+ */
+#include "letter.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <kanal/kanal.h>
+
+#include "../common/conn.h"
+
+#define EMIT_BUSY_TRIES 40  /* times 50 ms: how long a busy bus may hold up the status */
+
+static const kanal_option_t s_options[] = {
+	{ "mode", KANAL_OPT_STRING, "spool", false,
+	  "spool: write each print job as a file into spool_dir; service: POST it to print_url." },
+	{ "spool_dir", KANAL_OPT_PATH, NULL, false,
+	  "Folder the print pipeline picks jobs up from (spool mode); it must exist and be "
+	  "writable." },
+	{ "print_url", KANAL_OPT_STRING, NULL, false,
+	  "The print service's job endpoint, e.g. https://print.example/print/v1/jobs "
+	  "(service mode)." },
+	{ "token", KANAL_OPT_STRING, NULL, false,
+	  "Bearer token for the print service (service mode); prefer token_file." },
+	{ "token_file", KANAL_OPT_PATH, NULL, false,
+	  "File holding the bearer token (mode 0600 or 0400), instead of token." },
+	{ "ca_file", KANAL_OPT_PATH, NULL, false,
+	  "Extra CA bundle for an https print_url." },
+	{ "timeout", KANAL_OPT_DURATION, "5s", false,
+	  "How long one POST to the print service may take (service mode)." },
+	{ "postal_category", KANAL_OPT_STRING, "Economique", false,
+	  "Prioritaire or Economique; a letter's data.postal_category overrides it." },
+	{ "sender", KANAL_OPT_STRING, NULL, false,
+	  "The sender's name for the job's return address when the letter carries no "
+	  "data.sender (e.g. \"Aarhus Kommune\")." },
+	{ "status", KANAL_OPT_BOOL, "true", false,
+	  "Emit post.letter.status once a job is handed over." },
+	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
+	  "Key file (0600) for the status event's subject: person:<pseudonym> of the recipient." },
+	{ "retry_after", KANAL_OPT_DURATION, "30s", false,
+	  "The retry hint when the spool cannot be written (disk full, folder gone)." },
+	{ .name = NULL },
+};
+
+typedef enum letter_mode { LETTER_SPOOL, LETTER_SERVICE } letter_mode_t;
+
+typedef struct letter {
+	letter_mode_t mode;
+	const char *spool_dir;     /* borrowed from the config */
+	const char *print_url;     /* borrowed from the config */
+	const char *ca_file;       /* borrowed from the config */
+	char *token;               /* owned: from token or token_file */
+	int64_t timeout_ms;
+	int64_t retry_after_ms;
+	bool status;
+	letter_defaults_t defaults;
+	kanal_pseudonym_key_t *key;
+	kc_http_t *http;           /* service mode, made in start */
+} letter_t;
+
+static void s_destroy(void *state)
+{
+	letter_t *l = state;
+
+	if (!l)
+		return;
+	kc_http_destroy(&l->http);
+	if (l->token) {
+		memset(l->token, 0, strlen(l->token));
+		free(l->token);
+	}
+	kanal_pseudonym_key_destroy(&l->key);
+	free(l);
+}
+
+/* Reads the bearer token from a file that only its owner may read, trailing blanks cut.
+ * Returns 0, or KANAL_ECONFIG after setting the error. */
+static int s_read_token(kanal_ctx_t *ctx, letter_t *l, const char *path)
+{
+	struct stat st;
+	size_t len = 0;
+	int rc;
+
+	if (stat(path, &st) != 0) {
+		kanal_set_error(ctx, "option 'token_file': cannot read '%s': %s", path,
+				strerror(errno));
+		return KANAL_ECONFIG;
+	}
+	if (st.st_mode & 077) {
+		kanal_set_error(ctx, "option 'token_file': '%s' may be read by others (mode %03o): "
+				"make it 0600 or 0400", path, (unsigned)(st.st_mode & 0777));
+		return KANAL_ECONFIG;
+	}
+	/* kc_file_read joins "dir/name": an absolute path is "" and the rest. */
+	rc = path[0] == '/' ? kc_file_read("", path + 1, &l->token, &len)
+			    : kc_file_read(".", path, &l->token, &len);
+	if (rc != 0) {
+		kanal_set_error(ctx, "option 'token_file': cannot read '%s': %s", path,
+				kanal_strerror(rc));
+		return KANAL_ECONFIG;
+	}
+	while (len > 0 && (l->token[len - 1] == '\n' || l->token[len - 1] == '\r' ||
+			   l->token[len - 1] == ' '))
+		l->token[--len] = '\0';
+	if (len == 0) {
+		kanal_set_error(ctx, "option 'token_file': '%s' is empty", path);
+		return KANAL_ECONFIG;
+	}
+	return 0;
+}
+
+/* Checks that the spool folder exists, is a folder, and that this process can create a
+ * file in it (a probe file, removed at once: a permission check alone would be wrong for
+ * root, for ACLs and read-only mounts). Returns 0 or KANAL_ECONFIG after setting the error,
+ * which names the folder. */
+static int s_check_spool(kanal_ctx_t *ctx, const char *dir)
+{
+	char probe[4096];
+	struct stat st;
+	int fd;
+
+	if (stat(dir, &st) != 0) {
+		kanal_set_error(ctx, "option 'spool_dir': the spool folder '%s' %s", dir,
+				errno == ENOENT ? "does not exist: create it for the print pipeline"
+						: strerror(errno));
+		return KANAL_ECONFIG;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		kanal_set_error(ctx, "option 'spool_dir': '%s' is not a folder", dir);
+		return KANAL_ECONFIG;
+	}
+	if ((size_t)snprintf(probe, sizeof probe, "%s/.kanal-probe-XXXXXX", dir) >= sizeof probe) {
+		kanal_set_error(ctx, "option 'spool_dir': the path '%s' is too long", dir);
+		return KANAL_ECONFIG;
+	}
+	fd = mkstemp(probe);
+	if (fd < 0) {
+		kanal_set_error(ctx, "option 'spool_dir': cannot write in the spool folder '%s': %s",
+				dir, strerror(errno));
+		return KANAL_ECONFIG;
+	}
+	close(fd);
+	unlink(probe);
+	return 0;
+}
+
+/* Reads and checks the options: a mode, what that mode needs (a writable spool folder, a
+ * print URL), a postal category, the optional token and pseudonym key. */
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	letter_t *l = calloc(1, sizeof *l);
+	const char *mode = kanal_config_string(cfg, "mode");
+	const char *category = kanal_config_string(cfg, "postal_category");
+	const char *key_path = kanal_config_string(cfg, "pseudonym_key");
+	const char *token = kanal_config_string(cfg, "token");
+	const char *token_file = kanal_config_string(cfg, "token_file");
+	int rc = KANAL_ECONFIG;
+
+	if (!l) {
+		kanal_set_error(ctx, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	l->spool_dir = kanal_config_string(cfg, "spool_dir");
+	l->print_url = kanal_config_string(cfg, "print_url");
+	l->ca_file = kanal_config_string(cfg, "ca_file");
+	l->timeout_ms = kanal_config_duration_ms(cfg, "timeout");
+	l->retry_after_ms = kanal_config_duration_ms(cfg, "retry_after");
+	l->status = kanal_config_bool(cfg, "status");
+	l->defaults.sender = kanal_config_string(cfg, "sender");
+
+	if (!mode || !strcmp(mode, "spool")) {
+		l->mode = LETTER_SPOOL;
+	} else if (!strcmp(mode, "service")) {
+		l->mode = LETTER_SERVICE;
+	} else {
+		kanal_set_error(ctx, "option 'mode': '%s' is not a mode; give spool or service", mode);
+		goto fail;
+	}
+	if (letter_postal_category(category, &l->defaults.postal_category) != 0) {
+		kanal_set_error(ctx, "option 'postal_category': '%s' is not a postal category; give "
+				"Prioritaire or Economique", category ? category : "");
+		goto fail;
+	}
+	if (l->timeout_ms <= 0 || l->retry_after_ms < 0) {
+		kanal_set_error(ctx, "option '%s': must be %s", l->timeout_ms <= 0 ? "timeout"
+				: "retry_after", l->timeout_ms <= 0 ? "longer than 0" : "0 or more");
+		goto fail;
+	}
+	if (l->mode == LETTER_SPOOL) {
+		if (!l->spool_dir || !*l->spool_dir) {
+			kanal_set_error(ctx, "option 'spool_dir' is required in spool mode: the folder "
+					"the print pipeline picks jobs up from");
+			goto fail;
+		}
+		if ((rc = s_check_spool(ctx, l->spool_dir)) != 0)
+			goto fail;
+	} else {
+		if (!l->print_url || (strncmp(l->print_url, "http://", 7) != 0 &&
+				      strncmp(l->print_url, "https://", 8) != 0)) {
+			kanal_set_error(ctx, "option 'print_url' is required in service mode: an "
+					"http:// or https:// URL of the print service's job endpoint%s",
+					l->print_url ? " (got something else)" : "");
+			goto fail;
+		}
+		if (token && token_file) {
+			kanal_set_error(ctx, "options 'token' and 'token_file': give one, not both");
+			goto fail;
+		}
+		if (token_file && (rc = s_read_token(ctx, l, token_file)) != 0)
+			goto fail;
+		if (token && !(l->token = strdup(token))) {
+			rc = KANAL_ENOMEM;
+			kanal_set_error(ctx, "out of memory");
+			goto fail;
+		}
+	}
+	if (key_path) {
+		char why[256];
+		if ((rc = kanal_pseudonym_key_load(key_path, &l->key, why, sizeof why)) != 0) {
+			kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
+			rc = KANAL_ECONFIG;
+			goto fail;
+		}
+	}
+	*state = l;
+	return 0;
+fail:
+	s_destroy(l);
+	return rc;
+}
+
+/* True when name is a temporary file kc_file_write_atomic left behind for a job,
+ * ".<job>.json.tmp", or a probe file of s_check_spool. */
+static bool s_is_stale_temp(const char *name)
+{
+	size_t n = strlen(name);
+
+	return name[0] == '.' && ((n > 10 && !strcmp(name + n - 9, ".json.tmp")) ||
+				  !strncmp(name, ".kanal-probe-", 13));
+}
+
+/* Removes the temporary files of jobs whose writing a crash interrupted. They were never
+ * renamed into place, so no print pipeline has seen them; the letters they belonged to
+ * are still pending in the journal and will be written again. */
+static void s_clean_spool(kanal_ctx_t *ctx, const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int removed = 0;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[4096];
+		if (!s_is_stale_temp(e->d_name) ||
+		    (size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path)
+			continue;
+		if (unlink(path) == 0)
+			removed++;
+	}
+	closedir(d);
+	if (removed > 0)
+		kanal_log(ctx, KANAL_LOG_INFO, "removed %d half-written job file%s from the spool "
+			  "'%s' (left by a crash; their letters are written again)", removed,
+			  removed == 1 ? "" : "s", dir);
+}
+
+static int s_start(kanal_ctx_t *ctx, void *state)
+{
+	letter_t *l = state;
+
+	kanal_metric_add(ctx, "received", 0);
+	kanal_metric_add(ctx, "jobs", 0);
+	kanal_metric_add(ctx, "rejected", 0);
+	kanal_metric_add(ctx, "retried", 0);
+	if (l->mode == LETTER_SPOOL) {
+		s_clean_spool(ctx, l->spool_dir);
+		kanal_log(ctx, KANAL_LOG_INFO, "spooling print jobs to '%s' (%s by default)",
+			  l->spool_dir, l->defaults.postal_category);
+		return 0;
+	}
+	l->http = kc_http_new(&(kc_http_opts_t){ .timeout_ms = l->timeout_ms,
+						 .bearer_token = l->token,
+						 .ca_file = l->ca_file,
+						 .max_body = 64 * 1024 });
+	if (!l->http) {
+		kanal_set_error(ctx, "cannot make the HTTP client for the print service");
+		return KANAL_ENOMEM;
+	}
+	kanal_log(ctx, KANAL_LOG_INFO, "posting print jobs to %s (%s by default)", l->print_url,
+		  l->defaults.postal_category);
+	return 0;
+}
+
+/* Writes the job into the spool. Returns OK, or RETRY with the error set: a full disk, a
+ * vanished or read-only folder usually get better, and the letter must not be lost. */
+static kanal_outcome_t s_spool(kanal_ctx_t *ctx, letter_t *l, const letter_job_t *job)
+{
+	char name[LETTER_JOB_ID_MAX + 8];
+	int rc;
+
+	snprintf(name, sizeof name, "%s.json", job->id);
+	rc = kc_file_write_atomic(l->spool_dir, name, job->json, job->len, 0600);
+	if (rc == 0)
+		return KANAL_OUTCOME_OK;
+	kanal_set_error(ctx, "cannot write print job %s into the spool '%s': %s", name,
+			l->spool_dir, rc == KANAL_EIO ? strerror(errno) : kanal_strerror(rc));
+	kanal_set_retry_after(ctx, l->retry_after_ms);
+	return KANAL_OUTCOME_RETRY;
+}
+
+/* Replaces every occurrence of needle in text with "***" (text shrinks or keeps its
+ * length). */
+static void s_blank(char *text, const char *needle)
+{
+	size_t len = strlen(needle);
+	char *p;
+
+	if (len < 3)
+		return;
+	while ((p = strstr(text, needle))) {
+		memcpy(p, "***", 3);
+		memmove(p + 3, p + len, strlen(p + len) + 1);
+	}
+}
+
+/* Takes the recipient's name and address out of an error text: a print service may quote
+ * the line it did not like, and errors go to the journal, the event stream and the
+ * dead-letter views, where a (perhaps protected) address must not be. Whole address
+ * lines go first, then each word of them that could identify (three characters or more;
+ * numbers only from four digits, so "HTTP 400" stays readable). */
+static void s_scrub(char *text, const letter_job_t *job)
+{
+	json_t *doc = json_loads(job->json, 0, NULL), *line;
+	json_t *lines = json_object_get(json_object_get(doc, "recipient"), "address_block");
+	size_t i;
+
+	json_array_foreach(lines, i, line)
+		s_blank(text, json_string_value(line));
+	json_array_foreach(lines, i, line) {
+		char *copy = strdup(json_string_value(line)), *save = NULL, *word;
+		for (word = copy ? strtok_r(copy, " ,.", &save) : NULL; word;
+		     word = strtok_r(NULL, " ,.", &save)) {
+			size_t len = strlen(word), digits = strspn(word, "0123456789");
+			if (len >= 3 && (digits < len || len >= 4))
+				s_blank(text, word);
+		}
+		free(copy);
+	}
+	json_decref(doc);
+}
+
+/* POSTs the job to the print service. 2xx OK; 4xx REJECT; no answer, 408, 429, 5xx RETRY
+ * (kc_http_outcome). The Idempotency-Key is the job id, stable for the letter, so a
+ * service that got the job before answering lost is not asked to print it twice. */
+static kanal_outcome_t s_post(kanal_ctx_t *ctx, letter_t *l, const letter_job_t *job)
+{
+	char key[LETTER_JOB_ID_MAX + 32];
+	const char *headers[] = { "Content-Type: application/json", "Accept: application/json",
+				  key, NULL };
+	kc_response_t res;
+	kanal_outcome_t outcome;
+
+	snprintf(key, sizeof key, "Idempotency-Key: %s", job->id);
+	kc_http_request(l->http, "POST", l->print_url, headers, job->json, job->len, &res);
+	outcome = kc_http_outcome(ctx, &res, "POST print job");
+	if (outcome != KANAL_OUTCOME_OK) {
+		char why[512];
+		kanal_metric_add(ctx, "upstream_errors", 1);
+		kc_http_describe(&res, "POST print job", why, sizeof why);
+		s_scrub(why, job);
+		kanal_set_error(ctx, "%s", why);
+		if (outcome == KANAL_OUTCOME_RETRY && res.retry_after_ms < 0)
+			kanal_set_retry_after(ctx, 1000);
+	}
+	kc_response_clear(&res);
+	return outcome;
+}
+
+/* The current UTC time as RFC 3339 with milliseconds. */
+static void s_now_rfc3339(char *buf, size_t size)
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* Makes the post.letter.status for a letter handed over as `job`. Its id is derived from
+ * the letter's, so a redelivered letter's second status is dropped by the bus as a
+ * duplicate. The subject is the recipient's pseudonym when a key is configured; no
+ * attribute carries a CPR number. Returns a new message, or NULL when out of memory. */
+static kanal_msg_t *s_status_event(kanal_ctx_t *ctx, const letter_t *l, const kanal_msg_t *msg,
+				   const letter_job_t *job)
+{
+	const char *correlation = kanal_msg_attr(msg, "correlationid");
+	const char *cpr = NULL;
+	char *id = NULL, now[40], pseudonym[KANAL_PSEUDONYM_SIZE];
+	kanal_msg_t *out = NULL;
+
+	if (asprintf(&id, "%s-physical", kanal_msg_id(msg)) < 0)
+		return NULL;
+	out = kanal_msg_new("post.letter.status", kanal_instance_name(ctx), id);
+	free(id);
+	if (!out)
+		return NULL;
+	s_now_rfc3339(now, sizeof now);
+	if (kanal_msg_set_attr(out, "time", now, NULL) != 0 ||
+	    kanal_msg_set_attr(out, "causationid", kanal_msg_id(msg), NULL) != 0 ||
+	    kanal_msg_set_attr(out, "correlationid", correlation ? correlation : kanal_msg_id(msg),
+			       NULL) != 0 ||
+	    kanal_msg_data_set_str(out, "letter", kanal_msg_id(msg)) != 0 ||
+	    kanal_msg_data_set_str(out, "channel", "physical") != 0 ||
+	    kanal_msg_data_set_str(out, "status", "sent") != 0 ||
+	    kanal_msg_data_set_str(out, "reason", job->reason) != 0 ||
+	    kanal_msg_data_set_str(out, "postal_category", job->postal_category) != 0 ||
+	    kanal_msg_data_set_str(out, "job", job->id) != 0) {
+		kanal_msg_destroy(&out);
+		return NULL;
+	}
+	if (l->key && kanal_msg_data_str(msg, "recipient_cpr", &cpr) == 0 &&
+	    kanal_cpr_pseudonym(l->key, cpr, pseudonym, sizeof pseudonym) == 0 &&
+	    kanal_msg_set_attr(out, "subject", pseudonym, NULL) != 0)
+		kanal_msg_destroy(&out);
+	return out;
+}
+
+/* Emits the status, waiting a little (bounded) while the bus is busy. Returns 0 when the
+ * bus took it (or already had it), else the last kanal_emit code. */
+static int s_emit_status(kanal_ctx_t *ctx, const letter_t *l, const kanal_msg_t *msg,
+			 const letter_job_t *job)
+{
+	int rc = KANAL_EBUSY;
+
+	for (int i = 0; i < EMIT_BUSY_TRIES && rc == KANAL_EBUSY; i++) {
+		kanal_msg_t *status = s_status_event(ctx, l, msg, job);
+		if (!status)
+			return KANAL_ENOMEM;
+		if (i > 0)
+			usleep(50 * 1000);
+		rc = kanal_emit(ctx, &status);
+	}
+	return rc == KANAL_EDUPLICATE ? 0 : rc;
+}
+
+static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
+{
+	letter_t *l = state;
+	letter_job_t job;
+	kanal_outcome_t outcome;
+	char why[512];
+	int rc;
+
+	kanal_metric_add(ctx, "received", 1);
+	if (strcmp(kanal_msg_type(msg), "post.letter.send") != 0) {
+		kanal_metric_add(ctx, "rejected", 1);
+		kanal_set_error(ctx, "the letter connector prints post.letter.send, not '%s'",
+				kanal_msg_type(msg));
+		return KANAL_OUTCOME_REJECT;
+	}
+	rc = letter_job_build(msg, &l->defaults, time(NULL), &job, why, sizeof why);
+	if (rc != 0) {
+		kanal_set_error(ctx, "letter %s: %s", kanal_msg_id(msg), why);
+		if (rc == KANAL_ENOMEM) {
+			kanal_metric_add(ctx, "retried", 1);
+			kanal_set_retry_after(ctx, 1000);
+			return KANAL_OUTCOME_RETRY;
+		}
+		kanal_metric_add(ctx, "rejected", 1);
+		return KANAL_OUTCOME_REJECT;
+	}
+	outcome = l->mode == LETTER_SPOOL ? s_spool(ctx, l, &job) : s_post(ctx, l, &job);
+	if (outcome != KANAL_OUTCOME_OK) {
+		kanal_metric_add(ctx, outcome == KANAL_OUTCOME_RETRY ? "retried" : "rejected", 1);
+		letter_job_clear(&job);
+		return outcome;
+	}
+	kanal_metric_add(ctx, "jobs", 1);
+	kanal_log(ctx, KANAL_LOG_DEBUG, "letter %s: print job %s %s (%s; %s)", kanal_msg_id(msg),
+		  job.id, l->mode == LETTER_SPOOL ? "spooled" : "accepted by the print service",
+		  job.postal_category, job.reason);
+	rc = l->status ? s_emit_status(ctx, l, msg, &job) : 0;
+	if (rc == KANAL_EINVALID || rc == KANAL_ETOOBIG) {
+		/* The bus will never take this status: retrying would only hand the job over
+		 * again. The letter is on its way; say loudly that its status is missing. */
+		kanal_log(ctx, KANAL_LOG_ERROR, "letter %s: print job %s handed over, but the bus "
+			  "refuses its status event: %s", kanal_msg_id(msg), job.id,
+			  kanal_strerror(rc));
+		rc = 0;
+	}
+	if (rc != 0) {
+		/* The job is with the provider, but every letter must end with a status. A
+		 * retry hands over the same job again (same file, same Idempotency-Key), so
+		 * asking for one costs no second letter. */
+		kanal_metric_add(ctx, "retried", 1);
+		kanal_set_error(ctx, "letter %s: print job %s handed over, but its status event "
+				"could not be emitted: %s", kanal_msg_id(msg), job.id,
+				kanal_strerror(rc));
+		kanal_set_retry_after(ctx, 1000);
+		letter_job_clear(&job);
+		return KANAL_OUTCOME_RETRY;
+	}
+	letter_job_clear(&job);
+	return KANAL_OUTCOME_OK;
+}
+
+KANAL_PLUGIN_EXPORT = {
+	.abi_major = KANAL_ABI_MAJOR,
+	.abi_minor = KANAL_ABI_MINOR,
+	.struct_size = sizeof(kanal_plugin_t),
+	.name = "letter",
+	.version = KANAL_VERSION,
+	.description = "The physical letter, Digital Post's fallback: writes a print job with the "
+		       "recipient's address block to a spool folder or posts it to a print "
+		       "service, then emits post.letter.status.",
+	.options = s_options,
+	.init = s_init,
+	.start = s_start,
+	.on_message = s_on_message,
+	.stop = NULL,
+	.destroy = s_destroy,
+};
