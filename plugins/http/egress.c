@@ -1,0 +1,186 @@
+/*
+ * plugins/http/egress.c — CloudEvents out over HTTP: a webhook destination. Each delivery
+ * is one POST of the event to `url`, in the structured content mode (the JSON event
+ * format as the body) or, with `mode: binary`, the binary mode (attributes in ce-*
+ * headers, the data as the body). The answer becomes the delivery's outcome through the
+ * connectors' one mapping (plugins/common, kc_http_outcome): 2xx OK; no answer, a timeout,
+ * 408, 425, 429 and 5xx RETRY, honouring Retry-After; any other status REJECT — the route's
+ * fallback, else the dead letters — with the status and a short excerpt of the answer.
+ *
+ * The POST blocks the instance's thread for at most `timeout`; deliveries to one instance
+ * are serialised anyway, and a slow webhook fills only its own queue.
+ */
+#include "http.h"
+#include "../common/conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+struct egress {
+	const char *url;      /* borrowed from the config */
+	char what[300];       /* "POST scheme://host/path", the URL without its query */
+	bool binary;
+	kc_http_t *http;
+	char **extra;         /* NULL-terminated "Name: value" lines from `headers` */
+	size_t n_extra;
+};
+
+/* The URL for error texts: its query string and any user:password@ may hold a secret, so
+ * they are left out. */
+static void s_describe_url(const char *url, char *buf, size_t size)
+{
+	const char *scheme_end = strstr(url, "://");
+	const char *host = scheme_end ? scheme_end + 3 : url;
+	size_t authority = strcspn(host, "/?#");
+	const char *at = memchr(host, '@', authority);
+	size_t n;
+
+	if (at)
+		host = at + 1;
+	n = strcspn(host, "?#");
+	snprintf(buf, size, "POST %.*s%.*s", scheme_end ? (int)(scheme_end + 3 - url) : 0, url,
+		 (int)(n > 250 ? 250 : n), host);
+}
+
+int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, egress_t **out)
+{
+	const char *url = kanal_config_string(cfg, "url");
+	const char *mode = kanal_config_string(cfg, "mode");
+	const char *token_file = kanal_config_string(cfg, "bearer_token_file");
+	kc_http_opts_t o;
+	egress_t *eg;
+	char *token = NULL, why[768];
+	int rc = KANAL_ECONFIG;
+
+	*out = NULL;
+	if (!url || !*url) {
+		if (token_file || kanal_config_given(cfg, "mode")) {
+			kanal_set_error(ctx, "%s is given but url is not: the webhook options need "
+				       "url (e.g. url: https://vendor.example.dk/events)",
+				       token_file ? "bearer_token_file" : "mode");
+			return KANAL_ECONFIG;
+		}
+		return 0;
+	}
+	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+		kanal_set_error(ctx, "url '%s' must start with http:// or https://", url);
+		return KANAL_ECONFIG;
+	}
+	if (strcmp(mode, "structured") && strcmp(mode, "binary")) {
+		kanal_set_error(ctx, "mode '%s' is not 'structured' or 'binary'", mode);
+		return KANAL_ECONFIG;
+	}
+	if (!(eg = calloc(1, sizeof *eg)))
+		return KANAL_ENOMEM;
+	eg->url = url;
+	eg->binary = !strcmp(mode, "binary");
+	s_describe_url(url, eg->what, sizeof eg->what);
+	eg->n_extra = kanal_config_list_count(cfg, "headers");
+	if (!(eg->extra = calloc(eg->n_extra + 1, sizeof *eg->extra))) {
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < eg->n_extra; i++) {
+		const char *h = kanal_config_list(cfg, "headers", i);
+		const char *colon = strchr(h, ':');
+
+		if (!colon || colon == h || strpbrk(h, "\r\n")) {
+			kanal_set_error(ctx, "headers: '%s' is not 'Name: value'", h);
+			goto fail;
+		}
+		if (!(eg->extra[i] = strdup(h))) {
+			rc = KANAL_ENOMEM;
+			goto fail;
+		}
+	}
+	if (token_file) {
+		rc = tokens_read_secret(token_file, &token, why, sizeof why);
+		if (rc < 0) {
+			kanal_set_error(ctx, "%s", why);
+			rc = KANAL_ECONFIG;
+			goto fail;
+		}
+	}
+	memset(&o, 0, sizeof o);
+	o.timeout_ms = kanal_config_duration_ms(cfg, "timeout");
+	if (o.timeout_ms <= 0) {
+		kanal_set_error(ctx, "timeout must be more than 0");
+		rc = KANAL_ECONFIG;
+		goto fail;
+	}
+	o.connect_timeout_ms = o.timeout_ms < 3000 ? o.timeout_ms : 3000;
+	o.bearer_token = token;
+	o.ca_file = kanal_config_string(cfg, "ca_file");
+	o.max_body = 64 * 1024; /* the answer is only quoted in errors */
+	eg->http = kc_http_new(&o);
+	if (token) {
+		OPENSSL_cleanse(token, strlen(token));
+		free(token);
+	}
+	if (!eg->http) {
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
+	*out = eg;
+	return 0;
+fail:
+	egress_destroy(&eg);
+	return rc;
+}
+
+kanal_outcome_t egress_send(egress_t *eg, kanal_ctx_t *ctx, const kanal_msg_t *msg)
+{
+	binding_out_t req;
+	kc_response_t res;
+	const char **headers;
+	kanal_outcome_t outcome;
+	char why[160];
+	size_t k = 0;
+
+	if (binding_render(msg, eg->binary, &req, why, sizeof why) < 0) {
+		kanal_set_error(ctx, "%s: cannot render event %s: %s", eg->what, kanal_msg_id(msg),
+				why);
+		return KANAL_OUTCOME_RETRY;
+	}
+	headers = calloc(req.n_headers + eg->n_extra + 1, sizeof *headers);
+	if (!headers) {
+		binding_out_clear(&req);
+		kanal_set_error(ctx, "%s: out of memory", eg->what);
+		return KANAL_OUTCOME_RETRY;
+	}
+	for (size_t i = 0; i < req.n_headers; i++)
+		headers[k++] = req.headers[i];
+	for (size_t i = 0; i < eg->n_extra; i++)
+		headers[k++] = eg->extra[i];
+	kc_http_request(eg->http, "POST", eg->url, headers, req.body ? req.body : "", req.len,
+			&res);
+	outcome = kc_http_outcome(ctx, &res, eg->what);
+	if (outcome == KANAL_OUTCOME_OK)
+		kanal_log(ctx, KANAL_LOG_DEBUG, "posted event %s: HTTP %ld", kanal_msg_id(msg),
+			  res.status);
+	kanal_metric_add(ctx, outcome == KANAL_OUTCOME_OK       ? "http_posted"
+			      : outcome == KANAL_OUTCOME_RETRY ? "http_post_retries"
+							       : "http_post_rejections",
+			 1);
+	kc_response_clear(&res);
+	free(headers);
+	binding_out_clear(&req);
+	return outcome;
+}
+
+void egress_destroy(egress_t **eg_p)
+{
+	egress_t *eg = eg_p ? *eg_p : NULL;
+
+	if (!eg)
+		return;
+	kc_http_destroy(&eg->http);
+	for (size_t i = 0; eg->extra && i < eg->n_extra; i++)
+		free(eg->extra[i]);
+	free(eg->extra);
+	free(eg);
+	*eg_p = NULL;
+}

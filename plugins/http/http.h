@@ -1,0 +1,133 @@
+/*
+ * plugins/http/http.h — the private interfaces between the parts of the `http` plugin:
+ * CloudEvents over HTTP in (ingress.c: a libmicrohttpd server driven from the instance's
+ * thread) and out (egress.c: a webhook destination over plugins/common's HTTP client), the
+ * bearer tokens that guard the ingress (tokens.c), and the CloudEvents HTTP protocol
+ * binding's header codec both directions share (binding.c). http.c holds the descriptor
+ * and the options table and wires the parts to the plugin lifecycle.
+ *
+ * Nothing here is exported from the .so (it is built with hidden visibility).
+ */
+#ifndef KANAL_PLUGIN_HTTP_H
+#define KANAL_PLUGIN_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kanal/kanal.h>
+
+/* ---- binding.c: the CloudEvents HTTP protocol binding's codec --------------------------- */
+
+/* The media types of the JSON event format and its batch format. */
+#define BINDING_STRUCTURED "application/cloudevents+json"
+#define BINDING_BATCH "application/cloudevents-batch+json"
+
+/* Copies the media type of a Content-Type value — lower case, parameters and blanks
+ * dropped — into buf ("" for NULL). Returns buf. */
+const char *binding_media_type(const char *content_type, char *buf, size_t size);
+
+/* True when a media type carries JSON: application/json, text/json or any "+json" suffix.
+ * NULL (no datacontenttype) counts as JSON, as the JSON event format says. */
+bool binding_media_is_json(const char *media);
+
+/* Decodes one ce-* header value as the binding prescribes: a double-quoted value is
+ * unquoted (backslash escapes processed), then one round of percent-decoding is done, and
+ * the result must be valid UTF-8 without control characters. Returns a malloc'd string, or
+ * NULL with why filled in (the reason never repeats the value). */
+char *binding_header_decode(const char *value, char *why, size_t why_size);
+
+/* Percent-encodes an attribute value for a ce-* header: space, '"', '%' and every byte
+ * outside printable ASCII become %XY (upper-case hex). Returns a malloc'd string or NULL. */
+char *binding_header_encode(const char *value);
+
+/* One request header, as received. */
+typedef struct binding_header {
+	const char *name;
+	const char *value;
+} binding_header_t;
+
+/* Builds an event from a binary-mode request: the ce-* headers among headers[0..n) are its
+ * attributes, body[0..len) its data and content_type (the Content-Type header, or NULL)
+ * its datacontenttype. JSON data is kept as JSON, any other as data_base64, so the bytes
+ * pass unchanged. On failure returns KANAL_EINVALID with the attribute at fault named in
+ * err (a 400) or KANAL_ETOOBIG when the event exceeds max_event_size (a 413), and *out
+ * stays NULL. Ownership: borrows everything; *out is a new message. */
+int binding_binary_decode(const binding_header_t *headers, size_t n, const char *content_type,
+			  const char *body, size_t len, size_t max_event_size, kanal_msg_t **out,
+			  kanal_error_t *err);
+
+/* A request to send one event: a NULL-terminated list of malloc'd "Name: value" header
+ * lines and a body (which may hold NULs: use len). Free with binding_out_clear. */
+typedef struct binding_out {
+	char **headers;
+	size_t n_headers;
+	char *body;
+	size_t len;
+	bool body_is_malloc; /* else it came from libkanal: freed with kanal_free */
+} binding_out_t;
+
+/* Renders msg for a POST in the structured (binary == false) or the binary content mode.
+ * Returns 0 or KANAL_ENOMEM / KANAL_EINVAL (the data cannot be rendered; why says how).
+ * Ownership: borrows msg; out is the caller's to clear. */
+int binding_render(const kanal_msg_t *msg, bool binary, binding_out_t *out, char *why,
+		   size_t why_size);
+void binding_out_clear(binding_out_t *out);
+
+/* ---- tokens.c: bearer tokens of the ingress's clients ---------------------------------- */
+
+typedef struct tokens tokens_t;
+typedef struct tokens_client tokens_client_t;
+
+/* Reads a tokens file: lines "client-name token [type-pattern,…]", '#' starts a comment.
+ * Refuses (KANAL_ECONFIG, why filled, naming the file and line) a file that group or others
+ * may read or write (mode must be 0600 or 0400), a malformed line, a token shorter than 16
+ * characters, a token given twice, or a file with no client; KANAL_EIO when it cannot be
+ * read. Tokens are kept only as SHA-256 digests. Ownership: *out is the caller's. */
+int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size);
+void tokens_destroy(tokens_t **tokens_p);
+size_t tokens_count(const tokens_t *tokens);
+
+/* Finds the client whose token is `presented` (len bytes), comparing digests in constant
+ * time and looking at every entry whatever matched. Returns the client (borrowed from
+ * tokens) or NULL. */
+const tokens_client_t *tokens_check(const tokens_t *tokens, const char *presented, size_t len);
+const char *tokens_client_name(const tokens_client_t *client);
+/* True when the client may send events of `type`: it has no type patterns, or one matches
+ * ('*' one dot-separated token, '>' the rest, as in routing files). */
+bool tokens_client_allows(const tokens_client_t *client, const char *type);
+
+/* Reads a file holding one secret (a bearer token for the webhook) with the same mode rule;
+ * the trailing newline is dropped. Returns 0 and a malloc'd *out, or a negative code with
+ * why filled. */
+int tokens_read_secret(const char *path, char **out, char *why, size_t why_size);
+
+/* True when a routing-style type pattern matches type. */
+bool tokens_type_matches(const char *pattern, const char *type);
+
+/* ---- ingress.c: CloudEvents in ---------------------------------------------------------- */
+
+typedef struct ingress ingress_t;
+
+/* Reads and checks the ingress options (listen, path, tokens_file, …) in init: no socket
+ * is opened. Returns 0 with *out (NULL when `listen` is not given: no ingress) or
+ * KANAL_ECONFIG after kanal_set_error. */
+int ingress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, ingress_t **out);
+/* Binds and starts serving from the instance's thread (fd watch + timer). */
+int ingress_start(ingress_t *ing, kanal_ctx_t *ctx);
+/* Stops serving: closes the listening socket and every connection. */
+void ingress_stop(ingress_t *ing, kanal_ctx_t *ctx);
+void ingress_destroy(ingress_t **ing_p);
+
+/* ---- egress.c: CloudEvents out (a webhook destination) ---------------------------------- */
+
+typedef struct egress egress_t;
+
+/* Reads and checks the egress options (url, mode, bearer_token_file, timeout, headers).
+ * Returns 0 with *out (NULL when `url` is not given: no egress) or KANAL_ECONFIG. */
+int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, egress_t **out);
+/* POSTs one event and maps the answer to an outcome (kc_http_outcome). */
+kanal_outcome_t egress_send(egress_t *eg, kanal_ctx_t *ctx, const kanal_msg_t *msg);
+void egress_destroy(egress_t **eg_p);
+
+#endif

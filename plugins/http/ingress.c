@@ -1,0 +1,985 @@
+/*
+ * plugins/http/ingress.c — CloudEvents in over HTTP: a libmicrohttpd server that accepts
+ * `POST <path>` in the structured, binary and batched content modes of the CloudEvents
+ * HTTP binding, emits the events to the bus and answers once they are durable.
+ *
+ * Threads: kanal_emit works only on the instance's thread and a plugin starts no threads,
+ * so libmicrohttpd runs without any of its own. It is started in external epoll mode; the
+ * instance watches its epoll descriptor (kanal_fd_watch) and keeps one kanal timer armed
+ * with MHD_get_timeout, and both call MHD_run — so every request handler runs on the
+ * instance's thread, where emit and flush may be called.
+ *
+ * A request is read whole (up to max_body), then parsed into events, each checked before
+ * any is emitted — size, the client's allowed types, no CPR number in a context attribute
+ * — so an invalid request leaves nothing behind. The events are then emitted in order and
+ * flushed (kanal_emit_flush) before the 202 answer: "accepted" means in kanald's journal.
+ * When kanald applies backpressure (KANAL_EBUSY) the rest of a batch is not emitted, the
+ * answer is 429 with Retry-After and the body says which events were accepted before it.
+ * A (source, id) this instance accepted within dedupe_window is answered "duplicate" and
+ * not emitted again.
+ */
+#include "http.h"
+#include "../common/conn.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#define INGRESS_DEDUPE_BUCKETS 4096
+#define INGRESS_DEDUPE_MAX 100000
+#define INGRESS_MAX_TIMER_MS 1000
+
+/* ---- recently accepted (source, id) pairs ------------------------------------------------ */
+
+typedef struct seen_entry {
+	struct seen_entry *bucket_next;
+	struct seen_entry *fifo_next;
+	int64_t at;
+	uint32_t hash;
+	size_t klen;
+	char key[]; /* source, NUL, id */
+} seen_entry_t;
+
+typedef struct seen {
+	seen_entry_t *buckets[INGRESS_DEDUPE_BUCKETS];
+	seen_entry_t *head, *tail; /* oldest first */
+	size_t count;
+} seen_t;
+
+static uint32_t s_hash(const char *p, size_t len)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)p[i]) * 16777619u;
+	return h;
+}
+
+/* Forgets the oldest entry. */
+static void s_seen_pop(seen_t *s)
+{
+	seen_entry_t *e = s->head, **pp;
+
+	if (!e)
+		return;
+	s->head = e->fifo_next;
+	if (!s->head)
+		s->tail = NULL;
+	for (pp = &s->buckets[e->hash % INGRESS_DEDUPE_BUCKETS]; *pp; pp = &(*pp)->bucket_next) {
+		if (*pp == e) {
+			*pp = e->bucket_next;
+			break;
+		}
+	}
+	free(e);
+	s->count--;
+}
+
+static void s_seen_expire(seen_t *s, int64_t now, int64_t window_ms)
+{
+	while (s->head && (now - s->head->at > window_ms || s->count > INGRESS_DEDUPE_MAX))
+		s_seen_pop(s);
+}
+
+/* Builds the key "source\0id" in buf (malloc'd into *heap when it does not fit). Returns
+ * its length, or 0 when out of memory. */
+static size_t s_seen_key(const char *src, const char *id, char *buf, size_t size, char **heap)
+{
+	size_t ls = strlen(src), li = strlen(id), n = ls + 1 + li;
+	char *k = buf;
+
+	*heap = NULL;
+	if (n > size && !(k = *heap = malloc(n)))
+		return 0;
+	memcpy(k, src, ls + 1);
+	memcpy(k + ls + 1, id, li);
+	return n;
+}
+
+static bool s_seen_has(const seen_t *s, const char *src, const char *id)
+{
+	char buf[512], *heap;
+	size_t n = s_seen_key(src, id, buf, sizeof buf, &heap);
+	const char *k = heap ? heap : buf;
+	uint32_t h = s_hash(k, n);
+	bool found = false;
+
+	for (seen_entry_t *e = s->buckets[h % INGRESS_DEDUPE_BUCKETS]; e && n; e = e->bucket_next)
+		if (e->hash == h && e->klen == n && !memcmp(e->key, k, n)) {
+			found = true;
+			break;
+		}
+	free(heap);
+	return found;
+}
+
+/* Remembers (src, id); out of memory it simply does not (a duplicate then goes to kanald,
+ * whose journal suppresses it). */
+static void s_seen_add(seen_t *s, const char *src, const char *id, int64_t now)
+{
+	char buf[512], *heap;
+	size_t n = s_seen_key(src, id, buf, sizeof buf, &heap);
+	seen_entry_t *e = n ? malloc(sizeof *e + n) : NULL;
+
+	if (e) {
+		memcpy(e->key, heap ? heap : buf, n);
+		e->klen = n;
+		e->hash = s_hash(e->key, n);
+		e->at = now;
+		e->fifo_next = NULL;
+		e->bucket_next = s->buckets[e->hash % INGRESS_DEDUPE_BUCKETS];
+		s->buckets[e->hash % INGRESS_DEDUPE_BUCKETS] = e;
+		if (s->tail)
+			s->tail->fifo_next = e;
+		else
+			s->head = e;
+		s->tail = e;
+		s->count++;
+	}
+	free(heap);
+}
+
+static void s_seen_clear(seen_t *s)
+{
+	while (s->head)
+		s_seen_pop(s);
+}
+
+/* ---- the instance's ingress ---------------------------------------------------------------- */
+
+struct ingress {
+	kanal_ctx_t *ctx;
+	char host[256];             /* from `listen`, brackets removed */
+	char port[16];
+	const char *path;           /* borrowed from the config */
+	char *port_file;
+	tokens_t *tokens;           /* NULL: no authentication */
+	size_t max_body;
+	size_t max_event_size;
+	int64_t flush_timeout_ms;
+	int64_t busy_retry_after_ms;
+	int64_t dedupe_window_ms;
+	unsigned conn_timeout_s;
+	unsigned max_connections;
+
+	struct MHD_Daemon *daemon;
+	int epoll_fd;
+	int64_t timer;              /* 0: none armed */
+	int bound_port;
+	seen_t seen;
+};
+
+/* One request being read. */
+typedef struct req {
+	char *body;
+	size_t len, cap;
+	bool too_big;
+	bool answered;              /* a response was queued before the body was read */
+	const tokens_client_t *client;
+} req_t;
+
+/* ---- answers ------------------------------------------------------------------------------ */
+
+/* Queues status with a JSON body (stolen) and the headers a status calls for. */
+static enum MHD_Result s_respond(ingress_t *ing, struct MHD_Connection *conn, unsigned status,
+				 json_t *body, int64_t retry_after_ms)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct MHD_Response *res;
+	enum MHD_Result rc;
+
+	json_decref(body);
+	if (!text)
+		text = strdup("{}");
+	if (!text)
+		return MHD_NO;
+	res = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (!res) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (retry_after_ms >= 0) {
+		char secs[32];
+		/* Retry-After counts whole seconds: round up, at least 1. */
+		snprintf(secs, sizeof secs, "%lld",
+			 (long long)(retry_after_ms <= 0 ? 1 : (retry_after_ms + 999) / 1000));
+		MHD_add_response_header(res, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+	}
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(res, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"kanal\"");
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(res, MHD_HTTP_HEADER_ALLOW, "POST");
+	rc = MHD_queue_response(conn, status, res);
+	MHD_destroy_response(res);
+	kanal_metric_add(ing->ctx, status < 300 ? "http_requests_accepted" : "http_requests_refused",
+			 1);
+	return rc;
+}
+
+/* Answers with {"error": text, "attribute": attr, "event": index} (the last two when
+ * given). The text is CPR-masked: a client may have put a number where it does not go. */
+static enum MHD_Result s_fail(ingress_t *ing, struct MHD_Connection *conn, unsigned status,
+			      const char *attr, long event, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+static enum MHD_Result s_fail(ingress_t *ing, struct MHD_Connection *conn, unsigned status,
+			      const char *attr, long event, const char *fmt, ...)
+{
+	char text[1024];
+	json_t *body;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	kanal_cpr_redact_inplace(text);
+	body = json_pack("{s:s}", "error", text);
+	if (body && attr && *attr)
+		json_object_set_new(body, "attribute", json_string(attr));
+	if (body && event >= 0)
+		json_object_set_new(body, "event", json_integer(event));
+	kanal_log(ing->ctx, KANAL_LOG_DEBUG, "answered %u: %s", status, text);
+	return s_respond(ing, conn, status, body, -1);
+}
+
+/* The client's address, for log lines. */
+static void s_peer(struct MHD_Connection *conn, char *buf, size_t size)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	snprintf(buf, size, "?");
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)size);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+			  (socklen_t)size);
+}
+
+/* Checks the Authorization header. Returns the client, or NULL after queueing a 401 (in
+ * *answer). Never logs the token. */
+static const tokens_client_t *s_authenticate(ingress_t *ing, struct MHD_Connection *conn,
+					     enum MHD_Result *answer)
+{
+	const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							MHD_HTTP_HEADER_AUTHORIZATION);
+	const tokens_client_t *client = NULL;
+	char peer[64];
+
+	s_peer(conn, peer, sizeof peer);
+	if (auth && !strncasecmp(auth, "Bearer ", 7)) {
+		const char *tok = auth + 7;
+		size_t len;
+
+		while (*tok == ' ')
+			tok++;
+		len = strlen(tok);
+		while (len > 0 && tok[len - 1] == ' ')
+			len--;
+		if (len > 0 && (client = tokens_check(ing->tokens, tok, len)))
+			return client;
+		kanal_log(ing->ctx, KANAL_LOG_WARN, "refused a request from %s: the bearer token "
+			  "matches no client in tokens_file", peer);
+		kanal_metric_add(ing->ctx, "http_auth_failures", 1);
+		*answer = s_fail(ing, conn, MHD_HTTP_UNAUTHORIZED, NULL, -1,
+				 "the bearer token is not valid");
+		return NULL;
+	}
+	kanal_log(ing->ctx, KANAL_LOG_WARN, "refused a request from %s: %s", peer,
+		  auth ? "the Authorization header is not 'Bearer <token>'"
+		       : "no Authorization header");
+	kanal_metric_add(ing->ctx, "http_auth_failures", 1);
+	*answer = s_fail(ing, conn, MHD_HTTP_UNAUTHORIZED, NULL, -1,
+			 "a bearer token is required: send 'Authorization: Bearer <token>'");
+	return NULL;
+}
+
+/* ---- events in ----------------------------------------------------------------------------- */
+
+typedef struct header_list {
+	binding_header_t *items;
+	size_t n, cap;
+	bool oom;
+} header_list_t;
+
+static enum MHD_Result s_collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+					const char *value)
+{
+	header_list_t *l = cls;
+
+	(void)kind;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 32;
+		binding_header_t *items = realloc(l->items, cap * sizeof *items);
+		if (!items) {
+			l->oom = true;
+			return MHD_NO;
+		}
+		l->items = items;
+		l->cap = cap;
+	}
+	l->items[l->n].name = key;
+	l->items[l->n].value = value ? value : "";
+	l->n++;
+	return MHD_YES;
+}
+
+/* Finds the first context attribute (not data) of msg that holds a CPR number; copies its
+ * name into attr. */
+static int s_ext_cpr(const char *name, const char *value, void *arg)
+{
+	size_t off, len;
+
+	if (value && kanal_cpr_find(value, strlen(value), &off, &len)) {
+		snprintf(arg, 64, "%s", name);
+		return 1;
+	}
+	return 0;
+}
+
+static bool s_context_cpr(const kanal_msg_t *msg, char attr[64])
+{
+	static const char *const names[] = { "id", "source", "type", "subject", "dataschema",
+					      "datacontenttype", "time" };
+	size_t off, len;
+
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+		const char *v = kanal_msg_attr(msg, names[i]);
+		if (v && kanal_cpr_find(v, strlen(v), &off, &len)) {
+			snprintf(attr, 64, "%s", names[i]);
+			return true;
+		}
+	}
+	return kanal_msg_foreach_ext(msg, s_ext_cpr, attr) != 0;
+}
+
+/* Answers a request whose events are msgs[0..n) (taken: every one is emitted or
+ * destroyed). `batch` says whether the client sent a batch (errors then name the event). */
+static enum MHD_Result s_emit_all(ingress_t *ing, struct MHD_Connection *conn, req_t *rq,
+				  kanal_msg_t **msgs, size_t n, bool batch)
+{
+	json_t *results = json_array();
+	size_t duplicates = 0, emitted = 0, busy_at = n, invalid = 0;
+	int hard_rc = 0, flush_rc = 0;
+	int64_t now = kanal_now_ms();
+	unsigned status;
+	json_t *body;
+
+	s_seen_expire(&ing->seen, now, ing->dedupe_window_ms);
+	for (size_t i = 0; i < n; i++) {
+		char id[256];
+		json_t *r;
+		int rc;
+
+		snprintf(id, sizeof id, "%s", kanal_msg_id(msgs[i]));
+		if (busy_at < n || hard_rc) {
+			r = hard_rc ? json_pack("{s:s,s:s,s:s}", "id", id, "status", "error",
+						"reason", kanal_strerror(hard_rc))
+				    : json_pack("{s:s,s:s,s:I}", "id", id, "status", "busy",
+						"retry_after_ms", (json_int_t)ing->busy_retry_after_ms);
+			json_array_append_new(results, r);
+			kanal_msg_destroy(&msgs[i]);
+			continue;
+		}
+		if (s_seen_has(&ing->seen, kanal_msg_source(msgs[i]), kanal_msg_id(msgs[i]))) {
+			duplicates++;
+			json_array_append_new(results,
+					      json_pack("{s:s,s:s}", "id", id, "status", "duplicate"));
+			kanal_msg_destroy(&msgs[i]);
+			continue;
+		}
+		{
+			/* Emit takes the message: keep its source for the seen list. */
+			char *src = strdup(kanal_msg_source(msgs[i]));
+			char *full_id = strdup(kanal_msg_id(msgs[i]));
+
+			rc = kanal_emit(ing->ctx, &msgs[i]);
+			if (rc == 0 && src && full_id)
+				s_seen_add(&ing->seen, src, full_id, now);
+			free(src);
+			free(full_id);
+		}
+		if (rc == 0) {
+			emitted++;
+			json_array_append_new(results,
+					      json_pack("{s:s,s:s}", "id", id, "status", "accepted"));
+		} else if (rc == KANAL_EBUSY) {
+			busy_at = i;
+			json_array_append_new(results,
+					      json_pack("{s:s,s:s,s:I}", "id", id, "status", "busy",
+							"retry_after_ms",
+							(json_int_t)ing->busy_retry_after_ms));
+		} else if (rc == KANAL_EINVALID || rc == KANAL_ETOOBIG) {
+			invalid++;
+			json_array_append_new(
+				results,
+				json_pack("{s:s,s:s,s:s}", "id", id, "status", "invalid", "reason",
+					  rc == KANAL_ETOOBIG
+						  ? "larger than kanald's max_event_size"
+						  : "refused by kanald as an invalid CloudEvent (see "
+						    "kanald's log)"));
+		} else {
+			hard_rc = rc;
+			json_array_append_new(results,
+					      json_pack("{s:s,s:s,s:s}", "id", id, "status", "error",
+							"reason", kanal_strerror(rc)));
+		}
+	}
+	free(msgs);
+	/* "accepted" means durable: wait for kanald's journal. When kanald is pushing back,
+	 * held events will not commit soon, so only what is already acknowledged counts. */
+	if (emitted || duplicates)
+		flush_rc = kanal_emit_flush(ing->ctx, busy_at < n ? 0 : ing->flush_timeout_ms);
+	if (flush_rc) {
+		size_t i;
+		json_t *r;
+		json_array_foreach(results, i, r) {
+			const char *st = json_string_value(json_object_get(r, "status"));
+			if (st && (!strcmp(st, "accepted") || !strcmp(st, "duplicate")))
+				json_object_set_new(r, "durable", json_false());
+		}
+	}
+	kanal_metric_add(ing->ctx, "http_events_accepted", (int64_t)emitted);
+	if (duplicates)
+		kanal_metric_add(ing->ctx, "http_events_duplicate", (int64_t)duplicates);
+	body = json_pack("{s:o}", "results", results);
+	if (busy_at < n) {
+		kanal_metric_add(ing->ctx, "http_busy", 1);
+		kanal_log(ing->ctx, KANAL_LOG_INFO,
+			  "kanald is busy: answered 429 after %zu of %zu events%s%s", busy_at, n,
+			  rq->client ? " from client " : "",
+			  rq->client ? tokens_client_name(rq->client) : "");
+		return s_respond(ing, conn, 429, body, ing->busy_retry_after_ms);
+	}
+	if (hard_rc || flush_rc) {
+		json_object_set_new(
+			body, "error",
+			json_string(hard_rc ? kanal_strerror(hard_rc)
+					    : flush_rc == KANAL_ETIMEDOUT
+						      ? "kanald has taken the events but did not "
+							"confirm them durable in time; sending them "
+							"again is safe (duplicates are suppressed)"
+						      : kanal_strerror(flush_rc)));
+		return s_respond(ing, conn, MHD_HTTP_SERVICE_UNAVAILABLE, body,
+				 ing->busy_retry_after_ms);
+	}
+	status = MHD_HTTP_ACCEPTED;
+	if (invalid && !batch)
+		status = MHD_HTTP_BAD_REQUEST;
+	else if (invalid && invalid == n)
+		status = MHD_HTTP_BAD_REQUEST;
+	kanal_log(ing->ctx, KANAL_LOG_DEBUG, "%s%s posted %zu event%s: %zu accepted, %zu duplicate",
+		  rq->client ? "client " : "an anonymous client",
+		  rq->client ? tokens_client_name(rq->client) : "",
+		  n, n == 1 ? "" : "s", emitted, duplicates);
+	return s_respond(ing, conn, status, body, -1);
+}
+
+/* Parses the body read for rq into events, checks them and answers. */
+static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, req_t *rq)
+{
+	const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							 MHD_HTTP_HEADER_CONTENT_TYPE);
+	kanal_msg_t **msgs = NULL;
+	size_t n = 0;
+	bool batch = false;
+	char media[128];
+	kanal_error_t err;
+	int rc;
+
+	kanal_error_clear(&err);
+	binding_media_type(ctype, media, sizeof media);
+	if (!strcmp(media, BINDING_BATCH)) {
+		kanal_batch_t *b = NULL;
+
+		batch = true;
+		rc = kanal_batch_parse(rq->body ? rq->body : "", rq->len, ing->max_body, &b, &err);
+		if (rc == KANAL_ETOOBIG)
+			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
+				      "the batch is larger than max_body (%zu bytes)", ing->max_body);
+		if (rc < 0) {
+			long ev = -1;
+			if (!strncmp(err.text, "event #", 7))
+				ev = strtol(err.text + 7, NULL, 10);
+			return s_fail(ing, conn, MHD_HTTP_BAD_REQUEST, err.attribute, ev,
+				      "invalid batch: %s", err.text);
+		}
+		msgs = b->msgs;
+		n = b->count;
+		b->msgs = NULL;
+		b->count = 0;
+		kanal_batch_destroy(&b);
+	} else if (!strcmp(media, BINDING_STRUCTURED)) {
+		kanal_msg_t *m = NULL;
+
+		rc = kanal_msg_parse(rq->body ? rq->body : "", rq->len, ing->max_event_size, &m,
+				     &err);
+		if (rc == KANAL_ETOOBIG)
+			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
+				      "the event is larger than max_event_size (%zu bytes)",
+				      ing->max_event_size);
+		if (rc < 0)
+			return s_fail(ing, conn, MHD_HTTP_BAD_REQUEST, err.attribute, -1,
+				      "invalid event: %s", err.text);
+		if (!(msgs = malloc(sizeof *msgs))) {
+			kanal_msg_destroy(&m);
+			return MHD_NO;
+		}
+		msgs[n++] = m;
+	} else if (!strncmp(media, "application/cloudevents", 23)) {
+		return s_fail(ing, conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL, -1,
+			      "event format '%s' is not supported: use %s or %s", media,
+			      BINDING_STRUCTURED, BINDING_BATCH);
+	} else {
+		header_list_t hl = { 0 };
+		kanal_msg_t *m = NULL;
+
+		MHD_get_connection_values(conn, MHD_HEADER_KIND, s_collect_header, &hl);
+		if (hl.oom) {
+			free(hl.items);
+			return MHD_NO;
+		}
+		if (rq->len > ing->max_event_size) {
+			free(hl.items);
+			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
+				      "the event's data is larger than max_event_size (%zu bytes)",
+				      ing->max_event_size);
+		}
+		rc = binding_binary_decode(hl.items, hl.n, ctype, rq->body ? rq->body : "", rq->len,
+					   ing->max_event_size, &m, &err);
+		free(hl.items);
+		if (rc == KANAL_ETOOBIG)
+			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
+				      "the event is larger than max_event_size (%zu bytes)",
+				      ing->max_event_size);
+		if (rc < 0)
+			return s_fail(ing, conn, MHD_HTTP_BAD_REQUEST, err.attribute, -1,
+				      "invalid event: %s", err.text);
+		if (!(msgs = malloc(sizeof *msgs))) {
+			kanal_msg_destroy(&m);
+			return MHD_NO;
+		}
+		msgs[n++] = m;
+	}
+	/* Check every event before emitting any: an invalid request leaves nothing behind. */
+	for (size_t i = 0; i < n; i++) {
+		char attr[64] = "";
+		const char *type = kanal_msg_type(msgs[i]);
+		char at[40] = "";
+		enum MHD_Result answer;
+
+		if (batch)
+			snprintf(at, sizeof at, "event #%zu: ", i);
+		if (batch && kanal_msg_size(msgs[i]) > ing->max_event_size) {
+			answer = s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, (long)i,
+					"%sthe event is larger than max_event_size (%zu bytes)", at,
+					ing->max_event_size);
+		} else if (!tokens_client_allows(rq->client, type)) {
+			kanal_log(ing->ctx, KANAL_LOG_WARN,
+				  "refused events from client %s: it may not send type %s",
+				  tokens_client_name(rq->client), type);
+			answer = s_fail(ing, conn, MHD_HTTP_FORBIDDEN, "type", batch ? (long)i : -1,
+					"%sclient '%s' may not send events of type '%s'", at,
+					tokens_client_name(rq->client), type);
+		} else if (s_context_cpr(msgs[i], attr)) {
+			answer = s_fail(ing, conn, MHD_HTTP_BAD_REQUEST, attr, batch ? (long)i : -1,
+					"%sinvalid event: attribute '%s' holds a CPR number; context "
+					"attributes may be logged by anyone on the way: put the person "
+					"in data, or use a pseudonym in subject",
+					at, attr);
+		} else {
+			continue;
+		}
+		for (size_t k = 0; k < n; k++)
+			kanal_msg_destroy(&msgs[k]);
+		free(msgs);
+		return answer;
+	}
+	return s_emit_all(ing, conn, rq, msgs, n, batch);
+}
+
+/* libmicrohttpd's access handler: called first with the headers, then with each piece of
+ * the body, then once more with none left. Runs on the instance's thread (see MHD_run). */
+static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version,
+				 const char *upload_data, size_t *upload_size, void **con_cls)
+{
+	ingress_t *ing = cls;
+	req_t *rq = *con_cls;
+
+	(void)version;
+	if (!rq) {
+		const char *clen;
+		enum MHD_Result answer;
+
+		if (!(rq = calloc(1, sizeof *rq)))
+			return MHD_NO;
+		*con_cls = rq;
+		/* What can be answered from the headers is answered before the body is read. */
+		rq->answered = true;
+		if (strcmp(url, ing->path))
+			return s_fail(ing, conn, MHD_HTTP_NOT_FOUND, NULL, -1,
+				      "nothing here: events are posted to %s", ing->path);
+		if (strcmp(method, MHD_HTTP_METHOD_POST))
+			return s_fail(ing, conn, MHD_HTTP_METHOD_NOT_ALLOWED, NULL, -1,
+				      "%s is not allowed: post events to %s", method, ing->path);
+		if (ing->tokens && !(rq->client = s_authenticate(ing, conn, &answer)))
+			return answer;
+		clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (clen && strtoull(clen, NULL, 10) > ing->max_body)
+			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
+				      "the body (%s bytes) is larger than max_body (%zu bytes)", clen,
+				      ing->max_body);
+		rq->answered = false;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t add = *upload_size;
+
+		*upload_size = 0;
+		if (rq->answered || rq->too_big)
+			return MHD_YES;
+		if (rq->len + add > ing->max_body) {
+			rq->too_big = true;
+			free(rq->body);
+			rq->body = NULL;
+			rq->len = rq->cap = 0;
+			return MHD_YES;
+		}
+		if (rq->len + add + 1 > rq->cap) {
+			size_t cap = rq->cap ? rq->cap : 4096;
+			char *b;
+			while (cap < rq->len + add + 1)
+				cap *= 2;
+			if (!(b = realloc(rq->body, cap)))
+				return MHD_NO;
+			rq->body = b;
+			rq->cap = cap;
+		}
+		memcpy(rq->body + rq->len, upload_data, add);
+		rq->len += add;
+		rq->body[rq->len] = '\0';
+		return MHD_YES;
+	}
+	if (rq->answered)
+		return MHD_YES;
+	rq->answered = true;
+	if (rq->too_big)
+		return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
+			      "the body is larger than max_body (%zu bytes)", ing->max_body);
+	return s_process(ing, conn, rq);
+}
+
+static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			enum MHD_RequestTerminationCode toe)
+{
+	req_t *rq = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (rq) {
+		free(rq->body);
+		free(rq);
+		*con_cls = NULL;
+	}
+}
+
+static void s_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	ingress_t *ing = cls;
+	char line[512];
+	size_t n;
+
+	vsnprintf(line, sizeof line, fmt, ap);
+	n = strlen(line);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	kanal_log(ing->ctx, KANAL_LOG_WARN, "libmicrohttpd: %s", line);
+}
+
+/* ---- driving libmicrohttpd from the instance's thread ------------------------------------- */
+
+static void s_pump(ingress_t *ing);
+
+static void s_on_timer(kanal_ctx_t *ctx, void *arg)
+{
+	ingress_t *ing = arg;
+
+	(void)ctx;
+	ing->timer = 0;
+	s_pump(ing);
+}
+
+static void s_on_ready(kanal_ctx_t *ctx, int fd, int events, void *arg)
+{
+	(void)ctx;
+	(void)fd;
+	(void)events;
+	s_pump(arg);
+}
+
+/* Lets libmicrohttpd do what is due, then arms the timer for what it will need next. */
+static void s_pump(ingress_t *ing)
+{
+	MHD_UNSIGNED_LONG_LONG to = 0;
+	int64_t ms = INGRESS_MAX_TIMER_MS;
+
+	if (!ing->daemon)
+		return;
+	MHD_run(ing->daemon);
+	if (MHD_get_timeout(ing->daemon, &to) == MHD_YES && to < (MHD_UNSIGNED_LONG_LONG)ms)
+		ms = (int64_t)to;
+	if (ing->timer)
+		kanal_timer_cancel(ing->ctx, ing->timer);
+	ing->timer = kanal_timer_add(ing->ctx, ms, 0, s_on_timer, ing);
+	if (ing->timer < 0)
+		ing->timer = 0;
+}
+
+/* ---- options and lifecycle ----------------------------------------------------------------- */
+
+/* Splits `listen` into host and port: "8080", "127.0.0.1:8080", "[::1]:8080". */
+static int s_parse_listen(const char *listen, char *host, size_t hsize, char *port,
+			  size_t psize)
+{
+	const char *colon;
+	char *end;
+	long p;
+
+	if (listen[0] == '[') {
+		const char *close = strchr(listen, ']');
+		if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= hsize)
+			return -1;
+		snprintf(host, hsize, "%.*s", (int)(close - listen - 1), listen + 1);
+		colon = close + 1;
+	} else if ((colon = strrchr(listen, ':'))) {
+		if (colon == listen || (size_t)(colon - listen) >= hsize || strchr(listen, ':') != colon)
+			return -1;
+		snprintf(host, hsize, "%.*s", (int)(colon - listen), listen);
+	} else {
+		snprintf(host, hsize, "127.0.0.1");
+		colon = listen - 1;
+	}
+	p = strtol(colon + 1, &end, 10);
+	if (end == colon + 1 || *end || p < 0 || p > 65535)
+		return -1;
+	snprintf(port, psize, "%ld", p);
+	return 0;
+}
+
+static bool s_is_loopback(const char *host)
+{
+	return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1");
+}
+
+int ingress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, ingress_t **out)
+{
+	const char *listen = kanal_config_string(cfg, "listen");
+	const char *tokens_file = kanal_config_string(cfg, "tokens_file");
+	const char *port_file = kanal_config_string(cfg, "port_file");
+	ingress_t *ing;
+	char why[768];
+	int rc;
+
+	*out = NULL;
+	if (!listen || !*listen) {
+		if (tokens_file || port_file) {
+			kanal_set_error(ctx, "%s is given but listen is not: the ingress options "
+				       "need listen (e.g. listen: 127.0.0.1:8080)",
+				       tokens_file ? "tokens_file" : "port_file");
+			return KANAL_ECONFIG;
+		}
+		return 0;
+	}
+	if (!(ing = calloc(1, sizeof *ing)))
+		return KANAL_ENOMEM;
+	ing->ctx = ctx;
+	ing->epoll_fd = -1;
+	if (s_parse_listen(listen, ing->host, sizeof ing->host, ing->port, sizeof ing->port) < 0) {
+		kanal_set_error(ctx, "listen '%s' is not HOST:PORT, [IPv6]:PORT or PORT "
+			       "(e.g. 127.0.0.1:8080; port 0 picks a free port)", listen);
+		rc = KANAL_ECONFIG;
+		goto fail;
+	}
+	ing->path = kanal_config_string(cfg, "path");
+	if (!ing->path || ing->path[0] != '/') {
+		kanal_set_error(ctx, "path '%s' must start with '/' (e.g. /events)",
+				ing->path ? ing->path : "");
+		rc = KANAL_ECONFIG;
+		goto fail;
+	}
+	ing->max_body = (size_t)kanal_config_int(cfg, "max_body");
+	ing->max_event_size = (size_t)kanal_config_int(cfg, "max_event_size");
+	if (ing->max_event_size == 0 || ing->max_body < ing->max_event_size) {
+		kanal_set_error(ctx, "max_body (%zu bytes) must be at least max_event_size (%zu "
+			       "bytes), and both more than 0", ing->max_body, ing->max_event_size);
+		rc = KANAL_ECONFIG;
+		goto fail;
+	}
+	ing->flush_timeout_ms = kanal_config_duration_ms(cfg, "flush_timeout");
+	ing->busy_retry_after_ms = kanal_config_duration_ms(cfg, "busy_retry_after");
+	ing->dedupe_window_ms = kanal_config_duration_ms(cfg, "dedupe_window");
+	{
+		int64_t t = kanal_config_duration_ms(cfg, "connection_timeout");
+		int64_t m = kanal_config_int(cfg, "max_connections");
+		if (t < 1000 || m < 1 || m > 100000) {
+			kanal_set_error(ctx, "connection_timeout must be at least 1s and "
+				       "max_connections between 1 and 100000");
+			rc = KANAL_ECONFIG;
+			goto fail;
+		}
+		ing->conn_timeout_s = (unsigned)((t + 999) / 1000);
+		ing->max_connections = (unsigned)m;
+	}
+	if (port_file && !(ing->port_file = strdup(port_file))) {
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
+	if (tokens_file) {
+		rc = tokens_load(tokens_file, &ing->tokens, why, sizeof why);
+		if (rc < 0) {
+			kanal_set_error(ctx, "%s", why);
+			rc = rc == KANAL_ENOMEM ? rc : KANAL_ECONFIG;
+			goto fail;
+		}
+	} else if (!s_is_loopback(ing->host) && !kanal_config_bool(cfg, "allow_unauthenticated")) {
+		kanal_set_error(ctx, "listen '%s' is reachable from other machines but no "
+			       "tokens_file is given: anyone could post events. Give tokens_file, "
+			       "or set allow_unauthenticated: true if a proxy in front "
+			       "authenticates", listen);
+		rc = KANAL_ECONFIG;
+		goto fail;
+	}
+	*out = ing;
+	return 0;
+fail:
+	ingress_destroy(&ing);
+	return rc;
+}
+
+int ingress_start(ingress_t *ing, kanal_ctx_t *ctx)
+{
+	struct addrinfo hints, *ai = NULL;
+	const union MHD_DaemonInfo *info;
+	unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	char where[300];
+	int gai;
+
+	ing->ctx = ctx;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(where, sizeof where, strchr(ing->host, ':') ? "[%s]:%s" : "%s:%s", ing->host,
+		 ing->port);
+	if ((gai = getaddrinfo(ing->host, ing->port, &hints, &ai)) != 0) {
+		kanal_set_error(ctx, "listen %s: %s", where, gai_strerror(gai));
+		return KANAL_ECONFIG;
+	}
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	errno = 0;
+	ing->daemon = MHD_start_daemon(
+		flags, 0, NULL, NULL, s_handler, ing, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, ing,
+		MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, ing->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, ing->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+		s_completed, ing, MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (!ing->daemon) {
+		kanal_set_error(ctx, "cannot listen on %s: %s", where,
+				errno ? strerror(errno) : "libmicrohttpd refused to start");
+		return KANAL_EIO;
+	}
+	info = MHD_get_daemon_info(ing->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	ing->epoll_fd = info ? info->epoll_fd : -1;
+	info = MHD_get_daemon_info(ing->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	ing->bound_port = info ? (int)info->port : 0;
+	if (ing->epoll_fd < 0 || ing->bound_port <= 0 ||
+	    kanal_fd_watch(ctx, ing->epoll_fd, KANAL_FD_READ, s_on_ready, ing) < 0) {
+		kanal_set_error(ctx, "listen %s: libmicrohttpd gave no epoll descriptor or port",
+				where);
+		ingress_stop(ing, ctx);
+		return KANAL_EIO;
+	}
+	snprintf(where, sizeof where, strchr(ing->host, ':') ? "[%s]:%d" : "%s:%d", ing->host,
+		 ing->bound_port);
+	if (ing->port_file) {
+		char text[16], *dir = strdup(ing->port_file), *slash;
+		const char *name = ing->port_file;
+		int rc;
+
+		if (!dir) {
+			ingress_stop(ing, ctx);
+			return KANAL_ENOMEM;
+		}
+		slash = strrchr(dir, '/');
+		if (slash) {
+			*slash = '\0';
+			name = slash + 1;
+		}
+		snprintf(text, sizeof text, "%d\n", ing->bound_port);
+		rc = kc_file_write_atomic(slash ? (*dir ? dir : "/") : ".", name, text, strlen(text),
+					  0644);
+		free(dir);
+		if (rc < 0) {
+			kanal_set_error(ctx, "cannot write port_file %s: %s", ing->port_file,
+					strerror(errno));
+			ingress_stop(ing, ctx);
+			return rc;
+		}
+	}
+	kanal_log(ctx, KANAL_LOG_INFO, "listening on http://%s%s (%s)", where, ing->path,
+		  ing->tokens ? "bearer tokens required" : "no authentication");
+	s_pump(ing);
+	return 0;
+}
+
+void ingress_stop(ingress_t *ing, kanal_ctx_t *ctx)
+{
+	if (!ing)
+		return;
+	if (ing->timer) {
+		kanal_timer_cancel(ctx, ing->timer);
+		ing->timer = 0;
+	}
+	if (ing->epoll_fd >= 0) {
+		kanal_fd_unwatch(ctx, ing->epoll_fd);
+		ing->epoll_fd = -1;
+	}
+	if (ing->daemon) {
+		MHD_stop_daemon(ing->daemon);
+		ing->daemon = NULL;
+		/* A port file left behind would name a port nobody listens on any more. */
+		if (ing->port_file)
+			unlink(ing->port_file);
+	}
+}
+
+void ingress_destroy(ingress_t **ing_p)
+{
+	ingress_t *ing = ing_p ? *ing_p : NULL;
+
+	if (!ing)
+		return;
+	if (ing->daemon)
+		MHD_stop_daemon(ing->daemon);
+	tokens_destroy(&ing->tokens);
+	s_seen_clear(&ing->seen);
+	free(ing->port_file);
+	free(ing);
+	*ing_p = NULL;
+}

@@ -1,0 +1,1071 @@
+/*
+ * tests/integration/test_http.c — the `http` plugin in the real kanald: CloudEvents posted
+ * over HTTP in the structured, binary and batched content modes reach a sink with their
+ * data byte for byte; invalid, oversized, unauthenticated and forbidden requests get 400,
+ * 413, 401 and 403 and leave nothing behind; backpressure gives 429 with Retry-After; a
+ * tokens file others can read refuses the start. And the webhook destination: 2xx
+ * delivers, 503 then 200 is retried and delivered, 400 takes the route's fallback, a
+ * receiver that hangs times out and is retried.
+ *
+ * The client is libcurl; the webhook's receiver is a small libmicrohttpd server in this
+ * process. Everything listens on 127.0.0.1 on ephemeral ports; every wait is bounded; each
+ * test cleans up its kanald, receiver and folder even when an assertion fails (REQUIRE
+ * jumps to the clean-up rather than out of the test).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+
+#include "kanald.h"
+#include "test.h"
+
+#define WAIT 10000 /* ms: the bound of every wait */
+
+/* An assertion that, when it fails, skips to the test's clean-up label `done`. */
+#define REQUIRE(cond)                   \
+	do {                            \
+		CU_ASSERT(cond);        \
+		if (!(cond))            \
+			goto done;      \
+	} while (0)
+
+static void s_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static int64_t s_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the client: one POST with libcurl ------------------------------------------------ */
+
+typedef struct answer {
+	long status;
+	char *body;
+	size_t len;
+	char retry_after[32];
+	char www_authenticate[128];
+} answer_t;
+
+static size_t s_on_body(char *p, size_t size, size_t n, void *arg)
+{
+	answer_t *a = arg;
+	size_t len = size * n;
+	char *b = realloc(a->body, a->len + len + 1);
+
+	if (!b)
+		return 0;
+	memcpy(b + a->len, p, len);
+	a->body = b;
+	a->len += len;
+	a->body[a->len] = '\0';
+	return len;
+}
+
+static void s_copy_header(const char *line, size_t len, const char *name, char *buf, size_t size)
+{
+	size_t n = strlen(name);
+
+	if (len > n + 1 && !strncasecmp(line, name, n) && line[n] == ':') {
+		const char *v = line + n + 1;
+		size_t vl = len - n - 1;
+		while (vl && (*v == ' '))
+			v++, vl--;
+		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
+			vl--;
+		snprintf(buf, size, "%.*s", (int)vl, v);
+	}
+}
+
+static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
+{
+	answer_t *a = arg;
+
+	s_copy_header(p, size * n, "Retry-After", a->retry_after, sizeof a->retry_after);
+	s_copy_header(p, size * n, "WWW-Authenticate", a->www_authenticate,
+		      sizeof a->www_authenticate);
+	return size * n;
+}
+
+/* POSTs body to url with the given header lines (NULL-terminated). Returns the answer;
+ * status 0 when none came. */
+static answer_t s_post(const char *url, const char *const *headers, const char *body, size_t len)
+{
+	answer_t a = { 0 };
+	struct curl_slist *list = NULL;
+	CURL *c = curl_easy_init();
+
+	for (size_t i = 0; headers && headers[i]; i++)
+		list = curl_slist_append(list, headers[i]);
+	list = curl_slist_append(list, "Expect:");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
+	curl_slist_free_all(list);
+	curl_easy_cleanup(c);
+	if (!a.body)
+		a.body = calloc(1, 1);
+	return a;
+}
+
+static answer_t s_post_text(const char *url, const char *const *headers, const char *body)
+{
+	return s_post(url, headers, body, strlen(body));
+}
+
+static void s_answer_clear(answer_t *a)
+{
+	free(a->body);
+	memset(a, 0, sizeof *a);
+}
+
+/* The status the answer gives event `id` ("" when it does not say). */
+static const char *s_status_of(const answer_t *a, const char *id, char *buf, size_t size)
+{
+	json_t *root = json_loads(a->body ? a->body : "", 0, NULL), *r;
+	size_t i;
+
+	buf[0] = '\0';
+	json_array_foreach(json_object_get(root, "results"), i, r) {
+		const char *rid = json_string_value(json_object_get(r, "id"));
+		if (rid && !strcmp(rid, id))
+			snprintf(buf, size, "%s", json_string_value(json_object_get(r, "status")));
+	}
+	json_decref(root);
+	return buf;
+}
+
+/* The string field `key` of the answer's top-level object ("" when absent). */
+static const char *s_field(const answer_t *a, const char *key, char *buf, size_t size)
+{
+	json_t *root = json_loads(a->body ? a->body : "", 0, NULL);
+	json_t *v = json_object_get(root, key);
+
+	buf[0] = '\0';
+	if (json_is_string(v))
+		snprintf(buf, size, "%s", json_string_value(v));
+	else if (json_is_integer(v))
+		snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+	json_decref(root);
+	return buf;
+}
+
+/* ---- kanald with an http ingress -------------------------------------------------------- */
+
+/* Waits for the plugin's port file and builds the events URL. Returns 0 or -1. */
+static int s_ingress_url(kd_t *kd, const char *port_file, char *url, size_t size)
+{
+	int64_t until = s_now_ms() + WAIT;
+
+	while (s_now_ms() < until) {
+		char *text = test_read_file(kd_path(kd, port_file), NULL);
+		int port = text ? atoi(text) : 0;
+		free(text);
+		if (port > 0) {
+			snprintf(url, size, "http://127.0.0.1:%d/events", port);
+			return 0;
+		}
+		s_sleep_ms(20);
+	}
+	return -1;
+}
+
+/* Starts kanald with an ingress `in` (extra options, YAML flow entries, may be "") routing
+ * every event to the sink `out` (@DIR@/out.jsonl). */
+static kd_t *s_start_ingress(const char *tag, const char *in_options, const char *extra,
+			     char *url, size_t size)
+{
+	char instances[2048], *conf;
+	kd_t *kd;
+
+	snprintf(instances, sizeof instances,
+		 "  - name: in\n    plugin: http\n"
+		 "    options: { listen: '127.0.0.1:0', port_file: '@DIR@/in.port'%s%s }\n"
+		 "  - name: out\n    plugin: sink\n"
+		 "    options: { path: '@DIR@/out.jsonl'%s }\n",
+		 *in_options ? ", " : "", in_options,
+		 strstr(tag, "pressure") ? ", delay: 1s" : "");
+	conf = kd_config(instances, extra);
+	kd = kd_start(tag, conf, "routes:\n  - name: all\n    to: out\n");
+	free(conf);
+	if (kd && s_ingress_url(kd, "in.port", url, size) < 0) {
+		char *log = kd_log(kd);
+		fprintf(stderr, "no port file; kanald's log:\n%s\n", log ? log : "");
+		free(log);
+		kd_destroy(&kd);
+	}
+	return kd;
+}
+
+static const char *const s_structured[] = { "Content-Type: application/cloudevents+json", NULL };
+static const char *const s_batch[] = { "Content-Type: application/cloudevents-batch+json",
+				       NULL };
+
+/* The line of the sink's file holding event `id`, as JSON (NULL when absent). */
+static json_t *s_delivered(kd_t *kd, const char *id, char **raw_line)
+{
+	char *text = test_read_file(kd_path(kd, "out.jsonl"), NULL), *save = NULL;
+	json_t *found = NULL;
+
+	if (raw_line)
+		*raw_line = NULL;
+	for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line && !found;
+	     line = strtok_r(NULL, "\n", &save)) {
+		json_t *ev = json_loads(line, 0, NULL);
+		const char *eid = json_string_value(json_object_get(ev, "id"));
+		if (eid && !strcmp(eid, id)) {
+			found = ev;
+			if (raw_line)
+				*raw_line = strdup(line);
+		} else {
+			json_decref(ev);
+		}
+	}
+	free(text);
+	return found;
+}
+
+static size_t s_unbase64(const char *in, unsigned char *out)
+{
+	static const char tbl[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned v = 0;
+	int bits = 0;
+	size_t n = 0;
+
+	for (; *in && *in != '='; in++) {
+		const char *p = strchr(tbl, *in);
+		if (!p)
+			continue;
+		v = (v << 6) | (unsigned)(p - tbl);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = (unsigned char)(v >> bits);
+		}
+	}
+	return n;
+}
+
+/* ---- ingress tests ---------------------------------------------------------------------- */
+
+static void test_structured_binary_and_batch_are_delivered_with_their_data(void)
+{
+	char url[128], st[32];
+	kd_t *kd = s_start_ingress("http-modes", "", NULL, url, sizeof url);
+	static const char data_json[] = "{ \"reason\" : \"sick\",  \"days\": 2, \"note\": \"ø\" }";
+	static const unsigned char bytes[] = { 0x00, 0x01, 0xff, 0xfe, '\r', '\n', 'k', 0x80 };
+	unsigned char decoded[64];
+	char *event = NULL, *raw = NULL;
+	answer_t a = { 0 };
+	json_t *ev = NULL;
+
+	REQUIRE(kd != NULL);
+	/* Structured: the JSON event format as the body. */
+	if (asprintf(&event,
+		     "{\"specversion\":\"1.0\",\"id\":\"s-1\",\"source\":\"urn:vendor:daycare\","
+		     "\"type\":\"child.absence.reported\",\"subject\":\"person:4f2a\","
+		     "\"data\":%s}", data_json) < 0)
+		event = NULL;
+	a = s_post_text(url, s_structured, event);
+	CU_ASSERT_EQUAL(a.status, 202);
+	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "s-1", st, sizeof st), "accepted");
+	s_answer_clear(&a);
+
+	/* Binary: attributes in ce-* headers (percent-encoded), the body is the data. */
+	{
+		const char *h[] = { "Content-Type: application/octet-stream", "ce-specversion: 1.0",
+				    "ce-id: b-1", "ce-source: /vendor/scanner",
+				    "ce-type: post.letter.scanned", "ce-subject: S%C3%B8ren%20test",
+				    "ce-correlationid: \"corr-1\"", NULL };
+		a = s_post(url, h, (const char *)bytes, sizeof bytes);
+		CU_ASSERT_EQUAL(a.status, 202);
+		CU_ASSERT_STRING_EQUAL(s_status_of(&a, "b-1", st, sizeof st), "accepted");
+		s_answer_clear(&a);
+	}
+	{
+		const char *h[] = { "Content-Type: application/json", "ce-specversion: 1.0",
+				    "ce-id: b-2", "ce-source: /vendor/x", "ce-type: child.checkin",
+				    NULL };
+		a = s_post_text(url, h, data_json);
+		CU_ASSERT_EQUAL(a.status, 202);
+		s_answer_clear(&a);
+	}
+	/* Batch: a JSON array of events. */
+	a = s_post_text(url, s_batch,
+			"[{\"specversion\":\"1.0\",\"id\":\"m-1\",\"source\":\"v\",\"type\":\"a.b\","
+			"\"data\":[1, 2,3]},"
+			"{\"specversion\":\"1.0\",\"id\":\"m-2\",\"source\":\"v\",\"type\":\"a.b\","
+			"\"data_base64\":\"AAH/\"},"
+			"{\"specversion\":\"1.0\",\"id\":\"m-3\",\"source\":\"v\",\"type\":\"a.b\"}]");
+	CU_ASSERT_EQUAL(a.status, 202);
+	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "m-1", st, sizeof st), "accepted");
+	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "m-3", st, sizeof st), "accepted");
+	s_answer_clear(&a);
+
+	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 6, WAIT) == 6);
+	/* Structured: data byte for byte, source as the client sent it. */
+	ev = s_delivered(kd, "s-1", &raw);
+	REQUIRE(ev != NULL && raw != NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "source")),
+			       "urn:vendor:daycare");
+	{
+		char *want = NULL;
+		if (asprintf(&want, "\"data\":%s", data_json) > 0)
+			CU_ASSERT_PTR_NOT_NULL(strstr(raw, want));
+		free(want);
+	}
+	json_decref(ev);
+	free(raw);
+	raw = NULL;
+	/* Binary bytes: the same bytes, the header values decoded. */
+	ev = s_delivered(kd, "b-1", NULL);
+	REQUIRE(ev != NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "datacontenttype")),
+			       "application/octet-stream");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "subject")), "Søren test");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "correlationid")), "corr-1");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "source")), "/vendor/scanner");
+	{
+		const char *b64 = json_string_value(json_object_get(ev, "data_base64"));
+		size_t n = b64 ? s_unbase64(b64, decoded) : 0;
+		CU_ASSERT_EQUAL(n, sizeof bytes);
+		CU_ASSERT(n == sizeof bytes && !memcmp(decoded, bytes, n));
+	}
+	json_decref(ev);
+	/* Binary JSON: kept as JSON, byte for byte. */
+	ev = s_delivered(kd, "b-2", &raw);
+	REQUIRE(ev != NULL && raw != NULL);
+	{
+		char *want = NULL;
+		if (asprintf(&want, "\"data\":%s", data_json) > 0)
+			CU_ASSERT_PTR_NOT_NULL(strstr(raw, want));
+		free(want);
+	}
+	json_decref(ev);
+	free(raw);
+	ev = s_delivered(kd, "m-1", &raw);
+	CU_ASSERT_PTR_NOT_NULL(ev && raw && strstr(raw, "\"data\":[1, 2,3]"));
+	json_decref(ev);
+	ev = NULL;
+	free(raw);
+	raw = NULL;
+
+	/* The same (source, id) again: a duplicate, not delivered twice. */
+	a = s_post_text(url, s_structured, event);
+	CU_ASSERT_EQUAL(a.status, 202);
+	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "s-1", st, sizeof st), "duplicate");
+done:
+	s_answer_clear(&a);
+	json_decref(ev);
+	free(raw);
+	free(event);
+	kd_destroy(&kd);
+}
+
+static void test_invalid_events_get_400_naming_the_attribute_and_are_not_delivered(void)
+{
+	char url[128], buf[512];
+	kd_t *kd = s_start_ingress("http-invalid", "", NULL, url, sizeof url);
+	answer_t a = { 0 };
+	char *text = NULL;
+
+	REQUIRE(kd != NULL);
+	/* Structured without a type. */
+	a = s_post_text(url, s_structured,
+			"{\"specversion\":\"1.0\",\"id\":\"bad-1\",\"source\":\"v\"}");
+	CU_ASSERT_EQUAL(a.status, 400);
+	CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "type");
+	CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "type"));
+	s_answer_clear(&a);
+	/* Binary without ce-source. */
+	{
+		const char *h[] = { "Content-Type: application/json", "ce-specversion: 1.0",
+				    "ce-id: bad-2", "ce-type: a.b", NULL };
+		a = s_post_text(url, h, "{}");
+		CU_ASSERT_EQUAL(a.status, 400);
+		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "source");
+		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "ce-source"));
+		s_answer_clear(&a);
+	}
+	/* A batch with one bad event: the whole batch is refused, naming the event. */
+	a = s_post_text(url, s_batch,
+			"[{\"specversion\":\"1.0\",\"id\":\"bad-3\",\"source\":\"v\",\"type\":\"a.b\"},"
+			"{\"specversion\":\"2.0\",\"id\":\"bad-4\",\"source\":\"v\",\"type\":\"a.b\"}]");
+	CU_ASSERT_EQUAL(a.status, 400);
+	CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "specversion");
+	CU_ASSERT_STRING_EQUAL(s_field(&a, "event", buf, sizeof buf), "1");
+	s_answer_clear(&a);
+	/* A CPR number in a context attribute: refused, and the answer does not repeat it. */
+	{
+		const char *cpr = "150385-1234"; /* a synthetic number (DOMAIN.md) */
+		char *ev = NULL;
+		if (asprintf(&ev,
+			     "{\"specversion\":\"1.0\",\"id\":\"bad-5\",\"source\":\"v\","
+			     "\"type\":\"a.b\",\"subject\":\"%s\"}", cpr) < 0)
+			ev = NULL;
+		a = s_post_text(url, s_structured, ev);
+		free(ev);
+		CU_ASSERT_EQUAL(a.status, 400);
+		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "subject");
+		CU_ASSERT_PTR_NULL(strstr(a.body, cpr));
+		s_answer_clear(&a);
+	}
+	/* Not JSON, although Content-Type says JSON. */
+	{
+		const char *h[] = { "Content-Type: application/json", "ce-specversion: 1.0",
+				    "ce-id: bad-6", "ce-source: v", "ce-type: a.b", NULL };
+		a = s_post_text(url, h, "{not json");
+		CU_ASSERT_EQUAL(a.status, 400);
+		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "data");
+		s_answer_clear(&a);
+	}
+	/* Other paths and methods. */
+	{
+		char other[160];
+		snprintf(other, sizeof other, "%.*s/other", (int)(strlen(url) - 7), url);
+		a = s_post_text(other, s_structured, "{}");
+		CU_ASSERT_EQUAL(a.status, 404);
+		s_answer_clear(&a);
+	}
+	{
+		CURL *c = curl_easy_init();
+		long status = 0;
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_NOBODY, 0L);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_on_body);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_cleanup(c);
+		CU_ASSERT_EQUAL(status, 405);
+		s_answer_clear(&a);
+	}
+	/* Nothing of the above was delivered: only the valid marker sent last arrives. */
+	a = s_post_text(url, s_structured,
+			"{\"specversion\":\"1.0\",\"id\":\"marker\",\"source\":\"v\",\"type\":\"a.b\"}");
+	CU_ASSERT_EQUAL(a.status, 202);
+	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT) == 1);
+	s_sleep_ms(200);
+	text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"marker\""));
+	CU_ASSERT_PTR_NULL(text ? strstr(text, "bad-") : NULL);
+done:
+	free(text);
+	s_answer_clear(&a);
+	kd_destroy(&kd);
+}
+
+static void test_oversized_requests_get_413(void)
+{
+	char url[128], buf[256];
+	kd_t *kd = s_start_ingress("http-big", "max_body: 8KiB, max_event_size: 1KiB", NULL, url,
+				   sizeof url);
+	char *event = NULL, *batch = NULL, pad[2048];
+	answer_t a = { 0 };
+
+	REQUIRE(kd != NULL);
+	memset(pad, 'x', sizeof pad - 1);
+	pad[sizeof pad - 1] = '\0';
+	/* One event over max_event_size. */
+	if (asprintf(&event,
+		     "{\"specversion\":\"1.0\",\"id\":\"big-1\",\"source\":\"v\",\"type\":\"a.b\","
+		     "\"data\":{\"pad\":\"%s\"}}", pad) < 0)
+		event = NULL;
+	a = s_post_text(url, s_structured, event);
+	CU_ASSERT_EQUAL(a.status, 413);
+	CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "max_event_size"));
+	s_answer_clear(&a);
+	/* A body over max_body. */
+	if (asprintf(&batch, "[%s,%s,%s,%s,%s]", event, event, event, event, event) < 0)
+		batch = NULL;
+	a = s_post_text(url, s_batch, batch);
+	CU_ASSERT_EQUAL(a.status, 413);
+	CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "max_body"));
+	s_answer_clear(&a);
+	/* A small one still passes, and is the only one delivered. */
+	a = s_post_text(url, s_structured,
+			"{\"specversion\":\"1.0\",\"id\":\"small\",\"source\":\"v\",\"type\":\"a.b\"}");
+	CU_ASSERT_EQUAL(a.status, 202);
+	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT) == 1);
+	s_sleep_ms(200);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
+done:
+	s_answer_clear(&a);
+	free(event);
+	free(batch);
+	kd_destroy(&kd);
+}
+
+static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
+{
+	static const char tok_a[] = "tok-a-3f9c2b7e51d04a6b8c1e";
+	static const char tok_b[] = "tok-b-9d8e7f6a5b4c3d2e1f00";
+	char *dir = test_tmpdir("http-tokens"), *path = NULL, *tokens = NULL, opts[512];
+	char url[128], buf[256], auth_a[128], auth_b[128], auth_bad[128];
+	kd_t *kd = NULL;
+	answer_t a = { 0 };
+	char *log = NULL, *text = NULL;
+	static const char ev_ok[] =
+		"{\"specversion\":\"1.0\",\"id\":\"t-1\",\"source\":\"v\",\"type\":\"child.checkin\"}";
+
+	REQUIRE(dir != NULL);
+	if (asprintf(&tokens, "# clients of the ingress\n\nvendor-a %s child.*\nvendor-b %s\n",
+		     tok_a, tok_b) < 0)
+		tokens = NULL;
+	path = test_write_file(dir, "tokens", tokens);
+	REQUIRE(path != NULL && chmod(path, 0600) == 0);
+	snprintf(opts, sizeof opts, "tokens_file: '%s'", path);
+	kd = s_start_ingress("http-auth", opts, NULL, url, sizeof url);
+	REQUIRE(kd != NULL);
+	snprintf(auth_a, sizeof auth_a, "Authorization: Bearer %s", tok_a);
+	snprintf(auth_b, sizeof auth_b, "Authorization: Bearer %s", tok_b);
+	snprintf(auth_bad, sizeof auth_bad, "Authorization: Bearer %sX", tok_a);
+
+	/* No token. */
+	a = s_post_text(url, s_structured,
+			"{\"specversion\":\"1.0\",\"id\":\"n-1\",\"source\":\"v\",\"type\":\"a.b\"}");
+	CU_ASSERT_EQUAL(a.status, 401);
+	CU_ASSERT_PTR_NOT_NULL(strstr(a.www_authenticate, "Bearer"));
+	s_answer_clear(&a);
+	/* A wrong token. */
+	{
+		const char *h[] = { s_structured[0], auth_bad, NULL };
+		a = s_post_text(url, h,
+				"{\"specversion\":\"1.0\",\"id\":\"n-2\",\"source\":\"v\","
+				"\"type\":\"a.b\"}");
+		CU_ASSERT_EQUAL(a.status, 401);
+		s_answer_clear(&a);
+	}
+	/* vendor-a may send child.* only. */
+	{
+		const char *h[] = { s_structured[0], auth_a, NULL };
+		a = s_post_text(url, h,
+				"{\"specversion\":\"1.0\",\"id\":\"n-3\",\"source\":\"v\","
+				"\"type\":\"staff.absence.registered\"}");
+		CU_ASSERT_EQUAL(a.status, 403);
+		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf),
+					      "staff.absence.registered"));
+		s_answer_clear(&a);
+		a = s_post_text(url, h, ev_ok);
+		CU_ASSERT_EQUAL(a.status, 202);
+		s_answer_clear(&a);
+	}
+	/* vendor-b may send anything. */
+	{
+		const char *h[] = { s_structured[0], auth_b, NULL };
+		a = s_post_text(url, h,
+				"{\"specversion\":\"1.0\",\"id\":\"t-2\",\"source\":\"v\","
+				"\"type\":\"staff.absence.registered\"}");
+		CU_ASSERT_EQUAL(a.status, 202);
+		s_answer_clear(&a);
+	}
+	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT) == 2);
+	s_sleep_ms(200);
+	text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 2);
+	CU_ASSERT_PTR_NULL(text ? strstr(text, "\"n-") : NULL);
+	log = kd_log(kd);
+	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "refused a request"));
+	CU_ASSERT_PTR_NULL(log ? strstr(log, "tok-a-") : NULL);
+	CU_ASSERT_PTR_NULL(log ? strstr(log, "tok-b-") : NULL);
+done:
+	free(log);
+	free(text);
+	s_answer_clear(&a);
+	kd_destroy(&kd);
+	free(tokens);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+static void test_tokens_file_others_can_read_refuses_the_start(void)
+{
+	char *dir = test_tmpdir("http-mode"), *path = NULL, *conf = NULL, *log = NULL;
+	char instances[1024];
+	kd_t *kd = NULL;
+
+	REQUIRE(dir != NULL);
+	path = test_write_file(dir, "tokens", "vendor-a tok-a-3f9c2b7e51d04a6b8c1e\n");
+	REQUIRE(path != NULL && chmod(path, 0644) == 0);
+	snprintf(instances, sizeof instances,
+		 "  - name: in\n    plugin: http\n"
+		 "    options: { listen: '127.0.0.1:0', tokens_file: '%s' }\n", path);
+	conf = kd_config(instances, NULL);
+	kd = kd_prepare("http-mode", conf, "routes: []\n");
+	REQUIRE(kd != NULL);
+	CU_ASSERT_NOT_EQUAL(kd_launch(kd), 0);
+	kd_wait_exit(kd, WAIT);
+	CU_ASSERT_NOT_EQUAL(kd->exit_status, 0);
+	log = kd_log(kd);
+	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, path));
+	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "0600"));
+	CU_ASSERT_PTR_NULL(log ? strstr(log, "tok-a-") : NULL);
+done:
+	free(log);
+	free(conf);
+	kd_destroy(&kd);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+static void test_backpressure_answers_429_with_retry_after(void)
+{
+	enum { N = 1000 };
+	char url[128];
+	/* A sink taking one event a second behind a queue of one, and no journal to park in:
+	 * kanald pushes back as soon as the emit window is full. */
+	kd_t *kd = s_start_ingress("http-pressure", "busy_retry_after: 2s",
+				   "  queue_max_events: 1\njournal:\n  mode: memory\n", url,
+				   sizeof url);
+	char *batch = malloc((size_t)N * 120 + 16);
+	answer_t a = { 0 };
+	json_t *root = NULL, *r;
+	size_t len = 0, i, accepted = 0, busy = 0;
+	bool ordered = true;
+
+	REQUIRE(kd != NULL && batch != NULL);
+	batch[len++] = '[';
+	for (int k = 0; k < N; k++)
+		len += (size_t)sprintf(batch + len,
+				       "%s{\"specversion\":\"1.0\",\"id\":\"p-%d\",\"source\":\"v\","
+				       "\"type\":\"a.b\",\"data\":{\"n\":%d}}",
+				       k ? "," : "", k, k);
+	batch[len++] = ']';
+	a = s_post(url, s_batch, batch, len);
+	CU_ASSERT_EQUAL(a.status, 429);
+	CU_ASSERT_STRING_EQUAL(a.retry_after, "2");
+	root = json_loads(a.body, 0, NULL);
+	json_array_foreach(json_object_get(root, "results"), i, r) {
+		const char *st = json_string_value(json_object_get(r, "status"));
+		if (st && !strcmp(st, "accepted")) {
+			accepted++;
+			ordered = ordered && busy == 0;
+		} else if (st && !strcmp(st, "busy")) {
+			busy++;
+		}
+	}
+	printf("\n    backpressure: %zu accepted before kanald pushed back, %zu busy\n", accepted,
+	       busy);
+	/* Some were taken before the push-back, the rest are to be sent again, in order. */
+	CU_ASSERT(accepted > 0);
+	CU_ASSERT(busy > 0);
+	CU_ASSERT_EQUAL(accepted + busy, N);
+	CU_ASSERT(ordered);
+done:
+	json_decref(root);
+	s_answer_clear(&a);
+	free(batch);
+	if (kd)
+		kd_stop(kd, SIGKILL, WAIT);
+	kd_destroy(&kd);
+}
+
+/* ---- the webhook receiver ---------------------------------------------------------------- */
+
+#define HANG 0 /* a scripted "status" meaning: answer nothing for a while */
+#define RX_MAX 64
+
+typedef struct rx_request {
+	char *headers; /* "name: value\n" lines, names lower case */
+	char *body;
+	size_t len;
+} rx_request_t;
+
+typedef struct receiver {
+	struct MHD_Daemon *daemon;
+	int port;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stopping;
+	int script[8];
+	size_t n_script, next;
+	rx_request_t reqs[RX_MAX];
+	size_t n;
+} receiver_t;
+
+typedef struct rx_upload {
+	char *body;
+	size_t len;
+} rx_upload_t;
+
+static enum MHD_Result s_rx_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	char **acc = cls, *line = NULL, *joined = NULL;
+
+	(void)kind;
+	if (asprintf(&line, "%s: %s\n", key, value ? value : "") < 0)
+		return MHD_YES;
+	for (char *p = line; *p && *p != ':'; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+	if (asprintf(&joined, "%s%s", *acc ? *acc : "", line) >= 0) {
+		free(*acc);
+		*acc = joined;
+	}
+	free(line);
+	return MHD_YES;
+}
+
+static enum MHD_Result s_rx_handler(void *cls, struct MHD_Connection *conn, const char *url,
+				    const char *method, const char *version,
+				    const char *upload_data, size_t *upload_size, void **con_cls)
+{
+	receiver_t *rx = cls;
+	rx_upload_t *up = *con_cls;
+	struct MHD_Response *res;
+	const char *text = "ok";
+	enum MHD_Result rc;
+	int status;
+
+	(void)url;
+	(void)method;
+	(void)version;
+	if (!up) {
+		*con_cls = calloc(1, sizeof(rx_upload_t));
+		return *con_cls ? MHD_YES : MHD_NO;
+	}
+	if (*upload_size) {
+		char *b = realloc(up->body, up->len + *upload_size + 1);
+		if (!b)
+			return MHD_NO;
+		memcpy(b + up->len, upload_data, *upload_size);
+		up->body = b;
+		up->len += *upload_size;
+		up->body[up->len] = '\0';
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	pthread_mutex_lock(&rx->lock);
+	status = rx->next < rx->n_script ? rx->script[rx->next++] : 200;
+	if (rx->n < RX_MAX) {
+		rx_request_t *r = &rx->reqs[rx->n++];
+		MHD_get_connection_values(conn, MHD_HEADER_KIND, s_rx_header, &r->headers);
+		r->body = up->body;
+		r->len = up->len;
+		up->body = NULL;
+	}
+	pthread_cond_broadcast(&rx->cond);
+	if (status == HANG) {
+		/* Longer than the webhook's timeout; ended early when the test stops. */
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 3;
+		while (!rx->stopping &&
+		       pthread_cond_timedwait(&rx->cond, &rx->lock, &until) == 0)
+			;
+		pthread_mutex_unlock(&rx->lock);
+		return MHD_NO;
+	}
+	pthread_mutex_unlock(&rx->lock);
+	if (status == 400)
+		text = "{\"error\":\"field 'reason' is not one this system knows\"}";
+	res = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+	if (status == 503)
+		MHD_add_response_header(res, "Retry-After", "1");
+	rc = MHD_queue_response(conn, (unsigned)status, res);
+	MHD_destroy_response(res);
+	return rc;
+}
+
+static void s_rx_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			   enum MHD_RequestTerminationCode toe)
+{
+	rx_upload_t *up = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (up) {
+		free(up->body);
+		free(up);
+		*con_cls = NULL;
+	}
+}
+
+/* Starts a receiver on 127.0.0.1 that answers its requests with script[0..n) in turn, then
+ * 200. */
+static receiver_t *s_rx_start(const int *script, size_t n)
+{
+	receiver_t *rx = calloc(1, sizeof *rx);
+	struct sockaddr_in sa;
+	const union MHD_DaemonInfo *info;
+
+	if (!rx)
+		return NULL;
+	pthread_mutex_init(&rx->lock, NULL);
+	pthread_cond_init(&rx->cond, NULL);
+	for (size_t i = 0; i < n && i < 8; i++)
+		rx->script[rx->n_script++] = script[i];
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	rx->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+					      MHD_USE_THREAD_PER_CONNECTION,
+				      0, NULL, NULL, s_rx_handler, rx, MHD_OPTION_SOCK_ADDR, &sa,
+				      MHD_OPTION_NOTIFY_COMPLETED, s_rx_completed, rx, MHD_OPTION_END);
+	info = rx->daemon ? MHD_get_daemon_info(rx->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
+	if (!info) {
+		if (rx->daemon)
+			MHD_stop_daemon(rx->daemon);
+		free(rx);
+		return NULL;
+	}
+	rx->port = info->port;
+	return rx;
+}
+
+static void s_rx_stop(receiver_t **rx_p)
+{
+	receiver_t *rx = *rx_p;
+
+	if (!rx)
+		return;
+	pthread_mutex_lock(&rx->lock);
+	rx->stopping = true;
+	pthread_cond_broadcast(&rx->cond);
+	pthread_mutex_unlock(&rx->lock);
+	MHD_stop_daemon(rx->daemon);
+	for (size_t i = 0; i < rx->n; i++) {
+		free(rx->reqs[i].headers);
+		free(rx->reqs[i].body);
+	}
+	pthread_mutex_destroy(&rx->lock);
+	pthread_cond_destroy(&rx->cond);
+	free(rx);
+	*rx_p = NULL;
+}
+
+/* Waits until the receiver has had at least n requests; returns the count. */
+static size_t s_rx_wait(receiver_t *rx, size_t n)
+{
+	int64_t until = s_now_ms() + WAIT;
+	size_t got;
+
+	pthread_mutex_lock(&rx->lock);
+	while (rx->n < n && s_now_ms() < until) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&rx->cond, &rx->lock, &ts);
+	}
+	got = rx->n;
+	pthread_mutex_unlock(&rx->lock);
+	return got;
+}
+
+/* Starts kanald with webhook instances posting to rx — `hook` (structured) for every type
+ * but hook.binary, `hookb` (binary mode) for that — and the sink `fb` as the fallback. */
+static kd_t *s_start_webhook(const char *tag, receiver_t *rx, void **sub)
+{
+	char instances[2048], *conf;
+	kd_t *kd;
+
+	snprintf(instances, sizeof instances,
+		 "  - name: hook\n    plugin: http\n"
+		 "    options: { url: 'http://127.0.0.1:%d/hook', timeout: 500ms }\n"
+		 "  - name: hookb\n    plugin: http\n"
+		 "    options: { url: 'http://127.0.0.1:%d/hook', mode: binary, timeout: 500ms }\n"
+		 "  - name: fb\n    plugin: sink\n    options: { path: '@DIR@/fb.jsonl' }\n",
+		 rx->port, rx->port);
+	conf = kd_config(instances, NULL);
+	kd = kd_start(tag, conf,
+		      "routes:\n"
+		      "  - name: binary\n    match: { type: hook.binary }\n    to: hookb\n"
+		      "    retry: { max_attempts: 5, backoff: 50ms, max_backoff: 200ms }\n"
+		      "  - name: webhook\n    match: { type: hook.structured }\n    to: hook\n"
+		      "    fallback: fb\n"
+		      "    retry: { max_attempts: 5, backoff: 50ms, max_backoff: 200ms }\n");
+	free(conf);
+	*sub = kd ? kd_subscribe(kd, "") : NULL;
+	return kd;
+}
+
+static bool s_has_header(const rx_request_t *r, const char *line)
+{
+	return r->headers && strstr(r->headers, line);
+}
+
+static void test_webhook_2xx_delivers_in_structured_and_binary_mode(void)
+{
+	receiver_t *rx = s_rx_start(NULL, 0);
+	void *sub = NULL;
+	kd_t *kd = rx ? s_start_webhook("http-hook", rx, &sub) : NULL;
+	char *reply = NULL, *p = NULL;
+
+	REQUIRE(kd != NULL && sub != NULL);
+	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"w-1\",\"source\":\"urn:k\","
+			    "\"type\":\"hook.structured\",\"data\":{\"a\": 1}}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
+	free(reply);
+	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"w-2\",\"source\":\"urn:k\","
+			    "\"type\":\"hook.binary\",\"subject\":\"Søren test\","
+			    "\"datacontenttype\":\"application/octet-stream\","
+			    "\"data_base64\":\"AAH/\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
+	REQUIRE(s_rx_wait(rx, 2) >= 2);
+	p = kd_expect(sub, "delivered hook.binary", "w-2", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	pthread_mutex_lock(&rx->lock);
+	for (size_t i = 0; i < rx->n; i++) {
+		const rx_request_t *r = &rx->reqs[i];
+		if (r->body && strstr(r->body, "\"w-1\"")) {
+			/* Structured: the JSON event as the body. */
+			CU_ASSERT(s_has_header(r, "content-type: application/cloudevents+json"));
+			CU_ASSERT_PTR_NOT_NULL(strstr(r->body, "\"data\":{\"a\": 1}"));
+		} else {
+			/* Binary: attributes in headers, the bytes as the body. */
+			CU_ASSERT(s_has_header(r, "ce-id: w-2\n"));
+			CU_ASSERT(s_has_header(r, "ce-specversion: 1.0\n"));
+			CU_ASSERT(s_has_header(r, "ce-subject: S%C3%B8ren%20test\n"));
+			CU_ASSERT(s_has_header(r, "content-type: application/octet-stream\n"));
+			CU_ASSERT(r->len == 3 && !memcmp(r->body, "\x00\x01\xff", 3));
+		}
+	}
+	pthread_mutex_unlock(&rx->lock);
+done:
+	free(p);
+	free(reply);
+	kd_unsubscribe(&sub);
+	kd_destroy(&kd);
+	s_rx_stop(&rx);
+}
+
+static void test_webhook_503_then_200_is_retried_and_delivered(void)
+{
+	static const int script[] = { 503, 200 };
+	receiver_t *rx = s_rx_start(script, 2);
+	void *sub = NULL;
+	kd_t *kd = rx ? s_start_webhook("http-retry", rx, &sub) : NULL;
+	char *reply = NULL, *retried = NULL, *delivered = NULL;
+
+	REQUIRE(kd != NULL && sub != NULL);
+	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"r-1\",\"source\":\"urn:k\","
+			    "\"type\":\"hook.structured\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
+	retried = kd_expect(sub, "retrying hook.structured", "r-1", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(retried && strstr(retried, "503"));
+	delivered = kd_expect(sub, "delivered hook.structured", "r-1", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(delivered);
+	CU_ASSERT_EQUAL(s_rx_wait(rx, 2), 2);
+	/* The 503's Retry-After (1 s) was honoured before the second attempt... and no
+	 * fallback was taken. */
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "fb.jsonl")), 0);
+done:
+	free(reply);
+	free(retried);
+	free(delivered);
+	kd_unsubscribe(&sub);
+	kd_destroy(&kd);
+	s_rx_stop(&rx);
+}
+
+static void test_webhook_400_is_rejected_to_the_fallback(void)
+{
+	static const int script[] = { 400 };
+	receiver_t *rx = s_rx_start(script, 1);
+	void *sub = NULL;
+	kd_t *kd = rx ? s_start_webhook("http-reject", rx, &sub) : NULL;
+	char *reply = NULL, *rejected = NULL, *text = NULL;
+
+	REQUIRE(kd != NULL && sub != NULL);
+	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"x-1\",\"source\":\"urn:k\","
+			    "\"type\":\"hook.structured\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
+	rejected = kd_expect(sub, "rejected hook.structured", "x-1", WAIT);
+	/* The error names the status and quotes the receiver's answer. */
+	CU_ASSERT_PTR_NOT_NULL(rejected && strstr(rejected, "HTTP 400"));
+	CU_ASSERT_PTR_NOT_NULL(rejected && strstr(rejected, "not one this system knows"));
+	REQUIRE(kd_wait_lines(kd_path(kd, "fb.jsonl"), 1, WAIT) == 1);
+	text = test_read_file(kd_path(kd, "fb.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"x-1\""));
+	/* Rejected, not retried: one request only. */
+	s_sleep_ms(300);
+	CU_ASSERT_EQUAL(s_rx_wait(rx, 1), 1);
+done:
+	free(text);
+	free(reply);
+	free(rejected);
+	kd_unsubscribe(&sub);
+	kd_destroy(&kd);
+	s_rx_stop(&rx);
+}
+
+static void test_webhook_that_hangs_times_out_and_is_retried(void)
+{
+	static const int script[] = { HANG, 200 };
+	receiver_t *rx = s_rx_start(script, 2);
+	void *sub = NULL;
+	kd_t *kd = rx ? s_start_webhook("http-hang", rx, &sub) : NULL;
+	char *reply = NULL, *retried = NULL, *delivered = NULL;
+
+	REQUIRE(kd != NULL && sub != NULL);
+	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"h-1\",\"source\":\"urn:k\","
+			    "\"type\":\"hook.structured\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
+	retried = kd_expect(sub, "retrying hook.structured", "h-1", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(retried && strstr(retried, "no answer"));
+	CU_ASSERT_PTR_NOT_NULL(retried && strstr(retried, "timed out"));
+	delivered = kd_expect(sub, "delivered hook.structured", "h-1", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(delivered);
+	CU_ASSERT(s_rx_wait(rx, 2) >= 2);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "fb.jsonl")), 0);
+done:
+	free(reply);
+	free(retried);
+	free(delivered);
+	kd_unsubscribe(&sub);
+	kd_destroy(&kd);
+	s_rx_stop(&rx);
+}
+
+TEST_MAIN("http",
+	  TEST(test_structured_binary_and_batch_are_delivered_with_their_data),
+	  TEST(test_invalid_events_get_400_naming_the_attribute_and_are_not_delivered),
+	  TEST(test_oversized_requests_get_413),
+	  TEST(test_bearer_tokens_401_403_and_the_tokens_never_logged),
+	  TEST(test_tokens_file_others_can_read_refuses_the_start),
+	  TEST(test_backpressure_answers_429_with_retry_after),
+	  TEST(test_webhook_2xx_delivers_in_structured_and_binary_mode),
+	  TEST(test_webhook_503_then_200_is_retried_and_delivered),
+	  TEST(test_webhook_400_is_rejected_to_the_fallback),
+	  TEST(test_webhook_that_hangs_times_out_and_is_retried))
