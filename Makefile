@@ -4,6 +4,7 @@
 #   make            build everything           make test         build and run every suite
 #   make demo       run the demo               make test T=msg   run one suite (test_msg)
 #   make bench      run the benchmarks         make asan         tests under ASan + UBSan
+#   make fuzz       fuzz the parsers (clang)   FUZZ_SECONDS=30 per target
 #   make install    PREFIX=/usr/local DESTDIR= make uninstall / make clean
 
 PREFIX  ?= /usr/local
@@ -28,7 +29,10 @@ KCFLAGS += $(shell pkg-config --cflags $(CONN_PKGS))
 CONN_LIBS := $(shell pkg-config --libs $(CONN_PKGS))
 CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
 endif
-ifneq ($(SAN),)
+ifeq ($(SAN),fuzz)
+KCFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+else ifneq ($(SAN),)
 KCFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
@@ -62,7 +66,7 @@ TEST_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(INT_TESTS:%=$(BUILD)/tests/%)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all deps test demo bench install uninstall asan clean check-deps
+.PHONY: all deps test demo bench fuzz install uninstall asan clean check-deps
 all: deps
 	@$(MAKE) --no-print-directory build
 
@@ -83,17 +87,26 @@ $(LIBKANAL): $(call obj,$(SDK_LIB_SRC))
 	$(CC) -shared -Wl,-soname,libkanal.so.1 $(LDFLAGS) -o $@.1 $^ $(LIBS) $(CRYPTO_LIBS)
 	ln -sf libkanal.so.1 $@
 
-$(CORE_A): $(call obj,$(CORE_SRC))
+$(CORE_A): $(call obj,$(CORE_SRC)) $(BUILD)/obj/gen/dashboard.o
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# The dashboard page, compiled into kanald as a C string.
+$(BUILD)/gen/dashboard.c: broker/dashboard.html
+	@mkdir -p $(dir $@)
+	{ echo '#include "dashboard.h"'; echo 'const char dashboard_html[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+$(BUILD)/obj/gen/dashboard.o: $(BUILD)/gen/dashboard.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KCFLAGS) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/bin/kanald: $(call obj,broker/main.c) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,broker/main.c) $(CORE_A) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,broker/main.c) $(CORE_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
 
 $(BUILD)/bin/kanalctl: $(call obj,$(wildcard cli/*.c)) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,$(wildcard cli/*.c)) $(CORE_A) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,$(wildcard cli/*.c)) $(CORE_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
 
 $(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(LIBKANAL)
 	@mkdir -p $(dir $@)
@@ -107,6 +120,9 @@ $(BUILD)/bin/kanal-plugin-host: $(call obj,sdk/plugin_host_main.c) $(LIBKANAL)
 # A plugin is every .c file in its folder, linked against libkanal with hidden visibility:
 # only the descriptor (KANAL_PLUGIN_EXPORT) is exported.
 PLUGIN_CFLAGS = -fvisibility=hidden
+# Keep object files that pattern rules made on the way (plugins', simulators'): without
+# this make deletes them as intermediates and rebuilds them every time.
+.SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(call obj,$$(wildcard plugins/$$*/*.c)) $(CONN_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
@@ -145,6 +161,11 @@ $(INT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/integratio
 	@mkdir -p $(dir $@)
 	$(TEST_LINK)
 
+# The fuzz targets (tests/fuzz) also run, on their saved inputs, in a unit suite.
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+$(BUILD)/tests/test_fuzz_regressions: $(call obj,$(FUZZ_SRC))
+
 $(BUILD)/lib/pkgconfig/kanal.pc: kanal.pc.in
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(abspath $(BUILD))|; s|@INCLUDEDIR@|$(abspath sdk/include)|' $< > $@
@@ -157,6 +178,35 @@ test: deps
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPTFLAGS="-O1 -g" test T=$(T)
+
+# ---- fuzzing (clang's libFuzzer) -------------------------------------------------------------
+# `make fuzz` builds every tests/fuzz/fuzz_<target>.c into build-fuzz/fuzz/<target> and runs
+# each for FUZZ_SECONDS (default 30), starting from tests/data/fuzz/<target>/; a crash is
+# written there as crash-<hash>, to be fixed and kept as a regression input.
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=fuzz OPTFLAGS="-O1 -g" fuzz-run
+
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_A) $(LIBKANAL)
+	@mkdir -p $(dir $@)
+	$(CC) $(KCFLAGS) -DFUZZ_LIBFUZZER -fsanitize=fuzzer,address,undefined -o $@ $< $(CORE_A) \
+		-L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+
+.PHONY: fuzz-run
+fuzz-run: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(BUILD)/fuzz/corpus/$$t; \
+		$(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			-artifact_prefix=tests/data/fuzz/$$t/crash- \
+			$(BUILD)/fuzz/corpus/$$t tests/data/fuzz/$$t >$(BUILD)/fuzz/$$t.log 2>&1; \
+		echo "fuzz: $$t: $$(grep -E '^#[0-9]+' $(BUILD)/fuzz/$$t.log | tail -n 1 | \
+			awk '{print $$1 " runs, " $$3 " coverage"}') (log: $(BUILD)/fuzz/$$t.log)"; \
+	done; \
+	if ls tests/data/fuzz/*/crash-* >/dev/null 2>&1; then \
+		echo "fuzz: crashes found (fix them; keep the inputs as regression cases):"; \
+		ls tests/data/fuzz/*/crash-*; exit 1; \
+	fi; echo "fuzz: no crashes"
 
 # ---- demo and benchmarks -------------------------------------------------------------------
 demo: deps
@@ -197,6 +247,6 @@ uninstall:
 	rmdir $(DESTDIR)$(PREFIX)/var/run/kanal 2>/dev/null || true
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

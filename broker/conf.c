@@ -48,7 +48,8 @@ static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir"
 					  "journal" };
 static const char *const s_journal_keys[] = { "mode", "path", "sync", "retention",
 					      "dedupe_window" };
-static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin" };
+static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin", "admin_http",
+						"admin_token_file" };
 static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
 					    "queue_max_bytes", "shutdown_deadline",
 					    "enrich_timeout", "max_parked_events" };
@@ -386,6 +387,18 @@ static void s_endpoints(loader_t *ld, const ynode_t *v)
 		s_endpoint(ld, x, "stream", &conf->stream_endpoint);
 	if ((x = yaml_tree_get(v, "admin")))
 		s_endpoint(ld, x, "admin", &conf->admin_endpoint);
+	if ((x = yaml_tree_get(v, "admin_http"))) {
+		const char *text = s_text(ld, x, "admin_http", true);
+		if (text && (!*text || !strcmp(text, "off")))
+			conf->admin_http = s_strdup(ld, "");
+		else if (text && strncmp(text, "http://", 7))
+			s_err(ld, x, "'admin_http': '%s' is not an HTTP address (write "
+				     "http://127.0.0.1:PORT, or off)", text);
+		else if (text)
+			conf->admin_http = s_strdup(ld, text);
+	}
+	if ((x = yaml_tree_get(v, "admin_token_file")))
+		s_folder(ld, x, "admin_token_file", &conf->admin_token_file);
 }
 
 static void s_limits(loader_t *ld, const ynode_t *v)
@@ -659,6 +672,9 @@ static void s_defaults(loader_t *ld)
 	conf->gateway_endpoint = s_strdup(ld, CONF_DEFAULT_GATEWAY);
 	conf->stream_endpoint = s_strdup(ld, CONF_DEFAULT_STREAM);
 	conf->admin_endpoint = s_strdup(ld, CONF_DEFAULT_ADMIN);
+	/* Off unless configured: a default port would collide between kanalds on one host
+	 * (the shipped kanald.yaml turns it on at http://127.0.0.1:7703). */
+	conf->admin_http = s_strdup(ld, "");
 	conf->max_event_bytes = KANAL_MSG_DEFAULT_MAX_BYTES;
 	conf->queue_max_events = 10000;
 	conf->queue_max_bytes = 64 * 1024 * 1024;

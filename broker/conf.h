@@ -37,6 +37,9 @@ typedef struct conf {
 	char *gateway_endpoint; /* "" disables */
 	char *stream_endpoint;
 	char *admin_endpoint;
+	char *admin_http;       /* "http://127.0.0.1:7703"; "" disables */
+	char *admin_token_file; /* bearer token for the HTTP admin API, or NULL */
+	char *admin_http_url;   /* set by kanald once bound (the endpoints file lists it) */
 	int64_t max_event_bytes;
 	int64_t queue_max_events;  /* per destination */
 	int64_t queue_max_bytes;   /* per destination */

@@ -19,6 +19,9 @@
 #include "conf.h"
 #include "instance.h"
 #include "log.h"
+#include <libxml/parser.h>
+
+#include "admin_http.h"
 #include "router.h"
 #include "routes.h"
 
@@ -52,6 +55,7 @@ int main(int argc, char **argv)
 	size_t n_loaded = 0, n_started = 0;
 	routes_t *routes = NULL;
 	router_t *router = NULL;
+	admin_http_t *admin = NULL;
 	void *zctx = NULL;
 	diag_t d = { 0 };
 	char err[1024];
@@ -137,16 +141,29 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	/* libxml2 (used by connectors) wants its global state set up once, before any
+	 * instance thread parses: plugins call it in init too, this makes it certain. */
+	xmlInitParser();
 	zctx = zmq_ctx_new();
 	if (!zctx) {
 		log_error("kanald", "cannot create the ZeroMQ context");
 		goto out;
+	}
+	if (conf->admin_http && *conf->admin_http) {
+		admin = admin_http_new(conf->admin_http, conf->admin_token_file, zctx, err,
+				       sizeof err);
+		if (!admin) {
+			log_error("kanald", "%s", err);
+			goto out;
+		}
+		conf->admin_http_url = strdup(admin_http_url(admin));
 	}
 	router = router_new(conf, instances, n_loaded, &routes, zctx, err, sizeof err);
 	if (!router) {
 		log_error("kanald", "%s", err);
 		goto out;
 	}
+	admin_http_set_admin_endpoint(admin, router_admin_endpoint(router));
 	for (size_t i = 0; i < n_loaded; i++) {
 		if (instance_start(instances[i], zctx, err, sizeof err) < 0) {
 			log_error("kanald", "%s; stopping the instances already started", err);
@@ -187,6 +204,7 @@ stop: {
 		status = 1;
 }
 out:
+	admin_http_destroy(&admin); /* before the router: it may be asking it */
 	router_destroy(&router);
 	for (size_t i = 0; i < n_loaded; i++) {
 		if (instances[i]->stuck)
@@ -195,6 +213,10 @@ out:
 	}
 	free(instances);
 	routes_destroy(&routes);
+	if (conf) {
+		free(conf->admin_http_url);
+		conf->admin_http_url = NULL;
+	}
 	if (stuck) {
 		/* A plugin thread is stuck in a callback and still holds its sockets: waiting
 		 * for the ZeroMQ context would wait for it. Everything kept is on disk. */

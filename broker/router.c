@@ -2459,8 +2459,11 @@ static int s_write_endpoints(router_t *r, char *err, size_t err_size)
 		r->endpoints_path[0] = '\0';
 		return KANAL_EIO;
 	}
-	fprintf(f, "gateway=%s\nstream=%s\nadmin=%s\npid=%d\n", r->gateway_endpoint,
-		stream_endpoint(r->stream), r->admin_endpoint, (int)getpid());
+	fprintf(f, "gateway=%s\nstream=%s\nadmin=%s\n", r->gateway_endpoint,
+		stream_endpoint(r->stream), r->admin_endpoint);
+	if (r->conf->admin_http_url && *r->conf->admin_http_url)
+		fprintf(f, "admin_http=%s\n", r->conf->admin_http_url);
+	fprintf(f, "pid=%d\n", (int)getpid());
 	fclose(f);
 	if (rename(tmp, r->endpoints_path) < 0) {
 		snprintf(err, err_size, "cannot write %s: %s", r->endpoints_path, strerror(errno));
@@ -2604,4 +2607,9 @@ void router_destroy(router_t **r_p)
 	free(r->held);
 	free(r);
 	*r_p = NULL;
+}
+
+const char *router_admin_endpoint(const router_t *r)
+{
+	return r ? r->admin_endpoint : "";
 }

@@ -36,4 +36,7 @@ int router_stop(router_t *r);
  * file. */
 void router_destroy(router_t **r_p);
 
+/* The admin socket's bound address ("" when disabled), for the HTTP admin endpoint. */
+const char *router_admin_endpoint(const router_t *r);
+
 #endif

@@ -5,8 +5,9 @@
 set -eu
 
 need_pc="libzmq jansson yaml-0.1 sqlite3 cunit libcurl libxml-2.0 libical libmicrohttpd openssl"
-# radicale: the real CalDAV server the calendar connector's tests and the demo run against.
-need_cmd="pkg-config cc make radicale"
+# radicale: the real CalDAV server the calendar connector's tests and the demo run against;
+# promtool checks /metrics; chromium and chromedriver run the dashboard test in a browser.
+need_cmd="pkg-config cc make radicale promtool chromium chromedriver"
 
 # Debian package for each pkg-config name or command.
 pkg_for() {
@@ -23,6 +24,8 @@ pkg_for() {
 	openssl) echo libssl-dev ;;
 	pkg-config) echo pkg-config ;;
 	cc | make) echo build-essential ;;
+	promtool) echo prometheus ;;
+	chromedriver) echo chromium-driver ;;
 	*) echo "$1" ;;
 	esac
 }

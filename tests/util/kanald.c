@@ -83,6 +83,7 @@ char *kd_config(const char *instances, const char *extra)
 		     "  gateway: tcp://127.0.0.1:0\n"
 		     "  stream: tcp://127.0.0.1:0\n"
 		     "  admin: tcp://127.0.0.1:0\n"
+		     "  admin_http: http://127.0.0.1:0\n"
 		     "limits:\n"
 		     "  shutdown_deadline: 3s\n"
 		     "%s"
@@ -172,6 +173,8 @@ static int s_read_endpoints(kd_t *kd)
 			snprintf(kd->stream, sizeof kd->stream, "%s", eq + 1);
 		else if (!strcmp(line, "admin"))
 			snprintf(kd->admin, sizeof kd->admin, "%s", eq + 1);
+		else if (!strcmp(line, "admin_http"))
+			snprintf(kd->admin_http, sizeof kd->admin_http, "%s", eq + 1);
 	}
 	free(text);
 	return 0;

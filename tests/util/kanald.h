@@ -22,6 +22,7 @@ typedef struct kd {
 	pid_t pid;
 	int exit_status; /* after kd_stop / kd_wait_exit: exit code, or 128+signal */
 	char gateway[256], stream[256], admin[256];
+	char admin_http[256]; /* "http://127.0.0.1:PORT", or "" when off */
 	void *zctx;
 } kd_t;
 

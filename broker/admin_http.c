@@ -1,0 +1,772 @@
+/*
+ * broker/admin_http.c — kanald's HTTP admin endpoint, for ops tools, Prometheus and the
+ * dashboard: /healthz, /readyz, /metrics (Prometheus text), JSON under /api/v1/ (status,
+ * routes, instances, dead letters, reload) and the dashboard page at /.
+ *
+ * It holds no state of its own: each request becomes one request to the router's admin
+ * socket (the same JSON commands kanalctl sends, docs/design/wire.md), made from the
+ * HTTP server's thread over a ZeroMQ REQ socket, so the router stays the only owner of its
+ * data and this file never touches it. libmicrohttpd runs its own polling thread; requests
+ * are served one at a time, which is plenty for an admin API and keeps it from becoming a
+ * way to load the router.
+ *
+ * Bound to 127.0.0.1 by default. With `admin_token_file` set, every request except
+ * /healthz, /readyz and the dashboard page itself needs `Authorization: Bearer <token>`,
+ * compared in constant time. The page holds no data: its script asks for the token and
+ * sends it with each of its API requests, as a browser cannot add the header to a page
+ * it navigates to.
+ *
+ * Answers: 200; 400 when kanald said no (a refused reload, with its errors); 401 without
+ * the token; 404 for an unknown path or a dead letter that is not in the store; 405 with
+ * `Allow` for a known path asked with the wrong method; 503 when the router does not
+ * answer. CPR numbers never appear in the clear: the router masks its replies, and this
+ * file masks its own error texts.
+ */
+#include "admin_http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <zmq.h>
+
+#include <kanal/cpr.h>
+
+#include "dashboard.h"
+#include "log.h"
+
+#define ADMIN_TIMEOUT_MS 5000
+#define MAX_BODY (1u << 20)
+
+struct admin_http {
+	struct MHD_Daemon *daemon;
+	void *zctx;
+	char admin_endpoint[256];
+	char url[128];
+	unsigned char token_hash[SHA256_DIGEST_LENGTH];
+	bool has_token;
+};
+
+typedef struct {
+	char *body;
+	size_t len;
+	bool too_big;
+} upload_t;
+
+typedef struct {
+	int status;
+	char *body;
+	size_t len;
+	const char *type;
+	char allow[64];
+} reply_t;
+
+/* ---- replies -------------------------------------------------------------------------- */
+
+static void s_reply(reply_t *out, int status, const char *type, char *body)
+{
+	free(out->body);
+	out->status = status;
+	out->type = type;
+	out->body = body;
+	out->len = body ? strlen(body) : 0;
+}
+
+static void s_reply_json(reply_t *out, int status, json_t *j)
+{
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	s_reply(out, text ? status : 500, "application/json", text ? text : strdup("{}"));
+}
+
+static void s_reply_error(reply_t *out, int status, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	/* An error may quote the request's URL, which may hold anything. */
+	kanal_cpr_redact_inplace(why);
+	s_reply_json(out, status, json_pack("{s:b, s:s}", "ok", 0, "error", why));
+}
+
+/* ---- the router's admin socket -------------------------------------------------------- */
+
+/* Sends one admin command and returns the reply (new reference), or NULL with why. */
+static json_t *s_call(admin_http_t *a, json_t *req, char *why, size_t why_size)
+{
+	int timeout = ADMIN_TIMEOUT_MS, linger = 0;
+	char *text = json_dumps(req, JSON_COMPACT);
+	json_t *reply = NULL;
+	zmq_msg_t msg;
+	void *s;
+
+	json_decref(req);
+	if (!text) {
+		snprintf(why, why_size, "out of memory");
+		return NULL;
+	}
+	if (!a->admin_endpoint[0] || !(s = zmq_socket(a->zctx, ZMQ_REQ))) {
+		snprintf(why, why_size, "kanald's admin socket is not available");
+		free(text);
+		return NULL;
+	}
+	zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+	zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+	zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+	zmq_msg_init(&msg);
+	if (zmq_connect(s, a->admin_endpoint) != 0 ||
+	    zmq_send(s, text, strlen(text), 0) < 0 || zmq_msg_recv(&msg, s, 0) < 0) {
+		snprintf(why, why_size, "kanald's router did not answer within %d ms",
+			 ADMIN_TIMEOUT_MS);
+	} else {
+		json_error_t jerr;
+		reply = json_loadb(zmq_msg_data(&msg), zmq_msg_size(&msg), 0, &jerr);
+		if (!reply)
+			snprintf(why, why_size, "the router's answer is not JSON: %s", jerr.text);
+	}
+	zmq_msg_close(&msg);
+	zmq_close(s);
+	free(text);
+	return reply;
+}
+
+/* Calls and answers with the router's reply as it is (200 when ok, else 400/500). */
+static void s_pass(admin_http_t *a, json_t *req, reply_t *out)
+{
+	char why[256];
+	json_t *r = s_call(a, req, why, sizeof why);
+
+	if (!r) {
+		s_reply_error(out, 503, "%s", why);
+		return;
+	}
+	s_reply_json(out, json_is_true(json_object_get(r, "ok")) ? 200 : 400, r);
+}
+
+/* ---- /metrics ------------------------------------------------------------------------- */
+
+typedef struct {
+	char *p;
+	size_t len, cap;
+} text_t;
+
+static void s_put(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_put(text_t *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		size_t room = t->cap - t->len;
+		va_start(ap, fmt);
+		n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? room : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (t->p && (size_t)n < room) {
+			t->len += (size_t)n;
+			return;
+		}
+		{
+			size_t cap = t->cap ? t->cap * 2 : 8192;
+			char *p;
+			while (cap < t->len + (size_t)n + 1)
+				cap *= 2;
+			if (!(p = realloc(t->p, cap)))
+				return;
+			t->p = p;
+			t->cap = cap;
+		}
+	}
+}
+
+/* Writes a label value escaped as the text format wants (\\, \", \n). */
+static void s_put_label(text_t *t, const char *v)
+{
+	for (; v && *v; v++) {
+		if (*v == '\\' || *v == '"')
+			s_put(t, "\\%c", *v);
+		else if (*v == '\n')
+			s_put(t, "\\n");
+		else
+			s_put(t, "%c", *v);
+	}
+}
+
+static void s_help(text_t *t, const char *name, const char *type, const char *help)
+{
+	s_put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One family whose samples are a field of each element of an array, labelled by the
+ * element's "name" (e.g. per destination). */
+static void s_family(text_t *t, json_t *arr, const char *label, const char *field,
+		     const char *name, const char *type, const char *help)
+{
+	size_t i;
+	json_t *e;
+
+	s_help(t, name, type, help);
+	json_array_foreach(arr, i, e) {
+		json_t *v = json_object_get(e, field);
+		if (!json_is_number(v))
+			continue;
+		s_put(t, "%s{%s=\"", name, label);
+		s_put_label(t, json_string_value(json_object_get(e, "name")));
+		s_put(t, "\"} %.17g\n", json_number_value(v));
+	}
+}
+
+static void s_scalar(text_t *t, json_t *obj, const char *field, const char *name,
+		     const char *type, const char *help)
+{
+	json_t *v = json_object_get(obj, field);
+	if (!json_is_number(v) && !json_is_boolean(v))
+		return;
+	s_help(t, name, type, help);
+	s_put(t, "%s %.17g\n", name, json_is_boolean(v) ? (json_is_true(v) ? 1.0 : 0.0)
+						     : json_number_value(v));
+}
+
+/* Prometheus text format (version 0.0.4) from the router's status. */
+static char *s_metrics(json_t *st)
+{
+	json_t *c = json_object_get(st, "counters"), *dests = json_object_get(st, "destinations"),
+	       *routes = json_object_get(st, "route_counters"),
+	       *insts = json_object_get(st, "instances"), *j = json_object_get(st, "journal");
+	text_t t = { 0 };
+	size_t i;
+	json_t *e;
+
+	s_put(&t, "%s", "");
+	s_scalar(&t, c, "accepted", "kanal_events_accepted_total", "counter",
+		 "Events accepted by kanald (gateway and plugin emits).");
+	s_scalar(&t, c, "unmatched", "kanal_events_unmatched_total", "counter",
+		 "Events no route matched, sent to the default destination.");
+	s_scalar(&t, c, "invalid", "kanal_events_invalid_total", "counter",
+		 "Events refused as invalid.");
+	s_scalar(&t, c, "busy", "kanal_events_busy_total", "counter",
+		 "Events refused for backpressure (the sender retries).");
+	s_scalar(&t, c, "duplicates", "kanal_events_duplicate_total", "counter",
+		 "Events refused as duplicates of (source, id).");
+	s_scalar(&t, c, "acl_denied", "kanal_events_acl_denied_total", "counter",
+		 "Events refused by an ACL.");
+	s_scalar(&t, c, "reloads", "kanal_reloads_total", "counter", "Routing reloads that took effect.");
+	s_scalar(&t, c, "reload_failures", "kanal_reload_failures_total", "counter",
+		 "Routing reloads refused (the old table stayed).");
+
+	if (json_is_array(routes)) {
+		static const char *const f[][3] = {
+			{ "matched", "kanal_route_matched_total", "Events the route matched." },
+			{ "delivered", "kanal_route_delivered_total", "Deliveries of the route that succeeded." },
+			{ "retried", "kanal_route_retried_total", "Delivery attempts of the route to be retried." },
+			{ "rejected", "kanal_route_rejected_total", "Deliveries of the route a destination rejected." },
+			{ "dead", "kanal_route_dead_total", "Deliveries of the route sent to the dead letters." },
+			{ "fallback", "kanal_route_fallback_total", "Times the route's fallback was taken." },
+		};
+		for (size_t k = 0; k < sizeof f / sizeof *f; k++)
+			s_family(&t, routes, "route", f[k][0], f[k][1], "counter", f[k][2]);
+	}
+	if (json_is_array(dests)) {
+		s_family(&t, dests, "destination", "delivered", "kanal_destination_delivered_total",
+			 "counter", "Deliveries to the destination that succeeded.");
+		s_family(&t, dests, "destination", "retried", "kanal_destination_retried_total",
+			 "counter", "Delivery attempts to the destination to be retried.");
+		s_family(&t, dests, "destination", "rejected", "kanal_destination_rejected_total",
+			 "counter", "Deliveries the destination rejected.");
+		s_family(&t, dests, "destination", "dead", "kanal_destination_dead_total", "counter",
+			 "Deliveries to the destination that went to the dead letters.");
+		s_family(&t, dests, "destination", "queued", "kanal_destination_queue_depth", "gauge",
+			 "Events waiting in the destination's queue.");
+		s_family(&t, dests, "destination", "queued_bytes", "kanal_destination_queue_bytes",
+			 "gauge", "Bytes waiting in the destination's queue.");
+		s_family(&t, dests, "destination", "in_flight", "kanal_destination_in_flight", "gauge",
+			 "Deliveries the destination is working on.");
+	}
+	if (json_is_object(j)) {
+		s_scalar(&t, j, "open_events", "kanal_journal_open_events", "gauge",
+			 "Events in the journal not yet delivered everywhere.");
+		s_scalar(&t, j, "parked_events", "kanal_journal_parked_events", "gauge",
+			 "Events waiting on disk for a full destination.");
+		s_scalar(&t, j, "dead_letters", "kanal_dead_letters", "gauge",
+			 "Dead letters in the store.");
+		s_scalar(&t, j, "size_bytes", "kanal_journal_size_bytes", "gauge",
+			 "Size of the journal's files.");
+		s_scalar(&t, j, "writable", "kanal_journal_writable", "gauge",
+			 "1 when the journal accepts writes, 0 after a write failure.");
+	}
+	{
+		json_t *h = json_object_get(st, "latency");
+		json_t *b = json_object_get(h, "buckets");
+		if (json_is_array(b)) {
+			s_help(&t, "kanal_delivery_latency_seconds", "histogram",
+			       "From acceptance to a destination's OK.");
+			json_array_foreach(b, i, e) {
+				json_t *le = json_array_get(e, 0), *n = json_array_get(e, 1);
+				if (json_is_number(le))
+					s_put(&t, "kanal_delivery_latency_seconds_bucket{le=\"%g\"} %.17g\n",
+					      json_number_value(le), json_number_value(n));
+			}
+			s_put(&t, "kanal_delivery_latency_seconds_bucket{le=\"+Inf\"} %.17g\n",
+			      json_number_value(json_object_get(h, "count")));
+			s_put(&t, "kanal_delivery_latency_seconds_sum %.17g\n",
+			      json_number_value(json_object_get(h, "sum")));
+			s_put(&t, "kanal_delivery_latency_seconds_count %.17g\n",
+			      json_number_value(json_object_get(h, "count")));
+		}
+	}
+	if (json_is_array(insts)) {
+		bool first = true;
+
+		/* An isolated instance counts its plugin host's restarts as the plugin metric
+		 * host_restarts (broker/isolation.c); a thread instance has none. */
+		json_array_foreach(insts, i, e) {
+			json_t *v = json_object_get(json_object_get(e, "metrics"), "host_restarts");
+			if (!json_is_number(v))
+				continue;
+			if (first) {
+				s_help(&t, "kanal_instance_restarts_total", "counter",
+				       "Restarts of an isolated plugin host after a crash or hang.");
+				first = false;
+			}
+			s_put(&t, "kanal_instance_restarts_total{instance=\"");
+			s_put_label(&t, json_string_value(json_object_get(e, "name")));
+			s_put(&t, "\"} %.17g\n", json_number_value(v));
+		}
+		first = true;
+		json_array_foreach(insts, i, e) {
+			const char *key;
+			json_t *v;
+			json_object_foreach(json_object_get(e, "metrics"), key, v) {
+				if (!json_is_number(v))
+					continue;
+				if (first) {
+					s_help(&t, "kanal_plugin_metric", "gauge",
+					       "A plugin's own counters (kanal_metric_add / _set).");
+					first = false;
+				}
+				s_put(&t, "kanal_plugin_metric{instance=\"");
+				s_put_label(&t, json_string_value(json_object_get(e, "name")));
+				s_put(&t, "\",metric=\"");
+				s_put_label(&t, key);
+				s_put(&t, "\"} %.17g\n", json_number_value(v));
+			}
+		}
+	}
+	return t.p;
+}
+
+/* ---- routing the requests ------------------------------------------------------------- */
+
+static bool s_authorised(admin_http_t *a, struct MHD_Connection *conn)
+{
+	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+	unsigned char got[SHA256_DIGEST_LENGTH];
+
+	if (!a->has_token)
+		return true;
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return false;
+	/* Comparing digests of equal length in constant time: the token's length and
+	 * content do not show in the timing. */
+	SHA256((const unsigned char *)h + 7, strlen(h + 7), got);
+	return CRYPTO_memcmp(got, a->token_hash, sizeof got) == 0;
+}
+
+/* The id at the end of "/api/v1/deadletters/<id>[/<verb>]", or -1. */
+static long long s_id(const char *p, const char **rest)
+{
+	char *end;
+	long long id = strtoll(p, &end, 10);
+	if (end == p || id <= 0)
+		return -1;
+	*rest = end;
+	return id;
+}
+
+/* Answers 405 naming the methods the path takes. */
+static void s_not_allowed(reply_t *out, const char *allow, const char *method, const char *url)
+{
+	snprintf(out->allow, sizeof out->allow, "%s", allow);
+	s_reply_error(out, 405, "%s takes %s, not %s", url, allow, method);
+}
+
+/* Passes a dead-letter command and answers 404 when the letter asked for is not in the
+ * store (show: "no such dead letter"; replay: listed as missing; drop: none dropped). */
+static void s_pass_dlq(admin_http_t *a, json_t *req, long long id, reply_t *out)
+{
+	char why[256];
+	const char *cmd = json_string_value(json_object_get(req, "cmd"));
+	bool show = cmd && !strcmp(cmd, "dlq.show"), replay = cmd && !strcmp(cmd, "dlq.replay");
+	json_t *r = s_call(a, req, why, sizeof why);
+	bool ok, missing;
+
+	if (!r) {
+		s_reply_error(out, 503, "%s", why);
+		return;
+	}
+	ok = json_is_true(json_object_get(r, "ok"));
+	if (show)
+		missing = !ok && strstr(json_string_value(json_object_get(r, "error")) ?: "", "no such");
+	else if (replay)
+		missing = ok && json_array_size(json_object_get(r, "missing")) > 0;
+	else
+		missing = ok && json_integer_value(json_object_get(r, "dropped")) == 0;
+	if (missing) {
+		json_decref(r);
+		s_reply_error(out, 404, "dead letter %lld is not in the store (replayed or dropped "
+				       "already?)", id);
+		return;
+	}
+	s_reply_json(out, ok ? 200 : 400, r);
+}
+
+static void s_handle(admin_http_t *a, struct MHD_Connection *conn, const char *method,
+		     const char *url, const upload_t *up, reply_t *out)
+{
+	bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+	bool post = !strcmp(method, "POST");
+	char why[256];
+
+	if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
+		json_t *st;
+		if (!get) {
+			s_not_allowed(out, "GET, HEAD", method, url);
+			return;
+		}
+		st = s_call(a, json_pack("{s:s}", "cmd", "status"), why, sizeof why);
+		if (!st) {
+			s_reply_error(out, 503, "%s", why);
+		} else if (!strcmp(url, "/healthz")) {
+			s_reply(out, 200, "text/plain", strdup("ok\n"));
+		} else {
+			json_t *j = json_object_get(st, "journal");
+			bool writable = !json_is_false(json_object_get(j, "writable"));
+			bool started = !json_is_false(json_object_get(st, "started"));
+			if (writable && started)
+				s_reply(out, 200, "text/plain", strdup("ready\n"));
+			else
+				s_reply_error(out, 503, "%s",
+					      !started ? "plugins are still starting"
+						       : "the journal does not accept writes");
+		}
+		json_decref(st);
+		return;
+	}
+	/* The page is the same for everyone and holds no data (see the top of the file). */
+	if (!strcmp(url, "/") || !strcmp(url, "/dashboard")) {
+		if (!get)
+			s_not_allowed(out, "GET, HEAD", method, url);
+		else
+			s_reply(out, 200, "text/html; charset=utf-8", strdup(dashboard_html));
+		return;
+	}
+	if (!s_authorised(a, conn)) {
+		s_reply_error(out, 401, "this endpoint needs 'Authorization: Bearer <token>'");
+		return;
+	}
+	if (!strcmp(url, "/metrics")) {
+		json_t *st;
+		char *text;
+		if (!get) {
+			s_not_allowed(out, "GET, HEAD", method, url);
+			return;
+		}
+		st = s_call(a, json_pack("{s:s}", "cmd", "status"), why, sizeof why);
+		if (!st) {
+			s_reply_error(out, 503, "%s", why);
+			return;
+		}
+		text = s_metrics(st);
+		json_decref(st);
+		s_reply(out, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+		return;
+	}
+	{
+		/* The read-only views: one admin command each. */
+		static const char *const views[][2] = {
+			{ "/api/v1/status", "status" },
+			{ "/api/v1/routes", "routes" },
+			{ "/api/v1/instances", "instances" },
+		};
+		for (size_t k = 0; k < sizeof views / sizeof *views; k++) {
+			if (strcmp(url, views[k][0]))
+				continue;
+			if (get)
+				s_pass(a, json_pack("{s:s}", "cmd", views[k][1]), out);
+			else
+				s_not_allowed(out, "GET, HEAD", method, url);
+			return;
+		}
+	}
+	if (!strcmp(url, "/api/v1/reload")) {
+		if (post)
+			s_pass(a, json_pack("{s:s}", "cmd", "reload"), out);
+		else
+			s_not_allowed(out, "POST", method, url);
+		return;
+	}
+	if (!strncmp(url, "/api/v1/instances/", 18)) {
+		const char *name = url + 18, *slash = strrchr(name, '/');
+		if (slash && slash > name &&
+		    (!strcmp(slash, "/pause") || !strcmp(slash, "/resume") || !strcmp(slash, "/restart"))) {
+			char inst[256], cmd[32];
+			if (!post) {
+				s_not_allowed(out, "POST", method, url);
+				return;
+			}
+			snprintf(inst, sizeof inst, "%.*s", (int)(slash - name), name);
+			snprintf(cmd, sizeof cmd, "instance.%s", slash + 1);
+			s_pass(a, json_pack("{s:s, s:s}", "cmd", cmd, "name", inst), out);
+			return;
+		}
+	}
+	if (!strcmp(url, "/api/v1/deadletters")) {
+		json_t *req;
+		static const char *const keys[] = { "route", "type", "since" };
+		const char *lim;
+		if (!get) {
+			s_not_allowed(out, "GET, HEAD", method, url);
+			return;
+		}
+		req = json_pack("{s:s}", "cmd", "dlq.list");
+		for (size_t k = 0; k < 3; k++) {
+			const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, keys[k]);
+			if (v)
+				json_object_set_new(req, keys[k], json_string(v));
+		}
+		lim = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
+		json_object_set_new(req, "limit", json_integer(lim ? atoi(lim) : 100));
+		s_pass(a, req, out);
+		return;
+	}
+	if (!strncmp(url, "/api/v1/deadletters/", 20)) {
+		const char *rest = "";
+		long long id = s_id(url + 20, &rest);
+		if (id > 0 && !*rest) {
+			if (get)
+				s_pass_dlq(a, json_pack("{s:s, s:I}", "cmd", "dlq.show", "id",
+							(json_int_t)id), id, out);
+			else if (!strcmp(method, "DELETE"))
+				s_pass_dlq(a, json_pack("{s:s, s:[I]}", "cmd", "dlq.drop", "ids",
+							(json_int_t)id), id, out);
+			else
+				s_not_allowed(out, "GET, HEAD, DELETE", method, url);
+			return;
+		}
+		if (id > 0 && !strcmp(rest, "/replay")) {
+			if (post)
+				s_pass_dlq(a, json_pack("{s:s, s:[I]}", "cmd", "dlq.replay", "ids",
+							(json_int_t)id), id, out);
+			else
+				s_not_allowed(out, "POST", method, url);
+			return;
+		}
+	}
+	(void)up;
+	s_reply_error(out, 404, "no %s %s here (see docs/operations.md)", method, url);
+}
+
+/* ---- libmicrohttpd -------------------------------------------------------------------- */
+
+static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				    const char *method, const char *version,
+				    const char *upload_data, size_t *upload_size, void **con_cls)
+{
+	admin_http_t *a = cls;
+	upload_t *up = *con_cls;
+	reply_t out = { .status = 500 };
+	struct MHD_Response *r;
+	enum MHD_Result rc;
+
+	if (!up) {
+		if (!(up = calloc(1, sizeof *up)))
+			return MHD_NO;
+		*con_cls = up;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (up->len + *upload_size > MAX_BODY) {
+			up->too_big = true;
+		} else {
+			char *b = realloc(up->body, up->len + *upload_size + 1);
+			if (!b)
+				return MHD_NO;
+			memcpy(b + up->len, upload_data, *upload_size);
+			up->body = b;
+			up->len += *upload_size;
+			up->body[up->len] = '\0';
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (up->too_big)
+		s_reply_error(&out, 413, "request body above %u bytes", MAX_BODY);
+	else
+		s_handle(a, conn, method, url, up, &out);
+	r = MHD_create_response_from_buffer(out.len, out.body ? out.body : (char *)"",
+					    MHD_RESPMEM_MUST_COPY);
+	free(out.body);
+	if (!r)
+		return MHD_NO;
+	if (out.type)
+		MHD_add_response_header(r, "Content-Type", out.type);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	if (out.allow[0])
+		MHD_add_response_header(r, "Allow", out.allow);
+	if (out.status == 401)
+		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"kanal\"");
+	rc = MHD_queue_response(conn, (unsigned)out.status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+static void s_on_done(void *cls, struct MHD_Connection *conn, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	upload_t *up = *con_cls;
+	if (up) {
+		free(up->body);
+		free(up);
+		*con_cls = NULL;
+	}
+}
+
+/* Reads the token file (must be private: mode 0600 or 0400) into a SHA-256 digest. */
+static int s_load_token(admin_http_t *a, const char *path, char *err, size_t err_size)
+{
+	char buf[1024];
+	struct stat st;
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	if (!f || fstat(fileno(f), &st) != 0) {
+		snprintf(err, err_size, "%s: cannot read the admin token file: %s", path,
+			 strerror(errno));
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(err, err_size, "%s: the admin token file may be read by others (mode %04o); "
+			 "make it 0600", path, (unsigned)(st.st_mode & 07777));
+		fclose(f);
+		return -1;
+	}
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		n--;
+	if (n < 16) {
+		snprintf(err, err_size, "%s: the admin token must be at least 16 characters", path);
+		OPENSSL_cleanse(buf, sizeof buf);
+		return -1;
+	}
+	SHA256((unsigned char *)buf, n, a->token_hash);
+	OPENSSL_cleanse(buf, sizeof buf);
+	a->has_token = true;
+	return 0;
+}
+
+/* Parses "http://HOST:PORT" (HOST an IPv4 address or localhost). */
+static int s_parse_listen(const char *text, struct sockaddr_in *addr)
+{
+	char host[128];
+	const char *p = text, *colon;
+	char *end;
+	long port;
+
+	if (!strncmp(p, "http://", 7))
+		p += 7;
+	colon = strrchr(p, ':');
+	if (!colon || (size_t)(colon - p) >= sizeof host)
+		return -1;
+	memcpy(host, p, (size_t)(colon - p));
+	host[colon - p] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if ((*end && strcmp(end, "/")) || port < 0 || port > 65535)
+		return -1;
+	memset(addr, 0, sizeof *addr);
+	addr->sin_family = AF_INET;
+	addr->sin_port = htons((uint16_t)port);
+	if (!strcmp(host, "localhost"))
+		strcpy(host, "127.0.0.1");
+	return inet_pton(AF_INET, host, &addr->sin_addr) == 1 ? 0 : -1;
+}
+
+admin_http_t *admin_http_new(const char *listen, const char *token_file, void *zctx, char *err,
+			     size_t err_size)
+{
+	admin_http_t *a = calloc(1, sizeof *a);
+	const union MHD_DaemonInfo *info;
+	struct sockaddr_in addr;
+	char host[64];
+
+	if (!a) {
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	a->zctx = zctx;
+	if (s_parse_listen(listen, &addr) != 0) {
+		snprintf(err, err_size, "admin_http: '%s' is not http://IPV4:PORT", listen);
+		free(a);
+		return NULL;
+	}
+	if (token_file && *token_file && s_load_token(a, token_file, err, err_size) != 0) {
+		free(a);
+		return NULL;
+	}
+	a->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY,
+				     0, NULL, NULL, s_on_request, a, MHD_OPTION_SOCK_ADDR, &addr,
+				     MHD_OPTION_NOTIFY_COMPLETED, s_on_done, NULL,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+	if (!a->daemon) {
+		snprintf(err, err_size, "admin_http: cannot listen on %s: %s", listen,
+			 strerror(errno));
+		free(a);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	inet_ntop(AF_INET, &addr.sin_addr, host, sizeof host);
+	snprintf(a->url, sizeof a->url, "http://%s:%u", host,
+		 info ? (unsigned)info->port : (unsigned)ntohs(addr.sin_port));
+	return a;
+}
+
+void admin_http_set_admin_endpoint(admin_http_t *a, const char *endpoint)
+{
+	if (a && endpoint)
+		snprintf(a->admin_endpoint, sizeof a->admin_endpoint, "%s", endpoint);
+}
+
+const char *admin_http_url(const admin_http_t *a)
+{
+	return a ? a->url : "";
+}
+
+void admin_http_destroy(admin_http_t **a_p)
+{
+	admin_http_t *a = a_p ? *a_p : NULL;
+
+	if (!a)
+		return;
+	if (a->daemon)
+		MHD_stop_daemon(a->daemon);
+	OPENSSL_cleanse(a->token_hash, sizeof a->token_hash);
+	free(a);
+	*a_p = NULL;
+}
