@@ -1,60 +1,178 @@
 #!/bin/sh
-# The demo: kanald with the bundled plugins and routes (conf/kanald.yaml, routes/demo.yaml),
-# simulated upstream systems emitting events, and the event stream shown live with
-# `kanalctl tail`. Ctrl-C stops everything cleanly and prints what went where.
-# DEMO_SECONDS=N stops by itself after N seconds.
+# The demo: a municipality's morning through kanal. Starts the simulated upstream systems
+# (examples/simulators: daycare, HR, CPR lookup, Digital Post), a real CalDAV server
+# (Radicale) and kanald with conf/kanald.yaml and routes/municipal.yaml; a case system sends
+# letters through the gateway (kanalctl send). The event stream is shown live; Ctrl-C (or
+# DEMO_SECONDS=N) stops everything cleanly and prints what happened: events per route,
+# letters per channel (the channel strategy's own measure), calendar entries written,
+# lookups made. Everything it writes is under var/demo/.
 set -u
 BUILD=${BUILD:-build}
 CONF=conf/kanald.yaml
 VAR=var/demo
-KANALD="$BUILD/bin/kanald"
-KANALCTL="$BUILD/bin/kanalctl"
+BIN="$BUILD/bin"
+KANALCTL="$BIN/kanalctl"
+PIDS=""
 
 rm -rf "$VAR"
-mkdir -p "$VAR"
-echo "kanal demo: kanald with $(grep -c '^  - name:' $CONF) plugin instances and routes/demo.yaml"
-echo "  log:     $VAR/kanald.log"
-echo "  sinks:   $VAR/*.jsonl"
-echo "  stream:  kanalctl tail (below).  Ctrl-C stops the demo."
+mkdir -p "$VAR/secrets" "$VAR/print-spool" "$VAR/radicale/collections" "$VAR/sims"
+chmod 700 "$VAR/secrets"
+
+# Secrets, made fresh for each run and readable by this user only.
+umask 077
+secret() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
+secret >"$VAR/secrets/pseudonym.key"
+secret >"$VAR/secrets/daycare.token"
+secret >"$VAR/secrets/hr.password"
+secret >"$VAR/secrets/calendar.password"
+secret >"$VAR/secrets/digitalpost.token"
+umask 022
+
+# Radicale: htpasswd auth; the service user "kanal" may write every calendar.
+R="$VAR/radicale"
+printf 'kanal:%s\n' "$(cat "$VAR/secrets/calendar.password")" >"$R/users"
+chmod 600 "$R/users"
+cat >"$R/rights" <<EOF
+[service]
+user: kanal
+collection: .*
+permissions: RrWw
+
+[own]
+user: .+
+collection: {user}(/.*)?
+permissions: RrWw
+EOF
+cat >"$R/config" <<EOF
+[server]
+hosts = 127.0.0.1:7715
+[auth]
+type = htpasswd
+htpasswd_filename = $R/users
+htpasswd_encryption = plain
+delay = 0
+[rights]
+type = from_file
+file = $R/rights
+[storage]
+filesystem_folder = $R/collections
+[web]
+type = none
+[logging]
+level = info
+mask_passwords = True
+EOF
+
+cleanup() {
+	for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
+	for p in $PIDS; do wait "$p" 2>/dev/null; done
+}
+
+# start NAME PORT ARGS... : a simulator on 127.0.0.1:PORT, its log in var/demo/sims/.
+start_sim() {
+	name=$1 port=$2
+	shift 2
+	"$BIN/kanal-sim-$name" --port "$port" --port-file "$VAR/sims/$name.port" --quiet "$@" \
+		2>"$VAR/sims/$name.log" &
+	PIDS="$PIDS $!"
+}
+
+wait_for() { # FILE WHAT
+	i=0
+	while [ ! -s "$1" ]; do
+		i=$((i + 1))
+		if [ $i -gt 150 ]; then
+			echo "demo: $2 did not start; see its log in $VAR" >&2
+			cleanup
+			exit 1
+		fi
+		sleep 0.1
+	done
+}
+
+echo "kanal demo — a municipal morning"
+echo "  upstream systems: daycare :7711, HR :7712, CPR :7713, Digital Post :7714 (simulated),"
+echo "                    Radicale CalDAV :7715 (real)"
+echo "  kanald:           $CONF with routes/municipal.yaml; dashboard http://127.0.0.1:7703/"
+echo "  logs:             $VAR/kanald.log, $VAR/sims/, CPR audit $VAR/cpr-audit.log"
+echo "  Ctrl-C stops the demo and prints what happened."
 echo
 
-"$KANALD" -c "$CONF" 2>"$VAR/kanald.log" &
-kpid=$!
+start_sim daycare 7711 --set "token=$(cat "$VAR/secrets/daycare.token")" --set rate_ms=1200
+start_sim hr 7712 --set user=kanal --set "password=$(cat "$VAR/secrets/hr.password")" \
+	--set rate_ms=3000
+start_sim cpr 7713
+start_sim digitalpost 7714 --set "token=$(cat "$VAR/secrets/digitalpost.token")"
+radicale -C "$R/config" >"$VAR/sims/radicale.log" 2>&1 &
+rpid=$!
+PIDS="$PIDS $rpid"
+for s in daycare hr cpr digitalpost; do wait_for "$VAR/sims/$s.port" "kanal-sim-$s"; done
 i=0
-while [ ! -f "$VAR/run/endpoints" ]; do
+until grep -q "Listening on\|listening on" "$VAR/sims/radicale.log" 2>/dev/null; do
 	i=$((i + 1))
-	if [ $i -gt 100 ] || ! kill -0 $kpid 2>/dev/null; then
-		echo "kanald did not start:" >&2
-		cat "$VAR/kanald.log" >&2
+	if [ $i -gt 150 ] || ! kill -0 $rpid 2>/dev/null; then
+		echo "demo: Radicale did not start:" >&2
+		cat "$VAR/sims/radicale.log" >&2
+		cleanup
 		exit 1
 	fi
 	sleep 0.1
 done
 
-"$KANALCTL" -c "$CONF" tail &
+"$BIN/kanald" -c "$CONF" 2>"$VAR/kanald.log" &
+kpid=$!
+wait_for "$VAR/run/endpoints" "kanald (see $VAR/kanald.log)"
+
+"$KANALCTL" -c "$CONF" tail | tee "$VAR/stream.log" &
 tpid=$!
+
+# A case system sends letters to citizens through the gateway, one every few seconds.
+(
+	sleep 4
+	while IFS= read -r line; do
+		printf '%s\n' "$line" | "$KANALCTL" -c "$CONF" send - >>"$VAR/letters-sent.log" 2>&1
+		sleep 3
+	done <examples/demo/letters.jsonl
+) &
+lpid=$!
+
+count() { grep -c "$1" "$2" 2>/dev/null || true; }
 
 stop() {
 	trap - INT TERM EXIT HUP PIPE
+	kill $lpid 2>/dev/null
 	echo
 	echo "--- status before stopping ---"
-	"$KANALCTL" -c "$CONF" status 2>/dev/null | sed -n '1,60p'
+	"$KANALCTL" -c "$CONF" status 2>/dev/null | sed -n '1,12p'
+	dead=$("$KANALCTL" -c "$CONF" --timeout 1000 dlq list 2>/dev/null | grep -c '^ *[0-9]' || true)
 	kill $tpid 2>/dev/null
 	kill -TERM $kpid 2>/dev/null
 	wait $kpid 2>/dev/null
 	wait $tpid 2>/dev/null
+	cleanup
 	echo
-	echo "--- what each destination received ---"
-	for f in "$VAR"/*.jsonl; do
-		[ -f "$f" ] && printf '  %-22s %5d events\n' "$(basename "$f" .jsonl)" "$(wc -l <"$f")"
-	done
+	echo "--- what happened ---"
+	echo "events delivered per route:"
+	grep '^[0-9:.]*  delivered ' "$VAR/stream.log" | sed -n 's/.* route=\([^ ]*\).*/\1/p' |
+		sort | uniq -c | awk '{ printf "  %-30s %5d\n", $2, $1 }'
+	digital=$(grep '"channel":"digital"' "$VAR/letter-status.jsonl" 2>/dev/null | grep -c '"status":"sent"')
+	physical=$(grep '"channel":"physical"' "$VAR/letter-status.jsonl" 2>/dev/null | grep -c '"status":"sent"')
+	total=$((digital + physical))
+	echo "letters by channel (the channel strategy's measure):"
+	echo "  digital (Digital Post)         $digital"
+	echo "  physical (print spool)         $physical$([ $total -gt 0 ] && echo "   — $((100 * digital / total)) % digital")"
+	echo "  print jobs in $VAR/print-spool: $(ls "$VAR/print-spool" | grep -c '\.json$')"
+	echo "calendar entries written (Radicale): $(find "$R/collections" -name '*.ics' | wc -l)"
+	echo "CPR lookups (audit log lines):       $(wc -l <"$VAR/cpr-audit.log" 2>/dev/null || echo 0)"
+	echo "notices to parents (daycare):        $(grep '^[0-9:.]*  delivered staff.absence.registered' "$VAR/stream.log" | grep -c 'destination=daycare')"
+	echo "dead letters (kanalctl dlq list):    $dead"
 	echo
-	echo "kanald stopped cleanly; its log is $VAR/kanald.log"
+	echo "kanald and the simulators stopped cleanly; kanald's log is $VAR/kanald.log"
 	exit 0
 }
 trap stop INT TERM
-# Whatever ends this script (a closed pipe, a hang-up), kanald must not outlive it.
-trap 'kill $tpid 2>/dev/null; kill -TERM $kpid 2>/dev/null' EXIT HUP PIPE
+# Whatever ends this script (a closed pipe, a hang-up), nothing it started may outlive it.
+trap 'kill $lpid $tpid 2>/dev/null; kill -TERM $kpid 2>/dev/null; cleanup' EXIT HUP PIPE
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
 	sleep "$DEMO_SECONDS"
@@ -62,5 +180,6 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
 fi
 wait $kpid
 echo "kanald exited unexpectedly; see $VAR/kanald.log" >&2
-kill $tpid 2>/dev/null
+kill $tpid $lpid 2>/dev/null
+cleanup
 exit 1
