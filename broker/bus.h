@@ -8,14 +8,19 @@
  * park deliveries that arrive meanwhile.
  *
  * Frames are the fixed structs below, copied whole. Messages cross by pointer — an
- * in-process hop never serialises an event. Who owns a message pointer is part of each
- * frame's contract:
- *   D  router → instance   msg borrowed by the instance until it sends the O frame
- *   O  instance → router   reply (if any) given to the router
- *   E  instance → router   msg given to the router
+ * in-process hop never serialises an event. The hot frames carry batches: one ZeroMQ
+ * message holds up to BUS_BATCH emits (E), deliveries (D) or outcomes (R), so that the
+ * cost of a hop (a lock-free pipe write, an eventfd wake-up, a poll) is shared by the
+ * events of a batch instead of paid by each (docs/design/bus-batching.md). Who owns a
+ * message pointer is part of each frame's contract:
+ *   D  router → instance   `count` deliveries; each msg borrowed by the instance until it
+ *                          answers that delivery's id in an R (or O) frame
+ *   R  instance → router   `count` outcomes; replies and error texts given to the router
+ *   O  instance → router   one outcome with its error inline (isolation.c); reply given
+ *   E  instance → router   `count` msgs given to the router, in emit order
  *   Q  instance → router   request msg given to the router
  *   P  router → instance   reply msg given to the requester (destroyed if stale)
- *   A  router → instance   acknowledges `count` earlier E frames
+ *   A  router → instance   acknowledges `count` earlier emits
  *   X  router → instance   stop emitting (shutdown phase 1); instance answers C on emit
  *   S  router → instance   stop the plugin (shutdown phase 2), by deadline_ms
  *   N  instance → router   (on emit) a happening for the event stream, e.g. an isolated
@@ -24,6 +29,7 @@
 #ifndef KANAL_BUS_H
 #define KANAL_BUS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <kanal/kanal.h>
 
@@ -37,10 +43,20 @@
 #define BUS_EMIT_WAIT_MS 200
 /* Deliveries the router keeps in flight to one instance. */
 #define BUS_DELIVER_WINDOW 32
+/* Most items in one E or D frame. */
+#define BUS_BATCH 64
+/* An instance reports outcomes in R frames of at most this many — half the window, so
+ * that the router can send the next deliveries while the instance works on the rest. An
+ * outcome is sent at once when its on_message took BUS_RESULT_SLOW_US or more (batching a
+ * slow plugin's outcomes would only delay them), and whatever is held goes out when the
+ * instance has no delivery left in hand. */
+#define BUS_RESULT_BATCH (BUS_DELIVER_WINDOW / 2)
+#define BUS_RESULT_SLOW_US 100
 
 enum bus_cmd {
 	BUS_DELIVER = 'D',
 	BUS_OUTCOME = 'O',
+	BUS_RESULTS = 'R',
 	BUS_EMIT = 'E',
 	BUS_ACK = 'A',
 	BUS_REQUEST = 'Q',
@@ -51,14 +67,41 @@ enum bus_cmd {
 	BUS_NOTICE = 'N',
 };
 
+/* One delivery of a D frame. */
 typedef struct bus_deliver {
-	uint8_t cmd;
-	uint8_t is_request;
-	int32_t attempt;
 	uint64_t id;
 	kanal_msg_t *msg;
 	const char *route; /* owned by the routing table, which outlives its deliveries */
+	int32_t attempt;
+	uint8_t is_request;
 } bus_deliver_t;
+
+/* D: sent up to its last used item (bus_deliver_batch_len). */
+typedef struct bus_deliver_batch {
+	uint8_t cmd;
+	uint32_t count;
+	bus_deliver_t items[BUS_BATCH];
+} bus_deliver_batch_t;
+
+#define bus_deliver_batch_len(n) (offsetof(bus_deliver_batch_t, items) + (n) * sizeof(bus_deliver_t))
+
+/* One outcome of an R frame. */
+typedef struct bus_result {
+	uint64_t id;
+	int64_t retry_after_ms;
+	kanal_msg_t *reply;
+	char *error; /* malloc'd, given to the router; NULL: no text */
+	int32_t outcome;
+} bus_result_t;
+
+/* R: sent up to its last used item (bus_results_len). */
+typedef struct bus_results {
+	uint8_t cmd;
+	uint32_t count;
+	bus_result_t items[BUS_BATCH];
+} bus_results_t;
+
+#define bus_results_len(n) (offsetof(bus_results_t, items) + (n) * sizeof(bus_result_t))
 
 typedef struct bus_outcome {
 	uint8_t cmd;
@@ -69,10 +112,14 @@ typedef struct bus_outcome {
 	char error[512]; /* sent up to its NUL */
 } bus_outcome_t;
 
+/* E: sent up to its last used msg (bus_emit_len). */
 typedef struct bus_emit {
 	uint8_t cmd;
-	kanal_msg_t *msg;
+	uint32_t count;
+	kanal_msg_t *msgs[BUS_BATCH];
 } bus_emit_t;
+
+#define bus_emit_len(n) (offsetof(bus_emit_t, msgs) + (n) * sizeof(kanal_msg_t *))
 
 typedef struct bus_ack {
 	uint8_t cmd;
@@ -109,7 +156,12 @@ typedef struct bus_notice {
 	char detail[136];  /* a JSON object, e.g. {"cause":"signal","signal":11} */
 } bus_notice_t;
 
-_Static_assert(sizeof(bus_notice_t) <= sizeof(bus_request_t),
-	       "a notice must fit the router's emit-socket buffer");
+/* Every frame the router reads from its emit socket fits this. */
+typedef union bus_emit_frame {
+	uint8_t cmd;
+	bus_emit_t emit;
+	bus_request_t request;
+	bus_notice_t notice;
+} bus_emit_frame_t;
 
 #endif

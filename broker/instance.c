@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "bus.h"
@@ -20,6 +21,21 @@
 #include "isolation.h"
 #include "log.h"
 #include "privacy.h"
+
+/* The batches of the instance thread (one instance per thread, so thread-local): emits
+ * not yet sent to the router, and outcomes not yet reported. Both go out in one frame when
+ * full or when the thread is about to wait, and an outcome of a slow on_message at once;
+ * see docs/design/bus-batching.md. */
+static __thread bus_emit_t t_emits;
+static __thread bus_results_t t_results;
+
+static int64_t s_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static int s_send(void *sock, const void *frame, size_t len)
 {
@@ -74,6 +90,38 @@ static void s_drain_emit(instance_t *inst)
 		s_on_emit_frame(inst, buf, n);
 }
 
+/* Sends the emits held in this thread's batch, in emit order. They were already counted
+ * in emit_outstanding and the plugin was told they were taken; a send fails only when
+ * kanald's ZeroMQ context is ending, and then they are lost with the process. */
+static void s_send_emits(instance_t *inst)
+{
+	if (!t_emits.count)
+		return;
+	t_emits.cmd = BUS_EMIT;
+	if (s_send(inst->emit_sock, &t_emits, bus_emit_len(t_emits.count)) < 0) {
+		log_error(inst->name, "cannot hand %u emitted events to the router: %s",
+			  (unsigned)t_emits.count, zmq_strerror(zmq_errno()));
+		for (uint32_t i = 0; i < t_emits.count; i++)
+			kanal_msg_destroy(&t_emits.msgs[i]);
+	}
+	t_emits.count = 0;
+}
+
+/* Sends the outcomes held in this thread's batch. */
+static void s_send_results(instance_t *inst)
+{
+	if (!t_results.count)
+		return;
+	t_results.cmd = BUS_RESULTS;
+	if (s_send(inst->deliver_sock, &t_results, bus_results_len(t_results.count)) < 0) {
+		for (uint32_t i = 0; i < t_results.count; i++) {
+			kanal_msg_destroy(&t_results.items[i].reply);
+			free(t_results.items[i].error);
+		}
+	}
+	t_results.count = 0;
+}
+
 /* Waits up to wait_ms for one frame on the emit socket; returns its length or -1. */
 static int s_wait_emit(instance_t *inst, void *buf, size_t size, int64_t wait_ms)
 {
@@ -91,7 +139,6 @@ static int s_wait_emit(instance_t *inst, void *buf, size_t size, int64_t wait_ms
 static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 {
 	instance_t *inst = ctx->host;
-	bus_emit_t frame = { BUS_EMIT, NULL };
 	int64_t deadline;
 	int rc;
 
@@ -125,7 +172,12 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 		rc = KANAL_ETOOBIG;
 		goto fail;
 	}
-	s_drain_emit(inst);
+	/* Acknowledgements are read only when the window is full: reading them on every emit
+	 * would cost a socket call per event. */
+	if (inst->emit_outstanding >= BUS_EMIT_WINDOW) {
+		s_send_emits(inst); /* the router acknowledges only what it has */
+		s_drain_emit(inst);
+	}
 	deadline = kanal_now_ms() + BUS_EMIT_WAIT_MS;
 	while (inst->emit_outstanding >= BUS_EMIT_WINDOW) {
 		unsigned char buf[sizeof(bus_request_t)];
@@ -140,11 +192,11 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 		if (n > 0)
 			s_on_emit_frame(inst, buf, n);
 	}
-	frame.msg = msg;
-	rc = s_send(inst->emit_sock, &frame, sizeof frame);
-	if (rc < 0)
-		goto fail;
+	t_emits.msgs[t_emits.count++] = msg;
 	inst->emit_outstanding++;
+	/* An isolated plugin's emits arrive one IPC message at a time: send each at once. */
+	if (t_emits.count == BUS_BATCH || inst->iso)
+		s_send_emits(inst);
 	return 0;
 fail:
 	kanal_msg_destroy(&msg);
@@ -158,6 +210,7 @@ static int s_op_flush(kanal_ctx_t *ctx, int64_t timeout_ms)
 
 	if (!inst->emit_sock)
 		return KANAL_ESTATE;
+	s_send_emits(inst);
 	s_drain_emit(inst);
 	/* The router acknowledges an emit after the commit that journalled it. */
 	while (inst->emit_outstanding > 0) {
@@ -195,6 +248,7 @@ static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
 		kanal_msg_destroy(&req);
 		return KANAL_ENOSERVICE;
 	}
+	s_send_emits(inst); /* what was emitted before the request goes first */
 	memset(&frame, 0, sizeof frame);
 	frame.cmd = BUS_REQUEST;
 	frame.seq = ++inst->req_seq;
@@ -372,15 +426,15 @@ fail:
 	return rc;
 }
 
-/* Runs one delivery through the plugin and answers the router with its outcome. */
+/* Runs one delivery through the plugin and adds its outcome to the thread's batch, which
+ * is sent when full, or at once when this on_message was slow (bus.h). */
 static void s_deliver(instance_t *inst, const bus_deliver_t *dl)
 {
 	const kanal_plugin_t *p = inst->plugin->desc;
-	bus_outcome_t out;
+	bus_result_t *out;
 	int outcome;
-	size_t len;
+	int64_t t0 = s_now_us();
 
-	memset(&out, 0, offsetof(bus_outcome_t, error) + 1);
 	kanal__ctx_begin_delivery(inst->ctx, dl->id, dl->route, dl->attempt, dl->is_request);
 	if (__atomic_load_n(&inst->abandon, __ATOMIC_ACQUIRE)) {
 		kanal_set_error(inst->ctx, "kanald stopped before the plugin got to it");
@@ -397,20 +451,20 @@ static void s_deliver(instance_t *inst, const bus_deliver_t *dl)
 		kanal_set_error(inst->ctx, "plugin returned an invalid outcome (%d)", outcome);
 		outcome = KANAL_OUTCOME_REJECT;
 	}
-	out.cmd = BUS_OUTCOME;
-	out.id = dl->id;
-	out.outcome = outcome;
-	out.retry_after_ms = inst->ctx->delivery.retry_after_ms;
-	snprintf(out.error, sizeof out.error, "%s", inst->ctx->delivery.error);
+	out = &t_results.items[t_results.count];
+	out->id = dl->id;
+	out->outcome = outcome;
+	out->retry_after_ms = inst->ctx->delivery.retry_after_ms;
+	out->error = inst->ctx->delivery.error[0] ? strdup(inst->ctx->delivery.error) : NULL;
+	out->reply = NULL;
 	if (dl->is_request && outcome == KANAL_OUTCOME_OK) {
-		out.reply = inst->pending_reply;
+		out->reply = inst->pending_reply;
 		inst->pending_reply = NULL;
 	}
 	kanal_msg_destroy(&inst->pending_reply);
 	kanal__ctx_end_delivery(inst->ctx);
-	len = offsetof(bus_outcome_t, error) + strlen(out.error) + 1;
-	if (s_send(inst->deliver_sock, &out, len) < 0)
-		kanal_msg_destroy(&out.reply);
+	if (++t_results.count >= BUS_RESULT_BATCH || s_now_us() - t0 >= BUS_RESULT_SLOW_US)
+		s_send_results(inst);
 }
 
 void instance_report_start(instance_t *inst, int state, const char *why)
@@ -464,30 +518,40 @@ static void *s_thread_main(void *arg)
 	instance_report_start(inst, 1, NULL);
 
 	for (;;) {
-		unsigned char buf[sizeof(bus_outcome_t)];
+		union {
+			uint8_t cmd;
+			bus_deliver_batch_t d;
+			bus_stop_t st;
+		} f;
 		int n;
 
+		/* About to wait: what this thread holds goes to the router now. */
+		s_send_emits(inst);
+		s_send_results(inst);
 		rc = kanal__loop_run_once(inst->ctx->loop, inst->deliver_sock, -1);
 		if (rc < 0 && errno == ETERM)
 			break;
-		while ((n = s_recv(inst->deliver_sock, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0) {
-			if (buf[0] == BUS_DELIVER && n >= (int)sizeof(bus_deliver_t)) {
-				bus_deliver_t dl;
-				memcpy(&dl, buf, sizeof dl);
-				s_deliver(inst, &dl);
-			} else if (buf[0] == BUS_CLOSE_EMITS) {
+		while ((n = s_recv(inst->deliver_sock, &f, sizeof f, ZMQ_DONTWAIT)) >= 0) {
+			if (f.cmd == BUS_DELIVER && n >= (int)bus_deliver_batch_len(0)) {
+				uint32_t count = f.d.count;
+				if (bus_deliver_batch_len(count) > (size_t)n)
+					count = 0; /* not a frame of ours */
+				for (uint32_t i = 0; i < count; i++)
+					s_deliver(inst, &f.d.items[i]);
+			} else if (f.cmd == BUS_CLOSE_EMITS) {
 				uint8_t c = BUS_CLOSED;
 				inst->closing = true;
+				s_send_emits(inst); /* taken before the close: they go first */
 				s_send(inst->emit_sock, &c, 1);
-			} else if (buf[0] == BUS_STOP && n >= (int)sizeof(bus_stop_t)) {
-				bus_stop_t st;
-				memcpy(&st, buf, sizeof st);
-				stop_deadline = st.deadline_ms;
+			} else if (f.cmd == BUS_STOP && n >= (int)sizeof(bus_stop_t)) {
+				stop_deadline = f.st.deadline_ms;
 				goto stop;
 			}
 		}
 	}
 stop:
+	s_send_emits(inst);
+	s_send_results(inst);
 	inst->closing = true;
 	if (p->stop)
 		p->stop(inst->ctx, inst->state,

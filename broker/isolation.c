@@ -1030,30 +1030,36 @@ static void s_begin_stop(isolation_t *iso, int64_t deadline_ms)
 
 static void s_on_router(isolation_t *iso)
 {
-	unsigned char buf[sizeof(bus_outcome_t)];
+	union {
+		uint8_t cmd;
+		bus_deliver_batch_t d;
+		bus_stop_t st;
+	} f;
+	unsigned char *buf = &f.cmd;
 	int n;
 
 	while (!iso->done) {
 		do {
-			n = zmq_recv(iso->inst->deliver_sock, buf, sizeof buf, ZMQ_DONTWAIT);
+			n = zmq_recv(iso->inst->deliver_sock, &f, sizeof f, ZMQ_DONTWAIT);
 		} while (n < 0 && errno == EINTR);
 		if (n < 0) {
 			if (errno == ETERM)
 				iso->done = true;
 			return;
 		}
-		if (n >= (int)sizeof(bus_deliver_t) && buf[0] == BUS_DELIVER) {
-			bus_deliver_t dl;
-			memcpy(&dl, buf, sizeof dl);
-			s_enqueue(iso, &dl);
+		if (n >= (int)bus_deliver_batch_len(0) && buf[0] == BUS_DELIVER) {
+			/* A batch of deliveries (bus.h): each waits here in order. */
+			uint32_t count = f.d.count;
+			if (bus_deliver_batch_len(count) > (size_t)n)
+				count = 0;
+			for (uint32_t i = 0; i < count; i++)
+				s_enqueue(iso, &f.d.items[i]);
 		} else if (n >= 1 && buf[0] == BUS_CLOSE_EMITS) {
 			uint8_t c = BUS_CLOSED;
 			iso->inst->closing = true; /* the plugin's emits now get KANAL_ECLOSED */
 			s_bus_send(iso->inst->emit_sock, &c, 1);
 		} else if (n >= (int)sizeof(bus_stop_t) && buf[0] == BUS_STOP) {
-			bus_stop_t st;
-			memcpy(&st, buf, sizeof st);
-			s_begin_stop(iso, st.deadline_ms);
+			s_begin_stop(iso, f.st.deadline_ms);
 		}
 	}
 }

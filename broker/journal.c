@@ -36,8 +36,12 @@ enum {
 	ST_PARK,
 	ST_PARKED,
 	ST_COUNT_PARKED,
+	ST_DONE_MANY,
 	ST__N
 };
+
+/* Events marked done in a turn are written together, DONE_BATCH to a statement. */
+#define DONE_BATCH 64
 
 static const char *const s_sql[ST__N] = {
 	[ST_SEEN] = "SELECT 1 FROM events WHERE source = ?1 AND id = ?2 AND accepted_at >= ?3 "
@@ -70,6 +74,11 @@ static const char *const s_sql[ST__N] = {
 	[ST_PARKED] = "SELECT seq, body FROM events WHERE parked = 1 AND done_at IS NULL "
 		      "AND seq > ?1 ORDER BY seq LIMIT ?2",
 	[ST_COUNT_PARKED] = "SELECT count(*) FROM events WHERE parked = 1 AND done_at IS NULL",
+	[ST_DONE_MANY] = "UPDATE events SET done_at = ?1 WHERE seq IN (?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+			 "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, "
+			 "?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, "
+			 "?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49, ?50, ?51, ?52, ?53, "
+			 "?54, ?55, ?56, ?57, ?58, ?59, ?60, ?61, ?62, ?63, ?64, ?65)",
 };
 
 static const char s_schema[] =
@@ -95,6 +104,8 @@ struct journal {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST__N];
 	bool in_txn;
+	uint64_t done[DONE_BATCH]; /* marked done this turn, not yet written */
+	size_t n_done;
 	bool faulted;     /* the last failure was injected */
 	char *path;
 	char *fault_path; /* KANAL_FAULT_JOURNAL: while this file exists, writes fail */
@@ -182,6 +193,7 @@ void journal_close(journal_t **j_p)
 }
 
 static int64_t s_count(journal_t *j, int which);
+static int s_flush_done(journal_t *j);
 
 static int64_t s_now_ms(void)
 {
@@ -200,10 +212,14 @@ int journal_begin(journal_t *j)
 
 int journal_commit(journal_t *j)
 {
+	int done_rc;
+
 	if (!j->in_txn)
 		return 0;
+	done_rc = s_flush_done(j);
 	j->in_txn = false;
-	if (s_fault(j) || sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (done_rc < 0 || s_fault(j) ||
+	    sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		log_error("journal", "commit failed: %s", journal_error(j));
 		sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
 		return KANAL_EIO;
@@ -324,6 +340,7 @@ int journal_load_parked(journal_t *j, uint64_t after_seq, int limit, journal_par
 			log_error("journal", "parked event #%llu no longer parses; marking it done",
 				  (unsigned long long)seq);
 			journal_event_done(j, seq);
+			s_flush_done(j); /* now: the next page must not find it parked again */
 			continue;
 		}
 		if (fn(arg, seq, msg) != 0)
@@ -338,15 +355,37 @@ int64_t journal_parked_count(journal_t *j)
 	return s_count(j, ST_COUNT_PARKED);
 }
 
+/* Writes the done marks held back this turn. Returns 0 or KANAL_EIO. */
+static int s_flush_done(journal_t *j)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (!j->n_done)
+		return 0;
+	if (j->n_done == 1) {
+		st = j->st[ST_DONE];
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)j->done[0]);
+		sqlite3_bind_int64(st, 2, s_now_ms());
+	} else {
+		st = j->st[ST_DONE_MANY];
+		sqlite3_bind_int64(st, 1, s_now_ms());
+		for (size_t i = 0; i < j->n_done; i++)
+			sqlite3_bind_int64(st, (int)i + 2, (sqlite3_int64)j->done[i]);
+		/* Unused places stay NULL (cleared after each run): `seq IN (NULL)` is never true. */
+	}
+	j->n_done = 0;
+	rc = s_step_write(j, st);
+	return rc;
+}
+
 int journal_event_done(journal_t *j, uint64_t seq)
 {
-	sqlite3_stmt *st = j->st[ST_DONE];
-
 	if (journal_begin(j) < 0)
 		return KANAL_EIO;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
-	sqlite3_bind_int64(st, 2, s_now_ms());
-	return s_step_write(j, st);
+	/* Held back until the turn's commit (or DONE_BATCH of them): one statement for many. */
+	j->done[j->n_done++] = seq;
+	return j->n_done == DONE_BATCH ? s_flush_done(j) : 0;
 }
 
 int journal_delivery(journal_t *j, uint64_t seq, const char *route, const char *destination,
@@ -652,6 +691,7 @@ int64_t journal_dlq_count(journal_t *j)
 
 int64_t journal_open_count(journal_t *j)
 {
+	s_flush_done(j); /* inside the turn's transaction, which holds them */
 	return s_count(j, ST_COUNT_OPEN);
 }
 

@@ -68,6 +68,7 @@ typedef struct jev {
 
 typedef struct shared {
 	kanal_msg_t *msg;
+	size_t bytes; /* kanal_msg_size(msg), worked out once */
 	jev_t *jev; /* NULL when the journal is off */
 	int refs;
 } shared_t;
@@ -110,9 +111,9 @@ struct delivery {
 	int attempt;
 	int64_t due_ms;       /* retry time */
 	size_t bytes;
-	char *errors[MAX_ERRORS];
+	char **errors;        /* MAX_ERRORS slots, allocated with the first error */
 	size_t n_errors;
-	char requester[128];  /* DL_REQUEST: the asking instance and its sequence number */
+	char *requester;      /* DL_REQUEST: the asking instance (with req_seq) */
 	uint64_t req_seq;
 	char *replay_route;   /* a replayed dead letter's route (the route may be gone) */
 	bool counted;         /* holds one of its event's jev->open */
@@ -126,9 +127,10 @@ struct dest {
 	delivery_t *head, *tail;
 	size_t queued;
 	size_t queued_bytes;
-	delivery_t *inflight; /* unordered list */
+	delivery_t *inflight, *inflight_tail; /* in the order they were sent */
 	int n_inflight;
 	size_t parked;        /* parked events (on disk) that are bound for this destination */
+	int64_t progress_ms;  /* when it last answered, or was sent work while it had none */
 	uint64_t delivered, rejected, retried, dead;
 };
 
@@ -166,6 +168,8 @@ struct router {
 	uint32_t *acks; /* pending acks per instance */
 
 	uint64_t next_id;
+	delivery_t *free_dl; /* spent deliveries kept for reuse */
+	size_t n_free_dl;
 	delivery_t *retries; /* sorted by due_ms */
 	flow_t *enriching;   /* flows waiting for an enrich reply */
 	/* Emits held back per source while their destinations are full: one source's full
@@ -221,6 +225,7 @@ static shared_t *s_shared_new(kanal_msg_t **msg_p)
 		return NULL;
 	}
 	s->msg = *msg_p;
+	s->bytes = kanal_msg_size(s->msg);
 	*msg_p = NULL;
 	s->jev = NULL;
 	s->refs = 1;
@@ -292,6 +297,8 @@ static const char *s_route_name(const delivery_t *dl)
 
 static void s_delivery_error(delivery_t *dl, const char *text)
 {
+	if (!dl->errors && !(dl->errors = calloc(MAX_ERRORS, sizeof *dl->errors)))
+		return;
 	if (dl->n_errors == MAX_ERRORS) {
 		free(dl->errors[0]);
 		memmove(dl->errors, dl->errors + 1, (MAX_ERRORS - 1) * sizeof dl->errors[0]);
@@ -305,10 +312,16 @@ static void s_delivery_error(delivery_t *dl, const char *text)
 static delivery_t *s_delivery_new(router_t *r, dl_kind_t kind, shared_t *ev, flow_t *flow,
 				  dest_t *d)
 {
-	delivery_t *dl = calloc(1, sizeof *dl);
+	delivery_t *dl = r->free_dl;
 
-	if (!dl)
+	/* Deliveries come and go by the million: spent ones are kept for reuse. */
+	if (dl) {
+		r->free_dl = dl->next;
+		r->n_free_dl--;
+		memset(dl, 0, sizeof *dl);
+	} else if (!(dl = calloc(1, sizeof *dl))) {
 		return NULL;
+	}
 	dl->id = ++r->next_id;
 	dl->kind = kind;
 	dl->ev = ev;
@@ -318,7 +331,7 @@ static delivery_t *s_delivery_new(router_t *r, dl_kind_t kind, shared_t *ev, flo
 		flow->refs++;
 	dl->dest = d;
 	dl->attempt = 1;
-	dl->bytes = kanal_msg_size(ev->msg);
+	dl->bytes = ev->bytes;
 	if (kind == DL_PRIMARY || kind == DL_FALLBACK || kind == DL_DEFAULT) {
 		dl->counted = true;
 		s_jev_open(ev);
@@ -334,12 +347,20 @@ static void s_delivery_free(router_t *r, delivery_t **dl_p)
 		return;
 	for (size_t i = 0; i < dl->n_errors; i++)
 		free(dl->errors[i]);
+	free(dl->errors);
+	free(dl->requester);
 	if (dl->counted && !dl->spilled)
 		s_jev_close(r, dl->ev->jev);
 	free(dl->replay_route);
 	s_shared_release(&dl->ev);
 	s_flow_release(r, &dl->flow);
-	free(dl);
+	if (r->n_free_dl < 4096) {
+		dl->next = r->free_dl;
+		r->free_dl = dl;
+		r->n_free_dl++;
+	} else {
+		free(dl);
+	}
 	*dl_p = NULL;
 }
 
@@ -401,27 +422,28 @@ static void s_enqueue(router_t *r, delivery_t *dl)
 	 * destination never sees an event the journal could still lose. */
 }
 
-static void s_send_to_instance(router_t *r, dest_t *d, delivery_t *dl)
+/* Sends a D frame holding the batch's deliveries to d's instance. */
+static void s_send_deliveries(router_t *r, dest_t *d, bus_deliver_batch_t *batch)
 {
-	bus_deliver_t frame;
 	const char *name = d->inst->name;
 
-	memset(&frame, 0, sizeof frame);
-	frame.cmd = BUS_DELIVER;
-	frame.is_request = dl->kind == DL_ENRICH || dl->kind == DL_REQUEST;
-	frame.attempt = dl->attempt;
-	frame.id = dl->id;
-	frame.msg = dl->ev->msg;
-	frame.route = s_route_name(dl);
+	if (!batch->count)
+		return;
+	batch->cmd = BUS_DELIVER;
 	zmq_send(r->deliver_sock, name, strlen(name), ZMQ_SNDMORE);
-	zmq_send(r->deliver_sock, &frame, sizeof frame, 0);
+	zmq_send(r->deliver_sock, batch, bus_deliver_batch_len(batch->count), 0);
+	batch->count = 0;
 }
 
-/* Moves queued deliveries of d into flight while its window allows. */
+/* Moves queued deliveries of d into flight while its window allows, BUS_BATCH to a frame. */
 static void s_dispatch(router_t *r, dest_t *d)
 {
+	bus_deliver_batch_t batch;
+
+	batch.count = 0;
 	while (d->head && (!d->inst || d->n_inflight < BUS_DELIVER_WINDOW)) {
 		delivery_t *dl = d->head;
+		bus_deliver_t *item;
 
 		d->head = dl->next;
 		if (!d->head)
@@ -441,23 +463,46 @@ static void s_dispatch(router_t *r, dest_t *d)
 			}
 			continue;
 		}
-		dl->next = d->inflight;
-		d->inflight = dl;
+		dl->next = NULL;
+		if (!d->n_inflight)
+			d->progress_ms = kanal_now_ms();
+		if (d->inflight_tail)
+			d->inflight_tail->next = dl;
+		else
+			d->inflight = dl;
+		d->inflight_tail = dl;
 		d->n_inflight++;
-		s_send_to_instance(r, d, dl);
+		item = &batch.items[batch.count++];
+		item->id = dl->id;
+		item->msg = dl->ev->msg;
+		item->route = s_route_name(dl);
+		item->attempt = dl->attempt;
+		item->is_request = dl->kind == DL_ENRICH || dl->kind == DL_REQUEST;
+		if (batch.count == BUS_BATCH)
+			s_send_deliveries(r, d, &batch);
 	}
+	if (batch.count)
+		s_send_deliveries(r, d, &batch);
 }
 
+/* Takes delivery `id` out of d's in-flight list. Outcomes come back in the order the
+ * deliveries went out, so the search almost always stops at the first. */
 static delivery_t *s_take_inflight(dest_t *d, uint64_t id)
 {
-	for (delivery_t **p = &d->inflight; *p; p = &(*p)->next) {
-		if ((*p)->id == id) {
-			delivery_t *dl = *p;
-			*p = dl->next;
-			dl->next = NULL;
-			d->n_inflight--;
-			return dl;
-		}
+	delivery_t *prev = NULL;
+
+	for (delivery_t *dl = d->inflight; dl; prev = dl, dl = dl->next) {
+		if (dl->id != id)
+			continue;
+		if (prev)
+			prev->next = dl->next;
+		else
+			d->inflight = dl->next;
+		if (d->inflight_tail == dl)
+			d->inflight_tail = prev;
+		dl->next = NULL;
+		d->n_inflight--;
+		return dl;
 	}
 	return NULL;
 }
@@ -749,6 +794,7 @@ static void s_enrich_outcome(router_t *r, delivery_t *dl, int outcome, const cha
 		s_enrich_failed(r, f, "the reply's data cannot be merged into the event");
 		return;
 	}
+	f->ev->bytes = kanal_msg_size(f->ev->msg); /* the flow's own copy grew */
 	f->enrich_step++;
 	s_enrich_next(r, f);
 }
@@ -789,26 +835,61 @@ static bool s_behind_parked(router_t *r, const route_t *const *m, size_t n)
 	return false;
 }
 
-/* Checks that every destination the event would reach has room. */
-static bool s_has_room(router_t *r, const route_t *const *m, size_t n, size_t bytes)
+/* A destination with work in flight that has answered nothing for this long is stalled:
+ * events for it are parked on disk (durable mode). One that answers is only behind: a
+ * source's emits for it are held, and its window closes, which costs nothing on disk. */
+#define DEST_STALL_MS 100
+
+static bool s_dest_stalled(const dest_t *d, int64_t now)
 {
+	return !d->inst || (d->n_inflight > 0 && now - d->progress_ms >= DEST_STALL_MS);
+}
+
+/* Checks that every destination the event would reach has room. When one has not, and
+ * `stalled` is given, sets it when a full destination is stalled. */
+static bool s_has_room_why(router_t *r, const route_t *const *m, size_t n, size_t bytes,
+			   bool *stalled)
+{
+	bool room = true;
+	int64_t now = stalled ? kanal_now_ms() : 0;
+
 	if (n == 0) {
 		dest_t *d = s_dest(r, routes_default(r->table->routes));
-		return !d || !s_dest_full(r, d, bytes);
+		if (d && s_dest_full(r, d, bytes)) {
+			room = false;
+			if (stalled && s_dest_stalled(d, now))
+				*stalled = true;
+		}
+		return room;
 	}
 	for (size_t i = 0; i < n; i++) {
 		for (size_t k = 0; k < m[i]->n_to; k++) {
 			dest_t *d = s_dest(r, m[i]->to[k]);
-			if (d && s_dest_full(r, d, bytes))
-				return false;
+			if (d && s_dest_full(r, d, bytes)) {
+				room = false;
+				if (!stalled)
+					return false;
+				if (s_dest_stalled(d, now))
+					*stalled = true;
+			}
 		}
 		if (m[i]->n_enrich) {
 			dest_t *d = s_dest(r, m[i]->enrich[0].service);
-			if (d && s_dest_full(r, d, 0))
-				return false;
+			if (d && s_dest_full(r, d, 0)) {
+				room = false;
+				if (!stalled)
+					return false;
+				if (s_dest_stalled(d, now))
+					*stalled = true;
+			}
 		}
 	}
-	return true;
+	return room;
+}
+
+static bool s_has_room(router_t *r, const route_t *const *m, size_t n, size_t bytes)
+{
+	return s_has_room_why(r, m, n, bytes, NULL);
 }
 
 /* Starts one flow per matching route: enrich first where the route says so (on the flow's
@@ -861,8 +942,11 @@ static void s_start_flows(router_t *r, shared_t *ev, const route_t *const *m, si
 }
 
 /* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
- * is full (*msg_p is left with the caller) or KANAL_ENOMEM (taken and lost: logged). */
-static int s_accept(router_t *r, kanal_msg_t **msg_p)
+ * is full (*msg_p is left with the caller) or KANAL_ENOMEM (taken and lost: logged). With
+ * the journal, an event whose destination is full is parked on disk — unless `can_hold`
+ * (an instance's emit, which the router may hold back) and no full destination is stalled:
+ * then it is KANAL_EBUSY, and the emit waits in memory for the destination to catch up. */
+static int s_accept(router_t *r, kanal_msg_t **msg_p, bool can_hold)
 {
 	const route_t *stack[64];
 	const route_t **m = stack;
@@ -870,6 +954,7 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 	uint64_t seq = 0;
 	shared_t *ev;
 	json_t *names;
+	size_t bytes = kanal_msg_size(*msg_p);
 
 	n = routes_match(r->table->routes, *msg_p, m, cap);
 	if (n > cap) {
@@ -879,8 +964,16 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 		cap = n;
 		n = routes_match(r->table->routes, *msg_p, m, cap);
 	}
+	if (r->journal && !r->journal_failed && can_hold && !s_behind_parked(r, m, n)) {
+		bool stalled = false;
+		if (!s_has_room_why(r, m, n, bytes, &stalled) && !stalled) {
+			if (m != stack)
+				free(m);
+			return KANAL_EBUSY;
+		}
+	}
 	if (r->journal && !r->journal_failed &&
-	    (!s_has_room(r, m, n, kanal_msg_size(*msg_p)) || s_behind_parked(r, m, n))) {
+	    (!s_has_room(r, m, n, bytes) || s_behind_parked(r, m, n))) {
 		/* With the journal, pending work waits on disk, not in RAM: the event is
 		 * accepted parked and routed when its destinations have room. */
 		int rc = 0;
@@ -904,7 +997,7 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p)
 			free(m);
 		return rc;
 	}
-	if (!s_has_room(r, m, n, kanal_msg_size(*msg_p))) {
+	if (!s_has_room(r, m, n, bytes)) {
 		if (m != stack)
 			free(m);
 		return KANAL_EBUSY;
@@ -1019,11 +1112,14 @@ static void s_journal_row(router_t *r, const delivery_t *dl, journal_state_t sta
 			  (unsigned long long)dl->id, journal_error(r->journal));
 }
 
-static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
+/* Acts on the outcome o of a delivery to d (its inline error is not read: `error` is the
+ * text, "" when there is none). Takes o->reply. */
+static void s_on_outcome_text(router_t *r, dest_t *d, const bus_outcome_t *o, const char *error)
 {
 	delivery_t *dl = s_take_inflight(d, o->id);
 	kanal_msg_t *reply = o->reply;
 
+	d->progress_ms = kanal_now_ms();
 	if (!dl) {
 		log_warn("router", "'%s' answered unknown delivery %llu", d->name,
 			 (unsigned long long)o->id);
@@ -1032,7 +1128,7 @@ static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 	}
 
 	if (dl->kind == DL_ENRICH) {
-		s_enrich_outcome(r, dl, o->outcome, o->error, &reply);
+		s_enrich_outcome(r, dl, o->outcome, error, &reply);
 		s_delivery_free(r, &dl);
 		return;
 	}
@@ -1053,7 +1149,11 @@ static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 	kanal_msg_destroy(&reply);
 
 	if (o->outcome == KANAL_OUTCOME_OK) {
-		s_journal_row(r, dl, JOURNAL_DELIVERED, 0, NULL);
+		/* When this delivery is the event's last open part, the event is marked done in
+		 * this same transaction, and a done event is never resumed: its "delivered" row
+		 * would say nothing a restart reads (docs/design/journal.md). */
+		if (!dl->counted || !dl->ev->jev || dl->ev->jev->open > 1)
+			s_journal_row(r, dl, JOURNAL_DELIVERED, 0, NULL);
 		d->delivered++;
 		S_PUBLISH(r, "delivered", NULL, dl->ev->msg, s_dl_json(dl));
 		if (dl->kind == DL_PRIMARY && dl->flow)
@@ -1062,17 +1162,17 @@ static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 		return;
 	}
 
-	s_delivery_error(dl, o->error);
+	s_delivery_error(dl, error);
 	if (o->outcome == KANAL_OUTCOME_RETRY) {
 		const route_retry_t *rt = dl->flow ? &dl->flow->route->retry : &s_default_retry;
 		json_t *extra = s_dl_json(dl);
 
-		json_object_set_new(extra, "error", json_string(o->error));
+		json_object_set_new(extra, "error", json_string(error));
 		if (dl->attempt < rt->max_attempts && !r->stopping) {
 			d->retried++;
 			int64_t delay = s_backoff(rt, dl->attempt, o->retry_after_ms);
 			dl->due_ms = kanal_now_ms() + delay;
-			s_journal_row(r, dl, JOURNAL_RETRYING, kanal__wall_ms() + delay, o->error);
+			s_journal_row(r, dl, JOURNAL_RETRYING, kanal__wall_ms() + delay, error);
 			json_object_set_new(extra, "retry_in_ms",
 					    json_integer(dl->due_ms - kanal_now_ms()));
 			stream_publish(r->stream, "retrying", NULL, dl->ev->msg, extra);
@@ -1099,12 +1199,12 @@ static void s_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o)
 	d->rejected++;
 	{
 		json_t *extra = s_dl_json(dl);
-		json_object_set_new(extra, "error", json_string(o->error));
+		json_object_set_new(extra, "error", json_string(error));
 		stream_publish(r->stream, "rejected", NULL, dl->ev->msg, extra);
 	}
 	if (dl->kind == DL_PRIMARY && dl->flow && dl->flow->route->n_fallback > 0) {
 		flow_t *f = dl->flow;
-		s_journal_row(r, dl, JOURNAL_REJECTED, 0, o->error);
+		s_journal_row(r, dl, JOURNAL_REJECTED, 0, error);
 		f->primaries_rejected++;
 		dl->next = f->held;
 		f->held = dl;
@@ -1187,27 +1287,55 @@ static int s_recv_routed(void *sock, char *id, size_t id_size, void *buf, size_t
 	return zmq_recv(sock, buf, size, 0);
 }
 
+/* Outcomes from the instances: R frames (a batch, error texts by pointer) from instance
+ * threads, O frames (one, error inline) from isolation proxies. */
 static void s_on_deliver_sock(router_t *r)
 {
 	char id[128];
-	bus_outcome_t o;
+	union {
+		uint8_t cmd;
+		bus_results_t res;
+		bus_outcome_t one;
+	} f;
 	int n;
 
-	while ((n = s_recv_routed(r->deliver_sock, id, sizeof id, &o, sizeof o)) >= 0) {
-		dest_t *d;
+	while ((n = s_recv_routed(r->deliver_sock, id, sizeof id, &f, sizeof f)) >= 0) {
+		dest_t *d = n > 0 ? s_dest(r, id) : NULL;
 
-		if (n < (int)offsetof(bus_outcome_t, error) || o.cmd != BUS_OUTCOME)
-			continue;
-		if (n >= (int)sizeof o)
-			n = sizeof o - 1;
-		((char *)&o)[n] = '\0';
-		o.error[sizeof o.error - 1] = '\0';
-		d = s_dest(r, id);
-		if (!d) {
-			kanal_msg_destroy(&o.reply);
+		if (n >= (int)bus_results_len(0) && f.cmd == BUS_RESULTS) {
+			uint32_t count = f.res.count;
+			if (bus_results_len(count) > (size_t)n)
+				continue; /* not a frame of ours */
+			for (uint32_t i = 0; i < count; i++) {
+				bus_result_t *it = &f.res.items[i];
+				bus_outcome_t o;
+				if (!d) {
+					kanal_msg_destroy(&it->reply);
+					free(it->error);
+					continue;
+				}
+				/* s_on_outcome reads the fields it needs, not the inline text. */
+				o.cmd = BUS_OUTCOME;
+				o.outcome = it->outcome;
+				o.id = it->id;
+				o.retry_after_ms = it->retry_after_ms;
+				o.reply = it->reply;
+				s_on_outcome_text(r, d, &o, it->error ? it->error : "");
+				free(it->error);
+			}
 			continue;
 		}
-		s_on_outcome(r, d, &o);
+		if (n < (int)offsetof(bus_outcome_t, error) || f.cmd != BUS_OUTCOME)
+			continue;
+		if (n >= (int)sizeof f.one)
+			n = sizeof f.one - 1;
+		((char *)&f.one)[n] = '\0';
+		f.one.error[sizeof f.one.error - 1] = '\0';
+		if (!d) {
+			kanal_msg_destroy(&f.one.reply);
+			continue;
+		}
+		s_on_outcome_text(r, d, &f.one, f.one.error);
 	}
 }
 
@@ -1219,7 +1347,7 @@ static void s_retry_held(router_t *r)
 
 		while (q->head) {
 			held_emit_t *h = q->head;
-			int rc = s_accept(r, &h->msg);
+			int rc = s_accept(r, &h->msg, true);
 
 			if (rc == KANAL_EBUSY || rc == KANAL_EIO)
 				break;
@@ -1287,7 +1415,12 @@ static void s_on_request(router_t *r, const char *from, const bus_request_t *q)
 		rep.status = KANAL_ENOMEM;
 		goto answer;
 	}
-	snprintf(dl->requester, sizeof dl->requester, "%s", from);
+	dl->requester = strdup(from);
+	if (!dl->requester) {
+		s_delivery_free(r, &dl);
+		rep.status = KANAL_ENOMEM;
+		goto answer;
+	}
 	dl->req_seq = q->seq;
 	s_enqueue(r, dl);
 	return;
@@ -1297,58 +1430,68 @@ answer:
 	zmq_send(r->emit_sock, &rep, sizeof rep, 0);
 }
 
+/* Takes one emitted event from instance `origin`: routed now, or held behind the ones
+ * already held for it (so order per source is kept) while a destination is full or the
+ * journal unwritable. */
+static void s_on_emit(router_t *r, size_t origin, const char *id, kanal_msg_t *msg)
+{
+	struct held_queue *q = &r->held[origin];
+	int rc = q->head ? KANAL_EBUSY : s_accept(r, &msg, true);
+	held_emit_t *h;
+
+	if (rc != KANAL_EBUSY && rc != KANAL_EIO) {
+		r->acks[origin]++;
+		kanal_msg_destroy(&msg);
+		return;
+	}
+	h = calloc(1, sizeof *h);
+	if (!h) {
+		log_error("router", "out of memory holding an emit from '%s'", id);
+		kanal_msg_destroy(&msg);
+		r->acks[origin]++;
+		return;
+	}
+	if (!q->head)
+		r->busy++;
+	h->msg = msg;
+	h->origin = origin;
+	if (q->tail)
+		q->tail->next = h;
+	else
+		q->head = h;
+	q->tail = h;
+	r->n_held++;
+}
+
 static void s_on_emit_sock(router_t *r)
 {
 	char id[128];
-	unsigned char buf[sizeof(bus_request_t)];
+	bus_emit_frame_t f;
 	int n;
 
-	while ((n = s_recv_routed(r->emit_sock, id, sizeof id, buf, sizeof buf)) >= 0) {
+	while ((n = s_recv_routed(r->emit_sock, id, sizeof id, &f, sizeof f)) >= 0) {
 		size_t origin = s_instance_index(r, id);
 
 		if (n <= 0 || origin == (size_t)-1)
 			continue;
-		if (buf[0] == BUS_EMIT && n >= (int)sizeof(bus_emit_t)) {
-			bus_emit_t e;
-			memcpy(&e, buf, sizeof e);
-			/* Emits queue behind held ones, so order per source is kept. A full
-			 * destination or an unwritable journal holds the emit. */
-			struct held_queue *q = &r->held[origin];
-			int rc = q->head ? KANAL_EBUSY : s_accept(r, &e.msg);
-			if (rc != KANAL_EBUSY && rc != KANAL_EIO) {
-				r->acks[origin]++;
-				kanal_msg_destroy(&e.msg);
-				continue;
-			}
-			held_emit_t *h = calloc(1, sizeof *h);
-			if (!h) {
-				log_error("router", "out of memory holding an emit from '%s'", id);
-				kanal_msg_destroy(&e.msg);
-				r->acks[origin]++;
-				continue;
-			}
-			if (!q->head)
-				r->busy++;
-			h->msg = e.msg;
-			h->origin = origin;
-			if (q->tail)
-				q->tail->next = h;
-			else
-				q->head = h;
-			q->tail = h;
-			r->n_held++;
-		} else if (buf[0] == BUS_REQUEST && n >= (int)sizeof(bus_request_t)) {
+		if (f.cmd == BUS_EMIT && n >= (int)bus_emit_len(0)) {
+			uint32_t count = f.emit.count;
+			if (bus_emit_len(count) > (size_t)n)
+				continue; /* not a frame of ours */
+			for (uint32_t i = 0; i < count; i++)
+				s_on_emit(r, origin, id, f.emit.msgs[i]);
+		} else if (f.cmd == BUS_REQUEST && n >= (int)sizeof(bus_request_t)) {
 			bus_request_t q;
-			memcpy(&q, buf, sizeof q);
+			memcpy(&q, &f.request, sizeof q);
 			s_on_request(r, id, &q);
-		} else if (buf[0] == BUS_CLOSED) {
+		} else if (f.cmd == BUS_CLOSED) {
 			r->closed_count++;
-		} else if (buf[0] == BUS_NOTICE && n >= (int)sizeof(bus_notice_t)) {
+		} else if (f.cmd == BUS_NOTICE && n >= (int)sizeof(bus_notice_t)) {
 			/* An isolated instance reports its plugin host (isolation.c). */
 			bus_notice_t nt;
 			json_t *extra;
 
-			memcpy(&nt, buf, sizeof nt);
+			memcpy(&nt, &f.notice, sizeof nt);
 			nt.kind[sizeof nt.kind - 1] = nt.detail[sizeof nt.detail - 1] = '\0';
 			extra = json_loads(nt.detail, 0, NULL);
 			if (json_is_object(extra))
@@ -1401,7 +1544,7 @@ static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 	}
 	if (r->stopping)
 		return s_result(id, "error", "kanald is shutting down");
-	rc = s_accept(r, msg_p);
+	rc = s_accept(r, msg_p, false);
 	if (rc == KANAL_EDUPLICATE)
 		return s_result(id, "duplicate", NULL);
 	if (rc == KANAL_EIO) {
@@ -1955,6 +2098,7 @@ static void s_spill(router_t *r)
 		d->tail = NULL;
 		/* In flight at the deadline: the plugin may still finish it, so it is both kept
 		 * here and possibly delivered — at least once. */
+		d->inflight_tail = NULL;
 		while (d->inflight) {
 			delivery_t *dl = d->inflight;
 			d->inflight = dl->next;
@@ -2025,6 +2169,10 @@ static void s_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 	int n = 0, i_deliver, i_emit, i_gw = -1, i_admin = -1, i_stream = -1, i_ctl = -1;
 	int64_t next = s_next_timer(r);
 
+	/* Held emits wait for a destination that is behind; should it stall instead, they are
+	 * to be parked, which only a turn notices. */
+	if (r->n_held && r->journal && (wait_ms < 0 || wait_ms > DEST_STALL_MS))
+		wait_ms = DEST_STALL_MS;
 	/* While the journal is broken, wake once a second to probe it. */
 	if (r->journal_failed && (wait_ms < 0 || wait_ms > 1000))
 		wait_ms = 1000;
@@ -2242,12 +2390,24 @@ static void s_end_turn(router_t *r)
 static void s_drain_outcomes(router_t *r)
 {
 	char id[128];
-	bus_outcome_t o;
+	union {
+		uint8_t cmd;
+		bus_results_t res;
+		bus_outcome_t one;
+	} f;
 	int n;
 
-	while ((n = s_recv_routed(r->deliver_sock, id, sizeof id, &o, sizeof o)) >= 0)
-		if (n >= (int)offsetof(bus_outcome_t, error) && o.cmd == BUS_OUTCOME)
-			kanal_msg_destroy(&o.reply);
+	while ((n = s_recv_routed(r->deliver_sock, id, sizeof id, &f, sizeof f)) >= 0) {
+		if (n >= (int)bus_results_len(0) && f.cmd == BUS_RESULTS &&
+		    bus_results_len(f.res.count) <= (size_t)n) {
+			for (uint32_t i = 0; i < f.res.count; i++) {
+				kanal_msg_destroy(&f.res.items[i].reply);
+				free(f.res.items[i].error);
+			}
+		} else if (n >= (int)offsetof(bus_outcome_t, error) && f.cmd == BUS_OUTCOME) {
+			kanal_msg_destroy(&f.one.reply);
+		}
+	}
 }
 
 static void s_shutdown(router_t *r)
@@ -2602,6 +2762,11 @@ void router_destroy(router_t **r_p)
 	journal_close(&r->journal);
 	if (r->table)
 		s_table_release(&r->table);
+	while (r->free_dl) {
+		delivery_t *dl = r->free_dl;
+		r->free_dl = dl->next;
+		free(dl);
+	}
 	free(r->dests);
 	free(r->acks);
 	free(r->held);

@@ -249,6 +249,19 @@ static char *s_decode(kanal__json_scan_t *s, size_t start, size_t end, bool esca
 	return buf;
 }
 
+/* Word-at-a-time test for the bytes a string body may hold without a closer look: true
+ * when none of the 8 bytes of w is a quote, a backslash, a control character (< 0x20) or
+ * a non-ASCII byte. (x - 0x01…) & ~x & 0x80… is non-zero iff some byte of x is zero,
+ * and (w - n·0x01…) & ~w & 0x80… iff some byte is below n, for bytes under 0x80.) */
+static inline bool s_plain8(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+
+	return !((w & high) | ((q - ones) & ~q & high) | ((b - ones) & ~b & high) |
+		 ((w - ones * 0x20) & ~w & high));
+}
+
 int kanal__json_string(kanal__json_scan_t *s, char **out, size_t *out_len)
 {
 	const unsigned char *t = (const unsigned char *)s->text;
@@ -265,6 +278,14 @@ int kanal__json_string(kanal__json_scan_t *s, char **out, size_t *out_len)
 		size_t n;
 		uint32_t cp;
 
+		/* Plain ASCII, the bulk of most strings, eight bytes at a time. */
+		while (i + 8 <= s->len) {
+			uint64_t w;
+			memcpy(&w, t + i, sizeof w);
+			if (!s_plain8(w))
+				break;
+			i += 8;
+		}
 		if (i >= s->len)
 			return kanal__json_fail(s, open, "unterminated string");
 		c = t[i];
@@ -503,6 +524,112 @@ next:
 		goto close;
 	}
 	return kanal__json_fail(s, s->pos, "expected ',' or ']' in an array");
+}
+
+/* True when the member name at the cursor (a string, already validated) is seg[0..n); moves
+ * past it. A name with escapes is decoded to compare; one without is compared in place. */
+static bool s_name_is(kanal__json_scan_t *s, const char *seg, size_t n, int *rc)
+{
+	size_t open = s->pos;
+	bool same;
+	char *name;
+	size_t name_len;
+
+	*rc = kanal__json_string(s, NULL, NULL);
+	if (*rc)
+		return false;
+	if (!memchr(s->text + open + 1, '\\', s->pos - open - 2))
+		return s->pos - open - 2 == n && memcmp(s->text + open + 1, seg, n) == 0;
+	s->pos = open;
+	*rc = kanal__json_string(s, &name, &name_len);
+	if (*rc)
+		return false;
+	same = name_len == n && memcmp(name, seg, n) == 0;
+	free(name);
+	return same;
+}
+
+int kanal__json_find(const char *text, size_t len, const char *path, size_t *start,
+		     size_t *end, kanal__json_kind_t *kind)
+{
+	kanal__json_scan_t s;
+	const char *p = path && *path ? path : NULL;
+	int rc;
+
+	kanal__json_init(&s, text, len);
+	kanal__json_ws(&s);
+	while (p) {
+		const char *dot = strchr(p, '.');
+		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+		int c = kanal__json_peek(&s);
+
+		if (c == '{') {
+			size_t found = SIZE_MAX;
+			s.pos++;
+			kanal__json_ws(&s);
+			if (kanal__json_peek(&s) == '}')
+				return KANAL_ENOTFOUND;
+			for (;;) {
+				bool match;
+				kanal__json_ws(&s);
+				match = s_name_is(&s, p, n, &rc);
+				if (rc)
+					return rc;
+				kanal__json_ws(&s);
+				if (kanal__json_peek(&s) != ':')
+					return KANAL_EPARSE;
+				s.pos++;
+				kanal__json_ws(&s);
+				if (match)
+					found = s.pos; /* the last one counts: keep looking */
+				if (kanal__json_skip(&s, NULL, NULL))
+					return KANAL_EPARSE;
+				kanal__json_ws(&s);
+				c = kanal__json_peek(&s);
+				s.pos++;
+				if (c == '}')
+					break;
+				if (c != ',')
+					return KANAL_EPARSE;
+			}
+			if (found == SIZE_MAX)
+				return KANAL_ENOTFOUND;
+			s.pos = found;
+		} else if (c == '[') {
+			size_t index = 0;
+			if (n == 0 || n > 18 || (n > 1 && p[0] == '0'))
+				return KANAL_ENOTFOUND; /* an index: digits, no leading zero */
+			for (size_t i = 0; i < n; i++) {
+				if (p[i] < '0' || p[i] > '9')
+					return KANAL_ENOTFOUND;
+				index = index * 10 + (size_t)(p[i] - '0');
+			}
+			s.pos++;
+			kanal__json_ws(&s);
+			if (kanal__json_peek(&s) == ']')
+				return KANAL_ENOTFOUND;
+			for (size_t i = 0; i < index; i++) {
+				if (kanal__json_skip(&s, NULL, NULL))
+					return KANAL_EPARSE;
+				kanal__json_ws(&s);
+				c = kanal__json_peek(&s);
+				s.pos++;
+				if (c == ']')
+					return KANAL_ENOTFOUND;
+				if (c != ',')
+					return KANAL_EPARSE;
+			}
+			kanal__json_ws(&s);
+		} else {
+			return KANAL_ENOTFOUND; /* a scalar has no members */
+		}
+		p = dot ? dot + 1 : NULL;
+	}
+	*start = s.pos;
+	if (kanal__json_skip(&s, kind, NULL))
+		return KANAL_EPARSE;
+	*end = s.pos;
+	return 0;
 }
 
 int kanal__json_validate(kanal__json_scan_t *s, const char *text, size_t len, size_t *start,

@@ -70,6 +70,15 @@ int kanal__json_skip(kanal__json_scan_t *s, kanal__json_kind_t *kind, int *depth
 int kanal__json_validate(kanal__json_scan_t *s, const char *text, size_t len, size_t *start,
 			 size_t *end, int *depth);
 
+/* Finds the value at `path` — member names and array indexes separated by dots, as the
+ * kanal_msg_data_* readers take them; "" or NULL is the whole value — in text[0..len),
+ * which must hold one valid JSON value (kanal__json_validate). Where an object has a name
+ * twice the last one counts, as when jansson loads the text. Stores the value's span in
+ * *start and *end and its kind in *kind. Returns 0, KANAL_ENOTFOUND, or KANAL_EPARSE. No
+ * allocation, no tree: for reading a field or two of a large data value. */
+int kanal__json_find(const char *text, size_t len, const char *path, size_t *start,
+		     size_t *end, kanal__json_kind_t *kind);
+
 /* Returns the byte length (1-4) of the well-formed UTF-8 sequence at p (at most `avail`
  * bytes), or 0 when it is malformed, overlong, a surrogate or above U+10FFFF. */
 size_t kanal__utf8_seq(const unsigned char *p, size_t avail);

@@ -29,6 +29,43 @@ static bool s_required(int index)
 	return index == MSG_ID || index == MSG_SOURCE || index == MSG_TYPE;
 }
 
+/* ---- storage ------------------------------------------------------------------------- */
+
+kanal_msg_t *kanal__msg_alloc(size_t inline_cap)
+{
+	kanal_msg_t *msg = calloc(1, sizeof *msg + inline_cap);
+
+	if (!msg)
+		return NULL;
+	msg->ext = msg->ext_inline;
+	msg->ext_cap = MSG_INLINE_EXT;
+	msg->inl_cap = inline_cap;
+	return msg;
+}
+
+char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n)
+{
+	char *copy;
+
+	if (n < msg->inl_cap - msg->inl_used) {
+		copy = msg->inl + msg->inl_used;
+		msg->inl_used += n + 1;
+	} else {
+		copy = malloc(n + 1);
+		if (!copy)
+			return NULL;
+	}
+	memcpy(copy, p, n);
+	copy[n] = '\0';
+	return copy;
+}
+
+void kanal__msg_str_free(kanal_msg_t *msg, char *p)
+{
+	if (p && (p < msg->inl || p >= msg->inl + msg->inl_cap))
+		free(p);
+}
+
 /* ---- life cycle ---------------------------------------------------------------------- */
 
 kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id)
@@ -47,12 +84,12 @@ kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id)
 		kanal_uuid(uuid);
 		id = uuid;
 	}
-	msg = calloc(1, sizeof *msg);
+	msg = kanal__msg_alloc(MSG_INLINE);
 	if (!msg)
 		return NULL;
-	msg->core[MSG_ID] = strdup(id);
-	msg->core[MSG_SOURCE] = strdup(source);
-	msg->core[MSG_TYPE] = strdup(type);
+	msg->core[MSG_ID] = kanal__msg_str_dup(msg, id, strlen(id));
+	msg->core[MSG_SOURCE] = kanal__msg_str_dup(msg, source, strlen(source));
+	msg->core[MSG_TYPE] = kanal__msg_str_dup(msg, type, strlen(type));
 	if (!msg->core[MSG_ID] || !msg->core[MSG_SOURCE] || !msg->core[MSG_TYPE])
 		kanal_msg_destroy(&msg);
 	return msg;
@@ -68,57 +105,57 @@ void kanal_msg_destroy(kanal_msg_t **msg_p)
 	msg = *msg_p;
 	*msg_p = NULL;
 	for (i = 0; i < MSG_NCORE; i++)
-		free(msg->core[i]);
+		kanal__msg_str_free(msg, msg->core[i]);
 	for (i = 0; i < msg->n_ext; i++) {
-		free(msg->ext[i].name);
-		free(msg->ext[i].text);
+		kanal__msg_str_free(msg, msg->ext[i].name);
+		kanal__msg_str_free(msg, msg->ext[i].text);
 	}
-	free(msg->ext);
+	if (msg->ext != msg->ext_inline)
+		free(msg->ext);
 	kanal__msg_data_release(msg);
 	free(msg);
-}
-
-/* Copies n bytes and a terminating NUL. */
-static char *s_memdup(const char *p, size_t n)
-{
-	char *copy = malloc(n + 1);
-
-	if (copy) {
-		memcpy(copy, p, n);
-		copy[n] = '\0';
-	}
-	return copy;
 }
 
 kanal_msg_t *kanal_msg_dup(const kanal_msg_t *msg)
 {
 	kanal_msg_t *copy;
-	size_t i;
+	size_t i, need = 0;
 
 	if (!msg)
 		return NULL;
-	copy = calloc(1, sizeof *copy);
+	/* One allocation for the copy's strings, its data text included. */
+	for (i = 0; i < MSG_NCORE; i++)
+		if (msg->core[i])
+			need += strlen(msg->core[i]) + 1;
+	for (i = 0; i < msg->n_ext; i++)
+		need += msg->ext[i].name_len + msg->ext[i].text_len + 2;
+	if (msg->data_text)
+		need += msg->data_len + 1;
+	copy = kanal__msg_alloc(need + 1);
 	if (!copy)
 		return NULL;
 	for (i = 0; i < MSG_NCORE; i++) {
-		if (msg->core[i] && !(copy->core[i] = strdup(msg->core[i])))
+		if (msg->core[i] &&
+		    !(copy->core[i] = kanal__msg_str_dup(copy, msg->core[i], strlen(msg->core[i]))))
 			goto fail;
 	}
-	if (msg->n_ext) {
+	if (msg->n_ext > copy->ext_cap) {
 		copy->ext = calloc(msg->n_ext, sizeof *copy->ext);
-		if (!copy->ext)
+		if (!copy->ext) {
+			copy->ext = copy->ext_inline;
 			goto fail;
-		copy->ext_cap = msg->n_ext;
-		for (i = 0; i < msg->n_ext; i++) {
-			const msg_ext_t *e = &msg->ext[i];
-			msg_ext_t *c = &copy->ext[i];
-			*c = *e;
-			c->name = s_memdup(e->name, e->name_len);
-			c->text = s_memdup(e->text, e->text_len);
-			copy->n_ext = i + 1;
-			if (!c->name || !c->text)
-				goto fail;
 		}
+		copy->ext_cap = msg->n_ext;
+	}
+	for (i = 0; i < msg->n_ext; i++) {
+		const msg_ext_t *e = &msg->ext[i];
+		msg_ext_t *c = &copy->ext[i];
+		*c = *e;
+		c->name = kanal__msg_str_dup(copy, e->name, e->name_len);
+		c->text = kanal__msg_str_dup(copy, e->text, e->text_len);
+		copy->n_ext = i + 1;
+		if (!c->name || !c->text)
+			goto fail;
 	}
 	if (kanal__msg_data_copy(copy, msg))
 		goto fail;
@@ -174,7 +211,7 @@ int kanal__msg_ext_put(kanal_msg_t *msg, const char *name, size_t name_len, char
 
 	if (s_ext_find(msg, name, name_len, &at)) {
 		e = &msg->ext[at];
-		free(e->text);
+		kanal__msg_str_free(msg, e->text);
 		e->text = text;
 		e->text_len = text_len;
 		e->kind = kind;
@@ -182,7 +219,14 @@ int kanal__msg_ext_put(kanal_msg_t *msg, const char *name, size_t name_len, char
 	}
 	if (msg->n_ext == msg->ext_cap) {
 		size_t cap = msg->ext_cap ? msg->ext_cap * 2 : 4;
-		msg_ext_t *grown = realloc(msg->ext, cap * sizeof *grown);
+		msg_ext_t *grown;
+		if (msg->ext == msg->ext_inline) {
+			grown = malloc(cap * sizeof *grown);
+			if (grown)
+				memcpy(grown, msg->ext, msg->n_ext * sizeof *grown);
+		} else {
+			grown = realloc(msg->ext, cap * sizeof *grown);
+		}
 		if (!grown)
 			goto nomem;
 		msg->ext = grown;
@@ -190,7 +234,7 @@ int kanal__msg_ext_put(kanal_msg_t *msg, const char *name, size_t name_len, char
 	}
 	e = &msg->ext[at];
 	memmove(e + 1, e, (msg->n_ext - at) * sizeof *e);
-	e->name = s_memdup(name, name_len);
+	e->name = kanal__msg_str_dup(msg, name, name_len);
 	if (!e->name) {
 		memmove(e, e + 1, (msg->n_ext - at) * sizeof *e);
 		goto nomem;
@@ -202,7 +246,7 @@ int kanal__msg_ext_put(kanal_msg_t *msg, const char *name, size_t name_len, char
 	msg->n_ext++;
 	return 0;
 nomem:
-	free(text);
+	kanal__msg_str_free(msg, text);
 	return KANAL_ENOMEM;
 }
 
@@ -212,8 +256,8 @@ static void s_ext_remove(kanal_msg_t *msg, const char *name, size_t len)
 
 	if (!s_ext_find(msg, name, len, &at))
 		return;
-	free(msg->ext[at].name);
-	free(msg->ext[at].text);
+	kanal__msg_str_free(msg, msg->ext[at].name);
+	kanal__msg_str_free(msg, msg->ext[at].text);
 	memmove(&msg->ext[at], &msg->ext[at + 1], (msg->n_ext - at - 1) * sizeof msg->ext[0]);
 	msg->n_ext--;
 }
@@ -312,7 +356,7 @@ static int s_set_core(kanal_msg_t *msg, int index, const char *value, kanal_erro
 					 "required; it cannot be removed");
 			return KANAL_EINVALID;
 		}
-		free(msg->core[index]);
+		kanal__msg_str_free(msg, msg->core[index]);
 		msg->core[index] = NULL;
 		return 0;
 	}
@@ -323,10 +367,10 @@ static int s_set_core(kanal_msg_t *msg, int index, const char *value, kanal_erro
 	}
 	if (index == MSG_SPECVERSION)
 		return 0; /* always "1.0" */
-	copy = strdup(value);
+	copy = kanal__msg_str_dup(msg, value, strlen(value));
 	if (!copy)
 		return KANAL_ENOMEM;
-	free(msg->core[index]);
+	kanal__msg_str_free(msg, msg->core[index]);
 	msg->core[index] = copy;
 	return 0;
 }
@@ -359,7 +403,7 @@ int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
 		kanal__msg_error(err, NULL, 0, 0, name, len, "not valid UTF-8");
 		return KANAL_EINVALID;
 	}
-	copy = s_memdup(value, value_len);
+	copy = kanal__msg_str_dup(msg, value, value_len);
 	if (!copy)
 		return KANAL_ENOMEM;
 	return kanal__msg_ext_put(msg, name, len, copy, value_len, MSG_EXT_STRING);
@@ -381,7 +425,7 @@ static int s_set_ext_text(kanal_msg_t *msg, const char *name, const char *text,
 	rc = s_check_ext_target(name, len, err);
 	if (rc)
 		return rc;
-	copy = strdup(text);
+	copy = kanal__msg_str_dup(msg, text, strlen(text));
 	if (!copy)
 		return KANAL_ENOMEM;
 	return kanal__msg_ext_put(msg, name, len, copy, strlen(copy), kind);

@@ -96,12 +96,27 @@ static json_t *s_tree(const kanal_msg_t *msg, int *rc)
 	return tree;
 }
 
+/* Forgets the string fields read from the data text (the data is changing). */
+static void s_fields_free(kanal_msg_t *msg)
+{
+	msg_field_t *f = __atomic_exchange_n(&msg->fields, NULL, __ATOMIC_ACQ_REL);
+
+	while (f) {
+		msg_field_t *next = f->next;
+		free(f->path);
+		free(f->value);
+		free(f);
+		f = next;
+	}
+}
+
 void kanal__msg_data_release(kanal_msg_t *msg)
 {
 	json_t *tree = __atomic_exchange_n(&msg->data_tree, NULL, __ATOMIC_ACQ_REL);
 
 	json_decref(tree);
-	free(msg->data_text);
+	s_fields_free(msg);
+	kanal__msg_str_free(msg, msg->data_text);
 	msg->data_text = NULL;
 	msg->data_len = 0;
 	msg->data_kind = KANAL_DATA_NONE;
@@ -123,7 +138,8 @@ static void s_set_tree(kanal_msg_t *msg, json_t *tree)
 /* The tree has been changed in place: it is now the only form of the data. */
 static void s_tree_changed(kanal_msg_t *msg)
 {
-	free(msg->data_text);
+	s_fields_free(msg);
+	kanal__msg_str_free(msg, msg->data_text);
 	msg->data_text = NULL;
 	msg->data_len = 0;
 }
@@ -349,11 +365,9 @@ int kanal_msg_set_data_json(kanal_msg_t *msg, const char *json, size_t len)
 		kanal__msg_data_release(msg);
 		return 0;
 	}
-	text = malloc(end - start + 1);
+	text = kanal__msg_str_dup(msg, json + start, end - start);
 	if (!text)
 		return KANAL_ENOMEM;
-	memcpy(text, json + start, end - start);
-	text[end - start] = '\0';
 	kanal__msg_data_release(msg);
 	msg->data_text = text;
 	msg->data_len = end - start;
@@ -456,10 +470,93 @@ void *kanal_msg_data_binary(const kanal_msg_t *msg, size_t *len)
 
 /* ---- public: typed reads ------------------------------------------------------------- */
 
+/* Reading one field of data that is still text: the scanner finds it in place, so a
+ * `where` on data.kind or a plugin reading one field does not build (and later free) a
+ * tree of the whole data. Returns 0 with the value's span and kind, KANAL_ENOTFOUND, or
+ * 1 when the tree is (or must be) the way: it exists already, or the text cannot be used. */
+static int s_scan(const kanal_msg_t *msg, const char *path, size_t *start, size_t *end,
+		  kanal__json_kind_t *kind)
+{
+	int rc;
+
+	if (!msg || msg->data_kind != KANAL_DATA_JSON || !msg->data_text ||
+	    __atomic_load_n(&msg->data_tree, __ATOMIC_ACQUIRE))
+		return 1;
+	rc = kanal__json_find(msg->data_text, msg->data_len, path, start, end, kind);
+	if (rc == KANAL_ENOTFOUND)
+		return rc;
+	return rc ? 1 : 0;
+}
+
+/* The string at path read from the data text, decoded once and kept with the message.
+ * Returns 0, KANAL_ENOTFOUND, KANAL_EINVAL (not a string), or 1 (use the tree). */
+static int s_scan_str(const kanal_msg_t *msg, const char *path, const char **out)
+{
+	kanal_msg_t *m = (kanal_msg_t *)msg; /* only the atomic field list is written */
+	const char *key = path ? path : "";
+	kanal__json_kind_t kind;
+	kanal__json_scan_t s;
+	size_t start, end, len;
+	msg_field_t *f, *head;
+	int rc;
+
+	if (!msg || msg->data_kind != KANAL_DATA_JSON || !msg->data_text)
+		return 1;
+	head = __atomic_load_n(&m->fields, __ATOMIC_ACQUIRE);
+	for (f = head; f; f = f->next) {
+		if (!strcmp(f->path, key)) {
+			if (out)
+				*out = f->value;
+			return 0;
+		}
+	}
+	rc = s_scan(msg, path, &start, &end, &kind);
+	if (rc)
+		return rc;
+	if (kind != KANAL__JSON_STRING)
+		return KANAL_EINVAL;
+	f = calloc(1, sizeof *f);
+	if (!f || !(f->path = strdup(key))) {
+		free(f);
+		return 1;
+	}
+	kanal__json_init(&s, msg->data_text + start, end - start);
+	if (kanal__json_string(&s, &f->value, &len)) {
+		free(f->path);
+		free(f);
+		return 1;
+	}
+	/* Publish it, unless a racing reader published the same field first: then every
+	 * reader gets that one copy (the pointer stays valid as long as the message). */
+	for (;;) {
+		msg_field_t *g;
+		f->next = head;
+		if (__atomic_compare_exchange_n(&m->fields, &head, f, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			break;
+		for (g = head; g && strcmp(g->path, key); g = g->next)
+			;
+		if (g) {
+			free(f->path);
+			free(f->value);
+			free(f);
+			f = g;
+			break;
+		}
+	}
+	if (out)
+		*out = f->value;
+	return 0;
+}
+
 int kanal_msg_data_str(const kanal_msg_t *msg, const char *path, const char **out)
 {
 	json_t *node = NULL;
-	int rc = s_find(msg, path, &node);
+	int rc = s_scan_str(msg, path, out);
+
+	if (rc <= 0)
+		return rc;
+	rc = s_find(msg, path, &node);
 
 	if (rc)
 		return rc;
@@ -473,7 +570,24 @@ int kanal_msg_data_str(const kanal_msg_t *msg, const char *path, const char **ou
 int kanal_msg_data_int(const kanal_msg_t *msg, const char *path, int64_t *out)
 {
 	json_t *node = NULL;
-	int rc = s_find(msg, path, &node);
+	kanal__json_kind_t kind;
+	size_t start, end;
+	int rc = s_scan(msg, path, &start, &end, &kind);
+
+	if (rc == KANAL_ENOTFOUND)
+		return rc;
+	if (rc == 0 && kind != KANAL__JSON_INTEGER)
+		return KANAL_EINVAL;
+	if (rc == 0 && end - start < 32) {
+		/* The scanner checked that it fits in 64 bits, as jansson does. */
+		char buf[32];
+		memcpy(buf, msg->data_text + start, end - start);
+		buf[end - start] = '\0';
+		if (out)
+			*out = strtoll(buf, NULL, 10);
+		return 0;
+	}
+	rc = s_find(msg, path, &node);
 
 	if (rc)
 		return rc;
@@ -501,7 +615,20 @@ int kanal_msg_data_double(const kanal_msg_t *msg, const char *path, double *out)
 int kanal_msg_data_bool(const kanal_msg_t *msg, const char *path, bool *out)
 {
 	json_t *node = NULL;
-	int rc = s_find(msg, path, &node);
+	kanal__json_kind_t kind;
+	size_t start, end;
+	int rc = s_scan(msg, path, &start, &end, &kind);
+
+	if (rc == KANAL_ENOTFOUND)
+		return rc;
+	if (rc == 0) {
+		if (kind != KANAL__JSON_TRUE && kind != KANAL__JSON_FALSE)
+			return KANAL_EINVAL;
+		if (out)
+			*out = kind == KANAL__JSON_TRUE;
+		return 0;
+	}
+	rc = s_find(msg, path, &node);
 
 	if (rc)
 		return rc;
@@ -683,10 +810,9 @@ int kanal__msg_data_copy(kanal_msg_t *dst, const kanal_msg_t *src)
 	if (src->data_kind == KANAL_DATA_NONE)
 		return 0;
 	if (src->data_text) {
-		dst->data_text = malloc(src->data_len + 1);
+		dst->data_text = kanal__msg_str_dup(dst, src->data_text, src->data_len);
 		if (!dst->data_text)
 			return KANAL_ENOMEM;
-		memcpy(dst->data_text, src->data_text, src->data_len + 1);
 		dst->data_len = src->data_len;
 	} else {
 		tree = __atomic_load_n(&src->data_tree, __ATOMIC_ACQUIRE);

@@ -48,9 +48,25 @@ typedef struct msg_ext {
 	msg_ext_kind_t kind;
 } msg_ext_t;
 
+/* A message keeps its strings — attribute values, extension names and values, the data
+ * text — in its own allocation while they fit (inl[], MSG_INLINE bytes after a
+ * kanal_msg_new), and its first extensions in ext_inline[]: an event built or parsed
+ * takes one or two mallocs instead of a dozen, and so costs one or two frees on whichever
+ * thread drops it. What does not fit is malloc'd; kanal__msg_str_free tells them apart.
+ * Space given back inside inl[] is not reused (a value set again takes new space, and
+ * malloc once inl[] is full). */
+#define MSG_INLINE 192
+#define MSG_INLINE_EXT 4
+
+typedef struct msg_field {
+	struct msg_field *next;
+	char *path;
+	char *value;
+} msg_field_t;
+
 struct kanal_msg {
 	char *core[MSG_NCORE];        /* NULL when absent */
-	msg_ext_t *ext;               /* sorted by name, no duplicates */
+	msg_ext_t *ext;               /* sorted by name, no duplicates; ext_inline at first */
 	size_t n_ext;
 	size_t ext_cap;
 	kanal_data_kind_t data_kind;
@@ -61,7 +77,24 @@ struct kanal_msg {
 	/* The data tree, built on first access from data_text and published with an atomic
 	 * compare-and-swap, because readers holding a const msg may race to build it. */
 	json_t *data_tree;
+	/* String fields read from data_text by path without building the tree (kanal_msg_data_str
+	 * on a `where` or a plugin's read of one field), each decoded once and kept until the data
+	 * changes; pushed with a compare-and-swap, as readers of a const msg may race. */
+	struct msg_field *fields;
+	msg_ext_t ext_inline[MSG_INLINE_EXT];
+	size_t inl_used, inl_cap;
+	char inl[];
 };
+
+/* A new, empty message (no attributes) with room for inline_cap bytes of strings in its
+ * own allocation. NULL when out of memory. */
+kanal_msg_t *kanal__msg_alloc(size_t inline_cap);
+
+/* A copy of p[0..n) with a NUL, inside msg when it fits, else malloc'd. NULL: no memory. */
+char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n);
+
+/* Frees a string of msg's (NULL is fine): a no-op for one inside msg. */
+void kanal__msg_str_free(kanal_msg_t *msg, char *p);
 
 /* Names of the core attributes, indexed by MSG_ID…; "specversion" for MSG_SPECVERSION. */
 const char *kanal__msg_core_name(int index);

@@ -384,7 +384,9 @@ static int s_build(parse_t *p, kanal_msg_t **out)
 	if (rc)
 		return rc;
 
-	msg = calloc(1, sizeof *msg);
+	/* The data text goes inside the message's own allocation. */
+	msg = kanal__msg_alloc(data && data->kind != KANAL__JSON_NULL
+				       ? data->end - data->start + 1 : 0);
 	if (!msg)
 		return s_error_at(p, KANAL_ENOMEM, 0, NULL, 0, "out of memory");
 	for (i = 0; i < p->n; i++) {
@@ -412,13 +414,11 @@ static int s_build(parse_t *p, kanal_msg_t **out)
 	}
 	if (data && data->kind != KANAL__JSON_NULL) {
 		size_t n = data->end - data->start;
-		msg->data_text = malloc(n + 1);
+		msg->data_text = kanal__msg_str_dup(msg, p->scan.text + data->start, n);
 		if (!msg->data_text) {
 			rc = s_error_at(p, KANAL_ENOMEM, data->start, NULL, 0, "out of memory");
 			goto fail;
 		}
-		memcpy(msg->data_text, p->scan.text + data->start, n);
-		msg->data_text[n] = '\0';
 		msg->data_len = n;
 		msg->data_kind = KANAL_DATA_JSON;
 	} else if (b64 && b64->kind == KANAL__JSON_STRING) {
