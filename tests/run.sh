@@ -7,6 +7,16 @@ LIMIT=${TEST_TIMEOUT:-600}
 passed=0
 failed=0
 bad=""
+# Everything the run writes (test output, kanald and simulator logs, stream lines) is kept
+# here for the personal-data scan, which runs last (test_privacy_scan).
+case "$BUILD" in /*) KANAL_TEST_OUTPUT_DIR=$BUILD/test-output ;;
+*) KANAL_TEST_OUTPUT_DIR=$(pwd)/$BUILD/test-output ;; esac
+export KANAL_TEST_OUTPUT_DIR
+# Alone, the scan reads what the last run kept; with other suites it starts afresh.
+[ "$*" != test_privacy_scan ] && rm -rf "$KANAL_TEST_OUTPUT_DIR"
+mkdir -p "$KANAL_TEST_OUTPUT_DIR"
+set -- $(for t in "$@"; do [ "$t" != test_privacy_scan ] && echo "$t"; done) \
+	$(for t in "$@"; do [ "$t" = test_privacy_scan ] && echo "$t"; done)
 for t in "$@"; do
 	bin="$BUILD/tests/$t"
 	if [ ! -x "$bin" ]; then
@@ -18,6 +28,7 @@ for t in "$@"; do
 	timeout -k 10 "$LIMIT" "$bin" >"$out" 2>&1
 	rc=$?
 	cat "$out"
+	cp "$out" "$KANAL_TEST_OUTPUT_DIR/$t.log"
 	line=$(grep -E '^ +tests +[0-9]+' "$out" | tail -n 1)
 	rm -f "$out"
 	if [ -n "$line" ]; then

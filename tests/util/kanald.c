@@ -262,6 +262,7 @@ void kd_destroy(kd_t **kd_p)
 	}
 	if (kd->zctx)
 		zmq_ctx_term(kd->zctx);
+	test_keep_file("kanald", kd->log_path);
 	if (!getenv("KANAL_KEEP_TEST_DIRS"))
 		test_rmdir_r(kd->dir);
 	free(kd->dir);
@@ -343,6 +344,7 @@ int kd_next(void *sub, char *topic, size_t size, char **payload, int timeout_ms)
 {
 	zmq_pollitem_t item = { sub, 0, ZMQ_POLLIN, 0 };
 	zmq_msg_t msg;
+	bool got;
 	int n;
 
 	if (payload)
@@ -354,7 +356,13 @@ int kd_next(void *sub, char *topic, size_t size, char **payload, int timeout_ms)
 		return -1;
 	topic[n < (int)size - 1 ? n : (int)size - 1] = '\0';
 	zmq_msg_init(&msg);
-	if (zmq_msg_recv(&msg, sub, 0) >= 0 && payload) {
+	got = zmq_msg_recv(&msg, sub, 0) >= 0;
+	if (got) {
+		/* Every stream line a test sees is kept for the personal-data scan. */
+		test_keep_text("stream", topic, strlen(topic));
+		test_keep_text("stream", zmq_msg_data(&msg), zmq_msg_size(&msg));
+	}
+	if (got && payload) {
 		*payload = malloc(zmq_msg_size(&msg) + 1);
 		memcpy(*payload, zmq_msg_data(&msg), zmq_msg_size(&msg));
 		(*payload)[zmq_msg_size(&msg)] = '\0';

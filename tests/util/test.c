@@ -145,3 +145,34 @@ const char *test_path(const char *rel)
 	snprintf(buf, sizeof bufs[0], "%s/%s", test_build_dir(), rel);
 	return buf;
 }
+
+void test_keep_file(const char *tag, const char *path)
+{
+	static unsigned n;
+	const char *dir = getenv("KANAL_TEST_OUTPUT_DIR");
+	char name[128];
+	size_t len = 0;
+	char *text;
+
+	if (!dir || !*dir || !(text = test_read_file(path, &len)))
+		return;
+	snprintf(name, sizeof name, "%s-%d-%u.log", tag, (int)getpid(), n++);
+	free(test_write_file(dir, name, text));
+	free(text);
+}
+
+void test_keep_text(const char *tag, const char *text, size_t len)
+{
+	const char *dir = getenv("KANAL_TEST_OUTPUT_DIR");
+	char path[4096];
+	FILE *f;
+
+	if (!dir || !*dir)
+		return;
+	snprintf(path, sizeof path, "%s/%s-%d.log", dir, tag, (int)getpid());
+	if ((f = fopen(path, "a"))) {
+		fwrite(text, 1, len, f);
+		fputc('\n', f);
+		fclose(f);
+	}
+}

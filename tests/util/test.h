@@ -34,4 +34,11 @@ const char *test_build_dir(void);
  * rotation of 8 — copy when keeping). */
 const char *test_path(const char *rel);
 
+/* Keeping what a test run wrote, for the personal-data scan (tests/integration/
+ * test_privacy_scan.c): when KANAL_TEST_OUTPUT_DIR is set (tests/run.sh sets it), a copy of
+ * the file at path is kept there under a name starting with tag, and text is appended to
+ * <dir>/<tag>.log. Both do nothing when the variable is unset. */
+void test_keep_file(const char *tag, const char *path);
+void test_keep_text(const char *tag, const char *text, size_t len);
+
 #endif

@@ -98,6 +98,8 @@ void upstream_stop(upstream_t **up_p)
 			waitpid(up->pid, &status, 0);
 		}
 	}
+	if (up->log_path)
+		test_keep_file(up->name ? up->name : "sim", up->log_path);
 	if (up->dir && !getenv("KANAL_KEEP_TEST_DIRS"))
 		test_rmdir_r(up->dir);
 	free(up->dir);
