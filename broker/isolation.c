@@ -1318,3 +1318,8 @@ out:
 		close(iso->progress_fd);
 	iso->progress_fd = -1;
 }
+
+pid_t isolation_host_pid(isolation_t *iso)
+{
+	return iso ? __atomic_load_n(&iso->pid, __ATOMIC_RELAXED) : 0;
+}

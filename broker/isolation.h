@@ -13,6 +13,8 @@
 #ifndef KANAL_ISOLATION_H
 #define KANAL_ISOLATION_H
 
+#include <sys/types.h>
+
 #include "conf.h"
 #include "diag.h"
 #include "instance.h"
@@ -36,5 +38,8 @@ void isolation_destroy(isolation_t **iso_p);
  * start failed). Returns when the plugin host has stopped and been reaped.
  * Ownership: borrows both. */
 void isolation_run(isolation_t *iso, instance_t *inst);
+
+/* The plugin host's pid, or 0 while it is down (restarting). Read from any thread. */
+pid_t isolation_host_pid(isolation_t *iso);
 
 #endif

@@ -27,15 +27,18 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "bus.h"
 #include "deadletter.h"
+#include "isolation.h"
 #include "journal.h"
 #include "log.h"
 #include "privacy.h"
@@ -71,6 +74,7 @@ typedef struct shared {
 	size_t bytes; /* kanal_msg_size(msg), worked out once */
 	jev_t *jev; /* NULL when the journal is off */
 	int refs;
+	int64_t born_ms; /* accepted at (monotonic), for the delivery latency */
 } shared_t;
 
 typedef struct dest dest_t;
@@ -132,7 +136,22 @@ struct dest {
 	size_t parked;        /* parked events (on disk) that are bound for this destination */
 	int64_t progress_ms;  /* when it last answered, or was sent work while it had none */
 	uint64_t delivered, rejected, retried, dead;
+	bool paused;          /* an operator paused it: deliveries wait in its queue */
 };
+
+/* Counters per route name: they outlive reloads (a reloaded route with the same name
+ * counts on). Each route_t of the current table points at its name's counters. */
+typedef struct route_stat {
+	char *name;
+	uint64_t matched, delivered, retried, rejected, dead, fallback;
+	struct route_stat *next; /* in its hash chain */
+} route_stat_t;
+
+/* The delivery latency histogram's bounds in ms (Prometheus "le" in seconds). */
+static const double s_latency_le_ms[] = { 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500,
+					  1000, 2500, 5000, 10000, 30000 };
+#define N_LATENCY (sizeof s_latency_le_ms / sizeof *s_latency_le_ms)
+#define CHANNEL_MINUTES 60
 
 /* A gateway reply held until the turn's commit: the envelope frames and the results. */
 typedef struct pending_reply {
@@ -192,6 +211,19 @@ struct router {
 	int undelivered_at_stop;
 
 	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
+	uint64_t duplicates;
+	/* Per-route counters (a hash by name), the delivery latency histogram, and the
+	 * channel strategy's measure: letters by channel and inquiries by how they came in,
+	 * in total and per minute for the last hour. */
+	route_stat_t **stat_slots;
+	size_t stat_cap, n_stats;
+	uint64_t latency[N_LATENCY], latency_count;
+	double latency_sum_ms;
+	uint64_t letters_digital, letters_physical, inquiries_digital, inquiries_other;
+	struct {
+		int64_t minute; /* unix minute, 0: unused */
+		uint32_t digital, physical;
+	} channel_ring[CHANNEL_MINUTES];
 };
 
 static void s_flow_release(router_t *r, flow_t **flow_p);
@@ -229,6 +261,7 @@ static shared_t *s_shared_new(kanal_msg_t **msg_p)
 	*msg_p = NULL;
 	s->jev = NULL;
 	s->refs = 1;
+	s->born_ms = kanal_now_ms();
 	return s;
 }
 
@@ -379,6 +412,8 @@ static void s_dead(router_t *r, delivery_t **dl_p, const char *reason)
 	json_t *extra;
 
 	dl->dest->dead++;
+	if (dl->flow && dl->flow->route->stat)
+		dl->flow->route->stat->dead++;
 	if (r->journal && dl->ev->jev) {
 		uint64_t seq = dl->ev->jev->seq;
 		if (journal_dead(r->journal, seq, dl->ev->msg, s_route_name(dl), dl->dest->name,
@@ -441,7 +476,7 @@ static void s_dispatch(router_t *r, dest_t *d)
 	bus_deliver_batch_t batch;
 
 	batch.count = 0;
-	while (d->head && (!d->inst || d->n_inflight < BUS_DELIVER_WINDOW)) {
+	while (d->head && !d->paused && (!d->inst || d->n_inflight < BUS_DELIVER_WINDOW)) {
 		delivery_t *dl = d->head;
 		bus_deliver_t *item;
 
@@ -623,6 +658,8 @@ static void s_flow_primary_done(router_t *r, flow_t *f)
 		for (size_t i = 0; i < f->route->n_fallback; i++)
 			json_array_append_new(to, json_string(f->route->fallback[i]));
 		json_object_set_new(extra, "to", to);
+		if (f->route->stat)
+			f->route->stat->fallback++;
 		stream_publish(r->stream, "fallback", NULL, f->ev->msg, extra);
 		log_info("router", "route '%s': every destination rejected event %s; fallback taken",
 			 f->route->name, kanal_msg_id(f->ev->msg));
@@ -895,11 +932,137 @@ static bool s_has_room(router_t *r, const route_t *const *m, size_t n, size_t by
 /* Starts one flow per matching route: enrich first where the route says so (on the flow's
  * own copy of the event), else straight to its destinations. `rows` (recovery only) tell
  * what the journal says already happened to the event's deliveries. */
+/* ---- counters for operations (status, /metrics, the dashboard) ----------------------- */
+
+static size_t s_hash(const char *s)
+{
+	size_t h = 5381;
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
+/* The counters of the route called name, made on first use; NULL when out of memory. */
+static route_stat_t *s_stat_for(router_t *r, const char *name)
+{
+	route_stat_t *st;
+	size_t i;
+
+	if (r->n_stats * 2 >= r->stat_cap) {
+		size_t cap = r->stat_cap ? r->stat_cap * 2 : 64;
+		route_stat_t **slots = calloc(cap, sizeof *slots);
+		if (!slots)
+			return NULL;
+		for (size_t k = 0; k < r->stat_cap; k++) {
+			for (route_stat_t *e = r->stat_slots[k], *next; e; e = next) {
+				next = e->next;
+				e->next = slots[s_hash(e->name) & (cap - 1)];
+				slots[s_hash(e->name) & (cap - 1)] = e;
+			}
+		}
+		free(r->stat_slots);
+		r->stat_slots = slots;
+		r->stat_cap = cap;
+	}
+	i = s_hash(name) & (r->stat_cap - 1);
+	for (st = r->stat_slots[i]; st; st = st->next)
+		if (!strcmp(st->name, name))
+			return st;
+	st = calloc(1, sizeof *st);
+	if (!st || !(st->name = strdup(name))) {
+		free(st);
+		return NULL;
+	}
+	st->next = r->stat_slots[i];
+	r->stat_slots[i] = st;
+	r->n_stats++;
+	return st;
+}
+
+/* Points every route of a table at its name's counters. */
+static void s_bind_stats(router_t *r, routes_t *routes)
+{
+	for (size_t i = 0; routes && i < routes_count(routes); i++) {
+		route_t *rt = (route_t *)routes_get(routes, i);
+		rt->stat = s_stat_for(r, rt->name);
+	}
+}
+
+static void s_free_stats(router_t *r)
+{
+	for (size_t k = 0; k < r->stat_cap; k++) {
+		for (route_stat_t *e = r->stat_slots[k], *next; e; e = next) {
+			next = e->next;
+			free(e->name);
+			free(e);
+		}
+	}
+	free(r->stat_slots);
+	r->stat_slots = NULL;
+	r->stat_cap = r->n_stats = 0;
+}
+
+static void s_observe_latency(router_t *r, const shared_t *ev)
+{
+	double ms = (double)(kanal_now_ms() - ev->born_ms);
+	size_t i = 0;
+
+	while (i < N_LATENCY && ms > s_latency_le_ms[i])
+		i++;
+	if (i < N_LATENCY)
+		r->latency[i]++;
+	r->latency_count++;
+	r->latency_sum_ms += ms;
+}
+
+/* The channel strategy's measure, from what passes: letters a channel reports sent
+ * (post.letter.status, data.status "sent", by data.channel), and citizens' inquiries
+ * (child.absence.*, child.vacation.*, child.pickup.*) by data.channel: app, web or none
+ * (a registration in the daycare system's app) is digital; phone, paper … are not. */
+static void s_count_channels(router_t *r, const kanal_msg_t *msg)
+{
+	const char *type = kanal_msg_type(msg), *channel = NULL, *status = NULL;
+
+	if (!strcmp(type, "post.letter.status")) {
+		bool digital;
+		int64_t minute = kanal__wall_ms() / 60000;
+		size_t slot = (size_t)(minute % CHANNEL_MINUTES);
+
+		if (kanal_msg_data_str(msg, "status", &status) != 0 || strcmp(status, "sent") ||
+		    kanal_msg_data_str(msg, "channel", &channel) != 0)
+			return;
+		digital = !strcmp(channel, "digital") || !strcmp(channel, "nemsms");
+		if (!digital && strcmp(channel, "physical"))
+			return;
+		if (r->channel_ring[slot].minute != minute) {
+			r->channel_ring[slot].minute = minute;
+			r->channel_ring[slot].digital = r->channel_ring[slot].physical = 0;
+		}
+		if (digital) {
+			r->letters_digital++;
+			r->channel_ring[slot].digital++;
+		} else {
+			r->letters_physical++;
+			r->channel_ring[slot].physical++;
+		}
+	} else if (!strncmp(type, "child.absence.", 14) || !strncmp(type, "child.vacation.", 15) ||
+		   !strncmp(type, "child.pickup.", 13)) {
+		if (kanal_msg_data_str(msg, "channel", &channel) != 0 || !strcmp(channel, "app") ||
+		    !strcmp(channel, "web"))
+			r->inquiries_digital++;
+		else
+			r->inquiries_other++;
+	}
+}
+
 static void s_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size_t n,
 			  json_t *names, const journal_row_t *rows, size_t n_rows)
 {
 	for (size_t i = 0; i < n; i++) {
 		flow_t *f = calloc(1, sizeof *f);
+
+		if (m[i]->stat)
+			m[i]->stat->matched++;
 
 		if (names)
 			json_array_append_new(names, json_string(m[i]->name));
@@ -915,6 +1078,8 @@ static void s_start_flows(router_t *r, shared_t *ev, const route_t *const *m, si
 			/* Enriching writes into the event: this flow gets its own copy. */
 			kanal_msg_t *copy = kanal_msg_dup(ev->msg);
 			f->ev = copy ? s_shared_new(&copy) : NULL;
+			if (f->ev)
+				f->ev->born_ms = ev->born_ms;
 			if (f->ev && ev->jev) {
 				f->ev->jev = ev->jev;
 				ev->jev->refs++;
@@ -986,8 +1151,11 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p, bool can_hold)
 			rc = KANAL_EIO;
 			s_journal_broken(r);
 		}
+		if (rc == KANAL_EDUPLICATE)
+			r->duplicates++;
 		if (rc == 0) {
 			r->accepted++;
+			s_count_channels(r, *msg_p);
 			r->n_parked++;
 			s_count_parked(r, m, n, +1);
 			S_PUBLISH(r, "accepted", NULL, *msg_p, json_pack("{s:b}", "parked", 1));
@@ -1013,12 +1181,15 @@ static int s_accept(router_t *r, kanal_msg_t **msg_p, bool can_hold)
 			rc = KANAL_EIO;
 			s_journal_broken(r);
 		}
+		if (rc == KANAL_EDUPLICATE)
+			r->duplicates++;
 		if (rc < 0) {
 			if (m != stack)
 				free(m);
 			return rc;
 		}
 	}
+	s_count_channels(r, *msg_p);
 	ev = s_shared_new(msg_p);
 	if (!ev) {
 		if (m != stack)
@@ -1155,6 +1326,10 @@ static void s_on_outcome_text(router_t *r, dest_t *d, const bus_outcome_t *o, co
 		if (!dl->counted || !dl->ev->jev || dl->ev->jev->open > 1)
 			s_journal_row(r, dl, JOURNAL_DELIVERED, 0, NULL);
 		d->delivered++;
+		if (dl->flow && dl->flow->route->stat)
+			dl->flow->route->stat->delivered++;
+		if (dl->kind != DL_ENRICH && dl->kind != DL_REQUEST)
+			s_observe_latency(r, dl->ev);
 		S_PUBLISH(r, "delivered", NULL, dl->ev->msg, s_dl_json(dl));
 		if (dl->kind == DL_PRIMARY && dl->flow)
 			s_flow_primary_done(r, dl->flow);
@@ -1170,6 +1345,8 @@ static void s_on_outcome_text(router_t *r, dest_t *d, const bus_outcome_t *o, co
 		json_object_set_new(extra, "error", json_string(error));
 		if (dl->attempt < rt->max_attempts && !r->stopping) {
 			d->retried++;
+			if (dl->flow && dl->flow->route->stat)
+				dl->flow->route->stat->retried++;
 			int64_t delay = s_backoff(rt, dl->attempt, o->retry_after_ms);
 			dl->due_ms = kanal_now_ms() + delay;
 			s_journal_row(r, dl, JOURNAL_RETRYING, kanal__wall_ms() + delay, error);
@@ -1197,6 +1374,8 @@ static void s_on_outcome_text(router_t *r, dest_t *d, const bus_outcome_t *o, co
 
 	/* REJECT: permanent. */
 	d->rejected++;
+	if (dl->flow && dl->flow->route->stat)
+		dl->flow->route->stat->rejected++;
 	{
 		json_t *extra = s_dl_json(dl);
 		json_object_set_new(extra, "error", json_string(error));
@@ -1827,6 +2006,7 @@ static json_t *s_reload(router_t *r)
 		} else {
 			t->routes = routes;
 			t->refs = 1;
+			s_bind_stats(r, routes);
 			s_table_release(&r->table);
 			r->table = t;
 			r->reloads++;
@@ -1843,6 +2023,132 @@ static json_t *s_reload(router_t *r)
 	return reply;
 }
 
+/* "running", "paused" (an operator paused its deliveries) or "restarting" (an isolated
+ * plugin host that is down). */
+static const char *s_instance_state(router_t *r, instance_t *inst)
+{
+	dest_t *d = s_dest(r, inst->name);
+	if (d && d->paused)
+		return "paused";
+	if (inst->iso && isolation_host_pid(inst->iso) <= 0)
+		return "restarting";
+	return "running";
+}
+
+/* Adds what operations tools read besides the basics: per-route counters, the delivery
+ * latency histogram and the channel strategy's measure (docs/operations.md). */
+static void s_status_ops(router_t *r, json_t *st)
+{
+	json_t *routes = json_array(), *buckets = json_array(), *chan = json_array();
+	json_t *lat = json_array();
+	uint64_t cum = 0;
+	int64_t now_min = kanal__wall_ms() / 60000;
+
+	for (size_t i = 0; i < routes_count(r->table->routes); i++) {
+		const route_t *rt = routes_get(r->table->routes, i);
+		const route_stat_t *c = rt->stat;
+		if (!c)
+			continue;
+		json_array_append_new(routes,
+			json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "name", rt->name,
+				  "matched", (json_int_t)c->matched, "delivered",
+				  (json_int_t)c->delivered, "retried", (json_int_t)c->retried,
+				  "rejected", (json_int_t)c->rejected, "dead", (json_int_t)c->dead,
+				  "fallback", (json_int_t)c->fallback));
+	}
+	for (size_t i = 0; i < N_LATENCY; i++) {
+		cum += r->latency[i];
+		json_array_append_new(lat, json_pack("[f, I]", s_latency_le_ms[i] / 1000.0,
+						     (json_int_t)cum));
+	}
+	/* The last hour, oldest first, minutes without letters included as zeros. */
+	for (int64_t m = now_min - CHANNEL_MINUTES + 1; m <= now_min; m++) {
+		size_t slot = (size_t)(m % CHANNEL_MINUTES);
+		bool live = r->channel_ring[slot].minute == m;
+		time_t t = (time_t)(m * 60);
+		struct tm tm;
+		char hhmm[8];
+		localtime_r(&t, &tm);
+		strftime(hhmm, sizeof hhmm, "%H:%M", &tm);
+		json_array_append_new(chan, json_pack("{s:s, s:i, s:i}", "t", hhmm, "digital",
+						     live ? (int)r->channel_ring[slot].digital : 0,
+						     "physical",
+						     live ? (int)r->channel_ring[slot].physical : 0));
+	}
+	json_decref(buckets);
+	json_object_set_new(st, "started", json_true());
+	json_object_set_new(st, "route_counters", routes);
+	json_object_set_new(st, "latency",
+			    json_pack("{s:o, s:f, s:I}", "buckets", lat, "sum",
+				      r->latency_sum_ms / 1000.0, "count",
+				      (json_int_t)r->latency_count));
+	json_object_set_new(st, "channels",
+			    json_pack("{s:{s:I, s:I}, s:{s:I, s:I}, s:o}", "letters", "digital",
+				      (json_int_t)r->letters_digital, "physical",
+				      (json_int_t)r->letters_physical, "inquiries", "digital",
+				      (json_int_t)r->inquiries_digital, "other",
+				      (json_int_t)r->inquiries_other, "buckets", chan));
+}
+
+/* The routing table as operators read it (GET /api/v1/routes). */
+static json_t *s_routes_json(router_t *r)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < routes_count(r->table->routes); i++) {
+		const route_t *rt = routes_get(r->table->routes, i);
+		json_t *to = json_array(), *fb = json_array();
+		for (size_t k = 0; k < rt->n_to; k++)
+			json_array_append_new(to, json_string(rt->to[k]));
+		for (size_t k = 0; k < rt->n_fallback; k++)
+			json_array_append_new(fb, json_string(rt->fallback[k]));
+		json_array_append_new(arr,
+			json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:o, s:s, s:i, s:i}", "name", rt->name,
+				  "type", rt->type_pattern, "source", rt->source_glob, "where",
+				  rt->where_text, "to", to, "fallback", fb, "file", rt->file, "line",
+				  rt->line, "enrich", (int)rt->n_enrich));
+	}
+	return json_pack("{s:b, s:o, s:s}", "ok", 1, "routes", arr, "default",
+			 routes_default(r->table->routes));
+}
+
+/* instance.pause / instance.resume / instance.restart {name}. */
+static json_t *s_instance_cmd(router_t *r, const char *cmd, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	dest_t *d = name ? s_dest(r, name) : NULL;
+
+	if (!d || !d->inst)
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "no such instance");
+	if (!strcmp(cmd, "instance.pause")) {
+		d->paused = true;
+		log_info("router", "instance '%s' paused by an operator: deliveries wait", name);
+		stream_publish(r->stream, "instance.paused", "-", NULL,
+			       json_pack("{s:s}", "instance", name));
+	} else if (!strcmp(cmd, "instance.resume")) {
+		d->paused = false;
+		log_info("router", "instance '%s' resumed by an operator", name);
+		stream_publish(r->stream, "instance.resumed", "-", NULL,
+			       json_pack("{s:s}", "instance", name));
+		s_dispatch(r, d);
+	} else {
+		pid_t pid = d->inst->iso ? isolation_host_pid(d->inst->iso) : 0;
+		if (!d->inst->iso)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "restart needs 'isolation: process' (a plugin on kanald's own "
+					 "thread cannot be restarted without restarting kanald)");
+		if (pid <= 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "its plugin host is already restarting");
+		/* The proxy sees the host end and starts a new one, as after a crash; the
+		 * delivery it was running (if any) is retried. */
+		log_info("router", "instance '%s': restarting its plugin host by request", name);
+		kill(pid, SIGKILL);
+	}
+	return json_pack("{s:b, s:s, s:s}", "ok", 1, "instance", name, "state",
+			 s_instance_state(r, d->inst));
+}
+
 static json_t *s_status(router_t *r)
 {
 	json_t *insts = json_array(), *dests = json_array();
@@ -1854,7 +2160,8 @@ static json_t *s_status(router_t *r)
 		for (size_t k = 0; k < n; k++)
 			json_object_set_new(metrics, m[k].name, json_real(m[k].value));
 		json_array_append_new(insts,
-			json_pack("{s:s, s:s, s:s, s:o}", "name", r->instances[i]->name,
+			json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", r->instances[i]->name,
+				  "state", s_instance_state(r, r->instances[i]),
 				  "plugin", r->instances[i]->plugin->desc->name, "version",
 				  r->instances[i]->plugin->desc->version
 					  ? r->instances[i]->plugin->desc->version : "",
@@ -1880,14 +2187,19 @@ static json_t *s_status(router_t *r)
 			    (json_int_t)journal_dlq_count(r->journal))
 		: json_pack("{s:s, s:s}", "mode", "memory", "dead_letters",
 			    deadletter_path(r->deadletter));
-	return json_pack("{s:b, s:i, s:I, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+	{
+		json_t *st = json_pack("{s:b, s:i, s:I, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 			 "ok", 1, "pid", (int)getpid(), "routes",
 			 (json_int_t)routes_count(r->table->routes), "journal", journal,
 			 "instances", insts, "destinations", dests, "counters", "accepted",
 			 (json_int_t)r->accepted, "unmatched", (json_int_t)r->unmatched,
 			 "invalid", (json_int_t)r->invalid, "busy", (json_int_t)r->busy,
 			 "reloads", (json_int_t)r->reloads, "reload_failures",
-			 (json_int_t)r->reload_failures);
+			 (json_int_t)r->reload_failures, "duplicates", (json_int_t)r->duplicates);
+		if (st)
+			s_status_ops(r, st);
+		return st;
+	}
 }
 
 /* Parses an RFC 3339 "since" into unix ms (0 when absent); -1 when malformed. */
@@ -2004,12 +2316,24 @@ static void s_on_admin(router_t *r)
 			reply = s_reload(r);
 		else if (cmd && !strcmp(cmd, "status"))
 			reply = s_status(r);
+		else if (cmd && !strcmp(cmd, "routes"))
+			reply = s_routes_json(r);
+		else if (cmd && !strcmp(cmd, "instances")) {
+			json_t *st = s_status(r);
+			reply = json_pack("{s:b, s:O}", "ok", 1, "instances",
+					  json_object_get(st, "instances"));
+			json_decref(st);
+		} else if (cmd && !strncmp(cmd, "instance.", 9) &&
+			   (!strcmp(cmd + 9, "pause") || !strcmp(cmd + 9, "resume") ||
+			    !strcmp(cmd + 9, "restart")))
+			reply = s_instance_cmd(r, cmd, req);
 		else if (cmd && !strncmp(cmd, "dlq.", 4) && (reply = s_dlq(r, cmd, req, &clear)))
 			;
 		else
 			reply = json_pack("{s:b, s:s}", "ok", 0, "error",
-					  "unknown command (expected reload, status, dlq.list, "
-					  "dlq.show, dlq.replay or dlq.drop)");
+					  "unknown command (expected reload, status, routes, instances, "
+					  "instance.pause|resume|restart, dlq.list, dlq.show, "
+					  "dlq.replay or dlq.drop)");
 		json_decref(req);
 		/* The dlq writes (replay, drop) take effect with this turn's commit. */
 		s_end_turn(r);
@@ -2653,6 +2977,7 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 	r->table->routes = *routes_p;
 	r->table->refs = 1;
 	*routes_p = NULL;
+	s_bind_stats(r, r->table->routes);
 	for (size_t i = 0; i < n_instances; i++) {
 		r->dests[i].name = instances[i]->name;
 		r->dests[i].inst = instances[i];
@@ -2767,6 +3092,7 @@ void router_destroy(router_t **r_p)
 		r->free_dl = dl->next;
 		free(dl);
 	}
+	s_free_stats(r);
 	free(r->dests);
 	free(r->acks);
 	free(r->held);

@@ -58,6 +58,7 @@ typedef struct route {
 	char **fallback;
 	size_t n_fallback;
 	route_retry_t retry;
+	struct route_stat *stat; /* the router's counters for this route's name (not owned) */
 } route_t;
 
 typedef struct routes routes_t;
