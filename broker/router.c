@@ -87,7 +87,9 @@ typedef struct flow {
 	shared_t *ev;
 	size_t enrich_step;        /* next enrich step to run */
 	delivery_t *enrich_dl;     /* the enrich request in flight, if any */
-	int64_t enrich_deadline;
+	int64_t enrich_deadline;   /* the reply's deadline, or when a retry of the step is due */
+	bool enrich_waiting;       /* waiting to ask again after a transient failure */
+	int enrich_failures;       /* transient failures of the current step so far */
 	struct flow *enrich_next;  /* in the router's list of flows waiting for enrich */
 	int primaries_open;
 	int primaries_rejected;
@@ -700,12 +702,36 @@ static void s_enrich_unlink(router_t *r, flow_t *f)
 
 /* An enrich step failed (service REJECT/RETRY, timeout, busy): skip it or send the flow's
  * event to the dead letters, as the step says. */
-static void s_enrich_failed(router_t *r, flow_t *f, const char *why)
+static int64_t s_backoff(const route_retry_t *rt, int attempt, int64_t hint);
+
+/* An enrich step failed. A transient failure (the service asked to retry, did not answer in
+ * time, or its queue was full) asks again after the route's backoff, within the route's
+ * retry budget, as a delivery would be retried; the event stays open in the journal
+ * meanwhile, so a restart resumes it. A permanent failure, or a spent budget, goes by the
+ * step's on_error. */
+static void s_enrich_failed(router_t *r, flow_t *f, const char *why, bool transient)
 {
 	const route_enrich_t *step = &f->route->enrich[f->enrich_step];
-	json_t *extra = json_pack("{s:s, s:s, s:s}", "route", f->route->name, "service",
-				  step->service, "reason", why);
+	json_t *extra;
 
+	if (transient && !r->stopping && f->enrich_failures + 1 < f->route->retry.max_attempts) {
+		int64_t delay = s_backoff(&f->route->retry, ++f->enrich_failures, 0);
+		f->enrich_waiting = true;
+		f->enrich_deadline = kanal_now_ms() + delay;
+		f->enrich_next = r->enriching;
+		r->enriching = f;
+		stream_publish(r->stream, "enrich.retrying", NULL, f->ev->msg,
+			       json_pack("{s:s, s:s, s:s, s:i, s:I}", "route", f->route->name,
+					 "service", step->service, "reason", why, "attempt",
+					 f->enrich_failures, "retry_in_ms", (json_int_t)delay));
+		log_warn("router", "route '%s': enrich from '%s' failed for event %s: %s; asking "
+				   "again in %lld ms (attempt %d of %d)",
+			 f->route->name, step->service, kanal_msg_id(f->ev->msg), why,
+			 (long long)delay, f->enrich_failures + 1, f->route->retry.max_attempts);
+		return;
+	}
+	extra = json_pack("{s:s, s:s, s:s}", "route", f->route->name, "service", step->service,
+			  "reason", why);
 	stream_publish(r->stream, "enrich.failed", NULL, f->ev->msg, extra);
 	log_warn("router", "route '%s': enrich from '%s' failed for event %s: %s",
 		 f->route->name, step->service, kanal_msg_id(f->ev->msg), why);
@@ -745,11 +771,11 @@ static void s_enrich_next(router_t *r, flow_t *f)
 	step = &f->route->enrich[f->enrich_step];
 	d = s_dest(r, step->service);
 	if (!d || !d->inst) {
-		s_enrich_failed(r, f, "no such service instance");
+		s_enrich_failed(r, f, "no such service instance", false);
 		return;
 	}
 	if (s_dest_full(r, d, 0)) {
-		s_enrich_failed(r, f, "the service's queue is full");
+		s_enrich_failed(r, f, "the service's queue is full", true);
 		return;
 	}
 	/* The service reads its own copy: after a timeout the flow goes on and may write into
@@ -772,7 +798,7 @@ static void s_enrich_next(router_t *r, flow_t *f)
 		s_shared_release(&req);
 	}
 	if (!dl) {
-		s_enrich_failed(r, f, "out of memory");
+		s_enrich_failed(r, f, "out of memory", true);
 		return;
 	}
 	f->enrich_dl = dl;
@@ -814,7 +840,7 @@ static void s_enrich_outcome(router_t *r, delivery_t *dl, int outcome, const cha
 			 outcome == KANAL_OUTCOME_OK ? "without a reply" : kanal_outcome_name(outcome),
 			 error && *error ? ": " : "", error ? error : "");
 		kanal_msg_destroy(reply_p);
-		s_enrich_failed(r, f, why);
+		s_enrich_failed(r, f, why, outcome == KANAL_OUTCOME_RETRY);
 		return;
 	}
 	json = kanal_msg_data_json(*reply_p, NULL);
@@ -828,7 +854,7 @@ static void s_enrich_outcome(router_t *r, delivery_t *dl, int outcome, const cha
 	kanal_free(json);
 	kanal_msg_destroy(reply_p);
 	if (rc < 0) {
-		s_enrich_failed(r, f, "the reply's data cannot be merged into the event");
+		s_enrich_failed(r, f, "the reply's data cannot be merged into the event", false);
 		return;
 	}
 	f->ev->bytes = kanal_msg_size(f->ev->msg); /* the flow's own copy grew */
@@ -1415,6 +1441,14 @@ static void s_run_timers(router_t *r)
 	}
 	for (flow_t *f = r->enriching, *next; f; f = next) {
 		next = f->enrich_next;
+		if (f->enrich_deadline <= now && f->enrich_waiting) {
+			/* The backoff is over: ask the service again. */
+			s_enrich_unlink(r, f);
+			f->enrich_waiting = false;
+			s_enrich_next(r, f);
+			next = r->enriching; /* the list changed under us */
+			continue;
+		}
 		if (f->enrich_deadline <= now) {
 			char why[64];
 			s_enrich_unlink(r, f);
@@ -1423,7 +1457,8 @@ static void s_run_timers(router_t *r)
 				 (long long)(f->route->enrich[f->enrich_step].timeout_ms > 0
 						     ? f->route->enrich[f->enrich_step].timeout_ms
 						     : r->conf->enrich_timeout_ms));
-			s_enrich_failed(r, f, why);
+			s_enrich_failed(r, f, why, true);
+			next = r->enriching; /* it may have been put back to wait */
 		}
 	}
 }
@@ -2452,7 +2487,7 @@ static void s_spill(router_t *r)
 			s_flow_release(r, &f); /* stays open in the journal */
 			continue;
 		}
-		s_enrich_failed(r, f, "kanald stopped");
+		s_enrich_failed(r, f, "kanald stopped", false);
 	}
 	for (size_t i = 0; i < r->n_instances; i++)
 	while (r->held[i].head) {
@@ -2829,7 +2864,20 @@ static void s_recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool park
 	ev->jev->seq = seq;
 	ev->jev->refs = 1;
 	ev->jev->open = 1;
-	if (n_rows > 0 && rows[0].attempts < 0) {
+	const route_t *again = NULL;
+
+	if (n_rows > 0 && rows[0].attempts < 0 && !strcmp(rows[0].destination, ROUTES_DEADLETTER) &&
+	    *rows[0].route) {
+		/* A replayed dead letter of a route whose enrich step failed: the route runs
+		 * again, enrich steps and every destination. */
+		for (size_t i = 0; i < routes_count(r->table->routes) && !again; i++)
+			if (!strcmp(routes_get(r->table->routes, i)->name, rows[0].route) &&
+			    routes_get(r->table->routes, i)->n_enrich > 0)
+				again = routes_get(r->table->routes, i);
+	}
+	if (again) {
+		s_start_flows(r, ev, &again, 1, NULL, NULL, 0);
+	} else if (n_rows > 0 && rows[0].attempts < 0) {
 		/* A replayed dead letter: for its one destination only. */
 		dest_t *d = s_dest(r, rows[0].destination);
 		const journal_row_t *row = s_row(rows, n_rows, *rows[0].route ? rows[0].route : NULL,

@@ -61,6 +61,7 @@ static const char *s_routes =
 	"        protected_address: true\n" /* asks, but is not allowed */
 	"        timeout: 5s\n"
 	"    to: guardians\n"
+	"    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
 	"  - name: letter-to-citizen\n"
 	"    match: { type: post.letter.send }\n"
 	"    enrich:\n"
@@ -70,6 +71,7 @@ static const char *s_routes =
 	"        protected_address: true\n" /* asks, and is allowed */
 	"        timeout: 5s\n"
 	"    to: letters\n"
+	"    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
 	"  - name: letter-preview\n"
 	"    match: { type: post.letter.preview }\n"
 	"    enrich:\n"
@@ -78,6 +80,7 @@ static const char *s_routes =
 	"        purpose: letter preview\n" /* allowed, but does not ask */
 	"        timeout: 5s\n"
 	"    to: preview\n"
+	"    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
 	"  - name: staff-absence-to-staffing\n"
 	"    match: { type: staff.absence.registered }\n"
 	"    enrich:\n"
@@ -87,6 +90,7 @@ static const char *s_routes =
 	"        on_error: skip\n"
 	"        timeout: 5s\n"
 	"    to: staffing\n"
+	"    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
 	"  - name: direct-lookup\n"
 	"    match: { type: test.cpr.ask }\n"
 	"    to: client\n"

@@ -285,7 +285,8 @@ static const char *s_enrich_routes =
 	"        into: data.guardian\n"
 	"        timeout: %s\n"
 	"        on_error: %s\n"
-	"    to: calendar\n";
+	"    to: calendar\n"
+	"    retry: { max_attempts: 3, backoff: 100ms, max_backoff: 200ms }\n";
 
 static kd_t *s_start_enrich(const char *tag, const char *svc_opts, const char *timeout,
 			    const char *on_error)
@@ -339,8 +340,13 @@ static void test_enrich_timeout_fails_the_flow(void)
 	char *text, *p;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	sub = kd_subscribe(kd, "enrich.failed");
+	sub = kd_subscribe(kd, "enrich.");
 	s_send_expect(kd, s_child_event, "accepted");
+	/* A timeout is transient: asked again within the route's retry budget (3), then the
+	 * step's on_error (fail) decides. */
+	p = kd_expect(sub, "enrich.retrying", "no reply within 200 ms", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
 	p = kd_expect(sub, "enrich.failed", "no reply within 200 ms", WAIT);
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
@@ -349,6 +355,32 @@ static void test_enrich_timeout_fails_the_flow(void)
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "enrich from 'svc' failed: no reply within"));
 	free(text);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "calendar.jsonl")), 0);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+static void test_enrich_retries_a_transient_failure(void)
+{
+	kd_t *kd = s_start_enrich("enrich-retry", "{ retry_first: 2 }", "2s", "fail");
+	void *sub;
+	char *text, *p;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	sub = kd_subscribe(kd, "enrich.");
+	s_send_expect(kd, s_child_event, "accepted");
+	/* The service asks twice to be asked again; the third answer is merged and the event
+	 * delivered — nothing in the dead letters. */
+	p = kd_expect(sub, "enrich.retrying", "\"attempt\":2", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 1, WAIT), 1);
+	text = test_read_file(kd_path(kd, "calendar.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"looked_up\":true"));
+	free(text);
+	kd_unsubscribe(&sub);
+	text = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"items\":[]"));
+	free(text);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 	kd_destroy(&kd);
 }
@@ -920,7 +952,7 @@ TEST_MAIN("kanald",
 	  TEST(test_memory_mode_keeps_dead_letters_in_a_file),
 	  TEST(test_enrich_merges_the_reply),
 	  TEST(test_enrich_timeout_fails_the_flow),
-	  TEST(test_enrich_failure_can_be_skipped),
+	  TEST(test_enrich_retries_a_transient_failure), TEST(test_enrich_failure_can_be_skipped),
 	  TEST(test_enrich_failure_rejected_by_service),
 	  TEST(test_reload_valid_then_invalid_keeps_old_table),
 	  TEST(test_refuses_plugin_with_wrong_abi),

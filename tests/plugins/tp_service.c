@@ -10,12 +10,14 @@
 static const kanal_option_t s_options[] = {
 	{ "reject", KANAL_OPT_BOOL, "false", false, "REJECT every request" },
 	{ "delay", KANAL_OPT_DURATION, "0", false, "sleep this long before answering" },
+	{ "retry_first", KANAL_OPT_INT, "0", false, "answer RETRY to the first N requests" },
 	{ NULL, 0, NULL, false, NULL },
 };
 
 typedef struct service {
 	bool reject;
 	int64_t delay_ms;
+	int64_t retry_first;
 } service_t;
 
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
@@ -26,6 +28,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		return KANAL_ENOMEM;
 	svc->reject = kanal_config_bool(cfg, "reject");
 	svc->delay_ms = kanal_config_duration_ms(cfg, "delay");
+	svc->retry_first = kanal_config_int(cfg, "retry_first");
 	*state = svc;
 	return 0;
 }
@@ -47,6 +50,11 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	if (svc->reject) {
 		kanal_set_error(ctx, "no such person");
 		return KANAL_OUTCOME_REJECT;
+	}
+	if (svc->retry_first > 0) {
+		svc->retry_first--;
+		kanal_set_error(ctx, "register busy, ask again");
+		return KANAL_OUTCOME_RETRY;
 	}
 	if (!kanal_is_request(ctx)) {
 		kanal_set_error(ctx, "tp_service only answers requests");
