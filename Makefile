@@ -152,7 +152,7 @@ $(BUILD)/obj/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
-TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(CUNIT) \
+TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(CUNIT) \
 	-Wl,-rpath,'$$ORIGIN/../lib'
 $(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
@@ -162,9 +162,20 @@ $(INT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/integratio
 	$(TEST_LINK)
 
 # The fuzz targets (tests/fuzz) also run, on their saved inputs, in a unit suite.
+# A connector's target is linked with the connector files it exercises.
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
-$(BUILD)/tests/test_fuzz_regressions: $(call obj,$(FUZZ_SRC))
+FUZZ_WITH_daycare  := plugins/daycare/poll.c plugins/daycare/daycare.c plugins/daycare/deliver.c
+FUZZ_WITH_staff    := plugins/staff/feed.c plugins/staff/dates.c
+FUZZ_WITH_cpr_soap := plugins/cpr/soap.c
+FUZZ_WITH_calendar := plugins/calendar/vevent.c
+FUZZ_WITH_http     := plugins/http/binding.c
+FUZZ_WITH := $(foreach t,$(FUZZ_TARGETS),$(FUZZ_WITH_$(t)))
+$(BUILD)/tests/test_fuzz_regressions: $(call obj,$(FUZZ_SRC)) \
+	$(patsubst %.c,$(BUILD)/obj/fuzzwith/%.o,$(FUZZ_WITH)) $(CONN_A)
+$(BUILD)/obj/fuzzwith/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KCFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/lib/pkgconfig/kanal.pc: kanal.pc.in
 	@mkdir -p $(dir $@)
@@ -188,10 +199,10 @@ fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=fuzz OPTFLAGS="-O1 -g" fuzz-run
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
-$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_A) $(LIBKANAL)
+$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_A) $(CONN_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(KCFLAGS) -DFUZZ_LIBFUZZER -fsanitize=fuzzer,address,undefined -o $@ $< $(CORE_A) \
-		-L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+	$(CC) $(KCFLAGS) -DFUZZ_LIBFUZZER -fsanitize=fuzzer,address,undefined -o $@ $< \
+		$(FUZZ_WITH_$*) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
 
 .PHONY: fuzz-run
 fuzz-run: $(FUZZ_BINS)

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <kanal/kanal.h>
 
 #include "../common/conn.h"
@@ -54,6 +55,12 @@ int poll_schedule(kanal_ctx_t *ctx, daycare_t *d, int64_t after_ms);
 /* poll.c: reads the persisted cursor into d->cursor (none is fine). Returns 0 or a
  * negative code after kanal_set_error. */
 int poll_load_cursor(kanal_ctx_t *ctx, daycare_t *d);
+/* Maps one registration (an element of the API's "registrations" array) to its event.
+ * Returns a new message, or NULL with why filled in when the registration is malformed (why
+ * never holds the child's CPR number). Also the daycare fuzz target's entry
+ * (tests/fuzz/fuzz_daycare.c). */
+kanal_msg_t *poll_map_registration(const daycare_t *d, const json_t *reg, char *why,
+				   size_t size);
 
 /* deliver.c: handles one delivery (see docs/plugins/daycare.md for the types). */
 kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg);

@@ -226,9 +226,7 @@ static const char *s_map_kind(const json_t *reg, const char *kind, json_t *data,
 	return "unknown kind";
 }
 
-/* Maps one registration to its event. Returns a new message, or NULL with why filled in
- * when the registration is malformed (why never holds the child's CPR number). */
-static kanal_msg_t *s_map(const daycare_t *d, const json_t *reg, char *why, size_t size)
+kanal_msg_t *poll_map_registration(const daycare_t *d, const json_t *reg, char *why, size_t size)
 {
 	const char *id = s_str(reg, "id"), *kind = s_str(reg, "kind");
 	const char *child = s_str(reg, "child_id"), *inst = s_str(reg, "institution_id");
@@ -381,7 +379,7 @@ static page_result_t s_emit_page(kanal_ctx_t *ctx, daycare_t *d, json_t *items,
 			kanal_log(ctx, KANAL_LOG_WARN, "registration #%zu after cursor %s skipped: it "
 				  "has no usable 'id'", i + 1, d->cursor ? d->cursor : "(start)");
 			kanal_metric_add(ctx, "skipped", 1);
-		} else if (!(msg = s_map(d, reg, why, sizeof why))) {
+		} else if (!(msg = poll_map_registration(d, reg, why, sizeof why))) {
 			kanal_log(ctx, KANAL_LOG_WARN, "registration %s skipped: %s", id, why);
 			kanal_metric_add(ctx, "skipped", 1);
 		} else {

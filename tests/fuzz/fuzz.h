@@ -29,5 +29,10 @@ int fuzz_where(const uint8_t *data, size_t size);
 int fuzz_routes(const uint8_t *data, size_t size);
 int fuzz_conf(const uint8_t *data, size_t size);
 int fuzz_cpr(const uint8_t *data, size_t size);
+int fuzz_daycare(const uint8_t *data, size_t size);
+int fuzz_staff(const uint8_t *data, size_t size);
+int fuzz_cpr_soap(const uint8_t *data, size_t size);
+int fuzz_calendar(const uint8_t *data, size_t size);
+int fuzz_http(const uint8_t *data, size_t size);
 
 #endif

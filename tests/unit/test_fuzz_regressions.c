@@ -70,5 +70,32 @@ static void test_cpr_inputs(void)
 	CU_ASSERT(s_replay("cpr", fuzz_cpr) >= 3);
 }
 
+static void test_daycare_inputs(void)
+{
+	CU_ASSERT(s_replay("daycare", fuzz_daycare) >= 2);
+}
+
+static void test_staff_inputs(void)
+{
+	CU_ASSERT(s_replay("staff", fuzz_staff) >= 2);
+}
+
+static void test_cpr_soap_inputs(void)
+{
+	CU_ASSERT(s_replay("cpr_soap", fuzz_cpr_soap) >= 3);
+}
+
+static void test_calendar_inputs(void)
+{
+	CU_ASSERT(s_replay("calendar", fuzz_calendar) >= 2);
+}
+
+static void test_http_inputs(void)
+{
+	CU_ASSERT(s_replay("http", fuzz_http) >= 2);
+}
+
 TEST_MAIN("fuzz_regressions", TEST(test_event_inputs), TEST(test_where_inputs),
-	  TEST(test_routes_inputs), TEST(test_conf_inputs), TEST(test_cpr_inputs))
+	  TEST(test_routes_inputs), TEST(test_conf_inputs), TEST(test_cpr_inputs),
+	  TEST(test_daycare_inputs), TEST(test_staff_inputs), TEST(test_cpr_soap_inputs),
+	  TEST(test_calendar_inputs), TEST(test_http_inputs))
