@@ -212,7 +212,7 @@ fuzz-run: $(FUZZ_BINS)
 			-artifact_prefix=tests/data/fuzz/$$t/crash- \
 			$(BUILD)/fuzz/corpus/$$t tests/data/fuzz/$$t >$(BUILD)/fuzz/$$t.log 2>&1; \
 		echo "fuzz: $$t: $$(grep -E '^#[0-9]+' $(BUILD)/fuzz/$$t.log | tail -n 1 | \
-			awk '{print $$1 " runs, " $$3 " coverage"}') (log: $(BUILD)/fuzz/$$t.log)"; \
+			awk '{print $$1 " runs, " $$4 " coverage edges"}') (log: $(BUILD)/fuzz/$$t.log)"; \
 	done; \
 	if ls tests/data/fuzz/*/crash-* >/dev/null 2>&1; then \
 		echo "fuzz: crashes found (fix them; keep the inputs as regression cases):"; \
