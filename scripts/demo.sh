@@ -162,7 +162,7 @@ stop() {
 	echo "  digital (Digital Post)         $digital"
 	echo "  physical (print spool)         $physical$([ $total -gt 0 ] && echo "   — $((100 * digital / total)) % digital")"
 	echo "  print jobs in $VAR/print-spool: $(ls "$VAR/print-spool" | grep -c '\.json$')"
-	echo "calendar entries written (Radicale): $(find "$R/collections" -name '*.ics' | wc -l)"
+	echo "calendar entries written (Radicale): $(find "$R/collections" -name '*.ics' -not -path '*/.Radicale.cache/*' | wc -l)"
 	echo "CPR lookups (audit log lines):       $(wc -l <"$VAR/cpr-audit.log" 2>/dev/null || echo 0)"
 	echo "notices to parents (daycare):        $(grep '^[0-9:.]*  delivered staff.absence.registered' "$VAR/stream.log" | grep -c 'destination=daycare')"
 	echo "dead letters (kanalctl dlq list):    $dead"
