@@ -119,7 +119,8 @@ until grep -q "Listening on\|listening on" "$VAR/sims/radicale.log" 2>/dev/null;
 	sleep 0.1
 done
 
-"$BIN/kanald" -c "$CONF" 2>"$VAR/kanald.log" &
+# KANALD_WRAPPER runs kanald under a tool, e.g. KANALD_WRAPPER="valgrind --leak-check=full".
+${KANALD_WRAPPER:-} "$BIN/kanald" -c "$CONF" 2>"$VAR/kanald.log" &
 kpid=$!
 wait_for "$VAR/run/endpoints" "kanald (see $VAR/kanald.log)"
 
