@@ -4,7 +4,9 @@
  * Statements are prepared once. Writes join the turn's transaction, opened by the first
  * write and committed by the router at the end of its turn, so a burst of events costs one
  * commit. A failed commit rolls back and says so: the router then acknowledges none of the
- * turn's events.
+ * turn's events. Duplicate suppression looks in memory first (a ring of recent events with
+ * a hash table over it, read back from the file after a start); done marks are rows of a
+ * narrow `done` table. The file's schema version is checked at open.
  */
 #include <errno.h>
 #include <sqlite3.h>
@@ -20,8 +22,12 @@
 
 enum {
 	ST_SEEN,
+	ST_SEEN_SEQ,
 	ST_ADD_EVENT,
-	ST_DONE,
+	ST_DONE1,
+	ST_DONE4,
+	ST_DONE16,
+	ST_DONE64,
 	ST_DELIVERY,
 	ST_OPEN_EVENTS,
 	ST_OPEN_ROWS,
@@ -30,32 +36,50 @@ enum {
 	ST_DLQ_DROP,
 	ST_PRUNE_ROWS,
 	ST_PRUNE_EVENTS,
+	ST_PRUNE_DONE,
 	ST_COUNT_OPEN,
 	ST_DLQ_COUNT,
 	ST_UNPARK,
 	ST_PARK,
 	ST_PARKED,
 	ST_COUNT_PARKED,
-	ST_DONE_MANY,
+	ST_RECENT,
 	ST__N
 };
 
 /* Events marked done in a turn are written together, DONE_BATCH to a statement. */
 #define DONE_BATCH 64
 
+/* The schema this file writes (PRAGMA user_version). 1: done_at in the event row and an
+ * index on (source, id); 2: a narrow done table, the duplicate window in memory. */
+#define SCHEMA_VERSION 2
+
+/* The duplicate window in memory holds at most this many events (~32 bytes each); beyond
+ * it the oldest go and the (source, id) index takes over (docs/design/journal.md). */
+#ifndef DUP_MAX
+#define DUP_MAX (1u << 21)
+#endif
+/* Loading the window after a start reads back this much further than asked, for clocks
+ * that stepped back a little. */
+#define DUP_LOAD_SLACK_MS 60000
+
+
 static const char *const s_sql[ST__N] = {
 	[ST_SEEN] = "SELECT 1 FROM events WHERE source = ?1 AND id = ?2 AND accepted_at >= ?3 "
 		    "LIMIT 1",
+	[ST_SEEN_SEQ] = "SELECT 1 FROM events WHERE seq = ?1 AND source = ?2 AND id = ?3",
 	[ST_ADD_EVENT] = "INSERT INTO events (source, id, type, body, accepted_at, target, "
 			 "target_route, parked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[ST_DONE] = "UPDATE events SET done_at = ?2 WHERE seq = ?1",
+	/* ST_DONE4/16/64 are built in s_prepare_done. */
+	[ST_DONE1] = "INSERT OR IGNORE INTO done (seq, done_at) VALUES (?2, ?1)",
 	[ST_DELIVERY] = "INSERT INTO deliveries (seq, route, destination, state, attempts, "
 			"next_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
 			"ON CONFLICT (seq, route, destination) DO UPDATE SET state = excluded.state, "
 			"attempts = excluded.attempts, next_at = excluded.next_at, "
 			"last_error = excluded.last_error",
-	[ST_OPEN_EVENTS] = "SELECT seq, body, target, target_route, parked FROM events "
-			   "WHERE done_at IS NULL ORDER BY seq",
+	[ST_OPEN_EVENTS] = "SELECT seq, body, target, target_route, parked FROM events e "
+			   "WHERE NOT EXISTS (SELECT 1 FROM done d WHERE d.seq = e.seq) "
+			   "ORDER BY seq",
 	[ST_OPEN_ROWS] = "SELECT route, destination, state, attempts, next_at, last_error "
 			 "FROM deliveries WHERE seq = ?1",
 	[ST_DEAD] = "INSERT INTO dead_letters (seq, dead_at, route, destination, type, event_id, "
@@ -64,31 +88,31 @@ static const char *const s_sql[ST__N] = {
 	[ST_DLQ_GET] = "SELECT id, seq, dead_at, route, destination, type, event_id, source, "
 		       "reason, attempts, errors, body FROM dead_letters WHERE id = ?1",
 	[ST_DLQ_DROP] = "DELETE FROM dead_letters WHERE id = ?1",
-	[ST_PRUNE_ROWS] = "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM events WHERE "
-			  "done_at IS NOT NULL AND done_at < ?1)",
-	[ST_PRUNE_EVENTS] = "DELETE FROM events WHERE done_at IS NOT NULL AND done_at < ?1",
-	[ST_COUNT_OPEN] = "SELECT count(*) FROM events WHERE done_at IS NULL",
+	[ST_PRUNE_ROWS] = "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM done WHERE "
+			  "done_at < ?1)",
+	[ST_PRUNE_EVENTS] = "DELETE FROM events WHERE seq IN (SELECT seq FROM done WHERE "
+			    "done_at < ?1)",
+	[ST_PRUNE_DONE] = "DELETE FROM done WHERE done_at < ?1",
+	[ST_COUNT_OPEN] = "SELECT count(*) FROM events e WHERE NOT EXISTS "
+			  "(SELECT 1 FROM done d WHERE d.seq = e.seq)",
 	[ST_DLQ_COUNT] = "SELECT count(*) FROM dead_letters",
 	[ST_UNPARK] = "UPDATE events SET parked = 0 WHERE seq = ?1",
 	[ST_PARK] = "UPDATE events SET parked = 1 WHERE seq = ?1",
-	[ST_PARKED] = "SELECT seq, body FROM events WHERE parked = 1 AND done_at IS NULL "
-		      "AND seq > ?1 ORDER BY seq LIMIT ?2",
-	[ST_COUNT_PARKED] = "SELECT count(*) FROM events WHERE parked = 1 AND done_at IS NULL",
-	[ST_DONE_MANY] = "UPDATE events SET done_at = ?1 WHERE seq IN (?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-			 "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, "
-			 "?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, "
-			 "?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49, ?50, ?51, ?52, ?53, "
-			 "?54, ?55, ?56, ?57, ?58, ?59, ?60, ?61, ?62, ?63, ?64, ?65)",
+	[ST_PARKED] = "SELECT seq, body FROM events e WHERE parked = 1 AND seq > ?1 AND NOT "
+		      "EXISTS (SELECT 1 FROM done d WHERE d.seq = e.seq) ORDER BY seq LIMIT ?2",
+	[ST_COUNT_PARKED] = "SELECT count(*) FROM events e WHERE parked = 1 AND NOT EXISTS "
+			    "(SELECT 1 FROM done d WHERE d.seq = e.seq)",
+	[ST_RECENT] = "SELECT seq, source, id, accepted_at FROM events ORDER BY seq DESC",
 };
 
 static const char s_schema[] =
 	"CREATE TABLE IF NOT EXISTS events ("
 	"  seq INTEGER PRIMARY KEY, source TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,"
-	"  body BLOB NOT NULL, accepted_at INTEGER NOT NULL, done_at INTEGER,"
+	"  body BLOB NOT NULL, accepted_at INTEGER NOT NULL,"
 	"  target TEXT, target_route TEXT, parked INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX IF NOT EXISTS events_parked ON events(seq) WHERE parked = 1;"
-	"CREATE INDEX IF NOT EXISTS events_source_id ON events(source, id);"
-	"CREATE INDEX IF NOT EXISTS events_open ON events(done_at) WHERE done_at IS NULL;"
+	"CREATE TABLE IF NOT EXISTS done ("
+	"  seq INTEGER PRIMARY KEY, done_at INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS deliveries ("
 	"  seq INTEGER NOT NULL, route TEXT NOT NULL, destination TEXT NOT NULL,"
 	"  state INTEGER NOT NULL, attempts INTEGER NOT NULL, next_at INTEGER, last_error TEXT,"
@@ -98,7 +122,28 @@ static const char s_schema[] =
 	"  destination TEXT NOT NULL, type TEXT NOT NULL, event_id TEXT NOT NULL,"
 	"  source TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL,"
 	"  errors TEXT NOT NULL, body BLOB NOT NULL);"
-	"PRAGMA user_version = 1;";
+	"PRAGMA user_version = 2;"; /* SCHEMA_VERSION */
+
+/* One event of the duplicate window: a fingerprint of (source, id), its journal number (to
+ * confirm a match against the row) and when it was accepted. */
+typedef struct dup_ent {
+	uint64_t fp;
+	uint64_t seq;
+	int64_t at;
+} dup_ent_t;
+
+/* The duplicate window: the events accepted since `cover_from`, oldest first, in a ring,
+ * with an open-addressing table (linear probing) keyed by fingerprint.
+ * Not loaded until the first lookup after a start (it needs the window's length). */
+typedef struct dupwin {
+	dup_ent_t *ring;
+	size_t cap;         /* ring places, a power of two */
+	uint64_t head, tail; /* absolute positions: the ring holds [head, tail) */
+	uint64_t *slots;    /* 2 × cap: high half of the fingerprint << 32 | ring place + 1 */
+	bool loaded;
+	bool index_mode;    /* the (source, id) index exists: a miss older than cover_from asks it */
+	int64_t cover_from; /* every event accepted at or after this is in the ring */
+} dupwin_t;
 
 struct journal {
 	sqlite3 *db;
@@ -106,6 +151,8 @@ struct journal {
 	bool in_txn;
 	uint64_t done[DONE_BATCH]; /* marked done this turn, not yet written */
 	size_t n_done;
+	dupwin_t dup;
+	int64_t n_open; /* open events as this connection sees them; -1: not counted yet */
 	bool faulted;     /* the last failure was injected */
 	char *path;
 	char *fault_path; /* KANAL_FAULT_JOURNAL: while this file exists, writes fail */
@@ -131,11 +178,57 @@ const char *journal_error(const journal_t *j)
 	return sqlite3_errmsg(j->db);
 }
 
+/* Reads one integer from a query (a pragma, a count); -1 when it returns nothing. */
+static int64_t s_query_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Refuses a journal written with another schema: a file with an events table and a
+ * user_version other than SCHEMA_VERSION. A new, empty file is fine. */
+static int s_check_schema(journal_t *j, char *err, size_t err_size)
+{
+	int64_t version = s_query_int(j->db, "PRAGMA user_version");
+	int64_t tables = s_query_int(j->db, "SELECT count(*) FROM sqlite_master WHERE "
+					    "type = 'table' AND name = 'events'");
+
+	if (tables <= 0 || version == SCHEMA_VERSION)
+		return 0;
+	snprintf(err, err_size,
+		 "the journal %s has schema version %lld and this kanald needs version %d; "
+		 "there is no conversion: stop kanald, move %s away (keep it while it may hold "
+		 "undelivered events, read it with the sqlite3 tool) and start kanald again, "
+		 "which creates a new journal",
+		 j->path, (long long)version, SCHEMA_VERSION, j->path);
+	return KANAL_EINVAL;
+}
+
+/* Prepares the batched done inserts: VALUES (?2, ?1), (?3, ?1) ... for n marks. */
+static int s_prepare_done(journal_t *j, int which, int n)
+{
+	char sql[1200];
+	size_t len = (size_t)snprintf(sql, sizeof sql,
+				      "INSERT OR IGNORE INTO done (seq, done_at) VALUES ");
+
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(sql + len, sizeof sql - len, "%s(?%d, ?1)", i ? ", " : "",
+					i + 2);
+	return sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &j->st[which],
+				  NULL) == SQLITE_OK ? 0 : KANAL_EIO;
+}
+
 journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size)
 {
 	journal_t *j = calloc(1, sizeof *j);
 	char *msg = NULL;
-	char pragmas[200];
+	char pragmas[300];
 
 	if (j && getenv("KANAL_FAULT_JOURNAL"))
 		j->fault_path = strdup(getenv("KANAL_FAULT_JOURNAL"));
@@ -144,6 +237,7 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 		snprintf(err, err_size, "out of memory");
 		return NULL;
 	}
+	j->n_open = -1;
 	if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 						  SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		snprintf(err, err_size, "cannot open the journal %s: %s", path,
@@ -151,8 +245,14 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 		goto fail;
 	}
 	sqlite3_busy_timeout(j->db, 5000);
+	if (s_check_schema(j, err, err_size) < 0)
+		goto fail;
+	/* A page cache of 16 MiB: the pages a turn appends to and the done table's last pages
+	 * stay in memory between turns instead of being read back from the WAL. */
 	snprintf(pragmas, sizeof pragmas,
-		 "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = OFF;",
+		 "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;"
+		 " PRAGMA synchronous = %s; PRAGMA foreign_keys = OFF;"
+		 " PRAGMA cache_size = -16384;",
 		 sync_power ? "FULL" : "NORMAL");
 	if (sqlite3_exec(j->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
 	    sqlite3_exec(j->db, s_schema, NULL, NULL, &msg) != SQLITE_OK) {
@@ -162,13 +262,21 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 		goto fail;
 	}
 	for (int i = 0; i < ST__N; i++) {
-		if (sqlite3_prepare_v3(j->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &j->st[i],
-				       NULL) != SQLITE_OK) {
+		int rc;
+
+		if (i == ST_DONE4 || i == ST_DONE16 || i == ST_DONE64)
+			rc = s_prepare_done(j, i, i == ST_DONE4 ? 4 : i == ST_DONE16 ? 16 : 64);
+		else
+			rc = sqlite3_prepare_v3(j->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+						&j->st[i], NULL) == SQLITE_OK ? 0 : KANAL_EIO;
+		if (rc < 0) {
 			snprintf(err, err_size, "cannot prepare the journal's statements (%s): %s",
 				 path, sqlite3_errmsg(j->db));
 			goto fail;
 		}
 	}
+	j->dup.index_mode = s_query_int(j->db, "SELECT count(*) FROM sqlite_master WHERE "
+					       "type = 'index' AND name = 'events_source_id'") > 0;
 	return j;
 fail:
 	journal_close(&j);
@@ -186,6 +294,8 @@ void journal_close(journal_t **j_p)
 	for (int i = 0; i < ST__N; i++)
 		sqlite3_finalize(j->st[i]);
 	sqlite3_close(j->db);
+	free(j->dup.ring);
+	free(j->dup.slots);
 	free(j->path);
 	free(j->fault_path);
 	free(j);
@@ -210,6 +320,8 @@ int journal_begin(journal_t *j)
 	return 0;
 }
 
+static void s_dup_reset(journal_t *j);
+
 int journal_commit(journal_t *j)
 {
 	int done_rc;
@@ -222,6 +334,10 @@ int journal_commit(journal_t *j)
 	    sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		log_error("journal", "commit failed: %s", journal_error(j));
 		sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+		/* What memory says about the turn is undone with it: the duplicate window is
+		 * read back from the file at the next lookup, the open count recounted. */
+		s_dup_reset(j);
+		j->n_open = -1;
 		return KANAL_EIO;
 	}
 	return 0;
@@ -254,11 +370,231 @@ static void s_bind_text(sqlite3_stmt *st, int i, const char *text)
 		sqlite3_bind_null(st, i);
 }
 
+/* ---- the duplicate window ------------------------------------------------------------ */
+
+/* A 64-bit fingerprint of (source, id): FNV-1a over both with a separator, then a final mix
+ * so that the low bits (the table's place) depend on every byte. */
+static uint64_t s_fp(const char *source, const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (const unsigned char *p = (const unsigned char *)(source ? source : ""); *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	h = (h ^ 0xff) * 0x100000001b3ULL;
+	for (const unsigned char *p = (const unsigned char *)(id ? id : ""); *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	h ^= h >> 31;
+	h *= 0x7fb5d329728ea185ULL;
+	h ^= h >> 27;
+	h *= 0x81dadef4bc2dd44dULL;
+	h ^= h >> 33;
+	return h;
+}
+
+static void s_dup_reset(journal_t *j)
+{
+	free(j->dup.ring);
+	free(j->dup.slots);
+	j->dup.ring = NULL;
+	j->dup.slots = NULL;
+	j->dup.cap = 0;
+	j->dup.head = j->dup.tail = 0;
+	j->dup.loaded = false;
+}
+
+static void s_dup_slot_add(dupwin_t *d, uint32_t place)
+{
+	size_t mask = 2 * d->cap - 1, i = d->ring[place].fp & mask;
+
+	while (d->slots[i])
+		i = (i + 1) & mask;
+	d->slots[i] = (d->ring[place].fp >> 32 << 32) | (place + 1);
+}
+
+/* Removes ring place `place` from the table: finds its slot, then shifts the entries after
+ * it back so that no probe sequence is broken (deletion without tombstones). */
+static void s_dup_slot_remove(dupwin_t *d, uint32_t place)
+{
+	size_t mask = 2 * d->cap - 1, i = d->ring[place].fp & mask, k;
+
+	while (d->slots[i] && (uint32_t)d->slots[i] != place + 1)
+		i = (i + 1) & mask;
+	if (!d->slots[i])
+		return;
+	d->slots[i] = 0;
+	for (k = (i + 1) & mask; d->slots[k]; k = (k + 1) & mask) {
+		size_t home = d->ring[(uint32_t)d->slots[k] - 1].fp & mask;
+		/* The entry at k may move to i when i lies cyclically in [home, k). */
+		if (((k - home) & mask) >= ((k - i) & mask)) {
+			d->slots[i] = d->slots[k];
+			d->slots[k] = 0;
+			i = k;
+		}
+	}
+}
+
+/* Doubles the ring (up to DUP_MAX), keeping the order, and rebuilds the table. */
+static int s_dup_grow(dupwin_t *d)
+{
+	size_t cap = d->cap ? 2 * d->cap : 4096, n = (size_t)(d->tail - d->head);
+	dup_ent_t *ring = malloc(cap * sizeof *ring);
+	uint64_t *slots = calloc(2 * cap, sizeof *slots);
+
+	if (!ring || !slots) {
+		free(ring);
+		free(slots);
+		return KANAL_ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		ring[i] = d->ring[(d->head + i) & (d->cap - 1)];
+	free(d->ring);
+	free(d->slots);
+	d->ring = ring;
+	d->slots = slots;
+	d->cap = cap;
+	d->head = 0;
+	d->tail = n;
+	for (size_t i = 0; i < n; i++)
+		s_dup_slot_add(d, (uint32_t)i);
+	return 0;
+}
+
+/* The window no longer holds every event of the last dedupe_window: from now on a miss
+ * older than cover_from asks the (source, id) index, created here once (it then stays,
+ * and is kept up to date by SQLite). */
+static void s_dup_need_index(journal_t *j)
+{
+	if (j->dup.index_mode)
+		return;
+	log_warn("journal", "%s: more than %u events within the duplicate window; creating the "
+		 "(source, id) index so that older duplicates are still found",
+		 j->path, (unsigned)DUP_MAX);
+	if (sqlite3_exec(j->db, "CREATE INDEX IF NOT EXISTS events_source_id ON events(source, id)",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		log_error("journal", "cannot create the (source, id) index in %s: %s", j->path,
+			  sqlite3_errmsg(j->db));
+	else
+		j->dup.index_mode = true;
+}
+
+static void s_dup_pop_head(dupwin_t *d)
+{
+	uint32_t place = (uint32_t)(d->head & (d->cap - 1));
+
+	s_dup_slot_remove(d, place);
+	d->head++;
+}
+
+/* Appends an accepted event to the window. */
+static void s_dup_push(journal_t *j, uint64_t fp, uint64_t seq, int64_t at)
+{
+	dupwin_t *d = &j->dup;
+	uint32_t place;
+
+	if (d->tail - d->head == d->cap) {
+		if (d->cap >= DUP_MAX || s_dup_grow(d) < 0) {
+			if (!d->cap)
+				return;
+			/* Full: the oldest leaves, and the window covers less than asked. */
+			int64_t gone = d->ring[d->head & (d->cap - 1)].at;
+			if (gone + 1 > d->cover_from)
+				d->cover_from = gone + 1;
+			s_dup_pop_head(d);
+			s_dup_need_index(j);
+		}
+	}
+	place = (uint32_t)(d->tail & (d->cap - 1));
+	d->ring[place] = (dup_ent_t){ fp, seq, at };
+	d->tail++;
+	s_dup_slot_add(d, place);
+}
+
+/* Reads the window back from the file after a start (or a rolled-back turn): the events
+ * accepted since since_ms, newest first until one is older than since_ms minus a slack. */
+static void s_dup_load(journal_t *j, int64_t since_ms)
+{
+	sqlite3_stmt *st = j->st[ST_RECENT];
+	dup_ent_t *found = NULL;
+	size_t n = 0, size = 0;
+	bool cut = false;
+
+	s_dup_reset(j);
+	j->dup.loaded = true;
+	j->dup.cover_from = since_ms - DUP_LOAD_SLACK_MS;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t at = sqlite3_column_int64(st, 3);
+
+		if (at < j->dup.cover_from)
+			break;
+		if (n == DUP_MAX) {
+			cut = true;
+			j->dup.cover_from = found[n - 1].at + 1;
+			break;
+		}
+		if (n == size) {
+			size_t bigger = size ? 2 * size : 1024;
+			dup_ent_t *more = realloc(found, bigger * sizeof *more);
+			if (!more)
+				break;
+			found = more;
+			size = bigger;
+		}
+		found[n].seq = (uint64_t)sqlite3_column_int64(st, 0);
+		found[n].fp = s_fp((const char *)sqlite3_column_text(st, 1),
+				   (const char *)sqlite3_column_text(st, 2));
+		found[n].at = at;
+		n++;
+	}
+	sqlite3_reset(st);
+	for (size_t i = n; i > 0; i--)
+		s_dup_push(j, found[i - 1].fp, found[i - 1].seq, found[i - 1].at);
+	free(found);
+	if (cut)
+		s_dup_need_index(j);
+}
+
 bool journal_seen(journal_t *j, const char *source, const char *id, int64_t since_ms)
 {
-	sqlite3_stmt *st = j->st[ST_SEEN];
+	dupwin_t *d = &j->dup;
+	uint64_t fp = s_fp(source, id);
+	sqlite3_stmt *st;
 	bool seen;
 
+	if (!d->loaded)
+		s_dup_load(j, since_ms);
+	/* Events older than the window leave it. */
+	while (d->tail > d->head && d->ring[d->head & (d->cap - 1)].at < since_ms) {
+		if (d->ring[d->head & (d->cap - 1)].at + 1 > d->cover_from)
+			d->cover_from = d->ring[d->head & (d->cap - 1)].at + 1;
+		s_dup_pop_head(d);
+	}
+	if (d->cap) {
+		size_t mask = 2 * d->cap - 1;
+
+		for (size_t i = fp & mask; d->slots[i]; i = (i + 1) & mask) {
+			const dup_ent_t *e;
+
+			if (d->slots[i] >> 32 != fp >> 32)
+				continue;
+			e = &d->ring[(uint32_t)d->slots[i] - 1];
+			if (e->fp != fp || e->at < since_ms)
+				continue;
+			/* Same fingerprint: the row says whether it is the same event. */
+			st = j->st[ST_SEEN_SEQ];
+			sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
+			s_bind_text(st, 2, source);
+			s_bind_text(st, 3, id);
+			seen = sqlite3_step(st) == SQLITE_ROW;
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			if (seen)
+				return true;
+		}
+	}
+	if (since_ms >= d->cover_from || !d->index_mode)
+		return false;
+	/* Older than what memory holds: the index knows. */
+	st = j->st[ST_SEEN];
 	s_bind_text(st, 1, source);
 	s_bind_text(st, 2, id);
 	sqlite3_bind_int64(st, 3, since_ms);
@@ -272,6 +608,7 @@ static int s_add_event(journal_t *j, const kanal_msg_t *msg, const char *target,
 		       const char *target_route, bool parked, uint64_t *seq)
 {
 	sqlite3_stmt *st = j->st[ST_ADD_EVENT];
+	int64_t accepted_at = s_now_ms();
 	size_t len;
 	char *body;
 	int rc;
@@ -285,14 +622,21 @@ static int s_add_event(journal_t *j, const kanal_msg_t *msg, const char *target,
 	s_bind_text(st, 2, kanal_msg_id(msg));
 	s_bind_text(st, 3, kanal_msg_type(msg));
 	sqlite3_bind_blob(st, 4, body, (int)len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, s_now_ms());
+	sqlite3_bind_int64(st, 5, accepted_at);
 	s_bind_text(st, 6, target);
 	s_bind_text(st, 7, target_route);
 	sqlite3_bind_int(st, 8, parked ? 1 : 0);
 	rc = s_step_write(j, st);
 	kanal_free(body);
-	if (rc == 0)
+	if (rc == 0) {
 		*seq = (uint64_t)sqlite3_last_insert_rowid(j->db);
+		if (j->n_open >= 0)
+			j->n_open++;
+		/* Before the first lookup the window is not loaded: the load reads this row. */
+		if (j->dup.loaded)
+			s_dup_push(j, s_fp(kanal_msg_source(msg), kanal_msg_id(msg)), *seq,
+				   accepted_at);
+	}
 	return rc;
 }
 
@@ -355,27 +699,30 @@ int64_t journal_parked_count(journal_t *j)
 	return s_count(j, ST_COUNT_PARKED);
 }
 
-/* Writes the done marks held back this turn. Returns 0 or KANAL_EIO. */
+/* Writes the done marks held back this turn: a row each in the narrow done table, in
+ * statements of 64, 16, 4 and 1 marks. Returns 0 or KANAL_EIO. */
 static int s_flush_done(journal_t *j)
 {
-	sqlite3_stmt *st;
-	int rc;
+	static const struct {
+		int which;
+		size_t n;
+	} sizes[] = { { ST_DONE64, 64 }, { ST_DONE16, 16 }, { ST_DONE4, 4 }, { ST_DONE1, 1 } };
+	int64_t now = s_now_ms();
+	size_t at = 0;
+	int rc = 0;
 
-	if (!j->n_done)
-		return 0;
-	if (j->n_done == 1) {
-		st = j->st[ST_DONE];
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)j->done[0]);
-		sqlite3_bind_int64(st, 2, s_now_ms());
-	} else {
-		st = j->st[ST_DONE_MANY];
-		sqlite3_bind_int64(st, 1, s_now_ms());
-		for (size_t i = 0; i < j->n_done; i++)
-			sqlite3_bind_int64(st, (int)i + 2, (sqlite3_int64)j->done[i]);
-		/* Unused places stay NULL (cleared after each run): `seq IN (NULL)` is never true. */
+	for (size_t k = 0; k < sizeof sizes / sizeof sizes[0] && rc == 0; k++) {
+		sqlite3_stmt *st = j->st[sizes[k].which];
+
+		while (rc == 0 && j->n_done - at >= sizes[k].n) {
+			sqlite3_bind_int64(st, 1, now);
+			for (size_t i = 0; i < sizes[k].n; i++)
+				sqlite3_bind_int64(st, (int)i + 2, (sqlite3_int64)j->done[at + i]);
+			at += sizes[k].n;
+			rc = s_step_write(j, st);
+		}
 	}
 	j->n_done = 0;
-	rc = s_step_write(j, st);
 	return rc;
 }
 
@@ -383,6 +730,8 @@ int journal_event_done(journal_t *j, uint64_t seq)
 {
 	if (journal_begin(j) < 0)
 		return KANAL_EIO;
+	if (j->n_open > 0)
+		j->n_open--;
 	/* Held back until the turn's commit (or DONE_BATCH of them): one statement for many. */
 	j->done[j->n_done++] = seq;
 	return j->n_done == DONE_BATCH ? s_flush_done(j) : 0;
@@ -471,6 +820,7 @@ int journal_load_open(journal_t *j, journal_open_fn fn, void *arg)
 		count++;
 	}
 	sqlite3_reset(ev);
+	j->n_open = -1; /* counted at the first status, then kept */
 	return count;
 }
 
@@ -691,8 +1041,12 @@ int64_t journal_dlq_count(journal_t *j)
 
 int64_t journal_open_count(journal_t *j)
 {
-	s_flush_done(j); /* inside the turn's transaction, which holds them */
-	return s_count(j, ST_COUNT_OPEN);
+	/* Counted once (a scan), then kept up to date by add and done. */
+	if (j->n_open < 0) {
+		s_flush_done(j); /* inside the turn's transaction, which holds them */
+		j->n_open = s_count(j, ST_COUNT_OPEN);
+	}
+	return j->n_open;
 }
 
 int64_t journal_prune(journal_t *j, int64_t before_ms)
@@ -701,6 +1055,7 @@ int64_t journal_prune(journal_t *j, int64_t before_ms)
 
 	if (journal_begin(j) < 0)
 		return KANAL_EIO;
+	s_flush_done(j);
 	sqlite3_bind_int64(j->st[ST_PRUNE_ROWS], 1, before_ms);
 	if (s_step_write(j, j->st[ST_PRUNE_ROWS]) < 0)
 		return KANAL_EIO;
@@ -708,5 +1063,8 @@ int64_t journal_prune(journal_t *j, int64_t before_ms)
 	if (s_step_write(j, j->st[ST_PRUNE_EVENTS]) < 0)
 		return KANAL_EIO;
 	n = sqlite3_changes(j->db);
+	sqlite3_bind_int64(j->st[ST_PRUNE_DONE], 1, before_ms);
+	if (s_step_write(j, j->st[ST_PRUNE_DONE]) < 0)
+		return KANAL_EIO;
 	return n;
 }
