@@ -16,8 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
 
+#include "acl.h"
 #include "conf.h"
 #include "yamltree.h"
 
@@ -45,7 +50,7 @@ typedef struct loader {
 
 static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir", "run_dir",
 					  "routes",    "endpoints",  "limits",    "instances",
-					  "journal" };
+					  "journal",   "security" };
 static const char *const s_journal_keys[] = { "mode", "path", "sync", "retention",
 					      "dedupe_window" };
 static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin", "admin_http",
@@ -54,7 +59,11 @@ static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events"
 					    "queue_max_bytes", "shutdown_deadline",
 					    "enrich_timeout", "max_parked_events" };
 static const char *const s_instance_keys[] = { "name", "plugin", "isolation", "deadline",
-					       "options" };
+					       "options", "acl" };
+static const char *const s_acl_keys[] = { "emit" };
+static const char *const s_security_keys[] = { "curve", "allow_plain" };
+static const char *const s_curve_keys[] = { "secret_key_file", "clients" };
+static const char *const s_client_keys[] = { "name", "public_key", "emit", "subscribe" };
 static const char *const s_log_levels[] = { "error", "warn", "info", "debug" };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -556,6 +565,60 @@ static void s_options(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
 	}
 }
 
+/* A list of type patterns (`emit:`), each checked with acl_pattern_valid; a single text
+ * value counts as a list of one. An empty list is allowed: it permits nothing. */
+static void s_patterns(loader_t *ld, const ynode_t *v, const char *key, char ***out,
+		       size_t *n_out)
+{
+	const ynode_t *const *items = &v;
+	size_t n = 1;
+	char why[256];
+
+	if (v->kind == YNODE_SEQUENCE) {
+		items = (const ynode_t *const *)v->items;
+		n = v->n_items;
+	} else if (v->kind != YNODE_SCALAR || yaml_tree_is_null(v)) {
+		s_err(ld, v, "'%s' must be a list of type patterns such as [child.>, "
+			     "post.letter.send], not %s", key, yaml_tree_describe(v));
+		return;
+	}
+	*out = s_calloc(ld, n, sizeof **out);
+	if (!*out)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const char *text = s_text(ld, items[i], key, false);
+		if (!text)
+			continue;
+		if (!acl_pattern_valid(text, why, sizeof why)) {
+			s_err(ld, items[i], "'%s': %s", key, why);
+			continue;
+		}
+		(*out)[(*n_out)++] = s_strdup(ld, text);
+	}
+}
+
+/* `acl: {emit: [patterns]}` of an instance. */
+static void s_instance_acl(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
+{
+	const ynode_t *emit;
+
+	if (v->kind != YNODE_MAPPING) {
+		s_err(ld, v, "'acl' must be a mapping such as {emit: [child.>]}, not %s",
+		      yaml_tree_describe(v));
+		return;
+	}
+	if (yaml_tree_check_keys(v, s_acl_keys, N_OF(s_acl_keys), "acl", ld->file, ld->d))
+		ld->errors++;
+	inst->has_acl = true;
+	emit = yaml_tree_get(v, "emit");
+	if (!emit) {
+		s_err(ld, v, "'acl' needs 'emit': the event types the instance may emit (an "
+			     "empty list permits none)");
+		return;
+	}
+	s_patterns(ld, emit, "emit", &inst->acl_emit, &inst->n_acl_emit);
+}
+
 /* Checks an instance's name: valid, not the reserved "deadletter", not taken by an earlier
  * instance. Sets inst->name when all is well. */
 static void s_instance_name(loader_t *ld, conf_instance_t *inst, const ynode_t *name)
@@ -636,6 +699,8 @@ static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 	}
 	if ((x = yaml_tree_get(v, "options")))
 		s_options(ld, inst, x);
+	if ((x = yaml_tree_get(v, "acl")))
+		s_instance_acl(ld, inst, x);
 	/* Entries with errors are kept too: later checks (duplicates) still see their names. */
 	conf->n_instances++;
 }
@@ -656,6 +721,304 @@ static void s_instances(loader_t *ld, const ynode_t *v)
 		return;
 	for (i = 0; i < v->n_items; i++)
 		s_instance(ld, v->items[i], i);
+}
+
+/* ---- security ----------------------------------------------------------------------- */
+
+int conf_read_curve_key(const char *path, bool secret, char key[41], char *why,
+			size_t why_size)
+{
+	char buf[4096], *line, *save = NULL;
+	uint8_t raw[32];
+	struct stat st;
+	ssize_t n;
+	int fd, rc = -1;
+
+	key[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, why_size, "cannot read %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, why_size, "%s is not a regular file", path);
+		goto out;
+	}
+	/* A secret key that others can read is no longer a secret: refuse it rather than
+	 * run with it, so the operator fixes the file. */
+	if (secret && (st.st_mode & 077)) {
+		snprintf(why, why_size, "%s holds a secret key but others may read it (mode "
+					"%04o): make it private with chmod 600 %s",
+			 path, (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	n = read(fd, buf, sizeof buf - 1);
+	if (n < 0) {
+		snprintf(why, why_size, "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	buf[n] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		size_t len = strlen(line);
+		while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' ||
+			       line[len - 1] == '\t'))
+			line[--len] = '\0';
+		/* Z85 has '#' but no blank, so "# " can only start a comment. */
+		if (!len || (line[0] == '#' && (len == 1 || line[1] == ' ')))
+			continue;
+		if (len == 40 && zmq_z85_decode(raw, line)) {
+			memcpy(key, line, 41);
+			rc = 0;
+		}
+		break;
+	}
+	if (rc < 0)
+		snprintf(why, why_size, "%s does not hold a CURVE %s key (one line of 40 Z85 "
+					"characters, as kanalctl keygen writes)",
+			 path, secret ? "secret" : "public");
+out:
+	explicit_bzero(buf, sizeof buf);
+	explicit_bzero(raw, sizeof raw);
+	close(fd);
+	return rc;
+}
+
+static bool s_bool(loader_t *ld, const ynode_t *v, const char *key, bool *out)
+{
+	const char *text = s_text(ld, v, key, false);
+
+	if (!text)
+		return false;
+	if (!strcmp(text, "true") || !strcmp(text, "yes")) {
+		*out = true;
+		return true;
+	}
+	if (!strcmp(text, "false") || !strcmp(text, "no")) {
+		*out = false;
+		return true;
+	}
+	s_err(ld, v, "'%s' is true or false, not '%s'", key, text);
+	return false;
+}
+
+/* A list of stream topic prefixes (`subscribe:`). */
+static void s_prefixes(loader_t *ld, const ynode_t *v, char ***out, size_t *n_out)
+{
+	if (v->kind != YNODE_SEQUENCE) {
+		s_err(ld, v, "'subscribe' must be a list of topic prefixes such as [delivered, "
+			     "dead] (or [\"*\"] for every topic), not %s", yaml_tree_describe(v));
+		return;
+	}
+	*out = s_calloc(ld, v->n_items, sizeof **out);
+	if (!*out)
+		return;
+	for (size_t i = 0; i < v->n_items; i++) {
+		const char *text = s_text(ld, v->items[i], "subscribe", true);
+		if (text)
+			(*out)[(*n_out)++] = s_strdup(ld, text);
+	}
+}
+
+/* One entry of security.curve.clients. */
+static void s_client(loader_t *ld, const ynode_t *v, size_t at)
+{
+	conf_t *conf = ld->conf;
+	conf_client_t *c = &conf->clients[conf->n_clients];
+	const ynode_t *x;
+	const char *text;
+	uint8_t raw[32];
+
+	if (v->kind != YNODE_MAPPING) {
+		s_err(ld, v, "client #%zu must be a mapping with a name and a public_key, not %s",
+		      at + 1, yaml_tree_describe(v));
+		return;
+	}
+	if (yaml_tree_check_keys(v, s_client_keys, N_OF(s_client_keys), NULL, ld->file, ld->d))
+		ld->errors++;
+	c->line = v->line;
+	c->column = v->column;
+	if (!(x = yaml_tree_get(v, "name"))) {
+		s_err(ld, v, "client #%zu has no 'name'", at + 1);
+	} else if ((text = s_text(ld, x, "name", false))) {
+		if (!s_name_valid(text))
+			s_err(ld, x, "client name '%s' is not valid: use at most %d lower-case "
+				     "letters, digits, '_' and '-', starting with a letter or digit",
+			      text, CONF_MAX_NAME);
+		else if (conf_client(conf, text))
+			s_err(ld, x, "duplicate client name '%s' (first at line %d)", text,
+			      conf_client(conf, text)->line);
+		else
+			c->name = s_strdup(ld, text);
+	}
+	if (!(x = yaml_tree_get(v, "public_key"))) {
+		s_err(ld, v, "client #%zu has no 'public_key' (the .pub file kanalctl keygen "
+			     "wrote on the client's side)", at + 1);
+	} else if ((text = s_text(ld, x, "public_key", false))) {
+		if (strlen(text) != 40 || !zmq_z85_decode(raw, text)) {
+			s_err(ld, x, "'public_key' is not a CURVE public key (40 Z85 characters, "
+				     "the key line of a .pub file from kanalctl keygen, in double "
+				     "quotes)");
+		} else {
+			for (size_t i = 0; i < conf->n_clients; i++)
+				if (!strcmp(conf->clients[i].public_key, text))
+					s_err(ld, x, "client #%zu has the same public_key as the "
+						     "client at line %d: one key, one client", at + 1,
+					      conf->clients[i].line);
+			memcpy(c->public_key, text, 41);
+		}
+	}
+	if ((x = yaml_tree_get(v, "emit")))
+		s_patterns(ld, x, "emit", &c->emit, &c->n_emit);
+	if ((x = yaml_tree_get(v, "subscribe")))
+		s_prefixes(ld, x, &c->subscribe, &c->n_subscribe);
+	/* Entries with errors are kept too: later ones still see their names and keys. */
+	conf->n_clients++;
+}
+
+/* security.curve: the broker's secret key and the clients allowed in. */
+static void s_curve(loader_t *ld, const ynode_t *v)
+{
+	conf_t *conf = ld->conf;
+	const ynode_t *x;
+	const char *text;
+	char why[600];
+
+	if (v->kind != YNODE_MAPPING) {
+		s_err(ld, v, "'curve' must be a mapping with secret_key_file and clients, not %s",
+		      yaml_tree_describe(v));
+		return;
+	}
+	if (yaml_tree_check_keys(v, s_curve_keys, N_OF(s_curve_keys), "curve", ld->file, ld->d))
+		ld->errors++;
+	conf->curve = true;
+	if (!zmq_has("curve"))
+		s_err(ld, v, "this libzmq was built without CURVE security: 'curve' cannot work");
+	if (!(x = yaml_tree_get(v, "secret_key_file"))) {
+		s_err(ld, v, "'curve' needs 'secret_key_file': the broker's secret key (make one "
+			     "with kanalctl keygen --out keys/kanald)");
+	} else if ((text = s_text(ld, x, "secret_key_file", false))) {
+		conf->curve_secret_key_file = s_path(ld, text);
+		if (conf->curve_secret_key_file &&
+		    conf_read_curve_key(conf->curve_secret_key_file, true, conf->curve_secret_key,
+					why, sizeof why) < 0)
+			s_err(ld, x, "'secret_key_file': %s", why);
+		else if (conf->curve_secret_key_file &&
+			 zmq_curve_public(conf->curve_public_key, conf->curve_secret_key) < 0)
+			s_err(ld, x, "'secret_key_file': cannot derive the public key from %s",
+			      conf->curve_secret_key_file);
+	}
+	x = yaml_tree_get(v, "clients");
+	if (!x || yaml_tree_is_null(x))
+		return; /* nobody may connect: a broker fed by its own plugins */
+	if (x->kind != YNODE_SEQUENCE) {
+		s_err(ld, x, "'clients' must be a list, not %s", yaml_tree_describe(x));
+		return;
+	}
+	conf->clients = s_calloc(ld, x->n_items, sizeof *conf->clients);
+	if (!conf->clients)
+		return;
+	for (size_t i = 0; i < x->n_items; i++)
+		s_client(ld, x->items[i], i);
+}
+
+static void s_security(loader_t *ld, const ynode_t *v)
+{
+	const ynode_t *x;
+
+	if (!s_is_mapping(ld, v, "security"))
+		return;
+	if (yaml_tree_check_keys(v, s_security_keys, N_OF(s_security_keys), "security",
+				 ld->file, ld->d))
+		ld->errors++;
+	if ((x = yaml_tree_get(v, "allow_plain")))
+		s_bool(ld, x, "allow_plain", &ld->conf->allow_plain);
+	if ((x = yaml_tree_get(v, "curve")))
+		s_curve(ld, x);
+}
+
+/* True when host (len bytes; IPv6 possibly in brackets) is a loopback address. */
+static bool s_loopback_host(const char *host, size_t len)
+{
+	char buf[64];
+	struct in_addr v4;
+	struct in6_addr v6;
+
+	if (len >= 2 && host[0] == '[' && host[len - 1] == ']')
+		host++, len -= 2;
+	if (len == 0 || len >= sizeof buf)
+		return false;
+	memcpy(buf, host, len);
+	buf[len] = '\0';
+	if (!strcmp(buf, "localhost"))
+		return true;
+	if (inet_pton(AF_INET, buf, &v4) == 1)
+		return (ntohl(v4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, buf, &v6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&v6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+	return false; /* '*', 0.0.0.0, an interface or host name: reachable, or may be */
+}
+
+/* True when a ZeroMQ endpoint kanald binds is off or reachable from this host only. */
+static bool s_endpoint_local(const char *endpoint)
+{
+	const char *colon;
+
+	if (!endpoint || !*endpoint || !strncmp(endpoint, "ipc://", 6) ||
+	    !strncmp(endpoint, "inproc://", 9))
+		return true;
+	if (strncmp(endpoint, "tcp://", 6))
+		return false;
+	colon = strrchr(endpoint + 6, ':');
+	return colon && s_loopback_host(endpoint + 6, (size_t)(colon - (endpoint + 6)));
+}
+
+/* The same for the admin HTTP address, http://HOST:PORT[/…]. */
+static bool s_http_local(const char *url)
+{
+	const char *host, *end;
+
+	if (!url || !*url)
+		return true;
+	host = url + 7;
+	if (*host == '[')
+		end = strchr(host, ']') ? strchr(host, ']') + 1 : host + strlen(host);
+	else
+		end = host + strcspn(host, ":/");
+	return s_loopback_host(host, (size_t)(end - host));
+}
+
+/* Refuses endpoints that would take unauthenticated connections from the network: a
+ * gateway or stream beyond loopback without CURVE, the admin socket beyond loopback (it
+ * has no CURVE), the admin HTTP API beyond loopback without a token — unless
+ * security.allow_plain says the operator wants exactly that. */
+static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
+{
+	const conf_t *conf = ld->conf;
+	const ynode_t *eps = yaml_tree_get(root, "endpoints"), *x;
+	static const char *const hint = "configure security.curve (docs/security.md), bind "
+					"it to 127.0.0.1, or set security.allow_plain: true";
+
+	if (!eps || eps->kind != YNODE_MAPPING || conf->allow_plain)
+		return; /* the defaults are all on 127.0.0.1 */
+	if ((x = yaml_tree_get(eps, "gateway")) && !conf->curve &&
+	    !s_endpoint_local(conf->gateway_endpoint))
+		s_err(ld, x, "'gateway': %s would take events from the network without "
+			     "authentication: %s", conf->gateway_endpoint, hint);
+	if ((x = yaml_tree_get(eps, "stream")) && !conf->curve &&
+	    !s_endpoint_local(conf->stream_endpoint))
+		s_err(ld, x, "'stream': %s would show the event stream to the network without "
+			     "authentication: %s", conf->stream_endpoint, hint);
+	if ((x = yaml_tree_get(eps, "admin")) && !s_endpoint_local(conf->admin_endpoint))
+		s_err(ld, x, "'admin': %s would take admin commands from the network without "
+			     "authentication (the admin socket has no CURVE): bind it to "
+			     "127.0.0.1 or ipc://PATH, or set security.allow_plain: true",
+		      conf->admin_endpoint);
+	if ((x = yaml_tree_get(eps, "admin_http")) && !conf->admin_token_file &&
+	    !s_http_local(conf->admin_http))
+		s_err(ld, x, "'admin_http': %s would take admin requests from the network "
+			     "without a token: set endpoints.admin_token_file, bind it to "
+			     "127.0.0.1, or set security.allow_plain: true", conf->admin_http);
 }
 
 /* ---- the whole file ----------------------------------------------------------------- */
@@ -722,6 +1085,10 @@ static void s_walk(loader_t *ld, const ynode_t *root)
 		s_journal(ld, x);
 	if ((x = yaml_tree_get(root, "instances")))
 		s_instances(ld, x);
+	/* security before the endpoint check: curve and allow_plain decide what may bind. */
+	if ((x = yaml_tree_get(root, "security")))
+		s_security(ld, x);
+	s_plain_endpoints(ld, root);
 }
 
 /* The folder of `path` as written ("." when it has none). Returns a new string or NULL. */
@@ -797,6 +1164,7 @@ void conf_destroy(conf_t **conf_p)
 
 	if (!conf_p || !*conf_p)
 		return;
+	explicit_bzero((*conf_p)->curve_secret_key, sizeof (*conf_p)->curve_secret_key);
 	store = (*conf_p)->strings;
 	if (store) {
 		for (i = 0; i < store->n; i++)
@@ -806,6 +1174,16 @@ void conf_destroy(conf_t **conf_p)
 	}
 	free(*conf_p);
 	*conf_p = NULL;
+}
+
+const conf_client_t *conf_client(const conf_t *conf, const char *name)
+{
+	if (!conf || !name)
+		return NULL;
+	for (size_t i = 0; i < conf->n_clients; i++)
+		if (conf->clients[i].name && !strcmp(conf->clients[i].name, name))
+			return &conf->clients[i];
+	return NULL;
 }
 
 const conf_instance_t *conf_instance(const conf_t *conf, const char *name)

@@ -22,7 +22,25 @@ typedef struct conf_instance {
 	int64_t deadline_ms; /* process isolation: the longest a callback may take before the
 			      * plugin host is killed and restarted (`deadline`, default 30 s) */
 	int line, column;    /* of the instance's entry */
+	/* `acl: {emit: [type patterns]}`: what the instance may emit (acl.c); without an
+	 * `acl` it may emit anything. */
+	bool has_acl;
+	char **acl_emit;
+	size_t n_acl_emit;
 } conf_instance_t;
+
+/* An external client allowed to connect to the CURVE gateway and stream
+ * (`security.curve.clients`): its name (the ZAP user id), its public key, the event types
+ * it may hand in and the stream topic prefixes it may subscribe to. */
+typedef struct conf_client {
+	char *name;
+	char public_key[41]; /* Z85 */
+	char **emit;         /* type patterns, as in routes (routes_type_matches) */
+	size_t n_emit;
+	char **subscribe;    /* topic prefixes; "*" is every topic */
+	size_t n_subscribe;
+	int line, column;
+} conf_client_t;
 
 typedef struct conf {
 	char *file;             /* path as given */
@@ -52,6 +70,16 @@ typedef struct conf {
 	bool journal_sync_power;   /* journal.sync: power (synchronous=FULL) or process */
 	int64_t journal_retention_ms;
 	int64_t dedupe_window_ms;
+	/* security (docs/security.md): with `curve` the gateway and the stream speak CURVE
+	 * and only the listed clients' keys get in (zap.c); `allow_plain` lets an endpoint
+	 * without CURVE bind beyond loopback. */
+	bool curve;
+	char *curve_secret_key_file;
+	char curve_secret_key[41];  /* Z85; wiped by conf_destroy */
+	char curve_public_key[41];  /* Z85, derived from the secret key */
+	conf_client_t *clients;
+	size_t n_clients;
+	bool allow_plain;
 	void *strings;          /* private storage */
 } conf_t;
 
@@ -59,6 +87,15 @@ typedef struct conf {
  * KANAL_ECONFIG with every error in d. Ownership: *out is new. */
 int conf_load(const char *path, conf_t **out, diag_t *d);
 void conf_destroy(conf_t **conf_p);
+
+/* Finds an external (CURVE) client by name or returns NULL. */
+const conf_client_t *conf_client(const conf_t *conf, const char *name);
+
+/* Reads a CURVE key file written by `kanalctl keygen` (comment lines starting "# ", then
+ * one 40-character Z85 key) into key[41]. When `secret`, the file must be readable by its
+ * owner only. Returns 0, or -1 with the reason in why. */
+int conf_read_curve_key(const char *path, bool secret, char key[41], char *why,
+			size_t why_size);
 
 /* Finds an instance by name or returns NULL. */
 const conf_instance_t *conf_instance(const conf_t *conf, const char *name);

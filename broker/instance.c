@@ -16,6 +16,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "acl.h"
 #include "bus.h"
 #include "instance.h"
 #include "isolation.h"
@@ -136,6 +137,39 @@ static int s_wait_emit(instance_t *inst, void *buf, size_t size, int64_t wait_ms
 	return s_recv(inst->emit_sock, buf, size, ZMQ_DONTWAIT);
 }
 
+/* Refuses an emit the instance's acl does not allow: logged, counted, and reported to the
+ * router as an `acl.denied` notice, which it publishes on the event stream. */
+static void s_acl_refused(instance_t *inst, const kanal_msg_t *msg)
+{
+	const char *type = kanal_msg_type(msg) ? kanal_msg_type(msg) : "";
+	bus_notice_t nt;
+	json_t *extra;
+	char *text;
+
+	__atomic_add_fetch(&inst->acl_denied, 1, __ATOMIC_RELAXED);
+	log_warn(inst->name, "refused an emitted event of type '%s': not in the instance's "
+			     "acl.emit list", type);
+	/* The notice has a fixed size: a type too long for it is cut, not dropped. */
+	extra = acl_denied_extra(inst->name, "instance", "emit", type);
+	text = extra ? json_dumps(extra, JSON_COMPACT) : NULL;
+	if (text && strlen(text) >= sizeof nt.detail) {
+		char cut[64];
+		free(text);
+		json_decref(extra);
+		snprintf(cut, sizeof cut, "%.40s...", type);
+		extra = acl_denied_extra(inst->name, "instance", "emit", cut);
+		text = extra ? json_dumps(extra, JSON_COMPACT) : NULL;
+	}
+	json_decref(extra);
+	memset(&nt, 0, sizeof nt);
+	nt.cmd = BUS_NOTICE;
+	snprintf(nt.kind, sizeof nt.kind, "acl.denied");
+	snprintf(nt.detail, sizeof nt.detail, "%s",
+		 text && strlen(text) < sizeof nt.detail ? text : "{}");
+	free(text);
+	s_send(inst->emit_sock, &nt, sizeof nt);
+}
+
 static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 {
 	instance_t *inst = ctx->host;
@@ -165,6 +199,12 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 			rc = KANAL_EINVALID;
 			goto fail;
 		}
+	}
+	if (inst->has_acl && !acl_type_allowed(inst->acl_emit, inst->n_acl_emit,
+					       kanal_msg_type(msg))) {
+		s_acl_refused(inst, msg);
+		rc = KANAL_EFORBIDDEN;
+		goto fail;
 	}
 	if (inst->max_event_bytes > 0 && kanal_msg_size(msg) > (size_t)inst->max_event_bytes) {
 		log_warn(inst->name, "emitted event %s is larger than max_event_size (%lld bytes)",
@@ -367,6 +407,9 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 	pthread_cond_init(&inst->cv, NULL);
 	inst->index = index;
 	inst->max_event_bytes = conf->max_event_bytes;
+	inst->has_acl = ci->has_acl;
+	inst->acl_emit = ci->acl_emit;
+	inst->n_acl_emit = ci->n_acl_emit;
 	inst->name = strdup(ci->name);
 	if (!inst->name) {
 		rc = KANAL_ENOMEM;

@@ -27,6 +27,12 @@ typedef struct instance {
 	void *state;
 	bool inited;
 	int64_t max_event_bytes;
+	/* `acl: {emit: […]}` (borrowed from the config, which outlives the instance): the
+	 * type patterns it may emit, checked in kanal_emit (acl.c). */
+	bool has_acl;
+	char *const *acl_emit;
+	size_t n_acl_emit;
+	uint64_t acl_denied; /* emits the acl refused; atomic (the router reads it) */
 	/* `isolation: process`: the plugin runs in a plugin host and this instance's thread is
 	 * its proxy (isolation.c); NULL for a plugin on the thread itself. */
 	struct isolation *iso;

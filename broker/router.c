@@ -44,6 +44,8 @@
 #include "privacy.h"
 #include "router.h"
 #include "stream.h"
+#include "acl.h"
+#include "zap.h"
 
 #define MAX_ERRORS 10 /* attempt errors kept per delivery */
 
@@ -179,6 +181,9 @@ struct router {
 	void *deliver_sock, *emit_sock, *gateway_sock, *admin_sock;
 	void *ctl_main, *ctl_router; /* PAIR: main thread ↔ router thread */
 	stream_t *stream;
+	zap_t *zap;                  /* CURVE on: the ZAP handler (zap.c), else NULL */
+	const char *gateway_client;  /* CURVE on: the client whose request is being read */
+	uint64_t acl_denied;         /* gateway events refused by a client's emit list */
 	deadletter_t *deadletter;
 	char endpoints_path[1024];
 	char gateway_endpoint[256], admin_endpoint[256];
@@ -1741,12 +1746,53 @@ static json_t *s_result(const char *id, const char *status, const char *reason)
 	return o;
 }
 
+/* With CURVE on, whether the client whose request is being read may hand in events of
+ * `type` (its `emit` list, acl.c). Without CURVE every sender may. */
+static bool s_gateway_allows(router_t *r, const char *type)
+{
+	const conf_client_t *c;
+
+	if (!r->zap)
+		return true;
+	c = conf_client(r->conf, r->gateway_client);
+	return c && acl_type_allowed(c->emit, c->n_emit, type);
+}
+
+/* Refuses an event of `type` from the current gateway client: counted, logged, published
+ * as acl.denied, and answered "forbidden" with the reason in `reason`. */
+static void s_gateway_forbid(router_t *r, const char *type, char *reason, size_t size)
+{
+	const char *who = r->gateway_client && *r->gateway_client ? r->gateway_client : "?";
+
+	r->acl_denied++;
+	snprintf(reason, size, "client '%s' may not emit events of type '%s' (its emit list in "
+			       "security.curve.clients)", who, type ? type : "");
+	log_warn("gateway", "refused an event of type '%s' from client '%s': not in its emit "
+			    "list", type ? type : "", who);
+	S_PUBLISH(r, "acl.denied", who, NULL, acl_denied_extra(who, "gateway", "emit", type));
+}
+
+/* The sum of every ACL refusal: gateway events, stream subscriptions, instance emits. */
+static uint64_t s_acl_denied(const router_t *r)
+{
+	uint64_t n = r->acl_denied + stream_acl_denied(r->stream);
+
+	for (size_t i = 0; i < r->n_instances; i++)
+		n += __atomic_load_n(&r->instances[i]->acl_denied, __ATOMIC_RELAXED);
+	return n;
+}
+
 static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 {
 	char id[256], attr[64];
 	int rc;
 
 	snprintf(id, sizeof id, "%s", kanal_msg_id(*msg_p));
+	if (!s_gateway_allows(r, kanal_msg_type(*msg_p))) {
+		char reason[400];
+		s_gateway_forbid(r, kanal_msg_type(*msg_p), reason, sizeof reason);
+		return s_result(id, "forbidden", reason);
+	}
 	if (privacy_context_cpr(*msg_p, attr, sizeof attr)) {
 		char reason[320];
 		r->invalid++;
@@ -1820,6 +1866,16 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 		/* Each element obeys the single-event rules too; a batch is all or nothing. */
 		for (size_t i = 0; i < batch->count; i++) {
 			char attr[64];
+			if (!s_gateway_allows(r, kanal_msg_type(batch->msgs[i]))) {
+				char why[400];
+				s_gateway_forbid(r, kanal_msg_type(batch->msgs[i]), why, sizeof why);
+				for (size_t k = 0; k < batch->count; k++)
+					json_array_append_new(results,
+						s_result(kanal_msg_id(batch->msgs[k]), "forbidden",
+							 k == i ? why : "batch rejected"));
+				kanal_batch_destroy(&batch);
+				return results;
+			}
 			bool big = kanal_msg_size(batch->msgs[i]) > (size_t)r->conf->max_event_bytes;
 			if (big || privacy_context_cpr(batch->msgs[i], attr, sizeof attr)) {
 				char why[200];
@@ -1908,9 +1964,13 @@ static void s_on_gateway(router_t *r)
 			s_send_reply(r, parts, keep, bad, NULL);
 			continue;
 		}
+		/* With CURVE on, the ZAP handler named the client (zap.c); the name lives as
+		 * long as the message, so it is forgotten before the message is closed. */
+		r->gateway_client = r->zap ? zmq_msg_gets(&parts[n - 1], "User-Id") : NULL;
 		reply = json_pack("{s:o}", "results",
 				  s_gateway_body(r, zmq_msg_data(&parts[n - 1]),
 						 zmq_msg_size(&parts[n - 1])));
+		r->gateway_client = NULL;
 		zmq_msg_close(&parts[n - 1]);
 		if (r->n_pending == r->cap_pending) {
 			size_t cap = r->cap_pending ? r->cap_pending * 2 : 16;
@@ -2231,6 +2291,12 @@ static json_t *s_status(router_t *r)
 			 "invalid", (json_int_t)r->invalid, "busy", (json_int_t)r->busy,
 			 "reloads", (json_int_t)r->reloads, "reload_failures",
 			 (json_int_t)r->reload_failures, "duplicates", (json_int_t)r->duplicates);
+		if (st) { /* security (docs/security.md): ACL refusals and refused handshakes */
+			json_t *c = json_object_get(st, "counters");
+			json_object_set_new(c, "acl_denied", json_integer((json_int_t)s_acl_denied(r)));
+			json_object_set_new(c, "connections_denied",
+					    json_integer((json_int_t)zap_denied(r->zap)));
+		}
 		if (st)
 			s_status_ops(r, st);
 		return st;
@@ -2963,6 +3029,13 @@ static void *s_bind(router_t *r, int type, const char *endpoint, char *actual, s
 		int64_t max = r->conf->max_event_bytes * 64 + 1024 * 1024;
 		zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
 	}
+	/* The gateway is the one ROUTER bound outside the process: with CURVE on it is a
+	 * CURVE server whose clients the ZAP handler admits (zap.c). */
+	if (type == ZMQ_ROUTER && actual && r->zap &&
+	    zap_secure_socket(r->zap, s, ZAP_DOMAIN_GATEWAY, err, err_size) < 0) {
+		zmq_close(s);
+		return NULL;
+	}
 	if (zmq_bind(s, endpoint) < 0)
 		goto fail;
 	if (actual) {
@@ -3055,6 +3128,12 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 	r->ctl_main = zmq_socket(zctx, ZMQ_PAIR);
 	if (!r->ctl_main || zmq_connect(r->ctl_main, BUS_CTL_ENDPOINT) < 0)
 		goto fail;
+	/* The ZAP handler first: a CURVE handshake that finds none is let through. */
+	if (conf->curve) {
+		r->zap = zap_new(zctx, conf, err, err_size);
+		if (!r->zap)
+			goto fail;
+	}
 	if (conf->gateway_endpoint && *conf->gateway_endpoint) {
 		r->gateway_sock = s_bind(r, ZMQ_ROUTER, conf->gateway_endpoint, r->gateway_endpoint,
 					 sizeof r->gateway_endpoint, err, err_size);
@@ -3067,7 +3146,7 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		if (!r->admin_sock)
 			goto fail;
 	}
-	r->stream = stream_new(zctx, conf->stream_endpoint, err, err_size);
+	r->stream = stream_new(zctx, conf, r->zap, err, err_size);
 	if (!r->stream)
 		goto fail;
 	if (s_write_endpoints(r, err, err_size) < 0)
@@ -3129,6 +3208,7 @@ void router_destroy(router_t **r_p)
 	if (r->ctl_router)
 		zmq_close(r->ctl_router);
 	stream_destroy(&r->stream);
+	zap_destroy(&r->zap); /* after the CURVE sockets it serves */
 	deadletter_close(&r->deadletter);
 	s_flush_replies(r, "kanald stopped");
 	free(r->pending);

@@ -2,6 +2,8 @@
  * broker/stream.h — the event stream: an XPUB socket publishing one two-frame message per
  * happening, "<kind> <type-or-instance>" then a JSON object (docs/events.md). Nothing is
  * built when nobody subscribes. CPR numbers are masked in the payload before it leaves.
+ * Subscriptions are applied by the broker itself (ZMQ_XPUB_MANUAL), so that CURVE clients
+ * get only the topics their ACL allows (docs/security.md).
  */
 #ifndef KANAL_STREAM_H
 #define KANAL_STREAM_H
@@ -9,11 +11,18 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <kanal/kanal.h>
+#include "conf.h"
+#include "zap.h"
 
 typedef struct stream stream_t;
 
-/* Binds the stream at `endpoint` ("" or NULL: a stream that publishes nowhere). */
-stream_t *stream_new(void *zctx, const char *endpoint, char *err, size_t err_size);
+/* Binds the stream at conf->stream_endpoint ("": a stream that publishes nowhere). With
+ * `zap` (CURVE on) the socket is a CURVE server and a subscription is applied only when
+ * it stays within the subscribing client's `subscribe` prefixes (conf->clients); a refused
+ * one is counted, logged and published as `acl.denied <client>`. conf must outlive the
+ * stream. */
+stream_t *stream_new(void *zctx, const conf_t *conf, const zap_t *zap, char *err,
+		     size_t err_size);
 void stream_destroy(stream_t **s_p);
 /* The XPUB socket, to poll for subscriptions (NULL when disabled), and what to do when it
  * is readable. */
@@ -23,6 +32,8 @@ void stream_on_readable(stream_t *s);
 const char *stream_endpoint(const stream_t *s);
 /* True when at least one subscriber is connected: callers skip building payloads when not. */
 bool stream_wanted(const stream_t *s);
+/* How many subscriptions the stream refused (ACL), for `status`. */
+uint64_t stream_acl_denied(const stream_t *s);
 
 /* Publishes a happening of `kind` ("delivered") about event ev (may be NULL) with topic
  * "<kind> <tail>" where tail is the event's type unless `tail` is given. `extra` (may be

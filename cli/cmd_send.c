@@ -109,7 +109,7 @@ int cmd_send(ctl_t *ctl, int argc, char **argv)
 		ctl_error("cannot start ZeroMQ: %s", zmq_strerror(errno));
 		return CTL_EXIT_ERROR;
 	}
-	sock = ctl_connect(zctx, ZMQ_DEALER, endpoint, "gateway");
+	sock = ctl_connect_secure(ctl, zctx, ZMQ_DEALER, endpoint, "gateway");
 	if (!sock) {
 		status = CTL_EXIT_ERROR;
 		goto done;
@@ -126,7 +126,8 @@ int cmd_send(ctl_t *ctl, int argc, char **argv)
 		free(text);
 		text = NULL;
 		if (rc == KANAL_ETIMEDOUT) {
-			ctl_no_reply(ctl, "gateway", endpoint);
+			if (!ctl_curve_refused("gateway", endpoint))
+				ctl_no_reply(ctl, "gateway", endpoint);
 			status = CTL_EXIT_ERROR;
 			break;
 		}
@@ -144,8 +145,7 @@ int cmd_send(ctl_t *ctl, int argc, char **argv)
 		fflush(stdout);
 	}
 done:
-	if (sock)
-		zmq_close(sock);
+	ctl_close(sock);
 	zmq_ctx_term(zctx);
 	return status;
 }

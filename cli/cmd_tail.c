@@ -260,7 +260,7 @@ int cmd_tail(ctl_t *ctl, int argc, char **argv)
 		ctl_error("cannot start ZeroMQ: %s", zmq_strerror(errno));
 		return CTL_EXIT_ERROR;
 	}
-	sock = ctl_connect(zctx, ZMQ_SUB, endpoint, "event stream");
+	sock = ctl_connect_secure(ctl, zctx, ZMQ_SUB, endpoint, "event stream");
 	if (!sock) {
 		status = CTL_EXIT_ERROR;
 		goto done;
@@ -293,7 +293,7 @@ int cmd_tail(ctl_t *ctl, int argc, char **argv)
 			/* Silence for the whole --timeout: a success only when tail was not waiting
 			 * for a number of messages and saw something. */
 			status = (ctl->count == 0 && received > 0) ? CTL_EXIT_OK : CTL_EXIT_NO;
-			if (received == 0)
+			if (received == 0 && !ctl_curve_refused("event stream", endpoint))
 				ctl_error("nothing on the event stream at %s within %lld ms", endpoint,
 					  (long long)ctl->timeout_ms);
 			else if (ctl->count > 0)
@@ -315,8 +315,7 @@ int cmd_tail(ctl_t *ctl, int argc, char **argv)
 		received++;
 	}
 done:
-	if (sock)
-		zmq_close(sock);
+	ctl_close(sock);
 	zmq_ctx_term(zctx);
 	return status;
 }

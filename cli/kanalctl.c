@@ -49,22 +49,26 @@ static const command_t s_commands[] = {
 	  "would. The size limit is the config's max_event_bytes when -c or $KANAL_CONF\n"
 	  "names a config, else 64 KiB per event. `-` reads standard input.\n"
 	  "Exit status: 0 all valid, 1 one is invalid, 2 a file cannot be read.\n" },
-	{ "send", cmd_send, CTL_OPT_CONFIG | CTL_OPT_GATEWAY | CTL_OPT_TIMEOUT, "EVENT.json...",
+	{ "send", cmd_send, CTL_OPT_CONFIG | CTL_OPT_GATEWAY | CTL_OPT_TIMEOUT | CTL_OPT_CURVE,
+	  "EVENT.json...",
 	  "send events to kanald's gateway",
 	  "Sends each file's content (one event or a batch; `-` reads standard input) to the\n"
 	  "gateway and prints one line per event: accepted, duplicate (accepted before),\n"
 	  "invalid with the reason, busy with the delay to wait, or error.\n"
 	  "--timeout MS bounds the wait for each reply (default 5000).\n"
+	  "With CURVE on the gateway: --curve-server-key KEY --curve-key-file PREFIX.\n"
 	  "Exit status: 0 every event accepted (or a duplicate of an accepted one), 1 some\n"
 	  "event was not accepted, 2 no reply or a file cannot be read.\n" },
 	{ "tail", cmd_tail, CTL_OPT_CONFIG | CTL_OPT_STREAM | CTL_OPT_TIMEOUT | CTL_OPT_COUNT |
-				    CTL_OPT_JSON,
+				    CTL_OPT_JSON | CTL_OPT_CURVE,
 	  "[PREFIX...]", "follow kanald's event stream",
 	  "Subscribes to the event stream with the given topic prefixes (`delivered`,\n"
 	  "`dead child.`; none: everything) and prints one line per happening:\n"
 	  "  HH:MM:SS.mmm  TOPIC  id=... route=... destination=... attempt=... error=\"...\"\n"
 	  "--json prints each JSON payload instead. --count N stops after N messages.\n"
 	  "--timeout MS stops after MS of silence.\n"
+	  "With CURVE on the stream: --curve-server-key KEY --curve-key-file PREFIX; kanald\n"
+	  "then applies only the prefixes the client's subscribe list allows.\n"
 	  "Exit status: 0 when --count was reached or tail was interrupted, or (without\n"
 	  "--count) when --timeout stopped it after anything was received; 1 when --timeout\n"
 	  "ran out first; 2 bad usage.\n" },
@@ -107,6 +111,15 @@ static const command_t s_commands[] = {
 	  "Exit status: 0 answered, and every letter asked for was replayed or dropped;\n"
 	  "1 kanald said no (journal off, no such letter, a letter missing); 2 bad usage\n"
 	  "or no reply.\n" },
+	{ "keygen", cmd_keygen, CTL_OPT_OUT, "[--out PREFIX]",
+	  "make a CURVE key pair for kanald or for a client",
+	  "Writes a new CURVE key pair: PREFIX.key holds the secret key (mode 0600: keep it\n"
+	  "private) and PREFIX.pub the public key, one Z85 line each; prints the public key.\n"
+	  "PREFIX defaults to ./kanal. Existing files are never overwritten.\n"
+	  "kanald's pair: security.curve.secret_key_file names the .key file, and clients\n"
+	  "get the .pub. A client's pair: its .pub goes into security.curve.clients, and\n"
+	  "kanalctl send/tail use it with --curve-key-file PREFIX. See docs/security.md.\n"
+	  "Exit status: 0 written, 2 a file exists or cannot be written.\n" },
 };
 
 #define N_COMMANDS (sizeof s_commands / sizeof s_commands[0])
@@ -121,7 +134,8 @@ static const struct {
 	{ CTL_OPT_JSON, "--json" },        { CTL_OPT_ROUTE, "--route" },
 	{ CTL_OPT_TYPE, "--type" },        { CTL_OPT_SINCE, "--since" },
 	{ CTL_OPT_LIMIT, "--limit" },      { CTL_OPT_CLEAR, "--clear" },
-	{ CTL_OPT_ALL_MATCHING, "--all-matching" },
+	{ CTL_OPT_ALL_MATCHING, "--all-matching" }, { CTL_OPT_OUT, "--out" },
+	{ CTL_OPT_CURVE, "--curve-server-key/--curve-key-file" },
 };
 
 static void s_usage(FILE *out)
@@ -158,6 +172,11 @@ static void s_usage(FILE *out)
 		"  --limit N             dlq list: at most N (default 100)\n"
 		"  --clear               dlq show: CPR numbers in the clear (personal data!)\n"
 		"  --all-matching        dlq replay: every dead letter the filters match\n"
+		"  --out PREFIX          keygen: write PREFIX.key and PREFIX.pub\n"
+		"  --curve-server-key KEY  send, tail: kanald's CURVE public key (Z85, or its\n"
+		"                        .pub file; default $KANAL_CURVE_SERVER_KEY)\n"
+		"  --curve-key-file PREFIX send, tail: our key pair from kanalctl keygen\n"
+		"                        (default $KANAL_CURVE_KEY_FILE)\n"
 		"  -h, --help            this text; `kanalctl help COMMAND` for one command\n"
 		"  -V, --version         print the version\n"
 		"\n"
@@ -251,7 +270,8 @@ int main(int argc, char **argv)
 {
 	enum {
 		O_GATEWAY = 256, O_STREAM, O_ADMIN, O_TIMEOUT, O_COUNT, O_JSON, O_ROUTE, O_TYPE,
-		O_SINCE, O_LIMIT, O_CLEAR, O_ALL_MATCHING
+		O_SINCE, O_LIMIT, O_CLEAR, O_ALL_MATCHING, O_OUT, O_CURVE_SERVER_KEY,
+		O_CURVE_KEY_FILE
 	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -267,6 +287,9 @@ int main(int argc, char **argv)
 		{ "limit", required_argument, NULL, O_LIMIT },
 		{ "clear", no_argument, NULL, O_CLEAR },
 		{ "all-matching", no_argument, NULL, O_ALL_MATCHING },
+		{ "out", required_argument, NULL, O_OUT },
+		{ "curve-server-key", required_argument, NULL, O_CURVE_SERVER_KEY },
+		{ "curve-key-file", required_argument, NULL, O_CURVE_KEY_FILE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -338,6 +361,18 @@ int main(int argc, char **argv)
 		case O_ALL_MATCHING:
 			ctl.all_matching = true;
 			ctl.given |= CTL_OPT_ALL_MATCHING;
+			break;
+		case O_OUT:
+			ctl.out = optarg;
+			ctl.given |= CTL_OPT_OUT;
+			break;
+		case O_CURVE_SERVER_KEY:
+			ctl.curve_server_key = optarg;
+			ctl.given |= CTL_OPT_CURVE;
+			break;
+		case O_CURVE_KEY_FILE:
+			ctl.curve_key_file = optarg;
+			ctl.given |= CTL_OPT_CURVE;
 			break;
 		case 'h':
 			help = true;

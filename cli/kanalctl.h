@@ -46,6 +46,8 @@ enum {
 	CTL_OPT_LIMIT = 1 << 10,  /* --limit N (dlq list) */
 	CTL_OPT_CLEAR = 1 << 11,  /* --clear (dlq show) */
 	CTL_OPT_ALL_MATCHING = 1 << 12, /* --all-matching (dlq replay) */
+	CTL_OPT_OUT = 1 << 13,    /* --out PREFIX (keygen) */
+	CTL_OPT_CURVE = 1 << 14,  /* --curve-server-key KEY, --curve-key-file PREFIX */
 };
 
 /* The parsed command line. Strings are borrowed from argv. */
@@ -65,6 +67,9 @@ typedef struct ctl {
 	int64_t limit;             /* --limit, else 0: kanald's default */
 	bool clear;                /* --clear */
 	bool all_matching;         /* --all-matching */
+	const char *out;           /* --out PREFIX (keygen), or NULL */
+	const char *curve_server_key; /* --curve-server-key: Z85 or a .pub file, or NULL */
+	const char *curve_key_file;   /* --curve-key-file: our PREFIX(.key), or NULL */
 	unsigned given;            /* CTL_OPT_* bits of the options on the command line */
 } ctl_t;
 
@@ -79,6 +84,7 @@ int cmd_reload(ctl_t *ctl, int argc, char **argv);
 int cmd_status(ctl_t *ctl, int argc, char **argv);
 int cmd_plugin(ctl_t *ctl, int argc, char **argv);
 int cmd_dlq(ctl_t *ctl, int argc, char **argv);
+int cmd_keygen(ctl_t *ctl, int argc, char **argv);
 
 /* ---- Helpers (kanalctl.c). */
 
@@ -140,6 +146,23 @@ int ctl_zmq_request(void *sock, const char *payload, size_t len, int64_t timeout
  * messages) and connects it to endpoint. Returns the socket, or NULL after printing why;
  * `what` names the peer in that message. Ownership: close it with zmq_close. */
 void *ctl_connect(void *zctx, int type, const char *endpoint, const char *what);
+
+/* ctl_connect for the gateway and the stream (cmd_keygen.c): with --curve-server-key and
+ * --curve-key-file (or $KANAL_CURVE_SERVER_KEY and $KANAL_CURVE_KEY_FILE) the socket is a
+ * CURVE client with our key pair, else plain. Returns the socket, or NULL after printing
+ * why. Ownership: close it with zmq_close. */
+void *ctl_connect_secure(const ctl_t *ctl, void *zctx, int type, const char *endpoint,
+			 const char *what);
+
+/* After a request went unanswered on a socket from ctl_connect_secure: when the peer
+ * refused our CURVE handshake, prints why (our key is not on its allow-list, or the
+ * server key is wrong) and returns true; else returns false and prints nothing. */
+bool ctl_curve_refused(const char *what, const char *endpoint);
+
+/* Closes a socket from ctl_connect_secure (or ctl_connect) and the handshake monitor
+ * ctl_connect_secure may have opened: the ZeroMQ context cannot end while it is open.
+ * Accepts NULL. */
+void ctl_close(void *sock);
 
 /* Monotonic milliseconds. */
 int64_t ctl_now_ms(void);

@@ -31,7 +31,8 @@ extern "C" {
 	X(ETHREAD, 15, "called from outside the instance's thread")                       \
 	X(EDUPLICATE, 16, "duplicate event")                                              \
 	X(ESTATE, 17, "not allowed in the current state")                                 \
-	X(EPLUGIN, 18, "plugin failed")
+	X(EPLUGIN, 18, "plugin failed")                                                   \
+	X(EFORBIDDEN, 19, "not allowed by the access-control list")
 
 typedef enum kanal_errno {
 	KANAL_OK_ = 0,

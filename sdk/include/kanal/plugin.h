@@ -145,7 +145,8 @@ int64_t kanal_now_ms(void);
  * KANAL_EBUSY when the bus applies backpressure (a destination's queue is full; try again
  * later — the event was not accepted), KANAL_EINVALID when the event fails validation (a
  * CPR number in a context attribute is refused too), KANAL_ETOOBIG when it is larger than
- * the broker's max_event_size, KANAL_ECLOSED when the bus is shutting down, KANAL_ESTATE
+ * the broker's max_event_size, KANAL_EFORBIDDEN when the instance's ACL (acl.emit in
+ * kanald.yaml) does not allow its type, KANAL_ECLOSED when the bus is shutting down, KANAL_ESTATE
  * when called before start, KANAL_ETHREAD off the instance's thread. An event the bus has
  * accepted is never refused afterwards (docs/design/emit-and-backpressure.md).
  * Ownership: takes *msg_p, always, and sets it to NULL. */

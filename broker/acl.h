@@ -1,0 +1,38 @@
+/*
+ * broker/acl.h — access-control lists: which event types a plugin instance or an external
+ * CURVE client may emit, and which stream topics a client may subscribe to.
+ *
+ * The lists come from kanald.yaml (conf.c: `instances[].acl.emit`,
+ * `security.curve.clients[].emit` and `.subscribe`). Type patterns match as in the routing
+ * files (routes_type_matches: `child.>`, `post.*.sent`); subscribe entries are topic
+ * prefixes as a SUB socket gives them. The places that enforce the lists are the instance
+ * emit (instance.c), the gateway (router.c) and the event stream (stream.c); each refusal
+ * is counted and published on the stream as `acl.denied <who>` with acl_denied_extra.
+ */
+#ifndef KANAL_ACL_H
+#define KANAL_ACL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Checks the form of a type pattern: dot-separated tokens of a-z, 0-9, '_' and '-', or a
+ * whole '*' (one token) or a last '>' (the rest). Returns true, or false with the reason
+ * in why. */
+bool acl_pattern_valid(const char *pattern, char *why, size_t why_size);
+
+/* True when `type` matches one of the n patterns. A NULL type matches nothing. */
+bool acl_type_allowed(char *const *patterns, size_t n, const char *type);
+
+/* True when a subscription to `topic` (len bytes, not NUL-terminated) stays within one of
+ * the n allowed prefixes: the topic starts with the prefix, so it can only narrow it.
+ * A prefix "*" allows every subscription, the empty one ("everything") included. */
+bool acl_topic_allowed(char *const *prefixes, size_t n, const char *topic, size_t len);
+
+/* The payload of an `acl.denied` happening: who was refused (an instance or client name),
+ * where (`via`: "instance", "gateway" or "stream"), what it tried ("emit" or "subscribe")
+ * and the event type or topic. No event data, no key. Returns a new reference or NULL. */
+json_t *acl_denied_extra(const char *who, const char *via, const char *what,
+			 const char *type);
+
+#endif
