@@ -26,6 +26,8 @@ secret >"$VAR/secrets/daycare.token"
 secret >"$VAR/secrets/hr.password"
 secret >"$VAR/secrets/calendar.password"
 secret >"$VAR/secrets/digitalpost.token"
+secret >"$VAR/secrets/http-token"
+printf 'vendor-demo %s\n' "$(cat "$VAR/secrets/http-token")" >"$VAR/secrets/http-tokens"
 umask 022
 
 # Radicale: htpasswd auth; the service user "kanal" may write every calendar.
@@ -95,6 +97,10 @@ echo "  upstream systems: daycare :7711, HR :7712, CPR :7713, Digital Post :7714
 echo "                    Radicale CalDAV :7715 (real)"
 echo "  kanald:           $CONF with routes/municipal.yaml; dashboard http://127.0.0.1:7703/"
 echo "  logs:             $VAR/kanald.log, $VAR/sims/, CPR audit $VAR/cpr-audit.log"
+echo "  a vendor over HTTP (in another terminal, while the demo runs):"
+echo "    curl -H \"Authorization: Bearer \$(cat $VAR/secrets/http-token)\" \\"
+echo "         -H 'Content-Type: application/cloudevents+json' \\"
+echo "         --data @examples/demo/vendor-event.json http://127.0.0.1:7704/events"
 echo "  Ctrl-C stops the demo and prints what happened."
 echo
 

@@ -393,6 +393,7 @@ static char *s_conf(fixture_t *f)
 		{ "tcp://127.0.0.1:7701", "tcp://127.0.0.1:0" },
 		{ "tcp://127.0.0.1:7702", "tcp://127.0.0.1:0" },
 		{ "http://127.0.0.1:7703", "http://127.0.0.1:0" },
+		{ "listen: 127.0.0.1:7704", "listen: 127.0.0.1:0" },
 		{ "http://127.0.0.1:7711", f->sim[SIM_DAYCARE]->url },
 		{ "http://127.0.0.1:7712", f->sim[SIM_HR]->url },
 		{ "http://127.0.0.1:7713", f->sim[SIM_CPR]->url },
@@ -494,7 +495,8 @@ static bool s_setup(fixture_t *f, const char *tag)
 	    !s_write_secret(f->kd, "daycare.token", f->daycare_token) ||
 	    !s_write_secret(f->kd, "hr.password", f->hr_password) ||
 	    !s_write_secret(f->kd, "calendar.password", f->cal_password) ||
-	    !s_write_secret(f->kd, "digitalpost.token", f->dp_token))
+	    !s_write_secret(f->kd, "digitalpost.token", f->dp_token) ||
+	    !s_write_secret(f->kd, "http-tokens", "vendor-test 0123456789abcdef0123456789abcdef"))
 		goto fail;
 	snprintf(f->key_path, sizeof f->key_path, "%s", kd_path(f->kd, "secrets/pseudonym.key"));
 	if (kd_launch(f->kd) != 0) {
