@@ -180,6 +180,12 @@ static int s_record(sink_t *s, const kanal_msg_t *msg)
 
 	if (s->format == SINK_JSON) {
 		text = kanal_msg_to_json(msg, &text_len);
+		/* One event per line: the bus keeps data byte for byte, line breaks between its
+		 * tokens included. A raw line break in valid JSON can only be such whitespace
+		 * (inside a string it is escaped), so a space keeps the meaning. */
+		for (size_t i = 0; text && i < text_len; i++)
+			if (text[i] == '\n' || text[i] == '\r')
+				text[i] = ' ';
 	} else {
 		text = s_format_line(msg);
 		text_len = text ? strlen(text) : 0;
