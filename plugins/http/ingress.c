@@ -186,8 +186,15 @@ typedef struct req {
 	size_t len, cap;
 	bool too_big;
 	bool answered;              /* a response was queued before the body was read */
+	bool auth_pending;          /* the token is checked once the body is read */
+	size_t seen;                /* body bytes received, kept or not */
 	const tokens_client_t *client;
 } req_t;
+
+/* A client that sends a refused body anyway (no `Expect: 100-continue`) has it read and
+ * thrown away up to this many bytes (4 × max_body, at least 8 MiB), so that it reads our
+ * 401 or 413 instead of a reset connection; beyond it the connection is closed. */
+#define DISCARD_MAX(ing) ((ing)->max_body * 4 > (8u << 20) ? (ing)->max_body * 4 : (8u << 20))
 
 /* ---- answers ------------------------------------------------------------------------------ */
 
@@ -627,7 +634,12 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 		if (!(rq = calloc(1, sizeof *rq)))
 			return MHD_NO;
 		*con_cls = rq;
-		/* What can be answered from the headers is answered before the body is read. */
+		/* What can be answered from the headers is answered before the body is read —
+		 * at once when the client waits for that (Expect: 100-continue) or the body is
+		 * absurdly large; otherwise after reading and discarding the body, since a
+		 * client still sending would see a reset instead of the answer. */
+		const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+		bool waits = expect && strcasestr(expect, "100-continue");
 		rq->answered = true;
 		if (strcmp(url, ing->path))
 			return s_fail(ing, conn, MHD_HTTP_NOT_FOUND, NULL, -1,
@@ -635,14 +647,16 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 		if (strcmp(method, MHD_HTTP_METHOD_POST))
 			return s_fail(ing, conn, MHD_HTTP_METHOD_NOT_ALLOWED, NULL, -1,
 				      "%s is not allowed: post events to %s", method, ing->path);
-		if (ing->tokens && !(rq->client = s_authenticate(ing, conn, &answer)))
-			return answer;
 		clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						    MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (clen && strtoull(clen, NULL, 10) > ing->max_body)
+		if (clen && (waits || strtoull(clen, NULL, 10) > DISCARD_MAX(ing)) &&
+		    strtoull(clen, NULL, 10) > ing->max_body)
 			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
 				      "the body (%s bytes) is larger than max_body (%zu bytes)", clen,
 				      ing->max_body);
+		if (ing->tokens && waits && !(rq->client = s_authenticate(ing, conn, &answer)))
+			return answer;
+		rq->auth_pending = ing->tokens && !waits;
 		rq->answered = false;
 		return MHD_YES;
 	}
@@ -650,6 +664,9 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 		size_t add = *upload_size;
 
 		*upload_size = 0;
+		rq->seen += add;
+		if (rq->seen > DISCARD_MAX(ing) && !rq->answered)
+			return MHD_NO; /* not worth reading to the end: close */
 		if (rq->answered || rq->too_big)
 			return MHD_YES;
 		if (rq->len + add > ing->max_body) {
@@ -677,6 +694,11 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 	if (rq->answered)
 		return MHD_YES;
 	rq->answered = true;
+	if (rq->auth_pending) {
+		enum MHD_Result answer;
+		if (!(rq->client = s_authenticate(ing, conn, &answer)))
+			return answer;
+	}
 	if (rq->too_big)
 		return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
 			      "the body is larger than max_body (%zu bytes)", ing->max_body);

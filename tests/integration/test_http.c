@@ -516,6 +516,18 @@ static void test_oversized_requests_get_413(void)
 	CU_ASSERT_EQUAL(a.status, 413);
 	CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "max_body"));
 	s_answer_clear(&a);
+	/* A body far larger than the socket buffers, sent without waiting for 100-continue:
+	 * the client still reads the 413 rather than a reset connection. */
+	{
+		size_t big = 2u << 20;
+		char *body = malloc(big);
+		REQUIRE(body != NULL);
+		memset(body, 'x', big);
+		a = s_post(url, s_batch, body, big);
+		free(body);
+		CU_ASSERT_EQUAL(a.status, 413);
+		s_answer_clear(&a);
+	}
 	/* A small one still passes, and is the only one delivered. */
 	a = s_post_text(url, s_structured,
 			"{\"specversion\":\"1.0\",\"id\":\"small\",\"source\":\"v\",\"type\":\"a.b\"}");
