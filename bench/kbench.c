@@ -12,7 +12,8 @@
  *   kbench gwload ENDPOINT COUNT SIZE BATCH           the gateway client (a helper process)
  *
  * Environment: FULL=1 is --full; BENCH_REPS=N overrides the repetitions; BENCH_ONLY=text
- * runs only the rows whose id contains text; KANAL_BENCH_KEEP=1 keeps the scratch folders.
+ * runs only the rows whose id contains text (several texts: comma-separated, any of them);
+ * KANAL_BENCH_KEEP=1 keeps the scratch folders.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -595,6 +596,31 @@ static void s_usage(void)
 			"       kbench gwload ENDPOINT COUNT SIZE BATCH\n");
 }
 
+/* Whether BENCH_ONLY selects the row `id`: no BENCH_ONLY selects all; otherwise any of its
+ * comma-separated texts must occur in the id. */
+static bool s_selected(const char *only, const char *id)
+{
+	const char *p = only;
+
+	if (!only || !*only)
+		return true;
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		char part[64];
+
+		if (len && len < sizeof part) {
+			memcpy(part, p, len);
+			part[len] = '\0';
+			if (strstr(id, part))
+				return true;
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	bench_params_t p = { 0 };
@@ -663,7 +689,7 @@ int main(int argc, char **argv)
 		s_rows[i].spec = &s_specs[i];
 	for (int rep = 0; rep < p.reps; rep++)
 		for (size_t i = 0; i < N_SPECS; i++)
-			if (!p.only || strstr(s_specs[i].id, p.only))
+			if (s_selected(p.only, s_specs[i].id))
 				s_run_rep(&p, &s_rows[i], rep);
 	for (size_t i = 0; i < N_SPECS; i++)
 		if (s_rows[i].ran)

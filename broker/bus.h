@@ -41,8 +41,13 @@
 #define BUS_EMIT_WINDOW 256
 /* How long kanal_emit waits for the window to open before answering KANAL_EBUSY. */
 #define BUS_EMIT_WAIT_MS 200
-/* Deliveries the router keeps in flight to one instance. */
-#define BUS_DELIVER_WINDOW 32
+/* Deliveries the router keeps in flight to one instance. A full destination holds its
+ * queue plus this many; tests/integration/test_kanald.c states its refusal bounds from it.
+ * 128 lets the instance thread find a whole batch waiting when it wakes (32 made it sleep
+ * and wake every 16 deliveries under a flood; docs/design/bus-batching.md). */
+#ifndef BUS_DELIVER_WINDOW /* -DBUS_DELIVER_WINDOW=N to measure another */
+#define BUS_DELIVER_WINDOW 128
+#endif
 /* Most items in one E or D frame. */
 #define BUS_BATCH 64
 /* An instance reports outcomes in R frames of at most this many — half the window, so
@@ -50,7 +55,7 @@
  * outcome is sent at once when its on_message took BUS_RESULT_SLOW_US or more (batching a
  * slow plugin's outcomes would only delay them), and whatever is held goes out when the
  * instance has no delivery left in hand. */
-#define BUS_RESULT_BATCH (BUS_DELIVER_WINDOW / 2)
+#define BUS_RESULT_BATCH (BUS_DELIVER_WINDOW / 2 < BUS_BATCH ? BUS_DELIVER_WINDOW / 2 : BUS_BATCH)
 #define BUS_RESULT_SLOW_US 100
 
 enum bus_cmd {

@@ -1033,9 +1033,9 @@ static void s_free_stats(router_t *r)
 	r->stat_cap = r->n_stats = 0;
 }
 
-static void s_observe_latency(router_t *r, const shared_t *ev)
+static void s_observe_latency(router_t *r, const shared_t *ev, int64_t now_ms)
 {
-	double ms = (double)(kanal_now_ms() - ev->born_ms);
+	double ms = (double)(now_ms - ev->born_ms);
 	size_t i = 0;
 
 	while (i < N_LATENCY && ms > s_latency_le_ms[i])
@@ -1320,8 +1320,9 @@ static void s_on_outcome_text(router_t *r, dest_t *d, const bus_outcome_t *o, co
 {
 	delivery_t *dl = s_take_inflight(d, o->id);
 	kanal_msg_t *reply = o->reply;
+	int64_t now_ms = kanal_now_ms(); /* one clock read per outcome */
 
-	d->progress_ms = kanal_now_ms();
+	d->progress_ms = now_ms;
 	if (!dl) {
 		log_warn("router", "'%s' answered unknown delivery %llu", d->name,
 			 (unsigned long long)o->id);
@@ -1360,7 +1361,7 @@ static void s_on_outcome_text(router_t *r, dest_t *d, const bus_outcome_t *o, co
 		if (dl->flow && dl->flow->route->stat)
 			dl->flow->route->stat->delivered++;
 		if (dl->kind != DL_ENRICH && dl->kind != DL_REQUEST)
-			s_observe_latency(r, dl->ev);
+			s_observe_latency(r, dl->ev, now_ms);
 		S_PUBLISH(r, "delivered", NULL, dl->ev->msg, s_dl_json(dl));
 		if (dl->kind == DL_PRIMARY && dl->flow)
 			s_flow_primary_done(r, dl->flow);

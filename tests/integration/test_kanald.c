@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "bus.h" /* BUS_DELIVER_WINDOW: how many deliveries a destination has in flight */
 #include "kanald.h"
 #include "test.h"
 
@@ -623,11 +624,16 @@ static void test_gateway_busy_when_destination_full(void)
 		      "limits: { queue_max_events: 2, shutdown_deadline: 10s }\n"
 		      "journal: { mode: memory }\n"
 		      "instances:\n  - name: slow\n    plugin: sink\n"
-		      "    options: { path: '@DIR@/slow.jsonl', delay: 100ms }\n");
+		      "    options: { path: '@DIR@/slow.jsonl', delay: 20ms }\n");
 	kd = kd_start("busy", conf, "routes:\n  - name: all\n    to: slow\n");
 	free(conf);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	for (int i = 0; i < 60; i++) {
+	/* The destination holds its queue (2) and BUS_DELIVER_WINDOW in flight, and takes
+	 * 20 ms an event (short enough that what was accepted is delivered within the
+	 * shutdown deadline); send well beyond what it can hold and work off meanwhile. */
+	const int n_send = 2 + BUS_DELIVER_WINDOW + 100;
+
+	for (int i = 0; i < n_send; i++) {
 		char id[32], *e, *reply;
 		snprintf(id, sizeof id, "b-%d", i);
 		e = s_event(id, "x.y", NULL);
@@ -640,10 +646,11 @@ static void test_gateway_busy_when_destination_full(void)
 			accepted++;
 		free(reply);
 	}
-	/* The queue holds 2 and 32 are in flight at most; the rest is refused, not buffered. */
+	/* The queue holds 2 and BUS_DELIVER_WINDOW are in flight at most; the rest is refused,
+	 * not buffered. */
 	CU_ASSERT(busy > 0);
 	CU_ASSERT(accepted > 0);
-	CU_ASSERT_EQUAL(busy + accepted, 60);
+	CU_ASSERT_EQUAL(busy + accepted, n_send);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, 15000), 0);
 	/* Every accepted event was delivered (or kept), none of the refused ones. */
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "slow.jsonl")) +
@@ -757,7 +764,8 @@ static void test_full_destination_does_not_block_others(void)
 
 	free(conf);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	for (int i = 0; i < 40 && !busy; i++) {
+	/* The slow destination holds its queue (1) and BUS_DELIVER_WINDOW in flight. */
+	for (int i = 0; i < 1 + BUS_DELIVER_WINDOW + 40 && !busy; i++) {
 		char id[32], *e, *reply;
 		snprintf(id, sizeof id, "s%d", i);
 		e = s_event(id, "t.slow", NULL);
