@@ -620,45 +620,6 @@ static void s_destroy(void *state)
 	free(c);
 }
 
-/* Reads the password file: the first line, which must not be readable by group or others.
- * Returns a malloc'd password or NULL with the error set. */
-static char *s_read_password(kanal_ctx_t *ctx, const char *path)
-{
-	struct stat sb;
-	char buf[1024];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0) {
-		kanal_set_error(ctx, "option 'password_file': cannot open '%s': %s", path,
-				strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &sb) != 0 || (sb.st_mode & 077)) {
-		kanal_set_error(ctx, "option 'password_file': '%s' may be read by others (mode "
-				     "%03o); make it 0600 or 0400",
-				path, (unsigned)(sb.st_mode & 0777));
-		close(fd);
-		return NULL;
-	}
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n < 0) {
-		kanal_set_error(ctx, "option 'password_file': cannot read '%s': %s", path,
-				strerror(errno));
-		return NULL;
-	}
-	buf[n] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	{
-		char *pw = strdup(buf);
-		memset(buf, 0, sizeof buf);
-		if (!pw)
-			kanal_set_error(ctx, "out of memory");
-		return pw;
-	}
-}
-
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	calendar_t *c = calloc(1, sizeof *c);
@@ -709,7 +670,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 			kanal_set_error(ctx, "options 'password' and 'password_file': give one");
 			goto fail;
 		}
-		if (!(c->password = s_read_password(ctx, password_file)))
+		if (kc_secret_read(ctx, "password_file", password_file, &c->password) != 0)
 			goto fail;
 		o.http.password = c->password;
 	}

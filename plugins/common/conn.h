@@ -87,6 +87,13 @@ int kc_file_read(const char *dir, const char *name, char **out, size_t *len);
 int kc_state_write(kanal_ctx_t *ctx, const char *name, const void *buf, size_t len);
 int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len);
 
+/* Reads a secret (a token or password) from the file at path, for the option called
+ * `option`: the file must be private (no access for group or others: mode 0600 or 0400),
+ * and the secret is its first line (a trailing newline ignored; it must not be empty).
+ * Returns 0 and a malloc'd *out (wipe and free it when done), or KANAL_ECONFIG with the
+ * error set on ctx naming the option, the file and the cause — never the secret. */
+int kc_secret_read(kanal_ctx_t *ctx, const char *option, const char *path, char **out);
+
 /* ---- text ------------------------------------------------------------------------------ */
 
 /* Expands a template's {name} placeholders with lookup(name, arg) (NULL: the error

@@ -121,3 +121,42 @@ int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len)
 	}
 	return kc_file_read(dir, name, out, len);
 }
+
+int kc_secret_read(kanal_ctx_t *ctx, const char *option, const char *path, char **out)
+{
+	struct stat st;
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	if (stat(path, &st) != 0) {
+		kanal_set_error(ctx, "option '%s': cannot read '%s': %s", option, path,
+				strerror(errno));
+		return KANAL_ECONFIG;
+	}
+	if (st.st_mode & 077) {
+		kanal_set_error(ctx, "option '%s': '%s' may be read by others (mode %04o); make it "
+				     "0600 or 0400 (chmod 600 %s)",
+				option, path, (unsigned)(st.st_mode & 07777), path);
+		return KANAL_ECONFIG;
+	}
+	if ((rc = kc_file_read(NULL, path, &text, &len)) != 0) {
+		kanal_set_error(ctx, "option '%s': cannot read '%s': %s", option, path,
+				kanal_strerror(rc));
+		return KANAL_ECONFIG;
+	}
+	{
+		size_t first = strcspn(text, "\r\n");
+		memset(text + first, 0, len - first); /* what follows the secret goes too */
+		len = first;
+	}
+	if (len == 0) {
+		free(text);
+		kanal_set_error(ctx, "option '%s': '%s' holds no secret on its first line", option,
+				path);
+		return KANAL_ECONFIG;
+	}
+	*out = text;
+	return 0;
+}

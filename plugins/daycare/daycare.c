@@ -63,38 +63,6 @@ static const kanal_option_t s_options[] = {
 	{ .name = NULL },
 };
 
-/* Reads the first line of a secret file into a new string, without the line end. Warns
- * when group or others may read it. Returns NULL after kanal_set_error. */
-static char *s_read_secret(kanal_ctx_t *ctx, const char *option, const char *path)
-{
-	char line[4096];
-	struct stat st;
-	FILE *f = fopen(path, "r");
-	char *text;
-
-	if (!f) {
-		kanal_set_error(ctx, "option '%s': cannot read '%s': %s", option, path,
-				strerror(errno));
-		return NULL;
-	}
-	if (!fgets(line, sizeof line, f))
-		line[0] = '\0';
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
-		kanal_log(ctx, KANAL_LOG_WARN, "option '%s': '%s' may be read by others (mode %03o); "
-			  "make it 0600", option, path, (unsigned)(st.st_mode & 0777));
-	fclose(f);
-	line[strcspn(line, "\r\n")] = '\0';
-	if (!*line) {
-		kanal_set_error(ctx, "option '%s': '%s' is empty", option, path);
-		return NULL;
-	}
-	text = strdup(line);
-	memset(line, 0, sizeof line);
-	if (!text)
-		kanal_set_error(ctx, "out of memory");
-	return text;
-}
-
 static void s_destroy(void *state)
 {
 	daycare_t *d = state;
@@ -181,9 +149,9 @@ static int s_load_http(kanal_ctx_t *ctx, const kanal_config_t *cfg, daycare_t *d
 		kanal_set_error(ctx, "option 'user' needs 'password_file'");
 		return KANAL_ECONFIG;
 	}
-	if (token_file && !(secret = s_read_secret(ctx, "token_file", token_file)))
+	if (token_file && kc_secret_read(ctx, "token_file", token_file, &secret) != 0)
 		return KANAL_ECONFIG;
-	if (user && !(secret = s_read_secret(ctx, "password_file", password_file)))
+	if (user && kc_secret_read(ctx, "password_file", password_file, &secret) != 0)
 		return KANAL_ECONFIG;
 	if (o.timeout_ms < o.connect_timeout_ms || !o.connect_timeout_ms)
 		o.connect_timeout_ms = d->timeout_ms < 3000 ? d->timeout_ms : 3000;

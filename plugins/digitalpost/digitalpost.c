@@ -98,48 +98,6 @@ typedef struct dp_result {
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
-/* Reads the bearer token from path into a malloc'd string, trailing blanks cut. Refuses a
- * file others may read. Returns 0 or a negative code after kanal_set_error. */
-static int s_read_token(kanal_ctx_t *ctx, const char *path, char **out)
-{
-	struct stat stbuf;
-	char buf[DP_MAX_TOKEN + 2];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0 || fstat(fd, &stbuf) != 0) {
-		kanal_set_error(ctx, "digitalpost: token_file %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return KANAL_ECONFIG;
-	}
-	if (stbuf.st_mode & 077) {
-		kanal_set_error(ctx,
-				"digitalpost: token_file %s: mode %03o lets others read the token; "
-				"chmod 600 it",
-				path, (unsigned)(stbuf.st_mode & 0777));
-		close(fd);
-		return KANAL_ECONFIG;
-	}
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n < 0 || n > DP_MAX_TOKEN) {
-		kanal_set_error(ctx, "digitalpost: token_file %s: %s", path,
-				n < 0 ? strerror(errno) : "longer than 4096 bytes");
-		return KANAL_ECONFIG;
-	}
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		n--;
-	buf[n] = '\0';
-	if (n == 0) {
-		kanal_set_error(ctx, "digitalpost: token_file %s is empty", path);
-		return KANAL_ECONFIG;
-	}
-	*out = strdup(buf);
-	memset(buf, 0, sizeof buf);
-	return *out ? 0 : KANAL_ENOMEM;
-}
-
 /* True when the authority part at the start of `rest` (after "http://") is a loopback
  * host, with or without a port. */
 static bool s_loopback(const char *rest)
@@ -236,7 +194,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "digitalpost: give token or token_file, not both");
 		goto fail;
 	}
-	if (token_file && (rc = s_read_token(ctx, token_file, &file_token)) != 0)
+	if (token_file && (rc = kc_secret_read(ctx, "token_file", token_file, &file_token)) != 0)
 		goto fail;
 	rc = KANAL_ECONFIG;
 	if (key_file && kanal_pseudonym_key_load(key_file, &dp->key, why, sizeof why) != 0) {

@@ -96,42 +96,6 @@ static void s_destroy(void *state)
 	free(l);
 }
 
-/* Reads the bearer token from a file that only its owner may read, trailing blanks cut.
- * Returns 0, or KANAL_ECONFIG after setting the error. */
-static int s_read_token(kanal_ctx_t *ctx, letter_t *l, const char *path)
-{
-	struct stat st;
-	size_t len = 0;
-	int rc;
-
-	if (stat(path, &st) != 0) {
-		kanal_set_error(ctx, "option 'token_file': cannot read '%s': %s", path,
-				strerror(errno));
-		return KANAL_ECONFIG;
-	}
-	if (st.st_mode & 077) {
-		kanal_set_error(ctx, "option 'token_file': '%s' may be read by others (mode %03o): "
-				"make it 0600 or 0400", path, (unsigned)(st.st_mode & 0777));
-		return KANAL_ECONFIG;
-	}
-	/* kc_file_read joins "dir/name": an absolute path is "" and the rest. */
-	rc = path[0] == '/' ? kc_file_read("", path + 1, &l->token, &len)
-			    : kc_file_read(".", path, &l->token, &len);
-	if (rc != 0) {
-		kanal_set_error(ctx, "option 'token_file': cannot read '%s': %s", path,
-				kanal_strerror(rc));
-		return KANAL_ECONFIG;
-	}
-	while (len > 0 && (l->token[len - 1] == '\n' || l->token[len - 1] == '\r' ||
-			   l->token[len - 1] == ' '))
-		l->token[--len] = '\0';
-	if (len == 0) {
-		kanal_set_error(ctx, "option 'token_file': '%s' is empty", path);
-		return KANAL_ECONFIG;
-	}
-	return 0;
-}
-
 /* Checks that the spool folder exists, is a folder, and that this process can create a
  * file in it (a probe file, removed at once: a permission check alone would be wrong for
  * root, for ACLs and read-only mounts). Returns 0 or KANAL_ECONFIG after setting the error,
@@ -229,7 +193,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 			kanal_set_error(ctx, "options 'token' and 'token_file': give one, not both");
 			goto fail;
 		}
-		if (token_file && (rc = s_read_token(ctx, l, token_file)) != 0)
+		if (token_file && (rc = kc_secret_read(ctx, "token_file", token_file, &l->token)) != 0)
 			goto fail;
 		if (token && !(l->token = strdup(token))) {
 			rc = KANAL_ENOMEM;

@@ -102,50 +102,6 @@ static bool s_in(const char *const *list, const char *code)
 
 /* ---- options ------------------------------------------------------------------------------ */
 
-/* Reads the password file: it must not be open to group or others, like a key file. */
-static int s_read_password(kanal_ctx_t *ctx, const char *path, char **out)
-{
-	struct stat st;
-	char *dir, *name, *slash, *text = NULL;
-	size_t len = 0;
-	int rc;
-
-	if (stat(path, &st) != 0) {
-		kanal_set_error(ctx, "option 'password_file': cannot read '%s': %s", path,
-				strerror(errno));
-		return KANAL_ECONFIG;
-	}
-	if (st.st_mode & 077) {
-		kanal_set_error(ctx, "option 'password_file': '%s' has mode %04o; group and others "
-				"must have no access (chmod 600)", path, (unsigned)(st.st_mode & 07777));
-		return KANAL_ECONFIG;
-	}
-	if (!(dir = strdup(path)))
-		return KANAL_ENOMEM;
-	slash = strrchr(dir, '/');
-	name = slash ? slash + 1 : dir;
-	if (slash)
-		*slash = '\0';
-	rc = kc_file_read(slash ? (*dir ? dir : "/") : ".", name, &text, &len);
-	free(dir);
-	if (rc != 0) {
-		kanal_set_error(ctx, "option 'password_file': cannot read '%s': %s", path,
-				kanal_strerror(rc));
-		return KANAL_ECONFIG;
-	}
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-		text[--len] = '\0';
-	if (len == 0 || strlen(text) != len) {
-		memset(text, 0, len);
-		free(text);
-		kanal_set_error(ctx, "option 'password_file': '%s' is empty or holds a NUL byte",
-				path);
-		return KANAL_ECONFIG;
-	}
-	*out = text;
-	return 0;
-}
-
 /* Checks the numbers and the URL; sets the error and returns KANAL_ECONFIG when wrong. */
 static int s_check_options(kanal_ctx_t *ctx, const kanal_config_t *cfg, staff_t *s)
 {
@@ -241,7 +197,8 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
-	if (password_file && (rc = s_read_password(ctx, password_file, &s->password)) != 0)
+	if (password_file &&
+	    (rc = kc_secret_read(ctx, "password_file", password_file, &s->password)) != 0)
 		goto fail;
 	if (password && !(s->password = strdup(password))) {
 		rc = KANAL_ENOMEM;
