@@ -17,10 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <kanal/cpr.h>
 #include <kanal/error.h>
 #include <kanal/msg.h>
 
 #include "json_scan.h"
+#include "mpool.h"
 #include "msg_int.h"
 
 /* The attributes that may not be removed. */
@@ -33,14 +35,41 @@ static bool s_required(int index)
 
 kanal_msg_t *kanal__msg_alloc(size_t inline_cap)
 {
-	kanal_msg_t *msg = calloc(1, sizeof *msg + inline_cap);
+	size_t usable = 0;
+	kanal_msg_t *msg = kanal__mpool_alloc(sizeof *msg + inline_cap, &usable);
 
 	if (!msg)
 		return NULL;
+	memset(msg, 0, sizeof *msg);
 	msg->ext = msg->ext_inline;
 	msg->ext_cap = MSG_INLINE_EXT;
-	msg->inl_cap = inline_cap;
+	msg->inl_cap = usable - sizeof *msg;
 	return msg;
+}
+
+/* Room for n bytes in a chained block: the newest one, or a new one while the chain is
+ * under MSG_MORE_MAX. NULL: use malloc. */
+static char *s_more(kanal_msg_t *msg, size_t n)
+{
+	msg_more_t *m = msg->more;
+	size_t usable = 0;
+	char *at;
+
+	if (!m || n > m->cap - m->used) {
+		if (n > MSG_MORE_MAX || msg->more_bytes > MSG_MORE_MAX - n)
+			return NULL;
+		m = kanal__mpool_alloc(sizeof *m + n, &usable);
+		if (!m)
+			return NULL;
+		m->used = 0;
+		m->cap = usable - sizeof *m;
+		m->next = msg->more;
+		msg->more = m;
+		msg->more_bytes += usable;
+	}
+	at = m->buf + m->used;
+	m->used += n;
+	return at;
 }
 
 char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n)
@@ -50,10 +79,8 @@ char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n)
 	if (n < msg->inl_cap - msg->inl_used) {
 		copy = msg->inl + msg->inl_used;
 		msg->inl_used += n + 1;
-	} else {
-		copy = malloc(n + 1);
-		if (!copy)
-			return NULL;
+	} else if (!(copy = s_more(msg, n + 1)) && !(copy = malloc(n + 1))) {
+		return NULL;
 	}
 	memcpy(copy, p, n);
 	copy[n] = '\0';
@@ -62,8 +89,12 @@ char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n)
 
 void kanal__msg_str_free(kanal_msg_t *msg, char *p)
 {
-	if (p && (p < msg->inl || p >= msg->inl + msg->inl_cap))
-		free(p);
+	if (!p || (p >= msg->inl && p < msg->inl + msg->inl_cap))
+		return;
+	for (const msg_more_t *m = msg->more; m; m = m->next)
+		if (p >= m->buf && p < m->buf + m->cap)
+			return;
+	free(p);
 }
 
 /* ---- life cycle ---------------------------------------------------------------------- */
@@ -113,7 +144,12 @@ void kanal_msg_destroy(kanal_msg_t **msg_p)
 	if (msg->ext != msg->ext_inline)
 		free(msg->ext);
 	kanal__msg_data_release(msg);
-	free(msg);
+	while (msg->more) {
+		msg_more_t *next = msg->more->next;
+		kanal__mpool_free(msg->more);
+		msg->more = next;
+	}
+	kanal__mpool_free(msg);
 }
 
 kanal_msg_t *kanal_msg_dup(const kanal_msg_t *msg)
@@ -163,6 +199,35 @@ kanal_msg_t *kanal_msg_dup(const kanal_msg_t *msg)
 fail:
 	kanal_msg_destroy(&copy);
 	return NULL;
+}
+
+static bool s_cpr_in(const char *text, size_t len)
+{
+	size_t off, n;
+
+	return text && len >= 10 && kanal_cpr_find(text, len, &off, &n);
+}
+
+bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
+{
+	static const int core[] = { MSG_ID, MSG_SOURCE, MSG_SUBJECT, MSG_TYPE, MSG_DATASCHEMA };
+	const char *hit = NULL;
+
+	if (!msg)
+		return false;
+	for (size_t i = 0; i < sizeof core / sizeof core[0] && !hit; i++) {
+		const char *v = msg->core[core[i]];
+		if (v && s_cpr_in(v, strlen(v)))
+			hit = kanal__msg_core_name(core[i]);
+	}
+	for (size_t i = 0; i < msg->n_ext && !hit; i++) {
+		const msg_ext_t *e = &msg->ext[i];
+		if (s_cpr_in(e->text, e->text_len) || s_cpr_in(e->name, e->name_len))
+			hit = e->name;
+	}
+	if (hit && attr && size)
+		snprintf(attr, size, "%s", hit);
+	return hit != NULL;
 }
 
 void kanal_free(void *p)

@@ -23,6 +23,7 @@
 #include <kanal/msg.h>
 
 #include "json_scan.h"
+#include "mpool.h"
 #include "msg_int.h"
 
 /* Helgrind cannot see that an acquire load pairs with a release CAS; these annotations
@@ -103,9 +104,7 @@ static void s_fields_free(kanal_msg_t *msg)
 
 	while (f) {
 		msg_field_t *next = f->next;
-		free(f->path);
-		free(f->value);
-		free(f);
+		kanal__mpool_free(f); /* path and value live in the same block */
 		f = next;
 	}
 }
@@ -490,13 +489,47 @@ static int s_scan(const kanal_msg_t *msg, const char *path, size_t *start, size_
 
 /* The string at path read from the data text, decoded once and kept with the message.
  * Returns 0, KANAL_ENOTFOUND, KANAL_EINVAL (not a string), or 1 (use the tree). */
+
+/* A field read from the data text: the record, its path and its decoded value in one block
+ * of the reading thread's pool (a `where` on data reads one per event on the router). The
+ * string at data_text[start..end) is a valid JSON string (the data was checked when set):
+ * without a backslash its value is its body as it stands. NULL when out of memory. */
+static msg_field_t *s_field_new(const kanal_msg_t *msg, const char *key, size_t start,
+				size_t end)
+{
+	const char *body = msg->data_text + start + 1;
+	size_t body_len = end - start - 2, key_len = strlen(key), len = 0;
+	char *decoded = NULL;
+	const char *value = body;
+	msg_field_t *f;
+
+	if (memchr(body, '\\', body_len)) {
+		kanal__json_scan_t s;
+		kanal__json_init(&s, msg->data_text + start, end - start);
+		if (kanal__json_string(&s, &decoded, &len))
+			return NULL;
+		value = decoded;
+		body_len = len;
+	}
+	f = kanal__mpool_alloc(sizeof *f + key_len + 1 + body_len + 1, NULL);
+	if (f) {
+		f->next = NULL;
+		f->path = (char *)(f + 1);
+		memcpy(f->path, key, key_len + 1);
+		f->value = f->path + key_len + 1;
+		memcpy(f->value, value, body_len);
+		f->value[body_len] = '\0';
+	}
+	free(decoded);
+	return f;
+}
+
 static int s_scan_str(const kanal_msg_t *msg, const char *path, const char **out)
 {
 	kanal_msg_t *m = (kanal_msg_t *)msg; /* only the atomic field list is written */
 	const char *key = path ? path : "";
 	kanal__json_kind_t kind;
-	kanal__json_scan_t s;
-	size_t start, end, len;
+	size_t start, end;
 	msg_field_t *f, *head;
 	int rc;
 
@@ -515,17 +548,9 @@ static int s_scan_str(const kanal_msg_t *msg, const char *path, const char **out
 		return rc;
 	if (kind != KANAL__JSON_STRING)
 		return KANAL_EINVAL;
-	f = calloc(1, sizeof *f);
-	if (!f || !(f->path = strdup(key))) {
-		free(f);
+	f = s_field_new(msg, key, start, end);
+	if (!f)
 		return 1;
-	}
-	kanal__json_init(&s, msg->data_text + start, end - start);
-	if (kanal__json_string(&s, &f->value, &len)) {
-		free(f->path);
-		free(f);
-		return 1;
-	}
 	/* Publish it, unless a racing reader published the same field first: then every
 	 * reader gets that one copy (the pointer stays valid as long as the message). */
 	for (;;) {
@@ -537,9 +562,7 @@ static int s_scan_str(const kanal_msg_t *msg, const char *path, const char **out
 		for (g = head; g && strcmp(g->path, key); g = g->next)
 			;
 		if (g) {
-			free(f->path);
-			free(f->value);
-			free(f);
+			kanal__mpool_free(f);
 			f = g;
 			break;
 		}

@@ -49,14 +49,24 @@ typedef struct msg_ext {
 } msg_ext_t;
 
 /* A message keeps its strings — attribute values, extension names and values, the data
- * text — in its own allocation while they fit (inl[], MSG_INLINE bytes after a
+ * text — in its own allocation while they fit (inl[], MSG_INLINE bytes or more after a
  * kanal_msg_new), and its first extensions in ext_inline[]: an event built or parsed
  * takes one or two mallocs instead of a dozen, and so costs one or two frees on whichever
  * thread drops it. What does not fit is malloc'd; kanal__msg_str_free tells them apart.
  * Space given back inside inl[] is not reused (a value set again takes new space, and
  * malloc once inl[] is full). */
-#define MSG_INLINE 192
+#define MSG_INLINE 160 /* at least; the pool's 512-byte block gives ~180 */
 #define MSG_INLINE_EXT 4
+
+/* Where strings go once inl[] is full: blocks chained to the message, from the same
+ * per-thread pool (mpool.h), up to MSG_MORE_MAX bytes in all; beyond that, malloc. */
+typedef struct msg_more {
+	struct msg_more *next;
+	size_t used, cap;
+	char buf[];
+} msg_more_t;
+
+#define MSG_MORE_MAX (64u * 1024u)
 
 typedef struct msg_field {
 	struct msg_field *next;
@@ -82,18 +92,23 @@ struct kanal_msg {
 	 * changes; pushed with a compare-and-swap, as readers of a const msg may race. */
 	struct msg_field *fields;
 	msg_ext_t ext_inline[MSG_INLINE_EXT];
+	msg_more_t *more;             /* newest first */
+	size_t more_bytes;
 	size_t inl_used, inl_cap;
 	char inl[];
 };
 
-/* A new, empty message (no attributes) with room for inline_cap bytes of strings in its
- * own allocation. NULL when out of memory. */
+/* A new, empty message (no attributes) with room for at least inline_cap bytes of strings
+ * in its own allocation (a block of the per-thread pool, mpool.h; whatever the block has
+ * beyond that is inline space too). NULL when out of memory. */
 kanal_msg_t *kanal__msg_alloc(size_t inline_cap);
 
-/* A copy of p[0..n) with a NUL, inside msg when it fits, else malloc'd. NULL: no memory. */
+/* A copy of p[0..n) with a NUL, inside msg when it fits, else in a block chained to msg,
+ * else malloc'd. NULL: no memory. */
 char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n);
 
-/* Frees a string of msg's (NULL is fine): a no-op for one inside msg. */
+/* Frees a string of msg's (NULL is fine): a no-op for one inside msg or its chained
+ * blocks; free() for any other (a malloc'd string the message was given). */
 void kanal__msg_str_free(kanal_msg_t *msg, char *p);
 
 /* Names of the core attributes, indexed by MSG_ID…; "specversion" for MSG_SPECVERSION. */
@@ -145,5 +160,10 @@ int kanal__msg_data_write(const kanal_msg_t *msg, kanal__jbuf_t *b);
 
 /* Copies the data of src into dst (which has none). Returns 0 or KANAL_ENOMEM. */
 int kanal__msg_data_copy(kanal_msg_t *dst, const kanal_msg_t *src);
+
+/* True when a context attribute of msg that may be logged (id, source, subject, type,
+ * dataschema, any extension's name or value) holds a CPR number; the attribute's name is
+ * copied to attr[size]. broker/privacy.c's rule, next to the fields it reads. */
+bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size);
 
 #endif

@@ -19,6 +19,7 @@
 #include <kanal/error.h>
 #include <kanal/msg.h>
 
+#include "mpool.h"
 #include "test.h"
 
 /* An assertion with a formatted message (case ids, masked error texts). */
@@ -1481,6 +1482,119 @@ static void test_concurrent_lazy_reads(void)
 	}
 }
 
+/* ---- messages made on one thread and dropped on another ------------------------------ */
+
+#define HANDOFF_N 1000 /* within what a thread keeps of one size (512 KiB) */
+
+typedef struct handoff {
+	kanal_msg_t *msgs[HANDOFF_N];
+	size_t n;
+} handoff_t;
+
+static void *s_dropper(void *arg)
+{
+	handoff_t *h = arg;
+
+	for (size_t i = 0; i < h->n; i++)
+		kanal_msg_destroy(&h->msgs[i]);
+	return NULL;
+}
+
+/* Event i of a round: data of a size that walks every way a string is stored (inline, a
+ * chained block of each size class, plain malloc above them). */
+static kanal_msg_t *s_handoff_event(size_t i, char *pad, size_t pad_cap)
+{
+	static const size_t sizes[] = { 0, 40, 450, 1500, 4000, 7000, 20000 };
+	size_t want = sizes[i % (sizeof sizes / sizeof sizes[0])], n;
+	char id[32], *json = malloc(want + 64);
+	kanal_msg_t *msg;
+
+	snprintf(id, sizeof id, "ev-%zu", i);
+	msg = kanal_msg_new("demo.handoff", "test", id);
+	if (!msg || !json) {
+		free(json);
+		kanal_msg_destroy(&msg);
+		return NULL;
+	}
+	memset(pad, 'a' + (int)(i % 26), want < pad_cap ? want : pad_cap - 1);
+	pad[want < pad_cap ? want : pad_cap - 1] = '\0';
+	n = (size_t)snprintf(json, want + 64, "{\"i\":%zu,\"pad\":\"%s\"}", i, pad);
+	kanal_msg_set_attr(msg, "seq", id, NULL);
+	if (kanal_msg_set_data_json(msg, json, n) != 0)
+		kanal_msg_destroy(&msg);
+	free(json);
+	return msg;
+}
+
+static void test_messages_dropped_on_another_thread(void)
+{
+	static char pad[20001];
+	kanal__mpool_stats_t before, after;
+	handoff_t *h = calloc(1, sizeof *h);
+	int bad = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	kanal__mpool_stats(&before);
+	for (int round = 0; round < 3; round++) {
+		pthread_t t;
+
+		h->n = HANDOFF_N;
+		for (size_t i = 0; i < h->n; i++) {
+			int64_t got = -1;
+			const char *seq = NULL;
+			char want[32];
+
+			h->msgs[i] = s_handoff_event(i, pad, sizeof pad);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(h->msgs[i]);
+			/* What was set reads back, whichever block it landed in. */
+			snprintf(want, sizeof want, "ev-%zu", i);
+			seq = kanal_msg_attr(h->msgs[i], "seq");
+			if (kanal_msg_data_int(h->msgs[i], "i", &got) != 0 || got != (int64_t)i ||
+			    !seq || strcmp(seq, want) != 0 || strcmp(kanal_msg_id(h->msgs[i]), want))
+				bad++;
+		}
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, s_dropper, h), 0);
+		pthread_join(t, NULL);
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	kanal__mpool_stats(&after);
+	if (after.enabled) {
+		/* Rounds two and three were built from the blocks the other thread gave back. */
+		CU_ASSERT(after.reused - before.reused >= HANDOFF_N);
+	}
+	free(h);
+}
+
+/* A value replaced many times: each new copy takes new space (chained blocks, then malloc
+ * once the chain holds MSG_MORE_MAX) and the message always reads the latest. */
+static void test_value_replaced_many_times(void)
+{
+	kanal_msg_t *msg = kanal_msg_new("demo.replace", "test", "r-1");
+	char value[600], *json;
+	size_t len = 0;
+	int bad = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+	for (int i = 0; i < 1000; i++) {
+		memset(value, 'a' + i % 26, sizeof value - 1);
+		value[sizeof value - 1] = '\0';
+		snprintf(value, 16, "v%04d", i);
+		value[5] = 'x';
+		if (kanal_msg_set_attr(msg, "note", value, NULL) != 0 ||
+		    strcmp(kanal_msg_attr(msg, "note"), value) != 0)
+			bad++;
+		if (kanal_msg_set_attr(msg, "subject", value, NULL) != 0 ||
+		    strcmp(kanal_msg_subject(msg), value) != 0)
+			bad++;
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	json = kanal_msg_to_json(msg, &len);
+	CU_ASSERT_PTR_NOT_NULL(json);
+	CU_ASSERT_PTR_NOT_NULL(json && strstr(json, "\"note\":\"v0999x"));
+	kanal_free(json);
+	kanal_msg_destroy(&msg);
+}
+
 /* ---- the shipped sample events ------------------------------------------------------- */
 
 static void test_sample_events_parse(void)
@@ -1573,4 +1687,6 @@ TEST_MAIN("msg",
 	  TEST(test_uuid_v4),
 	  TEST(test_dup_is_independent),
 	  TEST(test_concurrent_lazy_reads),
+	  TEST(test_messages_dropped_on_another_thread),
+	  TEST(test_value_replaced_many_times),
 	  TEST(test_sample_events_parse))
