@@ -654,9 +654,9 @@ int main(int argc, char **argv)
 	p.reps = p.full ? 5 : 3;
 	/* Quick mode stays under three minutes on a 2-core machine; full mode takes about
 	 * twenty-five and gives tighter spreads. */
-	p.n_zmq = p.full ? 5000000 : 500000;
+	p.n_zmq = p.full ? 10000000 : 2000000;
 	p.n_sqlite = p.full ? 1000000 : 200000;
-	p.n_kanal = p.full ? 1000000 : 150000;
+	p.n_kanal = p.full ? 3000000 : 600000;
 	p.n_gateway = p.full ? 200000 : 40000;
 	p.n_peer = p.full ? 200000 : 30000;
 	p.lat_rate = 10000;

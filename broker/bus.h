@@ -38,7 +38,9 @@
 #define BUS_CTL_ENDPOINT "inproc://kanal-ctl"
 
 /* Emits an instance may have sent and not yet had acknowledged. */
+#ifndef BUS_EMIT_WINDOW /* -DBUS_EMIT_WINDOW=N to measure another */
 #define BUS_EMIT_WINDOW 256
+#endif
 /* How long kanal_emit waits for the window to open before answering KANAL_EBUSY. */
 #define BUS_EMIT_WAIT_MS 200
 /* Deliveries the router keeps in flight to one instance. A full destination holds its
