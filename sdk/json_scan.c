@@ -100,6 +100,12 @@ bool kanal__utf8_valid(const char *s, size_t len)
 
 	while (i < len) {
 		size_t n;
+		uint64_t w;
+		/* Plain ASCII, the usual attribute value, eight bytes at a time. */
+		if (i + 8 <= len && (memcpy(&w, p + i, sizeof w), !(w & 0x8080808080808080ULL))) {
+			i += 8;
+			continue;
+		}
 		if (p[i] < 0x80) {
 			i++;
 			continue;

@@ -104,10 +104,14 @@ kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id)
 	char uuid[37];
 	kanal_msg_t *msg;
 
+	size_t type_len, source_len, id_len;
+
 	if (!type || !source)
 		return NULL;
-	if (kanal__msg_check_core(MSG_TYPE, type, strlen(type)) ||
-	    kanal__msg_check_core(MSG_SOURCE, source, strlen(source)))
+	type_len = strlen(type);
+	source_len = strlen(source);
+	if (kanal__msg_check_core(MSG_TYPE, type, type_len) ||
+	    kanal__msg_check_core(MSG_SOURCE, source, source_len))
 		return NULL;
 	if (id && kanal__msg_check_core(MSG_ID, id, strlen(id)))
 		return NULL;
@@ -115,12 +119,16 @@ kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id)
 		kanal_uuid(uuid);
 		id = uuid;
 	}
+	id_len = strlen(id); /* each checked to fit core_len's 32 bits */
 	msg = kanal__msg_alloc(MSG_INLINE);
 	if (!msg)
 		return NULL;
-	msg->core[MSG_ID] = kanal__msg_str_dup(msg, id, strlen(id));
-	msg->core[MSG_SOURCE] = kanal__msg_str_dup(msg, source, strlen(source));
-	msg->core[MSG_TYPE] = kanal__msg_str_dup(msg, type, strlen(type));
+	msg->core[MSG_ID] = kanal__msg_str_dup(msg, id, id_len);
+	msg->core[MSG_SOURCE] = kanal__msg_str_dup(msg, source, source_len);
+	msg->core[MSG_TYPE] = kanal__msg_str_dup(msg, type, type_len);
+	msg->core_len[MSG_ID] = (uint32_t)id_len;
+	msg->core_len[MSG_SOURCE] = (uint32_t)source_len;
+	msg->core_len[MSG_TYPE] = (uint32_t)type_len;
 	if (!msg->core[MSG_ID] || !msg->core[MSG_SOURCE] || !msg->core[MSG_TYPE])
 		kanal_msg_destroy(&msg);
 	return msg;
@@ -162,7 +170,7 @@ kanal_msg_t *kanal_msg_dup(const kanal_msg_t *msg)
 	/* One allocation for the copy's strings, its data text included. */
 	for (i = 0; i < MSG_NCORE; i++)
 		if (msg->core[i])
-			need += strlen(msg->core[i]) + 1;
+			need += msg->core_len[i] + 1;
 	for (i = 0; i < msg->n_ext; i++)
 		need += msg->ext[i].name_len + msg->ext[i].text_len + 2;
 	if (msg->data_text)
@@ -172,8 +180,9 @@ kanal_msg_t *kanal_msg_dup(const kanal_msg_t *msg)
 		return NULL;
 	for (i = 0; i < MSG_NCORE; i++) {
 		if (msg->core[i] &&
-		    !(copy->core[i] = kanal__msg_str_dup(copy, msg->core[i], strlen(msg->core[i]))))
+		    !(copy->core[i] = kanal__msg_str_dup(copy, msg->core[i], msg->core_len[i])))
 			goto fail;
+		copy->core_len[i] = msg->core_len[i];
 	}
 	if (msg->n_ext > copy->ext_cap) {
 		copy->ext = calloc(msg->n_ext, sizeof *copy->ext);
@@ -217,7 +226,7 @@ bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 		return false;
 	for (size_t i = 0; i < sizeof core / sizeof core[0] && !hit; i++) {
 		const char *v = msg->core[core[i]];
-		if (v && s_cpr_in(v, strlen(v)))
+		if (v && s_cpr_in(v, msg->core_len[core[i]]))
 			hit = kanal__msg_core_name(core[i]);
 	}
 	for (size_t i = 0; i < msg->n_ext && !hit; i++) {
@@ -413,6 +422,7 @@ static int s_set_core(kanal_msg_t *msg, int index, const char *value, kanal_erro
 {
 	const char *name = kanal__msg_core_name(index);
 	const char *why;
+	size_t len;
 	char *copy;
 
 	if (!value) {
@@ -423,20 +433,23 @@ static int s_set_core(kanal_msg_t *msg, int index, const char *value, kanal_erro
 		}
 		kanal__msg_str_free(msg, msg->core[index]);
 		msg->core[index] = NULL;
+		msg->core_len[index] = 0;
 		return 0;
 	}
-	why = kanal__msg_check_core(index, value, strlen(value));
+	len = strlen(value);
+	why = kanal__msg_check_core(index, value, len); /* also: at most UINT32_MAX bytes */
 	if (why) {
 		kanal__msg_error(err, NULL, 0, 0, name, strlen(name), "%s", why);
 		return KANAL_EINVALID;
 	}
 	if (index == MSG_SPECVERSION)
 		return 0; /* always "1.0" */
-	copy = kanal__msg_str_dup(msg, value, strlen(value));
+	copy = kanal__msg_str_dup(msg, value, len);
 	if (!copy)
 		return KANAL_ENOMEM;
 	kanal__msg_str_free(msg, msg->core[index]);
 	msg->core[index] = copy;
+	msg->core_len[index] = (uint32_t)len;
 	return 0;
 }
 
@@ -548,7 +561,7 @@ char *kanal_msg_to_json(const kanal_msg_t *msg, size_t *len)
 		if (!msg->core[i])
 			continue;
 		s_put_key(&b, name, strlen(name));
-		kanal__jbuf_put_string(&b, msg->core[i], strlen(msg->core[i]));
+		kanal__jbuf_put_string(&b, msg->core[i], msg->core_len[i]);
 	}
 	for (i = 0; i < msg->n_ext; i++) {
 		const msg_ext_t *e = &msg->ext[i];
@@ -586,7 +599,7 @@ size_t kanal_msg_size(const kanal_msg_t *msg)
 	n = sizeof "{\"specversion\":\"1.0\"}" - 1;
 	for (i = 0; i < MSG_NCORE; i++) {
 		if (msg->core[i])
-			n += s_member_size(name_len[i], strlen(msg->core[i]), true);
+			n += s_member_size(name_len[i], msg->core_len[i], true);
 	}
 	for (i = 0; i < msg->n_ext; i++)
 		n += s_member_size(msg->ext[i].name_len, msg->ext[i].text_len,

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <kanal/cpr.h>
@@ -321,6 +322,8 @@ const char *kanal__msg_check_core(int index, const char *v, size_t len)
 			       : "must be \"1.0\" (the only CloudEvents version kanal reads)";
 	if (len == 0)
 		return "must not be empty";
+	if (len > UINT32_MAX) /* the message keeps core lengths in 32 bits */
+		return "too long";
 	if (memchr(v, '\0', len))
 		return "must not contain a NUL character";
 	if (!kanal__utf8_valid(v, len))

@@ -55,7 +55,7 @@ typedef struct msg_ext {
  * thread drops it. What does not fit is malloc'd; kanal__msg_str_free tells them apart.
  * Space given back inside inl[] is not reused (a value set again takes new space, and
  * malloc once inl[] is full). */
-#define MSG_INLINE 160 /* at least; the pool's 512-byte block gives ~180 */
+#define MSG_INLINE 128 /* at least; the pool's 512-byte block gives ~150 */
 #define MSG_INLINE_EXT 4
 
 /* Where strings go once inl[] is full: blocks chained to the message, from the same
@@ -76,6 +76,7 @@ typedef struct msg_field {
 
 struct kanal_msg {
 	char *core[MSG_NCORE];        /* NULL when absent */
+	uint32_t core_len[MSG_NCORE]; /* strlen of each, kept with it (0 when absent) */
 	msg_ext_t *ext;               /* sorted by name, no duplicates; ext_inline at first */
 	size_t n_ext;
 	size_t ext_cap;

@@ -409,6 +409,7 @@ static int s_build(parse_t *p, kanal_msg_t **out)
 	for (index = 0; index < MSG_NCORE; index++) {
 		if (core[index] && core[index]->kind == KANAL__JSON_STRING) {
 			msg->core[index] = core[index]->str;
+			msg->core_len[index] = (uint32_t)core[index]->str_len;
 			core[index]->str = NULL;
 		}
 	}
