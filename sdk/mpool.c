@@ -139,11 +139,11 @@ static void s_thread_exit(void *arg)
 
 static void s_init(void)
 {
-	const char *mode = getenv("KANAL_MPOOL");
-
 #ifdef MP_SANITIZED
 	s_on = false;
 #else
+	const char *mode = getenv("KANAL_MPOOL");
+
 	s_on = !(mode && (!strcmp(mode, "off") || !strcmp(mode, "0")));
 #endif
 	if (s_on && pthread_key_create(&s_key, s_thread_exit) != 0)
