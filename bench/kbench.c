@@ -651,9 +651,11 @@ int main(int argc, char **argv)
 	}
 	if (!realpath("/proc/self/exe", p.self))
 		snprintf(p.self, sizeof p.self, "%s", argv[0]);
-	p.reps = p.full ? 5 : 3;
-	/* Quick mode stays under three minutes on a 2-core machine; full mode takes about
-	 * twenty-five and gives tighter spreads. */
+	/* Five in both modes: on a 2-vCPU machine a kanal run varies +-15-30 % from pass to
+	 * pass, and with three one unlucky pass could decide a ratio of two kanal rows. Quick
+	 * mode stays under three minutes (about 2.5) on a 2-core machine; full mode counts
+	 * five times the events and gives tighter spreads. */
+	p.reps = 5;
 	p.n_zmq = p.full ? 10000000 : 2000000;
 	p.n_sqlite = p.full ? 1000000 : 200000;
 	p.n_kanal = p.full ? 3000000 : 600000;
