@@ -58,3 +58,26 @@ void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ..
 		/* Nowhere left to report it. */
 	}
 }
+
+bool log_limit_pass(log_limit_t *l, unsigned *held)
+{
+	int64_t now = kanal_now_ms(), next = __atomic_load_n(&l->next_ms, __ATOMIC_RELAXED);
+
+	if (now < next || !__atomic_compare_exchange_n(&l->next_ms, &next, now + 1000, false,
+						       __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		__atomic_add_fetch(&l->held, 1, __ATOMIC_RELAXED);
+		return false;
+	}
+	*held = __atomic_exchange_n(&l->held, 0, __ATOMIC_RELAXED);
+	return true;
+}
+
+const char *log_limit_note(unsigned n)
+{
+	static __thread char buf[64];
+
+	if (!n)
+		return "";
+	snprintf(buf, sizeof buf, " (%u more like this held back)", n);
+	return buf;
+}

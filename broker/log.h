@@ -6,6 +6,8 @@
 #ifndef KANAL_LOG_H
 #define KANAL_LOG_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <kanal/plugin.h>
 
 void log_set_level(kanal_log_level_t level);
@@ -19,5 +21,29 @@ void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ..
 #define log_warn(c, ...) log_msg(KANAL_LOG_WARN, c, __VA_ARGS__)
 #define log_info(c, ...) log_msg(KANAL_LOG_INFO, c, __VA_ARGS__)
 #define log_debug(c, ...) log_msg(KANAL_LOG_DEBUG, c, __VA_ARGS__)
+
+/* A line that a peer can cause at will — a refused connection, a reply its client does not
+ * read — is written at most once a second per call site: the others are counted and the
+ * count goes out with the next line written ("(N more like this held back)"). Counters
+ * and the event stream still see every one; only the log is spared a flood. Safe from any
+ * thread. */
+typedef struct log_limit {
+	int64_t next_ms;
+	unsigned held;
+} log_limit_t;
+
+/* True when a line may be written now; *held is how many were held back before it. */
+bool log_limit_pass(log_limit_t *l, unsigned *held);
+/* " (N more like this held back)", or "" when n is 0 (a buffer of the calling thread). */
+const char *log_limit_note(unsigned n);
+
+#define log_warn_limited(c, fmt, ...)                                                      \
+	do {                                                                               \
+		static log_limit_t lim_;                                                   \
+		unsigned held_;                                                            \
+		if (log_limit_pass(&lim_, &held_))                                         \
+			log_msg(KANAL_LOG_WARN, c, fmt "%s", __VA_ARGS__,                  \
+				log_limit_note(held_));                                    \
+	} while (0)
 
 #endif

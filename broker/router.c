@@ -2049,8 +2049,8 @@ static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply,
 			for (; i < n; i++)
 				zmq_msg_close(&parts[i]);
 			r->replies_dropped++;
-			log_warn("router", "dropped a gateway reply: the client does not read (%s)",
-				 zmq_strerror(zmq_errno()));
+			log_warn_limited("router", "dropped a gateway reply: the client does not "
+						   "read (%s)", zmq_strerror(zmq_errno()));
 			free(text);
 			return;
 		}

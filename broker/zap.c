@@ -135,16 +135,16 @@ static void s_handle(zap_t *z, request_t *rq)
 		/* A CURVE socket kanald did not make (a plugin's): nobody has said who may
 		 * connect to it, so nobody may. */
 		__atomic_add_fetch(&z->denied, 1, __ATOMIC_RELAXED);
-		log_warn("zap", "refused a connection from %s: ZAP domain '%s' is not one of "
-				"kanald's sockets", address, domain);
+		log_warn_limited("zap", "refused a connection from %s: ZAP domain '%s' is not "
+					"one of kanald's sockets", address, domain);
 		s_reply(z->rep, rq, "400", "unknown domain", "");
 		return;
 	}
 	if (!s_frame_is(rq, 5, "CURVE") || rq->n < 7 ||
 	    zmq_msg_size(&rq->frames[6]) != 32) {
 		__atomic_add_fetch(&z->denied, 1, __ATOMIC_RELAXED);
-		log_warn("zap", "refused a connection to the %s from %s: not a CURVE handshake",
-			 socket_name, address);
+		log_warn_limited("zap", "refused a connection to the %s from %s: not a CURVE "
+					"handshake", socket_name, address);
 		s_reply(z->rep, rq, "400", "CURVE required", "");
 		return;
 	}
@@ -162,8 +162,8 @@ static void s_handle(zap_t *z, request_t *rq)
 		}
 	}
 	__atomic_add_fetch(&z->denied, 1, __ATOMIC_RELAXED);
-	log_warn("zap", "refused a connection to the %s from %s: its key is not on the "
-			"allow-list (security.curve.clients)", socket_name, address);
+	log_warn_limited("zap", "refused a connection to the %s from %s: its key is not on "
+				"the allow-list (security.curve.clients)", socket_name, address);
 	s_reply(z->rep, rq, "400", "key not allowed", "");
 }
 

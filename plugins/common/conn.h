@@ -94,6 +94,21 @@ int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len);
  * error set on ctx naming the option, the file and the cause — never the secret. */
 int kc_secret_read(kanal_ctx_t *ctx, const char *option, const char *path, char **out);
 
+/* ---- a log a peer cannot flood ------------------------------------------------------------ */
+
+/* A line that whoever can reach the instance's port can cause at will (a refused request,
+ * a malformed connection) goes through a limiter: at most one a second is written, the
+ * others are counted and the count goes out with the next ("(N more like this held
+ * back)"). Metrics still count every one. One limiter per kind of line, used on the
+ * instance's thread. */
+typedef struct kc_log_limit {
+	int64_t next_ms;
+	unsigned held;
+} kc_log_limit_t;
+
+void kc_log_limited(kanal_ctx_t *ctx, kc_log_limit_t *limit, kanal_log_level_t level,
+		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* ---- text ------------------------------------------------------------------------------ */
 
 /* Expands a template's {name} placeholders with lookup(name, arg) (NULL: the error

@@ -178,6 +178,8 @@ struct ingress {
 	int64_t timer;              /* 0: none armed */
 	int bound_port;
 	seen_t seen;
+	kc_log_limit_t log_refused;   /* requests refused for their token */
+	kc_log_limit_t log_mhd;       /* libmicrohttpd's complaints about a connection */
 };
 
 /* One request being read. */
@@ -297,16 +299,17 @@ static const tokens_client_t *s_authenticate(ingress_t *ing, struct MHD_Connecti
 			len--;
 		if (len > 0 && (client = tokens_check(ing->tokens, tok, len)))
 			return client;
-		kanal_log(ing->ctx, KANAL_LOG_WARN, "refused a request from %s: the bearer token "
-			  "matches no client in tokens_file", peer);
+		kc_log_limited(ing->ctx, &ing->log_refused, KANAL_LOG_WARN,
+			       "refused a request from %s: the bearer token matches no client "
+			       "in tokens_file", peer);
 		kanal_metric_add(ing->ctx, "http_auth_failures", 1);
 		*answer = s_fail(ing, conn, MHD_HTTP_UNAUTHORIZED, NULL, -1,
 				 "the bearer token is not valid");
 		return NULL;
 	}
-	kanal_log(ing->ctx, KANAL_LOG_WARN, "refused a request from %s: %s", peer,
-		  auth ? "the Authorization header is not 'Bearer <token>'"
-		       : "no Authorization header");
+	kc_log_limited(ing->ctx, &ing->log_refused, KANAL_LOG_WARN, "refused a request from %s: %s",
+		       peer, auth ? "the Authorization header is not 'Bearer <token>'"
+				  : "no Authorization header");
 	kanal_metric_add(ing->ctx, "http_auth_failures", 1);
 	*answer = s_fail(ing, conn, MHD_HTTP_UNAUTHORIZED, NULL, -1,
 			 "a bearer token is required: send 'Authorization: Bearer <token>'");
@@ -730,7 +733,7 @@ static void s_mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(line);
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		line[--n] = '\0';
-	kanal_log(ing->ctx, KANAL_LOG_WARN, "libmicrohttpd: %s", line);
+	kc_log_limited(ing->ctx, &ing->log_mhd, KANAL_LOG_WARN, "libmicrohttpd: %s", line);
 }
 
 /* ---- driving libmicrohttpd from the instance's thread ------------------------------------- */

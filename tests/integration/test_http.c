@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <kanal/kanal.h>
 #include <microhttpd.h>
 
 #include "kanald.h"
@@ -604,6 +605,34 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 				"\"type\":\"staff.absence.registered\"}");
 		CU_ASSERT_EQUAL(a.status, 202);
 		s_answer_clear(&a);
+	}
+	/* Anyone who can reach the port can make it refuse: 300 wrong tokens in a row are
+	 * each answered 401, and the log writes at most one such line a second, with the
+	 * count of those held back on the next. */
+	{
+		const char *h[] = { s_structured[0], auth_bad, NULL };
+		int not_401 = 0;
+		int64_t t0 = kanal_now_ms(), took_ms;
+		for (int i = 0; i < 300; i++) {
+			a = s_post_text(url, h, ev_ok);
+			not_401 += a.status != 401;
+			s_answer_clear(&a);
+		}
+		took_ms = kanal_now_ms() - t0;
+		s_sleep_ms(1100);
+		a = s_post_text(url, h, ev_ok);
+		not_401 += a.status != 401;
+		s_answer_clear(&a);
+		CU_ASSERT_EQUAL(not_401, 0);
+		s_sleep_ms(200);
+		log = kd_log(kd);
+		printf("    300 wrong tokens in %lld ms: %zu 'refused a request' lines in the log\n",
+		       (long long)took_ms, kd_count(log, "refused a request"));
+		/* No token and a wrong one above, the 300, the one after the pause. */
+		CU_ASSERT(kd_count(log, "refused a request") <= (size_t)(took_ms / 1000) + 4);
+		CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "more like this held back") : NULL);
+		free(log);
+		log = NULL;
 	}
 	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT) == 2);
 	s_sleep_ms(200);

@@ -22,6 +22,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <kanal/kanal.h>
+
 #include "kanald.h"
 #include "test.h"
 
@@ -348,6 +350,65 @@ static void test_curve_gateway_admits_only_listed_keys(void)
 	s_keys_destroy(&k);
 }
 
+/* Anyone who can reach the gateway can make the ZAP handler refuse them, as often as they
+ * like: 60 strangers reconnecting for two seconds are each refused and counted, and the
+ * log holds at most one such line a second, the next one saying how many were held back.
+ */
+static void test_refused_connections_do_not_flood_the_log(void)
+{
+	enum { STRANGERS = 60 };
+	keys_t *k = s_keys_new();
+	void *socks[STRANGERS];
+	kd_t *kd;
+	long before, after;
+	int64_t t0, took_ms;
+	char *log;
+	int zero = 0, interval = 20;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+	kd = s_start_curve("security-flood", k);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	before = s_counter(kd, "connections_denied");
+	t0 = kanal_now_ms();
+	for (int i = 0; i < STRANGERS; i++) {
+		socks[i] = zmq_socket(kd->zctx, ZMQ_DEALER);
+		zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
+		/* libzmq tries again after a refused handshake: every 20 ms here. */
+		zmq_setsockopt(socks[i], ZMQ_RECONNECT_IVL, &interval, sizeof interval);
+		zmq_setsockopt(socks[i], ZMQ_CURVE_SERVERKEY, k->server_pub, 40);
+		zmq_setsockopt(socks[i], ZMQ_CURVE_PUBLICKEY, k->stranger_pub, 40);
+		zmq_setsockopt(socks[i], ZMQ_CURVE_SECRETKEY, k->stranger_sec, 40);
+		zmq_connect(socks[i], kd->gateway);
+	}
+	s_sleep_ms(2000);
+	for (int i = 0; i < STRANGERS; i++)
+		zmq_close(socks[i]);
+	took_ms = kanal_now_ms() - t0;
+	after = s_counter(kd, "connections_denied");
+	/* One more after a quiet second: its line carries the count held back. */
+	s_sleep_ms(1100);
+	socks[0] = zmq_socket(kd->zctx, ZMQ_DEALER);
+	zmq_setsockopt(socks[0], ZMQ_LINGER, &zero, sizeof zero);
+	zmq_setsockopt(socks[0], ZMQ_CURVE_SERVERKEY, k->server_pub, 40);
+	zmq_setsockopt(socks[0], ZMQ_CURVE_PUBLICKEY, k->stranger_pub, 40);
+	zmq_setsockopt(socks[0], ZMQ_CURVE_SECRETKEY, k->stranger_sec, 40);
+	zmq_connect(socks[0], kd->gateway);
+	for (int i = 0; i < WAIT / 50 && s_counter(kd, "connections_denied") <= after; i++)
+		s_sleep_ms(50);
+	zmq_close(socks[0]);
+	log = kd_log(kd);
+	printf("    %ld refused connections in %lld ms: %zu 'refused a connection' lines\n",
+	       after - before, (long long)took_ms, kd_count(log, "refused a connection"));
+	CU_ASSERT(after - before >= STRANGERS);
+	CU_ASSERT(kd_count(log, "refused a connection") <= (size_t)(took_ms / 1000) + 3);
+	CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "more like this held back") : NULL);
+	CU_ASSERT(log && !strstr(log, k->stranger_pub));
+	free(log);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+	s_keys_destroy(&k);
+}
+
 /* kanalctl send with the client's key pair, and its explanation of a refused key. */
 static void test_kanalctl_send_over_curve(void)
 {
@@ -599,7 +660,8 @@ static void test_secret_key_readable_by_others_refused(void)
 }
 
 TEST_MAIN("security", TEST(test_keygen_writes_private_usable_keys),
-	  TEST(test_curve_gateway_admits_only_listed_keys), TEST(test_kanalctl_send_over_curve),
+	  TEST(test_curve_gateway_admits_only_listed_keys),
+	  TEST(test_refused_connections_do_not_flood_the_log), TEST(test_kanalctl_send_over_curve),
 	  TEST(test_client_emit_acl_forbids_other_types),
 	  TEST(test_stream_applies_only_allowed_prefixes), TEST(test_instance_acl_refuses_emit),
 	  TEST(test_plain_bind_beyond_loopback_refused),

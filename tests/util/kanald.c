@@ -430,6 +430,15 @@ size_t kd_wait_lines(const char *path, size_t n, int timeout_ms)
 	}
 }
 
+size_t kd_count(const char *text, const char *needle)
+{
+	size_t n = 0, len = strlen(needle);
+
+	for (const char *at = text; at && len && (at = strstr(at, needle)); at += len)
+		n++;
+	return n;
+}
+
 bool kd_has_clear_cpr(const char *text)
 {
 	size_t off, len;

@@ -81,5 +81,7 @@ size_t kd_lines(const char *path);
 size_t kd_wait_lines(const char *path, size_t n, int timeout_ms);
 /* True when `text` holds something that looks like a clear CPR number. */
 bool kd_has_clear_cpr(const char *text);
+/* How many times `needle` occurs in `text` (0 for NULL text). */
+size_t kd_count(const char *text, const char *needle);
 
 #endif
