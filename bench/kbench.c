@@ -656,9 +656,9 @@ int main(int argc, char **argv)
 	 * mode stays under three minutes (about 2.5) on a 2-core machine; full mode counts
 	 * five times the events and gives tighter spreads. */
 	p.reps = 5;
-	p.n_zmq = p.full ? 10000000 : 2000000;
+	p.n_zmq = p.full ? 5000000 : 2000000;
 	p.n_sqlite = p.full ? 1000000 : 200000;
-	p.n_kanal = p.full ? 3000000 : 600000;
+	p.n_kanal = p.full ? 1500000 : 600000;
 	p.n_gateway = p.full ? 200000 : 40000;
 	p.n_peer = p.full ? 200000 : 30000;
 	p.lat_rate = 10000;
