@@ -21,6 +21,7 @@
 #include "instance.h"
 #include "isolation.h"
 #include "log.h"
+#include "msg_int.h"
 #include "privacy.h"
 
 /* The batches of the instance thread (one instance per thread, so thread-local): emits
@@ -586,8 +587,13 @@ static void *s_thread_main(void *arg)
 				if (bus_deliver_batch_len(count) > (size_t)n)
 					count = 0; /* not a frame of ours */
 				int64_t t_us = s_now_us();
-				for (uint32_t i = 0; i < count; i++)
+				for (uint32_t i = 0; i < count; i++) {
+					/* The next event was written on another core: start
+					 * fetching it while the plugin works on this one. */
+					if (i + 1 < count)
+						kanal__msg_prefetch(f.d.items[i + 1].msg);
 					s_deliver(inst, &f.d.items[i], &t_us);
+				}
 			} else if (f.cmd == BUS_CLOSE_EMITS) {
 				uint8_t c = BUS_CLOSED;
 				inst->closing = true;

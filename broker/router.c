@@ -46,6 +46,7 @@
 #include "stream.h"
 #include "acl.h"
 #include "mpool.h"
+#include "msg_int.h"
 #include "zap.h"
 
 #define MAX_ERRORS 10 /* attempt errors kept per delivery */
@@ -1718,8 +1719,12 @@ static void s_on_emit_sock(router_t *r)
 			uint32_t count = f.emit.count;
 			if (bus_emit_len(count) > (size_t)n)
 				continue; /* not a frame of ours */
-			for (uint32_t i = 0; i < count; i++)
+			for (uint32_t i = 0; i < count; i++) {
+				/* Built on the emitter's core: fetch the next while routing this. */
+				if (i + 1 < count)
+					kanal__msg_prefetch(f.emit.msgs[i + 1]);
 				s_on_emit(r, origin, id, f.emit.msgs[i]);
+			}
 			s_mid_turn(r, NULL);
 		} else if (f.cmd == BUS_REQUEST && n >= (int)sizeof(bus_request_t)) {
 			bus_request_t q;
