@@ -51,7 +51,9 @@
 #define BUS_DELIVER_WINDOW 128
 #endif
 /* Most items in one E or D frame. */
+#ifndef BUS_BATCH /* -DBUS_BATCH=N to measure another */
 #define BUS_BATCH 64
+#endif
 /* An instance reports outcomes in R frames of at most this many — half the window, so
  * that the router can send the next deliveries while the instance works on the rest. An
  * outcome is sent at once when its on_message took BUS_RESULT_SLOW_US or more (batching a
