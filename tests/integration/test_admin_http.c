@@ -37,29 +37,6 @@
 /* A synthetic CPR number (DOMAIN.md): valid in form, nobody's. */
 #define CPR "1503851233"
 
-/* An assertion that, when it fails, skips to the test's clean-up label `done`. The
- * condition is evaluated once: it may send an event. */
-#define REQUIRE(cond)                                                                   \
-	do {                                                                            \
-		bool require_ok_ = (cond);                                               \
-		CU_assertImplementation(require_ok_, __LINE__, #cond, __FILE__, "", CU_FALSE); \
-		if (!require_ok_)                                                       \
-			goto done;                                                      \
-	} while (0)
-
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static int64_t s_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the client ----------------------------------------------------------------------- */
 
 typedef struct answer {
@@ -246,15 +223,15 @@ static int s_promtool(const char *dir, const char *text, char **out)
 /* Waits until GET /api/v1/deadletters lists n letters; returns the last list (or NULL). */
 static json_t *s_wait_letters(kd_t *kd, const char *token, size_t n)
 {
-	int64_t deadline = s_now_ms() + WAIT;
+	int64_t deadline = test_now_ms() + WAIT;
 	json_t *list = NULL;
 
 	for (;;) {
 		json_decref(list);
 		list = s_get_json(kd, "/api/v1/deadletters", token, 200);
-		if (json_array_size(json_object_get(list, "items")) >= n || s_now_ms() >= deadline)
+		if (json_array_size(json_object_get(list, "items")) >= n || test_now_ms() >= deadline)
 			return list;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 }
 
@@ -333,12 +310,12 @@ static void test_health_and_readiness_follow_the_journal(void)
 
 	/* The disk recovers: kanald is ready again by itself. */
 	unlink(fault);
-	deadline = s_now_ms() + WAIT;
+	deadline = test_now_ms() + WAIT;
 	do {
 		s_answer_free(&a);
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 		a = s_http(kd, "GET", "/readyz", NULL);
-	} while (a.status != 200 && s_now_ms() < deadline);
+	} while (a.status != 200 && test_now_ms() < deadline);
 	CU_ASSERT_EQUAL(a.status, 200);
 	s_answer_free(&a);
 
@@ -387,15 +364,15 @@ static void test_metrics_count_per_destination_and_pass_promtool(void)
 	REQUIRE(kd != NULL);
 	REQUIRE(s_send_mix(kd));
 	/* The counters are the router's, which counts a delivery once the sink answered. */
-	deadline = s_now_ms() + WAIT;
+	deadline = test_now_ms() + WAIT;
 	do {
 		s_answer_free(&a);
 		a = s_http(kd, "GET", "/metrics", NULL);
 		if (s_metric(a.body, "kanal_destination_delivered_total{destination=\"letters\"}") == 5 &&
 		    s_metric(a.body, "kanal_destination_dead_total{destination=\"deadletter\"}") == 1)
 			break;
-		s_sleep_ms(100);
-	} while (s_now_ms() < deadline);
+		test_sleep_ms(100);
+	} while (test_now_ms() < deadline);
 	REQUIRE(a.status == 200);
 	CU_ASSERT(!strncmp(a.type, "text/plain; version=0.0.4", 25));
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_events_accepted_total"), 6);
@@ -447,15 +424,15 @@ static void test_metrics_count_per_route_and_latency(void)
 	free(conf);
 	REQUIRE(kd != NULL);
 	REQUIRE(s_send_mix(kd));
-	deadline = s_now_ms() + WAIT;
+	deadline = test_now_ms() + WAIT;
 	do {
 		s_answer_free(&a);
 		a = s_http(kd, "GET", "/metrics", NULL);
 		if (s_metric(a.body, "kanal_route_delivered_total{route=\"audit\"}") == 2 &&
 		    s_metric(a.body, "kanal_route_delivered_total{route=\"to-letters\"}") == 3)
 			break;
-		s_sleep_ms(100);
-	} while (s_now_ms() < deadline);
+		test_sleep_ms(100);
+	} while (test_now_ms() < deadline);
 	REQUIRE(a.status == 200);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_matched_total{route=\"to-letters\"}"), 3);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_matched_total{route=\"to-calendar\"}"), 2);
@@ -854,11 +831,11 @@ static void test_routes_and_instances_pause_and_resume(void)
 		a = s_http(kd, "POST", "/api/v1/instances/isolated/restart", NULL);
 		CU_ASSERT_EQUAL(a.status, 200);
 		s_answer_free(&a);
-		deadline = s_now_ms() + WAIT;
+		deadline = test_now_ms() + WAIT;
 		while ((strcmp(s_state(kd, "isolated"), "running") ||
 			s_plugin_metric(kd, "isolated", "host_restarts") <= before) &&
-		       s_now_ms() < deadline)
-			s_sleep_ms(100);
+		       test_now_ms() < deadline)
+			test_sleep_ms(100);
 		CU_ASSERT_STRING_EQUAL(s_state(kd, "isolated"), "running");
 		CU_ASSERT(s_plugin_metric(kd, "isolated", "host_restarts") > before);
 	}

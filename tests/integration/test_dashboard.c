@@ -35,29 +35,6 @@
 #define TOKEN "kanal-dashboard-token-4c1e8b7a92"
 #define CPR "1503851233" /* synthetic (DOMAIN.md) */
 
-/* An assertion that, when it fails, skips to the test's clean-up label `done`; the
- * condition is evaluated once. */
-#define REQUIRE(cond)                                                                   \
-	do {                                                                            \
-		bool require_ok_ = (cond);                                               \
-		CU_assertImplementation(require_ok_, __LINE__, #cond, __FILE__, "", CU_FALSE); \
-		if (!require_ok_)                                                       \
-			goto done;                                                      \
-	} while (0)
-
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static int64_t s_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Starts the browser; a missing browser is a failure (scripts/deps.sh installs it). */
 static wd_t *s_browser(void)
 {
@@ -129,7 +106,7 @@ static bool s_send(kd_t *kd, const char *id, const char *type, const char *data)
 /* Waits until GET /api/v1/deadletters lists n letters. */
 static bool s_wait_letters(kd_t *kd, size_t n)
 {
-	int64_t deadline = s_now_ms() + WAIT;
+	int64_t deadline = test_now_ms() + WAIT;
 
 	for (;;) {
 		json_t *list = s_api(kd, "/api/v1/deadletters");
@@ -137,9 +114,9 @@ static bool s_wait_letters(kd_t *kd, size_t n)
 		json_decref(list);
 		if (have == n)
 			return true;
-		if (s_now_ms() >= deadline)
+		if (test_now_ms() >= deadline)
 			return false;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 }
 
@@ -167,15 +144,15 @@ static long s_cell(json_t *row, size_t k)
  * (new reference) as last read. */
 static json_t *s_wait_delivered(wd_t *wd, const char *dest, long delivered)
 {
-	int64_t deadline = s_now_ms() + WAIT;
+	int64_t deadline = test_now_ms() + WAIT;
 	json_t *table = NULL;
 
 	for (;;) {
 		json_decref(table);
 		table = wd_table(wd, "#destinations tbody tr");
-		if (s_cell(s_row(table, dest), 1) == delivered || s_now_ms() >= deadline)
+		if (s_cell(s_row(table, dest), 1) == delivered || test_now_ms() >= deadline)
 			return table;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 }
 
@@ -183,7 +160,7 @@ static json_t *s_wait_delivered(wd_t *wd, const char *dest, long delivered)
  * in between ("stale element"). */
 static bool s_click(wd_t *wd, const char *css)
 {
-	int64_t deadline = s_now_ms() + WAIT;
+	int64_t deadline = test_now_ms() + WAIT;
 
 	for (;;) {
 		char *id = wd_find(wd, css);
@@ -191,11 +168,11 @@ static bool s_click(wd_t *wd, const char *css)
 		free(id);
 		if (rc == 0)
 			return true;
-		if (s_now_ms() >= deadline) {
+		if (test_now_ms() >= deadline) {
 			fprintf(stderr, "    cannot click %s: %s\n", css, wd_error(wd));
 			return false;
 		}
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 }
 

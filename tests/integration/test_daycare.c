@@ -32,12 +32,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 static size_t s_collect(char *p, size_t size, size_t n, void *arg)
 {
 	char **buf = arg;
@@ -208,7 +202,7 @@ static bool s_wait_log(kd_t *kd, const char *needle)
 	for (int waited = 0; waited < WAIT; waited += 50) {
 		if (s_log_has(kd, needle))
 			return true;
-		s_sleep_ms(50);
+		test_sleep_ms(50);
 	}
 	log = kd_log(kd);
 	fprintf(stderr, "kanald's log has no '%s':\n%s\n", needle, log ? log : "");
@@ -225,7 +219,7 @@ static char *s_wait_api(upstream_t *up, const char *path, const char *n1, const 
 		    (!n2 || strstr(out, n2)))
 			return out;
 		free(out);
-		s_sleep_ms(50);
+		test_sleep_ms(50);
 	}
 	return NULL;
 }
@@ -405,7 +399,7 @@ static void test_cursor_survives_restart(void)
 			     "\"2026-03-02\", \"time\": \"14:00\", \"mode\": \"alone\"}");
 	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 8, WAIT), 8);
-	s_sleep_ms(500); /* several more polls: nothing more may come */
+	test_sleep_ms(500); /* several more polls: nothing more may come */
 	s_assert_exactly(kd, 1001, 1008);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 	kd_destroy(&kd);
@@ -433,7 +427,7 @@ static void s_fault_case(const char *mode, const char *cause)
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 0);
 	CU_ASSERT_EQUAL(upstream_fault(up, "none", 0), 0);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 6, WAIT), 6);
-	s_sleep_ms(400);
+	test_sleep_ms(400);
 	s_assert_exactly(kd, 1001, 1006);
 	CU_ASSERT(s_log_has(kd, "upstream answers again"));
 	CU_ASSERT(s_log_clean(kd));
@@ -484,7 +478,7 @@ static void test_malformed_registration_is_skipped(void)
 	s_register(up, NULL, "{\"kind\": \"day-off\", \"child_id\": \"child-103\", "
 			     "\"from\": \"2026-03-06\", \"to\": \"2026-03-06\"}");
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 3, WAIT), 3);
-	s_sleep_ms(300);
+	test_sleep_ms(300);
 	all = s_events(kd);
 	CU_ASSERT_EQUAL(json_array_size(all), 3);
 	CU_ASSERT_PTR_NOT_NULL(s_event_by_id(all, "daycare-reg-1001"));
@@ -619,7 +613,7 @@ static void test_rejects_end_in_dead_letters(void)
 		reply = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
 		if (reply && strstr(reply, "notice-nowhere") && strstr(reply, "stray-1"))
 			break;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
 	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"event_id\":\"notice-nowhere\""));

@@ -36,21 +36,6 @@ extern char **environ;
 
 #define WAIT 20000 /* ms: the bound of every wait for kanald */
 
-static int64_t s_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 static char *s_event(const char *source, const char *id, const char *type)
 {
 	char *text;
@@ -137,11 +122,11 @@ static size_t s_count_event(const char *path, const char *source, const char *id
 /* Waits until the file has at least n lines holding needle; returns the count reached. */
 static size_t s_wait_lines_with(const char *path, const char *needle, size_t n, int timeout_ms)
 {
-	int64_t deadline = s_now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 	size_t have;
 
-	while ((have = s_count_lines_with(path, needle)) < n && s_now_ms() < deadline)
-		s_sleep_ms(50);
+	while ((have = s_count_lines_with(path, needle)) < n && test_now_ms() < deadline)
+		test_sleep_ms(50);
 	return have;
 }
 
@@ -228,15 +213,15 @@ static void s_ctl(ctl_run_t *r, kd_t *kd, ...)
 	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (env && posix_spawn(&pid, args[0], &fa, NULL, (char *const *)args, env) == 0) {
-		deadline = s_now_ms() + 20000;
+		deadline = test_now_ms() + 20000;
 		while (waitpid(pid, &st, WNOHANG) == 0) {
-			if (s_now_ms() > deadline) {
+			if (test_now_ms() > deadline) {
 				kill(pid, SIGKILL);
 				waitpid(pid, &st, 0);
 				st = -1;
 				break;
 			}
-			s_sleep_ms(5);
+			test_sleep_ms(5);
 		}
 		if (st != -1 && WIFEXITED(st))
 			r->status = WEXITSTATUS(st);
@@ -353,7 +338,7 @@ static void s_crash_reply(crash_t *c, const char *reply)
 	}
 	json_decref(root);
 	if (busy_ms > 0)
-		c->quiet_until = s_now_ms() + (busy_ms < 500 ? busy_ms : 500);
+		c->quiet_until = test_now_ms() + (busy_ms < 500 ? busy_ms : 500);
 	if (batch < 0)
 		return;
 	if (c->sent_at[batch]) {
@@ -396,7 +381,7 @@ static void s_crash_receive(crash_t *c, int wait_ms)
  * those unanswered for too long are sent again. */
 static void s_crash_send(crash_t *c)
 {
-	int64_t now = s_now_ms();
+	int64_t now = test_now_ms();
 
 	while (c->first_open < CRASH_BATCHES && c->done[c->first_open])
 		c->first_open++;
@@ -481,7 +466,7 @@ static void test_crash_loses_nothing_accepted(void)
 	size_t backlog[CRASH_KILLS] = { 0 };
 	size_t missing_a = 0, missing_b = 0, dup_a = 0, dup_b = 0, strange = 0;
 	int kill_at[CRASH_KILLS], kills = 0, n_accepted = 0;
-	int64_t deadline, started = s_now_ms();
+	int64_t deadline, started = test_now_ms();
 
 	free(conf);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
@@ -496,8 +481,8 @@ static void test_crash_loses_nothing_accepted(void)
 			     rand() % (CRASH_BATCHES / CRASH_KILLS - 10);
 
 	s_crash_connect(&c);
-	deadline = s_now_ms() + CRASH_SEND_MS;
-	while (c.n_done < CRASH_BATCHES && s_now_ms() < deadline && c.invalid == 0 &&
+	deadline = test_now_ms() + CRASH_SEND_MS;
+	while (c.n_done < CRASH_BATCHES && test_now_ms() < deadline && c.invalid == 0 &&
 	       s_alive(kd)) {
 		if (kills < CRASH_KILLS && c.n_done >= kill_at[kills]) {
 			backlog[kills] = s_crash_kill(&c);
@@ -514,11 +499,11 @@ static void test_crash_loses_nothing_accepted(void)
 	CU_ASSERT_EQUAL(n_accepted, CRASH_EVENTS);
 
 	/* After the last restart, both destinations get every accepted event. */
-	deadline = s_now_ms() + WAIT;
+	deadline = test_now_ms() + WAIT;
 	for (;;) {
 		bool enough = kd_lines(kd_path(kd, "a.jsonl")) >= (size_t)n_accepted &&
 			      kd_lines(kd_path(kd, "b.jsonl")) >= (size_t)n_accepted;
-		if (enough || s_now_ms() >= deadline) {
+		if (enough || test_now_ms() >= deadline) {
 			strange = s_crash_count(kd_path(kd, "a.jsonl"), counts_a) +
 				  s_crash_count(kd_path(kd, "b.jsonl"), counts_b);
 			missing_a = missing_b = dup_a = dup_b = 0;
@@ -528,10 +513,10 @@ static void test_crash_loses_nothing_accepted(void)
 				dup_a += counts_a[i] > 1 ? counts_a[i] - 1 : 0;
 				dup_b += counts_b[i] > 1 ? counts_b[i] - 1 : 0;
 			}
-			if ((missing_a == 0 && missing_b == 0) || s_now_ms() >= deadline)
+			if ((missing_a == 0 && missing_b == 0) || test_now_ms() >= deadline)
 				break;
 		}
-		s_sleep_ms(200);
+		test_sleep_ms(200);
 	}
 	CU_ASSERT_EQUAL(missing_a, 0);
 	CU_ASSERT_EQUAL(missing_b, 0);
@@ -541,7 +526,7 @@ static void test_crash_loses_nothing_accepted(void)
 	       "sent again; missing a=%zu b=%zu; duplicates a=%zu b=%zu; %.1f s\n",
 	       n_accepted, CRASH_EVENTS, kill_at[0], kill_at[1], kill_at[2], seed, backlog[0],
 	       backlog[1], backlog[2], c.resends, missing_a, missing_b, dup_a, dup_b,
-	       (double)(s_now_ms() - started) / 1000.0);
+	       (double)(test_now_ms() - started) / 1000.0);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 	free(c.accepted);
 	free(c.done);
@@ -591,16 +576,16 @@ static json_t *s_letter_for(json_t *list, const char *destination)
  * returns the last dlq.list reply. */
 static json_t *s_wait_letters(kd_t *kd)
 {
-	int64_t deadline = s_now_ms() + WAIT;
+	int64_t deadline = test_now_ms() + WAIT;
 	json_t *list = NULL;
 
 	for (;;) {
 		json_decref(list);
 		list = s_admin_json(kd, "{\"cmd\":\"dlq.list\"}");
 		if ((s_letter_for(list, "rejector") && s_letter_for(list, "retrier")) ||
-		    s_now_ms() >= deadline)
+		    test_now_ms() >= deadline)
 			return list;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 }
 
@@ -640,9 +625,9 @@ static void test_poison_is_kept_and_replayed(void)
 
 	/* The good events are not held up behind the poison: the retrying destination has
 	 * delivered every one of them before it gives the poison up. */
-	deadline = s_now_ms() + WAIT;
-	while (!dead_seen && s_now_ms() < deadline) {
-		if (kd_next(sub, topic, sizeof topic, &p, (int)(deadline - s_now_ms())) < 0)
+	deadline = test_now_ms() + WAIT;
+	while (!dead_seen && test_now_ms() < deadline) {
+		if (kd_next(sub, topic, sizeof topic, &p, (int)(deadline - test_now_ms())) < 0)
 			break;
 		if (p && !strncmp(topic, "delivered x.ok", 14) && strstr(p, "\"retrier\""))
 			oks_before_dead++;
@@ -757,19 +742,19 @@ static void test_dlq_drop_removes_a_letter(void)
 			    "    to: rejector\n");
 	char status[32], id[32];
 	json_t *list = NULL;
-	int64_t deadline = s_now_ms() + WAIT;
+	int64_t deadline = test_now_ms() + WAIT;
 	ctl_run_t r;
 
 	free(conf);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	CU_ASSERT_STRING_EQUAL(s_send_one(kd, "drop-test", "p-2", "x.poison", status, sizeof status),
 			       "accepted");
-	while (s_now_ms() < deadline) {
+	while (test_now_ms() < deadline) {
 		json_decref(list);
 		list = s_admin_json(kd, "{\"cmd\":\"dlq.list\",\"type\":\"x.poison\"}");
 		if (json_array_size(json_object_get(list, "items")) > 0)
 			break;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 	CU_ASSERT_EQUAL_FATAL(json_array_size(json_object_get(list, "items")), 1);
 	snprintf(id, sizeof id, "%" JSON_INTEGER_FORMAT,
@@ -798,7 +783,7 @@ static void test_dlq_drop_removes_a_letter(void)
  * holds n letters; returns the last reply. */
 static json_t *s_wait_list(kd_t *kd, const char *filter, size_t n)
 {
-	int64_t deadline = s_now_ms() + WAIT;
+	int64_t deadline = test_now_ms() + WAIT;
 	char *request;
 	json_t *list = NULL;
 
@@ -807,9 +792,9 @@ static json_t *s_wait_list(kd_t *kd, const char *filter, size_t n)
 	for (;;) {
 		json_decref(list);
 		list = s_admin_json(kd, request);
-		if (json_array_size(json_object_get(list, "items")) >= n || s_now_ms() >= deadline)
+		if (json_array_size(json_object_get(list, "items")) >= n || test_now_ms() >= deadline)
 			break;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 	free(request);
 	return list;
@@ -984,7 +969,7 @@ static void test_duplicate_is_routed_once(void)
 	/* The window survives a crash: the journal, not memory, remembers what was accepted.
 	 * The router commits once per turn of its loop, so half a second after the last
 	 * delivery every outcome is on disk and nothing may be delivered again. */
-	s_sleep_ms(500);
+	test_sleep_ms(500);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGKILL, WAIT), 128 + SIGKILL);
 	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
 	CU_ASSERT_STRING_EQUAL(s_send_one(kd, "vendor", "d-1", "x.y", status, sizeof status),

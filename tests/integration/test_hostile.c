@@ -87,27 +87,6 @@
 /* Synthetic CPR numbers (DOMAIN.md): only ever in events that must be refused. */
 static const char *const s_cprs[] = { "150385-1233", "0101184129", "241299-5123" };
 
-/* An assertion that, when it fails, skips to the test's clean-up label `done`. */
-#define REQUIRE(cond)                   \
-	do {                            \
-		CU_ASSERT(cond);        \
-		if (!(cond))            \
-			goto done;      \
-	} while (0)
-
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static int64_t s_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the storm's shared state and its clients -------------------------------------------- */
 
 /* One valid event a client sent: what the sink must show, exactly once. */
@@ -202,7 +181,7 @@ static void s_fail(client_t *c, const char *fmt, ...)
 
 static bool s_late(const client_t *c)
 {
-	return s_now_ms() > c->st->deadline;
+	return test_now_ms() > c->st->deadline;
 }
 
 /* xorshift64*: each client's own reproducible sequence. */
@@ -815,7 +794,7 @@ static void s_http_send_valid(client_t *c, valid_t **vs, char **texts, size_t n,
 		if (left) {
 			int secs = atoi(a.retry_after);
 			c->busy++;
-			s_sleep_ms(secs > 0 && secs <= 5 ? secs * 1000 : 1000);
+			test_sleep_ms(secs > 0 && secs <= 5 ? secs * 1000 : 1000);
 		}
 		s_answer_clear(&a);
 	}
@@ -1183,7 +1162,7 @@ static void s_zmq_send_valid(client_t *c, valid_t **vs, char **texts, size_t n, 
 		free(reply);
 		if (left) {
 			c->busy++;
-			s_sleep_ms(retry_ms > 0 && retry_ms <= 5000 ? (int)retry_ms : 200);
+			test_sleep_ms(retry_ms > 0 && retry_ms <= 5000 ? (int)retry_ms : 200);
 		}
 	}
 	if (left)
@@ -1486,14 +1465,14 @@ static void *s_watch_main(void *arg)
 	while (!__atomic_load_n(&st->stop_watch, __ATOMIC_ACQUIRE)) {
 		char topic[256], *payload = NULL;
 
-		if (s_now_ms() >= next_sample) {
+		if (test_now_ms() >= next_sample) {
 			long rss = s_status_kib(st->kd->pid, "VmRSS");
 			if (rss > st->rss_peak_kib)
 				st->rss_peak_kib = rss;
-			next_sample = s_now_ms() + 50;
+			next_sample = test_now_ms() + 50;
 		}
 		if (!st->sub) {
-			s_sleep_ms(50);
+			test_sleep_ms(50);
 			continue;
 		}
 		if (kd_next(st->sub, topic, sizeof topic, &payload, 50) < 0)
@@ -1614,7 +1593,7 @@ static void s_check_deliveries(storm_t *st, tally_t *t)
 	static const char *const files[2] = { "out-child.jsonl", "out-staff.jsonl" };
 	size_t n = 0, k = 0;
 	valid_t **index;
-	int64_t until = s_now_ms() + DELIVERY_MS;
+	int64_t until = test_now_ms() + DELIVERY_MS;
 
 	memset(t, 0, sizeof *t);
 	for (size_t i = 0; i < st->n_clients; i++)
@@ -1626,11 +1605,11 @@ static void s_check_deliveries(storm_t *st, tally_t *t)
 			t->expected += st->clients[i].valid[j]->accepted;
 		}
 	qsort(index, n, sizeof *index, s_cmp_valid);
-	while (s_now_ms() < until &&
+	while (test_now_ms() < until &&
 	       kd_lines(kd_path(st->kd, files[0])) + kd_lines(kd_path(st->kd, files[1])) <
 		       t->expected)
-		s_sleep_ms(50);
-	s_sleep_ms(300); /* anything delivered twice or wrongly would show up by now */
+		test_sleep_ms(50);
+	test_sleep_ms(300); /* anything delivered twice or wrongly would show up by now */
 	for (int f = 0; f < 2; f++) {
 		char *text = test_read_file(kd_path(st->kd, files[f]), NULL), *save = NULL;
 		for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line;
@@ -1673,7 +1652,7 @@ static long s_run_storm(storm_t *st)
 			c->started = true, started++;
 	}
 	/* A client that could not start would hold the barrier: stand in for it. */
-	st->deadline = s_now_ms() + STORM_MS;
+	st->deadline = test_now_ms() + STORM_MS;
 	for (size_t i = started; i < st->n_clients; i++)
 		failures++;
 	if (started == st->n_clients)
@@ -1766,15 +1745,15 @@ static void s_print_tally(const tally_t *t)
 /* Reads the port of the ingress from its port file (bounded wait). */
 static int s_wait_port(kd_t *kd, const char *name)
 {
-	int64_t until = s_now_ms() + WAIT;
+	int64_t until = test_now_ms() + WAIT;
 
-	while (s_now_ms() < until) {
+	while (test_now_ms() < until) {
 		char *text = test_read_file(kd_path(kd, name), NULL);
 		int port = text ? atoi(text) : 0;
 		free(text);
 		if (port > 0)
 			return port;
-		s_sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	return -1;
 }
@@ -1782,15 +1761,15 @@ static int s_wait_port(kd_t *kd, const char *name)
 /* Waits until the file at path holds needle (bounded). */
 static bool s_wait_text(const char *path, const char *needle)
 {
-	int64_t until = s_now_ms() + WAIT;
+	int64_t until = test_now_ms() + WAIT;
 
 	for (;;) {
 		char *text = test_read_file(path, NULL);
 		bool has = text && strstr(text, needle);
 		free(text);
-		if (has || s_now_ms() >= until)
+		if (has || test_now_ms() >= until)
 			return has;
-		s_sleep_ms(50);
+		test_sleep_ms(50);
 	}
 }
 
@@ -2056,7 +2035,7 @@ static void test_curve_storm_serves_allowed_keys_refuses_strangers_and_forbidden
 		zmq_setsockopt(st.sub, ZMQ_CURVE_SECRETKEY, mon_sec, 40);
 		zmq_setsockopt(st.sub, ZMQ_SUBSCRIBE, "", 0);
 		zmq_connect(st.sub, st.kd->stream);
-		s_sleep_ms(500); /* the handshake and the subscription reach kanald */
+		test_sleep_ms(500); /* the handshake and the subscription reach kanald */
 	}
 
 	/* 12 allowed clients (6 per key), 4 with a key kanald does not know, 2 plain. */

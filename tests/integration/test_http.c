@@ -38,27 +38,6 @@
 
 #define WAIT 10000 /* ms: the bound of every wait */
 
-/* An assertion that, when it fails, skips to the test's clean-up label `done`. */
-#define REQUIRE(cond)                   \
-	do {                            \
-		CU_ASSERT(cond);        \
-		if (!(cond))            \
-			goto done;      \
-	} while (0)
-
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static int64_t s_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the client: one POST with libcurl ------------------------------------------------ */
 
 typedef struct answer {
@@ -187,9 +166,9 @@ static const char *s_field(const answer_t *a, const char *key, char *buf, size_t
 /* Waits for the plugin's port file and builds the events URL. Returns 0 or -1. */
 static int s_ingress_url(kd_t *kd, const char *port_file, char *url, size_t size)
 {
-	int64_t until = s_now_ms() + WAIT;
+	int64_t until = test_now_ms() + WAIT;
 
-	while (s_now_ms() < until) {
+	while (test_now_ms() < until) {
 		char *text = test_read_file(kd_path(kd, port_file), NULL);
 		int port = text ? atoi(text) : 0;
 		free(text);
@@ -197,7 +176,7 @@ static int s_ingress_url(kd_t *kd, const char *port_file, char *url, size_t size
 			snprintf(url, size, "http://127.0.0.1:%d/events", port);
 			return 0;
 		}
-		s_sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	return -1;
 }
@@ -479,7 +458,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 			"{\"specversion\":\"1.0\",\"id\":\"marker\",\"source\":\"v\",\"type\":\"a.b\"}");
 	CU_ASSERT_EQUAL(a.status, 202);
 	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT) == 1);
-	s_sleep_ms(200);
+	test_sleep_ms(200);
 	text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"marker\""));
@@ -534,7 +513,7 @@ static void test_oversized_requests_get_413(void)
 			"{\"specversion\":\"1.0\",\"id\":\"small\",\"source\":\"v\",\"type\":\"a.b\"}");
 	CU_ASSERT_EQUAL(a.status, 202);
 	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT) == 1);
-	s_sleep_ms(200);
+	test_sleep_ms(200);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
 done:
 	s_answer_clear(&a);
@@ -619,12 +598,12 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 			s_answer_clear(&a);
 		}
 		took_ms = kanal_now_ms() - t0;
-		s_sleep_ms(1100);
+		test_sleep_ms(1100);
 		a = s_post_text(url, h, ev_ok);
 		not_401 += a.status != 401;
 		s_answer_clear(&a);
 		CU_ASSERT_EQUAL(not_401, 0);
-		s_sleep_ms(200);
+		test_sleep_ms(200);
 		log = kd_log(kd);
 		printf("    300 wrong tokens in %lld ms: %zu 'refused a request' lines in the log\n",
 		       (long long)took_ms, kd_count(log, "refused a request"));
@@ -635,7 +614,7 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 		log = NULL;
 	}
 	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT) == 2);
-	s_sleep_ms(200);
+	test_sleep_ms(200);
 	text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 2);
 	CU_ASSERT_PTR_NULL(text ? strstr(text, "\"n-") : NULL);
@@ -915,11 +894,11 @@ static void s_rx_stop(receiver_t **rx_p)
 /* Waits until the receiver has had at least n requests; returns the count. */
 static size_t s_rx_wait(receiver_t *rx, size_t n)
 {
-	int64_t until = s_now_ms() + WAIT;
+	int64_t until = test_now_ms() + WAIT;
 	size_t got;
 
 	pthread_mutex_lock(&rx->lock);
-	while (rx->n < n && s_now_ms() < until) {
+	while (rx->n < n && test_now_ms() < until) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 50 * 1000000L;
@@ -1060,7 +1039,7 @@ static void test_webhook_400_is_rejected_to_the_fallback(void)
 	text = test_read_file(kd_path(kd, "fb.jsonl"), NULL);
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"x-1\""));
 	/* Rejected, not retried: one request only. */
-	s_sleep_ms(300);
+	test_sleep_ms(300);
 	CU_ASSERT_EQUAL(s_rx_wait(rx, 1), 1);
 done:
 	free(text);

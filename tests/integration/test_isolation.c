@@ -32,21 +32,6 @@
 
 #define WAIT 20000 /* ms: the bound of every wait for kanald */
 
-static int64_t s_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 /* ---- helpers ------------------------------------------------------------------------------- */
 
 /* Appends one event to a JSON batch being built in *buf (a growing "[…" text). */
@@ -105,12 +90,12 @@ static size_t s_count_line(const char *path, const char *line)
 /* Waits until the file has a line that is exactly `line`. */
 static bool s_wait_line(const char *path, const char *line, int timeout_ms)
 {
-	int64_t deadline = s_now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 
 	while (s_count_line(path, line) == 0) {
-		if (s_now_ms() >= deadline)
+		if (test_now_ms() >= deadline)
 			return false;
-		s_sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	return true;
 }
@@ -128,12 +113,12 @@ static bool s_log_has(const kd_t *kd, const char *needle)
 /* Waits until the log holds `needle`. */
 static bool s_wait_log(const kd_t *kd, const char *needle, int timeout_ms)
 {
-	int64_t deadline = s_now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 
 	while (!s_log_has(kd, needle)) {
-		if (s_now_ms() >= deadline)
+		if (test_now_ms() >= deadline)
 			return false;
-		s_sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	return true;
 }
@@ -179,7 +164,7 @@ static bool s_alive(pid_t pid)
 /* Waits until none of the pids is alive. */
 static bool s_wait_gone(const pid_t *pids, size_t n, int timeout_ms)
 {
-	int64_t deadline = s_now_ms() + timeout_ms;
+	int64_t deadline = test_now_ms() + timeout_ms;
 
 	for (;;) {
 		size_t alive = 0;
@@ -187,9 +172,9 @@ static bool s_wait_gone(const pid_t *pids, size_t n, int timeout_ms)
 			alive += s_alive(pids[i]);
 		if (!alive)
 			return true;
-		if (s_now_ms() >= deadline)
+		if (test_now_ms() >= deadline)
 			return false;
-		s_sleep_ms(20);
+		test_sleep_ms(20);
 	}
 }
 
@@ -225,9 +210,9 @@ static json_t *s_admin_json(kd_t *kd, const char *request)
 /* Waits for the dead letter of event `event_id`; returns a new reference to it or NULL. */
 static json_t *s_wait_letter(kd_t *kd, const char *event_id)
 {
-	int64_t deadline = s_now_ms() + WAIT;
+	int64_t deadline = test_now_ms() + WAIT;
 
-	while (s_now_ms() < deadline) {
+	while (test_now_ms() < deadline) {
 		json_t *list = s_admin_json(kd, "{\"cmd\":\"dlq.list\"}"), *item;
 		size_t i;
 
@@ -240,7 +225,7 @@ static json_t *s_wait_letter(kd_t *kd, const char *event_id)
 			}
 		}
 		json_decref(list);
-		s_sleep_ms(50);
+		test_sleep_ms(50);
 	}
 	return NULL;
 }
@@ -418,14 +403,14 @@ static void test_hang_is_killed_and_retried(void)
 	CU_ASSERT_FATAL(s_wait_log(kd, "hanger: hanging on poison", WAIT));
 
 	/* While the plugin hangs, the other route flows: well inside the 1 s deadline. */
-	sent = s_now_ms();
+	sent = test_now_ms();
 	for (int k = 1; k <= 10; k++) {
 		snprintf(id, sizeof id, "other-%d", k);
 		s_batch_add(&batch, "other", id, "iso.ok");
 	}
 	s_batch_send(kd, &batch);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "sink.jsonl"), 10, WAIT), 10);
-	CU_ASSERT(s_now_ms() - sent < 900);
+	CU_ASSERT(test_now_ms() - sent < 900);
 
 	p = kd_expect(sub, "plugin.crashed hanger", "\"cause\":\"hung\"", WAIT);
 	CU_ASSERT_PTR_NOT_NULL(p);
@@ -482,9 +467,9 @@ static void test_hung_host_does_not_hold_shutdown(void)
 	CU_ASSERT_FATAL(s_wait_log(kd, "hanger: hanging on stuck", WAIT));
 	/* shutdown_deadline is 3 s in kd_config; then the plugin host gets 1 s to stop and
 	 * 1 s of grace before SIGKILL: about 5 s, bounded here with room for slow builds. */
-	t0 = s_now_ms();
+	t0 = test_now_ms();
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
-	CU_ASSERT(s_now_ms() - t0 < 9000);
+	CU_ASSERT(test_now_ms() - t0 < 9000);
 	CU_ASSERT(s_log_has(kd, "hanger: plugin host did not stop by the deadline; killed"));
 	CU_ASSERT(!s_log_has(kd, "stuck in a callback"));
 	{

@@ -49,14 +49,6 @@ typedef struct run {
 	int64_t elapsed_ms;
 } run_t;
 
-static int64_t s_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void s_run_free(run_t *r)
 {
 	free(r->out);
@@ -122,7 +114,7 @@ static int s_run(run_t *r, const char *dir, const char *const *env, const char *
 	posix_spawn_file_actions_addopen(&fa, 0, in_path ? in_path : "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	start = s_now_ms();
+	start = test_now_ms();
 	rc = posix_spawn(&pid, args[0], &fa, NULL, (char *const *)args, child_env);
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc != 0)
@@ -134,7 +126,7 @@ static int s_run(run_t *r, const char *dir, const char *const *env, const char *
 			break;
 		if (w < 0 && errno != EINTR)
 			goto done;
-		if (s_now_ms() > deadline) {
+		if (test_now_ms() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &wstatus, 0);
 			wstatus = -1;
@@ -142,7 +134,7 @@ static int s_run(run_t *r, const char *dir, const char *const *env, const char *
 		}
 		usleep(5000);
 	}
-	r->elapsed_ms = s_now_ms() - start;
+	r->elapsed_ms = test_now_ms() - start;
 	if (wstatus != -1 && WIFEXITED(wstatus))
 		r->status = WEXITSTATUS(wstatus);
 	r->out = test_read_file(out_path, NULL);
@@ -303,11 +295,11 @@ static void *s_fake_main(void *arg)
 {
 	fake_t *fk = arg;
 	zmq_pollitem_t item = { .socket = fk->sock, .events = ZMQ_POLLIN };
-	int64_t end = s_now_ms() + RUN_LIMIT_MS;
+	int64_t end = test_now_ms() + RUN_LIMIT_MS;
 	zmq_msg_t frames[8];
 	int n, more, i;
 
-	while (!fk->stop && s_now_ms() < end) {
+	while (!fk->stop && test_now_ms() < end) {
 		if (fk->type == ZMQ_PUB) {
 			zmq_send(fk->sock, fk->topic, strlen(fk->topic), ZMQ_SNDMORE);
 			zmq_send(fk->sock, fk->payload, strlen(fk->payload), 0);

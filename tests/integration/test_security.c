@@ -30,12 +30,6 @@
 #define WAIT 8000  /* ms: the bound of every wait for something that should come */
 #define QUIET 1500 /* ms: how long to wait for something that should not come */
 
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 /* Runs kanalctl with the given arguments (NULL-terminated), its output into log_path.
  * Returns its exit status, or -1. */
 static int s_kanalctl(const char *log_path, const char *const *args)
@@ -380,13 +374,13 @@ static void test_refused_connections_do_not_flood_the_log(void)
 		zmq_setsockopt(socks[i], ZMQ_CURVE_SECRETKEY, k->stranger_sec, 40);
 		zmq_connect(socks[i], kd->gateway);
 	}
-	s_sleep_ms(2000);
+	test_sleep_ms(2000);
 	for (int i = 0; i < STRANGERS; i++)
 		zmq_close(socks[i]);
 	took_ms = kanal_now_ms() - t0;
 	after = s_counter(kd, "connections_denied");
 	/* One more after a quiet second: its line carries the count held back. */
-	s_sleep_ms(1100);
+	test_sleep_ms(1100);
 	socks[0] = zmq_socket(kd->zctx, ZMQ_DEALER);
 	zmq_setsockopt(socks[0], ZMQ_LINGER, &zero, sizeof zero);
 	zmq_setsockopt(socks[0], ZMQ_CURVE_SERVERKEY, k->server_pub, 40);
@@ -394,7 +388,7 @@ static void test_refused_connections_do_not_flood_the_log(void)
 	zmq_setsockopt(socks[0], ZMQ_CURVE_SECRETKEY, k->stranger_sec, 40);
 	zmq_connect(socks[0], kd->gateway);
 	for (int i = 0; i < WAIT / 50 && s_counter(kd, "connections_denied") <= after; i++)
-		s_sleep_ms(50);
+		test_sleep_ms(50);
 	zmq_close(socks[0]);
 	log = kd_log(kd);
 	printf("    %ld refused connections in %lld ms: %zu 'refused a connection' lines\n",
@@ -458,7 +452,7 @@ static void test_client_emit_acl_forbids_other_types(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	sub = s_curve_socket(kd, k, ZMQ_SUB, kd->stream, k->monitor_pub, k->monitor_sec);
 	zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "acl.denied", 10);
-	s_sleep_ms(500); /* the handshake and the subscription reach kanald */
+	test_sleep_ms(500); /* the handshake and the subscription reach kanald */
 	gw = s_curve_socket(kd, k, ZMQ_DEALER, kd->gateway, k->vendor_pub, k->vendor_sec);
 
 	e = s_event("no-1", "staff.sick.reported");
@@ -523,7 +517,7 @@ static void test_stream_applies_only_allowed_prefixes(void)
 	/* monitor may see everything. */
 	monitor = s_curve_socket(kd, k, ZMQ_SUB, kd->stream, k->monitor_pub, k->monitor_sec);
 	zmq_setsockopt(monitor, ZMQ_SUBSCRIBE, "", 0);
-	s_sleep_ms(500);
+	test_sleep_ms(500);
 	gw = s_curve_socket(kd, k, ZMQ_DEALER, kd->gateway, k->vendor_pub, k->vendor_sec);
 	e = s_event("s-1", "child.absence.reported");
 	reply = s_request(gw, e, WAIT);

@@ -35,12 +35,6 @@ typedef struct tag {
 	int value;
 } tag_t;
 
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 static void s_note(kanal_ctx_t *ctx, void *arg)
 {
 	tag_t *t = arg;
@@ -154,7 +148,7 @@ static void test_repeating_timer_skips_missed_periods(void)
 	int64_t start;
 
 	CU_ASSERT(kanal__loop_timer_add(loop, NULL, 10, 10, s_note, &a) > 0);
-	s_sleep_ms(65); /* six periods pass with nobody running the loop */
+	test_sleep_ms(65); /* six periods pass with nobody running the loop */
 	CU_ASSERT_EQUAL(kanal__loop_run_once(loop, NULL, 0), 0);
 	CU_ASSERT_EQUAL(rec.n, 1); /* one call, not a burst of six */
 	CU_ASSERT_EQUAL(kanal__loop_run_once(loop, NULL, 0), 0);
@@ -208,7 +202,7 @@ static void test_callback_cancels_a_due_timer(void)
 	/* Both due in the same pass; the first cancels the second before it runs. */
 	CU_ASSERT(kanal__loop_timer_add(loop, NULL, 0, 0, s_cancel_other, &first) > 0);
 	rec.other_id = kanal__loop_timer_add(loop, NULL, 0, 50, s_note, &second);
-	s_sleep_ms(2);
+	test_sleep_ms(2);
 	CU_ASSERT_EQUAL(kanal__loop_run_once(loop, NULL, 0), 0);
 	CU_ASSERT_EQUAL(rec.n, 1);
 	CU_ASSERT_EQUAL(rec.cancel_rc, 0);
@@ -480,7 +474,7 @@ static void test_zmq_socket_readable_returns_promptly(void)
 	/* Socket and fd ready together: the fd callback runs and the socket is reported. */
 	CU_ASSERT_EQUAL(zmq_send(out, "hi", 2, 0), 2);
 	CU_ASSERT_EQUAL(write(p[1], "x", 1), 1);
-	s_sleep_ms(5);
+	test_sleep_ms(5);
 	CU_ASSERT_EQUAL(kanal__loop_run_once(loop, in, 1000), 1);
 	CU_ASSERT_EQUAL(rec.n_fd, 1);
 

@@ -23,12 +23,6 @@
 #include "kanald.h"
 #include "test.h"
 
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 static char *s_abs(const char *rel)
 {
 	char buf[PATH_MAX];
@@ -147,7 +141,7 @@ int kd_wait_exit(kd_t *kd, int timeout_ms)
 		}
 		if (waited >= timeout_ms)
 			return -1;
-		s_sleep_ms(10);
+		test_sleep_ms(10);
 	}
 	return kd->exit_status;
 }
@@ -204,7 +198,7 @@ int kd_launch(kd_t *kd)
 			return 0;
 		if (kd_wait_exit(kd, 0) >= 0)
 			return -1;
-		s_sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	return -1;
 }
@@ -336,7 +330,7 @@ void *kd_subscribe(kd_t *kd, const char *prefix)
 	zmq_setsockopt(s, ZMQ_SUBSCRIBE, prefix, strlen(prefix));
 	zmq_connect(s, kd->stream);
 	/* A subscription reaches the publisher asynchronously; give it time to arrive. */
-	s_sleep_ms(300);
+	test_sleep_ms(300);
 	return s;
 }
 
@@ -371,21 +365,14 @@ int kd_next(void *sub, char *topic, size_t size, char **payload, int timeout_ms)
 	return 0;
 }
 
-static long long s_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 char *kd_expect(void *sub, const char *prefix, const char *needle, int timeout_ms)
 {
-	long long deadline = s_now_ms() + timeout_ms;
+	long long deadline = test_now_ms() + timeout_ms;
 
 	for (;;) {
 		char topic[256];
 		char *payload;
-		long long left = deadline - s_now_ms();
+		long long left = deadline - test_now_ms();
 
 		if (left <= 0 || kd_next(sub, topic, sizeof topic, &payload, (int)left) < 0)
 			return NULL;
@@ -426,7 +413,7 @@ size_t kd_wait_lines(const char *path, size_t n, int timeout_ms)
 		have = kd_lines(path);
 		if (have >= n || waited >= timeout_ms)
 			return have;
-		s_sleep_ms(20);
+		test_sleep_ms(20);
 	}
 }
 

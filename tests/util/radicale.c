@@ -31,12 +31,6 @@
 #define STOP_WAIT_MS 5000
 #define PORT_TRIES 5
 
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 /* A port of 127.0.0.1 that was free a moment ago, or 0. */
 static int s_free_port(void)
 {
@@ -263,7 +257,7 @@ static int s_wait_up(radicale_t *r)
 		}
 		if (s_http(url, NULL, NULL, "OPTIONS", NULL, NULL, 500, NULL, NULL) > 0)
 			return 0;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 	fprintf(stderr, "radicale did not answer within %d ms\n", START_WAIT_MS);
 	return -1;
@@ -283,7 +277,7 @@ static void s_kill(radicale_t *r)
 			r->pid = 0;
 			return;
 		}
-		s_sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	kill(-r->pid, SIGKILL);
 	kill(r->pid, SIGKILL);
@@ -385,7 +379,7 @@ int radicale_resume(radicale_t *r)
 		s_kill(r);
 		if (up < 0)
 			return -1;
-		s_sleep_ms(200);
+		test_sleep_ms(200);
 	}
 	return -1;
 }

@@ -8,7 +8,9 @@
 
 #include <CUnit/CUnit.h>
 #include <CUnit/Basic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define TEST(fn) { #fn, fn }
 #define TEST_MAIN(suite, ...)                                                      \
@@ -19,6 +21,20 @@
 	}
 
 int test_run(const char *suite, CU_TestInfo *tests, int argc, char **argv);
+
+/* An assertion that, when it fails, skips to the test's clean-up label `done`. The
+ * condition is evaluated once: it may send an event. */
+#define REQUIRE(cond)                                                                      \
+	do {                                                                               \
+		bool require_ok_ = (cond);                                                 \
+		CU_assertImplementation(require_ok_, __LINE__, #cond, __FILE__, "", CU_FALSE); \
+		if (!require_ok_)                                                          \
+			goto done;                                                         \
+	} while (0)
+
+/* Sleeps ms milliseconds; the monotonic clock in milliseconds, for bounded waits. */
+void test_sleep_ms(int ms);
+int64_t test_now_ms(void);
 
 /* A fresh temporary folder under $TMPDIR (removed by test_rmdir_r); returns a static-free
  * malloc'd path. */

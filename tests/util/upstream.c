@@ -15,12 +15,6 @@
 
 #include <curl/curl.h>
 
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
 upstream_t *upstream_start(const char *name, const char *const *args)
 {
 	upstream_t *up = calloc(1, sizeof *up);
@@ -70,7 +64,7 @@ upstream_t *upstream_start(const char *name, const char *const *args)
 			upstream_stop(&up);
 			return NULL;
 		}
-		s_sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	fprintf(stderr, "kanal-sim-%s did not come up within 5 s\n", name);
 	upstream_stop(&up);
@@ -91,7 +85,7 @@ void upstream_stop(upstream_t **up_p)
 				up->pid = 0;
 				break;
 			}
-			s_sleep_ms(10);
+			test_sleep_ms(10);
 		}
 		if (up->pid > 0) {
 			kill(up->pid, SIGKILL);

@@ -45,19 +45,6 @@ struct wd {
 static wd_t *s_live[MAX_DRIVERS];
 static bool s_atexit_set;
 
-static void s_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static long long s_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Kills chromedriver's process group (the browser with it) and reaps chromedriver:
  * SIGTERM first, SIGKILL after a second, and SIGKILL to the group in any case so that no
  * browser process outlives it. */
@@ -72,7 +59,7 @@ static void s_kill_group(wd_t *wd)
 	for (int waited = 0; waited < 1000 && !reaped; waited += 20) {
 		reaped = waitpid(group, NULL, WNOHANG) == group;
 		if (!reaped)
-			s_sleep_ms(20);
+			test_sleep_ms(20);
 	}
 	/* Whatever is left of the group — the browser's processes — goes now. */
 	kill(-group, SIGKILL);
@@ -121,7 +108,7 @@ static void s_reap_strays(void)
 		closedir(d);
 		if (!found)
 			return;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 }
 
@@ -279,9 +266,9 @@ const char *wd_error(const wd_t *wd)
 /* Waits for chromedriver's "started successfully on port N." line; returns N or -1. */
 static int s_wait_port(wd_t *wd, const char *out, int timeout_ms)
 {
-	long long deadline = s_now_ms() + timeout_ms;
+	long long deadline = test_now_ms() + timeout_ms;
 
-	while (s_now_ms() < deadline) {
+	while (test_now_ms() < deadline) {
 		char *text = test_read_file(out, NULL);
 		const char *p;
 		int port = -1;
@@ -296,7 +283,7 @@ static int s_wait_port(wd_t *wd, const char *out, int timeout_ms)
 			wd->pid = 0;
 			return -1;
 		}
-		s_sleep_ms(50);
+		test_sleep_ms(50);
 	}
 	return -1;
 }
@@ -525,7 +512,7 @@ char *wd_text_of(wd_t *wd, const char *css)
 
 char *wd_wait_text(wd_t *wd, const char *css, const char *needle, int timeout_ms)
 {
-	long long deadline = s_now_ms() + timeout_ms;
+	long long deadline = test_now_ms() + timeout_ms;
 
 	for (;;) {
 		/* The dashboard rebuilds its tables every two seconds: an element found may be
@@ -534,15 +521,15 @@ char *wd_wait_text(wd_t *wd, const char *css, const char *needle, int timeout_ms
 		if (text && (!needle || strstr(text, needle)))
 			return text;
 		free(text);
-		if (s_now_ms() >= deadline)
+		if (test_now_ms() >= deadline)
 			return NULL;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 }
 
 bool wd_wait_count(wd_t *wd, const char *css, int n, int timeout_ms)
 {
-	long long deadline = s_now_ms() + timeout_ms;
+	long long deadline = test_now_ms() + timeout_ms;
 
 	for (;;) {
 		char **ids;
@@ -550,9 +537,9 @@ bool wd_wait_count(wd_t *wd, const char *css, int n, int timeout_ms)
 		wd_free_ids(ids, have);
 		if (have == n)
 			return true;
-		if (s_now_ms() >= deadline)
+		if (test_now_ms() >= deadline)
 			return false;
-		s_sleep_ms(100);
+		test_sleep_ms(100);
 	}
 }
 
