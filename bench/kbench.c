@@ -8,12 +8,18 @@
  * median of the repetitions and their spread, then the targets of issue 5 as met / not met
  * with the ratio, and writes everything, every repetition included, to a JSON file.
  *
- *   kbench [-b BUILD] [-o results.json] [--full]      run the benchmarks
+ *   kbench [-b BUILD] [-B BEFORE] [-o results.json] [--full]   run the benchmarks
  *   kbench gwload ENDPOINT COUNT SIZE BATCH           the gateway client (a helper process)
  *
  * Environment: FULL=1 is --full; BENCH_REPS=N overrides the repetitions; BENCH_ONLY=text
  * runs only the rows whose id contains text (several texts: comma-separated, any of them);
  * KANAL_BENCH_KEEP=1 keeps the scratch folders.
+ *
+ * With -B BEFORE (another build tree, e.g. of the commit before a change), every kanal row
+ * also runs against BEFORE's kanald in the same pass, right beside the run against BUILD
+ * (which one goes first alternates from pass to pass), and a table of after/before ratios
+ * follows: the median of the per-pass ratios and their range, so a change is judged against
+ * the machine's own pass-to-pass spread.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -104,6 +110,7 @@ typedef struct row {
 } row_t;
 
 static row_t s_rows[N_SPECS];
+static row_t s_before[N_SPECS]; /* the same rows against the -B build tree */
 
 static row_t *s_row(const char *id)
 {
@@ -218,6 +225,22 @@ static double s_ratio(const row_t *a, const row_t *b)
 		return b->med.rate > 0 ? a->med.rate / b->med.rate : -1;
 	qsort(v, (size_t)n, sizeof v[0], s_cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The per-pass ratios of one field of a over b (both rows ran the same passes), sorted
+ * into v; returns how many there are. */
+static int s_pass_ratios(const row_t *a, const row_t *b, size_t offset, double *v)
+{
+	int n = 0;
+
+	for (int i = 0; i < a->n_reps && i < b->n_reps; i++) {
+		double x = *(const double *)((const char *)&a->reps[i] + offset);
+		double y = *(const double *)((const char *)&b->reps[i] + offset);
+		if (!a->reps[i].na[0] && !b->reps[i].na[0] && x > 0 && y > 0)
+			v[n++] = x / y;
+	}
+	qsort(v, (size_t)n, sizeof v[0], s_cmp_double);
+	return n;
 }
 
 /* ---- printing --------------------------------------------------------------------------- */
@@ -359,6 +382,56 @@ static void s_print_group(const char *title, const char *group, bench_kind_t kin
 			s_print_latency_row(row);
 		else
 			s_print_memory_row(row);
+	}
+}
+
+/* The before/after table (-B): for each kanal row, its figure against the BEFORE tree and
+ * against BUILD, and the median and range of the per-pass ratios after/before. Rates:
+ * above 1 is faster; latencies and memory: below 1 is better. */
+static void s_print_before_after(const char *before)
+{
+	printf("\nBefore/after — BEFORE=%s; ratio = after / before, median of the passes "
+	       "[lowest, highest]\n", before);
+	printf("  %s %12s %12s %7s %s\n", s_pad("kanal row", 50), "before", "after", "ratio",
+	       "range");
+	for (size_t i = 0; i < N_SPECS; i++) {
+		const row_t *a = &s_rows[i], *b = &s_before[i];
+		size_t off;
+		double v[MAX_REPS], x, y;
+		char bx[32], ax[32];
+		int n;
+
+		if (!a->ran || !b->ran)
+			continue;
+		if (a->na[0] || b->na[0]) {
+			printf("  %s n/a — %s\n", s_pad(a->spec->label, 50),
+			       a->na[0] ? a->na : b->na);
+			continue;
+		}
+		off = a->spec->kind == BENCH_RATE      ? offsetof(bench_result_t, rate)
+		      : a->spec->kind == BENCH_LATENCY ? offsetof(bench_result_t, p99_us)
+						       : offsetof(bench_result_t, rss_mib);
+		x = *(const double *)((const char *)&b->med + off);
+		y = *(const double *)((const char *)&a->med + off);
+		if (a->spec->kind == BENCH_RATE) {
+			s_thousands(x, bx, sizeof bx);
+			s_thousands(y, ax, sizeof ax);
+		} else if (a->spec->kind == BENCH_LATENCY) {
+			s_time(x, bx, sizeof bx);
+			s_time(y, ax, sizeof ax);
+			strcat(bx, " p99");
+			strcat(ax, " p99");
+		} else {
+			snprintf(bx, sizeof bx, "%.1f MiB", x);
+			snprintf(ax, sizeof ax, "%.1f MiB", y);
+		}
+		n = s_pass_ratios(a, b, off, v);
+		if (n == 0) {
+			printf("  %s %12s %12s %7s\n", s_pad(a->spec->label, 50), bx, ax, "n/a");
+			continue;
+		}
+		printf("  %s %12s %12s %7.2f [%.2f, %.2f]\n", s_pad(a->spec->label, 50), bx, ax,
+		       n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1]);
 	}
 }
 
@@ -592,7 +665,7 @@ static void s_machine(char *buf, size_t size)
 
 static void s_usage(void)
 {
-	fprintf(stderr, "usage: kbench [-b BUILD] [-o RESULTS.json] [--full]\n"
+	fprintf(stderr, "usage: kbench [-b BUILD] [-B BEFORE] [-o RESULTS.json] [--full]\n"
 			"       kbench gwload ENDPOINT COUNT SIZE BATCH\n");
 }
 
@@ -624,7 +697,8 @@ static bool s_selected(const char *only, const char *id)
 int main(int argc, char **argv)
 {
 	bench_params_t p = { 0 };
-	const char *out = "bench/results/latest.json", *build = "build", *env;
+	const char *out = "bench/results/latest.json", *build = "build", *before = NULL, *env;
+	bench_params_t pb;
 	char when[64], machine[256];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -636,6 +710,8 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-b") && i + 1 < argc)
 			build = argv[++i];
+		else if (!strcmp(argv[i], "-B") && i + 1 < argc)
+			before = argv[++i];
 		else if (!strcmp(argv[i], "-o") && i + 1 < argc)
 			out = argv[++i];
 		else if (!strcmp(argv[i], "--full"))
@@ -647,6 +723,10 @@ int main(int argc, char **argv)
 	}
 	if (!realpath(build, p.build) || access(p.build, F_OK) != 0) {
 		fprintf(stderr, "kbench: no build tree at '%s' (run make first)\n", build);
+		return 1;
+	}
+	if (before && (!realpath(before, pb.build) || access(pb.build, F_OK) != 0)) {
+		fprintf(stderr, "kbench: no build tree at '%s' (-B)\n", before);
 		return 1;
 	}
 	if (!realpath("/proc/self/exe", p.self))
@@ -687,15 +767,36 @@ int main(int argc, char **argv)
 	 * slow phase of the machine (another VM on the host, a checkpoint storm) lands on all
 	 * rows alike instead of on the few that happened to run then, and each ratio compares
 	 * figures measured minutes, not seconds, apart at worst. */
+	if (before) {
+		char keep[sizeof pb.build];
+		memcpy(keep, pb.build, sizeof keep);
+		pb = p;
+		memcpy(pb.build, keep, sizeof keep);
+	}
 	for (size_t i = 0; i < N_SPECS; i++)
-		s_rows[i].spec = &s_specs[i];
+		s_rows[i].spec = s_before[i].spec = &s_specs[i];
 	for (int rep = 0; rep < p.reps; rep++)
-		for (size_t i = 0; i < N_SPECS; i++)
-			if (s_selected(p.only, s_specs[i].id))
-				s_run_rep(&p, &s_rows[i], rep);
-	for (size_t i = 0; i < N_SPECS; i++)
+		for (size_t i = 0; i < N_SPECS; i++) {
+			bool compare = before && !strcmp(s_specs[i].group, "kanal");
+			if (!s_selected(p.only, s_specs[i].id))
+				continue;
+			/* Which tree goes first alternates, so neither always runs warm. */
+			if (compare && rep % 2 == 0) {
+				fprintf(stderr, "  before:");
+				s_run_rep(&pb, &s_before[i], rep);
+			}
+			s_run_rep(&p, &s_rows[i], rep);
+			if (compare && rep % 2 == 1) {
+				fprintf(stderr, "  before:");
+				s_run_rep(&pb, &s_before[i], rep);
+			}
+		}
+	for (size_t i = 0; i < N_SPECS; i++) {
 		if (s_rows[i].ran)
 			s_summarise(&s_rows[i]);
+		if (s_before[i].ran)
+			s_summarise(&s_before[i]);
+	}
 	s_targets_judge();
 
 	printf("\nkanal benchmarks — %s mode, median of %d repetitions (± half the range), %s, %s\n",
@@ -715,6 +816,8 @@ int main(int argc, char **argv)
 	s_print_group("Peers, end to end (publish → consumer callback)", "peer", BENCH_LATENCY);
 	s_print_group("Memory", "kanal", BENCH_MEMORY);
 	s_print_targets();
+	if (before)
+		s_print_before_after(before);
 	if (s_write_json(&p, out, when, machine) != 0)
 		fprintf(stderr, "kbench: cannot write %s\n", out);
 	else

@@ -9,7 +9,9 @@
 #
 # Environment: BUILD (default build), FULL=1, BENCH_REPS=N, BENCH_ONLY=id-substring (its
 # results go to bench/results/partial.json),
-# KANAL_BENCH_KEEP=1 (keep scratch folders), BENCH_NO_INSTALL=1 (never call apt-get).
+# KANAL_BENCH_KEEP=1 (keep scratch folders), BENCH_NO_INSTALL=1 (never call apt-get),
+# BEFORE=<git ref> (also build that commit in $BUILD/before and run every kanal row against
+# it in the same passes, then print after/before ratios: `make bench BEFORE=HEAD~3`).
 set -eu
 
 BUILD=${BUILD:-build}
@@ -51,11 +53,28 @@ fi
 # ---- build ---------------------------------------------------------------------------------
 mkdir -p "$OUT/plugins" bench/results
 WARN="-std=gnu11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -O2 -g"
-for p in bench_source bench_sink; do
-	# shellcheck disable=SC2086 # $WARN is a list of flags
-	$CC $WARN -shared -fPIC -fvisibility=hidden -Isdk/include "bench/plugins/$p.c" \
-		-L"$BUILD/lib" -lkanal -Wl,-rpath,"\$ORIGIN/../../lib" -o "$OUT/plugins/$p.so"
-done
+# The bench plugins of a tree ($1: its sources, $2: its build tree).
+bench_plugins() {
+	mkdir -p "$2/bench/plugins"
+	for p in bench_source bench_sink; do
+		# shellcheck disable=SC2086 # $WARN is a list of flags
+		$CC $WARN -shared -fPIC -fvisibility=hidden -I"$1/sdk/include" "$1/bench/plugins/$p.c" \
+			-L"$2/lib" -lkanal -Wl,-rpath,"\$ORIGIN/../../lib" -o "$2/bench/plugins/$p.so"
+	done
+}
+bench_plugins . "$BUILD"
+BEFORE_ARGS=""
+if [ -n "${BEFORE:-}" ]; then
+	# The commit to compare with, built from its own sources (git archive: no checkout of
+	# this tree is touched) with its own Makefile.
+	src="$BUILD/before/src"
+	rm -rf "$src" && mkdir -p "$src"
+	git archive "$BEFORE" | tar -x -C "$src"
+	echo "bench: building $BEFORE ($(git rev-parse --short "$BEFORE")) in $BUILD/before" >&2
+	make -C "$src" --no-print-directory -s BUILD="$(pwd)/$BUILD/before/build" build >/dev/null
+	bench_plugins "$src" "$BUILD/before/build"
+	BEFORE_ARGS="-B $BUILD/before/build"
+fi
 DEFS=""
 LIBS="$(pkg-config --libs libzmq sqlite3 jansson) -lpthread -lm"
 if pkg-config --exists libmosquitto 2>/dev/null; then
@@ -76,4 +95,5 @@ export FULL
 # A partial run (BENCH_ONLY) must not overwrite the last complete one.
 RESULTS=bench/results/latest.json
 [ -z "${BENCH_ONLY:-}" ] || RESULTS=bench/results/partial.json
-exec "$OUT/kbench" -b "$BUILD" -o "$RESULTS"
+# shellcheck disable=SC2086 # $BEFORE_ARGS is empty or two words
+exec "$OUT/kbench" -b "$BUILD" $BEFORE_ARGS -o "$RESULTS"
