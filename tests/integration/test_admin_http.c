@@ -1,11 +1,12 @@
 /*
  * tests/integration/test_admin_http.c — kanald's HTTP admin endpoint (broker/admin_http.c)
  * in the real kanald, spoken to with tests/util/http_client.c: /healthz and /readyz (503
- * while the journal cannot be written); /metrics counting per destination and per route what was
- * really sent, in a text `promtool check metrics` accepts; the bearer token (401 without
- * it, a token file others may read refuses the start); reload with the real result and the
- * errors' positions; dead letters listed, shown, replayed (and delivered) and deleted;
- * instances paused and resumed; 404 and 405; and no clear CPR number in any answer.
+ * while the journal cannot be written); /metrics counting per destination and per route
+ * what was really sent, in a text `promtool check metrics` accepts; the bearer token (401
+ * without it, a token file others may read refuses the start); reload with the real result
+ * and the errors' positions; dead letters listed, shown, replayed (and delivered) and
+ * deleted; instances paused and resumed; 404 and 405; and no clear CPR number in any
+ * answer.
  *
  * Everything listens on 127.0.0.1 on ephemeral ports; every wait is bounded; each test
  * stops its kanald and removes its folder even when an assertion fails (REQUIRE jumps to
