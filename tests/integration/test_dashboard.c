@@ -61,20 +61,12 @@ static json_t *s_api(kd_t *kd, const char *path)
 	return j;
 }
 
+/* Sends one event; true when the gateway accepted it. */
 static bool s_send(kd_t *kd, const char *id, const char *type, const char *data)
 {
-	char *text, *reply;
-	bool ok;
+	char *text = kd_event("dash-test", id, type, data);
+	bool ok = text && kd_send_event(kd, text, "accepted", WAIT, NULL);
 
-	if (asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"dash-test\","
-			    "\"type\":\"%s\"%s%s}",
-		     id, type, data ? ",\"data\":" : "", data ? data : "") < 0)
-		return false;
-	reply = kd_send(kd, text, WAIT);
-	ok = reply && strstr(reply, "\"accepted\"");
-	if (!ok)
-		fprintf(stderr, "    %s not accepted: %s\n", id, reply ? reply : "(no reply)");
-	free(reply);
 	free(text);
 	return ok;
 }
