@@ -75,12 +75,13 @@ static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
 	};
 
 	for (size_t k = 0; k < sizeof keep / sizeof *keep; k++) {
-		size_t nl = strlen(keep[k].name);
-		const char *v = p + nl + 1;
-		size_t vl = len - nl - 1;
+		size_t nl = strlen(keep[k].name), vl;
+		const char *v;
 
 		if (len <= nl + 1 || strncasecmp(p, keep[k].name, nl) || p[nl] != ':')
 			continue;
+		v = p + nl + 1;
+		vl = len - nl - 1;
 		while (vl && (*v == ' ' || *v == '\t'))
 			v++, vl--;
 		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
