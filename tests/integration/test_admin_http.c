@@ -1,11 +1,12 @@
 /*
  * tests/integration/test_admin_http.c — kanald's HTTP admin endpoint (broker/admin_http.c)
- * in the real kanald, with libcurl as the client: /healthz and /readyz (503 while the
- * journal cannot be written); /metrics counting per destination and per route what was
- * really sent, in a text `promtool check metrics` accepts; the bearer token (401 without
- * it, a token file others may read refuses the start); reload with the real result and the
- * errors' positions; dead letters listed, shown, replayed (and delivered) and deleted;
- * instances paused and resumed; 404 and 405; and no clear CPR number in any answer.
+ * in the real kanald, spoken to with tests/util/http_client.c: /healthz and /readyz (503
+ * while the journal cannot be written); /metrics counting per destination and per route
+ * what was really sent, in a text `promtool check metrics` accepts; the bearer token (401
+ * without it, a token file others may read refuses the start); reload with the real result
+ * and the errors' positions; dead letters listed, shown, replayed (and delivered) and
+ * deleted; instances paused and resumed; 404 and 405; and no clear CPR number in any
+ * answer.
  *
  * Everything listens on 127.0.0.1 on ephemeral ports; every wait is bounded; each test
  * stops its kanald and removes its folder even when an assertion fails (REQUIRE jumps to
@@ -21,14 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
 
@@ -39,101 +38,19 @@
 
 /* ---- the client ----------------------------------------------------------------------- */
 
-typedef struct answer {
-	long status;
-	char *body;
-	size_t len;
-	char type[128];
-	char allow[128];
-	char www_authenticate[128];
-} answer_t;
-
-static size_t s_on_body(char *p, size_t size, size_t n, void *arg)
-{
-	answer_t *a = arg;
-	char *b = realloc(a->body, a->len + size * n + 1);
-
-	if (!b)
-		return 0;
-	memcpy(b + a->len, p, size * n);
-	a->body = b;
-	a->len += size * n;
-	a->body[a->len] = '\0';
-	return size * n;
-}
-
-/* Keeps the headers the tests look at. */
-static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
-{
-	answer_t *a = arg;
-	size_t len = size * n;
-	static const struct {
-		const char *name;
-		size_t off;
-	} keep[] = {
-		{ "Content-Type:", offsetof(answer_t, type) },
-		{ "Allow:", offsetof(answer_t, allow) },
-		{ "WWW-Authenticate:", offsetof(answer_t, www_authenticate) },
-	};
-
-	for (size_t k = 0; k < sizeof keep / sizeof *keep; k++) {
-		size_t nl = strlen(keep[k].name);
-		if (len > nl && !strncasecmp(p, keep[k].name, nl)) {
-			char *dst = (char *)a + keep[k].off;
-			size_t vl = len - nl;
-			const char *v = p + nl;
-			while (vl && (*v == ' '))
-				v++, vl--;
-			while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
-				vl--;
-			snprintf(dst, 128, "%.*s", (int)vl, v);
-		}
-	}
-	return len;
-}
-
 /* One request to kanald's admin endpoint; `path` is appended to kd->admin_http. token may
  * be NULL. status 0 when nothing answered. */
-static answer_t s_http(kd_t *kd, const char *method, const char *path, const char *token)
+static http_answer_t s_http(kd_t *kd, const char *method, const char *path, const char *token)
 {
-	answer_t a = { 0 };
-	CURL *c = curl_easy_init();
-	struct curl_slist *hdr = NULL;
-	char url[512], auth[256];
+	http_answer_t a;
+	char url[512];
 
-	if (!c)
-		return a;
 	snprintf(url, sizeof url, "%s%s", kd->admin_http, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (!strcmp(method, "HEAD"))
-		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-	if (!strcmp(method, "POST"))
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
-	if (token) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-		hdr = curl_slist_append(hdr, auth);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	}
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
-	if (!a.body)
-		a.body = strdup("");
+	http_request(NULL,
+		     &(http_request_t){ .method = method, .url = url, .bearer = token,
+					.timeout_ms = WAIT },
+		     &a);
 	return a;
-}
-
-static void s_answer_free(answer_t *a)
-{
-	free(a->body);
-	a->body = NULL;
 }
 
 /* GET path and parse the JSON body; NULL unless the status is `want`. */
@@ -141,12 +58,12 @@ static bool quiet; /* s_get_json does not report a wrong status (while polling) 
 
 static json_t *s_get_json(kd_t *kd, const char *path, const char *token, long want)
 {
-	answer_t a = s_http(kd, "GET", path, token);
+	http_answer_t a = s_http(kd, "GET", path, token);
 	json_t *j = a.status == want ? json_loads(a.body, 0, NULL) : NULL;
 
 	if (a.status != want && !quiet)
 		fprintf(stderr, "    GET %s: %ld (wanted %ld): %s\n", path, a.status, want, a.body);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	return j;
 }
 
@@ -155,18 +72,9 @@ static json_t *s_get_json(kd_t *kd, const char *path, const char *token, long wa
 /* Sends one event; true when the gateway accepted it. */
 static bool s_send(kd_t *kd, const char *id, const char *type, const char *data)
 {
-	char *text, *reply;
-	bool ok;
+	char *text = kd_event("admin-test", id, type, data);
+	bool ok = text && kd_send_event(kd, text, "accepted", WAIT, NULL);
 
-	if (asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"admin-test\","
-			    "\"type\":\"%s\"%s%s}",
-		     id, type, data ? ",\"data\":" : "", data ? data : "") < 0)
-		return false;
-	reply = kd_send(kd, text, WAIT);
-	ok = reply && strstr(reply, "\"accepted\"");
-	if (!ok)
-		fprintf(stderr, "    %s not accepted: %s\n", id, reply ? reply : "(no reply)");
-	free(reply);
 	free(text);
 	return ok;
 }
@@ -265,7 +173,7 @@ static void test_health_and_readiness_follow_the_journal(void)
 	char *conf = kd_config(s_sinks, NULL);
 	kd_t *kd = kd_prepare("ahealth", conf, s_routes);
 	char fault[1024];
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	int64_t deadline;
 
 	free(conf);
@@ -278,14 +186,14 @@ static void test_health_and_readiness_follow_the_journal(void)
 	a = s_http(kd, "GET", "/healthz", NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
 	CU_ASSERT_STRING_EQUAL(a.body, "ok\n");
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "GET", "/readyz", NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
 	CU_ASSERT_STRING_EQUAL(a.body, "ready\n");
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "HEAD", "/readyz", NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 
 	/* The disk fails: the next write finds out, and readiness says so; kanald is alive. */
 	free(test_write_file(kd->dir, "fault", "full\n"));
@@ -298,36 +206,36 @@ static void test_health_and_readiness_follow_the_journal(void)
 	a = s_http(kd, "GET", "/readyz", NULL);
 	CU_ASSERT_EQUAL(a.status, 503);
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "journal"));
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "GET", "/healthz", NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	{
-		answer_t m = s_http(kd, "GET", "/metrics", NULL);
+		http_answer_t m = s_http(kd, "GET", "/metrics", NULL);
 		CU_ASSERT_EQUAL(s_metric(m.body, "kanal_journal_writable"), 0);
-		s_answer_free(&m);
+		http_answer_clear(&m);
 	}
 
 	/* The disk recovers: kanald is ready again by itself. */
 	unlink(fault);
 	deadline = test_now_ms() + WAIT;
 	do {
-		s_answer_free(&a);
+		http_answer_clear(&a);
 		test_sleep_ms(100);
 		a = s_http(kd, "GET", "/readyz", NULL);
 	} while (a.status != 200 && test_now_ms() < deadline);
 	CU_ASSERT_EQUAL(a.status, 200);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 
 	/* Health checks take GET (and HEAD) only. */
 	a = s_http(kd, "POST", "/healthz", NULL);
 	CU_ASSERT_EQUAL(a.status, 405);
 	CU_ASSERT_STRING_EQUAL(a.allow, "GET, HEAD");
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
 	unsetenv("KANAL_FAULT_JOURNAL");
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 
@@ -356,7 +264,7 @@ static void test_metrics_count_per_destination_and_pass_promtool(void)
 {
 	char *conf = kd_config(s_sinks, NULL), *check = NULL;
 	kd_t *kd = kd_start("ametrics", conf, s_routes);
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	int64_t deadline;
 	int st;
 
@@ -366,7 +274,7 @@ static void test_metrics_count_per_destination_and_pass_promtool(void)
 	/* The counters are the router's, which counts a delivery once the sink answered. */
 	deadline = test_now_ms() + WAIT;
 	do {
-		s_answer_free(&a);
+		http_answer_clear(&a);
 		a = s_http(kd, "GET", "/metrics", NULL);
 		if (s_metric(a.body, "kanal_destination_delivered_total{destination=\"letters\"}") == 5 &&
 		    s_metric(a.body, "kanal_destination_dead_total{destination=\"deadletter\"}") == 1)
@@ -374,7 +282,7 @@ static void test_metrics_count_per_destination_and_pass_promtool(void)
 		test_sleep_ms(100);
 	} while (test_now_ms() < deadline);
 	REQUIRE(a.status == 200);
-	CU_ASSERT(!strncmp(a.type, "text/plain; version=0.0.4", 25));
+	CU_ASSERT(!strncmp(a.content_type, "text/plain; version=0.0.4", 25));
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_events_accepted_total"), 6);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_events_unmatched_total"), 1);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_delivered_total{destination=\"letters\"}"), 5);
@@ -400,14 +308,14 @@ static void test_metrics_count_per_destination_and_pass_promtool(void)
 		fprintf(stderr, "    promtool check metrics: exit %d:\n%s\n", st, check ? check : "");
 	CU_ASSERT_EQUAL(st, 0);
 	free(check);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 
 	/* Metrics are read-only. */
 	a = s_http(kd, "POST", "/metrics", NULL);
 	CU_ASSERT_EQUAL(a.status, 405);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 
@@ -416,7 +324,7 @@ static void test_metrics_count_per_route_and_latency(void)
 {
 	char *conf = kd_config(s_sinks, NULL), *check = NULL;
 	kd_t *kd = kd_start("aroutes", conf, s_routes);
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	int64_t deadline;
 	double prev = 0, count;
 	const char *p;
@@ -426,7 +334,7 @@ static void test_metrics_count_per_route_and_latency(void)
 	REQUIRE(s_send_mix(kd));
 	deadline = test_now_ms() + WAIT;
 	do {
-		s_answer_free(&a);
+		http_answer_clear(&a);
 		a = s_http(kd, "GET", "/metrics", NULL);
 		if (s_metric(a.body, "kanal_route_delivered_total{route=\"audit\"}") == 2 &&
 		    s_metric(a.body, "kanal_route_delivered_total{route=\"to-letters\"}") == 3)
@@ -461,7 +369,7 @@ static void test_metrics_count_per_route_and_latency(void)
 	free(check);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 
@@ -471,7 +379,7 @@ static void test_token_guards_everything_but_health(void)
 {
 	char *token_path = NULL, *conf = NULL;
 	kd_t *kd = kd_prepare("atoken", "", s_routes);
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	char *log = NULL;
 
 	token_path = test_write_file(kd->dir, "admin.token", TOKEN "\n");
@@ -488,32 +396,32 @@ static void test_token_guards_everything_but_health(void)
 		CU_ASSERT_EQUAL(a.status, 401);
 		CU_ASSERT(!strncmp(a.www_authenticate, "Bearer", 6));
 		CU_ASSERT_PTR_NULL(strstr(a.body, "kanal_events"));
-		s_answer_free(&a);
+		http_answer_clear(&a);
 		a = s_http(kd, "GET", guarded[k], "kanal-test-token-wrong-wrong-wrong");
 		CU_ASSERT_EQUAL(a.status, 401);
-		s_answer_free(&a);
+		http_answer_clear(&a);
 		a = s_http(kd, "GET", guarded[k], TOKEN);
 		CU_ASSERT_EQUAL(a.status, 200);
-		s_answer_free(&a);
+		http_answer_clear(&a);
 	}
 	/* Writing needs it too: an unauthenticated reload does nothing. */
 	a = s_http(kd, "POST", "/api/v1/reload", NULL);
 	CU_ASSERT_EQUAL(a.status, 401);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "GET", "/api/v1/status", TOKEN);
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "\"reloads\":0"));
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	/* The orchestrator's probes and the dashboard page (which holds no data) are open. */
 	a = s_http(kd, "GET", "/healthz", NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "GET", "/readyz", NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "GET", "/", NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
-	CU_ASSERT(!strncmp(a.type, "text/html", 9));
-	s_answer_free(&a);
+	CU_ASSERT(!strncmp(a.content_type, "text/html", 9));
+	http_answer_clear(&a);
 	/* The token is not in the log. */
 	log = kd_log(kd);
 	CU_ASSERT_PTR_NULL(log ? strstr(log, TOKEN) : NULL);
@@ -533,7 +441,7 @@ done:
 	free(log);
 	free(conf);
 	free(token_path);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 
@@ -543,7 +451,7 @@ static void test_reload_answers_the_real_result(void)
 {
 	char *conf = kd_config(s_sinks, NULL);
 	kd_t *kd = kd_start("areload", conf, s_routes);
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	json_t *j = NULL, *errs;
 
 	free(conf);
@@ -555,7 +463,7 @@ static void test_reload_answers_the_real_result(void)
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "routes")), 3);
 	json_decref(j);
 	j = NULL;
-	s_answer_free(&a);
+	http_answer_clear(&a);
 
 	/* A broken file: 400, each error with its file, line and column; the old table stays. */
 	kd_write_routes(kd, "routes:\n"
@@ -577,7 +485,7 @@ static void test_reload_answers_the_real_result(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_array_get(errs, 1)) ?: "", "where"));
 	json_decref(j);
 	j = NULL;
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	CU_ASSERT(s_send(kd, "r-1", "post.letter.send", NULL));
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "letters.jsonl"), 1, WAIT), 1);
 	j = s_get_json(kd, "/api/v1/status", NULL, 200);
@@ -594,7 +502,7 @@ static void test_reload_answers_the_real_result(void)
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
 	json_decref(j);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 
@@ -631,7 +539,7 @@ static void test_dead_letters_listed_shown_replayed_and_deleted(void)
 {
 	char *conf = kd_config(s_strict_sinks, NULL), *path = NULL, *text = NULL;
 	kd_t *kd = kd_start("adlq", conf, s_dlq_routes);
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	json_t *list = NULL, *item, *j = NULL;
 	json_int_t letter_id = 0, absence_id = 0;
 
@@ -675,7 +583,7 @@ static void test_dead_letters_listed_shown_replayed_and_deleted(void)
 		json_object_get(json_object_get(j, "item"), "event"), "id")) ?: "", "d-1");
 	json_decref(j);
 	j = NULL;
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	free(path);
 	path = NULL;
 
@@ -692,7 +600,7 @@ static void test_dead_letters_listed_shown_replayed_and_deleted(void)
 	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(j, "replayed"), 0)), letter_id);
 	json_decref(j);
 	j = NULL;
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	/* Delivered, with its data whole. */
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "letters.jsonl"), 1, WAIT), 1);
 	text = test_read_file(kd_path(kd, "letters.jsonl"), NULL);
@@ -702,11 +610,11 @@ static void test_dead_letters_listed_shown_replayed_and_deleted(void)
 	/* Gone from the store: a second replay, a show, find nothing. */
 	a = s_http(kd, "POST", path, NULL);
 	CU_ASSERT_EQUAL(a.status, 404);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	path[strlen(path) - strlen("/replay")] = '\0';
 	a = s_http(kd, "GET", path, NULL);
 	CU_ASSERT_EQUAL(a.status, 404);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	list = s_get_json(kd, "/api/v1/deadletters", NULL, 200);
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(list, "items")), 1);
 	json_decref(list);
@@ -719,17 +627,17 @@ static void test_dead_letters_listed_shown_replayed_and_deleted(void)
 	a = s_http(kd, "DELETE", path, NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "\"dropped\":1"));
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "DELETE", path, NULL);
 	CU_ASSERT_EQUAL(a.status, 404);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "GET", path, NULL);
 	CU_ASSERT_EQUAL(a.status, 404);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "PUT", path, NULL);
 	CU_ASSERT_EQUAL(a.status, 405);
 	CU_ASSERT_STRING_EQUAL(a.allow, "GET, HEAD, DELETE");
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	list = s_get_json(kd, "/api/v1/deadletters", NULL, 200);
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(list, "items")), 0);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 1, 200), 0);
@@ -740,7 +648,7 @@ done:
 	free(text);
 	free(path);
 	free(conf);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 
@@ -768,7 +676,7 @@ static const char *s_state(kd_t *kd, const char *name)
 /* An instance's plugin metric from the status, or -1. */
 static double s_plugin_metric(kd_t *kd, const char *inst, const char *metric)
 {
-	answer_t a = s_http(kd, "GET", "/api/v1/status", NULL);
+	http_answer_t a = s_http(kd, "GET", "/api/v1/status", NULL);
 	json_t *st = a.body ? json_loads(a.body, 0, NULL) : NULL, *e;
 	double v = -1;
 	size_t i;
@@ -779,7 +687,7 @@ static double s_plugin_metric(kd_t *kd, const char *inst, const char *metric)
 			v = json_is_number(m) ? json_number_value(m) : 0;
 	}
 	json_decref(st);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	return v;
 }
 
@@ -795,7 +703,7 @@ static void test_routes_and_instances_pause_and_resume(void)
 			       "    options: { path: '@DIR@/isolated.jsonl' }\n",
 			       NULL);
 	kd_t *kd = kd_start("ainst", conf, s_routes);
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	json_t *j = NULL;
 	int64_t deadline;
 
@@ -806,20 +714,20 @@ static void test_routes_and_instances_pause_and_resume(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "\"ok\":true"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "\"to-calendar\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "\"audit\""));
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	CU_ASSERT_STRING_EQUAL(s_state(kd, "calendar"), "running");
 
 	/* Paused: events for it wait; resumed: they arrive. */
 	a = s_http(kd, "POST", "/api/v1/instances/calendar/pause", NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	CU_ASSERT_STRING_EQUAL(s_state(kd, "calendar"), "paused");
 	CU_ASSERT(s_send(kd, "p-1", "child.absence.reported", NULL));
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "letters.jsonl"), 1, WAIT), 1); /* audit */
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "calendar.jsonl")), 0);
 	a = s_http(kd, "POST", "/api/v1/instances/calendar/resume", NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 1, WAIT), 1);
 	CU_ASSERT_STRING_EQUAL(s_state(kd, "calendar"), "running");
 
@@ -830,7 +738,7 @@ static void test_routes_and_instances_pause_and_resume(void)
 		double before = s_plugin_metric(kd, "isolated", "host_restarts");
 		a = s_http(kd, "POST", "/api/v1/instances/isolated/restart", NULL);
 		CU_ASSERT_EQUAL(a.status, 200);
-		s_answer_free(&a);
+		http_answer_clear(&a);
 		deadline = test_now_ms() + WAIT;
 		while ((strcmp(s_state(kd, "isolated"), "running") ||
 			s_plugin_metric(kd, "isolated", "host_restarts") <= before) &&
@@ -842,22 +750,22 @@ static void test_routes_and_instances_pause_and_resume(void)
 	a = s_http(kd, "POST", "/api/v1/instances/letters/restart", NULL);
 	CU_ASSERT(a.status >= 400 && a.status < 500);
 	CU_ASSERT_PTR_NOT_NULL(a.body ? strstr(a.body, "isolation: process") : NULL);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 
 	/* An instance that does not exist; a verb that does not; the wrong method. */
 	a = s_http(kd, "POST", "/api/v1/instances/nosuch/pause", NULL);
 	CU_ASSERT(a.status >= 400 && a.status < 500);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "POST", "/api/v1/instances/calendar/explode", NULL);
 	CU_ASSERT_EQUAL(a.status, 404);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "GET", "/api/v1/instances/calendar/pause", NULL);
 	CU_ASSERT_EQUAL(a.status, 405);
 	CU_ASSERT_STRING_EQUAL(a.allow, "POST");
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
 	json_decref(j);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 
@@ -884,7 +792,7 @@ static void test_unknown_paths_and_wrong_methods(void)
 		{ "GET", "/api/v1/deadletters/7/replay", 405, "POST" },
 		{ "PUT", "/", 405, "GET, HEAD" },
 	};
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	json_t *j;
 
 	free(conf);
@@ -901,21 +809,21 @@ static void test_unknown_paths_and_wrong_methods(void)
 		CU_ASSERT(json_is_false(json_object_get(j, "ok")));
 		CU_ASSERT(strlen(json_string_value(json_object_get(j, "error")) ?: "") > 0);
 		json_decref(j);
-		s_answer_free(&a);
+		http_answer_clear(&a);
 	}
 	/* A letter that does not exist, asked for in each way. */
 	a = s_http(kd, "GET", "/api/v1/deadletters/999999", NULL);
 	CU_ASSERT_EQUAL(a.status, 404);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "POST", "/api/v1/deadletters/999999/replay", NULL);
 	CU_ASSERT_EQUAL(a.status, 404);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	a = s_http(kd, "DELETE", "/api/v1/deadletters/999999", NULL);
 	CU_ASSERT_EQUAL(a.status, 404);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 
@@ -926,7 +834,7 @@ static void test_no_clear_cpr_in_any_answer(void)
 	char *conf = kd_config(s_strict_sinks, NULL), *path = NULL;
 	kd_t *kd = kd_start("acpr", conf, s_dlq_routes);
 	json_t *list = NULL;
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	json_int_t id;
 
 	free(conf);
@@ -964,14 +872,14 @@ static void test_no_clear_cpr_in_any_answer(void)
 				fprintf(stderr, "    clear CPR number in the answer to %s %s\n",
 					asks[k].method, asks[k].path);
 			CU_ASSERT(!kd_has_clear_cpr(a.body));
-			s_answer_free(&a);
+			http_answer_clear(&a);
 		}
 	}
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
 	free(path);
 	json_decref(list);
-	s_answer_free(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 

@@ -25,8 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
 #include "webdriver.h"
@@ -48,57 +47,26 @@ static wd_t *s_browser(void)
 
 /* ---- kanald's side -------------------------------------------------------------------- */
 
-static size_t s_on_body(char *p, size_t size, size_t n, void *arg)
-{
-	char **body = arg;
-	size_t have = *body ? strlen(*body) : 0;
-	char *b = realloc(*body, have + size * n + 1);
-
-	if (!b)
-		return 0;
-	memcpy(b + have, p, size * n);
-	b[have + size * n] = '\0';
-	*body = b;
-	return size * n;
-}
-
 /* GET kd->admin_http + path as JSON (NULL unless 200). */
 static json_t *s_api(kd_t *kd, const char *path)
 {
-	CURL *c = curl_easy_init();
-	char url[512], *body = NULL;
-	long status = 0;
+	http_answer_t a;
+	char url[512];
 	json_t *j = NULL;
 
 	snprintf(url, sizeof url, "%s%s", kd->admin_http, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	if (status == 200 && body)
-		j = json_loads(body, 0, NULL);
-	free(body);
+	if (http_request(NULL, &(http_request_t){ .url = url, .timeout_ms = WAIT }, &a) == 200)
+		j = json_loads(a.body, 0, NULL);
+	http_answer_clear(&a);
 	return j;
 }
 
+/* Sends one event; true when the gateway accepted it. */
 static bool s_send(kd_t *kd, const char *id, const char *type, const char *data)
 {
-	char *text, *reply;
-	bool ok;
+	char *text = kd_event("dash-test", id, type, data);
+	bool ok = text && kd_send_event(kd, text, "accepted", WAIT, NULL);
 
-	if (asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"dash-test\","
-			    "\"type\":\"%s\"%s%s}",
-		     id, type, data ? ",\"data\":" : "", data ? data : "") < 0)
-		return false;
-	reply = kd_send(kd, text, WAIT);
-	ok = reply && strstr(reply, "\"accepted\"");
-	if (!ok)
-		fprintf(stderr, "    %s not accepted: %s\n", id, reply ? reply : "(no reply)");
-	free(reply);
 	free(text);
 	return ok;
 }

@@ -19,10 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <kanal/cpr.h>
 
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
 #include "upstream.h"
@@ -32,51 +32,26 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static size_t s_collect(char *p, size_t size, size_t n, void *arg)
-{
-	char **buf = arg;
-	size_t old = *buf ? strlen(*buf) : 0;
-	char *b = realloc(*buf, old + size * n + 1);
-
-	if (!b)
-		return 0;
-	memcpy(b + old, p, size * n);
-	b[old + size * n] = '\0';
-	*buf = b;
-	return size * n;
-}
-
 /* One authorised call to the simulator's API; returns the status, the body in *out (may be
  * NULL). */
 static long s_api(upstream_t *up, const char *method, const char *path, const char *body,
 		  char **out)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *h = NULL;
+	static const char *const json[] = { "Content-Type: application/json", NULL };
+	http_answer_t a;
 	char url[512];
-	char *buf = NULL;
-	long status = 0;
+	long status;
 
 	snprintf(url, sizeof url, "%s%s", up->url, path);
-	h = curl_slist_append(h, "Authorization: Bearer " TOKEN);
-	h = curl_slist_append(h, "Content-Type: application/json");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &buf);
-	if (body)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	if (out)
-		*out = buf;
-	else
-		free(buf);
+	status = http_request(NULL,
+			      &(http_request_t){ .method = method, .url = url, .headers = json,
+						 .bearer = TOKEN, .body = body, .timeout_ms = 5000 },
+			      &a);
+	if (out) {
+		*out = a.body;
+		a.body = NULL;
+	}
+	http_answer_clear(&a);
 	return status;
 }
 
@@ -509,15 +484,12 @@ static const char *s_staff_routes =
 	"    match: { type: demo.> }\n"
 	"    to: daycare\n";
 
+/* Sends one event from the HR system; asserts the gateway accepted it. */
 static void s_send(kd_t *kd, const char *id, const char *type, const char *data)
 {
-	char *e, *reply;
+	char *e = kd_event("hr", id, type, data);
 
-	CU_ASSERT(asprintf(&e, "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"hr\","
-			       "\"type\":\"%s\",\"data\":%s}", id, type, data) > 0);
-	reply = kd_send(kd, e, WAIT);
-	CU_ASSERT(reply && strstr(reply, "\"accepted\""));
-	free(reply);
+	CU_ASSERT(e && kd_send_event(kd, e, "accepted", WAIT, NULL));
 	free(e);
 }
 

@@ -36,18 +36,6 @@ extern char **environ;
 
 #define WAIT 20000 /* ms: the bound of every wait for kanald */
 
-static char *s_event(const char *source, const char *id, const char *type)
-{
-	char *text;
-
-	if (asprintf(&text,
-		     "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"%s\",\"type\":\"%s\","
-		     "\"data\":{\"n\":1}}",
-		     id, source, type) < 0)
-		return NULL;
-	return text;
-}
-
 /* The status the gateway's reply gives the event `id` (or the first result when id is
  * NULL), copied into buf; "" when the reply is missing or does not say. */
 static const char *s_status(const char *reply, const char *id, char *buf, size_t size)
@@ -73,12 +61,10 @@ static const char *s_status(const char *reply, const char *id, char *buf, size_t
 static const char *s_send_one(kd_t *kd, const char *source, const char *id, const char *type,
 			      char *buf, size_t size)
 {
-	char *e = s_event(source, id, type);
-	char *reply = kd_send(kd, e, WAIT);
+	char *e = kd_event(source, id, type, "{\"n\":1}"), *reply = NULL;
 
+	kd_send_event(kd, e, NULL, WAIT, &reply);
 	s_status(reply, id, buf, size);
-	if (!reply)
-		fprintf(stderr, "no reply from the gateway for %s\n", id);
 	free(reply);
 	free(e);
 	return buf;

@@ -1,17 +1,17 @@
 /*
- * tests/integration/test_hostile.c — the real kanald under a storm of hostile clients:
- * 50 client threads (25 HTTP over libcurl against the http plugin's ingress, 25 ZeroMQ
- * DEALER and REQ sockets against the gateway) each send a few hundred requests in which
- * valid events are interleaved with malformed JSON, invalid CloudEvents (no id, a bad
- * time), oversized events and bodies, CPR numbers in context attributes, requests without
- * or with a wrong bearer token, event types the client may not send, batches mixing valid
- * and invalid events, and for ZeroMQ binary junk, empty frames, too many frames and raw
- * TCP garbage. Each client checks each answer: a valid event is accepted (after busy /
- * 429, sent again after the hint; bounded), a bad request gets its error with a reason.
- * Afterwards every valid event has reached its sink exactly once with its data byte for
- * byte, nothing of a refused request was delivered, kanald's peak resident memory stayed
- * under a stated bound, its log and event stream hold no clear CPR number, and it still
- * answers a fresh event and /status and stops cleanly.
+ * tests/integration/test_hostile.c — the real kanald under a storm of hostile clients: 50
+ * client threads (25 HTTP, over tests/util/http_client.c, against the http plugin's
+ * ingress, 25 ZeroMQ DEALER and REQ sockets against the gateway) each send a few hundred
+ * requests in which valid events are interleaved with malformed JSON, invalid CloudEvents
+ * (no id, a bad time), oversized events and bodies, CPR numbers in context attributes,
+ * requests without or with a wrong bearer token, event types the client may not send,
+ * batches mixing valid and invalid events, and for ZeroMQ binary junk, empty frames, too
+ * many frames and raw TCP garbage. Each client checks each answer: a valid event is
+ * accepted (after busy / 429, sent again after the hint; bounded), a bad request gets its
+ * error with a reason. Afterwards every valid event has reached its sink exactly once with
+ * its data byte for byte, nothing of a refused request was delivered, kanald's peak
+ * resident memory stayed under a stated bound, its log and event stream hold no clear CPR
+ * number, and it still answers a fresh event and /status and stops cleanly.
  *
  * A second test runs a storm against a CURVE gateway (docs/security.md): clients whose
  * keys are on the allow-list send valid events and events of types outside their `emit`
@@ -49,6 +49,7 @@
 #include <curl/curl.h>
 #include <kanal/cpr.h>
 
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
 
@@ -138,7 +139,7 @@ typedef struct client {
 	int n_kinds;
 	long n_fail;
 	char fail[3][480];
-	CURL *curl;
+	http_client_t *http; /* its kept-alive connection */
 	void *sock;
 	pthread_t thread;
 	bool started;
@@ -589,97 +590,27 @@ static char *s_bad_body(client_t *c, int which, size_t limit, expect_t *e)
 
 /* ---- the HTTP clients ---------------------------------------------------------------------- */
 
-typedef struct answer {
-	long status;
-	char *body;
-	size_t len;
-	char retry_after[32];
-	char www_authenticate[128];
-	char curl_error[CURL_ERROR_SIZE]; /* why there is no answer (status 0) */
-} answer_t;
-
-static size_t s_on_body(char *p, size_t size, size_t n, void *arg)
-{
-	answer_t *a = arg;
-	size_t len = size * n;
-	char *b = realloc(a->body, a->len + len + 1);
-
-	if (!b)
-		return 0;
-	memcpy(b + a->len, p, len);
-	a->body = b;
-	a->len += len;
-	a->body[a->len] = '\0';
-	return len;
-}
-
-static void s_copy_header(const char *line, size_t len, const char *name, char *buf, size_t size)
-{
-	size_t n = strlen(name);
-
-	if (len > n + 1 && !strncasecmp(line, name, n) && line[n] == ':') {
-		const char *v = line + n + 1;
-		size_t vl = len - n - 1;
-		while (vl && *v == ' ')
-			v++, vl--;
-		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
-			vl--;
-		snprintf(buf, size, "%.*s", (int)vl, v);
-	}
-}
-
-static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
-{
-	answer_t *a = arg;
-
-	s_copy_header(p, size * n, "Retry-After", a->retry_after, sizeof a->retry_after);
-	s_copy_header(p, size * n, "WWW-Authenticate", a->www_authenticate,
-		      sizeof a->www_authenticate);
-	return size * n;
-}
-
-static void s_answer_clear(answer_t *a)
-{
-	free(a->body);
-	memset(a, 0, sizeof *a);
-}
-
-/* POSTs body on the client's own (kept-alive) curl handle with the header lines given
+/* POSTs body on the client's own (kept-alive) connection with the header lines given
  * (NULL-terminated) and, unless auth is NULL, an Authorization line. Status 0: no answer. */
-static answer_t s_post(client_t *c, const char *auth, const char *const *headers,
-		       const char *body, size_t len)
+static http_answer_t s_post(client_t *c, const char *auth, const char *const *headers,
+			    const char *body, size_t len)
 {
-	answer_t a = { 0 };
-	struct curl_slist *list = NULL;
+	const char *lines[8];
+	size_t n = 0;
+	http_answer_t a;
 
-	if (!c->curl)
-		c->curl = curl_easy_init();
-	curl_easy_reset(c->curl);
-	for (size_t i = 0; headers && headers[i]; i++)
-		list = curl_slist_append(list, headers[i]);
+	if (!c->http)
+		c->http = http_client_new();
+	for (size_t i = 0; headers && headers[i] && n < 6; i++)
+		lines[n++] = headers[i];
 	if (auth)
-		list = curl_slist_append(list, auth);
-	if (!headers || !headers[0] || !headers[1] || strncmp(headers[1], "Expect:", 7))
-		list = curl_slist_append(list, "Expect:");
-	curl_easy_setopt(c->curl, CURLOPT_URL, c->st->url);
-	curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
-	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)WAIT);
-	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, s_on_body);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &a);
-	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, s_on_header);
-	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &a);
-	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, a.curl_error);
-	if (curl_easy_perform(c->curl) == CURLE_OK)
-		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &a.status);
-	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
-	curl_slist_free_all(list);
-	if (!a.body)
-		a.body = calloc(1, 1);
+		lines[n++] = auth;
+	lines[n] = NULL;
+	http_request(c->http,
+		     &(http_request_t){ .method = "POST", .url = c->st->url, .headers = lines,
+					.body = body, .body_len = len, .timeout_ms = WAIT,
+					.connect_timeout_ms = 3000 },
+		     &a);
 	c->requests++;
 	return a;
 }
@@ -730,7 +661,7 @@ static void s_http_send_valid(client_t *c, valid_t **vs, char **texts, size_t n,
 	for (int attempt = 0; left && attempt < MAX_ATTEMPTS && !s_late(c); attempt++) {
 		buf_t b = { 0 };
 		size_t order[64], m = 0;
-		answer_t a;
+		http_answer_t a;
 		json_t *root, *results;
 
 		for (size_t i = 0; i < n; i++)
@@ -753,13 +684,13 @@ static void s_http_send_valid(client_t *c, valid_t **vs, char **texts, size_t n,
 			c->timeouts++;
 			for (size_t i = 0; i < m; i++)
 				vs[order[i]]->may_dup = true;
-			s_answer_clear(&a);
+			http_answer_clear(&a);
 			continue;
 		}
 		if (a.status != 202 && a.status != 429 && a.status != 503) {
 			s_fail(c, "HTTP: valid %s %s answered %ld: %.200s", batch ? "batch" : "event",
 			       vs[order[0]]->id, a.status, a.body);
-			s_answer_clear(&a);
+			http_answer_clear(&a);
 			return;
 		}
 		c->http_429 += a.status == 429;
@@ -772,7 +703,7 @@ static void s_http_send_valid(client_t *c, valid_t **vs, char **texts, size_t n,
 			s_fail(c, "HTTP %ld: %zu results for %zu events: %.200s", a.status,
 			       json_array_size(results), m, a.body);
 			json_decref(root);
-			s_answer_clear(&a);
+			http_answer_clear(&a);
 			return;
 		}
 		for (size_t i = 0; i < m; i++) {
@@ -796,7 +727,7 @@ static void s_http_send_valid(client_t *c, valid_t **vs, char **texts, size_t n,
 			c->busy++;
 			test_sleep_ms(secs > 0 && secs <= 5 ? secs * 1000 : 1000);
 		}
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	if (left)
 		s_fail(c, "HTTP: %zu valid events (first %s) not accepted after %d attempts", left,
@@ -826,7 +757,7 @@ static void s_count_kind(client_t *c, const char *via, const char *label, bool r
 static const char s_via_http[] = "HTTP", s_via_gateway[] = "gateway";
 
 /* Checks an HTTP answer to a bad request against e. */
-static void s_http_check_bad(client_t *c, const answer_t *a, const expect_t *e)
+static void s_http_check_bad(client_t *c, const http_answer_t *a, const expect_t *e)
 {
 	json_t *root = json_loads(a->body, 0, NULL);
 	const char *error = json_string_value(json_object_get(root, "error"));
@@ -838,7 +769,7 @@ static void s_http_check_bad(client_t *c, const answer_t *a, const expect_t *e)
 	c->bad_requests++;
 	if (a->status != e->http) {
 		s_fail(c, "HTTP %s: answered %ld, not %d: %.200s", e->label, a->status, e->http,
-		       a->status ? a->body : a->curl_error);
+		       a->status ? a->body : a->error);
 		ok = false;
 	} else if (!error || !*error) {
 		s_fail(c, "HTTP %s: %ld without an error text: %.200s", e->label, a->status, a->body);
@@ -904,7 +835,7 @@ static void s_http_client(client_t *c)
 	for (int round = 0; round < (c->rounds ? c->rounds : st->rounds) && !s_late(c); round++) {
 		uint32_t pick = s_below(c, 20);
 		expect_t e;
-		answer_t a;
+		http_answer_t a;
 		char *body = NULL;
 
 		if (pick < 6) { /* one valid event, structured */
@@ -944,7 +875,7 @@ static void s_http_client(client_t *c)
 			body = s_bad_body(c, (int)s_below(c, N_BAD_KINDS), HTTP_MAX_EVENT, &e);
 			a = s_post(c, s_auth(c), e.batch ? s_batch : s_structured, body, strlen(body));
 			s_http_check_bad(c, &a, &e);
-			s_answer_clear(&a);
+			http_answer_clear(&a);
 		} else if (pick == 14) { /* a body over max_body */
 			buf_t b = { 0 };
 			char *ev = s_bad_event(c, "child.hostile.reported", NULL);
@@ -968,7 +899,7 @@ static void s_http_client(client_t *c)
 					.reason = "max_body", .event = -1 };
 			a = s_post(c, s_auth(c), h, b.p, b.len);
 			s_http_check_bad(c, &a, &e);
-			s_answer_clear(&a);
+			http_answer_clear(&a);
 			free(b.p);
 		} else if (pick == 15) { /* no token, or one that matches no client */
 			bool none = s_below(c, 2);
@@ -979,7 +910,7 @@ static void s_http_client(client_t *c)
 			s_http_check_bad(c, &a, &e);
 			if (a.status == 401 && !strstr(a.www_authenticate, "Bearer"))
 				s_fail(c, "HTTP 401 without WWW-Authenticate: Bearer");
-			s_answer_clear(&a);
+			http_answer_clear(&a);
 		} else if (pick == 16 && c->kind == C_HTTP_LIMITED) { /* a type it may not send */
 			bool batch = s_below(c, 2);
 			e = (expect_t){ .label = "type not allowed", .http = 403, .attribute = "type",
@@ -999,7 +930,7 @@ static void s_http_client(client_t *c)
 			s_http_check_bad(c, &a, &e);
 			if (a.status == 403 && !strstr(a.body, "staff.hostile.registered"))
 				s_fail(c, "HTTP 403 does not name the type: %.200s", a.body);
-			s_answer_clear(&a);
+			http_answer_clear(&a);
 		} else if (pick == 17) { /* another CloudEvents format */
 			body = s_bad_event(c, "child.hostile.reported", NULL);
 			e = (expect_t){ .label = "avro content type", .http = 415, .event = -1 };
@@ -1008,7 +939,7 @@ static void s_http_client(client_t *c)
 				a = s_post(c, s_auth(c), h, body, strlen(body));
 			}
 			s_http_check_bad(c, &a, &e);
-			s_answer_clear(&a);
+			http_answer_clear(&a);
 		} else if (pick == 18 && s_below(c, 3) == 0) { /* not even HTTP */
 			s_raw_junk(c, st->http_port, s_below(c, 2) ? "BREW /events HTCPCP/1.0\r\n" : NULL);
 		} else { /* one more valid event, the limited client's kind */
@@ -1427,9 +1358,7 @@ static void *s_client_main(void *arg)
 	if (c->sock)
 		zmq_close(c->sock);
 	c->sock = NULL;
-	if (c->curl)
-		curl_easy_cleanup(c->curl);
-	c->curl = NULL;
+	http_client_destroy(&c->http);
 	if (s_late(c))
 		s_fail(c, "the storm's deadline (%d ms) passed before the client was done", STORM_MS);
 	return NULL;
@@ -1933,12 +1862,11 @@ static void test_fifty_hostile_clients_valid_events_arrive_once_bad_ones_get_the
 		static const char ev[] = "{\"specversion\":\"1.0\",\"id\":\"after-http\",\"source\":"
 					 "\"urn:hostile:probe\",\"type\":\"staff.hostile.registered\"}";
 		client_t probe = { .st = &st, .kind = C_HTTP_FULL, .name = "probe" };
-		answer_t a = s_post(&probe, st.auth_full, s_structured, ev, strlen(ev));
+		http_answer_t a = s_post(&probe, st.auth_full, s_structured, ev, strlen(ev));
 		CU_ASSERT_EQUAL(a.status, 202);
 		CU_ASSERT(s_wait_text(kd_path(st.kd, "out-staff.jsonl"), "\"after-http\""));
-		s_answer_clear(&a);
-		if (probe.curl)
-			curl_easy_cleanup(probe.curl);
+		http_answer_clear(&a);
+		http_client_destroy(&probe.http);
 	}
 	s_after_storm(&st, "{\"specversion\":\"1.0\",\"id\":\"after-zmq\",\"source\":"
 			   "\"urn:hostile:probe\",\"type\":\"child.hostile.reported\"}",

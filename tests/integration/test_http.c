@@ -7,10 +7,10 @@
  * delivers, 503 then 200 is retried and delivered, 400 takes the route's fallback, a
  * receiver that hangs times out and is retried.
  *
- * The client is libcurl; the webhook's receiver is a small libmicrohttpd server in this
- * process. Everything listens on 127.0.0.1 on ephemeral ports; every wait is bounded; each
- * test cleans up its kanald, receiver and folder even when an assertion fails (REQUIRE
- * jumps to the clean-up rather than out of the test).
+ * The client is tests/util/http_client.c (libcurl); the webhook's receiver is a small
+ * libmicrohttpd server in this process. Everything listens on 127.0.0.1 on ephemeral
+ * ports; every wait is bounded; each test cleans up its kanald, receiver and folder even
+ * when an assertion fails (REQUIRE jumps to the clean-up rather than out of the test).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -24,114 +24,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <kanal/kanal.h>
 #include <microhttpd.h>
 
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
 
 #define WAIT 10000 /* ms: the bound of every wait */
 
-/* ---- the client: one POST with libcurl ------------------------------------------------ */
-
-typedef struct answer {
-	long status;
-	char *body;
-	size_t len;
-	char retry_after[32];
-	char www_authenticate[128];
-} answer_t;
-
-static size_t s_on_body(char *p, size_t size, size_t n, void *arg)
-{
-	answer_t *a = arg;
-	size_t len = size * n;
-	char *b = realloc(a->body, a->len + len + 1);
-
-	if (!b)
-		return 0;
-	memcpy(b + a->len, p, len);
-	a->body = b;
-	a->len += len;
-	a->body[a->len] = '\0';
-	return len;
-}
-
-static void s_copy_header(const char *line, size_t len, const char *name, char *buf, size_t size)
-{
-	size_t n = strlen(name);
-
-	if (len > n + 1 && !strncasecmp(line, name, n) && line[n] == ':') {
-		const char *v = line + n + 1;
-		size_t vl = len - n - 1;
-		while (vl && (*v == ' '))
-			v++, vl--;
-		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
-			vl--;
-		snprintf(buf, size, "%.*s", (int)vl, v);
-	}
-}
-
-static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
-{
-	answer_t *a = arg;
-
-	s_copy_header(p, size * n, "Retry-After", a->retry_after, sizeof a->retry_after);
-	s_copy_header(p, size * n, "WWW-Authenticate", a->www_authenticate,
-		      sizeof a->www_authenticate);
-	return size * n;
-}
+/* ---- the client: one POST --------------------------------------------------------------- */
 
 /* POSTs body to url with the given header lines (NULL-terminated). Returns the answer;
  * status 0 when none came. */
-static answer_t s_post(const char *url, const char *const *headers, const char *body, size_t len)
+static http_answer_t s_post(const char *url, const char *const *headers, const char *body,
+			    size_t len)
 {
-	answer_t a = { 0 };
-	struct curl_slist *list = NULL;
-	CURL *c = curl_easy_init();
+	http_answer_t a;
 
-	for (size_t i = 0; headers && headers[i]; i++)
-		list = curl_slist_append(list, headers[i]);
-	list = curl_slist_append(list, "Expect:");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_POST, 1L);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
-	curl_slist_free_all(list);
-	curl_easy_cleanup(c);
-	if (!a.body)
-		a.body = calloc(1, 1);
+	http_request(NULL,
+		     &(http_request_t){ .method = "POST", .url = url, .headers = headers,
+					.body = body, .body_len = len, .timeout_ms = WAIT },
+		     &a);
 	return a;
 }
 
-static answer_t s_post_text(const char *url, const char *const *headers, const char *body)
+static http_answer_t s_post_text(const char *url, const char *const *headers, const char *body)
 {
 	return s_post(url, headers, body, strlen(body));
 }
 
-static void s_answer_clear(answer_t *a)
-{
-	free(a->body);
-	memset(a, 0, sizeof *a);
-}
-
 /* The status the answer gives event `id` ("" when it does not say). */
-static const char *s_status_of(const answer_t *a, const char *id, char *buf, size_t size)
+static const char *s_status_of(const http_answer_t *a, const char *id, char *buf, size_t size)
 {
 	json_t *root = json_loads(a->body ? a->body : "", 0, NULL), *r;
 	size_t i;
@@ -147,7 +75,7 @@ static const char *s_status_of(const answer_t *a, const char *id, char *buf, siz
 }
 
 /* The string field `key` of the answer's top-level object ("" when absent). */
-static const char *s_field(const answer_t *a, const char *key, char *buf, size_t size)
+static const char *s_field(const http_answer_t *a, const char *key, char *buf, size_t size)
 {
 	json_t *root = json_loads(a->body ? a->body : "", 0, NULL);
 	json_t *v = json_object_get(root, key);
@@ -268,7 +196,7 @@ static void test_structured_binary_and_batch_are_delivered_with_their_data(void)
 	static const unsigned char bytes[] = { 0x00, 0x01, 0xff, 0xfe, '\r', '\n', 'k', 0x80 };
 	unsigned char decoded[64];
 	char *event = NULL, *raw = NULL;
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	json_t *ev = NULL;
 
 	REQUIRE(kd != NULL);
@@ -281,7 +209,7 @@ static void test_structured_binary_and_batch_are_delivered_with_their_data(void)
 	a = s_post_text(url, s_structured, event);
 	CU_ASSERT_EQUAL(a.status, 202);
 	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "s-1", st, sizeof st), "accepted");
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 
 	/* Binary: attributes in ce-* headers (percent-encoded), the body is the data. */
 	{
@@ -292,7 +220,7 @@ static void test_structured_binary_and_batch_are_delivered_with_their_data(void)
 		a = s_post(url, h, (const char *)bytes, sizeof bytes);
 		CU_ASSERT_EQUAL(a.status, 202);
 		CU_ASSERT_STRING_EQUAL(s_status_of(&a, "b-1", st, sizeof st), "accepted");
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	{
 		const char *h[] = { "Content-Type: application/json", "ce-specversion: 1.0",
@@ -300,7 +228,7 @@ static void test_structured_binary_and_batch_are_delivered_with_their_data(void)
 				    NULL };
 		a = s_post_text(url, h, data_json);
 		CU_ASSERT_EQUAL(a.status, 202);
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* Batch: a JSON array of events. */
 	a = s_post_text(url, s_batch,
@@ -312,7 +240,7 @@ static void test_structured_binary_and_batch_are_delivered_with_their_data(void)
 	CU_ASSERT_EQUAL(a.status, 202);
 	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "m-1", st, sizeof st), "accepted");
 	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "m-3", st, sizeof st), "accepted");
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 
 	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 6, WAIT) == 6);
 	/* Structured: data byte for byte, source as the client sent it. */
@@ -367,7 +295,7 @@ static void test_structured_binary_and_batch_are_delivered_with_their_data(void)
 	CU_ASSERT_EQUAL(a.status, 202);
 	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "s-1", st, sizeof st), "duplicate");
 done:
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	json_decref(ev);
 	free(raw);
 	free(event);
@@ -378,7 +306,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 {
 	char url[128], buf[512];
 	kd_t *kd = s_start_ingress("http-invalid", "", NULL, url, sizeof url);
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	char *text = NULL;
 
 	REQUIRE(kd != NULL);
@@ -388,7 +316,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 	CU_ASSERT_EQUAL(a.status, 400);
 	CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "type");
 	CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "type"));
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	/* Binary without ce-source. */
 	{
 		const char *h[] = { "Content-Type: application/json", "ce-specversion: 1.0",
@@ -397,7 +325,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		CU_ASSERT_EQUAL(a.status, 400);
 		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "source");
 		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "ce-source"));
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* A batch with one bad event: the whole batch is refused, naming the event. */
 	a = s_post_text(url, s_batch,
@@ -406,7 +334,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 	CU_ASSERT_EQUAL(a.status, 400);
 	CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "specversion");
 	CU_ASSERT_STRING_EQUAL(s_field(&a, "event", buf, sizeof buf), "1");
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	/* A CPR number in a context attribute: refused, and the answer does not repeat it. */
 	{
 		const char *cpr = "150385-1234"; /* a synthetic number (DOMAIN.md) */
@@ -420,7 +348,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		CU_ASSERT_EQUAL(a.status, 400);
 		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "subject");
 		CU_ASSERT_PTR_NULL(strstr(a.body, cpr));
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* Not JSON, although Content-Type says JSON. */
 	{
@@ -429,7 +357,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		a = s_post_text(url, h, "{not json");
 		CU_ASSERT_EQUAL(a.status, 400);
 		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "data");
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* Other paths and methods. */
 	{
@@ -437,21 +365,12 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		snprintf(other, sizeof other, "%.*s/other", (int)(strlen(url) - 7), url);
 		a = s_post_text(other, s_structured, "{}");
 		CU_ASSERT_EQUAL(a.status, 404);
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	{
-		CURL *c = curl_easy_init();
-		long status = 0;
-		curl_easy_setopt(c, CURLOPT_URL, url);
-		curl_easy_setopt(c, CURLOPT_NOBODY, 0L);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_on_body);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
-		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)WAIT);
-		if (curl_easy_perform(c) == CURLE_OK)
-			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		curl_easy_cleanup(c);
+		long status = http_request(NULL, &(http_request_t){ .url = url, .timeout_ms = WAIT }, &a);
 		CU_ASSERT_EQUAL(status, 405);
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* Nothing of the above was delivered: only the valid marker sent last arrives. */
 	a = s_post_text(url, s_structured,
@@ -465,7 +384,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 	CU_ASSERT_PTR_NULL(text ? strstr(text, "bad-") : NULL);
 done:
 	free(text);
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 }
 
@@ -475,7 +394,7 @@ static void test_oversized_requests_get_413(void)
 	kd_t *kd = s_start_ingress("http-big", "max_body: 8KiB, max_event_size: 1KiB", NULL, url,
 				   sizeof url);
 	char *event = NULL, *batch = NULL, pad[2048];
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 
 	REQUIRE(kd != NULL);
 	memset(pad, 'x', sizeof pad - 1);
@@ -488,14 +407,14 @@ static void test_oversized_requests_get_413(void)
 	a = s_post_text(url, s_structured, event);
 	CU_ASSERT_EQUAL(a.status, 413);
 	CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "max_event_size"));
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	/* A body over max_body. */
 	if (asprintf(&batch, "[%s,%s,%s,%s,%s]", event, event, event, event, event) < 0)
 		batch = NULL;
 	a = s_post_text(url, s_batch, batch);
 	CU_ASSERT_EQUAL(a.status, 413);
 	CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "max_body"));
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	/* A body far larger than the socket buffers, sent without waiting for 100-continue:
 	 * the client still reads the 413 rather than a reset connection. */
 	{
@@ -506,7 +425,7 @@ static void test_oversized_requests_get_413(void)
 		a = s_post(url, s_batch, body, big);
 		free(body);
 		CU_ASSERT_EQUAL(a.status, 413);
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* A small one still passes, and is the only one delivered. */
 	a = s_post_text(url, s_structured,
@@ -516,7 +435,7 @@ static void test_oversized_requests_get_413(void)
 	test_sleep_ms(200);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
 done:
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	free(event);
 	free(batch);
 	kd_destroy(&kd);
@@ -529,7 +448,7 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 	char *dir = test_tmpdir("http-tokens"), *path = NULL, *tokens = NULL, opts[512];
 	char url[128], buf[256], auth_a[128], auth_b[128], auth_bad[128];
 	kd_t *kd = NULL;
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	char *log = NULL, *text = NULL;
 	static const char ev_ok[] =
 		"{\"specversion\":\"1.0\",\"id\":\"t-1\",\"source\":\"v\",\"type\":\"child.checkin\"}";
@@ -552,7 +471,7 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 			"{\"specversion\":\"1.0\",\"id\":\"n-1\",\"source\":\"v\",\"type\":\"a.b\"}");
 	CU_ASSERT_EQUAL(a.status, 401);
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.www_authenticate, "Bearer"));
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	/* A wrong token. */
 	{
 		const char *h[] = { s_structured[0], auth_bad, NULL };
@@ -560,7 +479,7 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 				"{\"specversion\":\"1.0\",\"id\":\"n-2\",\"source\":\"v\","
 				"\"type\":\"a.b\"}");
 		CU_ASSERT_EQUAL(a.status, 401);
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* vendor-a may send child.* only. */
 	{
@@ -571,10 +490,10 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 		CU_ASSERT_EQUAL(a.status, 403);
 		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf),
 					      "staff.absence.registered"));
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 		a = s_post_text(url, h, ev_ok);
 		CU_ASSERT_EQUAL(a.status, 202);
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* vendor-b may send anything. */
 	{
@@ -583,7 +502,7 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 				"{\"specversion\":\"1.0\",\"id\":\"t-2\",\"source\":\"v\","
 				"\"type\":\"staff.absence.registered\"}");
 		CU_ASSERT_EQUAL(a.status, 202);
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* Anyone who can reach the port can make it refuse: 300 wrong tokens in a row are
 	 * each answered 401, and the log writes at most one such line a second, with the
@@ -595,13 +514,13 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 		for (int i = 0; i < 300; i++) {
 			a = s_post_text(url, h, ev_ok);
 			not_401 += a.status != 401;
-			s_answer_clear(&a);
+			http_answer_clear(&a);
 		}
 		took_ms = kanal_now_ms() - t0;
 		test_sleep_ms(1100);
 		a = s_post_text(url, h, ev_ok);
 		not_401 += a.status != 401;
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 		CU_ASSERT_EQUAL(not_401, 0);
 		test_sleep_ms(200);
 		log = kd_log(kd);
@@ -625,7 +544,7 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 done:
 	free(log);
 	free(text);
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	kd_destroy(&kd);
 	free(tokens);
 	free(path);
@@ -674,7 +593,7 @@ static void test_backpressure_answers_429_with_retry_after(void)
 				   "  queue_max_events: 1\njournal:\n  mode: memory\n", url,
 				   sizeof url);
 	char *batch = malloc((size_t)N * 120 + 16);
-	answer_t a = { 0 };
+	http_answer_t a = { 0 };
 	json_t *root = NULL, *r;
 	size_t len = 0, i, accepted = 0, busy = 0;
 	bool ordered = true;
@@ -709,7 +628,7 @@ static void test_backpressure_answers_429_with_retry_after(void)
 	CU_ASSERT(ordered);
 done:
 	json_decref(root);
-	s_answer_clear(&a);
+	http_answer_clear(&a);
 	free(batch);
 	if (kd)
 		kd_stop(kd, SIGKILL, WAIT);

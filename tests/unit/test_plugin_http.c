@@ -7,20 +7,20 @@
  * a webhook nobody answers is a RETRY naming the URL. tests/integration/test_http.c runs
  * the plugin in the real kanald.
  *
- * The harness runs the plugin on this thread; a second thread is the HTTP client.
+ * The harness runs the plugin on this thread; a second thread is the HTTP client
+ * (tests/util/http_client.c).
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#include <curl/curl.h>
 #include <kanal/harness.h>
 
+#include "http_client.h"
 #include "test.h"
 
 /* Starts an http instance with options kv (NULL-terminated key, value pairs). Returns the
@@ -97,54 +97,20 @@ static void test_options_a_user_gets_wrong_are_refused_clearly(void)
 typedef struct client {
 	char url[128];
 	const char *body;
-	long status;
-	char answer[8192];
-	size_t len;
-	char retry_after[32];
+	http_answer_t answer;
 	atomic_bool done;
 } client_t;
 
-static size_t s_on_body(char *p, size_t size, size_t n, void *arg)
-{
-	client_t *c = arg;
-	size_t len = size * n, room = sizeof c->answer - 1 - c->len;
-
-	memcpy(c->answer + c->len, p, len < room ? len : room);
-	c->len += len < room ? len : room;
-	c->answer[c->len] = '\0';
-	return len;
-}
-
-static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
-{
-	client_t *c = arg;
-
-	if (size * n > 13 && !strncasecmp(p, "Retry-After: ", 13))
-		snprintf(c->retry_after, sizeof c->retry_after, "%.*s", (int)strcspn(p + 13, "\r\n"),
-			 p + 13);
-	return size * n;
-}
-
 static void *s_client(void *arg)
 {
+	static const char *const batch[] = { "Content-Type: application/cloudevents-batch+json",
+					     NULL };
 	client_t *c = arg;
-	CURL *curl = curl_easy_init();
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: "
-						       "application/cloudevents-batch+json");
 
-	curl_easy_setopt(curl, CURLOPT_URL, c->url);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, c->body);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, s_on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, c);
-	if (curl_easy_perform(curl) == CURLE_OK)
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &c->status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(curl);
+	http_request(NULL,
+		     &(http_request_t){ .url = c->url, .headers = batch, .body = c->body,
+					.timeout_ms = 10000 },
+		     &c->answer);
 	atomic_store(&c->done, true);
 	return NULL;
 }
@@ -154,6 +120,7 @@ static void s_post(kanal_harness_t *h, client_t *c, const char *url, const char 
 {
 	pthread_t t;
 
+	http_answer_clear(&c->answer);
 	memset(c, 0, sizeof *c);
 	snprintf(c->url, sizeof c->url, "%s", url);
 	c->body = body;
@@ -188,23 +155,25 @@ static void test_backpressure_is_429_and_the_same_events_pass_later(void)
 
 	kanal_harness_set_emit_result(h, KANAL_EBUSY);
 	s_post(h, c, url, batch);
-	CU_ASSERT_EQUAL(c->status, 429);
-	CU_ASSERT_STRING_EQUAL(c->retry_after, "3");
-	CU_ASSERT_PTR_NOT_NULL(strstr(c->answer, "{\"id\":\"a\",\"status\":\"busy\""));
-	CU_ASSERT_PTR_NOT_NULL(strstr(c->answer, "{\"id\":\"b\",\"status\":\"busy\""));
+	CU_ASSERT_EQUAL(c->answer.status, 429);
+	CU_ASSERT_STRING_EQUAL(c->answer.retry_after, "3");
+	CU_ASSERT_PTR_NOT_NULL(strstr(c->answer.body, "{\"id\":\"a\",\"status\":\"busy\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(c->answer.body, "{\"id\":\"b\",\"status\":\"busy\""));
 	CU_ASSERT_EQUAL(kanal_harness_emitted_count(h), 0);
 
 	/* The bus takes events again: the same batch is accepted, not "duplicate". */
 	kanal_harness_set_emit_result(h, 0);
 	s_post(h, c, url, batch);
-	CU_ASSERT_EQUAL(c->status, 202);
-	CU_ASSERT_PTR_NOT_NULL(strstr(c->answer, "{\"id\":\"a\",\"status\":\"accepted\"}"));
+	CU_ASSERT_EQUAL(c->answer.status, 202);
+	CU_ASSERT_PTR_NOT_NULL(strstr(c->answer.body, "{\"id\":\"a\",\"status\":\"accepted\"}"));
 	CU_ASSERT_EQUAL(kanal_harness_emitted_count(h), 2);
 done:
 	kanal_harness_destroy(&h);
 	/* stop removes the port file: nobody listens there any more. */
 	CU_ASSERT_PTR_NULL(port_file ? test_read_file(port_file, NULL) : NULL);
 	free(text);
+	if (c)
+		http_answer_clear(&c->answer);
 	free(c);
 	free(port_file);
 	test_rmdir_r(dir);

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <zmq.h>
 
 #include <kanal/kanal.h>
@@ -314,6 +315,44 @@ out:
 char *kd_send(kd_t *kd, const char *json, int timeout_ms)
 {
 	return s_roundtrip(kd, ZMQ_DEALER, kd->gateway, json, timeout_ms);
+}
+
+bool kd_send_event(kd_t *kd, const char *json, const char *want, int timeout_ms,
+		   char **reply_out)
+{
+	char *reply = kd_send(kd, json, timeout_ms);
+	json_t *root = reply ? json_loads(reply, 0, NULL) : NULL;
+	json_t *results = json_object_get(root, "results"), *r;
+	bool ok = reply != NULL;
+	size_t i;
+
+	if (want) {
+		ok = ok && json_array_size(results) > 0;
+		json_array_foreach(results, i, r) {
+			const char *status = json_string_value(json_object_get(r, "status"));
+			ok = ok && status && !strcmp(status, want);
+		}
+	}
+	if (!ok)
+		fprintf(stderr, "    gateway: %s (wanted %s)\n", reply ? reply : "(no reply)",
+			want ? want : "a reply");
+	json_decref(root);
+	if (reply_out)
+		*reply_out = reply;
+	else
+		free(reply);
+	return ok;
+}
+
+char *kd_event(const char *source, const char *id, const char *type, const char *data)
+{
+	char *text;
+
+	if (asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"%s\","
+			    "\"type\":\"%s\"%s%s}",
+		     id, source, type, data ? ",\"data\":" : "", data ? data : "") < 0)
+		return NULL;
+	return text;
 }
 
 char *kd_admin(kd_t *kd, const char *json, int timeout_ms)

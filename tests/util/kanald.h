@@ -61,6 +61,19 @@ void kd_write_routes(kd_t *kd, const char *routes_text);
 /* Sends one gateway request (an event or batch JSON text); returns the reply (malloc'd)
  * or NULL after timeout_ms. */
 char *kd_send(kd_t *kd, const char *json, int timeout_ms);
+/* Sends json — one event or a batch (a JSON array of events) — through the gateway and
+ * waits up to timeout_ms for the reply. When `want` is not NULL, every result in the reply
+ * must have that status ("accepted", "duplicate", …); when one has not, or no reply came,
+ * the reply is printed to stderr. Returns true when a reply came (and matched `want`). The
+ * reply text goes to *reply_out when not NULL (NULL when none came).
+ * Ownership: borrows kd and json; the caller owns *reply_out. */
+bool kd_send_event(kd_t *kd, const char *json, const char *want, int timeout_ms,
+		   char **reply_out);
+/* An event's JSON text: {"specversion":"1.0","id":id,"source":source,"type":type} followed
+ * by ,"data":<data> when data (JSON text, e.g. "{\"n\":1}", put in as given) is not NULL.
+ * The strings are put in as given too (no escaping). Ownership: the caller owns the
+ * returned text (free). */
+char *kd_event(const char *source, const char *id, const char *type, const char *data);
 /* Sends an admin command ({"cmd": …}); returns the reply or NULL. */
 char *kd_admin(kd_t *kd, const char *json, int timeout_ms);
 

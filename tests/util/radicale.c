@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
+#include "http_client.h"
 
 #define START_WAIT_MS 15000
 #define STOP_WAIT_MS 5000
@@ -140,101 +140,39 @@ static pid_t s_spawn(radicale_t *r)
 	return pid;
 }
 
-typedef struct {
-	char *p;
-	size_t len;
-} buf_t;
-
-static size_t s_collect(char *p, size_t size, size_t n, void *arg)
-{
-	buf_t *b = arg;
-	char *q = realloc(b->p, b->len + size * n + 1);
-
-	if (!q)
-		return 0;
-	memcpy(q + b->len, p, size * n);
-	b->p = q;
-	b->len += size * n;
-	b->p[b->len] = '\0';
-	return size * n;
-}
-
-static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
-{
-	char **etag = arg;
-	size_t len = size * n;
-
-	if (len > 5 && !strncasecmp(p, "ETag:", 5)) {
-		const char *v = p + 5, *end = p + len;
-		while (v < end && (*v == ' ' || *v == '\t'))
-			v++;
-		while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-			end--;
-		free(*etag);
-		*etag = strndup(v, (size_t)(end - v));
-	}
-	return len;
-}
-
 /* One request to an absolute URL; see radicale_request. */
 static long s_http(const char *url, const char *user, const char *password, const char *method,
-		   const char *const *headers, const char *body, long timeout_ms, char **body_out,
+		   const char *const *headers, const char *body, int timeout_ms, char **body_out,
 		   char **etag_out)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *h = NULL;
-	buf_t b = { 0 };
-	char *etag = NULL;
+	const char *lines[16];
+	char userpwd[512];
+	size_t n = 0;
 	bool has_ct = false;
-	long status = 0;
+	http_answer_t a;
 
-	if (body_out)
-		*body_out = NULL;
-	if (etag_out)
-		*etag_out = NULL;
-	if (!c)
-		return 0;
-	for (size_t i = 0; headers && headers[i]; i++) {
-		h = curl_slist_append(h, headers[i]);
+	for (size_t i = 0; headers && headers[i] && n < 14; i++) {
+		lines[n++] = headers[i];
 		if (!strncasecmp(headers[i], "Content-Type:", 13))
 			has_ct = true;
 	}
 	if (body && !has_ct)
-		h = curl_slist_append(h, "Content-Type: text/calendar; charset=utf-8");
-	h = curl_slist_append(h, "Expect:");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (!strcmp(method, "HEAD"))
-		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &etag);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	if (user) {
-		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(c, CURLOPT_USERNAME, user);
-		curl_easy_setopt(c, CURLOPT_PASSWORD, password ? password : "");
+		lines[n++] = "Content-Type: text/calendar; charset=utf-8";
+	lines[n] = NULL;
+	snprintf(userpwd, sizeof userpwd, "%s:%s", user ? user : "", password ? password : "");
+	http_request(NULL,
+		     &(http_request_t){ .method = method, .url = url, .headers = lines,
+					.userpwd = user ? userpwd : NULL, .body = body,
+					.timeout_ms = timeout_ms },
+		     &a);
+	if (body_out) {
+		*body_out = a.body;
+		a.body = NULL;
 	}
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	}
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	if (body_out)
-		*body_out = b.p ? b.p : strdup("");
-	else
-		free(b.p);
 	if (etag_out)
-		*etag_out = etag;
-	else
-		free(etag);
-	return status;
+		*etag_out = a.etag[0] ? strdup(a.etag) : NULL;
+	free(a.body);
+	return a.status;
 }
 
 /* Waits until the process answers HTTP (any status) or exits. Returns 0 when it answers,

@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 
-#include <curl/curl.h>
+#include "http_client.h"
 
 upstream_t *upstream_start(const char *name, const char *const *args)
 {
@@ -103,75 +103,30 @@ void upstream_stop(upstream_t **up_p)
 	*up_p = NULL;
 }
 
-typedef struct {
-	char *p;
-	size_t len;
-} buf_t;
-
-static size_t s_collect(char *p, size_t size, size_t n, void *arg)
-{
-	buf_t *b = arg;
-	char *q = realloc(b->p, b->len + size * n + 1);
-	if (!q)
-		return 0;
-	memcpy(q + b->len, p, size * n);
-	b->p = q;
-	b->len += size * n;
-	b->p[b->len] = '\0';
-	return size * n;
-}
-
 long upstream_http(upstream_t *up, const char *method, const char *url, const char *body,
 		   const char *content_type, char **body_out)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *h = NULL;
 	char full[4096], ct[256];
-	buf_t b = { 0 };
-	long status = 0;
+	const char *headers[] = { content_type ? ct : NULL, NULL };
+	http_answer_t a;
 
-	if (body_out)
-		*body_out = NULL;
-	if (!c)
-		return 0;
 	if (up && url[0] == '/')
 		snprintf(full, sizeof full, "%s%s", up->url, url);
 	else
 		snprintf(full, sizeof full, "%s", url);
-	curl_easy_setopt(c, CURLOPT_URL, full);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "");
+	http_request(NULL,
+		     &(http_request_t){ .method = method, .url = full, .headers = headers,
+					.bearer = up && up->bearer[0] ? up->bearer : NULL,
+					.userpwd = up && up->userpwd[0] ? up->userpwd : NULL,
+					.body = body, .timeout_ms = 10000 },
+		     &a);
+	if (body_out) {
+		*body_out = a.body;
+		a.body = NULL;
 	}
-	if (content_type) {
-		snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
-		h = curl_slist_append(h, ct);
-	}
-	if (up && up->bearer[0]) {
-		char auth[200];
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", up->bearer);
-		h = curl_slist_append(h, auth);
-	}
-	if (up && up->userpwd[0]) {
-		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(c, CURLOPT_USERPWD, up->userpwd);
-	}
-	if (h)
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	if (body_out)
-		*body_out = b.p;
-	else
-		free(b.p);
-	return status;
+	free(a.body);
+	return a.status;
 }
 
 int upstream_fault(upstream_t *up, const char *mode, int count)

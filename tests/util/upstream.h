@@ -1,8 +1,8 @@
 /*
  * tests/util/upstream.h — run a simulated upstream system (examples/simulators, built as
  * $BUILD/bin/kanal-sim-<name>) in a test: on an ephemeral port of 127.0.0.1, with bounded
- * waits, switchable faults and clean-up; and plain HTTP calls (libcurl) to inspect what it
- * received. The simulator's own log goes to <dir>/sim-<name>.log.
+ * waits, switchable faults and clean-up; and plain HTTP calls (tests/util/http_client.h)
+ * to inspect what it received. The simulator's own log goes to <dir>/sim-<name>.log.
  */
 #ifndef KANAL_TEST_UPSTREAM_H
 #define KANAL_TEST_UPSTREAM_H

@@ -1,7 +1,7 @@
 /*
  * tests/util/webdriver.c — headless Chromium for tests, driven over chromedriver's W3C
- * WebDriver HTTP API (https://www.w3.org/TR/webdriver2/) with libcurl and jansson. See
- * webdriver.h.
+ * WebDriver HTTP API (https://www.w3.org/TR/webdriver2/) with tests/util/http_client.c and
+ * jansson. See webdriver.h.
  *
  * chromedriver is started with --port=0 and says which port it took on its standard output
  * (redirected to a file in the driver's temporary folder, which we read). It runs in a
@@ -26,6 +26,7 @@
 
 #include <curl/curl.h>
 
+#include "http_client.h"
 #include "test.h"
 #include "webdriver.h"
 
@@ -38,7 +39,7 @@ struct wd {
 	char base[64];      /* "http://127.0.0.1:PORT" */
 	char session[128];  /* the session id, "" before one exists */
 	char err[1024];
-	CURL *curl;
+	http_client_t *http; /* the connection to chromedriver */
 };
 
 /* Drivers not yet quit, for the atexit clean-up. */
@@ -168,70 +169,39 @@ static char *s_which(const char *env, const char *name)
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
 
-typedef struct {
-	char *p;
-	size_t len;
-} buf_t;
-
-static size_t s_on_body(char *data, size_t size, size_t n, void *arg)
-{
-	buf_t *b = arg;
-	char *p = realloc(b->p, b->len + size * n + 1);
-
-	if (!p)
-		return 0;
-	memcpy(p + b->len, data, size * n);
-	b->p = p;
-	b->len += size * n;
-	b->p[b->len] = '\0';
-	return size * n;
-}
-
 /* One WebDriver command: method on base + path with an optional JSON body (stolen).
  * Returns the answer's "value" (new reference; JSON null is a value), or NULL with
  * wd->err set from the WebDriver error or the transport's. */
 static json_t *s_cmd(wd_t *wd, const char *method, const char *path, json_t *body,
 		     long timeout_s)
 {
+	static const char *const json_type[] = { "Content-Type: application/json", NULL };
 	char url[1024], *text = NULL;
-	buf_t b = { 0 };
-	struct curl_slist *hdr = NULL;
+	http_answer_t a;
 	json_t *answer, *value = NULL;
-	CURLcode rc;
-	long status = 0;
 
 	snprintf(url, sizeof url, "%s%s", wd->base, path);
 	if (body) {
 		text = json_dumps(body, JSON_COMPACT);
 		json_decref(body);
 	}
-	curl_easy_reset(wd->curl);
-	curl_easy_setopt(wd->curl, CURLOPT_URL, url);
-	curl_easy_setopt(wd->curl, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(wd->curl, CURLOPT_TIMEOUT, timeout_s);
-	curl_easy_setopt(wd->curl, CURLOPT_CONNECTTIMEOUT, 5L);
-	curl_easy_setopt(wd->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(wd->curl, CURLOPT_WRITEFUNCTION, s_on_body);
-	curl_easy_setopt(wd->curl, CURLOPT_WRITEDATA, &b);
-	if (text) {
-		hdr = curl_slist_append(hdr, "Content-Type: application/json");
-		curl_easy_setopt(wd->curl, CURLOPT_HTTPHEADER, hdr);
-		curl_easy_setopt(wd->curl, CURLOPT_POSTFIELDS, text);
-	}
-	rc = curl_easy_perform(wd->curl);
-	curl_easy_getinfo(wd->curl, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(hdr);
+	http_request(wd->http,
+		     &(http_request_t){ .method = method, .url = url,
+					.headers = text ? json_type : NULL, .body = text,
+					.timeout_ms = (int)(timeout_s * 1000),
+					.connect_timeout_ms = 5000 },
+		     &a);
 	free(text);
-	if (rc != CURLE_OK) {
-		snprintf(wd->err, sizeof wd->err, "%s %s: %s", method, path, curl_easy_strerror(rc));
-		free(b.p);
+	if (a.status == 0) {
+		snprintf(wd->err, sizeof wd->err, "%s %s: %s", method, path, a.error);
+		http_answer_clear(&a);
 		return NULL;
 	}
-	answer = b.p ? json_loads(b.p, 0, NULL) : NULL;
+	answer = json_loads(a.body, 0, NULL);
 	if (!answer) {
 		snprintf(wd->err, sizeof wd->err, "%s %s: HTTP %ld, not JSON: %.200s", method, path,
-			 status, b.p ? b.p : "");
-	} else if (status != 200) {
+			 a.status, a.body);
+	} else if (a.status != 200) {
 		json_t *v = json_object_get(answer, "value");
 		snprintf(wd->err, sizeof wd->err, "%s %s: %s: %.600s", method, path,
 			 json_string_value(json_object_get(v, "error")) ?: "error",
@@ -243,7 +213,7 @@ static json_t *s_cmd(wd_t *wd, const char *method, const char *path, json_t *bod
 		wd->err[0] = '\0';
 	}
 	json_decref(answer);
-	free(b.p);
+	http_answer_clear(&a);
 	return value;
 }
 
@@ -313,9 +283,9 @@ wd_t *wd_start(char *why, size_t why_size)
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	wd = calloc(1, sizeof *wd);
 	wd->dir = test_tmpdir("wd");
-	wd->curl = curl_easy_init();
-	if (!wd->dir || !wd->curl) {
-		snprintf(why, why_size, "cannot create a temporary folder or a curl handle");
+	wd->http = http_client_new();
+	if (!wd->dir || !wd->http) {
+		snprintf(why, why_size, "cannot create a temporary folder or an HTTP client");
 		goto fail;
 	}
 	snprintf(out, sizeof out, "%s/chromedriver.out", wd->dir);
@@ -390,8 +360,7 @@ void wd_quit(wd_t **wd_p)
 	s_kill_group(wd);
 	s_reap_strays();
 	s_track(wd, false);
-	if (wd->curl)
-		curl_easy_cleanup(wd->curl);
+	http_client_destroy(&wd->http);
 	if (wd->dir && !getenv("KANAL_KEEP_TEST_DIRS"))
 		test_rmdir_r(wd->dir);
 	free(wd->dir);

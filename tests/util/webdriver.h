@@ -1,6 +1,7 @@
 /*
  * tests/util/webdriver.h — a real browser for the dashboard's tests: headless Chromium
- * driven through chromedriver's W3C WebDriver HTTP API, spoken with libcurl and jansson.
+ * driven through chromedriver's W3C WebDriver HTTP API, spoken with tests/util/http_client.h
+ * and jansson.
  *
  * wd_start runs chromedriver on an ephemeral port of 127.0.0.1 (in a process group of its
  * own, so that the browser it starts goes with it) and opens a session with a fresh
