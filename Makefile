@@ -170,6 +170,7 @@ FUZZ_WITH_staff    := plugins/staff/feed.c plugins/staff/dates.c
 FUZZ_WITH_cpr_soap := plugins/cpr/soap.c
 FUZZ_WITH_calendar := plugins/calendar/vevent.c
 FUZZ_WITH_http     := plugins/http/binding.c
+FUZZ_WITH_dlq      := cli/dlq_print.c cli/common.c
 FUZZ_WITH := $(foreach t,$(FUZZ_TARGETS),$(FUZZ_WITH_$(t)))
 $(BUILD)/tests/test_fuzz_regressions: $(call obj,$(FUZZ_SRC)) \
 	$(patsubst %.c,$(BUILD)/obj/fuzzwith/%.o,$(FUZZ_WITH)) $(CONN_A)

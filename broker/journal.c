@@ -7,8 +7,15 @@
  * turn's events. Duplicate suppression looks in memory first (a ring of recent events with
  * a hash table over it, read back from the file after a start); done marks are rows of a
  * narrow `done` table. The file's schema version is checked at open.
+ *
+ * Faults: the first error of a failing turn is kept in words ("disk full: …") for the
+ * refusal the senders read; done marks of a turn that could not be committed are kept and
+ * written with the next commit that works; and after a failure the next transaction first
+ * proves that the disk takes a write of realistic size (JOURNAL_PROBE_BYTES) — an empty
+ * commit succeeds even on a full disk.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +56,13 @@ enum {
 
 /* Events marked done in a turn are written together, DONE_BATCH to a statement. */
 #define DONE_BATCH 64
+
+/* After a failure, the journal counts as writable again only once this much can be
+ * written (and synced) beside it: more than a turn of events at the gateway's limits
+ * writes, so that a disk with a few KiB free is not called writable. */
+#ifndef JOURNAL_PROBE_BYTES
+#define JOURNAL_PROBE_BYTES (1024 * 1024)
+#endif
 
 /* The schema this file writes (PRAGMA user_version). 1: done_at in the event row and an
  * index on (source, id); 2: a narrow done table, the duplicate window in memory. */
@@ -149,8 +163,14 @@ struct journal {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST__N];
 	bool in_txn;
-	uint64_t done[DONE_BATCH]; /* marked done this turn, not yet written */
-	size_t n_done;
+	bool txn_lost;    /* SQLite rolled the open transaction back by itself (a full disk) */
+	bool broken;      /* the last transaction failed: probe before the next one */
+	uint64_t txn_first_seq; /* the first event added in the open transaction, 0: none */
+	/* Done marks not yet committed, oldest first: [0, n_flushed) are written in the open
+	 * transaction. They outlive a failed commit and go with the next one that works. */
+	uint64_t *done;
+	size_t n_done, n_flushed, cap_done;
+	char last_error[300]; /* the first error of the last transaction (or attempt), or "" */
 	dupwin_t dup;
 	int64_t n_open; /* open events as this connection sees them; -1: not counted yet */
 	bool faulted;     /* the last failure was injected */
@@ -158,11 +178,35 @@ struct journal {
 	char *fault_path; /* KANAL_FAULT_JOURNAL: while this file exists, writes fail */
 };
 
+/* Keeps the cause of a failure in words, unless one is kept already: the first error of a
+ * failing turn is the cause; later ones ("cannot rollback - no transaction is active") are
+ * consequences. A full disk is called so, whichever way SQLite reports it. */
+static void s_note_error(journal_t *j, const char *what, int sys_errno)
+{
+	int code = sqlite3_extended_errcode(j->db);
+
+	if (j->last_error[0])
+		return;
+	if (!what)
+		what = sqlite3_errmsg(j->db);
+	if ((code & 0xff) == SQLITE_FULL || sys_errno == ENOSPC || sys_errno == EDQUOT)
+		snprintf(j->last_error, sizeof j->last_error, "disk full: %s%s%s%s", what,
+			 sys_errno ? " (" : "", sys_errno ? strerror(sys_errno) : "",
+			 sys_errno ? ")" : "");
+	else if (sys_errno)
+		snprintf(j->last_error, sizeof j->last_error, "%s (%s)", what, strerror(sys_errno));
+	else
+		snprintf(j->last_error, sizeof j->last_error, "%s", what);
+}
+
 /* Fault injection for tests of disk failures: when the environment names a file and that
  * file exists, every transaction fails as a full disk would. Off unless asked for. */
 static bool s_fault(journal_t *j)
 {
 	j->faulted = j->fault_path && access(j->fault_path, F_OK) == 0;
+	if (j->faulted && !j->last_error[0])
+		snprintf(j->last_error, sizeof j->last_error,
+			 "disk full: database or disk is full (injected by KANAL_FAULT_JOURNAL)");
 	return j->faulted;
 }
 
@@ -173,8 +217,8 @@ const char *journal_path(const journal_t *j)
 
 const char *journal_error(const journal_t *j)
 {
-	if (j->faulted)
-		return "database or disk is full (injected by KANAL_FAULT_JOURNAL)";
+	if (j->last_error[0])
+		return j->last_error;
 	return sqlite3_errmsg(j->db);
 }
 
@@ -289,13 +333,15 @@ void journal_close(journal_t **j_p)
 
 	if (!j)
 		return;
-	if (j->in_txn)
+	/* Done marks a failed turn left behind get one more chance. */
+	if (j->in_txn || (j->n_done && journal_begin(j) == 0))
 		journal_commit(j);
 	for (int i = 0; i < ST__N; i++)
 		sqlite3_finalize(j->st[i]);
 	sqlite3_close(j->db);
 	free(j->dup.ring);
 	free(j->dup.slots);
+	free(j->done);
 	free(j->path);
 	free(j->fault_path);
 	free(j);
@@ -310,17 +356,79 @@ static int64_t s_now_ms(void)
 	return kanal__wall_ms();
 }
 
+/* Whether the disk takes a write of realistic size again: writes and syncs
+ * JOURNAL_PROBE_BYTES to a scratch file beside the journal, then removes it. An empty
+ * commit proves nothing (it succeeds with 0 bytes free), and a row written in a transaction
+ * that is rolled back never leaves SQLite's page cache. Returns 0, or KANAL_EIO with the
+ * cause kept. */
+static int s_probe(journal_t *j)
+{
+	static const char zeros[65536];
+	char path[4096];
+	size_t left = JOURNAL_PROBE_BYTES;
+	int fd, err = 0;
+
+	snprintf(path, sizeof path, "%s-probe", j->path);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		err = errno;
+	while (fd >= 0 && left > 0 && !err) {
+		ssize_t w = write(fd, zeros, left < sizeof zeros ? left : sizeof zeros);
+		if (w < 0 && errno != EINTR)
+			err = errno;
+		else if (w > 0)
+			left -= (size_t)w;
+	}
+	if (fd >= 0 && !err && fdatasync(fd) < 0)
+		err = errno;
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+	}
+	if (err) {
+		char what[80];
+		snprintf(what, sizeof what, "cannot write %d KiB beside the journal",
+			 JOURNAL_PROBE_BYTES / 1024);
+		s_note_error(j, what, err);
+		return KANAL_EIO;
+	}
+	return 0;
+}
+
 int journal_begin(journal_t *j)
 {
 	if (j->in_txn)
-		return 0;
-	if (s_fault(j) || sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return j->txn_lost ? KANAL_EIO : 0;
+	/* A new attempt: its own first error will be the cause. */
+	j->last_error[0] = '\0';
+	if (s_fault(j) || (j->broken && s_probe(j) < 0))
 		return KANAL_EIO;
+	if (sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		s_note_error(j, NULL, sqlite3_system_errno(j->db));
+		j->broken = true;
+		return KANAL_EIO;
+	}
 	j->in_txn = true;
+	j->txn_lost = false;
+	j->txn_first_seq = 0;
 	return 0;
 }
 
 static void s_dup_reset(journal_t *j);
+
+/* After a failed commit: the done marks of events that the rolled-back transaction added
+ * go with them (their numbers will be given to new events); the others are kept for the
+ * next commit. */
+static void s_keep_done_marks(journal_t *j)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < j->n_done; i++)
+		if (!j->txn_first_seq || j->done[i] < j->txn_first_seq)
+			j->done[kept++] = j->done[i];
+	j->n_done = kept;
+	j->n_flushed = 0;
+}
 
 int journal_commit(journal_t *j)
 {
@@ -328,18 +436,26 @@ int journal_commit(journal_t *j)
 
 	if (!j->in_txn)
 		return 0;
-	done_rc = s_flush_done(j);
+	done_rc = j->txn_lost ? KANAL_EIO : s_flush_done(j);
 	j->in_txn = false;
 	if (done_rc < 0 || s_fault(j) ||
 	    sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		s_note_error(j, NULL, sqlite3_system_errno(j->db));
 		log_error("journal", "commit failed: %s", journal_error(j));
-		sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+		if (!sqlite3_get_autocommit(j->db))
+			sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
 		/* What memory says about the turn is undone with it: the duplicate window is
 		 * read back from the file at the next lookup, the open count recounted. */
 		s_dup_reset(j);
 		j->n_open = -1;
+		s_keep_done_marks(j);
+		j->txn_lost = false;
+		j->broken = true;
 		return KANAL_EIO;
 	}
+	j->n_done = j->n_flushed = 0;
+	j->broken = false;
+	j->last_error[0] = '\0';
 	return 0;
 }
 
@@ -353,10 +469,18 @@ static int s_step_write(journal_t *j, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 
+	if (rc != SQLITE_DONE) {
+		/* Read before the reset, which may replace the error with another. */
+		s_note_error(j, NULL, sqlite3_system_errno(j->db));
+		/* On a full disk SQLite may roll the whole transaction back by itself: what
+		 * follows in the turn would then be written outside one, so it must fail too. */
+		if (j->in_txn && sqlite3_get_autocommit(j->db))
+			j->txn_lost = true;
+	}
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE) {
-		log_error("journal", "write failed: %s", sqlite3_errmsg(j->db));
+		log_error("journal", "write failed: %s", journal_error(j));
 		return KANAL_EIO;
 	}
 	return 0;
@@ -630,6 +754,8 @@ static int s_add_event(journal_t *j, const kanal_msg_t *msg, const char *target,
 	kanal_free(body);
 	if (rc == 0) {
 		*seq = (uint64_t)sqlite3_last_insert_rowid(j->db);
+		if (!j->txn_first_seq)
+			j->txn_first_seq = *seq;
 		if (j->n_open >= 0)
 			j->n_open++;
 		/* Before the first lookup the window is not loaded: the load reads this row. */
@@ -699,8 +825,9 @@ int64_t journal_parked_count(journal_t *j)
 	return s_count(j, ST_COUNT_PARKED);
 }
 
-/* Writes the done marks held back this turn: a row each in the narrow done table, in
- * statements of 64, 16, 4 and 1 marks. Returns 0 or KANAL_EIO. */
+/* Writes the done marks not yet written in the open transaction: a row each in the narrow
+ * done table, in statements of 64, 16, 4 and 1 marks. They stay held until the commit
+ * (journal_commit). Returns 0 or KANAL_EIO. */
 static int s_flush_done(journal_t *j)
 {
 	static const struct {
@@ -708,33 +835,45 @@ static int s_flush_done(journal_t *j)
 		size_t n;
 	} sizes[] = { { ST_DONE64, 64 }, { ST_DONE16, 16 }, { ST_DONE4, 4 }, { ST_DONE1, 1 } };
 	int64_t now = s_now_ms();
-	size_t at = 0;
 	int rc = 0;
 
+	if (!j->in_txn)
+		return j->n_done > j->n_flushed ? KANAL_EIO : 0;
 	for (size_t k = 0; k < sizeof sizes / sizeof sizes[0] && rc == 0; k++) {
 		sqlite3_stmt *st = j->st[sizes[k].which];
 
-		while (rc == 0 && j->n_done - at >= sizes[k].n) {
+		while (rc == 0 && j->n_done - j->n_flushed >= sizes[k].n) {
 			sqlite3_bind_int64(st, 1, now);
 			for (size_t i = 0; i < sizes[k].n; i++)
-				sqlite3_bind_int64(st, (int)i + 2, (sqlite3_int64)j->done[at + i]);
-			at += sizes[k].n;
+				sqlite3_bind_int64(st, (int)i + 2,
+						   (sqlite3_int64)j->done[j->n_flushed + i]);
 			rc = s_step_write(j, st);
+			if (rc == 0)
+				j->n_flushed += sizes[k].n;
 		}
 	}
-	j->n_done = 0;
 	return rc;
 }
 
 int journal_event_done(journal_t *j, uint64_t seq)
 {
-	if (journal_begin(j) < 0)
-		return KANAL_EIO;
+	if (j->n_done == j->cap_done) {
+		size_t cap = j->cap_done ? 2 * j->cap_done : DONE_BATCH;
+		uint64_t *more = realloc(j->done, cap * sizeof *more);
+		if (!more)
+			return KANAL_ENOMEM;
+		j->done = more;
+		j->cap_done = cap;
+	}
+	/* Held back until the turn's commit (or DONE_BATCH of them): one statement for many.
+	 * Kept even when the journal cannot be written now: the next commit that works
+	 * writes it. */
+	j->done[j->n_done++] = seq;
 	if (j->n_open > 0)
 		j->n_open--;
-	/* Held back until the turn's commit (or DONE_BATCH of them): one statement for many. */
-	j->done[j->n_done++] = seq;
-	return j->n_done == DONE_BATCH ? s_flush_done(j) : 0;
+	if (journal_begin(j) < 0)
+		return KANAL_EIO;
+	return j->n_done - j->n_flushed >= DONE_BATCH ? s_flush_done(j) : 0;
 }
 
 int journal_delivery(journal_t *j, uint64_t seq, const char *route, const char *destination,
@@ -1045,6 +1184,12 @@ int64_t journal_open_count(journal_t *j)
 	if (j->n_open < 0) {
 		s_flush_done(j); /* inside the turn's transaction, which holds them */
 		j->n_open = s_count(j, ST_COUNT_OPEN);
+		/* Marks a failed commit left for the next one are done all the same (a mark
+		 * that was written already, or is held twice, may make this a little low). */
+		if (j->n_open >= 0) {
+			size_t held = j->n_done - j->n_flushed;
+			j->n_open = j->n_open > (int64_t)held ? j->n_open - (int64_t)held : 0;
+		}
 	}
 	return j->n_open;
 }

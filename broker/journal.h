@@ -29,14 +29,23 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 void journal_close(journal_t **j_p);
 const char *journal_path(const journal_t *j);
 
-/* Starts the turn's transaction if none is open. Every write below calls it. */
+/* Starts the turn's transaction if none is open. Every write below calls it. After a
+ * failed transaction it first proves that the disk takes a write of realistic size (1 MiB
+ * written, synced and removed beside the journal): until that works it returns KANAL_EIO,
+ * so a begin and commit that succeed mean the journal is writable again. Returns 0 or
+ * KANAL_EIO (also for every write after SQLite rolled the open transaction back). */
 int journal_begin(journal_t *j);
-/* Commits the turn's transaction if one is open. Returns 0, or KANAL_EIO after rolling it
- * back (the turn's writes are lost: nothing of it may be acknowledged). */
+/* Commits the turn's transaction if one is open, with the done marks held so far (those a
+ * failed commit left behind included). Returns 0, or KANAL_EIO after rolling it back (the
+ * turn's writes are lost: nothing of it may be acknowledged; its done marks of events
+ * that were committed before are kept for the next commit). */
 int journal_commit(journal_t *j);
 /* True while a transaction is open (there is something to commit). */
 bool journal_dirty(const journal_t *j);
-/* The last SQLite error text, for logs. */
+/* Why the last transaction failed, in words, for logs and for the refusals senders read:
+ * its first error (not what the rollback said after it), a full disk named so ("disk full:
+ * database or disk is full (No space left on device)"). Ownership: borrowed, valid until
+ * the next call on j. */
 const char *journal_error(const journal_t *j);
 
 /* True when (source, id) was accepted at or after since_ms (unix ms). */
@@ -54,7 +63,9 @@ typedef int (*journal_parked_fn)(void *arg, uint64_t seq, kanal_msg_t *msg);
 int journal_load_parked(journal_t *j, uint64_t after_seq, int limit, journal_parked_fn fn,
 			void *arg);
 int64_t journal_parked_count(journal_t *j);
-/* Marks an event done (every delivery reached an end). */
+/* Marks an event done (every delivery reached an end). The mark is held in memory until
+ * a commit writes it, and kept across failed commits: KANAL_EIO means the journal cannot
+ * be written now, not that the mark is lost. */
 int journal_event_done(journal_t *j, uint64_t seq);
 /* Records a delivery's state (route "" for the default destination). */
 int journal_delivery(journal_t *j, uint64_t seq, const char *route, const char *destination,

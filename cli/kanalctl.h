@@ -178,4 +178,22 @@ void ctl_no_reply(const ctl_t *ctl, const char *what, const char *endpoint);
 struct json_t;
 int ctl_admin_call(const ctl_t *ctl, struct json_t *request, struct json_t **reply, char **raw);
 
+/* ---- Dead letters for people (dlq_print.c). The items are what kanald sent: any field may
+ * be absent or of any type, and is then printed as "-". */
+
+/* Parses an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)) into unix
+ * milliseconds. Returns 0, or -1 when text is not one (or names a day that does not
+ * exist). */
+int ctl_parse_rfc3339(const char *text, int64_t *out_ms);
+
+/* Prints the items of a dlq.list reply to out as a table with aligned columns (ID, DEAD AT,
+ * ROUTE, DESTINATION, TYPE, EVENT ID, ATTEMPTS, ERROR), CPR numbers masked. Returns 0, or
+ * -1 when out of memory (after saying so). Ownership: borrows items. */
+int ctl_dlq_print_list(FILE *out, struct json_t *items);
+
+/* Prints one dead letter of a dlq.show reply to out in full: the list fields, any further
+ * fields kanald sends, the error history one per line and the event as indented JSON.
+ * CPR numbers masked unless clear. Ownership: borrows item. */
+void ctl_dlq_print_letter(FILE *out, struct json_t *item, bool clear);
+
 #endif

@@ -34,5 +34,6 @@ int fuzz_staff(const uint8_t *data, size_t size);
 int fuzz_cpr_soap(const uint8_t *data, size_t size);
 int fuzz_calendar(const uint8_t *data, size_t size);
 int fuzz_http(const uint8_t *data, size_t size);
+int fuzz_dlq(const uint8_t *data, size_t size);
 
 #endif

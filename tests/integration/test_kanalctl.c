@@ -34,7 +34,11 @@
 #include <zmq.h>
 
 #include <kanal/kanal.h>
+#include <sqlite3.h>
+
 #include "golden.h"
+#include "journal.h"
+#include "kanald.h"
 #include "test.h"
 
 extern char **environ;
@@ -1311,6 +1315,108 @@ static void test_dlq_journal_off_and_no_broker(void)
 	s_fixture_free(&f);
 }
 
+/* A real kanald whose journal holds every kind of dead letter the router writes — each
+ * written here as the router writes it (journal_dead) — and rows no router writes but the
+ * file can hold (errors that are not a JSON array, a body that is not JSON, text with
+ * control characters). `dlq list` and `dlq show` of each must answer, masked. */
+static void test_dlq_over_every_kind_of_letter(void)
+{
+	static const struct {
+		const char *route, *destination, *reason;
+		int attempts;
+		const char *errors[3];
+	} kinds[] = {
+		{ "letters", "digital-post", "rejected", 1, { "no mailbox for 1503851233" } },
+		{ "sick-child", "calendar", "retry budget spent", 3,
+		  { "timeout after 5 s", "HTTP 503", "calendar unreachable" } },
+		{ "sick-child", "deadletter", "enrich from 'cpr' failed: no such person", 0,
+		  { "enrich from 'cpr' failed: no such person" } },
+		/* An unmatched event: no route, no error at all (this crashed dlq list). */
+		{ NULL, "deadletter", "unmatched", 0, { NULL } },
+		{ "to-staff", "staff", "retry budget spent", 2,
+		  { "plugin host crashed (signal 11)", "plugin host crashed (signal 11)" } },
+	};
+	const size_t n_kinds = sizeof kinds / sizeof kinds[0];
+	char *conf = kd_config("  - name: calendar\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/calendar.jsonl' }\n", NULL);
+	kd_t *kd = kd_prepare("dlq-kinds", conf, "routes: []\n");
+	char err[512], path[1024], id[16];
+	journal_t *j = NULL;
+	sqlite3 *db = NULL;
+	run_t r = { 0 };
+	size_t k;
+
+	free(conf);
+	REQUIRE(kd);
+	snprintf(path, sizeof path, "%s", kd_path(kd, "state"));
+	mkdir(path, 0750);
+	snprintf(path, sizeof path, "%s", kd_path(kd, "state/journal.db"));
+	j = journal_open(path, false, err, sizeof err);
+	REQUIRE(j);
+	for (k = 0; k < n_kinds; k++) {
+		char json[256];
+		kanal_msg_t *msg = NULL;
+		size_t n_errors = 0;
+
+		snprintf(json, sizeof json, "{\"specversion\":\"1.0\",\"id\":\"kind-%zu\","
+			 "\"source\":\"dlq-test\",\"type\":\"child.absence.reported\","
+			 "\"data\":{\"cpr\":\"1503851233\"}}", k);
+		REQUIRE(kanal_msg_parse(json, strlen(json), 0, &msg, NULL) == 0);
+		while (n_errors < 3 && kinds[k].errors[n_errors])
+			n_errors++;
+		CU_ASSERT_EQUAL(journal_dead(j, k + 1, msg, kinds[k].route, kinds[k].destination,
+					     kinds[k].reason, kinds[k].attempts,
+					     (char *const *)kinds[k].errors, n_errors), 0);
+		kanal_msg_destroy(&msg);
+	}
+	CU_ASSERT_EQUAL(journal_commit(j), 0);
+	journal_close(&j);
+	/* What no router writes but a damaged or hand-edited file can hold. */
+	REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(db,
+		"INSERT INTO dead_letters (seq, dead_at, route, destination, type, event_id, "
+		"source, reason, attempts, errors, body) VALUES "
+		"(90, 0, NULL, 'x', 't', 'odd-1', 's', '', 0, 'not json', 'not json either'),"
+		"(91, -1, 'r', 'x', 't', 'odd-2', 's', 'rejected', -5, '{\"a\":1}', X'00FF00'),"
+		"(92, 1, 'r', 'x', 't', 'odd-3', 's', 'bad' || char(27) || '[2J', 1, "
+		"'[1, null, \"line' || char(10) || 'break\"]', '{\"data\":\"1503851233\"}')",
+		NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	REQUIRE(kd_launch(kd) == 0);
+
+	s_run(&r, kd->dir, NULL, NULL, "dlq", "list", "--admin", kd->admin, (const char *)NULL);
+	CU_ASSERT_EQUAL(r.status, 0);
+	for (k = 0; k < n_kinds; k++) {
+		snprintf(id, sizeof id, "kind-%zu", k);
+		CU_ASSERT(s_contains(r.out, id));
+		CU_ASSERT(s_contains(r.out, kinds[k].reason));
+	}
+	CU_ASSERT(s_contains(r.out, "rejected: no mailbox for 150385XXXX"));
+	CU_ASSERT(s_contains(r.out, "odd-3"));
+	CU_ASSERT(!s_contains(r.out, "\033"));
+	CU_ASSERT(!s_has_clear_cpr(r.out));
+	s_run_free(&r);
+
+	for (k = 1; k <= n_kinds + 3; k++) {
+		snprintf(id, sizeof id, "%zu", k);
+		s_run(&r, kd->dir, NULL, NULL, "dlq", "show", "--admin", kd->admin, id,
+		      (const char *)NULL);
+		CU_ASSERT_EQUAL(r.status, 0);
+		CU_ASSERT(s_contains(r.out, "reason:"));
+		CU_ASSERT(s_contains(r.out, "errors:"));
+		CU_ASSERT(!s_contains(r.out, "\033"));
+		CU_ASSERT(!s_has_clear_cpr(r.out));
+		if (k == 4) /* the unmatched one */
+			CU_ASSERT(s_contains(r.out, "(none recorded)"));
+		s_run_free(&r);
+	}
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, 10000), 0);
+done:
+	journal_close(&j);
+	s_run_free(&r);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("kanalctl",
 	  TEST(test_help_lists_every_command),
 	  TEST(test_check_valid_config_prints_summary),
@@ -1339,4 +1445,5 @@ TEST_MAIN("kanalctl",
 	  TEST(test_dlq_show_masks_unless_clear),
 	  TEST(test_dlq_replay_reports_replayed_and_missing),
 	  TEST(test_dlq_drop_counts),
-	  TEST(test_dlq_journal_off_and_no_broker))
+	  TEST(test_dlq_journal_off_and_no_broker),
+	  TEST(test_dlq_over_every_kind_of_letter))
