@@ -132,7 +132,29 @@ typedef struct route_stat {
 
 /* The delivery latency histogram's buckets (their bounds are in stats.c). */
 #define N_LATENCY 15
-#define CHANNEL_MINUTES 60
+/* A measure's per-minute counts cover the last hour (the dashboard's chart). */
+#define MEASURE_MINUTES 60
+/* Label-value combinations a measure keeps apart; more are counted as "other". */
+#define MEASURE_MAX_SERIES 100
+
+/* One label-value combination of a measure: its total and its last hour by minute. */
+typedef struct measure_series {
+	char *values[ROUTES_MEASURE_MAX_LABELS];
+	uint64_t total;
+	struct {
+		int64_t minute; /* unix minute, 0: unused */
+		uint32_t count;
+	} ring[MEASURE_MINUTES];
+	struct measure_series *next;
+} measure_series_t;
+
+/* A measure's counters, by its name and label names: they outlive reloads that keep them. */
+typedef struct measure_stat {
+	char *key; /* name, then each label name, separated by '\n' */
+	measure_series_t *series;
+	size_t n_series;
+	struct measure_stat *next;
+} measure_stat_t;
 
 /* A gateway reply held until the turn's commit: the envelope frames and the results. */
 typedef struct pending_reply {
@@ -201,17 +223,13 @@ struct router {
 	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
 	uint64_t duplicates;
 	/* Per-route counters (a hash by name), the delivery latency histogram, and the
-	 * channel strategy's measure: letters by channel and inquiries by how they came in,
-	 * in total and per minute for the last hour. */
+	 * measures the routing files declare (stats.c). */
 	route_stat_t **stat_slots;
 	size_t stat_cap, n_stats;
 	uint64_t latency[N_LATENCY], latency_count;
 	double latency_sum_ms;
-	uint64_t letters_digital, letters_physical, inquiries_digital, inquiries_other;
-	struct {
-		int64_t minute; /* unix minute, 0: unused */
-		uint32_t digital, physical;
-	} channel_ring[CHANNEL_MINUTES];
+	measure_stat_t *measure_stats;
+	bool has_measures; /* the current table declares measures */
 };
 
 /* ---- hot helpers (inline: each runs once or more per event) ------------------------- */
@@ -503,14 +521,20 @@ void recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
 
 /* ---- stats.c: counters for operations ----------------------------------------------- */
 
-/* Points every route of a table at its name's counters. */
+/* Points every route and measure of a table at its counters. */
 void stats_bind(router_t *r, routes_t *routes);
 void stats_free(router_t *r);
 /* Counts a delivery's latency (accepted → OK) into the histogram. */
 void stats_observe_latency(router_t *r, const shared_t *ev, int64_t now_ms);
 /* Adds the counters operations read (route counters, latency, measures) to status st. */
 void stats_status(router_t *r, json_t *st);
-/* Counts an accepted event into the measures whose type pattern it matches. */
-void stats_measure(router_t *r, const kanal_msg_t *msg);
+/* Counts an accepted event into the current table's measures it matches. */
+void stats_count_measures(router_t *r, const kanal_msg_t *msg);
+/* On every accepted event: nothing to do (not even a call) when no measure is declared. */
+static inline void stats_measure(router_t *r, const kanal_msg_t *msg)
+{
+	if (r->has_measures)
+		stats_count_measures(r, msg);
+}
 
 #endif
