@@ -7,7 +7,7 @@
  * runs a flow's enrich steps (requests to service instances, their replies, timeouts and
  * retries), answers a plugin's own kanal_request, and keeps the retry timers.
  * delivery_backoff and delivery_decide are pure and tested on their own
- * (tests/unit/test_delivery_unit.c).
+ * (tests/unit/test_delivery_rules.c).
  */
 #include <errno.h>
 #include <math.h>
