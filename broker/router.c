@@ -566,7 +566,7 @@ static void s_on_deliver_sock(router_t *r)
 					free(it->error);
 					continue;
 				}
-				/* s_on_outcome reads the fields it needs, not the inline text. */
+				/* delivery_on_outcome reads the fields it needs, not the inline text. */
 				o.cmd = BUS_OUTCOME;
 				o.outcome = it->outcome;
 				o.id = it->id;

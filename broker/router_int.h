@@ -215,7 +215,7 @@ struct router {
 	struct pending_reply *pending; /* gateway replies waiting for the turn's commit */
 	size_t n_pending, cap_pending;
 	bool stopping;
-	bool spilling;        /* s_spill runs: nothing new may start */
+	bool spilling;        /* park.c spills: nothing new may start */
 	delivery_t *zombies;  /* in flight at the deadline: freed once their thread is gone */
 	int closed_count; /* instances that answered BUS_CLOSED during shutdown */
 	int undelivered_at_stop;
