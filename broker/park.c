@@ -268,11 +268,7 @@ void park_page_in(router_t *r)
 static void s_drain_outcomes(router_t *r)
 {
 	char id[128];
-	union {
-		uint8_t cmd;
-		bus_results_t res;
-		bus_outcome_t one;
-	} f;
+	outcome_frame_t f;
 	int n;
 
 	while ((n = router_recv_routed(r->deliver_sock, id, sizeof id, &f, sizeof f)) >= 0) {

@@ -542,11 +542,7 @@ int router_recv_routed(void *sock, char *id, size_t id_size, void *buf, size_t s
 static void s_on_deliver_sock(router_t *r)
 {
 	char id[128];
-	union {
-		uint8_t cmd;
-		bus_results_t res;
-		bus_outcome_t one;
-	} f;
+	outcome_frame_t f;
 	int n;
 
 	while ((n = router_recv_routed(r->deliver_sock, id, sizeof id, &f, sizeof f)) >= 0) {

@@ -232,6 +232,14 @@ struct router {
 	bool has_measures; /* the current table declares measures */
 };
 
+/* A frame on the delivery socket: a batch of outcomes (R, from an instance thread) or one
+ * (O, from an isolation proxy), see bus.h. */
+typedef union outcome_frame {
+	uint8_t cmd;
+	bus_results_t res;
+	bus_outcome_t one;
+} outcome_frame_t;
+
 /* ---- hot helpers (inline: each runs once or more per event) ------------------------- */
 
 static inline void router_table_release(table_t **t_p)

@@ -366,6 +366,15 @@ static void test_measures_show_channel_shares(void)
 		{ "sent", "digital" }, { "failed", "digital" }, /* not sent: not counted */
 	};
 	static const char *const inquiries[] = { "app", "web", "phone" };
+	static const struct {
+		const char *measure, *series;
+		int col;
+		const char *want;
+	} cells[] = {
+		{ "letters", "digital", 2, "3" },     { "letters", "physical", 2, "1" },
+		{ "letters", "physical", 3, "25 %" }, { "inquiries", "phone", 3, "33 %" },
+		{ "inquiries", "app", 2, "1" },
+	};
 
 	free(conf);
 	REQUIRE(kd != NULL);
@@ -394,19 +403,14 @@ static void test_measures_show_channel_shares(void)
 	text = wd_text_of(wd, "section[data-measure='letters'] h2");
 	CU_ASSERT_STRING_EQUAL(text ?: "", "Kanalstrategi: breve digitalt og fysisk");
 	free(text);
-	text = s_measure_cell(wd, "letters", "digital", 2);
-	CU_ASSERT_STRING_EQUAL(text ?: "", "3");
-	free(text);
-	text = s_measure_cell(wd, "letters", "physical", 2);
-	CU_ASSERT_STRING_EQUAL(text ?: "", "1");
-	free(text);
-	text = s_measure_cell(wd, "letters", "physical", 3);
-	CU_ASSERT_STRING_EQUAL(text ?: "", "25 %");
-	free(text);
-	/* The inquiries came by app, web and phone: one each; no title, so the name shows. */
-	text = s_measure_cell(wd, "inquiries", "phone", 3);
-	CU_ASSERT_STRING_EQUAL(text ?: "", "33 %");
-	free(text);
+	/* Count (column 2) and share (3) per label value; the inquiries came by app, web and
+	 * phone, one each. */
+	for (size_t k = 0; k < sizeof cells / sizeof *cells; k++) {
+		text = s_measure_cell(wd, cells[k].measure, cells[k].series, cells[k].col);
+		CU_ASSERT_STRING_EQUAL(text ?: "", cells[k].want);
+		free(text);
+	}
+	/* The inquiries measure has no title: its name heads the card. */
 	text = wd_text_of(wd, "section[data-measure='inquiries'] h2");
 	CU_ASSERT_STRING_EQUAL(text ?: "", "inquiries");
 	free(text);
