@@ -20,7 +20,7 @@ bool acl_pattern_valid(const char *pattern, char *why, size_t why_size)
 
 	if (!pattern || !*pattern) {
 		snprintf(why, why_size, "an empty type pattern matches nothing (write e.g. "
-					"child.> or post.letter.send)");
+					"orders.> or invoice.sent)");
 		return false;
 	}
 	for (;;) {

@@ -4,9 +4,9 @@
  *
  * The lists come from kanald.yaml (conf.c: `instances[].acl.emit`,
  * `security.curve.clients[].emit` and `.subscribe`). Type patterns match as in the routing
- * files (routes_type_matches: `child.>`, `post.*.sent`); subscribe entries are topic
+ * files (routes_type_matches: `orders.>`, `invoice.*.sent`); subscribe entries are topic
  * prefixes as a SUB socket gives them. The places that enforce the lists are the instance
- * emit (instance.c), the gateway (router.c) and the event stream (stream.c); each refusal
+ * emit (instance.c), the gateway (gateway.c) and the event stream (stream.c); each refusal
  * is counted and published on the stream as `acl.denied <who>` with acl_denied_extra.
  */
 #ifndef KANAL_ACL_H

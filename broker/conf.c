@@ -578,8 +578,8 @@ static void s_patterns(loader_t *ld, const ynode_t *v, const char *key, char ***
 		items = (const ynode_t *const *)v->items;
 		n = v->n_items;
 	} else if (v->kind != YNODE_SCALAR || yaml_tree_is_null(v)) {
-		s_err(ld, v, "'%s' must be a list of type patterns such as [child.>, "
-			     "post.letter.send], not %s", key, yaml_tree_describe(v));
+		s_err(ld, v, "'%s' must be a list of type patterns such as [orders.>, "
+			     "invoice.sent], not %s", key, yaml_tree_describe(v));
 		return;
 	}
 	*out = s_calloc(ld, n, sizeof **out);
@@ -603,7 +603,7 @@ static void s_instance_acl(loader_t *ld, conf_instance_t *inst, const ynode_t *v
 	const ynode_t *emit;
 
 	if (v->kind != YNODE_MAPPING) {
-		s_err(ld, v, "'acl' must be a mapping such as {emit: [child.>]}, not %s",
+		s_err(ld, v, "'acl' must be a mapping such as {emit: [orders.>]}, not %s",
 		      yaml_tree_describe(v));
 		return;
 	}

@@ -2,7 +2,7 @@
  * broker/expr.h — `where` expressions of routing tables: parse, type-check, evaluate.
  *
  *   data.reason == "sick" and data.days <= 5
- *   type in ["child.absence.reported", "child.vacation.registered"] or not exists subject
+ *   type in ["order.placed", "order.changed"] or not exists subject
  *
  * Operands: attribute names (type, source, id, subject, time, specversion, datacontenttype,
  * dataschema, any extension name), data fields (data.a.b, data.list.0), and literals

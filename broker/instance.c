@@ -22,7 +22,6 @@
 #include "isolation.h"
 #include "log.h"
 #include "msg_int.h"
-#include "privacy.h"
 
 /* The batches of the instance thread (one instance per thread, so thread-local): emits
  * not yet sent to the router, and outcomes not yet reported. Both go out in one frame when
@@ -193,7 +192,7 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 	}
 	{
 		char attr[64];
-		if (privacy_context_cpr(msg, attr, sizeof attr)) {
+		if (kanal__msg_context_cpr(msg, attr, sizeof attr)) {
 			log_warn(inst->name, "refused an emitted event of type %s: attribute '%s' "
 					     "holds a CPR number (put the person in data)",
 				 kanal_msg_type(msg), attr);

@@ -37,7 +37,8 @@
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-static const char *const s_top_keys[] = { "routes", "default" };
+static const char *const s_top_keys[] = { "routes", "default", "measures" };
+static const char *const s_measure_keys[] = { "name", "title", "match", "labels" };
 static const char *const s_route_keys[] = { "name", "match", "enrich", "to", "fallback",
 					    "retry" };
 static const char *const s_match_keys[] = { "type", "source", "where" };
@@ -154,6 +155,8 @@ struct trie_node {
 struct routes {
 	route_t *routes;
 	size_t n_routes;
+	route_measure_t *measures;
+	size_t n_measures;
 	char **files;
 	size_t n_files;
 	char *default_dest;
@@ -214,6 +217,21 @@ static void s_route_free(route_t *r)
 	/* r->file is borrowed from the table's file list. */
 }
 
+static void s_measure_free(route_measure_t *m)
+{
+	free(m->name);
+	free(m->title);
+	free(m->type_pattern);
+	free(m->source_glob);
+	free(m->where_text);
+	expr_destroy(&m->where);
+	for (size_t i = 0; i < m->n_labels; i++) {
+		free(m->label_names[i]);
+		free(m->label_fields[i]);
+	}
+	/* m->file is borrowed from the table's file list. */
+}
+
 void routes_destroy(routes_t **routes_p)
 {
 	routes_t *rt;
@@ -225,6 +243,9 @@ void routes_destroy(routes_t **routes_p)
 	for (i = 0; i < rt->n_routes; i++)
 		s_route_free(&rt->routes[i]);
 	free(rt->routes);
+	for (i = 0; i < rt->n_measures; i++)
+		s_measure_free(&rt->measures[i]);
+	free(rt->measures);
 	for (i = 0; i < rt->n_files; i++)
 		free(rt->files[i]);
 	free(rt->files);
@@ -290,6 +311,8 @@ bool routes_glob_matches(const char *glob, const char *text)
 typedef struct builder {
 	route_t *routes;
 	size_t n_routes, cap_routes;
+	route_measure_t *measures;
+	size_t n_measures, cap_measures;
 	char **files;
 	size_t n_files, cap_files;
 	const char *file;           /* the file being read, borrowed from files */
@@ -543,7 +566,7 @@ static void s_file_columns(char *text, size_t size, const ynode_t *v)
 
 /* Compiles `where` and reports its error at the right place in the file (see
  * s_text_position). */
-static void s_where(builder_t *b, route_t *r, const ynode_t *v)
+static void s_where(builder_t *b, expr_t **where, char **where_text, const ynode_t *v)
 {
 	kanal_error_t err;
 	const char *text = s_text(b, v, "where");
@@ -552,9 +575,9 @@ static void s_where(builder_t *b, route_t *r, const ynode_t *v)
 	if (!text)
 		return;
 	kanal_error_clear(&err);
-	r->where = expr_parse(text, &err);
-	if (r->where) {
-		r->where_text = s_strdup(b, text);
+	*where = expr_parse(text, &err);
+	if (*where) {
+		*where_text = s_strdup(b, text);
 		return;
 	}
 	s_text_position(v, err.column > 0 ? (size_t)(err.column - 1) : 0, &line, &col);
@@ -563,7 +586,10 @@ static void s_where(builder_t *b, route_t *r, const ynode_t *v)
 	b->errors++;
 }
 
-static void s_match(builder_t *b, route_t *r, const ynode_t *v)
+/* Reads a `match:` mapping (type, source, where) into the fields given: a route's or a
+ * measure's. */
+static void s_match_into(builder_t *b, const ynode_t *v, char **type_pattern, char **source_glob,
+			 char **where_text, expr_t **where)
 {
 	const ynode_t *x;
 	const char *text;
@@ -575,11 +601,16 @@ static void s_match(builder_t *b, route_t *r, const ynode_t *v)
 	s_check_keys(b, v, s_match_keys, N_OF(s_match_keys), "match");
 	if ((x = yaml_tree_get(v, "type")) && (text = s_text(b, x, "type")) &&
 	    s_type_pattern(b, x, text))
-		r->type_pattern = s_strdup(b, text);
+		*type_pattern = s_strdup(b, text);
 	if ((x = yaml_tree_get(v, "source")) && (text = s_text(b, x, "source")))
-		r->source_glob = s_strdup(b, text);
+		*source_glob = s_strdup(b, text);
 	if ((x = yaml_tree_get(v, "where")))
-		s_where(b, r, x);
+		s_where(b, where, where_text, x);
+}
+
+static void s_match(builder_t *b, route_t *r, const ynode_t *v)
+{
+	s_match_into(b, v, &r->type_pattern, &r->source_glob, &r->where_text, &r->where);
 }
 
 static bool s_is_instance(const builder_t *b, const char *name)
@@ -924,6 +955,110 @@ static void s_default(builder_t *b, const ynode_t *v)
 	b->default_col = v->column;
 }
 
+/* Label names: what Prometheus takes ([a-z_][a-z0-9_]*), and not "measure". */
+static bool s_label_name_valid(const char *name)
+{
+	if (!*name || (*name >= '0' && *name <= '9') || !strcmp(name, "measure"))
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_')
+			return false;
+	return true;
+}
+
+/* `labels: { channel: data.channel, … }`: each label is the text of a data field. */
+static void s_measure_labels(builder_t *b, route_measure_t *m, const ynode_t *v)
+{
+	if (!s_is_mapping(b, v, "labels"))
+		return;
+	if (v->n_pairs > ROUTES_MEASURE_MAX_LABELS) {
+		s_err(b, v, "a measure has at most %d labels, not %zu", ROUTES_MEASURE_MAX_LABELS,
+		      v->n_pairs);
+		return;
+	}
+	for (size_t i = 0; i < v->n_pairs; i++) {
+		const ynode_t *k = v->pairs[i].key, *f = v->pairs[i].value;
+		const char *field = s_text(b, f, k->text);
+
+		if (!s_label_name_valid(k->text)) {
+			s_err(b, k, "label name '%s' is not valid: use lower-case letters, digits and "
+				    "'_', not starting with a digit (and not 'measure')", k->text);
+			continue;
+		}
+		if (!field)
+			continue;
+		if (strncmp(field, "data.", 5) || !field[5]) {
+			s_err(b, f, "label '%s' must name a data field (data.NAME), not '%s'",
+			      k->text, field);
+			continue;
+		}
+		m->label_names[m->n_labels] = s_strdup(b, k->text);
+		m->label_fields[m->n_labels] = s_strdup(b, field + 5);
+		m->n_labels++;
+	}
+}
+
+static route_measure_t *s_new_measure(builder_t *b)
+{
+	if (b->n_measures == b->cap_measures) {
+		size_t cap = b->cap_measures ? b->cap_measures * 2 : 4;
+		route_measure_t *ms = realloc(b->measures, cap * sizeof *ms);
+		if (!ms) {
+			b->oom = true;
+			return NULL;
+		}
+		b->measures = ms;
+		b->cap_measures = cap;
+	}
+	memset(&b->measures[b->n_measures], 0, sizeof *b->measures);
+	b->measures[b->n_measures].file = (char *)b->file;
+	return &b->measures[b->n_measures++];
+}
+
+static void s_measure(builder_t *b, const ynode_t *v, size_t nth)
+{
+	const ynode_t *x;
+	const char *text;
+	route_measure_t *m;
+
+	if (v->kind != YNODE_MAPPING) {
+		s_err(b, v, "measure #%zu must be a mapping with a name and 'match', not %s",
+		      nth + 1, yaml_tree_describe(v));
+		return;
+	}
+	if (!(m = s_new_measure(b)))
+		return;
+	m->line = v->line;
+	m->column = v->column;
+	s_check_keys(b, v, s_measure_keys, N_OF(s_measure_keys), "measure");
+	if (!(x = yaml_tree_get(v, "name"))) {
+		s_err(b, v, "measure #%zu has no 'name'", nth + 1);
+	} else if ((text = s_text(b, x, "name"))) {
+		if (!s_route_name_valid(text))
+			s_err(b, x, "measure name '%s' is not valid: use lower-case letters, digits, "
+				    "'_', '.' and '-', starting with a letter or digit", text);
+		for (size_t i = 0; i + 1 < b->n_measures; i++)
+			if (b->measures[i].name && !strcmp(b->measures[i].name, text)) {
+				s_err(b, x, "duplicate measure name '%s' (first defined at %s:%d:%d)",
+				      text, b->measures[i].file, b->measures[i].line,
+				      b->measures[i].column);
+				text = NULL;
+				break;
+			}
+		if (text && s_route_name_valid(text))
+			m->name = s_strdup(b, text);
+	}
+	if ((x = yaml_tree_get(v, "title")) && (text = s_text(b, x, "title")))
+		m->title = s_strdup(b, text);
+	if ((x = yaml_tree_get(v, "match")))
+		s_match_into(b, x, &m->type_pattern, &m->source_glob, &m->where_text, &m->where);
+	else
+		s_err(b, v, "measure #%zu has no 'match': say which events it counts (type, "
+			    "source, where)", nth + 1);
+	if ((x = yaml_tree_get(v, "labels")) && !yaml_tree_is_null(x))
+		s_measure_labels(b, m, x);
+}
+
 /* Walks one routing file's tree. */
 static void s_file(builder_t *b, const ynode_t *root)
 {
@@ -945,6 +1080,15 @@ static void s_file(builder_t *b, const ynode_t *root)
 		} else {
 			for (i = 0; i < x->n_items && !b->oom; i++)
 				s_route(b, x->items[i], i);
+		}
+	}
+	if ((x = yaml_tree_get(root, "measures")) && !yaml_tree_is_null(x)) {
+		if (x->kind != YNODE_SEQUENCE) {
+			s_err(b, x, "'measures' must be a list of measures, not %s",
+			      yaml_tree_describe(x));
+		} else {
+			for (i = 0; i < x->n_items && !b->oom; i++)
+				s_measure(b, x->items[i], i);
 		}
 	}
 	if ((x = yaml_tree_get(root, "default")))
@@ -1096,6 +1240,9 @@ static void s_builder_free(builder_t *b)
 	for (i = 0; i < b->n_routes; i++)
 		s_route_free(&b->routes[i]);
 	free(b->routes);
+	for (i = 0; i < b->n_measures; i++)
+		s_measure_free(&b->measures[i]);
+	free(b->measures);
 	for (i = 0; i < b->n_files; i++)
 		free(b->files[i]);
 	free(b->files);
@@ -1216,6 +1363,10 @@ static int s_finish(builder_t *b, routes_t **out)
 	rt->files = b->files;
 	rt->n_files = b->n_files;
 	rt->default_dest = b->default_dest;
+	rt->measures = b->measures;
+	rt->n_measures = b->n_measures;
+	b->measures = NULL;
+	b->n_measures = 0;
 	b->routes = NULL;
 	b->n_routes = 0;
 	b->files = NULL;
@@ -1299,6 +1450,27 @@ size_t routes_count(const routes_t *rt)
 const route_t *routes_get(const routes_t *rt, size_t i)
 {
 	return rt && i < rt->n_routes ? &rt->routes[i] : NULL;
+}
+
+size_t routes_measure_count(const routes_t *rt)
+{
+	return rt ? rt->n_measures : 0;
+}
+
+const route_measure_t *routes_measure_get(const routes_t *rt, size_t i)
+{
+	return rt && i < rt->n_measures ? &rt->measures[i] : NULL;
+}
+
+bool routes_measure_matches(const route_measure_t *m, const kanal_msg_t *msg)
+{
+	const char *type = kanal_msg_type(msg);
+
+	if (m->type_pattern && !routes_type_matches(m->type_pattern, type ? type : ""))
+		return false;
+	if (m->source_glob && !routes_glob_matches(m->source_glob, kanal_msg_source(msg)))
+		return false;
+	return !m->where || expr_eval(m->where, msg);
 }
 
 const char *routes_default(const routes_t *rt)

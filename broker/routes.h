@@ -61,6 +61,26 @@ typedef struct route {
 	struct route_stat *stat; /* the router's counters for this route's name (not owned) */
 } route_t;
 
+/* A measure: accepted events of a type (and source, and `where`) counted per the values of
+ * their label fields — the channel strategy's statistics as configuration, for the status,
+ * /metrics and the dashboard. The router counts (stats.c); the table only describes. */
+#define ROUTES_MEASURE_MAX_LABELS 4
+
+typedef struct route_measure {
+	char *name;
+	char *title;           /* the dashboard's heading, or NULL */
+	char *file;
+	int line, column;
+	char *type_pattern;    /* NULL: any type */
+	char *source_glob;     /* NULL: any source */
+	char *where_text;      /* NULL: no filter */
+	expr_t *where;
+	char *label_names[ROUTES_MEASURE_MAX_LABELS];  /* "channel" */
+	char *label_fields[ROUTES_MEASURE_MAX_LABELS]; /* its data path without "data.": "channel" */
+	size_t n_labels;
+	struct measure_stat *stat; /* the router's counters for this measure (not owned) */
+} route_measure_t;
+
 typedef struct routes routes_t;
 
 /* Loads the routing files in `paths` (each a file, or a folder whose *.yaml / *.yml files
@@ -81,6 +101,13 @@ size_t routes_count(const routes_t *rt);
 const route_t *routes_get(const routes_t *rt, size_t i);
 /* The `default` destination, or ROUTES_DEADLETTER when none is set. */
 const char *routes_default(const routes_t *rt);
+/* The table's measures, in declaration order. Ownership: borrowed, as long as the table. */
+size_t routes_measure_count(const routes_t *rt);
+const route_measure_t *routes_measure_get(const routes_t *rt, size_t i);
+/* True when msg is one the measure counts (its type, source and `where`); reads data only
+ * when the type and source matched and the `where` needs it. Ownership: borrows. */
+bool routes_measure_matches(const route_measure_t *m, const kanal_msg_t *msg);
+
 /* Files the table was read from, for messages ("3 routes from 2 files"). */
 size_t routes_file_count(const routes_t *rt);
 

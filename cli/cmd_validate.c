@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "kanalctl.h"
-#include "privacy.h"
+#include "msg_int.h"
 
 /* Prints the verdict for one file. Returns its exit status. */
 static int s_validate_file(const char *path, size_t max_single)
@@ -40,7 +40,7 @@ static int s_validate_file(const char *path, size_t max_single)
 	}
 	if (msg) {
 		char attr[64];
-		if (privacy_context_cpr(msg, attr, sizeof attr)) {
+		if (kanal__msg_context_cpr(msg, attr, sizeof attr)) {
 			/* The gateway refuses these; say so here rather than call it valid. */
 			ctl_printf(stdout, "%s: invalid: attribute '%s' holds a CPR number (put the "
 					   "person in data, or a pseudonym in subject)\n", name, attr);
@@ -56,7 +56,7 @@ static int s_validate_file(const char *path, size_t max_single)
 		ctl_printf(stdout, "%s: valid (empty batch)\n", name);
 	for (i = 0; i < batch->count; i++) {
 		char attr[64];
-		if (privacy_context_cpr(batch->msgs[i], attr, sizeof attr)) {
+		if (kanal__msg_context_cpr(batch->msgs[i], attr, sizeof attr)) {
 			ctl_printf(stdout, "%s[%zu]: invalid: attribute '%s' holds a CPR number\n",
 				   name, i, attr);
 			rc = CTL_EXIT_NO;

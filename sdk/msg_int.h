@@ -176,7 +176,8 @@ static inline void kanal__msg_prefetch(const kanal_msg_t *msg)
 
 /* True when a context attribute of msg that may be logged (id, source, subject, type,
  * dataschema, any extension's name or value) holds a CPR number; the attribute's name is
- * copied to attr[size]. broker/privacy.c's rule, next to the fields it reads. */
+ * copied to attr[size]. The bus's privacy rule (CloudEvents lets intermediaries log
+ * context attributes: the person belongs in data), next to the fields it reads. */
 bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size);
 
 #endif

@@ -13,7 +13,7 @@
 #include <kanal/kanal.h>
 
 #include "../../plugins/daycare/daycare.h"
-#include "privacy.h"
+#include "msg_int.h"
 
 FUZZ_TARGET(daycare)
 {
@@ -28,7 +28,7 @@ FUZZ_TARGET(daycare)
 			char *json = kanal_msg_to_json(msg, NULL);
 			kanal_msg_t *again = NULL;
 			if (!json || kanal_msg_parse(json, strlen(json), 0, &again, NULL) != 0 ||
-			    privacy_context_cpr(msg, attr, sizeof attr))
+			    kanal__msg_context_cpr(msg, attr, sizeof attr))
 				abort(); /* an invalid event, or a CPR number in an attribute */
 			kanal_msg_destroy(&again);
 			kanal_free(json);

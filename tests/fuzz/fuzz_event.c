@@ -11,7 +11,7 @@
 
 #include <kanal/kanal.h>
 
-#include "privacy.h"
+#include "msg_int.h"
 
 /* Whatever parses must survive a round trip with the same id, source and type. */
 static void s_round_trip(const kanal_msg_t *msg)
@@ -22,7 +22,7 @@ static void s_round_trip(const kanal_msg_t *msg)
 	kanal_msg_t *again = NULL;
 	kanal_error_t err;
 
-	(void)privacy_context_cpr(msg, attr, sizeof attr);
+	(void)kanal__msg_context_cpr(msg, attr, sizeof attr);
 	(void)kanal_msg_size(msg);
 	if (!json)
 		return;

@@ -5,8 +5,9 @@
  *
  * The destinations table shows the delivered counts kanald really has (compared with
  * /api/v1/status); a dead letter appears with its "send igen" button, and once the
- * destination is fixed a click delivers the event and the row goes; the channel-strategy
- * panel shows the share of letters sent digitally; with a token the page asks for it.
+ * destination is fixed a click delivers the event and the row goes; each measure the
+ * routing table declares is a card (the channel strategy's: the share of letters sent
+ * digitally); with a token the page asks for it.
  *
  * Every wait is bounded (the page refreshes every 2 s); each test quits its browser and
  * stops its kanald even when an assertion fails (REQUIRE jumps to the clean-up), and the
@@ -297,11 +298,35 @@ done:
 	kd_destroy(&kd);
 }
 
-/* Needs the router's "channels" status field. */
-static void test_channel_share_of_letters_and_inquiries(void)
+/* The routing table of the channel test: s_routes and the two measures of the channel
+ * strategy, as routes/municipal.yaml declares them. */
+static const char *s_routes_measured =
+	"routes:\n"
+	"  - name: to-letters\n    match: { type: post.> }\n    to: letters\n"
+	"  - name: to-calendar\n    match: { type: child.absence.reported }\n    to: calendar\n"
+	"  - name: audit\n    match: { type: child.> }\n    to: letters\n"
+	"measures:\n"
+	"  - name: letters\n    title: \"Kanalstrategi: breve digitalt og fysisk\"\n"
+	"    match: { type: post.letter.status, where: data.status == \"sent\" }\n"
+	"    labels: { channel: data.channel }\n"
+	"  - name: inquiries\n    match: { type: child.absence.* }\n"
+	"    labels: { channel: data.channel }\n";
+
+/* The text of cell `col` (1-based) of the row for `series` in the card of `measure`. */
+static char *s_measure_cell(wd_t *wd, const char *measure, const char *series, int col)
+{
+	char sel[256];
+
+	snprintf(sel, sizeof sel, "section[data-measure='%s'] tr[data-series='%s'] td:nth-child(%d)",
+		 measure, series, col);
+	return wd_text_of(wd, sel);
+}
+
+/* Each declared measure is a card: counts and shares per label value, and a chart. */
+static void test_measures_show_channel_shares(void)
 {
 	char *conf = kd_config(s_sinks, NULL), *text = NULL;
-	kd_t *kd = kd_start("dchannel", conf, s_routes);
+	kd_t *kd = kd_start("dchannel", conf, s_routes_measured);
 	wd_t *wd = NULL;
 	json_t *v = NULL;
 	static const char *const letters[][2] = {
@@ -309,6 +334,15 @@ static void test_channel_share_of_letters_and_inquiries(void)
 		{ "sent", "digital" }, { "failed", "digital" }, /* not sent: not counted */
 	};
 	static const char *const inquiries[] = { "app", "web", "phone" };
+	static const struct {
+		const char *measure, *series;
+		int col;
+		const char *want;
+	} cells[] = {
+		{ "letters", "digital", 2, "3" },     { "letters", "physical", 2, "1" },
+		{ "letters", "physical", 3, "25 %" }, { "inquiries", "phone", 3, "33 %" },
+		{ "inquiries", "app", 2, "1" },
+	};
 
 	free(conf);
 	REQUIRE(kd != NULL);
@@ -329,22 +363,29 @@ static void test_channel_share_of_letters_and_inquiries(void)
 
 	REQUIRE((wd = s_browser()) != NULL);
 	REQUIRE(wd_navigate(wd, kd->admin_http) == 0);
-	/* 3 of the 4 letters sent went digitally; 2 of the 3 inquiries came digitally. */
-	text = wd_wait_text(wd, "#digital-share", "75 %", WAIT);
+	/* 3 of the 4 letters sent went digitally, 1 physically (the failed one is not counted). */
+	text = wd_wait_text(wd, "section[data-measure='letters'] tr[data-series='digital'] "
+				"td:nth-child(3)", "75 %", WAIT);
 	CU_ASSERT_PTR_NOT_NULL(text);
 	free(text);
-	text = wd_text_of(wd, "#channel-counts");
-	CU_ASSERT_STRING_EQUAL(text ?: "", "(3 digitalt, 1 fysisk)");
+	text = wd_text_of(wd, "section[data-measure='letters'] h2");
+	CU_ASSERT_STRING_EQUAL(text ?: "", "Kanalstrategi: breve digitalt og fysisk");
 	free(text);
-	text = wd_text_of(wd, "#inquiries-share");
-	CU_ASSERT_STRING_EQUAL(text ?: "", "67 %");
-	free(text);
-	text = wd_text_of(wd, "#inquiry-counts");
-	CU_ASSERT_STRING_EQUAL(text ?: "", "(2 af 3)");
+	/* Count (column 2) and share (3) per label value; the inquiries came by app, web and
+	 * phone, one each. */
+	for (size_t k = 0; k < sizeof cells / sizeof *cells; k++) {
+		text = s_measure_cell(wd, cells[k].measure, cells[k].series, cells[k].col);
+		CU_ASSERT_STRING_EQUAL(text ?: "", cells[k].want);
+		free(text);
+	}
+	/* The inquiries measure has no title: its name heads the card. */
+	text = wd_text_of(wd, "section[data-measure='inquiries'] h2");
+	CU_ASSERT_STRING_EQUAL(text ?: "", "inquiries");
 	free(text);
 	text = NULL;
-	/* The chart over time has bars for the letters. */
-	v = wd_script(wd, "return document.querySelectorAll('#chart rect').length;");
+	/* The chart over time has bars for the letters: one per series and minute. */
+	v = wd_script(wd, "return document.querySelectorAll("
+			  "\"section[data-measure='letters'] svg rect\").length;");
 	CU_ASSERT(json_integer_value(v) >= 2);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
@@ -423,5 +464,5 @@ done:
 TEST_MAIN("dashboard",
 	  TEST(test_destinations_table_shows_kanalds_counts),
 	  TEST(test_dead_letter_sent_again_from_the_page),
-	  TEST(test_channel_share_of_letters_and_inquiries),
+	  TEST(test_measures_show_channel_shares),
 	  TEST(test_page_asks_for_the_token))

@@ -675,6 +675,42 @@ static void test_explain_no_match_and_masking(void)
 	routes_destroy(&rt);
 }
 
+/* A measure is read with its match and labels, and counts only the events it matches. */
+static void test_measure_loads_and_matches(void)
+{
+	routes_t *rt = s_table("routes:\n"
+			       "  - name: all\n    to: letter\n"
+			       "measures:\n"
+			       "  - name: sent-by-channel\n"
+			       "    title: Sent\n"
+			       "    match: { type: post.*.status, where: data.status == \"sent\" }\n"
+			       "    labels: { channel: data.channel, unit: data.sender.unit }\n"
+			       "  - name: everything\n    match:\n");
+	const route_measure_t *m;
+	kanal_msg_t *sent, *failed, *other;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rt);
+	CU_ASSERT_EQUAL(routes_measure_count(rt), 2);
+	m = routes_measure_get(rt, 0);
+	CU_ASSERT_STRING_EQUAL(m->name, "sent-by-channel");
+	CU_ASSERT_STRING_EQUAL(m->title, "Sent");
+	CU_ASSERT_EQUAL(m->n_labels, 2);
+	CU_ASSERT_STRING_EQUAL(m->label_names[1], "unit");
+	CU_ASSERT_STRING_EQUAL(m->label_fields[1], "sender.unit");
+	CU_ASSERT_PTR_NULL(routes_measure_get(rt, 2));
+	sent = s_event("post.letter.status", "x", "{\"status\":\"sent\"}");
+	failed = s_event("post.letter.status", "x", "{\"status\":\"failed\"}");
+	other = s_event("post.letter.send", "x", "{\"status\":\"sent\"}");
+	CU_ASSERT_TRUE(routes_measure_matches(m, sent));
+	CU_ASSERT_FALSE(routes_measure_matches(m, failed));
+	CU_ASSERT_FALSE(routes_measure_matches(m, other));
+	CU_ASSERT_TRUE(routes_measure_matches(routes_measure_get(rt, 1), other));
+	kanal_msg_destroy(&sent);
+	kanal_msg_destroy(&failed);
+	kanal_msg_destroy(&other);
+	routes_destroy(&rt);
+}
+
 TEST_MAIN("routes",
 	  TEST(test_bad_tables_match_expected_errors),
 	  TEST(test_good_table_loads_with_defaults),
@@ -692,4 +728,5 @@ TEST_MAIN("routes",
 	  TEST(test_match_cap_and_many_candidates),
 	  TEST(test_match_ten_thousand_routes),
 	  TEST(test_explain_matching_event),
-	  TEST(test_explain_no_match_and_masking))
+	  TEST(test_explain_no_match_and_masking),
+	  TEST(test_measure_loads_and_matches))

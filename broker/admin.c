@@ -1,0 +1,355 @@
+/*
+ * broker/admin.c — the admin commands, on the router's thread: status, routes, instances
+ * (and pause, resume, restart), the dead letters (list, show, replay, drop) and reload.
+ * The admin socket (a ZeroMQ REP) is read here; `kanalctl` and the HTTP admin endpoint
+ * (admin_http.c, on its own thread) both talk to it. Replies are JSON, with CPR numbers
+ * masked unless a dead letter is asked for in clear.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "isolation.h"
+#include "log.h"
+#include "router_int.h"
+
+/* ---- admin and reload ------------------------------------------------------------------ */
+
+static const char **s_instance_names(router_t *r)
+{
+	const char **names = calloc(r->n_instances + 1, sizeof *names);
+
+	for (size_t i = 0; names && i < r->n_instances; i++)
+		names[i] = r->instances[i]->name;
+	return names;
+}
+
+/* Loads the routing files again and swaps the table if they are valid. Returns a JSON
+ * object for the admin reply. */
+json_t *admin_reload(router_t *r)
+{
+	const char **names = s_instance_names(r);
+	routes_t *routes = NULL;
+	diag_t d = { 0 };
+	json_t *reply;
+
+	if (!names)
+		return json_pack("{s:b, s:[s]}", "ok", 0, "errors", "out of memory");
+	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths,
+			names, r->n_instances, &routes, &d) < 0) {
+		json_t *errs = json_array();
+		char *joined = diag_join(&d);
+		for (size_t i = 0; i < d.count; i++) {
+			char line[1024];
+			kanal_error_format(&d.items[i], line, sizeof line);
+			json_array_append_new(errs, json_string(line));
+		}
+		r->reload_failures++;
+		log_error("router", "reload failed; keeping the current routes:\n%s",
+			  joined ? joined : "");
+		stream_publish(r->stream, "routes.reload_failed", "-", NULL,
+			       json_pack("{s:O}", "errors", errs));
+		reply = json_pack("{s:b, s:o}", "ok", 0, "errors", errs);
+		free(joined);
+	} else {
+		table_t *t = calloc(1, sizeof *t);
+		if (!t) {
+			routes_destroy(&routes);
+			reply = json_pack("{s:b, s:[s]}", "ok", 0, "errors", "out of memory");
+		} else {
+			t->routes = routes;
+			t->refs = 1;
+			stats_bind(r, routes);
+			router_table_release(&r->table);
+			r->table = t;
+			r->reloads++;
+			log_info("router", "routes reloaded: %zu routes from %zu files",
+				 routes_count(routes), routes_file_count(routes));
+			stream_publish(r->stream, "routes.reloaded", "-", NULL,
+				       json_pack("{s:I}", "routes", (json_int_t)routes_count(routes)));
+			reply = json_pack("{s:b, s:I}", "ok", 1, "routes",
+					  (json_int_t)routes_count(routes));
+		}
+	}
+	diag_free(&d);
+	free(names);
+	return reply;
+}
+
+/* "running", "paused" (an operator paused its deliveries) or "restarting" (an isolated
+ * plugin host that is down). */
+const char *admin_instance_state(router_t *r, instance_t *inst)
+{
+	dest_t *d = router_dest(r, inst->name);
+	if (d && d->paused)
+		return "paused";
+	if (inst->iso && isolation_host_pid(inst->iso) <= 0)
+		return "restarting";
+	return "running";
+}
+
+/* The routing table as operators read it (GET /api/v1/routes). */
+static json_t *s_routes_json(router_t *r)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < routes_count(r->table->routes); i++) {
+		const route_t *rt = routes_get(r->table->routes, i);
+		json_t *to = json_array(), *fb = json_array();
+		for (size_t k = 0; k < rt->n_to; k++)
+			json_array_append_new(to, json_string(rt->to[k]));
+		for (size_t k = 0; k < rt->n_fallback; k++)
+			json_array_append_new(fb, json_string(rt->fallback[k]));
+		json_array_append_new(arr,
+			json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:o, s:s, s:i, s:i}", "name", rt->name,
+				  "type", rt->type_pattern, "source", rt->source_glob, "where",
+				  rt->where_text, "to", to, "fallback", fb, "file", rt->file, "line",
+				  rt->line, "enrich", (int)rt->n_enrich));
+	}
+	return json_pack("{s:b, s:o, s:s}", "ok", 1, "routes", arr, "default",
+			 routes_default(r->table->routes));
+}
+
+/* instance.pause / instance.resume / instance.restart {name}. */
+static json_t *s_instance_cmd(router_t *r, const char *cmd, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	dest_t *d = name ? router_dest(r, name) : NULL;
+
+	if (!d || !d->inst)
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "no such instance");
+	if (!strcmp(cmd, "instance.pause")) {
+		d->paused = true;
+		log_info("router", "instance '%s' paused by an operator: deliveries wait", name);
+		stream_publish(r->stream, "instance.paused", "-", NULL,
+			       json_pack("{s:s}", "instance", name));
+	} else if (!strcmp(cmd, "instance.resume")) {
+		d->paused = false;
+		log_info("router", "instance '%s' resumed by an operator", name);
+		stream_publish(r->stream, "instance.resumed", "-", NULL,
+			       json_pack("{s:s}", "instance", name));
+		router_dispatch(r, d);
+	} else {
+		pid_t pid = d->inst->iso ? isolation_host_pid(d->inst->iso) : 0;
+		if (!d->inst->iso)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "restart needs 'isolation: process' (a plugin on kanald's own "
+					 "thread cannot be restarted without restarting kanald)");
+		if (pid <= 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "its plugin host is already restarting");
+		/* The proxy sees the host end and starts a new one, as after a crash; the
+		 * delivery it was running (if any) is retried. */
+		log_info("router", "instance '%s': restarting its plugin host by request", name);
+		kill(pid, SIGKILL);
+	}
+	return json_pack("{s:b, s:s, s:s}", "ok", 1, "instance", name, "state",
+			 admin_instance_state(r, d->inst));
+}
+
+static json_t *s_status(router_t *r)
+{
+	json_t *insts = json_array(), *dests = json_array();
+
+	for (size_t i = 0; i < r->n_instances; i++) {
+		instance_metric_t m[32];
+		size_t n = instance_metrics(r->instances[i], m, 32);
+		json_t *metrics = json_object();
+		for (size_t k = 0; k < n; k++)
+			json_object_set_new(metrics, m[k].name, json_real(m[k].value));
+		json_array_append_new(insts,
+			json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", r->instances[i]->name,
+				  "state", admin_instance_state(r, r->instances[i]),
+				  "plugin", r->instances[i]->plugin->desc->name, "version",
+				  r->instances[i]->plugin->desc->version
+					  ? r->instances[i]->plugin->desc->version : "",
+				  "metrics", metrics));
+	}
+	for (size_t i = 0; i < r->n_dests; i++) {
+		const dest_t *d = &r->dests[i];
+		json_array_append_new(dests,
+			json_pack("{s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I}", "name", d->name,
+				  "queued", (json_int_t)d->queued, "queued_bytes",
+				  (json_int_t)d->queued_bytes, "in_flight", d->n_inflight,
+				  "delivered", (json_int_t)d->delivered, "rejected",
+				  (json_int_t)d->rejected, "retried", (json_int_t)d->retried, "dead",
+				  (json_int_t)d->dead));
+	}
+	json_t *journal = r->journal
+		? json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I}", "mode", "durable", "path",
+			    journal_path(r->journal), "sync",
+			    r->conf->journal_sync_power ? "power" : "process", "writable",
+			    !r->journal_failed, "open_events",
+			    (json_int_t)journal_open_count(r->journal), "parked_events",
+			    (json_int_t)r->n_parked, "dead_letters",
+			    (json_int_t)journal_dlq_count(r->journal))
+		: json_pack("{s:s, s:s}", "mode", "memory", "dead_letters",
+			    deadletter_path(r->deadletter));
+	{
+		json_t *st = json_pack("{s:b, s:i, s:I, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+			 "ok", 1, "pid", (int)getpid(), "routes",
+			 (json_int_t)routes_count(r->table->routes), "journal", journal,
+			 "instances", insts, "destinations", dests, "counters", "accepted",
+			 (json_int_t)r->accepted, "unmatched", (json_int_t)r->unmatched,
+			 "invalid", (json_int_t)r->invalid, "busy", (json_int_t)r->busy,
+			 "reloads", (json_int_t)r->reloads, "reload_failures",
+			 (json_int_t)r->reload_failures, "duplicates", (json_int_t)r->duplicates);
+		if (st) { /* security (docs/security.md): ACL refusals and refused handshakes */
+			json_t *c = json_object_get(st, "counters");
+			json_object_set_new(c, "acl_denied", json_integer((json_int_t)gateway_acl_denied(r)));
+			json_object_set_new(c, "connections_denied",
+					    json_integer((json_int_t)zap_denied(r->zap)));
+		}
+		if (st)
+			stats_status(r, st);
+		return st;
+	}
+}
+
+/* Parses an RFC 3339 "since" into unix ms (0 when absent); -1 when malformed. */
+static int64_t s_since(json_t *req)
+{
+	const char *text = json_string_value(json_object_get(req, "since"));
+	struct tm tm;
+	char *end;
+
+	if (!text)
+		return 0;
+	memset(&tm, 0, sizeof tm);
+	end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!end)
+		return -1;
+	return (int64_t)timegm(&tm) * 1000;
+}
+
+static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
+{
+	json_t *filter = json_object_get(req, "match");
+
+	if (!r->journal)
+		return json_pack("{s:b, s:s+}", "ok", 0, "error",
+				 "the journal is off (memory mode): dead letters are in ",
+				 deadletter_path(r->deadletter));
+	if (!strcmp(cmd, "dlq.list")) {
+		int64_t since = s_since(req);
+		if (since < 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "'since' must be an RFC 3339 time");
+		return json_pack("{s:b, s:o}", "ok", 1, "items",
+				 journal_dlq_list(r->journal,
+						  json_string_value(json_object_get(req, "route")),
+						  json_string_value(json_object_get(req, "type")), since,
+						  (int)json_integer_value(json_object_get(req, "limit"))));
+	}
+	if (!strcmp(cmd, "dlq.show")) {
+		json_t *item = journal_dlq_show(r->journal,
+						json_integer_value(json_object_get(req, "id")));
+		*clear = json_is_true(json_object_get(req, "clear"));
+		if (!item)
+			return json_pack("{s:b, s:s}", "ok", 0, "error", "no such dead letter");
+		return json_pack("{s:b, s:o}", "ok", 1, "item", item);
+	}
+	if (!strcmp(cmd, "dlq.replay") || !strcmp(cmd, "dlq.drop")) {
+		bool replay = !strcmp(cmd, "dlq.replay");
+		json_t *ids = json_object_get(req, "ids"), *done = json_array(),
+		       *missing = json_array(), *id;
+		size_t i;
+
+		if (replay && json_is_object(filter)) {
+			int64_t since = s_since(filter);
+			ids = journal_dlq_match(r->journal,
+						json_string_value(json_object_get(filter, "route")),
+						json_string_value(json_object_get(filter, "type")),
+						since > 0 ? since : 0);
+		} else {
+			json_incref(ids);
+		}
+		json_array_foreach(ids, i, id) {
+			int64_t n = json_integer_value(id);
+			int rc;
+			if (replay) {
+				kanal_msg_t *msg = NULL;
+				char *route = NULL, *dest = NULL;
+				uint64_t seq = 0;
+				rc = journal_dlq_take(r->journal, n, &msg, &seq, &route, &dest);
+				if (rc == 0) {
+					/* Routed like a resumed event with a target row. */
+					journal_row_t row = { route ? route : "", dest, 0, -1, 0, NULL };
+					recover_event(r, seq, msg, false, &row, 1);
+					stream_publish(r->stream, "replayed", "-", NULL,
+						       json_pack("{s:I, s:s}", "letter", (json_int_t)n,
+								 "destination", dest));
+				}
+				free(route);
+				free(dest);
+			} else {
+				rc = journal_dlq_drop(r->journal, n);
+			}
+			json_array_append_new(rc == 0 ? done : missing, json_integer(n));
+		}
+		json_decref(ids);
+		if (replay)
+			return json_pack("{s:b, s:o, s:o}", "ok", 1, "replayed", done, "missing",
+					 missing);
+		json_decref(missing);
+		{
+			json_int_t dropped = (json_int_t)json_array_size(done);
+			json_decref(done);
+			return json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped);
+		}
+	}
+	return NULL;
+}
+
+void admin_on_readable(router_t *r)
+{
+	char buf[4096];
+	int n;
+
+	while ((n = zmq_recv(r->admin_sock, buf, sizeof buf - 1, ZMQ_DONTWAIT)) >= 0) {
+		json_t *req, *reply;
+		const char *cmd = NULL;
+		char *text;
+
+		buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = '\0';
+		req = json_loads(buf, 0, NULL);
+		if (json_is_object(req) && json_is_string(json_object_get(req, "cmd")))
+			cmd = json_string_value(json_object_get(req, "cmd"));
+		bool clear = false;
+		if (cmd && !strcmp(cmd, "reload"))
+			reply = admin_reload(r);
+		else if (cmd && !strcmp(cmd, "status"))
+			reply = s_status(r);
+		else if (cmd && !strcmp(cmd, "routes"))
+			reply = s_routes_json(r);
+		else if (cmd && !strcmp(cmd, "instances")) {
+			json_t *st = s_status(r);
+			reply = json_pack("{s:b, s:O}", "ok", 1, "instances",
+					  json_object_get(st, "instances"));
+			json_decref(st);
+		} else if (cmd && !strncmp(cmd, "instance.", 9) &&
+			   (!strcmp(cmd + 9, "pause") || !strcmp(cmd + 9, "resume") ||
+			    !strcmp(cmd + 9, "restart")))
+			reply = s_instance_cmd(r, cmd, req);
+		else if (cmd && !strncmp(cmd, "dlq.", 4) && (reply = s_dlq(r, cmd, req, &clear)))
+			;
+		else
+			reply = json_pack("{s:b, s:s}", "ok", 0, "error",
+					  "unknown command (expected reload, status, routes, instances, "
+					  "instance.pause|resume|restart, dlq.list, dlq.show, "
+					  "dlq.replay or dlq.drop)");
+		json_decref(req);
+		/* The dlq writes (replay, drop) take effect with this turn's commit. */
+		router_end_turn(r);
+		text = json_dumps(reply, JSON_COMPACT);
+		json_decref(reply);
+		/* Dead letters hold events: CPR numbers are masked unless asked for in clear. */
+		if (text && !clear)
+			kanal_cpr_redact_inplace(text);
+		zmq_send(r->admin_sock, text ? text : "{}", text ? strlen(text) : 2, 0);
+		free(text);
+	}
+}
+

@@ -1,0 +1,548 @@
+/*
+ * broker/router_int.h — what the router's files share (router.c, gateway.c, delivery.c,
+ * admin.c, park.c, recover.c, stats.c): the router's state, an event's records (shared_t,
+ * jev_t), flows, deliveries and destinations, the hot helpers every file uses on the
+ * router's thread (inline, as they were statics of one file), and each file's functions the
+ * others call. Everything here runs on the router's thread only; nothing here is for
+ * other modules (they use router.h). docs/design/broker-map.md draws the whole.
+ */
+#ifndef KANAL_ROUTER_INT_H
+#define KANAL_ROUTER_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "bus.h"
+#include "deadletter.h"
+#include "journal.h"
+#include "mpool.h"
+#include "msg_int.h"
+#include "router.h"
+#include "stream.h"
+#include "zap.h"
+
+#define MAX_ERRORS 10 /* attempt errors kept per delivery */
+
+/* Publishes on the event stream, building the payload only when somebody subscribes: on
+ * the hot paths the JSON would otherwise cost more than the routing. */
+#define ROUTER_PUBLISH(r, kind, tail, ev, extra)                                      \
+	do {                                                                     \
+		if (stream_wanted((r)->stream))                                  \
+			stream_publish((r)->stream, kind, tail, ev, extra);      \
+	} while (0)
+
+typedef struct table {
+	routes_t *routes;
+	int refs;
+} table_t;
+
+/* An event's journal record: its sequence number and how many of its deliveries (and
+ * flows still enriching) have not reached an end. At zero the event is marked done. Shared
+ * by the event and the copies that enrich steps make of it. */
+typedef struct jev {
+	uint64_t seq;
+	int open;
+	int refs;
+} jev_t;
+
+typedef struct shared {
+	kanal_msg_t *msg;
+	size_t bytes; /* kanal_msg_size(msg), worked out once */
+	jev_t *jev; /* NULL when the journal is off */
+	int refs;
+	int64_t born_ms; /* accepted at (monotonic), for the delivery latency */
+} shared_t;
+
+typedef struct dest dest_t;
+typedef struct delivery delivery_t;
+
+/* One (event, route) flow. */
+typedef struct flow {
+	table_t *table;
+	const route_t *route;
+	shared_t *ev;
+	size_t enrich_step;        /* next enrich step to run */
+	delivery_t *enrich_dl;     /* the enrich request in flight, if any */
+	int64_t enrich_deadline;   /* the reply's deadline, or when a retry of the step is due */
+	bool enrich_waiting;       /* waiting to ask again after a transient failure */
+	int enrich_failures;       /* transient failures of the current step so far */
+	struct flow *enrich_next;  /* in the router's list of flows waiting for enrich */
+	int primaries_open;
+	int primaries_rejected;
+	int primaries_total;
+	delivery_t *held;          /* rejected primaries kept until the flow is decided */
+	const journal_row_t *rows; /* during recovery: what the journal says already happened */
+	size_t n_rows;
+	int refs;
+} flow_t;
+
+typedef enum dl_kind {
+	DL_PRIMARY,
+	DL_FALLBACK,
+	DL_DEFAULT,
+	DL_ENRICH,  /* a request for a flow's enrich step */
+	DL_REQUEST, /* a plugin's kanal_request, answered to `requester` */
+} dl_kind_t;
+
+struct delivery {
+	uint64_t id;
+	dl_kind_t kind;
+	shared_t *ev;
+	flow_t *flow;         /* NULL for DL_DEFAULT and DL_REQUEST */
+	dest_t *dest;
+	int attempt;
+	int64_t due_ms;       /* retry time */
+	size_t bytes;
+	char **errors;        /* MAX_ERRORS slots, allocated with the first error */
+	size_t n_errors;
+	char *requester;      /* DL_REQUEST: the asking instance (with req_seq) */
+	uint64_t req_seq;
+	char *replay_route;   /* a replayed dead letter's route (the route may be gone) */
+	bool counted;         /* holds one of its event's jev->open */
+	bool spilled;         /* freed at shutdown without an end: the event stays open */
+	delivery_t *next;
+};
+
+struct dest {
+	char *name;
+	instance_t *inst; /* NULL for the built-in deadletter */
+	delivery_t *head, *tail;
+	size_t queued;
+	size_t queued_bytes;
+	delivery_t *inflight, *inflight_tail; /* in the order they were sent */
+	int n_inflight;
+	size_t parked;        /* parked events (on disk) that are bound for this destination */
+	int64_t progress_ms;  /* when it last answered, or was sent work while it had none */
+	uint64_t delivered, rejected, retried, dead;
+	bool paused;          /* an operator paused it: deliveries wait in its queue */
+};
+
+/* Counters per route name: they outlive reloads (a reloaded route with the same name
+ * counts on). Each route_t of the current table points at its name's counters. */
+typedef struct route_stat {
+	char *name;
+	uint64_t matched, delivered, retried, rejected, dead, fallback;
+	struct route_stat *next; /* in its hash chain */
+} route_stat_t;
+
+/* The delivery latency histogram's buckets (their bounds are in stats.c). */
+#define N_LATENCY 15
+/* A measure's per-minute counts cover the last hour (the dashboard's chart). */
+#define MEASURE_MINUTES 60
+/* Label-value combinations a measure keeps apart; more are counted as "other". */
+#define MEASURE_MAX_SERIES 100
+
+/* One label-value combination of a measure: its total and its last hour by minute. */
+typedef struct measure_series {
+	char *values[ROUTES_MEASURE_MAX_LABELS];
+	uint64_t total;
+	struct {
+		int64_t minute; /* unix minute, 0: unused */
+		uint32_t count;
+	} ring[MEASURE_MINUTES];
+	struct measure_series *next;
+} measure_series_t;
+
+/* A measure's counters, by its name and label names: they outlive reloads that keep them. */
+typedef struct measure_stat {
+	char *key; /* name, then each label name, separated by '\n' */
+	measure_series_t *series;
+	size_t n_series;
+	struct measure_stat *next;
+} measure_stat_t;
+
+/* A gateway reply held until the turn's commit: the envelope frames and the results. */
+typedef struct pending_reply {
+	zmq_msg_t parts[8];
+	int n;
+	json_t *reply;
+} pending_reply_t;
+
+typedef struct held_emit {
+	kanal_msg_t *msg;
+	size_t origin; /* instance index */
+	struct held_emit *next;
+} held_emit_t;
+
+struct router {
+	const conf_t *conf;
+	instance_t **instances;
+	size_t n_instances;
+	void *zctx;
+	pthread_t thread;
+	bool thread_started;
+
+	void *deliver_sock, *emit_sock, *gateway_sock, *admin_sock;
+	void *ctl_main, *ctl_router; /* PAIR: main thread ↔ router thread */
+	stream_t *stream;
+	zap_t *zap;                  /* CURVE on: the ZAP handler (zap.c), else NULL */
+	const char *gateway_client;  /* CURVE on: the client whose request is being read */
+	uint64_t acl_denied;         /* gateway events refused by a client's emit list */
+	deadletter_t *deadletter;
+	char endpoints_path[1024];
+	char gateway_endpoint[256], admin_endpoint[256];
+
+	table_t *table;
+	dest_t *dests; /* one per instance, then the built-in deadletter */
+	size_t n_dests;
+	uint32_t *acks; /* pending acks per instance */
+
+	uint64_t next_id;
+	delivery_t *free_dl; /* spent deliveries kept for reuse */
+	size_t n_free_dl;
+	/* The clock read at the start of each batch the router takes (a poll's return, a
+	 * frame of emits or outcomes): events accepted and outcomes read in one batch share
+	 * it, instead of a clock read each (~40 ns on a VM, ~3 % of kanald under a flood). */
+	int64_t now_ms;
+	delivery_t *retries; /* sorted by due_ms */
+	flow_t *enriching;   /* flows waiting for an enrich reply */
+	/* Emits held back per source while their destinations are full: one source's full
+	 * destination never holds up another's events. */
+	struct held_queue {
+		held_emit_t *head, *tail;
+	} *held;
+	size_t n_held;
+
+	journal_t *journal;  /* NULL: memory mode */
+	bool journal_failed; /* a commit failed: refuse new events until a commit works */
+	size_t n_parked;     /* accepted events waiting on disk for room */
+	int64_t next_prune_ms;
+	struct pending_reply *pending; /* gateway replies waiting for the turn's commit */
+	size_t n_pending, cap_pending;
+	bool stopping;
+	bool spilling;        /* park.c spills: nothing new may start */
+	delivery_t *zombies;  /* in flight at the deadline: freed once their thread is gone */
+	int closed_count; /* instances that answered BUS_CLOSED during shutdown */
+	int undelivered_at_stop;
+
+	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
+	uint64_t duplicates;
+	/* Per-route counters (a hash by name), the delivery latency histogram, and the
+	 * measures the routing files declare (stats.c). */
+	route_stat_t **stat_slots;
+	size_t stat_cap, n_stats;
+	uint64_t latency[N_LATENCY], latency_count;
+	double latency_sum_ms;
+	measure_stat_t *measure_stats;
+	bool has_measures; /* the current table declares measures */
+};
+
+/* A frame on the delivery socket: a batch of outcomes (R, from an instance thread) or one
+ * (O, from an isolation proxy), see bus.h. */
+typedef union outcome_frame {
+	uint8_t cmd;
+	bus_results_t res;
+	bus_outcome_t one;
+} outcome_frame_t;
+
+/* ---- hot helpers (inline: each runs once or more per event) ------------------------- */
+
+static inline void router_table_release(table_t **t_p)
+{
+	table_t *t = *t_p;
+
+	if (t && --t->refs == 0) {
+		routes_destroy(&t->routes);
+		free(t);
+	}
+	*t_p = NULL;
+}
+
+/* The router's per-event records (shared_t, flow_t) come from the SDK's per-thread block
+ * pool (sdk/mpool.h): made and freed on the router's thread by the million, they are a
+ * pop and a push there instead of malloc and free. */
+static inline shared_t *router_shared_new_at(kanal_msg_t **msg_p, size_t bytes, int64_t born_ms)
+{
+	shared_t *s = kanal__mpool_alloc(sizeof *s, NULL);
+
+	if (!s) {
+		kanal_msg_destroy(msg_p);
+		return NULL;
+	}
+	s->msg = *msg_p;
+	s->bytes = bytes;
+	*msg_p = NULL;
+	s->jev = NULL;
+	s->refs = 1;
+	s->born_ms = born_ms;
+	return s;
+}
+
+static inline shared_t *router_shared_new(kanal_msg_t **msg_p)
+{
+	return router_shared_new_at(msg_p, kanal_msg_size(*msg_p), kanal_now_ms());
+}
+
+static inline void router_jev_release(jev_t **j_p)
+{
+	jev_t *j = *j_p;
+
+	if (j && --j->refs == 0)
+		free(j);
+	*j_p = NULL;
+}
+
+static inline void router_shared_release(shared_t **s_p)
+{
+	shared_t *s = *s_p;
+
+	if (s && --s->refs == 0) {
+		kanal_msg_destroy(&s->msg);
+		router_jev_release(&s->jev);
+		kanal__mpool_free(s);
+	}
+	*s_p = NULL;
+}
+
+/* One more unit of the event is open (a delivery, or a flow still enriching). */
+static inline void router_jev_open(shared_t *ev)
+{
+	if (ev->jev)
+		ev->jev->open++;
+}
+
+/* A unit of the event reached its end; when none is left the event is done. */
+static inline void router_jev_close(router_t *r, jev_t *j)
+{
+	if (!j || --j->open > 0)
+		return;
+	if (r->journal && !r->journal_failed)
+		journal_event_done(r->journal, j->seq);
+}
+
+static inline const char *router_route_key(const char *route)
+{
+	return route ? route : "";
+}
+
+static inline dest_t *router_dest(router_t *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_dests; i++)
+		if (!strcmp(r->dests[i].name, name))
+			return &r->dests[i];
+	return NULL;
+}
+
+static inline bool router_dest_full(const router_t *r, const dest_t *d, size_t extra_bytes)
+{
+	if (!d->inst)
+		return false; /* the dead-letter file takes everything */
+	return d->queued >= (size_t)r->conf->queue_max_events ||
+	       d->queued_bytes + extra_bytes > (size_t)r->conf->queue_max_bytes;
+}
+
+static inline const char *router_route_name(const delivery_t *dl)
+{
+	return dl->flow ? dl->flow->route->name : dl->replay_route;
+}
+
+static inline void router_flow_release(router_t *r, flow_t **flow_p)
+{
+	flow_t *f = *flow_p;
+
+	*flow_p = NULL;
+	if (!f || --f->refs > 0)
+		return;
+	router_shared_release(&f->ev);
+	router_table_release(&f->table);
+	kanal__mpool_free(f);
+	(void)r;
+}
+
+static inline delivery_t *router_delivery_new(router_t *r, dl_kind_t kind, shared_t *ev, flow_t *flow,
+				  dest_t *d)
+{
+	delivery_t *dl = r->free_dl;
+
+	/* Deliveries come and go by the million: spent ones are kept for reuse. */
+	if (dl) {
+		r->free_dl = dl->next;
+		r->n_free_dl--;
+		memset(dl, 0, sizeof *dl);
+	} else if (!(dl = calloc(1, sizeof *dl))) {
+		return NULL;
+	}
+	dl->id = ++r->next_id;
+	dl->kind = kind;
+	dl->ev = ev;
+	ev->refs++;
+	dl->flow = flow;
+	if (flow)
+		flow->refs++;
+	dl->dest = d;
+	dl->attempt = 1;
+	dl->bytes = ev->bytes;
+	if (kind == DL_PRIMARY || kind == DL_FALLBACK || kind == DL_DEFAULT) {
+		dl->counted = true;
+		router_jev_open(ev);
+	}
+	return dl;
+}
+
+static inline void router_delivery_free(router_t *r, delivery_t **dl_p)
+{
+	delivery_t *dl = *dl_p;
+
+	if (!dl)
+		return;
+	for (size_t i = 0; i < dl->n_errors; i++)
+		free(dl->errors[i]);
+	free(dl->errors);
+	free(dl->requester);
+	if (dl->counted && !dl->spilled)
+		router_jev_close(r, dl->ev->jev);
+	free(dl->replay_route);
+	router_shared_release(&dl->ev);
+	router_flow_release(r, &dl->flow);
+	if (r->n_free_dl < 4096) {
+		dl->next = r->free_dl;
+		r->free_dl = dl;
+		r->n_free_dl++;
+	} else {
+		free(dl);
+	}
+	*dl_p = NULL;
+}
+
+/* ---- router.c: the loop, accepting events, queues and dispatch ----------------------- */
+
+/* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
+ * is full (*msg_p is left with the caller), KANAL_EDUPLICATE or KANAL_EIO (left with the
+ * caller), or KANAL_ENOMEM. `can_hold`: an instance's emit, which may wait in memory
+ * rather than be parked. Ownership: takes *msg_p on success. */
+int router_accept(router_t *r, kanal_msg_t **msg_p, bool can_hold);
+/* Starts one flow per matching route m[0..n) of ev; `names` (may be NULL) collects their
+ * names; `rows` (recovery only) say what already happened. Ownership: borrows all. */
+void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size_t n,
+			json_t *names, const journal_row_t *rows, size_t n_rows);
+/* Queues one delivery of f's event to each destination in names[] (errors of `history`
+ * carried over). */
+void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kind_t kind,
+		    delivery_t *history);
+/* Starts the flow's deliveries once its enrich steps are done. */
+void router_flow_deliver(router_t *r, flow_t *f);
+/* During recovery: the journal's row for (route, destination), or NULL. */
+const journal_row_t *router_row(const journal_row_t *rows, size_t n, const char *route,
+				const char *dest);
+/* Applies a recovered journal row: true when dl was scheduled as a retry. */
+bool router_resume(router_t *r, delivery_t *dl, const journal_row_t *row);
+/* Appends dl to its destination's queue; it is sent at the end of the turn. */
+void router_enqueue(router_t *r, delivery_t *dl);
+/* Moves queued deliveries of d into flight while its window allows. */
+void router_dispatch(router_t *r, dest_t *d);
+/* Takes delivery `id` out of d's in-flight list; NULL when unknown. */
+delivery_t *router_take_inflight(dest_t *d, uint64_t id);
+/* Adds delta to the parked count of every destination the matched routes deliver to. */
+void router_count_parked(router_t *r, const route_t *const *m, size_t n, int delta);
+/* Removes the extension attributes only kanald may set on a request. Accepts NULL. */
+void router_strip_reserved(kanal_msg_t *msg);
+/* Receives [identity][frame] from a ROUTER socket without waiting; the frame's length or -1. */
+int router_recv_routed(void *sock, char *id, size_t id_size, void *buf, size_t size);
+/* Polls the broker's sockets once (up to wait_ms, -1: until something happens). */
+void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway);
+/* Ends a turn: commits the journal, then sends deliveries, acks and gateway replies. */
+void router_end_turn(router_t *r);
+/* The journal cannot be written: refuse new events until a probe commit works. */
+void router_journal_broken(router_t *r);
+
+/* ---- delivery.c: outcomes, retries, enrich steps, fallback, dead letters -------------- */
+
+/* The delay before retry number `attempt` (1-based) under rt: rt->backoff_ms doubled per
+ * attempt, capped at rt->max_backoff_ms, with full jitter on the upper half (so within
+ * [capped / 2, capped]); never less than the plugin's `hint` (ms, 0: none). Draws from
+ * rand(). */
+int64_t delivery_backoff(const route_retry_t *rt, int attempt, int64_t hint);
+
+/* What a delivery's outcome leads to (delivery_on_outcome acts on it). */
+typedef enum delivery_next {
+	DELIVERY_DONE,     /* OK: delivered */
+	DELIVERY_RETRY,    /* try again after delivery_backoff */
+	DELIVERY_DEAD,     /* to the dead letters (budget spent, stopping, or rejected) */
+	DELIVERY_HOLD,     /* rejected, held while the flow's other primaries decide (fallback) */
+} delivery_next_t;
+
+/* Decides what an outcome of attempt `attempt` under rt leads to: `has_fallback` when the
+ * delivery is a primary of a route with fallback destinations; rt is read for
+ * KANAL_OUTCOME_RETRY only. Pure: no side effects. */
+delivery_next_t delivery_decide(int outcome, int attempt, const route_retry_t *rt,
+				bool stopping, bool has_fallback);
+/* Records an attempt's error on dl (the last MAX_ERRORS are kept). */
+void delivery_error(delivery_t *dl, const char *text);
+/* Gives *dl_p up for good: the dead letters, the event stream, the counters. Takes *dl_p. */
+void delivery_dead(router_t *r, delivery_t **dl_p, const char *reason);
+/* Sends *dl_p to the dead letters; a primary is also settled in its flow (counted as
+ * rejected when `rejected`), which may decide the flow. Takes *dl_p. */
+void delivery_dead_primary(router_t *r, delivery_t **dl_p, const char *reason, bool rejected);
+/* Acts on the outcome o of a delivery to d (`error`: its text, "" when none). Takes o->reply. */
+void delivery_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o, const char *error);
+/* A primary of flow f reached its end; the last one decides fallback or dead letters. */
+void delivery_flow_primary_done(router_t *r, flow_t *f);
+/* Runs f's next enrich step, or delivers when none is left. */
+void delivery_enrich_next(router_t *r, flow_t *f);
+/* An enrich step of f failed: ask again later (transient) or act on its on_error. */
+void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transient);
+/* Puts dl in the retry list, ordered by due_ms. */
+void delivery_schedule_retry(router_t *r, delivery_t *dl);
+/* Queues the retries that are due and acts on enrich timeouts. */
+void delivery_run_timers(router_t *r);
+/* When the next timer is due (monotonic ms), or -1. */
+int64_t delivery_next_timer(const router_t *r);
+
+/* ---- gateway.c ----------------------------------------------------------------------- */
+
+/* Reads the gateway's requests (up to 256 a turn) and holds their replies for the commit. */
+void gateway_on_readable(router_t *r);
+/* Sends the held replies; `failure` (the commit failed) turns "accepted" into an error. */
+void gateway_flush_replies(router_t *r, const char *failure);
+/* Every ACL refusal: gateway events, stream subscriptions, instance emits. */
+uint64_t gateway_acl_denied(const router_t *r);
+
+/* ---- admin.c ------------------------------------------------------------------------- */
+
+/* Answers the admin socket's requests. */
+void admin_on_readable(router_t *r);
+/* Loads the routing files again and swaps the table if valid; the admin reply (new). */
+json_t *admin_reload(router_t *r);
+/* "running", "paused" or "restarting". */
+const char *admin_instance_state(router_t *r, instance_t *inst);
+
+/* ---- park.c: parked events and the shutdown drain ----------------------------------- */
+
+/* Takes parked events back into memory while their destinations have room. */
+void park_page_in(router_t *r);
+/* The graceful stop: sources, in-flight work until the deadline, spill, plugins. */
+void park_shutdown(router_t *r);
+
+/* ---- recover.c ------------------------------------------------------------------------ */
+
+/* Resumes the journal's open events at start. */
+void recover_open(router_t *r);
+/* Resumes one open event (a journal_load_open callback; also a replayed dead letter).
+ * Ownership: takes msg. */
+void recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
+		   const journal_row_t *rows, size_t n_rows);
+
+/* ---- stats.c: counters for operations ----------------------------------------------- */
+
+/* Points every route and measure of a table at its counters. */
+void stats_bind(router_t *r, routes_t *routes);
+void stats_free(router_t *r);
+/* Counts a delivery's latency (accepted → OK) into the histogram. */
+void stats_observe_latency(router_t *r, const shared_t *ev, int64_t now_ms);
+/* Adds the counters operations read (route counters, latency, measures) to status st. */
+void stats_status(router_t *r, json_t *st);
+/* Counts an accepted event into the current table's measures it matches. */
+void stats_count_measures(router_t *r, const kanal_msg_t *msg);
+/* On every accepted event: nothing to do (not even a call) when no measure is declared. */
+static inline void stats_measure(router_t *r, const kanal_msg_t *msg)
+{
+	if (r->has_measures)
+		stats_count_measures(r, msg);
+}
+
+#endif
