@@ -74,110 +74,22 @@ static int s_ask(const ctl_t *ctl, const char *what, json_t **request_p, bool cl
 
 /* ---- Times ---------------------------------------------------------------------------- */
 
-/* Reads n decimal digits at p. */
-static bool s_digits(const char *p, int n, int *out)
-{
-	int v = 0;
-
-	for (int i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-		v = v * 10 + (p[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
-/* Parses an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)) into unix
- * milliseconds. Returns 0, or -1 when text is not one (or names a day that does not
- * exist). */
-static int s_parse_rfc3339(const char *text, int64_t *out_ms)
-{
-	struct tm tm = { 0 }, check;
-	int year, mon, day, hour, min, sec, oh = 0, om = 0, ms = 0, digits = 0;
-	const char *p = text;
-	time_t t;
-	long offset = 0;
-
-	if (strlen(text) < 20 || !s_digits(p, 4, &year) || p[4] != '-' ||
-	    !s_digits(p + 5, 2, &mon) || p[7] != '-' || !s_digits(p + 8, 2, &day) ||
-	    (p[10] != 'T' && p[10] != 't') || !s_digits(p + 11, 2, &hour) || p[13] != ':' ||
-	    !s_digits(p + 14, 2, &min) || p[16] != ':' || !s_digits(p + 17, 2, &sec))
-		return -1;
-	if (mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 60)
-		return -1;
-	p += 19;
-	if (*p == '.') {
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			if (digits < 3)
-				ms = ms * 10 + (*p - '0');
-		if (digits == 0)
-			return -1;
-		for (; digits < 3; digits++)
-			ms *= 10;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		if (!s_digits(p + 1, 2, &oh) || p[3] != ':' || !s_digits(p + 4, 2, &om) ||
-		    oh > 23 || om > 59)
-			return -1;
-		offset = (*p == '+' ? 1 : -1) * (oh * 3600L + om * 60L);
-		p += 6;
-	} else {
-		return -1;
-	}
-	if (*p)
-		return -1;
-	tm.tm_year = year - 1900;
-	tm.tm_mon = mon - 1;
-	tm.tm_mday = day;
-	tm.tm_hour = hour;
-	tm.tm_min = min;
-	tm.tm_sec = sec == 60 ? 59 : sec; /* a leap second reads as the second before it */
-	t = timegm(&tm);
-	/* timegm normalises 31 April into 1 May; a day that moved did not exist. */
-	if (!gmtime_r(&t, &check) || check.tm_mday != day)
-		return -1;
-	*out_ms = ((int64_t)t - offset) * 1000 + ms;
-	return 0;
-}
-
-/* Formats unix milliseconds as RFC 3339 in UTC, with milliseconds when there are any. */
-static void s_format_utc(int64_t ms, char *buf, size_t size)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	size_t n;
-
-	gmtime_r(&t, &tm);
-	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (ms % 1000)
-		snprintf(buf + n, size - n, ".%03dZ", (int)(ms % 1000));
-	else
-		snprintf(buf + n, size - n, "Z");
-}
-
 /* Turns --since TIME into RFC 3339 UTC for kanald: TIME is RFC 3339 (any offset) or a
  * duration with a unit ("90s", "30m", "2h", "1d", "1.5h") meaning that long before now.
  * Returns 0, or -1 after printing what is accepted. */
 static int s_since(const char *what, const char *text, char *buf, size_t size)
 {
-	struct timespec now;
 	size_t n = strlen(text);
 	int64_t ms, ago;
 
-	if (s_parse_rfc3339(text, &ms) == 0) {
-		s_format_utc(ms, buf, size);
+	if (kanal_time_parse_rfc3339(text, &ms) == 0 && kanal_time_rfc3339(ms, buf, size) == 0)
 		return 0;
-	}
 	/* A bare number would be milliseconds to the duration parser; nobody means that. */
 	if (n > 1 && text[n - 1] >= 'a' && text[n - 1] <= 'z' &&
 	    kanal__parse_duration_ms(text, &ago) == 0 && ago >= 0) {
-		clock_gettime(CLOCK_REALTIME, &now);
-		ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - ago;
-		s_format_utc(ms - ms % 1000, buf, size);
-		return 0;
+		ms = kanal_wall_ms() - ago;
+		if (kanal_time_rfc3339(ms - ms % 1000, buf, size) == 0)
+			return 0;
 	}
 	ctl_error("dlq %s: --since wants an RFC 3339 time (2026-11-24T10:00:00Z, or with an "
 		  "offset such as +01:00) or a duration ago (30m, 2h, 1d), not '%s'",
@@ -193,7 +105,7 @@ static void s_format_local(const char *text, bool zone, char *buf, size_t size)
 	time_t t;
 	struct tm tm;
 
-	if (!text || s_parse_rfc3339(text, &ms) < 0) {
+	if (kanal_time_parse_rfc3339(text, &ms) != 0) {
 		snprintf(buf, size, "%s", text ? text : "-");
 		return;
 	}

@@ -135,19 +135,6 @@ static int s_audit_open(const char *path, char *why, size_t size)
 	return fd;
 }
 
-/* Current wall-clock time as RFC 3339 UTC with milliseconds. */
-static void s_rfc3339(char buf[40])
-{
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, 40 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
-}
-
 /* Appends one audit line and fsyncs it: {"time", "instance", "route", "purpose",
  * "correlationid", "cpr" (masked), "outcome"}. Returns 0, or -1 with the error set on ctx. */
 static int s_audit(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, const char *outcome)
@@ -157,7 +144,7 @@ static int s_audit(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, const char *o
 	size_t len, off = 0;
 	int rc = 0;
 
-	s_rfc3339(now);
+	kanal_time_rfc3339(kanal_wall_ms(), now, sizeof now);
 	j = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s, s:s}", "time", now, "instance",
 		      c->instance, "route", lk->route, "purpose", lk->purpose, "correlationid",
 		      lk->correlation, "cpr", lk->masked, "outcome", outcome);

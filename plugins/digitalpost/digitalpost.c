@@ -597,10 +597,7 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	if (kanal_msg_time(msg)) {
 		snprintf(created, sizeof created, "%s", kanal_msg_time(msg));
 	} else {
-		time_t t = time(NULL);
-		struct tm tm;
-		gmtime_r(&t, &tm);
-		strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		kanal_time_rfc3339(kanal_wall_ms(), created, sizeof created);
 	}
 	l.created = created;
 	if (!(body = dp_memo_build(&l, &body_len))) {

@@ -364,19 +364,6 @@ static kanal_outcome_t s_post(kanal_ctx_t *ctx, letter_t *l, const letter_job_t 
 	return outcome;
 }
 
-/* The current UTC time as RFC 3339 with milliseconds. */
-static void s_now_rfc3339(char *buf, size_t size)
-{
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 /* Makes the post.letter.status for a letter handed over as `job`. Its id is derived from
  * the letter's, so a redelivered letter's second status is dropped by the bus as a
  * duplicate. The subject is the recipient's pseudonym when a key is configured; no
@@ -395,7 +382,7 @@ static kanal_msg_t *s_status_event(kanal_ctx_t *ctx, const letter_t *l, const ka
 	free(id);
 	if (!out)
 		return NULL;
-	s_now_rfc3339(now, sizeof now);
+	kanal_time_rfc3339(kanal_wall_ms(), now, sizeof now);
 	if (kanal_msg_set_attr(out, "time", now, NULL) != 0 ||
 	    kanal_msg_set_attr(out, "causationid", kanal_msg_id(msg), NULL) != 0 ||
 	    kanal_msg_set_attr(out, "correlationid", correlation ? correlation : kanal_msg_id(msg),
