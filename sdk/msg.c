@@ -217,9 +217,10 @@ static bool s_cpr_in(const char *text, size_t len)
 	return text && len >= 10 && kanal_cpr_find(text, len, &off, &n);
 }
 
-bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
+bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 {
-	static const int core[] = { MSG_ID, MSG_SOURCE, MSG_SUBJECT, MSG_TYPE, MSG_DATASCHEMA };
+	static const int core[] = { MSG_ID,	     MSG_SOURCE,	  MSG_SUBJECT, MSG_TYPE,
+				    MSG_TIME,	     MSG_DATACONTENTTYPE, MSG_DATASCHEMA };
 	const char *hit = NULL;
 
 	if (!msg)
@@ -234,9 +235,17 @@ bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 		if (s_cpr_in(e->text, e->text_len) || s_cpr_in(e->name, e->name_len))
 			hit = e->name;
 	}
-	if (hit && attr && size)
+	if (hit && attr && size) {
 		snprintf(attr, size, "%s", hit);
+		/* An extension's name may be the number itself: never hand it on in clear. */
+		kanal_cpr_redact_inplace(attr);
+	}
 	return hit != NULL;
+}
+
+bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
+{
+	return kanal_msg_context_cpr(msg, attr, size);
 }
 
 void kanal_free(void *p)

@@ -603,6 +603,36 @@ static void test_extension_name_with_cpr_is_masked(void)
 	CU_ASSERT_PTR_NULL(strstr(err.text, "4129"));
 }
 
+/* kanal_msg_context_cpr: one rule for kanald and the http ingress, over every context
+ * attribute that may be logged, naming the attribute without repeating the number. */
+static void test_context_cpr_names_the_attribute(void)
+{
+	static const char *const forms[] = { ",\"subject\":\"person %s\"",
+					     ",\"datacontenttype\":\"text/plain; ref=%s\"",
+					     ",\"dataschema\":\"urn:x:%s\"",
+					     ",\"ref\":\"p-%s\"",
+					     ",\"p%s\":\"yes\"" };
+	static const char *const names[] = { "subject", "datacontenttype", "dataschema", "ref",
+					     "p010118XXXX" };
+	char extra[128], attr[64];
+	kanal_msg_t *msg = NULL;
+	kanal_error_t err;
+
+	CU_ASSERT_EQUAL(s_parse_with(",\"subject\":\"person:4f2a\"", &msg, &err), 0);
+	CU_ASSERT_FALSE(kanal_msg_context_cpr(msg, attr, sizeof attr));
+	kanal_msg_destroy(&msg);
+	CU_ASSERT_FALSE(kanal_msg_context_cpr(NULL, attr, sizeof attr));
+	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+		snprintf(extra, sizeof extra, forms[i], s_cpr());
+		attr[0] = '\0';
+		CU_ASSERT_EQUAL_FATAL(s_parse_with(extra, &msg, &err), 0);
+		CU_ASSERT_TRUE(kanal_msg_context_cpr(msg, attr, sizeof attr));
+		CU_ASSERT_STRING_EQUAL(attr, names[i]);
+		CU_ASSERT_TRUE(kanal_msg_context_cpr(msg, NULL, 0));
+		kanal_msg_destroy(&msg);
+	}
+}
+
 static void test_data_and_data_base64(void)
 {
 	kanal_msg_t *msg;
@@ -1666,6 +1696,7 @@ TEST_MAIN("msg",
 	  TEST(test_media_types_and_uris),
 	  TEST(test_extension_names_and_values),
 	  TEST(test_extension_name_with_cpr_is_masked),
+	  TEST(test_context_cpr_names_the_attribute),
 	  TEST(test_data_and_data_base64),
 	  TEST(test_binary_data_round_trip),
 	  TEST(test_set_attr_validates),

@@ -117,6 +117,15 @@ int kanal_msg_set_ext_bool(kanal_msg_t *msg, const char *name, bool value, kanal
 int kanal_msg_foreach_ext(const kanal_msg_t *msg,
 			  int (*fn)(const char *name, const char *value, void *arg), void *arg);
 
+/* Returns true when a context attribute of msg — id, source, type, subject, time,
+ * datacontenttype, dataschema, or any extension's name or value — holds a CPR number (as
+ * kanal_cpr_find finds it). Context attributes are logged and read by anyone on the way,
+ * so kanald refuses an event emitted with one, and the http ingress answers 400: the person
+ * belongs in data, or a pseudonym in subject. When attr is not NULL, the attribute's name
+ * is copied into attr[size] with any CPR number in the name masked. NULL msg gives false.
+ * Ownership: borrows msg; writes attr. */
+bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size);
+
 /* Data. */
 
 /* How the event carries its data. */
