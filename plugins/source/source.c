@@ -329,7 +329,8 @@ static int s_tpl_render(const tpl_t *t, uint64_t seq, const char *time, const ch
 /* ---- building one event */
 
 /* Renders the event of s->next_seq into s->pending, unless it is already there (an event
- * the bus refused earlier is re-sent exactly as it was). Returns 0 or KANAL_ENOMEM. */
+ * the bus refused earlier is re-sent exactly as it was). Returns 0, KANAL_ENOMEM, or
+ * KANAL_EIO when a {uuid} is wanted and none can be made. */
 static int s_prepare(source_t *s)
 {
 	pending_t *p = &s->pending;
@@ -339,11 +340,10 @@ static int s_prepare(source_t *s)
 		return 0;
 	p->seq = s->next_seq;
 	snprintf(p->time, sizeof p->time, "%s", s->tick_time);
+	p->uuid[0] = '\0';
 	if ((s->data && s->data->has_uuid) || (s->subject && s->subject->has_uuid))
-		kanal_uuid(p->uuid);
-	else
-		p->uuid[0] = '\0';
-	if (s->data)
+		rc = kanal_uuid(p->uuid);
+	if (rc == 0 && s->data)
 		rc = s_tpl_render(s->data, p->seq, p->time, p->uuid, &p->data);
 	if (rc == 0 && s->subject)
 		rc = s_tpl_render(s->subject, p->seq, p->time, p->uuid, &p->subject);

@@ -34,8 +34,8 @@ typedef struct kanal_msg kanal_msg_t;
 #define KANAL_MSG_DEFAULT_MAX_BYTES (64 * 1024)
 
 /* Creates an event with specversion "1.0" and the given type and source. When `id` is NULL
- * a random UUID (version 4) is generated. Returns NULL when type or source is empty or
- * memory runs out. Ownership: returns a new message; the caller destroys it. */
+ * a random UUID (version 4) is generated (kanal_uuid). Returns NULL when type or source is
+ * empty, memory runs out or no UUID can be made. Ownership: returns a new message; the caller destroys it. */
 kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id);
 
 /* Destroys the message in *msg_p and sets *msg_p to NULL. Accepts NULL and *msg_p == NULL.
@@ -182,8 +182,12 @@ int kanal_msg_data_remove(kanal_msg_t *msg, const char *path);
  * broker for queue byte limits. Cheap: never serialises. */
 size_t kanal_msg_size(const kanal_msg_t *msg);
 
-/* Writes a new random UUID v4 in canonical text into buf (at least 37 bytes). */
-void kanal_uuid(char buf[37]);
+/* Writes a new random UUID v4 in canonical text into buf (at least 37 bytes), from
+ * getrandom(2). Returns 0, or KANAL_EIO when the kernel gives no random bytes (said on
+ * stderr; buf is then ""): never an id from a weaker generator. (Up to SDK 1.0 this
+ * returned void; the symbol is unchanged, and a caller ignoring the result still links.)
+ * Ownership: none (writes into the caller's buf). */
+int kanal_uuid(char buf[37]);
 
 #ifdef __cplusplus
 }
