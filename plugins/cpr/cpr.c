@@ -210,6 +210,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	kc_http_opts_t http = { 0 };
 	int64_t ttl, max;
 	char why[512];
+	kanal_error_t key_err;
 
 	if (!c)
 		return KANAL_ENOMEM;
@@ -253,10 +254,11 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "out of memory for the cache");
 		goto fail;
 	}
+	kanal_error_clear(&key_err);
 	if (kanal_config_string(cfg, "pseudonym_key") &&
 	    kanal_pseudonym_key_load(kanal_config_string(cfg, "pseudonym_key"),
-				     &c->pseudonym_key, why, sizeof why) != 0) {
-		kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
+				     &c->pseudonym_key, &key_err) != 0) {
+		kanal_set_error(ctx, "option 'pseudonym_key': %s", key_err.text);
 		goto fail;
 	}
 	/* Refuse to start rather than look people up without an audit trail. */
@@ -504,7 +506,8 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	lookup_t lk = { 0 };
 	const char *text = NULL, *protected_attr;
 	json_t *person = NULL;
-	char why[256], audit[80];
+	char audit[80];
+	kanal_error_t err;
 	kanal_outcome_t out;
 
 	if (!kanal_is_request(ctx)) {
@@ -531,10 +534,11 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		kanal_metric_add(ctx, "rejected", 1);
 		return KANAL_OUTCOME_REJECT;
 	}
-	if (kanal_cpr_parse(text, &lk.cpr, why, sizeof why) != 0) {
+	kanal_error_clear(&err);
+	if (kanal_cpr_parse(text, &lk.cpr, &err) != 0) {
 		/* The number is not repeated, not even masked: it is not a number anybody has. */
 		snprintf(lk.masked, sizeof lk.masked, "XXXXXX-XXXX");
-		kanal_set_error(ctx, "invalid CPR number in data.%s: %s", lk.field, why);
+		kanal_set_error(ctx, "invalid CPR number in data.%s: %s", lk.field, err.text);
 		kanal_metric_add(ctx, "rejected", 1);
 		if (s_audit(ctx, c, &lk, "invalid") != 0)
 			return KANAL_OUTCOME_RETRY;

@@ -285,7 +285,7 @@ static int s_birth_date(const json_t *data, const json_t *recipient, int *year, 
 	cpr = json_string_value(json_object_get(recipient, "cpr"));
 	if (!cpr)
 		cpr = json_string_value(json_object_get(data, "recipient_cpr"));
-	if (cpr && kanal_cpr_parse(cpr, &parsed, NULL, 0) == 0) {
+	if (cpr && kanal_cpr_parse(cpr, &parsed, NULL) == 0) {
 		*year = parsed.year;
 		*month = parsed.month;
 		*day = parsed.day;

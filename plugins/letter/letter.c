@@ -202,9 +202,10 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		}
 	}
 	if (key_path) {
-		char why[256];
-		if ((rc = kanal_pseudonym_key_load(key_path, &l->key, why, sizeof why)) != 0) {
-			kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
+		kanal_error_t err;
+		kanal_error_clear(&err);
+		if ((rc = kanal_pseudonym_key_load(key_path, &l->key, &err)) != 0) {
+			kanal_set_error(ctx, "option 'pseudonym_key': %s", err.text);
 			rc = KANAL_ECONFIG;
 			goto fail;
 		}

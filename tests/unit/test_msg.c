@@ -1444,6 +1444,22 @@ static void test_uuid_fails_without_getrandom(void)
 	CU_ASSERT_TRUE(s_is_uuid4(id));
 }
 
+/* 0 is KANAL_OK, by the name kanal_errname gives it; every code has its own name and text. */
+static void test_error_names_and_texts_agree(void)
+{
+	CU_ASSERT_EQUAL(KANAL_OK, 0);
+	CU_ASSERT_EQUAL(KANAL_OK_, KANAL_OK);
+	CU_ASSERT_STRING_EQUAL(kanal_errname(KANAL_OK), "KANAL_OK");
+	CU_ASSERT_STRING_EQUAL(kanal_strerror(KANAL_OK), "success");
+	CU_ASSERT_STRING_EQUAL(kanal_errname(KANAL_EBUSY), "KANAL_EBUSY");
+	CU_ASSERT_STRING_EQUAL(kanal_errname(-999), "KANAL_EUNKNOWN");
+	CU_ASSERT_STRING_EQUAL(kanal_strerror(-999), "unknown error");
+	for (int code = -1; code >= -19; code--) {
+		CU_ASSERT_STRING_NOT_EQUAL(kanal_errname(code), "KANAL_EUNKNOWN");
+		CU_ASSERT_STRING_NOT_EQUAL(kanal_strerror(code), "unknown error");
+	}
+}
+
 static void test_uuid_v4(void)
 {
 	char ids[200][37];
@@ -1777,6 +1793,7 @@ TEST_MAIN("msg",
 	  TEST(test_size_is_the_serialised_length),
 	  TEST(test_uuid_v4),
 	  TEST(test_uuid_fails_without_getrandom),
+	  TEST(test_error_names_and_texts_agree),
 	  TEST(test_dup_is_independent),
 	  TEST(test_concurrent_lazy_reads),
 	  TEST(test_messages_dropped_on_another_thread),

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdbool.h>
+#include <kanal/error.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,9 +32,13 @@ typedef struct kanal_cpr {
 
 /* Parses and validates `text` (exactly "DDMMYYSSSS" or "DDMMYY-SSSS", no surrounding
  * blanks). Returns 0 and fills *out (may be NULL) when syntax, date and century are valid,
- * whatever modulus 11 says; otherwise KANAL_EINVAL, with a reason in `why` (may be NULL;
- * at least 128 bytes) that never repeats the number in clear. */
-int kanal_cpr_parse(const char *text, kanal_cpr_t *out, char *why, size_t why_size);
+ * whatever modulus 11 says; otherwise KANAL_EINVAL, with the reason in err->text (err may be
+ * NULL; first error wins) that never repeats the number in clear.
+ * (SDK 1.0 took `char *why, size_t why_size` instead of err; that symbol still works for
+ * plugins built against 1.0 — docs/design/plugin-abi.md.)
+ * Ownership: borrows text; writes *out and *err. */
+int kanal_cpr_parse(const char *text, kanal_cpr_t *out, kanal_error_t *err)
+	__asm__("kanal_cpr_parse_v1_1");
 
 /* Returns true when `text` is a valid CPR number (as kanal_cpr_parse). */
 bool kanal_cpr_valid(const char *text);
@@ -63,12 +68,15 @@ size_t kanal_cpr_redact_inplace(char *buf);
 typedef struct kanal_pseudonym_key kanal_pseudonym_key_t;
 
 /* Reads the key file at path: its bytes (at least 16, trailing newline ignored) are the
- * HMAC key. Refuses — returns KANAL_ECONFIG with why filled (at least 256 bytes) — a file
- * that group or others may read or write (its mode must be 0600 or 0400), a file too short,
- * or one that cannot be read (KANAL_EIO). Returns 0 and a new key in *out otherwise.
- * Ownership: the caller destroys *out with kanal_pseudonym_key_destroy. */
-int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, char *why,
-			     size_t why_size);
+ * HMAC key. Refuses — returns KANAL_ECONFIG with err filled, its text naming the file — a
+ * file that group or others may read or write (its mode must be 0600 or 0400), a file too
+ * short, or one that cannot be read (KANAL_EIO). err may be NULL. Returns 0 and a new key in
+ * *out otherwise (*out is NULL on failure). (SDK 1.0 took `char *why, size_t why_size`; that
+ * symbol still works for plugins built against 1.0.)
+ * Ownership: borrows path; returns a new key in *out the caller destroys with
+ * kanal_pseudonym_key_destroy. */
+int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, kanal_error_t *err)
+	__asm__("kanal_pseudonym_key_load_v1_1");
 /* Wipes and frees the key; accepts NULL and sets *key_p to NULL. */
 void kanal_pseudonym_key_destroy(kanal_pseudonym_key_t **key_p);
 

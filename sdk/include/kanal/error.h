@@ -35,11 +35,14 @@ extern "C" {
 	X(EFORBIDDEN, 19, "not allowed by the access-control list")
 
 typedef enum kanal_errno {
-	KANAL_OK_ = 0,
+	KANAL_OK = 0, /* success: kanal_errname(0) is "KANAL_OK" */
 #define KANAL_X_(name, num, text) KANAL_##name = -(num),
 	KANAL_ERRNO_MAP(KANAL_X_)
 #undef KANAL_X_
 } kanal_errno_t;
+
+/* The SDK 1.0 spelling of KANAL_OK, kept so that code using it still builds. */
+#define KANAL_OK_ KANAL_OK
 
 /* Returns a static, human-readable description of `code` (0 or a KANAL_E* value); an
  * unknown code gives "unknown error". Ownership: the string is static. */

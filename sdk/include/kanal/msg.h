@@ -73,8 +73,11 @@ int kanal_batch_parse(const char *json, size_t len, size_t max_bytes, kanal_batc
 /* Destroys a batch and every message still in it. Ownership: takes *batch_p. */
 void kanal_batch_destroy(kanal_batch_t **batch_p);
 
-/* Returns 1 when the text's first non-blank character is '[' (a batch), else 0. */
-int kanal_json_is_batch(const char *json, size_t len);
+/* Returns true when the text's first non-blank character (after a UTF-8 byte-order mark) is
+ * '[' — a batch — else false (also for NULL). Only len bytes are looked at. (SDK 1.0
+ * returned int 1/0; that symbol still works for plugins built against 1.0.)
+ * Ownership: borrows json. */
+bool kanal_json_is_batch(const char *json, size_t len) __asm__("kanal_json_is_batch_v1_1");
 
 /* Serialises msg in the JSON structured format (compact, no trailing newline). Stores the
  * length in *len when len is not NULL. Returns NULL when out of memory.
