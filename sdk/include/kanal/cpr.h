@@ -40,26 +40,30 @@ typedef struct kanal_cpr {
 int kanal_cpr_parse(const char *text, kanal_cpr_t *out, kanal_error_t *err)
 	__asm__("kanal_cpr_parse_v1_1");
 
-/* Returns true when `text` is a valid CPR number (as kanal_cpr_parse). */
+/* Returns true when `text` is a valid CPR number (as kanal_cpr_parse).
+ * Ownership: borrows text. */
 bool kanal_cpr_valid(const char *text);
 
 /* Writes the masked form "DDMMYY-XXXX" of a valid number into buf (at least 12 bytes).
- * Returns 0, or KANAL_EINVAL (buf then holds "XXXXXX-XXXX"). */
+ * Returns 0, or KANAL_EINVAL (buf then holds "XXXXXX-XXXX").
+ * Ownership: borrows text; writes into buf. */
 int kanal_cpr_mask(const char *text, char *buf, size_t size);
 
 /* Finds the first CPR number in text[0..len): ten digits, optionally with a hyphen after the
  * sixth, not preceded or followed by another digit, whose first six digits form a real date
  * and whose digit 7 gives a valid century. Stores its offset and length and returns true,
- * or returns false. */
+ * or returns false. Ownership: borrows text; writes *offset and *length. */
 bool kanal_cpr_find(const char *text, size_t len, size_t *offset, size_t *length);
 
 /* Returns a new NUL-terminated copy of text[0..len) with every CPR number found by
  * kanal_cpr_find masked to DDMMYY-XXXX (the hyphen is inserted when absent), or NULL when
- * out of memory. Ownership: the caller frees the result with kanal_free. */
+ * out of memory. Ownership: borrows text; returns a new string the caller frees with
+ * kanal_free. */
 char *kanal_cpr_redact(const char *text, size_t len);
 
 /* Masks every CPR number in the NUL-terminated string buf in place, keeping its length:
- * the last four digits become 'X' (a hyphen is not inserted). Returns the count masked. */
+ * the last four digits become 'X' (a hyphen is not inserted). Returns the count masked.
+ * Ownership: borrows buf (changed in place). */
 size_t kanal_cpr_redact_inplace(char *buf);
 
 /* ---- pseudonyms ----------------------------------------------------------------------- */
@@ -77,13 +81,14 @@ typedef struct kanal_pseudonym_key kanal_pseudonym_key_t;
  * kanal_pseudonym_key_destroy. */
 int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, kanal_error_t *err)
 	__asm__("kanal_pseudonym_key_load_v1_1");
-/* Wipes and frees the key; accepts NULL and sets *key_p to NULL. */
+/* Wipes and frees the key; accepts NULL and sets *key_p to NULL. Ownership: takes *key_p. */
 void kanal_pseudonym_key_destroy(kanal_pseudonym_key_t **key_p);
 
 /* Writes the pseudonym of a valid CPR number (hyphen or not; the same person gives the same
  * pseudonym either way): "person:" followed by the 64 hex digits of HMAC-SHA256(key, the ten
  * digits). buf must hold at least KANAL_PSEUDONYM_SIZE bytes. Returns 0, or KANAL_EINVAL
- * when text is not a valid CPR number (buf is then ""). Ownership: borrows everything. */
+ * when text is not a valid CPR number (buf is then ""). Ownership: borrows key and text;
+ * writes into buf. */
 #define KANAL_PSEUDONYM_SIZE 72
 int kanal_cpr_pseudonym(const kanal_pseudonym_key_t *key, const char *text, char *buf,
 			size_t size);
