@@ -208,20 +208,18 @@ static json_t *s_status(router_t *r)
 	}
 }
 
-/* Parses an RFC 3339 "since" into unix ms (0 when absent); -1 when malformed. */
+/* Parses an RFC 3339 "since" (any offset, nothing after it) into unix ms: 0 when absent,
+ * -1 when malformed. */
 static int64_t s_since(json_t *req)
 {
 	const char *text = json_string_value(json_object_get(req, "since"));
-	struct tm tm;
-	char *end;
+	int64_t ms;
 
 	if (!text)
 		return 0;
-	memset(&tm, 0, sizeof tm);
-	end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!end)
+	if (kanal_time_parse_rfc3339(text, &ms) != 0 || ms < 0)
 		return -1;
-	return (int64_t)timegm(&tm) * 1000;
+	return ms;
 }
 
 static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)

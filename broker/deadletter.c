@@ -65,7 +65,7 @@ int deadletter_write(deadletter_t *dl, const kanal_msg_t *ev, const char *route,
 	ssize_t w;
 	int rc = 0;
 
-	kanal__rfc3339_now(ts, sizeof ts);
+	kanal_time_rfc3339(kanal_wall_ms(), ts, sizeof ts);
 	errs = json_array();
 	for (size_t i = 0; i < n_errors; i++)
 		json_array_append_new(errs, json_string(errors[i] ? errors[i] : ""));

@@ -440,7 +440,10 @@ static int s_spawn(isolation_t *iso, char *why, size_t why_size)
 	int err;
 
 	/* A fresh routing id per plugin host: what an earlier one left in flight is ignored. */
-	kanal_uuid(uuid);
+	if (kanal_uuid(uuid) != 0) {
+		snprintf(why, why_size, "no random routing id for the plugin host (getrandom failed)");
+		return KANAL_EIO;
+	}
 	for (const char *p = uuid; *p; p++)
 		if (*p != '-')
 			iso->token[k++] = *p;

@@ -1004,16 +1004,6 @@ int journal_dead(journal_t *j, uint64_t seq, const kanal_msg_t *msg, const char 
 	return rc;
 }
 
-static void s_iso(int64_t ms, char buf[64], size_t size)
-{
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-
-	gmtime_r(&secs, &tm);
-	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
 /* A dead letter's summary from a row of: id seq dead_at route destination type event_id
  * source reason attempts errors [body]. */
 static json_t *s_letter(sqlite3_stmt *st, bool full)
@@ -1023,7 +1013,7 @@ static json_t *s_letter(sqlite3_stmt *st, bool full)
 	json_t *errors = errs ? json_loads(errs, 0, NULL) : NULL;
 	json_t *o;
 
-	s_iso(sqlite3_column_int64(st, 2), when, sizeof when);
+	kanal_time_rfc3339(sqlite3_column_int64(st, 2), when, sizeof when);
 	o = json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:s, s:s, s:i}", "id",
 		      (json_int_t)sqlite3_column_int64(st, 0), "dead_at", when, "route",
 		      (const char *)sqlite3_column_text(st, 3), "destination",

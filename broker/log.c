@@ -44,7 +44,7 @@ void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ..
 
 	if (level > s_level)
 		return;
-	kanal__rfc3339_now(ts, sizeof ts);
+	kanal_time_rfc3339(kanal_wall_ms(), ts, sizeof ts);
 	n = snprintf(line, sizeof line, "%s %-5s %s: ", ts, kanal_log_level_name(level), component);
 	if (n < 0 || (size_t)n >= sizeof line)
 		return;

@@ -240,7 +240,7 @@ void stream_publish(stream_t *s, const char *kind, const char *tail, const kanal
 	if (!tail)
 		tail = ev ? kanal_msg_type(ev) : "";
 	snprintf(topic, sizeof topic, "%s %s", kind, tail);
-	kanal__rfc3339_now(ts, sizeof ts);
+	kanal_time_rfc3339(kanal_wall_ms(), ts, sizeof ts);
 	o = json_pack("{s:s, s:s}", "kind", kind, "ts", ts);
 	if (!o) {
 		json_decref(extra);

@@ -74,41 +74,22 @@ static int s_ask(const ctl_t *ctl, const char *what, json_t **request_p, bool cl
 
 /* ---- Times ---------------------------------------------------------------------------- */
 
-/* Formats unix milliseconds as RFC 3339 in UTC, with milliseconds when there are any. */
-static void s_format_utc(int64_t ms, char *buf, size_t size)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	size_t n;
-
-	gmtime_r(&t, &tm);
-	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (ms % 1000)
-		snprintf(buf + n, size - n, ".%03dZ", (int)(ms % 1000));
-	else
-		snprintf(buf + n, size - n, "Z");
-}
-
 /* Turns --since TIME into RFC 3339 UTC for kanald: TIME is RFC 3339 (any offset) or a
  * duration with a unit ("90s", "30m", "2h", "1d", "1.5h") meaning that long before now.
  * Returns 0, or -1 after printing what is accepted. */
 static int s_since(const char *what, const char *text, char *buf, size_t size)
 {
-	struct timespec now;
 	size_t n = strlen(text);
 	int64_t ms, ago;
 
-	if (ctl_parse_rfc3339(text, &ms) == 0) {
-		s_format_utc(ms, buf, size);
+	if (kanal_time_parse_rfc3339(text, &ms) == 0 && kanal_time_rfc3339(ms, buf, size) == 0)
 		return 0;
-	}
 	/* A bare number would be milliseconds to the duration parser; nobody means that. */
 	if (n > 1 && text[n - 1] >= 'a' && text[n - 1] <= 'z' &&
 	    kanal__parse_duration_ms(text, &ago) == 0 && ago >= 0) {
-		clock_gettime(CLOCK_REALTIME, &now);
-		ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - ago;
-		s_format_utc(ms - ms % 1000, buf, size);
-		return 0;
+		ms = kanal_wall_ms() - ago;
+		if (kanal_time_rfc3339(ms - ms % 1000, buf, size) == 0)
+			return 0;
 	}
 	ctl_error("dlq %s: --since wants an RFC 3339 time (2026-11-24T10:00:00Z, or with an "
 		  "offset such as +01:00) or a duration ago (30m, 2h, 1d), not '%s'",

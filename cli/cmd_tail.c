@@ -47,41 +47,17 @@ static bool s_in(const char *const *list, const char *key)
  * (RFC 3339, UTC or with an offset) when it has one, else the time it was received. */
 static void s_format_time(const char *ts, char *buf, size_t size)
 {
-	struct tm tm = { 0 }, local;
-	struct timespec now;
-	int ms = 0, consumed = 0, oh = 0, om = 0;
+	struct tm local;
+	int64_t ms;
 	time_t t;
-	const char *p;
 
-	if (ts && sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-			 &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) == 6) {
-		p = ts + consumed;
-		if (*p == '.') {
-			int digits = 0;
-			for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-				if (digits < 3)
-					ms = ms * 10 + (*p - '0');
-			for (; digits < 3; digits++)
-				ms *= 10;
-		}
-		if (*p == 'Z' || *p == 'z' ||
-		    ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2)) {
-			tm.tm_year -= 1900;
-			tm.tm_mon -= 1;
-			t = timegm(&tm);
-			if (*p == '+')
-				t -= oh * 3600 + om * 60;
-			else if (*p == '-')
-				t += oh * 3600 + om * 60;
-			goto print;
-		}
-	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	t = now.tv_sec;
-	ms = (int)(now.tv_nsec / 1000000);
-print:
+	if (kanal_time_parse_rfc3339(ts, &ms) != 0)
+		ms = kanal_wall_ms();
+	/* Floor division, so that a time before 1970 keeps a positive millisecond. */
+	t = (time_t)(ms / 1000 - (ms % 1000 < 0));
 	localtime_r(&t, &local);
-	snprintf(buf, size, "%02d:%02d:%02d.%03d", local.tm_hour, local.tm_min, local.tm_sec, ms);
+	snprintf(buf, size, "%02d:%02d:%02d.%03d", local.tm_hour, local.tm_min, local.tm_sec,
+		 (int)(ms - (int64_t)t * 1000));
 }
 
 /* Appends " key=value" for a scalar JSON value (strings quoted when they hold blanks or

@@ -27,72 +27,6 @@ static void s_defang(char *text)
 
 /* ---- Times ---------------------------------------------------------------------------- */
 
-/* Reads n decimal digits at p. */
-static bool s_digits(const char *p, int n, int *out)
-{
-	int v = 0;
-
-	for (int i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-		v = v * 10 + (p[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
-int ctl_parse_rfc3339(const char *text, int64_t *out_ms)
-{
-	struct tm tm = { 0 }, check;
-	int year, mon, day, hour, min, sec, oh = 0, om = 0, ms = 0, digits = 0;
-	const char *p = text;
-	time_t t;
-	long offset = 0;
-
-	if (strlen(text) < 20 || !s_digits(p, 4, &year) || p[4] != '-' ||
-	    !s_digits(p + 5, 2, &mon) || p[7] != '-' || !s_digits(p + 8, 2, &day) ||
-	    (p[10] != 'T' && p[10] != 't') || !s_digits(p + 11, 2, &hour) || p[13] != ':' ||
-	    !s_digits(p + 14, 2, &min) || p[16] != ':' || !s_digits(p + 17, 2, &sec))
-		return -1;
-	if (mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 60)
-		return -1;
-	p += 19;
-	if (*p == '.') {
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			if (digits < 3)
-				ms = ms * 10 + (*p - '0');
-		if (digits == 0)
-			return -1;
-		for (; digits < 3; digits++)
-			ms *= 10;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		if (!s_digits(p + 1, 2, &oh) || p[3] != ':' || !s_digits(p + 4, 2, &om) ||
-		    oh > 23 || om > 59)
-			return -1;
-		offset = (*p == '+' ? 1 : -1) * (oh * 3600L + om * 60L);
-		p += 6;
-	} else {
-		return -1;
-	}
-	if (*p)
-		return -1;
-	tm.tm_year = year - 1900;
-	tm.tm_mon = mon - 1;
-	tm.tm_mday = day;
-	tm.tm_hour = hour;
-	tm.tm_min = min;
-	tm.tm_sec = sec == 60 ? 59 : sec; /* a leap second reads as the second before it */
-	t = timegm(&tm);
-	/* timegm normalises 31 April into 1 May; a day that moved did not exist. */
-	if (!gmtime_r(&t, &check) || check.tm_mday != day)
-		return -1;
-	*out_ms = ((int64_t)t - offset) * 1000 + ms;
-	return 0;
-}
-
 /* Formats an RFC 3339 time from kanald in local time, "YYYY-MM-DD HH:MM:SS" (plus the
  * offset when `zone`); text that does not parse is copied as it is (cut to fit, control
  * characters replaced), no text as "-". */
@@ -102,7 +36,7 @@ static void s_format_local(const char *text, bool zone, char *buf, size_t size)
 	time_t t;
 	struct tm tm;
 
-	if (!text || ctl_parse_rfc3339(text, &ms) < 0) {
+	if (!text || kanal_time_parse_rfc3339(text, &ms) != 0) {
 		snprintf(buf, size, "%s", text ? text : "-");
 		s_defang(buf);
 		return;

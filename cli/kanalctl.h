@@ -181,11 +181,6 @@ int ctl_admin_call(const ctl_t *ctl, struct json_t *request, struct json_t **rep
 /* ---- Dead letters for people (dlq_print.c). The items are what kanald sent: any field may
  * be absent or of any type, and is then printed as "-". */
 
-/* Parses an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)) into unix
- * milliseconds. Returns 0, or -1 when text is not one (or names a day that does not
- * exist). */
-int ctl_parse_rfc3339(const char *text, int64_t *out_ms);
-
 /* Prints the items of a dlq.list reply to out as a table with aligned columns (ID, DEAD AT,
  * ROUTE, DESTINATION, TYPE, EVENT ID, ATTEMPTS, ERROR), CPR numbers masked. Returns 0, or
  * -1 when out of memory (after saying so). Ownership: borrows items. */

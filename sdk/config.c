@@ -9,8 +9,6 @@
  * and option, what was expected and what was found; only the first error is kept
  * (kanal_error_t is first-error-wins). The loader checks the options table itself with
  * kanal__options_check before a plugin is accepted, using the same parsers for defaults.
- *
- * The file also holds the host's wall-clock helpers.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -816,27 +814,4 @@ bool kanal_config_given(const kanal_config_t *cfg, const char *name)
 		if (!strcmp(cfg->entries[i].name, name))
 			return cfg->entries[i].given;
 	return false;
-}
-
-/* ---- clocks ------------------------------------------------------------------------------------------- */
-
-int64_t kanal__wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void kanal__rfc3339_now(char *buf, size_t size)
-{
-	int64_t ms = kanal__wall_ms();
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (!buf || !size)
-		return;
-	gmtime_r(&secs, &tm);
-	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }

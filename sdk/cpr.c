@@ -70,29 +70,26 @@ static int s_full_year(int digit7, int yy)
 }
 
 /* Checks the date in the ten digits d[0..9] (values, not characters). Returns true when it
- * is a real calendar date, storing day, month and full year; otherwise writes the reason into
- * why (when not NULL) and returns false. */
+ * is a real calendar date, storing day, month and full year; otherwise fills err (when not
+ * NULL) and returns false. */
 static bool s_check_date(const int d[CPR_DIGITS], int *day_out, int *month_out, int *year_out,
-			 char *why, size_t why_size)
+			 kanal_error_t *err)
 {
 	int day = d[0] * 10 + d[1];
 	int month = d[2] * 10 + d[3];
 	int year = s_full_year(d[6], d[4] * 10 + d[5]);
 
 	if (month < 1 || month > 12) {
-		if (why)
-			snprintf(why, why_size, "month %d is not a valid month", month);
+		kanal_error_set(err, NULL, 0, 0, NULL, "month %d is not a valid month", month);
 		return false;
 	}
 	if (day < 1 || day > 31) {
-		if (why)
-			snprintf(why, why_size, "day %d is not a valid day", day);
+		kanal_error_set(err, NULL, 0, 0, NULL, "day %d is not a valid day", day);
 		return false;
 	}
 	if (day > s_days_in_month(month, year)) {
-		if (why)
-			snprintf(why, why_size, "%d %s %d does not exist", day,
-				 s_month_names[month - 1], year);
+		kanal_error_set(err, NULL, 0, 0, NULL, "%d %s %d does not exist", day,
+				s_month_names[month - 1], year);
 		return false;
 	}
 	*day_out = day;
@@ -124,9 +121,9 @@ static void s_read_digits(const char *p, bool hyphen, int d[CPR_DIGITS])
 }
 
 /* Checks the syntax of a whole string: exactly ten digits, or six digits, '-', four digits.
- * Returns true and sets *hyphen, or writes the reason into why and returns false. The reason
+ * Returns true and sets *hyphen, or fills err (when not NULL) and returns false. The reason
  * names positions and counts, never the characters' values. */
-static bool s_check_syntax(const char *text, bool *hyphen, char *why, size_t why_size)
+static bool s_check_syntax(const char *text, bool *hyphen, kanal_error_t *err)
 {
 	size_t len = strlen(text);
 	size_t digits = 0;
@@ -138,44 +135,37 @@ static bool s_check_syntax(const char *text, bool *hyphen, char *why, size_t why
 		} else if (text[i] == '-' && i == 6 && !has_hyphen) {
 			has_hyphen = true;
 		} else {
-			if (why)
-				snprintf(why, why_size,
-					 "expected 10 digits (DDMMYY-SSSS, the hyphen optional), "
-					 "found %s at position %zu",
-					 text[i] == '-' ? "a misplaced hyphen" : "a non-digit", i + 1);
+			kanal_error_set(err, NULL, 0, 0, NULL,
+					"expected 10 digits (DDMMYY-SSSS, the hyphen optional), "
+					"found %s at position %zu",
+					text[i] == '-' ? "a misplaced hyphen" : "a non-digit", i + 1);
 			return false;
 		}
 	}
 	if (digits != CPR_DIGITS) {
-		if (why)
-			snprintf(why, why_size,
-				 "expected 10 digits (DDMMYY-SSSS, the hyphen optional), found %zu",
-				 digits);
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"expected 10 digits (DDMMYY-SSSS, the hyphen optional), found %zu",
+				digits);
 		return false;
 	}
 	*hyphen = has_hyphen;
 	return true;
 }
 
-int kanal_cpr_parse(const char *text, kanal_cpr_t *out, char *why, size_t why_size)
+int kanal_cpr_parse(const char *text, kanal_cpr_t *out, kanal_error_t *err)
 {
 	int d[CPR_DIGITS];
 	int day, month, year;
 	bool hyphen;
 
-	if (why && why_size)
-		why[0] = '\0';
-	else
-		why = NULL;
 	if (!text || !*text) {
-		if (why)
-			snprintf(why, why_size, "empty CPR number");
+		kanal_error_set(err, NULL, 0, 0, NULL, "empty CPR number");
 		return KANAL_EINVAL;
 	}
-	if (!s_check_syntax(text, &hyphen, why, why_size))
+	if (!s_check_syntax(text, &hyphen, err))
 		return KANAL_EINVAL;
 	s_read_digits(text, hyphen, d);
-	if (!s_check_date(d, &day, &month, &year, why, why_size))
+	if (!s_check_date(d, &day, &month, &year, err))
 		return KANAL_EINVAL;
 	if (out) {
 		for (int i = 0; i < CPR_DIGITS; i++)
@@ -190,9 +180,25 @@ int kanal_cpr_parse(const char *text, kanal_cpr_t *out, char *why, size_t why_si
 	return 0;
 }
 
+/* The SDK 1.0 signature, kept under its old symbol for plugins built against it (the
+ * header binds kanal_cpr_parse to kanal_cpr_parse_v1_1; docs/design/plugin-abi.md). */
+int kanal__cpr_parse_v1_0(const char *text, kanal_cpr_t *out, char *why, size_t why_size)
+	__asm__("kanal_cpr_parse");
+int kanal__cpr_parse_v1_0(const char *text, kanal_cpr_t *out, char *why, size_t why_size)
+{
+	kanal_error_t err;
+	int rc;
+
+	kanal_error_clear(&err);
+	rc = kanal_cpr_parse(text, out, &err);
+	if (why && why_size)
+		snprintf(why, why_size, "%s", rc ? err.text : "");
+	return rc;
+}
+
 bool kanal_cpr_valid(const char *text)
 {
-	return kanal_cpr_parse(text, NULL, NULL, 0) == 0;
+	return kanal_cpr_parse(text, NULL, NULL) == 0;
 }
 
 int kanal_cpr_mask(const char *text, char *buf, size_t size)
@@ -204,7 +210,7 @@ int kanal_cpr_mask(const char *text, char *buf, size_t size)
 			buf[0] = '\0';
 		return KANAL_EINVAL;
 	}
-	if (kanal_cpr_parse(text, &cpr, NULL, 0) != 0) {
+	if (kanal_cpr_parse(text, &cpr, NULL) != 0) {
 		memcpy(buf, "XXXXXX-XXXX", CPR_MASKED_LEN + 1);
 		return KANAL_EINVAL;
 	}
@@ -234,7 +240,7 @@ static size_t s_candidate(const char *p, size_t run, const char *end)
 		return 0;
 	}
 	s_read_digits(p, hyphen, d);
-	return s_check_date(d, &day, &month, &year, NULL, 0) ? length : 0;
+	return s_check_date(d, &day, &month, &year, NULL) ? length : 0;
 }
 
 /* The scanner behind every detector: the first CPR number in [p, end), or NULL. */

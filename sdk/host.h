@@ -156,9 +156,8 @@ void kanal__plugin_close(kanal_loaded_t **loaded_p);
 /* Prints name, version, ABI and the options table as documentation. */
 void kanal__plugin_describe(const kanal_loaded_t *loaded, FILE *out);
 
-/* Monotonic and wall-clock helpers. */
-int64_t kanal__wall_ms(void);
-/* Writes the current UTC time as RFC 3339 with milliseconds into buf (>= 32 bytes). */
-void kanal__rfc3339_now(char *buf, size_t size);
+/* The wall clock in ms since the epoch: kanal_wall_ms (kanal/time.h) under its older
+ * internal name, which the broker uses. */
+#define kanal__wall_ms kanal_wall_ms
 
 #endif

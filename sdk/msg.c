@@ -9,7 +9,6 @@
  * reads never allocate and hand out pointers that stay valid until the message changes.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +115,8 @@ kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id)
 	if (id && kanal__msg_check_core(MSG_ID, id, strlen(id)))
 		return NULL;
 	if (!id) {
-		kanal_uuid(uuid);
+		if (kanal_uuid(uuid) != 0)
+			return NULL;
 		id = uuid;
 	}
 	id_len = strlen(id); /* each checked to fit core_len's 32 bits */
@@ -217,9 +217,10 @@ static bool s_cpr_in(const char *text, size_t len)
 	return text && len >= 10 && kanal_cpr_find(text, len, &off, &n);
 }
 
-bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
+bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 {
-	static const int core[] = { MSG_ID, MSG_SOURCE, MSG_SUBJECT, MSG_TYPE, MSG_DATASCHEMA };
+	static const int core[] = { MSG_ID,	     MSG_SOURCE,	  MSG_SUBJECT, MSG_TYPE,
+				    MSG_TIME,	     MSG_DATACONTENTTYPE, MSG_DATASCHEMA };
 	const char *hit = NULL;
 
 	if (!msg)
@@ -234,9 +235,17 @@ bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 		if (s_cpr_in(e->text, e->text_len) || s_cpr_in(e->name, e->name_len))
 			hit = e->name;
 	}
-	if (hit && attr && size)
+	if (hit && attr && size) {
 		snprintf(attr, size, "%s", hit);
+		/* An extension's name may be the number itself: never hand it on in clear. */
+		kanal_cpr_redact_inplace(attr);
+	}
 	return hit != NULL;
+}
+
+bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
+{
+	return kanal_msg_context_cpr(msg, attr, size);
 }
 
 void kanal_free(void *p)
@@ -609,67 +618,28 @@ size_t kanal_msg_size(const kanal_msg_t *msg)
 
 /* ---- identifiers --------------------------------------------------------------------- */
 
-/* A last resort when the kernel gives no randomness: mixes time, pid, a counter and an
- * address through splitmix64. Unique enough for an id; it is never a secret. */
-static void s_weak_random(unsigned char *p, size_t n)
-{
-	static unsigned long counter;
-	struct timespec ts;
-	uint64_t x;
-	size_t i;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
-	    ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p ^
-	    (uint64_t)__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) << 48;
-	for (i = 0; i < n; i += 8) {
-		uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-		z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-		z ^= z >> 31;
-		memcpy(p + i, &z, n - i < 8 ? n - i : 8);
-	}
-}
-
-/* Fills p with n random bytes: getrandom(), then /dev/urandom, then the weak fallback. */
-static void s_random(unsigned char *p, size_t n)
-{
-	size_t got = 0;
-	int fd;
-
-	while (got < n) {
-		ssize_t k = getrandom(p + got, n - got, 0);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		got += (size_t)k;
-	}
-	if (got == n)
-		return;
-	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		while (got < n) {
-			ssize_t k = read(fd, p + got, n - got);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				break;
-			got += (size_t)k;
-		}
-		close(fd);
-	}
-	if (got < n)
-		s_weak_random(p + got, n - got);
-}
-
-void kanal_uuid(char buf[37])
+int kanal_uuid(char buf[37])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char r[16];
-	size_t i, o = 0;
+	size_t i, o = 0, got = 0;
 
-	s_random(r, sizeof r);
+	buf[0] = '\0';
+	/* getrandom(2) only: it blocks until the kernel's pool is seeded, and then never fails
+	 * for 16 bytes but on a kernel without it. Ids from a guessable generator would collide
+	 * across restarts and hosts, and a duplicate id loses an event to deduplication, so a
+	 * failure is an error, said on stderr (kanald's log), never a weaker id. */
+	while (got < sizeof r) {
+		ssize_t k = getrandom(r + got, sizeof r - got, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			fprintf(stderr, "kanal: no UUID: getrandom failed: %s\n",
+				k < 0 ? strerror(errno) : "no bytes");
+			return KANAL_EIO;
+		}
+		got += (size_t)k;
+	}
 	r[6] = (unsigned char)((r[6] & 0x0F) | 0x40); /* version 4 */
 	r[8] = (unsigned char)((r[8] & 0x3F) | 0x80); /* variant 10 (RFC 4122) */
 	for (i = 0; i < 16; i++) {
@@ -679,4 +649,5 @@ void kanal_uuid(char buf[37])
 		buf[o++] = hex[r[i] & 0x0F];
 	}
 	buf[o] = '\0';
+	return 0;
 }

@@ -57,74 +57,11 @@ int kanal__msg_core_index(const char *name, size_t len)
 
 /* ---- RFC 3339 timestamps ------------------------------------------------------------- */
 
-static bool s_digits(const char *p, size_t n, int *out)
-{
-	int v = 0;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-		v = v * 10 + (p[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
-static int s_days_in_month(int year, int month)
-{
-	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-
-	return month == 2 && leap ? 29 : days[month - 1];
-}
-
-/*
- * Checks an RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS, an optional fraction, then Z or an
- * offset ±HH:MM. 'T' and 'Z' may be lower case (RFC 3339 section 5.6). A leap second (60) is
- * allowed; seconds are not optional.
- */
+/* The one RFC 3339 parser (sdk/time.c) decides, so that an event's time is valid exactly
+ * when kanal_time_parse_rfc3339 can read it. */
 const char *kanal__msg_check_time(const char *v, size_t len)
 {
-	static const char bad[] = "not an RFC 3339 timestamp (expected YYYY-MM-DDTHH:MM:SS"
-				  " with Z or an offset such as +01:00)";
-	int year, month, day, hour, minute, second, oh, om;
-	size_t i;
-
-	if (len < 16 || !s_digits(v, 4, &year) || v[4] != '-' || !s_digits(v + 5, 2, &month) ||
-	    v[7] != '-' || !s_digits(v + 8, 2, &day) || (v[10] != 'T' && v[10] != 't') ||
-	    !s_digits(v + 11, 2, &hour) || v[13] != ':' || !s_digits(v + 14, 2, &minute))
-		return bad;
-	if (len < 19 || v[16] != ':' || !s_digits(v + 17, 2, &second))
-		return "not an RFC 3339 timestamp (the seconds are missing)";
-	if (month < 1 || month > 12)
-		return "not an RFC 3339 timestamp (month out of range)";
-	if (day < 1 || day > s_days_in_month(year, month))
-		return "not an RFC 3339 timestamp (no such day in that month)";
-	if (hour > 23)
-		return "not an RFC 3339 timestamp (hour out of range)";
-	if (minute > 59)
-		return "not an RFC 3339 timestamp (minute out of range)";
-	if (second > 60)
-		return "not an RFC 3339 timestamp (second out of range)";
-	i = 19;
-	if (i < len && v[i] == '.') {
-		size_t digits_start = ++i;
-		while (i < len && v[i] >= '0' && v[i] <= '9')
-			i++;
-		if (i == digits_start)
-			return "not an RFC 3339 timestamp (a digit must follow '.')";
-	}
-	if (i < len && (v[i] == 'Z' || v[i] == 'z'))
-		return i + 1 == len ? NULL : bad;
-	if (i >= len || (v[i] != '+' && v[i] != '-'))
-		return "not an RFC 3339 timestamp (expected Z or an offset such as +01:00)";
-	if (len - i != 6 || !s_digits(v + i + 1, 2, &oh) || v[i + 3] != ':' ||
-	    !s_digits(v + i + 4, 2, &om))
-		return "not an RFC 3339 timestamp (the offset must be +HH:MM or -HH:MM)";
-	if (oh > 23 || om > 59)
-		return "not an RFC 3339 timestamp (offset out of range)";
-	return NULL;
+	return kanal__time_parse(v, len, NULL);
 }
 
 /* ---- RFC 2046 media types -------------------------------------------------------------- */

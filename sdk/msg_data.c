@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <kanal/error.h>
 #include <kanal/msg.h>
 
@@ -374,12 +375,16 @@ int kanal_msg_set_data_json(kanal_msg_t *msg, const char *json, size_t len)
 	return 0;
 }
 
-static const char s_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/* OpenSSL's EVP_EncodeBlock / EVP_DecodeBlock do base64 (RFC 4648, standard alphabet). They
+ * take an int length, so long data goes through them in chunks of whole groups: 3 bytes
+ * make 4 characters, and a chunk of whole groups encodes the same alone as in the whole. */
+#define B64_BYTES_CHUNK ((size_t)3 << 20)
+#define B64_TEXT_CHUNK ((size_t)4 << 20)
 
 int kanal_msg_set_data_binary(kanal_msg_t *msg, const void *bytes, size_t len)
 {
 	const unsigned char *in = bytes;
-	size_t i, o = 0;
+	size_t i, n, o = 0;
 	char *text;
 
 	if (!msg || (!bytes && len))
@@ -389,19 +394,9 @@ int kanal_msg_set_data_binary(kanal_msg_t *msg, const void *bytes, size_t len)
 	text = malloc((len + 2) / 3 * 4 + 1);
 	if (!text)
 		return KANAL_ENOMEM;
-	for (i = 0; i + 2 < len; i += 3) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-		text[o++] = s_b64[v >> 18];
-		text[o++] = s_b64[(v >> 12) & 63];
-		text[o++] = s_b64[(v >> 6) & 63];
-		text[o++] = s_b64[v & 63];
-	}
-	if (i < len) {
-		unsigned v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0);
-		text[o++] = s_b64[v >> 18];
-		text[o++] = s_b64[(v >> 12) & 63];
-		text[o++] = i + 1 < len ? s_b64[(v >> 6) & 63] : '=';
-		text[o++] = '=';
+	for (i = 0; i < len; i += n) {
+		n = len - i < B64_BYTES_CHUNK ? len - i : B64_BYTES_CHUNK;
+		o += (size_t)EVP_EncodeBlock((unsigned char *)text + o, in + i, (int)n);
 	}
 	text[o] = '\0';
 	kanal__msg_data_release(msg);
@@ -430,41 +425,48 @@ char *kanal_msg_data_json(const kanal_msg_t *msg, const char *path)
 	return json_dumps(node, DUMP_FLAGS);
 }
 
-static int s_b64_value(unsigned char c)
-{
-	const char *p = c ? strchr(s_b64, c) : NULL;
-
-	return p ? (int)(p - s_b64) : -1;
-}
-
 void *kanal_msg_data_binary(const kanal_msg_t *msg, size_t *len)
 {
-	unsigned char *out;
-	unsigned acc = 0;
-	size_t i, o = 0;
-	int bits = 0;
+	const unsigned char *text;
+	unsigned char *out, tail[4];
+	size_t body, whole, rest, i, n, o = 0;
+	int k;
 
 	if (!msg || msg->data_kind != KANAL_DATA_BINARY)
 		return NULL;
-	out = malloc(msg->data_len / 4 * 3 + 3);
+	/* The text passed kanal__msg_check_base64 (or was made by us): the alphabet, padding
+	 * optional. EVP_DecodeBlock wants whole groups of 4 and counts padding as zero bytes,
+	 * so the whole groups go first without the padding, and a last short group is padded
+	 * here and only its real bytes (one fewer than its characters) are kept. */
+	text = (const unsigned char *)msg->data_text;
+	for (body = msg->data_len; body > 0 && text[body - 1] == '='; body--)
+		;
+	whole = body / 4 * 4;
+	rest = body - whole;
+	if (rest == 1)
+		return NULL;
+	out = malloc(whole / 4 * 3 + 3);
 	if (!out)
 		return NULL;
-	/* The text passed kanal__msg_check_base64 (or was made by us), so only '=' ends it. */
-	for (i = 0; i < msg->data_len; i++) {
-		int v = s_b64_value((unsigned char)msg->data_text[i]);
-		if (v < 0)
-			break;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
+	for (i = 0; i < whole; i += n) {
+		n = whole - i < B64_TEXT_CHUNK ? whole - i : B64_TEXT_CHUNK;
+		if ((k = EVP_DecodeBlock(out + o, text + i, (int)n)) < 0)
+			goto fail;
+		o += (size_t)k;
+	}
+	if (rest) {
+		memcpy(tail, text + whole, rest);
+		memset(tail + rest, '=', sizeof tail - rest);
+		if (EVP_DecodeBlock(out + o, tail, (int)sizeof tail) < 0)
+			goto fail;
+		o += rest - 1;
 	}
 	if (len)
 		*len = o;
 	return out;
+fail:
+	free(out);
+	return NULL;
 }
 
 /* ---- public: typed reads ------------------------------------------------------------- */

@@ -129,6 +129,10 @@ const char *kanal__msg_check_ext_name(const char *name, size_t len);
 
 /* The individual checks, each returning NULL or a static reason. */
 const char *kanal__msg_check_time(const char *value, size_t len);
+/* Parses an RFC 3339 date-time of len bytes (see kanal_time_parse_rfc3339). Returns NULL
+ * and stores the instant in *out_ms (when out_ms is not NULL), or a static reason that
+ * completes "attribute 'time': …" (sdk/time.c). */
+const char *kanal__time_parse(const char *v, size_t len, int64_t *out_ms);
 const char *kanal__msg_check_media_type(const char *value, size_t len);
 const char *kanal__msg_check_uri_ref(const char *value, size_t len);
 const char *kanal__msg_check_uri(const char *value, size_t len);
@@ -174,10 +178,8 @@ static inline void kanal__msg_prefetch(const kanal_msg_t *msg)
 		__builtin_prefetch(p + off);
 }
 
-/* True when a context attribute of msg that may be logged (id, source, subject, type,
- * dataschema, any extension's name or value) holds a CPR number; the attribute's name is
- * copied to attr[size]. The bus's privacy rule (CloudEvents lets intermediaries log
- * context attributes: the person belongs in data), next to the fields it reads. */
+/* kanal_msg_context_cpr (kanal/msg.h) under its older internal name, which the broker
+ * calls. */
 bool kanal__msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size);
 
 #endif

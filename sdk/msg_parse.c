@@ -601,14 +601,22 @@ void kanal_batch_destroy(kanal_batch_t **batch_p)
 	free(batch);
 }
 
-int kanal_json_is_batch(const char *json, size_t len)
+bool kanal_json_is_batch(const char *json, size_t len)
 {
 	kanal__json_scan_t s;
 
 	if (!json)
-		return 0;
+		return false;
 	kanal__json_init(&s, json, len);
 	s_skip_bom(&s);
 	kanal__json_ws(&s);
 	return kanal__json_peek(&s) == '[';
+}
+
+/* The SDK 1.0 signature (int: 1 or 0), kept under its old symbol for plugins built against
+ * it: a caller of the int version reads all of eax, where a bool fills only al. */
+int kanal__json_is_batch_v1_0(const char *json, size_t len) __asm__("kanal_json_is_batch");
+int kanal__json_is_batch_v1_0(const char *json, size_t len)
+{
+	return kanal_json_is_batch(json, len) ? 1 : 0;
 }

@@ -27,8 +27,11 @@ struct kanal_pseudonym_key {
 	unsigned char bytes[];
 };
 
-int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, char *why,
-			     size_t why_size)
+/* Each reason names the file in its text (err's source is left empty), as a line of
+ * kanald's log or a plugin's error reads best. */
+#define KEY_ERROR(err, ...) kanal_error_set((err), NULL, 0, 0, NULL, __VA_ARGS__)
+
+int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, kanal_error_t *err)
 {
 	kanal_pseudonym_key_t *key;
 	unsigned char buf[KEY_MAX + 1];
@@ -39,39 +42,39 @@ int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, char
 	*out = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(why, why_size, "%s: cannot open the pseudonym key: %s", path, strerror(errno));
+		KEY_ERROR(err, "%s: cannot open the pseudonym key: %s", path, strerror(errno));
 		return KANAL_EIO;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(why, why_size, "%s: the pseudonym key is not a regular file", path);
+		KEY_ERROR(err, "%s: the pseudonym key is not a regular file", path);
 		close(fd);
 		return KANAL_ECONFIG;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(why, why_size,
-			 "%s: the pseudonym key may be read or changed by others (mode %04o); "
-			 "make it 0600 (chmod 600 %s)",
-			 path, (unsigned)(st.st_mode & 07777), path);
+		KEY_ERROR(err, "%s: the pseudonym key may be read or changed by others (mode %04o); "
+			  "make it 0600 (chmod 600 %s)",
+			  path, (unsigned)(st.st_mode & 07777), path);
 		close(fd);
 		return KANAL_ECONFIG;
 	}
 	n = read(fd, buf, sizeof buf);
 	close(fd);
 	if (n < 0) {
-		snprintf(why, why_size, "%s: cannot read the pseudonym key: %s", path, strerror(errno));
+		KEY_ERROR(err, "%s: cannot read the pseudonym key: %s", path, strerror(errno));
 		return KANAL_EIO;
 	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		n--;
 	if (n < KEY_MIN || n > KEY_MAX) {
-		snprintf(why, why_size, "%s: a pseudonym key must be %d to %d bytes, not %zd", path,
-			 KEY_MIN, KEY_MAX, n);
+		KEY_ERROR(err, "%s: a pseudonym key must be %d to %d bytes, not %zd", path, KEY_MIN,
+			  KEY_MAX, n);
 		OPENSSL_cleanse(buf, sizeof buf);
 		return KANAL_ECONFIG;
 	}
 	key = malloc(sizeof *key + (size_t)n);
 	if (!key) {
 		OPENSSL_cleanse(buf, sizeof buf);
+		KEY_ERROR(err, "%s: out of memory reading the pseudonym key", path);
 		return KANAL_ENOMEM;
 	}
 	key->len = (size_t)n;
@@ -79,6 +82,23 @@ int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, char
 	OPENSSL_cleanse(buf, sizeof buf);
 	*out = key;
 	return 0;
+}
+
+/* The SDK 1.0 signature, kept under its old symbol for plugins built against it (the
+ * header binds kanal_pseudonym_key_load to kanal_pseudonym_key_load_v1_1). */
+int kanal__pseudonym_key_load_v1_0(const char *path, kanal_pseudonym_key_t **out, char *why,
+				   size_t why_size) __asm__("kanal_pseudonym_key_load");
+int kanal__pseudonym_key_load_v1_0(const char *path, kanal_pseudonym_key_t **out, char *why,
+				   size_t why_size)
+{
+	kanal_error_t err;
+	int rc;
+
+	kanal_error_clear(&err);
+	rc = kanal_pseudonym_key_load(path, out, &err);
+	if (why && why_size)
+		snprintf(why, why_size, "%s", rc ? err.text : "");
+	return rc;
 }
 
 void kanal_pseudonym_key_destroy(kanal_pseudonym_key_t **key_p)
@@ -102,7 +122,7 @@ int kanal_cpr_pseudonym(const kanal_pseudonym_key_t *key, const char *text, char
 
 	if (size)
 		buf[0] = '\0';
-	if (!key || size < KANAL_PSEUDONYM_SIZE || kanal_cpr_parse(text, &cpr, NULL, 0) != 0)
+	if (!key || size < KANAL_PSEUDONYM_SIZE || kanal_cpr_parse(text, &cpr, NULL) != 0)
 		return KANAL_EINVAL;
 	if (!HMAC(EVP_sha256(), key->bytes, (int)key->len, (const unsigned char *)cpr.digits, 10,
 		  mac, &mac_len) ||

@@ -221,7 +221,7 @@ static void s_answer(sim_t *sim, sim_response_t *res, const sim_person_t *p)
 	snprintf(buf, sizeof buf, "%s,%s%s%s", p->last, p->first, p->middle ? " " : "",
 		 p->middle ? p->middle : "");
 	xmlNewTextChild(navn, ns, BAD_CAST "personadresseringsnavn", BAD_CAST buf);
-	if (kanal_cpr_parse(p->cpr, &parsed, NULL, 0) == 0) {
+	if (kanal_cpr_parse(p->cpr, &parsed, NULL) == 0) {
 		snprintf(buf, sizeof buf, "%04d-%02d-%02d", parsed.year, parsed.month, parsed.day);
 		xmlNewTextChild(pd, ns, BAD_CAST "foedselsdato", BAD_CAST buf);
 	}

@@ -278,7 +278,7 @@ static void s_check_memo(dp_check_t *c, xmlNodePtr msg, dp_memo_t *m)
 	xmlNodePtr header = s_child(msg, DP_NS_MEMO, "MessageHeader");
 	xmlNodePtr body = s_child(msg, DP_NS_MEMO, "MessageBody");
 	xmlNodePtr sender, recipient, doc, file, action;
-	char *v, why[160];
+	char *v;
 
 	if (!header) {
 		s_fail(c, "Message/MessageHeader: missing");
@@ -321,7 +321,7 @@ static void s_check_memo(dp_check_t *c, xmlNodePtr msg, dp_memo_t *m)
 		s_fail(c, "MessageHeader/Recipient/idType: must be CPR");
 	free(v);
 	if (m->recipient && (!s_digits(m->recipient, 10) ||
-			     kanal_cpr_parse(m->recipient, NULL, why, sizeof why) != 0))
+			     kanal_cpr_parse(m->recipient, NULL, NULL) != 0))
 		s_fail(c, "MessageHeader/Recipient/recipientID: not a CPR number (ten digits)");
 
 	v = s_text(c, body, "MessageBody", "createdDateTime", true);
@@ -400,7 +400,7 @@ static int s_check_recipient(const char *cpr_digits, const char *channel, sim_re
 	const sim_person_t *p = sim_person_find(cpr_digits);
 	kanal_cpr_t cpr;
 
-	if (!p || kanal_cpr_parse(cpr_digits, &cpr, NULL, 0) != 0) {
+	if (!p || kanal_cpr_parse(cpr_digits, &cpr, NULL) != 0) {
 		s_error(res, 422, "unknown-recipient", "no such person in the CPR register");
 		return 422;
 	}

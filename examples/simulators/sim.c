@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 
 #include <kanal/cpr.h>
+#include <kanal/time.h>
 
 #define SIM_MAX_BODY (16u << 20)
 #define SIM_MAX_SETTINGS 32
@@ -161,15 +162,7 @@ void sim_today(char buf[11], int offset_days)
 
 void sim_rfc3339_now(char buf[40])
 {
-	struct timespec ts;
-	struct tm tm;
-	char frac[24];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(frac, sizeof frac, ".%03ldZ", ts.tv_nsec / 1000000);
-	strcat(buf, frac);
+	kanal_time_rfc3339(kanal_wall_ms(), buf, 40);
 }
 
 /* ---- faults ------------------------------------------------------------------------------ */

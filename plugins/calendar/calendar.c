@@ -679,9 +679,10 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		goto fail;
 	}
 	if (key_path) {
-		char err[256];
-		if (kanal_pseudonym_key_load(key_path, &c->key, err, sizeof err) != 0) {
-			kanal_set_error(ctx, "option 'pseudonym_key': %s", err);
+		kanal_error_t err;
+		kanal_error_clear(&err);
+		if (kanal_pseudonym_key_load(key_path, &c->key, &err) != 0) {
+			kanal_set_error(ctx, "option 'pseudonym_key': %s", err.text);
 			goto fail;
 		}
 	}

@@ -50,17 +50,6 @@ void cal_ical_teardown(void)
 	icaltimezone_free_builtin_timezones();
 }
 
-static bool s_leap(int y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int s_days_in_month(int y, int m)
-{
-	static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	return m == 2 && s_leap(y) ? 29 : days[m - 1];
-}
-
 /* Reads exactly n digits at p into *out. */
 static bool s_digits(const char *p, int n, int *out)
 {
@@ -75,22 +64,21 @@ static bool s_digits(const char *p, int n, int *out)
 	return true;
 }
 
-/* Parses "YYYY-MM-DD" at the start of text into y, m, d (a real day). */
-static bool s_ymd(const char *text, int *y, int *m, int *d)
-{
-	if (!s_digits(text, 4, y) || text[4] != '-' || !s_digits(text + 5, 2, m) ||
-	    text[7] != '-' || !s_digits(text + 8, 2, d))
-		return false;
-	return *y >= 1900 && *m >= 1 && *m <= 12 && *d >= 1 && *d <= s_days_in_month(*y, *m);
-}
-
 int cal_date_parse(const char *text, char *out)
 {
-	int y, m, d;
+	char full[24];
 
-	if (!text || strlen(text) != 10 || !s_ymd(text, &y, &m, &d))
+	/* A real day from 1900 on, checked by the SDK's one RFC 3339 parser as the start of
+	 * that day in UTC, so that dates and times agree on which days exist. */
+	if (!text || strlen(text) != 10 || strncmp(text, "1900", 4) < 0)
 		return KANAL_EINVAL;
-	snprintf(out, 9, "%04d%02d%02d", y, m, d);
+	snprintf(full, sizeof full, "%sT00:00:00Z", text);
+	if (kanal_time_parse_rfc3339(full, NULL) != 0)
+		return KANAL_EINVAL;
+	memcpy(out, text, 4);
+	memcpy(out + 4, text + 5, 2);
+	memcpy(out + 6, text + 8, 2);
+	out[8] = '\0';
 	return 0;
 }
 
@@ -110,49 +98,18 @@ void cal_date_add_days(char *ymd, int days)
 }
 
 /* Parses an RFC 3339 time with a zone ("2026-03-02T08:00:00+01:00", "…Z", fractions
- * ignored) and writes the UTC instant as "YYYYMMDDTHHMMSSZ" into out (at least 17 bytes). */
+ * ignored) and writes the UTC instant as "YYYYMMDDTHHMMSSZ" into out (at least 17 bytes).
+ * A floating time (no zone) is refused: it means nothing to a calendar in another zone. */
 static bool s_rfc3339_utc(const char *text, char *out)
 {
-	struct tm tm = { 0 };
-	int y, mo, d, h, mi, s, oh = 0, om = 0, sign = 0;
-	const char *p = text + 19;
+	struct tm tm;
+	int64_t ms;
 	time_t t;
 
-	if (strlen(text) < 20 || !s_ymd(text, &y, &mo, &d) ||
-	    (text[10] != 'T' && text[10] != 't') || !s_digits(text + 11, 2, &h) ||
-	    text[13] != ':' || !s_digits(text + 14, 2, &mi) || text[16] != ':' ||
-	    !s_digits(text + 17, 2, &s) || h > 23 || mi > 59 || s > 60)
+	if (kanal_time_parse_rfc3339(text, &ms) != 0)
 		return false;
-	if (*p == '.') {
-		p++;
-		if (!isdigit((unsigned char)*p))
-			return false;
-		while (isdigit((unsigned char)*p))
-			p++;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		sign = *p == '+' ? 1 : -1;
-		if (!s_digits(p + 1, 2, &oh) || p[3] != ':' || !s_digits(p + 4, 2, &om) ||
-		    oh > 23 || om > 59)
-			return false;
-		p += 6;
-	} else {
-		return false; /* a floating time means nothing to a calendar in another zone */
-	}
-	if (*p)
-		return false;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = s == 60 ? 59 : s;
-	t = timegm(&tm) - (time_t)sign * (oh * 3600 + om * 60);
-	if (!gmtime_r(&t, &tm))
-		return false;
-	if (tm.tm_year + 1900 < 1900 || tm.tm_year + 1900 > 9999)
+	t = (time_t)(ms / 1000 - (ms % 1000 < 0));
+	if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 1900 || tm.tm_year + 1900 > 9999)
 		return false;
 	s_format(out, 17, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);

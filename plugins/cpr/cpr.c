@@ -135,19 +135,6 @@ static int s_audit_open(const char *path, char *why, size_t size)
 	return fd;
 }
 
-/* Current wall-clock time as RFC 3339 UTC with milliseconds. */
-static void s_rfc3339(char buf[40])
-{
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, 40 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
-}
-
 /* Appends one audit line and fsyncs it: {"time", "instance", "route", "purpose",
  * "correlationid", "cpr" (masked), "outcome"}. Returns 0, or -1 with the error set on ctx. */
 static int s_audit(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, const char *outcome)
@@ -157,7 +144,7 @@ static int s_audit(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, const char *o
 	size_t len, off = 0;
 	int rc = 0;
 
-	s_rfc3339(now);
+	kanal_time_rfc3339(kanal_wall_ms(), now, sizeof now);
 	j = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s, s:s}", "time", now, "instance",
 		      c->instance, "route", lk->route, "purpose", lk->purpose, "correlationid",
 		      lk->correlation, "cpr", lk->masked, "outcome", outcome);
@@ -223,6 +210,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	kc_http_opts_t http = { 0 };
 	int64_t ttl, max;
 	char why[512];
+	kanal_error_t key_err;
 
 	if (!c)
 		return KANAL_ENOMEM;
@@ -266,10 +254,11 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "out of memory for the cache");
 		goto fail;
 	}
+	kanal_error_clear(&key_err);
 	if (kanal_config_string(cfg, "pseudonym_key") &&
 	    kanal_pseudonym_key_load(kanal_config_string(cfg, "pseudonym_key"),
-				     &c->pseudonym_key, why, sizeof why) != 0) {
-		kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
+				     &c->pseudonym_key, &key_err) != 0) {
+		kanal_set_error(ctx, "option 'pseudonym_key': %s", key_err.text);
 		goto fail;
 	}
 	/* Refuse to start rather than look people up without an audit trail. */
@@ -517,7 +506,8 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	lookup_t lk = { 0 };
 	const char *text = NULL, *protected_attr;
 	json_t *person = NULL;
-	char why[256], audit[80];
+	char audit[80];
+	kanal_error_t err;
 	kanal_outcome_t out;
 
 	if (!kanal_is_request(ctx)) {
@@ -544,10 +534,11 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		kanal_metric_add(ctx, "rejected", 1);
 		return KANAL_OUTCOME_REJECT;
 	}
-	if (kanal_cpr_parse(text, &lk.cpr, why, sizeof why) != 0) {
+	kanal_error_clear(&err);
+	if (kanal_cpr_parse(text, &lk.cpr, &err) != 0) {
 		/* The number is not repeated, not even masked: it is not a number anybody has. */
 		snprintf(lk.masked, sizeof lk.masked, "XXXXXX-XXXX");
-		kanal_set_error(ctx, "invalid CPR number in data.%s: %s", lk.field, why);
+		kanal_set_error(ctx, "invalid CPR number in data.%s: %s", lk.field, err.text);
 		kanal_metric_add(ctx, "rejected", 1);
 		if (s_audit(ctx, c, &lk, "invalid") != 0)
 			return KANAL_OUTCOME_RETRY;

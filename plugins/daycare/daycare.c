@@ -177,7 +177,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	daycare_t *d = calloc(1, sizeof *d);
 	const char *key = kanal_config_string(cfg, "pseudonym_key");
-	char why[256];
+	kanal_error_t key_err;
 	int rc;
 
 	if (!d) {
@@ -189,8 +189,9 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	rc = s_load_basics(ctx, cfg, d);
 	if (rc == 0)
 		rc = s_load_http(ctx, cfg, d);
-	if (rc == 0 && key && (rc = kanal_pseudonym_key_load(key, &d->key, why, sizeof why)) != 0)
-		kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
+	kanal_error_clear(&key_err);
+	if (rc == 0 && key && (rc = kanal_pseudonym_key_load(key, &d->key, &key_err)) != 0)
+		kanal_set_error(ctx, "option 'pseudonym_key': %s", key_err.text);
 	if (rc != 0) {
 		s_destroy(d);
 		return rc;

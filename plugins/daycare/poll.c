@@ -33,25 +33,20 @@
 
 /* ---- checks on the upstream's values -------------------------------------------------------- */
 
-/* Days since 1970-01-01 of a valid "YYYY-MM-DD", or -1 when it is not a real date. */
+/* Days since 1970-01-01 of a valid "YYYY-MM-DD", or -1 when it is not a real date. The
+ * date is read as the start of that day in UTC by the SDK's one RFC 3339 parser, so
+ * 31 April and 29 February outside leap years are refused exactly as they are in times. */
 static long s_day_number(const char *s)
 {
-	int y, m, d;
-	struct tm tm = { 0 };
-	time_t t;
-	char tail;
+	char full[24];
+	int64_t ms;
 
-	if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-' || !isdigit((unsigned char)s[0]) ||
-	    sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || m < 1 || m > 12 || d < 1 ||
-	    d > 31)
+	if (!s || strlen(s) != 10)
 		return -1;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = m - 1;
-	tm.tm_mday = d;
-	t = timegm(&tm);
-	if (tm.tm_mday != d || tm.tm_mon != m - 1)
+	snprintf(full, sizeof full, "%sT00:00:00Z", s);
+	if (kanal_time_parse_rfc3339(full, &ms) != 0)
 		return -1;
-	return (long)(t / 86400);
+	return (long)(ms / 86400000);
 }
 
 /* True for "HH:MM". */
@@ -65,23 +60,7 @@ static bool s_clock_ok(const char *s)
 /* True for an RFC 3339 time "YYYY-MM-DDTHH:MM:SS[.fff](Z|±hh:mm)". */
 static bool s_time_ok(const char *s)
 {
-	char date[11];
-	const char *p;
-
-	if (!s || strlen(s) < 20 || (s[10] != 'T' && s[10] != 't'))
-		return false;
-	memcpy(date, s, 10);
-	date[10] = '\0';
-	if (s_day_number(date) < 0 || !s_clock_ok((char[6]){ s[11], s[12], s[13], s[14], s[15], 0 }) ||
-	    s[16] != ':' || !isdigit((unsigned char)s[17]) || !isdigit((unsigned char)s[18]))
-		return false;
-	p = s + 19;
-	if (*p == '.')
-		for (p++; isdigit((unsigned char)*p); p++)
-			;
-	if (*p == 'Z' || *p == 'z')
-		return p[1] == '\0';
-	return (*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':';
+	return kanal_time_parse_rfc3339(s, NULL) == 0;
 }
 
 /* True for an id that can be part of an event id and a URL unchanged. */

@@ -132,6 +132,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	const char *token_file = kanal_config_string(cfg, "token_file");
 	const char *key_file = kanal_config_string(cfg, "pseudonym_key");
 	char *file_token = NULL, why[256];
+	kanal_error_t key_err;
 	kc_http_opts_t o = { 0 };
 	dp_t *dp = calloc(1, sizeof *dp);
 	size_t blen;
@@ -197,8 +198,9 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	if (token_file && (rc = kc_secret_read(ctx, "token_file", token_file, &file_token)) != 0)
 		goto fail;
 	rc = KANAL_ECONFIG;
-	if (key_file && kanal_pseudonym_key_load(key_file, &dp->key, why, sizeof why) != 0) {
-		kanal_set_error(ctx, "digitalpost: pseudonym_key: %s", why);
+	kanal_error_clear(&key_err);
+	if (key_file && kanal_pseudonym_key_load(key_file, &dp->key, &key_err) != 0) {
+		kanal_set_error(ctx, "digitalpost: pseudonym_key: %s", key_err.text);
 		goto fail;
 	}
 	blen = strlen(base);
@@ -540,6 +542,7 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	kanal_cpr_t cpr;
 	const char *cpr_text = NULL;
 	char why[160], created[40];
+	kanal_error_t cpr_err;
 	const char *headers[] = { "Content-Type: application/xml; charset=utf-8",
 				  "Accept: application/json", NULL };
 	kc_response_t res = { .retry_after_ms = -1 };
@@ -559,8 +562,10 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	}
 
 	/* The recipient's number, for the pseudonym in the status even when the letter fails. */
+	kanal_error_clear(&cpr_err);
 	if (kanal_msg_data_str(msg, "recipient_cpr", &cpr_text) == 0)
-		cpr_ok = kanal_cpr_parse(cpr_text, &cpr, why, sizeof why) == 0;
+		cpr_ok = kanal_cpr_parse(cpr_text, &cpr, &cpr_err) == 0;
+	snprintf(why, sizeof why, "%.150s", cpr_err.text);
 
 	/* 1. The channel strategy: not enrolled means paper, and no call. */
 	if (!s_recipient_enrolled(msg, &r)) {
@@ -597,10 +602,7 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	if (kanal_msg_time(msg)) {
 		snprintf(created, sizeof created, "%s", kanal_msg_time(msg));
 	} else {
-		time_t t = time(NULL);
-		struct tm tm;
-		gmtime_r(&t, &tm);
-		strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		kanal_time_rfc3339(kanal_wall_ms(), created, sizeof created);
 	}
 	l.created = created;
 	if (!(body = dp_memo_build(&l, &body_len))) {

@@ -13,12 +13,14 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 /* ---- media types --------------------------------------------------------------------- */
 
@@ -193,30 +195,17 @@ char *binding_header_encode(const char *value)
 
 /* ---- binary mode in --------------------------------------------------------------------- */
 
+/* A new NUL-terminated base64 text of in[0..len) (OpenSSL), or NULL when out of memory or
+ * longer than one call can take (bodies are far smaller: max_body). */
 static char *s_base64(const unsigned char *in, size_t len)
 {
-	static const char tbl[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
-	size_t i = 0;
+	char *out;
 
-	if (!out)
+	if (len > (size_t)INT_MAX / 4 * 3)
 		return NULL;
-	for (; i + 2 < len; i += 3) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-		*o++ = tbl[v >> 18];
-		*o++ = tbl[(v >> 12) & 63];
-		*o++ = tbl[(v >> 6) & 63];
-		*o++ = tbl[v & 63];
-	}
-	if (i < len) {
-		unsigned v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0);
-		*o++ = tbl[v >> 18];
-		*o++ = tbl[(v >> 12) & 63];
-		*o++ = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-		*o++ = '=';
-	}
-	*o = '\0';
+	out = malloc((len + 2) / 3 * 4 + 1);
+	if (out)
+		EVP_EncodeBlock((unsigned char *)out, in, (int)len);
 	return out;
 }
 

@@ -346,35 +346,6 @@ static enum MHD_Result s_collect_header(void *cls, enum MHD_ValueKind kind, cons
 	return MHD_YES;
 }
 
-/* Finds the first context attribute (not data) of msg that holds a CPR number; copies its
- * name into attr. */
-static int s_ext_cpr(const char *name, const char *value, void *arg)
-{
-	size_t off, len;
-
-	if (value && kanal_cpr_find(value, strlen(value), &off, &len)) {
-		snprintf(arg, 64, "%s", name);
-		return 1;
-	}
-	return 0;
-}
-
-static bool s_context_cpr(const kanal_msg_t *msg, char attr[64])
-{
-	static const char *const names[] = { "id", "source", "type", "subject", "dataschema",
-					      "datacontenttype", "time" };
-	size_t off, len;
-
-	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-		const char *v = kanal_msg_attr(msg, names[i]);
-		if (v && kanal_cpr_find(v, strlen(v), &off, &len)) {
-			snprintf(attr, 64, "%s", names[i]);
-			return true;
-		}
-	}
-	return kanal_msg_foreach_ext(msg, s_ext_cpr, attr) != 0;
-}
-
 /* Answers a request whose events are msgs[0..n) (taken: every one is emitted or
  * destroyed). `batch` says whether the client sent a batch (errors then name the event). */
 static enum MHD_Result s_emit_all(ingress_t *ing, struct MHD_Connection *conn, req_t *rq,
@@ -603,7 +574,7 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 			answer = s_fail(ing, conn, MHD_HTTP_FORBIDDEN, "type", batch ? (long)i : -1,
 					"%sclient '%s' may not send events of type '%s'", at,
 					tokens_client_name(rq->client), type);
-		} else if (s_context_cpr(msgs[i], attr)) {
+		} else if (kanal_msg_context_cpr(msgs[i], attr, sizeof attr)) {
 			answer = s_fail(ing, conn, MHD_HTTP_BAD_REQUEST, attr, batch ? (long)i : -1,
 					"%sinvalid event: attribute '%s' holds a CPR number; context "
 					"attributes may be logged by anyone on the way: put the person "

@@ -285,7 +285,7 @@ static int s_birth_date(const json_t *data, const json_t *recipient, int *year, 
 	cpr = json_string_value(json_object_get(recipient, "cpr"));
 	if (!cpr)
 		cpr = json_string_value(json_object_get(data, "recipient_cpr"));
-	if (cpr && kanal_cpr_parse(cpr, &parsed, NULL, 0) == 0) {
+	if (cpr && kanal_cpr_parse(cpr, &parsed, NULL) == 0) {
 		*year = parsed.year;
 		*month = parsed.month;
 		*day = parsed.day;
@@ -465,16 +465,6 @@ static json_t *s_sender(const json_t *data, const letter_defaults_t *d)
 	return NULL;
 }
 
-/* The current UTC time as RFC 3339 with seconds. */
-static void s_now_rfc3339(char *buf, size_t size)
-{
-	time_t now = time(NULL);
-	struct tm tm;
-
-	gmtime_r(&now, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 int letter_job_build(const kanal_msg_t *msg, const letter_defaults_t *d, time_t today,
 		     letter_job_t *job, char *why, size_t why_size)
 {
@@ -517,7 +507,7 @@ int letter_job_build(const kanal_msg_t *msg, const letter_defaults_t *d, time_t 
 	}
 	snprintf(job->postal_category, sizeof job->postal_category, "%s", category);
 	s_reason(data, recipient, today, job->reason, sizeof job->reason);
-	s_now_rfc3339(created, sizeof created);
+	kanal_time_rfc3339(kanal_wall_ms(), created, sizeof created);
 
 	rcpt = json_pack("{s:O, s:b}", "address_block", lines, "protected_address",
 			 json_is_true(json_object_get(recipient, "protected_address")));

@@ -202,9 +202,10 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		}
 	}
 	if (key_path) {
-		char why[256];
-		if ((rc = kanal_pseudonym_key_load(key_path, &l->key, why, sizeof why)) != 0) {
-			kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
+		kanal_error_t err;
+		kanal_error_clear(&err);
+		if ((rc = kanal_pseudonym_key_load(key_path, &l->key, &err)) != 0) {
+			kanal_set_error(ctx, "option 'pseudonym_key': %s", err.text);
 			rc = KANAL_ECONFIG;
 			goto fail;
 		}
@@ -364,19 +365,6 @@ static kanal_outcome_t s_post(kanal_ctx_t *ctx, letter_t *l, const letter_job_t 
 	return outcome;
 }
 
-/* The current UTC time as RFC 3339 with milliseconds. */
-static void s_now_rfc3339(char *buf, size_t size)
-{
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 /* Makes the post.letter.status for a letter handed over as `job`. Its id is derived from
  * the letter's, so a redelivered letter's second status is dropped by the bus as a
  * duplicate. The subject is the recipient's pseudonym when a key is configured; no
@@ -395,7 +383,7 @@ static kanal_msg_t *s_status_event(kanal_ctx_t *ctx, const letter_t *l, const ka
 	free(id);
 	if (!out)
 		return NULL;
-	s_now_rfc3339(now, sizeof now);
+	kanal_time_rfc3339(kanal_wall_ms(), now, sizeof now);
 	if (kanal_msg_set_attr(out, "time", now, NULL) != 0 ||
 	    kanal_msg_set_attr(out, "causationid", kanal_msg_id(msg), NULL) != 0 ||
 	    kanal_msg_set_attr(out, "correlationid", correlation ? correlation : kanal_msg_id(msg),

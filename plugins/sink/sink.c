@@ -84,19 +84,6 @@ static void s_sleep_ms(int64_t ms)
 		;
 }
 
-/* Writes the current UTC time as RFC 3339 with milliseconds. */
-static void s_now_rfc3339(char *buf, size_t size)
-{
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 /* Puts the event's line into s->buf — a newline first when an earlier write broke off in
  * the middle of a line, then the text, then a newline — and stores its length in *len.
  * Returns 0 or KANAL_ENOMEM. */
@@ -125,7 +112,7 @@ static char *s_format_line(const kanal_msg_t *msg)
 	int n;
 
 	if (!time) {
-		s_now_rfc3339(now, sizeof now);
+		kanal_time_rfc3339(kanal_wall_ms(), now, sizeof now);
 		time = now;
 	}
 	n = asprintf(&line, "%s %s %s %s", time, kanal_msg_type(msg), kanal_msg_id(msg),

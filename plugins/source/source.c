@@ -160,19 +160,6 @@ static void s_buf_free(strbuf_t *b)
 	memset(b, 0, sizeof *b);
 }
 
-/* Writes the current UTC time as RFC 3339 with milliseconds ("2026-11-24T10:00:00.123Z"). */
-static void s_now_rfc3339(char *buf, size_t size)
-{
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 /* Reads the whole file at path into a new NUL-terminated string. Returns NULL with errno
  * set when it cannot (EFBIG when it is larger than a template may be). */
 static char *s_read_file(const char *path)
@@ -342,7 +329,8 @@ static int s_tpl_render(const tpl_t *t, uint64_t seq, const char *time, const ch
 /* ---- building one event */
 
 /* Renders the event of s->next_seq into s->pending, unless it is already there (an event
- * the bus refused earlier is re-sent exactly as it was). Returns 0 or KANAL_ENOMEM. */
+ * the bus refused earlier is re-sent exactly as it was). Returns 0, KANAL_ENOMEM, or
+ * KANAL_EIO when a {uuid} is wanted and none can be made. */
 static int s_prepare(source_t *s)
 {
 	pending_t *p = &s->pending;
@@ -352,11 +340,10 @@ static int s_prepare(source_t *s)
 		return 0;
 	p->seq = s->next_seq;
 	snprintf(p->time, sizeof p->time, "%s", s->tick_time);
+	p->uuid[0] = '\0';
 	if ((s->data && s->data->has_uuid) || (s->subject && s->subject->has_uuid))
-		kanal_uuid(p->uuid);
-	else
-		p->uuid[0] = '\0';
-	if (s->data)
+		rc = kanal_uuid(p->uuid);
+	if (rc == 0 && s->data)
 		rc = s_tpl_render(s->data, p->seq, p->time, p->uuid, &p->data);
 	if (rc == 0 && s->subject)
 		rc = s_tpl_render(s->subject, p->seq, p->time, p->uuid, &p->subject);
@@ -408,7 +395,7 @@ static int s_try_sample(kanal_ctx_t *ctx, source_t *s, size_t *len)
 
 	kanal_error_clear(&err);
 	s->pending.ready = false;
-	s_now_rfc3339(s->tick_time, sizeof s->tick_time);
+	kanal_time_rfc3339(kanal_wall_ms(), s->tick_time, sizeof s->tick_time);
 	rc = s_prepare(s);
 	if (rc == 0)
 		rc = s_build(s, &msg, &err);
@@ -720,7 +707,7 @@ static void s_tick(kanal_ctx_t *ctx, void *arg)
 		return;
 	due = s_due(s, now);
 	if (due > 0)
-		s_now_rfc3339(s->tick_time, sizeof s->tick_time);
+		kanal_time_rfc3339(kanal_wall_ms(), s->tick_time, sizeof s->tick_time);
 	while (sent < due && (rc = s_emit_one(ctx, s)) == 0)
 		sent++;
 	if (sent > 0) {

@@ -200,7 +200,7 @@ static void s_date_field(staff_item_t *it, const xmlNode *absence, const char *n
 /* Reads and checks one <absence>. */
 static void s_item(const xmlNode *absence, staff_item_t *it)
 {
-	char text[STAFF_FIELD_MAX + 1], q[64], why[256];
+	char text[STAFF_FIELD_MAX + 1], q[64];
 	bool upsert;
 	int rc;
 
@@ -249,8 +249,10 @@ static void s_item(const xmlNode *absence, staff_item_t *it)
 		s_fail(it, "field 'cpr' missing");
 	} else if (rc > 0) {
 		kanal_cpr_t cpr;
-		if (kanal_cpr_parse(text, &cpr, why, sizeof why) != 0)
-			s_fail(it, "field 'cpr': not a valid CPR number (%s)", why);
+		kanal_error_t err;
+		kanal_error_clear(&err);
+		if (kanal_cpr_parse(text, &cpr, &err) != 0)
+			s_fail(it, "field 'cpr': not a valid CPR number (%s)", err.text);
 		else
 			memcpy(it->cpr, cpr.digits, sizeof it->cpr);
 	}

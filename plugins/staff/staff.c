@@ -178,7 +178,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	const char *password_file = kanal_config_string(cfg, "password_file");
 	const char *key_path = kanal_config_string(cfg, "pseudonym_key");
 	kc_http_opts_t opts = { 0 };
-	char why[256];
+	kanal_error_t key_err;
 	int rc;
 
 	if (!s) {
@@ -204,8 +204,9 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
-	if (key_path && (rc = kanal_pseudonym_key_load(key_path, &s->key, why, sizeof why)) != 0) {
-		kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
+	kanal_error_clear(&key_err);
+	if (key_path && (rc = kanal_pseudonym_key_load(key_path, &s->key, &key_err)) != 0) {
+		kanal_set_error(ctx, "option 'pseudonym_key': %s", key_err.text);
 		goto fail;
 	}
 	opts.timeout_ms = s->timeout_ms;

@@ -32,10 +32,12 @@ FUZZ_TARGET(cpr)
 			abort();
 	}
 	if (size <= 11) {
-		char why[128], mask[16];
+		char mask[16];
+		kanal_error_t err;
 		memcpy(text, data, size);
 		text[size] = '\0';
-		if ((kanal_cpr_parse(text, NULL, why, sizeof why) == 0) != kanal_cpr_valid(text))
+		kanal_error_clear(&err);
+		if ((kanal_cpr_parse(text, NULL, &err) == 0) != kanal_cpr_valid(text))
 			abort();
 		(void)kanal_cpr_mask(text, mask, sizeof mask);
 	}

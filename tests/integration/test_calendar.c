@@ -527,9 +527,9 @@ static char *s_key_path;
 static void s_person_path(const char *cpr, char *out, size_t size)
 {
 	kanal_pseudonym_key_t *key = NULL;
-	char why[256], pseudo[KANAL_PSEUDONYM_SIZE];
+	char pseudo[KANAL_PSEUDONYM_SIZE];
 
-	CU_ASSERT_EQUAL_FATAL(kanal_pseudonym_key_load(s_key_path, &key, why, sizeof why), 0);
+	CU_ASSERT_EQUAL_FATAL(kanal_pseudonym_key_load(s_key_path, &key, NULL), 0);
 	kanal_cpr_pseudonym(key, cpr, pseudo, sizeof pseudo);
 	kanal_pseudonym_key_destroy(&key);
 	snprintf(out, size, "/person%%3A%s/kanal/", pseudo + strlen("person:"));

@@ -29,6 +29,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <kanal/time.h>
+
 #include "kanald.h"
 #include "test.h"
 
@@ -801,6 +803,7 @@ static void test_dlq_filters_masking_and_replay_again(void)
 	json_t *list, *item, *show;
 	json_int_t first_id, id;
 	const char *dead_at;
+	char dead_at_copy[64];
 	char status[32];
 
 	free(conf);
@@ -827,6 +830,7 @@ static void test_dlq_filters_masking_and_replay_again(void)
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "event_id")) ?: "", "f-3");
 	dead_at = json_string_value(json_object_get(item, "dead_at"));
 	CU_ASSERT(dead_at && strlen(dead_at) >= 20 && dead_at[4] == '-' && dead_at[10] == 'T');
+	snprintf(dead_at_copy, sizeof dead_at_copy, "%s", dead_at ? dead_at : "");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "source")) ?: "",
 			       "filter-test");
 	json_decref(list);
@@ -848,6 +852,30 @@ static void test_dlq_filters_masking_and_replay_again(void)
 	list = s_admin_json(kd, "{\"cmd\":\"dlq.list\",\"since\":\"2000-01-01T00:00:00Z\"}");
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(list, "items")), 3);
 	json_decref(list);
+	{
+		/* The offset counts: an hour after the newest letter, written at -05:30, finds
+		 * none (read as UTC it would be 4.5 hours before, and find all three). */
+		int64_t newest_ms = 0;
+		char text[KANAL_TIME_RFC3339_SIZE + 8];
+		CU_ASSERT_EQUAL_FATAL(kanal_time_parse_rfc3339(dead_at_copy, &newest_ms), 0);
+		CU_ASSERT_EQUAL_FATAL(kanal_time_rfc3339(newest_ms + 3600000 - 19800000, text,
+							 sizeof text), 0);
+		strcpy(text + strlen(text) - 1, "-05:30");
+		CU_ASSERT_FATAL(asprintf(&request, "{\"cmd\":\"dlq.list\",\"since\":\"%s\"}",
+					 text) > 0);
+		list = s_admin_json(kd, request);
+		free(request);
+		CU_ASSERT(json_is_true(json_object_get(list, "ok")));
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(list, "items")), 0);
+		json_decref(list);
+		/* Trailing junk is not a time. */
+		list = s_admin_json(kd, "{\"cmd\":\"dlq.list\",\"since\":"
+					"\"2000-01-01T00:00:00Zjunk\"}");
+		CU_ASSERT(json_is_false(json_object_get(list, "ok")));
+		CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(list, "error")) ?: "",
+					      "RFC 3339"));
+		json_decref(list);
+	}
 
 	/* show masks the event's CPR number unless asked for the clear text. */
 	CU_ASSERT_FATAL(asprintf(&request, "{\"cmd\":\"dlq.show\",\"id\":%" JSON_INTEGER_FORMAT

@@ -350,6 +350,36 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		CU_ASSERT_PTR_NULL(strstr(a.body, cpr));
 		http_answer_clear(&a);
 	}
+	/* The ingress applies the SDK's rule (kanal_msg_context_cpr), which also reads
+	 * extension names and datacontenttype: its own list used to miss a number that was an
+	 * extension's name. The answer names the attribute with the number masked. */
+	{
+		const char *cpr = "1503851234"; /* a synthetic number (DOMAIN.md) */
+		char *ev = NULL;
+		if (asprintf(&ev,
+			     "[{\"specversion\":\"1.0\",\"id\":\"bad-5b\",\"source\":\"v\","
+			     "\"type\":\"a.b\"},{\"specversion\":\"1.0\",\"id\":\"bad-5c\","
+			     "\"source\":\"v\",\"type\":\"a.b\",\"p%s\":\"yes\"}]", cpr) < 0)
+			ev = NULL;
+		a = s_post_text(url, s_batch, ev);
+		free(ev);
+		CU_ASSERT_EQUAL(a.status, 400);
+		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "p150385XXXX");
+		CU_ASSERT_STRING_EQUAL(s_field(&a, "event", buf, sizeof buf), "1");
+		CU_ASSERT_PTR_NULL(strstr(a.body, cpr));
+		s_answer_clear(&a);
+		if (asprintf(&ev,
+			     "{\"specversion\":\"1.0\",\"id\":\"bad-5d\",\"source\":\"v\","
+			     "\"type\":\"a.b\",\"datacontenttype\":\"text/plain; ref=%s\","
+			     "\"data\":\"x\"}", cpr) < 0)
+			ev = NULL;
+		a = s_post_text(url, s_structured, ev);
+		free(ev);
+		CU_ASSERT_EQUAL(a.status, 400);
+		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "datacontenttype");
+		CU_ASSERT_PTR_NULL(strstr(a.body, cpr));
+		s_answer_clear(&a);
+	}
 	/* Not JSON, although Content-Type says JSON. */
 	{
 		const char *h[] = { "Content-Type: application/json", "ce-specversion: 1.0",

@@ -257,12 +257,14 @@ static json_t *s_wait_staffing(fixture_t *f, const char *inst, const char *exter
 static void s_person_path(fixture_t *f, const char *cpr, char *out, size_t size)
 {
 	kanal_pseudonym_key_t *key = NULL;
-	char why[256], pseudo[KANAL_PSEUDONYM_SIZE] = "person:?";
+	char pseudo[KANAL_PSEUDONYM_SIZE] = "person:?";
+	kanal_error_t err;
 
-	if (kanal_pseudonym_key_load(f->key_path, &key, why, sizeof why) == 0)
+	kanal_error_clear(&err);
+	if (kanal_pseudonym_key_load(f->key_path, &key, &err) == 0)
 		kanal_cpr_pseudonym(key, cpr, pseudo, sizeof pseudo);
 	else
-		s_say("the pseudonym key: %s", why);
+		s_say("the pseudonym key: %s", err.text);
 	kanal_pseudonym_key_destroy(&key);
 	snprintf(out, size, "/person%%3A%s/kanal/", pseudo + strlen("person:"));
 }

@@ -267,10 +267,9 @@ static json_t *s_data(json_t *e, const char *field)
 static void s_pseudonym(world_t *w, const char *cpr, char *buf)
 {
 	kanal_pseudonym_key_t *key = NULL;
-	char why[256];
 
 	buf[0] = '\0';
-	if (kanal_pseudonym_key_load(kd_path(w->kd, "pseudonym.key"), &key, why, sizeof why) == 0)
+	if (kanal_pseudonym_key_load(kd_path(w->kd, "pseudonym.key"), &key, NULL) == 0)
 		kanal_cpr_pseudonym(key, cpr, buf, KANAL_PSEUDONYM_SIZE);
 	kanal_pseudonym_key_destroy(&key);
 }

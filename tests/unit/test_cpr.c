@@ -80,8 +80,11 @@ static void test_parses_valid_numbers(void)
 {
 	for (size_t i = 0; i < N_ELEMS(s_valid); i++) {
 		kanal_cpr_t cpr;
-		char why[128] = "unchanged";
-		int rc = kanal_cpr_parse(s_valid[i].text, &cpr, why, sizeof why);
+		kanal_error_t err;
+		int rc;
+
+		kanal_error_clear(&err);
+		rc = kanal_cpr_parse(s_valid[i].text, &cpr, &err);
 
 		CU_ASSERT_EQUAL(rc, 0);
 		CU_ASSERT_EQUAL(cpr.year, s_valid[i].year);
@@ -91,7 +94,7 @@ static void test_parses_valid_numbers(void)
 		CU_ASSERT_EQUAL(cpr.mod11_ok, s_valid[i].mod11_ok);
 		CU_ASSERT_EQUAL(strlen(cpr.digits), 10);
 		CU_ASSERT(strncmp(cpr.digits, s_valid[i].text, 6) == 0);
-		CU_ASSERT_EQUAL(why[0], '\0');
+		CU_ASSERT_EQUAL(err.text[0], '\0');
 		CU_ASSERT(kanal_cpr_valid(s_valid[i].text));
 	}
 }
@@ -100,35 +103,29 @@ static void test_digits_drop_the_hyphen(void)
 {
 	kanal_cpr_t a, b;
 
-	CU_ASSERT_EQUAL(kanal_cpr_parse(s_valid[0].text, &a, NULL, 0), 0);
-	CU_ASSERT_EQUAL(kanal_cpr_parse(s_valid[1].text, &b, NULL, 0), 0);
+	CU_ASSERT_EQUAL(kanal_cpr_parse(s_valid[0].text, &a, NULL), 0);
+	CU_ASSERT_EQUAL(kanal_cpr_parse(s_valid[1].text, &b, NULL), 0);
 	CU_ASSERT(strcmp(a.digits, b.digits) == 0);
 	CU_ASSERT(strcmp(a.digits, s_valid[0].text) == 0);
 	/* out may be NULL. */
-	CU_ASSERT_EQUAL(kanal_cpr_parse(s_valid[0].text, NULL, NULL, 0), 0);
+	CU_ASSERT_EQUAL(kanal_cpr_parse(s_valid[0].text, NULL, NULL), 0);
 }
 
 static void test_rejects_invalid_numbers_with_a_reason(void)
 {
 	for (size_t i = 0; i < N_ELEMS(s_invalid); i++) {
-		char why[128];
-		int rc = kanal_cpr_parse(s_invalid[i].text, NULL, why, sizeof why);
+		kanal_error_t err;
+		int rc;
 
+		kanal_error_clear(&err);
+		rc = kanal_cpr_parse(s_invalid[i].text, NULL, &err);
 		CU_ASSERT_EQUAL(rc, KANAL_EINVAL);
 		/* The reasons never carry the number, so showing them on failure is safe. */
-		CU_ASSERT_STRING_EQUAL(why, s_invalid[i].why);
+		CU_ASSERT_STRING_EQUAL(err.text, s_invalid[i].why);
 		CU_ASSERT(!kanal_cpr_valid(s_invalid[i].text));
 	}
-	CU_ASSERT_EQUAL(kanal_cpr_parse(NULL, NULL, NULL, 0), KANAL_EINVAL);
+	CU_ASSERT_EQUAL(kanal_cpr_parse(NULL, NULL, NULL), KANAL_EINVAL);
 	CU_ASSERT(!kanal_cpr_valid(NULL));
-}
-
-static void test_reason_fits_a_small_buffer(void)
-{
-	char why[8];
-
-	CU_ASSERT_EQUAL(kanal_cpr_parse(s_invalid[0].text, NULL, why, sizeof why), KANAL_EINVAL);
-	CU_ASSERT_EQUAL(strlen(why), sizeof why - 1);
 }
 
 static void test_masks_a_valid_number(void)
@@ -339,9 +336,9 @@ static void test_pseudonym_is_the_hmac_of_the_digits(void)
 	char *dir = test_tmpdir("pseudo");
 	char *path = s_key_file(dir, "kanal-test-key-0123456789\n", 0600);
 	kanal_pseudonym_key_t *key = NULL;
-	char why[256], a[KANAL_PSEUDONYM_SIZE], b[KANAL_PSEUDONYM_SIZE];
+	char a[KANAL_PSEUDONYM_SIZE], b[KANAL_PSEUDONYM_SIZE];
 
-	CU_ASSERT_EQUAL_FATAL(kanal_pseudonym_key_load(path, &key, why, sizeof why), 0);
+	CU_ASSERT_EQUAL_FATAL(kanal_pseudonym_key_load(path, &key, NULL), 0);
 	CU_ASSERT_EQUAL(kanal_cpr_pseudonym(key, "1503851233", a, sizeof a), 0);
 	/* HMAC-SHA256("kanal-test-key-0123456789", "1503851233"), computed independently
 	 * (Python's hmac module); the key file's trailing newline is not part of the key. */
@@ -365,28 +362,68 @@ static void test_pseudonym_key_must_be_private(void)
 	char *dir = test_tmpdir("pseudo");
 	char *path = s_key_file(dir, "kanal-test-key-0123456789", 0644);
 	kanal_pseudonym_key_t *key = NULL;
-	char why[256];
+	kanal_error_t err;
 
-	CU_ASSERT_EQUAL(kanal_pseudonym_key_load(path, &key, why, sizeof why), KANAL_ECONFIG);
+	kanal_error_clear(&err);
+	CU_ASSERT_EQUAL(kanal_pseudonym_key_load(path, &key, &err), KANAL_ECONFIG);
 	CU_ASSERT_PTR_NULL(key);
-	CU_ASSERT_PTR_NOT_NULL(strstr(why, "0644"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(why, path));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "0644"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, path));
 	chmod(path, 0400);
-	CU_ASSERT_EQUAL(kanal_pseudonym_key_load(path, &key, why, sizeof why), 0);
+	CU_ASSERT_EQUAL(kanal_pseudonym_key_load(path, &key, NULL), 0);
 	kanal_pseudonym_key_destroy(&key);
 	free(path);
 	path = s_key_file(dir, "short", 0600);
-	CU_ASSERT_EQUAL(kanal_pseudonym_key_load(path, &key, why, sizeof why), KANAL_ECONFIG);
-	CU_ASSERT_PTR_NOT_NULL(strstr(why, "16"));
-	CU_ASSERT_EQUAL(kanal_pseudonym_key_load("/nonexistent/key", &key, why, sizeof why),
-			KANAL_EIO);
+	kanal_error_clear(&err);
+	CU_ASSERT_EQUAL(kanal_pseudonym_key_load(path, &key, &err), KANAL_ECONFIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "16"));
+	kanal_error_clear(&err);
+	CU_ASSERT_EQUAL(kanal_pseudonym_key_load("/nonexistent/key", &key, &err), KANAL_EIO);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "/nonexistent/key"));
+	test_rmdir_r(dir);
+	free(path);
+	free(dir);
+}
+
+/* What a plugin built against SDK 1.0 calls: the old symbols with the `why` buffer (and
+ * kanal_json_is_batch returning int), which libkanal keeps beside the new ones. */
+int old_cpr_parse(const char *text, kanal_cpr_t *out, char *why, size_t why_size)
+	__asm__("kanal_cpr_parse");
+int old_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, char *why,
+			   size_t why_size) __asm__("kanal_pseudonym_key_load");
+int old_json_is_batch(const char *json, size_t len) __asm__("kanal_json_is_batch");
+
+static void test_sdk_1_0_symbols_still_work(void)
+{
+	char why[8] = "x", big[256];
+	kanal_cpr_t cpr;
+	kanal_pseudonym_key_t *key = NULL;
+	char *dir = test_tmpdir("pseudo");
+	char *path = s_key_file(dir, "kanal-test-key-0123456789", 0644);
+
+	/* The reason is cut to the buffer, and cleared on success. */
+	CU_ASSERT_EQUAL(old_cpr_parse(s_invalid[0].text, NULL, why, sizeof why), KANAL_EINVAL);
+	CU_ASSERT_EQUAL(strlen(why), sizeof why - 1);
+	CU_ASSERT_EQUAL(old_cpr_parse(s_valid[0].text, &cpr, why, sizeof why), 0);
+	CU_ASSERT_STRING_EQUAL(why, "");
+	CU_ASSERT_EQUAL(cpr.year, s_valid[0].year);
+	CU_ASSERT_EQUAL(old_cpr_parse(s_invalid[0].text, NULL, NULL, 0), KANAL_EINVAL);
+	CU_ASSERT_EQUAL(old_pseudonym_key_load(path, &key, big, sizeof big), KANAL_ECONFIG);
+	CU_ASSERT_PTR_NULL(key);
+	CU_ASSERT_PTR_NOT_NULL(strstr(big, "0644"));
+	chmod(path, 0600);
+	CU_ASSERT_EQUAL(old_pseudonym_key_load(path, &key, big, sizeof big), 0);
+	CU_ASSERT_PTR_NOT_NULL(key);
+	kanal_pseudonym_key_destroy(&key);
+	CU_ASSERT_EQUAL(old_json_is_batch(" [", 2), 1);
+	CU_ASSERT_EQUAL(old_json_is_batch("{", 1), 0);
 	test_rmdir_r(dir);
 	free(path);
 	free(dir);
 }
 
 TEST_MAIN("cpr", TEST(test_parses_valid_numbers), TEST(test_digits_drop_the_hyphen),
-	  TEST(test_rejects_invalid_numbers_with_a_reason), TEST(test_reason_fits_a_small_buffer),
+	  TEST(test_rejects_invalid_numbers_with_a_reason), TEST(test_sdk_1_0_symbols_still_work),
 	  TEST(test_masks_a_valid_number), TEST(test_masks_an_invalid_number_completely),
 	  TEST(test_finds_numbers_in_text), TEST(test_find_stays_within_len),
 	  TEST(test_redact_masks_every_number), TEST(test_redact_edges),

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdbool.h>
+#include <kanal/error.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,30 +32,38 @@ typedef struct kanal_cpr {
 
 /* Parses and validates `text` (exactly "DDMMYYSSSS" or "DDMMYY-SSSS", no surrounding
  * blanks). Returns 0 and fills *out (may be NULL) when syntax, date and century are valid,
- * whatever modulus 11 says; otherwise KANAL_EINVAL, with a reason in `why` (may be NULL;
- * at least 128 bytes) that never repeats the number in clear. */
-int kanal_cpr_parse(const char *text, kanal_cpr_t *out, char *why, size_t why_size);
+ * whatever modulus 11 says; otherwise KANAL_EINVAL, with the reason in err->text (err may be
+ * NULL; first error wins) that never repeats the number in clear.
+ * (SDK 1.0 took `char *why, size_t why_size` instead of err; that symbol still works for
+ * plugins built against 1.0 — docs/design/plugin-abi.md.)
+ * Ownership: borrows text; writes *out and *err. */
+int kanal_cpr_parse(const char *text, kanal_cpr_t *out, kanal_error_t *err)
+	__asm__("kanal_cpr_parse_v1_1");
 
-/* Returns true when `text` is a valid CPR number (as kanal_cpr_parse). */
+/* Returns true when `text` is a valid CPR number (as kanal_cpr_parse).
+ * Ownership: borrows text. */
 bool kanal_cpr_valid(const char *text);
 
 /* Writes the masked form "DDMMYY-XXXX" of a valid number into buf (at least 12 bytes).
- * Returns 0, or KANAL_EINVAL (buf then holds "XXXXXX-XXXX"). */
+ * Returns 0, or KANAL_EINVAL (buf then holds "XXXXXX-XXXX").
+ * Ownership: borrows text; writes into buf. */
 int kanal_cpr_mask(const char *text, char *buf, size_t size);
 
 /* Finds the first CPR number in text[0..len): ten digits, optionally with a hyphen after the
  * sixth, not preceded or followed by another digit, whose first six digits form a real date
  * and whose digit 7 gives a valid century. Stores its offset and length and returns true,
- * or returns false. */
+ * or returns false. Ownership: borrows text; writes *offset and *length. */
 bool kanal_cpr_find(const char *text, size_t len, size_t *offset, size_t *length);
 
 /* Returns a new NUL-terminated copy of text[0..len) with every CPR number found by
  * kanal_cpr_find masked to DDMMYY-XXXX (the hyphen is inserted when absent), or NULL when
- * out of memory. Ownership: the caller frees the result with kanal_free. */
+ * out of memory. Ownership: borrows text; returns a new string the caller frees with
+ * kanal_free. */
 char *kanal_cpr_redact(const char *text, size_t len);
 
 /* Masks every CPR number in the NUL-terminated string buf in place, keeping its length:
- * the last four digits become 'X' (a hyphen is not inserted). Returns the count masked. */
+ * the last four digits become 'X' (a hyphen is not inserted). Returns the count masked.
+ * Ownership: borrows buf (changed in place). */
 size_t kanal_cpr_redact_inplace(char *buf);
 
 /* ---- pseudonyms ----------------------------------------------------------------------- */
@@ -63,19 +72,23 @@ size_t kanal_cpr_redact_inplace(char *buf);
 typedef struct kanal_pseudonym_key kanal_pseudonym_key_t;
 
 /* Reads the key file at path: its bytes (at least 16, trailing newline ignored) are the
- * HMAC key. Refuses — returns KANAL_ECONFIG with why filled (at least 256 bytes) — a file
- * that group or others may read or write (its mode must be 0600 or 0400), a file too short,
- * or one that cannot be read (KANAL_EIO). Returns 0 and a new key in *out otherwise.
- * Ownership: the caller destroys *out with kanal_pseudonym_key_destroy. */
-int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, char *why,
-			     size_t why_size);
-/* Wipes and frees the key; accepts NULL and sets *key_p to NULL. */
+ * HMAC key. Refuses — returns KANAL_ECONFIG with err filled, its text naming the file — a
+ * file that group or others may read or write (its mode must be 0600 or 0400), a file too
+ * short, or one that cannot be read (KANAL_EIO). err may be NULL. Returns 0 and a new key in
+ * *out otherwise (*out is NULL on failure). (SDK 1.0 took `char *why, size_t why_size`; that
+ * symbol still works for plugins built against 1.0.)
+ * Ownership: borrows path; returns a new key in *out the caller destroys with
+ * kanal_pseudonym_key_destroy. */
+int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, kanal_error_t *err)
+	__asm__("kanal_pseudonym_key_load_v1_1");
+/* Wipes and frees the key; accepts NULL and sets *key_p to NULL. Ownership: takes *key_p. */
 void kanal_pseudonym_key_destroy(kanal_pseudonym_key_t **key_p);
 
 /* Writes the pseudonym of a valid CPR number (hyphen or not; the same person gives the same
  * pseudonym either way): "person:" followed by the 64 hex digits of HMAC-SHA256(key, the ten
  * digits). buf must hold at least KANAL_PSEUDONYM_SIZE bytes. Returns 0, or KANAL_EINVAL
- * when text is not a valid CPR number (buf is then ""). Ownership: borrows everything. */
+ * when text is not a valid CPR number (buf is then ""). Ownership: borrows key and text;
+ * writes into buf. */
 #define KANAL_PSEUDONYM_SIZE 72
 int kanal_cpr_pseudonym(const kanal_pseudonym_key_t *key, const char *text, char *buf,
 			size_t size);

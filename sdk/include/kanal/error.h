@@ -35,17 +35,22 @@ extern "C" {
 	X(EFORBIDDEN, 19, "not allowed by the access-control list")
 
 typedef enum kanal_errno {
-	KANAL_OK_ = 0,
+	KANAL_OK = 0, /* success: kanal_errname(0) is "KANAL_OK" */
 #define KANAL_X_(name, num, text) KANAL_##name = -(num),
 	KANAL_ERRNO_MAP(KANAL_X_)
 #undef KANAL_X_
 } kanal_errno_t;
 
+/* The SDK 1.0 spelling of KANAL_OK, kept so that code using it still builds. */
+#define KANAL_OK_ KANAL_OK
+
 /* Returns a static, human-readable description of `code` (0 or a KANAL_E* value); an
- * unknown code gives "unknown error". Ownership: the string is static. */
+ * unknown code gives "unknown error"; 0 gives "success". Ownership: none (plain values);
+ * the string is static. */
 const char *kanal_strerror(int code);
 
-/* Returns the symbolic name of `code` ("KANAL_EBUSY"), or "KANAL_EUNKNOWN". */
+/* Returns the symbolic name of `code` ("KANAL_EBUSY"; "KANAL_OK" for 0), or
+ * "KANAL_EUNKNOWN". Ownership: none (plain values); the string is static. */
 const char *kanal_errname(int code);
 
 /*
@@ -61,16 +66,18 @@ typedef struct kanal_error {
 	char text[512];
 } kanal_error_t;
 
-/* Clears `err` (accepts NULL). */
+/* Clears `err` (accepts NULL). Ownership: borrows err. */
 void kanal_error_clear(kanal_error_t *err);
 
 /* Fills `err` unless it already holds an error (first error wins). `attribute` may be NULL.
- * Clear CPR numbers in the formatted text are masked. Accepts err == NULL. */
+ * Clear CPR numbers in the formatted text are masked. Accepts err == NULL.
+ * Ownership: borrows err (filled in place); copies the strings. */
 void kanal_error_set(kanal_error_t *err, const char *source, int line, int column,
 		     const char *attribute, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
 
-/* Formats `err` as "source:line:col: error: text" (line and col left out when 0) into buf. */
+/* Formats `err` as "source:line:col: error: text" (line and col left out when 0) into
+ * buf[size], cut to fit; "" for a NULL err. Ownership: borrows err; writes into buf. */
 void kanal_error_format(const kanal_error_t *err, char *buf, size_t size);
 
 #ifdef __cplusplus

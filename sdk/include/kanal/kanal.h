@@ -7,6 +7,7 @@
 #include <kanal/error.h>
 #include <kanal/msg.h>
 #include <kanal/cpr.h>
+#include <kanal/time.h>
 #include <kanal/plugin.h>
 
 #define KANAL_VERSION "0.1.0"

@@ -34,8 +34,10 @@ typedef struct kanal_msg kanal_msg_t;
 #define KANAL_MSG_DEFAULT_MAX_BYTES (64 * 1024)
 
 /* Creates an event with specversion "1.0" and the given type and source. When `id` is NULL
- * a random UUID (version 4) is generated. Returns NULL when type or source is empty or
- * memory runs out. Ownership: returns a new message; the caller destroys it. */
+ * a random UUID (version 4) is generated (kanal_uuid). Returns NULL when type or source is
+ * empty, memory runs out or no UUID can be made.
+ * Ownership: borrows its arguments (copied); returns a new message the caller destroys
+ * with kanal_msg_destroy. */
 kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id);
 
 /* Destroys the message in *msg_p and sets *msg_p to NULL. Accepts NULL and *msg_p == NULL.
@@ -43,7 +45,8 @@ kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id)
 void kanal_msg_destroy(kanal_msg_t **msg_p);
 
 /* Returns an independent deep copy of msg, or NULL when out of memory.
- * Ownership: borrows msg; returns a new message. */
+ * Ownership: borrows msg; returns a new message the caller destroys with
+ * kanal_msg_destroy. */
 kanal_msg_t *kanal_msg_dup(const kanal_msg_t *msg);
 
 /* Parses one event in the JSON structured format (a JSON object) of `len` bytes and fully
@@ -51,7 +54,8 @@ kanal_msg_t *kanal_msg_dup(const kanal_msg_t *msg);
  * failure returns KANAL_EPARSE (not JSON, or not an object), KANAL_EINVALID (an attribute is
  * missing or wrong; err->attribute names it) or KANAL_ETOOBIG (len > max_bytes; 0 means
  * KANAL_MSG_DEFAULT_MAX_BYTES), fills err (may be NULL), and leaves *out NULL.
- * Ownership: borrows json; *out is a new message owned by the caller. */
+ * Ownership: borrows json; puts a new message in *out the caller destroys with
+ * kanal_msg_destroy. */
 int kanal_msg_parse(const char *json, size_t len, size_t max_bytes, kanal_msg_t **out,
 		    kanal_error_t *err);
 
@@ -66,15 +70,20 @@ typedef struct kanal_batch {
  * starts with "event #N: " (N counted from 0) and err->attribute names the attribute at
  * fault. `max_bytes` limits the whole text (0: 64 times KANAL_MSG_DEFAULT_MAX_BYTES). An
  * empty array is a valid, empty batch.
- * Ownership: borrows json; *out is a new batch owned by the caller. */
+ * Ownership: borrows json; puts a new batch in *out the caller destroys with
+ * kanal_batch_destroy (a message taken out of msgs[] and set to NULL there is the
+ * caller's). */
 int kanal_batch_parse(const char *json, size_t len, size_t max_bytes, kanal_batch_t **out,
 		      kanal_error_t *err);
 
 /* Destroys a batch and every message still in it. Ownership: takes *batch_p. */
 void kanal_batch_destroy(kanal_batch_t **batch_p);
 
-/* Returns 1 when the text's first non-blank character is '[' (a batch), else 0. */
-int kanal_json_is_batch(const char *json, size_t len);
+/* Returns true when the text's first non-blank character (after a UTF-8 byte-order mark) is
+ * '[' — a batch — else false (also for NULL). Only len bytes are looked at. (SDK 1.0
+ * returned int 1/0; that symbol still works for plugins built against 1.0.)
+ * Ownership: borrows json. */
+bool kanal_json_is_batch(const char *json, size_t len) __asm__("kanal_json_is_batch_v1_1");
 
 /* Serialises msg in the JSON structured format (compact, no trailing newline). Stores the
  * length in *len when len is not NULL. Returns NULL when out of memory.
@@ -82,11 +91,12 @@ int kanal_json_is_batch(const char *json, size_t len);
 char *kanal_msg_to_json(const kanal_msg_t *msg, size_t *len);
 
 /* Frees memory that a kanal function returned (strings from kanal_msg_to_json,
- * kanal_msg_data_json, …). Accepts NULL. */
+ * kanal_msg_data_json, …). Accepts NULL. Ownership: takes p. */
 void kanal_free(void *p);
 
 /* Context attributes. Each returns a string borrowed from msg, valid until msg is changed
- * or destroyed; optional attributes return NULL when absent. */
+ * or destroyed; optional attributes return NULL when absent.
+ * Ownership: borrows msg; the string is borrowed from msg. */
 const char *kanal_msg_specversion(const kanal_msg_t *msg);
 const char *kanal_msg_id(const kanal_msg_t *msg);
 const char *kanal_msg_source(const kanal_msg_t *msg);
@@ -98,7 +108,8 @@ const char *kanal_msg_dataschema(const kanal_msg_t *msg);
 
 /* Returns any attribute by name — a core one or an extension — as a string, or NULL when
  * absent. Integer and boolean extensions are returned in their canonical text ("10",
- * "true"). Borrowed from msg, valid until msg is changed or destroyed. */
+ * "true"). Ownership: borrows msg and name; the string is borrowed from msg, valid until
+ * msg is changed or destroyed. */
 const char *kanal_msg_attr(const kanal_msg_t *msg, const char *name);
 
 /* Sets a string attribute (core or extension) after validating it as the specification
@@ -108,14 +119,26 @@ const char *kanal_msg_attr(const kanal_msg_t *msg, const char *name);
 int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
 		       kanal_error_t *err);
 
-/* Sets an integer (32-bit) or boolean extension attribute. Same returns as set_attr. */
+/* Sets an integer (32-bit) or boolean extension attribute. Same returns as set_attr.
+ * Ownership: borrows name (copied). */
 int kanal_msg_set_ext_int(kanal_msg_t *msg, const char *name, int32_t value, kanal_error_t *err);
 int kanal_msg_set_ext_bool(kanal_msg_t *msg, const char *name, bool value, kanal_error_t *err);
 
 /* Calls fn(name, value, arg) for every extension attribute in name order, values as in
- * kanal_msg_attr. Stops early and returns fn's value when fn returns non-zero. */
+ * kanal_msg_attr. Stops early and returns fn's value when fn returns non-zero; else 0.
+ * Ownership: borrows msg; name and value are borrowed by fn for the call only; arg is
+ * passed through. */
 int kanal_msg_foreach_ext(const kanal_msg_t *msg,
 			  int (*fn)(const char *name, const char *value, void *arg), void *arg);
+
+/* Returns true when a context attribute of msg — id, source, type, subject, time,
+ * datacontenttype, dataschema, or any extension's name or value — holds a CPR number (as
+ * kanal_cpr_find finds it). Context attributes are logged and read by anyone on the way,
+ * so kanald refuses an event emitted with one, and the http ingress answers 400: the person
+ * belongs in data, or a pseudonym in subject. When attr is not NULL, the attribute's name
+ * is copied into attr[size] with any CPR number in the name masked. NULL msg gives false.
+ * Ownership: borrows msg; writes attr. */
+bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size);
 
 /* Data. */
 
@@ -126,6 +149,7 @@ typedef enum kanal_data_kind {
 	KANAL_DATA_BINARY,   /* `data_base64`: bytes */
 } kanal_data_kind_t;
 
+/* How msg carries its data (KANAL_DATA_NONE for a NULL msg). Ownership: borrows msg. */
 kanal_data_kind_t kanal_msg_data_kind(const kanal_msg_t *msg);
 
 /* Replaces the data with the JSON value in `json` (len bytes; any JSON value, checked for
@@ -133,24 +157,30 @@ kanal_data_kind_t kanal_msg_data_kind(const kanal_msg_t *msg);
  * Ownership: borrows json (copied). */
 int kanal_msg_set_data_json(kanal_msg_t *msg, const char *json, size_t len);
 
-/* Replaces the data with bytes, carried as data_base64. Ownership: borrows bytes (copied). */
+/* Replaces the data with bytes[0..len), carried as data_base64. Returns 0, KANAL_EINVAL
+ * (NULL msg, or NULL bytes with len > 0) or KANAL_ENOMEM. Ownership: borrows bytes
+ * (copied). */
 int kanal_msg_set_data_binary(kanal_msg_t *msg, const void *bytes, size_t len);
 
-/* Removes the data. */
+/* Removes the data. Accepts NULL. Ownership: borrows msg. */
 void kanal_msg_clear_data(kanal_msg_t *msg);
 
 /* Returns the JSON text of the data value at `path` (NULL or "" for the whole data), or NULL
- * when there is no such value. Ownership: returns a new string; free it with kanal_free. */
+ * when there is no such value. Ownership: borrows msg and path; returns a new string the
+ * caller frees with kanal_free. */
 char *kanal_msg_data_json(const kanal_msg_t *msg, const char *path);
 
 /* Returns the bytes of a binary (data_base64) event in a new buffer and its length in *len,
- * or NULL when the data is not binary. Ownership: the caller frees with kanal_free. */
+ * or NULL when the data is not binary (or memory runs out). Ownership: borrows msg;
+ * returns a new buffer the caller frees with kanal_free. */
 void *kanal_msg_data_binary(const kanal_msg_t *msg, size_t *len);
 
 /* Typed reads of a data field. Each returns 0 and stores the value, KANAL_ENOTFOUND when
  * the path does not exist (or the data is not JSON), or KANAL_EINVAL when the value there
  * has another JSON type. A string is borrowed from msg, valid until msg is changed or
- * destroyed. kanal_msg_data_double accepts integers too. */
+ * destroyed. kanal_msg_data_double accepts integers too.
+ * Ownership: borrows msg and path; *out is a plain value, or for kanal_msg_data_str a
+ * string borrowed from msg. */
 int kanal_msg_data_str(const kanal_msg_t *msg, const char *path, const char **out);
 int kanal_msg_data_int(const kanal_msg_t *msg, const char *path, int64_t *out);
 int kanal_msg_data_double(const kanal_msg_t *msg, const char *path, double *out);
@@ -166,15 +196,20 @@ int kanal_msg_data_set_double(kanal_msg_t *msg, const char *path, double value);
 int kanal_msg_data_set_bool(kanal_msg_t *msg, const char *path, bool value);
 int kanal_msg_data_set_json(kanal_msg_t *msg, const char *path, const char *json, size_t len);
 
-/* Removes the data field at `path`. Returns 0 or KANAL_ENOTFOUND. */
+/* Removes the data field at `path`. Returns 0 or KANAL_ENOTFOUND. Ownership: borrows msg
+ * and path. */
 int kanal_msg_data_remove(kanal_msg_t *msg, const char *path);
 
 /* Returns the serialised size estimate in bytes (attributes plus data text), used by the
- * broker for queue byte limits. Cheap: never serialises. */
+ * broker for queue byte limits. Cheap: never serialises. Ownership: borrows msg. */
 size_t kanal_msg_size(const kanal_msg_t *msg);
 
-/* Writes a new random UUID v4 in canonical text into buf (at least 37 bytes). */
-void kanal_uuid(char buf[37]);
+/* Writes a new random UUID v4 in canonical text into buf (at least 37 bytes), from
+ * getrandom(2). Returns 0, or KANAL_EIO when the kernel gives no random bytes (said on
+ * stderr; buf is then ""): never an id from a weaker generator. (Up to SDK 1.0 this
+ * returned void; the symbol is unchanged, and a caller ignoring the result still links.)
+ * Ownership: none (writes into the caller's buf). */
+int kanal_uuid(char buf[37]);
 
 #ifdef __cplusplus
 }

@@ -51,7 +51,7 @@ typedef enum kanal_outcome {
 	KANAL_OUTCOME_REJECT = 2, /* permanent failure; the route's fallback, else dead letters */
 } kanal_outcome_t;
 
-/* Returns "ok", "retry" or "reject". */
+/* Returns "ok", "retry" or "reject". Ownership: none (plain values); the string is static. */
 const char *kanal_outcome_name(kanal_outcome_t outcome);
 
 /* Option types. Durations are written "250ms", "2s", "5m", "1h" (a bare number is
@@ -68,7 +68,8 @@ typedef enum kanal_opt_type {
 			     * of the config file that gave it; read with kanal_config_string */
 } kanal_opt_type_t;
 
-/* Returns "string", "int", … for a type. */
+/* Returns "string", "int", … for a type. Ownership: none (plain values); the string is
+ * static. */
 const char *kanal_opt_type_name(kanal_opt_type_t type);
 
 /* One entry of a plugin's options table; the table ends with an entry whose name is NULL. */
@@ -115,29 +116,34 @@ typedef struct kanal_plugin {
 /* ---- Configuration: the instance's options, validated against the table and completed
  * with defaults before init. Getters for a declared option always succeed; they return the
  * stated fallback for an undeclared name or a mismatched type. Strings are borrowed from the
- * config and valid until destroy. */
+ * config and valid until destroy.
+ * Ownership (every getter below): borrows cfg and name; a string is borrowed from cfg. */
 
 const char *kanal_config_string(const kanal_config_t *cfg, const char *name); /* NULL */
 int64_t kanal_config_int(const kanal_config_t *cfg, const char *name);          /* 0 */
 double kanal_config_double(const kanal_config_t *cfg, const char *name);        /* 0.0 */
 bool kanal_config_bool(const kanal_config_t *cfg, const char *name);            /* false */
 int64_t kanal_config_duration_ms(const kanal_config_t *cfg, const char *name);  /* 0 */
-/* Number of strings in a list option, and the i-th one (NULL when out of range). */
+/* Number of strings in a list option, and the i-th one (NULL when out of range).
+ * Ownership: borrows cfg and name; the string is borrowed from cfg. */
 size_t kanal_config_list_count(const kanal_config_t *cfg, const char *name);
 const char *kanal_config_list(const kanal_config_t *cfg, const char *name, size_t i);
-/* True when the option was given in the file (not only defaulted). */
+/* True when the option was given in the file (not only defaulted).
+ * Ownership: borrows cfg and name. */
 bool kanal_config_given(const kanal_config_t *cfg, const char *name);
 
 /* ---- Host services. */
 
-/* The instance's name, from kanald.yaml. Borrowed from ctx. */
+/* The instance's name, from kanald.yaml. Ownership: borrows ctx; the string is borrowed
+ * from ctx. */
 const char *kanal_instance_name(const kanal_ctx_t *ctx);
 
 /* A folder this instance may keep state in across restarts (cursors, caches); it exists.
- * Borrowed from ctx. */
+ * Ownership: borrows ctx; the string is borrowed from ctx. */
 const char *kanal_state_dir(const kanal_ctx_t *ctx);
 
-/* Monotonic milliseconds, the clock of timers and deadlines. */
+/* Monotonic milliseconds, the clock of timers and deadlines (for timestamps, kanal_wall_ms
+ * in kanal/time.h). Ownership: none (plain values). */
 int64_t kanal_now_ms(void);
 
 /* Hands an event to the bus. Sets `source` to the instance name when the event has none.
@@ -157,14 +163,15 @@ int kanal_emit(kanal_ctx_t *ctx, kanal_msg_t **msg_p);
  * once the bus has taken the event, before the journal's group commit — so a source that
  * must never lose what it read from an upstream (a cursor it is about to advance, a file it
  * is about to delete) emits, flushes, and only then lets go upstream. Returns 0,
- * KANAL_ETIMEDOUT, KANAL_ECLOSED or KANAL_ETHREAD. */
+ * KANAL_ETIMEDOUT, KANAL_ECLOSED or KANAL_ETHREAD. Ownership: borrows ctx. */
 int kanal_emit_flush(kanal_ctx_t *ctx, int64_t timeout_ms);
 
 /* Sends `*request_p` to the service instance named `service` and waits up to timeout_ms for
  * its reply, blocking this instance (its other callbacks wait). On success stores the reply
  * in *reply_out and returns 0. Returns KANAL_ENOSERVICE (no such instance), KANAL_ETIMEDOUT,
  * KANAL_EREJECTED (the service answered REJECT or RETRY; *reply_out NULL), KANAL_ECLOSED.
- * Ownership: takes *request_p and sets it to NULL; *reply_out is a new message. */
+ * Ownership: takes *request_p, always, and sets it to NULL; borrows service; puts a new
+ * message in *reply_out the caller destroys with kanal_msg_destroy. */
 int kanal_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t **request_p,
 		  int64_t timeout_ms, kanal_msg_t **reply_out);
 
@@ -174,42 +181,55 @@ int kanal_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t **request_p
  * Ownership: borrows request; takes *reply_p and sets it to NULL. */
 int kanal_reply(kanal_ctx_t *ctx, const kanal_msg_t *request, kanal_msg_t **reply_p);
 
-/* True when the message being handled is a request that expects kanal_reply. */
+/* True when the message being handled is a request that expects kanal_reply.
+ * Ownership: borrows ctx. */
 bool kanal_is_request(const kanal_ctx_t *ctx);
 
 /* From on_message: records why the outcome is RETRY or REJECT. The text goes to the
  * journal, the event stream and the dead-letter store, with CPR numbers masked. The last
- * call wins. */
+ * call wins. Ownership: borrows ctx; copies the formatted text. */
 void kanal_set_error(kanal_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* From on_message returning RETRY: asks that the next attempt wait at least delay_ms. */
+/* From on_message returning RETRY: asks that the next attempt wait at least delay_ms.
+ * Ownership: borrows ctx. */
 void kanal_set_retry_after(kanal_ctx_t *ctx, int64_t delay_ms);
 
 /* Facts about the delivery being handled (valid only inside on_message): the route that
  * produced it (NULL for a request or a direct send), its delivery id (unique per event and
- * destination in this broker) and the attempt number, counted from 1. */
+ * destination in this broker) and the attempt number, counted from 1.
+ * Ownership: borrows ctx; the route is borrowed from ctx, valid until on_message returns. */
 const char *kanal_delivery_route(const kanal_ctx_t *ctx);
 uint64_t kanal_delivery_id(const kanal_ctx_t *ctx);
 int kanal_delivery_attempt(const kanal_ctx_t *ctx);
 
 /* Timers. fn runs on the instance's thread `after_ms` from now and then, when interval_ms
- * > 0, every interval_ms. Returns a positive timer id, or a negative code. */
+ * > 0, every interval_ms. Returns a positive timer id, or a negative code.
+ * Ownership: borrows ctx; arg is handed to fn as it is and must stay valid until the timer
+ * is cancelled, has run for the last time (a one-shot timer: its one run), or the
+ * instance's stop has returned (the host removes remaining timers then) — the plugin's
+ * state, freed in destroy, always qualifies. */
 typedef void (*kanal_timer_fn)(kanal_ctx_t *ctx, void *arg);
 int64_t kanal_timer_add(kanal_ctx_t *ctx, int64_t after_ms, int64_t interval_ms,
 			kanal_timer_fn fn, void *arg);
-/* Cancels a timer; returns 0 or KANAL_ENOTFOUND. Safe from within its own callback. */
+/* Cancels a timer; returns 0 or KANAL_ENOTFOUND. Safe from within its own callback.
+ * Ownership: borrows ctx; arg is no longer used once this returns. */
 int kanal_timer_cancel(kanal_ctx_t *ctx, int64_t timer_id);
 
 /* File-descriptor watches: fn runs on the instance's thread when fd is readable
  * (KANAL_FD_READ) and/or writable (KANAL_FD_WRITE); `events` tells which. One watch per fd;
- * adding again replaces it. The plugin keeps owning fd. */
+ * adding again replaces it. Returns 0 or a negative code (KANAL_ETHREAD off the
+ * instance's thread); kanal_fd_unwatch returns 0 or KANAL_ENOTFOUND.
+ * Ownership: borrows ctx and fd (the plugin keeps owning fd, and closes it only after
+ * kanal_fd_unwatch); arg is handed to fn as it is and must stay valid until the watch is
+ * replaced, removed with kanal_fd_unwatch, or the instance's stop has returned. */
 #define KANAL_FD_READ 1
 #define KANAL_FD_WRITE 2
 typedef void (*kanal_fd_fn)(kanal_ctx_t *ctx, int fd, int events, void *arg);
 int kanal_fd_watch(kanal_ctx_t *ctx, int fd, int events, kanal_fd_fn fn, void *arg);
 int kanal_fd_unwatch(kanal_ctx_t *ctx, int fd);
 
-/* Logging, with CPR numbers masked before the line leaves the process. */
+/* Logging, with CPR numbers masked before the line leaves the process.
+ * Ownership (kanal_log): borrows ctx; copies the formatted text. */
 typedef enum kanal_log_level {
 	KANAL_LOG_ERROR = 0,
 	KANAL_LOG_WARN,
@@ -218,10 +238,12 @@ typedef enum kanal_log_level {
 } kanal_log_level_t;
 void kanal_log(kanal_ctx_t *ctx, kanal_log_level_t level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Returns "error", "warn", "info", "debug". */
+/* Returns "error", "warn", "info", "debug". Ownership: none (plain values); the string is
+ * static. */
 const char *kanal_log_level_name(kanal_log_level_t level);
 
-/* Per-instance metrics: a counter adds `delta`; a gauge is set. Names are [a-z0-9_]. */
+/* Per-instance metrics: a counter adds `delta`; a gauge is set. Names are [a-z0-9_].
+ * Ownership: borrows ctx; copies name. */
 void kanal_metric_add(kanal_ctx_t *ctx, const char *name, int64_t delta);
 void kanal_metric_set(kanal_ctx_t *ctx, const char *name, double value);
 
