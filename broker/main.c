@@ -19,7 +19,6 @@
 #include "conf.h"
 #include "instance.h"
 #include "log.h"
-#include <libxml/parser.h>
 
 #include "admin_http.h"
 #include "router.h"
@@ -141,9 +140,6 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	/* libxml2 (used by connectors) wants its global state set up once, before any
-	 * instance thread parses: plugins call it in init too, this makes it certain. */
-	xmlInitParser();
 	zctx = zmq_ctx_new();
 	if (!zctx) {
 		log_error("kanald", "cannot create the ZeroMQ context");
