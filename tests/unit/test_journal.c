@@ -48,6 +48,19 @@ static uint64_t s_accept(journal_t *j, const char *source, const char *id, const
 	return seq;
 }
 
+/* Accepts `older`, then `newer` some 40 ms later; *between is a time after the first was
+ * accepted and before the second was. */
+static bool s_accept_two(journal_t *j, const char *source, const char *older, const char *newer,
+			 int64_t *between)
+{
+	if (!s_accept(j, source, older, "test.event"))
+		return false;
+	test_sleep_ms(20);
+	*between = kanal__wall_ms();
+	test_sleep_ms(20);
+	return s_accept(j, source, newer, "test.event") > 0;
+}
+
 /* ---- the duplicate window ---------------------------------------------------------------- */
 
 static void test_event_is_seen_again_within_the_window(void)
@@ -78,11 +91,7 @@ static void test_event_is_forgotten_after_the_window(void)
 	int64_t between;
 
 	REQUIRE(j != NULL);
-	REQUIRE(s_accept(j, "daycare", "old", "daycare.child.sick") > 0);
-	test_sleep_ms(20);
-	between = kanal__wall_ms();
-	test_sleep_ms(20);
-	REQUIRE(s_accept(j, "daycare", "new", "daycare.child.sick") > 0);
+	REQUIRE(s_accept_two(j, "daycare", "old", "new", &between));
 	CU_ASSERT_TRUE(journal_seen(j, "daycare", "old", between - WIDE_MS));
 	/* A window that starts after "old" was accepted no longer holds it, and still holds
 	 * what came later. */
@@ -102,11 +111,7 @@ static void test_window_is_read_back_after_a_restart(void)
 	int64_t between;
 
 	REQUIRE(j != NULL);
-	REQUIRE(s_accept(j, "staff", "hr-absence-7-v1", "staff.absence.registered") > 0);
-	test_sleep_ms(20);
-	between = kanal__wall_ms();
-	test_sleep_ms(20);
-	REQUIRE(s_accept(j, "staff", "hr-absence-7-v2", "staff.absence.registered") > 0);
+	REQUIRE(s_accept_two(j, "staff", "hr-absence-7-v1", "hr-absence-7-v2", &between));
 	journal_close(&j);
 
 	j = s_open(dir, NULL, err, sizeof err);
