@@ -6,6 +6,9 @@
 #   make bench      run the benchmarks         make asan         tests under ASan + UBSan
 #   make fuzz       fuzz the parsers (clang)   FUZZ_SECONDS=30 per target
 #   make install    PREFIX=/usr/local DESTDIR= make uninstall / make clean
+#
+# make installs no packages: `./run <target>` (scripts/deps.sh) installs what Debian lacks,
+# then calls make. Without them make stops at once, naming the missing pkg-config packages.
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -16,18 +19,31 @@ CC      ?= cc
 PKGS    := libzmq jansson yaml-0.1 sqlite3
 # What the connectors, the simulated upstream systems and their tests use besides.
 CONN_PKGS := libcurl libxml-2.0 libical libmicrohttpd openssl
-DEPS_OK := $(shell pkg-config --exists $(PKGS) $(CONN_PKGS) cunit 2>/dev/null && echo yes)
+
+# make never installs anything: ./run (scripts/deps.sh) does. Missing libraries stop it here
+# with their names instead of failing later in the compiler.
+MISSING_PKGS := $(shell for p in $(PKGS) $(CONN_PKGS) cunit; do \
+                  pkg-config --exists $$p 2>/dev/null || echo $$p; done)
+ifneq ($(MISSING_PKGS),)
+ifneq ($(filter-out clean uninstall,$(or $(MAKECMDGOALS),all)),)
+$(error pkg-config does not find: $(MISSING_PKGS). Install them with ./run (or sh \
+	scripts/deps.sh), which installs the missing Debian packages)
+endif
+endif
 
 OPTFLAGS ?= -O2 -g
 KCFLAGS := $(OPTFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -fPIC -MMD -MP -Isdk/include -Isdk -Ibroker -Itests/util
-ifneq ($(DEPS_OK),)
+ifeq ($(MISSING_PKGS),)
 KCFLAGS += $(shell pkg-config --cflags $(PKGS) cunit)
 LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -ldl -lm
 CUNIT   := $(shell pkg-config --libs cunit)
 KCFLAGS += $(shell pkg-config --cflags $(CONN_PKGS))
 CONN_LIBS := $(shell pkg-config --libs $(CONN_PKGS))
 CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
+# kanald and kanalctl link what the broker core uses (the admin HTTP endpoint), not what
+# the connectors use: the plugins and simulators link that themselves.
+CORE_LIBS := $(shell pkg-config --libs libmicrohttpd) $(CRYPTO_LIBS)
 endif
 ifeq ($(SAN),fuzz)
 KCFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
@@ -66,16 +82,9 @@ TEST_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(INT_TESTS:%=$(BUILD)/tests/%)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all deps test demo bench fuzz install uninstall asan clean check-deps
-all: deps
-	@$(MAKE) --no-print-directory build
+.PHONY: all build test demo bench fuzz install uninstall asan clean
+all: build
 
-# Installs missing Debian packages (scripts/deps.sh does nothing when all is there), then
-# re-runs make so pkg-config sees them.
-deps:
-	@sh scripts/deps.sh
-
-.PHONY: build
 build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(SIM_BINS) $(BUILD)/lib/pkgconfig/kanal.pc
 
 $(BUILD)/obj/%.o: %.c
@@ -102,11 +111,11 @@ $(BUILD)/obj/gen/dashboard.o: $(BUILD)/gen/dashboard.c
 
 $(BUILD)/bin/kanald: $(call obj,broker/main.c) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,broker/main.c) $(CORE_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,broker/main.c) $(CORE_A) -L$(BUILD)/lib -lkanal $(CORE_LIBS) $(LIBS) $(RPATH)
 
 $(BUILD)/bin/kanalctl: $(call obj,$(wildcard cli/*.c)) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,$(wildcard cli/*.c)) $(CORE_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,$(wildcard cli/*.c)) $(CORE_A) -L$(BUILD)/lib -lkanal $(CORE_LIBS) $(LIBS) $(RPATH)
 
 $(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(LIBKANAL)
 	@mkdir -p $(dir $@)
@@ -184,11 +193,11 @@ $(BUILD)/lib/pkgconfig/kanal.pc: kanal.pc.in
 
 # ---- tests -------------------------------------------------------------------------------
 T ?=
-test: deps
+test:
 	@$(MAKE) --no-print-directory build $(if $(T),$(BUILD)/tests/test_$(T),$(TEST_BINS)) $(TPLUG_SOS)
 	@BUILD=$(BUILD) sh tests/run.sh $(if $(T),test_$(T),$(UNIT_TESTS) $(INT_TESTS))
 
-asan: deps
+asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPTFLAGS="-O1 -g" test T=$(T)
 
 # ---- fuzzing (clang's libFuzzer) -------------------------------------------------------------
@@ -196,7 +205,7 @@ asan: deps
 # each for FUZZ_SECONDS (default 30), starting from tests/data/fuzz/<target>/; a crash is
 # written there as crash-<hash>, to be fixed and kept as a regression input.
 FUZZ_SECONDS ?= 30
-fuzz: deps
+fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=fuzz OPTFLAGS="-O1 -g" fuzz-run
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
@@ -221,11 +230,11 @@ fuzz-run: $(FUZZ_BINS)
 	fi; echo "fuzz: no crashes"
 
 # ---- demo and benchmarks -------------------------------------------------------------------
-demo: deps
+demo:
 	@$(MAKE) --no-print-directory build
 	@BUILD=$(BUILD) sh scripts/demo.sh
 
-bench: deps
+bench:
 	@$(MAKE) --no-print-directory build
 	@BUILD=$(BUILD) sh bench/run.sh
 

@@ -2,14 +2,16 @@
 # bench/run.sh — `make bench` (quick, under three minutes) and `make bench FULL=1`.
 #
 # Installs the peers' Debian packages when they are missing (mosquitto, nats-server and their
-# C clients), builds the bench plugins and kbench against the build tree ($BUILD, made by
-# `make build` before this runs), and runs kbench, which prints the table and writes
+# C clients) if BENCH_INSTALL=1 (`./run bench` sets it; `make bench` alone installs
+# nothing, and a missing peer's rows say n/a), builds the bench plugins and kbench against
+# the build tree ($BUILD, made by `make build` before this runs), and runs kbench, which prints the table and writes
 # bench/results/latest.json. Everything it starts (kanald, mosquitto, nats-server, the
 # gateway client) listens on 127.0.0.1 only and is stopped before it exits.
 #
 # Environment: BUILD (default build), FULL=1, BENCH_REPS=N, BENCH_ONLY=id-substring (its
 # results go to bench/results/partial.json),
-# KANAL_BENCH_KEEP=1 (keep scratch folders), BENCH_NO_INSTALL=1 (never call apt-get),
+# KANAL_BENCH_KEEP=1 (keep scratch folders), BENCH_INSTALL=1 (install the missing peers with
+# apt-get), BENCH_NO_INSTALL=1 (never call apt-get, even then),
 # BEFORE=<git ref> (also build that commit in $BUILD/before and run every kanal row against
 # it in the same passes, then print after/before ratios: `make bench BEFORE=HEAD~3`).
 set -eu
@@ -25,7 +27,7 @@ missing=""
 pkg-config --exists libmosquitto 2>/dev/null || missing="$missing libmosquitto-dev"
 [ -x /usr/sbin/nats-server ] || missing="$missing nats-server"
 pkg-config --exists libnats 2>/dev/null || missing="$missing libnats-dev"
-if [ -n "$missing" ] && [ -z "${BENCH_NO_INSTALL:-}" ]; then
+if [ -n "$missing" ] && [ -n "${BENCH_INSTALL:-}" ] && [ -z "${BENCH_NO_INSTALL:-}" ]; then
 	SUDO=""
 	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 	echo "bench: installing the peers' packages:$missing" >&2

@@ -385,17 +385,6 @@ static bool s_authorised(admin_http_t *a, struct MHD_Connection *conn)
 	return CRYPTO_memcmp(got, a->token_hash, sizeof got) == 0;
 }
 
-/* The id at the end of "/api/v1/deadletters/<id>[/<verb>]", or -1. */
-static long long s_id(const char *p, const char **rest)
-{
-	char *end;
-	long long id = strtoll(p, &end, 10);
-	if (end == p || id <= 0)
-		return -1;
-	*rest = end;
-	return id;
-}
-
 /* Answers 405 naming the methods the path takes. */
 static void s_not_allowed(reply_t *out, const char *allow, const char *method, const char *url)
 {
@@ -433,149 +422,224 @@ static void s_pass_dlq(admin_http_t *a, json_t *req, long long id, reply_t *out)
 	s_reply_json(out, ok ? 200 : 400, r);
 }
 
-static void s_handle(admin_http_t *a, struct MHD_Connection *conn, const char *method,
-		     const char *url, const upload_t *up, reply_t *out)
-{
-	bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-	bool post = !strcmp(method, "POST");
-	char why[256];
+/* ---- the endpoints ------------------------------------------------------------------- */
 
-	if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
-		json_t *st;
-		if (!get) {
-			s_not_allowed(out, "GET, HEAD", method, url);
-			return;
-		}
-		st = s_call(a, json_pack("{s:s}", "cmd", "status"), why, sizeof why);
-		if (!st) {
-			s_reply_error(out, 503, "%s", why);
-		} else if (!strcmp(url, "/healthz")) {
-			s_reply(out, 200, "text/plain", strdup("ok\n"));
-		} else {
-			json_t *j = json_object_get(st, "journal");
-			bool writable = !json_is_false(json_object_get(j, "writable"));
-			bool started = !json_is_false(json_object_get(st, "started"));
-			if (writable && started)
-				s_reply(out, 200, "text/plain", strdup("ready\n"));
-			else
-				s_reply_error(out, 503, "%s",
-					      !started ? "plugins are still starting"
+/* One request as an endpoint sees it: the path's {id} or {name} part is filled in. */
+typedef struct request {
+	admin_http_t *a;
+	struct MHD_Connection *conn;
+	const char *cmd; /* the endpoint's admin command, for those that pass one */
+	long long id;
+	char name[256];
+} request_t;
+
+typedef void (*endpoint_fn)(const request_t *rq, reply_t *out);
+
+/* /healthz: kanald's router answers. */
+static void s_get_healthz(const request_t *rq, reply_t *out)
+{
+	char why[256];
+	json_t *st = s_call(rq->a, json_pack("{s:s}", "cmd", "status"), why, sizeof why);
+
+	if (!st)
+		s_reply_error(out, 503, "%s", why);
+	else
+		s_reply(out, 200, "text/plain", strdup("ok\n"));
+	json_decref(st);
+}
+
+/* /readyz: the plugins have started and the journal accepts writes. */
+static void s_get_readyz(const request_t *rq, reply_t *out)
+{
+	char why[256];
+	json_t *st = s_call(rq->a, json_pack("{s:s}", "cmd", "status"), why, sizeof why);
+	json_t *j = json_object_get(st, "journal");
+	bool writable = !json_is_false(json_object_get(j, "writable"));
+	bool started = !json_is_false(json_object_get(st, "started"));
+
+	if (!st)
+		s_reply_error(out, 503, "%s", why);
+	else if (writable && started)
+		s_reply(out, 200, "text/plain", strdup("ready\n"));
+	else
+		s_reply_error(out, 503, "%s", !started ? "plugins are still starting"
 						       : "the journal does not accept writes");
-		}
-		json_decref(st);
+	json_decref(st);
+}
+
+/* The page is the same for everyone and holds no data (see the top of the file). */
+static void s_get_dashboard(const request_t *rq, reply_t *out)
+{
+	s_reply(out, 200, "text/html; charset=utf-8", strdup(dashboard_html));
+}
+
+static void s_get_metrics(const request_t *rq, reply_t *out)
+{
+	char why[256];
+	json_t *st = s_call(rq->a, json_pack("{s:s}", "cmd", "status"), why, sizeof why);
+	char *text;
+
+	if (!st) {
+		s_reply_error(out, 503, "%s", why);
 		return;
 	}
-	/* The page is the same for everyone and holds no data (see the top of the file). */
-	if (!strcmp(url, "/") || !strcmp(url, "/dashboard")) {
-		if (!get)
-			s_not_allowed(out, "GET, HEAD", method, url);
-		else
-			s_reply(out, 200, "text/html; charset=utf-8", strdup(dashboard_html));
+	text = s_metrics(st);
+	json_decref(st);
+	s_reply(out, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+}
+
+/* The read-only views and reload: the endpoint's admin command, passed as it is. */
+static void s_pass_cmd(const request_t *rq, reply_t *out)
+{
+	s_pass(rq->a, json_pack("{s:s}", "cmd", rq->cmd), out);
+}
+
+/* /api/v1/instances/{name}/pause, resume, restart. */
+static void s_post_instance(const request_t *rq, reply_t *out)
+{
+	s_pass(rq->a, json_pack("{s:s, s:s}", "cmd", rq->cmd, "name", rq->name), out);
+}
+
+/* /api/v1/deadletters?route=&type=&since=&limit= */
+static void s_get_deadletters(const request_t *rq, reply_t *out)
+{
+	static const char *const keys[] = { "route", "type", "since" };
+	json_t *req = json_pack("{s:s}", "cmd", "dlq.list");
+	const char *lim;
+
+	for (size_t k = 0; k < 3; k++) {
+		const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, keys[k]);
+		if (v)
+			json_object_set_new(req, keys[k], json_string(v));
+	}
+	lim = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "limit");
+	json_object_set_new(req, "limit", json_integer(lim ? atoi(lim) : 100));
+	s_pass(rq->a, req, out);
+}
+
+static void s_get_deadletter(const request_t *rq, reply_t *out)
+{
+	s_pass_dlq(rq->a, json_pack("{s:s, s:I}", "cmd", "dlq.show", "id", (json_int_t)rq->id),
+		   rq->id, out);
+}
+
+/* dlq.drop and dlq.replay take a list of ids: this one. */
+static void s_dlq_one(const request_t *rq, reply_t *out)
+{
+	s_pass_dlq(rq->a, json_pack("{s:s, s:[I]}", "cmd", rq->cmd, "ids", (json_int_t)rq->id),
+		   rq->id, out);
+}
+
+/* ---- routing the requests ------------------------------------------------------------ */
+
+/* What the endpoint answers to: a method ("GET" takes HEAD too) and a path, either exact
+ * or with one {id} (a positive number) or {name} (non-empty, may hold '/') in it. Public
+ * endpoints need no token. Entries for the same path are next to each other, in the order
+ * their methods are listed in a 405's Allow header. */
+typedef struct endpoint {
+	const char *method;
+	const char *path;
+	bool public;
+	endpoint_fn fn;
+	const char *cmd;
+} endpoint_t;
+
+static const endpoint_t s_endpoints[] = {
+	{ "GET", "/healthz", true, s_get_healthz, NULL },
+	{ "GET", "/readyz", true, s_get_readyz, NULL },
+	{ "GET", "/", true, s_get_dashboard, NULL },
+	{ "GET", "/dashboard", true, s_get_dashboard, NULL },
+	{ "GET", "/metrics", false, s_get_metrics, NULL },
+	{ "GET", "/api/v1/status", false, s_pass_cmd, "status" },
+	{ "GET", "/api/v1/routes", false, s_pass_cmd, "routes" },
+	{ "GET", "/api/v1/instances", false, s_pass_cmd, "instances" },
+	{ "POST", "/api/v1/reload", false, s_pass_cmd, "reload" },
+	{ "POST", "/api/v1/instances/{name}/pause", false, s_post_instance, "instance.pause" },
+	{ "POST", "/api/v1/instances/{name}/resume", false, s_post_instance, "instance.resume" },
+	{ "POST", "/api/v1/instances/{name}/restart", false, s_post_instance, "instance.restart" },
+	{ "GET", "/api/v1/deadletters", false, s_get_deadletters, NULL },
+	{ "GET", "/api/v1/deadletters/{id}", false, s_get_deadletter, NULL },
+	{ "DELETE", "/api/v1/deadletters/{id}", false, s_dlq_one, "dlq.drop" },
+	{ "POST", "/api/v1/deadletters/{id}/replay", false, s_dlq_one, "dlq.replay" },
+};
+
+/* The id at the start of p, with *rest after it, or -1. */
+static long long s_id(const char *p, const char **rest)
+{
+	char *end;
+	long long id = strtoll(p, &end, 10);
+	if (end == p || id <= 0)
+		return -1;
+	*rest = end;
+	return id;
+}
+
+/* True when url is the endpoint's path; fills in rq's id or name. */
+static bool s_path_matches(const char *pattern, const char *url, request_t *rq)
+{
+	const char *open = strchr(pattern, '{'), *close, *rest;
+	size_t prefix, suffix, len = strlen(url);
+
+	if (!open)
+		return !strcmp(pattern, url);
+	close = strchr(open, '}') + 1;
+	prefix = (size_t)(open - pattern);
+	suffix = strlen(close);
+	if (strncmp(url, pattern, prefix))
+		return false;
+	if (!strncmp(open, "{id}", 4)) {
+		rq->id = s_id(url + prefix, &rest);
+		return rq->id > 0 && !strcmp(rest, close);
+	}
+	/* {name}: everything between the prefix and the suffix. */
+	if (len <= prefix + suffix || strcmp(url + len - suffix, close))
+		return false;
+	snprintf(rq->name, sizeof rq->name, "%.*s", (int)(len - suffix - prefix), url + prefix);
+	return true;
+}
+
+static bool s_method_matches(const char *want, const char *method)
+{
+	return !strcmp(want, method) || (!strcmp(want, "GET") && !strcmp(method, "HEAD"));
+}
+
+/* Finds the endpoint for the request and runs it. The public endpoints answer anyone;
+ * anything else, unknown paths included, needs the token first. A known path asked with
+ * another method gets 405 with the methods it takes; an unknown path 404. */
+static void s_handle(admin_http_t *a, struct MHD_Connection *conn, const char *method,
+		     const char *url, reply_t *out)
+{
+	request_t rq = { .a = a, .conn = conn };
+	const endpoint_t *path_match = NULL;
+	char allow[64] = "";
+
+	for (size_t i = 0; i < sizeof s_endpoints / sizeof *s_endpoints; i++) {
+		const endpoint_t *e = &s_endpoints[i];
+		size_t len = strlen(allow);
+
+		if (!s_path_matches(e->path, url, &rq))
+			continue;
+		if (!e->public && !s_authorised(a, conn)) {
+			s_reply_error(out, 401, "this endpoint needs 'Authorization: Bearer <token>'");
+			return;
+		}
+		if (s_method_matches(e->method, method)) {
+			rq.cmd = e->cmd;
+			e->fn(&rq, out);
+			return;
+		}
+		path_match = e;
+		snprintf(allow + len, sizeof allow - len, "%s%s", len ? ", " : "",
+			 !strcmp(e->method, "GET") ? "GET, HEAD" : e->method);
+	}
+	if (path_match) {
+		s_not_allowed(out, allow, method, url);
 		return;
 	}
 	if (!s_authorised(a, conn)) {
 		s_reply_error(out, 401, "this endpoint needs 'Authorization: Bearer <token>'");
 		return;
 	}
-	if (!strcmp(url, "/metrics")) {
-		json_t *st;
-		char *text;
-		if (!get) {
-			s_not_allowed(out, "GET, HEAD", method, url);
-			return;
-		}
-		st = s_call(a, json_pack("{s:s}", "cmd", "status"), why, sizeof why);
-		if (!st) {
-			s_reply_error(out, 503, "%s", why);
-			return;
-		}
-		text = s_metrics(st);
-		json_decref(st);
-		s_reply(out, 200, "text/plain; version=0.0.4; charset=utf-8", text);
-		return;
-	}
-	{
-		/* The read-only views: one admin command each. */
-		static const char *const views[][2] = {
-			{ "/api/v1/status", "status" },
-			{ "/api/v1/routes", "routes" },
-			{ "/api/v1/instances", "instances" },
-		};
-		for (size_t k = 0; k < sizeof views / sizeof *views; k++) {
-			if (strcmp(url, views[k][0]))
-				continue;
-			if (get)
-				s_pass(a, json_pack("{s:s}", "cmd", views[k][1]), out);
-			else
-				s_not_allowed(out, "GET, HEAD", method, url);
-			return;
-		}
-	}
-	if (!strcmp(url, "/api/v1/reload")) {
-		if (post)
-			s_pass(a, json_pack("{s:s}", "cmd", "reload"), out);
-		else
-			s_not_allowed(out, "POST", method, url);
-		return;
-	}
-	if (!strncmp(url, "/api/v1/instances/", 18)) {
-		const char *name = url + 18, *slash = strrchr(name, '/');
-		if (slash && slash > name &&
-		    (!strcmp(slash, "/pause") || !strcmp(slash, "/resume") || !strcmp(slash, "/restart"))) {
-			char inst[256], cmd[32];
-			if (!post) {
-				s_not_allowed(out, "POST", method, url);
-				return;
-			}
-			snprintf(inst, sizeof inst, "%.*s", (int)(slash - name), name);
-			snprintf(cmd, sizeof cmd, "instance.%s", slash + 1);
-			s_pass(a, json_pack("{s:s, s:s}", "cmd", cmd, "name", inst), out);
-			return;
-		}
-	}
-	if (!strcmp(url, "/api/v1/deadletters")) {
-		json_t *req;
-		static const char *const keys[] = { "route", "type", "since" };
-		const char *lim;
-		if (!get) {
-			s_not_allowed(out, "GET, HEAD", method, url);
-			return;
-		}
-		req = json_pack("{s:s}", "cmd", "dlq.list");
-		for (size_t k = 0; k < 3; k++) {
-			const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, keys[k]);
-			if (v)
-				json_object_set_new(req, keys[k], json_string(v));
-		}
-		lim = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
-		json_object_set_new(req, "limit", json_integer(lim ? atoi(lim) : 100));
-		s_pass(a, req, out);
-		return;
-	}
-	if (!strncmp(url, "/api/v1/deadletters/", 20)) {
-		const char *rest = "";
-		long long id = s_id(url + 20, &rest);
-		if (id > 0 && !*rest) {
-			if (get)
-				s_pass_dlq(a, json_pack("{s:s, s:I}", "cmd", "dlq.show", "id",
-							(json_int_t)id), id, out);
-			else if (!strcmp(method, "DELETE"))
-				s_pass_dlq(a, json_pack("{s:s, s:[I]}", "cmd", "dlq.drop", "ids",
-							(json_int_t)id), id, out);
-			else
-				s_not_allowed(out, "GET, HEAD, DELETE", method, url);
-			return;
-		}
-		if (id > 0 && !strcmp(rest, "/replay")) {
-			if (post)
-				s_pass_dlq(a, json_pack("{s:s, s:[I]}", "cmd", "dlq.replay", "ids",
-							(json_int_t)id), id, out);
-			else
-				s_not_allowed(out, "POST", method, url);
-			return;
-		}
-	}
-	(void)up;
 	s_reply_error(out, 404, "no %s %s here (see docs/operations.md)", method, url);
 }
 
@@ -615,7 +679,7 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
 	if (up->too_big)
 		s_reply_error(&out, 413, "request body above %u bytes", MAX_BODY);
 	else
-		s_handle(a, conn, method, url, up, &out);
+		s_handle(a, conn, method, url, &out);
 	r = MHD_create_response_from_buffer(out.len, out.body ? out.body : (char *)"",
 					    MHD_RESPMEM_MUST_COPY);
 	free(out.body);

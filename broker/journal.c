@@ -268,6 +268,17 @@ static int s_prepare_done(journal_t *j, int which, int n)
 				  NULL) == SQLITE_OK ? 0 : KANAL_EIO;
 }
 
+/* Creates a missing journal file with mode 0600 before SQLite opens it: it holds the
+ * events' data, and SQLite gives the -wal file the database file's mode. A file that
+ * exists keeps its mode; a failure here is left for sqlite3_open to report. */
+static void s_create_private(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		close(fd);
+}
+
 journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size)
 {
 	journal_t *j = calloc(1, sizeof *j);
@@ -282,6 +293,7 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 		return NULL;
 	}
 	j->n_open = -1;
+	s_create_private(path);
 	if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 						  SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		snprintf(err, err_size, "cannot open the journal %s: %s", path,

@@ -19,7 +19,6 @@
 #include "conf.h"
 #include "instance.h"
 #include "log.h"
-#include <libxml/parser.h>
 
 #include "admin_http.h"
 #include "router.h"
@@ -38,7 +37,25 @@ static void s_usage(FILE *out)
 		"Signals: SIGHUP reloads the routing files; SIGTERM or SIGINT stop gracefully.\n");
 }
 
-int main(int argc, char **argv)
+/* Everything kanald sets up, in the order the steps below set it up. */
+typedef struct kanald {
+	const char *conf_path;
+	const char *level_arg; /* --log-level, or NULL: the config's */
+	bool check_only;
+	conf_t *conf;
+	instance_t **instances;
+	size_t n_loaded, n_started;
+	routes_t *routes;
+	router_t *router;
+	admin_http_t *admin;
+	void *zctx;
+	diag_t d;
+	sigset_t sigs;
+} kanald_t;
+
+/* Reads the command line into k. Returns true to go on, or false with the process's exit
+ * code in *exit_code (0 after --help, 2 after a usage error). */
+static bool s_parse_args(kanald_t *k, int argc, char **argv, int *exit_code)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -47,189 +64,247 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *conf_path = getenv("KANAL_CONF");
-	const char *level_arg = NULL;
-	bool check_only = false;
-	conf_t *conf = NULL;
-	instance_t **instances = NULL;
-	size_t n_loaded = 0, n_started = 0;
-	routes_t *routes = NULL;
-	router_t *router = NULL;
-	admin_http_t *admin = NULL;
-	void *zctx = NULL;
-	diag_t d = { 0 };
-	char err[1024];
-	sigset_t sigs;
-	bool stuck = false;
-	int c, status = 1;
+	int c;
 
+	k->conf_path = getenv("KANAL_CONF");
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			conf_path = optarg;
+			k->conf_path = optarg;
 			break;
 		case 'k':
-			check_only = true;
+			k->check_only = true;
 			break;
 		case 'l':
-			level_arg = optarg;
+			k->level_arg = optarg;
 			break;
 		case 'h':
 			s_usage(stdout);
-			return 0;
+			*exit_code = 0;
+			return false;
 		default:
 			s_usage(stderr);
-			return 2;
+			*exit_code = 2;
+			return false;
 		}
 	}
-	if (!conf_path || !*conf_path)
-		conf_path = "conf/kanald.yaml";
+	if (!k->conf_path || !*k->conf_path)
+		k->conf_path = "conf/kanald.yaml";
+	return true;
+}
 
-	/* Block the signals before any thread exists, so that every thread inherits it. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+/* Blocks the signals kanald waits for, before any thread exists, so that every thread
+ * inherits the mask and only s_wait_for_stop takes them. */
+static void s_block_signals(kanald_t *k)
+{
+	sigemptyset(&k->sigs);
+	sigaddset(&k->sigs, SIGHUP);
+	sigaddset(&k->sigs, SIGTERM);
+	sigaddset(&k->sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &k->sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
 
-	if (conf_load(conf_path, &conf, &d) < 0) {
-		diag_print(&d, stderr);
-		goto out;
-	}
-	if (level_arg) {
-		kanal_log_level_t lvl;
-		if (log_parse_level(level_arg, &lvl) < 0) {
-			fprintf(stderr, "kanald: unknown log level '%s'\n", level_arg);
-			goto out;
-		}
-		log_set_level(lvl);
-	} else {
-		log_set_level(conf->log_level);
-	}
+/* Loads kanald.yaml and sets the log level (--log-level wins over the config's). */
+static int s_load_config(kanald_t *k)
+{
+	kanal_log_level_t lvl;
 
-	/* Load and init every instance; any failure starts nothing. */
-	instances = calloc(conf->n_instances + 1, sizeof *instances);
-	if (!instances)
-		goto out;
-	for (size_t i = 0; i < conf->n_instances; i++) {
-		if (instance_load(conf, &conf->instances[i], i, &instances[n_loaded], &d) == 0)
-			n_loaded++;
+	if (conf_load(k->conf_path, &k->conf, &k->d) < 0) {
+		diag_print(&k->d, stderr);
+		return KANAL_ECONFIG;
 	}
-	{
-		const char **names = calloc(conf->n_instances + 1, sizeof *names);
-		for (size_t i = 0; names && i < conf->n_instances; i++)
-			names[i] = conf->instances[i].name;
-		if (!names || routes_load((const char *const *)conf->route_paths,
-					  conf->n_route_paths, names, conf->n_instances, &routes,
-					  &d) < 0) {
-			free(names);
-			diag_print(&d, stderr);
-			goto out;
-		}
-		free(names);
+	if (!k->level_arg) {
+		log_set_level(k->conf->log_level);
+		return 0;
 	}
-	if (d.count) {
-		diag_print(&d, stderr);
-		log_error("kanald", "not started: %zu error%s", d.count, d.count == 1 ? "" : "s");
-		goto out;
+	if (log_parse_level(k->level_arg, &lvl) < 0) {
+		fprintf(stderr, "kanald: unknown log level '%s'\n", k->level_arg);
+		return KANAL_EINVAL;
 	}
-	if (check_only) {
-		printf("%s: ok: %zu instances, %zu routes\n", conf->file, n_loaded,
-		       routes_count(routes));
-		status = 0;
-		goto out;
-	}
+	log_set_level(lvl);
+	return 0;
+}
 
-	/* libxml2 (used by connectors) wants its global state set up once, before any
-	 * instance thread parses: plugins call it in init too, this makes it certain. */
-	xmlInitParser();
-	zctx = zmq_ctx_new();
-	if (!zctx) {
+/* Loads and inits every plugin instance. An instance that fails adds to k->d and the
+ * others still load, so that one run reports every error. */
+static int s_load_instances(kanald_t *k)
+{
+	k->instances = calloc(k->conf->n_instances + 1, sizeof *k->instances);
+	if (!k->instances)
+		return KANAL_ENOMEM;
+	for (size_t i = 0; i < k->conf->n_instances; i++) {
+		if (instance_load(k->conf, &k->conf->instances[i], i, &k->instances[k->n_loaded],
+				  &k->d) == 0)
+			k->n_loaded++;
+	}
+	return 0;
+}
+
+/* Compiles the routing files against the configured instance names. */
+static int s_load_routes(kanald_t *k)
+{
+	const char **names = calloc(k->conf->n_instances + 1, sizeof *names);
+	int rc = KANAL_ENOMEM;
+
+	for (size_t i = 0; names && i < k->conf->n_instances; i++)
+		names[i] = k->conf->instances[i].name;
+	if (names)
+		rc = routes_load((const char *const *)k->conf->route_paths, k->conf->n_route_paths,
+				 names, k->conf->n_instances, &k->routes, &k->d);
+	free(names);
+	if (rc < 0)
+		diag_print(&k->d, stderr);
+	return rc < 0 ? rc : 0;
+}
+
+/* All or nothing: any error found while loading starts nothing. */
+static int s_refuse_on_errors(kanald_t *k)
+{
+	if (!k->d.count)
+		return 0;
+	diag_print(&k->d, stderr);
+	log_error("kanald", "not started: %zu error%s", k->d.count, k->d.count == 1 ? "" : "s");
+	return KANAL_ECONFIG;
+}
+
+/* --check: says what would run. */
+static void s_report_check(const kanald_t *k)
+{
+	printf("%s: ok: %zu instances, %zu routes\n", k->conf->file, k->n_loaded,
+	       routes_count(k->routes));
+}
+
+/* Starts the admin HTTP endpoint (when configured), the router and the instances, then the
+ * router's thread. An instance that does not start leaves k->n_started below k->n_loaded
+ * (the caller then stops again); anything else that fails is returned. */
+static int s_start(kanald_t *k)
+{
+	char err[1024];
+
+	k->zctx = zmq_ctx_new();
+	if (!k->zctx) {
 		log_error("kanald", "cannot create the ZeroMQ context");
-		goto out;
+		return KANAL_ENOMEM;
 	}
-	if (conf->admin_http && *conf->admin_http) {
-		admin = admin_http_new(conf->admin_http, conf->admin_token_file, zctx, err,
-				       sizeof err);
-		if (!admin) {
+	if (k->conf->admin_http && *k->conf->admin_http) {
+		k->admin = admin_http_new(k->conf->admin_http, k->conf->admin_token_file, k->zctx,
+					  err, sizeof err);
+		if (!k->admin) {
 			log_error("kanald", "%s", err);
-			goto out;
+			return KANAL_EIO;
 		}
-		conf->admin_http_url = strdup(admin_http_url(admin));
+		k->conf->admin_http_url = strdup(admin_http_url(k->admin));
 	}
-	router = router_new(conf, instances, n_loaded, &routes, zctx, err, sizeof err);
-	if (!router) {
+	k->router = router_new(k->conf, k->instances, k->n_loaded, &k->routes, k->zctx, err,
+			       sizeof err);
+	if (!k->router) {
 		log_error("kanald", "%s", err);
-		goto out;
+		return KANAL_EIO;
 	}
-	admin_http_set_admin_endpoint(admin, router_admin_endpoint(router));
-	for (size_t i = 0; i < n_loaded; i++) {
-		if (instance_start(instances[i], zctx, err, sizeof err) < 0) {
+	admin_http_set_admin_endpoint(k->admin, router_admin_endpoint(k->router));
+	for (size_t i = 0; i < k->n_loaded; i++) {
+		const kanal_plugin_t *desc = k->instances[i]->plugin->desc;
+
+		if (instance_start(k->instances[i], k->zctx, err, sizeof err) < 0) {
 			log_error("kanald", "%s; stopping the instances already started", err);
 			break;
 		}
-		log_info(instances[i]->name, "started (%s %s)", instances[i]->plugin->desc->name,
-			 instances[i]->plugin->desc->version ? instances[i]->plugin->desc->version
-							     : "");
-		n_started++;
+		log_info(k->instances[i]->name, "started (%s %s)", desc->name,
+			 desc->version ? desc->version : "");
+		k->n_started++;
 	}
-	if (router_start(router) < 0) {
+	if (router_start(k->router) < 0) {
 		log_error("kanald", "cannot start the router thread");
-		goto out;
+		return KANAL_EIO;
 	}
-	if (n_started < n_loaded)
-		goto stop;
-	log_info("kanald", "running: %zu instances, pid %d", n_started, (int)getpid());
+	return 0;
+}
 
+/* Runs until SIGTERM or SIGINT; SIGHUP reloads the routing files meanwhile. */
+static void s_wait_for_stop(kanald_t *k)
+{
+	log_info("kanald", "running: %zu instances, pid %d", k->n_started, (int)getpid());
 	for (;;) {
-		int sig = sigwaitinfo(&sigs, NULL);
+		int sig = sigwaitinfo(&k->sigs, NULL);
 		if (sig < 0 && errno == EINTR)
 			continue;
 		if (sig == SIGHUP) {
 			log_info("kanald", "SIGHUP: reloading the routing files");
-			router_reload(router);
+			router_reload(k->router);
 			continue;
 		}
 		log_info("kanald", "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-		break;
+		return;
 	}
-	status = 0;
-stop: {
-	int undelivered = router_stop(router);
+}
+
+/* Stops the router gracefully: what is still undelivered at its deadline is kept. */
+static void s_stop(kanald_t *k)
+{
+	int undelivered = router_stop(k->router);
+
 	if (undelivered > 0)
 		log_warn("kanald", "%d deliveries were undelivered at the deadline and kept in "
 				   "the dead-letter file", undelivered);
-	if (n_started < n_loaded)
-		status = 1;
 }
-out:
-	admin_http_destroy(&admin); /* before the router: it may be asking it */
-	router_destroy(&router);
-	for (size_t i = 0; i < n_loaded; i++) {
-		if (instances[i]->stuck)
+
+/* Frees everything and returns the exit status; does not return when a plugin is stuck. */
+static int s_finish(kanald_t *k, int status)
+{
+	bool stuck = false;
+
+	admin_http_destroy(&k->admin); /* before the router: it may be asking it */
+	router_destroy(&k->router);
+	for (size_t i = 0; i < k->n_loaded; i++) {
+		if (k->instances[i]->stuck)
 			stuck = true;
-		instance_destroy(&instances[i]);
+		instance_destroy(&k->instances[i]);
 	}
-	free(instances);
-	routes_destroy(&routes);
-	if (conf) {
-		free(conf->admin_http_url);
-		conf->admin_http_url = NULL;
+	free(k->instances);
+	routes_destroy(&k->routes);
+	if (k->conf) {
+		free(k->conf->admin_http_url);
+		k->conf->admin_http_url = NULL;
 	}
 	if (stuck) {
 		/* A plugin thread is stuck in a callback and still holds its sockets: waiting
 		 * for the ZeroMQ context would wait for it. Everything kept is on disk. */
 		log_error("kanald", "exiting with a plugin still stuck in a callback");
-		conf_destroy(&conf);
-		diag_free(&d);
+		conf_destroy(&k->conf);
+		diag_free(&k->d);
 		_exit(status ? status : 3);
 	}
-	if (zctx)
-		zmq_ctx_term(zctx);
-	if (status == 0 && !check_only)
+	if (k->zctx)
+		zmq_ctx_term(k->zctx);
+	if (status == 0 && !k->check_only)
 		log_info("kanald", "stopped");
-	conf_destroy(&conf);
-	diag_free(&d);
+	conf_destroy(&k->conf);
+	diag_free(&k->d);
 	return status;
+}
+
+int main(int argc, char **argv)
+{
+	kanald_t k = { 0 };
+	int status = 1;
+
+	if (!s_parse_args(&k, argc, argv, &status))
+		return status;
+	s_block_signals(&k);
+	if (s_load_config(&k) < 0 || s_load_instances(&k) < 0 || s_load_routes(&k) < 0 ||
+	    s_refuse_on_errors(&k) < 0)
+		return s_finish(&k, 1);
+	if (k.check_only) {
+		s_report_check(&k);
+		return s_finish(&k, 0);
+	}
+	if (s_start(&k) < 0)
+		return s_finish(&k, 1);
+	if (k.n_started == k.n_loaded) {
+		s_wait_for_stop(&k);
+		status = 0;
+	}
+	s_stop(&k);
+	return s_finish(&k, status);
 }

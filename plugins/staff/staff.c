@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 
 #include <jansson.h>
+#include <libxml/parser.h>
 
 #include <kanal/kanal.h>
 
@@ -185,6 +186,9 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "out of memory");
 		return KANAL_ENOMEM;
 	}
+	/* The feed is XML: libxml2's global state is set up here, before the instance's
+	 * thread parses (safe to call again; the broker does not do it for plugins). */
+	xmlInitParser();
 	if ((rc = s_check_options(ctx, cfg, s)) != 0)
 		goto fail;
 	if (password && password_file) {

@@ -1,0 +1,356 @@
+/*
+ * tests/unit/test_journal.c — the SQLite journal (broker/journal.c), called directly: the
+ * duplicate window (an event is seen again within it, forgotten after it, and still seen
+ * after kanald restarts, when the window is read back from the file), the schema check at
+ * open (a journal of an older schema or a file that is no database is refused, and left as
+ * it was), accepted events and their done marks and deliveries as a restart reads them
+ * back, and the journal's files being private (mode 0600: they hold the events' data).
+ *
+ * Each test works in its own temporary folder.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <kanal/kanal.h>
+
+#include "test.h"
+#include "host.h"
+#include "journal.h"
+
+/* A window long enough that nothing in a test leaves it by age. */
+#define WIDE_MS (10LL * 60 * 1000)
+
+/* Opens (creating) dir/journal.db; its path goes to *path_out (malloc'd). */
+static journal_t *s_open(const char *dir, char **path_out, char *err, size_t err_size)
+{
+	char path[600];
+
+	snprintf(path, sizeof path, "%s/journal.db", dir);
+	if (path_out)
+		*path_out = strdup(path);
+	return journal_open(path, false, err, err_size);
+}
+
+/* Accepts one event (source, id) and commits it. Returns its sequence number, 0 on failure. */
+static uint64_t s_accept(journal_t *j, const char *source, const char *id, const char *type)
+{
+	kanal_msg_t *msg = kanal_msg_new(type, source, id);
+	uint64_t seq = 0;
+
+	if (!msg)
+		return 0;
+	if (journal_add_event(j, msg, false, &seq) < 0 || journal_commit(j) < 0)
+		seq = 0;
+	kanal_msg_destroy(&msg);
+	return seq;
+}
+
+/* Accepts `older`, then `newer` some 40 ms later; *between is a time after the first was
+ * accepted and before the second was. */
+static bool s_accept_two(journal_t *j, const char *source, const char *older, const char *newer,
+			 int64_t *between)
+{
+	if (!s_accept(j, source, older, "test.event"))
+		return false;
+	test_sleep_ms(20);
+	*between = kanal__wall_ms();
+	test_sleep_ms(20);
+	return s_accept(j, source, newer, "test.event") > 0;
+}
+
+/* ---- the duplicate window ---------------------------------------------------------------- */
+
+static void test_event_is_seen_again_within_the_window(void)
+{
+	char *dir = test_tmpdir("journal");
+	char err[512] = "";
+	journal_t *j = s_open(dir, NULL, err, sizeof err);
+
+	REQUIRE(j != NULL);
+	/* The first lookup loads the window (empty); the event then enters it. */
+	CU_ASSERT_FALSE(journal_seen(j, "daycare", "e-1", kanal__wall_ms() - WIDE_MS));
+	REQUIRE(s_accept(j, "daycare", "e-1", "daycare.child.sick") > 0);
+	CU_ASSERT_TRUE(journal_seen(j, "daycare", "e-1", kanal__wall_ms() - WIDE_MS));
+	/* Duplicates are (source, id): neither alone is enough. */
+	CU_ASSERT_FALSE(journal_seen(j, "daycare", "e-2", kanal__wall_ms() - WIDE_MS));
+	CU_ASSERT_FALSE(journal_seen(j, "staff", "e-1", kanal__wall_ms() - WIDE_MS));
+done:
+	journal_close(&j);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+static void test_event_is_forgotten_after_the_window(void)
+{
+	char *dir = test_tmpdir("journal");
+	char err[512] = "";
+	journal_t *j = s_open(dir, NULL, err, sizeof err);
+	int64_t between;
+
+	REQUIRE(j != NULL);
+	REQUIRE(s_accept_two(j, "daycare", "old", "new", &between));
+	CU_ASSERT_TRUE(journal_seen(j, "daycare", "old", between - WIDE_MS));
+	/* A window that starts after "old" was accepted no longer holds it, and still holds
+	 * what came later. */
+	CU_ASSERT_FALSE(journal_seen(j, "daycare", "old", between));
+	CU_ASSERT_TRUE(journal_seen(j, "daycare", "new", between));
+done:
+	journal_close(&j);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+static void test_window_is_read_back_after_a_restart(void)
+{
+	char *dir = test_tmpdir("journal");
+	char err[512] = "";
+	journal_t *j = s_open(dir, NULL, err, sizeof err);
+	int64_t between;
+
+	REQUIRE(j != NULL);
+	REQUIRE(s_accept_two(j, "staff", "hr-absence-7-v1", "hr-absence-7-v2", &between));
+	journal_close(&j);
+
+	j = s_open(dir, NULL, err, sizeof err);
+	REQUIRE(j != NULL);
+	/* The window starts after v1: loading it at the first lookup reads v2 back, not v1. */
+	CU_ASSERT_TRUE(journal_seen(j, "staff", "hr-absence-7-v2", between));
+	CU_ASSERT_FALSE(journal_seen(j, "staff", "hr-absence-7-v1", between));
+	CU_ASSERT_FALSE(journal_seen(j, "staff", "hr-absence-8-v1", between));
+	journal_close(&j);
+
+	/* Another restart with a wider window finds both. */
+	j = s_open(dir, NULL, err, sizeof err);
+	REQUIRE(j != NULL);
+	CU_ASSERT_TRUE(journal_seen(j, "staff", "hr-absence-7-v1", between - WIDE_MS));
+	CU_ASSERT_TRUE(journal_seen(j, "staff", "hr-absence-7-v2", between - WIDE_MS));
+done:
+	journal_close(&j);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+/* ---- the schema check -------------------------------------------------------------------- */
+
+/* Writes a journal as a kanald of schema version 1 left it: an events table and
+ * user_version 1. */
+static bool s_write_schema_1(const char *path)
+{
+	sqlite3 *db = NULL;
+	bool ok = sqlite3_open(path, &db) == SQLITE_OK &&
+		  sqlite3_exec(db, "CREATE TABLE events (seq INTEGER PRIMARY KEY, source TEXT, "
+				   "id TEXT, type TEXT, body BLOB, accepted_at INTEGER, "
+				   "done_at INTEGER); PRAGMA user_version = 1;",
+			       NULL, NULL, NULL) == SQLITE_OK;
+	sqlite3_close(db);
+	return ok;
+}
+
+static int64_t s_user_version(const char *path)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static void test_older_schema_is_refused_with_what_to_do(void)
+{
+	char *dir = test_tmpdir("journal");
+	char *path = NULL;
+	char err[1024] = "";
+	journal_t *j = NULL;
+
+	REQUIRE(dir != NULL);
+	{
+		char p[600];
+		snprintf(p, sizeof p, "%s/journal.db", dir);
+		REQUIRE(s_write_schema_1(p));
+	}
+	j = s_open(dir, &path, err, sizeof err);
+	CU_ASSERT_PTR_NULL(j);
+	/* The message names the file, both versions and the way out. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 1"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "needs version 2"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "stop kanald, move"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "creates a new journal"));
+	/* Refused means untouched: it may still hold undelivered events. */
+	CU_ASSERT_EQUAL(s_user_version(path), 1);
+done:
+	journal_close(&j);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+static void test_garbage_file_is_refused_and_kept(void)
+{
+	static const char garbage[] = "these are not the bytes of an SQLite database\n";
+	char *dir = test_tmpdir("journal");
+	char *path = test_write_file(dir, "journal.db", garbage);
+	char err[1024] = "";
+	journal_t *j = NULL;
+	char *after = NULL;
+
+	REQUIRE(path != NULL);
+	j = s_open(dir, NULL, err, sizeof err);
+	CU_ASSERT_PTR_NULL(j);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a database"));
+	after = test_read_file(path, NULL);
+	CU_ASSERT_PTR_NOT_NULL(after);
+	CU_ASSERT_STRING_EQUAL(after ? after : "", garbage);
+done:
+	journal_close(&j);
+	free(after);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+/* ---- events, done marks and deliveries -------------------------------------------------- */
+
+#define MAX_SEEN 8
+
+/* What journal_load_open handed over. */
+typedef struct {
+	size_t n;
+	uint64_t seq[MAX_SEEN];
+	char id[MAX_SEEN][32];
+	char type[MAX_SEEN][64];
+	size_t n_rows[MAX_SEEN];
+	char row_destination[MAX_SEEN][32];
+	journal_state_t row_state[MAX_SEEN];
+	int row_attempts[MAX_SEEN];
+	char row_error[MAX_SEEN][32];
+} open_events_t;
+
+static void s_on_open(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
+		      const journal_row_t *rows, size_t n_rows)
+{
+	open_events_t *o = arg;
+
+	if (o->n < MAX_SEEN) {
+		size_t i = o->n++;
+		o->seq[i] = seq;
+		snprintf(o->id[i], sizeof o->id[i], "%s", kanal_msg_id(msg));
+		snprintf(o->type[i], sizeof o->type[i], "%s", kanal_msg_type(msg));
+		o->n_rows[i] = n_rows;
+		if (n_rows) {
+			snprintf(o->row_destination[i], sizeof o->row_destination[i], "%s",
+				 rows[0].destination);
+			o->row_state[i] = rows[0].state;
+			o->row_attempts[i] = rows[0].attempts;
+			snprintf(o->row_error[i], sizeof o->row_error[i], "%s",
+				 rows[0].last_error ? rows[0].last_error : "");
+		}
+	}
+	kanal_msg_destroy(&msg);
+}
+
+static void test_events_done_and_open_count_round_trip(void)
+{
+	char *dir = test_tmpdir("journal");
+	char err[512] = "";
+	journal_t *j = s_open(dir, NULL, err, sizeof err);
+	open_events_t o = { 0 };
+	uint64_t a, b, c;
+
+	REQUIRE(j != NULL);
+	CU_ASSERT_EQUAL(journal_open_count(j), 0);
+	a = s_accept(j, "daycare", "a", "daycare.child.sick");
+	b = s_accept(j, "daycare", "b", "daycare.child.well");
+	c = s_accept(j, "staff", "c", "staff.absence.registered");
+	REQUIRE(a > 0 && b > a && c > b);
+	CU_ASSERT_EQUAL(journal_open_count(j), 3);
+
+	REQUIRE(journal_event_done(j, b) == 0);
+	REQUIRE(journal_delivery(j, c, "sick-staff", "calendar", JOURNAL_RETRYING, 2,
+				 kanal__wall_ms() + 60000, "HTTP 503") == 0);
+	REQUIRE(journal_commit(j) == 0);
+	CU_ASSERT_FALSE(journal_dirty(j));
+	CU_ASSERT_EQUAL(journal_open_count(j), 2);
+	journal_close(&j);
+
+	/* What a restart finds: the two open events in order, with c's delivery state. */
+	j = s_open(dir, NULL, err, sizeof err);
+	REQUIRE(j != NULL);
+	CU_ASSERT_EQUAL(journal_open_count(j), 2);
+	CU_ASSERT_EQUAL(journal_load_open(j, s_on_open, &o), 2);
+	REQUIRE(o.n == 2);
+	CU_ASSERT_EQUAL(o.seq[0], a);
+	CU_ASSERT_STRING_EQUAL(o.id[0], "a");
+	CU_ASSERT_STRING_EQUAL(o.type[0], "daycare.child.sick");
+	CU_ASSERT_EQUAL(o.n_rows[0], 0);
+	CU_ASSERT_EQUAL(o.seq[1], c);
+	CU_ASSERT_STRING_EQUAL(o.id[1], "c");
+	CU_ASSERT_STRING_EQUAL(o.type[1], "staff.absence.registered");
+	REQUIRE(o.n_rows[1] == 1);
+	CU_ASSERT_STRING_EQUAL(o.row_destination[1], "calendar");
+	CU_ASSERT_EQUAL(o.row_state[1], JOURNAL_RETRYING);
+	CU_ASSERT_EQUAL(o.row_attempts[1], 2);
+	CU_ASSERT_STRING_EQUAL(o.row_error[1], "HTTP 503");
+
+	/* Done marks survive the restart too, and the last open events can be closed. */
+	REQUIRE(journal_event_done(j, a) == 0);
+	REQUIRE(journal_event_done(j, c) == 0);
+	REQUIRE(journal_commit(j) == 0);
+	CU_ASSERT_EQUAL(journal_open_count(j), 0);
+	journal_close(&j);
+	j = s_open(dir, NULL, err, sizeof err);
+	REQUIRE(j != NULL);
+	CU_ASSERT_EQUAL(journal_open_count(j), 0);
+	memset(&o, 0, sizeof o);
+	CU_ASSERT_EQUAL(journal_load_open(j, s_on_open, &o), 0);
+done:
+	journal_close(&j);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+/* ---- the files ------------------------------------------------------------------------ */
+
+static void test_journal_and_wal_are_private(void)
+{
+	char *dir = test_tmpdir("journal");
+	char *path = NULL;
+	char err[512] = "", wal[700];
+	/* A umask that lets everyone read new files, as on many servers. */
+	mode_t old_mask = umask(022);
+	journal_t *j = s_open(dir, &path, err, sizeof err);
+	struct stat st;
+
+	REQUIRE(j != NULL);
+	REQUIRE(s_accept(j, "daycare", "e-1", "daycare.child.sick") > 0);
+	REQUIRE(stat(path, &st) == 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	REQUIRE(stat(wal, &st) == 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+done:
+	umask(old_mask);
+	journal_close(&j);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+TEST_MAIN("journal",
+	  TEST(test_event_is_seen_again_within_the_window),
+	  TEST(test_event_is_forgotten_after_the_window),
+	  TEST(test_window_is_read_back_after_a_restart),
+	  TEST(test_older_schema_is_refused_with_what_to_do),
+	  TEST(test_garbage_file_is_refused_and_kept),
+	  TEST(test_events_done_and_open_count_round_trip),
+	  TEST(test_journal_and_wal_are_private))
