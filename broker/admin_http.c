@@ -327,6 +327,35 @@ static char *s_metrics(json_t *st)
 			      json_number_value(json_object_get(h, "count")));
 		}
 	}
+	{
+		/* The routing files' measures (docs/routes.md#measures), one sample per label
+		 * value combination; label values come masked from the router. */
+		json_t *ms = json_object_get(st, "measures"), *m;
+		size_t k;
+
+		if (json_array_size(ms))
+			s_help(&t, "kanal_measure_total", "counter",
+			       "Accepted events a measure of the routing files counted, per label value.");
+		json_array_foreach(ms, k, m) {
+			json_t *sr;
+			size_t q;
+
+			json_array_foreach(json_object_get(m, "series"), q, sr) {
+				const char *name;
+				json_t *v;
+
+				s_put(&t, "kanal_measure_total{measure=\"");
+				s_put_label(&t, json_string_value(json_object_get(m, "name")));
+				s_put(&t, "\"");
+				json_object_foreach(json_object_get(sr, "labels"), name, v) {
+					s_put(&t, ",%s=\"", name);
+					s_put_label(&t, json_string_value(v));
+					s_put(&t, "\"");
+				}
+				s_put(&t, "} %.17g\n", json_number_value(json_object_get(sr, "total")));
+			}
+		}
+	}
 	if (json_is_array(insts)) {
 		bool first = true;
 

@@ -387,6 +387,20 @@ static void test_measures_show_channel_shares(void)
 	v = wd_script(wd, "return document.querySelectorAll("
 			  "\"section[data-measure='letters'] svg rect\").length;");
 	CU_ASSERT(json_integer_value(v) >= 2);
+	{
+		/* The same counts in /metrics, one sample per label value. */
+		char url[512];
+		http_answer_t a = { 0 };
+		snprintf(url, sizeof url, "%s/metrics", kd->admin_http);
+		http_request(NULL, &(http_request_t){ .url = url }, &a);
+		CU_ASSERT_EQUAL(a.status, 200);
+		CU_ASSERT_PTR_NOT_NULL(strstr(a.body ?: "", "# TYPE kanal_measure_total counter"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(a.body ?: "",
+			"kanal_measure_total{measure=\"letters\",channel=\"digital\"} 3\n"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(a.body ?: "",
+			"kanal_measure_total{measure=\"letters\",channel=\"physical\"} 1\n"));
+		http_answer_clear(&a);
+	}
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
 	json_decref(v);
