@@ -124,6 +124,18 @@ static void s_enrich_unlink(router_t *r, flow_t *f)
 }
 
 
+/* A flow of an event whose turn's commit failed: its sender heard "not accepted", so the
+ * flow ends here, neither delivered nor dead-lettered (router.c s_turn_settle). Returns
+ * whether it ended. Ownership: takes the enrich stage's reference to f when it ends. */
+static bool s_enrich_refused(router_t *r, flow_t *f)
+{
+	if (!f->ev->jev || !f->ev->jev->refused)
+		return false;
+	router_jev_close(r, f->ev->jev);
+	router_flow_release(r, &f); /* the enrich stage's reference */
+	return true;
+}
+
 /* An enrich step failed. A transient failure (the service asked to retry, did not answer in
  * time, or its queue was full) asks again after the route's backoff, within the route's
  * retry budget, as a delivery would be retried; the event stays open in the journal
@@ -134,6 +146,8 @@ void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transi
 	const route_enrich_t *step = &f->route->enrich[f->enrich_step];
 	json_t *extra;
 
+	if (s_enrich_refused(r, f))
+		return;
 	if (transient && !r->stopping && f->enrich_failures + 1 < f->route->retry.max_attempts) {
 		int64_t delay = delivery_backoff(&f->route->retry, ++f->enrich_failures, 0);
 		f->enrich_waiting = true;
@@ -182,6 +196,8 @@ void delivery_enrich_next(router_t *r, flow_t *f)
 	dest_t *d;
 	delivery_t *dl;
 
+	if (s_enrich_refused(r, f))
+		return;
 	if (f->enrich_step >= f->route->n_enrich) {
 		router_flow_deliver(r, f);
 		router_jev_close(r, f->ev->jev);

@@ -84,7 +84,7 @@ static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 	}
 	if (r->stopping)
 		return s_result(id, "error", "kanald is shutting down");
-	rc = router_accept(r, msg_p, false);
+	rc = router_accept(r, msg_p, -1);
 	if (rc == KANAL_EDUPLICATE)
 		return s_result(id, "duplicate", NULL);
 	if (rc == KANAL_EIO) {

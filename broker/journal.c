@@ -200,10 +200,23 @@ static void s_note_error(journal_t *j, const char *what, int sys_errno)
 }
 
 /* Fault injection for tests of disk failures: when the environment names a file and that
- * file exists, every transaction fails as a full disk would. Off unless asked for. */
-static bool s_fault(journal_t *j)
+ * file exists, every transaction fails as a full disk would — at its start, or, when the
+ * file's text begins with "commit", only at its commit (after the turn's events were added,
+ * as when the disk fills up under the WAL). Off unless asked for. */
+static bool s_fault(journal_t *j, bool at_commit)
 {
 	j->faulted = j->fault_path && access(j->fault_path, F_OK) == 0;
+	if (j->faulted && !at_commit) {
+		char text[8] = "";
+		FILE *f = fopen(j->fault_path, "r");
+		if (f) {
+			if (!fgets(text, sizeof text, f))
+				text[0] = '\0';
+			fclose(f);
+		}
+		if (!strncmp(text, "commit", 6))
+			j->faulted = false;
+	}
 	if (j->faulted && !j->last_error[0])
 		snprintf(j->last_error, sizeof j->last_error,
 			 "disk full: database or disk is full (injected by KANAL_FAULT_JOURNAL)");
@@ -413,7 +426,7 @@ int journal_begin(journal_t *j)
 		return j->txn_lost ? KANAL_EIO : 0;
 	/* A new attempt: its own first error will be the cause. */
 	j->last_error[0] = '\0';
-	if (s_fault(j) || (j->broken && s_probe(j) < 0))
+	if (s_fault(j, false) || (j->broken && s_probe(j) < 0))
 		return KANAL_EIO;
 	if (sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
 		s_note_error(j, NULL, sqlite3_system_errno(j->db));
@@ -450,7 +463,7 @@ int journal_commit(journal_t *j)
 		return 0;
 	done_rc = j->txn_lost ? KANAL_EIO : s_flush_done(j);
 	j->in_txn = false;
-	if (done_rc < 0 || s_fault(j) ||
+	if (done_rc < 0 || s_fault(j, true) ||
 	    sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		s_note_error(j, NULL, sqlite3_system_errno(j->db));
 		log_error("journal", "commit failed: %s", journal_error(j));

@@ -82,6 +82,11 @@ void router_dispatch(router_t *r, dest_t *d)
 			d->tail = NULL;
 		d->queued--;
 		d->queued_bytes -= dl->bytes;
+		if (dl->ev->jev && dl->ev->jev->refused) {
+			/* Its sender heard "not accepted": it goes nowhere (s_turn_settle). */
+			router_delivery_free(r, &dl);
+			continue;
+		}
 		if (!d->inst) {
 			/* The built-in deadletter destination: the event is kept on disk, which
 			 * settles this delivery of its flow like any other destination's OK. */
@@ -431,11 +436,90 @@ static void s_route_event(router_t *r, shared_t **ev_p, uint64_t seq, const rout
 	router_shared_release(ev_p);
 }
 
+/* Keeps an event this turn added to the journal until the commit (router_end_turn): `ev`
+ * (a reference is taken) when it was routed, else `*msg_p` (taken) when it is a parked
+ * emit. Returns false when out of memory (then the caller keeps what it had). */
+static bool s_turn_keep(router_t *r, shared_t *ev, kanal_msg_t **msg_p, int origin)
+{
+	turn_event_t *t;
+
+	if (r->n_turn == r->turn_cap) {
+		size_t cap = r->turn_cap ? r->turn_cap * 2 : 256;
+		turn_event_t *grown = realloc(r->turn, cap * sizeof *grown);
+		if (!grown)
+			return false;
+		r->turn = grown;
+		r->turn_cap = cap;
+	}
+	t = &r->turn[r->n_turn++];
+	t->ev = ev;
+	t->msg = NULL;
+	t->origin = origin;
+	if (ev)
+		ev->refs++;
+	else {
+		t->msg = *msg_p;
+		*msg_p = NULL;
+	}
+	return true;
+}
+
+/* The turn's commit is settled: worked (`refused` false), or failed, and then its events
+ * were refused — every sender heard so: the gateway's clients "not accepted" (gateway.c),
+ * an instance's emits were not acknowledged and go back to be held, in order, ahead of
+ * what the instance emitted since, until the journal takes writes again. None of a refused
+ * event's deliveries goes out (router_dispatch drops them). */
+static void s_turn_settle(router_t *r, bool refused)
+{
+	size_t n = r->n_turn;
+
+	r->n_turn = 0;
+	/* Backwards, so that putting each emit at the head of its queue keeps their order. */
+	for (size_t i = n; i-- > 0;) {
+		turn_event_t *t = &r->turn[i];
+		kanal_msg_t *msg = t->msg;
+
+		if (refused && t->ev && t->ev->jev)
+			t->ev->jev->refused = true;
+		if (refused) {
+			r->accepted--;
+			if (t->origin >= 0 && !msg && t->ev)
+				msg = kanal_msg_dup(t->ev->msg);
+			if (t->origin >= 0 && msg) {
+				held_emit_t *h = calloc(1, sizeof *h);
+				struct held_queue *q = &r->held[t->origin];
+				if (h) {
+					h->msg = msg;
+					h->origin = (size_t)t->origin;
+					h->next = q->head;
+					q->head = h;
+					if (!q->tail)
+						q->tail = h;
+					r->n_held++;
+					if (r->acks[t->origin])
+						r->acks[t->origin]--;
+					msg = NULL;
+				} else {
+					log_error("router", "out of memory holding back event %s",
+						  kanal_msg_id(msg));
+				}
+			}
+		}
+		kanal_msg_destroy(&msg);
+		router_shared_release(&t->ev);
+	}
+	if (r->turn_cap > 4096) {
+		free(r->turn);
+		r->turn = NULL;
+		r->turn_cap = 0;
+	}
+}
+
 /* router_accept's decision for an event that matched m[0..n). */
 static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, size_t n,
-		   size_t bytes, bool can_hold)
+		   size_t bytes, int origin)
 {
-	bool durable = r->journal && !r->journal_failed;
+	bool durable = r->journal && !r->journal_failed, can_hold = origin >= 0;
 	uint64_t seq = 0;
 	shared_t *ev;
 	int rc;
@@ -458,7 +542,8 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		r->n_parked++;
 		router_count_parked(r, m, n, +1);
 		ROUTER_PUBLISH(r, "accepted", NULL, *msg_p, json_pack("{s:b}", "parked", 1));
-		kanal_msg_destroy(msg_p);
+		if (!can_hold || !s_turn_keep(r, NULL, msg_p, origin))
+			kanal_msg_destroy(msg_p);
 		return 0;
 	}
 	if (!s_has_room(r, m, n, bytes))
@@ -469,6 +554,18 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 	ev = router_shared_new_at(msg_p, bytes, r->now_ms);
 	if (!ev)
 		return KANAL_ENOMEM;
+	if (r->journal) {
+		shared_t *kept = ev;
+		/* s_route_event gives the event its journal record (jev), which a failed commit
+		 * marks refused. */
+		kept->refs++;
+		s_route_event(r, &ev, seq, m, n);
+		if (!s_turn_keep(r, kept, NULL, origin))
+			log_error("router", "out of memory: event %s cannot be held back should "
+					    "the journal's commit fail", kanal_msg_id(kept->msg));
+		router_shared_release(&kept);
+		return 0;
+	}
 	s_route_event(r, &ev, seq, m, n);
 	return 0;
 }
@@ -476,10 +573,10 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 /* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
  * is full, KANAL_EDUPLICATE or KANAL_EIO (*msg_p is left with the caller), or KANAL_ENOMEM
  * (taken and lost: logged). With the journal, an event whose destination is full is parked
- * on disk — unless `can_hold` (an instance's emit, which the router may hold back) and no
+ * on disk — unless an instance's emit (`origin` >= 0), which the router may hold back, and no
  * full destination is stalled: then it is KANAL_EBUSY, and the emit waits in memory for
  * the destination to catch up. */
-int router_accept(router_t *r, kanal_msg_t **msg_p, bool can_hold)
+int router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 {
 	const route_t *stack[64], **m = stack;
 	size_t n = routes_match(r->table->routes, *msg_p, m, 64);
@@ -491,7 +588,7 @@ int router_accept(router_t *r, kanal_msg_t **msg_p, bool can_hold)
 			return KANAL_ENOMEM;
 		n = routes_match(r->table->routes, *msg_p, m, n);
 	}
-	rc = s_admit(r, msg_p, m, n, kanal_msg_size(*msg_p), can_hold);
+	rc = s_admit(r, msg_p, m, n, kanal_msg_size(*msg_p), origin);
 	if (m != stack)
 		free(m);
 	return rc;
@@ -596,7 +693,7 @@ static void s_retry_held(router_t *r)
 
 		while (q->head) {
 			held_emit_t *h = q->head;
-			int rc = router_accept(r, &h->msg, true);
+			int rc = router_accept(r, &h->msg, (int)h->origin);
 
 			if (rc == KANAL_EBUSY || rc == KANAL_EIO)
 				break;
@@ -685,7 +782,7 @@ answer:
 static void s_on_emit(router_t *r, size_t origin, const char *id, kanal_msg_t *msg)
 {
 	struct held_queue *q = &r->held[origin];
-	int rc = q->head ? KANAL_EBUSY : router_accept(r, &msg, true);
+	int rc = q->head ? KANAL_EBUSY : router_accept(r, &msg, (int)origin);
 	held_emit_t *h;
 
 	if (rc != KANAL_EBUSY && rc != KANAL_EIO) {
@@ -898,6 +995,7 @@ void router_end_turn(router_t *r)
 			failure = why;
 			router_journal_broken(r);
 		}
+		s_turn_settle(r, failure != NULL);
 	}
 	for (size_t i = 0; i < r->n_dests; i++)
 		if (r->dests[i].head)
@@ -1144,6 +1242,8 @@ void router_destroy(router_t **r_p)
 	}
 	stats_free(r);
 	free(r->dests);
+	s_turn_settle(r, false);
+	free(r->turn);
 	free(r->acks);
 	free(r->held);
 	free(r);

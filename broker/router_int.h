@@ -48,6 +48,8 @@ typedef struct jev {
 	uint64_t seq;
 	int open;
 	int refs;
+	bool refused; /* the commit of the turn that added it failed: the sender heard "not
+		       * accepted", so none of its deliveries goes out (router_end_turn) */
 } jev_t;
 
 typedef struct shared {
@@ -169,6 +171,15 @@ typedef struct held_emit {
 	struct held_emit *next;
 } held_emit_t;
 
+/* An event accepted in the current turn, kept until the turn's commit says whether it was
+ * accepted after all: when the commit fails, a routed event's deliveries are dropped, and
+ * an instance's emit goes back to be held until the journal takes writes again. */
+typedef struct turn_event {
+	shared_t *ev;     /* routed: a reference to the event; NULL when parked */
+	kanal_msg_t *msg; /* a parked emit: the message itself; else NULL */
+	int origin;       /* the emitting instance, or -1 (the gateway) */
+} turn_event_t;
+
 struct router {
 	const conf_t *conf;
 	instance_t **instances;
@@ -210,6 +221,8 @@ struct router {
 
 	journal_t *journal;  /* NULL: memory mode */
 	bool journal_failed; /* a commit failed: refuse new events until a commit works */
+	turn_event_t *turn;  /* the events this turn added to the journal (turn_event_t) */
+	size_t n_turn, turn_cap;
 	size_t n_parked;     /* accepted events waiting on disk for room */
 	int64_t next_prune_ms;
 	struct pending_reply *pending; /* gateway replies waiting for the turn's commit */
@@ -311,7 +324,9 @@ static inline void router_jev_close(router_t *r, jev_t *j)
 {
 	if (!j || --j->open > 0)
 		return;
-	if (r->journal && !r->journal_failed)
+	/* While the journal cannot be written the mark waits in the journal for the next
+	 * commit that works; a refused event has no row to mark. */
+	if (r->journal && !j->refused)
 		journal_event_done(r->journal, j->seq);
 }
 
@@ -413,9 +428,10 @@ static inline void router_delivery_free(router_t *r, delivery_t **dl_p)
 
 /* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
  * is full (*msg_p is left with the caller), KANAL_EDUPLICATE or KANAL_EIO (left with the
- * caller), or KANAL_ENOMEM. `can_hold`: an instance's emit, which may wait in memory
- * rather than be parked. Ownership: takes *msg_p on success. */
-int router_accept(router_t *r, kanal_msg_t **msg_p, bool can_hold);
+ * caller), or KANAL_ENOMEM. `origin`: the instance whose emit this is (which may wait in
+ * memory rather than be parked, and goes back to be held should the turn's commit fail),
+ * or -1 for the gateway. Ownership: takes *msg_p on success. */
+int router_accept(router_t *r, kanal_msg_t **msg_p, int origin);
 /* Starts one flow per matching route m[0..n) of ev; `names` (may be NULL) collects their
  * names; `rows` (recovery only) say what already happened. Ownership: borrows all. */
 void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size_t n,

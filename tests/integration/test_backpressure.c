@@ -8,6 +8,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +191,78 @@ static void test_journal_write_failure_refuses_clearly_and_recovers(void)
 	kd_destroy(&kd);
 }
 
+/* An instance's emits that were in a turn whose commit failed were not accepted after all:
+ * they go back to be held and are routed once the journal takes writes again — each
+ * delivered exactly once, none lost, none twice (issue 12). */
+static void test_emits_of_a_failed_commit_are_held_not_lost(void)
+{
+	enum { N = 4000 };
+	char *conf = kd_config("  - name: gen\n    plugin: source\n"
+			       "    options: { type: x.tick, rate: 2000, count: 4000 }\n"
+			       "  - name: out\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/out.jsonl' }\n",
+			       NULL);
+	kd_t *kd = kd_prepare("emitfault", conf, "routes:\n  - name: all\n    to: out\n");
+	char fault[1024], *p, *text;
+	void *sub;
+	static bool seen[N];
+	int lines = 0, twice = 0, missing = 0;
+
+	free(conf);
+	snprintf(fault, sizeof fault, "%s", kd_path(kd, "fault"));
+	setenv("KANAL_FAULT_JOURNAL", fault, 1);
+	CU_ASSERT_EQUAL_FATAL(kd_launch(kd), 0);
+	unsetenv("KANAL_FAULT_JOURNAL");
+	sub = kd_subscribe(kd, "journal.");
+	/* The disk fails while the source emits — at a commit, after the turn's events were
+	 * added — and recovers a little later. */
+	CU_ASSERT(kd_wait_lines(kd_path(kd, "out.jsonl"), 300, WAIT) >= 300);
+	free(test_write_file(kd->dir, "fault", "commit\n"));
+	p = kd_expect(sub, "journal.failed", NULL, WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	test_sleep_ms(700);
+	unlink(fault);
+	p = kd_expect(sub, "journal.recovered", NULL, WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	kd_unsubscribe(&sub);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), N, 60000), N);
+	test_sleep_ms(500); /* a second delivery would show up by now */
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	memset(seen, 0, sizeof seen);
+	for (char *line = text, *next; line && *line; line = next) {
+		json_t *ev, *id;
+		long seq;
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		lines++;
+		ev = json_loads(line, 0, NULL);
+		id = json_object_get(json_object_get(ev, "event") ?: ev, "id");
+		/* The source's ids end in the sequence number, counted from 1. */
+		if (json_is_string(id) && (p = strrchr(json_string_value(id), '-')) &&
+		    (seq = strtol(p + 1, NULL, 10)) >= 1 && seq <= N) {
+			twice += seen[seq - 1];
+			seen[seq - 1] = true;
+		}
+		json_decref(ev);
+	}
+	for (int i = 0; i < N; i++)
+		missing += !seen[i];
+	CU_ASSERT_EQUAL(lines, N);
+	CU_ASSERT_EQUAL(twice, 0);
+	CU_ASSERT_EQUAL(missing, 0);
+	if (lines != N || twice || missing)
+		fprintf(stderr, "    %d lines, %d delivered twice, %d missing\n", lines, twice,
+			missing);
+	free(text);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("backpressure",
 	  TEST(test_slow_destination_keeps_memory_bounded_and_loses_nothing),
-	  TEST(test_journal_write_failure_refuses_clearly_and_recovers))
+	  TEST(test_journal_write_failure_refuses_clearly_and_recovers),
+	  TEST(test_emits_of_a_failed_commit_are_held_not_lost))

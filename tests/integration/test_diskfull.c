@@ -253,8 +253,8 @@ static void test_full_disk_refuses_cleanly_and_recovers(void)
 	deadline = test_now_ms() + WAIT;
 	while (s_status(kd, &open_events) >= 0 && open_events != 0 && test_now_ms() < deadline)
 		test_sleep_ms(100);
-	/* issue 12 item 3: router side — s_jev_close must hand the done mark to the journal
-	 * while it cannot be written too (the journal keeps it for the next commit) */
+	/* Deliveries that ended while the journal could not be written are marked done all
+	 * the same: the journal keeps their marks for the next commit that works. */
 	CU_ASSERT_EQUAL(open_events, 0);
 
 	delivered = test_read_file(kd_path(kd, "delivered.jsonl"), NULL);
@@ -265,7 +265,7 @@ static void test_full_disk_refuses_cleanly_and_recovers(void)
 			CU_ASSERT_EQUAL(s_delivered(delivered, id), 1);
 		} else {
 			/* What kanald said it did not accept must never be delivered. */
-			CU_ASSERT_EQUAL(s_delivered(delivered, id), 0); /* issue 12 item 1: fixed in router */
+			CU_ASSERT_EQUAL(s_delivered(delivered, id), 0);
 		}
 	}
 
@@ -279,7 +279,7 @@ static void test_full_disk_refuses_cleanly_and_recovers(void)
 	CU_ASSERT_EQUAL(open_events, 0);
 	delivered = test_read_file(kd_path(kd, "delivered.jsonl"), NULL);
 	REQUIRE(delivered);
-	CU_ASSERT_STRING_EQUAL(delivered, before); /* issue 12 item 3: router side, as above */
+	CU_ASSERT_STRING_EQUAL(delivered, before);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 	fprintf(stderr, "    (%d sent, %d accepted and %d refused while full)\n", n_sent,
 		n_accepted_full, n_refused);
