@@ -26,12 +26,12 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "greeting", KANAL_OPT_STRING, "Hej", false,
-	  "The word put before the name." },
-	{ "type", KANAL_OPT_STRING, "hello.greeting", false,
-	  "The type of the events it emits." },
-	{ "retry_after", KANAL_OPT_DURATION, "500ms", false,
-	  "How long the bus should wait before delivering again when it was busy." },
+	{ .name = "greeting", .type = KANAL_OPT_STRING, .default_value = "Hej",
+	  .help = "The word put before the name." },
+	{ .name = "type", .type = KANAL_OPT_STRING, .default_value = "hello.greeting",
+	  .help = "The type of the events it emits." },
+	{ .name = "retry_after", .type = KANAL_OPT_DURATION, .default_value = "500ms",
+	  .help = "How long the bus should wait before delivering again when it was busy." },
 	{ .name = NULL },
 };
 

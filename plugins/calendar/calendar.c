@@ -28,34 +28,34 @@
 #include <openssl/evp.h>
 
 static const kanal_option_t s_options[] = {
-	{ "calendar_url", KANAL_OPT_STRING, NULL, true,
-	  "The calendar collection of a person: a URL template where {owner} is replaced by "
-	  "the owner (percent-encoded), e.g. http://127.0.0.1:5232/{owner}/kanal/." },
-	{ "user", KANAL_OPT_STRING, NULL, false,
-	  "User name for HTTP basic authentication (the service user that may write every "
-	  "calendar)." },
-	{ "password", KANAL_OPT_STRING, NULL, false,
-	  "Password for basic authentication; prefer password_file." },
-	{ "password_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the password (one line; mode 0600 or 0400)." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "Longest wait for one HTTP request to the CalDAV server." },
-	{ "ca_file", KANAL_OPT_PATH, NULL, false,
-	  "Extra CA bundle for an https calendar server." },
-	{ "create_calendars", KANAL_OPT_BOOL, "true", false,
-	  "Create a person's calendar collection (MKCALENDAR) when it does not exist." },
-	{ "cancel_mode", KANAL_OPT_STRING, "status", false,
-	  "How a cancellation is written: status (STATUS:CANCELLED, SEQUENCE + 1) or delete "
-	  "(the resource is deleted)." },
-	{ "conflict_retries", KANAL_OPT_INT, "3", false,
-	  "How many times an event that changed on the server (412) is re-read and written "
-	  "again within one delivery before answering RETRY." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file for citizens' pseudonyms (mode 0600): the owner of a custody holder's "
-	  "calendar is person:<HMAC of the CPR number>. Needed for child.absence.*." },
-	{ "include_reason", KANAL_OPT_BOOL, "false", false,
-	  "Put the absence reason or code (which may be health data, e.g. sick) in the "
-	  "event's DESCRIPTION; the SUMMARY never holds it." },
+	{ .name = "calendar_url", .type = KANAL_OPT_STRING, .required = true,
+	  .help = "The calendar collection of a person: a URL template where {owner} is replaced by "
+		  "the owner (percent-encoded), e.g. http://127.0.0.1:5232/{owner}/kanal/." },
+	{ .name = "user", .type = KANAL_OPT_STRING,
+	  .help = "User name for HTTP basic authentication (the service user that may write every "
+		  "calendar)." },
+	{ .name = "password", .type = KANAL_OPT_STRING,
+	  .help = "Password for basic authentication; prefer password_file." },
+	{ .name = "password_file", .type = KANAL_OPT_PATH,
+	  .help = "File holding the password (one line; mode 0600 or 0400)." },
+	{ .name = "timeout", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .help = "Longest wait for one HTTP request to the CalDAV server." },
+	{ .name = "ca_file", .type = KANAL_OPT_PATH,
+	  .help = "Extra CA bundle for an https calendar server." },
+	{ .name = "create_calendars", .type = KANAL_OPT_BOOL, .default_value = "true",
+	  .help = "Create a person's calendar collection (MKCALENDAR) when it does not exist." },
+	{ .name = "cancel_mode", .type = KANAL_OPT_STRING, .default_value = "status",
+	  .help = "How a cancellation is written: status (STATUS:CANCELLED, SEQUENCE + 1) or delete "
+		  "(the resource is deleted)." },
+	{ .name = "conflict_retries", .type = KANAL_OPT_INT, .default_value = "3",
+	  .help = "How many times an event that changed on the server (412) is re-read and written "
+		  "again within one delivery before answering RETRY." },
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH,
+	  .help = "Key file for citizens' pseudonyms (mode 0600): the owner of a custody holder's "
+		  "calendar is person:<HMAC of the CPR number>. Needed for child.absence.*." },
+	{ .name = "include_reason", .type = KANAL_OPT_BOOL, .default_value = "false",
+	  .help = "Put the absence reason or code (which may be health data, e.g. sick) in the "
+		  "event's DESCRIPTION; the SUMMARY never holds it." },
 	{ .name = NULL },
 };
 

@@ -24,42 +24,41 @@
 #define DAYCARE_MAX_PAGE 500
 
 static const kanal_option_t s_options[] = {
-	{ "base_url", KANAL_OPT_STRING, NULL, true,
-	  "The daycare system's API root, e.g. https://daycare.example.dk (the connector adds "
-	  "/api/v1/...)." },
-	{ "role", KANAL_OPT_STRING, "both", false,
-	  "source (poll registrations), destination (accept notices and staffing updates) or "
-	  "both." },
-	{ "token", KANAL_OPT_STRING, NULL, false,
-	  "Bearer token for the API (prefer token_file)." },
-	{ "token_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the bearer token (one line; keep it mode 0600)." },
-	{ "user", KANAL_OPT_STRING, NULL, false,
-	  "User name for basic auth, instead of a token (with password_file)." },
-	{ "password_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the basic-auth password (one line)." },
-	{ "ca_file", KANAL_OPT_PATH, NULL, false,
-	  "Extra CA bundle to trust for https." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "The longest one HTTP call to the daycare system may take." },
-	{ "poll_interval", KANAL_OPT_DURATION, "5s", false,
-	  "Time between two polls of the registrations." },
-	{ "max_backoff", KANAL_OPT_DURATION, "5m", false,
-	  "Longest wait between polls while the daycare system fails (the wait doubles from "
-	  "poll_interval)." },
-	{ "page_size", KANAL_OPT_INT, "100", false,
-	  "Registrations asked for per request (1-500)." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file (mode 0600) for the child's pseudonym in the events' subject; without it "
-	  "events carry no subject." },
-	{ "staff_notice_title", KANAL_OPT_STRING, "Personale", false,
-	  "Title of the notice to parents when a staff member is absent." },
-	{ "staff_notice_text", KANAL_OPT_STRING,
-	  "En medarbejder er fraværende i dag. Vi har styr på dagen.", false,
-	  "Text of that notice: neutral, never the reason, a name or a CPR number." },
-	{ "notice_codes", KANAL_OPT_LIST, "[SYG]", false,
-	  "Absence codes of staff.absence.registered that also post the notice to parents (every "
-	  "code updates the staffing view)." },
+	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
+	  .help = "The daycare system's API root, e.g. https://daycare.example.dk (the connector adds "
+		  "/api/v1/...)." },
+	{ .name = "role", .type = KANAL_OPT_STRING, .default_value = "both",
+	  .help = "source (poll registrations), destination (accept notices and staffing updates) or "
+		  "both." },
+	{ .name = "token", .type = KANAL_OPT_STRING,
+	  .help = "Bearer token for the API (prefer token_file)." },
+	{ .name = "token_file", .type = KANAL_OPT_PATH,
+	  .help = "File holding the bearer token (one line; keep it mode 0600)." },
+	{ .name = "user", .type = KANAL_OPT_STRING,
+	  .help = "User name for basic auth, instead of a token (with password_file)." },
+	{ .name = "password_file", .type = KANAL_OPT_PATH,
+	  .help = "File holding the basic-auth password (one line)." },
+	{ .name = "ca_file", .type = KANAL_OPT_PATH,
+	  .help = "Extra CA bundle to trust for https." },
+	{ .name = "timeout", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .help = "The longest one HTTP call to the daycare system may take." },
+	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .help = "Time between two polls of the registrations." },
+	{ .name = "max_backoff", .type = KANAL_OPT_DURATION, .default_value = "5m",
+	  .help = "Longest wait between polls while the daycare system fails (the wait doubles from "
+		  "poll_interval)." },
+	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100",
+	  .help = "Registrations asked for per request (1-500)." },
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH,
+	  .help = "Key file (mode 0600) for the child's pseudonym in the events' subject; without it "
+		  "events carry no subject." },
+	{ .name = "staff_notice_title", .type = KANAL_OPT_STRING, .default_value = "Personale",
+	  .help = "Title of the notice to parents when a staff member is absent." },
+	{ .name = "staff_notice_text", .type = KANAL_OPT_STRING, .default_value = "En medarbejder er fraværende i dag. Vi har styr på dagen.",
+	  .help = "Text of that notice: neutral, never the reason, a name or a CPR number." },
+	{ .name = "notice_codes", .type = KANAL_OPT_LIST, .default_value = "[SYG]",
+	  .help = "Absence codes of staff.absence.registered that also post the notice to parents (every "
+		  "code updates the staffing view)." },
 	{ .name = NULL },
 };
 

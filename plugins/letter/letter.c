@@ -35,33 +35,33 @@
 #define EMIT_BUSY_TRIES 40  /* times 50 ms: how long a busy bus may hold up the status */
 
 static const kanal_option_t s_options[] = {
-	{ "mode", KANAL_OPT_STRING, "spool", false,
-	  "spool: write each print job as a file into spool_dir; service: POST it to print_url." },
-	{ "spool_dir", KANAL_OPT_PATH, NULL, false,
-	  "Folder the print pipeline picks jobs up from (spool mode); it must exist and be "
-	  "writable." },
-	{ "print_url", KANAL_OPT_STRING, NULL, false,
-	  "The print service's job endpoint, e.g. https://print.example/print/v1/jobs "
-	  "(service mode)." },
-	{ "token", KANAL_OPT_STRING, NULL, false,
-	  "Bearer token for the print service (service mode); prefer token_file." },
-	{ "token_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the bearer token (mode 0600 or 0400), instead of token." },
-	{ "ca_file", KANAL_OPT_PATH, NULL, false,
-	  "Extra CA bundle for an https print_url." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "How long one POST to the print service may take (service mode)." },
-	{ "postal_category", KANAL_OPT_STRING, "Economique", false,
-	  "Prioritaire or Economique; a letter's data.postal_category overrides it." },
-	{ "sender", KANAL_OPT_STRING, NULL, false,
-	  "The sender's name for the job's return address when the letter carries no "
-	  "data.sender (e.g. \"Aarhus Kommune\")." },
-	{ "status", KANAL_OPT_BOOL, "true", false,
-	  "Emit post.letter.status once a job is handed over." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file (0600) for the status event's subject: person:<pseudonym> of the recipient." },
-	{ "retry_after", KANAL_OPT_DURATION, "30s", false,
-	  "The retry hint when the spool cannot be written (disk full, folder gone)." },
+	{ .name = "mode", .type = KANAL_OPT_STRING, .default_value = "spool",
+	  .help = "spool: write each print job as a file into spool_dir; service: POST it to print_url." },
+	{ .name = "spool_dir", .type = KANAL_OPT_PATH,
+	  .help = "Folder the print pipeline picks jobs up from (spool mode); it must exist and be "
+		  "writable." },
+	{ .name = "print_url", .type = KANAL_OPT_STRING,
+	  .help = "The print service's job endpoint, e.g. https://print.example/print/v1/jobs "
+		  "(service mode)." },
+	{ .name = "token", .type = KANAL_OPT_STRING,
+	  .help = "Bearer token for the print service (service mode); prefer token_file." },
+	{ .name = "token_file", .type = KANAL_OPT_PATH,
+	  .help = "File holding the bearer token (mode 0600 or 0400), instead of token." },
+	{ .name = "ca_file", .type = KANAL_OPT_PATH,
+	  .help = "Extra CA bundle for an https print_url." },
+	{ .name = "timeout", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .help = "How long one POST to the print service may take (service mode)." },
+	{ .name = "postal_category", .type = KANAL_OPT_STRING, .default_value = "Economique",
+	  .help = "Prioritaire or Economique; a letter's data.postal_category overrides it." },
+	{ .name = "sender", .type = KANAL_OPT_STRING,
+	  .help = "The sender's name for the job's return address when the letter carries no "
+		  "data.sender (e.g. \"Aarhus Kommune\")." },
+	{ .name = "status", .type = KANAL_OPT_BOOL, .default_value = "true",
+	  .help = "Emit post.letter.status once a job is handed over." },
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH,
+	  .help = "Key file (0600) for the status event's subject: person:<pseudonym> of the recipient." },
+	{ .name = "retry_after", .type = KANAL_OPT_DURATION, .default_value = "30s",
+	  .help = "The retry hint when the spool cannot be written (disk full, folder gone)." },
 	{ .name = NULL },
 };
 

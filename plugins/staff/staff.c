@@ -43,32 +43,33 @@
 #define STAFF_MIN_FLUSH_MS 2000
 
 static const kanal_option_t s_options[] = {
-	{ "base_url", KANAL_OPT_STRING, NULL, true,
-	  "The HR system's address, e.g. https://hr.kommune.dk; the feed is "
-	  "<base_url>/hr/v1/absences." },
-	{ "user", KANAL_OPT_STRING, NULL, false, "User name for basic auth on the feed." },
-	{ "password", KANAL_OPT_STRING, NULL, false,
-	  "Password for basic auth (prefer password_file)." },
-	{ "password_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the password (mode 0600 or 0400; a trailing newline is ignored)." },
-	{ "poll_interval", KANAL_OPT_DURATION, "10s", false,
-	  "Time between two polls when the feed has nothing more waiting." },
-	{ "page_size", KANAL_OPT_INT, "100", false,
-	  "Changes asked for per poll (the feed's max parameter), 1 to 1000." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "Longest wait for one answer of the feed." },
-	{ "max_backoff", KANAL_OPT_DURATION, "5m", false,
-	  "Longest wait between polls while the feed fails (the wait doubles from "
-	  "poll_interval)." },
-	{ "max_body", KANAL_OPT_SIZE, "8MiB", false,
-	  "Largest feed answer read; a larger one is an error." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file for pseudonyms: subject becomes person:<HMAC of the employee's CPR number>." },
-	{ "unknown_codes", KANAL_OPT_STRING, "emit", false,
-	  "An absence code kanal does not know: emit (as staff.absence.registered, code kept, "
-	  "with a warning) or skip (warning only)." },
-	{ "retain_days", KANAL_OPT_INT, "400", false,
-	  "Days after an absence ends that its version stays in the state file." },
+	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
+	  .help = "The HR system's address, e.g. https://hr.kommune.dk; the feed is "
+		  "<base_url>/hr/v1/absences." },
+	{ .name = "user", .type = KANAL_OPT_STRING,
+	  .help = "User name for basic auth on the feed." },
+	{ .name = "password", .type = KANAL_OPT_STRING,
+	  .help = "Password for basic auth (prefer password_file)." },
+	{ .name = "password_file", .type = KANAL_OPT_PATH,
+	  .help = "File holding the password (mode 0600 or 0400; a trailing newline is ignored)." },
+	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "10s",
+	  .help = "Time between two polls when the feed has nothing more waiting." },
+	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100",
+	  .help = "Changes asked for per poll (the feed's max parameter), 1 to 1000." },
+	{ .name = "timeout", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .help = "Longest wait for one answer of the feed." },
+	{ .name = "max_backoff", .type = KANAL_OPT_DURATION, .default_value = "5m",
+	  .help = "Longest wait between polls while the feed fails (the wait doubles from "
+		  "poll_interval)." },
+	{ .name = "max_body", .type = KANAL_OPT_SIZE, .default_value = "8MiB",
+	  .help = "Largest feed answer read; a larger one is an error." },
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH,
+	  .help = "Key file for pseudonyms: subject becomes person:<HMAC of the employee's CPR number>." },
+	{ .name = "unknown_codes", .type = KANAL_OPT_STRING, .default_value = "emit",
+	  .help = "An absence code kanal does not know: emit (as staff.absence.registered, code kept, "
+		  "with a warning) or skip (warning only)." },
+	{ .name = "retain_days", .type = KANAL_OPT_INT, .default_value = "400",
+	  .help = "Days after an absence ends that its version stays in the state file." },
 	{ .name = NULL },
 };
 

@@ -68,14 +68,14 @@ static void test_good_plugin_loads(void)
 static void test_refuses_newer_major(void)
 {
 	s_expect("tp_abi_major", KANAL_EABI,
-		 "built for plugin ABI 2.0 but this host speaks 1.0: rebuild it against kanal "
+		 "built for plugin ABI 2.0 but this host speaks 1.1: rebuild it against kanal "
 		 "SDK 1.x");
 }
 
 static void test_refuses_newer_minor(void)
 {
 	s_expect("tp_abi_minor", KANAL_EABI,
-		 "built for plugin ABI 1.99, newer than this host's 1.0: upgrade kanal or rebuild "
+		 "built for plugin ABI 1.99, newer than this host's 1.1: upgrade kanal or rebuild "
 		 "the plugin");
 }
 
@@ -171,7 +171,7 @@ static void test_describe_prints_options_table(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "plugin:      tp_echo\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "version:     1.0.0\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "description: Test plugin: echoes events"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(text, "abi:         1.0 (this host: 1.0)\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "abi:         1.1 (this host: 1.1)\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "NAME"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "DESCRIPTION\n"));
 	/* Every option appears with its type, requirement, default and help, aligned. */
