@@ -152,6 +152,12 @@ $(BUILD)/obj/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
+# A plugin built against the ABI 1.0 header, which comes first on its include path: the
+# host must keep loading what was built before ABI 1.1.
+$(BUILD)/obj/tests/plugins/tp_abi10.o: tests/plugins/tp_abi10.c
+	@mkdir -p $(dir $@)
+	$(CC) -Itests/abi/kanal-1.0 $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
+
 TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(CUNIT) \
 	-Wl,-rpath,'$$ORIGIN/../lib'
 $(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL)
