@@ -488,14 +488,17 @@ static void test_check_validates_instance_options(void)
 	fixture_t f;
 	run_t r;
 
-	/* An option the plugin does not declare, reported at its place in kanald.yaml. */
+	/* An option the plugin does not declare, a value its table does not allow and one of
+	 * the wrong type: each reported at its place in kanald.yaml, all in one go. */
 	s_fixture(&f,
 		  "  - name: extra\n"
 		  "    plugin: calendar-nonexistent-plugin-name\n"
 		  "  - name: noisy\n"
 		  "    plugin: PLUGIN\n"
 		  "    options:\n"
-		  "      colour: blue\n",
+		  "      colour: blue\n"
+		  "      format: xml\n"
+		  "      retry_after: soon\n",
 		  NULL);
 	/* s_fixture cannot substitute inside extra text, so rewrite the file here. */
 	{
@@ -516,7 +519,14 @@ static void test_check_validates_instance_options(void)
 	CU_ASSERT(s_contains(r.err, "instance 'extra'"));
 	CU_ASSERT(s_contains(r.err, "kanald.yaml:17:7: error:"));
 	CU_ASSERT(s_contains(r.err, "colour"));
-	CU_ASSERT(s_contains(r.err, "check failed: 2 errors"));
+	if (strstr(s_plugin(), "plugins/sink.so")) {
+		CU_ASSERT(s_contains(r.err, "kanald.yaml:18:7: error: instance 'noisy': option "
+				     "'format' must be one of json, line; got 'xml'"));
+		CU_ASSERT(s_contains(r.err, "kanald.yaml:19:7: error: instance 'noisy': option "
+				     "'retry_after' expects a duration like 250ms, 2s or 5m, got "
+				     "'soon'"));
+		CU_ASSERT(s_contains(r.err, "check failed: 4 errors"));
+	}
 	s_run_free(&r);
 	s_fixture_free(&f);
 }
