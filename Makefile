@@ -140,9 +140,12 @@ $(BUILD)/bin/kanal-sim-%: $(BUILD)/obj/examples/simulators/%.o $(call obj,$(SIM_
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
 
 
+# A plugin sees the public SDK headers and its own folder, nothing of the broker's, the
+# SDK's private headers or the tests'.
+PLUGIN_KCFLAGS = $(filter-out -Isdk -Ibroker -Itests/util,$(KCFLAGS)) -I$(<D)
 $(BUILD)/obj/plugins/%.o: plugins/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
+	$(CC) $(PLUGIN_KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/plugins/%.so: $(BUILD)/obj/tests/plugins/%.o $(LIBKANAL)
 	@mkdir -p $(dir $@)
