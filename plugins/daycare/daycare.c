@@ -21,13 +21,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define DAYCARE_MAX_PAGE 500
+static const char *const s_roles[] = { "source", "destination", "both", NULL };
 
 static const kanal_option_t s_options[] = {
 	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(daycare_t, base_url_option),
 	  .help = "The daycare system's API root, e.g. https://daycare.example.dk (the connector adds "
 		  "/api/v1/...)." },
 	{ .name = "role", .type = KANAL_OPT_STRING, .default_value = "both",
+	  .allowed = s_roles, KANAL_OPT_AT(daycare_t, role),
 	  .help = "source (poll registrations), destination (accept notices and staffing updates) or "
 		  "both." },
 	{ .name = "token", .type = KANAL_OPT_STRING,
@@ -40,21 +42,27 @@ static const kanal_option_t s_options[] = {
 	  .help = "File holding the basic-auth password (one line)." },
 	{ .name = "ca_file", .type = KANAL_OPT_PATH,
 	  .help = "Extra CA bundle to trust for https." },
-	{ .name = "timeout", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	{ .name = "timeout", .type = KANAL_OPT_DURATION, .default_value = "5s", .min = "1ms",
+	  KANAL_OPT_AT(daycare_t, timeout_ms),
 	  .help = "The longest one HTTP call to the daycare system may take." },
 	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .min = "1ms", KANAL_OPT_AT(daycare_t, poll_interval_ms),
 	  .help = "Time between two polls of the registrations." },
 	{ .name = "max_backoff", .type = KANAL_OPT_DURATION, .default_value = "5m",
+	  KANAL_OPT_AT(daycare_t, max_backoff_ms),
 	  .help = "Longest wait between polls while the daycare system fails (the wait doubles from "
 		  "poll_interval)." },
-	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100",
+	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100", .min = "1",
+	  .max = "500", KANAL_OPT_AT(daycare_t, page_size),
 	  .help = "Registrations asked for per request (1-500)." },
 	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH,
 	  .help = "Key file (mode 0600) for the child's pseudonym in the events' subject; without it "
 		  "events carry no subject." },
 	{ .name = "staff_notice_title", .type = KANAL_OPT_STRING, .default_value = "Personale",
+	  KANAL_OPT_AT(daycare_t, notice_title),
 	  .help = "Title of the notice to parents when a staff member is absent." },
 	{ .name = "staff_notice_text", .type = KANAL_OPT_STRING, .default_value = "En medarbejder er fraværende i dag. Vi har styr på dagen.",
+	  KANAL_OPT_AT(daycare_t, notice_text),
 	  .help = "Text of that notice: neutral, never the reason, a name or a CPR number." },
 	{ .name = "notice_codes", .type = KANAL_OPT_LIST, .default_value = "[SYG]",
 	  .help = "Absence codes of staff.absence.registered that also post the notice to parents (every "
@@ -75,21 +83,17 @@ static void s_destroy(void *state)
 	free(d);
 }
 
-/* Reads role, the URL and the numbers. Returns 0 or KANAL_ECONFIG after kanal_set_error. */
-static int s_load_basics(kanal_ctx_t *ctx, const kanal_config_t *cfg, daycare_t *d)
+/* Derives the role and the URL from the bound options and checks what the table cannot:
+ * the URL's scheme, max_backoff against poll_interval, non-empty notice texts. Returns 0
+ * or KANAL_ECONFIG after kanal_set_error. */
+static int s_load_basics(kanal_ctx_t *ctx, daycare_t *d)
 {
-	const char *role = kanal_config_string(cfg, "role");
-	const char *url = kanal_config_string(cfg, "base_url");
+	const char *url = d->base_url_option;
 	size_t n;
 
-	if (!strcmp(role, "source") || !strcmp(role, "both"))
-		d->source = true;
-	if (!strcmp(role, "destination") || !strcmp(role, "both"))
-		d->destination = true;
-	if (!d->source && !d->destination) {
-		kanal_set_error(ctx, "option 'role': '%s' is not source, destination or both", role);
-		return KANAL_ECONFIG;
-	}
+	/* role is one of s_roles: the table checked it. */
+	d->source = strcmp(d->role, "destination") != 0;
+	d->destination = strcmp(d->role, "source") != 0;
 	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
 		kanal_set_error(ctx, "option 'base_url': '%s' is not an http:// or https:// URL", url);
 		return KANAL_ECONFIG;
@@ -99,27 +103,12 @@ static int s_load_basics(kanal_ctx_t *ctx, const kanal_config_t *cfg, daycare_t 
 	n = strlen(d->base_url);
 	while (n > 8 && d->base_url[n - 1] == '/')
 		d->base_url[--n] = '\0';
-	d->timeout_ms = kanal_config_duration_ms(cfg, "timeout");
-	d->poll_interval_ms = kanal_config_duration_ms(cfg, "poll_interval");
-	d->max_backoff_ms = kanal_config_duration_ms(cfg, "max_backoff");
-	d->page_size = kanal_config_int(cfg, "page_size");
-	if (d->timeout_ms < 1 || d->poll_interval_ms < 1) {
-		kanal_set_error(ctx, "options 'timeout' and 'poll_interval' must be at least 1ms");
-		return KANAL_ECONFIG;
-	}
 	if (d->max_backoff_ms < d->poll_interval_ms) {
 		kanal_set_error(ctx, "option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
 				"'poll_interval' (%" PRId64 " ms)", d->max_backoff_ms,
 				d->poll_interval_ms);
 		return KANAL_ECONFIG;
 	}
-	if (d->page_size < 1 || d->page_size > DAYCARE_MAX_PAGE) {
-		kanal_set_error(ctx, "option 'page_size': %" PRId64 " is out of range; give 1 to %d",
-				d->page_size, DAYCARE_MAX_PAGE);
-		return KANAL_ECONFIG;
-	}
-	d->notice_title = kanal_config_string(cfg, "staff_notice_title");
-	d->notice_text = kanal_config_string(cfg, "staff_notice_text");
 	if (!*d->notice_title || !*d->notice_text) {
 		kanal_set_error(ctx, "options 'staff_notice_title' and 'staff_notice_text' must not "
 				"be empty");
@@ -183,9 +172,10 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "out of memory");
 		return KANAL_ENOMEM;
 	}
+	kanal_config_bind(cfg, d);
 	d->instance = kanal_instance_name(ctx);
 	d->cfg = cfg;
-	rc = s_load_basics(ctx, cfg, d);
+	rc = s_load_basics(ctx, d);
 	if (rc == 0)
 		rc = s_load_http(ctx, cfg, d);
 	if (rc == 0 && key && (rc = kanal_pseudonym_key_load(key, &d->key, why, sizeof why)) != 0)

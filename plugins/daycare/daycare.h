@@ -30,6 +30,8 @@ typedef struct daycare {
 	const char *instance;     /* borrowed from the ctx */
 	bool source;              /* polls registrations */
 	bool destination;         /* accepts deliveries */
+	const char *role;         /* option role, borrowed from the config */
+	const char *base_url_option; /* option base_url as given, borrowed */
 	char *base_url;           /* without a trailing '/' */
 	kc_http_t *http;
 	int64_t timeout_ms;
