@@ -15,6 +15,8 @@
  * options, the validation of each event's data and the mapping.
  */
 #include "calendar.h"
+#include "../common/kc_files.h"
+#include "../common/kc_text.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -39,7 +39,7 @@
 
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
 #include "cpr_int.h"
 
 #define CPR_NS_DEFAULT "urn:kanal:sim:cpr:personlookup:1"

@@ -12,6 +12,7 @@
  * on the instance's own thread, so the parts share daycare_t without locks.
  */
 #include "daycare.h"
+#include "../common/kc_files.h"
 
 #include <ctype.h>
 #include <errno.h>

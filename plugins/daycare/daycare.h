@@ -17,7 +17,7 @@
 #include <jansson.h>
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
 
 /* The upstream API's paths (relative to option base_url). */
 #define DAYCARE_REGISTRATIONS "/api/v1/registrations"

@@ -38,7 +38,8 @@
 
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
+#include "../common/kc_files.h"
 #include "memo.h"
 
 #define DP_DEFAULT_PATH "/digitalpost/v1/messages"

@@ -11,7 +11,7 @@
  * are serialised anyway, and a slow webhook fills only its own queue.
  */
 #include "http.h"
-#include "../common/conn.h"
+#include "../common/kc_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -19,7 +19,8 @@
  * not emitted again.
  */
 #include "http.h"
-#include "../common/conn.h"
+#include "../common/kc_files.h"
+#include "../common/kc_log.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -30,7 +30,8 @@
 #include <jansson.h>
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
+#include "../common/kc_files.h"
 
 #define EMIT_BUSY_TRIES 40  /* times 50 ms: how long a busy bus may hold up the status */
 

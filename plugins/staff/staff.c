@@ -36,7 +36,9 @@
 
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
+#include "../common/kc_files.h"
+#include "../common/kc_text.h"
 
 #define STAFF_STATE_FILE "staff.state"
 #define STAFF_MAX_PAGE 1000

@@ -1,10 +1,10 @@
 /*
- * plugins/common/http.c — the connectors' HTTP client: one libcurl easy handle per client
+ * plugins/common/kc_http.c — the connectors' HTTP client: one libcurl easy handle per client
  * (so connections are kept alive between polls), answers collected into a kc_response_t,
  * and the one mapping from an HTTP answer to a delivery outcome that every connector uses,
  * so that a 503 means RETRY and a 400 means REJECT the same way everywhere.
  */
-#include "conn.h"
+#include "kc_http.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -1,11 +1,10 @@
 /*
- * plugins/common/text.c — URL and path templates ("{base}/{owner}/calendar/"), expanded
+ * plugins/common/kc_text.c — URL and path templates ("{base}/{owner}/calendar/"), expanded
  * with each value percent-encoded where it goes into a URL, so that a value can never add
- * a path segment or a query of its own; and the rate-limited log line (conn.h).
+ * a path segment or a query of its own.
  */
-#include "conn.h"
+#include "kc_text.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,26 +93,4 @@ char *kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool 
 		return NULL;
 	}
 	return b.p;
-}
-
-void kc_log_limited(kanal_ctx_t *ctx, kc_log_limit_t *limit, kanal_log_level_t level,
-		    const char *fmt, ...)
-{
-	int64_t now = kanal_now_ms();
-	char line[600];
-	va_list ap;
-
-	if (now < limit->next_ms) {
-		limit->held++;
-		return;
-	}
-	limit->next_ms = now + 1000;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	if (limit->held)
-		kanal_log(ctx, level, "%s (%u more like this held back)", line, limit->held);
-	else
-		kanal_log(ctx, level, "%s", line);
-	limit->held = 0;
 }
