@@ -5,6 +5,7 @@
  * so that a 503 means RETRY and a 400 means REJECT the same way everywhere.
  */
 #include "kc_http.h"
+#include "kc_files.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -319,4 +320,63 @@ kanal_outcome_t kc_http_outcome(kanal_ctx_t *ctx, const kc_response_t *res, cons
 		return KANAL_OUTCOME_RETRY;
 	}
 	return KANAL_OUTCOME_REJECT;
+}
+
+int kc_http_conf_open(kanal_ctx_t *ctx, kc_http_conf_t *conf, kc_http_opts_t *opts)
+{
+	const char *token_option = conf->token_file_option ? conf->token_file_option :
+							     "token_file";
+
+	memset(opts, 0, sizeof *opts);
+	if (conf->token && conf->token_file) {
+		kanal_set_error(ctx, "options 'token' and '%s' exclude each other; give one",
+				token_option);
+		return KANAL_ECONFIG;
+	}
+	if (conf->password && conf->password_file) {
+		kanal_set_error(ctx, "options 'password' and 'password_file' exclude each other; "
+				"give one");
+		return KANAL_ECONFIG;
+	}
+	if ((conf->password || conf->password_file) && !conf->user) {
+		kanal_set_error(ctx, "option 'user' is needed with a password");
+		return KANAL_ECONFIG;
+	}
+	if (conf->token_file && !conf->token_secret &&
+	    kc_secret_read(ctx, token_option, conf->token_file, &conf->token_secret) != 0)
+		return KANAL_ECONFIG;
+	if (conf->password_file && !conf->password_secret &&
+	    kc_secret_read(ctx, "password_file", conf->password_file,
+			   &conf->password_secret) != 0)
+		return KANAL_ECONFIG;
+	opts->timeout_ms = conf->timeout_ms;
+	opts->connect_timeout_ms = conf->timeout_ms > 0 && conf->timeout_ms < 3000 ?
+					   conf->timeout_ms : 3000;
+	opts->ca_file = conf->ca_file;
+	opts->client_cert = conf->client_cert;
+	opts->client_key = conf->client_key;
+	opts->bearer_token = conf->token ? conf->token : conf->token_secret;
+	if (conf->user) {
+		opts->user = conf->user;
+		opts->password = conf->password ? conf->password :
+			conf->password_secret ? conf->password_secret : "";
+	}
+	return 0;
+}
+
+static void s_wipe(char **secret_p)
+{
+	if (*secret_p) {
+		memset(*secret_p, 0, strlen(*secret_p));
+		free(*secret_p);
+		*secret_p = NULL;
+	}
+}
+
+void kc_http_conf_clear(kc_http_conf_t *conf)
+{
+	if (!conf)
+		return;
+	s_wipe(&conf->token_secret);
+	s_wipe(&conf->password_secret);
 }
