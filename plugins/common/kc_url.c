@@ -17,15 +17,25 @@
 bool kc_url_host_is_loopback(const char *host)
 {
 	struct in_addr a4;
+	struct in6_addr a6;
+	char bare[INET6_ADDRSTRLEN + 1];
+	size_t n;
 
 	if (!host)
 		return false;
-	if (!strcasecmp(host, "localhost") || !strcmp(host, "[::1]"))
+	if (!strcasecmp(host, "localhost"))
 		return true;
 	/* curl has already turned 127.1 and 0x7f000001 into 127.0.0.1. */
 	if (inet_pton(AF_INET, host, &a4) == 1)
 		return (ntohl(a4.s_addr) >> 24) == 127;
-	return false;
+	/* IPv6: bracketed in a URL, bare in a listen address. */
+	n = strlen(host);
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof bare) {
+		memcpy(bare, host + 1, n - 2);
+		bare[n - 2] = '\0';
+		host = bare;
+	}
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 int kc_url_check(const char *option, const char *url, bool allow_plain_http,

@@ -34,8 +34,9 @@
 int kc_url_check(const char *option, const char *url, bool allow_plain_http,
 		 bool *plain_remote, kanal_error_t *err);
 
-/* True when `host` (as libcurl gives it: "[::1]" with brackets, IPv4 normalised) is
- * localhost, an IPv4 address in 127.0.0.0/8 or [::1]. Ownership: borrows host. */
+/* True when `host` — as libcurl gives it ("[::1]" with brackets, IPv4 normalised) or as a
+ * listen address gives it ("::1") — is localhost, an IPv4 address in 127.0.0.0/8 or the
+ * IPv6 loopback address. Ownership: borrows host. */
 bool kc_url_host_is_loopback(const char *host);
 
 /* kc_url_check for an instance's option: the error goes to kanal_set_error, the warning for

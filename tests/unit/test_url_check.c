@@ -114,7 +114,25 @@ static void test_other_schemes_and_garbage_are_refused(void)
 	CU_ASSERT_EQUAL(s_check(NULL, false, NULL, &err), KANAL_ECONFIG);
 }
 
+/* The same test serves a listen address (the http plugin's ingress), where an IPv6 address
+ * comes without brackets and a name is not resolved. */
+static void test_loopback_hosts(void)
+{
+	CU_ASSERT_TRUE(kc_url_host_is_loopback("::1"));
+	CU_ASSERT_TRUE(kc_url_host_is_loopback("[::1]"));
+	CU_ASSERT_TRUE(kc_url_host_is_loopback("0:0:0:0:0:0:0:1"));
+	CU_ASSERT_TRUE(kc_url_host_is_loopback("127.0.0.1"));
+	CU_ASSERT_TRUE(kc_url_host_is_loopback("LocalHost"));
+	CU_ASSERT_FALSE(kc_url_host_is_loopback("127.evil.example"));
+	CU_ASSERT_FALSE(kc_url_host_is_loopback("0.0.0.0"));
+	CU_ASSERT_FALSE(kc_url_host_is_loopback("::"));
+	CU_ASSERT_FALSE(kc_url_host_is_loopback("[::1"));
+	CU_ASSERT_FALSE(kc_url_host_is_loopback(""));
+	CU_ASSERT_FALSE(kc_url_host_is_loopback(NULL));
+}
+
 TEST_MAIN("url_check",
+	  TEST(test_loopback_hosts),
 	  TEST(test_https_is_always_allowed),
 	  TEST(test_plain_http_to_loopback_is_allowed),
 	  TEST(test_hosts_that_only_look_local_are_refused),
