@@ -13,6 +13,7 @@
  */
 #include "daycare.h"
 #include "../common/kc_files.h"
+#include "../common/kc_url.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -33,19 +34,13 @@ static const kanal_option_t s_options[] = {
 	  .allowed = s_roles, KANAL_OPT_AT(daycare_t, role),
 	  .help = "source (poll registrations), destination (accept notices and staffing updates) or "
 		  "both." },
-	{ .name = "token", .type = KANAL_OPT_STRING,
-	  .help = "Bearer token for the API (prefer token_file)." },
-	{ .name = "token_file", .type = KANAL_OPT_PATH,
-	  .help = "File holding the bearer token (one line; keep it mode 0600)." },
-	{ .name = "user", .type = KANAL_OPT_STRING,
+	KC_HTTP_OPT_TOKEN(daycare_t, http_conf),
+	{ .name = "user", .type = KANAL_OPT_STRING, KANAL_OPT_AT(daycare_t, http_conf.user),
 	  .help = "User name for basic auth, instead of a token (with password_file)." },
-	{ .name = "password_file", .type = KANAL_OPT_PATH,
-	  .help = "File holding the basic-auth password (one line)." },
-	{ .name = "ca_file", .type = KANAL_OPT_PATH,
-	  .help = "Extra CA bundle to trust for https." },
-	{ .name = "timeout", .type = KANAL_OPT_DURATION, .default_value = "5s", .min = "1ms",
-	  KANAL_OPT_AT(daycare_t, timeout_ms),
-	  .help = "The longest one HTTP call to the daycare system may take." },
+	KC_HTTP_OPT_PASSWORD_FILE(daycare_t, http_conf),
+	KC_HTTP_OPT_CA_FILE(daycare_t, http_conf),
+	KC_HTTP_OPT_TIMEOUT(daycare_t, http_conf, "5s",
+			    "The longest one HTTP call to the daycare system may take."),
 	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "5s",
 	  .min = "1ms", KANAL_OPT_AT(daycare_t, poll_interval_ms),
 	  .help = "Time between two polls of the registrations." },
@@ -68,6 +63,7 @@ static const kanal_option_t s_options[] = {
 	{ .name = "notice_codes", .type = KANAL_OPT_LIST, .default_value = "[SYG]",
 	  .help = "Absence codes of staff.absence.registered that also post the notice to parents (every "
 		  "code updates the staffing view)." },
+	KC_URL_OPT_ALLOW_PLAIN_HTTP(daycare_t, http_conf.allow_plain_http),
 	{ .name = NULL },
 };
 
@@ -78,6 +74,7 @@ static void s_destroy(void *state)
 	if (!d)
 		return;
 	kc_http_destroy(&d->http);
+	kc_http_conf_clear(&d->http_conf);
 	kanal_pseudonym_key_destroy(&d->key);
 	free(d->base_url);
 	free(d->cursor);
@@ -85,7 +82,7 @@ static void s_destroy(void *state)
 }
 
 /* Derives the role and the URL from the bound options and checks what the table cannot:
- * the URL's scheme, max_backoff against poll_interval, non-empty notice texts. Returns 0
+ * the URL (kc_url_check's rule), max_backoff against poll_interval, non-empty notice texts. Returns 0
  * or KANAL_ECONFIG after kanal_set_error. */
 static int s_load_basics(kanal_ctx_t *ctx, daycare_t *d)
 {
@@ -95,10 +92,8 @@ static int s_load_basics(kanal_ctx_t *ctx, daycare_t *d)
 	/* role is one of s_roles: the table checked it. */
 	d->source = strcmp(d->role, "destination") != 0;
 	d->destination = strcmp(d->role, "source") != 0;
-	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
-		kanal_set_error(ctx, "option 'base_url': '%s' is not an http:// or https:// URL", url);
+	if (kc_url_check_option(ctx, "base_url", url, d->http_conf.allow_plain_http) != 0)
 		return KANAL_ECONFIG;
-	}
 	if (!(d->base_url = strdup(url)))
 		return KANAL_ENOMEM;
 	n = strlen(d->base_url);
@@ -118,43 +113,26 @@ static int s_load_basics(kanal_ctx_t *ctx, daycare_t *d)
 	return 0;
 }
 
-/* Reads the credentials and makes the HTTP client. */
-static int s_load_http(kanal_ctx_t *ctx, const kanal_config_t *cfg, daycare_t *d)
+/* Checks that exactly one kind of credentials is given and makes the HTTP client. */
+static int s_load_http(kanal_ctx_t *ctx, daycare_t *d)
 {
-	const char *token = kanal_config_string(cfg, "token");
-	const char *token_file = kanal_config_string(cfg, "token_file");
-	const char *user = kanal_config_string(cfg, "user");
-	const char *password_file = kanal_config_string(cfg, "password_file");
-	kc_http_opts_t o = { .timeout_ms = d->timeout_ms, .ca_file = kanal_config_string(cfg, "ca_file") };
-	char *secret = NULL;
-	int given = !!token + !!token_file + !!user;
+	kc_http_conf_t *c = &d->http_conf;
+	kc_http_opts_t o;
+	int given = !!c->token + !!c->token_file + !!c->user;
 
 	if (given != 1) {
 		kanal_set_error(ctx, "give exactly one of the options 'token', 'token_file' and "
 				"'user' (with 'password_file'): the daycare API needs credentials");
 		return KANAL_ECONFIG;
 	}
-	if (user && !password_file) {
+	if (c->user && !c->password_file) {
 		kanal_set_error(ctx, "option 'user' needs 'password_file'");
 		return KANAL_ECONFIG;
 	}
-	if (token_file && kc_secret_read(ctx, "token_file", token_file, &secret) != 0)
+	if (kc_http_conf_open(ctx, c, &o) != 0)
 		return KANAL_ECONFIG;
-	if (user && kc_secret_read(ctx, "password_file", password_file, &secret) != 0)
-		return KANAL_ECONFIG;
-	if (o.timeout_ms < o.connect_timeout_ms || !o.connect_timeout_ms)
-		o.connect_timeout_ms = d->timeout_ms < 3000 ? d->timeout_ms : 3000;
-	if (user) {
-		o.user = user;
-		o.password = secret;
-	} else {
-		o.bearer_token = token ? token : secret;
-	}
 	d->http = kc_http_new(&o);
-	if (secret) {
-		memset(secret, 0, strlen(secret));
-		free(secret);
-	}
+	kc_http_conf_clear(c);
 	if (!d->http) {
 		kanal_set_error(ctx, "cannot make the HTTP client: out of memory");
 		return KANAL_ENOMEM;
@@ -178,7 +156,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	d->cfg = cfg;
 	rc = s_load_basics(ctx, d);
 	if (rc == 0)
-		rc = s_load_http(ctx, cfg, d);
+		rc = s_load_http(ctx, d);
 	if (rc == 0 && key && (rc = kanal_pseudonym_key_load(key, &d->key, why, sizeof why)) != 0)
 		kanal_set_error(ctx, "option 'pseudonym_key': %s", why);
 	if (rc != 0) {

@@ -34,7 +34,8 @@ typedef struct daycare {
 	const char *base_url_option; /* option base_url as given, borrowed */
 	char *base_url;           /* without a trailing '/' */
 	kc_http_t *http;
-	int64_t timeout_ms;
+	kc_http_conf_t http_conf;  /* token(_file), user, password_file, ca_file, timeout,
+				    * allow_plain_http: bound options */
 	int64_t poll_interval_ms;
 	int64_t max_backoff_ms;
 	int64_t page_size;
