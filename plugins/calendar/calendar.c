@@ -185,12 +185,14 @@ static const char *s_lookup_owner(const char *name, void *arg)
 /* The collection URL of owner's calendar (malloc'd), or NULL with why filled. */
 static char *s_collection(const calendar_t *c, const char *owner, why_t *why)
 {
-	char err[256], *url = kc_template_expand(c->url_template, s_lookup_owner, (void *)owner,
-						 true, err, sizeof err);
+	char err[256], *url;
+	kanal_error_t terr;
 	size_t n;
 
-	if (!url) {
-		snprintf(why->text, sizeof why->text, "option calendar_url: %s", err);
+	kanal_error_clear(&terr);
+	if (kc_template_expand(c->url_template, s_lookup_owner, (void *)owner, true, &url,
+			       &terr) != 0) {
+		snprintf(why->text, sizeof why->text, "option calendar_url: %.400s", terr.text);
 		return NULL;
 	}
 	n = strlen(url);

@@ -258,29 +258,33 @@ int kc_http_request(kc_http_t *h, const char *method, const char *url,
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(list);
 	if (rc != CURLE_OK) {
+		int code = sink.too_big ? KANAL_ETOOBIG :
+			   rc == CURLE_OPERATION_TIMEDOUT ? KANAL_ETIMEDOUT :
+			   rc == CURLE_OUT_OF_MEMORY ? KANAL_ENOMEM : KANAL_EIO;
+
 		if (sink.too_big)
-			snprintf(res->error, sizeof res->error,
-				 "answer larger than %zu bytes, not read", h->o.max_body);
+			kanal_error_set(&res->error, NULL, 0, 0, NULL,
+					"answer larger than %zu bytes, not read", h->o.max_body);
 		else
-			snprintf(res->error, sizeof res->error, "%s",
-				 *errbuf ? errbuf : curl_easy_strerror(rc));
+			kanal_error_set(&res->error, NULL, 0, 0, NULL, "%s",
+					*errbuf ? errbuf : curl_easy_strerror(rc));
 		free(res->body);
 		res->body = NULL;
 		res->len = 0;
 		res->status = 0;
-		return -1;
+		return code;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res->status);
 	if (!res->body && !(res->body = calloc(1, 1))) {
-		snprintf(res->error, sizeof res->error, "out of memory");
+		kanal_error_set(&res->error, NULL, 0, 0, NULL, "out of memory");
 		res->status = 0;
-		return -1;
+		return KANAL_ENOMEM;
 	}
 	return 0;
 oom:
 	curl_slist_free_all(list);
-	snprintf(res->error, sizeof res->error, "out of memory");
-	return -1;
+	kanal_error_set(&res->error, NULL, 0, 0, NULL, "out of memory");
+	return KANAL_ENOMEM;
 }
 
 const char *kc_http_describe(const kc_response_t *res, const char *what, char *buf, size_t size)
@@ -289,7 +293,7 @@ const char *kc_http_describe(const kc_response_t *res, const char *what, char *b
 	size_t n = 0;
 
 	if (!res->status) {
-		snprintf(buf, size, "%s: no answer: %s", what, res->error);
+		snprintf(buf, size, "%s: no answer: %s", what, res->error.text);
 	} else {
 		/* A one-line excerpt: control characters become spaces. */
 		for (size_t i = 0; res->body && i < res->len && n < sizeof excerpt - 1; i++) {

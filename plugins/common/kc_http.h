@@ -78,7 +78,7 @@ int kc_http_conf_open(kanal_ctx_t *ctx, kc_http_conf_t *conf, kc_http_opts_t *op
 void kc_http_conf_clear(kc_http_conf_t *conf);
 
 /* One answer. `status` is 0 when no HTTP answer came (refused, timed out, dropped, too
- * large); `error` then says why. Headers kanal's connectors use are kept. */
+ * large); `error.text` then says why. Headers kanal's connectors use are kept. */
 typedef struct kc_response {
 	long status;
 	char *body;             /* NUL-terminated; may hold NULs of a binary body before len */
@@ -87,7 +87,7 @@ typedef struct kc_response {
 	char *location;         /* Location header, or NULL */
 	char *content_type;     /* Content-Type header, or NULL */
 	int64_t retry_after_ms; /* Retry-After (seconds or HTTP date), -1 when absent */
-	char error[256];        /* transport error when status is 0 */
+	kanal_error_t error;    /* the transport error (its text) when status is 0 */
 } kc_response_t;
 
 /* A client with the given settings (copied). Returns NULL when out of memory. The client
@@ -97,8 +97,11 @@ void kc_http_destroy(kc_http_t **http_p);
 
 /* Sends one request and waits for the answer, at most the client's timeout. `headers` is a
  * NULL-terminated list of "Name: value" lines or NULL; `body` may be NULL. Returns 0 when
- * an HTTP answer came (whatever its status), -1 when none did (res->error says why).
- * res is cleared first; free it with kc_response_clear. Ownership: borrows everything. */
+ * an HTTP answer came (whatever its status); when none did, res->error says why and the
+ * result is KANAL_ETIMEDOUT (the timeout passed), KANAL_ETOOBIG (the answer was larger than
+ * max_body), KANAL_ENOMEM, or KANAL_EIO (refused, dropped, TLS or any other transport
+ * failure). res is cleared first; free it with kc_response_clear. Ownership: borrows
+ * everything; fills res. */
 int kc_http_request(kc_http_t *http, const char *method, const char *url,
 		    const char *const *headers, const char *body, size_t body_len,
 		    kc_response_t *res);

@@ -51,11 +51,13 @@ static void s_put_escaped(buf_t *b, const char *s)
 	}
 }
 
-char *kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool url_escape,
-			 char *why, size_t why_size)
+int kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool url_escape,
+		       char **out, kanal_error_t *err)
 {
 	buf_t b = { 0 };
 	const char *p = tmpl;
+
+	*out = NULL;
 
 	s_put(&b, "", 0);
 	while (*p) {
@@ -70,16 +72,17 @@ char *kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool 
 		s_put(&b, p, (size_t)(open - p));
 		close = strchr(open, '}');
 		if (!close || (size_t)(close - open - 1) >= sizeof name || close == open + 1) {
-			snprintf(why, why_size, "unclosed or empty placeholder at \"%.20s\"", open);
+			kanal_error_set(err, NULL, 0, 0, NULL,
+					"unclosed or empty placeholder at \"%.20s\"", open);
 			free(b.p);
-			return NULL;
+			return KANAL_EPARSE;
 		}
 		memcpy(name, open + 1, (size_t)(close - open - 1));
 		name[close - open - 1] = '\0';
 		if (!(value = lookup(name, arg))) {
-			snprintf(why, why_size, "no value for placeholder {%s}", name);
+			kanal_error_set(err, NULL, 0, 0, NULL, "no value for placeholder {%s}", name);
 			free(b.p);
-			return NULL;
+			return KANAL_EPARSE;
 		}
 		if (url_escape)
 			s_put_escaped(&b, value);
@@ -88,9 +91,10 @@ char *kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool 
 		p = close + 1;
 	}
 	if (b.failed) {
-		snprintf(why, why_size, "out of memory");
+		kanal_error_set(err, NULL, 0, 0, NULL, "out of memory");
 		free(b.p);
-		return NULL;
+		return KANAL_ENOMEM;
 	}
-	return b.p;
+	*out = b.p;
+	return 0;
 }

@@ -15,10 +15,13 @@
 #include <kanal/kanal.h>
 
 /* Expands a template's {name} placeholders with lookup(name, arg) (NULL: the error
- * "unknown placeholder"). When url_escape is set, each value is percent-encoded (RFC 3986
- * unreserved characters kept). Returns a malloc'd string, or NULL with why filled in. */
+ * "no value for placeholder"). When url_escape is set, each value is percent-encoded (RFC
+ * 3986 unreserved characters kept). Returns 0 and a malloc'd string in *out (free with
+ * free()), or KANAL_EPARSE (an unclosed or empty placeholder, or one without a value) or
+ * KANAL_ENOMEM with err filled and *out NULL. Ownership: borrows tmpl and arg; *out is the
+ * caller's; fills err. */
 typedef const char *(*kc_lookup_fn)(const char *name, void *arg);
-char *kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool url_escape,
-			 char *why, size_t why_size);
+int kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool url_escape,
+		       char **out, kanal_error_t *err);
 
 #endif

@@ -449,8 +449,10 @@ static int64_t s_poll_once(kanal_ctx_t *ctx, staff_t *s)
 {
 	const char *headers[] = { "Accept: application/xml", NULL };
 	char *since = NULL, *url = NULL, what[STAFF_CURSOR_MAX * 3 + 512], why[512];
-	int64_t flush_ms = s->http_conf.timeout_ms > STAFF_MIN_FLUSH_MS ? s->http_conf.timeout_ms : STAFF_MIN_FLUSH_MS;
+	int64_t flush_ms = s->http_conf.timeout_ms > STAFF_MIN_FLUSH_MS ? s->http_conf.timeout_ms :
+									   STAFF_MIN_FLUSH_MS;
 	kc_response_t res = { 0 };
+	kanal_error_t terr = { 0 };
 	staff_page_t page = { 0 };
 	int64_t wait = s->poll_ms;
 	size_t done = 0;
@@ -460,8 +462,8 @@ static int64_t s_poll_once(kanal_ctx_t *ctx, staff_t *s)
 	 * and it is no failure of the feed. */
 	if (s->dirty && s_commit(ctx, s, flush_ms) != 0)
 		return s->poll_ms;
-	if (s->cursor[0] && !(since = kc_template_expand("{c}", s_lookup_cursor, s->cursor, true,
-							  why, sizeof why)))
+	if (s->cursor[0] && kc_template_expand("{c}", s_lookup_cursor, s->cursor, true, &since,
+					       &terr) != 0)
 		return s_backoff(s, -1);
 	if (asprintf(&url, "%s/hr/v1/absences?max=%" PRId64 "%s%s", s->base_url, s->page_size,
 		     since ? "&since=" : "", since ? since : "") < 0) {
