@@ -31,31 +31,32 @@ static int s_silent_server(bool listening, char *url, size_t size)
 	return fd;
 }
 
+/* Sends one GET to a silent server and checks that no answer came, with a reason and the
+ * code `want`. */
+static void s_expect_no_answer(kc_http_t *http, bool listening, int want)
+{
+	kc_response_t res;
+	char url[64];
+	int fd = s_silent_server(listening, url, sizeof url);
+
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(kc_http_request(http, "GET", url, NULL, NULL, 0, &res), want);
+	CU_ASSERT_EQUAL(res.status, 0);
+	CU_ASSERT_NOT_EQUAL(res.error.text[0], '\0');
+	kc_response_clear(&res);
+	close(fd);
+}
+
 static void test_no_answer_has_a_kanal_code(void)
 {
 	kc_http_opts_t o = { .timeout_ms = 300, .connect_timeout_ms = 300 };
 	kc_http_t *http = kc_http_new(&o);
-	kc_response_t res;
-	char url[64];
-	int fd;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(http);
 	/* Bound but not listening: the connection is refused. */
-	fd = s_silent_server(false, url, sizeof url);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(kc_http_request(http, "GET", url, NULL, NULL, 0, &res), KANAL_EIO);
-	CU_ASSERT_EQUAL(res.status, 0);
-	CU_ASSERT_NOT_EQUAL(res.error.text[0], '\0');
-	kc_response_clear(&res);
-	close(fd);
+	s_expect_no_answer(http, false, KANAL_EIO);
 	/* Listening, never answering: the timeout ends it. */
-	fd = s_silent_server(true, url, sizeof url);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(kc_http_request(http, "GET", url, NULL, NULL, 0, &res), KANAL_ETIMEDOUT);
-	CU_ASSERT_EQUAL(res.status, 0);
-	CU_ASSERT_NOT_EQUAL(res.error.text[0], '\0');
-	kc_response_clear(&res);
-	close(fd);
+	s_expect_no_answer(http, true, KANAL_ETIMEDOUT);
 	kc_http_destroy(&http);
 	CU_ASSERT_PTR_NULL(http);
 }
