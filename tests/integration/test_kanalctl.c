@@ -531,6 +531,43 @@ static void test_check_validates_instance_options(void)
 	s_fixture_free(&f);
 }
 
+/* A bundled connector's ranges and choices are in its options table: kanalctl check reports
+ * each bad one at its line, before anything starts (issue 11). */
+static void test_check_reports_a_connectors_ranges_at_their_lines(void)
+{
+	char buf[PATH_MAX + 64], *text = NULL;
+	const char *staff = s_built("plugins/staff.so", buf, sizeof buf);
+	fixture_t f;
+	run_t r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(staff);
+	s_fixture(&f, "", NULL);
+	CU_ASSERT_FATAL(asprintf(&text,
+				 "instances:\n"
+				 "  - name: hr\n"
+				 "    plugin: %s\n"
+				 "    options:\n"
+				 "      base_url: http://127.0.0.1:9\n"
+				 "      page_size: 0\n"
+				 "      unknown_codes: drop\n"
+				 "      timeout: 0s\n",
+				 staff) >= 0);
+	free(test_write_file(f.dir, "kanald.yaml", text));
+	free(text);
+	CTL(&r, &f, "check", "-c", f.conf);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(s_contains(r.err, "kanald.yaml:6:7: error: instance 'hr': option 'page_size' "
+			     "must be at least 1"));
+	CU_ASSERT(s_contains(r.err, "kanald.yaml:7:7: error: instance 'hr': option "
+			     "'unknown_codes' must be one of emit, skip; got 'drop'"));
+	CU_ASSERT(s_contains(r.err, "kanald.yaml:8:7: error: instance 'hr': option 'timeout' "
+			     "must be at least 1ms"));
+	if (!s_contains(r.err, "page_size"))
+		fprintf(stderr, "%s\n", r.err);
+	s_run_free(&r);
+	s_fixture_free(&f);
+}
+
 static void test_check_reports_config_errors(void)
 {
 	fixture_t f;
@@ -1340,6 +1377,7 @@ TEST_MAIN("kanalctl",
 	  TEST(test_check_finds_config_through_env),
 	  TEST(test_check_unknown_instance_points_at_line),
 	  TEST(test_check_validates_instance_options),
+	  TEST(test_check_reports_a_connectors_ranges_at_their_lines),
 	  TEST(test_check_reports_config_errors),
 	  TEST(test_explain_names_route_and_destinations),
 	  TEST(test_explain_unmatched_goes_to_default),
