@@ -149,9 +149,12 @@ $(BUILD)/bin/kanal-sim-%: $(BUILD)/obj/examples/simulators/%.o $(call obj,$(SIM_
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
 
 
+# A plugin sees the public SDK headers and its own folder, nothing of the broker's, the
+# SDK's private headers or the tests'.
+PLUGIN_KCFLAGS = $(filter-out -Isdk -Ibroker -Itests/util,$(KCFLAGS)) -I$(<D)
 $(BUILD)/obj/plugins/%.o: plugins/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
+	$(CC) $(PLUGIN_KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/plugins/%.so: $(BUILD)/obj/tests/plugins/%.o $(LIBKANAL)
 	@mkdir -p $(dir $@)
@@ -160,6 +163,12 @@ $(BUILD)/tests/plugins/%.so: $(BUILD)/obj/tests/plugins/%.o $(LIBKANAL)
 $(BUILD)/obj/tests/plugins/%.o: tests/plugins/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
+
+# A plugin built against the ABI 1.0 header, which comes first on its include path: the
+# host must keep loading what was built before ABI 1.1.
+$(BUILD)/obj/tests/plugins/tp_abi10.o: tests/plugins/tp_abi10.c
+	@mkdir -p $(dir $@)
+	$(CC) -Itests/abi/kanal-1.0 $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
 TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(CUNIT) \
 	-Wl,-rpath,'$$ORIGIN/../lib'

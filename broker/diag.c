@@ -61,6 +61,11 @@ void diag_add_error(diag_t *d, const kanal_error_t *err)
 	d->count++;
 }
 
+void diag_add_error_fn(void *d, const kanal_error_t *err)
+{
+	diag_add_error(d, err);
+}
+
 /* Reads line `line` (1-based) of `path` into a new string without its line end, or returns
  * NULL when the file or the line cannot be read. */
 static char *s_read_line(const char *path, int line)

@@ -21,6 +21,8 @@ void diag_add(diag_t *d, const char *file, int line, int col, const char *fmt, .
 	__attribute__((format(printf, 5, 6)));
 /* Appends a copy of an error record. */
 void diag_add_error(diag_t *d, const kanal_error_t *err);
+/* The same as a kanal_error_fn (arg is the diag_t), for kanal__config_build_all. */
+void diag_add_error_fn(void *d, const kanal_error_t *err);
 /* Prints every error, each followed by its source line and a caret when the file and line
  * can be read. */
 void diag_print(const diag_t *d, FILE *out);

@@ -425,13 +425,12 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 			 err.text);
 		goto fail;
 	}
-	kanal_error_clear(&err);
-	rc = kanal__config_build(inst->plugin->desc->options, ci->options, ci->n_options,
-				 conf->file, ci->name, ci->line, ci->column, &inst->config, &err);
-	if (rc < 0) {
-		diag_add_error(d, &err);
+	/* Every bad option of the instance is reported, not only the first. */
+	rc = kanal__config_build_all(inst->plugin->options, ci->options, ci->n_options,
+				     conf->file, ci->name, ci->line, ci->column, &inst->config,
+				     diag_add_error_fn, d);
+	if (rc < 0)
 		goto fail;
-	}
 	if (asprintf(&state_dir, "%s/%s", conf->state_dir, ci->name) < 0) {
 		state_dir = NULL;
 		rc = KANAL_ENOMEM;

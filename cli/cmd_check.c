@@ -39,16 +39,12 @@ static size_t s_check_instance(const conf_t *conf, const conf_instance_t *inst, 
 			 inst->name, inst->plugin, err.text[0] ? err.text : kanal_strerror(rc));
 		return d->count - before;
 	}
-	kanal_error_clear(&err);
-	rc = kanal__config_build(loaded->desc->options, inst->options, inst->n_options, conf->file,
-				 inst->name, inst->line, inst->column, &cfg, &err);
-	if (rc < 0) {
-		if (err.text[0])
-			diag_add_error(d, &err);
-		else
-			diag_add(d, conf->file, inst->line, inst->column,
-				 "instance '%s': options: %s", inst->name, kanal_strerror(rc));
-	}
+	/* Every bad option is reported, each where it is written. */
+	rc = kanal__config_build_all(loaded->options, inst->options, inst->n_options, conf->file,
+				     inst->name, inst->line, inst->column, &cfg, diag_add_error_fn, d);
+	if (rc < 0 && d->count == before)
+		diag_add(d, conf->file, inst->line, inst->column, "instance '%s': options: %s",
+			 inst->name, kanal_strerror(rc));
 	kanal__config_destroy(&cfg);
 	kanal__plugin_close(&loaded);
 	return d->count - before;

@@ -6,12 +6,19 @@
  * options an instance was given into kanal_optval_t records and call kanal__config_build,
  * so a plugin sees the same validation and the same defaults wherever it runs. Errors say
  * where (file:line:col of the key, or of the instance for a missing option), which instance
- * and option, what was expected and what was found; only the first error is kept
- * (kanal_error_t is first-error-wins). The loader checks the options table itself with
- * kanal__options_check before a plugin is accepted, using the same parsers for defaults.
+ * and option, what was expected and what was found — every bad option of the instance, not
+ * only the first, so that an operator fixes them in one go. ABI 1.1 tables add bounds (min,
+ * max, allowed values), checked here too, and offsets into the plugin's state struct, which
+ * kanal_config_bind fills. The loader checks the options table itself with
+ * kanal__options_check before a plugin is accepted, using the same parsers for defaults and
+ * bounds; it hands the hosts a copy of the table in today's layout, whatever minor the
+ * plugin was built with (kanal__options_import).
+ *
+ * The file also holds the host's wall-clock helpers.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +44,42 @@ typedef struct config_entry {
 	bool bval;        /* BOOL */
 	char **items;     /* LIST */
 	size_t n_items;
+	bool bound;       /* ABI 1.1: kanal_config_bind stores it at offset */
+	size_t offset;
 } config_entry_t;
 
 struct kanal_config {
 	config_entry_t *entries;
 	size_t count;
+	char *instance;   /* for the getters' complaint about an undeclared option */
 };
+
+/* Where the errors of one config build go: each to fn, counted. */
+typedef struct reporter {
+	kanal_error_fn fn;
+	void *arg;
+	size_t count;
+} reporter_t;
+
+static void s_report(reporter_t *r, const char *file, int line, int column, const char *attribute,
+		     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void s_report(reporter_t *r, const char *file, int line, int column, const char *attribute,
+		     const char *fmt, ...)
+{
+	kanal_error_t e;
+	char text[sizeof e.text];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	kanal_error_clear(&e);
+	kanal_error_set(&e, file, line, column, attribute, "%s", text);
+	r->count++;
+	if (r->fn)
+		r->fn(r->arg, &e);
+}
 
 /* ---- parsers -------------------------------------------------------------------------------- */
 
@@ -368,18 +405,6 @@ static int s_split_list_default(const char *text, config_entry_t *e)
 	return rc;
 }
 
-/* ---- the options table --------------------------------------------------------------------------- */
-
-static bool s_option_name_ok(const char *name)
-{
-	if (!name || !*name || strlen(name) > 64)
-		return false;
-	for (const char *p = name; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
-			return false;
-	return true;
-}
-
 /* Quotes a value for an error message: at most 60 characters (then "..."), and control
  * characters shown as '?', so that one bad value cannot flood or garble the message. */
 static const char *s_quote(const char *text, char *buf, size_t size)
@@ -397,6 +422,132 @@ static const char *s_quote(const char *text, char *buf, size_t size)
 	}
 	buf[n] = '\0';
 	return buf;
+}
+
+/* ---- bounds (ABI 1.1) ------------------------------------------------------------------------ */
+
+static bool s_has_range(kanal_opt_type_t type)
+{
+	return type == KANAL_OPT_INT || type == KANAL_OPT_SIZE || type == KANAL_OPT_DURATION ||
+	       type == KANAL_OPT_DOUBLE;
+}
+
+/* Compares a parsed value with the bound written as `text`: <0, 0, >0. The bound has been
+ * checked to parse (kanal__options_check). */
+static int s_compare(kanal_opt_type_t type, const config_entry_t *e, const char *text)
+{
+	config_entry_t b = { 0 };
+
+	if (s_parse_scalar(type, text, &b) != 0)
+		return 0;
+	if (type == KANAL_OPT_DOUBLE)
+		return (e->dval > b.dval) - (e->dval < b.dval);
+	return (e->ival > b.ival) - (e->ival < b.ival);
+}
+
+static bool s_allowed(const kanal_option_t *o, const char *text)
+{
+	if (!o->allowed)
+		return true;
+	for (size_t i = 0; o->allowed[i]; i++)
+		if (!strcmp(o->allowed[i], text ? text : ""))
+			return true;
+	return false;
+}
+
+/* "json, text" for messages. Returns buf. */
+static const char *s_allowed_list(const kanal_option_t *o, char *buf, size_t size)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; o->allowed && o->allowed[i] && used < size; i++)
+		used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "",
+					 o->allowed[i]);
+	return buf;
+}
+
+/* Whether a value held in e fits o's bounds: 0 yes, 1 below min, 2 above max, 3 not one of
+ * the allowed values (for a list: one of its items is not). */
+static int s_out_of_bounds(const kanal_option_t *o, const config_entry_t *e)
+{
+	if (s_has_range(o->type)) {
+		if (o->min && s_compare(o->type, e, o->min) < 0)
+			return 1;
+		if (o->max && s_compare(o->type, e, o->max) > 0)
+			return 2;
+	}
+	if (o->type == KANAL_OPT_LIST) {
+		for (size_t i = 0; i < e->n_items; i++)
+			if (!s_allowed(o, e->items[i]))
+				return 3;
+	} else if (o->type == KANAL_OPT_STRING && !s_allowed(o, e->text)) {
+		return 3;
+	}
+	return 0;
+}
+
+/* Checks an entry's bounds themselves: only where they mean something, readable as the
+ * option's type, min not above max, and the default within them. Returns 0 or KANAL_EINVAL
+ * with why filled. */
+static int s_check_table_bounds(const kanal_option_t *o, char *why, size_t why_size)
+{
+	config_entry_t lo = { 0 }, hi = { 0 }, def = { 0 };
+	char q[80];
+	int rc = 0;
+
+	if ((o->min || o->max) && !s_has_range(o->type)) {
+		snprintf(why, why_size, "option '%s' has min or max, which an option of type %s "
+			 "cannot have", o->name, kanal_opt_type_name(o->type));
+		return KANAL_EINVAL;
+	}
+	if (o->allowed && o->type != KANAL_OPT_STRING && o->type != KANAL_OPT_LIST) {
+		snprintf(why, why_size, "option '%s' has allowed values, which an option of type "
+			 "%s cannot have", o->name, kanal_opt_type_name(o->type));
+		return KANAL_EINVAL;
+	}
+	for (int i = 0; i < 2; i++) {
+		const char *bound = i ? o->max : o->min;
+		if (bound && s_parse_scalar(o->type, bound, i ? &hi : &lo) != 0) {
+			snprintf(why, why_size, "option '%s' has an invalid %s '%s': expected %s",
+				 o->name, i ? "max" : "min", s_quote(bound, q, sizeof q),
+				 s_expects(o->type));
+			return KANAL_EINVAL;
+		}
+	}
+	if (o->min && o->max && s_compare(o->type, &lo, o->max) > 0) {
+		snprintf(why, why_size, "option '%s' has min '%s' above its max '%s'", o->name,
+			 o->min, o->max);
+		return KANAL_EINVAL;
+	}
+	if (!o->default_value)
+		return 0;
+	if (o->type == KANAL_OPT_LIST) {
+		if (s_split_list_default(o->default_value, &def) != 0)
+			return 0; /* reported by the caller */
+	} else if (s_parse_scalar(o->type, o->default_value, &def) != 0) {
+		return 0;
+	}
+	def.text = (char *)o->default_value;
+	if (s_out_of_bounds(o, &def)) {
+		snprintf(why, why_size, "option '%s' has a default '%s' outside its own bounds",
+			 o->name, s_quote(o->default_value, q, sizeof q));
+		rc = KANAL_EINVAL;
+	}
+	s_free_items(def.items, def.n_items);
+	return rc;
+}
+
+/* ---- the options table --------------------------------------------------------------------------- */
+
+static bool s_option_name_ok(const char *name)
+{
+	if (!name || !*name || strlen(name) > 64)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
 }
 
 static size_t s_table_count(const kanal_option_t *table)
@@ -449,6 +600,8 @@ int kanal__options_check(const kanal_option_t *table, char *why, size_t why_size
 				 s_quote(o->default_value, q, sizeof q));
 			return KANAL_EINVAL;
 		}
+		if (s_check_table_bounds(o, why, why_size) != 0)
+			return KANAL_EINVAL;
 		if (!o->default_value)
 			continue;
 		if (o->type == KANAL_OPT_LIST) {
@@ -484,6 +637,7 @@ void kanal__config_destroy(kanal_config_t **cfg_p)
 		s_free_items(cfg->entries[i].items, cfg->entries[i].n_items);
 	}
 	free(cfg->entries);
+	free(cfg->instance);
 	free(cfg);
 }
 
@@ -518,7 +672,7 @@ static size_t s_distance(const char *a, const char *b)
 /* Reports an unknown key, suggesting the closest declared name when one is close (one edit
  * for short names, two for longer ones), else listing them all. */
 static void s_unknown_option(const kanal_option_t *table, size_t n_table, const kanal_optval_t *v,
-			     const char *file, const char *instance, kanal_error_t *err)
+			     const char *file, const char *instance, reporter_t *r)
 {
 	char q[80], list[400];
 	const char *best = NULL;
@@ -532,13 +686,13 @@ static void s_unknown_option(const kanal_option_t *table, size_t n_table, const 
 		}
 	}
 	if (best && best_d <= (strlen(v->key) <= 4 ? 1u : 2u)) {
-		kanal_error_set(err, file, v->line, v->column, v->key,
+		s_report(r, file, v->line, v->column, v->key,
 				"instance '%s': unknown option '%s' (did you mean '%s'?)", instance,
 				s_quote(v->key, q, sizeof q), best);
 		return;
 	}
 	if (!n_table) {
-		kanal_error_set(err, file, v->line, v->column, v->key,
+		s_report(r, file, v->line, v->column, v->key,
 				"instance '%s': unknown option '%s' (the plugin takes no options)",
 				instance, s_quote(v->key, q, sizeof q));
 		return;
@@ -547,7 +701,7 @@ static void s_unknown_option(const kanal_option_t *table, size_t n_table, const 
 	for (size_t i = 0; i < n_table && used < sizeof list; i++)
 		used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
 					 table[i].name);
-	kanal_error_set(err, file, v->line, v->column, v->key,
+	s_report(r, file, v->line, v->column, v->key,
 			"instance '%s': unknown option '%s' (options: %s)", instance,
 			s_quote(v->key, q, sizeof q), list);
 }
@@ -570,14 +724,14 @@ static int s_resolve_path(const char *file, const char *text, char **out)
 }
 
 static int s_take_given(const kanal_option_t *o, const kanal_optval_t *v, config_entry_t *e,
-			const char *file, const char *instance, kanal_error_t *err)
+			const char *file, const char *instance, reporter_t *r)
 {
 	char q[80];
 	const char *text = v->value ? v->value : "";
 
 	if (o->type == KANAL_OPT_LIST) {
 		if (!v->is_list) {
-			kanal_error_set(err, file, v->line, v->column, v->key,
+			s_report(r, file, v->line, v->column, v->key,
 					"instance '%s': option '%s' expects a list like [a, b], "
 					"got a single value '%s'", instance, o->name,
 					s_quote(text, q, sizeof q));
@@ -586,13 +740,13 @@ static int s_take_given(const kanal_option_t *o, const kanal_optval_t *v, config
 		return s_set_items(e, (const char *const *)v->items, v->n_items);
 	}
 	if (v->is_list) {
-		kanal_error_set(err, file, v->line, v->column, v->key,
+		s_report(r, file, v->line, v->column, v->key,
 				"instance '%s': option '%s' expects %s, got a list", instance,
 				o->name, s_expects(o->type));
 		return KANAL_ECONFIG;
 	}
 	if (s_parse_scalar(o->type, text, e) != 0) {
-		kanal_error_set(err, file, v->line, v->column, v->key,
+		s_report(r, file, v->line, v->column, v->key,
 				"instance '%s': option '%s' expects %s, got '%s'", instance, o->name,
 				s_expects(o->type), s_quote(text, q, sizeof q));
 		return KANAL_ECONFIG;
@@ -606,7 +760,7 @@ static int s_take_given(const kanal_option_t *o, const kanal_optval_t *v, config
 /* Fills e from the option's default. The loader has checked defaults already; a bad one
  * here means the table was not checked, and is reported against the plugin. */
 static int s_take_default(const kanal_option_t *o, config_entry_t *e, const char *file,
-			  int line, int column, const char *instance, kanal_error_t *err)
+			  int line, int column, const char *instance, reporter_t *r)
 {
 	int rc;
 
@@ -617,7 +771,7 @@ static int s_take_default(const kanal_option_t *o, config_entry_t *e, const char
 	if (rc == KANAL_ENOMEM)
 		return rc;
 	if (rc) {
-		kanal_error_set(err, file, line, column, o->name,
+		s_report(r, file, line, column, o->name,
 				"instance '%s': the plugin's default for option '%s' is invalid "
 				"(expected %s)", instance, o->name, s_expects(o->type));
 		return KANAL_ECONFIG;
@@ -638,10 +792,13 @@ static const kanal_optval_t *s_find_given(const kanal_optval_t *given, size_t n,
 	return NULL;
 }
 
-/* Checks the given keys: each declared, none twice. Returns 0 or KANAL_ECONFIG. */
-static int s_check_keys(const kanal_option_t *table, size_t n_table, const kanal_optval_t *given,
-			size_t n, const char *file, const char *instance, kanal_error_t *err)
+/* Checks the given keys: each declared, none twice — all of them, each reported. Returns
+ * the number of bad keys. */
+static size_t s_check_keys(const kanal_option_t *table, size_t n_table,
+			   const kanal_optval_t *given, size_t n, const char *file,
+			   const char *instance, reporter_t *r)
 {
+	size_t before = r->count;
 	char q[80];
 
 	for (size_t i = 0; i < n; i++) {
@@ -649,41 +806,73 @@ static int s_check_keys(const kanal_option_t *table, size_t n_table, const kanal
 		bool declared = false;
 
 		if (!v->key) {
-			kanal_error_set(err, file, v->line, v->column, NULL,
-					"instance '%s': an option has no name", instance);
-			return KANAL_ECONFIG;
+			s_report(r, file, v->line, v->column, NULL,
+				 "instance '%s': an option has no name", instance);
+			continue;
 		}
 		for (size_t j = 0; j < n_table && !declared; j++)
 			declared = !strcmp(table[j].name, v->key);
 		if (!declared) {
-			s_unknown_option(table, n_table, v, file, instance, err);
-			return KANAL_ECONFIG;
+			s_unknown_option(table, n_table, v, file, instance, r);
+			continue;
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (!given[j].key || strcmp(given[j].key, v->key) != 0)
 				continue;
 			if (given[j].line > 0)
-				kanal_error_set(err, file, v->line, v->column, v->key,
-						"instance '%s': option '%s' is given twice (first at "
-						"line %d)", instance, s_quote(v->key, q, sizeof q),
-						given[j].line);
+				s_report(r, file, v->line, v->column, v->key,
+					 "instance '%s': option '%s' is given twice (first at "
+					 "line %d)", instance, s_quote(v->key, q, sizeof q),
+					 given[j].line);
 			else
-				kanal_error_set(err, file, v->line, v->column, v->key,
-						"instance '%s': option '%s' is given twice", instance,
-						s_quote(v->key, q, sizeof q));
-			return KANAL_ECONFIG;
+				s_report(r, file, v->line, v->column, v->key,
+					 "instance '%s': option '%s' is given twice", instance,
+					 s_quote(v->key, q, sizeof q));
+			break;
 		}
+	}
+	return r->count - before;
+}
+
+/* Checks a given value against the option's bounds (ABI 1.1: min, max, allowed). Returns 0
+ * or KANAL_ECONFIG after reporting. */
+static int s_check_bounds(const kanal_option_t *o, const kanal_optval_t *v,
+			  const config_entry_t *e, const char *file, const char *instance,
+			  reporter_t *r)
+{
+	char q[80], list[300];
+	int why;
+
+	why = s_out_of_bounds(o, e);
+	if (why == 1 || why == 2) {
+		s_report(r, file, v->line, v->column, v->key,
+			 "instance '%s': option '%s' must be at %s %s, got '%s'", instance, o->name,
+			 why == 1 ? "least" : "most", why == 1 ? o->min : o->max,
+			 s_quote(v->value, q, sizeof q));
+		return KANAL_ECONFIG;
+	}
+	if (why == 3) {
+		const char *bad = e->text;
+		for (size_t i = 0; o->type == KANAL_OPT_LIST && i < e->n_items; i++)
+			if (!s_allowed(o, e->items[i]))
+				bad = e->items[i];
+		s_report(r, file, v->line, v->column, v->key,
+			 "instance '%s': option '%s' must be one of %s; got '%s'", instance,
+			 o->name, s_allowed_list(o, list, sizeof list), s_quote(bad, q, sizeof q));
+		return KANAL_ECONFIG;
 	}
 	return 0;
 }
 
-int kanal__config_build(const kanal_option_t *table, const kanal_optval_t *given, size_t n,
-			const char *file, const char *instance, int inst_line, int inst_column,
-			kanal_config_t **out, kanal_error_t *err)
+int kanal__config_build_all(const kanal_option_t *table, const kanal_optval_t *given, size_t n,
+			    const char *file, const char *instance, int inst_line,
+			    int inst_column, kanal_config_t **out, kanal_error_fn report,
+			    void *arg)
 {
+	reporter_t r = { report, arg, 0 };
 	kanal_config_t *cfg = NULL;
 	size_t n_table = s_table_count(table);
-	int rc;
+	int rc = 0;
 
 	if (!out)
 		return KANAL_EINVAL;
@@ -691,75 +880,127 @@ int kanal__config_build(const kanal_option_t *table, const kanal_optval_t *given
 	if (!instance)
 		instance = "?";
 	if (n_table > MAX_OPTIONS) {
-		kanal_error_set(err, file, inst_line, inst_column, NULL,
-				"instance '%s': the plugin's options table lacks its end entry", instance);
+		s_report(&r, file, inst_line, inst_column, NULL,
+			 "instance '%s': the plugin's options table lacks its end entry", instance);
 		return KANAL_ECONFIG;
 	}
-	rc = s_check_keys(table, n_table, given, given ? n : 0, file, instance, err);
-	if (rc)
-		return rc;
+	s_check_keys(table, n_table, given, given ? n : 0, file, instance, &r);
 
 	cfg = calloc(1, sizeof *cfg);
-	if (!cfg || !(cfg->entries = calloc(n_table ? n_table : 1, sizeof *cfg->entries))) {
+	if (!cfg || !(cfg->entries = calloc(n_table ? n_table : 1, sizeof *cfg->entries)) ||
+	    !(cfg->instance = strdup(instance))) {
+		if (cfg)
+			free(cfg->entries);
 		free(cfg);
 		return KANAL_ENOMEM;
 	}
+	/* Every option is looked at even after a bad one, so that all are reported. */
 	for (size_t i = 0; i < n_table; i++) {
 		const kanal_option_t *o = &table[i];
 		const kanal_optval_t *v = s_find_given(given, given ? n : 0, o->name);
 		config_entry_t *e = &cfg->entries[i];
+		int erc;
 
 		cfg->count = i + 1;
 		e->type = o->type;
+		e->bound = o->bound;
+		e->offset = o->offset;
 		e->name = strdup(o->name);
 		if (!e->name) {
 			rc = KANAL_ENOMEM;
 			goto fail;
 		}
 		if (v) {
-			rc = s_take_given(o, v, e, file, instance, err);
+			erc = s_take_given(o, v, e, file, instance, &r);
+			if (!erc)
+				erc = s_check_bounds(o, v, e, file, instance, &r);
 			e->given = true;
 		} else if (o->required) {
-			kanal_error_set(err, file, inst_line, inst_column, o->name,
-					"instance '%s': missing required option '%s' (%s)", instance,
-					o->name, kanal_opt_type_name(o->type));
-			rc = KANAL_ECONFIG;
+			s_report(&r, file, inst_line, inst_column, o->name,
+				 "instance '%s': missing required option '%s' (%s)", instance,
+				 o->name, kanal_opt_type_name(o->type));
+			erc = KANAL_ECONFIG;
 		} else if (o->default_value) {
-			rc = s_take_default(o, e, file, inst_line, inst_column, instance, err);
+			erc = s_take_default(o, e, file, inst_line, inst_column, instance, &r);
 		} else {
 			continue; /* optional, no default: getters give their fallback */
 		}
-		if (rc)
+		if (erc == KANAL_ENOMEM) {
+			rc = erc;
 			goto fail;
-		e->has_value = true;
+		}
+		if (!erc)
+			e->has_value = true;
+	}
+	if (r.count) {
+		rc = KANAL_ECONFIG;
+		goto fail;
 	}
 	*out = cfg;
 	return 0;
 fail:
 	if (rc == KANAL_ENOMEM)
-		kanal_error_set(err, file, inst_line, inst_column, NULL,
-				"instance '%s': out of memory building its options", instance);
+		s_report(&r, file, inst_line, inst_column, NULL,
+			 "instance '%s': out of memory building its options", instance);
 	kanal__config_destroy(&cfg);
 	return rc;
 }
 
+/* Keeps the first error in the caller's record (kanal_error_set is first-error-wins). */
+static void s_first_error(void *arg, const kanal_error_t *e)
+{
+	kanal_error_t *err = arg;
+
+	if (err && !err->text[0])
+		*err = *e;
+}
+
+int kanal__config_build(const kanal_option_t *table, const kanal_optval_t *given, size_t n,
+			const char *file, const char *instance, int inst_line, int inst_column,
+			kanal_config_t **out, kanal_error_t *err)
+{
+	return kanal__config_build_all(table, given, n, file, instance, inst_line, inst_column,
+				       out, s_first_error, err);
+}
+
 /* ---- getters ------------------------------------------------------------------------------------------ */
+
+/* Says on standard error, in kanald's log format, that the plugin asked for an option its
+ * table does not declare (or with the getter of another type): a bug to fix in the plugin,
+ * which a silent fallback would hide. */
+static void s_complain(const kanal_config_t *cfg, const char *name, const char *why)
+{
+	char ts[40], q[80];
+
+	kanal_time_rfc3339(kanal_wall_ms(), ts, sizeof ts);
+	fprintf(stderr, "%s error %s: the plugin asked for option '%s', %s\n", ts,
+		cfg->instance ? cfg->instance : "?", s_quote(name, q, sizeof q), why);
+}
+
+static const config_entry_t *s_declared(const kanal_config_t *cfg, const char *name)
+{
+	if (!cfg || !name)
+		return NULL;
+	for (size_t i = 0; i < cfg->count; i++)
+		if (!strcmp(cfg->entries[i].name, name))
+			return &cfg->entries[i];
+	s_complain(cfg, name, "which its options table does not declare");
+	return NULL;
+}
 
 /* The entry for `name` when it is declared with one of the types in `types` (a bit mask of
  * 1 << type) and has a value; else NULL, which makes the getter return its fallback. */
 static const config_entry_t *s_entry(const kanal_config_t *cfg, const char *name, unsigned types)
 {
-	if (!cfg || !name)
+	const config_entry_t *e = s_declared(cfg, name);
+
+	if (!e)
 		return NULL;
-	for (size_t i = 0; i < cfg->count; i++) {
-		const config_entry_t *e = &cfg->entries[i];
-		if (strcmp(e->name, name) != 0)
-			continue;
-		if (!(types & (1u << e->type)) || !e->has_value)
-			return NULL;
-		return e;
+	if (!(types & (1u << e->type))) {
+		s_complain(cfg, name, "with the getter of another type");
+		return NULL;
 	}
-	return NULL;
+	return e->has_value ? e : NULL;
 }
 
 #define T_(type) (1u << (type))
@@ -808,10 +1049,90 @@ const char *kanal_config_list(const kanal_config_t *cfg, const char *name, size_
 
 bool kanal_config_given(const kanal_config_t *cfg, const char *name)
 {
-	if (!cfg || !name)
-		return false;
-	for (size_t i = 0; i < cfg->count; i++)
-		if (!strcmp(cfg->entries[i].name, name))
-			return cfg->entries[i].given;
-	return false;
+	const config_entry_t *e = s_declared(cfg, name);
+	return e ? e->given : false;
+}
+
+int kanal_config_has(const kanal_config_t *cfg, const char *name)
+{
+	return s_declared(cfg, name) ? 0 : KANAL_EINVAL;
+}
+
+int kanal_config_bind(const kanal_config_t *cfg, void *state)
+{
+	if (!cfg || !state)
+		return KANAL_EINVAL;
+	for (size_t i = 0; i < cfg->count; i++) {
+		const config_entry_t *e = &cfg->entries[i];
+		char *at = (char *)state + e->offset;
+
+		if (!e->bound || !e->has_value)
+			continue;
+		/* memcpy: the offset is the plugin's word; it need not be aligned for us. */
+		switch (e->type) {
+		case KANAL_OPT_STRING:
+		case KANAL_OPT_PATH: {
+			const char *text = e->text;
+			memcpy(at, &text, sizeof text);
+			break;
+		}
+		case KANAL_OPT_INT:
+		case KANAL_OPT_SIZE:
+		case KANAL_OPT_DURATION:
+			memcpy(at, &e->ival, sizeof e->ival);
+			break;
+		case KANAL_OPT_DOUBLE:
+			memcpy(at, &e->dval, sizeof e->dval);
+			break;
+		case KANAL_OPT_BOOL:
+			memcpy(at, &e->bval, sizeof e->bval);
+			break;
+		case KANAL_OPT_LIST: {
+			kanal_strlist_t list = { (const char *const *)e->items, e->n_items };
+			memcpy(at, &list, sizeof list);
+			break;
+		}
+		}
+	}
+	return 0;
+}
+
+/* ---- a plugin's table in today's layout ---------------------------------------------------- */
+
+size_t kanal__option_stride(const kanal_plugin_t *desc)
+{
+	return desc->abi_minor == 0 ? KANAL_OPTION_V1_0_SIZE : sizeof(kanal_option_t);
+}
+
+int kanal__options_import(const kanal_plugin_t *desc, kanal_option_t **out, char *why,
+			  size_t why_size)
+{
+	size_t stride = kanal__option_stride(desc), n = 0;
+	const char *raw = (const char *)desc->options;
+	kanal_option_t *copy;
+
+	*out = NULL;
+	if (!raw)
+		return 0;
+	/* Each entry is read at the plugin's stride; only the fields its minor knows are copied,
+	 * the rest stay zero. Reading a 1.0 entry as today's struct would run into the next. */
+	while (n <= MAX_OPTIONS) {
+		const char *name;
+		memcpy(&name, raw + n * stride + offsetof(kanal_option_t, name), sizeof name);
+		if (!name)
+			break;
+		n++;
+	}
+	if (n > MAX_OPTIONS) {
+		snprintf(why, why_size, "more than %d options, or the table lacks its end entry "
+			 "(name NULL)", MAX_OPTIONS);
+		return KANAL_EINVAL;
+	}
+	copy = calloc(n + 1, sizeof *copy);
+	if (!copy)
+		return KANAL_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		memcpy(&copy[i], raw + i * stride, stride);
+	*out = copy;
+	return 0;
 }

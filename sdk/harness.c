@@ -412,7 +412,7 @@ static int s_build_config(kanal_harness_t *h, kanal_error_t *err)
 		vals[i].n_items = o->n_items;
 		vals[i].is_list = o->is_list;
 	}
-	rc = kanal__config_build(h->loaded->desc->options, vals, n, NULL, h->instance, 0, 0,
+	rc = kanal__config_build(h->loaded->options, vals, n, NULL, h->instance, 0, 0,
 				 &h->config, err);
 	free(vals);
 	return rc;

@@ -124,6 +124,18 @@ typedef struct kanal_optval {
 int kanal__config_build(const kanal_option_t *table, const kanal_optval_t *given, size_t n,
 			const char *file, const char *instance, int inst_line, int inst_column,
 			kanal_config_t **out, kanal_error_t *err);
+
+/* Receives one error of a config build; `err` is borrowed for the call. */
+typedef void (*kanal_error_fn)(void *arg, const kanal_error_t *err);
+
+/* kanal__config_build, reporting every bad option of the instance — unknown keys, wrong
+ * types, values outside min/max or not allowed, missing required ones — each to
+ * report(arg, err) in the order of the file, rather than only the first. Returns 0 or
+ * KANAL_ECONFIG (KANAL_ENOMEM). Ownership: borrows everything; *out is new. */
+int kanal__config_build_all(const kanal_option_t *table, const kanal_optval_t *given, size_t n,
+			    const char *file, const char *instance, int inst_line,
+			    int inst_column, kanal_config_t **out, kanal_error_fn report,
+			    void *arg);
 void kanal__config_destroy(kanal_config_t **cfg_p);
 
 /* Checks a plugin's options table: names [a-z0-9_], known types, no name twice, no
@@ -131,6 +143,16 @@ void kanal__config_destroy(kanal_config_t **cfg_p);
  * within 256 entries. Returns 0, or KANAL_EINVAL with the reason in why. NULL is a valid,
  * empty table. */
 int kanal__options_check(const kanal_option_t *table, char *why, size_t why_size);
+
+/* The size of one entry of desc's options table: KANAL_OPTION_V1_0_SIZE for a plugin built
+ * for ABI 1.0, sizeof(kanal_option_t) for 1.1. */
+size_t kanal__option_stride(const kanal_plugin_t *desc);
+/* Copies desc's options table into today's layout, reading it at the plugin's stride; the
+ * fields its minor does not know are zero. *out is NULL for a plugin without options, else
+ * a new array ending with a NULL name (free with free()). Returns 0, KANAL_EINVAL (no end
+ * entry within 256, reason in why) or KANAL_ENOMEM. Ownership: borrows desc; *out is new. */
+int kanal__options_import(const kanal_plugin_t *desc, kanal_option_t **out, char *why,
+			  size_t why_size);
 
 /* "250ms", "2s", "1.5s", "5m", "1h", "1d"; a bare number is milliseconds. Returns 0 or
  * KANAL_EINVAL. */
@@ -144,6 +166,8 @@ int kanal__parse_bool(const char *text, bool *out);
 typedef struct kanal_loaded {
 	void *handle;                 /* dlopen handle */
 	const kanal_plugin_t *desc;   /* borrowed from the .so */
+	kanal_option_t *options;      /* desc's options table in this host's layout (owned;
+				       * NULL: none): use it, never desc->options */
 	char *path;
 } kanal_loaded_t;
 

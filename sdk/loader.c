@@ -6,7 +6,9 @@
  * the middle of a delivery) and RTLD_LOCAL (two plugins never see each other's symbols),
  * look up the one descriptor symbol, and check it before anything of the plugin runs — ABI
  * major equal, minor not newer, struct size, name, init, options table. A refusal names the
- * file and, for a version mismatch, both versions and what to do about it.
+ * file and, for a version mismatch, both versions and what to do about it. The options
+ * table is copied into this host's layout, read at the stride of the ABI minor the plugin
+ * was built for (a 1.0 entry is smaller than a 1.1 one), and every host uses that copy.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -30,7 +32,8 @@ static char *s_dlopen_path(const char *path)
 
 /* Checks a descriptor in the order the user can act on: is it one, is its ABI ours, is it
  * complete. Returns 0 or KANAL_EABI with err filled. */
-static int s_check_descriptor(const kanal_plugin_t *d, const char *path, kanal_error_t *err)
+static int s_check_descriptor(const kanal_plugin_t *d, const kanal_option_t *options,
+			      const char *path, kanal_error_t *err)
 {
 	char why[400];
 
@@ -63,7 +66,7 @@ static int s_check_descriptor(const kanal_plugin_t *d, const char *path, kanal_e
 		kanal_error_set(err, path, 0, 0, NULL, "plugin '%s' has no init callback", d->name);
 		return KANAL_EABI;
 	}
-	if (kanal__options_check(d->options, why, sizeof why) != 0) {
+	if (kanal__options_check(options, why, sizeof why) != 0) {
 		kanal_error_set(err, path, 0, 0, NULL, "plugin '%s' has a malformed options table: %s",
 				d->name, why);
 		return KANAL_EABI;
@@ -75,6 +78,7 @@ int kanal__plugin_open(const char *path, kanal_loaded_t **out, kanal_error_t *er
 {
 	kanal_loaded_t *loaded = NULL;
 	const kanal_plugin_t *desc;
+	kanal_option_t *options = NULL;
 	char *open_path = NULL;
 	void *handle = NULL;
 	int rc;
@@ -107,7 +111,21 @@ int kanal__plugin_open(const char *path, kanal_loaded_t **out, kanal_error_t *er
 		rc = KANAL_EABI;
 		goto fail;
 	}
-	rc = s_check_descriptor(desc, path, err);
+	/* The table is read at the stride of the minor the plugin was built for — only after
+	 * the version itself has been found acceptable. */
+	if (desc->abi_major == KANAL_ABI_MAJOR && desc->abi_minor <= KANAL_ABI_MINOR) {
+		char why[400];
+		rc = kanal__options_import(desc, &options, why, sizeof why);
+		if (rc == KANAL_EINVAL) {
+			kanal_error_set(err, path, 0, 0, NULL,
+					"plugin '%s' has a malformed options table: %s",
+					desc->name ? desc->name : "?", why);
+			rc = KANAL_EABI;
+		}
+		if (rc)
+			goto fail;
+	}
+	rc = s_check_descriptor(desc, options, path, err);
 	if (rc)
 		goto fail;
 	loaded = calloc(1, sizeof *loaded);
@@ -115,6 +133,8 @@ int kanal__plugin_open(const char *path, kanal_loaded_t **out, kanal_error_t *er
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
+	loaded->options = options;
+	options = NULL;
 	loaded->handle = handle;
 	loaded->desc = desc;
 	free(open_path);
@@ -126,6 +146,7 @@ fail:
 	if (loaded)
 		free(loaded->path);
 	free(loaded);
+	free(options);
 	if (handle)
 		dlclose(handle);
 	free(open_path);
@@ -142,6 +163,7 @@ void kanal__plugin_close(kanal_loaded_t **loaded_p)
 	*loaded_p = NULL;
 	if (loaded->handle)
 		dlclose(loaded->handle);
+	free(loaded->options);
 	free(loaded->path);
 	free(loaded);
 }
@@ -203,5 +225,5 @@ void kanal__plugin_describe(const kanal_loaded_t *loaded, FILE *out)
 		d->destroy ? ", destroy" : "",
 		d->on_message ? "" : " (no on_message: a pure source)");
 	fprintf(out, "\n");
-	s_describe_options(d->options, out);
+	s_describe_options(loaded->options, out);
 }

@@ -405,7 +405,7 @@ static int s_start_plugin(phost_t *ph, const json_t *head, char *why, size_t why
 		return KANAL_ENOMEM;
 	}
 	kanal_error_clear(&err);
-	rc = kanal__config_build(ph->plugin->desc->options, given, n_given, file, ph->instance,
+	rc = kanal__config_build(ph->plugin->options, given, n_given, file, ph->instance,
 				 line, column, &ph->config, &err);
 	s_optvals_free(given, n_given);
 	if (rc < 0) {

@@ -25,16 +25,6 @@
 
 #include <kanal/kanal.h>
 
-static const kanal_option_t s_options[] = {
-	{ "greeting", KANAL_OPT_STRING, "Hej", false,
-	  "The word put before the name." },
-	{ "type", KANAL_OPT_STRING, "hello.greeting", false,
-	  "The type of the events it emits." },
-	{ "retry_after", KANAL_OPT_DURATION, "500ms", false,
-	  "How long the bus should wait before delivering again when it was busy." },
-	{ .name = NULL },
-};
-
 /* What init allocates and destroy frees. The strings are borrowed from the config, which
  * lives until destroy. */
 typedef struct hello {
@@ -42,6 +32,19 @@ typedef struct hello {
 	const char *type;
 	int64_t retry_after_ms;
 } hello_t;
+
+/* Each option is bound to its field of hello_t: kanal_config_bind fills them in init, and
+ * the host has checked the bounds (min, max) before init runs. */
+static const kanal_option_t s_options[] = {
+	{ .name = "greeting", .type = KANAL_OPT_STRING, .default_value = "Hej",
+	  KANAL_OPT_AT(hello_t, greeting), .help = "The word put before the name." },
+	{ .name = "type", .type = KANAL_OPT_STRING, .default_value = "hello.greeting",
+	  KANAL_OPT_AT(hello_t, type), .help = "The type of the events it emits." },
+	{ .name = "retry_after", .type = KANAL_OPT_DURATION, .default_value = "500ms",
+	  .min = "1ms", .max = "1h", KANAL_OPT_AT(hello_t, retry_after_ms),
+	  .help = "How long the bus should wait before delivering again when it was busy." },
+	{ .name = NULL },
+};
 
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
@@ -51,9 +54,8 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "out of memory");
 		return KANAL_ENOMEM;
 	}
-	self->greeting = kanal_config_string(cfg, "greeting");
-	self->type = kanal_config_string(cfg, "type");
-	self->retry_after_ms = kanal_config_duration_ms(cfg, "retry_after");
+	kanal_config_bind(cfg, self);
+	/* What the table cannot say stays here. */
 	if (!*self->type) {
 		kanal_set_error(ctx, "option 'type': must not be empty");
 		free(self);

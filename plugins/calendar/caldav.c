@@ -500,7 +500,9 @@ static kanal_outcome_t s_ensure_calendar(kanal_ctx_t *ctx, cal_dav_t *dav, const
 /* ---- upsert and cancel ------------------------------------------------------------------ */
 
 /* Writes text to url: If-Match etag, or If-None-Match: * when etag is NULL. The resource
- * check is repeated here, right before the request, on purpose. */
+ * check is repeated here, right before the request, on purpose: a url that is not one
+ * resource of the collection returns KANAL_EINVAL without a request. Otherwise returns what
+ * kc_http_request returns. */
 static int s_put(cal_dav_t *dav, const char *collection, const char *url, const char *etag,
 		 const char *text, kc_response_t *res)
 {
@@ -510,7 +512,7 @@ static int s_put(cal_dav_t *dav, const char *collection, const char *url, const 
 	if (!cal_is_resource_of(collection, url)) {
 		memset(res, 0, sizeof *res);
 		res->retry_after_ms = -1;
-		return -2;
+		return KANAL_EINVAL;
 	}
 	if (etag)
 		snprintf(cond, sizeof cond, "If-Match: %s", etag);
@@ -526,7 +528,8 @@ static kanal_outcome_t s_refuse_url(cal_status_t *st, const char *url)
 	return KANAL_OUTCOME_REJECT;
 }
 
-/* Reads url. Returns 0 with res filled (any status), or -1 when no answer came. */
+/* Reads url. Returns 0 with res filled (any status), or kc_http_request's negative code
+ * when no answer came. */
 static int s_get(cal_dav_t *dav, const char *url, kc_response_t *res)
 {
 	static const char *const headers[] = { "Accept: text/calendar", NULL };
@@ -576,7 +579,7 @@ kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 	}
 	for (;;) {
 		int rc = s_put(dav, collection, url, etag, text, &res);
-		if (rc == -2) {
+		if (rc == KANAL_EINVAL) {
 			out = s_refuse_url(st, url);
 			goto done;
 		}
@@ -794,7 +797,7 @@ kanal_outcome_t cal_dav_cancel(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 				out = KANAL_OUTCOME_RETRY;
 				break;
 			}
-			if (s_put(dav, collection, url, etag, text, &res) == -2) {
+			if (s_put(dav, collection, url, etag, text, &res) == KANAL_EINVAL) {
 				free(etag);
 				out = s_refuse_url(st, url);
 				break;

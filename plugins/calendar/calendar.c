@@ -15,6 +15,8 @@
  * options, the validation of each event's data and the mapping.
  */
 #include "calendar.h"
+#include "../common/kc_files.h"
+#include "../common/kc_text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,47 +29,54 @@
 #include <libxml/parser.h>
 #include <openssl/evp.h>
 
-static const kanal_option_t s_options[] = {
-	{ "calendar_url", KANAL_OPT_STRING, NULL, true,
-	  "The calendar collection of a person: a URL template where {owner} is replaced by "
-	  "the owner (percent-encoded), e.g. http://127.0.0.1:5232/{owner}/kanal/." },
-	{ "user", KANAL_OPT_STRING, NULL, false,
-	  "User name for HTTP basic authentication (the service user that may write every "
-	  "calendar)." },
-	{ "password", KANAL_OPT_STRING, NULL, false,
-	  "Password for basic authentication; prefer password_file." },
-	{ "password_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the password (one line; mode 0600 or 0400)." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "Longest wait for one HTTP request to the CalDAV server." },
-	{ "ca_file", KANAL_OPT_PATH, NULL, false,
-	  "Extra CA bundle for an https calendar server." },
-	{ "create_calendars", KANAL_OPT_BOOL, "true", false,
-	  "Create a person's calendar collection (MKCALENDAR) when it does not exist." },
-	{ "cancel_mode", KANAL_OPT_STRING, "status", false,
-	  "How a cancellation is written: status (STATUS:CANCELLED, SEQUENCE + 1) or delete "
-	  "(the resource is deleted)." },
-	{ "conflict_retries", KANAL_OPT_INT, "3", false,
-	  "How many times an event that changed on the server (412) is re-read and written "
-	  "again within one delivery before answering RETRY." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file for citizens' pseudonyms (mode 0600): the owner of a custody holder's "
-	  "calendar is person:<HMAC of the CPR number>. Needed for child.absence.*." },
-	{ "include_reason", KANAL_OPT_BOOL, "false", false,
-	  "Put the absence reason or code (which may be health data, e.g. sick) in the "
-	  "event's DESCRIPTION; the SUMMARY never holds it." },
-	{ .name = NULL },
-};
-
 #define MAX_HOLDERS 8
 
 typedef struct calendar {
-	const char *url_template; /* borrowed from the config */
+	/* Bound options (s_options), borrowed from the config. */
+	const char *url_template;   /* calendar_url */
+	const char *key_path;       /* pseudonym_key */
+	const char *cancel_mode;    /* status or delete */
+	int64_t conflict_retries;
+	bool create_calendars;
+	bool include_reason;
+	kc_http_conf_t http_conf;   /* timeout, ca_file, user, password(_file), allow_plain_http */
+
 	cal_dav_t *dav;
 	kanal_pseudonym_key_t *key; /* NULL: no pseudonym_key */
-	bool include_reason;
-	char *password;             /* read from password_file; wiped at destroy */
 } calendar_t;
+
+static const char *const s_cancel_modes[] = { "status", "delete", NULL };
+
+static const kanal_option_t s_options[] = {
+	{ .name = "calendar_url", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(calendar_t, url_template),
+	  .help = "The calendar collection of a person: a URL template where {owner} is replaced by "
+		  "the owner (percent-encoded), e.g. http://127.0.0.1:5232/{owner}/kanal/." },
+	KC_HTTP_OPT_BASIC_AUTH(calendar_t, http_conf),
+	KC_HTTP_OPT_TIMEOUT(calendar_t, http_conf, "5s",
+			    "Longest wait for one HTTP request to the CalDAV server."),
+	KC_HTTP_OPT_CA_FILE(calendar_t, http_conf),
+	{ .name = "create_calendars", .type = KANAL_OPT_BOOL, .default_value = "true",
+	  KANAL_OPT_AT(calendar_t, create_calendars),
+	  .help = "Create a person's calendar collection (MKCALENDAR) when it does not exist." },
+	{ .name = "cancel_mode", .type = KANAL_OPT_STRING, .default_value = "status",
+	  .allowed = s_cancel_modes, KANAL_OPT_AT(calendar_t, cancel_mode),
+	  .help = "How a cancellation is written: status (STATUS:CANCELLED, SEQUENCE + 1) or delete "
+		  "(the resource is deleted)." },
+	{ .name = "conflict_retries", .type = KANAL_OPT_INT, .default_value = "3", .min = "0",
+	  .max = "100", KANAL_OPT_AT(calendar_t, conflict_retries),
+	  .help = "How many times an event that changed on the server (412) is re-read and written "
+		  "again within one delivery before answering RETRY." },
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(calendar_t, key_path),
+	  .help = "Key file for citizens' pseudonyms (mode 0600): the owner of a custody holder's "
+		  "calendar is person:<HMAC of the CPR number>. Needed for child.absence.*." },
+	{ .name = "include_reason", .type = KANAL_OPT_BOOL, .default_value = "false",
+	  KANAL_OPT_AT(calendar_t, include_reason),
+	  .help = "Put the absence reason or code (which may be health data, e.g. sick) in the "
+		  "event's DESCRIPTION; the SUMMARY never holds it." },
+	KC_URL_OPT_ALLOW_PLAIN_HTTP(calendar_t, http_conf.allow_plain_http),
+	{ .name = NULL },
+};
 
 /* libxml2 and libical keep global state that must be set up before several instance
  * threads use them at once: done when the plugin is loaded. */
@@ -176,12 +185,14 @@ static const char *s_lookup_owner(const char *name, void *arg)
 /* The collection URL of owner's calendar (malloc'd), or NULL with why filled. */
 static char *s_collection(const calendar_t *c, const char *owner, why_t *why)
 {
-	char err[256], *url = kc_template_expand(c->url_template, s_lookup_owner, (void *)owner,
-						 true, err, sizeof err);
+	char err[256], *url;
+	kanal_error_t terr;
 	size_t n;
 
-	if (!url) {
-		snprintf(why->text, sizeof why->text, "option calendar_url: %s", err);
+	kanal_error_clear(&terr);
+	if (kc_template_expand(c->url_template, s_lookup_owner, (void *)owner, true, &url,
+			       &terr) != 0) {
+		snprintf(why->text, sizeof why->text, "option calendar_url: %.400s", terr.text);
 		return NULL;
 	}
 	n = strlen(url);
@@ -613,88 +624,57 @@ static void s_destroy(void *state)
 		return;
 	cal_dav_destroy(&c->dav);
 	kanal_pseudonym_key_destroy(&c->key);
-	if (c->password) {
-		memset(c->password, 0, strlen(c->password));
-		free(c->password);
-	}
+	kc_http_conf_clear(&c->http_conf);
 	free(c);
 }
 
+/* The table checked each option alone; init checks the URL template (a sound collection URL
+ * for a plain owner, by kc_url_check's rule) and the credentials that go together. */
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	calendar_t *c = calloc(1, sizeof *c);
-	const char *mode = kanal_config_string(cfg, "cancel_mode");
-	const char *key_path = kanal_config_string(cfg, "pseudonym_key");
-	const char *password_file = kanal_config_string(cfg, "password_file");
 	cal_dav_opts_t o = { 0 };
 	why_t why;
 	char *probe;
+	int rc = KANAL_ECONFIG;
 
 	if (!c) {
 		kanal_set_error(ctx, "out of memory");
 		return KANAL_ENOMEM;
 	}
-	c->url_template = kanal_config_string(cfg, "calendar_url");
-	c->include_reason = kanal_config_bool(cfg, "include_reason");
+	kanal_config_bind(cfg, c);
 	/* The template must give a sound collection URL for a plain owner. */
 	if (!(probe = s_collection(c, "owner-1", &why))) {
 		kanal_set_error(ctx, "option 'calendar_url': %s", why.text);
 		goto fail;
 	}
+	rc = kc_url_check_option(ctx, "calendar_url", probe, c->http_conf.allow_plain_http);
 	free(probe);
-	if (mode && !strcmp(mode, "delete")) {
-		o.cancel_delete = true;
-	} else if (mode && strcmp(mode, "status") != 0) {
-		kanal_set_error(ctx, "option 'cancel_mode': '%s' is not a mode; give status or "
-				     "delete",
-				mode);
+	if (rc != 0 || (rc = kc_http_conf_open(ctx, &c->http_conf, &o.http)) != 0)
 		goto fail;
-	}
-	o.conflict_retries = (int)kanal_config_int(cfg, "conflict_retries");
-	if (o.conflict_retries < 0 || o.conflict_retries > 100) {
-		kanal_set_error(ctx, "option 'conflict_retries': must be between 0 and 100");
-		goto fail;
-	}
-	o.create_calendars = kanal_config_bool(cfg, "create_calendars");
-	o.http.timeout_ms = kanal_config_duration_ms(cfg, "timeout");
-	if (o.http.timeout_ms <= 0) {
-		kanal_set_error(ctx, "option 'timeout': must be more than 0");
-		goto fail;
-	}
-	o.http.connect_timeout_ms = o.http.timeout_ms < 3000 ? o.http.timeout_ms : 3000;
-	o.http.ca_file = kanal_config_string(cfg, "ca_file");
-	o.http.user = kanal_config_string(cfg, "user");
-	o.http.password = kanal_config_string(cfg, "password");
-	if (password_file) {
-		if (kanal_config_given(cfg, "password")) {
-			kanal_set_error(ctx, "options 'password' and 'password_file': give one");
-			goto fail;
-		}
-		if (kc_secret_read(ctx, "password_file", password_file, &c->password) != 0)
-			goto fail;
-		o.http.password = c->password;
-	}
-	if (o.http.password && !o.http.user) {
-		kanal_set_error(ctx, "option 'user': needed with a password");
-		goto fail;
-	}
-	if (key_path) {
+	rc = KANAL_ECONFIG;
+	o.cancel_delete = !strcmp(c->cancel_mode, "delete"); /* else status: the table checked */
+	o.conflict_retries = (int)c->conflict_retries;
+	o.create_calendars = c->create_calendars;
+	if (c->key_path) {
 		kanal_error_t err;
 		kanal_error_clear(&err);
-		if (kanal_pseudonym_key_load(key_path, &c->key, &err) != 0) {
+		if (kanal_pseudonym_key_load(c->key_path, &c->key, &err) != 0) {
 			kanal_set_error(ctx, "option 'pseudonym_key': %s", err.text);
 			goto fail;
 		}
 	}
 	if (!(c->dav = cal_dav_new(&o))) {
 		kanal_set_error(ctx, "out of memory");
+		rc = KANAL_ENOMEM;
 		goto fail;
 	}
+	kc_http_conf_clear(&c->http_conf);
 	*state = c;
 	return 0;
 fail:
 	s_destroy(c);
-	return KANAL_ECONFIG;
+	return rc;
 }
 
 static int s_start(kanal_ctx_t *ctx, void *state)

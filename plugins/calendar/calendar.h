@@ -14,7 +14,7 @@
 
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
 
 /* ---- what kanal wants a calendar entry to say (vevent.c) ------------------------------ */
 

@@ -39,69 +39,81 @@
 
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
 #include "cpr_int.h"
 
 #define CPR_NS_DEFAULT "urn:kanal:sim:cpr:personlookup:1"
 #define CPR_CTX_NS_DEFAULT "urn:kanal:sim:invocationcontext:1"
-#define CPR_MAX_CACHE 1000000
-
-static const kanal_option_t s_options[] = {
-	{ "endpoint", KANAL_OPT_STRING, NULL, true,
-	  "URL the PersonLookup SOAP requests are POSTed to (https for the real service)." },
-	{ "service_agreement_uuid", KANAL_OPT_STRING, NULL, true,
-	  "InvocationContext ServiceAgreementUUID: the municipality's service agreement." },
-	{ "user_system_uuid", KANAL_OPT_STRING, NULL, true,
-	  "InvocationContext UserSystemUUID: the IT system registered as the caller." },
-	{ "user_uuid", KANAL_OPT_STRING, NULL, true,
-	  "InvocationContext UserUUID: the municipality (authority) the call is made for." },
-	{ "service_uuid", KANAL_OPT_STRING, NULL, true,
-	  "InvocationContext ServiceUUID: the CPR lookup service's id." },
-	{ "namespace", KANAL_OPT_STRING, CPR_NS_DEFAULT, false,
-	  "XML namespace of PersonLookupRequest and PNR (take it from the service's WSDL)." },
-	{ "context_namespace", KANAL_OPT_STRING, CPR_CTX_NS_DEFAULT, false,
-	  "XML namespace of InvocationContext and its UUID elements." },
-	{ "soap_action", KANAL_OPT_STRING, CPR_NS_DEFAULT "#PersonLookup", false,
-	  "SOAPAction header of every request." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "Longest wait for one answer (connecting included); then RETRY." },
-	{ "max_response", KANAL_OPT_SIZE, "1MiB", false,
-	  "Largest answer read; a larger one is treated as no answer (RETRY)." },
-	{ "ca_file", KANAL_OPT_PATH, NULL, false,
-	  "CA bundle (PEM) that the service's TLS certificate is checked against." },
-	{ "client_cert", KANAL_OPT_PATH, NULL, false,
-	  "TLS client certificate (PEM) the service knows the IT system by." },
-	{ "client_key", KANAL_OPT_PATH, NULL, false,
-	  "Private key (PEM) of client_cert, when not in the same file; keep it 0600." },
-	{ "cpr_fields", KANAL_OPT_LIST, "[cpr, child_cpr, employee_cpr, recipient_cpr]", false,
-	  "Data fields holding the CPR number of an event that is not a person.lookup.request; "
-	  "the first present is used." },
-	{ "protected_address_routes", KANAL_OPT_LIST, "[]", false,
-	  "Routes that may receive a protected address (adressebeskyttelse) when they ask for it "
-	  "(enrich step with protected_address: true)." },
-	{ "cache_ttl", KANAL_OPT_DURATION, "5m", false,
-	  "How long an answer is kept in memory and reused; 0 turns the cache off." },
-	{ "cache_max", KANAL_OPT_INT, "10000", false,
-	  "Most answers kept in the cache; the oldest goes first." },
-	{ "audit_log", KANAL_OPT_PATH, NULL, true,
-	  "File every lookup is appended to (one JSON line, fsync'd; created 0600). The "
-	  "instance does not start when it cannot be opened." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file (0600) for the replies' subject: person:<HMAC of the CPR number>." },
-	{ .name = NULL },
-};
 
 typedef struct cpr {
 	const char *instance;           /* borrowed from the ctx */
 	const kanal_config_t *cfg;      /* borrowed; lists are read from it */
+	/* Bound options (s_options), borrowed from the config. */
 	const char *endpoint, *soap_action;
 	cpr_soap_opts_t soap;
+	kc_http_conf_t http_conf;       /* timeout, ca_file, client_cert/key, allow_plain_http */
+	int64_t max_response, cache_ttl_ms, cache_max;
+	const char *key_path;           /* pseudonym_key */
 	kc_http_t *http;
 	cpr_cache_t *cache;             /* NULL: off */
 	const char *audit_path;
 	int audit_fd;
 	kanal_pseudonym_key_t *pseudonym_key;
 } cpr_t;
+
+static const kanal_option_t s_options[] = {
+	{ .name = "endpoint", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(cpr_t, endpoint),
+	  .help = "URL the PersonLookup SOAP requests are POSTed to (https for the real service)." },
+	{ .name = "service_agreement_uuid", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(cpr_t, soap.agreement),
+	  .help = "InvocationContext ServiceAgreementUUID: the municipality's service agreement." },
+	{ .name = "user_system_uuid", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(cpr_t, soap.usersystem),
+	  .help = "InvocationContext UserSystemUUID: the IT system registered as the caller." },
+	{ .name = "user_uuid", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(cpr_t, soap.user),
+	  .help = "InvocationContext UserUUID: the municipality (authority) the call is made for." },
+	{ .name = "service_uuid", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(cpr_t, soap.service),
+	  .help = "InvocationContext ServiceUUID: the CPR lookup service's id." },
+	{ .name = "namespace", .type = KANAL_OPT_STRING, .default_value = CPR_NS_DEFAULT,
+	  KANAL_OPT_AT(cpr_t, soap.ns),
+	  .help = "XML namespace of PersonLookupRequest and PNR (take it from the service's WSDL)." },
+	{ .name = "context_namespace", .type = KANAL_OPT_STRING, .default_value = CPR_CTX_NS_DEFAULT,
+	  KANAL_OPT_AT(cpr_t, soap.ctx_ns),
+	  .help = "XML namespace of InvocationContext and its UUID elements." },
+	{ .name = "soap_action", .type = KANAL_OPT_STRING, .default_value = CPR_NS_DEFAULT "#PersonLookup",
+	  KANAL_OPT_AT(cpr_t, soap_action),
+	  .help = "SOAPAction header of every request." },
+	KC_HTTP_OPT_TIMEOUT(cpr_t, http_conf, "5s",
+			    "Longest wait for one answer (connecting included); then RETRY."),
+	{ .name = "max_response", .type = KANAL_OPT_SIZE, .default_value = "1MiB", .min = "1",
+	  KANAL_OPT_AT(cpr_t, max_response),
+	  .help = "Largest answer read; a larger one is treated as no answer (RETRY)." },
+	KC_HTTP_OPT_CA_FILE(cpr_t, http_conf),
+	KC_HTTP_OPT_CLIENT_CERT(cpr_t, http_conf),
+	{ .name = "cpr_fields", .type = KANAL_OPT_LIST, .default_value = "[cpr, child_cpr, employee_cpr, recipient_cpr]",
+	  .help = "Data fields holding the CPR number of an event that is not a person.lookup.request; "
+		  "the first present is used." },
+	{ .name = "protected_address_routes", .type = KANAL_OPT_LIST, .default_value = "[]",
+	  .help = "Routes that may receive a protected address (adressebeskyttelse) when they ask for it "
+		  "(enrich step with protected_address: true)." },
+	{ .name = "cache_ttl", .type = KANAL_OPT_DURATION, .default_value = "5m", .min = "0",
+	  KANAL_OPT_AT(cpr_t, cache_ttl_ms),
+	  .help = "How long an answer is kept in memory and reused; 0 turns the cache off." },
+	{ .name = "cache_max", .type = KANAL_OPT_INT, .default_value = "10000", .min = "1",
+	  .max = "1000000", KANAL_OPT_AT(cpr_t, cache_max),
+	  .help = "Most answers kept in the cache; the oldest goes first." },
+	{ .name = "audit_log", .type = KANAL_OPT_PATH, .required = true,
+	  KANAL_OPT_AT(cpr_t, audit_path),
+	  .help = "File every lookup is appended to (one JSON line, fsync'd; created 0600). The "
+		  "instance does not start when it cannot be opened." },
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(cpr_t, key_path),
+	  .help = "Key file (0600) for the replies' subject: person:<HMAC of the CPR number>." },
+	KC_URL_OPT_ALLOW_PLAIN_HTTP(cpr_t, http_conf.allow_plain_http),
+	{ .name = NULL },
+};
 
 /* What one lookup is about: who asks, why, and for which number. */
 typedef struct lookup {
@@ -192,23 +204,17 @@ static void s_free(cpr_t *c)
 	if (c->audit_fd >= 0)
 		close(c->audit_fd);
 	kanal_pseudonym_key_destroy(&c->pseudonym_key);
+	kc_http_conf_clear(&c->http_conf);
 	free(c);
 }
 
-/* True when url is http:// or https:// to a loopback host. */
-static bool s_loopback(const char *url)
-{
-	const char *h = strstr(url, "://");
-
-	h = h ? h + 3 : url;
-	return !strncmp(h, "127.", 4) || !strncmp(h, "localhost", 9) || !strncmp(h, "[::1]", 5);
-}
-
+/* The table checked each option alone; init checks the endpoint (kc_url_check's rule: CPR
+ * numbers and answers travel to it), the cpr_fields entries, and opens what the instance
+ * needs: the cache, the pseudonym key, the audit log and the HTTP client. */
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	cpr_t *c = calloc(1, sizeof *c);
-	kc_http_opts_t http = { 0 };
-	int64_t ttl, max;
+	kc_http_opts_t http;
 	char why[512];
 	kanal_error_t key_err;
 
@@ -217,25 +223,9 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	c->audit_fd = -1;
 	c->instance = kanal_instance_name(ctx);
 	c->cfg = cfg;
-	c->endpoint = kanal_config_string(cfg, "endpoint");
-	c->soap_action = kanal_config_string(cfg, "soap_action");
-	c->soap.ns = kanal_config_string(cfg, "namespace");
-	c->soap.ctx_ns = kanal_config_string(cfg, "context_namespace");
-	c->soap.agreement = kanal_config_string(cfg, "service_agreement_uuid");
-	c->soap.usersystem = kanal_config_string(cfg, "user_system_uuid");
-	c->soap.user = kanal_config_string(cfg, "user_uuid");
-	c->soap.service = kanal_config_string(cfg, "service_uuid");
-	c->audit_path = kanal_config_string(cfg, "audit_log");
-
-	if (strncmp(c->endpoint, "http://", 7) && strncmp(c->endpoint, "https://", 8)) {
-		kanal_set_error(ctx, "option 'endpoint': '%s' is not an http:// or https:// URL",
-				c->endpoint);
+	kanal_config_bind(cfg, c);
+	if (kc_url_check_option(ctx, "endpoint", c->endpoint, c->http_conf.allow_plain_http) != 0)
 		goto fail;
-	}
-	if (!strncmp(c->endpoint, "http://", 7) && !s_loopback(c->endpoint))
-		kanal_log(ctx, KANAL_LOG_WARN,
-			  "endpoint %s is plain http: CPR numbers and answers travel unencrypted",
-			  c->endpoint);
 	for (size_t i = 0; i < kanal_config_list_count(cfg, "cpr_fields"); i++) {
 		const char *f = kanal_config_list(cfg, "cpr_fields", i);
 		if (!f || !*f) {
@@ -243,21 +233,14 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 			goto fail;
 		}
 	}
-	ttl = kanal_config_duration_ms(cfg, "cache_ttl");
-	max = kanal_config_int(cfg, "cache_max");
-	if (ttl < 0 || max < 1 || max > CPR_MAX_CACHE) {
-		kanal_set_error(ctx, "option 'cache_max': %lld is not between 1 and %d",
-				(long long)max, CPR_MAX_CACHE);
-		goto fail;
-	}
-	if (ttl > 0 && !(c->cache = cpr_cache_new((size_t)max, ttl))) {
+	if (c->cache_ttl_ms > 0 &&
+	    !(c->cache = cpr_cache_new((size_t)c->cache_max, c->cache_ttl_ms))) {
 		kanal_set_error(ctx, "out of memory for the cache");
 		goto fail;
 	}
 	kanal_error_clear(&key_err);
-	if (kanal_config_string(cfg, "pseudonym_key") &&
-	    kanal_pseudonym_key_load(kanal_config_string(cfg, "pseudonym_key"),
-				     &c->pseudonym_key, &key_err) != 0) {
+	if (c->key_path &&
+	    kanal_pseudonym_key_load(c->key_path, &c->pseudonym_key, &key_err) != 0) {
 		kanal_set_error(ctx, "option 'pseudonym_key': %s", key_err.text);
 		goto fail;
 	}
@@ -266,14 +249,9 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "option 'audit_log': %s", why);
 		goto fail;
 	}
-	http.timeout_ms = kanal_config_duration_ms(cfg, "timeout");
-	if (http.timeout_ms <= 0)
-		http.timeout_ms = 5000;
-	http.connect_timeout_ms = http.timeout_ms < 3000 ? http.timeout_ms : 3000;
-	http.max_body = (size_t)kanal_config_int(cfg, "max_response");
-	http.ca_file = kanal_config_string(cfg, "ca_file");
-	http.client_cert = kanal_config_string(cfg, "client_cert");
-	http.client_key = kanal_config_string(cfg, "client_key");
+	if (kc_http_conf_open(ctx, &c->http_conf, &http) != 0)
+		goto fail;
+	http.max_body = (size_t)c->max_response;
 	if (!(c->http = kc_http_new(&http))) {
 		kanal_set_error(ctx, "out of memory for the HTTP client");
 		goto fail;

@@ -12,6 +12,8 @@
  * on the instance's own thread, so the parts share daycare_t without locks.
  */
 #include "daycare.h"
+#include "../common/kc_files.h"
+#include "../common/kc_url.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,45 +23,47 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define DAYCARE_MAX_PAGE 500
+static const char *const s_roles[] = { "source", "destination", "both", NULL };
 
 static const kanal_option_t s_options[] = {
-	{ "base_url", KANAL_OPT_STRING, NULL, true,
-	  "The daycare system's API root, e.g. https://daycare.example.dk (the connector adds "
-	  "/api/v1/...)." },
-	{ "role", KANAL_OPT_STRING, "both", false,
-	  "source (poll registrations), destination (accept notices and staffing updates) or "
-	  "both." },
-	{ "token", KANAL_OPT_STRING, NULL, false,
-	  "Bearer token for the API (prefer token_file)." },
-	{ "token_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the bearer token (one line; keep it mode 0600)." },
-	{ "user", KANAL_OPT_STRING, NULL, false,
-	  "User name for basic auth, instead of a token (with password_file)." },
-	{ "password_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the basic-auth password (one line)." },
-	{ "ca_file", KANAL_OPT_PATH, NULL, false,
-	  "Extra CA bundle to trust for https." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "The longest one HTTP call to the daycare system may take." },
-	{ "poll_interval", KANAL_OPT_DURATION, "5s", false,
-	  "Time between two polls of the registrations." },
-	{ "max_backoff", KANAL_OPT_DURATION, "5m", false,
-	  "Longest wait between polls while the daycare system fails (the wait doubles from "
-	  "poll_interval)." },
-	{ "page_size", KANAL_OPT_INT, "100", false,
-	  "Registrations asked for per request (1-500)." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file (mode 0600) for the child's pseudonym in the events' subject; without it "
-	  "events carry no subject." },
-	{ "staff_notice_title", KANAL_OPT_STRING, "Personale", false,
-	  "Title of the notice to parents when a staff member is absent." },
-	{ "staff_notice_text", KANAL_OPT_STRING,
-	  "En medarbejder er fraværende i dag. Vi har styr på dagen.", false,
-	  "Text of that notice: neutral, never the reason, a name or a CPR number." },
-	{ "notice_codes", KANAL_OPT_LIST, "[SYG]", false,
-	  "Absence codes of staff.absence.registered that also post the notice to parents (every "
-	  "code updates the staffing view)." },
+	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(daycare_t, base_url_option),
+	  .help = "The daycare system's API root, e.g. https://daycare.example.dk (the connector adds "
+		  "/api/v1/...)." },
+	{ .name = "role", .type = KANAL_OPT_STRING, .default_value = "both",
+	  .allowed = s_roles, KANAL_OPT_AT(daycare_t, role),
+	  .help = "source (poll registrations), destination (accept notices and staffing updates) or "
+		  "both." },
+	KC_HTTP_OPT_TOKEN(daycare_t, http_conf),
+	{ .name = "user", .type = KANAL_OPT_STRING, KANAL_OPT_AT(daycare_t, http_conf.user),
+	  .help = "User name for basic auth, instead of a token (with password_file)." },
+	KC_HTTP_OPT_PASSWORD_FILE(daycare_t, http_conf),
+	KC_HTTP_OPT_CA_FILE(daycare_t, http_conf),
+	KC_HTTP_OPT_TIMEOUT(daycare_t, http_conf, "5s",
+			    "The longest one HTTP call to the daycare system may take."),
+	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .min = "1ms", KANAL_OPT_AT(daycare_t, poll_interval_ms),
+	  .help = "Time between two polls of the registrations." },
+	{ .name = "max_backoff", .type = KANAL_OPT_DURATION, .default_value = "5m",
+	  KANAL_OPT_AT(daycare_t, max_backoff_ms),
+	  .help = "Longest wait between polls while the daycare system fails (the wait doubles from "
+		  "poll_interval)." },
+	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100", .min = "1",
+	  .max = "500", KANAL_OPT_AT(daycare_t, page_size),
+	  .help = "Registrations asked for per request (1-500)." },
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH,
+	  .help = "Key file (mode 0600) for the child's pseudonym in the events' subject; without it "
+		  "events carry no subject." },
+	{ .name = "staff_notice_title", .type = KANAL_OPT_STRING, .default_value = "Personale",
+	  KANAL_OPT_AT(daycare_t, notice_title),
+	  .help = "Title of the notice to parents when a staff member is absent." },
+	{ .name = "staff_notice_text", .type = KANAL_OPT_STRING, .default_value = "En medarbejder er fraværende i dag. Vi har styr på dagen.",
+	  KANAL_OPT_AT(daycare_t, notice_text),
+	  .help = "Text of that notice: neutral, never the reason, a name or a CPR number." },
+	{ .name = "notice_codes", .type = KANAL_OPT_LIST, .default_value = "[SYG]",
+	  .help = "Absence codes of staff.absence.registered that also post the notice to parents (every "
+		  "code updates the staffing view)." },
+	KC_URL_OPT_ALLOW_PLAIN_HTTP(daycare_t, http_conf.allow_plain_http),
 	{ .name = NULL },
 };
 
@@ -70,57 +74,37 @@ static void s_destroy(void *state)
 	if (!d)
 		return;
 	kc_http_destroy(&d->http);
+	kc_http_conf_clear(&d->http_conf);
 	kanal_pseudonym_key_destroy(&d->key);
 	free(d->base_url);
 	free(d->cursor);
 	free(d);
 }
 
-/* Reads role, the URL and the numbers. Returns 0 or KANAL_ECONFIG after kanal_set_error. */
-static int s_load_basics(kanal_ctx_t *ctx, const kanal_config_t *cfg, daycare_t *d)
+/* Derives the role and the URL from the bound options and checks what the table cannot:
+ * the URL (kc_url_check's rule), max_backoff against poll_interval, non-empty notice texts. Returns 0
+ * or KANAL_ECONFIG after kanal_set_error. */
+static int s_load_basics(kanal_ctx_t *ctx, daycare_t *d)
 {
-	const char *role = kanal_config_string(cfg, "role");
-	const char *url = kanal_config_string(cfg, "base_url");
+	const char *url = d->base_url_option;
 	size_t n;
 
-	if (!strcmp(role, "source") || !strcmp(role, "both"))
-		d->source = true;
-	if (!strcmp(role, "destination") || !strcmp(role, "both"))
-		d->destination = true;
-	if (!d->source && !d->destination) {
-		kanal_set_error(ctx, "option 'role': '%s' is not source, destination or both", role);
+	/* role is one of s_roles: the table checked it. */
+	d->source = strcmp(d->role, "destination") != 0;
+	d->destination = strcmp(d->role, "source") != 0;
+	if (kc_url_check_option(ctx, "base_url", url, d->http_conf.allow_plain_http) != 0)
 		return KANAL_ECONFIG;
-	}
-	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
-		kanal_set_error(ctx, "option 'base_url': '%s' is not an http:// or https:// URL", url);
-		return KANAL_ECONFIG;
-	}
 	if (!(d->base_url = strdup(url)))
 		return KANAL_ENOMEM;
 	n = strlen(d->base_url);
 	while (n > 8 && d->base_url[n - 1] == '/')
 		d->base_url[--n] = '\0';
-	d->timeout_ms = kanal_config_duration_ms(cfg, "timeout");
-	d->poll_interval_ms = kanal_config_duration_ms(cfg, "poll_interval");
-	d->max_backoff_ms = kanal_config_duration_ms(cfg, "max_backoff");
-	d->page_size = kanal_config_int(cfg, "page_size");
-	if (d->timeout_ms < 1 || d->poll_interval_ms < 1) {
-		kanal_set_error(ctx, "options 'timeout' and 'poll_interval' must be at least 1ms");
-		return KANAL_ECONFIG;
-	}
 	if (d->max_backoff_ms < d->poll_interval_ms) {
 		kanal_set_error(ctx, "option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
 				"'poll_interval' (%" PRId64 " ms)", d->max_backoff_ms,
 				d->poll_interval_ms);
 		return KANAL_ECONFIG;
 	}
-	if (d->page_size < 1 || d->page_size > DAYCARE_MAX_PAGE) {
-		kanal_set_error(ctx, "option 'page_size': %" PRId64 " is out of range; give 1 to %d",
-				d->page_size, DAYCARE_MAX_PAGE);
-		return KANAL_ECONFIG;
-	}
-	d->notice_title = kanal_config_string(cfg, "staff_notice_title");
-	d->notice_text = kanal_config_string(cfg, "staff_notice_text");
 	if (!*d->notice_title || !*d->notice_text) {
 		kanal_set_error(ctx, "options 'staff_notice_title' and 'staff_notice_text' must not "
 				"be empty");
@@ -129,43 +113,26 @@ static int s_load_basics(kanal_ctx_t *ctx, const kanal_config_t *cfg, daycare_t 
 	return 0;
 }
 
-/* Reads the credentials and makes the HTTP client. */
-static int s_load_http(kanal_ctx_t *ctx, const kanal_config_t *cfg, daycare_t *d)
+/* Checks that exactly one kind of credentials is given and makes the HTTP client. */
+static int s_load_http(kanal_ctx_t *ctx, daycare_t *d)
 {
-	const char *token = kanal_config_string(cfg, "token");
-	const char *token_file = kanal_config_string(cfg, "token_file");
-	const char *user = kanal_config_string(cfg, "user");
-	const char *password_file = kanal_config_string(cfg, "password_file");
-	kc_http_opts_t o = { .timeout_ms = d->timeout_ms, .ca_file = kanal_config_string(cfg, "ca_file") };
-	char *secret = NULL;
-	int given = !!token + !!token_file + !!user;
+	kc_http_conf_t *c = &d->http_conf;
+	kc_http_opts_t o;
+	int given = !!c->token + !!c->token_file + !!c->user;
 
 	if (given != 1) {
 		kanal_set_error(ctx, "give exactly one of the options 'token', 'token_file' and "
 				"'user' (with 'password_file'): the daycare API needs credentials");
 		return KANAL_ECONFIG;
 	}
-	if (user && !password_file) {
+	if (c->user && !c->password_file) {
 		kanal_set_error(ctx, "option 'user' needs 'password_file'");
 		return KANAL_ECONFIG;
 	}
-	if (token_file && kc_secret_read(ctx, "token_file", token_file, &secret) != 0)
+	if (kc_http_conf_open(ctx, c, &o) != 0)
 		return KANAL_ECONFIG;
-	if (user && kc_secret_read(ctx, "password_file", password_file, &secret) != 0)
-		return KANAL_ECONFIG;
-	if (o.timeout_ms < o.connect_timeout_ms || !o.connect_timeout_ms)
-		o.connect_timeout_ms = d->timeout_ms < 3000 ? d->timeout_ms : 3000;
-	if (user) {
-		o.user = user;
-		o.password = secret;
-	} else {
-		o.bearer_token = token ? token : secret;
-	}
 	d->http = kc_http_new(&o);
-	if (secret) {
-		memset(secret, 0, strlen(secret));
-		free(secret);
-	}
+	kc_http_conf_clear(c);
 	if (!d->http) {
 		kanal_set_error(ctx, "cannot make the HTTP client: out of memory");
 		return KANAL_ENOMEM;
@@ -184,11 +151,12 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "out of memory");
 		return KANAL_ENOMEM;
 	}
+	kanal_config_bind(cfg, d);
 	d->instance = kanal_instance_name(ctx);
 	d->cfg = cfg;
-	rc = s_load_basics(ctx, cfg, d);
+	rc = s_load_basics(ctx, d);
 	if (rc == 0)
-		rc = s_load_http(ctx, cfg, d);
+		rc = s_load_http(ctx, d);
 	kanal_error_clear(&key_err);
 	if (rc == 0 && key && (rc = kanal_pseudonym_key_load(key, &d->key, &key_err)) != 0)
 		kanal_set_error(ctx, "option 'pseudonym_key': %s", key_err.text);

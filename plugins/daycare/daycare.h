@@ -17,7 +17,7 @@
 #include <jansson.h>
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
 
 /* The upstream API's paths (relative to option base_url). */
 #define DAYCARE_REGISTRATIONS "/api/v1/registrations"
@@ -30,9 +30,12 @@ typedef struct daycare {
 	const char *instance;     /* borrowed from the ctx */
 	bool source;              /* polls registrations */
 	bool destination;         /* accepts deliveries */
+	const char *role;         /* option role, borrowed from the config */
+	const char *base_url_option; /* option base_url as given, borrowed */
 	char *base_url;           /* without a trailing '/' */
 	kc_http_t *http;
-	int64_t timeout_ms;
+	kc_http_conf_t http_conf;  /* token(_file), user, password_file, ca_file, timeout,
+				    * allow_plain_http: bound options */
 	int64_t poll_interval_ms;
 	int64_t max_backoff_ms;
 	int64_t page_size;

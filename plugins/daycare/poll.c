@@ -17,6 +17,7 @@
  * daycare system stays the place where it can be looked up and corrected.
  */
 #include "daycare.h"
+#include "../common/kc_files.h"
 
 #include <ctype.h>
 #include <inttypes.h>

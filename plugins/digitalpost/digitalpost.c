@@ -38,55 +38,63 @@
 
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
+#include "../common/kc_url.h"
 #include "memo.h"
 
 #define DP_DEFAULT_PATH "/digitalpost/v1/messages"
 #define DP_MAX_TOKEN 4096
 #define DP_EMIT_BUSY_RETRY_MS 1000
 
-static const kanal_option_t s_options[] = {
-	{ "base_url", KANAL_OPT_STRING, NULL, true,
-	  "The Digital Post service's base URL, e.g. https://digitalpost.example.dk (plain http "
-	  "only to 127.0.0.1, [::1] or localhost: the simulator)." },
-	{ "path", KANAL_OPT_STRING, DP_DEFAULT_PATH, false,
-	  "The send endpoint's path below base_url." },
-	{ "sender_cvr", KANAL_OPT_STRING, NULL, true,
-	  "The sending authority's CVR number (8 digits): MessageHeader/Sender/senderID." },
-	{ "sender_label", KANAL_OPT_STRING, NULL, true,
-	  "The sender's name as the citizen sees it, e.g. \"Aarhus Kommune\"." },
-	{ "channel", KANAL_OPT_STRING, "Digital Post", false,
-	  "The channel code of the send request: \"Digital Post\" or \"NemSMS\"." },
-	{ "language", KANAL_OPT_STRING, "da", false,
-	  "The document language (ISO 639-1) when a letter gives none." },
-	{ "token", KANAL_OPT_STRING, NULL, false,
-	  "Bearer token for the service (prefer token_file)." },
-	{ "token_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the bearer token (mode 0600 or 0400)." },
-	{ "ca_file", KANAL_OPT_PATH, NULL, false,
-	  "Extra CA bundle (PEM) to trust for the service's https certificate." },
-	{ "client_cert", KANAL_OPT_PATH, NULL, false,
-	  "TLS client certificate (PEM), e.g. the authority's OCES system certificate." },
-	{ "client_key", KANAL_OPT_PATH, NULL, false,
-	  "The client certificate's private key (PEM), when not in client_cert." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "Longest wait for the service's answer to one letter; then RETRY." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file (0600) for the recipient's pseudonym in the status event's subject." },
-	{ .name = NULL },
-};
-
 typedef struct dp {
-	char *url;                    /* base_url + path */
-	kc_http_t *http;
-	const char *sender_cvr;       /* borrowed from the config */
+	/* Bound options (s_options), borrowed from the config. */
+	const char *base_url, *path, *key_path;
+	const char *sender_cvr;
 	const char *sender_label;
 	const char *channel;          /* "Digital Post" or "NemSMS" */
+	const char *language;
+	kc_http_conf_t http_conf;     /* token(_file), ca_file, client_cert/key, timeout */
+
+	char *url;                    /* base_url + path */
+	kc_http_t *http;
 	const char *message_type;     /* "DIGITALPOST" or "NEMSMS" */
 	const char *status_channel;   /* "digital" or "nemsms" */
-	const char *language;
 	kanal_pseudonym_key_t *key;   /* NULL: no pseudonyms */
 } dp_t;
+
+static const char *const s_channels[] = { "Digital Post", "NemSMS", NULL };
+
+static const kanal_option_t s_options[] = {
+	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(dp_t, base_url),
+	  .help = "The Digital Post service's base URL, e.g. https://digitalpost.example.dk (plain http "
+		  "only to 127.0.0.0/8, [::1] or localhost: the simulator)." },
+	{ .name = "path", .type = KANAL_OPT_STRING, .default_value = DP_DEFAULT_PATH,
+	  KANAL_OPT_AT(dp_t, path),
+	  .help = "The send endpoint's path below base_url." },
+	{ .name = "sender_cvr", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(dp_t, sender_cvr),
+	  .help = "The sending authority's CVR number (8 digits): MessageHeader/Sender/senderID." },
+	{ .name = "sender_label", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(dp_t, sender_label),
+	  .help = "The sender's name as the citizen sees it, e.g. \"Aarhus Kommune\"." },
+	{ .name = "channel", .type = KANAL_OPT_STRING, .default_value = "Digital Post",
+	  .allowed = s_channels, KANAL_OPT_AT(dp_t, channel),
+	  .help = "The channel code of the send request: \"Digital Post\" or \"NemSMS\" (physical "
+		  "letters go by the letter connector)." },
+	{ .name = "language", .type = KANAL_OPT_STRING, .default_value = "da",
+	  KANAL_OPT_AT(dp_t, language),
+	  .help = "The document language (ISO 639-1) when a letter gives none." },
+	KC_HTTP_OPT_TOKEN(dp_t, http_conf),
+	KC_HTTP_OPT_CA_FILE(dp_t, http_conf),
+	KC_HTTP_OPT_CLIENT_CERT(dp_t, http_conf),
+	KC_HTTP_OPT_TIMEOUT(dp_t, http_conf, "5s",
+			    "Longest wait for the service's answer to one letter; then RETRY."),
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(dp_t, key_path),
+	  .help = "Key file (0600) for the recipient's pseudonym in the status event's subject." },
+	KC_URL_OPT_ALLOW_PLAIN_HTTP(dp_t, http_conf.allow_plain_http),
+	{ .name = NULL },
+};
 
 /* What became of one letter, for the status event and the outcome. */
 typedef struct dp_result {
@@ -98,20 +106,6 @@ typedef struct dp_result {
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
-/* True when the authority part at the start of `rest` (after "http://") is a loopback
- * host, with or without a port. */
-static bool s_loopback(const char *rest)
-{
-	static const char *const hosts[] = { "127.0.0.1", "localhost", "[::1]" };
-
-	for (size_t i = 0; i < sizeof hosts / sizeof *hosts; i++) {
-		size_t n = strlen(hosts[i]);
-		if (!strncasecmp(rest, hosts[i], n) && strchr(":/", rest[n]))
-			return true;
-	}
-	return false;
-}
-
 static void s_destroy(void *state)
 {
 	dp_t *dp = state;
@@ -120,20 +114,20 @@ static void s_destroy(void *state)
 		return;
 	kc_http_destroy(&dp->http);
 	kanal_pseudonym_key_destroy(&dp->key);
+	kc_http_conf_clear(&dp->http_conf);
 	free(dp->url);
 	free(dp);
 }
 
+/* The table checked each option alone (the channel among them); init checks what it cannot
+ * say: base_url by kc_url_check's rule (letters carry CPR numbers and documents: plain http
+ * only to this machine, the simulator, unless allow_plain_http), the path, the CVR number,
+ * the label, the language code and the token options together. */
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
-	const char *base = kanal_config_string(cfg, "base_url");
-	const char *path = kanal_config_string(cfg, "path");
-	const char *token = kanal_config_string(cfg, "token");
-	const char *token_file = kanal_config_string(cfg, "token_file");
-	const char *key_file = kanal_config_string(cfg, "pseudonym_key");
-	char *file_token = NULL, why[256];
+	char why[256];
 	kanal_error_t key_err;
-	kc_http_opts_t o = { 0 };
+	kc_http_opts_t o;
 	dp_t *dp = calloc(1, sizeof *dp);
 	size_t blen;
 	int rc = KANAL_ECONFIG;
@@ -142,24 +136,12 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		return KANAL_ENOMEM;
 	/* libxml2 2.9 wants its globals set up before threads use it; idempotent. */
 	xmlInitParser();
-	dp->sender_cvr = kanal_config_string(cfg, "sender_cvr");
-	dp->sender_label = kanal_config_string(cfg, "sender_label");
-	dp->channel = kanal_config_string(cfg, "channel");
-	dp->language = kanal_config_string(cfg, "language");
-	if (strncmp(base, "https://", 8) && strncmp(base, "http://", 7)) {
-		kanal_set_error(ctx, "digitalpost: base_url '%s' is not an https URL", base);
+	kanal_config_bind(cfg, dp);
+	if (kc_url_check_option(ctx, "base_url", dp->base_url, dp->http_conf.allow_plain_http) != 0)
 		goto fail;
-	}
-	/* Letters carry CPR numbers and documents: plain http only to this machine. */
-	if (!strncmp(base, "http://", 7) && !s_loopback(base + 7)) {
-		kanal_set_error(ctx,
-				"digitalpost: base_url '%s': plain http is allowed only to 127.0.0.1, "
-				"[::1] or localhost (the simulator); use https",
-				base);
-		goto fail;
-	}
-	if (!path || path[0] != '/') {
-		kanal_set_error(ctx, "digitalpost: path '%s' must start with '/'", path ? path : "");
+	if (!dp->path || dp->path[0] != '/') {
+		kanal_set_error(ctx, "digitalpost: path '%s' must start with '/'",
+				dp->path ? dp->path : "");
 		goto fail;
 	}
 	if (!dp_check_cvr(dp->sender_cvr)) {
@@ -171,19 +153,12 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "digitalpost: sender_label: %s", why);
 		goto fail;
 	}
-	if (!strcmp(dp->channel, "Digital Post")) {
-		dp->message_type = "DIGITALPOST";
-		dp->status_channel = "digital";
-	} else if (!strcmp(dp->channel, "NemSMS")) {
+	if (!strcmp(dp->channel, "NemSMS")) {
 		dp->message_type = "NEMSMS";
 		dp->status_channel = "nemsms";
 	} else {
-		kanal_set_error(ctx,
-				"digitalpost: channel '%s' is not one this connector sends by "
-				"(\"Digital Post\" or \"NemSMS\"; physical letters go by the letter "
-				"connector)",
-				dp->channel);
-		goto fail;
+		dp->message_type = "DIGITALPOST";
+		dp->status_channel = "digital";
 	}
 	if (strlen(dp->language) != 2 || dp->language[0] < 'a' || dp->language[0] > 'z' ||
 	    dp->language[1] < 'a' || dp->language[1] > 'z') {
@@ -191,50 +166,31 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 				dp->language);
 		goto fail;
 	}
-	if (token && token_file) {
-		kanal_set_error(ctx, "digitalpost: give token or token_file, not both");
-		goto fail;
-	}
-	if (token_file && (rc = kc_secret_read(ctx, "token_file", token_file, &file_token)) != 0)
+	if ((rc = kc_http_conf_open(ctx, &dp->http_conf, &o)) != 0)
 		goto fail;
 	rc = KANAL_ECONFIG;
 	kanal_error_clear(&key_err);
-	if (key_file && kanal_pseudonym_key_load(key_file, &dp->key, &key_err) != 0) {
+	if (dp->key_path && kanal_pseudonym_key_load(dp->key_path, &dp->key, &key_err) != 0) {
 		kanal_set_error(ctx, "digitalpost: pseudonym_key: %s", key_err.text);
 		goto fail;
 	}
-	blen = strlen(base);
-	while (blen > 0 && base[blen - 1] == '/')
+	blen = strlen(dp->base_url);
+	while (blen > 0 && dp->base_url[blen - 1] == '/')
 		blen--;
-	if (asprintf(&dp->url, "%.*s%s", (int)blen, base, path) < 0) {
+	if (asprintf(&dp->url, "%.*s%s", (int)blen, dp->base_url, dp->path) < 0) {
 		dp->url = NULL;
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
-	o.timeout_ms = kanal_config_duration_ms(cfg, "timeout");
-	o.connect_timeout_ms = o.timeout_ms < 3000 ? o.timeout_ms : 3000;
-	o.bearer_token = file_token ? file_token : token;
-	o.ca_file = kanal_config_string(cfg, "ca_file");
-	o.client_cert = kanal_config_string(cfg, "client_cert");
-	o.client_key = kanal_config_string(cfg, "client_key");
 	o.max_body = 1u << 20;
-	if (o.timeout_ms <= 0) {
-		kanal_set_error(ctx, "digitalpost: timeout must be positive");
-		goto fail;
-	}
 	if (!(dp->http = kc_http_new(&o))) {
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
-	if (file_token)
-		memset(file_token, 0, strlen(file_token));
-	free(file_token);
+	kc_http_conf_clear(&dp->http_conf);
 	*state = dp;
 	return 0;
 fail:
-	if (file_token)
-		memset(file_token, 0, strlen(file_token));
-	free(file_token);
 	s_destroy(dp);
 	return rc;
 }

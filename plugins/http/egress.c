@@ -11,13 +11,12 @@
  * are serialised anyway, and a slow webhook fills only its own queue.
  */
 #include "http.h"
-#include "../common/conn.h"
+#include "../common/kc_http.h"
+#include "../common/kc_url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/crypto.h>
 
 struct egress {
 	const char *url;      /* borrowed from the config */
@@ -45,50 +44,43 @@ static void s_describe_url(const char *url, char *buf, size_t size)
 		 (int)(n > 250 ? 250 : n), host);
 }
 
-int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, egress_t **out)
+int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, http_options_t *opt,
+	       egress_t **out)
 {
-	const char *url = kanal_config_string(cfg, "url");
-	const char *mode = kanal_config_string(cfg, "mode");
-	const char *token_file = kanal_config_string(cfg, "bearer_token_file");
+	const char *url = opt->url;
 	kc_http_opts_t o;
 	egress_t *eg;
-	char *token = NULL, why[768];
 	int rc = KANAL_ECONFIG;
 
 	*out = NULL;
 	if (!url || !*url) {
-		if (token_file || kanal_config_given(cfg, "mode")) {
+		if (opt->http.token_file || kanal_config_given(cfg, "mode")) {
 			kanal_set_error(ctx, "%s is given but url is not: the webhook options need "
 				       "url (e.g. url: https://vendor.example.dk/events)",
-				       token_file ? "bearer_token_file" : "mode");
+				       opt->http.token_file ? "bearer_token_file" : "mode");
 			return KANAL_ECONFIG;
 		}
 		return 0;
 	}
-	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
-		kanal_set_error(ctx, "url '%s' must start with http:// or https://", url);
-		return KANAL_ECONFIG;
-	}
-	if (strcmp(mode, "structured") && strcmp(mode, "binary")) {
-		kanal_set_error(ctx, "mode '%s' is not 'structured' or 'binary'", mode);
-		return KANAL_ECONFIG;
-	}
+	if ((rc = kc_url_check_option(ctx, "url", url, opt->http.allow_plain_http)) != 0)
+		return rc;
 	if (!(eg = calloc(1, sizeof *eg)))
 		return KANAL_ENOMEM;
 	eg->url = url;
-	eg->binary = !strcmp(mode, "binary");
+	eg->binary = !strcmp(opt->mode, "binary"); /* else structured: the table checked */
 	s_describe_url(url, eg->what, sizeof eg->what);
-	eg->n_extra = kanal_config_list_count(cfg, "headers");
+	eg->n_extra = opt->headers.count;
 	if (!(eg->extra = calloc(eg->n_extra + 1, sizeof *eg->extra))) {
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
 	for (size_t i = 0; i < eg->n_extra; i++) {
-		const char *h = kanal_config_list(cfg, "headers", i);
+		const char *h = opt->headers.items[i];
 		const char *colon = strchr(h, ':');
 
 		if (!colon || colon == h || strpbrk(h, "\r\n")) {
 			kanal_set_error(ctx, "headers: '%s' is not 'Name: value'", h);
+			rc = KANAL_ECONFIG;
 			goto fail;
 		}
 		if (!(eg->extra[i] = strdup(h))) {
@@ -96,30 +88,11 @@ int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, egress_t **out)
 			goto fail;
 		}
 	}
-	if (token_file) {
-		rc = tokens_read_secret(token_file, &token, why, sizeof why);
-		if (rc < 0) {
-			kanal_set_error(ctx, "%s", why);
-			rc = KANAL_ECONFIG;
-			goto fail;
-		}
-	}
-	memset(&o, 0, sizeof o);
-	o.timeout_ms = kanal_config_duration_ms(cfg, "timeout");
-	if (o.timeout_ms <= 0) {
-		kanal_set_error(ctx, "timeout must be more than 0");
-		rc = KANAL_ECONFIG;
+	if ((rc = kc_http_conf_open(ctx, &opt->http, &o)) != 0)
 		goto fail;
-	}
-	o.connect_timeout_ms = o.timeout_ms < 3000 ? o.timeout_ms : 3000;
-	o.bearer_token = token;
-	o.ca_file = kanal_config_string(cfg, "ca_file");
 	o.max_body = 64 * 1024; /* the answer is only quoted in errors */
 	eg->http = kc_http_new(&o);
-	if (token) {
-		OPENSSL_cleanse(token, strlen(token));
-		free(token);
-	}
+	kc_http_conf_clear(&opt->http);
 	if (!eg->http) {
 		rc = KANAL_ENOMEM;
 		goto fail;

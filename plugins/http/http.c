@@ -11,59 +11,75 @@
 
 #include <stdlib.h>
 
-static const kanal_option_t s_options[] = {
-	/* ingress */
-	{ "listen", KANAL_OPT_STRING, NULL, false,
-	  "Serve the ingress on HOST:PORT, [IPv6]:PORT or PORT (on 127.0.0.1), e.g. "
-	  "127.0.0.1:8080; port 0 picks a free port. Without it the instance takes no events in." },
-	{ "path", KANAL_OPT_STRING, "/events", false,
-	  "The path events are POSTed to; any other path answers 404." },
-	{ "port_file", KANAL_OPT_PATH, NULL, false,
-	  "File the bound port is written to on start (useful with port 0); removed on stop." },
-	{ "tokens_file", KANAL_OPT_PATH, NULL, false,
-	  "Bearer tokens of the clients allowed to post: lines 'client-name token "
-	  "[type-pattern,…]'; mode must be 0600 or 0400. Without it no token is asked for." },
-	{ "allow_unauthenticated", KANAL_OPT_BOOL, "false", false,
-	  "Allow listen on an address other than loopback without tokens_file (only behind a "
-	  "proxy that authenticates)." },
-	{ "max_body", KANAL_OPT_SIZE, "1MiB", false,
-	  "Largest request body (a batch); larger ones are answered 413." },
-	{ "max_event_size", KANAL_OPT_SIZE, "64KiB", false,
-	  "Largest single event; larger ones are answered 413 (kanald's own limit applies too)." },
-	{ "flush_timeout", KANAL_OPT_DURATION, "5s", false,
-	  "How long an answer waits for kanald to confirm the events durable before it says "
-	  "503 (the events stay accepted; sending again is safe)." },
-	{ "busy_retry_after", KANAL_OPT_DURATION, "1s", false,
-	  "The Retry-After given with 429 when kanald applies backpressure." },
-	{ "dedupe_window", KANAL_OPT_DURATION, "10m", false,
-	  "A (source, id) accepted within this window is answered \"duplicate\" and not emitted "
-	  "again." },
-	{ "max_connections", KANAL_OPT_INT, "64", false,
-	  "Most client connections served at once." },
-	{ "connection_timeout", KANAL_OPT_DURATION, "30s", false,
-	  "An idle or stalled client connection is closed after this long." },
-	/* egress */
-	{ "url", KANAL_OPT_STRING, NULL, false,
-	  "POST each event routed to the instance to this http(s) URL (a webhook). Without it "
-	  "the instance accepts no deliveries." },
-	{ "mode", KANAL_OPT_STRING, "structured", false,
-	  "structured: the JSON event as the body; binary: attributes in ce-* headers, the data "
-	  "as the body." },
-	{ "bearer_token_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the token sent as 'Authorization: Bearer …'; mode must be 0600 or 0400." },
-	{ "timeout", KANAL_OPT_DURATION, "10s", false,
-	  "The longest a POST may take; then the delivery is retried." },
-	{ "headers", KANAL_OPT_LIST, NULL, false,
-	  "Extra request headers, each 'Name: value'." },
-	{ "ca_file", KANAL_OPT_PATH, NULL, false,
-	  "Extra CA certificates (PEM) to trust for an https url." },
-	{ .name = NULL },
-};
-
 typedef struct http_plugin {
+	http_options_t opt; /* bound by offset from s_options */
 	ingress_t *ingress; /* NULL: no listen */
 	egress_t *egress;   /* NULL: no url */
 } http_plugin_t;
+
+static const char *const s_modes[] = { "structured", "binary", NULL };
+
+#define OPT(member) KANAL_OPT_AT(http_plugin_t, opt.member)
+
+static const kanal_option_t s_options[] = {
+	/* ingress */
+	{ .name = "listen", .type = KANAL_OPT_STRING, OPT(listen),
+	  .help = "Serve the ingress on HOST:PORT, [IPv6]:PORT or PORT (on 127.0.0.1), e.g. "
+		  "127.0.0.1:8080; port 0 picks a free port. Without it the instance takes no events in." },
+	{ .name = "path", .type = KANAL_OPT_STRING, .default_value = "/events", OPT(path),
+	  .help = "The path events are POSTed to; any other path answers 404." },
+	{ .name = "port_file", .type = KANAL_OPT_PATH, OPT(port_file),
+	  .help = "File the bound port is written to on start (useful with port 0); removed on stop." },
+	{ .name = "tokens_file", .type = KANAL_OPT_PATH, OPT(tokens_file),
+	  .help = "Bearer tokens of the clients allowed to post: lines 'client-name token "
+		  "[type-pattern,…]'; mode must be 0600 or 0400. Without it no token is asked for." },
+	{ .name = "allow_unauthenticated", .type = KANAL_OPT_BOOL, .default_value = "false",
+	  OPT(allow_unauthenticated),
+	  .help = "Allow listen on an address other than loopback without tokens_file (only behind a "
+		  "proxy that authenticates)." },
+	{ .name = "max_body", .type = KANAL_OPT_SIZE, .default_value = "1MiB", .min = "1",
+	  OPT(max_body),
+	  .help = "Largest request body (a batch); larger ones are answered 413." },
+	{ .name = "max_event_size", .type = KANAL_OPT_SIZE, .default_value = "64KiB", .min = "1",
+	  OPT(max_event_size),
+	  .help = "Largest single event; larger ones are answered 413 (kanald's own limit applies too)." },
+	{ .name = "flush_timeout", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  OPT(flush_timeout_ms),
+	  .help = "How long an answer waits for kanald to confirm the events durable before it says "
+		  "503 (the events stay accepted; sending again is safe)." },
+	{ .name = "busy_retry_after", .type = KANAL_OPT_DURATION, .default_value = "1s",
+	  OPT(busy_retry_after_ms),
+	  .help = "The Retry-After given with 429 when kanald applies backpressure." },
+	{ .name = "dedupe_window", .type = KANAL_OPT_DURATION, .default_value = "10m",
+	  OPT(dedupe_window_ms),
+	  .help = "A (source, id) accepted within this window is answered \"duplicate\" and not emitted "
+		  "again." },
+	{ .name = "max_connections", .type = KANAL_OPT_INT, .default_value = "64", .min = "1",
+	  .max = "100000", OPT(max_connections),
+	  .help = "Most client connections served at once." },
+	{ .name = "connection_timeout", .type = KANAL_OPT_DURATION, .default_value = "30s",
+	  .min = "1s", OPT(connection_timeout_ms),
+	  .help = "An idle or stalled client connection is closed after this long." },
+	/* egress */
+	{ .name = "url", .type = KANAL_OPT_STRING, OPT(url),
+	  .help = "POST each event routed to the instance to this http(s) URL (a webhook). Without it "
+		  "the instance accepts no deliveries." },
+	{ .name = "mode", .type = KANAL_OPT_STRING, .default_value = "structured",
+	  .allowed = s_modes, OPT(mode),
+	  .help = "structured: the JSON event as the body; binary: attributes in ce-* headers, the data "
+		  "as the body." },
+	{ .name = "bearer_token_file", .type = KANAL_OPT_PATH, OPT(http.token_file),
+	  .help = "File holding the token sent as 'Authorization: Bearer …'; mode must be 0600 or 0400." },
+	KC_HTTP_OPT_TIMEOUT(http_plugin_t, opt.http, "10s",
+			    "The longest a POST may take; then the delivery is retried."),
+	{ .name = "headers", .type = KANAL_OPT_LIST, OPT(headers),
+	  .help = "Extra request headers, each 'Name: value'." },
+	KC_HTTP_OPT_CA_FILE(http_plugin_t, opt.http),
+	KC_URL_OPT_ALLOW_PLAIN_HTTP(http_plugin_t, opt.http.allow_plain_http),
+	{ .name = NULL },
+};
+
+#undef OPT
 
 static void s_destroy(void *state)
 {
@@ -73,6 +89,7 @@ static void s_destroy(void *state)
 		return;
 	ingress_destroy(&p->ingress);
 	egress_destroy(&p->egress);
+	kc_http_conf_clear(&p->opt.http);
 	free(p);
 }
 
@@ -83,8 +100,10 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 
 	if (!p)
 		return KANAL_ENOMEM;
-	if ((rc = ingress_new(ctx, cfg, &p->ingress)) < 0 ||
-	    (rc = egress_new(ctx, cfg, &p->egress)) < 0) {
+	kanal_config_bind(cfg, p);
+	p->opt.http.token_file_option = "bearer_token_file";
+	if ((rc = ingress_new(ctx, &p->opt, &p->ingress)) < 0 ||
+	    (rc = egress_new(ctx, cfg, &p->opt, &p->egress)) < 0) {
 		s_destroy(p);
 		return rc;
 	}

@@ -17,6 +17,8 @@
 
 #include <kanal/kanal.h>
 
+#include "../common/kc_http.h"
+
 /* ---- binding.c: the CloudEvents HTTP protocol binding's codec --------------------------- */
 
 /* The media types of the JSON event format and its batch format. */
@@ -97,13 +99,23 @@ const char *tokens_client_name(const tokens_client_t *client);
  * ('*' one dot-separated token, '>' the rest, as in routing files). */
 bool tokens_client_allows(const tokens_client_t *client, const char *type);
 
-/* Reads a file holding one secret (a bearer token for the webhook) with the same mode rule;
- * the trailing newline is dropped. Returns 0 and a malloc'd *out, or a negative code with
- * why filled. */
-int tokens_read_secret(const char *path, char **out, char *why, size_t why_size);
-
 /* True when a routing-style type pattern matches type. */
 bool tokens_type_matches(const char *pattern, const char *type);
+
+/* ---- http.c: the options, bound by offset (kanal_config_bind) -------------------------- */
+
+typedef struct http_options {
+	/* ingress */
+	const char *listen, *path, *port_file, *tokens_file;
+	bool allow_unauthenticated;
+	int64_t max_body, max_event_size;
+	int64_t flush_timeout_ms, busy_retry_after_ms, dedupe_window_ms;
+	int64_t max_connections, connection_timeout_ms;
+	/* egress */
+	const char *url, *mode;
+	kanal_strlist_t headers;
+	kc_http_conf_t http;      /* timeout, ca_file, bearer_token_file, allow_plain_http */
+} http_options_t;
 
 /* ---- ingress.c: CloudEvents in ---------------------------------------------------------- */
 
@@ -112,7 +124,7 @@ typedef struct ingress ingress_t;
 /* Reads and checks the ingress options (listen, path, tokens_file, …) in init: no socket
  * is opened. Returns 0 with *out (NULL when `listen` is not given: no ingress) or
  * KANAL_ECONFIG after kanal_set_error. */
-int ingress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, ingress_t **out);
+int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out);
 /* Binds and starts serving from the instance's thread (fd watch + timer). */
 int ingress_start(ingress_t *ing, kanal_ctx_t *ctx);
 /* Stops serving: closes the listening socket and every connection. */
@@ -123,9 +135,12 @@ void ingress_destroy(ingress_t **ing_p);
 
 typedef struct egress egress_t;
 
-/* Reads and checks the egress options (url, mode, bearer_token_file, timeout, headers).
- * Returns 0 with *out (NULL when `url` is not given: no egress) or KANAL_ECONFIG. */
-int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, egress_t **out);
+/* Checks the egress options (url by kc_url_check's rule, headers, bearer_token_file) and
+ * makes the client. Returns 0 with *out (NULL when `url` is not given: no egress) or
+ * KANAL_ECONFIG after kanal_set_error. Ownership: borrows cfg (to know what was given) and
+ * opt (whose read token it wipes). */
+int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, http_options_t *opt,
+	       egress_t **out);
 /* POSTs one event and maps the answer to an outcome (kc_http_outcome). */
 kanal_outcome_t egress_send(egress_t *eg, kanal_ctx_t *ctx, const kanal_msg_t *msg);
 void egress_destroy(egress_t **eg_p);

@@ -19,7 +19,8 @@
  * not emitted again.
  */
 #include "http.h"
-#include "../common/conn.h"
+#include "../common/kc_files.h"
+#include "../common/kc_log.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -777,16 +778,11 @@ static int s_parse_listen(const char *listen, char *host, size_t hsize, char *po
 	return 0;
 }
 
-static bool s_is_loopback(const char *host)
+int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 {
-	return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1");
-}
-
-int ingress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, ingress_t **out)
-{
-	const char *listen = kanal_config_string(cfg, "listen");
-	const char *tokens_file = kanal_config_string(cfg, "tokens_file");
-	const char *port_file = kanal_config_string(cfg, "port_file");
+	const char *listen = opt->listen;
+	const char *tokens_file = opt->tokens_file;
+	const char *port_file = opt->port_file;
 	ingress_t *ing;
 	char why[768];
 	int rc;
@@ -811,36 +807,27 @@ int ingress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, ingress_t **out)
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
-	ing->path = kanal_config_string(cfg, "path");
+	ing->path = opt->path;
 	if (!ing->path || ing->path[0] != '/') {
 		kanal_set_error(ctx, "path '%s' must start with '/' (e.g. /events)",
 				ing->path ? ing->path : "");
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
-	ing->max_body = (size_t)kanal_config_int(cfg, "max_body");
-	ing->max_event_size = (size_t)kanal_config_int(cfg, "max_event_size");
-	if (ing->max_event_size == 0 || ing->max_body < ing->max_event_size) {
+	ing->max_body = (size_t)opt->max_body;
+	ing->max_event_size = (size_t)opt->max_event_size;
+	if (ing->max_body < ing->max_event_size) {
 		kanal_set_error(ctx, "max_body (%zu bytes) must be at least max_event_size (%zu "
-			       "bytes), and both more than 0", ing->max_body, ing->max_event_size);
+			       "bytes)", ing->max_body, ing->max_event_size);
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
-	ing->flush_timeout_ms = kanal_config_duration_ms(cfg, "flush_timeout");
-	ing->busy_retry_after_ms = kanal_config_duration_ms(cfg, "busy_retry_after");
-	ing->dedupe_window_ms = kanal_config_duration_ms(cfg, "dedupe_window");
-	{
-		int64_t t = kanal_config_duration_ms(cfg, "connection_timeout");
-		int64_t m = kanal_config_int(cfg, "max_connections");
-		if (t < 1000 || m < 1 || m > 100000) {
-			kanal_set_error(ctx, "connection_timeout must be at least 1s and "
-				       "max_connections between 1 and 100000");
-			rc = KANAL_ECONFIG;
-			goto fail;
-		}
-		ing->conn_timeout_s = (unsigned)((t + 999) / 1000);
-		ing->max_connections = (unsigned)m;
-	}
+	ing->flush_timeout_ms = opt->flush_timeout_ms;
+	ing->busy_retry_after_ms = opt->busy_retry_after_ms;
+	ing->dedupe_window_ms = opt->dedupe_window_ms;
+	/* The table keeps connection_timeout at 1s or more and max_connections in 1-100000. */
+	ing->conn_timeout_s = (unsigned)((opt->connection_timeout_ms + 999) / 1000);
+	ing->max_connections = (unsigned)opt->max_connections;
 	if (port_file && !(ing->port_file = strdup(port_file))) {
 		rc = KANAL_ENOMEM;
 		goto fail;
@@ -852,7 +839,7 @@ int ingress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, ingress_t **out)
 			rc = rc == KANAL_ENOMEM ? rc : KANAL_ECONFIG;
 			goto fail;
 		}
-	} else if (!s_is_loopback(ing->host) && !kanal_config_bool(cfg, "allow_unauthenticated")) {
+	} else if (!kc_url_host_is_loopback(ing->host) && !opt->allow_unauthenticated) {
 		kanal_set_error(ctx, "listen '%s' is reachable from other machines but no "
 			       "tokens_file is given: anyone could post events. Give tokens_file, "
 			       "or set allow_unauthenticated: true if a proxy in front "

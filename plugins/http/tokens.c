@@ -367,23 +367,3 @@ bool tokens_client_allows(const tokens_client_t *client, const char *type)
 			return true;
 	return false;
 }
-
-int tokens_read_secret(const char *path, char **out, char *why, size_t why_size)
-{
-	char *text = NULL;
-	size_t len = 0;
-	int rc = s_read_private(path, "bearer_token_file", &text, &len, why, why_size);
-
-	*out = NULL;
-	if (rc < 0)
-		return rc;
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
-		text[--len] = '\0';
-	if (len == 0 || strpbrk(text, "\r\n")) {
-		snprintf(why, why_size, "bearer_token_file %s must hold the token on one line", path);
-		s_wipe_free(text, len);
-		return KANAL_ECONFIG;
-	}
-	*out = text;
-	return 0;
-}

@@ -30,56 +30,65 @@
 #include <jansson.h>
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
+#include "../common/kc_files.h"
+#include "../common/kc_url.h"
 
 #define EMIT_BUSY_TRIES 40  /* times 50 ms: how long a busy bus may hold up the status */
-
-static const kanal_option_t s_options[] = {
-	{ "mode", KANAL_OPT_STRING, "spool", false,
-	  "spool: write each print job as a file into spool_dir; service: POST it to print_url." },
-	{ "spool_dir", KANAL_OPT_PATH, NULL, false,
-	  "Folder the print pipeline picks jobs up from (spool mode); it must exist and be "
-	  "writable." },
-	{ "print_url", KANAL_OPT_STRING, NULL, false,
-	  "The print service's job endpoint, e.g. https://print.example/print/v1/jobs "
-	  "(service mode)." },
-	{ "token", KANAL_OPT_STRING, NULL, false,
-	  "Bearer token for the print service (service mode); prefer token_file." },
-	{ "token_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the bearer token (mode 0600 or 0400), instead of token." },
-	{ "ca_file", KANAL_OPT_PATH, NULL, false,
-	  "Extra CA bundle for an https print_url." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "How long one POST to the print service may take (service mode)." },
-	{ "postal_category", KANAL_OPT_STRING, "Economique", false,
-	  "Prioritaire or Economique; a letter's data.postal_category overrides it." },
-	{ "sender", KANAL_OPT_STRING, NULL, false,
-	  "The sender's name for the job's return address when the letter carries no "
-	  "data.sender (e.g. \"Aarhus Kommune\")." },
-	{ "status", KANAL_OPT_BOOL, "true", false,
-	  "Emit post.letter.status once a job is handed over." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file (0600) for the status event's subject: person:<pseudonym> of the recipient." },
-	{ "retry_after", KANAL_OPT_DURATION, "30s", false,
-	  "The retry hint when the spool cannot be written (disk full, folder gone)." },
-	{ .name = NULL },
-};
 
 typedef enum letter_mode { LETTER_SPOOL, LETTER_SERVICE } letter_mode_t;
 
 typedef struct letter {
-	letter_mode_t mode;
-	const char *spool_dir;     /* borrowed from the config */
-	const char *print_url;     /* borrowed from the config */
-	const char *ca_file;       /* borrowed from the config */
-	char *token;               /* owned: from token or token_file */
-	int64_t timeout_ms;
+	/* Bound options (s_options), borrowed from the config. */
+	const char *mode_option;   /* spool or service */
+	const char *category_option; /* postal_category as given */
+	const char *key_path;      /* pseudonym_key */
+	const char *spool_dir;
+	const char *print_url;
+	kc_http_conf_t http_conf;  /* token(_file), ca_file, timeout, allow_plain_http */
 	int64_t retry_after_ms;
 	bool status;
+
+	letter_mode_t mode;
+	kc_http_opts_t http_opts;  /* service mode: for the client made in start */
 	letter_defaults_t defaults;
 	kanal_pseudonym_key_t *key;
 	kc_http_t *http;           /* service mode, made in start */
 } letter_t;
+
+static const char *const s_modes[] = { "spool", "service", NULL };
+
+static const kanal_option_t s_options[] = {
+	{ .name = "mode", .type = KANAL_OPT_STRING, .default_value = "spool",
+	  .allowed = s_modes, KANAL_OPT_AT(letter_t, mode_option),
+	  .help = "spool: write each print job as a file into spool_dir; service: POST it to print_url." },
+	{ .name = "spool_dir", .type = KANAL_OPT_PATH, KANAL_OPT_AT(letter_t, spool_dir),
+	  .help = "Folder the print pipeline picks jobs up from (spool mode); it must exist and be "
+		  "writable." },
+	{ .name = "print_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(letter_t, print_url),
+	  .help = "The print service's job endpoint, e.g. https://print.example/print/v1/jobs "
+		  "(service mode)." },
+	KC_HTTP_OPT_TOKEN(letter_t, http_conf),
+	KC_HTTP_OPT_CA_FILE(letter_t, http_conf),
+	KC_HTTP_OPT_TIMEOUT(letter_t, http_conf, "5s",
+			    "How long one POST to the print service may take (service mode)."),
+	{ .name = "postal_category", .type = KANAL_OPT_STRING, .default_value = "Economique",
+	  KANAL_OPT_AT(letter_t, category_option),
+	  .help = "Prioritaire or Economique; a letter's data.postal_category overrides it." },
+	{ .name = "sender", .type = KANAL_OPT_STRING, KANAL_OPT_AT(letter_t, defaults.sender),
+	  .help = "The sender's name for the job's return address when the letter carries no "
+		  "data.sender (e.g. \"Aarhus Kommune\")." },
+	{ .name = "status", .type = KANAL_OPT_BOOL, .default_value = "true",
+	  KANAL_OPT_AT(letter_t, status),
+	  .help = "Emit post.letter.status once a job is handed over." },
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(letter_t, key_path),
+	  .help = "Key file (0600) for the status event's subject: person:<pseudonym> of the recipient." },
+	{ .name = "retry_after", .type = KANAL_OPT_DURATION, .default_value = "30s", .min = "0",
+	  KANAL_OPT_AT(letter_t, retry_after_ms),
+	  .help = "The retry hint when the spool cannot be written (disk full, folder gone)." },
+	KC_URL_OPT_ALLOW_PLAIN_HTTP(letter_t, http_conf.allow_plain_http),
+	{ .name = NULL },
+};
 
 static void s_destroy(void *state)
 {
@@ -88,10 +97,7 @@ static void s_destroy(void *state)
 	if (!l)
 		return;
 	kc_http_destroy(&l->http);
-	if (l->token) {
-		memset(l->token, 0, strlen(l->token));
-		free(l->token);
-	}
+	kc_http_conf_clear(&l->http_conf);
 	kanal_pseudonym_key_destroy(&l->key);
 	free(l);
 }
@@ -133,44 +139,24 @@ static int s_check_spool(kanal_ctx_t *ctx, const char *dir)
 
 /* Reads and checks the options: a mode, what that mode needs (a writable spool folder, a
  * print URL), a postal category, the optional token and pseudonym key. */
+/* The table checked each option alone (mode, timeout and retry_after among them); init
+ * checks what goes with the mode: a usable spool folder, or print_url (kc_url_check's rule)
+ * and the token options. */
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	letter_t *l = calloc(1, sizeof *l);
-	const char *mode = kanal_config_string(cfg, "mode");
-	const char *category = kanal_config_string(cfg, "postal_category");
-	const char *key_path = kanal_config_string(cfg, "pseudonym_key");
-	const char *token = kanal_config_string(cfg, "token");
-	const char *token_file = kanal_config_string(cfg, "token_file");
 	int rc = KANAL_ECONFIG;
 
 	if (!l) {
 		kanal_set_error(ctx, "out of memory");
 		return KANAL_ENOMEM;
 	}
-	l->spool_dir = kanal_config_string(cfg, "spool_dir");
-	l->print_url = kanal_config_string(cfg, "print_url");
-	l->ca_file = kanal_config_string(cfg, "ca_file");
-	l->timeout_ms = kanal_config_duration_ms(cfg, "timeout");
-	l->retry_after_ms = kanal_config_duration_ms(cfg, "retry_after");
-	l->status = kanal_config_bool(cfg, "status");
-	l->defaults.sender = kanal_config_string(cfg, "sender");
-
-	if (!mode || !strcmp(mode, "spool")) {
-		l->mode = LETTER_SPOOL;
-	} else if (!strcmp(mode, "service")) {
-		l->mode = LETTER_SERVICE;
-	} else {
-		kanal_set_error(ctx, "option 'mode': '%s' is not a mode; give spool or service", mode);
-		goto fail;
-	}
-	if (letter_postal_category(category, &l->defaults.postal_category) != 0) {
+	kanal_config_bind(cfg, l);
+	l->mode = strcmp(l->mode_option, "service") ? LETTER_SPOOL : LETTER_SERVICE;
+	if (letter_postal_category(l->category_option, &l->defaults.postal_category) != 0) {
 		kanal_set_error(ctx, "option 'postal_category': '%s' is not a postal category; give "
-				"Prioritaire or Economique", category ? category : "");
-		goto fail;
-	}
-	if (l->timeout_ms <= 0 || l->retry_after_ms < 0) {
-		kanal_set_error(ctx, "option '%s': must be %s", l->timeout_ms <= 0 ? "timeout"
-				: "retry_after", l->timeout_ms <= 0 ? "longer than 0" : "0 or more");
+				"Prioritaire or Economique",
+				l->category_option ? l->category_option : "");
 		goto fail;
 	}
 	if (l->mode == LETTER_SPOOL) {
@@ -182,29 +168,21 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		if ((rc = s_check_spool(ctx, l->spool_dir)) != 0)
 			goto fail;
 	} else {
-		if (!l->print_url || (strncmp(l->print_url, "http://", 7) != 0 &&
-				      strncmp(l->print_url, "https://", 8) != 0)) {
-			kanal_set_error(ctx, "option 'print_url' is required in service mode: an "
-					"http:// or https:// URL of the print service's job endpoint%s",
-					l->print_url ? " (got something else)" : "");
+		if (!l->print_url) {
+			kanal_set_error(ctx, "option 'print_url' is required in service mode: the "
+					"https:// URL of the print service's job endpoint");
 			goto fail;
 		}
-		if (token && token_file) {
-			kanal_set_error(ctx, "options 'token' and 'token_file': give one, not both");
+		if ((rc = kc_url_check_option(ctx, "print_url", l->print_url,
+					      l->http_conf.allow_plain_http)) != 0 ||
+		    (rc = kc_http_conf_open(ctx, &l->http_conf, &l->http_opts)) != 0)
 			goto fail;
-		}
-		if (token_file && (rc = kc_secret_read(ctx, "token_file", token_file, &l->token)) != 0)
-			goto fail;
-		if (token && !(l->token = strdup(token))) {
-			rc = KANAL_ENOMEM;
-			kanal_set_error(ctx, "out of memory");
-			goto fail;
-		}
+		l->http_opts.max_body = 64 * 1024;
 	}
-	if (key_path) {
+	if (l->key_path) {
 		kanal_error_t err;
 		kanal_error_clear(&err);
-		if ((rc = kanal_pseudonym_key_load(key_path, &l->key, &err)) != 0) {
+		if ((rc = kanal_pseudonym_key_load(l->key_path, &l->key, &err)) != 0) {
 			kanal_set_error(ctx, "option 'pseudonym_key': %s", err.text);
 			rc = KANAL_ECONFIG;
 			goto fail;
@@ -267,10 +245,7 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 			  l->spool_dir, l->defaults.postal_category);
 		return 0;
 	}
-	l->http = kc_http_new(&(kc_http_opts_t){ .timeout_ms = l->timeout_ms,
-						 .bearer_token = l->token,
-						 .ca_file = l->ca_file,
-						 .max_body = 64 * 1024 });
+	l->http = kc_http_new(&l->http_opts);
 	if (!l->http) {
 		kanal_set_error(ctx, "cannot make the HTTP client for the print service");
 		return KANAL_ENOMEM;

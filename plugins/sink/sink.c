@@ -21,25 +21,6 @@
 
 #include <kanal/kanal.h>
 
-static const kanal_option_t s_options[] = {
-	{ "path", KANAL_OPT_PATH, "-", false,
-	  "File to append one line per event to; \"-\" is standard output." },
-	{ "format", KANAL_OPT_STRING, "json", false,
-	  "json: the whole event as one JSON line; line: \"<time> <type> <id> <subject>\", "
-	  "CPR numbers masked, for a terminal." },
-	{ "fail_type", KANAL_OPT_STRING, NULL, false,
-	  "REJECT events of exactly this type (to test fallback routes)." },
-	{ "retry_type", KANAL_OPT_STRING, NULL, false,
-	  "Answer RETRY to events of exactly this type (to test retries)." },
-	{ "retry_after", KANAL_OPT_DURATION, "1s", false,
-	  "The retry hint given with a RETRY (retry_type, or a failed write)." },
-	{ "delay", KANAL_OPT_DURATION, "0", false,
-	  "Sleep this long for every event, to simulate a slow destination." },
-	{ "fsync", KANAL_OPT_BOOL, "false", false,
-	  "fsync the file after every line, so an OK means the line is on disk." },
-	{ .name = NULL },
-};
-
 typedef enum sink_format { SINK_JSON, SINK_LINE } sink_format_t;
 
 typedef struct sink {
@@ -47,6 +28,7 @@ typedef struct sink {
 	int fd;
 	bool owns_fd;            /* false for standard output */
 	sink_format_t format;
+	const char *format_name; /* the `format` option, borrowed */
 	const char *fail_type;   /* borrowed from the config; NULL: none */
 	const char *retry_type;
 	int64_t retry_after_ms;
@@ -56,6 +38,31 @@ typedef struct sink {
 	char *buf;               /* the line being written, reused */
 	size_t cap;
 } sink_t;
+
+static const char *const s_formats[] = { "json", "line", NULL };
+
+static const kanal_option_t s_options[] = {
+	{ .name = "path", .type = KANAL_OPT_PATH, .default_value = "-", KANAL_OPT_AT(sink_t, path),
+	  .help = "File to append one line per event to; \"-\" is standard output." },
+	{ .name = "format", .type = KANAL_OPT_STRING, .default_value = "json",
+	  .allowed = s_formats, KANAL_OPT_AT(sink_t, format_name),
+	  .help = "json: the whole event as one JSON line; line: \"<time> <type> <id> "
+		  "<subject>\", CPR numbers masked, for a terminal." },
+	{ .name = "fail_type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(sink_t, fail_type),
+	  .help = "REJECT events of exactly this type (to test fallback routes)." },
+	{ .name = "retry_type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(sink_t, retry_type),
+	  .help = "Answer RETRY to events of exactly this type (to test retries)." },
+	{ .name = "retry_after", .type = KANAL_OPT_DURATION, .default_value = "1s", .min = "0",
+	  KANAL_OPT_AT(sink_t, retry_after_ms),
+	  .help = "The retry hint given with a RETRY (retry_type, or a failed write)." },
+	{ .name = "delay", .type = KANAL_OPT_DURATION, .default_value = "0", .min = "0",
+	  KANAL_OPT_AT(sink_t, delay_ms),
+	  .help = "Sleep this long for every event, to simulate a slow destination." },
+	{ .name = "fsync", .type = KANAL_OPT_BOOL, .default_value = "false",
+	  KANAL_OPT_AT(sink_t, fsync),
+	  .help = "fsync the file after every line, so an OK means the line is on disk." },
+	{ .name = NULL },
+};
 
 /* Makes s->buf hold at least `size` bytes. Returns 0 or KANAL_ENOMEM. */
 static int s_reserve(sink_t *s, size_t size)
@@ -239,7 +246,6 @@ static void s_destroy(void *state)
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	sink_t *s = calloc(1, sizeof *s);
-	const char *format = kanal_config_string(cfg, "format");
 	int rc = KANAL_ECONFIG;
 
 	if (!s) {
@@ -247,27 +253,9 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		return KANAL_ENOMEM;
 	}
 	s->fd = -1;
-	s->path = kanal_config_string(cfg, "path");
-	s->fail_type = kanal_config_string(cfg, "fail_type");
-	s->retry_type = kanal_config_string(cfg, "retry_type");
-	s->retry_after_ms = kanal_config_duration_ms(cfg, "retry_after");
-	s->delay_ms = kanal_config_duration_ms(cfg, "delay");
-	s->fsync = kanal_config_bool(cfg, "fsync");
-
-	if (!format || strcmp(format, "json") == 0) {
-		s->format = SINK_JSON;
-	} else if (strcmp(format, "line") == 0) {
-		s->format = SINK_LINE;
-	} else {
-		kanal_set_error(ctx, "option 'format': '%s' is not a format; give json or line",
-				format);
-		goto fail;
-	}
-	if (s->retry_after_ms < 0 || s->delay_ms < 0) {
-		kanal_set_error(ctx, "option '%s': must not be negative",
-				s->delay_ms < 0 ? "delay" : "retry_after");
-		goto fail;
-	}
+	/* The table has checked each option (format one of its names, no negative duration). */
+	kanal_config_bind(cfg, s);
+	s->format = strcmp(s->format_name, "line") == 0 ? SINK_LINE : SINK_JSON;
 	if (!s->path || !*s->path || strcmp(s->path, "-") == 0) {
 		s->path = "-";
 		s->fd = STDOUT_FILENO;

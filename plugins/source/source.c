@@ -35,32 +35,6 @@
 #define SOURCE_MAX_TEMPLATE (16 * 1024 * 1024)
 #define SOURCE_MAX_SIZE (64 * 1024 * 1024)
 
-static const kanal_option_t s_options[] = {
-	{ "type", KANAL_OPT_STRING, NULL, true,
-	  "CloudEvents type of every event, e.g. demo.tick." },
-	{ "source", KANAL_OPT_STRING, NULL, false,
-	  "CloudEvents source attribute of every event (default: the instance name)." },
-	{ "interval", KANAL_OPT_DURATION, "1s", false,
-	  "Time between two events, e.g. 250ms; ignored when rate is given." },
-	{ "rate", KANAL_OPT_INT, NULL, false,
-	  "Events per second; overrides interval and emits bursts on a 1 ms tick to reach high "
-	  "rates." },
-	{ "count", KANAL_OPT_INT, "0", false,
-	  "Stop after emitting this many events; 0 means never stop." },
-	{ "data", KANAL_OPT_STRING, NULL, false,
-	  "JSON template of the data; {seq}, {time} and {uuid} are filled in per event "
-	  "(a bare {seq} becomes a number)." },
-	{ "data_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the JSON template of the data, instead of data." },
-	{ "subject", KANAL_OPT_STRING, NULL, false,
-	  "Template of the subject attribute; {seq}, {time} and {uuid} are filled in." },
-	{ "size", KANAL_OPT_SIZE, NULL, false,
-	  "Pad the data with a \"pad\" string field until each serialised event is about this "
-	  "many bytes (for benchmarks)." },
-	{ "start_delay", KANAL_OPT_DURATION, "0", false,
-	  "Wait this long after start before the first event." },
-	{ .name = NULL },
-};
 
 /* A growable byte buffer, always NUL-terminated once anything was added. */
 typedef struct strbuf {
@@ -119,7 +93,46 @@ typedef struct source {
 	int64_t window_sent;      /* events emitted since window_start */
 	int64_t backoff_ms;       /* 0 while the bus accepts; else the current back-off */
 	int64_t resume_at;        /* no emit attempt before this monotonic time */
+
+	/* Options without a field of their own above, bound from the config (borrowed). */
+	const char *data_text;    /* data; NULL: not given */
+	const char *data_file;    /* data_file; NULL: not given */
+	const char *subject_text; /* subject; NULL: not given */
+	int64_t size;             /* size; 0: not given */
 } source_t;
+
+static const kanal_option_t s_options[] = {
+	{ .name = "type", .type = KANAL_OPT_STRING, .required = true, KANAL_OPT_AT(source_t, type),
+	  .help = "CloudEvents type of every event, e.g. demo.tick." },
+	{ .name = "source", .type = KANAL_OPT_STRING, KANAL_OPT_AT(source_t, source),
+	  .help = "CloudEvents source attribute of every event (default: the instance name)." },
+	{ .name = "interval", .type = KANAL_OPT_DURATION, .default_value = "1s",
+	  KANAL_OPT_AT(source_t, interval_ms),
+	  .help = "Time between two events, e.g. 250ms; ignored when rate is given." },
+	{ .name = "rate", .type = KANAL_OPT_INT, .min = "1", .max = "10000000",
+	  KANAL_OPT_AT(source_t, rate),
+	  .help = "Events per second; overrides interval and emits bursts on a 1 ms tick to "
+		  "reach high rates." },
+	{ .name = "count", .type = KANAL_OPT_INT, .default_value = "0", .min = "0",
+	  KANAL_OPT_AT(source_t, count),
+	  .help = "Stop after emitting this many events; 0 means never stop." },
+	{ .name = "data", .type = KANAL_OPT_STRING, KANAL_OPT_AT(source_t, data_text),
+	  .help = "JSON template of the data; {seq}, {time} and {uuid} are filled in per event "
+		  "(a bare {seq} becomes a number)." },
+	{ .name = "data_file", .type = KANAL_OPT_PATH, KANAL_OPT_AT(source_t, data_file),
+	  .help = "File holding the JSON template of the data, instead of data." },
+	{ .name = "subject", .type = KANAL_OPT_STRING, KANAL_OPT_AT(source_t, subject_text),
+	  .help = "Template of the subject attribute; {seq}, {time} and {uuid} are filled in." },
+	{ .name = "size", .type = KANAL_OPT_SIZE, .min = "0", .max = "64MiB",
+	  KANAL_OPT_AT(source_t, size),
+	  .help = "Pad the data with a \"pad\" string field until each serialised event is about "
+		  "this many bytes (for benchmarks)." },
+	{ .name = "start_delay", .type = KANAL_OPT_DURATION, .default_value = "0", .min = "0",
+	  KANAL_OPT_AT(source_t, start_delay_ms),
+	  .help = "Wait this long after start before the first event." },
+	{ .name = NULL },
+};
+
 
 /* ---- small helpers */
 
@@ -505,10 +518,10 @@ static void s_destroy(void *state)
 }
 
 /* Reads the data template from `data` or `data_file` into s->data. */
-static int s_load_data(kanal_ctx_t *ctx, const kanal_config_t *cfg, source_t *s)
+static int s_load_data(kanal_ctx_t *ctx, source_t *s)
 {
-	const char *data = kanal_config_string(cfg, "data");
-	const char *path = kanal_config_string(cfg, "data_file");
+	const char *data = s->data_text;
+	const char *path = s->data_file;
 	char *text = NULL;
 
 	if (data && path) {
@@ -536,30 +549,11 @@ static int s_load_data(kanal_ctx_t *ctx, const kanal_config_t *cfg, source_t *s)
 	return 0;
 }
 
-/* Reads and checks the numeric options. */
-static int s_load_timing(kanal_ctx_t *ctx, const kanal_config_t *cfg, source_t *s)
+/* Checks what the table cannot: interval matters only without rate. */
+static int s_load_timing(kanal_ctx_t *ctx, source_t *s)
 {
-	s->interval_ms = kanal_config_duration_ms(cfg, "interval");
-	s->count = kanal_config_int(cfg, "count");
-	s->start_delay_ms = kanal_config_duration_ms(cfg, "start_delay");
-	s->rate = kanal_config_given(cfg, "rate") ? kanal_config_int(cfg, "rate") : 0;
-
-	if (kanal_config_given(cfg, "rate") && (s->rate < 1 || s->rate > SOURCE_MAX_RATE)) {
-		kanal_set_error(ctx, "option 'rate': %" PRId64 " is out of range; give 1 to %d "
-				"events per second", s->rate, SOURCE_MAX_RATE);
-		return KANAL_ECONFIG;
-	}
 	if (!s->rate && s->interval_ms < 1) {
 		kanal_set_error(ctx, "option 'interval': must be at least 1ms");
-		return KANAL_ECONFIG;
-	}
-	if (s->count < 0) {
-		kanal_set_error(ctx, "option 'count': must be 0 (unlimited) or more, not %" PRId64,
-				s->count);
-		return KANAL_ECONFIG;
-	}
-	if (s->start_delay_ms < 0) {
-		kanal_set_error(ctx, "option 'start_delay': must not be negative");
 		return KANAL_ECONFIG;
 	}
 	if (s->rate)
@@ -572,7 +566,6 @@ static int s_load_timing(kanal_ctx_t *ctx, const kanal_config_t *cfg, source_t *
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	source_t *s = calloc(1, sizeof *s);
-	const char *subject = kanal_config_string(cfg, "subject");
 	size_t len;
 	int rc;
 
@@ -580,9 +573,9 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "out of memory");
 		return KANAL_ENOMEM;
 	}
+	/* The table has checked rate, count, size and start_delay against their bounds. */
+	kanal_config_bind(cfg, s);
 	s->instance = kanal_instance_name(ctx);
-	s->type = kanal_config_string(cfg, "type");
-	s->source = kanal_config_string(cfg, "source");
 	if (!s->source)
 		s->source = s->instance;
 	s->next_seq = 1;
@@ -598,12 +591,12 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
-	rc = s_load_timing(ctx, cfg, s);
+	rc = s_load_timing(ctx, s);
 	if (rc == 0)
-		rc = s_load_data(ctx, cfg, s);
+		rc = s_load_data(ctx, s);
 	if (rc != 0)
 		goto fail;
-	if (subject && !(s->subject = s_tpl_new(subject, false))) {
+	if (s->subject_text && !(s->subject = s_tpl_new(s->subject_text, false))) {
 		kanal_set_error(ctx, "out of memory");
 		rc = KANAL_ENOMEM;
 		goto fail;
@@ -611,15 +604,8 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	/* Render one event now, so that a broken template is a config error at load time
 	 * rather than a failure in the middle of a run. */
 	rc = s_try_sample(ctx, s, &len);
-	if (rc == 0 && kanal_config_given(cfg, "size")) {
-		int64_t size = kanal_config_int(cfg, "size");
-		if (size < 0 || size > SOURCE_MAX_SIZE) {
-			kanal_set_error(ctx, "option 'size': give at most 64MiB");
-			rc = KANAL_ECONFIG;
-		} else {
-			rc = s_apply_size(ctx, s, size);
-		}
-	}
+	if (rc == 0 && s->size > 0)
+		rc = s_apply_size(ctx, s, s->size);
 	if (rc != 0)
 		goto fail;
 	*state = s;

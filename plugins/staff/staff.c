@@ -37,52 +37,31 @@
 
 #include <kanal/kanal.h>
 
-#include "../common/conn.h"
+#include "../common/kc_http.h"
+#include "../common/kc_url.h"
+#include "../common/kc_files.h"
+#include "../common/kc_text.h"
 
 #define STAFF_STATE_FILE "staff.state"
-#define STAFF_MAX_PAGE 1000
 #define STAFF_MIN_FLUSH_MS 2000
 
-static const kanal_option_t s_options[] = {
-	{ "base_url", KANAL_OPT_STRING, NULL, true,
-	  "The HR system's address, e.g. https://hr.kommune.dk; the feed is "
-	  "<base_url>/hr/v1/absences." },
-	{ "user", KANAL_OPT_STRING, NULL, false, "User name for basic auth on the feed." },
-	{ "password", KANAL_OPT_STRING, NULL, false,
-	  "Password for basic auth (prefer password_file)." },
-	{ "password_file", KANAL_OPT_PATH, NULL, false,
-	  "File holding the password (mode 0600 or 0400; a trailing newline is ignored)." },
-	{ "poll_interval", KANAL_OPT_DURATION, "10s", false,
-	  "Time between two polls when the feed has nothing more waiting." },
-	{ "page_size", KANAL_OPT_INT, "100", false,
-	  "Changes asked for per poll (the feed's max parameter), 1 to 1000." },
-	{ "timeout", KANAL_OPT_DURATION, "5s", false,
-	  "Longest wait for one answer of the feed." },
-	{ "max_backoff", KANAL_OPT_DURATION, "5m", false,
-	  "Longest wait between polls while the feed fails (the wait doubles from "
-	  "poll_interval)." },
-	{ "max_body", KANAL_OPT_SIZE, "8MiB", false,
-	  "Largest feed answer read; a larger one is an error." },
-	{ "pseudonym_key", KANAL_OPT_PATH, NULL, false,
-	  "Key file for pseudonyms: subject becomes person:<HMAC of the employee's CPR number>." },
-	{ "unknown_codes", KANAL_OPT_STRING, "emit", false,
-	  "An absence code kanal does not know: emit (as staff.absence.registered, code kept, "
-	  "with a warning) or skip (warning only)." },
-	{ "retain_days", KANAL_OPT_INT, "400", false,
-	  "Days after an absence ends that its version stays in the state file." },
-	{ .name = NULL },
-};
+static const char *const s_unknown_codes[] = { "emit", "skip", NULL };
 
 /* The codes kanal knows (DOMAIN.md, "HR: staff absence and holiday"). */
 static const char *const s_absence_codes[] = { "SYG", "BARN1", "BARN2", "OMSORG", "BARSEL",
 					       "ORLOV", "AFSP", NULL };
 static const char *const s_holiday_codes[] = { "FERIE", "FERIEFRI", NULL };
 
-typedef struct staff {
+typedef struct staff staff_t;
+
+struct staff {
+	/* Bound options (s_options), borrowed from the config. */
+	const char *base_url_option, *key_path, *unknown_codes;
+	kc_http_conf_t http_conf;  /* timeout, user, password, password_file, allow_plain_http */
+	int64_t poll_ms, max_backoff_ms, page_size, retain_days, max_body;
+
 	char *base_url;            /* without a trailing '/' */
-	char *password;            /* from password or password_file; wiped at destroy */
 	kc_http_t *http;
-	int64_t poll_ms, timeout_ms, max_backoff_ms, page_size, retain_days;
 	bool skip_unknown;
 	kanal_pseudonym_key_t *key;
 	staff_seen_t *seen;
@@ -91,7 +70,40 @@ typedef struct staff {
 	int64_t timer;
 	int64_t backoff_ms;        /* 0 while the feed answers */
 	int failures;              /* polls failed in a row */
-} staff_t;
+};
+
+static const kanal_option_t s_options[] = {
+	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(staff_t, base_url_option),
+	  .help = "The HR system's address, e.g. https://hr.kommune.dk; the feed is "
+		  "<base_url>/hr/v1/absences." },
+	KC_HTTP_OPT_BASIC_AUTH(staff_t, http_conf),
+	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "10s",
+	  .min = "1ms", KANAL_OPT_AT(staff_t, poll_ms),
+	  .help = "Time between two polls when the feed has nothing more waiting." },
+	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100", .min = "1",
+	  .max = "1000", KANAL_OPT_AT(staff_t, page_size),
+	  .help = "Changes asked for per poll (the feed's max parameter), 1 to 1000." },
+	KC_HTTP_OPT_TIMEOUT(staff_t, http_conf, "5s", "Longest wait for one answer of the feed."),
+	{ .name = "max_backoff", .type = KANAL_OPT_DURATION, .default_value = "5m",
+	  .min = "1ms", KANAL_OPT_AT(staff_t, max_backoff_ms),
+	  .help = "Longest wait between polls while the feed fails (the wait doubles from "
+		  "poll_interval)." },
+	{ .name = "max_body", .type = KANAL_OPT_SIZE, .default_value = "8MiB", .min = "1",
+	  KANAL_OPT_AT(staff_t, max_body),
+	  .help = "Largest feed answer read; a larger one is an error." },
+	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(staff_t, key_path),
+	  .help = "Key file for pseudonyms: subject becomes person:<HMAC of the employee's CPR number>." },
+	{ .name = "unknown_codes", .type = KANAL_OPT_STRING, .default_value = "emit",
+	  .allowed = s_unknown_codes, KANAL_OPT_AT(staff_t, unknown_codes),
+	  .help = "An absence code kanal does not know: emit (as staff.absence.registered, code kept, "
+		  "with a warning) or skip (warning only)." },
+	{ .name = "retain_days", .type = KANAL_OPT_INT, .default_value = "400", .min = "1",
+	  KANAL_OPT_AT(staff_t, retain_days),
+	  .help = "Days after an absence ends that its version stays in the state file." },
+	KC_URL_OPT_ALLOW_PLAIN_HTTP(staff_t, http_conf.allow_plain_http),
+	{ .name = NULL },
+};
 
 static bool s_in(const char *const *list, const char *code)
 {
@@ -103,20 +115,19 @@ static bool s_in(const char *const *list, const char *code)
 
 /* ---- options ------------------------------------------------------------------------------ */
 
-/* Checks the numbers and the URL; sets the error and returns KANAL_ECONFIG when wrong. */
-static int s_check_options(kanal_ctx_t *ctx, const kanal_config_t *cfg, staff_t *s)
+/* Checks what the table cannot: the URL (kc_url_check's rule; no credentials, query or
+ * blanks in it). Sets the error and returns KANAL_ECONFIG when wrong. */
+static int s_check_options(kanal_ctx_t *ctx, staff_t *s)
 {
-	const char *url = kanal_config_string(cfg, "base_url");
-	const char *unknown = kanal_config_string(cfg, "unknown_codes");
+	const char *url = s->base_url_option;
 	const char *authority;
 	size_t n;
+	int rc;
 
-	if (!url || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))) {
-		kanal_set_error(ctx, "option 'base_url': '%s' is not an http:// or https:// URL",
-				url ? url : "");
-		return KANAL_ECONFIG;
-	}
-	authority = strstr(url, "://") + 3;
+	if ((rc = kc_url_check_option(ctx, "base_url", url, s->http_conf.allow_plain_http)) != 0)
+		return rc;
+	authority = strstr(url, "://");
+	authority = authority ? authority + 3 : url;
 	if (memchr(authority, '@', strcspn(authority, "/")) || strpbrk(url, "?# \t")) {
 		kanal_set_error(ctx, "option 'base_url': give the address only, without "
 				"credentials (use user and password_file), query or blanks");
@@ -127,30 +138,8 @@ static int s_check_options(kanal_ctx_t *ctx, const kanal_config_t *cfg, staff_t 
 	n = strlen(s->base_url);
 	while (n > 0 && s->base_url[n - 1] == '/')
 		s->base_url[--n] = '\0';
-	s->poll_ms = kanal_config_duration_ms(cfg, "poll_interval");
-	s->timeout_ms = kanal_config_duration_ms(cfg, "timeout");
-	s->max_backoff_ms = kanal_config_duration_ms(cfg, "max_backoff");
-	s->page_size = kanal_config_int(cfg, "page_size");
-	s->retain_days = kanal_config_int(cfg, "retain_days");
-	if (s->poll_ms < 1 || s->timeout_ms < 1 || s->max_backoff_ms < 1) {
-		kanal_set_error(ctx, "options 'poll_interval', 'timeout' and 'max_backoff' must be "
-				"at least 1ms");
-		return KANAL_ECONFIG;
-	}
-	if (s->page_size < 1 || s->page_size > STAFF_MAX_PAGE) {
-		kanal_set_error(ctx, "option 'page_size': %" PRId64 " is out of range; give 1 to %d",
-				s->page_size, STAFF_MAX_PAGE);
-		return KANAL_ECONFIG;
-	}
-	if (s->retain_days < 1) {
-		kanal_set_error(ctx, "option 'retain_days': give at least 1");
-		return KANAL_ECONFIG;
-	}
-	if (strcmp(unknown, "emit") && strcmp(unknown, "skip")) {
-		kanal_set_error(ctx, "option 'unknown_codes': '%s' is neither emit nor skip", unknown);
-		return KANAL_ECONFIG;
-	}
-	s->skip_unknown = !strcmp(unknown, "skip");
+	/* unknown_codes is emit or skip: the table checked it. */
+	s->skip_unknown = !strcmp(s->unknown_codes, "skip");
 	return 0;
 }
 
@@ -161,10 +150,7 @@ static void s_destroy(void *state)
 	if (!s)
 		return;
 	kc_http_destroy(&s->http);
-	if (s->password) {
-		memset(s->password, 0, strlen(s->password));
-		free(s->password);
-	}
+	kc_http_conf_clear(&s->http_conf);
 	kanal_pseudonym_key_destroy(&s->key);
 	staff_seen_destroy(&s->seen);
 	free(s->base_url);
@@ -174,11 +160,7 @@ static void s_destroy(void *state)
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	staff_t *s = calloc(1, sizeof *s);
-	const char *user = kanal_config_string(cfg, "user");
-	const char *password = kanal_config_string(cfg, "password");
-	const char *password_file = kanal_config_string(cfg, "password_file");
-	const char *key_path = kanal_config_string(cfg, "pseudonym_key");
-	kc_http_opts_t opts = { 0 };
+	kc_http_opts_t opts;
 	kanal_error_t key_err;
 	int rc;
 
@@ -189,40 +171,22 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	/* The feed is XML: libxml2's global state is set up here, before the instance's
 	 * thread parses (safe to call again; the broker does not do it for plugins). */
 	xmlInitParser();
-	if ((rc = s_check_options(ctx, cfg, s)) != 0)
+	kanal_config_bind(cfg, s);
+	if ((rc = s_check_options(ctx, s)) != 0 ||
+	    (rc = kc_http_conf_open(ctx, &s->http_conf, &opts)) != 0)
 		goto fail;
-	if (password && password_file) {
-		kanal_set_error(ctx, "options 'password' and 'password_file' exclude each other");
-		rc = KANAL_ECONFIG;
-		goto fail;
-	}
-	if ((password || password_file) && !user) {
-		kanal_set_error(ctx, "option 'user' is needed with a password");
-		rc = KANAL_ECONFIG;
-		goto fail;
-	}
-	if (password_file &&
-	    (rc = kc_secret_read(ctx, "password_file", password_file, &s->password)) != 0)
-		goto fail;
-	if (password && !(s->password = strdup(password))) {
-		rc = KANAL_ENOMEM;
-		goto fail;
-	}
 	kanal_error_clear(&key_err);
-	if (key_path && (rc = kanal_pseudonym_key_load(key_path, &s->key, &key_err)) != 0) {
+	if (s->key_path && (rc = kanal_pseudonym_key_load(s->key_path, &s->key, &key_err)) != 0) {
 		kanal_set_error(ctx, "option 'pseudonym_key': %s", key_err.text);
 		goto fail;
 	}
-	opts.timeout_ms = s->timeout_ms;
-	opts.connect_timeout_ms = s->timeout_ms < 3000 ? s->timeout_ms : 3000;
-	opts.user = user;
-	opts.password = user ? (s->password ? s->password : "") : NULL;
-	opts.max_body = (size_t)kanal_config_int(cfg, "max_body");
+	opts.max_body = (size_t)s->max_body;
 	if (!(s->http = kc_http_new(&opts)) || !(s->seen = staff_seen_new())) {
 		kanal_set_error(ctx, "out of memory");
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
+	kc_http_conf_clear(&s->http_conf);
 	*state = s;
 	return 0;
 fail:
@@ -489,8 +453,10 @@ static int64_t s_poll_once(kanal_ctx_t *ctx, staff_t *s)
 {
 	const char *headers[] = { "Accept: application/xml", NULL };
 	char *since = NULL, *url = NULL, what[STAFF_CURSOR_MAX * 3 + 512], why[512];
-	int64_t flush_ms = s->timeout_ms > STAFF_MIN_FLUSH_MS ? s->timeout_ms : STAFF_MIN_FLUSH_MS;
+	int64_t flush_ms = s->http_conf.timeout_ms > STAFF_MIN_FLUSH_MS ? s->http_conf.timeout_ms :
+									   STAFF_MIN_FLUSH_MS;
 	kc_response_t res = { 0 };
+	kanal_error_t terr = { 0 };
 	staff_page_t page = { 0 };
 	int64_t wait = s->poll_ms;
 	size_t done = 0;
@@ -500,8 +466,8 @@ static int64_t s_poll_once(kanal_ctx_t *ctx, staff_t *s)
 	 * and it is no failure of the feed. */
 	if (s->dirty && s_commit(ctx, s, flush_ms) != 0)
 		return s->poll_ms;
-	if (s->cursor[0] && !(since = kc_template_expand("{c}", s_lookup_cursor, s->cursor, true,
-							  why, sizeof why)))
+	if (s->cursor[0] && kc_template_expand("{c}", s_lookup_cursor, s->cursor, true, &since,
+					       &terr) != 0)
 		return s_backoff(s, -1);
 	if (asprintf(&url, "%s/hr/v1/absences?max=%" PRId64 "%s%s", s->base_url, s->page_size,
 		     since ? "&since=" : "", since ? since : "") < 0) {

@@ -851,6 +851,43 @@ static void test_bad_options_are_refused(void)
 	}
 }
 
+/* allow_plain_http is the one way to send letters over plain http to another machine; it
+ * does not open other schemes. */
+static void test_allow_plain_http_is_needed_for_a_remote_http_url(void)
+{
+	static const struct {
+		const char *url, *allow;
+		bool starts;
+	} cases[] = {
+		{ "http://digitalpost.example.dk", "false", false },
+		{ "http://digitalpost.example.dk", "true", true },
+		{ "ftp://digitalpost.example.dk", "true", false },
+		{ "http://localhost.evil.example", "false", false },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		kanal_error_t err;
+		kanal_harness_t *h;
+		int rc;
+
+		kanal_error_clear(&err);
+		h = kanal_harness_new(test_path("plugins/digitalpost.so"), "dp", &err);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		kanal_harness_option(h, "base_url", cases[i].url);
+		kanal_harness_option(h, "sender_cvr", "55133018");
+		kanal_harness_option(h, "sender_label", "Aarhus Kommune");
+		kanal_harness_option(h, "allow_plain_http", cases[i].allow);
+		rc = kanal_harness_start(h, &err);
+		CU_ASSERT_EQUAL(rc == 0, cases[i].starts);
+		if (!cases[i].starts)
+			CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "option 'base_url'"));
+		if ((rc == 0) != cases[i].starts)
+			fprintf(stderr, "%s (allow_plain_http %s): rc %d '%s'\n", cases[i].url,
+				cases[i].allow, rc, err.text);
+		kanal_harness_destroy(&h);
+	}
+}
+
 TEST_MAIN("digitalpost",
 	  TEST(test_enrolled_citizen_gets_the_letter_digitally),
 	  TEST(test_exempt_citizen_gets_a_physical_letter),
@@ -862,4 +899,5 @@ TEST_MAIN("digitalpost",
 	  TEST(test_memo_has_the_required_elements),
 	  TEST(test_nemsms_channel),
 	  TEST(test_filename_and_other_checks),
-	  TEST(test_bad_options_are_refused))
+	  TEST(test_bad_options_are_refused),
+	  TEST(test_allow_plain_http_is_needed_for_a_remote_http_url))

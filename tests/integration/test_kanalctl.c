@@ -493,14 +493,17 @@ static void test_check_validates_instance_options(void)
 	fixture_t f;
 	run_t r;
 
-	/* An option the plugin does not declare, reported at its place in kanald.yaml. */
+	/* An option the plugin does not declare, a value its table does not allow and one of
+	 * the wrong type: each reported at its place in kanald.yaml, all in one go. */
 	s_fixture(&f,
 		  "  - name: extra\n"
 		  "    plugin: calendar-nonexistent-plugin-name\n"
 		  "  - name: noisy\n"
 		  "    plugin: PLUGIN\n"
 		  "    options:\n"
-		  "      colour: blue\n",
+		  "      colour: blue\n"
+		  "      format: xml\n"
+		  "      retry_after: soon\n",
 		  NULL);
 	/* s_fixture cannot substitute inside extra text, so rewrite the file here. */
 	{
@@ -521,7 +524,51 @@ static void test_check_validates_instance_options(void)
 	CU_ASSERT(s_contains(r.err, "instance 'extra'"));
 	CU_ASSERT(s_contains(r.err, "kanald.yaml:17:7: error:"));
 	CU_ASSERT(s_contains(r.err, "colour"));
-	CU_ASSERT(s_contains(r.err, "check failed: 2 errors"));
+	if (strstr(s_plugin(), "plugins/sink.so")) {
+		CU_ASSERT(s_contains(r.err, "kanald.yaml:18:7: error: instance 'noisy': option "
+				     "'format' must be one of json, line; got 'xml'"));
+		CU_ASSERT(s_contains(r.err, "kanald.yaml:19:7: error: instance 'noisy': option "
+				     "'retry_after' expects a duration like 250ms, 2s or 5m, got "
+				     "'soon'"));
+		CU_ASSERT(s_contains(r.err, "check failed: 4 errors"));
+	}
+	s_run_free(&r);
+	s_fixture_free(&f);
+}
+
+/* A bundled connector's ranges and choices are in its options table: kanalctl check reports
+ * each bad one at its line, before anything starts (issue 11). */
+static void test_check_reports_a_connectors_ranges_at_their_lines(void)
+{
+	char buf[PATH_MAX + 64], *text = NULL;
+	const char *staff = s_built("plugins/staff.so", buf, sizeof buf);
+	fixture_t f;
+	run_t r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(staff);
+	s_fixture(&f, "", NULL);
+	CU_ASSERT_FATAL(asprintf(&text,
+				 "instances:\n"
+				 "  - name: hr\n"
+				 "    plugin: %s\n"
+				 "    options:\n"
+				 "      base_url: http://127.0.0.1:9\n"
+				 "      page_size: 0\n"
+				 "      unknown_codes: drop\n"
+				 "      timeout: 0s\n",
+				 staff) >= 0);
+	free(test_write_file(f.dir, "kanald.yaml", text));
+	free(text);
+	CTL(&r, &f, "check", "-c", f.conf);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(s_contains(r.err, "kanald.yaml:6:7: error: instance 'hr': option 'page_size' "
+			     "must be at least 1"));
+	CU_ASSERT(s_contains(r.err, "kanald.yaml:7:7: error: instance 'hr': option "
+			     "'unknown_codes' must be one of emit, skip; got 'drop'"));
+	CU_ASSERT(s_contains(r.err, "kanald.yaml:8:7: error: instance 'hr': option 'timeout' "
+			     "must be at least 1ms"));
+	if (!s_contains(r.err, "page_size"))
+		fprintf(stderr, "%s\n", r.err);
 	s_run_free(&r);
 	s_fixture_free(&f);
 }
@@ -1421,6 +1468,7 @@ TEST_MAIN("kanalctl",
 	  TEST(test_check_finds_config_through_env),
 	  TEST(test_check_unknown_instance_points_at_line),
 	  TEST(test_check_validates_instance_options),
+	  TEST(test_check_reports_a_connectors_ranges_at_their_lines),
 	  TEST(test_check_reports_config_errors),
 	  TEST(test_explain_names_route_and_destinations),
 	  TEST(test_explain_unmatched_goes_to_default),

@@ -5,9 +5,11 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "url", KANAL_OPT_STRING, NULL, true, "Upstream URL." },
-	{ "Poll-Interval", KANAL_OPT_DURATION, "5s", false, "How often to poll." },
-	{ NULL, 0, NULL, false, NULL },
+	{ .name = "url", .type = KANAL_OPT_STRING, .required = true,
+	  .help = "Upstream URL." },
+	{ .name = "Poll-Interval", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .help = "How often to poll." },
+	{ .name = NULL, .type = 0 },
 };
 
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)

@@ -13,8 +13,9 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "service", KANAL_OPT_STRING, "cpr", false, "the service instance to ask" },
-	{ NULL, 0, NULL, false, NULL },
+	{ .name = "service", .type = KANAL_OPT_STRING, .default_value = "cpr",
+	  .help = "the service instance to ask" },
+	{ .name = NULL, .type = 0 },
 };
 
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)

@@ -18,10 +18,11 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "path", KANAL_OPT_PATH, NULL, true, "File to append the id of each event to." },
-	{ "crash_init_if", KANAL_OPT_PATH, NULL, false,
-	  "init segfaults while this file exists." },
-	{ NULL, 0, NULL, false, NULL },
+	{ .name = "path", .type = KANAL_OPT_PATH, .required = true,
+	  .help = "File to append the id of each event to." },
+	{ .name = "crash_init_if", .type = KANAL_OPT_PATH,
+	  .help = "init segfaults while this file exists." },
+	{ .name = NULL, .type = 0 },
 };
 
 typedef struct crash {

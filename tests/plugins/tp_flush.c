@@ -10,9 +10,11 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "count", KANAL_OPT_INT, "100", false, "how many events to emit" },
-	{ "marker", KANAL_OPT_PATH, NULL, true, "file written after the flush" },
-	{ NULL, 0, NULL, false, NULL },
+	{ .name = "count", .type = KANAL_OPT_INT, .default_value = "100",
+	  .help = "how many events to emit" },
+	{ .name = "marker", .type = KANAL_OPT_PATH, .required = true,
+	  .help = "file written after the flush" },
+	{ .name = NULL, .type = 0 },
 };
 
 typedef struct flusher {

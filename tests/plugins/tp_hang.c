@@ -16,8 +16,9 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "path", KANAL_OPT_PATH, NULL, true, "File to append the id of each event to." },
-	{ NULL, 0, NULL, false, NULL },
+	{ .name = "path", .type = KANAL_OPT_PATH, .required = true,
+	  .help = "File to append the id of each event to." },
+	{ .name = NULL, .type = 0 },
 };
 
 typedef struct hang {

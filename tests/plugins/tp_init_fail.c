@@ -5,8 +5,9 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "url", KANAL_OPT_STRING, "http://127.0.0.1:9", false, "Upstream URL." },
-	{ NULL, 0, NULL, false, NULL },
+	{ .name = "url", .type = KANAL_OPT_STRING, .default_value = "http://127.0.0.1:9",
+	  .help = "Upstream URL." },
+	{ .name = NULL, .type = 0 },
 };
 
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)

@@ -8,10 +8,13 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "reject", KANAL_OPT_BOOL, "false", false, "REJECT every request" },
-	{ "delay", KANAL_OPT_DURATION, "0", false, "sleep this long before answering" },
-	{ "retry_first", KANAL_OPT_INT, "0", false, "answer RETRY to the first N requests" },
-	{ NULL, 0, NULL, false, NULL },
+	{ .name = "reject", .type = KANAL_OPT_BOOL, .default_value = "false",
+	  .help = "REJECT every request" },
+	{ .name = "delay", .type = KANAL_OPT_DURATION, .default_value = "0",
+	  .help = "sleep this long before answering" },
+	{ .name = "retry_first", .type = KANAL_OPT_INT, .default_value = "0",
+	  .help = "answer RETRY to the first N requests" },
+	{ .name = NULL, .type = 0 },
 };
 
 typedef struct service {

@@ -10,10 +10,13 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "interval", KANAL_OPT_DURATION, "20ms", false, "Time between events." },
-	{ "type", KANAL_OPT_STRING, "tp.timer.tick", false, "Type of the events emitted." },
-	{ "count", KANAL_OPT_INT, "0", false, "Stop after this many events (0: never)." },
-	{ NULL, 0, NULL, false, NULL },
+	{ .name = "interval", .type = KANAL_OPT_DURATION, .default_value = "20ms",
+	  .help = "Time between events." },
+	{ .name = "type", .type = KANAL_OPT_STRING, .default_value = "tp.timer.tick",
+	  .help = "Type of the events emitted." },
+	{ .name = "count", .type = KANAL_OPT_INT, .default_value = "0",
+	  .help = "Stop after this many events (0: never)." },
+	{ .name = NULL, .type = 0 },
 };
 
 typedef struct ticker {

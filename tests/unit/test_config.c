@@ -7,20 +7,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "host.h"
 
 static const kanal_option_t s_table[] = {
-	{ "url", KANAL_OPT_STRING, NULL, true, "Upstream URL." },
-	{ "interval", KANAL_OPT_DURATION, "5s", false, "Poll interval." },
-	{ "retries", KANAL_OPT_INT, "3", false, "Attempts." },
-	{ "ratio", KANAL_OPT_DOUBLE, "0.25", false, "Share." },
-	{ "verbose", KANAL_OPT_BOOL, "false", false, "Chatty." },
-	{ "max_body", KANAL_OPT_SIZE, "64KiB", false, "Largest body." },
-	{ "topics", KANAL_OPT_LIST, "[a, b]", false, "Topics." },
-	{ "label", KANAL_OPT_STRING, NULL, false, "Optional, no default." },
-	{ NULL, 0, NULL, false, NULL },
+	{ .name = "url", .type = KANAL_OPT_STRING, .required = true,
+	  .help = "Upstream URL." },
+	{ .name = "interval", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .help = "Poll interval." },
+	{ .name = "retries", .type = KANAL_OPT_INT, .default_value = "3",
+	  .help = "Attempts." },
+	{ .name = "ratio", .type = KANAL_OPT_DOUBLE, .default_value = "0.25",
+	  .help = "Share." },
+	{ .name = "verbose", .type = KANAL_OPT_BOOL, .default_value = "false",
+	  .help = "Chatty." },
+	{ .name = "max_body", .type = KANAL_OPT_SIZE, .default_value = "64KiB",
+	  .help = "Largest body." },
+	{ .name = "topics", .type = KANAL_OPT_LIST, .default_value = "[a, b]",
+	  .help = "Topics." },
+	{ .name = "label", .type = KANAL_OPT_STRING,
+	  .help = "Optional, no default." },
+	{ .name = NULL, .type = 0 },
 };
 
 #define FILE_ "conf/kanald.yaml"
@@ -270,21 +280,37 @@ static void test_parse_bool(void)
 
 static void test_options_table_checks(void)
 {
-	static const kanal_option_t bad_name[] = { { "Poll-Interval", KANAL_OPT_DURATION, NULL,
-						     false, NULL }, { NULL, 0, NULL, false, NULL } };
-	static const kanal_option_t empty_name[] = { { "", KANAL_OPT_STRING, NULL, false, NULL },
-						     { NULL, 0, NULL, false, NULL } };
-	static const kanal_option_t bad_type[] = { { "a", 0, NULL, false, NULL },
-						   { NULL, 0, NULL, false, NULL } };
-	static const kanal_option_t req_default[] = { { "a", KANAL_OPT_INT, "1", true, NULL },
-						      { NULL, 0, NULL, false, NULL } };
-	static const kanal_option_t bad_default[] = { { "t", KANAL_OPT_DURATION, "soon", false,
-							NULL }, { NULL, 0, NULL, false, NULL } };
-	static const kanal_option_t bad_list[] = { { "l", KANAL_OPT_LIST, "[a, b", false, NULL },
-						   { NULL, 0, NULL, false, NULL } };
-	static const kanal_option_t twice[] = { { "a", KANAL_OPT_INT, NULL, false, NULL },
-						{ "a", KANAL_OPT_BOOL, NULL, false, NULL },
-						{ NULL, 0, NULL, false, NULL } };
+	static const char *const colours[] = { "red", "green", NULL };
+	static const kanal_option_t bad_name[] = {
+		{ .name = "Poll-Interval", .type = KANAL_OPT_DURATION }, { .name = NULL } };
+	static const kanal_option_t empty_name[] = {
+		{ .name = "", .type = KANAL_OPT_STRING }, { .name = NULL } };
+	static const kanal_option_t bad_type[] = { { .name = "a", .type = 0 }, { .name = NULL } };
+	static const kanal_option_t req_default[] = {
+		{ .name = "a", .type = KANAL_OPT_INT, .default_value = "1", .required = true },
+		{ .name = NULL } };
+	static const kanal_option_t bad_default[] = {
+		{ .name = "t", .type = KANAL_OPT_DURATION, .default_value = "soon" }, { .name = NULL } };
+	static const kanal_option_t bad_list[] = {
+		{ .name = "l", .type = KANAL_OPT_LIST, .default_value = "[a, b" }, { .name = NULL } };
+	static const kanal_option_t twice[] = { { .name = "a", .type = KANAL_OPT_INT },
+						{ .name = "a", .type = KANAL_OPT_BOOL },
+						{ .name = NULL } };
+	static const kanal_option_t range_on_string[] = {
+		{ .name = "s", .type = KANAL_OPT_STRING, .min = "1" }, { .name = NULL } };
+	static const kanal_option_t allowed_on_int[] = {
+		{ .name = "n", .type = KANAL_OPT_INT, .allowed = colours }, { .name = NULL } };
+	static const kanal_option_t bad_min[] = {
+		{ .name = "t", .type = KANAL_OPT_DURATION, .min = "soon" }, { .name = NULL } };
+	static const kanal_option_t min_above_max[] = {
+		{ .name = "t", .type = KANAL_OPT_DURATION, .min = "2s", .max = "1s" },
+		{ .name = NULL } };
+	static const kanal_option_t default_out_of_range[] = {
+		{ .name = "n", .type = KANAL_OPT_INT, .default_value = "0", .min = "1" },
+		{ .name = NULL } };
+	static const kanal_option_t default_not_allowed[] = {
+		{ .name = "c", .type = KANAL_OPT_STRING, .default_value = "blue",
+		  .allowed = colours }, { .name = NULL } };
 	static const struct { const kanal_option_t *table; const char *why; } cases[] = {
 		{ bad_name, "option #1 has an invalid name 'Poll-Interval' (use 1-64 of a-z, 0-9 "
 			    "and _)" },
@@ -297,6 +323,14 @@ static void test_options_table_checks(void)
 		{ bad_list, "option 'l' has an invalid default '[a, b': expected a list like "
 			    "[a, b]" },
 		{ twice, "option 'a' is declared twice" },
+		{ range_on_string, "option 's' has min or max, which an option of type string cannot have" },
+		{ allowed_on_int, "option 'n' has allowed values, which an option of type int "
+				   "cannot have" },
+		{ bad_min, "option 't' has an invalid min 'soon': expected a duration like 250ms, "
+			   "2s or 5m" },
+		{ min_above_max, "option 't' has min '2s' above its max '1s'" },
+		{ default_out_of_range, "option 'n' has a default '0' outside its own bounds" },
+		{ default_not_allowed, "option 'c' has a default 'blue' outside its own bounds" },
 	};
 	char why[512];
 
@@ -339,6 +373,225 @@ static void test_clocks(void)
 	CU_ASSERT_TRUE(y >= 2024 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31);
 }
 
+/* ---- ABI 1.1: bounds, every error at once, undeclared names, binding ---------------------- */
+
+static const char *const s_formats[] = { "json", "line", NULL };
+
+typedef struct bound_state {
+	int64_t interval_ms;
+	int64_t retries;
+	double ratio;
+	bool verbose;
+	int64_t max_body;
+	const char *format;
+	kanal_strlist_t topics;
+	const char *label;
+	int untouched;
+} bound_state_t;
+
+static const kanal_option_t s_bounded[] = {
+	{ .name = "interval", .type = KANAL_OPT_DURATION, .default_value = "5s", .min = "1s",
+	  .max = "1h", KANAL_OPT_AT(bound_state_t, interval_ms) },
+	{ .name = "retries", .type = KANAL_OPT_INT, .default_value = "3", .min = "0", .max = "10",
+	  KANAL_OPT_AT(bound_state_t, retries) },
+	{ .name = "ratio", .type = KANAL_OPT_DOUBLE, .default_value = "0.25", .min = "0",
+	  .max = "1", KANAL_OPT_AT(bound_state_t, ratio) },
+	{ .name = "verbose", .type = KANAL_OPT_BOOL, .default_value = "false",
+	  KANAL_OPT_AT(bound_state_t, verbose) },
+	{ .name = "max_body", .type = KANAL_OPT_SIZE, .default_value = "64KiB", .max = "8MiB",
+	  KANAL_OPT_AT(bound_state_t, max_body) },
+	{ .name = "format", .type = KANAL_OPT_STRING, .default_value = "json",
+	  .allowed = s_formats, KANAL_OPT_AT(bound_state_t, format) },
+	{ .name = "topics", .type = KANAL_OPT_LIST, .default_value = "[json]",
+	  .allowed = s_formats, KANAL_OPT_AT(bound_state_t, topics) },
+	{ .name = "label", .type = KANAL_OPT_STRING, KANAL_OPT_AT(bound_state_t, label) },
+	{ .name = NULL },
+};
+
+/* Collects every error of a build, formatted, one per line. */
+typedef struct collected {
+	char text[4096];
+	size_t count;
+} collected_t;
+
+static void s_collect(void *arg, const kanal_error_t *err)
+{
+	collected_t *c = arg;
+	size_t used = strlen(c->text);
+
+	kanal_error_format(err, c->text + used, sizeof c->text - used);
+	used = strlen(c->text);
+	if (used + 1 < sizeof c->text)
+		strcpy(c->text + used, "\n");
+	c->count++;
+}
+
+static void test_bounds_are_enforced(void)
+{
+	static const char *bad_topics[] = { "json", "xml" };
+	static const struct {
+		kanal_optval_t given;
+		const char *expected;
+	} cases[] = {
+		{ S("interval", "500ms"), FILE_ ":10:5: error: instance 'poller': option 'interval' "
+		  "must be at least 1s, got '500ms'" },
+		{ S("interval", "2h"), FILE_ ":10:5: error: instance 'poller': option 'interval' "
+		  "must be at most 1h, got '2h'" },
+		{ S("retries", "-1"), FILE_ ":10:5: error: instance 'poller': option 'retries' must "
+		  "be at least 0, got '-1'" },
+		{ S("ratio", "1.5"), FILE_ ":10:5: error: instance 'poller': option 'ratio' must be "
+		  "at most 1, got '1.5'" },
+		{ S("max_body", "9MiB"), FILE_ ":10:5: error: instance 'poller': option 'max_body' "
+		  "must be at most 8MiB, got '9MiB'" },
+		{ S("format", "xml"), FILE_ ":10:5: error: instance 'poller': option 'format' must be "
+		  "one of json, line; got 'xml'" },
+		{ { .key = "topics", .items = bad_topics, .n_items = 2, .is_list = true, .line = 10,
+		    .column = 5 }, FILE_ ":10:5: error: instance 'poller': option 'topics' must be "
+		  "one of json, line; got 'xml'" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		collected_t c = { { 0 }, 0 };
+		kanal_config_t *cfg = NULL;
+		char expected[600];
+
+		CU_ASSERT_EQUAL(kanal__config_build_all(s_bounded, &cases[i].given, 1, FILE_,
+							"poller", 2, 3, &cfg, s_collect, &c),
+				KANAL_ECONFIG);
+		CU_ASSERT_PTR_NULL(cfg);
+		snprintf(expected, sizeof expected, "%s\n", cases[i].expected);
+		if (strcmp(c.text, expected) != 0)
+			printf("\n  case %zu:\n    got      %s    expected %s", i, c.text, expected);
+		CU_ASSERT_STRING_EQUAL(c.text, expected);
+	}
+	/* The edges themselves are allowed. */
+	{
+		kanal_optval_t edges[] = { S("interval", "1s"), S("retries", "10"), S("ratio", "0"),
+					   S("format", "line") };
+		kanal_config_t *cfg = NULL;
+
+		CU_ASSERT_EQUAL(kanal__config_build(s_bounded, edges, 4, FILE_, "poller", 2, 3, &cfg,
+						    NULL), 0);
+		kanal__config_destroy(&cfg);
+	}
+}
+
+static void test_every_bad_option_is_reported(void)
+{
+	kanal_optval_t given[] = {
+		{ .key = "intervall", .value = "5s", .line = 7, .column = 5 },
+		{ .key = "retries", .value = "many", .line = 8, .column = 5 },
+		{ .key = "ratio", .value = "0.5", .line = 9, .column = 5 },
+		{ .key = "format", .value = "xml", .line = 11, .column = 5 },
+	};
+	collected_t c = { { 0 }, 0 };
+	kanal_config_t *cfg = NULL;
+	kanal_error_t first;
+
+	CU_ASSERT_EQUAL(kanal__config_build_all(s_bounded, given, 4, FILE_, "poller", 2, 3, &cfg,
+						s_collect, &c), KANAL_ECONFIG);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT_EQUAL(c.count, 3);
+	CU_ASSERT_STRING_EQUAL(c.text,
+		FILE_ ":7:5: error: instance 'poller': unknown option 'intervall' (did you mean "
+		"'interval'?)\n"
+		FILE_ ":8:5: error: instance 'poller': option 'retries' expects an integer, got "
+		"'many'\n"
+		FILE_ ":11:5: error: instance 'poller': option 'format' must be one of json, line; "
+		"got 'xml'\n");
+	/* kanal__config_build keeps the first of them. */
+	kanal_error_clear(&first);
+	CU_ASSERT_EQUAL(kanal__config_build(s_bounded, given, 4, FILE_, "poller", 2, 3, &cfg,
+					    &first), KANAL_ECONFIG);
+	CU_ASSERT_EQUAL(first.line, 7);
+}
+
+/* Runs fn with standard error going to a file; returns what it wrote (free it). */
+static char *s_stderr_of(void (*fn)(const kanal_config_t *), const kanal_config_t *cfg)
+{
+	char *dir = test_tmpdir("config-stderr"), *path = NULL, *text = NULL;
+	int saved = dup(2), fd = -1;
+
+	REQUIRE(asprintf(&path, "%s/err", dir) >= 0);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	REQUIRE(fd >= 0 && saved >= 0);
+	fflush(stderr);
+	dup2(fd, 2);
+	fn(cfg);
+	fflush(stderr);
+	dup2(saved, 2);
+	text = test_read_file(path, NULL);
+done:
+	if (saved >= 0)
+		close(saved);
+	if (fd >= 0)
+		close(fd);
+	test_rmdir_r(dir);
+	free(dir);
+	free(path);
+	return text;
+}
+
+static void s_ask_undeclared(const kanal_config_t *cfg)
+{
+	CU_ASSERT_PTR_NULL(kanal_config_string(cfg, "nope"));
+	CU_ASSERT_EQUAL(kanal_config_has(cfg, "nope"), KANAL_EINVAL);
+}
+
+static void s_ask_declared(const kanal_config_t *cfg)
+{
+	CU_ASSERT_EQUAL(kanal_config_has(cfg, "format"), 0);
+	CU_ASSERT_STRING_EQUAL(kanal_config_string(cfg, "format"), "json");
+}
+
+static void test_undeclared_option_is_an_error(void)
+{
+	kanal_config_t *cfg = NULL;
+	char *text;
+
+	REQUIRE(kanal__config_build(s_bounded, NULL, 0, FILE_, "poller", 2, 3, &cfg, NULL) == 0);
+	text = s_stderr_of(s_ask_undeclared, cfg);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, " error poller: the plugin asked for option "
+					      "'nope', which its options table does not "
+					      "declare\n"));
+	free(text);
+	text = s_stderr_of(s_ask_declared, cfg);
+	CU_ASSERT_STRING_EQUAL(text ? text : "?", "");
+	free(text);
+done:
+	kanal__config_destroy(&cfg);
+}
+
+static void test_bind_fills_the_state(void)
+{
+	const char *topics[] = { "line", "json" };
+	kanal_optval_t given[] = {
+		S("interval", "2m"), S("verbose", "on"), S("format", "line"),
+		{ .key = "topics", .items = topics, .n_items = 2, .is_list = true },
+	};
+	bound_state_t st = { .label = "kept", .untouched = 42 };
+	kanal_config_t *cfg = NULL;
+
+	REQUIRE(kanal__config_build(s_bounded, given, 4, FILE_, "poller", 2, 3, &cfg, NULL) == 0);
+	CU_ASSERT_EQUAL(kanal_config_bind(cfg, &st), 0);
+	CU_ASSERT_EQUAL(st.interval_ms, 120000);
+	CU_ASSERT_EQUAL(st.retries, 3);
+	CU_ASSERT_DOUBLE_EQUAL(st.ratio, 0.25, 1e-12);
+	CU_ASSERT_TRUE(st.verbose);
+	CU_ASSERT_EQUAL(st.max_body, 64 * 1024);
+	CU_ASSERT_STRING_EQUAL(st.format, "line");
+	CU_ASSERT_EQUAL(st.topics.count, 2);
+	CU_ASSERT_STRING_EQUAL(st.topics.items[0], "line");
+	CU_ASSERT_STRING_EQUAL(st.topics.items[1], "json");
+	/* An option without a value leaves its field alone; so is what no option names. */
+	CU_ASSERT_STRING_EQUAL(st.label, "kept");
+	CU_ASSERT_EQUAL(st.untouched, 42);
+	CU_ASSERT_EQUAL(kanal_config_bind(NULL, &st), KANAL_EINVAL);
+	CU_ASSERT_EQUAL(kanal_config_bind(cfg, NULL), KANAL_EINVAL);
+done:
+	kanal__config_destroy(&cfg);
+}
+
 TEST_MAIN("config",
 	  TEST(test_option_errors_are_exact),
 	  TEST(test_unknown_option_without_table),
@@ -349,4 +602,8 @@ TEST_MAIN("config",
 	  TEST(test_parse_bool),
 	  TEST(test_options_table_checks),
 	  TEST(test_type_names),
-	  TEST(test_clocks))
+	  TEST(test_clocks),
+	  TEST(test_bounds_are_enforced),
+	  TEST(test_every_bad_option_is_reported),
+	  TEST(test_undeclared_option_is_an_error),
+	  TEST(test_bind_fills_the_state))

@@ -462,7 +462,7 @@ static void test_refused_plugin_gives_no_harness(void)
 
 	kanal_error_clear(&err);
 	CU_ASSERT_PTR_NULL(kanal_harness_new(test_path("tests/plugins/tp_abi_minor.so"), "x", &err));
-	CU_ASSERT_STRING_EQUAL(err.text, "built for plugin ABI 1.99, newer than this host's 1.0: "
+	CU_ASSERT_STRING_EQUAL(err.text, "built for plugin ABI 1.99, newer than this host's 1.1: "
 			       "upgrade kanal or rebuild the plugin");
 	kanal_error_clear(&err);
 	CU_ASSERT_PTR_NULL(kanal_harness_new("/nonexistent.so", "x", &err));

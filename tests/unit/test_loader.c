@@ -11,6 +11,7 @@
 
 #include "test.h"
 #include "host.h"
+#include <kanal/harness.h>
 
 /* Opens test plugin `name` and returns the code; the formatted error goes to line. */
 static int s_open(const char *name, char *line, size_t size)
@@ -68,14 +69,14 @@ static void test_good_plugin_loads(void)
 static void test_refuses_newer_major(void)
 {
 	s_expect("tp_abi_major", KANAL_EABI,
-		 "built for plugin ABI 2.0 but this host speaks 1.0: rebuild it against kanal "
+		 "built for plugin ABI 2.0 but this host speaks 1.1: rebuild it against kanal "
 		 "SDK 1.x");
 }
 
 static void test_refuses_newer_minor(void)
 {
 	s_expect("tp_abi_minor", KANAL_EABI,
-		 "built for plugin ABI 1.99, newer than this host's 1.0: upgrade kanal or rebuild "
+		 "built for plugin ABI 1.99, newer than this host's 1.1: upgrade kanal or rebuild "
 		 "the plugin");
 }
 
@@ -171,7 +172,7 @@ static void test_describe_prints_options_table(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "plugin:      tp_echo\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "version:     1.0.0\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "description: Test plugin: echoes events"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(text, "abi:         1.0 (this host: 1.0)\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "abi:         1.1 (this host: 1.1)\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "NAME"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "DESCRIPTION\n"));
 	/* Every option appears with its type, requirement, default and help, aligned. */
@@ -210,6 +211,66 @@ static void test_describe_without_options(void)
 	kanal__plugin_close(&loaded);
 }
 
+/* A plugin built against the 1.0 header: loaded, its smaller table entries read at their own
+ * stride (every option, of every type, in the right place), and run. */
+static void test_abi_1_0_plugin_loads_and_runs(void)
+{
+	static const char *tags[] = { "a", "b", "c" };
+	kanal_loaded_t *loaded = NULL;
+	kanal_harness_t *h = NULL;
+	kanal_msg_t *ev = NULL, *other = NULL;
+	kanal_error_t err;
+	char line[1024];
+	size_t n = 0;
+
+	kanal_error_clear(&err);
+	REQUIRE(kanal__plugin_open(test_path("tests/plugins/tp_abi10.so"), &loaded, &err) == 0);
+	CU_ASSERT_EQUAL(loaded->desc->abi_minor, 0);
+	CU_ASSERT_EQUAL(kanal__option_stride(loaded->desc), KANAL_OPTION_V1_0_SIZE);
+	CU_ASSERT(KANAL_OPTION_V1_0_SIZE < sizeof(kanal_option_t));
+	for (n = 0; loaded->options[n].name; n++)
+		CU_ASSERT_FALSE(loaded->options[n].bound);
+	CU_ASSERT_EQUAL(n, 7);
+	CU_ASSERT_STRING_EQUAL(loaded->options[6].name, "last");
+	CU_ASSERT_EQUAL(loaded->options[6].type, KANAL_OPT_DURATION);
+	CU_ASSERT_STRING_EQUAL(loaded->options[6].default_value, "2s");
+	CU_ASSERT_STRING_EQUAL(loaded->options[4].help, "Strings to count.");
+
+	h = kanal_harness_new(test_path("tests/plugins/tp_abi10.so"), "old", &err);
+	REQUIRE(h != NULL);
+	CU_ASSERT_EQUAL(kanal_harness_option(h, "greeting", "hej"), 0);
+	CU_ASSERT_EQUAL(kanal_harness_option(h, "count", "3"), 0);
+	CU_ASSERT_EQUAL(kanal_harness_option(h, "loud", "yes"), 0);
+	CU_ASSERT_EQUAL(kanal_harness_option_list(h, "tags", tags, 3), 0);
+	CU_ASSERT_EQUAL(kanal_harness_option(h, "reject_type", "x.bad"), 0);
+	REQUIRE(kanal_harness_start(h, &err) == 0);
+	REQUIRE((ev = kanal_msg_new("x.good", "t", "e1")) != NULL);
+	REQUIRE((other = kanal_msg_new("x.bad", "t", "e2")) != NULL);
+	CU_ASSERT_EQUAL(kanal_harness_deliver(h, ev, NULL), KANAL_OUTCOME_OK);
+	CU_ASSERT_EQUAL(kanal_harness_deliver(h, other, NULL), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_STRING_EQUAL(kanal_harness_last_error(h), "abi10 rejects x.bad");
+	n = kanal_harness_log_count(h);
+	REQUIRE(n >= 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_log(h, n - 1), "abi10: greeting=hej count=3 "
+				      "ratio=0.50 loud=yes tags=3 last=2000"));
+	kanal_harness_destroy(&h);
+
+	/* A bad value is caught by the table as read at the 1.0 stride. */
+	h = kanal_harness_new(test_path("tests/plugins/tp_abi10.so"), "old", &err);
+	REQUIRE(h != NULL);
+	CU_ASSERT_EQUAL(kanal_harness_option(h, "last", "soon"), 0);
+	kanal_error_clear(&err);
+	CU_ASSERT_NOT_EQUAL(kanal_harness_start(h, &err), 0);
+	kanal_error_format(&err, line, sizeof line);
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, "instance 'old': option 'last' expects a duration "
+				      "like 250ms, 2s or 5m, got 'soon'"));
+done:
+	kanal_msg_destroy(&ev);
+	kanal_msg_destroy(&other);
+	kanal_harness_destroy(&h);
+	kanal__plugin_close(&loaded);
+}
+
 TEST_MAIN("loader",
 	  TEST(test_good_plugin_loads),
 	  TEST(test_refuses_newer_major),
@@ -222,4 +283,5 @@ TEST_MAIN("loader",
 	  TEST(test_not_an_elf_is_not_found),
 	  TEST(test_bare_name_is_relative_to_cwd),
 	  TEST(test_describe_prints_options_table),
-	  TEST(test_describe_without_options))
+	  TEST(test_describe_without_options),
+	  TEST(test_abi_1_0_plugin_loads_and_runs))

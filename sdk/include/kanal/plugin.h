@@ -19,8 +19,11 @@
  * A plugin therefore needs no threads of its own to poll an upstream: a timer does it.
  *
  * Compatibility: the host accepts a plugin whose abi_major equals its own and whose
- * abi_minor is not newer than its own. Minor versions only append fields to the descriptor;
- * struct_size tells the host which fields the plugin knows.
+ * abi_minor is not newer than its own. Minor versions only append fields to the descriptor
+ * and to kanal_option_t; struct_size tells the host which descriptor fields the plugin
+ * knows, and abi_minor how large each entry of its options table is (1.0: the five fields
+ * up to `help`, KANAL_OPTION_V1_0_SIZE; 1.1: sizeof(kanal_option_t)). The host steps
+ * through a plugin's table with the stride of the minor the plugin declared.
  */
 #ifndef KANAL_PLUGIN_H
 #define KANAL_PLUGIN_H
@@ -36,7 +39,7 @@ extern "C" {
 #endif
 
 #define KANAL_ABI_MAJOR 1
-#define KANAL_ABI_MINOR 0
+#define KANAL_ABI_MINOR 1
 
 /* The name of the one symbol a plugin exports. */
 #define KANAL_PLUGIN_SYMBOL "kanal_plugin"
@@ -72,14 +75,43 @@ typedef enum kanal_opt_type {
  * static. */
 const char *kanal_opt_type_name(kanal_opt_type_t type);
 
-/* One entry of a plugin's options table; the table ends with an entry whose name is NULL. */
+/* One entry of a plugin's options table; the table ends with an entry whose name is NULL.
+ * Write entries with designated initializers; a bound option (ABI 1.1) says where
+ * kanal_config_bind stores its value:
+ *
+ *   { .name = "interval", .type = KANAL_OPT_DURATION, .default_value = "30s",
+ *     .min = "1s", KANAL_OPT_AT(poller_t, interval_ms), .help = "How often to poll." },
+ *
+ * The fields after `help` are ABI 1.1; a 1.0 plugin's table has only the first five, and the
+ * host reads it as if the others were zero (nothing bound, no bounds, anything allowed). */
 typedef struct kanal_option {
 	const char *name;          /* lower-case, [a-z0-9_] */
 	kanal_opt_type_t type;
 	const char *default_value; /* text as it would be written in YAML; NULL: no default */
 	bool required;             /* must be given (a default is then meaningless) */
 	const char *help;          /* one sentence for `kanalctl plugin info` */
+	/* ---- ABI 1.1 */
+	bool bound;                /* kanal_config_bind stores the value at `offset` */
+	size_t offset;             /* offsetof(the plugin's state struct, the field); see
+				    * kanal_config_bind for the field's C type per option type */
+	const char *min;           /* INT, SIZE, DURATION, DOUBLE: the smallest value allowed, */
+	const char *max;           /* and the largest, written as a value ("1s", "64KiB");
+				    * NULL: no bound */
+	const char *const *allowed; /* STRING (and each item of a LIST): the values allowed, a
+				     * NULL-terminated array; NULL: any */
 } kanal_option_t;
+
+/* The size of a 1.0 options-table entry (the fields up to `help`). */
+#define KANAL_OPTION_V1_0_SIZE (offsetof(kanal_option_t, help) + sizeof(const char *))
+
+/* Binds an option to a member of the plugin's state struct, inside a designated initializer. */
+#define KANAL_OPT_AT(state_type, member) .bound = true, .offset = offsetof(state_type, member)
+
+/* A bound LIST option: `count` strings, borrowed from the config (valid until destroy). */
+typedef struct kanal_strlist {
+	const char *const *items;
+	size_t count;
+} kanal_strlist_t;
 
 typedef struct kanal_ctx kanal_ctx_t;       /* the host's view of one plugin instance */
 typedef struct kanal_config kanal_config_t; /* an instance's validated options */
@@ -113,10 +145,17 @@ typedef struct kanal_plugin {
 /* The smallest struct_size a host accepts (ABI 1.0's fields). */
 #define KANAL_PLUGIN_V1_0_SIZE (offsetof(kanal_plugin_t, destroy) + sizeof(void (*)(void *)))
 
-/* ---- Configuration: the instance's options, validated against the table and completed
- * with defaults before init. Getters for a declared option always succeed; they return the
- * stated fallback for an undeclared name or a mismatched type. Strings are borrowed from the
+/* ---- Configuration: the instance's options, validated against the table (types, and for
+ * ABI 1.1 min, max and allowed) and completed with defaults before init. Every bad option of
+ * an instance is reported, each with file:line, before init runs; init only checks what one
+ * option cannot say alone (two options that go together). Strings are borrowed from the
  * config and valid until destroy.
+ *
+ * Getters for a declared option of a matching type always succeed. Asking for a name the
+ * table does not declare, or with the getter of another type, is a bug in the plugin: the
+ * getter logs an error naming the instance and the option (standard error) and returns the
+ * stated fallback.
+ *
  * Ownership (every getter below): borrows cfg and name; a string is borrowed from cfg. */
 
 const char *kanal_config_string(const kanal_config_t *cfg, const char *name); /* NULL */
@@ -131,6 +170,19 @@ const char *kanal_config_list(const kanal_config_t *cfg, const char *name, size_
 /* True when the option was given in the file (not only defaulted).
  * Ownership: borrows cfg and name. */
 bool kanal_config_given(const kanal_config_t *cfg, const char *name);
+
+/* Returns 0 when the table declares `name`, else KANAL_EINVAL (and logs it, as the getters
+ * do). Ownership: borrows both. */
+int kanal_config_has(const kanal_config_t *cfg, const char *name);
+
+/* ABI 1.1: stores every bound option's value (given or default) into the struct at `state`,
+ * at the option's offset: STRING and PATH as `const char *` (NULL when the option has no
+ * value), INT and SIZE as int64_t, DURATION as int64_t milliseconds, DOUBLE as double,
+ * BOOL as bool, LIST as kanal_strlist_t. An option without a value leaves its field as it
+ * was. Strings and lists are borrowed from the config: valid until the plugin's destroy,
+ * never to be freed by the plugin. Call it from init, after allocating the state. Returns 0,
+ * or KANAL_EINVAL when cfg or state is NULL. Ownership: borrows cfg; writes into state. */
+int kanal_config_bind(const kanal_config_t *cfg, void *state);
 
 /* ---- Host services. */
 

@@ -1,10 +1,11 @@
 /*
- * plugins/common/http.c — the connectors' HTTP client: one libcurl easy handle per client
+ * plugins/common/kc_http.c — the connectors' HTTP client: one libcurl easy handle per client
  * (so connections are kept alive between polls), answers collected into a kc_response_t,
  * and the one mapping from an HTTP answer to a delivery outcome that every connector uses,
  * so that a 503 means RETRY and a 400 means REJECT the same way everywhere.
  */
-#include "conn.h"
+#include "kc_http.h"
+#include "kc_files.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -257,29 +258,33 @@ int kc_http_request(kc_http_t *h, const char *method, const char *url,
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(list);
 	if (rc != CURLE_OK) {
+		int code = sink.too_big ? KANAL_ETOOBIG :
+			   rc == CURLE_OPERATION_TIMEDOUT ? KANAL_ETIMEDOUT :
+			   rc == CURLE_OUT_OF_MEMORY ? KANAL_ENOMEM : KANAL_EIO;
+
 		if (sink.too_big)
-			snprintf(res->error, sizeof res->error,
-				 "answer larger than %zu bytes, not read", h->o.max_body);
+			kanal_error_set(&res->error, NULL, 0, 0, NULL,
+					"answer larger than %zu bytes, not read", h->o.max_body);
 		else
-			snprintf(res->error, sizeof res->error, "%s",
-				 *errbuf ? errbuf : curl_easy_strerror(rc));
+			kanal_error_set(&res->error, NULL, 0, 0, NULL, "%s",
+					*errbuf ? errbuf : curl_easy_strerror(rc));
 		free(res->body);
 		res->body = NULL;
 		res->len = 0;
 		res->status = 0;
-		return -1;
+		return code;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res->status);
 	if (!res->body && !(res->body = calloc(1, 1))) {
-		snprintf(res->error, sizeof res->error, "out of memory");
+		kanal_error_set(&res->error, NULL, 0, 0, NULL, "out of memory");
 		res->status = 0;
-		return -1;
+		return KANAL_ENOMEM;
 	}
 	return 0;
 oom:
 	curl_slist_free_all(list);
-	snprintf(res->error, sizeof res->error, "out of memory");
-	return -1;
+	kanal_error_set(&res->error, NULL, 0, 0, NULL, "out of memory");
+	return KANAL_ENOMEM;
 }
 
 const char *kc_http_describe(const kc_response_t *res, const char *what, char *buf, size_t size)
@@ -288,7 +293,7 @@ const char *kc_http_describe(const kc_response_t *res, const char *what, char *b
 	size_t n = 0;
 
 	if (!res->status) {
-		snprintf(buf, size, "%s: no answer: %s", what, res->error);
+		snprintf(buf, size, "%s: no answer: %s", what, res->error.text);
 	} else {
 		/* A one-line excerpt: control characters become spaces. */
 		for (size_t i = 0; res->body && i < res->len && n < sizeof excerpt - 1; i++) {
@@ -319,4 +324,63 @@ kanal_outcome_t kc_http_outcome(kanal_ctx_t *ctx, const kc_response_t *res, cons
 		return KANAL_OUTCOME_RETRY;
 	}
 	return KANAL_OUTCOME_REJECT;
+}
+
+int kc_http_conf_open(kanal_ctx_t *ctx, kc_http_conf_t *conf, kc_http_opts_t *opts)
+{
+	const char *token_option = conf->token_file_option ? conf->token_file_option :
+							     "token_file";
+
+	memset(opts, 0, sizeof *opts);
+	if (conf->token && conf->token_file) {
+		kanal_set_error(ctx, "options 'token' and '%s' exclude each other; give one",
+				token_option);
+		return KANAL_ECONFIG;
+	}
+	if (conf->password && conf->password_file) {
+		kanal_set_error(ctx, "options 'password' and 'password_file' exclude each other; "
+				"give one");
+		return KANAL_ECONFIG;
+	}
+	if ((conf->password || conf->password_file) && !conf->user) {
+		kanal_set_error(ctx, "option 'user' is needed with a password");
+		return KANAL_ECONFIG;
+	}
+	if (conf->token_file && !conf->token_secret &&
+	    kc_secret_read(ctx, token_option, conf->token_file, &conf->token_secret) != 0)
+		return KANAL_ECONFIG;
+	if (conf->password_file && !conf->password_secret &&
+	    kc_secret_read(ctx, "password_file", conf->password_file,
+			   &conf->password_secret) != 0)
+		return KANAL_ECONFIG;
+	opts->timeout_ms = conf->timeout_ms;
+	opts->connect_timeout_ms = conf->timeout_ms > 0 && conf->timeout_ms < 3000 ?
+					   conf->timeout_ms : 3000;
+	opts->ca_file = conf->ca_file;
+	opts->client_cert = conf->client_cert;
+	opts->client_key = conf->client_key;
+	opts->bearer_token = conf->token ? conf->token : conf->token_secret;
+	if (conf->user) {
+		opts->user = conf->user;
+		opts->password = conf->password ? conf->password :
+			conf->password_secret ? conf->password_secret : "";
+	}
+	return 0;
+}
+
+static void s_wipe(char **secret_p)
+{
+	if (*secret_p) {
+		memset(*secret_p, 0, strlen(*secret_p));
+		free(*secret_p);
+		*secret_p = NULL;
+	}
+}
+
+void kc_http_conf_clear(kc_http_conf_t *conf)
+{
+	if (!conf)
+		return;
+	s_wipe(&conf->token_secret);
+	s_wipe(&conf->password_secret);
 }

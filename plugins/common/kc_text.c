@@ -1,11 +1,10 @@
 /*
- * plugins/common/text.c — URL and path templates ("{base}/{owner}/calendar/"), expanded
+ * plugins/common/kc_text.c — URL and path templates ("{base}/{owner}/calendar/"), expanded
  * with each value percent-encoded where it goes into a URL, so that a value can never add
- * a path segment or a query of its own; and the rate-limited log line (conn.h).
+ * a path segment or a query of its own.
  */
-#include "conn.h"
+#include "kc_text.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,11 +51,13 @@ static void s_put_escaped(buf_t *b, const char *s)
 	}
 }
 
-char *kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool url_escape,
-			 char *why, size_t why_size)
+int kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool url_escape,
+		       char **out, kanal_error_t *err)
 {
 	buf_t b = { 0 };
 	const char *p = tmpl;
+
+	*out = NULL;
 
 	s_put(&b, "", 0);
 	while (*p) {
@@ -71,16 +72,17 @@ char *kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool 
 		s_put(&b, p, (size_t)(open - p));
 		close = strchr(open, '}');
 		if (!close || (size_t)(close - open - 1) >= sizeof name || close == open + 1) {
-			snprintf(why, why_size, "unclosed or empty placeholder at \"%.20s\"", open);
+			kanal_error_set(err, NULL, 0, 0, NULL,
+					"unclosed or empty placeholder at \"%.20s\"", open);
 			free(b.p);
-			return NULL;
+			return KANAL_EPARSE;
 		}
 		memcpy(name, open + 1, (size_t)(close - open - 1));
 		name[close - open - 1] = '\0';
 		if (!(value = lookup(name, arg))) {
-			snprintf(why, why_size, "no value for placeholder {%s}", name);
+			kanal_error_set(err, NULL, 0, 0, NULL, "no value for placeholder {%s}", name);
 			free(b.p);
-			return NULL;
+			return KANAL_EPARSE;
 		}
 		if (url_escape)
 			s_put_escaped(&b, value);
@@ -89,31 +91,10 @@ char *kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool 
 		p = close + 1;
 	}
 	if (b.failed) {
-		snprintf(why, why_size, "out of memory");
+		kanal_error_set(err, NULL, 0, 0, NULL, "out of memory");
 		free(b.p);
-		return NULL;
+		return KANAL_ENOMEM;
 	}
-	return b.p;
-}
-
-void kc_log_limited(kanal_ctx_t *ctx, kc_log_limit_t *limit, kanal_log_level_t level,
-		    const char *fmt, ...)
-{
-	int64_t now = kanal_now_ms();
-	char line[600];
-	va_list ap;
-
-	if (now < limit->next_ms) {
-		limit->held++;
-		return;
-	}
-	limit->next_ms = now + 1000;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	if (limit->held)
-		kanal_log(ctx, level, "%s (%u more like this held back)", line, limit->held);
-	else
-		kanal_log(ctx, level, "%s", line);
-	limit->held = 0;
+	*out = b.p;
+	return 0;
 }

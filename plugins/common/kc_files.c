@@ -1,9 +1,9 @@
 /*
- * plugins/common/files.c — files written so that a crash never leaves half of one: a
+ * plugins/common/kc_files.c — files written so that a crash never leaves half of one: a
  * poller's cursor in the state folder, a print job in a spool folder. write + fsync +
  * rename + fsync of the folder is the POSIX recipe; readers see the old file or the new.
  */
-#include "conn.h"
+#include "kc_files.h"
 
 #include <errno.h>
 #include <fcntl.h>

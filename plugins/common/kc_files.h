@@ -1,0 +1,39 @@
+/*
+ * plugins/common/kc_files.h — files written atomically (a cursor in the state folder, a print job in a
+ * spool folder) and secrets read from private files.
+ *
+ * Not part of the public SDK: linked into each bundled plugin as a static library
+ * (build/lib/libkanalconn.a) and compiled with hidden visibility, so nothing here is
+ * exported from a plugin. Functions are prefixed kc_ ("kanal connector").
+ */
+#ifndef KANAL_PLUGINS_KC_FILES_H
+#define KANAL_PLUGINS_KC_FILES_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <kanal/kanal.h>
+
+/* Writes dir/name atomically: a temporary file in dir, written, fsync'd, renamed over
+ * name, and dir fsync'd, so a reader (or a restart after a crash) sees the old content or
+ * the new, never a part. mode is the new file's permissions (e.g. 0600). Returns 0 or a
+ * negative KANAL_E code (KANAL_EIO with errno kept). Ownership: borrows everything. */
+int kc_file_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
+			 mode_t mode);
+
+/* Reads dir/name (dir NULL: name is the whole path) whole. Returns 0 and a malloc'd NUL-terminated *out (free with free()),
+ * KANAL_ENOTFOUND when there is no such file, or another negative code. */
+int kc_file_read(const char *dir, const char *name, char **out, size_t *len);
+
+/* The same two in the instance's state folder (kanal_state_dir): a poller's cursor. */
+int kc_state_write(kanal_ctx_t *ctx, const char *name, const void *buf, size_t len);
+int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len);
+
+/* Reads a secret (a token or password) from the file at path, for the option called
+ * `option`: the file must be private (no access for group or others: mode 0600 or 0400),
+ * and the secret is its first line (a trailing newline ignored; it must not be empty).
+ * Returns 0 and a malloc'd *out (wipe and free it when done), or KANAL_ECONFIG with the
+ * error set on ctx naming the option, the file and the cause — never the secret. */
+int kc_secret_read(kanal_ctx_t *ctx, const char *option, const char *path, char **out);
+
+#endif
