@@ -367,7 +367,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "p150385XXXX");
 		CU_ASSERT_STRING_EQUAL(s_field(&a, "event", buf, sizeof buf), "1");
 		CU_ASSERT_PTR_NULL(strstr(a.body, cpr));
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 		if (asprintf(&ev,
 			     "{\"specversion\":\"1.0\",\"id\":\"bad-5d\",\"source\":\"v\","
 			     "\"type\":\"a.b\",\"datacontenttype\":\"text/plain; ref=%s\","
@@ -378,7 +378,7 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		CU_ASSERT_EQUAL(a.status, 400);
 		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "datacontenttype");
 		CU_ASSERT_PTR_NULL(strstr(a.body, cpr));
-		s_answer_clear(&a);
+		http_answer_clear(&a);
 	}
 	/* Not JSON, although Content-Type says JSON. */
 	{
