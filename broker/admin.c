@@ -340,7 +340,7 @@ void admin_on_readable(router_t *r)
 					  "dlq.replay or dlq.drop)");
 		json_decref(req);
 		/* The dlq writes (replay, drop) take effect with this turn's commit. */
-		router_end_turn(r);
+		commit_end_turn(r);
 		text = json_dumps(reply, JSON_COMPACT);
 		json_decref(reply);
 		/* Dead letters hold events: CPR numbers are masked unless asked for in clear. */

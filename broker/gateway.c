@@ -3,7 +3,7 @@
  * frames ([identity][empty, REQ only][body]), parses the body as one CloudEvent or a batch
  * (all or nothing), checks each event against the client's emit list (CURVE on) and the
  * privacy rule (no CPR number in a context attribute), hands it to router_accept, and
- * holds the reply until the turn's journal commit (router_end_turn calls
+ * holds the reply until the turn's journal commit (commit_end_turn calls
  * gateway_flush_replies): "accepted" is only said of what is stored.
  */
 #include <stdio.h>

@@ -318,7 +318,7 @@ void park_shutdown(router_t *r)
 	for (size_t i = 0; i < r->n_instances; i++)
 		__atomic_store_n(&r->instances[i]->abandon, 1, __ATOMIC_RELEASE);
 	s_spill(r);
-	router_end_turn(r);
+	commit_end_turn(r);
 	/* 3. Plugins stop, in reverse order of their start. */
 	for (size_t i = r->n_instances; i-- > 0;) {
 		bus_stop_t st = { BUS_STOP, deadline > kanal_now_ms() ? deadline

@@ -94,6 +94,6 @@ void recover_open(router_t *r)
 	if (n > 0)
 		log_info("router", "resumed %d open event%s from the journal %s", n, n == 1 ? "" : "s",
 			 journal_path(r->journal));
-	router_end_turn(r);
+	commit_end_turn(r);
 }
 

@@ -21,8 +21,8 @@
  * Lifetimes: a routing table is reference-counted by the flows that matched it, so a reload
  * never pulls a route from under a delivery in flight.
  *
- * The other rooms of the router: gateway.c, delivery.c, admin.c, park.c, recover.c,
- * stats.c; router_int.h is what they share (docs/design/broker-map.md).
+ * The other rooms of the router: gateway.c, delivery.c, commit.c, admin.c, park.c,
+ * recover.c, stats.c; router_int.h is what they share (docs/design/broker-map.md).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -51,8 +51,6 @@ void router_enqueue(router_t *r, delivery_t *dl)
 	/* Handed to the instance at the end of the turn, after the journal's commit: a
 	 * destination never sees an event the journal could still lose. */
 }
-
-static void s_mid_turn(router_t *r, dest_t *only);
 
 /* Sends a D frame holding the batch's deliveries to d's instance. */
 static void s_send_deliveries(router_t *r, dest_t *d, bus_deliver_batch_t *batch)
@@ -436,85 +434,6 @@ static void s_route_event(router_t *r, shared_t **ev_p, uint64_t seq, const rout
 	router_shared_release(ev_p);
 }
 
-/* Keeps an event this turn added to the journal until the commit (router_end_turn): `ev`
- * (a reference is taken) when it was routed, else `*msg_p` (taken) when it is a parked
- * emit. Returns false when out of memory (then the caller keeps what it had). */
-static bool s_turn_keep(router_t *r, shared_t *ev, kanal_msg_t **msg_p, int origin)
-{
-	turn_event_t *t;
-
-	if (r->n_turn == r->turn_cap) {
-		size_t cap = r->turn_cap ? r->turn_cap * 2 : 256;
-		turn_event_t *grown = realloc(r->turn, cap * sizeof *grown);
-		if (!grown)
-			return false;
-		r->turn = grown;
-		r->turn_cap = cap;
-	}
-	t = &r->turn[r->n_turn++];
-	t->ev = ev;
-	t->msg = NULL;
-	t->origin = origin;
-	if (ev)
-		ev->refs++;
-	else {
-		t->msg = *msg_p;
-		*msg_p = NULL;
-	}
-	return true;
-}
-
-/* The turn's commit is settled: worked (`refused` false), or failed, and then its events
- * were refused — every sender heard so: the gateway's clients "not accepted" (gateway.c),
- * an instance's emits were not acknowledged and go back to be held, in order, ahead of
- * what the instance emitted since, until the journal takes writes again. None of a refused
- * event's deliveries goes out (router_dispatch drops them). */
-static void s_turn_settle(router_t *r, bool refused)
-{
-	size_t n = r->n_turn;
-
-	r->n_turn = 0;
-	/* Backwards, so that putting each emit at the head of its queue keeps their order. */
-	for (size_t i = n; i-- > 0;) {
-		turn_event_t *t = &r->turn[i];
-		kanal_msg_t *msg = t->msg;
-
-		if (refused && t->ev && t->ev->jev)
-			t->ev->jev->refused = true;
-		if (refused) {
-			r->accepted--;
-			if (t->origin >= 0 && !msg && t->ev)
-				msg = kanal_msg_dup(t->ev->msg);
-			if (t->origin >= 0 && msg) {
-				held_emit_t *h = calloc(1, sizeof *h);
-				struct held_queue *q = &r->held[t->origin];
-				if (h) {
-					h->msg = msg;
-					h->origin = (size_t)t->origin;
-					h->next = q->head;
-					q->head = h;
-					if (!q->tail)
-						q->tail = h;
-					r->n_held++;
-					if (r->acks[t->origin])
-						r->acks[t->origin]--;
-					msg = NULL;
-				} else {
-					log_error("router", "out of memory holding back event %s",
-						  kanal_msg_id(msg));
-				}
-			}
-		}
-		kanal_msg_destroy(&msg);
-		router_shared_release(&t->ev);
-	}
-	if (r->turn_cap > 4096) {
-		free(r->turn);
-		r->turn = NULL;
-		r->turn_cap = 0;
-	}
-}
-
 /* router_accept's decision for an event that matched m[0..n). */
 static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, size_t n,
 		   size_t bytes, int origin)
@@ -542,7 +461,7 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		r->n_parked++;
 		router_count_parked(r, m, n, +1);
 		ROUTER_PUBLISH(r, "accepted", NULL, *msg_p, json_pack("{s:b}", "parked", 1));
-		if (!can_hold || !s_turn_keep(r, NULL, msg_p, origin))
+		if (!can_hold || !commit_keep(r, NULL, msg_p, origin))
 			kanal_msg_destroy(msg_p);
 		return 0;
 	}
@@ -560,7 +479,7 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		 * marks refused. */
 		kept->refs++;
 		s_route_event(r, &ev, seq, m, n);
-		if (!s_turn_keep(r, kept, NULL, origin))
+		if (!commit_keep(r, kept, NULL, origin))
 			log_error("router", "out of memory: event %s cannot be held back should "
 					    "the journal's commit fail", kanal_msg_id(kept->msg));
 		router_shared_release(&kept);
@@ -595,7 +514,7 @@ int router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 }
 
 /* The journal cannot be written: say so once, refuse new events until a probe commit
- * works again (router_end_turn). */
+ * works again (commit_end_turn). */
 void router_journal_broken(router_t *r)
 {
 	if (r->journal_failed)
@@ -668,7 +587,7 @@ static void s_on_deliver_sock(router_t *r)
 				delivery_on_outcome(r, d, &o, it->error ? it->error : "");
 				free(it->error);
 			}
-			s_mid_turn(r, d);
+			commit_mid_turn(r, d);
 			continue;
 		}
 		if (n < (int)offsetof(bus_outcome_t, error) || f.cmd != BUS_OUTCOME)
@@ -832,7 +751,7 @@ static void s_on_emit_sock(router_t *r)
 					kanal__msg_prefetch(f.emit.msgs[i + 1]);
 				s_on_emit(r, origin, id, f.emit.msgs[i]);
 			}
-			s_mid_turn(r, NULL);
+			commit_mid_turn(r, NULL);
 		} else if (f.cmd == BUS_REQUEST && n >= (int)sizeof(bus_request_t)) {
 			bus_request_t q;
 			memcpy(&q, &f.request, sizeof q);
@@ -853,20 +772,6 @@ static void s_on_emit_sock(router_t *r)
 		}
 	}
 }
-
-static void s_flush_acks(router_t *r)
-{
-	for (size_t i = 0; i < r->n_instances; i++) {
-		if (r->acks[i]) {
-			bus_ack_t ack = { BUS_ACK, 0, r->acks[i] };
-			const char *name = r->instances[i]->name;
-			zmq_send(r->emit_sock, name, strlen(name), ZMQ_SNDMORE);
-			zmq_send(r->emit_sock, &ack, sizeof ack, 0);
-			r->acks[i] = 0;
-		}
-	}
-}
-
 
 /* Polls the broker's sockets once, up to wait_ms. */
 void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
@@ -925,7 +830,7 @@ void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 	delivery_run_timers(r);
 	if (r->n_held)
 		s_retry_held(r);
-	router_end_turn(r);
+	commit_end_turn(r);
 	if (i_ctl >= 0 && (items[i_ctl].revents & ZMQ_POLLIN)) {
 		char cmd[16];
 		int len = zmq_recv(r->ctl_router, cmd, sizeof cmd - 1, ZMQ_DONTWAIT);
@@ -940,70 +845,6 @@ void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 		}
 	}
 }
-
-/* Ends a turn of the loop: commit what the turn wrote (group commit), then let it take
- * effect — deliveries go to the instances, emits are acknowledged, the gateway answers. */
-/* Without a journal nothing waits for a commit, so work need not wait for the end of the
- * turn: after each batch of outcomes the destination gets its next deliveries, and after
- * each batch of emits the destinations get theirs and the sources their acks. Under a
- * flood a turn reads several frames; a sink that had to wait for all of them to be read
- * sat idle, and with it the whole pipeline (issue 5). With the journal, deliveries and
- * acks follow the turn's commit (router_end_turn). `only`: just that destination. */
-static void s_mid_turn(router_t *r, dest_t *only)
-{
-	if (r->journal)
-		return;
-	if (only) {
-		if (only->head)
-			router_dispatch(r, only);
-		return;
-	}
-	for (size_t i = 0; i < r->n_dests; i++)
-		if (r->dests[i].head)
-			router_dispatch(r, &r->dests[i]);
-	s_flush_acks(r);
-}
-
-void router_end_turn(router_t *r)
-{
-	const char *failure = NULL;
-	char why[300];
-
-	if (r->journal) {
-		int64_t now = kanal__wall_ms();
-		if (now >= r->next_prune_ms && !r->journal_failed) {
-			int64_t keep = r->conf->journal_retention_ms > r->conf->dedupe_window_ms
-					       ? r->conf->journal_retention_ms
-					       : r->conf->dedupe_window_ms;
-			journal_prune(r->journal, now - keep);
-			r->next_prune_ms = now + 60000;
-		}
-		if (r->journal_failed && now >= r->next_prune_ms - 59000) {
-			/* Probe once a second whether the disk takes writes again. */
-			if (journal_begin(r->journal) == 0 && journal_commit(r->journal) == 0) {
-				r->journal_failed = false;
-				log_info("router", "the journal %s is writable again; accepting events",
-					 journal_path(r->journal));
-				stream_publish(r->stream, "journal.recovered", "-", NULL, NULL);
-			}
-			r->next_prune_ms = now + 60000;
-		}
-		park_page_in(r);
-		if (journal_dirty(r->journal) && journal_commit(r->journal) < 0) {
-			snprintf(why, sizeof why, "not accepted: the journal cannot be written (%s)",
-				 journal_error(r->journal));
-			failure = why;
-			router_journal_broken(r);
-		}
-		s_turn_settle(r, failure != NULL);
-	}
-	for (size_t i = 0; i < r->n_dests; i++)
-		if (r->dests[i].head)
-			router_dispatch(r, &r->dests[i]);
-	s_flush_acks(r);
-	gateway_flush_replies(r, failure);
-}
-
 
 static void *s_router_main(void *arg)
 {
@@ -1242,8 +1083,7 @@ void router_destroy(router_t **r_p)
 	}
 	stats_free(r);
 	free(r->dests);
-	s_turn_settle(r, false);
-	free(r->turn);
+	commit_forget(r);
 	free(r->acks);
 	free(r->held);
 	free(r);

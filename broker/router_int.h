@@ -49,7 +49,7 @@ typedef struct jev {
 	int open;
 	int refs;
 	bool refused; /* the commit of the turn that added it failed: the sender heard "not
-		       * accepted", so none of its deliveries goes out (router_end_turn) */
+		       * accepted", so none of its deliveries goes out (commit_end_turn) */
 } jev_t;
 
 typedef struct shared {
@@ -461,8 +461,6 @@ void router_strip_reserved(kanal_msg_t *msg);
 int router_recv_routed(void *sock, char *id, size_t id_size, void *buf, size_t size);
 /* Polls the broker's sockets once (up to wait_ms, -1: until something happens). */
 void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway);
-/* Ends a turn: commits the journal, then sends deliveries, acks and gateway replies. */
-void router_end_turn(router_t *r);
 /* The journal cannot be written: refuse new events until a probe commit works. */
 void router_journal_broken(router_t *r);
 
@@ -560,5 +558,20 @@ static inline void stats_measure(router_t *r, const kanal_msg_t *msg)
 	if (r->has_measures)
 		stats_count_measures(r, msg);
 }
+
+/* ---- commit.c: the end of a turn -------------------------------------------------------- */
+
+/* Ends a turn: commits the journal, then sends deliveries, acks and gateway replies; when
+ * the commit failed, the turn's events are refused (none of them is delivered). */
+void commit_end_turn(router_t *r);
+/* Without a journal, lets the work of a turn take effect now: deliveries to `only` (or to
+ * every destination, and the emits' acks, when NULL). Does nothing with the journal. */
+void commit_mid_turn(router_t *r, dest_t *only);
+/* Keeps an event this turn added to the journal until the turn's commit says whether it was
+ * accepted: `ev` (a reference is taken) when routed, else *msg_p (taken) for a parked emit.
+ * Returns false when out of memory. */
+bool commit_keep(router_t *r, shared_t *ev, kanal_msg_t **msg_p, int origin);
+/* Forgets the events kept for a commit, as accepted (kanald stops). */
+void commit_forget(router_t *r);
 
 #endif
