@@ -123,6 +123,10 @@ size_t routes_match(const routes_t *rt, const kanal_msg_t *msg, const route_t **
  * matching routes. */
 size_t routes_explain(const routes_t *rt, const kanal_msg_t *msg, FILE *out);
 
+/* Formats a duration the way it is written in the files: "2s", "10m", "1500ms".
+ * Ownership: writes buf. */
+void routes_format_ms(int64_t ms, char *buf, size_t size);
+
 /* Pattern helpers, exposed for tests. A type pattern is dotted tokens where '*' matches
  * exactly one token and '>' (last only) one or more; a source glob uses '*' for any run of
  * characters and '?' for one. */
