@@ -57,6 +57,13 @@ static const kanal_option_t s_options[] = {
 	  "Extra request headers, each 'Name: value'." },
 	{ "ca_file", KANAL_OPT_PATH, NULL, false,
 	  "Extra CA certificates (PEM) to trust for an https url." },
+	/* ingress: the limits that protect it from slow and flooding clients */
+	{ .name = "request_timeout", .type = KANAL_OPT_DURATION, .default_value = "30s",
+	  .help = "The longest a client may take to send a whole request, head and body; then "
+		  "it is answered 408 and the connection closed." },
+	{ .name = "max_connections_per_address", .type = KANAL_OPT_INT, .default_value = "32",
+	  .help = "Most connections open at once from one client address; more are answered "
+		  "429 and closed (behind a proxy, set it to max_connections)." },
 	{ .name = NULL },
 };
 
