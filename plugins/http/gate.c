@@ -94,7 +94,8 @@ static void s_addr_text(const struct sockaddr_storage *sa, char *buf, size_t siz
 {
 	snprintf(buf, size, "?");
 	if (sa->ss_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)size);
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+			  (socklen_t)size);
 	else if (sa->ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
 			  (socklen_t)size);
@@ -109,7 +110,8 @@ static bool s_same_address(const struct sockaddr_storage *a, const struct sockad
 		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
 	if (a->ss_family == AF_INET6)
 		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+			       &((const struct sockaddr_in6 *)b)->sin6_addr,
+			       sizeof(struct in6_addr));
 	return false;
 }
 
@@ -149,8 +151,10 @@ static void s_write_answer(int fd, unsigned status, const char *text, bool retry
 	n = snprintf(head, sizeof head,
 		     "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
 		     "%sConnection: close\r\n\r\n",
-		     status, s_reason(status), strlen(json), retry_after ? "Retry-After: 1\r\n" : "");
-	if (n > 0 && (size_t)n < sizeof head && send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
+		     status, s_reason(status), strlen(json),
+		     retry_after ? "Retry-After: 1\r\n" : "");
+	if (n > 0 && (size_t)n < sizeof head &&
+	    send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
 		(void)!send(fd, json, strlen(json), MSG_NOSIGNAL | MSG_DONTWAIT);
 	free(json);
 }

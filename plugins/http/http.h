@@ -2,8 +2,9 @@
  * plugins/http/http.h — the private interfaces between the parts of the `http` plugin:
  * CloudEvents over HTTP in (ingress.c: a libmicrohttpd server driven from the instance's
  * thread) and out (egress.c: a webhook destination over plugins/common's HTTP client), the
- * bearer tokens that guard the ingress (tokens.c), and the CloudEvents HTTP protocol
- * binding's header codec both directions share (binding.c). http.c holds the descriptor
+ * gate that admits the ingress's connections and bounds slow and flooding clients
+ * (gate.c), the bearer tokens that guard the ingress (tokens.c), and the CloudEvents HTTP
+ * protocol binding's header codec both directions share (binding.c). http.c holds the descriptor
  * and the options table and wires the parts to the plugin lifecycle.
  *
  * Nothing here is exported from the .so (it is built with hidden visibility).

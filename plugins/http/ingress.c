@@ -7,7 +7,9 @@
  * so libmicrohttpd runs without any of its own. It is started in external epoll mode; the
  * instance watches its epoll descriptor (kanal_fd_watch) and keeps one kanal timer armed
  * with MHD_get_timeout, and both call MHD_run — so every request handler runs on the
- * instance's thread, where emit and flush may be called.
+ * instance's thread, where emit and flush may be called. libmicrohttpd has no listening
+ * socket of its own: gate.c accepts, enforces the limits on connections and the
+ * request_timeout, and hands it the connections it admits.
  *
  * A request is read whole (up to max_body), then parsed into events, each checked before
  * any is emitted — size, the client's allowed types, no CPR number in a context attribute

@@ -173,7 +173,8 @@ static bool s_is_json_answer(const char *text, int status)
 
 	snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
 	return text && !strncmp(text, line, strlen(line)) &&
-	       strstr(text, "Content-Type: application/json") && strstr(text, "\r\n\r\n{\"error\":");
+	       strstr(text, "Content-Type: application/json") &&
+	       strstr(text, "\r\n\r\n{\"error\":");
 }
 
 /* ---- the attack ------------------------------------------------------------------------- */
@@ -219,11 +220,12 @@ static void *s_slowloris(void *arg)
 
 		for (int i = 0; i < SLOW_MAX; i++) {
 			if (a->slow_fd[i] < 0 && now >= a->slow_since[i]) {
-				a->slow_fd[i] = s_connect(s_slow_from(i, from, sizeof from), a->port,
-							  true);
+				s_slow_from(i, from, sizeof from);
+				a->slow_fd[i] = s_connect(from, a->port, true);
 				a->slow_since[i] = now;
 				if (a->slow_fd[i] >= 0)
-					s_send(a->slow_fd[i], "POST /events HTTP/1.1\r\nHost: k\r\n", 32);
+					s_send(a->slow_fd[i],
+					       "POST /events HTTP/1.1\r\nHost: k\r\n", 32);
 			}
 			pfd[i].fd = a->slow_fd[i];
 			pfd[i].events = POLLIN;
@@ -308,7 +310,8 @@ static size_t s_discard(char *p, size_t size, size_t n, void *arg)
 static long s_post_good(int port, int id)
 {
 	char url[64], body[256];
-	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/cloudevents+json");
+	struct curl_slist *hdrs =
+		curl_slist_append(NULL, "Content-Type: application/cloudevents+json");
 	int64_t until = test_now_ms() + WAIT;
 	long status = 0;
 
@@ -400,7 +403,8 @@ done:
 			"RSS %ld -> %ld KiB\n",
 			accepted, GOOD_REQUESTS, (long long)lat[GOOD_REQUESTS / 2],
 			(long long)lat[GOOD_REQUESTS * 99 / 100], a.slow_cut,
-			(long long)a.longest_hold_ms, a.flood_connects, fds0, fds_max, rss0, rss_max);
+			(long long)a.longest_hold_ms, a.flood_connects, fds0, fds_max, rss0,
+			rss_max);
 		/* Every good event is answered 202, fast. */
 		CU_ASSERT_EQUAL(accepted, GOOD_REQUESTS);
 		CU_ASSERT(lat[GOOD_REQUESTS * 99 / 100] <= GOOD_P99_MS);
@@ -411,8 +415,8 @@ done:
 		CU_ASSERT(a.longest_hold_ms <= REQUEST_TIMEOUT_MS + CUT_SLACK_MS);
 		CU_ASSERT(a.flood_connects > 500);
 		/* kanald holds at most max_connections (64) client connections, plus those it
-		 * is closing — never more than libmicrohttpd's backstop of 2 × 64 + 16 — and its
-		 * memory grows by little. */
+		 * is closing (never more than libmicrohttpd's backstop, 2 × 64 + 16), and
+		 * its memory grows by little. */
 		CU_ASSERT(fds_max <= fds0 + 2 * 64 + 16);
 		CU_ASSERT(rss_max <= rss0 + 16 * 1024);
 		/* When the attack is over, everything is let go. */
