@@ -56,10 +56,20 @@ static const kanal_option_t s_options[] = {
 		  "again." },
 	{ .name = "max_connections", .type = KANAL_OPT_INT, .default_value = "64", .min = "1",
 	  .max = "100000", OPT(max_connections),
-	  .help = "Most client connections served at once." },
+	  .help = "Most client connections open at once; one more closes the oldest connection "
+		  "whose request has not been answered." },
 	{ .name = "connection_timeout", .type = KANAL_OPT_DURATION, .default_value = "30s",
 	  .min = "1s", OPT(connection_timeout_ms),
 	  .help = "An idle or stalled client connection is closed after this long." },
+	/* ingress: the limits that protect it from slow and flooding clients (gate.c) */
+	{ .name = "request_timeout", .type = KANAL_OPT_DURATION, .default_value = "30s",
+	  .min = "1s", OPT(request_timeout_ms),
+	  .help = "The longest a client may take to send a whole request, head and body; then "
+		  "it is answered 408 and the connection closed." },
+	{ .name = "max_connections_per_address", .type = KANAL_OPT_INT, .default_value = "32",
+	  .min = "1", .max = "100000", OPT(max_connections_per_address),
+	  .help = "Most connections open at once from one client address; more are answered "
+		  "429 and closed (behind a proxy, set it to max_connections)." },
 	/* egress */
 	{ .name = "url", .type = KANAL_OPT_STRING, OPT(url),
 	  .help = "POST each event routed to the instance to this http(s) URL (a webhook). Without it "

@@ -2,8 +2,9 @@
  * plugins/http/http.h — the private interfaces between the parts of the `http` plugin:
  * CloudEvents over HTTP in (ingress.c: a libmicrohttpd server driven from the instance's
  * thread) and out (egress.c: a webhook destination over plugins/common's HTTP client), the
- * bearer tokens that guard the ingress (tokens.c), and the CloudEvents HTTP protocol
- * binding's header codec both directions share (binding.c). http.c holds the descriptor
+ * gate that admits the ingress's connections and bounds slow and flooding clients
+ * (gate.c), the bearer tokens that guard the ingress (tokens.c), and the CloudEvents HTTP
+ * protocol binding's header codec both directions share (binding.c). http.c holds the descriptor
  * and the options table and wires the parts to the plugin lifecycle.
  *
  * Nothing here is exported from the .so (it is built with hidden visibility).
@@ -14,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <kanal/kanal.h>
 
@@ -111,11 +113,58 @@ typedef struct http_options {
 	int64_t max_body, max_event_size;
 	int64_t flush_timeout_ms, busy_retry_after_ms, dedupe_window_ms;
 	int64_t max_connections, connection_timeout_ms;
+	int64_t request_timeout_ms, max_connections_per_address;
 	/* egress */
 	const char *url, *mode;
 	kanal_strlist_t headers;
 	kc_http_conf_t http;      /* timeout, ca_file, bearer_token_file, allow_plain_http */
 } http_options_t;
+
+/* ---- gate.c: which connections the ingress serves ---------------------------------------- */
+
+struct MHD_Daemon;
+struct MHD_Connection;
+enum MHD_ConnectionNotificationCode;
+
+typedef struct gate gate_t;
+
+/* The limits that protect the ingress from slow and flooding clients. */
+typedef struct gate_limits {
+	unsigned max_connections;   /* open at once; one more evicts the oldest unanswered */
+	unsigned max_per_address;   /* open at once from one client address */
+	int64_t request_timeout_ms; /* to receive a whole request, head and body */
+} gate_limits_t;
+
+/* Makes a gate with these limits; nothing is opened. Returns 0 or KANAL_ENOMEM.
+ * Ownership: *out is the caller's (gate_destroy). */
+int gate_new(kanal_ctx_t *ctx, const gate_limits_t *limits, gate_t **out);
+/* Binds and listens on sa, accepting from the instance's thread; *port_out is the bound
+ * port. Returns 0 or KANAL_EIO with errno set. */
+int gate_listen(gate_t *g, kanal_ctx_t *ctx, const struct sockaddr *sa, socklen_t len,
+		int *port_out);
+/* Hands accepted connections to daemon (started with MHD_USE_NO_LISTEN_SOCKET and
+ * gate_on_mhd_connection as MHD_OPTION_NOTIFY_CONNECTION); pump(arg) runs it after. */
+void gate_serve(gate_t *g, struct MHD_Daemon *daemon, void (*pump)(void *arg), void *arg);
+/* libmicrohttpd's connection notifications; cls is the gate. */
+void gate_on_mhd_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			    enum MHD_ConnectionNotificationCode toe);
+/* The request handler tells the gate: the head is in, an answer is queued, the request is
+ * over (the connection's next request gets a fresh request_timeout). */
+void gate_request_began(struct MHD_Connection *conn);
+void gate_request_answered(struct MHD_Connection *conn);
+void gate_request_done(struct MHD_Connection *conn);
+/* Answers the request on conn from outside libmicrohttpd — status with {"error": text} and
+ * Connection: close — and shuts the connection's sending side: for a request that cannot
+ * be answered through libmicrohttpd before its body ends (a chunked body over max_body). */
+void gate_answer_and_close(struct MHD_Connection *conn, unsigned status, const char *text);
+/* Cuts off connections whose request is over request_timeout. Returns the milliseconds
+ * until it has something to do again. */
+int64_t gate_sweep(gate_t *g);
+/* Connections open and counted against the limits. */
+size_t gate_connections(const gate_t *g);
+/* Stops accepting and closes the connections not yet handed to libmicrohttpd. */
+void gate_close(gate_t *g);
+void gate_destroy(gate_t **g_p);
 
 /* ---- ingress.c: CloudEvents in ---------------------------------------------------------- */
 

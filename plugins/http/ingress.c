@@ -7,7 +7,9 @@
  * so libmicrohttpd runs without any of its own. It is started in external epoll mode; the
  * instance watches its epoll descriptor (kanal_fd_watch) and keeps one kanal timer armed
  * with MHD_get_timeout, and both call MHD_run — so every request handler runs on the
- * instance's thread, where emit and flush may be called.
+ * instance's thread, where emit and flush may be called. libmicrohttpd has no listening
+ * socket of its own: gate.c accepts, enforces the limits on connections and the
+ * request_timeout, and hands it the connections it admits.
  *
  * A request is read whole (up to max_body), then parsed into events, each checked before
  * any is emitted — size, the client's allowed types, no CPR number in a context attribute
@@ -173,8 +175,10 @@ struct ingress {
 	int64_t dedupe_window_ms;
 	unsigned conn_timeout_s;
 	unsigned max_connections;
+	gate_limits_t limits;       /* request_timeout, connections in total and per address */
 
 	struct MHD_Daemon *daemon;
+	gate_t *gate;               /* owns the listening socket; admits connections */
 	int epoll_fd;
 	int64_t timer;              /* 0: none armed */
 	int bound_port;
@@ -190,6 +194,7 @@ typedef struct req {
 	bool too_big;
 	bool answered;              /* a response was queued before the body was read */
 	bool auth_pending;          /* the token is checked once the body is read */
+	bool answered_by_gate;      /* answered outside libmicrohttpd: close when the body ends */
 	size_t seen;                /* body bytes received, kept or not */
 	const tokens_client_t *client;
 } req_t;
@@ -233,6 +238,7 @@ static enum MHD_Result s_respond(ingress_t *ing, struct MHD_Connection *conn, un
 		MHD_add_response_header(res, MHD_HTTP_HEADER_ALLOW, "POST");
 	rc = MHD_queue_response(conn, status, res);
 	MHD_destroy_response(res);
+	gate_request_answered(conn);
 	kanal_metric_add(ing->ctx, status < 300 ? "http_requests_accepted" : "http_requests_refused",
 			 1);
 	return rc;
@@ -609,6 +615,7 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 		if (!(rq = calloc(1, sizeof *rq)))
 			return MHD_NO;
 		*con_cls = rq;
+		gate_request_began(conn);
 		/* What can be answered from the headers is answered before the body is read —
 		 * at once when the client waits for that (Expect: 100-continue) or the body is
 		 * absurdly large; otherwise after reading and discarding the body, since a
@@ -649,6 +656,17 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 			free(rq->body);
 			rq->body = NULL;
 			rq->len = rq->cap = 0;
+			/* A chunked body has no end in sight: libmicrohttpd 0.9 queues an answer
+			 * only once the body is read, so the gate answers now and closes. */
+			if (!MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							 MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+				char text[160];
+				snprintf(text, sizeof text, "the body is larger than max_body (%zu "
+					 "bytes)", ing->max_body);
+				gate_answer_and_close(conn, MHD_HTTP_CONTENT_TOO_LARGE, text);
+				kanal_metric_add(ing->ctx, "http_requests_refused", 1);
+				rq->answered = rq->answered_by_gate = true;
+			}
 			return MHD_YES;
 		}
 		if (rq->len + add + 1 > rq->cap) {
@@ -666,6 +684,8 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 		rq->body[rq->len] = '\0';
 		return MHD_YES;
 	}
+	if (rq->answered_by_gate)
+		return MHD_NO;
 	if (rq->answered)
 		return MHD_YES;
 	rq->answered = true;
@@ -686,8 +706,8 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	req_t *rq = *con_cls;
 
 	(void)cls;
-	(void)conn;
 	(void)toe;
+	gate_request_done(conn);
 	if (rq) {
 		free(rq->body);
 		free(rq);
@@ -721,6 +741,11 @@ static void s_on_timer(kanal_ctx_t *ctx, void *arg)
 	s_pump(ing);
 }
 
+static void s_pump_arg(void *arg)
+{
+	s_pump(arg);
+}
+
 static void s_on_ready(kanal_ctx_t *ctx, int fd, int events, void *arg)
 {
 	(void)ctx;
@@ -737,6 +762,9 @@ static void s_pump(ingress_t *ing)
 
 	if (!ing->daemon)
 		return;
+	ms = gate_sweep(ing->gate);
+	if (ms > INGRESS_MAX_TIMER_MS)
+		ms = INGRESS_MAX_TIMER_MS;
 	MHD_run(ing->daemon);
 	if (MHD_get_timeout(ing->daemon, &to) == MHD_YES && to < (MHD_UNSIGNED_LONG_LONG)ms)
 		ms = (int64_t)to;
@@ -828,6 +856,11 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 	/* The table keeps connection_timeout at 1s or more and max_connections in 1-100000. */
 	ing->conn_timeout_s = (unsigned)((opt->connection_timeout_ms + 999) / 1000);
 	ing->max_connections = (unsigned)opt->max_connections;
+	/* The limits that keep slow and flooding clients from starving good ones (gate.c);
+	 * the table keeps request_timeout at 1s or more and the count in 1-100000. */
+	ing->limits.request_timeout_ms = opt->request_timeout_ms;
+	ing->limits.max_per_address = (unsigned)opt->max_connections_per_address;
+	ing->limits.max_connections = ing->max_connections;
 	if (port_file && !(ing->port_file = strdup(port_file))) {
 		rc = KANAL_ENOMEM;
 		goto fail;
@@ -858,9 +891,9 @@ int ingress_start(ingress_t *ing, kanal_ctx_t *ctx)
 {
 	struct addrinfo hints, *ai = NULL;
 	const union MHD_DaemonInfo *info;
-	unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
 	char where[300];
-	int gai;
+	int gai, rc;
 
 	ing->ctx = ctx;
 	memset(&hints, 0, sizeof hints);
@@ -873,27 +906,39 @@ int ingress_start(ingress_t *ing, kanal_ctx_t *ctx)
 		kanal_set_error(ctx, "listen %s: %s", where, gai_strerror(gai));
 		return KANAL_ECONFIG;
 	}
-	if (ai->ai_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
+	/* The gate listens and accepts; libmicrohttpd serves what it admits. */
+	if (!ing->gate && (rc = gate_new(ctx, &ing->limits, &ing->gate)) < 0) {
+		freeaddrinfo(ai);
+		return rc;
+	}
 	errno = 0;
+	rc = gate_listen(ing->gate, ctx, ai->ai_addr, ai->ai_addrlen, &ing->bound_port);
+	freeaddrinfo(ai);
+	if (rc < 0) {
+		kanal_set_error(ctx, "cannot listen on %s: %s", where,
+				errno ? strerror(errno) : "cannot watch the socket");
+		return rc;
+	}
+	/* libmicrohttpd's own connection limit is only a backstop: the gate keeps the count
+	 * at max_connections, plus those it has cut off and libmicrohttpd is closing. */
 	ing->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, s_handler, ing, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, ing,
-		MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, ing->max_connections,
+		MHD_OPTION_CONNECTION_LIMIT, ing->max_connections * 2 + 16,
 		MHD_OPTION_CONNECTION_TIMEOUT, ing->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-		s_completed, ing, MHD_OPTION_END);
-	freeaddrinfo(ai);
+		s_completed, ing, MHD_OPTION_NOTIFY_CONNECTION, gate_on_mhd_connection, ing->gate,
+		MHD_OPTION_END);
 	if (!ing->daemon) {
-		kanal_set_error(ctx, "cannot listen on %s: %s", where,
+		kanal_set_error(ctx, "cannot serve on %s: %s", where,
 				errno ? strerror(errno) : "libmicrohttpd refused to start");
+		gate_close(ing->gate);
 		return KANAL_EIO;
 	}
+	gate_serve(ing->gate, ing->daemon, s_pump_arg, ing);
 	info = MHD_get_daemon_info(ing->daemon, MHD_DAEMON_INFO_EPOLL_FD);
 	ing->epoll_fd = info ? info->epoll_fd : -1;
-	info = MHD_get_daemon_info(ing->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	ing->bound_port = info ? (int)info->port : 0;
 	if (ing->epoll_fd < 0 || ing->bound_port <= 0 ||
 	    kanal_fd_watch(ctx, ing->epoll_fd, KANAL_FD_READ, s_on_ready, ing) < 0) {
-		kanal_set_error(ctx, "listen %s: libmicrohttpd gave no epoll descriptor or port",
+		kanal_set_error(ctx, "listen %s: libmicrohttpd gave no epoll descriptor",
 				where);
 		ingress_stop(ing, ctx);
 		return KANAL_EIO;
@@ -903,7 +948,6 @@ int ingress_start(ingress_t *ing, kanal_ctx_t *ctx)
 	if (ing->port_file) {
 		char text[16], *dir = strdup(ing->port_file), *slash;
 		const char *name = ing->port_file;
-		int rc;
 
 		if (!dir) {
 			ingress_stop(ing, ctx);
@@ -943,6 +987,7 @@ void ingress_stop(ingress_t *ing, kanal_ctx_t *ctx)
 		kanal_fd_unwatch(ctx, ing->epoll_fd);
 		ing->epoll_fd = -1;
 	}
+	gate_close(ing->gate);
 	if (ing->daemon) {
 		MHD_stop_daemon(ing->daemon);
 		ing->daemon = NULL;
@@ -958,8 +1003,10 @@ void ingress_destroy(ingress_t **ing_p)
 
 	if (!ing)
 		return;
+	gate_close(ing->gate);
 	if (ing->daemon)
 		MHD_stop_daemon(ing->daemon);
+	gate_destroy(&ing->gate);
 	tokens_destroy(&ing->tokens);
 	s_seen_clear(&ing->seen);
 	free(ing->port_file);
