@@ -64,8 +64,20 @@ void delivery_dead(router_t *r, delivery_t **dl_p, const char *reason)
 			  kanal_msg_id(dl->ev->msg), deadletter_path(r->deadletter),
 			  strerror(errno));
 	}
-	log_warn("router", "event %s (%s) for '%s' went to the dead letters: %s",
-		 kanal_msg_id(dl->ev->msg), kanal_msg_type(dl->ev->msg), dl->dest->name, reason);
+	/* A sender can cause dead letters at will (unmatched or refused events), so the log
+	 * gets at most one line a second of each kind, with the count held back; the counters,
+	 * the stream and the store see every one. */
+	if (dl->kind == DL_DEFAULT)
+		log_warn_limited("router", "event %s (%s) matched no route; it went to the dead "
+					   "letters",
+				 kanal_msg_id(dl->ev->msg), kanal_msg_type(dl->ev->msg));
+	else
+		log_warn_limited("router", "event %s (%s) on route '%s' for '%s' went to the dead "
+					   "letters: %s",
+				 kanal_msg_id(dl->ev->msg), kanal_msg_type(dl->ev->msg),
+				 router_route_name(dl) ? router_route_name(dl) : "-",
+				 dl->dest->name,
+				 dl->n_errors ? dl->errors[dl->n_errors - 1] : reason);
 	extra = s_dl_json(dl);
 	json_object_set_new(extra, "reason", json_string(reason));
 	if (dl->n_errors)

@@ -998,6 +998,84 @@ static void test_duplicate_is_routed_once(void)
 	kd_destroy(&kd);
 }
 
+/* Unmatched events go to the dead letters, each kept and counted, but a sender who sends
+ * thousands does not write thousands of log lines: at most one a second, with the count of
+ * those held back (issue 12). */
+static void test_unmatched_flood_is_logged_sparingly(void)
+{
+	enum { BATCHES = 20, PER = 100 };
+	char *conf = kd_config("  - name: out\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/out.jsonl' }\n",
+			       NULL);
+	kd_t *kd = kd_start("unmatched", conf,
+			    "routes:\n  - name: only-x\n    match: { type: x.y }\n    to: out\n");
+	char *log = NULL, *reply = NULL, *p;
+	json_t *status = NULL;
+	size_t lines = 0;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int b = 0; b < BATCHES; b++) {
+		char *batch = strdup("["), *ev;
+		for (int i = 0; i < PER && batch; i++) {
+			char id[32], *grown = NULL;
+			snprintf(id, sizeof id, "u-%d-%d", b, i);
+			ev = kd_event("flooder", id, "nobody.wants.this", NULL);
+			if (ev && asprintf(&grown, "%s%s%s", batch, i ? "," : "", ev) < 0)
+				grown = NULL;
+			free(ev);
+			free(batch);
+			batch = grown;
+		}
+		CU_ASSERT_PTR_NOT_NULL_FATAL(batch);
+		p = batch;
+		CU_ASSERT_FATAL(asprintf(&batch, "%s]", p) > 0);
+		free(p);
+		CU_ASSERT(kd_send_event(kd, batch, "accepted", WAIT, NULL));
+		free(batch);
+	}
+	/* Every one is a dead letter (the admin API counts them)... */
+	for (int waited = 0; waited < WAIT; waited += 100) {
+		json_decref(status);
+		status = s_admin_json(kd, "{\"cmd\":\"status\"}");
+		if (json_integer_value(json_object_get(json_object_get(status, "counters"),
+						       "unmatched")) >= BATCHES * PER)
+			break;
+		test_sleep_ms(100);
+	}
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(status, "counters"),
+							   "unmatched")),
+			BATCHES * PER);
+	/* One more a second later: its line says how many were held back meanwhile. */
+	test_sleep_ms(1100);
+	reply = kd_event("flooder", "u-last", "nobody.wants.this", NULL);
+	CU_ASSERT(kd_send_event(kd, reply, "accepted", WAIT, NULL));
+	for (int waited = 0; waited < WAIT; waited += 100) {
+		json_decref(status);
+		status = s_admin_json(kd, "{\"cmd\":\"status\"}");
+		if (json_integer_value(json_object_get(json_object_get(status, "counters"),
+						       "unmatched")) > BATCHES * PER)
+			break;
+		test_sleep_ms(100);
+	}
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	/* ... but the log has a line a second at most, the last ones saying how many were
+	 * held back. */
+	log = kd_log(kd);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+	for (p = log; (p = strstr(p, "matched no route")); p++)
+		lines++;
+	CU_ASSERT(lines >= 1);
+	CU_ASSERT(lines <= 10);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "more like this held back"));
+	if (lines > 10)
+		fprintf(stderr, "    %zu log lines for %d unmatched events\n", lines, BATCHES * PER);
+	free(log);
+	free(reply);
+	json_decref(status);
+	kd_destroy(&kd);
+}
+
 /* ---- restart resumes ----------------------------------------------------------------------- */
 
 static void test_restart_resumes_pending_deliveries(void)
@@ -1110,6 +1188,7 @@ static void test_memory_mode_flows_and_dlq_says_off(void)
 
 TEST_MAIN("delivery",
 	  TEST(test_duplicate_is_routed_once),
+	  TEST(test_unmatched_flood_is_logged_sparingly),
 	  TEST(test_memory_mode_flows_and_dlq_says_off),
 	  TEST(test_restart_resumes_pending_deliveries),
 	  TEST(test_dlq_drop_removes_a_letter),
