@@ -118,9 +118,20 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 	char reason[800];
 
 	kanal_error_clear(&err);
+	if (len > (size_t)r->conf->max_event_bytes * GATEWAY_BATCH_EVENTS) {
+		/* Not read further: naming each event of a request this size is not worth
+		 * parsing it. */
+		snprintf(reason, sizeof reason, "request of %zu bytes is larger than the limit "
+			 "(%lld bytes: %d x max_event_size); send smaller batches", len,
+			 (long long)r->conf->max_event_bytes * GATEWAY_BATCH_EVENTS,
+			 GATEWAY_BATCH_EVENTS);
+		r->invalid++;
+		json_array_append_new(results, s_result(NULL, "invalid", reason));
+		return results;
+	}
 	if (kanal_json_is_batch(body, len)) {
 		kanal_batch_t *batch = NULL;
-		size_t max = (size_t)r->conf->max_event_bytes * 64;
+		size_t max = (size_t)r->conf->max_event_bytes * GATEWAY_BATCH_EVENTS;
 		if (kanal_batch_parse(body, len, max, &batch, &err) < 0) {
 			json_t *arr = json_loadb(body, len, 0, NULL);
 			kanal_error_format(&err, reason, sizeof reason);

@@ -884,9 +884,12 @@ static void *s_bind(router_t *r, int type, const char *endpoint, char *actual, s
 		zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
 		zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero);
 	} else if (type == ZMQ_ROUTER) {
-		/* Above the batch limit, so that the parser answers "too big" with a reason; only
-		 * frames beyond it cost the peer its connection. */
-		int64_t max = r->conf->max_event_bytes * 64 + 1024 * 1024;
+		/* Well above the batch limit, so that a request too big gets its answer with a
+		 * reason (gateway.c); only a frame beyond this costs the peer its connection,
+		 * without an answer: ZeroMQ drops it before kanald sees a byte (docs/security.md). */
+		int64_t max = r->conf->max_event_bytes * GATEWAY_BATCH_EVENTS + 1024 * 1024;
+		if (max < GATEWAY_MAX_FRAME)
+			max = GATEWAY_MAX_FRAME;
 		zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
 	}
 	/* The gateway is the one ROUTER bound outside the process: with CURVE on it is a

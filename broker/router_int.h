@@ -559,6 +559,15 @@ static inline void stats_measure(router_t *r, const kanal_msg_t *msg)
 		stats_count_measures(r, msg);
 }
 
+/* ---- gateway.c -------------------------------------------------------------------------- */
+
+/* A gateway request holds at most this many times max_event_size (a batch); larger ones are
+ * answered "invalid" with the limit. Frames up to GATEWAY_MAX_FRAME (or the batch limit and
+ * a MiB, if larger) are read to be answered; a larger frame is dropped by ZeroMQ with the
+ * connection. */
+#define GATEWAY_BATCH_EVENTS 64
+#define GATEWAY_MAX_FRAME (16 * 1024 * 1024)
+
 /* ---- commit.c: the end of a turn -------------------------------------------------------- */
 
 /* Ends a turn: commits the journal, then sends deliveries, acks and gateway replies; when

@@ -939,7 +939,54 @@ static void test_full_destination_parks_events_on_disk(void)
 	kd_destroy(&kd);
 }
 
+/* An oversized request gets its answer, not a dropped connection: up to 16 MiB a frame is
+ * read and answered "invalid" with the limit; only beyond that does ZeroMQ drop the
+ * connection (no answer is possible: docs/security.md), and kanald goes on serving. */
+static void test_oversized_gateway_requests_are_answered(void)
+{
+	char *conf = kd_config("  - name: out\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/out.jsonl' }\n",
+			       NULL);
+	kd_t *kd = kd_start("oversized", conf, "routes:\n  - name: all\n    to: out\n");
+	size_t big = 10 * 1024 * 1024, huge = 20 * 1024 * 1024;
+	char *frame = malloc(huge + 1), *reply, *ev;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(frame);
+	/* 10 MB of an event-looking batch (64 x the default 64 KiB max_event_size is 4 MiB). */
+	memset(frame, ' ', big);
+	{
+		static const char head[] = "[{\"specversion\":\"1.0\",\"id\":\"big\",\"data\":\"";
+		memcpy(frame, head, sizeof head - 1);
+	}
+	frame[big - 3] = '"';
+	frame[big - 2] = '}';
+	frame[big - 1] = ']';
+	frame[big] = '\0';
+	reply = kd_send(kd, frame, WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply);
+	CU_ASSERT_PTR_NOT_NULL(reply ? strstr(reply, "\"invalid\"") : NULL);
+	CU_ASSERT_PTR_NOT_NULL(reply ? strstr(reply, "larger than the limit") : NULL);
+	free(reply);
+	/* 20 MB: dropped with the connection by ZeroMQ, no answer. */
+	memset(frame, ' ', huge);
+	frame[huge] = '\0';
+	reply = kd_send(kd, frame, 2000);
+	CU_ASSERT_PTR_NULL(reply);
+	free(reply);
+	free(frame);
+	/* kanald serves the next client as before. */
+	ev = kd_event("t", "after", "x.y", NULL);
+	CU_ASSERT(kd_send_event(kd, ev, "accepted", WAIT, NULL));
+	free(ev);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT), 1);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("kanald",
+	  TEST(test_oversized_gateway_requests_are_answered),
 	  TEST(test_fan_out_where_and_default),
 	  TEST(test_gateway_statuses),
 	  TEST(test_fallback_when_every_primary_rejects),
