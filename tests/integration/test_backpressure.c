@@ -131,6 +131,20 @@ static void test_slow_destination_keeps_memory_bounded_and_loses_nothing(void)
 	kd_destroy(&kd);
 }
 
+/* Starts kd with the journal's fault switch (KANAL_FAULT_JOURNAL) at DIR/fault, whose
+ * path goes to fault[size], and subscribes to its journal.* stream topics (NULL when kanald
+ * did not start). */
+static void *s_launch_with_fault(kd_t *kd, char *fault, size_t size)
+{
+	int rc;
+
+	snprintf(fault, size, "%s", kd_path(kd, "fault"));
+	setenv("KANAL_FAULT_JOURNAL", fault, 1);
+	rc = kd_launch(kd);
+	unsetenv("KANAL_FAULT_JOURNAL");
+	return rc == 0 ? kd_subscribe(kd, "journal.") : NULL;
+}
+
 static void test_journal_write_failure_refuses_clearly_and_recovers(void)
 {
 	char *conf = kd_config("  - name: out\n    plugin: sink\n"
@@ -141,11 +155,8 @@ static void test_journal_write_failure_refuses_clearly_and_recovers(void)
 	void *sub;
 
 	free(conf);
-	snprintf(fault, sizeof fault, "%s", kd_path(kd, "fault"));
-	setenv("KANAL_FAULT_JOURNAL", fault, 1);
-	CU_ASSERT_EQUAL_FATAL(kd_launch(kd), 0);
-	unsetenv("KANAL_FAULT_JOURNAL");
-	sub = kd_subscribe(kd, "journal.");
+	sub = s_launch_with_fault(kd, fault, sizeof fault);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sub);
 
 	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"before\",\"source\":\"t\","
 			    "\"type\":\"x.y\"}", WAIT);
@@ -209,11 +220,8 @@ static void test_emits_of_a_failed_commit_are_held_not_lost(void)
 	int lines = 0, twice = 0, missing = 0;
 
 	free(conf);
-	snprintf(fault, sizeof fault, "%s", kd_path(kd, "fault"));
-	setenv("KANAL_FAULT_JOURNAL", fault, 1);
-	CU_ASSERT_EQUAL_FATAL(kd_launch(kd), 0);
-	unsetenv("KANAL_FAULT_JOURNAL");
-	sub = kd_subscribe(kd, "journal.");
+	sub = s_launch_with_fault(kd, fault, sizeof fault);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sub);
 	/* The disk fails while the source emits — at a commit, after the turn's events were
 	 * added — and recovers a little later. */
 	CU_ASSERT(kd_wait_lines(kd_path(kd, "out.jsonl"), 300, WAIT) >= 300);
