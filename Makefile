@@ -19,12 +19,15 @@ CC      ?= cc
 PKGS    := libzmq jansson yaml-0.1 sqlite3
 # What the connectors, the simulated upstream systems and their tests use besides.
 CONN_PKGS := libcurl libxml-2.0 libical libmicrohttpd openssl
+# jq (the routes' `transform:`) has no pkg-config file on Debian 12: its header stands in.
+JQ_LIBS   := -ljq
 
 # make never installs anything: ./run (scripts/deps.sh) does. Missing libraries stop it here
 # with their names instead of failing later in the compiler.
 MISSING_PKGS := $(shell for p in $(PKGS) $(CONN_PKGS) cunit; do \
-                  pkg-config --exists $$p 2>/dev/null || echo $$p; done)
-ifneq ($(MISSING_PKGS),)
+                  pkg-config --exists $$p 2>/dev/null || echo $$p; done) \
+                $(if $(wildcard /usr/include/jq.h),,libjq)
+ifneq ($(strip $(MISSING_PKGS)),)
 ifneq ($(filter-out clean uninstall,$(or $(MAKECMDGOALS),all)),)
 $(error pkg-config does not find: $(MISSING_PKGS). Install them with ./run (or sh \
 	scripts/deps.sh), which installs the missing Debian packages)
@@ -34,7 +37,7 @@ endif
 OPTFLAGS ?= -O2 -g
 KCFLAGS := $(OPTFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -fPIC -MMD -MP -Isdk/include -Isdk -Ibroker -Itests/util
-ifeq ($(MISSING_PKGS),)
+ifeq ($(strip $(MISSING_PKGS)),)
 KCFLAGS += $(shell pkg-config --cflags $(PKGS) cunit)
 LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -ldl -lm
 CUNIT   := $(shell pkg-config --libs cunit)
@@ -43,7 +46,7 @@ CONN_LIBS := $(shell pkg-config --libs $(CONN_PKGS))
 CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
 # kanald and kanalctl link what the broker core uses (the admin HTTP endpoint), not what
 # the connectors use: the plugins and simulators link that themselves.
-CORE_LIBS := $(shell pkg-config --libs libmicrohttpd) $(CRYPTO_LIBS)
+CORE_LIBS := $(shell pkg-config --libs libmicrohttpd) $(CRYPTO_LIBS) $(JQ_LIBS)
 endif
 ifeq ($(SAN),fuzz)
 KCFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
@@ -170,7 +173,7 @@ $(BUILD)/obj/tests/plugins/tp_abi10.o: tests/plugins/tp_abi10.c
 	@mkdir -p $(dir $@)
 	$(CC) -Itests/abi/kanal-1.0 $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
-TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(CUNIT) \
+TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(JQ_LIBS) $(LIBS) $(CUNIT) \
 	-Wl,-rpath,'$$ORIGIN/../lib'
 $(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
@@ -221,7 +224,7 @@ FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_A) $(CONN_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) -DFUZZ_LIBFUZZER -fsanitize=fuzzer,address,undefined -o $@ $< \
-		$(FUZZ_WITH_$*) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
+		$(FUZZ_WITH_$*) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(JQ_LIBS) $(LIBS) $(RPATH)
 
 .PHONY: fuzz-run
 fuzz-run: $(FUZZ_BINS)

@@ -275,6 +275,7 @@ static char *s_metrics(json_t *st)
 			{ "rejected", "kanal_route_rejected_total", "Deliveries of the route a destination rejected." },
 			{ "dead", "kanal_route_dead_total", "Deliveries of the route sent to the dead letters." },
 			{ "fallback", "kanal_route_fallback_total", "Times the route's fallback was taken." },
+			{ "transform_failed", "kanal_route_transform_failed_total", "Deliveries of the route its transform refused (counted in rejected too)." },
 		};
 		for (size_t k = 0; k < sizeof f / sizeof *f; k++)
 			s_family(&t, routes, "route", f[k][0], f[k][1], "counter", f[k][2]);

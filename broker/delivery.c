@@ -462,6 +462,11 @@ static void s_on_reject(router_t *r, dest_t *d, delivery_t *dl, const char *erro
 	delivery_dead_primary(r, &dl, "rejected", true);
 }
 
+void delivery_reject(router_t *r, delivery_t *dl, const char *error)
+{
+	s_on_reject(r, dl->dest, dl, error);
+}
+
 void delivery_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o, const char *error)
 {
 	delivery_t *dl = router_take_inflight(d, o->id);

@@ -1,7 +1,7 @@
 /*
  * broker/explain.c — `kanalctl explain`: which routes of a table an event matches and why
  * the others do not (type pattern, source glob, where), with each matching route's plan
- * (enrich steps, destinations, fallback, retry). Reads a compiled table through routes.h
+ * (enrich steps, destinations, each destination's transformed output, fallback, retry). Reads a compiled table through routes.h
  * only, the way the router does (see routes.h and docs/routes.md).
  */
 #include <stdio.h>
@@ -38,7 +38,48 @@ static void s_put_list(FILE *out, char *const *names, size_t n)
 	}
 }
 
-static void s_explain_plan(const route_t *r, FILE *out)
+/* Prints what a destination's transform makes of msg: the type and subject it delivers
+ * (when the transform changed them) and the data, or why the delivery would be rejected. */
+static void s_explain_transform(const route_t *r, bool fallback, size_t i,
+				const kanal_msg_t *msg, FILE *out)
+{
+	transform_t *t = routes_transform(r, fallback, i);
+	kanal_msg_t *res = NULL;
+	kanal_error_t err;
+	char *data;
+
+	if (!t)
+		return;
+	fputs("            transform ", out);
+	s_put(out, fallback ? r->fallback[i] : r->to[i]);
+	fputs(": ", out);
+	kanal_error_clear(&err);
+	if (transform_apply(t, msg, &res, &err) != 0) {
+		fputs("REJECT (", out);
+		s_put(out, err.text[0] ? err.text : "out of memory");
+		fputs(")\n", out);
+		return;
+	}
+	if (strcmp(kanal_msg_type(res), kanal_msg_type(msg))) {
+		fputs("type '", out);
+		s_put(out, kanal_msg_type(res));
+		fputs("', ", out);
+	}
+	if (kanal_msg_subject(res) &&
+	    (!kanal_msg_subject(msg) || strcmp(kanal_msg_subject(res), kanal_msg_subject(msg)))) {
+		fputs("subject '", out);
+		s_put(out, kanal_msg_subject(res));
+		fputs("', ", out);
+	}
+	data = kanal_msg_data_json(res, NULL);
+	fputs("data ", out);
+	s_put(out, data ? data : "null");
+	fputc('\n', out);
+	kanal_free(data);
+	kanal_msg_destroy(&res);
+}
+
+static void s_explain_plan(const route_t *r, const kanal_msg_t *msg, FILE *out)
 {
 	char a[32], b[32];
 	size_t i;
@@ -46,6 +87,10 @@ static void s_explain_plan(const route_t *r, FILE *out)
 	fputs("            to        ", out);
 	s_put_list(out, r->to, r->n_to);
 	fputc('\n', out);
+	for (i = 0; i < r->n_to; i++)
+		s_explain_transform(r, false, i, msg, out);
+	for (i = 0; i < r->n_fallback; i++)
+		s_explain_transform(r, true, i, msg, out);
 	for (i = 0; i < r->n_enrich; i++) {
 		const route_enrich_t *e = &r->enrich[i];
 		fputs("            enrich    ", out);
@@ -126,7 +171,7 @@ static bool s_explain_route(const route_t *r, const kanal_msg_t *msg, FILE *out)
 		}
 	}
 	if (match)
-		s_explain_plan(r, out);
+		s_explain_plan(r, msg, out);
 	return match;
 }
 

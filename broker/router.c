@@ -166,11 +166,47 @@ bool router_resume(router_t *r, delivery_t *dl, const journal_row_t *row)
 	return true;
 }
 
+/* Runs the destination's transform, if any, and gives dl the transformed event (one event
+ * of its own that shares the journal record). Returns false with the reason in dl's errors
+ * when the transform refuses the event: the delivery is then a REJECT. */
+static bool s_transform(router_t *r, flow_t *f, delivery_t *dl, dl_kind_t kind, size_t i)
+{
+	transform_t *t = routes_transform(f->route, kind == DL_FALLBACK, i);
+	kanal_msg_t *out = NULL;
+	kanal_error_t err;
+	shared_t *ev;
+
+	if (!t)
+		return true;
+	kanal_error_clear(&err);
+	if (transform_apply(t, f->ev->msg, &out, &err) != 0) {
+		if (f->route->stat)
+			f->route->stat->transform_failed++;
+		log_warn("router", "route '%s': event %s for '%s': %s", f->route->name,
+			 kanal_msg_id(f->ev->msg), dl->dest->name,
+			 err.text[0] ? err.text : "transform: out of memory");
+		delivery_error(dl, err.text[0] ? err.text : "transform: out of memory");
+		return false;
+	}
+	if (!(ev = router_shared_new(&out))) {
+		delivery_error(dl, "transform: out of memory");
+		return false;
+	}
+	ev->born_ms = dl->ev->born_ms;
+	ev->jev = dl->ev->jev;
+	if (ev->jev)
+		ev->jev->refs++;
+	router_shared_release(&dl->ev);
+	dl->ev = ev;
+	dl->bytes = ev->bytes;
+	return true;
+}
+
 /* Queues one delivery of the flow's event to each destination in names[]. */
 void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kind_t kind,
 		      delivery_t *history)
 {
-	delivery_t *ghosts = NULL;
+	delivery_t *ghosts = NULL, *refused = NULL;
 
 	for (size_t i = 0; i < n; i++) {
 		dest_t *d = router_dest(r, names[i]);
@@ -209,8 +245,21 @@ void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kin
 			ghosts = dl;
 			continue;
 		}
+		if (!s_transform(r, f, dl, kind, i)) {
+			/* Rejected once every delivery is queued: a rejection now could decide
+			 * the flow before its other primaries exist. */
+			dl->next = refused;
+			refused = dl;
+			continue;
+		}
 		if (!router_resume(r, dl, row))
 			router_enqueue(r, dl);
+	}
+	while (refused) {
+		delivery_t *dl = refused;
+		refused = dl->next;
+		dl->next = NULL;
+		delivery_reject(r, dl, dl->n_errors ? dl->errors[dl->n_errors - 1] : "transform");
 	}
 	while (ghosts) {
 		delivery_t *dl = ghosts;

@@ -129,6 +129,7 @@ struct dest {
 typedef struct route_stat {
 	char *name;
 	uint64_t matched, delivered, retried, rejected, dead, fallback;
+	uint64_t transform_failed; /* deliveries its transforms refused (also in rejected) */
 	struct route_stat *next; /* in its hash chain */
 } route_stat_t;
 
@@ -494,6 +495,10 @@ void delivery_dead(router_t *r, delivery_t **dl_p, const char *reason);
 void delivery_dead_primary(router_t *r, delivery_t **dl_p, const char *reason, bool rejected);
 /* Acts on the outcome o of a delivery to d (`error`: its text, "" when none). Takes o->reply. */
 void delivery_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o, const char *error);
+/* A delivery refused before it was sent (its transform failed): a REJECT with `error`, which
+ * dl's errors already hold; fallback or dead letters as for a destination's REJECT.
+ * Ownership: takes dl. */
+void delivery_reject(router_t *r, delivery_t *dl, const char *error);
 /* A primary of flow f reached its end; the last one decides fallback or dead letters. */
 void delivery_flow_primary_done(router_t *r, flow_t *f);
 /* Runs f's next enrich step, or delivers when none is left. */

@@ -40,7 +40,8 @@
 static const char *const s_top_keys[] = { "routes", "default", "measures" };
 static const char *const s_measure_keys[] = { "name", "title", "match", "labels" };
 static const char *const s_route_keys[] = { "name", "match", "enrich", "to", "fallback",
-					    "retry" };
+					    "retry", "transform" };
+static const char *const s_destination_keys[] = { "instance", "transform" };
 static const char *const s_match_keys[] = { "type", "source", "where" };
 static const char *const s_enrich_keys[] = { "service",	 "into",    "timeout",
 					      "on_error", "purpose", "protected_address" };
@@ -208,12 +209,21 @@ static void s_route_free(route_t *r)
 		free(r->enrich[i].purpose);
 	}
 	free(r->enrich);
-	for (i = 0; i < r->n_to; i++)
+	for (i = 0; i < r->n_to; i++) {
 		free(r->to[i]);
+		if (r->to_transform)
+			transform_destroy(&r->to_transform[i]);
+	}
 	free(r->to);
-	for (i = 0; i < r->n_fallback; i++)
+	free(r->to_transform);
+	for (i = 0; i < r->n_fallback; i++) {
 		free(r->fallback[i]);
+		if (r->fallback_transform)
+			transform_destroy(&r->fallback_transform[i]);
+	}
 	free(r->fallback);
+	free(r->fallback_transform);
+	transform_destroy(&r->transform);
 	/* r->file is borrowed from the table's file list. */
 }
 
@@ -586,6 +596,37 @@ static void s_where(builder_t *b, expr_t **where, char **where_text, const ynode
 	b->errors++;
 }
 
+/* Compiles a `transform:` (a jq program) and reports its error at the line jq names. */
+static void s_transform(builder_t *b, transform_t **out, const ynode_t *v)
+{
+	kanal_error_t err;
+	const char *text = s_text(b, v, "transform");
+	size_t offset = 0;
+	int line, col;
+
+	if (!text)
+		return;
+	kanal_error_clear(&err);
+	if (transform_new(text, out, &err) == 0)
+		return;
+	if (err.line > 1 && v->style == YNODE_LITERAL)
+		for (int n = 1; n < err.line && text[offset]; offset++)
+			if (text[offset] == '\n')
+				n++;
+	s_text_position(v, offset, &line, &col);
+	diag_add(b->d, b->file, line, col, "%s", err.text[0] ? err.text : "transform: invalid");
+	b->errors++;
+}
+
+transform_t *routes_transform(const route_t *r, bool fallback, size_t i)
+{
+	transform_t *const *own = fallback ? r->fallback_transform : r->to_transform;
+
+	if (own && i < (fallback ? r->n_fallback : r->n_to) && own[i])
+		return own[i];
+	return r->transform;
+}
+
 /* Reads a `match:` mapping (type, source, where) into the fields given: a route's or a
  * measure's. */
 static void s_match_into(builder_t *b, const ynode_t *v, char **type_pattern, char **source_glob,
@@ -642,7 +683,7 @@ static void s_unknown_instance(builder_t *b, const ynode_t *v, const char *name,
 /* Reads a destination list (`to`, `fallback`): one name or a list of names, each a known
  * instance or the built-in dead-letter destination, none twice. */
 static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char ***out,
-			   size_t *n_out)
+			   size_t *n_out, transform_t ***transforms)
 {
 	const ynode_t *one[1];
 	const ynode_t *const *items = one;
@@ -669,23 +710,51 @@ static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char
 		return;
 	}
 	*out = names;
+	if (!(*transforms = calloc(n, sizeof **transforms))) {
+		b->oom = true;
+		return;
+	}
 	for (i = 0; i < n; i++) {
-		const char *name = s_text(b, items[i], key);
-		if (!name)
+		const ynode_t *item = items[i], *x;
+		transform_t *t = NULL;
+		const char *name;
+
+		if (item->kind == YNODE_MAPPING) {
+			/* { instance: NAME, transform: PROGRAM }: one destination's own transform. */
+			s_check_keys(b, item, s_destination_keys, N_OF(s_destination_keys), key);
+			if ((x = yaml_tree_get(item, "transform")))
+				s_transform(b, &t, x);
+			if (!(x = yaml_tree_get(item, "instance"))) {
+				s_err(b, item, "a destination in '%s' written as a mapping needs "
+					       "'instance'", key);
+				transform_destroy(&t);
+				continue;
+			}
+			item = x;
+		}
+		if (!(name = s_text(b, item, key))) {
+			transform_destroy(&t);
 			continue;
+		}
 		if (strcmp(name, ROUTES_DEADLETTER) && !s_is_instance(b, name)) {
-			s_unknown_instance(b, items[i], name, key, true);
+			s_unknown_instance(b, item, name, key, true);
+			transform_destroy(&t);
 			continue;
 		}
 		for (j = 0; j < *n_out; j++)
 			if (!strcmp(names[j], name))
 				break;
 		if (j < *n_out) {
-			s_err(b, items[i], "'%s' is listed twice in '%s'", name, key);
+			s_err(b, item, "'%s' is listed twice in '%s'", name, key);
+			transform_destroy(&t);
 			continue;
 		}
-		if ((names[*n_out] = s_strdup(b, name)))
+		if ((names[*n_out] = s_strdup(b, name))) {
+			(*transforms)[*n_out] = t;
+			t = NULL;
 			(*n_out)++;
+		}
+		transform_destroy(&t);
 	}
 }
 
@@ -937,15 +1006,18 @@ static void s_route(builder_t *b, const ynode_t *v, size_t nth)
 	if ((x = yaml_tree_get(v, "enrich")))
 		s_enrich(b, r, x);
 	if ((x = yaml_tree_get(v, "to")))
-		s_destinations(b, x, "to", &r->to, &r->n_to);
+		s_destinations(b, x, "to", &r->to, &r->n_to, &r->to_transform);
 	else if (r->name)
 		s_err(b, v, "route '%s' has no 'to': name the instances it delivers to", r->name);
 	else
 		s_err(b, v, "route #%zu has no 'to': name the instances it delivers to", nth + 1);
 	if ((x = yaml_tree_get(v, "fallback")))
-		s_destinations(b, x, "fallback", &r->fallback, &r->n_fallback);
+		s_destinations(b, x, "fallback", &r->fallback, &r->n_fallback,
+			       &r->fallback_transform);
 	if ((x = yaml_tree_get(v, "retry")))
 		s_retry(b, r, x);
+	if ((x = yaml_tree_get(v, "transform")))
+		s_transform(b, &r->transform, x);
 }
 
 static void s_default(builder_t *b, const ynode_t *v)

@@ -17,6 +17,7 @@
 #include <kanal/kanal.h>
 #include "diag.h"
 #include "expr.h"
+#include "transform.h"
 
 /* The built-in destination that keeps what nothing else takes: unmatched events when no
  * `default` is set, and dead deliveries. */
@@ -58,6 +59,9 @@ typedef struct route {
 	char **fallback;
 	size_t n_fallback;
 	route_retry_t retry;
+	transform_t *transform;            /* the route's `transform:`, or NULL */
+	transform_t **to_transform;        /* n_to: a destination's own transform, or NULL */
+	transform_t **fallback_transform;  /* n_fallback: the same for fallback destinations */
 	struct route_stat *stat; /* the router's counters for this route's name (not owned) */
 } route_t;
 
@@ -122,6 +126,11 @@ size_t routes_match(const routes_t *rt, const kanal_msg_t *msg, const route_t **
  * steps, fallback) — or that it would go to the default destination. Returns the number of
  * matching routes. */
 size_t routes_explain(const routes_t *rt, const kanal_msg_t *msg, FILE *out);
+
+/* The transform a delivery of r to its i-th destination runs: that destination's own (in
+ * `fallback` when `fallback` is true, else in `to`), else the route's, else NULL.
+ * Ownership: borrowed from r. */
+transform_t *routes_transform(const route_t *r, bool fallback, size_t i);
 
 /* Formats a duration the way it is written in the files: "2s", "10m", "1500ms".
  * Ownership: writes buf. */

@@ -291,11 +291,12 @@ void stats_status(router_t *r, json_t *st)
 		if (!c)
 			continue;
 		json_array_append_new(routes,
-			json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "name", rt->name,
+			json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name", rt->name,
 				  "matched", (json_int_t)c->matched, "delivered",
 				  (json_int_t)c->delivered, "retried", (json_int_t)c->retried,
 				  "rejected", (json_int_t)c->rejected, "dead", (json_int_t)c->dead,
-				  "fallback", (json_int_t)c->fallback));
+				  "fallback", (json_int_t)c->fallback, "transform_failed",
+				  (json_int_t)c->transform_failed));
 	}
 	for (size_t i = 0; i < N_LATENCY; i++) {
 		cum += r->latency[i];

@@ -31,6 +31,8 @@ pkg_for() {
 }
 
 missing=""
+# jq (routes' transforms) has no pkg-config file on Debian 12: look for its header.
+[ -f /usr/include/jq.h ] || missing="$missing libjq-dev"
 for c in $need_cmd; do
 	command -v "$c" >/dev/null 2>&1 || missing="$missing $(pkg_for "$c")"
 done

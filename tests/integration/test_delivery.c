@@ -765,6 +765,52 @@ static void test_dlq_drop_removes_a_letter(void)
 	kd_destroy(&kd);
 }
 
+/* ---- transforms ---------------------------------------------------------------------------- */
+
+static json_t *s_wait_list(kd_t *kd, const char *filter, size_t n);
+
+/* A route's jq transform reshapes what its destination receives (data and type), and a
+ * transform that fails sends the event, unchanged, to the dead letters with jq's message. */
+static void test_transform_reshapes_and_failure_is_dead(void)
+{
+	char *conf = kd_config(s_fixed_sinks, NULL);
+	kd_t *kd = kd_start("transform", conf,
+			    "routes:\n"
+			    "  - name: shaped\n    match: { type: x.shaped }\n"
+			    "    transform: '{data: {count: (.n + 41)}, attributes: {type: \"x.reshaped\"}}'\n"
+			    "    to: rejector\n"
+			    "  - name: broken\n    match: { type: x.broken }\n"
+			    "    transform: 'error(\"no child in the payload\")'\n"
+			    "    to: retrier\n");
+	char status[32];
+	json_t *list, *item;
+	char *text;
+	int64_t deadline = test_now_ms() + WAIT;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	CU_ASSERT_STRING_EQUAL(s_send_one(kd, "tf-test", "t-1", "x.shaped", status, sizeof status),
+			       "accepted");
+	CU_ASSERT_STRING_EQUAL(s_send_one(kd, "tf-test", "t-2", "x.broken", status, sizeof status),
+			       "accepted");
+	while (test_now_ms() < deadline &&
+	       s_count_lines_with(kd_path(kd, "rejector.jsonl"), "\"count\":42") < 1)
+		test_sleep_ms(50);
+	CU_ASSERT_EQUAL(s_count_lines_with(kd_path(kd, "rejector.jsonl"), "\"count\":42"), 1);
+	CU_ASSERT_EQUAL(s_count_lines_with(kd_path(kd, "rejector.jsonl"), "x.reshaped"), 1);
+	list = s_wait_list(kd, "\"route\":\"broken\"", 1);
+	item = json_array_get(json_object_get(list, "items"), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(item);
+	text = json_dumps(item, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text ? text : "", "no child in the payload"));
+	free(text);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "type")) ?: "", "x.broken");
+	CU_ASSERT_EQUAL(s_count_lines_with(kd_path(kd, "retrier.jsonl"), "t-2"), 0);
+	json_decref(list);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
 /* ---- dlq filters, masking, replay of a letter that fails again ------------------------------ */
 
 /* Waits until dlq.list (with `filter`, a JSON fragment such as `"route":"r"`, may be "")
@@ -1189,6 +1235,7 @@ static void test_memory_mode_flows_and_dlq_says_off(void)
 TEST_MAIN("delivery",
 	  TEST(test_duplicate_is_routed_once),
 	  TEST(test_unmatched_flood_is_logged_sparingly),
+	  TEST(test_transform_reshapes_and_failure_is_dead),
 	  TEST(test_memory_mode_flows_and_dlq_says_off),
 	  TEST(test_restart_resumes_pending_deliveries),
 	  TEST(test_dlq_drop_removes_a_letter),
