@@ -21,6 +21,7 @@
 
 #include <kanal/kanal.h>
 
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
 
@@ -232,5 +233,63 @@ static void test_tenant_sees_only_its_own_stream_lines(void)
 	s_keys_destroy(&k);
 }
 
+/* A POST to kanald's admin HTTP endpoint with the given extra headers; the status. */
+static long s_admin_post(kd_t *kd, const char *path, const char *const *headers)
+{
+	http_answer_t a;
+	char url[512];
+	long status;
+
+	snprintf(url, sizeof url, "%s%s", kd->admin_http, path);
+	http_request(NULL,
+		     &(http_request_t){ .method = "POST", .url = url, .headers = headers,
+					.body = "pause=1", .timeout_ms = WAIT },
+		     &a);
+	status = a.status;
+	http_answer_clear(&a);
+	return status;
+}
+
+/* True when kanald's status reply shows a paused instance. */
+static bool s_instance_paused(kd_t *kd)
+{
+	char *reply = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	bool paused = reply && strstr(reply, "\"paused\"");
+
+	free(reply);
+	return paused;
+}
+
+static void test_admin_refuses_cross_site_requests(void)
+{
+	/* The shipped config's shape: admin_http on loopback, no admin_token_file. */
+	char *conf = kd_config("  - name: sink\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/sink.jsonl' }\n",
+			       NULL);
+	kd_t *kd = kd_start("tenancy-csrf", conf, s_routes);
+	const char *const form[] = { "Content-Type: application/x-www-form-urlencoded",
+				     "Origin: http://evil.example", NULL };
+	const char *const fetch_site[] = { "Sec-Fetch-Site: cross-site", "X-Kanal-Request: 1",
+					   NULL };
+	const char *const plain[] = { "Content-Type: application/x-www-form-urlencoded", NULL };
+	const char *const dashboard[] = { "X-Kanal-Request: 1", NULL };
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	CU_ASSERT_FATAL(kd->admin_http[0] != '\0');
+	/* A form on another site, as a browser sends it. */
+	CU_ASSERT_EQUAL(s_admin_post(kd, "/api/v1/instances/sink/pause", form), 403);
+	CU_ASSERT_EQUAL(s_admin_post(kd, "/api/v1/instances/sink/pause", fetch_site), 403);
+	/* Without Origin (an older browser) the missing custom header still refuses it. */
+	CU_ASSERT_EQUAL(s_admin_post(kd, "/api/v1/instances/sink/pause", plain), 403);
+	CU_ASSERT(!s_instance_paused(kd));
+	/* What the dashboard sends works. */
+	CU_ASSERT_EQUAL(s_admin_post(kd, "/api/v1/instances/sink/pause", dashboard), 200);
+	CU_ASSERT(s_instance_paused(kd));
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("tenancy", TEST(test_tenant_cannot_spoof_suppress_or_probe),
-	  TEST(test_tenant_sees_only_its_own_stream_lines))
+	  TEST(test_tenant_sees_only_its_own_stream_lines),
+	  TEST(test_admin_refuses_cross_site_requests))
