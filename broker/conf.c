@@ -1054,6 +1054,18 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 			     "authentication (the admin socket has no CURVE): bind it to "
 			     "127.0.0.1 or ipc://PATH, or set security.allow_plain: true",
 		      conf->admin_endpoint);
+	/* The same rule admin_http.c applies when it reads the token at start, checked here
+	 * too so that kanalctl check and kanald --check refuse what start refuses. */
+	if ((x = yaml_tree_get(eps, "admin_token_file")) && conf->admin_token_file) {
+		struct stat st;
+		if (stat(conf->admin_token_file, &st) != 0)
+			s_err(ld, x, "'admin_token_file': cannot read %s: %s",
+			      conf->admin_token_file, strerror(errno));
+		else if (st.st_mode & 077)
+			s_err(ld, x, "'admin_token_file': %s may be read by others (mode %04o): "
+				     "make it private with chmod 600 %s", conf->admin_token_file,
+			      (unsigned)(st.st_mode & 07777), conf->admin_token_file);
+	}
 	if ((x = yaml_tree_get(eps, "admin_http")) && !conf->admin_token_file &&
 	    !s_http_local(conf->admin_http))
 		s_err(ld, x, "'admin_http': %s would take admin requests from the network "

@@ -290,6 +290,89 @@ static void test_admin_refuses_cross_site_requests(void)
 	kd_destroy(&kd);
 }
 
+/* Runs a built program (bin/kanald or bin/kanalctl) with args, its output into
+ * log_path. Returns its exit status, or -1. */
+static int s_run(const char *prog, const char *log_path, char *const *args)
+{
+	char path[512];
+	int status;
+	pid_t pid;
+
+	snprintf(path, sizeof path, "%s", test_path(prog));
+	pid = fork();
+	if (pid == 0) {
+		FILE *f = freopen(log_path, "a", stdout);
+		if (f)
+			dup2(fileno(stdout), STDERR_FILENO);
+		execv(path, args);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Feeds one broken config to `kanalctl check`, `kanald --check` and a real start: all
+ * three must refuse it, and the two checks must name `needle`. token_file, when set, is
+ * the config's endpoints.admin_token_file. */
+static void s_check_agrees_with_start(const char *tag, const char *instances,
+				      const char *token_file, const char *needle)
+{
+	char *conf = kd_config(instances, NULL), *log_path, *log, *at;
+	kd_t *kd;
+
+	at = conf ? strstr(conf, "  admin_http: http://127.0.0.1:0\n") : NULL;
+	if (at && token_file) {
+		char *with;
+		at += strlen("  admin_http: http://127.0.0.1:0\n");
+		CU_ASSERT(asprintf(&with, "%.*s  admin_token_file: %s\n%s", (int)(at - conf),
+				   conf, token_file, at) > 0);
+		free(conf);
+		conf = with;
+	}
+	kd = kd_prepare(tag, conf, s_routes);
+	char *ctl[] = { "kanalctl", "-c", NULL, "check", NULL };
+	char *kanald[] = { "kanald", "-c", NULL, "--check", NULL };
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	ctl[2] = kanald[2] = kd->conf_path;
+	CU_ASSERT(asprintf(&log_path, "%s/check.log", kd->dir) > 0);
+	CU_ASSERT_NOT_EQUAL(s_run("bin/kanalctl", log_path, ctl), 0);
+	CU_ASSERT_NOT_EQUAL(s_run("bin/kanald", log_path, kanald), 0);
+	log = test_read_file(log_path, NULL);
+	CU_ASSERT(log && kd_count(log, needle) >= 2);
+	if (log && kd_count(log, needle) < 2)
+		fprintf(stderr, "    %s: %s\n", tag, log);
+	free(log);
+	free(log_path);
+	/* And start refuses it too. */
+	CU_ASSERT_EQUAL(kd_launch(kd), -1);
+	kd_destroy(&kd);
+}
+
+static void test_check_says_not_ok_when_start_would_refuse(void)
+{
+	char *dir = test_tmpdir("tenancy-token"), *token;
+
+	/* An admin token file others may read. */
+	token = test_write_file(dir, "admin.token", "0123456789abcdef0123\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(token);
+	chmod(token, 0644);
+	s_check_agrees_with_start("tenancy-check-token",
+				  "  - name: sink\n    plugin: sink\n", token, "mode 0644");
+	free(token);
+	test_rmdir_r(dir);
+	free(dir);
+	/* A plugin option out of its range. */
+	s_check_agrees_with_start("tenancy-check-count",
+				  "  - name: gen\n    plugin: source\n"
+				  "    options: { type: x.y, count: -5 }\n"
+				  "  - name: sink\n    plugin: sink\n",
+				  NULL, "must be at least 0");
+}
+
 TEST_MAIN("tenancy", TEST(test_tenant_cannot_spoof_suppress_or_probe),
 	  TEST(test_tenant_sees_only_its_own_stream_lines),
-	  TEST(test_admin_refuses_cross_site_requests))
+	  TEST(test_admin_refuses_cross_site_requests),
+	  TEST(test_check_says_not_ok_when_start_would_refuse))
