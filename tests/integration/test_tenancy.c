@@ -372,7 +372,46 @@ static void test_check_says_not_ok_when_start_would_refuse(void)
 				  NULL, "must be at least 0");
 }
 
+/* The permission bits of path, or -1. */
+static int s_mode(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+static void test_existing_public_journal_is_made_private(void)
+{
+	/* journal.path outside the 0700 state_dir, left 0644 by an older kanald. */
+	char *dir = test_tmpdir("tenancy-journal"), *path, *extra, *conf, *wal;
+	kd_t *kd;
+
+	path = test_write_file(dir, "journal.db", "");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(path);
+	chmod(path, 0644);
+	CU_ASSERT(asprintf(&extra, "journal:\n  path: %s\n", path) > 0);
+	CU_ASSERT(asprintf(&wal, "%s-wal", path) > 0);
+	conf = kd_config("  - name: sink\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/sink.jsonl' }\n",
+			 extra);
+	kd = kd_start("tenancy-journal-kd", conf, s_routes);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"j-1\",\"source\":\"t\","
+				    "\"type\":\"x.y\"}", "accepted", WAIT, NULL));
+	CU_ASSERT_EQUAL(s_mode(path), 0600);
+	CU_ASSERT_EQUAL(s_mode(wal), 0600);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+	free(conf);
+	free(extra);
+	free(wal);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
 TEST_MAIN("tenancy", TEST(test_tenant_cannot_spoof_suppress_or_probe),
 	  TEST(test_tenant_sees_only_its_own_stream_lines),
 	  TEST(test_admin_refuses_cross_site_requests),
-	  TEST(test_check_says_not_ok_when_start_would_refuse))
+	  TEST(test_check_says_not_ok_when_start_would_refuse),
+	  TEST(test_existing_public_journal_is_made_private))
