@@ -78,6 +78,59 @@ bool acl_topic_allowed(char *const *prefixes, size_t n, const char *topic, size_
 	return false;
 }
 
+bool acl_source_pattern_valid(const char *pattern, char *why, size_t why_size)
+{
+	if (!pattern || !*pattern) {
+		snprintf(why, why_size, "an empty source pattern matches nothing (write e.g. "
+					"/vendors/acme/*)");
+		return false;
+	}
+	for (const char *c = pattern; *c; c++) {
+		if (*c <= ' ' || *c >= 0x7F) {
+			snprintf(why, why_size, "source pattern '%.80s' holds a space, a control "
+						"character or non-ASCII text: a source is a "
+						"URI-reference such as /vendors/acme/*",
+				 pattern);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Glob match where '*' is any run of characters; iterative, with one backtrack point. */
+static bool s_glob(const char *pat, const char *text)
+{
+	const char *star = NULL, *resume = NULL;
+
+	while (*text) {
+		if (*pat == '*') {
+			star = pat++;
+			resume = text;
+		} else if (*pat == *text) {
+			pat++;
+			text++;
+		} else if (star) {
+			pat = star + 1;
+			text = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
+}
+
+bool acl_source_allowed(char *const *patterns, size_t n, const char *source)
+{
+	if (!source)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s_glob(patterns[i], source))
+			return true;
+	return false;
+}
+
 json_t *acl_denied_extra(const char *who, const char *via, const char *what,
 			 const char *type)
 {

@@ -1,6 +1,7 @@
 /*
  * broker/acl.h — access-control lists: which event types a plugin instance or an external
- * CURVE client may emit, and which stream topics a client may subscribe to.
+ * CURVE client may emit, under which `source` values (`sources:`, the sources it owns:
+ * docs/design/tenancy.md), and which stream topics a client may subscribe to.
  *
  * The lists come from kanald.yaml (conf.c: `instances[].acl.emit`,
  * `security.curve.clients[].emit` and `.subscribe`). Type patterns match as in the routing
@@ -28,6 +29,15 @@ bool acl_type_allowed(char *const *patterns, size_t n, const char *type);
  * the n allowed prefixes: the topic starts with the prefix, so it can only narrow it.
  * A prefix "*" allows every subscription, the empty one ("everything") included. */
 bool acl_topic_allowed(char *const *prefixes, size_t n, const char *topic, size_t len);
+
+/* Checks the form of a source pattern (`sources:`): a non-empty URI-reference of printable
+ * ASCII without spaces, where '*' matches any run of characters ('/' included), e.g.
+ * "/vendors/acme/" followed by a star. Returns true, or false with the reason in why. */
+bool acl_source_pattern_valid(const char *pattern, char *why, size_t why_size);
+
+/* True when `source` matches one of the n source patterns (glob: '*' is any run of
+ * characters, everything else literal). A NULL source matches nothing. */
+bool acl_source_allowed(char *const *patterns, size_t n, const char *source);
 
 /* The payload of an `acl.denied` happening: who was refused (an instance or client name),
  * where (`via`: "instance", "gateway" or "stream"), what it tried ("emit" or "subscribe")

@@ -633,6 +633,45 @@ static bool s_method_matches(const char *want, const char *method)
 	return !strcmp(want, method) || (!strcmp(want, "GET") && !strcmp(method, "HEAD"));
 }
 
+/* True when a state-changing request (anything but GET and HEAD) may come from a page on
+ * another site, which an operator's browser would send with its cookies and network
+ * position: refused with 403 (docs/security.md, "Cross-site requests"). A browser marks
+ * such a request with Sec-Fetch-Site or an Origin that is not this endpoint's own; and a
+ * cross-site form or simple fetch cannot add a custom header, so without a token the
+ * request must carry X-Kanal-Request (the dashboard sends it; a bearer token is such a
+ * header already). */
+static bool s_cross_site(admin_http_t *a, struct MHD_Connection *conn, const char *method,
+			 char *why, size_t why_size)
+{
+	const char *site, *origin, *host;
+	char own[300];
+
+	if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+		return false;
+	site = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+	if (site && strcmp(site, "same-origin") && strcmp(site, "none")) {
+		snprintf(why, why_size, "a %s from another site (Sec-Fetch-Site: %.40s) is refused",
+			 method, site);
+		return true;
+	}
+	origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+	host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+	snprintf(own, sizeof own, "http://%s", host ? host : "");
+	if (origin && (!host || strcmp(origin, own))) {
+		snprintf(why, why_size, "a %s from another origin is refused (Origin is not %.60s)",
+			 method, own);
+		return true;
+	}
+	if (!a->has_token &&
+	    !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Kanal-Request")) {
+		snprintf(why, why_size, "a %s needs the header 'X-Kanal-Request: 1' (or "
+					"'Authorization: Bearer <token>' with admin_token_file)",
+			 method);
+		return true;
+	}
+	return false;
+}
+
 /* Finds the endpoint for the request and runs it. The public endpoints answer anyone;
  * anything else, unknown paths included, needs the token first. A known path asked with
  * another method gets 405 with the methods it takes; an unknown path 404. */
@@ -641,7 +680,12 @@ static void s_handle(admin_http_t *a, struct MHD_Connection *conn, const char *m
 {
 	request_t rq = { .a = a, .conn = conn };
 	const endpoint_t *path_match = NULL;
-	char allow[64] = "";
+	char allow[64] = "", why[320];
+
+	if (s_cross_site(a, conn, method, why, sizeof why)) {
+		s_reply_error(out, 403, "%s", why);
+		return;
+	}
 
 	for (size_t i = 0; i < sizeof s_endpoints / sizeof *s_endpoints; i++) {
 		const endpoint_t *e = &s_endpoints[i];
@@ -719,6 +763,12 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
 		MHD_add_response_header(r, "Content-Type", out.type);
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	/* Never framed (clickjacking); the dashboard's script and style are inline. */
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	MHD_add_response_header(r, "Content-Security-Policy",
+				"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src "
+				"'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; "
+				"form-action 'none'");
 	if (out.allow[0])
 		MHD_add_response_header(r, "Allow", out.allow);
 	if (out.status == 401)

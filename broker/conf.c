@@ -60,10 +60,11 @@ static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events"
 					    "enrich_timeout", "max_parked_events" };
 static const char *const s_instance_keys[] = { "name", "plugin", "isolation", "deadline",
 					       "options", "acl" };
-static const char *const s_acl_keys[] = { "emit" };
+static const char *const s_acl_keys[] = { "emit", "sources" };
 static const char *const s_security_keys[] = { "curve", "allow_plain" };
 static const char *const s_curve_keys[] = { "secret_key_file", "clients" };
-static const char *const s_client_keys[] = { "name", "public_key", "emit", "subscribe" };
+static const char *const s_client_keys[] = { "name", "public_key", "emit", "subscribe",
+						     "sources" };
 static const char *const s_log_levels[] = { "error", "warn", "info", "debug" };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -597,7 +598,38 @@ static void s_patterns(loader_t *ld, const ynode_t *v, const char *key, char ***
 	}
 }
 
-/* `acl: {emit: [patterns]}` of an instance. */
+/* A list of source patterns (`sources:`), each checked with acl_source_pattern_valid; a
+ * single text value counts as a list of one. An empty list owns nothing. */
+static void s_source_patterns(loader_t *ld, const ynode_t *v, char ***out, size_t *n_out)
+{
+	const ynode_t *const *items = &v;
+	size_t n = 1;
+	char why[256];
+
+	if (v->kind == YNODE_SEQUENCE) {
+		items = (const ynode_t *const *)v->items;
+		n = v->n_items;
+	} else if (v->kind != YNODE_SCALAR || yaml_tree_is_null(v)) {
+		s_err(ld, v, "'sources' must be a list of source patterns such as "
+			     "[\"/vendors/acme/*\"], not %s", yaml_tree_describe(v));
+		return;
+	}
+	*out = s_calloc(ld, n ? n : 1, sizeof **out);
+	if (!*out)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const char *text = s_text(ld, items[i], "sources", false);
+		if (!text)
+			continue;
+		if (!acl_source_pattern_valid(text, why, sizeof why)) {
+			s_err(ld, items[i], "'sources': %s", why);
+			continue;
+		}
+		(*out)[(*n_out)++] = s_strdup(ld, text);
+	}
+}
+
+/* `acl: {emit: [patterns], sources: [patterns]}` of an instance. */
 static void s_instance_acl(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
 {
 	const ynode_t *emit;
@@ -617,6 +649,10 @@ static void s_instance_acl(loader_t *ld, conf_instance_t *inst, const ynode_t *v
 		return;
 	}
 	s_patterns(ld, emit, "emit", &inst->acl_emit, &inst->n_acl_emit);
+	if ((emit = yaml_tree_get(v, "sources"))) {
+		inst->has_acl_sources = true;
+		s_source_patterns(ld, emit, &inst->acl_sources, &inst->n_acl_sources);
+	}
 }
 
 /* Checks an instance's name: valid, not the reserved "deadletter", not taken by an earlier
@@ -871,6 +907,10 @@ static void s_client(loader_t *ld, const ynode_t *v, size_t at)
 		s_patterns(ld, x, "emit", &c->emit, &c->n_emit);
 	if ((x = yaml_tree_get(v, "subscribe")))
 		s_prefixes(ld, x, &c->subscribe, &c->n_subscribe);
+	if ((x = yaml_tree_get(v, "sources"))) {
+		c->has_sources = true;
+		s_source_patterns(ld, x, &c->sources, &c->n_sources);
+	}
 	/* Entries with errors are kept too: later ones still see their names and keys. */
 	conf->n_clients++;
 }
@@ -1014,6 +1054,18 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 			     "authentication (the admin socket has no CURVE): bind it to "
 			     "127.0.0.1 or ipc://PATH, or set security.allow_plain: true",
 		      conf->admin_endpoint);
+	/* The same rule admin_http.c applies when it reads the token at start, checked here
+	 * too so that kanalctl check and kanald --check refuse what start refuses. */
+	if ((x = yaml_tree_get(eps, "admin_token_file")) && conf->admin_token_file) {
+		struct stat st;
+		if (stat(conf->admin_token_file, &st) != 0)
+			s_err(ld, x, "'admin_token_file': cannot read %s: %s",
+			      conf->admin_token_file, strerror(errno));
+		else if (st.st_mode & 077)
+			s_err(ld, x, "'admin_token_file': %s may be read by others (mode %04o): "
+				     "make it private with chmod 600 %s", conf->admin_token_file,
+			      (unsigned)(st.st_mode & 07777), conf->admin_token_file);
+	}
 	if ((x = yaml_tree_get(eps, "admin_http")) && !conf->admin_token_file &&
 	    !s_http_local(conf->admin_http))
 		s_err(ld, x, "'admin_http': %s would take admin requests from the network "

@@ -27,6 +27,11 @@ typedef struct conf_instance {
 	bool has_acl;
 	char **acl_emit;
 	size_t n_acl_emit;
+	/* `acl: {sources: [patterns]}`: the `source` values the instance owns (acl.c,
+	 * docs/design/tenancy.md); without it every source is open to the instance. */
+	char **acl_sources;
+	size_t n_acl_sources;
+	bool has_acl_sources;
 } conf_instance_t;
 
 /* An external client allowed to connect to the CURVE gateway and stream
@@ -39,6 +44,12 @@ typedef struct conf_client {
 	size_t n_emit;
 	char **subscribe;    /* topic prefixes; "*" is every topic */
 	size_t n_subscribe;
+	/* `sources`: the source patterns the client owns: it may emit only under them, and
+	 * the event stream shows it only lines about events from them. Without `sources`
+	 * (has_sources false) every source is open to it, as before (kanalctl check warns). */
+	char **sources;
+	size_t n_sources;
+	bool has_sources;
 	int line, column;
 } conf_client_t;
 

@@ -1,8 +1,9 @@
 /*
  * broker/gateway.c — the ZeroMQ gateway, on the router's thread: reads each request's
  * frames ([identity][empty, REQ only][body]), parses the body as one CloudEvent or a batch
- * (all or nothing), checks each event against the client's emit list (CURVE on) and the
- * privacy rule (no CPR number in a context attribute), hands it to router_accept, and
+ * (all or nothing), checks each event against the client's emit and sources lists (CURVE
+ * on) and the privacy rule (no CPR number in a context attribute), hands it to
+ * router_accept, and
  * holds the reply until the turn's journal commit (commit_end_turn calls
  * gateway_flush_replies): "accepted" is only said of what is stored.
  */
@@ -52,6 +53,36 @@ static void s_gateway_forbid(router_t *r, const char *type, char *reason, size_t
 	ROUTER_PUBLISH(r, "acl.denied", who, NULL, acl_denied_extra(who, "gateway", "emit", type));
 }
 
+/* With CURVE on, whether the current gateway client owns `source` (its `sources` list,
+ * docs/design/tenancy.md); a client without `sources` owns every source, as before. */
+static bool s_gateway_owns(router_t *r, const char *source)
+{
+	const conf_client_t *c;
+
+	if (!r->zap)
+		return true;
+	c = conf_client(r->conf, r->gateway_client);
+	if (c && !c->has_sources)
+		return true;
+	return c && acl_source_allowed(c->sources, c->n_sources, source);
+}
+
+/* Refuses an event whose source the current gateway client does not own, before the
+ * duplicate check: no answer about another owner's ids ever reaches it. */
+static void s_gateway_forbid_source(router_t *r, const char *source, char *reason,
+				    size_t size)
+{
+	const char *who = r->gateway_client && *r->gateway_client ? r->gateway_client : "?";
+
+	r->acl_denied++;
+	snprintf(reason, size, "client '%s' may not emit events with source '%.120s' (its "
+			       "sources list in security.curve.clients)", who, source ? source : "");
+	log_warn("gateway", "refused an event with source '%.120s' from client '%s': not in "
+			    "its sources list", source ? source : "", who);
+	ROUTER_PUBLISH(r, "acl.denied", who, NULL,
+		       acl_denied_extra(who, "gateway", "source", source));
+}
+
 /* The sum of every ACL refusal: gateway events, stream subscriptions, instance emits. */
 uint64_t gateway_acl_denied(const router_t *r)
 {
@@ -71,6 +102,11 @@ static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 	if (!s_gateway_allows(r, kanal_msg_type(*msg_p))) {
 		char reason[400];
 		s_gateway_forbid(r, kanal_msg_type(*msg_p), reason, sizeof reason);
+		return s_result(id, "forbidden", reason);
+	}
+	if (!s_gateway_owns(r, kanal_msg_source(*msg_p))) {
+		char reason[400];
+		s_gateway_forbid_source(r, kanal_msg_source(*msg_p), reason, sizeof reason);
 		return s_result(id, "forbidden", reason);
 	}
 	if (kanal__msg_context_cpr(*msg_p, attr, sizeof attr)) {

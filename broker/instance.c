@@ -138,26 +138,31 @@ static int s_wait_emit(instance_t *inst, void *buf, size_t size, int64_t wait_ms
 }
 
 /* Refuses an emit the instance's acl does not allow: logged, counted, and reported to the
- * router as an `acl.denied` notice, which it publishes on the event stream. */
-static void s_acl_refused(instance_t *inst, const kanal_msg_t *msg)
+ * router as an `acl.denied` notice, which it publishes on the event stream. `what` is
+ * "emit" (the type is not in acl.emit) or "source" (the source is not in acl.sources). */
+static void s_acl_refused(instance_t *inst, const kanal_msg_t *msg, const char *what)
 {
-	const char *type = kanal_msg_type(msg) ? kanal_msg_type(msg) : "";
+	bool source = !strcmp(what, "source");
+	const char *type = source ? kanal_msg_source(msg) : kanal_msg_type(msg);
 	bus_notice_t nt;
 	json_t *extra;
 	char *text;
 
+	if (!type)
+		type = "";
 	__atomic_add_fetch(&inst->acl_denied, 1, __ATOMIC_RELAXED);
-	log_warn(inst->name, "refused an emitted event of type '%s': not in the instance's "
-			     "acl.emit list", type);
+	log_warn(inst->name, "refused an emitted event of %s '%s': not in the instance's "
+			     "acl.%s list", source ? "source" : "type", type,
+		 source ? "sources" : "emit");
 	/* The notice has a fixed size: a type too long for it is cut, not dropped. */
-	extra = acl_denied_extra(inst->name, "instance", "emit", type);
+	extra = acl_denied_extra(inst->name, "instance", what, type);
 	text = extra ? json_dumps(extra, JSON_COMPACT) : NULL;
 	if (text && strlen(text) >= sizeof nt.detail) {
 		char cut[64];
 		free(text);
 		json_decref(extra);
 		snprintf(cut, sizeof cut, "%.40s...", type);
-		extra = acl_denied_extra(inst->name, "instance", "emit", cut);
+		extra = acl_denied_extra(inst->name, "instance", what, cut);
 		text = extra ? json_dumps(extra, JSON_COMPACT) : NULL;
 	}
 	json_decref(extra);
@@ -202,7 +207,13 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 	}
 	if (inst->has_acl && !acl_type_allowed(inst->acl_emit, inst->n_acl_emit,
 					       kanal_msg_type(msg))) {
-		s_acl_refused(inst, msg);
+		s_acl_refused(inst, msg, "emit");
+		rc = KANAL_EFORBIDDEN;
+		goto fail;
+	}
+	if (inst->has_acl_sources && !acl_source_allowed(inst->acl_sources, inst->n_acl_sources,
+							 kanal_msg_source(msg))) {
+		s_acl_refused(inst, msg, "source");
 		rc = KANAL_EFORBIDDEN;
 		goto fail;
 	}
@@ -413,6 +424,9 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 	inst->has_acl = ci->has_acl;
 	inst->acl_emit = ci->acl_emit;
 	inst->n_acl_emit = ci->n_acl_emit;
+	inst->has_acl_sources = ci->has_acl_sources;
+	inst->acl_sources = ci->acl_sources;
+	inst->n_acl_sources = ci->n_acl_sources;
 	inst->name = strdup(ci->name);
 	if (!inst->name) {
 		rc = KANAL_ENOMEM;

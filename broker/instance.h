@@ -32,6 +32,9 @@ typedef struct instance {
 	bool has_acl;
 	char *const *acl_emit;
 	size_t n_acl_emit;
+	bool has_acl_sources; /* `acl: {sources: […]}`: the sources it owns (tenancy.md) */
+	char *const *acl_sources;
+	size_t n_acl_sources;
 	uint64_t acl_denied; /* emits the acl refused; atomic (the router reads it) */
 	/* `isolation: process`: the plugin runs in a plugin host and this instance's thread is
 	 * its proxy (isolation.c); NULL for a plugin on the thread itself. */

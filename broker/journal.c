@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -281,15 +282,43 @@ static int s_prepare_done(journal_t *j, int which, int n)
 				  NULL) == SQLITE_OK ? 0 : KANAL_EIO;
 }
 
+/* Makes one existing file private (0600) when others may read it: an older kanald, or a
+ * journal.path outside the 0700 state_dir under umask 022, may have left it 0644. */
+static void s_tighten(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) {
+		if (fchmod(fd, 0600) == 0)
+			log_warn("journal", "%s could be read by others (mode %04o): made it 0600",
+				 path, (unsigned)(st.st_mode & 07777));
+		else
+			log_warn("journal", "%s can be read by others (mode %04o) and cannot be "
+					    "made private: %s", path, (unsigned)(st.st_mode & 07777),
+				 strerror(errno));
+	}
+	close(fd);
+}
+
 /* Creates a missing journal file with mode 0600 before SQLite opens it: it holds the
- * events' data, and SQLite gives the -wal file the database file's mode. A file that
- * exists keeps its mode; a failure here is left for sqlite3_open to report. */
+ * events' data, and SQLite gives the -wal file the database file's mode. An existing
+ * journal, -wal or -shm that others may read is made private; a failure to create is
+ * left for sqlite3_open to report. */
 static void s_create_private(const char *path)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	char side[4096];
 
 	if (fd >= 0)
 		close(fd);
+	s_tighten(path);
+	snprintf(side, sizeof side, "%s-wal", path);
+	s_tighten(side);
+	snprintf(side, sizeof side, "%s-shm", path);
+	s_tighten(side);
 }
 
 journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size)

@@ -5,6 +5,9 @@
  * comes up to the broker, which applies it (ZMQ_SUBSCRIBE right after reading it binds it
  * to that subscriber's pipe) or, with CURVE on, refuses it when it goes beyond the
  * client's `subscribe` prefixes — the client is known from the message's ZAP user id.
+ * A client that owns sources (`sources:`) sees only the lines about its own events: they
+ * are published once more for it under "@<name> <topic>", and only such subscriptions are
+ * applied for it (docs/design/tenancy.md).
  *
  * Subscriptions are also counted, so that payloads are built only while somebody
  * listens. libzmq reports a subscriber's disconnection as one unsubscription per topic it
@@ -140,6 +143,16 @@ static bool s_allowed(const stream_t *s, const char *user, const unsigned char *
 	if (!s->acl)
 		return true;
 	c = conf_client(s->conf, user);
+	if (c && c->has_sources) {
+		/* A client that owns sources sees only its own events' lines, published for
+		 * it under "@<name> " (stream_publish): its subscriptions must start there. */
+		size_t nlen = strlen(c->name);
+		if (len < nlen + 2 || topic[0] != '@' || memcmp(topic + 1, c->name, nlen) ||
+		    topic[nlen + 1] != ' ')
+			return false;
+		topic += nlen + 2;
+		len -= nlen + 2;
+	}
 	return c && acl_topic_allowed(c->subscribe, c->n_subscribe, (const char *)topic, len);
 }
 
@@ -225,6 +238,25 @@ bool stream_wanted(const stream_t *s)
 	return s->sock && s->subscriptions > 0;
 }
 
+/* The copies of one event line for the clients that own its source: topic "@<name> " +
+ * the line's topic, so that a client with `sources` can see its own events and no one
+ * else's (docs/design/tenancy.md). */
+static void s_publish_owned(stream_t *s, const char *topic, const char *text,
+			    const char *source)
+{
+	char owned[320];
+
+	for (size_t i = 0; i < s->conf->n_clients; i++) {
+		const conf_client_t *c = &s->conf->clients[i];
+		if (!c->name || !c->has_sources ||
+		    !acl_source_allowed(c->sources, c->n_sources, source))
+			continue;
+		snprintf(owned, sizeof owned, "@%s %s", c->name, topic);
+		zmq_send(s->sock, owned, strlen(owned), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+		zmq_send(s->sock, text, strlen(text), ZMQ_DONTWAIT);
+	}
+}
+
 void stream_publish(stream_t *s, const char *kind, const char *tail, const kanal_msg_t *ev,
 		    json_t *extra)
 {
@@ -270,5 +302,7 @@ void stream_publish(stream_t *s, const char *kind, const char *tail, const kanal
 		return;
 	zmq_send(s->sock, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
 	zmq_send(s->sock, text, strlen(text), ZMQ_DONTWAIT);
+	if (ev && s->acl)
+		s_publish_owned(s, topic, text, kanal_msg_source(ev));
 	kanal_free(text);
 }

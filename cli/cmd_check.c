@@ -71,6 +71,21 @@ static int s_load_routes(const conf_t *conf, char **paths, size_t n_paths, route
 	return rc;
 }
 
+/* Warns about each CURVE client that may emit but owns no `sources`: every source is open
+ * to it, so it could send under another tenant's (docs/design/tenancy.md). A warning, not
+ * an error: such configs worked before `sources` existed. */
+static void s_warn_open_sources(const conf_t *conf)
+{
+	for (size_t i = 0; i < conf->n_clients; i++) {
+		const conf_client_t *c = &conf->clients[i];
+		if (c->name && c->n_emit && !c->has_sources)
+			fprintf(stderr, "%s:%d:%d: warning: client '%s' has no 'sources': every "
+					"event source is open to it (write e.g. sources: "
+					"[\"/vendors/%s/*\"])\n",
+				conf->file, c->line, c->column, c->name, c->name);
+	}
+}
+
 int cmd_check(ctl_t *ctl, int argc, char **argv)
 {
 	routes_t *rt = NULL;
@@ -93,6 +108,7 @@ int cmd_check(ctl_t *ctl, int argc, char **argv)
 		diag_add(&d, NULL, 0, 0, "the routing files could not be loaded: %s",
 			 kanal_strerror(rc));
 
+	s_warn_open_sources(conf);
 	if (d.count) {
 		diag_print(&d, stderr);
 		ctl_error("check failed: %zu %s (%zu in %s, %zu in the routing files)", d.count,

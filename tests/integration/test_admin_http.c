@@ -45,10 +45,13 @@ static http_answer_t s_http(kd_t *kd, const char *method, const char *path, cons
 	http_answer_t a;
 	char url[512];
 
+	/* As the dashboard does: a state-changing request needs it without a token. */
+	static const char *const headers[] = { "X-Kanal-Request: 1", NULL };
+
 	snprintf(url, sizeof url, "%s%s", kd->admin_http, path);
 	http_request(NULL,
 		     &(http_request_t){ .method = method, .url = url, .bearer = token,
-					.timeout_ms = WAIT },
+					.headers = headers, .timeout_ms = WAIT },
 		     &a);
 	return a;
 }
