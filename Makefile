@@ -195,6 +195,9 @@ FUZZ_WITH_dlq      := cli/dlq_print.c cli/common.c
 FUZZ_WITH := $(foreach t,$(FUZZ_TARGETS),$(FUZZ_WITH_$(t)))
 $(BUILD)/tests/test_fuzz_regressions: $(call obj,$(FUZZ_SRC)) \
 	$(patsubst %.c,$(BUILD)/obj/fuzzwith/%.o,$(FUZZ_WITH)) $(CONN_A)
+# The cpr plugin's SF1520 unit suite is linked with the file it tests.
+$(BUILD)/tests/test_cpr_soap: $(BUILD)/obj/fuzzwith/plugins/cpr/soap.o \
+	$(BUILD)/obj/fuzzwith/plugins/cpr/token.o
 $(BUILD)/obj/fuzzwith/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) -c $< -o $@

@@ -1,38 +1,56 @@
 /*
- * examples/simulators/cpr.c — kanal-sim-cpr, the simulated CPR lookup service (the
- * municipal "person base data extended" service): SOAP 1.1 over HTTP with one operation,
- * PersonLookup, answering from the synthetic population (population.h). The cpr plugin
- * (plugins/cpr) is tested against it, and the demo points the cpr instance at it.
+ * examples/simulators/cpr.c — kanal-sim-cpr, a simulated SF1520 PersonBaseDataExtended
+ * service (Serviceplatformen's CPR lookup, operation PersonLookup) that enforces the
+ * contract in contracts/ (README.md §2, schemas/sf1520): SOAP 1.1 over HTTP, answering from
+ * the synthetic population (population.h) with the register's real response structure.
  *
- *   POST /cpr       a SOAP 1.1 envelope whose Body holds PersonLookupRequest
- *                   (InvocationContext + PNR); answers PersonLookupResponse, or a SOAP Fault
- *                   (HTTP 500) with detail ServiceplatformFault/ErrorList/Error
- *                   (ErrorCode, ErrorText)
+ *   POST /cpr       v4 ("context"): the Body's PersonLookupRequest must validate against
+ *                   schemas/sf1520/PersonBaseDataExtendedServiceMsg.libxml2.xsd (libxml2,
+ *                   xmlSchemaValidateOneElement) and carry an InvocationContext whose four
+ *                   UUIDs are the ones configured; answers PersonLookupResponse (itself
+ *                   checked against the schema before it leaves), or a Serviceplatformen
+ *                   SOAP Fault (HTTP 500): faultstring ending in the CallUUID/Received lines,
+ *                   detail spf:ServiceplatformFault/ErrorList/Error(ErrorCode, ErrorText)
+ *   POST /cpr/5     v5 ("token"): validated against the derived v5 schema; a request
+ *                   without a wsse:Security header is refused with the platform's "Security
+ *                   model … was not provided" fault. The token itself is NOT checked: that
+ *                   comes with the STS simulator (issue 14 §1/§4); say so, never pretend.
  *   GET  /lookups   {"lookups": N, "answered": N, "faults": N}: PersonLookup operations
  *                   served (tests check a cache with it; /_sim/stats counts every request)
  *
  * Settings (--set NAME=VALUE): agreement, usersystem, user, service — the InvocationContext
- * UUIDs the service accepts (defaults below); namespace, context_namespace,
- * fault_namespace — the XML namespaces (defaults below, written down in docs/plugins/cpr.md);
- * answer_file — a test hook: every valid request is answered with that file's current
- * content (HTTP 500 when it holds a Fault), to try the client on odd or hostile answers.
+ * UUIDs the service accepts (defaults below; service is SF1520 v4's real ServiceUUID);
+ * schemas — the folder holding the SF1520 schemas (default: contracts/schemas/sf1520 of
+ * the source tree the binary was built in); answer_file — a test hook: every valid request
+ * is answered with that file's current content (HTTP 500 when it holds a Fault), to try the
+ * client on odd or hostile answers.
  *
- * Fault codes: PNR_NOT_FOUND (a valid number nobody has), PNR_MALFORMED (not a CPR number),
- * INVOCATION_CONTEXT_INVALID (a UUID differs from the settings), REQUEST_MALFORMED (not a
- * PersonLookupRequest envelope). The `garbage` fault of sim.c answers 200 with broken XML.
+ * Fault texts and codes: "PNR not found" (a valid number nobody has; the text is how
+ * clients recognise it, the code PNR_NOT_FOUND is a placeholder — the real codes are not
+ * public), REQUEST_INVALID (the request does not validate: the schema's complaint is the
+ * text), INVOCATION_CONTEXT_INVALID (a UUID differs from the settings), SECURITY_MODEL
+ * (v5 without a token). The `garbage` fault of sim.c answers 200 with broken XML.
  *
- * What population.h does not hold is derived: children from the other people's mother and
- * father; vejviserbeskyttelse follows adressebeskyttelse; markedsfoeringsbeskyttelse is
- * false; tilmeldtNemsms is true for people enrolled in Digital Post who are alive and in
- * the country.
+ * Mutual TLS is not simulated: the simulator listens on plain loopback HTTP (the connector's
+ * client-certificate options are documented in docs/plugins/cpr.md).
+ *
+ * What population.h does not hold is derived: children (barn) from the other people's
+ * mother and father — with or without custody; vejviserbeskyttelse follows
+ * adressebeskyttelse; markedsfoeringsbeskyttelse is false; tilmeldtNemsms is true for
+ * people enrolled in Digital Post who are alive and in the country; the emigration date.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <limits.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xmlschemas.h>
 
 #include <kanal/cpr.h>
 
@@ -40,19 +58,23 @@
 #include "sim.h"
 
 #define NS_SOAP "http://schemas.xmlsoap.org/soap/envelope/"
-#define NS_SVC_DEFAULT "urn:kanal:sim:cpr:personlookup:1"
-#define NS_CTX_DEFAULT "urn:kanal:sim:invocationcontext:1"
-#define NS_FAULT_DEFAULT "urn:kanal:sim:serviceplatformfault:1"
+#define NS_V4 "http://serviceplatformen.dk/xml/wsdl/soap11/CPR/PersonBaseDataExtended/4/"
+#define NS_V5 "http://serviceplatformen.dk/xml/wsdl/soap11/CPR/PersonBaseDataExtended/5/"
+#define NS_CTX "http://serviceplatformen.dk/xml/schemas/InvocationContext/1/"
+#define NS_PNR "http://serviceplatformen.dk/xml/schemas/cpr/PNR/1/"
+#define NS_FAULT "http://serviceplatformen.dk/xml/schemas/ServiceplatformFault/1/"
+#define NS_WSSE "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 
 #define UUID_AGREEMENT "6f1c7c44-1b0a-4c52-9a8e-1d2f0c6b7a01"
 #define UUID_USERSYSTEM "0c9b1a7e-3d5f-4e21-8b6a-2a7c9e4d5f02"
 #define UUID_USER "9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c03"
-#define UUID_SERVICE "4a3b2c1d-0e9f-4a8b-8c7d-6e5f4a3b2c04"
+#define UUID_SERVICE "e6be2436-bf35-4df2-83fe-925142825dc2" /* SF1520 v4's ServiceUUID */
 
 #define XML_TYPE "text/xml; charset=utf-8"
 
 typedef struct cpr_sim {
-	const char *ns, *ctx_ns, *fault_ns;
+	const char *ns; /* the version being answered: NS_V4 or NS_V5 */
+	xmlSchemaPtr schema_v4, schema_v5;
 	const char *agreement, *usersystem, *user, *service;
 	const char *answer_file; /* NULL: answer from the population */
 	unsigned long lookups, answered, faults;
@@ -139,24 +161,51 @@ static xmlNode *s_add_unqualified(xmlNode *parent, const char *name, const char 
 	return xmlAddChild(parent, n);
 }
 
-/* Answers a SOAP 1.1 Fault (HTTP 500) with a ServiceplatformFault detail. */
+/* A random version-4 UUID (the CallUUID of a fault). */
+static void s_uuid(char buf[37])
+{
+	unsigned char r[16];
+	FILE *f = fopen("/dev/urandom", "rb");
+
+	if (!f || fread(r, 1, sizeof r, f) != sizeof r)
+		for (size_t i = 0; i < sizeof r; i++)
+			r[i] = (unsigned char)rand();
+	if (f)
+		fclose(f);
+	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
+	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+	snprintf(buf, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+		 r[13], r[14], r[15]);
+}
+
+/* Answers Serviceplatformen's SOAP 1.1 Fault (HTTP 500): faultstring is `text` followed by
+ * the helpdesk lines with a CallUUID and the time received; the detail is
+ * spf:ServiceplatformFault/ErrorList/Error(ErrorCode, ErrorText). */
 static void s_fault(sim_t *sim, sim_response_t *res, const char *faultcode, const char *code,
 		    const char *text)
 {
 	cpr_sim_t *st = sim_state(sim);
 	xmlNode *body, *fault, *detail, *spf, *list, *err;
 	xmlDoc *doc = s_envelope(&body);
+	char fs[1024], uuid[37], now[40];
 	xmlNs *fns;
 
 	st->faults++;
+	s_uuid(uuid);
+	sim_rfc3339_now(now);
+	snprintf(fs, sizeof fs,
+		 "%s\n\nFor further information contact Serviceplatformen Helpdesk and inform:\n"
+		 "  CallUUID: %s\n  Received: %s",
+		 text, uuid, now);
 	fault = xmlNewChild(body, body->ns, BAD_CAST "Fault", NULL);
 	/* faultcode, faultstring and detail are unqualified in SOAP 1.1 (xmlNewChild would
 	 * give them the parent's namespace). */
 	s_add_unqualified(fault, "faultcode", faultcode);
-	s_add_unqualified(fault, "faultstring", text);
+	s_add_unqualified(fault, "faultstring", fs);
 	detail = s_add_unqualified(fault, "detail", NULL);
 	spf = s_add_unqualified(detail, "ServiceplatformFault", NULL);
-	fns = xmlNewNs(spf, BAD_CAST st->fault_ns, NULL);
+	fns = xmlNewNs(spf, BAD_CAST NS_FAULT, BAD_CAST "spf");
 	xmlSetNs(spf, fns);
 	list = xmlNewChild(spf, fns, BAD_CAST "ErrorList", NULL);
 	err = xmlNewChild(list, fns, BAD_CAST "Error", NULL);
@@ -197,82 +246,179 @@ static void s_opt_text(xmlNode *parent, xmlNs *ns, const char *name, const char 
 		xmlNewTextChild(parent, ns, BAD_CAST name, BAD_CAST value);
 }
 
-/* Builds PersonLookupResponse for person p. */
+/* <name><dato>value</dato></name> (usikkerhedDato / usikkerhedDatoTid). */
+static void s_dato(xmlNode *parent, xmlNs *ns, const char *name, const char *value)
+{
+	xmlNode *d = xmlNewChild(parent, ns, BAD_CAST name, NULL);
+	xmlNewTextChild(d, ns, BAD_CAST "dato", BAD_CAST value);
+}
+
+/* The birth date of a CPR number as the register writes an xs:date: "2021-04-14+01:00". */
+static bool s_birth(const char *cpr, char buf[32], int *year)
+{
+	kanal_cpr_t parsed;
+
+	if (kanal_cpr_parse(cpr, &parsed, NULL) != 0)
+		return false;
+	snprintf(buf, 32, "%04d-%02d-%02d+01:00", parsed.year, parsed.month, parsed.day);
+	*year = parsed.year;
+	return true;
+}
+
+/* Age in whole years this year (good enough for a simulator). */
+static int s_age(int year)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	return tm.tm_year + 1900 - year;
+}
+
+/* True when child c has p as mother or father. */
+static bool s_child_of(const sim_person_t *c, const sim_person_t *p)
+{
+	return (c->mother && !strcmp(c->mother, p->cpr)) ||
+	       (c->father && !strcmp(c->father, p->cpr));
+}
+
+/* Checks the answer against the schema before it leaves: a simulator that answers what
+ * the contract does not allow would let a look-alike client pass. Returns 0 when valid. */
+static int s_self_check(sim_t *sim, xmlNode *resp)
+{
+	cpr_sim_t *st = sim_state(sim);
+	xmlSchemaPtr schema = strcmp(st->ns, NS_V5) ? st->schema_v4 : st->schema_v5;
+	xmlSchemaValidCtxtPtr v = xmlSchemaNewValidCtxt(schema);
+	int rc = v ? xmlSchemaValidateOneElement(v, resp) : -1;
+
+	xmlSchemaFreeValidCtxt(v);
+	if (rc != 0)
+		sim_log(sim, "PersonLookup: the simulator's own answer does not validate (%d)", rc);
+	return rc;
+}
+
+/* Builds PersonLookupResponse for person p, in the schema's element order. */
 static void s_answer(sim_t *sim, sim_response_t *res, const sim_person_t *p)
 {
 	cpr_sim_t *st = sim_state(sim);
-	xmlNode *body, *resp, *pd, *navn, *adr, *akt, *rel;
+	xmlNode *body, *resp, *pd, *navn, *node, *adr, *akt, *rel;
 	xmlDoc *doc = s_envelope(&body);
-	kanal_cpr_t parsed;
 	char buf[256];
+	int year = 0, minors = 0;
 	xmlNs *ns;
 
 	resp = xmlNewChild(body, NULL, BAD_CAST "PersonLookupResponse", NULL);
-	ns = xmlNewNs(resp, BAD_CAST st->ns, NULL);
+	ns = xmlNewNs(resp, BAD_CAST st->ns, BAD_CAST "ns2");
 	xmlSetNs(resp, ns);
 
 	pd = xmlNewChild(resp, ns, BAD_CAST "persondata", NULL);
 	xmlNewTextChild(pd, ns, BAD_CAST "personnummer", BAD_CAST p->cpr);
 	navn = xmlNewChild(pd, ns, BAD_CAST "navn", NULL);
-	xmlNewTextChild(navn, ns, BAD_CAST "fornavn", BAD_CAST p->first);
-	s_opt_text(navn, ns, "mellemnavn", p->middle);
-	xmlNewTextChild(navn, ns, BAD_CAST "efternavn", BAD_CAST p->last);
 	/* The addressing name as the register writes it: "Efternavn,Fornavn Mellemnavn". */
 	snprintf(buf, sizeof buf, "%s,%s%s%s", p->last, p->first, p->middle ? " " : "",
 		 p->middle ? p->middle : "");
 	xmlNewTextChild(navn, ns, BAD_CAST "personadresseringsnavn", BAD_CAST buf);
-	if (kanal_cpr_parse(p->cpr, &parsed, NULL) == 0) {
-		snprintf(buf, sizeof buf, "%04d-%02d-%02d", parsed.year, parsed.month, parsed.day);
-		xmlNewTextChild(pd, ns, BAD_CAST "foedselsdato", BAD_CAST buf);
+	xmlNewTextChild(navn, ns, BAD_CAST "fornavn", BAD_CAST p->first);
+	s_opt_text(navn, ns, "mellemnavn", p->middle);
+	xmlNewTextChild(navn, ns, BAD_CAST "efternavn", BAD_CAST p->last);
+	if (s_birth(p->cpr, buf, &year)) {
+		s_dato(pd, ns, "foedselsdato", buf);
+		snprintf(buf, sizeof buf, "%d", s_age(year));
+		xmlNewTextChild(pd, ns, BAD_CAST "alder", BAD_CAST buf);
 	}
 	snprintf(buf, sizeof buf, "%c", p->sex);
 	xmlNewTextChild(pd, ns, BAD_CAST "koen", BAD_CAST buf);
+	for (size_t i = 0; i < sim_n_people; i++) {
+		const sim_person_t *c = &sim_people[i];
+		int cy;
+		char cb[32];
+		if (s_child_of(c, p) && (c->status == 1 || c->status == 3 || c->status == 5 ||
+					 c->status == 7) &&
+		    s_birth(c->cpr, cb, &cy) && s_age(cy) < 18)
+			minors++;
+	}
+	snprintf(buf, sizeof buf, "%d", minors);
+	xmlNewTextChild(pd, ns, BAD_CAST "antalBoernUnder18", BAD_CAST buf);
+	node = xmlNewChild(pd, ns, BAD_CAST "status", NULL);
 	snprintf(buf, sizeof buf, "%d", p->status);
-	xmlNewTextChild(pd, ns, BAD_CAST "status", BAD_CAST buf);
+	xmlNewTextChild(node, ns, BAD_CAST "status", BAD_CAST buf);
+	if (p->status != 1)
+		s_dato(node, ns, "statusdato", "2024-11-30T00:00:00.000+01:00");
+	node = xmlNewChild(pd, ns, BAD_CAST "civilstand", NULL);
 	snprintf(buf, sizeof buf, "%c", p->civil);
-	xmlNewTextChild(pd, ns, BAD_CAST "civilstand", BAD_CAST buf);
+	xmlNewTextChild(node, ns, BAD_CAST "civilstand", BAD_CAST buf);
+	node = xmlNewChild(pd, ns, BAD_CAST "statsborgerskab", NULL);
+	xmlNewTextChild(node, ns, BAD_CAST "landekode", BAD_CAST "5100");
 	s_protection(pd, ns, "adressebeskyttelse", p->protected_address);
 	s_protection(pd, ns, "vejviserbeskyttelse", p->protected_address);
 	s_protection(pd, ns, "markedsfoeringsbeskyttelse", false);
-	s_bool_child(pd, ns, "tilmeldtDigitalpost", p->digital_post);
 	s_bool_child(pd, ns, "tilmeldtNemsms", p->digital_post && p->status == 1);
+	s_bool_child(pd, ns, "tilmeldtDigitalpost", p->digital_post);
 
-	if (p->street) {
+	if (p->street || p->status == 80) {
 		adr = xmlNewChild(resp, ns, BAD_CAST "adresse", NULL);
-		akt = xmlNewChild(adr, ns, BAD_CAST "aktuelAdresse", NULL);
-		s_opt_text(akt, ns, "vejnavn", p->street);
-		s_opt_text(akt, ns, "husnummer", p->number);
-		s_opt_text(akt, ns, "etage", p->floor);
-		s_opt_text(akt, ns, "sidedoer", p->door);
-		s_opt_text(akt, ns, "postnummer", p->postcode);
-		s_opt_text(akt, ns, "postdistrikt", p->city);
-		if (p->municipality) {
-			snprintf(buf, sizeof buf, "%04d", p->municipality);
-			xmlNewTextChild(akt, ns, BAD_CAST "kommunekode", BAD_CAST buf);
+		if (p->street) {
+			akt = xmlNewChild(adr, ns, BAD_CAST "aktuelAdresse", NULL);
+			if (p->municipality) {
+				snprintf(buf, sizeof buf, "%04d", p->municipality);
+				xmlNewTextChild(akt, ns, BAD_CAST "kommunekode", BAD_CAST buf);
+			}
+			s_opt_text(akt, ns, "husnummer", p->number);
+			s_opt_text(akt, ns, "etage", p->floor);
+			s_opt_text(akt, ns, "sidedoer", p->door);
+			s_opt_text(akt, ns, "postnummer", p->postcode);
+			s_opt_text(akt, ns, "postdistrikt", p->city);
+			s_opt_text(akt, ns, "vejnavn", p->street);
+		}
+		if (p->status == 80) {
+			node = xmlNewChild(adr, ns, BAD_CAST "udrejseoplysninger", NULL);
+			xmlNewTextChild(node, ns, BAD_CAST "udrejselandekode", BAD_CAST "5110");
+			s_dato(node, ns, "udrejsedato", "2024-06-01T00:00:00.000+02:00");
 		}
 	}
 
 	rel = xmlNewChild(resp, ns, BAD_CAST "relationer", NULL);
 	s_relation(rel, ns, "aegtefaelle", p->spouse);
-	for (size_t i = 0; i < sim_n_people; i++) {
-		const sim_person_t *c = &sim_people[i];
-		if ((c->mother && !strcmp(c->mother, p->cpr)) ||
-		    (c->father && !strcmp(c->father, p->cpr)))
-			s_relation(rel, ns, "barn", c->cpr);
-	}
+	for (size_t i = 0; i < sim_n_people; i++)
+		if (s_child_of(&sim_people[i], p))
+			s_relation(rel, ns, "barn", sim_people[i].cpr);
 	s_relation(rel, ns, "mor", p->mother);
 	s_relation(rel, ns, "far", p->father);
+	/* Custody on the child: 3/4 point sideways to mor/far and carry no CPR; 5/6 do. */
+	if (s_birth(p->cpr, buf, &year) && p->custody_ended_type) {
+		xmlNode *fm = xmlNewChild(rel, ns, BAD_CAST "foraeldremyndighed", NULL);
+		char type[8];
+		snprintf(type, sizeof type, "%d", p->custody_ended_type);
+		xmlNewTextChild(fm, ns, BAD_CAST "foraeldremyndighedtype", BAD_CAST type);
+		s_dato(fm, ns, "foraeldremyndighedStartdato", buf);
+		xmlNewTextChild(fm, ns, BAD_CAST "foraeldremyndighedSletdato",
+				BAD_CAST "2021-09-01+02:00");
+	}
 	for (int i = 0; i < 2; i++) {
 		xmlNode *fm;
+		char type[8];
 		if (!p->custody[i])
 			continue;
 		fm = xmlNewChild(rel, ns, BAD_CAST "foraeldremyndighed", NULL);
-		snprintf(buf, sizeof buf, "%d", p->custody_type[i]);
-		xmlNewTextChild(fm, ns, BAD_CAST "foraeldremyndighedtype", BAD_CAST buf);
-		xmlNewTextChild(fm, ns, BAD_CAST "relationPersonnummer", BAD_CAST p->custody[i]);
+		snprintf(type, sizeof type, "%d", p->custody_type[i]);
+		xmlNewTextChild(fm, ns, BAD_CAST "foraeldremyndighedtype", BAD_CAST type);
+		if (s_birth(p->cpr, buf, &year))
+			s_dato(fm, ns, "foraeldremyndighedStartdato", buf);
+		if (p->custody_type[i] >= 5)
+			xmlNewTextChild(fm, ns, BAD_CAST "relationPersonnummer",
+					BAD_CAST p->custody[i]);
+	}
+	if (!rel->children) {
+		xmlUnlinkNode(rel);
+		xmlFreeNode(rel);
+	}
+	if (s_self_check(sim, resp) != 0) {
+		xmlFreeDoc(doc);
+		sim_reply(res, 500, "text/plain", "the simulator's answer breaks the schema\n", -1);
+		return;
 	}
 	st->answered++;
-	sim_log(sim, "PersonLookup %s -> answered", p->cpr);
+	sim_log(sim, "PersonLookup -> answered");
 	s_reply_doc(res, 200, &doc);
 }
 
@@ -312,54 +458,102 @@ static void s_canned(sim_t *sim, sim_response_t *res)
 }
 
 /* True when the InvocationContext's element `name` holds `want`. */
-static bool s_ctx_matches(const cpr_sim_t *st, const xmlNode *ctx, const char *name,
-			  const char *want)
+static bool s_ctx_matches(const xmlNode *ctx, const char *name, const char *want)
 {
-	char *v = s_text(s_child(ctx, st->ctx_ns, name));
-	bool ok = v && !strcasecmp(v, want);
+	char *v = s_text(s_child(ctx, NS_CTX, name));
+	bool ok = v && !strcmp(v, want);
 
 	free(v);
 	return ok;
 }
 
-static void s_person_lookup(sim_t *sim, const sim_request_t *req, sim_response_t *res)
+/* The schema's first complaint, kept for the fault's text. */
+static void s_schema_error(void *ctx, const xmlError *e)
+{
+	char *buf = ctx;
+
+	if (!*buf && e && e->message) {
+		snprintf(buf, 256, "%s", e->message);
+		buf[strcspn(buf, "\n")] = '\0';
+	}
+}
+
+/* Validates the operation element against the version's schema. Returns 0, or -1 with the
+ * schema's complaint in why[256]. */
+static int s_validate(xmlSchemaPtr schema, xmlNode *op, char why[256])
+{
+	xmlSchemaValidCtxtPtr v = xmlSchemaNewValidCtxt(schema);
+	int rc;
+
+	*why = '\0';
+	if (!v) {
+		snprintf(why, 256, "out of memory");
+		return -1;
+	}
+	xmlSchemaSetValidStructuredErrors(v, (xmlStructuredErrorFunc)s_schema_error, why);
+	rc = xmlSchemaValidateOneElement(v, op);
+	xmlSchemaFreeValidCtxt(v);
+	kanal_cpr_redact_inplace(why); /* a value quoted by the schema stays unquoted */
+	if (rc != 0 && !*why)
+		snprintf(why, 256, "the request does not validate");
+	return rc == 0 ? 0 : -1;
+}
+
+static void s_person_lookup(sim_t *sim, const sim_request_t *req, sim_response_t *res, int ver)
 {
 	cpr_sim_t *st = sim_state(sim);
-	xmlNode *env, *body, *op, *ctx;
+	xmlNode *env, *body, *op, *header;
 	const sim_person_t *p;
-	char *pnr = NULL;
+	char *pnr = NULL, why[256];
 	xmlDoc *doc;
 
 	st->lookups++;
+	st->ns = ver == 5 ? NS_V5 : NS_V4;
 	/* No network, no entities, no DTD: a request is data, never instructions. */
 	doc = xmlReadMemory(req->body, (int)req->body_len, "request.xml", NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	env = doc ? xmlDocGetRootElement(doc) : NULL;
 	if (!env || doc->intSubset || strcmp((const char *)env->name, "Envelope") || !env->ns ||
 	    strcmp((const char *)env->ns->href, NS_SOAP)) {
-		s_fault(sim, res, "soap:Client", "REQUEST_MALFORMED",
+		s_fault(sim, res, "soap:Client", "REQUEST_INVALID",
 			"the request is not a SOAP 1.1 envelope");
 		goto done;
 	}
 	body = s_child(env, NS_SOAP, "Body");
 	op = s_child(body, st->ns, "PersonLookupRequest");
 	if (!op) {
-		s_fault(sim, res, "soap:Client", "REQUEST_MALFORMED",
-			"the SOAP Body holds no PersonLookupRequest in the service's namespace");
+		s_fault(sim, res, "soap:Client", "REQUEST_INVALID",
+			"the SOAP Body holds no PersonLookupRequest of this service version");
 		goto done;
 	}
-	ctx = s_child(op, st->ctx_ns, "InvocationContext");
-	if (!ctx || !s_ctx_matches(st, ctx, "ServiceAgreementUUID", st->agreement) ||
-	    !s_ctx_matches(st, ctx, "UserSystemUUID", st->usersystem) ||
-	    !s_ctx_matches(st, ctx, "UserUUID", st->user) ||
-	    !s_ctx_matches(st, ctx, "ServiceUUID", st->service)) {
-		s_fault(sim, res, "soap:Client", "INVOCATION_CONTEXT_INVALID",
-			"no service agreement for this invocation context");
+	if (s_validate(ver == 5 ? st->schema_v5 : st->schema_v4, op, why) != 0) {
+		s_fault(sim, res, "soap:Client", "REQUEST_INVALID", why);
 		goto done;
 	}
-	pnr = s_text(s_child(op, st->ns, "PNR"));
-	if (!pnr || !kanal_cpr_valid(pnr)) {
-		s_fault(sim, res, "soap:Client", "PNR_MALFORMED", "PNR is not a valid CPR number");
+	if (ver == 5) {
+		/* The token model: a WS-Security header with the STS assertion. Its signature
+		 * and assertion are not checked here (the STS simulator is separate work). */
+		header = s_child(env, NS_SOAP, "Header");
+		if (!s_child(header, NS_WSSE, "Security")) {
+			s_fault(sim, res, "soap:Client", "SECURITY_MODEL",
+				"Security model for the called operation was not provided. The "
+				"following are supported: [KombitToken]");
+			goto done;
+		}
+	} else {
+		xmlNode *ctx = s_child(op, NS_CTX, "InvocationContext");
+		if (!ctx || !s_ctx_matches(ctx, "ServiceAgreementUUID", st->agreement) ||
+		    !s_ctx_matches(ctx, "UserSystemUUID", st->usersystem) ||
+		    !s_ctx_matches(ctx, "UserUUID", st->user) ||
+		    !s_ctx_matches(ctx, "ServiceUUID", st->service)) {
+			s_fault(sim, res, "soap:Client", "INVOCATION_CONTEXT_INVALID",
+				"no service agreement for this invocation context");
+			goto done;
+		}
+	}
+	pnr = s_text(s_child(op, NS_PNR, "PNR"));
+	if (!pnr || strlen(pnr) != 10 || !kanal_cpr_valid(pnr)) {
+		s_fault(sim, res, "soap:Client", "PNR_INVALID", "PNR is not a valid CPR number");
 		goto done;
 	}
 	if (st->answer_file) {
@@ -368,7 +562,7 @@ static void s_person_lookup(sim_t *sim, const sim_request_t *req, sim_response_t
 	}
 	p = sim_person_find(pnr);
 	if (!p) {
-		s_fault(sim, res, "soap:Client", "PNR_NOT_FOUND", "no person with this PNR");
+		s_fault(sim, res, "soap:Server", "PNR_NOT_FOUND", "PNR not found");
 		goto done;
 	}
 	s_answer(sim, res, p);
@@ -380,14 +574,15 @@ done:
 static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 {
 	cpr_sim_t *st = sim_state(sim);
+	bool v5 = !strcmp(req->path, "/cpr/5");
 
-	if (!strcmp(req->path, "/cpr")) {
+	if (!strcmp(req->path, "/cpr") || v5) {
 		if (strcmp(req->method, "POST")) {
 			sim_reply(res, 405, "text/plain", "POST a SOAP 1.1 envelope\n", -1);
 			sim_reply_header(res, "Allow", "POST");
 			return;
 		}
-		s_person_lookup(sim, req, res);
+		s_person_lookup(sim, req, res, v5 ? 5 : 4);
 		return;
 	}
 	if (!strcmp(req->path, "/lookups") && !strcmp(req->method, "GET")) {
@@ -396,15 +591,48 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 			   st->answered, st->faults);
 		return;
 	}
-	sim_reply(res, 404, "text/plain", "no such path (POST /cpr, GET /lookups)\n", -1);
+	sim_reply(res, 404, "text/plain", "no such path (POST /cpr, POST /cpr/5, GET /lookups)\n",
+		  -1);
+}
+
+/* Compiles one schema of the SF1520 folder; NULL (and a message) when it cannot. */
+static xmlSchemaPtr s_schema(const char *dir, const char *file)
+{
+	char path[PATH_MAX];
+	xmlSchemaParserCtxtPtr pc;
+	xmlSchemaPtr schema;
+
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	pc = xmlSchemaNewParserCtxt(path);
+	schema = pc ? xmlSchemaParse(pc) : NULL;
+	xmlSchemaFreeParserCtxt(pc);
+	if (!schema)
+		fprintf(stderr, "kanal-sim-cpr: cannot compile the schema %s\n", path);
+	return schema;
 }
 
 static int s_setup(sim_t *sim)
 {
+	char exe[PATH_MAX], dir[PATH_MAX + 32];
+	const char *schemas;
+	ssize_t n;
+
 	xmlInitParser();
-	s_state.ns = sim_setting(sim, "namespace", NS_SVC_DEFAULT);
-	s_state.ctx_ns = sim_setting(sim, "context_namespace", NS_CTX_DEFAULT);
-	s_state.fault_ns = sim_setting(sim, "fault_namespace", NS_FAULT_DEFAULT);
+	/* The default: contracts/schemas/sf1520 of the tree whose build/bin holds us. */
+	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	for (int up = 0; up < 3; up++) {
+		char *slash = strrchr(exe, '/');
+		if (slash)
+			*slash = '\0';
+	}
+	snprintf(dir, sizeof dir, "%s/contracts/schemas/sf1520", exe);
+	schemas = sim_setting(sim, "schemas", dir);
+	s_state.schema_v4 = s_schema(schemas, "PersonBaseDataExtendedServiceMsg.libxml2.xsd");
+	s_state.schema_v5 = s_schema(schemas, "derived-v5/PersonBaseDataExtendedServiceMsg.xsd");
+	if (!s_state.schema_v4 || !s_state.schema_v5)
+		return -1;
+	s_state.ns = NS_V4;
 	s_state.agreement = sim_setting(sim, "agreement", UUID_AGREEMENT);
 	s_state.usersystem = sim_setting(sim, "usersystem", UUID_USERSYSTEM);
 	s_state.user = sim_setting(sim, "user", UUID_USER);

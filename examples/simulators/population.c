@@ -7,7 +7,10 @@
  *   - Freja (child-201, Mælkebøtten) and her mother Anne have protected addresses;
  *   - Jonas, Bent and Karen are exempt from Digital Post (not enrolled);
  *   - Laura is 11: too young for a Digital Post mailbox;
- *   - Anders is dead (status 90); Ali has emigrated (status 80).
+ *   - Anders is dead (status 90); Ali has emigrated (status 80);
+ *   - Sara (no daycare place) is in the custody of her mother Lise and of Birgitte (type 5,
+ *     another holder); her father Kasper's custody has ended, so his children list names
+ *     her but he holds no custody of her.
  */
 #include "population.h"
 
@@ -69,6 +72,9 @@ const sim_person_t sim_people[] = {
 	  "Åvej", "3", NULL, NULL, "8220", "Brabrand", 751 },
 	{ "1506754082", "Birgitte", NULL, "Lund", 'K', 1, 'G', false, true, NULL,
 	  "Parkvej", "10", NULL, NULL, "8000", "Aarhus C", 751 },
+	{ "1208164105", "Sara", NULL, "Andersen", 'K', 1, 'U', false, false, NULL,
+	  "Engvej", "44", NULL, NULL, "8220", "Brabrand", 751, "1002913664", "0404864117", NULL,
+	  { "1002913664", "1506754082" }, { 3, 5 }, 4 },
 };
 const size_t sim_n_people = N_OF(sim_people);
 

@@ -29,6 +29,8 @@ typedef struct sim_person {
 	 * 4 father, 5/6 other) */
 	const char *custody[2];
 	int custody_type[2];
+	/* a custody that has ended (foraeldremyndighedSletdato set): its type (3/4), or 0 */
+	int custody_ended_type;
 } sim_person_t;
 
 typedef struct sim_institution {

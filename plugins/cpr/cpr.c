@@ -42,15 +42,18 @@
 #include "../common/kc_http.h"
 #include "cpr_int.h"
 
-#define CPR_NS_DEFAULT "urn:kanal:sim:cpr:personlookup:1"
-#define CPR_CTX_NS_DEFAULT "urn:kanal:sim:invocationcontext:1"
+/* Most children of one parent looked up to find those in the parent's custody. */
+#define CPR_MAX_CHILDREN 20
 
 typedef struct cpr {
 	const char *instance;           /* borrowed from the ctx */
 	const kanal_config_t *cfg;      /* borrowed; lists are read from it */
 	/* Bound options (s_options), borrowed from the config. */
-	const char *endpoint, *soap_action;
+	const char *endpoint, *soap_action, *entity_id;
+	int64_t version;
+	bool resolve_children;
 	cpr_soap_opts_t soap;
+	char action_buf[512];           /* the SOAPAction when soap_action is unset */
 	kc_http_conf_t http_conf;       /* timeout, ca_file, client_cert/key, allow_plain_http */
 	int64_t max_response, cache_ttl_ms, cache_max;
 	const char *key_path;           /* pseudonym_key */
@@ -64,28 +67,42 @@ typedef struct cpr {
 static const kanal_option_t s_options[] = {
 	{ .name = "endpoint", .type = KANAL_OPT_STRING, .required = true,
 	  KANAL_OPT_AT(cpr_t, endpoint),
-	  .help = "URL the PersonLookup SOAP requests are POSTed to (https for the real service)." },
-	{ .name = "service_agreement_uuid", .type = KANAL_OPT_STRING, .required = true,
+	  .help = "URL the PersonLookup SOAP requests are POSTed to: https://exttest.serviceplatformen.dk/"
+		  "service/CPR/PersonBaseDataExtended/4 (test), prod.serviceplatformen.dk (production)." },
+	{ .name = "version", .type = KANAL_OPT_INT, .default_value = "4", .min = "4", .max = "5",
+	  KANAL_OPT_AT(cpr_t, version),
+	  .help = "SF1520 version: 4 (mutual TLS + InvocationContext) or 5 (STS token; needs kc_sts, "
+		  "not yet in this build)." },
+	{ .name = "service_agreement_uuid", .type = KANAL_OPT_STRING,
 	  KANAL_OPT_AT(cpr_t, soap.agreement),
-	  .help = "InvocationContext ServiceAgreementUUID: the municipality's service agreement." },
-	{ .name = "user_system_uuid", .type = KANAL_OPT_STRING, .required = true,
+	  .help = "v4 InvocationContext ServiceAgreementUUID: the municipality's service agreement." },
+	{ .name = "user_system_uuid", .type = KANAL_OPT_STRING,
 	  KANAL_OPT_AT(cpr_t, soap.usersystem),
-	  .help = "InvocationContext UserSystemUUID: the IT system registered as the caller." },
-	{ .name = "user_uuid", .type = KANAL_OPT_STRING, .required = true,
+	  .help = "v4 InvocationContext UserSystemUUID: the IT system (anvendersystem) registered as "
+		  "the caller." },
+	{ .name = "user_uuid", .type = KANAL_OPT_STRING,
 	  KANAL_OPT_AT(cpr_t, soap.user),
-	  .help = "InvocationContext UserUUID: the municipality (authority) the call is made for." },
-	{ .name = "service_uuid", .type = KANAL_OPT_STRING, .required = true,
+	  .help = "v4 InvocationContext UserUUID: the municipality (authority) the call is made for." },
+	{ .name = "service_uuid", .type = KANAL_OPT_STRING, .default_value = CPR_SERVICE_UUID_V4,
 	  KANAL_OPT_AT(cpr_t, soap.service),
-	  .help = "InvocationContext ServiceUUID: the CPR lookup service's id." },
-	{ .name = "namespace", .type = KANAL_OPT_STRING, .default_value = CPR_NS_DEFAULT,
-	  KANAL_OPT_AT(cpr_t, soap.ns),
-	  .help = "XML namespace of PersonLookupRequest and PNR (take it from the service's WSDL)." },
-	{ .name = "context_namespace", .type = KANAL_OPT_STRING, .default_value = CPR_CTX_NS_DEFAULT,
+	  .help = "v4 InvocationContext ServiceUUID: SF1520's id (the default is the contract's)." },
+	{ .name = "municipality_cvr", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, soap.cvr),
+	  .help = "v5: AuthorityContext MunicipalityCVR (8 digits) sent with each request; unset: "
+		  "not sent (the CVR is in the token)." },
+	{ .name = "entity_id", .type = KANAL_OPT_STRING, .default_value = CPR_ENTITY_V5,
+	  KANAL_OPT_AT(cpr_t, entity_id),
+	  .help = "v5: the service's entity id the STS token is asked for (AppliesTo)." },
+	{ .name = "namespace", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, soap.ns),
+	  .help = "XML namespace of PersonLookupRequest; unset: the contract's for the version." },
+	{ .name = "context_namespace", .type = KANAL_OPT_STRING, .default_value = CPR_NS_INVCTX,
 	  KANAL_OPT_AT(cpr_t, soap.ctx_ns),
 	  .help = "XML namespace of InvocationContext and its UUID elements." },
-	{ .name = "soap_action", .type = KANAL_OPT_STRING, .default_value = CPR_NS_DEFAULT "#PersonLookup",
-	  KANAL_OPT_AT(cpr_t, soap_action),
-	  .help = "SOAPAction header of every request." },
+	{ .name = "soap_action", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, soap_action),
+	  .help = "SOAPAction header of every request; unset: <namespace>PersonLookup." },
+	{ .name = "resolve_children", .type = KANAL_OPT_BOOL, .default_value = "true",
+	  KANAL_OPT_AT(cpr_t, resolve_children),
+	  .help = "Look up each child of a parent (at most 20) to list, in relations.custody_of, "
+		  "the children the parent has custody of (the register keeps custody on the child)." },
 	KC_HTTP_OPT_TIMEOUT(cpr_t, http_conf, "5s",
 			    "Longest wait for one answer (connecting included); then RETRY."),
 	{ .name = "max_response", .type = KANAL_OPT_SIZE, .default_value = "1MiB", .min = "1",
@@ -208,6 +225,67 @@ static void s_free(cpr_t *c)
 	free(c);
 }
 
+/* True when text is a UUID as the InvocationContext schema wants it: lower-case hex. */
+static bool s_uuid_ok(const char *text)
+{
+	if (!text || strlen(text) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		char ch = text[i];
+		if ((i == 8 || i == 13 || i == 18 || i == 23) ? ch != '-'
+		    : !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+/* The options that depend on the version: v4's four InvocationContext UUIDs (all
+ * required, lower-case), v5's CVR (8 digits) and its token. Returns 0 or -1 with the
+ * error set on ctx. */
+static int s_check_version(kanal_ctx_t *ctx, cpr_t *c)
+{
+	const char *names[] = { "service_agreement_uuid", "user_system_uuid", "user_uuid",
+				"service_uuid" };
+	const char *values[] = { c->soap.agreement, c->soap.usersystem, c->soap.user,
+				 c->soap.service };
+
+	c->soap.version = (int)c->version;
+	if (!c->soap.ns)
+		c->soap.ns = c->version == 5 ? CPR_NS_V5 : CPR_NS_V4;
+	if (!c->soap_action) {
+		snprintf(c->action_buf, sizeof c->action_buf, "%sPersonLookup", c->soap.ns);
+		c->soap_action = c->action_buf;
+	}
+	if (c->version == 5) {
+		size_t n = c->soap.cvr ? strlen(c->soap.cvr) : 8;
+		if (n != 8 || (c->soap.cvr && strspn(c->soap.cvr, "0123456789") != 8)) {
+			kanal_set_error(ctx, "option 'municipality_cvr': 8 digits");
+			return -1;
+		}
+		if (!cpr_token_available()) {
+			kanal_set_error(ctx, "option 'version': SF1520 v5 calls need an STS token, "
+					     "and the token client (kc_sts) is not in this build yet; "
+					     "use version 4 (mutual TLS + InvocationContext)");
+			return -1;
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+		if (!values[i]) {
+			kanal_set_error(ctx, "option '%s' is required with version 4 (the "
+					     "InvocationContext)", names[i]);
+			return -1;
+		}
+		if (!s_uuid_ok(values[i])) {
+			kanal_set_error(ctx, "option '%s': a lower-case UUID "
+					     "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), as the "
+					     "InvocationContext schema requires", names[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* The table checked each option alone; init checks the endpoint (kc_url_check's rule: CPR
  * numbers and answers travel to it), the cpr_fields entries, and opens what the instance
  * needs: the cache, the pseudonym key, the audit log and the HTTP client. */
@@ -224,6 +302,8 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	c->instance = kanal_instance_name(ctx);
 	c->cfg = cfg;
 	kanal_config_bind(cfg, c);
+	if (s_check_version(ctx, c) != 0)
+		goto fail;
 	if (kc_url_check_option(ctx, "endpoint", c->endpoint, c->http_conf.allow_plain_http) != 0)
 		goto fail;
 	for (size_t i = 0; i < kanal_config_list_count(cfg, "cpr_fields"); i++) {
@@ -414,6 +494,18 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 		snprintf(audit, audit_size, "unavailable");
 		return KANAL_OUTCOME_RETRY;
 	}
+	if (c->soap.version == 5) {
+		kanal_error_t terr;
+
+		kanal_error_clear(&terr);
+		if (cpr_token_secure(c->entity_id, &body, &len, &terr) != 0) {
+			memset(body, 0, len);
+			free(body);
+			kanal_set_error(ctx, "cpr service PersonLookup: %s", terr.text);
+			snprintf(audit, audit_size, "unavailable");
+			return KANAL_OUTCOME_RETRY;
+		}
+	}
 	snprintf(action, sizeof action, "SOAPAction: \"%s\"", c->soap_action);
 	headers[0] = "Content-Type: text/xml; charset=utf-8";
 	headers[1] = action;
@@ -444,18 +536,28 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 		snprintf(audit, audit_size, out == KANAL_OUTCOME_RETRY ? "unavailable" : "error");
 		break;
 	case CPR_SOAP_FAULT:
-		if (*ans.code) {
-			kanal_set_error(ctx, "cpr service fault %s: %s", ans.code, ans.text);
-			snprintf(audit, audit_size, "%s", ans.code);
+		/* "PNR not found" (whatever the faultcode) and a client fault are the request's
+		 * fault: REJECT. A server fault is the platform's trouble: RETRY. */
+		if (ans.not_found) {
+			kanal_set_error(ctx, "cpr service: PNR %s not found in the CPR register",
+					lk->masked);
+			snprintf(audit, audit_size, "not_found");
+			kanal_metric_add(ctx, "faults", 1);
+			out = KANAL_OUTCOME_REJECT;
+		} else if (!ans.server) {
+			if (*ans.code)
+				kanal_set_error(ctx, "cpr service fault %s: %s", ans.code, ans.text);
+			else
+				kanal_set_error(ctx, "cpr service SOAP fault (client): %s", ans.text);
+			snprintf(audit, audit_size, "%s", *ans.code ? ans.code : "fault");
 			kanal_metric_add(ctx, "faults", 1);
 			out = KANAL_OUTCOME_REJECT;
 		} else {
-			/* A fault without a ServiceplatformFault: the faultcode decides. */
-			kanal_set_error(ctx, "cpr service SOAP fault (%s): %s",
-					ans.server ? "server" : "client", ans.text);
-			snprintf(audit, audit_size, ans.server ? "unavailable" : "fault");
-			kanal_metric_add(ctx, ans.server ? "upstream_errors" : "faults", 1);
-			out = ans.server ? KANAL_OUTCOME_RETRY : KANAL_OUTCOME_REJECT;
+			kanal_set_error(ctx, "cpr service SOAP fault (server)%s%s: %s",
+					*ans.code ? " " : "", ans.code, ans.text);
+			snprintf(audit, audit_size, "unavailable");
+			kanal_metric_add(ctx, "upstream_errors", 1);
+			out = KANAL_OUTCOME_RETRY;
 		}
 		break;
 	case CPR_SOAP_GARBAGE:
@@ -476,6 +578,71 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 		memset(res.body, 0, res.len);
 	kc_response_clear(&res);
 	return out;
+}
+
+/* Looks one number up: from the cache, else from the service (and then cached). Writes
+ * the audit line. Returns the outcome; *person is the answer on OK (new reference). */
+static kanal_outcome_t s_lookup_one(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk,
+				    json_t **person, char *audit, size_t audit_size)
+{
+	kanal_outcome_t out;
+
+	if ((*person = cpr_cache_get(c->cache, lk->cpr.digits, kanal_now_ms()))) {
+		kanal_metric_add(ctx, "cache_hits", 1);
+		snprintf(audit, audit_size, "cached");
+		out = KANAL_OUTCOME_OK;
+	} else {
+		out = s_call(ctx, c, lk, person, audit, audit_size);
+	}
+	kanal_log(ctx, KANAL_LOG_DEBUG, "lookup %s for route '%s': %s", lk->masked,
+		  lk->route ? lk->route : "(none)", audit);
+	/* No answer leaves without its audit line. */
+	if (s_audit(ctx, c, lk, audit) != 0) {
+		json_decref(*person);
+		*person = NULL;
+		return KANAL_OUTCOME_RETRY;
+	}
+	return out;
+}
+
+/* The register keeps custody on the child, and a parent's children (barn) are bare CPR
+ * numbers that include children without custody: looks each child up (audited like any
+ * lookup, through the cache) and sets relations.custody_of to those whose custody holders
+ * include the person. A child that is not found is left out; a child lookup that must be
+ * retried makes the whole lookup RETRY. */
+static kanal_outcome_t s_custody_of(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *parent,
+				    json_t *person)
+{
+	json_t *rel = json_object_get(person, "relations");
+	json_t *children = json_object_get(rel, "children"), *of = json_array(), *child;
+	size_t i;
+
+	if (!of)
+		return KANAL_OUTCOME_RETRY;
+	json_array_foreach(children, i, child) {
+		lookup_t lk = *parent;
+		json_t *answer = NULL;
+		char audit[80];
+		kanal_outcome_t out;
+
+		if (i >= CPR_MAX_CHILDREN || !json_is_string(child) ||
+		    kanal_cpr_parse(json_string_value(child), &lk.cpr, NULL) != 0)
+			continue;
+		kanal_cpr_mask(lk.cpr.digits, lk.masked, sizeof lk.masked);
+		out = s_lookup_one(ctx, c, &lk, &answer, audit, sizeof audit);
+		if (out == KANAL_OUTCOME_RETRY) {
+			json_decref(of);
+			return out;
+		}
+		if (out == KANAL_OUTCOME_OK) {
+			cpr_cache_put(c->cache, lk.cpr.digits, answer, kanal_now_ms());
+			if (cpr_holds_custody(answer, parent->cpr.digits))
+				json_array_append(of, child);
+		}
+		json_decref(answer);
+	}
+	json_object_set_new(rel, "custody_of", of);
+	return KANAL_OUTCOME_OK;
 }
 
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
@@ -531,21 +698,15 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 			  lk.masked, lk.field);
 	kanal_metric_add(ctx, "lookups", 1);
 
-	if ((person = cpr_cache_get(c->cache, lk.cpr.digits, kanal_now_ms()))) {
-		kanal_metric_add(ctx, "cache_hits", 1);
-		snprintf(audit, sizeof audit, "cached");
-		out = KANAL_OUTCOME_OK;
-	} else {
-		out = s_call(ctx, c, &lk, &person, audit, sizeof audit);
+	out = s_lookup_one(ctx, c, &lk, &person, audit, sizeof audit);
+	if (out == KANAL_OUTCOME_OK && !strcmp(audit, "ok")) {
+		/* A fresh answer: find the children in the person's custody, then keep it. */
+		if (c->resolve_children &&
+		    json_array_size(json_object_get(json_object_get(person, "relations"),
+						    "children")) > 0)
+			out = s_custody_of(ctx, c, &lk, person);
 		if (out == KANAL_OUTCOME_OK)
 			cpr_cache_put(c->cache, lk.cpr.digits, person, kanal_now_ms());
-	}
-	kanal_log(ctx, KANAL_LOG_DEBUG, "lookup %s for route '%s': %s", lk.masked,
-		  lk.route ? lk.route : "(none)", audit);
-	/* No answer leaves without its audit line. */
-	if (s_audit(ctx, c, &lk, audit) != 0) {
-		json_decref(person);
-		return KANAL_OUTCOME_RETRY;
 	}
 	if (out == KANAL_OUTCOME_OK)
 		out = s_reply(ctx, c, msg, person, &lk);

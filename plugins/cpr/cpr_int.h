@@ -12,20 +12,35 @@
 
 #include <jansson.h>
 
+#include <kanal/kanal.h>
+
 /* ---- SOAP (soap.c) ----------------------------------------------------------------------- */
+
+/* SF1520 PersonBaseDataExtended: the namespaces of the contract (contracts/README.md §2). */
+#define CPR_NS_V4 "http://serviceplatformen.dk/xml/wsdl/soap11/CPR/PersonBaseDataExtended/4/"
+#define CPR_NS_V5 "http://serviceplatformen.dk/xml/wsdl/soap11/CPR/PersonBaseDataExtended/5/"
+#define CPR_NS_INVCTX "http://serviceplatformen.dk/xml/schemas/InvocationContext/1/"
+#define CPR_NS_AUTCTX "http://serviceplatformen.dk/xml/schemas/AuthorityContext/1/"
+#define CPR_NS_PNR "http://serviceplatformen.dk/xml/schemas/cpr/PNR/1/"
+#define CPR_SERVICE_UUID_V4 "e6be2436-bf35-4df2-83fe-925142825dc2"
+#define CPR_ENTITY_V5 "http://cpr.serviceplatformen.dk/service/personbasedataextended/5"
 
 /* What goes into every PersonLookupRequest. Strings are borrowed. */
 typedef struct cpr_soap_opts {
-	const char *ns;          /* namespace of PersonLookupRequest and PNR */
+	int version;             /* 4: InvocationContext (mutual TLS); 5: token model */
+	const char *ns;          /* namespace of PersonLookupRequest (CPR_NS_V4 / _V5) */
 	const char *ctx_ns;      /* namespace of InvocationContext and its UUIDs */
-	const char *agreement;   /* ServiceAgreementUUID */
-	const char *usersystem;  /* UserSystemUUID */
-	const char *user;        /* UserUUID */
-	const char *service;     /* ServiceUUID */
+	const char *agreement;   /* v4: ServiceAgreementUUID */
+	const char *usersystem;  /* v4: UserSystemUUID */
+	const char *user;        /* v4: UserUUID */
+	const char *service;     /* v4: ServiceUUID */
+	const char *cvr;         /* v5: AuthorityContext/MunicipalityCVR, NULL: not sent */
 } cpr_soap_opts_t;
 
-/* Builds the SOAP 1.1 envelope asking for the ten digits `pnr`. Returns a malloc'd
- * NUL-terminated text (its length in *len), or NULL when out of memory. */
+/* Builds the SOAP 1.1 envelope asking for the ten digits `pnr`: v4 with InvocationContext,
+ * v5 with the optional AuthorityContext (its WS-Security header is added by the token
+ * step, token.c). PNR is in the PNR namespace. Returns a malloc'd NUL-terminated text (its
+ * length in *len), or NULL when out of memory. */
 char *cpr_soap_request(const cpr_soap_opts_t *o, const char *pnr, size_t *len);
 
 typedef enum cpr_soap_kind {
@@ -40,6 +55,7 @@ typedef struct cpr_soap_result {
 	char code[64];       /* FAULT: ServiceplatformFault ErrorCode, or "" when none */
 	char text[256];      /* FAULT: ErrorText, else faultstring (CPR numbers masked) */
 	bool server;         /* FAULT: faultcode says the server is at fault (passing) */
+	bool not_found;      /* FAULT: the service says "PNR not found" */
 	char why[256];       /* GARBAGE: what is wrong (never quotes the answer) */
 } cpr_soap_result_t;
 
@@ -50,6 +66,21 @@ typedef struct cpr_soap_result {
 cpr_soap_kind_t cpr_soap_parse(const char *body, size_t len, const char *pnr,
 			       cpr_soap_result_t *out);
 void cpr_soap_result_clear(cpr_soap_result_t *res);
+
+/* The CPR numbers of the child's current custody holders, read from the child's answer
+ * (`person`, as cpr_soap_parse maps it): relations.custody[].cpr. True when `cpr` is one. */
+bool cpr_holds_custody(json_t *child, const char *cpr);
+
+/* ---- the v5 token (token.c) ---------------------------------------------------------------- */
+
+/* SF1520 v5 calls carry an STS SAML assertion in a signed WS-Security header. That comes
+ * from the shared token client kc_sts (plugins/common/kc_sts.h), merged later: until then
+ * cpr_token_available() is false and a v5 instance refuses to start, saying so. */
+bool cpr_token_available(void);
+
+/* Wraps the unsigned v5 envelope *body (malloc'd, *len bytes) in the token and signature
+ * for `entity_id`, replacing *body. Returns 0, or a negative KANAL_E* code with err set. */
+int cpr_token_secure(const char *entity_id, char **body, size_t *len, kanal_error_t *err);
 
 /* ---- cache (cache.c) --------------------------------------------------------------------- */
 

@@ -30,7 +30,7 @@ char *cpr_soap_request(const cpr_soap_opts_t *o, const char *pnr, size_t *len)
 {
 	xmlDoc *doc = xmlNewDoc(BAD_CAST "1.0");
 	xmlNode *env, *body, *req, *ctx;
-	xmlNs *soap, *ns, *cns;
+	xmlNs *soap, *ns, *cns, *pns;
 	xmlChar *mem = NULL;
 	char *out = NULL;
 	int n = 0;
@@ -48,18 +48,30 @@ char *cpr_soap_request(const cpr_soap_opts_t *o, const char *pnr, size_t *len)
 	req = body ? xmlNewChild(body, soap, BAD_CAST "PersonLookupRequest", NULL) : NULL;
 	if (!req)
 		goto done;
-	ns = xmlNewNs(req, BAD_CAST o->ns, NULL);
+	ns = xmlNewNs(req, BAD_CAST o->ns, BAD_CAST "pbde");
 	xmlSetNs(req, ns);
-	ctx = xmlNewChild(req, ns, BAD_CAST "InvocationContext", NULL);
-	if (!ctx)
-		goto done;
-	cns = xmlNewNs(ctx, BAD_CAST o->ctx_ns, NULL);
-	xmlSetNs(ctx, cns);
-	xmlNewTextChild(ctx, cns, BAD_CAST "ServiceAgreementUUID", BAD_CAST o->agreement);
-	xmlNewTextChild(ctx, cns, BAD_CAST "UserSystemUUID", BAD_CAST o->usersystem);
-	xmlNewTextChild(ctx, cns, BAD_CAST "UserUUID", BAD_CAST o->user);
-	xmlNewTextChild(ctx, cns, BAD_CAST "ServiceUUID", BAD_CAST o->service);
-	xmlNewTextChild(req, ns, BAD_CAST "PNR", BAD_CAST pnr);
+	/* The schema's sequence: CallContext?, AuthorityContext?, InvocationContext?, PNR. */
+	if (o->version >= 5 && o->cvr && *o->cvr) {
+		ctx = xmlNewChild(req, NULL, BAD_CAST "AuthorityContext", NULL);
+		if (!ctx)
+			goto done;
+		cns = xmlNewNs(ctx, BAD_CAST CPR_NS_AUTCTX, BAD_CAST "autctx");
+		xmlSetNs(ctx, cns);
+		xmlNewTextChild(ctx, cns, BAD_CAST "MunicipalityCVR", BAD_CAST o->cvr);
+	}
+	if (o->version < 5) {
+		ctx = xmlNewChild(req, NULL, BAD_CAST "InvocationContext", NULL);
+		if (!ctx)
+			goto done;
+		cns = xmlNewNs(ctx, BAD_CAST o->ctx_ns, BAD_CAST "invctx");
+		xmlSetNs(ctx, cns);
+		xmlNewTextChild(ctx, cns, BAD_CAST "ServiceAgreementUUID", BAD_CAST o->agreement);
+		xmlNewTextChild(ctx, cns, BAD_CAST "UserSystemUUID", BAD_CAST o->usersystem);
+		xmlNewTextChild(ctx, cns, BAD_CAST "UserUUID", BAD_CAST o->user);
+		xmlNewTextChild(ctx, cns, BAD_CAST "ServiceUUID", BAD_CAST o->service);
+	}
+	pns = xmlNewNs(req, BAD_CAST CPR_NS_PNR, BAD_CAST "pnr");
+	xmlNewTextChild(req, pns, BAD_CAST "PNR", BAD_CAST pnr);
 	xmlDocDumpMemoryEnc(doc, &mem, &n, "UTF-8");
 	if (mem && n > 0 && (out = malloc((size_t)n + 1))) {
 		memcpy(out, mem, (size_t)n);
@@ -161,22 +173,54 @@ static bool s_bool(const xmlNode *node)
 	return !strcmp(buf, "true") || !strcmp(buf, "1");
 }
 
-/* The personnummer inside a relation element (<mor><personnummer>…), or its own text. */
-static json_t *s_relation_cpr(const xmlNode *rel)
+/* The value of a register field that the contract wraps: <status><status>1</status>
+ * <statusdato>…</statusdato></status>, <foedselsdato><dato>…</dato>…>. The inner element
+ * `inner` when present, else the element itself (a flat answer). */
+static const xmlNode *s_inner(const xmlNode *node, const char *inner)
 {
-	xmlNode *pn = s_child(rel, "personnummer");
-	return s_text_json(pn ? pn : rel);
+	const xmlNode *in = s_child(node, inner);
+	return in ? in : node;
 }
 
-/* Maps relationer to {spouse, children[], mother, father, custody[{cpr, type}]}. */
+/* The personnummer of a relation (<mor><personnummer>…), or NULL when the relative has
+ * none: the register then writes foedselsdato and navn instead (personRelationType). */
+static json_t *s_relation_cpr(const xmlNode *rel)
+{
+	return s_text_json(s_child(rel, "personnummer"));
+}
+
+/* A relative the register knows without a CPR number: {relation, name?, birth_date?}. */
+static void s_without_cpr(json_t *list, const xmlNode *rel, const char *relation)
+{
+	json_t *o, *j;
+	char buf[32];
+
+	if (!rel || s_child(rel, "personnummer") || !(o = json_pack("{s:s}", "relation", relation)))
+		return;
+	if ((j = s_text_json(s_child(rel, "navn"))))
+		json_object_set_new(o, "name", j);
+	s_text_buf(s_inner(s_child(rel, "foedselsdato"), "dato"), buf, sizeof buf);
+	if (strlen(buf) >= 10 && buf[4] == '-' && buf[7] == '-')
+		json_object_set_new(o, "birth_date", json_stringn(buf, 10));
+	json_array_append_new(list, o);
+}
+
+/* Maps relationer to {spouse, children[], mother, father, custody[{cpr, type, code}],
+ * without_cpr[]}. Custody is recorded on the child: type 3 is the mother (her CPR is
+ * relationer/mor), 4 the father (relationer/far), 5 and 6 another holder whose CPR is
+ * relationPersonnummer; an entry with foraeldremyndighedSletdato has ended and is left
+ * out, as is one whose holder has no CPR number. */
 static json_t *s_relations(const xmlNode *rel)
 {
-	json_t *out = json_object(), *children = json_array(), *custody = json_array(), *j;
+	json_t *out = json_object(), *children = json_array(), *custody = json_array();
+	json_t *nocpr = json_array(), *j;
+	const xmlNode *mor = s_child(rel, "mor"), *far = s_child(rel, "far");
 
-	if (!out || !children || !custody) {
+	if (!out || !children || !custody || !nocpr) {
 		json_decref(out);
 		json_decref(children);
 		json_decref(custody);
+		json_decref(nocpr);
 		return NULL;
 	}
 	if ((j = s_relation_cpr(s_child(rel, "aegtefaelle"))))
@@ -185,24 +229,72 @@ static json_t *s_relations(const xmlNode *rel)
 		if ((j = s_relation_cpr(b)))
 			json_array_append_new(children, j);
 	json_object_set_new(out, "children", children);
-	if ((j = s_relation_cpr(s_child(rel, "mor"))))
+	if ((j = s_relation_cpr(mor)))
 		json_object_set_new(out, "mother", j);
-	if ((j = s_relation_cpr(s_child(rel, "far"))))
+	if ((j = s_relation_cpr(far)))
 		json_object_set_new(out, "father", j);
+	s_without_cpr(nocpr, s_child(rel, "aegtefaelle"), "spouse");
+	s_without_cpr(nocpr, mor, "mother");
+	s_without_cpr(nocpr, far, "father");
+	if (json_array_size(nocpr))
+		json_object_set(out, "without_cpr", nocpr);
+	json_decref(nocpr);
 	for (xmlNode *f = s_child(rel, "foraeldremyndighed"); f;
 	     f = s_next(f, "foraeldremyndighed")) {
-		json_t *holder = s_text_json(s_child(f, "relationPersonnummer"));
+		json_t *holder;
 		char type[16];
 		const char *kind;
 
+		if (s_child(f, "foraeldremyndighedSletdato"))
+			continue; /* ended */
+		s_text_buf(s_child(f, "foraeldremyndighedtype"), type, sizeof type);
+		if (!strcmp(type, "3")) {
+			kind = "mother";
+			holder = s_relation_cpr(mor);
+		} else if (!strcmp(type, "4")) {
+			kind = "father";
+			holder = s_relation_cpr(far);
+		} else if (!strcmp(type, "5") || !strcmp(type, "6")) {
+			kind = "other";
+			holder = s_text_json(s_child(f, "relationPersonnummer"));
+		} else {
+			continue; /* not a type the contract has */
+		}
 		if (!holder)
 			continue;
-		s_text_buf(s_child(f, "foraeldremyndighedtype"), type, sizeof type);
-		kind = !strcmp(type, "3") ? "mother" : !strcmp(type, "4") ? "father" : "other";
-		json_array_append_new(custody, json_pack("{s:o, s:s}", "cpr", holder, "type", kind));
+		json_array_append_new(custody, json_pack("{s:o, s:s, s:i}", "cpr", holder, "type",
+							 kind, "code", atoi(type)));
 	}
 	json_object_set_new(out, "custody", custody);
 	return out;
+}
+
+bool cpr_holds_custody(json_t *child, const char *cpr)
+{
+	json_t *custody = json_object_get(json_object_get(child, "relations"), "custody");
+	size_t i;
+	json_t *h;
+
+	json_array_foreach(custody, i, h)
+		if (cpr && json_is_string(json_object_get(h, "cpr")) &&
+		    !strcmp(json_string_value(json_object_get(h, "cpr")), cpr))
+			return true;
+	return false;
+}
+
+/* Maps adresse/udrejseoplysninger (an emigrated person's): {country, date}; NULL when none. */
+static json_t *s_abroad(const xmlNode *udr)
+{
+	json_t *a;
+	char buf[32];
+
+	if (!udr || !(a = json_object()))
+		return NULL;
+	s_set_text(a, "country", s_child(udr, "udrejselandekode"));
+	s_text_buf(s_inner(s_child(udr, "udrejsedato"), "dato"), buf, sizeof buf);
+	if (strlen(buf) >= 10 && buf[4] == '-' && buf[7] == '-')
+		json_object_set_new(a, "date", json_stringn(buf, 10));
+	return a;
 }
 
 /* Maps adresse/aktuelAdresse; NULL when there is none. */
@@ -280,18 +372,25 @@ static cpr_soap_kind_t s_answer(const xmlNode *resp, const char *pnr, cpr_soap_r
 		json_object_set_new(p, "name", name);
 	}
 	/* xs:date may carry a zone ("2021-04-14+01:00"): events want YYYY-MM-DD. */
-	s_text_buf(s_child(pd, "foedselsdato"), buf, sizeof buf);
+	s_text_buf(s_inner(s_child(pd, "foedselsdato"), "dato"), buf, sizeof buf);
 	if (strlen(buf) >= 10 && buf[4] == '-' && buf[7] == '-')
 		json_object_set_new(p, "birth_date", json_stringn(buf, 10));
 	s_set_text(p, "sex", s_child(pd, "koen"));
-	s_text_buf(s_child(pd, "status"), buf, sizeof buf);
+	s_text_buf(s_inner(s_child(pd, "status"), "status"), buf, sizeof buf);
 	status = strtol(buf, &end, 10);
-	if (*buf && !*end)
+	if (*buf && !*end) {
+		/* "Alive" is every status but 90; "resident" 1, 3, 5, 7 (contract §2). */
 		json_object_set_new(p, "status", json_integer(status));
-	s_set_text(p, "civil_status", s_child(pd, "civilstand"));
+		json_object_set_new(p, "alive", json_boolean(status != 90));
+		json_object_set_new(p, "resident", json_boolean(status == 1 || status == 3 ||
+								status == 5 || status == 7));
+	}
+	s_set_text(p, "civil_status", s_inner(s_child(pd, "civilstand"), "civilstand"));
 	prot = s_bool(s_child(s_child(pd, "adressebeskyttelse"), "beskyttet"));
 	if ((address = s_address(s_child(s_child(resp, "adresse"), "aktuelAdresse"))))
 		json_object_set_new(p, "address", address);
+	if ((address = s_abroad(s_child(s_child(resp, "adresse"), "udrejseoplysninger"))))
+		json_object_set_new(p, "abroad", address);
 	json_object_set_new(p, "protected_address", json_boolean(prot));
 	protection = json_pack(
 		"{s:b, s:b, s:b}", "address", prot, "directory",
@@ -319,8 +418,17 @@ static cpr_soap_kind_t s_fault(const xmlNode *fault, cpr_soap_result_t *res)
 	res->server = strstr(faultcode, "Server") != NULL;
 	s_text_buf(s_child(err, "ErrorCode"), res->code, sizeof res->code);
 	s_text_buf(s_child(err, "ErrorText"), res->text, sizeof res->text);
-	if (!*res->text)
-		s_text_buf(s_child(fault, "faultstring"), res->text, sizeof res->text);
+	{
+		/* Clients recognise "not found" by this text in the fault (contract §0). */
+		char fs[256];
+
+		s_text_buf(s_child(fault, "faultstring"), fs, sizeof fs);
+		res->not_found = strstr(fs, "PNR not found") || strstr(res->text, "PNR not found");
+		/* The faultstring's first line; the CallUUID lines follow it. */
+		fs[strcspn(fs, "\r\n")] = '\0';
+		if (!*res->text)
+			snprintf(res->text, sizeof res->text, "%s", fs);
+	}
 	if (!*res->text)
 		snprintf(res->text, sizeof res->text, "%s", *faultcode ? faultcode : "SOAP fault");
 	/* Keep the code to a safe token: it goes into audit lines and errors. */

@@ -41,6 +41,12 @@ static const char *const NOAH = "0903225017";      /* custody: Maja (mother) onl
 static const char *const MAJA = "1111903128";
 static const char *const LARS = "0506872215";      /* fails modulus 11 */
 static const char *const ANNE = "0808931244";      /* protected address */
+static const char *const SARA = "1208164105";      /* custody: Lise (3), Birgitte (5) */
+static const char *const LISE = "1002913664";
+static const char *const KASPER = "0404864117";    /* Sara's father; his custody ended */
+static const char *const BIRGITTE = "1506754082";
+static const char *const ALI = "2412990121";       /* emigrated (status 80) */
+static const char *const ANDERS = "2412995123";    /* dead (status 90) */
 static const char *const UNKNOWN = "0101901234";   /* a valid number nobody has */
 static const char *const BAD_DATE = "3102851233";  /* 31 February */
 
@@ -173,8 +179,9 @@ static int s_start(fixture_t *fx, const char *tag, const char *cpr_opts, bool ex
  * anything kanal_cpr_find takes for a CPR number. */
 static bool s_has_cpr(const char *text)
 {
-	const char *const all[] = { IDA, SOFIE, MADS, OLIVER, NOAH, MAJA, LARS, ANNE, UNKNOWN,
-				    BAD_DATE };
+	const char *const all[] = { IDA,    SOFIE,  MADS,     OLIVER, NOAH,   MAJA,
+				    LARS,   ANNE,   UNKNOWN,  BAD_DATE, SARA, LISE,
+				    KASPER, BIRGITTE, ALI, ANDERS };
 
 	if (!text)
 		return false;
@@ -412,6 +419,71 @@ out:
 	s_finish(&fx);
 }
 
+/* The contract's first fact: custody is on the child and points sideways — types 3/4 name
+ * the mother/father (CPR from relationer/mor, far), 5/6 carry their own CPR, an ended one
+ * has a Sletdato; a parent's children list includes children without custody. */
+static void test_custody_is_read_on_the_child(void)
+{
+	fixture_t fx;
+	json_t *ev, *custody;
+
+	if (!s_started(&fx, s_start(&fx, "cpr-custody", "", false, NULL)))
+		return;
+	s_send(&fx, "c-sara", "staff.absence.registered", "employee_cpr", SARA, NULL);
+	ev = s_line(&fx, "staffing.jsonl", 0);
+	CU_ASSERT_PTR_NOT_NULL(ev);
+	custody = s_at(ev, "data.person.relations.custody");
+	CU_ASSERT_EQUAL(json_array_size(custody), 2); /* the father's ended custody is not */
+	CU_ASSERT_TRUE(s_str_is(custody, "0.cpr", LISE));
+	CU_ASSERT_TRUE(s_str_is(custody, "0.type", "mother"));
+	CU_ASSERT_EQUAL(json_integer_value(s_at(custody, "0.code")), 3);
+	CU_ASSERT_TRUE(s_str_is(custody, "1.cpr", BIRGITTE));
+	CU_ASSERT_TRUE(s_str_is(custody, "1.type", "other"));
+	CU_ASSERT_EQUAL(json_integer_value(s_at(custody, "1.code")), 5);
+	CU_ASSERT_TRUE(s_str_is(ev, "data.person.relations.father", KASPER));
+	json_decref(ev);
+
+	/* Kasper's children list names Sara, but he holds no custody of her. */
+	s_send(&fx, "c-kasper", "staff.absence.registered", "employee_cpr", KASPER, NULL);
+	ev = s_line(&fx, "staffing.jsonl", 1);
+	CU_ASSERT_PTR_NOT_NULL(ev);
+	CU_ASSERT_TRUE(s_str_is(ev, "data.person.relations.children.0", SARA));
+	CU_ASSERT_EQUAL(json_array_size(s_at(ev, "data.person.relations.custody_of")), 0);
+	CU_ASSERT_PTR_NOT_NULL(s_at(ev, "data.person.relations.custody_of"));
+	json_decref(ev);
+
+	/* Lise does; Mads holds custody of both his children. */
+	s_send(&fx, "c-lise", "staff.absence.registered", "employee_cpr", LISE, NULL);
+	ev = s_line(&fx, "staffing.jsonl", 2);
+	CU_ASSERT_EQUAL(json_array_size(s_at(ev, "data.person.relations.custody_of")), 1);
+	CU_ASSERT_TRUE(s_str_is(ev, "data.person.relations.custody_of.0", SARA));
+	json_decref(ev);
+	s_send(&fx, "c-mads", "staff.absence.registered", "employee_cpr", MADS, NULL);
+	ev = s_line(&fx, "staffing.jsonl", 3);
+	CU_ASSERT_EQUAL(json_array_size(s_at(ev, "data.person.relations.custody_of")), 2);
+	CU_ASSERT_TRUE(s_str_is(ev, "data.person.relations.custody_of.0", IDA));
+	CU_ASSERT_TRUE(s_str_is(ev, "data.person.relations.custody_of.1", OLIVER));
+	json_decref(ev);
+
+	/* Status codes: 80 emigrated (with the emigration data), 90 dead. */
+	s_send(&fx, "c-ali", "staff.absence.registered", "employee_cpr", ALI, NULL);
+	ev = s_line(&fx, "staffing.jsonl", 4);
+	CU_ASSERT_EQUAL(json_integer_value(s_at(ev, "data.person.status")), 80);
+	CU_ASSERT_TRUE(json_is_true(s_at(ev, "data.person.alive")));
+	CU_ASSERT_TRUE(json_is_false(s_at(ev, "data.person.resident")));
+	CU_ASSERT_TRUE(s_str_is(ev, "data.person.abroad.country", "5110"));
+	CU_ASSERT_TRUE(s_str_is(ev, "data.person.abroad.date", "2024-06-01"));
+	CU_ASSERT_PTR_NULL(s_at(ev, "data.person.address"));
+	json_decref(ev);
+	s_send(&fx, "c-anders", "staff.absence.registered", "employee_cpr", ANDERS, NULL);
+	ev = s_line(&fx, "staffing.jsonl", 5);
+	CU_ASSERT_EQUAL(json_integer_value(s_at(ev, "data.person.status")), 90);
+	CU_ASSERT_TRUE(json_is_false(s_at(ev, "data.person.alive")));
+	CU_ASSERT_TRUE(json_is_false(s_at(ev, "data.person.resident")));
+	json_decref(ev);
+	s_finish(&fx);
+}
+
 static void test_protected_address_per_route(void)
 {
 	fixture_t fx;
@@ -468,13 +540,18 @@ static void test_protected_address_per_route(void)
 	CU_ASSERT_PTR_NULL(s_at(ev, "data.person.name.addressing"));
 	json_decref(ev);
 
-	/* One call to the service; the other answers came from the cache. */
-	CU_ASSERT_EQUAL(s_lookups(&fx), 1);
-	audit = s_audit(&fx, 4);
-	CU_ASSERT_EQUAL(json_array_size(audit), 4);
+	/* Two calls to the service — Anne, and her daughter Freja to see whether Anne holds
+	 * custody of her (the register keeps custody on the child) — each audited; the other
+	 * answers came from the cache. */
+	CU_ASSERT_EQUAL(s_lookups(&fx), 2);
+	audit = s_audit(&fx, 5);
+	CU_ASSERT_EQUAL(json_array_size(audit), 5);
 	CU_ASSERT_TRUE(s_str_is(audit, "0.outcome", "ok"));
-	CU_ASSERT_TRUE(s_str_is(audit, "1.outcome", "cached"));
+	CU_ASSERT_TRUE(s_str_is(audit, "0.cpr", "080893-XXXX"));
+	CU_ASSERT_TRUE(s_str_is(audit, "1.outcome", "ok"));
+	CU_ASSERT_TRUE(s_str_is(audit, "1.cpr", "200323-XXXX")); /* Freja, her daughter */
 	CU_ASSERT_TRUE(s_str_is(audit, "2.outcome", "cached"));
+	CU_ASSERT_TRUE(s_str_is(audit, "3.outcome", "cached"));
 	json_decref(audit);
 
 	/* An unprotected person's address goes to every route. */
@@ -560,12 +637,14 @@ static void test_unknown_number_is_a_fault(void)
 	CU_ASSERT_PTR_NOT_NULL(dead);
 	if (!dead)
 		goto out;
-	CU_ASSERT_PTR_NOT_NULL(strstr(dead, "service answered reject: cpr service fault "
-					    "PNR_NOT_FOUND: no person with this PNR"));
+	/* The platform answers "PNR not found" as a soap:Server fault: still a REJECT, with a
+	 * clear reason, never a retry. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(dead, "service answered reject: cpr service: PNR "
+					    "010190-XXXX not found in the CPR register"));
 	free(dead);
 	CU_ASSERT_EQUAL(s_lookups(&fx), 1);
 	audit = s_audit(&fx, 1);
-	CU_ASSERT_TRUE(s_str_is(audit, "0.outcome", "PNR_NOT_FOUND"));
+	CU_ASSERT_TRUE(s_str_is(audit, "0.outcome", "not_found"));
 	CU_ASSERT_TRUE(s_str_is(audit, "0.cpr", "010190-XXXX"));
 	json_decref(audit);
 out:
@@ -905,7 +984,8 @@ done:
 	free(answer);
 }
 
-TEST_MAIN("cpr_lookup", TEST(test_enrich_maps_the_person), TEST(test_protected_address_per_route),
+TEST_MAIN("cpr_lookup", TEST(test_enrich_maps_the_person), TEST(test_custody_is_read_on_the_child),
+	  TEST(test_protected_address_per_route),
 	  TEST(test_mod11_failure_is_accepted_with_a_warning),
 	  TEST(test_invalid_number_is_rejected_without_a_call),
 	  TEST(test_unknown_number_is_a_fault), TEST(test_wrong_invocation_context_is_a_fault),
