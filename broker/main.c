@@ -19,6 +19,7 @@
 #include "conf.h"
 #include "instance.h"
 #include "log.h"
+#include "notify.h"
 
 #include "admin_http.h"
 #include "router.h"
@@ -224,17 +225,24 @@ static int s_start(kanald_t *k)
 /* Runs until SIGTERM or SIGINT; SIGHUP reloads the routing files meanwhile. */
 static void s_wait_for_stop(kanald_t *k)
 {
+	char status[128];
+
 	log_info("kanald", "running: %zu instances, pid %d", k->n_started, (int)getpid());
+	snprintf(status, sizeof status, "running: %zu instances", k->n_started);
+	notify_ready(status);
 	for (;;) {
 		int sig = sigwaitinfo(&k->sigs, NULL);
 		if (sig < 0 && errno == EINTR)
 			continue;
 		if (sig == SIGHUP) {
 			log_info("kanald", "SIGHUP: reloading the routing files");
+			notify_status("reloading the routing files");
 			router_reload(k->router);
+			notify_ready(status);
 			continue;
 		}
 		log_info("kanald", "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		notify_stopping("stopping: finishing in-flight deliveries");
 		return;
 	}
 }
