@@ -194,10 +194,13 @@ static bool s_expect_notify(int fd, const char *needle, char *seen, size_t size)
 }
 
 /* Under systemd (NOTIFY_SOCKET, WATCHDOG_USEC): READY=1 with a STATUS= line once running,
- * WATCHDOG=1 from the router while idle, STOPPING=1 on SIGTERM. */
+ * WATCHDOG=1 from the router while idle, STOPPING=1 on SIGTERM; with stderr the journal's
+ * stream (JOURNAL_STREAM), each log line starts with its priority, "<6>" for info. */
 static void test_kanald_notifies_systemd(void)
 {
-	char *dir = test_tmpdir("notify"), *conf = NULL, sock[100], seen[4096] = "";
+	char *dir = test_tmpdir("notify"), *conf = NULL, *log = NULL, sock[100], seen[4096] = "";
+	char js[64];
+	struct stat st;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
 	kd_t *kd = NULL;
@@ -211,12 +214,18 @@ static void test_kanald_notifies_systemd(void)
 					"    to: [out]\n");
 	REQUIRE(kd);
 	/* sd_watchdog_enabled wants WATCHDOG_PID to be kanald's: leave it unset. */
+	/* The log file as the journal's stream: kanald's stderr is it (same device, inode). */
+	REQUIRE(s_sh("touch %s", kd->log_path) == 0 && stat(kd->log_path, &st) == 0);
+	snprintf(js, sizeof js, "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
 	setenv("NOTIFY_SOCKET", sock, 1);
 	setenv("WATCHDOG_USEC", "400000", 1);
 	unsetenv("WATCHDOG_PID");
 	REQUIRE(kd_launch(kd) == 0);
 	unsetenv("NOTIFY_SOCKET");
 	unsetenv("WATCHDOG_USEC");
+	unsetenv("JOURNAL_STREAM");
 	CU_ASSERT(s_expect_notify(fd, "READY=1", seen, sizeof seen));
 	CU_ASSERT(strstr(seen, "STATUS=running: 1 instances") != NULL);
 	seen[0] = '\0';
@@ -227,7 +236,12 @@ static void test_kanald_notifies_systemd(void)
 	seen[0] = '\0';
 	CU_ASSERT(s_expect_notify(fd, "STOPPING=1", seen, sizeof seen));
 	CU_ASSERT_EQUAL(kd_wait_exit(kd, WAIT), 0);
+	log = kd_log(kd);
+	CU_ASSERT(log && strstr(log, "<6>") && strstr(log, " info  kanald: running: "));
+	CU_ASSERT(log && !strstr(log, "\n2")); /* every line has its priority */
 done:
+	free(log);
+	unsetenv("JOURNAL_STREAM");
 	unsetenv("NOTIFY_SOCKET");
 	unsetenv("WATCHDOG_USEC");
 	if (fd >= 0)
