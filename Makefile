@@ -64,7 +64,7 @@ PLUGIN_RPATH ?= -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../..'
 
 # ---- products ------------------------------------------------------------------------
 SDK_SRC    := $(wildcard sdk/*.c)
-SDK_LIB_SRC:= $(filter-out sdk/harness_main.c sdk/plugin_host_main.c,$(SDK_SRC))
+SDK_LIB_SRC:= $(filter-out sdk/harness_main.c sdk/plugin_host_main.c sdk/version.c,$(SDK_SRC))
 CORE_SRC   := $(filter-out broker/main.c,$(wildcard broker/*.c))
 # plugins/common is not a plugin: it is the connectors' shared helpers (HTTP, state files),
 # linked into each plugin as a static library.
@@ -104,7 +104,22 @@ $(LIBKANAL): $(call obj,$(SDK_LIB_SRC))
 	$(CC) -shared -Wl,-soname,libkanal.so.1 $(LDFLAGS) -o $@.1 $^ $(LIBS) $(CRYPTO_LIBS)
 	ln -sf libkanal.so.1 $@
 
-$(CORE_A): $(call obj,$(CORE_SRC)) $(BUILD)/obj/gen/dashboard.o
+# The source revision the programs report (sdk/version.c): `git describe`, or REVISION=…
+# (debian/rules gives the package's version), or "unknown". revision.h is rewritten only
+# when it changes, so a new commit recompiles one file.
+REVISION ?= $(or $(shell git describe --always --dirty 2>/dev/null),unknown)
+VERSION_O := $(BUILD)/obj/sdk/version.o
+$(BUILD)/gen/revision.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define KANAL_REVISION "$(REVISION)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(VERSION_O): sdk/version.c $(BUILD)/gen/revision.h
+	@mkdir -p $(dir $@)
+	$(CC) $(KCFLAGS) -I$(BUILD)/gen $(CFLAGS) -c $< -o $@
+.PHONY: FORCE
+FORCE:
+
+$(CORE_A): $(call obj,$(CORE_SRC)) $(BUILD)/obj/gen/dashboard.o $(VERSION_O)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -125,14 +140,14 @@ $(BUILD)/bin/kanalctl: $(call obj,$(wildcard cli/*.c)) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(call obj,$(wildcard cli/*.c)) $(CORE_A) -L$(BUILD)/lib -lkanal $(CORE_LIBS) $(LIBS) $(RPATH)
 
-$(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(LIBKANAL)
+$(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(VERSION_O) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/harness_main.c) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/harness_main.c) $(VERSION_O) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
 
 # The process an `isolation: process` instance runs in; kanald finds it beside itself.
-$(BUILD)/bin/kanal-plugin-host: $(call obj,sdk/plugin_host_main.c) $(LIBKANAL)
+$(BUILD)/bin/kanal-plugin-host: $(call obj,sdk/plugin_host_main.c) $(VERSION_O) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/plugin_host_main.c) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/plugin_host_main.c) $(VERSION_O) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
 
 # A plugin is every .c file in its folder, linked against libkanal with hidden visibility:
 # only the descriptor (KANAL_PLUGIN_EXPORT) is exported.

@@ -18,8 +18,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
+
+#include <kanal/kanal.h>
 
 #define WAIT 8000 /* ms: the bound of every wait */
 
@@ -252,7 +255,71 @@ done:
 	free(dir);
 }
 
+/* --version on each program: its name, the release, a revision and the ABI, exit 0. */
+static void test_every_program_says_its_version(void)
+{
+	static const char *const progs[] = { "kanald", "kanalctl", "kanal-harness",
+					     "kanal-plugin-host" };
+
+	for (size_t i = 0; i < sizeof progs / sizeof *progs; i++) {
+		char *cmd = NULL, out[256] = "", want[128];
+		FILE *p;
+		int rc = -1;
+
+		snprintf(want, sizeof want, "bin/%s", progs[i]);
+		if (asprintf(&cmd, "%s --version", test_path(want)) < 0)
+			continue;
+		p = popen(cmd, "r");
+		if (p) {
+			if (!fgets(out, sizeof out, p))
+				out[0] = '\0';
+			rc = pclose(p);
+		}
+		snprintf(want, sizeof want, "%s %s (revision ", progs[i], KANAL_VERSION);
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT(!strncmp(out, want, strlen(want)));
+		CU_ASSERT(strstr(out, ", plugin ABI 1.") != NULL);
+		free(cmd);
+	}
+}
+
+/* The running kanald says its version and revision in /api/v1/status, in
+ * kanal_build_info in /metrics and in its "running" log line. */
+static void test_status_and_metrics_say_the_build(void)
+{
+	char *conf = kd_config("  - name: out\n    plugin: sink\n    options: { path: '@DIR@/o.jsonl' }\n",
+			       NULL), *url = NULL, *log = NULL, want[128];
+	kd_t *kd = kd_start("build-info", conf, "routes:\n  - name: all\n    match: { type: '*' }\n"
+					      "    to: [out]\n");
+	http_answer_t a = { 0 };
+
+	REQUIRE(kd && *kd->admin_http);
+	REQUIRE(asprintf(&url, "%s/metrics", kd->admin_http) > 0);
+	REQUIRE(http_request(NULL, &(http_request_t){ .url = url }, &a) == 200);
+	snprintf(want, sizeof want, "kanal_build_info{version=\"%s\",revision=\"", KANAL_VERSION);
+	CU_ASSERT(strstr(a.body, want) != NULL);
+	CU_ASSERT(strstr(a.body, "\",abi=\"1.") != NULL);
+	CU_ASSERT(strstr(a.body, "# TYPE kanal_build_info gauge\n") != NULL);
+	http_answer_clear(&a);
+	free(url);
+	REQUIRE(asprintf(&url, "%s/api/v1/status", kd->admin_http) > 0);
+	REQUIRE(http_request(NULL, &(http_request_t){ .url = url }, &a) == 200);
+	CU_ASSERT(strstr(a.body, "\"build\"") && strstr(a.body, "\"revision\""));
+	CU_ASSERT(strstr(a.body, KANAL_VERSION) != NULL);
+	log = kd_log(kd);
+	snprintf(want, sizeof want, "kanal %s (revision ", KANAL_VERSION);
+	CU_ASSERT(log && strstr(log, want));
+done:
+	http_answer_clear(&a);
+	free(url);
+	free(log);
+	kd_destroy(&kd);
+	free(conf);
+}
+
 TEST_MAIN("packaging",
+	  TEST(test_every_program_says_its_version),
+	  TEST(test_status_and_metrics_say_the_build),
 	  TEST(test_install_puts_files_where_debian_expects_them),
 	  TEST(test_reinstall_and_uninstall_keep_what_is_not_theirs),
 	  TEST(test_unit_file_verifies),
