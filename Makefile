@@ -93,7 +93,15 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 .PHONY: all build test demo bench fuzz install uninstall asan clean
 all: build
 
-build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(SIM_BINS) $(BUILD)/lib/pkgconfig/kanal.pc
+# The man pages: scdoc sources in man/, built into $(BUILD)/man.
+MAN_SRC  := $(wildcard man/*.scd)
+MAN_PAGES := $(patsubst man/%.scd,$(BUILD)/man/%,$(MAN_SRC))
+
+build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(SIM_BINS) $(BUILD)/lib/pkgconfig/kanal.pc $(MAN_PAGES)
+
+$(BUILD)/man/%: man/%.scd
+	@mkdir -p $(dir $@)
+	scdoc < $< > $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -351,6 +359,8 @@ install: all install-gen
 	install -m 644 $(GEN)/kanal.tmpfiles $(DESTDIR)$(TMPFILESDIR)/kanal.conf
 	install -m 644 $(GEN)/kanal.sysusers $(DESTDIR)$(SYSUSERSDIR)/kanal.conf
 	install -m 644 examples/hello-plugin/* $(DESTDIR)$(DOCDIR)/examples/hello-plugin/
+	for m in $(notdir $(MAN_PAGES)); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+		install -m 644 $(BUILD)/man/$$m $(DESTDIR)$(MANDIR)/man$$s/; done
 	$(call install_conf,$(GEN)/kanald.yaml,$(DESTDIR)$(CONFDIR)/kanald.yaml)
 	for r in $(INST_ROUTES); do \
 		$(call install_conf,$(GEN)/routes/$$r,$(DESTDIR)$(CONFDIR)/routes/$$r); done
@@ -371,6 +381,7 @@ uninstall: install-gen
 	rm -f $(addprefix $(DESTDIR)$(PLUGDIR)/,$(INST_PLUGINS))
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/kanal/,$(INST_HEADERS))
 	rm -rf $(DESTDIR)$(DOCDIR)/examples/hello-plugin
+	for m in $(notdir $(MAN_PAGES)); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m; done
 	$(call uninstall_conf,$(GEN)/kanald.yaml,$(DESTDIR)$(CONFDIR)/kanald.yaml)
 	for r in $(INST_ROUTES); do \
 		$(call uninstall_conf,$(GEN)/routes/$$r,$(DESTDIR)$(CONFDIR)/routes/$$r); done

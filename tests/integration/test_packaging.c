@@ -2,7 +2,8 @@
  * tests/integration/test_packaging.c — kanal installed the way a server runs it: `make
  * install` into a staging root (FHS paths, a config that an upgrade never overwrites, an
  * uninstall that keeps what is not its own), the shipped systemd unit (systemd-analyze
- * verify), kanald's sd_notify messages on a NOTIFY_SOCKET, and --version. Steps that need
+ * verify), kanald's sd_notify messages on a NOTIFY_SOCKET, --version, the man pages, and
+ * the Debian packages (dpkg-buildpackage, dpkg-deb, lintian). Steps that need
  * a tool the machine lacks are skipped with a line saying which.
  */
 #ifndef _GNU_SOURCE
@@ -317,10 +318,78 @@ done:
 	free(conf);
 }
 
+/* Each man page renders with `man -l` and groff says nothing (no warnings). */
+static void test_man_pages_render_without_warnings(void)
+{
+	static const char *const pages[] = { "kanald.8", "kanalctl.1", "kanal-harness.1",
+					     "kanald.yaml.5", "kanal-routes.5", "kanal-plugin.7" };
+
+	if (!s_have("man"))
+		return;
+	for (size_t i = 0; i < sizeof pages / sizeof *pages; i++) {
+		char rel[64];
+		const char *page;
+
+		snprintf(rel, sizeof rel, "man/%s", pages[i]);
+		page = test_path(rel);
+		CU_ASSERT_EQUAL(access(page, R_OK), 0);
+		/* Rendered text, and no line on stderr. */
+		CU_ASSERT_EQUAL(s_sh("out=$(MANWIDTH=80 man --warnings -l %s 2>&1 >/dev/null) && "
+				     "[ -z \"$out\" ] && MANWIDTH=80 man -l %s 2>/dev/null | "
+				     "grep -q 'SEE ALSO'", page, page), 0);
+	}
+}
+
+/* dpkg-buildpackage builds kanal, libkanal1 and libkanal-dev from a copy of the source
+ * tree; each holds what it should, the config files are conffiles, and the maintainer
+ * scripts make the kanal user. Takes a full build (a minute or two). */
+static void test_debian_packages_build_with_the_right_files(void)
+{
+	char *dir = test_tmpdir("deb"), list[1024];
+
+	if (!s_have("dpkg-buildpackage") || !s_have("dh"))
+		goto done;
+	REQUIRE(s_sh("mkdir -p %s/src && git ls-files -co --exclude-standard | tar -cf - -T - | "
+		     "tar -xf - -C %s/src", dir, dir) == 0);
+	REQUIRE(s_sh("cd %s/src && dpkg-buildpackage -us -uc -b >%s/build.log 2>&1", dir, dir) == 0);
+	snprintf(list, sizeof list, "%s/kanal.list", dir);
+	REQUIRE(s_sh("dpkg-deb -c %s/kanal_*.deb > %s", dir, list) == 0);
+	CU_ASSERT_EQUAL(s_sh("grep -q ' ./usr/bin/kanald$' %s", list), 0);
+	CU_ASSERT_EQUAL(s_sh("grep -q ' ./usr/bin/kanal-plugin-host$' %s", list), 0);
+	CU_ASSERT_EQUAL(s_sh("grep -q '/kanal/plugins/http.so$' %s", list), 0);
+	CU_ASSERT_EQUAL(s_sh("grep -q 'systemd/system/kanald.service$' %s", list), 0);
+	CU_ASSERT_EQUAL(s_sh("grep -q ' ./usr/share/man/man8/kanald.8.gz$' %s", list), 0);
+	CU_ASSERT_EQUAL(s_sh("grep -q 'kanal-sim-\\|tp_\\|libkanal.so' %s", list), 1);
+	CU_ASSERT_EQUAL(s_sh("dpkg-deb -I %s/kanal_*.deb conffiles | grep -qx "
+			     "/etc/kanal/kanald.yaml", dir), 0);
+	CU_ASSERT_EQUAL(s_sh("dpkg-deb -I %s/kanal_*.deb conffiles | grep -qx "
+			     "/etc/kanal/routes/municipal.yaml", dir), 0);
+	CU_ASSERT_EQUAL(s_sh("dpkg-deb -I %s/kanal_*.deb postinst | grep -q 'adduser --system'",
+			     dir), 0);
+	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal1_*.deb 2>/dev/null | grep -q '/libkanal.so.1$'", dir), 0);
+	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal-dev_*.deb 2>/dev/null | grep -q "
+			     "' ./usr/include/kanal/plugin.h$'", dir), 0);
+	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal-dev_*.deb 2>/dev/null | grep -q 'pkgconfig/kanal.pc$'",
+			     dir), 0);
+	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal-dev_*.deb 2>/dev/null | grep -q "
+			     "'libkanal-dev/examples/hello.c'", dir), 0);
+	/* No rpath in a packaged binary. */
+	CU_ASSERT_EQUAL(s_sh("mkdir %s/x && dpkg-deb -x %s/kanal_*.deb %s/x && "
+			     "readelf -d %s/x/usr/bin/kanald | grep -qi rpath", dir, dir, dir, dir), 1);
+	if (s_have("lintian"))
+		CU_ASSERT_EQUAL(s_sh("lintian %s/*.changes >%s/lintian.log 2>&1; "
+				     "! grep -q '^E: ' %s/lintian.log", dir, dir, dir), 0);
+done:
+	test_rmdir_r(dir);
+	free(dir);
+}
+
 TEST_MAIN("packaging",
 	  TEST(test_every_program_says_its_version),
 	  TEST(test_status_and_metrics_say_the_build),
 	  TEST(test_install_puts_files_where_debian_expects_them),
 	  TEST(test_reinstall_and_uninstall_keep_what_is_not_theirs),
 	  TEST(test_unit_file_verifies),
-	  TEST(test_kanald_notifies_systemd))
+	  TEST(test_kanald_notifies_systemd),
+	  TEST(test_man_pages_render_without_warnings),
+	  TEST(test_debian_packages_build_with_the_right_files))
