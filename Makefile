@@ -47,6 +47,12 @@ CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
 # kanald and kanalctl link what the broker core uses (the admin HTTP endpoint), not what
 # the connectors use: the plugins and simulators link that themselves.
 CORE_LIBS := $(shell pkg-config --libs libmicrohttpd) $(CRYPTO_LIBS) $(JQ_LIBS)
+# sd_notify (broker/notify.c) when libsystemd is there; without it kanald says nothing to
+# systemd and its unit must be Type=simple.
+ifeq ($(shell pkg-config --exists libsystemd && echo yes),yes)
+KCFLAGS += -DHAVE_SYSTEMD
+CORE_LIBS += $(shell pkg-config --libs libsystemd)
+endif
 endif
 ifeq ($(SAN),fuzz)
 KCFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
@@ -55,11 +61,13 @@ else ifneq ($(SAN),)
 KCFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-RPATH   := -Wl,-rpath,'$$ORIGIN/../lib'
+# debian/rules empties both: a packaged binary finds libkanal in the system's folders.
+RPATH   ?= -Wl,-rpath,'$$ORIGIN/../lib'
+PLUGIN_RPATH ?= -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../..'
 
 # ---- products ------------------------------------------------------------------------
 SDK_SRC    := $(wildcard sdk/*.c)
-SDK_LIB_SRC:= $(filter-out sdk/harness_main.c sdk/plugin_host_main.c,$(SDK_SRC))
+SDK_LIB_SRC:= $(filter-out sdk/harness_main.c sdk/plugin_host_main.c sdk/version.c,$(SDK_SRC))
 CORE_SRC   := $(filter-out broker/main.c,$(wildcard broker/*.c))
 # plugins/common is not a plugin: it is the connectors' shared helpers (HTTP, state files),
 # linked into each plugin as a static library.
@@ -88,7 +96,15 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 .PHONY: all build test demo bench fuzz install uninstall asan clean
 all: build
 
-build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(SIM_BINS) $(BUILD)/lib/pkgconfig/kanal.pc
+# The man pages: scdoc sources in man/, built into $(BUILD)/man.
+MAN_SRC  := $(wildcard man/*.scd)
+MAN_PAGES := $(patsubst man/%.scd,$(BUILD)/man/%,$(MAN_SRC))
+
+build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(SIM_BINS) $(BUILD)/lib/pkgconfig/kanal.pc $(MAN_PAGES)
+
+$(BUILD)/man/%: man/%.scd
+	@mkdir -p $(dir $@)
+	scdoc < $< > $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -99,7 +115,22 @@ $(LIBKANAL): $(call obj,$(SDK_LIB_SRC))
 	$(CC) -shared -Wl,-soname,libkanal.so.1 $(LDFLAGS) -o $@.1 $^ $(LIBS) $(CRYPTO_LIBS)
 	ln -sf libkanal.so.1 $@
 
-$(CORE_A): $(call obj,$(CORE_SRC)) $(BUILD)/obj/gen/dashboard.o
+# The source revision the programs report (sdk/version.c): `git describe`, or REVISION=…
+# (debian/rules gives the package's version), or "unknown". revision.h is rewritten only
+# when it changes, so a new commit recompiles one file.
+REVISION ?= $(or $(shell git describe --always --dirty 2>/dev/null),unknown)
+VERSION_O := $(BUILD)/obj/sdk/version.o
+$(BUILD)/gen/revision.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define KANAL_REVISION "$(REVISION)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(VERSION_O): sdk/version.c $(BUILD)/gen/revision.h
+	@mkdir -p $(dir $@)
+	$(CC) $(KCFLAGS) -I$(BUILD)/gen $(CFLAGS) -c $< -o $@
+.PHONY: FORCE
+FORCE:
+
+$(CORE_A): $(call obj,$(CORE_SRC)) $(BUILD)/obj/gen/dashboard.o $(VERSION_O)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -120,14 +151,14 @@ $(BUILD)/bin/kanalctl: $(call obj,$(wildcard cli/*.c)) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(call obj,$(wildcard cli/*.c)) $(CORE_A) -L$(BUILD)/lib -lkanal $(CORE_LIBS) $(LIBS) $(RPATH)
 
-$(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(LIBKANAL)
+$(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(VERSION_O) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/harness_main.c) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/harness_main.c) $(VERSION_O) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
 
 # The process an `isolation: process` instance runs in; kanald finds it beside itself.
-$(BUILD)/bin/kanal-plugin-host: $(call obj,sdk/plugin_host_main.c) $(LIBKANAL)
+$(BUILD)/bin/kanal-plugin-host: $(call obj,sdk/plugin_host_main.c) $(VERSION_O) $(LIBKANAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/plugin_host_main.c) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/plugin_host_main.c) $(VERSION_O) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
 
 # A plugin is every .c file in its folder, linked against libkanal with hidden visibility:
 # only the descriptor (KANAL_PLUGIN_EXPORT) is exported.
@@ -139,7 +170,7 @@ PLUGIN_CFLAGS = -fvisibility=hidden
 $(BUILD)/plugins/%.so: $$(call obj,$$(wildcard plugins/$$*/*.c)) $(CONN_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS) -o $@ $(filter %.o,$^) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) \
-		-Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../..'
+		$(PLUGIN_RPATH)
 
 $(CONN_A): $(call obj,$(CONN_SRC))
 	@mkdir -p $(dir $@)
@@ -173,7 +204,7 @@ $(BUILD)/obj/tests/plugins/tp_abi10.o: tests/plugins/tp_abi10.c
 	@mkdir -p $(dir $@)
 	$(CC) -Itests/abi/kanal-1.0 $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
-TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(JQ_LIBS) $(LIBS) $(CUNIT) \
+TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(CORE_LIBS) $(LIBS) $(CUNIT) \
 	-Wl,-rpath,'$$ORIGIN/../lib'
 $(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
@@ -204,7 +235,8 @@ $(BUILD)/obj/fuzzwith/%.o: %.c
 
 $(BUILD)/lib/pkgconfig/kanal.pc: kanal.pc.in
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(abspath $(BUILD))|; s|@INCLUDEDIR@|$(abspath sdk/include)|' $< > $@
+	sed -e 's|@PREFIX@|$(abspath $(BUILD))|; s|@INCLUDEDIR@|$(abspath sdk/include)|' \
+	    -e 's|@LIBDIR@|$${prefix}/lib|; s|@PC_RPATH@|-Wl,-rpath,$${libdir}|' $< > $@
 
 # ---- tests -------------------------------------------------------------------------------
 T ?=
@@ -227,7 +259,7 @@ FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_A) $(CONN_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) -DFUZZ_LIBFUZZER -fsanitize=fuzzer,address,undefined -o $@ $< \
-		$(FUZZ_WITH_$*) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(JQ_LIBS) $(LIBS) $(RPATH)
+		$(FUZZ_WITH_$*) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(CORE_LIBS) $(LIBS) $(RPATH)
 
 .PHONY: fuzz-run
 fuzz-run: $(FUZZ_BINS)
@@ -254,33 +286,114 @@ bench:
 	@BUILD=$(BUILD) sh bench/run.sh
 
 # ---- install -----------------------------------------------------------------------------
-LIBDIR   = $(PREFIX)/lib
-PLUGDIR  = $(LIBDIR)/kanal/plugins
-CONFDIR  = $(PREFIX)/etc/kanal
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PLUGDIR) \
-		$(DESTDIR)$(PREFIX)/include/kanal $(DESTDIR)$(CONFDIR)/routes
-	install -m 755 $(BINS) $(SIM_BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 755 $(LIBKANAL).1 $(DESTDIR)$(LIBDIR)/
-	ln -sf libkanal.so.1 $(DESTDIR)$(LIBDIR)/libkanal.so
-	install -m 644 sdk/include/kanal/*.h $(DESTDIR)$(PREFIX)/include/kanal/
-	install -m 755 $(PLUGIN_SOS) $(DESTDIR)$(PLUGDIR)/
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@INCLUDEDIR@|$(PREFIX)/include|' kanal.pc.in \
-		> $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc
-	sed -e 's|^plugin_dir:.*|plugin_dir: $(PLUGDIR)|; s|^routes:.*|routes: routes|' \
-	    -e 's|^state_dir:.*|state_dir: $(PREFIX)/var/lib/kanal|' \
-	    -e 's|^run_dir:.*|run_dir: $(PREFIX)/var/run/kanal|' \
-	    -e 's|\.\./var/demo/|$(PREFIX)/var/lib/kanal/demo/|' \
-		conf/kanald.yaml > $(DESTDIR)$(CONFDIR)/kanald.yaml
-	install -d $(DESTDIR)$(PREFIX)/var/lib/kanal/demo $(DESTDIR)$(PREFIX)/var/run/kanal
-	install -m 644 routes/*.yaml $(DESTDIR)$(CONFDIR)/routes/
+# The directories are autotools' names. With PREFIX=/usr (a Debian package) the config goes
+# to /etc, state to /var/lib, the runtime folder to /run and the library to the multiarch
+# folder; with any other PREFIX everything stays under it. DESTDIR is the staging root.
+# An existing config is never overwritten: the new one goes beside it as FILE.dist.
+ifeq ($(PREFIX),/usr)
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+RUNSTATEDIR   ?= /run
+MULTIARCH     := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
+LIBDIR        ?= $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
+UNITDIR       ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+else
+SYSCONFDIR    ?= $(PREFIX)/etc
+LOCALSTATEDIR ?= $(PREFIX)/var
+RUNSTATEDIR   ?= $(LOCALSTATEDIR)/run
+LIBDIR        ?= $(PREFIX)/lib
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+endif
+BINDIR      ?= $(PREFIX)/bin
+INCLUDEDIR  ?= $(PREFIX)/include
+DATADIR     ?= $(PREFIX)/share
+MANDIR      ?= $(DATADIR)/man
+DOCDIR      ?= $(DATADIR)/doc/kanal
+PLUGDIR     ?= $(LIBDIR)/kanal/plugins
+CONFDIR      = $(SYSCONFDIR)/kanal
+STATEDIR     = $(LOCALSTATEDIR)/lib/kanal
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+# The installed kanal.pc names libdir; under /usr it needs no rpath.
+PC_RPATH     = $(if $(filter /usr,$(PREFIX)),,-Wl$(comma)-rpath$(comma)$${libdir})
+comma := ,
 
-uninstall:
-	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(BINS) $(SIM_BINS)))
+# Files whose text depends on the directories above, made afresh by every install.
+GEN := $(BUILD)/install
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g; s|@LIBDIR@|$(LIBDIR)|g; s|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@BINDIR@|$(BINDIR)|g; s|@CONFDIR@|$(CONFDIR)|g; s|@STATEDIR@|$(STATEDIR)|g' \
+	    -e 's|@RUNDIR@|$(RUNSTATEDIR)/kanal|g; s|@PC_RPATH@|$(PC_RPATH)|g'
+.PHONY: install-gen install-demo
+install-gen:
+	@mkdir -p $(GEN)/routes
+	$(SUBST) kanal.pc.in > $(GEN)/kanal.pc
+	$(SUBST) contrib/systemd/kanald.service.in > $(GEN)/kanald.service
+	$(SUBST) contrib/systemd/kanal.tmpfiles.in > $(GEN)/kanal.tmpfiles
+	$(SUBST) contrib/systemd/kanal.sysusers.in > $(GEN)/kanal.sysusers
+	sed -e 's|^plugin_dir:.*|plugin_dir: $(PLUGDIR)|; s|^routes:.*|routes: routes|' \
+	    -e 's|^state_dir:.*|state_dir: $(STATEDIR)|' \
+	    -e 's|^run_dir:.*|run_dir: $(RUNSTATEDIR)/kanal|' \
+	    -e 's|\.\./var/demo/|$(STATEDIR)/demo/|' \
+		conf/kanald.yaml > $(GEN)/kanald.yaml
+	cp routes/*.yaml $(GEN)/routes/
+
+# install_conf SRC DEST: installs SRC as DEST unless DEST exists with other text, in which
+# case SRC goes beside it as DEST.dist (an upgrade never overwrites an edited config).
+install_conf = if [ -e $(2) ] && ! cmp -s $(1) $(2); then \
+		install -m 644 $(1) $(2).dist; echo "install: $(2) kept; the new one is $(2).dist"; \
+	else install -m 644 $(1) $(2); rm -f $(2).dist; fi
+# uninstall_conf SRC DEST: removes DEST only when it is still what install put there.
+uninstall_conf = rm -f $(2).dist; if cmp -s $(1) $(2); then rm -f $(2); \
+	elif [ -e $(2) ]; then echo "uninstall: $(2) was edited; kept"; fi
+
+INST_BINS := $(notdir $(BINS))
+INST_PLUGINS := $(notdir $(PLUGIN_SOS))
+INST_HEADERS := $(notdir $(wildcard sdk/include/kanal/*.h))
+INST_ROUTES := $(notdir $(wildcard routes/*.yaml))
+
+install: all install-gen
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PLUGDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/kanal $(DESTDIR)$(CONFDIR)/routes $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)/examples/hello-plugin
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(LIBKANAL).1 $(DESTDIR)$(LIBDIR)/
+	ln -sf libkanal.so.1 $(DESTDIR)$(LIBDIR)/libkanal.so
+	install -m 644 sdk/include/kanal/*.h $(DESTDIR)$(INCLUDEDIR)/kanal/
+	install -m 644 $(PLUGIN_SOS) $(DESTDIR)$(PLUGDIR)/
+	install -m 644 $(GEN)/kanal.pc $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc
+	install -m 644 $(GEN)/kanald.service $(DESTDIR)$(UNITDIR)/kanald.service
+	install -m 644 $(GEN)/kanal.tmpfiles $(DESTDIR)$(TMPFILESDIR)/kanal.conf
+	install -m 644 $(GEN)/kanal.sysusers $(DESTDIR)$(SYSUSERSDIR)/kanal.conf
+	install -m 644 examples/hello-plugin/* $(DESTDIR)$(DOCDIR)/examples/hello-plugin/
+	for m in $(notdir $(MAN_PAGES)); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+		install -m 644 $(BUILD)/man/$$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	$(call install_conf,$(GEN)/kanald.yaml,$(DESTDIR)$(CONFDIR)/kanald.yaml)
+	for r in $(INST_ROUTES); do \
+		$(call install_conf,$(GEN)/routes/$$r,$(DESTDIR)$(CONFDIR)/routes/$$r); done
+	[ -d $(DESTDIR)$(STATEDIR) ] || install -d -m 700 $(DESTDIR)$(STATEDIR)
+
+# The demo's simulated upstream systems: never part of a server install.
+install-demo: all
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(SIM_BINS) $(DESTDIR)$(BINDIR)/
+
+# Removes only what install put there: never an edited config, the state folder, or a
+# plugin or header that another package installed beside kanal's.
+uninstall: install-gen
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(INST_BINS) $(notdir $(SIM_BINS)))
 	rm -f $(DESTDIR)$(LIBDIR)/libkanal.so $(DESTDIR)$(LIBDIR)/libkanal.so.1
-	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc
-	rm -rf $(DESTDIR)$(PREFIX)/include/kanal $(DESTDIR)$(LIBDIR)/kanal $(DESTDIR)$(CONFDIR)
-	rmdir $(DESTDIR)$(PREFIX)/var/run/kanal 2>/dev/null || true
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc $(DESTDIR)$(UNITDIR)/kanald.service \
+		$(DESTDIR)$(TMPFILESDIR)/kanal.conf $(DESTDIR)$(SYSUSERSDIR)/kanal.conf
+	rm -f $(addprefix $(DESTDIR)$(PLUGDIR)/,$(INST_PLUGINS))
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/kanal/,$(INST_HEADERS))
+	rm -rf $(DESTDIR)$(DOCDIR)/examples/hello-plugin
+	for m in $(notdir $(MAN_PAGES)); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m; done
+	$(call uninstall_conf,$(GEN)/kanald.yaml,$(DESTDIR)$(CONFDIR)/kanald.yaml)
+	for r in $(INST_ROUTES); do \
+		$(call uninstall_conf,$(GEN)/routes/$$r,$(DESTDIR)$(CONFDIR)/routes/$$r); done
+	rmdir $(DESTDIR)$(PLUGDIR) $(DESTDIR)$(LIBDIR)/kanal $(DESTDIR)$(INCLUDEDIR)/kanal \
+		$(DESTDIR)$(CONFDIR)/routes $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 clean:
 	rm -rf build build-asan build-fuzz

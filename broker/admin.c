@@ -14,6 +14,7 @@
 #include "isolation.h"
 #include "log.h"
 #include "router_int.h"
+#include "version.h"
 
 /* ---- admin and reload ------------------------------------------------------------------ */
 
@@ -204,6 +205,10 @@ static json_t *s_status(router_t *r)
 		}
 		if (st)
 			stats_status(r, st);
+		if (st) /* what is running (sdk/version.h) */
+			json_object_set_new(st, "build", json_pack("{s:s, s:s, s:s}", "version",
+				KANAL_VERSION, "revision", kanal__revision, "abi",
+				KANAL_ABI_TEXT));
 		return st;
 	}
 }

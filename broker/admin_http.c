@@ -251,6 +251,17 @@ static char *s_metrics(json_t *st)
 	json_t *e;
 
 	s_put(&t, "%s", "");
+	if ((e = json_object_get(st, "build"))) {
+		s_help(&t, "kanal_build_info", "gauge", "What kanald is: release, source revision, "
+							"plugin ABI; always 1.");
+		s_put(&t, "kanal_build_info{version=\"");
+		s_put_label(&t, json_string_value(json_object_get(e, "version")));
+		s_put(&t, "\",revision=\"");
+		s_put_label(&t, json_string_value(json_object_get(e, "revision")));
+		s_put(&t, "\",abi=\"");
+		s_put_label(&t, json_string_value(json_object_get(e, "abi")));
+		s_put(&t, "\"} 1\n");
+	}
 	s_scalar(&t, c, "accepted", "kanal_events_accepted_total", "counter",
 		 "Events accepted by kanald (gateway and plugin emits).");
 	s_scalar(&t, c, "unmatched", "kanal_events_unmatched_total", "counter",

@@ -4,13 +4,36 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "host.h"
 
 static kanal_log_level_t s_level = KANAL_LOG_INFO;
+
+/* True when stderr is the systemd journal's stream: $JOURNAL_STREAM ("DEV:INODE") names
+ * stderr's own device and inode (a child that inherited the variable but was redirected
+ * elsewhere does not match). Read once. */
+static bool s_stderr_is_journal(void)
+{
+	static int is = -1;
+	int v = __atomic_load_n(&is, __ATOMIC_RELAXED);
+
+	if (v < 0) {
+		const char *js = getenv("JOURNAL_STREAM");
+		unsigned long long dev, ino;
+		struct stat st;
+
+		v = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
+		    fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+		    (unsigned long long)st.st_ino == ino;
+		__atomic_store_n(&is, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
 
 void log_set_level(kanal_log_level_t level)
 {
@@ -45,7 +68,15 @@ void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ..
 	if (level > s_level)
 		return;
 	kanal_time_rfc3339(kanal_wall_ms(), ts, sizeof ts);
-	n = snprintf(line, sizeof line, "%s %-5s %s: ", ts, kanal_log_level_name(level), component);
+	/* The journal takes a line's priority from a "<N>" prefix (sd-daemon.h): error 3,
+	 * warn 4, info 6, debug 7. */
+	n = snprintf(line, sizeof line, "%s%s %-5s %s: ",
+		     !s_stderr_is_journal()		? ""
+		     : level == KANAL_LOG_ERROR ? "<3>"
+		     : level == KANAL_LOG_WARN	? "<4>"
+		     : level == KANAL_LOG_INFO	? "<6>"
+						: "<7>",
+		     ts, kanal_log_level_name(level), component);
 	if (n < 0 || (size_t)n >= sizeof line)
 		return;
 	va_start(ap, fmt);

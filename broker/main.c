@@ -16,22 +16,27 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <kanal/kanal.h>
+
 #include "conf.h"
 #include "instance.h"
 #include "log.h"
+#include "notify.h"
 
 #include "admin_http.h"
 #include "router.h"
 #include "routes.h"
+#include "version.h"
 
 static void s_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: kanald [-c FILE] [--check] [--log-level LEVEL]\n"
+		"usage: kanald [-c FILE] [--check] [--log-level LEVEL] [--version]\n"
 		"\n"
 		"  -c, --config FILE     kanald.yaml (default: $KANAL_CONF or conf/kanald.yaml)\n"
 		"      --check           load and validate everything, start nothing, exit 0/1\n"
 		"      --log-level LEVEL error | warn | info | debug (overrides the config)\n"
+		"  -V, --version         the version, source revision and plugin ABI\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"Signals: SIGHUP reloads the routing files; SIGTERM or SIGINT stop gracefully.\n");
@@ -62,12 +67,13 @@ static bool s_parse_args(kanald_t *k, int argc, char **argv, int *exit_code)
 		{ "check", no_argument, NULL, 'k' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	k->conf_path = getenv("KANAL_CONF");
-	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			k->conf_path = optarg;
@@ -80,6 +86,10 @@ static bool s_parse_args(kanald_t *k, int argc, char **argv, int *exit_code)
 			break;
 		case 'h':
 			s_usage(stdout);
+			*exit_code = 0;
+			return false;
+		case 'V':
+			kanal__version_print(stdout, "kanald");
 			*exit_code = 0;
 			return false;
 		default:
@@ -224,17 +234,25 @@ static int s_start(kanald_t *k)
 /* Runs until SIGTERM or SIGINT; SIGHUP reloads the routing files meanwhile. */
 static void s_wait_for_stop(kanald_t *k)
 {
-	log_info("kanald", "running: %zu instances, pid %d", k->n_started, (int)getpid());
+	char status[128];
+
+	log_info("kanald", "running: %zu instances, pid %d, kanal %s (revision %s)", k->n_started,
+		 (int)getpid(), KANAL_VERSION, kanal__revision);
+	snprintf(status, sizeof status, "running: %zu instances", k->n_started);
+	notify_ready(status);
 	for (;;) {
 		int sig = sigwaitinfo(&k->sigs, NULL);
 		if (sig < 0 && errno == EINTR)
 			continue;
 		if (sig == SIGHUP) {
 			log_info("kanald", "SIGHUP: reloading the routing files");
+			notify_status("reloading the routing files");
 			router_reload(k->router);
+			notify_ready(status);
 			continue;
 		}
 		log_info("kanald", "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		notify_stopping("stopping: finishing in-flight deliveries");
 		return;
 	}
 }

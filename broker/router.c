@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "notify.h"
 #include "router_int.h"
 
 /* ---- queues ---------------------------------------------------------------------------- */
@@ -863,8 +864,9 @@ void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 		i_ctl = n;
 		items[n++] = (zmq_pollitem_t){ r->ctl_router, 0, ZMQ_POLLIN, 0 };
 	}
-	if (zmq_poll(items, n, (long)wait_ms) < 0 && zmq_errno() != EINTR)
+	if (zmq_poll(items, n, (long)notify_watchdog_wait(wait_ms)) < 0 && zmq_errno() != EINTR)
 		return;
+	notify_watchdog();
 	r->now_ms = kanal_now_ms();
 	if (items[i_deliver].revents & ZMQ_POLLIN)
 		s_on_deliver_sock(r);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kanalctl.h"
+#include "version.h"
 
 typedef struct command {
 	const char *name;
@@ -378,8 +379,7 @@ int main(int argc, char **argv)
 			help = true;
 			break;
 		case 'V':
-			printf("kanalctl %s (plugin ABI %d.%d)\n", KANAL_VERSION, KANAL_ABI_MAJOR,
-			       KANAL_ABI_MINOR);
+			kanal__version_print(stdout, "kanalctl");
 			return CTL_EXIT_OK;
 		case ':':
 			ctl_error("option %s needs a value", argv[optind - 1]);

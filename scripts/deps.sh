@@ -4,10 +4,12 @@
 # as root, or through sudo when not root. Safe to run again; does nothing when all is there.
 set -eu
 
-need_pc="libzmq jansson yaml-0.1 sqlite3 cunit libcurl libxml-2.0 libical libmicrohttpd openssl"
+need_pc="libzmq jansson yaml-0.1 sqlite3 cunit libcurl libxml-2.0 libical libmicrohttpd openssl libsystemd"
 # radicale: the real CalDAV server the calendar connector's tests and the demo run against;
 # promtool checks /metrics; chromium and chromedriver run the dashboard test in a browser.
-need_cmd="pkg-config cc make radicale promtool chromium chromedriver"
+# scdoc builds the man pages; dh (debhelper) and dpkg-buildpackage let test_packaging build
+# the Debian packages.
+need_cmd="pkg-config cc make scdoc dh radicale promtool chromium chromedriver"
 
 # Debian package for each pkg-config name or command.
 pkg_for() {
@@ -22,9 +24,11 @@ pkg_for() {
 	libical) echo libical-dev ;;
 	libmicrohttpd) echo libmicrohttpd-dev ;;
 	openssl) echo libssl-dev ;;
+	libsystemd) echo libsystemd-dev ;;
 	pkg-config) echo pkg-config ;;
 	cc | make) echo build-essential ;;
 	promtool) echo prometheus ;;
+	dh) echo debhelper ;;
 	chromedriver) echo chromium-driver ;;
 	*) echo "$1" ;;
 	esac

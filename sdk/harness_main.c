@@ -27,6 +27,8 @@
 
 #include <kanal/harness.h>
 
+#include "version.h"
+
 #define EXIT_NOT_OK 1
 #define EXIT_LOAD 2
 
@@ -68,6 +70,7 @@ static void s_usage(FILE *out)
 		"      --run MS           run timers and fd watches for MS milliseconds after the\n"
 		"                         deliveries\n"
 		"      --request          deliver the events as requests and print the replies\n"
+		"  -V, --version          the version, source revision and plugin ABI\n"
 		"  -h, --help             this text\n"
 		"\n"
 		"Exit status: 0 every delivery OK, 1 some delivery not OK, 2 load or config error.\n");
@@ -113,11 +116,12 @@ static int s_parse_args(int argc, char **argv, cli_t *cli)
 		{ "run", required_argument, NULL, 'r' },
 		{ "request", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:o:l:h", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:o:l:hV", longs, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			cli->name = optarg;
@@ -142,6 +146,9 @@ static int s_parse_args(int argc, char **argv, cli_t *cli)
 			break;
 		case 'h':
 			s_usage(stdout);
+			return 1;
+		case 'V':
+			kanal__version_print(stdout, "kanal-harness");
 			return 1;
 		default:
 			s_usage(stderr);

@@ -29,6 +29,7 @@
 
 #include "host.h"
 #include "plugin_wire.h"
+#include "version.h"
 
 /* How long to wait for INIT after HELLO, and how often an idle loop checks its parent. */
 #define INIT_WAIT_MS 30000
@@ -628,6 +629,7 @@ int main(int argc, char **argv)
 		{ "parent", required_argument, NULL, 'P' },
 		{ "progress-fd", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *endpoint = NULL, *plugin_path = NULL, *token_env;
@@ -636,7 +638,7 @@ int main(int argc, char **argv)
 	kanal_wire_t init = { 0 };
 	int c, rc, linger = 2000, zero = 0, progress_fd = -1;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'e':
 			endpoint = optarg;
@@ -655,6 +657,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			s_usage(stdout);
+			return 0;
+		case 'V':
+			kanal__version_print(stdout, "kanal-plugin-host");
 			return 0;
 		default:
 			s_usage(stderr);
