@@ -18,7 +18,7 @@ CC      ?= cc
 
 PKGS    := libzmq jansson yaml-0.1 sqlite3
 # What the connectors, the simulated upstream systems and their tests use besides.
-CONN_PKGS := libcurl libxml-2.0 libical libmicrohttpd openssl
+CONN_PKGS := libcurl libxml-2.0 libical libmicrohttpd openssl gnutls xmlsec1-openssl
 
 # make never installs anything: ./run (scripts/deps.sh) does. Missing libraries stop it here
 # with their names instead of failing later in the compiler.

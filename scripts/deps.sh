@@ -4,7 +4,7 @@
 # as root, or through sudo when not root. Safe to run again; does nothing when all is there.
 set -eu
 
-need_pc="libzmq jansson yaml-0.1 sqlite3 cunit libcurl libxml-2.0 libical libmicrohttpd openssl"
+need_pc="libzmq jansson yaml-0.1 sqlite3 cunit libcurl libxml-2.0 libical libmicrohttpd openssl gnutls xmlsec1-openssl"
 # radicale: the real CalDAV server the calendar connector's tests and the demo run against;
 # promtool checks /metrics; chromium and chromedriver run the dashboard test in a browser.
 need_cmd="pkg-config cc make radicale promtool chromium chromedriver"
@@ -22,6 +22,8 @@ pkg_for() {
 	libical) echo libical-dev ;;
 	libmicrohttpd) echo libmicrohttpd-dev ;;
 	openssl) echo libssl-dev ;;
+	gnutls) echo libgnutls28-dev ;;
+	xmlsec1-openssl) echo libxmlsec1-dev ;;
 	pkg-config) echo pkg-config ;;
 	cc | make) echo build-essential ;;
 	promtool) echo prometheus ;;
