@@ -656,6 +656,30 @@ static int64_t s_lifetime(const char *text)
 	return kanal_time_parse_rfc3339(iso, &ms) == 0 ? ms : 0;
 }
 
+/* Finishes an issue: e holds the new token's saml_xml and saml_b64 (NULL when memory ran
+ * out). Sets its times — NotOnOrAfter, or `fallback_expiry` when the assertion has none —
+ * and counts it; or clears e and says why. */
+static int s_keep(kc_sts_t *sts, token_entry_t *e, int64_t fallback_expiry, const char *what,
+		  kanal_error_t *err)
+{
+	int rc = e->saml_b64 && e->saml_xml ? 0 : KANAL_ENOMEM;
+
+	e->saml_issued_ms = s_now(sts);
+	e->saml_expires_ms = e->saml_xml ? s_not_on_or_after(e->saml_xml) : 0;
+	if (!e->saml_expires_ms)
+		e->saml_expires_ms = fallback_expiry;
+	if (!rc && !e->saml_expires_ms) {
+		kanal_error_set(err, NULL, 0, 0, NULL, "%s: the token says not when it expires "
+				"(no Conditions/@NotOnOrAfter, no Lifetime)", what);
+		rc = KANAL_EPARSE;
+	}
+	if (rc)
+		s_entry_clear(e, true, true);
+	else
+		sts->issued++;
+	return rc;
+}
+
 static int s_issue_rest(kc_sts_t *sts, token_entry_t *e, kanal_error_t *err)
 {
 	static const char *const headers[] = { "Content-Type: application/json",
@@ -690,20 +714,7 @@ static int s_issue_rest(kc_sts_t *sts, token_entry_t *e, kanal_error_t *err)
 	e->saml_b64 = strdup(b64);
 	e->saml_xml = (char *)xml;
 	xml = NULL;
-	e->saml_issued_ms = s_now(sts);
-	e->saml_expires_ms = s_not_on_or_after(e->saml_xml);
-	if (!e->saml_expires_ms)
-		e->saml_expires_ms = s_lifetime(lifetime);
-	rc = e->saml_b64 ? 0 : KANAL_ENOMEM;
-	if (!rc && !e->saml_expires_ms) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "STS issue: the token says not when it "
-				"expires (no Conditions/@NotOnOrAfter, no Lifetime)");
-		rc = KANAL_EPARSE;
-	}
-	if (rc)
-		s_entry_clear(e, true, true);
-	else
-		sts->issued++;
+	rc = s_keep(sts, e, s_lifetime(lifetime), "STS issue", err);
 done:
 	if (xml)
 		OPENSSL_cleanse(xml, xml_len);
@@ -788,18 +799,7 @@ static int s_issue_soap(kc_sts_t *sts, token_entry_t *e, kanal_error_t *err)
 		goto done;
 	}
 	e->saml_b64 = kc_base64(e->saml_xml, strlen(e->saml_xml));
-	e->saml_issued_ms = s_now(sts);
-	e->saml_expires_ms = s_not_on_or_after(e->saml_xml);
-	rc = !e->saml_b64 ? KANAL_ENOMEM : 0;
-	if (!rc && !e->saml_expires_ms) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "STS issue (SOAP): the token says not "
-				"when it expires (no Conditions/@NotOnOrAfter)");
-		rc = KANAL_EPARSE;
-	}
-	if (rc)
-		s_entry_clear(e, true, true);
-	else
-		sts->issued++;
+	rc = s_keep(sts, e, 0, "STS issue (SOAP)", err);
 done:
 	xmlFreeDoc(doc);
 	if (res.body)
