@@ -18,7 +18,7 @@ CC      ?= cc
 
 PKGS    := libzmq jansson yaml-0.1 sqlite3
 # What the connectors, the simulated upstream systems and their tests use besides.
-CONN_PKGS := libcurl libxml-2.0 libical libmicrohttpd openssl
+CONN_PKGS := libcurl libxml-2.0 libical libmicrohttpd openssl gnutls xmlsec1-openssl
 # jq (the routes' `transform:`) has no pkg-config file on Debian 12: its header stands in.
 JQ_LIBS   := -ljq
 

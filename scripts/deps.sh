@@ -4,7 +4,7 @@
 # as root, or through sudo when not root. Safe to run again; does nothing when all is there.
 set -eu
 
-need_pc="libzmq jansson yaml-0.1 sqlite3 cunit libcurl libxml-2.0 libical libmicrohttpd openssl libsystemd"
+need_pc="libzmq jansson yaml-0.1 sqlite3 cunit libcurl libxml-2.0 libical libmicrohttpd openssl libsystemd gnutls xmlsec1-openssl"
 # radicale: the real CalDAV server the calendar connector's tests and the demo run against;
 # promtool checks /metrics; chromium and chromedriver run the dashboard test in a browser.
 # scdoc builds the man pages; dh (debhelper) and dpkg-buildpackage let test_packaging build
@@ -25,6 +25,8 @@ pkg_for() {
 	libmicrohttpd) echo libmicrohttpd-dev ;;
 	openssl) echo libssl-dev ;;
 	libsystemd) echo libsystemd-dev ;;
+	gnutls) echo libgnutls28-dev ;;
+	xmlsec1-openssl) echo libxmlsec1-dev ;;
 	pkg-config) echo pkg-config ;;
 	cc | make) echo build-essential ;;
 	promtool) echo prometheus ;;

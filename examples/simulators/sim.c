@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <microhttpd.h>
 
@@ -42,6 +43,7 @@ struct sim {
 	void *state;
 	const char *names[SIM_MAX_SETTINGS], *values[SIM_MAX_SETTINGS];
 	size_t n_settings;
+	char *tls_cert, *tls_key, *tls_ca; /* PEM text, when serving https */
 };
 
 typedef struct {
@@ -289,6 +291,73 @@ static enum MHD_Result s_queue(struct MHD_Connection *conn, sim_response_t *res)
 	return rc;
 }
 
+/* Reads a whole file for the TLS settings; NULL after printing why. */
+static char *s_slurp(const sim_t *sim, const char *setting)
+{
+	const char *path = sim_setting(sim, setting, NULL);
+	FILE *f = path ? fopen(path, "r") : NULL;
+	char *buf = NULL;
+	size_t len = 0;
+
+	if (f) {
+		FILE *m = open_memstream(&buf, &len);
+		char chunk[4096];
+		size_t n;
+
+		while (m && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+			fwrite(chunk, 1, n, m);
+		if (m)
+			fclose(m);
+		fclose(f);
+	}
+	if (!buf)
+		fprintf(stderr, "kanal-sim-%s: --set %s: cannot read '%s'\n", sim->def->name, setting,
+			path ? path : "");
+	return buf;
+}
+
+/* With --set tls_cert=F --set tls_key=F --set tls_ca=F the simulator serves https and asks
+ * each client for a certificate issued by tls_ca (mutual TLS). */
+static int s_tls_load(sim_t *sim)
+{
+	if (!sim_setting(sim, "tls_cert", NULL))
+		return 0;
+	sim->tls_cert = s_slurp(sim, "tls_cert");
+	sim->tls_key = s_slurp(sim, "tls_key");
+	sim->tls_ca = s_slurp(sim, "tls_ca");
+	return sim->tls_cert && sim->tls_key && sim->tls_ca ? 0 : -1;
+}
+
+/* The client certificate of a TLS connection: its DER in base64 and whether it chains to
+ * tls_ca and is within its validity period (GnuTLS checks both). */
+static void s_client_cert(const sim_t *sim, struct MHD_Connection *conn, sim_request_t *req)
+{
+	const union MHD_ConnectionInfo *ci;
+	gnutls_session_t tls;
+	const gnutls_datum_t *peers;
+	unsigned int n = 0, status = 0;
+	gnutls_datum_t b64 = { 0 };
+
+	if (!sim->tls_cert ||
+	    !(ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION)))
+		return;
+	tls = (gnutls_session_t)ci->tls_session;
+	if (!(peers = gnutls_certificate_get_peers(tls, &n)) || n == 0)
+		return;
+	req->client_cert = SIM_CERT_UNTRUSTED;
+	if (gnutls_certificate_verify_peers2(tls, &status) == 0) {
+		if (status == 0)
+			req->client_cert = SIM_CERT_OK;
+		else if (status & (GNUTLS_CERT_EXPIRED | GNUTLS_CERT_NOT_ACTIVATED))
+			req->client_cert = SIM_CERT_EXPIRED;
+	}
+	if (gnutls_base64_encode2(&peers[0], &b64) == 0 && b64.data) {
+		snprintf(req->client_cert_b64, sizeof req->client_cert_b64, "%.*s",
+			 (int)b64.size, (const char *)b64.data);
+		gnutls_free(b64.data);
+	}
+}
+
 static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				    const char *method, const char *version,
 				    const char *upload_data, size_t *upload_size, void **con_cls)
@@ -340,6 +409,7 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
 	req.body = up->body ? up->body : "";
 	req.body_len = up->len;
 	req.conn = conn;
+	s_client_cert(sim, conn, &req);
 	req.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
 	user = MHD_basic_auth_get_username_password(conn, &pass);
 	req.user = user;
@@ -482,6 +552,8 @@ int sim_main(int argc, char **argv, const sim_def_t *def)
 	}
 	if (def->setup && def->setup(&sim) != 0)
 		return 1;
+	if (s_tls_load(&sim) != 0)
+		return 1;
 
 	/* Signals are taken by sigtimedwait on this thread; the server's threads block them. */
 	sigemptyset(&sigs);
@@ -492,11 +564,22 @@ int sim_main(int argc, char **argv, const sim_def_t *def)
 
 	addr.sin_port = htons((uint16_t)port);
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-				     MHD_USE_ERROR_LOG,
-			     0, NULL, NULL, s_on_request, &sim, MHD_OPTION_SOCK_ADDR, &addr,
-			     MHD_OPTION_NOTIFY_COMPLETED, s_on_done, NULL,
-			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+	if (sim.tls_cert)
+		d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+					     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
+					     MHD_USE_TLS,
+				     0, NULL, NULL, s_on_request, &sim, MHD_OPTION_SOCK_ADDR, &addr,
+				     MHD_OPTION_NOTIFY_COMPLETED, s_on_done, NULL,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+				     MHD_OPTION_HTTPS_MEM_CERT, sim.tls_cert,
+				     MHD_OPTION_HTTPS_MEM_KEY, sim.tls_key,
+				     MHD_OPTION_HTTPS_MEM_TRUST, sim.tls_ca, MHD_OPTION_END);
+	else
+		d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+					     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+				     0, NULL, NULL, s_on_request, &sim, MHD_OPTION_SOCK_ADDR, &addr,
+				     MHD_OPTION_NOTIFY_COMPLETED, s_on_done, NULL,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "kanal-sim-%s: cannot listen on 127.0.0.1:%ld: %s\n", def->name, port,
 			strerror(errno));

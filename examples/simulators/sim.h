@@ -18,6 +18,9 @@
  *   --fault MODE      start with a fault switched on (see below)
  *   --set NAME=VALUE  a simulator-specific setting (sim_setting), may repeat
  *   --quiet           no line per request on stderr
+ *   --set tls_cert=F --set tls_key=F --set tls_ca=F
+ *                     serve https with that certificate and key (PEM), and ask each client
+ *                     for a certificate issued by tls_ca (mutual TLS; see client_cert)
  *
  * Faults, switched at run time with `POST /_sim/fault` and a JSON body
  * `{"mode": "slow", "count": 3, "delay_ms": 2000}` (count 0 or absent: until switched off;
@@ -49,6 +52,9 @@ typedef struct sim_request {
 	const char *password;     /* basic-auth password, or NULL */
 	const char *bearer;       /* bearer token, or NULL */
 	void *conn;               /* for sim_query / sim_header */
+	/* Over https (tls_cert): the client's certificate, checked against tls_ca. */
+	enum { SIM_CERT_NONE, SIM_CERT_OK, SIM_CERT_EXPIRED, SIM_CERT_UNTRUSTED } client_cert;
+	char client_cert_b64[8192]; /* its DER in base64 on one line, "" when none */
 } sim_request_t;
 
 /* What a handler fills in. sim_reply* set it; the default is 404 with an empty body. */

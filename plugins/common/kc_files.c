@@ -122,28 +122,42 @@ int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len)
 	return kc_file_read(dir, name, out, len);
 }
 
-int kc_secret_read(kanal_ctx_t *ctx, const char *option, const char *path, char **out)
+int kc_private_file_read(const char *option, const char *path, char **out, size_t *len,
+			 kanal_error_t *err)
 {
 	struct stat st;
-	char *text = NULL;
-	size_t len = 0;
 	int rc;
 
 	*out = NULL;
 	if (stat(path, &st) != 0) {
-		kanal_set_error(ctx, "option '%s': cannot read '%s': %s", option, path,
-				strerror(errno));
+		kanal_error_set(err, NULL, 0, 0, option, "option '%s': cannot read '%s': %s",
+				option, path, strerror(errno));
 		return KANAL_ECONFIG;
 	}
 	if (st.st_mode & 077) {
-		kanal_set_error(ctx, "option '%s': '%s' may be read by others (mode %04o); make it "
-				     "0600 or 0400 (chmod 600 %s)",
+		kanal_error_set(err, NULL, 0, 0, option,
+				"option '%s': '%s' may be read by others (mode %04o); make it "
+				"0600 or 0400 (chmod 600 %s)",
 				option, path, (unsigned)(st.st_mode & 07777), path);
 		return KANAL_ECONFIG;
 	}
-	if ((rc = kc_file_read(NULL, path, &text, &len)) != 0) {
-		kanal_set_error(ctx, "option '%s': cannot read '%s': %s", option, path,
-				kanal_strerror(rc));
+	if ((rc = kc_file_read(NULL, path, out, len)) != 0) {
+		kanal_error_set(err, NULL, 0, 0, option, "option '%s': cannot read '%s': %s",
+				option, path, kanal_strerror(rc));
+		return KANAL_ECONFIG;
+	}
+	return 0;
+}
+
+int kc_secret_read(kanal_ctx_t *ctx, const char *option, const char *path, char **out)
+{
+	kanal_error_t err = { 0 };
+	char *text = NULL;
+	size_t len = 0;
+
+	*out = NULL;
+	if (kc_private_file_read(option, path, &text, &len, &err) != 0) {
+		kanal_set_error(ctx, "%s", err.text);
 		return KANAL_ECONFIG;
 	}
 	{

@@ -36,4 +36,12 @@ int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len);
  * error set on ctx naming the option, the file and the cause — never the secret. */
 int kc_secret_read(kanal_ctx_t *ctx, const char *option, const char *path, char **out);
 
+/* Reads the whole private file at path (a certificate's key, a PKCS#12 bundle) for the
+ * option called `option`, under the same rule as kc_secret_read: no access for group or
+ * others. Returns 0 and a malloc'd NUL-terminated *out of *len bytes (wipe and free it),
+ * or KANAL_ECONFIG with err naming the option, the file and the cause.
+ * Ownership: borrows everything; fills *out and err. */
+int kc_private_file_read(const char *option, const char *path, char **out, size_t *len,
+			 kanal_error_t *err);
+
 #endif

@@ -21,6 +21,7 @@ struct kc_http {
 	kc_http_opts_t o;
 	char *user, *password, *ca_file;
 	char *client_cert, *client_key;
+	char *client_cert_pem, *client_key_pem; /* in-memory PEM; the key wiped on destroy */
 	char *auth_header; /* "Authorization: Bearer …" */
 };
 
@@ -46,6 +47,8 @@ kc_http_t *kc_http_new(const kc_http_opts_t *opts)
 	h->ca_file = s_dup(h->o.ca_file);
 	h->client_cert = s_dup(h->o.client_cert);
 	h->client_key = s_dup(h->o.client_key);
+	h->client_cert_pem = s_dup(h->o.client_cert_pem);
+	h->client_key_pem = s_dup(h->o.client_key_pem);
 	if (h->o.bearer_token) {
 		size_t n = strlen(h->o.bearer_token) + 32;
 		h->auth_header = malloc(n);
@@ -54,6 +57,7 @@ kc_http_t *kc_http_new(const kc_http_opts_t *opts)
 	}
 	h->o.user = h->o.password = h->o.ca_file = h->o.bearer_token = NULL;
 	h->o.client_cert = h->o.client_key = NULL;
+	h->o.client_cert_pem = h->o.client_key_pem = NULL;
 	if (!h->o.timeout_ms)
 		h->o.timeout_ms = 10000;
 	if (!h->o.connect_timeout_ms)
@@ -61,7 +65,9 @@ kc_http_t *kc_http_new(const kc_http_opts_t *opts)
 	if (!h->o.max_body)
 		h->o.max_body = 8u << 20;
 	h->curl = curl_easy_init();
-	if (!h->curl || (opts && opts->bearer_token && !h->auth_header)) {
+	if (!h->curl || (opts && opts->bearer_token && !h->auth_header) ||
+	    (opts && opts->client_cert_pem && !h->client_cert_pem) ||
+	    (opts && opts->client_key_pem && !h->client_key_pem)) {
 		kc_http_destroy(&h);
 		return NULL;
 	}
@@ -83,6 +89,10 @@ void kc_http_destroy(kc_http_t **http_p)
 	free(h->ca_file);
 	free(h->client_cert);
 	free(h->client_key);
+	free(h->client_cert_pem);
+	if (h->client_key_pem)
+		memset(h->client_key_pem, 0, strlen(h->client_key_pem));
+	free(h->client_key_pem);
 	if (h->auth_header)
 		memset(h->auth_header, 0, strlen(h->auth_header));
 	free(h->auth_header);
@@ -255,6 +265,19 @@ int kc_http_request(kc_http_t *h, const char *method, const char *url,
 		curl_easy_setopt(c, CURLOPT_SSLCERT, h->client_cert);
 	if (h->client_key)
 		curl_easy_setopt(c, CURLOPT_SSLKEY, h->client_key);
+	if (h->client_cert_pem) {
+		/* libcurl copies neither: the blobs point into h, which outlives the request. */
+		struct curl_blob cert = { h->client_cert_pem, strlen(h->client_cert_pem),
+					  CURL_BLOB_NOCOPY };
+		curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert);
+		curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+	}
+	if (h->client_key_pem) {
+		struct curl_blob key = { h->client_key_pem, strlen(h->client_key_pem),
+					 CURL_BLOB_NOCOPY };
+		curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
+		curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+	}
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(list);
 	if (rc != CURLE_OK) {

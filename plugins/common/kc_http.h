@@ -29,6 +29,8 @@ typedef struct kc_http_opts {
 	size_t max_body;            /* largest answer accepted; 0: 8 MiB */
 	const char *client_cert;    /* TLS client certificate (PEM file), or NULL */
 	const char *client_key;     /* its private key (PEM file), or NULL: in client_cert */
+	const char *client_cert_pem; /* or the certificate and key in memory (PEM text, e.g. */
+	const char *client_key_pem;  /* from kc_cert_http_opts): the key never touches disk */
 } kc_http_opts_t;
 
 /* The HTTP options the connectors share, bound by offset (kanal_config_bind) into a
