@@ -193,7 +193,8 @@ FUZZ_WITH := $(foreach t,$(FUZZ_TARGETS),$(FUZZ_WITH_$(t)))
 $(BUILD)/tests/test_fuzz_regressions: $(call obj,$(FUZZ_SRC)) \
 	$(patsubst %.c,$(BUILD)/obj/fuzzwith/%.o,$(FUZZ_WITH)) $(CONN_A)
 # The digitalpost connector's SF1601 writer, validated against contracts/schemas.
-$(BUILD)/tests/test_memo: $(BUILD)/obj/fuzzwith/plugins/digitalpost/memo.o
+$(BUILD)/tests/test_memo: $(BUILD)/obj/fuzzwith/plugins/digitalpost/memo.o \
+	$(BUILD)/obj/fuzzwith/plugins/digitalpost/pko_schema.o
 $(BUILD)/obj/fuzzwith/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) -c $< -o $@

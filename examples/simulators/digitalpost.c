@@ -35,10 +35,12 @@
 #include <strings.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <kanal/kanal.h>
@@ -70,7 +72,16 @@ typedef struct dp_letter {
 	char *request;        /* the SendRequest as received */
 } dp_letter_t;
 
+/* A PKO_PostStatus waiting to be pushed to the callback. */
+typedef struct dp_push {
+	char uuid[37], transaction[40], kanal[16], code[48], fejl[32];
+} dp_push_t;
+
 typedef struct dp_state {
+	dp_push_t pushes[64];
+	size_t n_pushes;
+	unsigned long pushed, push_failures;
+	char status_fault[16];  /* "none", "failed" or "silent" */
 	dp_letter_t *letters;
 	size_t n_letters, cap;
 	unsigned run_id;      /* keeps transactions of two simulator runs apart */
@@ -110,6 +121,13 @@ static void s_error(sim_response_t *res, int status, const char *code, const cha
 }
 
 /* ---- checking a MeMo ------------------------------------------------------------------ */
+
+static size_t s_discard(char *ptr, size_t size, size_t n, void *arg)
+{
+	(void)ptr;
+	(void)arg;
+	return size * n;
+}
 
 /* The first child element of parent named `name` in namespace ns, or NULL. */
 static xmlNodePtr s_child(xmlNodePtr parent, const char *ns, const char *name)
@@ -444,6 +462,115 @@ static int s_memo_version(xmlNodePtr root)
 	return 12;
 }
 
+/* Queues the letter's PKO_PostStatus for the callback (--set callback=URL), as the platform
+ * would decide it: delivered to the inbox when the recipient can receive Digital Post,
+ * printed when Automatisk Valg or Fysisk Post sends it on paper, failed when Digital Post
+ * cannot deliver it — or what the status fault says (failed: every letter fails; silent:
+ * no status at all). */
+static void s_queue_status(sim_t *sim, dp_state_t *st, const dp_letter_t *l)
+{
+	dp_push_t *p;
+	bool can = s_can_receive(l->recipient_digits);
+
+	if (!sim_setting(sim, "callback", NULL) || !strcmp(st->status_fault, "silent") ||
+	    st->n_pushes == sizeof st->pushes / sizeof *st->pushes)
+		return;
+	p = &st->pushes[st->n_pushes++];
+	memset(p, 0, sizeof *p);
+	snprintf(p->uuid, sizeof p->uuid, "%s", l->uuid);
+	snprintf(p->transaction, sizeof p->transaction, "%s", l->transaction);
+	if (!strcmp(st->status_fault, "failed") || (!strcmp(l->channel, "Digital Post") && !can)) {
+		snprintf(p->kanal, sizeof p->kanal, "Digital Post");
+		snprintf(p->code, sizeof p->code, "Fejlet");
+		snprintf(p->fejl, sizeof p->fejl, "%s", can ? "memo.invalid" : "recipient.blocked");
+	} else if (!strcmp(l->channel, "Fysisk Post") ||
+		   (!strcmp(l->channel, "Automatisk Valg") && !can)) {
+		snprintf(p->kanal, sizeof p->kanal, "Fysisk Post");
+		snprintf(p->code, sizeof p->code, "Afleveret til print og kuvertering");
+	} else {
+		snprintf(p->kanal, sizeof p->kanal, "%s",
+			 !strcmp(l->channel, "NemSMS") ? "NemSMS" : "Digital Post");
+		snprintf(p->code, sizeof p->code, "Afleveret Digital Post");
+	}
+}
+
+/* The ModtagBeskedInput the Beskedfordeler POSTs: the envelope with the PKO_PostStatus in
+ * Beskeddata/Base64 (contracts/examples/sf1601/ModtagBeskedInput.PKO_PostStatus.xml). */
+static char *s_besked(const dp_push_t *p)
+{
+	char stamp[40], pko[2048], *b64, *out = NULL;
+	int n;
+
+	sim_rfc3339_now(stamp);
+	n = snprintf(pko, sizeof pko,
+		     "<PKO_PostStatus xmlns=\"http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/"
+		     "types\"><TransmissionId>%s</TransmissionId><MessageUUID>%s</MessageUUID>"
+		     "<KanalKode>%s</KanalKode><TransaktionsDatoTid>%s</TransaktionsDatoTid>"
+		     "<TransaktionsStatusKode>%s</TransaktionsStatusKode><CorrelationId>%s"
+		     "</CorrelationId>%s%s%s</PKO_PostStatus>",
+		     p->transaction, p->uuid, p->kanal, stamp, p->code, p->transaction,
+		     *p->fejl ? "<FejlDetaljer><FejlKode>" : "<FejlDetaljer/>", p->fejl,
+		     *p->fejl ? "</FejlKode><FejlTekst>the simulator's synthetic failure"
+				"</FejlTekst></FejlDetaljer>" : "");
+	if (n < 0 || (size_t)n >= sizeof pko || !(b64 = malloc(((size_t)n + 2) / 3 * 4 + 1)))
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)pko, n);
+	if (asprintf(&out,
+		     "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n"
+		     "<ns4:ModtagBeskedInput xmlns=\"urn:oio:sagdok:3.0.0\" "
+		     "xmlns:ns2=\"urn:oio:besked:kuvert:1.0\" xmlns:ns4=\"urn:oio:sts:1.0.0\">"
+		     "<ns2:Haendelsesbesked><ns2:BeskedId><UUIDIdentifikator>%s</UUIDIdentifikator>"
+		     "</ns2:BeskedId><ns2:BeskedVersion>1.0</ns2:BeskedVersion><ns2:Beskeddata>"
+		     "<Base64 xmlns=\"urn:besked:kuvert:1.0\" content-type=\"application/xml\" "
+		     "encoding=\"UTF-8\" file-type=\".xml\">%s</Base64></ns2:Beskeddata>"
+		     "</ns2:Haendelsesbesked></ns4:ModtagBeskedInput>\n",
+		     p->transaction, b64) < 0)
+		out = NULL;
+	free(b64);
+	return out;
+}
+
+/* Pushes the queued statuses to the callback, after the answers that accepted the letters
+ * have gone (the connector cannot take a push while it waits for the answer). */
+static void s_tick(sim_t *sim)
+{
+	dp_state_t *st = sim_state(sim);
+	const char *url = sim_setting(sim, "callback", NULL);
+	size_t done = 0;
+
+	for (; url && done < st->n_pushes; done++) {
+		char *body = s_besked(&st->pushes[done]);
+		CURL *c = body ? curl_easy_init() : NULL;
+		struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/xml");
+		long status = 0;
+		if (c) {
+			curl_easy_setopt(c, CURLOPT_URL, url);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+			curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+			curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_discard);
+			if (curl_easy_perform(c) == CURLE_OK)
+				curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		}
+		curl_slist_free_all(h);
+		curl_easy_cleanup(c);
+		free(body);
+		if (status == 200) {
+			st->pushed++;
+			sim_log(sim, "pushed PKO_PostStatus '%s' for %s", st->pushes[done].code,
+				st->pushes[done].uuid);
+		} else {
+			/* Kept for the next tick: the Beskedfordeler delivers again. */
+			st->push_failures++;
+			sim_log(sim, "callback answered %ld for %s; will push again", status,
+				st->pushes[done].uuid);
+			break;
+		}
+	}
+	memmove(st->pushes, st->pushes + done, (st->n_pushes - done) * sizeof *st->pushes);
+	st->n_pushes -= done;
+}
+
 /* POST /service/KombiPostAfsend_1/kombi: validate, refuse or accept one kombi_request. */
 static void s_post(sim_t *sim, dp_state_t *st, const sim_request_t *req, sim_response_t *res)
 {
@@ -535,6 +662,7 @@ static void s_post(sim_t *sim, dp_state_t *st, const sim_request_t *req, sim_res
 	s_reply_kombi(res, 200, l->transaction, NULL, NULL);
 	sim_log(sim, "accepted %s to %s by '%s': TransmissionID %s", l->uuid, l->recipient,
 		l->channel, l->transaction);
+	s_queue_status(sim, st, l);
 	goto done;
 refused:
 	st->refused++;
@@ -575,9 +703,11 @@ static void s_list(dp_state_t *st, sim_response_t *res)
 			json_object_set_new(o, "action", json_string(l->action));
 		json_array_append_new(list, o);
 	}
-	j = json_pack("{s:I, s:I, s:I, s:I, s:o}", "received", (json_int_t)st->received,
+	j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "received", (json_int_t)st->received,
 		      "delivered", (json_int_t)st->n_letters, "refused", (json_int_t)st->refused,
-		      "duplicates", (json_int_t)st->duplicates, "messages", list);
+		      "duplicates", (json_int_t)st->duplicates, "statuses_pushed",
+		      (json_int_t)st->pushed, "statuses_push_failures",
+		      (json_int_t)st->push_failures, "messages", list);
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text)
@@ -609,6 +739,12 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 	}
 	if (!strcmp(path, DP_FORESPOERG_PATH) && !strcmp(req->method, "GET")) {
 		s_forespoerg(sim, req, res);
+		return;
+	}
+	if (!strcmp(path, DP_PATH "-status-fault") && !strcmp(req->method, "POST")) {
+		snprintf(st->status_fault, sizeof st->status_fault, "%.*s",
+			 (int)(req->body_len < 15 ? req->body_len : 15), req->body ? req->body : "");
+		sim_replyf(res, 200, "text/plain", "status fault: %s\n", st->status_fault);
 		return;
 	}
 	if (!strcmp(path, DP_PATH) && !strcmp(req->method, "GET")) {
@@ -691,6 +827,8 @@ int main(int argc, char **argv)
 			&(sim_def_t){ .name = "digitalpost",
 				      .handle = s_handle,
 				      .setup = s_setup,
+				      .tick = s_tick,
+				      .tick_ms = 100,
 				      .garbage_type = "application/xml",
 				      .garbage_body = "<KombiPostAfsendResponse><Result>tr" });
 }

@@ -38,10 +38,12 @@
 #include "../common/kc_http.h"
 #include "../common/kc_url.h"
 #include "memo.h"
+#include "receipts.h"
 
 #define DP_DEFAULT_PATH "/service/KombiPostAfsend_1/kombi"
 #define DP_DEFAULT_FORESPOERG_PATH "/service/PostForespoerg_1/digitalpost"
 #define DP_FORESPOERG_CACHE 256
+#define DP_DEFAULT_CALLBACK_PATH "/beskedfordeler/PostStatusBeskedModtag"
 #define DP_MAX_TOKEN 4096
 #define DP_EMIT_BUSY_RETRY_MS 1000
 
@@ -58,6 +60,10 @@ typedef struct dp {
 	const char *forespoerg_path;
 	const char *print_type;       /* ForsendelseTypeIdentifikator, or NULL */
 	int64_t forespoerg_cache_ms;
+	const char *callback_listen;  /* HOST:PORT of the receipts' listener, or NULL: none */
+	const char *callback_path;
+	int64_t status_timeout_ms;
+	dp_receipts_t *receipts;      /* NULL without callback_listen */
 	kc_http_conf_t http_conf;     /* token(_file), ca_file, client_cert/key, timeout */
 
 	char *url;                    /* base_url + path */
@@ -120,6 +126,17 @@ static const kanal_option_t s_options[] = {
 	{ .name = "language", .type = KANAL_OPT_STRING, .default_value = "da",
 	  KANAL_OPT_AT(dp_t, language),
 	  .help = "The document language (ISO 639-1) when a letter gives none." },
+	{ .name = "callback_listen", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, callback_listen),
+	  .help = "HOST:PORT where the Beskedfordeler (SF1461) pushes PKO_PostStatus receipts "
+		  "(plain http: terminate TLS in front). Absent: no receipts, the status says "
+		  "sent when the service accepts." },
+	{ .name = "callback_path", .type = KANAL_OPT_STRING,
+	  .default_value = DP_DEFAULT_CALLBACK_PATH, KANAL_OPT_AT(dp_t, callback_path),
+	  .help = "The callback's path, as registered with the Beskedfordeler." },
+	{ .name = "status_timeout", .type = KANAL_OPT_DURATION, .default_value = "72h",
+	  .min = "1s", KANAL_OPT_AT(dp_t, status_timeout_ms),
+	  .help = "How long a letter waits for its PKO_PostStatus; then its status is unknown "
+		  "(metric letters_status_unknown)." },
 	KC_HTTP_OPT_TOKEN(dp_t, http_conf),
 	KC_HTTP_OPT_CA_FILE(dp_t, http_conf),
 	KC_HTTP_OPT_CLIENT_CERT(dp_t, http_conf),
@@ -147,6 +164,7 @@ static void s_destroy(void *state)
 	if (!dp)
 		return;
 	kc_http_destroy(&dp->http);
+	dp_receipts_destroy(&dp->receipts);
 	kanal_pseudonym_key_destroy(&dp->key);
 	kc_http_conf_clear(&dp->http_conf);
 	if (dp->access_token) {
@@ -250,6 +268,10 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		goto fail;
 	}
 	kc_http_conf_clear(&dp->http_conf);
+	if (dp->callback_listen &&
+	    (rc = dp_receipts_new(ctx, dp->callback_listen, dp->callback_path,
+				  dp->status_timeout_ms, &dp->receipts)) != 0)
+		goto fail;
 	*state = dp;
 	return 0;
 fail:
@@ -258,6 +280,16 @@ fail:
 }
 
 /* ---- the status event -------------------------------------------------------------------- */
+
+/* The status events' subject: the recipient's pseudonym (cpr may be NULL), else the
+ * letter's own subject (already checked by the bus to hold no CPR number), or NULL. */
+static const char *s_subject(const dp_t *dp, const kanal_msg_t *msg, const char *cpr,
+			     char pseudonym[KANAL_PSEUDONYM_SIZE])
+{
+	if (dp->key && cpr && kanal_cpr_pseudonym(dp->key, cpr, pseudonym, KANAL_PSEUDONYM_SIZE) == 0)
+		return pseudonym;
+	return kanal_msg_subject(msg);
+}
 
 /* Emits post.letter.status about letter msg: status "sent" (accepted by the service) or
  * "failed", the reason (CPR numbers masked), the KombiValgKode used and the TransmissionID
@@ -269,7 +301,7 @@ static int s_emit_status(kanal_ctx_t *ctx, const dp_t *dp, const kanal_msg_t *ms
 	char id[96], pseudonym[KANAL_PSEUDONYM_SIZE];
 	const char *corr = kanal_msg_attr(msg, "correlationid");
 	const char *trace = kanal_msg_attr(msg, "traceparent");
-	const char *subject = kanal_msg_subject(msg);
+	const char *subject = s_subject(dp, msg, cpr, pseudonym);
 	char *safe_reason = kanal_cpr_redact(reason, strlen(reason));
 	json_t *data;
 	char *text;
@@ -291,10 +323,6 @@ static int s_emit_status(kanal_ctx_t *ctx, const dp_t *dp, const kanal_msg_t *ms
 	json_decref(data);
 	if (!st || !text)
 		goto done;
-	/* The subject: the recipient's pseudonym, else the letter's own (already checked by
-	 * the bus to hold no CPR number). */
-	if (dp->key && cpr && kanal_cpr_pseudonym(dp->key, cpr, pseudonym, sizeof pseudonym) == 0)
-		subject = pseudonym;
 	if ((subject && kanal_msg_set_attr(st, "subject", subject, NULL) != 0) ||
 	    kanal_msg_set_attr(st, "causationid", kanal_msg_id(msg), NULL) != 0 ||
 	    kanal_msg_set_attr(st, "correlationid", corr ? corr : kanal_msg_id(msg), NULL) != 0 ||
@@ -930,10 +958,27 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 
 finish:
 	if (r.outcome == KANAL_OUTCOME_OK) {
-		char text[512];
+		char text[512], pseudonym[KANAL_PSEUDONYM_SIZE];
+		const char *corr = kanal_msg_attr(msg, "correlationid");
+		dp_sent_t sent = { .message_uuid = l.message_uuid, .print_id = l.print_id,
+				   .transaction = r.transaction, .letter = kanal_msg_id(msg),
+				   .letter_source = kanal_msg_source(msg),
+				   .correlationid = corr ? corr : kanal_msg_id(msg),
+				   .traceparent = kanal_msg_attr(msg, "traceparent"),
+				   .subject = s_subject(dp, msg, cpr_text, pseudonym),
+				   .kombi = l.kombi };
+
+		/* With receipts, acceptance is not the outcome: remember the letter for its
+		 * PKO_PostStatus; the status says "accepted" now and the final one comes later. */
+		if (dp->receipts && (rc = dp_receipts_track(dp->receipts, &sent)) != 0) {
+			kanal_set_error(ctx, "letter accepted (TransmissionID %s) but it cannot be "
+					"remembered for its receipt (%s); retrying, the service will "
+					"not send it twice", r.transaction, kanal_strerror(rc));
+			return KANAL_OUTCOME_RETRY;
+		}
 		snprintf(text, sizeof text, "%s: %s", l.kombi, reason);
-		rc = s_emit_status(ctx, dp, msg, l.message_uuid, cpr_text, "sent", text,
-				   r.transaction, l.kombi);
+		rc = s_emit_status(ctx, dp, msg, l.message_uuid, cpr_text,
+				   dp->receipts ? "accepted" : "sent", text, r.transaction, l.kombi);
 		kanal_metric_add(ctx, "sent", 1);
 		kanal_log(ctx, KANAL_LOG_INFO, "letter %s accepted as '%s': TransmissionID %s",
 			  kanal_msg_id(msg), l.kombi, r.transaction);
@@ -966,6 +1011,22 @@ finish:
 	return r.outcome;
 }
 
+/* Starts the receipts' listener, when there is one. */
+static int s_start(kanal_ctx_t *ctx, void *state)
+{
+	dp_t *dp = state;
+
+	return dp->receipts ? dp_receipts_start(dp->receipts, ctx) : 0;
+}
+
+static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
+{
+	dp_t *dp = state;
+
+	(void)deadline_ms;
+	dp_receipts_stop(dp->receipts, ctx);
+}
+
 KANAL_PLUGIN_EXPORT = {
 	.abi_major = KANAL_ABI_MAJOR,
 	.abi_minor = KANAL_ABI_MINOR,
@@ -976,6 +1037,8 @@ KANAL_PLUGIN_EXPORT = {
 		       "part); digital first by PostForespoerg or the platform's Automatisk Valg.",
 	.options = s_options,
 	.init = s_init,
+	.start = s_start,
 	.on_message = s_on_message,
+	.stop = s_stop,
 	.destroy = s_destroy,
 };

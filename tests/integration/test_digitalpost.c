@@ -26,6 +26,10 @@
 #include <kanal/harness.h>
 #include <kanal/kanal.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
 #include "upstream.h"
@@ -582,6 +586,118 @@ static void test_wrong_token_is_retried_not_sent_on_paper(void)
 	s_stop(&env);
 }
 
+/* ---- receipts: PKO_PostStatus through the Beskedfordeler's callback ---------------------- */
+
+/* A TCP port free on 127.0.0.1 just now (the kernel's pick), or 0. */
+static int s_free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* The status event of letter with status st in status.jsonl (new reference), waiting. */
+static json_t *s_status_of(env_t *env, const char *letter, const char *st)
+{
+	for (int64_t end = kanal_now_ms() + WAIT; kanal_now_ms() < end; test_sleep_ms(100)) {
+		char *text = test_read_file(kd_path(env->kd, "status.jsonl"), NULL);
+		char *line = text, *save = NULL;
+		for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			json_t *j = json_loads(line, 0, NULL), *d = json_object_get(j, "data");
+			if (!strcmp(json_string_value(json_object_get(d, "letter")) ?: "", letter) &&
+			    !strcmp(json_string_value(json_object_get(d, "status")) ?: "", st)) {
+				free(text);
+				return j;
+			}
+			json_decref(j);
+		}
+		free(text);
+	}
+	fprintf(stderr, "no '%s' status for %s\n", st, letter);
+	return NULL;
+}
+
+static void test_receipts_give_the_final_outcome(void)
+{
+	char cb[128], opts[256], sim_cb[200], *p;
+	const char *args[] = { "--set", sim_cb, NULL };
+	int port = s_free_port();
+	env_t env;
+	json_t *st, *d;
+	http_answer_t a = { 0 };
+
+	CU_ASSERT_FATAL(port > 0);
+	snprintf(cb, sizeof cb, "127.0.0.1:%d", port);
+	snprintf(sim_cb, sizeof sim_cb,
+		 "callback=http://127.0.0.1:%d/beskedfordeler/PostStatusBeskedModtag", port);
+	snprintf(opts, sizeof opts, ", callback_listen: '%s', status_timeout: 2s", cb);
+	CU_ASSERT_FATAL(s_start(&env, "dp-receipts", args, opts));
+
+	/* Mads is enrolled: accepted, then the pushed "Afleveret Digital Post" makes it sent. */
+	s_send(&env, s_text(s_letter("brev-kvit", CPR_MADS)));
+	st = s_status_of(&env, "brev-kvit", "accepted");
+	CU_ASSERT_PTR_NOT_NULL(st);
+	json_decref(st);
+	st = s_status_of(&env, "brev-kvit", "sent");
+	CU_ASSERT_PTR_NOT_NULL(st);
+	d = json_object_get(st, "data");
+	ASSERT_STR(json_string_value(json_object_get(d, "channel")), "digital");
+	ASSERT_STR(json_string_value(json_object_get(d, "reason")),
+		   "PKO_PostStatus Afleveret Digital Post (Digital Post)");
+	CU_ASSERT(json_is_true(json_object_get(d, "final")));
+	ASSERT_STR(json_string_value(json_object_get(st, "causationid")), "brev-kvit");
+	CU_ASSERT(!strncmp(json_string_value(json_object_get(st, "subject")) ?: "", "person:", 7));
+	json_decref(st);
+
+	/* The platform fails the next letter: failed, with the service's FejlKode. */
+	CU_ASSERT_EQUAL(upstream_http(env.up, "POST", "/digitalpost/v1/messages-status-fault",
+				      "failed", "text/plain", &p), 200);
+	free(p);
+	s_send(&env, s_text(s_letter("brev-fejl", CPR_SOFIE)));
+	st = s_status_of(&env, "brev-fejl", "failed");
+	CU_ASSERT_PTR_NOT_NULL(st);
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(
+					      json_object_get(st, "data"), "reason")) ?: "",
+				      "Fejlet (Digital Post): memo.invalid: "));
+	json_decref(st);
+
+	/* No status at all: after status_timeout (2s) the letter's status is unknown, and
+	 * the metric says so. */
+	CU_ASSERT_EQUAL(upstream_http(env.up, "POST", "/digitalpost/v1/messages-status-fault",
+				      "silent", "text/plain", &p), 200);
+	free(p);
+	s_send(&env, s_text(s_letter("brev-tavs", CPR_EMMA)));
+	st = s_status_of(&env, "brev-tavs", "unknown");
+	CU_ASSERT_PTR_NOT_NULL(st);
+	json_decref(st);
+	p = kd_admin(env.kd, "{\"cmd\":\"status\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "\"letters_status_unknown\":1"));
+	free(p);
+	/* Each letter has "accepted" and exactly one final status: brev-kvit and brev-fejl
+	 * did not become unknown as well. */
+	CU_ASSERT_EQUAL(kd_lines(kd_path(env.kd, "status.jsonl")), 6);
+
+	/* What is not a PKO_PostStatus is refused with StatusKode 40, naming why. */
+	{
+		char url[200];
+		http_request_t rq = { .url = url, .body = "<ModtagBeskedInput/>" };
+		snprintf(url, sizeof url, "http://%s/beskedfordeler/PostStatusBeskedModtag", cb);
+		CU_ASSERT_EQUAL(http_request(NULL, &rq, &a), 400);
+		CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "<StatusKode>40</StatusKode>"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "Beskeddata/Base64"));
+		http_answer_clear(&a);
+	}
+	s_stop(&env);
+}
+
 /* ---- the SDK harness: the MeMo itself and the checks ----------------------------------- */
 
 static kanal_harness_t *s_harness(upstream_t *up, const char *channel)
@@ -980,6 +1096,7 @@ TEST_MAIN("digitalpost",
 	  TEST(test_unavailable_service_is_retried_and_sends_one_letter),
 	  TEST(test_garbage_and_hang_are_retried_within_the_timeout),
 	  TEST(test_wrong_token_is_retried_not_sent_on_paper),
+	  TEST(test_receipts_give_the_final_outcome),
 	  TEST(test_memo_has_the_required_elements),
 	  TEST(test_nemsms_channel),
 	  TEST(test_filename_and_other_checks),

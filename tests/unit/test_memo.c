@@ -21,6 +21,7 @@
 #include "test.h"
 
 #include "../../plugins/digitalpost/memo.h"
+#include "../../plugins/digitalpost/receipts.h"
 
 #define SCHEMAS "contracts/schemas/"
 #define PDF "JVBERi0xLjQgc3ludGhldGljIGthbmFsIGV4YW1wbGU="
@@ -278,7 +279,24 @@ static void test_the_contract_examples_validate(void)
 					SCHEMAS "sf1601/kanal-authored/kombi_request-memo11.xsd"), 0);
 }
 
+/* The receipts validate PKO_PostStatus against a built-in copy of the contract's schema:
+ * it must be the contract's, byte for byte, and take the contract's examples. */
+static void test_builtin_pko_schema_is_the_contracts(void)
+{
+	char *file = test_read_file(SCHEMAS "sf1601/kanal-authored/PKO_PostStatus.xsd", NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(file);
+	CU_ASSERT_STRING_EQUAL(dp_pko_poststatus_xsd, file);
+	free(file);
+	CU_ASSERT_EQUAL(s_validate_file("contracts/examples/sf1601/PKO_PostStatus.fejlet.xml",
+					SCHEMAS "sf1601/kanal-authored/PKO_PostStatus.xsd"), 0);
+	CU_ASSERT_EQUAL(s_validate_file(
+				"contracts/examples/sf1601/PKO_PostStatus.afleveret-digital-post.xml",
+				SCHEMAS "sf1601/kanal-authored/PKO_PostStatus.xsd"), 0);
+}
+
 TEST_MAIN("memo",
+	  TEST(test_builtin_pko_schema_is_the_contracts),
 	  TEST(test_digital_post_memo12_with_attachment_and_aftale_validates),
 	  TEST(test_memo11_has_memoSchVersion_and_validates),
 	  TEST(test_memo12_has_no_memoSchVersion),
