@@ -229,6 +229,9 @@ $(BUILD)/tests/test_fuzz_regressions: $(call obj,$(FUZZ_SRC)) \
 # The cpr plugin's SF1520 unit suite is linked with the file it tests.
 $(BUILD)/tests/test_cpr_soap: $(BUILD)/obj/fuzzwith/plugins/cpr/soap.o \
 	$(BUILD)/obj/fuzzwith/plugins/cpr/token.o
+# The digitalpost connector's SF1601 writer, validated against contracts/schemas.
+$(BUILD)/tests/test_memo: $(BUILD)/obj/fuzzwith/plugins/digitalpost/memo.o \
+	$(BUILD)/obj/fuzzwith/plugins/digitalpost/pko_schema.o
 $(BUILD)/obj/fuzzwith/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) -c $< -o $@

@@ -1,33 +1,31 @@
 /*
- * examples/simulators/digitalpost.c — kanal-sim-digitalpost, the simulated Digital Post
- * service: it takes MeMo letters over HTTP, checks them as strictly as the real service
- * would, refuses recipients without a Digital Post mailbox (from the synthetic population:
- * not enrolled, exempt, under 15, dead, emigrated, unknown) with a machine-readable code,
- * and "delivers" the rest into an in-memory mailbox that tests and the demo can list.
+ * examples/simulators/digitalpost.c — kanal-sim-digitalpost, the simulated SF1601 Digital Post
+ * service of Serviceplatformen ("Afsend post"), as contracts/README.md §3 describes it: it
+ * validates every kombi_request and the MeMo and print parts in it against the contract's
+ * schemas with libxml2 (xmlSchemaValidateDoc), applies the rules the schemas cannot say
+ * (which parts each KombiValgKode needs, the dummy recipient CPR of the print part, the file
+ * name and https rules of the "øget validering"), answers PostForespoerg from the synthetic
+ * population, and "delivers" what it accepts into an in-memory mailbox tests can list.
  *
- * The API (docs/plugins/digitalpost.md has the full text):
+ *   POST /service/KombiPostAfsend_1/kombi   (also /memos) Content-Type: application/xml,
+ *       Authorization: Holder-of-key <token> when --set token=… is given,
+ *       x-TransaktionsId and x-TransaktionsTid required.
+ *     200 <KombiPostAfsendResponse><Result>true</Result><TransmissionID>…</…>  accepted
+ *         (the same messageUUID again: the first TransmissionID, no second letter)
+ *     400 <KombiPostAfsendResponse><Result>false</Result><FejlKode>memo.invalid |
+ *         request.invalid</FejlKode><FejlTekst>…</FejlTekst></…>   refused, naming the fault
+ *     401 no or a wrong token; 409 a messageUUID used for another recipient; 415 not XML
+ *   GET /service/PostForespoerg_1/digitalpost?cprNumber=DDMMYYSSSS   {"result": true|false}
+ *   GET /digitalpost/v1/messages        what was accepted, recipients masked (tests, demo)
+ *   GET /digitalpost/v1/messages/<TransmissionID>   the kombi_request as received
  *
- *   POST /digitalpost/v1/messages      Content-Type: application/xml, body a SendRequest:
- *       <dp:SendRequest xmlns:dp="urn:kanal:digitalpost:1">
- *         <dp:channel>Digital Post</dp:channel>           (or NemSMS)
- *         <memo:Message xmlns:memo="https://DigitalPost.dk/MeMo-1"> … </memo:Message>
- *       </dp:SendRequest>
- *     201 {"transaction", "messageUUID", "channel", "duplicate": false}   delivered
- *     200 the same, "duplicate": true    a messageUUID seen before: no second letter
- *     400 {"code": "invalid-memo" | "invalid-request", "reason"}   the letter is malformed
- *     409 {"code": "uuid-conflict"}      the messageUUID was used for another recipient
- *     415 not XML; 401 {"code": "unauthorized"} when --set token=… is given and not sent
- *     422 {"code": "not-enrolled" | "exempt" | "under-15" | "deceased" | "emigrated" |
- *          "unknown-recipient" | "unsupported-channel", "reason"}   no mailbox for this one
- *   GET /digitalpost/v1/messages       what was delivered, recipients masked:
- *     {"received": N, "delivered": N, "refused": N, "duplicates": N, "messages": [ … ]}
- *   GET /digitalpost/v1/messages/<transaction>   the SendRequest as received (XML)
+ * Settings: --set token=SECRET; --set schemas=DIR (default: contracts/schemas of the source
+ * tree, found from the working directory or beside the program).
+ * A "garbage" fault answers 200 with a body that is not the response XML.
  *
- * Settings: --set token=SECRET (require Authorization: Bearer SECRET on /digitalpost/).
- * A "garbage" fault answers 200 with a broken JSON body, as a broken proxy might.
- *
- * Privacy, as the real service: a refusal never says why a citizen is exempt (the reason
- * can be health data), and nothing logged or listed holds a clear CPR number.
+ * Privacy, as the real service: PostForespoerg never says why a citizen cannot receive
+ * Digital Post (the reason can be health data), and nothing logged or listed holds a clear
+ * CPR number.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -37,9 +35,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xmlschemas.h>
+#include <openssl/evp.h>
+#include <unistd.h>
 
 #include <kanal/kanal.h>
 
@@ -47,8 +49,11 @@
 #include "sim.h"
 
 #define DP_NS_MEMO "https://DigitalPost.dk/MeMo-1"
-#define DP_NS_SEND "urn:kanal:digitalpost:1"
+#define DP_NS_PRINT "urn:oio:fjernprint:1.0.0"
 #define DP_PATH "/digitalpost/v1/messages"
+#define DP_KOMBI_PATH "/service/KombiPostAfsend_1/kombi"
+#define DP_MEMOS_PATH "/service/KombiPostAfsend_1/memos"
+#define DP_FORESPOERG_PATH "/service/PostForespoerg_1/digitalpost"
 #define DP_MAX_LABEL 1024
 #define DP_MAX_FILENAME 255
 
@@ -67,11 +72,21 @@ typedef struct dp_letter {
 	char *request;        /* the SendRequest as received */
 } dp_letter_t;
 
+/* A PKO_PostStatus waiting to be pushed to the callback. */
+typedef struct dp_push {
+	char uuid[37], transaction[40], kanal[16], code[48], fejl[32];
+} dp_push_t;
+
 typedef struct dp_state {
+	dp_push_t pushes[64];
+	size_t n_pushes;
+	unsigned long pushed, push_failures;
+	char status_fault[16];  /* "none", "failed" or "silent" */
 	dp_letter_t *letters;
 	size_t n_letters, cap;
 	unsigned run_id;      /* keeps transactions of two simulator runs apart */
 	unsigned long received, refused, duplicates;
+	xmlSchemaPtr kombi11, kombi12;  /* kombi_request with MeMo 1.1 / 1.2 */
 } dp_state_t;
 
 /* What a check found wrong: the first problem wins. */
@@ -107,6 +122,13 @@ static void s_error(sim_response_t *res, int status, const char *code, const cha
 
 /* ---- checking a MeMo ------------------------------------------------------------------ */
 
+static size_t s_discard(char *ptr, size_t size, size_t n, void *arg)
+{
+	(void)ptr;
+	(void)arg;
+	return size * n;
+}
+
 /* The first child element of parent named `name` in namespace ns, or NULL. */
 static xmlNodePtr s_child(xmlNodePtr parent, const char *ns, const char *name)
 {
@@ -115,38 +137,6 @@ static xmlNodePtr s_child(xmlNodePtr parent, const char *ns, const char *name)
 		    !strcmp((const char *)n->name, name))
 			return n;
 	return NULL;
-}
-
-/* The text of the MeMo element parent/name, trimmed of surrounding blanks, in a malloc'd
- * string; NULL after s_fail when it is missing (or empty and required). */
-static char *s_text(dp_check_t *c, xmlNodePtr parent, const char *where, const char *name,
-		    bool required)
-{
-	xmlNodePtr n = s_child(parent, DP_NS_MEMO, name);
-	xmlChar *raw;
-	char *start, *end, *out;
-
-	if (!n) {
-		if (required)
-			s_fail(c, "%s/%s: missing", where, name);
-		return NULL;
-	}
-	raw = xmlNodeGetContent(n);
-	start = (char *)raw;
-	while (start && isspace((unsigned char)*start))
-		start++;
-	end = start ? start + strlen(start) : NULL;
-	while (end && end > start && isspace((unsigned char)end[-1]))
-		end--;
-	if (!start || end == start) {
-		xmlFree(raw);
-		if (required)
-			s_fail(c, "%s/%s: empty", where, name);
-		return NULL;
-	}
-	out = strndup(start, (size_t)(end - start));
-	xmlFree(raw);
-	return out;
 }
 
 /* Length in bytes of the UTF-8 sequence at p that is a forbidden unicode blank or line
@@ -201,26 +191,6 @@ static void s_check_filename(dp_check_t *c, const char *name)
 	}
 }
 
-/* True when text is canonical base64 (standard alphabet, padded, no blanks), non-empty. */
-static bool s_base64_ok(const char *text)
-{
-	size_t n = strlen(text), pad = 0;
-
-	if (n == 0 || n % 4)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = text[i];
-		if (ch == '=') {
-			if (i < n - 2)
-				return false;
-			pad++;
-		} else if (pad || !(isalnum((unsigned char)ch) || ch == '+' || ch == '/')) {
-			return false;
-		}
-	}
-	return true;
-}
-
 /* True when text is an absolute https URL with a host and no blanks or controls. */
 static bool s_https_ok(const char *text)
 {
@@ -254,17 +224,18 @@ static bool s_digits(const char *text, size_t n)
 	return true;
 }
 
-/* What a checked MeMo says, for the mailbox. Strings malloc'd. */
+/* What a kombi_request says, for the mailbox. Strings malloc'd. */
 typedef struct dp_memo {
-	char *type, *uuid, *label, *sender_id, *sender_label, *recipient, *filename, *action;
+	char *kombi, *type, *uuid, *label, *sender_label, *recipient, *filename, *action;
+	bool print;
 } dp_memo_t;
 
 static void s_memo_free(dp_memo_t *m)
 {
+	free(m->kombi);
 	free(m->type);
 	free(m->uuid);
 	free(m->label);
-	free(m->sender_id);
 	free(m->sender_label);
 	free(m->recipient);
 	free(m->filename);
@@ -272,107 +243,134 @@ static void s_memo_free(dp_memo_t *m)
 	memset(m, 0, sizeof *m);
 }
 
-/* Checks one MeMo Message element; fills m and leaves c->reason empty when it is valid. */
-static void s_check_memo(dp_check_t *c, xmlNodePtr msg, dp_memo_t *m)
+/* The first schema validation error, kept for the fault text. */
+static void s_schema_error(void *ctx, const xmlError *err)
 {
-	xmlNodePtr header = s_child(msg, DP_NS_MEMO, "MessageHeader");
-	xmlNodePtr body = s_child(msg, DP_NS_MEMO, "MessageBody");
-	xmlNodePtr sender, recipient, doc, file, action;
-	char *v;
+	dp_check_t *c = ctx;
 
-	if (!header) {
-		s_fail(c, "Message/MessageHeader: missing");
-		return;
-	}
-	if (!body) {
-		s_fail(c, "Message/MessageBody: missing");
-		return;
-	}
-	m->type = s_text(c, header, "MessageHeader", "messageType", true);
-	if (m->type && strcmp(m->type, "DIGITALPOST") && strcmp(m->type, "NEMSMS"))
-		s_fail(c, "MessageHeader/messageType: '%.40s' is neither DIGITALPOST nor NEMSMS",
-		       m->type);
-	m->uuid = s_text(c, header, "MessageHeader", "messageUUID", true);
-	if (m->uuid && !s_uuid_ok(m->uuid))
-		s_fail(c, "MessageHeader/messageUUID: not a UUID");
-	m->label = s_text(c, header, "MessageHeader", "label", true);
-	if (m->label && strlen(m->label) > DP_MAX_LABEL)
-		s_fail(c, "MessageHeader/label: longer than %d bytes", DP_MAX_LABEL);
+	if (err && err->message)
+		s_fail(c, "line %d: %.400s", err->line, err->message);
+}
 
-	sender = s_child(header, DP_NS_MEMO, "Sender");
-	if (!sender)
-		s_fail(c, "MessageHeader/Sender: missing");
-	m->sender_id = s_text(c, sender, "MessageHeader/Sender", "senderID", sender != NULL);
-	v = s_text(c, sender, "MessageHeader/Sender", "idType", sender != NULL);
-	if (v && strcmp(v, "CVR"))
-		s_fail(c, "MessageHeader/Sender/idType: must be CVR");
-	free(v);
-	if (m->sender_id && !s_digits(m->sender_id, 8))
-		s_fail(c, "MessageHeader/Sender/senderID: a CVR number is 8 digits");
-	m->sender_label = s_text(c, sender, "MessageHeader/Sender", "label", sender != NULL);
+/* The text of a descendant path of element names (namespace ns), or NULL. */
+static char *s_path_text(xmlNodePtr n, const char *ns, const char *const *names)
+{
+	xmlChar *raw;
+	char *out;
 
-	recipient = s_child(header, DP_NS_MEMO, "Recipient");
-	if (!recipient)
-		s_fail(c, "MessageHeader/Recipient: missing");
-	m->recipient = s_text(c, recipient, "MessageHeader/Recipient", "recipientID",
-			      recipient != NULL);
-	v = s_text(c, recipient, "MessageHeader/Recipient", "idType", recipient != NULL);
-	if (v && strcmp(v, "CPR"))
-		s_fail(c, "MessageHeader/Recipient/idType: must be CPR");
-	free(v);
-	if (m->recipient && (!s_digits(m->recipient, 10) ||
-			     kanal_cpr_parse(m->recipient, NULL, NULL) != 0))
-		s_fail(c, "MessageHeader/Recipient/recipientID: not a CPR number (ten digits)");
+	for (; n && *names; names++)
+		n = s_child(n, ns, *names);
+	if (!n)
+		return NULL;
+	raw = xmlNodeGetContent(n);
+	out = raw ? strdup((const char *)raw) : NULL;
+	xmlFree(raw);
+	return out;
+}
 
-	v = s_text(c, body, "MessageBody", "createdDateTime", true);
-	if (v && (strlen(v) < 19 || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':'))
-		s_fail(c, "MessageBody/createdDateTime: not an xs:dateTime");
-	free(v);
-	doc = s_child(body, DP_NS_MEMO, "MainDocument");
-	if (!doc) {
-		s_fail(c, "MessageBody/MainDocument: missing");
-		return;
-	}
-	file = s_child(doc, DP_NS_MEMO, "File");
-	if (!file) {
-		s_fail(c, "MessageBody/MainDocument/File: missing");
-		return;
-	}
-	v = s_text(c, file, "MessageBody/MainDocument/File", "encodingFormat", true);
-	if (v && !strchr(v, '/'))
-		s_fail(c, "MessageBody/MainDocument/File/encodingFormat: not a media type");
-	free(v);
-	m->filename = s_text(c, file, "MessageBody/MainDocument/File", "filename", true);
-	if (m->filename)
-		s_check_filename(c, m->filename);
-	v = s_text(c, file, "MessageBody/MainDocument/File", "language", true);
-	if (v && (strlen(v) != 2 || !islower((unsigned char)v[0]) || !islower((unsigned char)v[1])))
-		s_fail(c, "MessageBody/MainDocument/File/language: not an ISO 639-1 code");
-	free(v);
-	v = s_text(c, file, "MessageBody/MainDocument/File", "content", true);
-	if (v && !s_base64_ok(v))
-		s_fail(c, "MessageBody/MainDocument/File/content: not valid base64");
-	free(v);
+/* Applies the rules the schemas cannot express (contracts/README.md 3.1, 3.2, 3.4) to a
+ * kombi_request that validated, and fills m. */
+static void s_check_kombi(dp_check_t *c, xmlNodePtr root, dp_memo_t *m)
+{
+	xmlNodePtr code = NULL, msg = NULL, print = NULL, header, body, doc;
 
-	/* Actions may sit in MainDocument (MeMo 1.1); one is checked like every other. */
-	for (action = doc->children; action; action = action->next) {
-		if (action->type != XML_ELEMENT_NODE || !action->ns ||
-		    strcmp((const char *)action->ns->href, DP_NS_MEMO) ||
-		    strcmp((const char *)action->name, "Action"))
+	for (xmlNodePtr n = root->children; n; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE)
 			continue;
-		free(m->action);
-		m->action = s_text(c, action, "MessageBody/MainDocument/Action", "actionCode", true);
-		{
-			xmlNodePtr entry = s_child(action, DP_NS_MEMO, "EntryPoint");
-			char *url = entry ? s_text(c, entry, "MessageBody/MainDocument/Action/EntryPoint",
-						   "url", true)
-					  : NULL;
-			if (!entry)
-				s_fail(c, "MessageBody/MainDocument/Action/EntryPoint: missing");
-			if (url && !s_https_ok(url))
-				s_fail(c, "MessageBody/MainDocument/Action/EntryPoint/url: not an "
-					  "absolute https URL");
-			free(url);
+		if (!n->ns && !strcmp((const char *)n->name, "KombiValgKode"))
+			code = n;
+		else if (n->ns && !strcmp((const char *)n->ns->href, DP_NS_MEMO))
+			msg = n;
+		else if (n->ns && !strcmp((const char *)n->ns->href, DP_NS_PRINT))
+			print = n;
+	}
+	{
+		xmlChar *raw = code ? xmlNodeGetContent(code) : NULL;
+		m->kombi = raw ? strdup((const char *)raw) : NULL;
+		xmlFree(raw);
+	}
+	if (!m->kombi)
+		{ s_fail(c, "kombi_request/KombiValgKode: missing"); return; }
+	m->print = print != NULL;
+	/* Which parts each code needs: Digital Post and NemSMS a Message and no print part,
+	 * Automatisk Valg both, Fysisk Post the print part. */
+	if (!strcmp(m->kombi, "Automatisk Valg") && (!msg || !print))
+		{ s_fail(c, "KombiValgKode 'Automatisk Valg' needs both memo:Message and "
+				 "ForsendelseISamling"); return; }
+	if (!strcmp(m->kombi, "Fysisk Post") && !print)
+		{ s_fail(c, "KombiValgKode 'Fysisk Post' needs ForsendelseISamling"); return; }
+	if ((!strcmp(m->kombi, "Digital Post") || !strcmp(m->kombi, "NemSMS")) && !msg)
+		{ s_fail(c, "KombiValgKode '%s' needs memo:Message", m->kombi); return; }
+	if ((!strcmp(m->kombi, "Digital Post") || !strcmp(m->kombi, "NemSMS")) && print)
+		{ s_fail(c, "KombiValgKode '%s' takes no ForsendelseISamling", m->kombi); return; }
+	if (print) {
+		static const char *const cpr[] = { "ForsendelseI", "ForsendelseModtager", NULL };
+		xmlNodePtr rcv = s_child(s_child(print, DP_NS_PRINT, cpr[0]), DP_NS_PRINT, cpr[1]);
+		xmlNodePtr who = s_child(rcv, "urn:oio:dkal:1.0.0", "AfsendelseModtager");
+		xmlNodePtr num = s_child(who, "urn:oio:adir:dagpenge:2009.07.01",
+					 "CPRnummerIdentifikator");
+		xmlChar *raw = num ? xmlNodeGetContent(num) : NULL;
+		bool dummy = !num || (raw && !strcmp((const char *)raw, "0000000000"));
+		xmlFree(raw);
+		if (!dummy)
+			{ s_fail(c, "ForsendelseI/ForsendelseModtager: the recipient CPR must be "
+					 "the dummy 0000000000 with the full postal address"); return; }
+		if (!rcv || !s_child(rcv, DP_NS_PRINT, "ModtagerAdresse"))
+			{ s_fail(c, "ForsendelseI/ForsendelseModtager/ModtagerAdresse: missing"); return; }
+	}
+	if (!msg)
+		return;
+	header = s_child(msg, DP_NS_MEMO, "MessageHeader");
+	body = s_child(msg, DP_NS_MEMO, "MessageBody");
+	{
+		static const char *const t[] = { "messageType", NULL }, *const u[] = { "messageUUID", NULL },
+					*const l[] = { "label", NULL },
+					*const sl[] = { "Sender", "label", NULL },
+					*const r[] = { "Recipient", "recipientID", NULL };
+		m->type = s_path_text(header, DP_NS_MEMO, t);
+		m->uuid = s_path_text(header, DP_NS_MEMO, u);
+		m->label = s_path_text(header, DP_NS_MEMO, l);
+		m->sender_label = s_path_text(header, DP_NS_MEMO, sl);
+		m->recipient = s_path_text(header, DP_NS_MEMO, r);
+	}
+	if (!m->type || !m->uuid || !m->label || !m->recipient)
+		{ s_fail(c, "memo:Message: header incomplete"); return; }
+	if (!strcmp(m->kombi, "NemSMS") != !strcmp(m->type, "NEMSMS"))
+		{ s_fail(c, "MessageHeader/messageType: %s does not go with KombiValgKode '%s'",
+			      m->type, m->kombi); return; }
+	if (!m->sender_label || !*m->sender_label)
+		{ s_fail(c, "MessageHeader/Sender/label: empty"); return; }
+	if (strcmp(m->type, "NEMSMS") && !body)
+		{ s_fail(c, "memo:Message/MessageBody: missing"); return; }
+	/* The "øget validering": file names and https entry points, in every document. */
+	for (doc = body ? body->children : NULL; doc; doc = doc->next) {
+		if (doc->type != XML_ELEMENT_NODE || !doc->ns ||
+		    strcmp((const char *)doc->ns->href, DP_NS_MEMO) ||
+		    (strcmp((const char *)doc->name, "MainDocument") &&
+		     strcmp((const char *)doc->name, "AdditionalDocument")))
+			continue;
+		for (xmlNodePtr f = doc->children; f; f = f->next) {
+			static const char *const fn[] = { "filename", NULL },
+						 *const ac[] = { "actionCode", NULL },
+						 *const url[] = { "EntryPoint", "url", NULL };
+			char *v;
+			if (f->type != XML_ELEMENT_NODE)
+				continue;
+			if (!strcmp((const char *)f->name, "File") &&
+			    (v = s_path_text(f, DP_NS_MEMO, fn))) {
+				s_check_filename(c, v);
+				if (!m->filename)
+					m->filename = v;
+				else
+					free(v);
+			} else if (!strcmp((const char *)f->name, "Action")) {
+				if (!m->action)
+					m->action = s_path_text(f, DP_NS_MEMO, ac);
+				v = s_path_text(f, DP_NS_MEMO, url);
+				if (v && !s_https_ok(v))
+					s_fail(c, "Action/EntryPoint/url: not an absolute https URL");
+				free(v);
+			}
 		}
 	}
 }
@@ -393,45 +391,20 @@ static int s_age(int y, int mo, int d)
 	return age;
 }
 
-/* Whether this recipient has a mailbox on this channel: 0, or an HTTP status after
- * answering with the code and reason. */
-static int s_check_recipient(const char *cpr_digits, const char *channel, sim_response_t *res)
+/* Whether this person can receive Digital Post: alive, resident, 15 or older, enrolled and
+ * not exempt — what PostForespoerg answers. */
+static bool s_can_receive(const char *cpr_digits)
 {
 	const sim_person_t *p = sim_person_find(cpr_digits);
 	kanal_cpr_t cpr;
 
-	if (!p || kanal_cpr_parse(cpr_digits, &cpr, NULL) != 0) {
-		s_error(res, 422, "unknown-recipient", "no such person in the CPR register");
-		return 422;
-	}
-	if (p->status == 90) {
-		s_error(res, 422, "deceased", "the recipient is dead (CPR status 90)");
-		return 422;
-	}
-	if (p->status == 80) {
-		s_error(res, 422, "emigrated", "the recipient has emigrated (CPR status 80)");
-		return 422;
-	}
-	if (p->status != 1 && p->status != 3 && p->status != 5 && p->status != 7) {
-		s_error(res, 422, "unknown-recipient", "the recipient is not an active person");
-		return 422;
-	}
-	if (s_age(cpr.year, cpr.month, cpr.day) < 15) {
-		s_error(res, 422, "under-15", "no Digital Post mailbox for under-15s");
-		return 422;
-	}
-	/* The reason for an exemption (disability, no computer …) is never told. */
-	if (p->exempt && !p->digital_post) {
-		s_error(res, 422, "exempt", "the recipient is exempt from Digital Post");
-		return 422;
-	}
-	if (!p->digital_post) {
-		s_error(res, 422, "not-enrolled",
-			!strcmp(channel, "NemSMS") ? "the recipient is not enrolled in NemSMS"
-						   : "the recipient is not enrolled in Digital Post");
-		return 422;
-	}
-	return 0;
+	if (!p || kanal_cpr_parse(cpr_digits, &cpr, NULL) != 0)
+		return false;
+	if (p->status != 1 && p->status != 3 && p->status != 5 && p->status != 7)
+		return false;
+	if (s_age(cpr.year, cpr.month, cpr.day) < 15)
+		return false;
+	return p->digital_post && !p->exempt;
 }
 
 /* ---- the handlers ------------------------------------------------------------------------ */
@@ -444,99 +417,220 @@ static dp_letter_t *s_find_uuid(dp_state_t *st, const char *uuid)
 	return NULL;
 }
 
-static void s_reply_letter(sim_response_t *res, int status, const dp_letter_t *l, bool dup)
+/* Answers the KombiPostAfsend response XML: Result true with the TransmissionID, or Result
+ * false with FejlKode and FejlTekst (escaped by libxml2). */
+static void s_reply_kombi(sim_response_t *res, int status, const char *tx, const char *code,
+			  const char *text)
 {
-	json_t *j = json_pack("{s:s, s:s, s:s, s:b}", "transaction", l->transaction, "messageUUID",
-			      l->uuid, "channel", l->channel, "duplicate", dup);
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
+	xmlNodePtr root = doc ? xmlNewNode(NULL, (const xmlChar *)"KombiPostAfsendResponse") : NULL;
+	xmlChar *out = NULL;
+	int n = 0;
 
-	json_decref(j);
-	if (text)
-		sim_reply_take(res, status, "application/json", text, strlen(text));
+	if (root) {
+		xmlDocSetRootElement(doc, root);
+		xmlNewTextChild(root, NULL, (const xmlChar *)"Result",
+				(const xmlChar *)(tx ? "true" : "false"));
+		if (tx)
+			xmlNewTextChild(root, NULL, (const xmlChar *)"TransmissionID",
+					(const xmlChar *)tx);
+		if (code) {
+			xmlNewTextChild(root, NULL, (const xmlChar *)"FejlKode", (const xmlChar *)code);
+			xmlNewTextChild(root, NULL, (const xmlChar *)"FejlTekst", (const xmlChar *)text);
+		}
+		xmlDocDumpMemoryEnc(doc, &out, &n, "UTF-8");
+	}
+	if (out)
+		sim_reply(res, status, "application/xml", (const char *)out, n);
 	else
 		sim_reply(res, 500, "text/plain", "out of memory\n", -1);
+	xmlFree(out);
+	xmlFreeDoc(doc);
 }
 
-/* POST /digitalpost/v1/messages: check, refuse or deliver one letter. */
+/* The MeMo version a kombi_request carries (its memo:Message's memoVersion): 11 or 12. */
+static int s_memo_version(xmlNodePtr root)
+{
+	for (xmlNodePtr n = root->children; n; n = n->next)
+		if (n->type == XML_ELEMENT_NODE && n->ns &&
+		    !strcmp((const char *)n->ns->href, DP_NS_MEMO)) {
+			xmlChar *v = xmlGetProp(n, (const xmlChar *)"memoVersion");
+			int version = v && !strcmp((const char *)v, "1.1") ? 11 : 12;
+			xmlFree(v);
+			return version;
+		}
+	return 12;
+}
+
+/* Queues the letter's PKO_PostStatus for the callback (--set callback=URL), as the platform
+ * would decide it: delivered to the inbox when the recipient can receive Digital Post,
+ * printed when Automatisk Valg or Fysisk Post sends it on paper, failed when Digital Post
+ * cannot deliver it — or what the status fault says (failed: every letter fails; silent:
+ * no status at all). */
+static void s_queue_status(sim_t *sim, dp_state_t *st, const dp_letter_t *l)
+{
+	dp_push_t *p;
+	bool can = s_can_receive(l->recipient_digits);
+
+	if (!sim_setting(sim, "callback", NULL) || !strcmp(st->status_fault, "silent") ||
+	    st->n_pushes == sizeof st->pushes / sizeof *st->pushes)
+		return;
+	p = &st->pushes[st->n_pushes++];
+	memset(p, 0, sizeof *p);
+	snprintf(p->uuid, sizeof p->uuid, "%s", l->uuid);
+	snprintf(p->transaction, sizeof p->transaction, "%s", l->transaction);
+	if (!strcmp(st->status_fault, "failed") || (!strcmp(l->channel, "Digital Post") && !can)) {
+		snprintf(p->kanal, sizeof p->kanal, "Digital Post");
+		snprintf(p->code, sizeof p->code, "Fejlet");
+		snprintf(p->fejl, sizeof p->fejl, "%s", can ? "memo.invalid" : "recipient.blocked");
+	} else if (!strcmp(l->channel, "Fysisk Post") ||
+		   (!strcmp(l->channel, "Automatisk Valg") && !can)) {
+		snprintf(p->kanal, sizeof p->kanal, "Fysisk Post");
+		snprintf(p->code, sizeof p->code, "Afleveret til print og kuvertering");
+	} else {
+		snprintf(p->kanal, sizeof p->kanal, "%s",
+			 !strcmp(l->channel, "NemSMS") ? "NemSMS" : "Digital Post");
+		snprintf(p->code, sizeof p->code, "Afleveret Digital Post");
+	}
+}
+
+/* The ModtagBeskedInput the Beskedfordeler POSTs: the envelope with the PKO_PostStatus in
+ * Beskeddata/Base64 (contracts/examples/sf1601/ModtagBeskedInput.PKO_PostStatus.xml). */
+static char *s_besked(const dp_push_t *p)
+{
+	char stamp[40], pko[2048], *b64, *out = NULL;
+	int n;
+
+	sim_rfc3339_now(stamp);
+	n = snprintf(pko, sizeof pko,
+		     "<PKO_PostStatus xmlns=\"http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/"
+		     "types\"><TransmissionId>%s</TransmissionId><MessageUUID>%s</MessageUUID>"
+		     "<KanalKode>%s</KanalKode><TransaktionsDatoTid>%s</TransaktionsDatoTid>"
+		     "<TransaktionsStatusKode>%s</TransaktionsStatusKode><CorrelationId>%s"
+		     "</CorrelationId>%s%s%s</PKO_PostStatus>",
+		     p->transaction, p->uuid, p->kanal, stamp, p->code, p->transaction,
+		     *p->fejl ? "<FejlDetaljer><FejlKode>" : "<FejlDetaljer/>", p->fejl,
+		     *p->fejl ? "</FejlKode><FejlTekst>the simulator's synthetic failure"
+				"</FejlTekst></FejlDetaljer>" : "");
+	if (n < 0 || (size_t)n >= sizeof pko || !(b64 = malloc(((size_t)n + 2) / 3 * 4 + 1)))
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)pko, n);
+	if (asprintf(&out,
+		     "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n"
+		     "<ns4:ModtagBeskedInput xmlns=\"urn:oio:sagdok:3.0.0\" "
+		     "xmlns:ns2=\"urn:oio:besked:kuvert:1.0\" xmlns:ns4=\"urn:oio:sts:1.0.0\">"
+		     "<ns2:Haendelsesbesked><ns2:BeskedId><UUIDIdentifikator>%s</UUIDIdentifikator>"
+		     "</ns2:BeskedId><ns2:BeskedVersion>1.0</ns2:BeskedVersion><ns2:Beskeddata>"
+		     "<Base64 xmlns=\"urn:besked:kuvert:1.0\" content-type=\"application/xml\" "
+		     "encoding=\"UTF-8\" file-type=\".xml\">%s</Base64></ns2:Beskeddata>"
+		     "</ns2:Haendelsesbesked></ns4:ModtagBeskedInput>\n",
+		     p->transaction, b64) < 0)
+		out = NULL;
+	free(b64);
+	return out;
+}
+
+/* Pushes the queued statuses to the callback, after the answers that accepted the letters
+ * have gone (the connector cannot take a push while it waits for the answer). */
+static void s_tick(sim_t *sim)
+{
+	dp_state_t *st = sim_state(sim);
+	const char *url = sim_setting(sim, "callback", NULL);
+	size_t done = 0;
+
+	for (; url && done < st->n_pushes; done++) {
+		char *body = s_besked(&st->pushes[done]);
+		CURL *c = body ? curl_easy_init() : NULL;
+		struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/xml");
+		long status = 0;
+		if (c) {
+			curl_easy_setopt(c, CURLOPT_URL, url);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+			curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+			curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_discard);
+			if (curl_easy_perform(c) == CURLE_OK)
+				curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		}
+		curl_slist_free_all(h);
+		curl_easy_cleanup(c);
+		free(body);
+		if (status == 200) {
+			st->pushed++;
+			sim_log(sim, "pushed PKO_PostStatus '%s' for %s", st->pushes[done].code,
+				st->pushes[done].uuid);
+		} else {
+			/* Kept for the next tick: the Beskedfordeler delivers again. */
+			st->push_failures++;
+			sim_log(sim, "callback answered %ld for %s; will push again", status,
+				st->pushes[done].uuid);
+			break;
+		}
+	}
+	memmove(st->pushes, st->pushes + done, (st->n_pushes - done) * sizeof *st->pushes);
+	st->n_pushes -= done;
+}
+
+/* POST /service/KombiPostAfsend_1/kombi: validate, refuse or accept one kombi_request. */
 static void s_post(sim_t *sim, dp_state_t *st, const sim_request_t *req, sim_response_t *res)
 {
 	dp_check_t c = { .reason = "" };
 	dp_memo_t m = { 0 };
 	xmlDocPtr doc = NULL;
-	xmlNodePtr root, msg;
-	char *channel = NULL;
+	xmlNodePtr root;
+	xmlSchemaValidCtxtPtr vctx = NULL;
+	const char *txid = sim_header(req, "x-TransaktionsId");
+	const char *txtime = sim_header(req, "x-TransaktionsTid");
 	dp_letter_t *l;
 
 	st->received++;
 	if (!req->content_type || (strncasecmp(req->content_type, "application/xml", 15) &&
 				   strncasecmp(req->content_type, "text/xml", 8))) {
-		s_error(res, 415, "invalid-request", "the body must be XML (application/xml)");
+		s_reply_kombi(res, 415, NULL, "request.invalid", "the body must be application/xml");
 		goto refused;
 	}
-	doc = xmlReadMemory(req->body, (int)req->body_len, "request.xml", NULL,
+	if (!txid || !s_uuid_ok(txid) || !txtime || strlen(txtime) != 20 || txtime[19] != 'Z') {
+		s_reply_kombi(res, 400, NULL, "request.invalid",
+			      "x-TransaktionsId (a UUID) and x-TransaktionsTid (UTC, "
+			      "YYYY-MM-DDThh:mm:ssZ) are required");
+		goto refused;
+	}
+	doc = xmlReadMemory(req->body, (int)req->body_len, "kombi_request.xml", NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	root = doc ? xmlDocGetRootElement(doc) : NULL;
 	if (!root) {
-		s_error(res, 400, "invalid-request", "the body is not well-formed XML");
+		s_reply_kombi(res, 400, NULL, "request.invalid", "the body is not well-formed XML");
 		goto refused;
 	}
-	if (!root->ns || strcmp((const char *)root->ns->href, DP_NS_SEND) ||
-	    strcmp((const char *)root->name, "SendRequest")) {
-		s_error(res, 400, "invalid-request",
-			"the root element must be SendRequest in namespace " DP_NS_SEND);
-		goto refused;
+	/* The schema first: what does not validate is refused, naming the line and element. */
+	vctx = xmlSchemaNewValidCtxt(s_memo_version(root) == 11 ? st->kombi11 : st->kombi12);
+	if (!vctx) {
+		sim_reply(res, 500, "text/plain", "out of memory\n", -1);
+		goto done;
 	}
-	{
-		xmlNodePtr ch = s_child(root, DP_NS_SEND, "channel");
-		xmlChar *raw = ch ? xmlNodeGetContent(ch) : NULL;
-		channel = raw ? strdup((const char *)raw) : NULL;
-		xmlFree(raw);
-	}
-	if (!channel) {
-		s_error(res, 400, "invalid-request", "SendRequest/channel: missing");
-		goto refused;
-	}
-	if (!strcmp(channel, "Fysisk Post")) {
-		s_error(res, 422, "unsupported-channel",
-			"this service does not print letters: send 'Fysisk Post' to the print service");
-		goto refused;
-	}
-	if (strcmp(channel, "Digital Post") && strcmp(channel, "NemSMS")) {
-		s_error(res, 400, "invalid-request",
-			"SendRequest/channel: must be 'Digital Post', 'NemSMS' or 'Fysisk Post'");
-		goto refused;
-	}
-	msg = s_child(root, DP_NS_MEMO, "Message");
-	if (!msg) {
-		s_error(res, 400, "invalid-memo",
-			"SendRequest/Message: missing (a MeMo Message in namespace " DP_NS_MEMO ")");
-		goto refused;
-	}
-	s_check_memo(&c, msg, &m);
-	if (!c.reason[0] && strcmp(m.type, !strcmp(channel, "NemSMS") ? "NEMSMS" : "DIGITALPOST"))
-		s_fail(&c, "MessageHeader/messageType: %s does not go by channel '%s'", m.type,
-		       channel);
+	xmlSchemaSetValidStructuredErrors(vctx, (xmlStructuredErrorFunc)s_schema_error, &c);
+	if (xmlSchemaValidateDoc(vctx, doc) != 0 && !c.reason[0])
+		s_fail(&c, "the kombi_request does not validate");
+	if (!c.reason[0])
+		s_check_kombi(&c, root, &m);
 	if (c.reason[0]) {
-		s_error(res, 400, "invalid-memo", c.reason);
+		s_reply_kombi(res, 400, NULL, "memo.invalid", c.reason);
 		goto refused;
 	}
 
 	/* The same messageUUID again is the same letter: the first answer, no second letter. */
-	if ((l = s_find_uuid(st, m.uuid))) {
+	if (m.uuid && (l = s_find_uuid(st, m.uuid))) {
 		if (strcmp(l->recipient_digits, m.recipient)) {
-			s_error(res, 409, "uuid-conflict",
-				"this messageUUID was used for another recipient");
+			s_reply_kombi(res, 409, NULL, "request.invalid",
+				      "this messageUUID was used for another recipient");
 			goto refused;
 		}
 		st->duplicates++;
-		s_reply_letter(res, 200, l, true);
-		sim_log(sim, "duplicate messageUUID %s: transaction %s again", m.uuid,
+		s_reply_kombi(res, 200, l->transaction, NULL, NULL);
+		sim_log(sim, "duplicate messageUUID %s: TransmissionID %s again", m.uuid,
 			l->transaction);
 		goto done;
 	}
-	if (s_check_recipient(m.recipient, channel, res) != 0)
-		goto refused;
-
 	if (st->n_letters == st->cap) {
 		size_t cap = st->cap ? st->cap * 2 : 16;
 		dp_letter_t *a = realloc(st->letters, cap * sizeof *a);
@@ -549,29 +643,47 @@ static void s_post(sim_t *sim, dp_state_t *st, const sim_request_t *req, sim_res
 	}
 	l = &st->letters[st->n_letters++];
 	memset(l, 0, sizeof *l);
-	snprintf(l->uuid, sizeof l->uuid, "%s", m.uuid);
-	snprintf(l->transaction, sizeof l->transaction, "dp-%08x-%06zu", st->run_id, st->n_letters);
-	kanal_cpr_mask(m.recipient, l->recipient, sizeof l->recipient);
-	snprintf(l->recipient_digits, sizeof l->recipient_digits, "%s", m.recipient);
-	snprintf(l->channel, sizeof l->channel, "%s", channel);
+	snprintf(l->uuid, sizeof l->uuid, "%s", m.uuid ? m.uuid : "");
+	/* A UUID, as the real TransmissionID; the run id keeps two runs apart. */
+	snprintf(l->transaction, sizeof l->transaction, "%08x-0000-4000-8000-%012zx", st->run_id,
+		 st->n_letters);
+	if (m.recipient) {
+		kanal_cpr_mask(m.recipient, l->recipient, sizeof l->recipient);
+		snprintf(l->recipient_digits, sizeof l->recipient_digits, "%s", m.recipient);
+	}
+	snprintf(l->channel, sizeof l->channel, "%s", m.kombi);
 	sim_rfc3339_now(l->created);
-	l->label = m.label;
+	l->label = m.label ? m.label : strdup("");
 	l->sender = m.sender_label;
-	l->filename = m.filename;
+	l->filename = m.filename ? m.filename : strdup("");
 	l->action = m.action;
 	m.label = m.sender_label = m.filename = m.action = NULL;
 	l->request = strndup(req->body, req->body_len);
-	s_reply_letter(res, 201, l, false);
-	sim_log(sim, "delivered %s to %s by %s: transaction %s", l->uuid, l->recipient, channel,
-		l->transaction);
+	s_reply_kombi(res, 200, l->transaction, NULL, NULL);
+	sim_log(sim, "accepted %s to %s by '%s': TransmissionID %s", l->uuid, l->recipient,
+		l->channel, l->transaction);
+	s_queue_status(sim, st, l);
 	goto done;
 refused:
 	st->refused++;
 	sim_log(sim, "refused: %d %.*s", res->status, (int)res->len, res->body ? res->body : "");
 done:
-	free(channel);
+	xmlSchemaFreeValidCtxt(vctx);
 	s_memo_free(&m);
 	xmlFreeDoc(doc);
+}
+
+/* GET /service/PostForespoerg_1/digitalpost?cprNumber=…: {"result": true|false}. */
+static void s_forespoerg(sim_t *sim, const sim_request_t *req, sim_response_t *res)
+{
+	const char *cpr = sim_query(req, "cprNumber");
+
+	if (!cpr || !s_digits(cpr, 10)) {
+		sim_reply(res, 400, "text/plain", "cprNumber: ten digits required\n", -1);
+		return;
+	}
+	sim_replyf(res, 200, "application/json", "{\"result\": %s}",
+		   s_can_receive(cpr) ? "true" : "false");
 }
 
 /* GET /digitalpost/v1/messages: the mailbox, recipients masked. */
@@ -591,9 +703,11 @@ static void s_list(dp_state_t *st, sim_response_t *res)
 			json_object_set_new(o, "action", json_string(l->action));
 		json_array_append_new(list, o);
 	}
-	j = json_pack("{s:I, s:I, s:I, s:I, s:o}", "received", (json_int_t)st->received,
+	j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "received", (json_int_t)st->received,
 		      "delivered", (json_int_t)st->n_letters, "refused", (json_int_t)st->refused,
-		      "duplicates", (json_int_t)st->duplicates, "messages", list);
+		      "duplicates", (json_int_t)st->duplicates, "statuses_pushed",
+		      (json_int_t)st->pushed, "statuses_push_failures",
+		      (json_int_t)st->push_failures, "messages", list);
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text)
@@ -606,24 +720,35 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 {
 	dp_state_t *st = sim_state(sim);
 	const char *token = sim_setting(sim, "token", NULL);
+	const char *auth = sim_header(req, "Authorization");
 	const char *path = req->path;
 
-	if (strncmp(path, "/digitalpost/", 13)) {
-		s_error(res, 404, "not-found", "no such resource");
+	/* The access token goes with its type, "Holder-of-key", never as a Bearer token. */
+	if (strncmp(path, DP_PATH, strlen(DP_PATH)) && token &&
+	    (!auth || strncmp(auth, "Holder-of-key ", 14) || strcmp(auth + 14, token))) {
+		sim_reply(res, 401, "text/plain",
+			  "Authorization: Holder-of-key <access token> is required\n", -1);
 		return;
 	}
-	if (token && (!req->bearer || strcmp(req->bearer, token))) {
-		s_error(res, 401, "unauthorized", "a valid bearer token is required");
-		sim_reply_header(res, "WWW-Authenticate", "Bearer realm=\"digitalpost\"");
-		return;
-	}
-	if (!strcmp(path, DP_PATH)) {
+	if (!strcmp(path, DP_KOMBI_PATH) || !strcmp(path, DP_MEMOS_PATH)) {
 		if (!strcmp(req->method, "POST"))
 			s_post(sim, st, req, res);
-		else if (!strcmp(req->method, "GET"))
-			s_list(st, res);
 		else
-			s_error(res, 405, "method-not-allowed", "use GET or POST");
+			sim_reply(res, 405, "text/plain", "use POST\n", -1);
+		return;
+	}
+	if (!strcmp(path, DP_FORESPOERG_PATH) && !strcmp(req->method, "GET")) {
+		s_forespoerg(sim, req, res);
+		return;
+	}
+	if (!strcmp(path, DP_PATH "-status-fault") && !strcmp(req->method, "POST")) {
+		snprintf(st->status_fault, sizeof st->status_fault, "%.*s",
+			 (int)(req->body_len < 15 ? req->body_len : 15), req->body ? req->body : "");
+		sim_replyf(res, 200, "text/plain", "status fault: %s\n", st->status_fault);
+		return;
+	}
+	if (!strcmp(path, DP_PATH) && !strcmp(req->method, "GET")) {
+		s_list(st, res);
 		return;
 	}
 	if (!strncmp(path, DP_PATH "/", strlen(DP_PATH) + 1) && !strcmp(req->method, "GET")) {
@@ -639,14 +764,59 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 	s_error(res, 404, "not-found", "no such resource");
 }
 
+/* Compiles one schema of the contract below dir; NULL after printing why. */
+static xmlSchemaPtr s_schema(const char *dir, const char *file)
+{
+	char path[4096];
+	xmlSchemaParserCtxtPtr pctx;
+	xmlSchemaPtr schema;
+
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	pctx = xmlSchemaNewParserCtxt(path);
+	schema = pctx ? xmlSchemaParse(pctx) : NULL;
+	xmlSchemaFreeParserCtxt(pctx);
+	if (!schema)
+		fprintf(stderr, "kanal-sim-digitalpost: cannot compile the schema %s\n", path);
+	return schema;
+}
+
+/* Where the contract's schemas are: --set schemas=DIR, else contracts/schemas of the source
+ * tree (the working directory, or two folders above the program: build/bin/..). */
+static const char *s_schema_dir(sim_t *sim, char *buf, size_t size)
+{
+	const char *dir = sim_setting(sim, "schemas", NULL);
+	char exe[4000];
+	ssize_t n;
+
+	if (dir)
+		return dir;
+	if (access("contracts/schemas/sf1601", R_OK) == 0)
+		return "contracts/schemas";
+	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		snprintf(buf, size, "%.*s/../../contracts/schemas",
+			 (int)(strrchr(exe, '/') ? strrchr(exe, '/') - exe : 0), exe);
+		return buf;
+	}
+	return "contracts/schemas";
+}
+
 static int s_setup(sim_t *sim)
 {
 	static dp_state_t state;
 	struct timespec ts;
+	char buf[4096];
+	const char *dir;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	state.run_id = (unsigned)(ts.tv_nsec ^ (ts.tv_sec << 10));
 	xmlInitParser();
+	dir = s_schema_dir(sim, buf, sizeof buf);
+	state.kombi11 = s_schema(dir, "sf1601/kanal-authored/kombi_request-memo11.xsd");
+	state.kombi12 = s_schema(dir, "sf1601/kanal-authored/kombi_request-memo12.xsd");
+	if (!state.kombi11 || !state.kombi12)
+		return -1;
 	sim_set_state(sim, &state);
 	return 0;
 }
@@ -657,6 +827,8 @@ int main(int argc, char **argv)
 			&(sim_def_t){ .name = "digitalpost",
 				      .handle = s_handle,
 				      .setup = s_setup,
-				      .garbage_type = "application/json",
-				      .garbage_body = "{\"transaction\": \"dp-\x01\", \"messageUUID\": [" });
+				      .tick = s_tick,
+				      .tick_ms = 100,
+				      .garbage_type = "application/xml",
+				      .garbage_body = "<KombiPostAfsendResponse><Result>tr" });
 }

@@ -1,27 +1,23 @@
 /*
  * plugins/digitalpost/digitalpost.c — the Digital Post connector: a destination for
- * `post.letter.send` that turns each letter into a MeMo message and sends it to the
- * Digital Post service, the digital first channel of the municipal channel strategy.
+ * `post.letter.send` that sends each letter to Serviceplatformen's SF1601 KombiPostAfsend as
+ * a kombi_request (contracts/README.md §3): a MeMo 1.1 or 1.2 message (the `memo_version`
+ * option), a print part (ForsendelseI) when the letter may go on paper, and the KombiValgKode
+ * that says which.
  *
- * For each letter it decides, in this order:
- *   1. what the route's CPR lookup (data.recipient) says: not enrolled in Digital Post, or
- *      not an active person → REJECT "not-enrolled: …" at once, without calling the
- *      service, so the route's fallback (the physical letter) takes over;
- *   2. whether the letter is valid (recipient CPR, label, document file name, language,
- *      base64 content, media type, action code and https URL, sender) → an invalid letter
- *      is a REJECT naming the field, since sending it again could never succeed;
- *   3. the service's answer: 2xx → OK and a post.letter.status "sent" with the service's
- *      transaction id; a recipient without a mailbox (not-enrolled, exempt, under-15,
- *      deceased, emigrated, unknown-recipient) → REJECT "not-enrolled: <reason>"; any other
- *      refusal of the letter → REJECT; no answer, a garbled answer, 408/425/429/5xx, and
- *      answers that say kanal's own setup is wrong (401, 403, 404, 405, 415) → RETRY.
- *
- * Every REJECT also emits a post.letter.status "failed" with the reason, so the letter log
- * shows why the digital channel did not carry a letter. The messageUUID is a name-based
- * UUID of the event's source and id: a redelivery (after a timeout, a crash, a RETRY) is
- * the same letter to the service, which answers with the first transaction instead of
- * delivering a second letter. No CPR number goes into a log line, an error or an emitted
- * event; the status's subject is the recipient's pseudonym when `pseudonym_key` is given.
+ * The channel strategy "digital first, then paper" is the route's or the letter's choice
+ * (`strategy` option, `channel_strategy` field):
+ *   kanal     kanal decides: it asks PostForespoerg whether the citizen can receive Digital
+ *             Post (answers cached for `forespoerg_cache`), sends `Digital Post` when yes, and
+ *             when no either REJECTs "not-enrolled: …" so the route's fallback (the letter
+ *             connector's spool) prints it, or — `print: service` — sends `Fysisk Post`
+ *             through the same service's print;
+ *   platform  the platform decides: `Automatisk Valg` with both parts.
+ * Before any call, the route's CPR lookup (data.recipient) may already say no (not enrolled,
+ * not an active person, under 15), and an invalid letter is a REJECT naming the field.
+ * HTTP 200 means only that the service accepted the letter; the post.letter.status emitted
+ * then says `accepted` with the KombiValgKode used and why. No CPR number goes into a log
+ * line, an error or an emitted event.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,14 +31,19 @@
 
 #include <jansson.h>
 #include <libxml/parser.h>
+#include <libxml/tree.h>
 
 #include <kanal/kanal.h>
 
 #include "../common/kc_http.h"
 #include "../common/kc_url.h"
 #include "memo.h"
+#include "receipts.h"
 
-#define DP_DEFAULT_PATH "/digitalpost/v1/messages"
+#define DP_DEFAULT_PATH "/service/KombiPostAfsend_1/kombi"
+#define DP_DEFAULT_FORESPOERG_PATH "/service/PostForespoerg_1/digitalpost"
+#define DP_FORESPOERG_CACHE 256
+#define DP_DEFAULT_CALLBACK_PATH "/beskedfordeler/PostStatusBeskedModtag"
 #define DP_MAX_TOKEN 4096
 #define DP_EMIT_BUSY_RETRY_MS 1000
 
@@ -53,9 +54,27 @@ typedef struct dp {
 	const char *sender_label;
 	const char *channel;          /* "Digital Post" or "NemSMS" */
 	const char *language;
+	const char *memo_version;     /* "1.1" or "1.2" */
+	const char *strategy;         /* "kanal" or "platform" */
+	const char *print;            /* "fallback" or "service" */
+	const char *forespoerg_path;
+	const char *print_type;       /* ForsendelseTypeIdentifikator, or NULL */
+	int64_t forespoerg_cache_ms;
+	const char *callback_listen;  /* HOST:PORT of the receipts' listener, or NULL: none */
+	const char *callback_path;
+	int64_t status_timeout_ms;
+	dp_receipts_t *receipts;      /* NULL without callback_listen */
 	kc_http_conf_t http_conf;     /* token(_file), ca_file, client_cert/key, timeout */
 
 	char *url;                    /* base_url + path */
+	char *forespoerg_url;         /* base_url + forespoerg_path */
+	char *access_token;           /* see s_access_token; wiped on destroy */
+	struct dp_forespoerg {        /* recent PostForespoerg answers, by CPR number */
+		char cpr[11];
+		bool result;
+		int64_t at_ms;
+	} forespoerg[DP_FORESPOERG_CACHE];
+	size_t forespoerg_next;
 	kc_http_t *http;
 	const char *message_type;     /* "DIGITALPOST" or "NEMSMS" */
 	const char *status_channel;   /* "digital" or "nemsms" */
@@ -63,6 +82,9 @@ typedef struct dp {
 } dp_t;
 
 static const char *const s_channels[] = { "Digital Post", "NemSMS", NULL };
+static const char *const s_memo_versions[] = { "1.1", "1.2", NULL };
+static const char *const s_strategies[] = { "kanal", "platform", NULL };
+static const char *const s_prints[] = { "fallback", "service", NULL };
 
 static const kanal_option_t s_options[] = {
 	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
@@ -71,7 +93,26 @@ static const kanal_option_t s_options[] = {
 		  "only to 127.0.0.0/8, [::1] or localhost: the simulator)." },
 	{ .name = "path", .type = KANAL_OPT_STRING, .default_value = DP_DEFAULT_PATH,
 	  KANAL_OPT_AT(dp_t, path),
-	  .help = "The send endpoint's path below base_url." },
+	  .help = "The KombiPostAfsend endpoint's path below base_url." },
+	{ .name = "forespoerg_path", .type = KANAL_OPT_STRING,
+	  .default_value = DP_DEFAULT_FORESPOERG_PATH, KANAL_OPT_AT(dp_t, forespoerg_path),
+	  .help = "The PostForespoerg endpoint's path below base_url (?cprNumber= is added)." },
+	{ .name = "memo_version", .type = KANAL_OPT_STRING, .default_value = "1.2",
+	  .allowed = s_memo_versions, KANAL_OPT_AT(dp_t, memo_version),
+	  .help = "The MeMo version of the letters: 1.1 or 1.2." },
+	{ .name = "strategy", .type = KANAL_OPT_STRING, .default_value = "kanal",
+	  .allowed = s_strategies, KANAL_OPT_AT(dp_t, strategy),
+	  .help = "Who decides digital or paper: kanal (PostForespoerg, then Digital Post or "
+		  "paper) or platform (Automatisk Valg). A letter's channel_strategy overrides." },
+	{ .name = "print", .type = KANAL_OPT_STRING, .default_value = "fallback",
+	  .allowed = s_prints, KANAL_OPT_AT(dp_t, print),
+	  .help = "With strategy kanal, the paper letter: fallback (REJECT, so the route's "
+		  "fallback prints it) or service (Fysisk Post through SF1601's print)." },
+	{ .name = "print_type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, print_type),
+	  .help = "ForsendelseTypeIdentifikator agreed with the print provider (digits)." },
+	{ .name = "forespoerg_cache", .type = KANAL_OPT_DURATION, .default_value = "10m",
+	  .min = "0s", KANAL_OPT_AT(dp_t, forespoerg_cache_ms),
+	  .help = "How long a PostForespoerg answer is reused (0s: ask every time)." },
 	{ .name = "sender_cvr", .type = KANAL_OPT_STRING, .required = true,
 	  KANAL_OPT_AT(dp_t, sender_cvr),
 	  .help = "The sending authority's CVR number (8 digits): MessageHeader/Sender/senderID." },
@@ -85,6 +126,17 @@ static const kanal_option_t s_options[] = {
 	{ .name = "language", .type = KANAL_OPT_STRING, .default_value = "da",
 	  KANAL_OPT_AT(dp_t, language),
 	  .help = "The document language (ISO 639-1) when a letter gives none." },
+	{ .name = "callback_listen", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, callback_listen),
+	  .help = "HOST:PORT where the Beskedfordeler (SF1461) pushes PKO_PostStatus receipts "
+		  "(plain http: terminate TLS in front). Absent: no receipts, the status says "
+		  "sent when the service accepts." },
+	{ .name = "callback_path", .type = KANAL_OPT_STRING,
+	  .default_value = DP_DEFAULT_CALLBACK_PATH, KANAL_OPT_AT(dp_t, callback_path),
+	  .help = "The callback's path, as registered with the Beskedfordeler." },
+	{ .name = "status_timeout", .type = KANAL_OPT_DURATION, .default_value = "72h",
+	  .min = "1s", KANAL_OPT_AT(dp_t, status_timeout_ms),
+	  .help = "How long a letter waits for its PKO_PostStatus; then its status is unknown "
+		  "(metric letters_status_unknown)." },
 	KC_HTTP_OPT_TOKEN(dp_t, http_conf),
 	KC_HTTP_OPT_CA_FILE(dp_t, http_conf),
 	KC_HTTP_OPT_CLIENT_CERT(dp_t, http_conf),
@@ -100,8 +152,7 @@ static const kanal_option_t s_options[] = {
 typedef struct dp_result {
 	kanal_outcome_t outcome;
 	char error[512];              /* the REJECT or RETRY reason */
-	char transaction[129];        /* from the service, on OK */
-	bool duplicate;
+	char transaction[129];        /* the TransmissionID, on OK */
 } dp_result_t;
 
 /* ---- configuration ----------------------------------------------------------------------- */
@@ -113,9 +164,16 @@ static void s_destroy(void *state)
 	if (!dp)
 		return;
 	kc_http_destroy(&dp->http);
+	dp_receipts_destroy(&dp->receipts);
 	kanal_pseudonym_key_destroy(&dp->key);
 	kc_http_conf_clear(&dp->http_conf);
+	if (dp->access_token) {
+		explicit_bzero(dp->access_token, strlen(dp->access_token));
+		free(dp->access_token);
+	}
+	explicit_bzero(dp->forespoerg, sizeof dp->forespoerg);
 	free(dp->url);
+	free(dp->forespoerg_url);
 	free(dp);
 }
 
@@ -139,6 +197,11 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	kanal_config_bind(cfg, dp);
 	if (kc_url_check_option(ctx, "base_url", dp->base_url, dp->http_conf.allow_plain_http) != 0)
 		goto fail;
+	if (!dp->forespoerg_path || dp->forespoerg_path[0] != '/') {
+		kanal_set_error(ctx, "digitalpost: forespoerg_path '%s' must start with '/'",
+				dp->forespoerg_path ? dp->forespoerg_path : "");
+		goto fail;
+	}
 	if (!dp->path || dp->path[0] != '/') {
 		kanal_set_error(ctx, "digitalpost: path '%s' must start with '/'",
 				dp->path ? dp->path : "");
@@ -182,12 +245,33 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
+	if (asprintf(&dp->forespoerg_url, "%.*s%s", (int)blen, dp->base_url,
+		     dp->forespoerg_path) < 0) {
+		dp->forespoerg_url = NULL;
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
+	if (dp->print_type && (!*dp->print_type ||
+			       strspn(dp->print_type, "0123456789") != strlen(dp->print_type))) {
+		kanal_set_error(ctx, "digitalpost: print_type '%s' is not a number", dp->print_type);
+		goto fail;
+	}
+	/* The token goes as "Holder-of-key", not as the HTTP client's Bearer header. */
+	if (o.bearer_token && !(dp->access_token = strdup(o.bearer_token))) {
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
+	o.bearer_token = NULL;
 	o.max_body = 1u << 20;
 	if (!(dp->http = kc_http_new(&o))) {
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
 	kc_http_conf_clear(&dp->http_conf);
+	if (dp->callback_listen &&
+	    (rc = dp_receipts_new(ctx, dp->callback_listen, dp->callback_path,
+				  dp->status_timeout_ms, &dp->receipts)) != 0)
+		goto fail;
 	*state = dp;
 	return 0;
 fail:
@@ -197,16 +281,27 @@ fail:
 
 /* ---- the status event -------------------------------------------------------------------- */
 
-/* Emits post.letter.status about letter msg: status "sent" or "failed", the reason (CPR
- * numbers masked), and the transaction when sent. Returns kanal_emit's result. */
+/* The status events' subject: the recipient's pseudonym (cpr may be NULL), else the
+ * letter's own subject (already checked by the bus to hold no CPR number), or NULL. */
+static const char *s_subject(const dp_t *dp, const kanal_msg_t *msg, const char *cpr,
+			     char pseudonym[KANAL_PSEUDONYM_SIZE])
+{
+	if (dp->key && cpr && kanal_cpr_pseudonym(dp->key, cpr, pseudonym, KANAL_PSEUDONYM_SIZE) == 0)
+		return pseudonym;
+	return kanal_msg_subject(msg);
+}
+
+/* Emits post.letter.status about letter msg: status "sent" (accepted by the service) or
+ * "failed", the reason (CPR numbers masked), the KombiValgKode used and the TransmissionID
+ * when sent. Returns kanal_emit's result. */
 static int s_emit_status(kanal_ctx_t *ctx, const dp_t *dp, const kanal_msg_t *msg,
 			 const char *uuid, const char *cpr, const char *status, const char *reason,
-			 const char *transaction)
+			 const char *transaction, const char *kombi)
 {
 	char id[96], pseudonym[KANAL_PSEUDONYM_SIZE];
 	const char *corr = kanal_msg_attr(msg, "correlationid");
 	const char *trace = kanal_msg_attr(msg, "traceparent");
-	const char *subject = kanal_msg_subject(msg);
+	const char *subject = s_subject(dp, msg, cpr, pseudonym);
 	char *safe_reason = kanal_cpr_redact(reason, strlen(reason));
 	json_t *data;
 	char *text;
@@ -222,14 +317,12 @@ static int s_emit_status(kanal_ctx_t *ctx, const dp_t *dp, const kanal_msg_t *ms
 	kanal_free(safe_reason);
 	if (data && transaction)
 		json_object_set_new(data, "transaction", json_string(transaction));
+	if (data && kombi)
+		json_object_set_new(data, "kombi", json_string(kombi));
 	text = data ? json_dumps(data, JSON_COMPACT) : NULL;
 	json_decref(data);
 	if (!st || !text)
 		goto done;
-	/* The subject: the recipient's pseudonym, else the letter's own (already checked by
-	 * the bus to hold no CPR number). */
-	if (dp->key && cpr && kanal_cpr_pseudonym(dp->key, cpr, pseudonym, sizeof pseudonym) == 0)
-		subject = pseudonym;
 	if ((subject && kanal_msg_set_attr(st, "subject", subject, NULL) != 0) ||
 	    kanal_msg_set_attr(st, "causationid", kanal_msg_id(msg), NULL) != 0 ||
 	    kanal_msg_set_attr(st, "correlationid", corr ? corr : kanal_msg_id(msg), NULL) != 0 ||
@@ -274,6 +367,53 @@ static bool s_invalid(dp_result_t *r, const char *field, const char *why)
 	return false;
 }
 
+/* True when text is an RFC 3339 time in UTC ("…Z"), as MeMo's memoDateTimeType wants. */
+static bool s_utc(const char *text)
+{
+	int64_t ms;
+	size_t n = strlen(text);
+
+	return n > 0 && text[n - 1] == 'Z' && kanal_time_parse_rfc3339(text, &ms) == 0;
+}
+
+/* Reads and checks the document at data.<path> (filename, content, language, mimetype,
+ * label) into d. Returns false with r set to REJECT naming the field. */
+static bool s_read_document(const dp_t *dp, const kanal_msg_t *msg, const char *path,
+			    dp_document_t *d, dp_result_t *r)
+{
+	char field[80], why[160];
+
+#define DP_FIELD(name) (snprintf(field, sizeof field, "%s.%s", path, name), field)
+	if (!s_opt_str(msg, DP_FIELD("filename"), &d->filename, r) ||
+	    !s_opt_str(msg, DP_FIELD("language"), &d->language, r) ||
+	    !s_opt_str(msg, DP_FIELD("content"), &d->content, r) ||
+	    !s_opt_str(msg, DP_FIELD("mimetype"), &d->mimetype, r) ||
+	    !s_opt_str(msg, DP_FIELD("label"), &d->label, r))
+		return false;
+	if (!d->filename)
+		return s_invalid(r, DP_FIELD("filename"), "missing");
+	if (!dp_check_filename(d->filename, why, sizeof why))
+		return s_invalid(r, DP_FIELD("filename"), why);
+	if (!d->language)
+		d->language = dp->language;
+	if (strlen(d->language) != 2 || d->language[0] < 'a' || d->language[0] > 'z' ||
+	    d->language[1] < 'a' || d->language[1] > 'z')
+		return s_invalid(r, DP_FIELD("language"), "not an ISO 639-1 code like da or en");
+	if (!d->content)
+		return s_invalid(r, DP_FIELD("content"), "missing");
+	if (!dp_check_base64(d->content, why, sizeof why))
+		return s_invalid(r, DP_FIELD("content"), why);
+	if (!d->mimetype)
+		d->mimetype = dp_mimetype_for(d->filename);
+	if (!dp_check_text(d->mimetype, 255, why, sizeof why) || !strchr(d->mimetype, '/') ||
+	    strchr(d->mimetype, ' '))
+		return s_invalid(r, DP_FIELD("mimetype"), "not a media type like application/pdf");
+	if (d->label && !dp_check_text(d->label, DP_MAX_LABEL, why, sizeof why))
+		return s_invalid(r, DP_FIELD("label"), why);
+#undef DP_FIELD
+	return true;
+}
+
 /* Reads and checks everything but the recipient into l (strings borrowed from msg). Returns
  * true, or false with r set to REJECT naming the field. */
 static bool s_read_letter(const dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l, dp_result_t *r)
@@ -314,51 +454,72 @@ static bool s_read_letter(const dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l
 	if (!(json = kanal_msg_data_json(msg, "document")))
 		return s_invalid(r, "document", "missing");
 	kanal_free(json);
-	if (!s_opt_str(msg, "document.filename", &l->filename, r) ||
-	    !s_opt_str(msg, "document.language", &l->language, r) ||
-	    !s_opt_str(msg, "document.content", &l->content, r) ||
-	    !s_opt_str(msg, "document.mimetype", &l->mimetype, r))
+	if (!s_read_document(dp, msg, "document", &l->main, r))
 		return false;
-	if (!l->filename)
-		return s_invalid(r, "document.filename", "missing");
-	if (!dp_check_filename(l->filename, why, sizeof why))
-		return s_invalid(r, "document.filename", why);
-	if (!l->language)
-		l->language = dp->language;
-	if (strlen(l->language) != 2 || l->language[0] < 'a' || l->language[0] > 'z' ||
-	    l->language[1] < 'a' || l->language[1] > 'z')
-		return s_invalid(r, "document.language", "not an ISO 639-1 code like da or en");
-	if (!l->content)
-		return s_invalid(r, "document.content", "missing");
-	if (!dp_check_base64(l->content, why, sizeof why))
-		return s_invalid(r, "document.content", why);
-	if (!l->mimetype)
-		l->mimetype = dp_mimetype_for(l->filename);
-	if (!dp_check_text(l->mimetype, 255, why, sizeof why) || !strchr(l->mimetype, '/') ||
-	    strchr(l->mimetype, ' '))
-		return s_invalid(r, "document.mimetype", "not a media type like application/pdf");
+	/* Attachments: AdditionalDocument, each checked like the main document. */
+	for (size_t i = 0;; i++) {
+		char path[48];
+		snprintf(path, sizeof path, "attachments.%zu", i);
+		if (!(json = kanal_msg_data_json(msg, path)))
+			break;
+		kanal_free(json);
+		if (i == DP_MAX_ATTACHMENTS)
+			return s_invalid(r, "attachments", "more than 10 (MeMo's limit here)");
+		if (!s_read_document(dp, msg, path, &l->attachments[i], r))
+			return false;
+		l->n_attachments = i + 1;
+	}
 
 	if ((json = kanal_msg_data_json(msg, "action"))) {
+		dp_action_t *a = &l->actions[0];
 		kanal_free(json);
-		if (!s_opt_str(msg, "action.code", &l->action_code, r) ||
-		    !s_opt_str(msg, "action.url", &l->action_url, r) ||
-		    !s_opt_str(msg, "action.label", &l->action_label, r))
+		l->n_actions = 1;
+		if (!s_opt_str(msg, "action.code", &a->code, r) ||
+		    !s_opt_str(msg, "action.url", &a->url, r) ||
+		    !s_opt_str(msg, "action.label", &a->label, r) ||
+		    !s_opt_str(msg, "action.start", &a->start, r) ||
+		    !s_opt_str(msg, "action.end", &a->end, r))
 			return false;
-		if (!l->action_code)
+		if (!a->code)
 			return s_invalid(r, "action.code", "missing");
-		if (!dp_check_action_code(l->action_code))
+		if (!dp_check_action_code(a->code))
 			return s_invalid(r, "action.code",
 					 "not a MeMo action code (AFTALE, BETALING, SELVBETJENING, "
 					 "INFORMATION, UNDERSKRIV, BEKRAEFT, FORBEREDELSE, "
 					 "TILMELDING)");
-		if (!l->action_url)
-			return s_invalid(r, "action.url", "missing");
-		if (!dp_check_https_url(l->action_url, why, sizeof why))
-			return s_invalid(r, "action.url", why);
-		if (!l->action_label)
-			l->action_label = !strcmp(l->action_code, "AFTALE") ? "Se aftalen" : "Læs mere";
-		if (!dp_check_text(l->action_label, DP_MAX_LABEL, why, sizeof why))
+		if (!a->label)
+			a->label = !strcmp(a->code, "AFTALE") ? "Se aftalen" : "Læs mere";
+		if (!dp_check_text(a->label, DP_MAX_LABEL, why, sizeof why))
 			return s_invalid(r, "action.label", why);
+		if ((a->start && !s_utc(a->start)) || (a->end && !s_utc(a->end)))
+			return s_invalid(r, a->start && !s_utc(a->start) ? "action.start" : "action.end",
+					 "not a UTC date and time like 2026-06-20T07:00:00Z");
+		if (!strcmp(a->code, "AFTALE")) {
+			/* The appointment: a Reservation instead of a link. */
+			if (!s_opt_str(msg, "action.reservation.description", &a->description, r) ||
+			    !s_opt_str(msg, "action.reservation.abstract", &a->abstract, r) ||
+			    !s_opt_str(msg, "action.reservation.location", &a->location, r) ||
+			    !s_opt_str(msg, "action.reservation.organizer_mail", &a->organizer_mail, r) ||
+			    !s_opt_str(msg, "action.reservation.organizer_name", &a->organizer_name, r))
+				return false;
+			if (!a->start || !a->end)
+				return s_invalid(r, a->start ? "action.end" : "action.start",
+						 "an AFTALE needs its start and end (UTC)");
+			if (!a->description)
+				a->description = l->label;
+			if (!a->abstract)
+				a->abstract = a->label;
+			if (!a->location)
+				return s_invalid(r, "action.reservation.location", "missing");
+			if (!dp_check_text(a->location, DP_MAX_LABEL, why, sizeof why))
+				return s_invalid(r, "action.reservation.location", why);
+			a->url = NULL;
+		} else {
+			if (!a->url)
+				return s_invalid(r, "action.url", "missing");
+			if (!dp_check_https_url(a->url, why, sizeof why))
+				return s_invalid(r, "action.url", why);
+		}
 	}
 	r->outcome = KANAL_OUTCOME_OK;
 	return true;
@@ -408,56 +569,71 @@ static int s_age(const kanal_cpr_t *cpr)
 
 /* ---- the call ---------------------------------------------------------------------------- */
 
-/* True for the codes by which the service says the recipient has no mailbox. */
-static bool s_recipient_code(const char *code)
+/* The text of the first element named name (any namespace, any depth) in the answer, in
+ * buf; false when there is none. The sync answer's exact shape is not published (contract
+ * 3.6): read it by local name, as the most detailed client does. */
+static bool s_xml_text(xmlNodePtr n, const char *name, char *buf, size_t size)
 {
-	static const char *const codes[] = { "not-enrolled", "exempt",    "under-15",
-					     "deceased",     "emigrated", "unknown-recipient" };
-
-	for (size_t i = 0; code && i < sizeof codes / sizeof *codes; i++)
-		if (!strcmp(code, codes[i]))
+	for (; n; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE)
+			continue;
+		if (!strcmp((const char *)n->name, name)) {
+			xmlChar *t = xmlNodeGetContent(n);
+			snprintf(buf, size, "%s", t ? (const char *)t : "");
+			xmlFree(t);
 			return true;
+		}
+		if (s_xml_text(n->children, name, buf, size))
+			return true;
+	}
 	return false;
 }
 
-/* Maps the service's answer to the letter's result. */
+/* Maps KombiPostAfsend's answer to the letter's result: 2xx with Result true (or no Result)
+ * and a usable TransmissionID → OK; Result false or a 4xx naming FejlKode → REJECT with the
+ * service's words; setup errors, garbled answers, 408/425/429/5xx → RETRY. */
 static void s_answer(kanal_ctx_t *ctx, const dp_t *dp, const kc_response_t *res, dp_result_t *r)
 {
-	json_t *j = NULL, *v;
-	const char *code = NULL, *reason = NULL, *tx;
-	char what[256];
+	xmlDocPtr doc = NULL;
+	xmlNodePtr root = NULL;
+	char what[256], result[16] = "", code[128] = "", text[300] = "", desc[300];
+	const char *tx = r->transaction;
 
 	snprintf(what, sizeof what, "POST %s", dp->url);
-	if (res->status > 0 && res->body && res->len)
-		j = json_loadb(res->body, res->len, 0, NULL);
-	if (res->status >= 200 && res->status < 300) {
-		tx = j ? json_string_value(json_object_get(j, "transaction")) : NULL;
-		if (!tx || !*tx || strlen(tx) >= sizeof r->transaction ||
-		    strspn(tx, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") !=
-			    strlen(tx)) {
-			char desc[300];
+	if (res->status > 0 && res->body && res->len && res->len < INT32_MAX)
+		doc = xmlReadMemory(res->body, (int)res->len, "answer.xml", NULL,
+				    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	root = doc ? xmlDocGetRootElement(doc) : NULL;
+	if (root) {
+		s_xml_text(root, "Result", result, sizeof result);
+		if (!s_xml_text(root, "FejlKode", code, sizeof code))
+			s_xml_text(root, "FejlId", code, sizeof code);
+		s_xml_text(root, "FejlTekst", text, sizeof text);
+		if (!s_xml_text(root, "TransmissionID", r->transaction, sizeof r->transaction))
+			s_xml_text(root, "TransmissionId", r->transaction, sizeof r->transaction);
+	}
+	if (res->status >= 200 && res->status < 300 && root && strcmp(result, "false")) {
+		if (!*tx || strspn(tx, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") !=
+				    strlen(tx)) {
 			r->outcome = KANAL_OUTCOME_RETRY;
 			snprintf(r->error, sizeof r->error,
-				 "%s: answered %ld without a usable transaction id (garbled answer?); "
+				 "%s: answered %ld without a usable TransmissionID (garbled answer?); "
 				 "retrying is safe, the messageUUID is the same: %s",
 				 what, res->status, kc_http_describe(res, "answer", desc, sizeof desc));
 			kanal_metric_add(ctx, "upstream_errors", 1);
 			goto done;
 		}
 		r->outcome = KANAL_OUTCOME_OK;
-		snprintf(r->transaction, sizeof r->transaction, "%s", tx);
-		v = json_object_get(j, "duplicate");
-		r->duplicate = json_is_true(v);
 		goto done;
 	}
-	if (j) {
-		code = json_string_value(json_object_get(j, "code"));
-		reason = json_string_value(json_object_get(j, "reason"));
-	}
-	if (res->status >= 400 && res->status < 500 && s_recipient_code(code)) {
-		r->outcome = KANAL_OUTCOME_REJECT;
-		snprintf(r->error, sizeof r->error, "not-enrolled: %s (%s)",
-			 reason ? reason : "the service refuses the recipient", code);
+	r->transaction[0] = '\0';
+	if (res->status >= 200 && res->status < 300 && !root) {
+		r->outcome = KANAL_OUTCOME_RETRY;
+		snprintf(r->error, sizeof r->error,
+			 "%s: answered %ld with no readable response XML (garbled answer?); retrying "
+			 "is safe, the messageUUID is the same: %s",
+			 what, res->status, kc_http_describe(res, "answer", desc, sizeof desc));
+		kanal_metric_add(ctx, "upstream_errors", 1);
 		goto done;
 	}
 	/* Answers that say kanal's own setup is wrong — token, certificate, URL — are not the
@@ -465,7 +641,6 @@ static void s_answer(kanal_ctx_t *ctx, const dp_t *dp, const kc_response_t *res,
 	 * rather than sent to every citizen on paper. */
 	if (res->status == 401 || res->status == 403 || res->status == 404 || res->status == 405 ||
 	    res->status == 415) {
-		char desc[300];
 		r->outcome = KANAL_OUTCOME_RETRY;
 		snprintf(r->error, sizeof r->error,
 			 "%s; this is the connector's setup (token, certificate, base_url or path), "
@@ -474,21 +649,213 @@ static void s_answer(kanal_ctx_t *ctx, const dp_t *dp, const kc_response_t *res,
 		kanal_metric_add(ctx, "upstream_errors", 1);
 		goto done;
 	}
-	r->outcome = kc_http_outcome(ctx, res, what);
+	r->outcome = (res->status >= 200 && res->status < 300) ? KANAL_OUTCOME_REJECT
+							      : kc_http_outcome(ctx, res, what);
 	if (r->outcome == KANAL_OUTCOME_RETRY) {
 		kc_http_describe(res, what, r->error, sizeof r->error);
 		kanal_metric_add(ctx, "upstream_errors", 1);
-	} else if (code) {
+	} else if (*code) {
 		snprintf(r->error, sizeof r->error, "%s: %ld %s: %s", what, res->status, code,
-			 reason ? reason : "(no reason given)");
+			 *text ? text : "(no reason given)");
 	} else {
 		kc_http_describe(res, what, r->error, sizeof r->error);
 	}
 done:
+	xmlFreeDoc(doc);
+}
+
+/* ---- the token ------------------------------------------------------------------------------ */
+
+/* SF1514 token from kc_sts (merged later). The access token for the service entity id
+ * (http://entityid.kombit.dk/service/kombipostafsend/1 or …/postforespoerg/1): today the
+ * static token of the token/token_file options, the same for both; kc_sts will issue the
+ * SAML assertion over mutual TLS, exchange it at AccessTokenService_1 and renew it, per entity
+ * id. Returns the token (borrowed from dp) or NULL when none is configured. */
+static const char *s_access_token(const dp_t *dp, const char *entity_id)
+{
+	(void)entity_id;
+	return dp->access_token;
+}
+
+/* Calls the service with the SF1601 headers: Holder-of-key token, a fresh x-TransaktionsId
+ * (logged, so a call can be traced with Serviceplatformen's helpdesk) and x-TransaktionsTid
+ * in UTC. */
+static void s_call(kanal_ctx_t *ctx, const dp_t *dp, const char *method, const char *url,
+		   const char *entity_id, const char *accept, const char *body, size_t len,
+		   kc_response_t *res)
+{
+	char auth[DP_MAX_TOKEN + 40] = "", txid[80], txtime[64], stamp[KANAL_TIME_RFC3339_SIZE],
+	     uuid[37], ctype[64] = "", acc[64];
+	const char *token = s_access_token(dp, entity_id);
+	const char *headers[6];
+	size_t n = 0;
+	char nonce[40];
+
+	snprintf(nonce, sizeof nonce, "%lld-%d", (long long)kanal_wall_ms(), rand());
+	dp_uuid(entity_id, nonce, "transaction", uuid);
+	snprintf(txid, sizeof txid, "x-TransaktionsId: %s", uuid);
+	kanal_time_rfc3339(kanal_wall_ms(), stamp, sizeof stamp);
+	/* YYYY-MM-DDThh:mm:ssZ: the milliseconds are left out. */
+	snprintf(txtime, sizeof txtime, "x-TransaktionsTid: %.19sZ", stamp);
+	snprintf(acc, sizeof acc, "Accept: %s", accept);
+	headers[n++] = txid;
+	headers[n++] = txtime;
+	headers[n++] = acc;
+	if (body) {
+		snprintf(ctype, sizeof ctype, "Content-Type: application/xml; charset=utf-8");
+		headers[n++] = ctype;
+	}
+	if (token) {
+		snprintf(auth, sizeof auth, "Authorization: Holder-of-key %s", token);
+		headers[n++] = auth;
+	}
+	headers[n] = NULL;
+	kanal_log(ctx, KANAL_LOG_DEBUG, "%s %s: x-TransaktionsId %s", method, url, uuid);
+	kc_http_request(dp->http, method, url, headers, body, len, res);
+	explicit_bzero(auth, sizeof auth);
+}
+
+/* PostForespoerg: can this citizen receive Digital Post? 1 yes, 0 no, or -1 when the
+ * service did not answer clearly (r set to RETRY). Answers are kept forespoerg_cache. */
+static int s_forespoerg(kanal_ctx_t *ctx, dp_t *dp, const char cpr[11], dp_result_t *r)
+{
+	int64_t now = kanal_wall_ms();
+	kc_response_t res = { .retry_after_ms = -1 };
+	char url[1024], what[300];
+	json_t *j = NULL;
+	int answer = -1;
+
+	for (size_t i = 0; i < DP_FORESPOERG_CACHE; i++)
+		if (!strcmp(dp->forespoerg[i].cpr, cpr) &&
+		    now - dp->forespoerg[i].at_ms < dp->forespoerg_cache_ms)
+			return dp->forespoerg[i].result;
+	snprintf(url, sizeof url, "%s?cprNumber=%s", dp->forespoerg_url, cpr);
+	/* The number is in the URL the service needs; errors name the endpoint only. */
+	snprintf(what, sizeof what, "GET %s", dp->forespoerg_url);
+	kanal_metric_add(ctx, "forespoerg_requests", 1);
+	s_call(ctx, dp, "GET", url, "http://entityid.kombit.dk/service/postforespoerg/1",
+	       "application/json", NULL, 0, &res);
+	explicit_bzero(url, sizeof url);
+	if (res.status == 200 && res.body)
+		j = json_loadb(res.body, res.len, 0, NULL);
+	if (j && json_is_boolean(json_object_get(j, "result"))) {
+		struct dp_forespoerg *e = &dp->forespoerg[dp->forespoerg_next++ % DP_FORESPOERG_CACHE];
+		answer = json_is_true(json_object_get(j, "result"));
+		memcpy(e->cpr, cpr, sizeof e->cpr);
+		e->result = answer;
+		e->at_ms = now;
+	} else {
+		char desc[300];
+		r->outcome = KANAL_OUTCOME_RETRY;
+		snprintf(r->error, sizeof r->error,
+			 "%s: no clear answer whether the recipient can receive Digital Post; "
+			 "retrying: %s",
+			 what, kc_http_describe(&res, "answer", desc, sizeof desc));
+		kanal_metric_add(ctx, "upstream_errors", 1);
+	}
 	json_decref(j);
+	kc_response_clear(&res);
+	return answer;
+}
+
+/* Reads the postal address for the print part from the route's CPR lookup
+ * (data.recipient: name.addressing or first/last, address.*). Returns false with r set to
+ * REJECT when it is missing or withheld (a protected address is never printed from here). */
+static bool s_read_address(const kanal_msg_t *msg, dp_letter_t *l, char *name, size_t size,
+			   dp_result_t *r)
+{
+	dp_address_t *a = &l->address;
+	const char *first = NULL, *last = NULL, *v;
+	bool protected_address = false;
+
+	kanal_msg_data_bool(msg, "recipient.protected_address", &protected_address);
+	kanal_msg_data_str(msg, "recipient.name.first", &first);
+	kanal_msg_data_str(msg, "recipient.name.last", &last);
+	if (first && last)
+		snprintf(name, size, "%s %s", first, last);
+	else if (kanal_msg_data_str(msg, "recipient.name.addressing", &v) == 0)
+		snprintf(name, size, "%s", v);
+	else
+		name[0] = '\0';
+	a->name = name;
+	kanal_msg_data_str(msg, "recipient.address.street", &a->street);
+	kanal_msg_data_str(msg, "recipient.address.number", &a->building);
+	kanal_msg_data_str(msg, "recipient.address.floor", &a->floor);
+	kanal_msg_data_str(msg, "recipient.address.door", &a->suite);
+	kanal_msg_data_str(msg, "recipient.address.postcode", &a->postcode);
+	kanal_msg_data_str(msg, "recipient.address.city", &a->city);
+	kanal_msg_data_str(msg, "recipient.address.co", &a->co);
+	/* The register may zero-pad the house number (contract 2): the print wants none. */
+	while (a->building && a->building[0] == '0' && a->building[1])
+		a->building++;
+	if (!*name || !a->street || !a->building || !a->postcode) {
+		s_invalid(r, "recipient.address",
+			  protected_address ? "withheld (protected address): the platform's print "
+					      "cannot be used; route it to a print that may hold it"
+					    : "missing: the print part needs the full postal address "
+					      "from the CPR lookup (enrich into data.recipient)");
+		return false;
+	}
+	return true;
 }
 
 /* ---- delivery ---------------------------------------------------------------------------- */
+
+/* Decides the KombiValgKode: NemSMS by the channel; else by the strategy — platform:
+ * Automatisk Valg; kanal: PostForespoerg, then Digital Post, or paper (Fysisk Post through
+ * the service, or a REJECT for the route's fallback). Sets l's parts and why; returns false
+ * with r set when the letter does not go to the service. */
+static bool s_choose(kanal_ctx_t *ctx, dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l,
+		     char *name, size_t name_size, char *why, size_t why_size, dp_result_t *r)
+{
+	const char *strategy = dp->strategy;
+	int can;
+
+	l->with_memo = true;
+	if (!strcmp(dp->channel, "NemSMS")) {
+		l->kombi = DP_KOMBI_NEMSMS;
+		snprintf(why, why_size, "NemSMS by the instance's channel");
+		return true;
+	}
+	if (!s_opt_str(msg, "channel_strategy", &strategy, r))
+		return s_invalid(r, "channel_strategy", "not a string");
+	if (!strategy)
+		strategy = dp->strategy;
+	if (strcmp(strategy, "kanal") && strcmp(strategy, "platform"))
+		return s_invalid(r, "channel_strategy", "must be kanal or platform");
+	if (!strcmp(strategy, "platform")) {
+		if (!s_read_address(msg, l, name, name_size, r))
+			return false;
+		l->kombi = DP_KOMBI_AUTO;
+		l->with_print = true;
+		snprintf(why, why_size, "the platform chooses (Automatisk Valg): Digital Post when "
+					"the recipient can receive it, else its print");
+		return true;
+	}
+	if ((can = s_forespoerg(ctx, dp, l->recipient, r)) < 0)
+		return false;
+	if (can) {
+		l->kombi = DP_KOMBI_DIGITAL;
+		snprintf(why, why_size, "PostForespoerg: the recipient can receive Digital Post");
+		return true;
+	}
+	if (!strcmp(dp->print, "service")) {
+		if (!s_read_address(msg, l, name, name_size, r))
+			return false;
+		l->kombi = DP_KOMBI_PHYSICAL;
+		l->with_memo = false;
+		l->with_print = true;
+		snprintf(why, why_size, "PostForespoerg: the recipient cannot receive Digital Post; "
+					"printed by the service (Fysisk Post)");
+		return true;
+	}
+	r->outcome = KANAL_OUTCOME_REJECT;
+	snprintf(r->error, sizeof r->error,
+		 "not-enrolled: PostForespoerg says the recipient cannot receive Digital Post; "
+		 "the letter goes to the route's fallback");
+	kanal_metric_add(ctx, "not_enrolled", 1);
+	return false;
+}
 
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
 {
@@ -497,14 +864,13 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	dp_letter_t l = { 0 };
 	kanal_cpr_t cpr;
 	const char *cpr_text = NULL;
-	char why[160], created[40];
+	char why[160], created[KANAL_TIME_RFC3339_SIZE], name[256], reason[256] = "";
 	kanal_error_t cpr_err;
-	const char *headers[] = { "Content-Type: application/xml; charset=utf-8",
-				  "Accept: application/json", NULL };
 	kc_response_t res = { .retry_after_ms = -1 };
 	char *body = NULL;
 	size_t body_len = 0;
 	bool cpr_ok = false;
+	int64_t ms;
 	int rc;
 
 	if (strcmp(kanal_msg_type(msg), "post.letter.send")) {
@@ -512,7 +878,10 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 				kanal_msg_type(msg));
 		return KANAL_OUTCOME_REJECT;
 	}
-	if (dp_message_uuid(kanal_msg_source(msg), kanal_msg_id(msg), l.message_uuid) != 0) {
+	if (dp_uuid(kanal_msg_source(msg), kanal_msg_id(msg), "", l.message_uuid) != 0 ||
+	    dp_uuid(kanal_msg_source(msg), kanal_msg_id(msg), "print", l.print_id) != 0 ||
+	    dp_uuid(kanal_msg_source(msg), kanal_msg_id(msg), "reservation",
+		    l.actions[0].reservation_uuid) != 0) {
 		kanal_set_error(ctx, "digitalpost: cannot compute the messageUUID (no SHA-1)");
 		return KANAL_OUTCOME_RETRY;
 	}
@@ -523,7 +892,7 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		cpr_ok = kanal_cpr_parse(cpr_text, &cpr, &cpr_err) == 0;
 	snprintf(why, sizeof why, "%.150s", cpr_err.text);
 
-	/* 1. The channel strategy: not enrolled means paper, and no call. */
+	/* 1. What the route's CPR lookup already says: not enrolled means paper, no call. */
 	if (!s_recipient_enrolled(msg, &r)) {
 		kanal_metric_add(ctx, "not_enrolled", 1);
 		kanal_metric_add(ctx, "skipped", 1);
@@ -553,51 +922,77 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		kanal_metric_add(ctx, "invalid", 1);
 		goto finish;
 	}
-	l.message_type = dp->message_type;
-	l.channel = dp->channel;
-	if (kanal_msg_time(msg)) {
-		snprintf(created, sizeof created, "%s", kanal_msg_time(msg));
-	} else {
-		kanal_time_rfc3339(kanal_wall_ms(), created, sizeof created);
-	}
+	l.message_type = !strcmp(dp->channel, "NemSMS") ? "NEMSMS" : "DIGITALPOST";
+	l.memo_version = !strcmp(dp->memo_version, "1.1") ? 11 : 12;
+	l.message_id = kanal_msg_id(msg);
+	l.print_type = dp->print_type;
+	if (l.message_type[0] == 'N')
+		l.notification = l.label;
+	/* MeMo wants UTC ("…Z"): the event's time, converted; else now. */
+	if (!kanal_msg_time(msg) || kanal_time_parse_rfc3339(kanal_msg_time(msg), &ms) != 0)
+		ms = kanal_wall_ms();
+	kanal_time_rfc3339(ms, created, sizeof created);
 	l.created = created;
-	if (!(body = dp_memo_build(&l, &body_len))) {
-		kanal_set_error(ctx, "digitalpost: out of memory building the MeMo");
+
+	/* 3. The channel: who decides, and what they decided. */
+	if (!s_choose(ctx, dp, msg, &l, name, sizeof name, reason, sizeof reason, &r)) {
+		if (r.outcome == KANAL_OUTCOME_REJECT && strncmp(r.error, "not-enrolled", 12))
+			kanal_metric_add(ctx, "invalid", 1);
+		goto finish;
+	}
+	if (!(body = dp_kombi_build(&l, &body_len))) {
+		kanal_set_error(ctx, "digitalpost: out of memory building the kombi_request");
 		return KANAL_OUTCOME_RETRY;
 	}
 
-	/* 3. The service. */
+	/* 4. The service. */
 	kanal_metric_add(ctx, "requests", 1);
-	kc_http_request(dp->http, "POST", dp->url, headers, body, body_len, &res);
+	s_call(ctx, dp, "POST", dp->url, "http://entityid.kombit.dk/service/kombipostafsend/1",
+	       "application/xml", body, body_len, &res);
+	explicit_bzero(body, body_len);
 	free(body);
 	s_answer(ctx, dp, &res, &r);
 	kc_response_clear(&res);
-	if (r.outcome == KANAL_OUTCOME_REJECT && !strncmp(r.error, "not-enrolled", 12))
-		kanal_metric_add(ctx, "not_enrolled", 1);
-	else if (r.outcome == KANAL_OUTCOME_REJECT)
+	if (r.outcome == KANAL_OUTCOME_REJECT)
 		kanal_metric_add(ctx, "refused", 1);
 
 finish:
 	if (r.outcome == KANAL_OUTCOME_OK) {
-		const char *reason = !strcmp(dp->status_channel, "nemsms") ? "enrolled in NemSMS"
-									   : "enrolled in Digital Post";
-		rc = s_emit_status(ctx, dp, msg, l.message_uuid, cpr_text, "sent", reason,
-				   r.transaction);
-		kanal_metric_add(ctx, r.duplicate ? "duplicates" : "sent", 1);
-		kanal_log(ctx, KANAL_LOG_INFO, "letter %s sent by %s: transaction %s%s",
-			  kanal_msg_id(msg), dp->channel, r.transaction,
-			  r.duplicate ? " (the service already had it)" : "");
+		char text[512], pseudonym[KANAL_PSEUDONYM_SIZE];
+		const char *corr = kanal_msg_attr(msg, "correlationid");
+		dp_sent_t sent = { .message_uuid = l.message_uuid, .print_id = l.print_id,
+				   .transaction = r.transaction, .letter = kanal_msg_id(msg),
+				   .letter_source = kanal_msg_source(msg),
+				   .correlationid = corr ? corr : kanal_msg_id(msg),
+				   .traceparent = kanal_msg_attr(msg, "traceparent"),
+				   .subject = s_subject(dp, msg, cpr_text, pseudonym),
+				   .kombi = l.kombi };
+
+		/* With receipts, acceptance is not the outcome: remember the letter for its
+		 * PKO_PostStatus; the status says "accepted" now and the final one comes later. */
+		if (dp->receipts && (rc = dp_receipts_track(dp->receipts, &sent)) != 0) {
+			kanal_set_error(ctx, "letter accepted (TransmissionID %s) but it cannot be "
+					"remembered for its receipt (%s); retrying, the service will "
+					"not send it twice", r.transaction, kanal_strerror(rc));
+			return KANAL_OUTCOME_RETRY;
+		}
+		snprintf(text, sizeof text, "%s: %s", l.kombi, reason);
+		rc = s_emit_status(ctx, dp, msg, l.message_uuid, cpr_text,
+				   dp->receipts ? "accepted" : "sent", text, r.transaction, l.kombi);
+		kanal_metric_add(ctx, "sent", 1);
+		kanal_log(ctx, KANAL_LOG_INFO, "letter %s accepted as '%s': TransmissionID %s",
+			  kanal_msg_id(msg), l.kombi, r.transaction);
 		/* The letter is with the service; only its status is missing. Another delivery
 		 * is the same letter to the service, so a RETRY costs no second letter. */
 		if (rc == KANAL_EBUSY || rc == KANAL_ECLOSED) {
 			kanal_set_error(ctx,
-					"letter sent (transaction %s) but its status event was not "
-					"accepted (%s); retrying, the service will not send it twice",
+					"letter accepted (TransmissionID %s) but its status event was "
+					"not accepted (%s); retrying, the service will not send it "
+					"twice",
 					r.transaction, kanal_strerror(rc));
 			kanal_set_retry_after(ctx, DP_EMIT_BUSY_RETRY_MS);
 			return KANAL_OUTCOME_RETRY;
 		}
-		/* A duplicate is the status of an earlier delivery of this letter: already there. */
 		if (rc != 0 && rc != KANAL_EDUPLICATE)
 			kanal_log(ctx, KANAL_LOG_ERROR, "letter %s: status event refused: %s",
 				  kanal_msg_id(msg), kanal_strerror(rc));
@@ -606,7 +1001,7 @@ finish:
 	kanal_set_error(ctx, "%s", r.error);
 	if (r.outcome == KANAL_OUTCOME_REJECT) {
 		rc = s_emit_status(ctx, dp, msg, l.message_uuid, cpr_ok ? cpr_text : NULL, "failed",
-				   r.error, NULL);
+				   r.error, NULL, l.kombi);
 		if (rc != 0 && rc != KANAL_EDUPLICATE)
 			kanal_log(ctx, KANAL_LOG_WARN, "letter %s: 'failed' status not emitted: %s",
 				  kanal_msg_id(msg), kanal_strerror(rc));
@@ -616,16 +1011,34 @@ finish:
 	return r.outcome;
 }
 
+/* Starts the receipts' listener, when there is one. */
+static int s_start(kanal_ctx_t *ctx, void *state)
+{
+	dp_t *dp = state;
+
+	return dp->receipts ? dp_receipts_start(dp->receipts, ctx) : 0;
+}
+
+static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
+{
+	dp_t *dp = state;
+
+	(void)deadline_ms;
+	dp_receipts_stop(dp->receipts, ctx);
+}
+
 KANAL_PLUGIN_EXPORT = {
 	.abi_major = KANAL_ABI_MAJOR,
 	.abi_minor = KANAL_ABI_MINOR,
 	.struct_size = sizeof(kanal_plugin_t),
 	.name = "digitalpost",
-	.version = "1.0.0",
-	.description = "Sends post.letter.send as MeMo to Digital Post (or NemSMS); REJECTs "
-		       "citizens without a mailbox so the route's fallback sends a physical letter.",
+	.version = "2.0.0",
+	.description = "Sends post.letter.send to SF1601 KombiPostAfsend (MeMo 1.1/1.2, print "
+		       "part); digital first by PostForespoerg or the platform's Automatisk Valg.",
 	.options = s_options,
 	.init = s_init,
+	.start = s_start,
 	.on_message = s_on_message,
+	.stop = s_stop,
 	.destroy = s_destroy,
 };

@@ -253,24 +253,29 @@ const char *dp_mimetype_for(const char *filename)
 	return "application/octet-stream";
 }
 
-int dp_message_uuid(const char *source, const char *id, char out[37])
+int dp_uuid(const char *source, const char *id, const char *role, char out[37])
 {
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen = 0;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	int ok;
 
-	/* Name = source, a NUL, id: neither may hold a NUL, so no two events share a name. */
+	/* Name = source, a NUL, id, and for the other roles a NUL and the role: neither may
+	 * hold a NUL, so no two events (or roles) share a name. The messageUUID keeps the name
+	 * it had before the roles, so a letter queued then is still the same letter. */
 	ok = md && EVP_DigestInit_ex(md, EVP_sha1(), NULL) &&
 	     EVP_DigestUpdate(md, s_uuid_namespace, sizeof s_uuid_namespace) &&
 	     EVP_DigestUpdate(md, source, strlen(source) + 1) &&
-	     EVP_DigestUpdate(md, id, strlen(id)) && EVP_DigestFinal_ex(md, digest, &dlen) &&
-	     dlen >= 16;
+	     EVP_DigestUpdate(md, id, strlen(id)) &&
+	     (!*role || EVP_DigestUpdate(md, "", 1)) && EVP_DigestUpdate(md, role, strlen(role)) &&
+	     EVP_DigestFinal_ex(md, digest, &dlen) && dlen >= 16;
 	EVP_MD_CTX_free(md);
 	if (!ok)
 		return -1;
-	digest[6] = (unsigned char)((digest[6] & 0x0F) | 0x50); /* version 5 */
-	digest[8] = (unsigned char)((digest[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+	/* MeMo accepts only the version-4 form (memoUuidType's pattern): a hash is as good as
+	 * random bits there, and being a hash it is the same on every delivery. */
+	digest[6] = (unsigned char)((digest[6] & 0x0F) | 0x40);
+	digest[8] = (unsigned char)((digest[8] & 0x3F) | 0x80); /* RFC 9562 variant */
 	snprintf(out, 37,
 		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
 		 digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6],
@@ -285,11 +290,157 @@ static bool s_add(xmlNodePtr parent, xmlNsPtr ns, const char *name, const char *
 	return xmlNewTextChild(parent, ns, (const xmlChar *)name, (const xmlChar *)text) != NULL;
 }
 
-char *dp_memo_build(const dp_letter_t *l, size_t *len)
+/* Adds the element only when text is given; false when out of memory. */
+static bool s_add_opt(xmlNodePtr parent, xmlNsPtr ns, const char *name, const char *text)
+{
+	return !text || s_add(parent, ns, name, text);
+}
+
+/* Adds a child element and returns it, or NULL (also when parent is NULL). */
+static xmlNodePtr s_node(xmlNodePtr parent, xmlNsPtr ns, const char *name)
+{
+	return parent ? xmlNewChild(parent, ns, (const xmlChar *)name, NULL) : NULL;
+}
+
+/* Writes one MeMo Action in the schema's order: label, actionCode, startDateTime?,
+ * endDateTime?, then Reservation (AFTALE) or EntryPoint. */
+static bool s_action(xmlNodePtr doc, xmlNsPtr m, const dp_action_t *a)
+{
+	xmlNodePtr act = s_node(doc, m, "Action"), res, entry;
+	bool ok = act && s_add(act, m, "label", a->label) && s_add(act, m, "actionCode", a->code) &&
+		  s_add_opt(act, m, "startDateTime", a->start) &&
+		  s_add_opt(act, m, "endDateTime", a->end);
+
+	if (!ok)
+		return false;
+	if (!strcmp(a->code, "AFTALE")) {
+		res = s_node(act, m, "Reservation");
+		return res && s_add(res, m, "description", a->description) &&
+		       s_add(res, m, "reservationUUID", a->reservation_uuid) &&
+		       s_add(res, m, "abstract", a->abstract) &&
+		       s_add(res, m, "location", a->location) &&
+		       s_add(res, m, "startDateTime", a->start) &&
+		       s_add(res, m, "endDateTime", a->end) &&
+		       s_add_opt(res, m, "organizerMail", a->organizer_mail) &&
+		       s_add_opt(res, m, "organizerName", a->organizer_name);
+	}
+	entry = s_node(act, m, "EntryPoint");
+	return entry && s_add(entry, m, "url", a->url);
+}
+
+/* Writes MainDocument or AdditionalDocument: label?, File, then (main only) the actions. */
+static bool s_document(xmlNodePtr body, xmlNsPtr m, const char *name, const dp_document_t *d,
+		       const dp_letter_t *l)
+{
+	xmlNodePtr doc = s_node(body, m, name), file;
+	bool ok = doc && s_add_opt(doc, m, "label", d->label);
+
+	file = ok ? s_node(doc, m, "File") : NULL;
+	ok = file && s_add(file, m, "encodingFormat", d->mimetype) &&
+	     s_add(file, m, "filename", d->filename) && s_add(file, m, "language", d->language) &&
+	     s_add(file, m, "content", d->content);
+	for (size_t i = 0; ok && l && i < l->n_actions; i++)
+		ok = s_action(doc, m, &l->actions[i]);
+	return ok;
+}
+
+/* Writes the memo:Message: header fields in the schema's order (1.1 with memoSchVersion and
+ * both booleans; 1.2 without memoSchVersion), then the body. */
+static bool s_message(xmlNodePtr root, const dp_letter_t *l)
+{
+	xmlNodePtr msg = s_node(root, NULL, "Message"), header, sender, recipient, body;
+	xmlNsPtr m = msg ? xmlNewNs(msg, (const xmlChar *)DP_NS_MEMO, (const xmlChar *)"memo")
+			 : NULL;
+	bool nemsms = !strcmp(l->message_type, "NEMSMS");
+	bool ok;
+
+	if (!m)
+		return false;
+	xmlSetNs(msg, m);
+	ok = xmlNewProp(msg, (const xmlChar *)"memoVersion",
+			(const xmlChar *)(l->memo_version == 11 ? "1.1" : "1.2")) != NULL;
+	if (ok && l->memo_version == 11)
+		ok = xmlNewProp(msg, (const xmlChar *)"memoSchVersion", (const xmlChar *)"1.1.0");
+	header = ok ? s_node(msg, m, "MessageHeader") : NULL;
+	ok = header && s_add(header, m, "messageType", l->message_type) &&
+	     s_add(header, m, "messageUUID", l->message_uuid) &&
+	     s_add_opt(header, m, "messageID", l->message_id) && s_add(header, m, "label", l->label) &&
+	     s_add_opt(header, m, "notification", l->notification) &&
+	     s_add(header, m, "mandatory", l->mandatory ? "true" : "false") &&
+	     s_add(header, m, "legalNotification", l->legal_notification ? "true" : "false");
+	sender = ok ? s_node(header, m, "Sender") : NULL;
+	ok = sender && s_add(sender, m, "senderID", l->sender_cvr) &&
+	     s_add(sender, m, "idType", "CVR") && s_add(sender, m, "label", l->sender_label);
+	recipient = ok ? s_node(header, m, "Recipient") : NULL;
+	ok = recipient && s_add(recipient, m, "recipientID", l->recipient) &&
+	     s_add(recipient, m, "idType", "CPR");
+	/* A NemSMS has its text in the notification and no body. */
+	if (!ok || nemsms)
+		return ok;
+	body = s_node(msg, m, "MessageBody");
+	ok = body && s_add(body, m, "createdDateTime", l->created) &&
+	     s_document(body, m, "MainDocument", &l->main, l);
+	for (size_t i = 0; ok && i < l->n_attachments; i++)
+		ok = s_document(body, m, "AdditionalDocument", &l->attachments[i], NULL);
+	return ok;
+}
+
+/* Writes the fjernprint:ForsendelseISamling holding one ForsendelseI: the main document's
+ * PDF to the full postal address, with the dummy recipient CPR the contract requires. */
+static bool s_print(xmlNodePtr root, const dp_letter_t *l)
+{
+	static const char *const prefixes[][2] = {
+		{ "fjernprint", DP_NS_FJERNPRINT },
+		{ "dkal", "urn:oio:dkal:1.0.0" },
+		{ "adir", "urn:oio:adir:dagpenge:2009.07.01" },
+		{ "itst", "http://rep.oio.dk/itst.dk/xml/schemas/2006/01/17/" },
+		{ "dkcc", "http://rep.oio.dk/ebxml/xml/schemas/dkcc/2003/02/13/" },
+		{ "dkcc2005", "http://rep.oio.dk/ebxml/xml/schemas/dkcc/2005/03/15/" },
+		{ "sd", "urn:oio:sagdok:3.0.0" },
+	};
+	xmlNsPtr ns[7];
+	xmlNodePtr coll = s_node(root, NULL, "ForsendelseISamling"), fi, rcv, who, adr, tp, dp,
+		   cc;
+	const dp_address_t *a = &l->address;
+	bool ok;
+
+	if (!coll)
+		return false;
+	for (size_t i = 0; i < 7; i++)
+		if (!(ns[i] = xmlNewNs(coll, (const xmlChar *)prefixes[i][1],
+				       (const xmlChar *)prefixes[i][0])))
+			return false;
+	xmlSetNs(coll, ns[0]);
+	fi = s_node(coll, ns[0], "ForsendelseI");
+	ok = fi && s_add(fi, ns[0], "AfsendelseIdentifikator", l->print_id) &&
+	     s_add_opt(fi, ns[0], "ForsendelseTypeIdentifikator", l->print_type);
+	rcv = ok ? s_node(fi, ns[0], "ForsendelseModtager") : NULL;
+	who = s_node(rcv, ns[1], "AfsendelseModtager");
+	ok = who && s_add(who, ns[2], "CPRnummerIdentifikator", DP_PRINT_DUMMY_CPR);
+	adr = ok ? s_node(rcv, ns[0], "ModtagerAdresse") : NULL;
+	ok = adr && s_add(adr, ns[3], "PersonName", a->name) &&
+	     s_add_opt(adr, ns[0], "CoNavn", a->co) && s_add(adr, ns[5], "StreetName", a->street) &&
+	     s_add(adr, ns[4], "StreetBuildingIdentifier", a->building) &&
+	     s_add_opt(adr, ns[4], "FloorIdentifier", a->floor) &&
+	     s_add_opt(adr, ns[4], "SuiteIdentifier", a->suite) &&
+	     s_add(adr, ns[5], "PostCodeIdentifier", a->postcode) &&
+	     s_add_opt(adr, ns[5], "DistrictSubdivisionIdentifier", a->city);
+	cc = ok ? xmlNewTextChild(adr, ns[4], (const xmlChar *)"CountryIdentificationCode",
+				  (const xmlChar *)"DK")
+		: NULL;
+	ok = cc && xmlNewProp(cc, (const xmlChar *)"scheme", (const xmlChar *)"iso3166-alpha2") &&
+	     s_add(fi, ns[1], "FilformatNavn", "PDF") &&
+	     s_add(fi, ns[1], "MeddelelseIndholdData", l->main.content);
+	tp = ok ? s_node(fi, ns[0], "TransaktionsParametreI") : NULL;
+	ok = tp && s_add(tp, ns[0], "KvitteringsTypeKode", "Alle");
+	dp = ok ? s_node(fi, ns[0], "DokumentParametre") : NULL;
+	return dp && s_add(dp, ns[6], "TitelTekst", l->label);
+}
+
+char *dp_kombi_build(const dp_letter_t *l, size_t *len)
 {
 	xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
-	xmlNodePtr root, msg, header, sender, recipient, body, main, file, action, entry;
-	xmlNsPtr dp, memo;
+	xmlNodePtr root;
 	xmlChar *text = NULL;
 	char *out = NULL;
 	int n = 0;
@@ -297,44 +448,11 @@ char *dp_memo_build(const dp_letter_t *l, size_t *len)
 
 	if (!doc)
 		return NULL;
-	root = xmlNewNode(NULL, (const xmlChar *)"SendRequest");
-	if (!root)
+	if (!(root = xmlNewNode(NULL, (const xmlChar *)"kombi_request")))
 		goto done;
 	xmlDocSetRootElement(doc, root);
-	dp = xmlNewNs(root, (const xmlChar *)DP_NS_SEND, (const xmlChar *)"dp");
-	memo = xmlNewNs(root, (const xmlChar *)DP_NS_MEMO, (const xmlChar *)"memo");
-	if (!dp || !memo)
-		goto done;
-	xmlSetNs(root, dp);
-	ok = s_add(root, dp, "channel", l->channel);
-	msg = xmlNewChild(root, memo, (const xmlChar *)"Message", NULL);
-	ok = ok && msg && xmlNewProp(msg, (const xmlChar *)"memoVersion", (const xmlChar *)"1.1");
-
-	header = msg ? xmlNewChild(msg, memo, (const xmlChar *)"MessageHeader", NULL) : NULL;
-	ok = ok && header && s_add(header, memo, "messageType", l->message_type) &&
-	     s_add(header, memo, "messageUUID", l->message_uuid) &&
-	     s_add(header, memo, "label", l->label);
-	sender = header ? xmlNewChild(header, memo, (const xmlChar *)"Sender", NULL) : NULL;
-	ok = ok && sender && s_add(sender, memo, "senderID", l->sender_cvr) &&
-	     s_add(sender, memo, "idType", "CVR") && s_add(sender, memo, "label", l->sender_label);
-	recipient = header ? xmlNewChild(header, memo, (const xmlChar *)"Recipient", NULL) : NULL;
-	ok = ok && recipient && s_add(recipient, memo, "recipientID", l->recipient) &&
-	     s_add(recipient, memo, "idType", "CPR");
-
-	body = msg ? xmlNewChild(msg, memo, (const xmlChar *)"MessageBody", NULL) : NULL;
-	ok = ok && body && s_add(body, memo, "createdDateTime", l->created);
-	main = body ? xmlNewChild(body, memo, (const xmlChar *)"MainDocument", NULL) : NULL;
-	file = main ? xmlNewChild(main, memo, (const xmlChar *)"File", NULL) : NULL;
-	ok = ok && file && s_add(file, memo, "encodingFormat", l->mimetype) &&
-	     s_add(file, memo, "filename", l->filename) &&
-	     s_add(file, memo, "language", l->language) && s_add(file, memo, "content", l->content);
-	if (ok && l->action_code) {
-		action = xmlNewChild(main, memo, (const xmlChar *)"Action", NULL);
-		ok = action && s_add(action, memo, "label", l->action_label) &&
-		     s_add(action, memo, "actionCode", l->action_code);
-		entry = action ? xmlNewChild(action, memo, (const xmlChar *)"EntryPoint", NULL) : NULL;
-		ok = ok && entry && s_add(entry, memo, "url", l->action_url);
-	}
+	ok = s_add(root, NULL, "KombiValgKode", l->kombi) && (!l->with_memo || s_message(root, l)) &&
+	     (!l->with_print || s_print(root, l));
 	if (!ok)
 		goto done;
 	xmlDocDumpMemoryEnc(doc, &text, &n, "UTF-8");

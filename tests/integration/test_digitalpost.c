@@ -26,12 +26,36 @@
 #include <kanal/harness.h>
 #include <kanal/kanal.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
 #include "upstream.h"
 
 #define WAIT 15000 /* ms: the bound of every wait (retries with Retry-After: 1 take seconds) */
 #define MEMO_NS "https://DigitalPost.dk/MeMo-1"
+
+/* A string assertion that cannot crash on an unexpected answer (a missing field is NULL):
+ * on a mismatch it names the line, and the values unless one holds a CPR number. */
+#define ASSERT_STR(actual, want) s_str_is((actual), (want), #actual, __LINE__)
+
+static void s_str_is(const char *actual, const char *want, const char *expr, int line)
+{
+	bool ok = actual && want && !strcmp(actual, want);
+	size_t off, len;
+
+	CU_assertImplementation(ok, (unsigned)line, expr, __FILE__, "", CU_FALSE);
+	if (ok)
+		return;
+	if ((actual && kanal_cpr_find(actual, strlen(actual), &off, &len)) ||
+	    (want && kanal_cpr_find(want, strlen(want), &off, &len)))
+		fprintf(stderr, "line %d: %s differs (values hold a CPR number)\n", line, expr);
+	else
+		fprintf(stderr, "line %d: %s is '%.200s', want '%.200s'\n", line, expr,
+			actual ? actual : "(missing)", want ? want : "(missing)");
+}
 
 /* Synthetic people (examples/simulators/population.c). */
 #define CPR_MADS "1503851233"   /* enrolled */
@@ -74,16 +98,25 @@ static kanal_msg_t *s_msg(json_t *e)
 	return m;
 }
 
-/* Sets data.<a>.<b> (b NULL: data.<a>) to the string v. */
+/* Sets data.<a>.<b> (b NULL: data.<a>; a may be a dotted path) to the string v. */
 static void s_set(json_t *e, const char *a, const char *b, const char *v)
 {
 	json_t *data = json_object_get(e, "data");
+	char path[128], *save = NULL, *name, *next;
+
+	snprintf(path, sizeof path, "%s", a);
+	name = strtok_r(path, ".", &save);
+	for (; name && (next = strtok_r(NULL, ".", &save)); name = next) {
+		if (!json_is_object(json_object_get(data, name)))
+			json_object_set_new(data, name, json_object());
+		data = json_object_get(data, name);
+	}
 	if (b) {
-		if (!json_is_object(json_object_get(data, a)))
-			json_object_set_new(data, a, json_object());
-		json_object_set_new(json_object_get(data, a), b, json_string(v));
+		if (!json_is_object(json_object_get(data, name)))
+			json_object_set_new(data, name, json_object());
+		json_object_set_new(json_object_get(data, name), b, json_string(v));
 	} else
-		json_object_set_new(data, a, json_string(v));
+		json_object_set_new(data, name, json_string(v));
 }
 
 /* ---- the simulator's mailbox --------------------------------------------------------------- */
@@ -282,29 +315,31 @@ static void test_enrolled_citizen_gets_the_letter_digitally(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(box);
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(box, "messages")), 1);
 	msg = json_array_get(json_object_get(box, "messages"), 0);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "label")),
+	ASSERT_STR(json_string_value(json_object_get(msg, "label")),
 			       "Din plads i dagtilbud");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "recipient")), "150385-XXXX");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "channel")), "Digital Post");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "sender")), "Aarhus Kommune");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(msg, "action")), "AFTALE");
+	ASSERT_STR(json_string_value(json_object_get(msg, "recipient")), "150385-XXXX");
+	ASSERT_STR(json_string_value(json_object_get(msg, "channel")), "Digital Post");
+	ASSERT_STR(json_string_value(json_object_get(msg, "sender")), "Aarhus Kommune");
+	ASSERT_STR(json_string_value(json_object_get(msg, "action")), "AFTALE");
 
 	/* The status reaches the letter log: digital, sent, the service's transaction. */
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 1, WAIT), 1);
 	status = s_first_line(kd_path(env.kd, "status.jsonl"));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(status);
 	data = json_object_get(status, "data");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "type")),
+	ASSERT_STR(json_string_value(json_object_get(status, "type")),
 			       "post.letter.status");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "letter")), "brev-1");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "channel")), "digital");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "status")), "sent");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "reason")),
-			       "enrolled in Digital Post");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "transaction")),
+	ASSERT_STR(json_string_value(json_object_get(data, "letter")), "brev-1");
+	ASSERT_STR(json_string_value(json_object_get(data, "channel")), "digital");
+	ASSERT_STR(json_string_value(json_object_get(data, "status")), "sent");
+	/* Which KombiValgKode kanal chose, and why: PostForespoerg said yes. */
+	ASSERT_STR(json_string_value(json_object_get(data, "kombi")), "Digital Post");
+	ASSERT_STR(json_string_value(json_object_get(data, "reason")),
+		   "Digital Post: PostForespoerg: the recipient can receive Digital Post");
+	ASSERT_STR(json_string_value(json_object_get(data, "transaction")),
 			       json_string_value(json_object_get(msg, "transaction")));
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "causationid")), "brev-1");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "correlationid")),
+	ASSERT_STR(json_string_value(json_object_get(status, "causationid")), "brev-1");
+	ASSERT_STR(json_string_value(json_object_get(status, "correlationid")),
 			       "brev-1");
 	/* The recipient is a pseudonym in the subject, never a CPR number. */
 	CU_ASSERT(!strncmp(json_string_value(json_object_get(status, "subject")), "person:", 7));
@@ -325,11 +360,11 @@ static void test_exempt_citizen_gets_a_physical_letter(void)
 
 	CU_ASSERT_FATAL(s_start(&env, "dp-exempt", NULL, ""));
 	s_send(&env, s_text(s_letter("brev-bent", CPR_BENT)));
-	/* Digital Post refuses Bent (exempt): a REJECT that says not-enrolled … */
+	/* PostForespoerg says Bent (exempt) cannot receive Digital Post — never why, the
+	 * reason can be health data: a REJECT that says not-enrolled … */
 	p = s_expect(&env, "rejected post.letter.send", "\"digitalpost\"");
-	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-	CU_ASSERT_PTR_NOT_NULL(strstr(p, "\"error\":\"not-enrolled: "));
-	CU_ASSERT_PTR_NOT_NULL(strstr(p, "exempt"));
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "\"error\":\"not-enrolled: PostForespoerg"));
+	CU_ASSERT_PTR_NULL(p ? strstr(p, "exempt") : NULL);
 	free(p);
 	/* … so the fallback, the physical letter, takes over. */
 	p = s_expect(&env, "fallback post.letter.send", "\"letter-to-citizen\"");
@@ -337,13 +372,14 @@ static void test_exempt_citizen_gets_a_physical_letter(void)
 	free(p);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "letter.jsonl"), 1, WAIT), 1);
 	CU_ASSERT(s_file_has(kd_path(env.kd, "letter.jsonl"), "\"brev-bent\""));
+	/* No kombi_request was sent: the paper letter is the letter connector's. */
+	CU_ASSERT_EQUAL(s_count(env.up, "received"), 0);
 	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 0);
-	CU_ASSERT_EQUAL(s_count(env.up, "refused"), 1);
 	/* The letter log learns why the digital channel did not carry it. */
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 1, WAIT), 1);
 	status = s_first_line(kd_path(env.kd, "status.jsonl"));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(status);
-	CU_ASSERT_STRING_EQUAL(
+	ASSERT_STR(
 		json_string_value(json_object_get(json_object_get(status, "data"), "status")),
 		"failed");
 	CU_ASSERT(!strncmp(json_string_value(json_object_get(json_object_get(status, "data"),
@@ -410,8 +446,8 @@ static void test_invalid_letters_are_rejected_naming_the_field(void)
 		const char *id, *a, *b, *value, *field;
 	} cases[] = {
 		{ "bad-filename", "document", "filename", "plads:2026.pdf", "document.filename" },
-		{ "bad-url", "action", "url", "http://pladsanvisning.aarhus.dk/aftale",
-		  "action.url" },
+		{ "bad-start", "action", "start", "2026-12-01T09:00:00+01:00", "action.start" },
+		{ "no-location", "action.reservation", "location", "", "action.reservation.location" },
 		{ "bad-cpr", "recipient_cpr", NULL, "3213851233", "recipient_cpr" },
 		{ "bad-content", "document", "content", "not base64!", "document.content" },
 		{ "no-label", "label", NULL, "  ", "label" },
@@ -432,11 +468,11 @@ static void test_invalid_letters_are_rejected_naming_the_field(void)
 		free(p);
 	}
 	/* Each went to the physical letter; none reached the service. */
-	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "letter.jsonl"), 5, WAIT), 5);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "letter.jsonl"), 6, WAIT), 6);
 	CU_ASSERT_EQUAL(s_count(env.up, "received"), 0);
 	/* The letter log has a "failed" status for each, naming the field. */
-	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 5, WAIT), 5);
-	CU_ASSERT(s_file_has(kd_path(env.kd, "status.jsonl"), "invalid letter: action.url: "));
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 6, WAIT), 6);
+	CU_ASSERT(s_file_has(kd_path(env.kd, "status.jsonl"), "invalid letter: action.start: "));
 	s_stop(&env);
 }
 
@@ -460,7 +496,8 @@ static void test_unavailable_service_is_retried_and_sends_one_letter(void)
 
 	/* The service is slow: it delivers the letter after the connector has given up waiting
 	 * (timeout 1s). The retry carries the same messageUUID, so the service answers with
-	 * the first transaction and the citizen gets one letter, not two. */
+	 * the first transaction and the citizen gets one letter, not two. Emma's PostForespoerg
+	 * answer is cached from her first letter, so the slow answer is KombiPostAfsend's. */
 	{
 		char *body = NULL;
 		long st = upstream_http(env.up, "POST", "/_sim/fault",
@@ -469,7 +506,7 @@ static void test_unavailable_service_is_retried_and_sends_one_letter(void)
 		CU_ASSERT_EQUAL(st, 200);
 		free(body);
 	}
-	s_send(&env, s_text(s_letter("brev-slow", CPR_HANNE)));
+	s_send(&env, s_text(s_letter("brev-slow", CPR_EMMA)));
 	p = s_expect(&env, "retrying post.letter.send", "brev-slow");
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
@@ -478,6 +515,7 @@ static void test_unavailable_service_is_retried_and_sends_one_letter(void)
 	free(p);
 	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 2);
 	CU_ASSERT_EQUAL(s_count(env.up, "duplicates"), 1);
+
 	/* One "sent" status per letter, with the transaction of the one letter delivered. */
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 2, WAIT), 2);
 	{
@@ -498,9 +536,15 @@ static void test_garbage_and_hang_are_retried_within_the_timeout(void)
 	int64_t t0;
 
 	CU_ASSERT_FATAL(s_start(&env, "dp-garbage", NULL, ""));
+	/* A first letter to Mads caches his PostForespoerg answer: the garbage that follows
+	 * is the KombiPostAfsend answer's. */
+	s_send(&env, s_text(s_letter("brev-first", CPR_MADS)));
+	p = s_expect(&env, "delivered post.letter.send", "brev-first");
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
 	CU_ASSERT_EQUAL_FATAL(upstream_fault(env.up, "garbage", 1), 0);
 	s_send(&env, s_text(s_letter("brev-garbage", CPR_MADS)));
-	p = s_expect(&env, "retrying post.letter.send", "without a usable transaction id");
+	p = s_expect(&env, "retrying post.letter.send", "no readable response XML");
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
 	p = s_expect(&env, "delivered post.letter.send", "brev-garbage");
@@ -518,7 +562,7 @@ static void test_garbage_and_hang_are_retried_within_the_timeout(void)
 	p = s_expect(&env, "delivered post.letter.send", "brev-hang");
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
-	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 2);
+	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 3);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(env.kd, "letter.jsonl")), 0);
 	s_stop(&env);
 }
@@ -539,6 +583,118 @@ static void test_wrong_token_is_retried_not_sent_on_paper(void)
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(env.kd, "letter.jsonl")), 0);
+	s_stop(&env);
+}
+
+/* ---- receipts: PKO_PostStatus through the Beskedfordeler's callback ---------------------- */
+
+/* A TCP port free on 127.0.0.1 just now (the kernel's pick), or 0. */
+static int s_free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* The status event of letter with status st in status.jsonl (new reference), waiting. */
+static json_t *s_status_of(env_t *env, const char *letter, const char *st)
+{
+	for (int64_t end = kanal_now_ms() + WAIT; kanal_now_ms() < end; test_sleep_ms(100)) {
+		char *text = test_read_file(kd_path(env->kd, "status.jsonl"), NULL);
+		char *line = text, *save = NULL;
+		for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			json_t *j = json_loads(line, 0, NULL), *d = json_object_get(j, "data");
+			if (!strcmp(json_string_value(json_object_get(d, "letter")) ?: "", letter) &&
+			    !strcmp(json_string_value(json_object_get(d, "status")) ?: "", st)) {
+				free(text);
+				return j;
+			}
+			json_decref(j);
+		}
+		free(text);
+	}
+	fprintf(stderr, "no '%s' status for %s\n", st, letter);
+	return NULL;
+}
+
+static void test_receipts_give_the_final_outcome(void)
+{
+	char cb[128], opts[256], sim_cb[200], *p;
+	const char *args[] = { "--set", sim_cb, NULL };
+	int port = s_free_port();
+	env_t env;
+	json_t *st, *d;
+	http_answer_t a = { 0 };
+
+	CU_ASSERT_FATAL(port > 0);
+	snprintf(cb, sizeof cb, "127.0.0.1:%d", port);
+	snprintf(sim_cb, sizeof sim_cb,
+		 "callback=http://127.0.0.1:%d/beskedfordeler/PostStatusBeskedModtag", port);
+	snprintf(opts, sizeof opts, ", callback_listen: '%s', status_timeout: 2s", cb);
+	CU_ASSERT_FATAL(s_start(&env, "dp-receipts", args, opts));
+
+	/* Mads is enrolled: accepted, then the pushed "Afleveret Digital Post" makes it sent. */
+	s_send(&env, s_text(s_letter("brev-kvit", CPR_MADS)));
+	st = s_status_of(&env, "brev-kvit", "accepted");
+	CU_ASSERT_PTR_NOT_NULL(st);
+	json_decref(st);
+	st = s_status_of(&env, "brev-kvit", "sent");
+	CU_ASSERT_PTR_NOT_NULL(st);
+	d = json_object_get(st, "data");
+	ASSERT_STR(json_string_value(json_object_get(d, "channel")), "digital");
+	ASSERT_STR(json_string_value(json_object_get(d, "reason")),
+		   "PKO_PostStatus Afleveret Digital Post (Digital Post)");
+	CU_ASSERT(json_is_true(json_object_get(d, "final")));
+	ASSERT_STR(json_string_value(json_object_get(st, "causationid")), "brev-kvit");
+	CU_ASSERT(!strncmp(json_string_value(json_object_get(st, "subject")) ?: "", "person:", 7));
+	json_decref(st);
+
+	/* The platform fails the next letter: failed, with the service's FejlKode. */
+	CU_ASSERT_EQUAL(upstream_http(env.up, "POST", "/digitalpost/v1/messages-status-fault",
+				      "failed", "text/plain", &p), 200);
+	free(p);
+	s_send(&env, s_text(s_letter("brev-fejl", CPR_SOFIE)));
+	st = s_status_of(&env, "brev-fejl", "failed");
+	CU_ASSERT_PTR_NOT_NULL(st);
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(
+					      json_object_get(st, "data"), "reason")) ?: "",
+				      "Fejlet (Digital Post): memo.invalid: "));
+	json_decref(st);
+
+	/* No status at all: after status_timeout (2s) the letter's status is unknown, and
+	 * the metric says so. */
+	CU_ASSERT_EQUAL(upstream_http(env.up, "POST", "/digitalpost/v1/messages-status-fault",
+				      "silent", "text/plain", &p), 200);
+	free(p);
+	s_send(&env, s_text(s_letter("brev-tavs", CPR_EMMA)));
+	st = s_status_of(&env, "brev-tavs", "unknown");
+	CU_ASSERT_PTR_NOT_NULL(st);
+	json_decref(st);
+	p = kd_admin(env.kd, "{\"cmd\":\"status\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "\"letters_status_unknown\":1"));
+	free(p);
+	/* Each letter has "accepted" and exactly one final status: brev-kvit and brev-fejl
+	 * did not become unknown as well. */
+	CU_ASSERT_EQUAL(kd_lines(kd_path(env.kd, "status.jsonl")), 6);
+
+	/* What is not a PKO_PostStatus is refused with StatusKode 40, naming why. */
+	{
+		char url[200];
+		http_request_t rq = { .url = url, .body = "<ModtagBeskedInput/>" };
+		snprintf(url, sizeof url, "http://%s/beskedfordeler/PostStatusBeskedModtag", cb);
+		CU_ASSERT_EQUAL(http_request(NULL, &rq, &a), 400);
+		CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "<StatusKode>40</StatusKode>"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "Beskeddata/Base64"));
+		http_answer_clear(&a);
+	}
 	s_stop(&env);
 }
 
@@ -594,10 +750,23 @@ static void s_memo_is(xmlNodePtr parent, const char *path, const char *want)
 	if (!n)
 		fprintf(stderr, "MeMo element %s missing\n", path);
 	if (want && text) {
-		CU_ASSERT_STRING_EQUAL((const char *)text, want);
+		ASSERT_STR((const char *)text, want);
 		if (strcmp((const char *)text, want))
 			fprintf(stderr, "MeMo %s: '%.60s', want '%.60s'\n", path, text, want);
 	}
+	xmlFree(text);
+}
+
+/* Asserts parent has a child element without a namespace, name, with exactly this text. */
+static void s_memo_is_plain(xmlNodePtr parent, const char *name, const char *want)
+{
+	xmlNodePtr c = parent->children;
+	xmlChar *text;
+
+	while (c && !(c->type == XML_ELEMENT_NODE && !c->ns && !strcmp((const char *)c->name, name)))
+		c = c->next;
+	text = c ? xmlNodeGetContent(c) : NULL;
+	ASSERT_STR((const char *)text, want);
 	xmlFree(text);
 }
 
@@ -622,7 +791,7 @@ static void test_memo_has_the_required_elements(void)
 	CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, "letter-to-citizen"), KANAL_OUTCOME_OK);
 	CU_ASSERT_EQUAL_FATAL(kanal_harness_emitted_count(h), 1);
 	st = kanal_harness_emitted(h, 0);
-	CU_ASSERT_STRING_EQUAL(kanal_msg_type(st), "post.letter.status");
+	ASSERT_STR(kanal_msg_type(st), "post.letter.status");
 	kanal_msg_data_str(st, "transaction", &tx);
 	kanal_msg_data_str(st, "message_uuid", &uuid);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(tx);
@@ -634,13 +803,14 @@ static void test_memo_has_the_required_elements(void)
 	doc = xmlReadMemory(body, (int)strlen(body), "memo.xml", NULL, XML_PARSE_NONET);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
 	root = xmlDocGetRootElement(doc);
-	CU_ASSERT_STRING_EQUAL((const char *)root->name, "SendRequest");
+	ASSERT_STR((const char *)root->name, "kombi_request");
+	s_memo_is_plain(root, "KombiValgKode", "Digital Post");
 	msg = root->children;
 	while (msg && !(msg->type == XML_ELEMENT_NODE && !strcmp((const char *)msg->name, "Message")))
 		msg = msg->next;
 	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(msg->ns);
-	CU_ASSERT_STRING_EQUAL((const char *)msg->ns->href, MEMO_NS);
+	ASSERT_STR((const char *)msg->ns->href, MEMO_NS);
 	s_memo_is(msg, "MessageHeader/messageType", "DIGITALPOST");
 	s_memo_is(msg, "MessageHeader/messageUUID", uuid);
 	s_memo_is(msg, "MessageHeader/label", "Din plads i dagtilbud");
@@ -649,22 +819,30 @@ static void test_memo_has_the_required_elements(void)
 	s_memo_is(msg, "MessageHeader/Sender/label", "Aarhus Kommune");
 	s_memo_is(msg, "MessageHeader/Recipient/recipientID", CPR_MADS);
 	s_memo_is(msg, "MessageHeader/Recipient/idType", "CPR");
-	s_memo_is(msg, "MessageBody/createdDateTime", "2026-11-24T09:30:00Z");
+	s_memo_is(msg, "MessageBody/createdDateTime", "2026-11-24T09:30:00.000Z");
 	s_memo_is(msg, "MessageBody/MainDocument/File/encodingFormat", "application/pdf");
 	s_memo_is(msg, "MessageBody/MainDocument/File/filename", "Din plads i dagtilbud.pdf");
 	s_memo_is(msg, "MessageBody/MainDocument/File/language", "da");
 	s_memo_is(msg, "MessageBody/MainDocument/File/content", content);
 	s_memo_is(msg, "MessageBody/MainDocument/Action/actionCode", "AFTALE");
 	s_memo_is(msg, "MessageBody/MainDocument/Action/label", "Se og bekræft pladsen");
-	s_memo_is(msg, "MessageBody/MainDocument/Action/EntryPoint/url",
-		  "https://pladsanvisning.aarhus.dk/aftale?id=4412");
+	/* An AFTALE carries its appointment as a Reservation, not a link. */
+	s_memo_is(msg, "MessageBody/MainDocument/Action/Reservation/location",
+		  "Dagtilbud Skovbrynet, Skovvej 12, 8000 Aarhus C");
+	s_memo_is(msg, "MessageBody/MainDocument/Action/Reservation/startDateTime",
+		  "2026-12-01T08:00:00Z");
+	s_memo_is(msg, "MessageBody/MainDocument/Action/Reservation/endDateTime",
+		  "2026-12-01T09:00:00Z");
+	CU_ASSERT_PTR_NULL(s_memo(msg, "MessageBody/MainDocument/Action/EntryPoint"));
 	xmlFreeDoc(doc);
 	free(body);
-	/* The UUID is name-based: version 5. */
-	CU_ASSERT_EQUAL(uuid[14], '5');
+	/* The UUID is name-based (stable across redeliveries) but in the version-4 form, the
+	 * only one MeMo's memoUuidType pattern accepts. */
+	CU_ASSERT_EQUAL(uuid[14], '4');
 
-	/* The same event again (a redelivery) is the same letter: same UUID, same
-	 * transaction, no second letter. Another id is another letter. */
+	/* The same event again (a redelivery) is the same letter: same messageUUID, so the
+	 * service answers with the same TransmissionID and keeps one letter (the connector
+	 * keeps no duplicate flag of its own). Another id is another letter. */
 	{
 		char first_tx[128], first_uuid[40];
 		const char *tx2 = NULL, *uuid2 = NULL;
@@ -675,17 +853,17 @@ static void test_memo_has_the_required_elements(void)
 		CU_ASSERT_EQUAL_FATAL(kanal_harness_emitted_count(h), 1);
 		kanal_msg_data_str(kanal_harness_emitted(h, 0), "transaction", &tx2);
 		kanal_msg_data_str(kanal_harness_emitted(h, 0), "message_uuid", &uuid2);
-		CU_ASSERT_STRING_EQUAL(tx2, first_tx);
-		CU_ASSERT_STRING_EQUAL(uuid2, first_uuid);
+		ASSERT_STR(tx2, first_tx);
+		ASSERT_STR(uuid2, first_uuid);
 		CU_ASSERT_EQUAL(s_count(up, "delivered"), 1);
-		CU_ASSERT_EQUAL(kanal_harness_metric(h, "duplicates"), 1);
+		CU_ASSERT_EQUAL(s_count(up, "duplicates"), 1);
 		kanal_msg_destroy(&m);
 		m = s_msg(s_letter("memo-2", CPR_MADS));
 		kanal_harness_clear(h);
 		CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, NULL), KANAL_OUTCOME_OK);
 		CU_ASSERT_EQUAL_FATAL(kanal_harness_emitted_count(h), 1);
 		kanal_msg_data_str(kanal_harness_emitted(h, 0), "message_uuid", &uuid2);
-		CU_ASSERT_STRING_NOT_EQUAL(uuid2, first_uuid);
+		CU_ASSERT(uuid2 && strcmp(uuid2, first_uuid));
 		CU_ASSERT_EQUAL(s_count(up, "delivered"), 2);
 	}
 	/* Nothing the plugin logged holds a CPR number. */
@@ -713,9 +891,9 @@ static void test_nemsms_channel(void)
 	CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, NULL), KANAL_OUTCOME_OK);
 	CU_ASSERT_EQUAL_FATAL(kanal_harness_emitted_count(h), 1);
 	kanal_msg_data_str(kanal_harness_emitted(h, 0), "channel", &channel);
-	CU_ASSERT_STRING_EQUAL(channel, "nemsms");
+	ASSERT_STR(channel, "nemsms");
 	box = s_mailbox(up, NULL);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+	ASSERT_STR(json_string_value(json_object_get(
 				       json_array_get(json_object_get(box, "messages"), 0), "channel")),
 			       "NemSMS");
 	json_decref(box);
@@ -732,6 +910,21 @@ static kanal_outcome_t s_try(kanal_harness_t *h, const char *a, const char *b, c
 	kanal_outcome_t o;
 
 	s_set(e, a, b, value);
+	m = s_msg(e);
+	o = kanal_harness_deliver(h, m, NULL);
+	kanal_msg_destroy(&m);
+	return o;
+}
+
+/* Delivers the example letter with a SELVBETJENING action linking to url; the outcome. */
+static kanal_outcome_t s_try_link(kanal_harness_t *h, const char *url)
+{
+	json_t *e = s_letter("link", CPR_MADS);
+	kanal_msg_t *m;
+	kanal_outcome_t o;
+
+	json_object_set_new(json_object_get(e, "data"), "action",
+			    json_pack("{s:s, s:s}", "code", "SELVBETJENING", "url", url));
 	m = s_msg(e);
 	o = kanal_harness_deliver(h, m, NULL);
 	kanal_msg_destroy(&m);
@@ -781,9 +974,16 @@ static void test_filename_and_other_checks(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "document.language"));
 	CU_ASSERT_EQUAL(s_try(h, "action", "code", "KLIK"), KANAL_OUTCOME_REJECT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "action.code"));
-	CU_ASSERT_EQUAL(s_try(h, "action", "url", "https:///aftale"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_EQUAL(s_try(h, "action", "start", "2026-12-01 08:00"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "action.start"));
+	/* A link action (not AFTALE) needs an absolute https URL. */
+	CU_ASSERT_EQUAL(s_try_link(h, "https://selvbetjening.aarhus.dk/plads"), KANAL_OUTCOME_OK);
+	CU_ASSERT_EQUAL(s_try_link(h, "https:///aftale"), KANAL_OUTCOME_REJECT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "action.url"));
-	CU_ASSERT_EQUAL(s_try(h, "action", "url", "/aftale?id=1"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_EQUAL(s_try_link(h, "/aftale?id=1"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "action.url"));
+	CU_ASSERT_EQUAL(s_try_link(h, "http://pladsanvisning.aarhus.dk/aftale"),
+			KANAL_OUTCOME_REJECT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "action.url"));
 	CU_ASSERT_EQUAL(s_try(h, "label", NULL, "Brev\nmed linjeskift"), KANAL_OUTCOME_REJECT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "invalid letter: label: "));
@@ -896,6 +1096,7 @@ TEST_MAIN("digitalpost",
 	  TEST(test_unavailable_service_is_retried_and_sends_one_letter),
 	  TEST(test_garbage_and_hang_are_retried_within_the_timeout),
 	  TEST(test_wrong_token_is_retried_not_sent_on_paper),
+	  TEST(test_receipts_give_the_final_outcome),
 	  TEST(test_memo_has_the_required_elements),
 	  TEST(test_nemsms_channel),
 	  TEST(test_filename_and_other_checks),

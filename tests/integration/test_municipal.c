@@ -657,8 +657,10 @@ typedef struct letter_case {
 } letter_case_t;
 
 static const letter_case_t s_letters[] = {
-	{ "brev-mads", MADS, "digital", "enrolled in Digital Post", { NULL }, false },
-	{ "brev-anne", ANNE, "digital", "enrolled in Digital Post", { NULL }, false },
+	{ "brev-mads", MADS, "digital",
+	  "Digital Post: PostForespoerg: the recipient can receive Digital Post", { NULL }, false },
+	{ "brev-anne", ANNE, "digital",
+	  "Digital Post: PostForespoerg: the recipient can receive Digital Post", { NULL }, false },
 	{ "brev-bent", BENT, "physical", "not-enrolled",
 	  { "Bent Olsen", "Bakkevej 88", "8240 Risskov", NULL }, false },
 	{ "brev-karen", KAREN, "physical", "not-enrolled",
@@ -779,6 +781,9 @@ static void s_check_letters(fixture_t *f)
 				       c->id);
 		if (!strcmp(c->channel, "digital")) {
 			CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(d, "transaction")));
+			/* The KombiValgKode kanal chose after asking PostForespoerg. */
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "kombi")) ?: "",
+					       "Digital Post");
 		} else {
 			json_t *failed;
 			physical++;
