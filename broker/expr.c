@@ -7,16 +7,22 @@
  *   or_expr  := and_expr ('or' and_expr)*
  *   and_expr := not_expr ('and' not_expr)*
  *   not_expr := 'not' not_expr | primary
- *   primary  := '(' or_expr ')' | 'exists' field | operand (cmpop operand | 'in' list)
+ *   primary  := '(' or_expr ')' | 'exists' field | any | operand (cmpop operand | 'in' list)
+ *             | field strop string
+ *   any      := 'any' '(' field ',' or_expr ')'     (field: data.… or, nested, item.…)
  *   operand  := field | literal          cmpop := == != < <= > >=
+ *   strop    := contains | startswith | endswith | matches
  *   list     := '[' literal (',' literal)* ']'     (one type; ints and decimals mix)
  *   literal  := "string" (escapes \" \\ \n \t) | number (-?digits(.digits)?) | true | false
  *   field    := core attribute (specversion id source type subject time datacontenttype
  *               dataschema) | extension ([a-z0-9]+, not a keyword) | data | data.a.b.0
+ *             | item | item.a.b (only inside any(): the element at hand)
  *
  * A field alone is not a condition, not even a boolean one: write `data.urgent == true`.
  * Data path segments are letters, digits, '_' and '-'; a number indexes an array. The
- * keywords (and or not in exists true false) and `data` cannot name an extension.
+ * keywords (and or not in exists true false) and `data` cannot name an extension. The string
+ * operators and `any` are keywords only where one is due (after an operand; `any` before
+ * '('), and `item` only inside any(), so extensions named so keep working.
  *
  * Parsing checks types where they are known: a core attribute is always a string, so
  * comparing it with a number or boolean is an error; so are ordering booleans, comparing two
@@ -36,6 +42,11 @@
  *     (else the comparison is false), with a boolean when its text is "true" or "false", and
  *     with a string bytewise: an integer extension 10 equals "10".
  *   - `in` is true when the field equals any element of the list.
+ *   - The string operators are true only when the field holds a string: contains,
+ *     startswith and endswith compare bytes; matches runs the regex compiled at parse time.
+ *   - any(FIELD, COND) evaluates COND with `item` at FIELD.0, FIELD.1, … (at most
+ *     EXPR_ANY_MAX elements); a FIELD that is absent or not an array has none, so false.
+ *     Counting the elements reads the array's JSON text once per evaluation.
  *   - `exists` is true when the attribute is set or the data path holds a value; a JSON null
  *     counts as absent. `exists data` is true for any JSON data but null, and binary data.
  *     Data fields of binary data are absent.
