@@ -7,16 +7,22 @@
  *   or_expr  := and_expr ('or' and_expr)*
  *   and_expr := not_expr ('and' not_expr)*
  *   not_expr := 'not' not_expr | primary
- *   primary  := '(' or_expr ')' | 'exists' field | operand (cmpop operand | 'in' list)
+ *   primary  := '(' or_expr ')' | 'exists' field | any | operand (cmpop operand | 'in' list)
+ *             | field strop string
+ *   any      := 'any' '(' field ',' or_expr ')'     (field: data.… or, nested, item.…)
  *   operand  := field | literal          cmpop := == != < <= > >=
+ *   strop    := contains | startswith | endswith | matches
  *   list     := '[' literal (',' literal)* ']'     (one type; ints and decimals mix)
  *   literal  := "string" (escapes \" \\ \n \t) | number (-?digits(.digits)?) | true | false
  *   field    := core attribute (specversion id source type subject time datacontenttype
  *               dataschema) | extension ([a-z0-9]+, not a keyword) | data | data.a.b.0
+ *             | item | item.a.b (only inside any(): the element at hand)
  *
  * A field alone is not a condition, not even a boolean one: write `data.urgent == true`.
  * Data path segments are letters, digits, '_' and '-'; a number indexes an array. The
- * keywords (and or not in exists true false) and `data` cannot name an extension.
+ * keywords (and or not in exists true false) and `data` cannot name an extension. The string
+ * operators and `any` are keywords only where one is due (after an operand; `any` before
+ * '('), and `item` only inside any(), so extensions named so keep working.
  *
  * Parsing checks types where they are known: a core attribute is always a string, so
  * comparing it with a number or boolean is an error; so are ordering booleans, comparing two
@@ -36,6 +42,11 @@
  *     (else the comparison is false), with a boolean when its text is "true" or "false", and
  *     with a string bytewise: an integer extension 10 equals "10".
  *   - `in` is true when the field equals any element of the list.
+ *   - The string operators are true only when the field holds a string: contains,
+ *     startswith and endswith compare bytes; matches runs the regex compiled at parse time.
+ *   - any(FIELD, COND) evaluates COND with `item` at FIELD.0, FIELD.1, … (at most
+ *     EXPR_ANY_MAX elements); a FIELD that is absent or not an array has none, so false.
+ *     Counting the elements reads the array's JSON text once per evaluation.
  *   - `exists` is true when the attribute is set or the data path holds a value; a JSON null
  *     counts as absent. `exists data` is true for any JSON data but null, and binary data.
  *     Data fields of binary data are absent.
@@ -52,12 +63,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <kanal/kanal.h>
 
 #include "expr.h"
@@ -67,6 +80,10 @@
 /* How much of a token or a string value an error or explanation quotes. */
 #define EXPR_QUOTE_MAX 40
 #define EXPR_VALUE_MAX 64
+/* Longest data path any() builds (the array's path, an index, the item's path). */
+#define EXPR_PATH_MAX 512
+/* Most elements any() looks at in one array. */
+#define EXPR_ANY_MAX 10000
 
 /* ---- values and the tree ---------------------------------------------------------------- */
 
@@ -100,6 +117,7 @@ typedef enum okind {
 	OP_CORE,
 	OP_EXT,
 	OP_DATA,
+	OP_ITEM, /* inside any(): the current element ("item") or a path below it */
 } okind_t;
 
 typedef const char *(*attr_getter_t)(const kanal_msg_t *msg);
@@ -107,7 +125,8 @@ typedef const char *(*attr_getter_t)(const kanal_msg_t *msg);
 typedef struct operand {
 	okind_t kind;
 	value_t lit;        /* OP_LIT; a string is owned (char *) */
-	char *name;         /* OP_EXT: the name; OP_DATA: the path after "data." ("" for data) */
+	char *name;         /* OP_EXT: the name; OP_DATA: the path after "data." ("" for data);
+			     * OP_ITEM: the path after "item." ("" for item) */
 	attr_getter_t get;  /* OP_CORE */
 	size_t start, end;  /* source span */
 } operand_t;
@@ -119,9 +138,14 @@ typedef enum cmpop {
 	CMP_LE,
 	CMP_GT,
 	CMP_GE,
+	CMP_CONTAINS,  /* the string operators: a string field and a string literal */
+	CMP_STARTS,
+	CMP_ENDS,
+	CMP_MATCHES,
 } cmpop_t;
 
-static const char *const s_cmpop_text[] = { "==", "!=", "<", "<=", ">", ">=" };
+static const char *const s_cmpop_text[] = { "==", "!=", "<", "<=", ">", ">=", "contains",
+					    "startswith", "endswith", "matches" };
 
 typedef enum nkind {
 	N_OR = 0,
@@ -130,19 +154,28 @@ typedef enum nkind {
 	N_CMP,
 	N_IN,
 	N_EXISTS,
+	N_ANY,
 } nkind_t;
 
 typedef struct node {
 	nkind_t kind;
 	size_t start, end;     /* source span */
-	struct node **kids;    /* N_OR, N_AND (n), N_NOT (1) */
+	struct node **kids;    /* N_OR, N_AND (n), N_NOT and N_ANY (1: the condition) */
 	size_t n_kids;
 	cmpop_t op;            /* N_CMP */
-	operand_t lhs;         /* N_CMP, N_IN, N_EXISTS: always a field after parsing */
+	operand_t lhs;         /* N_CMP, N_IN, N_EXISTS, N_ANY: always a field after parsing */
 	operand_t rhs;         /* N_CMP */
 	value_t *list;         /* N_IN: literals of one kind (V_INT and V_DBL may mix) */
 	size_t n_list;
+	regex_t *re;           /* N_CMP with CMP_MATCHES: compiled at parse time */
 } node_t;
+
+/* What evaluation looks at: the message and, inside any(), the data path of the element at
+ * hand (NULL outside). */
+typedef struct ectx {
+	const kanal_msg_t *msg;
+	const char *item;
+} ectx_t;
 
 struct expr {
 	char *text;
@@ -198,6 +231,10 @@ static void s_node_destroy(node_t **node_p)
 		if (n->list[i].kind == V_STR)
 			free((char *)n->list[i].s);
 	free(n->list);
+	if (n->re) {
+		regfree(n->re);
+		free(n->re);
+	}
 	free(n);
 	*node_p = NULL;
 }
@@ -302,6 +339,7 @@ typedef struct parser {
 	char lex_error[192];   /* when tok.type is T_ERROR: what is wrong with it */
 	size_t lex_error_at;   /* and at which offset */
 	int depth;
+	int any_depth;         /* inside how many any() conditions: there `item` is the element */
 	bool failed;
 	size_t fail_at;
 	char fail_text[sizeof(((kanal_error_t *)0)->text)];
@@ -734,6 +772,16 @@ static bool s_parse_field(parser_t *p, operand_t *o)
 		s_advance(p);
 		return true;
 	}
+	if (p->any_depth > 0 && (len == 4 || (dot && dot - w == 4)) && memcmp(w, "item", 4) == 0) {
+		o->kind = OP_ITEM;
+		o->name = len == 4 ? strdup("") : strndup(w + 5, len - 5);
+		if (!o->name) {
+			s_fail(p, o->start, "out of memory");
+			return false;
+		}
+		s_advance(p);
+		return true;
+	}
 	if (dot) {
 		s_fail(p, o->start, "unknown field '%.*s' at column %zu: only data fields have "
 				    "dotted paths", (int)shown, w, o->start + 1);
@@ -805,6 +853,53 @@ static bool s_same_kind(vkind_t a, vkind_t b)
 	return a == b || (num_a && num_b);
 }
 
+/* Type-checks a string operator: a field on the left, a string literal on the right, and
+ * for `matches` a regular expression that compiles (POSIX extended; it is compiled here, once,
+ * when the routing file loads). `at` is the operator's offset. */
+static bool s_check_string_op(parser_t *p, node_t *n, size_t at)
+{
+	const char *op = s_cmpop_text[n->op];
+	char msg[128];
+	int rc;
+
+	if (!s_is_field(&n->lhs)) {
+		s_fail(p, n->lhs.start, "'%s' at column %zu needs a field on its left, found a "
+					"constant", op, at + 1);
+		return false;
+	}
+	if (s_is_field(&n->rhs) || n->rhs.lit.kind != V_STR) {
+		s_fail(p, n->rhs.start, "expected a string after '%s' at column %zu", op,
+		       n->rhs.start + 1);
+		return false;
+	}
+	if (n->op != CMP_MATCHES)
+		return true;
+	n->re = calloc(1, sizeof *n->re);
+	if (!n->re) {
+		s_fail(p, at, "out of memory");
+		return false;
+	}
+	rc = regcomp(n->re, n->rhs.lit.s, REG_EXTENDED | REG_NOSUB);
+	if (rc != 0) {
+		regerror(rc, n->re, msg, sizeof msg);
+		free(n->re);
+		n->re = NULL;
+		s_fail(p, n->rhs.start, "invalid regular expression at column %zu: %s",
+		       n->rhs.start + 1, msg);
+		return false;
+	}
+	return true;
+}
+
+/* The string operator named by the current word, or -1. */
+static int s_at_string_op(const parser_t *p)
+{
+	for (int op = CMP_CONTAINS; op <= CMP_MATCHES; op++)
+		if (s_at_word(p, s_cmpop_text[op]))
+			return op;
+	return -1;
+}
+
 /* Type-checks a comparison (field op field, field op literal or literal op field) and puts
  * the field on the left. `at` is the operator's offset. */
 static bool s_check_cmp(parser_t *p, node_t *n, size_t at)
@@ -817,6 +912,8 @@ static bool s_check_cmp(parser_t *p, node_t *n, size_t at)
 		s_fail(p, at, "'%s' compares two constants", op);
 		return false;
 	}
+	if (n->op >= CMP_CONTAINS)
+		return s_check_string_op(p, n, at);
 	if (!s_is_field(&n->lhs)) {
 		/* Literal on the left: mirror, so evaluation sees field op literal. */
 		static const cmpop_t mirror[] = { CMP_EQ, CMP_NE, CMP_GT, CMP_GE, CMP_LT, CMP_LE };
@@ -968,8 +1065,8 @@ static node_t *s_parse_test(parser_t *p)
 	if (!s_parse_operand(p, &n->lhs))
 		goto fail;
 	at = p->tok.start;
-	if (p->tok.type == T_CMP) {
-		n->op = p->tok.op;
+	if (p->tok.type == T_CMP || s_at_string_op(p) >= 0) {
+		n->op = p->tok.type == T_CMP ? p->tok.op : (cmpop_t)s_at_string_op(p);
 		s_advance(p);
 		if (p->tok.type == T_LBRACK) {
 			s_fail(p, p->tok.start, "unexpected '[' at column %zu: a list may only "
@@ -1004,10 +1101,75 @@ fail:
 	return NULL;
 }
 
+/* True at the word `any` followed by '(' — so that an extension named any still reads as one. */
+static bool s_at_any(const parser_t *p)
+{
+	size_t i = p->pos;
+
+	if (!s_at_word(p, "any"))
+		return false;
+	while (p->text[i] == ' ' || p->text[i] == '\t' || p->text[i] == '\n' || p->text[i] == '\r')
+		i++;
+	return p->text[i] == '(';
+}
+
+/* any(FIELD, CONDITION): true when CONDITION holds for some element of the array at FIELD,
+ * where `item` names the element (item.a.b a path below it). */
+static node_t *s_parse_any(parser_t *p)
+{
+	node_t *n = s_node_new(p, N_ANY, p->tok.start), *cond = NULL;
+
+	if (!n)
+		return NULL;
+	if (++p->depth > EXPR_MAX_DEPTH) {
+		s_fail(p, p->tok.start, "expression nested too deeply at column %zu (at most %d "
+					"levels)", p->tok.start + 1, EXPR_MAX_DEPTH);
+		goto fail;
+	}
+	s_advance(p); /* any */
+	s_advance(p); /* ( */
+	if (p->tok.type != T_WORD || s_at_literal(p) || s_at_keyword(p)) {
+		s_fail_tok(p, "expected a data field after 'any('");
+		goto fail;
+	}
+	if (!s_parse_field(p, &n->lhs))
+		goto fail;
+	if (n->lhs.kind != OP_DATA && n->lhs.kind != OP_ITEM) {
+		s_fail(p, n->lhs.start, "any() at column %zu looks through a data field (data.list), "
+					"not the attribute '%s'", n->start + 1, n->lhs.name);
+		goto fail;
+	}
+	if (p->tok.type != T_COMMA) {
+		s_fail_tok(p, "expected ',' and a condition on item");
+		goto fail;
+	}
+	s_advance(p);
+	p->any_depth++;
+	cond = s_parse_or(p);
+	p->any_depth--;
+	if (!cond || !s_push_kid(p, n, cond))
+		goto fail;
+	cond = NULL;
+	if (p->tok.type != T_RPAREN) {
+		s_fail_tok(p, "expected ')'");
+		goto fail;
+	}
+	s_advance(p);
+	p->depth--;
+	n->end = s_prev_end(p);
+	return n;
+fail:
+	s_node_destroy(&cond);
+	s_node_destroy(&n);
+	return NULL;
+}
+
 static node_t *s_parse_primary(parser_t *p)
 {
 	if (p->tok.type == T_LPAREN)
 		return s_parse_group(p);
+	if (s_at_any(p))
+		return s_parse_any(p);
 	if (s_at_word(p, "exists"))
 		return s_parse_exists(p);
 	if (p->tok.type == T_LBRACK) {
@@ -1129,6 +1291,8 @@ fail:
 
 /* ---- evaluation ---------------------------------------------------------------------------- */
 
+static bool s_eval(const node_t *n, const ectx_t *msg);
+
 /* Reads the data value at path as the hint asks: one typed lookup when the type is known,
  * trying each type in turn otherwise. */
 static void s_fetch_data(const char *path, const kanal_msg_t *msg, hint_t hint, value_t *v)
@@ -1194,10 +1358,34 @@ static void s_fetch_ext(const char *text, hint_t hint, value_t *v)
 	}
 }
 
-/* The value of an operand in msg; v->kind V_ABSENT when the field is absent. */
-static void s_fetch(const operand_t *o, const kanal_msg_t *msg, hint_t hint, value_t *v)
+/* Joins a data path and a step below it into buf ("a.b" + "0" → "a.b.0"). Returns buf, or
+ * NULL when it does not fit (the field then reads as absent). */
+static const char *s_join(char *buf, size_t size, const char *base, const char *step)
 {
-	const char *text;
+	int n;
+
+	if (!base[0] || !step[0])
+		n = snprintf(buf, size, "%s%s", base, step);
+	else
+		n = snprintf(buf, size, "%s.%s", base, step);
+	return n < 0 || (size_t)n >= size ? NULL : buf;
+}
+
+/* The data path an operand reads: a data field's own, or inside any() the element's path
+ * joined with the item's (written into buf). NULL when it does not fit. */
+static const char *s_data_path(const operand_t *o, const ectx_t *cx, char *buf, size_t size)
+{
+	if (o->kind == OP_ITEM)
+		return cx->item ? s_join(buf, size, cx->item, o->name) : NULL;
+	return o->name;
+}
+
+/* The value of an operand in msg; v->kind V_ABSENT when the field is absent. */
+static void s_fetch(const operand_t *o, const ectx_t *cx, hint_t hint, value_t *v)
+{
+	const kanal_msg_t *msg = cx->msg;
+	char buf[EXPR_PATH_MAX];
+	const char *text, *path;
 
 	memset(v, 0, sizeof *v);
 	switch (o->kind) {
@@ -1217,7 +1405,10 @@ static void s_fetch(const operand_t *o, const kanal_msg_t *msg, hint_t hint, val
 			s_fetch_ext(text, hint, v);
 		break;
 	case OP_DATA:
-		s_fetch_data(o->name, msg, hint, v);
+	case OP_ITEM:
+		path = s_data_path(o, cx, buf, sizeof buf);
+		if (path)
+			s_fetch_data(path, msg, hint, v);
 		break;
 	}
 }
@@ -1252,6 +1443,8 @@ static bool s_order(cmpop_t op, int c)
 		return c > 0;
 	case CMP_GE:
 		return c >= 0;
+	default: /* the string operators do not order */
+		return false;
 	}
 	return false;
 }
@@ -1270,6 +1463,15 @@ static bool s_compare(cmpop_t op, const value_t *a, const value_t *b)
 
 		return s_order(op, (x > y) - (x < y));
 	}
+	if (a->kind == V_STR && b->kind == V_STR && op >= CMP_CONTAINS) {
+		size_t la = strlen(a->s), lb = strlen(b->s);
+
+		if (op == CMP_CONTAINS)
+			return strstr(a->s, b->s) != NULL;
+		if (op == CMP_STARTS)
+			return la >= lb && memcmp(a->s, b->s, lb) == 0;
+		return la >= lb && memcmp(a->s + la - lb, b->s, lb) == 0;
+	}
 	if (a->kind == V_STR && b->kind == V_STR)
 		return s_order(op, strcmp(a->s, b->s));
 	if (a->kind == V_BOOL && b->kind == V_BOOL && (op == CMP_EQ || op == CMP_NE))
@@ -1279,7 +1481,7 @@ static bool s_compare(cmpop_t op, const value_t *a, const value_t *b)
 
 /* Fetches both sides of a comparison. A literal tells the field's wanted type; between two
  * fields, an extension is read in the type of the other side. */
-static void s_fetch_pair(const node_t *n, const kanal_msg_t *msg, value_t *a, value_t *b)
+static void s_fetch_pair(const node_t *n, const ectx_t *msg, value_t *a, value_t *b)
 {
 	if (n->rhs.kind == OP_LIT) {
 		*b = n->rhs.lit;
@@ -1293,15 +1495,17 @@ static void s_fetch_pair(const node_t *n, const kanal_msg_t *msg, value_t *a, va
 	}
 }
 
-static bool s_eval_cmp(const node_t *n, const kanal_msg_t *msg)
+static bool s_eval_cmp(const node_t *n, const ectx_t *msg)
 {
 	value_t a, b;
 
 	s_fetch_pair(n, msg, &a, &b);
+	if (n->op == CMP_MATCHES)
+		return a.kind == V_STR && regexec(n->re, a.s, 0, NULL, 0) == 0;
 	return s_compare(n->op, &a, &b);
 }
 
-static bool s_eval_in(const node_t *n, const kanal_msg_t *msg)
+static bool s_eval_in(const node_t *n, const ectx_t *msg)
 {
 	value_t v;
 
@@ -1337,21 +1541,69 @@ static bool s_data_present(const char *path, const kanal_msg_t *msg)
 	return present;
 }
 
-static bool s_eval_exists(const node_t *n, const kanal_msg_t *msg)
+static bool s_eval_exists(const node_t *n, const ectx_t *cx)
 {
+	char buf[EXPR_PATH_MAX];
+	const char *path;
+
 	switch (n->lhs.kind) {
 	case OP_CORE:
-		return n->lhs.get(msg) != NULL;
+		return n->lhs.get(cx->msg) != NULL;
 	case OP_EXT:
-		return kanal_msg_attr(msg, n->lhs.name) != NULL;
+		return kanal_msg_attr(cx->msg, n->lhs.name) != NULL;
 	case OP_DATA:
-		return s_data_present(n->lhs.name, msg);
+	case OP_ITEM:
+		path = s_data_path(&n->lhs, cx, buf, sizeof buf);
+		return path && s_data_present(path, cx->msg);
 	default:
 		return false;
 	}
 }
 
-static bool s_eval(const node_t *n, const kanal_msg_t *msg)
+/* Counts the elements of the array at the any() node's field (0 when it is absent or not an
+ * array; at most EXPR_ANY_MAX) and writes its path into buf. */
+static size_t s_any_count(const node_t *n, const ectx_t *cx, char *buf, size_t size)
+{
+	char tmp[EXPR_PATH_MAX];
+	const char *path = s_data_path(&n->lhs, cx, tmp, sizeof tmp);
+	char *json;
+	size_t count = 0;
+
+	if (!path || kanal_msg_data_kind(cx->msg) != KANAL_DATA_JSON ||
+	    (size_t)snprintf(buf, size, "%s", path) >= size)
+		return 0;
+	/* Only an array has elements: an object whose keys are "0", "1"… does not. */
+	json = kanal_msg_data_json(cx->msg, buf);
+	if (json && json[0] == '[') {
+		json_t *array = json_loads(json, JSON_DECODE_ANY, NULL);
+
+		count = json_array_size(array);
+		json_decref(array);
+		if (count > EXPR_ANY_MAX)
+			count = EXPR_ANY_MAX;
+	}
+	kanal_free(json);
+	return count;
+}
+
+/* any(FIELD, COND): evaluates COND with `item` at each element in turn. */
+static bool s_eval_any(const node_t *n, const ectx_t *cx)
+{
+	char path[EXPR_PATH_MAX], elem[EXPR_PATH_MAX];
+	size_t count = s_any_count(n, cx, path, sizeof path);
+
+	for (size_t i = 0; i < count; i++) {
+		char step[24];
+		ectx_t inner = { cx->msg, elem };
+
+		snprintf(step, sizeof step, "%zu", i);
+		if (s_join(elem, sizeof elem, path, step) && s_eval(n->kids[0], &inner))
+			return true;
+	}
+	return false;
+}
+
+static bool s_eval(const node_t *n, const ectx_t *msg)
 {
 	switch (n->kind) {
 	case N_OR:
@@ -1372,15 +1624,19 @@ static bool s_eval(const node_t *n, const kanal_msg_t *msg)
 		return s_eval_in(n, msg);
 	case N_EXISTS:
 		return s_eval_exists(n, msg);
+	case N_ANY:
+		return s_eval_any(n, msg);
 	}
 	return false;
 }
 
 bool expr_eval(const expr_t *expr, const kanal_msg_t *msg)
 {
+	ectx_t cx = { msg, NULL };
+
 	if (!expr || !msg)
 		return false;
-	return s_eval(expr->root, msg);
+	return s_eval(expr->root, &cx);
 }
 
 /* ---- explaining --------------------------------------------------------------------------- */
@@ -1447,14 +1703,16 @@ static void s_append_double(sbuf_t *sb, double d)
 /* Appends "NAME is VALUE" for a field: the value as the comparison read it, or, when that
  * did not fit the comparison's type, as it really is. */
 static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o,
-			   const kanal_msg_t *msg, hint_t hint)
+			   const ectx_t *cx, hint_t hint)
 {
+	const kanal_msg_t *msg = cx->msg;
+	char buf[EXPR_PATH_MAX];
 	value_t v;
 
 	s_append(sb, "%.*s is ", (int)(o->end - o->start), e->text + o->start);
-	s_fetch(o, msg, hint, &v);
-	if (v.kind == V_OTHER && o->kind == OP_DATA)
-		s_fetch(o, msg, H_ANY, &v);
+	s_fetch(o, cx, hint, &v);
+	if (v.kind == V_OTHER && (o->kind == OP_DATA || o->kind == OP_ITEM))
+		s_fetch(o, cx, H_ANY, &v);
 	switch (v.kind) {
 	case V_ABSENT:
 		if (o->kind == OP_DATA && !o->name[0] &&
@@ -1476,7 +1734,8 @@ static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o,
 		s_append(sb, "%s", v.b ? "true" : "false");
 		break;
 	case V_OTHER: {
-		char *json = kanal_msg_data_json(msg, o->name);
+		const char *path = s_data_path(o, cx, buf, sizeof buf);
+		char *json = path ? kanal_msg_data_json(msg, path) : NULL;
 
 		s_append(sb, "%s", !json ? "not readable" : json[0] == '{' ? "an object" :
 				   json[0] == '[' ? "an array" : "null");
@@ -1489,7 +1748,7 @@ static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o,
 /* Explains a leaf (comparison, `in`, `exists`), quoting the source span [start, end) — the
  * leaf's own, or that of the `not` around it. */
 static void s_explain_leaf(sbuf_t *sb, const expr_t *e, const node_t *leaf, size_t start,
-			   size_t end, bool value, const kanal_msg_t *msg)
+			   size_t end, bool value, const ectx_t *msg)
 {
 	s_append(sb, "%.*s is %s: ", (int)(end - start), e->text + start,
 		 value ? "true" : "false");
@@ -1515,10 +1774,32 @@ static void s_explain_leaf(sbuf_t *sb, const expr_t *e, const node_t *leaf, size
 	}
 }
 
+static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
+		      const ectx_t *msg);
+
+/* Explains an any(): how many elements the array had, and when false (it has elements) why
+ * the condition failed on the first one. */
+static void s_explain_any(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
+			  const ectx_t *cx)
+{
+	char path[EXPR_PATH_MAX], elem[EXPR_PATH_MAX];
+	size_t count = s_any_count(n, cx, path, sizeof path);
+	ectx_t inner = { cx->msg, elem };
+
+	s_append(sb, "%.*s is %s: %.*s has %zu item%s", (int)(n->end - n->start),
+		 e->text + n->start, value ? "true" : "false",
+		 (int)(n->lhs.end - n->lhs.start), e->text + n->lhs.start, count,
+		 count == 1 ? "" : "s");
+	if (value || count == 0 || !s_join(elem, sizeof elem, path, "0"))
+		return;
+	s_append(sb, "; item 0: ");
+	s_explain(sb, e, n->kids[0], false, &inner);
+}
+
 /* Explains why node n evaluated to `value`: the first child that decided an and/or, or
  * every child when all of them agree (a false `or`, a true `and`). */
 static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
-		      const kanal_msg_t *msg)
+		      const ectx_t *msg)
 {
 	bool decider = n->kind == N_AND ? false : true;
 
@@ -1546,6 +1827,9 @@ static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
 		else
 			s_explain(sb, e, n->kids[0], !value, msg);
 		return;
+	case N_ANY:
+		s_explain_any(sb, e, n, value, msg);
+		return;
 	default:
 		s_explain_leaf(sb, e, n, n->start, n->end, value, msg);
 		return;
@@ -1556,6 +1840,7 @@ bool expr_explain(const expr_t *expr, const kanal_msg_t *msg, char *why, size_t 
 {
 	char text[1024];
 	sbuf_t sb = { text, sizeof text, 0, false };
+	ectx_t cx = { msg, NULL };
 	bool result, cut;
 	size_t n;
 
@@ -1566,7 +1851,7 @@ bool expr_explain(const expr_t *expr, const kanal_msg_t *msg, char *why, size_t 
 			snprintf(why, size, "%s", result ? "" : "no expression or no message");
 		return result;
 	}
-	s_explain(&sb, expr, expr->root, false, msg);
+	s_explain(&sb, expr, expr->root, false, &cx);
 	/* Mask before shortening, and shorten without leaving half a number behind. */
 	n = s_safe_cut(text, sb.len, sb.full ? sb.len - 1 : sb.len, &cut);
 	text[n] = '\0';

@@ -8,7 +8,10 @@
  * dataschema, any extension name), data fields (data.a.b, data.list.0), and literals
  * (strings in double quotes with \" and \\ escapes, numbers, true, false, and lists
  * [lit, …] for `in`). Operators: == != < <= > >= in, `exists FIELD`, and / or / not,
- * parentheses. Precedence: not > comparison > and > or.
+ * parentheses; the string operators contains, startswith, endswith and matches (POSIX
+ * extended regex, compiled by expr_parse), each with a string literal on the right; and
+ * any(data.list, COND), where `item` in COND names each element in turn.
+ * Precedence: not > comparison > and > or.
  *
  * Evaluation: a comparison whose field is absent, or whose value has another type than the
  * literal, is false (so is `!=`); `not` inverts that. Strings compare bytewise.

@@ -44,6 +44,15 @@ static const command_t s_commands[] = {
 	  "why not, and the destinations, enrich steps and fallback of those that match.\n"
 	  "Exit status: 0 every event matches a route, 1 an event goes to the default\n"
 	  "destination, 2 the event or the routes could not be read.\n" },
+	{ "test", cmd_test, CTL_OPT_CONFIG, "TESTS.yaml...",
+	  "run route unit tests: events and the routes, destinations and data expected",
+	  "Loads each test file's routing table (its `routes:`, relative to the file, else\n"
+	  "the config's) as `check` does, and for every case matches its event (`event:`\n"
+	  "inline or `event_file:`) and compares the matching routes (`routes:`), the exact\n"
+	  "set of destinations (`to:`; the default destination when no route matches) and\n"
+	  "each destination's data after its transform (`data:`), printing a diff for each\n"
+	  "difference. No broker is needed. See docs/routes.md, \"Testing routes\".\n"
+	  "Exit status: 0 every case passed, 1 a case failed, 2 a file or table has errors.\n" },
 	{ "validate", cmd_validate, CTL_OPT_CONFIG, "EVENT.json...",
 	  "check files against the CloudEvents 1.0 rules",
 	  "Checks each file (one event, or a batch: a JSON array) the way the gateway\n"

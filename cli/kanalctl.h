@@ -77,6 +77,7 @@ typedef struct ctl {
  * the process exit status. */
 int cmd_check(ctl_t *ctl, int argc, char **argv);
 int cmd_explain(ctl_t *ctl, int argc, char **argv);
+int cmd_test(ctl_t *ctl, int argc, char **argv);
 int cmd_validate(ctl_t *ctl, int argc, char **argv);
 int cmd_send(ctl_t *ctl, int argc, char **argv);
 int cmd_tail(ctl_t *ctl, int argc, char **argv);

@@ -377,7 +377,7 @@ static void s_dead_endpoint(char *buf, size_t size)
 static void test_help_lists_every_command(void)
 {
 	static const char *const cmds[] = { "check", "explain", "validate", "send", "tail",
-					    "reload", "status", "plugin info" };
+					    "reload", "status", "plugin info", "test" };
 	fixture_t f;
 	run_t r;
 	size_t i;
@@ -404,6 +404,132 @@ static void test_help_lists_every_command(void)
 	CU_ASSERT_EQUAL(r.status, 2);
 	CU_ASSERT(s_contains(r.err, "--count does not apply"));
 	s_run_free(&r);
+	s_fixture_free(&f);
+}
+
+/* ---- test (route unit tests) ------------------------------------------------------------- */
+
+static const char s_test_routes[] =
+	"routes:\n"
+	"  - name: vendor-absence\n"
+	"    match:\n"
+	"      type: vendor.absence\n"
+	"      where: data.fravaer startswith \"syg\"\n"
+	"    transform: '{child: .barn.navn, reason: \"sick\"}'\n"
+	"    to: [calendar, {instance: staffing, transform: '{name: .barn.navn}'}]\n"
+	"default: deadletter\n";
+
+/* Cases that hold; then the same cases with wrong expectations, which must fail with a
+ * readable account: the destination sets side by side, a line diff of the data. */
+static const char s_test_ok[] =
+	"routes: vendor.yaml\n"
+	"tests:\n"
+	"  - name: a sick child goes to both, reshaped\n"
+	"    event:\n"
+	"      specversion: \"1.0\"\n"
+	"      id: v-1\n"
+	"      source: /vendor\n"
+	"      type: vendor.absence\n"
+	"      data: {barn: {navn: Ida}, fravaer: syg}\n"
+	"    routes: vendor-absence\n"
+	"    to: [staffing, calendar]\n"
+	"    data:\n"
+	"      calendar: {child: Ida, reason: sick}\n"
+	"      staffing: {name: Ida}\n"
+	"  - name: a holiday matches nothing\n"
+	"    event_file: holiday.json\n"
+	"    to: deadletter\n";
+
+static const char s_test_bad[] =
+	"routes: vendor.yaml\n"
+	"tests:\n"
+	"  - name: wrong expectations\n"
+	"    event: {specversion: \"1.0\", id: v-2, source: /vendor, type: vendor.absence,\n"
+	"            data: {barn: {navn: Bo}, fravaer: syg}}\n"
+	"    to: [calendar]\n"
+	"    data:\n"
+	"      calendar: {child: Ida, reason: sick}\n";
+
+static void test_test_runs_route_cases_and_diffs_failures(void)
+{
+	fixture_t f;
+	run_t r;
+	char *ok, *bad;
+
+	s_fixture(&f, "", NULL);
+	free(test_write_file(f.dir, "vendor.yaml", s_test_routes));
+	free(test_write_file(f.dir, "holiday.json", s_holiday_event));
+	ok = test_write_file(f.dir, "ok.yaml", s_test_ok);
+	bad = test_write_file(f.dir, "bad.yaml", s_test_bad);
+
+	CTL(&r, &f, "test", "-c", f.conf, ok);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(s_contains(r.out, "ok   "));
+	CU_ASSERT(s_contains(r.out, "ok.yaml:3: a sick child goes to both, reshaped\n"));
+	CU_ASSERT(s_contains(r.out, "ok.yaml:15: a holiday matches nothing\n"));
+	CU_ASSERT(s_contains(r.out, "2 passed, 0 failed"));
+	s_run_free(&r);
+
+	CTL(&r, &f, "test", "-c", f.conf, ok, bad);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(s_contains(r.out, "FAIL "));
+	CU_ASSERT(s_contains(r.out, "bad.yaml:3: wrong expectations\n"));
+	CU_ASSERT(s_contains(r.out, "to: expected calendar\n"));
+	CU_ASSERT(s_contains(r.out, "actual   calendar, staffing\n"));
+	CU_ASSERT(s_contains(r.out, "data for 'calendar' differs:"));
+	CU_ASSERT(s_contains(r.out, "-   \"child\": \"Ida\","));
+	CU_ASSERT(s_contains(r.out, "+   \"child\": \"Bo\","));
+	CU_ASSERT(s_contains(r.out, "    \"reason\": \"sick\""));
+	CU_ASSERT(s_contains(r.out, "2 passed, 1 failed"));
+	s_run_free(&r);
+	free(ok);
+	free(bad);
+	s_fixture_free(&f);
+}
+
+/* The shipped routing files pass their shipped tests (routes/tests/). */
+static void test_shipped_route_tests_pass(void)
+{
+	char root[PATH_MAX], conf[PATH_MAX + 32], tests[PATH_MAX + 32];
+	fixture_t f;
+	run_t r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(realpath(".", root));
+	snprintf(conf, sizeof conf, "%s/conf/kanald.yaml", root);
+	snprintf(tests, sizeof tests, "%s/routes/tests/municipal.yaml", root);
+	CU_ASSERT_FATAL(access(tests, F_OK) == 0);
+	s_fixture(&f, "", NULL);
+	CTL(&r, &f, "test", "-c", conf, tests);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(s_contains(r.out, " passed, 0 failed"));
+	CU_ASSERT(!s_contains(r.out, "FAIL"));
+	CU_ASSERT(!s_has_clear_cpr(r.out));
+	s_run_free(&r);
+	s_fixture_free(&f);
+}
+
+static void test_test_reports_bad_files(void)
+{
+	fixture_t f;
+	run_t r;
+	char *bad;
+
+	s_fixture(&f, "", NULL);
+	bad = test_write_file(f.dir, "t.yaml", "tests:\n  - name: x\n    evnt: {}\n");
+	CTL(&r, &f, "test", "-c", f.conf, bad);
+	CU_ASSERT_EQUAL(r.status, 2);
+	CU_ASSERT(s_contains(r.err, "t.yaml:3:5: error: unknown key 'evnt' (did you mean "
+				    "'event'?)"));
+	s_run_free(&r);
+	free(bad);
+
+	/* A case without an expectation cannot pass. */
+	bad = test_write_file(f.dir, "t2.yaml", "tests:\n  - name: vague\n    event_file: "
+						"none.json\n");
+	CTL(&r, &f, "test", "-c", f.conf, bad);
+	CU_ASSERT_EQUAL(r.status, 1);
+	s_run_free(&r);
+	free(bad);
 	s_fixture_free(&f);
 }
 
@@ -1492,4 +1618,6 @@ TEST_MAIN("kanalctl",
 	  TEST(test_dlq_replay_reports_replayed_and_missing),
 	  TEST(test_dlq_drop_counts),
 	  TEST(test_dlq_journal_off_and_no_broker),
-	  TEST(test_dlq_over_every_kind_of_letter))
+	  TEST(test_dlq_over_every_kind_of_letter),
+	  TEST(test_test_runs_route_cases_and_diffs_failures),
+	  TEST(test_test_reports_bad_files), TEST(test_shipped_route_tests_pass))

@@ -315,6 +315,104 @@ static void test_precedence_and_grouping(void)
 	s_run_eval_table(rows, N_ELEMS(rows), __LINE__);
 }
 
+static void test_string_operators(void)
+{
+	static const eval_row_t rows[] = {
+		/*                                                        S H N B */
+		{ "data.reason contains \"ic\"", "tfff" },
+		{ "data.reason startswith \"ho\"", "ftff" },
+		{ "data.reason endswith \"day\"", "ftff" },
+		{ "data.reason endswith \"holiday!\"", "ffff" },
+		{ "data.reason startswith \"sick and more\"", "ffff" },
+		{ "type startswith \"child.\"", "ttff" },
+		{ "source endswith \"/solsikken\"", "ttff" },
+		{ "type contains \"absence\"", "tftf" },
+		{ "subject contains \"\"", "tfff" },
+		{ "region startswith \"no\"", "tfff" },
+		/* Only strings: a number, an object or absent data is false, `not` inverts. */
+		{ "data.days contains \"3\"", "ffff" },
+		{ "data.label contains \"1\"", "tfff" },
+		{ "data.child contains \"Ida\"", "ffff" },
+		{ "priority startswith \"3\"", "tfff" },
+		{ "not data.reason contains \"ic\"", "fttt" },
+		/* POSIX extended regular expressions, unanchored unless anchored. */
+		{ "data.reason matches \"^(sick|ill)$\"", "tfff" },
+		{ "data.reason matches \"o.i\"", "ftff" },
+		{ "type matches \"^child\\\\.(absence|vacation)\\\\.\"", "ttff" },
+		{ "type matches \"^child\\\\.a\"", "tfff" },
+		{ "data.days matches \"3\"", "ffff" },
+		{ "not data.reason matches \"^s\"", "fttt" },
+		/* Keywords only where an operator is due: an extension may still be named so. */
+		{ "contains == \"x\" or matches == \"y\" or any == \"z\"", "ffff" },
+	};
+
+	s_run_eval_table(rows, N_ELEMS(rows), __LINE__);
+}
+
+/* any() over arrays of scalars, of objects, nested, and over things that are not arrays. */
+static void test_any(void)
+{
+	static const char data[] =
+		"{\"list\":[1,2,3],\"tags\":[\"urgent\",\"paper\"],\"empty\":[],"
+		"\"children\":[{\"name\":\"Ida\",\"age\":3,\"allergies\":[\"nuts\"]},"
+		"{\"name\":\"Bo\",\"age\":7,\"allergies\":[]},null],"
+		"\"obj\":{\"0\":5},\"text\":\"abc\"}";
+	static const struct {
+		const char *text;
+		bool want;
+	} rows[] = {
+		{ "any(data.list, item > 2)", true },
+		{ "any(data.list, item > 3)", false },
+		{ "any(data.list, item == 1 and item == 2)", false },
+		{ "not any(data.list, item == 5)", true },
+		{ "any(data.tags, item == \"urgent\")", true },
+		{ "any(data.tags, item startswith \"pa\")", true },
+		{ "any(data.tags, item contains \"x\")", false },
+		{ "any(data.empty, exists item)", false },
+		{ "any(data.children, item.age < 5 and item.name == \"Ida\")", true },
+		{ "any(data.children, item.age < 5 and item.name == \"Bo\")", false },
+		{ "any(data.children, not exists item)", true },
+		{ "any(data.children, any(item.allergies, item == \"nuts\"))", true },
+		{ "any(data.children, item.age > 5 and any(item.allergies, exists item))", false },
+		/* Not arrays: absent, an object with numeric keys, a string, binary. */
+		{ "any(data.missing, exists item)", false },
+		{ "any(data.obj, item == 5)", false },
+		{ "any(data.text, exists item)", false },
+		{ "any (data.list, item == 1) and type == \"t\"", true },
+	};
+	kanal_msg_t *m = kanal_msg_new("t", "/s", "e-5");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_EQUAL_FATAL(kanal_msg_set_data_json(m, data, strlen(data)), 0);
+	for (size_t i = 0; i < N_ELEMS(rows); i++) {
+		kanal_error_t err;
+		expr_t *e;
+
+		kanal_error_clear(&err);
+		e = expr_parse(rows[i].text, &err);
+		s_row(e != NULL, __LINE__, "parses: %s (%s)", rows[i].text, err.text);
+		if (!e)
+			continue;
+		s_row(expr_eval(e, m) == rows[i].want, __LINE__, "%s is %s", rows[i].text,
+		      rows[i].want ? "true" : "false");
+		s_row(expr_explain(e, m, NULL, 0) == rows[i].want, __LINE__, "explain: %s%s",
+		      rows[i].text, "");
+		CU_ASSERT_TRUE(expr_uses_data(e));
+		expr_destroy(&e);
+	}
+	kanal_msg_destroy(&m);
+	m = s_event_binary();
+	{
+		kanal_error_t err;
+		expr_t *e = expr_parse("any(data, exists item)", &err);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+		CU_ASSERT_FALSE(expr_eval(e, m));
+		expr_destroy(&e);
+	}
+	kanal_msg_destroy(&m);
+}
+
 static void test_eval_of_null_arguments(void)
 {
 	kanal_msg_t *m = s_event_holiday();
@@ -437,6 +535,27 @@ static const error_row_t s_errors[] = {
 	/* Error texts never carry a CPR number in clear. */
 	{ "type == \"a\" \"1503851233\"", 13,
 	  "expected 'and', 'or' or end of expression at column 13, found \"150385XXXX\"" },
+	/* String operators and any(). */
+	{ "data.x contains 5", 17, "expected a string after 'contains' at column 17" },
+	{ "data.x startswith data.y", 19, "expected a string after 'startswith' at column 19" },
+	{ "type endswith", 14,
+	  "expected a value after 'endswith' at column 14, found end of expression" },
+	{ "\"abc\" contains data.x", 1,
+	  "'contains' at column 7 needs a field on its left, found a constant" },
+	{ "\"a\" contains \"b\"", 5, "'contains' compares two constants" },
+	{ "data.x matches \"(a\"", 16,
+	  "invalid regular expression at column 16: Unmatched ( or \\(" },
+	{ "data.x contains", 16,
+	  "expected a value after 'contains' at column 16, found end of expression" },
+	{ "any(type, item == \"a\")", 5,
+	  "any() at column 1 looks through a data field (data.list), not the attribute 'type'" },
+	{ "any(\"a\", item == \"a\")", 5,
+	  "expected a data field after 'any(' at column 5, found \"a\"" },
+	{ "any(data.list item == 1)", 15,
+	  "expected ',' and a condition on item at column 15, found 'item'" },
+	{ "any(data.list, item == 1", 25, "expected ')' at column 25, found end of expression" },
+	{ "any(data.list, )", 16, "expected a condition after ',' at column 16, found ')'" },
+	{ "any(data.list, item.x ==)", 25, "expected a value after '==' at column 25, found ')'" },
 	/* Long tokens are shortened. */
 	{ "type == \"a\" data.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 13,
 	  "expected 'and', 'or' or end of expression at column 13, found "
@@ -582,6 +701,15 @@ static const explain_row_t s_explains[] = {
 	  "data.child.cpr == \"010118XXXX\" is false: data.child.cpr is \"150385XXXX\"" },
 	{ "data.cpr != \"0101184129\"", EV_HOLIDAY,
 	  "data.cpr != \"010118XXXX\" is false: data.cpr is \"010118XXXX\"" },
+	/* String operators and any(). */
+	{ "data.reason startswith \"ho\"", EV_SICK,
+	  "data.reason startswith \"ho\" is false: data.reason is \"sick\"" },
+	{ "data.days matches \"3\"", EV_SICK, "data.days matches \"3\" is false: data.days is 3" },
+	{ "any(data.list, item > 5)", EV_SICK,
+	  "any(data.list, item > 5) is false: data.list has 3 items; item 0: item > 5 is false: "
+	  "item is 1" },
+	{ "any(data.list, item > 5)", EV_HOLIDAY,
+	  "any(data.list, item > 5) is false: data.list has 0 items" },
 };
 
 static void test_explain_names_the_failing_comparison(void)
@@ -695,7 +823,8 @@ static void test_short_circuit_skips_data(void)
 
 TEST_MAIN("expr", TEST(test_attribute_comparisons), TEST(test_data_comparisons),
 	  TEST(test_extension_comparisons), TEST(test_in_and_exists),
-	  TEST(test_precedence_and_grouping), TEST(test_eval_of_null_arguments),
+	  TEST(test_precedence_and_grouping), TEST(test_string_operators), TEST(test_any),
+	  TEST(test_eval_of_null_arguments),
 	  TEST(test_parse_errors), TEST(test_nesting_is_bounded),
 	  TEST(test_parse_error_keeps_an_earlier_error),
 	  TEST(test_explain_names_the_failing_comparison),
