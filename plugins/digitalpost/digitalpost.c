@@ -655,7 +655,8 @@ static void s_answer(kanal_ctx_t *ctx, const dp_t *dp, const kc_response_t *res,
 		kc_http_describe(res, what, r->error, sizeof r->error);
 		kanal_metric_add(ctx, "upstream_errors", 1);
 	} else if (*code) {
-		snprintf(r->error, sizeof r->error, "%s: %ld %s: %s", what, res->status, code,
+		/* The platform's reason may be long: it is cut to what the error holds. */
+		snprintf(r->error, sizeof r->error, "%s: %ld %.40s: %.200s", what, res->status, code,
 			 *text ? text : "(no reason given)");
 	} else {
 		kc_http_describe(res, what, r->error, sizeof r->error);
