@@ -13,8 +13,15 @@
  *                   detail spf:ServiceplatformFault/ErrorList/Error(ErrorCode, ErrorText)
  *   POST /cpr/5     v5 ("token"): validated against the derived v5 schema; a request
  *                   without a wsse:Security header is refused with the platform's "Security
- *                   model … was not provided" fault. The token itself is NOT checked: that
- *                   comes with the STS simulator (issue 14 §1/§4); say so, never pretend.
+ *                   model … was not provided" fault. With --set sts_cert=F (the certificate
+ *                   kanal-sim-sts signs with: its tls_cert) the header's saml:Assertion must
+ *                   carry an enveloped signature that verifies with that certificate
+ *                   (xmlsec), be for SF1520 v5's entity id (Audience), be within its
+ *                   NotBefore/NotOnOrAfter, and — over mutual TLS — be bound to the TLS
+ *                   client certificate (holder-of-key); otherwise the fault is
+ *                   SECURITY_TOKEN_INVALID saying which. Without sts_cert only the header's
+ *                   presence is checked. The message signature itself is not verified here
+ *                   (its STR-Transform reference is what xmlsec cannot do).
  *   GET  /lookups   {"lookups": N, "answered": N, "faults": N}: PersonLookup operations
  *                   served (tests check a cache with it; /_sim/stats counts every request)
  *
@@ -31,8 +38,11 @@
  * text), INVOCATION_CONTEXT_INVALID (a UUID differs from the settings), SECURITY_MODEL
  * (v5 without a token). The `garbage` fault of sim.c answers 200 with broken XML.
  *
- * Mutual TLS is not simulated: the simulator listens on plain loopback HTTP (the connector's
- * client-certificate options are documented in docs/plugins/cpr.md).
+ * Mutual TLS: with sim.h's --set tls_cert/tls_key/tls_ca the simulator serves https and
+ * refuses, with a SOAP fault naming what to do, a request without a client certificate
+ * (CERTIFICATE_MISSING), with one that expired or is not yet valid (CERTIFICATE_EXPIRED), or
+ * with one not issued by tls_ca (CERTIFICATE_UNTRUSTED). token_clock_offset=S (a test hook)
+ * judges token expiry S seconds ahead of the real clock.
  *
  * What population.h does not hold is derived: children (barn) from the other people's
  * mother and father — with or without custody; vejviserbeskyttelse follows
@@ -51,8 +61,12 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
+#include <xmlsec/crypto.h>
+#include <xmlsec/xmldsig.h>
+#include <xmlsec/xmlsec.h>
 
 #include <kanal/cpr.h>
+#include <kanal/time.h>
 
 #include "population.h"
 #include "sim.h"
@@ -64,6 +78,9 @@
 #define NS_PNR "http://serviceplatformen.dk/xml/schemas/cpr/PNR/1/"
 #define NS_FAULT "http://serviceplatformen.dk/xml/schemas/ServiceplatformFault/1/"
 #define NS_WSSE "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+#define NS_SAML "urn:oasis:names:tc:SAML:2.0:assertion"
+#define NS_DS "http://www.w3.org/2000/09/xmldsig#"
+#define ENTITY_V5 "http://cpr.serviceplatformen.dk/service/personbasedataextended/5"
 
 #define UUID_AGREEMENT "6f1c7c44-1b0a-4c52-9a8e-1d2f0c6b7a01"
 #define UUID_USERSYSTEM "0c9b1a7e-3d5f-4e21-8b6a-2a7c9e4d5f02"
@@ -77,6 +94,9 @@ typedef struct cpr_sim {
 	xmlSchemaPtr schema_v4, schema_v5;
 	const char *agreement, *usersystem, *user, *service;
 	const char *answer_file; /* NULL: answer from the population */
+	char *sts_cert;          /* PEM of the STS's signing certificate, NULL: token unchecked */
+	bool tls;                /* serving https: a client certificate is required */
+	int64_t token_clock_offset_ms;
 	unsigned long lookups, answered, faults;
 } cpr_sim_t;
 
@@ -499,6 +519,92 @@ static int s_validate(xmlSchemaPtr schema, xmlNode *op, char why[256])
 	return rc == 0 ? 0 : -1;
 }
 
+/* Checks the STS assertion in the Security header: signed by the STS (sts_cert), for
+ * SF1520 v5, within its validity, bound to the TLS client certificate. Returns NULL when
+ * it is good, else what is wrong (a static text). */
+static const char *s_token_problem(const cpr_sim_t *st, const sim_request_t *req,
+				   xmlDoc *doc, xmlNode *security)
+{
+	xmlNode *a = s_child(security, NS_SAML, "Assertion"), *sig, *cond, *aud, *x509;
+	xmlSecDSigCtxPtr ctx = NULL;
+	const char *problem = NULL;
+	xmlChar *id = NULL, *nb = NULL, *na = NULL;
+	char *audience = NULL, *holder = NULL;
+	int64_t now = kanal_wall_ms() + st->token_clock_offset_ms, t_nb = 0, t_na = 0;
+
+	if (!a)
+		return "the Security header carries no saml:Assertion";
+	sig = s_child(a, NS_DS, "Signature");
+	if ((id = xmlGetProp(a, BAD_CAST "ID")))
+		xmlAddID(NULL, doc, id, xmlHasProp(a, BAD_CAST "ID"));
+	ctx = xmlSecDSigCtxCreate(NULL);
+	if (!sig || !ctx ||
+	    !(ctx->signKey = xmlSecCryptoAppKeyLoadMemory((const xmlSecByte *)st->sts_cert,
+							  (xmlSecSize)strlen(st->sts_cert),
+							  xmlSecKeyDataFormatCertPem, NULL, NULL,
+							  NULL)) ||
+	    xmlSecDSigCtxVerify(ctx, sig) != 0 || ctx->status != xmlSecDSigStatusSucceeded) {
+		problem = "the assertion is not signed by the Security Token Service (a token from "
+			  "another issuer, or one that was altered)";
+		goto done;
+	}
+	cond = s_child(a, NS_SAML, "Conditions");
+	aud = s_child(s_child(cond, NS_SAML, "AudienceRestriction"), NS_SAML, "Audience");
+	audience = s_text(aud);
+	if (!audience || strcmp(audience, ENTITY_V5)) {
+		problem = "the token is for another service (its Audience is not SF1520 v5's "
+			  "entity id)";
+		goto done;
+	}
+	nb = cond ? xmlGetProp(cond, BAD_CAST "NotBefore") : NULL;
+	na = cond ? xmlGetProp(cond, BAD_CAST "NotOnOrAfter") : NULL;
+	if (!nb || !na || kanal_time_parse_rfc3339((const char *)nb, &t_nb) != 0 ||
+	    kanal_time_parse_rfc3339((const char *)na, &t_na) != 0 || now < t_nb - 60000 ||
+	    now >= t_na) {
+		problem = "the token has expired or is not yet valid: ask the STS for a new one";
+		goto done;
+	}
+	x509 = s_child(s_child(s_child(s_child(s_child(s_child(a, NS_SAML, "Subject"), NS_SAML,
+						   "SubjectConfirmation"), NS_SAML,
+					   "SubjectConfirmationData"), NS_DS, "KeyInfo"),
+			       NS_DS, "X509Data"), NS_DS, "X509Certificate");
+	holder = s_text(x509);
+	if (st->tls && (!holder || strcmp(holder, req->client_cert_b64)))
+		problem = "the token is bound to another certificate than the TLS client "
+			  "certificate (holder-of-key)";
+done:
+	xmlSecDSigCtxDestroy(ctx);
+	xmlFree(id);
+	xmlFree(nb);
+	xmlFree(na);
+	free(audience);
+	free(holder);
+	return problem;
+}
+
+/* Refuses a request without a good TLS client certificate, as the platform's mutual TLS
+ * does; true when it did. */
+static bool s_client_refused(sim_t *sim, const sim_request_t *req, sim_response_t *res)
+{
+	cpr_sim_t *st = sim_state(sim);
+
+	if (!st->tls || req->client_cert == SIM_CERT_OK)
+		return false;
+	if (req->client_cert == SIM_CERT_EXPIRED)
+		s_fault(sim, res, "soap:Client", "CERTIFICATE_EXPIRED",
+			"the client certificate has expired or is not yet valid: renew the function "
+			"certificate and register the new one on the IT system");
+	else if (req->client_cert == SIM_CERT_UNTRUSTED)
+		s_fault(sim, res, "soap:Client", "CERTIFICATE_UNTRUSTED",
+			"the client certificate is not issued by a trusted CA: use the function "
+			"certificate (OCES3) registered on the IT system");
+	else
+		s_fault(sim, res, "soap:Client", "CERTIFICATE_MISSING",
+			"no client certificate: the service requires mutual TLS with the function "
+			"certificate registered on the IT system");
+	return true;
+}
+
 static void s_person_lookup(sim_t *sim, const sim_request_t *req, sim_response_t *res, int ver)
 {
 	cpr_sim_t *st = sim_state(sim);
@@ -509,6 +615,8 @@ static void s_person_lookup(sim_t *sim, const sim_request_t *req, sim_response_t
 
 	st->lookups++;
 	st->ns = ver == 5 ? NS_V5 : NS_V4;
+	if (s_client_refused(sim, req, res))
+		return;
 	/* No network, no entities, no DTD: a request is data, never instructions. */
 	doc = xmlReadMemory(req->body, (int)req->body_len, "request.xml", NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
@@ -531,13 +639,19 @@ static void s_person_lookup(sim_t *sim, const sim_request_t *req, sim_response_t
 		goto done;
 	}
 	if (ver == 5) {
-		/* The token model: a WS-Security header with the STS assertion. Its signature
-		 * and assertion are not checked here (the STS simulator is separate work). */
+		/* The token model: a WS-Security header with the STS assertion. */
+		xmlNode *security;
+		const char *problem;
+
 		header = s_child(env, NS_SOAP, "Header");
-		if (!s_child(header, NS_WSSE, "Security")) {
+		if (!(security = s_child(header, NS_WSSE, "Security"))) {
 			s_fault(sim, res, "soap:Client", "SECURITY_MODEL",
 				"Security model for the called operation was not provided. The "
 				"following are supported: [KombitToken]");
+			goto done;
+		}
+		if (st->sts_cert && (problem = s_token_problem(st, req, doc, security))) {
+			s_fault(sim, res, "soap:Client", "SECURITY_TOKEN_INVALID", problem);
 			goto done;
 		}
 	} else {
@@ -638,6 +752,25 @@ static int s_setup(sim_t *sim)
 	s_state.user = sim_setting(sim, "user", UUID_USER);
 	s_state.service = sim_setting(sim, "service", UUID_SERVICE);
 	s_state.answer_file = sim_setting(sim, "answer_file", NULL);
+	s_state.tls = sim_setting(sim, "tls_cert", NULL) != NULL;
+	s_state.token_clock_offset_ms = sim_setting_int(sim, "token_clock_offset", 0) * 1000;
+	if (sim_setting(sim, "sts_cert", NULL)) {
+		FILE *f = fopen(sim_setting(sim, "sts_cert", NULL), "r");
+		size_t got = 0;
+		char *text = NULL;
+		if (f) {
+			text = calloc(1, 1 << 16);
+			got = text ? fread(text, 1, (1 << 16) - 1, f) : 0;
+			fclose(f);
+		}
+		if (!got || xmlSecInit() < 0 || xmlSecCryptoAppInit(NULL) < 0 ||
+		    xmlSecCryptoInit() < 0) {
+			fprintf(stderr, "kanal-sim-cpr: cannot read sts_cert or start xmlsec\n");
+			free(text);
+			return -1;
+		}
+		s_state.sts_cert = text;
+	}
 	sim_set_state(sim, &s_state);
 	return 0;
 }

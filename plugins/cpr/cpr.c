@@ -39,7 +39,9 @@
 
 #include <kanal/kanal.h>
 
+#include "../common/kc_cert.h"
 #include "../common/kc_http.h"
+#include "../common/kc_sts.h"
 #include "cpr_int.h"
 
 /* Most children of one parent looked up to find those in the parent's custody. */
@@ -55,6 +57,10 @@ typedef struct cpr {
 	cpr_soap_opts_t soap;
 	char action_buf[512];           /* the SOAPAction when soap_action is unset */
 	kc_http_conf_t http_conf;       /* timeout, ca_file, client_cert/key, allow_plain_http */
+	kc_cert_conf_t cert_conf;       /* certificate_p12, certificate, certificate_key, … */
+	kc_sts_opts_t sts_opts;         /* cvr, sts_url, sts_soap_url, sts_soap, renewal, skew */
+	kc_cert_t *cert;                /* the function certificate, NULL: none configured */
+	kc_sts_t *sts;                  /* v5: the token client */
 	int64_t max_response, cache_ttl_ms, cache_max;
 	const char *key_path;           /* pseudonym_key */
 	kc_http_t *http;
@@ -71,8 +77,8 @@ static const kanal_option_t s_options[] = {
 		  "service/CPR/PersonBaseDataExtended/4 (test), prod.serviceplatformen.dk (production)." },
 	{ .name = "version", .type = KANAL_OPT_INT, .default_value = "4", .min = "4", .max = "5",
 	  KANAL_OPT_AT(cpr_t, version),
-	  .help = "SF1520 version: 4 (mutual TLS + InvocationContext) or 5 (STS token; needs kc_sts, "
-		  "not yet in this build)." },
+	  .help = "SF1520 version: 4 (mutual TLS + InvocationContext) or 5 (a SAML token from the STS, "
+		  "SF1514, in a signed WS-Security header)." },
 	{ .name = "service_agreement_uuid", .type = KANAL_OPT_STRING,
 	  KANAL_OPT_AT(cpr_t, soap.agreement),
 	  .help = "v4 InvocationContext ServiceAgreementUUID: the municipality's service agreement." },
@@ -110,6 +116,37 @@ static const kanal_option_t s_options[] = {
 	  .help = "Largest answer read; a larger one is treated as no answer (RETRY)." },
 	KC_HTTP_OPT_CA_FILE(cpr_t, http_conf),
 	KC_HTTP_OPT_CLIENT_CERT(cpr_t, http_conf),
+	{ .name = "certificate_p12", .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(cpr_t, cert_conf.pkcs12_file),
+	  .help = "The municipality's function certificate (OCES3) as PKCS#12 (mode 0600): the TLS "
+		  "client certificate, and with version 5 the key the STS token is bound to." },
+	{ .name = "certificate", .type = KANAL_OPT_PATH, KANAL_OPT_AT(cpr_t, cert_conf.cert_file),
+	  .help = "The function certificate as PEM (instead of certificate_p12)." },
+	{ .name = "certificate_key", .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(cpr_t, cert_conf.key_file),
+	  .help = "The PEM private key of certificate (mode 0600); unset: in certificate." },
+	{ .name = "certificate_password_file", .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(cpr_t, cert_conf.password_file),
+	  .help = "File (mode 0600) whose first line is the PKCS#12 password or the key's passphrase." },
+	{ .name = "cvr", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, sts_opts.cvr),
+	  .help = "v5: the municipality's CVR (8 digits) the STS token is issued for." },
+	{ .name = "sts_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, sts_opts.issue_url),
+	  .help = "v5: the STS's REST issue endpoint: https://n2adgangsstyring.eksterntest-"
+		  "stoettesystemerne.dk/runtime/api/rest/wstrust/v1/issue (test), without "
+		  "'eksterntest-' in production." },
+	{ .name = "sts_soap_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, sts_opts.soap_url),
+	  .help = "v5: the STS's SOAP WS-Trust endpoint (…/runtime/services/kombittrust/14/"
+		  "certificatemixed), used with sts_soap." },
+	{ .name = "sts_soap", .type = KANAL_OPT_BOOL, .default_value = "false",
+	  KANAL_OPT_AT(cpr_t, sts_opts.use_soap),
+	  .help = "v5: ask the SOAP STS (sts_soap_url) for tokens instead of the REST one." },
+	{ .name = "token_renew_before", .type = KANAL_OPT_DURATION, .default_value = "5m",
+	  .min = "0", KANAL_OPT_AT(cpr_t, sts_opts.renew_before_ms),
+	  .help = "v5: renew a token this long before it expires." },
+	{ .name = "clock_skew", .type = KANAL_OPT_DURATION, .default_value = "2m", .min = "0",
+	  KANAL_OPT_AT(cpr_t, sts_opts.clock_skew_ms),
+	  .help = "Allowance for clocks that disagree, on the certificate's validity and on token "
+		  "expiry." },
 	{ .name = "cpr_fields", .type = KANAL_OPT_LIST, .default_value = "[cpr, child_cpr, employee_cpr, recipient_cpr]",
 	  .help = "Data fields holding the CPR number of an event that is not a person.lookup.request; "
 		  "the first present is used." },
@@ -217,6 +254,8 @@ static void s_free(cpr_t *c)
 	if (!c)
 		return;
 	kc_http_destroy(&c->http);
+	kc_sts_destroy(&c->sts);
+	kc_cert_destroy(&c->cert);
 	cpr_cache_destroy(&c->cache);
 	if (c->audit_fd >= 0)
 		close(c->audit_fd);
@@ -262,10 +301,22 @@ static int s_check_version(kanal_ctx_t *ctx, cpr_t *c)
 			kanal_set_error(ctx, "option 'municipality_cvr': 8 digits");
 			return -1;
 		}
-		if (!cpr_token_available()) {
-			kanal_set_error(ctx, "option 'version': SF1520 v5 calls need an STS token, "
-					     "and the token client (kc_sts) is not in this build yet; "
-					     "use version 4 (mutual TLS + InvocationContext)");
+		if (!c->cert_conf.pkcs12_file && !c->cert_conf.cert_file) {
+			kanal_set_error(ctx, "version 5 needs the function certificate the STS token "
+					     "is bound to: set certificate_p12 (or certificate and "
+					     "certificate_key)");
+			return -1;
+		}
+		if (!c->sts_opts.cvr) {
+			kanal_set_error(ctx, "option 'cvr' is required with version 5: the "
+					     "municipality's CVR the STS token is issued for");
+			return -1;
+		}
+		if (c->sts_opts.use_soap ? !c->sts_opts.soap_url : !c->sts_opts.issue_url) {
+			kanal_set_error(ctx, "option '%s' is required with version 5%s: the STS "
+					     "endpoint tokens are asked from",
+					c->sts_opts.use_soap ? "sts_soap_url" : "sts_url",
+					c->sts_opts.use_soap ? " and sts_soap" : "");
 			return -1;
 		}
 		return 0;
@@ -282,6 +333,45 @@ static int s_check_version(kanal_ctx_t *ctx, cpr_t *c)
 					     "InvocationContext schema requires", names[i]);
 			return -1;
 		}
+	}
+	return 0;
+}
+
+/* Loads the function certificate (certificate_p12, or certificate and certificate_key),
+ * refuses one that expired or is not yet valid, makes it the TLS client certificate of
+ * every call (*http), and with version 5 opens the STS token client. Returns 0 or -1 with
+ * the error set on ctx. */
+static int s_open_certificate(kanal_ctx_t *ctx, cpr_t *c, kc_http_opts_t *http)
+{
+	kanal_error_t err;
+
+	if (!c->cert_conf.pkcs12_file && !c->cert_conf.cert_file)
+		return 0;
+	if (c->cert_conf.pkcs12_file && c->cert_conf.cert_file) {
+		kanal_set_error(ctx, "options 'certificate_p12' and 'certificate': set one");
+		return -1;
+	}
+	if (c->http_conf.client_cert) {
+		kanal_set_error(ctx, "options 'client_cert' and '%s': set one (the function "
+				     "certificate options replace client_cert and client_key)",
+				c->cert_conf.pkcs12_file ? "certificate_p12" : "certificate");
+		return -1;
+	}
+	kanal_error_clear(&err);
+	if (kc_cert_load(&c->cert_conf, &c->cert, &err) != 0 ||
+	    kc_cert_check_time(c->cert, kanal_wall_ms(), c->sts_opts.clock_skew_ms, &err) != 0) {
+		kanal_set_error(ctx, "%s", err.text);
+		return -1;
+	}
+	kc_cert_http_opts(c->cert, http);
+	if (c->version != 5)
+		return 0;
+	c->sts_opts.ca_file = c->http_conf.ca_file;
+	c->sts_opts.allow_plain_http = c->http_conf.allow_plain_http;
+	c->sts_opts.timeout_ms = c->http_conf.timeout_ms;
+	if (kc_sts_new(&c->sts_opts, c->cert, &c->sts, &err) != 0) {
+		kanal_set_error(ctx, "%s", err.text);
+		return -1;
 	}
 	return 0;
 }
@@ -330,6 +420,8 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		goto fail;
 	}
 	if (kc_http_conf_open(ctx, &c->http_conf, &http) != 0)
+		goto fail;
+	if (s_open_certificate(ctx, c, &http) != 0)
 		goto fail;
 	http.max_body = (size_t)c->max_response;
 	if (!(c->http = kc_http_new(&http))) {
@@ -474,11 +566,13 @@ static kanal_outcome_t s_reply(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *re
 	return KANAL_OUTCOME_OK;
 }
 
-/* Asks the service about lk's number. On an answer stores it in *person (new reference)
- * and returns OK; otherwise sets the error and the audit outcome and returns RETRY or
- * REJECT. */
-static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, json_t **person,
-			      char *audit, size_t audit_size)
+/* Asks the service about lk's number once. On an answer stores it in *person (new
+ * reference) and returns OK; otherwise sets the error and the audit outcome and returns
+ * RETRY or REJECT, and *token_refused says whether the service refused the v5 token
+ * (`renewed`: a token just issued, so the refusal's error says what to check). */
+static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk,
+				   json_t **person, char *audit, size_t audit_size, bool renewed,
+				   bool *token_refused)
 {
 	const char *headers[3];
 	char action[512];
@@ -489,6 +583,7 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 	char *body = cpr_soap_request(&c->soap, lk->cpr.digits, &len);
 
 	*person = NULL;
+	*token_refused = false;
 	if (!body) {
 		kanal_set_error(ctx, "out of memory building the PersonLookup request");
 		snprintf(audit, audit_size, "unavailable");
@@ -497,13 +592,21 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 	if (c->soap.version == 5) {
 		kanal_error_t terr;
 
+		int rc;
+
 		kanal_error_clear(&terr);
-		if (cpr_token_secure(c->entity_id, &body, &len, &terr) != 0) {
+		rc = cpr_token_secure(c->sts, c->cert, c->entity_id, c->soap_action, c->endpoint,
+				      &body, &len, &terr);
+		if (rc != 0) {
+			/* The certificate or a refusal by the STS needs an operator; no answer
+			 * from the STS is worth another try. */
+			bool retry = rc == KANAL_EIO || rc == KANAL_ETIMEDOUT || rc == KANAL_ENOMEM;
 			memset(body, 0, len);
 			free(body);
-			kanal_set_error(ctx, "cpr service PersonLookup: %s", terr.text);
-			snprintf(audit, audit_size, "unavailable");
-			return KANAL_OUTCOME_RETRY;
+			kanal_set_error(ctx, "cpr service PersonLookup: no STS token: %s", terr.text);
+			snprintf(audit, audit_size, retry ? "unavailable" : "error");
+			kanal_metric_add(ctx, "token_errors", 1);
+			return retry ? KANAL_OUTCOME_RETRY : KANAL_OUTCOME_REJECT;
 		}
 	}
 	snprintf(action, sizeof action, "SOAPAction: \"%s\"", c->soap_action);
@@ -522,7 +625,9 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 		kc_response_clear(&res);
 		return out;
 	}
-	switch (cpr_soap_parse(res.body, res.len, lk->cpr.digits, &ans)) {
+	cpr_soap_parse(res.body, res.len, lk->cpr.digits, &ans);
+	*token_refused = c->sts && cpr_token_refused(res.status, &ans);
+	switch (ans.kind) {
 	case CPR_SOAP_ANSWER:
 		if (res.status >= 200 && res.status < 300) {
 			*person = json_incref(ans.person);
@@ -542,6 +647,15 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 			kanal_set_error(ctx, "cpr service: PNR %s not found in the CPR register",
 					lk->masked);
 			snprintf(audit, audit_size, "not_found");
+			kanal_metric_add(ctx, "faults", 1);
+			out = KANAL_OUTCOME_REJECT;
+		} else if (!ans.server && *token_refused && renewed) {
+			kanal_set_error(ctx, "cpr service refused a new STS token (fault %s: %s): "
+					     "check that the service agreement covers entity id %s "
+					     "for CVR %s, and that the certificate is the one "
+					     "registered for the IT system", ans.code, ans.text,
+					c->entity_id, c->sts_opts.cvr);
+			snprintf(audit, audit_size, "%s", *ans.code ? ans.code : "fault");
 			kanal_metric_add(ctx, "faults", 1);
 			out = KANAL_OUTCOME_REJECT;
 		} else if (!ans.server) {
@@ -578,6 +692,23 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 		memset(res.body, 0, res.len);
 	kc_response_clear(&res);
 	return out;
+}
+
+/* Asks the service about lk's number (s_call_once); when the service refuses the v5 token,
+ * forgets it and asks once more with a new one, as kc_sts says to. */
+static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, json_t **person,
+			      char *audit, size_t audit_size)
+{
+	bool refused;
+	kanal_outcome_t out = s_call_once(ctx, c, lk, person, audit, audit_size, false, &refused);
+
+	if (!refused)
+		return out;
+	kanal_log(ctx, KANAL_LOG_INFO, "the cpr service refused the STS token: asking for a new "
+				       "one and trying once more");
+	kanal_metric_add(ctx, "token_renewals", 1);
+	kc_sts_forget(c->sts, c->entity_id);
+	return s_call_once(ctx, c, lk, person, audit, audit_size, true, &refused);
 }
 
 /* Looks one number up: from the cache, else from the service (and then cached). Writes

@@ -14,6 +14,8 @@
 
 #include <kanal/kanal.h>
 
+#include "../common/kc_sts.h"
+
 /* ---- SOAP (soap.c) ----------------------------------------------------------------------- */
 
 /* SF1520 PersonBaseDataExtended: the namespaces of the contract (contracts/README.md §2). */
@@ -73,14 +75,20 @@ bool cpr_holds_custody(json_t *child, const char *cpr);
 
 /* ---- the v5 token (token.c) ---------------------------------------------------------------- */
 
-/* SF1520 v5 calls carry an STS SAML assertion in a signed WS-Security header. That comes
- * from the shared token client kc_sts (plugins/common/kc_sts.h), merged later: until then
- * cpr_token_available() is false and a v5 instance refuses to start, saying so. */
-bool cpr_token_available(void);
+/* Wraps the unsigned v5 envelope *body (malloc'd, *len bytes, from cpr_soap_request) in a
+ * signed SOAP call (kc_sts_soap_call) carrying the STS assertion for `entity_id`, addressed
+ * to `to` with the WS-Addressing `action`, replacing *body (the old one wiped). Returns 0,
+ * or the codes of kc_sts_assertion (KANAL_ECONFIG: the certificate; KANAL_EREJECTED: the
+ * STS refused; KANAL_EIO / KANAL_ETIMEDOUT: try again) with err set.
+ * Ownership: borrows sts, cert and the strings; *body is replaced (the caller's). */
+int cpr_token_secure(kc_sts_t *sts, const kc_cert_t *cert, const char *entity_id,
+		     const char *action, const char *to, char **body, size_t *len,
+		     kanal_error_t *err);
 
-/* Wraps the unsigned v5 envelope *body (malloc'd, *len bytes) in the token and signature
- * for `entity_id`, replacing *body. Returns 0, or a negative KANAL_E* code with err set. */
-int cpr_token_secure(const char *entity_id, char **body, size_t *len, kanal_error_t *err);
+/* True when the service's answer says the token is no longer good — HTTP 401, or a client
+ * fault about the token — so that the caller forgets it (kc_sts_forget) and tries once more
+ * with a new one. Ownership: borrows fault (NULL: not a fault). */
+bool cpr_token_refused(long status, const cpr_soap_result_t *fault);
 
 /* ---- cache (cache.c) --------------------------------------------------------------------- */
 

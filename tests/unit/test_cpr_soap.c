@@ -104,8 +104,24 @@ static void test_v5_request_validates(void)
 	CU_ASSERT_PTR_NULL(strstr(req, "InvocationContext"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(req, "MunicipalityCVR"));
 	free(req);
-	/* Until kc_sts is merged, v5 is refused rather than faked. */
-	CU_ASSERT_FALSE(cpr_token_available());
+}
+
+/* Which answers make a v5 instance forget its token and ask the STS for a new one. */
+static void test_token_refusal_is_recognised(void)
+{
+	cpr_soap_result_t fault = { .kind = CPR_SOAP_FAULT, .code = "SECURITY_TOKEN_INVALID",
+				    .text = "the security token has expired" };
+
+	CU_ASSERT_TRUE(cpr_token_refused(500, &fault));
+	CU_ASSERT_TRUE(cpr_token_refused(401, NULL));
+	/* The platform's own trouble, and a number nobody has, are not about the token. */
+	fault.server = true;
+	CU_ASSERT_FALSE(cpr_token_refused(500, &fault));
+	fault = (cpr_soap_result_t){ .kind = CPR_SOAP_FAULT, .code = "PNR_NOT_FOUND",
+				     .text = "PNR not found", .not_found = true };
+	CU_ASSERT_FALSE(cpr_token_refused(500, &fault));
+	fault = (cpr_soap_result_t){ .kind = CPR_SOAP_ANSWER };
+	CU_ASSERT_FALSE(cpr_token_refused(200, &fault));
 }
 
 static json_t *s_parse_file(const char *path, const char *pnr, cpr_soap_result_t *res)
@@ -212,6 +228,7 @@ static void test_examples_and_negative_against_the_schema(void)
 }
 
 TEST_MAIN("cpr_soap", TEST(test_v4_request_validates), TEST(test_v5_request_validates),
+	  TEST(test_token_refusal_is_recognised),
 	  TEST(test_custody_on_the_child), TEST(test_parent_children_are_bare_numbers),
 	  TEST(test_dead_status_90), TEST(test_not_found_fault),
 	  TEST(test_examples_and_negative_against_the_schema))
