@@ -41,14 +41,17 @@ json_t *admin_reload(router_t *r)
 	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths,
 			names, r->n_instances, &routes, &d) < 0) {
 		json_t *errs = json_array();
-		char *joined = diag_join(&d);
+		/* One record, not a line per error: a log shipper keeps it whole. */
+		char *joined = diag_join_sep(&d, "; ");
 		for (size_t i = 0; i < d.count; i++) {
 			char line[1024];
 			kanal_error_format(&d.items[i], line, sizeof line);
 			json_array_append_new(errs, json_string(line));
 		}
 		r->reload_failures++;
-		log_error("router", "reload failed; keeping the current routes:\n%s",
+		if (joined && *joined)
+			joined[strlen(joined) - 2] = '\0'; /* the last "; " */
+		log_error("router", "reload failed; keeping the current routes: %s",
 			  joined ? joined : "");
 		stream_publish(r->stream, "routes.reload_failed", "-", NULL,
 			       json_pack("{s:O}", "errors", errs));
