@@ -82,6 +82,14 @@ INT_TESTS  := $(basename $(notdir $(wildcard tests/integration/test_*.c)))
 TEST_UTIL  := $(wildcard tests/util/*.c)
 
 LIBKANAL   := $(BUILD)/lib/libkanal.so
+# The same SDK objects as an archive, linked whole into the programs and the tests, which
+# use kanal__ internals that libkanal.so does not export (docs/design/library.md).
+LIBKANAL_A := $(BUILD)/lib/libkanal_internal.a
+SDK_MAP    := sdk/libkanal.map
+# A program that loads plugins has the SDK inside it and exports the public part, with
+# libkanal.so's versions, so that its plugins bind to the program's copy (one SDK state).
+SDK_IN      = -Wl,--whole-archive $(LIBKANAL_A) -Wl,--no-whole-archive -Wl,--export-dynamic \
+              -Wl,--version-script=$(SDK_MAP)
 CORE_A     := $(BUILD)/lib/libkanalcore.a
 CONN_A     := $(BUILD)/lib/libkanalconn.a
 SIM_BINS   := $(SIMS:%=$(BUILD)/bin/kanal-sim-%)
@@ -110,10 +118,15 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) -c $< -o $@
 
-$(LIBKANAL): $(call obj,$(SDK_LIB_SRC))
+$(LIBKANAL): $(call obj,$(SDK_LIB_SRC)) $(SDK_MAP)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libkanal.so.1 $(LDFLAGS) -o $@.1 $^ $(LIBS) $(CRYPTO_LIBS)
+	$(CC) -shared -Wl,-soname,libkanal.so.1 -Wl,--version-script=$(SDK_MAP) $(LDFLAGS) \
+		-o $@.1.0.0 $(filter %.o,$^) $(LIBS) $(CRYPTO_LIBS)
+	ln -sf libkanal.so.1.0.0 $@.1
 	ln -sf libkanal.so.1 $@
+$(LIBKANAL_A): $(call obj,$(SDK_LIB_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
 
 # The source revision the programs report (sdk/version.c): `git describe`, or REVISION=…
 # (debian/rules gives the package's version), or "unknown". revision.h is rewritten only
@@ -143,22 +156,22 @@ $(BUILD)/obj/gen/dashboard.o: $(BUILD)/gen/dashboard.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/bin/kanald: $(call obj,broker/main.c) $(CORE_A) $(LIBKANAL)
+$(BUILD)/bin/kanald: $(call obj,broker/main.c) $(CORE_A) $(LIBKANAL_A) $(SDK_MAP)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,broker/main.c) $(CORE_A) -L$(BUILD)/lib -lkanal $(CORE_LIBS) $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,broker/main.c) $(CORE_A) $(SDK_IN) $(CORE_LIBS) $(LIBS) $(CRYPTO_LIBS)
 
-$(BUILD)/bin/kanalctl: $(call obj,$(wildcard cli/*.c)) $(CORE_A) $(LIBKANAL)
+$(BUILD)/bin/kanalctl: $(call obj,$(wildcard cli/*.c)) $(CORE_A) $(LIBKANAL_A) $(SDK_MAP)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,$(wildcard cli/*.c)) $(CORE_A) -L$(BUILD)/lib -lkanal $(CORE_LIBS) $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,$(wildcard cli/*.c)) $(CORE_A) $(SDK_IN) $(CORE_LIBS) $(LIBS) $(CRYPTO_LIBS)
 
-$(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(VERSION_O) $(LIBKANAL)
+$(BUILD)/bin/kanal-harness: $(call obj,sdk/harness_main.c) $(VERSION_O) $(LIBKANAL_A) $(SDK_MAP)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/harness_main.c) $(VERSION_O) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/harness_main.c) $(VERSION_O) $(SDK_IN) $(LIBS) $(CRYPTO_LIBS)
 
 # The process an `isolation: process` instance runs in; kanald finds it beside itself.
-$(BUILD)/bin/kanal-plugin-host: $(call obj,sdk/plugin_host_main.c) $(VERSION_O) $(LIBKANAL)
+$(BUILD)/bin/kanal-plugin-host: $(call obj,sdk/plugin_host_main.c) $(VERSION_O) $(LIBKANAL_A) $(SDK_MAP)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/plugin_host_main.c) $(VERSION_O) -L$(BUILD)/lib -lkanal $(LIBS) $(RPATH)
+	$(CC) $(LDFLAGS) -o $@ $(call obj,sdk/plugin_host_main.c) $(VERSION_O) $(SDK_IN) $(LIBS) $(CRYPTO_LIBS)
 
 # A plugin is every .c file in its folder, linked against libkanal with hidden visibility:
 # only the descriptor (KANAL_PLUGIN_EXPORT) is exported.
@@ -204,12 +217,12 @@ $(BUILD)/obj/tests/plugins/tp_abi10.o: tests/plugins/tp_abi10.c
 	@mkdir -p $(dir $@)
 	$(CC) -Itests/abi/kanal-1.0 $(KCFLAGS) $(CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
-TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(CORE_LIBS) $(LIBS) $(CUNIT) \
+TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) $(SDK_IN) $(CONN_LIBS) $(CORE_LIBS) $(LIBS) $(CUNIT) \
 	-Wl,-rpath,'$$ORIGIN/../lib'
-$(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL)
+$(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(TEST_LINK)
-$(INT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL)
+$(INT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(TEST_LINK)
 
@@ -259,10 +272,10 @@ fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=fuzz OPTFLAGS="-O1 -g" fuzz-run
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
-$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_A) $(CONN_A) $(LIBKANAL)
+$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_A) $(CONN_A) $(LIBKANAL_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) -DFUZZ_LIBFUZZER -fsanitize=fuzzer,address,undefined -o $@ $< \
-		$(FUZZ_WITH_$*) $(CORE_A) $(CONN_A) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(CORE_LIBS) $(LIBS) $(RPATH)
+		$(FUZZ_WITH_$*) $(CORE_A) $(CONN_A) $(SDK_IN) $(CONN_LIBS) $(CORE_LIBS) $(LIBS) $(CRYPTO_LIBS)
 
 .PHONY: fuzz-run
 fuzz-run: $(FUZZ_BINS)
@@ -359,7 +372,8 @@ install: all install-gen
 		$(DESTDIR)$(INCLUDEDIR)/kanal $(DESTDIR)$(CONFDIR)/routes $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)/examples/hello-plugin
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
-	install -m 644 $(LIBKANAL).1 $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(LIBKANAL).1.0.0 $(DESTDIR)$(LIBDIR)/
+	ln -sf libkanal.so.1.0.0 $(DESTDIR)$(LIBDIR)/libkanal.so.1
 	ln -sf libkanal.so.1 $(DESTDIR)$(LIBDIR)/libkanal.so
 	install -m 644 sdk/include/kanal/*.h $(DESTDIR)$(INCLUDEDIR)/kanal/
 	install -m 644 $(PLUGIN_SOS) $(DESTDIR)$(PLUGDIR)/
@@ -384,7 +398,8 @@ install-demo: all
 # plugin or header that another package installed beside kanal's.
 uninstall: install-gen
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(INST_BINS) $(notdir $(SIM_BINS)))
-	rm -f $(DESTDIR)$(LIBDIR)/libkanal.so $(DESTDIR)$(LIBDIR)/libkanal.so.1
+	rm -f $(DESTDIR)$(LIBDIR)/libkanal.so $(DESTDIR)$(LIBDIR)/libkanal.so.1 \
+		$(DESTDIR)$(LIBDIR)/libkanal.so.1.0.0
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/kanal.pc $(DESTDIR)$(UNITDIR)/kanald.service \
 		$(DESTDIR)$(TMPFILESDIR)/kanal.conf $(DESTDIR)$(SYSUSERSDIR)/kanal.conf
 	rm -f $(addprefix $(DESTDIR)$(PLUGDIR)/,$(INST_PLUGINS))

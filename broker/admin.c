@@ -41,14 +41,19 @@ json_t *admin_reload(router_t *r)
 	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths,
 			names, r->n_instances, &routes, &d) < 0) {
 		json_t *errs = json_array();
-		char *joined = diag_join(&d);
+		/* One record, not a line per error: a log shipper keeps it whole. */
+		char *joined = diag_join_sep(&d, "; ");
 		for (size_t i = 0; i < d.count; i++) {
 			char line[1024];
 			kanal_error_format(&d.items[i], line, sizeof line);
 			json_array_append_new(errs, json_string(line));
 		}
 		r->reload_failures++;
-		log_error("router", "reload failed; keeping the current routes:\n%s",
+		r->last_reload_failed = true;
+		r->last_reload_ms = kanal_wall_ms();
+		if (joined && *joined)
+			joined[strlen(joined) - 2] = '\0'; /* the last "; " */
+		log_error("router", "reload failed; keeping the current routes: %s",
 			  joined ? joined : "");
 		stream_publish(r->stream, "routes.reload_failed", "-", NULL,
 			       json_pack("{s:O}", "errors", errs));
@@ -66,6 +71,8 @@ json_t *admin_reload(router_t *r)
 			router_table_release(&r->table);
 			r->table = t;
 			r->reloads++;
+			r->last_reload_failed = false;
+			r->last_reload_ms = kanal_wall_ms();
 			log_info("router", "routes reloaded: %zu routes from %zu files",
 				 routes_count(routes), routes_file_count(routes));
 			stream_publish(r->stream, "routes.reloaded", "-", NULL,
@@ -157,16 +164,19 @@ static json_t *s_status(router_t *r)
 	for (size_t i = 0; i < r->n_instances; i++) {
 		instance_metric_t m[32];
 		size_t n = instance_metrics(r->instances[i], m, 32);
-		json_t *metrics = json_object();
-		for (size_t k = 0; k < n; k++)
+		json_t *metrics = json_object(), *gauges = json_array();
+		for (size_t k = 0; k < n; k++) {
 			json_object_set_new(metrics, m[k].name, json_real(m[k].value));
+			if (m[k].gauge) /* set with kanal_metric_set, not counted */
+				json_array_append_new(gauges, json_string(m[k].name));
+		}
 		json_array_append_new(insts,
-			json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", r->instances[i]->name,
+			json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "name", r->instances[i]->name,
 				  "state", admin_instance_state(r, r->instances[i]),
 				  "plugin", r->instances[i]->plugin->desc->name, "version",
 				  r->instances[i]->plugin->desc->version
 					  ? r->instances[i]->plugin->desc->version : "",
-				  "metrics", metrics));
+				  "metrics", metrics, "gauges", gauges));
 	}
 	for (size_t i = 0; i < r->n_dests; i++) {
 		const dest_t *d = &r->dests[i];
@@ -202,6 +212,9 @@ static json_t *s_status(router_t *r)
 			json_object_set_new(c, "acl_denied", json_integer((json_int_t)gateway_acl_denied(r)));
 			json_object_set_new(c, "connections_denied",
 					    json_integer((json_int_t)zap_denied(r->zap)));
+			json_object_set_new(st, "last_reload",
+				json_pack("{s:b, s:f}", "ok", !r->last_reload_failed, "time",
+					  r->last_reload_ms / 1000.0));
 		}
 		if (st)
 			stats_status(r, st);

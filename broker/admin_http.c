@@ -25,6 +25,7 @@
 #include "admin_http.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -240,6 +242,95 @@ static void s_scalar(text_t *t, json_t *obj, const char *field, const char *name
 						     : json_number_value(v));
 }
 
+/* The process_* family every Prometheus exporter has (the client libraries' names), read
+ * from /proc/self at scrape time: this file runs in kanald's own process. */
+static void s_process_metrics(text_t *t)
+{
+	static const struct { const char *name, *type, *help; } f[] = {
+		{ "process_cpu_seconds_total", "counter", "User and system CPU time spent." },
+		{ "process_resident_memory_bytes", "gauge", "Resident memory size." },
+		{ "process_virtual_memory_bytes", "gauge", "Virtual memory size." },
+		{ "process_open_fds", "gauge", "Open file descriptors." },
+		{ "process_start_time_seconds", "gauge", "Start time since the Unix epoch." },
+	};
+	double v[5] = { 0 };
+	unsigned long long utime, stime, start, vsize;
+	long long rss;
+	char buf[1024], *p = NULL;
+	FILE *fp = fopen("/proc/self/stat", "r");
+	size_t n = fp ? fread(buf, 1, sizeof buf - 1, fp) : 0;
+	double btime = 0, tck = (double)sysconf(_SC_CLK_TCK);
+	DIR *fds;
+	struct dirent *de;
+
+	if (fp)
+		fclose(fp);
+	buf[n] = '\0';
+	/* Fields after the command's closing parenthesis (proc(5)): 14 utime, 15 stime,
+	 * 22 starttime, 23 vsize, 24 rss, counted from 3 (state). */
+	if (n && (p = strrchr(buf, ')')) &&
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+			  "%*d %*d %llu %llu %lld", &utime, &stime, &start, &vsize, &rss) == 5) {
+		v[0] = (double)(utime + stime) / tck;
+		v[1] = (double)rss * (double)sysconf(_SC_PAGESIZE);
+		v[2] = (double)vsize;
+		if ((fp = fopen("/proc/stat", "r"))) {
+			while (fgets(buf, sizeof buf, fp))
+				if (sscanf(buf, "btime %lf", &btime) == 1)
+					break;
+			fclose(fp);
+		}
+		v[4] = btime + (double)start / tck;
+	}
+	if ((fds = opendir("/proc/self/fd"))) {
+		while ((de = readdir(fds)))
+			v[3] += de->d_name[0] != '.';
+		v[3] -= 1; /* the one opendir holds */
+		closedir(fds);
+	}
+	for (size_t i = 0; p && i < sizeof f / sizeof *f; i++) {
+		s_help(t, f[i].name, f[i].type, f[i].help);
+		s_put(t, "%s %.17g\n", f[i].name, v[i]);
+	}
+}
+
+/* A plugin's own metrics as two families: what it adds to (kanal_metric_add) is a
+ * counter, what it sets (kanal_metric_set, named in the instance's "gauges") a gauge. */
+static void s_plugin_metrics(text_t *t, json_t *insts, bool gauges)
+{
+	const char *family = gauges ? "kanal_plugin_metric" : "kanal_plugin_metric_total";
+	bool first = true;
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(insts, i, e) {
+		json_t *g = json_object_get(e, "gauges"), *v;
+		const char *key;
+
+		json_object_foreach(json_object_get(e, "metrics"), key, v) {
+			bool is_gauge = false;
+			size_t k;
+			json_t *x;
+
+			json_array_foreach(g, k, x)
+				is_gauge = is_gauge || !strcmp(json_string_value(x), key);
+			if (!json_is_number(v) || is_gauge != gauges ||
+			    (!gauges && !strcmp(key, "host_restarts")))
+				continue;
+			if (first)
+				s_help(t, family, gauges ? "gauge" : "counter",
+				       gauges ? "A plugin's own gauges (kanal_metric_set)."
+					      : "A plugin's own counters (kanal_metric_add).");
+			first = false;
+			s_put(t, "%s{instance=\"", family);
+			s_put_label(t, json_string_value(json_object_get(e, "name")));
+			s_put(t, "\",metric=\"");
+			s_put_label(t, key);
+			s_put(t, "\"} %.17g\n", json_number_value(v));
+		}
+	}
+}
+
 /* Prometheus text format (version 0.0.4) from the router's status. */
 static char *s_metrics(json_t *st)
 {
@@ -277,6 +368,15 @@ static char *s_metrics(json_t *st)
 	s_scalar(&t, c, "reloads", "kanal_reloads_total", "counter", "Routing reloads that took effect.");
 	s_scalar(&t, c, "reload_failures", "kanal_reload_failures_total", "counter",
 		 "Routing reloads refused (the old table stayed).");
+	s_scalar(&t, json_object_get(st, "last_reload"), "ok",
+		 "kanal_config_last_reload_successful", "gauge",
+		 "1 when the last load of the routing files (at start or a reload) worked.");
+	s_scalar(&t, json_object_get(st, "last_reload"), "time",
+		 "kanal_config_last_reload_success_timestamp_seconds", "gauge",
+		 "When the routing files were last loaded or refused (Unix time).");
+	s_scalar(&t, c, "connections_denied", "kanal_connections_denied_total", "counter",
+		 "ZeroMQ connections the CURVE allow-list refused.");
+	s_process_metrics(&t);
 
 	if (json_is_array(routes)) {
 		static const char *const f[][3] = {
@@ -386,25 +486,8 @@ static char *s_metrics(json_t *st)
 			s_put_label(&t, json_string_value(json_object_get(e, "name")));
 			s_put(&t, "\"} %.17g\n", json_number_value(v));
 		}
-		first = true;
-		json_array_foreach(insts, i, e) {
-			const char *key;
-			json_t *v;
-			json_object_foreach(json_object_get(e, "metrics"), key, v) {
-				if (!json_is_number(v))
-					continue;
-				if (first) {
-					s_help(&t, "kanal_plugin_metric", "gauge",
-					       "A plugin's own counters (kanal_metric_add / _set).");
-					first = false;
-				}
-				s_put(&t, "kanal_plugin_metric{instance=\"");
-				s_put_label(&t, json_string_value(json_object_get(e, "name")));
-				s_put(&t, "\",metric=\"");
-				s_put_label(&t, key);
-				s_put(&t, "\"} %.17g\n", json_number_value(v));
-			}
-		}
+		s_plugin_metrics(&t, insts, false);
+		s_plugin_metrics(&t, insts, true);
 	}
 	return t.p;
 }

@@ -50,7 +50,7 @@ typedef struct loader {
 
 static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir", "run_dir",
 					  "routes",    "endpoints",  "limits",    "instances",
-					  "journal",   "security" };
+					  "journal",   "security",   "log_format" };
 static const char *const s_journal_keys[] = { "mode", "path", "sync", "retention",
 					      "dedupe_window" };
 static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin", "admin_http",
@@ -290,6 +290,20 @@ static void s_log_level(loader_t *ld, const ynode_t *v)
 		}
 	}
 	s_err(ld, v, "'log_level': '%s' is not one of error, warn, info, debug", text);
+}
+
+/* log_format: text (the default: "TIME LEVEL COMPONENT: message") or json (one object a
+ * line, for log shippers). */
+static void s_log_format(loader_t *ld, const ynode_t *v)
+{
+	const char *text = s_text(ld, v, "log_format", false);
+
+	if (!text)
+		return;
+	if (!strcmp(text, "text") || !strcmp(text, "json"))
+		ld->conf->log_json = !strcmp(text, "json");
+	else
+		s_err(ld, v, "'log_format': '%s' is not one of text, json", text);
 }
 
 /* A folder setting: plugin_dir, state_dir, run_dir. */
@@ -1120,6 +1134,8 @@ static void s_walk(loader_t *ld, const ynode_t *root)
 		ld->errors++;
 	if ((x = yaml_tree_get(root, "log_level")))
 		s_log_level(ld, x);
+	if ((x = yaml_tree_get(root, "log_format")))
+		s_log_format(ld, x);
 	/* plugin_dir first: instances resolve their plugin names against it. */
 	if ((x = yaml_tree_get(root, "plugin_dir")))
 		s_folder(ld, x, "plugin_dir", &conf->plugin_dir);

@@ -76,6 +76,7 @@ typedef struct conf {
 	int64_t enrich_timeout_ms; /* default for enrich steps without `timeout` */
 	int64_t max_parked_events; /* journal: events waiting on disk for full destinations */
 	kanal_log_level_t log_level;
+	bool log_json;             /* log_format: json (one JSON object per line) or text */
 	bool journal_durable;      /* journal.mode: durable (default) or memory */
 	char *journal_path;        /* NULL: <state_dir>/journal.db */
 	bool journal_sync_power;   /* journal.sync: power (synchronous=FULL) or process */

@@ -141,6 +141,11 @@ void diag_print(const diag_t *d, FILE *out)
 
 char *diag_join(const diag_t *d)
 {
+	return diag_join_sep(d, "\n");
+}
+
+char *diag_join_sep(const diag_t *d, const char *sep)
+{
 	char line[1024];
 	char *buf = NULL;
 	size_t size = 0;
@@ -152,7 +157,7 @@ char *diag_join(const diag_t *d)
 		return NULL;
 	for (i = 0; d && i < d->count; i++) {
 		kanal_error_format(&d->items[i], line, sizeof line);
-		fprintf(mem, "%s\n", line);
+		fprintf(mem, "%s%s", line, sep);
 	}
 	if (fclose(mem) != 0) {
 		free(buf);

@@ -28,6 +28,8 @@ void diag_add_error_fn(void *d, const kanal_error_t *err);
 void diag_print(const diag_t *d, FILE *out);
 /* Formats every error, one per line, without the source lines ("a\nb\n"); the caller frees. */
 char *diag_join(const diag_t *d);
+/* The same with `sep` after each error instead of a newline ("a; b; " with "; "). */
+char *diag_join_sep(const diag_t *d, const char *sep);
 void diag_free(diag_t *d);
 
 #endif

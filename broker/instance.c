@@ -370,7 +370,7 @@ static void s_op_metric_add(kanal_ctx_t *ctx, const char *name, int64_t delta)
 
 	pthread_mutex_lock(&inst->mu);
 	if ((m = s_metric(inst, name)))
-		m->value += (double)delta;
+		m->value += (double)delta, m->gauge = false;
 	pthread_mutex_unlock(&inst->mu);
 }
 
@@ -381,7 +381,7 @@ static void s_op_metric_set(kanal_ctx_t *ctx, const char *name, double value)
 
 	pthread_mutex_lock(&inst->mu);
 	if ((m = s_metric(inst, name)))
-		m->value = value;
+		m->value = value, m->gauge = true;
 	pthread_mutex_unlock(&inst->mu);
 }
 

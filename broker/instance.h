@@ -16,6 +16,7 @@ struct isolation;
 typedef struct instance_metric {
 	char name[64];
 	double value;
+	bool gauge; /* last changed by kanal_metric_set (a counter is added to) */
 } instance_metric_t;
 
 typedef struct instance {

@@ -13,6 +13,7 @@
 #include "host.h"
 
 static kanal_log_level_t s_level = KANAL_LOG_INFO;
+static bool s_json;
 
 /* True when stderr is the systemd journal's stream: $JOURNAL_STREAM ("DEV:INODE") names
  * stderr's own device and inode (a child that inherited the variable but was redirected
@@ -40,6 +41,11 @@ void log_set_level(kanal_log_level_t level)
 	s_level = level;
 }
 
+void log_set_json(bool json)
+{
+	s_json = json;
+}
+
 kanal_log_level_t log_get_level(void)
 {
 	return s_level;
@@ -58,10 +64,77 @@ int log_parse_level(const char *text, kanal_log_level_t *out)
 	return KANAL_EINVAL;
 }
 
+/* Appends `text` to out[*n..size-1] as the inside of a JSON string: quotes, backslashes and
+ * control characters escaped, bytes that are not UTF-8 replaced by U+FFFD, so that every
+ * record parses whatever a peer put into it. Stops (truncates) at a character that does
+ * not fit. */
+static void s_json_string(char *out, size_t size, size_t *n, const char *text)
+{
+	const unsigned char *p = (const unsigned char *)text;
+
+	while (*p) {
+		char esc[8];
+		const char *put = esc;
+		size_t len = 1, adv = 1;
+
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\', esc[1] = (char)*p, len = 2;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			len = (size_t)snprintf(esc, sizeof esc, "\\u%04x", *p);
+		} else if (*p < 0x80) {
+			esc[0] = (char)*p;
+		} else {
+			/* A UTF-8 sequence: its lead byte says how long, every other byte is
+			 * 10xxxxxx; overlong forms and surrogates count as broken too. */
+			adv = *p >= 0xc2 && *p <= 0xdf ? 2 : *p >= 0xe0 && *p <= 0xef ? 3
+			    : *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+			for (size_t i = 1; i < adv; i++) {
+				if ((p[i] & 0xc0) != 0x80) {
+					adv = 0; /* also stops at the string's end */
+					break;
+				}
+			}
+			if ((adv == 3 && ((*p == 0xe0 && p[1] < 0xa0) ||
+					  (*p == 0xed && p[1] >= 0xa0))) ||
+			    (adv == 4 && ((*p == 0xf0 && p[1] < 0x90) ||
+					  (*p == 0xf4 && p[1] >= 0x90))))
+				adv = 0;
+			if (adv)
+				put = (const char *)p, len = adv;
+			else
+				put = "\xef\xbf\xbd", len = 3, adv = 1;
+		}
+		if (*n + len >= size)
+			return;
+		memcpy(out + *n, put, len);
+		*n += len;
+		p += adv;
+	}
+}
+
+/* The record as one JSON object: {"time":…,"level":…,"component":…,"message":…}. */
+static size_t s_json_record(char *out, size_t size, const char *prefix, const char *ts,
+			    kanal_log_level_t level, const char *component, const char *message)
+{
+	size_t n = (size_t)snprintf(out, size,
+				    "%s{\"time\":\"%s\",\"level\":\"%s\",\"component\":\"", prefix,
+				    ts, kanal_log_level_name(level));
+
+	s_json_string(out, size - 3, &n, component);
+	if (n + 14 < size - 3) {
+		memcpy(out + n, "\",\"message\":\"", 13);
+		n += 13;
+		s_json_string(out, size - 3, &n, message);
+	}
+	memcpy(out + n, "\"}", 2);
+	return n + 2;
+}
+
 void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ...)
 {
-	char line[2048];
+	char line[2048], json[4096];
 	char ts[40];
+	const char *prefix;
 	va_list ap;
 	int n;
 
@@ -70,19 +143,27 @@ void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ..
 	kanal_time_rfc3339(kanal_wall_ms(), ts, sizeof ts);
 	/* The journal takes a line's priority from a "<N>" prefix (sd-daemon.h): error 3,
 	 * warn 4, info 6, debug 7. */
-	n = snprintf(line, sizeof line, "%s%s %-5s %s: ",
-		     !s_stderr_is_journal()		? ""
-		     : level == KANAL_LOG_ERROR ? "<3>"
-		     : level == KANAL_LOG_WARN	? "<4>"
-		     : level == KANAL_LOG_INFO	? "<6>"
-						: "<7>",
-		     ts, kanal_log_level_name(level), component);
+	prefix = !s_stderr_is_journal()	     ? ""
+		 : level == KANAL_LOG_ERROR ? "<3>"
+		 : level == KANAL_LOG_WARN  ? "<4>"
+		 : level == KANAL_LOG_INFO  ? "<6>"
+					    : "<7>";
+	n = s_json ? 0 : snprintf(line, sizeof line, "%s%s %-5s %s: ", prefix, ts,
+				  kanal_log_level_name(level), component);
 	if (n < 0 || (size_t)n >= sizeof line)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
 	va_end(ap);
 	kanal_cpr_redact_inplace(line);
+	if (s_json) {
+		n = (int)s_json_record(json, sizeof json - 1, prefix, ts, level, component, line);
+		json[n++] = '\n';
+		if (write(STDERR_FILENO, json, (size_t)n) < 0) {
+			/* Nowhere left to report it. */
+		}
+		return;
+	}
 	n = (int)strlen(line);
 	line[n++] = '\n';
 	if (write(STDERR_FILENO, line, (size_t)n) < 0) {

@@ -11,6 +11,9 @@
 #include <kanal/plugin.h>
 
 void log_set_level(kanal_log_level_t level);
+/* log_format: json makes each record one JSON object on a line — {"time", "level",
+ * "component", "message"} — for log shippers; false (the default) is the text line. */
+void log_set_json(bool json);
 kanal_log_level_t log_get_level(void);
 /* Parses "error", "warn", "info", "debug"; returns 0 or KANAL_EINVAL. */
 int log_parse_level(const char *text, kanal_log_level_t *out);

@@ -124,6 +124,7 @@ static int s_load_config(kanald_t *k)
 		diag_print(&k->d, stderr);
 		return KANAL_ECONFIG;
 	}
+	log_set_json(k->conf->log_json);
 	if (!k->level_arg) {
 		log_set_level(k->conf->log_level);
 		return 0;

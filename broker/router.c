@@ -1001,6 +1001,7 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		goto oom;
 	r->conf = conf;
 	r->now_ms = kanal_now_ms();
+	r->last_reload_ms = kanal_wall_ms();
 	r->instances = instances;
 	r->n_instances = n_instances;
 	r->zctx = zctx;

@@ -236,6 +236,10 @@ struct router {
 
 	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
 	uint64_t duplicates;
+	/* The last load of the routing files (the one at start counts): worked or not, and
+	 * when (wall clock, ms) — kanal_config_last_reload_* in /metrics. */
+	bool last_reload_failed;
+	int64_t last_reload_ms;
 	/* Per-route counters (a hash by name), the delivery latency histogram, and the
 	 * measures the routing files declare (stats.c). */
 	route_stat_t **stat_slots;

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,8 +297,22 @@ static void test_metrics_count_per_destination_and_pass_promtool(void)
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_dead_total{destination=\"letters\"}"), 0);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_queue_depth{destination=\"calendar\"}"), 0);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_journal_writable"), 1);
-	/* A plugin's own counters: the sink counts what it received. */
-	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_plugin_metric{instance=\"calendar\",metric=\"received\"}"), 2);
+	/* A plugin's own counters: the sink counts what it received (kanal_metric_add), so
+	 * Prometheus is told it is a counter and rate() works on it. */
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_plugin_metric_total{instance=\"calendar\",metric=\"received\"}"), 2);
+	CU_ASSERT(strstr(a.body, "# TYPE kanal_plugin_metric_total counter\n") != NULL);
+	/* What every exporter has: the process's CPU, memory, descriptors and start time. */
+	CU_ASSERT(s_metric(a.body, "process_cpu_seconds_total") >= 0);
+	CU_ASSERT(s_metric(a.body, "process_resident_memory_bytes") > 1024 * 1024);
+	CU_ASSERT(s_metric(a.body, "process_virtual_memory_bytes") >=
+		  s_metric(a.body, "process_resident_memory_bytes"));
+	CU_ASSERT(s_metric(a.body, "process_open_fds") > 3);
+	CU_ASSERT(fabs(s_metric(a.body, "process_start_time_seconds") - time(NULL)) < 120);
+	/* The routing files loaded at start count as a successful load. */
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_config_last_reload_successful"), 1);
+	CU_ASSERT(fabs(s_metric(a.body, "kanal_config_last_reload_success_timestamp_seconds") -
+		       time(NULL)) < 120);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_connections_denied_total"), 0);
 	/* The same numbers as the JSON status. */
 	CU_ASSERT_EQUAL(s_dest_field(kd, "letters", "delivered"), 5);
 
@@ -497,6 +512,11 @@ static void test_reload_answers_the_real_result(void)
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "routes")), 3);
 	json_decref(j);
 	j = NULL;
+	/* /metrics says the last reload failed, for the alert KanalReloadFailed. */
+	a = s_http(kd, "GET", "/metrics", NULL);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_config_last_reload_successful"), 0);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_reload_failures_total"), 1);
+	http_answer_clear(&a);
 
 	/* Reloading is a POST. */
 	a = s_http(kd, "GET", "/api/v1/reload", NULL);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <zmq.h>
 
 #include "bus.h" /* BUS_DELIVER_WINDOW: how many deliveries a destination has in flight */
@@ -447,6 +448,53 @@ static void test_reload_valid_then_invalid_keeps_old_table(void)
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 2, WAIT), 2);
 	kd_unsubscribe(&sub);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+/* log_format: json — every line of the log is one JSON object with time, level, component
+ * and message; a refused reload is one record however many errors it has, and the CPR
+ * masker still runs over it. */
+static void test_json_log_one_record_per_happening(void)
+{
+	char *conf = kd_config(s_sinks, "log_format: json\n"), *reply, *log = NULL;
+	kd_t *kd = kd_start("json-log", conf, s_routes);
+	size_t records = 0, refusals = 0;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	/* Two errors: an unknown instance and one whose name reads like a CPR number. */
+	kd_write_routes(kd, "routes:\n"
+			    "  - name: a\n    to: calender\n"
+			    "  - name: b\n    to: '0101701234'\n");
+	reply = kd_admin(kd, "{\"cmd\":\"reload\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "\"ok\":false"));
+	free(reply);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	log = kd_log(kd);
+	REQUIRE(log);
+	for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
+		json_t *rec = json_loads(line, 0, NULL);
+		const char *msg = json_string_value(json_object_get(rec, "message"));
+
+		records++;
+		CU_ASSERT_PTR_NOT_NULL(rec);
+		CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(rec, "time")));
+		CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(rec, "level")));
+		CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(rec, "component")));
+		CU_ASSERT_PTR_NOT_NULL(msg);
+		if (msg && strstr(msg, "reload failed")) {
+			refusals++;
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(rec, "level")),
+					       "error");
+			CU_ASSERT(strstr(msg, "calender") && strstr(msg, "010170"));
+			CU_ASSERT_PTR_NULL(strstr(msg, "0101701234"));
+		}
+		json_decref(rec);
+	}
+	CU_ASSERT(records >= 2);
+	CU_ASSERT_EQUAL(refusals, 1);
+done:
+	free(log);
 	kd_destroy(&kd);
 }
 
@@ -997,6 +1045,7 @@ TEST_MAIN("kanald",
 	  TEST(test_enrich_retries_a_transient_failure), TEST(test_enrich_failure_can_be_skipped),
 	  TEST(test_enrich_failure_rejected_by_service),
 	  TEST(test_reload_valid_then_invalid_keeps_old_table),
+	  TEST(test_json_log_one_record_per_happening),
 	  TEST(test_refuses_plugin_with_wrong_abi),
 	  TEST(test_refuses_bad_options),
 	  TEST(test_source_plugin_events_flow_and_stop_gracefully),

@@ -271,7 +271,50 @@ done:
 	kanal__plugin_close(&loaded);
 }
 
+/* libkanal.so exports the public SDK only (kanal_*, never kanal__ internals), with symbol
+ * versions: the 1.0 symbols old plugins call at KANAL_1.0 and the asm-labelled 1.1 variants
+ * at KANAL_1.1; the file is libkanal.so.1.0.0 behind the soname libkanal.so.1. */
+static void test_libkanal_exports_only_the_public_sdk(void)
+{
+	char cmd[512], line[256];
+	size_t publics = 0, internals = 0, other = 0;
+	bool old_parse = false, new_parse = false, old_batch = false, new_batch = false;
+	FILE *p;
+
+	snprintf(cmd, sizeof cmd, "objdump -T %s 2>/dev/null", test_path("lib/libkanal.so.1.0.0"));
+	p = popen(cmd, "r");
+	REQUIRE(p);
+	while (fgets(line, sizeof line, p)) {
+		char name[128] = "", ver[32] = "";
+
+		/* "ADDR g    DF .text  SIZE  KANAL_1.0   kanal_x" — defined symbols only. */
+		if (!strstr(line, " .text") || sscanf(line, "%*s %*s %*s %*s %*s %31s %127s",
+						    ver, name) != 2)
+			continue;
+		if (!strncmp(name, "kanal__", 7))
+			internals++;
+		else if (!strncmp(name, "kanal_", 6))
+			publics++;
+		else
+			other++;
+		old_parse |= !strcmp(name, "kanal_cpr_parse") && !strcmp(ver, "KANAL_1.0");
+		new_parse |= !strcmp(name, "kanal_cpr_parse_v1_1") && !strcmp(ver, "KANAL_1.1");
+		old_batch |= !strcmp(name, "kanal_json_is_batch") && !strcmp(ver, "KANAL_1.0");
+		new_batch |= !strcmp(name, "kanal_json_is_batch_v1_1") && !strcmp(ver, "KANAL_1.1");
+	}
+	pclose(p);
+	CU_ASSERT(publics > 50);
+	CU_ASSERT_EQUAL(internals, 0);
+	CU_ASSERT_EQUAL(other, 0);
+	CU_ASSERT(old_parse && new_parse && old_batch && new_batch);
+	snprintf(cmd, sizeof cmd, "readlink %s | grep -qx libkanal.so.1.0.0",
+		 test_path("lib/libkanal.so.1"));
+	CU_ASSERT_EQUAL(system(cmd), 0);
+done:;
+}
+
 TEST_MAIN("loader",
+	  TEST(test_libkanal_exports_only_the_public_sdk),
 	  TEST(test_good_plugin_loads),
 	  TEST(test_refuses_newer_major),
 	  TEST(test_refuses_newer_minor),
