@@ -1,0 +1,627 @@
+/*
+ * plugins/httppoll/httppoll.c — the `httppoll` connector: polls a JSON REST endpoint on an
+ * interval and emits one event per item, configured rather than coded (docs/plugins/
+ * httppoll.md). Each poll GETs `url` with the cursor as a query argument, takes the items
+ * from the answer by a JSON pointer, maps each item to an event by JSON pointers (id,
+ * type, subject, time, data), emits them, waits until the bus holds them durably
+ * (kanal_emit_flush) and only then persists the new cursor — read from the answer by
+ * another JSON pointer — in the instance's state folder. Pages follow one another at once
+ * while the answer says there are more. A crash between the flush and the cursor write
+ * makes the next run read the page again; kanald drops the replays as duplicates because
+ * an event's id is the item's own id.
+ *
+ * An upstream error (no answer, a timeout, a non-2xx status, an answer that is not JSON or
+ * has no item list) keeps the cursor where it was, is logged and counted
+ * (upstream_errors), and the next poll waits twice as long as the last, up to max_backoff,
+ * or as long as the upstream's Retry-After asks. An item without a usable id or type is
+ * skipped with a warning naming its place and counted (skipped); the ones after it go on.
+ * Every callback runs on the instance's own thread, so nothing here takes a lock.
+ */
+#include "../common/kc_files.h"
+#include "../common/kc_http.h"
+#include "../common/kc_url.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <kanal/kanal.h>
+
+#define HP_CURSOR_FILE "cursor"
+#define HP_MAX_PAGES 20          /* pages per poll before yielding the thread */
+#define HP_FLUSH_TIMEOUT_MS 10000
+#define HP_BUSY_WAIT_MS 500      /* the bus was busy: try again soon */
+#define HP_MAX_CURSOR 512
+
+typedef struct httppoll {
+	/* bound options */
+	const char *url;
+	const char *cursor_param;
+	const char *items_pointer;
+	const char *cursor_pointer;
+	const char *more_pointer;
+	const char *id_pointer;
+	const char *type;
+	const char *type_pointer;
+	const char *subject_pointer;
+	const char *time_pointer;
+	const char *data_pointer;
+	const char *start_cursor;
+	int64_t poll_interval_ms;
+	int64_t max_backoff_ms;
+	int64_t page_size;
+	kc_http_conf_t http_conf;
+	/* running state */
+	const char *instance;
+	kc_http_t *http;
+	char *cursor;            /* the last persisted cursor, or NULL: the beginning */
+	int64_t timer;
+	int64_t backoff_ms;
+	int64_t retry_after_ms;  /* the upstream's Retry-After for the next wait, or -1 */
+	int64_t errors_in_row;
+	bool stopped;
+} httppoll_t;
+
+#define OPT_PTR(opt, member, def, text)                                                     \
+	{ .name = opt, .type = KANAL_OPT_STRING, .default_value = def,                      \
+	  KANAL_OPT_AT(httppoll_t, member), .help = text }
+
+static const kanal_option_t s_options[] = {
+	{ .name = "url", .type = KANAL_OPT_STRING, .required = true,
+	  KANAL_OPT_AT(httppoll_t, url),
+	  .help = "The endpoint to poll, e.g. https://api.example.dk/v1/items (https, or http to "
+		  "this machine unless allow_plain_http)." },
+	OPT_PTR("cursor_param", cursor_param, "since",
+		"Query argument that carries the cursor (omitted while there is none)."),
+	{ .name = "start_cursor", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, start_cursor),
+	  .help = "Cursor of the first poll, when none is persisted yet (default: none)." },
+	OPT_PTR("items_pointer", items_pointer, "/items",
+		"JSON pointer to the answer's array of items (\"\": the answer is the array)."),
+	OPT_PTR("cursor_pointer", cursor_pointer, "/next",
+		"JSON pointer to the next cursor in the answer (a string or number; null or "
+		"missing keeps the cursor)."),
+	OPT_PTR("more_pointer", more_pointer, "/has_more",
+		"JSON pointer to a boolean saying more pages follow; when missing, a full page "
+		"(page_size items) means more."),
+	OPT_PTR("id_pointer", id_pointer, "/id",
+		"JSON pointer to the item's id (a string or number): the event's id."),
+	{ .name = "type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, type),
+	  .help = "The events' type, e.g. vendor.item.changed (or type_pointer)." },
+	{ .name = "type_pointer", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, type_pointer),
+	  .help = "JSON pointer to the item's type (a string), instead of a fixed type." },
+	{ .name = "subject_pointer", .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(httppoll_t, subject_pointer),
+	  .help = "JSON pointer to the event's subject (default: none)." },
+	{ .name = "time_pointer", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, time_pointer),
+	  .help = "JSON pointer to the event's time, an RFC 3339 time (default: none)." },
+	OPT_PTR("data_pointer", data_pointer, "",
+		"JSON pointer to the event's data within the item (\"\": the whole item)."),
+	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "30s",
+	  .min = "1ms", KANAL_OPT_AT(httppoll_t, poll_interval_ms),
+	  .help = "Time between two polls." },
+	{ .name = "max_backoff", .type = KANAL_OPT_DURATION, .default_value = "5m",
+	  .min = "1ms", KANAL_OPT_AT(httppoll_t, max_backoff_ms),
+	  .help = "Longest wait between polls while the upstream fails (the wait doubles from "
+		  "poll_interval)." },
+	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100", .min = "1",
+	  .max = "10000", KANAL_OPT_AT(httppoll_t, page_size),
+	  .help = "Items asked for per request, sent as the query argument limit." },
+	KC_HTTP_OPT_TIMEOUT(httppoll_t, http_conf, "10s",
+			    "The longest one HTTP call to the upstream may take."),
+	KC_HTTP_OPT_CA_FILE(httppoll_t, http_conf),
+	KC_HTTP_OPT_CLIENT_CERT(httppoll_t, http_conf),
+	KC_HTTP_OPT_TOKEN(httppoll_t, http_conf),
+	KC_HTTP_OPT_BASIC_AUTH(httppoll_t, http_conf),
+	KC_URL_OPT_ALLOW_PLAIN_HTTP(httppoll_t, http_conf.allow_plain_http),
+	{ .name = NULL },
+};
+
+/* ---- JSON pointers ------------------------------------------------------------------------ */
+
+/* True when p is a JSON pointer (RFC 6901): "" or "/…" with only ~0 and ~1 escapes. */
+static bool s_pointer_ok(const char *p)
+{
+	if (!*p)
+		return true;
+	if (*p != '/')
+		return false;
+	for (; *p; p++)
+		if (*p == '~' && p[1] != '0' && p[1] != '1')
+			return false;
+	return true;
+}
+
+/* The value `pointer` names in v (borrowed), or NULL. Array indexes are decimal. */
+static json_t *s_pointer_get(json_t *v, const char *pointer)
+{
+	char token[256];
+
+	while (v && *pointer == '/') {
+		size_t n = 0;
+		pointer++;
+		for (; *pointer && *pointer != '/'; pointer++) {
+			char c = *pointer;
+			if (c == '~') {
+				c = pointer[1] == '1' ? '/' : '~';
+				pointer++;
+			}
+			if (n + 1 >= sizeof token)
+				return NULL;
+			token[n++] = c;
+		}
+		token[n] = '\0';
+		if (json_is_object(v)) {
+			v = json_object_get(v, token);
+		} else if (json_is_array(v) && n > 0 && strspn(token, "0123456789") == n) {
+			v = json_array_get(v, strtoul(token, NULL, 10));
+		} else {
+			return NULL;
+		}
+	}
+	return v;
+}
+
+/* A string or an integer at pointer as text in buf, or NULL. */
+static const char *s_pointer_text(json_t *item, const char *pointer, char *buf, size_t size)
+{
+	json_t *v = pointer ? s_pointer_get(item, pointer) : NULL;
+
+	if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < size)
+		return json_string_value(v);
+	if (json_is_integer(v)) {
+		snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return buf;
+	}
+	return NULL;
+}
+
+/* ---- mapping ----------------------------------------------------------------------------- */
+
+/* The event for one item, or NULL with why in buf. */
+static kanal_msg_t *s_map_item(httppoll_t *h, json_t *item, char *why, size_t size)
+{
+	char idbuf[32], typebuf[32], subjbuf[32];
+	const char *id = s_pointer_text(item, h->id_pointer, idbuf, 200);
+	const char *type = h->type_pointer ? s_pointer_text(item, h->type_pointer, typebuf, 200)
+					   : h->type;
+	const char *subject = s_pointer_text(item, h->subject_pointer, subjbuf, 200);
+	json_t *time = h->time_pointer ? s_pointer_get(item, h->time_pointer) : NULL;
+	json_t *data = s_pointer_get(item, h->data_pointer);
+	kanal_msg_t *msg;
+	char *text;
+	int rc;
+
+	if (!id) {
+		snprintf(why, size, "no id at '%s' (a string or number of 1-199 characters)",
+			 h->id_pointer);
+		return NULL;
+	}
+	if (!type) {
+		snprintf(why, size, "item %.80s has no type at '%s'", id, h->type_pointer);
+		return NULL;
+	}
+	if (!(msg = kanal_msg_new(type, h->instance, id))) {
+		snprintf(why, size, "item %.80s: '%.80s' is not a valid event type", id, type);
+		return NULL;
+	}
+	if (data && !json_is_null(data)) {
+		text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+		rc = text ? kanal_msg_set_data_json(msg, text, strlen(text)) : KANAL_ENOMEM;
+		free(text);
+		if (rc != 0) {
+			snprintf(why, size, "item %.80s: its data is refused: %s", id,
+				 kanal_strerror(rc));
+			kanal_msg_destroy(&msg);
+			return NULL;
+		}
+	}
+	if (subject && kanal_msg_set_attr(msg, "subject", subject, NULL) != 0) {
+		snprintf(why, size, "item %.80s: its subject is refused", id);
+		kanal_msg_destroy(&msg);
+		return NULL;
+	}
+	if (h->time_pointer && json_is_string(time) &&
+	    kanal_msg_set_attr(msg, "time", json_string_value(time), NULL) != 0) {
+		snprintf(why, size, "item %.80s: its time is not an RFC 3339 time", id);
+		kanal_msg_destroy(&msg);
+		return NULL;
+	}
+	return msg;
+}
+
+/* ---- the cursor ---------------------------------------------------------------------------- */
+
+static int s_load_cursor(kanal_ctx_t *ctx, httppoll_t *h)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc = kc_state_read(ctx, HP_CURSOR_FILE, &text, &len);
+
+	if (rc == KANAL_ENOTFOUND) {
+		if (h->start_cursor && *h->start_cursor && !(h->cursor = strdup(h->start_cursor)))
+			return KANAL_ENOMEM;
+		return 0;
+	}
+	if (rc != 0) {
+		kanal_set_error(ctx, "cannot read the cursor file '%s/%s': %s", kanal_state_dir(ctx),
+				HP_CURSOR_FILE, kanal_strerror(rc));
+		return rc;
+	}
+	text[strcspn(text, "\r\n")] = '\0';
+	if (*text)
+		h->cursor = text;
+	else
+		free(text);
+	return 0;
+}
+
+/* Persists the cursor, once the events before it are durable. */
+static void s_save_cursor(kanal_ctx_t *ctx, httppoll_t *h, const char *cursor)
+{
+	char line[HP_MAX_CURSOR + 2];
+	char *copy;
+	int rc;
+
+	if (!cursor || (h->cursor && !strcmp(h->cursor, cursor)))
+		return;
+	snprintf(line, sizeof line, "%s\n", cursor);
+	rc = kc_state_write(ctx, HP_CURSOR_FILE, line, strlen(line));
+	if (rc != 0)
+		/* Polling goes on from memory; after a restart the pages since the last cursor
+		 * written are read again and kanald drops them as duplicates. */
+		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write the cursor file in '%s': %s",
+			  kanal_state_dir(ctx), kanal_strerror(rc));
+	if ((copy = strdup(cursor))) {
+		free(h->cursor);
+		h->cursor = copy;
+	}
+}
+
+/* ---- polling ------------------------------------------------------------------------------- */
+
+typedef enum { PAGE_DONE, PAGE_MORE, PAGE_FAILED, PAGE_BUSY, PAGE_CLOSED } page_result_t;
+
+/* Notes one failed call: logs it, counts it and lengthens the wait before the next. */
+static void s_upstream_error(kanal_ctx_t *ctx, httppoll_t *h, const char *why)
+{
+	h->errors_in_row++;
+	h->backoff_ms = h->backoff_ms ? h->backoff_ms * 2 : h->poll_interval_ms;
+	if (h->backoff_ms > h->max_backoff_ms)
+		h->backoff_ms = h->max_backoff_ms;
+	kanal_metric_add(ctx, "upstream_errors", 1);
+	kanal_log(ctx, KANAL_LOG_ERROR, "upstream error: %s (%" PRId64 " in a row; next poll in "
+		  "%" PRId64 " ms; cursor %s kept)", why, h->errors_in_row,
+		  h->retry_after_ms > h->backoff_ms ? h->retry_after_ms : h->backoff_ms,
+		  h->cursor ? h->cursor : "(none)");
+}
+
+/* The URL of the next page: url, then cursor_param=<cursor> (percent-encoded) and
+ * limit=<page_size>. NULL when out of memory. */
+static char *s_page_url(const httppoll_t *h)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t cap = strlen(h->url) + strlen(h->cursor_param) +
+		     (h->cursor ? strlen(h->cursor) * 3 : 0) + 48;
+	char *url = malloc(cap), *o;
+
+	if (!url)
+		return NULL;
+	o = url + sprintf(url, "%s%climit=%" PRId64, h->url, strchr(h->url, '?') ? '&' : '?',
+			  h->page_size);
+	if (h->cursor && *h->cursor_param) {
+		o += sprintf(o, "&%s=", h->cursor_param);
+		for (const unsigned char *p = (const unsigned char *)h->cursor; *p; p++) {
+			if (isalnum(*p) || strchr("-._~", *p)) {
+				*o++ = (char)*p;
+			} else {
+				*o++ = '%';
+				*o++ = hex[*p >> 4];
+				*o++ = hex[*p & 15];
+			}
+		}
+		*o = '\0';
+	}
+	return url;
+}
+
+/* Emits the items in order; stops at the first the bus does not take (BUSY, CLOSED). */
+static page_result_t s_emit_items(kanal_ctx_t *ctx, httppoll_t *h, json_t *items,
+				  int64_t *handled)
+{
+	json_t *item;
+	size_t i;
+
+	json_array_foreach(items, i, item) {
+		char why[300];
+		kanal_msg_t *msg = s_map_item(h, item, why, sizeof why);
+		int rc;
+
+		if (!msg) {
+			kanal_log(ctx, KANAL_LOG_WARN, "item #%zu after cursor %s skipped: %s", i + 1,
+				  h->cursor ? h->cursor : "(none)", why);
+			kanal_metric_add(ctx, "skipped", 1);
+			continue;
+		}
+		rc = kanal_emit(ctx, &msg);
+		if (rc == KANAL_ECLOSED)
+			return PAGE_CLOSED;
+		if (rc == KANAL_EBUSY || rc == KANAL_ENOMEM || rc == KANAL_ETIMEDOUT)
+			return PAGE_BUSY;
+		if (rc != 0) {
+			kanal_log(ctx, KANAL_LOG_WARN, "item #%zu after cursor %s skipped: the bus "
+				  "refused its event: %s", i + 1, h->cursor ? h->cursor : "(none)",
+				  kanal_strerror(rc));
+			kanal_metric_add(ctx, "skipped", 1);
+			continue;
+		}
+		kanal_metric_add(ctx, "emitted", 1);
+		(*handled)++;
+	}
+	return PAGE_DONE;
+}
+
+/* Fetches and handles one page. */
+static page_result_t s_poll_page(kanal_ctx_t *ctx, httppoll_t *h)
+{
+	const char *headers[] = { "Accept: application/json", NULL };
+	char what[HP_MAX_CURSOR + 64], cause[1024], curbuf[HP_MAX_CURSOR + 1];
+	kc_response_t res;
+	json_error_t jerr;
+	json_t *page, *items, *more_v;
+	const char *next;
+	char *url = s_page_url(h);
+	page_result_t r;
+	int64_t handled = 0;
+	bool more;
+	int rc;
+
+	if (!url) {
+		s_upstream_error(ctx, h, "out of memory");
+		return PAGE_FAILED;
+	}
+	snprintf(what, sizeof what, "GET (cursor %s)", h->cursor ? h->cursor : "none");
+	kanal_metric_add(ctx, "polls", 1);
+	rc = kc_http_request(h->http, "GET", url, headers, NULL, 0, &res);
+	free(url);
+	h->retry_after_ms = rc == 0 ? res.retry_after_ms : -1;
+	if (rc != 0 || res.status < 200 || res.status > 299) {
+		kc_http_describe(&res, what, cause, sizeof cause);
+		s_upstream_error(ctx, h, cause);
+		kc_response_clear(&res);
+		return PAGE_FAILED;
+	}
+	/* Never quote a 200's body: it may hold personal data. Say where it broke. */
+	page = json_loadb(res.body, res.len, JSON_DECODE_ANY, &jerr);
+	if (!page) {
+		snprintf(cause, sizeof cause, "%s: answer is not JSON (%zu bytes; broken at line %d, "
+			 "column %d)", what, res.len, jerr.line, jerr.column);
+		kc_response_clear(&res);
+		s_upstream_error(ctx, h, cause);
+		return PAGE_FAILED;
+	}
+	kc_response_clear(&res);
+	items = s_pointer_get(page, h->items_pointer);
+	if (!json_is_array(items)) {
+		snprintf(cause, sizeof cause, "%s: answer has no array at '%s'", what,
+			 h->items_pointer);
+		json_decref(page);
+		s_upstream_error(ctx, h, cause);
+		return PAGE_FAILED;
+	}
+	next = s_pointer_text(page, h->cursor_pointer, curbuf, sizeof curbuf);
+	if (json_array_size(items) > 0 && !next) {
+		snprintf(cause, sizeof cause, "%s: answer has items but no cursor at '%s'", what,
+			 h->cursor_pointer);
+		json_decref(page);
+		s_upstream_error(ctx, h, cause);
+		return PAGE_FAILED;
+	}
+	if (h->errors_in_row)
+		kanal_log(ctx, KANAL_LOG_INFO, "upstream answers again after %" PRId64 " errors",
+			  h->errors_in_row);
+	h->errors_in_row = 0;
+	h->backoff_ms = 0;
+	r = s_emit_items(ctx, h, items, &handled);
+	if (handled > 0 && (rc = kanal_emit_flush(ctx, HP_FLUSH_TIMEOUT_MS)) != 0) {
+		/* Not durable yet: keep the cursor and read the page again next time (kanald
+		 * drops the replays it already holds). */
+		kanal_log(ctx, KANAL_LOG_WARN, "events after cursor %s are not durable yet (%s); "
+			  "cursor kept", h->cursor ? h->cursor : "(none)", kanal_strerror(rc));
+		json_decref(page);
+		return rc == KANAL_ECLOSED ? PAGE_CLOSED : PAGE_BUSY;
+	}
+	/* A page the bus took only in part is read again whole: its ids make the replays
+	 * duplicates. */
+	if (r == PAGE_DONE)
+		s_save_cursor(ctx, h, next);
+	more_v = s_pointer_get(page, h->more_pointer);
+	more = json_is_boolean(more_v) ? json_is_true(more_v)
+				       : (int64_t)json_array_size(items) >= h->page_size;
+	more = more && json_array_size(items) > 0;
+	json_decref(page);
+	return r == PAGE_DONE && more ? PAGE_MORE : r;
+}
+
+static int s_schedule(kanal_ctx_t *ctx, httppoll_t *h, int64_t after_ms);
+
+/* The poll timer: pages until the upstream has no more (at most HP_MAX_PAGES per turn, so
+ * the instance's thread is not held), then schedules the next poll. */
+static void s_poll(kanal_ctx_t *ctx, void *arg)
+{
+	httppoll_t *h = arg;
+	int64_t next = h->poll_interval_ms;
+	page_result_t r = PAGE_MORE;
+
+	h->timer = 0;
+	if (h->stopped)
+		return;
+	for (int pages = 0; r == PAGE_MORE && pages < HP_MAX_PAGES && !h->stopped; pages++)
+		r = s_poll_page(ctx, h);
+	if (r == PAGE_MORE)
+		next = 0;
+	else if (r == PAGE_FAILED)
+		next = h->retry_after_ms > h->backoff_ms ? h->retry_after_ms : h->backoff_ms;
+	else if (r == PAGE_BUSY)
+		next = h->poll_interval_ms < HP_BUSY_WAIT_MS ? h->poll_interval_ms : HP_BUSY_WAIT_MS;
+	else if (r == PAGE_CLOSED) {
+		kanal_log(ctx, KANAL_LOG_INFO, "bus shutting down; polling stopped at cursor %s",
+			  h->cursor ? h->cursor : "(none)");
+		h->stopped = true;
+		return;
+	}
+	if (next > h->max_backoff_ms)
+		next = h->max_backoff_ms;
+	s_schedule(ctx, h, next);
+}
+
+static int s_schedule(kanal_ctx_t *ctx, httppoll_t *h, int64_t after_ms)
+{
+	int64_t t;
+
+	if (h->stopped)
+		return 0;
+	t = kanal_timer_add(ctx, after_ms, 0, s_poll, h);
+	if (t < 0) {
+		kanal_set_error(ctx, "cannot add the poll timer: %s", kanal_strerror((int)t));
+		kanal_log(ctx, KANAL_LOG_ERROR, "cannot add the poll timer: %s; polling stopped",
+			  kanal_strerror((int)t));
+		return (int)t;
+	}
+	h->timer = t;
+	return 0;
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+static void s_destroy(void *state)
+{
+	httppoll_t *h = state;
+
+	if (!h)
+		return;
+	kc_http_destroy(&h->http);
+	kc_http_conf_clear(&h->http_conf);
+	free(h->cursor);
+	free(h);
+}
+
+/* Checks what the table cannot: the URL, the pointers, type or type_pointer, the backoff. */
+static int s_check(kanal_ctx_t *ctx, httppoll_t *h)
+{
+	const struct { const char *name, *value; } ptrs[] = {
+		{ "items_pointer", h->items_pointer }, { "cursor_pointer", h->cursor_pointer },
+		{ "more_pointer", h->more_pointer }, { "id_pointer", h->id_pointer },
+		{ "type_pointer", h->type_pointer }, { "subject_pointer", h->subject_pointer },
+		{ "time_pointer", h->time_pointer }, { "data_pointer", h->data_pointer },
+	};
+
+	if (kc_url_check_option(ctx, "url", h->url, h->http_conf.allow_plain_http) != 0)
+		return KANAL_ECONFIG;
+	for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
+		if (ptrs[i].value && !s_pointer_ok(ptrs[i].value)) {
+			kanal_set_error(ctx, "option '%s': '%s' is not a JSON pointer (\"\" or "
+					"\"/name/0/…\", with ~0 for ~ and ~1 for /)", ptrs[i].name,
+					ptrs[i].value);
+			return KANAL_ECONFIG;
+		}
+	if (!h->type == !h->type_pointer) {
+		kanal_set_error(ctx, "give exactly one of the options 'type' (a fixed event type) "
+				"and 'type_pointer' (the type in each item)");
+		return KANAL_ECONFIG;
+	}
+	if (h->max_backoff_ms < h->poll_interval_ms) {
+		kanal_set_error(ctx, "option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
+				"'poll_interval' (%" PRId64 " ms)", h->max_backoff_ms,
+				h->poll_interval_ms);
+		return KANAL_ECONFIG;
+	}
+	if (h->start_cursor && strlen(h->start_cursor) > HP_MAX_CURSOR) {
+		kanal_set_error(ctx, "option 'start_cursor' is longer than %d bytes", HP_MAX_CURSOR);
+		return KANAL_ECONFIG;
+	}
+	return 0;
+}
+
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	httppoll_t *h = calloc(1, sizeof *h);
+	kc_http_opts_t o;
+	int rc;
+
+	if (!h) {
+		kanal_set_error(ctx, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	kanal_config_bind(cfg, h);
+	h->instance = kanal_instance_name(ctx);
+	h->retry_after_ms = -1;
+	rc = s_check(ctx, h);
+	if (rc == 0 && kc_http_conf_open(ctx, &h->http_conf, &o) != 0)
+		rc = KANAL_ECONFIG;
+	if (rc == 0 && !(h->http = kc_http_new(&o))) {
+		kanal_set_error(ctx, "cannot make the HTTP client: out of memory");
+		rc = KANAL_ENOMEM;
+	}
+	kc_http_conf_clear(&h->http_conf);
+	if (rc != 0) {
+		s_destroy(h);
+		return rc;
+	}
+	*state = h;
+	return 0;
+}
+
+static int s_start(kanal_ctx_t *ctx, void *state)
+{
+	httppoll_t *h = state;
+	int rc;
+
+	kanal_metric_add(ctx, "polls", 0);
+	kanal_metric_add(ctx, "emitted", 0);
+	kanal_metric_add(ctx, "skipped", 0);
+	kanal_metric_add(ctx, "upstream_errors", 0);
+	rc = s_load_cursor(ctx, h);
+	if (rc == 0)
+		rc = s_schedule(ctx, h, 0);
+	if (rc == 0)
+		kanal_log(ctx, KANAL_LOG_INFO, "polling every %" PRId64 " ms from cursor %s",
+			  h->poll_interval_ms, h->cursor ? h->cursor : "(none)");
+	return rc;
+}
+
+static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
+{
+	httppoll_t *h = state;
+
+	(void)deadline_ms;
+	h->stopped = true;
+	if (h->timer > 0)
+		kanal_timer_cancel(ctx, h->timer);
+	h->timer = 0;
+}
+
+static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
+{
+	kanal_set_error(ctx, "instance '%s' is an httppoll source and accepts no events; route %s "
+			"elsewhere", ((httppoll_t *)state)->instance, kanal_msg_type(msg));
+	return KANAL_OUTCOME_REJECT;
+}
+
+KANAL_PLUGIN_EXPORT = {
+	.abi_major = KANAL_ABI_MAJOR,
+	.abi_minor = KANAL_ABI_MINOR,
+	.struct_size = sizeof(kanal_plugin_t),
+	.name = "httppoll",
+	.version = KANAL_VERSION,
+	.description = "Polls a JSON REST API on an interval (cursor, paging, auth) and emits one "
+		       "event per item, mapped by JSON pointers.",
+	.options = s_options,
+	.init = s_init,
+	.start = s_start,
+	.on_message = s_on_message,
+	.stop = s_stop,
+	.destroy = s_destroy,
+};
