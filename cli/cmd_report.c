@@ -206,7 +206,7 @@ static int s_measure(const ctl_t *ctl, json_t *m, const by_t *by)
 	{
 		const char *all_cols[REPORT_MAX_BY];
 		for (i = 0; i < n_cols; i++)
-			all_cols[i] = REPORT_ALL;
+			all_cols[i] = s_in_list(labels, cols[i]) ? REPORT_ALL : "";
 		s_line(ctl, name, all_cols, &all, n_cols, share);
 	}
 	free(groups);
