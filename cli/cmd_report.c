@@ -199,7 +199,7 @@ static int s_measure(const ctl_t *ctl, json_t *m, const by_t *by)
 				*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
 			printf("%-20s ", head);
 		}
-		printf("%8s %8s %7s %8s  %s\n", "TOTAL", "DIGITAL", "SHARE", "TARGET", "");
+		printf("%8s %8s %7s %8s\n", "TOTAL", "DIGITAL", "SHARE", "TARGET");
 	}
 	for (i = 0; n_cols && i < n_groups; i++)
 		s_line(ctl, name, groups[i].values, &groups[i], n_cols, share);
