@@ -288,6 +288,20 @@ void stats_count_measures(router_t *r, const kanal_msg_t *msg)
 	}
 }
 
+/* A measure's target as the status and the report show it, or NULL when it has none. */
+static json_t *s_target_json(const route_measure_t *m)
+{
+	json_t *digital;
+
+	if (!m->target_label)
+		return NULL;
+	digital = json_array();
+	for (size_t i = 0; i < m->n_target_values; i++)
+		json_array_append_new(digital, json_string(m->target_values[i]));
+	return json_pack("{s:s, s:o, s:f}", "label", m->target_label, "digital", digital, "share",
+			 m->target_share);
+}
+
 /* The measures of the current table, for the status: each with its label names and one
  * entry per label-value combination (total, and per minute for the last hour, oldest
  * first, aligned with the measure's "minutes"). */
@@ -325,9 +339,9 @@ static json_t *s_measures_json(router_t *r)
 					  (json_int_t)s->total, "per_minute", per_minute));
 		}
 		json_array_append_new(arr,
-			json_pack("{s:s, s:s?, s:s?, s:o, s:o, s:O}", "name", m->name, "title",
+			json_pack("{s:s, s:s?, s:s?, s:o, s:o, s:O, s:o*}", "name", m->name, "title",
 				  m->title, "type", m->type_pattern, "labels", labels, "series",
-				  series, "minutes", minutes));
+				  series, "minutes", minutes, "target", s_target_json(m)));
 	}
 	json_decref(minutes);
 	return arr;
@@ -370,14 +384,8 @@ json_t *stats_measures_report(router_t *r, json_t *req)
 		item = json_pack("{s:s, s:s?, s:o, s:o}", "name", m->name, "title", m->title,
 				 "labels", labels, "counts",
 				 journal_measure_sum(r->journal, m->name, from, to));
-		if (m->target_label) {
-			json_t *digital = json_array();
-			for (size_t i = 0; i < m->n_target_values; i++)
-				json_array_append_new(digital, json_string(m->target_values[i]));
-			json_object_set_new(item, "target",
-					    json_pack("{s:s, s:o, s:f}", "label", m->target_label,
-						      "digital", digital, "share", m->target_share));
-		}
+		if (m->target_label)
+			json_object_set_new(item, "target", s_target_json(m));
 		json_array_append_new(measures, item);
 	}
 	return json_pack("{s:b, s:s?, s:s?, s:o}", "ok", 1, "from", from, "to", to, "measures",
