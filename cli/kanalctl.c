@@ -181,7 +181,7 @@ static void s_usage(FILE *out)
 		"  --timeout MS          wait at most MS for a reply (send, reload, status; default\n"
 		"                        5000), or for the next message (tail; default: forever)\n"
 		"  --count N             tail: stop after N messages\n"
-		"  --json                tail, status, reload, dlq: print the JSON as received\n"
+		"  --json                tail, status, reload, dlq, report: print the JSON as received\n"
 		"  --route R, --type T   dlq list, dlq replay --all-matching: only dead letters\n"
 		"                        of route R, of event type T\n"
 		"  --since TIME          dlq: only those that died after TIME (RFC 3339, or a\n"
