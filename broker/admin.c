@@ -1,6 +1,7 @@
 /*
  * broker/admin.c — the admin commands, on the router's thread: status, routes, instances
- * (and pause, resume, restart), the dead letters (list, show, replay, drop) and reload.
+ * (and pause, resume, restart), the dead letters (list, show, replay, drop), the measures'
+ * report (stats.c) and reload.
  * The admin socket (a ZeroMQ REP) is read here; `kanalctl` and the HTTP admin endpoint
  * (admin_http.c, on its own thread) both talk to it. Replies are JSON, with CPR numbers
  * masked unless a dead letter is asked for in clear.
@@ -351,11 +352,13 @@ void admin_on_readable(router_t *r)
 			reply = s_instance_cmd(r, cmd, req);
 		else if (cmd && !strncmp(cmd, "dlq.", 4) && (reply = s_dlq(r, cmd, req, &clear)))
 			;
+		else if (cmd && !strcmp(cmd, "measures.report"))
+			reply = stats_measures_report(r, req);
 		else
 			reply = json_pack("{s:b, s:s}", "ok", 0, "error",
 					  "unknown command (expected reload, status, routes, instances, "
 					  "instance.pause|resume|restart, dlq.list, dlq.show, "
-					  "dlq.replay or dlq.drop)");
+					  "dlq.replay, dlq.drop or measures.report)");
 		json_decref(req);
 		/* The dlq writes (replay, drop) take effect with this turn's commit. */
 		commit_end_turn(r);

@@ -6,7 +6,9 @@
  * commit. A failed commit rolls back and says so: the router then acknowledges none of the
  * turn's events. Duplicate suppression looks in memory first (a ring of recent events with
  * a hash table over it, read back from the file after a start); done marks are rows of a
- * narrow `done` table. The file's schema version is checked at open.
+ * narrow `done` table. The file's schema version is checked at open. The measures' counts
+ * (docs/design/measures.md) are rows per measure, label values and day, added to in the
+ * same transaction as the events they count.
  *
  * Faults: the first error of a failing turn is kept in words ("disk full: …") for the
  * refusal the senders read; done marks of a turn that could not be committed are kept and
@@ -52,6 +54,8 @@ enum {
 	ST_PARKED,
 	ST_COUNT_PARKED,
 	ST_RECENT,
+	ST_MEASURE_ADD,
+	ST_MEASURE_SUM,
 	ST__N
 };
 
@@ -118,6 +122,11 @@ static const char *const s_sql[ST__N] = {
 	[ST_COUNT_PARKED] = "SELECT count(*) FROM events e WHERE parked = 1 AND NOT EXISTS "
 			    "(SELECT 1 FROM done d WHERE d.seq = e.seq)",
 	[ST_RECENT] = "SELECT seq, source, id, accepted_at FROM events ORDER BY seq DESC",
+	[ST_MEASURE_ADD] = "INSERT INTO measure_counts (measure, labels, day, count) VALUES "
+			   "(?1, ?2, ?3, ?4) ON CONFLICT (measure, labels, day) DO UPDATE SET "
+			   "count = count + excluded.count",
+	[ST_MEASURE_SUM] = "SELECT labels, sum(count) FROM measure_counts WHERE measure = ?1 "
+			   "AND day BETWEEN ?2 AND ?3 GROUP BY labels ORDER BY labels",
 };
 
 static const char s_schema[] =
@@ -137,6 +146,10 @@ static const char s_schema[] =
 	"  destination TEXT NOT NULL, type TEXT NOT NULL, event_id TEXT NOT NULL,"
 	"  source TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL,"
 	"  errors TEXT NOT NULL, body BLOB NOT NULL);"
+	/* Added to version 2 files as they are opened: an older kanald ignores it. */
+	"CREATE TABLE IF NOT EXISTS measure_counts ("
+	"  measure TEXT NOT NULL, labels TEXT NOT NULL, day TEXT NOT NULL,"
+	"  count INTEGER NOT NULL, PRIMARY KEY (measure, labels, day)) WITHOUT ROWID;"
 	"PRAGMA user_version = 2;"; /* SCHEMA_VERSION */
 
 /* One event of the duplicate window: a fingerprint of (source, id), its journal number (to
@@ -1256,4 +1269,43 @@ int64_t journal_prune(journal_t *j, int64_t before_ms)
 	if (s_step_write(j, j->st[ST_PRUNE_DONE]) < 0)
 		return KANAL_EIO;
 	return n;
+}
+
+/* ---- measures ------------------------------------------------------------------------ */
+
+int journal_measure_add(journal_t *j, const char *measure, const char *labels, const char *day,
+			int64_t n)
+{
+	sqlite3_stmt *st = j->st[ST_MEASURE_ADD];
+
+	if (journal_begin(j) < 0)
+		return KANAL_EIO;
+	s_bind_text(st, 1, measure);
+	s_bind_text(st, 2, labels);
+	s_bind_text(st, 3, day);
+	sqlite3_bind_int64(st, 4, n);
+	return s_step_write(j, st);
+}
+
+json_t *journal_measure_sum(journal_t *j, const char *measure, const char *from_day,
+			    const char *to_day)
+{
+	sqlite3_stmt *st = j->st[ST_MEASURE_SUM];
+	json_t *rows = json_array();
+
+	s_bind_text(st, 1, measure);
+	s_bind_text(st, 2, from_day ? from_day : "0000-00-00");
+	s_bind_text(st, 3, to_day ? to_day : "9999-99-99");
+	while (rows && sqlite3_step(st) == SQLITE_ROW) {
+		json_t *labels = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+		if (json_is_object(labels))
+			json_array_append_new(rows,
+				json_pack("{s:o, s:I}", "labels", labels, "count",
+					  (json_int_t)sqlite3_column_int64(st, 1)));
+		else
+			json_decref(labels);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rows;
 }

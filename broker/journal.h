@@ -111,4 +111,16 @@ int64_t journal_prune(journal_t *j, int64_t before_ms);
 /* Counts of open events and of all event rows, for status. */
 int64_t journal_open_count(journal_t *j);
 
+/* Adds n to the count of measure for the label values `labels` (a JSON object's text, label
+ * name to value, in the measure's label order) on `day` ("2026-03-01", kanald's local day),
+ * in the turn's transaction: the count is as durable as the events it counts. Returns 0 or
+ * KANAL_EIO. Ownership: borrows. */
+int journal_measure_add(journal_t *j, const char *measure, const char *labels, const char *day,
+			int64_t n);
+/* The counts of measure per label values summed over the days from_day to to_day, both
+ * included (NULL: no bound), ordered by label values: a JSON array of {"labels": {...},
+ * "count": N}. Ownership: the array is new. */
+json_t *journal_measure_sum(journal_t *j, const char *measure, const char *from_day,
+			    const char *to_day);
+
 #endif

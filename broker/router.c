@@ -1035,6 +1035,7 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		r->journal = journal_open(path, conf->journal_sync_power, err, err_size);
 		if (!r->journal)
 			goto fail;
+		stats_load_measures(r);
 	}
 	r->deliver_sock = s_bind(r, ZMQ_ROUTER, BUS_DELIVER_ENDPOINT, NULL, 0, err, err_size);
 	r->emit_sock = s_bind(r, ZMQ_ROUTER, BUS_EMIT_ENDPOINT, NULL, 0, err, err_size);

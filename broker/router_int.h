@@ -143,7 +143,8 @@ typedef struct route_stat {
 /* One label-value combination of a measure: its total and its last hour by minute. */
 typedef struct measure_series {
 	char *values[ROUTES_MEASURE_MAX_LABELS];
-	uint64_t total;
+	char *labels; /* the values as the journal keys them: {"channel":"digital"} */
+	uint64_t total; /* with the journal: since the measure was first counted, else since start */
 	struct {
 		int64_t minute; /* unix minute, 0: unused */
 		uint32_t count;
@@ -248,6 +249,8 @@ struct router {
 	double latency_sum_ms;
 	measure_stat_t *measure_stats;
 	bool has_measures; /* the current table declares measures */
+	int64_t measure_day_minute; /* the unix minute measure_day was computed for */
+	char measure_day[16];       /* kanald's local day, the journal's key: "2026-03-01" */
 };
 
 /* A frame on the delivery socket: a batch of outcomes (R, from an instance thread) or one
@@ -552,8 +555,15 @@ void recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
 
 /* ---- stats.c: counters for operations ----------------------------------------------- */
 
-/* Points every route and measure of a table at its counters. */
+/* Points every route and measure of a table at its counters; a measure's counters new to
+ * this process start from what the journal holds (when it is open). */
 void stats_bind(router_t *r, routes_t *routes);
+/* After the journal is opened: the bound measures' totals from the journal. */
+void stats_load_measures(router_t *r);
+/* The admin command `measures.report`: each measure's counts per label values summed over
+ * req's days "from" .. "to" (YYYY-MM-DD, both included), with its target. Ownership: the
+ * reply is new. */
+json_t *stats_measures_report(router_t *r, json_t *req);
 void stats_free(router_t *r);
 /* Counts a delivery's latency (accepted → OK) into the histogram. */
 void stats_observe_latency(router_t *r, const shared_t *ev, int64_t now_ms);

@@ -38,7 +38,9 @@
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const s_top_keys[] = { "routes", "default", "measures" };
-static const char *const s_measure_keys[] = { "name", "title", "match", "labels" };
+static const char *const s_measure_keys[] = { "name", "title", "match", "labels", "target" };
+static const char *const s_label_keys[] = { "from", "default" };
+static const char *const s_target_keys[] = { "label", "digital", "share" };
 static const char *const s_route_keys[] = { "name", "match", "enrich", "to", "fallback",
 					    "retry", "transform" };
 static const char *const s_destination_keys[] = { "instance", "transform" };
@@ -238,7 +240,12 @@ static void s_measure_free(route_measure_t *m)
 	for (size_t i = 0; i < m->n_labels; i++) {
 		free(m->label_names[i]);
 		free(m->label_fields[i]);
+		free(m->label_defaults[i]);
 	}
+	free(m->target_label);
+	for (size_t i = 0; i < m->n_target_values; i++)
+		free(m->target_values[i]);
+	free(m->target_values);
 	/* m->file is borrowed from the table's file list. */
 }
 
@@ -1053,7 +1060,23 @@ static bool s_label_name_valid(const char *name)
 	return true;
 }
 
-/* `labels: { channel: data.channel, … }`: each label is the text of a data field. */
+/* A label value written in the file (a default, a target's value): text a label value can
+ * be, up to 127 bytes (what a counted value keeps). */
+static const char *s_label_value(builder_t *b, const ynode_t *v, const char *key)
+{
+	const char *text = s_text(b, v, key);
+
+	if (text && strlen(text) > 127) {
+		s_err(b, v, "'%s' is %zu bytes long; a label value has at most 127", key,
+		      strlen(text));
+		return NULL;
+	}
+	return text;
+}
+
+/* `labels: { channel: data.channel, … }`: each label is the text of a data field; the long
+ * form `channel: { from: data.channel, default: unknown }` adds the value for an event
+ * without it. */
 static void s_measure_labels(builder_t *b, route_measure_t *m, const ynode_t *v)
 {
 	if (!s_is_mapping(b, v, "labels"))
@@ -1064,24 +1087,85 @@ static void s_measure_labels(builder_t *b, route_measure_t *m, const ynode_t *v)
 		return;
 	}
 	for (size_t i = 0; i < v->n_pairs; i++) {
-		const ynode_t *k = v->pairs[i].key, *f = v->pairs[i].value;
-		const char *field = s_text(b, f, k->text);
+		const ynode_t *k = v->pairs[i].key, *f = v->pairs[i].value, *x;
+		const char *field = NULL, *dflt = NULL;
 
 		if (!s_label_name_valid(k->text)) {
 			s_err(b, k, "label name '%s' is not valid: use lower-case letters, digits and "
 				    "'_', not starting with a digit (and not 'measure')", k->text);
 			continue;
 		}
+		if (f->kind == YNODE_MAPPING) {
+			s_check_keys(b, f, s_label_keys, N_OF(s_label_keys), "label");
+			if ((x = yaml_tree_get(f, "from")))
+				field = s_text(b, x, "from");
+			else
+				s_err(b, f, "label '%s' has no 'from': name its data field (data.NAME)",
+				      k->text);
+			if ((x = yaml_tree_get(f, "default")) && !(dflt = s_label_value(b, x, "default")))
+				continue;
+		} else {
+			field = s_text(b, f, k->text);
+		}
 		if (!field)
 			continue;
 		if (strncmp(field, "data.", 5) || !field[5]) {
+			if (f->kind == YNODE_MAPPING)
+				f = yaml_tree_get(f, "from");
 			s_err(b, f, "label '%s' must name a data field (data.NAME), not '%s'",
 			      k->text, field);
 			continue;
 		}
 		m->label_names[m->n_labels] = s_strdup(b, k->text);
 		m->label_fields[m->n_labels] = s_strdup(b, field + 5);
+		m->label_defaults[m->n_labels] = dflt ? s_strdup(b, dflt) : NULL;
 		m->n_labels++;
+	}
+}
+
+/* `target: { label: channel, digital: [digital, nemsms], share: 0.8 }`: the share of the
+ * counted events whose `label` is one of the `digital` values that the department aims at
+ * (kanalctl report channels). */
+static void s_measure_target(builder_t *b, route_measure_t *m, const ynode_t *v)
+{
+	const ynode_t *x;
+	const char *text;
+	char *end;
+
+	if (!s_is_mapping(b, v, "target"))
+		return;
+	s_check_keys(b, v, s_target_keys, N_OF(s_target_keys), "target");
+	if (!(x = yaml_tree_get(v, "label"))) {
+		s_err(b, v, "'target' has no 'label': name the label whose values it counts");
+	} else if ((text = s_text(b, x, "label"))) {
+		size_t i = 0;
+		while (i < m->n_labels && strcmp(m->label_names[i], text))
+			i++;
+		if (i == m->n_labels)
+			s_err(b, x, "target label '%s' is not one of the measure's labels", text);
+		else
+			m->target_label = s_strdup(b, text);
+	}
+	if (!(x = yaml_tree_get(v, "digital"))) {
+		s_err(b, v, "'target' has no 'digital': list the label values that count as "
+			    "digital");
+	} else if (x->kind != YNODE_SEQUENCE || !x->n_items) {
+		s_err(b, x, "'digital' must be a list of label values, not %s",
+		      yaml_tree_describe(x));
+	} else if ((m->target_values = calloc(x->n_items, sizeof *m->target_values))) {
+		for (size_t i = 0; i < x->n_items; i++)
+			if ((text = s_label_value(b, x->items[i], "digital")))
+				m->target_values[m->n_target_values++] = s_strdup(b, text);
+	} else {
+		b->oom = true;
+	}
+	if (!(x = yaml_tree_get(v, "share"))) {
+		s_err(b, v, "'target' has no 'share': the digital share aimed at, 0 to 1 (0.8)");
+	} else if ((text = s_text(b, x, "share"))) {
+		m->target_share = strtod(text, &end);
+		if (end == text || *end || !(m->target_share >= 0 && m->target_share <= 1))
+			s_err(b, x, "'share' must be a number from 0 to 1 (0.8 for 80%%), not '%s'",
+			      text);
 	}
 }
 
@@ -1144,6 +1228,8 @@ static void s_measure(builder_t *b, const ynode_t *v, size_t nth)
 			    "source, where)", nth + 1);
 	if ((x = yaml_tree_get(v, "labels")) && !yaml_tree_is_null(x))
 		s_measure_labels(b, m, x);
+	if ((x = yaml_tree_get(v, "target")))
+		s_measure_target(b, m, x);
 }
 
 /* Walks one routing file's tree. */
@@ -1558,6 +1644,15 @@ bool routes_measure_matches(const route_measure_t *m, const kanal_msg_t *msg)
 	if (m->source_glob && !routes_glob_matches(m->source_glob, kanal_msg_source(msg)))
 		return false;
 	return !m->where || expr_eval(m->where, msg);
+}
+
+const char *routes_measure_label(const route_measure_t *m, size_t i, const kanal_msg_t *msg)
+{
+	const char *v;
+
+	if (kanal_msg_data_str(msg, m->label_fields[i], &v) == 0 && *v)
+		return v;
+	return m->label_defaults[i] ? m->label_defaults[i] : "none";
 }
 
 const char *routes_default(const routes_t *rt)

@@ -66,7 +66,7 @@ typedef struct route {
 } route_t;
 
 /* A measure: accepted events of a type (and source, and `where`) counted per the values of
- * their label fields — the channel strategy's statistics as configuration, for the status,
+ * their label fields (or their defaults) — the channel strategy's statistics as configuration, for the status,
  * /metrics and the dashboard. The router counts (stats.c); the table only describes. */
 #define ROUTES_MEASURE_MAX_LABELS 4
 
@@ -81,7 +81,14 @@ typedef struct route_measure {
 	expr_t *where;
 	char *label_names[ROUTES_MEASURE_MAX_LABELS];  /* "channel" */
 	char *label_fields[ROUTES_MEASURE_MAX_LABELS]; /* its data path without "data.": "channel" */
+	char *label_defaults[ROUTES_MEASURE_MAX_LABELS]; /* when the field is absent: "unknown" */
 	size_t n_labels;
+	/* The channel strategy's target (`target:`), or target_label NULL: the share of counted
+	 * events whose target_label is one of target_values should reach target_share. */
+	char *target_label;
+	char **target_values; /* "digital", "nemsms" */
+	size_t n_target_values;
+	double target_share;  /* 0..1 */
 	struct measure_stat *stat; /* the router's counters for this measure (not owned) */
 } route_measure_t;
 
@@ -111,6 +118,9 @@ const route_measure_t *routes_measure_get(const routes_t *rt, size_t i);
 /* True when msg is one the measure counts (its type, source and `where`); reads data only
  * when the type and source matched and the `where` needs it. Ownership: borrows. */
 bool routes_measure_matches(const route_measure_t *m, const kanal_msg_t *msg);
+/* The value of m's i-th label for msg: its data field's text, else the label's default,
+ * else "none". Ownership: borrowed from msg or m. */
+const char *routes_measure_label(const route_measure_t *m, size_t i, const kanal_msg_t *msg);
 
 /* Files the table was read from, for messages ("3 routes from 2 files"). */
 size_t routes_file_count(const routes_t *rt);

@@ -3,6 +3,8 @@
  * router's thread: per route name (they outlive reloads), the delivery latency histogram,
  * and the measures the routing files declare (accepted events counted per label value, in
  * total and per minute for the last hour). stats_status writes them into the status JSON.
+ * With the journal, each count is also added to the journal's per-day rows in the turn's
+ * transaction, and a measure's totals start from those rows (docs/design/measures.md).
  */
 #include <stdio.h>
 #include <string.h>
@@ -108,8 +110,55 @@ void stats_observe_latency(router_t *r, const shared_t *ev, int64_t now_ms)
 
 /* ---- measures ------------------------------------------------------------------------ */
 
-/* The counters of measure m (by name and label names), made on first use; NULL when out
- * of memory. */
+static measure_series_t *s_series_for(measure_stat_t *ms, const char *const *v, size_t n,
+				      const route_measure_t *m);
+
+static void s_series_free(measure_series_t *s)
+{
+	for (size_t i = 0; i < ROUTES_MEASURE_MAX_LABELS; i++)
+		free(s->values[i]);
+	free(s->labels);
+	free(s);
+}
+
+/* Adds the journal's counts of measure m to its counters (those of every day). */
+static void s_measure_load(router_t *r, measure_stat_t *ms, const route_measure_t *m)
+{
+	json_t *rows, *row;
+	size_t k;
+
+	if (!r->journal)
+		return;
+	rows = journal_measure_sum(r->journal, m->name, NULL, NULL);
+	json_array_foreach(rows, k, row) {
+		json_t *labels = json_object_get(row, "labels");
+		const char *v[ROUTES_MEASURE_MAX_LABELS];
+		measure_series_t *s;
+		size_t i = 0;
+
+		/* Rows written under other label names belong to another definition. */
+		if (json_object_size(labels) != m->n_labels)
+			continue;
+		while (i < m->n_labels &&
+		       (v[i] = json_string_value(json_object_get(labels, m->label_names[i]))))
+			i++;
+		if (i == m->n_labels && (s = s_series_for(ms, v, m->n_labels, m)))
+			s->total += (uint64_t)json_integer_value(json_object_get(row, "count"));
+	}
+	json_decref(rows);
+}
+
+void stats_load_measures(router_t *r)
+{
+	for (size_t k = 0; k < routes_measure_count(r->table->routes); k++) {
+		const route_measure_t *m = routes_measure_get(r->table->routes, k);
+		if (m->stat && !m->stat->series)
+			s_measure_load(r, m->stat, m);
+	}
+}
+
+/* The counters of measure m (by name and label names), made on first use (from the
+ * journal's counts); NULL when out of memory. */
 static measure_stat_t *s_measure_stat_for(router_t *r, const route_measure_t *m)
 {
 	char key[1024];
@@ -128,6 +177,7 @@ static measure_stat_t *s_measure_stat_for(router_t *r, const route_measure_t *m)
 	}
 	ms->next = r->measure_stats;
 	r->measure_stats = ms;
+	s_measure_load(r, ms, m);
 	return ms;
 }
 
@@ -144,11 +194,13 @@ static measure_series_t *s_find_series(measure_stat_t *ms, const char *const *v,
 	return NULL;
 }
 
-/* The series for the label values v[0..n), made on first use; NULL when out of memory.
- * Label values are event data: they are kept with CPR numbers masked, and past
+/* The series for the label values v[0..n) of measure m, made on first use; NULL when out
+ * of memory. Label values are event data: they are kept with CPR numbers masked, and past
  * MEASURE_MAX_SERIES combinations a new one is counted as all "other". */
-static measure_series_t *s_series_for(measure_stat_t *ms, const char *const *v, size_t n)
+static measure_series_t *s_series_for(measure_stat_t *ms, const char *const *v, size_t n,
+				      const route_measure_t *m)
 {
+	json_t *labels;
 	static const char *const other[ROUTES_MEASURE_MAX_LABELS] = { "other", "other", "other",
 								       "other" };
 	char masked[ROUTES_MEASURE_MAX_LABELS][128];
@@ -172,18 +224,36 @@ static measure_series_t *s_series_for(measure_stat_t *ms, const char *const *v, 
 	}
 	if (!(s = calloc(1, sizeof *s)))
 		return NULL;
+	labels = json_object();
 	for (size_t i = 0; i < n; i++) {
-		if (!(s->values[i] = strdup(mv[i]))) {
-			while (i-- > 0)
-				free(s->values[i]);
-			free(s);
+		s->values[i] = strdup(mv[i]);
+		json_object_set_new(labels, m->label_names[i], json_string(mv[i]));
+	}
+	/* Keys in the measure's label order (jansson keeps insertion order). */
+	s->labels = json_dumps(labels, JSON_COMPACT);
+	json_decref(labels);
+	for (size_t i = 0; i < n; i++)
+		if (!s->values[i] || !s->labels) {
+			s_series_free(s);
 			return NULL;
 		}
-	}
 	s->next = ms->series;
 	ms->series = s;
 	ms->n_series++;
 	return s;
+}
+
+/* kanald's local calendar day of the unix minute, as the journal keys counts. */
+static const char *s_day(router_t *r, int64_t minute)
+{
+	if (r->measure_day_minute != minute || !r->measure_day[0]) {
+		time_t t = (time_t)(minute * 60);
+		struct tm tm;
+		localtime_r(&t, &tm);
+		strftime(r->measure_day, sizeof r->measure_day, "%Y-%m-%d", &tm);
+		r->measure_day_minute = minute;
+	}
+	return r->measure_day;
 }
 
 void stats_count_measures(router_t *r, const kanal_msg_t *msg)
@@ -198,14 +268,16 @@ void stats_count_measures(router_t *r, const kanal_msg_t *msg)
 
 		if (!m->stat || !routes_measure_matches(m, msg))
 			continue;
-		/* A label is its data field's text; "none" when absent or not text. */
 		for (size_t i = 0; i < m->n_labels; i++)
-			if (kanal_msg_data_str(msg, m->label_fields[i], &v[i]) != 0 || !*v[i])
-				v[i] = "none";
-		if (!(s = s_series_for(m->stat, v, m->n_labels)))
+			v[i] = routes_measure_label(m, i, msg);
+		if (!(s = s_series_for(m->stat, v, m->n_labels, m)))
 			continue;
 		if (minute < 0)
 			minute = kanal__wall_ms() / 60000;
+		/* In the turn's transaction, with the event: a failed commit refuses both. */
+		if (r->journal)
+			journal_measure_add(r->journal, m->name, s->labels,
+					    s_day(r, minute), 1);
 		slot = (size_t)(minute % MEASURE_MINUTES);
 		if (s->ring[slot].minute != minute) {
 			s->ring[slot].minute = minute;
@@ -214,6 +286,20 @@ void stats_count_measures(router_t *r, const kanal_msg_t *msg)
 		s->ring[slot].count++;
 		s->total++;
 	}
+}
+
+/* A measure's target as the status and the report show it, or NULL when it has none. */
+static json_t *s_target_json(const route_measure_t *m)
+{
+	json_t *digital;
+
+	if (!m->target_label)
+		return NULL;
+	digital = json_array();
+	for (size_t i = 0; i < m->n_target_values; i++)
+		json_array_append_new(digital, json_string(m->target_values[i]));
+	return json_pack("{s:s, s:o, s:f}", "label", m->target_label, "digital", digital, "share",
+			 m->target_share);
 }
 
 /* The measures of the current table, for the status: each with its label names and one
@@ -253,12 +339,57 @@ static json_t *s_measures_json(router_t *r)
 					  (json_int_t)s->total, "per_minute", per_minute));
 		}
 		json_array_append_new(arr,
-			json_pack("{s:s, s:s?, s:s?, s:o, s:o, s:O}", "name", m->name, "title",
+			json_pack("{s:s, s:s?, s:s?, s:o, s:o, s:O, s:o*}", "name", m->name, "title",
 				  m->title, "type", m->type_pattern, "labels", labels, "series",
-				  series, "minutes", minutes));
+				  series, "minutes", minutes, "target", s_target_json(m)));
 	}
 	json_decref(minutes);
 	return arr;
+}
+
+/* True for a day as the journal keys them: "2026-01-31". */
+static bool s_is_day(const char *text)
+{
+	static const char shape[] = "dddd-dd-dd";
+
+	if (!text || strlen(text) != sizeof shape - 1)
+		return false;
+	for (size_t i = 0; shape[i]; i++)
+		if (shape[i] == 'd' ? !(text[i] >= '0' && text[i] <= '9') : text[i] != shape[i])
+			return false;
+	return true;
+}
+
+json_t *stats_measures_report(router_t *r, json_t *req)
+{
+	const char *from = json_string_value(json_object_get(req, "from"));
+	const char *to = json_string_value(json_object_get(req, "to"));
+	json_t *measures;
+
+	if (!r->journal)
+		return json_pack("{s:b, s:s}", "ok", 0, "error",
+				 "the journal is off (memory mode): measures are counted since kanald "
+				 "started and kept by day only in the journal, so there is no report "
+				 "(the status and /metrics show the counts since the start)");
+	if ((from && !s_is_day(from)) || (to && !s_is_day(to)))
+		return json_pack("{s:b, s:s}", "ok", 0, "error",
+				 "'from' and 'to' must be days: YYYY-MM-DD");
+	measures = json_array();
+	for (size_t k = 0; k < routes_measure_count(r->table->routes); k++) {
+		const route_measure_t *m = routes_measure_get(r->table->routes, k);
+		json_t *labels = json_array(), *item;
+
+		for (size_t i = 0; i < m->n_labels; i++)
+			json_array_append_new(labels, json_string(m->label_names[i]));
+		item = json_pack("{s:s, s:s?, s:o, s:o}", "name", m->name, "title", m->title,
+				 "labels", labels, "counts",
+				 journal_measure_sum(r->journal, m->name, from, to));
+		if (m->target_label)
+			json_object_set_new(item, "target", s_target_json(m));
+		json_array_append_new(measures, item);
+	}
+	return json_pack("{s:b, s:s?, s:s?, s:o}", "ok", 1, "from", from, "to", to, "measures",
+			 measures);
 }
 
 static void s_free_measures(router_t *r)
@@ -269,9 +400,7 @@ static void s_free_measures(router_t *r)
 		while (ms->series) {
 			measure_series_t *s = ms->series;
 			ms->series = s->next;
-			for (size_t i = 0; i < ROUTES_MEASURE_MAX_LABELS; i++)
-				free(s->values[i]);
-			free(s);
+			s_series_free(s);
 		}
 		free(ms->key);
 		free(ms);

@@ -130,6 +130,21 @@ static const command_t s_commands[] = {
 	  "get the .pub. A client's pair: its .pub goes into security.curve.clients, and\n"
 	  "kanalctl send/tail use it with --curve-key-file PREFIX. See docs/security.md.\n"
 	  "Exit status: 0 written, 2 a file exists or cannot be written.\n" },
+	{ "report", cmd_report,
+	  CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON | CTL_OPT_PERIOD |
+		  CTL_OPT_BY | CTL_OPT_CSV,
+	  "channels", "the channel strategy's yearly report: digital share against the target",
+	  "  report channels [--from DAY] [--to DAY] [--by LABEL,...] [--csv]\n"
+	  "      for every measure with a `target:` in the routing files: the events it\n"
+	  "      counted from DAY to DAY (both included; YYYY-MM-DD in kanald's time zone;\n"
+	  "      default: this year so far), grouped by the labels --by names (default:\n"
+	  "      department; a label the measure lacks is left out), with the digital share\n"
+	  "      of each group against the target share and a total line. --csv prints one\n"
+	  "      comma-separated row per group instead (share as a fraction, 0.800).\n"
+	  "Asks the running kanald (admin command measures.report), which sums the journal's\n"
+	  "per-day counts; needs the durable journal. --json prints kanald's reply.\n"
+	  "Exit status: 0 answered, 1 kanald said no (memory mode) or no measure has a\n"
+	  "target, 2 bad usage or no reply.\n" },
 };
 
 #define N_COMMANDS (sizeof s_commands / sizeof s_commands[0])
@@ -146,6 +161,7 @@ static const struct {
 	{ CTL_OPT_LIMIT, "--limit" },      { CTL_OPT_CLEAR, "--clear" },
 	{ CTL_OPT_ALL_MATCHING, "--all-matching" }, { CTL_OPT_OUT, "--out" },
 	{ CTL_OPT_CURVE, "--curve-server-key/--curve-key-file" },
+	{ CTL_OPT_PERIOD, "--from/--to" }, { CTL_OPT_BY, "--by" }, { CTL_OPT_CSV, "--csv" },
 };
 
 static void s_usage(FILE *out)
@@ -174,7 +190,7 @@ static void s_usage(FILE *out)
 		"  --timeout MS          wait at most MS for a reply (send, reload, status; default\n"
 		"                        5000), or for the next message (tail; default: forever)\n"
 		"  --count N             tail: stop after N messages\n"
-		"  --json                tail, status, reload, dlq: print the JSON as received\n"
+		"  --json                tail, status, reload, dlq, report: print the JSON as received\n"
 		"  --route R, --type T   dlq list, dlq replay --all-matching: only dead letters\n"
 		"                        of route R, of event type T\n"
 		"  --since TIME          dlq: only those that died after TIME (RFC 3339, or a\n"
@@ -183,6 +199,9 @@ static void s_usage(FILE *out)
 		"  --clear               dlq show: CPR numbers in the clear (personal data!)\n"
 		"  --all-matching        dlq replay: every dead letter the filters match\n"
 		"  --out PREFIX          keygen: write PREFIX.key and PREFIX.pub\n"
+		"  --from DAY, --to DAY  report: the period, YYYY-MM-DD, both days included\n"
+		"  --by LABEL,...        report: group by these labels (default: department)\n"
+		"  --csv                 report: comma-separated rows\n"
 		"  --curve-server-key KEY  send, tail: kanald's CURVE public key (Z85, or its\n"
 		"                        .pub file; default $KANAL_CURVE_SERVER_KEY)\n"
 		"  --curve-key-file PREFIX send, tail: our key pair from kanalctl keygen\n"
@@ -281,7 +300,7 @@ int main(int argc, char **argv)
 	enum {
 		O_GATEWAY = 256, O_STREAM, O_ADMIN, O_TIMEOUT, O_COUNT, O_JSON, O_ROUTE, O_TYPE,
 		O_SINCE, O_LIMIT, O_CLEAR, O_ALL_MATCHING, O_OUT, O_CURVE_SERVER_KEY,
-		O_CURVE_KEY_FILE
+		O_CURVE_KEY_FILE, O_FROM, O_TO, O_BY, O_CSV
 	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -300,6 +319,10 @@ int main(int argc, char **argv)
 		{ "out", required_argument, NULL, O_OUT },
 		{ "curve-server-key", required_argument, NULL, O_CURVE_SERVER_KEY },
 		{ "curve-key-file", required_argument, NULL, O_CURVE_KEY_FILE },
+		{ "from", required_argument, NULL, O_FROM },
+		{ "to", required_argument, NULL, O_TO },
+		{ "by", required_argument, NULL, O_BY },
+		{ "csv", no_argument, NULL, O_CSV },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -383,6 +406,19 @@ int main(int argc, char **argv)
 		case O_CURVE_KEY_FILE:
 			ctl.curve_key_file = optarg;
 			ctl.given |= CTL_OPT_CURVE;
+			break;
+		case O_FROM:
+		case O_TO:
+			*(c == O_FROM ? &ctl.from : &ctl.to) = optarg;
+			ctl.given |= CTL_OPT_PERIOD;
+			break;
+		case O_BY:
+			ctl.by = optarg;
+			ctl.given |= CTL_OPT_BY;
+			break;
+		case O_CSV:
+			ctl.csv = true;
+			ctl.given |= CTL_OPT_CSV;
 			break;
 		case 'h':
 			help = true;

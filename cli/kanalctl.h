@@ -48,6 +48,9 @@ enum {
 	CTL_OPT_ALL_MATCHING = 1 << 12, /* --all-matching (dlq replay) */
 	CTL_OPT_OUT = 1 << 13,    /* --out PREFIX (keygen) */
 	CTL_OPT_CURVE = 1 << 14,  /* --curve-server-key KEY, --curve-key-file PREFIX */
+	CTL_OPT_PERIOD = 1 << 15, /* --from DAY, --to DAY (report) */
+	CTL_OPT_BY = 1 << 16,     /* --by LABEL,... (report) */
+	CTL_OPT_CSV = 1 << 17,    /* --csv (report) */
 };
 
 /* The parsed command line. Strings are borrowed from argv. */
@@ -70,6 +73,9 @@ typedef struct ctl {
 	const char *out;           /* --out PREFIX (keygen), or NULL */
 	const char *curve_server_key; /* --curve-server-key: Z85 or a .pub file, or NULL */
 	const char *curve_key_file;   /* --curve-key-file: our PREFIX(.key), or NULL */
+	const char *from, *to;     /* --from, --to: days (YYYY-MM-DD), or NULL */
+	const char *by;            /* --by: label names separated by ',', or NULL */
+	bool csv;                  /* --csv */
 	unsigned given;            /* CTL_OPT_* bits of the options on the command line */
 } ctl_t;
 
@@ -86,6 +92,7 @@ int cmd_status(ctl_t *ctl, int argc, char **argv);
 int cmd_plugin(ctl_t *ctl, int argc, char **argv);
 int cmd_dlq(ctl_t *ctl, int argc, char **argv);
 int cmd_keygen(ctl_t *ctl, int argc, char **argv);
+int cmd_report(ctl_t *ctl, int argc, char **argv);
 
 /* ---- Helpers (kanalctl.c). */
 

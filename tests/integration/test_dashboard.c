@@ -310,7 +310,13 @@ static const char *s_routes_measured =
 	"    match: { type: post.letter.status, where: data.status == \"sent\" }\n"
 	"    labels: { channel: data.channel }\n"
 	"  - name: inquiries\n    match: { type: child.absence.* }\n"
-	"    labels: { channel: data.channel }\n";
+	"    labels: { channel: data.channel }\n"
+	"  - name: by-department\n"
+	"    match: { type: post.letter.status, where: data.status == \"sent\" }\n"
+	"    labels:\n"
+	"      department: { from: data.sender.department, default: unknown }\n"
+	"      channel: { from: data.channel, default: unknown }\n"
+	"    target: { label: channel, digital: [digital], share: 0.7 }\n";
 
 /* The text of cell `col` (1-based) of the row for `series` in the card of `measure`. */
 static char *s_measure_cell(wd_t *wd, const char *measure, const char *series, int col)
@@ -329,9 +335,10 @@ static void test_measures_show_channel_shares(void)
 	kd_t *kd = kd_start("dchannel", conf, s_routes_measured);
 	wd_t *wd = NULL;
 	json_t *v = NULL;
-	static const char *const letters[][2] = {
-		{ "sent", "digital" }, { "sent", "digital" }, { "sent", "physical" },
-		{ "sent", "digital" }, { "failed", "digital" }, /* not sent: not counted */
+	static const char *const letters[][3] = {
+		{ "sent", "digital", "skole" }, { "sent", "digital", "skole" },
+		{ "sent", "physical", "social" }, { "sent", "digital", "social" },
+		{ "failed", "digital", "skole" }, /* not sent: not counted */
 	};
 	static const char *const inquiries[] = { "app", "web", "phone" };
 	static const struct {
@@ -347,10 +354,11 @@ static void test_measures_show_channel_shares(void)
 	free(conf);
 	REQUIRE(kd != NULL);
 	for (size_t k = 0; k < sizeof letters / sizeof *letters; k++) {
-		char id[16], data[128];
+		char id[16], data[192];
 		snprintf(id, sizeof id, "s-%zu", k);
-		snprintf(data, sizeof data, "{\"status\":\"%s\",\"channel\":\"%s\"}", letters[k][0],
-			 letters[k][1]);
+		snprintf(data, sizeof data,
+			 "{\"status\":\"%s\",\"channel\":\"%s\",\"sender\":{\"department\":\"%s\"}}",
+			 letters[k][0], letters[k][1], letters[k][2]);
 		REQUIRE(s_send(kd, id, "post.letter.status", data));
 	}
 	for (size_t k = 0; k < sizeof inquiries / sizeof *inquiries; k++) {
@@ -377,6 +385,28 @@ static void test_measures_show_channel_shares(void)
 		text = s_measure_cell(wd, cells[k].measure, cells[k].series, cells[k].col);
 		CU_ASSERT_STRING_EQUAL(text ?: "", cells[k].want);
 		free(text);
+	}
+	/* A measure with a target and a department label has a table per department: count,
+	 * digital share, and the target reached (skole 2 of 2) or not (social 1 of 2 < 70 %). */
+	{
+		static const struct {
+			const char *department, *want[3];
+		} depts[] = {
+			{ "skole", { "2", "100 %", "nået" } },
+			{ "social", { "2", "50 %", "under" } },
+		};
+		for (size_t k = 0; k < sizeof depts / sizeof *depts; k++) {
+			for (int col = 2; col <= 4; col++) {
+				char sel[256];
+				snprintf(sel, sizeof sel, "section[data-measure='by-department'] "
+					 "tr[data-department='%s'] td:nth-child(%d)", depts[k].department,
+					 col);
+				text = wd_text_of(wd, sel);
+				CU_ASSERT_STRING_EQUAL(text ?: "", depts[k].want[col - 2]);
+				free(text);
+			}
+		}
+		text = NULL;
 	}
 	/* The inquiries measure has no title: its name heads the card. */
 	text = wd_text_of(wd, "section[data-measure='inquiries'] h2");

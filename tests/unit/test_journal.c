@@ -319,6 +319,44 @@ done:
 	free(dir);
 }
 
+/* Measure counts add up per label values and day, survive a reopen, and are summed over
+ * exactly the days asked for. */
+static void test_measure_counts_per_day_survive_a_restart(void)
+{
+	char *dir = test_tmpdir("journal");
+	char err[512] = "";
+	journal_t *j = s_open(dir, NULL, err, sizeof err);
+	json_t *rows = NULL;
+	const char *dig = "{\"channel\":\"digital\"}", *phys = "{\"channel\":\"physical\"}";
+
+	REQUIRE(j != NULL);
+	REQUIRE(journal_measure_add(j, "letters", dig, "2025-12-31", 5) == 0);
+	REQUIRE(journal_measure_add(j, "letters", dig, "2026-01-01", 2) == 0);
+	REQUIRE(journal_measure_add(j, "letters", dig, "2026-01-01", 1) == 0);
+	REQUIRE(journal_measure_add(j, "letters", phys, "2026-12-31", 4) == 0);
+	REQUIRE(journal_measure_add(j, "inquiries", dig, "2026-06-01", 9) == 0);
+	REQUIRE(journal_commit(j) == 0);
+	journal_close(&j);
+
+	j = s_open(dir, NULL, err, sizeof err);
+	REQUIRE(j != NULL);
+	rows = journal_measure_sum(j, "letters", "2026-01-01", "2026-12-31");
+	REQUIRE(json_array_size(rows) == 2);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+		json_object_get(json_array_get(rows, 0), "labels"), "channel")), "digital");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(rows, 0), "count")), 3);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(rows, 1), "count")), 4);
+	json_decref(rows);
+	rows = journal_measure_sum(j, "letters", NULL, NULL);
+	REQUIRE(json_array_size(rows) == 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(rows, 0), "count")), 8);
+done:
+	json_decref(rows);
+	journal_close(&j);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
 /* ---- the files ------------------------------------------------------------------------ */
 
 static void test_journal_and_wal_are_private(void)
@@ -353,4 +391,5 @@ TEST_MAIN("journal",
 	  TEST(test_older_schema_is_refused_with_what_to_do),
 	  TEST(test_garbage_file_is_refused_and_kept),
 	  TEST(test_events_done_and_open_count_round_trip),
+	  TEST(test_measure_counts_per_day_survive_a_restart),
 	  TEST(test_journal_and_wal_are_private))

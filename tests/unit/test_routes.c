@@ -675,6 +675,42 @@ static void test_explain_no_match_and_masking(void)
 	routes_destroy(&rt);
 }
 
+/* A label's value is its field's text, else its default (never a guess such as "digital"),
+ * else "none"; a target is read with its label, digital values and share. */
+static void test_measure_label_defaults_and_target(void)
+{
+	routes_t *rt = s_table("routes:\n"
+			       "  - name: all\n    to: letter\n"
+			       "measures:\n"
+			       "  - name: letters\n"
+			       "    match: { type: post.letter.status }\n"
+			       "    labels:\n"
+			       "      department: data.sender.department\n"
+			       "      channel: { from: data.channel, default: unknown }\n"
+			       "    target: { label: channel, digital: [digital, nemsms], share: 0.8 }\n");
+	const route_measure_t *m;
+	kanal_msg_t *with, *without;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rt);
+	m = routes_measure_get(rt, 0);
+	CU_ASSERT_EQUAL_FATAL(m->n_labels, 2);
+	CU_ASSERT_STRING_EQUAL(m->label_fields[1], "channel");
+	with = s_event("post.letter.status", "x",
+		       "{\"channel\":\"physical\",\"sender\":{\"department\":\"skole\"}}");
+	without = s_event("post.letter.status", "x", "{\"channel\":\"\"}");
+	CU_ASSERT_STRING_EQUAL(routes_measure_label(m, 0, with), "skole");
+	CU_ASSERT_STRING_EQUAL(routes_measure_label(m, 1, with), "physical");
+	CU_ASSERT_STRING_EQUAL(routes_measure_label(m, 0, without), "none");
+	CU_ASSERT_STRING_EQUAL(routes_measure_label(m, 1, without), "unknown");
+	CU_ASSERT_STRING_EQUAL(m->target_label, "channel");
+	CU_ASSERT_EQUAL_FATAL(m->n_target_values, 2);
+	CU_ASSERT_STRING_EQUAL(m->target_values[1], "nemsms");
+	CU_ASSERT_DOUBLE_EQUAL(m->target_share, 0.8, 1e-9);
+	kanal_msg_destroy(&with);
+	kanal_msg_destroy(&without);
+	routes_destroy(&rt);
+}
+
 /* A measure is read with its match and labels, and counts only the events it matches. */
 static void test_measure_loads_and_matches(void)
 {
@@ -729,4 +765,5 @@ TEST_MAIN("routes",
 	  TEST(test_match_ten_thousand_routes),
 	  TEST(test_explain_matching_event),
 	  TEST(test_explain_no_match_and_masking),
-	  TEST(test_measure_loads_and_matches))
+	  TEST(test_measure_loads_and_matches),
+	  TEST(test_measure_label_defaults_and_target))
