@@ -3,16 +3,22 @@
  * daycare system.
  *
  *   daycare.notice.post        POST /api/v1/institutions/<institution>/notices
- *   staff.absence.registered   POST …/<department>/staffing (the employee expected absent)
- *                              and, for a code in notice_codes (SYG), a neutral notice to
- *                              the parents: staff_notice_title / staff_notice_text — never
- *                              the reason, the name or the CPR number
- *   staff.absence.cancelled    POST …/<department>/staffing with status cancelled
+ *   staff.absence.registered,  POST …/<department>/staffing (the employee expected absent,
+ *   staff.holiday.registered   with the absence's kind: sick, child-sick, holiday, …) and,
+ *                              for a code in notice_codes (SYG), one neutral notice to the
+ *                              parents per absence: staff_notice_title / staff_notice_text —
+ *                              never the reason, the name or the CPR number; a later
+ *                              version updates that notice (or withdraws it when its code
+ *                              no longer posts one)
+ *   staff.absence.cancelled    POST …/<department>/staffing with status cancelled, and the
+ *                              absence's notice withdrawn
  *   child.absence.reported     POST …/<institution>/staffing (the child expected absent)
  *   child.absence.withdrawn    POST …/<institution>/staffing with status cancelled
  *
- * Staffing entries are upserts keyed by an external id derived from the fact (the HR
- * absence id, the absence report's event id), so doing one twice changes nothing. A notice
+ * Staffing entries and staff notices are upserts keyed by an external id derived from the
+ * fact (the HR absence id, the absence report's event id), so doing one twice changes
+ * nothing; they carry the HR version, and the daycare system ignores an older one than it
+ * has, so a late or replayed older version never overwrites a newer one. A notice
  * carries an Idempotency-Key made of the event's source and id: when kanald delivers the
  * same event again (a retry after a lost answer, a redelivery after a crash) the daycare
  * system answers with the notice it already has and parents get one notice, not two.
@@ -134,6 +140,46 @@ static bool s_notice_code(const daycare_t *d, const char *code)
 	return false;
 }
 
+/* The staffing view's kind of a staff absence, from the HR code: what the institution
+ * plans by (a sick colleague, a child's sick day, holiday), never the code itself. */
+static const char *s_absence_kind(const char *type, const char *code)
+{
+	static const struct { const char *code, *kind; } map[] = {
+		{ "SYG", "sick" },         { "BARN1", "child-sick" },  { "BARN2", "child-sick" },
+		{ "OMSORG", "care-day" },  { "FERIE", "holiday" },     { "FERIEFRI", "holiday" },
+		{ "AFSP", "time-off" },    { "BARSEL", "parental-leave" }, { "ORLOV", "leave" },
+	};
+
+	for (size_t i = 0; code && i < sizeof map / sizeof map[0]; i++)
+		if (!strcmp(map[i].code, code))
+			return map[i].kind;
+	return !strcmp(type, "staff.holiday.registered") ? "holiday" : "other";
+}
+
+/* The body's "version" from data.version when the event has one (the daycare system
+ * ignores a version older than the one it has: a late older version never wins). */
+static json_t *s_versioned(const kanal_msg_t *msg, json_t *body)
+{
+	int64_t version;
+
+	if (body && kanal_msg_data_int(msg, "version", &version) == 0 && version >= 0)
+		json_object_set_new(body, "version", json_integer(version));
+	return body;
+}
+
+/* Takes down the notice of absence `ext` (one that was never posted is no error). */
+static kanal_outcome_t s_notice_withdraw(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+					 const char *dept, const char *ext)
+{
+	return s_post(ctx, d, msg, NOTICES_PATH, dept, "notice",
+		      s_versioned(msg, json_pack("{s:s, s:s, s:s}", "external_id", ext, "status",
+						 "withdrawn", "source_event", kanal_msg_id(msg))));
+}
+
+/* staff.absence.registered and staff.holiday.registered: every version updates the one
+ * staffing entry and the one notice of the absence (external id staff-absence-<absence>),
+ * so parents never get a notice per version; a version whose code no longer posts a
+ * notice takes it down. */
 static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
 {
 	const char *dept = s_need(ctx, msg, "department");
@@ -141,6 +187,7 @@ static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 	const char *employment = absence ? s_need(ctx, msg, "employment") : NULL;
 	const char *from = employment ? s_need(ctx, msg, "from") : NULL;
 	const char *to = s_opt(msg, "to"), *code = s_opt(msg, "code");
+	int64_t version = 0;
 	char ext[200];
 	kanal_outcome_t o;
 
@@ -153,32 +200,47 @@ static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 				"(YYYY-MM-DD)", kanal_msg_type(msg), kanal_msg_id(msg));
 		return KANAL_OUTCOME_REJECT;
 	}
-	/* The staffing view learns who is away and when — not why (the code is not sent). */
+	/* The staffing view learns who is away, when and the kind of absence it plans by —
+	 * never the HR code itself. */
 	snprintf(ext, sizeof ext, "staff-absence-%s", absence);
 	o = s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
-		   json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id", ext, "kind",
-			     "staff", "ref", employment, "from", from, "to", to, "status", "absent",
-			     "source_event", kanal_msg_id(msg)));
-	if (o != KANAL_OUTCOME_OK || !s_notice_code(d, code))
+		   s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+					      "external_id", ext, "kind", "staff", "absence_kind",
+					      s_absence_kind(kanal_msg_type(msg), code), "ref",
+					      employment, "from", from, "to", to, "status", "absent",
+					      "source_event", kanal_msg_id(msg))));
+	if (o != KANAL_OUTCOME_OK)
 		return o;
+	if (!s_notice_code(d, code)) {
+		/* A later version may have changed the code away from one that posts a notice. */
+		if (kanal_msg_data_int(msg, "version", &version) == 0 && version > 1)
+			return s_notice_withdraw(ctx, d, msg, dept, ext);
+		return o;
+	}
 	return s_post(ctx, d, msg, NOTICES_PATH, dept, "notice",
-		      json_pack("{s:s, s:s, s:s, s:s, s:s}", "audience", "parents", "title",
-				d->notice_title, "text", d->notice_text, "date", from, "source_event",
-				kanal_msg_id(msg)));
+		      s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
+						 ext, "status", "active", "audience", "parents",
+						 "title", d->notice_title, "text", d->notice_text,
+						 "date", from, "source_event", kanal_msg_id(msg))));
 }
 
+/* staff.absence.cancelled: the staffing entry is cancelled and the notice withdrawn. */
 static kanal_outcome_t s_staff_cancel(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
 {
 	const char *dept = s_need(ctx, msg, "department");
 	const char *absence = dept ? s_need(ctx, msg, "absence") : NULL;
 	char ext[200];
+	kanal_outcome_t o;
 
 	if (!absence)
 		return KANAL_OUTCOME_REJECT;
 	snprintf(ext, sizeof ext, "staff-absence-%s", absence);
-	return s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
-		      json_pack("{s:s, s:s, s:s}", "external_id", ext, "status", "cancelled",
-				"source_event", kanal_msg_id(msg)));
+	o = s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
+		   s_versioned(msg, json_pack("{s:s, s:s, s:s}", "external_id", ext, "status",
+					      "cancelled", "source_event", kanal_msg_id(msg))));
+	if (o != KANAL_OUTCOME_OK)
+		return o;
+	return s_notice_withdraw(ctx, d, msg, dept, ext);
 }
 
 static kanal_outcome_t s_child_absence(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
@@ -222,7 +284,7 @@ kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_
 
 	if (!strcmp(type, "daycare.notice.post"))
 		return s_notice(ctx, d, msg);
-	if (!strcmp(type, "staff.absence.registered"))
+	if (!strcmp(type, "staff.absence.registered") || !strcmp(type, "staff.holiday.registered"))
 		return s_staff_absence(ctx, d, msg);
 	if (!strcmp(type, "staff.absence.cancelled"))
 		return s_staff_cancel(ctx, d, msg);
@@ -231,7 +293,7 @@ kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_
 	if (!strcmp(type, "child.absence.withdrawn"))
 		return s_child_withdrawn(ctx, d, msg);
 	kanal_set_error(ctx, "daycare: cannot handle events of type '%s' (instance '%s' accepts "
-			"daycare.notice.post, staff.absence.registered, staff.absence.cancelled, "
-			"child.absence.reported and child.absence.withdrawn)", type, d->instance);
+			"daycare.notice.post, staff.absence.registered, staff.holiday.registered, "
+			"staff.absence.cancelled, child.absence.reported and child.absence.withdrawn)", type, d->instance);
 	return KANAL_OUTCOME_REJECT;
 }
