@@ -714,6 +714,65 @@ static void test_staff_absence_versions_holiday_and_cancel(void)
 	s_teardown(&f);
 }
 
+/* HR data of absence A7 for E-7, version v, ending on `to`. */
+static void s_a7(char *buf, size_t size, int v, const char *to)
+{
+	snprintf(buf, size,
+		 "{\"absence\":\"A7\",\"version\":%d,\"employment\":\"E-7\",\"employee_cpr\":\"" MADS
+		 "\",\"department\":\"Solsikken\",\"code\":\"SYG\",\"from\":\"2026-03-02\","
+		 "\"to\":\"%s\"}", v, to);
+}
+
+static void test_late_older_version_never_overwrites(void)
+{
+	fixture_t f;
+	char data[512], *ics;
+
+	CU_ASSERT_FATAL(s_setup(&f, "cal-late", NULL, NULL, NULL));
+	s_a7(data, sizeof data, 1, "2026-03-02");
+	s_send(&f, "hr-absence-A7-v1", "staff.absence.registered", data);
+	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v1"));
+	s_a7(data, sizeof data, 3, "2026-03-06");
+	s_send(&f, "hr-absence-A7-v3", "staff.absence.registered", data);
+	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v3"));
+	/* Version 2 arrives late: the entry keeps what version 3 said. */
+	s_a7(data, sizeof data, 2, "2026-03-03");
+	s_send(&f, "hr-absence-A7-v2", "staff.absence.registered", data);
+	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v2"));
+	ics = s_get(&f, "/E-7/kanal/kanal-hr-absence-A7.ics", NULL);
+	CU_ASSERT(s_has(ics, "DTEND;VALUE=DATE:20260307"));
+	CU_ASSERT(s_has(ics, "X-KANAL-VERSION:3"));
+	free(ics);
+
+	/* After a restart kanald remembers nothing of what it wrote; a replayed version 2 is
+	 * still older than what the calendar holds. */
+	kd_unsubscribe(&f.sub);
+	CU_ASSERT_EQUAL_FATAL(kd_stop(f.kd, SIGTERM, WAIT), 0);
+	CU_ASSERT_EQUAL_FATAL(kd_restart(f.kd), 0);
+	f.sub = kd_subscribe(f.kd, "");
+	free(f.seen);
+	f.seen = NULL;
+	s_send(&f, "hr-absence-A7-v2-replay", "staff.absence.registered", data);
+	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v2-replay"));
+	ics = s_get(&f, "/E-7/kanal/kanal-hr-absence-A7.ics", NULL);
+	CU_ASSERT(s_has(ics, "DTEND;VALUE=DATE:20260307"));
+	free(ics);
+
+	/* The cancellation (version 4) wins over a late version 3 after it, too. */
+	s_send(&f, "hr-absence-A7-v4-cancel", "staff.absence.cancelled",
+	       "{\"absence\":\"A7\",\"version\":4,\"employment\":\"E-7\"}");
+	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v4-cancel"));
+	s_a7(data, sizeof data, 3, "2026-03-06");
+	s_send(&f, "hr-absence-A7-v3-late", "staff.absence.registered", data);
+	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v3-late"));
+	ics = s_get(&f, "/E-7/kanal/kanal-hr-absence-A7.ics", NULL);
+	CU_ASSERT(s_has(ics, "STATUS:CANCELLED"));
+	CU_ASSERT(s_has(ics, "X-KANAL-VERSION:4"));
+	free(ics);
+	CU_ASSERT_EQUAL(s_count(&f, "/E-7/kanal/"), 1);
+	s_teardown(&f);
+}
+
 /* ---- never a PUT to a collection ------------------------------------------------------------ */
 
 static void test_never_puts_to_a_collection(void)
@@ -1136,4 +1195,5 @@ TEST_MAIN("calendar",
 	  TEST(test_outage_is_retried_then_delivered),
 	  TEST(test_child_absence_goes_to_each_custody_holder),
 	  TEST(test_staff_absence_versions_holiday_and_cancel),
+	  TEST(test_late_older_version_never_overwrites),
 	  TEST(test_never_puts_to_a_collection))
