@@ -9,6 +9,9 @@
  *   GET  /api/v1/institutions                             the institutions
  *   GET|POST /api/v1/institutions/<id>/notices            notices to the institution's parents
  *   GET|POST /api/v1/institutions/<id>/staffing           who is expected absent (staffing view)
+ *   GET|POST /api/v1/institutions/<id>/day                the day overview: pickups, check-ins
+ *                                                         and check-outs
+ *   GET|POST /api/v1/institutions/<id>/vacation-plan      holiday-survey answers (staffing plan)
  *
  * Every /api/ call needs `Authorization: Bearer <token>` (`--set token=…`, default
  * "sim-daycare-token"), or basic auth when `--set user=… --set password=…` are given. A POST
@@ -34,7 +37,8 @@
  *                    answer were lost on the way (to test idempotent redelivery)
  *
  * A POST to /api/v1/registrations?unchecked=true stores the registration without checking
- * it (the simulator's way to serve a malformed one). Data comes from the shared synthetic
+ * it (the simulator's way to serve a malformed one); ?script=N adds the next N
+ * registrations of the morning script at once (the demo's morning, for a test). Data comes from the shared synthetic
  * population (population.h), so a child reported sick here has parents the simulated CPR
  * service knows. The "garbage" fault answers a truncated JSON page.
  */
@@ -68,6 +72,8 @@ typedef struct daycare {
 	int64_t lose_notice_answers;
 	json_t *notices;       /* institution id -> array */
 	json_t *staffing;      /* institution id -> array */
+	json_t *day;           /* institution id -> array: the day overview */
+	json_t *vacation;      /* institution id -> array: the holiday survey's answers */
 	json_t *idempotency;   /* "<path> <key>" -> {status, body, request} */
 	uint64_t next_notice;
 	const char *token, *user, *password;
@@ -434,12 +440,25 @@ static void s_list_registrations(daycare_t *d, const sim_request_t *req, sim_res
 
 static void s_post_registration(daycare_t *d, const sim_request_t *req, sim_response_t *res)
 {
-	const char *unchecked = sim_query(req, "unchecked");
-	json_t *reg = s_body(req, res);
+	const char *unchecked = sim_query(req, "unchecked"), *script = sim_query(req, "script");
+	json_t *reg, *made;
 	const char *bad;
 	char why[256];
 
-	if (!reg)
+	if (script) {
+		/* The next N registrations of the morning script at once (a test's morning). */
+		long n = strtol(script, NULL, 10);
+		if (n < 1 || n > 1000) {
+			s_error(res, 400, "'script' is 1-1000");
+			return;
+		}
+		made = json_array();
+		while (n-- > 0)
+			json_array_append(made, s_script_next(d));
+		s_json_reply(res, 201, json_pack("{s:o}", "registrations", made));
+		return;
+	}
+	if (!(reg = s_body(req, res)))
 		return;
 	json_object_del(reg, "id");
 	json_object_del(reg, "cursor");
@@ -677,6 +696,45 @@ static void s_post_staffing(daycare_t *d, const sim_institution_t *inst, const s
 	s_json_reply(res, res->status, json_incref(e));
 }
 
+/* POST …/day and …/vacation-plan: a record keyed by external_id (posted again, it is
+ * replaced). `kinds` are the record kinds the list takes. */
+static void s_post_record(json_t *list, const char *const *kinds, const sim_request_t *req,
+			  sim_response_t *res)
+{
+	json_t *body = s_body(req, res), *e;
+	const char *ext = s_str(body, "external_id"), *kind = s_str(body, "kind");
+	bool kind_ok = false;
+	char now[40];
+
+	if (!body)
+		return;
+	for (const char *const *k = kinds; kind && *k; k++)
+		kind_ok |= !strcmp(*k, kind);
+	if (!ext || !*ext || !kind_ok || !s_str(body, "child")) {
+		json_decref(body);
+		s_error(res, 400, "a record needs 'external_id', 'child' and a 'kind' this list "
+			"takes (day: pickup, checkin, checkout; vacation-plan: vacation)");
+		return;
+	}
+	if (!strcmp(kind, "vacation") &&
+	    (!s_str(body, "survey") || !json_is_array(json_object_get(body, "days")))) {
+		json_decref(body);
+		s_error(res, 400, "a vacation answer needs 'survey' and 'days'");
+		return;
+	}
+	sim_rfc3339_now(now);
+	json_object_set_new(body, "updated", json_string(now));
+	if ((e = s_by_external_id(list, ext))) {
+		json_object_clear(e);
+		json_object_update(e, body);
+		res->status = 200;
+	} else {
+		json_array_append(list, body);
+		res->status = 201;
+	}
+	s_json_reply(res, res->status, body);
+}
+
 /* /api/v1/institutions/<id>/<what>. */
 static void s_institution(daycare_t *d, const sim_request_t *req, sim_response_t *res,
 			  const char *rest)
@@ -709,6 +767,17 @@ static void s_institution(daycare_t *d, const sim_request_t *req, sim_response_t
 							 s_list_of(d->staffing, inst->id)));
 		else if (post)
 			s_post_staffing(d, inst, req, res);
+		else
+			s_error(res, 405, "use GET or POST");
+	} else if (!strcmp(slash, "/day") || !strcmp(slash, "/vacation-plan")) {
+		bool day = !strcmp(slash, "/day");
+		json_t *list = s_list_of(day ? d->day : d->vacation, inst->id);
+		static const char *const day_kinds[] = { "pickup", "checkin", "checkout", NULL };
+		static const char *const plan_kinds[] = { "vacation", NULL };
+		if (get)
+			s_json_reply(res, 200, json_pack("{s:O}", day ? "day" : "vacation-plan", list));
+		else if (post)
+			s_post_record(list, day ? day_kinds : plan_kinds, req, res);
 		else
 			s_error(res, 405, "use GET or POST");
 	} else {
@@ -828,6 +897,8 @@ static int s_setup(sim_t *sim)
 	d.regs = json_array();
 	d.notices = json_object();
 	d.staffing = json_object();
+	d.day = json_object();
+	d.vacation = json_object();
 	d.idempotency = json_object();
 	d.next_id = FIRST_ID;
 	d.rate_ms = sim_setting_int(sim, "rate_ms", 0);

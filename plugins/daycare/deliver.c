@@ -14,6 +14,10 @@
  *                              absence's notice withdrawn
  *   child.absence.reported     POST …/<institution>/staffing (the child expected absent)
  *   child.absence.withdrawn    POST …/<institution>/staffing with status cancelled
+ *   child.pickup.planned,      POST …/<institution>/day (the institution's day overview:
+ *   child.checkin/.checkout    who collects whom and when, who arrived and left)
+ *   child.vacation.registered  POST …/<institution>/vacation-plan (the survey's answers for
+ *                              the staffing plan; a new answer replaces the child's last)
  *
  * Staffing entries and staff notices are upserts keyed by an external id derived from the
  * fact (the HR absence id, the absence report's event id), so doing one twice changes
@@ -38,6 +42,8 @@
 
 #define NOTICES_PATH DAYCARE_INSTITUTIONS "/%s/notices"
 #define STAFFING_PATH DAYCARE_INSTITUTIONS "/%s/staffing"
+#define DAY_PATH DAYCARE_INSTITUTIONS "/%s/day"
+#define VACATION_PATH DAYCARE_INSTITUTIONS "/%s/vacation-plan"
 
 /* The Idempotency-Key header for one call made for msg: printable ASCII only. */
 static void s_idempotency_header(const kanal_msg_t *msg, const char *purpose, char *buf,
@@ -278,6 +284,68 @@ static kanal_outcome_t s_child_withdrawn(kanal_ctx_t *ctx, daycare_t *d, const k
 				"source_event", kanal_msg_id(msg)));
 }
 
+/* The event's data as JSON (a new reference), or NULL after setting the REJECT error. */
+static json_t *s_data(kanal_ctx_t *ctx, const kanal_msg_t *msg)
+{
+	char *text = kanal_msg_data_json(msg, NULL);
+	json_t *data = text ? json_loads(text, 0, NULL) : NULL;
+
+	kanal_free(text);
+	if (!json_is_object(data)) {
+		json_decref(data);
+		kanal_set_error(ctx, "daycare: %s %s has no JSON object as data", kanal_msg_type(msg),
+				kanal_msg_id(msg));
+		return NULL;
+	}
+	return data;
+}
+
+/* The parents' registrations the institution acts on during the day, and the holiday
+ * survey's answers for the staffing plan: a record keyed by `external_id`, holding the
+ * listed fields of the event's data (never the child's CPR number). */
+static kanal_outcome_t s_record(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+				const char *path, const char *kind, const char *external_id,
+				const char *const *fields)
+{
+	const char *inst = s_need(ctx, msg, "institution");
+	const char *child = inst ? s_need(ctx, msg, "child") : NULL;
+	json_t *data = child ? s_data(ctx, msg) : NULL, *body;
+
+	if (!data)
+		return KANAL_OUTCOME_REJECT;
+	body = json_pack("{s:s, s:s, s:s, s:s}", "external_id", external_id ? external_id :
+			 kanal_msg_id(msg), "kind", kind, "child", child, "source_event",
+			 kanal_msg_id(msg));
+	for (const char *const *f = fields; body && *f; f++)
+		if (json_object_get(data, *f))
+			json_object_set(body, *f, json_object_get(data, *f));
+	json_decref(data);
+	return s_post(ctx, d, msg, path, inst, kind, body);
+}
+
+static kanal_outcome_t s_day_event(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+				   const char *kind)
+{
+	static const char *const pickup[] = { "date", "weekdays", "time", "mode", "person", NULL };
+	static const char *const check[] = { "at", "status", NULL };
+
+	return s_record(ctx, d, msg, DAY_PATH, kind, NULL, strcmp(kind, "pickup") ? check : pickup);
+}
+
+/* A survey answer replaces the child's earlier answer to the same survey. */
+static kanal_outcome_t s_vacation(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+{
+	static const char *const fields[] = { "survey", "deadline", "days", NULL };
+	const char *survey = s_need(ctx, msg, "survey");
+	const char *child = survey ? s_need(ctx, msg, "child") : NULL;
+	char ext[300];
+
+	if (!child)
+		return KANAL_OUTCOME_REJECT;
+	snprintf(ext, sizeof ext, "vacation-%s-%s", survey, child);
+	return s_record(ctx, d, msg, VACATION_PATH, "vacation", ext, fields);
+}
+
 kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
 {
 	const char *type = kanal_msg_type(msg);
@@ -292,8 +360,18 @@ kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_
 		return s_child_absence(ctx, d, msg);
 	if (!strcmp(type, "child.absence.withdrawn"))
 		return s_child_withdrawn(ctx, d, msg);
+	if (!strcmp(type, "child.pickup.planned"))
+		return s_day_event(ctx, d, msg, "pickup");
+	if (!strcmp(type, "child.checkin"))
+		return s_day_event(ctx, d, msg, "checkin");
+	if (!strcmp(type, "child.checkout"))
+		return s_day_event(ctx, d, msg, "checkout");
+	if (!strcmp(type, "child.vacation.registered"))
+		return s_vacation(ctx, d, msg);
 	kanal_set_error(ctx, "daycare: cannot handle events of type '%s' (instance '%s' accepts "
 			"daycare.notice.post, staff.absence.registered, staff.holiday.registered, "
-			"staff.absence.cancelled, child.absence.reported and child.absence.withdrawn)", type, d->instance);
+			"staff.absence.cancelled, child.absence.reported, child.absence.withdrawn, "
+			"child.pickup.planned, child.checkin, child.checkout and "
+			"child.vacation.registered)", type, d->instance);
 	return KANAL_OUTCOME_REJECT;
 }
