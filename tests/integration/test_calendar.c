@@ -714,31 +714,30 @@ static void test_staff_absence_versions_holiday_and_cancel(void)
 	s_teardown(&f);
 }
 
-/* HR data of absence A7 for E-7, version v, ending on `to`. */
-static void s_a7(char *buf, size_t size, int v, const char *to)
+/* Sends event `id`: version v of HR absence A7 of E-7, ending on `to`; asserts it was
+ * delivered. */
+static void s_send_a7(fixture_t *f, const char *id, int v, const char *to)
 {
-	snprintf(buf, size,
+	char data[512];
+
+	snprintf(data, sizeof data,
 		 "{\"absence\":\"A7\",\"version\":%d,\"employment\":\"E-7\",\"employee_cpr\":\"" MADS
 		 "\",\"department\":\"Solsikken\",\"code\":\"SYG\",\"from\":\"2026-03-02\","
 		 "\"to\":\"%s\"}", v, to);
+	s_send(f, id, "staff.absence.registered", data);
+	CU_ASSERT(s_delivered(f, id));
 }
 
 static void test_late_older_version_never_overwrites(void)
 {
 	fixture_t f;
-	char data[512], *ics;
+	char *ics;
 
 	CU_ASSERT_FATAL(s_setup(&f, "cal-late", NULL, NULL, NULL));
-	s_a7(data, sizeof data, 1, "2026-03-02");
-	s_send(&f, "hr-absence-A7-v1", "staff.absence.registered", data);
-	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v1"));
-	s_a7(data, sizeof data, 3, "2026-03-06");
-	s_send(&f, "hr-absence-A7-v3", "staff.absence.registered", data);
-	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v3"));
+	s_send_a7(&f, "hr-absence-A7-v1", 1, "2026-03-02");
+	s_send_a7(&f, "hr-absence-A7-v3", 3, "2026-03-06");
 	/* Version 2 arrives late: the entry keeps what version 3 said. */
-	s_a7(data, sizeof data, 2, "2026-03-03");
-	s_send(&f, "hr-absence-A7-v2", "staff.absence.registered", data);
-	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v2"));
+	s_send_a7(&f, "hr-absence-A7-v2", 2, "2026-03-03");
 	ics = s_get(&f, "/E-7/kanal/kanal-hr-absence-A7.ics", NULL);
 	CU_ASSERT(s_has(ics, "DTEND;VALUE=DATE:20260307"));
 	CU_ASSERT(s_has(ics, "X-KANAL-VERSION:3"));
@@ -752,8 +751,7 @@ static void test_late_older_version_never_overwrites(void)
 	f.sub = kd_subscribe(f.kd, "");
 	free(f.seen);
 	f.seen = NULL;
-	s_send(&f, "hr-absence-A7-v2-replay", "staff.absence.registered", data);
-	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v2-replay"));
+	s_send_a7(&f, "hr-absence-A7-v2-replay", 2, "2026-03-03");
 	ics = s_get(&f, "/E-7/kanal/kanal-hr-absence-A7.ics", NULL);
 	CU_ASSERT(s_has(ics, "DTEND;VALUE=DATE:20260307"));
 	free(ics);
@@ -762,9 +760,7 @@ static void test_late_older_version_never_overwrites(void)
 	s_send(&f, "hr-absence-A7-v4-cancel", "staff.absence.cancelled",
 	       "{\"absence\":\"A7\",\"version\":4,\"employment\":\"E-7\"}");
 	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v4-cancel"));
-	s_a7(data, sizeof data, 3, "2026-03-06");
-	s_send(&f, "hr-absence-A7-v3-late", "staff.absence.registered", data);
-	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v3-late"));
+	s_send_a7(&f, "hr-absence-A7-v3-late", 3, "2026-03-06");
 	ics = s_get(&f, "/E-7/kanal/kanal-hr-absence-A7.ics", NULL);
 	CU_ASSERT(s_has(ics, "STATUS:CANCELLED"));
 	CU_ASSERT(s_has(ics, "X-KANAL-VERSION:4"));
