@@ -351,7 +351,7 @@ install-gen:
 	    -e 's|^run_dir:.*|run_dir: $(RUNSTATEDIR)/kanal|' \
 	    -e 's|\.\./var/demo/|$(STATEDIR)/demo/|' \
 		conf/kanald.yaml > $(GEN)/kanald.yaml
-	cp routes/*.yaml $(GEN)/routes/
+	cp routes/*.yaml routes/*.list $(GEN)/routes/
 
 # install_conf SRC DEST: installs SRC as DEST unless DEST exists with other text, in which
 # case SRC goes beside it as DEST.dist (an upgrade never overwrites an edited config).
@@ -365,7 +365,7 @@ uninstall_conf = rm -f $(2).dist; if cmp -s $(1) $(2); then rm -f $(2); \
 INST_BINS := $(notdir $(BINS))
 INST_PLUGINS := $(notdir $(PLUGIN_SOS))
 INST_HEADERS := $(notdir $(wildcard sdk/include/kanal/*.h))
-INST_ROUTES := $(notdir $(wildcard routes/*.yaml))
+INST_ROUTES := $(notdir $(wildcard routes/*.yaml routes/*.list))
 
 install: all install-gen
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PLUGDIR) \

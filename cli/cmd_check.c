@@ -5,16 +5,23 @@
  * (the plugin is dlopened and its descriptor checked, but never initialised: no thread, no
  * connection), then loads the routing files with the config's instance names, so that an
  * operator learns every mistake before `kanalctl reload` — reported the way compilers
- * report errors. explain loads the same table and tells, for a sample event, which routes
+ * report errors. It also warns about each type in a message catalogue (CATALOGUE_FILE
+ * beside the routing files: the types the connectors emit, docs/message-types.md) that no
+ * route takes, since such an event would wait in the default destination. explain loads the same table and tells, for a sample event, which routes
  * match, why the others do not, and where the event would go.
  */
+#include <ctype.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kanalctl.h"
 #include "routes.h"
+
+/* The message catalogue's name, in the folder of the routing files. */
+#define CATALOGUE_FILE "message-types.list"
 
 static const char *s_plural(size_t n, const char *one, const char *many)
 {
@@ -86,6 +93,88 @@ static void s_warn_open_sources(const conf_t *conf)
 	}
 }
 
+/* True when some route's type pattern takes `type` (its source and where aside). */
+static bool s_type_routed(const routes_t *rt, const char *type)
+{
+	for (size_t i = 0; i < routes_count(rt); i++) {
+		const route_t *r = routes_get(rt, i);
+		if (!r->type_pattern || routes_type_matches(r->type_pattern, type))
+			return true;
+	}
+	return false;
+}
+
+/* Reads the catalogue at `path` (one type a line; '#' starts a comment) and warns about
+ * each type no route takes. Returns the number of warnings; a missing file is none. */
+static size_t s_warn_catalogue(const routes_t *rt, const char *path)
+{
+	FILE *in = fopen(path, "r");
+	char line[512];
+	size_t warnings = 0;
+	int n = 0;
+
+	if (!in)
+		return 0;
+	while (fgets(line, sizeof line, in)) {
+		char *type = line, *end;
+		n++;
+		if ((end = strchr(type, '#')))
+			*end = '\0';
+		while (isspace((unsigned char)*type))
+			type++;
+		end = type + strlen(type);
+		while (end > type && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		if (!*type || s_type_routed(rt, type))
+			continue;
+		fprintf(stderr, "%s:%d:1: warning: type '%s' is in the catalogue but no route takes "
+				"it: such events go to the default '%s'\n",
+			path, n, type, routes_default(rt));
+		warnings++;
+	}
+	fclose(in);
+	return warnings;
+}
+
+/* Warns about each catalogued type without a route, for the catalogue in the folder of
+ * each routing path (a folder, or a file's folder), each folder once. */
+static void s_warn_unrouted(const routes_t *rt, const conf_t *conf, char **paths, size_t n_paths)
+{
+	char **seen;
+
+	if (!paths) {
+		paths = conf->route_paths;
+		n_paths = conf->n_route_paths;
+	}
+	if (!(seen = calloc(n_paths + 1, sizeof *seen)))
+		return;
+	for (size_t i = 0; i < n_paths; i++) {
+		char *copy = strdup(paths[i]), *dir, *cat = NULL;
+		size_t len = copy ? strlen(copy) : 0;
+		bool again = false;
+
+		if (!copy)
+			break;
+		if (len > 5 && !strcmp(copy + len - 5, ".yaml"))
+			dir = dirname(copy);
+		else if (len > 4 && !strcmp(copy + len - 4, ".yml"))
+			dir = dirname(copy);
+		else
+			dir = copy;
+		for (size_t k = 0; k < i && !again; k++)
+			again = seen[k] && !strcmp(seen[k], dir);
+		if (!again && asprintf(&cat, "%s/%s", dir, CATALOGUE_FILE) >= 0) {
+			s_warn_catalogue(rt, cat);
+			seen[i] = strdup(dir);
+		}
+		free(cat);
+		free(copy);
+	}
+	for (size_t i = 0; i < n_paths; i++)
+		free(seen[i]);
+	free(seen);
+}
+
 int cmd_check(ctl_t *ctl, int argc, char **argv)
 {
 	routes_t *rt = NULL;
@@ -117,6 +206,7 @@ int cmd_check(ctl_t *ctl, int argc, char **argv)
 		status = CTL_EXIT_NO;
 	} else {
 		size_t n_routes = routes_count(rt), n_files = routes_file_count(rt);
+		s_warn_unrouted(rt, conf, argc ? argv : NULL, (size_t)argc);
 		ctl_printf(stdout, "%s: %zu %s; routes: %zu %s from %zu %s, default \u2192 %s: ok\n",
 			   conf->file, conf->n_instances,
 			   s_plural(conf->n_instances, "instance", "instances"), n_routes,

@@ -36,6 +36,8 @@ static const command_t s_commands[] = {
 	  "table (the plugin is loaded but not started), then loads the routing files: the\n"
 	  "ones given, else the config's `routes:`. Prints every error as\n"
 	  "file:line:col: error: ... with the offending line, or a one-line summary.\n"
+	  "Warns about each type of a message-types.list beside the routing files that no\n"
+	  "route takes.\n"
 	  "Exit status: 0 all valid, 1 errors found, 2 bad usage.\n" },
 	{ "explain", cmd_explain, CTL_OPT_CONFIG, "EVENT.json...",
 	  "show which routes an event matches and where it would go",

@@ -9,11 +9,22 @@
  *   GET  /api/v1/institutions                             the institutions
  *   GET|POST /api/v1/institutions/<id>/notices            notices to the institution's parents
  *   GET|POST /api/v1/institutions/<id>/staffing           who is expected absent (staffing view)
+ *   GET|POST /api/v1/institutions/<id>/day                the day overview: pickups, check-ins
+ *                                                         and check-outs
+ *   GET|POST /api/v1/institutions/<id>/vacation-plan      holiday-survey answers (staffing plan)
  *
  * Every /api/ call needs `Authorization: Bearer <token>` (`--set token=…`, default
  * "sim-daycare-token"), or basic auth when `--set user=… --set password=…` are given. A POST
  * with an `Idempotency-Key` header is done once: a repeat with the same key and body gets
  * the first answer again (with `Idempotent-Replayed: true`).
+ *
+ * The API is invented: the daycare systems municipalities buy publish no contract kanal
+ * could follow, so this one stands in for "a vendor's JSON API" (docs/plugins/daycare.md).
+ * A notice or staffing entry posted with an `external_id` is the sender's one record of one
+ * fact: posted again it is updated in place (a notice keeps its id; its `revision` rises
+ * only when what parents see changed, and `"changed": false` says nothing did); a notice
+ * posted with `"status": "withdrawn"` is taken down. A `version` older than the one the
+ * record was last written with is ignored (a late older version never wins).
  *
  * Settings (--set NAME=VALUE):
  *   token=T          the bearer token required
@@ -26,7 +37,8 @@
  *                    answer were lost on the way (to test idempotent redelivery)
  *
  * A POST to /api/v1/registrations?unchecked=true stores the registration without checking
- * it (the simulator's way to serve a malformed one). Data comes from the shared synthetic
+ * it (the simulator's way to serve a malformed one); ?script=N adds the next N
+ * registrations of the morning script at once (the demo's morning, for a test). Data comes from the shared synthetic
  * population (population.h), so a child reported sick here has parents the simulated CPR
  * service knows. The "garbage" fault answers a truncated JSON page.
  */
@@ -60,6 +72,8 @@ typedef struct daycare {
 	int64_t lose_notice_answers;
 	json_t *notices;       /* institution id -> array */
 	json_t *staffing;      /* institution id -> array */
+	json_t *day;           /* institution id -> array: the day overview */
+	json_t *vacation;      /* institution id -> array: the holiday survey's answers */
 	json_t *idempotency;   /* "<path> <key>" -> {status, body, request} */
 	uint64_t next_notice;
 	const char *token, *user, *password;
@@ -426,12 +440,25 @@ static void s_list_registrations(daycare_t *d, const sim_request_t *req, sim_res
 
 static void s_post_registration(daycare_t *d, const sim_request_t *req, sim_response_t *res)
 {
-	const char *unchecked = sim_query(req, "unchecked");
-	json_t *reg = s_body(req, res);
+	const char *unchecked = sim_query(req, "unchecked"), *script = sim_query(req, "script");
+	json_t *reg, *made;
 	const char *bad;
 	char why[256];
 
-	if (!reg)
+	if (script) {
+		/* The next N registrations of the morning script at once (a test's morning). */
+		long n = strtol(script, NULL, 10);
+		if (n < 1 || n > 1000) {
+			s_error(res, 400, "'script' is 1-1000");
+			return;
+		}
+		made = json_array();
+		while (n-- > 0)
+			json_array_append(made, s_script_next(d));
+		s_json_reply(res, 201, json_pack("{s:o}", "registrations", made));
+		return;
+	}
+	if (!(reg = s_body(req, res)))
 		return;
 	json_object_del(reg, "id");
 	json_object_del(reg, "cursor");
@@ -458,18 +485,107 @@ static json_t *s_list_of(json_t *map, const char *inst)
 	return a;
 }
 
+/* The entry of `list` whose external_id is ext, or NULL. */
+static json_t *s_by_external_id(json_t *list, const char *ext)
+{
+	size_t i;
+	json_t *it;
+
+	json_array_foreach(list, i, it)
+		if (s_str(it, "external_id") && !strcmp(s_str(it, "external_id"), ext))
+			return it;
+	return NULL;
+}
+
+/* True when body carries a "version" older than the one entry was last written with: a
+ * late older version of the same fact, which the daycare system ignores. */
+static bool s_stale(const json_t *entry, const json_t *body)
+{
+	json_t *have = json_object_get(entry, "version"), *got = json_object_get(body, "version");
+
+	return json_is_integer(have) && json_is_integer(got) &&
+	       json_integer_value(got) < json_integer_value(have);
+}
+
+/* A notice with an external_id is the sender's one notice for one fact: posted again it
+ * is updated in place (same id, revision + 1) when what parents see changed, left alone
+ * when not, and `"status": "withdrawn"` takes it down. */
+static void s_update_notice(json_t *n, json_t *body, sim_response_t *res)
+{
+	bool withdraw = s_str(body, "status") && !strcmp(s_str(body, "status"), "withdrawn");
+	bool changed = false;
+	char now[40];
+
+	if (s_stale(n, body)) {
+		json_object_set_new(n, "changed", json_false());
+		s_json_reply(res, 200, json_incref(n));
+		return;
+	}
+	if (withdraw) {
+		changed = strcmp(s_str(n, "status"), "withdrawn") != 0;
+		json_object_set_new(n, "status", json_string("withdrawn"));
+	} else {
+		for (const char *const *k = (const char *const[]){ "audience", "title", "text", "date",
+								   NULL };
+		     *k; k++)
+			if (s_str(body, *k) && strcmp(s_str(body, *k), s_str(n, *k))) {
+				json_object_set_new(n, *k, json_string(s_str(body, *k)));
+				changed = true;
+			}
+		if (strcmp(s_str(n, "status"), "active")) {
+			json_object_set_new(n, "status", json_string("active"));
+			changed = true;
+		}
+	}
+	if (json_object_get(body, "version"))
+		json_object_set(n, "version", json_object_get(body, "version"));
+	if (changed) {
+		sim_rfc3339_now(now);
+		json_object_set_new(n, "revision",
+				    json_integer(json_integer_value(json_object_get(n, "revision")) + 1));
+		json_object_set_new(n, "updated", json_string(now));
+		if (s_str(body, "source_event"))
+			json_object_set_new(n, "source_event", json_string(s_str(body, "source_event")));
+	}
+	json_object_set_new(n, "changed", json_boolean(changed));
+	s_json_reply(res, 200, json_incref(n));
+}
+
 static void s_post_notice(daycare_t *d, const sim_institution_t *inst, const sim_request_t *req,
 			  sim_response_t *res)
 {
 	json_t *body = s_body(req, res);
 	const char *title = s_str(body, "title"), *text = s_str(body, "text");
 	const char *audience = s_str(body, "audience"), *date = s_str(body, "date");
-	const char *source = s_str(body, "source_event");
+	const char *source = s_str(body, "source_event"), *ext = s_str(body, "external_id");
+	const char *status = s_str(body, "status");
 	char id[32], today[11], now[40];
-	json_t *n;
+	json_t *n, *list = s_list_of(d->notices, inst->id);
 
 	if (!body)
 		return;
+	if (status && strcmp(status, "active") && strcmp(status, "withdrawn")) {
+		json_decref(body);
+		s_error(res, 400, "'status' is active or withdrawn");
+		return;
+	}
+	if (status && !strcmp(status, "withdrawn") && (!ext || !*ext)) {
+		json_decref(body);
+		s_error(res, 400, "withdrawing a notice needs its 'external_id'");
+		return;
+	}
+	if (ext && (n = s_by_external_id(list, ext))) {
+		s_update_notice(n, body, res);
+		json_decref(body);
+		return;
+	}
+	if (status && !strcmp(status, "withdrawn")) {
+		/* Nothing to take down: already as the sender wants it. */
+		json_decref(body);
+		s_json_reply(res, 200, json_pack("{s:s, s:s, s:b}", "external_id", ext, "status",
+						 "withdrawn", "changed", 0));
+		return;
+	}
 	if (!title || !*title || strlen(title) > 200 || !text || !*text || strlen(text) > 4000) {
 		json_decref(body);
 		s_error(res, 400, "'title' (1-200 characters) and 'text' (1-4000) are required");
@@ -489,14 +605,31 @@ static void s_post_notice(daycare_t *d, const sim_institution_t *inst, const sim
 	sim_today(today, 0);
 	sim_rfc3339_now(now);
 	snprintf(id, sizeof id, "n-%" PRIu64, ++d->next_notice);
-	n = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "institution", inst->id,
-		      "audience", audience ? audience : "parents", "title", title, "text", text,
-		      "date", date ? date : today, "created", now);
+	n = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "id", id, "institution",
+		      inst->id, "audience", audience ? audience : "parents", "title", title, "text",
+		      text, "date", date ? date : today, "created", now, "status", "active",
+		      "revision", 1);
 	if (source)
 		json_object_set_new(n, "source_event", json_string(source));
+	if (ext)
+		json_object_set_new(n, "external_id", json_string(ext));
+	if (json_is_integer(json_object_get(body, "version")))
+		json_object_set(n, "version", json_object_get(body, "version"));
 	json_decref(body);
-	json_array_append(s_list_of(d->notices, inst->id), n);
+	json_array_append(list, n);
 	s_json_reply(res, 201, n);
+}
+
+/* The kinds of staff absence the staffing view shows (absence_kind). */
+static bool s_staff_kind_ok(const char *kind)
+{
+	static const char *const kinds[] = { "sick", "child-sick", "care-day", "holiday",
+					     "time-off", "parental-leave", "leave", "other", NULL };
+
+	for (const char *const *k = kinds; *k; k++)
+		if (!strcmp(*k, kind))
+			return true;
+	return false;
 }
 
 static void s_post_staffing(daycare_t *d, const sim_institution_t *inst, const sim_request_t *req,
@@ -505,11 +638,10 @@ static void s_post_staffing(daycare_t *d, const sim_institution_t *inst, const s
 	json_t *body = s_body(req, res);
 	const char *ext = s_str(body, "external_id"), *kind = s_str(body, "kind");
 	const char *status = s_str(body, "status"), *from = s_str(body, "from"),
-		   *to = s_str(body, "to");
-	json_t *list = s_list_of(d->staffing, inst->id), *e = NULL, *it;
+		   *to = s_str(body, "to"), *absence_kind = s_str(body, "absence_kind");
+	json_t *list = s_list_of(d->staffing, inst->id), *e;
 	bool cancel = status && !strcmp(status, "cancelled");
 	char now[40];
-	size_t i;
 
 	if (!body)
 		return;
@@ -531,9 +663,18 @@ static void s_post_staffing(daycare_t *d, const sim_institution_t *inst, const s
 			"'to' (YYYY-MM-DD)");
 		return;
 	}
-	json_array_foreach(list, i, it)
-		if (!strcmp(s_str(it, "external_id"), ext))
-			e = it;
+	if (absence_kind && !s_staff_kind_ok(absence_kind)) {
+		json_decref(body);
+		s_error(res, 400, "'absence_kind' is one of sick, child-sick, care-day, holiday, "
+			"time-off, parental-leave, leave, other");
+		return;
+	}
+	e = s_by_external_id(list, ext);
+	if (e && s_stale(e, body)) {
+		json_decref(body);
+		s_json_reply(res, 200, json_incref(e));
+		return;
+	}
 	sim_rfc3339_now(now);
 	if (!e) {
 		e = json_pack("{s:s, s:s}", "external_id", ext, "institution", inst->id);
@@ -542,15 +683,56 @@ static void s_post_staffing(daycare_t *d, const sim_institution_t *inst, const s
 	} else {
 		res->status = 200;
 	}
-	for (const char *const *k = (const char *const[]){ "kind", "ref", "from", "to",
-							   "source_event", NULL };
+	for (const char *const *k = (const char *const[]){ "kind", "absence_kind", "ref", "from",
+							   "to", "source_event", NULL };
 	     *k; k++)
 		if (s_str(body, *k))
 			json_object_set_new(e, *k, json_string(s_str(body, *k)));
+	if (json_is_integer(json_object_get(body, "version")))
+		json_object_set(e, "version", json_object_get(body, "version"));
 	json_object_set_new(e, "status", json_string(cancel ? "cancelled" : "absent"));
 	json_object_set_new(e, "updated", json_string(now));
 	json_decref(body);
 	s_json_reply(res, res->status, json_incref(e));
+}
+
+/* POST …/day and …/vacation-plan: a record keyed by external_id (posted again, it is
+ * replaced). `kinds` are the record kinds the list takes. */
+static void s_post_record(json_t *list, const char *const *kinds, const sim_request_t *req,
+			  sim_response_t *res)
+{
+	json_t *body = s_body(req, res), *e;
+	const char *ext = s_str(body, "external_id"), *kind = s_str(body, "kind");
+	bool kind_ok = false;
+	char now[40];
+
+	if (!body)
+		return;
+	for (const char *const *k = kinds; kind && *k; k++)
+		kind_ok |= !strcmp(*k, kind);
+	if (!ext || !*ext || !kind_ok || !s_str(body, "child")) {
+		json_decref(body);
+		s_error(res, 400, "a record needs 'external_id', 'child' and a 'kind' this list "
+			"takes (day: pickup, checkin, checkout; vacation-plan: vacation)");
+		return;
+	}
+	if (!strcmp(kind, "vacation") &&
+	    (!s_str(body, "survey") || !json_is_array(json_object_get(body, "days")))) {
+		json_decref(body);
+		s_error(res, 400, "a vacation answer needs 'survey' and 'days'");
+		return;
+	}
+	sim_rfc3339_now(now);
+	json_object_set_new(body, "updated", json_string(now));
+	if ((e = s_by_external_id(list, ext))) {
+		json_object_clear(e);
+		json_object_update(e, body);
+		res->status = 200;
+	} else {
+		json_array_append(list, body);
+		res->status = 201;
+	}
+	s_json_reply(res, res->status, body);
 }
 
 /* /api/v1/institutions/<id>/<what>. */
@@ -585,6 +767,17 @@ static void s_institution(daycare_t *d, const sim_request_t *req, sim_response_t
 							 s_list_of(d->staffing, inst->id)));
 		else if (post)
 			s_post_staffing(d, inst, req, res);
+		else
+			s_error(res, 405, "use GET or POST");
+	} else if (!strcmp(slash, "/day") || !strcmp(slash, "/vacation-plan")) {
+		bool day = !strcmp(slash, "/day");
+		json_t *list = s_list_of(day ? d->day : d->vacation, inst->id);
+		static const char *const day_kinds[] = { "pickup", "checkin", "checkout", NULL };
+		static const char *const plan_kinds[] = { "vacation", NULL };
+		if (get)
+			s_json_reply(res, 200, json_pack("{s:O}", day ? "day" : "vacation-plan", list));
+		else if (post)
+			s_post_record(list, day ? day_kinds : plan_kinds, req, res);
 		else
 			s_error(res, 405, "use GET or POST");
 	} else {
@@ -704,6 +897,8 @@ static int s_setup(sim_t *sim)
 	d.regs = json_array();
 	d.notices = json_object();
 	d.staffing = json_object();
+	d.day = json_object();
+	d.vacation = json_object();
 	d.idempotency = json_object();
 	d.next_id = FIRST_ID;
 	d.rate_ms = sim_setting_int(sim, "rate_ms", 0);

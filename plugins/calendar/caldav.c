@@ -36,6 +36,7 @@ typedef struct known {
 	char *etag;
 	uint64_t fingerprint; /* of the content kanal wrote; 0: unknown (e.g. cancelled) */
 	int64_t sequence;
+	int64_t version;      /* the X-KANAL-VERSION kanal wrote; 0: none */
 } known_t;
 
 struct cal_dav {
@@ -275,7 +276,7 @@ static void s_forget(cal_dav_t *dav, const char *url)
 /* Remembers kanal's write to url: its ETag (NULL: forget — without an ETag the next update
  * must read first), content fingerprint and sequence. */
 static void s_remember(cal_dav_t *dav, const char *url, const char *etag, uint64_t fingerprint,
-		       int64_t sequence)
+		       int64_t sequence, int64_t version)
 {
 	known_t *k = s_known(dav, url);
 
@@ -296,6 +297,7 @@ static void s_remember(cal_dav_t *dav, const char *url, const char *etag, uint64
 	k->etag = strdup(etag);
 	k->fingerprint = fingerprint;
 	k->sequence = sequence;
+	k->version = version;
 	if (!k->etag)
 		s_forget(dav, url);
 }
@@ -555,6 +557,12 @@ kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 		return KANAL_OUTCOME_REJECT;
 	}
 	k = s_known(dav, url);
+	if (k && ev->version > 0 && k->version > ev->version) {
+		/* kanal wrote a newer version of this fact: a late or replayed older one. */
+		kanal_metric_add(ctx, "stale", 1);
+		free(url);
+		return KANAL_OUTCOME_OK;
+	}
 	if (k && k->fingerprint == fp && (ev->sequence < 0 || ev->sequence <= k->sequence)) {
 		/* kanal wrote exactly this last time: a repeated delivery. */
 		kanal_metric_add(ctx, "unchanged", 1);
@@ -587,7 +595,7 @@ kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 			kanal_metric_add(ctx, etag ? "updated" : "created", 1);
 			kanal_log(ctx, KANAL_LOG_DEBUG, "%s %s (SEQUENCE %lld)",
 				  etag ? "updated" : "created", url, (long long)seq);
-			s_remember(dav, url, res.etag, fp, seq);
+			s_remember(dav, url, res.etag, fp, seq, ev->version);
 			out = KANAL_OUTCOME_OK;
 			goto done;
 		}
@@ -662,7 +670,12 @@ kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 		switch (cal_ical_update(res.body, ev, &text, &seq)) {
 		case CAL_UNCHANGED:
 			kanal_metric_add(ctx, "unchanged", 1);
-			s_remember(dav, url, res.etag, fp, seq);
+			s_remember(dav, url, res.etag, fp, seq, ev->version);
+			out = KANAL_OUTCOME_OK;
+			goto done;
+		case CAL_STALE:
+			/* Not remembered: what the server holds is not what ev says. */
+			kanal_metric_add(ctx, "stale", 1);
 			out = KANAL_OUTCOME_OK;
 			goto done;
 		case CAL_NOT_OURS:
@@ -698,8 +711,8 @@ done:
 }
 
 kanal_outcome_t cal_dav_cancel(kanal_ctx_t *ctx, cal_dav_t *dav, const char *collection,
-			       const char *uid, int64_t min_sequence, const char *who,
-			       cal_status_t *st)
+			       const char *uid, int64_t min_sequence, int64_t version,
+			       const char *who, cal_status_t *st)
 {
 	char why[256];
 	char *url = cal_resource_url(collection, uid, why, sizeof why);
@@ -768,9 +781,13 @@ kanal_outcome_t cal_dav_cancel(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 			out = s_fail(ctx, dav, &res, "DELETE", url, st);
 			break;
 		}
-		switch (cal_ical_cancel(res.body, uid, min_sequence, &text, &seq)) {
+		switch (cal_ical_cancel(res.body, uid, min_sequence, version, &text, &seq)) {
 		case CAL_UNCHANGED:
 			kanal_metric_add(ctx, "already_gone", 1);
+			out = KANAL_OUTCOME_OK;
+			goto done;
+		case CAL_STALE:
+			kanal_metric_add(ctx, "stale", 1);
 			out = KANAL_OUTCOME_OK;
 			goto done;
 		case CAL_NOT_OURS:
@@ -807,7 +824,7 @@ kanal_outcome_t cal_dav_cancel(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 		if (s_ok(&res)) {
 			kanal_metric_add(ctx, "cancelled", 1);
 			/* Fingerprint 0: a later upsert of the same content must un-cancel. */
-			s_remember(dav, url, res.etag, 0, seq);
+			s_remember(dav, url, res.etag, 0, seq, version);
 			out = KANAL_OUTCOME_OK;
 			break;
 		}

@@ -254,7 +254,8 @@ static kanal_outcome_t s_write(kanal_ctx_t *ctx, calendar_t *c, const char *owne
 }
 
 static kanal_outcome_t s_cancel(kanal_ctx_t *ctx, calendar_t *c, const char *owner,
-				const char *uid, int64_t min_sequence, cal_status_t *st)
+				const char *uid, int64_t min_sequence, int64_t version,
+				cal_status_t *st)
 {
 	why_t why;
 	char *collection = s_collection(c, owner, &why);
@@ -265,7 +266,7 @@ static kanal_outcome_t s_cancel(kanal_ctx_t *ctx, calendar_t *c, const char *own
 		st->retry_after_ms = -1;
 		return KANAL_OUTCOME_REJECT;
 	}
-	out = cal_dav_cancel(ctx, c->dav, collection, uid, min_sequence, owner, st);
+	out = cal_dav_cancel(ctx, c->dav, collection, uid, min_sequence, version, owner, st);
 	free(collection);
 	return out;
 }
@@ -319,7 +320,7 @@ static kanal_outcome_t s_on_cancel(kanal_ctx_t *ctx, calendar_t *c, const kanal_
 	    s_owner_check(owner, "data.owner", &why) ||
 	    s_text(msg, "uid", true, 255, false, &uid, &why) || s_sequence(msg, &seq, &why))
 		return s_reject(ctx, type, &why);
-	return s_report(ctx, s_cancel(ctx, c, owner, uid, seq, &st), &st, "");
+	return s_report(ctx, s_cancel(ctx, c, owner, uid, seq, 0, &st), &st, "");
 }
 
 /* ---- child.absence.reported / .withdrawn ----------------------------------------------- */
@@ -490,7 +491,7 @@ static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c,
 		kanal_outcome_t out;
 		s_absence_uid(kanal_msg_source(msg), report_id, owners[i], uid, sizeof uid);
 		if (withdrawn)
-			out = s_cancel(ctx, c, owners[i], uid, -1, &st);
+			out = s_cancel(ctx, c, owners[i], uid, -1, 0, &st);
 		else
 			out = s_write(ctx, c, owners[i], &ev, &st);
 		if (out == KANAL_OUTCOME_OK)
@@ -532,6 +533,15 @@ static int s_staff_uid(const kanal_msg_t *msg, char *out, size_t size, why_t *wh
 	return 0;
 }
 
+/* The HR version of the absence (data.version), 0 when the event has none: versions of
+ * one absence update one event, and an older one never overwrites a newer. */
+static int64_t s_hr_version(const kanal_msg_t *msg)
+{
+	int64_t version;
+
+	return kanal_msg_data_int(msg, "version", &version) == 0 && version > 0 ? version : 0;
+}
+
 static kanal_outcome_t s_on_staff(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg,
 				  bool holiday)
 {
@@ -563,6 +573,7 @@ static kanal_outcome_t s_on_staff(kanal_ctx_t *ctx, calendar_t *c, const kanal_m
 			 hours);
 	}
 	ev.uid = uid;
+	ev.version = s_hr_version(msg);
 	ev.summary = is_holiday ? "Ferie" : "Fravær";
 	ev.description = description;
 	return s_report(ctx, s_write(ctx, c, owner, &ev, &st), &st, "");
@@ -579,7 +590,7 @@ static kanal_outcome_t s_on_staff_cancelled(kanal_ctx_t *ctx, calendar_t *c,
 	if (s_text(msg, "employment", true, 128, false, &owner, &why) ||
 	    s_owner_check(owner, "data.employment", &why) || s_staff_uid(msg, uid, sizeof uid, &why))
 		return s_reject(ctx, type, &why);
-	return s_report(ctx, s_cancel(ctx, c, owner, uid, -1, &st), &st, "");
+	return s_report(ctx, s_cancel(ctx, c, owner, uid, -1, s_hr_version(msg), &st), &st, "");
 }
 
 /* ---- the plugin ---------------------------------------------------------------------------- */

@@ -26,6 +26,9 @@ typedef struct cal_event {
 	char start[20];          /* "20260302" (all-day) or "20260302T080000Z" (UTC) */
 	char end[20];            /* exclusive, same form as start */
 	int64_t sequence;        /* the SEQUENCE asked for at least; -1: none */
+	int64_t version;         /* the source's version of the fact (HR's absence version),
+				  * kept as X-KANAL-VERSION: an older one never overwrites a
+				  * newer; 0: none */
 } cal_event_t;
 
 /* Parses a calendar date "YYYY-MM-DD" (a real day). Returns 0 and writes "YYYYMMDD" into
@@ -52,10 +55,12 @@ typedef enum cal_apply {
 	CAL_UNCHANGED,     /* already says that: nothing to write */
 	CAL_NOT_OURS,      /* the resource holds another UID (a name clash) */
 	CAL_UNREADABLE,    /* not iCalendar, or no VEVENT */
+	CAL_STALE,         /* the stored event has a newer X-KANAL-VERSION: left as it is */
 } cal_apply_t;
 
 /* Changes the stored text `existing` so that its VEVENT says what ev says: the fields kanal
- * manages (SUMMARY, DESCRIPTION, DTSTART, DTEND, STATUS) are replaced, SEQUENCE becomes
+ * manages (SUMMARY, DESCRIPTION, DTSTART, DTEND, STATUS, X-KANAL-VERSION) are replaced
+ * (CAL_STALE instead when the stored X-KANAL-VERSION is newer than ev->version), SEQUENCE becomes
  * max(old + 1, ev->sequence) and DTSTAMP now; everything else (alarms, categories a person
  * added) is kept. A cancelled event becomes active again. *seq_out gets the new (or the
  * current, when unchanged) SEQUENCE. Ownership: *out is malloc'd. */
@@ -63,9 +68,10 @@ cal_apply_t cal_ical_update(const char *existing, const cal_event_t *ev, char **
 			    int64_t *seq_out);
 
 /* Marks the stored event UID `uid` cancelled: STATUS:CANCELLED, SEQUENCE max(old + 1,
- * min_sequence), DTSTAMP now. CAL_UNCHANGED when it already is. */
+ * min_sequence), DTSTAMP now, X-KANAL-VERSION `version` (when > 0). CAL_UNCHANGED when it
+ * already is; CAL_STALE when its X-KANAL-VERSION is newer than `version` (> 0). */
 cal_apply_t cal_ical_cancel(const char *existing, const char *uid, int64_t min_sequence,
-			    char **out, int64_t *seq_out);
+			    int64_t version, char **out, int64_t *seq_out);
 
 /* A fingerprint of what ev asks for (not its sequence), to recognise a repeated upsert. */
 uint64_t cal_event_fingerprint(const cal_event_t *ev);
@@ -116,16 +122,17 @@ char *cal_resource_url(const char *collection, const char *uid, char *why, size_
 bool cal_is_resource_of(const char *collection, const char *url);
 
 /* Creates or updates ev in the calendar at `collection` (see docs/plugins/calendar.md for
- * the conversation). `who` names the calendar in errors (an owner id or pseudonym, never a
+ * the conversation); an ev->version older than the stored one changes nothing (OK). `who` names the calendar in errors (an owner id or pseudonym, never a
  * CPR number). Returns the outcome; when not OK, st says why. ctx is used for metrics and
  * logs only. */
 kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *collection,
 			       const cal_event_t *ev, const char *who, cal_status_t *st);
 
 /* Cancels the event `uid` in the calendar at `collection` (status or delete, per options);
- * an event that is not there is already cancelled: OK. */
+ * an event that is not there is already cancelled: OK. With version > 0 an event stored
+ * with a newer X-KANAL-VERSION is left alone (OK). */
 kanal_outcome_t cal_dav_cancel(kanal_ctx_t *ctx, cal_dav_t *dav, const char *collection,
-			       const char *uid, int64_t min_sequence, const char *who,
-			       cal_status_t *st);
+			       const char *uid, int64_t min_sequence, int64_t version,
+			       const char *who, cal_status_t *st);
 
 #endif

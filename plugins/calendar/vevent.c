@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <time.h>
 
@@ -175,6 +176,42 @@ static icaltimetype s_now(void)
 	return icaltime_from_timet_with_zone(time(NULL), 0, icaltimezone_get_utc_timezone());
 }
 
+#define VERSION_PROPERTY "X-KANAL-VERSION"
+
+/* The stored X-KANAL-VERSION of vevent (0: none). */
+static int64_t s_version(icalcomponent *vevent)
+{
+	for (icalproperty *p = icalcomponent_get_first_property(vevent, ICAL_X_PROPERTY); p;
+	     p = icalcomponent_get_next_property(vevent, ICAL_X_PROPERTY)) {
+		const char *name = icalproperty_get_x_name(p), *value = icalproperty_get_x(p);
+		if (name && value && !strcasecmp(name, VERSION_PROPERTY))
+			return strtoll(value, NULL, 10);
+	}
+	return 0;
+}
+
+/* Replaces vevent's X-KANAL-VERSION by version (nothing when version is 0). */
+static void s_set_version(icalcomponent *vevent, int64_t version)
+{
+	char text[24];
+	icalproperty *p, *next;
+
+	if (version <= 0)
+		return;
+	for (p = icalcomponent_get_first_property(vevent, ICAL_X_PROPERTY); p; p = next) {
+		next = icalcomponent_get_next_property(vevent, ICAL_X_PROPERTY);
+		if (icalproperty_get_x_name(p) &&
+		    !strcasecmp(icalproperty_get_x_name(p), VERSION_PROPERTY)) {
+			icalcomponent_remove_property(vevent, p);
+			icalproperty_free(p);
+		}
+	}
+	snprintf(text, sizeof text, "%lld", (long long)version);
+	p = icalproperty_new_x(text);
+	icalproperty_set_x_name(p, VERSION_PROPERTY);
+	icalcomponent_add_property(vevent, p);
+}
+
 /* Adds kanal's managed properties to vevent. */
 static void s_add_managed(icalcomponent *vevent, const cal_event_t *ev)
 {
@@ -183,6 +220,7 @@ static void s_add_managed(icalcomponent *vevent, const cal_event_t *ev)
 	icalcomponent_add_property(vevent, icalproperty_new_summary(ev->summary));
 	if (ev->description && *ev->description)
 		icalcomponent_add_property(vevent, icalproperty_new_description(ev->description));
+	s_set_version(vevent, ev->version);
 }
 
 /* Removes every property of `kind` from comp. */
@@ -343,6 +381,11 @@ cal_apply_t cal_ical_update(const char *existing, const cal_event_t *ev, char **
 		return CAL_NOT_OURS;
 	}
 	seq = s_sequence(vevent);
+	if (ev->version > 0 && s_version(vevent) > ev->version) {
+		*seq_out = seq;
+		icalcomponent_free(top);
+		return CAL_STALE;
+	}
 	s_time_text(vevent, ICAL_DTSTART_PROPERTY, start, sizeof start);
 	s_time_text(vevent, ICAL_DTEND_PROPERTY, end, sizeof end);
 	same = !s_cancelled(vevent) && !strcmp(start, ev->start) && !strcmp(end, ev->end) &&
@@ -350,7 +393,8 @@ cal_apply_t cal_ical_update(const char *existing, const cal_event_t *ev, char **
 	       !strcmp(s_prop_text(vevent, ICAL_SUMMARY_PROPERTY), ev->summary) &&
 	       !strcmp(s_prop_text(vevent, ICAL_DESCRIPTION_PROPERTY),
 		       ev->description ? ev->description : "") &&
-	       (ev->sequence < 0 || ev->sequence <= seq);
+	       (ev->sequence < 0 || ev->sequence <= seq) &&
+	       (ev->version <= 0 || ev->version == s_version(vevent));
 	if (same) {
 		*seq_out = seq;
 		icalcomponent_free(top);
@@ -371,7 +415,7 @@ cal_apply_t cal_ical_update(const char *existing, const cal_event_t *ev, char **
 }
 
 cal_apply_t cal_ical_cancel(const char *existing, const char *uid, int64_t min_sequence,
-			    char **out, int64_t *seq_out)
+			    int64_t version, char **out, int64_t *seq_out)
 {
 	icalcomponent *vevent, *top = s_parse(existing, &vevent);
 
@@ -382,12 +426,18 @@ cal_apply_t cal_ical_cancel(const char *existing, const char *uid, int64_t min_s
 		icalcomponent_free(top);
 		return CAL_NOT_OURS;
 	}
-	if (s_cancelled(vevent)) {
+	if (version > 0 && s_version(vevent) > version) {
+		*seq_out = s_sequence(vevent);
+		icalcomponent_free(top);
+		return CAL_STALE;
+	}
+	if (s_cancelled(vevent) && (version <= 0 || version <= s_version(vevent))) {
 		*seq_out = s_sequence(vevent);
 		icalcomponent_free(top);
 		return CAL_UNCHANGED;
 	}
 	s_set(vevent, icalproperty_new_status(ICAL_STATUS_CANCELLED));
+	s_set_version(vevent, version);
 	*seq_out = s_next_sequence(s_sequence(vevent), min_sequence);
 	s_stamp(top, vevent, *seq_out);
 	*out = s_text(top);

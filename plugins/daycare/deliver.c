@@ -3,16 +3,26 @@
  * daycare system.
  *
  *   daycare.notice.post        POST /api/v1/institutions/<institution>/notices
- *   staff.absence.registered   POST …/<department>/staffing (the employee expected absent)
- *                              and, for a code in notice_codes (SYG), a neutral notice to
- *                              the parents: staff_notice_title / staff_notice_text — never
- *                              the reason, the name or the CPR number
- *   staff.absence.cancelled    POST …/<department>/staffing with status cancelled
+ *   staff.absence.registered,  POST …/<department>/staffing (the employee expected absent,
+ *   staff.holiday.registered   with the absence's kind: sick, child-sick, holiday, …) and,
+ *                              for a code in notice_codes (SYG), one neutral notice to the
+ *                              parents per absence: staff_notice_title / staff_notice_text —
+ *                              never the reason, the name or the CPR number; a later
+ *                              version updates that notice (or withdraws it when its code
+ *                              no longer posts one)
+ *   staff.absence.cancelled    POST …/<department>/staffing with status cancelled, and the
+ *                              absence's notice withdrawn
  *   child.absence.reported     POST …/<institution>/staffing (the child expected absent)
  *   child.absence.withdrawn    POST …/<institution>/staffing with status cancelled
+ *   child.pickup.planned,      POST …/<institution>/day (the institution's day overview:
+ *   child.checkin/.checkout    who collects whom and when, who arrived and left)
+ *   child.vacation.registered  POST …/<institution>/vacation-plan (the survey's answers for
+ *                              the staffing plan; a new answer replaces the child's last)
  *
- * Staffing entries are upserts keyed by an external id derived from the fact (the HR
- * absence id, the absence report's event id), so doing one twice changes nothing. A notice
+ * Staffing entries and staff notices are upserts keyed by an external id derived from the
+ * fact (the HR absence id, the absence report's event id), so doing one twice changes
+ * nothing; they carry the HR version, and the daycare system ignores an older one than it
+ * has, so a late or replayed older version never overwrites a newer one. A notice
  * carries an Idempotency-Key made of the event's source and id: when kanald delivers the
  * same event again (a retry after a lost answer, a redelivery after a crash) the daycare
  * system answers with the notice it already has and parents get one notice, not two.
@@ -32,6 +42,8 @@
 
 #define NOTICES_PATH DAYCARE_INSTITUTIONS "/%s/notices"
 #define STAFFING_PATH DAYCARE_INSTITUTIONS "/%s/staffing"
+#define DAY_PATH DAYCARE_INSTITUTIONS "/%s/day"
+#define VACATION_PATH DAYCARE_INSTITUTIONS "/%s/vacation-plan"
 
 /* The Idempotency-Key header for one call made for msg: printable ASCII only. */
 static void s_idempotency_header(const kanal_msg_t *msg, const char *purpose, char *buf,
@@ -134,6 +146,46 @@ static bool s_notice_code(const daycare_t *d, const char *code)
 	return false;
 }
 
+/* The staffing view's kind of a staff absence, from the HR code: what the institution
+ * plans by (a sick colleague, a child's sick day, holiday), never the code itself. */
+static const char *s_absence_kind(const char *type, const char *code)
+{
+	static const struct { const char *code, *kind; } map[] = {
+		{ "SYG", "sick" },         { "BARN1", "child-sick" },  { "BARN2", "child-sick" },
+		{ "OMSORG", "care-day" },  { "FERIE", "holiday" },     { "FERIEFRI", "holiday" },
+		{ "AFSP", "time-off" },    { "BARSEL", "parental-leave" }, { "ORLOV", "leave" },
+	};
+
+	for (size_t i = 0; code && i < sizeof map / sizeof map[0]; i++)
+		if (!strcmp(map[i].code, code))
+			return map[i].kind;
+	return !strcmp(type, "staff.holiday.registered") ? "holiday" : "other";
+}
+
+/* The body's "version" from data.version when the event has one (the daycare system
+ * ignores a version older than the one it has: a late older version never wins). */
+static json_t *s_versioned(const kanal_msg_t *msg, json_t *body)
+{
+	int64_t version;
+
+	if (body && kanal_msg_data_int(msg, "version", &version) == 0 && version >= 0)
+		json_object_set_new(body, "version", json_integer(version));
+	return body;
+}
+
+/* Takes down the notice of absence `ext` (one that was never posted is no error). */
+static kanal_outcome_t s_notice_withdraw(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+					 const char *dept, const char *ext)
+{
+	return s_post(ctx, d, msg, NOTICES_PATH, dept, "notice",
+		      s_versioned(msg, json_pack("{s:s, s:s, s:s}", "external_id", ext, "status",
+						 "withdrawn", "source_event", kanal_msg_id(msg))));
+}
+
+/* staff.absence.registered and staff.holiday.registered: every version updates the one
+ * staffing entry and the one notice of the absence (external id staff-absence-<absence>),
+ * so parents never get a notice per version; a version whose code no longer posts a
+ * notice takes it down. */
 static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
 {
 	const char *dept = s_need(ctx, msg, "department");
@@ -141,6 +193,7 @@ static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 	const char *employment = absence ? s_need(ctx, msg, "employment") : NULL;
 	const char *from = employment ? s_need(ctx, msg, "from") : NULL;
 	const char *to = s_opt(msg, "to"), *code = s_opt(msg, "code");
+	int64_t version = 0;
 	char ext[200];
 	kanal_outcome_t o;
 
@@ -153,32 +206,47 @@ static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 				"(YYYY-MM-DD)", kanal_msg_type(msg), kanal_msg_id(msg));
 		return KANAL_OUTCOME_REJECT;
 	}
-	/* The staffing view learns who is away and when — not why (the code is not sent). */
+	/* The staffing view learns who is away, when and the kind of absence it plans by —
+	 * never the HR code itself. */
 	snprintf(ext, sizeof ext, "staff-absence-%s", absence);
 	o = s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
-		   json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id", ext, "kind",
-			     "staff", "ref", employment, "from", from, "to", to, "status", "absent",
-			     "source_event", kanal_msg_id(msg)));
-	if (o != KANAL_OUTCOME_OK || !s_notice_code(d, code))
+		   s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+					      "external_id", ext, "kind", "staff", "absence_kind",
+					      s_absence_kind(kanal_msg_type(msg), code), "ref",
+					      employment, "from", from, "to", to, "status", "absent",
+					      "source_event", kanal_msg_id(msg))));
+	if (o != KANAL_OUTCOME_OK)
 		return o;
+	if (!s_notice_code(d, code)) {
+		/* A later version may have changed the code away from one that posts a notice. */
+		if (kanal_msg_data_int(msg, "version", &version) == 0 && version > 1)
+			return s_notice_withdraw(ctx, d, msg, dept, ext);
+		return o;
+	}
 	return s_post(ctx, d, msg, NOTICES_PATH, dept, "notice",
-		      json_pack("{s:s, s:s, s:s, s:s, s:s}", "audience", "parents", "title",
-				d->notice_title, "text", d->notice_text, "date", from, "source_event",
-				kanal_msg_id(msg)));
+		      s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
+						 ext, "status", "active", "audience", "parents",
+						 "title", d->notice_title, "text", d->notice_text,
+						 "date", from, "source_event", kanal_msg_id(msg))));
 }
 
+/* staff.absence.cancelled: the staffing entry is cancelled and the notice withdrawn. */
 static kanal_outcome_t s_staff_cancel(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
 {
 	const char *dept = s_need(ctx, msg, "department");
 	const char *absence = dept ? s_need(ctx, msg, "absence") : NULL;
 	char ext[200];
+	kanal_outcome_t o;
 
 	if (!absence)
 		return KANAL_OUTCOME_REJECT;
 	snprintf(ext, sizeof ext, "staff-absence-%s", absence);
-	return s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
-		      json_pack("{s:s, s:s, s:s}", "external_id", ext, "status", "cancelled",
-				"source_event", kanal_msg_id(msg)));
+	o = s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
+		   s_versioned(msg, json_pack("{s:s, s:s, s:s}", "external_id", ext, "status",
+					      "cancelled", "source_event", kanal_msg_id(msg))));
+	if (o != KANAL_OUTCOME_OK)
+		return o;
+	return s_notice_withdraw(ctx, d, msg, dept, ext);
 }
 
 static kanal_outcome_t s_child_absence(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
@@ -216,13 +284,75 @@ static kanal_outcome_t s_child_withdrawn(kanal_ctx_t *ctx, daycare_t *d, const k
 				"source_event", kanal_msg_id(msg)));
 }
 
+/* The event's data as JSON (a new reference), or NULL after setting the REJECT error. */
+static json_t *s_data(kanal_ctx_t *ctx, const kanal_msg_t *msg)
+{
+	char *text = kanal_msg_data_json(msg, NULL);
+	json_t *data = text ? json_loads(text, 0, NULL) : NULL;
+
+	kanal_free(text);
+	if (!json_is_object(data)) {
+		json_decref(data);
+		kanal_set_error(ctx, "daycare: %s %s has no JSON object as data", kanal_msg_type(msg),
+				kanal_msg_id(msg));
+		return NULL;
+	}
+	return data;
+}
+
+/* The parents' registrations the institution acts on during the day, and the holiday
+ * survey's answers for the staffing plan: a record keyed by `external_id`, holding the
+ * listed fields of the event's data (never the child's CPR number). */
+static kanal_outcome_t s_record(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+				const char *path, const char *kind, const char *external_id,
+				const char *const *fields)
+{
+	const char *inst = s_need(ctx, msg, "institution");
+	const char *child = inst ? s_need(ctx, msg, "child") : NULL;
+	json_t *data = child ? s_data(ctx, msg) : NULL, *body;
+
+	if (!data)
+		return KANAL_OUTCOME_REJECT;
+	body = json_pack("{s:s, s:s, s:s, s:s}", "external_id", external_id ? external_id :
+			 kanal_msg_id(msg), "kind", kind, "child", child, "source_event",
+			 kanal_msg_id(msg));
+	for (const char *const *f = fields; body && *f; f++)
+		if (json_object_get(data, *f))
+			json_object_set(body, *f, json_object_get(data, *f));
+	json_decref(data);
+	return s_post(ctx, d, msg, path, inst, kind, body);
+}
+
+static kanal_outcome_t s_day_event(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+				   const char *kind)
+{
+	static const char *const pickup[] = { "date", "weekdays", "time", "mode", "person", NULL };
+	static const char *const check[] = { "at", "status", NULL };
+
+	return s_record(ctx, d, msg, DAY_PATH, kind, NULL, strcmp(kind, "pickup") ? check : pickup);
+}
+
+/* A survey answer replaces the child's earlier answer to the same survey. */
+static kanal_outcome_t s_vacation(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+{
+	static const char *const fields[] = { "survey", "deadline", "days", NULL };
+	const char *survey = s_need(ctx, msg, "survey");
+	const char *child = survey ? s_need(ctx, msg, "child") : NULL;
+	char ext[300];
+
+	if (!child)
+		return KANAL_OUTCOME_REJECT;
+	snprintf(ext, sizeof ext, "vacation-%s-%s", survey, child);
+	return s_record(ctx, d, msg, VACATION_PATH, "vacation", ext, fields);
+}
+
 kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
 {
 	const char *type = kanal_msg_type(msg);
 
 	if (!strcmp(type, "daycare.notice.post"))
 		return s_notice(ctx, d, msg);
-	if (!strcmp(type, "staff.absence.registered"))
+	if (!strcmp(type, "staff.absence.registered") || !strcmp(type, "staff.holiday.registered"))
 		return s_staff_absence(ctx, d, msg);
 	if (!strcmp(type, "staff.absence.cancelled"))
 		return s_staff_cancel(ctx, d, msg);
@@ -230,8 +360,18 @@ kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_
 		return s_child_absence(ctx, d, msg);
 	if (!strcmp(type, "child.absence.withdrawn"))
 		return s_child_withdrawn(ctx, d, msg);
+	if (!strcmp(type, "child.pickup.planned"))
+		return s_day_event(ctx, d, msg, "pickup");
+	if (!strcmp(type, "child.checkin"))
+		return s_day_event(ctx, d, msg, "checkin");
+	if (!strcmp(type, "child.checkout"))
+		return s_day_event(ctx, d, msg, "checkout");
+	if (!strcmp(type, "child.vacation.registered"))
+		return s_vacation(ctx, d, msg);
 	kanal_set_error(ctx, "daycare: cannot handle events of type '%s' (instance '%s' accepts "
-			"daycare.notice.post, staff.absence.registered, staff.absence.cancelled, "
-			"child.absence.reported and child.absence.withdrawn)", type, d->instance);
+			"daycare.notice.post, staff.absence.registered, staff.holiday.registered, "
+			"staff.absence.cancelled, child.absence.reported, child.absence.withdrawn, "
+			"child.pickup.planned, child.checkin, child.checkout and "
+			"child.vacation.registered)", type, d->instance);
 	return KANAL_OUTCOME_REJECT;
 }

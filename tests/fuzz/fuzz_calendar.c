@@ -34,7 +34,7 @@ FUZZ_TARGET(calendar)
 	}
 	free(out);
 	out = NULL;
-	(void)cal_ical_cancel(text, ev.uid, 1, &out, &seq);
+	(void)cal_ical_cancel(text, ev.uid, 1, 2, &out, &seq);
 	free(out);
 	free(text);
 	return 0;

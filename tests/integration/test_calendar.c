@@ -714,6 +714,61 @@ static void test_staff_absence_versions_holiday_and_cancel(void)
 	s_teardown(&f);
 }
 
+/* Sends event `id`: version v of HR absence A7 of E-7, ending on `to`; asserts it was
+ * delivered. */
+static void s_send_a7(fixture_t *f, const char *id, int v, const char *to)
+{
+	char data[512];
+
+	snprintf(data, sizeof data,
+		 "{\"absence\":\"A7\",\"version\":%d,\"employment\":\"E-7\",\"employee_cpr\":\"" MADS
+		 "\",\"department\":\"Solsikken\",\"code\":\"SYG\",\"from\":\"2026-03-02\","
+		 "\"to\":\"%s\"}", v, to);
+	s_send(f, id, "staff.absence.registered", data);
+	CU_ASSERT(s_delivered(f, id));
+}
+
+static void test_late_older_version_never_overwrites(void)
+{
+	fixture_t f;
+	char *ics;
+
+	CU_ASSERT_FATAL(s_setup(&f, "cal-late", NULL, NULL, NULL));
+	s_send_a7(&f, "hr-absence-A7-v1", 1, "2026-03-02");
+	s_send_a7(&f, "hr-absence-A7-v3", 3, "2026-03-06");
+	/* Version 2 arrives late: the entry keeps what version 3 said. */
+	s_send_a7(&f, "hr-absence-A7-v2", 2, "2026-03-03");
+	ics = s_get(&f, "/E-7/kanal/kanal-hr-absence-A7.ics", NULL);
+	CU_ASSERT(s_has(ics, "DTEND;VALUE=DATE:20260307"));
+	CU_ASSERT(s_has(ics, "X-KANAL-VERSION:3"));
+	free(ics);
+
+	/* After a restart kanald remembers nothing of what it wrote; a replayed version 2 is
+	 * still older than what the calendar holds. */
+	kd_unsubscribe(&f.sub);
+	CU_ASSERT_EQUAL_FATAL(kd_stop(f.kd, SIGTERM, WAIT), 0);
+	CU_ASSERT_EQUAL_FATAL(kd_restart(f.kd), 0);
+	f.sub = kd_subscribe(f.kd, "");
+	free(f.seen);
+	f.seen = NULL;
+	s_send_a7(&f, "hr-absence-A7-v2-replay", 2, "2026-03-03");
+	ics = s_get(&f, "/E-7/kanal/kanal-hr-absence-A7.ics", NULL);
+	CU_ASSERT(s_has(ics, "DTEND;VALUE=DATE:20260307"));
+	free(ics);
+
+	/* The cancellation (version 4) wins over a late version 3 after it, too. */
+	s_send(&f, "hr-absence-A7-v4-cancel", "staff.absence.cancelled",
+	       "{\"absence\":\"A7\",\"version\":4,\"employment\":\"E-7\"}");
+	CU_ASSERT(s_delivered(&f, "hr-absence-A7-v4-cancel"));
+	s_send_a7(&f, "hr-absence-A7-v3-late", 3, "2026-03-06");
+	ics = s_get(&f, "/E-7/kanal/kanal-hr-absence-A7.ics", NULL);
+	CU_ASSERT(s_has(ics, "STATUS:CANCELLED"));
+	CU_ASSERT(s_has(ics, "X-KANAL-VERSION:4"));
+	free(ics);
+	CU_ASSERT_EQUAL(s_count(&f, "/E-7/kanal/"), 1);
+	s_teardown(&f);
+}
+
 /* ---- never a PUT to a collection ------------------------------------------------------------ */
 
 static void test_never_puts_to_a_collection(void)
@@ -1136,4 +1191,5 @@ TEST_MAIN("calendar",
 	  TEST(test_outage_is_retried_then_delivered),
 	  TEST(test_child_absence_goes_to_each_custody_holder),
 	  TEST(test_staff_absence_versions_holiday_and_cancel),
+	  TEST(test_late_older_version_never_overwrites),
 	  TEST(test_never_puts_to_a_collection))

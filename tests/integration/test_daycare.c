@@ -566,6 +566,182 @@ static void test_syg_absence_posts_one_neutral_notice(void)
 	upstream_stop(&up);
 }
 
+/* Sends HR event `id` of `type` with `data` and waits until kanald delivered it. */
+static void s_send_delivered(kd_t *kd, void *sub, const char *id, const char *type,
+			     const char *data)
+{
+	char *p;
+
+	s_send(kd, id, type, data);
+	p = kd_expect(sub, "delivered", id, WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	if (!p)
+		fprintf(stderr, "%s was not delivered\n", id);
+	free(p);
+}
+
+/* The institution's list `what` (notices or staffing) as JSON (a new reference). */
+static json_t *s_list(upstream_t *up, const char *inst, const char *what)
+{
+	char path[200], *text = NULL;
+	json_t *root, *list;
+
+	snprintf(path, sizeof path, "/api/v1/institutions/%s/%s", inst, what);
+	CU_ASSERT_EQUAL(s_api(up, "GET", path, NULL, &text), 200);
+	root = json_loads(text ? text : "{}", 0, NULL);
+	free(text);
+	list = json_incref(json_object_get(root, what));
+	json_decref(root);
+	return list ? list : json_array();
+}
+
+static json_t *s_by_ext(json_t *list, const char *ext)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(list, i, e)
+		if (json_string_value(json_object_get(e, "external_id")) &&
+		    !strcmp(json_string_value(json_object_get(e, "external_id")), ext))
+			return e;
+	return NULL;
+}
+
+static const char *s_field(json_t *e, const char *name)
+{
+	const char *v = json_string_value(json_object_get(e, name));
+	return v ? v : "";
+}
+
+static void s_hr(char *buf, size_t size, const char *absence, int version, const char *emp,
+		 const char *code, const char *from, const char *to, const char *extra)
+{
+	snprintf(buf, size,
+		 "{\"absence\":\"%s\",\"version\":%d,\"employment\":\"%s\","
+		 "\"employee_cpr\":\"1807794260\",\"department\":\"solsikken\",\"code\":\"%s\","
+		 "\"from\":\"%s\",\"to\":\"%s\"%s}", absence, version, emp, code, from, to,
+		 extra ? extra : "");
+}
+
+static void test_one_notice_per_absence(void)
+{
+	upstream_t *up = s_sim(NULL, NULL, NULL, NULL);
+	kd_t *kd;
+	void *sub;
+	char data[600], d0[11], d1[11], d2[11];
+	json_t *notices, *n;
+	const char *id;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	kd = s_kanald("dc-versions", up, "      role: destination\n", NULL,
+		      "routes:\n  - name: staff\n    match: { type: staff.> }\n    to: daycare\n");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	sub = kd_subscribe(kd, "");
+	s_today(d0, 0);
+	s_today(d1, 1);
+	s_today(d2, 2);
+
+	/* Version 1 posts the notice. */
+	s_hr(data, sizeof data, "A-90", 1, "E-1001", "SYG", d0, d0, NULL);
+	s_send_delivered(kd, sub, "hr-absence-A-90-v1", "staff.absence.registered", data);
+	notices = s_list(up, "solsikken", "notices");
+	CU_ASSERT_EQUAL(json_array_size(notices), 1);
+	n = s_by_ext(notices, "staff-absence-A-90");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(n);
+	id = strdup(s_field(n, "id"));
+	json_decref(notices);
+
+	/* Version 2 changes only the hours and the end (parents see neither): nothing new. */
+	s_hr(data, sizeof data, "A-90", 2, "E-1001", "SYG", d0, d1, ",\"hours\":3.5");
+	s_send_delivered(kd, sub, "hr-absence-A-90-v2", "staff.absence.registered", data);
+	notices = s_list(up, "solsikken", "notices");
+	CU_ASSERT_EQUAL(json_array_size(notices), 1);
+	n = s_by_ext(notices, "staff-absence-A-90");
+	CU_ASSERT(n && json_integer_value(json_object_get(n, "revision")) == 1);
+	CU_ASSERT(n && !json_object_get(n, "updated"));
+	json_decref(notices);
+
+	/* Version 3 moves the first day: the same notice (same id) is updated. */
+	s_hr(data, sizeof data, "A-90", 3, "E-1001", "SYG", d1, d2, NULL);
+	s_send_delivered(kd, sub, "hr-absence-A-90-v3", "staff.absence.registered", data);
+	notices = s_list(up, "solsikken", "notices");
+	CU_ASSERT_EQUAL(json_array_size(notices), 1);
+	n = s_by_ext(notices, "staff-absence-A-90");
+	CU_ASSERT(n && !strcmp(s_field(n, "id"), id));
+	CU_ASSERT(n && !strcmp(s_field(n, "date"), d1));
+	CU_ASSERT(n && json_integer_value(json_object_get(n, "revision")) == 2);
+	json_decref(notices);
+
+	/* A late version 2 (another id: the bus does not drop it) changes nothing back. */
+	s_hr(data, sizeof data, "A-90", 2, "E-1001", "SYG", d0, d1, ",\"late\":true");
+	s_send_delivered(kd, sub, "hr-absence-A-90-v2-late", "staff.absence.registered", data);
+	notices = s_list(up, "solsikken", "notices");
+	n = s_by_ext(notices, "staff-absence-A-90");
+	CU_ASSERT(n && !strcmp(s_field(n, "date"), d1));
+	json_decref(notices);
+	notices = s_list(up, "solsikken", "staffing");
+	n = s_by_ext(notices, "staff-absence-A-90");
+	CU_ASSERT(n && !strcmp(s_field(n, "from"), d1) && !strcmp(s_field(n, "to"), d2));
+	CU_ASSERT(n && !strcmp(s_field(n, "absence_kind"), "sick"));
+	json_decref(notices);
+
+	/* The other codes reach the staffing view with their kind, and post no notice. */
+	s_hr(data, sizeof data, "A-91", 1, "E-1002", "BARN1", d0, d0, NULL);
+	s_send_delivered(kd, sub, "hr-absence-A-91-v1", "staff.absence.registered", data);
+	s_hr(data, sizeof data, "A-92", 1, "E-1003", "BARN2", d0, d0, NULL);
+	s_send_delivered(kd, sub, "hr-absence-A-92-v1", "staff.absence.registered", data);
+	s_hr(data, sizeof data, "A-93", 1, "E-1004", "OMSORG", d0, d0, NULL);
+	s_send_delivered(kd, sub, "hr-absence-A-93-v1", "staff.absence.registered", data);
+	s_hr(data, sizeof data, "A-94", 1, "E-1005", "AFSP", d0, d0, ",\"hours\":2");
+	s_send_delivered(kd, sub, "hr-absence-A-94-v1", "staff.absence.registered", data);
+	s_hr(data, sizeof data, "A-95", 1, "E-1006", "FERIE", d1, d2, ",\"days\":2");
+	s_send_delivered(kd, sub, "hr-absence-A-95-v1", "staff.holiday.registered", data);
+	notices = s_list(up, "solsikken", "staffing");
+	CU_ASSERT_STRING_EQUAL(s_field(s_by_ext(notices, "staff-absence-A-91"), "absence_kind"),
+			       "child-sick");
+	CU_ASSERT_STRING_EQUAL(s_field(s_by_ext(notices, "staff-absence-A-92"), "absence_kind"),
+			       "child-sick");
+	CU_ASSERT_STRING_EQUAL(s_field(s_by_ext(notices, "staff-absence-A-93"), "absence_kind"),
+			       "care-day");
+	CU_ASSERT_STRING_EQUAL(s_field(s_by_ext(notices, "staff-absence-A-94"), "absence_kind"),
+			       "time-off");
+	CU_ASSERT_STRING_EQUAL(s_field(s_by_ext(notices, "staff-absence-A-95"), "absence_kind"),
+			       "holiday");
+	CU_ASSERT_STRING_EQUAL(s_field(s_by_ext(notices, "staff-absence-A-95"), "ref"), "E-1006");
+	json_decref(notices);
+	notices = s_list(up, "solsikken", "notices");
+	CU_ASSERT_EQUAL(json_array_size(notices), 1);
+	json_decref(notices);
+
+	/* The (bare) cancellation withdraws the one notice and cancels the staffing entry. */
+	s_send_delivered(kd, sub, "hr-absence-A-90-v4-cancel", "staff.absence.cancelled",
+			 "{\"absence\":\"A-90\",\"version\":4,\"employment\":\"E-1001\","
+			 "\"department\":\"solsikken\"}");
+	notices = s_list(up, "solsikken", "notices");
+	CU_ASSERT_EQUAL(json_array_size(notices), 1);
+	n = s_by_ext(notices, "staff-absence-A-90");
+	CU_ASSERT(n && !strcmp(s_field(n, "status"), "withdrawn") && !strcmp(s_field(n, "id"), id));
+	json_decref(notices);
+	/* … and a late version 3 after it does not bring either back. */
+	s_hr(data, sizeof data, "A-90", 3, "E-1001", "SYG", d1, d2, ",\"late\":true");
+	s_send_delivered(kd, sub, "hr-absence-A-90-v3-late", "staff.absence.registered", data);
+	notices = s_list(up, "solsikken", "notices");
+	CU_ASSERT_STRING_EQUAL(s_field(s_by_ext(notices, "staff-absence-A-90"), "status"),
+			       "withdrawn");
+	json_decref(notices);
+	notices = s_list(up, "solsikken", "staffing");
+	CU_ASSERT_STRING_EQUAL(s_field(s_by_ext(notices, "staff-absence-A-90"), "status"),
+			       "cancelled");
+	json_decref(notices);
+
+	free((char *)id);
+	kd_unsubscribe(&sub);
+	CU_ASSERT(s_log_clean(kd));
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+	upstream_stop(&up);
+}
+
 static void test_rejects_end_in_dead_letters(void)
 {
 	upstream_t *up = s_sim(NULL, NULL, NULL, NULL);
@@ -651,5 +827,6 @@ TEST_MAIN("daycare",
 	  TEST(test_upstream_drop_loses_nothing),
 	  TEST(test_malformed_registration_is_skipped),
 	  TEST(test_syg_absence_posts_one_neutral_notice),
+	  TEST(test_one_notice_per_absence),
 	  TEST(test_rejects_end_in_dead_letters),
 	  TEST(test_simulator_api))

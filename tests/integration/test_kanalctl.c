@@ -553,6 +553,34 @@ static void test_check_valid_config_prints_summary(void)
 	s_fixture_free(&f);
 }
 
+/* A type in the message catalogue (routes/message-types.list) that no route takes is
+ * warned about at its line — its events would wait in the default destination — and the
+ * check still passes; a routed type is not mentioned. */
+static void test_check_warns_about_catalogued_type_without_route(void)
+{
+	fixture_t f;
+	run_t r;
+	char *expected = NULL;
+
+	s_fixture(&f, "", NULL);
+	free(test_write_file(f.dir, "routes/message-types.list",
+			     "# what the connectors emit\n"
+			     "child.absence.reported\n"
+			     "\n"
+			     "child.checkin   # the day overview\n"));
+	CTL(&r, &f, "check", "-c", f.conf);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT_FATAL(asprintf(&expected, "%s/routes/message-types.list:4:1: warning: type "
+					    "'child.checkin' is in the catalogue but no route takes it: "
+					    "such events go to the default 'deadletter'", f.dir) >= 0);
+	CU_ASSERT(s_contains(r.err, expected));
+	CU_ASSERT(!s_contains(r.err, "'child.absence.reported'"));
+	CU_ASSERT(s_contains(r.out, ": ok"));
+	free(expected);
+	s_run_free(&r);
+	s_fixture_free(&f);
+}
+
 static void test_check_finds_config_through_env(void)
 {
 	fixture_t f;
@@ -1592,6 +1620,7 @@ TEST_MAIN("kanalctl",
 	  TEST(test_help_lists_every_command),
 	  TEST(test_check_valid_config_prints_summary),
 	  TEST(test_check_finds_config_through_env),
+	  TEST(test_check_warns_about_catalogued_type_without_route),
 	  TEST(test_check_unknown_instance_points_at_line),
 	  TEST(test_check_validates_instance_options),
 	  TEST(test_check_reports_a_connectors_ranges_at_their_lines),
