@@ -15,7 +15,12 @@
  *        200 RequestSecurityTokenResponseCollection with the assertion and wst:Lifetime
  *   POST /service/AccessTokenService_1/token     saml-token=<base64 assertion, urlencoded>
  *        200 {"access_token":"<uuid>","token_type":"Holder-of-key","expires_in":N}
+ *   POST /service/AccessTokenService_1/introspect token=<access token>   (mutual TLS)
+ *        200 {"active":true,"entity":…,"holder":<cert DER base64>,"expires_in":N} or
+ *            {"active":false,"reason":…}: how a simulated REST service (kanal-sim-digitalpost
+ *            --set sts=URL) checks a Holder-of-key token, which the real platform does inside
  *   GET  /sts/stats                              {"issued":N,"exchanged":N,"refused":N}
+ *   POST /sts/revoke                             test switch: all access tokens stop being good
  * Refusals: REST answers 400 (a malformed request, an unknown entity ID) or 401 (no,
  * untrusted or expired client certificate; UseKey not the TLS certificate) with
  * {"ErrorCode": …, "ErrorText": …} (kanal's shape: the contract does not give the real
@@ -66,13 +71,23 @@ static const char s_default_entities[] =
 typedef struct issued {
 	char id[48];
 	char *cert_b64;   /* the holder-of-key certificate */
+	char *entity;     /* the service it is for (Audience) */
 	int64_t expires_ms;
 } issued_t;
+
+/* An access token handed out by the exchange: which assertion it came from. */
+typedef struct access {
+	char token[40];
+	size_t assertion; /* index into sts_t.tokens */
+	int64_t expires_ms;
+} access_t;
 
 typedef struct sts {
 	char *key_pem, *cert_pem; /* the simulator signs with its TLS key */
 	issued_t *tokens;
 	size_t n, cap;
+	access_t *access;
+	size_t n_access, cap_access;
 	unsigned long serial;
 	unsigned issued, exchanged, refused;
 } sts_t;
@@ -249,6 +264,7 @@ static char *s_mint(sim_t *sim, const char *entity, const char *cvr, const char 
 		t = &sts->tokens[sts->n++];
 		snprintf(t->id, sizeof t->id, "%s", id);
 		t->cert_b64 = strdup(cert_b64);
+		t->entity = strdup(entity);
 		t->expires_ms = exp;
 		sts->issued++;
 		*expires_out = exp;
@@ -394,14 +410,62 @@ static void s_access_token(sim_t *sim, const sim_request_t *req, sim_response_t 
 		snprintf(uuid, sizeof uuid, "%02x%02x%02x%02x-%02x%02x-4%x%02x-%02x%02x-"
 			 "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 15,
 			 b[7], (b[8] & 0x3f) | 0x80, b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+		int64_t ttl = sim_setting_int(sim, "access_ttl", 3600);
+
+		if (sts->n_access == sts->cap_access) {
+			size_t cap = sts->cap_access ? sts->cap_access * 2 : 16;
+			access_t *a = realloc(sts->access, cap * sizeof *a);
+			if (!a) {
+				sim_reply(res, 500, "text/plain", "out of memory\n", -1);
+				goto done;
+			}
+			sts->access = a;
+			sts->cap_access = cap;
+		}
+		snprintf(sts->access[sts->n_access].token, sizeof sts->access[0].token, "%s", uuid);
+		sts->access[sts->n_access].assertion = (size_t)(t - sts->tokens);
+		sts->access[sts->n_access++].expires_ms = kanal_wall_ms() + ttl * 1000;
 		sim_replyf(res, 200, "application/json",
 			   "{\"access_token\":\"%s\",\"token_type\":\"Holder-of-key\","
-			   "\"expires_in\":%lld}", uuid,
-			   (long long)sim_setting_int(sim, "access_ttl", 3600));
+			   "\"expires_in\":%lld}", uuid, (long long)ttl);
 		sts->exchanged++;
 	}
+done:
 	free(b64);
 	free(xml);
+}
+
+/* The platform's own check of an access token, which the real Serviceplatformen makes inside
+ * and a simulated service asks for here (RFC 7662-like): token=<access token> →
+ * {"active":true,"entity":…,"holder":<the bound certificate, DER base64>,"expires_in":N}, or
+ * {"active":false,"reason":…} for a token it never issued, one that expired or was revoked. */
+static void s_introspect(sim_t *sim, const sim_request_t *req, sim_response_t *res)
+{
+	sts_t *sts = sim_state(sim);
+	char *token = s_form_value(req->body, "token");
+	const access_t *a = NULL;
+	json_t *j;
+	char *text;
+
+	for (size_t i = 0; token && i < sts->n_access; i++)
+		if (!strcmp(sts->access[i].token, token))
+			a = &sts->access[i];
+	if (!a)
+		j = json_pack("{s:b, s:s}", "active", 0, "reason", "not an access token of this STS");
+	else if (kanal_wall_ms() >= a->expires_ms)
+		j = json_pack("{s:b, s:s}", "active", 0, "reason", "the access token has expired");
+	else
+		j = json_pack("{s:b, s:s, s:s, s:I}", "active", 1, "entity",
+			      sts->tokens[a->assertion].entity, "holder",
+			      sts->tokens[a->assertion].cert_b64, "expires_in",
+			      (json_int_t)((a->expires_ms - kanal_wall_ms()) / 1000));
+	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (text)
+		sim_reply_take(res, 200, "application/json", text, strlen(text));
+	else
+		sim_reply(res, 500, "text/plain", "out of memory\n", -1);
+	free(token);
 }
 
 static xmlNodePtr s_find(xmlNodePtr n, const char *ns, const char *name)
@@ -560,8 +624,15 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 	}
 	if (strcmp(req->method, "POST"))
 		return;
+	if (!strcmp(req->path, "/sts/revoke")) {
+		/* Test switch: every access token stops being good, as after a key rollover. */
+		sts->n_access = 0;
+		sim_reply(res, 200, "text/plain", "access tokens revoked\n", -1);
+		return;
+	}
 	if (strcmp(req->path, "/runtime/api/rest/wstrust/v1/issue") && !soap &&
-	    strcmp(req->path, "/service/AccessTokenService_1/token"))
+	    strcmp(req->path, "/service/AccessTokenService_1/token") &&
+	    strcmp(req->path, "/service/AccessTokenService_1/introspect"))
 		return;
 	if (!s_client_ok(sim, req, res, soap))
 		return;
@@ -569,6 +640,8 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 		s_soap_issue(sim, req, res);
 	else if (!strcmp(req->path, "/service/AccessTokenService_1/token"))
 		s_access_token(sim, req, res);
+	else if (!strcmp(req->path, "/service/AccessTokenService_1/introspect"))
+		s_introspect(sim, req, res);
 	else
 		s_rest_issue(sim, req, res);
 }
