@@ -59,6 +59,7 @@
 #define TOKEN_TYPE "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0"
 #define REQUEST_TYPE "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue"
 #define KEY_TYPE "http://docs.oasis-open.org/ws-sx/ws-trust/200512/PublicKey"
+#define STS_MAX_ACCESS 1024
 
 static const char s_default_entities[] =
 	"http://entityid.kombit.dk/service/kombipostafsend/1,"
@@ -86,8 +87,8 @@ typedef struct sts {
 	char *key_pem, *cert_pem; /* the simulator signs with its TLS key */
 	issued_t *tokens;
 	size_t n, cap;
-	access_t *access;
-	size_t n_access, cap_access;
+	access_t access[STS_MAX_ACCESS]; /* the latest access tokens, a ring */
+	size_t n_access;                 /* how many were handed out (since a revoke) */
 	unsigned long serial;
 	unsigned issued, exchanged, refused;
 } sts_t;
@@ -385,6 +386,7 @@ static void s_access_token(sim_t *sim, const sim_request_t *req, sim_response_t 
 	issued_t *t = NULL;
 	unsigned char b[16];
 	char uuid[40];
+	int64_t ttl = sim_setting_int(sim, "access_ttl", 3600);
 
 	if (b64 && (xml = malloc(strlen(b64) + 1))) {
 		int n = EVP_DecodeBlock((unsigned char *)xml, (unsigned char *)b64, (int)strlen(b64));
@@ -410,27 +412,16 @@ static void s_access_token(sim_t *sim, const sim_request_t *req, sim_response_t 
 		snprintf(uuid, sizeof uuid, "%02x%02x%02x%02x-%02x%02x-4%x%02x-%02x%02x-"
 			 "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 15,
 			 b[7], (b[8] & 0x3f) | 0x80, b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-		int64_t ttl = sim_setting_int(sim, "access_ttl", 3600);
+		access_t *a = &sts->access[sts->n_access++ % STS_MAX_ACCESS];
 
-		if (sts->n_access == sts->cap_access) {
-			size_t cap = sts->cap_access ? sts->cap_access * 2 : 16;
-			access_t *a = realloc(sts->access, cap * sizeof *a);
-			if (!a) {
-				sim_reply(res, 500, "text/plain", "out of memory\n", -1);
-				goto done;
-			}
-			sts->access = a;
-			sts->cap_access = cap;
-		}
-		snprintf(sts->access[sts->n_access].token, sizeof sts->access[0].token, "%s", uuid);
-		sts->access[sts->n_access].assertion = (size_t)(t - sts->tokens);
-		sts->access[sts->n_access++].expires_ms = kanal_wall_ms() + ttl * 1000;
+		snprintf(a->token, sizeof a->token, "%s", uuid);
+		a->assertion = (size_t)(t - sts->tokens);
+		a->expires_ms = kanal_wall_ms() + ttl * 1000;
 		sim_replyf(res, 200, "application/json",
 			   "{\"access_token\":\"%s\",\"token_type\":\"Holder-of-key\","
 			   "\"expires_in\":%lld}", uuid, (long long)ttl);
 		sts->exchanged++;
 	}
-done:
 	free(b64);
 	free(xml);
 }
@@ -444,27 +435,22 @@ static void s_introspect(sim_t *sim, const sim_request_t *req, sim_response_t *r
 	sts_t *sts = sim_state(sim);
 	char *token = s_form_value(req->body, "token");
 	const access_t *a = NULL;
-	json_t *j;
-	char *text;
 
-	for (size_t i = 0; token && i < sts->n_access; i++)
+	for (size_t i = 0; token && i < sts->n_access && i < STS_MAX_ACCESS; i++)
 		if (!strcmp(sts->access[i].token, token))
 			a = &sts->access[i];
+	/* The entity IDs are the known list's and the certificate is base64: no escaping. */
 	if (!a)
-		j = json_pack("{s:b, s:s}", "active", 0, "reason", "not an access token of this STS");
+		sim_reply(res, 200, "application/json",
+			  "{\"active\":false,\"reason\":\"not an access token of this STS\"}", -1);
 	else if (kanal_wall_ms() >= a->expires_ms)
-		j = json_pack("{s:b, s:s}", "active", 0, "reason", "the access token has expired");
+		sim_reply(res, 200, "application/json",
+			  "{\"active\":false,\"reason\":\"the access token has expired\"}", -1);
 	else
-		j = json_pack("{s:b, s:s, s:s, s:I}", "active", 1, "entity",
-			      sts->tokens[a->assertion].entity, "holder",
-			      sts->tokens[a->assertion].cert_b64, "expires_in",
-			      (json_int_t)((a->expires_ms - kanal_wall_ms()) / 1000));
-	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (text)
-		sim_reply_take(res, 200, "application/json", text, strlen(text));
-	else
-		sim_reply(res, 500, "text/plain", "out of memory\n", -1);
+		sim_replyf(res, 200, "application/json",
+			   "{\"active\":true,\"entity\":\"%s\",\"holder\":\"%s\",\"expires_in\":%lld}",
+			   sts->tokens[a->assertion].entity, sts->tokens[a->assertion].cert_b64,
+			   (long long)((a->expires_ms - kanal_wall_ms()) / 1000));
 	free(token);
 }
 
