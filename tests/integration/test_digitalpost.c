@@ -593,21 +593,6 @@ static void test_wrong_token_is_retried_not_sent_on_paper(void)
 
 /* ---- receipts: PKO_PostStatus through the Beskedfordeler's callback ---------------------- */
 
-/* A TCP port free on 127.0.0.1 just now (the kernel's pick), or 0. */
-static int s_free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 /* The status event of letter with status st in status.jsonl (new reference), waiting. */
 static json_t *s_status_of(env_t *env, const char *letter, const char *st)
 {
@@ -634,7 +619,7 @@ static void test_receipts_give_the_final_outcome(void)
 {
 	char cb[128], opts[256], sim_cb[200], *p;
 	const char *args[] = { "--set", sim_cb, NULL };
-	int port = s_free_port();
+	int port = test_free_port();
 	env_t env;
 	json_t *st, *d;
 	http_answer_t a = { 0 };
