@@ -1226,6 +1226,26 @@ static void test_sf1514_refusals_are_retried_or_refused_at_start(void)
 	s_sts_stop(&e);
 }
 
+/* The contract's call headers: a kombi_request without x-TransaktionsId/x-TransaktionsTid is
+ * refused by the simulator (and nothing delivered), so the connector's letters passing it
+ * shows they carry them. */
+static void test_simulator_refuses_a_call_without_the_transaction_headers(void)
+{
+	upstream_t *up = upstream_start("digitalpost", NULL);
+	char *xml = test_read_file("contracts/examples/sf1601/kombi_request.automatisk-valg.xml",
+				   NULL), *answer = NULL;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(xml);
+	CU_ASSERT_EQUAL(upstream_http(up, "POST", "/service/KombiPostAfsend_1/kombi", xml,
+				      "application/xml", &answer), 400);
+	CU_ASSERT_PTR_NOT_NULL(answer && strstr(answer, "x-TransaktionsId"));
+	CU_ASSERT_EQUAL(s_count(up, "delivered"), 0);
+	free(answer);
+	free(xml);
+	upstream_stop(&up);
+}
+
 static void test_bad_options_are_refused(void)
 {
 	static const struct {
@@ -1310,5 +1330,6 @@ TEST_MAIN("digitalpost",
 	  TEST(test_memo_has_the_required_elements),
 	  TEST(test_nemsms_channel),
 	  TEST(test_filename_and_other_checks),
+	  TEST(test_simulator_refuses_a_call_without_the_transaction_headers),
 	  TEST(test_bad_options_are_refused),
 	  TEST(test_allow_plain_http_is_needed_for_a_remote_http_url))
