@@ -108,7 +108,10 @@ start_sim daycare 7711 --set "token=$(cat "$VAR/secrets/daycare.token")" --set r
 start_sim hr 7712 --set user=kanal --set "password=$(cat "$VAR/secrets/hr.password")" \
 	--set rate_ms=3000
 start_sim cpr 7713
-start_sim digitalpost 7714 --set "token=$(cat "$VAR/secrets/digitalpost.token")"
+# The Digital Post simulator pushes each letter's PKO_PostStatus to the connector's
+# callback_listen (127.0.0.1:7716, conf/kanald.yaml), as the Beskedfordeler does.
+start_sim digitalpost 7714 --set "token=$(cat "$VAR/secrets/digitalpost.token")" \
+	--set callback=http://127.0.0.1:7716/beskedfordeler/PostStatusBeskedModtag
 radicale -C "$R/config" >"$VAR/sims/radicale.log" 2>&1 &
 rpid=$!
 PIDS="$PIDS $rpid"
@@ -169,6 +172,18 @@ stop() {
 	echo "  digital (Digital Post)         $digital"
 	echo "  physical (print spool)         $physical$([ $total -gt 0 ] && echo "   — $((100 * digital / total)) % digital")"
 	echo "  print jobs in $VAR/print-spool: $(ls "$VAR/print-spool" | grep -c '\.json$')"
+	echo "Digital Post letters by final status (PKO_PostStatus receipts):"
+	accepted=$(grep -c '"status":"accepted"' "$VAR/letter-status.jsonl" 2>/dev/null || true)
+	finals=0
+	for st in sent failed unknown; do
+		for ch in digital physical; do
+			n=$(grep '"final":true' "$VAR/letter-status.jsonl" 2>/dev/null |
+				grep '"status":"'$st'"' | grep -c '"channel":"'$ch'"' || true)
+			finals=$((finals + n))
+			[ "$n" -gt 0 ] && printf '  %-30s %5d\n' "$st ($ch)" "$n"
+		done
+	done
+	printf '  %-30s %5d\n' "still awaiting their status" $((${accepted:-0} - finals))
 	echo "calendar entries written (Radicale): $(find "$R/collections" -name '*.ics' -not -path '*/.Radicale.cache/*' | wc -l)"
 	echo "CPR lookups (audit log lines):       $(wc -l <"$VAR/cpr-audit.log" 2>/dev/null || echo 0)"
 	echo "notices to parents (daycare):        $(grep '^[0-9:.]*  delivered staff.absence.registered' "$VAR/stream.log" | grep -c 'destination=daycare')"

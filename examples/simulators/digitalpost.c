@@ -8,18 +8,24 @@
  * population, and "delivers" what it accepts into an in-memory mailbox tests can list.
  *
  *   POST /service/KombiPostAfsend_1/kombi   (also /memos) Content-Type: application/xml,
- *       Authorization: Holder-of-key <token> when --set token=… is given,
+ *       Authorization: Holder-of-key <token> with --set sts=… or --set token=…,
  *       x-TransaktionsId and x-TransaktionsTid required.
  *     200 <KombiPostAfsendResponse><Result>true</Result><TransmissionID>…</…>  accepted
  *         (the same messageUUID again: the first TransmissionID, no second letter)
  *     400 <KombiPostAfsendResponse><Result>false</Result><FejlKode>memo.invalid |
  *         request.invalid</FejlKode><FejlTekst>…</FejlTekst></…>   refused, naming the fault
- *     401 no or a wrong token; 409 a messageUUID used for another recipient; 415 not XML
+ *     401 {"code","reason"}: no, untrusted or expired client certificate (over https), no
+ *         token, a token the STS did not issue or that expired, one for the other service's
+ *         entity ID, or one bound to another certificate than the TLS client's; 409 a messageUUID used for another recipient; 415 not XML
  *   GET /service/PostForespoerg_1/digitalpost?cprNumber=DDMMYYSSSS   {"result": true|false}
  *   GET /digitalpost/v1/messages        what was accepted, recipients masked (tests, demo)
  *   GET /digitalpost/v1/messages/<TransmissionID>   the kombi_request as received
  *
- * Settings: --set token=SECRET; --set schemas=DIR (default: contracts/schemas of the source
+ * Settings: --set tls_cert/tls_key/tls_ca (sim.h: https with mutual TLS); --set sts=URL,
+ * the STS simulator (kanal-sim-sts) that issued the access tokens: each token is checked
+ * there (its introspection, over mutual TLS with tls_cert/tls_key) for this service's entity
+ * ID and the caller's certificate, as the real platform checks its own tokens; or, for tests
+ * without an STS, --set token=SECRET, one fixed token; --set schemas=DIR (default: contracts/schemas of the source
  * tree, found from the working directory or beside the program).
  * A "garbage" fault answers 200 with a body that is not the response XML.
  *
@@ -54,6 +60,8 @@
 #define DP_KOMBI_PATH "/service/KombiPostAfsend_1/kombi"
 #define DP_MEMOS_PATH "/service/KombiPostAfsend_1/memos"
 #define DP_FORESPOERG_PATH "/service/PostForespoerg_1/digitalpost"
+#define DP_ENTITY_KOMBI "http://entityid.kombit.dk/service/kombipostafsend/1"
+#define DP_ENTITY_FORESPOERG "http://entityid.kombit.dk/service/postforespoerg/1"
 #define DP_MAX_LABEL 1024
 #define DP_MAX_FILENAME 255
 
@@ -716,18 +724,126 @@ static void s_list(dp_state_t *st, sim_response_t *res)
 		sim_reply(res, 500, "text/plain", "out of memory\n", -1);
 }
 
+/* Collects an answer body (up to 64 KiB). */
+static size_t s_collect(char *ptr, size_t size, size_t n, void *arg)
+{
+	FILE *m = arg;
+
+	return fwrite(ptr, size, n, m);
+}
+
+/* Asks the STS simulator (--set sts=URL) about an access token, as the real platform checks
+ * its own tokens: over mutual TLS with this simulator's certificate. Returns the answer's
+ * JSON ({"active", "entity", "holder"}) or NULL when the STS could not be asked. */
+static json_t *s_introspect(sim_t *sim, const char *token)
+{
+	char url[1024], *body = NULL, *form = NULL, *answer = NULL;
+	size_t alen = 0;
+	long status = 0;
+	CURL *c = curl_easy_init();
+	FILE *m = open_memstream(&answer, &alen);
+	json_t *j = NULL;
+
+	snprintf(url, sizeof url, "%s/service/AccessTokenService_1/introspect",
+		 sim_setting(sim, "sts", ""));
+	if (c && m && (body = curl_easy_escape(c, token, 0)) &&
+	    asprintf(&form, "token=%s", body) >= 0) {
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, m);
+		if (sim_setting(sim, "tls_cert", NULL)) {
+			curl_easy_setopt(c, CURLOPT_SSLCERT, sim_setting(sim, "tls_cert", NULL));
+			curl_easy_setopt(c, CURLOPT_SSLKEY, sim_setting(sim, "tls_key", NULL));
+			curl_easy_setopt(c, CURLOPT_CAINFO, sim_setting(sim, "tls_ca", NULL));
+		}
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	}
+	if (m)
+		fclose(m);
+	if (status == 200 && answer)
+		j = json_loadb(answer, alen, 0, NULL);
+	if (!j)
+		sim_log(sim, "cannot ask the STS at %s about a token (status %ld)", url, status);
+	curl_free(body);
+	free(form);
+	free(answer);
+	curl_easy_cleanup(c);
+	return j;
+}
+
+/* Whether the caller may use the service at path, as Serviceplatformen decides it: over https
+ * (tls_cert) a client certificate from the trusted CA, valid now; with --set sts=URL an
+ * access token "Holder-of-key <token>" that the STS issued for this service's entity ID and
+ * bound to that same TLS certificate; with --set token=SECRET that fixed token (tests without
+ * an STS). Refuses with 401 (and says why) when not. */
+static bool s_authorised(sim_t *sim, const sim_request_t *req, const char *path,
+			 sim_response_t *res)
+{
+	const char *token = sim_setting(sim, "token", NULL);
+	const char *auth = sim_header(req, "Authorization");
+	const char *entity = !strcmp(path, DP_FORESPOERG_PATH) ? DP_ENTITY_FORESPOERG
+							       : DP_ENTITY_KOMBI;
+	json_t *j;
+	bool ok;
+
+	if (sim_setting(sim, "tls_cert", NULL) && req->client_cert != SIM_CERT_OK) {
+		s_error(res, 401, req->client_cert == SIM_CERT_EXPIRED ? "certificate-expired" :
+				  req->client_cert == SIM_CERT_UNTRUSTED ? "certificate-untrusted" :
+									   "certificate-missing",
+			req->client_cert == SIM_CERT_EXPIRED ?
+				"the client certificate has expired or is not yet valid" :
+			req->client_cert == SIM_CERT_UNTRUSTED ?
+				"the client certificate is not issued by a trusted CA" :
+				"no client certificate (mutual TLS is required)");
+		return false;
+	}
+	if (!sim_setting(sim, "sts", NULL) && !token)
+		return true;
+	/* The access token goes with its type, "Holder-of-key", never as a Bearer token. */
+	if (!auth || strncmp(auth, "Holder-of-key ", 14)) {
+		s_error(res, 401, "token-missing",
+			"Authorization: Holder-of-key <access token> is required");
+		return false;
+	}
+	if (!sim_setting(sim, "sts", NULL)) {
+		if (strcmp(auth + 14, token)) {
+			s_error(res, 401, "token-invalid", "the access token is not valid");
+			return false;
+		}
+		return true;
+	}
+	if (!(j = s_introspect(sim, auth + 14))) {
+		s_error(res, 503, "sts-unavailable", "the token cannot be checked now");
+		return false;
+	}
+	ok = false;
+	if (!json_is_true(json_object_get(j, "active")))
+		s_error(res, 401, "token-invalid", json_string_value(json_object_get(j, "reason")) ?
+				json_string_value(json_object_get(j, "reason")) : "inactive token");
+	else if (!json_string_value(json_object_get(j, "entity")) ||
+		 strcmp(json_string_value(json_object_get(j, "entity")), entity))
+		s_error(res, 401, "token-wrong-service",
+			"the access token was issued for another service's entity ID");
+	else if (!json_string_value(json_object_get(j, "holder")) ||
+		 strcmp(json_string_value(json_object_get(j, "holder")), req->client_cert_b64))
+		s_error(res, 401, "holder-of-key-mismatch",
+			"the TLS client certificate is not the one the token is bound to");
+	else
+		ok = true;
+	json_decref(j);
+	return ok;
+}
+
 static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 {
 	dp_state_t *st = sim_state(sim);
-	const char *token = sim_setting(sim, "token", NULL);
-	const char *auth = sim_header(req, "Authorization");
 	const char *path = req->path;
 
-	/* The access token goes with its type, "Holder-of-key", never as a Bearer token. */
-	if (strncmp(path, DP_PATH, strlen(DP_PATH)) && token &&
-	    (!auth || strncmp(auth, "Holder-of-key ", 14) || strcmp(auth + 14, token))) {
-		sim_reply(res, 401, "text/plain",
-			  "Authorization: Holder-of-key <access token> is required\n", -1);
+	if (strncmp(path, DP_PATH, strlen(DP_PATH)) && !s_authorised(sim, req, path, res)) {
+		st->refused++;
 		return;
 	}
 	if (!strcmp(path, DP_KOMBI_PATH) || !strcmp(path, DP_MEMOS_PATH)) {

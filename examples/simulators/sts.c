@@ -15,7 +15,12 @@
  *        200 RequestSecurityTokenResponseCollection with the assertion and wst:Lifetime
  *   POST /service/AccessTokenService_1/token     saml-token=<base64 assertion, urlencoded>
  *        200 {"access_token":"<uuid>","token_type":"Holder-of-key","expires_in":N}
+ *   POST /service/AccessTokenService_1/introspect token=<access token>   (mutual TLS)
+ *        200 {"active":true,"entity":…,"holder":<cert DER base64>,"expires_in":N} or
+ *            {"active":false,"reason":…}: how a simulated REST service (kanal-sim-digitalpost
+ *            --set sts=URL) checks a Holder-of-key token, which the real platform does inside
  *   GET  /sts/stats                              {"issued":N,"exchanged":N,"refused":N}
+ *   POST /sts/revoke                             test switch: all access tokens stop being good
  * Refusals: REST answers 400 (a malformed request, an unknown entity ID) or 401 (no,
  * untrusted or expired client certificate; UseKey not the TLS certificate) with
  * {"ErrorCode": …, "ErrorText": …} (kanal's shape: the contract does not give the real
@@ -54,6 +59,7 @@
 #define TOKEN_TYPE "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0"
 #define REQUEST_TYPE "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue"
 #define KEY_TYPE "http://docs.oasis-open.org/ws-sx/ws-trust/200512/PublicKey"
+#define STS_MAX_ACCESS 1024
 
 static const char s_default_entities[] =
 	"http://entityid.kombit.dk/service/kombipostafsend/1,"
@@ -66,13 +72,23 @@ static const char s_default_entities[] =
 typedef struct issued {
 	char id[48];
 	char *cert_b64;   /* the holder-of-key certificate */
+	char *entity;     /* the service it is for (Audience) */
 	int64_t expires_ms;
 } issued_t;
+
+/* An access token handed out by the exchange: which assertion it came from. */
+typedef struct access {
+	char token[40];
+	size_t assertion; /* index into sts_t.tokens */
+	int64_t expires_ms;
+} access_t;
 
 typedef struct sts {
 	char *key_pem, *cert_pem; /* the simulator signs with its TLS key */
 	issued_t *tokens;
 	size_t n, cap;
+	access_t access[STS_MAX_ACCESS]; /* the latest access tokens, a ring */
+	size_t n_access;                 /* how many were handed out (since a revoke) */
 	unsigned long serial;
 	unsigned issued, exchanged, refused;
 } sts_t;
@@ -249,6 +265,7 @@ static char *s_mint(sim_t *sim, const char *entity, const char *cvr, const char 
 		t = &sts->tokens[sts->n++];
 		snprintf(t->id, sizeof t->id, "%s", id);
 		t->cert_b64 = strdup(cert_b64);
+		t->entity = strdup(entity);
 		t->expires_ms = exp;
 		sts->issued++;
 		*expires_out = exp;
@@ -369,6 +386,7 @@ static void s_access_token(sim_t *sim, const sim_request_t *req, sim_response_t 
 	issued_t *t = NULL;
 	unsigned char b[16];
 	char uuid[40];
+	int64_t ttl = sim_setting_int(sim, "access_ttl", 3600);
 
 	if (b64 && (xml = malloc(strlen(b64) + 1))) {
 		int n = EVP_DecodeBlock((unsigned char *)xml, (unsigned char *)b64, (int)strlen(b64));
@@ -394,14 +412,46 @@ static void s_access_token(sim_t *sim, const sim_request_t *req, sim_response_t 
 		snprintf(uuid, sizeof uuid, "%02x%02x%02x%02x-%02x%02x-4%x%02x-%02x%02x-"
 			 "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 15,
 			 b[7], (b[8] & 0x3f) | 0x80, b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+		access_t *a = &sts->access[sts->n_access++ % STS_MAX_ACCESS];
+
+		snprintf(a->token, sizeof a->token, "%s", uuid);
+		a->assertion = (size_t)(t - sts->tokens);
+		a->expires_ms = kanal_wall_ms() + ttl * 1000;
 		sim_replyf(res, 200, "application/json",
 			   "{\"access_token\":\"%s\",\"token_type\":\"Holder-of-key\","
-			   "\"expires_in\":%lld}", uuid,
-			   (long long)sim_setting_int(sim, "access_ttl", 3600));
+			   "\"expires_in\":%lld}", uuid, (long long)ttl);
 		sts->exchanged++;
 	}
 	free(b64);
 	free(xml);
+}
+
+/* The platform's own check of an access token, which the real Serviceplatformen makes inside
+ * and a simulated service asks for here (RFC 7662-like): token=<access token> →
+ * {"active":true,"entity":…,"holder":<the bound certificate, DER base64>,"expires_in":N}, or
+ * {"active":false,"reason":…} for a token it never issued, one that expired or was revoked. */
+static void s_introspect(sim_t *sim, const sim_request_t *req, sim_response_t *res)
+{
+	sts_t *sts = sim_state(sim);
+	char *token = s_form_value(req->body, "token");
+	const access_t *a = NULL;
+
+	for (size_t i = 0; token && i < sts->n_access && i < STS_MAX_ACCESS; i++)
+		if (!strcmp(sts->access[i].token, token))
+			a = &sts->access[i];
+	/* The entity IDs are the known list's and the certificate is base64: no escaping. */
+	if (!a)
+		sim_reply(res, 200, "application/json",
+			  "{\"active\":false,\"reason\":\"not an access token of this STS\"}", -1);
+	else if (kanal_wall_ms() >= a->expires_ms)
+		sim_reply(res, 200, "application/json",
+			  "{\"active\":false,\"reason\":\"the access token has expired\"}", -1);
+	else
+		sim_replyf(res, 200, "application/json",
+			   "{\"active\":true,\"entity\":\"%s\",\"holder\":\"%s\",\"expires_in\":%lld}",
+			   sts->tokens[a->assertion].entity, sts->tokens[a->assertion].cert_b64,
+			   (long long)((a->expires_ms - kanal_wall_ms()) / 1000));
+	free(token);
 }
 
 static xmlNodePtr s_find(xmlNodePtr n, const char *ns, const char *name)
@@ -560,8 +610,15 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 	}
 	if (strcmp(req->method, "POST"))
 		return;
+	if (!strcmp(req->path, "/sts/revoke")) {
+		/* Test switch: every access token stops being good, as after a key rollover. */
+		sts->n_access = 0;
+		sim_reply(res, 200, "text/plain", "access tokens revoked\n", -1);
+		return;
+	}
 	if (strcmp(req->path, "/runtime/api/rest/wstrust/v1/issue") && !soap &&
-	    strcmp(req->path, "/service/AccessTokenService_1/token"))
+	    strcmp(req->path, "/service/AccessTokenService_1/token") &&
+	    strcmp(req->path, "/service/AccessTokenService_1/introspect"))
 		return;
 	if (!s_client_ok(sim, req, res, soap))
 		return;
@@ -569,6 +626,8 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 		s_soap_issue(sim, req, res);
 	else if (!strcmp(req->path, "/service/AccessTokenService_1/token"))
 		s_access_token(sim, req, res);
+	else if (!strcmp(req->path, "/service/AccessTokenService_1/introspect"))
+		s_introspect(sim, req, res);
 	else
 		s_rest_issue(sim, req, res);
 }

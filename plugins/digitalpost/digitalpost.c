@@ -16,8 +16,10 @@
  * Before any call, the route's CPR lookup (data.recipient) may already say no (not enrolled,
  * not an active person, under 15), and an invalid letter is a REJECT naming the field.
  * HTTP 200 means only that the service accepted the letter; the post.letter.status emitted
- * then says `accepted` with the KombiValgKode used and why. No CPR number goes into a log
- * line, an error or an emitted event.
+ * then says `accepted` with the KombiValgKode used and why. Every call carries an SF1514
+ * access token for its service's entity ID (kc_sts, over mutual TLS with the function
+ * certificate; renewed once after a 401). No CPR number goes into a log line, an error or an
+ * emitted event.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +37,9 @@
 
 #include <kanal/kanal.h>
 
+#include "../common/kc_cert.h"
 #include "../common/kc_http.h"
+#include "../common/kc_sts.h"
 #include "../common/kc_url.h"
 #include "memo.h"
 #include "receipts.h"
@@ -44,7 +48,6 @@
 #define DP_DEFAULT_FORESPOERG_PATH "/service/PostForespoerg_1/digitalpost"
 #define DP_FORESPOERG_CACHE 256
 #define DP_DEFAULT_CALLBACK_PATH "/beskedfordeler/PostStatusBeskedModtag"
-#define DP_MAX_TOKEN 4096
 #define DP_EMIT_BUSY_RETRY_MS 1000
 
 typedef struct dp {
@@ -65,6 +68,13 @@ typedef struct dp {
 	int64_t status_timeout_ms;
 	dp_receipts_t *receipts;      /* NULL without callback_listen */
 	kc_http_conf_t http_conf;     /* token(_file), ca_file, client_cert/key, timeout */
+	kc_cert_conf_t cert_conf;     /* the function certificate (certificate_p12, …) */
+	const char *cvr;              /* the CVR of the service agreement (default sender_cvr) */
+	const char *sts_url, *accesstoken_url;
+	const char *entity_kombi, *entity_forespoerg;
+	int64_t token_renew_before_ms, clock_skew_ms;
+	kc_cert_t *cert;              /* NULL: no SF1514 tokens (a static token, or none) */
+	kc_sts_t *sts;
 
 	char *url;                    /* base_url + path */
 	char *forespoerg_url;         /* base_url + forespoerg_path */
@@ -137,6 +147,38 @@ static const kanal_option_t s_options[] = {
 	  .min = "1s", KANAL_OPT_AT(dp_t, status_timeout_ms),
 	  .help = "How long a letter waits for its PKO_PostStatus; then its status is unknown "
 		  "(metric letters_status_unknown)." },
+	{ .name = "certificate_p12", .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(dp_t, cert_conf.pkcs12_file),
+	  .help = "The function certificate (OCES3) as PKCS#12, mode 0600: mutual TLS with the "
+		  "service and the STS, and the key SF1514 tokens are bound to." },
+	{ .name = "certificate", .type = KANAL_OPT_PATH, KANAL_OPT_AT(dp_t, cert_conf.cert_file),
+	  .help = "Or the function certificate as PEM (with certificate_key)." },
+	{ .name = "certificate_key", .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(dp_t, cert_conf.key_file),
+	  .help = "The PEM key of certificate (mode 0600); absent: in certificate." },
+	{ .name = "certificate_password_file", .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(dp_t, cert_conf.password_file),
+	  .help = "The PKCS#12 password or the key's passphrase, first line (mode 0600)." },
+	{ .name = "cvr", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, cvr),
+	  .help = "The CVR of the service agreement (the token's CVR claim); default sender_cvr." },
+	{ .name = "sts_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, sts_url),
+	  .help = "SF1514 REST issue endpoint, e.g. https://n2adgangsstyring.eksterntest-"
+		  "stoettesystemerne.dk/runtime/api/rest/wstrust/v1/issue (with a certificate)." },
+	{ .name = "accesstoken_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, accesstoken_url),
+	  .help = "The access-token exchange, e.g. https://exttest.serviceplatformen.dk/service/"
+		  "AccessTokenService_1/token (with a certificate)." },
+	{ .name = "entity_kombipostafsend", .type = KANAL_OPT_STRING,
+	  .default_value = KC_STS_ENTITY_KOMBIPOSTAFSEND, KANAL_OPT_AT(dp_t, entity_kombi),
+	  .help = "KombiPostAfsend's entity ID (the token's AppliesTo)." },
+	{ .name = "entity_postforespoerg", .type = KANAL_OPT_STRING,
+	  .default_value = KC_STS_ENTITY_POSTFORESPOERG, KANAL_OPT_AT(dp_t, entity_forespoerg),
+	  .help = "PostForespoerg's entity ID (the token's AppliesTo)." },
+	{ .name = "token_renew_before", .type = KANAL_OPT_DURATION, .default_value = "5m",
+	  .min = "0s", KANAL_OPT_AT(dp_t, token_renew_before_ms),
+	  .help = "Renew a token this long before it expires." },
+	{ .name = "clock_skew", .type = KANAL_OPT_DURATION, .default_value = "2m", .min = "0s",
+	  KANAL_OPT_AT(dp_t, clock_skew_ms),
+	  .help = "Allowance for clocks that disagree (certificate validity, token expiry)." },
 	KC_HTTP_OPT_TOKEN(dp_t, http_conf),
 	KC_HTTP_OPT_CA_FILE(dp_t, http_conf),
 	KC_HTTP_OPT_CLIENT_CERT(dp_t, http_conf),
@@ -164,6 +206,8 @@ static void s_destroy(void *state)
 	if (!dp)
 		return;
 	kc_http_destroy(&dp->http);
+	kc_sts_destroy(&dp->sts);
+	kc_cert_destroy(&dp->cert);
 	dp_receipts_destroy(&dp->receipts);
 	kanal_pseudonym_key_destroy(&dp->key);
 	kc_http_conf_clear(&dp->http_conf);
@@ -175,6 +219,63 @@ static void s_destroy(void *state)
 	free(dp->url);
 	free(dp->forespoerg_url);
 	free(dp);
+}
+
+/* The SF1514 side, when a function certificate is configured: loads it, checks it (expired
+ * or not yet valid is a configuration error saying what to do), makes the token client for
+ * sts_url and accesstoken_url, and gives the certificate to the service's https client
+ * (mutual TLS: the access token is only good together with the certificate it is bound to).
+ * The static token and client_cert options are for tests without an STS and cannot be
+ * mixed with it. Returns 0 or a KANAL_E* code with the error set on ctx. */
+static int s_tokens_open(kanal_ctx_t *ctx, dp_t *dp, kc_http_opts_t *o)
+{
+	kanal_error_t err;
+	kc_sts_opts_t so;
+	int rc;
+
+	if (!dp->cert_conf.pkcs12_file && !dp->cert_conf.cert_file) {
+		if (dp->sts_url || dp->accesstoken_url || dp->cert_conf.key_file) {
+			kanal_set_error(ctx, "digitalpost: sts_url, accesstoken_url and "
+					"certificate_key need the function certificate "
+					"(certificate_p12, or certificate)");
+			return KANAL_ECONFIG;
+		}
+		return 0;
+	}
+	if (dp->cert_conf.pkcs12_file && dp->cert_conf.cert_file) {
+		kanal_set_error(ctx, "digitalpost: certificate_p12 and certificate are two ways to "
+				"give the same certificate: keep one");
+		return KANAL_ECONFIG;
+	}
+	if (o->bearer_token || dp->http_conf.client_cert) {
+		kanal_set_error(ctx, "digitalpost: token/token_file and client_cert are for tests "
+				"without an STS; with the function certificate, tokens come from "
+				"sts_url: remove them");
+		return KANAL_ECONFIG;
+	}
+	if (!dp->sts_url || !dp->accesstoken_url) {
+		kanal_set_error(ctx, "digitalpost: with the function certificate, set sts_url (the "
+				"SF1514 REST issue endpoint) and accesstoken_url (AccessTokenService_1)");
+		return KANAL_ECONFIG;
+	}
+	kanal_error_clear(&err);
+	if ((rc = kc_cert_load(&dp->cert_conf, &dp->cert, &err)) != 0) {
+		kanal_set_error(ctx, "digitalpost: %s", err.text);
+		return rc;
+	}
+	so = (kc_sts_opts_t){ .issue_url = dp->sts_url, .accesstoken_url = dp->accesstoken_url,
+			      .cvr = dp->cvr ? dp->cvr : dp->sender_cvr,
+			      .renew_before_ms = dp->token_renew_before_ms,
+			      .clock_skew_ms = dp->clock_skew_ms,
+			      .timeout_ms = dp->http_conf.timeout_ms,
+			      .ca_file = dp->http_conf.ca_file,
+			      .allow_plain_http = dp->http_conf.allow_plain_http };
+	if ((rc = kc_sts_new(&so, dp->cert, &dp->sts, &err)) != 0) {
+		kanal_set_error(ctx, "digitalpost: %s", err.text);
+		return rc;
+	}
+	kc_cert_http_opts(dp->cert, o);
+	return 0;
 }
 
 /* The table checked each option alone (the channel among them); init checks what it cannot
@@ -256,7 +357,10 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "digitalpost: print_type '%s' is not a number", dp->print_type);
 		goto fail;
 	}
-	/* The token goes as "Holder-of-key", not as the HTTP client's Bearer header. */
+	if ((rc = s_tokens_open(ctx, dp, &o)) != 0)
+		goto fail;
+	rc = KANAL_ECONFIG;
+	/* A static token goes as "Holder-of-key", not as the HTTP client's Bearer header. */
 	if (o.bearer_token && !(dp->access_token = strdup(o.bearer_token))) {
 		rc = KANAL_ENOMEM;
 		goto fail;
@@ -667,53 +771,94 @@ done:
 
 /* ---- the token ------------------------------------------------------------------------------ */
 
-/* SF1514 token from kc_sts (merged later). The access token for the service entity id
- * (http://entityid.kombit.dk/service/kombipostafsend/1 or …/postforespoerg/1): today the
- * static token of the token/token_file options, the same for both; kc_sts will issue the
- * SAML assertion over mutual TLS, exchange it at AccessTokenService_1 and renew it, per entity
- * id. Returns the token (borrowed from dp) or NULL when none is configured. */
-static const char *s_access_token(const dp_t *dp, const char *entity_id)
+/* The Authorization header line for the service entity_id into *header_out (malloc'd; the
+ * caller wipes and frees it), or NULL when no token is configured: with the function
+ * certificate, kc_sts's access token for that entity ID (issued over mutual TLS, exchanged at
+ * AccessTokenService_1, cached and renewed); else the static token of token/token_file
+ * (tests). Returns 0, or kc_sts's code with r set: the certificate (KANAL_ECONFIG) and a
+ * refusal (KANAL_EREJECTED) are the connector's setup, not the letter's fault, so RETRY —
+ * the letters wait, as dead letters in the end, for a replay once an operator fixed it. */
+static int s_authorization(kanal_ctx_t *ctx, const dp_t *dp, const char *entity_id,
+			   char **header_out, dp_result_t *r)
 {
-	(void)entity_id;
-	return dp->access_token;
+	kanal_error_t err;
+	int rc;
+
+	*header_out = NULL;
+	if (!dp->sts) {
+		if (dp->access_token &&
+		    asprintf(header_out, "Authorization: Holder-of-key %s", dp->access_token) < 0) {
+			*header_out = NULL;
+			rc = KANAL_ENOMEM;
+			goto fail;
+		}
+		return 0;
+	}
+	kanal_error_clear(&err);
+	if ((rc = kc_sts_authorization(dp->sts, entity_id, header_out, &err)) == 0)
+		return 0;
+	snprintf(r->error, sizeof r->error, "no SF1514 token for %.100s: %.380s", entity_id,
+		 err.text);
+	kanal_metric_add(ctx, "token_errors", 1);
+	r->outcome = KANAL_OUTCOME_RETRY;
+	return rc;
+fail:
+	snprintf(r->error, sizeof r->error, "no token for %s: %s", entity_id, kanal_strerror(rc));
+	r->outcome = KANAL_OUTCOME_RETRY;
+	return rc;
 }
 
 /* Calls the service with the SF1601 headers: Holder-of-key token, a fresh x-TransaktionsId
  * (logged, so a call can be traced with Serviceplatformen's helpdesk) and x-TransaktionsTid
- * in UTC. */
-static void s_call(kanal_ctx_t *ctx, const dp_t *dp, const char *method, const char *url,
+ * in UTC. A 401 with an SF1514 token means the token is no longer good: it is forgotten and
+ * the call made once more with a new one. Returns false with r set (RETRY) when no token
+ * could be had; res then holds nothing. */
+static bool s_call(kanal_ctx_t *ctx, const dp_t *dp, const char *method, const char *url,
 		   const char *entity_id, const char *accept, const char *body, size_t len,
-		   kc_response_t *res)
+		   kc_response_t *res, dp_result_t *r)
 {
-	char auth[DP_MAX_TOKEN + 40] = "", txid[80], txtime[64], stamp[KANAL_TIME_RFC3339_SIZE],
-	     uuid[37], ctype[64] = "", acc[64];
-	const char *token = s_access_token(dp, entity_id);
+	char txid[80], txtime[64], stamp[KANAL_TIME_RFC3339_SIZE], uuid[37], ctype[64] = "",
+	     acc[64], nonce[40];
 	const char *headers[6];
-	size_t n = 0;
-	char nonce[40];
 
-	snprintf(nonce, sizeof nonce, "%lld-%d", (long long)kanal_wall_ms(), rand());
-	dp_uuid(entity_id, nonce, "transaction", uuid);
-	snprintf(txid, sizeof txid, "x-TransaktionsId: %s", uuid);
-	kanal_time_rfc3339(kanal_wall_ms(), stamp, sizeof stamp);
-	/* YYYY-MM-DDThh:mm:ssZ: the milliseconds are left out. */
-	snprintf(txtime, sizeof txtime, "x-TransaktionsTid: %.19sZ", stamp);
-	snprintf(acc, sizeof acc, "Accept: %s", accept);
-	headers[n++] = txid;
-	headers[n++] = txtime;
-	headers[n++] = acc;
-	if (body) {
-		snprintf(ctype, sizeof ctype, "Content-Type: application/xml; charset=utf-8");
-		headers[n++] = ctype;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		char *auth = NULL;
+		size_t n = 0;
+
+		if (s_authorization(ctx, dp, entity_id, &auth, r) != 0)
+			return false;
+		snprintf(nonce, sizeof nonce, "%lld-%d", (long long)kanal_wall_ms(), rand());
+		dp_uuid(entity_id, nonce, "transaction", uuid);
+		snprintf(txid, sizeof txid, "x-TransaktionsId: %s", uuid);
+		kanal_time_rfc3339(kanal_wall_ms(), stamp, sizeof stamp);
+		/* YYYY-MM-DDThh:mm:ssZ: the milliseconds are left out. */
+		snprintf(txtime, sizeof txtime, "x-TransaktionsTid: %.19sZ", stamp);
+		snprintf(acc, sizeof acc, "Accept: %s", accept);
+		headers[n++] = txid;
+		headers[n++] = txtime;
+		headers[n++] = acc;
+		if (body) {
+			snprintf(ctype, sizeof ctype, "Content-Type: application/xml; charset=utf-8");
+			headers[n++] = ctype;
+		}
+		if (auth)
+			headers[n++] = auth;
+		headers[n] = NULL;
+		kanal_log(ctx, KANAL_LOG_DEBUG, "%s %s: x-TransaktionsId %s", method, url, uuid);
+		kc_http_request(dp->http, method, url, headers, body, len, res);
+		if (auth) {
+			explicit_bzero(auth, strlen(auth));
+			free(auth);
+		}
+		if (res->status != 401 || !dp->sts || attempt > 0)
+			break;
+		kanal_log(ctx, KANAL_LOG_INFO, "%s answered 401: renewing the token for %s", url,
+			  entity_id);
+		kc_sts_forget(dp->sts, entity_id);
+		kc_response_clear(res);
+		*res = (kc_response_t){ .retry_after_ms = -1 };
 	}
-	if (token) {
-		snprintf(auth, sizeof auth, "Authorization: Holder-of-key %s", token);
-		headers[n++] = auth;
-	}
-	headers[n] = NULL;
-	kanal_log(ctx, KANAL_LOG_DEBUG, "%s %s: x-TransaktionsId %s", method, url, uuid);
-	kc_http_request(dp->http, method, url, headers, body, len, res);
-	explicit_bzero(auth, sizeof auth);
+	return true;
 }
 
 /* PostForespoerg: can this citizen receive Digital Post? 1 yes, 0 no, or -1 when the
@@ -734,8 +879,11 @@ static int s_forespoerg(kanal_ctx_t *ctx, dp_t *dp, const char cpr[11], dp_resul
 	/* The number is in the URL the service needs; errors name the endpoint only. */
 	snprintf(what, sizeof what, "GET %s", dp->forespoerg_url);
 	kanal_metric_add(ctx, "forespoerg_requests", 1);
-	s_call(ctx, dp, "GET", url, "http://entityid.kombit.dk/service/postforespoerg/1",
-	       "application/json", NULL, 0, &res);
+	if (!s_call(ctx, dp, "GET", url, dp->entity_forespoerg, "application/json", NULL, 0, &res,
+		    r)) {
+		explicit_bzero(url, sizeof url);
+		return -1;
+	}
 	explicit_bzero(url, sizeof url);
 	if (res.status == 200 && res.body)
 		j = json_loadb(res.body, res.len, 0, NULL);
@@ -948,11 +1096,11 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 
 	/* 4. The service. */
 	kanal_metric_add(ctx, "requests", 1);
-	s_call(ctx, dp, "POST", dp->url, "http://entityid.kombit.dk/service/kombipostafsend/1",
-	       "application/xml", body, body_len, &res);
+	if (s_call(ctx, dp, "POST", dp->url, dp->entity_kombi, "application/xml", body, body_len,
+		   &res, &r))
+		s_answer(ctx, dp, &res, &r);
 	explicit_bzero(body, body_len);
 	free(body);
-	s_answer(ctx, dp, &res, &r);
 	kc_response_clear(&res);
 	if (r.outcome == KANAL_OUTCOME_REJECT)
 		kanal_metric_add(ctx, "refused", 1);

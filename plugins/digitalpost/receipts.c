@@ -5,7 +5,7 @@
  * to a callback: a ModtagBeskedInput whose Beskeddata/Base64 holds the PKO_PostStatus.
  *
  * This file serves that callback (libmicrohttpd in external epoll mode, driven from the
- * instance's thread by kanal_fd_watch and a timer, as plugins/http/ingress.c does, so emit
+ * instance's thread by plugins/common/kc_mhd, as plugins/http/ingress.c is, so emit
  * and flush may be called from the handler), validates each PKO_PostStatus against the
  * contract's schema (built in: pko_schema.c), matches it to the letter by MessageUUID — or
  * TransmissionId, or for a print-only letter AfsendelseIdentifikator — and emits the
@@ -39,12 +39,14 @@
 #include <openssl/evp.h>
 
 #include "../common/kc_files.h"
+#include "../common/kc_mhd.h"
 #include "receipts.h"
 
 #define DP_PKO_NS "http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types"
 #define DP_MAP_FILE "letters-awaiting-status.json"
 #define DP_MAX_CALLBACK_BODY (1u << 20)
 #define DP_MAX_SWEEP_MS 60000
+#define DP_MAX_PUMP_MS 1000
 #define DP_MIN_SWEEP_MS 250
 #define DP_FLUSH_MS 5000
 
@@ -55,8 +57,8 @@ struct dp_receipts {
 	json_t *map;                 /* messageUUID → the letter (dp_sent_t's fields, at_ms) */
 	xmlSchemaPtr schema;
 	struct MHD_Daemon *daemon;
-	int epoll_fd;
-	int64_t timer, sweep;        /* 0: none armed */
+	kc_mhd_pump_t pump;          /* libmicrohttpd on the instance's thread */
+	int64_t sweep;               /* 0: none armed */
 };
 
 typedef struct dp_upload {
@@ -448,43 +450,6 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 }
 
-static void s_pump(dp_receipts_t *r);
-
-static void s_on_timer(kanal_ctx_t *ctx, void *arg)
-{
-	dp_receipts_t *r = arg;
-
-	(void)ctx;
-	r->timer = 0;
-	s_pump(r);
-}
-
-static void s_on_ready(kanal_ctx_t *ctx, int fd, int events, void *arg)
-{
-	(void)ctx;
-	(void)fd;
-	(void)events;
-	s_pump(arg);
-}
-
-/* Lets libmicrohttpd do what is due, then arms the timer for what it needs next. */
-static void s_pump(dp_receipts_t *r)
-{
-	MHD_UNSIGNED_LONG_LONG to = 0;
-	int64_t ms = 1000;
-
-	if (!r->daemon)
-		return;
-	MHD_run(r->daemon);
-	if (MHD_get_timeout(r->daemon, &to) == MHD_YES && to < (MHD_UNSIGNED_LONG_LONG)ms)
-		ms = (int64_t)to;
-	if (r->timer)
-		kanal_timer_cancel(r->ctx, r->timer);
-	r->timer = kanal_timer_add(r->ctx, ms, 0, s_on_timer, r);
-	if (r->timer < 0)
-		r->timer = 0;
-}
-
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
 int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int64_t timeout_ms,
@@ -500,7 +465,6 @@ int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int6
 	if (!r)
 		return KANAL_ENOMEM;
 	r->ctx = ctx;
-	r->epoll_fd = -1;
 	r->timeout_ms = timeout_ms;
 	if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof r->host ||
 	    strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof r->port ||
@@ -549,7 +513,6 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *ai = NULL;
-	const union MHD_DaemonInfo *info;
 	int64_t every = r->timeout_ms / 4;
 	int gai;
 
@@ -565,10 +528,8 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 		MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u,
 		MHD_OPTION_NOTIFY_COMPLETED, s_completed, r, MHD_OPTION_END);
 	freeaddrinfo(ai);
-	info = r->daemon ? MHD_get_daemon_info(r->daemon, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
-	r->epoll_fd = info ? info->epoll_fd : -1;
-	if (!r->daemon || r->epoll_fd < 0 ||
-	    kanal_fd_watch(ctx, r->epoll_fd, KANAL_FD_READ, s_on_ready, r) < 0) {
+	if (!r->daemon ||
+	    kc_mhd_pump_start(&r->pump, ctx, r->daemon, DP_MAX_PUMP_MS, NULL, NULL) != 0) {
 		kanal_set_error(ctx, "digitalpost: cannot listen on callback_listen %s:%s: %s",
 				r->host, r->port, errno ? strerror(errno) : "libmicrohttpd refused");
 		dp_receipts_stop(r, ctx);
@@ -583,7 +544,6 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 		r->sweep = 0;
 	kanal_log(ctx, KANAL_LOG_INFO, "receipts: listening on http://%s:%s%s; %zu letter(s) "
 		  "waiting for their status", r->host, r->port, r->path, json_object_size(r->map));
-	s_pump(r);
 	return 0;
 }
 
@@ -591,14 +551,10 @@ void dp_receipts_stop(dp_receipts_t *r, kanal_ctx_t *ctx)
 {
 	if (!r)
 		return;
-	if (r->timer)
-		kanal_timer_cancel(ctx, r->timer);
+	kc_mhd_pump_stop(&r->pump);
 	if (r->sweep)
 		kanal_timer_cancel(ctx, r->sweep);
-	r->timer = r->sweep = 0;
-	if (r->epoll_fd >= 0)
-		kanal_fd_unwatch(ctx, r->epoll_fd);
-	r->epoll_fd = -1;
+	r->sweep = 0;
 	if (r->daemon)
 		MHD_stop_daemon(r->daemon);
 	r->daemon = NULL;

@@ -6,10 +6,10 @@
  * Threads: kanal_emit works only on the instance's thread and a plugin starts no threads,
  * so libmicrohttpd runs without any of its own. It is started in external epoll mode; the
  * instance watches its epoll descriptor (kanal_fd_watch) and keeps one kanal timer armed
- * with MHD_get_timeout, and both call MHD_run — so every request handler runs on the
- * instance's thread, where emit and flush may be called. libmicrohttpd has no listening
- * socket of its own: gate.c accepts, enforces the limits on connections and the
- * request_timeout, and hands it the connections it admits.
+ * with MHD_get_timeout, and both call MHD_run (plugins/common/kc_mhd) — so every request
+ * handler runs on the instance's thread, where emit and flush may be called.
+ * libmicrohttpd has no listening socket of its own: gate.c accepts, enforces the limits on
+ * connections and the request_timeout, and hands it the connections it admits.
  *
  * A request is read whole (up to max_body), then parsed into events, each checked before
  * any is emitted — size, the client's allowed types, no CPR number in a context attribute
@@ -23,6 +23,7 @@
 #include "http.h"
 #include "../common/kc_files.h"
 #include "../common/kc_log.h"
+#include "../common/kc_mhd.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -179,8 +180,7 @@ struct ingress {
 
 	struct MHD_Daemon *daemon;
 	gate_t *gate;               /* owns the listening socket; admits connections */
-	int epoll_fd;
-	int64_t timer;              /* 0: none armed */
+	kc_mhd_pump_t pump;         /* libmicrohttpd on the instance's thread */
 	int bound_port;
 	seen_t seen;
 	kc_log_limit_t log_refused;   /* requests refused for their token */
@@ -730,49 +730,10 @@ static void s_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- driving libmicrohttpd from the instance's thread ------------------------------------- */
 
-static void s_pump(ingress_t *ing);
-
-static void s_on_timer(kanal_ctx_t *ctx, void *arg)
+/* The gate's sweep runs before each pump: it says how soon it wants to run again. */
+static int64_t s_gate_sweep(void *gate)
 {
-	ingress_t *ing = arg;
-
-	(void)ctx;
-	ing->timer = 0;
-	s_pump(ing);
-}
-
-static void s_pump_arg(void *arg)
-{
-	s_pump(arg);
-}
-
-static void s_on_ready(kanal_ctx_t *ctx, int fd, int events, void *arg)
-{
-	(void)ctx;
-	(void)fd;
-	(void)events;
-	s_pump(arg);
-}
-
-/* Lets libmicrohttpd do what is due, then arms the timer for what it will need next. */
-static void s_pump(ingress_t *ing)
-{
-	MHD_UNSIGNED_LONG_LONG to = 0;
-	int64_t ms = INGRESS_MAX_TIMER_MS;
-
-	if (!ing->daemon)
-		return;
-	ms = gate_sweep(ing->gate);
-	if (ms > INGRESS_MAX_TIMER_MS)
-		ms = INGRESS_MAX_TIMER_MS;
-	MHD_run(ing->daemon);
-	if (MHD_get_timeout(ing->daemon, &to) == MHD_YES && to < (MHD_UNSIGNED_LONG_LONG)ms)
-		ms = (int64_t)to;
-	if (ing->timer)
-		kanal_timer_cancel(ing->ctx, ing->timer);
-	ing->timer = kanal_timer_add(ing->ctx, ms, 0, s_on_timer, ing);
-	if (ing->timer < 0)
-		ing->timer = 0;
+	return gate_sweep(gate);
 }
 
 /* ---- options and lifecycle ----------------------------------------------------------------- */
@@ -828,7 +789,6 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 	if (!(ing = calloc(1, sizeof *ing)))
 		return KANAL_ENOMEM;
 	ing->ctx = ctx;
-	ing->epoll_fd = -1;
 	if (s_parse_listen(listen, ing->host, sizeof ing->host, ing->port, sizeof ing->port) < 0) {
 		kanal_set_error(ctx, "listen '%s' is not HOST:PORT, [IPv6]:PORT or PORT "
 			       "(e.g. 127.0.0.1:8080; port 0 picks a free port)", listen);
@@ -890,7 +850,6 @@ fail:
 int ingress_start(ingress_t *ing, kanal_ctx_t *ctx)
 {
 	struct addrinfo hints, *ai = NULL;
-	const union MHD_DaemonInfo *info;
 	unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
 	char where[300];
 	int gai, rc;
@@ -933,11 +892,10 @@ int ingress_start(ingress_t *ing, kanal_ctx_t *ctx)
 		gate_close(ing->gate);
 		return KANAL_EIO;
 	}
-	gate_serve(ing->gate, ing->daemon, s_pump_arg, ing);
-	info = MHD_get_daemon_info(ing->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-	ing->epoll_fd = info ? info->epoll_fd : -1;
-	if (ing->epoll_fd < 0 || ing->bound_port <= 0 ||
-	    kanal_fd_watch(ctx, ing->epoll_fd, KANAL_FD_READ, s_on_ready, ing) < 0) {
+	gate_serve(ing->gate, ing->daemon, kc_mhd_pump, &ing->pump);
+	if (ing->bound_port <= 0 ||
+	    kc_mhd_pump_start(&ing->pump, ctx, ing->daemon, INGRESS_MAX_TIMER_MS, s_gate_sweep,
+			      ing->gate) != 0) {
 		kanal_set_error(ctx, "listen %s: libmicrohttpd gave no epoll descriptor",
 				where);
 		ingress_stop(ing, ctx);
@@ -971,7 +929,6 @@ int ingress_start(ingress_t *ing, kanal_ctx_t *ctx)
 	}
 	kanal_log(ctx, KANAL_LOG_INFO, "listening on http://%s%s (%s)", where, ing->path,
 		  ing->tokens ? "bearer tokens required" : "no authentication");
-	s_pump(ing);
 	return 0;
 }
 
@@ -979,14 +936,7 @@ void ingress_stop(ingress_t *ing, kanal_ctx_t *ctx)
 {
 	if (!ing)
 		return;
-	if (ing->timer) {
-		kanal_timer_cancel(ctx, ing->timer);
-		ing->timer = 0;
-	}
-	if (ing->epoll_fd >= 0) {
-		kanal_fd_unwatch(ctx, ing->epoll_fd);
-		ing->epoll_fd = -1;
-	}
+	kc_mhd_pump_stop(&ing->pump);
 	gate_close(ing->gate);
 	if (ing->daemon) {
 		MHD_stop_daemon(ing->daemon);

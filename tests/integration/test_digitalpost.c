@@ -32,7 +32,12 @@
 #include "http_client.h"
 #include "kanald.h"
 #include "test.h"
+#include "testca.h"
 #include "upstream.h"
+
+#include "../../plugins/common/kc_cert.h"
+#include "../../plugins/common/kc_http.h"
+#include "../../plugins/common/kc_sts.h"
 
 #define WAIT 15000 /* ms: the bound of every wait (retries with Retry-After: 1 take seconds) */
 #define MEMO_NS "https://DigitalPost.dk/MeMo-1"
@@ -588,21 +593,6 @@ static void test_wrong_token_is_retried_not_sent_on_paper(void)
 
 /* ---- receipts: PKO_PostStatus through the Beskedfordeler's callback ---------------------- */
 
-/* A TCP port free on 127.0.0.1 just now (the kernel's pick), or 0. */
-static int s_free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 /* The status event of letter with status st in status.jsonl (new reference), waiting. */
 static json_t *s_status_of(env_t *env, const char *letter, const char *st)
 {
@@ -629,7 +619,7 @@ static void test_receipts_give_the_final_outcome(void)
 {
 	char cb[128], opts[256], sim_cb[200], *p;
 	const char *args[] = { "--set", sim_cb, NULL };
-	int port = s_free_port();
+	int port = test_free_port();
 	env_t env;
 	json_t *st, *d;
 	http_answer_t a = { 0 };
@@ -1018,6 +1008,244 @@ static void test_filename_and_other_checks(void)
 	upstream_stop(&up);
 }
 
+/* ---- SF1514 tokens and mutual TLS ----------------------------------------------------- */
+
+/* The STS simulator and the Digital Post simulator over mutual TLS with a test CA made for
+ * the run; the Digital Post simulator checks each access token at the STS. */
+typedef struct sts_env {
+	char *dir;
+	upstream_t *sts, *dp;
+	char dp_url[64], sts_url[160], token_url[160];
+} sts_env_t;
+
+static const char *s_in(const sts_env_t *e, const char *name)
+{
+	static char buf[8][1024];
+	static int i;
+
+	i = (i + 1) % 8;
+	snprintf(buf[i], sizeof buf[i], "%s/%s", e->dir, name);
+	return buf[i];
+}
+
+static bool s_sts_start(sts_env_t *e)
+{
+	char cert[1100], key[1100], ca[1100], sts[128];
+
+	memset(e, 0, sizeof *e);
+	if (!(e->dir = test_tmpdir("dp-sts")) || testca_make(e->dir) != 0)
+		return false;
+	snprintf(cert, sizeof cert, "tls_cert=%s", s_in(e, "server.pem"));
+	snprintf(key, sizeof key, "tls_key=%s", s_in(e, "server.key"));
+	snprintf(ca, sizeof ca, "tls_ca=%s", s_in(e, "ca.pem"));
+	{
+		const char *args[] = { "--set", cert, "--set", key, "--set", ca, NULL };
+		if (!(e->sts = upstream_start("sts", args)))
+			return false;
+	}
+	snprintf(sts, sizeof sts, "sts=https://127.0.0.1:%d", e->sts->port);
+	{
+		const char *args[] = { "--set", cert, "--set", key, "--set", ca, "--set", sts, NULL };
+		if (!(e->dp = upstream_start("digitalpost", args)))
+			return false;
+	}
+	snprintf(e->dp_url, sizeof e->dp_url, "https://127.0.0.1:%d", e->dp->port);
+	snprintf(e->sts_url, sizeof e->sts_url,
+		 "https://127.0.0.1:%d/runtime/api/rest/wstrust/v1/issue", e->sts->port);
+	snprintf(e->token_url, sizeof e->token_url,
+		 "https://127.0.0.1:%d/service/AccessTokenService_1/token", e->sts->port);
+	return true;
+}
+
+static void s_sts_stop(sts_env_t *e)
+{
+	if (e->dp)
+		s_scan_file("the simulator's log", e->dp->log_path);
+	upstream_stop(&e->dp);
+	upstream_stop(&e->sts);
+	if (e->dir)
+		test_rmdir_r(e->dir);
+	free(e->dir);
+	CU_ASSERT_EQUAL(s_cpr_leaks, 0);
+	s_cpr_leaks = 0;
+}
+
+/* A digitalpost instance with the function certificate `who` (client: the PKCS#12; else
+ * <who>.pem/.key) and the STS; extra is one more option (key, value) or NULL. Returns the
+ * harness, or NULL with err set when it does not start. */
+static kanal_harness_t *s_sts_harness(const sts_env_t *e, const char *who, const char *key,
+				      const char *value, kanal_error_t *err)
+{
+	kanal_harness_t *h;
+	char pem[64], pkey[64];
+
+	kanal_error_clear(err);
+	h = kanal_harness_new(test_path("plugins/digitalpost.so"), "dp", err);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	kanal_harness_option(h, "base_url", e->dp_url);
+	kanal_harness_option(h, "sender_cvr", "55133018");
+	kanal_harness_option(h, "sender_label", "Aarhus Kommune");
+	kanal_harness_option(h, "timeout", "5s");
+	kanal_harness_option(h, "ca_file", s_in(e, "ca.pem"));
+	kanal_harness_option(h, "sts_url", e->sts_url);
+	kanal_harness_option(h, "accesstoken_url", e->token_url);
+	if (!strcmp(who, "client")) {
+		kanal_harness_option(h, "certificate_p12", s_in(e, "client.p12"));
+		kanal_harness_option(h, "certificate_password_file", s_in(e, "client.pass"));
+	} else {
+		snprintf(pem, sizeof pem, "%s.pem", who);
+		snprintf(pkey, sizeof pkey, "%s.key", who);
+		kanal_harness_option(h, "certificate", s_in(e, pem));
+		kanal_harness_option(h, "certificate_key", s_in(e, pkey));
+	}
+	if (key)
+		kanal_harness_option(h, key, value);
+	if (kanal_harness_start(h, err) != 0)
+		kanal_harness_destroy(&h);
+	return h;
+}
+
+/* One https call to a simulator with the test's client certificate: the status. */
+static long s_https(const sts_env_t *e, const char *method, const char *url)
+{
+	kc_cert_conf_t conf = { .pkcs12_file = s_in(e, "client.p12"),
+				.password_file = s_in(e, "client.pass") };
+	kc_http_opts_t o = { .timeout_ms = 5000, .ca_file = s_in(e, "ca.pem") };
+	kanal_error_t err = { 0 };
+	kc_response_t res = { .retry_after_ms = -1 };
+	kc_cert_t *cert = NULL;
+	kc_http_t *http;
+	long status;
+
+	if (kc_cert_load(&conf, &cert, &err) != 0)
+		return -1;
+	kc_cert_http_opts(cert, &o);
+	http = kc_http_new(&o);
+	kc_http_request(http, method, url, NULL, "", 0, &res);
+	status = res.status;
+	kc_response_clear(&res);
+	kc_http_destroy(&http);
+	kc_cert_destroy(&cert);
+	return status;
+}
+
+/* Delivers letter id to CPR_MADS (enrolled): the outcome; *tx gets the TransmissionID of
+ * its status event (or ""). */
+static kanal_outcome_t s_sts_deliver(kanal_harness_t *h, const char *id, char tx[129])
+{
+	kanal_msg_t *m = s_msg(s_letter(id, CPR_MADS));
+	kanal_outcome_t out;
+	const char *t = NULL;
+
+	kanal_harness_clear(h);
+	out = kanal_harness_deliver(h, m, "letter-to-citizen");
+	kanal_msg_destroy(&m);
+	tx[0] = '\0';
+	if (kanal_harness_emitted_count(h) == 1 &&
+	    kanal_msg_data_str(kanal_harness_emitted(h, 0), "transaction", &t) == 0)
+		snprintf(tx, 129, "%s", t);
+	return out;
+}
+
+/* The letter goes with an SF1514 access token over mutual TLS, per entity ID, and a token
+ * the platform stops accepting is renewed once, without a lost or repeated letter. */
+static void test_sf1514_token_over_mutual_tls_and_renewal_after_401(void)
+{
+	sts_env_t e;
+	kanal_harness_t *h = NULL;
+	kanal_error_t err;
+	char tx[129], url[160];
+
+	CU_ASSERT_FATAL(s_sts_start(&e));
+	h = s_sts_harness(&e, "client", NULL, NULL, &err);
+	if (!h)
+		fprintf(stderr, "digitalpost with the certificate: %s\n", err.text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(s_sts_deliver(h, "sts-1", tx), KANAL_OUTCOME_OK);
+	CU_ASSERT_NOT_EQUAL(tx[0], '\0');
+	if (!tx[0])
+		fprintf(stderr, "letter sts-1: %s\n", kanal_harness_last_error(h));
+	/* The platform stops accepting the tokens it issued: one 401, a new token, sent. */
+	snprintf(url, sizeof url, "https://127.0.0.1:%d/sts/revoke", e.sts->port);
+	CU_ASSERT_EQUAL(s_https(&e, "POST", url), 200);
+	CU_ASSERT_EQUAL(s_sts_deliver(h, "sts-2", tx), KANAL_OUTCOME_OK);
+	CU_ASSERT_NOT_EQUAL(tx[0], '\0');
+	if (!tx[0])
+		fprintf(stderr, "letter sts-2: %s\n", kanal_harness_last_error(h));
+	kanal_harness_destroy(&h);
+	s_sts_stop(&e);
+}
+
+/* What a municipality meets when the certificate or the token is wrong: never a letter on
+ * paper for it — a RETRY (the letters wait for the fix) or a start refused saying why. */
+static void test_sf1514_refusals_are_retried_or_refused_at_start(void)
+{
+	sts_env_t e;
+	kanal_harness_t *h;
+	kanal_error_t err;
+	char tx[129];
+
+	CU_ASSERT_FATAL(s_sts_start(&e));
+	/* Expired: refused at start, saying so. */
+	h = s_sts_harness(&e, "expired", NULL, NULL, &err);
+	CU_ASSERT_PTR_NULL(h);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "expired"));
+	kanal_harness_destroy(&h);
+	/* Another CA's certificate: the STS refuses; RETRY saying what to check. */
+	h = s_sts_harness(&e, "stranger", NULL, NULL, &err);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(s_sts_deliver(h, "sts-stranger", tx), KANAL_OUTCOME_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "CERTIFICATE_UNTRUSTED"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "service agreement"));
+	kanal_harness_destroy(&h);
+	/* A token for the wrong service (PostForespoerg's) is refused by KombiPostAfsend. */
+	h = s_sts_harness(&e, "client", "entity_kombipostafsend", KC_STS_ENTITY_POSTFORESPOERG,
+			  &err);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(s_sts_deliver(h, "sts-wrong-entity", tx), KANAL_OUTCOME_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "401"));
+	kanal_harness_destroy(&h);
+	/* A static token and the certificate together: a configuration error. */
+	h = s_sts_harness(&e, "client", "token", "static-token", &err);
+	CU_ASSERT_PTR_NULL(h);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "token"));
+	kanal_harness_destroy(&h);
+	/* No client certificate at all (a static token, as before SF1514): 401, RETRY. */
+	kanal_error_clear(&err);
+	h = kanal_harness_new(test_path("plugins/digitalpost.so"), "dp", &err);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	kanal_harness_option(h, "base_url", e.dp_url);
+	kanal_harness_option(h, "sender_cvr", "55133018");
+	kanal_harness_option(h, "sender_label", "Aarhus Kommune");
+	kanal_harness_option(h, "ca_file", s_in(&e, "ca.pem"));
+	kanal_harness_option(h, "token", "not-from-the-sts");
+	CU_ASSERT_EQUAL_FATAL(kanal_harness_start(h, &err), 0);
+	CU_ASSERT_EQUAL(s_sts_deliver(h, "sts-no-cert", tx), KANAL_OUTCOME_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "401"));
+	kanal_harness_destroy(&h);
+	s_sts_stop(&e);
+}
+
+/* The contract's call headers: a kombi_request without x-TransaktionsId/x-TransaktionsTid is
+ * refused by the simulator (and nothing delivered), so the connector's letters passing it
+ * shows they carry them. */
+static void test_simulator_refuses_a_call_without_the_transaction_headers(void)
+{
+	upstream_t *up = upstream_start("digitalpost", NULL);
+	char *xml = test_read_file("contracts/examples/sf1601/kombi_request.automatisk-valg.xml",
+				   NULL), *answer = NULL;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(xml);
+	CU_ASSERT_EQUAL(upstream_http(up, "POST", "/service/KombiPostAfsend_1/kombi", xml,
+				      "application/xml", &answer), 400);
+	CU_ASSERT_PTR_NOT_NULL(answer && strstr(answer, "x-TransaktionsId"));
+	CU_ASSERT_EQUAL(s_count(up, "delivered"), 0);
+	free(answer);
+	free(xml);
+	upstream_stop(&up);
+}
+
 static void test_bad_options_are_refused(void)
 {
 	static const struct {
@@ -1097,8 +1325,11 @@ TEST_MAIN("digitalpost",
 	  TEST(test_garbage_and_hang_are_retried_within_the_timeout),
 	  TEST(test_wrong_token_is_retried_not_sent_on_paper),
 	  TEST(test_receipts_give_the_final_outcome),
+	  TEST(test_sf1514_token_over_mutual_tls_and_renewal_after_401),
+	  TEST(test_sf1514_refusals_are_retried_or_refused_at_start),
 	  TEST(test_memo_has_the_required_elements),
 	  TEST(test_nemsms_channel),
 	  TEST(test_filename_and_other_checks),
+	  TEST(test_simulator_refuses_a_call_without_the_transaction_headers),
 	  TEST(test_bad_options_are_refused),
 	  TEST(test_allow_plain_http_is_needed_for_a_remote_http_url))

@@ -82,6 +82,7 @@ typedef struct fixture {
 	size_t stream_len;
 	char key_path[PATH_MAX];
 	char daycare_token[64], hr_password[64], cal_password[64], dp_token[64];
+	char callback_listen[64];   /* the digitalpost receipts' listener, host:port */
 } fixture_t;
 
 /* The fixture alive now, torn down at exit if a test ends early. */
@@ -389,7 +390,7 @@ static int s_replace(char **text, const char *from, const char *to)
  * NULL when the shipped file no longer has what is replaced (says which). */
 static char *s_conf(fixture_t *f)
 {
-	char *text = test_read_file("conf/kanald.yaml", NULL), routes[PATH_MAX];
+	char *text = test_read_file("conf/kanald.yaml", NULL), routes[PATH_MAX], callback[96];
 	const char *subst[][2] = {
 		{ "../build/plugins", "@PLUGINS@" },
 		{ "../routes/municipal.yaml", routes },
@@ -404,9 +405,11 @@ static char *s_conf(fixture_t *f)
 		{ "http://127.0.0.1:7713", f->sim[SIM_CPR]->url },
 		{ "http://127.0.0.1:7714", f->sim[SIM_DP]->url },
 		{ "http://127.0.0.1:7715", f->r->url },
+		{ "callback_listen: 127.0.0.1:7716", callback },
 		{ "log_level: info", "log_level: debug" },
 	};
 
+	snprintf(callback, sizeof callback, "callback_listen: %s", f->callback_listen);
 	if (!text || !realpath("routes/municipal.yaml", routes)) {
 		s_say("cannot read conf/kanald.yaml or routes/municipal.yaml (run from the source tree)");
 		free(text);
@@ -455,7 +458,7 @@ static void s_atexit(void);
 static bool s_setup(fixture_t *f, const char *tag)
 {
 	static bool at_exit;
-	char args[3][128], *conf, key[65];
+	char args[4][160], *conf, key[65];
 
 	memset(f, 0, sizeof *f);
 	if (!at_exit)
@@ -468,13 +471,18 @@ static bool s_setup(fixture_t *f, const char *tag)
 	snprintf(args[0], sizeof args[0], "token=%s", f->daycare_token);
 	snprintf(args[1], sizeof args[1], "password=%s", f->hr_password);
 	snprintf(args[2], sizeof args[2], "token=%s", f->dp_token);
+	/* The simulator pushes PKO_PostStatus receipts to the shipped callback_listen, moved to
+	 * a free port. */
+	snprintf(f->callback_listen, sizeof f->callback_listen, "127.0.0.1:%d", test_free_port());
+	snprintf(args[3], sizeof args[3], "callback=http://%s/beskedfordeler/PostStatusBeskedModtag",
+		 f->callback_listen);
 	f->sim[SIM_DAYCARE] = upstream_start("daycare", (const char *const[]){ "--set", args[0],
 									     NULL });
 	f->sim[SIM_HR] = upstream_start("hr", (const char *const[]){ "--set", "user=kanal", "--set",
 								   args[1], NULL });
 	f->sim[SIM_CPR] = upstream_start("cpr", NULL);
 	f->sim[SIM_DP] = upstream_start("digitalpost", (const char *const[]){ "--set", args[2],
-									    NULL });
+									    "--set", args[3], NULL });
 	f->r = radicale_start((const radicale_user_t[]){ { "kanal", f->cal_password, false },
 							 { NULL, NULL, false } });
 	for (int i = 0; i < N_SIMS; i++)
@@ -765,7 +773,10 @@ static void s_check_letters(fixture_t *f)
 
 	for (size_t k = 0; k < N_LETTERS; k++) {
 		const letter_case_t *c = &s_letters[k];
-		json_t *st = s_wait_status(f, c->id, c->channel, "sent"), *d;
+		/* A digital letter is "accepted" by the service first (the reason says why that
+		 * channel), and "sent" when its PKO_PostStatus receipt arrives. */
+		bool digital = !strcmp(c->channel, "digital");
+		json_t *st = s_wait_status(f, c->id, c->channel, digital ? "accepted" : "sent"), *d;
 		const char *reason;
 
 		CU_ASSERT_PTR_NOT_NULL(st);
@@ -786,6 +797,14 @@ static void s_check_letters(fixture_t *f)
 			/* The KombiValgKode kanal chose after asking PostForespoerg. */
 			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "kombi")) ?: "",
 					       "Digital Post");
+			/* The final status, from the receipt the simulator pushed. */
+			json_t *fin = s_wait_status(f, c->id, "digital", "sent");
+			CU_ASSERT(fin && json_is_true(json_object_get(json_object_get(fin, "data"),
+								      "final")));
+			CU_ASSERT(fin && !strncmp(json_string_value(json_object_get(
+							  json_object_get(fin, "data"), "reason")) ?: "",
+						  "PKO_PostStatus Afleveret Digital Post", 37));
+			json_decref(fin);
 		} else {
 			json_t *failed;
 			physical++;

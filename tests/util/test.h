@@ -39,6 +39,9 @@ int64_t test_now_ms(void);
 /* A fresh temporary folder under $TMPDIR (removed by test_rmdir_r); returns a static-free
  * malloc'd path. */
 char *test_tmpdir(const char *tag);
+
+/* A TCP port free on 127.0.0.1 just now (the kernel's pick), or 0. */
+int test_free_port(void);
 void test_rmdir_r(const char *path);
 /* Writes text to dir/name (creating it); returns the malloc'd full path. */
 char *test_write_file(const char *dir, const char *name, const char *text);

@@ -1,0 +1,46 @@
+/*
+ * plugins/common/kc_mhd.h — driving a libmicrohttpd daemon from an instance's own thread, for
+ * the plugins that listen (http's ingress, digitalpost's receipts): the daemon runs in
+ * external epoll mode (MHD_USE_EPOLL, no threads of its own), the instance watches its epoll
+ * descriptor with kanal_fd_watch and keeps one kanal timer armed for what libmicrohttpd needs
+ * next, so every request handler runs on the instance's thread and may call kanal_emit.
+ *
+ * Not part of the public SDK: linked into each bundled plugin as a static library
+ * (build/lib/libkanalconn.a). Functions are prefixed kc_ ("kanal connector").
+ */
+#ifndef KANAL_PLUGINS_KC_MHD_H
+#define KANAL_PLUGINS_KC_MHD_H
+
+#include <stdint.h>
+
+#include <kanal/kanal.h>
+#include <microhttpd.h>
+
+/* The pump's state, a member of the plugin's state (zeroed, then kc_mhd_pump_start). */
+typedef struct kc_mhd_pump {
+	kanal_ctx_t *ctx;
+	struct MHD_Daemon *daemon;    /* borrowed: the plugin starts and stops it */
+	int epoll_fd;                 /* watched; -1: none */
+	int64_t timer;                /* 0: none armed */
+	int64_t max_ms;               /* the longest the timer waits */
+	int64_t (*before)(void *arg); /* run first each time: ms until its own next need */
+	void *arg;
+} kc_mhd_pump_t;
+
+/* Watches daemon's epoll descriptor on ctx and pumps once. max_ms bounds the timer; before
+ * (may be NULL) runs before each MHD_run and returns how soon it wants to run again (e.g. a
+ * gate's sweep). Returns 0, or KANAL_EIO when the daemon has no epoll descriptor or it cannot
+ * be watched (the pump is then stopped). Ownership: borrows ctx and daemon (both must outlive
+ * the pump until kc_mhd_pump_stop) and arg. */
+int kc_mhd_pump_start(kc_mhd_pump_t *p, kanal_ctx_t *ctx, struct MHD_Daemon *daemon,
+		      int64_t max_ms, int64_t (*before)(void *arg), void *arg);
+
+/* Lets libmicrohttpd do what is due, then re-arms the timer. Does nothing when stopped.
+ * Takes a kc_mhd_pump_t * as void *, so it can be a callback. Ownership: borrows p. */
+void kc_mhd_pump(void *p);
+
+/* Cancels the timer and stops watching; the daemon is the caller's to stop afterwards.
+ * Accepts a pump that never started. Ownership: borrows p. */
+void kc_mhd_pump_stop(kc_mhd_pump_t *p);
+
+#endif
