@@ -1,6 +1,7 @@
 /*
- * broker/expr.c — `where` expressions of routing tables: lexer, recursive-descent parser,
- * type checker, evaluator and explainer.
+ * broker/expr.c — `where` expressions of routing tables: recursive-descent parser, type
+ * checker and evaluator. The lexer is expr_lex.c, the explainer expr_explain.c; what they
+ * share is expr_int.h.
  *
  * Grammar (keywords are lower case; blanks are spaces, tabs and line breaks):
  *
@@ -55,11 +56,6 @@
  *   - Evaluation allocates nothing itself (checking `exists` on an object, array or null
  *     data field is the one exception: msg.h has no type query, so it looks at the value's
  *     JSON text).
- *
- * Explaining: expr_explain gives, for a false expression, the comparison that decided it in
- * its source form and the value found ("data.days <= 5 is false: data.days is 7"). For an
- * `or` that is false, every alternative is named. The whole reason is passed through
- * kanal_cpr_redact_inplace, so CPR numbers in data or in the expression are masked.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -73,115 +69,12 @@
 #include <jansson.h>
 #include <kanal/kanal.h>
 
-#include "expr.h"
-
-/* Deepest nesting of parentheses and `not`, so hostile input cannot exhaust the stack. */
-#define EXPR_MAX_DEPTH 64
-/* How much of a token or a string value an error or explanation quotes. */
-#define EXPR_QUOTE_MAX 40
-#define EXPR_VALUE_MAX 64
-/* Longest data path any() builds (the array's path, an index, the item's path). */
-#define EXPR_PATH_MAX 512
-/* Most elements any() looks at in one array. */
-#define EXPR_ANY_MAX 10000
+#include "expr_int.h"
 
 /* ---- values and the tree ---------------------------------------------------------------- */
 
-typedef enum vkind {
-	V_ABSENT = 0,
-	V_STR,
-	V_INT,
-	V_DBL,
-	V_BOOL,
-	V_OTHER, /* present but not comparable: an object, an array, null */
-} vkind_t;
-
-typedef struct value {
-	vkind_t kind;
-	const char *s;
-	int64_t i;
-	double d;
-	bool b;
-} value_t;
-
-/* What a comparison wants a field read as, so that one typed lookup suffices. */
-typedef enum hint {
-	H_ANY = 0,
-	H_STR,
-	H_NUM,
-	H_BOOL,
-} hint_t;
-
-typedef enum okind {
-	OP_LIT = 0,
-	OP_CORE,
-	OP_EXT,
-	OP_DATA,
-	OP_ITEM, /* inside any(): the current element ("item") or a path below it */
-} okind_t;
-
-typedef const char *(*attr_getter_t)(const kanal_msg_t *msg);
-
-typedef struct operand {
-	okind_t kind;
-	value_t lit;        /* OP_LIT; a string is owned (char *) */
-	char *name;         /* OP_EXT: the name; OP_DATA: the path after "data." ("" for data);
-			     * OP_ITEM: the path after "item." ("" for item) */
-	attr_getter_t get;  /* OP_CORE */
-	size_t start, end;  /* source span */
-} operand_t;
-
-typedef enum cmpop {
-	CMP_EQ = 0,
-	CMP_NE,
-	CMP_LT,
-	CMP_LE,
-	CMP_GT,
-	CMP_GE,
-	CMP_CONTAINS,  /* the string operators: a string field and a string literal */
-	CMP_STARTS,
-	CMP_ENDS,
-	CMP_MATCHES,
-} cmpop_t;
-
 static const char *const s_cmpop_text[] = { "==", "!=", "<", "<=", ">", ">=", "contains",
 					    "startswith", "endswith", "matches" };
-
-typedef enum nkind {
-	N_OR = 0,
-	N_AND,
-	N_NOT,
-	N_CMP,
-	N_IN,
-	N_EXISTS,
-	N_ANY,
-} nkind_t;
-
-typedef struct node {
-	nkind_t kind;
-	size_t start, end;     /* source span */
-	struct node **kids;    /* N_OR, N_AND (n), N_NOT and N_ANY (1: the condition) */
-	size_t n_kids;
-	cmpop_t op;            /* N_CMP */
-	operand_t lhs;         /* N_CMP, N_IN, N_EXISTS, N_ANY: always a field after parsing */
-	operand_t rhs;         /* N_CMP */
-	value_t *list;         /* N_IN: literals of one kind (V_INT and V_DBL may mix) */
-	size_t n_list;
-	regex_t *re;           /* N_CMP with CMP_MATCHES: compiled at parse time */
-} node_t;
-
-/* What evaluation looks at: the message and, inside any(), the data path of the element at
- * hand (NULL outside). */
-typedef struct ectx {
-	const kanal_msg_t *msg;
-	const char *item;
-} ectx_t;
-
-struct expr {
-	char *text;
-	node_t *root;
-	bool uses_data;
-};
 
 static const struct {
 	const char *name;
@@ -202,7 +95,7 @@ static bool s_is_field(const operand_t *o)
 	return o->kind != OP_LIT;
 }
 
-static bool s_is_leaf(const node_t *n)
+bool expr__is_leaf(const node_t *n)
 {
 	return n->kind == N_CMP || n->kind == N_IN || n->kind == N_EXISTS;
 }
@@ -259,7 +152,7 @@ bool expr_uses_data(const expr_t *expr)
 
 /* ---- numbers ------------------------------------------------------------------------------ */
 
-static bool s_is_digit(char c)
+bool expr__is_digit(char c)
 {
 	return c >= '0' && c <= '9';
 }
@@ -276,16 +169,16 @@ static int s_parse_number(const char *s, size_t len, value_t *out)
 
 	if (i < len && s[i] == '-')
 		i++;
-	if (i == len || !s_is_digit(s[i]))
+	if (i == len || !expr__is_digit(s[i]))
 		return -1;
-	while (i < len && s_is_digit(s[i]))
+	while (i < len && expr__is_digit(s[i]))
 		i++;
 	if (i < len && s[i] == '.') {
 		fraction = true;
 		i++;
-		if (i == len || !s_is_digit(s[i]))
+		if (i == len || !expr__is_digit(s[i]))
 			return -1;
-		while (i < len && s_is_digit(s[i]))
+		while (i < len && expr__is_digit(s[i]))
 			i++;
 	}
 	if (i != len)
@@ -309,42 +202,8 @@ static int s_parse_number(const char *s, size_t len, value_t *out)
 	return 0;
 }
 
-/* ---- the lexer ---------------------------------------------------------------------------- */
+/* ---- tokens and parse errors (the lexer itself is expr_lex.c) ------------------------- */
 
-typedef enum ttype {
-	T_END = 0,
-	T_ERROR,
-	T_LPAREN,
-	T_RPAREN,
-	T_LBRACK,
-	T_RBRACK,
-	T_COMMA,
-	T_CMP,
-	T_STRING,
-	T_NUMBER,
-	T_WORD,
-} ttype_t;
-
-typedef struct token {
-	ttype_t type;
-	size_t start, len;
-	cmpop_t op; /* T_CMP */
-} token_t;
-
-typedef struct parser {
-	const char *text;
-	size_t pos;            /* where the next token is lexed */
-	token_t tok;           /* the current (lookahead) token */
-	token_t prev;          /* the last consumed token; prev.len 0 at the start */
-	char lex_error[192];   /* when tok.type is T_ERROR: what is wrong with it */
-	size_t lex_error_at;   /* and at which offset */
-	int depth;
-	int any_depth;         /* inside how many any() conditions: there `item` is the element */
-	bool failed;
-	size_t fail_at;
-	char fail_text[sizeof(((kanal_error_t *)0)->text)];
-	bool uses_data;
-} parser_t;
 
 /* Records the first error: a message and the offset it is about. */
 __attribute__((format(printf, 3, 4))) static void s_fail(parser_t *p, size_t at,
@@ -361,220 +220,10 @@ __attribute__((format(printf, 3, 4))) static void s_fail(parser_t *p, size_t at,
 	va_end(ap);
 }
 
-/* Records a lexical error on the current token. It is reported only when the parser looks
- * at that token, so errors come out in source order. */
-__attribute__((format(printf, 3, 4))) static void s_lex_fail(parser_t *p, size_t at,
-							      const char *fmt, ...)
-{
-	va_list ap;
-
-	p->tok.type = T_ERROR;
-	p->lex_error_at = at;
-	va_start(ap, fmt);
-	vsnprintf(p->lex_error, sizeof p->lex_error, fmt, ap);
-	va_end(ap);
-}
-
-static bool s_is_word_start(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
-
-static bool s_is_word_char(char c)
-{
-	return s_is_word_start(c) || s_is_digit(c);
-}
-
-static bool s_is_segment_char(char c)
-{
-	return s_is_word_char(c) || c == '-';
-}
-
-/* Lexes a string literal starting at the quote at i; returns its length with both quotes or
- * 0 after recording an error. */
-static size_t s_lex_string(parser_t *p, size_t i)
-{
-	const char *t = p->text;
-	size_t j = i + 1;
-
-	for (;;) {
-		unsigned char c = (unsigned char)t[j];
-
-		if (c == '\0') {
-			s_lex_fail(p, i, "unterminated string starting at column %zu", i + 1);
-			return 0;
-		}
-		if (c == '"')
-			return j + 1 - i;
-		if (c == '\\') {
-			char e = t[j + 1];
-
-			if (e == '"' || e == '\\' || e == 'n' || e == 't') {
-				j += 2;
-				continue;
-			}
-			if (e == '\0') {
-				s_lex_fail(p, i, "unterminated string starting at column %zu", i + 1);
-			} else if (e > ' ' && e < 0x7f) {
-				s_lex_fail(p, j, "unknown escape '\\%c' in string at column %zu", e,
-					   j + 1);
-			} else {
-				s_lex_fail(p, j, "unknown escape in string at column %zu", j + 1);
-			}
-			return 0;
-		}
-		if (c < 0x20) {
-			s_lex_fail(p, j,
-				   "control character in string at column %zu (write \\n or \\t)",
-				   j + 1);
-			return 0;
-		}
-		j++;
-	}
-}
-
-/* Lexes a number at i (the syntax only; the value is read by the parser). */
-static size_t s_lex_number(parser_t *p, size_t i)
-{
-	const char *t = p->text;
-	size_t j = i;
-
-	if (t[j] == '-')
-		j++;
-	if (!s_is_digit(t[j])) {
-		s_lex_fail(p, j, "expected a digit after '-' at column %zu", j + 1);
-		return 0;
-	}
-	while (s_is_digit(t[j]))
-		j++;
-	if (t[j] == '.') {
-		j++;
-		if (!s_is_digit(t[j])) {
-			s_lex_fail(p, j, "expected a digit after '.' at column %zu", j + 1);
-			return 0;
-		}
-		while (s_is_digit(t[j]))
-			j++;
-	}
-	return j - i;
-}
-
-/* Lexes a word: a name, a keyword or a dotted data path. */
-static size_t s_lex_word(parser_t *p, size_t i)
-{
-	const char *t = p->text;
-	size_t j = i;
-
-	while (s_is_word_char(t[j]))
-		j++;
-	while (t[j] == '.') {
-		j++;
-		if (!s_is_segment_char(t[j])) {
-			s_lex_fail(p, j, "expected a field name after '.' at column %zu", j + 1);
-			return 0;
-		}
-		while (s_is_segment_char(t[j]))
-			j++;
-	}
-	return j - i;
-}
-
-/* Reads the next token into p->tok. */
-static void s_lex(parser_t *p)
-{
-	const char *t = p->text;
-	size_t i = p->pos, len = 1;
-	char c;
-
-	while (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')
-		i++;
-	c = t[i];
-	p->tok.start = i;
-	p->tok.type = T_ERROR;
-	switch (c) {
-	case '\0':
-		p->tok.type = T_END;
-		len = 0;
-		break;
-	case '(':
-		p->tok.type = T_LPAREN;
-		break;
-	case ')':
-		p->tok.type = T_RPAREN;
-		break;
-	case '[':
-		p->tok.type = T_LBRACK;
-		break;
-	case ']':
-		p->tok.type = T_RBRACK;
-		break;
-	case ',':
-		p->tok.type = T_COMMA;
-		break;
-	case '=':
-		if (t[i + 1] == '=') {
-			p->tok.type = T_CMP;
-			p->tok.op = CMP_EQ;
-			len = 2;
-		} else {
-			s_lex_fail(p, i, "unexpected '=' at column %zu (did you mean '=='?)", i + 1);
-		}
-		break;
-	case '!':
-		if (t[i + 1] == '=') {
-			p->tok.type = T_CMP;
-			p->tok.op = CMP_NE;
-			len = 2;
-		} else {
-			s_lex_fail(p, i, "unexpected '!' at column %zu (did you mean '!=' or 'not'?)",
-				   i + 1);
-		}
-		break;
-	case '<':
-	case '>':
-		p->tok.type = T_CMP;
-		if (t[i + 1] == '=') {
-			p->tok.op = c == '<' ? CMP_LE : CMP_GE;
-			len = 2;
-		} else {
-			p->tok.op = c == '<' ? CMP_LT : CMP_GT;
-		}
-		break;
-	case '&':
-		s_lex_fail(p, i, "unexpected '&' at column %zu (did you mean 'and'?)", i + 1);
-		break;
-	case '|':
-		s_lex_fail(p, i, "unexpected '|' at column %zu (did you mean 'or'?)", i + 1);
-		break;
-	case '"':
-		p->tok.type = T_STRING;
-		len = s_lex_string(p, i);
-		break;
-	default:
-		if (c == '-' || s_is_digit(c)) {
-			p->tok.type = T_NUMBER;
-			len = s_lex_number(p, i);
-		} else if (s_is_word_start(c)) {
-			p->tok.type = T_WORD;
-			len = s_lex_word(p, i);
-		} else if (c > ' ' && c < 0x7f) {
-			s_lex_fail(p, i, "unexpected character '%c' at column %zu", c, i + 1);
-		} else {
-			s_lex_fail(p, i, "unexpected byte 0x%02X at column %zu", (unsigned char)c,
-				   i + 1);
-		}
-		break;
-	}
-	if (p->tok.type == T_ERROR)
-		len = 1;
-	p->tok.len = len;
-	p->pos = i + len;
-}
-
 static void s_advance(parser_t *p)
 {
 	p->prev = p->tok;
-	s_lex(p);
+	expr_lex_next(p);
 }
 
 static bool s_tok_is(const token_t *tok, const char *text, const char *word)
@@ -608,7 +257,7 @@ static bool s_at_operand(const parser_t *p)
 /* Shortens text[0..len) to at most max bytes for quoting, without leaving a partial UTF-8
  * sequence or a partial digit run (a cut CPR number would escape masking). Returns the new
  * length; *cut tells whether anything was dropped. */
-static size_t s_safe_cut(const char *text, size_t len, size_t max, bool *cut)
+size_t expr__safe_cut(const char *text, size_t len, size_t max, bool *cut)
 {
 	size_t n = len;
 
@@ -619,7 +268,7 @@ static size_t s_safe_cut(const char *text, size_t len, size_t max, bool *cut)
 	n = max;
 	while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
 		n--;
-	while (n > 0 && (s_is_digit(text[n - 1]) || text[n - 1] == '-'))
+	while (n > 0 && (expr__is_digit(text[n - 1]) || text[n - 1] == '-'))
 		n--;
 	return n;
 }
@@ -634,7 +283,7 @@ static const char *s_describe(const parser_t *p, char *buf, size_t size)
 
 	if (p->tok.type == T_END)
 		return "end of expression";
-	n = s_safe_cut(text, p->tok.len, EXPR_QUOTE_MAX, &cut);
+	n = expr__safe_cut(text, p->tok.len, EXPR_QUOTE_MAX, &cut);
 	if (p->tok.type == T_STRING)
 		snprintf(buf, size, "%.*s%s", (int)n, text, cut ? "…\"" : "");
 	else
@@ -802,7 +451,7 @@ static bool s_parse_field(parser_t *p, operand_t *o)
 		}
 	}
 	for (size_t i = 0; i < len; i++) {
-		if (!((w[i] >= 'a' && w[i] <= 'z') || s_is_digit(w[i]))) {
+		if (!((w[i] >= 'a' && w[i] <= 'z') || expr__is_digit(w[i]))) {
 			s_fail(p, o->start, "unknown field '%.*s' at column %zu: attribute names are "
 					    "lower-case letters and digits", (int)shown, w,
 			       o->start + 1);
@@ -1255,7 +904,7 @@ expr_t *expr_parse(const char *text, kanal_error_t *err)
 
 	memset(&p, 0, sizeof p);
 	p.text = text ? text : "";
-	s_lex(&p);
+	expr_lex_next(&p);
 	if (p.tok.type == T_END) {
 		s_fail(&p, 0, "empty expression");
 		goto fail;
@@ -1290,8 +939,6 @@ fail:
 }
 
 /* ---- evaluation ---------------------------------------------------------------------------- */
-
-static bool s_eval(const node_t *n, const ectx_t *msg);
 
 /* Reads the data value at path as the hint asks: one typed lookup when the type is known,
  * trying each type in turn otherwise. */
@@ -1360,7 +1007,7 @@ static void s_fetch_ext(const char *text, hint_t hint, value_t *v)
 
 /* Joins a data path and a step below it into buf ("a.b" + "0" → "a.b.0"). Returns buf, or
  * NULL when it does not fit (the field then reads as absent). */
-static const char *s_join(char *buf, size_t size, const char *base, const char *step)
+const char *expr__join(char *buf, size_t size, const char *base, const char *step)
 {
 	int n;
 
@@ -1373,15 +1020,15 @@ static const char *s_join(char *buf, size_t size, const char *base, const char *
 
 /* The data path an operand reads: a data field's own, or inside any() the element's path
  * joined with the item's (written into buf). NULL when it does not fit. */
-static const char *s_data_path(const operand_t *o, const ectx_t *cx, char *buf, size_t size)
+const char *expr__data_path(const operand_t *o, const ectx_t *cx, char *buf, size_t size)
 {
 	if (o->kind == OP_ITEM)
-		return cx->item ? s_join(buf, size, cx->item, o->name) : NULL;
+		return cx->item ? expr__join(buf, size, cx->item, o->name) : NULL;
 	return o->name;
 }
 
 /* The value of an operand in msg; v->kind V_ABSENT when the field is absent. */
-static void s_fetch(const operand_t *o, const ectx_t *cx, hint_t hint, value_t *v)
+void expr__fetch(const operand_t *o, const ectx_t *cx, hint_t hint, value_t *v)
 {
 	const kanal_msg_t *msg = cx->msg;
 	char buf[EXPR_PATH_MAX];
@@ -1406,14 +1053,14 @@ static void s_fetch(const operand_t *o, const ectx_t *cx, hint_t hint, value_t *
 		break;
 	case OP_DATA:
 	case OP_ITEM:
-		path = s_data_path(o, cx, buf, sizeof buf);
+		path = expr__data_path(o, cx, buf, sizeof buf);
 		if (path)
 			s_fetch_data(path, msg, hint, v);
 		break;
 	}
 }
 
-static hint_t s_hint_for(vkind_t kind)
+hint_t expr__hint_for(vkind_t kind)
 {
 	switch (kind) {
 	case V_STR:
@@ -1481,17 +1128,17 @@ static bool s_compare(cmpop_t op, const value_t *a, const value_t *b)
 
 /* Fetches both sides of a comparison. A literal tells the field's wanted type; between two
  * fields, an extension is read in the type of the other side. */
-static void s_fetch_pair(const node_t *n, const ectx_t *msg, value_t *a, value_t *b)
+void expr__fetch_pair(const node_t *n, const ectx_t *msg, value_t *a, value_t *b)
 {
 	if (n->rhs.kind == OP_LIT) {
 		*b = n->rhs.lit;
-		s_fetch(&n->lhs, msg, s_hint_for(b->kind), a);
+		expr__fetch(&n->lhs, msg, expr__hint_for(b->kind), a);
 	} else if (n->lhs.kind == OP_EXT && n->rhs.kind != OP_EXT) {
-		s_fetch(&n->rhs, msg, H_ANY, b);
-		s_fetch(&n->lhs, msg, s_hint_for(b->kind), a);
+		expr__fetch(&n->rhs, msg, H_ANY, b);
+		expr__fetch(&n->lhs, msg, expr__hint_for(b->kind), a);
 	} else {
-		s_fetch(&n->lhs, msg, n->lhs.kind == OP_EXT ? H_STR : H_ANY, a);
-		s_fetch(&n->rhs, msg, n->rhs.kind == OP_EXT ? s_hint_for(a->kind) : H_ANY, b);
+		expr__fetch(&n->lhs, msg, n->lhs.kind == OP_EXT ? H_STR : H_ANY, a);
+		expr__fetch(&n->rhs, msg, n->rhs.kind == OP_EXT ? expr__hint_for(a->kind) : H_ANY, b);
 	}
 }
 
@@ -1499,7 +1146,7 @@ static bool s_eval_cmp(const node_t *n, const ectx_t *msg)
 {
 	value_t a, b;
 
-	s_fetch_pair(n, msg, &a, &b);
+	expr__fetch_pair(n, msg, &a, &b);
 	if (n->op == CMP_MATCHES)
 		return a.kind == V_STR && regexec(n->re, a.s, 0, NULL, 0) == 0;
 	return s_compare(n->op, &a, &b);
@@ -1509,7 +1156,7 @@ static bool s_eval_in(const node_t *n, const ectx_t *msg)
 {
 	value_t v;
 
-	s_fetch(&n->lhs, msg, s_hint_for(n->list[0].kind), &v);
+	expr__fetch(&n->lhs, msg, expr__hint_for(n->list[0].kind), &v);
 	if (v.kind == V_ABSENT)
 		return false;
 	for (size_t i = 0; i < n->n_list; i++)
@@ -1553,7 +1200,7 @@ static bool s_eval_exists(const node_t *n, const ectx_t *cx)
 		return kanal_msg_attr(cx->msg, n->lhs.name) != NULL;
 	case OP_DATA:
 	case OP_ITEM:
-		path = s_data_path(&n->lhs, cx, buf, sizeof buf);
+		path = expr__data_path(&n->lhs, cx, buf, sizeof buf);
 		return path && s_data_present(path, cx->msg);
 	default:
 		return false;
@@ -1562,10 +1209,10 @@ static bool s_eval_exists(const node_t *n, const ectx_t *cx)
 
 /* Counts the elements of the array at the any() node's field (0 when it is absent or not an
  * array; at most EXPR_ANY_MAX) and writes its path into buf. */
-static size_t s_any_count(const node_t *n, const ectx_t *cx, char *buf, size_t size)
+size_t expr__any_count(const node_t *n, const ectx_t *cx, char *buf, size_t size)
 {
 	char tmp[EXPR_PATH_MAX];
-	const char *path = s_data_path(&n->lhs, cx, tmp, sizeof tmp);
+	const char *path = expr__data_path(&n->lhs, cx, tmp, sizeof tmp);
 	char *json;
 	size_t count = 0;
 
@@ -1590,34 +1237,34 @@ static size_t s_any_count(const node_t *n, const ectx_t *cx, char *buf, size_t s
 static bool s_eval_any(const node_t *n, const ectx_t *cx)
 {
 	char path[EXPR_PATH_MAX], elem[EXPR_PATH_MAX];
-	size_t count = s_any_count(n, cx, path, sizeof path);
+	size_t count = expr__any_count(n, cx, path, sizeof path);
 
 	for (size_t i = 0; i < count; i++) {
 		char step[24];
 		ectx_t inner = { cx->msg, elem };
 
 		snprintf(step, sizeof step, "%zu", i);
-		if (s_join(elem, sizeof elem, path, step) && s_eval(n->kids[0], &inner))
+		if (expr__join(elem, sizeof elem, path, step) && expr__eval(n->kids[0], &inner))
 			return true;
 	}
 	return false;
 }
 
-static bool s_eval(const node_t *n, const ectx_t *msg)
+bool expr__eval(const node_t *n, const ectx_t *msg)
 {
 	switch (n->kind) {
 	case N_OR:
 		for (size_t i = 0; i < n->n_kids; i++)
-			if (s_eval(n->kids[i], msg))
+			if (expr__eval(n->kids[i], msg))
 				return true;
 		return false;
 	case N_AND:
 		for (size_t i = 0; i < n->n_kids; i++)
-			if (!s_eval(n->kids[i], msg))
+			if (!expr__eval(n->kids[i], msg))
 				return false;
 		return true;
 	case N_NOT:
-		return !s_eval(n->kids[0], msg);
+		return !expr__eval(n->kids[0], msg);
 	case N_CMP:
 		return s_eval_cmp(n, msg);
 	case N_IN:
@@ -1636,230 +1283,5 @@ bool expr_eval(const expr_t *expr, const kanal_msg_t *msg)
 
 	if (!expr || !msg)
 		return false;
-	return s_eval(expr->root, &cx);
-}
-
-/* ---- explaining --------------------------------------------------------------------------- */
-
-/* A bounded text builder: appends until full and remembers that it was. */
-typedef struct sbuf {
-	char *buf;
-	size_t size, len;
-	bool full;
-} sbuf_t;
-
-__attribute__((format(printf, 2, 3))) static void s_append(sbuf_t *sb, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (sb->full)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(sb->buf + sb->len, sb->size - sb->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sb->size - sb->len) {
-		sb->full = true;
-		sb->len = sb->size - 1;
-	} else {
-		sb->len += (size_t)n;
-	}
-}
-
-/* Appends a string value in double quotes, escaped, shortened safely when long. */
-static void s_append_quoted(sbuf_t *sb, const char *s)
-{
-	bool cut;
-	size_t n = s_safe_cut(s, strlen(s), EXPR_VALUE_MAX, &cut);
-
-	s_append(sb, "\"");
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"' || c == '\\')
-			s_append(sb, "\\%c", c);
-		else if (c == '\n')
-			s_append(sb, "\\n");
-		else if (c == '\t')
-			s_append(sb, "\\t");
-		else if (c < 0x20)
-			s_append(sb, "\\u%04x", c);
-		else
-			s_append(sb, "%c", c);
-	}
-	s_append(sb, "%s\"", cut ? "…" : "");
-}
-
-static void s_append_double(sbuf_t *sb, double d)
-{
-	char tmp[40];
-
-	snprintf(tmp, sizeof tmp, "%.15g", d);
-	if (strtod(tmp, NULL) != d)
-		snprintf(tmp, sizeof tmp, "%.17g", d);
-	s_append(sb, "%s", tmp);
-}
-
-/* Appends "NAME is VALUE" for a field: the value as the comparison read it, or, when that
- * did not fit the comparison's type, as it really is. */
-static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o,
-			   const ectx_t *cx, hint_t hint)
-{
-	const kanal_msg_t *msg = cx->msg;
-	char buf[EXPR_PATH_MAX];
-	value_t v;
-
-	s_append(sb, "%.*s is ", (int)(o->end - o->start), e->text + o->start);
-	s_fetch(o, cx, hint, &v);
-	if (v.kind == V_OTHER && (o->kind == OP_DATA || o->kind == OP_ITEM))
-		s_fetch(o, cx, H_ANY, &v);
-	switch (v.kind) {
-	case V_ABSENT:
-		if (o->kind == OP_DATA && !o->name[0] &&
-		    kanal_msg_data_kind(msg) == KANAL_DATA_BINARY)
-			s_append(sb, "binary data");
-		else
-			s_append(sb, "absent");
-		break;
-	case V_STR:
-		s_append_quoted(sb, v.s);
-		break;
-	case V_INT:
-		s_append(sb, "%" PRId64, v.i);
-		break;
-	case V_DBL:
-		s_append_double(sb, v.d);
-		break;
-	case V_BOOL:
-		s_append(sb, "%s", v.b ? "true" : "false");
-		break;
-	case V_OTHER: {
-		const char *path = s_data_path(o, cx, buf, sizeof buf);
-		char *json = path ? kanal_msg_data_json(msg, path) : NULL;
-
-		s_append(sb, "%s", !json ? "not readable" : json[0] == '{' ? "an object" :
-				   json[0] == '[' ? "an array" : "null");
-		kanal_free(json);
-		break;
-	}
-	}
-}
-
-/* Explains a leaf (comparison, `in`, `exists`), quoting the source span [start, end) — the
- * leaf's own, or that of the `not` around it. */
-static void s_explain_leaf(sbuf_t *sb, const expr_t *e, const node_t *leaf, size_t start,
-			   size_t end, bool value, const ectx_t *msg)
-{
-	s_append(sb, "%.*s is %s: ", (int)(end - start), e->text + start,
-		 value ? "true" : "false");
-	switch (leaf->kind) {
-	case N_CMP:
-		if (leaf->rhs.kind == OP_LIT) {
-			s_append_field(sb, e, &leaf->lhs, msg, s_hint_for(leaf->rhs.lit.kind));
-		} else {
-			value_t a, b;
-
-			s_fetch_pair(leaf, msg, &a, &b);
-			s_append_field(sb, e, &leaf->lhs, msg, s_hint_for(b.kind));
-			s_append(sb, ", ");
-			s_append_field(sb, e, &leaf->rhs, msg, s_hint_for(a.kind));
-		}
-		break;
-	case N_IN:
-		s_append_field(sb, e, &leaf->lhs, msg, s_hint_for(leaf->list[0].kind));
-		break;
-	default:
-		s_append_field(sb, e, &leaf->lhs, msg, H_ANY);
-		break;
-	}
-}
-
-static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
-		      const ectx_t *msg);
-
-/* Explains an any(): how many elements the array had, and when false (it has elements) why
- * the condition failed on the first one. */
-static void s_explain_any(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
-			  const ectx_t *cx)
-{
-	char path[EXPR_PATH_MAX], elem[EXPR_PATH_MAX];
-	size_t count = s_any_count(n, cx, path, sizeof path);
-	ectx_t inner = { cx->msg, elem };
-
-	s_append(sb, "%.*s is %s: %.*s has %zu item%s", (int)(n->end - n->start),
-		 e->text + n->start, value ? "true" : "false",
-		 (int)(n->lhs.end - n->lhs.start), e->text + n->lhs.start, count,
-		 count == 1 ? "" : "s");
-	if (value || count == 0 || !s_join(elem, sizeof elem, path, "0"))
-		return;
-	s_append(sb, "; item 0: ");
-	s_explain(sb, e, n->kids[0], false, &inner);
-}
-
-/* Explains why node n evaluated to `value`: the first child that decided an and/or, or
- * every child when all of them agree (a false `or`, a true `and`). */
-static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
-		      const ectx_t *msg)
-{
-	bool decider = n->kind == N_AND ? false : true;
-
-	switch (n->kind) {
-	case N_AND:
-	case N_OR:
-		if (value == decider) {
-			for (size_t i = 0; i < n->n_kids; i++) {
-				if (s_eval(n->kids[i], msg) == decider) {
-					s_explain(sb, e, n->kids[i], decider, msg);
-					return;
-				}
-			}
-			return;
-		}
-		for (size_t i = 0; i < n->n_kids; i++) {
-			if (i)
-				s_append(sb, "; ");
-			s_explain(sb, e, n->kids[i], value, msg);
-		}
-		return;
-	case N_NOT:
-		if (s_is_leaf(n->kids[0]))
-			s_explain_leaf(sb, e, n->kids[0], n->start, n->end, value, msg);
-		else
-			s_explain(sb, e, n->kids[0], !value, msg);
-		return;
-	case N_ANY:
-		s_explain_any(sb, e, n, value, msg);
-		return;
-	default:
-		s_explain_leaf(sb, e, n, n->start, n->end, value, msg);
-		return;
-	}
-}
-
-bool expr_explain(const expr_t *expr, const kanal_msg_t *msg, char *why, size_t size)
-{
-	char text[1024];
-	sbuf_t sb = { text, sizeof text, 0, false };
-	ectx_t cx = { msg, NULL };
-	bool result, cut;
-	size_t n;
-
-	text[0] = '\0';
-	result = expr_eval(expr, msg);
-	if (result || !expr || !msg) {
-		if (why && size)
-			snprintf(why, size, "%s", result ? "" : "no expression or no message");
-		return result;
-	}
-	s_explain(&sb, expr, expr->root, false, &cx);
-	/* Mask before shortening, and shorten without leaving half a number behind. */
-	n = s_safe_cut(text, sb.len, sb.full ? sb.len - 1 : sb.len, &cut);
-	text[n] = '\0';
-	kanal_cpr_redact_inplace(text);
-	if (why && size) {
-		n = s_safe_cut(text, strlen(text), size - 1, &cut);
-		memcpy(why, text, n);
-		why[n] = '\0';
-	}
-	return false;
+	return expr__eval(expr->root, &cx);
 }
