@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "routes.h"
+#include "routes_int.h"
 #include "yamltree.h"
 #include "../sdk/host.h"
 
@@ -35,35 +36,14 @@
 #define ROUTES_DEFAULT_BACKOFF_MS 1000
 #define ROUTES_DEFAULT_MAX_BACKOFF_MS 300000
 
-#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const s_top_keys[] = { "routes", "default", "measures" };
-static const char *const s_measure_keys[] = { "name", "title", "match", "labels", "target" };
-static const char *const s_label_keys[] = { "from", "default" };
-static const char *const s_target_keys[] = { "label", "digital", "share" };
 static const char *const s_route_keys[] = { "name", "match", "enrich", "to", "fallback",
 					    "retry", "transform" };
 static const char *const s_destination_keys[] = { "instance", "transform" };
 static const char *const s_match_keys[] = { "type", "source", "where" };
-static const char *const s_enrich_keys[] = { "service",	 "into",    "timeout",
-					      "on_error", "purpose", "protected_address" };
-static const char *const s_retry_keys[] = { "max_attempts", "backoff", "max_backoff" };
 
 /* ---- a small hash map: (owner, string) → pointer ------------------------------------- */
-
-/* Used while loading and compiling only: route names → their index, and (trie node, token)
- * → child node. Keys are borrowed; they live as long as the routes. */
-typedef struct hslot {
-	const void *owner;
-	const char *key;
-	size_t len;
-	void *value;
-} hslot_t;
-
-typedef struct hmap {
-	hslot_t *slots;
-	size_t cap, n;
-} hmap_t;
 
 static uint64_t s_hash(const void *owner, const char *key, size_t len)
 {
@@ -229,26 +209,6 @@ static void s_route_free(route_t *r)
 	/* r->file is borrowed from the table's file list. */
 }
 
-static void s_measure_free(route_measure_t *m)
-{
-	free(m->name);
-	free(m->title);
-	free(m->type_pattern);
-	free(m->source_glob);
-	free(m->where_text);
-	expr_destroy(&m->where);
-	for (size_t i = 0; i < m->n_labels; i++) {
-		free(m->label_names[i]);
-		free(m->label_fields[i]);
-		free(m->label_defaults[i]);
-	}
-	free(m->target_label);
-	for (size_t i = 0; i < m->n_target_values; i++)
-		free(m->target_values[i]);
-	free(m->target_values);
-	/* m->file is borrowed from the table's file list. */
-}
-
 void routes_destroy(routes_t **routes_p)
 {
 	routes_t *rt;
@@ -261,7 +221,7 @@ void routes_destroy(routes_t **routes_p)
 		s_route_free(&rt->routes[i]);
 	free(rt->routes);
 	for (i = 0; i < rt->n_measures; i++)
-		s_measure_free(&rt->measures[i]);
+		routes__measure_free(&rt->measures[i]);
 	free(rt->measures);
 	for (i = 0; i < rt->n_files; i++)
 		free(rt->files[i]);
@@ -324,30 +284,7 @@ bool routes_glob_matches(const char *glob, const char *text)
 
 /* ---- loading ------------------------------------------------------------------------ */
 
-/* State of one load over all its files. */
-typedef struct builder {
-	route_t *routes;
-	size_t n_routes, cap_routes;
-	route_measure_t *measures;
-	size_t n_measures, cap_measures;
-	char **files;
-	size_t n_files, cap_files;
-	const char *file;           /* the file being read, borrowed from files */
-	char *default_dest;
-	const char *default_file;
-	int default_line, default_col;
-	const char *const *instances;
-	size_t n_instances;
-	hmap_t names;               /* route name → index + 1 */
-	diag_t *d;
-	size_t errors;
-	bool oom;
-} builder_t;
-
-static void s_err(builder_t *b, const ynode_t *at, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void s_err(builder_t *b, const ynode_t *at, const char *fmt, ...)
+void routes__err(builder_t *b, const ynode_t *at, const char *fmt, ...)
 {
 	char text[512];
 	va_list ap;
@@ -359,7 +296,7 @@ static void s_err(builder_t *b, const ynode_t *at, const char *fmt, ...)
 	b->errors++;
 }
 
-static char *s_strdup(builder_t *b, const char *s)
+char *routes__strdup(builder_t *b, const char *s)
 {
 	char *copy = strdup(s);
 
@@ -453,28 +390,28 @@ static void s_err_at(builder_t *b, const ynode_t *v, size_t offset, const char *
 }
 
 /* Returns the scalar text of v, or reports why it is not usable and returns NULL. */
-static const char *s_text(builder_t *b, const ynode_t *v, const char *key)
+const char *routes__text(builder_t *b, const ynode_t *v, const char *key)
 {
 	if (v->kind != YNODE_SCALAR) {
-		s_err(b, v, "'%s' must be a text value, not %s", key, yaml_tree_describe(v));
+		routes__err(b, v, "'%s' must be a text value, not %s", key, yaml_tree_describe(v));
 		return NULL;
 	}
 	if (yaml_tree_is_null(v) || !v->len) {
-		s_err(b, v, "'%s' needs a value", key);
+		routes__err(b, v, "'%s' needs a value", key);
 		return NULL;
 	}
 	return v->text;
 }
 
-static bool s_is_mapping(builder_t *b, const ynode_t *v, const char *key)
+bool routes__is_mapping(builder_t *b, const ynode_t *v, const char *key)
 {
 	if (v->kind == YNODE_MAPPING)
 		return true;
-	s_err(b, v, "'%s' must be a mapping, not %s", key, yaml_tree_describe(v));
+	routes__err(b, v, "'%s' must be a mapping, not %s", key, yaml_tree_describe(v));
 	return false;
 }
 
-static bool s_check_keys(builder_t *b, const ynode_t *map, const char *const *known, size_t n,
+bool routes__check_keys(builder_t *b, const ynode_t *map, const char *const *known, size_t n,
 			 const char *where)
 {
 	size_t unknown = yaml_tree_check_keys(map, known, n, where, b->file, b->d);
@@ -489,7 +426,7 @@ static bool s_lower_or_digit(char c)
 }
 
 /* Route names: [a-z0-9][a-z0-9_.-]*. */
-static bool s_route_name_valid(const char *name)
+bool routes__route_name_valid(const char *name)
 {
 	const char *p;
 
@@ -586,7 +523,7 @@ static void s_file_columns(char *text, size_t size, const ynode_t *v)
 static void s_where(builder_t *b, expr_t **where, char **where_text, const ynode_t *v)
 {
 	kanal_error_t err;
-	const char *text = s_text(b, v, "where");
+	const char *text = routes__text(b, v, "where");
 	int line, col;
 
 	if (!text)
@@ -594,7 +531,7 @@ static void s_where(builder_t *b, expr_t **where, char **where_text, const ynode
 	kanal_error_clear(&err);
 	*where = expr_parse(text, &err);
 	if (*where) {
-		*where_text = s_strdup(b, text);
+		*where_text = routes__strdup(b, text);
 		return;
 	}
 	s_text_position(v, err.column > 0 ? (size_t)(err.column - 1) : 0, &line, &col);
@@ -607,7 +544,7 @@ static void s_where(builder_t *b, expr_t **where, char **where_text, const ynode
 static void s_transform(builder_t *b, transform_t **out, const ynode_t *v)
 {
 	kanal_error_t err;
-	const char *text = s_text(b, v, "transform");
+	const char *text = routes__text(b, v, "transform");
 	size_t offset = 0;
 	int line, col;
 
@@ -636,7 +573,7 @@ transform_t *routes_transform(const route_t *r, bool fallback, size_t i)
 
 /* Reads a `match:` mapping (type, source, where) into the fields given: a route's or a
  * measure's. */
-static void s_match_into(builder_t *b, const ynode_t *v, char **type_pattern, char **source_glob,
+void routes__match_into(builder_t *b, const ynode_t *v, char **type_pattern, char **source_glob,
 			 char **where_text, expr_t **where)
 {
 	const ynode_t *x;
@@ -644,24 +581,24 @@ static void s_match_into(builder_t *b, const ynode_t *v, char **type_pattern, ch
 
 	if (yaml_tree_is_null(v))
 		return; /* `match:` with nothing: every event */
-	if (!s_is_mapping(b, v, "match"))
+	if (!routes__is_mapping(b, v, "match"))
 		return;
-	s_check_keys(b, v, s_match_keys, N_OF(s_match_keys), "match");
-	if ((x = yaml_tree_get(v, "type")) && (text = s_text(b, x, "type")) &&
+	routes__check_keys(b, v, s_match_keys, N_OF(s_match_keys), "match");
+	if ((x = yaml_tree_get(v, "type")) && (text = routes__text(b, x, "type")) &&
 	    s_type_pattern(b, x, text))
-		*type_pattern = s_strdup(b, text);
-	if ((x = yaml_tree_get(v, "source")) && (text = s_text(b, x, "source")))
-		*source_glob = s_strdup(b, text);
+		*type_pattern = routes__strdup(b, text);
+	if ((x = yaml_tree_get(v, "source")) && (text = routes__text(b, x, "source")))
+		*source_glob = routes__strdup(b, text);
 	if ((x = yaml_tree_get(v, "where")))
 		s_where(b, where, where_text, x);
 }
 
 static void s_match(builder_t *b, route_t *r, const ynode_t *v)
 {
-	s_match_into(b, v, &r->type_pattern, &r->source_glob, &r->where_text, &r->where);
+	routes__match_into(b, v, &r->type_pattern, &r->source_glob, &r->where_text, &r->where);
 }
 
-static bool s_is_instance(const builder_t *b, const char *name)
+bool routes__is_instance(const builder_t *b, const char *name)
 {
 	size_t i;
 
@@ -673,7 +610,7 @@ static bool s_is_instance(const builder_t *b, const char *name)
 
 /* Reports an unknown instance, suggesting the closest known name (the built-in
  * dead-letter destination included when `destination`). */
-static void s_unknown_instance(builder_t *b, const ynode_t *v, const char *name,
+void routes__unknown_instance(builder_t *b, const ynode_t *v, const char *name,
 			       const char *key, bool destination)
 {
 	const char *close = yaml_tree_closest(name, b->instances, b->n_instances);
@@ -682,9 +619,9 @@ static void s_unknown_instance(builder_t *b, const ynode_t *v, const char *name,
 	if (!close && destination)
 		close = yaml_tree_closest(name, dead, 1);
 	if (close)
-		s_err(b, v, "unknown instance '%s' in '%s' (did you mean '%s'?)", name, key, close);
+		routes__err(b, v, "unknown instance '%s' in '%s' (did you mean '%s'?)", name, key, close);
 	else
-		s_err(b, v, "unknown instance '%s' in '%s'", name, key);
+		routes__err(b, v, "unknown instance '%s' in '%s'", name, key);
 }
 
 /* Reads a destination list (`to`, `fallback`): one name or a list of names, each a known
@@ -698,7 +635,7 @@ static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char
 	char **names;
 
 	if (v->kind == YNODE_MAPPING) {
-		s_err(b, v, "'%s' must be an instance name or a list of them, not a mapping", key);
+		routes__err(b, v, "'%s' must be an instance name or a list of them, not a mapping", key);
 		return;
 	}
 	if (v->kind == YNODE_SEQUENCE) {
@@ -708,7 +645,7 @@ static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char
 		one[0] = v;
 	}
 	if (!n || yaml_tree_is_null(v)) {
-		s_err(b, v, "'%s' is empty: name at least one instance", key);
+		routes__err(b, v, "'%s' is empty: name at least one instance", key);
 		return;
 	}
 	names = calloc(n, sizeof *names);
@@ -728,23 +665,23 @@ static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char
 
 		if (item->kind == YNODE_MAPPING) {
 			/* { instance: NAME, transform: PROGRAM }: one destination's own transform. */
-			s_check_keys(b, item, s_destination_keys, N_OF(s_destination_keys), key);
+			routes__check_keys(b, item, s_destination_keys, N_OF(s_destination_keys), key);
 			if ((x = yaml_tree_get(item, "transform")))
 				s_transform(b, &t, x);
 			if (!(x = yaml_tree_get(item, "instance"))) {
-				s_err(b, item, "a destination in '%s' written as a mapping needs "
+				routes__err(b, item, "a destination in '%s' written as a mapping needs "
 					       "'instance'", key);
 				transform_destroy(&t);
 				continue;
 			}
 			item = x;
 		}
-		if (!(name = s_text(b, item, key))) {
+		if (!(name = routes__text(b, item, key))) {
 			transform_destroy(&t);
 			continue;
 		}
-		if (strcmp(name, ROUTES_DEADLETTER) && !s_is_instance(b, name)) {
-			s_unknown_instance(b, item, name, key, true);
+		if (strcmp(name, ROUTES_DEADLETTER) && !routes__is_instance(b, name)) {
+			routes__unknown_instance(b, item, name, key, true);
 			transform_destroy(&t);
 			continue;
 		}
@@ -752,11 +689,11 @@ static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char
 			if (!strcmp(names[j], name))
 				break;
 		if (j < *n_out) {
-			s_err(b, item, "'%s' is listed twice in '%s'", name, key);
+			routes__err(b, item, "'%s' is listed twice in '%s'", name, key);
 			transform_destroy(&t);
 			continue;
 		}
-		if ((names[*n_out] = s_strdup(b, name))) {
+		if ((names[*n_out] = routes__strdup(b, name))) {
 			(*transforms)[*n_out] = t;
 			t = NULL;
 			(*n_out)++;
@@ -765,199 +702,28 @@ static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char
 	}
 }
 
-/* `into` is where the reply goes in the event's data: "data" or "data.a.b", each step made
- * of the characters a `where` data path allows (letters, digits, '_', '-'). */
-static bool s_into_valid(const char *into)
-{
-	const char *p;
-
-	if (!strcmp(into, "data"))
-		return true;
-	if (strncmp(into, "data.", 5) != 0)
-		return false;
-	for (p = into + 5;; p++) {
-		size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				       "0123456789_-");
-		if (len == 0)
-			return false;
-		p += len;
-		if (!*p)
-			return true;
-		if (*p != '.')
-			return false;
-	}
-}
-
-static void s_enrich_step(builder_t *b, route_enrich_t *e, const ynode_t *v, size_t at)
-{
-	const ynode_t *x;
-	const char *text;
-
-	if (v->kind != YNODE_MAPPING) {
-		s_err(b, v, "enrich step #%zu must be a mapping with 'service' and 'into', not %s",
-		      at + 1, yaml_tree_describe(v));
-		return;
-	}
-	s_check_keys(b, v, s_enrich_keys, N_OF(s_enrich_keys), "enrich");
-	if (!(x = yaml_tree_get(v, "service"))) {
-		s_err(b, v, "enrich step #%zu has no 'service'", at + 1);
-	} else if ((text = s_text(b, x, "service"))) {
-		if (!strcmp(text, ROUTES_DEADLETTER))
-			s_err(b, x, "'deadletter' is the built-in dead-letter store, not a "
-				    "service");
-		else if (!s_is_instance(b, text))
-			s_unknown_instance(b, x, text, "service", false);
-		else
-			e->service = s_strdup(b, text);
-	}
-	if (!(x = yaml_tree_get(v, "into"))) {
-		s_err(b, v, "enrich step #%zu has no 'into' (where the reply goes, e.g. "
-			    "data.guardian)", at + 1);
-	} else if ((text = s_text(b, x, "into"))) {
-		if (!s_into_valid(text))
-			s_err(b, x, "'into' must be 'data' or a data path such as "
-				    "data.guardian (letters, digits, '_', '-'), not '%s'", text);
-		else
-			e->into = s_strdup(b, text);
-	}
-	if ((x = yaml_tree_get(v, "timeout")) && (text = s_text(b, x, "timeout"))) {
-		if (kanal__parse_duration_ms(text, &e->timeout_ms) != 0 || e->timeout_ms <= 0) {
-			s_err(b, x, "'timeout': '%s' is not a duration above 0 (write e.g. 500ms "
-				    "or 2s)", text);
-			e->timeout_ms = 0;
-		}
-	}
-	if ((x = yaml_tree_get(v, "on_error")) && (text = s_text(b, x, "on_error"))) {
-		if (!strcmp(text, "fail"))
-			e->on_error = ENRICH_FAIL;
-		else if (!strcmp(text, "skip"))
-			e->on_error = ENRICH_SKIP;
-		else
-			s_err(b, x, "'on_error': '%s' is not fail or skip", text);
-	}
-	if ((x = yaml_tree_get(v, "purpose")) && (text = s_text(b, x, "purpose")))
-		e->purpose = s_strdup(b, text);
-	if ((x = yaml_tree_get(v, "protected_address")) &&
-	    (text = s_text(b, x, "protected_address"))) {
-		if (kanal__parse_bool(text, &e->protected_address) != 0)
-			s_err(b, x, "'protected_address': '%s' is not true or false", text);
-	}
-}
-
-static void s_enrich(builder_t *b, route_t *r, const ynode_t *v)
-{
-	size_t i;
-
-	if (yaml_tree_is_null(v))
-		return;
-	if (v->kind != YNODE_SEQUENCE) {
-		s_err(b, v, "'enrich' must be a list of steps, not %s", yaml_tree_describe(v));
-		return;
-	}
-	if (!v->n_items)
-		return;
-	r->enrich = calloc(v->n_items, sizeof *r->enrich);
-	if (!r->enrich) {
-		b->oom = true;
-		return;
-	}
-	r->n_enrich = v->n_items;
-	for (i = 0; i < v->n_items; i++)
-		s_enrich_step(b, &r->enrich[i], v->items[i], i);
-}
-
-/* Reads a duration of the retry policy (above 0) into *out; returns whether it did. */
-static bool s_retry_duration(builder_t *b, const ynode_t *v, const char *key, int64_t *out)
-{
-	const char *text = s_text(b, v, key);
-	int64_t ms;
-
-	if (!text)
-		return false;
-	if (kanal__parse_duration_ms(text, &ms) != 0 || ms <= 0) {
-		s_err(b, v, "'%s': '%s' is not a duration above 0 (write e.g. 1s, 30s or 5m)", key,
-		      text);
-		return false;
-	}
-	*out = ms;
-	return true;
-}
-
-void routes_format_ms(int64_t ms, char *buf, size_t size)
-{
-	static const struct {
-		int64_t ms;
-		const char *unit;
-	} units[] = { { 86400000, "d" }, { 3600000, "h" }, { 60000, "m" }, { 1000, "s" } };
-	size_t i;
-
-	for (i = 0; i < N_OF(units); i++) {
-		if (ms >= units[i].ms && ms % units[i].ms == 0) {
-			snprintf(buf, size, "%lld%s", (long long)(ms / units[i].ms), units[i].unit);
-			return;
-		}
-	}
-	snprintf(buf, size, "%lldms", (long long)ms);
-}
-
-static void s_retry(builder_t *b, route_t *r, const ynode_t *v)
-{
-	const ynode_t *x, *max_node;
-	const char *text;
-	bool have_max = false;
-
-	if (yaml_tree_is_null(v) || !s_is_mapping(b, v, "retry"))
-		return;
-	s_check_keys(b, v, s_retry_keys, N_OF(s_retry_keys), "retry");
-	if ((x = yaml_tree_get(v, "max_attempts")) && (text = s_text(b, x, "max_attempts"))) {
-		char *end;
-		long n;
-		errno = 0;
-		n = strtol(text, &end, 10);
-		if (errno || end == text || *end || n < 1 || n > INT_MAX)
-			s_err(b, x, "'max_attempts': '%s' is not a whole number of at least 1",
-			      text);
-		else
-			r->retry.max_attempts = (int)n;
-	}
-	if ((x = yaml_tree_get(v, "backoff")))
-		s_retry_duration(b, x, "backoff", &r->retry.backoff_ms);
-	if ((max_node = yaml_tree_get(v, "max_backoff")))
-		have_max = s_retry_duration(b, max_node, "max_backoff", &r->retry.max_backoff_ms);
-	if (have_max && r->retry.max_backoff_ms < r->retry.backoff_ms) {
-		char max_text[32], backoff_text[32];
-		routes_format_ms(r->retry.max_backoff_ms, max_text, sizeof max_text);
-		routes_format_ms(r->retry.backoff_ms, backoff_text, sizeof backoff_text);
-		s_err(b, max_node, "'max_backoff' (%s) is shorter than 'backoff' (%s)", max_text,
-		      backoff_text);
-	} else if (!max_node && r->retry.max_backoff_ms < r->retry.backoff_ms) {
-		/* A long backoff without a ceiling: the ceiling follows it up. */
-		r->retry.max_backoff_ms = r->retry.backoff_ms;
-	}
-}
-
 /* Adds the route's name to the table-wide set, reporting a duplicate with the place of the
  * first. */
 static void s_name(builder_t *b, route_t *r, const ynode_t *v, size_t at)
 {
-	const char *text = s_text(b, v, "name");
+	const char *text = routes__text(b, v, "name");
 	void *first;
 
 	if (!text)
 		return;
-	if (!s_route_name_valid(text)) {
-		s_err(b, v, "route name '%s' is not valid: use lower-case letters, digits, '_', "
+	if (!routes__route_name_valid(text)) {
+		routes__err(b, v, "route name '%s' is not valid: use lower-case letters, digits, '_', "
 			    "'.' and '-', starting with a letter or digit", text);
 		return;
 	}
 	first = s_hmap_get(&b->names, NULL, text, strlen(text));
 	if (first) {
 		const route_t *f = &b->routes[(uintptr_t)first - 1];
-		s_err(b, v, "duplicate route name '%s' (first defined at %s:%d:%d)", text, f->file,
+		routes__err(b, v, "duplicate route name '%s' (first defined at %s:%d:%d)", text, f->file,
 		      f->line, f->column);
 		return;
 	}
-	r->name = s_strdup(b, text);
+	r->name = routes__strdup(b, text);
 	if (r->name && !s_hmap_put(&b->names, NULL, r->name, strlen(r->name),
 				   (void *)(uintptr_t)(at + 1)))
 		b->oom = true;
@@ -994,7 +760,7 @@ static void s_route(builder_t *b, const ynode_t *v, size_t nth)
 	route_t *r;
 
 	if (v->kind != YNODE_MAPPING) {
-		s_err(b, v, "route #%zu must be a mapping with a name and 'to', not %s", nth + 1,
+		routes__err(b, v, "route #%zu must be a mapping with a name and 'to', not %s", nth + 1,
 		      yaml_tree_describe(v));
 		return;
 	}
@@ -1003,233 +769,50 @@ static void s_route(builder_t *b, const ynode_t *v, size_t nth)
 		return;
 	r->line = v->line;
 	r->column = v->column;
-	s_check_keys(b, v, s_route_keys, N_OF(s_route_keys), NULL);
+	routes__check_keys(b, v, s_route_keys, N_OF(s_route_keys), NULL);
 	if ((x = yaml_tree_get(v, "name")))
 		s_name(b, r, x, r->index);
 	else
-		s_err(b, v, "route #%zu has no 'name'", nth + 1);
+		routes__err(b, v, "route #%zu has no 'name'", nth + 1);
 	if ((x = yaml_tree_get(v, "match")))
 		s_match(b, r, x);
 	if ((x = yaml_tree_get(v, "enrich")))
-		s_enrich(b, r, x);
+		routes__enrich(b, r, x);
 	if ((x = yaml_tree_get(v, "to")))
 		s_destinations(b, x, "to", &r->to, &r->n_to, &r->to_transform);
 	else if (r->name)
-		s_err(b, v, "route '%s' has no 'to': name the instances it delivers to", r->name);
+		routes__err(b, v, "route '%s' has no 'to': name the instances it delivers to", r->name);
 	else
-		s_err(b, v, "route #%zu has no 'to': name the instances it delivers to", nth + 1);
+		routes__err(b, v, "route #%zu has no 'to': name the instances it delivers to", nth + 1);
 	if ((x = yaml_tree_get(v, "fallback")))
 		s_destinations(b, x, "fallback", &r->fallback, &r->n_fallback,
 			       &r->fallback_transform);
 	if ((x = yaml_tree_get(v, "retry")))
-		s_retry(b, r, x);
+		routes__retry(b, r, x);
 	if ((x = yaml_tree_get(v, "transform")))
 		s_transform(b, &r->transform, x);
 }
 
 static void s_default(builder_t *b, const ynode_t *v)
 {
-	const char *text = s_text(b, v, "default");
+	const char *text = routes__text(b, v, "default");
 
 	if (!text)
 		return;
 	if (b->default_dest) {
-		s_err(b, v, "'default' is set twice: here, and to '%s' at %s:%d:%d (set it in one "
+		routes__err(b, v, "'default' is set twice: here, and to '%s' at %s:%d:%d (set it in one "
 			    "file only)", b->default_dest, b->default_file, b->default_line,
 		      b->default_col);
 		return;
 	}
-	if (strcmp(text, ROUTES_DEADLETTER) && !s_is_instance(b, text)) {
-		s_unknown_instance(b, v, text, "default", true);
+	if (strcmp(text, ROUTES_DEADLETTER) && !routes__is_instance(b, text)) {
+		routes__unknown_instance(b, v, text, "default", true);
 		return;
 	}
-	b->default_dest = s_strdup(b, text);
+	b->default_dest = routes__strdup(b, text);
 	b->default_file = b->file;
 	b->default_line = v->line;
 	b->default_col = v->column;
-}
-
-/* Label names: what Prometheus takes ([a-z_][a-z0-9_]*), and not "measure". */
-static bool s_label_name_valid(const char *name)
-{
-	if (!*name || (*name >= '0' && *name <= '9') || !strcmp(name, "measure"))
-		return false;
-	for (const char *p = name; *p; p++)
-		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_')
-			return false;
-	return true;
-}
-
-/* A label value written in the file (a default, a target's value): text a label value can
- * be, up to 127 bytes (what a counted value keeps). */
-static const char *s_label_value(builder_t *b, const ynode_t *v, const char *key)
-{
-	const char *text = s_text(b, v, key);
-
-	if (text && strlen(text) > 127) {
-		s_err(b, v, "'%s' is %zu bytes long; a label value has at most 127", key,
-		      strlen(text));
-		return NULL;
-	}
-	return text;
-}
-
-/* `labels: { channel: data.channel, … }`: each label is the text of a data field; the long
- * form `channel: { from: data.channel, default: unknown }` adds the value for an event
- * without it. */
-static void s_measure_labels(builder_t *b, route_measure_t *m, const ynode_t *v)
-{
-	if (!s_is_mapping(b, v, "labels"))
-		return;
-	if (v->n_pairs > ROUTES_MEASURE_MAX_LABELS) {
-		s_err(b, v, "a measure has at most %d labels, not %zu", ROUTES_MEASURE_MAX_LABELS,
-		      v->n_pairs);
-		return;
-	}
-	for (size_t i = 0; i < v->n_pairs; i++) {
-		const ynode_t *k = v->pairs[i].key, *f = v->pairs[i].value, *x;
-		const char *field = NULL, *dflt = NULL;
-
-		if (!s_label_name_valid(k->text)) {
-			s_err(b, k, "label name '%s' is not valid: use lower-case letters, digits and "
-				    "'_', not starting with a digit (and not 'measure')", k->text);
-			continue;
-		}
-		if (f->kind == YNODE_MAPPING) {
-			s_check_keys(b, f, s_label_keys, N_OF(s_label_keys), "label");
-			if ((x = yaml_tree_get(f, "from")))
-				field = s_text(b, x, "from");
-			else
-				s_err(b, f, "label '%s' has no 'from': name its data field (data.NAME)",
-				      k->text);
-			if ((x = yaml_tree_get(f, "default")) && !(dflt = s_label_value(b, x, "default")))
-				continue;
-		} else {
-			field = s_text(b, f, k->text);
-		}
-		if (!field)
-			continue;
-		if (strncmp(field, "data.", 5) || !field[5]) {
-			if (f->kind == YNODE_MAPPING)
-				f = yaml_tree_get(f, "from");
-			s_err(b, f, "label '%s' must name a data field (data.NAME), not '%s'",
-			      k->text, field);
-			continue;
-		}
-		m->label_names[m->n_labels] = s_strdup(b, k->text);
-		m->label_fields[m->n_labels] = s_strdup(b, field + 5);
-		m->label_defaults[m->n_labels] = dflt ? s_strdup(b, dflt) : NULL;
-		m->n_labels++;
-	}
-}
-
-/* `target: { label: channel, digital: [digital, nemsms], share: 0.8 }`: the share of the
- * counted events whose `label` is one of the `digital` values that the department aims at
- * (kanalctl report channels). */
-static void s_measure_target(builder_t *b, route_measure_t *m, const ynode_t *v)
-{
-	const ynode_t *x;
-	const char *text;
-	char *end;
-
-	if (!s_is_mapping(b, v, "target"))
-		return;
-	s_check_keys(b, v, s_target_keys, N_OF(s_target_keys), "target");
-	if (!(x = yaml_tree_get(v, "label"))) {
-		s_err(b, v, "'target' has no 'label': name the label whose values it counts");
-	} else if ((text = s_text(b, x, "label"))) {
-		size_t i = 0;
-		while (i < m->n_labels && strcmp(m->label_names[i], text))
-			i++;
-		if (i == m->n_labels)
-			s_err(b, x, "target label '%s' is not one of the measure's labels", text);
-		else
-			m->target_label = s_strdup(b, text);
-	}
-	if (!(x = yaml_tree_get(v, "digital"))) {
-		s_err(b, v, "'target' has no 'digital': list the label values that count as "
-			    "digital");
-	} else if (x->kind != YNODE_SEQUENCE || !x->n_items) {
-		s_err(b, x, "'digital' must be a list of label values, not %s",
-		      yaml_tree_describe(x));
-	} else if ((m->target_values = calloc(x->n_items, sizeof *m->target_values))) {
-		for (size_t i = 0; i < x->n_items; i++)
-			if ((text = s_label_value(b, x->items[i], "digital")))
-				m->target_values[m->n_target_values++] = s_strdup(b, text);
-	} else {
-		b->oom = true;
-	}
-	if (!(x = yaml_tree_get(v, "share"))) {
-		s_err(b, v, "'target' has no 'share': the digital share aimed at, 0 to 1 (0.8)");
-	} else if ((text = s_text(b, x, "share"))) {
-		m->target_share = strtod(text, &end);
-		if (end == text || *end || !(m->target_share >= 0 && m->target_share <= 1))
-			s_err(b, x, "'share' must be a number from 0 to 1 (0.8 for 80%%), not '%s'",
-			      text);
-	}
-}
-
-static route_measure_t *s_new_measure(builder_t *b)
-{
-	if (b->n_measures == b->cap_measures) {
-		size_t cap = b->cap_measures ? b->cap_measures * 2 : 4;
-		route_measure_t *ms = realloc(b->measures, cap * sizeof *ms);
-		if (!ms) {
-			b->oom = true;
-			return NULL;
-		}
-		b->measures = ms;
-		b->cap_measures = cap;
-	}
-	memset(&b->measures[b->n_measures], 0, sizeof *b->measures);
-	b->measures[b->n_measures].file = (char *)b->file;
-	return &b->measures[b->n_measures++];
-}
-
-static void s_measure(builder_t *b, const ynode_t *v, size_t nth)
-{
-	const ynode_t *x;
-	const char *text;
-	route_measure_t *m;
-
-	if (v->kind != YNODE_MAPPING) {
-		s_err(b, v, "measure #%zu must be a mapping with a name and 'match', not %s",
-		      nth + 1, yaml_tree_describe(v));
-		return;
-	}
-	if (!(m = s_new_measure(b)))
-		return;
-	m->line = v->line;
-	m->column = v->column;
-	s_check_keys(b, v, s_measure_keys, N_OF(s_measure_keys), "measure");
-	if (!(x = yaml_tree_get(v, "name"))) {
-		s_err(b, v, "measure #%zu has no 'name'", nth + 1);
-	} else if ((text = s_text(b, x, "name"))) {
-		if (!s_route_name_valid(text))
-			s_err(b, x, "measure name '%s' is not valid: use lower-case letters, digits, "
-				    "'_', '.' and '-', starting with a letter or digit", text);
-		for (size_t i = 0; i + 1 < b->n_measures; i++)
-			if (b->measures[i].name && !strcmp(b->measures[i].name, text)) {
-				s_err(b, x, "duplicate measure name '%s' (first defined at %s:%d:%d)",
-				      text, b->measures[i].file, b->measures[i].line,
-				      b->measures[i].column);
-				text = NULL;
-				break;
-			}
-		if (text && s_route_name_valid(text))
-			m->name = s_strdup(b, text);
-	}
-	if ((x = yaml_tree_get(v, "title")) && (text = s_text(b, x, "title")))
-		m->title = s_strdup(b, text);
-	if ((x = yaml_tree_get(v, "match")))
-		s_match_into(b, x, &m->type_pattern, &m->source_glob, &m->where_text, &m->where);
-	else
-		s_err(b, v, "measure #%zu has no 'match': say which events it counts (type, "
-			    "source, where)", nth + 1);
-	if ((x = yaml_tree_get(v, "labels")) && !yaml_tree_is_null(x))
-		s_measure_labels(b, m, x);
-	if ((x = yaml_tree_get(v, "target")))
-		s_measure_target(b, m, x);
 }
 
 /* Walks one routing file's tree. */
@@ -1241,14 +824,14 @@ static void s_file(builder_t *b, const ynode_t *root)
 	if (!root)
 		return; /* an empty file (or only comments) adds nothing */
 	if (root->kind != YNODE_MAPPING) {
-		s_err(b, root, "a routing file must be a mapping with 'routes:' (and optionally "
+		routes__err(b, root, "a routing file must be a mapping with 'routes:' (and optionally "
 			       "'default:'), not %s", yaml_tree_describe(root));
 		return;
 	}
-	s_check_keys(b, root, s_top_keys, N_OF(s_top_keys), NULL);
+	routes__check_keys(b, root, s_top_keys, N_OF(s_top_keys), NULL);
 	if ((x = yaml_tree_get(root, "routes")) && !yaml_tree_is_null(x)) {
 		if (x->kind != YNODE_SEQUENCE) {
-			s_err(b, x, "'routes' must be a list of routes, not %s",
+			routes__err(b, x, "'routes' must be a list of routes, not %s",
 			      yaml_tree_describe(x));
 		} else {
 			for (i = 0; i < x->n_items && !b->oom; i++)
@@ -1257,11 +840,11 @@ static void s_file(builder_t *b, const ynode_t *root)
 	}
 	if ((x = yaml_tree_get(root, "measures")) && !yaml_tree_is_null(x)) {
 		if (x->kind != YNODE_SEQUENCE) {
-			s_err(b, x, "'measures' must be a list of measures, not %s",
+			routes__err(b, x, "'measures' must be a list of measures, not %s",
 			      yaml_tree_describe(x));
 		} else {
 			for (i = 0; i < x->n_items && !b->oom; i++)
-				s_measure(b, x->items[i], i);
+				routes__measure(b, x->items[i], i);
 		}
 	}
 	if ((x = yaml_tree_get(root, "default")))
@@ -1283,7 +866,7 @@ static const char *s_add_file(builder_t *b, const char *path)
 		b->files = files;
 		b->cap_files = cap;
 	}
-	copy = s_strdup(b, path);
+	copy = routes__strdup(b, path);
 	if (!copy)
 		return NULL;
 	b->files[b->n_files++] = copy;
@@ -1414,7 +997,7 @@ static void s_builder_free(builder_t *b)
 		s_route_free(&b->routes[i]);
 	free(b->routes);
 	for (i = 0; i < b->n_measures; i++)
-		s_measure_free(&b->measures[i]);
+		routes__measure_free(&b->measures[i]);
 	free(b->measures);
 	for (i = 0; i < b->n_files; i++)
 		free(b->files[i]);
