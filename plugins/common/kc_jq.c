@@ -292,6 +292,23 @@ jv kc_jq_dump(const kc_jq_t *jq, jv value, kanal_error_t *err)
 	return text;
 }
 
+int kc_jq_option(kanal_ctx_t *ctx, const char *option, const char *program, const char *var,
+		 kc_jq_t **out)
+{
+	kanal_error_t err;
+	int rc;
+
+	kanal_error_clear(&err);
+	rc = kc_jq_new(program, var, "map", out, &err);
+	if (rc == KANAL_ENOMEM)
+		kanal_set_error(ctx, "option '%s': out of memory", option);
+	else if (rc != 0 && err.line > 0)
+		kanal_set_error(ctx, "option '%s', line %d: %s", option, err.line, err.text);
+	else if (rc != 0)
+		kanal_set_error(ctx, "option '%s': %s", option, err.text);
+	return rc;
+}
+
 /* A string attribute of the output (an id may also be an integer) into buf, or NULL when
  * absent or null; "" when of another kind. */
 static const char *s_field(jv out, const char *key, char *buf, size_t size)

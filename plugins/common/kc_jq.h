@@ -49,6 +49,13 @@ jv kc_jq_run(kc_jq_t *jq, jv input, jv var, kanal_error_t *err);
  * KC_JQ_MAX_OUTPUT. Ownership: takes value; the result is the caller's (jv_free). */
 jv kc_jq_dump(const kc_jq_t *jq, jv value, kanal_error_t *err);
 
+/* Compiles a connector's option `option` (a `map:` program, labelled "map") for its s_init:
+ * on a compile error, sets the instance's error to "option '<option>'[, line N]: <jq's
+ * message>". Returns 0 and *out, or KANAL_ECONFIG / KANAL_ENOMEM. Ownership: borrows ctx,
+ * option, program and var; *out is new (kc_jq_destroy). */
+int kc_jq_option(kanal_ctx_t *ctx, const char *option, const char *program, const char *var,
+		 kc_jq_t **out);
+
 /* What kc_jq_map_event makes when the program leaves a field out. */
 typedef struct kc_jq_event_defaults {
 	const char *type;   /* the event's type, or NULL: the output must name one */

@@ -571,18 +571,8 @@ static int s_check(kanal_ctx_t *ctx, httppoll_t *h)
 				"output names the type)");
 		return KANAL_ECONFIG;
 	}
-	if (h->map) {
-		kanal_error_t err;
-
-		kanal_error_clear(&err);
-		if (kc_jq_new(h->map, "cursor", "map", &h->map_jq, &err) != 0) {
-			if (err.line > 0)
-				kanal_set_error(ctx, "option 'map', line %d: %s", err.line, err.text);
-			else
-				kanal_set_error(ctx, "option 'map': %s", err.text);
-			return KANAL_ECONFIG;
-		}
-	}
+	if (h->map && kc_jq_option(ctx, "map", h->map, "cursor", &h->map_jq) != 0)
+		return KANAL_ECONFIG;
 	if (h->max_backoff_ms < h->poll_interval_ms) {
 		kanal_set_error(ctx, "option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
 				"'poll_interval' (%" PRId64 " ms)", h->max_backoff_ms,
