@@ -42,7 +42,7 @@ KCFLAGS += $(shell pkg-config --cflags $(PKGS) cunit)
 LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -ldl -lm
 CUNIT   := $(shell pkg-config --libs cunit)
 KCFLAGS += $(shell pkg-config --cflags $(CONN_PKGS))
-CONN_LIBS := $(shell pkg-config --libs $(CONN_PKGS))
+CONN_LIBS := $(shell pkg-config --libs $(CONN_PKGS)) $(JQ_LIBS)
 CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
 # kanald and kanalctl link what the broker core uses (the admin HTTP endpoint), not what
 # the connectors use: the plugins and simulators link that themselves.
@@ -69,6 +69,8 @@ PLUGIN_RPATH ?= -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../..'
 SDK_SRC    := $(wildcard sdk/*.c)
 SDK_LIB_SRC:= $(filter-out sdk/harness_main.c sdk/plugin_host_main.c sdk/version.c,$(SDK_SRC))
 CORE_SRC   := $(filter-out broker/main.c,$(wildcard broker/*.c))
+# The sandboxed jq runner that routes' transforms and the connectors' `map:` share.
+CORE_SHARED_SRC := plugins/common/kc_jq.c
 # plugins/common is not a plugin: it is the connectors' shared helpers (HTTP, state files),
 # linked into each plugin as a static library.
 PLUGINS    := $(filter-out common,$(notdir $(wildcard plugins/*)))
@@ -143,7 +145,7 @@ $(VERSION_O): sdk/version.c $(BUILD)/gen/revision.h
 .PHONY: FORCE
 FORCE:
 
-$(CORE_A): $(call obj,$(CORE_SRC)) $(BUILD)/obj/gen/dashboard.o $(VERSION_O)
+$(CORE_A): $(call obj,$(CORE_SRC) $(CORE_SHARED_SRC)) $(BUILD)/obj/gen/dashboard.o $(VERSION_O)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 

@@ -84,6 +84,7 @@ enum {
 	KANAL_RUN_ONE_ROUTE,
 	KANAL_RUN_WHERE,
 	KANAL_RUN_FANOUT3,
+	KANAL_RUN_TRANSFORM,   /* one route whose transform: builds 5 fields from the data */
 	KANAL_RUN_ROUTES,     /* size is the event size; the route count is in kanal_routes */
 	KANAL_RUN_GATEWAY,    /* one event per request, pipelined */
 	KANAL_RUN_GATEWAY_BATCH,

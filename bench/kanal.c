@@ -433,6 +433,16 @@ static const char s_where_route[] =
 	"      where: data.kind == \"match\"\n"
 	"    to: dst0\n";
 
+/* Five fields from the bench source's {"kind", "n", "pad"}: copies, arithmetic, a string
+ * built and a length — what a vendor-to-catalogue mapping does. */
+static const char s_transform_route[] =
+	"routes:\n"
+	"  - name: bench\n"
+	"    match: { type: bench.ev }\n"
+	"    transform: '{kind: .kind, n: .n, next: (.n + 1), label: (\"ev-\" + .kind), "
+	"padded: (.pad | length)}'\n"
+	"    to: dst0\n";
+
 static const char s_fanout_route[] =
 	"routes:\n"
 	"  - name: bench\n"
@@ -450,6 +460,9 @@ int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_resul
 		break;
 	case KANAL_RUN_WHERE:
 		w.routes = s_where_route;
+		break;
+	case KANAL_RUN_TRANSFORM:
+		w.routes = s_transform_route;
 		break;
 	case KANAL_RUN_FANOUT3:
 		w.n_sinks = 3;

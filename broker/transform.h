@@ -13,9 +13,9 @@
 #include <stddef.h>
 #include <kanal/kanal.h>
 
-/* A run that takes longer than this is stopped and fails. */
+/* A run that takes longer than this is stopped and fails; one whose output, as JSON text,
+ * is larger than TRANSFORM_MAX_OUTPUT fails (the sandboxed runner's limits, kc_jq.h). */
 #define TRANSFORM_TIME_LIMIT_MS 100
-/* A run whose output, as JSON text, is larger than this fails. */
 #define TRANSFORM_MAX_OUTPUT (1024 * 1024)
 
 typedef struct transform transform_t;

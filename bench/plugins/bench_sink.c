@@ -32,13 +32,13 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "expect", KANAL_OPT_INT, NULL, true,
-	  "Events to receive; the summary is written when the last one arrives." },
-	{ "warmup", KANAL_OPT_INT, "0", false,
-	  "Events received before the measurement window opens (0: a tenth of expect)." },
-	{ "summary", KANAL_OPT_PATH, NULL, true, "File the JSON summary is written to." },
-	{ "stall", KANAL_OPT_BOOL, "false", false,
-	  "Play a stopped destination: the first delivery waits until <summary>.release exists "
+	{ .name = "expect", .type = KANAL_OPT_INT, .default_value = NULL, .required = true,
+	  .help = "Events to receive; the summary is written when the last one arrives." },
+	{ .name = "warmup", .type = KANAL_OPT_INT, .default_value = "0", .required = false,
+	  .help = "Events received before the measurement window opens (0: a tenth of expect)." },
+	{ .name = "summary", .type = KANAL_OPT_PATH, .default_value = NULL, .required = true, .help = "File the JSON summary is written to." },
+	{ .name = "stall", .type = KANAL_OPT_BOOL, .default_value = "false", .required = false,
+	  .help = "Play a stopped destination: the first delivery waits until <summary>.release exists "
 	  "(at most 10 minutes), so every later event stays pending." },
 	{ .name = NULL },
 };

@@ -23,16 +23,16 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ "type", KANAL_OPT_STRING, "bench.ev", false, "CloudEvents type of every event." },
-	{ "count", KANAL_OPT_INT, NULL, true, "Events to emit; the source then stops." },
-	{ "rate", KANAL_OPT_INT, "0", false,
-	  "Events per second; 0 emits as fast as the bus accepts them." },
-	{ "size", KANAL_OPT_SIZE, "512", false, "About this many bytes per serialised event." },
-	{ "kind", KANAL_OPT_STRING, "match", false, "The value of data.kind." },
-	{ "burst", KANAL_OPT_INT, "2000", false,
-	  "Most events emitted per 1 ms tick, so the thread stays responsive." },
-	{ "done_file", KANAL_OPT_PATH, NULL, false,
-	  "Created once every event has been emitted and flushed (kanal_emit_flush)." },
+	{ .name = "type", .type = KANAL_OPT_STRING, .default_value = "bench.ev", .required = false, .help = "CloudEvents type of every event." },
+	{ .name = "count", .type = KANAL_OPT_INT, .default_value = NULL, .required = true, .help = "Events to emit; the source then stops." },
+	{ .name = "rate", .type = KANAL_OPT_INT, .default_value = "0", .required = false,
+	  .help = "Events per second; 0 emits as fast as the bus accepts them." },
+	{ .name = "size", .type = KANAL_OPT_SIZE, .default_value = "512", .required = false, .help = "About this many bytes per serialised event." },
+	{ .name = "kind", .type = KANAL_OPT_STRING, .default_value = "match", .required = false, .help = "The value of data.kind." },
+	{ .name = "burst", .type = KANAL_OPT_INT, .default_value = "2000", .required = false,
+	  .help = "Most events emitted per 1 ms tick, so the thread stays responsive." },
+	{ .name = "done_file", .type = KANAL_OPT_PATH, .default_value = NULL, .required = false,
+	  .help = "Created once every event has been emitted and flushed (kanal_emit_flush)." },
 	{ .name = NULL },
 };
 

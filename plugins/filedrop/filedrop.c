@@ -1,7 +1,9 @@
 /*
  * plugins/filedrop/filedrop.c — the `filedrop` connector: a folder another system drops
- * its exports into (JSON Lines, or CSV with a header row), each file turned into one event
- * per record exactly once (docs/plugins/filedrop.md).
+ * its exports into (JSON Lines, CSV with a header row, or XML: the elements an XPath
+ * selects), each file turned into one event per record exactly once, optionally shaped by a
+ * jq `map:` program (the sandboxed runner of plugins/common/kc_jq.h)
+ * (docs/plugins/filedrop.md).
  *
  * A timer scans the folder every scan_interval. A file is taken when it is a regular file
  * (a symlink is refused), matches `pattern`, is not hidden (a leading dot) or a .tmp/.part,
@@ -19,6 +21,8 @@
  * kanald's duplicate suppression on (source, id) drops. Every callback runs on the
  * instance's own thread.
  */
+#include "../common/kc_jq.h"
+
 #include <kanal/kanal.h>
 
 #include <dirent.h>
@@ -34,9 +38,12 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
 
 #define FD_FLUSH_TIMEOUT_MS 30000
 #define FD_MAX_FIELDS 1024
+#define FD_MAX_XML (64 * 1024 * 1024) /* an XML export is parsed whole: its largest size */
 
 typedef struct filedrop {
 	const char *folder;
@@ -46,16 +53,20 @@ typedef struct filedrop {
 	const char *delimiter;
 	const char *type;
 	const char *id_field;
+	const char *record_path;
+	const char *map;
 	int64_t settle_ms;
 	int64_t scan_interval_ms;
 	int64_t max_record;
 	const char *instance;
 	char *done_dir, *error_dir;
 	int64_t timer;
-	bool csv, latin1, stopped;
+	kc_jq_t *map_jq;         /* the compiled `map`, or NULL */
+	const char *current;     /* the file being read (its name) */
+	bool csv, xml, latin1, stopped;
 } filedrop_t;
 
-static const char *const s_formats[] = { "jsonl", "csv", NULL };
+static const char *const s_formats[] = { "jsonl", "csv", "xml", NULL };
 static const char *const s_encodings[] = { "utf-8", "iso-8859-1", NULL };
 
 static const kanal_option_t s_options[] = {
@@ -68,16 +79,23 @@ static const kanal_option_t s_options[] = {
 		  "never)." },
 	{ .name = "format", .type = KANAL_OPT_STRING, .default_value = "jsonl",
 	  .allowed = s_formats, KANAL_OPT_AT(filedrop_t, format),
-	  .help = "jsonl (one JSON object per line) or csv (a header row, then one record per "
-		  "row)." },
+	  .help = "jsonl (one JSON object per line), csv (a header row, then one record per "
+		  "row) or xml (the elements record_path selects)." },
 	{ .name = "encoding", .type = KANAL_OPT_STRING, .default_value = "utf-8",
 	  .allowed = s_encodings, KANAL_OPT_AT(filedrop_t, encoding),
 	  .help = "The files' encoding: utf-8 or iso-8859-1 (converted to UTF-8)." },
 	{ .name = "delimiter", .type = KANAL_OPT_STRING, .default_value = ",",
 	  KANAL_OPT_AT(filedrop_t, delimiter),
 	  .help = "CSV field delimiter: one character, e.g. ';'." },
-	{ .name = "type", .type = KANAL_OPT_STRING, .required = true,
-	  KANAL_OPT_AT(filedrop_t, type), .help = "The events' type, e.g. hr.payslip.exported." },
+	{ .name = "type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(filedrop_t, type),
+	  .help = "The events' type, e.g. hr.payslip.exported (required unless map gives it)." },
+	{ .name = "record_path", .type = KANAL_OPT_STRING, .default_value = "/*/*",
+	  KANAL_OPT_AT(filedrop_t, record_path),
+	  .help = "For xml: an XPath selecting the record elements (default: the root's "
+		  "children)." },
+	{ .name = "map", .type = KANAL_OPT_STRING, KANAL_OPT_AT(filedrop_t, map),
+	  .help = "A jq program run on each record (`.`; $file is {name, line}) whose output "
+		  "object gives the event's id, type, subject, time and data." },
 	{ .name = "id_field", .type = KANAL_OPT_STRING, KANAL_OPT_AT(filedrop_t, id_field),
 	  .help = "A record field whose value is the event's id (default: derived from the "
 		  "file's content and the line)." },
@@ -176,7 +194,133 @@ typedef struct reader {
 	char *header_text;
 	char *header[FD_MAX_FIELDS];
 	int columns;
+	xmlDocPtr doc;            /* xml: the parsed file */
+	xmlXPathObjectPtr nodes;  /* xml: the record elements */
+	int next_node;
 } reader_t;
+
+/* Adds one XML field to a record: a name met again turns its value into an array. */
+static void s_xml_field(json_t *rec, const char *name, const char *text)
+{
+	json_t *old = json_object_get(rec, name), *v = json_string(text ? text : "");
+
+	if (!v)
+		return;
+	if (!old) {
+		json_object_set_new(rec, name, v);
+	} else if (json_is_array(old)) {
+		json_array_append_new(old, v);
+	} else {
+		json_t *list = json_pack("[O]", old);
+		json_array_append_new(list, v);
+		json_object_set_new(rec, name, list);
+	}
+}
+
+/* The record an XML element makes: its attributes and its child elements' text, by name
+ * (without namespace prefixes). NULL when a text is not UTF-8 (libxml2 gives UTF-8). */
+static json_t *s_xml_record(xmlNodePtr node)
+{
+	json_t *rec = json_object();
+
+	for (xmlAttrPtr a = node->properties; rec && a; a = a->next) {
+		xmlChar *v = xmlNodeGetContent((xmlNodePtr)a);
+		s_xml_field(rec, (const char *)a->name, (const char *)v);
+		xmlFree(v);
+	}
+	for (xmlNodePtr c = node->children; rec && c; c = c->next) {
+		xmlChar *v;
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		v = xmlNodeGetContent(c);
+		s_xml_field(rec, (const char *)c->name, (const char *)v);
+		xmlFree(v);
+	}
+	return rec;
+}
+
+/* libxml2's first error in a parse (its last one is often only a consequence). */
+typedef struct xml_error {
+	int line;
+	char text[200];
+} xml_error_t;
+
+static void s_on_xml_error(void *arg, xmlErrorPtr e)
+{
+	xml_error_t *first = arg;
+
+	if (!first->line && e) {
+		first->line = e->line > 0 ? e->line : 1;
+		snprintf(first->text, sizeof first->text, "%s", e->message ? e->message : "");
+		first->text[strcspn(first->text, "\n")] = '\0';
+	}
+}
+
+/* Parses an XML file whole, the safe way (plugins/staff/feed.c: never the network, no
+ * DOCTYPE, so no entities), and selects its records. Returns 0, or -1 with why. */
+static int s_xml_open(filedrop_t *d, reader_t *r, char *why, size_t size)
+{
+	char *body = malloc(FD_MAX_XML + 1);
+	size_t len = body ? fread(body, 1, FD_MAX_XML + 1, r->f) : 0;
+	xmlParserCtxtPtr ctxt = NULL;
+	xmlXPathContextPtr xp = NULL;
+	xml_error_t first = { 0 };
+	int rc = -1;
+
+	if (!body) {
+		snprintf(why, size, "out of memory");
+	} else if (ferror(r->f)) {
+		snprintf(why, size, "read error: %s", strerror(errno));
+	} else if (len > FD_MAX_XML) {
+		snprintf(why, size, "an XML file larger than %d MiB", FD_MAX_XML >> 20);
+	} else if (memmem(body, len, "<!DOCTYPE", 9) || memmem(body, len, "<!ENTITY", 8)) {
+		snprintf(why, size, "the file has a DOCTYPE or entity declaration, which is not "
+			 "allowed");
+	} else if (xmlInitParser(), !(ctxt = xmlNewParserCtxt())) {
+		snprintf(why, size, "out of memory");
+	} else if (xmlSetStructuredErrorFunc(&first, s_on_xml_error),
+		   r->doc = xmlCtxtReadMemory(ctxt, body, (int)len, d->current,
+					      d->latin1 ? "ISO-8859-1" : NULL,
+					      XML_PARSE_NONET | XML_PARSE_NOERROR |
+						      XML_PARSE_NOWARNING),
+		   xmlSetStructuredErrorFunc(NULL, NULL), !r->doc || !ctxt->wellFormed) {
+		snprintf(why, size, "line %d: not well-formed XML%s%s", first.line,
+			 *first.text ? ": " : "", first.text);
+	} else if (!(xp = xmlXPathNewContext(r->doc)) ||
+		   !(r->nodes = xmlXPathEvalExpression((const xmlChar *)d->record_path, xp)) ||
+		   r->nodes->type != XPATH_NODESET) {
+		snprintf(why, size, "record_path '%.100s' does not select elements",
+			 d->record_path);
+	} else {
+		rc = 0;
+	}
+	xmlXPathFreeContext(xp);
+	xmlFreeParserCtxt(ctxt);
+	free(body);
+	return rc;
+}
+
+/* The next XML record (NULL at the end); its line is the element's. */
+static int s_next_xml(filedrop_t *d, reader_t *r, json_t **out, char *why, size_t size)
+{
+	xmlNodeSetPtr set;
+
+	if (!r->doc && s_xml_open(d, r, why, size) != 0)
+		return -1;
+	set = r->nodes->nodesetval;
+	while (set && r->next_node < set->nodeNr) {
+		xmlNodePtr node = set->nodeTab[r->next_node++];
+		if (node->type != XML_ELEMENT_NODE)
+			continue;
+		r->lineno = xmlGetLineNo(node);
+		if (!(*out = s_xml_record(node))) {
+			snprintf(why, size, "line %" PRId64 ": out of memory", r->lineno);
+			return -1;
+		}
+		return 0;
+	}
+	return 0;
+}
 
 /* The next record of r as a JSON object in *out (NULL at the end). Returns 0, or -1 with
  * why in buf. Blank lines are skipped. */
@@ -185,6 +329,8 @@ static int s_next_record(filedrop_t *d, reader_t *r, json_t **out, char *why, si
 	ssize_t n;
 
 	*out = NULL;
+	if (d->xml)
+		return s_next_xml(d, r, out, why, size);
 	while ((n = getline(&r->line, &r->cap, r->f)) >= 0) {
 		char *text = r->line, *conv = NULL, *fields[FD_MAX_FIELDS];
 		const char *bad = NULL;
@@ -276,6 +422,8 @@ static void s_reader_close(reader_t *r)
 		fclose(r->f);
 	free(r->line);
 	free(r->header_text);
+	xmlXPathFreeObject(r->nodes);
+	xmlFreeDoc(r->doc);
 	memset(r, 0, sizeof *r);
 }
 
@@ -341,6 +489,30 @@ static void s_refuse(kanal_ctx_t *ctx, filedrop_t *d, const char *name, const ch
 			  strerror(errno));
 }
 
+/* The event the `map` program makes of one record, or NULL with why. */
+static kanal_msg_t *s_map_record(filedrop_t *d, json_t *rec, const char *id, int64_t lineno,
+				 char *why, size_t size)
+{
+	kc_jq_event_defaults_t def = { .type = d->type, .source = d->instance, .id = id };
+	char *text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	jv file = jv_object_set(jv_object_set(jv_object(), jv_string("name"),
+					      jv_string(d->current ? d->current : "")),
+				jv_string("line"), jv_number((double)lineno));
+	kanal_msg_t *msg = NULL;
+	kanal_error_t err;
+
+	kanal_error_clear(&err);
+	if (!text) {
+		jv_free(file);
+		snprintf(why, size, "line %" PRId64 ": out of memory", lineno);
+		return NULL;
+	}
+	if (kc_jq_map_event(d->map_jq, text, file, &def, &msg, &err) != 0)
+		snprintf(why, size, "line %" PRId64 ": %.250s", lineno, err.text);
+	free(text);
+	return msg;
+}
+
 /* The event for one record. */
 static kanal_msg_t *s_event(filedrop_t *d, json_t *rec, uint64_t hash, int64_t lineno,
 			    char *why, size_t size)
@@ -357,6 +529,8 @@ static kanal_msg_t *s_event(filedrop_t *d, json_t *rec, uint64_t hash, int64_t l
 		return NULL;
 	}
 	snprintf(id, sizeof id, "file-%016" PRIx64 "-%" PRId64, hash, lineno);
+	if (d->map_jq)
+		return s_map_record(d, rec, own ? own : id, lineno, why, size);
 	if (!(msg = kanal_msg_new(d->type, d->instance, own ? own : id))) {
 		snprintf(why, size, "line %" PRId64 ": cannot make the event", lineno);
 		return NULL;
@@ -431,6 +605,7 @@ static bool s_process(kanal_ctx_t *ctx, filedrop_t *d, const char *name)
 	int fd, rc;
 
 	snprintf(path, sizeof path, "%s/%s", d->folder, name);
+	d->current = name;
 	/* O_NOFOLLOW: a symlink swapped in after the scan is refused, never followed. */
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || !(f = fdopen(fd, "r"))) {
@@ -554,6 +729,7 @@ static void s_destroy(void *state)
 
 	if (!d)
 		return;
+	kc_jq_destroy(&d->map_jq);
 	free(d->done_dir);
 	free(d->error_dir);
 	free(d);
@@ -581,8 +757,15 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	kanal_config_bind(cfg, d);
 	d->instance = kanal_instance_name(ctx);
 	d->csv = !strcmp(d->format, "csv");
+	d->xml = !strcmp(d->format, "xml");
 	d->latin1 = !strcmp(d->encoding, "iso-8859-1");
-	if (strlen(d->delimiter) != 1 || *d->delimiter == '"') {
+	if (!d->type && !d->map) {
+		kanal_set_error(ctx, "give the option 'type' (the events' type) or 'map' (a jq "
+				"program whose output names it)");
+		rc = KANAL_ECONFIG;
+	} else if (d->map && kc_jq_option(ctx, "map", d->map, "file", &d->map_jq) != 0) {
+		rc = KANAL_ECONFIG;
+	} else if (strlen(d->delimiter) != 1 || *d->delimiter == '"') {
 		kanal_set_error(ctx, "option 'delimiter' must be one character other than '\"'");
 		rc = KANAL_ECONFIG;
 	} else if (stat(d->folder, &st) != 0 || !S_ISDIR(st.st_mode)) {

@@ -3,7 +3,8 @@
  * interval and emits one event per item, configured rather than coded (docs/plugins/
  * httppoll.md). Each poll GETs `url` with the cursor as a query argument, takes the items
  * from the answer by a JSON pointer, maps each item to an event by JSON pointers (id,
- * type, subject, time, data), emits them, waits until the bus holds them durably
+ * type, subject, time, data) or by a jq `map:` program (the sandboxed runner of
+ * plugins/common/kc_jq.h, as routes' transforms run), emits them, waits until the bus holds them durably
  * (kanal_emit_flush) and only then persists the new cursor — read from the answer by
  * another JSON pointer — in the instance's state folder. Pages follow one another at once
  * while the answer says there are more. A crash between the flush and the cursor write
@@ -19,6 +20,7 @@
  */
 #include "../common/kc_files.h"
 #include "../common/kc_http.h"
+#include "../common/kc_jq.h"
 #include "../common/kc_url.h"
 
 #include <ctype.h>
@@ -50,6 +52,7 @@ typedef struct httppoll {
 	const char *time_pointer;
 	const char *data_pointer;
 	const char *start_cursor;
+	const char *map;
 	int64_t poll_interval_ms;
 	int64_t max_backoff_ms;
 	int64_t page_size;
@@ -57,6 +60,7 @@ typedef struct httppoll {
 	/* running state */
 	const char *instance;
 	kc_http_t *http;
+	kc_jq_t *map_jq;         /* the compiled `map`, or NULL */
 	char *cursor;            /* the last persisted cursor, or NULL: the beginning */
 	int64_t timer;
 	int64_t backoff_ms;
@@ -99,6 +103,10 @@ static const kanal_option_t s_options[] = {
 	  .help = "JSON pointer to the event's time, an RFC 3339 time (default: none)." },
 	OPT_PTR("data_pointer", data_pointer, "",
 		"JSON pointer to the event's data within the item (\"\": the whole item)."),
+	{ .name = "map", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, map),
+	  .help = "A jq program run on each item (`.`; $cursor is the page's cursor) whose output "
+		  "object gives the event's id, type, subject, time and data, instead of the "
+		  "pointers (a missing id or type comes from id_pointer and type/type_pointer)." },
 	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "30s",
 	  .min = "1ms", KANAL_OPT_AT(httppoll_t, poll_interval_ms),
 	  .help = "Time between two polls." },
@@ -180,6 +188,27 @@ static const char *s_pointer_text(json_t *item, const char *pointer, char *buf, 
 
 /* ---- mapping ----------------------------------------------------------------------------- */
 
+/* The event the `map` program makes of one item, or NULL with why in buf. */
+static kanal_msg_t *s_jq_item(httppoll_t *h, json_t *item, const char *id, const char *type,
+			      char *why, size_t size)
+{
+	kc_jq_event_defaults_t def = { .type = type, .source = h->instance, .id = id };
+	char *text = json_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY);
+	kanal_msg_t *msg = NULL;
+	kanal_error_t err;
+
+	kanal_error_clear(&err);
+	if (!text) {
+		snprintf(why, size, "out of memory");
+		return NULL;
+	}
+	if (kc_jq_map_event(h->map_jq, text, h->cursor ? jv_string(h->cursor) : jv_null(), &def,
+			    &msg, &err) != 0)
+		snprintf(why, size, "%.290s", err.text);
+	free(text);
+	return msg;
+}
+
 /* The event for one item, or NULL with why in buf. */
 static kanal_msg_t *s_map_item(httppoll_t *h, json_t *item, char *why, size_t size)
 {
@@ -194,6 +223,8 @@ static kanal_msg_t *s_map_item(httppoll_t *h, json_t *item, char *why, size_t si
 	char *text;
 	int rc;
 
+	if (h->map_jq)
+		return s_jq_item(h, item, id, type, why, size);
 	if (!id) {
 		snprintf(why, size, "no id at '%s' (a string or number of 1-199 characters)",
 			 h->id_pointer);
@@ -504,11 +535,13 @@ static void s_destroy(void *state)
 		return;
 	kc_http_destroy(&h->http);
 	kc_http_conf_clear(&h->http_conf);
+	kc_jq_destroy(&h->map_jq);
 	free(h->cursor);
 	free(h);
 }
 
-/* Checks what the table cannot: the URL, the pointers, type or type_pointer, the backoff. */
+/* Checks what the table cannot: the URL, the pointers, type or type_pointer (or map), the
+ * backoff; compiles map. */
 static int s_check(kanal_ctx_t *ctx, httppoll_t *h)
 {
 	const struct { const char *name, *value; } ptrs[] = {
@@ -527,11 +560,19 @@ static int s_check(kanal_ctx_t *ctx, httppoll_t *h)
 					ptrs[i].value);
 			return KANAL_ECONFIG;
 		}
-	if (!h->type == !h->type_pointer) {
-		kanal_set_error(ctx, "give exactly one of the options 'type' (a fixed event type) "
+	if (h->type && h->type_pointer) {
+		kanal_set_error(ctx, "give only one of the options 'type' (a fixed event type) "
 				"and 'type_pointer' (the type in each item)");
 		return KANAL_ECONFIG;
 	}
+	if (!h->type && !h->type_pointer && !h->map) {
+		kanal_set_error(ctx, "give one of the options 'type' (a fixed event type), "
+				"'type_pointer' (the type in each item) or 'map' (a jq program whose "
+				"output names the type)");
+		return KANAL_ECONFIG;
+	}
+	if (h->map && kc_jq_option(ctx, "map", h->map, "cursor", &h->map_jq) != 0)
+		return KANAL_ECONFIG;
 	if (h->max_backoff_ms < h->poll_interval_ms) {
 		kanal_set_error(ctx, "option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
 				"'poll_interval' (%" PRId64 " ms)", h->max_backoff_ms,
@@ -617,7 +658,7 @@ KANAL_PLUGIN_EXPORT = {
 	.name = "httppoll",
 	.version = KANAL_VERSION,
 	.description = "Polls a JSON REST API on an interval (cursor, paging, auth) and emits one "
-		       "event per item, mapped by JSON pointers.",
+		       "event per item, mapped by JSON pointers or a jq program.",
 	.options = s_options,
 	.init = s_init,
 	.start = s_start,

@@ -4,7 +4,10 @@
  * fields, ISO-8859-1) records become events and the file moves to done/; a file with a bad
  * record goes to error/ with a .reason naming the line and emits nothing; a file that has
  * not settled is not read; a symlink is refused; SIGKILL mid-file and a restart deliver
- * every record once (distinct ids), the file ending in done/.
+ * every record once (distinct ids), the file ending in done/. XML exports (ISO-8859-1
+ * declared in the file) give one event per element record_path selects, shaped by a jq
+ * `map:`; a DOCTYPE (entities) or broken XML, and a record the map fails on, refuse the
+ * file with the line in its .reason.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -154,6 +157,71 @@ done:
 	kd_destroy(&kd);
 }
 
+static void test_xml_records_mapped_by_jq(void)
+{
+	kd_t *kd = s_kanald("fd-xml", "      settle: 0s\n      format: xml\n"
+				      "      pattern: '*.xml'\n      record_path: //loenseddel\n"
+				      "      map: '{id: \"ls-\\(.nr)\", subject: \"medarbejder-\\(.nr)\", "
+				      "data: {navn, beloeb: (.beloeb | tonumber), fil: $file.name, "
+				      "linje: $file.line}}'\n");
+	json_t *e = NULL;
+	char *reason = NULL;
+
+	REQUIRE(kd);
+	free(test_write_file(kd_path(kd, "drop"), "a-loen.xml",
+			     "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n"
+			     "<eksport periode=\"2024-05\">\n"
+			     "  <loenseddel nr=\"7\"><navn>S\xf8ren</navn><beloeb>31000.5</beloeb>"
+			     "</loenseddel>\n"
+			     "  <andet/>\n"
+			     "  <loenseddel nr=\"8\">\n    <navn>Anna</navn><beloeb>29000</beloeb>\n"
+			     "  </loenseddel>\n</eksport>\n"));
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT), 2);
+	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/a-loen.xml")));
+	e = s_event(kd, 0);
+	REQUIRE(e);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "id")), "ls-7");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), "hr.record.exported");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "subject")), "medarbejder-7");
+	CU_ASSERT_STRING_EQUAL(s_field(e, "navn"), "S\xc3\xb8ren");
+	CU_ASSERT_DOUBLE_EQUAL(json_number_value(json_object_get(json_object_get(e, "data"),
+								 "beloeb")), 31000.5, 0.001);
+	CU_ASSERT_STRING_EQUAL(s_field(e, "fil"), "a-loen.xml");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(e, "data"), "linje")), 3);
+	json_decref(e);
+	e = s_event(kd, 1);
+	CU_ASSERT(e && !strcmp(json_string_value(json_object_get(e, "id")), "ls-8"));
+	/* An entity declaration is refused before parsing: nothing is expanded. */
+	free(test_write_file(kd_path(kd, "drop"), "b-entity.xml",
+			     "<?xml version=\"1.0\"?>\n<!DOCTYPE e [<!ENTITY x SYSTEM "
+			     "\"file:///etc/passwd\">]>\n<e><loenseddel nr=\"9\"><navn>&x;</navn>"
+			     "</loenseddel></e>\n"));
+	REQUIRE(s_wait_exists(kd_path(kd, "drop/error/b-entity.xml.reason")));
+	reason = test_read_file(kd_path(kd, "drop/error/b-entity.xml.reason"), NULL);
+	CU_ASSERT(reason && strstr(reason, "DOCTYPE"));
+	free(reason);
+	/* Broken XML names its line. */
+	free(test_write_file(kd_path(kd, "drop"), "c-broken.xml",
+			     "<e>\n<loenseddel nr=\"1\">\n<navn>x</nav>\n</e>\n"));
+	REQUIRE(s_wait_exists(kd_path(kd, "drop/error/c-broken.xml.reason")));
+	reason = test_read_file(kd_path(kd, "drop/error/c-broken.xml.reason"), NULL);
+	CU_ASSERT(reason && strstr(reason, "line 3") && strstr(reason, "not well-formed"));
+	free(reason);
+	/* A record the map fails on (no number) refuses the whole file, naming the line. */
+	free(test_write_file(kd_path(kd, "drop"), "d-map.xml",
+			     "<e>\n<loenseddel nr=\"1\"><beloeb>1</beloeb></loenseddel>\n"
+			     "<loenseddel nr=\"2\"><beloeb>mange</beloeb></loenseddel>\n</e>\n"));
+	REQUIRE(s_wait_exists(kd_path(kd, "drop/error/d-map.xml.reason")));
+	reason = test_read_file(kd_path(kd, "drop/error/d-map.xml.reason"), NULL);
+	CU_ASSERT(reason && strstr(reason, "line 3") && strstr(reason, "map:"));
+	test_sleep_ms(200);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 2);
+done:
+	free(reason);
+	json_decref(e);
+	kd_destroy(&kd);
+}
+
 static void test_unsettled_file_and_symlink(void)
 {
 	kd_t *kd = s_kanald("fd-settle", "      settle: 1500ms\n");
@@ -221,5 +289,6 @@ TEST_MAIN("filedrop",
 	  TEST(test_jsonl_file_becomes_events),
 	  TEST(test_csv_latin1_with_quotes),
 	  TEST(test_bad_record_refuses_the_file),
+	  TEST(test_xml_records_mapped_by_jq),
 	  TEST(test_unsettled_file_and_symlink),
 	  TEST(test_sigkill_mid_file_loses_and_doubles_nothing))

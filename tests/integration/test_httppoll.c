@@ -5,7 +5,8 @@
  * the JSON pointers name, over several pages; the cursor survives a restart (nothing
  * twice, nothing skipped); the upstream answering 503, garbage or hanging loses nothing;
  * an item without an id is skipped without holding up the ones after it; a wrong token is
- * an upstream error, logged without the token. Each test runs its own simulator and
+ * an upstream error, logged without the token; a jq `map:` shapes each item's event and
+ * an item it fails on is skipped alone. Each test runs its own simulator and
  * kanald on ephemeral ports of 127.0.0.1.
  */
 #ifndef _GNU_SOURCE
@@ -247,6 +248,63 @@ done:
 	upstream_stop(&up);
 }
 
+/* A `map:` program gives the type, subject and data; an item it fails on is skipped with
+ * jq's message, the ones after it go on; a map that does not compile refuses the start. */
+static void test_map_shapes_events(void)
+{
+	upstream_t *up = s_sim("items=3");
+	char *inst = NULL, *conf = NULL, *text = NULL, *log = NULL;
+	const char *bad = "  - name: api\n    plugin: httppoll\n    options:\n"
+			  "      url: http://127.0.0.1:1/api/items\n      map: '{type: .kind'\n";
+	kd_t *kd = NULL;
+	json_t *e = NULL;
+
+	REQUIRE(up);
+	REQUIRE(asprintf(&inst,
+			 "  - name: api\n    plugin: httppoll\n    options:\n"
+			 "      url: %s/api/items\n      token: " TOKEN "\n"
+			 "      poll_interval: 100ms\n      page_size: 4\n"
+			 "      map: |\n"
+			 "        if .seq == 2 then error(\"seq 2 is refused\") else\n"
+			 "        {type: \"vendor.\\(.kind).seen\", subject: \"n-\\(.seq)\",\n"
+			 "         data: {what: .text, cursor: $cursor}} end\n"
+			 "  - name: out\n    plugin: sink\n    options: { path: '@DIR@/out.jsonl' }\n",
+			 up->url) >= 0);
+	conf = kd_config(inst, NULL);
+	kd = kd_start("hp-map", conf, s_routes);
+	REQUIRE(kd);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT), 2);
+	CU_ASSERT(s_wait_log(kd, "seq 2 is refused"));
+	text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
+	REQUIRE(text);
+	e = json_loadb(text, strcspn(text, "\n"), 0, NULL);
+	REQUIRE(e);
+	/* The id still comes from id_pointer; the rest from the program. */
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "id")), "item-1");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), "vendor.note.seen");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "subject")), "n-1");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(e, "data"),
+								 "what")), "seeded");
+	CU_ASSERT(json_is_null(json_object_get(json_object_get(e, "data"), "cursor")));
+	CU_ASSERT(strstr(text, "\"item-3\"") && !strstr(text, "\"item-2\""));
+	kd_destroy(&kd);
+	free(conf);
+	conf = kd_config(bad, NULL);
+	kd = kd_prepare("hp-badmap", conf, s_routes);
+	REQUIRE(kd);
+	CU_ASSERT_NOT_EQUAL(kd_launch(kd), 0);
+	log = kd_log(kd);
+	CU_ASSERT(log && strstr(log, "option 'map'"));
+done:
+	json_decref(e);
+	free(log);
+	free(text);
+	free(inst);
+	free(conf);
+	kd_destroy(&kd);
+	upstream_stop(&up);
+}
+
 static void test_bad_options_refuse_start(void)
 {
 	const char *inst = "  - name: api\n    plugin: httppoll\n    options:\n"
@@ -283,4 +341,5 @@ TEST_MAIN("httppoll",
 	  TEST(test_upstream_hang_loses_nothing),
 	  TEST(test_item_without_id_is_skipped),
 	  TEST(test_wrong_token_is_an_upstream_error),
+	  TEST(test_map_shapes_events),
 	  TEST(test_bad_options_refuse_start))
