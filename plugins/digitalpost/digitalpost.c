@@ -395,6 +395,18 @@ static const char *s_subject(const dp_t *dp, const kanal_msg_t *msg, const char 
 	return kanal_msg_subject(msg);
 }
 
+/* Copies the letter's data.sender (the department, as the letter gave it) into the status
+ * data, so that the status can be counted and returned per sender. Nothing when it has none. */
+static void s_copy_sender(const kanal_msg_t *msg, json_t *data)
+{
+	char *text = kanal_msg_data_json(msg, "sender");
+	json_t *sender = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+
+	kanal_free(text);
+	if (sender)
+		json_object_set_new(data, "sender", sender);
+}
+
 /* Emits post.letter.status about letter msg: status "sent" (accepted by the service) or
  * "failed", the reason (CPR numbers masked), the KombiValgKode used and the TransmissionID
  * when sent. Returns kanal_emit's result. */
@@ -419,6 +431,12 @@ static int s_emit_status(kanal_ctx_t *ctx, const dp_t *dp, const kanal_msg_t *ms
 			 "status", status, "reason", safe_reason ? safe_reason : "(out of memory)",
 			 "message_uuid", uuid);
 	kanal_free(safe_reason);
+	/* Without receipts, "sent" is the letter's final status; "failed" is not (the route's
+	 * fallback, the physical letter, takes the letter on and ends it). */
+	if (data && !strcmp(status, "sent"))
+		json_object_set_new(data, "final", json_true());
+	if (data)
+		s_copy_sender(msg, data);
 	if (data && transaction)
 		json_object_set_new(data, "transaction", json_string(transaction));
 	if (data && kombi)
@@ -1115,11 +1133,14 @@ finish:
 				   .correlationid = corr ? corr : kanal_msg_id(msg),
 				   .traceparent = kanal_msg_attr(msg, "traceparent"),
 				   .subject = s_subject(dp, msg, cpr_text, pseudonym),
-				   .kombi = l.kombi };
+				   .kombi = l.kombi,
+				   .sender = kanal_msg_data_json(msg, "sender") };
 
 		/* With receipts, acceptance is not the outcome: remember the letter for its
 		 * PKO_PostStatus; the status says "accepted" now and the final one comes later. */
-		if (dp->receipts && (rc = dp_receipts_track(dp->receipts, &sent)) != 0) {
+		rc = dp->receipts ? dp_receipts_track(dp->receipts, &sent) : 0;
+		kanal_free(sent.sender);
+		if (rc != 0) {
 			kanal_set_error(ctx, "letter accepted (TransmissionID %s) but it cannot be "
 					"remembered for its receipt (%s); retrying, the service will "
 					"not send it twice", r.transaction, kanal_strerror(rc));

@@ -101,6 +101,8 @@ int dp_receipts_track(dp_receipts_t *r, const dp_sent_t *s)
 		json_object_set_new(e, "subject", json_string(s->subject));
 	if (s->traceparent)
 		json_object_set_new(e, "traceparent", json_string(s->traceparent));
+	if (s->sender)
+		json_object_set_new(e, "sender", json_loads(s->sender, JSON_DECODE_ANY, NULL));
 	json_object_set_new(r->map, s->message_uuid, e);
 	return s_save(r);
 }
@@ -142,9 +144,13 @@ static int s_emit(dp_receipts_t *r, const char *uuid, json_t *e, const char *cha
 				 status, "reason", reason, "message_uuid", uuid, "transaction",
 				 json_object_get(e, "transaction"), "kombi", json_object_get(e, "kombi"),
 				 "final", 1);
-	char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
+	char *text;
 	kanal_msg_t *st;
 	int rc = KANAL_ENOMEM;
+
+	if (data && json_object_get(e, "sender"))
+		json_object_set(data, "sender", json_object_get(e, "sender"));
+	text = data ? json_dumps(data, JSON_COMPACT) : NULL;
 
 	json_decref(data);
 	snprintf(id, sizeof id, "dp-%s-%s", uuid, status);

@@ -340,19 +340,25 @@ static kanal_outcome_t s_post(kanal_ctx_t *ctx, letter_t *l, const letter_job_t 
 	return outcome;
 }
 
-/* Makes the post.letter.status for a letter handed over as `job`. Its id is derived from
- * the letter's, so a redelivered letter's second status is dropped by the bus as a
- * duplicate. The subject is the recipient's pseudonym when a key is configured; no
- * attribute carries a CPR number. Returns a new message, or NULL when out of memory. */
+/* Makes the final post.letter.status for letter msg: `sent` once it was handed over as
+ * `job`, or `failed` with `reason` when this connector refused it for good (job NULL) — the
+ * physical letter is the end of the fallback chain, so a letter it refuses goes to the dead
+ * letters and this is the status its sender gets. The status names the sending system
+ * (letter_source) and the letter's own sender (department) so that a route can return it.
+ * Its id is derived from the letter's, so a redelivered letter's second status is dropped
+ * by the bus as a duplicate. The subject is the recipient's pseudonym when a key is
+ * configured; no attribute carries a CPR number. Returns a new message, or NULL when out of
+ * memory. */
 static kanal_msg_t *s_status_event(kanal_ctx_t *ctx, const letter_t *l, const kanal_msg_t *msg,
-				   const letter_job_t *job)
+				   const letter_job_t *job, const char *reason)
 {
 	const char *correlation = kanal_msg_attr(msg, "correlationid");
 	const char *cpr = NULL;
-	char *id = NULL, now[40], pseudonym[KANAL_PSEUDONYM_SIZE];
+	char *id = NULL, *sender, now[40], pseudonym[KANAL_PSEUDONYM_SIZE];
 	kanal_msg_t *out = NULL;
+	int rc;
 
-	if (asprintf(&id, "%s-physical", kanal_msg_id(msg)) < 0)
+	if (asprintf(&id, "%s-physical%s", kanal_msg_id(msg), job ? "" : "-failed") < 0)
 		return NULL;
 	out = kanal_msg_new("post.letter.status", kanal_instance_name(ctx), id);
 	free(id);
@@ -364,30 +370,38 @@ static kanal_msg_t *s_status_event(kanal_ctx_t *ctx, const letter_t *l, const ka
 	    kanal_msg_set_attr(out, "correlationid", correlation ? correlation : kanal_msg_id(msg),
 			       NULL) != 0 ||
 	    kanal_msg_data_set_str(out, "letter", kanal_msg_id(msg)) != 0 ||
+	    kanal_msg_data_set_str(out, "letter_source", kanal_msg_source(msg)) != 0 ||
 	    kanal_msg_data_set_str(out, "channel", "physical") != 0 ||
-	    kanal_msg_data_set_str(out, "status", "sent") != 0 ||
-	    kanal_msg_data_set_str(out, "reason", job->reason) != 0 ||
-	    kanal_msg_data_set_str(out, "postal_category", job->postal_category) != 0 ||
-	    kanal_msg_data_set_str(out, "job", job->id) != 0) {
+	    kanal_msg_data_set_str(out, "status", job ? "sent" : "failed") != 0 ||
+	    kanal_msg_data_set_str(out, "reason", job ? job->reason : reason) != 0 ||
+	    kanal_msg_data_set_bool(out, "final", true) != 0 ||
+	    (job && (kanal_msg_data_set_str(out, "postal_category", job->postal_category) != 0 ||
+		     kanal_msg_data_set_str(out, "job", job->id) != 0))) {
 		kanal_msg_destroy(&out);
 		return NULL;
 	}
-	if (l->key && kanal_msg_data_str(msg, "recipient_cpr", &cpr) == 0 &&
+	if ((sender = kanal_msg_data_json(msg, "sender")) != NULL) {
+		rc = kanal_msg_data_set_json(out, "sender", sender, strlen(sender));
+		kanal_free(sender);
+		if (rc != 0)
+			kanal_msg_destroy(&out);
+	}
+	if (out && l->key && kanal_msg_data_str(msg, "recipient_cpr", &cpr) == 0 &&
 	    kanal_cpr_pseudonym(l->key, cpr, pseudonym, sizeof pseudonym) == 0 &&
 	    kanal_msg_set_attr(out, "subject", pseudonym, NULL) != 0)
 		kanal_msg_destroy(&out);
 	return out;
 }
 
-/* Emits the status, waiting a little (bounded) while the bus is busy. Returns 0 when the
- * bus took it (or already had it), else the last kanal_emit code. */
+/* Emits the status (see s_status_event), waiting a little (bounded) while the bus is busy.
+ * Returns 0 when the bus took it (or already had it), else the last kanal_emit code. */
 static int s_emit_status(kanal_ctx_t *ctx, const letter_t *l, const kanal_msg_t *msg,
-			 const letter_job_t *job)
+			 const letter_job_t *job, const char *reason)
 {
 	int rc = KANAL_EBUSY;
 
 	for (int i = 0; i < EMIT_BUSY_TRIES && rc == KANAL_EBUSY; i++) {
-		kanal_msg_t *status = s_status_event(ctx, l, msg, job);
+		kanal_msg_t *status = s_status_event(ctx, l, msg, job, reason);
 		if (!status)
 			return KANAL_ENOMEM;
 		if (i > 0)
@@ -395,6 +409,21 @@ static int s_emit_status(kanal_ctx_t *ctx, const letter_t *l, const kanal_msg_t 
 		rc = kanal_emit(ctx, &status);
 	}
 	return rc == KANAL_EDUPLICATE ? 0 : rc;
+}
+
+/* The letter is refused for good (the error is set on ctx, `why` says it without personal
+ * data): its sender gets the final `failed` status. A status the bus does not take is
+ * logged; the REJECT stands, and the dead letter keeps the letter. */
+static kanal_outcome_t s_refuse(kanal_ctx_t *ctx, const letter_t *l, const kanal_msg_t *msg,
+				const char *why)
+{
+	int rc = l->status ? s_emit_status(ctx, l, msg, NULL, why) : 0;
+
+	kanal_metric_add(ctx, "rejected", 1);
+	if (rc != 0)
+		kanal_log(ctx, KANAL_LOG_ERROR, "letter %s: refused, and its failed status could "
+			  "not be emitted: %s", kanal_msg_id(msg), kanal_strerror(rc));
+	return KANAL_OUTCOME_REJECT;
 }
 
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
@@ -420,12 +449,16 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 			kanal_set_retry_after(ctx, 1000);
 			return KANAL_OUTCOME_RETRY;
 		}
-		kanal_metric_add(ctx, "rejected", 1);
-		return KANAL_OUTCOME_REJECT;
+		return s_refuse(ctx, l, msg, why);
 	}
 	outcome = l->mode == LETTER_SPOOL ? s_spool(ctx, l, &job) : s_post(ctx, l, &job);
+	if (outcome == KANAL_OUTCOME_REJECT) {
+		/* The provider refused the job: kanal_set_error holds its (scrubbed) answer. */
+		letter_job_clear(&job);
+		return s_refuse(ctx, l, msg, "the print provider refused the job");
+	}
 	if (outcome != KANAL_OUTCOME_OK) {
-		kanal_metric_add(ctx, outcome == KANAL_OUTCOME_RETRY ? "retried" : "rejected", 1);
+		kanal_metric_add(ctx, "retried", 1);
 		letter_job_clear(&job);
 		return outcome;
 	}
@@ -433,7 +466,7 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	kanal_log(ctx, KANAL_LOG_DEBUG, "letter %s: print job %s %s (%s; %s)", kanal_msg_id(msg),
 		  job.id, l->mode == LETTER_SPOOL ? "spooled" : "accepted by the print service",
 		  job.postal_category, job.reason);
-	rc = l->status ? s_emit_status(ctx, l, msg, &job) : 0;
+	rc = l->status ? s_emit_status(ctx, l, msg, &job, NULL) : 0;
 	if (rc == KANAL_EINVALID || rc == KANAL_ETOOBIG) {
 		/* The bus will never take this status: retrying would only hand the job over
 		 * again. The letter is on its way; say loudly that its status is missing. */

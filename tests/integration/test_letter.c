@@ -374,6 +374,12 @@ static void test_spool_job_file_and_status(void)
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "correlationid")),
 				       "sag-4711");
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "source")), "letter");
+		/* It is the letter's final status, naming the system that sent the letter, so
+		 * that a route can return it there. A letter without data.sender has none. */
+		CU_ASSERT_TRUE(json_is_true(json_object_get(data, "final")));
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "letter_source")) ?: "",
+				       "sagssystem");
+		CU_ASSERT_PTR_NULL(json_object_get(data, "sender"));
 		/* The subject is the recipient's pseudonym, never the number. */
 		CU_ASSERT_PTR_NOT_NULL(subject);
 		CU_ASSERT(subject && !strncmp(subject, "person:", 7) && strlen(subject) == 7 + 64);
@@ -383,6 +389,22 @@ static void test_spool_job_file_and_status(void)
 	}
 	json_decref(status);
 	json_decref(job);
+
+	/* A letter naming its sender (the department) gets it back in the status. */
+	{
+		json_t *ev = s_letter_json("brev-2", s_case(cases, "block-maja"));
+		json_t *sender = json_pack("{s:s, s:s}", "label", "Børn og Unge", "department",
+					   "boern-unge");
+		json_object_set(json_object_get(ev, "data"), "sender", sender);
+		s_send(kd, json_dumps(ev, JSON_COMPACT));
+		status = s_wait_status(kd, "brev-2");
+		CU_ASSERT_PTR_NOT_NULL(status);
+		CU_ASSERT_TRUE(json_equal(json_object_get(json_object_get(status, "data"), "sender"),
+					  sender));
+		json_decref(status);
+		json_decref(sender);
+		json_decref(ev);
+	}
 
 	p = kd_expect(sub, "delivered post.letter.send", "\"brev-1\"", WAIT);
 	CU_ASSERT_PTR_NOT_NULL(p);
@@ -433,6 +455,30 @@ static void test_address_blocks_reasons_and_refusals(void)
 			/* The reason names the cause, never the person. */
 			s_assert_no_personal_data("a dead letter's error", error);
 			free(error);
+			/* The physical letter is the end of the fallback chain: a letter it
+			 * refuses ends in the dead letters, and its sender gets one final
+			 * "failed" status with the reason. */
+			status = s_wait_status(kd, id);
+			CU_ASSERT_PTR_NOT_NULL(status);
+			if (status) {
+				json_t *data = json_object_get(status, "data");
+				const char *why = json_string_value(json_object_get(data, "reason"));
+				char *text = json_dumps(status, JSON_COMPACT);
+				CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "status")),
+						       "failed");
+				CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data,
+											 "channel")),
+						       "physical");
+				CU_ASSERT_TRUE(json_is_true(json_object_get(data, "final")));
+				CU_ASSERT_STRING_EQUAL(
+					json_string_value(json_object_get(data, "letter_source")) ?: "",
+					"sagssystem");
+				CU_ASSERT_PTR_NOT_NULL(why && strstr(why, reject));
+				CU_ASSERT_PTR_NULL(json_object_get(data, "job"));
+				s_assert_no_personal_data("a failed status", text);
+				free(text);
+			}
+			json_decref(status);
 			job = s_find_job(spool, id, NULL, 0);
 			CU_ASSERT_PTR_NULL(job);
 			json_decref(job);

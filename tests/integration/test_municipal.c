@@ -50,6 +50,7 @@
 #include "radicale.h"
 #include "test.h"
 #include "upstream.h"
+#include "webhook_rx.h"
 
 #define WAIT 30000 /* ms: the bound of every expectation (generous: CI machines are shared) */
 
@@ -83,6 +84,7 @@ typedef struct fixture {
 	char key_path[PATH_MAX];
 	char daycare_token[64], hr_password[64], cal_password[64], dp_token[64];
 	char callback_listen[64];   /* the digitalpost receipts' listener, host:port */
+	webhook_rx_t *case_system;  /* the letters' sender: gets their final statuses */
 } fixture_t;
 
 /* The fixture alive now, torn down at exit if a test ends early. */
@@ -406,6 +408,7 @@ static char *s_conf(fixture_t *f)
 		{ "http://127.0.0.1:7714", f->sim[SIM_DP]->url },
 		{ "http://127.0.0.1:7715", f->r->url },
 		{ "callback_listen: 127.0.0.1:7716", callback },
+		{ "http://127.0.0.1:7720", webhook_rx_url(f->case_system) },
 		{ "log_level: info", "log_level: debug" },
 	};
 
@@ -485,6 +488,11 @@ static bool s_setup(fixture_t *f, const char *tag)
 									    "--set", args[3], NULL });
 	f->r = radicale_start((const radicale_user_t[]){ { "kanal", f->cal_password, false },
 							 { NULL, NULL, false } });
+	f->case_system = webhook_rx_new();
+	if (!f->case_system) {
+		s_say("the case system's webhook receiver did not start");
+		goto fail;
+	}
 	for (int i = 0; i < N_SIMS; i++)
 		if (!f->sim[i]) {
 			s_say("kanal-sim-%s did not start", s_sims[i]);
@@ -593,6 +601,7 @@ static void s_teardown(fixture_t *f)
 		free(log);
 		radicale_stop(&f->r);
 	}
+	webhook_rx_destroy(&f->case_system);
 	free(f->stream);
 	f->stream = NULL;
 	f->stream_len = 0;
@@ -1315,5 +1324,106 @@ static void test_cpr_down_then_back(void)
 	s_teardown(&f);
 }
 
+/* ---- receipts back to the sender ---------------------------------------------------------- */
+
+/* The final statuses the case system got for `letter` (new reference: an array). */
+static json_t *s_finals_at_sender(fixture_t *f, const char *letter)
+{
+	json_t *bodies = webhook_rx_bodies(f->case_system), *out = json_array(), *ev;
+	size_t i;
+
+	json_array_foreach(bodies, i, ev) {
+		json_t *d = json_object_get(ev, "data");
+		if (!strcmp(json_string_value(json_object_get(ev, "type")) ?: "",
+			    "post.letter.status") &&
+		    !strcmp(json_string_value(json_object_get(d, "letter")) ?: "", letter))
+			json_array_append(out, ev);
+	}
+	json_decref(bodies);
+	return out;
+}
+
+/* Each path a letter can take — digital (the receipt), paper (not enrolled), and refused
+ * by both channels (the dead letters) — ends in exactly one final status at the case system
+ * that sent it, saying sent/failed, the channel, the reason and the department. */
+static void test_every_letter_ends_with_one_final_status_at_the_sender(void)
+{
+	static const struct {
+		const char *id, *cpr, *filename, *status, *channel, *reason;
+	} cases[] = {
+		{ "brev-final-digital", MADS, "plads.pdf", "sent", "digital", NULL },
+		{ "brev-final-paper", BENT, "plads.pdf", "sent", "physical", "not-enrolled" },
+		/* A file name neither channel takes: Digital Post refuses, the physical letter
+		 * (the fallback) refuses too, and the letter ends in the dead letters. */
+		{ "brev-final-refused", ANNE, "plads/..pdf", "failed", "physical", "filename" },
+	};
+	const size_t n = sizeof cases / sizeof cases[0];
+	fixture_t f;
+	size_t done = 0;
+
+	if (!s_setup(&f, "municipal-receipts")) {
+		CU_FAIL("the municipality did not start");
+		return;
+	}
+	for (size_t k = 0; k < n; k++) {
+		json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}, "
+				       "s:{s:s, s:s, s:s}}}",
+				       "specversion", "1.0", "id", cases[k].id, "source", "sagssystem",
+				       "type", "post.letter.send", "correlationid", "sag-2026-99",
+				       "data", "recipient_cpr", cases[k].cpr, "label", "Din plads",
+				       "sender", "label", "Børn og Unge", "department", "boern-unge",
+				       "document", "filename", cases[k].filename, "language", "da",
+				       "content", "JVBERi0xLjQKJcOkw7zDtsOfCg==");
+		char *text = json_dumps(ev, JSON_COMPACT);
+		CU_ASSERT(kd_send_event(f.kd, text, "accepted", WAIT, NULL));
+		free(text);
+		json_decref(ev);
+	}
+	/* Wait until every letter has a final status at the sender, then a little longer: a
+	 * second one would be a bug. */
+	for (int64_t until = kanal_now_ms() + 3 * WAIT; done < n && kanal_now_ms() < until;) {
+		done = 0;
+		for (size_t k = 0; k < n; k++) {
+			json_t *got = s_finals_at_sender(&f, cases[k].id);
+			done += json_array_size(got) > 0;
+			json_decref(got);
+		}
+		s_pump(&f, 200);
+	}
+	s_pump(&f, 1500);
+	for (size_t k = 0; k < n; k++) {
+		json_t *got = s_finals_at_sender(&f, cases[k].id);
+		json_t *d = json_object_get(json_array_get(got, 0), "data");
+		const char *reason = json_string_value(json_object_get(d, "reason"));
+
+		CU_ASSERT_EQUAL(json_array_size(got), 1);
+		if (json_array_size(got) != 1)
+			s_say("%s: %zu final statuses at the sender", cases[k].id,
+			      json_array_size(got));
+		CU_ASSERT_TRUE(json_is_true(json_object_get(d, "final")));
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "status")) ?: "",
+				       cases[k].status);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "channel")) ?: "",
+				       cases[k].channel);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "letter_source")) ?: "",
+				       "sagssystem");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(d, "sender"),
+									 "department")) ?: "",
+				       "boern-unge");
+		CU_ASSERT_PTR_NOT_NULL(reason);
+		if (cases[k].reason)
+			CU_ASSERT_PTR_NOT_NULL(reason && strstr(reason, cases[k].reason));
+		json_decref(got);
+	}
+	/* The refused letter is in the dead letters: the status is how its sender learns. */
+	{
+		char *reply = kd_admin(f.kd, "{\"cmd\":\"dlq.list\"}", WAIT);
+		CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "brev-final-refused"));
+		free(reply);
+	}
+	s_teardown(&f);
+}
+
 TEST_MAIN("municipal", TEST(test_a_municipal_morning), TEST(test_cpr_down_then_back),
-	  TEST(test_the_morning_leaves_nothing_unmatched))
+	  TEST(test_the_morning_leaves_nothing_unmatched),
+	  TEST(test_every_letter_ends_with_one_final_status_at_the_sender))
