@@ -712,7 +712,8 @@ static void s_scan(kanal_ctx_t *ctx, void *arg)
 		count++;
 	}
 	closedir(dir);
-	qsort(names, count, sizeof *names, s_name_cmp);
+	if (count) /* qsort wants an array, even of none */
+		qsort(names, count, sizeof *names, s_name_cmp);
 	for (size_t i = 0; i < count && !d->stopped; i++)
 		if (!s_process(ctx, d, names[i]))
 			break;

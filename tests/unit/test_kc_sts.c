@@ -98,7 +98,7 @@ static void test_certificate_refusals_say_why(void)
 
 	kc_cert_destroy(&cert); /* accepts NULL */
 	REQUIRE(s_dir || s_setup() == 0);
-	test_write_file(s_dir, "wrong.pass", "not-the-password\n");
+	free(test_write_file(s_dir, "wrong.pass", "not-the-password\n"));
 	chmod(s_file("wrong.pass"), 0600);
 	CU_ASSERT_EQUAL(kc_cert_load(&wrong, &cert, &err), KANAL_ECONFIG);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "password"));
