@@ -95,6 +95,8 @@ SDK_IN      = -Wl,--whole-archive $(LIBKANAL_A) -Wl,--no-whole-archive -Wl,--exp
 CORE_A     := $(BUILD)/lib/libkanalcore.a
 CONN_A     := $(BUILD)/lib/libkanalconn.a
 SIM_BINS   := $(SIMS:%=$(BUILD)/bin/kanal-sim-%)
+# The demo's own helper (a test CA for its mutual TLS): built, never installed.
+DEMO_BINS  := $(BUILD)/bin/kanal-testca
 BINS       := $(BUILD)/bin/kanald $(BUILD)/bin/kanalctl $(BUILD)/bin/kanal-harness \
               $(BUILD)/bin/kanal-plugin-host
 PLUGIN_SOS := $(PLUGINS:%=$(BUILD)/plugins/%.so)
@@ -110,7 +112,8 @@ all: build
 MAN_SRC  := $(wildcard man/*.scd)
 MAN_PAGES := $(patsubst man/%.scd,$(BUILD)/man/%,$(MAN_SRC))
 
-build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(SIM_BINS) $(BUILD)/lib/pkgconfig/kanal.pc $(MAN_PAGES)
+build: $(LIBKANAL) $(BINS) $(PLUGIN_SOS) $(SIM_BINS) $(DEMO_BINS) $(BUILD)/lib/pkgconfig/kanal.pc \
+       $(MAN_PAGES)
 
 $(BUILD)/man/%: man/%.scd
 	@mkdir -p $(dir $@)
@@ -196,6 +199,11 @@ $(CONN_A): $(call obj,$(CONN_SRC))
 $(BUILD)/bin/kanal-sim-%: $(BUILD)/obj/examples/simulators/%.o $(call obj,$(SIM_COMMON)) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) -L$(BUILD)/lib -lkanal $(CONN_LIBS) $(LIBS) $(RPATH)
+
+# kanal-testca DIR: the tests' CA (tests/util/testca.c) for the demo's certificates.
+$(BUILD)/bin/kanal-testca: $(call obj,examples/demo/kanal-testca.c tests/util/testca.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CRYPTO_LIBS)
 
 
 # A plugin sees the public SDK headers and its own folder, nothing of the broker's, the

@@ -1,11 +1,18 @@
 #!/bin/sh
 # The demo: a municipality's morning through kanal. Starts the simulated upstream systems
-# (examples/simulators: daycare, HR, CPR lookup, Digital Post), a real CalDAV server
-# (Radicale) and kanald with conf/kanald.yaml and routes/municipal.yaml; a case system sends
-# letters through the gateway (kanalctl send). The event stream is shown live; Ctrl-C (or
+# (examples/simulators: daycare, HR, CPR lookup, Digital Post and the STS that issues the
+# national services' tokens), a real CalDAV server (Radicale) and kanald with
+# conf/kanald.yaml and routes/municipal.yaml; a case system sends letters through the gateway (kanalctl send). The event stream is shown live; Ctrl-C (or
 # DEMO_SECONDS=N) stops everything cleanly and prints what happened: events per route,
 # letters per channel (the channel strategy's own measure), calendar entries written,
 # lookups made. Everything it writes is under var/demo/.
+#
+# The national services run as the real ones do: a test CA made for the run (var/demo/ca/,
+# by kanal-testca, keys 0600) gives the simulators their server certificates and the
+# municipality its function certificate; CPR lookup (SF1520 v4) and Digital Post (SF1601)
+# serve https and refuse a caller without that client certificate, Digital Post also
+# without an access token from the STS (SF1514), and both validate every request against
+# the official schemas (contracts/schemas) — the summary counts what they refused.
 set -u
 BUILD=${BUILD:-build}
 CONF=conf/kanald.yaml
@@ -25,10 +32,18 @@ secret >"$VAR/secrets/pseudonym.key"
 secret >"$VAR/secrets/daycare.token"
 secret >"$VAR/secrets/hr.password"
 secret >"$VAR/secrets/calendar.password"
-secret >"$VAR/secrets/digitalpost.token"
 secret >"$VAR/secrets/http-token"
 printf 'vendor-demo %s\n' "$(cat "$VAR/secrets/http-token")" >"$VAR/secrets/http-tokens"
 umask 022
+
+# The test CA: the simulators' server certificates, the municipality's function certificate
+# (client.p12 and its password file) — made fresh, never committed.
+CA="$VAR/ca"
+if ! "$BIN/kanal-testca" "$CA"; then
+	echo "demo: could not make the test CA in $CA" >&2
+	exit 1
+fi
+TLS="--set tls_cert=$CA/server.pem --set tls_key=$CA/server.key --set tls_ca=$CA/ca.pem"
 
 # Radicale: htpasswd auth; the service user "kanal" may write every calendar.
 R="$VAR/radicale"
@@ -93,7 +108,8 @@ wait_for() { # FILE WHAT
 }
 
 echo "kanal demo — a municipal morning"
-echo "  upstream systems: daycare :7711, HR :7712, CPR :7713, Digital Post :7714 (simulated),"
+echo "  upstream systems: daycare :7711, HR :7712, CPR :7713, Digital Post :7714, STS :7717"
+echo "                    (simulated; the national ones over mutual TLS with $CA),"
 echo "                    Radicale CalDAV :7715 (real)"
 echo "  kanald:           $CONF with routes/municipal.yaml; dashboard http://127.0.0.1:7703/"
 echo "  logs:             $VAR/kanald.log, $VAR/sims/, CPR audit $VAR/cpr-audit.log"
@@ -107,15 +123,22 @@ echo
 start_sim daycare 7711 --set "token=$(cat "$VAR/secrets/daycare.token")" --set rate_ms=1200
 start_sim hr 7712 --set user=kanal --set "password=$(cat "$VAR/secrets/hr.password")" \
 	--set rate_ms=3000
-start_sim cpr 7713
-# The Digital Post simulator pushes each letter's PKO_PostStatus to the connector's
-# callback_listen (127.0.0.1:7716, conf/kanald.yaml), as the Beskedfordeler does.
-start_sim digitalpost 7714 --set "token=$(cat "$VAR/secrets/digitalpost.token")" \
+# The STS signs tokens with its server key; CPR lookup trusts that certificate (sts_cert).
+# $TLS is split on purpose: it is three --set pairs, and no path of var/demo has a space.
+# shellcheck disable=SC2086
+start_sim sts 7717 $TLS
+# shellcheck disable=SC2086
+start_sim cpr 7713 $TLS --set "sts_cert=$CA/server.pem"
+# Digital Post checks each access token with the STS. It pushes each letter's
+# PKO_PostStatus to the connector's callback_listen (127.0.0.1:7716, conf/kanald.yaml), as
+# the Beskedfordeler does.
+# shellcheck disable=SC2086
+start_sim digitalpost 7714 $TLS --set sts=https://127.0.0.1:7717 \
 	--set callback=http://127.0.0.1:7716/beskedfordeler/PostStatusBeskedModtag
 radicale -C "$R/config" >"$VAR/sims/radicale.log" 2>&1 &
 rpid=$!
 PIDS="$PIDS $rpid"
-for s in daycare hr cpr digitalpost; do wait_for "$VAR/sims/$s.port" "kanal-sim-$s"; done
+for s in daycare hr sts cpr digitalpost; do wait_for "$VAR/sims/$s.port" "kanal-sim-$s"; done
 i=0
 until grep -q "Listening on\|listening on" "$VAR/sims/radicale.log" 2>/dev/null; do
 	i=$((i + 1))
@@ -155,6 +178,13 @@ stop() {
 	echo "--- status before stopping ---"
 	"$KANALCTL" -c "$CONF" status 2>/dev/null | sed -n '1,12p'
 	dead=$("$KANALCTL" -c "$CONF" --timeout 1000 dlq list 2>/dev/null | grep -c '^ *[0-9]' || true)
+	# What the national services' simulators refused as breaking the contract (the schema,
+	# the headers): asked before they stop; anything but 0 is a bug in a connector.
+	cpr_invalid=$(curl -s --max-time 2 --cacert "$CA/ca.pem" https://127.0.0.1:7713/lookups |
+		sed -n 's/.*"invalid": *\([0-9]*\).*/\1/p')
+	dp_invalid=$(curl -s --max-time 2 --cacert "$CA/ca.pem" \
+		https://127.0.0.1:7714/digitalpost/v1/messages |
+		sed -n 's/.*"invalid": *\([0-9]*\).*/\1/p')
 	kill $tpid 2>/dev/null
 	kill -TERM $kpid 2>/dev/null
 	wait $kpid 2>/dev/null
@@ -186,6 +216,7 @@ stop() {
 	printf '  %-30s %5d\n' "still awaiting their status" $((${accepted:-0} - finals))
 	echo "calendar entries written (Radicale): $(find "$R/collections" -name '*.ics' -not -path '*/.Radicale.cache/*' | wc -l)"
 	echo "CPR lookups (audit log lines):       $(wc -l <"$VAR/cpr-audit.log" 2>/dev/null || echo 0)"
+	echo "requests refused as invalid (schemas): CPR ${cpr_invalid:-?}, Digital Post ${dp_invalid:-?}"
 	echo "notices to parents (daycare):        $(grep '^[0-9:.]*  delivered staff.absence.registered' "$VAR/stream.log" | grep -c 'destination=daycare')"
 	echo "dead letters (kanalctl dlq list):    $dead"
 	echo

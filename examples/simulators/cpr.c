@@ -22,8 +22,10 @@
  *                   SECURITY_TOKEN_INVALID saying which. Without sts_cert only the header's
  *                   presence is checked. The message signature itself is not verified here
  *                   (its STR-Transform reference is what xmlsec cannot do).
- *   GET  /lookups   {"lookups": N, "answered": N, "faults": N}: PersonLookup operations
- *                   served (tests check a cache with it; /_sim/stats counts every request)
+ *   GET  /lookups   {"lookups": N, "answered": N, "faults": N, "invalid": N}: PersonLookup
+ *                   operations served (tests check a cache with it; /_sim/stats counts every
+ *                   request); invalid counts the REQUEST_INVALID faults — requests that are
+ *                   no SOAP envelope or do not validate — which tests assert stay 0
  *
  * Settings (--set NAME=VALUE): agreement, usersystem, user, service — the InvocationContext
  * UUIDs the service accepts (defaults below; service is SF1520 v4's real ServiceUUID);
@@ -98,6 +100,7 @@ typedef struct cpr_sim {
 	bool tls;                /* serving https: a client certificate is required */
 	int64_t token_clock_offset_ms;
 	unsigned long lookups, answered, faults;
+	unsigned long invalid;  /* REQUEST_INVALID faults: a connector bug, tests assert none */
 } cpr_sim_t;
 
 static cpr_sim_t s_state;
@@ -212,6 +215,8 @@ static void s_fault(sim_t *sim, sim_response_t *res, const char *faultcode, cons
 	xmlNs *fns;
 
 	st->faults++;
+	if (!strcmp(code, "REQUEST_INVALID"))
+		st->invalid++;
 	s_uuid(uuid);
 	sim_rfc3339_now(now);
 	snprintf(fs, sizeof fs,
@@ -701,8 +706,8 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 	}
 	if (!strcmp(req->path, "/lookups") && !strcmp(req->method, "GET")) {
 		sim_replyf(res, 200, "application/json",
-			   "{\"lookups\": %lu, \"answered\": %lu, \"faults\": %lu}", st->lookups,
-			   st->answered, st->faults);
+			   "{\"lookups\": %lu, \"answered\": %lu, \"faults\": %lu, \"invalid\": %lu}",
+			   st->lookups, st->answered, st->faults, st->invalid);
 		return;
 	}
 	sim_reply(res, 404, "text/plain", "no such path (POST /cpr, POST /cpr/5, GET /lookups)\n",

@@ -18,7 +18,10 @@
  *         token, a token the STS did not issue or that expired, one for the other service's
  *         entity ID, or one bound to another certificate than the TLS client's; 409 a messageUUID used for another recipient; 415 not XML
  *   GET /service/PostForespoerg_1/digitalpost?cprNumber=DDMMYYSSSS   {"result": true|false}
- *   GET /digitalpost/v1/messages        what was accepted, recipients masked (tests, demo)
+ *   GET /digitalpost/v1/messages        what was accepted, recipients masked (tests, demo),
+ *                                       with counts: received, refused, and invalid — the
+ *                                       requests that broke the contract (schema, headers,
+ *                                       cprNumber), which tests assert stay 0
  *   GET /digitalpost/v1/messages/<TransmissionID>   the kombi_request as received
  *
  * Settings: --set tls_cert/tls_key/tls_ca (sim.h: https with mutual TLS); --set sts=URL,
@@ -94,6 +97,7 @@ typedef struct dp_state {
 	size_t n_letters, cap;
 	unsigned run_id;      /* keeps transactions of two simulator runs apart */
 	unsigned long received, refused, duplicates;
+	unsigned long invalid;  /* requests breaking the contract: tests assert none */
 	xmlSchemaPtr kombi11, kombi12;  /* kombi_request with MeMo 1.1 / 1.2 */
 } dp_state_t;
 
@@ -595,20 +599,20 @@ static void s_post(sim_t *sim, dp_state_t *st, const sim_request_t *req, sim_res
 	if (!req->content_type || (strncasecmp(req->content_type, "application/xml", 15) &&
 				   strncasecmp(req->content_type, "text/xml", 8))) {
 		s_reply_kombi(res, 415, NULL, "request.invalid", "the body must be application/xml");
-		goto refused;
+		goto invalid;
 	}
 	if (!txid || !s_uuid_ok(txid) || !txtime || strlen(txtime) != 20 || txtime[19] != 'Z') {
 		s_reply_kombi(res, 400, NULL, "request.invalid",
 			      "x-TransaktionsId (a UUID) and x-TransaktionsTid (UTC, "
 			      "YYYY-MM-DDThh:mm:ssZ) are required");
-		goto refused;
+		goto invalid;
 	}
 	doc = xmlReadMemory(req->body, (int)req->body_len, "kombi_request.xml", NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	root = doc ? xmlDocGetRootElement(doc) : NULL;
 	if (!root) {
 		s_reply_kombi(res, 400, NULL, "request.invalid", "the body is not well-formed XML");
-		goto refused;
+		goto invalid;
 	}
 	/* The schema first: what does not validate is refused, naming the line and element. */
 	vctx = xmlSchemaNewValidCtxt(s_memo_version(root) == 11 ? st->kombi11 : st->kombi12);
@@ -623,7 +627,7 @@ static void s_post(sim_t *sim, dp_state_t *st, const sim_request_t *req, sim_res
 		s_check_kombi(&c, root, &m);
 	if (c.reason[0]) {
 		s_reply_kombi(res, 400, NULL, "memo.invalid", c.reason);
-		goto refused;
+		goto invalid;
 	}
 
 	/* The same messageUUID again is the same letter: the first answer, no second letter. */
@@ -672,6 +676,11 @@ static void s_post(sim_t *sim, dp_state_t *st, const sim_request_t *req, sim_res
 		l->channel, l->transaction);
 	s_queue_status(sim, st, l);
 	goto done;
+invalid:
+	/* What the contract forbids, as opposed to a refused caller or a conflict: a bug in
+	 * the connector, which the tests assert never happens (GET /digitalpost/v1/messages,
+	 * "invalid"). */
+	st->invalid++;
 refused:
 	st->refused++;
 	sim_log(sim, "refused: %d %.*s", res->status, (int)res->len, res->body ? res->body : "");
@@ -684,9 +693,11 @@ done:
 /* GET /service/PostForespoerg_1/digitalpost?cprNumber=…: {"result": true|false}. */
 static void s_forespoerg(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 {
+	dp_state_t *st = sim_state(sim);
 	const char *cpr = sim_query(req, "cprNumber");
 
 	if (!cpr || !s_digits(cpr, 10)) {
+		st->invalid++;
 		sim_reply(res, 400, "text/plain", "cprNumber: ten digits required\n", -1);
 		return;
 	}
@@ -711,8 +722,9 @@ static void s_list(dp_state_t *st, sim_response_t *res)
 			json_object_set_new(o, "action", json_string(l->action));
 		json_array_append_new(list, o);
 	}
-	j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "received", (json_int_t)st->received,
-		      "delivered", (json_int_t)st->n_letters, "refused", (json_int_t)st->refused,
+	j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "received",
+		      (json_int_t)st->received, "delivered", (json_int_t)st->n_letters, "refused",
+		      (json_int_t)st->refused, "invalid", (json_int_t)st->invalid,
 		      "duplicates", (json_int_t)st->duplicates, "statuses_pushed",
 		      (json_int_t)st->pushed, "statuses_push_failures",
 		      (json_int_t)st->push_failures, "messages", list);

@@ -108,6 +108,8 @@ typedef struct fixture {
 	upstream_t *up;
 	kd_t *kd;
 	void *stream; /* subscribed to everything, read at the end */
+	long invalid; /* the requests the simulator may refuse as invalid: 0 but in one test;
+		       * -1: not asked at the end (the test stopped the simulator) */
 } fixture_t;
 
 /* Starts the simulator (accepting the context above) and kanald with a cpr instance
@@ -193,10 +195,18 @@ static bool s_has_cpr(const char *text)
 	return false;
 }
 
+static long s_counted(fixture_t *fx, const char *name);
+
 /* Asserts that kanald's log, every happening on the event stream so far, the dead-letter
- * view and the audit log hold no clear CPR number; then stops everything. */
+ * view and the audit log hold no clear CPR number, and that the simulator refused no
+ * request as breaking the contract (it validates each against the official schema) but
+ * those the test expects; then stops everything. */
 static void s_finish(fixture_t *fx)
 {
+	if (fx->up && fx->invalid >= 0) {
+		upstream_fault(fx->up, "none", 0); /* a test may leave the service "down" */
+		CU_ASSERT_EQUAL(s_counted(fx, "invalid"), fx->invalid);
+	}
 	if (fx->kd && fx->kd->pid > 0) {
 		char topic[256], *payload = NULL, *text;
 		bool clean = true;
@@ -297,19 +307,27 @@ static bool s_str_is(json_t *j, const char *path, const char *want)
 	return v && want && !strcmp(v, want);
 }
 
-/* The simulator's count of PersonLookup operations served (-1 when it does not answer). */
-static long s_lookups(fixture_t *fx)
+/* One of the simulator's counts (GET /lookups: lookups, answered, faults, invalid); -1
+ * when it does not answer. */
+static long s_counted(fixture_t *fx, const char *name)
 {
 	char *body = NULL;
 	long n = -1;
 
 	if (upstream_http(fx->up, "GET", "/lookups", NULL, NULL, &body) == 200 && body) {
 		json_t *j = json_loads(body, 0, NULL);
-		n = (long)json_integer_value(json_object_get(j, "lookups"));
+		json_t *v = json_object_get(j, name);
+		n = json_is_integer(v) ? (long)json_integer_value(v) : -1;
 		json_decref(j);
 	}
 	free(body);
 	return n;
+}
+
+/* The simulator's count of PersonLookup operations served (-1 when it does not answer). */
+static long s_lookups(fixture_t *fx)
+{
+	return s_counted(fx, "lookups");
 }
 
 /* The audit log's lines as JSON objects, waiting until there are at least n. */
@@ -672,6 +690,30 @@ static void test_wrong_invocation_context_is_a_fault(void)
 	s_finish(&fx);
 }
 
+/* The simulator validates every request against the official schema: one the contract
+ * does not allow (here PersonLookupRequest in another namespace) is refused with the
+ * platform's REQUEST_INVALID fault and counted — what makes every other test of this suite
+ * fail (s_finish) if the connector ever sends an invalid request. */
+static void test_an_invalid_request_is_refused_and_counted(void)
+{
+	fixture_t fx;
+	void *sub;
+	char *p;
+
+	if (!s_started(&fx, s_start(&fx, "cpr-invalid", "      namespace: urn:kanal:not-sf1520\n",
+				    false, NULL)))
+		return;
+	fx.invalid = 1;
+	sub = kd_subscribe(fx.kd, "enrich.failed");
+	s_send(&fx, "abs-ida", "child.absence.reported", "child_cpr", IDA, NULL);
+	p = kd_expect(sub, "enrich.failed", "REQUEST_INVALID", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "cpr service fault REQUEST_INVALID"));
+	free(p);
+	kd_unsubscribe(&sub);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(fx.kd, "guardians.jsonl")), 0);
+	s_finish(&fx);
+}
+
 static void test_cache_within_and_after_ttl(void)
 {
 	fixture_t fx;
@@ -762,6 +804,8 @@ static void test_service_down_retries_and_skip_delivers(void)
 	s_down_case(&fx, "garbage", 1, "not well-formed XML");
 	s_down_case(&fx, "hang", 2, "no answer");
 	CU_ASSERT_EQUAL(upstream_fault(fx.up, "none", 0), 0);
+	CU_ASSERT_EQUAL(s_counted(&fx, "invalid"), 0); /* asked now: it is killed below */
+	fx.invalid = -1;
 	/* The service is gone altogether. */
 	up = fx.up;
 	kill(up->pid, SIGKILL);
@@ -988,6 +1032,7 @@ TEST_MAIN("cpr_lookup", TEST(test_enrich_maps_the_person), TEST(test_custody_is_
 	  TEST(test_protected_address_per_route),
 	  TEST(test_mod11_failure_is_accepted_with_a_warning),
 	  TEST(test_invalid_number_is_rejected_without_a_call),
+	  TEST(test_an_invalid_request_is_refused_and_counted),
 	  TEST(test_unknown_number_is_a_fault), TEST(test_wrong_invocation_context_is_a_fault),
 	  TEST(test_cache_within_and_after_ttl), TEST(test_service_down_retries_and_skip_delivers),
 	  TEST(test_audit_log_lines), TEST(test_refuses_to_start_without_audit_log),

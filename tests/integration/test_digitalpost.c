@@ -151,6 +151,19 @@ static long s_count(upstream_t *up, const char *what)
 	return n;
 }
 
+/* Stops the simulator after asserting it refused exactly `invalid` requests as breaking
+ * the contract (it validates each against the official schemas): 0, unless the test sent
+ * an invalid one itself — so every test fails if the connector sends an invalid request.
+ * Accepts NULL. */
+static void s_sim_stop(upstream_t **up_p, long invalid)
+{
+	if (*up_p) {
+		upstream_fault(*up_p, "none", 0); /* a test may leave the service failing */
+		CU_ASSERT_EQUAL(s_count(*up_p, "invalid"), invalid);
+	}
+	upstream_stop(up_p);
+}
+
 /* ---- scanning for clear CPR numbers ------------------------------------------------------ */
 
 static int s_cpr_leaks;
@@ -276,7 +289,7 @@ static void s_stop(env_t *env)
 	}
 	if (env->up)
 		s_scan_file("the simulator's log", env->up->log_path);
-	upstream_stop(&env->up);
+	s_sim_stop(&env->up, 0);
 	kd_destroy(&env->kd);
 	CU_ASSERT_EQUAL(s_cpr_leaks, 0);
 	s_cpr_leaks = 0;
@@ -864,7 +877,7 @@ static void test_memo_has_the_required_elements(void)
 	free(content);
 	kanal_msg_destroy(&m);
 	kanal_harness_destroy(&h);
-	upstream_stop(&up);
+	s_sim_stop(&up, 0);
 }
 
 static void test_nemsms_channel(void)
@@ -889,7 +902,7 @@ static void test_nemsms_channel(void)
 	json_decref(box);
 	kanal_msg_destroy(&m);
 	kanal_harness_destroy(&h);
-	upstream_stop(&up);
+	s_sim_stop(&up, 0);
 }
 
 /* Delivers the example letter with data.<a>.<b> set to value and returns the outcome. */
@@ -1005,7 +1018,7 @@ static void test_filename_and_other_checks(void)
 	CU_ASSERT_EQUAL(s_cpr_leaks, 0);
 	s_cpr_leaks = 0;
 	kanal_harness_destroy(&h);
-	upstream_stop(&up);
+	s_sim_stop(&up, 0);
 }
 
 /* ---- SF1514 tokens and mutual TLS ----------------------------------------------------- */
@@ -1030,25 +1043,17 @@ static const char *s_in(const sts_env_t *e, const char *name)
 
 static bool s_sts_start(sts_env_t *e)
 {
-	char cert[1100], key[1100], ca[1100], sts[128];
+	char sts[128];
 
 	memset(e, 0, sizeof *e);
 	if (!(e->dir = test_tmpdir("dp-sts")) || testca_make(e->dir) != 0)
 		return false;
-	snprintf(cert, sizeof cert, "tls_cert=%s", s_in(e, "server.pem"));
-	snprintf(key, sizeof key, "tls_key=%s", s_in(e, "server.key"));
-	snprintf(ca, sizeof ca, "tls_ca=%s", s_in(e, "ca.pem"));
-	{
-		const char *args[] = { "--set", cert, "--set", key, "--set", ca, NULL };
-		if (!(e->sts = upstream_start("sts", args)))
-			return false;
-	}
+	if (!(e->sts = upstream_start_tls("sts", e->dir, NULL)))
+		return false;
 	snprintf(sts, sizeof sts, "sts=https://127.0.0.1:%d", e->sts->port);
-	{
-		const char *args[] = { "--set", cert, "--set", key, "--set", ca, "--set", sts, NULL };
-		if (!(e->dp = upstream_start("digitalpost", args)))
-			return false;
-	}
+	if (!(e->dp = upstream_start_tls("digitalpost", e->dir,
+					 (const char *const[]){ "--set", sts, NULL })))
+		return false;
 	snprintf(e->dp_url, sizeof e->dp_url, "https://127.0.0.1:%d", e->dp->port);
 	snprintf(e->sts_url, sizeof e->sts_url,
 		 "https://127.0.0.1:%d/runtime/api/rest/wstrust/v1/issue", e->sts->port);
@@ -1061,7 +1066,7 @@ static void s_sts_stop(sts_env_t *e)
 {
 	if (e->dp)
 		s_scan_file("the simulator's log", e->dp->log_path);
-	upstream_stop(&e->dp);
+	s_sim_stop(&e->dp, 0);
 	upstream_stop(&e->sts);
 	if (e->dir)
 		test_rmdir_r(e->dir);
@@ -1243,7 +1248,7 @@ static void test_simulator_refuses_a_call_without_the_transaction_headers(void)
 	CU_ASSERT_EQUAL(s_count(up, "delivered"), 0);
 	free(answer);
 	free(xml);
-	upstream_stop(&up);
+	s_sim_stop(&up, 1); /* the refusal is counted as invalid */
 }
 
 static void test_bad_options_are_refused(void)

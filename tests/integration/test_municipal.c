@@ -4,9 +4,12 @@
  * tree) and a kanald.yaml made from THE SHIPPED conf/kanald.yaml — the same instances and
  * options, with the ports of this test's simulators, ephemeral endpoints and the paths of a
  * temporary folder — so a change to either file is what is tested here. Every upstream
- * system is the real simulator (kanal-sim-daycare, -hr, -cpr, -digitalpost) and the
+ * system is the real simulator (kanal-sim-daycare, -hr, -cpr, -digitalpost, -sts) and the
  * calendars are a real Radicale; the secrets and the pseudonym key are written by the test,
- * mode 0600.
+ * mode 0600. As in the demo, CPR lookup and Digital Post run as the national services do:
+ * https with mutual TLS (a test CA made for the run, tests/util/testca.h), Digital Post
+ * with access tokens from the STS, and both validate every request against the official
+ * schemas.
  *
  * What a municipality would check after a morning:
  *   - children reported sick or away in the parents' app are in the institution's staffing
@@ -25,7 +28,9 @@
  *   - no dead letters, nothing in `unmatched`, and no clear CPR number in kanald's log,
  *     the event stream, the audit log, the simulators' logs or this test's output;
  *   - the CPR service down while a child is reported: the route's retry brings the report
- *     through once the service is back, nothing lost.
+ *     through once the service is back, nothing lost;
+ *   - after every test, neither national service refused a request as breaking the
+ *     contract (their "invalid" counts are 0).
  *
  * The people are the synthetic population of examples/simulators/population.c.
  */
@@ -49,6 +54,7 @@
 #include "kanald.h"
 #include "radicale.h"
 #include "test.h"
+#include "testca.h"
 #include "upstream.h"
 #include "webhook_rx.h"
 
@@ -71,8 +77,8 @@
 #define ANNE "0808931244"   /* protected address, enrolled */
 #define FREJA "2003236020"  /* protected address, 3 years old */
 
-static const char *const s_sims[] = { "daycare", "hr", "cpr", "digitalpost" };
-enum { SIM_DAYCARE, SIM_HR, SIM_CPR, SIM_DP, N_SIMS };
+static const char *const s_sims[] = { "daycare", "hr", "cpr", "digitalpost", "sts" };
+enum { SIM_DAYCARE, SIM_HR, SIM_CPR, SIM_DP, SIM_STS, N_SIMS };
 
 typedef struct fixture {
 	upstream_t *sim[N_SIMS];
@@ -82,7 +88,8 @@ typedef struct fixture {
 	char *stream;       /* every happening read: "<topic> <payload>\n" */
 	size_t stream_len;
 	char key_path[PATH_MAX];
-	char daycare_token[64], hr_password[64], cal_password[64], dp_token[64];
+	char daycare_token[64], hr_password[64], cal_password[64];
+	char *ca_dir;               /* the test CA (testca_make) for the national services */
 	char callback_listen[64];   /* the digitalpost receipts' listener, host:port */
 	webhook_rx_t *case_system;  /* the letters' sender: gets their final statuses */
 } fixture_t;
@@ -178,6 +185,22 @@ static json_t *s_sim_get(upstream_t *up, const char *path)
 		s_say("GET %s on kanal-sim-%s: HTTP %ld", path, up->name, st);
 	free(body);
 	return j;
+}
+
+/* Asserts the simulator (when it runs) counted no request that broke the contract: the
+ * "invalid" of its counts at path. */
+static void s_assert_none_invalid(upstream_t *up, const char *path)
+{
+	json_t *j = up ? s_sim_get(up, path) : NULL;
+
+	if (!up)
+		return;
+	CU_ASSERT_PTR_NOT_NULL(j);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "invalid")), 0);
+	if (json_integer_value(json_object_get(j, "invalid")) != 0)
+		s_say("kanal-sim-%s refused %lld requests as invalid; see its log", up->name,
+		      (long long)json_integer_value(json_object_get(j, "invalid")));
+	json_decref(j);
 }
 
 /* POSTs JSON to a simulator; returns the answer (new reference) or NULL when it is not
@@ -393,9 +416,11 @@ static int s_replace(char **text, const char *from, const char *to)
 static char *s_conf(fixture_t *f)
 {
 	char *text = test_read_file("conf/kanald.yaml", NULL), routes[PATH_MAX], callback[96];
+	char ca[PATH_MAX];
 	const char *subst[][2] = {
 		{ "../build/plugins", "@PLUGINS@" },
 		{ "../routes/municipal.yaml", routes },
+		{ "../var/demo/ca/", ca },
 		{ "../var/demo/", "@DIR@/" },
 		{ "tcp://127.0.0.1:7700", "tcp://127.0.0.1:0" },
 		{ "tcp://127.0.0.1:7701", "tcp://127.0.0.1:0" },
@@ -404,8 +429,9 @@ static char *s_conf(fixture_t *f)
 		{ "listen: 127.0.0.1:7704", "listen: 127.0.0.1:0" },
 		{ "http://127.0.0.1:7711", f->sim[SIM_DAYCARE]->url },
 		{ "http://127.0.0.1:7712", f->sim[SIM_HR]->url },
-		{ "http://127.0.0.1:7713", f->sim[SIM_CPR]->url },
-		{ "http://127.0.0.1:7714", f->sim[SIM_DP]->url },
+		{ "https://127.0.0.1:7713", f->sim[SIM_CPR]->url },
+		{ "https://127.0.0.1:7714", f->sim[SIM_DP]->url },
+		{ "https://127.0.0.1:7717", f->sim[SIM_STS]->url },
 		{ "http://127.0.0.1:7715", f->r->url },
 		{ "callback_listen: 127.0.0.1:7716", callback },
 		{ "http://127.0.0.1:7720", webhook_rx_url(f->case_system) },
@@ -413,6 +439,7 @@ static char *s_conf(fixture_t *f)
 	};
 
 	snprintf(callback, sizeof callback, "callback_listen: %s", f->callback_listen);
+	snprintf(ca, sizeof ca, "%s/", f->ca_dir);
 	if (!text || !realpath("routes/municipal.yaml", routes)) {
 		s_say("cannot read conf/kanald.yaml or routes/municipal.yaml (run from the source tree)");
 		free(text);
@@ -461,7 +488,7 @@ static void s_atexit(void);
 static bool s_setup(fixture_t *f, const char *tag)
 {
 	static bool at_exit;
-	char args[4][160], *conf, key[65];
+	char args[4][160], *conf, key[65], sts_cert[PATH_MAX + 16], sts[80];
 
 	memset(f, 0, sizeof *f);
 	if (!at_exit)
@@ -470,10 +497,8 @@ static bool s_setup(fixture_t *f, const char *tag)
 	s_secret(f->daycare_token, sizeof f->daycare_token);
 	s_secret(f->hr_password, sizeof f->hr_password);
 	s_secret(f->cal_password, sizeof f->cal_password);
-	s_secret(f->dp_token, sizeof f->dp_token);
 	snprintf(args[0], sizeof args[0], "token=%s", f->daycare_token);
 	snprintf(args[1], sizeof args[1], "password=%s", f->hr_password);
-	snprintf(args[2], sizeof args[2], "token=%s", f->dp_token);
 	/* The simulator pushes PKO_PostStatus receipts to the shipped callback_listen, moved to
 	 * a free port. */
 	snprintf(f->callback_listen, sizeof f->callback_listen, "127.0.0.1:%d", test_free_port());
@@ -483,9 +508,23 @@ static bool s_setup(fixture_t *f, const char *tag)
 									     NULL });
 	f->sim[SIM_HR] = upstream_start("hr", (const char *const[]){ "--set", "user=kanal", "--set",
 								   args[1], NULL });
-	f->sim[SIM_CPR] = upstream_start("cpr", NULL);
-	f->sim[SIM_DP] = upstream_start("digitalpost", (const char *const[]){ "--set", args[2],
-									    "--set", args[3], NULL });
+	/* The national services as the demo runs them: mutual TLS with the test CA; the STS
+	 * signs tokens with its server key, which CPR lookup trusts; Digital Post checks each
+	 * access token with the STS. */
+	if (!(f->ca_dir = test_tmpdir("municipal-ca")) || testca_make(f->ca_dir) != 0) {
+		s_say("could not make the test CA");
+		goto fail;
+	}
+	snprintf(sts_cert, sizeof sts_cert, "sts_cert=%s/server.pem", f->ca_dir);
+	f->sim[SIM_STS] = upstream_start_tls("sts", f->ca_dir, NULL);
+	if (!f->sim[SIM_STS])
+		goto fail;
+	snprintf(sts, sizeof sts, "sts=%s", f->sim[SIM_STS]->url);
+	f->sim[SIM_CPR] = upstream_start_tls("cpr", f->ca_dir,
+					     (const char *const[]){ "--set", sts_cert, NULL });
+	f->sim[SIM_DP] = upstream_start_tls("digitalpost", f->ca_dir,
+					    (const char *const[]){ "--set", sts, "--set", args[3],
+								   NULL });
 	f->r = radicale_start((const radicale_user_t[]){ { "kanal", f->cal_password, false },
 							 { NULL, NULL, false } });
 	f->case_system = webhook_rx_new();
@@ -502,7 +541,6 @@ static bool s_setup(fixture_t *f, const char *tag)
 		goto fail;
 	snprintf(f->sim[SIM_DAYCARE]->bearer, sizeof f->sim[SIM_DAYCARE]->bearer, "%s",
 		 f->daycare_token);
-	snprintf(f->sim[SIM_DP]->bearer, sizeof f->sim[SIM_DP]->bearer, "%s", f->dp_token);
 	if (!(conf = s_conf(f)))
 		goto fail;
 	f->kd = kd_prepare(tag, conf, NULL);
@@ -516,7 +554,6 @@ static bool s_setup(fixture_t *f, const char *tag)
 	    !s_write_secret(f->kd, "daycare.token", f->daycare_token) ||
 	    !s_write_secret(f->kd, "hr.password", f->hr_password) ||
 	    !s_write_secret(f->kd, "calendar.password", f->cal_password) ||
-	    !s_write_secret(f->kd, "digitalpost.token", f->dp_token) ||
 	    !s_write_secret(f->kd, "http-tokens", "vendor-test 0123456789abcdef0123456789abcdef"))
 		goto fail;
 	snprintf(f->key_path, sizeof f->key_path, "%s", kd_path(f->kd, "secrets/pseudonym.key"));
@@ -584,6 +621,10 @@ static void s_teardown(fixture_t *f)
 	}
 	s_assert_no_cpr("the event stream", f->stream);
 	s_assert_lacks("the event stream", f->stream, "Skjultvej");
+	/* The connectors sent nothing the national services refuse as breaking the contract
+	 * (the schemas, the headers): the simulators validate every request. */
+	s_assert_none_invalid(f->sim[SIM_CPR], "/lookups");
+	s_assert_none_invalid(f->sim[SIM_DP], "/digitalpost/v1/messages");
 	for (int i = 0; i < N_SIMS; i++) {
 		if (f->sim[i]) {
 			char what[64], *log;
@@ -602,6 +643,10 @@ static void s_teardown(fixture_t *f)
 		radicale_stop(&f->r);
 	}
 	webhook_rx_destroy(&f->case_system);
+	if (f->ca_dir && !getenv("KANAL_KEEP_TEST_DIRS"))
+		test_rmdir_r(f->ca_dir);
+	free(f->ca_dir);
+	f->ca_dir = NULL;
 	free(f->stream);
 	f->stream = NULL;
 	f->stream_len = 0;

@@ -134,6 +134,12 @@ long http_request(http_client_t *client, const http_request_t *req, http_answer_
 		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		curl_easy_setopt(c, CURLOPT_USERPWD, req->userpwd);
 	}
+	if (req->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file);
+	if (req->client_cert) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, req->client_cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, req->client_key);
+	}
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms ? req->timeout_ms : 10000));
 	if (req->connect_timeout_ms)

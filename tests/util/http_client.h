@@ -26,6 +26,11 @@ typedef struct http_request {
 	size_t body_len;             /* bytes of body; strlen(body) when 0 */
 	int timeout_ms;              /* the whole request's bound; 10000 when 0 */
 	int connect_timeout_ms;      /* libcurl's default when 0 */
+	/* https: the CA the server's certificate must chain to (NULL: the system's), and the
+	 * client certificate and key (PEM) sent for mutual TLS (NULL: none). */
+	const char *ca_file;
+	const char *client_cert;
+	const char *client_key;
 } http_request_t;
 
 typedef struct http_answer {

@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,11 +104,32 @@ void upstream_stop(upstream_t **up_p)
 	*up_p = NULL;
 }
 
+upstream_t *upstream_start_tls(const char *name, const char *ca_dir, const char *const *args)
+{
+	char cert[1100], key[1100], ca[1100];
+	const char *all[64] = { "--set", cert, "--set", key, "--set", ca };
+	size_t n = 6;
+	upstream_t *up;
+
+	snprintf(cert, sizeof cert, "tls_cert=%s/server.pem", ca_dir);
+	snprintf(key, sizeof key, "tls_key=%s/server.key", ca_dir);
+	snprintf(ca, sizeof ca, "tls_ca=%s/ca.pem", ca_dir);
+	for (size_t i = 0; args && args[i] && n < 63; i++)
+		all[n++] = args[i];
+	all[n] = NULL;
+	if (!(up = upstream_start(name, all)))
+		return NULL;
+	up->ca_dir = (char *)ca_dir;
+	snprintf(up->url, sizeof up->url, "https://127.0.0.1:%d", up->port);
+	return up;
+}
+
 long upstream_http(upstream_t *up, const char *method, const char *url, const char *body,
 		   const char *content_type, char **body_out)
 {
-	char full[4096], ct[256];
+	char full[4096], ct[256], ca[1100], cert[1100], key[1100];
 	const char *headers[] = { content_type ? ct : NULL, NULL };
+	bool tls = up && up->ca_dir;
 	http_answer_t a;
 
 	if (up && url[0] == '/')
@@ -115,11 +137,19 @@ long upstream_http(upstream_t *up, const char *method, const char *url, const ch
 	else
 		snprintf(full, sizeof full, "%s", url);
 	snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "");
+	if (tls) {
+		snprintf(ca, sizeof ca, "%s/ca.pem", up->ca_dir);
+		snprintf(cert, sizeof cert, "%s/client.pem", up->ca_dir);
+		snprintf(key, sizeof key, "%s/client.key", up->ca_dir);
+	}
 	http_request(NULL,
 		     &(http_request_t){ .method = method, .url = full, .headers = headers,
 					.bearer = up && up->bearer[0] ? up->bearer : NULL,
 					.userpwd = up && up->userpwd[0] ? up->userpwd : NULL,
-					.body = body, .timeout_ms = 10000 },
+					.body = body, .timeout_ms = 10000,
+					.ca_file = tls ? ca : NULL,
+					.client_cert = tls ? cert : NULL,
+					.client_key = tls ? key : NULL },
 		     &a);
 	if (body_out) {
 		*body_out = a.body;
