@@ -38,6 +38,10 @@
 extern "C" {
 #endif
 
+/* Only what this header declares is exported from libkanal, which is built with
+ * -fvisibility=hidden (docs/design/library.md). */
+#pragma GCC visibility push(default)
+
 #define KANAL_ABI_MAJOR 1
 #define KANAL_ABI_MINOR 1
 
@@ -298,6 +302,8 @@ const char *kanal_log_level_name(kanal_log_level_t level);
  * Ownership: borrows ctx; copies name. */
 void kanal_metric_add(kanal_ctx_t *ctx, const char *name, int64_t delta);
 void kanal_metric_set(kanal_ctx_t *ctx, const char *name, double value);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
