@@ -231,6 +231,42 @@ static void s_family(text_t *t, json_t *arr, const char *label, const char *fiel
 	}
 }
 
+/* The samples of histogram h (status's {"buckets": [[le, cumulative]…], "sum", "count"}),
+ * labelled with route and destination when route is not NULL. */
+static void s_histogram(text_t *t, const char *name, const char *route, const char *dest,
+			json_t *h)
+{
+	static const char *const part[] = { "_bucket", "_sum", "_count" };
+	json_t *b = json_object_get(h, "buckets"), *e;
+	size_t n = json_array_size(b);
+
+	/* One line per bucket, then +Inf, _sum and _count. */
+	for (size_t i = 0; i < n + 3; i++) {
+		const char *suffix = part[i <= n ? 0 : i - n];
+		bool braces = route || i <= n;
+		double v;
+
+		s_put(t, "%s%s%s", name, suffix, braces ? "{" : "");
+		if (route) {
+			s_put(t, "route=\"");
+			s_put_label(t, route);
+			s_put(t, "\",destination=\"");
+			s_put_label(t, dest);
+			s_put(t, "\"%s", i <= n ? "," : "");
+		}
+		if (i < n) {
+			e = json_array_get(b, i);
+			s_put(t, "le=\"%g\"", json_number_value(json_array_get(e, 0)));
+			v = json_number_value(json_array_get(e, 1));
+		} else {
+			if (i == n)
+				s_put(t, "le=\"+Inf\"");
+			v = json_number_value(json_object_get(h, i == n + 1 ? "sum" : "count"));
+		}
+		s_put(t, "%s %.17g\n", braces ? "}" : "", v);
+	}
+}
+
 static void s_scalar(text_t *t, json_t *obj, const char *field, const char *name,
 		     const char *type, const char *help)
 {
@@ -419,24 +455,23 @@ static char *s_metrics(json_t *st)
 		s_scalar(&t, j, "writable", "kanal_journal_writable", "gauge",
 			 "1 when the journal accepts writes, 0 after a write failure.");
 	}
-	{
-		json_t *h = json_object_get(st, "latency");
-		json_t *b = json_object_get(h, "buckets");
-		if (json_is_array(b)) {
-			s_help(&t, "kanal_delivery_latency_seconds", "histogram",
-			       "From acceptance to a destination's OK.");
-			json_array_foreach(b, i, e) {
-				json_t *le = json_array_get(e, 0), *n = json_array_get(e, 1);
-				if (json_is_number(le))
-					s_put(&t, "kanal_delivery_latency_seconds_bucket{le=\"%g\"} %.17g\n",
-					      json_number_value(le), json_number_value(n));
-			}
-			s_put(&t, "kanal_delivery_latency_seconds_bucket{le=\"+Inf\"} %.17g\n",
-			      json_number_value(json_object_get(h, "count")));
-			s_put(&t, "kanal_delivery_latency_seconds_sum %.17g\n",
-			      json_number_value(json_object_get(h, "sum")));
-			s_put(&t, "kanal_delivery_latency_seconds_count %.17g\n",
-			      json_number_value(json_object_get(h, "count")));
+	if (json_is_array(json_object_get(json_object_get(st, "latency"), "buckets"))) {
+		s_help(&t, "kanal_delivery_latency_seconds", "histogram",
+		       "From acceptance to a destination's OK.");
+		s_histogram(&t, "kanal_delivery_latency_seconds", NULL, NULL,
+			    json_object_get(st, "latency"));
+	}
+	if (json_is_array(routes)) {
+		/* Per route and destination: as many series as the routes have destinations. */
+		s_help(&t, "kanal_route_delivery_latency_seconds", "histogram",
+		       "From acceptance to the destination's OK, per route and destination.");
+		json_array_foreach(routes, i, e) {
+			const char *dest;
+			json_t *h;
+
+			json_object_foreach(json_object_get(e, "latency"), dest, h)
+				s_histogram(&t, "kanal_route_delivery_latency_seconds",
+					    json_string_value(json_object_get(e, "name")), dest, h);
 		}
 	}
 	{

@@ -383,6 +383,17 @@ static void test_metrics_count_per_route_and_latency(void)
 		prev = v;
 		p++;
 	}
+	/* And per route and destination: one histogram for each pair that delivered, whose
+	 * counts are that route's deliveries there, and none for a pair that never did. */
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_delivery_latency_seconds_count"
+				 "{route=\"to-letters\",destination=\"letters\"}"), 3);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_delivery_latency_seconds_count"
+				 "{route=\"audit\",destination=\"letters\"}"), 2);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_delivery_latency_seconds_bucket"
+				 "{route=\"to-calendar\",destination=\"calendar\",le=\"+Inf\"}"), 2);
+	CU_ASSERT(s_metric(a.body, "kanal_route_delivery_latency_seconds_sum"
+			   "{route=\"audit\",destination=\"letters\"}") >= 0);
+	CU_ASSERT(!strstr(a.body, "route=\"to-letters\",destination=\"calendar\""));
 	CU_ASSERT_EQUAL(s_promtool(kd->dir, a.body, &check), 0);
 	free(check);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
