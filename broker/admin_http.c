@@ -367,6 +367,30 @@ static void s_plugin_metrics(text_t *t, json_t *insts, bool gauges)
 	}
 }
 
+/* kanal_instance_upstream_up: 1 or 0 for each instance that reported its upstream
+ * (kanal_upstream_report); one that never did has no sample. */
+static void s_upstream_metrics(text_t *t, json_t *insts)
+{
+	bool first = true;
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(insts, i, e) {
+		json_t *up = json_object_get(e, "upstream");
+
+		if (!json_is_boolean(up))
+			continue;
+		if (first)
+			s_help(t, "kanal_instance_upstream_up", "gauge",
+			       "1 when the instance's upstream system last answered, 0 when it "
+			       "could not be reached.");
+		first = false;
+		s_put(t, "kanal_instance_upstream_up{instance=\"");
+		s_put_label(t, json_string_value(json_object_get(e, "name")));
+		s_put(t, "\"} %d\n", json_is_true(up) ? 1 : 0);
+	}
+}
+
 /* Prometheus text format (version 0.0.4) from the router's status. */
 static char *s_metrics(json_t *st)
 {
@@ -523,6 +547,7 @@ static char *s_metrics(json_t *st)
 		}
 		s_plugin_metrics(&t, insts, false);
 		s_plugin_metrics(&t, insts, true);
+		s_upstream_metrics(&t, insts);
 	}
 	return t.p;
 }
@@ -607,7 +632,27 @@ static void s_get_healthz(const request_t *rq, reply_t *out)
 	json_decref(st);
 }
 
-/* /readyz: the plugins have started and the journal accepts writes. */
+/* The first instance of endpoints.readyz_requires whose upstream is not up (it reported
+ * down, or nothing yet), or NULL. Borrowed from st. */
+static const char *s_upstream_not_up(json_t *st)
+{
+	json_t *name, *inst;
+	size_t i, k;
+
+	json_array_foreach(json_object_get(st, "readyz_requires"), i, name) {
+		bool up = false;
+
+		json_array_foreach(json_object_get(st, "instances"), k, inst)
+			if (json_equal(json_object_get(inst, "name"), name))
+				up = json_is_true(json_object_get(inst, "upstream"));
+		if (!up)
+			return json_string_value(name);
+	}
+	return NULL;
+}
+
+/* /readyz: the plugins have started, the journal accepts writes and the instances named in
+ * endpoints.readyz_requires have reported their upstream up. */
 static void s_get_readyz(const request_t *rq, reply_t *out)
 {
 	char why[256];
@@ -615,14 +660,17 @@ static void s_get_readyz(const request_t *rq, reply_t *out)
 	json_t *j = json_object_get(st, "journal");
 	bool writable = !json_is_false(json_object_get(j, "writable"));
 	bool started = !json_is_false(json_object_get(st, "started"));
+	const char *down = st ? s_upstream_not_up(st) : NULL;
 
 	if (!st)
 		s_reply_error(out, 503, "%s", why);
-	else if (writable && started)
-		s_reply(out, 200, "text/plain", strdup("ready\n"));
-	else
+	else if (!started || !writable)
 		s_reply_error(out, 503, "%s", !started ? "plugins are still starting"
 						       : "the journal does not accept writes");
+	else if (down)
+		s_reply_error(out, 503, "instance '%s': its upstream is not up", down);
+	else
+		s_reply(out, 200, "text/plain", strdup("ready\n"));
 	json_decref(st);
 }
 
