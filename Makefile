@@ -61,6 +61,12 @@ else ifneq ($(SAN),)
 KCFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
+# Hardening by default (docs/design/library.md). _FORTIFY_SOURCE needs optimisation, so an
+# -O0 build goes without it. debian/rules empties both: dpkg-buildflags gives its own.
+HARDEN_CFLAGS  ?= $(if $(filter -O0,$(OPTFLAGS)),,-D_FORTIFY_SOURCE=2) -fstack-protector-strong
+HARDEN_LDFLAGS ?= -Wl,-z,relro,-z,now
+KCFLAGS += $(HARDEN_CFLAGS)
+LDFLAGS += $(HARDEN_LDFLAGS)
 # debian/rules empties both: a packaged binary finds libkanal in the system's folders.
 RPATH   ?= -Wl,-rpath,'$$ORIGIN/../lib'
 PLUGIN_RPATH ?= -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../..'
@@ -123,6 +129,10 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) $(CFLAGS) -c $< -o $@
 
+# The SDK's objects are compiled with hidden visibility: the public headers mark what they
+# declare as default (#pragma GCC visibility), so only that can be exported, and the
+# library's calls to its own internals are direct. The version script then versions it.
+$(call obj,$(SDK_LIB_SRC)): KCFLAGS += -fvisibility=hidden
 $(LIBKANAL): $(call obj,$(SDK_LIB_SRC)) $(SDK_MAP)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-soname,libkanal.so.1 -Wl,--version-script=$(SDK_MAP) $(LDFLAGS) \
@@ -261,8 +271,8 @@ $(BUILD)/obj/fuzzwith/%.o: %.c
 
 $(BUILD)/lib/pkgconfig/kanal.pc: kanal.pc.in
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(abspath $(BUILD))|; s|@INCLUDEDIR@|$(abspath sdk/include)|' \
-	    -e 's|@LIBDIR@|$${prefix}/lib|; s|@PC_RPATH@|-Wl,-rpath,$${libdir}|' $< > $@
+	sed -e 's|@PREFIX@|$(abspath $(BUILD))|; s|@PC_INCLUDEDIR@|$(abspath sdk/include)|' \
+	    -e 's|@PC_LIBDIR@|$${prefix}/lib|' $< > $@
 
 # ---- tests -------------------------------------------------------------------------------
 T ?=
@@ -340,15 +350,17 @@ CONFDIR      = $(SYSCONFDIR)/kanal
 STATEDIR     = $(LOCALSTATEDIR)/lib/kanal
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
-# The installed kanal.pc names libdir; under /usr it needs no rpath.
-PC_RPATH     = $(if $(filter /usr,$(PREFIX)),,-Wl$(comma)-rpath$(comma)$${libdir})
-comma := ,
+# kanal.pc names its folders relative to ${prefix} (pkg-config --define-prefix, a relocated
+# tree) and forces no rpath on what links it: a consumer outside the system's library
+# folders adds its own (examples/hello-plugin/Makefile).
+pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 
 # Files whose text depends on the directories above, made afresh by every install.
 GEN := $(BUILD)/install
 SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g; s|@LIBDIR@|$(LIBDIR)|g; s|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	    -e 's|@BINDIR@|$(BINDIR)|g; s|@CONFDIR@|$(CONFDIR)|g; s|@STATEDIR@|$(STATEDIR)|g' \
-	    -e 's|@RUNDIR@|$(RUNSTATEDIR)/kanal|g; s|@PC_RPATH@|$(PC_RPATH)|g'
+	    -e 's|@RUNDIR@|$(RUNSTATEDIR)/kanal|g' \
+	    -e 's|@PC_LIBDIR@|$(call pc_rel,$(LIBDIR))|g; s|@PC_INCLUDEDIR@|$(call pc_rel,$(INCLUDEDIR))|g'
 .PHONY: install-gen install-demo
 install-gen:
 	@mkdir -p $(GEN)/routes

@@ -166,18 +166,21 @@ static json_t *s_status(router_t *r)
 		instance_metric_t m[32];
 		size_t n = instance_metrics(r->instances[i], m, 32);
 		json_t *metrics = json_object(), *gauges = json_array();
+		int up = instance_upstream(r->instances[i]);
+
 		for (size_t k = 0; k < n; k++) {
 			json_object_set_new(metrics, m[k].name, json_real(m[k].value));
 			if (m[k].gauge) /* set with kanal_metric_set, not counted */
 				json_array_append_new(gauges, json_string(m[k].name));
 		}
 		json_array_append_new(insts,
-			json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "name", r->instances[i]->name,
+			json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "name", r->instances[i]->name,
 				  "state", admin_instance_state(r, r->instances[i]),
 				  "plugin", r->instances[i]->plugin->desc->name, "version",
 				  r->instances[i]->plugin->desc->version
 					  ? r->instances[i]->plugin->desc->version : "",
-				  "metrics", metrics, "gauges", gauges));
+				  "metrics", metrics, "gauges", gauges, "upstream",
+				  up < 0 ? json_null() : json_boolean(up)));
 	}
 	for (size_t i = 0; i < r->n_dests; i++) {
 		const dest_t *d = &r->dests[i];
@@ -219,6 +222,12 @@ static json_t *s_status(router_t *r)
 		}
 		if (st)
 			stats_status(r, st);
+		if (st) { /* the instances /readyz needs with their upstream up */
+			json_t *req = json_array();
+			for (size_t i = 0; i < r->conf->n_readyz_requires; i++)
+				json_array_append_new(req, json_string(r->conf->readyz_requires[i]));
+			json_object_set_new(st, "readyz_requires", req);
+		}
 		if (st) /* what is running (sdk/version.h) */
 			json_object_set_new(st, "build", json_pack("{s:s, s:s, s:s}", "version",
 				KANAL_VERSION, "revision", kanal__revision, "abi",

@@ -231,6 +231,42 @@ static void s_family(text_t *t, json_t *arr, const char *label, const char *fiel
 	}
 }
 
+/* The samples of histogram h (status's {"buckets": [[le, cumulative]…], "sum", "count"}),
+ * labelled with route and destination when route is not NULL. */
+static void s_histogram(text_t *t, const char *name, const char *route, const char *dest,
+			json_t *h)
+{
+	static const char *const part[] = { "_bucket", "_sum", "_count" };
+	json_t *b = json_object_get(h, "buckets"), *e;
+	size_t n = json_array_size(b);
+
+	/* One line per bucket, then +Inf, _sum and _count. */
+	for (size_t i = 0; i < n + 3; i++) {
+		const char *suffix = part[i <= n ? 0 : i - n];
+		bool braces = route || i <= n;
+		double v;
+
+		s_put(t, "%s%s%s", name, suffix, braces ? "{" : "");
+		if (route) {
+			s_put(t, "route=\"");
+			s_put_label(t, route);
+			s_put(t, "\",destination=\"");
+			s_put_label(t, dest);
+			s_put(t, "\"%s", i <= n ? "," : "");
+		}
+		if (i < n) {
+			e = json_array_get(b, i);
+			s_put(t, "le=\"%g\"", json_number_value(json_array_get(e, 0)));
+			v = json_number_value(json_array_get(e, 1));
+		} else {
+			if (i == n)
+				s_put(t, "le=\"+Inf\"");
+			v = json_number_value(json_object_get(h, i == n + 1 ? "sum" : "count"));
+		}
+		s_put(t, "%s %.17g\n", braces ? "}" : "", v);
+	}
+}
+
 static void s_scalar(text_t *t, json_t *obj, const char *field, const char *name,
 		     const char *type, const char *help)
 {
@@ -331,6 +367,30 @@ static void s_plugin_metrics(text_t *t, json_t *insts, bool gauges)
 	}
 }
 
+/* kanal_instance_upstream_up: 1 or 0 for each instance that reported its upstream
+ * (kanal_upstream_report); one that never did has no sample. */
+static void s_upstream_metrics(text_t *t, json_t *insts)
+{
+	bool first = true;
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(insts, i, e) {
+		json_t *up = json_object_get(e, "upstream");
+
+		if (!json_is_boolean(up))
+			continue;
+		if (first)
+			s_help(t, "kanal_instance_upstream_up", "gauge",
+			       "1 when the instance's upstream system last answered, 0 when it "
+			       "could not be reached.");
+		first = false;
+		s_put(t, "kanal_instance_upstream_up{instance=\"");
+		s_put_label(t, json_string_value(json_object_get(e, "name")));
+		s_put(t, "\"} %d\n", json_is_true(up) ? 1 : 0);
+	}
+}
+
 /* Prometheus text format (version 0.0.4) from the router's status. */
 static char *s_metrics(json_t *st)
 {
@@ -419,24 +479,23 @@ static char *s_metrics(json_t *st)
 		s_scalar(&t, j, "writable", "kanal_journal_writable", "gauge",
 			 "1 when the journal accepts writes, 0 after a write failure.");
 	}
-	{
-		json_t *h = json_object_get(st, "latency");
-		json_t *b = json_object_get(h, "buckets");
-		if (json_is_array(b)) {
-			s_help(&t, "kanal_delivery_latency_seconds", "histogram",
-			       "From acceptance to a destination's OK.");
-			json_array_foreach(b, i, e) {
-				json_t *le = json_array_get(e, 0), *n = json_array_get(e, 1);
-				if (json_is_number(le))
-					s_put(&t, "kanal_delivery_latency_seconds_bucket{le=\"%g\"} %.17g\n",
-					      json_number_value(le), json_number_value(n));
-			}
-			s_put(&t, "kanal_delivery_latency_seconds_bucket{le=\"+Inf\"} %.17g\n",
-			      json_number_value(json_object_get(h, "count")));
-			s_put(&t, "kanal_delivery_latency_seconds_sum %.17g\n",
-			      json_number_value(json_object_get(h, "sum")));
-			s_put(&t, "kanal_delivery_latency_seconds_count %.17g\n",
-			      json_number_value(json_object_get(h, "count")));
+	if (json_is_array(json_object_get(json_object_get(st, "latency"), "buckets"))) {
+		s_help(&t, "kanal_delivery_latency_seconds", "histogram",
+		       "From acceptance to a destination's OK.");
+		s_histogram(&t, "kanal_delivery_latency_seconds", NULL, NULL,
+			    json_object_get(st, "latency"));
+	}
+	if (json_is_array(routes)) {
+		/* Per route and destination: as many series as the routes have destinations. */
+		s_help(&t, "kanal_route_delivery_latency_seconds", "histogram",
+		       "From acceptance to the destination's OK, per route and destination.");
+		json_array_foreach(routes, i, e) {
+			const char *dest;
+			json_t *h;
+
+			json_object_foreach(json_object_get(e, "latency"), dest, h)
+				s_histogram(&t, "kanal_route_delivery_latency_seconds",
+					    json_string_value(json_object_get(e, "name")), dest, h);
 		}
 	}
 	{
@@ -488,6 +547,7 @@ static char *s_metrics(json_t *st)
 		}
 		s_plugin_metrics(&t, insts, false);
 		s_plugin_metrics(&t, insts, true);
+		s_upstream_metrics(&t, insts);
 	}
 	return t.p;
 }
@@ -572,7 +632,27 @@ static void s_get_healthz(const request_t *rq, reply_t *out)
 	json_decref(st);
 }
 
-/* /readyz: the plugins have started and the journal accepts writes. */
+/* The first instance of endpoints.readyz_requires whose upstream is not up (it reported
+ * down, or nothing yet), or NULL. Borrowed from st. */
+static const char *s_upstream_not_up(json_t *st)
+{
+	json_t *name, *inst;
+	size_t i, k;
+
+	json_array_foreach(json_object_get(st, "readyz_requires"), i, name) {
+		bool up = false;
+
+		json_array_foreach(json_object_get(st, "instances"), k, inst)
+			if (json_equal(json_object_get(inst, "name"), name))
+				up = json_is_true(json_object_get(inst, "upstream"));
+		if (!up)
+			return json_string_value(name);
+	}
+	return NULL;
+}
+
+/* /readyz: the plugins have started, the journal accepts writes and the instances named in
+ * endpoints.readyz_requires have reported their upstream up. */
 static void s_get_readyz(const request_t *rq, reply_t *out)
 {
 	char why[256];
@@ -580,14 +660,17 @@ static void s_get_readyz(const request_t *rq, reply_t *out)
 	json_t *j = json_object_get(st, "journal");
 	bool writable = !json_is_false(json_object_get(j, "writable"));
 	bool started = !json_is_false(json_object_get(st, "started"));
+	const char *down = st ? s_upstream_not_up(st) : NULL;
 
 	if (!st)
 		s_reply_error(out, 503, "%s", why);
-	else if (writable && started)
-		s_reply(out, 200, "text/plain", strdup("ready\n"));
-	else
+	else if (!started || !writable)
 		s_reply_error(out, 503, "%s", !started ? "plugins are still starting"
 						       : "the journal does not accept writes");
+	else if (down)
+		s_reply_error(out, 503, "instance '%s': its upstream is not up", down);
+	else
+		s_reply(out, 200, "text/plain", strdup("ready\n"));
 	json_decref(st);
 }
 

@@ -54,7 +54,7 @@ static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir"
 static const char *const s_journal_keys[] = { "mode", "path", "sync", "retention",
 					      "dedupe_window" };
 static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin", "admin_http",
-						"admin_token_file" };
+						"admin_token_file", "readyz_requires" };
 static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
 					    "queue_max_bytes", "shutdown_deadline",
 					    "enrich_timeout", "max_parked_events" };
@@ -423,6 +423,37 @@ static void s_endpoints(loader_t *ld, const ynode_t *v)
 	}
 	if ((x = yaml_tree_get(v, "admin_token_file")))
 		s_folder(ld, x, "admin_token_file", &conf->admin_token_file);
+}
+
+/* endpoints.readyz_requires: the instances whose upstream /readyz needs up, each one that
+ * the config declares (read after the instances). A single name counts as a list of one. */
+static void s_readyz_requires(loader_t *ld, const ynode_t *root)
+{
+	const ynode_t *v = yaml_tree_get(yaml_tree_get(root, "endpoints"), "readyz_requires");
+	const ynode_t *const *items = &v;
+	conf_t *conf = ld->conf;
+	size_t n = 1;
+
+	if (!v || yaml_tree_is_null(v))
+		return;
+	if (v->kind == YNODE_SEQUENCE) {
+		items = (const ynode_t *const *)v->items;
+		n = v->n_items;
+	} else if (v->kind != YNODE_SCALAR) {
+		s_err(ld, v, "'readyz_requires' must be a list of instance names, not %s",
+		      yaml_tree_describe(v));
+		return;
+	}
+	if (!(conf->readyz_requires = s_calloc(ld, n, sizeof *conf->readyz_requires)))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const char *name = s_text(ld, items[i], "readyz_requires", false);
+
+		if (name && !conf_instance(conf, name))
+			s_err(ld, items[i], "'readyz_requires': unknown instance '%s'", name);
+		else if (name)
+			conf->readyz_requires[conf->n_readyz_requires++] = s_strdup(ld, name);
+	}
 }
 
 static void s_limits(loader_t *ld, const ynode_t *v)
@@ -1153,6 +1184,7 @@ static void s_walk(loader_t *ld, const ynode_t *root)
 		s_journal(ld, x);
 	if ((x = yaml_tree_get(root, "instances")))
 		s_instances(ld, x);
+	s_readyz_requires(ld, root);
 	/* security before the endpoint check: curve and allow_plain decide what may bind. */
 	if ((x = yaml_tree_get(root, "security")))
 		s_security(ld, x);

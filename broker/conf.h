@@ -69,6 +69,8 @@ typedef struct conf {
 	char *admin_http;       /* "http://127.0.0.1:7703"; "" disables */
 	char *admin_token_file; /* bearer token for the HTTP admin API, or NULL */
 	char *admin_http_url;   /* set by kanald once bound (the endpoints file lists it) */
+	char **readyz_requires; /* instances /readyz waits to report their upstream up */
+	size_t n_readyz_requires;
 	int64_t max_event_bytes;
 	int64_t queue_max_events;  /* per destination */
 	int64_t queue_max_bytes;   /* per destination */

@@ -402,7 +402,8 @@ static void s_on_ok(router_t *r, dest_t *d, delivery_t *dl)
 	d->delivered++;
 	if (dl->flow && dl->flow->route->stat)
 		dl->flow->route->stat->delivered++;
-	stats_observe_latency(r, dl->ev, r->now_ms);
+	stats_observe_latency(r, dl->ev, dl->flow ? dl->flow->route->stat : NULL, dl->dest->name,
+			      r->now_ms);
 	ROUTER_PUBLISH(r, "delivered", NULL, dl->ev->msg, s_dl_json(dl));
 	if (dl->kind == DL_PRIMARY && dl->flow)
 		delivery_flow_primary_done(r, dl->flow);

@@ -396,6 +396,18 @@ size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap)
 	return n;
 }
 
+static void s_op_upstream(kanal_ctx_t *ctx, bool up)
+{
+	instance_t *inst = ctx->host;
+
+	__atomic_store_n(&inst->upstream, up ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+int instance_upstream(const instance_t *inst)
+{
+	return __atomic_load_n(&inst->upstream, __ATOMIC_RELAXED);
+}
+
 static const kanal_host_ops_t s_ops = {
 	.emit = s_op_emit,
 	.flush = s_op_flush,
@@ -404,6 +416,7 @@ static const kanal_host_ops_t s_ops = {
 	.log = s_op_log,
 	.metric_add = s_op_metric_add,
 	.metric_set = s_op_metric_set,
+	.upstream = s_op_upstream,
 };
 
 int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
@@ -420,6 +433,7 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 	pthread_mutex_init(&inst->mu, NULL);
 	pthread_cond_init(&inst->cv, NULL);
 	inst->index = index;
+	inst->upstream = -1;
 	inst->max_event_bytes = conf->max_event_bytes;
 	inst->has_acl = ci->has_acl;
 	inst->acl_emit = ci->acl_emit;

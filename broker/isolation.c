@@ -964,6 +964,10 @@ static void s_on_host_message(isolation_t *iso, const kanal_wire_t *w)
 	case KANAL_WIRE_METRIC:
 		s_serve_metric(iso, w);
 		break;
+	case KANAL_WIRE_UPSTREAM:
+		kanal_upstream_report(iso->inst->ctx,
+				      json_is_true(json_object_get(w->head, "up")));
+		break;
 	case KANAL_WIRE_PING:
 		iso->ping_sent = 0;
 		break;

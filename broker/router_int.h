@@ -126,15 +126,25 @@ struct dest {
 
 /* Counters per route name: they outlive reloads (a reloaded route with the same name
  * counts on). Each route_t of the current table points at its name's counters. */
+/* The delivery latency histogram's buckets (their bounds are in stats.c). */
+#define N_LATENCY 15
+
+/* A route's delivery latency to one destination: a histogram per (route, destination) the
+ * route has delivered to, so at most routes × their destinations over the configs seen. */
+typedef struct route_latency {
+	char *dest;
+	uint64_t buckets[N_LATENCY], count; /* buckets[i]: at most le[i], not cumulative */
+	double sum_ms;
+	struct route_latency *next;
+} route_latency_t;
+
 typedef struct route_stat {
 	char *name;
 	uint64_t matched, delivered, retried, rejected, dead, fallback;
 	uint64_t transform_failed; /* deliveries its transforms refused (also in rejected) */
+	route_latency_t *latency;  /* per destination, in the order first delivered to */
 	struct route_stat *next; /* in its hash chain */
 } route_stat_t;
-
-/* The delivery latency histogram's buckets (their bounds are in stats.c). */
-#define N_LATENCY 15
 /* A measure's per-minute counts cover the last hour (the dashboard's chart). */
 #define MEASURE_MINUTES 60
 /* Label-value combinations a measure keeps apart; more are counted as "other". */
@@ -565,8 +575,10 @@ void stats_load_measures(router_t *r);
  * reply is new. */
 json_t *stats_measures_report(router_t *r, json_t *req);
 void stats_free(router_t *r);
-/* Counts a delivery's latency (accepted → OK) into the histogram. */
-void stats_observe_latency(router_t *r, const shared_t *ev, int64_t now_ms);
+/* Counts a delivery's latency (accepted → OK) into the histogram, and into its route's
+ * histogram for its destination when the delivery has a route (rs, dest not NULL). */
+void stats_observe_latency(router_t *r, const shared_t *ev, route_stat_t *rs, const char *dest,
+			   int64_t now_ms);
 /* Adds the counters operations read (route counters, latency, measures) to status st. */
 void stats_status(router_t *r, json_t *st);
 /* Counts an accepted event into the current table's measures it matches. */

@@ -85,6 +85,12 @@ void stats_free(router_t *r)
 	for (size_t k = 0; k < r->stat_cap; k++) {
 		for (route_stat_t *e = r->stat_slots[k], *next; e; e = next) {
 			next = e->next;
+			while (e->latency) {
+				route_latency_t *l = e->latency;
+				e->latency = l->next;
+				free(l->dest);
+				free(l);
+			}
 			free(e->name);
 			free(e);
 		}
@@ -95,9 +101,28 @@ void stats_free(router_t *r)
 	s_free_measures(r);
 }
 
-void stats_observe_latency(router_t *r, const shared_t *ev, int64_t now_ms)
+/* The latency histogram of route rs for destination dest, made on first use (appended, so
+ * the order is stable); NULL when out of memory, and that observation is not counted. */
+static route_latency_t *s_route_latency_for(route_stat_t *rs, const char *dest)
+{
+	route_latency_t **p = &rs->latency;
+
+	for (; *p; p = &(*p)->next)
+		if (!strcmp((*p)->dest, dest))
+			return *p;
+	*p = calloc(1, sizeof **p);
+	if (*p && !((*p)->dest = strdup(dest))) {
+		free(*p);
+		*p = NULL;
+	}
+	return *p;
+}
+
+void stats_observe_latency(router_t *r, const shared_t *ev, route_stat_t *rs, const char *dest,
+			   int64_t now_ms)
 {
 	double ms = (double)(now_ms - ev->born_ms);
+	route_latency_t *l = rs && dest ? s_route_latency_for(rs, dest) : NULL;
 	size_t i = 0;
 
 	while (i < N_LATENCY && ms > router_latency_le_ms[i])
@@ -106,6 +131,28 @@ void stats_observe_latency(router_t *r, const shared_t *ev, int64_t now_ms)
 		r->latency[i]++;
 	r->latency_count++;
 	r->latency_sum_ms += ms;
+	if (l) {
+		if (i < N_LATENCY)
+			l->buckets[i]++;
+		l->count++;
+		l->sum_ms += ms;
+	}
+}
+
+/* A histogram as status shows it: {"buckets": [[le seconds, cumulative count]…], "sum":
+ * seconds, "count": n}; buckets[i] counts those at most le[i] (not cumulative). */
+static json_t *s_histogram_json(const uint64_t *buckets, double sum_ms, uint64_t count)
+{
+	json_t *lat = json_array();
+	uint64_t cum = 0;
+
+	for (size_t i = 0; i < N_LATENCY; i++) {
+		cum += buckets[i];
+		json_array_append_new(lat, json_pack("[f, I]", router_latency_le_ms[i] / 1000.0,
+						     (json_int_t)cum));
+	}
+	return json_pack("{s:o, s:f, s:I}", "buckets", lat, "sum", sum_ms / 1000.0, "count",
+			 (json_int_t)count);
 }
 
 /* ---- measures ------------------------------------------------------------------------ */
@@ -411,33 +458,30 @@ static void s_free_measures(router_t *r)
  * latency histogram and the measures (docs/operations.md). */
 void stats_status(router_t *r, json_t *st)
 {
-	json_t *routes = json_array(), *lat = json_array();
-	uint64_t cum = 0;
+	json_t *routes = json_array();
 
 	for (size_t i = 0; i < routes_count(r->table->routes); i++) {
 		const route_t *rt = routes_get(r->table->routes, i);
 		const route_stat_t *c = rt->stat;
+		json_t *by_dest = json_object();
+
 		if (!c)
 			continue;
+		for (const route_latency_t *l = c->latency; l; l = l->next)
+			json_object_set_new(by_dest, l->dest,
+					    s_histogram_json(l->buckets, l->sum_ms, l->count));
 		json_array_append_new(routes,
-			json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name", rt->name,
+			json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "name", rt->name,
 				  "matched", (json_int_t)c->matched, "delivered",
 				  (json_int_t)c->delivered, "retried", (json_int_t)c->retried,
 				  "rejected", (json_int_t)c->rejected, "dead", (json_int_t)c->dead,
 				  "fallback", (json_int_t)c->fallback, "transform_failed",
-				  (json_int_t)c->transform_failed));
-	}
-	for (size_t i = 0; i < N_LATENCY; i++) {
-		cum += r->latency[i];
-		json_array_append_new(lat, json_pack("[f, I]", router_latency_le_ms[i] / 1000.0,
-						     (json_int_t)cum));
+				  (json_int_t)c->transform_failed, "latency", by_dest));
 	}
 	json_object_set_new(st, "started", json_true());
 	json_object_set_new(st, "route_counters", routes);
 	json_object_set_new(st, "latency",
-			    json_pack("{s:o, s:f, s:I}", "buckets", lat, "sum",
-				      r->latency_sum_ms / 1000.0, "count",
-				      (json_int_t)r->latency_count));
+			    s_histogram_json(r->latency, r->latency_sum_ms, r->latency_count));
 	json_object_set_new(st, "measures", s_measures_json(r));
 }
 

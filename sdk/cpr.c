@@ -183,7 +183,7 @@ int kanal_cpr_parse(const char *text, kanal_cpr_t *out, kanal_error_t *err)
 /* The SDK 1.0 signature, kept under its old symbol for plugins built against it (the
  * header binds kanal_cpr_parse to kanal_cpr_parse_v1_1; docs/design/plugin-abi.md). */
 int kanal__cpr_parse_v1_0(const char *text, kanal_cpr_t *out, char *why, size_t why_size)
-	__asm__("kanal_cpr_parse");
+	__asm__("kanal_cpr_parse") __attribute__((visibility("default")));
 int kanal__cpr_parse_v1_0(const char *text, kanal_cpr_t *out, char *why, size_t why_size)
 {
 	kanal_error_t err;

@@ -157,6 +157,7 @@ kanal_ctx_t *kanal__ctx_new(const char *name, const kanal_host_ops_t *ops, void 
 	ctx->ops = ops;
 	ctx->host = host;
 	ctx->log_level = KANAL_LOG_INFO;
+	ctx->upstream = -1;
 	ctx->delivery.retry_after_ms = -1;
 	ctx->name = strdup(name ? name : "");
 	ctx->loop = kanal__loop_new();
@@ -445,4 +446,13 @@ void kanal_metric_set(kanal_ctx_t *ctx, const char *name, double value)
 	}
 	if (ctx->ops && ctx->ops->metric_set)
 		ctx->ops->metric_set(ctx, name, value);
+}
+
+void kanal_upstream_report(kanal_ctx_t *ctx, bool up)
+{
+	if (!ctx || !s_on_thread(ctx) || ctx->upstream == (int)up)
+		return;
+	ctx->upstream = up;
+	if (ctx->ops && ctx->ops->upstream)
+		ctx->ops->upstream(ctx, up);
 }

@@ -35,6 +35,8 @@ typedef struct kanal_host_ops {
 	void (*log)(kanal_ctx_t *ctx, kanal_log_level_t level, const char *line);
 	void (*metric_add)(kanal_ctx_t *ctx, const char *name, int64_t delta);
 	void (*metric_set)(kanal_ctx_t *ctx, const char *name, double value);
+	/* The upstream's state changed (kanal_upstream_report); NULL: not shown. */
+	void (*upstream)(kanal_ctx_t *ctx, bool up);
 } kanal_host_ops_t;
 
 /* What the instance is handling right now, set by the host around on_message. */
@@ -59,6 +61,7 @@ struct kanal_ctx {
 	bool bound;
 	kanal_loop_t *loop;       /* timers and fd watches */
 	kanal_delivery_info_t delivery;
+	int upstream;             /* last kanal_upstream_report: 1 up, 0 down, -1 none yet */
 };
 
 /* Creates a ctx for instance `name` with the given ops, host object and state folder

@@ -615,7 +615,8 @@ bool kanal_json_is_batch(const char *json, size_t len)
 
 /* The SDK 1.0 signature (int: 1 or 0), kept under its old symbol for plugins built against
  * it: a caller of the int version reads all of eax, where a bool fills only al. */
-int kanal__json_is_batch_v1_0(const char *json, size_t len) __asm__("kanal_json_is_batch");
+int kanal__json_is_batch_v1_0(const char *json, size_t len) __asm__("kanal_json_is_batch")
+	__attribute__((visibility("default")));
 int kanal__json_is_batch_v1_0(const char *json, size_t len)
 {
 	return kanal_json_is_batch(json, len) ? 1 : 0;

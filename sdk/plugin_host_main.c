@@ -294,6 +294,13 @@ static void s_op_metric_set(kanal_ctx_t *ctx, const char *name, double value)
 			 json_pack("{s:s, s:f}", "name", name, "set", value), NULL);
 }
 
+static void s_op_upstream(kanal_ctx_t *ctx, bool up)
+{
+	phost_t *ph = ctx->host;
+
+	kanal__wire_send(ph->sock, NULL, KANAL_WIRE_UPSTREAM, json_pack("{s:b}", "up", up), NULL);
+}
+
 static const kanal_host_ops_t s_ops = {
 	.emit = s_op_emit,
 	.flush = s_op_flush,
@@ -302,6 +309,7 @@ static const kanal_host_ops_t s_ops = {
 	.log = s_op_log,
 	.metric_add = s_op_metric_add,
 	.metric_set = s_op_metric_set,
+	.upstream = s_op_upstream,
 };
 
 /* ---- start-up ------------------------------------------------------------------------------ */

@@ -36,6 +36,7 @@ enum kanal_wire_kind {
 	KANAL_WIRE_REQUEST = 'Q', /* {service, timeout_ms} + event; ANSWER {status} [+ reply] */
 	KANAL_WIRE_LOG = 'L',     /* {level, line}: no answer */
 	KANAL_WIRE_METRIC = 'M',  /* {name, add} or {name, set}: no answer */
+	KANAL_WIRE_UPSTREAM = 'U', /* {up}: kanal_upstream_report's change; no answer */
 	KANAL_WIRE_BYE = 'B',     /* {}: stopped and destroyed; the process exits next */
 	/* kanald → plugin host */
 	KANAL_WIRE_INIT = 'I',    /* {file, instance, line, column, options, log_level,

@@ -87,7 +87,8 @@ int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, kana
 /* The SDK 1.0 signature, kept under its old symbol for plugins built against it (the
  * header binds kanal_pseudonym_key_load to kanal_pseudonym_key_load_v1_1). */
 int kanal__pseudonym_key_load_v1_0(const char *path, kanal_pseudonym_key_t **out, char *why,
-				   size_t why_size) __asm__("kanal_pseudonym_key_load");
+				   size_t why_size) __asm__("kanal_pseudonym_key_load")
+	__attribute__((visibility("default")));
 int kanal__pseudonym_key_load_v1_0(const char *path, kanal_pseudonym_key_t **out, char *why,
 				   size_t why_size)
 {

@@ -208,9 +208,9 @@ static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
-int kc_http_request(kc_http_t *h, const char *method, const char *url,
-		    const char *const *headers, const char *body, size_t body_len,
-		    kc_response_t *res)
+static int s_request(kc_http_t *h, const char *method, const char *url,
+		     const char *const *headers, const char *body, size_t body_len,
+		     kc_response_t *res)
 {
 	struct curl_slist *list = NULL, *l;
 	sink_t sink = { .res = res, .max = h->o.max_body };
@@ -332,6 +332,21 @@ const char *kc_http_describe(const kc_response_t *res, const char *what, char *b
 	return buf;
 }
 
+/* The request, and what it says of the upstream to the instance when the client has one
+ * (kc_http_conf_open): up after an answer below 500 (a too large one too), down after none
+ * or a 5xx (docs/sdk.md, kanal_upstream_report). */
+int kc_http_request(kc_http_t *h, const char *method, const char *url,
+		    const char *const *headers, const char *body, size_t body_len,
+		    kc_response_t *res)
+{
+	int rc = s_request(h, method, url, headers, body, body_len, res);
+
+	if (h->o.ctx && rc != KANAL_ENOMEM)
+		kanal_upstream_report(h->o.ctx, (rc == 0 || rc == KANAL_ETOOBIG) &&
+							res->status < 500);
+	return rc;
+}
+
 kanal_outcome_t kc_http_outcome(kanal_ctx_t *ctx, const kc_response_t *res, const char *what)
 {
 	char why[512];
@@ -355,6 +370,7 @@ int kc_http_conf_open(kanal_ctx_t *ctx, kc_http_conf_t *conf, kc_http_opts_t *op
 							     "token_file";
 
 	memset(opts, 0, sizeof *opts);
+	opts->ctx = ctx;
 	if (conf->token && conf->token_file) {
 		kanal_set_error(ctx, "options 'token' and '%s' exclude each other; give one",
 				token_option);

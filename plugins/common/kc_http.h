@@ -31,6 +31,8 @@ typedef struct kc_http_opts {
 	const char *client_key;     /* its private key (PEM file), or NULL: in client_cert */
 	const char *client_cert_pem; /* or the certificate and key in memory (PEM text, e.g. */
 	const char *client_key_pem;  /* from kc_cert_http_opts): the key never touches disk */
+	kanal_ctx_t *ctx;            /* when not NULL, each request reports the upstream up or
+				      * down to it (kanal_upstream_report); kc_http_conf_open sets it */
 } kc_http_opts_t;
 
 /* The HTTP options the connectors share, bound by offset (kanal_config_bind) into a
@@ -69,7 +71,8 @@ typedef struct kc_http_conf {
 /* Checks what the table cannot — token and token_file exclude each other, so do password
  * and password_file, and a password needs a user — reads token_file and password_file
  * (kc_secret_read: private files only), and fills *opts: the timeout (connecting at most
- * 3 s of it), the CA file, the client certificate, basic auth and the bearer token. The
+ * 3 s of it), the CA file, the client certificate, basic auth, the bearer token and ctx
+ * (so that the client reports the upstream's state to the instance). The
  * strings in *opts are borrowed from conf and the config: make the client (kc_http_new,
  * which copies them) before kc_http_conf_clear. Returns 0, or KANAL_ECONFIG after
  * kanal_set_error naming the options. Ownership: borrows ctx; fills conf's secrets and

@@ -383,12 +383,74 @@ static void test_metrics_count_per_route_and_latency(void)
 		prev = v;
 		p++;
 	}
+	/* And per route and destination: one histogram for each pair that delivered, whose
+	 * counts are that route's deliveries there, and none for a pair that never did. */
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_delivery_latency_seconds_count"
+				 "{route=\"to-letters\",destination=\"letters\"}"), 3);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_delivery_latency_seconds_count"
+				 "{route=\"audit\",destination=\"letters\"}"), 2);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_delivery_latency_seconds_bucket"
+				 "{route=\"to-calendar\",destination=\"calendar\",le=\"+Inf\"}"), 2);
+	CU_ASSERT(s_metric(a.body, "kanal_route_delivery_latency_seconds_sum"
+			   "{route=\"audit\",destination=\"letters\"}") >= 0);
+	CU_ASSERT(!strstr(a.body, "route=\"to-letters\",destination=\"calendar\""));
 	CU_ASSERT_EQUAL(s_promtool(kd->dir, a.body, &check), 0);
 	free(check);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
 	http_answer_clear(&a);
 	kd_destroy(&kd);
+}
+
+/* An isolated webhook whose upstream refuses connections: its plugin host tells kanald
+ * (kanal_upstream_report over the wire, from kc_http), status and /metrics say down, and
+ * /readyz, told to need it, is not ready — before any report too. A sink reports nothing. */
+static void test_upstream_reachability_in_status_metrics_and_readyz(void)
+{
+	char *conf = kd_config("  - name: hook\n    plugin: http\n    isolation: process\n"
+			       "    options: { url: 'http://127.0.0.1:1/hook', timeout: 500ms }\n"
+			       "  - name: letters\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/letters.jsonl' }\n", NULL);
+	const char *ep = "  admin_http: http://127.0.0.1:0\n";
+	char *at = strstr(conf, ep), *text = NULL;
+	kd_t *kd = NULL;
+	http_answer_t a = { 0 };
+	int64_t deadline;
+
+	REQUIRE(at && asprintf(&text, "%.*s%s  readyz_requires: [hook]\n%s", (int)(at - conf),
+			       conf, ep, at + strlen(ep)) > 0);
+	kd = kd_start("aupstream", text,
+		      "routes:\n  - name: to-hook\n    match: { type: hook.call }\n    to: hook\n"
+		      "    retry: { max_attempts: 3, backoff: 100ms }\n");
+	REQUIRE(kd != NULL);
+	a = s_http(kd, "GET", "/readyz", NULL);
+	CU_ASSERT_EQUAL(a.status, 503);
+	CU_ASSERT(a.body && strstr(a.body, "'hook'"));
+	REQUIRE(s_send(kd, "h-1", "hook.call", NULL));
+	deadline = test_now_ms() + WAIT;
+	do {
+		http_answer_clear(&a);
+		a = s_http(kd, "GET", "/metrics", NULL);
+		if (s_metric(a.body, "kanal_instance_upstream_up{instance=\"hook\"}") == 0)
+			break;
+		test_sleep_ms(100);
+	} while (test_now_ms() < deadline);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_instance_upstream_up{instance=\"hook\"}"), 0);
+	CU_ASSERT(!strstr(a.body, "kanal_instance_upstream_up{instance=\"letters\"}"));
+	http_answer_clear(&a);
+	a = s_http(kd, "GET", "/api/v1/status", NULL);
+	CU_ASSERT(a.body && (strstr(a.body, "\"upstream\": false") ||
+			     strstr(a.body, "\"upstream\":false")));
+	http_answer_clear(&a);
+	a = s_http(kd, "GET", "/readyz", NULL);
+	CU_ASSERT_EQUAL(a.status, 503);
+	CU_ASSERT(a.body && strstr(a.body, "instance 'hook': its upstream is not up"));
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+done:
+	http_answer_clear(&a);
+	kd_destroy(&kd);
+	free(text);
+	free(conf);
 }
 
 /* ---- the token ------------------------------------------------------------------------ */
@@ -910,6 +972,7 @@ TEST_MAIN("admin_http",
 	  TEST(test_health_and_readiness_follow_the_journal),
 	  TEST(test_metrics_count_per_destination_and_pass_promtool),
 	  TEST(test_metrics_count_per_route_and_latency),
+	  TEST(test_upstream_reachability_in_status_metrics_and_readyz),
 	  TEST(test_token_guards_everything_but_health),
 	  TEST(test_reload_answers_the_real_result),
 	  TEST(test_dead_letters_listed_shown_replayed_and_deleted),

@@ -109,6 +109,11 @@ static void test_install_puts_files_where_debian_expects_them(void)
 	CU_ASSERT(strstr(conf, "\nstate_dir: /var/lib/kanal\n") != NULL);
 	CU_ASSERT(strstr(conf, "\nrun_dir: /run/kanal\n") != NULL);
 	CU_ASSERT(strstr(conf, "/usr/lib/") && strstr(conf, "/kanal/plugins\n"));
+	/* kanal.pc: folders relative to ${prefix}, and no rpath forced on what links it. */
+	snprintf(path, sizeof path, "/usr/lib%s%s/pkgconfig/kanal.pc", *multi ? "/" : "", multi);
+	CU_ASSERT_EQUAL(s_sh("grep -q '^libdir=\\${prefix}/lib' %s%s", root, path), 0);
+	CU_ASSERT_EQUAL(s_sh("grep -qx 'includedir=\\${prefix}/include' %s%s", root, path), 0);
+	CU_ASSERT_EQUAL(s_sh("grep -q rpath %s%s", root, path), 1);
 done:
 	free(conf);
 	test_rmdir_r(root);
@@ -377,6 +382,10 @@ static void test_debian_packages_build_with_the_right_files(void)
 			     dir), 0);
 	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal-dev_*.deb 2>/dev/null | grep -q "
 			     "'libkanal-dev/examples/hello.c'", dir), 0);
+	/* libkanal1 carries the symbols file, so a plugin package depends on the version that
+	 * has what it calls. */
+	CU_ASSERT_EQUAL(s_sh("dpkg-deb -I %s/libkanal1_*.deb symbols | "
+			     "grep -q '^ kanal_msg_new@KANAL_1.0 '", dir), 0);
 	/* No rpath in a packaged binary. */
 	CU_ASSERT_EQUAL(s_sh("mkdir %s/x && dpkg-deb -x %s/kanal_*.deb %s/x && "
 			     "readelf -d %s/x/usr/bin/kanald | grep -qi rpath", dir, dir, dir, dir), 1);

@@ -313,8 +313,30 @@ static void test_libkanal_exports_only_the_public_sdk(void)
 done:;
 }
 
+/* The library and the programs are built hardened by default: full RELRO (BIND_NOW and a
+ * GNU_RELRO segment), the stack protector and _FORTIFY_SOURCE's checked functions. */
+static void test_libkanal_and_kanald_are_hardened(void)
+{
+	const char *files[] = {"lib/libkanal.so.1.0.0", "bin/kanald"};
+	char cmd[512];
+
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		const char *f = test_path(files[i]);
+
+		snprintf(cmd, sizeof cmd, "readelf -d %s | grep -q BIND_NOW", f);
+		CU_ASSERT_EQUAL(system(cmd), 0);
+		snprintf(cmd, sizeof cmd, "readelf -lW %s | grep -q GNU_RELRO", f);
+		CU_ASSERT_EQUAL(system(cmd), 0);
+		snprintf(cmd, sizeof cmd, "nm -D --undefined-only %s | grep -q __stack_chk_fail", f);
+		CU_ASSERT_EQUAL(system(cmd), 0);
+		snprintf(cmd, sizeof cmd, "nm -D --undefined-only %s | grep -q '__[a-z]*_chk@'", f);
+		CU_ASSERT_EQUAL(system(cmd), 0);
+	}
+}
+
 TEST_MAIN("loader",
 	  TEST(test_libkanal_exports_only_the_public_sdk),
+	  TEST(test_libkanal_and_kanald_are_hardened),
 	  TEST(test_good_plugin_loads),
 	  TEST(test_refuses_newer_major),
 	  TEST(test_refuses_newer_minor),

@@ -20,6 +20,10 @@
 extern "C" {
 #endif
 
+/* Only what this header declares is exported from libkanal, which is built with
+ * -fvisibility=hidden (docs/design/library.md). */
+#pragma GCC visibility push(default)
+
 /* What a parsed CPR number tells. */
 typedef struct kanal_cpr {
 	char digits[11];   /* the ten digits, NUL-terminated, no hyphen */
@@ -92,6 +96,8 @@ void kanal_pseudonym_key_destroy(kanal_pseudonym_key_t **key_p);
 #define KANAL_PSEUDONYM_SIZE 72
 int kanal_cpr_pseudonym(const kanal_pseudonym_key_t *key, const char *text, char *buf,
 			size_t size);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,10 @@
 extern "C" {
 #endif
 
+/* Only what this header declares is exported from libkanal, which is built with
+ * -fvisibility=hidden (docs/design/library.md). */
+#pragma GCC visibility push(default)
+
 #define KANAL_ERRNO_MAP(X)                                                              \
 	X(EINVAL, 1, "invalid argument")                                                  \
 	X(ENOMEM, 2, "out of memory")                                                     \
@@ -79,6 +83,8 @@ void kanal_error_set(kanal_error_t *err, const char *source, int line, int colum
 /* Formats `err` as "source:line:col: error: text" (line and col left out when 0) into
  * buf[size], cut to fit; "" for a NULL err. Ownership: borrows err; writes into buf. */
 void kanal_error_format(const kanal_error_t *err, char *buf, size_t size);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

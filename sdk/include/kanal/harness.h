@@ -25,6 +25,10 @@
 extern "C" {
 #endif
 
+/* Only what this header declares is exported from libkanal, which is built with
+ * -fvisibility=hidden (docs/design/library.md). */
+#pragma GCC visibility push(default)
+
 typedef struct kanal_harness kanal_harness_t;
 
 /* Loads the plugin at `path` for an instance named `instance`. Returns NULL and fills err
@@ -109,6 +113,8 @@ void kanal_harness_clear(kanal_harness_t *h);
  * unloads it, and removes the temporary state folder if the harness made it.
  * Ownership: takes *h_p. */
 void kanal_harness_destroy(kanal_harness_t **h_p);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

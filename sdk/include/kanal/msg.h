@@ -28,6 +28,10 @@
 extern "C" {
 #endif
 
+/* Only what this header declares is exported from libkanal, which is built with
+ * -fvisibility=hidden (docs/design/library.md). */
+#pragma GCC visibility push(default)
+
 typedef struct kanal_msg kanal_msg_t;
 
 /* The default largest serialised event accepted by kanal_msg_parse: 64 KiB. */
@@ -210,6 +214,8 @@ size_t kanal_msg_size(const kanal_msg_t *msg);
  * returned void; the symbol is unchanged, and a caller ignoring the result still links.)
  * Ownership: none (writes into the caller's buf). */
 int kanal_uuid(char buf[37]);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

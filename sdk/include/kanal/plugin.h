@@ -38,6 +38,10 @@
 extern "C" {
 #endif
 
+/* Only what this header declares is exported from libkanal, which is built with
+ * -fvisibility=hidden (docs/design/library.md). */
+#pragma GCC visibility push(default)
+
 #define KANAL_ABI_MAJOR 1
 #define KANAL_ABI_MINOR 1
 
@@ -298,6 +302,17 @@ const char *kanal_log_level_name(kanal_log_level_t level);
  * Ownership: borrows ctx; copies name. */
 void kanal_metric_add(kanal_ctx_t *ctx, const char *name, int64_t delta);
 void kanal_metric_set(kanal_ctx_t *ctx, const char *name, double value);
+
+/* Reports whether the system behind the instance (its upstream) answers: up after an
+ * answer from it, down after it could not be reached or failed (refused, timed out, a
+ * 5xx). kanald shows the last report in status and /metrics (kanal_instance_upstream_up)
+ * and /readyz waits for the instances named in endpoints.readyz_requires to report up.
+ * Only a change is passed on, so it may be called after every call to the upstream; the
+ * connectors built on plugins/common/kc_http report through it by themselves. Call it from
+ * the instance's thread (since ABI 1.1). Ownership: borrows ctx. */
+void kanal_upstream_report(kanal_ctx_t *ctx, bool up);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

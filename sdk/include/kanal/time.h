@@ -17,6 +17,10 @@
 extern "C" {
 #endif
 
+/* Only what this header declares is exported from libkanal, which is built with
+ * -fvisibility=hidden (docs/design/library.md). */
+#pragma GCC visibility push(default)
+
 /* Bytes kanal_time_rfc3339 needs, NUL included: "2026-12-07T15:13:13.123Z" and the NUL. */
 #define KANAL_TIME_RFC3339_SIZE 25
 
@@ -42,6 +46,8 @@ int kanal_time_rfc3339(int64_t ms, char *buf, size_t size);
  * and returns 0; otherwise returns KANAL_EPARSE and leaves *out_ms alone.
  * Ownership: borrows text; writes *out_ms. */
 int kanal_time_parse_rfc3339(const char *text, int64_t *out_ms);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
