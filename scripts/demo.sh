@@ -108,7 +108,8 @@ wait_for() { # FILE WHAT
 }
 
 echo "kanal demo — a municipal morning"
-echo "  upstream systems: daycare :7711, HR :7712, CPR :7713, Digital Post :7714, STS :7717"
+echo "  upstream systems: daycare :7711, HR :7712, CPR :7713, Digital Post :7714, STS :7717,"
+echo "                    the case system's receipts :7720"
 echo "                    (simulated; the national ones over mutual TLS with $CA),"
 echo "                    Radicale CalDAV :7715 (real)"
 echo "  kanald:           $CONF with routes/municipal.yaml; dashboard http://127.0.0.1:7703/"
@@ -135,10 +136,13 @@ start_sim cpr 7713 $TLS --set "sts_cert=$CA/server.pem"
 # shellcheck disable=SC2086
 start_sim digitalpost 7714 $TLS --set sts=https://127.0.0.1:7717 \
 	--set callback=http://127.0.0.1:7716/beskedfordeler/PostStatusBeskedModtag
+# The case system that sends the letters gets each letter's final status back by webhook
+# (the case-system instance, route letter-status-to-sender).
+start_sim casesystem 7720
 radicale -C "$R/config" >"$VAR/sims/radicale.log" 2>&1 &
 rpid=$!
 PIDS="$PIDS $rpid"
-for s in daycare hr sts cpr digitalpost; do wait_for "$VAR/sims/$s.port" "kanal-sim-$s"; done
+for s in daycare hr sts cpr digitalpost casesystem; do wait_for "$VAR/sims/$s.port" "kanal-sim-$s"; done
 i=0
 until grep -q "Listening on\|listening on" "$VAR/sims/radicale.log" 2>/dev/null; do
 	i=$((i + 1))
@@ -185,6 +189,7 @@ stop() {
 	dp_invalid=$(curl -s --max-time 2 --cacert "$CA/ca.pem" \
 		https://127.0.0.1:7714/digitalpost/v1/messages |
 		sed -n 's/.*"invalid": *\([0-9]*\).*/\1/p')
+	receipts=$(curl -s --max-time 2 http://127.0.0.1:7720/kanal/letter-status)
 	kill $tpid 2>/dev/null
 	kill -TERM $kpid 2>/dev/null
 	wait $kpid 2>/dev/null
@@ -202,18 +207,21 @@ stop() {
 	echo "  digital (Digital Post)         $digital"
 	echo "  physical (print spool)         $physical$([ $total -gt 0 ] && echo "   — $((100 * digital / total)) % digital")"
 	echo "  print jobs in $VAR/print-spool: $(ls "$VAR/print-spool" | grep -c '\.json$')"
-	echo "Digital Post letters by final status (PKO_PostStatus receipts):"
+	echo "letters by final status (Digital Post's PKO_PostStatus receipts, the print spool's):"
 	accepted=$(grep -c '"status":"accepted"' "$VAR/letter-status.jsonl" 2>/dev/null || true)
-	finals=0
 	for st in sent failed unknown; do
 		for ch in digital physical; do
 			n=$(grep '"final":true' "$VAR/letter-status.jsonl" 2>/dev/null |
 				grep '"status":"'$st'"' | grep -c '"channel":"'$ch'"' || true)
-			finals=$((finals + n))
 			[ "$n" -gt 0 ] && printf '  %-30s %5d\n' "$st ($ch)" "$n"
 		done
 	done
-	printf '  %-30s %5d\n' "still awaiting their status" $((${accepted:-0} - finals))
+	# Digital Post's final statuses have ids dp-<messageUUID>-…; each accepted letter gets one.
+	dp_finals=$(grep '"final":true' "$VAR/letter-status.jsonl" 2>/dev/null |
+		grep -c '"id":"dp-' || true)
+	printf '  %-30s %5d\n' "Digital Post: still awaiting" $((${accepted:-0} - ${dp_finals:-0}))
+	echo "final statuses back at the case system (webhook): $(echo "$receipts" |
+		sed -n 's/^{"count":\([0-9]*\).*/\1/p')"
 	echo "calendar entries written (Radicale): $(find "$R/collections" -name '*.ics' -not -path '*/.Radicale.cache/*' | wc -l)"
 	echo "CPR lookups (audit log lines):       $(wc -l <"$VAR/cpr-audit.log" 2>/dev/null || echo 0)"
 	echo "requests refused as invalid (schemas): CPR ${cpr_invalid:-?}, Digital Post ${dp_invalid:-?}"

@@ -580,10 +580,12 @@ static void s_post_notice(daycare_t *d, const sim_institution_t *inst, const sim
 		return;
 	}
 	if (status && !strcmp(status, "withdrawn")) {
-		/* Nothing to take down: already as the sender wants it. */
+		/* Nothing to take down: already as the sender wants it. (ext lives in body: the
+		 * answer is made before body goes.) */
+		json_t *answer = json_pack("{s:s, s:s, s:b}", "external_id", ext, "status",
+					   "withdrawn", "changed", 0);
 		json_decref(body);
-		s_json_reply(res, 200, json_pack("{s:s, s:s, s:b}", "external_id", ext, "status",
-						 "withdrawn", "changed", 0));
+		s_json_reply(res, 200, answer);
 		return;
 	}
 	if (!title || !*title || strlen(title) > 200 || !text || !*text || strlen(text) > 4000) {
