@@ -41,6 +41,7 @@
 
 #include <kanal/cpr.h>
 
+#include "audit.h"
 #include "dashboard.h"
 #include "log.h"
 
@@ -54,6 +55,7 @@ struct admin_http {
 	char url[128];
 	unsigned char token_hash[SHA256_DIGEST_LENGTH];
 	bool has_token;
+	char client[64]; /* the address of the request being served, for the audit log */
 };
 
 typedef struct {
@@ -107,11 +109,18 @@ static void s_reply_error(reply_t *out, int status, const char *fmt, ...)
 static json_t *s_call(admin_http_t *a, json_t *req, char *why, size_t why_size)
 {
 	int timeout = ADMIN_TIMEOUT_MS, linger = 0;
-	char *text = json_dumps(req, JSON_COMPACT);
+	char *text;
 	json_t *reply = NULL;
 	zmq_msg_t msg;
 	void *s;
 
+	/* Who asked, for the audit log: relayed with the process's key, so that the router
+	 * believes it from this endpoint only (broker/audit.c). */
+	json_object_set_new(req, "actor",
+			    json_pack("{s:s, s:s, s:s}", "who",
+				      a->has_token ? "admin token" : "no token (loopback)", "from",
+				      a->client, "key", audit_relay_key()));
+	text = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	if (!text) {
 		snprintf(why, why_size, "out of memory");
@@ -683,6 +692,21 @@ static bool s_cross_site(admin_http_t *a, struct MHD_Connection *conn, const cha
 	return false;
 }
 
+/* The client's address as text ("127.0.0.1", "::1"), or "". */
+static void s_client_address(struct MHD_Connection *conn, char *out, size_t size)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	out[0] = '\0';
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)size);
+}
+
 /* Finds the endpoint for the request and runs it. The public endpoints answer anyone;
  * anything else, unknown paths included, needs the token first. A known path asked with
  * another method gets 405 with the methods it takes; an unknown path 404. */
@@ -693,6 +717,7 @@ static void s_handle(admin_http_t *a, struct MHD_Connection *conn, const char *m
 	const endpoint_t *path_match = NULL;
 	char allow[64] = "", why[320];
 
+	s_client_address(conn, a->client, sizeof a->client);
 	if (s_cross_site(a, conn, method, why, sizeof why)) {
 		s_reply_error(out, 403, "%s", why);
 		return;

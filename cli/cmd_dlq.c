@@ -74,10 +74,7 @@ static int s_ask(const ctl_t *ctl, const char *what, json_t **request_p, bool cl
 
 /* ---- Times ---------------------------------------------------------------------------- */
 
-/* Turns --since TIME into RFC 3339 UTC for kanald: TIME is RFC 3339 (any offset) or a
- * duration with a unit ("90s", "30m", "2h", "1d", "1.5h") meaning that long before now.
- * Returns 0, or -1 after printing what is accepted. */
-static int s_since(const char *what, const char *text, char *buf, size_t size)
+int ctl_since(const char *what, const char *text, char *buf, size_t size)
 {
 	size_t n = strlen(text);
 	int64_t ms, ago;
@@ -91,7 +88,7 @@ static int s_since(const char *what, const char *text, char *buf, size_t size)
 		if (kanal_time_rfc3339(ms - ms % 1000, buf, size) == 0)
 			return 0;
 	}
-	ctl_error("dlq %s: --since wants an RFC 3339 time (2026-11-24T10:00:00Z, or with an "
+	ctl_error("%s: --since wants an RFC 3339 time (2026-11-24T10:00:00Z, or with an "
 		  "offset such as +01:00) or a duration ago (30m, 2h, 1d), not '%s'",
 		  what, text);
 	return -1;
@@ -145,7 +142,9 @@ static int s_add_filters(const ctl_t *ctl, const char *what, json_t *obj)
 	if (ctl->type && json_object_set_new(obj, "type", json_string(ctl->type)) < 0)
 		goto nomem;
 	if (ctl->since) {
-		if (s_since(what, ctl->since, since, sizeof since) < 0)
+		char cmd[32];
+		snprintf(cmd, sizeof cmd, "dlq %s", what);
+		if (ctl_since(cmd, ctl->since, since, sizeof since) < 0)
 			return -1;
 		if (json_object_set_new(obj, "since", json_string(since)) < 0)
 			goto nomem;

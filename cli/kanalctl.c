@@ -112,6 +112,15 @@ static const command_t s_commands[] = {
 	  "Exit status: 0 answered, and every letter asked for was replayed or dropped;\n"
 	  "1 kanald said no (journal off, no such letter, a letter missing); 2 bad usage\n"
 	  "or no reply.\n" },
+	{ "audit", cmd_audit, CTL_OPT_CONFIG | CTL_OPT_SINCE | CTL_OPT_JSON, "[--since TIME]",
+	  "print the operator audit log",
+	  "Prints kanald's audit log (<state_dir>/audit.log), oldest first: one line per\n"
+	  "operator action — dlq replay, drop and show --clear, instance pause, resume and\n"
+	  "restart, reload — with when, the outcome, the action, who (the local user of an\n"
+	  "ipc admin socket, 'admin token' over HTTP), the channel, from where and the target.\n"
+	  "Read from the file: kanald need not run. --since TIME (RFC 3339 or 30m, 2h, 1d)\n"
+	  "keeps the later ones; --json prints the lines as written.\n"
+	  "Exit status: 0 printed (or nothing recorded yet), 2 bad usage or unreadable.\n" },
 	{ "keygen", cmd_keygen, CTL_OPT_OUT, "[--out PREFIX]",
 	  "make a CURVE key pair for kanald or for a client",
 	  "Writes a new CURVE key pair: PREFIX.key holds the secret key (mode 0600: keep it\n"

@@ -85,6 +85,7 @@ int cmd_status(ctl_t *ctl, int argc, char **argv);
 int cmd_plugin(ctl_t *ctl, int argc, char **argv);
 int cmd_dlq(ctl_t *ctl, int argc, char **argv);
 int cmd_keygen(ctl_t *ctl, int argc, char **argv);
+int cmd_audit(ctl_t *ctl, int argc, char **argv);
 
 /* ---- Helpers (kanalctl.c). */
 
@@ -166,6 +167,10 @@ void ctl_close(void *sock);
 
 /* Monotonic milliseconds. */
 int64_t ctl_now_ms(void);
+/* Turns --since TIME into RFC 3339 UTC: TIME is RFC 3339 (any offset) or a duration with
+ * a unit ("90s", "30m", "2h", "1d", "1.5h") meaning that long before now. Returns 0, or -1
+ * after printing, as `what` ("dlq list"), what is accepted (cmd_dlq.c). */
+int ctl_since(const char *what, const char *text, char *buf, size_t size);
 
 /* Prints the standard "nothing answered" error for a socket kind ("gateway", "admin
  * endpoint") at endpoint. */

@@ -233,21 +233,10 @@ static void test_tenant_sees_only_its_own_stream_lines(void)
 	s_keys_destroy(&k);
 }
 
-/* A POST to kanald's admin HTTP endpoint with the given extra headers; the status. */
+/* A form POST to kanald's admin HTTP endpoint with the given extra headers; the status. */
 static long s_admin_post(kd_t *kd, const char *path, const char *const *headers)
 {
-	http_answer_t a;
-	char url[512];
-	long status;
-
-	snprintf(url, sizeof url, "%s%s", kd->admin_http, path);
-	http_request(NULL,
-		     &(http_request_t){ .method = "POST", .url = url, .headers = headers,
-					.body = "pause=1", .timeout_ms = WAIT },
-		     &a);
-	status = a.status;
-	http_answer_clear(&a);
-	return status;
+	return kd_admin_post(kd, path, headers, "pause=1", WAIT);
 }
 
 /* True when kanald's status reply shows a paused instance. */
