@@ -15,6 +15,7 @@
 
 #include <kanal/cpr.h>
 #include <kanal/error.h>
+#include <kanal/msg.h>
 
 #include "json_scan.h"
 #include "msg_int.h"
@@ -327,6 +328,35 @@ const char *kanal__msg_check_core(int index, const char *v, size_t len)
 	default:
 		return NULL;
 	}
+}
+
+/* ---- source ownership ------------------------------------------------------------------ */
+
+/* Glob match where '*' is any run of characters; iterative, with one backtrack point, so a
+ * pattern from a config cannot make it exponential. */
+bool kanal_source_matches(const char *pat, const char *text)
+{
+	const char *star = NULL, *resume = NULL;
+
+	if (!pat || !text)
+		return false;
+	while (*text) {
+		if (*pat == '*') {
+			star = pat++;
+			resume = text;
+		} else if (*pat == *text) {
+			pat++;
+			text++;
+		} else if (star) {
+			pat = star + 1;
+			text = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
 }
 
 /* ---- error texts ----------------------------------------------------------------------- */

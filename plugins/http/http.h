@@ -100,6 +100,9 @@ const char *tokens_client_name(const tokens_client_t *client);
 /* True when the client may send events of `type`: it has no type patterns, or one matches
  * ('*' one dot-separated token, '>' the rest, as in routing files). */
 bool tokens_client_allows(const tokens_client_t *client, const char *type);
+/* True when the client owns `source`: it has no sources= list, or a pattern of it matches
+ * (kanal_source_matches). NULL client: true (no authentication). */
+bool tokens_client_owns(const tokens_client_t *client, const char *source);
 
 /* True when a routing-style type pattern matches type. */
 bool tokens_type_matches(const char *pattern, const char *type);

@@ -587,6 +587,18 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 					"attributes may be logged by anyone on the way: put the person "
 					"in data, or use a pseudonym in subject",
 					at, attr);
+		} else if (!tokens_client_owns(rq->client, kanal_msg_source(msgs[i]))) {
+			/* Only the owner may use a source: duplicate suppression on (source, id)
+			 * is sound only then (docs/design/tenancy.md). */
+			kanal_metric_add(ing->ctx, "http_sources_denied", 1);
+			kanal_log(ing->ctx, KANAL_LOG_WARN,
+				  "refused events from client %s: it does not own source %s",
+				  tokens_client_name(rq->client), kanal_msg_source(msgs[i]));
+			answer = s_fail(ing, conn, MHD_HTTP_FORBIDDEN, "source",
+					batch ? (long)i : -1,
+					"%sclient '%s' does not own source '%s' (its sources= in "
+					"tokens_file)",
+					at, tokens_client_name(rq->client), kanal_msg_source(msgs[i]));
 		} else {
 			continue;
 		}
