@@ -201,6 +201,8 @@ static json_t *s_status(router_t *r)
 			 "invalid", (json_int_t)r->invalid, "busy", (json_int_t)r->busy,
 			 "reloads", (json_int_t)r->reloads, "reload_failures",
 			 (json_int_t)r->reload_failures, "duplicates", (json_int_t)r->duplicates);
+		json_object_set_new(json_object_get(st, "counters"), "dead_letters_purged",
+				    json_integer((json_int_t)r->dlq_purged));
 		if (st) { /* security (docs/security.md): ACL refusals and refused handshakes */
 			json_t *c = json_object_get(st, "counters");
 			json_object_set_new(c, "acl_denied", json_integer((json_int_t)gateway_acl_denied(r)));
@@ -257,6 +259,18 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 		if (!item)
 			return json_pack("{s:b, s:s}", "ok", 0, "error", "no such dead letter");
 		return json_pack("{s:b, s:o}", "ok", 1, "item", item);
+	}
+	if (!strcmp(cmd, "dlq.purge")) {
+		const char *text = json_string_value(json_object_get(req, "older_than"));
+		int64_t before = -1, n;
+		if (!text || kanal_time_parse_rfc3339(text, &before) != 0 || before < 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "'older_than' must be an RFC 3339 time");
+		n = journal_dlq_purge(r->journal, before, 0);
+		if (n < 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error", kanal_strerror((int)n));
+		r->dlq_purged += (uint64_t)n;
+		return json_pack("{s:b, s:I}", "ok", 1, "purged", (json_int_t)n);
 	}
 	if (!strcmp(cmd, "dlq.replay") || !strcmp(cmd, "dlq.drop")) {
 		bool replay = !strcmp(cmd, "dlq.replay");
@@ -337,6 +351,9 @@ static void s_audit(router_t *r, const audit_actor_t *actor, const char *cmd, js
 			json_object_set(target, "dropped", json_object_get(reply, "dropped"));
 		if (ok && json_object_get(reply, "replayed"))
 			json_object_set(target, "replayed", json_object_get(reply, "replayed"));
+	} else if (!strcmp(cmd, "dlq.purge")) {
+		target = json_pack("{s:O?, s:O?}", "older_than", json_object_get(req, "older_than"),
+				   "purged", json_object_get(reply, "purged"));
 	} else if (!strcmp(cmd, "dlq.show") && clear) {
 		cmd = "dlq.show_clear";
 		target = json_pack("{s:O?}", "id", json_object_get(req, "id"));
@@ -344,6 +361,29 @@ static void s_audit(router_t *r, const audit_actor_t *actor, const char *cmd, js
 		return;
 	}
 	audit_record(r->conf->state_dir, r->stream, actor, cmd, target, ok, error);
+	json_decref(target);
+}
+
+void admin_dlq_retention(router_t *r, int64_t now_ms)
+{
+	static const audit_actor_t retention = { "kanald", "retention", "" };
+	int64_t max_age = r->conf->dlq_max_age_ms, n;
+	json_t *target;
+
+	if (!r->journal || (!max_age && !r->conf->dlq_max_events))
+		return;
+	n = journal_dlq_purge(r->journal, max_age ? now_ms - max_age : 0,
+			      r->conf->dlq_max_events);
+	if (n <= 0)
+		return;
+	r->dlq_purged += (uint64_t)n;
+	log_info("router", "purged %lld dead letter(s) beyond their retention (max_age %lld s, "
+			   "max_events %lld)",
+		 (long long)n, (long long)(max_age / 1000), (long long)r->conf->dlq_max_events);
+	target = json_pack("{s:I, s:I, s:I}", "purged", (json_int_t)n, "max_age_s",
+			   (json_int_t)(max_age / 1000), "max_events",
+			   (json_int_t)r->conf->dlq_max_events);
+	audit_record(r->conf->state_dir, r->stream, &retention, "dlq.purge", target, true, NULL);
 	json_decref(target);
 }
 
@@ -384,7 +424,7 @@ void admin_on_readable(router_t *r)
 			reply = json_pack("{s:b, s:s}", "ok", 0, "error",
 					  "unknown command (expected reload, status, routes, instances, "
 					  "instance.pause|resume|restart, dlq.list, dlq.show, "
-					  "dlq.replay or dlq.drop)");
+					  "dlq.replay, dlq.drop or dlq.purge)");
 		s_audit(r, &actor, cmd, req, reply, clear);
 		json_decref(req);
 		/* The dlq writes (replay, drop) take effect with this turn's commit. */

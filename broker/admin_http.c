@@ -286,6 +286,8 @@ static char *s_metrics(json_t *st)
 	s_scalar(&t, c, "reloads", "kanal_reloads_total", "counter", "Routing reloads that took effect.");
 	s_scalar(&t, c, "reload_failures", "kanal_reload_failures_total", "counter",
 		 "Routing reloads refused (the old table stayed).");
+	s_scalar(&t, c, "dead_letters_purged", "kanal_dead_letters_purged_total", "counter",
+		 "Dead letters purged by their retention or by dlq purge.");
 
 	if (json_is_array(routes)) {
 		static const char *const f[][3] = {

@@ -52,7 +52,8 @@ static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir"
 					  "routes",    "endpoints",  "limits",    "instances",
 					  "journal",   "security" };
 static const char *const s_journal_keys[] = { "mode", "path", "sync", "retention",
-					      "dedupe_window" };
+					      "dedupe_window", "dead_letters" };
+static const char *const s_dlq_keys[] = { "max_age", "max_events" };
 static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin", "admin_http",
 						"admin_token_file" };
 static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
@@ -471,6 +472,22 @@ static void s_journal(loader_t *ld, const ynode_t *v)
 		s_duration(ld, x, "retention", false, &conf->journal_retention_ms);
 	if ((x = yaml_tree_get(v, "dedupe_window")))
 		s_duration(ld, x, "dedupe_window", false, &conf->dedupe_window_ms);
+	/* dead_letters: {max_age, max_events} — their retention; 0 is no limit. */
+	if ((x = yaml_tree_get(v, "dead_letters")) && s_is_mapping(ld, x, "dead_letters")) {
+		const ynode_t *y;
+		if (yaml_tree_check_keys(x, s_dlq_keys, N_OF(s_dlq_keys), "dead_letters",
+					 ld->file, ld->d))
+			ld->errors++;
+		if ((y = yaml_tree_get(x, "max_age")))
+			s_duration(ld, y, "max_age", true, &conf->dlq_max_age_ms);
+		if ((y = yaml_tree_get(x, "max_events"))) {
+			const char *t = s_text(ld, y, "max_events", false);
+			if (t && !strcmp(t, "0"))
+				conf->dlq_max_events = 0;
+			else
+				s_count(ld, y, "max_events", &conf->dlq_max_events);
+		}
+	}
 }
 
 /* ---- instances ---------------------------------------------------------------------- */
@@ -1098,6 +1115,8 @@ static void s_defaults(loader_t *ld)
 	conf->journal_durable = true;
 	conf->max_parked_events = 1000000;
 	conf->journal_retention_ms = 7LL * 24 * 3600 * 1000;
+	conf->dlq_max_age_ms = 90LL * 24 * 3600 * 1000;
+	conf->dlq_max_events = 100000;
 	conf->dedupe_window_ms = 10LL * 60 * 1000;
 	conf->route_paths = s_calloc(ld, 1, sizeof *conf->route_paths);
 	if (conf->route_paths && (conf->route_paths[0] = s_path(ld, "routes")))

@@ -235,6 +235,7 @@ struct router {
 	int undelivered_at_stop;
 
 	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
+	uint64_t dlq_purged; /* dead letters purged by retention or `dlq purge` */
 	uint64_t duplicates;
 	/* Per-route counters (a hash by name), the delivery latency histogram, and the
 	 * measures the routing files declare (stats.c). */
@@ -525,6 +526,10 @@ uint64_t gateway_acl_denied(const router_t *r);
 
 /* Answers the admin socket's requests. */
 void admin_on_readable(router_t *r);
+/* Applies the dead letters' retention (journal.dead_letters: max_age, max_events): purges
+ * what is beyond it, counts it (dead_letters_purged) and audits it. Called once a minute
+ * from the end of a turn. */
+void admin_dlq_retention(router_t *r, int64_t now_ms);
 /* Loads the routing files again and swaps the table if valid; the admin reply (new). */
 json_t *admin_reload(router_t *r);
 /* "running", "paused" or "restarting". */

@@ -347,6 +347,29 @@ done:
 	return status;
 }
 
+static int s_purge(ctl_t *ctl, int argc, char **argv)
+{
+	json_t *request, *reply;
+	char before[64], *raw;
+	int status;
+
+	(void)argv;
+	if (argc > 0 || !ctl->older_than) {
+		ctl_error("dlq purge takes no ids, only --older-than TIME (30d, or RFC 3339)");
+		return CTL_EXIT_ERROR;
+	}
+	if (ctl_since("dlq purge", ctl->older_than, before, sizeof before) < 0)
+		return CTL_EXIT_ERROR;
+	request = json_pack("{s:s, s:s}", "cmd", "dlq.purge", "older_than", before);
+	status = s_ask(ctl, "purge", &request, false, &reply, &raw);
+	if (status == CTL_EXIT_OK && !ctl->json)
+		printf("purged %" JSON_INTEGER_FORMAT " dead letter(s) that died before %s\n",
+		       json_integer_value(json_object_get(reply, "purged")), before);
+	json_decref(reply);
+	free(raw);
+	return status;
+}
+
 /* ---- Dispatch ------------------------------------------------------------------------------ */
 
 static const struct {
@@ -358,6 +381,7 @@ static const struct {
 	{ "show", s_show, CTL_OPT_CLEAR },
 	{ "replay", s_replay, CTL_OPT_ALL_MATCHING | DLQ_FILTERS },
 	{ "drop", s_drop, 0 },
+	{ "purge", s_purge, CTL_OPT_OLDER_THAN },
 };
 
 int cmd_dlq(ctl_t *ctl, int argc, char **argv)
@@ -365,7 +389,7 @@ int cmd_dlq(ctl_t *ctl, int argc, char **argv)
 	char what[32];
 
 	if (argc == 0) {
-		ctl_error("dlq needs one of list, show, replay, drop (kanalctl help dlq)");
+		ctl_error("dlq needs one of list, show, replay, drop, purge (kanalctl help dlq)");
 		return CTL_EXIT_ERROR;
 	}
 	for (size_t i = 0; i < sizeof s_subcommands / sizeof s_subcommands[0]; i++) {
@@ -376,6 +400,6 @@ int cmd_dlq(ctl_t *ctl, int argc, char **argv)
 			return CTL_EXIT_ERROR;
 		return s_subcommands[i].run(ctl, argc - 1, argv + 1);
 	}
-	ctl_error("dlq: no subcommand '%s' (list, show, replay or drop)", argv[0]);
+	ctl_error("dlq: no subcommand '%s' (list, show, replay, drop or purge)", argv[0]);
 	return CTL_EXIT_ERROR;
 }

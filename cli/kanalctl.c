@@ -91,8 +91,9 @@ static const command_t s_commands[] = {
 	  "Exit status: 0 described, 1 refused or not found, 2 bad usage.\n" },
 	{ "dlq", cmd_dlq,
 	  CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON | CTL_OPT_ROUTE |
-		  CTL_OPT_TYPE | CTL_OPT_SINCE | CTL_OPT_LIMIT | CTL_OPT_CLEAR | CTL_OPT_ALL_MATCHING,
-	  "list|show|replay|drop", "list, show, replay and drop dead letters",
+		  CTL_OPT_TYPE | CTL_OPT_SINCE | CTL_OPT_LIMIT | CTL_OPT_CLEAR | CTL_OPT_ALL_MATCHING |
+		  CTL_OPT_OLDER_THAN,
+	  "list|show|replay|drop|purge", "list, show, replay, drop and purge dead letters",
 	  "  dlq list [--route R] [--type T] [--since TIME] [--limit N]\n"
 	  "      the dead letters, newest first (at most 100 unless --limit): id, when it\n"
 	  "      died (local time), route, destination, type, event id, attempts, reason\n"
@@ -107,6 +108,9 @@ static const command_t s_commands[] = {
 	  "      what was missing\n"
 	  "  dlq drop ID...\n"
 	  "      delete letters from the store for good\n"
+	  "  dlq purge --older-than TIME\n"
+	  "      delete for good every letter that died before TIME (retention does this\n"
+	  "      by itself: journal.dead_letters max_age and max_events)\n"
 	  "TIME is RFC 3339 (2026-11-24T10:00:00Z) or a duration ago (30m, 2h, 1d).\n"
 	  "--json prints kanald's reply as received. Needs kanald's durable journal.\n"
 	  "Exit status: 0 answered, and every letter asked for was replayed or dropped;\n"
@@ -146,6 +150,7 @@ static const struct {
 	{ CTL_OPT_LIMIT, "--limit" },      { CTL_OPT_CLEAR, "--clear" },
 	{ CTL_OPT_ALL_MATCHING, "--all-matching" }, { CTL_OPT_OUT, "--out" },
 	{ CTL_OPT_CURVE, "--curve-server-key/--curve-key-file" },
+	{ CTL_OPT_OLDER_THAN, "--older-than" },
 };
 
 static void s_usage(FILE *out)
@@ -182,6 +187,8 @@ static void s_usage(FILE *out)
 		"  --limit N             dlq list: at most N (default 100)\n"
 		"  --clear               dlq show: CPR numbers in the clear (personal data!)\n"
 		"  --all-matching        dlq replay: every dead letter the filters match\n"
+		"  --older-than TIME     dlq purge: delete the dead letters that died before\n"
+		"                        TIME (RFC 3339, or a duration ago: 30d)\n"
 		"  --out PREFIX          keygen: write PREFIX.key and PREFIX.pub\n"
 		"  --curve-server-key KEY  send, tail: kanald's CURVE public key (Z85, or its\n"
 		"                        .pub file; default $KANAL_CURVE_SERVER_KEY)\n"
@@ -281,7 +288,7 @@ int main(int argc, char **argv)
 	enum {
 		O_GATEWAY = 256, O_STREAM, O_ADMIN, O_TIMEOUT, O_COUNT, O_JSON, O_ROUTE, O_TYPE,
 		O_SINCE, O_LIMIT, O_CLEAR, O_ALL_MATCHING, O_OUT, O_CURVE_SERVER_KEY,
-		O_CURVE_KEY_FILE
+		O_CURVE_KEY_FILE, O_OLDER_THAN
 	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -297,6 +304,7 @@ int main(int argc, char **argv)
 		{ "limit", required_argument, NULL, O_LIMIT },
 		{ "clear", no_argument, NULL, O_CLEAR },
 		{ "all-matching", no_argument, NULL, O_ALL_MATCHING },
+		{ "older-than", required_argument, NULL, O_OLDER_THAN },
 		{ "out", required_argument, NULL, O_OUT },
 		{ "curve-server-key", required_argument, NULL, O_CURVE_SERVER_KEY },
 		{ "curve-key-file", required_argument, NULL, O_CURVE_KEY_FILE },
@@ -371,6 +379,10 @@ int main(int argc, char **argv)
 		case O_ALL_MATCHING:
 			ctl.all_matching = true;
 			ctl.given |= CTL_OPT_ALL_MATCHING;
+			break;
+		case O_OLDER_THAN:
+			ctl.older_than = optarg;
+			ctl.given |= CTL_OPT_OLDER_THAN;
 			break;
 		case O_OUT:
 			ctl.out = optarg;

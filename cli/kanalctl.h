@@ -48,6 +48,7 @@ enum {
 	CTL_OPT_ALL_MATCHING = 1 << 12, /* --all-matching (dlq replay) */
 	CTL_OPT_OUT = 1 << 13,    /* --out PREFIX (keygen) */
 	CTL_OPT_CURVE = 1 << 14,  /* --curve-server-key KEY, --curve-key-file PREFIX */
+	CTL_OPT_OLDER_THAN = 1 << 15, /* --older-than TIME (dlq purge) */
 };
 
 /* The parsed command line. Strings are borrowed from argv. */
@@ -67,6 +68,7 @@ typedef struct ctl {
 	int64_t limit;             /* --limit, else 0: kanald's default */
 	bool clear;                /* --clear */
 	bool all_matching;         /* --all-matching */
+	const char *older_than;    /* --older-than, as typed, or NULL */
 	const char *out;           /* --out PREFIX (keygen), or NULL */
 	const char *curve_server_key; /* --curve-server-key: Z85 or a .pub file, or NULL */
 	const char *curve_key_file;   /* --curve-key-file: our PREFIX(.key), or NULL */

@@ -177,4 +177,80 @@ static void test_operator_actions_are_audited(void)
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("audit", TEST(test_operator_actions_are_audited))
+/* A counter from kanald's status reply, or -1. */
+static long long s_counter(kd_t *kd, const char *section, const char *name)
+{
+	char *reply = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	json_t *st = reply ? json_loads(reply, 0, NULL) : NULL;
+	json_t *v = json_object_get(json_object_get(st, section), name);
+	long long n = json_is_integer(v) ? json_integer_value(v) : -1;
+
+	json_decref(st);
+	free(reply);
+	return n;
+}
+
+/* Dead letters beyond their retention (journal.dead_letters.max_events here) are purged,
+ * counted and audited; `kanalctl dlq purge --older-than` purges the rest, audited too. */
+static void test_dead_letter_retention_and_purge(void)
+{
+	char *conf = kd_config("  - name: picky\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/picky.jsonl', fail_type: x.bad }\n",
+			       "journal:\n  dead_letters: { max_age: 30d, max_events: 2 }\n");
+	kd_t *kd = kd_start("audit-retention", conf,
+			    "routes:\n  - name: bad\n    match: { type: '>' }\n    to: picky\n");
+	char cmd[2048], out[4096] = "";
+	json_t *lines, *e;
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int i = 0; i < 4; i++) {
+		char ev[256];
+		snprintf(ev, sizeof ev, "{\"specversion\":\"1.0\",\"id\":\"r-%d\",\"source\":\"t\","
+					"\"type\":\"x.bad\"}", i);
+		CU_ASSERT(kd_send_event(kd, ev, "accepted", WAIT, NULL));
+	}
+	for (int64_t until = test_now_ms() + WAIT;
+	     s_counter(kd, "journal", "dead_letters") < 4 && test_now_ms() < until;)
+		test_sleep_ms(50);
+	CU_ASSERT_EQUAL(s_counter(kd, "journal", "dead_letters"), 4);
+	/* Retention runs at start and once a minute: a restart applies it now. */
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
+	for (int64_t until = test_now_ms() + WAIT;
+	     s_counter(kd, "journal", "dead_letters") > 2 && test_now_ms() < until;)
+		test_sleep_ms(50);
+	CU_ASSERT_EQUAL(s_counter(kd, "journal", "dead_letters"), 2);
+	CU_ASSERT_EQUAL(s_counter(kd, "counters", "dead_letters_purged"), 2);
+	/* The operator purges what is left (anything that died before a minute from now). */
+	snprintf(cmd, sizeof cmd, "%s dlq purge --older-than 2100-01-01T00:00:00Z -c %s",
+		 test_path("bin/kanalctl"), kd->conf_path);
+	{
+		FILE *p = popen(cmd, "r");
+		size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+		out[n] = '\0';
+		CU_ASSERT_EQUAL(p ? pclose(p) : -1, 0);
+	}
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "purged 2 dead letter(s)"));
+	CU_ASSERT_EQUAL(s_counter(kd, "journal", "dead_letters"), 0);
+	CU_ASSERT_EQUAL(s_counter(kd, "counters", "dead_letters_purged"), 4);
+	lines = s_audit_lines(kd);
+	CU_ASSERT_EQUAL(json_array_size(lines), 2);
+	e = json_array_get(lines, 0);
+	CU_ASSERT_STRING_EQUAL(s_str(e, "who"), "kanald");
+	CU_ASSERT_STRING_EQUAL(s_str(e, "via"), "retention");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(e, "target"), "purged")),
+			2);
+	e = json_array_get(lines, 1);
+	CU_ASSERT_STRING_EQUAL(s_str(e, "action"), "dlq.purge");
+	CU_ASSERT_STRING_EQUAL(s_str(e, "via"), "tcp");
+	CU_ASSERT_STRING_EQUAL(s_str(e, "from"), "127.0.0.1");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(e, "target"), "purged")),
+			2);
+	json_decref(lines);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+TEST_MAIN("audit", TEST(test_operator_actions_are_audited),
+	  TEST(test_dead_letter_retention_and_purge))
