@@ -33,7 +33,12 @@
 
 #include "log.h"
 #include "notify.h"
+#include "dedupe.h"
 #include "router_int.h"
+
+/* The memory mode's duplicate window holds at most this many events (the oldest leave
+ * first): 256 Ki, about 30 MiB at most. */
+#define DEDUPE_MEMORY_MAX (256u * 1024)
 
 /* ---- queues ---------------------------------------------------------------------------- */
 
@@ -519,6 +524,13 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		return KANAL_EBUSY;
 	if (r->journal && (rc = s_journal_append(r, *msg_p, false, &seq)) < 0)
 		return rc;
+	if (r->dedupe && dedupe_check_add(r->dedupe, kanal_msg_source(*msg_p),
+					  kanal_msg_id(*msg_p),
+					  kanal__wall_ms() - r->conf->dedupe_window_ms,
+					  kanal__wall_ms())) {
+		r->duplicates++;
+		return KANAL_EDUPLICATE;
+	}
 	stats_measure(r, *msg_p);
 	ev = router_shared_new_at(msg_p, bytes, r->now_ms);
 	if (!ev)
@@ -1034,6 +1046,9 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		r->journal = journal_open(path, conf->journal_sync_power, err, err_size);
 		if (!r->journal)
 			goto fail;
+	} else if (!(r->dedupe = dedupe_new(DEDUPE_MEMORY_MAX))) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
 	}
 	r->deliver_sock = s_bind(r, ZMQ_ROUTER, BUS_DELIVER_ENDPOINT, NULL, 0, err, err_size);
 	r->emit_sock = s_bind(r, ZMQ_ROUTER, BUS_EMIT_ENDPOINT, NULL, 0, err, err_size);
@@ -1128,6 +1143,7 @@ void router_destroy(router_t **r_p)
 	gateway_flush_replies(r, "kanald stopped");
 	free(r->pending);
 	journal_close(&r->journal);
+	dedupe_destroy(&r->dedupe);
 	if (r->table)
 		router_table_release(&r->table);
 	while (r->free_dl) {

@@ -236,6 +236,7 @@ struct router {
 
 	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
 	uint64_t dlq_purged; /* dead letters purged by retention or `dlq purge` */
+	struct dedupe *dedupe; /* memory mode's duplicate window (dedupe.c); NULL when durable */
 	uint64_t duplicates;
 	/* Per-route counters (a hash by name), the delivery latency histogram, and the
 	 * measures the routing files declare (stats.c). */
