@@ -565,7 +565,18 @@ static void s_get_deadletters(const request_t *rq, reply_t *out)
 			json_object_set_new(req, keys[k], json_string(v));
 	}
 	lim = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "limit");
-	json_object_set_new(req, "limit", json_integer(lim ? atoi(lim) : 100));
+	if (lim) {
+		char *end;
+		long n = strtol(lim, &end, 10);
+		if (end == lim || *end || n < 1 || n > 100000) {
+			json_decref(req);
+			s_reply_error(out, 400, "'limit' must be a whole number from 1 to 100000");
+			return;
+		}
+		json_object_set_new(req, "limit", json_integer(n));
+	} else {
+		json_object_set_new(req, "limit", json_integer(100));
+	}
 	s_pass(rq->a, req, out);
 }
 

@@ -574,6 +574,16 @@ static void test_dead_letters_listed_shown_replayed_and_deleted(void)
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(list, "items")), 1);
 	json_decref(list);
 	list = NULL;
+	/* A limit that is not a number is refused, not read as "everything". */
+	for (size_t i = 0; i < 3; i++) {
+		static const char *const bad[] = { "abc", "0", "5x" };
+		char p[128];
+		snprintf(p, sizeof p, "/api/v1/deadletters?limit=%s", bad[i]);
+		a = s_http(kd, "GET", p, NULL);
+		CU_ASSERT_EQUAL(a.status, 400);
+		CU_ASSERT_PTR_NOT_NULL(a.body ? strstr(a.body, "'limit'") : NULL);
+		http_answer_clear(&a);
+	}
 
 	/* show: the letter with its event — its CPR number masked. */
 	REQUIRE(asprintf(&path, "/api/v1/deadletters/%" JSON_INTEGER_FORMAT, letter_id) > 0);
