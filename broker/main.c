@@ -39,7 +39,8 @@ static void s_usage(FILE *out)
 		"  -V, --version         the version, source revision and plugin ABI\n"
 		"  -h, --help            this text\n"
 		"\n"
-		"Signals: SIGHUP reloads the routing files; SIGTERM or SIGINT stop gracefully.\n");
+		"Signals: SIGHUP reloads the routing files; SIGTERM or SIGINT stop gracefully;\n"
+		"a second one stops at once (undelivered work stays in the journal).\n");
 }
 
 /* Everything kanald sets up, in the order the steps below set it up. */
@@ -56,6 +57,7 @@ typedef struct kanald {
 	void *zctx;
 	diag_t d;
 	sigset_t sigs;
+	bool stopped; /* router_stop has returned (s_stop's watcher ends) */
 } kanald_t;
 
 /* Reads the command line into k. Returns true to go on, or false with the process's exit
@@ -257,14 +259,46 @@ static void s_wait_for_stop(kanald_t *k)
 	}
 }
 
-/* Stops the router gracefully: what is still undelivered at its deadline is kept. */
+/* While the graceful stop runs: a second SIGTERM or SIGINT cuts it short (the operator
+ * does not want to wait for the shutdown deadline). Runs on its own thread; the signals
+ * stay blocked everywhere, so sigtimedwait receives them here. */
+static void *s_watch_second_signal(void *arg)
+{
+	kanald_t *k = arg;
+	struct timespec tick = { 0, 100 * 1000000L };
+
+	while (!__atomic_load_n(&k->stopped, __ATOMIC_ACQUIRE)) {
+		int sig = sigtimedwait(&k->sigs, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_warn("kanald", "second %s: stopping now, without waiting for in-flight "
+					   "deliveries",
+				 sig == SIGINT ? "SIGINT" : "SIGTERM");
+			router_force_stop(k->router);
+		}
+	}
+	return NULL;
+}
+
+/* Stops the router gracefully: what is still undelivered at its deadline (or at a second
+ * SIGTERM) is kept — in the journal, to be delivered after the next start, or in memory
+ * mode in the dead-letter file. */
 static void s_stop(kanald_t *k)
 {
+	pthread_t watcher;
+	bool watching = pthread_create(&watcher, NULL, s_watch_second_signal, k) == 0;
 	int undelivered = router_stop(k->router);
 
-	if (undelivered > 0)
-		log_warn("kanald", "%d deliveries were undelivered at the deadline and kept in "
-				   "the dead-letter file", undelivered);
+	__atomic_store_n(&k->stopped, true, __ATOMIC_RELEASE);
+	if (watching)
+		pthread_join(watcher, NULL);
+	if (undelivered > 0 && k->conf->journal_durable)
+		log_warn("kanald", "%d deliveries were undelivered at the deadline; they stay in "
+				   "the journal and are delivered after the next start",
+			 undelivered);
+	else if (undelivered > 0)
+		log_warn("kanald", "%d deliveries were undelivered at the deadline and written "
+				   "to the dead-letter file (memory mode)",
+			 undelivered);
 }
 
 /* Frees everything and returns the exit status; does not return when a plugin is stuck. */

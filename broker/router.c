@@ -1115,6 +1115,12 @@ int router_stop(router_t *r)
 	return r->undelivered_at_stop;
 }
 
+void router_force_stop(router_t *r)
+{
+	if (r)
+		__atomic_store_n(&r->force_stop, true, __ATOMIC_RELEASE);
+}
+
 void router_destroy(router_t **r_p)
 {
 	router_t *r = r_p ? *r_p : NULL;

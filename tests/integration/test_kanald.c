@@ -698,6 +698,57 @@ static void test_shutdown_with_slow_plugin_is_bounded_and_keeps_work(void)
 	kd_destroy(&kd);
 }
 
+/* A second SIGTERM cuts the graceful stop short: kanald does not wait for a 60 s deadline
+ * and a queue of slow deliveries; what is undelivered stays in the journal — and the log
+ * says so, not "dead-letter file". */
+static void test_second_sigterm_forces_the_stop(void)
+{
+	char *conf = kd_config("  - name: slow\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/slow.jsonl', delay: 1s }\n",
+			       NULL), *p, *text, *log;
+	kd_t *kd;
+	int64_t t0;
+	int st;
+
+	p = strstr(conf, "shutdown_deadline: 3s");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	memcpy(p, "shutdown_deadline: 9m", 21);
+	kd = kd_start("second-term", conf, "routes:\n  - name: all\n    to: slow\n");
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int i = 0; i < 8; i++) {
+		char ev[128];
+		snprintf(ev, sizeof ev, "{\"specversion\":\"1.0\",\"id\":\"s%d\",\"source\":\"t\","
+					"\"type\":\"a.b\"}", i);
+		CU_ASSERT(kd_send_event(kd, ev, "accepted", WAIT, NULL));
+	}
+	kill(kd->pid, SIGTERM);
+	usleep(500 * 1000);
+	CU_ASSERT_EQUAL(kd_wait_exit(kd, 0), -1); /* the first one waits for the deliveries */
+	t0 = test_now_ms();
+	st = kd_stop(kd, SIGTERM, 6000);
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT(test_now_ms() - t0 < 4000);
+	log = kd_log(kd);
+	CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "second SIGTERM: stopping now") : NULL);
+	CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "stay in the journal") : NULL);
+	CU_ASSERT_PTR_NULL(log ? strstr(log, "dead-letter file") : NULL);
+	free(log);
+	/* Nothing is lost: after a restart with a quick destination all eight arrive. */
+	conf = kd_config("  - name: slow\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/slow.jsonl' }\n",
+			 NULL);
+	kd_write_config(kd, conf);
+	free(conf);
+	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
+	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), 8, WAIT) >= 8);
+	text = test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+	CU_ASSERT(text && strstr(text, "\"s0\"") && strstr(text, "\"s7\""));
+	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
 /* Review C3: a gateway client that never reads its replies does not stall the broker. */
 static void test_gateway_client_that_never_reads_does_not_stall(void)
 {
@@ -1004,6 +1055,7 @@ TEST_MAIN("kanald",
 	  TEST(test_retry_budget_then_dead),
 	  TEST(test_gateway_busy_when_destination_full),
 	  TEST(test_shutdown_with_slow_plugin_is_bounded_and_keeps_work),
+	  TEST(test_second_sigterm_forces_the_stop),
 	  TEST(test_gateway_client_that_never_reads_does_not_stall),
 	  TEST(test_full_destination_does_not_block_others),
 	  TEST(test_deadletter_destination_batches_and_envelopes),
