@@ -648,6 +648,23 @@ static void test_gateway_busy_when_destination_full(void)
 
 /* Review C1/C2: a slow plugin at shutdown neither crashes kanald nor holds it past the
  * deadline, and what it had not done is kept in the journal and done after a restart. */
+/* Starts the stopped kanald again with the `slow` sink no longer slow, waits for n lines in
+ * slow.jsonl and returns the file's text (malloc'd; NULL when kanald did not start). */
+static char *s_restart_quick(kd_t *kd, size_t n)
+{
+	char *conf = kd_config("  - name: slow\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/slow.jsonl' }\n",
+			       NULL);
+
+	kd_write_config(kd, conf);
+	free(conf);
+	CU_ASSERT_EQUAL(kd_restart(kd), 0);
+	if (kd->pid <= 0)
+		return NULL;
+	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), n, WAIT) >= n);
+	return test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+}
+
 static void test_shutdown_with_slow_plugin_is_bounded_and_keeps_work(void)
 {
 	char *conf = kd_config("  - name: slow\n    plugin: sink\n"
@@ -683,14 +700,7 @@ static void test_shutdown_with_slow_plugin_is_bounded_and_keeps_work(void)
 	CU_ASSERT(st >= 0 && st < 128);
 	/* The sink was mid-way through its first event; the rest stayed in the journal and
 	 * is delivered after a restart, here with the destination no longer slow. */
-	conf = kd_config("  - name: slow\n    plugin: sink\n"
-			 "    options: { path: '@DIR@/slow.jsonl' }\n",
-			 NULL);
-	kd_write_config(kd, conf);
-	free(conf);
-	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
-	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), 3, WAIT) >= 3);
-	text = test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+	text = s_restart_quick(kd, 3);
 	CU_ASSERT(text && strstr(text, "\"w1\"") && strstr(text, "\"w2\"") &&
 		  strstr(text, "\"w3\""));
 	free(text);
@@ -735,14 +745,7 @@ static void test_second_sigterm_forces_the_stop(void)
 	CU_ASSERT_PTR_NULL(log ? strstr(log, "dead-letter file") : NULL);
 	free(log);
 	/* Nothing is lost: after a restart with a quick destination all eight arrive. */
-	conf = kd_config("  - name: slow\n    plugin: sink\n"
-			 "    options: { path: '@DIR@/slow.jsonl' }\n",
-			 NULL);
-	kd_write_config(kd, conf);
-	free(conf);
-	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
-	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), 8, WAIT) >= 8);
-	text = test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+	text = s_restart_quick(kd, 8);
 	CU_ASSERT(text && strstr(text, "\"s0\"") && strstr(text, "\"s7\""));
 	free(text);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
