@@ -8,11 +8,14 @@
  * work ever happens in a signal handler.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -58,6 +61,7 @@ typedef struct kanald {
 	diag_t d;
 	sigset_t sigs;
 	bool stopped; /* router_stop has returned (s_stop's watcher ends) */
+	int lock_fd;  /* <state_dir>/kanald.pid, locked while running */
 } kanald_t;
 
 /* Reads the command line into k. Returns true to go on, or false with the process's exit
@@ -233,6 +237,39 @@ static int s_start(kanald_t *k)
 	return 0;
 }
 
+/* Takes <state_dir>/kanald.pid with an exclusive lock, held until the process ends, and
+ * writes this pid into it: a second kanald on the same state_dir is refused at once with
+ * the holder's pid, instead of waiting on the journal and saying "database is locked".
+ * Returns 0 or -1 (logged). */
+static int s_lock_state_dir(kanald_t *k)
+{
+	char path[4096], holder[32] = "";
+	int fd;
+
+	(void)mkdir(k->conf->state_dir, 0700);
+	snprintf(path, sizeof path, "%s/kanald.pid", k->conf->state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		log_error("kanald", "cannot open the lock file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+		holder[n > 0 ? n : 0] = '\0';
+		holder[strcspn(holder, "\n")] = '\0';
+		log_error("kanald", "state_dir %s is in use by another kanald (pid %s, lock file %s): "
+				    "stop it first, or give this one its own state_dir",
+			  k->conf->state_dir, holder[0] ? holder : "unknown", path);
+		close(fd);
+		return -1;
+	}
+	snprintf(holder, sizeof holder, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, holder, strlen(holder), 0) < 0)
+		log_warn("kanald", "cannot write the lock file %s: %s", path, strerror(errno));
+	k->lock_fd = fd; /* closed at exit, which releases the lock */
+	return 0;
+}
+
 /* Runs until SIGTERM or SIGINT; SIGHUP reloads the routing files meanwhile. */
 static void s_wait_for_stop(kanald_t *k)
 {
@@ -351,7 +388,7 @@ int main(int argc, char **argv)
 		s_report_check(&k);
 		return s_finish(&k, 0);
 	}
-	if (s_start(&k) < 0)
+	if (s_lock_state_dir(&k) < 0 || s_start(&k) < 0)
 		return s_finish(&k, 1);
 	if (k.n_started == k.n_loaded) {
 		s_wait_for_stop(&k);

@@ -752,6 +752,45 @@ static void test_second_sigterm_forces_the_stop(void)
 	kd_destroy(&kd);
 }
 
+/* A second kanald on the same state_dir is refused at once, naming the first one's pid,
+ * rather than waiting on the journal and saying "database is locked". */
+static void test_second_kanald_on_the_same_state_dir_is_refused(void)
+{
+	kd_t *first = s_start_default("lock-1"), *second;
+	char *conf, *text, *log, pid[32];
+	char *state;
+	int64_t t0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(first);
+	state = strdup(kd_path(first, "state"));
+	text = kd_config("  - name: sink\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/sink.jsonl' }\n",
+			 NULL);
+	CU_ASSERT_FATAL(asprintf(&conf, "%.*s%s%s", (int)(strstr(text, "@DIR@/state") - text),
+				 text, state, strstr(text, "@DIR@/state") + strlen("@DIR@/state")) > 0);
+	free(text);
+	second = kd_prepare("lock-2", conf, "routes: []\n");
+	free(conf);
+	t0 = test_now_ms();
+	CU_ASSERT_EQUAL(kd_launch(second), -1);
+	CU_ASSERT(test_now_ms() - t0 < 5000);
+	CU_ASSERT_EQUAL(second->exit_status, 1);
+	log = kd_log(second);
+	snprintf(pid, sizeof pid, "(pid %d,", (int)first->pid);
+	CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "is in use by another kanald") : NULL);
+	CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, pid) : NULL);
+	free(log);
+	kd_destroy(&second);
+	/* The first runs on; once it has stopped, the folder is free again. */
+	CU_ASSERT(kd_send_event(first, "{\"specversion\":\"1.0\",\"id\":\"l1\",\"source\":\"t\","
+				       "\"type\":\"a.b\"}", "accepted", WAIT, NULL));
+	CU_ASSERT_EQUAL(kd_stop(first, SIGTERM, WAIT), 0);
+	CU_ASSERT_EQUAL(kd_restart(first), 0);
+	CU_ASSERT_EQUAL(kd_stop(first, SIGTERM, WAIT), 0);
+	kd_destroy(&first);
+	free(state);
+}
+
 /* Review C3: a gateway client that never reads its replies does not stall the broker. */
 static void test_gateway_client_that_never_reads_does_not_stall(void)
 {
@@ -1059,6 +1098,7 @@ TEST_MAIN("kanald",
 	  TEST(test_gateway_busy_when_destination_full),
 	  TEST(test_shutdown_with_slow_plugin_is_bounded_and_keeps_work),
 	  TEST(test_second_sigterm_forces_the_stop),
+	  TEST(test_second_kanald_on_the_same_state_dir_is_refused),
 	  TEST(test_gateway_client_that_never_reads_does_not_stall),
 	  TEST(test_full_destination_does_not_block_others),
 	  TEST(test_deadletter_destination_batches_and_envelopes),
