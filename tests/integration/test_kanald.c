@@ -341,6 +341,8 @@ static void test_enrich_timeout_fails_the_flow(void)
 	kd_unsubscribe(&sub);
 	text = s_wait_dead(kd);
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "enrich from 'svc' failed: no reply within"));
+	/* The letter counts every time the service was asked: three. */
+	CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "\"attempts\":3") : NULL);
 	free(text);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "calendar.jsonl")), 0);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
