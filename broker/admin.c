@@ -203,6 +203,8 @@ static json_t *s_status(router_t *r)
 			 (json_int_t)r->reload_failures, "duplicates", (json_int_t)r->duplicates);
 		json_object_set_new(json_object_get(st, "counters"), "dead_letters_purged",
 				    json_integer((json_int_t)r->dlq_purged));
+		json_object_set_new(json_object_get(st, "counters"), "rate_limited",
+				    json_integer((json_int_t)r->rate_limited));
 		if (st) { /* security (docs/security.md): ACL refusals and refused handshakes */
 			json_t *c = json_object_get(st, "counters");
 			json_object_set_new(c, "acl_denied", json_integer((json_int_t)gateway_acl_denied(r)));

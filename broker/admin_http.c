@@ -288,6 +288,8 @@ static char *s_metrics(json_t *st)
 		 "Routing reloads refused (the old table stayed).");
 	s_scalar(&t, c, "dead_letters_purged", "kanal_dead_letters_purged_total", "counter",
 		 "Dead letters purged by their retention or by dlq purge.");
+	s_scalar(&t, c, "rate_limited", "kanal_rate_limited_total", "counter",
+		 "Gateway events answered busy for being over limits.rate.");
 
 	if (json_is_array(routes)) {
 		static const char *const f[][3] = {

@@ -58,7 +58,8 @@ static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin", "ad
 						"admin_token_file" };
 static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
 					    "queue_max_bytes", "shutdown_deadline",
-					    "enrich_timeout", "max_parked_events" };
+					    "enrich_timeout", "max_parked_events", "rate" };
+static const char *const s_rate_keys[] = { "events_per_second", "burst" };
 static const char *const s_instance_keys[] = { "name", "plugin", "isolation", "deadline",
 					       "options", "acl" };
 static const char *const s_acl_keys[] = { "emit", "sources" };
@@ -433,6 +434,17 @@ static void s_limits(loader_t *ld, const ynode_t *v)
 		s_duration(ld, x, "enrich_timeout", false, &conf->enrich_timeout_ms);
 	if ((x = yaml_tree_get(v, "max_parked_events")))
 		s_count(ld, x, "max_parked_events", &conf->max_parked_events);
+	/* rate: {events_per_second, burst} — a token bucket per gateway client. */
+	if ((x = yaml_tree_get(v, "rate")) && s_is_mapping(ld, x, "rate")) {
+		const ynode_t *y;
+		if (yaml_tree_check_keys(x, s_rate_keys, N_OF(s_rate_keys), "rate", ld->file,
+					 ld->d))
+			ld->errors++;
+		if ((y = yaml_tree_get(x, "events_per_second")))
+			s_count(ld, y, "events_per_second", &conf->rate_per_second);
+		if ((y = yaml_tree_get(x, "burst")))
+			s_count(ld, y, "burst", &conf->rate_burst);
+	}
 	/* A queue that cannot hold one largest event would refuse that event forever. */
 	if (conf->queue_max_bytes < conf->max_event_bytes)
 		s_err(ld, queue_bytes ? queue_bytes : v,

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "notify.h"
 #include "dedupe.h"
+#include "ratelimit.h"
 #include "router_int.h"
 
 /* The memory mode's duplicate window holds at most this many events (the oldest leave
@@ -1050,6 +1051,13 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}
+	if (conf->rate_per_second > 0 &&
+	    !(r->ratelimit = ratelimit_new((double)conf->rate_per_second,
+					   (double)(conf->rate_burst > 0 ? conf->rate_burst
+									 : conf->rate_per_second)))) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
 	r->deliver_sock = s_bind(r, ZMQ_ROUTER, BUS_DELIVER_ENDPOINT, NULL, 0, err, err_size);
 	r->emit_sock = s_bind(r, ZMQ_ROUTER, BUS_EMIT_ENDPOINT, NULL, 0, err, err_size);
 	r->ctl_router = s_bind(r, ZMQ_PAIR, BUS_CTL_ENDPOINT, NULL, 0, err, err_size);
@@ -1150,6 +1158,7 @@ void router_destroy(router_t **r_p)
 	free(r->pending);
 	journal_close(&r->journal);
 	dedupe_destroy(&r->dedupe);
+	ratelimit_destroy(&r->ratelimit);
 	if (r->table)
 		router_table_release(&r->table);
 	while (r->free_dl) {

@@ -238,6 +238,8 @@ struct router {
 	uint64_t dlq_purged; /* dead letters purged by retention or `dlq purge` */
 	struct dedupe *dedupe; /* memory mode's duplicate window (dedupe.c); NULL when durable */
 	bool force_stop; /* set (atomically) by router_force_stop: the shutdown deadline is now */
+	struct ratelimit *ratelimit; /* limits.rate's buckets (ratelimit.c); NULL: no limit */
+	uint64_t rate_limited;       /* gateway events answered busy for limits.rate */
 	uint64_t duplicates;
 	/* Per-route counters (a hash by name), the delivery latency histogram, and the
 	 * measures the routing files declare (stats.c). */

@@ -793,6 +793,47 @@ static void test_second_kanald_on_the_same_state_dir_is_refused(void)
 	free(state);
 }
 
+/* limits.rate: a sender over its token bucket is answered busy with a retry hint, counted;
+ * once the bucket refills it is accepted again. */
+static void test_rate_limit_answers_busy_with_retry_after(void)
+{
+	char *conf = kd_config(s_sinks, NULL), *with_rate, *reply, *st;
+	char *at = strstr(conf, "  shutdown_deadline: 3s\n");
+	char batch[4096];
+	size_t len = 0;
+	kd_t *kd;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+	CU_ASSERT_FATAL(asprintf(&with_rate, "%.*s  rate: { events_per_second: 5, burst: 5 }\n%s",
+				 (int)(at - conf), conf, at) > 0);
+	free(conf);
+	kd = kd_start("rate", with_rate, s_routes);
+	free(with_rate);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int i = 0; i < 10; i++)
+		len += (size_t)snprintf(batch + len, sizeof batch - len,
+					"%c{\"specversion\":\"1.0\",\"id\":\"rl-%d\",\"source\":\"t\","
+					"\"type\":\"demo.tick\"}",
+					i ? ',' : '[', i);
+	snprintf(batch + len, sizeof batch - len, "]");
+	reply = kd_send(kd, batch, WAIT);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	CU_ASSERT_EQUAL(kd_count(reply, "\"accepted\""), 5);
+	CU_ASSERT_EQUAL(kd_count(reply, "\"busy\""), 5);
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"retry_after_ms\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "limits.rate"));
+	free(reply);
+	st = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(st ? strstr(st, "\"rate_limited\":5") : NULL);
+	free(st);
+	/* A second later the bucket holds five again. */
+	test_sleep_ms(1100);
+	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"rl-10\",\"source\":\"t\","
+				    "\"type\":\"demo.tick\"}", "accepted", WAIT, NULL));
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
 /* Review C3: a gateway client that never reads its replies does not stall the broker. */
 static void test_gateway_client_that_never_reads_does_not_stall(void)
 {
@@ -1101,6 +1142,7 @@ TEST_MAIN("kanald",
 	  TEST(test_shutdown_with_slow_plugin_is_bounded_and_keeps_work),
 	  TEST(test_second_sigterm_forces_the_stop),
 	  TEST(test_second_kanald_on_the_same_state_dir_is_refused),
+	  TEST(test_rate_limit_answers_busy_with_retry_after),
 	  TEST(test_gateway_client_that_never_reads_does_not_stall),
 	  TEST(test_full_destination_does_not_block_others),
 	  TEST(test_deadletter_destination_batches_and_envelopes),
