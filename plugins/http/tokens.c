@@ -34,9 +34,17 @@ struct tokens_client {
 	char **sources; /* NULL-terminated source patterns; NULL: any source */
 };
 
+/* A client's token bucket for client_rate (tokens_client_take). */
+typedef struct bucket {
+	double tokens;
+	int64_t at_ms;
+	bool used;
+} bucket_t;
+
 struct tokens {
 	tokens_client_t *clients;
 	size_t n;
+	bucket_t *buckets; /* one per line; a client's first line holds its bucket */
 };
 
 /* Reads a secret file after checking who may read it. Returns 0 and a malloc'd, NUL-ended
@@ -131,6 +139,7 @@ void tokens_destroy(tokens_t **tokens_p)
 	for (size_t i = 0; i < t->n; i++)
 		s_client_free(&t->clients[i]);
 	free(t->clients);
+	free(t->buckets);
 	free(t);
 	*tokens_p = NULL;
 }
@@ -412,4 +421,39 @@ bool tokens_client_owns(const tokens_client_t *client, const char *source)
 		if (kanal_source_matches(client->sources[i], source))
 			return true;
 	return false;
+}
+
+int64_t tokens_client_take(tokens_t *tokens, const tokens_client_t *client, size_t n,
+			   double per_second, double burst, int64_t now_ms)
+{
+	size_t i = 0;
+	bucket_t *b;
+
+	if (!tokens || !client || per_second <= 0)
+		return 0;
+	if (!tokens->buckets && !(tokens->buckets = calloc(tokens->n, sizeof *tokens->buckets)))
+		return 0; /* out of memory: no limit rather than no service */
+	/* One bucket per client name, whichever of its tokens it used. */
+	while (i < tokens->n && strcmp(tokens->clients[i].name, client->name))
+		i++;
+	if (i == tokens->n)
+		return 0;
+	b = &tokens->buckets[i];
+	if (burst < 1)
+		burst = 1;
+	if (!b->used)
+		*b = (bucket_t){ burst, now_ms, true };
+	if (now_ms > b->at_ms) {
+		b->tokens += (double)(now_ms - b->at_ms) * per_second / 1000.0;
+		if (b->tokens > burst)
+			b->tokens = burst;
+		b->at_ms = now_ms;
+	}
+	if (b->tokens >= (double)n) {
+		b->tokens -= (double)n;
+		return 0;
+	}
+	/* Never enough when a request holds more events than the burst: wait for a full one. */
+	return (int64_t)(((double)n > burst ? burst : (double)n - b->tokens) * 1000.0 /
+			 per_second) + 1;
 }
