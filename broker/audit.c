@@ -145,9 +145,13 @@ void audit_actor_of(const char *endpoint, void *msg, json_t *req, audit_actor_t 
 		}
 		return;
 	}
-	snprintf(out->via, sizeof out->via, "%.15s",
-		 endpoint && strstr(endpoint, "://") ? endpoint : "tcp");
-	*strstr(out->via, "://") = '\0';
+	{
+		/* The transport is the endpoint's scheme ("tcp" from tcp://127.0.0.1:7702). */
+		const char *colon = endpoint ? strstr(endpoint, "://") : NULL;
+		int len = colon && colon - endpoint < (int)sizeof out->via ? (int)(colon - endpoint)
+									  : 3;
+		snprintf(out->via, sizeof out->via, "%.*s", len, colon ? endpoint : "tcp");
+	}
 	snprintf(out->from, sizeof out->from, "%s", peer ? peer : "");
 }
 
