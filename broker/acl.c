@@ -97,36 +97,12 @@ bool acl_source_pattern_valid(const char *pattern, char *why, size_t why_size)
 	return true;
 }
 
-/* Glob match where '*' is any run of characters; iterative, with one backtrack point. */
-static bool s_glob(const char *pat, const char *text)
-{
-	const char *star = NULL, *resume = NULL;
-
-	while (*text) {
-		if (*pat == '*') {
-			star = pat++;
-			resume = text;
-		} else if (*pat == *text) {
-			pat++;
-			text++;
-		} else if (star) {
-			pat = star + 1;
-			text = ++resume;
-		} else {
-			return false;
-		}
-	}
-	while (*pat == '*')
-		pat++;
-	return *pat == '\0';
-}
-
 bool acl_source_allowed(char *const *patterns, size_t n, const char *source)
 {
 	if (!source)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (s_glob(patterns[i], source))
+		if (kanal_source_matches(patterns[i], source))
 			return true;
 	return false;
 }

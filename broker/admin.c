@@ -4,7 +4,9 @@
  * report (stats.c) and reload.
  * The admin socket (a ZeroMQ REP) is read here; `kanalctl` and the HTTP admin endpoint
  * (admin_http.c, on its own thread) both talk to it. Replies are JSON, with CPR numbers
- * masked unless a dead letter is asked for in clear.
+ * masked unless a dead letter is asked for in clear. Every operator action is written to
+ * the audit log (audit.c) with who asked: the local user of an ipc admin socket, the
+ * address of a tcp one, or what the HTTP admin endpoint says it saw.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "isolation.h"
 #include "log.h"
 #include "router_int.h"
@@ -149,10 +152,11 @@ static json_t *s_instance_cmd(router_t *r, const char *cmd, json_t *req)
 		if (pid <= 0)
 			return json_pack("{s:b, s:s}", "ok", 0, "error",
 					 "its plugin host is already restarting");
-		/* The proxy sees the host end and starts a new one, as after a crash; the
-		 * delivery it was running (if any) is retried. */
+		/* Not counted as a crash (isolation_restart). */
 		log_info("router", "instance '%s': restarting its plugin host by request", name);
-		kill(pid, SIGKILL);
+		if (isolation_restart(d->inst->iso) != 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "its plugin host is already restarting");
 	}
 	return json_pack("{s:b, s:s, s:s}", "ok", 1, "instance", name, "state",
 			 admin_instance_state(r, d->inst));
@@ -211,6 +215,10 @@ static json_t *s_status(router_t *r)
 			 "invalid", (json_int_t)r->invalid, "busy", (json_int_t)r->busy,
 			 "reloads", (json_int_t)r->reloads, "reload_failures",
 			 (json_int_t)r->reload_failures, "duplicates", (json_int_t)r->duplicates);
+		json_object_set_new(json_object_get(st, "counters"), "dead_letters_purged",
+				    json_integer((json_int_t)r->dlq_purged));
+		json_object_set_new(json_object_get(st, "counters"), "rate_limited",
+				    json_integer((json_int_t)r->rate_limited));
 		if (st) { /* security (docs/security.md): ACL refusals and refused handshakes */
 			json_t *c = json_object_get(st, "counters");
 			json_object_set_new(c, "acl_denied", json_integer((json_int_t)gateway_acl_denied(r)));
@@ -277,6 +285,18 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 			return json_pack("{s:b, s:s}", "ok", 0, "error", "no such dead letter");
 		return json_pack("{s:b, s:o}", "ok", 1, "item", item);
 	}
+	if (!strcmp(cmd, "dlq.purge")) {
+		const char *text = json_string_value(json_object_get(req, "older_than"));
+		int64_t before = -1, n;
+		if (!text || kanal_time_parse_rfc3339(text, &before) != 0 || before < 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "'older_than' must be an RFC 3339 time");
+		n = journal_dlq_purge(r->journal, before, 0);
+		if (n < 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error", kanal_strerror((int)n));
+		r->dlq_purged += (uint64_t)n;
+		return json_pack("{s:b, s:I}", "ok", 1, "purged", (json_int_t)n);
+	}
 	if (!strcmp(cmd, "dlq.replay") || !strcmp(cmd, "dlq.drop")) {
 		bool replay = !strcmp(cmd, "dlq.replay");
 		json_t *ids = json_object_get(req, "ids"), *done = json_array(),
@@ -329,18 +349,82 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 	return NULL;
 }
 
+/* Writes the audit line of an operator action (audit.h): what changes state or shows a
+ * dead letter in clear. Reads, and commands that are not understood, are not audited. */
+static void s_audit(router_t *r, const audit_actor_t *actor, const char *cmd, json_t *req,
+		    json_t *reply, bool clear)
+{
+	bool ok = json_is_true(json_object_get(reply, "ok"));
+	const char *error = json_string_value(json_object_get(reply, "error"));
+	json_t *target = NULL;
+	char why[64];
+
+	if (!cmd)
+		return;
+	if (!strcmp(cmd, "reload")) {
+		if (!ok) {
+			snprintf(why, sizeof why, "%zu error(s) in the routing files",
+				 json_array_size(json_object_get(reply, "errors")));
+			error = why;
+		}
+	} else if (!strncmp(cmd, "instance.", 9) && strcmp(cmd, "instances")) {
+		target = json_pack("{s:O?}", "instance", json_object_get(req, "name"));
+	} else if (!strcmp(cmd, "dlq.replay") || !strcmp(cmd, "dlq.drop")) {
+		target = json_pack("{s:O?, s:O?}", "ids", json_object_get(req, "ids"), "match",
+				   json_object_get(req, "match"));
+		if (ok && json_object_get(reply, "dropped"))
+			json_object_set(target, "dropped", json_object_get(reply, "dropped"));
+		if (ok && json_object_get(reply, "replayed"))
+			json_object_set(target, "replayed", json_object_get(reply, "replayed"));
+	} else if (!strcmp(cmd, "dlq.purge")) {
+		target = json_pack("{s:O?, s:O?}", "older_than", json_object_get(req, "older_than"),
+				   "purged", json_object_get(reply, "purged"));
+	} else if (!strcmp(cmd, "dlq.show") && clear) {
+		cmd = "dlq.show_clear";
+		target = json_pack("{s:O?}", "id", json_object_get(req, "id"));
+	} else {
+		return;
+	}
+	audit_record(r->conf->state_dir, r->stream, actor, cmd, target, ok, error);
+	json_decref(target);
+}
+
+void admin_dlq_retention(router_t *r, int64_t now_ms)
+{
+	static const audit_actor_t retention = { "kanald", "retention", "" };
+	int64_t max_age = r->conf->dlq_max_age_ms, n;
+	json_t *target;
+
+	if (!r->journal || (!max_age && !r->conf->dlq_max_events))
+		return;
+	n = journal_dlq_purge(r->journal, max_age ? now_ms - max_age : 0,
+			      r->conf->dlq_max_events);
+	if (n <= 0)
+		return;
+	r->dlq_purged += (uint64_t)n;
+	log_info("router", "purged %lld dead letter(s) beyond their retention (max_age %lld s, "
+			   "max_events %lld)",
+		 (long long)n, (long long)(max_age / 1000), (long long)r->conf->dlq_max_events);
+	target = json_pack("{s:I, s:I, s:I}", "purged", (json_int_t)n, "max_age_s",
+			   (json_int_t)(max_age / 1000), "max_events",
+			   (json_int_t)r->conf->dlq_max_events);
+	audit_record(r->conf->state_dir, r->stream, &retention, "dlq.purge", target, true, NULL);
+	json_decref(target);
+}
+
 void admin_on_readable(router_t *r)
 {
-	char buf[4096];
-	int n;
+	zmq_msg_t in;
 
-	while ((n = zmq_recv(r->admin_sock, buf, sizeof buf - 1, ZMQ_DONTWAIT)) >= 0) {
+	zmq_msg_init(&in);
+	while (zmq_msg_recv(&in, r->admin_sock, ZMQ_DONTWAIT) >= 0) {
 		json_t *req, *reply;
 		const char *cmd = NULL;
+		audit_actor_t actor;
 		char *text;
 
-		buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = '\0';
-		req = json_loads(buf, 0, NULL);
+		req = json_loadb(zmq_msg_data(&in), zmq_msg_size(&in), 0, NULL);
+		audit_actor_of(r->admin_endpoint, &in, req, &actor);
 		if (json_is_object(req) && json_is_string(json_object_get(req, "cmd")))
 			cmd = json_string_value(json_object_get(req, "cmd"));
 		bool clear = false;
@@ -367,7 +451,8 @@ void admin_on_readable(router_t *r)
 			reply = json_pack("{s:b, s:s}", "ok", 0, "error",
 					  "unknown command (expected reload, status, routes, instances, "
 					  "instance.pause|resume|restart, dlq.list, dlq.show, "
-					  "dlq.replay, dlq.drop or measures.report)");
+					  "dlq.replay, dlq.drop, dlq.purge or measures.report)");
+		s_audit(r, &actor, cmd, req, reply, clear);
 		json_decref(req);
 		/* The dlq writes (replay, drop) take effect with this turn's commit. */
 		commit_end_turn(r);
@@ -379,5 +464,6 @@ void admin_on_readable(router_t *r)
 		zmq_send(r->admin_sock, text ? text : "{}", text ? strlen(text) : 2, 0);
 		free(text);
 	}
+	zmq_msg_close(&in);
 }
 

@@ -43,6 +43,7 @@
 
 #include <kanal/cpr.h>
 
+#include "audit.h"
 #include "dashboard.h"
 #include "log.h"
 
@@ -56,6 +57,7 @@ struct admin_http {
 	char url[128];
 	unsigned char token_hash[SHA256_DIGEST_LENGTH];
 	bool has_token;
+	char client[64]; /* the address of the request being served, for the audit log */
 };
 
 typedef struct {
@@ -109,11 +111,18 @@ static void s_reply_error(reply_t *out, int status, const char *fmt, ...)
 static json_t *s_call(admin_http_t *a, json_t *req, char *why, size_t why_size)
 {
 	int timeout = ADMIN_TIMEOUT_MS, linger = 0;
-	char *text = json_dumps(req, JSON_COMPACT);
+	char *text;
 	json_t *reply = NULL;
 	zmq_msg_t msg;
 	void *s;
 
+	/* Who asked, for the audit log: relayed with the process's key, so that the router
+	 * believes it from this endpoint only (broker/audit.c). */
+	json_object_set_new(req, "actor",
+			    json_pack("{s:s, s:s, s:s}", "who",
+				      a->has_token ? "admin token" : "no token (loopback)", "from",
+				      a->client, "key", audit_relay_key()));
+	text = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	if (!text) {
 		snprintf(why, why_size, "out of memory");
@@ -437,6 +446,10 @@ static char *s_metrics(json_t *st)
 	s_scalar(&t, c, "connections_denied", "kanal_connections_denied_total", "counter",
 		 "ZeroMQ connections the CURVE allow-list refused.");
 	s_process_metrics(&t);
+	s_scalar(&t, c, "dead_letters_purged", "kanal_dead_letters_purged_total", "counter",
+		 "Dead letters purged by their retention or by dlq purge.");
+	s_scalar(&t, c, "rate_limited", "kanal_rate_limited_total", "counter",
+		 "Gateway events answered busy for being over limits.rate.");
 
 	if (json_is_array(routes)) {
 		static const char *const f[][3] = {
@@ -720,7 +733,18 @@ static void s_get_deadletters(const request_t *rq, reply_t *out)
 			json_object_set_new(req, keys[k], json_string(v));
 	}
 	lim = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "limit");
-	json_object_set_new(req, "limit", json_integer(lim ? atoi(lim) : 100));
+	if (lim) {
+		char *end;
+		long n = strtol(lim, &end, 10);
+		if (end == lim || *end || n < 1 || n > 100000) {
+			json_decref(req);
+			s_reply_error(out, 400, "'limit' must be a whole number from 1 to 100000");
+			return;
+		}
+		json_object_set_new(req, "limit", json_integer(n));
+	} else {
+		json_object_set_new(req, "limit", json_integer(100));
+	}
 	s_pass(rq->a, req, out);
 }
 
@@ -849,6 +873,21 @@ static bool s_cross_site(admin_http_t *a, struct MHD_Connection *conn, const cha
 	return false;
 }
 
+/* The client's address as text ("127.0.0.1", "::1"), or "". */
+static void s_client_address(struct MHD_Connection *conn, char *out, size_t size)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	out[0] = '\0';
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)size);
+}
+
 /* Finds the endpoint for the request and runs it. The public endpoints answer anyone;
  * anything else, unknown paths included, needs the token first. A known path asked with
  * another method gets 405 with the methods it takes; an unknown path 404. */
@@ -859,6 +898,7 @@ static void s_handle(admin_http_t *a, struct MHD_Connection *conn, const char *m
 	const endpoint_t *path_match = NULL;
 	char allow[64] = "", why[320];
 
+	s_client_address(conn, a->client, sizeof a->client);
 	if (s_cross_site(a, conn, method, why, sizeof why)) {
 		s_reply_error(out, 403, "%s", why);
 		return;

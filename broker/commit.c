@@ -139,6 +139,7 @@ void commit_end_turn(router_t *r)
 					       ? r->conf->journal_retention_ms
 					       : r->conf->dedupe_window_ms;
 			journal_prune(r->journal, now - keep);
+			admin_dlq_retention(r, now);
 			r->next_prune_ms = now + 60000;
 		}
 		if (r->journal_failed && now >= r->next_prune_ms - 59000) {

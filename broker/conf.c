@@ -52,12 +52,14 @@ static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir"
 					  "routes",    "endpoints",  "limits",    "instances",
 					  "journal",   "security",   "log_format" };
 static const char *const s_journal_keys[] = { "mode", "path", "sync", "retention",
-					      "dedupe_window" };
+					      "dedupe_window", "dead_letters" };
+static const char *const s_dlq_keys[] = { "max_age", "max_events" };
 static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin", "admin_http",
 						"admin_token_file", "readyz_requires" };
 static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
 					    "queue_max_bytes", "shutdown_deadline",
-					    "enrich_timeout", "max_parked_events" };
+					    "enrich_timeout", "max_parked_events", "rate" };
+static const char *const s_rate_keys[] = { "events_per_second", "burst" };
 static const char *const s_instance_keys[] = { "name", "plugin", "isolation", "deadline",
 					       "options", "acl" };
 static const char *const s_acl_keys[] = { "emit", "sources" };
@@ -477,6 +479,17 @@ static void s_limits(loader_t *ld, const ynode_t *v)
 		s_duration(ld, x, "enrich_timeout", false, &conf->enrich_timeout_ms);
 	if ((x = yaml_tree_get(v, "max_parked_events")))
 		s_count(ld, x, "max_parked_events", &conf->max_parked_events);
+	/* rate: {events_per_second, burst} — a token bucket per gateway client. */
+	if ((x = yaml_tree_get(v, "rate")) && s_is_mapping(ld, x, "rate")) {
+		const ynode_t *y;
+		if (yaml_tree_check_keys(x, s_rate_keys, N_OF(s_rate_keys), "rate", ld->file,
+					 ld->d))
+			ld->errors++;
+		if ((y = yaml_tree_get(x, "events_per_second")))
+			s_count(ld, y, "events_per_second", &conf->rate_per_second);
+		if ((y = yaml_tree_get(x, "burst")))
+			s_count(ld, y, "burst", &conf->rate_burst);
+	}
 	/* A queue that cannot hold one largest event would refuse that event forever. */
 	if (conf->queue_max_bytes < conf->max_event_bytes)
 		s_err(ld, queue_bytes ? queue_bytes : v,
@@ -516,6 +529,22 @@ static void s_journal(loader_t *ld, const ynode_t *v)
 		s_duration(ld, x, "retention", false, &conf->journal_retention_ms);
 	if ((x = yaml_tree_get(v, "dedupe_window")))
 		s_duration(ld, x, "dedupe_window", false, &conf->dedupe_window_ms);
+	/* dead_letters: {max_age, max_events} — their retention; 0 is no limit. */
+	if ((x = yaml_tree_get(v, "dead_letters")) && s_is_mapping(ld, x, "dead_letters")) {
+		const ynode_t *y;
+		if (yaml_tree_check_keys(x, s_dlq_keys, N_OF(s_dlq_keys), "dead_letters",
+					 ld->file, ld->d))
+			ld->errors++;
+		if ((y = yaml_tree_get(x, "max_age")))
+			s_duration(ld, y, "max_age", true, &conf->dlq_max_age_ms);
+		if ((y = yaml_tree_get(x, "max_events"))) {
+			const char *t = s_text(ld, y, "max_events", false);
+			if (t && !strcmp(t, "0"))
+				conf->dlq_max_events = 0;
+			else
+				s_count(ld, y, "max_events", &conf->dlq_max_events);
+		}
+	}
 }
 
 /* ---- instances ---------------------------------------------------------------------- */
@@ -1143,6 +1172,8 @@ static void s_defaults(loader_t *ld)
 	conf->journal_durable = true;
 	conf->max_parked_events = 1000000;
 	conf->journal_retention_ms = 7LL * 24 * 3600 * 1000;
+	conf->dlq_max_age_ms = 90LL * 24 * 3600 * 1000;
+	conf->dlq_max_events = 100000;
 	conf->dedupe_window_ms = 10LL * 60 * 1000;
 	conf->route_paths = s_calloc(ld, 1, sizeof *conf->route_paths);
 	if (conf->route_paths && (conf->route_paths[0] = s_path(ld, "routes")))

@@ -84,6 +84,10 @@ typedef struct conf {
 	bool journal_sync_power;   /* journal.sync: power (synchronous=FULL) or process */
 	int64_t journal_retention_ms;
 	int64_t dedupe_window_ms;
+	int64_t rate_per_second;   /* limits.rate.events_per_second per gateway client; 0: off */
+	int64_t rate_burst;        /* limits.rate.burst (default: one second's worth) */
+	int64_t dlq_max_age_ms;    /* dead letters older are purged; 0: no limit */
+	int64_t dlq_max_events;    /* at most this many dead letters kept; 0: no limit */
 	/* security (docs/security.md): with `curve` the gateway and the stream speak CURVE
 	 * and only the listed clients' keys get in (zap.c); `allow_plain` lets an endpoint
 	 * without CURVE bind beyond loopback. */

@@ -30,8 +30,12 @@ deadletter_t *deadletter_open(const char *state_dir, char *err, size_t err_size)
 		snprintf(err, err_size, "out of memory");
 		return NULL;
 	}
-	mkdir(state_dir, 0750);
-	dl->fd = open(dl->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	/* Dead letters hold whole events, personal data included: owner only, whatever the
+	 * umask, and an older file others could read is tightened. */
+	mkdir(state_dir, 0700);
+	dl->fd = open(dl->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (dl->fd >= 0)
+		(void)fchmod(dl->fd, 0600);
 	if (dl->fd < 0) {
 		snprintf(err, err_size, "cannot open the dead-letter file %s: %s", dl->path,
 			 strerror(errno));

@@ -194,6 +194,9 @@ void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transi
 		if (!dl)
 			return;
 		snprintf(reason, sizeof reason, "enrich from '%s' failed: %s", step->service, why);
+		/* The letter says how often the service was asked: every transient failure
+		 * before this one, and this one. */
+		dl->attempt = f->enrich_failures + 1;
 		delivery_error(dl, reason);
 		delivery_dead(r, &dl, reason);
 	}

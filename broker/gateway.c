@@ -12,6 +12,7 @@
 
 #include "acl.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "router_int.h"
 
 /* ---- gateway ----------------------------------------------------------------------------- */
@@ -120,6 +121,18 @@ static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 	}
 	if (r->stopping)
 		return s_result(id, "error", "kanald is shutting down");
+	if (r->ratelimit) {
+		/* limits.rate: each CURVE client has its own bucket; plain clients share one. */
+		int64_t wait = ratelimit_take(r->ratelimit,
+					      r->gateway_client ? r->gateway_client : "",
+					      kanal_now_ms());
+		if (wait > 0) {
+			json_t *o = s_result(id, "busy", "over limits.rate for this client");
+			json_object_set_new(o, "retry_after_ms", json_integer(wait));
+			r->rate_limited++;
+			return o;
+		}
+	}
 	rc = router_accept(r, msg_p, -1);
 	if (rc == KANAL_EDUPLICATE)
 		return s_result(id, "duplicate", NULL);

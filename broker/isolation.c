@@ -122,6 +122,8 @@ struct isolation {
 	int64_t up_since;
 	int64_t down_since;
 	unsigned restarts;
+	bool operator_restart;  /* set (atomically) by isolation_restart before its SIGKILL */
+	bool restarting_by_operator; /* the host now starting replaces one an operator ended */
 
 	pending_t *head, *tail; /* deliveries waiting for the plugin host */
 	/* Sent and unanswered, oldest first; inflight[0] is the one being handled. */
@@ -686,15 +688,23 @@ static void s_failed(isolation_t *iso, const char *why, json_t *detail)
 		json_decref(detail);
 		return;
 	}
-	delay = s_next_backoff(iso, now);
-	victim = s_victim(iso);
+	if (__atomic_exchange_n(&iso->operator_restart, false, __ATOMIC_ACQ_REL)) {
+		/* Not a crash: no backoff, no delivery charged, not counted as a restart. */
+		iso->restarting_by_operator = true;
+		delay = 0;
+		victim = iso->n_inflight;
+		log_info(iso->name, "plugin host ended by an operator's restart; starting a new one");
+	} else {
+		delay = s_next_backoff(iso, now);
+		victim = s_victim(iso);
+	}
 	if (victim < iso->n_inflight) {
 		/* The router retries it by the route's policy, not before the new host is up. */
 		s_answer(iso, &iso->inflight[victim], KANAL_OUTCOME_RETRY, why, delay, NULL);
 		log_error(iso->name, "%s handling delivery %llu; restarting it in %lld ms", why,
 			  (unsigned long long)iso->inflight[victim].id, (long long)delay);
 		s_inflight_remove(iso, victim);
-	} else {
+	} else if (!iso->restarting_by_operator) {
 		log_error(iso->name, "%s; restarting it in %lld ms", why, (long long)delay);
 	}
 	/* What it finished with OK is done (a request, whose reply is lost, is not); the rest
@@ -722,7 +732,8 @@ static void s_failed(isolation_t *iso, const char *why, json_t *detail)
 			json_object_set_new(detail, "pid", json_integer(pid));
 		json_object_set_new(detail, "restart_in_ms", json_integer(delay));
 	}
-	s_notice(iso, "plugin.crashed", detail);
+	s_notice(iso, iso->restarting_by_operator ? "plugin.restarting" : "plugin.crashed",
+		 detail);
 }
 
 /* Looks whether the plugin host has ended on its own. */
@@ -872,6 +883,15 @@ static void s_on_started(isolation_t *iso, const kanal_wire_t *w)
 		log_info(iso->name, "plugin host started (pid %d)", (int)iso->pid);
 		instance_report_start(iso->inst, 1, NULL);
 		iso->reported = true;
+		return;
+	}
+	if (iso->restarting_by_operator) {
+		/* An operator's restart is not a crash: kanal_instance_restarts_total and the
+		 * "keeps crashing" alert count crashes only. */
+		iso->restarting_by_operator = false;
+		log_info(iso->name, "plugin host restarted by an operator (pid %d)", (int)iso->pid);
+		s_notice(iso, "plugin.restarted", json_pack("{s:i, s:b}", "pid", (int)iso->pid,
+							    "operator", 1));
 		return;
 	}
 	iso->restarts++;
@@ -1324,6 +1344,18 @@ out:
 	if (iso->progress_fd >= 0)
 		close(iso->progress_fd);
 	iso->progress_fd = -1;
+}
+
+int isolation_restart(isolation_t *iso)
+{
+	pid_t pid = isolation_host_pid(iso);
+
+	if (pid <= 0)
+		return KANAL_ESTATE;
+	__atomic_store_n(&iso->operator_restart, true, __ATOMIC_RELEASE);
+	/* The proxy sees the host end and starts a new one at once; what it was handling
+	 * goes to the new one uncharged. */
+	return kill(pid, SIGKILL) == 0 ? 0 : KANAL_EIO;
 }
 
 pid_t isolation_host_pid(isolation_t *iso)

@@ -39,6 +39,12 @@ void isolation_destroy(isolation_t **iso_p);
  * Ownership: borrows both. */
 void isolation_run(isolation_t *iso, instance_t *inst);
 
+/* An operator's restart: ends the plugin host so that the proxy starts a new one at once,
+ * without backoff, without charging a delivery, and without counting it as a crash
+ * (host_restarts, kanal_instance_restarts_total). Returns 0, or KANAL_ESTATE while the
+ * host is already down. Callable from any thread. Ownership: borrows iso. */
+int isolation_restart(isolation_t *iso);
+
 /* The plugin host's pid, or 0 while it is down (restarting). Read from any thread. */
 pid_t isolation_host_pid(isolation_t *iso);
 

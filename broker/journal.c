@@ -1235,6 +1235,39 @@ int64_t journal_dlq_count(journal_t *j)
 	return s_count(j, ST_DLQ_COUNT);
 }
 
+/* Runs one write statement with one integer bound; returns the rows it changed or
+ * KANAL_EIO. Retention runs once a minute: the statements are not worth keeping
+ * prepared. */
+static int64_t s_exec_int(journal_t *j, const char *sql, int64_t value)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t n;
+
+	if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return KANAL_EIO;
+	sqlite3_bind_int64(st, 1, value);
+	n = s_step_write(j, st) < 0 ? KANAL_EIO : sqlite3_changes(j->db);
+	sqlite3_finalize(st);
+	return n;
+}
+
+int64_t journal_dlq_purge(journal_t *j, int64_t before_ms, int64_t keep_max)
+{
+	int64_t by_age = 0, by_count = 0;
+
+	if (journal_begin(j) < 0)
+		return KANAL_EIO;
+	if (before_ms > 0 &&
+	    (by_age = s_exec_int(j, "DELETE FROM dead_letters WHERE dead_at < ?", before_ms)) < 0)
+		return by_age;
+	if (keep_max > 0 &&
+	    (by_count = s_exec_int(j, "DELETE FROM dead_letters WHERE id NOT IN (SELECT id FROM "
+				      "dead_letters ORDER BY id DESC LIMIT ?)",
+				   keep_max)) < 0)
+		return by_count;
+	return by_age + by_count;
+}
+
 int64_t journal_open_count(journal_t *j)
 {
 	/* Counted once (a scan), then kept up to date by add and done. */

@@ -105,6 +105,10 @@ int journal_dlq_take(journal_t *j, int64_t id, kanal_msg_t **msg, uint64_t *seq,
 json_t *journal_dlq_match(journal_t *j, const char *route, const char *type, int64_t since_ms);
 int journal_dlq_drop(journal_t *j, int64_t id);
 int64_t journal_dlq_count(journal_t *j);
+/* Deletes the dead letters that died before before_ms (0: none by age), then the oldest
+ * beyond the newest keep_max (0: no limit), in the turn's transaction. Returns how many
+ * went, or KANAL_EIO. */
+int64_t journal_dlq_purge(journal_t *j, int64_t before_ms, int64_t keep_max);
 
 /* Deletes done events older than before_ms with their delivery rows; returns the count. */
 int64_t journal_prune(journal_t *j, int64_t before_ms);

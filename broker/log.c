@@ -1,6 +1,7 @@
 /*
  * broker/log.c — kanald's line log on stderr. Every line passes through the CPR masker:
  * a log is read by many people and kept for long, so it must never hold a clear CPR number.
+ * And every line holds printable text only: what a message quotes is escaped.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -132,7 +133,7 @@ static size_t s_json_record(char *out, size_t size, const char *prefix, const ch
 
 void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ...)
 {
-	char line[2048], json[4096];
+	char line[2048], text[2048], json[4096];
 	char ts[40];
 	const char *prefix;
 	va_list ap;
@@ -153,8 +154,11 @@ void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ..
 	if (n < 0 || (size_t)n >= sizeof line)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
+	/* Whatever the message quotes, the line holds printable text only (kanal__log_escape):
+	 * a newline in an event id cannot forge a line. Masked after escaping. */
+	kanal__log_escape(line + n, sizeof line - (size_t)n - 1, text, strlen(text));
 	kanal_cpr_redact_inplace(line);
 	if (s_json) {
 		n = (int)s_json_record(json, sizeof json - 1, prefix, ts, level, component, line);

@@ -8,11 +8,14 @@
  * work ever happens in a signal handler.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -39,7 +42,8 @@ static void s_usage(FILE *out)
 		"  -V, --version         the version, source revision and plugin ABI\n"
 		"  -h, --help            this text\n"
 		"\n"
-		"Signals: SIGHUP reloads the routing files; SIGTERM or SIGINT stop gracefully.\n");
+		"Signals: SIGHUP reloads the routing files; SIGTERM or SIGINT stop gracefully;\n"
+		"a second one stops at once (undelivered work stays in the journal).\n");
 }
 
 /* Everything kanald sets up, in the order the steps below set it up. */
@@ -56,6 +60,8 @@ typedef struct kanald {
 	void *zctx;
 	diag_t d;
 	sigset_t sigs;
+	bool stopped; /* router_stop has returned (s_stop's watcher ends) */
+	int lock_fd;  /* <state_dir>/kanald.pid, locked while running */
 } kanald_t;
 
 /* Reads the command line into k. Returns true to go on, or false with the process's exit
@@ -232,6 +238,39 @@ static int s_start(kanald_t *k)
 	return 0;
 }
 
+/* Takes <state_dir>/kanald.pid with an exclusive lock, held until the process ends, and
+ * writes this pid into it: a second kanald on the same state_dir is refused at once with
+ * the holder's pid, instead of waiting on the journal and saying "database is locked".
+ * Returns 0 or -1 (logged). */
+static int s_lock_state_dir(kanald_t *k)
+{
+	char path[4096], holder[32] = "";
+	int fd;
+
+	(void)mkdir(k->conf->state_dir, 0700);
+	snprintf(path, sizeof path, "%s/kanald.pid", k->conf->state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		log_error("kanald", "cannot open the lock file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+		holder[n > 0 ? n : 0] = '\0';
+		holder[strcspn(holder, "\n")] = '\0';
+		log_error("kanald", "state_dir %s is in use by another kanald (pid %s, lock file %s): "
+				    "stop it first, or give this one its own state_dir",
+			  k->conf->state_dir, holder[0] ? holder : "unknown", path);
+		close(fd);
+		return -1;
+	}
+	snprintf(holder, sizeof holder, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, holder, strlen(holder), 0) < 0)
+		log_warn("kanald", "cannot write the lock file %s: %s", path, strerror(errno));
+	k->lock_fd = fd; /* closed at exit, which releases the lock */
+	return 0;
+}
+
 /* Runs until SIGTERM or SIGINT; SIGHUP reloads the routing files meanwhile. */
 static void s_wait_for_stop(kanald_t *k)
 {
@@ -258,14 +297,46 @@ static void s_wait_for_stop(kanald_t *k)
 	}
 }
 
-/* Stops the router gracefully: what is still undelivered at its deadline is kept. */
+/* While the graceful stop runs: a second SIGTERM or SIGINT cuts it short (the operator
+ * does not want to wait for the shutdown deadline). Runs on its own thread; the signals
+ * stay blocked everywhere, so sigtimedwait receives them here. */
+static void *s_watch_second_signal(void *arg)
+{
+	kanald_t *k = arg;
+	struct timespec tick = { 0, 100 * 1000000L };
+
+	while (!__atomic_load_n(&k->stopped, __ATOMIC_ACQUIRE)) {
+		int sig = sigtimedwait(&k->sigs, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_warn("kanald", "second %s: stopping now, without waiting for in-flight "
+					   "deliveries",
+				 sig == SIGINT ? "SIGINT" : "SIGTERM");
+			router_force_stop(k->router);
+		}
+	}
+	return NULL;
+}
+
+/* Stops the router gracefully: what is still undelivered at its deadline (or at a second
+ * SIGTERM) is kept — in the journal, to be delivered after the next start, or in memory
+ * mode in the dead-letter file. */
 static void s_stop(kanald_t *k)
 {
+	pthread_t watcher;
+	bool watching = pthread_create(&watcher, NULL, s_watch_second_signal, k) == 0;
 	int undelivered = router_stop(k->router);
 
-	if (undelivered > 0)
-		log_warn("kanald", "%d deliveries were undelivered at the deadline and kept in "
-				   "the dead-letter file", undelivered);
+	__atomic_store_n(&k->stopped, true, __ATOMIC_RELEASE);
+	if (watching)
+		pthread_join(watcher, NULL);
+	if (undelivered > 0 && k->conf->journal_durable)
+		log_warn("kanald", "%d deliveries were undelivered at the deadline; they stay in "
+				   "the journal and are delivered after the next start",
+			 undelivered);
+	else if (undelivered > 0)
+		log_warn("kanald", "%d deliveries were undelivered at the deadline and written "
+				   "to the dead-letter file (memory mode)",
+			 undelivered);
 }
 
 /* Frees everything and returns the exit status; does not return when a plugin is stuck. */
@@ -318,7 +389,7 @@ int main(int argc, char **argv)
 		s_report_check(&k);
 		return s_finish(&k, 0);
 	}
-	if (s_start(&k) < 0)
+	if (s_lock_state_dir(&k) < 0 || s_start(&k) < 0)
 		return s_finish(&k, 1);
 	if (k.n_started == k.n_loaded) {
 		s_wait_for_stop(&k);

@@ -284,6 +284,16 @@ static void s_drain_outcomes(router_t *r)
 	}
 }
 
+/* True once router_force_stop was called; the deadline becomes now, so that what follows
+ * (the plugins' stop) does not wait either. */
+static bool s_forced(router_t *r, int64_t *deadline)
+{
+	if (!__atomic_load_n(&r->force_stop, __ATOMIC_ACQUIRE))
+		return false;
+	*deadline = kanal_now_ms();
+	return true;
+}
+
 void park_shutdown(router_t *r)
 {
 	int64_t deadline = kanal_now_ms() + r->conf->shutdown_deadline_ms;
@@ -306,10 +316,10 @@ void park_shutdown(router_t *r)
 			 ZMQ_SNDMORE);
 		zmq_send(r->deliver_sock, &close_cmd, 1, 0);
 	}
-	while (r->closed_count < running && kanal_now_ms() < deadline)
+	while (r->closed_count < running && kanal_now_ms() < deadline && !s_forced(r, &deadline))
 		router_poll_once(r, 20, false);
-	/* 2. In-flight work finishes, until the deadline. */
-	while (!s_idle(r) && kanal_now_ms() < deadline)
+	/* 2. In-flight work finishes, until the deadline (or a second SIGTERM). */
+	while (!s_idle(r) && kanal_now_ms() < deadline && !s_forced(r, &deadline))
 		router_poll_once(r, 20, false);
 	if (!s_idle(r))
 		log_warn("router", "shutdown deadline reached with work undelivered; it is kept in %s",

@@ -33,7 +33,13 @@
 
 #include "log.h"
 #include "notify.h"
+#include "dedupe.h"
+#include "ratelimit.h"
 #include "router_int.h"
+
+/* The memory mode's duplicate window holds at most this many events (the oldest leave
+ * first): 256 Ki, about 30 MiB at most. */
+#define DEDUPE_MEMORY_MAX (256u * 1024)
 
 /* ---- queues ---------------------------------------------------------------------------- */
 
@@ -519,6 +525,13 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		return KANAL_EBUSY;
 	if (r->journal && (rc = s_journal_append(r, *msg_p, false, &seq)) < 0)
 		return rc;
+	if (r->dedupe && dedupe_check_add(r->dedupe, kanal_msg_source(*msg_p),
+					  kanal_msg_id(*msg_p),
+					  kanal__wall_ms() - r->conf->dedupe_window_ms,
+					  kanal__wall_ms())) {
+		r->duplicates++;
+		return KANAL_EDUPLICATE;
+	}
 	stats_measure(r, *msg_p);
 	ev = router_shared_new_at(msg_p, bytes, r->now_ms);
 	if (!ev)
@@ -1036,6 +1049,16 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		if (!r->journal)
 			goto fail;
 		stats_load_measures(r);
+	} else if (!(r->dedupe = dedupe_new(DEDUPE_MEMORY_MAX))) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
+	if (conf->rate_per_second > 0 &&
+	    !(r->ratelimit = ratelimit_new((double)conf->rate_per_second,
+					   (double)(conf->rate_burst > 0 ? conf->rate_burst
+									 : conf->rate_per_second)))) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
 	}
 	r->deliver_sock = s_bind(r, ZMQ_ROUTER, BUS_DELIVER_ENDPOINT, NULL, 0, err, err_size);
 	r->emit_sock = s_bind(r, ZMQ_ROUTER, BUS_EMIT_ENDPOINT, NULL, 0, err, err_size);
@@ -1102,6 +1125,12 @@ int router_stop(router_t *r)
 	return r->undelivered_at_stop;
 }
 
+void router_force_stop(router_t *r)
+{
+	if (r)
+		__atomic_store_n(&r->force_stop, true, __ATOMIC_RELEASE);
+}
+
 void router_destroy(router_t **r_p)
 {
 	router_t *r = r_p ? *r_p : NULL;
@@ -1130,6 +1159,8 @@ void router_destroy(router_t **r_p)
 	gateway_flush_replies(r, "kanald stopped");
 	free(r->pending);
 	journal_close(&r->journal);
+	dedupe_destroy(&r->dedupe);
+	ratelimit_destroy(&r->ratelimit);
 	if (r->table)
 		router_table_release(&r->table);
 	while (r->free_dl) {

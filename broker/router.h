@@ -29,8 +29,13 @@ void router_reload(router_t *r);
 /* From the main thread: asks for a graceful stop (sources stop, in-flight deliveries
  * finish until the shutdown deadline, plugins stop in reverse order) and waits for the
  * router's thread to end. Returns the number of deliveries that were still undelivered at
- * the deadline (they are kept in the dead-letter file). */
+ * the deadline (kept: in the journal for the next start, or in memory mode in the
+ * dead-letter file). */
 int router_stop(router_t *r);
+
+/* From any thread, during router_stop: ends the graceful stop's waiting at once, as if the
+ * shutdown deadline had passed (a second SIGTERM). */
+void router_force_stop(router_t *r);
 
 /* Frees the router (after router_stop), closing its sockets and removing the endpoints
  * file. */

@@ -246,6 +246,11 @@ struct router {
 	int undelivered_at_stop;
 
 	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
+	uint64_t dlq_purged; /* dead letters purged by retention or `dlq purge` */
+	struct dedupe *dedupe; /* memory mode's duplicate window (dedupe.c); NULL when durable */
+	bool force_stop; /* set (atomically) by router_force_stop: the shutdown deadline is now */
+	struct ratelimit *ratelimit; /* limits.rate's buckets (ratelimit.c); NULL: no limit */
+	uint64_t rate_limited;       /* gateway events answered busy for limits.rate */
 	uint64_t duplicates;
 	/* The last load of the routing files (the one at start counts): worked or not, and
 	 * when (wall clock, ms) — kanal_config_last_reload_* in /metrics. */
@@ -542,6 +547,10 @@ uint64_t gateway_acl_denied(const router_t *r);
 
 /* Answers the admin socket's requests. */
 void admin_on_readable(router_t *r);
+/* Applies the dead letters' retention (journal.dead_letters: max_age, max_events): purges
+ * what is beyond it, counts it (dead_letters_purged) and audits it. Called once a minute
+ * from the end of a turn. */
+void admin_dlq_retention(router_t *r, int64_t now_ms);
 /* Loads the routing files again and swaps the table if valid; the admin reply (new). */
 json_t *admin_reload(router_t *r);
 /* "running", "paused" or "restarting". */

@@ -74,10 +74,7 @@ static int s_ask(const ctl_t *ctl, const char *what, json_t **request_p, bool cl
 
 /* ---- Times ---------------------------------------------------------------------------- */
 
-/* Turns --since TIME into RFC 3339 UTC for kanald: TIME is RFC 3339 (any offset) or a
- * duration with a unit ("90s", "30m", "2h", "1d", "1.5h") meaning that long before now.
- * Returns 0, or -1 after printing what is accepted. */
-static int s_since(const char *what, const char *text, char *buf, size_t size)
+int ctl_since(const char *what, const char *text, char *buf, size_t size)
 {
 	size_t n = strlen(text);
 	int64_t ms, ago;
@@ -91,7 +88,7 @@ static int s_since(const char *what, const char *text, char *buf, size_t size)
 		if (kanal_time_rfc3339(ms - ms % 1000, buf, size) == 0)
 			return 0;
 	}
-	ctl_error("dlq %s: --since wants an RFC 3339 time (2026-11-24T10:00:00Z, or with an "
+	ctl_error("%s: --since wants an RFC 3339 time (2026-11-24T10:00:00Z, or with an "
 		  "offset such as +01:00) or a duration ago (30m, 2h, 1d), not '%s'",
 		  what, text);
 	return -1;
@@ -145,7 +142,9 @@ static int s_add_filters(const ctl_t *ctl, const char *what, json_t *obj)
 	if (ctl->type && json_object_set_new(obj, "type", json_string(ctl->type)) < 0)
 		goto nomem;
 	if (ctl->since) {
-		if (s_since(what, ctl->since, since, sizeof since) < 0)
+		char cmd[32];
+		snprintf(cmd, sizeof cmd, "dlq %s", what);
+		if (ctl_since(cmd, ctl->since, since, sizeof since) < 0)
 			return -1;
 		if (json_object_set_new(obj, "since", json_string(since)) < 0)
 			goto nomem;
@@ -348,6 +347,29 @@ done:
 	return status;
 }
 
+static int s_purge(ctl_t *ctl, int argc, char **argv)
+{
+	json_t *request, *reply;
+	char before[64], *raw;
+	int status;
+
+	(void)argv;
+	if (argc > 0 || !ctl->older_than) {
+		ctl_error("dlq purge takes no ids, only --older-than TIME (30d, or RFC 3339)");
+		return CTL_EXIT_ERROR;
+	}
+	if (ctl_since("dlq purge", ctl->older_than, before, sizeof before) < 0)
+		return CTL_EXIT_ERROR;
+	request = json_pack("{s:s, s:s}", "cmd", "dlq.purge", "older_than", before);
+	status = s_ask(ctl, "purge", &request, false, &reply, &raw);
+	if (status == CTL_EXIT_OK && !ctl->json)
+		printf("purged %" JSON_INTEGER_FORMAT " dead letter(s) that died before %s\n",
+		       json_integer_value(json_object_get(reply, "purged")), before);
+	json_decref(reply);
+	free(raw);
+	return status;
+}
+
 /* ---- Dispatch ------------------------------------------------------------------------------ */
 
 static const struct {
@@ -359,6 +381,7 @@ static const struct {
 	{ "show", s_show, CTL_OPT_CLEAR },
 	{ "replay", s_replay, CTL_OPT_ALL_MATCHING | DLQ_FILTERS },
 	{ "drop", s_drop, 0 },
+	{ "purge", s_purge, CTL_OPT_OLDER_THAN },
 };
 
 int cmd_dlq(ctl_t *ctl, int argc, char **argv)
@@ -366,7 +389,7 @@ int cmd_dlq(ctl_t *ctl, int argc, char **argv)
 	char what[32];
 
 	if (argc == 0) {
-		ctl_error("dlq needs one of list, show, replay, drop (kanalctl help dlq)");
+		ctl_error("dlq needs one of list, show, replay, drop, purge (kanalctl help dlq)");
 		return CTL_EXIT_ERROR;
 	}
 	for (size_t i = 0; i < sizeof s_subcommands / sizeof s_subcommands[0]; i++) {
@@ -377,6 +400,6 @@ int cmd_dlq(ctl_t *ctl, int argc, char **argv)
 			return CTL_EXIT_ERROR;
 		return s_subcommands[i].run(ctl, argc - 1, argv + 1);
 	}
-	ctl_error("dlq: no subcommand '%s' (list, show, replay or drop)", argv[0]);
+	ctl_error("dlq: no subcommand '%s' (list, show, replay, drop or purge)", argv[0]);
 	return CTL_EXIT_ERROR;
 }

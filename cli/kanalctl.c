@@ -102,8 +102,9 @@ static const command_t s_commands[] = {
 	  "Exit status: 0 described, 1 refused or not found, 2 bad usage.\n" },
 	{ "dlq", cmd_dlq,
 	  CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON | CTL_OPT_ROUTE |
-		  CTL_OPT_TYPE | CTL_OPT_SINCE | CTL_OPT_LIMIT | CTL_OPT_CLEAR | CTL_OPT_ALL_MATCHING,
-	  "list|show|replay|drop", "list, show, replay and drop dead letters",
+		  CTL_OPT_TYPE | CTL_OPT_SINCE | CTL_OPT_LIMIT | CTL_OPT_CLEAR | CTL_OPT_ALL_MATCHING |
+		  CTL_OPT_OLDER_THAN,
+	  "list|show|replay|drop|purge", "list, show, replay, drop and purge dead letters",
 	  "  dlq list [--route R] [--type T] [--since TIME] [--limit N]\n"
 	  "      the dead letters, newest first (at most 100 unless --limit): id, when it\n"
 	  "      died (local time), route, destination, type, event id, attempts, reason\n"
@@ -118,11 +119,23 @@ static const command_t s_commands[] = {
 	  "      what was missing\n"
 	  "  dlq drop ID...\n"
 	  "      delete letters from the store for good\n"
+	  "  dlq purge --older-than TIME\n"
+	  "      delete for good every letter that died before TIME (retention does this\n"
+	  "      by itself: journal.dead_letters max_age and max_events)\n"
 	  "TIME is RFC 3339 (2026-11-24T10:00:00Z) or a duration ago (30m, 2h, 1d).\n"
 	  "--json prints kanald's reply as received. Needs kanald's durable journal.\n"
 	  "Exit status: 0 answered, and every letter asked for was replayed or dropped;\n"
 	  "1 kanald said no (journal off, no such letter, a letter missing); 2 bad usage\n"
 	  "or no reply.\n" },
+	{ "audit", cmd_audit, CTL_OPT_CONFIG | CTL_OPT_SINCE | CTL_OPT_JSON, "[--since TIME]",
+	  "print the operator audit log",
+	  "Prints kanald's audit log (<state_dir>/audit.log), oldest first: one line per\n"
+	  "operator action — dlq replay, drop and show --clear, instance pause, resume and\n"
+	  "restart, reload — with when, the outcome, the action, who (the local user of an\n"
+	  "ipc admin socket, 'admin token' over HTTP), the channel, from where and the target.\n"
+	  "Read from the file: kanald need not run. --since TIME (RFC 3339 or 30m, 2h, 1d)\n"
+	  "keeps the later ones; --json prints the lines as written.\n"
+	  "Exit status: 0 printed (or nothing recorded yet), 2 bad usage or unreadable.\n" },
 	{ "keygen", cmd_keygen, CTL_OPT_OUT, "[--out PREFIX]",
 	  "make a CURVE key pair for kanald or for a client",
 	  "Writes a new CURVE key pair: PREFIX.key holds the secret key (mode 0600: keep it\n"
@@ -164,6 +177,7 @@ static const struct {
 	{ CTL_OPT_ALL_MATCHING, "--all-matching" }, { CTL_OPT_OUT, "--out" },
 	{ CTL_OPT_CURVE, "--curve-server-key/--curve-key-file" },
 	{ CTL_OPT_PERIOD, "--from/--to" }, { CTL_OPT_BY, "--by" }, { CTL_OPT_CSV, "--csv" },
+	{ CTL_OPT_OLDER_THAN, "--older-than" },
 };
 
 static void s_usage(FILE *out)
@@ -200,6 +214,8 @@ static void s_usage(FILE *out)
 		"  --limit N             dlq list: at most N (default 100)\n"
 		"  --clear               dlq show: CPR numbers in the clear (personal data!)\n"
 		"  --all-matching        dlq replay: every dead letter the filters match\n"
+		"  --older-than TIME     dlq purge: delete the dead letters that died before\n"
+		"                        TIME (RFC 3339, or a duration ago: 30d)\n"
 		"  --out PREFIX          keygen: write PREFIX.key and PREFIX.pub\n"
 		"  --from DAY, --to DAY  report: the period, YYYY-MM-DD, both days included\n"
 		"  --by LABEL,...        report: group by these labels (default: department)\n"
@@ -302,7 +318,7 @@ int main(int argc, char **argv)
 	enum {
 		O_GATEWAY = 256, O_STREAM, O_ADMIN, O_TIMEOUT, O_COUNT, O_JSON, O_ROUTE, O_TYPE,
 		O_SINCE, O_LIMIT, O_CLEAR, O_ALL_MATCHING, O_OUT, O_CURVE_SERVER_KEY,
-		O_CURVE_KEY_FILE, O_FROM, O_TO, O_BY, O_CSV
+		O_CURVE_KEY_FILE, O_FROM, O_TO, O_BY, O_CSV, O_OLDER_THAN
 	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -318,6 +334,7 @@ int main(int argc, char **argv)
 		{ "limit", required_argument, NULL, O_LIMIT },
 		{ "clear", no_argument, NULL, O_CLEAR },
 		{ "all-matching", no_argument, NULL, O_ALL_MATCHING },
+		{ "older-than", required_argument, NULL, O_OLDER_THAN },
 		{ "out", required_argument, NULL, O_OUT },
 		{ "curve-server-key", required_argument, NULL, O_CURVE_SERVER_KEY },
 		{ "curve-key-file", required_argument, NULL, O_CURVE_KEY_FILE },
@@ -396,6 +413,10 @@ int main(int argc, char **argv)
 		case O_ALL_MATCHING:
 			ctl.all_matching = true;
 			ctl.given |= CTL_OPT_ALL_MATCHING;
+			break;
+		case O_OLDER_THAN:
+			ctl.older_than = optarg;
+			ctl.given |= CTL_OPT_OLDER_THAN;
 			break;
 		case O_OUT:
 			ctl.out = optarg;

@@ -51,6 +51,7 @@ enum {
 	CTL_OPT_PERIOD = 1 << 15, /* --from DAY, --to DAY (report) */
 	CTL_OPT_BY = 1 << 16,     /* --by LABEL,... (report) */
 	CTL_OPT_CSV = 1 << 17,    /* --csv (report) */
+	CTL_OPT_OLDER_THAN = 1 << 18, /* --older-than TIME (dlq purge) */
 };
 
 /* The parsed command line. Strings are borrowed from argv. */
@@ -70,6 +71,7 @@ typedef struct ctl {
 	int64_t limit;             /* --limit, else 0: kanald's default */
 	bool clear;                /* --clear */
 	bool all_matching;         /* --all-matching */
+	const char *older_than;    /* --older-than, as typed, or NULL */
 	const char *out;           /* --out PREFIX (keygen), or NULL */
 	const char *curve_server_key; /* --curve-server-key: Z85 or a .pub file, or NULL */
 	const char *curve_key_file;   /* --curve-key-file: our PREFIX(.key), or NULL */
@@ -93,6 +95,7 @@ int cmd_plugin(ctl_t *ctl, int argc, char **argv);
 int cmd_dlq(ctl_t *ctl, int argc, char **argv);
 int cmd_keygen(ctl_t *ctl, int argc, char **argv);
 int cmd_report(ctl_t *ctl, int argc, char **argv);
+int cmd_audit(ctl_t *ctl, int argc, char **argv);
 
 /* ---- Helpers (kanalctl.c). */
 
@@ -174,6 +177,10 @@ void ctl_close(void *sock);
 
 /* Monotonic milliseconds. */
 int64_t ctl_now_ms(void);
+/* Turns --since TIME into RFC 3339 UTC: TIME is RFC 3339 (any offset) or a duration with
+ * a unit ("90s", "30m", "2h", "1d", "1.5h") meaning that long before now. Returns 0, or -1
+ * after printing, as `what` ("dlq list"), what is accepted (cmd_dlq.c). */
+int ctl_since(const char *what, const char *text, char *buf, size_t size);
 
 /* Prints the standard "nothing answered" error for a socket kind ("gateway", "admin
  * endpoint") at endpoint. */

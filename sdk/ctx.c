@@ -28,17 +28,26 @@ static bool s_on_thread(const kanal_ctx_t *ctx)
 	return !ctx->bound || pthread_equal(pthread_self(), ctx->thread);
 }
 
-/* Formats fmt/ap into a new string with every CPR number masked. The whole text is formatted
+/* Formats fmt/ap into a new string, escaped for a log line, with every CPR number masked. The whole text is formatted
  * before masking, so that truncating it afterwards cannot cut a number in two and hide it
  * from the masker. Returns NULL when out of memory. */
 static char *s_format_masked(const char *fmt, va_list ap)
 {
-	char *text;
+	char *text, *line;
+	size_t len;
 
 	if (vasprintf(&text, fmt, ap) < 0)
 		return NULL;
-	kanal_cpr_redact_inplace(text);
-	return text;
+	/* A log line holds printable text only, whatever a plugin quotes (kanal__log_escape);
+	 * masked after escaping, so that no escape can complete a number next to it. */
+	len = strlen(text);
+	line = malloc(4 * len + 1);
+	if (line) {
+		kanal__log_escape(line, 4 * len + 1, text, len);
+		kanal_cpr_redact_inplace(line);
+	}
+	free(text);
+	return line;
 }
 
 /* Makes `path` and its missing parents, each with mode 0700: a state folder may hold

@@ -81,6 +81,15 @@ void kanal__ctx_begin_delivery(kanal_ctx_t *ctx, uint64_t id, const char *route,
  * values for the host to read until the next begin_delivery. */
 void kanal__ctx_end_delivery(kanal_ctx_t *ctx);
 
+/* Writes `len` bytes of `in` into out (NUL-terminated, at most size - 1 bytes) with
+ * everything that is not printable text escaped: \n \r \t, \xHH for other control bytes
+ * and broken UTF-8, \uHHHH for C1 controls, line separators and bidirectional controls.
+ * Printable UTF-8 (æ, ø, å) is kept. Stops before a piece that does not fit; 4 * len + 1
+ * bytes always suffice. Escaped text passes through unchanged (a backslash is not escaped),
+ * so a line escaped by a plugin host and again by kanald reads the same. Returns the
+ * length written. Ownership: borrows in; out is the caller's. */
+size_t kanal__log_escape(char *out, size_t size, const char *in, size_t len);
+
 /* ---- The instance loop: timers and fd watches, polled together with an optional ZeroMQ
  * socket of the host's. */
 /* Returns a new, empty loop or NULL when out of memory. */

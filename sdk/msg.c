@@ -466,6 +466,7 @@ int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
 		       kanal_error_t *err)
 {
 	size_t len, value_len;
+	const char *why;
 	int index, rc;
 	char *copy;
 
@@ -486,8 +487,8 @@ int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
 		return 0;
 	}
 	value_len = strlen(value);
-	if (!kanal__utf8_valid(value, value_len)) {
-		kanal__msg_error(err, NULL, 0, 0, name, len, "not valid UTF-8");
+	if ((why = kanal__msg_check_string(value, value_len))) {
+		kanal__msg_error(err, NULL, 0, 0, name, len, "%s", why);
 		return KANAL_EINVALID;
 	}
 	copy = kanal__msg_str_dup(msg, value, value_len);

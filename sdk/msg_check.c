@@ -15,6 +15,7 @@
 
 #include <kanal/cpr.h>
 #include <kanal/error.h>
+#include <kanal/msg.h>
 
 #include "json_scan.h"
 #include "msg_int.h"
@@ -232,6 +233,56 @@ const char *kanal__msg_check_base64(const char *v, size_t len)
 	return NULL;
 }
 
+/* ---- the String type ------------------------------------------------------------------ */
+
+/* The code point of the valid UTF-8 sequence of n bytes at p. */
+static uint32_t s_code_point(const unsigned char *p, size_t n)
+{
+	uint32_t cp = n == 2 ? p[0] & 0x1F : n == 3 ? p[0] & 0x0F : p[0] & 0x07;
+
+	for (size_t i = 1; i < n; i++)
+		cp = (cp << 6) | (p[i] & 0x3F);
+	return cp;
+}
+
+/*
+ * The CloudEvents type system's String: valid UTF-8 (so no surrogates) without the control
+ * characters U+0000-U+001F and U+007F-U+009F and without Unicode noncharacters (U+FDD0-U+FDEF
+ * and the last two code points of every plane). Every attribute that holds text is a String
+ * first, so a newline in an id can never reach a log line, a header or a file name.
+ */
+const char *kanal__msg_check_string(const char *v, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)v;
+	size_t i = 0;
+
+	while (i < len) {
+		uint32_t cp;
+		size_t n;
+
+		if (p[i] < 0x80) {
+			if (p[i] == 0)
+				return "must not contain a NUL character";
+			if (p[i] < 0x20 || p[i] == 0x7F)
+				return "must not contain a control character (U+0000-U+001F,"
+				       " U+007F-U+009F)";
+			i++;
+			continue;
+		}
+		n = kanal__utf8_seq(p + i, len - i);
+		if (!n)
+			return "not valid UTF-8";
+		cp = s_code_point(p + i, n);
+		if (cp >= 0x80 && cp <= 0x9F)
+			return "must not contain a control character (U+0000-U+001F,"
+			       " U+007F-U+009F)";
+		if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE)
+			return "must not contain a Unicode noncharacter";
+		i += n;
+	}
+	return NULL;
+}
+
 /* ---- names and core attributes ------------------------------------------------------- */
 
 const char *kanal__msg_check_ext_name(const char *name, size_t len)
@@ -253,6 +304,8 @@ const char *kanal__msg_check_ext_name(const char *name, size_t len)
 
 const char *kanal__msg_check_core(int index, const char *v, size_t len)
 {
+	const char *why;
+
 	if (index == MSG_SPECVERSION)
 		return len == 3 && memcmp(v, "1.0", 3) == 0
 			       ? NULL
@@ -261,10 +314,8 @@ const char *kanal__msg_check_core(int index, const char *v, size_t len)
 		return "must not be empty";
 	if (len > UINT32_MAX) /* the message keeps core lengths in 32 bits */
 		return "too long";
-	if (memchr(v, '\0', len))
-		return "must not contain a NUL character";
-	if (!kanal__utf8_valid(v, len))
-		return "not valid UTF-8";
+	if ((why = kanal__msg_check_string(v, len)))
+		return why;
 	switch (index) {
 	case MSG_SOURCE:
 		return kanal__msg_check_uri_ref(v, len);
@@ -277,6 +328,35 @@ const char *kanal__msg_check_core(int index, const char *v, size_t len)
 	default:
 		return NULL;
 	}
+}
+
+/* ---- source ownership ------------------------------------------------------------------ */
+
+/* Glob match where '*' is any run of characters; iterative, with one backtrack point, so a
+ * pattern from a config cannot make it exponential. */
+bool kanal_source_matches(const char *pat, const char *text)
+{
+	const char *star = NULL, *resume = NULL;
+
+	if (!pat || !text)
+		return false;
+	while (*text) {
+		if (*pat == '*') {
+			star = pat++;
+			resume = text;
+		} else if (*pat == *text) {
+			pat++;
+			text++;
+		} else if (star) {
+			pat = star + 1;
+			text = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
 }
 
 /* ---- error texts ----------------------------------------------------------------------- */

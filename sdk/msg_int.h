@@ -128,6 +128,9 @@ const char *kanal__msg_check_core(int index, const char *value, size_t len);
 const char *kanal__msg_check_ext_name(const char *name, size_t len);
 
 /* The individual checks, each returning NULL or a static reason. */
+/* The CloudEvents String type: valid UTF-8 without control characters (U+0000-U+001F,
+ * U+007F-U+009F) or noncharacters. Every text attribute, core or extension, passes it. */
+const char *kanal__msg_check_string(const char *value, size_t len);
 const char *kanal__msg_check_time(const char *value, size_t len);
 /* Parses an RFC 3339 date-time of len bytes (see kanal_time_parse_rfc3339). Returns NULL
  * and stores the instant in *out_ms (when out_ms is not NULL), or a static reason that

@@ -315,8 +315,8 @@ static int s_check_ext(parse_t *p, member_t *m, msg_ext_kind_t *kind, char **tex
 	case KANAL__JSON_NULL:
 		return 0;
 	case KANAL__JSON_STRING:
-		if (memchr(m->str, '\0', m->str_len))
-			return s_attr_error(p, m, m->name, "must not contain a NUL character");
+		if ((why = kanal__msg_check_string(m->str, m->str_len)))
+			return s_attr_error(p, m, m->name, "%s", why);
 		*kind = MSG_EXT_STRING;
 		*text = m->str;
 		*text_len = m->str_len;

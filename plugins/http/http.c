@@ -70,6 +70,14 @@ static const kanal_option_t s_options[] = {
 	  .min = "1", .max = "100000", OPT(max_connections_per_address),
 	  .help = "Most connections open at once from one client address; more are answered "
 		  "429 and closed (behind a proxy, set it to max_connections)." },
+	{ .name = "client_rate", .type = KANAL_OPT_INT, .default_value = "0", .min = "0",
+	  OPT(client_rate),
+	  .help = "Events a second each tokens_file client may post on average (a token bucket; "
+		  "0: no limit); over it the request is answered 429 with Retry-After." },
+	{ .name = "client_burst", .type = KANAL_OPT_INT, .default_value = "0", .min = "0",
+	  OPT(client_burst),
+	  .help = "Events a client may post at once before client_rate applies (0: one second's "
+		  "worth)." },
 	/* egress */
 	{ .name = "url", .type = KANAL_OPT_STRING, OPT(url),
 	  .help = "POST each event routed to the instance to this http(s) URL (a webhook). Without it "

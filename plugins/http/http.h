@@ -100,6 +100,16 @@ const char *tokens_client_name(const tokens_client_t *client);
 /* True when the client may send events of `type`: it has no type patterns, or one matches
  * ('*' one dot-separated token, '>' the rest, as in routing files). */
 bool tokens_client_allows(const tokens_client_t *client, const char *type);
+/* True when the client owns `source`: it has no sources= list, or a pattern of it matches
+ * (kanal_source_matches). NULL client: true (no authentication). */
+bool tokens_client_owns(const tokens_client_t *client, const char *source);
+
+/* client_rate: takes n tokens (a request's events) from the client's bucket, refilled at
+ * per_second and holding at most burst. Returns 0 when they were there (taken), else the
+ * milliseconds to wait (nothing taken). per_second <= 0: no limit. The buckets live in
+ * tokens; one thread (the instance's) uses them. Ownership: borrows client. */
+int64_t tokens_client_take(tokens_t *tokens, const tokens_client_t *client, size_t n,
+			   double per_second, double burst, int64_t now_ms);
 
 /* True when a routing-style type pattern matches type. */
 bool tokens_type_matches(const char *pattern, const char *type);
@@ -114,6 +124,7 @@ typedef struct http_options {
 	int64_t flush_timeout_ms, busy_retry_after_ms, dedupe_window_ms;
 	int64_t max_connections, connection_timeout_ms;
 	int64_t request_timeout_ms, max_connections_per_address;
+	int64_t client_rate, client_burst; /* per token client; 0: no limit */
 	/* egress */
 	const char *url, *mode;
 	kanal_strlist_t headers;

@@ -174,6 +174,7 @@ struct ingress {
 	int64_t flush_timeout_ms;
 	int64_t busy_retry_after_ms;
 	int64_t dedupe_window_ms;
+	int64_t client_rate, client_burst; /* per token client, events a second; 0: none */
 	unsigned conn_timeout_s;
 	unsigned max_connections;
 	gate_limits_t limits;       /* request_timeout, connections in total and per address */
@@ -587,6 +588,18 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 					"attributes may be logged by anyone on the way: put the person "
 					"in data, or use a pseudonym in subject",
 					at, attr);
+		} else if (!tokens_client_owns(rq->client, kanal_msg_source(msgs[i]))) {
+			/* Only the owner may use a source: duplicate suppression on (source, id)
+			 * is sound only then (docs/design/tenancy.md). */
+			kanal_metric_add(ing->ctx, "http_sources_denied", 1);
+			kanal_log(ing->ctx, KANAL_LOG_WARN,
+				  "refused events from client %s: it does not own source %s",
+				  tokens_client_name(rq->client), kanal_msg_source(msgs[i]));
+			answer = s_fail(ing, conn, MHD_HTTP_FORBIDDEN, "source",
+					batch ? (long)i : -1,
+					"%sclient '%s' does not own source '%s' (its sources= in "
+					"tokens_file)",
+					at, tokens_client_name(rq->client), kanal_msg_source(msgs[i]));
 		} else {
 			continue;
 		}
@@ -594,6 +607,26 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 			kanal_msg_destroy(&msgs[k]);
 		free(msgs);
 		return answer;
+	}
+	if (rq->client && ing->client_rate > 0) {
+		/* client_rate: a token per event, from the client's own bucket; one tenant
+		 * posting too much slows only itself. */
+		int64_t wait = tokens_client_take(ing->tokens, rq->client, n,
+						  (double)ing->client_rate,
+						  (double)(ing->client_burst > 0 ? ing->client_burst
+										 : ing->client_rate),
+						  kanal_now_ms());
+		if (wait > 0) {
+			for (size_t k = 0; k < n; k++)
+				kanal_msg_destroy(&msgs[k]);
+			free(msgs);
+			kanal_metric_add(ing->ctx, "http_rate_limited", 1);
+			return s_respond(ing, conn, 429,
+					 json_pack("{s:s}", "error",
+						   "over client_rate for this client: try again "
+						   "after Retry-After"),
+					 wait);
+		}
 	}
 	return s_emit_all(ing, conn, rq, msgs, n, batch);
 }
@@ -813,6 +846,8 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 	ing->flush_timeout_ms = opt->flush_timeout_ms;
 	ing->busy_retry_after_ms = opt->busy_retry_after_ms;
 	ing->dedupe_window_ms = opt->dedupe_window_ms;
+	ing->client_rate = opt->client_rate;
+	ing->client_burst = opt->client_burst;
 	/* The table keeps connection_timeout at 1s or more and max_connections in 1-100000. */
 	ing->conn_timeout_s = (unsigned)((opt->connection_timeout_ms + 999) / 1000);
 	ing->max_connections = (unsigned)opt->max_connections;

@@ -1,7 +1,8 @@
 /*
  * plugins/http/tokens.c — the bearer tokens that let a vendor's system post events to the
  * http plugin's ingress, one or more per named client, each optionally limited to some
- * event types; and the secret file of the webhook's own token.
+ * event types and to some sources (the `source` values it owns, as a CURVE client's
+ * `sources:`); and the secret file of the webhook's own token.
  *
  * A tokens file is a secret: it is refused unless only its owner may read it (mode 0600 or
  * 0400), like ssh refuses a private key others can read. Tokens are kept only as SHA-256
@@ -29,12 +30,21 @@
 struct tokens_client {
 	char *name;
 	unsigned char digest[SHA256_DIGEST_LENGTH];
-	char **types; /* NULL-terminated patterns; NULL: any type */
+	char **types;   /* NULL-terminated patterns; NULL: any type */
+	char **sources; /* NULL-terminated source patterns; NULL: any source */
 };
+
+/* A client's token bucket for client_rate (tokens_client_take). */
+typedef struct bucket {
+	double tokens;
+	int64_t at_ms;
+	bool used;
+} bucket_t;
 
 struct tokens {
 	tokens_client_t *clients;
 	size_t n;
+	bucket_t *buckets; /* one per line; a client's first line holds its bucket */
 };
 
 /* Reads a secret file after checking who may read it. Returns 0 and a malloc'd, NUL-ended
@@ -114,6 +124,9 @@ static void s_client_free(tokens_client_t *c)
 	for (size_t i = 0; c->types && c->types[i]; i++)
 		free(c->types[i]);
 	free(c->types);
+	for (size_t i = 0; c->sources && c->sources[i]; i++)
+		free(c->sources[i]);
+	free(c->sources);
 	OPENSSL_cleanse(c->digest, sizeof c->digest);
 }
 
@@ -126,6 +139,7 @@ void tokens_destroy(tokens_t **tokens_p)
 	for (size_t i = 0; i < t->n; i++)
 		s_client_free(&t->clients[i]);
 	free(t->clients);
+	free(t->buckets);
 	free(t);
 	*tokens_p = NULL;
 }
@@ -161,9 +175,21 @@ static bool s_pattern_ok(const char *p)
 	}
 }
 
-/* Splits "a,b,c" into a NULL-terminated list of patterns. Returns NULL and sets *bad to
- * the first invalid pattern's text (malloc'd) or leaves it NULL when out of memory. */
-static char **s_split_types(const char *text, char **bad)
+/* Checks a source pattern: printable ASCII without blanks (a URI-reference with '*'). */
+static bool s_source_pattern_ok(const char *p)
+{
+	if (!*p)
+		return false;
+	for (; *p; p++)
+		if (*p <= ' ' || *p >= 0x7F)
+			return false;
+	return true;
+}
+
+/* Splits "a,b,c" into a NULL-terminated list of patterns, each accepted by ok. Returns NULL
+ * and sets *bad to the first invalid pattern's text (malloc'd) or leaves it NULL when out
+ * of memory. */
+static char **s_split(const char *text, bool (*ok)(const char *), char **bad)
 {
 	size_t n = 1, k = 0;
 	char **list;
@@ -180,7 +206,7 @@ static char **s_split_types(const char *text, char **bad)
 		size_t len = end ? (size_t)(end - p) : strlen(p);
 		char *item = strndup(p, len);
 
-		if (!item || !s_pattern_ok(item)) {
+		if (!item || !ok(item)) {
 			*bad = item;
 			goto fail;
 		}
@@ -216,7 +242,8 @@ int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size)
 		goto fail;
 	}
 	for (line = text; line; line = next) {
-		char *fields[4] = { NULL, NULL, NULL, NULL };
+		char *fields[5] = { NULL, NULL, NULL, NULL, NULL };
+		const char *types = NULL, *sources = NULL;
 		char *p = line, *hash;
 		size_t nf = 0;
 		tokens_client_t *c;
@@ -227,7 +254,7 @@ int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size)
 		hash = strchr(line, '#');
 		if (hash)
 			*hash = '\0';
-		while (nf < 4) {
+		while (nf < 5) {
 			while (*p == ' ' || *p == '\t' || *p == '\r')
 				p++;
 			if (!*p)
@@ -240,10 +267,23 @@ int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size)
 		}
 		if (nf == 0)
 			continue;
-		if (nf < 2 || nf > 3) {
+		/* After the token: types=…, sources=…, or (as before sources existed) a bare
+		 * list of types. */
+		for (size_t f = 2; f < nf; f++) {
+			const char **slot = !strncmp(fields[f], "sources=", 8) ? &sources : &types;
+			const char *value = fields[f] + (slot == &sources   ? 8
+							 : !strncmp(fields[f], "types=", 6) ? 6
+											    : 0);
+			if (*slot) {
+				nf = 5; /* the same field twice */
+				break;
+			}
+			*slot = value;
+		}
+		if (nf < 2 || nf > 4) {
 			snprintf(why, why_size,
 				 "tokens_file %s: line %d: expected 'client-name token "
-				 "[type-pattern,…]'",
+				 "[types=type-pattern,…] [sources=source-pattern,…]'",
 				 path, lineno);
 			goto fail;
 		}
@@ -281,15 +321,20 @@ int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size)
 			rc = KANAL_ENOMEM;
 			goto fail;
 		}
-		if (fields[2]) {
+		if (types || sources) {
 			char *bad = NULL;
-			if (!(c->types = s_split_types(fields[2], &bad))) {
+			if ((types && !(c->types = s_split(types, s_pattern_ok, &bad))) ||
+			    (sources && !(c->sources = s_split(sources, s_source_pattern_ok, &bad)))) {
 				if (bad)
 					snprintf(why, why_size,
-						 "tokens_file %s: line %d: '%s' is not a type pattern "
-						 "(dotted lower-case tokens, '*' for one token, a final "
-						 "'>' for the rest)",
-						 path, lineno, bad);
+						 "tokens_file %s: line %d: '%s' is not a %s",
+						 path, lineno, bad,
+						 types && !c->types
+							 ? "type pattern (dotted lower-case tokens, '*' "
+							   "for one token, a final '>' for the rest)"
+							 : "source pattern (a URI-reference such as "
+							   "/vendors/acme/* without blanks; '*' is any run "
+							   "of characters)");
 				else
 					rc = KANAL_ENOMEM;
 				free(bad);
@@ -366,4 +411,49 @@ bool tokens_client_allows(const tokens_client_t *client, const char *type)
 		if (tokens_type_matches(client->types[i], type))
 			return true;
 	return false;
+}
+
+bool tokens_client_owns(const tokens_client_t *client, const char *source)
+{
+	if (!client || !client->sources)
+		return true;
+	for (size_t i = 0; client->sources[i]; i++)
+		if (kanal_source_matches(client->sources[i], source))
+			return true;
+	return false;
+}
+
+int64_t tokens_client_take(tokens_t *tokens, const tokens_client_t *client, size_t n,
+			   double per_second, double burst, int64_t now_ms)
+{
+	size_t i = 0;
+	bucket_t *b;
+
+	if (!tokens || !client || per_second <= 0)
+		return 0;
+	if (!tokens->buckets && !(tokens->buckets = calloc(tokens->n, sizeof *tokens->buckets)))
+		return 0; /* out of memory: no limit rather than no service */
+	/* One bucket per client name, whichever of its tokens it used. */
+	while (i < tokens->n && strcmp(tokens->clients[i].name, client->name))
+		i++;
+	if (i == tokens->n)
+		return 0;
+	b = &tokens->buckets[i];
+	if (burst < 1)
+		burst = 1;
+	if (!b->used)
+		*b = (bucket_t){ burst, now_ms, true };
+	if (now_ms > b->at_ms) {
+		b->tokens += (double)(now_ms - b->at_ms) * per_second / 1000.0;
+		if (b->tokens > burst)
+			b->tokens = burst;
+		b->at_ms = now_ms;
+	}
+	if (b->tokens >= (double)n) {
+		b->tokens -= (double)n;
+		return 0;
+	}
+	/* Never enough when a request holds more events than the burst: wait for a full one. */
+	return (int64_t)(((double)n > burst ? burst : (double)n - b->tokens) * 1000.0 /
+			 per_second) + 1;
 }

@@ -10,12 +10,18 @@
  * `json` format is the event exactly as the bus holds it — it is the destination's data,
  * nothing is masked; the compact `line` format is meant for a terminal and is passed
  * through kanal_cpr_redact.
+ *
+ * With a retention (`max_events`, `max_age`) the file keeps only what is within it: the
+ * time each line was written is noted in <path>.times (0600), and what is beyond is purged
+ * at start, once a minute and whenever the file holds twice max_events — by copying what
+ * stays into a new file renamed over the old one. Such a file must be this instance's own.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +41,10 @@ typedef struct sink {
 	int64_t delay_ms;
 	bool fsync;
 	bool broken_line;        /* a failed write left part of a line: start the next with \n */
+	int64_t max_events;      /* retention: keep at most this many lines; 0: no limit */
+	int64_t max_age_ms;      /* retention: drop lines written longer ago; 0: no limit */
+	int times_fd;            /* <path>.times: when each line was written (retention only) */
+	int64_t n_lines;         /* lines in the file since the last purge (retention only) */
 	char *buf;               /* the line being written, reused */
 	size_t cap;
 } sink_t;
@@ -61,6 +71,14 @@ static const kanal_option_t s_options[] = {
 	{ .name = "fsync", .type = KANAL_OPT_BOOL, .default_value = "false",
 	  KANAL_OPT_AT(sink_t, fsync),
 	  .help = "fsync the file after every line, so an OK means the line is on disk." },
+	{ .name = "max_events", .type = KANAL_OPT_INT, .default_value = "0", .min = "0",
+	  KANAL_OPT_AT(sink_t, max_events),
+	  .help = "Retention: keep at most this many events in the file, the oldest purged "
+		  "first (0: no limit). Needs a file of this instance's own." },
+	{ .name = "max_age", .type = KANAL_OPT_DURATION, .default_value = "0", .min = "0",
+	  KANAL_OPT_AT(sink_t, max_age_ms),
+	  .help = "Retention: purge events written longer ago than this (0: no limit). "
+		  "When each line was written is kept in <path>.times." },
 	{ .name = NULL },
 };
 
@@ -195,6 +213,171 @@ static int s_record(sink_t *s, const kanal_msg_t *msg)
 	return rc;
 }
 
+/* ---- retention ------------------------------------------------------------------------ */
+
+static bool s_retains(const sink_t *s)
+{
+	return s->max_events > 0 || s->max_age_ms > 0;
+}
+
+/* Copies the lines of `path` from line `from` on into a new file that replaces it
+ * (0600, renamed over it). Returns 0 or -errno. */
+static int s_keep_from(const char *path, int64_t from)
+{
+	char *tmp = NULL, *line = NULL;
+	size_t cap = 0;
+	int64_t i = 0;
+	FILE *in, *out = NULL;
+	int fd, rc = 0;
+
+	if (asprintf(&tmp, "%s.purge", path) < 0)
+		return -ENOMEM;
+	in = fopen(path, "r");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (!in || fd < 0 || !(out = fdopen(fd, "w"))) {
+		rc = -errno;
+		if (fd >= 0 && !out)
+			close(fd);
+		goto done;
+	}
+	while (getline(&line, &cap, in) > 0)
+		if (i++ >= from && fputs(line, out) == EOF)
+			rc = -EIO;
+	if (fflush(out) != 0 || fsync(fileno(out)) != 0)
+		rc = -errno;
+	if (fclose(out) != 0 && !rc)
+		rc = -EIO;
+	out = NULL;
+	if (!rc && rename(tmp, path) != 0)
+		rc = -errno;
+done:
+	if (in)
+		fclose(in);
+	if (rc)
+		unlink(tmp);
+	free(line);
+	free(tmp);
+	return rc;
+}
+
+/* Reopens path for appending into *fd (0600). Returns 0 or -errno. */
+static int s_reopen(const char *path, int *fd)
+{
+	int nfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+	if (nfd < 0)
+		return -errno;
+	if (*fd >= 0)
+		close(*fd);
+	*fd = nfd;
+	return 0;
+}
+
+/*
+ * Purges what is beyond the retention: the oldest lines past max_events, and lines written
+ * longer ago than max_age (by <path>.times; lines it does not know — written before
+ * retention was on, or by someone else — count as written now). Counted as `purged` and
+ * logged. Returns 0 or -errno.
+ */
+static int s_purge(kanal_ctx_t *ctx, sink_t *s)
+{
+	char times_path[4096], *line = NULL;
+	int64_t *times = NULL, n_times = 0, n_lines = 0, cap_times = 0, drop = 0;
+	int64_t now = kanal_wall_ms();
+	size_t cap = 0;
+	FILE *f;
+	int rc = 0;
+
+	snprintf(times_path, sizeof times_path, "%s.times", s->path);
+	if ((f = fopen(times_path, "r"))) {
+		while (getline(&line, &cap, f) > 0) {
+			if (n_times == cap_times) {
+				int64_t *more = realloc(times, (size_t)(cap_times = cap_times * 2 + 256) *
+								       sizeof *times);
+				if (!more) {
+					rc = -ENOMEM;
+					break;
+				}
+				times = more;
+			}
+			times[n_times++] = strtoll(line, NULL, 10);
+		}
+		fclose(f);
+	}
+	if ((f = fopen(s->path, "r"))) {
+		while (getline(&line, &cap, f) > 0)
+			n_lines++;
+		fclose(f);
+	}
+	free(line);
+	if (rc)
+		goto done;
+	/* Line i of the file was written at times[i - (n_lines - n_times)], or "now" when it
+	 * is older than what the times file knows. */
+	if (s->max_events > 0 && n_lines > s->max_events)
+		drop = n_lines - s->max_events;
+	while (s->max_age_ms > 0 && drop < n_lines) {
+		int64_t t = drop - (n_lines - n_times);
+		if (t < 0 || times[t] >= now - s->max_age_ms)
+			break;
+		drop++;
+	}
+	if (drop > 0 || n_times != n_lines) {
+		FILE *tf;
+		if (drop > 0 && (rc = s_keep_from(s->path, drop)) != 0)
+			goto done;
+		/* The times file is written again whole: one line per kept line. */
+		if (!(tf = fopen(times_path, "w"))) {
+			rc = -errno;
+			goto done;
+		}
+		for (int64_t i = drop; i < n_lines; i++) {
+			int64_t t = i - (n_lines - n_times);
+			fprintf(tf, "%lld\n", (long long)(t >= 0 ? times[t] : now));
+		}
+		if (fclose(tf) != 0)
+			rc = -EIO;
+		(void)chmod(times_path, 0600);
+		if (!rc)
+			rc = s_reopen(s->path, &s->fd);
+		if (!rc)
+			rc = s_reopen(times_path, &s->times_fd);
+	}
+	s->n_lines = n_lines - drop;
+	if (drop > 0) {
+		kanal_metric_add(ctx, "purged", drop);
+		kanal_log(ctx, KANAL_LOG_INFO, "purged %lld event(s) from %s beyond the retention "
+					       "(max_events %lld, max_age %lld s)",
+			  (long long)drop, s->path, (long long)s->max_events,
+			  (long long)(s->max_age_ms / 1000));
+	}
+done:
+	if (rc)
+		kanal_log(ctx, KANAL_LOG_WARN, "cannot apply the retention to %s: %s", s->path,
+			  strerror(-rc));
+	free(times);
+	return rc;
+}
+
+static void s_purge_timer(kanal_ctx_t *ctx, void *arg)
+{
+	s_purge(ctx, arg);
+}
+
+/* After a line was written: when it was, for max_age; and a purge once the file holds
+ * twice max_events (so that a busy sink does not rewrite its file for every event). */
+static void s_retention_note(kanal_ctx_t *ctx, sink_t *s)
+{
+	char stamp[32];
+	int n = snprintf(stamp, sizeof stamp, "%lld\n", (long long)kanal_wall_ms());
+
+	if (write(s->times_fd, stamp, (size_t)n) != n)
+		kanal_log(ctx, KANAL_LOG_WARN, "cannot note the time of a line in %s.times: %s",
+			  s->path, strerror(errno));
+	if (s->max_events > 0 && ++s->n_lines >= 2 * s->max_events)
+		s_purge(ctx, s);
+}
+
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
 {
 	sink_t *s = state;
@@ -227,6 +410,8 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		return KANAL_OUTCOME_RETRY;
 	}
 	kanal_metric_add(ctx, "written", 1);
+	if (s_retains(s))
+		s_retention_note(ctx, s);
 	return KANAL_OUTCOME_OK;
 }
 
@@ -238,6 +423,8 @@ static void s_destroy(void *state)
 		return;
 	if (s->owns_fd && s->fd >= 0)
 		close(s->fd);
+	if (s->times_fd >= 0)
+		close(s->times_fd);
 	free(s->buf);
 	free(s);
 }
@@ -253,6 +440,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		return KANAL_ENOMEM;
 	}
 	s->fd = -1;
+	s->times_fd = -1;
 	/* The table has checked each option (format one of its names, no negative duration). */
 	kanal_config_bind(cfg, s);
 	s->format = strcmp(s->format_name, "line") == 0 ? SINK_LINE : SINK_JSON;
@@ -269,6 +457,21 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		}
 		s->owns_fd = true;
 	}
+	if (s_retains(s)) {
+		char times_path[4096];
+		if (!s->owns_fd) {
+			kanal_set_error(ctx, "options 'max_events' and 'max_age' need a file "
+					     "('path'), not standard output");
+			goto fail;
+		}
+		snprintf(times_path, sizeof times_path, "%s.times", s->path);
+		s->times_fd = open(times_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (s->times_fd < 0) {
+			kanal_set_error(ctx, "cannot open '%s' for appending: %s", times_path,
+					strerror(errno));
+			goto fail;
+		}
+	}
 	*state = s;
 	return 0;
 fail:
@@ -278,9 +481,17 @@ fail:
 
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
+	sink_t *s = state;
+
 	kanal_metric_add(ctx, "received", 0);
 	kanal_metric_add(ctx, "rejected", 0);
-	(void)state;
+	if (s_retains(s)) {
+		/* At start, then once a minute. */
+		s_purge(ctx, s);
+		if (kanal_timer_add(ctx, 60000, 60000, s_purge_timer, s) < 0)
+			kanal_log(ctx, KANAL_LOG_WARN, "no retention timer: the file is purged "
+						       "only when it holds twice max_events");
+	}
 	return 0;
 }
 

@@ -35,5 +35,6 @@ int fuzz_cpr_soap(const uint8_t *data, size_t size);
 int fuzz_calendar(const uint8_t *data, size_t size);
 int fuzz_http(const uint8_t *data, size_t size);
 int fuzz_dlq(const uint8_t *data, size_t size);
+int fuzz_string(const uint8_t *data, size_t size);
 
 #endif

@@ -471,11 +471,26 @@ done:
 	kd_destroy(&kd);
 }
 
+/* Writes `tokens` (0600) as the tokens file in dir and starts kanald with the ingress using
+ * it and the further options `more` (may be NULL); the ingress URL goes to url. Returns kanald, or NULL; *path_out gets the file's path. */
+static kd_t *s_start_with_tokens(const char *tag, const char *dir, const char *tokens,
+				 const char *more, char **path_out, char *url, size_t size)
+{
+	char opts[512];
+
+	*path_out = test_write_file(dir, "tokens", tokens);
+	if (!*path_out || chmod(*path_out, 0600) != 0)
+		return NULL;
+	snprintf(opts, sizeof opts, "tokens_file: '%s'%s%s", *path_out, more ? ", " : "",
+		 more ? more : "");
+	return s_start_ingress(tag, opts, NULL, url, size);
+}
+
 static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 {
 	static const char tok_a[] = "tok-a-3f9c2b7e51d04a6b8c1e";
 	static const char tok_b[] = "tok-b-9d8e7f6a5b4c3d2e1f00";
-	char *dir = test_tmpdir("http-tokens"), *path = NULL, *tokens = NULL, opts[512];
+	char *dir = test_tmpdir("http-tokens"), *path = NULL, *tokens = NULL;
 	char url[128], buf[256], auth_a[128], auth_b[128], auth_bad[128];
 	kd_t *kd = NULL;
 	http_answer_t a = { 0 };
@@ -487,10 +502,7 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 	if (asprintf(&tokens, "# clients of the ingress\n\nvendor-a %s child.*\nvendor-b %s\n",
 		     tok_a, tok_b) < 0)
 		tokens = NULL;
-	path = test_write_file(dir, "tokens", tokens);
-	REQUIRE(path != NULL && chmod(path, 0600) == 0);
-	snprintf(opts, sizeof opts, "tokens_file: '%s'", path);
-	kd = s_start_ingress("http-auth", opts, NULL, url, sizeof url);
+	kd = s_start_with_tokens("http-auth", dir, tokens, NULL, &path, url, sizeof url);
 	REQUIRE(kd != NULL);
 	snprintf(auth_a, sizeof auth_a, "Authorization: Bearer %s", tok_a);
 	snprintf(auth_b, sizeof auth_b, "Authorization: Bearer %s", tok_b);
@@ -574,6 +586,128 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 done:
 	free(log);
 	free(text);
+	http_answer_clear(&a);
+	kd_destroy(&kd);
+	free(tokens);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+/* A token client owns the sources on its sources= list: another client's source is refused
+ * with 403 naming it, nothing of that request is emitted, and the owner's event with the
+ * same id is then accepted and delivered (not suppressed as a duplicate). */
+static void test_token_clients_own_their_sources(void)
+{
+	static const char tok_a[] = "tok-a-51d04a6b8c1e3f9c2b7e";
+	static const char tok_b[] = "tok-b-5b4c3d2e1f009d8e7f6a";
+	char *dir = test_tmpdir("http-sources"), *path = NULL, *tokens = NULL;
+	char url[128], buf[256], auth_a[128], auth_b[128], *text = NULL;
+	kd_t *kd = NULL;
+	http_answer_t a = { 0 };
+	static const char ev_a[] = "{\"specversion\":\"1.0\",\"id\":\"a-77\","
+				   "\"source\":\"/vendors/a/invoices\",\"type\":\"invoice.sent\"}";
+
+	REQUIRE(dir != NULL);
+	if (asprintf(&tokens, "vendor-a %s types=invoice.> sources=/vendors/a/*\n"
+			      "vendor-b %s sources=/vendors/b/*,/shared/b\n",
+		     tok_a, tok_b) < 0)
+		tokens = NULL;
+	kd = s_start_with_tokens("http-src", dir, tokens, NULL, &path, url, sizeof url);
+	REQUIRE(kd != NULL);
+	snprintf(auth_a, sizeof auth_a, "Authorization: Bearer %s", tok_a);
+	snprintf(auth_b, sizeof auth_b, "Authorization: Bearer %s", tok_b);
+	{
+		const char *h[] = { s_structured[0], auth_b, NULL };
+		/* vendor-b first, with vendor-a's source and id. */
+		a = s_post_text(url, h, ev_a);
+		CU_ASSERT_EQUAL(a.status, 403);
+		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf),
+					      "'/vendors/a/invoices'"));
+		http_answer_clear(&a);
+		/* A batch with one foreign source is refused whole. */
+		a = s_post_text(url, (const char *[]){ "Content-Type: application/cloudevents-batch+json",
+						       auth_b, NULL },
+				"[{\"specversion\":\"1.0\",\"id\":\"b-1\",\"source\":\"/shared/b\","
+				"\"type\":\"x.y\"},{\"specversion\":\"1.0\",\"id\":\"b-2\","
+				"\"source\":\"/vendors/a\",\"type\":\"x.y\"}]");
+		CU_ASSERT_EQUAL(a.status, 403);
+		http_answer_clear(&a);
+		a = s_post_text(url, h,
+				"{\"specversion\":\"1.0\",\"id\":\"b-3\",\"source\":\"/vendors/b/x\","
+				"\"type\":\"x.y\"}");
+		CU_ASSERT_EQUAL(a.status, 202);
+		http_answer_clear(&a);
+	}
+	{
+		const char *h[] = { s_structured[0], auth_a, NULL };
+		a = s_post_text(url, h, ev_a);
+		CU_ASSERT_EQUAL(a.status, 202);
+		http_answer_clear(&a);
+	}
+	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT) == 2);
+	test_sleep_ms(200);
+	text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 2);
+	CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "\"a-77\"") : NULL);
+	CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "\"b-3\"") : NULL);
+	CU_ASSERT_PTR_NULL(text ? strstr(text, "\"b-1\"") : NULL);
+done:
+	free(text);
+	http_answer_clear(&a);
+	kd_destroy(&kd);
+	free(tokens);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+/* client_rate: each token client has its own bucket; over it a request is answered 429
+ * with Retry-After and nothing of it is emitted, while another client posts on. */
+static void test_client_rate_answers_429_per_client(void)
+{
+	static const char tok_a[] = "tok-a-rate-1e3f9c2b7e51d04a";
+	static const char tok_b[] = "tok-b-rate-5b4c3d2e1f009d8e";
+	char *dir = test_tmpdir("http-rate"), *path = NULL, *tokens = NULL;
+	char url[128], auth_a[128], auth_b[128];
+	kd_t *kd = NULL;
+	http_answer_t a = { 0 };
+	int accepted = 0, limited = 0;
+
+	REQUIRE(dir != NULL);
+	if (asprintf(&tokens, "vendor-a %s\nvendor-b %s\n", tok_a, tok_b) < 0)
+		tokens = NULL;
+	kd = s_start_with_tokens("http-rate", dir, tokens, "client_rate: 1, client_burst: 2", &path,
+				 url, sizeof url);
+	REQUIRE(kd != NULL);
+	snprintf(auth_a, sizeof auth_a, "Authorization: Bearer %s", tok_a);
+	snprintf(auth_b, sizeof auth_b, "Authorization: Bearer %s", tok_b);
+	for (int i = 0; i < 4; i++) {
+		const char *h[] = { s_structured[0], auth_a, NULL };
+		char ev[160];
+		snprintf(ev, sizeof ev, "{\"specversion\":\"1.0\",\"id\":\"ra-%d\",\"source\":\"v\","
+					"\"type\":\"a.b\"}", i);
+		a = s_post_text(url, h, ev);
+		accepted += a.status == 202;
+		if (a.status == 429) {
+			limited++;
+			CU_ASSERT(atoi(a.retry_after) >= 1);
+		}
+		http_answer_clear(&a);
+	}
+	CU_ASSERT_EQUAL(accepted, 2);
+	CU_ASSERT_EQUAL(limited, 2);
+	{
+		const char *h[] = { s_structured[0], auth_b, NULL };
+		a = s_post_text(url, h, "{\"specversion\":\"1.0\",\"id\":\"rb-1\",\"source\":\"v\","
+					"\"type\":\"a.b\"}");
+		CU_ASSERT_EQUAL(a.status, 202);
+		http_answer_clear(&a);
+	}
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 3, WAIT), 3);
+	test_sleep_ms(200);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 3);
+done:
 	http_answer_clear(&a);
 	kd_destroy(&kd);
 	free(tokens);
@@ -1032,6 +1166,8 @@ TEST_MAIN("http",
 	  TEST(test_invalid_events_get_400_naming_the_attribute_and_are_not_delivered),
 	  TEST(test_oversized_requests_get_413),
 	  TEST(test_bearer_tokens_401_403_and_the_tokens_never_logged),
+	  TEST(test_token_clients_own_their_sources),
+	  TEST(test_client_rate_answers_429_per_client),
 	  TEST(test_tokens_file_others_can_read_refuses_the_start),
 	  TEST(test_backpressure_answers_429_with_retry_after),
 	  TEST(test_webhook_2xx_delivers_in_structured_and_binary_mode),

@@ -342,6 +342,8 @@ static void test_enrich_timeout_fails_the_flow(void)
 	kd_unsubscribe(&sub);
 	text = s_wait_dead(kd);
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "enrich from 'svc' failed: no reply within"));
+	/* The letter counts every time the service was asked: three. */
+	CU_ASSERT_PTR_NOT_NULL(text ? strstr(text, "\"attempts\":3") : NULL);
 	free(text);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "calendar.jsonl")), 0);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
@@ -696,6 +698,23 @@ static void test_gateway_busy_when_destination_full(void)
 
 /* Review C1/C2: a slow plugin at shutdown neither crashes kanald nor holds it past the
  * deadline, and what it had not done is kept in the journal and done after a restart. */
+/* Starts the stopped kanald again with the `slow` sink no longer slow, waits for n lines in
+ * slow.jsonl and returns the file's text (malloc'd; NULL when kanald did not start). */
+static char *s_restart_quick(kd_t *kd, size_t n)
+{
+	char *conf = kd_config("  - name: slow\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/slow.jsonl' }\n",
+			       NULL);
+
+	kd_write_config(kd, conf);
+	free(conf);
+	CU_ASSERT_EQUAL(kd_restart(kd), 0);
+	if (kd->pid <= 0)
+		return NULL;
+	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), n, WAIT) >= n);
+	return test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+}
+
 static void test_shutdown_with_slow_plugin_is_bounded_and_keeps_work(void)
 {
 	char *conf = kd_config("  - name: slow\n    plugin: sink\n"
@@ -731,17 +750,134 @@ static void test_shutdown_with_slow_plugin_is_bounded_and_keeps_work(void)
 	CU_ASSERT(st >= 0 && st < 128);
 	/* The sink was mid-way through its first event; the rest stayed in the journal and
 	 * is delivered after a restart, here with the destination no longer slow. */
-	conf = kd_config("  - name: slow\n    plugin: sink\n"
-			 "    options: { path: '@DIR@/slow.jsonl' }\n",
-			 NULL);
-	kd_write_config(kd, conf);
-	free(conf);
-	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
-	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), 3, WAIT) >= 3);
-	text = test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+	text = s_restart_quick(kd, 3);
 	CU_ASSERT(text && strstr(text, "\"w1\"") && strstr(text, "\"w2\"") &&
 		  strstr(text, "\"w3\""));
 	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+/* A second SIGTERM cuts the graceful stop short: kanald does not wait for a 60 s deadline
+ * and a queue of slow deliveries; what is undelivered stays in the journal — and the log
+ * says so, not "dead-letter file". */
+static void test_second_sigterm_forces_the_stop(void)
+{
+	char *conf = kd_config("  - name: slow\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/slow.jsonl', delay: 1s }\n",
+			       NULL), *p, *text, *log;
+	kd_t *kd;
+	int64_t t0;
+	int st;
+
+	p = strstr(conf, "shutdown_deadline: 3s");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	memcpy(p, "shutdown_deadline: 9m", 21);
+	kd = kd_start("second-term", conf, "routes:\n  - name: all\n    to: slow\n");
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int i = 0; i < 8; i++) {
+		char ev[128];
+		snprintf(ev, sizeof ev, "{\"specversion\":\"1.0\",\"id\":\"s%d\",\"source\":\"t\","
+					"\"type\":\"a.b\"}", i);
+		CU_ASSERT(kd_send_event(kd, ev, "accepted", WAIT, NULL));
+	}
+	kill(kd->pid, SIGTERM);
+	usleep(500 * 1000);
+	CU_ASSERT_EQUAL(kd_wait_exit(kd, 0), -1); /* the first one waits for the deliveries */
+	t0 = test_now_ms();
+	st = kd_stop(kd, SIGTERM, 6000);
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT(test_now_ms() - t0 < 4000);
+	log = kd_log(kd);
+	CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "second SIGTERM: stopping now") : NULL);
+	CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "stay in the journal") : NULL);
+	CU_ASSERT_PTR_NULL(log ? strstr(log, "dead-letter file") : NULL);
+	free(log);
+	/* Nothing is lost: after a restart with a quick destination all eight arrive. */
+	text = s_restart_quick(kd, 8);
+	CU_ASSERT(text && strstr(text, "\"s0\"") && strstr(text, "\"s7\""));
+	free(text);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	kd_destroy(&kd);
+}
+
+/* A second kanald on the same state_dir is refused at once, naming the first one's pid,
+ * rather than waiting on the journal and saying "database is locked". */
+static void test_second_kanald_on_the_same_state_dir_is_refused(void)
+{
+	kd_t *first = s_start_default("lock-1"), *second;
+	char *conf, *text, *log, pid[32];
+	char *state;
+	int64_t t0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(first);
+	state = strdup(kd_path(first, "state"));
+	text = kd_config("  - name: sink\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/sink.jsonl' }\n",
+			 NULL);
+	CU_ASSERT_FATAL(asprintf(&conf, "%.*s%s%s", (int)(strstr(text, "@DIR@/state") - text),
+				 text, state, strstr(text, "@DIR@/state") + strlen("@DIR@/state")) > 0);
+	free(text);
+	second = kd_prepare("lock-2", conf, "routes: []\n");
+	free(conf);
+	t0 = test_now_ms();
+	CU_ASSERT_EQUAL(kd_launch(second), -1);
+	CU_ASSERT(test_now_ms() - t0 < 5000);
+	CU_ASSERT_EQUAL(second->exit_status, 1);
+	log = kd_log(second);
+	snprintf(pid, sizeof pid, "(pid %d,", (int)first->pid);
+	CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "is in use by another kanald") : NULL);
+	CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, pid) : NULL);
+	free(log);
+	kd_destroy(&second);
+	/* The first runs on; once it has stopped, the folder is free again. */
+	CU_ASSERT(kd_send_event(first, "{\"specversion\":\"1.0\",\"id\":\"l1\",\"source\":\"t\","
+				       "\"type\":\"a.b\"}", "accepted", WAIT, NULL));
+	CU_ASSERT_EQUAL(kd_stop(first, SIGTERM, WAIT), 0);
+	CU_ASSERT_EQUAL(kd_restart(first), 0);
+	CU_ASSERT_EQUAL(kd_stop(first, SIGTERM, WAIT), 0);
+	kd_destroy(&first);
+	free(state);
+}
+
+/* limits.rate: a sender over its token bucket is answered busy with a retry hint, counted;
+ * once the bucket refills it is accepted again. */
+static void test_rate_limit_answers_busy_with_retry_after(void)
+{
+	char *conf = kd_config(s_sinks, NULL), *with_rate, *reply, *st;
+	char *at = strstr(conf, "  shutdown_deadline: 3s\n");
+	char batch[4096];
+	size_t len = 0;
+	kd_t *kd;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+	CU_ASSERT_FATAL(asprintf(&with_rate, "%.*s  rate: { events_per_second: 5, burst: 5 }\n%s",
+				 (int)(at - conf), conf, at) > 0);
+	free(conf);
+	kd = kd_start("rate", with_rate, s_routes);
+	free(with_rate);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int i = 0; i < 10; i++)
+		len += (size_t)snprintf(batch + len, sizeof batch - len,
+					"%c{\"specversion\":\"1.0\",\"id\":\"rl-%d\",\"source\":\"t\","
+					"\"type\":\"demo.tick\"}",
+					i ? ',' : '[', i);
+	snprintf(batch + len, sizeof batch - len, "]");
+	reply = kd_send(kd, batch, WAIT);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
+	CU_ASSERT_EQUAL(kd_count(reply, "\"accepted\""), 5);
+	CU_ASSERT_EQUAL(kd_count(reply, "\"busy\""), 5);
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"retry_after_ms\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "limits.rate"));
+	free(reply);
+	st = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(st ? strstr(st, "\"rate_limited\":5") : NULL);
+	free(st);
+	/* A second later the bucket holds five again. */
+	test_sleep_ms(1100);
+	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"rl-10\",\"source\":\"t\","
+				    "\"type\":\"demo.tick\"}", "accepted", WAIT, NULL));
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 	kd_destroy(&kd);
 }
@@ -1053,6 +1189,9 @@ TEST_MAIN("kanald",
 	  TEST(test_retry_budget_then_dead),
 	  TEST(test_gateway_busy_when_destination_full),
 	  TEST(test_shutdown_with_slow_plugin_is_bounded_and_keeps_work),
+	  TEST(test_second_sigterm_forces_the_stop),
+	  TEST(test_second_kanald_on_the_same_state_dir_is_refused),
+	  TEST(test_rate_limit_answers_busy_with_retry_after),
 	  TEST(test_gateway_client_that_never_reads_does_not_stall),
 	  TEST(test_full_destination_does_not_block_others),
 	  TEST(test_deadletter_destination_batches_and_envelopes),

@@ -10,6 +10,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,21 +234,10 @@ static void test_tenant_sees_only_its_own_stream_lines(void)
 	s_keys_destroy(&k);
 }
 
-/* A POST to kanald's admin HTTP endpoint with the given extra headers; the status. */
+/* A form POST to kanald's admin HTTP endpoint with the given extra headers; the status. */
 static long s_admin_post(kd_t *kd, const char *path, const char *const *headers)
 {
-	http_answer_t a;
-	char url[512];
-	long status;
-
-	snprintf(url, sizeof url, "%s%s", kd->admin_http, path);
-	http_request(NULL,
-		     &(http_request_t){ .method = "POST", .url = url, .headers = headers,
-					.body = "pause=1", .timeout_ms = WAIT },
-		     &a);
-	status = a.status;
-	http_answer_clear(&a);
-	return status;
+	return kd_admin_post(kd, path, headers, "pause=1", WAIT);
 }
 
 /* True when kanald's status reply shows a paused instance. */
@@ -410,8 +400,91 @@ static void test_existing_public_journal_is_made_private(void)
 	free(dir);
 }
 
+/* ---- files at rest under umask 022 ------------------------------------------------------ */
+
+/* Files of a run that hold no event: what the test wrote, and kanald's endpoints file
+ * (addresses, read by kanalctl as another user). */
+static bool s_holds_no_event(const char *path)
+{
+	static const char *const names[] = { "/kanald.yaml", "/kanald.log", "/routes.yaml",
+					     "/endpoints", "/endpoints.tmp" };
+
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+		size_t n = strlen(names[i]), len = strlen(path);
+		if (len >= n && !strcmp(path + len - n, names[i]))
+			return true;
+	}
+	return false;
+}
+
+static size_t s_open_files, s_files_seen;
+
+static int s_check_file(const char *path, const struct stat *st, int kind, struct FTW *ftw)
+{
+	(void)ftw;
+	if (kind != FTW_F || !S_ISREG(st->st_mode) || s_holds_no_event(path))
+		return 0;
+	s_files_seen++;
+	if (st->st_mode & 077) {
+		printf("\n    %s is mode %04o", path, (unsigned)(st->st_mode & 07777));
+		s_open_files++;
+	}
+	return 0;
+}
+
+/* Runs kanald under umask 022 with a journal `mode`, a sink and a sink that rejects (so
+ * dead letters are written), an operator action (so the audit log is written); then every
+ * file in the run's folder is looked at. */
+static void s_run_under_umask_022(const char *mode)
+{
+	char *extra, *conf;
+	mode_t old = umask(022);
+	kd_t *kd;
+
+	CU_ASSERT(asprintf(&extra, "journal:\n  mode: %s\n", mode) > 0);
+	conf = kd_config("  - name: sink\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/sink.jsonl' }\n"
+			 "  - name: picky\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/picky.jsonl', fail_type: x.bad }\n",
+			 extra);
+	kd = kd_start("tenancy-umask", conf,
+		      "routes:\n"
+		      "  - name: good\n    match: { type: x.good }\n    to: sink\n"
+		      "  - name: bad\n    match: { type: x.bad }\n    to: picky\n");
+	free(conf);
+	free(extra);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"u-1\",\"source\":\"t\","
+				    "\"type\":\"x.good\",\"data\":{\"n\":1}}", "accepted", WAIT, NULL));
+	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"u-2\",\"source\":\"t\","
+				    "\"type\":\"x.bad\",\"data\":{\"n\":2}}", "accepted", WAIT, NULL));
+	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"u-3\",\"source\":\"t\","
+				    "\"type\":\"x.nobody\"}", NULL, WAIT, NULL));
+	free(kd_admin(kd, "{\"cmd\":\"instance.pause\",\"name\":\"sink\"}", WAIT));
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "sink.jsonl"), 1, WAIT), 1);
+	test_sleep_ms(300); /* the rejection's dead letter */
+	s_open_files = s_files_seen = 0;
+	nftw(kd->dir, s_check_file, 16, FTW_PHYS);
+	CU_ASSERT(s_files_seen >= 4); /* journal or dead letters, sink files, audit log */
+	CU_ASSERT_EQUAL(s_open_files, 0);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	/* And what a stop leaves behind. */
+	s_open_files = 0;
+	nftw(kd->dir, s_check_file, 16, FTW_PHYS);
+	CU_ASSERT_EQUAL(s_open_files, 0);
+	kd_destroy(&kd);
+	umask(old);
+}
+
+static void test_every_file_private_under_umask_022(void)
+{
+	s_run_under_umask_022("durable");
+	s_run_under_umask_022("memory");
+}
+
 TEST_MAIN("tenancy", TEST(test_tenant_cannot_spoof_suppress_or_probe),
 	  TEST(test_tenant_sees_only_its_own_stream_lines),
 	  TEST(test_admin_refuses_cross_site_requests),
 	  TEST(test_check_says_not_ok_when_start_would_refuse),
-	  TEST(test_existing_public_journal_is_made_private))
+	  TEST(test_existing_public_journal_is_made_private),
+	  TEST(test_every_file_private_under_umask_022))

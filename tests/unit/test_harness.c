@@ -242,6 +242,27 @@ static void test_log_lines_recorded_with_cpr_masked(void)
 	kanal_harness_destroy(&h);
 }
 
+/* What a plugin quotes in its log — here an option's value — cannot forge a line: every
+ * host's kanal_log escapes anything outside printable text. */
+static void test_log_lines_are_printable_text(void)
+{
+	kanal_harness_t *h = s_echo("echo-1");
+	const char *line;
+
+	CU_ASSERT_EQUAL(kanal_harness_option(h, "reply_field",
+					     "f\n2026-01-01T00:00:00.000Z error router: forged\x1b[2J"),
+			0);
+	CU_ASSERT_EQUAL_FATAL(s_start(h), 0);
+	CU_ASSERT_EQUAL(kanal_harness_log_count(h), 1);
+	line = kanal_harness_log(h, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(line);
+	CU_ASSERT_PTR_NULL(strchr(line, '\n'));
+	CU_ASSERT_PTR_NULL(strchr(line, '\x1b'));
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, "reply_field=f\\n2026-01-01T00:00:00.000Z error router:"
+					    " forged\\x1b[2J "));
+	kanal_harness_destroy(&h);
+}
+
 /* ---- timers ---------------------------------------------------------------------------------- */
 
 static kanal_harness_t *s_timer(const char *interval, const char *count)
@@ -698,6 +719,7 @@ TEST_MAIN("harness",
 	  TEST(test_reject_and_retry_outcomes),
 	  TEST(test_redelivery_after_retry_is_next_attempt),
 	  TEST(test_log_lines_recorded_with_cpr_masked),
+	  TEST(test_log_lines_are_printable_text),
 	  TEST(test_timer_plugin_emits_over_time),
 	  TEST(test_timer_plugin_stops_after_count),
 	  TEST(test_pure_source_rejects_deliveries),

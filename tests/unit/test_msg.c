@@ -1142,24 +1142,99 @@ static void test_round_trip_keeps_everything(void)
 
 static void test_strings_are_escaped(void)
 {
-	const char *subject = "q\"b\\s/\n\t\r\b\f\x01\x1f \x7f b\xc3\xb8rn \xe2\x82\xac";
+	/* Attributes are Strings (no control characters), so what the serialiser must escape
+	 * in them is the quote and the backslash; UTF-8 text stays as it is. */
+	const char *subject = "q\"b\\s/ \x7e b\xc3\xb8rn \xe2\x82\xac";
 	kanal_msg_t *msg = kanal_msg_new("demo.test", "test", "t-1"), *again = NULL;
 	kanal_error_t err;
 	char *json;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
 	CU_ASSERT_EQUAL(kanal_msg_set_attr(msg, "subject", subject, NULL), 0);
-	CU_ASSERT_EQUAL(kanal_msg_set_attr(msg, "note", "tab\there", NULL), 0);
+	CU_ASSERT_EQUAL(kanal_msg_set_attr(msg, "note", "tab here", NULL), 0);
 	json = kanal_msg_to_json(msg, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(json);
-	CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"subject\":\"q\\\"b\\\\s/\\n\\t\\r\\b\\f\\u0001"
-					    "\\u001f \x7f b\xc3\xb8rn \xe2\x82\xac\""));
-	CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"note\":\"tab\\there\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"subject\":\"q\\\"b\\\\s/ ~ b\xc3\xb8rn \xe2\x82\xac\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"note\":\"tab here\""));
 	CU_ASSERT_EQUAL(s_parse(json, &again, &err), 0);
 	if (again)
 		CU_ASSERT_STRING_EQUAL(kanal_msg_subject(again), subject);
 	kanal_free(json);
 	kanal_msg_destroy(&again);
+	kanal_msg_destroy(&msg);
+}
+
+/* ---- the String type ------------------------------------------------------------------ */
+
+/* Texts the CloudEvents String type forbids: C0 and C1 controls, DEL, noncharacters. */
+static const char *const s_not_strings[] = {
+	"a\nb", "a\rb", "a\tb", "\x01", "\x1b[31m", "a\x7f", "a\xc2\x85" "b" /* NEL */,
+	"\xc2\x9f", "\xef\xb7\x90" /* U+FDD0 */, "\xef\xbf\xbe" /* U+FFFE */,
+	"\xf0\x9f\xbf\xbf" /* U+1FFFF */, "\xed\xa0\x80" /* a surrogate */,
+};
+
+static void test_string_rules_for_every_attribute(void)
+{
+	static const char *const attrs[] = { "id", "source", "type", "subject", "note" };
+
+	for (size_t i = 0; i < sizeof s_not_strings / sizeof *s_not_strings; i++) {
+		for (size_t a = 0; a < sizeof attrs / sizeof *attrs; a++) {
+			kanal_msg_t *msg = kanal_msg_new("demo.test", "test", "t-1");
+			kanal_error_t err;
+
+			CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+			kanal_error_clear(&err);
+			CHECK_MSG(kanal_msg_set_attr(msg, attrs[a], s_not_strings[i], &err) ==
+					  KANAL_EINVALID,
+				  "set %s to bad text %zu refused", attrs[a], i);
+			CHECK_MSG(strcmp(err.attribute, attrs[a]) == 0, "names %s: %s", attrs[a],
+				  err.text);
+			kanal_msg_destroy(&msg);
+		}
+	}
+	/* Built in code or received: the same rule. */
+	CU_ASSERT_PTR_NULL(kanal_msg_new("demo.test", "test", "t\n1"));
+	CU_ASSERT_PTR_NULL(kanal_msg_new("demo\x85.test", "test", "t-1"));
+}
+
+static void test_string_rules_when_parsed(void)
+{
+	static const char *const cases[][2] = {
+		{ ",\"subject\":\"a\\nb\"", "subject" },
+		{ ",\"subject\":\"a\\u0085b\"", "subject" },
+		{ ",\"subject\":\"a\\ufdd0\"", "subject" },
+		{ ",\"note\":\"x\\u001b[2J\"", "note" },
+		{ ",\"note\":\"x\\u007f\"", "note" },
+		{ ",\"note\":\"\\uffff\"", "note" },
+	};
+	static const char *const whole[][2] = {
+		{ "{\"specversion\":\"1.0\",\"id\":\"b-77\\n2024-01-01T00:00:00Z ERROR x\","
+		  "\"source\":\"vb\",\"type\":\"t\"}", "id" },
+		{ "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"vb\",\"type\":\"t\\r\"}",
+		  "type" },
+	};
+	kanal_msg_t *msg = NULL;
+	kanal_error_t err;
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		CHECK_MSG(s_parse_with(cases[i][0], &msg, &err) == KANAL_EINVALID, "%s refused",
+			  cases[i][0]);
+		CHECK_MSG(strcmp(err.attribute, cases[i][1]) == 0, "%s names %s: %s", cases[i][0],
+			  cases[i][1], err.text);
+		CU_ASSERT_PTR_NULL(msg);
+		kanal_msg_destroy(&msg);
+	}
+	for (size_t i = 0; i < sizeof whole / sizeof *whole; i++) {
+		CHECK_MSG(s_parse(whole[i][0], &msg, &err) == KANAL_EINVALID, "event %zu refused", i);
+		CU_ASSERT_STRING_EQUAL(err.attribute, whole[i][1]);
+		CU_ASSERT_PTR_NULL(strchr(err.text, '\n'));
+		kanal_msg_destroy(&msg);
+	}
+	/* Letters of every language, symbols and emoji are Strings. */
+	CU_ASSERT_EQUAL(s_parse_with(",\"subject\":\"b\xc3\xb8rn \xe6\x97\xa5 \xf0\x9f\x98\x80\","
+				     "\"note\":\"\\u00e6\\u00f8\\u00e5 \\ud83d\\ude00\"",
+				     &msg, &err),
+			0);
 	kanal_msg_destroy(&msg);
 }
 
@@ -1787,6 +1862,8 @@ TEST_MAIN("msg",
 	  TEST(test_untouched_data_is_copied_verbatim),
 	  TEST(test_round_trip_keeps_everything),
 	  TEST(test_strings_are_escaped),
+	  TEST(test_string_rules_for_every_attribute),
+	  TEST(test_string_rules_when_parsed),
 	  TEST(test_data_path_reads),
 	  TEST(test_data_path_writes),
 	  TEST(test_size_limit),

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 #include <kanal/harness.h>
@@ -443,6 +444,76 @@ static void test_bad_options_are_refused_with_the_option_named(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "fsync"));
 }
 
+/* Delivers events i..j (ids r-i) to h; returns how many were OK. */
+static int s_deliver_range(kanal_harness_t *h, int from, int to)
+{
+	int ok = 0;
+
+	for (int i = from; i < to; i++) {
+		char id[16];
+		kanal_msg_t *m;
+		snprintf(id, sizeof id, "r-%d", i);
+		m = s_event("demo.tick", id, NULL, NULL);
+		ok += m && kanal_harness_deliver(h, m, NULL) == KANAL_OUTCOME_OK;
+		kanal_msg_destroy(&m);
+	}
+	return ok;
+}
+
+/* Retention: beyond max_events the oldest lines are purged (counted), and lines written
+ * longer ago than max_age are purged at the next start; the file stays 0600. */
+static void test_retention_purges_the_oldest(void)
+{
+	char *dir = test_tmpdir("sink-retention"), path[1024], *text, *lines[16];
+	kanal_harness_t *h;
+	struct stat st;
+	size_t n;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+	snprintf(path, sizeof path, "%s/unmatched.jsonl", dir);
+	h = s_sink("unmatched", (const char *const[]){ "path", path, "max_events", "3", NULL });
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(s_deliver_range(h, 0, 6), 6);
+	/* At twice max_events the file is cut back to the newest three. */
+	text = test_read_file(path, NULL);
+	n = text ? s_lines(text, lines, 16) : 0;
+	CU_ASSERT_EQUAL(n, 3);
+	CU_ASSERT_PTR_NOT_NULL(n == 3 ? strstr(lines[0], "\"r-3\"") : NULL);
+	CU_ASSERT_PTR_NOT_NULL(n == 3 ? strstr(lines[2], "\"r-5\"") : NULL);
+	free(text);
+	CU_ASSERT_EQUAL(kanal_harness_metric(h, "purged"), 3);
+	CU_ASSERT_EQUAL(stat(path, &st), 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	kanal_harness_destroy(&h);
+
+	/* max_age: what was written more than a second ago is gone at the next start. */
+	test_sleep_ms(1100);
+	h = s_sink("unmatched", (const char *const[]){ "path", path, "max_age", "1s", NULL });
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(kanal_harness_metric(h, "purged"), 3);
+	CU_ASSERT_EQUAL(s_deliver_range(h, 6, 7), 1);
+	text = test_read_file(path, NULL);
+	n = text ? s_lines(text, lines, 16) : 0;
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_PTR_NOT_NULL(n == 1 ? strstr(lines[0], "\"r-6\"") : NULL);
+	free(text);
+	kanal_harness_destroy(&h);
+
+	/* Standard output cannot be purged. */
+	{
+		kanal_error_t err;
+		h = kanal_harness_new(test_path("plugins/sink.so"), "out", &err);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		kanal_harness_option(h, "max_events", "10");
+		kanal_error_clear(&err);
+		CU_ASSERT_NOT_EQUAL(kanal_harness_start(h, &err), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "standard output"));
+		kanal_harness_destroy(&h);
+	}
+	test_rmdir_r(dir);
+	free(dir);
+}
+
 TEST_MAIN("plugin_sink",
 	  TEST(test_json_lines_round_trip_every_event_unmasked),
 	  TEST(test_appends_to_an_existing_file),
@@ -451,4 +522,5 @@ TEST_MAIN("plugin_sink",
 	  TEST(test_retry_type_asks_for_a_retry_with_the_hint),
 	  TEST(test_delay_slows_every_event_and_fsync_still_records),
 	  TEST(test_concurrent_sinks_never_interleave_lines),
-	  TEST(test_bad_options_are_refused_with_the_option_named))
+	  TEST(test_bad_options_are_refused_with_the_option_named),
+	  TEST(test_retention_purges_the_oldest))

@@ -21,6 +21,7 @@
 
 #include <kanal/kanal.h>
 
+#include "http_client.h"
 #include "kanald.h"
 #include "test.h"
 
@@ -358,6 +359,23 @@ char *kd_event(const char *source, const char *id, const char *type, const char 
 char *kd_admin(kd_t *kd, const char *json, int timeout_ms)
 {
 	return s_roundtrip(kd, ZMQ_REQ, kd->admin, json, timeout_ms);
+}
+
+long kd_admin_post(kd_t *kd, const char *path, const char *const *headers, const char *body,
+		   int timeout_ms)
+{
+	http_answer_t a;
+	char url[512];
+	long status;
+
+	snprintf(url, sizeof url, "%s%s", kd->admin_http, path);
+	http_request(NULL,
+		     &(http_request_t){ .method = "POST", .url = url, .headers = headers,
+					.body = body, .timeout_ms = timeout_ms },
+		     &a);
+	status = a.status;
+	http_answer_clear(&a);
+	return status;
 }
 
 void *kd_subscribe(kd_t *kd, const char *prefix)

@@ -76,6 +76,11 @@ bool kd_send_event(kd_t *kd, const char *json, const char *want, int timeout_ms,
 char *kd_event(const char *source, const char *id, const char *type, const char *data);
 /* Sends an admin command ({"cmd": …}); returns the reply or NULL. */
 char *kd_admin(kd_t *kd, const char *json, int timeout_ms);
+/* POSTs body (may be NULL) with the extra headers (NULL-terminated, may be NULL) to `path`
+ * on kanald's admin HTTP endpoint; returns the status (0 when no answer came).
+ * Ownership: borrows all. */
+long kd_admin_post(kd_t *kd, const char *path, const char *const *headers, const char *body,
+		   int timeout_ms);
 
 /* Subscribes to the event stream with `prefix` and waits until kanald has seen the
  * subscription. Returns a SUB socket. */

@@ -144,6 +144,14 @@ int kanal_msg_foreach_ext(const kanal_msg_t *msg,
  * Ownership: borrows msg; writes attr. */
 bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size);
 
+/* Returns true when `source` matches the source pattern `pattern` — the rule by which a
+ * sender owns the sources it may use (kanald.yaml's `sources:`, the http ingress's tokens
+ * file): '*' matches any run of characters (slashes too), everything else is literal, and
+ * the whole source must match (the pattern /vendors/acme/ followed by '*' owns
+ * /vendors/acme/x/1, not /vendors/acmex). NULL pattern or source gives false.
+ * Ownership: borrows both. */
+bool kanal_source_matches(const char *pattern, const char *source);
+
 /* Data. */
 
 /* How the event carries its data. */
