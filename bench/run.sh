@@ -70,7 +70,7 @@ if [ -n "${BEFORE:-}" ]; then
 	# The commit to compare with, built from its own sources (git archive: no checkout of
 	# this tree is touched) with its own Makefile.
 	src="$BUILD/before/src"
-	rm -rf "$src" && mkdir -p "$src"
+	rm -rf "$src" "$BUILD/before/build" && mkdir -p "$src"
 	git archive "$BEFORE" | tar -x -C "$src"
 	echo "bench: building $BEFORE ($(git rev-parse --short "$BEFORE")) in $BUILD/before" >&2
 	make -C "$src" --no-print-directory -s BUILD="$(pwd)/$BUILD/before/build" build >/dev/null
