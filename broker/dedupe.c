@@ -1,39 +1,43 @@
 /*
- * broker/dedupe.c — the memory mode's duplicate window (dedupe.h). Keys are source, U+001F,
- * id: a CloudEvents String holds no control character, so the key is unambiguous. A
- * jansson object is the hash table (key to the time seen); a ring of the keys in arrival
- * order lets the oldest leave when they fall out of the window or the window is full.
+ * broker/dedupe.c — the memory mode's duplicate window (dedupe.h). Every event passes here
+ * on the router's thread, so it allocates nothing per event: a ring of the events seen, in
+ * arrival order (the oldest leave when they fall out of the window or the window is full),
+ * and an open-addressing table of ring places keyed by a 128-bit fingerprint of (source,
+ * id). Two different events with the same 128 bits — the only way one could be taken for a
+ * duplicate of another — is a chance of about n²/2¹²⁹ in a window of n events.
  */
 #include "dedupe.h"
 
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-
-#include <jansson.h>
 
 typedef struct seen {
-	char *key;
-	int64_t at;
+	uint64_t h1, h2; /* the fingerprint */
+	int64_t at;      /* seen at (ms) */
 } seen_t;
 
 struct dedupe {
-	json_t *index;   /* key -> time seen (integer) */
-	seen_t *ring;
+	seen_t *ring;    /* cap places, a power of two; holds [head, head + n) */
 	size_t cap, head, n;
+	uint32_t *slots; /* 2 × cap: ring place + 1, or 0 (empty) */
+	size_t mask;
 };
 
 dedupe_t *dedupe_new(size_t max_entries)
 {
 	dedupe_t *d = calloc(1, sizeof *d);
+	size_t cap = 1;
 
-	if (!d || !(d->index = json_object()) || !(d->ring = calloc(max_entries, sizeof *d->ring))) {
+	while (cap < max_entries && cap < ((size_t)1 << 30))
+		cap <<= 1;
+	if (!d || !(d->ring = calloc(cap, sizeof *d->ring)) ||
+	    !(d->slots = calloc(2 * cap, sizeof *d->slots))) {
 		if (d)
-			json_decref(d->index);
+			free(d->ring);
 		free(d);
 		return NULL;
 	}
-	d->cap = max_entries;
+	d->cap = cap;
+	d->mask = 2 * cap - 1;
 	return d;
 }
 
@@ -43,50 +47,98 @@ void dedupe_destroy(dedupe_t **self_p)
 
 	if (!d)
 		return;
-	for (size_t i = 0; i < d->n; i++)
-		free(d->ring[(d->head + i) % d->cap].key);
 	free(d->ring);
-	json_decref(d->index);
+	free(d->slots);
 	free(d);
 	*self_p = NULL;
 }
 
-/* Drops the oldest entry (unless the same key was seen again later: then the index holds
- * the later time and stays). */
+/* Two independent 64-bit hashes of source, U+001F, id (a CloudEvents String holds no
+ * control character, so the joined key is unambiguous): FNV-1a, and a multiply-xorshift
+ * with another seed, each finished with a mix. */
+static void s_fingerprint(const char *source, const char *id, uint64_t *h1, uint64_t *h2)
+{
+	uint64_t a = 0xcbf29ce484222325ULL, b = 0x9e3779b97f4a7c15ULL;
+	const unsigned char *p = (const unsigned char *)source;
+
+	for (int part = 0; part < 2; part++) {
+		for (; *p; p++) {
+			a = (a ^ *p) * 0x100000001b3ULL;
+			b = (b ^ *p) * 0xff51afd7ed558ccdULL;
+			b ^= b >> 29;
+		}
+		a = (a ^ 0x1f) * 0x100000001b3ULL;
+		b = (b ^ 0x1f) * 0xff51afd7ed558ccdULL;
+		p = (const unsigned char *)id;
+	}
+	a ^= a >> 33;
+	a *= 0xc4ceb9fe1a85ec53ULL;
+	a ^= a >> 33;
+	b ^= b >> 31;
+	b *= 0x94d049bb133111ebULL;
+	b ^= b >> 31;
+	*h1 = a;
+	*h2 = b;
+}
+
+/* The table slot of ring place `place` (it is in the table). */
+static size_t s_slot_of(const dedupe_t *d, size_t place)
+{
+	size_t i = d->ring[place].h1 & d->mask;
+
+	while (d->slots[i] != place + 1)
+		i = (i + 1) & d->mask;
+	return i;
+}
+
+/* Drops the oldest entry: its slot is emptied and the entries after it in the same probe
+ * run are moved back, so that every lookup still finds its entry (no tombstones). */
 static void s_pop(dedupe_t *d)
 {
-	seen_t *e = &d->ring[d->head];
-	json_t *at = json_object_get(d->index, e->key);
+	size_t i = s_slot_of(d, d->head), j = i;
 
-	if (at && json_integer_value(at) == e->at)
-		json_object_del(d->index, e->key);
-	free(e->key);
-	e->key = NULL;
-	d->head = (d->head + 1) % d->cap;
+	for (;;) {
+		size_t home;
+		j = (j + 1) & d->mask;
+		if (!d->slots[j])
+			break;
+		home = d->ring[d->slots[j] - 1].h1 & d->mask;
+		/* An entry whose home lies cyclically in (i, j] stays where it is. */
+		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		d->slots[i] = d->slots[j];
+		i = j;
+	}
+	d->slots[i] = 0;
+	d->head = (d->head + 1) & (d->cap - 1);
 	d->n--;
 }
 
 bool dedupe_check_add(dedupe_t *d, const char *source, const char *id, int64_t since_ms,
 		      int64_t now_ms)
 {
-	json_t *at;
-	char *key;
+	uint64_t h1, h2;
+	size_t i, place;
 
 	if (!d || !source || !id)
 		return false;
 	while (d->n && d->ring[d->head].at < since_ms)
 		s_pop(d);
-	if (asprintf(&key, "%s\x1f%s", source, id) < 0)
-		return false;
-	at = json_object_get(d->index, key);
-	if (at && json_integer_value(at) >= since_ms) {
-		free(key);
-		return true;
+	s_fingerprint(source, id, &h1, &h2);
+	for (i = h1 & d->mask; d->slots[i]; i = (i + 1) & d->mask) {
+		const seen_t *e = &d->ring[d->slots[i] - 1];
+		if (e->h1 == h1 && e->h2 == h2)
+			return true; /* in the window: everything older has left */
 	}
-	if (d->n == d->cap)
+	if (d->n == d->cap) {
 		s_pop(d);
-	json_object_set_new(d->index, key, json_integer(now_ms));
-	d->ring[(d->head + d->n) % d->cap] = (seen_t){ key, now_ms };
+		/* The pop may have moved entries back into the run: look for a free slot anew. */
+		for (i = h1 & d->mask; d->slots[i]; i = (i + 1) & d->mask)
+			;
+	}
+	place = (d->head + d->n) & (d->cap - 1);
+	d->ring[place] = (seen_t){ h1, h2, now_ms };
+	d->slots[i] = (uint32_t)(place + 1);
 	d->n++;
 	return false;
 }
