@@ -3,7 +3,8 @@
  * on the router's thread, so it allocates nothing per event: a ring of the events seen, in
  * arrival order (the oldest leave when they fall out of the window or the window is full),
  * and an open-addressing table of ring places keyed by a 128-bit fingerprint of (source,
- * id). Two different events with the same 128 bits — the only way one could be taken for a
+ * id). A slot holds 32 bits of the fingerprint beside the place, so a lookup reads the ring
+ * only for a likely match: one cache line of the table per event, mostly. Two different events with the same 128 bits — the only way one could be taken for a
  * duplicate of another — is a chance of about n²/2¹²⁹ in a window of n events.
  */
 #include "dedupe.h"
@@ -18,7 +19,7 @@ typedef struct seen {
 struct dedupe {
 	seen_t *ring;    /* cap places, a power of two; holds [head, head + n) */
 	size_t cap, head, n;
-	uint32_t *slots; /* 2 × cap: ring place + 1, or 0 (empty) */
+	uint64_t *slots; /* 2 × cap: (h2 >> 32) << 32 | (ring place + 1), or 0 (empty) */
 	size_t mask;
 };
 
@@ -81,12 +82,14 @@ static void s_fingerprint(const char *source, const char *id, uint64_t *h1, uint
 	*h2 = b;
 }
 
+#define SLOT_PLACE(v) ((size_t)((v)&0xffffffffu)) /* ring place + 1 */
+
 /* The table slot of ring place `place` (it is in the table). */
 static size_t s_slot_of(const dedupe_t *d, size_t place)
 {
 	size_t i = d->ring[place].h1 & d->mask;
 
-	while (d->slots[i] != place + 1)
+	while (SLOT_PLACE(d->slots[i]) != place + 1)
 		i = (i + 1) & d->mask;
 	return i;
 }
@@ -102,7 +105,7 @@ static void s_pop(dedupe_t *d)
 		j = (j + 1) & d->mask;
 		if (!d->slots[j])
 			break;
-		home = d->ring[d->slots[j] - 1].h1 & d->mask;
+		home = d->ring[SLOT_PLACE(d->slots[j]) - 1].h1 & d->mask;
 		/* An entry whose home lies cyclically in (i, j] stays where it is. */
 		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
 			continue;
@@ -117,7 +120,7 @@ static void s_pop(dedupe_t *d)
 bool dedupe_check_add(dedupe_t *d, const char *source, const char *id, int64_t since_ms,
 		      int64_t now_ms)
 {
-	uint64_t h1, h2;
+	uint64_t h1, h2, tag;
 	size_t i, place;
 
 	if (!d || !source || !id)
@@ -125,8 +128,12 @@ bool dedupe_check_add(dedupe_t *d, const char *source, const char *id, int64_t s
 	while (d->n && d->ring[d->head].at < since_ms)
 		s_pop(d);
 	s_fingerprint(source, id, &h1, &h2);
+	tag = h2 >> 32 << 32;
 	for (i = h1 & d->mask; d->slots[i]; i = (i + 1) & d->mask) {
-		const seen_t *e = &d->ring[d->slots[i] - 1];
+		const seen_t *e;
+		if ((d->slots[i] & ~(uint64_t)0xffffffffu) != tag)
+			continue;
+		e = &d->ring[SLOT_PLACE(d->slots[i]) - 1];
 		if (e->h1 == h1 && e->h2 == h2)
 			return true; /* in the window: everything older has left */
 	}
@@ -138,7 +145,7 @@ bool dedupe_check_add(dedupe_t *d, const char *source, const char *id, int64_t s
 	}
 	place = (d->head + d->n) & (d->cap - 1);
 	d->ring[place] = (seen_t){ h1, h2, now_ms };
-	d->slots[i] = (uint32_t)(place + 1);
+	d->slots[i] = tag | (uint64_t)(place + 1);
 	d->n++;
 	return false;
 }

@@ -525,10 +525,11 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		return KANAL_EBUSY;
 	if (r->journal && (rc = s_journal_append(r, *msg_p, false, &seq)) < 0)
 		return rc;
+	/* The memory window is gone at a restart anyway: the router's monotonic clock of the
+	 * frame (r->now_ms) serves, with no clock read per event. */
 	if (r->dedupe && dedupe_check_add(r->dedupe, kanal_msg_source(*msg_p),
 					  kanal_msg_id(*msg_p),
-					  kanal__wall_ms() - r->conf->dedupe_window_ms,
-					  kanal__wall_ms())) {
+					  r->now_ms - r->conf->dedupe_window_ms, r->now_ms)) {
 		r->duplicates++;
 		return KANAL_EDUPLICATE;
 	}
