@@ -59,6 +59,7 @@ struct kanal_ctx {
 	bool bound;
 	kanal_loop_t *loop;       /* timers and fd watches */
 	kanal_delivery_info_t delivery;
+	struct kanal__blob_store *blobs; /* the host's blob store, borrowed; NULL: none */
 };
 
 /* Creates a ctx for instance `name` with the given ops, host object and state folder
