@@ -27,6 +27,9 @@
 #include "zap.h"
 
 #define MAX_ERRORS 10 /* attempt errors kept per delivery */
+/* A blob no event names is kept this long after its last put: its event may still be on
+ * the way (docs/design/blobs.md). */
+#define ROUTER_BLOB_GRACE_MS (60LL * 60 * 1000)
 
 /* Publishes on the event stream, building the payload only when somebody subscribes: on
  * the hot paths the JSON would otherwise cost more than the routing. */

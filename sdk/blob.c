@@ -581,12 +581,29 @@ static int s_mkdir(const char *dir, const char *sub)
 	return rc;
 }
 
+/* mkdir -p -m 0700 of dir's parents (kanald's state_dir may not exist yet). */
+static void s_mkdir_parents(const char *dir)
+{
+	char *path = strdup(dir);
+
+	for (char *p = path ? path + 1 : NULL; p && *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(path, 0700);
+		*p = '/';
+	}
+	free(path);
+}
+
 kanal__blob_store_t *kanal__blob_store_open_dir(const char *dir, int64_t max_blob_bytes,
 						int64_t max_store_bytes, kanal_error_t *err)
 {
 	kanal__blob_store_t *store = NULL;
 	s_dir_store_t *ds = NULL;
 
+	if (dir)
+		s_mkdir_parents(dir);
 	if (!dir || s_mkdir(dir, NULL) != 0 || s_mkdir(dir, "sha256") != 0 ||
 	    s_mkdir(dir, "tmp") != 0) {
 		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot create the blob store in %s: %s",
