@@ -540,14 +540,21 @@ static int s_remove_tmp(void *arg, const char *name, int64_t age_ms, int64_t siz
 	return 0;
 }
 
+/* Counted from the folder, not from this process's puts and removals: isolated plugin
+ * hosts (and kanald) write it too. The count kept for the store's limit is set right at
+ * the same time. */
 static void s_dir_usage(void *impl, int64_t *count, int64_t *bytes)
 {
 	s_dir_store_t *ds = impl;
+	s_dir_store_t counted = { .dir = ds->dir };
 
+	s_dir_scan(&counted, "sha256", s_count_blob, &counted);
 	pthread_mutex_lock(&ds->lock);
-	*count = ds->count;
-	*bytes = ds->bytes;
+	ds->count = counted.count;
+	ds->bytes = counted.bytes;
 	pthread_mutex_unlock(&ds->lock);
+	*count = counted.count;
+	*bytes = counted.bytes;
 }
 
 static void s_dir_destroy(void *impl)

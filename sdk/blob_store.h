@@ -31,7 +31,7 @@ typedef struct kanal__blob_store_ops {
 	/* Calls fn for every blob with its age in milliseconds; stops when fn returns non-0. */
 	int (*each)(void *impl, int (*fn)(void *arg, const char *hex, int64_t age_ms),
 		    void *arg);
-	/* Blobs and bytes held now. */
+	/* Blobs and bytes held now (counted from the store, whoever wrote them). */
 	void (*usage)(void *impl, int64_t *count, int64_t *bytes);
 	void (*destroy)(void *impl);
 } kanal__blob_store_ops_t;
