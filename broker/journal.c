@@ -368,6 +368,17 @@ static void s_create_private(const char *path)
 static int s_step_write(journal_t *j, sqlite3_stmt *st);
 static void s_bind_text(sqlite3_stmt *st, int i, const char *text);
 
+/* After a write statement failed, before its reset (which may replace the error with
+ * another): keeps why, and notes when SQLite rolled the whole transaction back by itself
+ * (a full disk) — what follows in the turn would then be written outside one, so it must
+ * fail too. */
+static void s_step_failed(journal_t *j)
+{
+	s_note_error(j, NULL, sqlite3_system_errno(j->db));
+	if (j->in_txn && sqlite3_get_autocommit(j->db))
+		j->txn_lost = true;
+}
+
 static void s_unnamed_clear(journal_t *j)
 {
 	for (size_t i = 0; i < j->n_unnamed; i++)
@@ -440,11 +451,8 @@ static int s_blob_rows_gone(journal_t *j, sqlite3_stmt *st)
 		if (uri && (found[n] = strdup(uri)))
 			n++;
 	}
-	if (rc != SQLITE_DONE) {
-		s_note_error(j, NULL, sqlite3_system_errno(j->db));
-		if (j->in_txn && sqlite3_get_autocommit(j->db))
-			j->txn_lost = true;
-	}
+	if (rc != SQLITE_DONE)
+		s_step_failed(j);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	/* Checked after the statement finished: one blob named twice by the deleted rows,
@@ -720,14 +728,8 @@ static int s_step_write(journal_t *j, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 
-	if (rc != SQLITE_DONE) {
-		/* Read before the reset, which may replace the error with another. */
-		s_note_error(j, NULL, sqlite3_system_errno(j->db));
-		/* On a full disk SQLite may roll the whole transaction back by itself: what
-		 * follows in the turn would then be written outside one, so it must fail too. */
-		if (j->in_txn && sqlite3_get_autocommit(j->db))
-			j->txn_lost = true;
-	}
+	if (rc != SQLITE_DONE)
+		s_step_failed(j);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE) {

@@ -992,12 +992,6 @@ static int s_write_endpoints(router_t *r, char *err, size_t err_size)
 	return 0;
 }
 
-/* The blob sweep's question: does an open event or a dead letter name uri? */
-static bool s_blob_named(void *journal, const char *uri)
-{
-	return journal && journal_blob_named(journal, uri);
-}
-
 router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instances,
 		     routes_t **routes_p, void *zctx, char *err, size_t err_size)
 {
@@ -1044,16 +1038,7 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		journal_set_blob_store(r->journal, conf->blobs);
 		stats_load_measures(r);
 	}
-	/* Blobs a plugin put but no event in the journal names (its event was refused, or
-	 * kanald stopped between a commit and the removal) go after their grace period;
-	 * without a journal nothing names any (docs/design/blobs.md). */
-	if (conf->blobs) {
-		int swept = kanal__blob_sweep(conf->blobs, ROUTER_BLOB_GRACE_MS,
-					      s_blob_named, r->journal);
-		if (swept > 0)
-			log_info("kanald", "removed %d blob%s that no event names", swept,
-				 swept == 1 ? "" : "s");
-	}
+	commit_sweep_blobs(r);
 	r->deliver_sock = s_bind(r, ZMQ_ROUTER, BUS_DELIVER_ENDPOINT, NULL, 0, err, err_size);
 	r->emit_sock = s_bind(r, ZMQ_ROUTER, BUS_EMIT_ENDPOINT, NULL, 0, err, err_size);
 	r->ctl_router = s_bind(r, ZMQ_PAIR, BUS_CTL_ENDPOINT, NULL, 0, err, err_size);

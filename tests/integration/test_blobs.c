@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "http_client.h"
 #include "kanald.h"
 #include <kanal/kanal.h>
 #include "blob_store.h"
@@ -71,6 +72,21 @@ static json_int_t s_status_blobs(kd_t *kd, const char *field)
 	return n;
 }
 
+/* kanald's /metrics text (malloc'd; NULL when it did not answer 200). */
+static char *s_metrics(kd_t *kd)
+{
+	char url[512];
+	http_answer_t a;
+	char *text;
+
+	snprintf(url, sizeof url, "%s/metrics", kd->admin_http);
+	http_request(NULL, &(http_request_t){ .method = "GET", .url = url, .timeout_ms = WAIT },
+		     &a);
+	text = a.status == 200 && a.body ? strdup(a.body) : NULL;
+	http_answer_clear(&a);
+	return text;
+}
+
 static const char *s_readers =
 	"  - name: reader\n    plugin: '@TPLUGINS@/tp_blobs.so'\n"
 	"    options: { path: '@DIR@/reader.txt', reject_type: y.reject, retry_type: y.retry }\n"
@@ -96,6 +112,13 @@ static void test_blob_is_read_then_removed_after_the_last_delivery(void)
 	REQUIRE(store != NULL);
 	REQUIRE(kanal__blob_put(store, "photo of the day, 2 MB in real life", 35, "image/jpeg",
 				&ref, NULL) == 0);
+	/* Before the event: one blob, no reference to it. */
+	text = s_metrics(kd);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nkanal_blobs 1\n"));
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nkanal_blob_bytes 35\n"));
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nkanal_blob_references 0\n"));
+	free(text);
+	text = NULL;
 	REQUIRE(s_send(kd, "n-1", "x.photo", ref.uri));
 	/* Both destinations read the blob: kanald's own thread and the isolated plugin host. */
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "reader.txt"), 1, WAIT), 1);
@@ -107,12 +130,18 @@ static void test_blob_is_read_then_removed_after_the_last_delivery(void)
 	text = test_read_file(kd_path(kd, "isolated.txt"), NULL);
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, " 35 photo of the day"));
 	free(text);
+	text = NULL;
 	/* After the last delivery the blob goes, and /metrics' numbers with it. */
 	CU_ASSERT_TRUE(s_wait_gone(store, ref.uri));
 	CU_ASSERT_EQUAL(s_status_blobs(kd, "references"), 0);
 	CU_ASSERT_EQUAL(s_status_blobs(kd, "count"), 0);
+	text = s_metrics(kd);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nkanal_blobs 0\n"));
+	free(text);
+	text = NULL;
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
+	free(text);
 	kanal__blob_store_destroy(&store);
 	kd_destroy(&kd);
 }
