@@ -476,6 +476,54 @@ done:
 	free(dir);
 }
 
+static void test_replayed_letter_keeps_its_blob_until_delivered(void)
+{
+	char *dir = test_tmpdir("journal");
+	char err[512] = "", bdir[600];
+	journal_t *j = s_open(dir, NULL, err, sizeof err);
+	kanal__blob_store_t *store = NULL;
+	kanal_msg_t *msg = NULL, *taken = NULL;
+	kanal_blob_ref_t ref;
+	json_t *letters = NULL;
+	char *errors[] = { "HTTP 500" }, *route = NULL, *dest = NULL;
+	uint64_t seq, replay_seq = 0;
+	int64_t id;
+
+	REQUIRE(j != NULL);
+	snprintf(bdir, sizeof bdir, "%s/blobs", dir);
+	REQUIRE((store = kanal__blob_store_open_dir(bdir, 0, 0, NULL)) != NULL);
+	journal_set_blob_store(j, store);
+	REQUIRE(kanal__blob_put(store, "photo", 5, "image/jpeg", &ref, NULL) == 0);
+	REQUIRE((msg = kanal_msg_new("daycare.notice.post", "app", "n-9")) != NULL);
+	REQUIRE(kanal_msg_set_attr(msg, KANAL_BLOB_ATTRIBUTE, ref.uri, NULL) == 0);
+	REQUIRE(journal_add_event(j, msg, false, &seq) == 0);
+	REQUIRE(journal_dead(j, seq, msg, "notices", "daycare", "rejected", 1, errors, 1) == 0);
+	REQUIRE(journal_event_done(j, seq) == 0);
+	REQUIRE(journal_commit(j) == 0);
+	letters = journal_dlq_list(j, NULL, NULL, 0, 10);
+	REQUIRE(json_array_size(letters) == 1);
+	id = json_integer_value(json_object_get(json_array_get(letters, 0), "id"));
+	/* The replay is a new event naming the blob: taking the letter keeps it. */
+	REQUIRE(journal_dlq_take(j, id, &taken, &replay_seq, &route, &dest) == 0);
+	CU_ASSERT_EQUAL(journal_commit(j), 0);
+	CU_ASSERT_TRUE(s_blob_exists(store, ref.uri));
+	CU_ASSERT_EQUAL(journal_blob_references(j), 1);
+	/* Delivered this time: it goes. */
+	CU_ASSERT_EQUAL(journal_event_done(j, replay_seq), 0);
+	CU_ASSERT_EQUAL(journal_commit(j), 0);
+	CU_ASSERT_FALSE(s_blob_exists(store, ref.uri));
+done:
+	free(route);
+	free(dest);
+	json_decref(letters);
+	kanal_msg_destroy(&msg);
+	kanal_msg_destroy(&taken);
+	journal_close(&j);
+	kanal__blob_store_destroy(&store);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
 /* ---- the files ------------------------------------------------------------------------ */
 
 static void test_journal_and_wal_are_private(void)
@@ -513,4 +561,5 @@ TEST_MAIN("journal",
 	  TEST(test_measure_counts_per_day_survive_a_restart),
 	  TEST(test_blob_lives_until_the_last_event_naming_it_is_done),
 	  TEST(test_dead_letter_keeps_its_blob_until_dropped),
+	  TEST(test_replayed_letter_keeps_its_blob_until_delivered),
 	  TEST(test_journal_and_wal_are_private))
