@@ -384,20 +384,33 @@ static bool s_blob_exists(kanal__blob_store_t *store, const char *uri)
 	return true;
 }
 
+/* A blob store in dir/blobs, given to j, holding `content` (its reference in *ref). */
+static kanal__blob_store_t *s_store_with(journal_t *j, const char *dir, const char *content,
+					 kanal_blob_ref_t *ref)
+{
+	char bdir[600];
+	kanal__blob_store_t *store;
+
+	snprintf(bdir, sizeof bdir, "%s/blobs", dir);
+	store = kanal__blob_store_open_dir(bdir, 0, 0, NULL);
+	if (store && kanal__blob_put(store, content, strlen(content), NULL, ref, NULL) != 0)
+		kanal__blob_store_destroy(&store);
+	if (store)
+		journal_set_blob_store(j, store);
+	return store;
+}
+
 static void test_blob_lives_until_the_last_event_naming_it_is_done(void)
 {
 	char *dir = test_tmpdir("journal");
-	char err[512] = "", bdir[600];
+	char err[512] = "";
 	journal_t *j = s_open(dir, NULL, err, sizeof err);
 	kanal__blob_store_t *store = NULL;
 	kanal_blob_ref_t ref;
 	uint64_t a, b;
 
 	REQUIRE(j != NULL);
-	snprintf(bdir, sizeof bdir, "%s/blobs", dir);
-	REQUIRE((store = kanal__blob_store_open_dir(bdir, 0, 0, NULL)) != NULL);
-	journal_set_blob_store(j, store);
-	REQUIRE(kanal__blob_put(store, "photo", 5, "image/jpeg", &ref, NULL) == 0);
+	REQUIRE((store = s_store_with(j, dir, "photo", &ref)) != NULL);
 	/* Two events (the same photo on two notices) name the blob. */
 	REQUIRE((a = s_add_with_blob(j, "n-1", ref.uri)) > 0);
 	REQUIRE((b = s_add_with_blob(j, "n-2", ref.uri)) > 0);
@@ -430,7 +443,7 @@ done:
 static void test_dead_letter_keeps_its_blob_until_dropped(void)
 {
 	char *dir = test_tmpdir("journal");
-	char err[512] = "", bdir[600];
+	char err[512] = "";
 	journal_t *j = s_open(dir, NULL, err, sizeof err);
 	kanal__blob_store_t *store = NULL;
 	kanal_msg_t *msg = NULL;
@@ -441,10 +454,7 @@ static void test_dead_letter_keeps_its_blob_until_dropped(void)
 	uint64_t seq;
 
 	REQUIRE(j != NULL);
-	snprintf(bdir, sizeof bdir, "%s/blobs", dir);
-	REQUIRE((store = kanal__blob_store_open_dir(bdir, 0, 0, NULL)) != NULL);
-	journal_set_blob_store(j, store);
-	REQUIRE(kanal__blob_put(store, "%PDF-1.7", 8, "application/pdf", &ref, NULL) == 0);
+	REQUIRE((store = s_store_with(j, dir, "%PDF-1.7", &ref)) != NULL);
 	REQUIRE((msg = kanal_msg_new("letter.send", "case", "l-1")) != NULL);
 	REQUIRE(kanal_msg_set_attr(msg, KANAL_BLOB_ATTRIBUTE, ref.uri, NULL) == 0);
 	REQUIRE(journal_add_event(j, msg, false, &seq) == 0);
@@ -479,7 +489,7 @@ done:
 static void test_replayed_letter_keeps_its_blob_until_delivered(void)
 {
 	char *dir = test_tmpdir("journal");
-	char err[512] = "", bdir[600];
+	char err[512] = "";
 	journal_t *j = s_open(dir, NULL, err, sizeof err);
 	kanal__blob_store_t *store = NULL;
 	kanal_msg_t *msg = NULL, *taken = NULL;
@@ -490,10 +500,7 @@ static void test_replayed_letter_keeps_its_blob_until_delivered(void)
 	int64_t id;
 
 	REQUIRE(j != NULL);
-	snprintf(bdir, sizeof bdir, "%s/blobs", dir);
-	REQUIRE((store = kanal__blob_store_open_dir(bdir, 0, 0, NULL)) != NULL);
-	journal_set_blob_store(j, store);
-	REQUIRE(kanal__blob_put(store, "photo", 5, "image/jpeg", &ref, NULL) == 0);
+	REQUIRE((store = s_store_with(j, dir, "photo", &ref)) != NULL);
 	REQUIRE((msg = kanal_msg_new("daycare.notice.post", "app", "n-9")) != NULL);
 	REQUIRE(kanal_msg_set_attr(msg, KANAL_BLOB_ATTRIBUTE, ref.uri, NULL) == 0);
 	REQUIRE(journal_add_event(j, msg, false, &seq) == 0);
