@@ -479,12 +479,13 @@ static int s_blob_rows_gone(journal_t *j, sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : KANAL_EIO;
 }
 
-/* At the commit: the rows of the events marked done in this transaction go. */
+/* At the commit: the rows of the events marked done in this transaction go. Costs nothing
+ * while no open event names a blob or no event was done. */
 static int s_done_blob_rows(journal_t *j)
 {
 	int rc;
 
-	if (!j->event_blobs)
+	if (!j->event_blobs || j->n_flushed == 0)
 		return 0;
 	rc = s_blob_rows_gone(j, j->st[ST_EVENT_BLOBS_DONE]);
 	if (rc == 0)
