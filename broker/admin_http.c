@@ -480,6 +480,13 @@ static char *s_metrics(json_t *st)
 		s_family(&t, dests, "destination", "in_flight", "kanal_destination_in_flight", "gauge",
 			 "Deliveries the destination is working on.");
 	}
+	if (json_is_object(json_object_get(st, "blobs"))) {
+		json_t *b = json_object_get(st, "blobs");
+		s_scalar(&t, b, "count", "kanal_blobs", "gauge", "Blobs in the blob store.");
+		s_scalar(&t, b, "bytes", "kanal_blob_bytes", "gauge", "Bytes in the blob store.");
+		s_scalar(&t, b, "references", "kanal_blob_references", "gauge",
+			 "References to blobs held by open events and dead letters.");
+	}
 	if (json_is_object(j)) {
 		s_scalar(&t, j, "open_events", "kanal_journal_open_events", "gauge",
 			 "Events in the journal not yet delivered everywhere.");

@@ -125,6 +125,24 @@ void commit_mid_turn(router_t *r, dest_t *only)
 	s_flush_acks(r);
 }
 
+/* The blob sweep's question: does an open event or a dead letter name uri? */
+static bool s_blob_named(void *journal, const char *uri)
+{
+	return journal && journal_blob_named(journal, uri);
+}
+
+void commit_sweep_blobs(router_t *r)
+{
+	int swept;
+
+	if (!r->conf->blobs)
+		return;
+	swept = kanal__blob_sweep(r->conf->blobs, ROUTER_BLOB_GRACE_MS, s_blob_named, r->journal);
+	if (swept > 0)
+		log_info("router", "removed %d blob%s that no event names", swept,
+			 swept == 1 ? "" : "s");
+}
+
 /* Ends a turn of the loop: commit what the turn wrote (group commit), then let it take
  * effect — deliveries go to the instances, emits are acknowledged, the gateway answers. */
 void commit_end_turn(router_t *r)
@@ -140,6 +158,7 @@ void commit_end_turn(router_t *r)
 					       : r->conf->dedupe_window_ms;
 			journal_prune(r->journal, now - keep);
 			admin_dlq_retention(r, now);
+			commit_sweep_blobs(r);
 			r->next_prune_ms = now + 60000;
 		}
 		if (r->journal_failed && now >= r->next_prune_ms - 59000) {

@@ -58,7 +58,8 @@ static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin", "ad
 						"admin_token_file", "readyz_requires" };
 static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
 					    "queue_max_bytes", "shutdown_deadline",
-					    "enrich_timeout", "max_parked_events", "rate" };
+					    "enrich_timeout", "max_parked_events", "rate", "max_blob_size",
+					    "blob_store_size" };
 static const char *const s_rate_keys[] = { "events_per_second", "burst" };
 static const char *const s_instance_keys[] = { "name", "plugin", "isolation", "deadline",
 					       "options", "acl" };
@@ -490,6 +491,10 @@ static void s_limits(loader_t *ld, const ynode_t *v)
 		if ((y = yaml_tree_get(x, "burst")))
 			s_count(ld, y, "burst", &conf->rate_burst);
 	}
+	if ((x = yaml_tree_get(v, "max_blob_size")))
+		s_size(ld, x, "max_blob_size", &conf->max_blob_bytes);
+	if ((x = yaml_tree_get(v, "blob_store_size")))
+		s_size(ld, x, "blob_store_size", &conf->blob_store_bytes);
 	/* A queue that cannot hold one largest event would refuse that event forever. */
 	if (conf->queue_max_bytes < conf->max_event_bytes)
 		s_err(ld, queue_bytes ? queue_bytes : v,
@@ -1165,6 +1170,8 @@ static void s_defaults(loader_t *ld)
 	 * (the shipped kanald.yaml turns it on at http://127.0.0.1:7703). */
 	conf->admin_http = s_strdup(ld, "");
 	conf->max_event_bytes = KANAL_MSG_DEFAULT_MAX_BYTES;
+	conf->max_blob_bytes = KANAL__BLOB_MAX_DEFAULT;
+	conf->blob_store_bytes = KANAL__BLOB_STORE_DEFAULT;
 	conf->queue_max_events = 10000;
 	conf->queue_max_bytes = 64 * 1024 * 1024;
 	conf->shutdown_deadline_ms = 5000;

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "diag.h"
+#include "../sdk/blob_store.h"
 #include "../sdk/host.h"
 
 typedef struct conf_instance {
@@ -77,6 +78,11 @@ typedef struct conf {
 	int64_t shutdown_deadline_ms;
 	int64_t enrich_timeout_ms; /* default for enrich steps without `timeout` */
 	int64_t max_parked_events; /* journal: events waiting on disk for full destinations */
+	int64_t max_blob_bytes;    /* limits.max_blob_size: one blob (docs/design/blobs.md) */
+	int64_t blob_store_bytes;  /* limits.blob_store_size: all blobs together */
+	/* The blob store in <state_dir>/blobs, opened by kanald before the instances load,
+	 * closed after they stop; NULL in programs that only read the config. */
+	kanal__blob_store_t *blobs;
 	kanal_log_level_t log_level;
 	bool log_json;             /* log_format: json (one JSON object per line) or text */
 	bool journal_durable;      /* journal.mode: durable (default) or memory */

@@ -474,6 +474,7 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 		goto fail;
 	}
 	inst->ctx->log_level = log_get_level();
+	kanal__ctx_set_blob_store(inst->ctx, conf->blobs);
 	if (ci->isolation && !strcmp(ci->isolation, "process")) {
 		/* The plugin host runs init; kanald only had to know the options are right. */
 		rc = isolation_new(conf, ci, &inst->iso, d);

@@ -205,6 +205,18 @@ static json_t *s_init_head(const conf_t *conf, const conf_instance_t *ci)
 			 "line", ci->line, "column", ci->column, "options", opts, "state_dir",
 			 state_dir);
 	free(state_dir);
+	/* The plugin host opens the same blob store (docs/design/blobs.md). */
+	if (head && conf->blobs) {
+		char *blob_dir = NULL;
+		if (asprintf(&blob_dir, "%s/blobs", conf->state_dir) >= 0) {
+			json_object_set_new(head, "blob_dir", json_string(blob_dir));
+			json_object_set_new(head, "max_blob_bytes",
+					    json_integer((json_int_t)conf->max_blob_bytes));
+			json_object_set_new(head, "blob_store_bytes",
+					    json_integer((json_int_t)conf->blob_store_bytes));
+			free(blob_dir);
+		}
+	}
 	return head;
 fail:
 	json_decref(opts);

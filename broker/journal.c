@@ -26,6 +26,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "blob_store.h"
 #include "host.h"
 #include "journal.h"
 #include "log.h"
@@ -56,6 +57,12 @@ enum {
 	ST_RECENT,
 	ST_MEASURE_ADD,
 	ST_MEASURE_SUM,
+	ST_EVENT_BLOB,
+	ST_LETTER_BLOB,
+	ST_EVENT_BLOBS_DONE,
+	ST_LETTER_BLOBS_DROP,
+	ST_BLOB_NAMED,
+	ST_LETTER_BLOBS,
 	ST__N
 };
 
@@ -127,6 +134,16 @@ static const char *const s_sql[ST__N] = {
 			   "count = count + excluded.count",
 	[ST_MEASURE_SUM] = "SELECT labels, sum(count) FROM measure_counts WHERE measure = ?1 "
 			   "AND day BETWEEN ?2 AND ?3 GROUP BY labels ORDER BY labels",
+	/* Blob references (docs/design/blobs.md): a row per blob an open event or a dead
+	 * letter names; a blob no row names is removed after the commit. */
+	[ST_EVENT_BLOB] = "INSERT OR IGNORE INTO event_blobs (seq, uri) VALUES (?1, ?2)",
+	[ST_LETTER_BLOB] = "INSERT OR IGNORE INTO letter_blobs (letter, uri) VALUES (?1, ?2)",
+	[ST_EVENT_BLOBS_DONE] = "DELETE FROM event_blobs WHERE EXISTS (SELECT 1 FROM done d "
+				"WHERE d.seq = event_blobs.seq) RETURNING uri",
+	[ST_LETTER_BLOBS_DROP] = "DELETE FROM letter_blobs WHERE letter = ?1 RETURNING uri",
+	[ST_BLOB_NAMED] = "SELECT EXISTS (SELECT 1 FROM event_blobs WHERE uri = ?1) OR "
+			  "EXISTS (SELECT 1 FROM letter_blobs WHERE uri = ?1)",
+	[ST_LETTER_BLOBS] = "SELECT uri FROM letter_blobs WHERE letter = ?1 ORDER BY uri",
 };
 
 static const char s_schema[] =
@@ -150,6 +167,13 @@ static const char s_schema[] =
 	"CREATE TABLE IF NOT EXISTS measure_counts ("
 	"  measure TEXT NOT NULL, labels TEXT NOT NULL, day TEXT NOT NULL,"
 	"  count INTEGER NOT NULL, PRIMARY KEY (measure, labels, day)) WITHOUT ROWID;"
+	/* Likewise: the blobs open events and dead letters name (docs/design/blobs.md). */
+	"CREATE TABLE IF NOT EXISTS event_blobs ("
+	"  seq INTEGER NOT NULL, uri TEXT NOT NULL, PRIMARY KEY (seq, uri)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS event_blobs_uri ON event_blobs(uri);"
+	"CREATE TABLE IF NOT EXISTS letter_blobs ("
+	"  letter INTEGER NOT NULL, uri TEXT NOT NULL, PRIMARY KEY (letter, uri)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS letter_blobs_uri ON letter_blobs(uri);"
 	"PRAGMA user_version = 2;"; /* SCHEMA_VERSION */
 
 /* One event of the duplicate window: a fingerprint of (source, id), its journal number (to
@@ -190,6 +214,11 @@ struct journal {
 	bool faulted;     /* the last failure was injected */
 	char *path;
 	char *fault_path; /* KANAL_FAULT_JOURNAL: while this file exists, writes fail */
+	kanal__blob_store_t *blobs; /* borrowed: where unnamed blobs are removed; NULL: none */
+	bool event_blobs;   /* event_blobs may have rows: done events' rows go at the commit */
+	/* Blobs whose last row the open transaction deleted: removed once it commits. */
+	char **unnamed;
+	size_t n_unnamed, cap_unnamed;
 };
 
 /* Keeps the cause of a failure in words, unless one is kept already: the first error of a
@@ -334,6 +363,161 @@ static void s_create_private(const char *path)
 	s_tighten(side);
 }
 
+/* ---- blob references --------------------------------------------------------------------- */
+
+static int s_step_write(journal_t *j, sqlite3_stmt *st);
+static void s_bind_text(sqlite3_stmt *st, int i, const char *text);
+
+/* After a write statement failed, before its reset (which may replace the error with
+ * another): keeps why, and notes when SQLite rolled the whole transaction back by itself
+ * (a full disk) — what follows in the turn would then be written outside one, so it must
+ * fail too. */
+static void s_step_failed(journal_t *j)
+{
+	s_note_error(j, NULL, sqlite3_system_errno(j->db));
+	if (j->in_txn && sqlite3_get_autocommit(j->db))
+		j->txn_lost = true;
+}
+
+static void s_unnamed_clear(journal_t *j)
+{
+	for (size_t i = 0; i < j->n_unnamed; i++)
+		free(j->unnamed[i]);
+	j->n_unnamed = 0;
+}
+
+typedef struct s_blob_rows {
+	journal_t *j;
+	int which; /* ST_EVENT_BLOB or ST_LETTER_BLOB */
+	int64_t key;
+	int rc;
+} s_blob_rows_t;
+
+static void s_blob_row(void *arg, const char *uri)
+{
+	s_blob_rows_t *br = arg;
+	sqlite3_stmt *st = br->j->st[br->which];
+
+	if (br->rc < 0)
+		return;
+	sqlite3_bind_int64(st, 1, br->key);
+	s_bind_text(st, 2, uri);
+	br->rc = s_step_write(br->j, st);
+}
+
+/* Writes a row naming each blob of msg's kanalblob attribute under key (an event's seq or
+ * a dead letter's id). Events without the attribute cost one lookup. */
+static int s_blob_rows(journal_t *j, int which, int64_t key, const kanal_msg_t *msg)
+{
+	s_blob_rows_t br = { j, which, key, 0 };
+	const char *attr = kanal_msg_attr(msg, KANAL_BLOB_ATTRIBUTE);
+
+	if (!attr)
+		return 0;
+	if (kanal__blob_each_uri(attr, s_blob_row, &br) > 0 && which == ST_EVENT_BLOB)
+		j->event_blobs = true;
+	return br.rc;
+}
+
+static bool s_blob_named(journal_t *j, const char *uri)
+{
+	sqlite3_stmt *st = j->st[ST_BLOB_NAMED];
+	bool named;
+
+	s_bind_text(st, 1, uri);
+	/* An error reads as "named": a blob is never removed on a guess. */
+	named = sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0) != 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return named;
+}
+
+/* Runs a DELETE … RETURNING uri and keeps each returned blob that no row names any more,
+ * to be removed after the commit. Returns 0 or KANAL_EIO. */
+static int s_blob_rows_gone(journal_t *j, sqlite3_stmt *st)
+{
+	char **found = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *uri = (const char *)sqlite3_column_text(st, 0);
+		if (n == cap) {
+			char **more = realloc(found, (cap = cap ? 2 * cap : 8) * sizeof *more);
+			if (!more)
+				break;
+			found = more;
+		}
+		if (uri && (found[n] = strdup(uri)))
+			n++;
+	}
+	if (rc != SQLITE_DONE)
+		s_step_failed(j);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	/* Checked after the statement finished: one blob named twice by the deleted rows,
+	 * or named again by an event of this turn, is kept or removed once. */
+	for (size_t i = 0; i < n; i++) {
+		bool keep = s_blob_named(j, found[i]);
+		for (size_t k = 0; !keep && k < j->n_unnamed; k++)
+			keep = strcmp(j->unnamed[k], found[i]) == 0;
+		if (!keep && j->n_unnamed == j->cap_unnamed) {
+			size_t c = j->cap_unnamed ? 2 * j->cap_unnamed : 8;
+			char **more = realloc(j->unnamed, c * sizeof *more);
+			keep = !more; /* out of memory: the sweep removes it later */
+			if (more) {
+				j->unnamed = more;
+				j->cap_unnamed = c;
+			}
+		}
+		if (keep)
+			free(found[i]);
+		else
+			j->unnamed[j->n_unnamed++] = found[i];
+	}
+	free(found);
+	return rc == SQLITE_DONE ? 0 : KANAL_EIO;
+}
+
+/* At the commit: the rows of the events marked done in this transaction go. Costs nothing
+ * while no open event names a blob or no event was done. */
+static int s_done_blob_rows(journal_t *j)
+{
+	int rc;
+
+	if (!j->event_blobs || j->n_flushed == 0)
+		return 0;
+	rc = s_blob_rows_gone(j, j->st[ST_EVENT_BLOBS_DONE]);
+	if (rc == 0)
+		j->event_blobs = s_query_int(j->db, "SELECT EXISTS (SELECT 1 FROM event_blobs)") != 0;
+	return rc;
+}
+
+/* After a commit: the blobs no row names any more are removed from the store. */
+static void s_remove_unnamed(journal_t *j)
+{
+	for (size_t i = 0; i < j->n_unnamed; i++)
+		if (j->blobs)
+			kanal__blob_remove(j->blobs, j->unnamed[i]);
+	s_unnamed_clear(j);
+}
+
+void journal_set_blob_store(journal_t *j, kanal__blob_store_t *store)
+{
+	j->blobs = store;
+}
+
+bool journal_blob_named(journal_t *j, const char *uri)
+{
+	return s_blob_named(j, uri);
+}
+
+int64_t journal_blob_references(journal_t *j)
+{
+	return s_query_int(j->db, "SELECT (SELECT count(*) FROM event_blobs) + "
+				  "(SELECT count(*) FROM letter_blobs)");
+}
+
 journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size)
 {
 	journal_t *j = calloc(1, sizeof *j);
@@ -388,6 +572,7 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 	}
 	j->dup.index_mode = s_query_int(j->db, "SELECT count(*) FROM sqlite_master WHERE "
 					       "type = 'index' AND name = 'events_source_id'") > 0;
+	j->event_blobs = s_query_int(j->db, "SELECT EXISTS (SELECT 1 FROM event_blobs)") != 0;
 	return j;
 fail:
 	journal_close(&j);
@@ -409,6 +594,8 @@ void journal_close(journal_t **j_p)
 	free(j->dup.ring);
 	free(j->dup.slots);
 	free(j->done);
+	s_unnamed_clear(j);
+	free(j->unnamed);
 	free(j->path);
 	free(j->fault_path);
 	free(j);
@@ -504,6 +691,8 @@ int journal_commit(journal_t *j)
 	if (!j->in_txn)
 		return 0;
 	done_rc = j->txn_lost ? KANAL_EIO : s_flush_done(j);
+	if (done_rc == 0)
+		done_rc = s_done_blob_rows(j);
 	j->in_txn = false;
 	if (done_rc < 0 || s_fault(j, true) ||
 	    sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -516,11 +705,15 @@ int journal_commit(journal_t *j)
 		s_dup_reset(j);
 		j->n_open = -1;
 		s_keep_done_marks(j);
+		/* The deleted rows are back: their blobs stay. */
+		s_unnamed_clear(j);
+		j->event_blobs = true;
 		j->txn_lost = false;
 		j->broken = true;
 		return KANAL_EIO;
 	}
 	j->n_done = j->n_flushed = 0;
+	s_remove_unnamed(j);
 	j->broken = false;
 	j->last_error[0] = '\0';
 	return 0;
@@ -536,14 +729,8 @@ static int s_step_write(journal_t *j, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 
-	if (rc != SQLITE_DONE) {
-		/* Read before the reset, which may replace the error with another. */
-		s_note_error(j, NULL, sqlite3_system_errno(j->db));
-		/* On a full disk SQLite may roll the whole transaction back by itself: what
-		 * follows in the turn would then be written outside one, so it must fail too. */
-		if (j->in_txn && sqlite3_get_autocommit(j->db))
-			j->txn_lost = true;
-	}
+	if (rc != SQLITE_DONE)
+		s_step_failed(j);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE) {
@@ -821,6 +1008,9 @@ static int s_add_event(journal_t *j, const kanal_msg_t *msg, const char *target,
 	kanal_free(body);
 	if (rc == 0) {
 		*seq = (uint64_t)sqlite3_last_insert_rowid(j->db);
+		rc = s_blob_rows(j, ST_EVENT_BLOB, (int64_t)*seq, msg);
+	}
+	if (rc == 0) {
 		if (!j->txn_first_seq)
 			j->txn_first_seq = *seq;
 		if (j->n_open >= 0)
@@ -1066,6 +1256,8 @@ int journal_dead(journal_t *j, uint64_t seq, const kanal_msg_t *msg, const char 
 	s_bind_text(st, 10, errs);
 	sqlite3_bind_blob(st, 11, body, (int)len, SQLITE_STATIC);
 	rc = s_step_write(j, st);
+	if (rc == 0)
+		rc = s_blob_rows(j, ST_LETTER_BLOB, sqlite3_last_insert_rowid(j->db), msg);
 	free(errs);
 	kanal_free(body);
 	return rc;
@@ -1168,6 +1360,17 @@ json_t *journal_dlq_show(journal_t *j, int64_t id)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		o = s_letter(st, true);
 	sqlite3_reset(st);
+	if (o) {
+		/* The blobs it keeps (docs/design/blobs.md), for kanalctl dlq show. */
+		json_t *blobs = json_array();
+		st = j->st[ST_LETTER_BLOBS];
+		sqlite3_bind_int64(st, 1, id);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_array_append_new(blobs, json_string((const char *)
+								 sqlite3_column_text(st, 0)));
+		sqlite3_reset(st);
+		json_object_set_new(o, "blobs", blobs);
+	}
 	return o;
 }
 
@@ -1216,6 +1419,10 @@ int journal_dlq_drop(journal_t *j, int64_t id)
 	rc = s_step_write(j, st);
 	if (rc == 0 && sqlite3_changes(j->db) == 0)
 		return KANAL_ENOTFOUND;
+	if (rc == 0) {
+		sqlite3_bind_int64(j->st[ST_LETTER_BLOBS_DROP], 1, id);
+		rc = s_blob_rows_gone(j, j->st[ST_LETTER_BLOBS_DROP]);
+	}
 	return rc;
 }
 

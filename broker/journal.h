@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <kanal/kanal.h>
+#include "blob_store.h"
 
 typedef struct journal journal_t;
 
@@ -126,5 +127,19 @@ int journal_measure_add(journal_t *j, const char *measure, const char *labels, c
  * "count": N}. Ownership: the array is new. */
 json_t *journal_measure_sum(journal_t *j, const char *measure, const char *from_day,
 			    const char *to_day);
+
+/* ---- Blob references (docs/design/blobs.md): an accepted event's `kanalblob` URIs are
+ * rows beside the event (journal_add_event, a replay too), a dead letter's beside the
+ * letter (journal_dead); an event's rows go at the commit after it is done, a letter's when
+ * it is dropped or taken. A blob that no row names any more is removed from the store after
+ * that commit succeeds. */
+
+/* The store to remove unnamed blobs from (borrowed; NULL: none). */
+void journal_set_blob_store(journal_t *j, kanal__blob_store_t *store);
+/* True when an open event or a dead letter names the blob uri (or the journal cannot say:
+ * never remove on a guess). Ownership: borrows. */
+bool journal_blob_named(journal_t *j, const char *uri);
+/* The rows naming blobs: references held, for /metrics. */
+int64_t journal_blob_references(journal_t *j);
 
 #endif

@@ -147,6 +147,18 @@ static int s_load_config(kanald_t *k)
  * others still load, so that one run reports every error. */
 static int s_load_instances(kanald_t *k)
 {
+	char *blob_dir = NULL;
+	kanal_error_t err;
+
+	/* The blob store first: a plugin may put a blob from init (docs/design/blobs.md). */
+	kanal_error_clear(&err);
+	if (asprintf(&blob_dir, "%s/blobs", k->conf->state_dir) < 0)
+		return KANAL_ENOMEM;
+	k->conf->blobs = kanal__blob_store_open_dir(blob_dir, k->conf->max_blob_bytes,
+						    k->conf->blob_store_bytes, &err);
+	free(blob_dir);
+	if (!k->conf->blobs)
+		diag_add(&k->d, k->conf->file, 0, 0, "%s", err.text);
 	k->instances = calloc(k->conf->n_instances + 1, sizeof *k->instances);
 	if (!k->instances)
 		return KANAL_ENOMEM;
@@ -356,6 +368,8 @@ static int s_finish(kanald_t *k, int status)
 	if (k->conf) {
 		free(k->conf->admin_http_url);
 		k->conf->admin_http_url = NULL;
+		if (!stuck) /* a stuck plugin may still be reading a blob */
+			kanal__blob_store_destroy(&k->conf->blobs);
 	}
 	if (stuck) {
 		/* A plugin thread is stuck in a callback and still holds its sockets: waiting

@@ -1049,6 +1049,7 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		r->journal = journal_open(path, conf->journal_sync_power, err, err_size);
 		if (!r->journal)
 			goto fail;
+		journal_set_blob_store(r->journal, conf->blobs);
 		stats_load_measures(r);
 	} else if (!(r->dedupe = dedupe_new(DEDUPE_MEMORY_MAX))) {
 		snprintf(err, err_size, "out of memory");
@@ -1061,6 +1062,7 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}
+	commit_sweep_blobs(r);
 	r->deliver_sock = s_bind(r, ZMQ_ROUTER, BUS_DELIVER_ENDPOINT, NULL, 0, err, err_size);
 	r->emit_sock = s_bind(r, ZMQ_ROUTER, BUS_EMIT_ENDPOINT, NULL, 0, err, err_size);
 	r->ctl_router = s_bind(r, ZMQ_PAIR, BUS_CTL_ENDPOINT, NULL, 0, err, err_size);

@@ -27,6 +27,9 @@
 #include "zap.h"
 
 #define MAX_ERRORS 10 /* attempt errors kept per delivery */
+/* A blob no event names is kept this long after its last put: its event may still be on
+ * the way (docs/design/blobs.md). */
+#define ROUTER_BLOB_GRACE_MS (60LL * 60 * 1000)
 
 /* Publishes on the event stream, building the payload only when somebody subscribes: on
  * the hot paths the JSON would otherwise cost more than the routing. */
@@ -622,5 +625,9 @@ void commit_mid_turn(router_t *r, dest_t *only);
 bool commit_keep(router_t *r, shared_t *ev, kanal_msg_t **msg_p, int origin);
 /* Forgets the events kept for a commit, as accepted (kanald stops). */
 void commit_forget(router_t *r);
+/* Removes the blobs older than ROUTER_BLOB_GRACE_MS that no open event or dead letter
+ * names (a plugin put them, their event never came or was refused; without a journal, every
+ * old blob): at start and with the journal's prune, once a minute (docs/design/blobs.md). */
+void commit_sweep_blobs(router_t *r);
 
 #endif

@@ -483,5 +483,12 @@ void stats_status(router_t *r, json_t *st)
 	json_object_set_new(st, "latency",
 			    s_histogram_json(r->latency, r->latency_sum_ms, r->latency_count));
 	json_object_set_new(st, "measures", s_measures_json(r));
+	if (r->conf->blobs) { /* the blob store (docs/design/blobs.md) */
+		int64_t count, bytes;
+		kanal__blob_usage(r->conf->blobs, &count, &bytes);
+		json_object_set_new(st, "blobs", json_pack("{s:I, s:I, s:I}", "count",
+			(json_int_t)count, "bytes", (json_int_t)bytes, "references",
+			(json_int_t)(r->journal ? journal_blob_references(r->journal) : 0)));
+	}
 }
 

@@ -225,6 +225,7 @@ void ctl_dlq_print_letter(FILE *out, json_t *item, bool clear)
 	};
 	const char *key;
 	json_t *v, *errors = json_object_get(item, "errors"), *event = json_object_get(item, "event");
+	json_t *blobs = json_object_get(item, "blobs");
 	char when[64], label[128], *text;
 	size_t i, k;
 
@@ -243,7 +244,8 @@ void ctl_dlq_print_letter(FILE *out, json_t *item, bool clear)
 	}
 	/* Fields a newer kanald may add: shown rather than hidden. */
 	json_object_foreach(item, key, v) {
-		bool seen = !strcmp(key, "errors") || !strcmp(key, "event");
+		bool seen = !strcmp(key, "errors") || !strcmp(key, "event") ||
+			    !strcmp(key, "blobs");
 		for (k = 0; k < sizeof known / sizeof known[0] && !seen; k++)
 			seen = !strcmp(key, known[k].key);
 		if (seen || json_is_object(v) || json_is_array(v))
@@ -262,6 +264,15 @@ void ctl_dlq_print_letter(FILE *out, json_t *item, bool clear)
 			fprintf(out, "  %zu. %s\n", i + 1, text ? text : "?");
 		else
 			ctl_printf(out, "  %zu. %s\n", i + 1, text ? text : "?");
+		free(text);
+	}
+	/* The blobs the letter keeps in the store (docs/design/blobs.md): the photos and
+	 * documents a replay would deliver, removed when the letter is dropped. */
+	if (json_array_size(blobs))
+		s_show_field(out, "blobs:", "", clear);
+	json_array_foreach(blobs, i, v) {
+		text = s_text(v);
+		ctl_printf(out, "  %s\n", text ? text : "?");
 		free(text);
 	}
 	if (event) {

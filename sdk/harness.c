@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <kanal/harness.h>
+#include "blob_store.h"
 #include "host.h"
 
 /* How long destroy gives the plugin's stop. */
@@ -69,6 +70,7 @@ struct kanal_harness {
 
 	kanal_config_t *config;
 	kanal_ctx_t *ctx;
+	kanal__blob_store_t *blobs; /* <state_dir>/blobs: kanal_blob_* work as in kanald */
 	void *state;
 	bool start_tried;         /* start called: options are frozen */
 	bool inited;              /* init succeeded: destroy(state) is owed */
@@ -481,6 +483,17 @@ int kanal_harness_start(kanal_harness_t *h, kanal_error_t *err)
 	}
 	h->ctx->log_level = KANAL_LOG_DEBUG; /* a test wants to see everything */
 	kanal__ctx_bind(h->ctx);
+	{
+		char *blob_dir = NULL;
+		if (asprintf(&blob_dir, "%s/blobs", h->state_dir) < 0)
+			return KANAL_ENOMEM;
+		h->blobs = kanal__blob_store_open_dir(blob_dir, KANAL__BLOB_MAX_DEFAULT,
+						      KANAL__BLOB_STORE_DEFAULT, err);
+		free(blob_dir);
+		if (!h->blobs)
+			return KANAL_EIO;
+		kanal__ctx_set_blob_store(h->ctx, h->blobs);
+	}
 
 	rc = d->init(h->ctx, h->config, &h->state);
 	if (rc != 0) {
@@ -532,6 +545,7 @@ void kanal_harness_destroy(kanal_harness_t **h_p)
 	kanal_msg_destroy(&h->reply);
 	kanal__config_destroy(&h->config);
 	kanal__ctx_destroy(&h->ctx);
+	kanal__blob_store_destroy(&h->blobs);
 	kanal__plugin_close(&h->loaded);
 	if (h->made_state_dir)
 		s_remove_tree(h->state_dir);

@@ -62,6 +62,7 @@ struct kanal_ctx {
 	kanal_loop_t *loop;       /* timers and fd watches */
 	kanal_delivery_info_t delivery;
 	int upstream;             /* last kanal_upstream_report: 1 up, 0 down, -1 none yet */
+	struct kanal__blob_store *blobs; /* the host's blob store, borrowed; NULL: none */
 };
 
 /* Creates a ctx for instance `name` with the given ops, host object and state folder

@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "blob_store.h"
 #include "host.h"
 #include "plugin_wire.h"
 #include "version.h"
@@ -50,6 +51,7 @@ typedef struct phost {
 	kanal_loaded_t *plugin;
 	kanal_config_t *config;
 	kanal_ctx_t *ctx;
+	kanal__blob_store_t *blobs; /* kanald's blob store folder, opened here too */
 	void *state;
 	bool inited;
 	bool running;                /* start is being called or has succeeded */
@@ -428,6 +430,18 @@ static int s_start_plugin(phost_t *ph, const json_t *head, char *why, size_t why
 		return KANAL_EIO;
 	}
 	kanal__ctx_bind(ph->ctx);
+	if (json_is_string(json_object_get(head, "blob_dir"))) {
+		kanal_error_clear(&err);
+		ph->blobs = kanal__blob_store_open_dir(
+			json_string_value(json_object_get(head, "blob_dir")),
+			json_integer_value(json_object_get(head, "max_blob_bytes")),
+			json_integer_value(json_object_get(head, "blob_store_bytes")), &err);
+		if (!ph->blobs) {
+			snprintf(why, why_size, "%s", err.text);
+			return KANAL_EIO;
+		}
+		kanal__ctx_set_blob_store(ph->ctx, ph->blobs);
+	}
 	ph->ctx->log_level = (kanal_log_level_t)json_integer_value(json_object_get(head,
 										   "log_level"));
 	ph->max_event_bytes = (size_t)json_integer_value(json_object_get(head, "max_event_bytes"));
@@ -618,6 +632,7 @@ static void s_cleanup(phost_t *ph)
 	if (ph->inited && ph->plugin->desc->destroy)
 		ph->plugin->desc->destroy(ph->state);
 	kanal__ctx_destroy(&ph->ctx);
+	kanal__blob_store_destroy(&ph->blobs);
 	kanal__config_destroy(&ph->config);
 	kanal__plugin_close(&ph->plugin);
 	if (ph->sock)

@@ -7,7 +7,10 @@
  *   GET  /api/v1/registrations?after=<cursor>&limit=<n>   parents' registrations, in order
  *   POST /api/v1/registrations                            a parent app adds one
  *   GET  /api/v1/institutions                             the institutions
- *   GET|POST /api/v1/institutions/<id>/notices            notices to the institution's parents
+ *   GET|POST /api/v1/institutions/<id>/notices            notices to the institution's parents,
+ *                                                         with their photos ("photos": [{
+ *                                                         "media_type", "data_base64"}];
+ *                                                         kept as media type, size, sha256)
  *   GET|POST /api/v1/institutions/<id>/staffing           who is expected absent (staffing view)
  *   GET|POST /api/v1/institutions/<id>/day                the day overview: pickups, check-ins
  *                                                         and check-outs
@@ -55,6 +58,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #define DEFAULT_TOKEN "sim-daycare-token"
 #define FIRST_ID 1001
@@ -551,6 +555,51 @@ static void s_update_notice(json_t *n, json_t *body, sim_response_t *res)
 	s_json_reply(res, 200, json_incref(n));
 }
 
+/* A notice's photos as posted ([{"media_type": "image/…", "data_base64": …}], at most
+ * MAX_PHOTOS) into what the notice keeps and shows: each photo's media type, size and
+ * SHA-256 (the parents' app would show the image; the simulator only proves it came whole).
+ * Returns the new array (empty without photos) or NULL after answering 400. */
+#define MAX_PHOTOS 20
+static json_t *s_photos(const json_t *posted, sim_response_t *res)
+{
+	json_t *kept = json_array(), *p;
+	size_t i;
+
+	if (posted && (!json_is_array(posted) || json_array_size(posted) > MAX_PHOTOS)) {
+		json_decref(kept);
+		s_error(res, 400, "'photos' is a list of at most 20 {media_type, data_base64}");
+		return NULL;
+	}
+	json_array_foreach(posted, i, p) {
+		const char *mt = json_string_value(json_object_get(p, "media_type"));
+		const char *b64 = json_string_value(json_object_get(p, "data_base64"));
+		size_t blen = b64 ? strlen(b64) : 0;
+		unsigned char *bytes = blen ? malloc(blen / 4 * 3 + 3) : NULL;
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned int mdlen = 0;
+		char hex[2 * EVP_MAX_MD_SIZE + 1];
+		int n = bytes && blen % 4 == 0
+				? EVP_DecodeBlock(bytes, (const unsigned char *)b64, (int)blen) : -1;
+
+		if (n >= 0) /* EVP_DecodeBlock counts the padding's bytes too */
+			n -= (blen >= 1 && b64[blen - 1] == '=') + (blen >= 2 && b64[blen - 2] == '=');
+		if (!mt || strncmp(mt, "image/", 6) || n <= 0 ||
+		    !EVP_Digest(bytes, (size_t)n, md, &mdlen, EVP_sha256(), NULL)) {
+			free(bytes);
+			json_decref(kept);
+			s_error(res, 400, "photo %zu: 'media_type' image/… and non-empty base64 "
+				"'data_base64' are required", i + 1);
+			return NULL;
+		}
+		for (unsigned k = 0; k < mdlen; k++)
+			sprintf(hex + 2 * k, "%02x", md[k]);
+		free(bytes);
+		json_array_append_new(kept, json_pack("{s:s, s:i, s:s}", "media_type", mt, "size",
+						      n, "sha256", hex));
+	}
+	return kept;
+}
+
 static void s_post_notice(daycare_t *d, const sim_institution_t *inst, const sim_request_t *req,
 			  sim_response_t *res)
 {
@@ -560,7 +609,7 @@ static void s_post_notice(daycare_t *d, const sim_institution_t *inst, const sim
 	const char *source = s_str(body, "source_event"), *ext = s_str(body, "external_id");
 	const char *status = s_str(body, "status");
 	char id[32], today[11], now[40];
-	json_t *n, *list = s_list_of(d->notices, inst->id);
+	json_t *n, *photos, *list = s_list_of(d->notices, inst->id);
 
 	if (!body)
 		return;
@@ -604,6 +653,10 @@ static void s_post_notice(daycare_t *d, const sim_institution_t *inst, const sim
 		s_error(res, 400, "'date' must be YYYY-MM-DD");
 		return;
 	}
+	if (!(photos = s_photos(json_object_get(body, "photos"), res))) {
+		json_decref(body);
+		return;
+	}
 	sim_today(today, 0);
 	sim_rfc3339_now(now);
 	snprintf(id, sizeof id, "n-%" PRIu64, ++d->next_notice);
@@ -617,6 +670,7 @@ static void s_post_notice(daycare_t *d, const sim_institution_t *inst, const sim
 		json_object_set_new(n, "external_id", json_string(ext));
 	if (json_is_integer(json_object_get(body, "version")))
 		json_object_set(n, "version", json_object_get(body, "version"));
+	json_object_set_new(n, "photos", photos);
 	json_decref(body);
 	json_array_append(list, n);
 	s_json_reply(res, 201, n);

@@ -2,7 +2,9 @@
  * plugins/daycare/deliver.c — the daycare connector's destination: what kanal tells the
  * daycare system.
  *
- *   daycare.notice.post        POST /api/v1/institutions/<institution>/notices
+ *   daycare.notice.post        POST /api/v1/institutions/<institution>/notices, with the
+ *                              notice's photos (data.photos: blob references, read from the
+ *                              blob store and sent as data_base64)
  *   staff.absence.registered,  POST …/<department>/staffing (the employee expected absent,
  *   staff.holiday.registered   with the absence's kind: sick, child-sick, holiday, …) and,
  *                              for a code in notice_codes (SYG), one neutral notice to the
@@ -32,6 +34,7 @@
  * field its type needs, or a type this destination does not handle, REJECT naming it.
  */
 #include "daycare.h"
+#include "../common/kc_cert.h" /* kc_base64 */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,20 +121,83 @@ static bool s_date_like(const char *s)
 	       strspn(s, "0123456789-") == 10;
 }
 
+/* The notice's photos: each reference in data.photos ({"href": "kanalblob:…",
+ * "mediaType": …}, as the http ingress's multipart upload makes them) read from the blob
+ * store into {"media_type", "data_base64"} of the daycare API. Returns the array (empty
+ * when the notice has none), or NULL after setting the error: a photo that cannot be read
+ * is REJECTed (*outcome), since it will not come back by retrying. */
+static json_t *s_photos(kanal_ctx_t *ctx, const kanal_msg_t *msg, kanal_outcome_t *outcome)
+{
+	char *refs_text = kanal_msg_data_json(msg, "photos");
+	json_t *refs = refs_text ? json_loads(refs_text, 0, NULL) : json_array();
+	json_t *photos = json_array(), *ref;
+	size_t i;
+
+	kanal_free(refs_text);
+	*outcome = KANAL_OUTCOME_REJECT;
+	if (!json_is_array(refs) || !photos) {
+		kanal_set_error(ctx, "daycare: %s %s: data.photos is not a list of blob references",
+				kanal_msg_type(msg), kanal_msg_id(msg));
+		goto fail;
+	}
+	json_array_foreach(refs, i, ref) {
+		const char *href = json_string_value(json_object_get(ref, "href"));
+		const char *mt = json_string_value(json_object_get(ref, "mediaType"));
+		kanal_error_t err;
+		void *data = NULL;
+		size_t size = 0;
+		char *b64;
+		int rc;
+
+		kanal_error_clear(&err);
+		rc = kanal_blob_get(ctx, href, &data, &size, &err);
+		if (rc != 0) {
+			kanal_set_error(ctx, "daycare: photo %zu of %s %s: %s", i + 1,
+					kanal_msg_type(msg), kanal_msg_id(msg), err.text);
+			if (rc == KANAL_ENOMEM)
+				*outcome = KANAL_OUTCOME_RETRY;
+			goto fail;
+		}
+		b64 = kc_base64(data, size);
+		kanal_blob_free(&data);
+		if (!b64) {
+			kanal_set_error(ctx, "daycare: out of memory");
+			*outcome = KANAL_OUTCOME_RETRY;
+			goto fail;
+		}
+		json_array_append_new(photos, json_pack("{s:s, s:s}", "media_type",
+							mt ? mt : "application/octet-stream",
+							"data_base64", b64));
+		free(b64);
+	}
+	json_decref(refs);
+	return photos;
+fail:
+	json_decref(refs);
+	json_decref(photos);
+	return NULL;
+}
+
 static kanal_outcome_t s_notice(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
 {
 	const char *inst = s_need(ctx, msg, "institution");
 	const char *title = inst ? s_need(ctx, msg, "title") : NULL;
 	const char *text = title ? s_need(ctx, msg, "text") : NULL;
 	const char *audience = s_opt(msg, "audience"), *date = s_opt(msg, "date");
-	json_t *body;
+	kanal_outcome_t outcome;
+	json_t *body, *photos;
 
 	if (!text)
 		return KANAL_OUTCOME_REJECT;
+	if (!(photos = s_photos(ctx, msg, &outcome)))
+		return outcome;
 	body = json_pack("{s:s, s:s, s:s, s:s}", "audience", audience ? audience : "parents",
 			 "title", title, "text", text, "source_event", kanal_msg_id(msg));
 	if (date)
 		json_object_set_new(body, "date", json_string(date));
+	if (json_array_size(photos))
+		json_object_set(body, "photos", photos);
+	json_decref(photos);
 	return s_post(ctx, d, msg, NOTICES_PATH, inst, "notice", body);
 }
 

@@ -89,6 +89,11 @@ typedef struct dp {
 	const char *message_type;     /* "DIGITALPOST" or "NEMSMS" */
 	const char *status_channel;   /* "digital" or "nemsms" */
 	kanal_pseudonym_key_t *key;   /* NULL: no pseudonyms */
+	kanal_ctx_t *ctx;             /* for kanal_blob_get while a letter is read */
+	/* The base64 of the letter's documents that came from the blob store (docs/design/
+	 * blobs.md): [0] the main document, [1 + i] attachment i. Owned; wiped and freed before
+	 * the next letter and at destroy. */
+	char *blob_content[1 + DP_MAX_ATTACHMENTS];
 } dp_t;
 
 static const char *const s_channels[] = { "Digital Post", "NemSMS", NULL };
@@ -199,12 +204,25 @@ typedef struct dp_result {
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
+/* Wipes and frees the documents the last letter read from the blob store. */
+static void s_blob_content_clear(dp_t *dp)
+{
+	for (size_t i = 0; i < sizeof dp->blob_content / sizeof dp->blob_content[0]; i++) {
+		if (!dp->blob_content[i])
+			continue;
+		explicit_bzero(dp->blob_content[i], strlen(dp->blob_content[i]));
+		free(dp->blob_content[i]);
+		dp->blob_content[i] = NULL;
+	}
+}
+
 static void s_destroy(void *state)
 {
 	dp_t *dp = state;
 
 	if (!dp)
 		return;
+	s_blob_content_clear(dp);
 	kc_http_destroy(&dp->http);
 	kc_sts_destroy(&dp->sts);
 	kc_cert_destroy(&dp->cert);
@@ -293,6 +311,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 
 	if (!dp)
 		return KANAL_ENOMEM;
+	dp->ctx = ctx;
 	/* libxml2 2.9 wants its globals set up before threads use it; idempotent. */
 	xmlInitParser();
 	kanal_config_bind(cfg, dp);
@@ -500,10 +519,54 @@ static bool s_utc(const char *text)
 
 /* Reads and checks the document at data.<path> (filename, content, language, mimetype,
  * label) into d. Returns false with r set to REJECT naming the field. */
-static bool s_read_document(const dp_t *dp, const kanal_msg_t *msg, const char *path,
-			    dp_document_t *d, dp_result_t *r)
+/* A document's content from the blob store: the blob `href` names (a kanalblob URI, as
+ * the http ingress's multipart upload makes them) read and base64-encoded into *owned, its
+ * media type (`mediaType`) the default mimetype. Returns true, or false with r set: REJECT
+ * when the blob is gone or damaged (a retry cannot bring it back), RETRY without memory. */
+static bool s_blob_document(dp_t *dp, const kanal_msg_t *msg, const char *path,
+			    const char *href, dp_document_t *d, char **owned, dp_result_t *r)
+{
+	char field[80];
+	kanal_error_t err;
+	void *data = NULL;
+	size_t size = 0;
+	int rc;
+
+	kanal_error_clear(&err);
+	rc = kanal_blob_get(dp->ctx, href, &data, &size, &err);
+	snprintf(field, sizeof field, "%s.href", path);
+	if (rc != 0) {
+		char why[200];
+		snprintf(why, sizeof why, "%.180s", err.text);
+		s_invalid(r, field, why);
+		if (rc == KANAL_ENOMEM)
+			r->outcome = KANAL_OUTCOME_RETRY;
+		return false;
+	}
+	*owned = kc_base64(data, size);
+	explicit_bzero(data, size);
+	kanal_blob_free(&data);
+	if (!*owned) {
+		r->outcome = KANAL_OUTCOME_RETRY;
+		snprintf(r->error, sizeof r->error, "out of memory reading %s", field);
+		return false;
+	}
+	d->content = *owned;
+	if (!d->mimetype) {
+		snprintf(field, sizeof field, "%s.mediaType", path);
+		if (!s_opt_str(msg, field, &d->mimetype, r))
+			return false;
+	}
+	return true;
+}
+
+/* Reads one document at `path` (document, attachments.N): its content as base64 in
+ * `content`, or by reference to a blob in `href`, whose base64 is kept in *owned. */
+static bool s_read_document(dp_t *dp, const kanal_msg_t *msg, const char *path,
+			    dp_document_t *d, char **owned, dp_result_t *r)
 {
 	char field[80], why[160];
+	const char *href = NULL;
 
 #define DP_FIELD(name) (snprintf(field, sizeof field, "%s.%s", path, name), field)
 	if (!s_opt_str(msg, DP_FIELD("filename"), &d->filename, r) ||
@@ -521,8 +584,12 @@ static bool s_read_document(const dp_t *dp, const kanal_msg_t *msg, const char *
 	if (strlen(d->language) != 2 || d->language[0] < 'a' || d->language[0] > 'z' ||
 	    d->language[1] < 'a' || d->language[1] > 'z')
 		return s_invalid(r, DP_FIELD("language"), "not an ISO 639-1 code like da or en");
+	if (!d->content && !s_opt_str(msg, DP_FIELD("href"), &href, r))
+		return false;
+	if (!d->content && href && !s_blob_document(dp, msg, path, href, d, owned, r))
+		return false;
 	if (!d->content)
-		return s_invalid(r, DP_FIELD("content"), "missing");
+		return s_invalid(r, DP_FIELD("content"), "missing (or href, a blob)");
 	if (!dp_check_base64(d->content, why, sizeof why))
 		return s_invalid(r, DP_FIELD("content"), why);
 	if (!d->mimetype)
@@ -538,7 +605,7 @@ static bool s_read_document(const dp_t *dp, const kanal_msg_t *msg, const char *
 
 /* Reads and checks everything but the recipient into l (strings borrowed from msg). Returns
  * true, or false with r set to REJECT naming the field. */
-static bool s_read_letter(const dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l, dp_result_t *r)
+static bool s_read_letter(dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l, dp_result_t *r)
 {
 	const char *v, *cvr;
 	char why[160];
@@ -576,7 +643,7 @@ static bool s_read_letter(const dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l
 	if (!(json = kanal_msg_data_json(msg, "document")))
 		return s_invalid(r, "document", "missing");
 	kanal_free(json);
-	if (!s_read_document(dp, msg, "document", &l->main, r))
+	if (!s_read_document(dp, msg, "document", &l->main, &dp->blob_content[0], r))
 		return false;
 	/* Attachments: AdditionalDocument, each checked like the main document. */
 	for (size_t i = 0;; i++) {
@@ -587,7 +654,8 @@ static bool s_read_letter(const dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l
 		kanal_free(json);
 		if (i == DP_MAX_ATTACHMENTS)
 			return s_invalid(r, "attachments", "more than 10 (MeMo's limit here)");
-		if (!s_read_document(dp, msg, path, &l->attachments[i], r))
+		if (!s_read_document(dp, msg, path, &l->attachments[i], &dp->blob_content[1 + i],
+				     r))
 			return false;
 		l->n_attachments = i + 1;
 	}
@@ -1040,6 +1108,7 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	int64_t ms;
 	int rc;
 
+	s_blob_content_clear(dp); /* the previous letter's */
 	if (strcmp(kanal_msg_type(msg), "post.letter.send")) {
 		kanal_set_error(ctx, "digitalpost takes post.letter.send, not %s (check the route)",
 				kanal_msg_type(msg));

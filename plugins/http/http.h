@@ -61,6 +61,21 @@ int binding_binary_decode(const binding_header_t *headers, size_t n, const char 
 			  const char *body, size_t len, size_t max_event_size, kanal_msg_t **out,
 			  kanal_error_t *err);
 
+/* ---- multipart.c: an event with its files (multipart/form-data; docs/plugins/http.md) */
+
+/* The most parts a multipart request may have (the event and its files). */
+#define MULTIPART_MAX_PARTS 33
+
+/* Builds an event from a multipart/form-data body: the part named "event" is the
+ * structured CloudEvent; every other part is a file put into the blob store, its reference
+ * ({"href", "mediaType", "size"}) added to the array data.<part name> and its URI to the
+ * `kanalblob` attribute. Returns 0 with *out, or KANAL_EPARSE / KANAL_EINVALID (a 400),
+ * KANAL_ETOOBIG (a 413: a file over max_blob_size, a full store, or the event over
+ * max_event_size) or another code from kanal_blob_put, with err. Blobs already put for a
+ * refused request are left for kanald's sweep. Ownership: borrows all; *out is new. */
+int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *body, size_t len,
+		     size_t max_event_size, kanal_msg_t **out, kanal_error_t *err);
+
 /* A request to send one event: a NULL-terminated list of malloc'd "Name: value" header
  * lines and a body (which may hold NULs: use len). Free with binding_out_clear. */
 typedef struct binding_out {

@@ -510,6 +510,27 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 		b->msgs = NULL;
 		b->count = 0;
 		kanal_batch_destroy(&b);
+	} else if (!strcmp(media, "multipart/form-data")) {
+		/* An event with its files: the files go into the blob store (multipart.c). */
+		kanal_msg_t *m = NULL;
+
+		rc = multipart_decode(ing->ctx, ctype, rq->body ? rq->body : "", rq->len,
+				      ing->max_event_size, &m, &err);
+		if (rc == KANAL_ETOOBIG)
+			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1, "%s",
+				      err.text);
+		if (rc == KANAL_EPARSE || rc == KANAL_EINVALID)
+			return s_fail(ing, conn, MHD_HTTP_BAD_REQUEST,
+				      err.attribute[0] ? err.attribute : NULL, -1,
+				      "invalid event: %s", err.text);
+		if (rc < 0)
+			return s_fail(ing, conn, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, -1,
+				      "cannot store the files: %s", err.text);
+		if (!(msgs = malloc(sizeof *msgs))) {
+			kanal_msg_destroy(&m);
+			return MHD_NO;
+		}
+		msgs[n++] = m;
 	} else if (!strcmp(media, BINDING_STRUCTURED)) {
 		kanal_msg_t *m = NULL;
 

@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <kanal/cpr.h>
 
+#include "blob_store.h"
 #include "http_client.h"
 #include "kanald.h"
 #include "test.h"
@@ -818,6 +819,111 @@ static void test_simulator_api(void)
 	upstream_stop(&up);
 }
 
+/* ---- a notice with its photos (claim check) ---------------------------------------------- */
+
+/* The parents' app posts a notice with two photos to the http ingress (multipart): the
+ * photos go into the blob store, the notice event carries references, and the daycare
+ * connector posts the notice with the photos themselves — whole, as the simulator's SHA-256
+ * of each proves — after which kanald removes the blobs. */
+static void test_notice_is_posted_with_its_photos(void)
+{
+	upstream_t *up = s_sim(NULL, NULL, NULL, NULL);
+	static const char photo1[] = "\xff\xd8\xff\xe0 forest trip, photo 1";
+	static const char photo2[] = "\xff\xd8\xff\xe0 forest trip, photo 2, the bonfire";
+	const char *headers[] = { "Content-Type: multipart/form-data; boundary=b0undary", NULL };
+	char url[128], hex1[65], hex2[65], *body = NULL, *text = NULL, *port = NULL, *tmp = NULL;
+	size_t len = 0;
+	FILE *f;
+	kd_t *kd;
+	http_answer_t a = { 0 };
+	json_t *notices = NULL, *n, *photos;
+	kanal__blob_store_t *store = NULL;
+	kanal_blob_ref_t ref;
+	int fd = -1;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	kd = s_kanald("dc-photos", up,
+		      "      role: destination\n"
+		      "  - name: app\n    plugin: http\n"
+		      "    options: { listen: '127.0.0.1:0', port_file: '@DIR@/app.port' }\n",
+		      NULL, s_staff_routes);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	for (int waited = 0; waited < WAIT && !(port = test_read_file(kd_path(kd, "app.port"),
+								       NULL)); waited += 20)
+		test_sleep_ms(20);
+	REQUIRE(port != NULL);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/events", atoi(port));
+	f = open_memstream(&body, &len);
+	REQUIRE(f != NULL);
+	fprintf(f, "--b0undary\r\nContent-Disposition: form-data; name=\"event\"\r\n"
+		   "Content-Type: application/cloudevents+json\r\n\r\n"
+		   "{\"specversion\":\"1.0\",\"id\":\"app-notice-1\",\"source\":\"parents-app\","
+		   "\"type\":\"daycare.notice.post\",\"data\":{\"institution\":\"solsikken\","
+		   "\"title\":\"Skovtur\",\"text\":\"Billeder fra dagens skovtur\"}}\r\n");
+	fprintf(f, "--b0undary\r\nContent-Disposition: form-data; name=\"photos\"; "
+		   "filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n%s\r\n", photo1);
+	fprintf(f, "--b0undary\r\nContent-Disposition: form-data; name=\"photos\"; "
+		   "filename=\"b.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n%s\r\n", photo2);
+	fprintf(f, "--b0undary--\r\n");
+	fclose(f);
+	http_request(NULL, &(http_request_t){ .method = "POST", .url = url, .headers = headers,
+					      .body = body, .body_len = len, .timeout_ms = WAIT },
+		     &a);
+	CU_ASSERT_EQUAL(a.status, 202);
+
+	/* The SHA-256 the simulator must report for each: what a blob store names them (a
+	 * store of the test's own: a put into kanald's would bring back what it removed). */
+	REQUIRE((tmp = test_tmpdir("dc-photos-ref")) != NULL);
+	REQUIRE((store = kanal__blob_store_open_dir(tmp, 0, 0, NULL)));
+	REQUIRE(kanal__blob_put(store, photo1, strlen(photo1), "image/jpeg", &ref, NULL) == 0);
+	kanal__blob_uri_hex(ref.uri, hex1);
+	REQUIRE(kanal__blob_put(store, photo2, strlen(photo2), "image/jpeg", &ref, NULL) == 0);
+	kanal__blob_uri_hex(ref.uri, hex2);
+	kanal__blob_store_destroy(&store);
+	REQUIRE((store = kanal__blob_store_open_dir(kd_path(kd, "state/blobs"), 0, 0, NULL)));
+
+	text = s_wait_api(up, "/api/v1/institutions/solsikken/notices", "Skovtur", hex2);
+	REQUIRE(text != NULL);
+	free(text);
+	text = NULL;
+	notices = s_list(up, "solsikken", "notices");
+	REQUIRE(json_array_size(notices) == 1);
+	n = json_array_get(notices, 0);
+	photos = json_object_get(n, "photos");
+	CU_ASSERT_EQUAL(json_array_size(photos), 2);
+	CU_ASSERT_STRING_EQUAL(s_field(json_array_get(photos, 0), "sha256"), hex1);
+	CU_ASSERT_STRING_EQUAL(s_field(json_array_get(photos, 1), "sha256"), hex2);
+	CU_ASSERT_STRING_EQUAL(s_field(json_array_get(photos, 0), "media_type"), "image/jpeg");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(photos, 1), "size")),
+			(json_int_t)strlen(photo2));
+
+	/* Delivered: kanald removes the blobs. */
+	for (int waited = 0; waited < WAIT; waited += 50) {
+		if (kanal__blob_open(store, ref.uri, &fd, NULL, NULL) == KANAL_ENOTFOUND)
+			break;
+		close(fd);
+		fd = -1;
+		test_sleep_ms(50);
+	}
+	CU_ASSERT_EQUAL(kanal__blob_open(store, ref.uri, &fd, NULL, NULL), KANAL_ENOTFOUND);
+	CU_ASSERT(s_log_clean(kd));
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+done:
+	if (fd >= 0)
+		close(fd);
+	http_answer_clear(&a);
+	json_decref(notices);
+	kanal__blob_store_destroy(&store);
+	free(text);
+	free(body);
+	free(port);
+	if (tmp)
+		test_rmdir_r(tmp);
+	free(tmp);
+	kd_destroy(&kd);
+	upstream_stop(&up);
+}
+
 TEST_MAIN("daycare",
 	  TEST(test_registrations_become_events),
 	  TEST(test_cursor_survives_restart),
@@ -829,4 +935,5 @@ TEST_MAIN("daycare",
 	  TEST(test_syg_absence_posts_one_neutral_notice),
 	  TEST(test_one_notice_per_absence),
 	  TEST(test_rejects_end_in_dead_letters),
-	  TEST(test_simulator_api))
+	  TEST(test_simulator_api),
+	  TEST(test_notice_is_posted_with_its_photos))

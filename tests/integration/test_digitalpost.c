@@ -29,6 +29,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "blob_store.h"
 #include "http_client.h"
 #include "kanald.h"
 #include "test.h"
@@ -1321,8 +1322,97 @@ static void test_allow_plain_http_is_needed_for_a_remote_http_url(void)
 	}
 }
 
+/* ---- attachments from the blob store ------------------------------------------------------ */
+
+/* A letter's attachment given by reference to a blob (as the http ingress's multipart upload
+ * makes them) goes to the service as a MeMo AdditionalDocument holding the blob's bytes; an
+ * attachment whose blob is gone is refused naming the field, and no letter is sent. */
+static void test_attachment_from_a_blob_is_an_additional_document(void)
+{
+	static const char pdf[] = "%PDF-1.4 bilag til afgoerelsen";
+	upstream_t *up = upstream_start("digitalpost", NULL);
+	char *dir = test_tmpdir("dp-blobs"), blobs[600], path[128], *body = NULL, *text = NULL;
+	kanal__blob_store_t *store = NULL;
+	kanal_harness_t *h = NULL;
+	kanal_blob_ref_t ref;
+	kanal_error_t err;
+	kanal_msg_t *m = NULL;
+	json_t *letter = NULL, *data;
+	const char *tx = NULL;
+	xmlDocPtr doc = NULL;
+	xmlNodePtr msg;
+
+	REQUIRE(up != NULL && dir != NULL);
+	kanal_error_clear(&err);
+	h = kanal_harness_new(test_path("plugins/digitalpost.so"), "dp", &err);
+	REQUIRE(h != NULL);
+	kanal_harness_option(h, "base_url", up->url);
+	kanal_harness_option(h, "sender_cvr", "55133018");
+	kanal_harness_option(h, "sender_label", "Aarhus Kommune");
+	kanal_harness_option(h, "timeout", "2s");
+	kanal_harness_state_dir(h, dir);
+	REQUIRE(kanal_harness_start(h, &err) == 0);
+	/* The harness's blob store is <state_dir>/blobs, as kanald's is in its state_dir. */
+	snprintf(blobs, sizeof blobs, "%s/blobs", dir);
+	REQUIRE((store = kanal__blob_store_open_dir(blobs, 0, 0, NULL)) != NULL);
+	REQUIRE(kanal__blob_put(store, pdf, strlen(pdf), "application/pdf", &ref, NULL) == 0);
+
+	letter = s_letter("blob-1", CPR_MADS);
+	data = json_object_get(letter, "data");
+	json_object_set_new(data, "attachments",
+			    json_pack("[{s:s, s:s, s:s}]", "filename", "Bilag 1.pdf", "href",
+				      ref.uri, "mediaType", "application/pdf"));
+	text = s_text(json_incref(letter));
+	REQUIRE(kanal_msg_parse(text, strlen(text), 0, &m, NULL) == 0);
+	REQUIRE(kanal_msg_set_attr(m, KANAL_BLOB_ATTRIBUTE, ref.uri, NULL) == 0);
+	CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, "letter-to-citizen"), KANAL_OUTCOME_OK);
+	REQUIRE(kanal_harness_emitted_count(h) == 1);
+	kanal_msg_data_str(kanal_harness_emitted(h, 0), "transaction", &tx);
+	REQUIRE(tx != NULL);
+	snprintf(path, sizeof path, "/digitalpost/v1/messages/%s", tx);
+	REQUIRE(upstream_http(up, "GET", path, NULL, NULL, &body) == 200);
+	doc = xmlReadMemory(body, (int)strlen(body), "memo.xml", NULL, XML_PARSE_NONET);
+	REQUIRE(doc != NULL);
+	msg = xmlDocGetRootElement(doc)->children;
+	while (msg && !(msg->type == XML_ELEMENT_NODE && !strcmp((const char *)msg->name, "Message")))
+		msg = msg->next;
+	REQUIRE(msg != NULL);
+	s_memo_is(msg, "MessageBody/AdditionalDocument/File/filename", "Bilag 1.pdf");
+	s_memo_is(msg, "MessageBody/AdditionalDocument/File/encodingFormat", "application/pdf");
+	/* base64 of the blob's bytes */
+	s_memo_is(msg, "MessageBody/AdditionalDocument/File/content",
+		  "JVBERi0xLjQgYmlsYWcgdGlsIGFmZ29lcmVsc2Vu");
+	s_memo_is(msg, "MessageBody/MainDocument/File/filename", "Din plads i dagtilbud.pdf");
+
+	/* The blob gone (dropped with a dead letter, say): refused, naming the attachment. */
+	kanal_msg_destroy(&m);
+	REQUIRE(kanal__blob_remove(store, ref.uri) == 0);
+	json_object_set_new(letter, "id", json_string("blob-2"));
+	free(text);
+	text = s_text(json_incref(letter));
+	REQUIRE(kanal_msg_parse(text, strlen(text), 0, &m, NULL) == 0);
+	kanal_harness_clear(h);
+	CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, "letter-to-citizen"), KANAL_OUTCOME_REJECT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h), "attachments.0.href"));
+	CU_ASSERT_EQUAL(s_count(up, "delivered"), 1);
+done:
+	if (doc)
+		xmlFreeDoc(doc);
+	free(body);
+	free(text);
+	json_decref(letter);
+	kanal_msg_destroy(&m);
+	kanal_harness_destroy(&h);
+	kanal__blob_store_destroy(&store);
+	if (dir)
+		test_rmdir_r(dir);
+	free(dir);
+	upstream_stop(&up);
+}
+
 TEST_MAIN("digitalpost",
 	  TEST(test_enrolled_citizen_gets_the_letter_digitally),
+	  TEST(test_attachment_from_a_blob_is_an_additional_document),
 	  TEST(test_exempt_citizen_gets_a_physical_letter),
 	  TEST(test_lookup_says_not_enrolled_no_service_call),
 	  TEST(test_invalid_letters_are_rejected_naming_the_field),

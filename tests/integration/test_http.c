@@ -31,6 +31,7 @@
 #include <kanal/kanal.h>
 #include <microhttpd.h>
 
+#include "blob_store.h"
 #include "http_client.h"
 #include "kanald.h"
 #include "test.h"
@@ -1161,6 +1162,139 @@ done:
 	s_rx_stop(&rx);
 }
 
+/* ---- multipart: an event with its files (claim check) ------------------------------------ */
+
+/* A multipart/form-data body: the event part, then n file parts, files[3i..3i+2] being the
+ * i-th's name, content type and content (each file named after a person, as happens). */
+static char *s_multipart(const char *event, const char *const *files, size_t n, size_t *len)
+{
+	char *body = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&body, &size);
+
+	if (!f)
+		return NULL;
+	fprintf(f, "preamble is ignored\r\n--XyZb0undary\r\n"
+		   "Content-Disposition: form-data; name=\"event\"\r\n"
+		   "Content-Type: application/cloudevents+json\r\n\r\n%s\r\n", event);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "--XyZb0undary\r\nContent-Disposition: form-data; name=\"%s\"; "
+			   "filename=\"Søren Hansen.jpg\"\r\nContent-Type: %s\r\n\r\n%s\r\n",
+			files[3 * i], files[3 * i + 1], files[3 * i + 2]);
+	fprintf(f, "--XyZb0undary--\r\n");
+	fclose(f);
+	*len = size;
+	return body;
+}
+
+static const char *const s_multipart_ct[] = {
+	"Content-Type: multipart/form-data; boundary=XyZb0undary", NULL
+};
+
+static void test_multipart_files_become_blobs_the_event_refers_to(void)
+{
+	char url[128], st[32], *body = NULL, *tmp = test_tmpdir("http-mp-ref"), refdir[600];
+	kd_t *kd = s_start_ingress("http-multipart", "", NULL, url, sizeof url);
+	static const char *const files[] = {
+		"photos", "image/jpeg", "\xff\xd8\xff\xe0 first photo",
+		"photos", "image/png", "\x89PNG second photo",
+		"document", "application/pdf", "%PDF-1.7 menu plan",
+	};
+	kanal__blob_store_t *ref_store = NULL, *kanald_store = NULL;
+	kanal_blob_ref_t want[3];
+	http_answer_t a = { 0 };
+	json_t *ev = NULL, *photos;
+	size_t len = 0;
+	int64_t deadline;
+	int fd = -1;
+
+	REQUIRE(kd != NULL && tmp != NULL);
+	/* What the references must be: the same content put into a store of the test's own. */
+	snprintf(refdir, sizeof refdir, "%s/blobs", tmp);
+	REQUIRE((ref_store = kanal__blob_store_open_dir(refdir, 0, 0, NULL)) != NULL);
+	for (int i = 0; i < 3; i++)
+		REQUIRE(kanal__blob_put(ref_store, files[3 * i + 2], strlen(files[3 * i + 2]),
+					files[3 * i + 1], &want[i], NULL) == 0);
+
+	body = s_multipart("{\"specversion\":\"1.0\",\"id\":\"mp-1\",\"source\":\"daycare-app\","
+			   "\"type\":\"daycare.notice.posted\",\"data\":{\"text\":\"Trip to the "
+			   "forest\"}}", files, 3, &len);
+	REQUIRE(body != NULL);
+	a = s_post(url, s_multipart_ct, body, len);
+	CU_ASSERT_EQUAL(a.status, 202);
+	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "mp-1", st, sizeof st), "accepted");
+	http_answer_clear(&a);
+
+	/* The destination gets the event with references, not the bytes. */
+	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT) == 1);
+	ev = s_delivered(kd, "mp-1", NULL);
+	REQUIRE(ev != NULL);
+	photos = json_object_get(json_object_get(ev, "data"), "photos");
+	CU_ASSERT_EQUAL(json_array_size(photos), 2);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(photos, 0), "href")),
+			       want[0].uri);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(photos, 1),
+								 "mediaType")), "image/png");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(photos, 0), "size")),
+			(json_int_t)strlen(files[2]));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(
+		json_object_get(json_object_get(ev, "data"), "document"), 0), "href")), want[2].uri);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(ev, "data"),
+								 "text")), "Trip to the forest");
+	{
+		const char *attr = json_string_value(json_object_get(ev, "kanalblob"));
+		CU_ASSERT_PTR_NOT_NULL(attr && strstr(attr, want[0].uri));
+		CU_ASSERT_PTR_NOT_NULL(attr && strstr(attr, want[1].uri));
+		CU_ASSERT_PTR_NOT_NULL(attr && strstr(attr, want[2].uri));
+	}
+	/* The file names (here a person's name) go nowhere. */
+	{
+		char *text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
+		CU_ASSERT_PTR_NULL(text ? strstr(text, "Hansen") : "no file");
+		free(text);
+	}
+	/* Delivered everywhere: kanald removes the blobs. */
+	REQUIRE((kanald_store = kanal__blob_store_open_dir(kd_path(kd, "state/blobs"), 0, 0,
+							    NULL)) != NULL);
+	deadline = test_now_ms() + WAIT;
+	while (kanal__blob_open(kanald_store, want[0].uri, &fd, NULL, NULL) == 0 &&
+	       test_now_ms() < deadline) {
+		close(fd);
+		fd = -1;
+		test_sleep_ms(50);
+	}
+	CU_ASSERT_EQUAL(kanal__blob_open(kanald_store, want[0].uri, &fd, NULL, NULL),
+			KANAL_ENOTFOUND);
+
+	/* Malformed requests are refused and deliver nothing. */
+	free(body);
+	body = s_multipart("{\"specversion\":\"1.0\",\"id\":\"mp-2\",\"source\":\"app\","
+			   "\"type\":\"x.y\",\"data\":[1,2]}", files, 1, &len);
+	a = s_post(url, s_multipart_ct, body, len);
+	CU_ASSERT_EQUAL(a.status, 400);
+	CU_ASSERT_PTR_NOT_NULL(a.body && strstr(a.body, "JSON object data"));
+	http_answer_clear(&a);
+	a = s_post_text(url, s_multipart_ct, "--XyZb0undary\r\nContent-Disposition: form-data; "
+			"name=\"photos\"\r\n\r\nno event\r\n--XyZb0undary--\r\n");
+	CU_ASSERT_EQUAL(a.status, 400);
+	CU_ASSERT_PTR_NOT_NULL(a.body && strstr(a.body, "no part named 'event'"));
+	http_answer_clear(&a);
+	a = s_post_text(url, s_multipart_ct, "no boundary anywhere");
+	CU_ASSERT_EQUAL(a.status, 400);
+	http_answer_clear(&a);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
+done:
+	http_answer_clear(&a);
+	json_decref(ev);
+	free(body);
+	kanal__blob_store_destroy(&ref_store);
+	kanal__blob_store_destroy(&kanald_store);
+	if (tmp)
+		test_rmdir_r(tmp);
+	free(tmp);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("http",
 	  TEST(test_structured_binary_and_batch_are_delivered_with_their_data),
 	  TEST(test_invalid_events_get_400_naming_the_attribute_and_are_not_delivered),
@@ -1173,4 +1307,5 @@ TEST_MAIN("http",
 	  TEST(test_webhook_2xx_delivers_in_structured_and_binary_mode),
 	  TEST(test_webhook_503_then_200_is_retried_and_delivered),
 	  TEST(test_webhook_400_is_rejected_to_the_fallback),
-	  TEST(test_webhook_that_hangs_times_out_and_is_retried))
+	  TEST(test_webhook_that_hangs_times_out_and_is_retried),
+	  TEST(test_multipart_files_become_blobs_the_event_refers_to))

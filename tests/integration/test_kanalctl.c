@@ -1333,6 +1333,32 @@ static const char s_dlq_show_reply[] =
 	"\"type\":\"child.absence.reported\",\"data\":{\"child\":\"1503851233\","
 	"\"reason\":\"sick\"}}}}";
 
+/* A letter that keeps blobs (a letter's PDF attachment): show lists them after the errors. */
+static void test_dlq_show_lists_the_letters_blobs(void)
+{
+	fake_t admin = { .reply =
+		"{\"ok\":true,\"item\":{\"id\":4,\"dead_at\":\"2026-11-23T23:30:00Z\","
+		"\"destination\":\"digital-post\",\"type\":\"post.letter.send\","
+		"\"event_id\":\"l-4\",\"source\":\"case\",\"reason\":\"rejected\","
+		"\"attempts\":1,\"errors\":[\"no mailbox\"],\"blobs\":["
+		"\"kanalblob:sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"],"
+		"\"event\":{\"specversion\":\"1.0\",\"id\":\"l-4\",\"source\":\"case\","
+		"\"type\":\"post.letter.send\"}}}" };
+	fixture_t f;
+	run_t r;
+
+	s_fixture(&f, "", NULL);
+	s_fake_start(&admin, ZMQ_REP);
+	CTL(&r, &f, "dlq", "show", "--admin", admin.endpoint, "4");
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(s_contains(r.out, "errors:\n  1. no mailbox\nblobs:\n  kanalblob:sha256:"
+				    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"));
+	s_run_free(&r);
+	s_fake_stop(&admin);
+	free(admin.request);
+	s_fixture_free(&f);
+}
+
 static void test_dlq_show_masks_unless_clear(void)
 {
 	fake_t admin = { .reply = s_dlq_show_reply };
@@ -1650,6 +1676,7 @@ TEST_MAIN("kanalctl",
 	  TEST(test_dlq_list_prints_a_masked_table),
 	  TEST(test_dlq_list_since_relative_and_bad_times),
 	  TEST(test_dlq_show_masks_unless_clear),
+	  TEST(test_dlq_show_lists_the_letters_blobs),
 	  TEST(test_dlq_replay_reports_replayed_and_missing),
 	  TEST(test_dlq_drop_counts),
 	  TEST(test_dlq_journal_off_and_no_broker),

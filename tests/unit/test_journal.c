@@ -4,7 +4,8 @@
  * after kanald restarts, when the window is read back from the file), the schema check at
  * open (a journal of an older schema or a file that is no database is refused, and left as
  * it was), accepted events and their done marks and deliveries as a restart reads them
- * back, and the journal's files being private (mode 0600: they hold the events' data).
+ * back, blobs kept while an open event or a dead letter names them and removed after the
+ * commit that ends the last reference, and the journal's files being private (mode 0600: they hold the events' data).
  *
  * Each test works in its own temporary folder.
  */
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <kanal/kanal.h>
 
@@ -357,6 +359,178 @@ done:
 	free(dir);
 }
 
+/* ---- blob references ---------------------------------------------------------------------- */
+
+/* An event naming blob uri in its kanalblob attribute, journalled (not committed). */
+static uint64_t s_add_with_blob(journal_t *j, const char *id, const char *uri)
+{
+	kanal_msg_t *msg = kanal_msg_new("daycare.notice.posted", "daycare", id);
+	uint64_t seq = 0;
+
+	if (msg && kanal_msg_set_attr(msg, KANAL_BLOB_ATTRIBUTE, uri, NULL) == 0 &&
+	    journal_add_event(j, msg, false, &seq) < 0)
+		seq = 0;
+	kanal_msg_destroy(&msg);
+	return seq;
+}
+
+static bool s_blob_exists(kanal__blob_store_t *store, const char *uri)
+{
+	int fd = -1;
+
+	if (kanal__blob_open(store, uri, &fd, NULL, NULL) != 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+/* A blob store in dir/blobs, given to j, holding `content` (its reference in *ref). */
+static kanal__blob_store_t *s_store_with(journal_t *j, const char *dir, const char *content,
+					 kanal_blob_ref_t *ref)
+{
+	char bdir[600];
+	kanal__blob_store_t *store;
+
+	snprintf(bdir, sizeof bdir, "%s/blobs", dir);
+	store = kanal__blob_store_open_dir(bdir, 0, 0, NULL);
+	if (store && kanal__blob_put(store, content, strlen(content), NULL, ref, NULL) != 0)
+		kanal__blob_store_destroy(&store);
+	if (store)
+		journal_set_blob_store(j, store);
+	return store;
+}
+
+static void test_blob_lives_until_the_last_event_naming_it_is_done(void)
+{
+	char *dir = test_tmpdir("journal");
+	char err[512] = "";
+	journal_t *j = s_open(dir, NULL, err, sizeof err);
+	kanal__blob_store_t *store = NULL;
+	kanal_blob_ref_t ref;
+	uint64_t a, b;
+
+	REQUIRE(j != NULL);
+	REQUIRE((store = s_store_with(j, dir, "photo", &ref)) != NULL);
+	/* Two events (the same photo on two notices) name the blob. */
+	REQUIRE((a = s_add_with_blob(j, "n-1", ref.uri)) > 0);
+	REQUIRE((b = s_add_with_blob(j, "n-2", ref.uri)) > 0);
+	REQUIRE(journal_commit(j) == 0);
+	CU_ASSERT_TRUE(journal_blob_named(j, ref.uri));
+	CU_ASSERT_EQUAL(journal_blob_references(j), 2);
+
+	/* A restart reads the same references back. */
+	journal_close(&j);
+	REQUIRE((j = s_open(dir, NULL, err, sizeof err)) != NULL);
+	journal_set_blob_store(j, store);
+	CU_ASSERT_EQUAL(journal_blob_references(j), 2);
+
+	CU_ASSERT_EQUAL(journal_event_done(j, a), 0);
+	CU_ASSERT_EQUAL(journal_commit(j), 0);
+	CU_ASSERT_TRUE(s_blob_exists(store, ref.uri));
+	CU_ASSERT_EQUAL(journal_blob_references(j), 1);
+	CU_ASSERT_EQUAL(journal_event_done(j, b), 0);
+	CU_ASSERT_EQUAL(journal_commit(j), 0);
+	CU_ASSERT_FALSE(s_blob_exists(store, ref.uri));
+	CU_ASSERT_FALSE(journal_blob_named(j, ref.uri));
+	CU_ASSERT_EQUAL(journal_blob_references(j), 0);
+done:
+	journal_close(&j);
+	kanal__blob_store_destroy(&store);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+static void test_dead_letter_keeps_its_blob_until_dropped(void)
+{
+	char *dir = test_tmpdir("journal");
+	char err[512] = "";
+	journal_t *j = s_open(dir, NULL, err, sizeof err);
+	kanal__blob_store_t *store = NULL;
+	kanal_msg_t *msg = NULL;
+	kanal_blob_ref_t ref;
+	json_t *letters = NULL, *shown = NULL;
+	char *errors[] = { "HTTP 500" };
+	int64_t id;
+	uint64_t seq;
+
+	REQUIRE(j != NULL);
+	REQUIRE((store = s_store_with(j, dir, "%PDF-1.7", &ref)) != NULL);
+	REQUIRE((msg = kanal_msg_new("letter.send", "case", "l-1")) != NULL);
+	REQUIRE(kanal_msg_set_attr(msg, KANAL_BLOB_ATTRIBUTE, ref.uri, NULL) == 0);
+	REQUIRE(journal_add_event(j, msg, false, &seq) == 0);
+	REQUIRE(journal_commit(j) == 0);
+	/* The only delivery dies: the event is done, the dead letter keeps the blob. */
+	REQUIRE(journal_dead(j, seq, msg, "letters", "digitalpost", "gave up", 1, errors, 1) == 0);
+	REQUIRE(journal_event_done(j, seq) == 0);
+	REQUIRE(journal_commit(j) == 0);
+	CU_ASSERT_TRUE(s_blob_exists(store, ref.uri));
+	letters = journal_dlq_list(j, NULL, NULL, 0, 10);
+	REQUIRE(json_array_size(letters) == 1);
+	id = json_integer_value(json_object_get(json_array_get(letters, 0), "id"));
+	shown = journal_dlq_show(j, id);
+	REQUIRE(shown != NULL);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(shown, "blobs")), 1);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_array_get(json_object_get(shown, "blobs"), 0)),
+			       ref.uri);
+	CU_ASSERT_EQUAL(journal_dlq_drop(j, id), 0);
+	CU_ASSERT_TRUE(s_blob_exists(store, ref.uri)); /* not before the commit */
+	CU_ASSERT_EQUAL(journal_commit(j), 0);
+	CU_ASSERT_FALSE(s_blob_exists(store, ref.uri));
+done:
+	json_decref(letters);
+	json_decref(shown);
+	kanal_msg_destroy(&msg);
+	journal_close(&j);
+	kanal__blob_store_destroy(&store);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+static void test_replayed_letter_keeps_its_blob_until_delivered(void)
+{
+	char *dir = test_tmpdir("journal");
+	char err[512] = "";
+	journal_t *j = s_open(dir, NULL, err, sizeof err);
+	kanal__blob_store_t *store = NULL;
+	kanal_msg_t *msg = NULL, *taken = NULL;
+	kanal_blob_ref_t ref;
+	json_t *letters = NULL;
+	char *errors[] = { "HTTP 500" }, *route = NULL, *dest = NULL;
+	uint64_t seq, replay_seq = 0;
+	int64_t id;
+
+	REQUIRE(j != NULL);
+	REQUIRE((store = s_store_with(j, dir, "photo", &ref)) != NULL);
+	REQUIRE((msg = kanal_msg_new("daycare.notice.post", "app", "n-9")) != NULL);
+	REQUIRE(kanal_msg_set_attr(msg, KANAL_BLOB_ATTRIBUTE, ref.uri, NULL) == 0);
+	REQUIRE(journal_add_event(j, msg, false, &seq) == 0);
+	REQUIRE(journal_dead(j, seq, msg, "notices", "daycare", "rejected", 1, errors, 1) == 0);
+	REQUIRE(journal_event_done(j, seq) == 0);
+	REQUIRE(journal_commit(j) == 0);
+	letters = journal_dlq_list(j, NULL, NULL, 0, 10);
+	REQUIRE(json_array_size(letters) == 1);
+	id = json_integer_value(json_object_get(json_array_get(letters, 0), "id"));
+	/* The replay is a new event naming the blob: taking the letter keeps it. */
+	REQUIRE(journal_dlq_take(j, id, &taken, &replay_seq, &route, &dest) == 0);
+	CU_ASSERT_EQUAL(journal_commit(j), 0);
+	CU_ASSERT_TRUE(s_blob_exists(store, ref.uri));
+	CU_ASSERT_EQUAL(journal_blob_references(j), 1);
+	/* Delivered this time: it goes. */
+	CU_ASSERT_EQUAL(journal_event_done(j, replay_seq), 0);
+	CU_ASSERT_EQUAL(journal_commit(j), 0);
+	CU_ASSERT_FALSE(s_blob_exists(store, ref.uri));
+done:
+	free(route);
+	free(dest);
+	json_decref(letters);
+	kanal_msg_destroy(&msg);
+	kanal_msg_destroy(&taken);
+	journal_close(&j);
+	kanal__blob_store_destroy(&store);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
 /* ---- the files ------------------------------------------------------------------------ */
 
 static void test_journal_and_wal_are_private(void)
@@ -392,4 +566,7 @@ TEST_MAIN("journal",
 	  TEST(test_garbage_file_is_refused_and_kept),
 	  TEST(test_events_done_and_open_count_round_trip),
 	  TEST(test_measure_counts_per_day_survive_a_restart),
+	  TEST(test_blob_lives_until_the_last_event_naming_it_is_done),
+	  TEST(test_dead_letter_keeps_its_blob_until_dropped),
+	  TEST(test_replayed_letter_keeps_its_blob_until_delivered),
 	  TEST(test_journal_and_wal_are_private))

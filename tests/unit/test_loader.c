@@ -273,12 +273,14 @@ done:
 
 /* libkanal.so exports the public SDK only (kanal_*, never kanal__ internals), with symbol
  * versions: the 1.0 symbols old plugins call at KANAL_1.0 and the asm-labelled 1.1 variants
- * at KANAL_1.1; the file is libkanal.so.1.0.0 behind the soname libkanal.so.1. */
+ * at KANAL_1.1, as are the functions 1.1 added (the blob API: a 1.0 libkanal must not seem
+ * to have them); the file is libkanal.so.1.0.0 behind the soname libkanal.so.1. */
 static void test_libkanal_exports_only_the_public_sdk(void)
 {
 	char cmd[512], line[256];
 	size_t publics = 0, internals = 0, other = 0;
 	bool old_parse = false, new_parse = false, old_batch = false, new_batch = false;
+	int blob_1_1 = 0, blob_other = 0;
 	FILE *p;
 
 	snprintf(cmd, sizeof cmd, "objdump -T %s 2>/dev/null", test_path("lib/libkanal.so.1.0.0"));
@@ -301,12 +303,20 @@ static void test_libkanal_exports_only_the_public_sdk(void)
 		new_parse |= !strcmp(name, "kanal_cpr_parse_v1_1") && !strcmp(ver, "KANAL_1.1");
 		old_batch |= !strcmp(name, "kanal_json_is_batch") && !strcmp(ver, "KANAL_1.0");
 		new_batch |= !strcmp(name, "kanal_json_is_batch_v1_1") && !strcmp(ver, "KANAL_1.1");
+		if (!strncmp(name, "kanal_blob_", 11)) {
+			if (!strcmp(ver, "KANAL_1.1"))
+				blob_1_1++;
+			else
+				blob_other++;
+		}
 	}
 	pclose(p);
 	CU_ASSERT(publics > 50);
 	CU_ASSERT_EQUAL(internals, 0);
 	CU_ASSERT_EQUAL(other, 0);
 	CU_ASSERT(old_parse && new_parse && old_batch && new_batch);
+	CU_ASSERT_EQUAL(blob_1_1, 4); /* put, get, open, free */
+	CU_ASSERT_EQUAL(blob_other, 0);
 	snprintf(cmd, sizeof cmd, "readlink %s | grep -qx libkanal.so.1.0.0",
 		 test_path("lib/libkanal.so.1"));
 	CU_ASSERT_EQUAL(system(cmd), 0);

@@ -47,7 +47,7 @@ int kanal_harness_option_list(kanal_harness_t *h, const char *key, const char *c
 			      size_t n);
 
 /* Sets the folder the plugin may keep state in (default: a fresh temporary folder, removed
- * by destroy). Call before start. Returns 0, KANAL_ESTATE after start or KANAL_ENOMEM.
+ * by destroy); its sub-folder blobs/ is the blob store kanal_blob_* use. Call before start. Returns 0, KANAL_ESTATE after start or KANAL_ENOMEM.
  * Ownership: borrows h; copies dir (the folder itself stays the caller's). */
 int kanal_harness_state_dir(kanal_harness_t *h, const char *dir);
 

@@ -9,6 +9,7 @@
 #include <kanal/cpr.h>
 #include <kanal/time.h>
 #include <kanal/plugin.h>
+#include <kanal/blob.h>
 
 #define KANAL_VERSION "0.1.0"
 

@@ -1,0 +1,644 @@
+/*
+ * sdk/blob.c — the blob store: kanal_blob_put/get/open for plugins, and the file store that
+ * implements it in a folder of the broker's state_dir.
+ *
+ * The public functions (kanal/blob.h) check what every store shares — the URI syntax, the
+ * media type, the limit on one blob, the digest on get — and call the ctx's store through
+ * its ops table (blob_store.h). The file store keeps one file per blob, <dir>/sha256/<hex>,
+ * mode 0600 in a 0700 folder: written to <dir>/tmp first, hashed while written, synced, then
+ * renamed into place, so that a reader never sees half a blob and a crash leaves at most a
+ * temporary file (removed at the next open). Reference counts are not kept here but in the
+ * broker's journal (docs/design/blobs.md).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "blob_store.h"
+#include "host.h"
+
+#define S_SRC "blob store"
+
+/* ---- what every store shares ------------------------------------------------------------ */
+
+int kanal__blob_uri_hex(const char *uri, char *hex)
+{
+	size_t plen = strlen(KANAL_BLOB_URI_PREFIX);
+
+	if (!uri || strncmp(uri, KANAL_BLOB_URI_PREFIX, plen) != 0 || strlen(uri) != plen + 64)
+		return KANAL_EINVAL;
+	for (size_t i = plen; i < plen + 64; i++)
+		if (!((uri[i] >= '0' && uri[i] <= '9') || (uri[i] >= 'a' && uri[i] <= 'f')))
+			return KANAL_EINVAL;
+	if (hex)
+		memcpy(hex, uri + plen, 65);
+	return 0;
+}
+
+int kanal__blob_each_uri(const char *attr, void (*fn)(void *arg, const char *uri), void *arg)
+{
+	char word[KANAL_BLOB_URI_SIZE];
+	int n = 0;
+
+	for (const char *p = attr; p && *p;) {
+		size_t len;
+
+		p += strspn(p, " \t");
+		len = strcspn(p, " \t");
+		if (len > 0 && len < sizeof word) {
+			memcpy(word, p, len);
+			word[len] = '\0';
+			if (kanal__blob_uri_hex(word, NULL) == 0) {
+				fn(arg, word);
+				n++;
+			}
+		}
+		p += len;
+	}
+	return n;
+}
+
+/* A media type is "type/subtype" of token characters, parameters after ';' allowed, and
+ * fits the reference. Anything else would not survive being written into an event. */
+static bool s_media_type_ok(const char *mt)
+{
+	const char *slash = strchr(mt, '/');
+
+	if (!slash || slash == mt || !slash[1] || strlen(mt) >= sizeof ((kanal_blob_ref_t *)0)->media_type)
+		return false;
+	for (const char *p = mt; *p && *p != ';'; p++)
+		if (*p <= ' ' || *p >= 127 || strchr("\"(),:<=>?@[\\]{}", *p))
+			return false;
+	for (const char *p = mt; *p; p++)
+		if ((unsigned char)*p < ' ' || *p == 127)
+			return false;
+	return true;
+}
+
+int kanal__blob_put(kanal__blob_store_t *store, const void *data, size_t size,
+		    const char *media_type, kanal_blob_ref_t *out, kanal_error_t *err)
+{
+	char hex[65];
+	int rc;
+
+	if (!out || (!data && size > 0)) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "kanal_blob_put: no data or no reference");
+		return KANAL_EINVAL;
+	}
+	memset(out, 0, sizeof *out);
+	if (!media_type)
+		media_type = "application/octet-stream";
+	if (!s_media_type_ok(media_type)) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "'%s' is not a media type (type/subtype)",
+				media_type);
+		return KANAL_EINVAL;
+	}
+	if (!store) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "this host has no blob store");
+		return KANAL_ENOSERVICE;
+	}
+	if (store->max_blob_bytes > 0 && (uint64_t)size > (uint64_t)store->max_blob_bytes) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL,
+				"blob of %zu bytes is larger than max_blob_bytes (%lld)", size,
+				(long long)store->max_blob_bytes);
+		return KANAL_ETOOBIG;
+	}
+	rc = store->ops->put(store->impl, data, size, hex, err);
+	if (rc != 0)
+		return rc;
+	snprintf(out->uri, sizeof out->uri, "%s%s", KANAL_BLOB_URI_PREFIX, hex);
+	snprintf(out->media_type, sizeof out->media_type, "%s", media_type);
+	out->size = size;
+	return 0;
+}
+
+int kanal__blob_open(kanal__blob_store_t *store, const char *uri, int *fd_out,
+		     uint64_t *size_out, kanal_error_t *err)
+{
+	char hex[65];
+	uint64_t size = 0;
+	int rc;
+
+	if (!fd_out || kanal__blob_uri_hex(uri, hex) != 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "'%s' is not a kanalblob URI",
+				uri ? uri : "(null)");
+		return KANAL_EINVAL;
+	}
+	*fd_out = -1;
+	if (!store) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "this host has no blob store");
+		return KANAL_ENOSERVICE;
+	}
+	rc = store->ops->open(store->impl, hex, fd_out, &size, err);
+	if (rc == 0 && size_out)
+		*size_out = size;
+	return rc;
+}
+
+/* The SHA-256 of buf as 64 lower-case hex digits and a NUL in hex. */
+static int s_hex_digest(const unsigned char *buf, size_t size, char *hex)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (!EVP_Digest(buf, size, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+		return KANAL_EIO;
+	for (unsigned i = 0; i < mdlen; i++)
+		sprintf(hex + 2 * i, "%02x", md[i]);
+	return 0;
+}
+
+int kanal__blob_get(kanal__blob_store_t *store, const char *uri, void **data_out,
+		    size_t *size_out, kanal_error_t *err)
+{
+	char want[65], got[65];
+	unsigned char *buf = NULL;
+	uint64_t size = 0;
+	size_t have = 0;
+	int fd = -1, rc;
+
+	if (!data_out || !size_out) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "kanal_blob_get: nowhere to put the blob");
+		return KANAL_EINVAL;
+	}
+	*data_out = NULL;
+	*size_out = 0;
+	rc = kanal__blob_open(store, uri, &fd, &size, err);
+	if (rc != 0)
+		return rc;
+	kanal__blob_uri_hex(uri, want);
+	if (store->max_blob_bytes > 0 && size > (uint64_t)store->max_blob_bytes) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL,
+				"blob %s is %llu bytes, more than max_blob_bytes: use kanal_blob_open",
+				uri, (unsigned long long)size);
+		rc = KANAL_ETOOBIG;
+		goto fail;
+	}
+	buf = malloc(size + 1);
+	if (!buf) {
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
+	while (have < size) {
+		ssize_t n = read(fd, buf + have, size - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	buf[have] = '\0';
+	/* A blob shorter than its file said, or with other content than its name says, is
+	 * damaged: never hand it on as if it were the photo the event refers to. */
+	if (have != size || s_hex_digest(buf, have, got) != 0 || strcmp(got, want) != 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "blob %s is damaged: its content does "
+				"not match its digest", uri);
+		rc = KANAL_EIO;
+		goto fail;
+	}
+	close(fd);
+	*data_out = buf;
+	*size_out = have;
+	return 0;
+fail:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+int kanal__blob_remove(kanal__blob_store_t *store, const char *uri)
+{
+	char hex[65];
+
+	if (!store || kanal__blob_uri_hex(uri, hex) != 0)
+		return KANAL_EINVAL;
+	return store->ops->remove(store->impl, hex);
+}
+
+typedef struct s_sweep {
+	kanal__blob_store_t *store;
+	int64_t grace_ms;
+	bool (*referenced)(void *arg, const char *uri);
+	void *arg;
+	int removed;
+} s_sweep_t;
+
+static int s_sweep_one(void *arg, const char *hex, int64_t age_ms)
+{
+	s_sweep_t *sw = arg;
+	char uri[KANAL_BLOB_URI_SIZE];
+
+	if (age_ms < sw->grace_ms)
+		return 0;
+	snprintf(uri, sizeof uri, "%s%s", KANAL_BLOB_URI_PREFIX, hex);
+	if (sw->referenced && sw->referenced(sw->arg, uri))
+		return 0;
+	if (sw->store->ops->remove(sw->store->impl, hex) == 0)
+		sw->removed++;
+	return 0;
+}
+
+int kanal__blob_sweep(kanal__blob_store_t *store, int64_t grace_ms,
+		      bool (*referenced)(void *arg, const char *uri), void *arg)
+{
+	s_sweep_t sw = { store, grace_ms, referenced, arg, 0 };
+
+	if (!store)
+		return 0;
+	store->ops->each(store->impl, s_sweep_one, &sw);
+	return sw.removed;
+}
+
+void kanal__blob_usage(kanal__blob_store_t *store, int64_t *count, int64_t *bytes)
+{
+	int64_t c = 0, b = 0;
+
+	if (store)
+		store->ops->usage(store->impl, &c, &b);
+	if (count)
+		*count = c;
+	if (bytes)
+		*bytes = b;
+}
+
+void kanal__blob_store_destroy(kanal__blob_store_t **store_p)
+{
+	if (!store_p || !*store_p)
+		return;
+	(*store_p)->ops->destroy((*store_p)->impl);
+	free(*store_p);
+	*store_p = NULL;
+}
+
+/* ---- the public API ---------------------------------------------------------------------- */
+
+void kanal__ctx_set_blob_store(struct kanal_ctx *ctx, kanal__blob_store_t *store)
+{
+	if (ctx)
+		ctx->blobs = store;
+}
+
+int kanal_blob_put(kanal_ctx_t *ctx, const void *data, size_t size, const char *media_type,
+		   kanal_blob_ref_t *out, kanal_error_t *err)
+{
+	if (!ctx) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "kanal_blob_put: no ctx");
+		return KANAL_EINVAL;
+	}
+	return kanal__blob_put(ctx->blobs, data, size, media_type, out, err);
+}
+
+int kanal_blob_get(kanal_ctx_t *ctx, const char *uri, void **data_out, size_t *size_out,
+		   kanal_error_t *err)
+{
+	if (!ctx) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "kanal_blob_get: no ctx");
+		return KANAL_EINVAL;
+	}
+	return kanal__blob_get(ctx->blobs, uri, data_out, size_out, err);
+}
+
+void kanal_blob_free(void **data_p)
+{
+	if (!data_p)
+		return;
+	free(*data_p);
+	*data_p = NULL;
+}
+
+int kanal_blob_open(kanal_ctx_t *ctx, const char *uri, int *fd_out, uint64_t *size_out,
+		    kanal_error_t *err)
+{
+	if (!ctx) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "kanal_blob_open: no ctx");
+		return KANAL_EINVAL;
+	}
+	return kanal__blob_open(ctx->blobs, uri, fd_out, size_out, err);
+}
+
+/* ---- the file store ---------------------------------------------------------------------- */
+
+typedef struct s_dir_store {
+	char *dir;           /* <dir>/sha256 holds the blobs, <dir>/tmp the ones being written */
+	int64_t max_bytes;   /* all blobs together; 0: no limit */
+	pthread_mutex_t lock; /* guards count and bytes */
+	int64_t count, bytes; /* this process's view: other processes may add to the folder */
+} s_dir_store_t;
+
+static int s_write_all(int fd, const void *data, size_t size)
+{
+	const char *p = data;
+
+	while (size > 0) {
+		ssize_t n = write(fd, p, size);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		size -= (size_t)n;
+	}
+	return 0;
+}
+
+static int s_dir_put(void *impl, const void *data, size_t size, char *hex_out,
+		     kanal_error_t *err)
+{
+	s_dir_store_t *ds = impl;
+	char *tmp = NULL, *final = NULL;
+	struct stat st;
+	int fd = -1, rc = KANAL_EIO;
+	bool full;
+
+	if (s_hex_digest(data ? data : (const void *)"", size, hex_out) != 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot compute SHA-256");
+		return KANAL_EIO;
+	}
+	if (asprintf(&final, "%s/sha256/%s", ds->dir, hex_out) < 0) {
+		final = NULL;
+		return KANAL_ENOMEM;
+	}
+	/* Already there: the same content is one blob. Its time is renewed so that the sweep
+	 * of unreferenced blobs gives the new event its grace period too. */
+	if (stat(final, &st) == 0 && (uint64_t)st.st_size == (uint64_t)size) {
+		utimensat(AT_FDCWD, final, NULL, 0);
+		free(final);
+		return 0;
+	}
+	pthread_mutex_lock(&ds->lock);
+	full = ds->max_bytes > 0 && ds->bytes + (int64_t)size > ds->max_bytes;
+	pthread_mutex_unlock(&ds->lock);
+	if (full) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "blob store full: %zu more bytes would "
+				"pass blob_store_bytes (%lld)", size, (long long)ds->max_bytes);
+		rc = KANAL_ETOOBIG;
+		goto out;
+	}
+	if (asprintf(&tmp, "%s/tmp/%s.XXXXXX", ds->dir, hex_out) < 0) {
+		tmp = NULL;
+		rc = KANAL_ENOMEM;
+		goto out;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
+	if (fd < 0 || s_write_all(fd, data, size) != 0 || fsync(fd) != 0 || close(fd) != 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot write blob %s: %s", hex_out,
+				strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, final) != 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot store blob %s: %s", hex_out,
+				strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	pthread_mutex_lock(&ds->lock);
+	ds->count++;
+	ds->bytes += (int64_t)size;
+	pthread_mutex_unlock(&ds->lock);
+	rc = 0;
+out:
+	free(tmp);
+	free(final);
+	return rc;
+}
+
+static int s_dir_open(void *impl, const char *hex, int *fd_out, uint64_t *size_out,
+		      kanal_error_t *err)
+{
+	s_dir_store_t *ds = impl;
+	char *path = NULL;
+	struct stat st;
+	int fd;
+
+	if (asprintf(&path, "%s/sha256/%s", ds->dir, hex) < 0)
+		return KANAL_ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "no blob %s%s%s", KANAL_BLOB_URI_PREFIX,
+				hex, errno == ENOENT ? "" : " (cannot open it)");
+		return errno == ENOENT ? KANAL_ENOTFOUND : KANAL_EIO;
+	}
+	if (fstat(fd, &st) != 0) {
+		close(fd);
+		return KANAL_EIO;
+	}
+	*fd_out = fd;
+	*size_out = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int s_dir_remove(void *impl, const char *hex)
+{
+	s_dir_store_t *ds = impl;
+	char *path = NULL;
+	struct stat st;
+	int rc = 0;
+
+	if (asprintf(&path, "%s/sha256/%s", ds->dir, hex) < 0)
+		return KANAL_ENOMEM;
+	if (stat(path, &st) != 0 || unlink(path) != 0)
+		rc = errno == ENOENT ? KANAL_ENOTFOUND : KANAL_EIO;
+	free(path);
+	if (rc == 0) {
+		pthread_mutex_lock(&ds->lock);
+		ds->count--;
+		ds->bytes -= (int64_t)st.st_size;
+		pthread_mutex_unlock(&ds->lock);
+	}
+	return rc;
+}
+
+/* Calls fn for every file in <dir>/<sub> with its name and age. */
+static int s_dir_scan(s_dir_store_t *ds, const char *sub,
+		      int (*fn)(void *arg, const char *name, int64_t age_ms, int64_t size),
+		      void *arg)
+{
+	char *path = NULL;
+	struct dirent *de;
+	DIR *d;
+	time_t now = time(NULL);
+
+	if (asprintf(&path, "%s/%s", ds->dir, sub) < 0)
+		return KANAL_ENOMEM;
+	d = opendir(path);
+	if (!d) {
+		free(path);
+		return KANAL_EIO;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+		if (de->d_name[0] == '.' ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		if (fn(arg, de->d_name, ((int64_t)now - st.st_mtime) * 1000, st.st_size) != 0)
+			break;
+	}
+	closedir(d);
+	free(path);
+	return 0;
+}
+
+typedef struct s_each {
+	int (*fn)(void *arg, const char *hex, int64_t age_ms);
+	void *arg;
+} s_each_t;
+
+static int s_each_blob(void *arg, const char *name, int64_t age_ms, int64_t size)
+{
+	s_each_t *e = arg;
+	char uri[KANAL_BLOB_URI_SIZE];
+
+	snprintf(uri, sizeof uri, "%s%s", KANAL_BLOB_URI_PREFIX, name);
+	if (kanal__blob_uri_hex(uri, NULL) != 0)
+		return 0;
+	return e->fn(e->arg, name, age_ms);
+}
+
+static int s_dir_each(void *impl, int (*fn)(void *arg, const char *hex, int64_t age_ms),
+		      void *arg)
+{
+	s_each_t e = { fn, arg };
+
+	return s_dir_scan(impl, "sha256", s_each_blob, &e);
+}
+
+static int s_count_blob(void *arg, const char *name, int64_t age_ms, int64_t size)
+{
+	s_dir_store_t *ds = arg;
+
+	ds->count++;
+	ds->bytes += size;
+	return 0;
+}
+
+/* A temporary file left by a crash is half a blob nobody can name: remove it. */
+static int s_remove_tmp(void *arg, const char *name, int64_t age_ms, int64_t size)
+{
+	s_dir_store_t *ds = arg;
+	char *path = NULL;
+
+	if (age_ms < 60000) /* perhaps another process writing it right now */
+		return 0;
+	if (asprintf(&path, "%s/tmp/%s", ds->dir, name) >= 0) {
+		unlink(path);
+		free(path);
+	}
+	return 0;
+}
+
+/* Counted from the folder, not from this process's puts and removals: isolated plugin
+ * hosts (and kanald) write it too. The count kept for the store's limit is set right at
+ * the same time. */
+static void s_dir_usage(void *impl, int64_t *count, int64_t *bytes)
+{
+	s_dir_store_t *ds = impl;
+	s_dir_store_t counted = { .dir = ds->dir };
+
+	s_dir_scan(&counted, "sha256", s_count_blob, &counted);
+	pthread_mutex_lock(&ds->lock);
+	ds->count = counted.count;
+	ds->bytes = counted.bytes;
+	pthread_mutex_unlock(&ds->lock);
+	*count = counted.count;
+	*bytes = counted.bytes;
+}
+
+static void s_dir_destroy(void *impl)
+{
+	s_dir_store_t *ds = impl;
+
+	pthread_mutex_destroy(&ds->lock);
+	free(ds->dir);
+	free(ds);
+}
+
+static const kanal__blob_store_ops_t s_dir_ops = {
+	.put = s_dir_put,
+	.open = s_dir_open,
+	.remove = s_dir_remove,
+	.each = s_dir_each,
+	.usage = s_dir_usage,
+	.destroy = s_dir_destroy,
+};
+
+/* mkdir -m 0700 that accepts an existing folder. */
+static int s_mkdir(const char *dir, const char *sub)
+{
+	char *path = NULL;
+	int rc;
+
+	if (asprintf(&path, "%s%s%s", dir, sub ? "/" : "", sub ? sub : "") < 0)
+		return -1;
+	rc = mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
+	free(path);
+	return rc;
+}
+
+/* mkdir -p -m 0700 of dir's parents (kanald's state_dir may not exist yet). */
+static void s_mkdir_parents(const char *dir)
+{
+	char *path = strdup(dir);
+
+	for (char *p = path ? path + 1 : NULL; p && *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(path, 0700);
+		*p = '/';
+	}
+	free(path);
+}
+
+kanal__blob_store_t *kanal__blob_store_open_dir(const char *dir, int64_t max_blob_bytes,
+						int64_t max_store_bytes, kanal_error_t *err)
+{
+	kanal__blob_store_t *store = NULL;
+	s_dir_store_t *ds = NULL;
+
+	if (dir)
+		s_mkdir_parents(dir);
+	if (!dir || s_mkdir(dir, NULL) != 0 || s_mkdir(dir, "sha256") != 0 ||
+	    s_mkdir(dir, "tmp") != 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot create the blob store in %s: %s",
+				dir ? dir : "(null)", strerror(errno));
+		return NULL;
+	}
+	store = calloc(1, sizeof *store);
+	ds = calloc(1, sizeof *ds);
+	if (!store || !ds || !(ds->dir = strdup(dir)))
+		goto fail;
+	pthread_mutex_init(&ds->lock, NULL);
+	ds->max_bytes = max_store_bytes;
+	if (s_dir_scan(ds, "sha256", s_count_blob, ds) != 0 ||
+	    s_dir_scan(ds, "tmp", s_remove_tmp, ds) != 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot read the blob store in %s", dir);
+		s_dir_destroy(ds);
+		free(store);
+		return NULL;
+	}
+	store->ops = &s_dir_ops;
+	store->impl = ds;
+	store->max_blob_bytes = max_blob_bytes;
+	return store;
+fail:
+	if (ds)
+		free(ds->dir);
+	free(ds);
+	free(store);
+	kanal_error_set(err, S_SRC, 0, 0, NULL, "out of memory");
+	return NULL;
+}
