@@ -6,6 +6,7 @@
 #   make bench      run the benchmarks         make asan         tests under ASan + UBSan
 #   make fuzz       fuzz the parsers (clang)   FUZZ_SECONDS=30 per target
 #   make install    PREFIX=/usr/local DESTDIR= make uninstall / make clean
+#   make format     clang-format every C file  make format-check  fail on any that differs
 #
 # make installs no packages: `./run <target>` (scripts/deps.sh) installs what Debian lacks,
 # then calls make. Without them make stops at once, naming the missing pkg-config packages.
@@ -111,7 +112,7 @@ TEST_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%) $(INT_TESTS:%=$(BUILD)/tests/%)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all build test demo bench fuzz install uninstall asan clean
+.PHONY: all build test demo bench fuzz install uninstall asan clean format format-check
 all: build
 
 # The man pages: scdoc sources in man/, built into $(BUILD)/man.
@@ -437,5 +438,15 @@ uninstall: install-gen
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# ---- formatting (.clang-format) -----------------------------------------------------------------
+# Every C file git tracks, but tests/abi/: the ABI 1.0 headers are kept as they were released.
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null | grep -v '^tests/abi/' || \
+		 find . -name '*.[ch]' -not -path './build*' -not -path './tests/abi/*')
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && \
+		echo "format-check: $(words $(FORMAT_FILES)) files as .clang-format says"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

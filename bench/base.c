@@ -26,7 +26,7 @@
 #include "bench.h"
 
 #define HOP_OUTPUTS 4
-#define HOP_KEY 3          /* the route key every message carries */
+#define HOP_KEY 3 /* the route key every message carries */
 #define RECV_TIMEOUT_MS 10000
 
 typedef struct zrun {
@@ -34,7 +34,7 @@ typedef struct zrun {
 	long n;
 	int size;
 	bool hop;
-	int rc;              /* a thread sets -1 on a failure */
+	int rc; /* a thread sets -1 on a failure */
 	/* measured by the consumer */
 	int64_t t_warm, t_last, cpu_warm, cpu_last;
 	long received;
@@ -149,8 +149,7 @@ static void s_consume(zrun_t *z, void *in)
 	zmq_msg_close(&m);
 }
 
-static int s_zmq_run(const bench_params_t *p, const bench_spec_t *spec, bench_result_t *r,
-		     bool hop)
+static int s_zmq_run(const bench_params_t *p, const bench_spec_t *spec, bench_result_t *r, bool hop)
 {
 	zrun_t z = { .n = p->n_zmq, .size = spec->size, .hop = hop };
 	pthread_t prod, fwd;
@@ -189,7 +188,8 @@ static int s_zmq_run(const bench_params_t *p, const bench_spec_t *spec, bench_re
 	zmq_close(in);
 	zmq_ctx_term(z.zctx);
 	if (z.rc < 0 || z.received != z.n)
-		return bench_na(r, "raw ZeroMQ run failed after %ld of %ld messages", z.received, z.n);
+		return bench_na(r, "raw ZeroMQ run failed after %ld of %ld messages", z.received,
+				z.n);
 	window = (double)(z.t_last - z.t_warm) / 1e9;
 	r->rate = (double)(z.n - z.n / 10) / window;
 	r->cpu_us = (double)(z.cpu_last - z.cpu_warm) / 1e3 / (double)(z.n - z.n / 10);

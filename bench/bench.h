@@ -24,29 +24,29 @@
 
 /* One measurement. A field that does not apply is negative. */
 typedef struct bench_result {
-	char na[200];     /* non-empty: not measured, and why */
-	double rate;      /* events per second, delivered, in the steady window */
-	double cpu_us;    /* CPU microseconds per event, whole process (or system under test) */
-	double busiest;   /* the busiest thread's share of one core during the window */
+	char na[200];   /* non-empty: not measured, and why */
+	double rate;    /* events per second, delivered, in the steady window */
+	double cpu_us;  /* CPU microseconds per event, whole process (or system under test) */
+	double busiest; /* the busiest thread's share of one core during the window */
 	double p50_us, p99_us, p999_us; /* end-to-end latency */
-	double rss_mib;   /* resident memory of the system under test */
-	char note[200];   /* anything worth printing beside the figure (last repetition's) */
+	double rss_mib;                 /* resident memory of the system under test */
+	char note[200]; /* anything worth printing beside the figure (last repetition's) */
 } bench_result_t;
 
 typedef struct bench_params {
-	bool full;            /* FULL=1: more events, more repetitions */
-	int reps;             /* repetitions of each measurement */
-	long n_zmq;           /* messages per raw ZeroMQ run */
-	long n_sqlite;        /* rows per raw SQLite run */
-	long n_kanal;         /* events per kanal throughput run (512 B; fewer for 4 KiB) */
-	long n_gateway;       /* events per gateway run */
-	long n_peer;          /* messages per peer throughput run */
-	int lat_rate;         /* events/s of the latency runs */
-	double lat_seconds;   /* length of a latency run */
-	char build[1024];     /* absolute path of the build tree (BUILD) */
-	char tmp[1024];       /* this run's scratch folder */
-	char self[1024];      /* absolute path of kbench itself, to start helper processes */
-	const char *only;     /* run only rows whose id contains this (BENCH_ONLY), or NULL */
+	bool full;          /* FULL=1: more events, more repetitions */
+	int reps;           /* repetitions of each measurement */
+	long n_zmq;         /* messages per raw ZeroMQ run */
+	long n_sqlite;      /* rows per raw SQLite run */
+	long n_kanal;       /* events per kanal throughput run (512 B; fewer for 4 KiB) */
+	long n_gateway;     /* events per gateway run */
+	long n_peer;        /* messages per peer throughput run */
+	int lat_rate;       /* events/s of the latency runs */
+	double lat_seconds; /* length of a latency run */
+	char build[1024];   /* absolute path of the build tree (BUILD) */
+	char tmp[1024];     /* this run's scratch folder */
+	char self[1024];    /* absolute path of kbench itself, to start helper processes */
+	const char *only;   /* run only rows whose id contains this (BENCH_ONLY), or NULL */
 } bench_params_t;
 
 typedef struct bench_spec bench_spec_t;
@@ -60,15 +60,15 @@ typedef enum bench_kind {
 
 /* One row of the table. */
 struct bench_spec {
-	const char *id;     /* key in latest.json */
-	const char *group;  /* "baseline", "kanal", "peer" */
-	const char *label;  /* what the table prints */
+	const char *id;    /* key in latest.json */
+	const char *group; /* "baseline", "kanal", "peer" */
+	const char *label; /* what the table prints */
 	bench_kind_t kind;
 	bench_fn fn;
-	int size;           /* event bytes */
-	int variant;        /* meaning depends on fn */
-	const char *vs;     /* id of the row this one's rate is judged against, or NULL */
-	bool durable;       /* kanal rows: journal on */
+	int size;       /* event bytes */
+	int variant;    /* meaning depends on fn */
+	const char *vs; /* id of the row this one's rate is judged against, or NULL */
+	bool durable;   /* kanal rows: journal on */
 };
 
 /* ---- the measurements ---- */
@@ -84,9 +84,9 @@ enum {
 	KANAL_RUN_ONE_ROUTE,
 	KANAL_RUN_WHERE,
 	KANAL_RUN_FANOUT3,
-	KANAL_RUN_TRANSFORM,   /* one route whose transform: builds 5 fields from the data */
-	KANAL_RUN_ROUTES,     /* size is the event size; the route count is in kanal_routes */
-	KANAL_RUN_GATEWAY,    /* one event per request, pipelined */
+	KANAL_RUN_TRANSFORM, /* one route whose transform: builds 5 fields from the data */
+	KANAL_RUN_ROUTES,    /* size is the event size; the route count is in kanal_routes */
+	KANAL_RUN_GATEWAY,   /* one event per request, pipelined */
 	KANAL_RUN_GATEWAY_BATCH,
 };
 int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
@@ -105,8 +105,8 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 /* Set when a run failed and left its scratch folder (with kanald's log) to be read. */
 extern bool bench_keep_scratch;
 
-int64_t bench_now_ns(void);          /* CLOCK_MONOTONIC */
-int64_t bench_cpu_ns(void);          /* CLOCK_PROCESS_CPUTIME_ID */
+int64_t bench_now_ns(void); /* CLOCK_MONOTONIC */
+int64_t bench_cpu_ns(void); /* CLOCK_PROCESS_CPUTIME_ID */
 void bench_sleep_ms(int ms);
 /* Sorts v and returns the q-quantile (nearest rank), or -1 when n is 0. */
 int64_t bench_quantile(int64_t *v, size_t n, double q);

@@ -27,9 +27,9 @@
 #define PENDING_EVENTS 1000000
 
 /* The gateway client's event: id, benchseq, benchns, data.n, data.pad. */
-#define GW_EVENT                                                                              \
-	"{\"specversion\":\"1.0\",\"id\":\"gw-%ld\",\"source\":\"gwload\",\"type\":\"bench.ev\","   \
-	"\"time\":\"2026-01-01T00:00:00.000Z\",\"benchseq\":\"%ld\",\"benchns\":\"%" PRId64 "\","     \
+#define GW_EVENT                                                                                   \
+	"{\"specversion\":\"1.0\",\"id\":\"gw-%ld\",\"source\":\"gwload\",\"type\":\"bench.ev\","  \
+	"\"time\":\"2026-01-01T00:00:00.000Z\",\"benchseq\":\"%ld\",\"benchns\":\"%" PRId64 "\","  \
 	"\"data\":{\"kind\":\"match\",\"n\":%ld,\"pad\":\"%s\"}}"
 
 /* journal.mode memory: nothing on disk, the in-memory delivery of the first release. */
@@ -218,16 +218,18 @@ static int s_collect(krun_t *k, pid_t helper, int timeout_ms, bench_result_t *r)
 	k->pid = -1;
 	for (int i = 0; i < k->n_sinks; i++) {
 		if (s_read_summary(k->summary[i], &s[i]) < 0)
-			return bench_na(r, "kanald ended with status %d before sink %d was done: %s",
+			return bench_na(r,
+					"kanald ended with status %d before sink %d was done: %s",
 					status, i, s_log_tail(k, tail, sizeof tail));
 		/* A run that did not finish in time still has an honest rate when enough
 		 * arrived after the warm-up: the sink measured it up to the stop. */
 		if (!s[i].complete && s[i].received < 2 * (s[i].expect / 10))
-			return bench_na(r, "timed out: sink %d received %ld of %ld events; see %s", i,
-					s[i].received, s[i].expect, k->log);
+			return bench_na(r, "timed out: sink %d received %ld of %ld events; see %s",
+					i, s[i].received, s[i].expect, k->log);
 		if (!s[i].complete)
 			snprintf(r->note, sizeof r->note,
-				 "time limit reached: measured on the %ld of %ld events delivered by then",
+				 "time limit reached: measured on the %ld of %ld events delivered "
+				 "by then",
 				 s[i].received, s[i].expect);
 	}
 	r->rate = s[0].rate;
@@ -254,15 +256,15 @@ static int s_collect(krun_t *k, pid_t helper, int timeout_ms, bench_result_t *r)
 
 typedef struct workload {
 	const char *tag;
-	const char *type;  /* of the events */
-	long count;        /* events */
+	const char *type; /* of the events */
+	long count;       /* events */
 	int size;
-	long rate;         /* 0: as fast as the bus takes them */
+	long rate; /* 0: as fast as the bus takes them */
 	int n_sinks;
 	const char *routes;
-	int gw_batch;      /* > 0: the gateway client sends the events, this many per request */
-	bool durable;      /* journal on */
-	bool stall;        /* the pending-memory run: a stopped sink, no summary awaited */
+	int gw_batch; /* > 0: the gateway client sends the events, this many per request */
+	bool durable; /* journal on */
+	bool stall;   /* the pending-memory run: a stopped sink, no summary awaited */
 } workload_t;
 
 /* The instances YAML: one bench_source (none for a gateway run) and the sinks. */
@@ -352,10 +354,11 @@ static int s_measure_pending(krun_t *k, const workload_t *w, bench_result_t *r)
 	}
 	secs = (double)(bench_now_ns() - t0) / 1e9;
 	r->rss_mib = bench_rss_mib(k->pid, false);
-	snprintf(r->note, sizeof r->note,
-		 "%ld events pending after %.0f s (%.0f/s in); peak %.0f MiB; journal file %.0f MiB",
-		 w->count, secs, (double)w->count / secs, bench_rss_mib(k->pid, true),
-		 stat(journal, &st) == 0 ? (double)st.st_size / 1048576.0 : -1.0);
+	snprintf(
+		r->note, sizeof r->note,
+		"%ld events pending after %.0f s (%.0f/s in); peak %.0f MiB; journal file %.0f MiB",
+		w->count, secs, (double)w->count / secs, bench_rss_mib(k->pid, true),
+		stat(journal, &st) == 0 ? (double)st.st_size / 1048576.0 : -1.0);
 	/* Nothing to drain: kill rather than wait for the stalled sink's thread. */
 	bench_stop(k->pid, SIGKILL, 10000);
 	k->pid = -1;
@@ -419,19 +422,17 @@ out:
 	return rc;
 }
 
-static const char s_one_route[] =
-	"routes:\n"
-	"  - name: bench\n"
-	"    match: { type: bench.ev }\n"
-	"    to: dst0\n";
+static const char s_one_route[] = "routes:\n"
+				  "  - name: bench\n"
+				  "    match: { type: bench.ev }\n"
+				  "    to: dst0\n";
 
-static const char s_where_route[] =
-	"routes:\n"
-	"  - name: bench\n"
-	"    match:\n"
-	"      type: bench.ev\n"
-	"      where: data.kind == \"match\"\n"
-	"    to: dst0\n";
+static const char s_where_route[] = "routes:\n"
+				    "  - name: bench\n"
+				    "    match:\n"
+				    "      type: bench.ev\n"
+				    "      where: data.kind == \"match\"\n"
+				    "    to: dst0\n";
 
 /* Five fields from the bench source's {"kind", "n", "pad"}: copies, arithmetic, a string
  * built and a length — what a vendor-to-catalogue mapping does. */
@@ -443,17 +444,20 @@ static const char s_transform_route[] =
 	"padded: (.pad | length)}'\n"
 	"    to: dst0\n";
 
-static const char s_fanout_route[] =
-	"routes:\n"
-	"  - name: bench\n"
-	"    match: { type: bench.ev }\n"
-	"    to: [dst0, dst1, dst2]\n";
+static const char s_fanout_route[] = "routes:\n"
+				     "  - name: bench\n"
+				     "    match: { type: bench.ev }\n"
+				     "    to: [dst0, dst1, dst2]\n";
 
 int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 {
-	workload_t w = { .tag = s->id, .type = "bench.ev",
-			 .count = s_events(p, s->size, s->durable), .size = s->size,
-			 .n_sinks = 1, .routes = s_one_route, .durable = s->durable };
+	workload_t w = { .tag = s->id,
+			 .type = "bench.ev",
+			 .count = s_events(p, s->size, s->durable),
+			 .size = s->size,
+			 .n_sinks = 1,
+			 .routes = s_one_route,
+			 .durable = s->durable };
 
 	switch (s->variant) {
 	case KANAL_RUN_ONE_ROUTE:
@@ -489,8 +493,12 @@ int kanal_routes(const bench_params_t *p, const bench_spec_t *s, bench_result_t 
 	int n = s->variant;
 	size_t cap = (size_t)n * 96 + 64, len = 0;
 	char *routes = malloc(cap), type[64];
-	workload_t w = { .tag = s->id, .count = s_events(p, s->size, s->durable), .size = s->size,
-			 .n_sinks = 1, .type = type, .durable = s->durable };
+	workload_t w = { .tag = s->id,
+			 .count = s_events(p, s->size, s->durable),
+			 .size = s->size,
+			 .n_sinks = 1,
+			 .type = type,
+			 .durable = s->durable };
 	int rc;
 
 	if (!routes)
@@ -510,8 +518,12 @@ int kanal_routes(const bench_params_t *p, const bench_spec_t *s, bench_result_t 
 
 int kanal_latency(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 {
-	workload_t w = { .tag = s->id, .type = "bench.ev", .size = s->size,
-			 .rate = p->lat_rate, .n_sinks = 1, .routes = s_one_route,
+	workload_t w = { .tag = s->id,
+			 .type = "bench.ev",
+			 .size = s->size,
+			 .rate = p->lat_rate,
+			 .n_sinks = 1,
+			 .routes = s_one_route,
 			 .durable = s->durable };
 	int rc;
 
@@ -525,8 +537,13 @@ int kanal_latency(const bench_params_t *p, const bench_spec_t *s, bench_result_t
  * sink's queue holds queue_max_events of them, the rest are parked in the journal. */
 int kanal_pending_rss(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 {
-	workload_t w = { .tag = s->id, .type = "bench.ev", .count = PENDING_EVENTS,
-			 .size = s->size, .n_sinks = 1, .routes = s_one_route, .durable = true,
+	workload_t w = { .tag = s->id,
+			 .type = "bench.ev",
+			 .count = PENDING_EVENTS,
+			 .size = s->size,
+			 .n_sinks = 1,
+			 .routes = s_one_route,
+			 .durable = true,
 			 .stall = true };
 
 	return s_run(p, &w, r);
@@ -612,7 +629,8 @@ static int s_gw_account(gwload_t *g, const char *text)
 				fprintf(stderr, "busy at %.3f s, %ld accepted\n",
 					(double)(bench_now_ns() - g->t_start) / 1e9, g->accepted);
 		} else {
-			fprintf(stderr, "gwload: event gw-%ld not accepted: %.300s\n", seqs[i], text);
+			fprintf(stderr, "gwload: event gw-%ld not accepted: %.300s\n", seqs[i],
+				text);
 			return -1;
 		}
 	}

@@ -61,10 +61,10 @@ static const bench_spec_t s_specs[] = {
 	  kanal_throughput, 512, KANAL_RUN_ONE_ROUTE, "sqlite_wal_512", true },
 	{ "dur_one_route_4k", "kanal", "2. one route, durable mode, 4 KiB", BENCH_RATE,
 	  kanal_throughput, 4096, KANAL_RUN_ONE_ROUTE, "sqlite_wal_4k", true },
-	{ "mem_where_512", "kanal", "3. where on a data field, 512 B", BENCH_RATE,
-	  kanal_throughput, 512, KANAL_RUN_WHERE, "mem_one_route_512", false },
-	{ "mem_transform_512", "kanal", "3b. one route with a 5-field transform, 512 B",
-	  BENCH_RATE, kanal_throughput, 512, KANAL_RUN_TRANSFORM, "mem_one_route_512", false },
+	{ "mem_where_512", "kanal", "3. where on a data field, 512 B", BENCH_RATE, kanal_throughput,
+	  512, KANAL_RUN_WHERE, "mem_one_route_512", false },
+	{ "mem_transform_512", "kanal", "3b. one route with a 5-field transform, 512 B", BENCH_RATE,
+	  kanal_throughput, 512, KANAL_RUN_TRANSFORM, "mem_one_route_512", false },
 	{ "mem_fanout3_512", "kanal", "4. fan-out to 3 destinations, 512 B", BENCH_RATE,
 	  kanal_throughput, 512, KANAL_RUN_FANOUT3, "mem_one_route_512", false },
 	{ "mem_routes_1", "kanal", "5. 1 route loaded, 512 B", BENCH_RATE, kanal_routes, 512, 1,
@@ -73,8 +73,8 @@ static const bench_spec_t s_specs[] = {
 	  100, "mem_routes_1", false },
 	{ "mem_routes_10000", "kanal", "5. 10,000 routes loaded, 512 B", BENCH_RATE, kanal_routes,
 	  512, 10000, "mem_routes_1", false },
-	{ "mem_gateway_512", "kanal", "7. gateway, tcp, 1 event/request, memory, 512 B",
-	  BENCH_RATE, kanal_throughput, 512, KANAL_RUN_GATEWAY, "mem_one_route_512", false },
+	{ "mem_gateway_512", "kanal", "7. gateway, tcp, 1 event/request, memory, 512 B", BENCH_RATE,
+	  kanal_throughput, 512, KANAL_RUN_GATEWAY, "mem_one_route_512", false },
 	{ "mem_gateway_batch_512", "kanal", "7. gateway, tcp, 100 events/request, memory, 512 B",
 	  BENCH_RATE, kanal_throughput, 512, KANAL_RUN_GATEWAY_BATCH, "mem_one_route_512", false },
 	{ "dur_gateway_512", "kanal", "7. gateway, tcp, 1 event/request, durable, 512 B",
@@ -82,10 +82,10 @@ static const bench_spec_t s_specs[] = {
 	{ "dur_gateway_batch_512", "kanal", "7. gateway, tcp, 100 events/request, durable, 512 B",
 	  BENCH_RATE, kanal_throughput, 512, KANAL_RUN_GATEWAY_BATCH, "dur_one_route_512", true },
 	/* kanal, latency and memory */
-	{ "mem_latency_512", "kanal", "6. memory mode, 512 B", BENCH_LATENCY, kanal_latency, 512,
-	  0, NULL, false },
-	{ "dur_latency_512", "kanal", "6. durable mode, 512 B", BENCH_LATENCY, kanal_latency,
-	  512, 0, NULL, true },
+	{ "mem_latency_512", "kanal", "6. memory mode, 512 B", BENCH_LATENCY, kanal_latency, 512, 0,
+	  NULL, false },
+	{ "dur_latency_512", "kanal", "6. durable mode, 512 B", BENCH_LATENCY, kanal_latency, 512,
+	  0, NULL, true },
 	{ "dur_pending_rss", "kanal", "8. kanald resident, 1,000,000 events pending (durable)",
 	  BENCH_MEMORY, kanal_pending_rss, 512, 0, NULL, true },
 	/* peers */
@@ -149,8 +149,7 @@ static void s_stat(row_t *row, size_t offset)
 		return;
 	}
 	qsort(v, (size_t)n, sizeof v[0], s_cmp_double);
-	*(double *)((char *)&row->med + offset) =
-		n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	*(double *)((char *)&row->med + offset) = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 	*(double *)((char *)&row->lo + offset) = v[0];
 	*(double *)((char *)&row->hi + offset) = v[n - 1];
 }
@@ -158,9 +157,9 @@ static void s_stat(row_t *row, size_t offset)
 static void s_summarise(row_t *row)
 {
 	static const size_t fields[] = {
-		offsetof(bench_result_t, rate),   offsetof(bench_result_t, cpu_us),
+		offsetof(bench_result_t, rate),    offsetof(bench_result_t, cpu_us),
 		offsetof(bench_result_t, busiest), offsetof(bench_result_t, p50_us),
-		offsetof(bench_result_t, p99_us), offsetof(bench_result_t, p999_us),
+		offsetof(bench_result_t, p99_us),  offsetof(bench_result_t, p999_us),
 		offsetof(bench_result_t, rss_mib),
 	};
 
@@ -393,7 +392,8 @@ static void s_print_group(const char *title, const char *group, bench_kind_t kin
 static void s_print_before_after(const char *before)
 {
 	printf("\nBefore/after — BEFORE=%s; ratio = after / before, median of the passes "
-	       "[lowest, highest]\n", before);
+	       "[lowest, highest]\n",
+	       before);
 	printf("  %s %12s %12s %7s %s\n", s_pad("kanal row", 50), "before", "after", "ratio",
 	       "range");
 	for (size_t i = 0; i < N_SPECS; i++) {
@@ -444,7 +444,7 @@ typedef struct target {
 	char verdict[240];
 	double ratio; /* measured / baseline, or measured / limit for "at most" targets */
 	double need;
-	int met;      /* 1 met, 0 not met, -1 cannot be judged */
+	int met; /* 1 met, 0 not met, -1 cannot be judged */
 } target_t;
 
 #define MAX_TARGETS 12
@@ -614,7 +614,8 @@ static int s_write_json(const bench_params_t *p, const char *path, const char *w
 			json_object_set_new(o, "max", s_result_json(&row->hi));
 			reps = json_array();
 			for (int k = 0; k < row->n_reps; k++)
-				json_array_append_new(reps, row->reps[k].na[0]
+				json_array_append_new(
+					reps, row->reps[k].na[0]
 						      ? json_pack("{s:s}", "na", row->reps[k].na)
 						      : s_result_json(&row->reps[k]));
 			json_object_set_new(o, "repetitions", reps);
@@ -625,10 +626,10 @@ static int s_write_json(const bench_params_t *p, const char *path, const char *w
 	for (int i = 0; i < s_n_targets; i++) {
 		const target_t *t = &s_targets[i];
 		json_array_append_new(targets,
-			json_pack("{s:s, s:o, s:o, s:s}", "target", t->text, "met",
-				  t->met < 0 ? json_null() : json_boolean(t->met), "ratio",
-				  t->met < 0 ? json_null() : s_num(t->ratio), "verdict",
-				  t->verdict));
+				      json_pack("{s:s, s:o, s:o, s:s}", "target", t->text, "met",
+						t->met < 0 ? json_null() : json_boolean(t->met),
+						"ratio", t->met < 0 ? json_null() : s_num(t->ratio),
+						"verdict", t->verdict));
 	}
 	json_object_set_new(root, "targets", targets);
 	rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
@@ -653,8 +654,10 @@ static void s_at_exit(void)
 	if (!s_tmp_root[0])
 		return;
 	if (getenv("KANAL_BENCH_KEEP") || bench_keep_scratch)
-		fprintf(stderr, "kbench: kept %s (the failed runs' folders hold kanald's log); "
-				"remove it when done\n", s_tmp_root);
+		fprintf(stderr,
+			"kbench: kept %s (the failed runs' folders hold kanald's log); "
+			"remove it when done\n",
+			s_tmp_root);
 	else
 		bench_rmdir(s_tmp_root);
 }
@@ -816,11 +819,13 @@ int main(int argc, char **argv)
 	}
 	s_targets_judge();
 
-	printf("\nkanal benchmarks — %s mode, median of %d repetitions (± half the range), %s, %s\n",
+	printf("\nkanal benchmarks — %s mode, median of %d repetitions (± half the range), %s, "
+	       "%s\n",
 	       p.full ? "full" : "quick", p.reps, machine, when);
 	printf("\n  %-50s %11s %7s %7s %7s %-18s %5s\n", "throughput", "events/s", "spread",
 	       "CPU/ev", "busiest", "judged against", "ratio");
-	printf("  (CPU/ev: CPU µs per event of the system under test; busiest: its busiest thread's\n"
+	printf("  (CPU/ev: CPU µs per event of the system under test; busiest: its busiest "
+	       "thread's\n"
 	       "   share of a core; ratio: median over the passes of this row's rate over the\n"
 	       "   judged-against row's rate in the same pass)\n");
 	s_print_group("Baselines: the limits of kanal's parts", "baseline", BENCH_RATE);

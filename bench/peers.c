@@ -31,7 +31,7 @@
 
 #include "bench.h"
 
-#define PEER_WINDOW 256      /* unacknowledged publishes the publisher keeps in flight */
+#define PEER_WINDOW 256 /* unacknowledged publishes the publisher keeps in flight */
 #define PEER_TIMEOUT_S 120
 
 /* ---- what both peers share: the consumer's bookkeeping, pacing, server CPU --------------- */
@@ -42,15 +42,15 @@ typedef struct peer_run {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	long n, warm;
-	long acked;           /* publisher: acknowledgements from the server */
-	long received;        /* consumer */
+	long acked;    /* publisher: acknowledgements from the server */
+	long received; /* consumer */
 	long out_of_order, last_seq;
 	int64_t t_warm, t_last;
 	double cpu_warm, cpu_last; /* server CPU seconds */
 	int64_t *lat;
 	size_t n_lat;
 	pid_t server;
-	bool ready;           /* consumer subscribed */
+	bool ready; /* consumer subscribed */
 	bool failed;
 	char error[160];
 } peer_run_t;
@@ -69,8 +69,8 @@ static double s_proc_cpu_s(pid_t pid)
 		return -1;
 	p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
 	fclose(f);
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			 &st) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -170,7 +170,8 @@ static void s_result(peer_run_t *pr, int variant, bench_result_t *r)
 	if (variant == 0) {
 		r->rate = (double)(pr->n - pr->warm) / window;
 		if (pr->cpu_warm >= 0 && pr->cpu_last >= 0)
-			r->cpu_us = (pr->cpu_last - pr->cpu_warm) * 1e6 / (double)(pr->n - pr->warm);
+			r->cpu_us =
+				(pr->cpu_last - pr->cpu_warm) * 1e6 / (double)(pr->n - pr->warm);
 	}
 	r->p50_us = (double)bench_quantile(pr->lat, pr->n_lat, 0.50) / 1e3;
 	r->p99_us = (double)bench_quantile(pr->lat, pr->n_lat, 0.99) / 1e3;
@@ -253,16 +254,16 @@ static void s_mq_on_publish(struct mosquitto *m, void *obj, int mid)
 }
 
 /* Waits up to timeout_s for cond (evaluated under the lock). */
-#define WAIT_FOR(pr, cond, timeout_s)                                                         \
-	do {                                                                                  \
-		struct timespec dl_;                                                          \
-		clock_gettime(CLOCK_REALTIME, &dl_);                                          \
-		dl_.tv_sec += (timeout_s);                                                    \
-		pthread_mutex_lock(&(pr)->mu);                                                \
-		while (!(cond) && !(pr)->failed &&                                            \
-		       pthread_cond_timedwait(&(pr)->cv, &(pr)->mu, &dl_) == 0)               \
-			;                                                                     \
-		pthread_mutex_unlock(&(pr)->mu);                                              \
+#define WAIT_FOR(pr, cond, timeout_s)                                                              \
+	do {                                                                                       \
+		struct timespec dl_;                                                               \
+		clock_gettime(CLOCK_REALTIME, &dl_);                                               \
+		dl_.tv_sec += (timeout_s);                                                         \
+		pthread_mutex_lock(&(pr)->mu);                                                     \
+		while (!(cond) && !(pr)->failed &&                                                 \
+		       pthread_cond_timedwait(&(pr)->cv, &(pr)->mu, &dl_) == 0)                    \
+			;                                                                          \
+		pthread_mutex_unlock(&(pr)->mu);                                                   \
 	} while (0)
 
 static pid_t s_mq_server(const bench_params_t *p, const char *dir, int port)
@@ -352,8 +353,8 @@ int peer_mosquitto(const bench_params_t *p, const bench_spec_t *s, bench_result_
 			for (long i = 0; i < due && sent < pr.n; i++) {
 				WAIT_FOR(&pr, sent - pr.acked < PEER_WINDOW, 30);
 				s_stamp(buf, sent + 1);
-				if (mosquitto_publish(pub, NULL, MQ_TOPIC, s->size, buf, 1, false) !=
-				    MOSQ_ERR_SUCCESS) {
+				if (mosquitto_publish(pub, NULL, MQ_TOPIC, s->size, buf, 1,
+						      false) != MOSQ_ERR_SUCCESS) {
 					pr.failed = true;
 					break;
 				}
@@ -419,8 +420,9 @@ static void s_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
 static pid_t s_nats_server(const char *dir, int port)
 {
 	char portstr[16], store[1200], log[1200];
-	char *argv[] = { "/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", portstr, "-js", "-sd",
-			 store, NULL };
+	char *argv[] = {
+		"/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", portstr, "-js", "-sd", store, NULL
+	};
 
 	snprintf(portstr, sizeof portstr, "%d", port);
 	snprintf(store, sizeof store, "%s/store", dir);
@@ -451,7 +453,8 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 		goto out;
 	}
 	if (!bench_wait_port(port, 10000)) {
-		bench_na(r, "nats-server did not listen on 127.0.0.1:%d; see %s/nats.log", port, dir);
+		bench_na(r, "nats-server did not listen on 127.0.0.1:%d; see %s/nats.log", port,
+			 dir);
 		goto out;
 	}
 	snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
@@ -480,8 +483,8 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 		sc.Storage = js_FileStorage;
 		st = js_AddStream(&si, pub_js, &sc, NULL, &jerr);
 		if (st != NATS_OK) {
-			bench_na(r, "cannot add the JetStream stream: %s (%d)", natsStatus_GetText(st),
-				 (int)jerr);
+			bench_na(r, "cannot add the JetStream stream: %s (%d)",
+				 natsStatus_GetText(st), (int)jerr);
 			goto out;
 		}
 		jsSubOptions_Init(&so);
@@ -492,8 +495,8 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 		so.Config.MaxAckPending = PEER_WINDOW * 4;
 		st = js_Subscribe(&sub, sub_js, NATS_SUBJECT, s_nats_on_msg, &pr, NULL, &so, &jerr);
 		if (st != NATS_OK) {
-			bench_na(r, "cannot subscribe to the stream: %s (%d)", natsStatus_GetText(st),
-				 (int)jerr);
+			bench_na(r, "cannot subscribe to the stream: %s (%d)",
+				 natsStatus_GetText(st), (int)jerr);
 			goto out;
 		}
 		natsSubscription_SetPendingLimits(sub, -1, -1);
@@ -509,7 +512,8 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 				s_stamp(buf, sent + 1);
 				st = js_PublishAsync(pub_js, NATS_SUBJECT, buf, s->size, NULL);
 				if (st != NATS_OK) {
-					bench_na(r, "JetStream publish failed: %s", natsStatus_GetText(st));
+					bench_na(r, "JetStream publish failed: %s",
+						 natsStatus_GetText(st));
 					goto out;
 				}
 				sent++;

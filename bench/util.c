@@ -276,7 +276,8 @@ double bench_rss_mib(pid_t pid, bool peak)
 		return -1;
 	while (fgets(line, sizeof line, f)) {
 		long kib;
-		if (!strncmp(line, key, strlen(key)) && sscanf(line + strlen(key), "%ld", &kib) == 1)
+		if (!strncmp(line, key, strlen(key)) &&
+		    sscanf(line + strlen(key), "%ld", &kib) == 1)
 			mib = (double)kib / 1024.0;
 	}
 	fclose(f);

@@ -19,8 +19,9 @@ bool acl_pattern_valid(const char *pattern, char *why, size_t why_size)
 	const char *tok = pattern;
 
 	if (!pattern || !*pattern) {
-		snprintf(why, why_size, "an empty type pattern matches nothing (write e.g. "
-					"orders.> or invoice.sent)");
+		snprintf(why, why_size,
+			 "an empty type pattern matches nothing (write e.g. "
+			 "orders.> or invoice.sent)");
 		return false;
 	}
 	for (;;) {
@@ -28,24 +29,29 @@ bool acl_pattern_valid(const char *pattern, char *why, size_t why_size)
 		bool last = tok[len] == '\0';
 
 		if (len == 0) {
-			snprintf(why, why_size, "type pattern '%s' has an empty token (two dots, "
-						"or a dot at an end)", pattern);
+			snprintf(why, why_size,
+				 "type pattern '%s' has an empty token (two dots, "
+				 "or a dot at an end)",
+				 pattern);
 			return false;
 		}
 		if (len == 1 && *tok == '>') {
 			if (!last) {
-				snprintf(why, why_size, "type pattern '%s': '>' matches the rest of "
-							"the type, so it must be the last token",
+				snprintf(why, why_size,
+					 "type pattern '%s': '>' matches the rest of "
+					 "the type, so it must be the last token",
 					 pattern);
 				return false;
 			}
 		} else if (!(len == 1 && *tok == '*')) {
 			for (size_t i = 0; i < len; i++) {
 				if (!s_token_char(tok[i])) {
-					snprintf(why, why_size, "type pattern '%s': '%c' is not "
-								"allowed in a token (use a-z, 0-9, '_', "
-								"'-', or a whole '*' or '>')",
-						 pattern, tok[i] > ' ' && tok[i] < 0x7F ? tok[i] : '?');
+					snprintf(why, why_size,
+						 "type pattern '%s': '%c' is not "
+						 "allowed in a token (use a-z, 0-9, '_', "
+						 "'-', or a whole '*' or '>')",
+						 pattern,
+						 tok[i] > ' ' && tok[i] < 0x7F ? tok[i] : '?');
 					return false;
 				}
 			}
@@ -81,15 +87,17 @@ bool acl_topic_allowed(char *const *prefixes, size_t n, const char *topic, size_
 bool acl_source_pattern_valid(const char *pattern, char *why, size_t why_size)
 {
 	if (!pattern || !*pattern) {
-		snprintf(why, why_size, "an empty source pattern matches nothing (write e.g. "
-					"/vendors/acme/*)");
+		snprintf(why, why_size,
+			 "an empty source pattern matches nothing (write e.g. "
+			 "/vendors/acme/*)");
 		return false;
 	}
 	for (const char *c = pattern; *c; c++) {
 		if (*c <= ' ' || *c >= 0x7F) {
-			snprintf(why, why_size, "source pattern '%.80s' holds a space, a control "
-						"character or non-ASCII text: a source is a "
-						"URI-reference such as /vendors/acme/*",
+			snprintf(why, why_size,
+				 "source pattern '%.80s' holds a space, a control "
+				 "character or non-ASCII text: a source is a "
+				 "URI-reference such as /vendors/acme/*",
 				 pattern);
 			return false;
 		}
@@ -107,9 +115,8 @@ bool acl_source_allowed(char *const *patterns, size_t n, const char *source)
 	return false;
 }
 
-json_t *acl_denied_extra(const char *who, const char *via, const char *what,
-			 const char *type)
+json_t *acl_denied_extra(const char *who, const char *via, const char *what, const char *type)
 {
-	return json_pack("{s:s, s:s, s:s, s:s}", "who", who ? who : "", "via", via, "what",
-			 what, "type", type ? type : "");
+	return json_pack("{s:s, s:s, s:s, s:s}", "who", who ? who : "", "via", via, "what", what,
+			 "type", type ? type : "");
 }

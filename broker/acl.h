@@ -42,7 +42,6 @@ bool acl_source_allowed(char *const *patterns, size_t n, const char *source);
 /* The payload of an `acl.denied` happening: who was refused (an instance or client name),
  * where (`via`: "instance", "gateway" or "stream"), what it tried ("emit" or "subscribe")
  * and the event type or topic. No event data, no key. Returns a new reference or NULL. */
-json_t *acl_denied_extra(const char *who, const char *via, const char *what,
-			 const char *type);
+json_t *acl_denied_extra(const char *who, const char *via, const char *what, const char *type);
 
 #endif

@@ -42,8 +42,8 @@ json_t *admin_reload(router_t *r)
 
 	if (!names)
 		return json_pack("{s:b, s:[s]}", "ok", 0, "errors", "out of memory");
-	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths,
-			names, r->n_instances, &routes, &d) < 0) {
+	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths, names,
+			r->n_instances, &routes, &d) < 0) {
 		json_t *errs = json_array();
 		/* One record, not a line per error: a log shipper keeps it whole. */
 		char *joined = diag_join_sep(&d, "; ");
@@ -79,8 +79,9 @@ json_t *admin_reload(router_t *r)
 			r->last_reload_ms = kanal_wall_ms();
 			log_info("router", "routes reloaded: %zu routes from %zu files",
 				 routes_count(routes), routes_file_count(routes));
-			stream_publish(r->stream, "routes.reloaded", "-", NULL,
-				       json_pack("{s:I}", "routes", (json_int_t)routes_count(routes)));
+			stream_publish(
+				r->stream, "routes.reloaded", "-", NULL,
+				json_pack("{s:I}", "routes", (json_int_t)routes_count(routes)));
 			reply = json_pack("{s:b, s:I}", "ok", 1, "routes",
 					  (json_int_t)routes_count(routes));
 		}
@@ -115,10 +116,11 @@ static json_t *s_routes_json(router_t *r)
 		for (size_t k = 0; k < rt->n_fallback; k++)
 			json_array_append_new(fb, json_string(rt->fallback[k]));
 		json_array_append_new(arr,
-			json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:o, s:s, s:i, s:i}", "name", rt->name,
-				  "type", rt->type_pattern, "source", rt->source_glob, "where",
-				  rt->where_text, "to", to, "fallback", fb, "file", rt->file, "line",
-				  rt->line, "enrich", (int)rt->n_enrich));
+				      json_pack("{s:s, s:s?, s:s?, s:s?, s:o, s:o, s:s, s:i, s:i}",
+						"name", rt->name, "type", rt->type_pattern,
+						"source", rt->source_glob, "where", rt->where_text,
+						"to", to, "fallback", fb, "file", rt->file, "line",
+						rt->line, "enrich", (int)rt->n_enrich));
 	}
 	return json_pack("{s:b, s:o, s:s}", "ok", 1, "routes", arr, "default",
 			 routes_default(r->table->routes));
@@ -146,9 +148,10 @@ static json_t *s_instance_cmd(router_t *r, const char *cmd, json_t *req)
 	} else {
 		pid_t pid = d->inst->iso ? isolation_host_pid(d->inst->iso) : 0;
 		if (!d->inst->iso)
-			return json_pack("{s:b, s:s}", "ok", 0, "error",
-					 "restart needs 'isolation: process' (a plugin on kanald's own "
-					 "thread cannot be restarted without restarting kanald)");
+			return json_pack(
+				"{s:b, s:s}", "ok", 0, "error",
+				"restart needs 'isolation: process' (a plugin on kanald's own "
+				"thread cannot be restarted without restarting kanald)");
 		if (pid <= 0)
 			return json_pack("{s:b, s:s}", "ok", 0, "error",
 					 "its plugin host is already restarting");
@@ -178,68 +181,74 @@ static json_t *s_status(router_t *r)
 				json_array_append_new(gauges, json_string(m[k].name));
 		}
 		json_array_append_new(insts,
-			json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "name", r->instances[i]->name,
-				  "state", admin_instance_state(r, r->instances[i]),
-				  "plugin", r->instances[i]->plugin->desc->name, "version",
-				  r->instances[i]->plugin->desc->version
-					  ? r->instances[i]->plugin->desc->version : "",
-				  "metrics", metrics, "gauges", gauges, "upstream",
-				  up < 0 ? json_null() : json_boolean(up)));
+				      json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "name",
+						r->instances[i]->name, "state",
+						admin_instance_state(r, r->instances[i]), "plugin",
+						r->instances[i]->plugin->desc->name, "version",
+						r->instances[i]->plugin->desc->version
+							? r->instances[i]->plugin->desc->version
+							: "",
+						"metrics", metrics, "gauges", gauges, "upstream",
+						up < 0 ? json_null() : json_boolean(up)));
 	}
 	for (size_t i = 0; i < r->n_dests; i++) {
 		const dest_t *d = &r->dests[i];
-		json_array_append_new(dests,
-			json_pack("{s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I}", "name", d->name,
-				  "queued", (json_int_t)d->queued, "queued_bytes",
-				  (json_int_t)d->queued_bytes, "in_flight", d->n_inflight,
-				  "delivered", (json_int_t)d->delivered, "rejected",
-				  (json_int_t)d->rejected, "retried", (json_int_t)d->retried, "dead",
-				  (json_int_t)d->dead));
+		json_array_append_new(
+			dests, json_pack("{s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I}", "name",
+					 d->name, "queued", (json_int_t)d->queued, "queued_bytes",
+					 (json_int_t)d->queued_bytes, "in_flight", d->n_inflight,
+					 "delivered", (json_int_t)d->delivered, "rejected",
+					 (json_int_t)d->rejected, "retried", (json_int_t)d->retried,
+					 "dead", (json_int_t)d->dead));
 	}
-	json_t *journal = r->journal
-		? json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I}", "mode", "durable", "path",
-			    journal_path(r->journal), "sync",
-			    r->conf->journal_sync_power ? "power" : "process", "writable",
-			    !r->journal_failed, "open_events",
-			    (json_int_t)journal_open_count(r->journal), "parked_events",
-			    (json_int_t)r->n_parked, "dead_letters",
-			    (json_int_t)journal_dlq_count(r->journal))
-		: json_pack("{s:s, s:s}", "mode", "memory", "dead_letters",
-			    deadletter_path(r->deadletter));
+	json_t *journal =
+		r->journal ? json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I}", "mode", "durable",
+				       "path", journal_path(r->journal), "sync",
+				       r->conf->journal_sync_power ? "power" : "process",
+				       "writable", !r->journal_failed, "open_events",
+				       (json_int_t)journal_open_count(r->journal), "parked_events",
+				       (json_int_t)r->n_parked, "dead_letters",
+				       (json_int_t)journal_dlq_count(r->journal))
+			   : json_pack("{s:s, s:s}", "mode", "memory", "dead_letters",
+				       deadletter_path(r->deadletter));
 	{
-		json_t *st = json_pack("{s:b, s:i, s:I, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
-			 "ok", 1, "pid", (int)getpid(), "routes",
-			 (json_int_t)routes_count(r->table->routes), "journal", journal,
-			 "instances", insts, "destinations", dests, "counters", "accepted",
-			 (json_int_t)r->accepted, "unmatched", (json_int_t)r->unmatched,
-			 "invalid", (json_int_t)r->invalid, "busy", (json_int_t)r->busy,
-			 "reloads", (json_int_t)r->reloads, "reload_failures",
-			 (json_int_t)r->reload_failures, "duplicates", (json_int_t)r->duplicates);
+		json_t *st = json_pack(
+			"{s:b, s:i, s:I, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+			"ok", 1, "pid", (int)getpid(), "routes",
+			(json_int_t)routes_count(r->table->routes), "journal", journal, "instances",
+			insts, "destinations", dests, "counters", "accepted",
+			(json_int_t)r->accepted, "unmatched", (json_int_t)r->unmatched, "invalid",
+			(json_int_t)r->invalid, "busy", (json_int_t)r->busy, "reloads",
+			(json_int_t)r->reloads, "reload_failures", (json_int_t)r->reload_failures,
+			"duplicates", (json_int_t)r->duplicates);
 		json_object_set_new(json_object_get(st, "counters"), "dead_letters_purged",
 				    json_integer((json_int_t)r->dlq_purged));
 		json_object_set_new(json_object_get(st, "counters"), "rate_limited",
 				    json_integer((json_int_t)r->rate_limited));
 		if (st) { /* security (docs/security.md): ACL refusals and refused handshakes */
 			json_t *c = json_object_get(st, "counters");
-			json_object_set_new(c, "acl_denied", json_integer((json_int_t)gateway_acl_denied(r)));
+			json_object_set_new(c, "acl_denied",
+					    json_integer((json_int_t)gateway_acl_denied(r)));
 			json_object_set_new(c, "connections_denied",
 					    json_integer((json_int_t)zap_denied(r->zap)));
 			json_object_set_new(st, "last_reload",
-				json_pack("{s:b, s:f}", "ok", !r->last_reload_failed, "time",
-					  r->last_reload_ms / 1000.0));
+					    json_pack("{s:b, s:f}", "ok", !r->last_reload_failed,
+						      "time", r->last_reload_ms / 1000.0));
 		}
 		if (st)
 			stats_status(r, st);
 		if (st) { /* the instances /readyz needs with their upstream up */
 			json_t *req = json_array();
 			for (size_t i = 0; i < r->conf->n_readyz_requires; i++)
-				json_array_append_new(req, json_string(r->conf->readyz_requires[i]));
+				json_array_append_new(req,
+						      json_string(r->conf->readyz_requires[i]));
 			json_object_set_new(st, "readyz_requires", req);
 		}
 		if (st) /* what is running (sdk/version.h) */
-			json_object_set_new(st, "build", json_pack("{s:s, s:s, s:s}", "version",
-				KANAL_VERSION, "revision", kanal__revision, "abi",
-				KANAL_ABI_TEXT));
+			json_object_set_new(st, "build",
+					    json_pack("{s:s, s:s, s:s}", "version", KANAL_VERSION,
+						      "revision", kanal__revision, "abi",
+						      KANAL_ABI_TEXT));
 		return st;
 	}
 }
@@ -271,11 +280,12 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 		if (since < 0)
 			return json_pack("{s:b, s:s}", "ok", 0, "error",
 					 "'since' must be an RFC 3339 time");
-		return json_pack("{s:b, s:o}", "ok", 1, "items",
-				 journal_dlq_list(r->journal,
-						  json_string_value(json_object_get(req, "route")),
-						  json_string_value(json_object_get(req, "type")), since,
-						  (int)json_integer_value(json_object_get(req, "limit"))));
+		return json_pack(
+			"{s:b, s:o}", "ok", 1, "items",
+			journal_dlq_list(r->journal,
+					 json_string_value(json_object_get(req, "route")),
+					 json_string_value(json_object_get(req, "type")), since,
+					 (int)json_integer_value(json_object_get(req, "limit"))));
 	}
 	if (!strcmp(cmd, "dlq.show")) {
 		json_t *item = journal_dlq_show(r->journal,
@@ -312,7 +322,8 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 		} else {
 			json_incref(ids);
 		}
-		json_array_foreach(ids, i, id) {
+		json_array_foreach(ids, i, id)
+		{
 			int64_t n = json_integer_value(id);
 			int rc;
 			if (replay) {
@@ -322,11 +333,14 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 				rc = journal_dlq_take(r->journal, n, &msg, &seq, &route, &dest);
 				if (rc == 0) {
 					/* Routed like a resumed event with a target row. */
-					journal_row_t row = { route ? route : "", dest, 0, -1, 0, NULL };
+					journal_row_t row = {
+						route ? route : "", dest, 0, -1, 0, NULL
+					};
 					recover_event(r, seq, msg, false, &row, 1);
 					stream_publish(r->stream, "replayed", "-", NULL,
-						       json_pack("{s:I, s:s}", "letter", (json_int_t)n,
-								 "destination", dest));
+						       json_pack("{s:I, s:s}", "letter",
+								 (json_int_t)n, "destination",
+								 dest));
 				}
 				free(route);
 				free(dest);
@@ -397,13 +411,13 @@ void admin_dlq_retention(router_t *r, int64_t now_ms)
 
 	if (!r->journal || (!max_age && !r->conf->dlq_max_events))
 		return;
-	n = journal_dlq_purge(r->journal, max_age ? now_ms - max_age : 0,
-			      r->conf->dlq_max_events);
+	n = journal_dlq_purge(r->journal, max_age ? now_ms - max_age : 0, r->conf->dlq_max_events);
 	if (n <= 0)
 		return;
 	r->dlq_purged += (uint64_t)n;
-	log_info("router", "purged %lld dead letter(s) beyond their retention (max_age %lld s, "
-			   "max_events %lld)",
+	log_info("router",
+		 "purged %lld dead letter(s) beyond their retention (max_age %lld s, "
+		 "max_events %lld)",
 		 (long long)n, (long long)(max_age / 1000), (long long)r->conf->dlq_max_events);
 	target = json_pack("{s:I, s:I, s:I}", "purged", (json_int_t)n, "max_age_s",
 			   (json_int_t)(max_age / 1000), "max_events",
@@ -448,10 +462,11 @@ void admin_on_readable(router_t *r)
 		else if (cmd && !strcmp(cmd, "measures.report"))
 			reply = stats_measures_report(r, req);
 		else
-			reply = json_pack("{s:b, s:s}", "ok", 0, "error",
-					  "unknown command (expected reload, status, routes, instances, "
-					  "instance.pause|resume|restart, dlq.list, dlq.show, "
-					  "dlq.replay, dlq.drop, dlq.purge or measures.report)");
+			reply = json_pack(
+				"{s:b, s:s}", "ok", 0, "error",
+				"unknown command (expected reload, status, routes, instances, "
+				"instance.pause|resume|restart, dlq.list, dlq.show, "
+				"dlq.replay, dlq.drop, dlq.purge or measures.report)");
 		s_audit(r, &actor, cmd, req, reply, clear);
 		json_decref(req);
 		/* The dlq writes (replay, drop) take effect with this turn's commit. */
@@ -466,4 +481,3 @@ void admin_on_readable(router_t *r)
 	}
 	zmq_msg_close(&in);
 }
-

@@ -137,8 +137,8 @@ static json_t *s_call(admin_http_t *a, json_t *req, char *why, size_t why_size)
 	zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
 	zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
 	zmq_msg_init(&msg);
-	if (zmq_connect(s, a->admin_endpoint) != 0 ||
-	    zmq_send(s, text, strlen(text), 0) < 0 || zmq_msg_recv(&msg, s, 0) < 0) {
+	if (zmq_connect(s, a->admin_endpoint) != 0 || zmq_send(s, text, strlen(text), 0) < 0 ||
+	    zmq_msg_recv(&msg, s, 0) < 0) {
 		snprintf(why, why_size, "kanald's router did not answer within %d ms",
 			 ADMIN_TIMEOUT_MS);
 	} else {
@@ -223,14 +223,15 @@ static void s_help(text_t *t, const char *name, const char *type, const char *he
 
 /* One family whose samples are a field of each element of an array, labelled by the
  * element's "name" (e.g. per destination). */
-static void s_family(text_t *t, json_t *arr, const char *label, const char *field,
-		     const char *name, const char *type, const char *help)
+static void s_family(text_t *t, json_t *arr, const char *label, const char *field, const char *name,
+		     const char *type, const char *help)
 {
 	size_t i;
 	json_t *e;
 
 	s_help(t, name, type, help);
-	json_array_foreach(arr, i, e) {
+	json_array_foreach(arr, i, e)
+	{
 		json_t *v = json_object_get(e, field);
 		if (!json_is_number(v))
 			continue;
@@ -242,8 +243,7 @@ static void s_family(text_t *t, json_t *arr, const char *label, const char *fiel
 
 /* The samples of histogram h (status's {"buckets": [[le, cumulative]…], "sum", "count"}),
  * labelled with route and destination when route is not NULL. */
-static void s_histogram(text_t *t, const char *name, const char *route, const char *dest,
-			json_t *h)
+static void s_histogram(text_t *t, const char *name, const char *route, const char *dest, json_t *h)
 {
 	static const char *const part[] = { "_bucket", "_sum", "_count" };
 	json_t *b = json_object_get(h, "buckets"), *e;
@@ -276,22 +276,24 @@ static void s_histogram(text_t *t, const char *name, const char *route, const ch
 	}
 }
 
-static void s_scalar(text_t *t, json_t *obj, const char *field, const char *name,
-		     const char *type, const char *help)
+static void s_scalar(text_t *t, json_t *obj, const char *field, const char *name, const char *type,
+		     const char *help)
 {
 	json_t *v = json_object_get(obj, field);
 	if (!json_is_number(v) && !json_is_boolean(v))
 		return;
 	s_help(t, name, type, help);
-	s_put(t, "%s %.17g\n", name, json_is_boolean(v) ? (json_is_true(v) ? 1.0 : 0.0)
-						     : json_number_value(v));
+	s_put(t, "%s %.17g\n", name,
+	      json_is_boolean(v) ? (json_is_true(v) ? 1.0 : 0.0) : json_number_value(v));
 }
 
 /* The process_* family every Prometheus exporter has (the client libraries' names), read
  * from /proc/self at scrape time: this file runs in kanald's own process. */
 static void s_process_metrics(text_t *t)
 {
-	static const struct { const char *name, *type, *help; } f[] = {
+	static const struct {
+		const char *name, *type, *help;
+	} f[] = {
 		{ "process_cpu_seconds_total", "counter", "User and system CPU time spent." },
 		{ "process_resident_memory_bytes", "gauge", "Resident memory size." },
 		{ "process_virtual_memory_bytes", "gauge", "Virtual memory size." },
@@ -314,8 +316,10 @@ static void s_process_metrics(text_t *t)
 	/* Fields after the command's closing parenthesis (proc(5)): 14 utime, 15 stime,
 	 * 22 starttime, 23 vsize, 24 rss, counted from 3 (state). */
 	if (n && (p = strrchr(buf, ')')) &&
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
-			  "%*d %*d %llu %llu %lld", &utime, &stime, &start, &vsize, &rss) == 5) {
+	    sscanf(p + 2,
+		   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+		   "%*d %*d %llu %llu %lld",
+		   &utime, &stime, &start, &vsize, &rss) == 5) {
 		v[0] = (double)(utime + stime) / tck;
 		v[1] = (double)rss * (double)sysconf(_SC_PAGESIZE);
 		v[2] = (double)vsize;
@@ -348,17 +352,19 @@ static void s_plugin_metrics(text_t *t, json_t *insts, bool gauges)
 	size_t i;
 	json_t *e;
 
-	json_array_foreach(insts, i, e) {
+	json_array_foreach(insts, i, e)
+	{
 		json_t *g = json_object_get(e, "gauges"), *v;
 		const char *key;
 
-		json_object_foreach(json_object_get(e, "metrics"), key, v) {
+		json_object_foreach(json_object_get(e, "metrics"), key, v)
+		{
 			bool is_gauge = false;
 			size_t k;
 			json_t *x;
 
-			json_array_foreach(g, k, x)
-				is_gauge = is_gauge || !strcmp(json_string_value(x), key);
+			json_array_foreach(g, k, x) is_gauge =
+				is_gauge || !strcmp(json_string_value(x), key);
 			if (!json_is_number(v) || is_gauge != gauges ||
 			    (!gauges && !strcmp(key, "host_restarts")))
 				continue;
@@ -384,7 +390,8 @@ static void s_upstream_metrics(text_t *t, json_t *insts)
 	size_t i;
 	json_t *e;
 
-	json_array_foreach(insts, i, e) {
+	json_array_foreach(insts, i, e)
+	{
 		json_t *up = json_object_get(e, "upstream");
 
 		if (!json_is_boolean(up))
@@ -412,8 +419,9 @@ static char *s_metrics(json_t *st)
 
 	s_put(&t, "%s", "");
 	if ((e = json_object_get(st, "build"))) {
-		s_help(&t, "kanal_build_info", "gauge", "What kanald is: release, source revision, "
-							"plugin ABI; always 1.");
+		s_help(&t, "kanal_build_info", "gauge",
+		       "What kanald is: release, source revision, "
+		       "plugin ABI; always 1.");
 		s_put(&t, "kanal_build_info{version=\"");
 		s_put_label(&t, json_string_value(json_object_get(e, "version")));
 		s_put(&t, "\",revision=\"");
@@ -434,7 +442,8 @@ static char *s_metrics(json_t *st)
 		 "Events refused as duplicates of (source, id).");
 	s_scalar(&t, c, "acl_denied", "kanal_events_acl_denied_total", "counter",
 		 "Events refused by an ACL.");
-	s_scalar(&t, c, "reloads", "kanal_reloads_total", "counter", "Routing reloads that took effect.");
+	s_scalar(&t, c, "reloads", "kanal_reloads_total", "counter",
+		 "Routing reloads that took effect.");
 	s_scalar(&t, c, "reload_failures", "kanal_reload_failures_total", "counter",
 		 "Routing reloads refused (the old table stayed).");
 	s_scalar(&t, json_object_get(st, "last_reload"), "ok",
@@ -454,12 +463,19 @@ static char *s_metrics(json_t *st)
 	if (json_is_array(routes)) {
 		static const char *const f[][3] = {
 			{ "matched", "kanal_route_matched_total", "Events the route matched." },
-			{ "delivered", "kanal_route_delivered_total", "Deliveries of the route that succeeded." },
-			{ "retried", "kanal_route_retried_total", "Delivery attempts of the route to be retried." },
-			{ "rejected", "kanal_route_rejected_total", "Deliveries of the route a destination rejected." },
-			{ "dead", "kanal_route_dead_total", "Deliveries of the route sent to the dead letters." },
-			{ "fallback", "kanal_route_fallback_total", "Times the route's fallback was taken." },
-			{ "transform_failed", "kanal_route_transform_failed_total", "Deliveries of the route its transform refused (counted in rejected too)." },
+			{ "delivered", "kanal_route_delivered_total",
+			  "Deliveries of the route that succeeded." },
+			{ "retried", "kanal_route_retried_total",
+			  "Delivery attempts of the route to be retried." },
+			{ "rejected", "kanal_route_rejected_total",
+			  "Deliveries of the route a destination rejected." },
+			{ "dead", "kanal_route_dead_total",
+			  "Deliveries of the route sent to the dead letters." },
+			{ "fallback", "kanal_route_fallback_total",
+			  "Times the route's fallback was taken." },
+			{ "transform_failed", "kanal_route_transform_failed_total",
+			  "Deliveries of the route its transform refused (counted in rejected "
+			  "too)." },
 		};
 		for (size_t k = 0; k < sizeof f / sizeof *f; k++)
 			s_family(&t, routes, "route", f[k][0], f[k][1], "counter", f[k][2]);
@@ -471,14 +487,14 @@ static char *s_metrics(json_t *st)
 			 "counter", "Delivery attempts to the destination to be retried.");
 		s_family(&t, dests, "destination", "rejected", "kanal_destination_rejected_total",
 			 "counter", "Deliveries the destination rejected.");
-		s_family(&t, dests, "destination", "dead", "kanal_destination_dead_total", "counter",
-			 "Deliveries to the destination that went to the dead letters.");
-		s_family(&t, dests, "destination", "queued", "kanal_destination_queue_depth", "gauge",
-			 "Events waiting in the destination's queue.");
+		s_family(&t, dests, "destination", "dead", "kanal_destination_dead_total",
+			 "counter", "Deliveries to the destination that went to the dead letters.");
+		s_family(&t, dests, "destination", "queued", "kanal_destination_queue_depth",
+			 "gauge", "Events waiting in the destination's queue.");
 		s_family(&t, dests, "destination", "queued_bytes", "kanal_destination_queue_bytes",
 			 "gauge", "Bytes waiting in the destination's queue.");
-		s_family(&t, dests, "destination", "in_flight", "kanal_destination_in_flight", "gauge",
-			 "Deliveries the destination is working on.");
+		s_family(&t, dests, "destination", "in_flight", "kanal_destination_in_flight",
+			 "gauge", "Deliveries the destination is working on.");
 	}
 	if (json_is_object(json_object_get(st, "blobs"))) {
 		json_t *b = json_object_get(st, "blobs");
@@ -509,7 +525,8 @@ static char *s_metrics(json_t *st)
 		/* Per route and destination: as many series as the routes have destinations. */
 		s_help(&t, "kanal_route_delivery_latency_seconds", "histogram",
 		       "From acceptance to the destination's OK, per route and destination.");
-		json_array_foreach(routes, i, e) {
+		json_array_foreach(routes, i, e)
+		{
 			const char *dest;
 			json_t *h;
 
@@ -526,24 +543,29 @@ static char *s_metrics(json_t *st)
 
 		if (json_array_size(ms))
 			s_help(&t, "kanal_measure_total", "counter",
-			       "Accepted events a measure of the routing files counted, per label value.");
-		json_array_foreach(ms, k, m) {
+			       "Accepted events a measure of the routing files counted, per label "
+			       "value.");
+		json_array_foreach(ms, k, m)
+		{
 			json_t *sr;
 			size_t q;
 
-			json_array_foreach(json_object_get(m, "series"), q, sr) {
+			json_array_foreach(json_object_get(m, "series"), q, sr)
+			{
 				const char *name;
 				json_t *v;
 
 				s_put(&t, "kanal_measure_total{measure=\"");
 				s_put_label(&t, json_string_value(json_object_get(m, "name")));
 				s_put(&t, "\"");
-				json_object_foreach(json_object_get(sr, "labels"), name, v) {
+				json_object_foreach(json_object_get(sr, "labels"), name, v)
+				{
 					s_put(&t, ",%s=\"", name);
 					s_put_label(&t, json_string_value(v));
 					s_put(&t, "\"");
 				}
-				s_put(&t, "} %.17g\n", json_number_value(json_object_get(sr, "total")));
+				s_put(&t, "} %.17g\n",
+				      json_number_value(json_object_get(sr, "total")));
 			}
 		}
 	}
@@ -552,13 +574,15 @@ static char *s_metrics(json_t *st)
 
 		/* An isolated instance counts its plugin host's restarts as the plugin metric
 		 * host_restarts (broker/isolation.c); a thread instance has none. */
-		json_array_foreach(insts, i, e) {
+		json_array_foreach(insts, i, e)
+		{
 			json_t *v = json_object_get(json_object_get(e, "metrics"), "host_restarts");
 			if (!json_is_number(v))
 				continue;
 			if (first) {
 				s_help(&t, "kanal_instance_restarts_total", "counter",
-				       "Restarts of an isolated plugin host after a crash or hang.");
+				       "Restarts of an isolated plugin host after a crash or "
+				       "hang.");
 				first = false;
 			}
 			s_put(&t, "kanal_instance_restarts_total{instance=\"");
@@ -612,15 +636,18 @@ static void s_pass_dlq(admin_http_t *a, json_t *req, long long id, reply_t *out)
 	}
 	ok = json_is_true(json_object_get(r, "ok"));
 	if (show)
-		missing = !ok && strstr(json_string_value(json_object_get(r, "error")) ?: "", "no such");
+		missing = !ok &&
+			  strstr(json_string_value(json_object_get(r, "error")) ?: "", "no such");
 	else if (replay)
 		missing = ok && json_array_size(json_object_get(r, "missing")) > 0;
 	else
 		missing = ok && json_integer_value(json_object_get(r, "dropped")) == 0;
 	if (missing) {
 		json_decref(r);
-		s_reply_error(out, 404, "dead letter %lld is not in the store (replayed or dropped "
-				       "already?)", id);
+		s_reply_error(out, 404,
+			      "dead letter %lld is not in the store (replayed or dropped "
+			      "already?)",
+			      id);
 		return;
 	}
 	s_reply_json(out, ok ? 200 : 400, r);
@@ -659,12 +686,13 @@ static const char *s_upstream_not_up(json_t *st)
 	json_t *name, *inst;
 	size_t i, k;
 
-	json_array_foreach(json_object_get(st, "readyz_requires"), i, name) {
+	json_array_foreach(json_object_get(st, "readyz_requires"), i, name)
+	{
 		bool up = false;
 
-		json_array_foreach(json_object_get(st, "instances"), k, inst)
-			if (json_equal(json_object_get(inst, "name"), name))
-				up = json_is_true(json_object_get(inst, "upstream"));
+		json_array_foreach(json_object_get(st, "instances"), k,
+				   inst) if (json_equal(json_object_get(inst, "name"), name)) up =
+			json_is_true(json_object_get(inst, "upstream"));
 		if (!up)
 			return json_string_value(name);
 	}
@@ -685,8 +713,9 @@ static void s_get_readyz(const request_t *rq, reply_t *out)
 	if (!st)
 		s_reply_error(out, 503, "%s", why);
 	else if (!started || !writable)
-		s_reply_error(out, 503, "%s", !started ? "plugins are still starting"
-						       : "the journal does not accept writes");
+		s_reply_error(out, 503, "%s",
+			      !started ? "plugins are still starting"
+				       : "the journal does not accept writes");
 	else if (down)
 		s_reply_error(out, 503, "instance '%s': its upstream is not up", down);
 	else
@@ -735,7 +764,8 @@ static void s_get_deadletters(const request_t *rq, reply_t *out)
 	const char *lim;
 
 	for (size_t k = 0; k < 3; k++) {
-		const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, keys[k]);
+		const char *v =
+			MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, keys[k]);
 		if (v)
 			json_object_set_new(req, keys[k], json_string(v));
 	}
@@ -872,8 +902,9 @@ static bool s_cross_site(admin_http_t *a, struct MHD_Connection *conn, const cha
 	}
 	if (!a->has_token &&
 	    !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Kanal-Request")) {
-		snprintf(why, why_size, "a %s needs the header 'X-Kanal-Request: 1' (or "
-					"'Authorization: Bearer <token>' with admin_token_file)",
+		snprintf(why, why_size,
+			 "a %s needs the header 'X-Kanal-Request: 1' (or "
+			 "'Authorization: Bearer <token>' with admin_token_file)",
 			 method);
 		return true;
 	}
@@ -889,7 +920,8 @@ static void s_client_address(struct MHD_Connection *conn, char *out, size_t size
 
 	out[0] = '\0';
 	if (sa && sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out,
+			  (socklen_t)size);
 	else if (sa && sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
 			  (socklen_t)size);
@@ -918,7 +950,8 @@ static void s_handle(admin_http_t *a, struct MHD_Connection *conn, const char *m
 		if (!s_path_matches(e->path, url, &rq))
 			continue;
 		if (!e->public && !s_authorised(a, conn)) {
-			s_reply_error(out, 401, "this endpoint needs 'Authorization: Bearer <token>'");
+			s_reply_error(out, 401,
+				      "this endpoint needs 'Authorization: Bearer <token>'");
 			return;
 		}
 		if (s_method_matches(e->method, method)) {
@@ -1029,8 +1062,10 @@ static int s_load_token(admin_http_t *a, const char *path, char *err, size_t err
 		return -1;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(err, err_size, "%s: the admin token file may be read by others (mode %04o); "
-			 "make it 0600", path, (unsigned)(st.st_mode & 07777));
+		snprintf(err, err_size,
+			 "%s: the admin token file may be read by others (mode %04o); "
+			 "make it 0600",
+			 path, (unsigned)(st.st_mode & 07777));
 		fclose(f);
 		return -1;
 	}
@@ -1097,8 +1132,8 @@ admin_http_t *admin_http_new(const char *listen, const char *token_file, void *z
 		free(a);
 		return NULL;
 	}
-	a->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY,
-				     0, NULL, NULL, s_on_request, a, MHD_OPTION_SOCK_ADDR, &addr,
+	a->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY, 0,
+				     NULL, NULL, s_on_request, a, MHD_OPTION_SOCK_ADDR, &addr,
 				     MHD_OPTION_NOTIFY_COMPLETED, s_on_done, NULL,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);

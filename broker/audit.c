@@ -58,8 +58,8 @@ int audit_record(const char *state_dir, stream_t *stream, const audit_actor_t *a
 
 	kanal_time_rfc3339(kanal_wall_ms(), ts, sizeof ts);
 	line = json_pack("{s:s, s:s, s:s, s:s, s:s, s:O?, s:s}", "time", ts, "who", actor->who,
-			 "via", actor->via, "from", actor->from, "action", action, "target",
-			 target, "outcome", ok ? "ok" : "refused");
+			 "via", actor->via, "from", actor->from, "action", action, "target", target,
+			 "outcome", ok ? "ok" : "refused");
 	if (line && !ok && error)
 		json_object_set_new(line, "error", json_string(error));
 	text = line ? json_dumps(line, JSON_COMPACT) : NULL;
@@ -149,7 +149,7 @@ void audit_actor_of(const char *endpoint, void *msg, json_t *req, audit_actor_t 
 		/* The transport is the endpoint's scheme ("tcp" from tcp://127.0.0.1:7702). */
 		const char *colon = endpoint ? strstr(endpoint, "://") : NULL;
 		int len = colon && colon - endpoint < (int)sizeof out->via ? (int)(colon - endpoint)
-									  : 3;
+									   : 3;
 		snprintf(out->via, sizeof out->via, "%.*s", len, colon ? endpoint : "tcp");
 	}
 	snprintf(out->from, sizeof out->from, "%s", peer ? peer : "");

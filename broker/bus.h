@@ -92,7 +92,8 @@ typedef struct bus_deliver_batch {
 	bus_deliver_t items[BUS_BATCH];
 } bus_deliver_batch_t;
 
-#define bus_deliver_batch_len(n) (offsetof(bus_deliver_batch_t, items) + (n) * sizeof(bus_deliver_t))
+#define bus_deliver_batch_len(n)                                                                   \
+	(offsetof(bus_deliver_batch_t, items) + (n) * sizeof(bus_deliver_t))
 
 /* One outcome of an R frame. */
 typedef struct bus_result {
@@ -161,8 +162,8 @@ typedef struct bus_stop {
  * the router never reads it. It must fit the router's emit-socket buffer. */
 typedef struct bus_notice {
 	uint8_t cmd;
-	char kind[23];     /* "plugin.crashed", "plugin.restarted" */
-	char detail[136];  /* a JSON object, e.g. {"cause":"signal","signal":11} */
+	char kind[23];    /* "plugin.crashed", "plugin.restarted" */
+	char detail[136]; /* a JSON object, e.g. {"cause":"signal","signal":11} */
 } bus_notice_t;
 
 /* Every frame the router reads from its emit socket fits this. */

@@ -26,7 +26,6 @@ static void s_flush_acks(router_t *r)
 	}
 }
 
-
 /* See router_int.h. When out of memory the caller keeps what it had. */
 bool commit_keep(router_t *r, shared_t *ev, kanal_msg_t **msg_p, int origin)
 {
@@ -165,7 +164,8 @@ void commit_end_turn(router_t *r)
 			/* Probe once a second whether the disk takes writes again. */
 			if (journal_begin(r->journal) == 0 && journal_commit(r->journal) == 0) {
 				r->journal_failed = false;
-				log_info("router", "the journal %s is writable again; accepting events",
+				log_info("router",
+					 "the journal %s is writable again; accepting events",
 					 journal_path(r->journal));
 				stream_publish(r->stream, "journal.recovered", "-", NULL, NULL);
 			}
@@ -173,7 +173,8 @@ void commit_end_turn(router_t *r)
 		}
 		park_page_in(r);
 		if (journal_dirty(r->journal) && journal_commit(r->journal) < 0) {
-			snprintf(why, sizeof why, "not accepted: the journal cannot be written (%s)",
+			snprintf(why, sizeof why,
+				 "not accepted: the journal cannot be written (%s)",
 				 journal_error(r->journal));
 			failure = why;
 			router_journal_broken(r);

@@ -51,23 +51,28 @@ typedef struct loader {
 static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir", "run_dir",
 					  "routes",    "endpoints",  "limits",    "instances",
 					  "journal",   "security",   "log_format" };
-static const char *const s_journal_keys[] = { "mode", "path", "sync", "retention",
-					      "dedupe_window", "dead_letters" };
+static const char *const s_journal_keys[] = { "mode",      "path",          "sync",
+					      "retention", "dedupe_window", "dead_letters" };
 static const char *const s_dlq_keys[] = { "max_age", "max_events" };
-static const char *const s_endpoint_keys[] = { "gateway", "stream", "admin", "admin_http",
-						"admin_token_file", "readyz_requires" };
-static const char *const s_limit_keys[] = { "max_event_size", "queue_max_events",
-					    "queue_max_bytes", "shutdown_deadline",
-					    "enrich_timeout", "max_parked_events", "rate", "max_blob_size",
+static const char *const s_endpoint_keys[] = {
+	"gateway", "stream", "admin", "admin_http", "admin_token_file", "readyz_requires"
+};
+static const char *const s_limit_keys[] = { "max_event_size",
+					    "queue_max_events",
+					    "queue_max_bytes",
+					    "shutdown_deadline",
+					    "enrich_timeout",
+					    "max_parked_events",
+					    "rate",
+					    "max_blob_size",
 					    "blob_store_size" };
 static const char *const s_rate_keys[] = { "events_per_second", "burst" };
-static const char *const s_instance_keys[] = { "name", "plugin", "isolation", "deadline",
-					       "options", "acl" };
+static const char *const s_instance_keys[] = { "name",     "plugin",  "isolation",
+					       "deadline", "options", "acl" };
 static const char *const s_acl_keys[] = { "emit", "sources" };
 static const char *const s_security_keys[] = { "curve", "allow_plain" };
 static const char *const s_curve_keys[] = { "secret_key_file", "clients" };
-static const char *const s_client_keys[] = { "name", "public_key", "emit", "subscribe",
-						     "sources" };
+static const char *const s_client_keys[] = { "name", "public_key", "emit", "subscribe", "sources" };
 static const char *const s_log_levels[] = { "error", "warn", "info", "debug" };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -379,8 +384,10 @@ static void s_endpoint(loader_t *ld, const ynode_t *v, const char *key, char **o
 	const char *text;
 
 	if (v->kind == YNODE_SCALAR && yaml_tree_is_null(v)) {
-		s_err(ld, v, "'%s' needs a value: an endpoint such as tcp://127.0.0.1:7700, or "
-			     "off to disable it", key);
+		s_err(ld, v,
+		      "'%s' needs a value: an endpoint such as tcp://127.0.0.1:7700, or "
+		      "off to disable it",
+		      key);
 		return;
 	}
 	text = s_text(ld, v, key, true);
@@ -391,8 +398,10 @@ static void s_endpoint(loader_t *ld, const ynode_t *v, const char *key, char **o
 		return;
 	}
 	if (!s_endpoint_valid(text)) {
-		s_err(ld, v, "'%s': '%s' is not an endpoint (write tcp://HOST:PORT or "
-			     "ipc://PATH, or off)", key, text);
+		s_err(ld, v,
+		      "'%s': '%s' is not an endpoint (write tcp://HOST:PORT or "
+		      "ipc://PATH, or off)",
+		      key, text);
 		return;
 	}
 	*out = s_strdup(ld, text);
@@ -405,8 +414,8 @@ static void s_endpoints(loader_t *ld, const ynode_t *v)
 
 	if (!s_is_mapping(ld, v, "endpoints"))
 		return;
-	if (yaml_tree_check_keys(v, s_endpoint_keys, N_OF(s_endpoint_keys), "endpoints",
-				 ld->file, ld->d))
+	if (yaml_tree_check_keys(v, s_endpoint_keys, N_OF(s_endpoint_keys), "endpoints", ld->file,
+				 ld->d))
 		ld->errors++;
 	if ((x = yaml_tree_get(v, "gateway")))
 		s_endpoint(ld, x, "gateway", &conf->gateway_endpoint);
@@ -419,8 +428,10 @@ static void s_endpoints(loader_t *ld, const ynode_t *v)
 		if (text && (!*text || !strcmp(text, "off")))
 			conf->admin_http = s_strdup(ld, "");
 		else if (text && strncmp(text, "http://", 7))
-			s_err(ld, x, "'admin_http': '%s' is not an HTTP address (write "
-				     "http://127.0.0.1:PORT, or off)", text);
+			s_err(ld, x,
+			      "'admin_http': '%s' is not an HTTP address (write "
+			      "http://127.0.0.1:PORT, or off)",
+			      text);
 		else if (text)
 			conf->admin_http = s_strdup(ld, text);
 	}
@@ -527,8 +538,10 @@ static void s_journal(loader_t *ld, const ynode_t *v)
 		if (!strcmp(text, "process") || !strcmp(text, "power"))
 			conf->journal_sync_power = !strcmp(text, "power");
 		else
-			s_err(ld, x, "journal 'sync' is process (survives a kanald crash) or power "
-				     "(survives a power cut), not '%s'", text);
+			s_err(ld, x,
+			      "journal 'sync' is process (survives a kanald crash) or power "
+			      "(survives a power cut), not '%s'",
+			      text);
 	}
 	if ((x = yaml_tree_get(v, "retention")))
 		s_duration(ld, x, "retention", false, &conf->journal_retention_ms);
@@ -537,8 +550,8 @@ static void s_journal(loader_t *ld, const ynode_t *v)
 	/* dead_letters: {max_age, max_events} — their retention; 0 is no limit. */
 	if ((x = yaml_tree_get(v, "dead_letters")) && s_is_mapping(ld, x, "dead_letters")) {
 		const ynode_t *y;
-		if (yaml_tree_check_keys(x, s_dlq_keys, N_OF(s_dlq_keys), "dead_letters",
-					 ld->file, ld->d))
+		if (yaml_tree_check_keys(x, s_dlq_keys, N_OF(s_dlq_keys), "dead_letters", ld->file,
+					 ld->d))
 			ld->errors++;
 		if ((y = yaml_tree_get(x, "max_age")))
 			s_duration(ld, y, "max_age", true, &conf->dlq_max_age_ms);
@@ -587,8 +600,10 @@ static void s_plugin(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
 		return;
 	}
 	if (!s_name_valid(text)) {
-		s_err(ld, v, "'plugin': '%s' is neither a plugin name (like daycare) nor a path "
-			     "to a .so file", text);
+		s_err(ld, v,
+		      "'plugin': '%s' is neither a plugin name (like daycare) nor a path "
+		      "to a .so file",
+		      text);
 		return;
 	}
 	if (!ld->conf->plugin_dir)
@@ -618,8 +633,10 @@ static void s_options(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
 		opt->line = key->line;
 		opt->column = key->column;
 		if (val->kind == YNODE_MAPPING) {
-			s_err(ld, val, "option '%s': a mapping is not an option value (give a text "
-				       "value or a list)", key->text);
+			s_err(ld, val,
+			      "option '%s': a mapping is not an option value (give a text "
+			      "value or a list)",
+			      key->text);
 			continue;
 		}
 		if (val->kind == YNODE_SCALAR) {
@@ -632,9 +649,10 @@ static void s_options(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
 			continue;
 		for (j = 0; j < val->n_items; j++) {
 			if (val->items[j]->kind != YNODE_SCALAR) {
-				s_err(ld, val->items[j], "option '%s': list items must be text "
-							 "values, not %s", key->text,
-				      yaml_tree_describe(val->items[j]));
+				s_err(ld, val->items[j],
+				      "option '%s': list items must be text "
+				      "values, not %s",
+				      key->text, yaml_tree_describe(val->items[j]));
 				continue;
 			}
 			items[opt->n_items++] = s_strdup(ld, val->items[j]->text);
@@ -647,8 +665,7 @@ static void s_options(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
 
 /* A list of type patterns (`emit:`), each checked with acl_pattern_valid; a single text
  * value counts as a list of one. An empty list is allowed: it permits nothing. */
-static void s_patterns(loader_t *ld, const ynode_t *v, const char *key, char ***out,
-		       size_t *n_out)
+static void s_patterns(loader_t *ld, const ynode_t *v, const char *key, char ***out, size_t *n_out)
 {
 	const ynode_t *const *items = &v;
 	size_t n = 1;
@@ -658,8 +675,10 @@ static void s_patterns(loader_t *ld, const ynode_t *v, const char *key, char ***
 		items = (const ynode_t *const *)v->items;
 		n = v->n_items;
 	} else if (v->kind != YNODE_SCALAR || yaml_tree_is_null(v)) {
-		s_err(ld, v, "'%s' must be a list of type patterns such as [orders.>, "
-			     "invoice.sent], not %s", key, yaml_tree_describe(v));
+		s_err(ld, v,
+		      "'%s' must be a list of type patterns such as [orders.>, "
+		      "invoice.sent], not %s",
+		      key, yaml_tree_describe(v));
 		return;
 	}
 	*out = s_calloc(ld, n, sizeof **out);
@@ -689,8 +708,10 @@ static void s_source_patterns(loader_t *ld, const ynode_t *v, char ***out, size_
 		items = (const ynode_t *const *)v->items;
 		n = v->n_items;
 	} else if (v->kind != YNODE_SCALAR || yaml_tree_is_null(v)) {
-		s_err(ld, v, "'sources' must be a list of source patterns such as "
-			     "[\"/vendors/acme/*\"], not %s", yaml_tree_describe(v));
+		s_err(ld, v,
+		      "'sources' must be a list of source patterns such as "
+		      "[\"/vendors/acme/*\"], not %s",
+		      yaml_tree_describe(v));
 		return;
 	}
 	*out = s_calloc(ld, n ? n : 1, sizeof **out);
@@ -723,8 +744,9 @@ static void s_instance_acl(loader_t *ld, conf_instance_t *inst, const ynode_t *v
 	inst->has_acl = true;
 	emit = yaml_tree_get(v, "emit");
 	if (!emit) {
-		s_err(ld, v, "'acl' needs 'emit': the event types the instance may emit (an "
-			     "empty list permits none)");
+		s_err(ld, v,
+		      "'acl' needs 'emit': the event types the instance may emit (an "
+		      "empty list permits none)");
 		return;
 	}
 	s_patterns(ld, emit, "emit", &inst->acl_emit, &inst->n_acl_emit);
@@ -745,14 +767,16 @@ static void s_instance_name(loader_t *ld, conf_instance_t *inst, const ynode_t *
 	if (!text)
 		return;
 	if (!s_name_valid(text)) {
-		s_err(ld, name, "instance name '%s' is not valid: use at most %d lower-case "
-				"letters, digits, '_' and '-', starting with a letter or digit",
+		s_err(ld, name,
+		      "instance name '%s' is not valid: use at most %d lower-case "
+		      "letters, digits, '_' and '-', starting with a letter or digit",
 		      text, CONF_MAX_NAME);
 		return;
 	}
 	if (!strcmp(text, "deadletter")) {
-		s_err(ld, name, "instance name 'deadletter' is reserved for the built-in "
-				"dead-letter destination");
+		s_err(ld, name,
+		      "instance name 'deadletter' is reserved for the built-in "
+		      "dead-letter destination");
 		return;
 	}
 	for (i = 0; i < conf->n_instances; i++) {
@@ -778,8 +802,7 @@ static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 		      at + 1, yaml_tree_describe(v));
 		return;
 	}
-	if (yaml_tree_check_keys(v, s_instance_keys, N_OF(s_instance_keys), NULL, ld->file,
-				 ld->d))
+	if (yaml_tree_check_keys(v, s_instance_keys, N_OF(s_instance_keys), NULL, ld->file, ld->d))
 		ld->errors++;
 	inst->line = v->line;
 	inst->column = v->column;
@@ -809,8 +832,9 @@ static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 	if ((x = yaml_tree_get(v, "deadline"))) {
 		if (s_duration(ld, x, "deadline", false, &inst->deadline_ms) && inst->isolation &&
 		    strcmp(inst->isolation, "process") != 0)
-			s_err(ld, x, "'deadline' applies only to 'isolation: process' (an instance "
-				     "on a thread cannot be stopped in the middle of a callback)");
+			s_err(ld, x,
+			      "'deadline' applies only to 'isolation: process' (an instance "
+			      "on a thread cannot be stopped in the middle of a callback)");
 	}
 	if ((x = yaml_tree_get(v, "options")))
 		s_options(ld, inst, x);
@@ -840,8 +864,7 @@ static void s_instances(loader_t *ld, const ynode_t *v)
 
 /* ---- security ----------------------------------------------------------------------- */
 
-int conf_read_curve_key(const char *path, bool secret, char key[41], char *why,
-			size_t why_size)
+int conf_read_curve_key(const char *path, bool secret, char key[41], char *why, size_t why_size)
 {
 	char buf[4096], *line, *save = NULL;
 	uint8_t raw[32];
@@ -862,8 +885,9 @@ int conf_read_curve_key(const char *path, bool secret, char key[41], char *why,
 	/* A secret key that others can read is no longer a secret: refuse it rather than
 	 * run with it, so the operator fixes the file. */
 	if (secret && (st.st_mode & 077)) {
-		snprintf(why, why_size, "%s holds a secret key but others may read it (mode "
-					"%04o): make it private with chmod 600 %s",
+		snprintf(why, why_size,
+			 "%s holds a secret key but others may read it (mode "
+			 "%04o): make it private with chmod 600 %s",
 			 path, (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
@@ -875,8 +899,8 @@ int conf_read_curve_key(const char *path, bool secret, char key[41], char *why,
 	buf[n] = '\0';
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		size_t len = strlen(line);
-		while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' ||
-			       line[len - 1] == '\t'))
+		while (len &&
+		       (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
 			line[--len] = '\0';
 		/* Z85 has '#' but no blank, so "# " can only start a comment. */
 		if (!len || (line[0] == '#' && (len == 1 || line[1] == ' ')))
@@ -888,8 +912,9 @@ int conf_read_curve_key(const char *path, bool secret, char key[41], char *why,
 		break;
 	}
 	if (rc < 0)
-		snprintf(why, why_size, "%s does not hold a CURVE %s key (one line of 40 Z85 "
-					"characters, as kanalctl keygen writes)",
+		snprintf(why, why_size,
+			 "%s does not hold a CURVE %s key (one line of 40 Z85 "
+			 "characters, as kanalctl keygen writes)",
 			 path, secret ? "secret" : "public");
 out:
 	explicit_bzero(buf, sizeof buf);
@@ -920,8 +945,10 @@ static bool s_bool(loader_t *ld, const ynode_t *v, const char *key, bool *out)
 static void s_prefixes(loader_t *ld, const ynode_t *v, char ***out, size_t *n_out)
 {
 	if (v->kind != YNODE_SEQUENCE) {
-		s_err(ld, v, "'subscribe' must be a list of topic prefixes such as [delivered, "
-			     "dead] (or [\"*\"] for every topic), not %s", yaml_tree_describe(v));
+		s_err(ld, v,
+		      "'subscribe' must be a list of topic prefixes such as [delivered, "
+		      "dead] (or [\"*\"] for every topic), not %s",
+		      yaml_tree_describe(v));
 		return;
 	}
 	*out = s_calloc(ld, v->n_items, sizeof **out);
@@ -956,8 +983,9 @@ static void s_client(loader_t *ld, const ynode_t *v, size_t at)
 		s_err(ld, v, "client #%zu has no 'name'", at + 1);
 	} else if ((text = s_text(ld, x, "name", false))) {
 		if (!s_name_valid(text))
-			s_err(ld, x, "client name '%s' is not valid: use at most %d lower-case "
-				     "letters, digits, '_' and '-', starting with a letter or digit",
+			s_err(ld, x,
+			      "client name '%s' is not valid: use at most %d lower-case "
+			      "letters, digits, '_' and '-', starting with a letter or digit",
 			      text, CONF_MAX_NAME);
 		else if (conf_client(conf, text))
 			s_err(ld, x, "duplicate client name '%s' (first at line %d)", text,
@@ -966,19 +994,23 @@ static void s_client(loader_t *ld, const ynode_t *v, size_t at)
 			c->name = s_strdup(ld, text);
 	}
 	if (!(x = yaml_tree_get(v, "public_key"))) {
-		s_err(ld, v, "client #%zu has no 'public_key' (the .pub file kanalctl keygen "
-			     "wrote on the client's side)", at + 1);
+		s_err(ld, v,
+		      "client #%zu has no 'public_key' (the .pub file kanalctl keygen "
+		      "wrote on the client's side)",
+		      at + 1);
 	} else if ((text = s_text(ld, x, "public_key", false))) {
 		if (strlen(text) != 40 || !zmq_z85_decode(raw, text)) {
-			s_err(ld, x, "'public_key' is not a CURVE public key (40 Z85 characters, "
-				     "the key line of a .pub file from kanalctl keygen, in double "
-				     "quotes)");
+			s_err(ld, x,
+			      "'public_key' is not a CURVE public key (40 Z85 characters, "
+			      "the key line of a .pub file from kanalctl keygen, in double "
+			      "quotes)");
 		} else {
 			for (size_t i = 0; i < conf->n_clients; i++)
 				if (!strcmp(conf->clients[i].public_key, text))
-					s_err(ld, x, "client #%zu has the same public_key as the "
-						     "client at line %d: one key, one client", at + 1,
-					      conf->clients[i].line);
+					s_err(ld, x,
+					      "client #%zu has the same public_key as the "
+					      "client at line %d: one key, one client",
+					      at + 1, conf->clients[i].line);
 			memcpy(c->public_key, text, 41);
 		}
 	}
@@ -1013,8 +1045,9 @@ static void s_curve(loader_t *ld, const ynode_t *v)
 	if (!zmq_has("curve"))
 		s_err(ld, v, "this libzmq was built without CURVE security: 'curve' cannot work");
 	if (!(x = yaml_tree_get(v, "secret_key_file"))) {
-		s_err(ld, v, "'curve' needs 'secret_key_file': the broker's secret key (make one "
-			     "with kanalctl keygen --out keys/kanald)");
+		s_err(ld, v,
+		      "'curve' needs 'secret_key_file': the broker's secret key (make one "
+		      "with kanalctl keygen --out keys/kanald)");
 	} else if ((text = s_text(ld, x, "secret_key_file", false))) {
 		conf->curve_secret_key_file = s_path(ld, text);
 		if (conf->curve_secret_key_file &&
@@ -1046,8 +1079,8 @@ static void s_security(loader_t *ld, const ynode_t *v)
 
 	if (!s_is_mapping(ld, v, "security"))
 		return;
-	if (yaml_tree_check_keys(v, s_security_keys, N_OF(s_security_keys), "security",
-				 ld->file, ld->d))
+	if (yaml_tree_check_keys(v, s_security_keys, N_OF(s_security_keys), "security", ld->file,
+				 ld->d))
 		ld->errors++;
 	if ((x = yaml_tree_get(v, "allow_plain")))
 		s_bool(ld, x, "allow_plain", &ld->conf->allow_plain);
@@ -1122,16 +1155,21 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 		return; /* the defaults are all on 127.0.0.1 */
 	if ((x = yaml_tree_get(eps, "gateway")) && !conf->curve &&
 	    !s_endpoint_local(conf->gateway_endpoint))
-		s_err(ld, x, "'gateway': %s would take events from the network without "
-			     "authentication: %s", conf->gateway_endpoint, hint);
+		s_err(ld, x,
+		      "'gateway': %s would take events from the network without "
+		      "authentication: %s",
+		      conf->gateway_endpoint, hint);
 	if ((x = yaml_tree_get(eps, "stream")) && !conf->curve &&
 	    !s_endpoint_local(conf->stream_endpoint))
-		s_err(ld, x, "'stream': %s would show the event stream to the network without "
-			     "authentication: %s", conf->stream_endpoint, hint);
+		s_err(ld, x,
+		      "'stream': %s would show the event stream to the network without "
+		      "authentication: %s",
+		      conf->stream_endpoint, hint);
 	if ((x = yaml_tree_get(eps, "admin")) && !s_endpoint_local(conf->admin_endpoint))
-		s_err(ld, x, "'admin': %s would take admin commands from the network without "
-			     "authentication (the admin socket has no CURVE): bind it to "
-			     "127.0.0.1 or ipc://PATH, or set security.allow_plain: true",
+		s_err(ld, x,
+		      "'admin': %s would take admin commands from the network without "
+		      "authentication (the admin socket has no CURVE): bind it to "
+		      "127.0.0.1 or ipc://PATH, or set security.allow_plain: true",
 		      conf->admin_endpoint);
 	/* The same rule admin_http.c applies when it reads the token at start, checked here
 	 * too so that kanalctl check and kanald --check refuse what start refuses. */
@@ -1141,15 +1179,19 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 			s_err(ld, x, "'admin_token_file': cannot read %s: %s",
 			      conf->admin_token_file, strerror(errno));
 		else if (st.st_mode & 077)
-			s_err(ld, x, "'admin_token_file': %s may be read by others (mode %04o): "
-				     "make it private with chmod 600 %s", conf->admin_token_file,
-			      (unsigned)(st.st_mode & 07777), conf->admin_token_file);
+			s_err(ld, x,
+			      "'admin_token_file': %s may be read by others (mode %04o): "
+			      "make it private with chmod 600 %s",
+			      conf->admin_token_file, (unsigned)(st.st_mode & 07777),
+			      conf->admin_token_file);
 	}
 	if ((x = yaml_tree_get(eps, "admin_http")) && !conf->admin_token_file &&
 	    !s_http_local(conf->admin_http))
-		s_err(ld, x, "'admin_http': %s would take admin requests from the network "
-			     "without a token: set endpoints.admin_token_file, bind it to "
-			     "127.0.0.1, or set security.allow_plain: true", conf->admin_http);
+		s_err(ld, x,
+		      "'admin_http': %s would take admin requests from the network "
+		      "without a token: set endpoints.admin_token_file, bind it to "
+		      "127.0.0.1, or set security.allow_plain: true",
+		      conf->admin_http);
 }
 
 /* ---- the whole file ----------------------------------------------------------------- */
@@ -1195,8 +1237,10 @@ static void s_walk(loader_t *ld, const ynode_t *root)
 	if (!root)
 		return; /* an empty file: every default */
 	if (root->kind != YNODE_MAPPING) {
-		s_err(ld, root, "kanald.yaml must be a mapping of settings (log_level:, "
-				"instances:, …), not %s", yaml_tree_describe(root));
+		s_err(ld, root,
+		      "kanald.yaml must be a mapping of settings (log_level:, "
+		      "instances:, …), not %s",
+		      yaml_tree_describe(root));
 		return;
 	}
 	if (yaml_tree_check_keys(root, s_top_keys, N_OF(s_top_keys), NULL, ld->file, ld->d))
@@ -1302,7 +1346,7 @@ void conf_destroy(conf_t **conf_p)
 
 	if (!conf_p || !*conf_p)
 		return;
-	explicit_bzero((*conf_p)->curve_secret_key, sizeof (*conf_p)->curve_secret_key);
+	explicit_bzero((*conf_p)->curve_secret_key, sizeof(*conf_p)->curve_secret_key);
 	store = (*conf_p)->strings;
 	if (store) {
 		for (i = 0; i < store->n; i++)

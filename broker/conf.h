@@ -15,8 +15,8 @@
 
 typedef struct conf_instance {
 	char *name;
-	char *plugin;        /* as written: a bundled plugin's name or a path */
-	char *plugin_path;   /* resolved .so path */
+	char *plugin;            /* as written: a bundled plugin's name or a path */
+	char *plugin_path;       /* resolved .so path */
 	kanal_optval_t *options; /* as given, validated later against the plugin's table */
 	size_t n_options;
 	char *isolation;     /* "thread" (default) or "process" */
@@ -43,7 +43,7 @@ typedef struct conf_client {
 	char public_key[41]; /* Z85 */
 	char **emit;         /* type patterns, as in routes (routes_type_matches) */
 	size_t n_emit;
-	char **subscribe;    /* topic prefixes; "*" is every topic */
+	char **subscribe; /* topic prefixes; "*" is every topic */
 	size_t n_subscribe;
 	/* `sources`: the source patterns the client owns: it may emit only under them, and
 	 * the event stream shows it only lines about events from them. Without `sources`
@@ -55,11 +55,11 @@ typedef struct conf_client {
 } conf_client_t;
 
 typedef struct conf {
-	char *file;             /* path as given */
-	char *dir;              /* its folder */
+	char *file; /* path as given */
+	char *dir;  /* its folder */
 	conf_instance_t *instances;
 	size_t n_instances;
-	char **route_paths;     /* `routes:` a folder or file, or a list of them, resolved */
+	char **route_paths; /* `routes:` a folder or file, or a list of them, resolved */
 	size_t n_route_paths;
 	char *plugin_dir;       /* where bundled plugins are found */
 	char *state_dir;        /* per-instance state, the dead-letter file */
@@ -73,8 +73,8 @@ typedef struct conf {
 	char **readyz_requires; /* instances /readyz waits to report their upstream up */
 	size_t n_readyz_requires;
 	int64_t max_event_bytes;
-	int64_t queue_max_events;  /* per destination */
-	int64_t queue_max_bytes;   /* per destination */
+	int64_t queue_max_events; /* per destination */
+	int64_t queue_max_bytes;  /* per destination */
 	int64_t shutdown_deadline_ms;
 	int64_t enrich_timeout_ms; /* default for enrich steps without `timeout` */
 	int64_t max_parked_events; /* journal: events waiting on disk for full destinations */
@@ -84,27 +84,27 @@ typedef struct conf {
 	 * closed after they stop; NULL in programs that only read the config. */
 	kanal__blob_store_t *blobs;
 	kanal_log_level_t log_level;
-	bool log_json;             /* log_format: json (one JSON object per line) or text */
-	bool journal_durable;      /* journal.mode: durable (default) or memory */
-	char *journal_path;        /* NULL: <state_dir>/journal.db */
-	bool journal_sync_power;   /* journal.sync: power (synchronous=FULL) or process */
+	bool log_json;           /* log_format: json (one JSON object per line) or text */
+	bool journal_durable;    /* journal.mode: durable (default) or memory */
+	char *journal_path;      /* NULL: <state_dir>/journal.db */
+	bool journal_sync_power; /* journal.sync: power (synchronous=FULL) or process */
 	int64_t journal_retention_ms;
 	int64_t dedupe_window_ms;
-	int64_t rate_per_second;   /* limits.rate.events_per_second per gateway client; 0: off */
-	int64_t rate_burst;        /* limits.rate.burst (default: one second's worth) */
-	int64_t dlq_max_age_ms;    /* dead letters older are purged; 0: no limit */
-	int64_t dlq_max_events;    /* at most this many dead letters kept; 0: no limit */
+	int64_t rate_per_second; /* limits.rate.events_per_second per gateway client; 0: off */
+	int64_t rate_burst;      /* limits.rate.burst (default: one second's worth) */
+	int64_t dlq_max_age_ms;  /* dead letters older are purged; 0: no limit */
+	int64_t dlq_max_events;  /* at most this many dead letters kept; 0: no limit */
 	/* security (docs/security.md): with `curve` the gateway and the stream speak CURVE
 	 * and only the listed clients' keys get in (zap.c); `allow_plain` lets an endpoint
 	 * without CURVE bind beyond loopback. */
 	bool curve;
 	char *curve_secret_key_file;
-	char curve_secret_key[41];  /* Z85; wiped by conf_destroy */
-	char curve_public_key[41];  /* Z85, derived from the secret key */
+	char curve_secret_key[41]; /* Z85; wiped by conf_destroy */
+	char curve_public_key[41]; /* Z85, derived from the secret key */
 	conf_client_t *clients;
 	size_t n_clients;
 	bool allow_plain;
-	void *strings;          /* private storage */
+	void *strings; /* private storage */
 } conf_t;
 
 /* Loads and validates `path`. On success returns 0 and *out. On failure returns
@@ -118,8 +118,7 @@ const conf_client_t *conf_client(const conf_t *conf, const char *name);
 /* Reads a CURVE key file written by `kanalctl keygen` (comment lines starting "# ", then
  * one 40-character Z85 key) into key[41]. When `secret`, the file must be readable by its
  * owner only. Returns 0, or -1 with the reason in why. */
-int conf_read_curve_key(const char *path, bool secret, char key[41], char *why,
-			size_t why_size);
+int conf_read_curve_key(const char *path, bool secret, char key[41], char *why, size_t why_size);
 
 /* Finds an instance by name or returns NULL. */
 const conf_instance_t *conf_instance(const conf_t *conf, const char *name);

@@ -59,8 +59,8 @@ void deadletter_close(deadletter_t **dl_p)
 }
 
 int deadletter_write(deadletter_t *dl, const kanal_msg_t *ev, const char *route,
-		     const char *destination, const char *reason, int attempts,
-		     char *const *errors, size_t n_errors)
+		     const char *destination, const char *reason, int attempts, char *const *errors,
+		     size_t n_errors)
 {
 	char ts[40];
 	json_t *o, *errs;
@@ -73,9 +73,9 @@ int deadletter_write(deadletter_t *dl, const kanal_msg_t *ev, const char *route,
 	errs = json_array();
 	for (size_t i = 0; i < n_errors; i++)
 		json_array_append_new(errs, json_string(errors[i] ? errors[i] : ""));
-	o = json_pack("{s:s, s:s?, s:s?, s:s, s:i, s:o}", "ts", ts, "route", route,
-		      "destination", destination, "reason", reason ? reason : "",
-		      "attempts", attempts, "errors", errs);
+	o = json_pack("{s:s, s:s?, s:s?, s:s, s:i, s:o}", "ts", ts, "route", route, "destination",
+		      destination, "reason", reason ? reason : "", "attempts", attempts, "errors",
+		      errs);
 	if (!o)
 		return KANAL_ENOMEM;
 	head = json_dumps(o, JSON_COMPACT);

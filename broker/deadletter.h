@@ -19,8 +19,8 @@ void deadletter_close(deadletter_t **dl_p);
 /* Appends one record. `errors` lists the attempts' errors (n may be 0). Returns 0 or
  * KANAL_EIO (the caller logs it; the event stays counted as undelivered). */
 int deadletter_write(deadletter_t *dl, const kanal_msg_t *ev, const char *route,
-		     const char *destination, const char *reason, int attempts,
-		     char *const *errors, size_t n_errors);
+		     const char *destination, const char *reason, int attempts, char *const *errors,
+		     size_t n_errors);
 
 size_t deadletter_count(const deadletter_t *dl);
 const char *deadletter_path(const deadletter_t *dl);

@@ -17,7 +17,7 @@ typedef struct seen {
 } seen_t;
 
 struct dedupe {
-	seen_t *ring;    /* cap places, a power of two; holds [head, head + n) */
+	seen_t *ring; /* cap places, a power of two; holds [head, head + n) */
 	size_t cap, head, n;
 	uint64_t *slots; /* 2 × cap: (h2 >> 32) << 32 | (ring place + 1), or 0 (empty) */
 	size_t mask;

@@ -51,15 +51,18 @@ void delivery_dead(router_t *r, delivery_t **dl_p, const char *reason)
 		dl->flow->route->stat->dead++;
 	if (r->journal && dl->ev->jev) {
 		uint64_t seq = dl->ev->jev->seq;
-		if (journal_dead(r->journal, seq, dl->ev->msg, router_route_name(dl), dl->dest->name,
-				 reason, dl->attempt, dl->errors, dl->n_errors) < 0 ||
+		if (journal_dead(r->journal, seq, dl->ev->msg, router_route_name(dl),
+				 dl->dest->name, reason, dl->attempt, dl->errors,
+				 dl->n_errors) < 0 ||
 		    journal_delivery(r->journal, seq, router_route_key(router_route_name(dl)),
 				     dl->dest->name, JOURNAL_DEAD, dl->attempt, 0,
 				     dl->n_errors ? dl->errors[dl->n_errors - 1] : reason) < 0)
-			log_error("router", "cannot keep event %s as a dead letter in the journal: %s",
+			log_error("router",
+				  "cannot keep event %s as a dead letter in the journal: %s",
 				  kanal_msg_id(dl->ev->msg), journal_error(r->journal));
-	} else if (deadletter_write(r->deadletter, dl->ev->msg, router_route_name(dl), dl->dest->name,
-				    reason, dl->attempt, dl->errors, dl->n_errors) < 0) {
+	} else if (deadletter_write(r->deadletter, dl->ev->msg, router_route_name(dl),
+				    dl->dest->name, reason, dl->attempt, dl->errors,
+				    dl->n_errors) < 0) {
 		log_error("router", "cannot write event %s to the dead-letter file %s: %s",
 			  kanal_msg_id(dl->ev->msg), deadletter_path(r->deadletter),
 			  strerror(errno));
@@ -68,12 +71,14 @@ void delivery_dead(router_t *r, delivery_t **dl_p, const char *reason)
 	 * gets at most one line a second of each kind, with the count held back; the counters,
 	 * the stream and the store see every one. */
 	if (dl->kind == DL_DEFAULT)
-		log_warn_limited("router", "event %s (%s) matched no route; it went to the dead "
-					   "letters",
+		log_warn_limited("router",
+				 "event %s (%s) matched no route; it went to the dead "
+				 "letters",
 				 kanal_msg_id(dl->ev->msg), kanal_msg_type(dl->ev->msg));
 	else
-		log_warn_limited("router", "event %s (%s) on route '%s' for '%s' went to the dead "
-					   "letters: %s",
+		log_warn_limited("router",
+				 "event %s (%s) on route '%s' for '%s' went to the dead "
+				 "letters: %s",
 				 kanal_msg_id(dl->ev->msg), kanal_msg_type(dl->ev->msg),
 				 router_route_name(dl) ? router_route_name(dl) : "-",
 				 dl->dest->name,
@@ -106,7 +111,8 @@ void delivery_flow_primary_done(router_t *r, flow_t *f)
 		if (f->route->stat)
 			f->route->stat->fallback++;
 		stream_publish(r->stream, "fallback", NULL, f->ev->msg, extra);
-		log_info("router", "route '%s': every destination rejected event %s; fallback taken",
+		log_info("router",
+			 "route '%s': every destination rejected event %s; fallback taken",
 			 f->route->name, kanal_msg_id(f->ev->msg));
 		router_fan_out(r, f, f->route->fallback, f->route->n_fallback, DL_FALLBACK, held);
 		while (held) {
@@ -123,7 +129,6 @@ void delivery_flow_primary_done(router_t *r, flow_t *f)
 	}
 }
 
-
 static void s_enrich_unlink(router_t *r, flow_t *f)
 {
 	for (flow_t **p = &r->enriching; *p; p = &(*p)->enrich_next) {
@@ -134,7 +139,6 @@ static void s_enrich_unlink(router_t *r, flow_t *f)
 		}
 	}
 }
-
 
 /* A flow of an event whose turn's commit failed: its sender heard "not accepted", so the
  * flow ends here, neither delivered nor dead-lettered (router.c s_turn_settle). Returns
@@ -170,8 +174,9 @@ void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transi
 			       json_pack("{s:s, s:s, s:s, s:i, s:I}", "route", f->route->name,
 					 "service", step->service, "reason", why, "attempt",
 					 f->enrich_failures, "retry_in_ms", (json_int_t)delay));
-		log_warn("router", "route '%s': enrich from '%s' failed for event %s: %s; asking "
-				   "again in %lld ms (attempt %d of %d)",
+		log_warn("router",
+			 "route '%s': enrich from '%s' failed for event %s: %s; asking "
+			 "again in %lld ms (attempt %d of %d)",
 			 f->route->name, step->service, kanal_msg_id(f->ev->msg), why,
 			 (long long)delay, f->enrich_failures + 1, f->route->retry.max_attempts);
 		return;
@@ -179,8 +184,8 @@ void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transi
 	extra = json_pack("{s:s, s:s, s:s}", "route", f->route->name, "service", step->service,
 			  "reason", why);
 	stream_publish(r->stream, "enrich.failed", NULL, f->ev->msg, extra);
-	log_warn("router", "route '%s': enrich from '%s' failed for event %s: %s",
-		 f->route->name, step->service, kanal_msg_id(f->ev->msg), why);
+	log_warn("router", "route '%s': enrich from '%s' failed for event %s: %s", f->route->name,
+		 step->service, kanal_msg_id(f->ev->msg), why);
 	if (step->on_error == ENRICH_SKIP && !r->spilling) {
 		f->enrich_step++;
 		delivery_enrich_next(r, f);
@@ -239,8 +244,8 @@ void delivery_enrich_next(router_t *r, flow_t *f)
 		 * from kanald, so whatever the event carried under these names is dropped. */
 		router_strip_reserved(copy);
 		if (copy && (kanal_msg_set_attr(copy, "kanalroute", f->route->name, NULL) < 0 ||
-			     (step->purpose && kanal_msg_set_attr(copy, "kanalpurpose",
-								  step->purpose, NULL) < 0) ||
+			     (step->purpose &&
+			      kanal_msg_set_attr(copy, "kanalpurpose", step->purpose, NULL) < 0) ||
 			     (step->protected_address &&
 			      kanal_msg_set_ext_bool(copy, "kanalprotected", true, NULL) < 0)))
 			kanal_msg_destroy(&copy);
@@ -253,8 +258,8 @@ void delivery_enrich_next(router_t *r, flow_t *f)
 		return;
 	}
 	f->enrich_dl = dl;
-	f->enrich_deadline = kanal_now_ms() + (step->timeout_ms > 0 ? step->timeout_ms
-								 : r->conf->enrich_timeout_ms);
+	f->enrich_deadline = kanal_now_ms() +
+			     (step->timeout_ms > 0 ? step->timeout_ms : r->conf->enrich_timeout_ms);
 	f->enrich_next = r->enriching;
 	r->enriching = f;
 	router_enqueue(r, dl);
@@ -288,7 +293,8 @@ static void s_enrich_outcome(router_t *r, delivery_t *dl, int outcome, const cha
 	if (outcome != KANAL_OUTCOME_OK || !*reply_p) {
 		char why[600];
 		snprintf(why, sizeof why, "service answered %s%s%s",
-			 outcome == KANAL_OUTCOME_OK ? "without a reply" : kanal_outcome_name(outcome),
+			 outcome == KANAL_OUTCOME_OK ? "without a reply"
+						     : kanal_outcome_name(outcome),
 			 error && *error ? ": " : "", error ? error : "");
 		kanal_msg_destroy(reply_p);
 		delivery_enrich_failed(r, f, why, outcome == KANAL_OUTCOME_RETRY);
@@ -305,7 +311,8 @@ static void s_enrich_outcome(router_t *r, delivery_t *dl, int outcome, const cha
 	kanal_free(json);
 	kanal_msg_destroy(reply_p);
 	if (rc < 0) {
-		delivery_enrich_failed(r, f, "the reply's data cannot be merged into the event", false);
+		delivery_enrich_failed(r, f, "the reply's data cannot be merged into the event",
+				       false);
 		return;
 	}
 	f->ev->bytes = kanal_msg_size(f->ev->msg); /* the flow's own copy grew */
@@ -350,8 +357,8 @@ static void s_journal_row(router_t *r, const delivery_t *dl, journal_state_t sta
 			  (unsigned long long)dl->id, journal_error(r->journal));
 }
 
-delivery_next_t delivery_decide(int outcome, int attempt, const route_retry_t *rt,
-				bool stopping, bool has_fallback)
+delivery_next_t delivery_decide(int outcome, int attempt, const route_retry_t *rt, bool stopping,
+				bool has_fallback)
 {
 	if (outcome == KANAL_OUTCOME_OK)
 		return DELIVERY_DONE;
@@ -423,8 +430,10 @@ static void s_on_retry(router_t *r, dest_t *d, delivery_t *dl, int64_t hint, con
 
 	if (delivery_decide(KANAL_OUTCOME_RETRY, dl->attempt, rt, r->stopping, false) !=
 	    DELIVERY_RETRY) {
-		delivery_dead_primary(r, &dl, r->stopping ? "kanald stopped before delivery"
-						   : "retry budget spent", false);
+		delivery_dead_primary(r, &dl,
+				      r->stopping ? "kanald stopped before delivery"
+						  : "retry budget spent",
+				      false);
 		return;
 	}
 	d->retried++;
@@ -453,8 +462,8 @@ static void s_on_reject(router_t *r, dest_t *d, delivery_t *dl, const char *erro
 		dl->flow->route->stat->rejected++;
 	json_object_set_new(extra, "error", json_string(error));
 	stream_publish(r->stream, "rejected", NULL, dl->ev->msg, extra);
-	if (delivery_decide(KANAL_OUTCOME_REJECT, dl->attempt, NULL, r->stopping,
-			    has_fallback) == DELIVERY_HOLD) {
+	if (delivery_decide(KANAL_OUTCOME_REJECT, dl->attempt, NULL, r->stopping, has_fallback) ==
+	    DELIVERY_HOLD) {
 		flow_t *f = dl->flow;
 		s_journal_row(r, dl, JOURNAL_REJECTED, 0, error);
 		f->primaries_rejected++;
@@ -528,7 +537,8 @@ void delivery_run_timers(router_t *r)
 		if (f->enrich_deadline <= now) {
 			char why[64];
 			s_enrich_unlink(r, f);
-			f->enrich_dl = NULL; /* its delivery finishes on its own; the reply is dropped */
+			f->enrich_dl =
+				NULL; /* its delivery finishes on its own; the reply is dropped */
 			snprintf(why, sizeof why, "no reply within %lld ms",
 				 (long long)(f->route->enrich[f->enrich_step].timeout_ms > 0
 						     ? f->route->enrich[f->enrich_step].timeout_ms
@@ -550,4 +560,3 @@ int64_t delivery_next_timer(const router_t *r)
 			next = f->enrich_deadline;
 	return next;
 }
-

@@ -36,7 +36,7 @@ static bool s_reserve(diag_t *d)
 
 void diag_add(diag_t *d, const char *file, int line, int col, const char *fmt, ...)
 {
-	char text[sizeof ((kanal_error_t *)0)->text];
+	char text[sizeof((kanal_error_t *)0)->text];
 	kanal_error_t *err;
 	va_list ap;
 

@@ -40,8 +40,8 @@ static void s_put_list(FILE *out, char *const *names, size_t n)
 
 /* Prints what a destination's transform makes of msg: the type and subject it delivers
  * (when the transform changed them) and the data, or why the delivery would be rejected. */
-static void s_explain_transform(const route_t *r, bool fallback, size_t i,
-				const kanal_msg_t *msg, FILE *out)
+static void s_explain_transform(const route_t *r, bool fallback, size_t i, const kanal_msg_t *msg,
+				FILE *out)
 {
 	transform_t *t = routes_transform(r, fallback, i);
 	kanal_msg_t *res = NULL;
@@ -134,8 +134,8 @@ static bool s_explain_route(const route_t *r, const kanal_msg_t *msg, FILE *out)
 {
 	const char *type = kanal_msg_type(msg), *source = kanal_msg_source(msg);
 	bool type_ok = !r->type_pattern || routes_type_matches(r->type_pattern, type);
-	bool source_ok = type_ok &&
-			 (!r->source_glob || routes_glob_matches(r->source_glob, source));
+	bool source_ok =
+		type_ok && (!r->source_glob || routes_glob_matches(r->source_glob, source));
 	char why[512] = "";
 	bool where_ok = source_ok && (!r->where || expr_explain(r->where, msg, why, sizeof why));
 	bool match = type_ok && source_ok && where_ok;

@@ -73,8 +73,8 @@
 
 /* ---- values and the tree ---------------------------------------------------------------- */
 
-static const char *const s_cmpop_text[] = { "==", "!=", "<", "<=", ">", ">=", "contains",
-					    "startswith", "endswith", "matches" };
+static const char *const s_cmpop_text[] = { "==", "!=",       "<",          "<=",       ">",
+					    ">=", "contains", "startswith", "endswith", "matches" };
 
 static const struct {
 	const char *name;
@@ -204,10 +204,9 @@ static int s_parse_number(const char *s, size_t len, value_t *out)
 
 /* ---- tokens and parse errors (the lexer itself is expr_lex.c) ------------------------- */
 
-
 /* Records the first error: a message and the offset it is about. */
-__attribute__((format(printf, 3, 4))) static void s_fail(parser_t *p, size_t at,
-							  const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void s_fail(parser_t *p, size_t at, const char *fmt,
+							 ...)
 {
 	va_list ap;
 
@@ -293,8 +292,8 @@ static const char *s_describe(const parser_t *p, char *buf, size_t size)
 
 /* Fails on the current token: "<expected> at column N, found <token>", or the token's own
  * lexical error when it could not be read. */
-__attribute__((format(printf, 2, 3))) static void s_fail_tok(parser_t *p,
-							      const char *expected_fmt, ...)
+__attribute__((format(printf, 2, 3))) static void s_fail_tok(parser_t *p, const char *expected_fmt,
+							     ...)
 {
 	char expected[160], found[EXPR_QUOTE_MAX * 2 + 16];
 	va_list ap;
@@ -432,8 +431,10 @@ static bool s_parse_field(parser_t *p, operand_t *o)
 		return true;
 	}
 	if (dot) {
-		s_fail(p, o->start, "unknown field '%.*s' at column %zu: only data fields have "
-				    "dotted paths", (int)shown, w, o->start + 1);
+		s_fail(p, o->start,
+		       "unknown field '%.*s' at column %zu: only data fields have "
+		       "dotted paths",
+		       (int)shown, w, o->start + 1);
 		return false;
 	}
 	for (size_t i = 0; i < sizeof s_core_attrs / sizeof s_core_attrs[0]; i++) {
@@ -452,9 +453,10 @@ static bool s_parse_field(parser_t *p, operand_t *o)
 	}
 	for (size_t i = 0; i < len; i++) {
 		if (!((w[i] >= 'a' && w[i] <= 'z') || expr__is_digit(w[i]))) {
-			s_fail(p, o->start, "unknown field '%.*s' at column %zu: attribute names are "
-					    "lower-case letters and digits", (int)shown, w,
-			       o->start + 1);
+			s_fail(p, o->start,
+			       "unknown field '%.*s' at column %zu: attribute names are "
+			       "lower-case letters and digits",
+			       (int)shown, w, o->start + 1);
 			return false;
 		}
 	}
@@ -512,8 +514,10 @@ static bool s_check_string_op(parser_t *p, node_t *n, size_t at)
 	int rc;
 
 	if (!s_is_field(&n->lhs)) {
-		s_fail(p, n->lhs.start, "'%s' at column %zu needs a field on its left, found a "
-					"constant", op, at + 1);
+		s_fail(p, n->lhs.start,
+		       "'%s' at column %zu needs a field on its left, found a "
+		       "constant",
+		       op, at + 1);
 		return false;
 	}
 	if (s_is_field(&n->rhs) || n->rhs.lit.kind != V_STR) {
@@ -601,8 +605,10 @@ static bool s_parse_list(parser_t *p, node_t *n)
 			s_fail_tok(p, "expected a value in the list");
 			return false;
 		}
-		if (n->n_list > 0 && !s_same_kind(n->list[0].kind, p->tok.type == T_STRING ? V_STR :
-						   p->tok.type == T_NUMBER ? V_INT : V_BOOL)) {
+		if (n->n_list > 0 &&
+		    !s_same_kind(n->list[0].kind, p->tok.type == T_STRING   ? V_STR
+						  : p->tok.type == T_NUMBER ? V_INT
+									    : V_BOOL)) {
 			s_fail_tok(p, "expected a %s in the list (a list holds values of one type)",
 				   s_kind_name(n->list[0].kind));
 			return false;
@@ -675,8 +681,10 @@ static node_t *s_parse_group(parser_t *p)
 	node_t *n;
 
 	if (++p->depth > EXPR_MAX_DEPTH) {
-		s_fail(p, p->tok.start, "expression nested too deeply at column %zu (at most %d "
-					"levels)", p->tok.start + 1, EXPR_MAX_DEPTH);
+		s_fail(p, p->tok.start,
+		       "expression nested too deeply at column %zu (at most %d "
+		       "levels)",
+		       p->tok.start + 1, EXPR_MAX_DEPTH);
 		return NULL;
 	}
 	s_advance(p);
@@ -718,8 +726,10 @@ static node_t *s_parse_test(parser_t *p)
 		n->op = p->tok.type == T_CMP ? p->tok.op : (cmpop_t)s_at_string_op(p);
 		s_advance(p);
 		if (p->tok.type == T_LBRACK) {
-			s_fail(p, p->tok.start, "unexpected '[' at column %zu: a list may only "
-						"follow 'in'", p->tok.start + 1);
+			s_fail(p, p->tok.start,
+			       "unexpected '[' at column %zu: a list may only "
+			       "follow 'in'",
+			       p->tok.start + 1);
 			goto fail;
 		}
 		if (!s_at_operand(p)) {
@@ -739,8 +749,10 @@ static node_t *s_parse_test(parser_t *p)
 			goto fail;
 	} else {
 		s_fail_tok(p, "expected a comparison after '%.*s'",
-			   (int)(n->lhs.end - n->lhs.start > EXPR_QUOTE_MAX ? EXPR_QUOTE_MAX :
-				 n->lhs.end - n->lhs.start), p->text + n->lhs.start);
+			   (int)(n->lhs.end - n->lhs.start > EXPR_QUOTE_MAX
+					 ? EXPR_QUOTE_MAX
+					 : n->lhs.end - n->lhs.start),
+			   p->text + n->lhs.start);
 		goto fail;
 	}
 	n->end = s_prev_end(p);
@@ -771,8 +783,10 @@ static node_t *s_parse_any(parser_t *p)
 	if (!n)
 		return NULL;
 	if (++p->depth > EXPR_MAX_DEPTH) {
-		s_fail(p, p->tok.start, "expression nested too deeply at column %zu (at most %d "
-					"levels)", p->tok.start + 1, EXPR_MAX_DEPTH);
+		s_fail(p, p->tok.start,
+		       "expression nested too deeply at column %zu (at most %d "
+		       "levels)",
+		       p->tok.start + 1, EXPR_MAX_DEPTH);
 		goto fail;
 	}
 	s_advance(p); /* any */
@@ -784,8 +798,10 @@ static node_t *s_parse_any(parser_t *p)
 	if (!s_parse_field(p, &n->lhs))
 		goto fail;
 	if (n->lhs.kind != OP_DATA && n->lhs.kind != OP_ITEM) {
-		s_fail(p, n->lhs.start, "any() at column %zu looks through a data field (data.list), "
-					"not the attribute '%s'", n->start + 1, n->lhs.name);
+		s_fail(p, n->lhs.start,
+		       "any() at column %zu looks through a data field (data.list), "
+		       "not the attribute '%s'",
+		       n->start + 1, n->lhs.name);
 		goto fail;
 	}
 	if (p->tok.type != T_COMMA) {
@@ -840,8 +856,10 @@ static node_t *s_parse_not(parser_t *p)
 	if (!s_at_word(p, "not"))
 		return s_parse_primary(p);
 	if (++p->depth > EXPR_MAX_DEPTH) {
-		s_fail(p, p->tok.start, "expression nested too deeply at column %zu (at most %d "
-					"levels)", p->tok.start + 1, EXPR_MAX_DEPTH);
+		s_fail(p, p->tok.start,
+		       "expression nested too deeply at column %zu (at most %d "
+		       "levels)",
+		       p->tok.start + 1, EXPR_MAX_DEPTH);
 		return NULL;
 	}
 	n = s_node_new(p, N_NOT, p->tok.start);
@@ -999,7 +1017,8 @@ static void s_fetch_ext(const char *text, hint_t hint, value_t *v)
 			return;
 		}
 	}
-	if ((hint == H_BOOL || hint == H_ANY) && (!strcmp(text, "true") || !strcmp(text, "false"))) {
+	if ((hint == H_BOOL || hint == H_ANY) &&
+	    (!strcmp(text, "true") || !strcmp(text, "false"))) {
 		v->kind = V_BOOL;
 		v->b = text[0] == 't';
 	}
@@ -1138,7 +1157,8 @@ void expr__fetch_pair(const node_t *n, const ectx_t *msg, value_t *a, value_t *b
 		expr__fetch(&n->lhs, msg, expr__hint_for(b->kind), a);
 	} else {
 		expr__fetch(&n->lhs, msg, n->lhs.kind == OP_EXT ? H_STR : H_ANY, a);
-		expr__fetch(&n->rhs, msg, n->rhs.kind == OP_EXT ? expr__hint_for(a->kind) : H_ANY, b);
+		expr__fetch(&n->rhs, msg, n->rhs.kind == OP_EXT ? expr__hint_for(a->kind) : H_ANY,
+			    b);
 	}
 }
 

@@ -80,8 +80,8 @@ static void s_append_double(sbuf_t *sb, double d)
 
 /* Appends "NAME is VALUE" for a field: the value as the comparison read it, or, when that
  * did not fit the comparison's type, as it really is. */
-static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o,
-			   const ectx_t *cx, hint_t hint)
+static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o, const ectx_t *cx,
+			   hint_t hint)
 {
 	const kanal_msg_t *msg = cx->msg;
 	char buf[EXPR_PATH_MAX];
@@ -115,8 +115,11 @@ static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o,
 		const char *path = expr__data_path(o, cx, buf, sizeof buf);
 		char *json = path ? kanal_msg_data_json(msg, path) : NULL;
 
-		s_append(sb, "%s", !json ? "not readable" : json[0] == '{' ? "an object" :
-				   json[0] == '[' ? "an array" : "null");
+		s_append(sb, "%s",
+			 !json            ? "not readable"
+			 : json[0] == '{' ? "an object"
+			 : json[0] == '[' ? "an array"
+					  : "null");
 		kanal_free(json);
 		break;
 	}
@@ -128,8 +131,7 @@ static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o,
 static void s_explain_leaf(sbuf_t *sb, const expr_t *e, const node_t *leaf, size_t start,
 			   size_t end, bool value, const ectx_t *msg)
 {
-	s_append(sb, "%.*s is %s: ", (int)(end - start), e->text + start,
-		 value ? "true" : "false");
+	s_append(sb, "%.*s is %s: ", (int)(end - start), e->text + start, value ? "true" : "false");
 	switch (leaf->kind) {
 	case N_CMP:
 		if (leaf->rhs.kind == OP_LIT) {
@@ -152,8 +154,7 @@ static void s_explain_leaf(sbuf_t *sb, const expr_t *e, const node_t *leaf, size
 	}
 }
 
-static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
-		      const ectx_t *msg);
+static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value, const ectx_t *msg);
 
 /* Explains an any(): how many elements the array had, and when false (it has elements) why
  * the condition failed on the first one. */
@@ -165,9 +166,8 @@ static void s_explain_any(sbuf_t *sb, const expr_t *e, const node_t *n, bool val
 	ectx_t inner = { cx->msg, elem };
 
 	s_append(sb, "%.*s is %s: %.*s has %zu item%s", (int)(n->end - n->start),
-		 e->text + n->start, value ? "true" : "false",
-		 (int)(n->lhs.end - n->lhs.start), e->text + n->lhs.start, count,
-		 count == 1 ? "" : "s");
+		 e->text + n->start, value ? "true" : "false", (int)(n->lhs.end - n->lhs.start),
+		 e->text + n->lhs.start, count, count == 1 ? "" : "s");
 	if (value || count == 0 || !expr__join(elem, sizeof elem, path, "0"))
 		return;
 	s_append(sb, "; item 0: ");
@@ -176,8 +176,7 @@ static void s_explain_any(sbuf_t *sb, const expr_t *e, const node_t *n, bool val
 
 /* Explains why node n evaluated to `value`: the first child that decided an and/or, or
  * every child when all of them agree (a false `or`, a true `and`). */
-static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value,
-		      const ectx_t *msg)
+static void s_explain(sbuf_t *sb, const expr_t *e, const node_t *n, bool value, const ectx_t *msg)
 {
 	bool decider = n->kind == N_AND ? false : true;
 

@@ -65,11 +65,11 @@ typedef const char *(*attr_getter_t)(const kanal_msg_t *msg);
 
 typedef struct operand {
 	okind_t kind;
-	value_t lit;        /* OP_LIT; a string is owned (char *) */
-	char *name;         /* OP_EXT: the name; OP_DATA: the path after "data." ("" for data);
+	value_t lit;       /* OP_LIT; a string is owned (char *) */
+	char *name;        /* OP_EXT: the name; OP_DATA: the path after "data." ("" for data);
 			     * OP_ITEM: the path after "item." ("" for item) */
-	attr_getter_t get;  /* OP_CORE */
-	size_t start, end;  /* source span */
+	attr_getter_t get; /* OP_CORE */
+	size_t start, end; /* source span */
 } operand_t;
 
 typedef enum cmpop {
@@ -79,7 +79,7 @@ typedef enum cmpop {
 	CMP_LE,
 	CMP_GT,
 	CMP_GE,
-	CMP_CONTAINS,  /* the string operators: a string field and a string literal */
+	CMP_CONTAINS, /* the string operators: a string field and a string literal */
 	CMP_STARTS,
 	CMP_ENDS,
 	CMP_MATCHES,
@@ -97,15 +97,15 @@ typedef enum nkind {
 
 typedef struct node {
 	nkind_t kind;
-	size_t start, end;     /* source span */
-	struct node **kids;    /* N_OR, N_AND (n), N_NOT and N_ANY (1: the condition) */
+	size_t start, end;  /* source span */
+	struct node **kids; /* N_OR, N_AND (n), N_NOT and N_ANY (1: the condition) */
 	size_t n_kids;
-	cmpop_t op;            /* N_CMP */
-	operand_t lhs;         /* N_CMP, N_IN, N_EXISTS, N_ANY: always a field after parsing */
-	operand_t rhs;         /* N_CMP */
-	value_t *list;         /* N_IN: literals of one kind (V_INT and V_DBL may mix) */
+	cmpop_t op;    /* N_CMP */
+	operand_t lhs; /* N_CMP, N_IN, N_EXISTS, N_ANY: always a field after parsing */
+	operand_t rhs; /* N_CMP */
+	value_t *list; /* N_IN: literals of one kind (V_INT and V_DBL may mix) */
 	size_t n_list;
-	regex_t *re;           /* N_CMP with CMP_MATCHES: compiled at parse time */
+	regex_t *re; /* N_CMP with CMP_MATCHES: compiled at parse time */
 } node_t;
 
 /* What evaluation looks at: the message and, inside any(), the data path of the element at
@@ -145,13 +145,13 @@ typedef struct token {
 
 typedef struct parser {
 	const char *text;
-	size_t pos;            /* where the next token is lexed */
-	token_t tok;           /* the current (lookahead) token */
-	token_t prev;          /* the last consumed token; prev.len 0 at the start */
-	char lex_error[192];   /* when tok.type is T_ERROR: what is wrong with it */
-	size_t lex_error_at;   /* and at which offset */
+	size_t pos;          /* where the next token is lexed */
+	token_t tok;         /* the current (lookahead) token */
+	token_t prev;        /* the last consumed token; prev.len 0 at the start */
+	char lex_error[192]; /* when tok.type is T_ERROR: what is wrong with it */
+	size_t lex_error_at; /* and at which offset */
 	int depth;
-	int any_depth;         /* inside how many any() conditions: there `item` is the element */
+	int any_depth; /* inside how many any() conditions: there `item` is the element */
 	bool failed;
 	size_t fail_at;
 	char fail_text[sizeof(((kanal_error_t *)0)->text)];

@@ -11,11 +11,10 @@
 
 #include "expr_int.h"
 
-
 /* Records a lexical error on the current token. It is reported only when the parser looks
  * at that token, so errors come out in source order. */
 __attribute__((format(printf, 3, 4))) static void s_lex_fail(parser_t *p, size_t at,
-							      const char *fmt, ...)
+							     const char *fmt, ...)
 {
 	va_list ap;
 
@@ -65,7 +64,8 @@ static size_t s_lex_string(parser_t *p, size_t i)
 				continue;
 			}
 			if (e == '\0') {
-				s_lex_fail(p, i, "unterminated string starting at column %zu", i + 1);
+				s_lex_fail(p, i, "unterminated string starting at column %zu",
+					   i + 1);
 			} else if (e > ' ' && e < 0x7f) {
 				s_lex_fail(p, j, "unknown escape '\\%c' in string at column %zu", e,
 					   j + 1);
@@ -168,7 +168,8 @@ void expr_lex_next(parser_t *p)
 			p->tok.op = CMP_EQ;
 			len = 2;
 		} else {
-			s_lex_fail(p, i, "unexpected '=' at column %zu (did you mean '=='?)", i + 1);
+			s_lex_fail(p, i, "unexpected '=' at column %zu (did you mean '=='?)",
+				   i + 1);
 		}
 		break;
 	case '!':
@@ -177,7 +178,8 @@ void expr_lex_next(parser_t *p)
 			p->tok.op = CMP_NE;
 			len = 2;
 		} else {
-			s_lex_fail(p, i, "unexpected '!' at column %zu (did you mean '!=' or 'not'?)",
+			s_lex_fail(p, i,
+				   "unexpected '!' at column %zu (did you mean '!=' or 'not'?)",
 				   i + 1);
 		}
 		break;

@@ -47,10 +47,14 @@ static void s_gateway_forbid(router_t *r, const char *type, char *reason, size_t
 	const char *who = r->gateway_client && *r->gateway_client ? r->gateway_client : "?";
 
 	r->acl_denied++;
-	snprintf(reason, size, "client '%s' may not emit events of type '%s' (its emit list in "
-			       "security.curve.clients)", who, type ? type : "");
-	log_warn("gateway", "refused an event of type '%s' from client '%s': not in its emit "
-			    "list", type ? type : "", who);
+	snprintf(reason, size,
+		 "client '%s' may not emit events of type '%s' (its emit list in "
+		 "security.curve.clients)",
+		 who, type ? type : "");
+	log_warn("gateway",
+		 "refused an event of type '%s' from client '%s': not in its emit "
+		 "list",
+		 type ? type : "", who);
 	ROUTER_PUBLISH(r, "acl.denied", who, NULL, acl_denied_extra(who, "gateway", "emit", type));
 }
 
@@ -70,16 +74,19 @@ static bool s_gateway_owns(router_t *r, const char *source)
 
 /* Refuses an event whose source the current gateway client does not own, before the
  * duplicate check: no answer about another owner's ids ever reaches it. */
-static void s_gateway_forbid_source(router_t *r, const char *source, char *reason,
-				    size_t size)
+static void s_gateway_forbid_source(router_t *r, const char *source, char *reason, size_t size)
 {
 	const char *who = r->gateway_client && *r->gateway_client ? r->gateway_client : "?";
 
 	r->acl_denied++;
-	snprintf(reason, size, "client '%s' may not emit events with source '%.120s' (its "
-			       "sources list in security.curve.clients)", who, source ? source : "");
-	log_warn("gateway", "refused an event with source '%.120s' from client '%s': not in "
-			    "its sources list", source ? source : "", who);
+	snprintf(reason, size,
+		 "client '%s' may not emit events with source '%.120s' (its "
+		 "sources list in security.curve.clients)",
+		 who, source ? source : "");
+	log_warn("gateway",
+		 "refused an event with source '%.120s' from client '%s': not in "
+		 "its sources list",
+		 source ? source : "", who);
 	ROUTER_PUBLISH(r, "acl.denied", who, NULL,
 		       acl_denied_extra(who, "gateway", "source", source));
 }
@@ -123,9 +130,8 @@ static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 		return s_result(id, "error", "kanald is shutting down");
 	if (r->ratelimit) {
 		/* limits.rate: each CURVE client has its own bucket; plain clients share one. */
-		int64_t wait = ratelimit_take(r->ratelimit,
-					      r->gateway_client ? r->gateway_client : "",
-					      kanal_now_ms());
+		int64_t wait = ratelimit_take(
+			r->ratelimit, r->gateway_client ? r->gateway_client : "", kanal_now_ms());
 		if (wait > 0) {
 			json_t *o = s_result(id, "busy", "over limits.rate for this client");
 			json_object_set_new(o, "retry_after_ms", json_integer(wait));
@@ -170,9 +176,10 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 	if (len > (size_t)r->conf->max_event_bytes * GATEWAY_BATCH_EVENTS) {
 		/* Not read further: naming each event of a request this size is not worth
 		 * parsing it. */
-		snprintf(reason, sizeof reason, "request of %zu bytes is larger than the limit "
-			 "(%lld bytes: %d x max_event_size); send smaller batches", len,
-			 (long long)r->conf->max_event_bytes * GATEWAY_BATCH_EVENTS,
+		snprintf(reason, sizeof reason,
+			 "request of %zu bytes is larger than the limit "
+			 "(%lld bytes: %d x max_event_size); send smaller batches",
+			 len, (long long)r->conf->max_event_bytes * GATEWAY_BATCH_EVENTS,
 			 GATEWAY_BATCH_EVENTS);
 		r->invalid++;
 		json_array_append_new(results, s_result(NULL, "invalid", reason));
@@ -188,12 +195,15 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 			if (json_is_array(arr) && json_array_size(arr) > 0) {
 				size_t i;
 				json_t *elem;
-				json_array_foreach(arr, i, elem) {
+				json_array_foreach(arr, i, elem)
+				{
 					char prefix[32];
 					snprintf(prefix, sizeof prefix, "event #%zu: ", i);
-					json_array_append_new(results,
+					json_array_append_new(
+						results,
 						s_result(s_peek_id(elem), "invalid",
-							 strncmp(err.text, prefix, strlen(prefix)) == 0
+							 strncmp(err.text, prefix,
+								 strlen(prefix)) == 0
 								 ? err.text + strlen(prefix)
 								 : "batch rejected"));
 				}
@@ -208,27 +218,34 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 			char attr[64];
 			if (!s_gateway_allows(r, kanal_msg_type(batch->msgs[i]))) {
 				char why[400];
-				s_gateway_forbid(r, kanal_msg_type(batch->msgs[i]), why, sizeof why);
+				s_gateway_forbid(r, kanal_msg_type(batch->msgs[i]), why,
+						 sizeof why);
 				for (size_t k = 0; k < batch->count; k++)
-					json_array_append_new(results,
+					json_array_append_new(
+						results,
 						s_result(kanal_msg_id(batch->msgs[k]), "forbidden",
 							 k == i ? why : "batch rejected"));
 				kanal_batch_destroy(&batch);
 				return results;
 			}
-			bool big = kanal_msg_size(batch->msgs[i]) > (size_t)r->conf->max_event_bytes;
+			bool big =
+				kanal_msg_size(batch->msgs[i]) > (size_t)r->conf->max_event_bytes;
 			if (big || kanal__msg_context_cpr(batch->msgs[i], attr, sizeof attr)) {
 				char why[200];
 				if (big)
-					snprintf(why, sizeof why, "event #%zu is larger than "
-						 "max_event_size (%lld bytes)", i,
-						 (long long)r->conf->max_event_bytes);
+					snprintf(why, sizeof why,
+						 "event #%zu is larger than "
+						 "max_event_size (%lld bytes)",
+						 i, (long long)r->conf->max_event_bytes);
 				else
-					snprintf(why, sizeof why, "event #%zu: attribute '%s' holds a "
-						 "CPR number", i, attr);
+					snprintf(why, sizeof why,
+						 "event #%zu: attribute '%s' holds a "
+						 "CPR number",
+						 i, attr);
 				r->invalid++;
 				for (size_t k = 0; k < batch->count; k++)
-					json_array_append_new(results,
+					json_array_append_new(
+						results,
 						s_result(kanal_msg_id(batch->msgs[k]), "invalid",
 							 k == i ? why : "batch rejected"));
 				kanal_batch_destroy(&batch);
@@ -246,7 +263,8 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 		if (rc < 0) {
 			json_t *obj = json_loadb(body, len, 0, NULL);
 			r->invalid++;
-			json_array_append_new(results, s_result(s_peek_id(obj), "invalid", err.text));
+			json_array_append_new(results,
+					      s_result(s_peek_id(obj), "invalid", err.text));
 			json_decref(obj);
 			return results;
 		}
@@ -256,8 +274,7 @@ static json_t *s_gateway_body(router_t *r, const char *body, size_t len)
 	return results;
 }
 
-static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply,
-			 const char *failure);
+static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply, const char *failure);
 
 void gateway_on_readable(router_t *r)
 {
@@ -270,7 +287,8 @@ void gateway_on_readable(router_t *r)
 		/* [identity][empty (REQ only)]…[body]: echo every part before the body. */
 		while (more && n < 8) {
 			zmq_msg_init(&parts[n]);
-			if (zmq_msg_recv(&parts[n], r->gateway_sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+			if (zmq_msg_recv(&parts[n], r->gateway_sock, n == 0 ? ZMQ_DONTWAIT : 0) <
+			    0) {
 				zmq_msg_close(&parts[n]);
 				if (n == 0)
 					return;
@@ -295,9 +313,10 @@ void gateway_on_readable(router_t *r)
 		/* A DEALER sends [body], a REQ [empty][body]; anything else is not our protocol
 		 * and gets an error in place of guessing which frame is the event. */
 		if (n > 3 || (n == 3 && zmq_msg_size(&parts[1]) != 0)) {
-			json_t *bad = json_pack("{s:[{s:s, s:s}]}", "results", "status", "invalid",
-						"reason", "expected one frame holding an event or a "
-						"batch (after the empty delimiter of a REQ socket)");
+			json_t *bad = json_pack(
+				"{s:[{s:s, s:s}]}", "results", "status", "invalid", "reason",
+				"expected one frame holding an event or a "
+				"batch (after the empty delimiter of a REQ socket)");
 			int keep = zmq_msg_size(&parts[1]) == 0 ? 2 : 1;
 			for (int i = keep; i < n; i++)
 				zmq_msg_close(&parts[i]);
@@ -340,15 +359,15 @@ void gateway_on_readable(router_t *r)
 
 /* Sends a held reply. When the turn's commit failed (`failure` set), what it called
  * accepted was not stored: it is answered as an error, so the sender sends it again. */
-static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply,
-			 const char *failure)
+static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply, const char *failure)
 {
 	char *text;
 
 	if (failure) {
 		size_t i;
 		json_t *res;
-		json_array_foreach(json_object_get(reply, "results"), i, res) {
+		json_array_foreach(json_object_get(reply, "results"), i, res)
+		{
 			const char *st = json_string_value(json_object_get(res, "status"));
 			if (st && !strcmp(st, "accepted")) {
 				json_object_set_new(res, "status", json_string("error"));
@@ -367,15 +386,17 @@ static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply,
 			for (; i < n; i++)
 				zmq_msg_close(&parts[i]);
 			r->replies_dropped++;
-			log_warn_limited("router", "dropped a gateway reply: the client does not "
-						   "read (%s)", zmq_strerror(zmq_errno()));
+			log_warn_limited("router",
+					 "dropped a gateway reply: the client does not "
+					 "read (%s)",
+					 zmq_strerror(zmq_errno()));
 			free(text);
 			return;
 		}
 		zmq_msg_close(&parts[i]);
 	}
-	if (zmq_send(r->gateway_sock, text ? text : "{}", text ? strlen(text) : 2,
-		     ZMQ_DONTWAIT) < 0)
+	if (zmq_send(r->gateway_sock, text ? text : "{}", text ? strlen(text) : 2, ZMQ_DONTWAIT) <
+	    0)
 		r->replies_dropped++;
 	free(text);
 }
@@ -394,4 +415,3 @@ void gateway_flush_replies(router_t *r, const char *failure)
 	}
 	r->n_pending = 0;
 }
-

@@ -151,9 +151,10 @@ static void s_acl_refused(instance_t *inst, const kanal_msg_t *msg, const char *
 	if (!type)
 		type = "";
 	__atomic_add_fetch(&inst->acl_denied, 1, __ATOMIC_RELAXED);
-	log_warn(inst->name, "refused an emitted event of %s '%s': not in the instance's "
-			     "acl.%s list", source ? "source" : "type", type,
-		 source ? "sources" : "emit");
+	log_warn(inst->name,
+		 "refused an emitted event of %s '%s': not in the instance's "
+		 "acl.%s list",
+		 source ? "source" : "type", type, source ? "sources" : "emit");
 	/* The notice has a fixed size: a type too long for it is cut, not dropped. */
 	extra = acl_denied_extra(inst->name, "instance", what, type);
 	text = extra ? json_dumps(extra, JSON_COMPACT) : NULL;
@@ -198,21 +199,22 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 	{
 		char attr[64];
 		if (kanal__msg_context_cpr(msg, attr, sizeof attr)) {
-			log_warn(inst->name, "refused an emitted event of type %s: attribute '%s' "
-					     "holds a CPR number (put the person in data)",
+			log_warn(inst->name,
+				 "refused an emitted event of type %s: attribute '%s' "
+				 "holds a CPR number (put the person in data)",
 				 kanal_msg_type(msg), attr);
 			rc = KANAL_EINVALID;
 			goto fail;
 		}
 	}
-	if (inst->has_acl && !acl_type_allowed(inst->acl_emit, inst->n_acl_emit,
-					       kanal_msg_type(msg))) {
+	if (inst->has_acl &&
+	    !acl_type_allowed(inst->acl_emit, inst->n_acl_emit, kanal_msg_type(msg))) {
 		s_acl_refused(inst, msg, "emit");
 		rc = KANAL_EFORBIDDEN;
 		goto fail;
 	}
-	if (inst->has_acl_sources && !acl_source_allowed(inst->acl_sources, inst->n_acl_sources,
-							 kanal_msg_source(msg))) {
+	if (inst->has_acl_sources &&
+	    !acl_source_allowed(inst->acl_sources, inst->n_acl_sources, kanal_msg_source(msg))) {
 		s_acl_refused(inst, msg, "source");
 		rc = KANAL_EFORBIDDEN;
 		goto fail;
@@ -231,8 +233,8 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 	}
 	/* The clock is read only when the window is full (a clock read per emit is ~1 % of
 	 * kanald's CPU under a flood). */
-	deadline = inst->emit_outstanding >= BUS_EMIT_WINDOW ? kanal_now_ms() + BUS_EMIT_WAIT_MS
-							     : 0;
+	deadline =
+		inst->emit_outstanding >= BUS_EMIT_WINDOW ? kanal_now_ms() + BUS_EMIT_WAIT_MS : 0;
 	while (inst->emit_outstanding >= BUS_EMIT_WINDOW) {
 		unsigned char buf[sizeof(bus_request_t)];
 		int64_t left = deadline - kanal_now_ms();
@@ -281,8 +283,8 @@ static int s_op_flush(kanal_ctx_t *ctx, int64_t timeout_ms)
 	return 0;
 }
 
-static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
-			int64_t timeout_ms, kanal_msg_t **reply_out)
+static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req, int64_t timeout_ms,
+			kanal_msg_t **reply_out)
 {
 	instance_t *inst = ctx->host;
 	bus_request_t frame;
@@ -419,8 +421,8 @@ static const kanal_host_ops_t s_ops = {
 	.upstream = s_op_upstream,
 };
 
-int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
-		  instance_t **out, diag_t *d)
+int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, instance_t **out,
+		  diag_t *d)
 {
 	instance_t *inst = calloc(1, sizeof *inst);
 	kanal_error_t err;
@@ -454,8 +456,8 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 		goto fail;
 	}
 	/* Every bad option of the instance is reported, not only the first. */
-	rc = kanal__config_build_all(inst->plugin->options, ci->options, ci->n_options,
-				     conf->file, ci->name, ci->line, ci->column, &inst->config,
+	rc = kanal__config_build_all(inst->plugin->options, ci->options, ci->n_options, conf->file,
+				     ci->name, ci->line, ci->column, &inst->config,
 				     diag_add_error_fn, d);
 	if (rc < 0)
 		goto fail;
@@ -487,8 +489,9 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
 	if (rc != 0) {
 		diag_add(d, conf->file, ci->line, ci->column, "instance '%s': init failed: %s",
 			 ci->name,
-			 inst->ctx->delivery.error[0] ? inst->ctx->delivery.error
-						      : kanal_strerror(rc < 0 ? rc : KANAL_EPLUGIN));
+			 inst->ctx->delivery.error[0]
+				 ? inst->ctx->delivery.error
+				 : kanal_strerror(rc < 0 ? rc : KANAL_EPLUGIN));
 		rc = rc < 0 ? rc : KANAL_EPLUGIN;
 		goto fail;
 	}
@@ -588,8 +591,8 @@ static void *s_thread_main(void *arg)
 	rc = p->start ? p->start(inst->ctx, inst->state) : 0;
 	if (rc != 0) {
 		instance_report_start(inst, rc < 0 ? rc : KANAL_EPLUGIN,
-				  inst->ctx->delivery.error[0] ? inst->ctx->delivery.error
-							       : "start failed");
+				      inst->ctx->delivery.error[0] ? inst->ctx->delivery.error
+								   : "start failed");
 		goto stop;
 	}
 	instance_report_start(inst, 1, NULL);

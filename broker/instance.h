@@ -37,7 +37,7 @@ typedef struct instance {
 	char *const *acl_sources;
 	size_t n_acl_sources;
 	uint64_t acl_denied; /* emits the acl refused; atomic (the router reads it) */
-	int upstream; /* kanal_upstream_report's last: 1 up, 0 down, -1 none; atomic */
+	int upstream;        /* kanal_upstream_report's last: 1 up, 0 down, -1 none; atomic */
 	/* `isolation: process`: the plugin runs in a plugin host and this instance's thread is
 	 * its proxy (isolation.c); NULL for a plugin on the thread itself. */
 	struct isolation *iso;
@@ -74,8 +74,8 @@ typedef struct instance {
  * init — or, for `isolation: process`, prepares the plugin host that will call it (options
  * are refused here all the same). Every failure is added to d as
  * "file:line:col: error: instance 'x': …". */
-int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index,
-		  instance_t **out, diag_t *d);
+int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, instance_t **out,
+		  diag_t *d);
 
 /* Starts the instance's thread, which connects to the router (whose sockets must be bound)
  * and calls the plugin's start. Waits for the outcome: returns 0, or a negative code with

@@ -91,30 +91,30 @@ typedef struct pending {
 struct isolation {
 	/* Fixed at load. */
 	char *name;
-	char *host_path;     /* kanal-plugin-host */
+	char *host_path; /* kanal-plugin-host */
 	char *plugin_path;
-	char *ipc_path;      /* the socket file */
-	char *endpoint;      /* "ipc://" + ipc_path */
-	json_t *init;        /* INIT's head, without log_level */
+	char *ipc_path; /* the socket file */
+	char *endpoint; /* "ipc://" + ipc_path */
+	json_t *init;   /* INIT's head, without log_level */
 	int64_t deadline_ms;
 	int64_t start_timeout_ms; /* for init and start: deadline_ms, at least ISO_START_MIN_MS */
-	size_t parse_limit;  /* largest event accepted from the plugin host, serialised */
+	size_t parse_limit;       /* largest event accepted from the plugin host, serialised */
 
 	/* The proxy's, on the instance's thread only. */
 	instance_t *inst;
-	void *sock;          /* ROUTER, bound at endpoint */
-	void *mon;           /* PAIR receiving sock's connection events */
-	int connections;     /* open connections to sock (accepted, not yet disconnected) */
-	int progress_fd;     /* the memfd behind `progress`, or -1 */
+	void *sock;      /* ROUTER, bound at endpoint */
+	void *mon;       /* PAIR receiving sock's connection events */
+	int connections; /* open connections to sock (accepted, not yet disconnected) */
+	int progress_fd; /* the memfd behind `progress`, or -1 */
 	kanal_wire_progress_t *progress; /* shared with the plugin host (plugin_wire.h) */
-	bool progress_ok;    /* the current plugin host said it writes `progress` */
+	bool progress_ok;                /* the current plugin host said it writes `progress` */
 	iso_state_t state;
-	pid_t pid;           /* the plugin host, or 0 */
-	int pidfd;           /* -1 when there is none (then waitpid polls) */
-	char token[40];      /* the current plugin host's routing id */
-	bool reported;       /* the first start was reported to instance_start */
-	bool done;           /* leave the loop */
-	bool stopping;       /* the router sent S */
+	pid_t pid;      /* the plugin host, or 0 */
+	int pidfd;      /* -1 when there is none (then waitpid polls) */
+	char token[40]; /* the current plugin host's routing id */
+	bool reported;  /* the first start was reported to instance_start */
+	bool done;      /* leave the loop */
+	bool stopping;  /* the router sent S */
 	int64_t stop_deadline;
 	int64_t start_deadline;
 	int64_t next_start;
@@ -122,16 +122,16 @@ struct isolation {
 	int64_t up_since;
 	int64_t down_since;
 	unsigned restarts;
-	bool operator_restart;  /* set (atomically) by isolation_restart before its SIGKILL */
+	bool operator_restart;       /* set (atomically) by isolation_restart before its SIGKILL */
 	bool restarting_by_operator; /* the host now starting replaces one an operator ended */
 
 	pending_t *head, *tail; /* deliveries waiting for the plugin host */
 	/* Sent and unanswered, oldest first; inflight[0] is the one being handled. */
 	bus_deliver_t inflight[ISO_PIPELINE];
 	size_t n_inflight;
-	int64_t head_deadline;  /* by when inflight[0] must be answered */
-	int64_t last_heard;     /* anything from the plugin host */
-	int64_t ping_sent;      /* 0: no ping outstanding */
+	int64_t head_deadline; /* by when inflight[0] must be answered */
+	int64_t last_heard;    /* anything from the plugin host */
+	int64_t ping_sent;     /* 0: no ping outstanding */
 };
 
 /* ---- preparing (main thread) ------------------------------------------------------------- */
@@ -236,8 +236,8 @@ int isolation_new(const conf_t *conf, const conf_instance_t *ci, isolation_t **o
 	iso->pidfd = -1;
 	iso->progress_fd = -1;
 	iso->deadline_ms = ci->deadline_ms > 0 ? ci->deadline_ms : 30000;
-	iso->start_timeout_ms = iso->deadline_ms > ISO_START_MIN_MS ? iso->deadline_ms
-								    : ISO_START_MIN_MS;
+	iso->start_timeout_ms =
+		iso->deadline_ms > ISO_START_MIN_MS ? iso->deadline_ms : ISO_START_MIN_MS;
 	limit = conf->max_event_bytes > KANAL_MSG_DEFAULT_MAX_BYTES ? conf->max_event_bytes
 								    : KANAL_MSG_DEFAULT_MAX_BYTES;
 	/* kanal_emit applies max_event_size itself, to the message; this only keeps a
@@ -262,7 +262,8 @@ int isolation_new(const conf_t *conf, const conf_instance_t *ci, isolation_t **o
 		const char *env = getenv("KANAL_PLUGIN_HOST");
 		diag_add(d, conf->file, ci->line, ci->column,
 			 "instance '%s': 'isolation: process' needs the plugin host, and %s is "
-			 "not there (%s): %s", ci->name, iso->host_path, strerror(errno),
+			 "not there (%s): %s",
+			 ci->name, iso->host_path, strerror(errno),
 			 env && *env ? "check $KANAL_PLUGIN_HOST"
 				     : "install kanal-plugin-host beside kanald");
 		rc = KANAL_ECONFIG;
@@ -271,8 +272,8 @@ int isolation_new(const conf_t *conf, const conf_instance_t *ci, isolation_t **o
 	if (strlen(iso->ipc_path) > ISO_SUN_PATH_MAX) {
 		diag_add(d, conf->file, ci->line, ci->column,
 			 "instance '%s': its socket path %s is longer than the %d bytes a socket "
-			 "address holds: choose a shorter run_dir", ci->name, iso->ipc_path,
-			 ISO_SUN_PATH_MAX);
+			 "address holds: choose a shorter run_dir",
+			 ci->name, iso->ipc_path, ISO_SUN_PATH_MAX);
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
@@ -444,9 +445,18 @@ static char **s_env_with_token(const char *token, char **token_var)
 static int s_spawn(isolation_t *iso, char *why, size_t why_size)
 {
 	char parent[24], uuid[37], *token_var = NULL, **env = NULL;
-	char *argv[] = { iso->host_path, "--endpoint", iso->endpoint, "--plugin", iso->plugin_path,
-			 "--instance", iso->name, "--parent", parent,
-			 iso->progress ? "--progress-fd" : NULL, "3", NULL };
+	char *argv[] = { iso->host_path,
+			 "--endpoint",
+			 iso->endpoint,
+			 "--plugin",
+			 iso->plugin_path,
+			 "--instance",
+			 iso->name,
+			 "--parent",
+			 parent,
+			 iso->progress ? "--progress-fd" : NULL,
+			 "3",
+			 NULL };
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, dflt;
@@ -455,7 +465,8 @@ static int s_spawn(isolation_t *iso, char *why, size_t why_size)
 
 	/* A fresh routing id per plugin host: what an earlier one left in flight is ignored. */
 	if (kanal_uuid(uuid) != 0) {
-		snprintf(why, why_size, "no random routing id for the plugin host (getrandom failed)");
+		snprintf(why, why_size,
+			 "no random routing id for the plugin host (getrandom failed)");
 		return KANAL_EIO;
 	}
 	for (const char *p = uuid; *p; p++)
@@ -705,7 +716,8 @@ static void s_failed(isolation_t *iso, const char *why, json_t *detail)
 		iso->restarting_by_operator = true;
 		delay = 0;
 		victim = iso->n_inflight;
-		log_info(iso->name, "plugin host ended by an operator's restart; starting a new one");
+		log_info(iso->name,
+			 "plugin host ended by an operator's restart; starting a new one");
 	} else {
 		delay = s_next_backoff(iso, now);
 		victim = s_victim(iso);
@@ -744,8 +756,7 @@ static void s_failed(isolation_t *iso, const char *why, json_t *detail)
 			json_object_set_new(detail, "pid", json_integer(pid));
 		json_object_set_new(detail, "restart_in_ms", json_integer(delay));
 	}
-	s_notice(iso, iso->restarting_by_operator ? "plugin.restarting" : "plugin.crashed",
-		 detail);
+	s_notice(iso, iso->restarting_by_operator ? "plugin.restarting" : "plugin.crashed", detail);
 }
 
 /* Looks whether the plugin host has ended on its own. */
@@ -803,8 +814,9 @@ static void s_hung(isolation_t *iso, const char *what)
 
 	snprintf(why, sizeof why, "plugin host hung: %s within %lld ms", what,
 		 (long long)iso->deadline_ms);
-	s_failed(iso, why, json_pack("{s:s, s:I}", "cause", "hung", "deadline_ms",
-				     (json_int_t)iso->deadline_ms));
+	s_failed(iso, why,
+		 json_pack("{s:s, s:I}", "cause", "hung", "deadline_ms",
+			   (json_int_t)iso->deadline_ms));
 }
 
 /* ---- host services, on the plugin's behalf ------------------------------------------------ */
@@ -902,8 +914,8 @@ static void s_on_started(isolation_t *iso, const kanal_wire_t *w)
 		 * "keeps crashing" alert count crashes only. */
 		iso->restarting_by_operator = false;
 		log_info(iso->name, "plugin host restarted by an operator (pid %d)", (int)iso->pid);
-		s_notice(iso, "plugin.restarted", json_pack("{s:i, s:b}", "pid", (int)iso->pid,
-							    "operator", 1));
+		s_notice(iso, "plugin.restarted",
+			 json_pack("{s:i, s:b}", "pid", (int)iso->pid, "operator", 1));
 		return;
 	}
 	iso->restarts++;
@@ -929,8 +941,10 @@ static void s_on_outcome(isolation_t *iso, const kanal_wire_t *w)
 	for (i = 0; i < iso->n_inflight && iso->inflight[i].id != id; i++)
 		;
 	if (i == iso->n_inflight) {
-		log_warn(iso->name, "the plugin host answered delivery %llu, which it was not "
-				    "handling; ignored", (unsigned long long)id);
+		log_warn(iso->name,
+			 "the plugin host answered delivery %llu, which it was not "
+			 "handling; ignored",
+			 (unsigned long long)id);
 		return;
 	}
 	if (i > 0)
@@ -965,7 +979,8 @@ static void s_on_host_message(isolation_t *iso, const kanal_wire_t *w)
 		if (iso->state == ISO_STARTING) {
 			json_t *init = json_deep_copy(iso->init);
 			if (init) {
-				json_object_set_new(init, "log_level", json_integer(log_get_level()));
+				json_object_set_new(init, "log_level",
+						    json_integer(log_get_level()));
 				json_object_set_new(init, "max_event_bytes",
 						    json_integer((json_int_t)iso->parse_limit));
 			}
@@ -982,9 +997,9 @@ static void s_on_host_message(isolation_t *iso, const kanal_wire_t *w)
 		s_serve_emit(iso, w);
 		break;
 	case KANAL_WIRE_FLUSH:
-		s_send_answer(iso, kanal_emit_flush(iso->inst->ctx,
-						    json_integer_value(json_object_get(w->head,
-										   "timeout_ms"))),
+		s_send_answer(iso,
+			      kanal_emit_flush(iso->inst->ctx, json_integer_value(json_object_get(
+								       w->head, "timeout_ms"))),
 			      NULL);
 		break;
 	case KANAL_WIRE_REQUEST:
@@ -997,8 +1012,7 @@ static void s_on_host_message(isolation_t *iso, const kanal_wire_t *w)
 		s_serve_metric(iso, w);
 		break;
 	case KANAL_WIRE_UPSTREAM:
-		kanal_upstream_report(iso->inst->ctx,
-				      json_is_true(json_object_get(w->head, "up")));
+		kanal_upstream_report(iso->inst->ctx, json_is_true(json_object_get(w->head, "up")));
 		break;
 	case KANAL_WIRE_PING:
 		iso->ping_sent = 0;
@@ -1006,7 +1020,8 @@ static void s_on_host_message(isolation_t *iso, const kanal_wire_t *w)
 	case KANAL_WIRE_BYE:
 		break;
 	default:
-		log_warn(iso->name, "the plugin host sent an unknown '%c' message; ignored", w->kind);
+		log_warn(iso->name, "the plugin host sent an unknown '%c' message; ignored",
+			 w->kind);
 		break;
 	}
 	/* What the proxy spent on the plugin's behalf is not the plugin's time: the plugin
@@ -1057,10 +1072,10 @@ static void s_begin_stop(isolation_t *iso, int64_t deadline_ms)
 	while (s_dequeue(iso, &dl))
 		;
 	if (iso->state == ISO_UP && iso->pid > 0) {
-		kanal__wire_send(iso->sock, iso->token, KANAL_WIRE_STOP,
-				 json_pack("{s:I}", "within_ms",
-					   (json_int_t)(iso->stop_deadline - now)),
-				 NULL);
+		kanal__wire_send(
+			iso->sock, iso->token, KANAL_WIRE_STOP,
+			json_pack("{s:I}", "within_ms", (json_int_t)(iso->stop_deadline - now)),
+			NULL);
 		return;
 	}
 	s_kill(iso);
@@ -1201,7 +1216,11 @@ static int64_t s_next_wake(const isolation_t *iso)
 {
 	int64_t next = -1;
 
-#define ISO_EARLIER(t) do { if (next < 0 || (t) < next) next = (t); } while (0)
+#define ISO_EARLIER(t)                                                                             \
+	do {                                                                                       \
+		if (next < 0 || (t) < next)                                                        \
+			next = (t);                                                                \
+	} while (0)
 	if (iso->stopping) {
 		if (iso->pid > 0)
 			ISO_EARLIER(iso->stop_deadline + ISO_STOP_GRACE_MS);
@@ -1264,7 +1283,8 @@ static int s_bind(isolation_t *iso, char *why, size_t why_size)
 			       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
 	    zmq_setsockopt(iso->mon, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
 	    zmq_connect(iso->mon, mon_endpoint) != 0) {
-		snprintf(why, why_size, "cannot monitor %s: %s", iso->endpoint, zmq_strerror(errno));
+		snprintf(why, why_size, "cannot monitor %s: %s", iso->endpoint,
+			 zmq_strerror(errno));
 		free(mon_endpoint);
 		return KANAL_EIO;
 	}
@@ -1289,8 +1309,10 @@ static void s_progress_open(isolation_t *iso)
 	if (fd < 0 || ftruncate(fd, sizeof *iso->progress) != 0 ||
 	    (p = mmap(NULL, sizeof *iso->progress, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
 		    MAP_FAILED) {
-		log_warn(iso->name, "no shared progress slot (%s): a crash is blamed on the "
-				    "oldest delivery in flight", strerror(errno));
+		log_warn(iso->name,
+			 "no shared progress slot (%s): a crash is blamed on the "
+			 "oldest delivery in flight",
+			 strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return;

@@ -89,7 +89,6 @@ enum {
  * that stepped back a little. */
 #define DUP_LOAD_SLACK_MS 60000
 
-
 static const char *const s_sql[ST__N] = {
 	[ST_SEEN] = "SELECT 1 FROM events WHERE source = ?1 AND id = ?2 AND accepted_at >= ?3 "
 		    "LIMIT 1",
@@ -98,11 +97,12 @@ static const char *const s_sql[ST__N] = {
 			 "target_route, parked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	/* ST_DONE4/16/64 are built in s_prepare_done. */
 	[ST_DONE1] = "INSERT OR IGNORE INTO done (seq, done_at) VALUES (?2, ?1)",
-	[ST_DELIVERY] = "INSERT INTO deliveries (seq, route, destination, state, attempts, "
-			"next_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
-			"ON CONFLICT (seq, route, destination) DO UPDATE SET state = excluded.state, "
-			"attempts = excluded.attempts, next_at = excluded.next_at, "
-			"last_error = excluded.last_error",
+	[ST_DELIVERY] =
+		"INSERT INTO deliveries (seq, route, destination, state, attempts, "
+		"next_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+		"ON CONFLICT (seq, route, destination) DO UPDATE SET state = excluded.state, "
+		"attempts = excluded.attempts, next_at = excluded.next_at, "
+		"last_error = excluded.last_error",
 	[ST_OPEN_EVENTS] = "SELECT seq, body, target, target_route, parked FROM events e "
 			   "WHERE NOT EXISTS (SELECT 1 FROM done d WHERE d.seq = e.seq) "
 			   "ORDER BY seq",
@@ -189,11 +189,11 @@ typedef struct dup_ent {
  * Not loaded until the first lookup after a start (it needs the window's length). */
 typedef struct dupwin {
 	dup_ent_t *ring;
-	size_t cap;         /* ring places, a power of two */
+	size_t cap;          /* ring places, a power of two */
 	uint64_t head, tail; /* absolute positions: the ring holds [head, tail) */
-	uint64_t *slots;    /* 2 × cap: high half of the fingerprint << 32 | ring place + 1 */
+	uint64_t *slots;     /* 2 × cap: high half of the fingerprint << 32 | ring place + 1 */
 	bool loaded;
-	bool index_mode;    /* the (source, id) index exists: a miss older than cover_from asks it */
+	bool index_mode; /* the (source, id) index exists: a miss older than cover_from asks it */
 	int64_t cover_from; /* every event accepted at or after this is in the ring */
 } dupwin_t;
 
@@ -201,8 +201,8 @@ struct journal {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST__N];
 	bool in_txn;
-	bool txn_lost;    /* SQLite rolled the open transaction back by itself (a full disk) */
-	bool broken;      /* the last transaction failed: probe before the next one */
+	bool txn_lost; /* SQLite rolled the open transaction back by itself (a full disk) */
+	bool broken;   /* the last transaction failed: probe before the next one */
 	uint64_t txn_first_seq; /* the first event added in the open transaction, 0: none */
 	/* Done marks not yet committed, oldest first: [0, n_flushed) are written in the open
 	 * transaction. They outlive a failed commit and go with the next one that works. */
@@ -211,11 +211,11 @@ struct journal {
 	char last_error[300]; /* the first error of the last transaction (or attempt), or "" */
 	dupwin_t dup;
 	int64_t n_open; /* open events as this connection sees them; -1: not counted yet */
-	bool faulted;     /* the last failure was injected */
+	bool faulted;   /* the last failure was injected */
 	char *path;
-	char *fault_path; /* KANAL_FAULT_JOURNAL: while this file exists, writes fail */
+	char *fault_path;           /* KANAL_FAULT_JOURNAL: while this file exists, writes fail */
 	kanal__blob_store_t *blobs; /* borrowed: where unnamed blobs are removed; NULL: none */
-	bool event_blobs;   /* event_blobs may have rows: done events' rows go at the commit */
+	bool event_blobs; /* event_blobs may have rows: done events' rows go at the commit */
 	/* Blobs whose last row the open transaction deleted: removed once it commits. */
 	char **unnamed;
 	size_t n_unnamed, cap_unnamed;
@@ -320,8 +320,10 @@ static int s_prepare_done(journal_t *j, int which, int n)
 	for (int i = 0; i < n; i++)
 		len += (size_t)snprintf(sql + len, sizeof sql - len, "%s(?%d, ?1)", i ? ", " : "",
 					i + 2);
-	return sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &j->st[which],
-				  NULL) == SQLITE_OK ? 0 : KANAL_EIO;
+	return sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &j->st[which], NULL) ==
+			       SQLITE_OK
+		       ? 0
+		       : KANAL_EIO;
 }
 
 /* Makes one existing file private (0600) when others may read it: an older kanald, or a
@@ -338,9 +340,10 @@ static void s_tighten(const char *path)
 			log_warn("journal", "%s could be read by others (mode %04o): made it 0600",
 				 path, (unsigned)(st.st_mode & 07777));
 		else
-			log_warn("journal", "%s can be read by others (mode %04o) and cannot be "
-					    "made private: %s", path, (unsigned)(st.st_mode & 07777),
-				 strerror(errno));
+			log_warn("journal",
+				 "%s can be read by others (mode %04o) and cannot be "
+				 "made private: %s",
+				 path, (unsigned)(st.st_mode & 07777), strerror(errno));
 	}
 	close(fd);
 }
@@ -489,7 +492,8 @@ static int s_done_blob_rows(journal_t *j)
 		return 0;
 	rc = s_blob_rows_gone(j, j->st[ST_EVENT_BLOBS_DONE]);
 	if (rc == 0)
-		j->event_blobs = s_query_int(j->db, "SELECT EXISTS (SELECT 1 FROM event_blobs)") != 0;
+		j->event_blobs =
+			s_query_int(j->db, "SELECT EXISTS (SELECT 1 FROM event_blobs)") != 0;
 	return rc;
 }
 
@@ -533,8 +537,9 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 	}
 	j->n_open = -1;
 	s_create_private(path);
-	if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-						  SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &j->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
 		snprintf(err, err_size, "cannot open the journal %s: %s", path,
 			 j->db ? sqlite3_errmsg(j->db) : "out of memory");
 		goto fail;
@@ -563,7 +568,9 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 			rc = s_prepare_done(j, i, i == ST_DONE4 ? 4 : i == ST_DONE16 ? 16 : 64);
 		else
 			rc = sqlite3_prepare_v3(j->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-						&j->st[i], NULL) == SQLITE_OK ? 0 : KANAL_EIO;
+						&j->st[i], NULL) == SQLITE_OK
+				     ? 0
+				     : KANAL_EIO;
 		if (rc < 0) {
 			snprintf(err, err_size, "cannot prepare the journal's statements (%s): %s",
 				 path, sqlite3_errmsg(j->db));
@@ -844,7 +851,8 @@ static void s_dup_need_index(journal_t *j)
 {
 	if (j->dup.index_mode)
 		return;
-	log_warn("journal", "%s: more than %u events within the duplicate window; creating the "
+	log_warn("journal",
+		 "%s: more than %u events within the duplicate window; creating the "
 		 "(source, id) index so that older duplicates are still found",
 		 j->path, (unsigned)DUP_MAX);
 	if (sqlite3_exec(j->db, "CREATE INDEX IF NOT EXISTS events_source_id ON events(source, id)",
@@ -1291,8 +1299,8 @@ static json_t *s_letter(sqlite3_stmt *st, bool full)
 	if (full) {
 		json_t *event = json_loadb(sqlite3_column_blob(st, 11),
 					   (size_t)sqlite3_column_bytes(st, 11), 0, NULL);
-		json_object_set_new(o, "errors", json_is_array(errors) ? json_incref(errors)
-								       : json_array());
+		json_object_set_new(o, "errors",
+				    json_is_array(errors) ? json_incref(errors) : json_array());
 		json_object_set_new(o, "event", event ? event : json_null());
 	}
 	json_decref(errors);
@@ -1300,8 +1308,8 @@ static json_t *s_letter(sqlite3_stmt *st, bool full)
 }
 
 /* Builds and runs a filtered query over dead_letters. */
-static sqlite3_stmt *s_filtered(journal_t *j, const char *cols, const char *route,
-				const char *type, int64_t since_ms, const char *order, int limit)
+static sqlite3_stmt *s_filtered(journal_t *j, const char *cols, const char *route, const char *type,
+				int64_t since_ms, const char *order, int limit)
 {
 	char sql[600];
 	sqlite3_stmt *st = NULL;
@@ -1322,8 +1330,9 @@ static sqlite3_stmt *s_filtered(journal_t *j, const char *cols, const char *rout
 json_t *journal_dlq_list(journal_t *j, const char *route, const char *type, int64_t since_ms,
 			 int limit)
 {
-	sqlite3_stmt *st = s_filtered(j, "id, seq, dead_at, route, destination, type, event_id, "
-					 "source, reason, attempts, errors",
+	sqlite3_stmt *st = s_filtered(j,
+				      "id, seq, dead_at, route, destination, type, event_id, "
+				      "source, reason, attempts, errors",
 				      route, type, since_ms, "DESC", limit > 0 ? limit : 100);
 	json_t *items = json_array();
 
@@ -1366,8 +1375,8 @@ json_t *journal_dlq_show(journal_t *j, int64_t id)
 		st = j->st[ST_LETTER_BLOBS];
 		sqlite3_bind_int64(st, 1, id);
 		while (sqlite3_step(st) == SQLITE_ROW)
-			json_array_append_new(blobs, json_string((const char *)
-								 sqlite3_column_text(st, 0)));
+			json_array_append_new(
+				blobs, json_string((const char *)sqlite3_column_text(st, 0)));
 		sqlite3_reset(st);
 		json_object_set_new(o, "blobs", blobs);
 	}
@@ -1468,8 +1477,9 @@ int64_t journal_dlq_purge(journal_t *j, int64_t before_ms, int64_t keep_max)
 	    (by_age = s_exec_int(j, "DELETE FROM dead_letters WHERE dead_at < ?", before_ms)) < 0)
 		return by_age;
 	if (keep_max > 0 &&
-	    (by_count = s_exec_int(j, "DELETE FROM dead_letters WHERE id NOT IN (SELECT id FROM "
-				      "dead_letters ORDER BY id DESC LIMIT ?)",
+	    (by_count = s_exec_int(j,
+				   "DELETE FROM dead_letters WHERE id NOT IN (SELECT id FROM "
+				   "dead_letters ORDER BY id DESC LIMIT ?)",
 				   keep_max)) < 0)
 		return by_count;
 	return by_age + by_count;
@@ -1540,8 +1550,8 @@ json_t *journal_measure_sum(journal_t *j, const char *measure, const char *from_
 		json_t *labels = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
 		if (json_is_object(labels))
 			json_array_append_new(rows,
-				json_pack("{s:o, s:I}", "labels", labels, "count",
-					  (json_int_t)sqlite3_column_int64(st, 1)));
+					      json_pack("{s:o, s:I}", "labels", labels, "count",
+							(json_int_t)sqlite3_column_int64(st, 1)));
 		else
 			json_decref(labels);
 	}

@@ -87,18 +87,20 @@ static void s_json_string(char *out, size_t size, size_t *n, const char *text)
 		} else {
 			/* A UTF-8 sequence: its lead byte says how long, every other byte is
 			 * 10xxxxxx; overlong forms and surrogates count as broken too. */
-			adv = *p >= 0xc2 && *p <= 0xdf ? 2 : *p >= 0xe0 && *p <= 0xef ? 3
-			    : *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+			adv = *p >= 0xc2 && *p <= 0xdf   ? 2
+			      : *p >= 0xe0 && *p <= 0xef ? 3
+			      : *p >= 0xf0 && *p <= 0xf4 ? 4
+							 : 0;
 			for (size_t i = 1; i < adv; i++) {
 				if ((p[i] & 0xc0) != 0x80) {
 					adv = 0; /* also stops at the string's end */
 					break;
 				}
 			}
-			if ((adv == 3 && ((*p == 0xe0 && p[1] < 0xa0) ||
-					  (*p == 0xed && p[1] >= 0xa0))) ||
-			    (adv == 4 && ((*p == 0xf0 && p[1] < 0x90) ||
-					  (*p == 0xf4 && p[1] >= 0x90))))
+			if ((adv == 3 &&
+			     ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0))) ||
+			    (adv == 4 &&
+			     ((*p == 0xf0 && p[1] < 0x90) || (*p == 0xf4 && p[1] >= 0x90))))
 				adv = 0;
 			if (adv)
 				put = (const char *)p, len = adv;
@@ -117,9 +119,9 @@ static void s_json_string(char *out, size_t size, size_t *n, const char *text)
 static size_t s_json_record(char *out, size_t size, const char *prefix, const char *ts,
 			    kanal_log_level_t level, const char *component, const char *message)
 {
-	size_t n = (size_t)snprintf(out, size,
-				    "%s{\"time\":\"%s\",\"level\":\"%s\",\"component\":\"", prefix,
-				    ts, kanal_log_level_name(level));
+	size_t n =
+		(size_t)snprintf(out, size, "%s{\"time\":\"%s\",\"level\":\"%s\",\"component\":\"",
+				 prefix, ts, kanal_log_level_name(level));
 
 	s_json_string(out, size - 3, &n, component);
 	if (n + 14 < size - 3) {
@@ -144,13 +146,14 @@ void log_msg(kanal_log_level_t level, const char *component, const char *fmt, ..
 	kanal_time_rfc3339(kanal_wall_ms(), ts, sizeof ts);
 	/* The journal takes a line's priority from a "<N>" prefix (sd-daemon.h): error 3,
 	 * warn 4, info 6, debug 7. */
-	prefix = !s_stderr_is_journal()	     ? ""
+	prefix = !s_stderr_is_journal()     ? ""
 		 : level == KANAL_LOG_ERROR ? "<3>"
 		 : level == KANAL_LOG_WARN  ? "<4>"
 		 : level == KANAL_LOG_INFO  ? "<6>"
 					    : "<7>";
-	n = s_json ? 0 : snprintf(line, sizeof line, "%s%s %-5s %s: ", prefix, ts,
-				  kanal_log_level_name(level), component);
+	n = s_json ? 0
+		   : snprintf(line, sizeof line, "%s%s %-5s %s: ", prefix, ts,
+			      kanal_log_level_name(level), component);
 	if (n < 0 || (size_t)n >= sizeof line)
 		return;
 	va_start(ap, fmt);

@@ -40,13 +40,12 @@ bool log_limit_pass(log_limit_t *l, unsigned *held);
 /* " (N more like this held back)", or "" when n is 0 (a buffer of the calling thread). */
 const char *log_limit_note(unsigned n);
 
-#define log_warn_limited(c, fmt, ...)                                                      \
-	do {                                                                               \
-		static log_limit_t lim_;                                                   \
-		unsigned held_;                                                            \
-		if (log_limit_pass(&lim_, &held_))                                         \
-			log_msg(KANAL_LOG_WARN, c, fmt "%s", __VA_ARGS__,                  \
-				log_limit_note(held_));                                    \
+#define log_warn_limited(c, fmt, ...)                                                              \
+	do {                                                                                       \
+		static log_limit_t lim_;                                                           \
+		unsigned held_;                                                                    \
+		if (log_limit_pass(&lim_, &held_))                                                 \
+			log_msg(KANAL_LOG_WARN, c, fmt "%s", __VA_ARGS__, log_limit_note(held_));  \
 	} while (0)
 
 #endif

@@ -69,12 +69,9 @@ typedef struct kanald {
 static bool s_parse_args(kanald_t *k, int argc, char **argv, int *exit_code)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "check", no_argument, NULL, 'k' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
+		{ "config", required_argument, NULL, 'c' },    { "check", no_argument, NULL, 'k' },
+		{ "log-level", required_argument, NULL, 'l' }, { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },         { NULL, 0, NULL, 0 },
 	};
 	int c;
 
@@ -270,8 +267,9 @@ static int s_lock_state_dir(kanald_t *k)
 		ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
 		holder[n > 0 ? n : 0] = '\0';
 		holder[strcspn(holder, "\n")] = '\0';
-		log_error("kanald", "state_dir %s is in use by another kanald (pid %s, lock file %s): "
-				    "stop it first, or give this one its own state_dir",
+		log_error("kanald",
+			  "state_dir %s is in use by another kanald (pid %s, lock file %s): "
+			  "stop it first, or give this one its own state_dir",
 			  k->conf->state_dir, holder[0] ? holder : "unknown", path);
 		close(fd);
 		return -1;
@@ -320,8 +318,9 @@ static void *s_watch_second_signal(void *arg)
 	while (!__atomic_load_n(&k->stopped, __ATOMIC_ACQUIRE)) {
 		int sig = sigtimedwait(&k->sigs, NULL, &tick);
 		if (sig == SIGTERM || sig == SIGINT) {
-			log_warn("kanald", "second %s: stopping now, without waiting for in-flight "
-					   "deliveries",
+			log_warn("kanald",
+				 "second %s: stopping now, without waiting for in-flight "
+				 "deliveries",
 				 sig == SIGINT ? "SIGINT" : "SIGTERM");
 			router_force_stop(k->router);
 		}
@@ -342,12 +341,14 @@ static void s_stop(kanald_t *k)
 	if (watching)
 		pthread_join(watcher, NULL);
 	if (undelivered > 0 && k->conf->journal_durable)
-		log_warn("kanald", "%d deliveries were undelivered at the deadline; they stay in "
-				   "the journal and are delivered after the next start",
+		log_warn("kanald",
+			 "%d deliveries were undelivered at the deadline; they stay in "
+			 "the journal and are delivered after the next start",
 			 undelivered);
 	else if (undelivered > 0)
-		log_warn("kanald", "%d deliveries were undelivered at the deadline and written "
-				   "to the dead-letter file (memory mode)",
+		log_warn("kanald",
+			 "%d deliveries were undelivered at the deadline and written "
+			 "to the dead-letter file (memory mode)",
 			 undelivered);
 }
 

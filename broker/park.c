@@ -121,43 +121,43 @@ static void s_spill(router_t *r)
 		delivery_enrich_failed(r, f, "kanald stopped", false);
 	}
 	for (size_t i = 0; i < r->n_instances; i++)
-	while (r->held[i].head) {
-		held_emit_t *h = r->held[i].head;
-		shared_t *ev;
-		r->held[i].head = h->next;
-		r->n_held--;
-		if (r->journal && !r->journal_failed) {
-			/* Journalled unrouted: it is routed on the next start. */
-			uint64_t seq;
-			if (journal_add_event(r->journal, h->msg, true, &seq) < 0)
-				log_error("router", "cannot keep held event %s in the journal: %s",
-					  kanal_msg_id(h->msg), journal_error(r->journal));
-			kanal_msg_destroy(&h->msg);
+		while (r->held[i].head) {
+			held_emit_t *h = r->held[i].head;
+			shared_t *ev;
+			r->held[i].head = h->next;
+			r->n_held--;
+			if (r->journal && !r->journal_failed) {
+				/* Journalled unrouted: it is routed on the next start. */
+				uint64_t seq;
+				if (journal_add_event(r->journal, h->msg, true, &seq) < 0)
+					log_error("router",
+						  "cannot keep held event %s in the journal: %s",
+						  kanal_msg_id(h->msg), journal_error(r->journal));
+				kanal_msg_destroy(&h->msg);
+				r->acks[h->origin]++;
+				free(h);
+				continue;
+			}
+			ev = router_shared_new(&h->msg);
+			if (ev) {
+				delivery_t *dl = router_delivery_new(
+					r, DL_DEFAULT, ev, NULL, router_dest(r, ROUTES_DEADLETTER));
+				router_shared_release(&ev);
+				if (dl)
+					delivery_dead(r, &dl, "kanald stopped before routing");
+			}
 			r->acks[h->origin]++;
 			free(h);
-			continue;
 		}
-		ev = router_shared_new(&h->msg);
-		if (ev) {
-			delivery_t *dl = router_delivery_new(r, DL_DEFAULT, ev, NULL,
-							router_dest(r, ROUTES_DEADLETTER));
-			router_shared_release(&ev);
-			if (dl)
-				delivery_dead(r, &dl, "kanald stopped before routing");
-		}
-		r->acks[h->origin]++;
-		free(h);
-	}
 	for (size_t i = 0; i < r->n_instances; i++)
 		r->held[i].tail = NULL;
 }
-
 
 /* ---- paging parked events back in ------------------------------------------------------ */
 
 typedef struct page {
 	router_t *r;
-	bool *blocked;     /* per destination: full, or an earlier parked event is stuck on it */
+	bool *blocked; /* per destination: full, or an earlier parked event is stuck on it */
 	uint64_t last_seq;
 	int taken;
 	int scanned;
@@ -178,8 +178,10 @@ static int s_page_one(void *arg, uint64_t seq, kanal_msg_t *msg)
 		n = 64;
 	for (i = 0; i < (n ? n : 1) && !blocked; i++)
 		for (k = 0; k < (n ? stack[i]->n_to : 1); k++) {
-			dest_t *d = router_dest(r, n ? stack[i]->to[k] : routes_default(r->table->routes));
-			if (d && (pg->blocked[d - r->dests] || router_dest_full(r, d, kanal_msg_size(msg))))
+			dest_t *d = router_dest(r, n ? stack[i]->to[k]
+						     : routes_default(r->table->routes));
+			if (d && (pg->blocked[d - r->dests] ||
+				  router_dest_full(r, d, kanal_msg_size(msg))))
 				blocked = true;
 		}
 	if (blocked) {
@@ -187,7 +189,7 @@ static int s_page_one(void *arg, uint64_t seq, kanal_msg_t *msg)
 		for (i = 0; i < (n ? n : 1); i++)
 			for (k = 0; k < (n ? stack[i]->n_to : 1); k++) {
 				dest_t *d = router_dest(r, n ? stack[i]->to[k]
-							: routes_default(r->table->routes));
+							     : routes_default(r->table->routes));
 				if (d)
 					pg->blocked[d - r->dests] = true;
 			}
@@ -322,7 +324,8 @@ void park_shutdown(router_t *r)
 	while (!s_idle(r) && kanal_now_ms() < deadline && !s_forced(r, &deadline))
 		router_poll_once(r, 20, false);
 	if (!s_idle(r))
-		log_warn("router", "shutdown deadline reached with work undelivered; it is kept in %s",
+		log_warn("router",
+			 "shutdown deadline reached with work undelivered; it is kept in %s",
 			 r->journal ? journal_path(r->journal) : deadletter_path(r->deadletter));
 	/* Past the deadline, instance threads stop running the plugin on what is queued. */
 	for (size_t i = 0; i < r->n_instances; i++)
@@ -331,8 +334,8 @@ void park_shutdown(router_t *r)
 	commit_end_turn(r);
 	/* 3. Plugins stop, in reverse order of their start. */
 	for (size_t i = r->n_instances; i-- > 0;) {
-		bus_stop_t st = { BUS_STOP, deadline > kanal_now_ms() ? deadline
-								      : kanal_now_ms() + 1000 };
+		bus_stop_t st = { BUS_STOP,
+				  deadline > kanal_now_ms() ? deadline : kanal_now_ms() + 1000 };
 		instance_t *inst = r->instances[i];
 		if (!s_instance_running(inst))
 			continue;
@@ -358,4 +361,3 @@ void park_shutdown(router_t *r)
 		router_delivery_free(r, &dl);
 	}
 }
-

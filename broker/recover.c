@@ -15,7 +15,7 @@
 /* Resumes one open event from the journal: routed again against the current table, its
  * finished deliveries skipped, retries waiting for their recorded time. */
 void recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
-			    const journal_row_t *rows, size_t n_rows)
+		   const journal_row_t *rows, size_t n_rows)
 {
 	router_t *r = arg;
 	const route_t *stack[64];
@@ -56,8 +56,8 @@ void recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
 	} else if (n_rows > 0 && rows[0].attempts < 0) {
 		/* A replayed dead letter: for its one destination only. */
 		dest_t *d = router_dest(r, rows[0].destination);
-		const journal_row_t *row = router_row(rows, n_rows, *rows[0].route ? rows[0].route : NULL,
-						 rows[0].destination);
+		const journal_row_t *row = router_row(
+			rows, n_rows, *rows[0].route ? rows[0].route : NULL, rows[0].destination);
 		if (!d)
 			d = router_dest(r, ROUTES_DEADLETTER);
 		if (!row || (row->state != JOURNAL_DELIVERED && row->state != JOURNAL_DEAD)) {
@@ -72,7 +72,8 @@ void recover_event(void *arg, uint64_t seq, kanal_msg_t *msg, bool parked,
 	} else if ((n = routes_match(r->table->routes, ev->msg, stack, 64)) == 0) {
 		dest_t *d = router_dest(r, routes_default(r->table->routes));
 		const journal_row_t *row = d ? router_row(rows, n_rows, NULL, d->name) : NULL;
-		if (d && (!row || (row->state != JOURNAL_DELIVERED && row->state != JOURNAL_DEAD))) {
+		if (d &&
+		    (!row || (row->state != JOURNAL_DELIVERED && row->state != JOURNAL_DEAD))) {
 			delivery_t *dl = router_delivery_new(r, DL_DEFAULT, ev, NULL, d);
 			if (dl && !router_resume(r, dl, row))
 				router_enqueue(r, dl);
@@ -92,8 +93,7 @@ void recover_open(router_t *r)
 		return;
 	n = journal_load_open(r->journal, recover_event, r);
 	if (n > 0)
-		log_info("router", "resumed %d open event%s from the journal %s", n, n == 1 ? "" : "s",
-			 journal_path(r->journal));
+		log_info("router", "resumed %d open event%s from the journal %s", n,
+			 n == 1 ? "" : "s", journal_path(r->journal));
 	commit_end_turn(r);
 }
-

@@ -95,8 +95,9 @@ void router_dispatch(router_t *r, dest_t *d)
 		if (!d->inst) {
 			/* The built-in deadletter destination: the event is kept on disk, which
 			 * settles this delivery of its flow like any other destination's OK. */
-			delivery_dead_primary(r, &dl, dl->kind == DL_DEFAULT ? "unmatched"
-									     : "routed to deadletter",
+			delivery_dead_primary(r, &dl,
+					      dl->kind == DL_DEFAULT ? "unmatched"
+								     : "routed to deadletter",
 					      false);
 			continue;
 		}
@@ -144,10 +145,9 @@ delivery_t *router_take_inflight(dest_t *d, uint64_t id)
 	return NULL;
 }
 
-
 /* During recovery: the journal's row for (route, destination), or NULL. */
 const journal_row_t *router_row(const journal_row_t *rows, size_t n, const char *route,
-				  const char *dest)
+				const char *dest)
 {
 	for (size_t i = 0; i < n; i++)
 		if (rows[i].attempts >= 0 && !strcmp(rows[i].route, router_route_key(route)) &&
@@ -211,7 +211,7 @@ static bool s_transform(router_t *r, flow_t *f, delivery_t *dl, dl_kind_t kind, 
 
 /* Queues one delivery of the flow's event to each destination in names[]. */
 void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kind_t kind,
-		      delivery_t *history)
+		    delivery_t *history)
 {
 	delivery_t *ghosts = NULL, *refused = NULL;
 
@@ -293,7 +293,8 @@ void router_count_parked(router_t *r, const route_t *const *m, size_t n, int del
 	for (size_t i = 0; i < (n ? n : 1); i++) {
 		size_t k_max = n ? m[i]->n_to : 1;
 		for (size_t k = 0; k < k_max; k++) {
-			dest_t *d = router_dest(r, n ? m[i]->to[k] : routes_default(r->table->routes));
+			dest_t *d =
+				router_dest(r, n ? m[i]->to[k] : routes_default(r->table->routes));
 			if (!d)
 				continue;
 			if (delta < 0 && d->parked == 0)
@@ -312,7 +313,8 @@ static bool s_behind_parked(router_t *r, const route_t *const *m, size_t n)
 	for (size_t i = 0; i < (n ? n : 1); i++) {
 		size_t k_max = n ? m[i]->n_to : 1;
 		for (size_t k = 0; k < k_max; k++) {
-			dest_t *d = router_dest(r, n ? m[i]->to[k] : routes_default(r->table->routes));
+			dest_t *d =
+				router_dest(r, n ? m[i]->to[k] : routes_default(r->table->routes));
 			if (d && d->parked)
 				return true;
 		}
@@ -377,12 +379,11 @@ static bool s_has_room(router_t *r, const route_t *const *m, size_t n, size_t by
 	return s_has_room_why(r, m, n, bytes, NULL);
 }
 
-
 /* Starts one flow per matching route: enrich first where the route says so (on the flow's
  * own copy of the event), else straight to its destinations. `rows` (recovery only) tell
  * what the journal says already happened to the event's deliveries. */
-void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size_t n,
-			  json_t *names, const journal_row_t *rows, size_t n_rows)
+void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size_t n, json_t *names,
+			const journal_row_t *rows, size_t n_rows)
 {
 	for (size_t i = 0; i < n; i++) {
 		flow_t *f = kanal__mpool_alloc(sizeof *f, NULL);
@@ -393,7 +394,8 @@ void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size
 		if (names)
 			json_array_append_new(names, json_string(m[i]->name));
 		if (!f) {
-			log_error("router", "out of memory routing event %s", kanal_msg_id(ev->msg));
+			log_error("router", "out of memory routing event %s",
+				  kanal_msg_id(ev->msg));
 			continue;
 		}
 		memset(f, 0, sizeof *f);
@@ -527,8 +529,7 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		return rc;
 	/* The memory window is gone at a restart anyway: the router's monotonic clock of the
 	 * frame (r->now_ms) serves, with no clock read per event. */
-	if (r->dedupe && dedupe_check_add(r->dedupe, kanal_msg_source(*msg_p),
-					  kanal_msg_id(*msg_p),
+	if (r->dedupe && dedupe_check_add(r->dedupe, kanal_msg_source(*msg_p), kanal_msg_id(*msg_p),
 					  r->now_ms - r->conf->dedupe_window_ms, r->now_ms)) {
 		r->duplicates++;
 		return KANAL_EDUPLICATE;
@@ -544,8 +545,10 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		kept->refs++;
 		s_route_event(r, &ev, seq, m, n);
 		if (!commit_keep(r, kept, NULL, origin))
-			log_error("router", "out of memory: event %s cannot be held back should "
-					    "the journal's commit fail", kanal_msg_id(kept->msg));
+			log_error("router",
+				  "out of memory: event %s cannot be held back should "
+				  "the journal's commit fail",
+				  kanal_msg_id(kept->msg));
 		router_shared_release(&kept);
 		return 0;
 	}
@@ -585,8 +588,10 @@ void router_journal_broken(router_t *r)
 		return;
 	r->journal_failed = true;
 	r->next_prune_ms = kanal__wall_ms() + 60000;
-	log_error("router", "journal %s cannot be written (%s): refusing new events until it "
-			    "can", journal_path(r->journal), journal_error(r->journal));
+	log_error("router",
+		  "journal %s cannot be written (%s): refusing new events until it "
+		  "can",
+		  journal_path(r->journal), journal_error(r->journal));
 	stream_publish(r->stream, "journal.failed", "-", NULL,
 		       json_pack("{s:s}", "error", journal_error(r->journal)));
 }
@@ -1056,9 +1061,9 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 		goto fail;
 	}
 	if (conf->rate_per_second > 0 &&
-	    !(r->ratelimit = ratelimit_new((double)conf->rate_per_second,
-					   (double)(conf->rate_burst > 0 ? conf->rate_burst
-									 : conf->rate_per_second)))) {
+	    !(r->ratelimit = ratelimit_new(
+		      (double)conf->rate_per_second,
+		      (double)(conf->rate_burst > 0 ? conf->rate_burst : conf->rate_per_second)))) {
 		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}

@@ -33,10 +33,10 @@
 
 /* Publishes on the event stream, building the payload only when somebody subscribes: on
  * the hot paths the JSON would otherwise cost more than the routing. */
-#define ROUTER_PUBLISH(r, kind, tail, ev, extra)                                      \
-	do {                                                                     \
-		if (stream_wanted((r)->stream))                                  \
-			stream_publish((r)->stream, kind, tail, ev, extra);      \
+#define ROUTER_PUBLISH(r, kind, tail, ev, extra)                                                   \
+	do {                                                                                       \
+		if (stream_wanted((r)->stream))                                                    \
+			stream_publish((r)->stream, kind, tail, ev, extra);                        \
 	} while (0)
 
 typedef struct table {
@@ -58,7 +58,7 @@ typedef struct jev {
 typedef struct shared {
 	kanal_msg_t *msg;
 	size_t bytes; /* kanal_msg_size(msg), worked out once */
-	jev_t *jev; /* NULL when the journal is off */
+	jev_t *jev;   /* NULL when the journal is off */
 	int refs;
 	int64_t born_ms; /* accepted at (monotonic), for the delivery latency */
 } shared_t;
@@ -71,12 +71,12 @@ typedef struct flow {
 	table_t *table;
 	const route_t *route;
 	shared_t *ev;
-	size_t enrich_step;        /* next enrich step to run */
-	delivery_t *enrich_dl;     /* the enrich request in flight, if any */
-	int64_t enrich_deadline;   /* the reply's deadline, or when a retry of the step is due */
-	bool enrich_waiting;       /* waiting to ask again after a transient failure */
-	int enrich_failures;       /* transient failures of the current step so far */
-	struct flow *enrich_next;  /* in the router's list of flows waiting for enrich */
+	size_t enrich_step;       /* next enrich step to run */
+	delivery_t *enrich_dl;    /* the enrich request in flight, if any */
+	int64_t enrich_deadline;  /* the reply's deadline, or when a retry of the step is due */
+	bool enrich_waiting;      /* waiting to ask again after a transient failure */
+	int enrich_failures;      /* transient failures of the current step so far */
+	struct flow *enrich_next; /* in the router's list of flows waiting for enrich */
 	int primaries_open;
 	int primaries_rejected;
 	int primaries_total;
@@ -98,18 +98,18 @@ struct delivery {
 	uint64_t id;
 	dl_kind_t kind;
 	shared_t *ev;
-	flow_t *flow;         /* NULL for DL_DEFAULT and DL_REQUEST */
+	flow_t *flow; /* NULL for DL_DEFAULT and DL_REQUEST */
 	dest_t *dest;
 	int attempt;
-	int64_t due_ms;       /* retry time */
+	int64_t due_ms; /* retry time */
 	size_t bytes;
-	char **errors;        /* MAX_ERRORS slots, allocated with the first error */
+	char **errors; /* MAX_ERRORS slots, allocated with the first error */
 	size_t n_errors;
-	char *requester;      /* DL_REQUEST: the asking instance (with req_seq) */
+	char *requester; /* DL_REQUEST: the asking instance (with req_seq) */
 	uint64_t req_seq;
-	char *replay_route;   /* a replayed dead letter's route (the route may be gone) */
-	bool counted;         /* holds one of its event's jev->open */
-	bool spilled;         /* freed at shutdown without an end: the event stays open */
+	char *replay_route; /* a replayed dead letter's route (the route may be gone) */
+	bool counted;       /* holds one of its event's jev->open */
+	bool spilled;       /* freed at shutdown without an end: the event stays open */
 	delivery_t *next;
 };
 
@@ -121,10 +121,10 @@ struct dest {
 	size_t queued_bytes;
 	delivery_t *inflight, *inflight_tail; /* in the order they were sent */
 	int n_inflight;
-	size_t parked;        /* parked events (on disk) that are bound for this destination */
-	int64_t progress_ms;  /* when it last answered, or was sent work while it had none */
+	size_t parked;       /* parked events (on disk) that are bound for this destination */
+	int64_t progress_ms; /* when it last answered, or was sent work while it had none */
 	uint64_t delivered, rejected, retried, dead;
-	bool paused;          /* an operator paused it: deliveries wait in its queue */
+	bool paused; /* an operator paused it: deliveries wait in its queue */
 };
 
 /* Counters per route name: they outlive reloads (a reloaded route with the same name
@@ -146,7 +146,7 @@ typedef struct route_stat {
 	uint64_t matched, delivered, retried, rejected, dead, fallback;
 	uint64_t transform_failed; /* deliveries its transforms refused (also in rejected) */
 	route_latency_t *latency;  /* per destination, in the order first delivered to */
-	struct route_stat *next; /* in its hash chain */
+	struct route_stat *next;   /* in its hash chain */
 } route_stat_t;
 /* A measure's per-minute counts cover the last hour (the dashboard's chart). */
 #define MEASURE_MINUTES 60
@@ -157,7 +157,8 @@ typedef struct route_stat {
 typedef struct measure_series {
 	char *values[ROUTES_MEASURE_MAX_LABELS];
 	char *labels; /* the values as the journal keys them: {"channel":"digital"} */
-	uint64_t total; /* with the journal: since the measure was first counted, else since start */
+	uint64_t
+		total; /* with the journal: since the measure was first counted, else since start */
 	struct {
 		int64_t minute; /* unix minute, 0: unused */
 		uint32_t count;
@@ -206,9 +207,9 @@ struct router {
 	void *deliver_sock, *emit_sock, *gateway_sock, *admin_sock;
 	void *ctl_main, *ctl_router; /* PAIR: main thread ↔ router thread */
 	stream_t *stream;
-	zap_t *zap;                  /* CURVE on: the ZAP handler (zap.c), else NULL */
-	const char *gateway_client;  /* CURVE on: the client whose request is being read */
-	uint64_t acl_denied;         /* gateway events refused by a client's emit list */
+	zap_t *zap;                 /* CURVE on: the ZAP handler (zap.c), else NULL */
+	const char *gateway_client; /* CURVE on: the client whose request is being read */
+	uint64_t acl_denied;        /* gateway events refused by a client's emit list */
 	deadletter_t *deadletter;
 	char endpoints_path[1024];
 	char gateway_endpoint[256], admin_endpoint[256];
@@ -231,25 +232,25 @@ struct router {
 	 * destination never holds up another's events. */
 	struct held_queue {
 		held_emit_t *head, *tail;
-	} *held;
+	} * held;
 	size_t n_held;
 
 	journal_t *journal;  /* NULL: memory mode */
 	bool journal_failed; /* a commit failed: refuse new events until a commit works */
 	turn_event_t *turn;  /* the events this turn added to the journal (turn_event_t) */
 	size_t n_turn, turn_cap;
-	size_t n_parked;     /* accepted events waiting on disk for room */
+	size_t n_parked; /* accepted events waiting on disk for room */
 	int64_t next_prune_ms;
 	struct pending_reply *pending; /* gateway replies waiting for the turn's commit */
 	size_t n_pending, cap_pending;
 	bool stopping;
-	bool spilling;        /* park.c spills: nothing new may start */
-	delivery_t *zombies;  /* in flight at the deadline: freed once their thread is gone */
-	int closed_count; /* instances that answered BUS_CLOSED during shutdown */
+	bool spilling;       /* park.c spills: nothing new may start */
+	delivery_t *zombies; /* in flight at the deadline: freed once their thread is gone */
+	int closed_count;    /* instances that answered BUS_CLOSED during shutdown */
 	int undelivered_at_stop;
 
 	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
-	uint64_t dlq_purged; /* dead letters purged by retention or `dlq purge` */
+	uint64_t dlq_purged;   /* dead letters purged by retention or `dlq purge` */
 	struct dedupe *dedupe; /* memory mode's duplicate window (dedupe.c); NULL when durable */
 	bool force_stop; /* set (atomically) by router_force_stop: the shutdown deadline is now */
 	struct ratelimit *ratelimit; /* limits.rate's buckets (ratelimit.c); NULL: no limit */
@@ -266,7 +267,7 @@ struct router {
 	uint64_t latency[N_LATENCY], latency_count;
 	double latency_sum_ms;
 	measure_stat_t *measure_stats;
-	bool has_measures; /* the current table declares measures */
+	bool has_measures;          /* the current table declares measures */
 	int64_t measure_day_minute; /* the unix minute measure_day was computed for */
 	char measure_day[16];       /* kanald's local day, the journal's key: "2026-03-01" */
 };
@@ -395,8 +396,8 @@ static inline void router_flow_release(router_t *r, flow_t **flow_p)
 	(void)r;
 }
 
-static inline delivery_t *router_delivery_new(router_t *r, dl_kind_t kind, shared_t *ev, flow_t *flow,
-				  dest_t *d)
+static inline delivery_t *router_delivery_new(router_t *r, dl_kind_t kind, shared_t *ev,
+					      flow_t *flow, dest_t *d)
 {
 	delivery_t *dl = r->free_dl;
 
@@ -460,8 +461,8 @@ static inline void router_delivery_free(router_t *r, delivery_t **dl_p)
 int router_accept(router_t *r, kanal_msg_t **msg_p, int origin);
 /* Starts one flow per matching route m[0..n) of ev; `names` (may be NULL) collects their
  * names; `rows` (recovery only) say what already happened. Ownership: borrows all. */
-void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size_t n,
-			json_t *names, const journal_row_t *rows, size_t n_rows);
+void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size_t n, json_t *names,
+			const journal_row_t *rows, size_t n_rows);
 /* Queues one delivery of f's event to each destination in names[] (errors of `history`
  * carried over). */
 void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kind_t kind,
@@ -500,17 +501,17 @@ int64_t delivery_backoff(const route_retry_t *rt, int attempt, int64_t hint);
 
 /* What a delivery's outcome leads to (delivery_on_outcome acts on it). */
 typedef enum delivery_next {
-	DELIVERY_DONE,     /* OK: delivered */
-	DELIVERY_RETRY,    /* try again after delivery_backoff */
-	DELIVERY_DEAD,     /* to the dead letters (budget spent, stopping, or rejected) */
-	DELIVERY_HOLD,     /* rejected, held while the flow's other primaries decide (fallback) */
+	DELIVERY_DONE,  /* OK: delivered */
+	DELIVERY_RETRY, /* try again after delivery_backoff */
+	DELIVERY_DEAD,  /* to the dead letters (budget spent, stopping, or rejected) */
+	DELIVERY_HOLD,  /* rejected, held while the flow's other primaries decide (fallback) */
 } delivery_next_t;
 
 /* Decides what an outcome of attempt `attempt` under rt leads to: `has_fallback` when the
  * delivery is a primary of a route with fallback destinations; rt is read for
  * KANAL_OUTCOME_RETRY only. Pure: no side effects. */
-delivery_next_t delivery_decide(int outcome, int attempt, const route_retry_t *rt,
-				bool stopping, bool has_fallback);
+delivery_next_t delivery_decide(int outcome, int attempt, const route_retry_t *rt, bool stopping,
+				bool has_fallback);
 /* Records an attempt's error on dl (the last MAX_ERRORS are kept). */
 void delivery_error(delivery_t *dl, const char *text);
 /* Gives *dl_p up for good: the dead letters, the event stream, the counters. Takes *dl_p. */

@@ -36,10 +36,9 @@
 #define ROUTES_DEFAULT_BACKOFF_MS 1000
 #define ROUTES_DEFAULT_MAX_BACKOFF_MS 300000
 
-
 static const char *const s_top_keys[] = { "routes", "default", "measures" };
-static const char *const s_route_keys[] = { "name", "match", "enrich", "to", "fallback",
-					    "retry", "transform" };
+static const char *const s_route_keys[] = { "name",     "match", "enrich",   "to",
+					    "fallback", "retry", "transform" };
 static const char *const s_destination_keys[] = { "instance", "transform" };
 static const char *const s_match_keys[] = { "type", "source", "where" };
 
@@ -130,9 +129,9 @@ typedef struct index_list {
 struct trie_node {
 	trie_edge_t *edges; /* literal children, sorted by token once compiled */
 	size_t n_edges, cap_edges;
-	trie_node_t *star;  /* the '*' child */
-	index_list_t here;  /* routes whose pattern ends at this node */
-	index_list_t rest;  /* routes whose pattern has '>' at this position */
+	trie_node_t *star; /* the '*' child */
+	index_list_t here; /* routes whose pattern ends at this node */
+	index_list_t rest; /* routes whose pattern has '>' at this position */
 };
 
 struct routes {
@@ -412,7 +411,7 @@ bool routes__is_mapping(builder_t *b, const ynode_t *v, const char *key)
 }
 
 bool routes__check_keys(builder_t *b, const ynode_t *map, const char *const *known, size_t n,
-			 const char *where)
+			const char *where)
 {
 	size_t unknown = yaml_tree_check_keys(map, known, n, where, b->file, b->d);
 
@@ -448,14 +447,17 @@ static bool s_type_pattern(builder_t *b, const ynode_t *v, const char *pattern)
 		size_t offset = (size_t)(tok - pattern);
 		bool last = tok[len] == '\0';
 		if (len == 0) {
-			s_err_at(b, v, offset, "type pattern '%s' has an empty token (two dots, or "
-					       "a dot at an end)", pattern);
+			s_err_at(b, v, offset,
+				 "type pattern '%s' has an empty token (two dots, or "
+				 "a dot at an end)",
+				 pattern);
 			return false;
 		}
 		if (len == 1 && *tok == '>') {
 			if (!last) {
-				s_err_at(b, v, offset, "type pattern '%s': '>' matches the rest of "
-						       "the type, so it must be the last token",
+				s_err_at(b, v, offset,
+					 "type pattern '%s': '>' matches the rest of "
+					 "the type, so it must be the last token",
 					 pattern);
 				return false;
 			}
@@ -489,7 +491,7 @@ static bool s_type_pattern(builder_t *b, const ynode_t *v, const char *pattern)
  * is cut to `size`. */
 static void s_file_columns(char *text, size_t size, const ynode_t *v)
 {
-	char out[sizeof ((kanal_error_t *)0)->text];
+	char out[sizeof((kanal_error_t *)0)->text];
 	const char *p = text;
 	size_t used = 0;
 
@@ -574,7 +576,7 @@ transform_t *routes_transform(const route_t *r, bool fallback, size_t i)
 /* Reads a `match:` mapping (type, source, where) into the fields given: a route's or a
  * measure's. */
 void routes__match_into(builder_t *b, const ynode_t *v, char **type_pattern, char **source_glob,
-			 char **where_text, expr_t **where)
+			char **where_text, expr_t **where)
 {
 	const ynode_t *x;
 	const char *text;
@@ -610,8 +612,8 @@ bool routes__is_instance(const builder_t *b, const char *name)
 
 /* Reports an unknown instance, suggesting the closest known name (the built-in
  * dead-letter destination included when `destination`). */
-void routes__unknown_instance(builder_t *b, const ynode_t *v, const char *name,
-			       const char *key, bool destination)
+void routes__unknown_instance(builder_t *b, const ynode_t *v, const char *name, const char *key,
+			      bool destination)
 {
 	const char *close = yaml_tree_closest(name, b->instances, b->n_instances);
 	const char *const dead[] = { ROUTES_DEADLETTER };
@@ -619,7 +621,8 @@ void routes__unknown_instance(builder_t *b, const ynode_t *v, const char *name,
 	if (!close && destination)
 		close = yaml_tree_closest(name, dead, 1);
 	if (close)
-		routes__err(b, v, "unknown instance '%s' in '%s' (did you mean '%s'?)", name, key, close);
+		routes__err(b, v, "unknown instance '%s' in '%s' (did you mean '%s'?)", name, key,
+			    close);
 	else
 		routes__err(b, v, "unknown instance '%s' in '%s'", name, key);
 }
@@ -635,7 +638,8 @@ static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char
 	char **names;
 
 	if (v->kind == YNODE_MAPPING) {
-		routes__err(b, v, "'%s' must be an instance name or a list of them, not a mapping", key);
+		routes__err(b, v, "'%s' must be an instance name or a list of them, not a mapping",
+			    key);
 		return;
 	}
 	if (v->kind == YNODE_SEQUENCE) {
@@ -665,12 +669,15 @@ static void s_destinations(builder_t *b, const ynode_t *v, const char *key, char
 
 		if (item->kind == YNODE_MAPPING) {
 			/* { instance: NAME, transform: PROGRAM }: one destination's own transform. */
-			routes__check_keys(b, item, s_destination_keys, N_OF(s_destination_keys), key);
+			routes__check_keys(b, item, s_destination_keys, N_OF(s_destination_keys),
+					   key);
 			if ((x = yaml_tree_get(item, "transform")))
 				s_transform(b, &t, x);
 			if (!(x = yaml_tree_get(item, "instance"))) {
-				routes__err(b, item, "a destination in '%s' written as a mapping needs "
-					       "'instance'", key);
+				routes__err(b, item,
+					    "a destination in '%s' written as a mapping needs "
+					    "'instance'",
+					    key);
 				transform_destroy(&t);
 				continue;
 			}
@@ -712,20 +719,22 @@ static void s_name(builder_t *b, route_t *r, const ynode_t *v, size_t at)
 	if (!text)
 		return;
 	if (!routes__route_name_valid(text)) {
-		routes__err(b, v, "route name '%s' is not valid: use lower-case letters, digits, '_', "
-			    "'.' and '-', starting with a letter or digit", text);
+		routes__err(b, v,
+			    "route name '%s' is not valid: use lower-case letters, digits, '_', "
+			    "'.' and '-', starting with a letter or digit",
+			    text);
 		return;
 	}
 	first = s_hmap_get(&b->names, NULL, text, strlen(text));
 	if (first) {
 		const route_t *f = &b->routes[(uintptr_t)first - 1];
-		routes__err(b, v, "duplicate route name '%s' (first defined at %s:%d:%d)", text, f->file,
-		      f->line, f->column);
+		routes__err(b, v, "duplicate route name '%s' (first defined at %s:%d:%d)", text,
+			    f->file, f->line, f->column);
 		return;
 	}
 	r->name = routes__strdup(b, text);
-	if (r->name && !s_hmap_put(&b->names, NULL, r->name, strlen(r->name),
-				   (void *)(uintptr_t)(at + 1)))
+	if (r->name &&
+	    !s_hmap_put(&b->names, NULL, r->name, strlen(r->name), (void *)(uintptr_t)(at + 1)))
 		b->oom = true;
 }
 
@@ -760,8 +769,8 @@ static void s_route(builder_t *b, const ynode_t *v, size_t nth)
 	route_t *r;
 
 	if (v->kind != YNODE_MAPPING) {
-		routes__err(b, v, "route #%zu must be a mapping with a name and 'to', not %s", nth + 1,
-		      yaml_tree_describe(v));
+		routes__err(b, v, "route #%zu must be a mapping with a name and 'to', not %s",
+			    nth + 1, yaml_tree_describe(v));
 		return;
 	}
 	r = s_new_route(b);
@@ -781,9 +790,11 @@ static void s_route(builder_t *b, const ynode_t *v, size_t nth)
 	if ((x = yaml_tree_get(v, "to")))
 		s_destinations(b, x, "to", &r->to, &r->n_to, &r->to_transform);
 	else if (r->name)
-		routes__err(b, v, "route '%s' has no 'to': name the instances it delivers to", r->name);
+		routes__err(b, v, "route '%s' has no 'to': name the instances it delivers to",
+			    r->name);
 	else
-		routes__err(b, v, "route #%zu has no 'to': name the instances it delivers to", nth + 1);
+		routes__err(b, v, "route #%zu has no 'to': name the instances it delivers to",
+			    nth + 1);
 	if ((x = yaml_tree_get(v, "fallback")))
 		s_destinations(b, x, "fallback", &r->fallback, &r->n_fallback,
 			       &r->fallback_transform);
@@ -800,9 +811,10 @@ static void s_default(builder_t *b, const ynode_t *v)
 	if (!text)
 		return;
 	if (b->default_dest) {
-		routes__err(b, v, "'default' is set twice: here, and to '%s' at %s:%d:%d (set it in one "
-			    "file only)", b->default_dest, b->default_file, b->default_line,
-		      b->default_col);
+		routes__err(b, v,
+			    "'default' is set twice: here, and to '%s' at %s:%d:%d (set it in one "
+			    "file only)",
+			    b->default_dest, b->default_file, b->default_line, b->default_col);
 		return;
 	}
 	if (strcmp(text, ROUTES_DEADLETTER) && !routes__is_instance(b, text)) {
@@ -824,15 +836,17 @@ static void s_file(builder_t *b, const ynode_t *root)
 	if (!root)
 		return; /* an empty file (or only comments) adds nothing */
 	if (root->kind != YNODE_MAPPING) {
-		routes__err(b, root, "a routing file must be a mapping with 'routes:' (and optionally "
-			       "'default:'), not %s", yaml_tree_describe(root));
+		routes__err(b, root,
+			    "a routing file must be a mapping with 'routes:' (and optionally "
+			    "'default:'), not %s",
+			    yaml_tree_describe(root));
 		return;
 	}
 	routes__check_keys(b, root, s_top_keys, N_OF(s_top_keys), NULL);
 	if ((x = yaml_tree_get(root, "routes")) && !yaml_tree_is_null(x)) {
 		if (x->kind != YNODE_SEQUENCE) {
 			routes__err(b, x, "'routes' must be a list of routes, not %s",
-			      yaml_tree_describe(x));
+				    yaml_tree_describe(x));
 		} else {
 			for (i = 0; i < x->n_items && !b->oom; i++)
 				s_route(b, x->items[i], i);
@@ -841,7 +855,7 @@ static void s_file(builder_t *b, const ynode_t *root)
 	if ((x = yaml_tree_get(root, "measures")) && !yaml_tree_is_null(x)) {
 		if (x->kind != YNODE_SEQUENCE) {
 			routes__err(b, x, "'measures' must be a list of measures, not %s",
-			      yaml_tree_describe(x));
+				    yaml_tree_describe(x));
 		} else {
 			for (i = 0; i < x->n_items && !b->oom; i++)
 				routes__measure(b, x->items[i], i);
@@ -1177,8 +1191,8 @@ int routes_load(const char *const *paths, size_t n_paths, const char *const *ins
 	return s_end(&b, out);
 }
 
-int routes_load_text(const char *text, size_t len, const char *file,
-		     const char *const *instances, size_t n_instances, routes_t **out, diag_t *d)
+int routes_load_text(const char *text, size_t len, const char *file, const char *const *instances,
+		     size_t n_instances, routes_t **out, diag_t *d)
 {
 	yaml_tree_t *tree = NULL;
 	size_t first_error;

@@ -29,9 +29,9 @@ typedef enum enrich_on_error {
 } enrich_on_error_t;
 
 typedef struct route_enrich {
-	char *service;       /* instance name */
-	char *into;          /* "data.guardian" */
-	int64_t timeout_ms;  /* 0: the config's enrich_timeout */
+	char *service;      /* instance name */
+	char *into;         /* "data.guardian" */
+	int64_t timeout_ms; /* 0: the config's enrich_timeout */
 	enrich_on_error_t on_error;
 	char *purpose;          /* why the route asks (an audit log's purpose), or NULL */
 	bool protected_address; /* the route asks for a protected address, if allowed */
@@ -45,12 +45,12 @@ typedef struct route_retry {
 
 typedef struct route {
 	char *name;
-	size_t index;          /* declaration order across all files */
+	size_t index; /* declaration order across all files */
 	char *file;
 	int line, column;
-	char *type_pattern;    /* NULL: any type */
-	char *source_glob;     /* NULL: any source */
-	char *where_text;      /* NULL: no filter */
+	char *type_pattern; /* NULL: any type */
+	char *source_glob;  /* NULL: any source */
+	char *where_text;   /* NULL: no filter */
 	expr_t *where;
 	route_enrich_t *enrich;
 	size_t n_enrich;
@@ -59,9 +59,9 @@ typedef struct route {
 	char **fallback;
 	size_t n_fallback;
 	route_retry_t retry;
-	transform_t *transform;            /* the route's `transform:`, or NULL */
-	transform_t **to_transform;        /* n_to: a destination's own transform, or NULL */
-	transform_t **fallback_transform;  /* n_fallback: the same for fallback destinations */
+	transform_t *transform;           /* the route's `transform:`, or NULL */
+	transform_t **to_transform;       /* n_to: a destination's own transform, or NULL */
+	transform_t **fallback_transform; /* n_fallback: the same for fallback destinations */
 	struct route_stat *stat; /* the router's counters for this route's name (not owned) */
 } route_t;
 
@@ -72,15 +72,16 @@ typedef struct route {
 
 typedef struct route_measure {
 	char *name;
-	char *title;           /* the dashboard's heading, or NULL */
+	char *title; /* the dashboard's heading, or NULL */
 	char *file;
 	int line, column;
-	char *type_pattern;    /* NULL: any type */
-	char *source_glob;     /* NULL: any source */
-	char *where_text;      /* NULL: no filter */
+	char *type_pattern; /* NULL: any type */
+	char *source_glob;  /* NULL: any source */
+	char *where_text;   /* NULL: no filter */
 	expr_t *where;
-	char *label_names[ROUTES_MEASURE_MAX_LABELS];  /* "channel" */
-	char *label_fields[ROUTES_MEASURE_MAX_LABELS]; /* its data path without "data.": "channel" */
+	char *label_names[ROUTES_MEASURE_MAX_LABELS]; /* "channel" */
+	char *label_fields
+		[ROUTES_MEASURE_MAX_LABELS]; /* its data path without "data.": "channel" */
 	char *label_defaults[ROUTES_MEASURE_MAX_LABELS]; /* when the field is absent: "unknown" */
 	size_t n_labels;
 	/* The channel strategy's target (`target:`), or target_label NULL: the share of counted
@@ -88,7 +89,7 @@ typedef struct route_measure {
 	char *target_label;
 	char **target_values; /* "digital", "nemsms" */
 	size_t n_target_values;
-	double target_share;  /* 0..1 */
+	double target_share;       /* 0..1 */
 	struct measure_stat *stat; /* the router's counters for this measure (not owned) */
 } route_measure_t;
 
@@ -103,8 +104,8 @@ int routes_load(const char *const *paths, size_t n_paths, const char *const *ins
 		size_t n_instances, routes_t **out, diag_t *d);
 
 /* Parses routing text directly (tests, fuzzing); `file` names it in errors. */
-int routes_load_text(const char *text, size_t len, const char *file,
-		     const char *const *instances, size_t n_instances, routes_t **out, diag_t *d);
+int routes_load_text(const char *text, size_t len, const char *file, const char *const *instances,
+		     size_t n_instances, routes_t **out, diag_t *d);
 
 void routes_destroy(routes_t **routes_p);
 

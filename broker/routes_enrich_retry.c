@@ -14,8 +14,8 @@
 #include "routes_int.h"
 #include "../sdk/host.h"
 
-static const char *const s_enrich_keys[] = { "service",	 "into",    "timeout",
-					      "on_error", "purpose", "protected_address" };
+static const char *const s_enrich_keys[] = { "service",  "into",    "timeout",
+					     "on_error", "purpose", "protected_address" };
 static const char *const s_retry_keys[] = { "max_attempts", "backoff", "max_backoff" };
 
 /* `into` is where the reply goes in the event's data: "data" or "data.a.b", each step made
@@ -47,8 +47,9 @@ static void s_enrich_step(builder_t *b, route_enrich_t *e, const ynode_t *v, siz
 	const char *text;
 
 	if (v->kind != YNODE_MAPPING) {
-		routes__err(b, v, "enrich step #%zu must be a mapping with 'service' and 'into', not %s",
-		      at + 1, yaml_tree_describe(v));
+		routes__err(b, v,
+			    "enrich step #%zu must be a mapping with 'service' and 'into', not %s",
+			    at + 1, yaml_tree_describe(v));
 		return;
 	}
 	routes__check_keys(b, v, s_enrich_keys, N_OF(s_enrich_keys), "enrich");
@@ -56,7 +57,8 @@ static void s_enrich_step(builder_t *b, route_enrich_t *e, const ynode_t *v, siz
 		routes__err(b, v, "enrich step #%zu has no 'service'", at + 1);
 	} else if ((text = routes__text(b, x, "service"))) {
 		if (!strcmp(text, ROUTES_DEADLETTER))
-			routes__err(b, x, "'deadletter' is the built-in dead-letter store, not a "
+			routes__err(b, x,
+				    "'deadletter' is the built-in dead-letter store, not a "
 				    "service");
 		else if (!routes__is_instance(b, text))
 			routes__unknown_instance(b, x, text, "service", false);
@@ -64,19 +66,25 @@ static void s_enrich_step(builder_t *b, route_enrich_t *e, const ynode_t *v, siz
 			e->service = routes__strdup(b, text);
 	}
 	if (!(x = yaml_tree_get(v, "into"))) {
-		routes__err(b, v, "enrich step #%zu has no 'into' (where the reply goes, e.g. "
-			    "data.guardian)", at + 1);
+		routes__err(b, v,
+			    "enrich step #%zu has no 'into' (where the reply goes, e.g. "
+			    "data.guardian)",
+			    at + 1);
 	} else if ((text = routes__text(b, x, "into"))) {
 		if (!s_into_valid(text))
-			routes__err(b, x, "'into' must be 'data' or a data path such as "
-				    "data.guardian (letters, digits, '_', '-'), not '%s'", text);
+			routes__err(b, x,
+				    "'into' must be 'data' or a data path such as "
+				    "data.guardian (letters, digits, '_', '-'), not '%s'",
+				    text);
 		else
 			e->into = routes__strdup(b, text);
 	}
 	if ((x = yaml_tree_get(v, "timeout")) && (text = routes__text(b, x, "timeout"))) {
 		if (kanal__parse_duration_ms(text, &e->timeout_ms) != 0 || e->timeout_ms <= 0) {
-			routes__err(b, x, "'timeout': '%s' is not a duration above 0 (write e.g. 500ms "
-				    "or 2s)", text);
+			routes__err(b, x,
+				    "'timeout': '%s' is not a duration above 0 (write e.g. 500ms "
+				    "or 2s)",
+				    text);
 			e->timeout_ms = 0;
 		}
 	}
@@ -104,7 +112,8 @@ void routes__enrich(builder_t *b, route_t *r, const ynode_t *v)
 	if (yaml_tree_is_null(v))
 		return;
 	if (v->kind != YNODE_SEQUENCE) {
-		routes__err(b, v, "'enrich' must be a list of steps, not %s", yaml_tree_describe(v));
+		routes__err(b, v, "'enrich' must be a list of steps, not %s",
+			    yaml_tree_describe(v));
 		return;
 	}
 	if (!v->n_items)
@@ -128,8 +137,8 @@ static bool s_retry_duration(builder_t *b, const ynode_t *v, const char *key, in
 	if (!text)
 		return false;
 	if (kanal__parse_duration_ms(text, &ms) != 0 || ms <= 0) {
-		routes__err(b, v, "'%s': '%s' is not a duration above 0 (write e.g. 1s, 30s or 5m)", key,
-		      text);
+		routes__err(b, v, "'%s': '%s' is not a duration above 0 (write e.g. 1s, 30s or 5m)",
+			    key, text);
 		return false;
 	}
 	*out = ms;
@@ -168,8 +177,9 @@ void routes__retry(builder_t *b, route_t *r, const ynode_t *v)
 		errno = 0;
 		n = strtol(text, &end, 10);
 		if (errno || end == text || *end || n < 1 || n > INT_MAX)
-			routes__err(b, x, "'max_attempts': '%s' is not a whole number of at least 1",
-			      text);
+			routes__err(b, x,
+				    "'max_attempts': '%s' is not a whole number of at least 1",
+				    text);
 		else
 			r->retry.max_attempts = (int)n;
 	}
@@ -181,8 +191,8 @@ void routes__retry(builder_t *b, route_t *r, const ynode_t *v)
 		char max_text[32], backoff_text[32];
 		routes_format_ms(r->retry.max_backoff_ms, max_text, sizeof max_text);
 		routes_format_ms(r->retry.backoff_ms, backoff_text, sizeof backoff_text);
-		routes__err(b, max_node, "'max_backoff' (%s) is shorter than 'backoff' (%s)", max_text,
-		      backoff_text);
+		routes__err(b, max_node, "'max_backoff' (%s) is shorter than 'backoff' (%s)",
+			    max_text, backoff_text);
 	} else if (!max_node && r->retry.max_backoff_ms < r->retry.backoff_ms) {
 		/* A long backoff without a ceiling: the ceiling follows it up. */
 		r->retry.max_backoff_ms = r->retry.backoff_ms;

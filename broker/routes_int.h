@@ -38,13 +38,13 @@ typedef struct builder {
 	size_t n_measures, cap_measures;
 	char **files;
 	size_t n_files, cap_files;
-	const char *file;           /* the file being read, borrowed from files */
+	const char *file; /* the file being read, borrowed from files */
 	char *default_dest;
 	const char *default_file;
 	int default_line, default_col;
 	const char *const *instances;
 	size_t n_instances;
-	hmap_t names;               /* route name → index + 1 */
+	hmap_t names; /* route name → index + 1 */
 	diag_t *d;
 	size_t errors;
 	bool oom;
@@ -70,8 +70,8 @@ bool routes__route_name_valid(const char *name);
 /* routes.c: true when name is one of the configured instances. */
 bool routes__is_instance(const builder_t *b, const char *name);
 /* routes.c: reports an unknown instance name at v. */
-void routes__unknown_instance(builder_t *b, const ynode_t *v, const char *name,
-			      const char *key, bool destination);
+void routes__unknown_instance(builder_t *b, const ynode_t *v, const char *name, const char *key,
+			      bool destination);
 /* routes_measures.c: reads the nth item of `measures:` into a new measure of the builder. */
 void routes__measure(builder_t *b, const ynode_t *v, size_t nth);
 /* routes_measures.c: frees what a measure holds (not the measure itself). */

@@ -54,7 +54,7 @@ static const char *s_label_value(builder_t *b, const ynode_t *v, const char *key
 
 	if (text && strlen(text) > 127) {
 		routes__err(b, v, "'%s' is %zu bytes long; a label value has at most 127", key,
-		      strlen(text));
+			    strlen(text));
 		return NULL;
 	}
 	return text;
@@ -68,8 +68,8 @@ static void s_measure_labels(builder_t *b, route_measure_t *m, const ynode_t *v)
 	if (!routes__is_mapping(b, v, "labels"))
 		return;
 	if (v->n_pairs > ROUTES_MEASURE_MAX_LABELS) {
-		routes__err(b, v, "a measure has at most %d labels, not %zu", ROUTES_MEASURE_MAX_LABELS,
-		      v->n_pairs);
+		routes__err(b, v, "a measure has at most %d labels, not %zu",
+			    ROUTES_MEASURE_MAX_LABELS, v->n_pairs);
 		return;
 	}
 	for (size_t i = 0; i < v->n_pairs; i++) {
@@ -77,8 +77,11 @@ static void s_measure_labels(builder_t *b, route_measure_t *m, const ynode_t *v)
 		const char *field = NULL, *dflt = NULL;
 
 		if (!s_label_name_valid(k->text)) {
-			routes__err(b, k, "label name '%s' is not valid: use lower-case letters, digits and "
-				    "'_', not starting with a digit (and not 'measure')", k->text);
+			routes__err(
+				b, k,
+				"label name '%s' is not valid: use lower-case letters, digits and "
+				"'_', not starting with a digit (and not 'measure')",
+				k->text);
 			continue;
 		}
 		if (f->kind == YNODE_MAPPING) {
@@ -86,9 +89,12 @@ static void s_measure_labels(builder_t *b, route_measure_t *m, const ynode_t *v)
 			if ((x = yaml_tree_get(f, "from")))
 				field = routes__text(b, x, "from");
 			else
-				routes__err(b, f, "label '%s' has no 'from': name its data field (data.NAME)",
-				      k->text);
-			if ((x = yaml_tree_get(f, "default")) && !(dflt = s_label_value(b, x, "default")))
+				routes__err(
+					b, f,
+					"label '%s' has no 'from': name its data field (data.NAME)",
+					k->text);
+			if ((x = yaml_tree_get(f, "default")) &&
+			    !(dflt = s_label_value(b, x, "default")))
 				continue;
 		} else {
 			field = routes__text(b, f, k->text);
@@ -99,7 +105,7 @@ static void s_measure_labels(builder_t *b, route_measure_t *m, const ynode_t *v)
 			if (f->kind == YNODE_MAPPING)
 				f = yaml_tree_get(f, "from");
 			routes__err(b, f, "label '%s' must name a data field (data.NAME), not '%s'",
-			      k->text, field);
+				    k->text, field);
 			continue;
 		}
 		m->label_names[m->n_labels] = routes__strdup(b, k->text);
@@ -128,16 +134,18 @@ static void s_measure_target(builder_t *b, route_measure_t *m, const ynode_t *v)
 		while (i < m->n_labels && strcmp(m->label_names[i], text))
 			i++;
 		if (i == m->n_labels)
-			routes__err(b, x, "target label '%s' is not one of the measure's labels", text);
+			routes__err(b, x, "target label '%s' is not one of the measure's labels",
+				    text);
 		else
 			m->target_label = routes__strdup(b, text);
 	}
 	if (!(x = yaml_tree_get(v, "digital"))) {
-		routes__err(b, v, "'target' has no 'digital': list the label values that count as "
+		routes__err(b, v,
+			    "'target' has no 'digital': list the label values that count as "
 			    "digital");
 	} else if (x->kind != YNODE_SEQUENCE || !x->n_items) {
 		routes__err(b, x, "'digital' must be a list of label values, not %s",
-		      yaml_tree_describe(x));
+			    yaml_tree_describe(x));
 	} else if ((m->target_values = calloc(x->n_items, sizeof *m->target_values))) {
 		for (size_t i = 0; i < x->n_items; i++)
 			if ((text = s_label_value(b, x->items[i], "digital")))
@@ -146,12 +154,14 @@ static void s_measure_target(builder_t *b, route_measure_t *m, const ynode_t *v)
 		b->oom = true;
 	}
 	if (!(x = yaml_tree_get(v, "share"))) {
-		routes__err(b, v, "'target' has no 'share': the digital share aimed at, 0 to 1 (0.8)");
+		routes__err(b, v,
+			    "'target' has no 'share': the digital share aimed at, 0 to 1 (0.8)");
 	} else if ((text = routes__text(b, x, "share"))) {
 		m->target_share = strtod(text, &end);
 		if (end == text || *end || !(m->target_share >= 0 && m->target_share <= 1))
-			routes__err(b, x, "'share' must be a number from 0 to 1 (0.8 for 80%%), not '%s'",
-			      text);
+			routes__err(b, x,
+				    "'share' must be a number from 0 to 1 (0.8 for 80%%), not '%s'",
+				    text);
 	}
 }
 
@@ -180,7 +190,7 @@ void routes__measure(builder_t *b, const ynode_t *v, size_t nth)
 
 	if (v->kind != YNODE_MAPPING) {
 		routes__err(b, v, "measure #%zu must be a mapping with a name and 'match', not %s",
-		      nth + 1, yaml_tree_describe(v));
+			    nth + 1, yaml_tree_describe(v));
 		return;
 	}
 	if (!(m = s_new_measure(b)))
@@ -192,13 +202,18 @@ void routes__measure(builder_t *b, const ynode_t *v, size_t nth)
 		routes__err(b, v, "measure #%zu has no 'name'", nth + 1);
 	} else if ((text = routes__text(b, x, "name"))) {
 		if (!routes__route_name_valid(text))
-			routes__err(b, x, "measure name '%s' is not valid: use lower-case letters, digits, "
-				    "'_', '.' and '-', starting with a letter or digit", text);
+			routes__err(
+				b, x,
+				"measure name '%s' is not valid: use lower-case letters, digits, "
+				"'_', '.' and '-', starting with a letter or digit",
+				text);
 		for (size_t i = 0; i + 1 < b->n_measures; i++)
 			if (b->measures[i].name && !strcmp(b->measures[i].name, text)) {
-				routes__err(b, x, "duplicate measure name '%s' (first defined at %s:%d:%d)",
-				      text, b->measures[i].file, b->measures[i].line,
-				      b->measures[i].column);
+				routes__err(
+					b, x,
+					"duplicate measure name '%s' (first defined at %s:%d:%d)",
+					text, b->measures[i].file, b->measures[i].line,
+					b->measures[i].column);
 				text = NULL;
 				break;
 			}
@@ -208,10 +223,13 @@ void routes__measure(builder_t *b, const ynode_t *v, size_t nth)
 	if ((x = yaml_tree_get(v, "title")) && (text = routes__text(b, x, "title")))
 		m->title = routes__strdup(b, text);
 	if ((x = yaml_tree_get(v, "match")))
-		routes__match_into(b, x, &m->type_pattern, &m->source_glob, &m->where_text, &m->where);
+		routes__match_into(b, x, &m->type_pattern, &m->source_glob, &m->where_text,
+				   &m->where);
 	else
-		routes__err(b, v, "measure #%zu has no 'match': say which events it counts (type, "
-			    "source, where)", nth + 1);
+		routes__err(b, v,
+			    "measure #%zu has no 'match': say which events it counts (type, "
+			    "source, where)",
+			    nth + 1);
 	if ((x = yaml_tree_get(v, "labels")) && !yaml_tree_is_null(x))
 		s_measure_labels(b, m, x);
 	if ((x = yaml_tree_get(v, "target")))

@@ -13,8 +13,9 @@
 #include "router_int.h"
 
 /* The delivery latency histogram's bounds in ms (Prometheus "le" in seconds). */
-static const double router_latency_le_ms[N_LATENCY] = { 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250,
-							500, 1000, 2500, 5000, 10000, 30000 };
+static const double router_latency_le_ms[N_LATENCY] = { 0.5,  1,    2.5,  5,     10,
+							25,   50,   100,  250,   500,
+							1000, 2500, 5000, 10000, 30000 };
 
 /* ---- counters for operations (status, /metrics, the dashboard) ----------------------- */
 
@@ -177,7 +178,8 @@ static void s_measure_load(router_t *r, measure_stat_t *ms, const route_measure_
 	if (!r->journal)
 		return;
 	rows = journal_measure_sum(r->journal, m->name, NULL, NULL);
-	json_array_foreach(rows, k, row) {
+	json_array_foreach(rows, k, row)
+	{
 		json_t *labels = json_object_get(row, "labels");
 		const char *v[ROUTES_MEASURE_MAX_LABELS];
 		measure_series_t *s;
@@ -249,7 +251,7 @@ static measure_series_t *s_series_for(measure_stat_t *ms, const char *const *v, 
 {
 	json_t *labels;
 	static const char *const other[ROUTES_MEASURE_MAX_LABELS] = { "other", "other", "other",
-								       "other" };
+								      "other" };
 	char masked[ROUTES_MEASURE_MAX_LABELS][128];
 	const char *mv[ROUTES_MEASURE_MAX_LABELS];
 	measure_series_t *s = s_find_series(ms, v, n);
@@ -323,8 +325,7 @@ void stats_count_measures(router_t *r, const kanal_msg_t *msg)
 			minute = kanal__wall_ms() / 60000;
 		/* In the turn's transaction, with the event: a failed commit refuses both. */
 		if (r->journal)
-			journal_measure_add(r->journal, m->name, s->labels,
-					    s_day(r, minute), 1);
+			journal_measure_add(r->journal, m->name, s->labels, s_day(r, minute), 1);
 		slot = (size_t)(minute % MEASURE_MINUTES);
 		if (s->ring[slot].minute != minute) {
 			s->ring[slot].minute = minute;
@@ -374,21 +375,26 @@ static json_t *s_measures_json(router_t *r)
 		for (const measure_series_t *s = m->stat ? m->stat->series : NULL; s; s = s->next) {
 			json_t *values = json_object(), *per_minute = json_array();
 			for (size_t i = 0; i < m->n_labels; i++)
-				json_object_set_new(values, m->label_names[i], json_string(s->values[i]));
+				json_object_set_new(values, m->label_names[i],
+						    json_string(s->values[i]));
 			for (int64_t mi = now_min - MEASURE_MINUTES + 1; mi <= now_min; mi++) {
 				size_t slot = (size_t)(mi % MEASURE_MINUTES);
 				json_array_append_new(per_minute,
-					json_integer(s->ring[slot].minute == mi ? s->ring[slot].count : 0));
+						      json_integer(s->ring[slot].minute == mi
+									   ? s->ring[slot].count
+									   : 0));
 			}
 			/* Oldest series first: the order they were first seen in. */
 			json_array_insert_new(series, 0,
-				json_pack("{s:o, s:I, s:o}", "labels", values, "total",
-					  (json_int_t)s->total, "per_minute", per_minute));
+					      json_pack("{s:o, s:I, s:o}", "labels", values,
+							"total", (json_int_t)s->total, "per_minute",
+							per_minute));
 		}
 		json_array_append_new(arr,
-			json_pack("{s:s, s:s?, s:s?, s:o, s:o, s:O, s:o*}", "name", m->name, "title",
-				  m->title, "type", m->type_pattern, "labels", labels, "series",
-				  series, "minutes", minutes, "target", s_target_json(m)));
+				      json_pack("{s:s, s:s?, s:s?, s:o, s:o, s:O, s:o*}", "name",
+						m->name, "title", m->title, "type", m->type_pattern,
+						"labels", labels, "series", series, "minutes",
+						minutes, "target", s_target_json(m)));
 	}
 	json_decref(minutes);
 	return arr;
@@ -414,10 +420,11 @@ json_t *stats_measures_report(router_t *r, json_t *req)
 	json_t *measures;
 
 	if (!r->journal)
-		return json_pack("{s:b, s:s}", "ok", 0, "error",
-				 "the journal is off (memory mode): measures are counted since kanald "
-				 "started and kept by day only in the journal, so there is no report "
-				 "(the status and /metrics show the counts since the start)");
+		return json_pack(
+			"{s:b, s:s}", "ok", 0, "error",
+			"the journal is off (memory mode): measures are counted since kanald "
+			"started and kept by day only in the journal, so there is no report "
+			"(the status and /metrics show the counts since the start)");
 	if ((from && !s_is_day(from)) || (to && !s_is_day(to)))
 		return json_pack("{s:b, s:s}", "ok", 0, "error",
 				 "'from' and 'to' must be days: YYYY-MM-DD");
@@ -470,7 +477,8 @@ void stats_status(router_t *r, json_t *st)
 		for (const route_latency_t *l = c->latency; l; l = l->next)
 			json_object_set_new(by_dest, l->dest,
 					    s_histogram_json(l->buckets, l->sum_ms, l->count));
-		json_array_append_new(routes,
+		json_array_append_new(
+			routes,
 			json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "name", rt->name,
 				  "matched", (json_int_t)c->matched, "delivered",
 				  (json_int_t)c->delivered, "retried", (json_int_t)c->retried,
@@ -486,9 +494,11 @@ void stats_status(router_t *r, json_t *st)
 	if (r->conf->blobs) { /* the blob store (docs/design/blobs.md) */
 		int64_t count, bytes;
 		kanal__blob_usage(r->conf->blobs, &count, &bytes);
-		json_object_set_new(st, "blobs", json_pack("{s:I, s:I, s:I}", "count",
-			(json_int_t)count, "bytes", (json_int_t)bytes, "references",
-			(json_int_t)(r->journal ? journal_blob_references(r->journal) : 0)));
+		json_object_set_new(
+			st, "blobs",
+			json_pack("{s:I, s:I, s:I}", "count", (json_int_t)count, "bytes",
+				  (json_int_t)bytes, "references",
+				  (json_int_t)(r->journal ? journal_blob_references(r->journal)
+							  : 0)));
 	}
 }
-

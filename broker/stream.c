@@ -36,15 +36,14 @@ struct stream {
 	void *sock;
 	char endpoint[256];
 	const conf_t *conf;
-	bool acl;            /* CURVE on: subscriptions are checked against the clients' */
-	long subscriptions;  /* applied, over all topics */
+	bool acl;           /* CURVE on: subscriptions are checked against the clients' */
+	long subscriptions; /* applied, over all topics */
 	topic_count_t *topics;
 	size_t n_topics, cap_topics;
 	uint64_t acl_denied;
 };
 
-stream_t *stream_new(void *zctx, const conf_t *conf, const zap_t *zap, char *err,
-		     size_t err_size)
+stream_t *stream_new(void *zctx, const conf_t *conf, const zap_t *zap, char *err, size_t err_size)
 {
 	stream_t *s = calloc(1, sizeof *s);
 	const char *endpoint = conf ? conf->stream_endpoint : NULL;
@@ -135,8 +134,7 @@ static topic_count_t *s_topic(stream_t *s, const unsigned char *topic, size_t le
 }
 
 /* True when `user` (the ZAP user id; NULL or "" without CURVE) may subscribe to topic. */
-static bool s_allowed(const stream_t *s, const char *user, const unsigned char *topic,
-		      size_t len)
+static bool s_allowed(const stream_t *s, const char *user, const unsigned char *topic, size_t len)
 {
 	const conf_client_t *c;
 
@@ -166,8 +164,10 @@ static void s_refuse(stream_t *s, const char *user, const unsigned char *topic, 
 		text[i] = topic[i] >= 0x20 && topic[i] < 0x7F ? (char)topic[i] : '?';
 	text[n] = '\0';
 	s->acl_denied++;
-	log_warn("stream", "refused client '%s' a subscription to '%s': not within its "
-			   "subscribe list", user && *user ? user : "?", text);
+	log_warn("stream",
+		 "refused client '%s' a subscription to '%s': not within its "
+		 "subscribe list",
+		 user && *user ? user : "?", text);
 	stream_publish(s, "acl.denied", user && *user ? user : "-", NULL,
 		       acl_denied_extra(user, "stream", "subscribe", text));
 }
@@ -241,8 +241,7 @@ bool stream_wanted(const stream_t *s)
 /* The copies of one event line for the clients that own its source: topic "@<name> " +
  * the line's topic, so that a client with `sources` can see its own events and no one
  * else's (docs/design/tenancy.md). */
-static void s_publish_owned(stream_t *s, const char *topic, const char *text,
-			    const char *source)
+static void s_publish_owned(stream_t *s, const char *topic, const char *text, const char *source)
 {
 	char owned[320];
 

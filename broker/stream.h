@@ -21,8 +21,7 @@ typedef struct stream stream_t;
  * it stays within the subscribing client's `subscribe` prefixes (conf->clients); a refused
  * one is counted, logged and published as `acl.denied <client>`. conf must outlive the
  * stream. */
-stream_t *stream_new(void *zctx, const conf_t *conf, const zap_t *zap, char *err,
-		     size_t err_size);
+stream_t *stream_new(void *zctx, const conf_t *conf, const zap_t *zap, char *err, size_t err_size);
 void stream_destroy(stream_t **s_p);
 /* The XPUB socket, to poll for subscriptions (NULL when disabled), and what to do when it
  * is readable. */

@@ -59,9 +59,10 @@ static int s_attr_json(const char *name, const char *value, void *arg)
 /* `$event`: the context attributes as strings. */
 static jv s_event_object(const kanal_msg_t *msg)
 {
-	static const char *const names[] = { "specversion", "id",   "source",
-					     "type",        "subject", "time",
-					     "datacontenttype", "dataschema" };
+	static const char *const names[] = {
+		"specversion", "id",   "source",          "type",
+		"subject",     "time", "datacontenttype", "dataschema"
+	};
 	jv obj = jv_object();
 
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -93,9 +94,10 @@ static jv s_data(const kanal_msg_t *msg)
 /* Sets one attribute the program named, or says why it may not. */
 static int s_set_attr(kanal_msg_t *msg, const char *name, jv value, kanal_error_t *err)
 {
-	static const char *const fixed[] = { "specversion", "id", "source", "time",
-					     "datacontenttype", "dataschema", "data",
-					     "data_base64" };
+	static const char *const fixed[] = {
+		"specversion",     "id",         "source", "time",
+		"datacontenttype", "dataschema", "data",   "data_base64"
+	};
 	kanal_error_t why;
 	int rc;
 
@@ -113,7 +115,7 @@ static int s_set_attr(kanal_msg_t *msg, const char *name, jv value, kanal_error_
 		break;
 	case JV_KIND_NULL:
 		rc = strcmp(name, "type") ? kanal_msg_set_attr(msg, name, NULL, &why)
-					   : KANAL_EINVALID;
+					  : KANAL_EINVALID;
 		if (rc)
 			snprintf(why.text, sizeof why.text, "type cannot be removed");
 		break;
@@ -131,7 +133,8 @@ static int s_set_attr(kanal_msg_t *msg, const char *name, jv value, kanal_error_
 		/* fall through */
 	default:
 		rc = KANAL_EINVALID;
-		snprintf(why.text, sizeof why.text, "must be a string, a 32-bit integer, a boolean or null");
+		snprintf(why.text, sizeof why.text,
+			 "must be a string, a 32-bit integer, a boolean or null");
 		break;
 	}
 	if (rc == KANAL_ENOMEM)
@@ -164,7 +167,8 @@ static int s_apply(const transform_t *t, kanal_msg_t *msg, jv result, kanal_erro
 		}
 	}
 	if (!rc && jv_get_kind(attrs) == JV_KIND_OBJECT) {
-		jv_object_foreach(attrs, name, value) {
+		jv_object_foreach(attrs, name, value)
+		{
 			if (!rc)
 				rc = s_set_attr(msg, jv_string_value(name), value, err);
 			jv_free(name);
@@ -174,7 +178,8 @@ static int s_apply(const transform_t *t, kanal_msg_t *msg, jv result, kanal_erro
 	if (!rc && kanal_msg_context_cpr(msg, attr, sizeof attr)) {
 		kanal_error_set(err, NULL, 0, 0, attr,
 				"transform: attribute '%s' holds a CPR number; a person belongs in "
-				"data, or a pseudonym in subject", attr);
+				"data, or a pseudonym in subject",
+				attr);
 		rc = KANAL_EREJECTED;
 	}
 	if (!rc) {
@@ -199,8 +204,7 @@ static int s_apply(const transform_t *t, kanal_msg_t *msg, jv result, kanal_erro
 	return rc;
 }
 
-int transform_apply(transform_t *t, const kanal_msg_t *msg, kanal_msg_t **out,
-		    kanal_error_t *err)
+int transform_apply(transform_t *t, const kanal_msg_t *msg, kanal_msg_t **out, kanal_error_t *err)
 {
 	jv result;
 	kanal_msg_t *copy;
@@ -213,8 +217,7 @@ int transform_apply(transform_t *t, const kanal_msg_t *msg, kanal_msg_t **out,
 		return KANAL_EREJECTED;
 	}
 	if (jv_get_kind(result) != JV_KIND_OBJECT) {
-		kanal_error_set(err, NULL, 0, 0, NULL,
-				"transform: the output is %s, not an object",
+		kanal_error_set(err, NULL, 0, 0, NULL, "transform: the output is %s, not an object",
 				jv_kind_name(jv_get_kind(result)));
 		jv_free(result);
 		return KANAL_EREJECTED;

@@ -39,7 +39,6 @@ const char *transform_text(const transform_t *t);
  * jq error, no output, null, not an object, over a limit, an attribute that may not be set
  * or holds a CPR number), or KANAL_ENOMEM. Several threads may run the same transform; the
  * runs take turns. Ownership: borrows t and msg; *out is new (kanal_msg_destroy). */
-int transform_apply(transform_t *t, const kanal_msg_t *msg, kanal_msg_t **out,
-		    kanal_error_t *err);
+int transform_apply(transform_t *t, const kanal_msg_t *msg, kanal_msg_t **out, kanal_error_t *err);
 
 #endif

@@ -22,10 +22,10 @@
 typedef struct ytree_priv {
 	yaml_document_t doc;
 	bool have_doc;
-	ynode_t *nodes;          /* one per libyaml node, same order (id - 1) */
+	ynode_t *nodes; /* one per libyaml node, same order (id - 1) */
 	size_t n_nodes;
-	const ynode_t **items;   /* every sequence's items, back to back */
-	ypair_t *pairs;          /* every mapping's pairs, back to back */
+	const ynode_t **items; /* every sequence's items, back to back */
+	ypair_t *pairs;        /* every mapping's pairs, back to back */
 	char *file;
 } ytree_priv_t;
 
@@ -163,8 +163,8 @@ static bool s_alloc_children(ytree_priv_t *p)
 			n_items += (size_t)(yn->data.sequence.items.top -
 					    yn->data.sequence.items.start);
 		else if (yn->type == YAML_MAPPING_NODE)
-			n_pairs += (size_t)(yn->data.mapping.pairs.top -
-					    yn->data.mapping.pairs.start);
+			n_pairs +=
+				(size_t)(yn->data.mapping.pairs.top - yn->data.mapping.pairs.start);
 	}
 	p->items = calloc(n_items ? n_items : 1, sizeof *p->items);
 	p->pairs = calloc(n_pairs ? n_pairs : 1, sizeof *p->pairs);
@@ -172,8 +172,8 @@ static bool s_alloc_children(ytree_priv_t *p)
 }
 
 /* Fills a scalar node. Returns 1 when its text holds a NUL character (reported), else 0. */
-static size_t s_build_scalar(ynode_t *node, const yaml_node_t *yn, const char *text,
-			     size_t len, const char *file, diag_t *d)
+static size_t s_build_scalar(ynode_t *node, const yaml_node_t *yn, const char *text, size_t len,
+			     const char *file, diag_t *d)
 {
 	node->kind = YNODE_SCALAR;
 	node->style = s_scalar_style(yn->data.scalar.style);
@@ -189,14 +189,13 @@ static size_t s_build_scalar(ynode_t *node, const yaml_node_t *yn, const char *t
 }
 
 /* Fills a sequence node, taking its items from p->items at *used. */
-static void s_build_sequence(ytree_priv_t *p, ynode_t *node, const yaml_node_t *yn,
-			     size_t *used)
+static void s_build_sequence(ytree_priv_t *p, ynode_t *node, const yaml_node_t *yn, size_t *used)
 {
 	const yaml_node_item_t *it;
 
 	node->kind = YNODE_SEQUENCE;
-	node->style = yn->data.sequence.style == YAML_FLOW_SEQUENCE_STYLE ? YNODE_FLOW
-									  : YNODE_BLOCK;
+	node->style =
+		yn->data.sequence.style == YAML_FLOW_SEQUENCE_STYLE ? YNODE_FLOW : YNODE_BLOCK;
 	node->items = &p->items[*used];
 	for (it = yn->data.sequence.items.start; it < yn->data.sequence.items.top; it++)
 		p->items[(*used)++] = &p->nodes[*it - 1];
@@ -205,8 +204,8 @@ static void s_build_sequence(ytree_priv_t *p, ynode_t *node, const yaml_node_t *
 
 /* Fills a mapping node, taking its pairs from p->pairs at *used. A key that is not text is
  * reported and its pair left out. Returns the number of such keys. */
-static size_t s_build_mapping(ytree_priv_t *p, ynode_t *node, const yaml_node_t *yn,
-			      size_t *used, const char *file, diag_t *d)
+static size_t s_build_mapping(ytree_priv_t *p, ynode_t *node, const yaml_node_t *yn, size_t *used,
+			      const char *file, diag_t *d)
 {
 	const yaml_node_pair_t *pr;
 	size_t errors = 0;
@@ -277,7 +276,8 @@ static size_t s_check_shape(const ytree_priv_t *p, const ynode_t *node, const yn
 		 * holds it. */
 		diag_add(d, file, from->line, from->column,
 			 "an alias here refers to a node that contains it (a cycle), anchored at "
-			 "line %d", node->line);
+			 "line %d",
+			 node->line);
 		return 1;
 	}
 	if (depth > YAML_TREE_MAX_DEPTH) {
@@ -331,8 +331,7 @@ static size_t s_check_single_document(yaml_parser_t *parser, const char *text, s
 	return errors;
 }
 
-int yaml_tree_parse(const char *text, size_t len, const char *file, yaml_tree_t **out,
-		    diag_t *d)
+int yaml_tree_parse(const char *text, size_t len, const char *file, yaml_tree_t **out, diag_t *d)
 {
 	yaml_parser_t parser;
 	ytree_priv_t *p = NULL;
@@ -465,9 +464,8 @@ bool yaml_tree_is_null(const ynode_t *node)
 		return true;
 	if (node->kind != YNODE_SCALAR || node->style != YNODE_PLAIN)
 		return false;
-	return !strcmp(node->text, "") || !strcmp(node->text, "~") ||
-	       !strcmp(node->text, "null") || !strcmp(node->text, "Null") ||
-	       !strcmp(node->text, "NULL");
+	return !strcmp(node->text, "") || !strcmp(node->text, "~") || !strcmp(node->text, "null") ||
+	       !strcmp(node->text, "Null") || !strcmp(node->text, "NULL");
 }
 
 const char *yaml_tree_describe(const ynode_t *node)

@@ -51,22 +51,22 @@ typedef struct ypair {
 struct ynode {
 	ynode_kind_t kind;
 	ynode_style_t style;
-	int line, column;        /* 1-based, of the node's first character (or its anchor) */
-	const char *text;        /* scalars: the value, NUL-terminated; "" otherwise */
-	size_t len;              /* scalars: its length in bytes */
-	const ynode_t **items;   /* sequences */
+	int line, column;      /* 1-based, of the node's first character (or its anchor) */
+	const char *text;      /* scalars: the value, NUL-terminated; "" otherwise */
+	size_t len;            /* scalars: its length in bytes */
+	const ynode_t **items; /* sequences */
 	size_t n_items;
-	const ypair_t *pairs;    /* mappings, in file order */
+	const ypair_t *pairs; /* mappings, in file order */
 	size_t n_pairs;
-	int content_column;      /* block scalars (| >): the file column where the content's
+	int content_column; /* block scalars (| >): the file column where the content's
 				  * lines start, found from its first non-blank line; else 0 */
 };
 
 typedef struct yaml_tree {
-	const char *file;      /* the name used in errors */
-	const ynode_t *root;   /* NULL for an empty document */
-	size_t errors;         /* problems already reported (duplicate keys, …); see below */
-	void *priv;            /* libyaml's document and the node storage */
+	const char *file;    /* the name used in errors */
+	const ynode_t *root; /* NULL for an empty document */
+	size_t errors;       /* problems already reported (duplicate keys, …); see below */
+	void *priv;          /* libyaml's document and the node storage */
 } yaml_tree_t;
 
 /* Parses `len` bytes of YAML text (one document; a second one is an error). `file` names
@@ -78,8 +78,7 @@ typedef struct yaml_tree {
  * not — a syntax error, an alias cycle, a second document — are reported into d and give
  * KANAL_ECONFIG (or KANAL_ENOMEM) without a tree. Ownership: borrows text and file (both
  * copied as needed); *out is new, free it with yaml_tree_destroy. */
-int yaml_tree_parse(const char *text, size_t len, const char *file, yaml_tree_t **out,
-		    diag_t *d);
+int yaml_tree_parse(const char *text, size_t len, const char *file, yaml_tree_t **out, diag_t *d);
 
 /* Reads the file at `path` and parses it as yaml_tree_parse does, naming it `path` in
  * errors. A file that cannot be read is reported as "path: error: cannot read: …" and gives

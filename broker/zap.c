@@ -25,12 +25,12 @@
 
 struct zap {
 	const conf_t *conf;
-	void *rep;                  /* the handler's socket; used by the thread only */
+	void *rep;                   /* the handler's socket; used by the thread only */
 	void *ctl_main, *ctl_thread; /* PAIR: zap_destroy → the thread */
 	char ctl_endpoint[64];
 	pthread_t thread;
 	bool thread_started;
-	uint64_t denied;            /* atomic */
+	uint64_t denied; /* atomic */
 };
 
 /* The frames of one request, copied out of their messages (NUL-terminated). */
@@ -125,8 +125,9 @@ static void s_handle(zap_t *z, request_t *rq)
 
 	s_frame_text(rq, 2, domain, sizeof domain);
 	s_frame_text(rq, 3, address, sizeof address);
-	socket_name = !strcmp(domain, ZAP_DOMAIN_GATEWAY) ? "gateway"
-		      : !strcmp(domain, ZAP_DOMAIN_STREAM) ? "event stream" : NULL;
+	socket_name = !strcmp(domain, ZAP_DOMAIN_GATEWAY)  ? "gateway"
+		      : !strcmp(domain, ZAP_DOMAIN_STREAM) ? "event stream"
+							   : NULL;
 	if (rq->n < 6 || !s_frame_is(rq, 0, "1.0")) {
 		s_reply(z->rep, rq, "500", "malformed ZAP request", "");
 		return;
@@ -135,16 +136,19 @@ static void s_handle(zap_t *z, request_t *rq)
 		/* A CURVE socket kanald did not make (a plugin's): nobody has said who may
 		 * connect to it, so nobody may. */
 		__atomic_add_fetch(&z->denied, 1, __ATOMIC_RELAXED);
-		log_warn_limited("zap", "refused a connection from %s: ZAP domain '%s' is not "
-					"one of kanald's sockets", address, domain);
+		log_warn_limited("zap",
+				 "refused a connection from %s: ZAP domain '%s' is not "
+				 "one of kanald's sockets",
+				 address, domain);
 		s_reply(z->rep, rq, "400", "unknown domain", "");
 		return;
 	}
-	if (!s_frame_is(rq, 5, "CURVE") || rq->n < 7 ||
-	    zmq_msg_size(&rq->frames[6]) != 32) {
+	if (!s_frame_is(rq, 5, "CURVE") || rq->n < 7 || zmq_msg_size(&rq->frames[6]) != 32) {
 		__atomic_add_fetch(&z->denied, 1, __ATOMIC_RELAXED);
-		log_warn_limited("zap", "refused a connection to the %s from %s: not a CURVE "
-					"handshake", socket_name, address);
+		log_warn_limited("zap",
+				 "refused a connection to the %s from %s: not a CURVE "
+				 "handshake",
+				 socket_name, address);
 		s_reply(z->rep, rq, "400", "CURVE required", "");
 		return;
 	}
@@ -162,8 +166,10 @@ static void s_handle(zap_t *z, request_t *rq)
 		}
 	}
 	__atomic_add_fetch(&z->denied, 1, __ATOMIC_RELAXED);
-	log_warn_limited("zap", "refused a connection to the %s from %s: its key is not on "
-				"the allow-list (security.curve.clients)", socket_name, address);
+	log_warn_limited("zap",
+			 "refused a connection to the %s from %s: its key is not on "
+			 "the allow-list (security.curve.clients)",
+			 socket_name, address);
 	s_reply(z->rep, rq, "400", "key not allowed", "");
 }
 
@@ -206,8 +212,7 @@ zap_t *zap_new(void *zctx, const conf_t *conf, char *err, size_t err_size)
 		return NULL;
 	}
 	z->conf = conf;
-	snprintf(z->ctl_endpoint, sizeof z->ctl_endpoint, "inproc://kanal-zap-ctl-%p",
-		 (void *)z);
+	snprintf(z->ctl_endpoint, sizeof z->ctl_endpoint, "inproc://kanal-zap-ctl-%p", (void *)z);
 	z->rep = zmq_socket(zctx, ZMQ_REP);
 	z->ctl_thread = zmq_socket(zctx, ZMQ_PAIR);
 	z->ctl_main = zmq_socket(zctx, ZMQ_PAIR);
@@ -226,8 +231,10 @@ zap_t *zap_new(void *zctx, const conf_t *conf, char *err, size_t err_size)
 		goto fail_quiet;
 	}
 	z->thread_started = true;
-	log_info("zap", "CURVE on for the gateway and the event stream: %zu client%s on the "
-			"allow-list", conf->n_clients, conf->n_clients == 1 ? "" : "s");
+	log_info("zap",
+		 "CURVE on for the gateway and the event stream: %zu client%s on the "
+		 "allow-list",
+		 conf->n_clients, conf->n_clients == 1 ? "" : "s");
 	return z;
 fail:
 	snprintf(err, err_size, "cannot start the ZAP handler at %s: %s", ZAP_ENDPOINT,
@@ -258,8 +265,7 @@ void zap_destroy(zap_t **zap_p)
 	*zap_p = NULL;
 }
 
-int zap_secure_socket(const zap_t *zap, void *sock, const char *domain, char *err,
-		      size_t err_size)
+int zap_secure_socket(const zap_t *zap, void *sock, const char *domain, char *err, size_t err_size)
 {
 	int one = 1;
 	const char *secret = zap->conf->curve_secret_key;

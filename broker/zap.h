@@ -36,8 +36,7 @@ void zap_destroy(zap_t **zap_p);
 
 /* Makes sock a CURVE server with the broker's secret key, its handshakes judged by this
  * handler under `domain`. Call before binding. Returns 0, or -1 with the reason in err. */
-int zap_secure_socket(const zap_t *zap, void *sock, const char *domain, char *err,
-		      size_t err_size);
+int zap_secure_socket(const zap_t *zap, void *sock, const char *domain, char *err, size_t err_size);
 
 /* How many handshakes the handler refused since it started (any thread may ask). */
 uint64_t zap_denied(const zap_t *zap);

@@ -92,12 +92,14 @@ static void s_pretty_member(FILE *out, const char *key, json_t *v, int indent)
 		fputs(" []\n", out);
 		return;
 	}
-	json_array_foreach(v, i, item) {
+	json_array_foreach(v, i, item)
+	{
 		if (!s_is_scalar(item))
 			all_scalar = false;
 	}
 	if (all_scalar) {
-		json_array_foreach(v, i, item) {
+		json_array_foreach(v, i, item)
+		{
 			fputs(i ? ", " : " ", out);
 			s_print_scalar(out, item);
 		}
@@ -105,7 +107,8 @@ static void s_pretty_member(FILE *out, const char *key, json_t *v, int indent)
 		return;
 	}
 	fputc('\n', out);
-	json_array_foreach(v, i, item) {
+	json_array_foreach(v, i, item)
+	{
 		if (json_is_object(item) && json_object_size(item) > 0) {
 			s_pretty_object(out, item, indent + 4, true);
 		} else if (s_is_scalar(item)) {
@@ -128,7 +131,8 @@ static void s_pretty_object(FILE *out, json_t *obj, int indent, bool list_item)
 	json_t *v;
 	bool first = true;
 
-	json_object_foreach(obj, key, v) {
+	json_object_foreach(obj, key, v)
+	{
 		if (list_item && first)
 			fprintf(out, "%*s- ", indent - 2, "");
 		else
@@ -210,7 +214,8 @@ int cmd_reload(ctl_t *ctl, int argc, char **argv)
 	int status;
 
 	if (argc > 0) {
-		ctl_error("reload takes no arguments (kanalctl check ROUTES... checks files first)");
+		ctl_error(
+			"reload takes no arguments (kanalctl check ROUTES... checks files first)");
 		return CTL_EXIT_ERROR;
 	}
 	status = s_admin_call(ctl, "reload", &reply, &raw);
@@ -227,7 +232,8 @@ int cmd_reload(ctl_t *ctl, int argc, char **argv)
 		goto done;
 	}
 	errors = json_object_get(reply, "errors");
-	json_array_foreach(errors, i, item) {
+	json_array_foreach(errors, i, item)
+	{
 		if (json_is_string(item))
 			s_add_error(&d, json_string_value(item));
 	}

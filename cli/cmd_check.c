@@ -48,7 +48,8 @@ static size_t s_check_instance(const conf_t *conf, const conf_instance_t *inst, 
 	}
 	/* Every bad option is reported, each where it is written. */
 	rc = kanal__config_build_all(loaded->options, inst->options, inst->n_options, conf->file,
-				     inst->name, inst->line, inst->column, &cfg, diag_add_error_fn, d);
+				     inst->name, inst->line, inst->column, &cfg, diag_add_error_fn,
+				     d);
 	if (rc < 0 && d->count == before)
 		diag_add(d, conf->file, inst->line, inst->column, "instance '%s': options: %s",
 			 inst->name, kanal_strerror(rc));
@@ -86,9 +87,10 @@ static void s_warn_open_sources(const conf_t *conf)
 	for (size_t i = 0; i < conf->n_clients; i++) {
 		const conf_client_t *c = &conf->clients[i];
 		if (c->name && c->n_emit && !c->has_sources)
-			fprintf(stderr, "%s:%d:%d: warning: client '%s' has no 'sources': every "
-					"event source is open to it (write e.g. sources: "
-					"[\"/vendors/%s/*\"])\n",
+			fprintf(stderr,
+				"%s:%d:%d: warning: client '%s' has no 'sources': every "
+				"event source is open to it (write e.g. sources: "
+				"[\"/vendors/%s/*\"])\n",
 				conf->file, c->line, c->column, c->name, c->name);
 	}
 }
@@ -127,8 +129,9 @@ static size_t s_warn_catalogue(const routes_t *rt, const char *path)
 			*--end = '\0';
 		if (!*type || s_type_routed(rt, type))
 			continue;
-		fprintf(stderr, "%s:%d:1: warning: type '%s' is in the catalogue but no route takes "
-				"it: such events go to the default '%s'\n",
+		fprintf(stderr,
+			"%s:%d:1: warning: type '%s' is in the catalogue but no route takes "
+			"it: such events go to the default '%s'\n",
 			path, n, type, routes_default(rt));
 		warnings++;
 	}
@@ -207,7 +210,8 @@ int cmd_check(ctl_t *ctl, int argc, char **argv)
 	} else {
 		size_t n_routes = routes_count(rt), n_files = routes_file_count(rt);
 		s_warn_unrouted(rt, conf, argc ? argv : NULL, (size_t)argc);
-		ctl_printf(stdout, "%s: %zu %s; routes: %zu %s from %zu %s, default \u2192 %s: ok\n",
+		ctl_printf(stdout,
+			   "%s: %zu %s; routes: %zu %s from %zu %s, default \u2192 %s: ok\n",
 			   conf->file, conf->n_instances,
 			   s_plural(conf->n_instances, "instance", "instances"), n_routes,
 			   s_plural(n_routes, "route", "routes"), n_files,

@@ -36,8 +36,8 @@
  * no (the journal is off, no such letter); CTL_EXIT_ERROR when nothing usable came back.
  * With --json the reply is printed as received — masked unless `clear` — whatever it says.
  * Ownership: takes *request_p; *reply and *raw are new (NULL unless CTL_EXIT_OK). */
-static int s_ask(const ctl_t *ctl, const char *what, json_t **request_p, bool clear,
-		 json_t **reply, char **raw)
+static int s_ask(const ctl_t *ctl, const char *what, json_t **request_p, bool clear, json_t **reply,
+		 char **raw)
 {
 	const char *message;
 	int status;
@@ -166,7 +166,8 @@ static int s_list(ctl_t *ctl, int argc, char **argv)
 
 	if (argc > 0) {
 		ctl_error("dlq list takes no arguments, only --route, --type, --since and --limit "
-			  "(not '%s')", argv[0]);
+			  "(not '%s')",
+			  argv[0]);
 		json_decref(request);
 		return CTL_EXIT_ERROR;
 	}
@@ -235,7 +236,8 @@ static bool s_has_id(json_t *array, json_int_t id)
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(array, i, v) {
+	json_array_foreach(array, i, v)
+	{
 		if (json_integer_value(v) == id)
 			return true;
 	}
@@ -262,8 +264,9 @@ static int s_replay(ctl_t *ctl, int argc, char **argv)
 		}
 	} else {
 		if (ctl->given & DLQ_FILTERS) {
-			ctl_error("dlq replay: --route, --type and --since choose letters only with "
-				  "--all-matching");
+			ctl_error(
+				"dlq replay: --route, --type and --since choose letters only with "
+				"--all-matching");
 			return CTL_EXIT_ERROR;
 		}
 		ids = s_ids("replay", argc, argv);
@@ -293,8 +296,10 @@ static int s_replay(ctl_t *ctl, int argc, char **argv)
 		status = CTL_EXIT_NO;
 	/* Everything asked for must have been replayed, whether or not kanald listed it as
 	 * missing. */
-	json_array_foreach(ids, i, v) {
-		if (s_has_id(replayed, json_integer_value(v)) || s_has_id(missing, json_integer_value(v)))
+	json_array_foreach(ids, i, v)
+	{
+		if (s_has_id(replayed, json_integer_value(v)) ||
+		    s_has_id(missing, json_integer_value(v)))
 			continue;
 		if (!ctl->json)
 			printf("missing %" JSON_INTEGER_FORMAT ": kanald did not replay it\n",
@@ -327,13 +332,15 @@ static int s_drop(ctl_t *ctl, int argc, char **argv)
 		goto done;
 	dropped = json_object_get(reply, "dropped");
 	if (!json_is_integer(dropped)) {
-		ctl_error("dlq drop: kanald's reply does not say how many were dropped: %.200s", raw);
+		ctl_error("dlq drop: kanald's reply does not say how many were dropped: %.200s",
+			  raw);
 		status = CTL_EXIT_ERROR;
 		goto done;
 	}
 	if ((size_t)json_integer_value(dropped) < asked) {
 		if (!ctl->json)
-			printf("dropped %" JSON_INTEGER_FORMAT " of the %zu dead letters asked for; "
+			printf("dropped %" JSON_INTEGER_FORMAT
+			       " of the %zu dead letters asked for; "
 			       "the others were not in the store\n",
 			       json_integer_value(dropped), asked);
 		status = CTL_EXIT_NO;

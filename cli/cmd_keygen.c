@@ -27,7 +27,7 @@
 
 /* The monitor of the one CURVE socket a kanalctl command opens, and what it saw. */
 static void *s_monitor;
-static int s_auth_status;   /* the ZAP status of a refused handshake, e.g. 400 */
+static int s_auth_status; /* the ZAP status of a refused handshake, e.g. 400 */
 static bool s_handshake_failed, s_handshake_ok, s_connected;
 
 /* Writes `text` to a new file at path with `mode`, refusing to replace one. Returns 0, or
@@ -40,7 +40,8 @@ static int s_write_new(const char *path, const char *text, mode_t mode)
 	if (fd < 0) {
 		if (errno == EEXIST)
 			ctl_error("keygen: %s exists; not overwriting a key (remove it first, or "
-				  "choose another --out)", path);
+				  "choose another --out)",
+				  path);
 		else
 			ctl_error("keygen: cannot create %s: %s", path, strerror(errno));
 		return -1;
@@ -80,7 +81,8 @@ int cmd_keygen(ctl_t *ctl, int argc, char **argv)
 		ctl_error("keygen: this libzmq cannot make CURVE keys: %s", zmq_strerror(errno));
 		return CTL_EXIT_ERROR;
 	}
-	if (asprintf(&key_path, "%s.key", prefix) < 0 || asprintf(&pub_path, "%s.pub", prefix) < 0) {
+	if (asprintf(&key_path, "%s.key", prefix) < 0 ||
+	    asprintf(&pub_path, "%s.pub", prefix) < 0) {
 		ctl_error("keygen: out of memory");
 		goto out;
 	}
@@ -89,8 +91,10 @@ int cmd_keygen(ctl_t *ctl, int argc, char **argv)
 		 public_key);
 	if (s_write_new(pub_path, text, 0644) < 0)
 		goto out;
-	snprintf(text, sizeof text, "# kanal CURVE secret key (kanalctl keygen): keep it private, "
-				    "mode 0600\n%s\n", secret_key);
+	snprintf(text, sizeof text,
+		 "# kanal CURVE secret key (kanalctl keygen): keep it private, "
+		 "mode 0600\n%s\n",
+		 secret_key);
 	if (s_write_new(key_path, text, 0600) < 0) {
 		unlink(pub_path);
 		goto out;
@@ -118,7 +122,8 @@ static int s_server_key(const char *arg, char key[41])
 	}
 	if (conf_read_curve_key(arg, false, key, why, sizeof why) < 0) {
 		ctl_error("--curve-server-key: neither a Z85 key (40 characters) nor a key file: "
-			  "%s", why);
+			  "%s",
+			  why);
 		return -1;
 	}
 	return 0;
@@ -156,10 +161,10 @@ static int s_own_keys(const char *arg, char public_key[41], char secret_key[41])
 void *ctl_connect_secure(const ctl_t *ctl, void *zctx, int type, const char *endpoint,
 			 const char *what)
 {
-	const char *server_arg = ctl->curve_server_key ? ctl->curve_server_key
-						       : getenv("KANAL_CURVE_SERVER_KEY");
-	const char *keys_arg = ctl->curve_key_file ? ctl->curve_key_file
-						   : getenv("KANAL_CURVE_KEY_FILE");
+	const char *server_arg =
+		ctl->curve_server_key ? ctl->curve_server_key : getenv("KANAL_CURVE_SERVER_KEY");
+	const char *keys_arg =
+		ctl->curve_key_file ? ctl->curve_key_file : getenv("KANAL_CURVE_KEY_FILE");
 	char server_key[41], public_key[41], secret_key[41];
 	void *sock;
 	int zero = 0;
@@ -203,12 +208,11 @@ void *ctl_connect_secure(const ctl_t *ctl, void *zctx, int type, const char *end
 	}
 	explicit_bzero(secret_key, sizeof secret_key);
 	/* The monitor is connected before the socket, so that no handshake event is lost. */
-	if (!s_monitor &&
-	    zmq_socket_monitor(sock, CTL_MONITOR_ENDPOINT,
-			       ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-				       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-				       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-				       ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+	if (!s_monitor && zmq_socket_monitor(sock, CTL_MONITOR_ENDPOINT,
+					     ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+						     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+						     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+						     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
 		s_monitor = zmq_socket(zctx, ZMQ_PAIR);
 		if (s_monitor) {
 			zmq_setsockopt(s_monitor, ZMQ_LINGER, &zero, sizeof zero);
@@ -268,13 +272,14 @@ bool ctl_curve_refused(const char *what, const char *endpoint)
 	s_drain_monitor();
 	if (s_auth_status) {
 		ctl_error("the %s at %s refused our CURVE key (ZAP status %d): our public key is "
-			  "not on kanald's allow-list (security.curve.clients)", what, endpoint,
-			  s_auth_status);
+			  "not on kanald's allow-list (security.curve.clients)",
+			  what, endpoint, s_auth_status);
 		return true;
 	}
 	if (s_handshake_failed || (s_connected && !s_handshake_ok)) {
 		ctl_error("no CURVE handshake with the %s at %s: is --curve-server-key kanald's "
-			  "public key, and does kanald run with security.curve?", what, endpoint);
+			  "public key, and does kanald run with security.curve?",
+			  what, endpoint);
 		return true;
 	}
 	return false;

@@ -28,14 +28,16 @@ static char *s_resolve(const ctl_t *ctl, const char *arg)
 		return asprintf(&path, "./%s", arg) < 0 ? NULL : path;
 	conf = ctl_conf_load(ctl);
 	if (!conf) {
-		ctl_error("plugin info: no file '%s' here, and no config to find its plugin_dir", arg);
+		ctl_error("plugin info: no file '%s' here, and no config to find its plugin_dir",
+			  arg);
 		return NULL;
 	}
 	if (conf->plugin_dir) {
 		if (asprintf(&path, "%s/%s%s", conf->plugin_dir, arg, has_so ? "" : ".so") < 0)
 			path = NULL;
 		if (path && access(path, F_OK) != 0) {
-			ctl_error("plugin info: no plugin '%s': not a file here, nor %s", arg, path);
+			ctl_error("plugin info: no plugin '%s': not a file here, nor %s", arg,
+				  path);
 			free(path);
 			path = NULL;
 		}

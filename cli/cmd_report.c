@@ -68,9 +68,8 @@ static bool s_in_list(json_t *list, const char *value)
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(list, i, v)
-		if (json_is_string(v) && value && !strcmp(json_string_value(v), value))
-			return true;
+	json_array_foreach(list, i, v) if (json_is_string(v) && value &&
+					   !strcmp(json_string_value(v), value)) return true;
 	return false;
 }
 
@@ -104,8 +103,8 @@ static int s_group_cmp(const void *a, const void *b)
 }
 
 /* Prints one line (or CSV row) of a measure's report. */
-static void s_line(const ctl_t *ctl, const char *measure, const char *const *cols,
-		   const group_t *g, size_t n_cols, double target)
+static void s_line(const ctl_t *ctl, const char *measure, const char *const *cols, const group_t *g,
+		   size_t n_cols, double target)
 {
 	double share = g->total ? (double)g->digital / (double)g->total : 0;
 	const char *verdict = !g->total ? "-" : share + 1e-9 >= target ? "met" : "below";
@@ -157,11 +156,12 @@ static int s_measure(const ctl_t *ctl, json_t *m, const by_t *by)
 	for (i = 0; i < by->n; i++)
 		if (ctl->csv || s_in_list(labels, by->names[i]))
 			cols[n_cols++] = by->names[i];
-	json_array_foreach(counts, i, row) {
+	json_array_foreach(counts, i, row)
+	{
 		json_t *values = json_object_get(row, "labels");
 		json_int_t n = json_integer_value(json_object_get(row, "count"));
-		bool is_digital = s_in_list(digital,
-					    json_string_value(json_object_get(values, tlabel)));
+		bool is_digital =
+			s_in_list(digital, json_string_value(json_object_get(values, tlabel)));
 		group_t key = { 0 }, *g;
 		size_t k;
 
@@ -272,7 +272,8 @@ int cmd_report(ctl_t *ctl, int argc, char **argv)
 			   json_string_value(json_object_get(reply, "from")),
 			   json_string_value(json_object_get(reply, "to")));
 	}
-	json_array_foreach(measures, i, m) {
+	json_array_foreach(measures, i, m)
+	{
 		if (!json_object_get(m, "target"))
 			continue;
 		if (s_measure(ctl, m, &by) < 0) {

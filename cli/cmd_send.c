@@ -46,8 +46,8 @@ static int s_print_result(json_t *result, const char *label)
 	}
 	if (!strcmp(status, "busy")) {
 		if (json_is_integer(retry))
-			ctl_printf(stdout, "%s: busy (retry after %" JSON_INTEGER_FORMAT " ms)\n", id,
-				   json_integer_value(retry));
+			ctl_printf(stdout, "%s: busy (retry after %" JSON_INTEGER_FORMAT " ms)\n",
+				   id, json_integer_value(retry));
 		else
 			ctl_printf(stdout, "%s: busy (try again later)\n", id);
 		return CTL_EXIT_NO;
@@ -77,7 +77,8 @@ static int s_print_reply(const char *reply, size_t len, const char *name, const 
 	}
 	if (json_array_size(results) == 0)
 		ctl_printf(stdout, "%s: empty batch: nothing sent\n", name);
-	json_array_foreach(results, i, result) {
+	json_array_foreach(results, i, result)
+	{
 		int one;
 		if (json_array_size(results) == 1)
 			snprintf(label, sizeof label, "%s", name);

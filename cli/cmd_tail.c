@@ -21,8 +21,9 @@
 #include "kanalctl.h"
 
 /* Fields shown first, in this order; the payload's other scalar fields follow. */
-static const char *const s_leading[] = { "route", "destination", "attempt", "reason", "error",
-					 NULL };
+static const char *const s_leading[] = {
+	"route", "destination", "attempt", "reason", "error", NULL
+};
 /* Fields never shown in the summary: the topic and the time already say them, or they
  * are internal numbers of no use on a terminal. */
 static const char *const s_hidden[] = { "kind", "ts", "event", "delivery", NULL };
@@ -96,7 +97,8 @@ static void s_append_field(FILE *out, const char *key, json_t *value)
 		return;
 	case JSON_ARRAY:
 		fprintf(out, " %s=\"", key);
-		json_array_foreach(value, i, item) {
+		json_array_foreach(value, i, item)
+		{
 			if (json_is_string(item))
 				fprintf(out, "%s%s", i ? "; " : "", json_string_value(item));
 		}
@@ -130,7 +132,8 @@ static char *s_summary(json_t *root)
 		if (value)
 			s_append_field(out, s_leading[i], value);
 	}
-	json_object_foreach(root, key, value) {
+	json_object_foreach(root, key, value)
+	{
 		if (!s_in(s_leading, key) && !s_in(s_hidden, key))
 			s_append_field(out, key, value);
 	}
@@ -270,11 +273,11 @@ int cmd_tail(ctl_t *ctl, int argc, char **argv)
 			 * for a number of messages and saw something. */
 			status = (ctl->count == 0 && received > 0) ? CTL_EXIT_OK : CTL_EXIT_NO;
 			if (received == 0 && !ctl_curve_refused("event stream", endpoint))
-				ctl_error("nothing on the event stream at %s within %lld ms", endpoint,
-					  (long long)ctl->timeout_ms);
+				ctl_error("nothing on the event stream at %s within %lld ms",
+					  endpoint, (long long)ctl->timeout_ms);
 			else if (ctl->count > 0)
-				ctl_error("%lld of %lld messages within the timeout", (long long)received,
-					  (long long)ctl->count);
+				ctl_error("%lld of %lld messages within the timeout",
+					  (long long)received, (long long)ctl->count);
 			goto done;
 		}
 		if (s_receive(sock, &topic, &payload, &len) < 0) {

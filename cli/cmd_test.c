@@ -88,7 +88,8 @@ static json_t *s_name_set(const ynode_t *n)
 
 static int s_cmp_json_str(const void *a, const void *b)
 {
-	return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+	return strcmp(json_string_value(*(json_t *const *)a),
+		      json_string_value(*(json_t *const *)b));
 }
 
 /* "a, b, c" of a set, sorted and without repeats. Ownership: returns new (free). */
@@ -110,7 +111,8 @@ static char *s_set_text(json_t *set)
 		if (n == 0)
 			strcpy(text, "(none)");
 		for (size_t i = 0; i < n; i++) {
-			if (i && !strcmp(json_string_value(items[i]), json_string_value(items[i - 1])))
+			if (i &&
+			    !strcmp(json_string_value(items[i]), json_string_value(items[i - 1])))
 				continue;
 			if (text[0])
 				strcat(text, ", ");
@@ -155,8 +157,9 @@ static void s_print_diff(const json_t *want, const json_t *got)
 #define L(x, y) lcs[(x) * (nb + 1) + (y)]
 	for (i = na; i-- > 0;)
 		for (j = nb; j-- > 0;)
-			L(i, j) = !strcmp(la[i], lb[j]) ? L(i + 1, j + 1) + 1 :
-				  L(i + 1, j) > L(i, j + 1) ? L(i + 1, j) : L(i, j + 1);
+			L(i, j) = !strcmp(la[i], lb[j])       ? L(i + 1, j + 1) + 1
+				  : L(i + 1, j) > L(i, j + 1) ? L(i + 1, j)
+							      : L(i, j + 1);
 	fputs("      --- expected\n      +++ actual\n", stdout);
 	for (i = 0, j = 0; i < na || j < nb;) {
 		const char *mark, *line;
@@ -207,7 +210,8 @@ static json_t *s_delivered_data(const route_t *r, size_t i, const kanal_msg_t *m
  * folder. Returns the message or NULL after printing why. */
 static kanal_msg_t *s_case_event(const ynode_t *c, const char *dir, const char *label)
 {
-	const ynode_t *inline_ev = yaml_tree_get(c, "event"), *file = yaml_tree_get(c, "event_file");
+	const ynode_t *inline_ev = yaml_tree_get(c, "event"),
+		      *file = yaml_tree_get(c, "event_file");
 	kanal_msg_t *msg = NULL;
 	kanal_error_t err;
 	char *text = NULL, path[PATH_MAX];
@@ -229,7 +233,8 @@ static kanal_msg_t *s_case_event(const ynode_t *c, const char *dir, const char *
 		if (ctl_read_input(path, KANAL_MSG_DEFAULT_MAX_BYTES + 1, &text, &len) < 0)
 			return NULL;
 	} else {
-		printf("FAIL %s\n      the case needs `event:` (a mapping) or `event_file:`\n", label);
+		printf("FAIL %s\n      the case needs `event:` (a mapping) or `event_file:`\n",
+		       label);
 		return NULL;
 	}
 	rc = text ? kanal_msg_parse(text, len, 0, &msg, &err) : KANAL_ENOMEM;
@@ -262,8 +267,8 @@ static void s_check_set(const char *what, json_t *want, json_t *got, bool *faile
 
 	if (w && g && strcmp(w, g)) {
 		s_fail_once(failed, label);
-		printf("      %s: expected %s\n      %*s  actual   %s\n", what, w, (int)strlen(what),
-		       "", g);
+		printf("      %s: expected %s\n      %*s  actual   %s\n", what, w,
+		       (int)strlen(what), "", g);
 	}
 	free(w);
 	free(g);
@@ -379,8 +384,8 @@ static int s_load_table(const conf_t *conf, const ynode_t *root, const char *dir
 
 			if (p->kind != YNODE_SCALAR)
 				continue;
-			if (p->text[0] == '/' ? asprintf(&paths[n], "%s", p->text) < 0 :
-						 asprintf(&paths[n], "%s/%s", dir, p->text) < 0)
+			if (p->text[0] == '/' ? asprintf(&paths[n], "%s", p->text) < 0
+					      : asprintf(&paths[n], "%s/%s", dir, p->text) < 0)
 				break;
 			n++;
 		}
@@ -400,8 +405,8 @@ static int s_load_table(const conf_t *conf, const ynode_t *root, const char *dir
 static int s_run_file(const conf_t *conf, const char *path, size_t *passed, size_t *failed)
 {
 	static const char *const known[] = { "routes", "tests" };
-	static const char *const case_keys[] = { "name", "event", "event_file", "routes", "to",
-						 "data" };
+	static const char *const case_keys[] = { "name",   "event", "event_file",
+						 "routes", "to",    "data" };
 	yaml_tree_t *tree = NULL;
 	routes_t *rt = NULL;
 	diag_t d = { 0 };
@@ -425,7 +430,8 @@ static int s_run_file(const conf_t *conf, const char *path, size_t *passed, size
 		const ynode_t *c = tests->items[i];
 
 		if (c->kind != YNODE_MAPPING)
-			diag_add(&d, path, c->line, c->column, "a case is a mapping (name, event, to…)");
+			diag_add(&d, path, c->line, c->column,
+				 "a case is a mapping (name, event, to…)");
 		else
 			yaml_tree_check_keys(c, case_keys, 6, NULL, path, &d);
 	}

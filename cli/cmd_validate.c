@@ -42,8 +42,10 @@ static int s_validate_file(const char *path, size_t max_single)
 		char attr[64];
 		if (kanal__msg_context_cpr(msg, attr, sizeof attr)) {
 			/* The gateway refuses these; say so here rather than call it valid. */
-			ctl_printf(stdout, "%s: invalid: attribute '%s' holds a CPR number (put the "
-					   "person in data, or a pseudonym in subject)\n", name, attr);
+			ctl_printf(stdout,
+				   "%s: invalid: attribute '%s' holds a CPR number (put the "
+				   "person in data, or a pseudonym in subject)\n",
+				   name, attr);
 			kanal_msg_destroy(&msg);
 			return CTL_EXIT_NO;
 		}

@@ -161,7 +161,8 @@ static int s_endpoints_file(const char *run_dir, const char *name, char *buf, si
 		size_t n = strlen(line);
 		while (n && isspace((unsigned char)line[n - 1]))
 			line[--n] = '\0';
-		if (!found && n > name_len && !strncmp(line, name, name_len) && line[name_len] == '=')
+		if (!found && n > name_len && !strncmp(line, name, name_len) &&
+		    line[name_len] == '=')
 			found = s_copy(buf, size, line + name_len + 1, name) < 0 ? -1 : 1;
 		else if (!strncmp(line, "pid=", 4))
 			*pid = strtol(line + 4, NULL, 10);
@@ -181,9 +182,9 @@ static bool s_ephemeral(const char *endpoint)
 
 int ctl_endpoint(const ctl_t *ctl, const char *name, char *buf, size_t size)
 {
-	const char *flag = !strcmp(name, "gateway") ? ctl->gateway_flag
-			 : !strcmp(name, "stream")  ? ctl->stream_flag
-						    : ctl->admin_flag;
+	const char *flag = !strcmp(name, "gateway")  ? ctl->gateway_flag
+			   : !strcmp(name, "stream") ? ctl->stream_flag
+						     : ctl->admin_flag;
 	const char *configured;
 	char env_name[32];
 	const char *env;
@@ -212,13 +213,14 @@ int ctl_endpoint(const ctl_t *ctl, const char *name, char *buf, size_t size)
 		/* A kanald that crashed leaves its file behind; say so before the timeout does. */
 		if (found > 0 && pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
 			ctl_error("note: %s/endpoints was written by kanald pid %ld, which is not "
-				  "running (left behind by a crash?)", conf->run_dir, pid);
+				  "running (left behind by a crash?)",
+				  conf->run_dir, pid);
 		rc = found > 0 ? 0 : -1;
 		goto done;
 	}
-	configured = !strcmp(name, "gateway") ? conf->gateway_endpoint
-		   : !strcmp(name, "stream")  ? conf->stream_endpoint
-					      : conf->admin_endpoint;
+	configured = !strcmp(name, "gateway")  ? conf->gateway_endpoint
+		     : !strcmp(name, "stream") ? conf->stream_endpoint
+					       : conf->admin_endpoint;
 	if (!configured || !*configured) {
 		ctl_error("the %s is switched off in %s (endpoints: %s: off)", name, conf->file,
 			  name);
@@ -227,7 +229,8 @@ int ctl_endpoint(const ctl_t *ctl, const char *name, char *buf, size_t size)
 	if (s_ephemeral(configured)) {
 		ctl_error("%s configures the %s on an ephemeral port (%s) and %s/endpoints, where "
 			  "kanald writes the port it got, does not exist: is kanald running?",
-			  conf->file, name, configured, conf->run_dir ? conf->run_dir : "<run_dir>");
+			  conf->file, name, configured,
+			  conf->run_dir ? conf->run_dir : "<run_dir>");
 		goto done;
 	}
 	rc = s_copy(buf, size, configured, name);
@@ -261,8 +264,8 @@ int ctl_read_input(const char *path, size_t limit, char **out, size_t *len)
 		size_t got = fread(buf + n, 1, cap - n - 1, f);
 		n += got;
 		if (n > limit) {
-			ctl_error("%s: larger than %zu bytes; refusing to read it", ctl_input_name(path),
-				  limit);
+			ctl_error("%s: larger than %zu bytes; refusing to read it",
+				  ctl_input_name(path), limit);
 			goto fail;
 		}
 		if (got == 0)
@@ -316,8 +319,8 @@ static int s_wait_readable(void *sock, int64_t deadline)
 	}
 }
 
-int ctl_zmq_request(void *sock, const char *payload, size_t len, int64_t timeout_ms,
-		    char **out, size_t *out_len)
+int ctl_zmq_request(void *sock, const char *payload, size_t len, int64_t timeout_ms, char **out,
+		    size_t *out_len)
 {
 	int64_t deadline = ctl_now_ms() + timeout_ms;
 	int timeout = timeout_ms > INT32_MAX ? INT32_MAX : (int)timeout_ms;
@@ -372,8 +375,7 @@ int ctl_zmq_request(void *sock, const char *payload, size_t len, int64_t timeout
 void ctl_no_reply(const ctl_t *ctl, const char *what, const char *endpoint)
 {
 	ctl_error("no reply from the %s at %s within %" PRId64 " ms: is kanald running?%s", what,
-		  endpoint, ctl->timeout_ms,
-		  !strcmp(what, "gateway") ? " (kanalctl status)" : "");
+		  endpoint, ctl->timeout_ms, !strcmp(what, "gateway") ? " (kanalctl status)" : "");
 }
 
 void *ctl_connect(void *zctx, int type, const char *endpoint, const char *what)
@@ -387,7 +389,8 @@ void *ctl_connect(void *zctx, int type, const char *endpoint, const char *what)
 	}
 	zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
 	if (zmq_connect(sock, endpoint) < 0) {
-		ctl_error("cannot connect to the %s at %s: %s", what, endpoint, zmq_strerror(errno));
+		ctl_error("cannot connect to the %s at %s: %s", what, endpoint,
+			  zmq_strerror(errno));
 		zmq_close(sock);
 		return NULL;
 	}

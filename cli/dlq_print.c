@@ -96,11 +96,20 @@ static size_t s_width(const char *text)
 }
 
 /* The columns of `dlq list`: the item field each shows (NULL: made up from several). */
-enum { COL_ID, COL_DEAD_AT, COL_ROUTE, COL_DEST, COL_TYPE, COL_EVENT, COL_ATTEMPTS, COL_ERROR,
-       N_COLS };
-static const char *const s_headers[N_COLS] = { "ID", "DEAD AT", "ROUTE", "DESTINATION",
+enum {
+	COL_ID,
+	COL_DEAD_AT,
+	COL_ROUTE,
+	COL_DEST,
+	COL_TYPE,
+	COL_EVENT,
+	COL_ATTEMPTS,
+	COL_ERROR,
+	N_COLS
+};
+static const char *const s_headers[N_COLS] = { "ID",   "DEAD AT",  "ROUTE",    "DESTINATION",
 					       "TYPE", "EVENT ID", "ATTEMPTS", "ERROR" };
-static const char *const s_fields[N_COLS] = { "id", NULL, "route", "destination",
+static const char *const s_fields[N_COLS] = { "id",   NULL,       "route",    "destination",
 					      "type", "event_id", "attempts", NULL };
 
 /* The ERROR column: "reason: last error", or whichever of the two there is. Ownership:
@@ -217,14 +226,20 @@ void ctl_dlq_print_letter(FILE *out, json_t *item, bool clear)
 	static const struct {
 		const char *key, *label;
 	} known[] = {
-		{ "id", "id:" },		 { "dead_at", "dead at:" },
-		{ "route", "route:" },		 { "destination", "destination:" },
-		{ "type", "type:" },		 { "event_id", "event id:" },
-		{ "source", "source:" },	 { "reason", "reason:" },
-		{ "attempts", "attempts:" },	 { "error", "last error:" },
+		{ "id", "id:" },
+		{ "dead_at", "dead at:" },
+		{ "route", "route:" },
+		{ "destination", "destination:" },
+		{ "type", "type:" },
+		{ "event_id", "event id:" },
+		{ "source", "source:" },
+		{ "reason", "reason:" },
+		{ "attempts", "attempts:" },
+		{ "error", "last error:" },
 	};
 	const char *key;
-	json_t *v, *errors = json_object_get(item, "errors"), *event = json_object_get(item, "event");
+	json_t *v, *errors = json_object_get(item, "errors"),
+		   *event = json_object_get(item, "event");
 	json_t *blobs = json_object_get(item, "blobs");
 	char when[64], label[128], *text;
 	size_t i, k;
@@ -243,9 +258,10 @@ void ctl_dlq_print_letter(FILE *out, json_t *item, bool clear)
 		free(text);
 	}
 	/* Fields a newer kanald may add: shown rather than hidden. */
-	json_object_foreach(item, key, v) {
-		bool seen = !strcmp(key, "errors") || !strcmp(key, "event") ||
-			    !strcmp(key, "blobs");
+	json_object_foreach(item, key, v)
+	{
+		bool seen =
+			!strcmp(key, "errors") || !strcmp(key, "event") || !strcmp(key, "blobs");
 		for (k = 0; k < sizeof known / sizeof known[0] && !seen; k++)
 			seen = !strcmp(key, known[k].key);
 		if (seen || json_is_object(v) || json_is_array(v))
@@ -258,7 +274,8 @@ void ctl_dlq_print_letter(FILE *out, json_t *item, bool clear)
 		free(text);
 	}
 	s_show_field(out, "errors:", json_array_size(errors) ? "" : "(none recorded)", clear);
-	json_array_foreach(errors, i, v) {
+	json_array_foreach(errors, i, v)
+	{
 		text = s_text(v);
 		if (clear)
 			fprintf(out, "  %zu. %s\n", i + 1, text ? text : "?");
@@ -270,7 +287,8 @@ void ctl_dlq_print_letter(FILE *out, json_t *item, bool clear)
 	 * documents a replay would deliver, removed when the letter is dropped. */
 	if (json_array_size(blobs))
 		s_show_field(out, "blobs:", "", clear);
-	json_array_foreach(blobs, i, v) {
+	json_array_foreach(blobs, i, v)
+	{
 		text = s_text(v);
 		ctl_printf(out, "  %s\n", text ? text : "?");
 		free(text);

@@ -23,10 +23,10 @@
 typedef struct command {
 	const char *name;
 	int (*run)(ctl_t *ctl, int argc, char **argv);
-	unsigned options;   /* CTL_OPT_* bits it accepts */
-	const char *args;   /* synopsis of its arguments */
+	unsigned options; /* CTL_OPT_* bits it accepts */
+	const char *args; /* synopsis of its arguments */
 	const char *summary;
-	const char *help;   /* the details shown by `kanalctl help NAME` */
+	const char *help; /* the details shown by `kanalctl help NAME` */
 } command_t;
 
 static const command_t s_commands[] = {
@@ -62,8 +62,7 @@ static const command_t s_commands[] = {
 	  "names a config, else 64 KiB per event. `-` reads standard input.\n"
 	  "Exit status: 0 all valid, 1 one is invalid, 2 a file cannot be read.\n" },
 	{ "send", cmd_send, CTL_OPT_CONFIG | CTL_OPT_GATEWAY | CTL_OPT_TIMEOUT | CTL_OPT_CURVE,
-	  "EVENT.json...",
-	  "send events to kanald's gateway",
+	  "EVENT.json...", "send events to kanald's gateway",
 	  "Sends each file's content (one event or a batch; `-` reads standard input) to the\n"
 	  "gateway and prints one line per event: accepted, duplicate (accepted before),\n"
 	  "invalid with the reason, busy with the delay to wait, or error.\n"
@@ -71,8 +70,9 @@ static const command_t s_commands[] = {
 	  "With CURVE on the gateway: --curve-server-key KEY --curve-key-file PREFIX.\n"
 	  "Exit status: 0 every event accepted (or a duplicate of an accepted one), 1 some\n"
 	  "event was not accepted, 2 no reply or a file cannot be read.\n" },
-	{ "tail", cmd_tail, CTL_OPT_CONFIG | CTL_OPT_STREAM | CTL_OPT_TIMEOUT | CTL_OPT_COUNT |
-				    CTL_OPT_JSON | CTL_OPT_CURVE,
+	{ "tail", cmd_tail,
+	  CTL_OPT_CONFIG | CTL_OPT_STREAM | CTL_OPT_TIMEOUT | CTL_OPT_COUNT | CTL_OPT_JSON |
+		  CTL_OPT_CURVE,
 	  "[PREFIX...]", "follow kanald's event stream",
 	  "Subscribes to the event stream with the given topic prefixes (`delivered`,\n"
 	  "`dead child.`; none: everything) and prints one line per happening:\n"
@@ -84,13 +84,13 @@ static const command_t s_commands[] = {
 	  "Exit status: 0 when --count was reached or tail was interrupted, or (without\n"
 	  "--count) when --timeout stopped it after anything was received; 1 when --timeout\n"
 	  "ran out first; 2 bad usage.\n" },
-	{ "reload", cmd_reload, CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON,
-	  "", "make kanald reload its routing files",
+	{ "reload", cmd_reload, CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON, "",
+	  "make kanald reload its routing files",
 	  "Asks kanald to build the new routing table beside the old one and swap only if it\n"
 	  "is valid. On failure prints the errors; the old table stays in force.\n"
 	  "Exit status: 0 reloaded, 1 refused, 2 no reply.\n" },
-	{ "status", cmd_status, CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON,
-	  "", "show kanald's instances, routes and counters",
+	{ "status", cmd_status, CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON, "",
+	  "show kanald's instances, routes and counters",
 	  "Prints kanald's status reply in a readable form (--json: as received).\n"
 	  "Exit status: 0 answered, 1 kanald reported a failure, 2 no reply.\n" },
 	{ "plugin", cmd_plugin, CTL_OPT_CONFIG, "info PLUGIN.so",
@@ -102,8 +102,8 @@ static const command_t s_commands[] = {
 	  "Exit status: 0 described, 1 refused or not found, 2 bad usage.\n" },
 	{ "dlq", cmd_dlq,
 	  CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON | CTL_OPT_ROUTE |
-		  CTL_OPT_TYPE | CTL_OPT_SINCE | CTL_OPT_LIMIT | CTL_OPT_CLEAR | CTL_OPT_ALL_MATCHING |
-		  CTL_OPT_OLDER_THAN,
+		  CTL_OPT_TYPE | CTL_OPT_SINCE | CTL_OPT_LIMIT | CTL_OPT_CLEAR |
+		  CTL_OPT_ALL_MATCHING | CTL_OPT_OLDER_THAN,
 	  "list|show|replay|drop|purge", "list, show, replay, drop and purge dead letters",
 	  "  dlq list [--route R] [--type T] [--since TIME] [--limit N]\n"
 	  "      the dead letters, newest first (at most 100 unless --limit): id, when it\n"
@@ -168,15 +168,24 @@ static const struct {
 	unsigned bit;
 	const char *name;
 } s_option_names[] = {
-	{ CTL_OPT_CONFIG, "-c/--config" }, { CTL_OPT_GATEWAY, "--gateway" },
-	{ CTL_OPT_STREAM, "--stream" },    { CTL_OPT_ADMIN, "--admin" },
-	{ CTL_OPT_TIMEOUT, "--timeout" },  { CTL_OPT_COUNT, "--count" },
-	{ CTL_OPT_JSON, "--json" },        { CTL_OPT_ROUTE, "--route" },
-	{ CTL_OPT_TYPE, "--type" },        { CTL_OPT_SINCE, "--since" },
-	{ CTL_OPT_LIMIT, "--limit" },      { CTL_OPT_CLEAR, "--clear" },
-	{ CTL_OPT_ALL_MATCHING, "--all-matching" }, { CTL_OPT_OUT, "--out" },
+	{ CTL_OPT_CONFIG, "-c/--config" },
+	{ CTL_OPT_GATEWAY, "--gateway" },
+	{ CTL_OPT_STREAM, "--stream" },
+	{ CTL_OPT_ADMIN, "--admin" },
+	{ CTL_OPT_TIMEOUT, "--timeout" },
+	{ CTL_OPT_COUNT, "--count" },
+	{ CTL_OPT_JSON, "--json" },
+	{ CTL_OPT_ROUTE, "--route" },
+	{ CTL_OPT_TYPE, "--type" },
+	{ CTL_OPT_SINCE, "--since" },
+	{ CTL_OPT_LIMIT, "--limit" },
+	{ CTL_OPT_CLEAR, "--clear" },
+	{ CTL_OPT_ALL_MATCHING, "--all-matching" },
+	{ CTL_OPT_OUT, "--out" },
 	{ CTL_OPT_CURVE, "--curve-server-key/--curve-key-file" },
-	{ CTL_OPT_PERIOD, "--from/--to" }, { CTL_OPT_BY, "--by" }, { CTL_OPT_CSV, "--csv" },
+	{ CTL_OPT_PERIOD, "--from/--to" },
+	{ CTL_OPT_BY, "--by" },
+	{ CTL_OPT_CSV, "--csv" },
 	{ CTL_OPT_OLDER_THAN, "--older-than" },
 };
 
@@ -184,10 +193,9 @@ static void s_usage(FILE *out)
 {
 	size_t i;
 
-	fprintf(out,
-		"usage: kanalctl [OPTIONS] COMMAND [ARGS...]\n"
-		"\n"
-		"commands:\n");
+	fprintf(out, "usage: kanalctl [OPTIONS] COMMAND [ARGS...]\n"
+		     "\n"
+		     "commands:\n");
 	for (i = 0; i < N_COMMANDS; i++) {
 		char head[64];
 		snprintf(head, sizeof head, "%s %s", s_commands[i].name, s_commands[i].args);
@@ -197,16 +205,19 @@ static void s_usage(FILE *out)
 		"  %-28s %s\n"
 		"\n"
 		"options (each command takes those that apply to it):\n"
-		"  -c, --config FILE     kanald.yaml (default: $KANAL_CONF, else ./conf/kanald.yaml,\n"
+		"  -c, --config FILE     kanald.yaml (default: $KANAL_CONF, else "
+		"./conf/kanald.yaml,\n"
 		"                        else /usr/local/etc/kanal/kanald.yaml)\n"
 		"  --gateway ENDPOINT    kanald's gateway (default: $KANAL_GATEWAY, else the\n"
 		"                        endpoints file in the config's run_dir, else the config)\n"
 		"  --stream ENDPOINT     kanald's event stream (default: $KANAL_STREAM, ...)\n"
 		"  --admin ENDPOINT      kanald's admin socket (default: $KANAL_ADMIN, ...)\n"
-		"  --timeout MS          wait at most MS for a reply (send, reload, status; default\n"
+		"  --timeout MS          wait at most MS for a reply (send, reload, status; "
+		"default\n"
 		"                        5000), or for the next message (tail; default: forever)\n"
 		"  --count N             tail: stop after N messages\n"
-		"  --json                tail, status, reload, dlq, report: print the JSON as received\n"
+		"  --json                tail, status, reload, dlq, report: print the JSON as "
+		"received\n"
 		"  --route R, --type T   dlq list, dlq replay --all-matching: only dead letters\n"
 		"                        of route R, of event type T\n"
 		"  --since TIME          dlq: only those that died after TIME (RFC 3339, or a\n"
@@ -316,9 +327,26 @@ static int s_check_options(const ctl_t *ctl, const command_t *cmd)
 int main(int argc, char **argv)
 {
 	enum {
-		O_GATEWAY = 256, O_STREAM, O_ADMIN, O_TIMEOUT, O_COUNT, O_JSON, O_ROUTE, O_TYPE,
-		O_SINCE, O_LIMIT, O_CLEAR, O_ALL_MATCHING, O_OUT, O_CURVE_SERVER_KEY,
-		O_CURVE_KEY_FILE, O_FROM, O_TO, O_BY, O_CSV, O_OLDER_THAN
+		O_GATEWAY = 256,
+		O_STREAM,
+		O_ADMIN,
+		O_TIMEOUT,
+		O_COUNT,
+		O_JSON,
+		O_ROUTE,
+		O_TYPE,
+		O_SINCE,
+		O_LIMIT,
+		O_CLEAR,
+		O_ALL_MATCHING,
+		O_OUT,
+		O_CURVE_SERVER_KEY,
+		O_CURVE_KEY_FILE,
+		O_FROM,
+		O_TO,
+		O_BY,
+		O_CSV,
+		O_OLDER_THAN
 	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },

@@ -33,52 +33,52 @@ enum {
 
 /* Options, each a bit, so that a command can say which ones it accepts. */
 enum {
-	CTL_OPT_CONFIG = 1 << 0,  /* -c FILE, --config FILE */
-	CTL_OPT_GATEWAY = 1 << 1, /* --gateway ENDPOINT */
-	CTL_OPT_STREAM = 1 << 2,  /* --stream ENDPOINT */
-	CTL_OPT_ADMIN = 1 << 3,   /* --admin ENDPOINT */
-	CTL_OPT_TIMEOUT = 1 << 4, /* --timeout MS */
-	CTL_OPT_COUNT = 1 << 5,   /* --count N */
-	CTL_OPT_JSON = 1 << 6,    /* --json */
-	CTL_OPT_ROUTE = 1 << 7,   /* --route R (dlq) */
-	CTL_OPT_TYPE = 1 << 8,    /* --type T (dlq) */
-	CTL_OPT_SINCE = 1 << 9,   /* --since TIME (dlq) */
-	CTL_OPT_LIMIT = 1 << 10,  /* --limit N (dlq list) */
-	CTL_OPT_CLEAR = 1 << 11,  /* --clear (dlq show) */
+	CTL_OPT_CONFIG = 1 << 0,        /* -c FILE, --config FILE */
+	CTL_OPT_GATEWAY = 1 << 1,       /* --gateway ENDPOINT */
+	CTL_OPT_STREAM = 1 << 2,        /* --stream ENDPOINT */
+	CTL_OPT_ADMIN = 1 << 3,         /* --admin ENDPOINT */
+	CTL_OPT_TIMEOUT = 1 << 4,       /* --timeout MS */
+	CTL_OPT_COUNT = 1 << 5,         /* --count N */
+	CTL_OPT_JSON = 1 << 6,          /* --json */
+	CTL_OPT_ROUTE = 1 << 7,         /* --route R (dlq) */
+	CTL_OPT_TYPE = 1 << 8,          /* --type T (dlq) */
+	CTL_OPT_SINCE = 1 << 9,         /* --since TIME (dlq) */
+	CTL_OPT_LIMIT = 1 << 10,        /* --limit N (dlq list) */
+	CTL_OPT_CLEAR = 1 << 11,        /* --clear (dlq show) */
 	CTL_OPT_ALL_MATCHING = 1 << 12, /* --all-matching (dlq replay) */
-	CTL_OPT_OUT = 1 << 13,    /* --out PREFIX (keygen) */
-	CTL_OPT_CURVE = 1 << 14,  /* --curve-server-key KEY, --curve-key-file PREFIX */
-	CTL_OPT_PERIOD = 1 << 15, /* --from DAY, --to DAY (report) */
-	CTL_OPT_BY = 1 << 16,     /* --by LABEL,... (report) */
-	CTL_OPT_CSV = 1 << 17,    /* --csv (report) */
-	CTL_OPT_OLDER_THAN = 1 << 18, /* --older-than TIME (dlq purge) */
+	CTL_OPT_OUT = 1 << 13,          /* --out PREFIX (keygen) */
+	CTL_OPT_CURVE = 1 << 14,        /* --curve-server-key KEY, --curve-key-file PREFIX */
+	CTL_OPT_PERIOD = 1 << 15,       /* --from DAY, --to DAY (report) */
+	CTL_OPT_BY = 1 << 16,           /* --by LABEL,... (report) */
+	CTL_OPT_CSV = 1 << 17,          /* --csv (report) */
+	CTL_OPT_OLDER_THAN = 1 << 18,   /* --older-than TIME (dlq purge) */
 };
 
 /* The parsed command line. Strings are borrowed from argv. */
 typedef struct ctl {
-	const char *prog;          /* "kanalctl" */
-	const char *conf_flag;     /* -c FILE, or NULL */
-	const char *gateway_flag;  /* --gateway, or NULL */
+	const char *prog;         /* "kanalctl" */
+	const char *conf_flag;    /* -c FILE, or NULL */
+	const char *gateway_flag; /* --gateway, or NULL */
 	const char *stream_flag;
 	const char *admin_flag;
-	int64_t timeout_ms;        /* --timeout, else CTL_DEFAULT_TIMEOUT_MS */
+	int64_t timeout_ms; /* --timeout, else CTL_DEFAULT_TIMEOUT_MS */
 	bool timeout_given;
-	int64_t count;             /* --count, else 0: no limit */
-	bool json;                 /* --json */
-	const char *route;         /* --route, or NULL */
-	const char *type;          /* --type, or NULL */
-	const char *since;         /* --since, as typed, or NULL */
-	int64_t limit;             /* --limit, else 0: kanald's default */
-	bool clear;                /* --clear */
-	bool all_matching;         /* --all-matching */
-	const char *older_than;    /* --older-than, as typed, or NULL */
-	const char *out;           /* --out PREFIX (keygen), or NULL */
+	int64_t count;                /* --count, else 0: no limit */
+	bool json;                    /* --json */
+	const char *route;            /* --route, or NULL */
+	const char *type;             /* --type, or NULL */
+	const char *since;            /* --since, as typed, or NULL */
+	int64_t limit;                /* --limit, else 0: kanald's default */
+	bool clear;                   /* --clear */
+	bool all_matching;            /* --all-matching */
+	const char *older_than;       /* --older-than, as typed, or NULL */
+	const char *out;              /* --out PREFIX (keygen), or NULL */
 	const char *curve_server_key; /* --curve-server-key: Z85 or a .pub file, or NULL */
 	const char *curve_key_file;   /* --curve-key-file: our PREFIX(.key), or NULL */
-	const char *from, *to;     /* --from, --to: days (YYYY-MM-DD), or NULL */
-	const char *by;            /* --by: label names separated by ',', or NULL */
-	bool csv;                  /* --csv */
-	unsigned given;            /* CTL_OPT_* bits of the options on the command line */
+	const char *from, *to;        /* --from, --to: days (YYYY-MM-DD), or NULL */
+	const char *by;               /* --by: label names separated by ',', or NULL */
+	bool csv;                     /* --csv */
+	unsigned given;               /* CTL_OPT_* bits of the options on the command line */
 } ctl_t;
 
 /* ---- Commands. Each takes the positional arguments after the command's name and returns
@@ -150,8 +150,8 @@ const char *ctl_input_name(const char *path);
  * with the reply in *out (NUL-terminated) and its length, KANAL_ETIMEDOUT when nothing came,
  * or KANAL_EIO when sending or receiving failed (errno tells). Ownership: borrows payload;
  * *out is new; free it with free(). */
-int ctl_zmq_request(void *sock, const char *payload, size_t len, int64_t timeout_ms,
-		    char **out, size_t *out_len);
+int ctl_zmq_request(void *sock, const char *payload, size_t len, int64_t timeout_ms, char **out,
+		    size_t *out_len);
 
 /* Creates a ZeroMQ socket of `type` with linger 0 (closing never waits for unsent
  * messages) and connects it to endpoint. Returns the socket, or NULL after printing why;

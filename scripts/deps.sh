@@ -9,7 +9,7 @@ need_pc="libzmq jansson yaml-0.1 sqlite3 cunit libcurl libxml-2.0 libical libmic
 # promtool checks /metrics; chromium and chromedriver run the dashboard test in a browser.
 # scdoc builds the man pages; dh (debhelper) and dpkg-buildpackage let test_packaging build
 # the Debian packages.
-need_cmd="pkg-config cc make scdoc dh radicale promtool chromium chromedriver"
+need_cmd="pkg-config cc make scdoc dh clang-format radicale promtool chromium chromedriver"
 
 # Debian package for each pkg-config name or command.
 pkg_for() {

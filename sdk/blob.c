@@ -73,7 +73,8 @@ static bool s_media_type_ok(const char *mt)
 {
 	const char *slash = strchr(mt, '/');
 
-	if (!slash || slash == mt || !slash[1] || strlen(mt) >= sizeof ((kanal_blob_ref_t *)0)->media_type)
+	if (!slash || slash == mt || !slash[1] ||
+	    strlen(mt) >= sizeof((kanal_blob_ref_t *)0)->media_type)
 		return false;
 	for (const char *p = mt; *p && *p != ';'; p++)
 		if (*p <= ' ' || *p >= 127 || strchr("\"(),:<=>?@[\\]{}", *p))
@@ -121,8 +122,8 @@ int kanal__blob_put(kanal__blob_store_t *store, const void *data, size_t size,
 	return 0;
 }
 
-int kanal__blob_open(kanal__blob_store_t *store, const char *uri, int *fd_out,
-		     uint64_t *size_out, kanal_error_t *err)
+int kanal__blob_open(kanal__blob_store_t *store, const char *uri, int *fd_out, uint64_t *size_out,
+		     kanal_error_t *err)
 {
 	char hex[65];
 	uint64_t size = 0;
@@ -157,8 +158,8 @@ static int s_hex_digest(const unsigned char *buf, size_t size, char *hex)
 	return 0;
 }
 
-int kanal__blob_get(kanal__blob_store_t *store, const char *uri, void **data_out,
-		    size_t *size_out, kanal_error_t *err)
+int kanal__blob_get(kanal__blob_store_t *store, const char *uri, void **data_out, size_t *size_out,
+		    kanal_error_t *err)
 {
 	char want[65], got[65];
 	unsigned char *buf = NULL;
@@ -177,9 +178,10 @@ int kanal__blob_get(kanal__blob_store_t *store, const char *uri, void **data_out
 		return rc;
 	kanal__blob_uri_hex(uri, want);
 	if (store->max_blob_bytes > 0 && size > (uint64_t)store->max_blob_bytes) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL,
-				"blob %s is %llu bytes, more than max_blob_bytes: use kanal_blob_open",
-				uri, (unsigned long long)size);
+		kanal_error_set(
+			err, S_SRC, 0, 0, NULL,
+			"blob %s is %llu bytes, more than max_blob_bytes: use kanal_blob_open", uri,
+			(unsigned long long)size);
 		rc = KANAL_ETOOBIG;
 		goto fail;
 	}
@@ -200,8 +202,10 @@ int kanal__blob_get(kanal__blob_store_t *store, const char *uri, void **data_out
 	/* A blob shorter than its file said, or with other content than its name says, is
 	 * damaged: never hand it on as if it were the photo the event refers to. */
 	if (have != size || s_hex_digest(buf, have, got) != 0 || strcmp(got, want) != 0) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "blob %s is damaged: its content does "
-				"not match its digest", uri);
+		kanal_error_set(err, S_SRC, 0, 0, NULL,
+				"blob %s is damaged: its content does "
+				"not match its digest",
+				uri);
 		rc = KANAL_EIO;
 		goto fail;
 	}
@@ -328,8 +332,8 @@ int kanal_blob_open(kanal_ctx_t *ctx, const char *uri, int *fd_out, uint64_t *si
 /* ---- the file store ---------------------------------------------------------------------- */
 
 typedef struct s_dir_store {
-	char *dir;           /* <dir>/sha256 holds the blobs, <dir>/tmp the ones being written */
-	int64_t max_bytes;   /* all blobs together; 0: no limit */
+	char *dir;            /* <dir>/sha256 holds the blobs, <dir>/tmp the ones being written */
+	int64_t max_bytes;    /* all blobs together; 0: no limit */
 	pthread_mutex_t lock; /* guards count and bytes */
 	int64_t count, bytes; /* this process's view: other processes may add to the folder */
 } s_dir_store_t;
@@ -350,8 +354,7 @@ static int s_write_all(int fd, const void *data, size_t size)
 	return 0;
 }
 
-static int s_dir_put(void *impl, const void *data, size_t size, char *hex_out,
-		     kanal_error_t *err)
+static int s_dir_put(void *impl, const void *data, size_t size, char *hex_out, kanal_error_t *err)
 {
 	s_dir_store_t *ds = impl;
 	char *tmp = NULL, *final = NULL;
@@ -378,8 +381,10 @@ static int s_dir_put(void *impl, const void *data, size_t size, char *hex_out,
 	full = ds->max_bytes > 0 && ds->bytes + (int64_t)size > ds->max_bytes;
 	pthread_mutex_unlock(&ds->lock);
 	if (full) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "blob store full: %zu more bytes would "
-				"pass blob_store_bytes (%lld)", size, (long long)ds->max_bytes);
+		kanal_error_set(err, S_SRC, 0, 0, NULL,
+				"blob store full: %zu more bytes would "
+				"pass blob_store_bytes (%lld)",
+				size, (long long)ds->max_bytes);
 		rc = KANAL_ETOOBIG;
 		goto out;
 	}
@@ -508,8 +513,7 @@ static int s_each_blob(void *arg, const char *name, int64_t age_ms, int64_t size
 	return e->fn(e->arg, name, age_ms);
 }
 
-static int s_dir_each(void *impl, int (*fn)(void *arg, const char *hex, int64_t age_ms),
-		      void *arg)
+static int s_dir_each(void *impl, int (*fn)(void *arg, const char *hex, int64_t age_ms), void *arg)
 {
 	s_each_t e = { fn, arg };
 

@@ -29,8 +29,7 @@ typedef struct kanal__blob_store_ops {
 	/* Removes the content; KANAL_ENOTFOUND if absent. */
 	int (*remove)(void *impl, const char *hex);
 	/* Calls fn for every blob with its age in milliseconds; stops when fn returns non-0. */
-	int (*each)(void *impl, int (*fn)(void *arg, const char *hex, int64_t age_ms),
-		    void *arg);
+	int (*each)(void *impl, int (*fn)(void *arg, const char *hex, int64_t age_ms), void *arg);
 	/* Blobs and bytes held now (counted from the store, whoever wrote them). */
 	void (*usage)(void *impl, int64_t *count, int64_t *bytes);
 	void (*destroy)(void *impl);
@@ -59,10 +58,10 @@ void kanal__blob_store_destroy(kanal__blob_store_t **store_p);
  * a store but no ctx. Ownership: as the public functions. */
 int kanal__blob_put(kanal__blob_store_t *store, const void *data, size_t size,
 		    const char *media_type, kanal_blob_ref_t *out, kanal_error_t *err);
-int kanal__blob_get(kanal__blob_store_t *store, const char *uri, void **data_out,
-		    size_t *size_out, kanal_error_t *err);
-int kanal__blob_open(kanal__blob_store_t *store, const char *uri, int *fd_out,
-		     uint64_t *size_out, kanal_error_t *err);
+int kanal__blob_get(kanal__blob_store_t *store, const char *uri, void **data_out, size_t *size_out,
+		    kanal_error_t *err);
+int kanal__blob_open(kanal__blob_store_t *store, const char *uri, int *fd_out, uint64_t *size_out,
+		     kanal_error_t *err);
 /* Removes the blob named by uri: 0, KANAL_EINVAL (not a blob URI) or KANAL_ENOTFOUND. */
 int kanal__blob_remove(kanal__blob_store_t *store, const char *uri);
 /* Removes every blob older than grace_ms for which referenced(arg, uri) is false: the

@@ -38,20 +38,20 @@ typedef struct config_entry {
 	kanal_opt_type_t type;
 	bool given;
 	bool has_value;
-	char *text;       /* scalar text as written (every scalar type) */
-	int64_t ival;     /* INT, SIZE (bytes), DURATION (ms) */
-	double dval;      /* DOUBLE */
-	bool bval;        /* BOOL */
-	char **items;     /* LIST */
+	char *text;   /* scalar text as written (every scalar type) */
+	int64_t ival; /* INT, SIZE (bytes), DURATION (ms) */
+	double dval;  /* DOUBLE */
+	bool bval;    /* BOOL */
+	char **items; /* LIST */
 	size_t n_items;
-	bool bound;       /* ABI 1.1: kanal_config_bind stores it at offset */
+	bool bound; /* ABI 1.1: kanal_config_bind stores it at offset */
 	size_t offset;
 } config_entry_t;
 
 struct kanal_config {
 	config_entry_t *entries;
 	size_t count;
-	char *instance;   /* for the getters' complaint about an undeclared option */
+	char *instance; /* for the getters' complaint about an undeclared option */
 };
 
 /* Where the errors of one config build go: each to fn, counted. */
@@ -148,9 +148,12 @@ static int s_scale(int64_t ip, int64_t frac, int fd, int64_t mult, int64_t *out)
 
 int kanal__parse_duration_ms(const char *text, int64_t *out)
 {
-	static const struct { const char *unit; int64_t ms; } units[] = {
-		{ "", 1 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 },
-		{ "h", 3600000 }, { "d", 86400000 },
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {
+		{ "", 1 },      { "ms", 1 },      { "s", 1000 },
+		{ "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
 	};
 	int64_t ip, frac, v;
 	int fd;
@@ -174,11 +177,19 @@ int kanal__parse_duration_ms(const char *text, int64_t *out)
 
 int kanal__parse_size(const char *text, int64_t *out)
 {
-	static const struct { const char *unit; int64_t bytes; } units[] = {
-		{ "", 1 }, { "b", 1 },
-		{ "kb", 1000 }, { "mb", 1000000 }, { "gb", 1000000000 },
+	static const struct {
+		const char *unit;
+		int64_t bytes;
+	} units[] = {
+		{ "", 1 },
+		{ "b", 1 },
+		{ "kb", 1000 },
+		{ "mb", 1000000 },
+		{ "gb", 1000000000 },
 		{ "tb", 1000000000000LL },
-		{ "kib", 1LL << 10 }, { "mib", 1LL << 20 }, { "gib", 1LL << 30 },
+		{ "kib", 1LL << 10 },
+		{ "mib", 1LL << 20 },
+		{ "gib", 1LL << 30 },
 		{ "tib", 1LL << 40 },
 	};
 	int64_t ip, frac, v;
@@ -497,13 +508,17 @@ static int s_check_table_bounds(const kanal_option_t *o, char *why, size_t why_s
 	int rc = 0;
 
 	if ((o->min || o->max) && !s_has_range(o->type)) {
-		snprintf(why, why_size, "option '%s' has min or max, which an option of type %s "
-			 "cannot have", o->name, kanal_opt_type_name(o->type));
+		snprintf(why, why_size,
+			 "option '%s' has min or max, which an option of type %s "
+			 "cannot have",
+			 o->name, kanal_opt_type_name(o->type));
 		return KANAL_EINVAL;
 	}
 	if (o->allowed && o->type != KANAL_OPT_STRING && o->type != KANAL_OPT_LIST) {
-		snprintf(why, why_size, "option '%s' has allowed values, which an option of type "
-			 "%s cannot have", o->name, kanal_opt_type_name(o->type));
+		snprintf(why, why_size,
+			 "option '%s' has allowed values, which an option of type "
+			 "%s cannot have",
+			 o->name, kanal_opt_type_name(o->type));
 		return KANAL_EINVAL;
 	}
 	for (int i = 0; i < 2; i++) {
@@ -570,8 +585,10 @@ int kanal__options_check(const kanal_option_t *table, char *why, size_t why_size
 		return 0;
 	n = s_table_count(table);
 	if (n > MAX_OPTIONS) {
-		snprintf(why, why_size, "more than %d options, or the table lacks its end entry "
-			 "(name NULL)", MAX_OPTIONS);
+		snprintf(why, why_size,
+			 "more than %d options, or the table lacks its end entry "
+			 "(name NULL)",
+			 MAX_OPTIONS);
 		return KANAL_EINVAL;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -579,8 +596,10 @@ int kanal__options_check(const kanal_option_t *table, char *why, size_t why_size
 		config_entry_t scratch = { 0 };
 
 		if (!s_option_name_ok(o->name)) {
-			snprintf(why, why_size, "option #%zu has an invalid name '%s' (use 1-64 of "
-				 "a-z, 0-9 and _)", i + 1, s_quote(o->name, q, sizeof q));
+			snprintf(why, why_size,
+				 "option #%zu has an invalid name '%s' (use 1-64 of "
+				 "a-z, 0-9 and _)",
+				 i + 1, s_quote(o->name, q, sizeof q));
 			return KANAL_EINVAL;
 		}
 		for (size_t j = 0; j < i; j++) {
@@ -595,9 +614,10 @@ int kanal__options_check(const kanal_option_t *table, char *why, size_t why_size
 			return KANAL_EINVAL;
 		}
 		if (o->required && o->default_value) {
-			snprintf(why, why_size, "option '%s' is required and also has a default "
-				 "('%s'): a required option cannot have one", o->name,
-				 s_quote(o->default_value, q, sizeof q));
+			snprintf(why, why_size,
+				 "option '%s' is required and also has a default "
+				 "('%s'): a required option cannot have one",
+				 o->name, s_quote(o->default_value, q, sizeof q));
 			return KANAL_EINVAL;
 		}
 		if (s_check_table_bounds(o, why, why_size) != 0)
@@ -687,14 +707,14 @@ static void s_unknown_option(const kanal_option_t *table, size_t n_table, const 
 	}
 	if (best && best_d <= (strlen(v->key) <= 4 ? 1u : 2u)) {
 		s_report(r, file, v->line, v->column, v->key,
-				"instance '%s': unknown option '%s' (did you mean '%s'?)", instance,
-				s_quote(v->key, q, sizeof q), best);
+			 "instance '%s': unknown option '%s' (did you mean '%s'?)", instance,
+			 s_quote(v->key, q, sizeof q), best);
 		return;
 	}
 	if (!n_table) {
 		s_report(r, file, v->line, v->column, v->key,
-				"instance '%s': unknown option '%s' (the plugin takes no options)",
-				instance, s_quote(v->key, q, sizeof q));
+			 "instance '%s': unknown option '%s' (the plugin takes no options)",
+			 instance, s_quote(v->key, q, sizeof q));
 		return;
 	}
 	list[0] = '\0';
@@ -702,8 +722,8 @@ static void s_unknown_option(const kanal_option_t *table, size_t n_table, const 
 		used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
 					 table[i].name);
 	s_report(r, file, v->line, v->column, v->key,
-			"instance '%s': unknown option '%s' (options: %s)", instance,
-			s_quote(v->key, q, sizeof q), list);
+		 "instance '%s': unknown option '%s' (options: %s)", instance,
+		 s_quote(v->key, q, sizeof q), list);
 }
 
 /* Stores the given value v of option o into e, or reports why it does not fit. Returns 0,
@@ -732,23 +752,23 @@ static int s_take_given(const kanal_option_t *o, const kanal_optval_t *v, config
 	if (o->type == KANAL_OPT_LIST) {
 		if (!v->is_list) {
 			s_report(r, file, v->line, v->column, v->key,
-					"instance '%s': option '%s' expects a list like [a, b], "
-					"got a single value '%s'", instance, o->name,
-					s_quote(text, q, sizeof q));
+				 "instance '%s': option '%s' expects a list like [a, b], "
+				 "got a single value '%s'",
+				 instance, o->name, s_quote(text, q, sizeof q));
 			return KANAL_ECONFIG;
 		}
 		return s_set_items(e, (const char *const *)v->items, v->n_items);
 	}
 	if (v->is_list) {
 		s_report(r, file, v->line, v->column, v->key,
-				"instance '%s': option '%s' expects %s, got a list", instance,
-				o->name, s_expects(o->type));
+			 "instance '%s': option '%s' expects %s, got a list", instance, o->name,
+			 s_expects(o->type));
 		return KANAL_ECONFIG;
 	}
 	if (s_parse_scalar(o->type, text, e) != 0) {
 		s_report(r, file, v->line, v->column, v->key,
-				"instance '%s': option '%s' expects %s, got '%s'", instance, o->name,
-				s_expects(o->type), s_quote(text, q, sizeof q));
+			 "instance '%s': option '%s' expects %s, got '%s'", instance, o->name,
+			 s_expects(o->type), s_quote(text, q, sizeof q));
 		return KANAL_ECONFIG;
 	}
 	if (o->type == KANAL_OPT_PATH)
@@ -759,8 +779,8 @@ static int s_take_given(const kanal_option_t *o, const kanal_optval_t *v, config
 
 /* Fills e from the option's default. The loader has checked defaults already; a bad one
  * here means the table was not checked, and is reported against the plugin. */
-static int s_take_default(const kanal_option_t *o, config_entry_t *e, const char *file,
-			  int line, int column, const char *instance, reporter_t *r)
+static int s_take_default(const kanal_option_t *o, config_entry_t *e, const char *file, int line,
+			  int column, const char *instance, reporter_t *r)
 {
 	int rc;
 
@@ -772,8 +792,9 @@ static int s_take_default(const kanal_option_t *o, config_entry_t *e, const char
 		return rc;
 	if (rc) {
 		s_report(r, file, line, column, o->name,
-				"instance '%s': the plugin's default for option '%s' is invalid "
-				"(expected %s)", instance, o->name, s_expects(o->type));
+			 "instance '%s': the plugin's default for option '%s' is invalid "
+			 "(expected %s)",
+			 instance, o->name, s_expects(o->type));
 		return KANAL_ECONFIG;
 	}
 	if (o->type != KANAL_OPT_LIST) {
@@ -794,9 +815,8 @@ static const kanal_optval_t *s_find_given(const kanal_optval_t *given, size_t n,
 
 /* Checks the given keys: each declared, none twice — all of them, each reported. Returns
  * the number of bad keys. */
-static size_t s_check_keys(const kanal_option_t *table, size_t n_table,
-			   const kanal_optval_t *given, size_t n, const char *file,
-			   const char *instance, reporter_t *r)
+static size_t s_check_keys(const kanal_option_t *table, size_t n_table, const kanal_optval_t *given,
+			   size_t n, const char *file, const char *instance, reporter_t *r)
 {
 	size_t before = r->count;
 	char q[80];
@@ -822,8 +842,8 @@ static size_t s_check_keys(const kanal_option_t *table, size_t n_table,
 			if (given[j].line > 0)
 				s_report(r, file, v->line, v->column, v->key,
 					 "instance '%s': option '%s' is given twice (first at "
-					 "line %d)", instance, s_quote(v->key, q, sizeof q),
-					 given[j].line);
+					 "line %d)",
+					 instance, s_quote(v->key, q, sizeof q), given[j].line);
 			else
 				s_report(r, file, v->line, v->column, v->key,
 					 "instance '%s': option '%s' is given twice", instance,
@@ -836,9 +856,8 @@ static size_t s_check_keys(const kanal_option_t *table, size_t n_table,
 
 /* Checks a given value against the option's bounds (ABI 1.1: min, max, allowed). Returns 0
  * or KANAL_ECONFIG after reporting. */
-static int s_check_bounds(const kanal_option_t *o, const kanal_optval_t *v,
-			  const config_entry_t *e, const char *file, const char *instance,
-			  reporter_t *r)
+static int s_check_bounds(const kanal_option_t *o, const kanal_optval_t *v, const config_entry_t *e,
+			  const char *file, const char *instance, reporter_t *r)
 {
 	char q[80], list[300];
 	int why;
@@ -865,9 +884,8 @@ static int s_check_bounds(const kanal_option_t *o, const kanal_optval_t *v,
 }
 
 int kanal__config_build_all(const kanal_option_t *table, const kanal_optval_t *given, size_t n,
-			    const char *file, const char *instance, int inst_line,
-			    int inst_column, kanal_config_t **out, kanal_error_fn report,
-			    void *arg)
+			    const char *file, const char *instance, int inst_line, int inst_column,
+			    kanal_config_t **out, kanal_error_fn report, void *arg)
 {
 	reporter_t r = { report, arg, 0 };
 	kanal_config_t *cfg = NULL;
@@ -959,8 +977,8 @@ int kanal__config_build(const kanal_option_t *table, const kanal_optval_t *given
 			const char *file, const char *instance, int inst_line, int inst_column,
 			kanal_config_t **out, kanal_error_t *err)
 {
-	return kanal__config_build_all(table, given, n, file, instance, inst_line, inst_column,
-				       out, s_first_error, err);
+	return kanal__config_build_all(table, given, n, file, instance, inst_line, inst_column, out,
+				       s_first_error, err);
 }
 
 /* ---- getters ------------------------------------------------------------------------------------------ */
@@ -1124,8 +1142,10 @@ int kanal__options_import(const kanal_plugin_t *desc, kanal_option_t **out, char
 		n++;
 	}
 	if (n > MAX_OPTIONS) {
-		snprintf(why, why_size, "more than %d options, or the table lacks its end entry "
-			 "(name NULL)", MAX_OPTIONS);
+		snprintf(why, why_size,
+			 "more than %d options, or the table lacks its end entry "
+			 "(name NULL)",
+			 MAX_OPTIONS);
 		return KANAL_EINVAL;
 	}
 	copy = calloc(n + 1, sizeof *copy);

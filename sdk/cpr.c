@@ -138,7 +138,8 @@ static bool s_check_syntax(const char *text, bool *hyphen, kanal_error_t *err)
 			kanal_error_set(err, NULL, 0, 0, NULL,
 					"expected 10 digits (DDMMYY-SSSS, the hyphen optional), "
 					"found %s at position %zu",
-					text[i] == '-' ? "a misplaced hyphen" : "a non-digit", i + 1);
+					text[i] == '-' ? "a misplaced hyphen" : "a non-digit",
+					i + 1);
 			return false;
 		}
 	}
@@ -182,8 +183,9 @@ int kanal_cpr_parse(const char *text, kanal_cpr_t *out, kanal_error_t *err)
 
 /* The SDK 1.0 signature, kept under its old symbol for plugins built against it (the
  * header binds kanal_cpr_parse to kanal_cpr_parse_v1_1; docs/design/plugin-abi.md). */
-int kanal__cpr_parse_v1_0(const char *text, kanal_cpr_t *out, char *why, size_t why_size)
-	__asm__("kanal_cpr_parse") __attribute__((visibility("default")));
+int kanal__cpr_parse_v1_0(const char *text, kanal_cpr_t *out, char *why,
+			  size_t why_size) __asm__("kanal_cpr_parse")
+	__attribute__((visibility("default")));
 int kanal__cpr_parse_v1_0(const char *text, kanal_cpr_t *out, char *why, size_t why_size)
 {
 	kanal_error_t err;

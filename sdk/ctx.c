@@ -368,8 +368,8 @@ int kanal_delivery_attempt(const kanal_ctx_t *ctx)
 
 /* ---- timers and fd watches ------------------------------------------------------------------ */
 
-int64_t kanal_timer_add(kanal_ctx_t *ctx, int64_t after_ms, int64_t interval_ms,
-			kanal_timer_fn fn, void *arg)
+int64_t kanal_timer_add(kanal_ctx_t *ctx, int64_t after_ms, int64_t interval_ms, kanal_timer_fn fn,
+			void *arg)
 {
 	if (!ctx)
 		return KANAL_EINVAL;

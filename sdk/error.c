@@ -16,8 +16,8 @@ const char *kanal_strerror(int code)
 	switch (code) {
 	case 0:
 		return "success";
-#define KANAL_X_(name, num, text) \
-	case -(num):              \
+#define KANAL_X_(name, num, text)                                                                  \
+	case -(num):                                                                               \
 		return text;
 		KANAL_ERRNO_MAP(KANAL_X_)
 #undef KANAL_X_
@@ -30,8 +30,8 @@ const char *kanal_errname(int code)
 	switch (code) {
 	case 0:
 		return "KANAL_OK";
-#define KANAL_X_(name, num, text) \
-	case -(num):              \
+#define KANAL_X_(name, num, text)                                                                  \
+	case -(num):                                                                               \
 		return "KANAL_" #name;
 		KANAL_ERRNO_MAP(KANAL_X_)
 #undef KANAL_X_

@@ -31,7 +31,7 @@
 
 typedef struct harness_option {
 	char *key;
-	char *value;        /* scalar; NULL for a list */
+	char *value; /* scalar; NULL for a list */
 	char **items;
 	size_t n_items;
 	bool is_list;
@@ -50,7 +50,7 @@ typedef struct harness_metric {
 
 /* An event answered RETRY, and how many attempts it has had. */
 typedef struct harness_retry {
-	char *key;          /* source + '\n' + id */
+	char *key; /* source + '\n' + id */
 	int attempts;
 } harness_retry_t;
 
@@ -64,28 +64,28 @@ typedef struct harness_vec {
 struct kanal_harness {
 	kanal_loaded_t *loaded;
 	char *instance;
-	harness_vec_t options;    /* harness_option_t */
+	harness_vec_t options; /* harness_option_t */
 	char *state_dir;
-	bool made_state_dir;      /* a temporary folder of ours: removed by destroy */
+	bool made_state_dir; /* a temporary folder of ours: removed by destroy */
 
 	kanal_config_t *config;
 	kanal_ctx_t *ctx;
 	kanal__blob_store_t *blobs; /* <state_dir>/blobs: kanal_blob_* work as in kanald */
 	void *state;
-	bool start_tried;         /* start called: options are frozen */
-	bool inited;              /* init succeeded: destroy(state) is owed */
-	bool started;             /* start succeeded: stop is owed */
+	bool start_tried; /* start called: options are frozen */
+	bool inited;      /* init succeeded: destroy(state) is owed */
+	bool started;     /* start succeeded: stop is owed */
 
-	harness_vec_t emitted;    /* kanal_msg_t * */
+	harness_vec_t emitted; /* kanal_msg_t * */
 	size_t emitted_total;
-	harness_vec_t logs;       /* char * */
-	harness_vec_t metrics;    /* harness_metric_t */
-	harness_vec_t services;   /* harness_service_t */
-	harness_vec_t retries;    /* harness_retry_t */
+	harness_vec_t logs;     /* char * */
+	harness_vec_t metrics;  /* harness_metric_t */
+	harness_vec_t services; /* harness_service_t */
+	harness_vec_t retries;  /* harness_retry_t */
 	int emit_result;
 
-	kanal_msg_t *reply;       /* the reply to the request being delivered */
-	char last_error[sizeof ((kanal_delivery_info_t *)0)->error];
+	kanal_msg_t *reply; /* the reply to the request being delivered */
+	char last_error[sizeof((kanal_delivery_info_t *)0)->error];
 	int64_t last_retry_after;
 	uint64_t next_delivery_id;
 };
@@ -170,8 +170,8 @@ static harness_service_t *s_find_service(kanal_harness_t *h, const char *name)
 	return NULL;
 }
 
-static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
-			int64_t timeout_ms, kanal_msg_t **reply_out)
+static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req, int64_t timeout_ms,
+			kanal_msg_t **reply_out)
 {
 	harness_service_t *svc = s_find_service(s_host(ctx), service);
 	kanal_msg_t *reply = NULL;
@@ -288,11 +288,12 @@ nomem:
 
 /* Records option `key`, replacing an earlier one of that name. Takes value (a string) or
  * items (n strings) — freed on failure too. Returns 0 or KANAL_ENOMEM. */
-static int s_option_put(kanal_harness_t *h, const char *key, char *value, char **items,
-			size_t n, bool is_list)
+static int s_option_put(kanal_harness_t *h, const char *key, char *value, char **items, size_t n,
+			bool is_list)
 {
-	harness_option_t *o = NULL, fresh = { .value = value, .items = items, .n_items = n,
-					      .is_list = is_list };
+	harness_option_t *o = NULL, fresh = {
+		.value = value, .items = items, .n_items = n, .is_list = is_list
+	};
 
 	for (size_t i = 0; i < h->options.count && !o; i++)
 		if (!strcmp(VEC_AT(h->options, harness_option_t, i).key, key))
@@ -414,8 +415,8 @@ static int s_build_config(kanal_harness_t *h, kanal_error_t *err)
 		vals[i].n_items = o->n_items;
 		vals[i].is_list = o->is_list;
 	}
-	rc = kanal__config_build(h->loaded->options, vals, n, NULL, h->instance, 0, 0,
-				 &h->config, err);
+	rc = kanal__config_build(h->loaded->options, vals, n, NULL, h->instance, 0, 0, &h->config,
+				 err);
 	free(vals);
 	return rc;
 }
@@ -433,8 +434,10 @@ static int s_make_state_dir(kanal_harness_t *h, kanal_error_t *err)
 	if (asprintf(&path, "%s/kanal-harness-XXXXXX", base) < 0)
 		return KANAL_ENOMEM;
 	if (!mkdtemp(path)) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "instance '%s': cannot make a state folder "
-				"under %s: %s", h->instance, base, strerror(errno));
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"instance '%s': cannot make a state folder "
+				"under %s: %s",
+				h->instance, base, strerror(errno));
 		free(path);
 		return KANAL_EIO;
 	}
@@ -477,8 +480,10 @@ int kanal_harness_start(kanal_harness_t *h, kanal_error_t *err)
 		return rc;
 	h->ctx = kanal__ctx_new(h->instance, &s_ops, h, h->state_dir);
 	if (!h->ctx) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "instance '%s': cannot set up (state folder "
-				"%s: %s)", h->instance, h->state_dir, strerror(errno));
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"instance '%s': cannot set up (state folder "
+				"%s: %s)",
+				h->instance, h->state_dir, strerror(errno));
 		return KANAL_EIO;
 	}
 	h->ctx->log_level = KANAL_LOG_DEBUG; /* a test wants to see everything */
@@ -535,7 +540,8 @@ void kanal_harness_destroy(kanal_harness_t **h_p)
 		int64_t deadline = kanal_now_ms() + HARNESS_STOP_MS;
 		d->stop(h->ctx, h->state, deadline);
 		if (kanal_now_ms() > deadline)
-			fprintf(stderr, "kanal-harness: instance '%s': stop ran past its deadline\n",
+			fprintf(stderr,
+				"kanal-harness: instance '%s': stop ran past its deadline\n",
 				h->instance);
 	}
 	if (h->ctx)
@@ -636,8 +642,10 @@ static kanal_outcome_t s_deliver(kanal_harness_t *h, const kanal_msg_t *msg, con
 	}
 	d = h->loaded->desc;
 	if (!d->on_message) {
-		snprintf(h->last_error, sizeof h->last_error, "plugin '%s' has no on_message: it "
-			 "is a pure source and takes no deliveries", d->name);
+		snprintf(h->last_error, sizeof h->last_error,
+			 "plugin '%s' has no on_message: it "
+			 "is a pure source and takes no deliveries",
+			 d->name);
 		return KANAL_OUTCOME_REJECT;
 	}
 	r = s_retry_entry(h, msg, &key);
@@ -649,16 +657,17 @@ static kanal_outcome_t s_deliver(kanal_harness_t *h, const kanal_msg_t *msg, con
 	h->last_retry_after = h->ctx->delivery.retry_after_ms;
 	if (outcome != KANAL_OUTCOME_OK && outcome != KANAL_OUTCOME_RETRY &&
 	    outcome != KANAL_OUTCOME_REJECT) {
-		snprintf(h->last_error, sizeof h->last_error, "plugin returned an unknown outcome "
-			 "(%d); taken as reject", (int)outcome);
+		snprintf(h->last_error, sizeof h->last_error,
+			 "plugin returned an unknown outcome "
+			 "(%d); taken as reject",
+			 (int)outcome);
 		outcome = KANAL_OUTCOME_REJECT;
 	}
 	s_count_attempt(h, r, key, outcome);
 	return outcome;
 }
 
-kanal_outcome_t kanal_harness_deliver(kanal_harness_t *h, const kanal_msg_t *msg,
-				      const char *route)
+kanal_outcome_t kanal_harness_deliver(kanal_harness_t *h, const kanal_msg_t *msg, const char *route)
 {
 	if (!h)
 		return KANAL_OUTCOME_REJECT;

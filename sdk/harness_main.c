@@ -33,7 +33,7 @@
 #define EXIT_LOAD 2
 
 typedef struct cli_option {
-	char *key;      /* points into the argv text, split at '=' */
+	char *key; /* points into the argv text, split at '=' */
 	char *value;
 	bool is_list;
 } cli_option_t;
@@ -60,8 +60,10 @@ static void s_usage(FILE *out)
 	fprintf(out,
 		"usage: kanal-harness PLUGIN.so [options] [EVENT.json ...]\n"
 		"\n"
-		"Loads a kanal plugin as kanald would, delivers the events (each file one event or a\n"
-		"batch; '-' is standard input), runs its timers, and prints one JSON line per thing\n"
+		"Loads a kanal plugin as kanald would, delivers the events (each file one event or "
+		"a\n"
+		"batch; '-' is standard input), runs its timers, and prints one JSON line per "
+		"thing\n"
 		"that happened: {\"emitted\":…}, {\"log\":…}, {\"outcome\":…}, {\"reply\":…}.\n"
 		"\n"
 		"  -n, --name NAME        instance name (default: the plugin's name)\n"
@@ -73,7 +75,8 @@ static void s_usage(FILE *out)
 		"  -V, --version          the version, source revision and plugin ABI\n"
 		"  -h, --help             this text\n"
 		"\n"
-		"Exit status: 0 every delivery OK, 1 some delivery not OK, 2 load or config error.\n");
+		"Exit status: 0 every delivery OK, 1 some delivery not OK, 2 load or config "
+		"error.\n");
 }
 
 static void s_print_error(const kanal_error_t *err)
@@ -135,7 +138,8 @@ static int s_parse_args(int argc, char **argv, cli_t *cli)
 			char *end;
 			cli->run_ms = strtoll(optarg, &end, 10);
 			if (*end || cli->run_ms < 0) {
-				fprintf(stderr, "kanal-harness: --run expects milliseconds, got '%s'\n",
+				fprintf(stderr,
+					"kanal-harness: --run expects milliseconds, got '%s'\n",
 					optarg);
 				return -1;
 			}
@@ -292,9 +296,8 @@ static void s_print_outcome(kanal_harness_t *h, const kanal_msg_t *msg, kanal_ou
 	int64_t retry_after = kanal_harness_last_retry_after(h);
 
 	s_print_json(json_pack("{s:s, s:s, s:o, s:o}", "outcome", kanal_outcome_name(outcome),
-			       "event", kanal_msg_id(msg),
-			       "error", error && *error ? json_string(error) : json_null(),
-			       "retry_after_ms",
+			       "event", kanal_msg_id(msg), "error",
+			       error && *error ? json_string(error) : json_null(), "retry_after_ms",
 			       retry_after >= 0 ? json_integer(retry_after) : json_null()));
 }
 
@@ -319,7 +322,8 @@ static int s_apply_options(kanal_harness_t *h, const cli_t *cli)
 			rc = kanal_harness_option(h, o->key, o->value);
 		}
 		if (rc != 0) {
-			fprintf(stderr, "kanal-harness: option '%s': %s\n", o->key, kanal_strerror(rc));
+			fprintf(stderr, "kanal-harness: option '%s': %s\n", o->key,
+				kanal_strerror(rc));
 			return -1;
 		}
 	}

@@ -27,8 +27,8 @@ typedef struct kanal_host_ops {
 	/* Waits until every emit so far is acknowledged (journalled). */
 	int (*flush)(kanal_ctx_t *ctx, int64_t timeout_ms);
 	/* Takes req. */
-	int (*request)(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
-		       int64_t timeout_ms, kanal_msg_t **reply_out);
+	int (*request)(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req, int64_t timeout_ms,
+		       kanal_msg_t **reply_out);
 	/* Takes reply; ctx->delivery describes the request being answered. */
 	int (*reply)(kanal_ctx_t *ctx, kanal_msg_t *reply);
 	/* `line` is formatted and already CPR-masked. */
@@ -41,27 +41,27 @@ typedef struct kanal_host_ops {
 
 /* What the instance is handling right now, set by the host around on_message. */
 typedef struct kanal_delivery_info {
-	bool active;          /* inside on_message */
-	bool is_request;      /* a request expecting kanal_reply */
+	bool active;     /* inside on_message */
+	bool is_request; /* a request expecting kanal_reply */
 	bool replied;
-	const char *route;    /* borrowed from the host */
+	const char *route; /* borrowed from the host */
 	uint64_t id;
 	int attempt;
 	int64_t retry_after_ms; /* -1: no hint */
-	char error[512];      /* set by kanal_set_error, masked */
+	char error[512];        /* set by kanal_set_error, masked */
 } kanal_delivery_info_t;
 
 struct kanal_ctx {
 	const kanal_host_ops_t *ops;
-	void *host;               /* the host's per-instance object */
-	char *name;               /* instance name */
+	void *host; /* the host's per-instance object */
+	char *name; /* instance name */
 	char *state_dir;
 	kanal_log_level_t log_level; /* lines above it are not formatted at all */
-	pthread_t thread;         /* the instance's thread; set by kanal__ctx_bind */
+	pthread_t thread;            /* the instance's thread; set by kanal__ctx_bind */
 	bool bound;
-	kanal_loop_t *loop;       /* timers and fd watches */
+	kanal_loop_t *loop; /* timers and fd watches */
 	kanal_delivery_info_t delivery;
-	int upstream;             /* last kanal_upstream_report: 1 up, 0 down, -1 none yet */
+	int upstream;                    /* last kanal_upstream_report: 1 up, 0 down, -1 none yet */
 	struct kanal__blob_store *blobs; /* the host's blob store, borrowed; NULL: none */
 };
 
@@ -100,8 +100,8 @@ void kanal__loop_destroy(kanal_loop_t **loop_p);
 int64_t kanal__loop_timer_add(kanal_loop_t *loop, kanal_ctx_t *ctx, int64_t after_ms,
 			      int64_t interval_ms, kanal_timer_fn fn, void *arg);
 int kanal__loop_timer_cancel(kanal_loop_t *loop, int64_t id);
-int kanal__loop_fd_watch(kanal_loop_t *loop, kanal_ctx_t *ctx, int fd, int events,
-			 kanal_fd_fn fn, void *arg);
+int kanal__loop_fd_watch(kanal_loop_t *loop, kanal_ctx_t *ctx, int fd, int events, kanal_fd_fn fn,
+			 void *arg);
 int kanal__loop_fd_unwatch(kanal_loop_t *loop, int fd);
 /* Removes every timer and watch (after the plugin's stop). */
 void kanal__loop_clear(kanal_loop_t *loop);
@@ -120,11 +120,11 @@ size_t kanal__loop_size(const kanal_loop_t *loop);
 /* ---- Options: a given option as read from a config file, for kanal__config_build. */
 typedef struct kanal_optval {
 	const char *key;
-	const char *value;   /* scalar text; NULL for a list */
-	const char **items;  /* list items when is_list */
+	const char *value;  /* scalar text; NULL for a list */
+	const char **items; /* list items when is_list */
 	size_t n_items;
 	bool is_list;
-	int line, column;    /* where the key is, for errors */
+	int line, column; /* where the key is, for errors */
 } kanal_optval_t;
 
 /* Validates `given` against `table` (unknown key, wrong type, list for a scalar or scalar
@@ -146,9 +146,8 @@ typedef void (*kanal_error_fn)(void *arg, const kanal_error_t *err);
  * report(arg, err) in the order of the file, rather than only the first. Returns 0 or
  * KANAL_ECONFIG (KANAL_ENOMEM). Ownership: borrows everything; *out is new. */
 int kanal__config_build_all(const kanal_option_t *table, const kanal_optval_t *given, size_t n,
-			    const char *file, const char *instance, int inst_line,
-			    int inst_column, kanal_config_t **out, kanal_error_fn report,
-			    void *arg);
+			    const char *file, const char *instance, int inst_line, int inst_column,
+			    kanal_config_t **out, kanal_error_fn report, void *arg);
 void kanal__config_destroy(kanal_config_t **cfg_p);
 
 /* Checks a plugin's options table: names [a-z0-9_], known types, no name twice, no
@@ -177,9 +176,9 @@ int kanal__parse_bool(const char *text, bool *out);
 
 /* ---- Loading a plugin .so the same way everywhere. */
 typedef struct kanal_loaded {
-	void *handle;                 /* dlopen handle */
-	const kanal_plugin_t *desc;   /* borrowed from the .so */
-	kanal_option_t *options;      /* desc's options table in this host's layout (owned;
+	void *handle;               /* dlopen handle */
+	const kanal_plugin_t *desc; /* borrowed from the .so */
+	kanal_option_t *options;    /* desc's options table in this host's layout (owned;
 				       * NULL: none): use it, never desc->options */
 	char *path;
 } kanal_loaded_t;

@@ -169,14 +169,30 @@ static size_t s_escape(kanal__json_scan_t *s, size_t i, uint32_t *cp)
 		return 0;
 	}
 	switch (t[i + 1]) {
-	case '"': *cp = '"'; return 2;
-	case '\\': *cp = '\\'; return 2;
-	case '/': *cp = '/'; return 2;
-	case 'b': *cp = '\b'; return 2;
-	case 'f': *cp = '\f'; return 2;
-	case 'n': *cp = '\n'; return 2;
-	case 'r': *cp = '\r'; return 2;
-	case 't': *cp = '\t'; return 2;
+	case '"':
+		*cp = '"';
+		return 2;
+	case '\\':
+		*cp = '\\';
+		return 2;
+	case '/':
+		*cp = '/';
+		return 2;
+	case 'b':
+		*cp = '\b';
+		return 2;
+	case 'f':
+		*cp = '\f';
+		return 2;
+	case 'n':
+		*cp = '\n';
+		return 2;
+	case 'r':
+		*cp = '\r';
+		return 2;
+	case 't':
+		*cp = '\t';
+		return 2;
 	case 'u':
 		break;
 	default:
@@ -285,9 +301,9 @@ static inline size_t s_plain_run(const unsigned char *t, size_t i, size_t len)
 
 	while (i + 16 <= len) {
 		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + i));
-		__m128i odd = _mm_or_si128(_mm_cmplt_epi8(v, space),
-					   _mm_or_si128(_mm_cmpeq_epi8(v, quote),
-							_mm_cmpeq_epi8(v, bslash)));
+		__m128i odd = _mm_or_si128(
+			_mm_cmplt_epi8(v, space),
+			_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
 		int mask = _mm_movemask_epi8(odd);
 		if (mask)
 			return i - start + (size_t)__builtin_ctz((unsigned)mask);
@@ -460,8 +476,17 @@ static int s_scalar(kanal__json_scan_t *s, kanal__json_kind_t *kind)
 	case '[':
 		*kind = KANAL__JSON_ARRAY;
 		return 0;
-	case '-': case '0': case '1': case '2': case '3': case '4':
-	case '5': case '6': case '7': case '8': case '9':
+	case '-':
+	case '0':
+	case '1':
+	case '2':
+	case '3':
+	case '4':
+	case '5':
+	case '6':
+	case '7':
+	case '8':
+	case '9':
 		return s_number(s, kind);
 	case -1:
 		return kanal__json_fail(s, s->pos, "unexpected end of text (expected a value)");
@@ -589,8 +614,8 @@ static bool s_name_is(kanal__json_scan_t *s, const char *seg, size_t n, int *rc)
 	return same;
 }
 
-int kanal__json_find(const char *text, size_t len, const char *path, size_t *start,
-		     size_t *end, kanal__json_kind_t *kind)
+int kanal__json_find(const char *text, size_t len, const char *path, size_t *start, size_t *end,
+		     kanal__json_kind_t *kind)
 {
 	kanal__json_scan_t s;
 	const char *p = path && *path ? path : NULL;
@@ -758,14 +783,22 @@ void kanal__jbuf_putc(kanal__jbuf_t *b, char c)
 static const char *s_short_escape(unsigned char c)
 {
 	switch (c) {
-	case '"': return "\\\"";
-	case '\\': return "\\\\";
-	case '\b': return "\\b";
-	case '\f': return "\\f";
-	case '\n': return "\\n";
-	case '\r': return "\\r";
-	case '\t': return "\\t";
-	default: return NULL;
+	case '"':
+		return "\\\"";
+	case '\\':
+		return "\\\\";
+	case '\b':
+		return "\\b";
+	case '\f':
+		return "\\f";
+	case '\n':
+		return "\\n";
+	case '\r':
+		return "\\r";
+	case '\t':
+		return "\\t";
+	default:
+		return NULL;
 	}
 }
 

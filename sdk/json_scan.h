@@ -76,8 +76,8 @@ int kanal__json_validate(kanal__json_scan_t *s, const char *text, size_t len, si
  * twice the last one counts, as when jansson loads the text. Stores the value's span in
  * *start and *end and its kind in *kind. Returns 0, KANAL_ENOTFOUND, or KANAL_EPARSE. No
  * allocation, no tree: for reading a field or two of a large data value. */
-int kanal__json_find(const char *text, size_t len, const char *path, size_t *start,
-		     size_t *end, kanal__json_kind_t *kind);
+int kanal__json_find(const char *text, size_t len, const char *path, size_t *start, size_t *end,
+		     kanal__json_kind_t *kind);
 
 /* Returns the byte length (1-4) of the well-formed UTF-8 sequence at p (at most `avail`
  * bytes), or 0 when it is malformed, overlong, a surrogate or above U+10FFFF. */

@@ -40,22 +40,24 @@ static int s_check_descriptor(const kanal_plugin_t *d, const kanal_option_t *opt
 	if (d->abi_major != KANAL_ABI_MAJOR) {
 		kanal_error_set(err, path, 0, 0, NULL,
 				"built for plugin ABI %u.%u but this host speaks %d.%d: rebuild it "
-				"against kanal SDK %d.x", d->abi_major, d->abi_minor, KANAL_ABI_MAJOR,
-				KANAL_ABI_MINOR, KANAL_ABI_MAJOR);
+				"against kanal SDK %d.x",
+				d->abi_major, d->abi_minor, KANAL_ABI_MAJOR, KANAL_ABI_MINOR,
+				KANAL_ABI_MAJOR);
 		return KANAL_EABI;
 	}
 	if (d->abi_minor > KANAL_ABI_MINOR) {
 		kanal_error_set(err, path, 0, 0, NULL,
 				"built for plugin ABI %u.%u, newer than this host's %d.%d: upgrade "
-				"kanal or rebuild the plugin", d->abi_major, d->abi_minor,
-				KANAL_ABI_MAJOR, KANAL_ABI_MINOR);
+				"kanal or rebuild the plugin",
+				d->abi_major, d->abi_minor, KANAL_ABI_MAJOR, KANAL_ABI_MINOR);
 		return KANAL_EABI;
 	}
 	if (d->struct_size < KANAL_PLUGIN_V1_0_SIZE) {
-		kanal_error_set(err, path, 0, 0, NULL,
-				"descriptor is %u bytes, smaller than the %zu of plugin ABI 1.0: not "
-				"built with kanal/plugin.h", d->struct_size,
-				(size_t)KANAL_PLUGIN_V1_0_SIZE);
+		kanal_error_set(
+			err, path, 0, 0, NULL,
+			"descriptor is %u bytes, smaller than the %zu of plugin ABI 1.0: not "
+			"built with kanal/plugin.h",
+			d->struct_size, (size_t)KANAL_PLUGIN_V1_0_SIZE);
 		return KANAL_EABI;
 	}
 	if (!d->name || !*d->name) {
@@ -67,8 +69,8 @@ static int s_check_descriptor(const kanal_plugin_t *d, const kanal_option_t *opt
 		return KANAL_EABI;
 	}
 	if (kanal__options_check(options, why, sizeof why) != 0) {
-		kanal_error_set(err, path, 0, 0, NULL, "plugin '%s' has a malformed options table: %s",
-				d->name, why);
+		kanal_error_set(err, path, 0, 0, NULL,
+				"plugin '%s' has a malformed options table: %s", d->name, why);
 		return KANAL_EABI;
 	}
 	return 0;

@@ -30,32 +30,32 @@
  * missed periods rather than firing in a burst; see s_reschedule. */
 typedef struct loop_timer {
 	int64_t id;
-	int64_t due;          /* monotonic ms */
-	int64_t interval;     /* 0: one-shot */
-	uint64_t seq;         /* creation order: ties on `due` run first-added first */
+	int64_t due;      /* monotonic ms */
+	int64_t interval; /* 0: one-shot */
+	uint64_t seq;     /* creation order: ties on `due` run first-added first */
 	kanal_timer_fn fn;
 	void *arg;
 	kanal_ctx_t *ctx;
-	size_t heap_index;    /* position in loop->heap while there */
-	bool cancelled;       /* only ever set while the timer is in the firing batch */
+	size_t heap_index; /* position in loop->heap while there */
+	bool cancelled;    /* only ever set while the timer is in the firing batch */
 } loop_timer_t;
 
 typedef struct loop_watch {
 	int fd;
-	int events;           /* KANAL_FD_READ | KANAL_FD_WRITE */
+	int events; /* KANAL_FD_READ | KANAL_FD_WRITE */
 	kanal_fd_fn fn;
 	void *arg;
 	kanal_ctx_t *ctx;
-	uint64_t gen;         /* unique per watch, to find it again after a callback */
-	bool removed;         /* unwatched during a dispatch; freed by s_compact_watches */
+	uint64_t gen; /* unique per watch, to find it again after a callback */
+	bool removed; /* unwatched during a dispatch; freed by s_compact_watches */
 } loop_watch_t;
 
 struct kanal_loop {
-	loop_timer_t **heap;  /* min-heap on (due, seq) */
+	loop_timer_t **heap; /* min-heap on (due, seq) */
 	size_t n_heap;
 	loop_timer_t **firing; /* due timers taken off the heap for the current dispatch */
 	size_t n_firing;
-	size_t timer_cap;     /* capacity of heap and of firing: >= every live timer */
+	size_t timer_cap; /* capacity of heap and of firing: >= every live timer */
 	int64_t next_timer_id;
 	uint64_t next_seq;
 
@@ -373,8 +373,8 @@ static int s_reserve_watch(kanal_loop_t *loop)
 	return 0;
 }
 
-int kanal__loop_fd_watch(kanal_loop_t *loop, kanal_ctx_t *ctx, int fd, int events,
-			 kanal_fd_fn fn, void *arg)
+int kanal__loop_fd_watch(kanal_loop_t *loop, kanal_ctx_t *ctx, int fd, int events, kanal_fd_fn fn,
+			 void *arg)
 {
 	loop_watch_t *w;
 	int rc;

@@ -219,8 +219,8 @@ static bool s_cpr_in(const char *text, size_t len)
 
 bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 {
-	static const int core[] = { MSG_ID,	     MSG_SOURCE,	  MSG_SUBJECT, MSG_TYPE,
-				    MSG_TIME,	     MSG_DATACONTENTTYPE, MSG_DATASCHEMA };
+	static const int core[] = { MSG_ID,   MSG_SOURCE,          MSG_SUBJECT,   MSG_TYPE,
+				    MSG_TIME, MSG_DATACONTENTTYPE, MSG_DATASCHEMA };
 	const char *hit = NULL;
 
 	if (!msg)
@@ -462,8 +462,7 @@ static int s_set_core(kanal_msg_t *msg, int index, const char *value, kanal_erro
 	return 0;
 }
 
-int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
-		       kanal_error_t *err)
+int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value, kanal_error_t *err)
 {
 	size_t len, value_len;
 	const char *why;
@@ -498,8 +497,8 @@ int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
 }
 
 /* Stores an integer or boolean extension given by its canonical text. */
-static int s_set_ext_text(kanal_msg_t *msg, const char *name, const char *text,
-			  msg_ext_kind_t kind, kanal_error_t *err)
+static int s_set_ext_text(kanal_msg_t *msg, const char *name, const char *text, msg_ext_kind_t kind,
+			  kanal_error_t *err)
 {
 	size_t len;
 	char *copy;
@@ -599,8 +598,9 @@ size_t kanal_msg_size(const kanal_msg_t *msg)
 {
 	/* The core names' lengths (msg_check.c has the names). */
 	static const size_t name_len[MSG_NCORE] = {
-		[MSG_ID] = 2, [MSG_SOURCE] = 6, [MSG_TYPE] = 4, [MSG_SUBJECT] = 7,
-		[MSG_TIME] = 4, [MSG_DATACONTENTTYPE] = 15, [MSG_DATASCHEMA] = 10,
+		[MSG_ID] = 2,          [MSG_SOURCE] = 6, [MSG_TYPE] = 4,
+		[MSG_SUBJECT] = 7,     [MSG_TIME] = 4,   [MSG_DATACONTENTTYPE] = 15,
+		[MSG_DATASCHEMA] = 10,
 	};
 	size_t i, n;
 

@@ -44,14 +44,28 @@ int kanal__msg_core_index(const char *name, size_t len)
 	/* Called for every attribute set or read: the names' lengths tell most apart before
 	 * any comparison (no strlen of the table per call). */
 	switch (len) {
-	case 2: i = MSG_ID; break;
-	case 4: i = name[0] == 't' && name[1] == 'y' ? MSG_TYPE : MSG_TIME; break;
-	case 6: i = MSG_SOURCE; break;
-	case 7: i = MSG_SUBJECT; break;
-	case 10: i = MSG_DATASCHEMA; break;
-	case 11: return memcmp(name, "specversion", 11) == 0 ? MSG_SPECVERSION : MSG_NCORE;
-	case 15: i = MSG_DATACONTENTTYPE; break;
-	default: return MSG_NCORE;
+	case 2:
+		i = MSG_ID;
+		break;
+	case 4:
+		i = name[0] == 't' && name[1] == 'y' ? MSG_TYPE : MSG_TIME;
+		break;
+	case 6:
+		i = MSG_SOURCE;
+		break;
+	case 7:
+		i = MSG_SUBJECT;
+		break;
+	case 10:
+		i = MSG_DATASCHEMA;
+		break;
+	case 11:
+		return memcmp(name, "specversion", 11) == 0 ? MSG_SPECVERSION : MSG_NCORE;
+	case 15:
+		i = MSG_DATACONTENTTYPE;
+		break;
+	default:
+		return MSG_NCORE;
 	}
 	return memcmp(s_core_names[i], name, len) == 0 ? i : MSG_NCORE;
 }

@@ -496,8 +496,7 @@ static int s_scan(const kanal_msg_t *msg, const char *path, size_t *start, size_
  * of the reading thread's pool (a `where` on data reads one per event on the router). The
  * string at data_text[start..end) is a valid JSON string (the data was checked when set):
  * without a backslash its value is its body as it stands. NULL when out of memory. */
-static msg_field_t *s_field_new(const kanal_msg_t *msg, const char *key, size_t start,
-				size_t end)
+static msg_field_t *s_field_new(const kanal_msg_t *msg, const char *key, size_t start, size_t end)
 {
 	const char *body = msg->data_text + start + 1;
 	size_t body_len = end - start - 2, key_len = strlen(key), len = 0;
@@ -759,9 +758,9 @@ static size_t s_tree_size(json_t *node, int depth)
 		return 0;
 	switch (json_typeof(node)) {
 	case JSON_OBJECT:
-		json_object_foreach (node, key, value)
-			n += kanal__json_string_size(key, strlen(key)) + 2 +
-			     s_tree_size(value, depth + 1);
+		json_object_foreach(node, key, value) n +=
+			kanal__json_string_size(key, strlen(key)) + 2 +
+			s_tree_size(value, depth + 1);
 		return n;
 	case JSON_ARRAY:
 		for (i = 0; i < json_array_size(node); i++)

@@ -93,7 +93,7 @@ struct kanal_msg {
 	 * changes; pushed with a compare-and-swap, as readers of a const msg may race. */
 	struct msg_field *fields;
 	msg_ext_t ext_inline[MSG_INLINE_EXT];
-	msg_more_t *more;             /* newest first */
+	msg_more_t *more; /* newest first */
 	size_t more_bytes;
 	size_t inl_used, inl_cap;
 	char inl[];

@@ -28,12 +28,12 @@
 
 /* One top-level member as scanned. */
 typedef struct member {
-	char *name;             /* decoded, NUL-terminated */
+	char *name; /* decoded, NUL-terminated */
 	size_t name_len;
 	kanal__json_kind_t kind;
-	char *str;              /* decoded string value (not for `data`), else NULL */
+	char *str; /* decoded string value (not for `data`), else NULL */
 	size_t str_len;
-	size_t start;           /* the value's span in the text */
+	size_t start; /* the value's span in the text */
 	size_t end;
 } member_t;
 
@@ -171,14 +171,21 @@ static int s_scan_object(parse_t *p)
 static const char *s_kind_name(kanal__json_kind_t kind)
 {
 	switch (kind) {
-	case KANAL__JSON_STRING: return "a string";
-	case KANAL__JSON_INTEGER: return "an integer";
-	case KANAL__JSON_REAL: return "a real number";
+	case KANAL__JSON_STRING:
+		return "a string";
+	case KANAL__JSON_INTEGER:
+		return "an integer";
+	case KANAL__JSON_REAL:
+		return "a real number";
 	case KANAL__JSON_TRUE:
-	case KANAL__JSON_FALSE: return "a boolean";
-	case KANAL__JSON_NULL: return "null";
-	case KANAL__JSON_OBJECT: return "an object";
-	case KANAL__JSON_ARRAY: return "an array";
+	case KANAL__JSON_FALSE:
+		return "a boolean";
+	case KANAL__JSON_NULL:
+		return "null";
+	case KANAL__JSON_OBJECT:
+		return "an object";
+	case KANAL__JSON_ARRAY:
+		return "an array";
 	}
 	return "a JSON value";
 }
@@ -296,8 +303,7 @@ static int s_check_data(parse_t *p, const member_t *data, const member_t *b64)
 
 /* Checks one extension member; on success stores its kind and canonical text in *kind and
  * *text (a new string; NULL for a JSON null, which means absent). */
-static int s_check_ext(parse_t *p, member_t *m, msg_ext_kind_t *kind, char **text,
-		       size_t *text_len)
+static int s_check_ext(parse_t *p, member_t *m, msg_ext_kind_t *kind, char **text, size_t *text_len)
 {
 	const char *why = kanal__msg_check_ext_name(m->name, m->name_len);
 	char num[32];
@@ -344,7 +350,8 @@ static int s_check_ext(parse_t *p, member_t *m, msg_ext_kind_t *kind, char **tex
 	default:
 		return s_attr_error(p, m, m->name,
 				    "an extension value must be a string, a boolean or an integer, "
-				    "not %s", s_kind_name(m->kind));
+				    "not %s",
+				    s_kind_name(m->kind));
 	}
 	if (!*text)
 		return s_error_at(p, KANAL_ENOMEM, m->start, NULL, 0, "out of memory");
@@ -385,8 +392,8 @@ static int s_build(parse_t *p, kanal_msg_t **out)
 		return rc;
 
 	/* The data text goes inside the message's own allocation. */
-	msg = kanal__msg_alloc(data && data->kind != KANAL__JSON_NULL
-				       ? data->end - data->start + 1 : 0);
+	msg = kanal__msg_alloc(data && data->kind != KANAL__JSON_NULL ? data->end - data->start + 1
+								      : 0);
 	if (!msg)
 		return s_error_at(p, KANAL_ENOMEM, 0, NULL, 0, "out of memory");
 	for (i = 0; i < p->n; i++) {

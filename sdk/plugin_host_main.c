@@ -54,13 +54,13 @@ typedef struct phost {
 	kanal__blob_store_t *blobs; /* kanald's blob store folder, opened here too */
 	void *state;
 	bool inited;
-	bool running;                /* start is being called or has succeeded */
-	bool stopping;               /* STOP handled: leave the loop */
-	size_t max_event_bytes;      /* larger events would not reach kanald (INIT) */
-	kanal_wire_progress_t *progress; /* shared with kanald (plugin_wire.h), or NULL */
-	kanal_msg_t *pending_reply;  /* kanal_reply during the current request */
+	bool running;                     /* start is being called or has succeeded */
+	bool stopping;                    /* STOP handled: leave the loop */
+	size_t max_event_bytes;           /* larger events would not reach kanald (INIT) */
+	kanal_wire_progress_t *progress;  /* shared with kanald (plugin_wire.h), or NULL */
+	kanal_msg_t *pending_reply;       /* kanal_reply during the current request */
 	inbox_item_t *inbox, *inbox_tail; /* received, not yet handled, in order */
-	size_t stops_waiting;        /* STOPs in the inbox */
+	size_t stops_waiting;             /* STOPs in the inbox */
 } phost_t;
 
 /* Reports a problem of the host itself on stderr, which is kanald's log. */
@@ -182,8 +182,7 @@ static int s_answer_status(const kanal_wire_t *ans)
 
 /* Sends a call and returns the status of its answer; the answer itself goes to *ans when
  * ans is not NULL (the caller clears it). Ownership: steals head; borrows event. */
-static int s_call(phost_t *ph, char kind, json_t *head, const kanal_msg_t *event,
-		  kanal_wire_t *ans)
+static int s_call(phost_t *ph, char kind, json_t *head, const kanal_msg_t *event, kanal_wire_t *ans)
 {
 	kanal_wire_t got;
 	int rc = kanal__wire_send(ph->sock, NULL, kind, head, event);
@@ -233,12 +232,12 @@ static int s_op_flush(kanal_ctx_t *ctx, int64_t timeout_ms)
 
 	if (!ph->running)
 		return KANAL_ESTATE;
-	return s_call(ph, KANAL_WIRE_FLUSH, json_pack("{s:I}", "timeout_ms", (json_int_t)timeout_ms),
-		      NULL, NULL);
+	return s_call(ph, KANAL_WIRE_FLUSH,
+		      json_pack("{s:I}", "timeout_ms", (json_int_t)timeout_ms), NULL, NULL);
 }
 
-static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
-			int64_t timeout_ms, kanal_msg_t **reply_out)
+static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req, int64_t timeout_ms,
+			kanal_msg_t **reply_out)
 {
 	phost_t *ph = ctx->host;
 	kanal_wire_t ans = { 0 };
@@ -253,9 +252,10 @@ static int s_op_request(kanal_ctx_t *ctx, const char *service, kanal_msg_t *req,
 		kanal_msg_destroy(&req);
 		return KANAL_ETOOBIG;
 	}
-	rc = s_call(ph, KANAL_WIRE_REQUEST,
-		    json_pack("{s:s, s:I}", "service", service, "timeout_ms", (json_int_t)timeout_ms),
-		    req, &ans);
+	rc = s_call(
+		ph, KANAL_WIRE_REQUEST,
+		json_pack("{s:s, s:I}", "service", service, "timeout_ms", (json_int_t)timeout_ms),
+		req, &ans);
 	kanal_msg_destroy(&req);
 	if (rc == 0 && ans.event && kanal__wire_event(&ans, ans.event_len, reply_out, NULL) < 0)
 		rc = KANAL_EIO;
@@ -327,7 +327,8 @@ static kanal_optval_t *s_optvals(json_t *options, size_t *n_out)
 	*n_out = 0;
 	if (!v)
 		return NULL;
-	json_array_foreach(options, i, o) {
+	json_array_foreach(options, i, o)
+	{
 		json_t *items = json_object_get(o, "items");
 		v[i].key = json_string_value(json_object_get(o, "key"));
 		v[i].line = (int)json_integer_value(json_object_get(o, "line"));
@@ -338,8 +339,8 @@ static kanal_optval_t *s_optvals(json_t *options, size_t *n_out)
 			v[i].items = calloc(m ? m : 1, sizeof *v[i].items);
 			if (!v[i].items)
 				goto fail;
-			json_array_foreach(items, k, it)
-				v[i].items[k] = json_string_value(it) ? json_string_value(it) : "";
+			json_array_foreach(items, k, it) v[i].items[k] =
+				json_string_value(it) ? json_string_value(it) : "";
 			v[i].n_items = m;
 			v[i].is_list = true;
 		} else {
@@ -416,8 +417,8 @@ static int s_start_plugin(phost_t *ph, const json_t *head, char *why, size_t why
 		return KANAL_ENOMEM;
 	}
 	kanal_error_clear(&err);
-	rc = kanal__config_build(ph->plugin->options, given, n_given, file, ph->instance,
-				 line, column, &ph->config, &err);
+	rc = kanal__config_build(ph->plugin->options, given, n_given, file, ph->instance, line,
+				 column, &ph->config, &err);
 	s_optvals_free(given, n_given);
 	if (rc < 0) {
 		kanal_error_format(&err, why, why_size);
@@ -442,8 +443,8 @@ static int s_start_plugin(phost_t *ph, const json_t *head, char *why, size_t why
 		}
 		kanal__ctx_set_blob_store(ph->ctx, ph->blobs);
 	}
-	ph->ctx->log_level = (kanal_log_level_t)json_integer_value(json_object_get(head,
-										   "log_level"));
+	ph->ctx->log_level =
+		(kanal_log_level_t)json_integer_value(json_object_get(head, "log_level"));
 	ph->max_event_bytes = (size_t)json_integer_value(json_object_get(head, "max_event_bytes"));
 	rc = ph->plugin->desc->init(ph->ctx, ph->config, &ph->state);
 	if (rc != 0) {
@@ -615,11 +616,13 @@ static void s_run(phost_t *ph)
 static void s_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: kanal-plugin-host --endpoint ipc://PATH --plugin PLUGIN.so --instance NAME\n"
+		"usage: kanal-plugin-host --endpoint ipc://PATH --plugin PLUGIN.so --instance "
+		"NAME\n"
 		"                         --parent PID [--progress-fd FD]\n"
 		"\n"
 		"Runs one plugin instance for kanald (isolation: process). kanald starts it, with\n"
-		"its routing id in $" KANAL_WIRE_TOKEN_ENV "; it is not meant to be run by hand.\n");
+		"its routing id in $" KANAL_WIRE_TOKEN_ENV
+		"; it is not meant to be run by hand.\n");
 }
 
 static void s_cleanup(phost_t *ph)
@@ -728,8 +731,8 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	kanal__wire_send(ph.sock, NULL, KANAL_WIRE_HELLO,
-			 json_pack("{s:i}", "pid", (int)getpid()), NULL);
+	kanal__wire_send(ph.sock, NULL, KANAL_WIRE_HELLO, json_pack("{s:i}", "pid", (int)getpid()),
+			 NULL);
 	if (s_wait_init(&ph, &init) < 0) {
 		s_say(&ph, "kanald sent no INIT within %d ms; exiting", INIT_WAIT_MS);
 		rc = 1;

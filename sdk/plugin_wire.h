@@ -27,17 +27,17 @@
 
 enum kanal_wire_kind {
 	/* plugin host → kanald */
-	KANAL_WIRE_HELLO = 'H',   /* {pid}: connected, waiting for INIT */
-	KANAL_WIRE_STARTED = 'R', /* {status, error, progress}: init and start ran (status 0)
+	KANAL_WIRE_HELLO = 'H',    /* {pid}: connected, waiting for INIT */
+	KANAL_WIRE_STARTED = 'R',  /* {status, error, progress}: init and start ran (status 0)
 				   * or failed; progress: it writes the shared progress slot */
-	KANAL_WIRE_OUTCOME = 'O', /* {id, outcome, error, retry_after_ms} [+ reply event] */
-	KANAL_WIRE_EMIT = 'E',    /* {} + event; answered by ANSWER {status} */
-	KANAL_WIRE_FLUSH = 'F',   /* {timeout_ms}; answered by ANSWER {status} */
-	KANAL_WIRE_REQUEST = 'Q', /* {service, timeout_ms} + event; ANSWER {status} [+ reply] */
-	KANAL_WIRE_LOG = 'L',     /* {level, line}: no answer */
-	KANAL_WIRE_METRIC = 'M',  /* {name, add} or {name, set}: no answer */
+	KANAL_WIRE_OUTCOME = 'O',  /* {id, outcome, error, retry_after_ms} [+ reply event] */
+	KANAL_WIRE_EMIT = 'E',     /* {} + event; answered by ANSWER {status} */
+	KANAL_WIRE_FLUSH = 'F',    /* {timeout_ms}; answered by ANSWER {status} */
+	KANAL_WIRE_REQUEST = 'Q',  /* {service, timeout_ms} + event; ANSWER {status} [+ reply] */
+	KANAL_WIRE_LOG = 'L',      /* {level, line}: no answer */
+	KANAL_WIRE_METRIC = 'M',   /* {name, add} or {name, set}: no answer */
 	KANAL_WIRE_UPSTREAM = 'U', /* {up}: kanal_upstream_report's change; no answer */
-	KANAL_WIRE_BYE = 'B',     /* {}: stopped and destroyed; the process exits next */
+	KANAL_WIRE_BYE = 'B',      /* {}: stopped and destroyed; the process exits next */
 	/* kanald → plugin host */
 	KANAL_WIRE_INIT = 'I',    /* {file, instance, line, column, options, log_level,
 				   *  state_dir, max_event_bytes}: build the config, init, start */
@@ -45,7 +45,7 @@ enum kanal_wire_kind {
 	KANAL_WIRE_ANSWER = 'A',  /* {status} [+ reply event]: to EMIT, FLUSH or REQUEST */
 	KANAL_WIRE_STOP = 'S',    /* {within_ms}: stop, destroy, say BYE, exit */
 	/* both ways */
-	KANAL_WIRE_PING = 'P',    /* {}: the plugin host answers with a PING of its own, from
+	KANAL_WIRE_PING = 'P', /* {}: the plugin host answers with a PING of its own, from
 				   * its loop (not while it waits for an ANSWER) */
 };
 
@@ -56,18 +56,18 @@ enum kanal_wire_kind {
  * died dies with it). Only the plugin host writes; kanald reads after it has reaped it. */
 #define KANAL_WIRE_DONE_RING 32
 typedef struct kanal_wire_progress {
-	uint64_t running;                          /* delivery id in on_message, or 0 */
-	uint64_t done_count;                       /* deliveries finished so far */
-	uint64_t done_id[KANAL_WIRE_DONE_RING];    /* the last ones: entry count % RING */
+	uint64_t running;                       /* delivery id in on_message, or 0 */
+	uint64_t done_count;                    /* deliveries finished so far */
+	uint64_t done_id[KANAL_WIRE_DONE_RING]; /* the last ones: entry count % RING */
 	int32_t done_outcome[KANAL_WIRE_DONE_RING];
 } kanal_wire_progress_t;
 
 /* One received message. */
 typedef struct kanal_wire {
-	char peer[64];  /* the sender's routing id (ROUTER side only), else "" */
+	char peer[64]; /* the sender's routing id (ROUTER side only), else "" */
 	char kind;
-	json_t *head;   /* a JSON object; owned */
-	char *event;    /* the event frame, NUL-terminated, or NULL; owned (free) */
+	json_t *head; /* a JSON object; owned */
+	char *event;  /* the event frame, NUL-terminated, or NULL; owned (free) */
 	size_t event_len;
 } kanal_wire_t;
 

@@ -51,7 +51,8 @@ int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, kana
 		return KANAL_ECONFIG;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		KEY_ERROR(err, "%s: the pseudonym key may be read or changed by others (mode %04o); "
+		KEY_ERROR(err,
+			  "%s: the pseudonym key may be read or changed by others (mode %04o); "
 			  "make it 0600 (chmod 600 %s)",
 			  path, (unsigned)(st.st_mode & 07777), path);
 		close(fd);
@@ -113,8 +114,7 @@ void kanal_pseudonym_key_destroy(kanal_pseudonym_key_t **key_p)
 	*key_p = NULL;
 }
 
-int kanal_cpr_pseudonym(const kanal_pseudonym_key_t *key, const char *text, char *buf,
-			size_t size)
+int kanal_cpr_pseudonym(const kanal_pseudonym_key_t *key, const char *text, char *buf, size_t size)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char mac[EVP_MAX_MD_SIZE];

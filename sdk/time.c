@@ -86,16 +86,16 @@ int kanal_time_rfc3339(int64_t ms, char *buf, size_t size)
 
 	if (buf && size)
 		buf[0] = '\0';
-	if (!buf || size < KANAL_TIME_RFC3339_SIZE || ms < s_days_from_civil(0, 1, 1) * MS_PER_DAY ||
+	if (!buf || size < KANAL_TIME_RFC3339_SIZE ||
+	    ms < s_days_from_civil(0, 1, 1) * MS_PER_DAY ||
 	    ms >= s_days_from_civil(10000, 1, 1) * MS_PER_DAY)
 		return KANAL_EINVAL;
 	/* Floor division: an instant before 1970 belongs to the day that starts before it. */
 	day = ms / MS_PER_DAY - (ms % MS_PER_DAY < 0);
 	rest = ms - day * MS_PER_DAY;
 	s_civil_from_days(day, &y, &mo, &d);
-	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, mo, d,
-		 (int)(rest / 3600000), (int)(rest / 60000 % 60), (int)(rest / 1000 % 60),
-		 (int)(rest % 1000));
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, mo, d, (int)(rest / 3600000),
+		 (int)(rest / 60000 % 60), (int)(rest / 1000 % 60), (int)(rest % 1000));
 	return 0;
 }
 

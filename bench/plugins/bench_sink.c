@@ -32,14 +32,28 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "expect", .type = KANAL_OPT_INT, .default_value = NULL, .required = true,
+	{ .name = "expect",
+	  .type = KANAL_OPT_INT,
+	  .default_value = NULL,
+	  .required = true,
 	  .help = "Events to receive; the summary is written when the last one arrives." },
-	{ .name = "warmup", .type = KANAL_OPT_INT, .default_value = "0", .required = false,
+	{ .name = "warmup",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "0",
+	  .required = false,
 	  .help = "Events received before the measurement window opens (0: a tenth of expect)." },
-	{ .name = "summary", .type = KANAL_OPT_PATH, .default_value = NULL, .required = true, .help = "File the JSON summary is written to." },
-	{ .name = "stall", .type = KANAL_OPT_BOOL, .default_value = "false", .required = false,
-	  .help = "Play a stopped destination: the first delivery waits until <summary>.release exists "
-	  "(at most 10 minutes), so every later event stays pending." },
+	{ .name = "summary",
+	  .type = KANAL_OPT_PATH,
+	  .default_value = NULL,
+	  .required = true,
+	  .help = "File the JSON summary is written to." },
+	{ .name = "stall",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "false",
+	  .required = false,
+	  .help = "Play a stopped destination: the first delivery waits until <summary>.release "
+		  "exists "
+		  "(at most 10 minutes), so every later event stays pending." },
 	{ .name = NULL },
 };
 
@@ -221,7 +235,8 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	if (s->warmup == 0)
 		s->warmup = s->expect / 10;
 	if (s->expect <= 0 || s->warmup < 1 || s->warmup >= s->expect) {
-		kanal_set_error(ctx, "bench_sink: expect must be positive and warmup in [1, expect)");
+		kanal_set_error(ctx,
+				"bench_sink: expect must be positive and warmup in [1, expect)");
 		s_destroy(s);
 		return KANAL_EINVAL;
 	}

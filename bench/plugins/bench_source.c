@@ -23,15 +23,40 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "type", .type = KANAL_OPT_STRING, .default_value = "bench.ev", .required = false, .help = "CloudEvents type of every event." },
-	{ .name = "count", .type = KANAL_OPT_INT, .default_value = NULL, .required = true, .help = "Events to emit; the source then stops." },
-	{ .name = "rate", .type = KANAL_OPT_INT, .default_value = "0", .required = false,
+	{ .name = "type",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "bench.ev",
+	  .required = false,
+	  .help = "CloudEvents type of every event." },
+	{ .name = "count",
+	  .type = KANAL_OPT_INT,
+	  .default_value = NULL,
+	  .required = true,
+	  .help = "Events to emit; the source then stops." },
+	{ .name = "rate",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "0",
+	  .required = false,
 	  .help = "Events per second; 0 emits as fast as the bus accepts them." },
-	{ .name = "size", .type = KANAL_OPT_SIZE, .default_value = "512", .required = false, .help = "About this many bytes per serialised event." },
-	{ .name = "kind", .type = KANAL_OPT_STRING, .default_value = "match", .required = false, .help = "The value of data.kind." },
-	{ .name = "burst", .type = KANAL_OPT_INT, .default_value = "2000", .required = false,
+	{ .name = "size",
+	  .type = KANAL_OPT_SIZE,
+	  .default_value = "512",
+	  .required = false,
+	  .help = "About this many bytes per serialised event." },
+	{ .name = "kind",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "match",
+	  .required = false,
+	  .help = "The value of data.kind." },
+	{ .name = "burst",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "2000",
+	  .required = false,
 	  .help = "Most events emitted per 1 ms tick, so the thread stays responsive." },
-	{ .name = "done_file", .type = KANAL_OPT_PATH, .default_value = NULL, .required = false,
+	{ .name = "done_file",
+	  .type = KANAL_OPT_PATH,
+	  .default_value = NULL,
+	  .required = false,
 	  .help = "Created once every event has been emitted and flushed (kanal_emit_flush)." },
 	{ .name = NULL },
 };
@@ -45,9 +70,9 @@ typedef struct bench_source {
 	int64_t rate;
 	int64_t burst;
 	size_t size;
-	char *pad;        /* owned: the padding string, computed at init */
+	char *pad; /* owned: the padding string, computed at init */
 	size_t pad_len;
-	char *text;       /* owned: where each event's data text is put together */
+	char *text; /* owned: where each event's data text is put together */
 	size_t text_cap;
 	int64_t next_seq; /* the next sequence number to emit, from 1 */
 	int64_t t0_ms;    /* rate mode: when emitting began */
@@ -194,7 +219,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	if (s->count <= 0 || s->rate < 0 || s->burst <= 0 || strchr(s->kind, '"') ||
 	    strchr(s->kind, '\\')) {
 		kanal_set_error(ctx, "bench_source: count and burst must be positive, rate not "
-				"negative, and kind plain text");
+				     "negative, and kind plain text");
 		s_destroy(s);
 		return KANAL_EINVAL;
 	}
@@ -315,7 +340,8 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 	 * s_tick sets again after each burst. */
 	s->timer = kanal_timer_add(ctx, 0, s->rate > 0 ? 1 : 0, s_tick, s);
 	if (s->timer < 0) {
-		kanal_set_error(ctx, "cannot add the emit timer: %s", kanal_strerror((int)s->timer));
+		kanal_set_error(ctx, "cannot add the emit timer: %s",
+				kanal_strerror((int)s->timer));
 		return (int)s->timer;
 	}
 	return 0;

@@ -36,12 +36,22 @@ typedef struct hello {
 /* Each option is bound to its field of hello_t: kanal_config_bind fills them in init, and
  * the host has checked the bounds (min, max) before init runs. */
 static const kanal_option_t s_options[] = {
-	{ .name = "greeting", .type = KANAL_OPT_STRING, .default_value = "Hej",
-	  KANAL_OPT_AT(hello_t, greeting), .help = "The word put before the name." },
-	{ .name = "type", .type = KANAL_OPT_STRING, .default_value = "hello.greeting",
-	  KANAL_OPT_AT(hello_t, type), .help = "The type of the events it emits." },
-	{ .name = "retry_after", .type = KANAL_OPT_DURATION, .default_value = "500ms",
-	  .min = "1ms", .max = "1h", KANAL_OPT_AT(hello_t, retry_after_ms),
+	{ .name = "greeting",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "Hej",
+	  KANAL_OPT_AT(hello_t, greeting),
+	  .help = "The word put before the name." },
+	{ .name = "type",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "hello.greeting",
+	  KANAL_OPT_AT(hello_t, type),
+	  .help = "The type of the events it emits." },
+	{ .name = "retry_after",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "500ms",
+	  .min = "1ms",
+	  .max = "1h",
+	  KANAL_OPT_AT(hello_t, retry_after_ms),
 	  .help = "How long the bus should wait before delivering again when it was busy." },
 	{ .name = NULL },
 };
@@ -110,7 +120,8 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	if (kanal_msg_data_str(msg, "name", &name) != 0)
 		name = kanal_msg_subject(msg);
 	if (!name || !*name) {
-		kanal_set_error(ctx, "event %s has neither data.name nor a subject: nobody to greet",
+		kanal_set_error(ctx,
+				"event %s has neither data.name nor a subject: nobody to greet",
 				kanal_msg_id(msg));
 		return KANAL_OUTCOME_REJECT;
 	}

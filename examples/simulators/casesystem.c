@@ -40,8 +40,7 @@ static const char *s_str(json_t *obj, const char *name)
 
 /* POST: one status, of the letter named by its `letter` field (the post.letter.send
  * event's id; docs/message-types.md), else by the event's subject. */
-static void s_receive(sim_t *sim, casesystem_t *cs, const sim_request_t *req,
-		      sim_response_t *res)
+static void s_receive(sim_t *sim, casesystem_t *cs, const sim_request_t *req, sim_response_t *res)
 {
 	json_t *ev = json_loadb(req->body, req->body_len, 0, NULL);
 	json_t *data = json_object_get(ev, "data"), *letter;
@@ -53,7 +52,8 @@ static void s_receive(sim_t *sim, casesystem_t *cs, const sim_request_t *req,
 	    !json_is_object(data)) {
 		json_decref(ev);
 		sim_reply(res, 400, "application/json",
-			  "{\"error\": \"a CloudEvent of type post.letter.status is expected\"}", -1);
+			  "{\"error\": \"a CloudEvent of type post.letter.status is expected\"}",
+			  -1);
 		return;
 	}
 	id = json_string_value(json_object_get(data, "letter"));
@@ -67,12 +67,13 @@ static void s_receive(sim_t *sim, casesystem_t *cs, const sim_request_t *req,
 	json_object_set_new(letter, "status", json_string(s_str(data, "status")));
 	json_object_set_new(letter, "channel", json_string(s_str(data, "channel")));
 	json_object_set_new(letter, "reason", json_string(s_str(data, "reason")));
-	json_object_set_new(letter, "statuses",
-			    json_integer(json_integer_value(json_object_get(letter, "statuses")) + 1));
+	json_object_set_new(
+		letter, "statuses",
+		json_integer(json_integer_value(json_object_get(letter, "statuses")) + 1));
 	snprintf(outcome, sizeof outcome, "%s/%s", s_str(data, "status"), s_str(data, "channel"));
-	json_object_set_new(cs->by_outcome, outcome,
-			    json_integer(json_integer_value(json_object_get(cs->by_outcome,
-									    outcome)) + 1));
+	json_object_set_new(
+		cs->by_outcome, outcome,
+		json_integer(json_integer_value(json_object_get(cs->by_outcome, outcome)) + 1));
 	cs->count++;
 	sim_log(sim, "letter status %s: %s", outcome, s_str(ev, "id"));
 	json_decref(ev);
@@ -95,7 +96,8 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 		if (text)
 			sim_reply_take(res, 200, "application/json", text, strlen(text));
 		else
-			sim_reply(res, 500, "application/json", "{\"error\": \"out of memory\"}", -1);
+			sim_reply(res, 500, "application/json", "{\"error\": \"out of memory\"}",
+				  -1);
 	} else {
 		sim_reply(res, 405, "application/json", "{\"error\": \"GET or POST\"}", -1);
 	}

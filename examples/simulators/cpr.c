@@ -100,7 +100,7 @@ typedef struct cpr_sim {
 	bool tls;                /* serving https: a client certificate is required */
 	int64_t token_clock_offset_ms;
 	unsigned long lookups, answered, faults;
-	unsigned long invalid;  /* REQUEST_INVALID faults: a connector bug, tests assert none */
+	unsigned long invalid; /* REQUEST_INVALID faults: a connector bug, tests assert none */
 } cpr_sim_t;
 
 static cpr_sim_t s_state;
@@ -136,8 +136,8 @@ static char *s_text(const xmlNode *node)
 	for (start = out; *start == ' ' || *start == '\t' || *start == '\n' || *start == '\r';)
 		start++;
 	end = start + strlen(start);
-	while (end > start && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
-			       end[-1] == '\r'))
+	while (end > start &&
+	       (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
 		end--;
 	*end = '\0';
 	memmove(out, start, (size_t)(end - start) + 1);
@@ -357,8 +357,8 @@ static void s_answer(sim_t *sim, sim_response_t *res, const sim_person_t *p)
 		const sim_person_t *c = &sim_people[i];
 		int cy;
 		char cb[32];
-		if (s_child_of(c, p) && (c->status == 1 || c->status == 3 || c->status == 5 ||
-					 c->status == 7) &&
+		if (s_child_of(c, p) &&
+		    (c->status == 1 || c->status == 3 || c->status == 5 || c->status == 7) &&
 		    s_birth(c->cpr, cb, &cy) && s_age(cy) < 18)
 			minors++;
 	}
@@ -527,8 +527,8 @@ static int s_validate(xmlSchemaPtr schema, xmlNode *op, char why[256])
 /* Checks the STS assertion in the Security header: signed by the STS (sts_cert), for
  * SF1520 v5, within its validity, bound to the TLS client certificate. Returns NULL when
  * it is good, else what is wrong (a static text). */
-static const char *s_token_problem(const cpr_sim_t *st, const sim_request_t *req,
-				   xmlDoc *doc, xmlNode *security)
+static const char *s_token_problem(const cpr_sim_t *st, const sim_request_t *req, xmlDoc *doc,
+				   xmlNode *security)
 {
 	xmlNode *a = s_child(security, NS_SAML, "Assertion"), *sig, *cond, *aud, *x509;
 	xmlSecDSigCtxPtr ctx = NULL;
@@ -544,10 +544,9 @@ static const char *s_token_problem(const cpr_sim_t *st, const sim_request_t *req
 		xmlAddID(NULL, doc, id, xmlHasProp(a, BAD_CAST "ID"));
 	ctx = xmlSecDSigCtxCreate(NULL);
 	if (!sig || !ctx ||
-	    !(ctx->signKey = xmlSecCryptoAppKeyLoadMemory((const xmlSecByte *)st->sts_cert,
-							  (xmlSecSize)strlen(st->sts_cert),
-							  xmlSecKeyDataFormatCertPem, NULL, NULL,
-							  NULL)) ||
+	    !(ctx->signKey = xmlSecCryptoAppKeyLoadMemory(
+		      (const xmlSecByte *)st->sts_cert, (xmlSecSize)strlen(st->sts_cert),
+		      xmlSecKeyDataFormatCertPem, NULL, NULL, NULL)) ||
 	    xmlSecDSigCtxVerify(ctx, sig) != 0 || ctx->status != xmlSecDSigStatusSucceeded) {
 		problem = "the assertion is not signed by the Security Token Service (a token from "
 			  "another issuer, or one that was altered)";
@@ -570,9 +569,11 @@ static const char *s_token_problem(const cpr_sim_t *st, const sim_request_t *req
 		goto done;
 	}
 	x509 = s_child(s_child(s_child(s_child(s_child(s_child(a, NS_SAML, "Subject"), NS_SAML,
-						   "SubjectConfirmation"), NS_SAML,
-					   "SubjectConfirmationData"), NS_DS, "KeyInfo"),
-			       NS_DS, "X509Data"), NS_DS, "X509Certificate");
+						       "SubjectConfirmation"),
+					       NS_SAML, "SubjectConfirmationData"),
+				       NS_DS, "KeyInfo"),
+			       NS_DS, "X509Data"),
+		       NS_DS, "X509Certificate");
 	holder = s_text(x509);
 	if (st->tls && (!holder || strcmp(holder, req->client_cert_b64)))
 		problem = "the token is bound to another certificate than the TLS client "
@@ -597,7 +598,8 @@ static bool s_client_refused(sim_t *sim, const sim_request_t *req, sim_response_
 		return false;
 	if (req->client_cert == SIM_CERT_EXPIRED)
 		s_fault(sim, res, "soap:Client", "CERTIFICATE_EXPIRED",
-			"the client certificate has expired or is not yet valid: renew the function "
+			"the client certificate has expired or is not yet valid: renew the "
+			"function "
 			"certificate and register the new one on the IT system");
 	else if (req->client_cert == SIM_CERT_UNTRUSTED)
 		s_fault(sim, res, "soap:Client", "CERTIFICATE_UNTRUSTED",
@@ -705,9 +707,10 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 		return;
 	}
 	if (!strcmp(req->path, "/lookups") && !strcmp(req->method, "GET")) {
-		sim_replyf(res, 200, "application/json",
-			   "{\"lookups\": %lu, \"answered\": %lu, \"faults\": %lu, \"invalid\": %lu}",
-			   st->lookups, st->answered, st->faults, st->invalid);
+		sim_replyf(
+			res, 200, "application/json",
+			"{\"lookups\": %lu, \"answered\": %lu, \"faults\": %lu, \"invalid\": %lu}",
+			st->lookups, st->answered, st->faults, st->invalid);
 		return;
 	}
 	sim_reply(res, 404, "text/plain", "no such path (POST /cpr, POST /cpr/5, GET /lookups)\n",
@@ -782,13 +785,14 @@ static int s_setup(sim_t *sim)
 
 int main(int argc, char **argv)
 {
-	return sim_main(argc, argv,
-			&(sim_def_t){ .name = "cpr",
-				      .handle = s_handle,
-				      .setup = s_setup,
-				      .garbage_type = XML_TYPE,
-				      .garbage_body =
-					      "<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\""
-					      NS_SOAP "\"><soap:Body><PersonLookupResponse><persondata>"
-					      "<personnummer>" });
+	return sim_main(
+		argc, argv,
+		&(sim_def_t){ .name = "cpr",
+			      .handle = s_handle,
+			      .setup = s_setup,
+			      .garbage_type = XML_TYPE,
+			      .garbage_body =
+				      "<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\"" NS_SOAP
+				      "\"><soap:Body><PersonLookupResponse><persondata>"
+				      "<personnummer>" });
 }

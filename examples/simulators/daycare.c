@@ -66,19 +66,19 @@
 #define PAGE_MAX 500
 
 typedef struct daycare {
-	json_t *regs;          /* array of registration objects, in registration order */
+	json_t *regs; /* array of registration objects, in registration order */
 	uint64_t next_id;
-	size_t script_pos;     /* the next entry of the morning script */
+	size_t script_pos; /* the next entry of the morning script */
 	int64_t rate_ms;
-	int64_t count;         /* tick limit; 0: none */
-	int64_t produced;      /* registrations the tick made */
-	int64_t next_at;       /* monotonic ms of the tick's next registration */
+	int64_t count;    /* tick limit; 0: none */
+	int64_t produced; /* registrations the tick made */
+	int64_t next_at;  /* monotonic ms of the tick's next registration */
 	int64_t lose_notice_answers;
-	json_t *notices;       /* institution id -> array */
-	json_t *staffing;      /* institution id -> array */
-	json_t *day;           /* institution id -> array: the day overview */
-	json_t *vacation;      /* institution id -> array: the holiday survey's answers */
-	json_t *idempotency;   /* "<path> <key>" -> {status, body, request} */
+	json_t *notices;     /* institution id -> array */
+	json_t *staffing;    /* institution id -> array */
+	json_t *day;         /* institution id -> array: the day overview */
+	json_t *vacation;    /* institution id -> array: the holiday survey's answers */
+	json_t *idempotency; /* "<path> <key>" -> {status, body, request} */
 	uint64_t next_notice;
 	const char *token, *user, *password;
 } daycare_t;
@@ -117,8 +117,8 @@ static json_t *s_body(const sim_request_t *req, sim_response_t *res)
 	json_t *body = json_loadb(req->body, req->body_len, 0, &err);
 
 	if (!body) {
-		s_error(res, 400, "the body is not JSON: %s (line %d, column %d)", err.text, err.line,
-			err.column);
+		s_error(res, 400, "the body is not JSON: %s (line %d, column %d)", err.text,
+			err.line, err.column);
 		return NULL;
 	}
 	if (!json_is_object(body)) {
@@ -170,8 +170,8 @@ static void s_local_time(char buf[40], const char *hh_mm)
 	localtime_r(&now, &tm);
 	strftime(day, sizeof day, "%Y-%m-%d", &tm);
 	off = tm.tm_gmtoff / 60;
-	snprintf(buf, 40, "%sT%s:00%c%02ld:%02ld", day, hh_mm, off < 0 ? '-' : '+',
-		 labs(off) / 60, labs(off) % 60);
+	snprintf(buf, 40, "%sT%s:00%c%02ld:%02ld", day, hh_mm, off < 0 ? '-' : '+', labs(off) / 60,
+		 labs(off) % 60);
 }
 
 static const char *s_str(const json_t *o, const char *name)
@@ -298,11 +298,14 @@ static const char *s_check(daycare_t *d, json_t *reg, char *why, size_t size)
 		json_t *old = s_find_reg(d, s_str(reg, "withdraws"));
 		const char *ok = old ? s_str(old, "kind") : NULL;
 		if (!ok || (strcmp(ok, "sick") && strcmp(ok, "holiday") && strcmp(ok, "day-off")))
-			return "'withdraws' must name an earlier sick, holiday or day-off registration";
-		json_object_set_new(reg, "from", json_string(s_str(old, "from") ? s_str(old, "from")
-								    : s_str(old, "date")));
-		json_object_set_new(reg, "to", json_string(s_str(old, "to") ? s_str(old, "to")
-								  : s_str(old, "date")));
+			return "'withdraws' must name an earlier sick, holiday or day-off "
+			       "registration";
+		json_object_set_new(
+			reg, "from",
+			json_string(s_str(old, "from") ? s_str(old, "from") : s_str(old, "date")));
+		json_object_set_new(
+			reg, "to",
+			json_string(s_str(old, "to") ? s_str(old, "to") : s_str(old, "date")));
 	} else if (!strcmp(kind, "vacation-survey")) {
 		json_t *answers = json_object_get(reg, "answers");
 		size_t i;
@@ -310,11 +313,13 @@ static const char *s_check(daycare_t *d, json_t *reg, char *why, size_t size)
 		if (!s_str(reg, "survey_id") || !s_date_ok(s_str(reg, "deadline")) ||
 		    !json_is_array(answers))
 			return "a survey answer needs 'survey_id', 'deadline' and 'answers'";
-		json_array_foreach(answers, i, a) {
+		json_array_foreach(answers, i, a)
+		{
 			const char *ans = s_str(a, "answer");
 			if (!s_date_ok(s_str(a, "date")) || !ans ||
 			    (strcmp(ans, "away") && strcmp(ans, "attending")))
-				return "each answer is {\"date\": YYYY-MM-DD, \"answer\": away|attending}";
+				return "each answer is {\"date\": YYYY-MM-DD, \"answer\": "
+				       "away|attending}";
 		}
 	} else {
 		snprintf(why, size, "unknown kind '%s'", kind);
@@ -338,16 +343,18 @@ static json_t *s_script_next(daycare_t *d)
 	sim_today(d11, 11);
 	switch (step) {
 	case 0:
-		r = json_pack("{s:s, s:s, s:s, s:s}", "kind", "sick", "child_id", "child-101", "date",
-			      today, "comment", "Feber i nat");
+		r = json_pack("{s:s, s:s, s:s, s:s}", "kind", "sick", "child_id", "child-101",
+			      "date", today, "comment", "Feber i nat");
 		break;
 	case 1:
 		s_local_time(at, "07:42");
-		r = json_pack("{s:s, s:s, s:s}", "kind", "checkin", "child_id", "child-103", "at", at);
+		r = json_pack("{s:s, s:s, s:s}", "kind", "checkin", "child_id", "child-103", "at",
+			      at);
 		break;
 	case 2:
 		s_local_time(at, "07:55");
-		r = json_pack("{s:s, s:s, s:s}", "kind", "checkin", "child_id", "child-202", "at", at);
+		r = json_pack("{s:s, s:s, s:s}", "kind", "checkin", "child_id", "child-202", "at",
+			      at);
 		break;
 	case 3:
 		r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kind", "pickup", "child_id",
@@ -363,8 +370,9 @@ static json_t *s_script_next(daycare_t *d)
 		for (int k = 0; k < 5; k++) {
 			char day[11];
 			sim_today(day, 28 + k);
-			json_array_append_new(answers, json_pack("{s:s, s:s}", "date", day, "answer",
-								 k < 3 ? "away" : "attending"));
+			json_array_append_new(answers,
+					      json_pack("{s:s, s:s}", "date", day, "answer",
+							k < 3 ? "away" : "attending"));
 		}
 		r = json_pack("{s:s, s:s, s:s, s:s, s:o}", "kind", "vacation-survey", "child_id",
 			      "child-202", "survey_id", "ferieplan", "deadline", d3, "answers",
@@ -381,8 +389,8 @@ static json_t *s_script_next(daycare_t *d)
 		if (!old)
 			return s_script_next(d);
 		r = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", "withdrawn", "child_id",
-			      "child-201", "withdraws", s_str(old, "id"), "from", s_str(old, "from"),
-			      "to", s_str(old, "to"));
+			      "child-201", "withdraws", s_str(old, "id"), "from",
+			      s_str(old, "from"), "to", s_str(old, "to"));
 		break;
 	}
 	case 8:
@@ -391,13 +399,13 @@ static json_t *s_script_next(daycare_t *d)
 		break;
 	case 9:
 		s_local_time(at, "15:05");
-		r = json_pack("{s:s, s:s, s:s, s:s}", "kind", "checkout", "child_id", "child-103", "at",
-			      at, "status", "collected");
+		r = json_pack("{s:s, s:s, s:s, s:s}", "kind", "checkout", "child_id", "child-103",
+			      "at", at, "status", "collected");
 		break;
 	default:
 		s_local_time(at, "16:10");
-		r = json_pack("{s:s, s:s, s:s, s:s}", "kind", "checkout", "child_id", "child-202", "at",
-			      at, "status", "collected");
+		r = json_pack("{s:s, s:s, s:s, s:s}", "kind", "checkout", "child_id", "child-202",
+			      "at", at, "status", "collected");
 		break;
 	}
 	return s_store(d, r);
@@ -435,11 +443,13 @@ static void s_list_registrations(daycare_t *d, const sim_request_t *req, sim_res
 			return;
 		}
 	}
-	for (i = (size_t)(start < n ? start : n); i < n && json_array_size(page) < (size_t)limit; i++)
+	for (i = (size_t)(start < n ? start : n); i < n && json_array_size(page) < (size_t)limit;
+	     i++)
 		json_array_append(page, json_array_get(d->regs, i));
 	snprintf(next, sizeof next, "c_%zu", i > start ? i : (size_t)start);
-	s_json_reply(res, 200, json_pack("{s:o, s:s, s:b}", "registrations", page, "next", next,
-					 "has_more", i < n));
+	s_json_reply(res, 200,
+		     json_pack("{s:o, s:s, s:b}", "registrations", page, "next", next, "has_more",
+			       i < n));
 }
 
 static void s_post_registration(daycare_t *d, const sim_request_t *req, sim_response_t *res)
@@ -467,7 +477,8 @@ static void s_post_registration(daycare_t *d, const sim_request_t *req, sim_resp
 	json_object_del(reg, "id");
 	json_object_del(reg, "cursor");
 	json_object_del(reg, "child_cpr");
-	if (!(unchecked && !strcmp(unchecked, "true")) && (bad = s_check(d, reg, why, sizeof why))) {
+	if (!(unchecked && !strcmp(unchecked, "true")) &&
+	    (bad = s_check(d, reg, why, sizeof why))) {
 		json_decref(reg);
 		s_error(res, 400, "%s", bad);
 		return;
@@ -495,9 +506,8 @@ static json_t *s_by_external_id(json_t *list, const char *ext)
 	size_t i;
 	json_t *it;
 
-	json_array_foreach(list, i, it)
-		if (s_str(it, "external_id") && !strcmp(s_str(it, "external_id"), ext))
-			return it;
+	json_array_foreach(list, i, it) if (s_str(it, "external_id") &&
+					    !strcmp(s_str(it, "external_id"), ext)) return it;
 	return NULL;
 }
 
@@ -529,8 +539,8 @@ static void s_update_notice(json_t *n, json_t *body, sim_response_t *res)
 		changed = strcmp(s_str(n, "status"), "withdrawn") != 0;
 		json_object_set_new(n, "status", json_string("withdrawn"));
 	} else {
-		for (const char *const *k = (const char *const[]){ "audience", "title", "text", "date",
-								   NULL };
+		for (const char *const *k =
+			     (const char *const[]){ "audience", "title", "text", "date", NULL };
 		     *k; k++)
 			if (s_str(body, *k) && strcmp(s_str(body, *k), s_str(n, *k))) {
 				json_object_set_new(n, *k, json_string(s_str(body, *k)));
@@ -545,11 +555,13 @@ static void s_update_notice(json_t *n, json_t *body, sim_response_t *res)
 		json_object_set(n, "version", json_object_get(body, "version"));
 	if (changed) {
 		sim_rfc3339_now(now);
-		json_object_set_new(n, "revision",
-				    json_integer(json_integer_value(json_object_get(n, "revision")) + 1));
+		json_object_set_new(
+			n, "revision",
+			json_integer(json_integer_value(json_object_get(n, "revision")) + 1));
 		json_object_set_new(n, "updated", json_string(now));
 		if (s_str(body, "source_event"))
-			json_object_set_new(n, "source_event", json_string(s_str(body, "source_event")));
+			json_object_set_new(n, "source_event",
+					    json_string(s_str(body, "source_event")));
 	}
 	json_object_set_new(n, "changed", json_boolean(changed));
 	s_json_reply(res, 200, json_incref(n));
@@ -570,7 +582,8 @@ static json_t *s_photos(const json_t *posted, sim_response_t *res)
 		s_error(res, 400, "'photos' is a list of at most 20 {media_type, data_base64}");
 		return NULL;
 	}
-	json_array_foreach(posted, i, p) {
+	json_array_foreach(posted, i, p)
+	{
 		const char *mt = json_string_value(json_object_get(p, "media_type"));
 		const char *b64 = json_string_value(json_object_get(p, "data_base64"));
 		size_t blen = b64 ? strlen(b64) : 0;
@@ -579,16 +592,20 @@ static json_t *s_photos(const json_t *posted, sim_response_t *res)
 		unsigned int mdlen = 0;
 		char hex[2 * EVP_MAX_MD_SIZE + 1];
 		int n = bytes && blen % 4 == 0
-				? EVP_DecodeBlock(bytes, (const unsigned char *)b64, (int)blen) : -1;
+				? EVP_DecodeBlock(bytes, (const unsigned char *)b64, (int)blen)
+				: -1;
 
 		if (n >= 0) /* EVP_DecodeBlock counts the padding's bytes too */
-			n -= (blen >= 1 && b64[blen - 1] == '=') + (blen >= 2 && b64[blen - 2] == '=');
+			n -= (blen >= 1 && b64[blen - 1] == '=') +
+			     (blen >= 2 && b64[blen - 2] == '=');
 		if (!mt || strncmp(mt, "image/", 6) || n <= 0 ||
 		    !EVP_Digest(bytes, (size_t)n, md, &mdlen, EVP_sha256(), NULL)) {
 			free(bytes);
 			json_decref(kept);
-			s_error(res, 400, "photo %zu: 'media_type' image/… and non-empty base64 "
-				"'data_base64' are required", i + 1);
+			s_error(res, 400,
+				"photo %zu: 'media_type' image/… and non-empty base64 "
+				"'data_base64' are required",
+				i + 1);
 			return NULL;
 		}
 		for (unsigned k = 0; k < mdlen; k++)
@@ -679,8 +696,9 @@ static void s_post_notice(daycare_t *d, const sim_institution_t *inst, const sim
 /* The kinds of staff absence the staffing view shows (absence_kind). */
 static bool s_staff_kind_ok(const char *kind)
 {
-	static const char *const kinds[] = { "sick", "child-sick", "care-day", "holiday",
-					     "time-off", "parental-leave", "leave", "other", NULL };
+	static const char *const kinds[] = { "sick",    "child-sick", "care-day",
+					     "holiday", "time-off",   "parental-leave",
+					     "leave",   "other",      NULL };
 
 	for (const char *const *k = kinds; *k; k++)
 		if (!strcmp(*k, kind))
@@ -711,17 +729,19 @@ static void s_post_staffing(daycare_t *d, const sim_institution_t *inst, const s
 		s_error(res, 400, "'status' is absent or cancelled");
 		return;
 	}
-	if (!cancel && (!kind || (strcmp(kind, "child") && strcmp(kind, "staff")) ||
-			!s_str(body, "ref") || !s_date_ok(from) || !s_date_ok(to) ||
-			strcmp(from, to) > 0)) {
+	if (!cancel &&
+	    (!kind || (strcmp(kind, "child") && strcmp(kind, "staff")) || !s_str(body, "ref") ||
+	     !s_date_ok(from) || !s_date_ok(to) || strcmp(from, to) > 0)) {
 		json_decref(body);
-		s_error(res, 400, "an absence needs 'kind' (child or staff), 'ref', and 'from' <= "
+		s_error(res, 400,
+			"an absence needs 'kind' (child or staff), 'ref', and 'from' <= "
 			"'to' (YYYY-MM-DD)");
 		return;
 	}
 	if (absence_kind && !s_staff_kind_ok(absence_kind)) {
 		json_decref(body);
-		s_error(res, 400, "'absence_kind' is one of sick, child-sick, care-day, holiday, "
+		s_error(res, 400,
+			"'absence_kind' is one of sick, child-sick, care-day, holiday, "
 			"time-off, parental-leave, leave, other");
 		return;
 	}
@@ -768,7 +788,8 @@ static void s_post_record(json_t *list, const char *const *kinds, const sim_requ
 		kind_ok |= !strcmp(*k, kind);
 	if (!ext || !*ext || !kind_ok || !s_str(body, "child")) {
 		json_decref(body);
-		s_error(res, 400, "a record needs 'external_id', 'child' and a 'kind' this list "
+		s_error(res, 400,
+			"a record needs 'external_id', 'child' and a 'kind' this list "
 			"takes (day: pickup, checkin, checkout; vacation-plan: vacation)");
 		return;
 	}
@@ -811,16 +832,18 @@ static void s_institution(daycare_t *d, const sim_request_t *req, sim_response_t
 	}
 	if (!strcmp(slash, "/notices")) {
 		if (get)
-			s_json_reply(res, 200, json_pack("{s:O}", "notices",
-							 s_list_of(d->notices, inst->id)));
+			s_json_reply(
+				res, 200,
+				json_pack("{s:O}", "notices", s_list_of(d->notices, inst->id)));
 		else if (post)
 			s_post_notice(d, inst, req, res);
 		else
 			s_error(res, 405, "use GET or POST");
 	} else if (!strcmp(slash, "/staffing")) {
 		if (get)
-			s_json_reply(res, 200, json_pack("{s:O}", "staffing",
-							 s_list_of(d->staffing, inst->id)));
+			s_json_reply(
+				res, 200,
+				json_pack("{s:O}", "staffing", s_list_of(d->staffing, inst->id)));
 		else if (post)
 			s_post_staffing(d, inst, req, res);
 		else
@@ -831,7 +854,8 @@ static void s_institution(daycare_t *d, const sim_request_t *req, sim_response_t
 		static const char *const day_kinds[] = { "pickup", "checkin", "checkout", NULL };
 		static const char *const plan_kinds[] = { "vacation", NULL };
 		if (get)
-			s_json_reply(res, 200, json_pack("{s:O}", day ? "day" : "vacation-plan", list));
+			s_json_reply(res, 200,
+				     json_pack("{s:O}", day ? "day" : "vacation-plan", list));
 		else if (post)
 			s_post_record(list, day ? day_kinds : plan_kinds, req, res);
 		else
@@ -865,8 +889,9 @@ static void s_route(sim_t *sim, daycare_t *d, const sim_request_t *req, sim_resp
 	} else if (!strcmp(p, "/api/v1/institutions")) {
 		json_t *a = json_array();
 		for (size_t i = 0; i < sim_n_institutions; i++)
-			json_array_append_new(a, json_pack("{s:s, s:s}", "id", sim_institutions[i].id,
-							   "name", sim_institutions[i].name));
+			json_array_append_new(a,
+					      json_pack("{s:s, s:s}", "id", sim_institutions[i].id,
+							"name", sim_institutions[i].name));
 		s_json_reply(res, 200, json_pack("{s:o}", "institutions", a));
 	} else if (!strncmp(p, "/api/v1/institutions/", 21)) {
 		s_institution(d, req, res, p + 21);
@@ -901,10 +926,11 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 		seen = slot ? json_object_get(d->idempotency, slot) : NULL;
 		if (seen) {
 			if (strcmp(s_str(seen, "request"), req->body)) {
-				s_error(res, 422, "Idempotency-Key '%s' was used with another request",
-					key);
+				s_error(res, 422,
+					"Idempotency-Key '%s' was used with another request", key);
 			} else {
-				sim_reply(res, (int)json_integer_value(json_object_get(seen, "status")),
+				sim_reply(res,
+					  (int)json_integer_value(json_object_get(seen, "status")),
 					  "application/json", s_str(seen, "body"), -1);
 				sim_reply_header(res, "Idempotent-Replayed", "true");
 			}
@@ -918,7 +944,8 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 				    json_pack("{s:i, s:s, s:s}", "status", res->status, "body",
 					      res->body ? res->body : "", "request", req->body));
 	/* A stored notice whose answer is "lost": the client sees a 503 and must retry. */
-	if (post && res->status == 201 && d->lose_notice_answers > 0 && strstr(req->path, "/notices")) {
+	if (post && res->status == 201 && d->lose_notice_answers > 0 &&
+	    strstr(req->path, "/notices")) {
 		d->lose_notice_answers--;
 		sim_log(sim, "notice stored, answering 503 as if the answer were lost");
 		sim_reply(res, 503, "application/json", "{\"error\": \"gateway timeout\"}", -1);
@@ -965,7 +992,8 @@ static int s_setup(sim_t *sim)
 	d.password = sim_setting(sim, "password", NULL);
 	d.next_at = sim_now_ms() + d.rate_ms;
 	if (d.rate_ms < 0 || initial < 0 || d.count < 0) {
-		fprintf(stderr, "kanal-sim-daycare: rate_ms, initial and count must not be negative\n");
+		fprintf(stderr,
+			"kanal-sim-daycare: rate_ms, initial and count must not be negative\n");
 		return -1;
 	}
 	for (int64_t i = 0; i < initial; i++)
@@ -983,7 +1011,8 @@ int main(int argc, char **argv)
 				      .tick_ms = 20,
 				      .setup = s_setup,
 				      .garbage_type = "application/json",
-				      .garbage_body = "{\"registrations\": [{\"id\": \"1001\", \"kind\": "
-						      "\"sick\", \"child_cpr\": \"1404214382\", "
-						      "\"child_id\": \"chi" });
+				      .garbage_body =
+					      "{\"registrations\": [{\"id\": \"1001\", \"kind\": "
+					      "\"sick\", \"child_cpr\": \"1404214382\", "
+					      "\"child_id\": \"chi" });
 }

@@ -72,15 +72,15 @@
 typedef struct dp_letter {
 	char uuid[37];
 	char transaction[40];
-	char recipient[16];   /* masked */
+	char recipient[16]; /* masked */
 	char recipient_digits[11];
 	char channel[16];
-	char created[40];     /* when the simulator took it (RFC 3339) */
+	char created[40]; /* when the simulator took it (RFC 3339) */
 	char *label;
-	char *sender;         /* the sender's label */
+	char *sender; /* the sender's label */
 	char *filename;
-	char *action;         /* the action code, or NULL */
-	char *request;        /* the SendRequest as received */
+	char *action;  /* the action code, or NULL */
+	char *request; /* the SendRequest as received */
 } dp_letter_t;
 
 /* A PKO_PostStatus waiting to be pushed to the callback. */
@@ -92,13 +92,13 @@ typedef struct dp_state {
 	dp_push_t pushes[64];
 	size_t n_pushes;
 	unsigned long pushed, push_failures;
-	char status_fault[16];  /* "none", "failed" or "silent" */
+	char status_fault[16]; /* "none", "failed" or "silent" */
 	dp_letter_t *letters;
 	size_t n_letters, cap;
-	unsigned run_id;      /* keeps transactions of two simulator runs apart */
+	unsigned run_id; /* keeps transactions of two simulator runs apart */
 	unsigned long received, refused, duplicates;
-	unsigned long invalid;  /* requests breaking the contract: tests assert none */
-	xmlSchemaPtr kombi11, kombi12;  /* kombi_request with MeMo 1.1 / 1.2 */
+	unsigned long invalid;         /* requests breaking the contract: tests assert none */
+	xmlSchemaPtr kombi11, kombi12; /* kombi_request with MeMo 1.1 / 1.2 */
 } dp_state_t;
 
 /* What a check found wrong: the first problem wins. */
@@ -145,8 +145,8 @@ static size_t s_discard(char *ptr, size_t size, size_t n, void *arg)
 static xmlNodePtr s_child(xmlNodePtr parent, const char *ns, const char *name)
 {
 	for (xmlNodePtr n = parent ? parent->children : NULL; n; n = n->next)
-		if (n->type == XML_ELEMENT_NODE && n->ns && !strcmp((const char *)n->ns->href, ns) &&
-		    !strcmp((const char *)n->name, name))
+		if (n->type == XML_ELEMENT_NODE && n->ns &&
+		    !strcmp((const char *)n->ns->href, ns) && !strcmp((const char *)n->name, name))
 			return n;
 	return NULL;
 }
@@ -160,8 +160,8 @@ static size_t s_unicode_blank(const unsigned char *p)
 		return 2;
 	if (p[0] == 0xE1 && p[1] == 0x9A && p[2] == 0x80)
 		return 3;
-	if (p[0] == 0xE2 && p[1] == 0x80 && ((p[2] >= 0x80 && p[2] <= 0x8B) || p[2] == 0xA8 ||
-					      p[2] == 0xA9 || p[2] == 0xAF))
+	if (p[0] == 0xE2 && p[1] == 0x80 &&
+	    ((p[2] >= 0x80 && p[2] <= 0x8B) || p[2] == 0xA8 || p[2] == 0xA9 || p[2] == 0xAF))
 		return 3;
 	if (p[0] == 0xE2 && p[1] == 0x81 && p[2] == 0x9F)
 		return 3;
@@ -301,59 +301,82 @@ static void s_check_kombi(dp_check_t *c, xmlNodePtr root, dp_memo_t *m)
 		m->kombi = raw ? strdup((const char *)raw) : NULL;
 		xmlFree(raw);
 	}
-	if (!m->kombi)
-		{ s_fail(c, "kombi_request/KombiValgKode: missing"); return; }
+	if (!m->kombi) {
+		s_fail(c, "kombi_request/KombiValgKode: missing");
+		return;
+	}
 	m->print = print != NULL;
 	/* Which parts each code needs: Digital Post and NemSMS a Message and no print part,
 	 * Automatisk Valg both, Fysisk Post the print part. */
-	if (!strcmp(m->kombi, "Automatisk Valg") && (!msg || !print))
-		{ s_fail(c, "KombiValgKode 'Automatisk Valg' needs both memo:Message and "
-				 "ForsendelseISamling"); return; }
-	if (!strcmp(m->kombi, "Fysisk Post") && !print)
-		{ s_fail(c, "KombiValgKode 'Fysisk Post' needs ForsendelseISamling"); return; }
-	if ((!strcmp(m->kombi, "Digital Post") || !strcmp(m->kombi, "NemSMS")) && !msg)
-		{ s_fail(c, "KombiValgKode '%s' needs memo:Message", m->kombi); return; }
-	if ((!strcmp(m->kombi, "Digital Post") || !strcmp(m->kombi, "NemSMS")) && print)
-		{ s_fail(c, "KombiValgKode '%s' takes no ForsendelseISamling", m->kombi); return; }
+	if (!strcmp(m->kombi, "Automatisk Valg") && (!msg || !print)) {
+		s_fail(c, "KombiValgKode 'Automatisk Valg' needs both memo:Message and "
+			  "ForsendelseISamling");
+		return;
+	}
+	if (!strcmp(m->kombi, "Fysisk Post") && !print) {
+		s_fail(c, "KombiValgKode 'Fysisk Post' needs ForsendelseISamling");
+		return;
+	}
+	if ((!strcmp(m->kombi, "Digital Post") || !strcmp(m->kombi, "NemSMS")) && !msg) {
+		s_fail(c, "KombiValgKode '%s' needs memo:Message", m->kombi);
+		return;
+	}
+	if ((!strcmp(m->kombi, "Digital Post") || !strcmp(m->kombi, "NemSMS")) && print) {
+		s_fail(c, "KombiValgKode '%s' takes no ForsendelseISamling", m->kombi);
+		return;
+	}
 	if (print) {
 		static const char *const cpr[] = { "ForsendelseI", "ForsendelseModtager", NULL };
 		xmlNodePtr rcv = s_child(s_child(print, DP_NS_PRINT, cpr[0]), DP_NS_PRINT, cpr[1]);
 		xmlNodePtr who = s_child(rcv, "urn:oio:dkal:1.0.0", "AfsendelseModtager");
-		xmlNodePtr num = s_child(who, "urn:oio:adir:dagpenge:2009.07.01",
-					 "CPRnummerIdentifikator");
+		xmlNodePtr num =
+			s_child(who, "urn:oio:adir:dagpenge:2009.07.01", "CPRnummerIdentifikator");
 		xmlChar *raw = num ? xmlNodeGetContent(num) : NULL;
 		bool dummy = !num || (raw && !strcmp((const char *)raw, "0000000000"));
 		xmlFree(raw);
-		if (!dummy)
-			{ s_fail(c, "ForsendelseI/ForsendelseModtager: the recipient CPR must be "
-					 "the dummy 0000000000 with the full postal address"); return; }
-		if (!rcv || !s_child(rcv, DP_NS_PRINT, "ModtagerAdresse"))
-			{ s_fail(c, "ForsendelseI/ForsendelseModtager/ModtagerAdresse: missing"); return; }
+		if (!dummy) {
+			s_fail(c, "ForsendelseI/ForsendelseModtager: the recipient CPR must be "
+				  "the dummy 0000000000 with the full postal address");
+			return;
+		}
+		if (!rcv || !s_child(rcv, DP_NS_PRINT, "ModtagerAdresse")) {
+			s_fail(c, "ForsendelseI/ForsendelseModtager/ModtagerAdresse: missing");
+			return;
+		}
 	}
 	if (!msg)
 		return;
 	header = s_child(msg, DP_NS_MEMO, "MessageHeader");
 	body = s_child(msg, DP_NS_MEMO, "MessageBody");
 	{
-		static const char *const t[] = { "messageType", NULL }, *const u[] = { "messageUUID", NULL },
-					*const l[] = { "label", NULL },
-					*const sl[] = { "Sender", "label", NULL },
-					*const r[] = { "Recipient", "recipientID", NULL };
+		static const char *const t[] = { "messageType", NULL },
+					 *const u[] = { "messageUUID", NULL },
+					 *const l[] = { "label", NULL },
+					 *const sl[] = { "Sender", "label", NULL },
+					 *const r[] = { "Recipient", "recipientID", NULL };
 		m->type = s_path_text(header, DP_NS_MEMO, t);
 		m->uuid = s_path_text(header, DP_NS_MEMO, u);
 		m->label = s_path_text(header, DP_NS_MEMO, l);
 		m->sender_label = s_path_text(header, DP_NS_MEMO, sl);
 		m->recipient = s_path_text(header, DP_NS_MEMO, r);
 	}
-	if (!m->type || !m->uuid || !m->label || !m->recipient)
-		{ s_fail(c, "memo:Message: header incomplete"); return; }
-	if (!strcmp(m->kombi, "NemSMS") != !strcmp(m->type, "NEMSMS"))
-		{ s_fail(c, "MessageHeader/messageType: %s does not go with KombiValgKode '%s'",
-			      m->type, m->kombi); return; }
-	if (!m->sender_label || !*m->sender_label)
-		{ s_fail(c, "MessageHeader/Sender/label: empty"); return; }
-	if (strcmp(m->type, "NEMSMS") && !body)
-		{ s_fail(c, "memo:Message/MessageBody: missing"); return; }
+	if (!m->type || !m->uuid || !m->label || !m->recipient) {
+		s_fail(c, "memo:Message: header incomplete");
+		return;
+	}
+	if (!strcmp(m->kombi, "NemSMS") != !strcmp(m->type, "NEMSMS")) {
+		s_fail(c, "MessageHeader/messageType: %s does not go with KombiValgKode '%s'",
+		       m->type, m->kombi);
+		return;
+	}
+	if (!m->sender_label || !*m->sender_label) {
+		s_fail(c, "MessageHeader/Sender/label: empty");
+		return;
+	}
+	if (strcmp(m->type, "NEMSMS") && !body) {
+		s_fail(c, "memo:Message/MessageBody: missing");
+		return;
+	}
 	/* The "øget validering": file names and https entry points, in every document. */
 	for (doc = body ? body->children : NULL; doc; doc = doc->next) {
 		if (doc->type != XML_ELEMENT_NODE || !doc->ns ||
@@ -380,7 +403,8 @@ static void s_check_kombi(dp_check_t *c, xmlNodePtr root, dp_memo_t *m)
 					m->action = s_path_text(f, DP_NS_MEMO, ac);
 				v = s_path_text(f, DP_NS_MEMO, url);
 				if (v && !s_https_ok(v))
-					s_fail(c, "Action/EntryPoint/url: not an absolute https URL");
+					s_fail(c,
+					       "Action/EntryPoint/url: not an absolute https URL");
 				free(v);
 			}
 		}
@@ -447,8 +471,10 @@ static void s_reply_kombi(sim_response_t *res, int status, const char *tx, const
 			xmlNewTextChild(root, NULL, (const xmlChar *)"TransmissionID",
 					(const xmlChar *)tx);
 		if (code) {
-			xmlNewTextChild(root, NULL, (const xmlChar *)"FejlKode", (const xmlChar *)code);
-			xmlNewTextChild(root, NULL, (const xmlChar *)"FejlTekst", (const xmlChar *)text);
+			xmlNewTextChild(root, NULL, (const xmlChar *)"FejlKode",
+					(const xmlChar *)code);
+			xmlNewTextChild(root, NULL, (const xmlChar *)"FejlTekst",
+					(const xmlChar *)text);
 		}
 		xmlDocDumpMemoryEnc(doc, &out, &n, "UTF-8");
 	}
@@ -514,16 +540,18 @@ static char *s_besked(const dp_push_t *p)
 	int n;
 
 	sim_rfc3339_now(stamp);
-	n = snprintf(pko, sizeof pko,
-		     "<PKO_PostStatus xmlns=\"http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/"
-		     "types\"><TransmissionId>%s</TransmissionId><MessageUUID>%s</MessageUUID>"
-		     "<KanalKode>%s</KanalKode><TransaktionsDatoTid>%s</TransaktionsDatoTid>"
-		     "<TransaktionsStatusKode>%s</TransaktionsStatusKode><CorrelationId>%s"
-		     "</CorrelationId>%s%s%s</PKO_PostStatus>",
-		     p->transaction, p->uuid, p->kanal, stamp, p->code, p->transaction,
-		     *p->fejl ? "<FejlDetaljer><FejlKode>" : "<FejlDetaljer/>", p->fejl,
-		     *p->fejl ? "</FejlKode><FejlTekst>the simulator's synthetic failure"
-				"</FejlTekst></FejlDetaljer>" : "");
+	n = snprintf(
+		pko, sizeof pko,
+		"<PKO_PostStatus xmlns=\"http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/"
+		"types\"><TransmissionId>%s</TransmissionId><MessageUUID>%s</MessageUUID>"
+		"<KanalKode>%s</KanalKode><TransaktionsDatoTid>%s</TransaktionsDatoTid>"
+		"<TransaktionsStatusKode>%s</TransaktionsStatusKode><CorrelationId>%s"
+		"</CorrelationId>%s%s%s</PKO_PostStatus>",
+		p->transaction, p->uuid, p->kanal, stamp, p->code, p->transaction,
+		*p->fejl ? "<FejlDetaljer><FejlKode>" : "<FejlDetaljer/>", p->fejl,
+		*p->fejl ? "</FejlKode><FejlTekst>the simulator's synthetic failure"
+			   "</FejlTekst></FejlDetaljer>"
+			 : "");
 	if (n < 0 || (size_t)n >= sizeof pko || !(b64 = malloc(((size_t)n + 2) / 3 * 4 + 1)))
 		return NULL;
 	EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)pko, n);
@@ -598,7 +626,8 @@ static void s_post(sim_t *sim, dp_state_t *st, const sim_request_t *req, sim_res
 	st->received++;
 	if (!req->content_type || (strncasecmp(req->content_type, "application/xml", 15) &&
 				   strncasecmp(req->content_type, "text/xml", 8))) {
-		s_reply_kombi(res, 415, NULL, "request.invalid", "the body must be application/xml");
+		s_reply_kombi(res, 415, NULL, "request.invalid",
+			      "the body must be application/xml");
 		goto invalid;
 	}
 	if (!txid || !s_uuid_ok(txid) || !txtime || strlen(txtime) != 20 || txtime[19] != 'Z') {
@@ -724,10 +753,9 @@ static void s_list(dp_state_t *st, sim_response_t *res)
 	}
 	j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "received",
 		      (json_int_t)st->received, "delivered", (json_int_t)st->n_letters, "refused",
-		      (json_int_t)st->refused, "invalid", (json_int_t)st->invalid,
-		      "duplicates", (json_int_t)st->duplicates, "statuses_pushed",
-		      (json_int_t)st->pushed, "statuses_push_failures",
-		      (json_int_t)st->push_failures, "messages", list);
+		      (json_int_t)st->refused, "invalid", (json_int_t)st->invalid, "duplicates",
+		      (json_int_t)st->duplicates, "statuses_pushed", (json_int_t)st->pushed,
+		      "statuses_push_failures", (json_int_t)st->push_failures, "messages", list);
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text)
@@ -796,20 +824,21 @@ static bool s_authorised(sim_t *sim, const sim_request_t *req, const char *path,
 {
 	const char *token = sim_setting(sim, "token", NULL);
 	const char *auth = sim_header(req, "Authorization");
-	const char *entity = !strcmp(path, DP_FORESPOERG_PATH) ? DP_ENTITY_FORESPOERG
-							       : DP_ENTITY_KOMBI;
+	const char *entity =
+		!strcmp(path, DP_FORESPOERG_PATH) ? DP_ENTITY_FORESPOERG : DP_ENTITY_KOMBI;
 	json_t *j;
 	bool ok;
 
 	if (sim_setting(sim, "tls_cert", NULL) && req->client_cert != SIM_CERT_OK) {
-		s_error(res, 401, req->client_cert == SIM_CERT_EXPIRED ? "certificate-expired" :
-				  req->client_cert == SIM_CERT_UNTRUSTED ? "certificate-untrusted" :
-									   "certificate-missing",
-			req->client_cert == SIM_CERT_EXPIRED ?
-				"the client certificate has expired or is not yet valid" :
-			req->client_cert == SIM_CERT_UNTRUSTED ?
-				"the client certificate is not issued by a trusted CA" :
-				"no client certificate (mutual TLS is required)");
+		s_error(res, 401,
+			req->client_cert == SIM_CERT_EXPIRED     ? "certificate-expired"
+			: req->client_cert == SIM_CERT_UNTRUSTED ? "certificate-untrusted"
+								 : "certificate-missing",
+			req->client_cert == SIM_CERT_EXPIRED
+				? "the client certificate has expired or is not yet valid"
+			: req->client_cert == SIM_CERT_UNTRUSTED
+				? "the client certificate is not issued by a trusted CA"
+				: "no client certificate (mutual TLS is required)");
 		return false;
 	}
 	if (!sim_setting(sim, "sts", NULL) && !token)
@@ -833,8 +862,10 @@ static bool s_authorised(sim_t *sim, const sim_request_t *req, const char *path,
 	}
 	ok = false;
 	if (!json_is_true(json_object_get(j, "active")))
-		s_error(res, 401, "token-invalid", json_string_value(json_object_get(j, "reason")) ?
-				json_string_value(json_object_get(j, "reason")) : "inactive token");
+		s_error(res, 401, "token-invalid",
+			json_string_value(json_object_get(j, "reason"))
+				? json_string_value(json_object_get(j, "reason"))
+				: "inactive token");
 	else if (!json_string_value(json_object_get(j, "entity")) ||
 		 strcmp(json_string_value(json_object_get(j, "entity")), entity))
 		s_error(res, 401, "token-wrong-service",
@@ -871,7 +902,8 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 	}
 	if (!strcmp(path, DP_PATH "-status-fault") && !strcmp(req->method, "POST")) {
 		snprintf(st->status_fault, sizeof st->status_fault, "%.*s",
-			 (int)(req->body_len < 15 ? req->body_len : 15), req->body ? req->body : "");
+			 (int)(req->body_len < 15 ? req->body_len : 15),
+			 req->body ? req->body : "");
 		sim_replyf(res, 200, "text/plain", "status fault: %s\n", st->status_fault);
 		return;
 	}

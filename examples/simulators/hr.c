@@ -52,12 +52,12 @@ typedef struct change {
 typedef struct hr {
 	change_t *log;
 	size_t n, cap;
-	unsigned generation;  /* goes up with every rebuild; part of every cursor */
-	unsigned next_id;     /* the number of the next absence id the simulator makes up */
+	unsigned generation; /* goes up with every rebuild; part of every cursor */
+	unsigned next_id;    /* the number of the next absence id the simulator makes up */
 	const char *user, *password;
 	int64_t rate_ms, last_tick_ms;
-	unsigned step;        /* position in the day's script */
-	char *raw_next;       /* answer for the next feed GET, or NULL */
+	unsigned step;                               /* position in the day's script */
+	char *raw_next;                              /* answer for the next feed GET, or NULL */
 	char day_sick[HR_FIELD], day_care[HR_FIELD]; /* ids the script changes later */
 } hr_t;
 
@@ -103,12 +103,23 @@ static void s_put_xml(FILE *out, const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
-		case '&': fputs("&amp;", out); break;
-		case '<': fputs("&lt;", out); break;
-		case '>': fputs("&gt;", out); break;
-		case '"': fputs("&quot;", out); break;
-		case '\'': fputs("&apos;", out); break;
-		default: fputc(*s, out);
+		case '&':
+			fputs("&amp;", out);
+			break;
+		case '<':
+			fputs("&lt;", out);
+			break;
+		case '>':
+			fputs("&gt;", out);
+			break;
+		case '"':
+			fputs("&quot;", out);
+			break;
+		case '\'':
+			fputs("&apos;", out);
+			break;
+		default:
+			fputc(*s, out);
 		}
 	}
 }
@@ -198,8 +209,10 @@ static const change_t *s_register(hr_t *hr, const char *id, long version, bool c
 	if (hours)
 		s_copy(c.hours, hours);
 	if (!c.employment[0] || !c.cpr[0] || !c.department[0]) {
-		snprintf(why, why_size, "unknown employment '%s': give employment of the population "
-			 "(E-1000 …) or cpr and department", c.employment);
+		snprintf(why, why_size,
+			 "unknown employment '%s': give employment of the population "
+			 "(E-1000 …) or cpr and department",
+			 c.employment);
 		return NULL;
 	}
 	if (!c.code[0]) {
@@ -248,15 +261,15 @@ static void s_feed(hr_t *hr, const sim_request_t *req, sim_response_t *res)
 	last = hr->n ? hr->log[hr->n - 1].seq : 0;
 	if (since && *since) {
 		if (sscanf(since, "g%u.%u%n", &gen, &seq, &used) != 2 || since[used]) {
-			sim_replyf(res, 400, "text/plain", "since: '%s' is not a cursor of this feed\n",
-				   since);
+			sim_replyf(res, 400, "text/plain",
+				   "since: '%s' is not a cursor of this feed\n", since);
 			return;
 		}
 		if (gen != hr->generation || seq > last) {
 			sim_replyf(res, 410, "text/plain",
 				   "cursor %s is gone: the change log was rebuilt (generation %u); "
-				   "read again from the beginning, without since\n", since,
-				   hr->generation);
+				   "read again from the beginning, without since\n",
+				   since, hr->generation);
 			return;
 		}
 	}
@@ -269,8 +282,10 @@ static void s_feed(hr_t *hr, const sim_request_t *req, sim_response_t *res)
 	for (size_t i = from; i < hr->n && count < (size_t)max; i++, count++)
 		seq = hr->log[i].seq;
 	snprintf(next, sizeof next, "g%u.%u", hr->generation, seq);
-	fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-		     "<hrAbsence xmlns=\"%s\" cursor=\"", HR_NS);
+	fprintf(out,
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		"<hrAbsence xmlns=\"%s\" cursor=\"",
+		HR_NS);
 	s_put_xml(out, since ? since : "");
 	fprintf(out, "\" next=\"%s\" more=\"%s\">\n", next,
 		from + count < hr->n ? "true" : "false");
@@ -280,12 +295,12 @@ static void s_feed(hr_t *hr, const sim_request_t *req, sim_response_t *res)
 		s_put_xml(out, c->id);
 		fprintf(out, "\" version=\"%ld\" action=\"%s\" changed=\"%s\">\n", c->version,
 			c->cancel ? "cancel" : "upsert", c->changed);
-#define HR_ELEMENT(name, value)                           \
-		do {                                          \
-			fputs("    <" name ">", out);        \
-			s_put_xml(out, value);                \
-			fputs("</" name ">\n", out);         \
-		} while (0)
+#define HR_ELEMENT(name, value)                                                                    \
+	do {                                                                                       \
+		fputs("    <" name ">", out);                                                      \
+		s_put_xml(out, value);                                                             \
+		fputs("</" name ">\n", out);                                                       \
+	} while (0)
 		HR_ELEMENT("employment", c->employment);
 		HR_ELEMENT("cpr", c->cpr);
 		HR_ELEMENT("department", c->department);
@@ -485,8 +500,8 @@ static void s_tick(sim_t *sim)
 		break;
 	case 5: /* a day of the sixth holiday week in a fortnight */
 		s_date(a, 14);
-		c = s_register(hr, NULL, 0, false, "E-1000", NULL, NULL, "FERIEFRI", a, a, NULL, why,
-			       sizeof why);
+		c = s_register(hr, NULL, 0, false, "E-1000", NULL, NULL, "FERIEFRI", a, a, NULL,
+			       why, sizeof why);
 		break;
 	case 6: /* the sick pedagogue stays home two more days: version 2 */
 		s_date(b, 2);
@@ -496,8 +511,8 @@ static void s_tick(sim_t *sim)
 		break;
 	case 7: /* the care day is not needed after all */
 		if (hr->day_care[0])
-			c = s_register(hr, hr->day_care, 0, true, NULL, NULL, NULL, NULL, NULL, NULL,
-				       NULL, why, sizeof why);
+			c = s_register(hr, hr->day_care, 0, true, NULL, NULL, NULL, NULL, NULL,
+				       NULL, NULL, why, sizeof why);
 		break;
 	case 8: /* leaving early: time off in lieu, part of the day */
 		s_date(a, 0);
@@ -549,8 +564,9 @@ int main(int argc, char **argv)
 				.tick_ms = 50,
 				.setup = s_setup,
 				.garbage_type = "application/xml",
-				.garbage_body = "<?xml version=\"1.0\"?>\n<hrAbsence xmlns=\"" HR_NS
-						"\" next=\"g1.9\"><absence id=\"A-1\" version=\"1\" "
-						"action=\"upsert\"><employment>E-1001</employ",
+				.garbage_body =
+					"<?xml version=\"1.0\"?>\n<hrAbsence xmlns=\"" HR_NS
+					"\" next=\"g1.9\"><absence id=\"A-1\" version=\"1\" "
+					"action=\"upsert\"><employment>E-1001</employ",
 			});
 }

@@ -64,7 +64,8 @@ static void s_list(pollapi_t *p, const sim_request_t *req, sim_response_t *res)
 
 	if (max < 1 || max > 1000)
 		max = 50;
-	json_array_foreach(p->items, i, item) {
+	json_array_foreach(p->items, i, item)
+	{
 		int64_t seq = json_integer_value(json_object_get(item, "seq"));
 		if (seq <= after)
 			continue;
@@ -107,7 +108,8 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 		json_t *item = json_loadb(req->body, req->body_len, 0, NULL);
 		if (!json_is_object(item)) {
 			json_decref(item);
-			sim_reply(res, 400, "application/json", "{\"error\":\"not an object\"}", -1);
+			sim_reply(res, 400, "application/json", "{\"error\":\"not an object\"}",
+				  -1);
 			return;
 		}
 		s_append(p, item);
@@ -119,8 +121,10 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 
 int main(int argc, char **argv)
 {
-	return sim_main(argc, argv, &(sim_def_t){ .name = "pollapi", .handle = s_handle,
-						  .setup = s_setup,
-						  .garbage_type = "application/json",
-						  .garbage_body = "{\"items\": [{\"id\": \"x\"," });
+	return sim_main(argc, argv,
+			&(sim_def_t){ .name = "pollapi",
+				      .handle = s_handle,
+				      .setup = s_setup,
+				      .garbage_type = "application/json",
+				      .garbage_body = "{\"items\": [{\"id\": \"x\"," });
 }

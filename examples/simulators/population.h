@@ -14,16 +14,16 @@
 #include <stddef.h>
 
 typedef struct sim_person {
-	const char *cpr;            /* ten digits, no hyphen */
+	const char *cpr; /* ten digits, no hyphen */
 	const char *first, *middle, *last;
-	char sex;                   /* 'K' or 'M' */
-	int status;                 /* CPR status: 1 active, 80 emigrated, 90 dead … */
-	char civil;                 /* civilstand: U G F E P O L D */
-	bool protected_address;     /* adressebeskyttelse */
-	bool digital_post;          /* tilmeldtDigitalpost */
-	const char *exempt;         /* why exempt from Digital Post (fritaget), or NULL */
+	char sex;               /* 'K' or 'M' */
+	int status;             /* CPR status: 1 active, 80 emigrated, 90 dead … */
+	char civil;             /* civilstand: U G F E P O L D */
+	bool protected_address; /* adressebeskyttelse */
+	bool digital_post;      /* tilmeldtDigitalpost */
+	const char *exempt;     /* why exempt from Digital Post (fritaget), or NULL */
 	const char *street, *number, *floor, *door, *postcode, *city;
-	int municipality;           /* kommunekode */
+	int municipality;                     /* kommunekode */
 	const char *mother, *father, *spouse; /* CPR numbers or NULL */
 	/* custody holders of a child: CPR number and foraeldremyndighedtype (3 mother,
 	 * 4 father, 5/6 other) */
@@ -39,16 +39,16 @@ typedef struct sim_institution {
 } sim_institution_t;
 
 typedef struct sim_child {
-	const char *id;          /* the daycare system's id: "child-101" */
+	const char *id; /* the daycare system's id: "child-101" */
 	const char *cpr;
 	const char *institution; /* institution id */
 } sim_child_t;
 
 typedef struct sim_employee {
-	const char *employment;  /* employment identifier "E-1001" */
+	const char *employment; /* employment identifier "E-1001" */
 	const char *cpr;
-	const char *department;  /* institution id */
-	const char *title;       /* "pædagog", "leder" */
+	const char *department; /* institution id */
+	const char *title;      /* "pædagog", "leder" */
 } sim_employee_t;
 
 extern const sim_person_t sim_people[];

@@ -32,9 +32,9 @@
 #include "sim.h"
 
 typedef struct print_job {
-	char *key;        /* the Idempotency-Key */
-	char *answer;     /* the JSON body of the first answer */
-	json_t *summary;  /* what GET lists */
+	char *key;       /* the Idempotency-Key */
+	char *answer;    /* the JSON body of the first answer */
+	json_t *summary; /* what GET lists */
 } print_job_t;
 
 typedef struct printer {
@@ -119,20 +119,24 @@ static const char *s_check_block(sim_t *sim, const json_t *block, char *buf, siz
 		       "postcode with the town";
 	if (n > max_lines)
 		return "address block has more lines than the envelope window holds";
-	json_array_foreach(block, i, line) {
+	json_array_foreach(block, i, line)
+	{
 		const char *text = json_string_value(line);
 		if (!text || !*text)
 			return "address block has an empty or non-text line";
 		if (s_chars(text) > max_line) {
-			snprintf(buf, size, "address block line %zu is too long for the envelope "
-				 "window (%zu characters at most): '%s'", i + 1, max_line, text);
+			snprintf(buf, size,
+				 "address block line %zu is too long for the envelope "
+				 "window (%zu characters at most): '%s'",
+				 i + 1, max_line, text);
 			return buf;
 		}
 	}
 	last = json_string_value(json_array_get(block, n - 1));
 	for (int k = 0; k < 4; k++)
 		if (!isdigit((unsigned char)last[k]))
-			return "address block: the last line must be a four-digit postcode and the town";
+			return "address block: the last line must be a four-digit postcode and the "
+			       "town";
 	if (last[4] != ' ' || !last[5])
 		return "address block: the last line must be a four-digit postcode and the town";
 	return NULL;
@@ -163,7 +167,8 @@ static void s_submit(sim_t *sim, printer_t *p, const sim_request_t *req, sim_res
 	print_job_t *slot;
 
 	if (token && (!req->bearer || strcmp(req->bearer, token))) {
-		sim_reply(res, 401, "application/json", "{\"error\": \"bearer token required\"}", -1);
+		sim_reply(res, 401, "application/json", "{\"error\": \"bearer token required\"}",
+			  -1);
 		return;
 	}
 	if (!req->content_type || strncmp(req->content_type, "application/json", 16)) {
@@ -177,7 +182,9 @@ static void s_submit(sim_t *sim, printer_t *p, const sim_request_t *req, sim_res
 	}
 	for (size_t i = 0; i < p->n; i++) {
 		if (!strcmp(p->jobs[i].key, key)) {
-			sim_log(sim, "job with key %s seen before: answered again, not printed twice", key);
+			sim_log(sim,
+				"job with key %s seen before: answered again, not printed twice",
+				key);
 			sim_reply(res, 200, "application/json", p->jobs[i].answer, -1);
 			return;
 		}

@@ -31,12 +31,12 @@ static const char *const s_fault_names[] = { "none", "slow", "error", "garbage",
 
 struct sim {
 	const sim_def_t *def;
-	pthread_mutex_t lock;   /* handlers and tick */
+	pthread_mutex_t lock; /* handlers and tick */
 	pthread_mutex_t fault_lock;
 	pthread_cond_t stop_cond;
 	bool stopping;
 	fault_mode_t fault;
-	int64_t fault_count;    /* requests left with the fault; 0: until switched off */
+	int64_t fault_count; /* requests left with the fault; 0: until switched off */
 	int64_t fault_delay_ms;
 	uint64_t requests, faulted;
 	bool quiet;
@@ -241,9 +241,11 @@ static void s_control(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 		fault_mode_t f;
 
 		if (!mode || s_fault_parse(mode, &f) != 0) {
-			sim_reply(res, 400, "text/plain",
-				  "want {\"mode\": none|slow|error|garbage|drop|hang, \"count\": N, "
-				  "\"delay_ms\": N}\n", -1);
+			sim_reply(
+				res, 400, "text/plain",
+				"want {\"mode\": none|slow|error|garbage|drop|hang, \"count\": N, "
+				"\"delay_ms\": N}\n",
+				-1);
 			json_decref(j);
 			return;
 		}
@@ -311,8 +313,8 @@ static char *s_slurp(const sim_t *sim, const char *setting)
 		fclose(f);
 	}
 	if (!buf)
-		fprintf(stderr, "kanal-sim-%s: --set %s: cannot read '%s'\n", sim->def->name, setting,
-			path ? path : "");
+		fprintf(stderr, "kanal-sim-%s: --set %s: cannot read '%s'\n", sim->def->name,
+			setting, path ? path : "");
 	return buf;
 }
 
@@ -352,8 +354,8 @@ static void s_client_cert(const sim_t *sim, struct MHD_Connection *conn, sim_req
 			req->client_cert = SIM_CERT_EXPIRED;
 	}
 	if (gnutls_base64_encode2(&peers[0], &b64) == 0 && b64.data) {
-		snprintf(req->client_cert_b64, sizeof req->client_cert_b64, "%.*s",
-			 (int)b64.size, (const char *)b64.data);
+		snprintf(req->client_cert_b64, sizeof req->client_cert_b64, "%.*s", (int)b64.size,
+			 (const char *)b64.data);
 		gnutls_free(b64.data);
 	}
 }
@@ -445,8 +447,10 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
 		sim_reply_header(&res, "Retry-After", "1");
 		goto answer;
 	case F_GARBAGE:
-		sim_reply(&res, 200, sim->def->garbage_type ? sim->def->garbage_type : "application/json",
-			  sim->def->garbage_body ? sim->def->garbage_body : "{\"items\": [{\"id\": 1,,",
+		sim_reply(&res, 200,
+			  sim->def->garbage_type ? sim->def->garbage_type : "application/json",
+			  sim->def->garbage_body ? sim->def->garbage_body
+						 : "{\"items\": [{\"id\": 1,,",
 			  -1);
 		goto answer;
 	case F_SLOW:
@@ -525,7 +529,8 @@ int sim_main(int argc, char **argv, const sim_def_t *def)
 			char *end;
 			port = strtol(v, &end, 10);
 			if (*end || port < 0 || port > 65535) {
-				fprintf(stderr, "kanal-sim-%s: --port: '%s' is not a port\n", def->name, v);
+				fprintf(stderr, "kanal-sim-%s: --port: '%s' is not a port\n",
+					def->name, v);
 				return 2;
 			}
 		} else if (!strcmp(a, "--port-file")) {
@@ -539,7 +544,8 @@ int sim_main(int argc, char **argv, const sim_def_t *def)
 		} else if (!strcmp(a, "--set")) {
 			char *eq = strchr(v, '=');
 			if (!eq || sim.n_settings == SIM_MAX_SETTINGS) {
-				fprintf(stderr, "kanal-sim-%s: --set wants NAME=VALUE\n", def->name);
+				fprintf(stderr, "kanal-sim-%s: --set wants NAME=VALUE\n",
+					def->name);
 				return 2;
 			}
 			*eq = '\0';
@@ -565,15 +571,14 @@ int sim_main(int argc, char **argv, const sim_def_t *def)
 	addr.sin_port = htons((uint16_t)port);
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (sim.tls_cert)
-		d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-					     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
-					     MHD_USE_TLS,
-				     0, NULL, NULL, s_on_request, &sim, MHD_OPTION_SOCK_ADDR, &addr,
-				     MHD_OPTION_NOTIFY_COMPLETED, s_on_done, NULL,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-				     MHD_OPTION_HTTPS_MEM_CERT, sim.tls_cert,
-				     MHD_OPTION_HTTPS_MEM_KEY, sim.tls_key,
-				     MHD_OPTION_HTTPS_MEM_TRUST, sim.tls_ca, MHD_OPTION_END);
+		d = MHD_start_daemon(
+			MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+				MHD_USE_ERROR_LOG | MHD_USE_TLS,
+			0, NULL, NULL, s_on_request, &sim, MHD_OPTION_SOCK_ADDR, &addr,
+			MHD_OPTION_NOTIFY_COMPLETED, s_on_done, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+			(unsigned)60, MHD_OPTION_HTTPS_MEM_CERT, sim.tls_cert,
+			MHD_OPTION_HTTPS_MEM_KEY, sim.tls_key, MHD_OPTION_HTTPS_MEM_TRUST,
+			sim.tls_ca, MHD_OPTION_END);
 	else
 		d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
 					     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
@@ -581,8 +586,8 @@ int sim_main(int argc, char **argv, const sim_def_t *def)
 				     MHD_OPTION_NOTIFY_COMPLETED, s_on_done, NULL,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
 	if (!d) {
-		fprintf(stderr, "kanal-sim-%s: cannot listen on 127.0.0.1:%ld: %s\n", def->name, port,
-			strerror(errno));
+		fprintf(stderr, "kanal-sim-%s: cannot listen on 127.0.0.1:%ld: %s\n", def->name,
+			port, strerror(errno));
 		return 1;
 	}
 	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);

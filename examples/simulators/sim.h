@@ -43,9 +43,9 @@
 typedef struct sim sim_t;
 
 typedef struct sim_request {
-	const char *method;       /* "GET" */
-	const char *path;         /* "/api/v1/registrations", without the query */
-	const char *body;         /* NUL-terminated; "" when none */
+	const char *method; /* "GET" */
+	const char *path;   /* "/api/v1/registrations", without the query */
+	const char *body;   /* NUL-terminated; "" when none */
 	size_t body_len;
 	const char *content_type; /* or NULL */
 	const char *user;         /* basic-auth user name, or NULL */
@@ -60,14 +60,14 @@ typedef struct sim_request {
 /* What a handler fills in. sim_reply* set it; the default is 404 with an empty body. */
 typedef struct sim_response {
 	int status;
-	char *body;               /* malloc'd; freed by the scaffolding */
+	char *body; /* malloc'd; freed by the scaffolding */
 	size_t len;
 	const char *content_type; /* static string */
 	char headers[512];        /* extra "Name: value\n" lines */
 } sim_response_t;
 
 typedef struct sim_def {
-	const char *name;  /* "daycare": the program is kanal-sim-daycare */
+	const char *name; /* "daycare": the program is kanal-sim-daycare */
 	/* Serves one request; called with the simulator's lock held, so handlers and tick
 	 * never run at the same time. */
 	void (*handle)(sim_t *sim, const sim_request_t *req, sim_response_t *res);

@@ -52,10 +52,10 @@
 #include "sim.h"
 
 #define NS_SAML "urn:oasis:names:tc:SAML:2.0:assertion"
-#define NS_WSU  "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+#define NS_WSU "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 #define NS_WSSE "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-#define NS_WST  "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
-#define NS_DS   "http://www.w3.org/2000/09/xmldsig#"
+#define NS_WST "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
+#define NS_DS "http://www.w3.org/2000/09/xmldsig#"
 #define TOKEN_TYPE "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0"
 #define REQUEST_TYPE "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue"
 #define KEY_TYPE "http://docs.oasis-open.org/ws-sx/ws-trust/200512/PublicKey"
@@ -71,8 +71,8 @@ static const char s_default_entities[] =
 
 typedef struct issued {
 	char id[48];
-	char *cert_b64;   /* the holder-of-key certificate */
-	char *entity;     /* the service it is for (Audience) */
+	char *cert_b64; /* the holder-of-key certificate */
+	char *entity;   /* the service it is for (Audience) */
 	int64_t expires_ms;
 } issued_t;
 
@@ -136,11 +136,13 @@ static void s_refuse(sim_t *sim, sim_response_t *res, bool soap, int status, con
 	sts->refused++;
 	sim_log(sim, "refused: %s: %s", code, text);
 	if (soap) {
-		sim_replyf(res, status == 401 ? 400 : status, "application/soap+xml; charset=utf-8",
-			   "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>"
-			   "<s:Fault><s:Code><s:Value>s:Sender</s:Value></s:Code><s:Reason>"
-			   "<s:Text xml:lang=\"en\">%s: %s</s:Text></s:Reason></s:Fault></s:Body>"
-			   "</s:Envelope>", code, text);
+		sim_replyf(
+			res, status == 401 ? 400 : status, "application/soap+xml; charset=utf-8",
+			"<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>"
+			"<s:Fault><s:Code><s:Value>s:Sender</s:Value></s:Code><s:Reason>"
+			"<s:Text xml:lang=\"en\">%s: %s</s:Text></s:Reason></s:Fault></s:Body>"
+			"</s:Envelope>",
+			code, text);
 		return;
 	}
 	{
@@ -190,20 +192,39 @@ static char *s_mint(sim_t *sim, const char *entity, const char *cvr, const char 
 	kanal_time_rfc3339(exp, na, sizeof na);
 	snprintf(id, sizeof id, "_sim%08lx%08lx", (unsigned long)(now & 0xffffffff), ++sts->serial);
 	if (asprintf(&text,
-		     "<saml:Assertion xmlns:saml=\"" NS_SAML "\" ID=\"%s\" IssueInstant=\"%s\" Version=\"2.0\">"
+		     "<saml:Assertion xmlns:saml=\"" NS_SAML
+		     "\" ID=\"%s\" IssueInstant=\"%s\" Version=\"2.0\">"
 		     "<saml:Issuer>http://saml.kanal-sim-sts.invalid/runtime</saml:Issuer>"
-		     "<saml:Subject><saml:NameID Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName\">kanal test</saml:NameID>"
-		     "<saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:holder-of-key\">"
-		     "<saml:SubjectConfirmationData><ds:KeyInfo xmlns:ds=\"" NS_DS "\"><ds:X509Data><ds:X509Certificate>%s</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"
+		     "<saml:Subject><saml:NameID "
+		     "Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName\">kanal "
+		     "test</saml:NameID>"
+		     "<saml:SubjectConfirmation "
+		     "Method=\"urn:oasis:names:tc:SAML:2.0:cm:holder-of-key\">"
+		     "<saml:SubjectConfirmationData><ds:KeyInfo xmlns:ds=\"" NS_DS
+		     "\"><ds:X509Data><ds:X509Certificate>%s</ds:X509Certificate></ds:X509Data></"
+		     "ds:KeyInfo>"
 		     "</saml:SubjectConfirmationData></saml:SubjectConfirmation></saml:Subject>"
-		     "<saml:Conditions NotBefore=\"%s\" NotOnOrAfter=\"%s\"><saml:AudienceRestriction><saml:Audience>%s</saml:Audience></saml:AudienceRestriction></saml:Conditions>"
+		     "<saml:Conditions NotBefore=\"%s\" "
+		     "NotOnOrAfter=\"%s\"><saml:AudienceRestriction><saml:Audience>%s</"
+		     "saml:Audience></saml:AudienceRestriction></saml:Conditions>"
 		     "<saml:AttributeStatement>"
-		     "<saml:Attribute Name=\"dk:gov:saml:attribute:CvrNumberIdentifier\"><saml:AttributeValue>%s</saml:AttributeValue></saml:Attribute>"
-		     "<saml:Attribute Name=\"dk:gov:saml:attribute:AssuranceLevel\"><saml:AttributeValue>3</saml:AttributeValue></saml:Attribute>"
-		     "<saml:Attribute Name=\"dk:gov:saml:attribute:SpecVer\"><saml:AttributeValue>DK-SAML-2.0</saml:AttributeValue></saml:Attribute>"
-		     "<saml:Attribute Name=\"dk:gov:saml:attribute:KombitSpecVer\"><saml:AttributeValue>1.0</saml:AttributeValue></saml:Attribute>"
+		     "<saml:Attribute "
+		     "Name=\"dk:gov:saml:attribute:CvrNumberIdentifier\"><saml:AttributeValue>%s</"
+		     "saml:AttributeValue></saml:Attribute>"
+		     "<saml:Attribute "
+		     "Name=\"dk:gov:saml:attribute:AssuranceLevel\"><saml:AttributeValue>3</"
+		     "saml:AttributeValue></saml:Attribute>"
+		     "<saml:Attribute "
+		     "Name=\"dk:gov:saml:attribute:SpecVer\"><saml:AttributeValue>DK-SAML-2.0</"
+		     "saml:AttributeValue></saml:Attribute>"
+		     "<saml:Attribute "
+		     "Name=\"dk:gov:saml:attribute:KombitSpecVer\"><saml:AttributeValue>1.0</"
+		     "saml:AttributeValue></saml:Attribute>"
 		     "</saml:AttributeStatement>"
-		     "<saml:AuthnStatement AuthnInstant=\"%s\"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:X509</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"
+		     "<saml:AuthnStatement "
+		     "AuthnInstant=\"%s\"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:"
+		     "names:tc:SAML:2.0:ac:classes:X509</saml:AuthnContextClassRef></"
+		     "saml:AuthnContext></saml:AuthnStatement>"
 		     "</saml:Assertion>",
 		     id, nb, cert_b64, nb, na, entity, cvr, nb) < 0)
 		return NULL;
@@ -221,17 +242,18 @@ static char *s_mint(sim_t *sim, const char *entity, const char *cvr, const char 
 	{
 		char uri[64];
 		snprintf(uri, sizeof uri, "#%s", id);
-		ref = xmlSecTmplSignatureAddReference(sig, xmlSecTransformSha256Id, NULL, BAD_CAST uri,
-						      NULL);
+		ref = xmlSecTmplSignatureAddReference(sig, xmlSecTransformSha256Id, NULL,
+						      BAD_CAST uri, NULL);
 	}
 	xmlSecTmplReferenceAddTransform(ref, xmlSecTransformEnvelopedId);
 	xmlSecTmplReferenceAddTransform(ref, xmlSecTransformExclC14NId);
 	ki = xmlSecTmplSignatureEnsureKeyInfo(sig, NULL);
 	xmlSecTmplKeyInfoAddX509Data(ki);
 	ctx = xmlSecDSigCtxCreate(NULL);
-	if (ctx && (ctx->signKey = xmlSecCryptoAppKeyLoadMemory(
-			    (const xmlSecByte *)sts->key_pem, (xmlSecSize)strlen(sts->key_pem),
-			    xmlSecKeyDataFormatPem, NULL, NULL, NULL)) &&
+	if (ctx &&
+	    (ctx->signKey = xmlSecCryptoAppKeyLoadMemory(
+		     (const xmlSecByte *)sts->key_pem, (xmlSecSize)strlen(sts->key_pem),
+		     xmlSecKeyDataFormatPem, NULL, NULL, NULL)) &&
 	    xmlSecCryptoAppKeyCertLoadMemory(ctx->signKey, (const xmlSecByte *)sts->cert_pem,
 					     (xmlSecSize)strlen(sts->cert_pem),
 					     xmlSecKeyDataFormatPem) == 0 &&
@@ -295,10 +317,10 @@ static bool s_cvr_ok(const char *cvr)
 static void s_rest_issue(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 {
 	json_t *j = json_loads(req->body, 0, NULL);
-	const char *entity = json_string_value(json_object_get(json_object_get(
-		json_object_get(j, "AppliesTo"), "EndpointReference"), "Address"));
-	const char *cvr = json_string_value(json_object_get(json_object_get(j, "AnvenderKontekst"),
-							    "Cvr"));
+	const char *entity = json_string_value(json_object_get(
+		json_object_get(json_object_get(j, "AppliesTo"), "EndpointReference"), "Address"));
+	const char *cvr =
+		json_string_value(json_object_get(json_object_get(j, "AnvenderKontekst"), "Cvr"));
 	const char *use_key = json_string_value(json_object_get(j, "UseKey"));
 	char *xml = NULL, *b64 = NULL, lifetime[32];
 	int64_t exp = 0;
@@ -308,21 +330,25 @@ static void s_rest_issue(sim_t *sim, const sim_request_t *req, sim_response_t *r
 	    strcmp(json_string_value(json_object_get(j, "RequestType")) ?: "", REQUEST_TYPE) ||
 	    strcmp(json_string_value(json_object_get(j, "KeyType")) ?: "", KEY_TYPE) ||
 	    !json_is_null(json_object_get(j, "OnBehalfOf"))) {
-		s_refuse(sim, res, false, 400, "INVALID_REQUEST", "TokenType, RequestType, KeyType "
+		s_refuse(sim, res, false, 400, "INVALID_REQUEST",
+			 "TokenType, RequestType, KeyType "
 			 "and OnBehalfOf must be exactly as the contract says");
 		goto done;
 	}
 	if (!s_cvr_ok(cvr)) {
-		s_refuse(sim, res, false, 400, "INVALID_CVR", "AnvenderKontekst.Cvr must be 8 digits");
+		s_refuse(sim, res, false, 400, "INVALID_CVR",
+			 "AnvenderKontekst.Cvr must be 8 digits");
 		goto done;
 	}
 	if (!use_key || strcmp(use_key, req->client_cert_b64)) {
-		s_refuse(sim, res, false, 401, "USEKEY_MISMATCH", "UseKey is not the TLS client "
+		s_refuse(sim, res, false, 401, "USEKEY_MISMATCH",
+			 "UseKey is not the TLS client "
 			 "certificate (one line of base64 DER, no PEM headers)");
 		goto done;
 	}
 	if (!entity || !s_entity_known(sim, entity)) {
-		s_refuse(sim, res, false, 400, "UNKNOWN_ENTITY", "no service with that entity ID "
+		s_refuse(sim, res, false, 400, "UNKNOWN_ENTITY",
+			 "no service with that entity ID "
 			 "(AppliesTo), or no service agreement for it");
 		goto done;
 	}
@@ -389,7 +415,8 @@ static void s_access_token(sim_t *sim, const sim_request_t *req, sim_response_t 
 	int64_t ttl = sim_setting_int(sim, "access_ttl", 3600);
 
 	if (b64 && (xml = malloc(strlen(b64) + 1))) {
-		int n = EVP_DecodeBlock((unsigned char *)xml, (unsigned char *)b64, (int)strlen(b64));
+		int n = EVP_DecodeBlock((unsigned char *)xml, (unsigned char *)b64,
+					(int)strlen(b64));
 		xml[n > 0 ? n : 0] = '\0';
 	}
 	for (size_t i = 0; xml && i < sts->n; i++) {
@@ -409,9 +436,11 @@ static void s_access_token(sim_t *sim, const sim_request_t *req, sim_response_t 
 			 "the TLS client certificate is not the one the token is bound to");
 	} else {
 		RAND_bytes(b, sizeof b);
-		snprintf(uuid, sizeof uuid, "%02x%02x%02x%02x-%02x%02x-4%x%02x-%02x%02x-"
-			 "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 15,
-			 b[7], (b[8] & 0x3f) | 0x80, b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+		snprintf(uuid, sizeof uuid,
+			 "%02x%02x%02x%02x-%02x%02x-4%x%02x-%02x%02x-"
+			 "%02x%02x%02x%02x%02x%02x",
+			 b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 15, b[7], (b[8] & 0x3f) | 0x80,
+			 b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 		access_t *a = &sts->access[sts->n_access++ % STS_MAX_ACCESS];
 
 		snprintf(a->token, sizeof a->token, "%s", uuid);
@@ -419,7 +448,8 @@ static void s_access_token(sim_t *sim, const sim_request_t *req, sim_response_t 
 		a->expires_ms = kanal_wall_ms() + ttl * 1000;
 		sim_replyf(res, 200, "application/json",
 			   "{\"access_token\":\"%s\",\"token_type\":\"Holder-of-key\","
-			   "\"expires_in\":%lld}", uuid, (long long)ttl);
+			   "\"expires_in\":%lld}",
+			   uuid, (long long)ttl);
 		sts->exchanged++;
 	}
 	free(b64);
@@ -447,10 +477,11 @@ static void s_introspect(sim_t *sim, const sim_request_t *req, sim_response_t *r
 		sim_reply(res, 200, "application/json",
 			  "{\"active\":false,\"reason\":\"the access token has expired\"}", -1);
 	else
-		sim_replyf(res, 200, "application/json",
-			   "{\"active\":true,\"entity\":\"%s\",\"holder\":\"%s\",\"expires_in\":%lld}",
-			   sts->tokens[a->assertion].entity, sts->tokens[a->assertion].cert_b64,
-			   (long long)((a->expires_ms - kanal_wall_ms()) / 1000));
+		sim_replyf(
+			res, 200, "application/json",
+			"{\"active\":true,\"entity\":\"%s\",\"holder\":\"%s\",\"expires_in\":%lld}",
+			sts->tokens[a->assertion].entity, sts->tokens[a->assertion].cert_b64,
+			(long long)((a->expires_ms - kanal_wall_ms()) / 1000));
 	free(token);
 }
 
@@ -497,8 +528,8 @@ static char *s_text(xmlNodePtr n)
 /* The signed parts the contract lists, each of which must be covered by a reference. */
 static bool s_covers_all(xmlNodePtr sig)
 {
-	static const char *const want[] = { "#TS-1", "#_body", "#_to", "#_replyto", "#_msgid",
-					    "#_action", "#X509-1" };
+	static const char *const want[] = { "#TS-1",   "#_body",   "#_to",   "#_replyto",
+					    "#_msgid", "#_action", "#X509-1" };
 	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
 		bool found = false;
 		for (xmlNodePtr r = s_find(sig, NS_DS, "Reference"); r; r = r->next) {
@@ -542,9 +573,8 @@ static void s_soap_issue(sim_t *sim, const sim_request_t *req, sim_response_t *r
 		der_len--;
 	ctx = xmlSecDSigCtxCreate(NULL);
 	if (!ctx || der_len <= 0 ||
-	    !(ctx->signKey = xmlSecCryptoAppKeyLoadMemory(der, (xmlSecSize)der_len,
-							  xmlSecKeyDataFormatCertDer, NULL, NULL,
-							  NULL)) ||
+	    !(ctx->signKey = xmlSecCryptoAppKeyLoadMemory(
+		      der, (xmlSecSize)der_len, xmlSecKeyDataFormatCertDer, NULL, NULL, NULL)) ||
 	    xmlSecDSigCtxVerify(ctx, sig) != 0 || ctx->status != xmlSecDSigStatusSucceeded ||
 	    !s_covers_all(sig)) {
 		s_refuse(sim, res, true, 400, "INVALID_SIGNATURE",
@@ -554,17 +584,19 @@ static void s_soap_issue(sim_t *sim, const sim_request_t *req, sim_response_t *r
 	}
 	{
 		xmlNodePtr applies = s_find(rst, "http://www.w3.org/2005/08/addressing", "Address");
-		xmlNodePtr value = s_find(rst, "http://docs.oasis-open.org/wsfed/authorization/200706",
-					  "Value");
+		xmlNodePtr value = s_find(
+			rst, "http://docs.oasis-open.org/wsfed/authorization/200706", "Value");
 		entity = s_text(applies);
 		cvr = s_text(value);
 	}
 	if (!s_cvr_ok(cvr)) {
-		s_refuse(sim, res, true, 400, "INVALID_CVR", "the CvrNumberIdentifier claim must be 8 digits");
+		s_refuse(sim, res, true, 400, "INVALID_CVR",
+			 "the CvrNumberIdentifier claim must be 8 digits");
 		goto done;
 	}
 	if (!entity || !s_entity_known(sim, entity)) {
-		s_refuse(sim, res, true, 400, "UNKNOWN_ENTITY", "no service with that entity ID "
+		s_refuse(sim, res, true, 400, "UNKNOWN_ENTITY",
+			 "no service with that entity ID "
 			 "(AppliesTo), or no service agreement for it");
 		goto done;
 	}
@@ -576,15 +608,19 @@ static void s_soap_issue(sim_t *sim, const sim_request_t *req, sim_response_t *r
 		char created[KANAL_TIME_RFC3339_SIZE], expires[KANAL_TIME_RFC3339_SIZE];
 		kanal_time_rfc3339(kanal_wall_ms(), created, sizeof created);
 		kanal_time_rfc3339(exp, expires, sizeof expires);
-		sim_replyf(res, 200, "application/soap+xml; charset=utf-8",
-			   "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>"
-			   "<wst:RequestSecurityTokenResponseCollection xmlns:wst=\"" NS_WST "\">"
-			   "<wst:RequestSecurityTokenResponse><wst:TokenType>" TOKEN_TYPE "</wst:TokenType>"
-			   "<wst:RequestedSecurityToken>%s</wst:RequestedSecurityToken>"
-			   "<wst:Lifetime><wsu:Created xmlns:wsu=\"" NS_WSU "\">%s</wsu:Created>"
-			   "<wsu:Expires xmlns:wsu=\"" NS_WSU "\">%s</wsu:Expires></wst:Lifetime>"
-			   "</wst:RequestSecurityTokenResponse></wst:RequestSecurityTokenResponseCollection>"
-			   "</s:Body></s:Envelope>", xml, created, expires);
+		sim_replyf(
+			res, 200, "application/soap+xml; charset=utf-8",
+			"<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body>"
+			"<wst:RequestSecurityTokenResponseCollection xmlns:wst=\"" NS_WST "\">"
+			"<wst:RequestSecurityTokenResponse><wst:TokenType>" TOKEN_TYPE
+			"</wst:TokenType>"
+			"<wst:RequestedSecurityToken>%s</wst:RequestedSecurityToken>"
+			"<wst:Lifetime><wsu:Created xmlns:wsu=\"" NS_WSU "\">%s</wsu:Created>"
+			"<wsu:Expires xmlns:wsu=\"" NS_WSU "\">%s</wsu:Expires></wst:Lifetime>"
+			"</wst:RequestSecurityTokenResponse></"
+			"wst:RequestSecurityTokenResponseCollection>"
+			"</s:Body></s:Envelope>",
+			xml, created, expires);
 	}
 	sim_log(sim, "issued a token (SOAP) for %s", entity);
 done:
@@ -655,7 +691,9 @@ static int s_setup(sim_t *sim)
 int main(int argc, char **argv)
 {
 	return sim_main(argc, argv,
-			&(sim_def_t){ .name = "sts", .handle = s_handle, .setup = s_setup,
+			&(sim_def_t){ .name = "sts",
+				      .handle = s_handle,
+				      .setup = s_setup,
 				      .garbage_type = "application/json",
 				      .garbage_body = "{\"RequestedSecurityToken\": {\"Assert" });
 }

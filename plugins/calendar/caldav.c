@@ -36,7 +36,7 @@ typedef struct known {
 	char *etag;
 	uint64_t fingerprint; /* of the content kanal wrote; 0: unknown (e.g. cancelled) */
 	int64_t sequence;
-	int64_t version;      /* the X-KANAL-VERSION kanal wrote; 0: none */
+	int64_t version; /* the X-KANAL-VERSION kanal wrote; 0: none */
 } known_t;
 
 struct cal_dav {
@@ -185,9 +185,9 @@ static bool s_plain_name(const char *uid)
 {
 	size_t n = strlen(uid);
 
-	if (n == 0 || n > 100 || !((uid[0] >= 'a' && uid[0] <= 'z') ||
-				   (uid[0] >= 'A' && uid[0] <= 'Z') ||
-				   (uid[0] >= '0' && uid[0] <= '9')))
+	if (n == 0 || n > 100 ||
+	    !((uid[0] >= 'a' && uid[0] <= 'z') || (uid[0] >= 'A' && uid[0] <= 'Z') ||
+	      (uid[0] >= '0' && uid[0] <= '9')))
 		return false;
 	for (const char *p = uid; *p; p++) {
 		char c = *p;
@@ -228,7 +228,8 @@ char *cal_resource_url(const char *collection, const char *uid, char *why, size_
 	if (!cal_is_resource_of(collection, url)) {
 		/* Cannot happen with the names above; checked all the same (see the file's
 		 * opening comment). */
-		snprintf(why, why_size, "the resource URL would not be one segment of the collection");
+		snprintf(why, why_size,
+			 "the resource URL would not be one segment of the collection");
 		free(url);
 		return NULL;
 	}
@@ -352,16 +353,16 @@ static kanal_outcome_t s_fail(kanal_ctx_t *ctx, cal_dav_t *dav, const kc_respons
 	kanal_metric_add(ctx, "upstream_errors", 1);
 	if (res->status == 401) {
 		s_err(st,
-				"%s: HTTP 401: the CalDAV server refused the credentials of user "
-				"'%s' (options user, password/password_file)",
-				what, dav->user ? dav->user : "(none given)");
+		      "%s: HTTP 401: the CalDAV server refused the credentials of user "
+		      "'%s' (options user, password/password_file)",
+		      what, dav->user ? dav->user : "(none given)");
 		return KANAL_OUTCOME_REJECT;
 	}
 	if (res->status == 403) {
 		s_err(st,
-				"%s: HTTP 403: user '%s' may not write this calendar (the server's "
-				"rights must let the service user write every calendar)",
-				what, dav->user ? dav->user : "(none given)");
+		      "%s: HTTP 403: user '%s' may not write this calendar (the server's "
+		      "rights must let the service user write every calendar)",
+		      what, dav->user ? dav->user : "(none given)");
 		return KANAL_OUTCOME_REJECT;
 	}
 	kc_http_describe(res, what, st->text, sizeof st->text);
@@ -475,17 +476,17 @@ static kanal_outcome_t s_ensure_calendar(kanal_ctx_t *ctx, cal_dav_t *dav, const
 	if (res.status == 207) {
 		if (!s_is_calendar(&res)) {
 			s_err(st,
-					"PROPFIND %s: not a calendar collection (a PUT into it could "
-					"create a collection, not an event); check option calendar_url",
-					collection);
+			      "PROPFIND %s: not a calendar collection (a PUT into it could "
+			      "create a collection, not an event); check option calendar_url",
+			      collection);
 			out = KANAL_OUTCOME_REJECT;
 		}
 	} else if (res.status == 404) {
 		if (!dav->o.create_calendars) {
 			s_err(st,
-					"PROPFIND %s: HTTP 404: the calendar of %.24s… does not exist "
-					"and option create_calendars is off",
-					collection, who);
+			      "PROPFIND %s: HTTP 404: the calendar of %.24s… does not exist "
+			      "and option create_calendars is off",
+			      collection, who);
 			out = KANAL_OUTCOME_REJECT;
 		} else {
 			out = s_make_calendar(ctx, dav, collection, who, st);
@@ -525,8 +526,10 @@ static int s_put(cal_dav_t *dav, const char *collection, const char *url, const 
 
 static kanal_outcome_t s_refuse_url(cal_status_t *st, const char *url)
 {
-	s_err(st, "refusing to write %s: not one .ics resource inside the calendar "
-			     "collection", url);
+	s_err(st,
+	      "refusing to write %s: not one .ics resource inside the calendar "
+	      "collection",
+	      url);
 	return KANAL_OUTCOME_REJECT;
 }
 
@@ -602,10 +605,10 @@ kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 		if (s_uid_conflict(&res)) {
 			kanal_metric_add(ctx, "uid_conflicts", 1);
 			s_err(st,
-					"PUT %s: HTTP 409 no-uid-conflict: UID '%s' already belongs to "
-					"another resource in the calendar of %.24s… (the server allows "
-					"one resource per UID); not written",
-					url, ev->uid, who);
+			      "PUT %s: HTTP 409 no-uid-conflict: UID '%s' already belongs to "
+			      "another resource in the calendar of %.24s… (the server allows "
+			      "one resource per UID); not written",
+			      url, ev->uid, who);
 			out = KANAL_OUTCOME_REJECT;
 			goto done;
 		}
@@ -614,7 +617,8 @@ kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 			kc_response_clear(&res);
 			s_unset_checked(dav, collection);
 			made_calendar = true;
-			if ((out = s_ensure_calendar(ctx, dav, collection, who, st)) != KANAL_OUTCOME_OK)
+			if ((out = s_ensure_calendar(ctx, dav, collection, who, st)) !=
+			    KANAL_OUTCOME_OK)
 				goto done;
 			continue;
 		}
@@ -628,9 +632,9 @@ kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 		if (conflicts++ >= dav->o.conflict_retries) {
 			kanal_metric_add(ctx, "conflicts_unresolved", 1);
 			s_err(st,
-					"PUT %s: HTTP 412 %d times: the event keeps changing on the "
-					"server; will try again",
-					url, conflicts);
+			      "PUT %s: HTTP 412 %d times: the event keeps changing on the "
+			      "server; will try again",
+			      url, conflicts);
 			out = KANAL_OUTCOME_RETRY;
 			goto done;
 		}
@@ -662,8 +666,7 @@ kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 			goto done;
 		}
 		if (!res.etag) {
-			s_err(st, "GET %s: the server sent no ETag; cannot update safely",
-					url);
+			s_err(st, "GET %s: the server sent no ETag; cannot update safely", url);
 			out = KANAL_OUTCOME_REJECT;
 			goto done;
 		}
@@ -680,15 +683,16 @@ kanal_outcome_t cal_dav_upsert(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 			goto done;
 		case CAL_NOT_OURS:
 			s_err(st,
-					"GET %s: the resource holds another UID than '%s' (a name "
-					"clash); not overwritten",
-					url, ev->uid);
+			      "GET %s: the resource holds another UID than '%s' (a name "
+			      "clash); not overwritten",
+			      url, ev->uid);
 			out = KANAL_OUTCOME_REJECT;
 			goto done;
 		case CAL_UNREADABLE:
-			s_err(st, "GET %s: the stored resource is not an iCalendar VEVENT "
-					     "kanal can update",
-					url);
+			s_err(st,
+			      "GET %s: the stored resource is not an iCalendar VEVENT "
+			      "kanal can update",
+			      url);
 			out = KANAL_OUTCOME_REJECT;
 			goto done;
 		case CAL_CHANGED:
@@ -732,9 +736,9 @@ kanal_outcome_t cal_dav_cancel(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 		if (attempt > dav->o.conflict_retries) {
 			kanal_metric_add(ctx, "conflicts_unresolved", 1);
 			s_err(st,
-					"%s %s: HTTP 412 %d times: the event keeps changing on the "
-					"server; will try again",
-					dav->o.cancel_delete ? "DELETE" : "PUT", url, attempt);
+			      "%s %s: HTTP 412 %d times: the event keeps changing on the "
+			      "server; will try again",
+			      dav->o.cancel_delete ? "DELETE" : "PUT", url, attempt);
 			out = KANAL_OUTCOME_RETRY;
 			break;
 		}
@@ -754,8 +758,7 @@ kanal_outcome_t cal_dav_cancel(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 			break;
 		}
 		if (!res.etag) {
-			s_err(st, "GET %s: the server sent no ETag; cannot cancel safely",
-					url);
+			s_err(st, "GET %s: the server sent no ETag; cannot cancel safely", url);
 			out = KANAL_OUTCOME_REJECT;
 			break;
 		}
@@ -792,15 +795,16 @@ kanal_outcome_t cal_dav_cancel(kanal_ctx_t *ctx, cal_dav_t *dav, const char *col
 			goto done;
 		case CAL_NOT_OURS:
 			s_err(st,
-					"GET %s: the resource holds another UID than '%s' (a name "
-					"clash); not cancelled",
-					url, uid);
+			      "GET %s: the resource holds another UID than '%s' (a name "
+			      "clash); not cancelled",
+			      url, uid);
 			out = KANAL_OUTCOME_REJECT;
 			goto done;
 		case CAL_UNREADABLE:
-			s_err(st, "GET %s: the stored resource is not an iCalendar VEVENT "
-					     "kanal can cancel",
-					url);
+			s_err(st,
+			      "GET %s: the stored resource is not an iCalendar VEVENT "
+			      "kanal can cancel",
+			      url);
 			out = KANAL_OUTCOME_REJECT;
 			goto done;
 		case CAL_CHANGED:

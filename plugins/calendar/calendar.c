@@ -33,13 +33,13 @@
 
 typedef struct calendar {
 	/* Bound options (s_options), borrowed from the config. */
-	const char *url_template;   /* calendar_url */
-	const char *key_path;       /* pseudonym_key */
-	const char *cancel_mode;    /* status or delete */
+	const char *url_template; /* calendar_url */
+	const char *key_path;     /* pseudonym_key */
+	const char *cancel_mode;  /* status or delete */
 	int64_t conflict_retries;
 	bool create_calendars;
 	bool include_reason;
-	kc_http_conf_t http_conf;   /* timeout, ca_file, user, password(_file), allow_plain_http */
+	kc_http_conf_t http_conf; /* timeout, ca_file, user, password(_file), allow_plain_http */
 
 	cal_dav_t *dav;
 	kanal_pseudonym_key_t *key; /* NULL: no pseudonym_key */
@@ -48,29 +48,46 @@ typedef struct calendar {
 static const char *const s_cancel_modes[] = { "status", "delete", NULL };
 
 static const kanal_option_t s_options[] = {
-	{ .name = "calendar_url", .type = KANAL_OPT_STRING, .required = true,
+	{ .name = "calendar_url",
+	  .type = KANAL_OPT_STRING,
+	  .required = true,
 	  KANAL_OPT_AT(calendar_t, url_template),
-	  .help = "The calendar collection of a person: a URL template where {owner} is replaced by "
+	  .help = "The calendar collection of a person: a URL template where {owner} is replaced "
+		  "by "
 		  "the owner (percent-encoded), e.g. http://127.0.0.1:5232/{owner}/kanal/." },
 	KC_HTTP_OPT_BASIC_AUTH(calendar_t, http_conf),
 	KC_HTTP_OPT_TIMEOUT(calendar_t, http_conf, "5s",
 			    "Longest wait for one HTTP request to the CalDAV server."),
 	KC_HTTP_OPT_CA_FILE(calendar_t, http_conf),
-	{ .name = "create_calendars", .type = KANAL_OPT_BOOL, .default_value = "true",
+	{ .name = "create_calendars",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "true",
 	  KANAL_OPT_AT(calendar_t, create_calendars),
 	  .help = "Create a person's calendar collection (MKCALENDAR) when it does not exist." },
-	{ .name = "cancel_mode", .type = KANAL_OPT_STRING, .default_value = "status",
-	  .allowed = s_cancel_modes, KANAL_OPT_AT(calendar_t, cancel_mode),
-	  .help = "How a cancellation is written: status (STATUS:CANCELLED, SEQUENCE + 1) or delete "
+	{ .name = "cancel_mode",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "status",
+	  .allowed = s_cancel_modes,
+	  KANAL_OPT_AT(calendar_t, cancel_mode),
+	  .help = "How a cancellation is written: status (STATUS:CANCELLED, SEQUENCE + 1) or "
+		  "delete "
 		  "(the resource is deleted)." },
-	{ .name = "conflict_retries", .type = KANAL_OPT_INT, .default_value = "3", .min = "0",
-	  .max = "100", KANAL_OPT_AT(calendar_t, conflict_retries),
+	{ .name = "conflict_retries",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "3",
+	  .min = "0",
+	  .max = "100",
+	  KANAL_OPT_AT(calendar_t, conflict_retries),
 	  .help = "How many times an event that changed on the server (412) is re-read and written "
 		  "again within one delivery before answering RETRY." },
-	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(calendar_t, key_path),
+	{ .name = "pseudonym_key",
+	  .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(calendar_t, key_path),
 	  .help = "Key file for citizens' pseudonyms (mode 0600): the owner of a custody holder's "
 		  "calendar is person:<HMAC of the CPR number>. Needed for child.absence.*." },
-	{ .name = "include_reason", .type = KANAL_OPT_BOOL, .default_value = "false",
+	{ .name = "include_reason",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "false",
 	  KANAL_OPT_AT(calendar_t, include_reason),
 	  .help = "Put the absence reason or code (which may be health data, e.g. sick) in the "
 		  "event's DESCRIPTION; the SUMMARY never holds it." },
@@ -132,7 +149,8 @@ static int s_text(const kanal_msg_t *msg, const char *path, bool required, size_
 		return KANAL_EINVAL;
 	}
 	if (strlen(*out) > max) {
-		snprintf(why->text, sizeof why->text, "data.%s is longer than %zu bytes", path, max);
+		snprintf(why->text, sizeof why->text, "data.%s is longer than %zu bytes", path,
+			 max);
 		return KANAL_EINVAL;
 	}
 	for (const unsigned char *p = (const unsigned char *)*out; *p; p++) {
@@ -167,7 +185,8 @@ static int s_owner_check(const char *owner, const char *field, why_t *why)
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '.' || c == '_' || c == ':' || c == '@' || c == '-')) {
 			snprintf(why->text, sizeof why->text,
-				 "%s: '%.40s' cannot name a calendar: only letters, digits and . _ : "
+				 "%s: '%.40s' cannot name a calendar: only letters, digits and . _ "
+				 ": "
 				 "@ - are allowed",
 				 field, owner);
 			kanal_cpr_redact_inplace(why->text);
@@ -190,8 +209,8 @@ static char *s_collection(const calendar_t *c, const char *owner, why_t *why)
 	size_t n;
 
 	kanal_error_clear(&terr);
-	if (kc_template_expand(c->url_template, s_lookup_owner, (void *)owner, true, &url,
-			       &terr) != 0) {
+	if (kc_template_expand(c->url_template, s_lookup_owner, (void *)owner, true, &url, &terr) !=
+	    0) {
 		snprintf(why->text, sizeof why->text, "option calendar_url: %.400s", terr.text);
 		return NULL;
 	}
@@ -253,9 +272,8 @@ static kanal_outcome_t s_write(kanal_ctx_t *ctx, calendar_t *c, const char *owne
 	return out;
 }
 
-static kanal_outcome_t s_cancel(kanal_ctx_t *ctx, calendar_t *c, const char *owner,
-				const char *uid, int64_t min_sequence, int64_t version,
-				cal_status_t *st)
+static kanal_outcome_t s_cancel(kanal_ctx_t *ctx, calendar_t *c, const char *owner, const char *uid,
+				int64_t min_sequence, int64_t version, cal_status_t *st)
 {
 	why_t why;
 	char *collection = s_collection(c, owner, &why);
@@ -376,7 +394,8 @@ static int s_period(const kanal_msg_t *msg, cal_event_t *ev, why_t *why)
 		return KANAL_EINVAL;
 	}
 	if (cal_date_parse(to ? to : from, ev->end) != 0) {
-		snprintf(why->text, sizeof why->text, "data.to: '%s' is not a date (YYYY-MM-DD)", to);
+		snprintf(why->text, sizeof why->text, "data.to: '%s' is not a date (YYYY-MM-DD)",
+			 to);
 		return KANAL_EINVAL;
 	}
 	if (strcmp(ev->end, ev->start) < 0) {
@@ -417,7 +436,8 @@ static int s_holders(const calendar_t *c, const kanal_msg_t *msg,
 		if (rc != 0 || *n == MAX_HOLDERS) {
 			snprintf(why->text, sizeof why->text,
 				 rc ? "data.child_person.relations.custody[%zu].cpr is not a string"
-				    : "data.child_person.relations.custody has more than %zu holders",
+				    : "data.child_person.relations.custody has more than %zu "
+				      "holders",
 				 rc ? i : (size_t)MAX_HOLDERS);
 			return KANAL_EINVAL;
 		}
@@ -433,8 +453,8 @@ static int s_holders(const calendar_t *c, const kanal_msg_t *msg,
 	return 0;
 }
 
-static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c,
-					  const kanal_msg_t *msg, bool withdrawn)
+static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg,
+					  bool withdrawn)
 {
 	const char *type = kanal_msg_type(msg), *first = NULL, *institution = NULL;
 	const char *reason = NULL, *report_id = kanal_msg_id(msg);
@@ -469,8 +489,10 @@ static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c,
 		return s_reject(ctx, type, &why);
 	if (n == 0) {
 		kanal_metric_add(ctx, "no_custody_holder", 1);
-		kanal_log(ctx, KANAL_LOG_INFO, "%s %s: the child has no custody holder; no calendar "
-			  "to write", type, kanal_msg_id(msg));
+		kanal_log(ctx, KANAL_LOG_INFO,
+			  "%s %s: the child has no custody holder; no calendar "
+			  "to write",
+			  type, kanal_msg_id(msg));
 		return KANAL_OUTCOME_OK;
 	}
 	if (first && *first)
@@ -498,8 +520,8 @@ static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c,
 			continue;
 		kanal_log(ctx, KANAL_LOG_WARN, "%s %s: custody holder %zu of %zu: %s", type,
 			  kanal_msg_id(msg), i + 1, n, st.text);
-		if (worst == KANAL_OUTCOME_OK || (out == KANAL_OUTCOME_RETRY &&
-						  worst != KANAL_OUTCOME_RETRY)) {
+		if (worst == KANAL_OUTCOME_OK ||
+		    (out == KANAL_OUTCOME_RETRY && worst != KANAL_OUTCOME_RETRY)) {
 			worst = out;
 			failed = st;
 			failed_at = i;
@@ -507,8 +529,9 @@ static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c,
 	}
 	if (worst != KANAL_OUTCOME_OK) {
 		char prefix[160];
-		snprintf(prefix, sizeof prefix, "calendar of custody holder %zu of %zu (%.20s…): ",
-			 failed_at + 1, n, owners[failed_at]);
+		snprintf(prefix, sizeof prefix,
+			 "calendar of custody holder %zu of %zu (%.20s…): ", failed_at + 1, n,
+			 owners[failed_at]);
 		return s_report(ctx, worst, &failed, prefix);
 	}
 	return KANAL_OUTCOME_OK;
@@ -564,8 +587,7 @@ static kanal_outcome_t s_on_staff(kanal_ctx_t *ctx, calendar_t *c, const kanal_m
 	if (kanal_msg_data_double(msg, "hours", &hours) != 0)
 		hours = 0;
 	snprintf(description, sizeof description, "%s registreret i HR.%s%s%s",
-		 is_holiday ? "Ferie" : "Fravær",
-		 c->include_reason && code ? " Fraværskode: " : "",
+		 is_holiday ? "Ferie" : "Fravær", c->include_reason && code ? " Fraværskode: " : "",
 		 c->include_reason && code ? code : "", c->include_reason && code ? "." : "");
 	if (hours > 0 && hours < 24) {
 		size_t len = strlen(description);
@@ -579,8 +601,7 @@ static kanal_outcome_t s_on_staff(kanal_ctx_t *ctx, calendar_t *c, const kanal_m
 	return s_report(ctx, s_write(ctx, c, owner, &ev, &st), &st, "");
 }
 
-static kanal_outcome_t s_on_staff_cancelled(kanal_ctx_t *ctx, calendar_t *c,
-					    const kanal_msg_t *msg)
+static kanal_outcome_t s_on_staff_cancelled(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg)
 {
 	const char *type = kanal_msg_type(msg), *owner;
 	char uid[240];
@@ -588,7 +609,8 @@ static kanal_outcome_t s_on_staff_cancelled(kanal_ctx_t *ctx, calendar_t *c,
 	why_t why;
 
 	if (s_text(msg, "employment", true, 128, false, &owner, &why) ||
-	    s_owner_check(owner, "data.employment", &why) || s_staff_uid(msg, uid, sizeof uid, &why))
+	    s_owner_check(owner, "data.employment", &why) ||
+	    s_staff_uid(msg, uid, sizeof uid, &why))
 		return s_reject(ctx, type, &why);
 	return s_report(ctx, s_cancel(ctx, c, owner, uid, -1, s_hr_version(msg), &st), &st, "");
 }
@@ -618,12 +640,17 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		out = s_on_staff_cancelled(ctx, c, msg);
 	else {
 		kanal_metric_add(ctx, "rejected", 1);
-		kanal_set_error(ctx, "calendar: events of type '%s' are not handled (see "
-				     "docs/plugins/calendar.md)", type);
+		kanal_set_error(ctx,
+				"calendar: events of type '%s' are not handled (see "
+				"docs/plugins/calendar.md)",
+				type);
 		return KANAL_OUTCOME_REJECT;
 	}
-	kanal_metric_add(ctx, out == KANAL_OUTCOME_OK ? "delivered" : out == KANAL_OUTCOME_RETRY ?
-			 "retried" : "failed", 1);
+	kanal_metric_add(ctx,
+			 out == KANAL_OUTCOME_OK      ? "delivered"
+			 : out == KANAL_OUTCOME_RETRY ? "retried"
+						      : "failed",
+			 1);
 	return out;
 }
 
@@ -690,10 +717,10 @@ fail:
 
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
-	static const char *const metrics[] = { "received",  "delivered", "retried",
-					       "failed",    "rejected",  "created",
-					       "updated",   "unchanged", "cancelled",
-					       "deleted",   "conflicts", "upstream_errors",
+	static const char *const metrics[] = { "received", "delivered", "retried",
+					       "failed",   "rejected",  "created",
+					       "updated",  "unchanged", "cancelled",
+					       "deleted",  "conflicts", "upstream_errors",
 					       NULL };
 	for (size_t i = 0; metrics[i]; i++)
 		kanal_metric_add(ctx, metrics[i], 0);

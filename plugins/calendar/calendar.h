@@ -23,10 +23,10 @@ typedef struct cal_event {
 	const char *summary;     /* borrowed */
 	const char *description; /* borrowed; NULL: none */
 	bool all_day;
-	char start[20];          /* "20260302" (all-day) or "20260302T080000Z" (UTC) */
-	char end[20];            /* exclusive, same form as start */
-	int64_t sequence;        /* the SEQUENCE asked for at least; -1: none */
-	int64_t version;         /* the source's version of the fact (HR's absence version),
+	char start[20];   /* "20260302" (all-day) or "20260302T080000Z" (UTC) */
+	char end[20];     /* exclusive, same form as start */
+	int64_t sequence; /* the SEQUENCE asked for at least; -1: none */
+	int64_t version;  /* the source's version of the fact (HR's absence version),
 				  * kept as X-KANAL-VERSION: an older one never overwrites a
 				  * newer; 0: none */
 } cal_event_t;
@@ -41,8 +41,7 @@ void cal_date_add_days(char *ymd, int days);
 /* Fills ev->all_day, ev->start and ev->end from the event's `start` and `end`: both dates
  * (all-day; end exclusive, so after start) or both RFC 3339 times with a zone (converted to
  * UTC; end after start). Returns 0, or KANAL_EINVAL with `why` naming the field and cause. */
-int cal_event_when(cal_event_t *ev, const char *start, const char *end, char *why,
-		   size_t why_size);
+int cal_event_when(cal_event_t *ev, const char *start, const char *end, char *why, size_t why_size);
 
 /* A VCALENDAR holding one VEVENT saying what ev says, SEQUENCE `sequence`, DTSTAMP now; no
  * METHOD (it is a stored resource, RFC 4791 4.1). Returns malloc'd text (CRLF lines, folded
@@ -51,11 +50,11 @@ char *cal_ical_create(const cal_event_t *ev, int64_t sequence);
 
 /* What an update did to a stored resource. */
 typedef enum cal_apply {
-	CAL_CHANGED = 0,   /* *out holds the new text */
-	CAL_UNCHANGED,     /* already says that: nothing to write */
-	CAL_NOT_OURS,      /* the resource holds another UID (a name clash) */
-	CAL_UNREADABLE,    /* not iCalendar, or no VEVENT */
-	CAL_STALE,         /* the stored event has a newer X-KANAL-VERSION: left as it is */
+	CAL_CHANGED = 0, /* *out holds the new text */
+	CAL_UNCHANGED,   /* already says that: nothing to write */
+	CAL_NOT_OURS,    /* the resource holds another UID (a name clash) */
+	CAL_UNREADABLE,  /* not iCalendar, or no VEVENT */
+	CAL_STALE,       /* the stored event has a newer X-KANAL-VERSION: left as it is */
 } cal_apply_t;
 
 /* Changes the stored text `existing` so that its VEVENT says what ev says: the fields kanal
@@ -95,10 +94,10 @@ typedef struct cal_status {
 } cal_status_t;
 
 typedef struct cal_dav_opts {
-	kc_http_opts_t http;     /* timeouts, basic auth, CA file */
-	bool create_calendars;   /* MKCALENDAR a missing collection */
-	int conflict_retries;    /* re-reads after 412 before answering RETRY */
-	bool cancel_delete;      /* cancel by DELETE (true) or STATUS:CANCELLED (false) */
+	kc_http_opts_t http;   /* timeouts, basic auth, CA file */
+	bool create_calendars; /* MKCALENDAR a missing collection */
+	int conflict_retries;  /* re-reads after 412 before answering RETRY */
+	bool cancel_delete;    /* cancel by DELETE (true) or STATUS:CANCELLED (false) */
 } cal_dav_opts_t;
 
 /* A client; NULL when out of memory. Ownership: borrows opts (copied). */

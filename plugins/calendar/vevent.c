@@ -29,8 +29,8 @@ void cal_ical_setup(void)
 
 /* snprintf into out of `size` bytes through a roomy buffer, cutting what does not fit (the
  * callers' values always fit; the compiler cannot see that). */
-__attribute__((format(printf, 3, 4))) static void s_format(char *out, size_t size,
-							    const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void s_format(char *out, size_t size, const char *fmt,
+							   ...)
 {
 	char tmp[128];
 	size_t n;
@@ -117,8 +117,7 @@ static bool s_rfc3339_utc(const char *text, char *out)
 	return true;
 }
 
-int cal_event_when(cal_event_t *ev, const char *start, const char *end, char *why,
-		   size_t why_size)
+int cal_event_when(cal_event_t *ev, const char *start, const char *end, char *why, size_t why_size)
 {
 	bool start_date = start && strlen(start) == 10;
 
@@ -139,20 +138,23 @@ int cal_event_when(cal_event_t *ev, const char *start, const char *end, char *wh
 		}
 		if (cal_date_parse(end, ev->end) != 0) {
 			snprintf(why, why_size,
-				 "data.end: '%.40s' is not a date (YYYY-MM-DD) like data.start", end);
+				 "data.end: '%.40s' is not a date (YYYY-MM-DD) like data.start",
+				 end);
 			return KANAL_EINVAL;
 		}
 	} else {
 		if (!s_rfc3339_utc(start, ev->start)) {
 			snprintf(why, why_size,
-				 "data.start: '%.40s' is neither a date (YYYY-MM-DD) nor an RFC 3339 "
+				 "data.start: '%.40s' is neither a date (YYYY-MM-DD) nor an RFC "
+				 "3339 "
 				 "time with a zone",
 				 start);
 			return KANAL_EINVAL;
 		}
 		if (!s_rfc3339_utc(end, ev->end)) {
 			snprintf(why, why_size,
-				 "data.end: '%.40s' is not an RFC 3339 time with a zone like data.start",
+				 "data.end: '%.40s' is not an RFC 3339 time with a zone like "
+				 "data.start",
 				 end);
 			return KANAL_EINVAL;
 		}

@@ -25,7 +25,7 @@ struct kc_cert {
 	EVP_PKEY *key;
 	char *der_b64;
 	char *cert_pem;
-	char *key_pem;   /* unencrypted; wiped on destroy */
+	char *key_pem; /* unencrypted; wiped on destroy */
 	char subject[256];
 	int64_t not_before_ms, not_after_ms;
 };
@@ -151,9 +151,11 @@ static int s_load_p12(const kc_cert_conf_t *conf, const char *password, kc_cert_
 	rc = PKCS12_parse(p12, password ? password : "", &c->key, &c->x509, NULL);
 	PKCS12_free(p12);
 	if (rc != 1 || !c->key || !c->x509) {
-		kanal_error_set(err, NULL, 0, 0, "certificate_p12",
-				"option 'certificate_p12': cannot open '%s' (%s): check the password "
-				"in certificate_password_file", conf->pkcs12_file, s_ssl_error());
+		kanal_error_set(
+			err, NULL, 0, 0, "certificate_p12",
+			"option 'certificate_p12': cannot open '%s' (%s): check the password "
+			"in certificate_password_file",
+			conf->pkcs12_file, s_ssl_error());
 		return KANAL_ECONFIG;
 	}
 	return 0;
@@ -195,8 +197,8 @@ static int s_load_pem(const kc_cert_conf_t *conf, const char *password, kc_cert_
 	if (!c->key) {
 		kanal_error_set(err, NULL, 0, 0, key_opt,
 				"option '%s': cannot read the private key in '%s' (%s): is it PEM, "
-				"and is certificate_password_file right?", key_opt, key_path,
-				s_ssl_error());
+				"and is certificate_password_file right?",
+				key_opt, key_path, s_ssl_error());
 		return KANAL_ECONFIG;
 	}
 	return 0;
@@ -291,7 +293,8 @@ int kc_cert_check_time(const kc_cert_t *c, int64_t now_ms, int64_t skew_ms, kana
 		kanal_time_rfc3339(c->not_before_ms, when, sizeof when);
 		kanal_error_set(err, NULL, 0, 0, "certificate",
 				"the function certificate '%s' is not valid until %s: check this "
-				"machine's clock, or wait until then", c->subject, when);
+				"machine's clock, or wait until then",
+				c->subject, when);
 		return KANAL_ECONFIG;
 	}
 	return 0;
@@ -334,8 +337,9 @@ int kc_cert_sign_sha256(const kc_cert_t *cert, const void *data, size_t len, cha
 
 	*b64_out = NULL;
 	if (EVP_PKEY_get_base_id(cert->key) != EVP_PKEY_RSA) {
-		kanal_error_set(err, NULL, 0, 0, "certificate",
-				"the certificate's key is not RSA; Serviceplatformen signs RSA-SHA256");
+		kanal_error_set(
+			err, NULL, 0, 0, "certificate",
+			"the certificate's key is not RSA; Serviceplatformen signs RSA-SHA256");
 		return KANAL_EINVAL;
 	}
 	if (!(md = EVP_MD_CTX_new()))

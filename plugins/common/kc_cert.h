@@ -50,8 +50,7 @@ void kc_cert_destroy(kc_cert_t **cert_p);
  * way for clocks that disagree. Returns 0, or KANAL_ECONFIG with err saying whether it
  * expired or is not yet valid, since when, and what to do (renew it in KOMBIT's
  * administration module, then replace the file). Ownership: borrows cert; fills err. */
-int kc_cert_check_time(const kc_cert_t *cert, int64_t now_ms, int64_t skew_ms,
-		       kanal_error_t *err);
+int kc_cert_check_time(const kc_cert_t *cert, int64_t now_ms, int64_t skew_ms, kanal_error_t *err);
 
 /* The validity period, in ms since the epoch. Ownership: none (plain values). */
 int64_t kc_cert_not_before_ms(const kc_cert_t *cert);

@@ -22,7 +22,7 @@ struct kc_http {
 	char *user, *password, *ca_file;
 	char *client_cert, *client_key;
 	char *client_cert_pem, *client_key_pem; /* in-memory PEM; the key wiped on destroy */
-	char *auth_header; /* "Authorization: Bearer …" */
+	char *auth_header;                      /* "Authorization: Bearer …" */
 };
 
 static char *s_dup(const char *s)
@@ -208,9 +208,8 @@ static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
-static int s_request(kc_http_t *h, const char *method, const char *url,
-		     const char *const *headers, const char *body, size_t body_len,
-		     kc_response_t *res)
+static int s_request(kc_http_t *h, const char *method, const char *url, const char *const *headers,
+		     const char *body, size_t body_len, kc_response_t *res)
 {
 	struct curl_slist *list = NULL, *l;
 	sink_t sink = { .res = res, .max = h->o.max_body };
@@ -281,9 +280,10 @@ static int s_request(kc_http_t *h, const char *method, const char *url,
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(list);
 	if (rc != CURLE_OK) {
-		int code = sink.too_big ? KANAL_ETOOBIG :
-			   rc == CURLE_OPERATION_TIMEDOUT ? KANAL_ETIMEDOUT :
-			   rc == CURLE_OUT_OF_MEMORY ? KANAL_ENOMEM : KANAL_EIO;
+		int code = sink.too_big                     ? KANAL_ETOOBIG
+			   : rc == CURLE_OPERATION_TIMEDOUT ? KANAL_ETIMEDOUT
+			   : rc == CURLE_OUT_OF_MEMORY      ? KANAL_ENOMEM
+							    : KANAL_EIO;
 
 		if (sink.too_big)
 			kanal_error_set(&res->error, NULL, 0, 0, NULL,
@@ -335,15 +335,14 @@ const char *kc_http_describe(const kc_response_t *res, const char *what, char *b
 /* The request, and what it says of the upstream to the instance when the client has one
  * (kc_http_conf_open): up after an answer below 500 (a too large one too), down after none
  * or a 5xx (docs/sdk.md, kanal_upstream_report). */
-int kc_http_request(kc_http_t *h, const char *method, const char *url,
-		    const char *const *headers, const char *body, size_t body_len,
-		    kc_response_t *res)
+int kc_http_request(kc_http_t *h, const char *method, const char *url, const char *const *headers,
+		    const char *body, size_t body_len, kc_response_t *res)
 {
 	int rc = s_request(h, method, url, headers, body, body_len, res);
 
 	if (h->o.ctx && rc != KANAL_ENOMEM)
-		kanal_upstream_report(h->o.ctx, (rc == 0 || rc == KANAL_ETOOBIG) &&
-							res->status < 500);
+		kanal_upstream_report(h->o.ctx,
+				      (rc == 0 || rc == KANAL_ETOOBIG) && res->status < 500);
 	return rc;
 }
 
@@ -366,8 +365,7 @@ kanal_outcome_t kc_http_outcome(kanal_ctx_t *ctx, const kc_response_t *res, cons
 
 int kc_http_conf_open(kanal_ctx_t *ctx, kc_http_conf_t *conf, kc_http_opts_t *opts)
 {
-	const char *token_option = conf->token_file_option ? conf->token_file_option :
-							     "token_file";
+	const char *token_option = conf->token_file_option ? conf->token_file_option : "token_file";
 
 	memset(opts, 0, sizeof *opts);
 	opts->ctx = ctx;
@@ -378,7 +376,7 @@ int kc_http_conf_open(kanal_ctx_t *ctx, kc_http_conf_t *conf, kc_http_opts_t *op
 	}
 	if (conf->password && conf->password_file) {
 		kanal_set_error(ctx, "options 'password' and 'password_file' exclude each other; "
-				"give one");
+				     "give one");
 		return KANAL_ECONFIG;
 	}
 	if ((conf->password || conf->password_file) && !conf->user) {
@@ -389,20 +387,20 @@ int kc_http_conf_open(kanal_ctx_t *ctx, kc_http_conf_t *conf, kc_http_opts_t *op
 	    kc_secret_read(ctx, token_option, conf->token_file, &conf->token_secret) != 0)
 		return KANAL_ECONFIG;
 	if (conf->password_file && !conf->password_secret &&
-	    kc_secret_read(ctx, "password_file", conf->password_file,
-			   &conf->password_secret) != 0)
+	    kc_secret_read(ctx, "password_file", conf->password_file, &conf->password_secret) != 0)
 		return KANAL_ECONFIG;
 	opts->timeout_ms = conf->timeout_ms;
-	opts->connect_timeout_ms = conf->timeout_ms > 0 && conf->timeout_ms < 3000 ?
-					   conf->timeout_ms : 3000;
+	opts->connect_timeout_ms =
+		conf->timeout_ms > 0 && conf->timeout_ms < 3000 ? conf->timeout_ms : 3000;
 	opts->ca_file = conf->ca_file;
 	opts->client_cert = conf->client_cert;
 	opts->client_key = conf->client_key;
 	opts->bearer_token = conf->token ? conf->token : conf->token_secret;
 	if (conf->user) {
 		opts->user = conf->user;
-		opts->password = conf->password ? conf->password :
-			conf->password_secret ? conf->password_secret : "";
+		opts->password = conf->password          ? conf->password
+				 : conf->password_secret ? conf->password_secret
+							 : "";
 	}
 	return 0;
 }

@@ -24,11 +24,11 @@ typedef struct kc_http_opts {
 	int64_t connect_timeout_ms; /* 0: 3 s */
 	const char *user;           /* basic auth when not NULL */
 	const char *password;
-	const char *bearer_token;   /* Authorization: Bearer …, when not NULL */
-	const char *ca_file;        /* extra CA bundle for https, or NULL */
-	size_t max_body;            /* largest answer accepted; 0: 8 MiB */
-	const char *client_cert;    /* TLS client certificate (PEM file), or NULL */
-	const char *client_key;     /* its private key (PEM file), or NULL: in client_cert */
+	const char *bearer_token;    /* Authorization: Bearer …, when not NULL */
+	const char *ca_file;         /* extra CA bundle for https, or NULL */
+	size_t max_body;             /* largest answer accepted; 0: 8 MiB */
+	const char *client_cert;     /* TLS client certificate (PEM file), or NULL */
+	const char *client_key;      /* its private key (PEM file), or NULL: in client_cert */
 	const char *client_cert_pem; /* or the certificate and key in memory (PEM text, e.g. */
 	const char *client_key_pem;  /* from kc_cert_http_opts): the key never touches disk */
 	kanal_ctx_t *ctx;            /* when not NULL, each request reports the upstream up or
@@ -40,33 +40,77 @@ typedef struct kc_http_opts {
  * then turned into a client's settings by kc_http_conf_open. A plugin declares the fragments
  * it documents; what it does not declare stays NULL/0. */
 typedef struct kc_http_conf {
-	int64_t timeout_ms;         /* option timeout */
-	const char *ca_file;        /* option ca_file */
-	const char *client_cert;    /* options client_cert and client_key */
+	int64_t timeout_ms;      /* option timeout */
+	const char *ca_file;     /* option ca_file */
+	const char *client_cert; /* options client_cert and client_key */
 	const char *client_key;
-	const char *token;          /* options token and token_file (bearer) */
+	const char *token; /* options token and token_file (bearer) */
 	const char *token_file;
-	const char *user;           /* options user, password and password_file (basic auth) */
+	const char *user; /* options user, password and password_file (basic auth) */
 	const char *password;
 	const char *password_file;
-	bool allow_plain_http;      /* option allow_plain_http (kc_url.h) */
+	bool allow_plain_http;         /* option allow_plain_http (kc_url.h) */
 	const char *token_file_option; /* the token file's option name in errors; NULL:
 					* "token_file" */
-	char *token_secret;         /* read from token_file; wiped by kc_http_conf_clear */
-	char *password_secret;      /* read from password_file; likewise */
+	char *token_secret;            /* read from token_file; wiped by kc_http_conf_clear */
+	char *password_secret;         /* read from password_file; likewise */
 } kc_http_conf_t;
 
 /* Options-table fragments: each expands to one or more kanal_option_t entries bound into
  * the kc_http_conf_t `member` of `state_type`. The timeout's default and help differ from
  * connector to connector, so they are parameters. */
-#define KC_HTTP_OPT_TIMEOUT(state_type, member, default_text, help_text)                      	{ .name = "timeout", .type = KANAL_OPT_DURATION, .default_value = default_text,          	  .min = "1ms", KANAL_OPT_AT(state_type, member.timeout_ms), .help = help_text }
-#define KC_HTTP_OPT_CA_FILE(state_type, member)                                                	{ .name = "ca_file", .type = KANAL_OPT_PATH, KANAL_OPT_AT(state_type, member.ca_file),  	  .help = "Extra CA bundle (PEM) to trust for the upstream's https certificate." }
-#define KC_HTTP_OPT_CLIENT_CERT(state_type, member)                                            	{ .name = "client_cert", .type = KANAL_OPT_PATH,                                        	  KANAL_OPT_AT(state_type, member.client_cert),                                          	  .help = "TLS client certificate (PEM) the upstream knows kanal by." },                 	{ .name = "client_key", .type = KANAL_OPT_PATH,                                         	  KANAL_OPT_AT(state_type, member.client_key),                                           	  .help = "Private key (PEM) of client_cert, when not in the same file; keep it 0600." }
-#define KC_HTTP_OPT_TOKEN(state_type, member)                                                  	{ .name = "token", .type = KANAL_OPT_STRING, KANAL_OPT_AT(state_type, member.token),    	  .help = "Bearer token for the upstream (prefer token_file)." },                        	{ .name = "token_file", .type = KANAL_OPT_PATH,                                         	  KANAL_OPT_AT(state_type, member.token_file),                                           	  .help = "File holding the bearer token (one line; mode 0600 or 0400)." }
-#define KC_HTTP_OPT_USER(state_type, member)                                                   	{ .name = "user", .type = KANAL_OPT_STRING, KANAL_OPT_AT(state_type, member.user),      	  .help = "User name for HTTP basic authentication." }
-#define KC_HTTP_OPT_PASSWORD(state_type, member)                                               	{ .name = "password", .type = KANAL_OPT_STRING,                                         	  KANAL_OPT_AT(state_type, member.password),                                             	  .help = "Password for basic authentication (prefer password_file)." }
-#define KC_HTTP_OPT_PASSWORD_FILE(state_type, member)                                          	{ .name = "password_file", .type = KANAL_OPT_PATH,                                      	  KANAL_OPT_AT(state_type, member.password_file),                                        	  .help = "File holding the basic-auth password (one line; mode 0600 or 0400)." }
-#define KC_HTTP_OPT_BASIC_AUTH(state_type, member)                                             	KC_HTTP_OPT_USER(state_type, member), KC_HTTP_OPT_PASSWORD(state_type, member),         	KC_HTTP_OPT_PASSWORD_FILE(state_type, member)
+#define KC_HTTP_OPT_TIMEOUT(state_type, member, default_text, help_text)                           \
+	{                                                                                          \
+		.name = "timeout", .type = KANAL_OPT_DURATION, .default_value = default_text,      \
+		.min = "1ms", KANAL_OPT_AT(state_type, member.timeout_ms), .help = help_text       \
+	}
+#define KC_HTTP_OPT_CA_FILE(state_type, member)                                                    \
+	{                                                                                          \
+		.name = "ca_file", .type = KANAL_OPT_PATH,                                         \
+		KANAL_OPT_AT(state_type, member.ca_file),                                          \
+		.help = "Extra CA bundle (PEM) to trust for the upstream's https certificate."     \
+	}
+#define KC_HTTP_OPT_CLIENT_CERT(state_type, member)                                                \
+	{ .name = "client_cert",                                                                   \
+	  .type = KANAL_OPT_PATH,                                                                  \
+	  KANAL_OPT_AT(state_type, member.client_cert),                                            \
+	  .help = "TLS client certificate (PEM) the upstream knows kanal by." },                   \
+	{                                                                                          \
+		.name = "client_key", .type = KANAL_OPT_PATH,                                      \
+		KANAL_OPT_AT(state_type, member.client_key),                                       \
+		.help = "Private key (PEM) of client_cert, when not in the same file; keep it "    \
+			"0600."                                                                    \
+	}
+#define KC_HTTP_OPT_TOKEN(state_type, member)                                                      \
+	{ .name = "token",                                                                         \
+	  .type = KANAL_OPT_STRING,                                                                \
+	  KANAL_OPT_AT(state_type, member.token),                                                  \
+	  .help = "Bearer token for the upstream (prefer token_file)." },                          \
+	{                                                                                          \
+		.name = "token_file", .type = KANAL_OPT_PATH,                                      \
+		KANAL_OPT_AT(state_type, member.token_file),                                       \
+		.help = "File holding the bearer token (one line; mode 0600 or 0400)."             \
+	}
+#define KC_HTTP_OPT_USER(state_type, member)                                                       \
+	{                                                                                          \
+		.name = "user", .type = KANAL_OPT_STRING, KANAL_OPT_AT(state_type, member.user),   \
+		.help = "User name for HTTP basic authentication."                                 \
+	}
+#define KC_HTTP_OPT_PASSWORD(state_type, member)                                                   \
+	{                                                                                          \
+		.name = "password", .type = KANAL_OPT_STRING,                                      \
+		KANAL_OPT_AT(state_type, member.password),                                         \
+		.help = "Password for basic authentication (prefer password_file)."                \
+	}
+#define KC_HTTP_OPT_PASSWORD_FILE(state_type, member)                                              \
+	{                                                                                          \
+		.name = "password_file", .type = KANAL_OPT_PATH,                                   \
+		KANAL_OPT_AT(state_type, member.password_file),                                    \
+		.help = "File holding the basic-auth password (one line; mode 0600 or 0400)."      \
+	}
+#define KC_HTTP_OPT_BASIC_AUTH(state_type, member)                                                 \
+	KC_HTTP_OPT_USER(state_type, member), KC_HTTP_OPT_PASSWORD(state_type, member),            \
+		KC_HTTP_OPT_PASSWORD_FILE(state_type, member)
 
 /* Checks what the table cannot — token and token_file exclude each other, so do password
  * and password_file, and a password needs a user — reads token_file and password_file
@@ -86,7 +130,7 @@ void kc_http_conf_clear(kc_http_conf_t *conf);
  * large); `error.text` then says why. Headers kanal's connectors use are kept. */
 typedef struct kc_response {
 	long status;
-	char *body;             /* NUL-terminated; may hold NULs of a binary body before len */
+	char *body; /* NUL-terminated; may hold NULs of a binary body before len */
 	size_t len;
 	char *etag;             /* ETag header, quotes kept, or NULL */
 	char *location;         /* Location header, or NULL */

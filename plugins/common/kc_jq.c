@@ -23,13 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_PRELUDE                                                                          \
-	"input as $%s | {} as $ENV | def env: {}; "                                        \
-	"def input: error(\"input is not available in a %s\"); "                           \
-	"def inputs: error(\"inputs is not available in a %s\"); "                         \
-	"def debug: .; def stderr: .; def input_filename: null; "                          \
-	"def halt: error(\"halt is not available in a %s\"); "                             \
-	"def halt_error: error(\"halt_error is not available in a %s\"); "                 \
+#define S_PRELUDE                                                                                  \
+	"input as $%s | {} as $ENV | def env: {}; "                                                \
+	"def input: error(\"input is not available in a %s\"); "                                   \
+	"def inputs: error(\"inputs is not available in a %s\"); "                                 \
+	"def debug: .; def stderr: .; def input_filename: null; "                                  \
+	"def halt: error(\"halt is not available in a %s\"); "                                     \
+	"def halt_error: error(\"halt_error is not available in a %s\"); "                         \
 	"def halt_error(f): halt_error; %s"
 
 struct kc_jq {
@@ -40,9 +40,9 @@ struct kc_jq {
 	pthread_mutex_t halt_lock; /* the run's start and end against the watchdog */
 	int64_t started_ms;        /* the run in progress started at (0: none) */
 	bool timed_out;
-	jv var;                    /* what `input` gives the prelude, once per run */
+	jv var; /* what `input` gives the prelude, once per run */
 	char compile_error[512];
-	struct kc_jq *next;        /* in the watchdog's list */
+	struct kc_jq *next; /* in the watchdog's list */
 };
 
 /* The watchdog: every program in the process, checked every few milliseconds. */
@@ -172,8 +172,8 @@ int kc_jq_new(const char *program, const char *var, const char *label, kc_jq_t *
 
 	*out = NULL;
 	if (s_imports(program)) {
-		kanal_error_set(err, NULL, 1, 0, NULL,
-				"%s: module imports are not allowed in a %s", label, label);
+		kanal_error_set(err, NULL, 1, 0, NULL, "%s: module imports are not allowed in a %s",
+				label, label);
 		return KANAL_ECONFIG;
 	}
 	if (!(t = calloc(1, sizeof *t)))
@@ -264,7 +264,8 @@ jv kc_jq_run(kc_jq_t *t, jv input, jv var, kanal_error_t *err)
 		if (jv_get_kind(why) == JV_KIND_STRING) {
 			kanal_error_set(err, NULL, 0, 0, NULL, "%s: %s", t->label,
 					jv_string_value(why));
-		} else if (jv_get_kind(why) == JV_KIND_INVALID || jv_get_kind(why) == JV_KIND_NULL) {
+		} else if (jv_get_kind(why) == JV_KIND_INVALID ||
+			   jv_get_kind(why) == JV_KIND_NULL) {
 			kanal_error_set(err, NULL, 0, 0, NULL, "%s: the program gave no output",
 					t->label);
 		} else {
@@ -346,14 +347,16 @@ static int s_event(const kc_jq_t *t, jv out, const kc_jq_event_defaults_t *def,
 				t->label, jv_kind_name(jv_get_kind(out)));
 		return KANAL_EREJECTED;
 	}
-	jv_object_foreach(jv_copy(out), key, value) {
+	jv_object_foreach(jv_copy(out), key, value)
+	{
 		bool known = false;
 		for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 			known = known || !strcmp(jv_string_value(key), keys[i]);
 		if (!known && !rc) {
-			kanal_error_set(err, NULL, 0, 0, NULL, "%s: unknown key '%.60s' in the "
-					"output (id, type, subject, time, data)", t->label,
-					jv_string_value(key));
+			kanal_error_set(err, NULL, 0, 0, NULL,
+					"%s: unknown key '%.60s' in the "
+					"output (id, type, subject, time, data)",
+					t->label, jv_string_value(key));
 			rc = KANAL_EREJECTED;
 		}
 		jv_free(key);
@@ -370,13 +373,17 @@ static int s_event(const kc_jq_t *t, jv out, const kc_jq_event_defaults_t *def,
 	if (!v_type)
 		v_type = def->type;
 	if (!v_id || !*v_id || !v_type || !*v_type) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "%s: the output has no %s (a non-empty "
-				"string)", t->label, !v_id || !*v_id ? "id" : "type");
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"%s: the output has no %s (a non-empty "
+				"string)",
+				t->label, !v_id || !*v_id ? "id" : "type");
 		return KANAL_EREJECTED;
 	}
 	if (!(msg = kanal_msg_new(v_type, def->source, v_id))) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "%s: '%.80s' / '%.80s' is not a valid event "
-				"type and id", t->label, v_type, v_id);
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"%s: '%.80s' / '%.80s' is not a valid event "
+				"type and id",
+				t->label, v_type, v_id);
 		return KANAL_EREJECTED;
 	}
 	if (v_subject && kanal_msg_set_attr(msg, "subject", v_subject, NULL) != 0) {
@@ -389,8 +396,10 @@ static int s_event(const kc_jq_t *t, jv out, const kc_jq_event_defaults_t *def,
 		rc = KANAL_EREJECTED;
 	}
 	if (!rc && kanal_msg_context_cpr(msg, attr, sizeof attr)) {
-		kanal_error_set(err, NULL, 0, 0, attr, "%s: attribute '%s' holds a CPR number; a "
-				"person belongs in data, or a pseudonym in subject", t->label, attr);
+		kanal_error_set(err, NULL, 0, 0, attr,
+				"%s: attribute '%s' holds a CPR number; a "
+				"person belongs in data, or a pseudonym in subject",
+				t->label, attr);
 		rc = KANAL_EREJECTED;
 	}
 	data = jv_object_get(jv_copy(out), jv_string("data"));

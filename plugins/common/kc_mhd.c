@@ -45,13 +45,17 @@ void kc_mhd_pump(void *arg)
 		p->timer = 0;
 }
 
-int kc_mhd_pump_start(kc_mhd_pump_t *p, kanal_ctx_t *ctx, struct MHD_Daemon *daemon,
-		      int64_t max_ms, int64_t (*before)(void *arg), void *arg)
+int kc_mhd_pump_start(kc_mhd_pump_t *p, kanal_ctx_t *ctx, struct MHD_Daemon *daemon, int64_t max_ms,
+		      int64_t (*before)(void *arg), void *arg)
 {
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
 
-	*p = (kc_mhd_pump_t){ .ctx = ctx, .daemon = daemon, .epoll_fd = -1, .max_ms = max_ms,
-			      .before = before, .arg = arg };
+	*p = (kc_mhd_pump_t){ .ctx = ctx,
+			      .daemon = daemon,
+			      .epoll_fd = -1,
+			      .max_ms = max_ms,
+			      .before = before,
+			      .arg = arg };
 	if (!info || info->epoll_fd < 0 ||
 	    kanal_fd_watch(ctx, info->epoll_fd, KANAL_FD_READ, s_on_ready, p) < 0) {
 		p->daemon = NULL;

@@ -32,8 +32,8 @@ typedef struct kc_mhd_pump {
  * gate's sweep). Returns 0, or KANAL_EIO when the daemon has no epoll descriptor or it cannot
  * be watched (the pump is then stopped). Ownership: borrows ctx and daemon (both must outlive
  * the pump until kc_mhd_pump_stop) and arg. */
-int kc_mhd_pump_start(kc_mhd_pump_t *p, kanal_ctx_t *ctx, struct MHD_Daemon *daemon,
-		      int64_t max_ms, int64_t (*before)(void *arg), void *arg);
+int kc_mhd_pump_start(kc_mhd_pump_t *p, kanal_ctx_t *ctx, struct MHD_Daemon *daemon, int64_t max_ms,
+		      int64_t (*before)(void *arg), void *arg);
 
 /* Lets libmicrohttpd do what is due, then re-arms the timer. Does nothing when stopped.
  * Takes a kc_mhd_pump_t * as void *, so it can be a callback. Ownership: borrows p. */

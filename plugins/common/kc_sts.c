@@ -28,27 +28,32 @@
 
 #define NS_SOAP12 "http://www.w3.org/2003/05/soap-envelope"
 #define NS_SOAP11 "http://schemas.xmlsoap.org/soap/envelope/"
-#define NS_WSA    "http://www.w3.org/2005/08/addressing"
-#define NS_WSSE   "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+#define NS_WSA "http://www.w3.org/2005/08/addressing"
+#define NS_WSSE "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 #define NS_WSSE11 "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd"
-#define NS_WSU    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-#define NS_DS     "http://www.w3.org/2000/09/xmldsig#"
-#define NS_WST    "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
-#define NS_SAML   "urn:oasis:names:tc:SAML:2.0:assertion"
+#define NS_WSU "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+#define NS_DS "http://www.w3.org/2000/09/xmldsig#"
+#define NS_WST "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
+#define NS_SAML "urn:oasis:names:tc:SAML:2.0:assertion"
 #define ALG_EXC_C14N "http://www.w3.org/2001/10/xml-exc-c14n#"
-#define ALG_SHA256   "http://www.w3.org/2001/04/xmlenc#sha256"
+#define ALG_SHA256 "http://www.w3.org/2001/04/xmlenc#sha256"
 #define ALG_RSA_SHA256 "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-#define ALG_STR "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#STR-Transform"
-#define X509V3 "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3"
-#define B64BIN "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
+#define ALG_STR                                                                                    \
+	"http://docs.oasis-open.org/wss/2004/01/"                                                  \
+	"oasis-200401-wss-soap-message-security-1.0#STR-Transform"
+#define X509V3                                                                                     \
+	"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3"
+#define B64BIN                                                                                     \
+	"http://docs.oasis-open.org/wss/2004/01/"                                                  \
+	"oasis-200401-wss-soap-message-security-1.0#Base64Binary"
 #define SAMLID "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLID"
 
 typedef struct token_entry {
 	char *entity_id;
-	char *saml_b64;          /* as the STS sent it (REST) or encoded here (SOAP) */
-	char *saml_xml;          /* the assertion, verbatim */
+	char *saml_b64; /* as the STS sent it (REST) or encoded here (SOAP) */
+	char *saml_xml; /* the assertion, verbatim */
 	int64_t saml_issued_ms, saml_expires_ms;
-	char *authorization;     /* "Authorization: Holder-of-key …" */
+	char *authorization; /* "Authorization: Holder-of-key …" */
 	int64_t access_issued_ms, access_expires_ms;
 	struct token_entry *next;
 } token_entry_t;
@@ -86,11 +91,10 @@ static int64_t s_now(const kc_sts_t *sts)
 
 char *kc_sts_rest_issue_body(const char *cvr, const char *cert_b64, const char *entity_id)
 {
-	json_t *j = json_pack("{s:s, s:s, s:s, s:{s:s}, s:s, s:{s:{s:s}}, s:n}",
-			      "TokenType", KC_STS_TOKEN_TYPE, "RequestType", KC_STS_REQUEST_TYPE,
-			      "KeyType", KC_STS_KEY_TYPE, "AnvenderKontekst", "Cvr", cvr,
-			      "UseKey", cert_b64, "AppliesTo", "EndpointReference", "Address",
-			      entity_id, "OnBehalfOf");
+	json_t *j = json_pack("{s:s, s:s, s:s, s:{s:s}, s:s, s:{s:{s:s}}, s:n}", "TokenType",
+			      KC_STS_TOKEN_TYPE, "RequestType", KC_STS_REQUEST_TYPE, "KeyType",
+			      KC_STS_KEY_TYPE, "AnvenderKontekst", "Cvr", cvr, "UseKey", cert_b64,
+			      "AppliesTo", "EndpointReference", "Address", entity_id, "OnBehalfOf");
 	char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;
 
 	json_decref(j);
@@ -248,8 +252,8 @@ static int s_sign_and_dump(xmlDocPtr doc, const kc_cert_t *cert, const char *con
 		xmlOutputBufferClose(buf);
 		return KANAL_ENOMEM;
 	}
-	rc = kc_cert_sign_sha256(cert, xmlOutputBufferGetContent(buf),
-				 xmlOutputBufferGetSize(buf), &sig, err);
+	rc = kc_cert_sign_sha256(cert, xmlOutputBufferGetContent(buf), xmlOutputBufferGetSize(buf),
+				 &sig, err);
 	xmlOutputBufferClose(buf);
 	if (rc)
 		return rc;
@@ -295,8 +299,8 @@ static char *s_xml_escape(const char *s)
 int kc_sts_soap_rst(const kc_cert_t *cert, const char *sts_url, const char *entity_id,
 		    const char *cvr, int64_t now_ms, char **xml_out, kanal_error_t *err)
 {
-	static const char *const ids[] = { "TS-1", "_body", "_to", "_replyto", "_msgid",
-					   "_action", "X509-1", NULL };
+	static const char *const ids[] = { "TS-1",   "_body",   "_to",    "_replyto",
+					   "_msgid", "_action", "X509-1", NULL };
 	char created[KANAL_TIME_RFC3339_SIZE], expires[KANAL_TIME_RFC3339_SIZE], uuid[37];
 	char *url = s_xml_escape(sts_url), *entity = s_xml_escape(entity_id),
 	     *cvr_x = s_xml_escape(cvr), *text = NULL;
@@ -312,29 +316,45 @@ int kc_sts_soap_rst(const kc_cert_t *cert, const char *sts_url, const char *enti
 		     "<soap:Envelope xmlns:soap=\"" NS_SOAP12 "\" xmlns:wsa=\"" NS_WSA "\" "
 		     "xmlns:wsse=\"" NS_WSSE "\" xmlns:wsu=\"" NS_WSU "\" xmlns:ds=\"" NS_DS "\">"
 		     "<soap:Header>"
-		     "<wsa:Action wsu:Id=\"_action\">http://docs.oasis-open.org/ws-sx/ws-trust/200512/RST/Issue</wsa:Action>"
+		     "<wsa:Action "
+		     "wsu:Id=\"_action\">http://docs.oasis-open.org/ws-sx/ws-trust/200512/RST/"
+		     "Issue</wsa:Action>"
 		     "<wsa:MessageID wsu:Id=\"_msgid\">urn:uuid:%s</wsa:MessageID>"
 		     "<wsa:To wsu:Id=\"_to\">%s</wsa:To>"
-		     "<wsa:ReplyTo wsu:Id=\"_replyto\"><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous</wsa:Address></wsa:ReplyTo>"
+		     "<wsa:ReplyTo "
+		     "wsu:Id=\"_replyto\"><wsa:Address>http://www.w3.org/2005/08/addressing/"
+		     "anonymous</wsa:Address></wsa:ReplyTo>"
 		     "<wsse:Security soap:mustUnderstand=\"true\">"
-		     "<wsu:Timestamp wsu:Id=\"TS-1\"><wsu:Created>%s</wsu:Created><wsu:Expires>%s</wsu:Expires></wsu:Timestamp>"
-		     "<wsse:BinarySecurityToken wsu:Id=\"X509-1\" EncodingType=\"" B64BIN "\" ValueType=\"" X509V3 "\">%s</wsse:BinarySecurityToken>"
+		     "<wsu:Timestamp "
+		     "wsu:Id=\"TS-1\"><wsu:Created>%s</wsu:Created><wsu:Expires>%s</wsu:Expires></"
+		     "wsu:Timestamp>"
+		     "<wsse:BinarySecurityToken wsu:Id=\"X509-1\" EncodingType=\"" B64BIN
+		     "\" ValueType=\"" X509V3 "\">%s</wsse:BinarySecurityToken>"
 		     "<ds:Signature Id=\"SIG-1\"><ds:SignedInfo>"
 		     "<ds:CanonicalizationMethod Algorithm=\"" ALG_EXC_C14N "\"/>"
 		     "<ds:SignatureMethod Algorithm=\"" ALG_RSA_SHA256 "\"/>"
 		     "</ds:SignedInfo><ds:SignatureValue/>"
-		     "<ds:KeyInfo><wsse:SecurityTokenReference><wsse:Reference URI=\"#X509-1\" ValueType=\"" X509V3 "\"/></wsse:SecurityTokenReference></ds:KeyInfo>"
+		     "<ds:KeyInfo><wsse:SecurityTokenReference><wsse:Reference URI=\"#X509-1\" "
+		     "ValueType=\"" X509V3 "\"/></wsse:SecurityTokenReference></ds:KeyInfo>"
 		     "</ds:Signature></wsse:Security></soap:Header>"
 		     "<soap:Body wsu:Id=\"_body\">"
 		     "<wst:RequestSecurityToken xmlns:wst=\"" NS_WST "\">"
 		     "<wst:RequestType>" KC_STS_REQUEST_TYPE "</wst:RequestType>"
-		     "<wsp:AppliesTo xmlns:wsp=\"http://schemas.xmlsoap.org/ws/2004/09/policy\"><wsa:EndpointReference><wsa:Address>%s</wsa:Address></wsa:EndpointReference></wsp:AppliesTo>"
-		     "<wst:Claims Dialect=\"http://docs.oasis-open.org/wsfed/authorization/200706/authclaims\">"
-		     "<auth:ClaimType xmlns:auth=\"http://docs.oasis-open.org/wsfed/authorization/200706\" Uri=\"dk:gov:saml:attribute:CvrNumberIdentifier\"><auth:Value>%s</auth:Value></auth:ClaimType>"
+		     "<wsp:AppliesTo "
+		     "xmlns:wsp=\"http://schemas.xmlsoap.org/ws/2004/09/"
+		     "policy\"><wsa:EndpointReference><wsa:Address>%s</wsa:Address></"
+		     "wsa:EndpointReference></wsp:AppliesTo>"
+		     "<wst:Claims "
+		     "Dialect=\"http://docs.oasis-open.org/wsfed/authorization/200706/authclaims\">"
+		     "<auth:ClaimType "
+		     "xmlns:auth=\"http://docs.oasis-open.org/wsfed/authorization/200706\" "
+		     "Uri=\"dk:gov:saml:attribute:CvrNumberIdentifier\"><auth:Value>%s</"
+		     "auth:Value></auth:ClaimType>"
 		     "</wst:Claims>"
 		     "<wst:TokenType>" KC_STS_TOKEN_TYPE "</wst:TokenType>"
 		     "<wst:KeyType>" KC_STS_KEY_TYPE "</wst:KeyType>"
-		     "<wst:UseKey><wsse:BinarySecurityToken EncodingType=\"" B64BIN "\" ValueType=\"" X509V3 "\">%s</wsse:BinarySecurityToken></wst:UseKey>"
+		     "<wst:UseKey><wsse:BinarySecurityToken EncodingType=\"" B64BIN
+		     "\" ValueType=\"" X509V3 "\">%s</wsse:BinarySecurityToken></wst:UseKey>"
 		     "</wst:RequestSecurityToken></soap:Body></soap:Envelope>",
 		     uuid, url, created, expires, kc_cert_der_base64(cert), entity, cvr_x,
 		     kc_cert_der_base64(cert)) < 0) {
@@ -391,8 +411,8 @@ int kc_sts_soap_call(const kc_cert_t *cert, const char *assertion_xml, const cha
 		     const char *to, const char *body_xml, int64_t now_ms, char **xml_out,
 		     kanal_error_t *err)
 {
-	static const char *const ids[] = { "TS-1", "_body", "_action", "_msgid", "_to",
-					   "_replyto", "_sbf", NULL };
+	static const char *const ids[] = { "TS-1", "_body",    "_action", "_msgid",
+					   "_to",  "_replyto", "_sbf",    NULL };
 	char created[KANAL_TIME_RFC3339_SIZE], expires[KANAL_TIME_RFC3339_SIZE], uuid[37];
 	char str_digest[45], *text = NULL, *signed_xml = NULL, *slot;
 	const char *assertion = s_skip_decl(assertion_xml);
@@ -412,31 +432,40 @@ int kc_sts_soap_call(const kc_cert_t *cert, const char *assertion_xml, const cha
 	s_stamp(now_ms + 5 * 60 * 1000, expires);
 	s_uuid(uuid);
 	if (!action_x || !to_x ||
-	    asprintf(&text,
-		     "<soap:Envelope xmlns:soap=\"" NS_SOAP11 "\" xmlns:wsa=\"" NS_WSA "\" "
-		     "xmlns:wsse=\"" NS_WSSE "\" xmlns:wsse11=\"" NS_WSSE11 "\" "
-		     "xmlns:wsu=\"" NS_WSU "\" xmlns:ds=\"" NS_DS "\">"
-		     "<soap:Header>"
-		     "<sbf:Framework xmlns:sbf=\"urn:liberty:sb:2006-08\" xmlns:sbfprofile=\"urn:liberty:sb:profile\" "
-		     "version=\"2.0\" sbfprofile:profile=\"urn:liberty:sb:profile:basic\" wsu:Id=\"_sbf\"/>"
-		     "<wsa:Action wsu:Id=\"_action\">%s</wsa:Action>"
-		     "<wsa:MessageID wsu:Id=\"_msgid\">urn:uuid:%s</wsa:MessageID>"
-		     "<wsa:To wsu:Id=\"_to\">%s</wsa:To>"
-		     "<wsa:ReplyTo wsu:Id=\"_replyto\"><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous</wsa:Address></wsa:ReplyTo>"
-		     "<wsse:Security soap:mustUnderstand=\"1\">"
-		     "<wsu:Timestamp wsu:Id=\"TS-1\"><wsu:Created>%s</wsu:Created><wsu:Expires>%s</wsu:Expires></wsu:Timestamp>"
-		     ASSERTION_SLOT
-		     "<wsse:SecurityTokenReference wsu:Id=\"STR-1\" wsse11:TokenType=\"" KC_STS_TOKEN_TYPE "\">"
-		     "<wsse:KeyIdentifier ValueType=\"" SAMLID "\">%s</wsse:KeyIdentifier></wsse:SecurityTokenReference>"
-		     "<ds:Signature Id=\"SIG-1\"><ds:SignedInfo>"
-		     "<ds:CanonicalizationMethod Algorithm=\"" ALG_EXC_C14N "\"/>"
-		     "<ds:SignatureMethod Algorithm=\"" ALG_RSA_SHA256 "\"/>"
-		     "</ds:SignedInfo><ds:SignatureValue/>"
-		     "<ds:KeyInfo><wsse:SecurityTokenReference wsse11:TokenType=\"" KC_STS_TOKEN_TYPE "\">"
-		     "<wsse:KeyIdentifier ValueType=\"" SAMLID "\">%s</wsse:KeyIdentifier></wsse:SecurityTokenReference></ds:KeyInfo>"
-		     "</ds:Signature></wsse:Security></soap:Header>"
-		     "<soap:Body wsu:Id=\"_body\">%s</soap:Body></soap:Envelope>",
-		     action_x, uuid, to_x, created, expires, id, id, body_xml) < 0) {
+	    asprintf(
+		    &text,
+		    "<soap:Envelope xmlns:soap=\"" NS_SOAP11 "\" xmlns:wsa=\"" NS_WSA "\" "
+		    "xmlns:wsse=\"" NS_WSSE "\" xmlns:wsse11=\"" NS_WSSE11 "\" "
+		    "xmlns:wsu=\"" NS_WSU "\" xmlns:ds=\"" NS_DS "\">"
+		    "<soap:Header>"
+		    "<sbf:Framework xmlns:sbf=\"urn:liberty:sb:2006-08\" "
+		    "xmlns:sbfprofile=\"urn:liberty:sb:profile\" "
+		    "version=\"2.0\" sbfprofile:profile=\"urn:liberty:sb:profile:basic\" "
+		    "wsu:Id=\"_sbf\"/>"
+		    "<wsa:Action wsu:Id=\"_action\">%s</wsa:Action>"
+		    "<wsa:MessageID wsu:Id=\"_msgid\">urn:uuid:%s</wsa:MessageID>"
+		    "<wsa:To wsu:Id=\"_to\">%s</wsa:To>"
+		    "<wsa:ReplyTo "
+		    "wsu:Id=\"_replyto\"><wsa:Address>http://www.w3.org/2005/08/addressing/"
+		    "anonymous</wsa:Address></wsa:ReplyTo>"
+		    "<wsse:Security soap:mustUnderstand=\"1\">"
+		    "<wsu:Timestamp "
+		    "wsu:Id=\"TS-1\"><wsu:Created>%s</wsu:Created><wsu:Expires>%s</wsu:Expires></"
+		    "wsu:Timestamp>" ASSERTION_SLOT "<wsse:SecurityTokenReference wsu:Id=\"STR-1\" "
+		    "wsse11:TokenType=\"" KC_STS_TOKEN_TYPE "\">"
+		    "<wsse:KeyIdentifier ValueType=\"" SAMLID
+		    "\">%s</wsse:KeyIdentifier></wsse:SecurityTokenReference>"
+		    "<ds:Signature Id=\"SIG-1\"><ds:SignedInfo>"
+		    "<ds:CanonicalizationMethod Algorithm=\"" ALG_EXC_C14N "\"/>"
+		    "<ds:SignatureMethod Algorithm=\"" ALG_RSA_SHA256 "\"/>"
+		    "</ds:SignedInfo><ds:SignatureValue/>"
+		    "<ds:KeyInfo><wsse:SecurityTokenReference wsse11:TokenType=\"" KC_STS_TOKEN_TYPE
+		    "\">"
+		    "<wsse:KeyIdentifier ValueType=\"" SAMLID
+		    "\">%s</wsse:KeyIdentifier></wsse:SecurityTokenReference></ds:KeyInfo>"
+		    "</ds:Signature></wsse:Security></soap:Header>"
+		    "<soap:Body wsu:Id=\"_body\">%s</soap:Body></soap:Envelope>",
+		    action_x, uuid, to_x, created, expires, id, id, body_xml) < 0) {
 		text = NULL;
 		goto done;
 	}
@@ -478,8 +507,7 @@ static bool s_cvr_ok(const char *cvr)
 	return true;
 }
 
-int kc_sts_new(const kc_sts_opts_t *opts, const kc_cert_t *cert, kc_sts_t **out,
-	       kanal_error_t *err)
+int kc_sts_new(const kc_sts_opts_t *opts, const kc_cert_t *cert, kc_sts_t **out, kanal_error_t *err)
 {
 	kc_http_opts_t http = { .timeout_ms = opts->timeout_ms, .ca_file = opts->ca_file };
 	const char *issue = opts->use_soap ? opts->soap_url : opts->issue_url;
@@ -495,9 +523,8 @@ int kc_sts_new(const kc_sts_opts_t *opts, const kc_cert_t *cert, kc_sts_t **out,
 	}
 	if ((rc = kc_url_check(opts->use_soap ? "sts_soap_url" : "sts_url", issue,
 			       opts->allow_plain_http, NULL, err)) ||
-	    (opts->accesstoken_url &&
-	     (rc = kc_url_check("accesstoken_url", opts->accesstoken_url, opts->allow_plain_http,
-				NULL, err))))
+	    (opts->accesstoken_url && (rc = kc_url_check("accesstoken_url", opts->accesstoken_url,
+							 opts->allow_plain_http, NULL, err))))
 		return rc;
 	if (!s_cvr_ok(opts->cvr)) {
 		kanal_error_set(err, NULL, 0, 0, "cvr",
@@ -616,14 +643,17 @@ static int s_refused(kc_sts_t *sts, const kc_response_t *res, const char *what,
 	}
 	kc_http_describe(res, what, desc, sizeof desc);
 	if (res->status >= 500 && !strstr(res->body ? res->body : "", "Sender")) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "%s; the STS is unavailable, trying again "
-				"later", desc);
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"%s; the STS is unavailable, trying again "
+				"later",
+				desc);
 		return KANAL_EIO;
 	}
 	kanal_error_set(err, NULL, 0, 0, NULL,
 			"%s — the token was refused: check that the IT system of certificate '%s' "
 			"has a service agreement for '%s' on behalf of CVR %s in KOMBIT's "
-			"administration module", desc, kc_cert_subject(sts->cert), entity_id, sts->cvr);
+			"administration module",
+			desc, kc_cert_subject(sts->cert), entity_id, sts->cvr);
 	return KANAL_EREJECTED;
 }
 
@@ -669,8 +699,10 @@ static int s_keep(kc_sts_t *sts, token_entry_t *e, int64_t fallback_expiry, cons
 	if (!e->saml_expires_ms)
 		e->saml_expires_ms = fallback_expiry;
 	if (!rc && !e->saml_expires_ms) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "%s: the token says not when it expires "
-				"(no Conditions/@NotOnOrAfter, no Lifetime)", what);
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"%s: the token says not when it expires "
+				"(no Conditions/@NotOnOrAfter, no Lifetime)",
+				what);
 		rc = KANAL_EPARSE;
 	}
 	if (rc)
@@ -701,11 +733,12 @@ static int s_issue_rest(kc_sts_t *sts, token_entry_t *e, kanal_error_t *err)
 		goto done;
 	}
 	j = json_loadb(res.body, res.len, 0, NULL);
-	b64 = json_string_value(json_object_get(json_object_get(j, "RequestedSecurityToken"),
-						"Assertion"));
+	b64 = json_string_value(
+		json_object_get(json_object_get(j, "RequestedSecurityToken"), "Assertion"));
 	lifetime = json_string_value(json_object_get(j, "Lifetime"));
 	if (!b64 || !(xml = kc_base64_decode(b64, &xml_len))) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "STS issue: the answer holds no "
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"STS issue: the answer holds no "
 				"RequestedSecurityToken.Assertion in base64");
 		rc = KANAL_EPARSE;
 		goto done;
@@ -773,7 +806,8 @@ static int s_issue_soap(kc_sts_t *sts, token_entry_t *e, kanal_error_t *err)
 	static const char *const headers[] = {
 		"Content-Type: application/soap+xml; charset=utf-8; "
 		"action=\"http://docs.oasis-open.org/ws-sx/ws-trust/200512/RST/Issue\"",
-		NULL };
+		NULL
+	};
 	char *body = NULL;
 	kc_response_t res = { 0 };
 	xmlDocPtr doc = NULL;
@@ -793,7 +827,8 @@ static int s_issue_soap(kc_sts_t *sts, token_entry_t *e, kanal_error_t *err)
 	a = doc ? s_find(xmlDocGetRootElement(doc), NS_SAML, "Assertion") : NULL;
 	s_entry_clear(e, true, true);
 	if (!a || !(e->saml_xml = s_assertion_text(res.body, a))) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "STS issue (SOAP): the answer holds no "
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"STS issue (SOAP): the answer holds no "
 				"saml:Assertion");
 		rc = KANAL_EPARSE;
 		goto done;
@@ -854,8 +889,8 @@ static char *s_form_escape(const char *s)
 
 static int s_exchange(kc_sts_t *sts, token_entry_t *e, kanal_error_t *err)
 {
-	static const char *const headers[] = {
-		"Content-Type: application/x-www-form-urlencoded", "Accept: application/json", NULL };
+	static const char *const headers[] = { "Content-Type: application/x-www-form-urlencoded",
+					       "Accept: application/json", NULL };
 	char *value = s_form_escape(e->saml_b64), *body = NULL;
 	const char *token, *type;
 	kc_response_t res = { 0 };
@@ -880,7 +915,8 @@ static int s_exchange(kc_sts_t *sts, token_entry_t *e, kanal_error_t *err)
 	type = json_string_value(json_object_get(j, "token_type"));
 	expires_in = json_integer_value(json_object_get(j, "expires_in"));
 	if (!token || !*token || !type || expires_in <= 0) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "access-token exchange: the answer lacks "
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"access-token exchange: the answer lacks "
 				"access_token, token_type or expires_in");
 		rc = KANAL_EPARSE;
 		goto done;
@@ -910,7 +946,8 @@ int kc_sts_authorization(kc_sts_t *sts, const char *entity_id, char **header_out
 
 	*header_out = NULL;
 	if (!sts->accesstoken_url) {
-		kanal_error_set(err, NULL, 0, 0, "accesstoken_url", "option 'accesstoken_url' is "
+		kanal_error_set(err, NULL, 0, 0, "accesstoken_url",
+				"option 'accesstoken_url' is "
 				"required for a REST service");
 		return KANAL_ECONFIG;
 	}

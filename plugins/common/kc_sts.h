@@ -36,13 +36,13 @@
 #include "kc_cert.h"
 
 /* The contract's fixed strings. */
-#define KC_STS_TOKEN_TYPE   "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0"
+#define KC_STS_TOKEN_TYPE "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0"
 #define KC_STS_REQUEST_TYPE "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue"
-#define KC_STS_KEY_TYPE     "http://docs.oasis-open.org/ws-sx/ws-trust/200512/PublicKey"
+#define KC_STS_KEY_TYPE "http://docs.oasis-open.org/ws-sx/ws-trust/200512/PublicKey"
 
 /* Known service entity IDs (AppliesTo), README section 1.1. */
 #define KC_STS_ENTITY_KOMBIPOSTAFSEND "http://entityid.kombit.dk/service/kombipostafsend/1"
-#define KC_STS_ENTITY_POSTFORESPOERG  "http://entityid.kombit.dk/service/postforespoerg/1"
+#define KC_STS_ENTITY_POSTFORESPOERG "http://entityid.kombit.dk/service/postforespoerg/1"
 #define KC_STS_ENTITY_CPR_V5 "http://cpr.serviceplatformen.dk/service/personbasedataextended/5"
 
 typedef struct kc_sts kc_sts_t;

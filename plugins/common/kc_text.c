@@ -80,7 +80,8 @@ int kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool ur
 		memcpy(name, open + 1, (size_t)(close - open - 1));
 		name[close - open - 1] = '\0';
 		if (!(value = lookup(name, arg))) {
-			kanal_error_set(err, NULL, 0, 0, NULL, "no value for placeholder {%s}", name);
+			kanal_error_set(err, NULL, 0, 0, NULL, "no value for placeholder {%s}",
+					name);
 			free(b.p);
 			return KANAL_EPARSE;
 		}

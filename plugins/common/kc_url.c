@@ -38,8 +38,8 @@ bool kc_url_host_is_loopback(const char *host)
 	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
-int kc_url_check(const char *option, const char *url, bool allow_plain_http,
-		 bool *plain_remote, kanal_error_t *err)
+int kc_url_check(const char *option, const char *url, bool allow_plain_http, bool *plain_remote,
+		 kanal_error_t *err)
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL;
@@ -59,8 +59,10 @@ int kc_url_check(const char *option, const char *url, bool allow_plain_http,
 	}
 	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    (strcmp(scheme, "https") && strcmp(scheme, "http"))) {
-		kanal_error_set(err, NULL, 0, 0, option, "option '%s': '%s' is not an https:// URL "
-				"(nor http:// to this machine)", option, url);
+		kanal_error_set(err, NULL, 0, 0, option,
+				"option '%s': '%s' is not an https:// URL "
+				"(nor http:// to this machine)",
+				option, url);
 		goto done;
 	}
 	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
@@ -70,17 +72,20 @@ int kc_url_check(const char *option, const char *url, bool allow_plain_http,
 	}
 	if (!strcmp(scheme, "http") && !kc_url_host_is_loopback(host)) {
 		if (!allow_plain_http) {
-			kanal_error_set(err, NULL, 0, 0, option,
-					"option '%s': plain http to '%s' is refused: use https, or "
-					"http only to this machine (localhost, 127.0.0.0/8, [::1]); "
-					"allow_plain_http: true lets it through", option, host);
+			kanal_error_set(
+				err, NULL, 0, 0, option,
+				"option '%s': plain http to '%s' is refused: use https, or "
+				"http only to this machine (localhost, 127.0.0.0/8, [::1]); "
+				"allow_plain_http: true lets it through",
+				option, host);
 			goto done;
 		}
 		if (plain_remote)
 			*plain_remote = true;
 		kanal_error_set(err, NULL, 0, 0, option,
 				"option '%s': plain http to '%s' (allow_plain_http: true): what is "
-				"sent travels unencrypted", option, host);
+				"sent travels unencrypted",
+				option, host);
 	}
 	rc = 0;
 done:

@@ -18,11 +18,15 @@
 
 /* The option that lets one instance send plain http to another machine, as an options-table
  * entry bound to a bool member of the plugin's state. */
-#define KC_URL_OPT_ALLOW_PLAIN_HTTP(state_type, member)                                       \
-	{ .name = "allow_plain_http", .type = KANAL_OPT_BOOL, .default_value = "false",         \
-	  KANAL_OPT_AT(state_type, member),                                                      \
-	  .help = "Allow a plain http:// URL to a host other than this machine (a warning at "  \
-		  "start); without it only https, or http to localhost, 127.0.0.0/8 or [::1]." }
+#define KC_URL_OPT_ALLOW_PLAIN_HTTP(state_type, member)                                            \
+	{                                                                                          \
+		.name = "allow_plain_http", .type = KANAL_OPT_BOOL, .default_value = "false",      \
+		KANAL_OPT_AT(state_type, member),                                                  \
+		.help = "Allow a plain http:// URL to a host other than this machine (a warning "  \
+			"at "                                                                      \
+			"start); without it only https, or http to localhost, 127.0.0.0/8 or "     \
+			"[::1]."                                                                   \
+	}
 
 /* Checks `url`, given as option `option`, against the rule above. Returns 0 when it may be
  * used; *plain_remote (may be NULL) is then set when it is plain http to another machine
@@ -31,8 +35,8 @@
  * filled (attribute: the option; text naming the option and the URL's host) when it is
  * refused: not a URL, a scheme other than http or https, or plain http to another machine
  * without allow_plain_http. Ownership: borrows everything; fills err. */
-int kc_url_check(const char *option, const char *url, bool allow_plain_http,
-		 bool *plain_remote, kanal_error_t *err);
+int kc_url_check(const char *option, const char *url, bool allow_plain_http, bool *plain_remote,
+		 kanal_error_t *err);
 
 /* True when `host` — as libcurl gives it ("[::1]" with brackets, IPv4 normalised) or as a
  * listen address gives it ("::1") — is localhost, an IPv4 address in 127.0.0.0/8 or the

@@ -17,7 +17,7 @@ typedef struct entry {
 	char pnr[11];
 	json_t *person;
 	int64_t expires_ms;
-	struct entry *newer, *older;  /* the age list */
+	struct entry *newer, *older; /* the age list */
 	struct entry *next_in_bucket;
 } entry_t;
 
@@ -25,7 +25,7 @@ struct cpr_cache {
 	size_t max, count;
 	int64_t ttl_ms;
 	entry_t **buckets;
-	size_t n_buckets;             /* a power of two */
+	size_t n_buckets; /* a power of two */
 	entry_t *newest, *oldest;
 };
 

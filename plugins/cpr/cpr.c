@@ -48,122 +48,193 @@
 #define CPR_MAX_CHILDREN 20
 
 typedef struct cpr {
-	const char *instance;           /* borrowed from the ctx */
-	const kanal_config_t *cfg;      /* borrowed; lists are read from it */
+	const char *instance;      /* borrowed from the ctx */
+	const kanal_config_t *cfg; /* borrowed; lists are read from it */
 	/* Bound options (s_options), borrowed from the config. */
 	const char *endpoint, *soap_action, *entity_id;
 	int64_t version;
 	bool resolve_children;
 	cpr_soap_opts_t soap;
-	char action_buf[512];           /* the SOAPAction when soap_action is unset */
-	kc_http_conf_t http_conf;       /* timeout, ca_file, client_cert/key, allow_plain_http */
-	kc_cert_conf_t cert_conf;       /* certificate_p12, certificate, certificate_key, … */
-	kc_sts_opts_t sts_opts;         /* cvr, sts_url, sts_soap_url, sts_soap, renewal, skew */
-	kc_cert_t *cert;                /* the function certificate, NULL: none configured */
-	kc_sts_t *sts;                  /* v5: the token client */
+	char action_buf[512];     /* the SOAPAction when soap_action is unset */
+	kc_http_conf_t http_conf; /* timeout, ca_file, client_cert/key, allow_plain_http */
+	kc_cert_conf_t cert_conf; /* certificate_p12, certificate, certificate_key, … */
+	kc_sts_opts_t sts_opts;   /* cvr, sts_url, sts_soap_url, sts_soap, renewal, skew */
+	kc_cert_t *cert;          /* the function certificate, NULL: none configured */
+	kc_sts_t *sts;            /* v5: the token client */
 	int64_t max_response, cache_ttl_ms, cache_max;
-	const char *key_path;           /* pseudonym_key */
+	const char *key_path; /* pseudonym_key */
 	kc_http_t *http;
-	cpr_cache_t *cache;             /* NULL: off */
+	cpr_cache_t *cache; /* NULL: off */
 	const char *audit_path;
 	int audit_fd;
 	kanal_pseudonym_key_t *pseudonym_key;
 } cpr_t;
 
 static const kanal_option_t s_options[] = {
-	{ .name = "endpoint", .type = KANAL_OPT_STRING, .required = true,
+	{ .name = "endpoint",
+	  .type = KANAL_OPT_STRING,
+	  .required = true,
 	  KANAL_OPT_AT(cpr_t, endpoint),
-	  .help = "URL the PersonLookup SOAP requests are POSTed to: https://exttest.serviceplatformen.dk/"
-		  "service/CPR/PersonBaseDataExtended/4 (test), prod.serviceplatformen.dk (production)." },
-	{ .name = "version", .type = KANAL_OPT_INT, .default_value = "4", .min = "4", .max = "5",
+	  .help = "URL the PersonLookup SOAP requests are POSTed to: "
+		  "https://exttest.serviceplatformen.dk/"
+		  "service/CPR/PersonBaseDataExtended/4 (test), prod.serviceplatformen.dk "
+		  "(production)." },
+	{ .name = "version",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "4",
+	  .min = "4",
+	  .max = "5",
 	  KANAL_OPT_AT(cpr_t, version),
-	  .help = "SF1520 version: 4 (mutual TLS + InvocationContext) or 5 (a SAML token from the STS, "
+	  .help = "SF1520 version: 4 (mutual TLS + InvocationContext) or 5 (a SAML token from the "
+		  "STS, "
 		  "SF1514, in a signed WS-Security header)." },
-	{ .name = "service_agreement_uuid", .type = KANAL_OPT_STRING,
+	{ .name = "service_agreement_uuid",
+	  .type = KANAL_OPT_STRING,
 	  KANAL_OPT_AT(cpr_t, soap.agreement),
-	  .help = "v4 InvocationContext ServiceAgreementUUID: the municipality's service agreement." },
-	{ .name = "user_system_uuid", .type = KANAL_OPT_STRING,
+	  .help = "v4 InvocationContext ServiceAgreementUUID: the municipality's service "
+		  "agreement." },
+	{ .name = "user_system_uuid",
+	  .type = KANAL_OPT_STRING,
 	  KANAL_OPT_AT(cpr_t, soap.usersystem),
-	  .help = "v4 InvocationContext UserSystemUUID: the IT system (anvendersystem) registered as "
+	  .help = "v4 InvocationContext UserSystemUUID: the IT system (anvendersystem) registered "
+		  "as "
 		  "the caller." },
-	{ .name = "user_uuid", .type = KANAL_OPT_STRING,
+	{ .name = "user_uuid",
+	  .type = KANAL_OPT_STRING,
 	  KANAL_OPT_AT(cpr_t, soap.user),
-	  .help = "v4 InvocationContext UserUUID: the municipality (authority) the call is made for." },
-	{ .name = "service_uuid", .type = KANAL_OPT_STRING, .default_value = CPR_SERVICE_UUID_V4,
+	  .help = "v4 InvocationContext UserUUID: the municipality (authority) the call is made "
+		  "for." },
+	{ .name = "service_uuid",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = CPR_SERVICE_UUID_V4,
 	  KANAL_OPT_AT(cpr_t, soap.service),
-	  .help = "v4 InvocationContext ServiceUUID: SF1520's id (the default is the contract's)." },
-	{ .name = "municipality_cvr", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, soap.cvr),
+	  .help = "v4 InvocationContext ServiceUUID: SF1520's id (the default is the "
+		  "contract's)." },
+	{ .name = "municipality_cvr",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(cpr_t, soap.cvr),
 	  .help = "v5: AuthorityContext MunicipalityCVR (8 digits) sent with each request; unset: "
 		  "not sent (the CVR is in the token)." },
-	{ .name = "entity_id", .type = KANAL_OPT_STRING, .default_value = CPR_ENTITY_V5,
+	{ .name = "entity_id",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = CPR_ENTITY_V5,
 	  KANAL_OPT_AT(cpr_t, entity_id),
 	  .help = "v5: the service's entity id the STS token is asked for (AppliesTo)." },
-	{ .name = "namespace", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, soap.ns),
+	{ .name = "namespace",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(cpr_t, soap.ns),
 	  .help = "XML namespace of PersonLookupRequest; unset: the contract's for the version." },
-	{ .name = "context_namespace", .type = KANAL_OPT_STRING, .default_value = CPR_NS_INVCTX,
+	{ .name = "context_namespace",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = CPR_NS_INVCTX,
 	  KANAL_OPT_AT(cpr_t, soap.ctx_ns),
 	  .help = "XML namespace of InvocationContext and its UUID elements." },
-	{ .name = "soap_action", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, soap_action),
+	{ .name = "soap_action",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(cpr_t, soap_action),
 	  .help = "SOAPAction header of every request; unset: <namespace>PersonLookup." },
-	{ .name = "resolve_children", .type = KANAL_OPT_BOOL, .default_value = "true",
+	{ .name = "resolve_children",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "true",
 	  KANAL_OPT_AT(cpr_t, resolve_children),
 	  .help = "Look up each child of a parent (at most 20) to list, in relations.custody_of, "
-		  "the children the parent has custody of (the register keeps custody on the child)." },
+		  "the children the parent has custody of (the register keeps custody on the "
+		  "child)." },
 	KC_HTTP_OPT_TIMEOUT(cpr_t, http_conf, "5s",
 			    "Longest wait for one answer (connecting included); then RETRY."),
-	{ .name = "max_response", .type = KANAL_OPT_SIZE, .default_value = "1MiB", .min = "1",
+	{ .name = "max_response",
+	  .type = KANAL_OPT_SIZE,
+	  .default_value = "1MiB",
+	  .min = "1",
 	  KANAL_OPT_AT(cpr_t, max_response),
 	  .help = "Largest answer read; a larger one is treated as no answer (RETRY)." },
 	KC_HTTP_OPT_CA_FILE(cpr_t, http_conf),
 	KC_HTTP_OPT_CLIENT_CERT(cpr_t, http_conf),
-	{ .name = "certificate_p12", .type = KANAL_OPT_PATH,
+	{ .name = "certificate_p12",
+	  .type = KANAL_OPT_PATH,
 	  KANAL_OPT_AT(cpr_t, cert_conf.pkcs12_file),
 	  .help = "The municipality's function certificate (OCES3) as PKCS#12 (mode 0600): the TLS "
 		  "client certificate, and with version 5 the key the STS token is bound to." },
-	{ .name = "certificate", .type = KANAL_OPT_PATH, KANAL_OPT_AT(cpr_t, cert_conf.cert_file),
+	{ .name = "certificate",
+	  .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(cpr_t, cert_conf.cert_file),
 	  .help = "The function certificate as PEM (instead of certificate_p12)." },
-	{ .name = "certificate_key", .type = KANAL_OPT_PATH,
+	{ .name = "certificate_key",
+	  .type = KANAL_OPT_PATH,
 	  KANAL_OPT_AT(cpr_t, cert_conf.key_file),
 	  .help = "The PEM private key of certificate (mode 0600); unset: in certificate." },
-	{ .name = "certificate_password_file", .type = KANAL_OPT_PATH,
+	{ .name = "certificate_password_file",
+	  .type = KANAL_OPT_PATH,
 	  KANAL_OPT_AT(cpr_t, cert_conf.password_file),
-	  .help = "File (mode 0600) whose first line is the PKCS#12 password or the key's passphrase." },
-	{ .name = "cvr", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, sts_opts.cvr),
+	  .help = "File (mode 0600) whose first line is the PKCS#12 password or the key's "
+		  "passphrase." },
+	{ .name = "cvr",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(cpr_t, sts_opts.cvr),
 	  .help = "v5: the municipality's CVR (8 digits) the STS token is issued for." },
-	{ .name = "sts_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, sts_opts.issue_url),
+	{ .name = "sts_url",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(cpr_t, sts_opts.issue_url),
 	  .help = "v5: the STS's REST issue endpoint: https://n2adgangsstyring.eksterntest-"
 		  "stoettesystemerne.dk/runtime/api/rest/wstrust/v1/issue (test), without "
 		  "'eksterntest-' in production." },
-	{ .name = "sts_soap_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(cpr_t, sts_opts.soap_url),
+	{ .name = "sts_soap_url",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(cpr_t, sts_opts.soap_url),
 	  .help = "v5: the STS's SOAP WS-Trust endpoint (…/runtime/services/kombittrust/14/"
 		  "certificatemixed), used with sts_soap." },
-	{ .name = "sts_soap", .type = KANAL_OPT_BOOL, .default_value = "false",
+	{ .name = "sts_soap",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "false",
 	  KANAL_OPT_AT(cpr_t, sts_opts.use_soap),
 	  .help = "v5: ask the SOAP STS (sts_soap_url) for tokens instead of the REST one." },
-	{ .name = "token_renew_before", .type = KANAL_OPT_DURATION, .default_value = "5m",
-	  .min = "0", KANAL_OPT_AT(cpr_t, sts_opts.renew_before_ms),
+	{ .name = "token_renew_before",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "5m",
+	  .min = "0",
+	  KANAL_OPT_AT(cpr_t, sts_opts.renew_before_ms),
 	  .help = "v5: renew a token this long before it expires." },
-	{ .name = "clock_skew", .type = KANAL_OPT_DURATION, .default_value = "2m", .min = "0",
+	{ .name = "clock_skew",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "2m",
+	  .min = "0",
 	  KANAL_OPT_AT(cpr_t, sts_opts.clock_skew_ms),
 	  .help = "Allowance for clocks that disagree, on the certificate's validity and on token "
 		  "expiry." },
-	{ .name = "cpr_fields", .type = KANAL_OPT_LIST, .default_value = "[cpr, child_cpr, employee_cpr, recipient_cpr]",
-	  .help = "Data fields holding the CPR number of an event that is not a person.lookup.request; "
+	{ .name = "cpr_fields",
+	  .type = KANAL_OPT_LIST,
+	  .default_value = "[cpr, child_cpr, employee_cpr, recipient_cpr]",
+	  .help = "Data fields holding the CPR number of an event that is not a "
+		  "person.lookup.request; "
 		  "the first present is used." },
-	{ .name = "protected_address_routes", .type = KANAL_OPT_LIST, .default_value = "[]",
-	  .help = "Routes that may receive a protected address (adressebeskyttelse) when they ask for it "
+	{ .name = "protected_address_routes",
+	  .type = KANAL_OPT_LIST,
+	  .default_value = "[]",
+	  .help = "Routes that may receive a protected address (adressebeskyttelse) when they ask "
+		  "for it "
 		  "(enrich step with protected_address: true)." },
-	{ .name = "cache_ttl", .type = KANAL_OPT_DURATION, .default_value = "5m", .min = "0",
+	{ .name = "cache_ttl",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "5m",
+	  .min = "0",
 	  KANAL_OPT_AT(cpr_t, cache_ttl_ms),
 	  .help = "How long an answer is kept in memory and reused; 0 turns the cache off." },
-	{ .name = "cache_max", .type = KANAL_OPT_INT, .default_value = "10000", .min = "1",
-	  .max = "1000000", KANAL_OPT_AT(cpr_t, cache_max),
+	{ .name = "cache_max",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "10000",
+	  .min = "1",
+	  .max = "1000000",
+	  KANAL_OPT_AT(cpr_t, cache_max),
 	  .help = "Most answers kept in the cache; the oldest goes first." },
-	{ .name = "audit_log", .type = KANAL_OPT_PATH, .required = true,
+	{ .name = "audit_log",
+	  .type = KANAL_OPT_PATH,
+	  .required = true,
 	  KANAL_OPT_AT(cpr_t, audit_path),
 	  .help = "File every lookup is appended to (one JSON line, fsync'd; created 0600). The "
 		  "instance does not start when it cannot be opened." },
-	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(cpr_t, key_path),
+	{ .name = "pseudonym_key",
+	  .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(cpr_t, key_path),
 	  .help = "Key file (0600) for the replies' subject: person:<HMAC of the CPR number>." },
 	KC_URL_OPT_ALLOW_PLAIN_HTTP(cpr_t, http_conf.allow_plain_http),
 	{ .name = NULL },
@@ -171,13 +242,13 @@ static const kanal_option_t s_options[] = {
 
 /* What one lookup is about: who asks, why, and for which number. */
 typedef struct lookup {
-	const char *route;        /* NULL: not known */
-	const char *purpose;      /* NULL: not given */
-	const char *correlation;  /* correlationid, else the request's id */
-	bool asks_protected;      /* kanalprotected: true */
-	const char *field;        /* where the number was found ("child_cpr") */
-	kanal_cpr_t cpr;          /* the parsed number (digits without hyphen) */
-	char masked[16];          /* DDMMYY-XXXX */
+	const char *route;       /* NULL: not known */
+	const char *purpose;     /* NULL: not given */
+	const char *correlation; /* correlationid, else the request's id */
+	bool asks_protected;     /* kanalprotected: true */
+	const char *field;       /* where the number was found ("child_cpr") */
+	kanal_cpr_t cpr;         /* the parsed number (digits without hyphen) */
+	char masked[16];         /* DDMMYY-XXXX */
 } lookup_t;
 
 /* ---- the audit log ---------------------------------------------------------------------- */
@@ -271,8 +342,9 @@ static bool s_uuid_ok(const char *text)
 		return false;
 	for (int i = 0; i < 36; i++) {
 		char ch = text[i];
-		if ((i == 8 || i == 13 || i == 18 || i == 23) ? ch != '-'
-		    : !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+		if ((i == 8 || i == 13 || i == 18 || i == 23)
+			    ? ch != '-'
+			    : !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
 			return false;
 	}
 	return true;
@@ -302,9 +374,10 @@ static int s_check_version(kanal_ctx_t *ctx, cpr_t *c)
 			return -1;
 		}
 		if (!c->cert_conf.pkcs12_file && !c->cert_conf.cert_file) {
-			kanal_set_error(ctx, "version 5 needs the function certificate the STS token "
-					     "is bound to: set certificate_p12 (or certificate and "
-					     "certificate_key)");
+			kanal_set_error(ctx,
+					"version 5 needs the function certificate the STS token "
+					"is bound to: set certificate_p12 (or certificate and "
+					"certificate_key)");
 			return -1;
 		}
 		if (!c->sts_opts.cvr) {
@@ -313,8 +386,9 @@ static int s_check_version(kanal_ctx_t *ctx, cpr_t *c)
 			return -1;
 		}
 		if (c->sts_opts.use_soap ? !c->sts_opts.soap_url : !c->sts_opts.issue_url) {
-			kanal_set_error(ctx, "option '%s' is required with version 5%s: the STS "
-					     "endpoint tokens are asked from",
+			kanal_set_error(ctx,
+					"option '%s' is required with version 5%s: the STS "
+					"endpoint tokens are asked from",
 					c->sts_opts.use_soap ? "sts_soap_url" : "sts_url",
 					c->sts_opts.use_soap ? " and sts_soap" : "");
 			return -1;
@@ -323,14 +397,18 @@ static int s_check_version(kanal_ctx_t *ctx, cpr_t *c)
 	}
 	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
 		if (!values[i]) {
-			kanal_set_error(ctx, "option '%s' is required with version 4 (the "
-					     "InvocationContext)", names[i]);
+			kanal_set_error(ctx,
+					"option '%s' is required with version 4 (the "
+					"InvocationContext)",
+					names[i]);
 			return -1;
 		}
 		if (!s_uuid_ok(values[i])) {
-			kanal_set_error(ctx, "option '%s': a lower-case UUID "
-					     "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), as the "
-					     "InvocationContext schema requires", names[i]);
+			kanal_set_error(ctx,
+					"option '%s': a lower-case UUID "
+					"(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), as the "
+					"InvocationContext schema requires",
+					names[i]);
 			return -1;
 		}
 	}
@@ -352,8 +430,9 @@ static int s_open_certificate(kanal_ctx_t *ctx, cpr_t *c, kc_http_opts_t *http)
 		return -1;
 	}
 	if (c->http_conf.client_cert) {
-		kanal_set_error(ctx, "options 'client_cert' and '%s': set one (the function "
-				     "certificate options replace client_cert and client_key)",
+		kanal_set_error(ctx,
+				"options 'client_cert' and '%s': set one (the function "
+				"certificate options replace client_cert and client_key)",
 				c->cert_conf.pkcs12_file ? "certificate_p12" : "certificate");
 		return -1;
 	}
@@ -458,8 +537,8 @@ static bool s_route_allowed(const cpr_t *c, const char *route)
 /* Finds the number the request is about: data.cpr of a person.lookup.request, else the
  * first present of cpr_fields. Stores the field's name and its text. Returns 0, or
  * KANAL_ENOTFOUND / KANAL_EINVAL with the error set on ctx. */
-static int s_find_cpr(kanal_ctx_t *ctx, const cpr_t *c, const kanal_msg_t *msg,
-		      const char **field, const char **text)
+static int s_find_cpr(kanal_ctx_t *ctx, const cpr_t *c, const kanal_msg_t *msg, const char **field,
+		      const char **text)
 {
 	bool lookup = !strcmp(kanal_msg_type(msg), "person.lookup.request");
 	size_t n = lookup ? 1 : kanal_config_list_count(c->cfg, "cpr_fields");
@@ -471,7 +550,8 @@ static int s_find_cpr(kanal_ctx_t *ctx, const cpr_t *c, const kanal_msg_t *msg,
 		if (rc == KANAL_ENOTFOUND)
 			continue;
 		if (rc != 0) {
-			kanal_set_error(ctx, "data.%s is not a string: no CPR number to look up", f);
+			kanal_set_error(ctx, "data.%s is not a string: no CPR number to look up",
+					f);
 			return KANAL_EINVAL;
 		}
 		*field = f;
@@ -521,8 +601,8 @@ static void s_copy_attr(kanal_msg_t *reply, const char *name, const char *value)
 }
 
 /* Replies with the person as this request may see it. Returns the outcome. */
-static kanal_outcome_t s_reply(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *req,
-			       json_t *person, const lookup_t *lk)
+static kanal_outcome_t s_reply(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *req, json_t *person,
+			       const lookup_t *lk)
 {
 	bool withheld;
 	json_t *data = s_filtered(c, person, lk, &withheld);
@@ -570,8 +650,8 @@ static kanal_outcome_t s_reply(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *re
  * reference) and returns OK; otherwise sets the error and the audit outcome and returns
  * RETRY or REJECT, and *token_refused says whether the service refused the v5 token
  * (`renewed`: a token just issued, so the refusal's error says what to check). */
-static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk,
-				   json_t **person, char *audit, size_t audit_size, bool renewed,
+static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, json_t **person,
+				   char *audit, size_t audit_size, bool renewed,
 				   bool *token_refused)
 {
 	const char *headers[3];
@@ -603,7 +683,8 @@ static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *l
 			bool retry = rc == KANAL_EIO || rc == KANAL_ETIMEDOUT || rc == KANAL_ENOMEM;
 			memset(body, 0, len);
 			free(body);
-			kanal_set_error(ctx, "cpr service PersonLookup: no STS token: %s", terr.text);
+			kanal_set_error(ctx, "cpr service PersonLookup: no STS token: %s",
+					terr.text);
 			snprintf(audit, audit_size, retry ? "unavailable" : "error");
 			kanal_metric_add(ctx, "token_errors", 1);
 			return retry ? KANAL_OUTCOME_RETRY : KANAL_OUTCOME_REJECT;
@@ -650,19 +731,22 @@ static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *l
 			kanal_metric_add(ctx, "faults", 1);
 			out = KANAL_OUTCOME_REJECT;
 		} else if (!ans.server && *token_refused && renewed) {
-			kanal_set_error(ctx, "cpr service refused a new STS token (fault %s: %s): "
-					     "check that the service agreement covers entity id %s "
-					     "for CVR %s, and that the certificate is the one "
-					     "registered for the IT system", ans.code, ans.text,
-					c->entity_id, c->sts_opts.cvr);
+			kanal_set_error(ctx,
+					"cpr service refused a new STS token (fault %s: %s): "
+					"check that the service agreement covers entity id %s "
+					"for CVR %s, and that the certificate is the one "
+					"registered for the IT system",
+					ans.code, ans.text, c->entity_id, c->sts_opts.cvr);
 			snprintf(audit, audit_size, "%s", *ans.code ? ans.code : "fault");
 			kanal_metric_add(ctx, "faults", 1);
 			out = KANAL_OUTCOME_REJECT;
 		} else if (!ans.server) {
 			if (*ans.code)
-				kanal_set_error(ctx, "cpr service fault %s: %s", ans.code, ans.text);
+				kanal_set_error(ctx, "cpr service fault %s: %s", ans.code,
+						ans.text);
 			else
-				kanal_set_error(ctx, "cpr service SOAP fault (client): %s", ans.text);
+				kanal_set_error(ctx, "cpr service SOAP fault (client): %s",
+						ans.text);
 			snprintf(audit, audit_size, "%s", *ans.code ? ans.code : "fault");
 			kanal_metric_add(ctx, "faults", 1);
 			out = KANAL_OUTCOME_REJECT;
@@ -677,8 +761,8 @@ static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *l
 	case CPR_SOAP_GARBAGE:
 	default:
 		if (res.status >= 200 && res.status < 300) {
-			kanal_set_error(ctx, "cpr service PersonLookup: HTTP %ld but %s", res.status,
-					ans.why);
+			kanal_set_error(ctx, "cpr service PersonLookup: HTTP %ld but %s",
+					res.status, ans.why);
 			out = KANAL_OUTCOME_RETRY;
 		} else {
 			out = kc_http_outcome(ctx, &res, "cpr service PersonLookup");
@@ -704,8 +788,9 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 
 	if (!refused)
 		return out;
-	kanal_log(ctx, KANAL_LOG_INFO, "the cpr service refused the STS token: asking for a new "
-				       "one and trying once more");
+	kanal_log(ctx, KANAL_LOG_INFO,
+		  "the cpr service refused the STS token: asking for a new "
+		  "one and trying once more");
 	kanal_metric_add(ctx, "token_renewals", 1);
 	kc_sts_forget(c->sts, c->entity_id);
 	return s_call_once(ctx, c, lk, person, audit, audit_size, true, &refused);
@@ -713,8 +798,8 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 
 /* Looks one number up: from the cache, else from the service (and then cached). Writes
  * the audit line. Returns the outcome; *person is the answer on OK (new reference). */
-static kanal_outcome_t s_lookup_one(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk,
-				    json_t **person, char *audit, size_t audit_size)
+static kanal_outcome_t s_lookup_one(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, json_t **person,
+				    char *audit, size_t audit_size)
 {
 	kanal_outcome_t out;
 
@@ -750,7 +835,8 @@ static kanal_outcome_t s_custody_of(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *
 
 	if (!of)
 		return KANAL_OUTCOME_RETRY;
-	json_array_foreach(children, i, child) {
+	json_array_foreach(children, i, child)
+	{
 		lookup_t lk = *parent;
 		json_t *answer = NULL;
 		char audit[80];
@@ -833,8 +919,8 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	if (out == KANAL_OUTCOME_OK && !strcmp(audit, "ok")) {
 		/* A fresh answer: find the children in the person's custody, then keep it. */
 		if (c->resolve_children &&
-		    json_array_size(json_object_get(json_object_get(person, "relations"),
-						    "children")) > 0)
+		    json_array_size(
+			    json_object_get(json_object_get(person, "relations"), "children")) > 0)
 			out = s_custody_of(ctx, c, &lk, person);
 		if (out == KANAL_OUTCOME_OK)
 			cpr_cache_put(c->cache, lk.cpr.digits, person, kanal_now_ms());

@@ -29,14 +29,14 @@
 
 /* What goes into every PersonLookupRequest. Strings are borrowed. */
 typedef struct cpr_soap_opts {
-	int version;             /* 4: InvocationContext (mutual TLS); 5: token model */
-	const char *ns;          /* namespace of PersonLookupRequest (CPR_NS_V4 / _V5) */
-	const char *ctx_ns;      /* namespace of InvocationContext and its UUIDs */
-	const char *agreement;   /* v4: ServiceAgreementUUID */
-	const char *usersystem;  /* v4: UserSystemUUID */
-	const char *user;        /* v4: UserUUID */
-	const char *service;     /* v4: ServiceUUID */
-	const char *cvr;         /* v5: AuthorityContext/MunicipalityCVR, NULL: not sent */
+	int version;            /* 4: InvocationContext (mutual TLS); 5: token model */
+	const char *ns;         /* namespace of PersonLookupRequest (CPR_NS_V4 / _V5) */
+	const char *ctx_ns;     /* namespace of InvocationContext and its UUIDs */
+	const char *agreement;  /* v4: ServiceAgreementUUID */
+	const char *usersystem; /* v4: UserSystemUUID */
+	const char *user;       /* v4: UserUUID */
+	const char *service;    /* v4: ServiceUUID */
+	const char *cvr;        /* v5: AuthorityContext/MunicipalityCVR, NULL: not sent */
 } cpr_soap_opts_t;
 
 /* Builds the SOAP 1.1 envelope asking for the ten digits `pnr`: v4 with InvocationContext,
@@ -53,12 +53,12 @@ typedef enum cpr_soap_kind {
 
 typedef struct cpr_soap_result {
 	cpr_soap_kind_t kind;
-	json_t *person;      /* ANSWER: the person.lookup.response data (new reference) */
-	char code[64];       /* FAULT: ServiceplatformFault ErrorCode, or "" when none */
-	char text[256];      /* FAULT: ErrorText, else faultstring (CPR numbers masked) */
-	bool server;         /* FAULT: faultcode says the server is at fault (passing) */
-	bool not_found;      /* FAULT: the service says "PNR not found" */
-	char why[256];       /* GARBAGE: what is wrong (never quotes the answer) */
+	json_t *person; /* ANSWER: the person.lookup.response data (new reference) */
+	char code[64];  /* FAULT: ServiceplatformFault ErrorCode, or "" when none */
+	char text[256]; /* FAULT: ErrorText, else faultstring (CPR numbers masked) */
+	bool server;    /* FAULT: faultcode says the server is at fault (passing) */
+	bool not_found; /* FAULT: the service says "PNR not found" */
+	char why[256];  /* GARBAGE: what is wrong (never quotes the answer) */
 } cpr_soap_result_t;
 
 /* Reads an answer body of len bytes: an answer, a fault, or garbage. The XML is parsed

@@ -275,10 +275,9 @@ bool cpr_holds_custody(json_t *child, const char *cpr)
 	size_t i;
 	json_t *h;
 
-	json_array_foreach(custody, i, h)
-		if (cpr && json_is_string(json_object_get(h, "cpr")) &&
-		    !strcmp(json_string_value(json_object_get(h, "cpr")), cpr))
-			return true;
+	json_array_foreach(custody, i, h) if (cpr && json_is_string(json_object_get(h, "cpr")) &&
+					      !strcmp(json_string_value(json_object_get(h, "cpr")),
+						      cpr)) return true;
 	return false;
 }
 
@@ -382,8 +381,9 @@ static cpr_soap_kind_t s_answer(const xmlNode *resp, const char *pnr, cpr_soap_r
 		/* "Alive" is every status but 90; "resident" 1, 3, 5, 7 (contract §2). */
 		json_object_set_new(p, "status", json_integer(status));
 		json_object_set_new(p, "alive", json_boolean(status != 90));
-		json_object_set_new(p, "resident", json_boolean(status == 1 || status == 3 ||
-								status == 5 || status == 7));
+		json_object_set_new(
+			p, "resident",
+			json_boolean(status == 1 || status == 3 || status == 5 || status == 7));
 	}
 	s_set_text(p, "civil_status", s_inner(s_child(pd, "civilstand"), "civilstand"));
 	prot = s_bool(s_child(s_child(pd, "adressebeskyttelse"), "beskyttet"));
@@ -398,7 +398,8 @@ static cpr_soap_kind_t s_answer(const xmlNode *resp, const char *pnr, cpr_soap_r
 		s_bool(s_child(s_child(pd, "markedsfoeringsbeskyttelse"), "beskyttet")));
 	if (protection)
 		json_object_set_new(p, "protection", protection);
-	json_object_set_new(p, "digital_post", json_boolean(s_bool(s_child(pd, "tilmeldtDigitalpost"))));
+	json_object_set_new(p, "digital_post",
+			    json_boolean(s_bool(s_child(pd, "tilmeldtDigitalpost"))));
 	json_object_set_new(p, "nemsms", json_boolean(s_bool(s_child(pd, "tilmeldtNemsms"))));
 	if ((relations = s_relations(s_child(resp, "relationer"))))
 		json_object_set_new(p, "relations", relations);

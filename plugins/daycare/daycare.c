@@ -26,42 +26,70 @@
 static const char *const s_roles[] = { "source", "destination", "both", NULL };
 
 static const kanal_option_t s_options[] = {
-	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
+	{ .name = "base_url",
+	  .type = KANAL_OPT_STRING,
+	  .required = true,
 	  KANAL_OPT_AT(daycare_t, base_url_option),
-	  .help = "The daycare system's API root, e.g. https://daycare.example.dk (the connector adds "
+	  .help = "The daycare system's API root, e.g. https://daycare.example.dk (the connector "
+		  "adds "
 		  "/api/v1/...)." },
-	{ .name = "role", .type = KANAL_OPT_STRING, .default_value = "both",
-	  .allowed = s_roles, KANAL_OPT_AT(daycare_t, role),
-	  .help = "source (poll registrations), destination (accept notices and staffing updates) or "
+	{ .name = "role",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "both",
+	  .allowed = s_roles,
+	  KANAL_OPT_AT(daycare_t, role),
+	  .help = "source (poll registrations), destination (accept notices and staffing updates) "
+		  "or "
 		  "both." },
 	KC_HTTP_OPT_TOKEN(daycare_t, http_conf),
-	{ .name = "user", .type = KANAL_OPT_STRING, KANAL_OPT_AT(daycare_t, http_conf.user),
+	{ .name = "user",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(daycare_t, http_conf.user),
 	  .help = "User name for basic auth, instead of a token (with password_file)." },
 	KC_HTTP_OPT_PASSWORD_FILE(daycare_t, http_conf),
 	KC_HTTP_OPT_CA_FILE(daycare_t, http_conf),
 	KC_HTTP_OPT_TIMEOUT(daycare_t, http_conf, "5s",
 			    "The longest one HTTP call to the daycare system may take."),
-	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "5s",
-	  .min = "1ms", KANAL_OPT_AT(daycare_t, poll_interval_ms),
+	{ .name = "poll_interval",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "5s",
+	  .min = "1ms",
+	  KANAL_OPT_AT(daycare_t, poll_interval_ms),
 	  .help = "Time between two polls of the registrations." },
-	{ .name = "max_backoff", .type = KANAL_OPT_DURATION, .default_value = "5m",
+	{ .name = "max_backoff",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "5m",
 	  KANAL_OPT_AT(daycare_t, max_backoff_ms),
-	  .help = "Longest wait between polls while the daycare system fails (the wait doubles from "
+	  .help = "Longest wait between polls while the daycare system fails (the wait doubles "
+		  "from "
 		  "poll_interval)." },
-	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100", .min = "1",
-	  .max = "500", KANAL_OPT_AT(daycare_t, page_size),
+	{ .name = "page_size",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "100",
+	  .min = "1",
+	  .max = "500",
+	  KANAL_OPT_AT(daycare_t, page_size),
 	  .help = "Registrations asked for per request (1-500)." },
-	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH,
-	  .help = "Key file (mode 0600) for the child's pseudonym in the events' subject; without it "
+	{ .name = "pseudonym_key",
+	  .type = KANAL_OPT_PATH,
+	  .help = "Key file (mode 0600) for the child's pseudonym in the events' subject; without "
+		  "it "
 		  "events carry no subject." },
-	{ .name = "staff_notice_title", .type = KANAL_OPT_STRING, .default_value = "Personale",
+	{ .name = "staff_notice_title",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "Personale",
 	  KANAL_OPT_AT(daycare_t, notice_title),
 	  .help = "Title of the notice to parents when a staff member is absent." },
-	{ .name = "staff_notice_text", .type = KANAL_OPT_STRING, .default_value = "En medarbejder er fraværende i dag. Vi har styr på dagen.",
+	{ .name = "staff_notice_text",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "En medarbejder er fraværende i dag. Vi har styr på dagen.",
 	  KANAL_OPT_AT(daycare_t, notice_text),
 	  .help = "Text of that notice: neutral, never the reason, a name or a CPR number." },
-	{ .name = "notice_codes", .type = KANAL_OPT_LIST, .default_value = "[SYG]",
-	  .help = "Absence codes of staff.absence.registered that also post the notice to parents (every "
+	{ .name = "notice_codes",
+	  .type = KANAL_OPT_LIST,
+	  .default_value = "[SYG]",
+	  .help = "Absence codes of staff.absence.registered that also post the notice to parents "
+		  "(every "
 		  "code updates the staffing view)." },
 	KC_URL_OPT_ALLOW_PLAIN_HTTP(daycare_t, http_conf.allow_plain_http),
 	{ .name = NULL },
@@ -100,13 +128,15 @@ static int s_load_basics(kanal_ctx_t *ctx, daycare_t *d)
 	while (n > 8 && d->base_url[n - 1] == '/')
 		d->base_url[--n] = '\0';
 	if (d->max_backoff_ms < d->poll_interval_ms) {
-		kanal_set_error(ctx, "option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
-				"'poll_interval' (%" PRId64 " ms)", d->max_backoff_ms,
-				d->poll_interval_ms);
+		kanal_set_error(ctx,
+				"option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
+				"'poll_interval' (%" PRId64 " ms)",
+				d->max_backoff_ms, d->poll_interval_ms);
 		return KANAL_ECONFIG;
 	}
 	if (!*d->notice_title || !*d->notice_text) {
-		kanal_set_error(ctx, "options 'staff_notice_title' and 'staff_notice_text' must not "
+		kanal_set_error(ctx,
+				"options 'staff_notice_title' and 'staff_notice_text' must not "
 				"be empty");
 		return KANAL_ECONFIG;
 	}
@@ -121,7 +151,8 @@ static int s_load_http(kanal_ctx_t *ctx, daycare_t *d)
 	int given = !!c->token + !!c->token_file + !!c->user;
 
 	if (given != 1) {
-		kanal_set_error(ctx, "give exactly one of the options 'token', 'token_file' and "
+		kanal_set_error(ctx,
+				"give exactly one of the options 'token', 'token_file' and "
 				"'user' (with 'password_file'): the daycare API needs credentials");
 		return KANAL_ECONFIG;
 	}
@@ -208,9 +239,10 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	daycare_t *d = state;
 
 	if (!d->destination) {
-		kanal_set_error(ctx, "instance '%s' has role 'source' and accepts no events; give it "
-				"role 'destination' or 'both', or route %s elsewhere", d->instance,
-				kanal_msg_type(msg));
+		kanal_set_error(ctx,
+				"instance '%s' has role 'source' and accepts no events; give it "
+				"role 'destination' or 'both', or route %s elsewhere",
+				d->instance, kanal_msg_type(msg));
 		return KANAL_OUTCOME_REJECT;
 	}
 	return deliver_message(ctx, d, msg);
@@ -225,8 +257,8 @@ char *daycare_url(const daycare_t *d, const char *path, const char *arg)
 
 	if (!url)
 		return NULL;
-	o = url + sprintf(url, "%s%.*s", d->base_url, (int)(mark && arg ? mark - path : (long)strlen(path)),
-			  path);
+	o = url + sprintf(url, "%s%.*s", d->base_url,
+			  (int)(mark && arg ? mark - path : (long)strlen(path)), path);
 	if (mark && arg) {
 		for (const unsigned char *p = (const unsigned char *)arg; *p; p++) {
 			if (isalnum(*p) || strchr("-._~", *p)) {

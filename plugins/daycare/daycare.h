@@ -27,14 +27,14 @@
 #define DAYCARE_CURSOR_FILE "cursor"
 
 typedef struct daycare {
-	const char *instance;     /* borrowed from the ctx */
-	bool source;              /* polls registrations */
-	bool destination;         /* accepts deliveries */
-	const char *role;         /* option role, borrowed from the config */
+	const char *instance;        /* borrowed from the ctx */
+	bool source;                 /* polls registrations */
+	bool destination;            /* accepts deliveries */
+	const char *role;            /* option role, borrowed from the config */
 	const char *base_url_option; /* option base_url as given, borrowed */
-	char *base_url;           /* without a trailing '/' */
+	char *base_url;              /* without a trailing '/' */
 	kc_http_t *http;
-	kc_http_conf_t http_conf;  /* token(_file), user, password_file, ca_file, timeout,
+	kc_http_conf_t http_conf; /* token(_file), user, password_file, ca_file, timeout,
 				    * allow_plain_http: bound options */
 	int64_t poll_interval_ms;
 	int64_t max_backoff_ms;
@@ -42,12 +42,12 @@ typedef struct daycare {
 	kanal_pseudonym_key_t *key; /* NULL: events carry no subject */
 	const char *notice_title;   /* borrowed from the config */
 	const char *notice_text;
-	const kanal_config_t *cfg;  /* for the notice_codes list */
+	const kanal_config_t *cfg; /* for the notice_codes list */
 
 	/* The source's run. */
-	char *cursor;             /* the last cursor persisted; NULL: from the beginning */
-	int64_t timer;            /* the pending poll timer, 0 when none */
-	int64_t backoff_ms;       /* 0 while the upstream answers */
+	char *cursor;       /* the last cursor persisted; NULL: from the beginning */
+	int64_t timer;      /* the pending poll timer, 0 when none */
+	int64_t backoff_ms; /* 0 while the upstream answers */
 	int64_t errors_in_row;
 	bool stopped;
 } daycare_t;
@@ -62,8 +62,7 @@ int poll_load_cursor(kanal_ctx_t *ctx, daycare_t *d);
  * Returns a new message, or NULL with why filled in when the registration is malformed (why
  * never holds the child's CPR number). Also the daycare fuzz target's entry
  * (tests/fuzz/fuzz_daycare.c). */
-kanal_msg_t *poll_map_registration(const daycare_t *d, const json_t *reg, char *why,
-				   size_t size);
+kanal_msg_t *poll_map_registration(const daycare_t *d, const json_t *reg, char *why, size_t size);
 
 /* deliver.c: handles one delivery (see docs/plugins/daycare.md for the types). */
 kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg);

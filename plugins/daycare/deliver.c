@@ -87,7 +87,8 @@ static kanal_outcome_t s_post(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t 
 	outcome = kc_http_outcome(ctx, &res, what);
 	if (outcome != KANAL_OUTCOME_OK)
 		kanal_log(ctx, KANAL_LOG_WARN, "%s for %s %s: %s", what, kanal_msg_type(msg),
-			  kanal_msg_id(msg), outcome == KANAL_OUTCOME_RETRY ? "will retry" : "rejected");
+			  kanal_msg_id(msg),
+			  outcome == KANAL_OUTCOME_RETRY ? "will retry" : "rejected");
 	kc_response_clear(&res);
 	free(text);
 	free(url);
@@ -117,8 +118,7 @@ static const char *s_opt(const kanal_msg_t *msg, const char *field)
 /* True for "YYYY-MM-DD" with plausible numbers (the daycare system checks the calendar). */
 static bool s_date_like(const char *s)
 {
-	return s && strlen(s) == 10 && s[4] == '-' && s[7] == '-' &&
-	       strspn(s, "0123456789-") == 10;
+	return s && strlen(s) == 10 && s[4] == '-' && s[7] == '-' && strspn(s, "0123456789-") == 10;
 }
 
 /* The notice's photos: each reference in data.photos ({"href": "kanalblob:…",
@@ -140,7 +140,8 @@ static json_t *s_photos(kanal_ctx_t *ctx, const kanal_msg_t *msg, kanal_outcome_
 				kanal_msg_type(msg), kanal_msg_id(msg));
 		goto fail;
 	}
-	json_array_foreach(refs, i, ref) {
+	json_array_foreach(refs, i, ref)
+	{
 		const char *href = json_string_value(json_object_get(ref, "href"));
 		const char *mt = json_string_value(json_object_get(ref, "mediaType"));
 		kanal_error_t err;
@@ -216,10 +217,12 @@ static bool s_notice_code(const daycare_t *d, const char *code)
  * plans by (a sick colleague, a child's sick day, holiday), never the code itself. */
 static const char *s_absence_kind(const char *type, const char *code)
 {
-	static const struct { const char *code, *kind; } map[] = {
-		{ "SYG", "sick" },         { "BARN1", "child-sick" },  { "BARN2", "child-sick" },
-		{ "OMSORG", "care-day" },  { "FERIE", "holiday" },     { "FERIEFRI", "holiday" },
-		{ "AFSP", "time-off" },    { "BARSEL", "parental-leave" }, { "ORLOV", "leave" },
+	static const struct {
+		const char *code, *kind;
+	} map[] = {
+		{ "SYG", "sick" },        { "BARN1", "child-sick" },      { "BARN2", "child-sick" },
+		{ "OMSORG", "care-day" }, { "FERIE", "holiday" },         { "FERIEFRI", "holiday" },
+		{ "AFSP", "time-off" },   { "BARSEL", "parental-leave" }, { "ORLOV", "leave" },
 	};
 
 	for (size_t i = 0; code && i < sizeof map / sizeof map[0]; i++)
@@ -268,8 +271,10 @@ static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 	if (!to)
 		to = from;
 	if (!s_date_like(from) || !s_date_like(to)) {
-		kanal_set_error(ctx, "daycare: %s %s: data.from and data.to must be dates "
-				"(YYYY-MM-DD)", kanal_msg_type(msg), kanal_msg_id(msg));
+		kanal_set_error(ctx,
+				"daycare: %s %s: data.from and data.to must be dates "
+				"(YYYY-MM-DD)",
+				kanal_msg_type(msg), kanal_msg_id(msg));
 		return KANAL_OUTCOME_REJECT;
 	}
 	/* The staffing view learns who is away, when and the kind of absence it plans by —
@@ -279,8 +284,8 @@ static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 		   s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 					      "external_id", ext, "kind", "staff", "absence_kind",
 					      s_absence_kind(kanal_msg_type(msg), code), "ref",
-					      employment, "from", from, "to", to, "status", "absent",
-					      "source_event", kanal_msg_id(msg))));
+					      employment, "from", from, "to", to, "status",
+					      "absent", "source_event", kanal_msg_id(msg))));
 	if (o != KANAL_OUTCOME_OK)
 		return o;
 	if (!s_notice_code(d, code)) {
@@ -289,11 +294,12 @@ static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 			return s_notice_withdraw(ctx, d, msg, dept, ext);
 		return o;
 	}
-	return s_post(ctx, d, msg, NOTICES_PATH, dept, "notice",
-		      s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
-						 ext, "status", "active", "audience", "parents",
-						 "title", d->notice_title, "text", d->notice_text,
-						 "date", from, "source_event", kanal_msg_id(msg))));
+	return s_post(
+		ctx, d, msg, NOTICES_PATH, dept, "notice",
+		s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
+					   ext, "status", "active", "audience", "parents", "title",
+					   d->notice_title, "text", d->notice_text, "date", from,
+					   "source_event", kanal_msg_id(msg))));
 }
 
 /* staff.absence.cancelled: the staffing entry is cancelled and the notice withdrawn. */
@@ -327,15 +333,17 @@ static kanal_outcome_t s_child_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 	if (!to)
 		to = from;
 	if (!s_date_like(from) || !s_date_like(to)) {
-		kanal_set_error(ctx, "daycare: %s %s: data.from and data.to must be dates "
-				"(YYYY-MM-DD)", kanal_msg_type(msg), kanal_msg_id(msg));
+		kanal_set_error(ctx,
+				"daycare: %s %s: data.from and data.to must be dates "
+				"(YYYY-MM-DD)",
+				kanal_msg_type(msg), kanal_msg_id(msg));
 		return KANAL_OUTCOME_REJECT;
 	}
 	/* The report's event id is the key, so its withdrawal (data.report) finds the entry. */
 	return s_post(ctx, d, msg, STAFFING_PATH, inst, "staffing",
 		      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
-				kanal_msg_id(msg), "kind", "child", "ref", child, "from", from, "to",
-				to, "status", "absent", "source_event", kanal_msg_id(msg)));
+				kanal_msg_id(msg), "kind", "child", "ref", child, "from", from,
+				"to", to, "status", "absent", "source_event", kanal_msg_id(msg)));
 }
 
 static kanal_outcome_t s_child_withdrawn(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
@@ -359,8 +367,8 @@ static json_t *s_data(kanal_ctx_t *ctx, const kanal_msg_t *msg)
 	kanal_free(text);
 	if (!json_is_object(data)) {
 		json_decref(data);
-		kanal_set_error(ctx, "daycare: %s %s has no JSON object as data", kanal_msg_type(msg),
-				kanal_msg_id(msg));
+		kanal_set_error(ctx, "daycare: %s %s has no JSON object as data",
+				kanal_msg_type(msg), kanal_msg_id(msg));
 		return NULL;
 	}
 	return data;
@@ -379,9 +387,9 @@ static kanal_outcome_t s_record(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_
 
 	if (!data)
 		return KANAL_OUTCOME_REJECT;
-	body = json_pack("{s:s, s:s, s:s, s:s}", "external_id", external_id ? external_id :
-			 kanal_msg_id(msg), "kind", kind, "child", child, "source_event",
-			 kanal_msg_id(msg));
+	body = json_pack("{s:s, s:s, s:s, s:s}", "external_id",
+			 external_id ? external_id : kanal_msg_id(msg), "kind", kind, "child",
+			 child, "source_event", kanal_msg_id(msg));
 	for (const char *const *f = fields; body && *f; f++)
 		if (json_object_get(data, *f))
 			json_object_set(body, *f, json_object_get(data, *f));
@@ -434,10 +442,12 @@ kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_
 		return s_day_event(ctx, d, msg, "checkout");
 	if (!strcmp(type, "child.vacation.registered"))
 		return s_vacation(ctx, d, msg);
-	kanal_set_error(ctx, "daycare: cannot handle events of type '%s' (instance '%s' accepts "
+	kanal_set_error(ctx,
+			"daycare: cannot handle events of type '%s' (instance '%s' accepts "
 			"daycare.notice.post, staff.absence.registered, staff.holiday.registered, "
 			"staff.absence.cancelled, child.absence.reported, child.absence.withdrawn, "
 			"child.pickup.planned, child.checkin, child.checkout and "
-			"child.vacation.registered)", type, d->instance);
+			"child.vacation.registered)",
+			type, d->instance);
 	return KANAL_OUTCOME_REJECT;
 }

@@ -28,9 +28,9 @@
 
 #include <jansson.h>
 
-#define POLL_MAX_PAGES 20         /* pages per poll before yielding the thread */
+#define POLL_MAX_PAGES 20 /* pages per poll before yielding the thread */
 #define POLL_FLUSH_TIMEOUT_MS 10000
-#define POLL_BUSY_WAIT_MS 500     /* the bus was busy: try the rest of the page soon */
+#define POLL_BUSY_WAIT_MS 500 /* the bus was busy: try the rest of the page soon */
 
 /* ---- checks on the upstream's values -------------------------------------------------------- */
 
@@ -101,8 +101,7 @@ static const char *s_period(json_t *data, const char *from, const char *to)
 
 /* The kind-specific part: the event type and the data fields. Returns NULL or why the
  * registration is malformed. */
-static const char *s_map_kind(const json_t *reg, const char *kind, json_t *data,
-			      const char **type)
+static const char *s_map_kind(const json_t *reg, const char *kind, json_t *data, const char **type)
 {
 	if (!strcmp(kind, "sick") || !strcmp(kind, "holiday") || !strcmp(kind, "day-off")) {
 		const char *why, *date = s_str(reg, "date");
@@ -154,7 +153,8 @@ static const char *s_map_kind(const json_t *reg, const char *kind, json_t *data,
 		if (wd) {
 			if (!json_is_array(wd) || !json_array_size(wd))
 				return "'weekdays' is not a list of days";
-			json_array_foreach(wd, i, day) {
+			json_array_foreach(wd, i, day)
+			{
 				const char *name = json_string_value(day);
 				if (!name || strlen(name) != 3 ||
 				    !strstr("mon tue wed thu fri sat sun", name))
@@ -189,14 +189,17 @@ static const char *s_map_kind(const json_t *reg, const char *kind, json_t *data,
 		if (!json_is_array(answers) || !json_array_size(answers))
 			return "'answers' is not a list of days";
 		days = json_array();
-		json_array_foreach(answers, i, a) {
+		json_array_foreach(answers, i, a)
+		{
 			const char *date = s_str(a, "date"), *ans = s_str(a, "answer");
 			if (s_day_number(date) < 0 || !ans ||
 			    (strcmp(ans, "away") && strcmp(ans, "attending"))) {
 				json_decref(days);
-				return "an answer is not {date: YYYY-MM-DD, answer: away|attending}";
+				return "an answer is not {date: YYYY-MM-DD, answer: "
+				       "away|attending}";
 			}
-			json_array_append_new(days, json_pack("{s:s, s:s}", "date", date, "answer", ans));
+			json_array_append_new(days,
+					      json_pack("{s:s, s:s}", "date", date, "answer", ans));
 		}
 		json_object_set_new(data, "survey", json_string(s_str(reg, "survey_id")));
 		json_object_set_new(data, "deadline", json_string(s_str(reg, "deadline")));
@@ -291,8 +294,8 @@ int poll_load_cursor(kanal_ctx_t *ctx, daycare_t *d)
 	if (rc == KANAL_ENOTFOUND)
 		return 0;
 	if (rc != 0) {
-		kanal_set_error(ctx, "cannot read the cursor file '%s/%s': %s", kanal_state_dir(ctx),
-				DAYCARE_CURSOR_FILE, kanal_strerror(rc));
+		kanal_set_error(ctx, "cannot read the cursor file '%s/%s': %s",
+				kanal_state_dir(ctx), DAYCARE_CURSOR_FILE, kanal_strerror(rc));
 		return rc;
 	}
 	text[strcspn(text, "\r\n")] = '\0';
@@ -333,9 +336,10 @@ static void s_upstream_error(kanal_ctx_t *ctx, daycare_t *d, const char *why)
 	if (d->backoff_ms > d->max_backoff_ms)
 		d->backoff_ms = d->max_backoff_ms;
 	kanal_metric_add(ctx, "upstream_errors", 1);
-	kanal_log(ctx, KANAL_LOG_ERROR, "upstream error: %s (%" PRId64 " in a row; next poll "
-		  "in %" PRId64 " ms; cursor %s kept)", why, d->errors_in_row, d->backoff_ms,
-		  d->cursor ? d->cursor : "(the beginning)");
+	kanal_log(ctx, KANAL_LOG_ERROR,
+		  "upstream error: %s (%" PRId64 " in a row; next poll "
+		  "in %" PRId64 " ms; cursor %s kept)",
+		  why, d->errors_in_row, d->backoff_ms, d->cursor ? d->cursor : "(the beginning)");
 }
 
 typedef enum { PAGE_DONE, PAGE_MORE, PAGE_FAILED, PAGE_BUSY, PAGE_CLOSED } page_result_t;
@@ -349,15 +353,18 @@ static page_result_t s_emit_page(kanal_ctx_t *ctx, daycare_t *d, json_t *items,
 	json_t *reg;
 	size_t i;
 
-	json_array_foreach(items, i, reg) {
+	json_array_foreach(items, i, reg)
+	{
 		char why[256];
 		const char *id = s_str(reg, "id");
 		kanal_msg_t *msg;
 		int rc;
 
 		if (!json_is_object(reg) || !s_id_ok(id)) {
-			kanal_log(ctx, KANAL_LOG_WARN, "registration #%zu after cursor %s skipped: it "
-				  "has no usable 'id'", i + 1, d->cursor ? d->cursor : "(start)");
+			kanal_log(ctx, KANAL_LOG_WARN,
+				  "registration #%zu after cursor %s skipped: it "
+				  "has no usable 'id'",
+				  i + 1, d->cursor ? d->cursor : "(start)");
 			kanal_metric_add(ctx, "skipped", 1);
 		} else if (!(msg = poll_map_registration(d, reg, why, sizeof why))) {
 			kanal_log(ctx, KANAL_LOG_WARN, "registration %s skipped: %s", id, why);
@@ -370,8 +377,10 @@ static page_result_t s_emit_page(kanal_ctx_t *ctx, daycare_t *d, json_t *items,
 				return PAGE_BUSY;
 			if (rc != 0) {
 				/* The event itself is refused (e.g. too big): no retry would help. */
-				kanal_log(ctx, KANAL_LOG_WARN, "registration %s skipped: the bus refused "
-					  "its event: %s", id, kanal_strerror(rc));
+				kanal_log(ctx, KANAL_LOG_WARN,
+					  "registration %s skipped: the bus refused "
+					  "its event: %s",
+					  id, kanal_strerror(rc));
 				kanal_metric_add(ctx, "skipped", 1);
 			} else {
 				kanal_metric_add(ctx, "emitted", 1);
@@ -398,18 +407,18 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, daycare_t *d)
 	int64_t handled = 0;
 	bool more;
 
-	snprintf(what, sizeof what, "GET %s%s%s", DAYCARE_REGISTRATIONS,
-		 d->cursor ? "?after=" : "", d->cursor ? d->cursor : "");
-	snprintf(query, sizeof query, "%s?limit=%" PRId64 "%s", DAYCARE_REGISTRATIONS,
-		 d->page_size, d->cursor ? "&after=%s" : "");
+	snprintf(what, sizeof what, "GET %s%s%s", DAYCARE_REGISTRATIONS, d->cursor ? "?after=" : "",
+		 d->cursor ? d->cursor : "");
+	snprintf(query, sizeof query, "%s?limit=%" PRId64 "%s", DAYCARE_REGISTRATIONS, d->page_size,
+		 d->cursor ? "&after=%s" : "");
 	url = cursor_url = daycare_url(d, query, d->cursor);
 	if (!url) {
 		s_upstream_error(ctx, d, "out of memory");
 		return PAGE_FAILED;
 	}
 	kanal_metric_add(ctx, "polls", 1);
-	if (kc_http_request(d->http, "GET", url, headers, NULL, 0, &res) != 0 ||
-	    res.status < 200 || res.status > 299) {
+	if (kc_http_request(d->http, "GET", url, headers, NULL, 0, &res) != 0 || res.status < 200 ||
+	    res.status > 299) {
 		kc_http_describe(&res, what, cause, sizeof cause);
 		s_upstream_error(ctx, d, cause);
 		kc_response_clear(&res);
@@ -420,8 +429,10 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, daycare_t *d)
 	/* Never quote a 200's body: it holds children's data. Say where it broke. */
 	page = json_loadb(res.body, res.len, 0, &jerr);
 	if (!page) {
-		snprintf(cause, sizeof cause, "%s: answer is not JSON (%zu bytes; broken at line %d, "
-			 "column %d)", what, res.len, jerr.line, jerr.column);
+		snprintf(cause, sizeof cause,
+			 "%s: answer is not JSON (%zu bytes; broken at line %d, "
+			 "column %d)",
+			 what, res.len, jerr.line, jerr.column);
 		s_upstream_error(ctx, d, cause);
 		kc_response_clear(&res);
 		return PAGE_FAILED;
@@ -430,8 +441,10 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, daycare_t *d)
 	items = json_object_get(page, "registrations");
 	next = s_str(page, "next");
 	if (!json_is_array(items) || (json_array_size(items) && !next)) {
-		snprintf(cause, sizeof cause, "%s: answer has no 'registrations' list and 'next' "
-			 "cursor", what);
+		snprintf(cause, sizeof cause,
+			 "%s: answer has no 'registrations' list and 'next' "
+			 "cursor",
+			 what);
 		s_upstream_error(ctx, d, cause);
 		json_decref(page);
 		return PAGE_FAILED;
@@ -447,9 +460,10 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, daycare_t *d)
 		if (rc != 0) {
 			/* Not durable yet: keep the cursor, read the page again next time (kanald
 			 * drops the replays it already holds). */
-			kanal_log(ctx, KANAL_LOG_WARN, "events of the page after cursor %s are not "
-				  "durable yet (%s); cursor kept", d->cursor ? d->cursor : "(start)",
-				  kanal_strerror(rc));
+			kanal_log(ctx, KANAL_LOG_WARN,
+				  "events of the page after cursor %s are not "
+				  "durable yet (%s); cursor kept",
+				  d->cursor ? d->cursor : "(start)", kanal_strerror(rc));
 			json_decref(page);
 			return rc == KANAL_ECLOSED ? PAGE_CLOSED : PAGE_BUSY;
 		}
@@ -486,7 +500,7 @@ static void s_poll(kanal_ctx_t *ctx, void *arg)
 		next = d->backoff_ms;
 	else if (r == PAGE_BUSY)
 		next = d->poll_interval_ms < POLL_BUSY_WAIT_MS ? d->poll_interval_ms
-							      : POLL_BUSY_WAIT_MS;
+							       : POLL_BUSY_WAIT_MS;
 	else if (r == PAGE_CLOSED) {
 		kanal_log(ctx, KANAL_LOG_INFO, "bus shutting down; polling stopped at cursor %s",
 			  d->cursor ? d->cursor : "(the beginning)");

@@ -55,41 +55,41 @@ typedef struct dp {
 	const char *base_url, *path, *key_path;
 	const char *sender_cvr;
 	const char *sender_label;
-	const char *channel;          /* "Digital Post" or "NemSMS" */
+	const char *channel; /* "Digital Post" or "NemSMS" */
 	const char *language;
-	const char *memo_version;     /* "1.1" or "1.2" */
-	const char *strategy;         /* "kanal" or "platform" */
-	const char *print;            /* "fallback" or "service" */
+	const char *memo_version; /* "1.1" or "1.2" */
+	const char *strategy;     /* "kanal" or "platform" */
+	const char *print;        /* "fallback" or "service" */
 	const char *forespoerg_path;
-	const char *print_type;       /* ForsendelseTypeIdentifikator, or NULL */
+	const char *print_type; /* ForsendelseTypeIdentifikator, or NULL */
 	int64_t forespoerg_cache_ms;
-	const char *callback_listen;  /* HOST:PORT of the receipts' listener, or NULL: none */
+	const char *callback_listen; /* HOST:PORT of the receipts' listener, or NULL: none */
 	const char *callback_path;
 	int64_t status_timeout_ms;
-	dp_receipts_t *receipts;      /* NULL without callback_listen */
-	kc_http_conf_t http_conf;     /* token(_file), ca_file, client_cert/key, timeout */
-	kc_cert_conf_t cert_conf;     /* the function certificate (certificate_p12, …) */
-	const char *cvr;              /* the CVR of the service agreement (default sender_cvr) */
+	dp_receipts_t *receipts;  /* NULL without callback_listen */
+	kc_http_conf_t http_conf; /* token(_file), ca_file, client_cert/key, timeout */
+	kc_cert_conf_t cert_conf; /* the function certificate (certificate_p12, …) */
+	const char *cvr;          /* the CVR of the service agreement (default sender_cvr) */
 	const char *sts_url, *accesstoken_url;
 	const char *entity_kombi, *entity_forespoerg;
 	int64_t token_renew_before_ms, clock_skew_ms;
-	kc_cert_t *cert;              /* NULL: no SF1514 tokens (a static token, or none) */
+	kc_cert_t *cert; /* NULL: no SF1514 tokens (a static token, or none) */
 	kc_sts_t *sts;
 
-	char *url;                    /* base_url + path */
-	char *forespoerg_url;         /* base_url + forespoerg_path */
-	char *access_token;           /* see s_access_token; wiped on destroy */
-	struct dp_forespoerg {        /* recent PostForespoerg answers, by CPR number */
+	char *url;             /* base_url + path */
+	char *forespoerg_url;  /* base_url + forespoerg_path */
+	char *access_token;    /* see s_access_token; wiped on destroy */
+	struct dp_forespoerg { /* recent PostForespoerg answers, by CPR number */
 		char cpr[11];
 		bool result;
 		int64_t at_ms;
 	} forespoerg[DP_FORESPOERG_CACHE];
 	size_t forespoerg_next;
 	kc_http_t *http;
-	const char *message_type;     /* "DIGITALPOST" or "NEMSMS" */
-	const char *status_channel;   /* "digital" or "nemsms" */
-	kanal_pseudonym_key_t *key;   /* NULL: no pseudonyms */
-	kanal_ctx_t *ctx;             /* for kanal_blob_get while a letter is read */
+	const char *message_type;   /* "DIGITALPOST" or "NEMSMS" */
+	const char *status_channel; /* "digital" or "nemsms" */
+	kanal_pseudonym_key_t *key; /* NULL: no pseudonyms */
+	kanal_ctx_t *ctx;           /* for kanal_blob_get while a letter is read */
 	/* The base64 of the letter's documents that came from the blob store (docs/design/
 	 * blobs.md): [0] the main document, [1 + i] attachment i. Owned; wiped and freed before
 	 * the next letter and at destroy. */
@@ -102,86 +102,144 @@ static const char *const s_strategies[] = { "kanal", "platform", NULL };
 static const char *const s_prints[] = { "fallback", "service", NULL };
 
 static const kanal_option_t s_options[] = {
-	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
+	{ .name = "base_url",
+	  .type = KANAL_OPT_STRING,
+	  .required = true,
 	  KANAL_OPT_AT(dp_t, base_url),
-	  .help = "The Digital Post service's base URL, e.g. https://digitalpost.example.dk (plain http "
+	  .help = "The Digital Post service's base URL, e.g. https://digitalpost.example.dk (plain "
+		  "http "
 		  "only to 127.0.0.0/8, [::1] or localhost: the simulator)." },
-	{ .name = "path", .type = KANAL_OPT_STRING, .default_value = DP_DEFAULT_PATH,
+	{ .name = "path",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = DP_DEFAULT_PATH,
 	  KANAL_OPT_AT(dp_t, path),
 	  .help = "The KombiPostAfsend endpoint's path below base_url." },
-	{ .name = "forespoerg_path", .type = KANAL_OPT_STRING,
-	  .default_value = DP_DEFAULT_FORESPOERG_PATH, KANAL_OPT_AT(dp_t, forespoerg_path),
+	{ .name = "forespoerg_path",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = DP_DEFAULT_FORESPOERG_PATH,
+	  KANAL_OPT_AT(dp_t, forespoerg_path),
 	  .help = "The PostForespoerg endpoint's path below base_url (?cprNumber= is added)." },
-	{ .name = "memo_version", .type = KANAL_OPT_STRING, .default_value = "1.2",
-	  .allowed = s_memo_versions, KANAL_OPT_AT(dp_t, memo_version),
+	{ .name = "memo_version",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "1.2",
+	  .allowed = s_memo_versions,
+	  KANAL_OPT_AT(dp_t, memo_version),
 	  .help = "The MeMo version of the letters: 1.1 or 1.2." },
-	{ .name = "strategy", .type = KANAL_OPT_STRING, .default_value = "kanal",
-	  .allowed = s_strategies, KANAL_OPT_AT(dp_t, strategy),
+	{ .name = "strategy",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "kanal",
+	  .allowed = s_strategies,
+	  KANAL_OPT_AT(dp_t, strategy),
 	  .help = "Who decides digital or paper: kanal (PostForespoerg, then Digital Post or "
 		  "paper) or platform (Automatisk Valg). A letter's channel_strategy overrides." },
-	{ .name = "print", .type = KANAL_OPT_STRING, .default_value = "fallback",
-	  .allowed = s_prints, KANAL_OPT_AT(dp_t, print),
+	{ .name = "print",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "fallback",
+	  .allowed = s_prints,
+	  KANAL_OPT_AT(dp_t, print),
 	  .help = "With strategy kanal, the paper letter: fallback (REJECT, so the route's "
 		  "fallback prints it) or service (Fysisk Post through SF1601's print)." },
-	{ .name = "print_type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, print_type),
+	{ .name = "print_type",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(dp_t, print_type),
 	  .help = "ForsendelseTypeIdentifikator agreed with the print provider (digits)." },
-	{ .name = "forespoerg_cache", .type = KANAL_OPT_DURATION, .default_value = "10m",
-	  .min = "0s", KANAL_OPT_AT(dp_t, forespoerg_cache_ms),
+	{ .name = "forespoerg_cache",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "10m",
+	  .min = "0s",
+	  KANAL_OPT_AT(dp_t, forespoerg_cache_ms),
 	  .help = "How long a PostForespoerg answer is reused (0s: ask every time)." },
-	{ .name = "sender_cvr", .type = KANAL_OPT_STRING, .required = true,
+	{ .name = "sender_cvr",
+	  .type = KANAL_OPT_STRING,
+	  .required = true,
 	  KANAL_OPT_AT(dp_t, sender_cvr),
 	  .help = "The sending authority's CVR number (8 digits): MessageHeader/Sender/senderID." },
-	{ .name = "sender_label", .type = KANAL_OPT_STRING, .required = true,
+	{ .name = "sender_label",
+	  .type = KANAL_OPT_STRING,
+	  .required = true,
 	  KANAL_OPT_AT(dp_t, sender_label),
 	  .help = "The sender's name as the citizen sees it, e.g. \"Aarhus Kommune\"." },
-	{ .name = "channel", .type = KANAL_OPT_STRING, .default_value = "Digital Post",
-	  .allowed = s_channels, KANAL_OPT_AT(dp_t, channel),
+	{ .name = "channel",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "Digital Post",
+	  .allowed = s_channels,
+	  KANAL_OPT_AT(dp_t, channel),
 	  .help = "The channel code of the send request: \"Digital Post\" or \"NemSMS\" (physical "
 		  "letters go by the letter connector)." },
-	{ .name = "language", .type = KANAL_OPT_STRING, .default_value = "da",
+	{ .name = "language",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "da",
 	  KANAL_OPT_AT(dp_t, language),
 	  .help = "The document language (ISO 639-1) when a letter gives none." },
-	{ .name = "callback_listen", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, callback_listen),
+	{ .name = "callback_listen",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(dp_t, callback_listen),
 	  .help = "HOST:PORT where the Beskedfordeler (SF1461) pushes PKO_PostStatus receipts "
 		  "(plain http: terminate TLS in front). Absent: no receipts, the status says "
 		  "sent when the service accepts." },
-	{ .name = "callback_path", .type = KANAL_OPT_STRING,
-	  .default_value = DP_DEFAULT_CALLBACK_PATH, KANAL_OPT_AT(dp_t, callback_path),
+	{ .name = "callback_path",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = DP_DEFAULT_CALLBACK_PATH,
+	  KANAL_OPT_AT(dp_t, callback_path),
 	  .help = "The callback's path, as registered with the Beskedfordeler." },
-	{ .name = "status_timeout", .type = KANAL_OPT_DURATION, .default_value = "72h",
-	  .min = "1s", KANAL_OPT_AT(dp_t, status_timeout_ms),
+	{ .name = "status_timeout",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "72h",
+	  .min = "1s",
+	  KANAL_OPT_AT(dp_t, status_timeout_ms),
 	  .help = "How long a letter waits for its PKO_PostStatus; then its status is unknown "
 		  "(metric letters_status_unknown)." },
-	{ .name = "certificate_p12", .type = KANAL_OPT_PATH,
+	{ .name = "certificate_p12",
+	  .type = KANAL_OPT_PATH,
 	  KANAL_OPT_AT(dp_t, cert_conf.pkcs12_file),
 	  .help = "The function certificate (OCES3) as PKCS#12, mode 0600: mutual TLS with the "
 		  "service and the STS, and the key SF1514 tokens are bound to." },
-	{ .name = "certificate", .type = KANAL_OPT_PATH, KANAL_OPT_AT(dp_t, cert_conf.cert_file),
+	{ .name = "certificate",
+	  .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(dp_t, cert_conf.cert_file),
 	  .help = "Or the function certificate as PEM (with certificate_key)." },
-	{ .name = "certificate_key", .type = KANAL_OPT_PATH,
+	{ .name = "certificate_key",
+	  .type = KANAL_OPT_PATH,
 	  KANAL_OPT_AT(dp_t, cert_conf.key_file),
 	  .help = "The PEM key of certificate (mode 0600); absent: in certificate." },
-	{ .name = "certificate_password_file", .type = KANAL_OPT_PATH,
+	{ .name = "certificate_password_file",
+	  .type = KANAL_OPT_PATH,
 	  KANAL_OPT_AT(dp_t, cert_conf.password_file),
 	  .help = "The PKCS#12 password or the key's passphrase, first line (mode 0600)." },
-	{ .name = "cvr", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, cvr),
+	{ .name = "cvr",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(dp_t, cvr),
 	  .help = "The CVR of the service agreement (the token's CVR claim); default sender_cvr." },
-	{ .name = "sts_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, sts_url),
+	{ .name = "sts_url",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(dp_t, sts_url),
 	  .help = "SF1514 REST issue endpoint, e.g. https://n2adgangsstyring.eksterntest-"
 		  "stoettesystemerne.dk/runtime/api/rest/wstrust/v1/issue (with a certificate)." },
-	{ .name = "accesstoken_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(dp_t, accesstoken_url),
+	{ .name = "accesstoken_url",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(dp_t, accesstoken_url),
 	  .help = "The access-token exchange, e.g. https://exttest.serviceplatformen.dk/service/"
 		  "AccessTokenService_1/token (with a certificate)." },
-	{ .name = "entity_kombipostafsend", .type = KANAL_OPT_STRING,
-	  .default_value = KC_STS_ENTITY_KOMBIPOSTAFSEND, KANAL_OPT_AT(dp_t, entity_kombi),
+	{ .name = "entity_kombipostafsend",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = KC_STS_ENTITY_KOMBIPOSTAFSEND,
+	  KANAL_OPT_AT(dp_t, entity_kombi),
 	  .help = "KombiPostAfsend's entity ID (the token's AppliesTo)." },
-	{ .name = "entity_postforespoerg", .type = KANAL_OPT_STRING,
-	  .default_value = KC_STS_ENTITY_POSTFORESPOERG, KANAL_OPT_AT(dp_t, entity_forespoerg),
+	{ .name = "entity_postforespoerg",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = KC_STS_ENTITY_POSTFORESPOERG,
+	  KANAL_OPT_AT(dp_t, entity_forespoerg),
 	  .help = "PostForespoerg's entity ID (the token's AppliesTo)." },
-	{ .name = "token_renew_before", .type = KANAL_OPT_DURATION, .default_value = "5m",
-	  .min = "0s", KANAL_OPT_AT(dp_t, token_renew_before_ms),
+	{ .name = "token_renew_before",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "5m",
+	  .min = "0s",
+	  KANAL_OPT_AT(dp_t, token_renew_before_ms),
 	  .help = "Renew a token this long before it expires." },
-	{ .name = "clock_skew", .type = KANAL_OPT_DURATION, .default_value = "2m", .min = "0s",
+	{ .name = "clock_skew",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "2m",
+	  .min = "0s",
 	  KANAL_OPT_AT(dp_t, clock_skew_ms),
 	  .help = "Allowance for clocks that disagree (certificate validity, token expiry)." },
 	KC_HTTP_OPT_TOKEN(dp_t, http_conf),
@@ -189,7 +247,9 @@ static const kanal_option_t s_options[] = {
 	KC_HTTP_OPT_CLIENT_CERT(dp_t, http_conf),
 	KC_HTTP_OPT_TIMEOUT(dp_t, http_conf, "5s",
 			    "Longest wait for the service's answer to one letter; then RETRY."),
-	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(dp_t, key_path),
+	{ .name = "pseudonym_key",
+	  .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(dp_t, key_path),
 	  .help = "Key file (0600) for the recipient's pseudonym in the status event's subject." },
 	KC_URL_OPT_ALLOW_PLAIN_HTTP(dp_t, http_conf.allow_plain_http),
 	{ .name = NULL },
@@ -198,8 +258,8 @@ static const kanal_option_t s_options[] = {
 /* What became of one letter, for the status event and the outcome. */
 typedef struct dp_result {
 	kanal_outcome_t outcome;
-	char error[512];              /* the REJECT or RETRY reason */
-	char transaction[129];        /* the TransmissionID, on OK */
+	char error[512];       /* the REJECT or RETRY reason */
+	char transaction[129]; /* the TransmissionID, on OK */
 } dp_result_t;
 
 /* ---- configuration ----------------------------------------------------------------------- */
@@ -254,26 +314,29 @@ static int s_tokens_open(kanal_ctx_t *ctx, dp_t *dp, kc_http_opts_t *o)
 	if (!dp->cert_conf.pkcs12_file && !dp->cert_conf.cert_file) {
 		if (dp->sts_url || dp->accesstoken_url || dp->cert_conf.key_file) {
 			kanal_set_error(ctx, "digitalpost: sts_url, accesstoken_url and "
-					"certificate_key need the function certificate "
-					"(certificate_p12, or certificate)");
+					     "certificate_key need the function certificate "
+					     "(certificate_p12, or certificate)");
 			return KANAL_ECONFIG;
 		}
 		return 0;
 	}
 	if (dp->cert_conf.pkcs12_file && dp->cert_conf.cert_file) {
 		kanal_set_error(ctx, "digitalpost: certificate_p12 and certificate are two ways to "
-				"give the same certificate: keep one");
+				     "give the same certificate: keep one");
 		return KANAL_ECONFIG;
 	}
 	if (o->bearer_token || dp->http_conf.client_cert) {
-		kanal_set_error(ctx, "digitalpost: token/token_file and client_cert are for tests "
+		kanal_set_error(ctx,
+				"digitalpost: token/token_file and client_cert are for tests "
 				"without an STS; with the function certificate, tokens come from "
 				"sts_url: remove them");
 		return KANAL_ECONFIG;
 	}
 	if (!dp->sts_url || !dp->accesstoken_url) {
-		kanal_set_error(ctx, "digitalpost: with the function certificate, set sts_url (the "
-				"SF1514 REST issue endpoint) and accesstoken_url (AccessTokenService_1)");
+		kanal_set_error(
+			ctx,
+			"digitalpost: with the function certificate, set sts_url (the "
+			"SF1514 REST issue endpoint) and accesstoken_url (AccessTokenService_1)");
 		return KANAL_ECONFIG;
 	}
 	kanal_error_clear(&err);
@@ -281,7 +344,8 @@ static int s_tokens_open(kanal_ctx_t *ctx, dp_t *dp, kc_http_opts_t *o)
 		kanal_set_error(ctx, "digitalpost: %s", err.text);
 		return rc;
 	}
-	so = (kc_sts_opts_t){ .issue_url = dp->sts_url, .accesstoken_url = dp->accesstoken_url,
+	so = (kc_sts_opts_t){ .issue_url = dp->sts_url,
+			      .accesstoken_url = dp->accesstoken_url,
 			      .cvr = dp->cvr ? dp->cvr : dp->sender_cvr,
 			      .renew_before_ms = dp->token_renew_before_ms,
 			      .clock_skew_ms = dp->clock_skew_ms,
@@ -365,15 +429,16 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
-	if (asprintf(&dp->forespoerg_url, "%.*s%s", (int)blen, dp->base_url,
-		     dp->forespoerg_path) < 0) {
+	if (asprintf(&dp->forespoerg_url, "%.*s%s", (int)blen, dp->base_url, dp->forespoerg_path) <
+	    0) {
 		dp->forespoerg_url = NULL;
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
-	if (dp->print_type && (!*dp->print_type ||
-			       strspn(dp->print_type, "0123456789") != strlen(dp->print_type))) {
-		kanal_set_error(ctx, "digitalpost: print_type '%s' is not a number", dp->print_type);
+	if (dp->print_type &&
+	    (!*dp->print_type || strspn(dp->print_type, "0123456789") != strlen(dp->print_type))) {
+		kanal_set_error(ctx, "digitalpost: print_type '%s' is not a number",
+				dp->print_type);
 		goto fail;
 	}
 	if ((rc = s_tokens_open(ctx, dp, &o)) != 0)
@@ -409,7 +474,8 @@ fail:
 static const char *s_subject(const dp_t *dp, const kanal_msg_t *msg, const char *cpr,
 			     char pseudonym[KANAL_PSEUDONYM_SIZE])
 {
-	if (dp->key && cpr && kanal_cpr_pseudonym(dp->key, cpr, pseudonym, KANAL_PSEUDONYM_SIZE) == 0)
+	if (dp->key && cpr &&
+	    kanal_cpr_pseudonym(dp->key, cpr, pseudonym, KANAL_PSEUDONYM_SIZE) == 0)
 		return pseudonym;
 	return kanal_msg_subject(msg);
 }
@@ -429,8 +495,8 @@ static void s_copy_sender(const kanal_msg_t *msg, json_t *data)
 /* Emits post.letter.status about letter msg: status "sent" (accepted by the service) or
  * "failed", the reason (CPR numbers masked), the KombiValgKode used and the TransmissionID
  * when sent. Returns kanal_emit's result. */
-static int s_emit_status(kanal_ctx_t *ctx, const dp_t *dp, const kanal_msg_t *msg,
-			 const char *uuid, const char *cpr, const char *status, const char *reason,
+static int s_emit_status(kanal_ctx_t *ctx, const dp_t *dp, const kanal_msg_t *msg, const char *uuid,
+			 const char *cpr, const char *status, const char *reason,
 			 const char *transaction, const char *kombi)
 {
 	char id[96], pseudonym[KANAL_PSEUDONYM_SIZE];
@@ -523,8 +589,8 @@ static bool s_utc(const char *text)
  * the http ingress's multipart upload makes them) read and base64-encoded into *owned, its
  * media type (`mediaType`) the default mimetype. Returns true, or false with r set: REJECT
  * when the blob is gone or damaged (a retry cannot bring it back), RETRY without memory. */
-static bool s_blob_document(dp_t *dp, const kanal_msg_t *msg, const char *path,
-			    const char *href, dp_document_t *d, char **owned, dp_result_t *r)
+static bool s_blob_document(dp_t *dp, const kanal_msg_t *msg, const char *path, const char *href,
+			    dp_document_t *d, char **owned, dp_result_t *r)
 {
 	char field[80];
 	kanal_error_t err;
@@ -562,8 +628,8 @@ static bool s_blob_document(dp_t *dp, const kanal_msg_t *msg, const char *path,
 
 /* Reads one document at `path` (document, attachments.N): its content as base64 in
  * `content`, or by reference to a blob in `href`, whose base64 is kept in *owned. */
-static bool s_read_document(dp_t *dp, const kanal_msg_t *msg, const char *path,
-			    dp_document_t *d, char **owned, dp_result_t *r)
+static bool s_read_document(dp_t *dp, const kanal_msg_t *msg, const char *path, dp_document_t *d,
+			    char **owned, dp_result_t *r)
 {
 	char field[80], why[160];
 	const char *href = NULL;
@@ -682,15 +748,18 @@ static bool s_read_letter(dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l, dp_r
 		if (!dp_check_text(a->label, DP_MAX_LABEL, why, sizeof why))
 			return s_invalid(r, "action.label", why);
 		if ((a->start && !s_utc(a->start)) || (a->end && !s_utc(a->end)))
-			return s_invalid(r, a->start && !s_utc(a->start) ? "action.start" : "action.end",
-					 "not a UTC date and time like 2026-06-20T07:00:00Z");
+			return s_invalid(
+				r, a->start && !s_utc(a->start) ? "action.start" : "action.end",
+				"not a UTC date and time like 2026-06-20T07:00:00Z");
 		if (!strcmp(a->code, "AFTALE")) {
 			/* The appointment: a Reservation instead of a link. */
 			if (!s_opt_str(msg, "action.reservation.description", &a->description, r) ||
 			    !s_opt_str(msg, "action.reservation.abstract", &a->abstract, r) ||
 			    !s_opt_str(msg, "action.reservation.location", &a->location, r) ||
-			    !s_opt_str(msg, "action.reservation.organizer_mail", &a->organizer_mail, r) ||
-			    !s_opt_str(msg, "action.reservation.organizer_name", &a->organizer_name, r))
+			    !s_opt_str(msg, "action.reservation.organizer_mail", &a->organizer_mail,
+				       r) ||
+			    !s_opt_str(msg, "action.reservation.organizer_name", &a->organizer_name,
+				       r))
 				return false;
 			if (!a->start || !a->end)
 				return s_invalid(r, a->start ? "action.end" : "action.start",
@@ -725,7 +794,8 @@ static bool s_recipient_enrolled(const kanal_msg_t *msg, dp_result_t *r)
 	if (kanal_msg_data_bool(msg, "recipient.digital_post", &enrolled) == 0 && !enrolled) {
 		r->outcome = KANAL_OUTCOME_REJECT;
 		snprintf(r->error, sizeof r->error,
-			 "not-enrolled: the CPR lookup says the recipient is not enrolled in Digital "
+			 "not-enrolled: the CPR lookup says the recipient is not enrolled in "
+			 "Digital "
 			 "Post (data.recipient.digital_post is false); the service was not called");
 		return false;
 	}
@@ -737,7 +807,9 @@ static bool s_recipient_enrolled(const kanal_msg_t *msg, dp_result_t *r)
 			 "not-enrolled: the recipient is not an active person (CPR status %lld%s); "
 			 "the service was not called",
 			 (long long)status,
-			 status == 90 ? ": dead" : status == 80 ? ": emigrated" : "");
+			 status == 90   ? ": dead"
+			 : status == 80 ? ": emigrated"
+					: "");
 		return false;
 	}
 	return true;
@@ -803,13 +875,17 @@ static void s_answer(kanal_ctx_t *ctx, const dp_t *dp, const kc_response_t *res,
 			s_xml_text(root, "TransmissionId", r->transaction, sizeof r->transaction);
 	}
 	if (res->status >= 200 && res->status < 300 && root && strcmp(result, "false")) {
-		if (!*tx || strspn(tx, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") !=
-				    strlen(tx)) {
+		if (!*tx ||
+		    strspn(tx,
+			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") !=
+			    strlen(tx)) {
 			r->outcome = KANAL_OUTCOME_RETRY;
 			snprintf(r->error, sizeof r->error,
-				 "%s: answered %ld without a usable TransmissionID (garbled answer?); "
+				 "%s: answered %ld without a usable TransmissionID (garbled "
+				 "answer?); "
 				 "retrying is safe, the messageUUID is the same: %s",
-				 what, res->status, kc_http_describe(res, "answer", desc, sizeof desc));
+				 what, res->status,
+				 kc_http_describe(res, "answer", desc, sizeof desc));
 			kanal_metric_add(ctx, "upstream_errors", 1);
 			goto done;
 		}
@@ -820,7 +896,8 @@ static void s_answer(kanal_ctx_t *ctx, const dp_t *dp, const kc_response_t *res,
 	if (res->status >= 200 && res->status < 300 && !root) {
 		r->outcome = KANAL_OUTCOME_RETRY;
 		snprintf(r->error, sizeof r->error,
-			 "%s: answered %ld with no readable response XML (garbled answer?); retrying "
+			 "%s: answered %ld with no readable response XML (garbled answer?); "
+			 "retrying "
 			 "is safe, the messageUUID is the same: %s",
 			 what, res->status, kc_http_describe(res, "answer", desc, sizeof desc));
 		kanal_metric_add(ctx, "upstream_errors", 1);
@@ -832,22 +909,23 @@ static void s_answer(kanal_ctx_t *ctx, const dp_t *dp, const kc_response_t *res,
 	if (res->status == 401 || res->status == 403 || res->status == 404 || res->status == 405 ||
 	    res->status == 415) {
 		r->outcome = KANAL_OUTCOME_RETRY;
-		snprintf(r->error, sizeof r->error,
-			 "%s; this is the connector's setup (token, certificate, base_url or path), "
-			 "not the letter: retrying",
-			 kc_http_describe(res, what, desc, sizeof desc));
+		snprintf(
+			r->error, sizeof r->error,
+			"%s; this is the connector's setup (token, certificate, base_url or path), "
+			"not the letter: retrying",
+			kc_http_describe(res, what, desc, sizeof desc));
 		kanal_metric_add(ctx, "upstream_errors", 1);
 		goto done;
 	}
 	r->outcome = (res->status >= 200 && res->status < 300) ? KANAL_OUTCOME_REJECT
-							      : kc_http_outcome(ctx, res, what);
+							       : kc_http_outcome(ctx, res, what);
 	if (r->outcome == KANAL_OUTCOME_RETRY) {
 		kc_http_describe(res, what, r->error, sizeof r->error);
 		kanal_metric_add(ctx, "upstream_errors", 1);
 	} else if (*code) {
 		/* The platform's reason may be long: it is cut to what the error holds. */
-		snprintf(r->error, sizeof r->error, "%s: %ld %.40s: %.200s", what, res->status, code,
-			 *text ? text : "(no reason given)");
+		snprintf(r->error, sizeof r->error, "%s: %ld %.40s: %.200s", what, res->status,
+			 code, *text ? text : "(no reason given)");
 	} else {
 		kc_http_describe(res, what, r->error, sizeof r->error);
 	}
@@ -904,7 +982,7 @@ static bool s_call(kanal_ctx_t *ctx, const dp_t *dp, const char *method, const c
 		   kc_response_t *res, dp_result_t *r)
 {
 	char txid[80], txtime[64], stamp[KANAL_TIME_RFC3339_SIZE], uuid[37], ctype[64] = "",
-	     acc[64], nonce[40];
+									     acc[64], nonce[40];
 	const char *headers[6];
 
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -924,7 +1002,8 @@ static bool s_call(kanal_ctx_t *ctx, const dp_t *dp, const char *method, const c
 		headers[n++] = txtime;
 		headers[n++] = acc;
 		if (body) {
-			snprintf(ctype, sizeof ctype, "Content-Type: application/xml; charset=utf-8");
+			snprintf(ctype, sizeof ctype,
+				 "Content-Type: application/xml; charset=utf-8");
 			headers[n++] = ctype;
 		}
 		if (auth)
@@ -974,7 +1053,8 @@ static int s_forespoerg(kanal_ctx_t *ctx, dp_t *dp, const char cpr[11], dp_resul
 	if (res.status == 200 && res.body)
 		j = json_loadb(res.body, res.len, 0, NULL);
 	if (j && json_is_boolean(json_object_get(j, "result"))) {
-		struct dp_forespoerg *e = &dp->forespoerg[dp->forespoerg_next++ % DP_FORESPOERG_CACHE];
+		struct dp_forespoerg *e =
+			&dp->forespoerg[dp->forespoerg_next++ % DP_FORESPOERG_CACHE];
 		answer = json_is_true(json_object_get(j, "result"));
 		memcpy(e->cpr, cpr, sizeof e->cpr);
 		e->result = answer;
@@ -1025,10 +1105,11 @@ static bool s_read_address(const kanal_msg_t *msg, dp_letter_t *l, char *name, s
 		a->building++;
 	if (!*name || !a->street || !a->building || !a->postcode) {
 		s_invalid(r, "recipient.address",
-			  protected_address ? "withheld (protected address): the platform's print "
-					      "cannot be used; route it to a print that may hold it"
-					    : "missing: the print part needs the full postal address "
-					      "from the CPR lookup (enrich into data.recipient)");
+			  protected_address
+				  ? "withheld (protected address): the platform's print "
+				    "cannot be used; route it to a print that may hold it"
+				  : "missing: the print part needs the full postal address "
+				    "from the CPR lookup (enrich into data.recipient)");
 		return false;
 	}
 	return true;
@@ -1040,8 +1121,8 @@ static bool s_read_address(const kanal_msg_t *msg, dp_letter_t *l, char *name, s
  * Automatisk Valg; kanal: PostForespoerg, then Digital Post, or paper (Fysisk Post through
  * the service, or a REJECT for the route's fallback). Sets l's parts and why; returns false
  * with r set when the letter does not go to the service. */
-static bool s_choose(kanal_ctx_t *ctx, dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l,
-		     char *name, size_t name_size, char *why, size_t why_size, dp_result_t *r)
+static bool s_choose(kanal_ctx_t *ctx, dp_t *dp, const kanal_msg_t *msg, dp_letter_t *l, char *name,
+		     size_t name_size, char *why, size_t why_size, dp_result_t *r)
 {
 	const char *strategy = dp->strategy;
 	int can;
@@ -1063,8 +1144,9 @@ static bool s_choose(kanal_ctx_t *ctx, dp_t *dp, const kanal_msg_t *msg, dp_lett
 			return false;
 		l->kombi = DP_KOMBI_AUTO;
 		l->with_print = true;
-		snprintf(why, why_size, "the platform chooses (Automatisk Valg): Digital Post when "
-					"the recipient can receive it, else its print");
+		snprintf(why, why_size,
+			 "the platform chooses (Automatisk Valg): Digital Post when "
+			 "the recipient can receive it, else its print");
 		return true;
 	}
 	if ((can = s_forespoerg(ctx, dp, l->recipient, r)) < 0)
@@ -1080,8 +1162,9 @@ static bool s_choose(kanal_ctx_t *ctx, dp_t *dp, const kanal_msg_t *msg, dp_lett
 		l->kombi = DP_KOMBI_PHYSICAL;
 		l->with_memo = false;
 		l->with_print = true;
-		snprintf(why, why_size, "PostForespoerg: the recipient cannot receive Digital Post; "
-					"printed by the service (Fysisk Post)");
+		snprintf(why, why_size,
+			 "PostForespoerg: the recipient cannot receive Digital Post; "
+			 "printed by the service (Fysisk Post)");
 		return true;
 	}
 	r->outcome = KANAL_OUTCOME_REJECT;
@@ -1196,8 +1279,10 @@ finish:
 	if (r.outcome == KANAL_OUTCOME_OK) {
 		char text[512], pseudonym[KANAL_PSEUDONYM_SIZE];
 		const char *corr = kanal_msg_attr(msg, "correlationid");
-		dp_sent_t sent = { .message_uuid = l.message_uuid, .print_id = l.print_id,
-				   .transaction = r.transaction, .letter = kanal_msg_id(msg),
+		dp_sent_t sent = { .message_uuid = l.message_uuid,
+				   .print_id = l.print_id,
+				   .transaction = r.transaction,
+				   .letter = kanal_msg_id(msg),
 				   .letter_source = kanal_msg_source(msg),
 				   .correlationid = corr ? corr : kanal_msg_id(msg),
 				   .traceparent = kanal_msg_attr(msg, "traceparent"),
@@ -1210,25 +1295,30 @@ finish:
 		rc = dp->receipts ? dp_receipts_track(dp->receipts, &sent) : 0;
 		kanal_free(sent.sender);
 		if (rc != 0) {
-			kanal_set_error(ctx, "letter accepted (TransmissionID %s) but it cannot be "
-					"remembered for its receipt (%s); retrying, the service will "
-					"not send it twice", r.transaction, kanal_strerror(rc));
+			kanal_set_error(
+				ctx,
+				"letter accepted (TransmissionID %s) but it cannot be "
+				"remembered for its receipt (%s); retrying, the service will "
+				"not send it twice",
+				r.transaction, kanal_strerror(rc));
 			return KANAL_OUTCOME_RETRY;
 		}
 		snprintf(text, sizeof text, "%s: %s", l.kombi, reason);
 		rc = s_emit_status(ctx, dp, msg, l.message_uuid, cpr_text,
-				   dp->receipts ? "accepted" : "sent", text, r.transaction, l.kombi);
+				   dp->receipts ? "accepted" : "sent", text, r.transaction,
+				   l.kombi);
 		kanal_metric_add(ctx, "sent", 1);
 		kanal_log(ctx, KANAL_LOG_INFO, "letter %s accepted as '%s': TransmissionID %s",
 			  kanal_msg_id(msg), l.kombi, r.transaction);
 		/* The letter is with the service; only its status is missing. Another delivery
 		 * is the same letter to the service, so a RETRY costs no second letter. */
 		if (rc == KANAL_EBUSY || rc == KANAL_ECLOSED) {
-			kanal_set_error(ctx,
-					"letter accepted (TransmissionID %s) but its status event was "
-					"not accepted (%s); retrying, the service will not send it "
-					"twice",
-					r.transaction, kanal_strerror(rc));
+			kanal_set_error(
+				ctx,
+				"letter accepted (TransmissionID %s) but its status event was "
+				"not accepted (%s); retrying, the service will not send it "
+				"twice",
+				r.transaction, kanal_strerror(rc));
 			kanal_set_retry_after(ctx, DP_EMIT_BUSY_RETRY_MS);
 			return KANAL_OUTCOME_RETRY;
 		}
@@ -1244,8 +1334,8 @@ finish:
 		if (rc != 0 && rc != KANAL_EDUPLICATE)
 			kanal_log(ctx, KANAL_LOG_WARN, "letter %s: 'failed' status not emitted: %s",
 				  kanal_msg_id(msg), kanal_strerror(rc));
-		kanal_log(ctx, KANAL_LOG_INFO, "letter %s not sent digitally: %s", kanal_msg_id(msg),
-			  r.error);
+		kanal_log(ctx, KANAL_LOG_INFO, "letter %s not sent digitally: %s",
+			  kanal_msg_id(msg), r.error);
 	}
 	return r.outcome;
 }

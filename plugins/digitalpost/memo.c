@@ -69,7 +69,7 @@ static bool s_is_unicode_space(const unsigned char *p, size_t n)
 	if (p[0] == 0xE2 && p[1] == 0x81 && p[2] == 0x9F)
 		return true; /* U+205F */
 	if (p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x80)
-		return true; /* U+3000 */
+		return true;                                 /* U+3000 */
 	return p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF; /* U+FEFF */
 }
 
@@ -136,8 +136,8 @@ bool dp_check_filename(const char *name, char *why, size_t why_size)
 			return false;
 		}
 		if (n == 1 && strchr("<>:\"/\\|?*", *p)) {
-			snprintf(why, why_size, "character '%c' is not allowed (none of <>:\"/\\|?*)",
-				 *p);
+			snprintf(why, why_size,
+				 "character '%c' is not allowed (none of <>:\"/\\|?*)", *p);
 			return false;
 		}
 		if (s_is_unicode_space(p, n)) {
@@ -165,14 +165,16 @@ bool dp_check_base64(const char *text, char *why, size_t why_size)
 		}
 		if (pad || !(isalnum(ch) || ch == '+' || ch == '/')) {
 			snprintf(why, why_size, "not base64: %s at byte %zu",
-				 pad ? "data after the padding" : "a character outside the alphabet",
+				 pad ? "data after the padding"
+				     : "a character outside the alphabet",
 				 i);
 			return false;
 		}
 	}
 	if (pad > 2 || n % 4) {
-		snprintf(why, why_size, "not base64: its length is not a multiple of 4 with at "
-					"most two '=' of padding");
+		snprintf(why, why_size,
+			 "not base64: its length is not a multiple of 4 with at "
+			 "most two '=' of padding");
 		return false;
 	}
 	return true;
@@ -198,8 +200,9 @@ bool dp_check_https_url(const char *url, char *why, size_t why_size)
 	}
 	for (const unsigned char *p = (const unsigned char *)url; *p; p++)
 		if (*p <= 0x20 || *p >= 0x7F) {
-			snprintf(why, why_size, "a blank, control or non-ASCII character at byte %zu "
-						"(percent-encode it)",
+			snprintf(why, why_size,
+				 "a blank, control or non-ASCII character at byte %zu "
+				 "(percent-encode it)",
 				 (size_t)(p - (const unsigned char *)url));
 			return false;
 		}
@@ -218,9 +221,9 @@ bool dp_check_cvr(const char *text)
 
 bool dp_check_action_code(const char *code)
 {
-	static const char *const codes[] = { "AFTALE",      "BETALING",   "SELVBETJENING",
-					      "INFORMATION", "UNDERSKRIV", "BEKRAEFT",
-					      "FORBEREDELSE", "TILMELDING" };
+	static const char *const codes[] = { "AFTALE",       "BETALING",   "SELVBETJENING",
+					     "INFORMATION",  "UNDERSKRIV", "BEKRAEFT",
+					     "FORBEREDELSE", "TILMELDING" };
 
 	for (size_t i = 0; code && i < sizeof codes / sizeof *codes; i++)
 		if (!strcmp(code, codes[i]))
@@ -241,7 +244,8 @@ const char *dp_mimetype_for(const char *filename)
 		{ "jpeg", "image/jpeg" },
 		{ "tif", "image/tiff" },
 		{ "tiff", "image/tiff" },
-		{ "docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document" },
+		{ "docx",
+		  "application/vnd.openxmlformats-officedocument.wordprocessingml.document" },
 		{ "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" },
 		{ "odt", "application/vnd.oasis.opendocument.text" },
 	};
@@ -266,9 +270,9 @@ int dp_uuid(const char *source, const char *id, const char *role, char out[37])
 	ok = md && EVP_DigestInit_ex(md, EVP_sha1(), NULL) &&
 	     EVP_DigestUpdate(md, s_uuid_namespace, sizeof s_uuid_namespace) &&
 	     EVP_DigestUpdate(md, source, strlen(source) + 1) &&
-	     EVP_DigestUpdate(md, id, strlen(id)) &&
-	     (!*role || EVP_DigestUpdate(md, "", 1)) && EVP_DigestUpdate(md, role, strlen(role)) &&
-	     EVP_DigestFinal_ex(md, digest, &dlen) && dlen >= 16;
+	     EVP_DigestUpdate(md, id, strlen(id)) && (!*role || EVP_DigestUpdate(md, "", 1)) &&
+	     EVP_DigestUpdate(md, role, strlen(role)) && EVP_DigestFinal_ex(md, digest, &dlen) &&
+	     dlen >= 16;
 	EVP_MD_CTX_free(md);
 	if (!ok)
 		return -1;
@@ -276,8 +280,7 @@ int dp_uuid(const char *source, const char *id, const char *role, char out[37])
 	 * random bits there, and being a hash it is the same on every delivery. */
 	digest[6] = (unsigned char)((digest[6] & 0x0F) | 0x40);
 	digest[8] = (unsigned char)((digest[8] & 0x3F) | 0x80); /* RFC 9562 variant */
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
 		 digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6],
 		 digest[7], digest[8], digest[9], digest[10], digest[11], digest[12], digest[13],
 		 digest[14], digest[15]);
@@ -349,8 +352,8 @@ static bool s_document(xmlNodePtr body, xmlNsPtr m, const char *name, const dp_d
 static bool s_message(xmlNodePtr root, const dp_letter_t *l)
 {
 	xmlNodePtr msg = s_node(root, NULL, "Message"), header, sender, recipient, body;
-	xmlNsPtr m = msg ? xmlNewNs(msg, (const xmlChar *)DP_NS_MEMO, (const xmlChar *)"memo")
-			 : NULL;
+	xmlNsPtr m =
+		msg ? xmlNewNs(msg, (const xmlChar *)DP_NS_MEMO, (const xmlChar *)"memo") : NULL;
 	bool nemsms = !strcmp(l->message_type, "NEMSMS");
 	bool ok;
 
@@ -364,7 +367,8 @@ static bool s_message(xmlNodePtr root, const dp_letter_t *l)
 	header = ok ? s_node(msg, m, "MessageHeader") : NULL;
 	ok = header && s_add(header, m, "messageType", l->message_type) &&
 	     s_add(header, m, "messageUUID", l->message_uuid) &&
-	     s_add_opt(header, m, "messageID", l->message_id) && s_add(header, m, "label", l->label) &&
+	     s_add_opt(header, m, "messageID", l->message_id) &&
+	     s_add(header, m, "label", l->label) &&
 	     s_add_opt(header, m, "notification", l->notification) &&
 	     s_add(header, m, "mandatory", l->mandatory ? "true" : "false") &&
 	     s_add(header, m, "legalNotification", l->legal_notification ? "true" : "false");
@@ -399,8 +403,7 @@ static bool s_print(xmlNodePtr root, const dp_letter_t *l)
 		{ "sd", "urn:oio:sagdok:3.0.0" },
 	};
 	xmlNsPtr ns[7];
-	xmlNodePtr coll = s_node(root, NULL, "ForsendelseISamling"), fi, rcv, who, adr, tp, dp,
-		   cc;
+	xmlNodePtr coll = s_node(root, NULL, "ForsendelseISamling"), fi, rcv, who, adr, tp, dp, cc;
 	const dp_address_t *a = &l->address;
 	bool ok;
 
@@ -451,8 +454,8 @@ char *dp_kombi_build(const dp_letter_t *l, size_t *len)
 	if (!(root = xmlNewNode(NULL, (const xmlChar *)"kombi_request")))
 		goto done;
 	xmlDocSetRootElement(doc, root);
-	ok = s_add(root, NULL, "KombiValgKode", l->kombi) && (!l->with_memo || s_message(root, l)) &&
-	     (!l->with_print || s_print(root, l));
+	ok = s_add(root, NULL, "KombiValgKode", l->kombi) &&
+	     (!l->with_memo || s_message(root, l)) && (!l->with_print || s_print(root, l));
 	if (!ok)
 		goto done;
 	xmlDocDumpMemoryEnc(doc, &text, &n, "UTF-8");

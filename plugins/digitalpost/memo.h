@@ -13,10 +13,10 @@
 
 #define DP_NS_MEMO "https://DigitalPost.dk/MeMo-1"
 #define DP_NS_FJERNPRINT "urn:oio:fjernprint:1.0.0"
-#define DP_MAX_LABEL 256          /* memoTextType */
-#define DP_MAX_NOTIFICATION 150   /* memoNotificationType */
+#define DP_MAX_LABEL 256        /* memoTextType */
+#define DP_MAX_NOTIFICATION 150 /* memoNotificationType */
 #define DP_MAX_FILENAME 255
-#define DP_MAX_URL 256            /* memoUriType */
+#define DP_MAX_URL 256 /* memoUriType */
 #define DP_MAX_ATTACHMENTS 10
 #define DP_MAX_ACTIONS 4
 /* The recipient CPR the print part (ForsendelseI) must carry: the platform takes the
@@ -31,11 +31,11 @@
 
 /* One document of a letter (MainDocument or AdditionalDocument), strings borrowed. */
 typedef struct dp_document {
-	const char *label;         /* NULL: none */
+	const char *label; /* NULL: none */
 	const char *mimetype;
 	const char *filename;
 	const char *language;
-	const char *content;       /* base64 */
+	const char *content; /* base64 */
 } dp_document_t;
 
 /* One MeMo Action. AFTALE carries a Reservation (the appointment) and no EntryPoint; every
@@ -43,8 +43,8 @@ typedef struct dp_document {
 typedef struct dp_action {
 	const char *code;
 	const char *label;
-	const char *url;           /* NULL for AFTALE */
-	const char *start, *end;   /* optional, UTC "…Z" */
+	const char *url;         /* NULL for AFTALE */
+	const char *start, *end; /* optional, UTC "…Z" */
 	/* AFTALE only: */
 	char reservation_uuid[37];
 	const char *description, *abstract, *location;
@@ -53,43 +53,43 @@ typedef struct dp_action {
 
 /* The postal address of the print part, from the CPR lookup (data.recipient). */
 typedef struct dp_address {
-	const char *name;          /* itst:PersonName */
+	const char *name; /* itst:PersonName */
 	const char *co;
 	const char *street;
-	const char *building;      /* house number without leading zeros, e.g. "12B" */
-	const char *floor;         /* optional: 1-99, st, kl … */
-	const char *suite;         /* optional: th, tv, mf … */
-	const char *postcode;      /* 4 digits */
+	const char *building; /* house number without leading zeros, e.g. "12B" */
+	const char *floor;    /* optional: 1-99, st, kl … */
+	const char *suite;    /* optional: th, tv, mf … */
+	const char *postcode; /* 4 digits */
 	const char *city;
 } dp_address_t;
 
 /* One letter, ready to be written as a kombi_request. Every string is borrowed (from the
  * event or the instance's options) and must stay valid while the letter is used. */
 typedef struct dp_letter {
-	const char *kombi;         /* one of DP_KOMBI_* */
-	int memo_version;          /* 11 (MeMo 1.1) or 12 (MeMo 1.2) */
-	bool with_memo;            /* the memo:Message part */
-	bool with_print;           /* the ForsendelseISamling part */
-	const char *message_type;  /* "DIGITALPOST" or "NEMSMS" */
-	char message_uuid[37];     /* version-4 form (memoUuidType) */
-	const char *message_id;    /* optional: the letter event's id */
+	const char *kombi;        /* one of DP_KOMBI_* */
+	int memo_version;         /* 11 (MeMo 1.1) or 12 (MeMo 1.2) */
+	bool with_memo;           /* the memo:Message part */
+	bool with_print;          /* the ForsendelseISamling part */
+	const char *message_type; /* "DIGITALPOST" or "NEMSMS" */
+	char message_uuid[37];    /* version-4 form (memoUuidType) */
+	const char *message_id;   /* optional: the letter event's id */
 	const char *label;
-	const char *notification;  /* optional (NemSMS: the text) */
+	const char *notification; /* optional (NemSMS: the text) */
 	bool mandatory;
 	bool legal_notification;
 	const char *sender_cvr;
 	const char *sender_label;
-	char recipient[11];        /* the CPR number's ten digits */
-	const char *created;       /* UTC, "…Z" */
+	char recipient[11];  /* the CPR number's ten digits */
+	const char *created; /* UTC, "…Z" */
 	dp_document_t main;
 	dp_document_t attachments[DP_MAX_ATTACHMENTS];
 	size_t n_attachments;
 	dp_action_t actions[DP_MAX_ACTIONS];
 	size_t n_actions;
 	/* The print part (with_print): the main document's PDF to the address. */
-	char print_id[37];         /* AfsendelseIdentifikator */
+	char print_id[37]; /* AfsendelseIdentifikator */
 	dp_address_t address;
-	const char *print_type;    /* optional ForsendelseTypeIdentifikator (digits) */
+	const char *print_type; /* optional ForsendelseTypeIdentifikator (digits) */
 } dp_letter_t;
 
 /* Checks one text field for the MeMo: valid UTF-8, no control character, not blank,

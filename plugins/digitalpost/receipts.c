@@ -54,11 +54,11 @@ struct dp_receipts {
 	kanal_ctx_t *ctx;
 	char host[256], port[16], *path, *dir;
 	int64_t timeout_ms;
-	json_t *map;                 /* messageUUID → the letter (dp_sent_t's fields, at_ms) */
+	json_t *map; /* messageUUID → the letter (dp_sent_t's fields, at_ms) */
 	xmlSchemaPtr schema;
 	struct MHD_Daemon *daemon;
-	kc_mhd_pump_t pump;          /* libmicrohttpd on the instance's thread */
-	int64_t sweep;               /* 0: none armed */
+	kc_mhd_pump_t pump; /* libmicrohttpd on the instance's thread */
+	int64_t sweep;      /* 0: none armed */
 };
 
 typedef struct dp_upload {
@@ -119,7 +119,8 @@ static json_t *s_find(dp_receipts_t *r, const char *uuid, const char *tx, const 
 		*key = json_object_iter_key(json_object_iter_at(r->map, uuid));
 		return e;
 	}
-	json_object_foreach(r->map, k, e) {
+	json_object_foreach(r->map, k, e)
+	{
 		const char *t = json_string_value(json_object_get(e, "transaction"));
 		const char *p = json_string_value(json_object_get(e, "print_id"));
 		if ((tx && *tx && t && !strcasecmp(t, tx)) ||
@@ -142,8 +143,8 @@ static int s_emit(dp_receipts_t *r, const char *uuid, json_t *e, const char *cha
 				 json_object_get(e, "letter"), "letter_source",
 				 json_object_get(e, "letter_source"), "channel", channel, "status",
 				 status, "reason", reason, "message_uuid", uuid, "transaction",
-				 json_object_get(e, "transaction"), "kombi", json_object_get(e, "kombi"),
-				 "final", 1);
+				 json_object_get(e, "transaction"), "kombi",
+				 json_object_get(e, "kombi"), "final", 1);
 	char *text;
 	kanal_msg_t *st;
 	int rc = KANAL_ENOMEM;
@@ -158,8 +159,8 @@ static int s_emit(dp_receipts_t *r, const char *uuid, json_t *e, const char *cha
 	if (!st || !text)
 		goto done;
 	if ((subject && kanal_msg_set_attr(st, "subject", subject, NULL) != 0) ||
-	    kanal_msg_set_attr(st, "causationid",
-			       json_string_value(json_object_get(e, "letter")), NULL) != 0 ||
+	    kanal_msg_set_attr(st, "causationid", json_string_value(json_object_get(e, "letter")),
+			       NULL) != 0 ||
 	    kanal_msg_set_attr(st, "correlationid",
 			       json_string_value(json_object_get(e, "correlationid")), NULL) != 0 ||
 	    (trace && kanal_msg_set_attr(st, "traceparent", trace, NULL) != 0) ||
@@ -227,8 +228,9 @@ static xmlDocPtr s_status_doc(dp_receipts_t *r, const char *body, size_t len, ch
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	b64 = env ? s_find_el(xmlDocGetRootElement(env), "Base64") : NULL;
 	if (!b64 || !b64->ns || strcmp((const char *)b64->ns->href, "urn:besked:kuvert:1.0")) {
-		snprintf(why, 300, "not a ModtagBeskedInput with Beskeddata/Base64 "
-				   "(urn:besked:kuvert:1.0)");
+		snprintf(why, 300,
+			 "not a ModtagBeskedInput with Beskeddata/Base64 "
+			 "(urn:besked:kuvert:1.0)");
 		goto done;
 	}
 	raw = xmlNodeGetContent(b64);
@@ -257,7 +259,8 @@ static xmlDocPtr s_status_doc(dp_receipts_t *r, const char *body, size_t len, ch
 	if (!(vctx = xmlSchemaNewValidCtxt(r->schema))) {
 		snprintf(why, 300, "out of memory");
 	} else {
-		xmlSchemaSetValidStructuredErrors(vctx, (xmlStructuredErrorFunc)s_schema_error, why);
+		xmlSchemaSetValidStructuredErrors(vctx, (xmlStructuredErrorFunc)s_schema_error,
+						  why);
 		if (xmlSchemaValidateDoc(vctx, doc) != 0 && !*why)
 			snprintf(why, 300, "PKO_PostStatus does not validate");
 	}
@@ -302,8 +305,10 @@ static int s_receive(dp_receipts_t *r, const char *body, size_t len, char *why)
 	if (!(e = s_find(r, uuid, tx, print_id, &key))) {
 		/* Another system's letter, or one whose final status came already. */
 		kanal_metric_add(r->ctx, "statuses_unmatched", 1);
-		kanal_log(r->ctx, KANAL_LOG_INFO, "PKO_PostStatus '%s' for no letter waiting "
-			  "(MessageUUID %s, TransmissionId %s): acknowledged", code, uuid, tx);
+		kanal_log(r->ctx, KANAL_LOG_INFO,
+			  "PKO_PostStatus '%s' for no letter waiting "
+			  "(MessageUUID %s, TransmissionId %s): acknowledged",
+			  code, uuid, tx);
 		return 20;
 	}
 	channel = !strcmp(kanal, "Fysisk Post") ? "physical"
@@ -332,7 +337,8 @@ static int s_receive(dp_receipts_t *r, const char *body, size_t len, char *why)
 			 kanal_strerror(rc));
 		return 40;
 	}
-	kanal_metric_add(r->ctx, !strcmp(status, "sent") ? "letters_delivered" : "letters_failed", 1);
+	kanal_metric_add(r->ctx, !strcmp(status, "sent") ? "letters_delivered" : "letters_failed",
+			 1);
 	kanal_log(r->ctx, KANAL_LOG_INFO, "letter %s: %s %s (%s)",
 		  json_string_value(json_object_get(e, "letter")), status, channel, code);
 	json_object_del(r->map, key);
@@ -353,13 +359,16 @@ static void s_sweep(kanal_ctx_t *ctx, void *arg)
 	char reason[200];
 
 	(void)ctx;
-	snprintf(reason, sizeof reason, "no PKO_PostStatus within status_timeout (%lld s): the "
-		 "letter was accepted, its outcome is not known", (long long)(r->timeout_ms / 1000));
-	json_object_foreach_safe(r->map, tmp, k, e) {
+	snprintf(reason, sizeof reason,
+		 "no PKO_PostStatus within status_timeout (%lld s): the "
+		 "letter was accepted, its outcome is not known",
+		 (long long)(r->timeout_ms / 1000));
+	json_object_foreach_safe(r->map, tmp, k, e)
+	{
 		if (now - json_integer_value(json_object_get(e, "at_ms")) < r->timeout_ms)
 			continue;
 		if (s_emit(r, k, e, "digital", "unknown", reason) != 0)
-			break;  /* busy: the next sweep tries again */
+			break; /* busy: the next sweep tries again */
 		kanal_metric_add(r->ctx, "letters_status_unknown", 1);
 		kanal_log(r->ctx, KANAL_LOG_WARN, "letter %s: no status within %lld s: unknown",
 			  json_string_value(json_object_get(e, "letter")),
@@ -475,8 +484,10 @@ int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int6
 	if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof r->host ||
 	    strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof r->port ||
 	    strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
-		kanal_set_error(ctx, "digitalpost: callback_listen '%s' is not HOST:PORT (e.g. "
-			       "127.0.0.1:8443)", listen ? listen : "");
+		kanal_set_error(ctx,
+				"digitalpost: callback_listen '%s' is not HOST:PORT (e.g. "
+				"127.0.0.1:8443)",
+				listen ? listen : "");
 		dp_receipts_destroy(&r);
 		return KANAL_ECONFIG;
 	}
@@ -501,8 +512,10 @@ int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int6
 	snprintf(file, sizeof file, "%s/%s", r->dir, DP_MAP_FILE);
 	r->map = json_load_file(file, 0, &jerr);
 	if (!r->map && access(file, F_OK) == 0) {
-		kanal_set_error(ctx, "digitalpost: %s is not readable JSON (%s); move it away to "
-			       "start without the letters it lists", file, jerr.text);
+		kanal_set_error(ctx,
+				"digitalpost: %s is not readable JSON (%s); move it away to "
+				"start without the letters it lists",
+				file, jerr.text);
 		dp_receipts_destroy(&r);
 		return KANAL_ECONFIG;
 	}
@@ -516,7 +529,8 @@ int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int6
 
 int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *ai = NULL;
 	int64_t every = r->timeout_ms / 4;
@@ -537,7 +551,8 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 	if (!r->daemon ||
 	    kc_mhd_pump_start(&r->pump, ctx, r->daemon, DP_MAX_PUMP_MS, NULL, NULL) != 0) {
 		kanal_set_error(ctx, "digitalpost: cannot listen on callback_listen %s:%s: %s",
-				r->host, r->port, errno ? strerror(errno) : "libmicrohttpd refused");
+				r->host, r->port,
+				errno ? strerror(errno) : "libmicrohttpd refused");
 		dp_receipts_stop(r, ctx);
 		return KANAL_EIO;
 	}
@@ -548,8 +563,10 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 	r->sweep = kanal_timer_add(ctx, every, every, s_sweep, r);
 	if (r->sweep < 0)
 		r->sweep = 0;
-	kanal_log(ctx, KANAL_LOG_INFO, "receipts: listening on http://%s:%s%s; %zu letter(s) "
-		  "waiting for their status", r->host, r->port, r->path, json_object_size(r->map));
+	kanal_log(ctx, KANAL_LOG_INFO,
+		  "receipts: listening on http://%s:%s%s; %zu letter(s) "
+		  "waiting for their status",
+		  r->host, r->port, r->path, json_object_size(r->map));
 	return 0;
 }
 

@@ -22,9 +22,9 @@ typedef struct dp_receipts dp_receipts_t;
 typedef struct dp_sent {
 	const char *message_uuid, *print_id, *transaction;
 	const char *letter, *letter_source, *correlationid, *traceparent;
-	const char *subject;  /* a pseudonym or the letter's subject, never a CPR number; or NULL */
+	const char *subject; /* a pseudonym or the letter's subject, never a CPR number; or NULL */
 	const char *kombi;
-	char *sender;         /* the letter's data.sender as JSON text, or NULL; borrowed */
+	char *sender; /* the letter's data.sender as JSON text, or NULL; borrowed */
 } dp_sent_t;
 
 /* Opens the receipts of instance ctx: listen "HOST:PORT" (plain http; TLS is terminated in

@@ -61,8 +61,8 @@ typedef struct filedrop {
 	const char *instance;
 	char *done_dir, *error_dir;
 	int64_t timer;
-	kc_jq_t *map_jq;         /* the compiled `map`, or NULL */
-	const char *current;     /* the file being read (its name) */
+	kc_jq_t *map_jq;     /* the compiled `map`, or NULL */
+	const char *current; /* the file being read (its name) */
 	bool csv, xml, latin1, stopped;
 } filedrop_t;
 
@@ -70,42 +70,70 @@ static const char *const s_formats[] = { "jsonl", "csv", "xml", NULL };
 static const char *const s_encodings[] = { "utf-8", "iso-8859-1", NULL };
 
 static const kanal_option_t s_options[] = {
-	{ .name = "folder", .type = KANAL_OPT_PATH, .required = true,
+	{ .name = "folder",
+	  .type = KANAL_OPT_PATH,
+	  .required = true,
 	  KANAL_OPT_AT(filedrop_t, folder),
 	  .help = "The drop folder; done/ and error/ are made inside it." },
-	{ .name = "pattern", .type = KANAL_OPT_STRING, .default_value = "*",
+	{ .name = "pattern",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "*",
 	  KANAL_OPT_AT(filedrop_t, pattern),
 	  .help = "Glob the file names must match, e.g. '*.csv' (hidden, .tmp and .part files "
 		  "never)." },
-	{ .name = "format", .type = KANAL_OPT_STRING, .default_value = "jsonl",
-	  .allowed = s_formats, KANAL_OPT_AT(filedrop_t, format),
+	{ .name = "format",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "jsonl",
+	  .allowed = s_formats,
+	  KANAL_OPT_AT(filedrop_t, format),
 	  .help = "jsonl (one JSON object per line), csv (a header row, then one record per "
 		  "row) or xml (the elements record_path selects)." },
-	{ .name = "encoding", .type = KANAL_OPT_STRING, .default_value = "utf-8",
-	  .allowed = s_encodings, KANAL_OPT_AT(filedrop_t, encoding),
+	{ .name = "encoding",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "utf-8",
+	  .allowed = s_encodings,
+	  KANAL_OPT_AT(filedrop_t, encoding),
 	  .help = "The files' encoding: utf-8 or iso-8859-1 (converted to UTF-8)." },
-	{ .name = "delimiter", .type = KANAL_OPT_STRING, .default_value = ",",
+	{ .name = "delimiter",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = ",",
 	  KANAL_OPT_AT(filedrop_t, delimiter),
 	  .help = "CSV field delimiter: one character, e.g. ';'." },
-	{ .name = "type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(filedrop_t, type),
+	{ .name = "type",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(filedrop_t, type),
 	  .help = "The events' type, e.g. hr.payslip.exported (required unless map gives it)." },
-	{ .name = "record_path", .type = KANAL_OPT_STRING, .default_value = "/*/*",
+	{ .name = "record_path",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "/*/*",
 	  KANAL_OPT_AT(filedrop_t, record_path),
 	  .help = "For xml: an XPath selecting the record elements (default: the root's "
 		  "children)." },
-	{ .name = "map", .type = KANAL_OPT_STRING, KANAL_OPT_AT(filedrop_t, map),
+	{ .name = "map",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(filedrop_t, map),
 	  .help = "A jq program run on each record (`.`; $file is {name, line}) whose output "
 		  "object gives the event's id, type, subject, time and data." },
-	{ .name = "id_field", .type = KANAL_OPT_STRING, KANAL_OPT_AT(filedrop_t, id_field),
+	{ .name = "id_field",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(filedrop_t, id_field),
 	  .help = "A record field whose value is the event's id (default: derived from the "
 		  "file's content and the line)." },
-	{ .name = "settle", .type = KANAL_OPT_DURATION, .default_value = "2s",
+	{ .name = "settle",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "2s",
 	  KANAL_OPT_AT(filedrop_t, settle_ms),
 	  .help = "A file is read only when unmodified for this long." },
-	{ .name = "scan_interval", .type = KANAL_OPT_DURATION, .default_value = "1s",
-	  .min = "10ms", KANAL_OPT_AT(filedrop_t, scan_interval_ms),
+	{ .name = "scan_interval",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "1s",
+	  .min = "10ms",
+	  KANAL_OPT_AT(filedrop_t, scan_interval_ms),
 	  .help = "Time between two scans of the folder." },
-	{ .name = "max_record", .type = KANAL_OPT_SIZE, .default_value = "1MiB", .min = "64",
+	{ .name = "max_record",
+	  .type = KANAL_OPT_SIZE,
+	  .default_value = "1MiB",
+	  .min = "64",
 	  KANAL_OPT_AT(filedrop_t, max_record),
 	  .help = "Longest line (record) accepted; a longer one refuses the file." },
 	{ .name = NULL },
@@ -194,8 +222,8 @@ typedef struct reader {
 	char *header_text;
 	char *header[FD_MAX_FIELDS];
 	int columns;
-	xmlDocPtr doc;            /* xml: the parsed file */
-	xmlXPathObjectPtr nodes;  /* xml: the record elements */
+	xmlDocPtr doc;           /* xml: the parsed file */
+	xmlXPathObjectPtr nodes; /* xml: the record elements */
 	int next_node;
 } reader_t;
 
@@ -274,15 +302,15 @@ static int s_xml_open(filedrop_t *d, reader_t *r, char *why, size_t size)
 	} else if (len > FD_MAX_XML) {
 		snprintf(why, size, "an XML file larger than %d MiB", FD_MAX_XML >> 20);
 	} else if (memmem(body, len, "<!DOCTYPE", 9) || memmem(body, len, "<!ENTITY", 8)) {
-		snprintf(why, size, "the file has a DOCTYPE or entity declaration, which is not "
+		snprintf(why, size,
+			 "the file has a DOCTYPE or entity declaration, which is not "
 			 "allowed");
 	} else if (xmlInitParser(), !(ctxt = xmlNewParserCtxt())) {
 		snprintf(why, size, "out of memory");
 	} else if (xmlSetStructuredErrorFunc(&first, s_on_xml_error),
-		   r->doc = xmlCtxtReadMemory(ctxt, body, (int)len, d->current,
-					      d->latin1 ? "ISO-8859-1" : NULL,
-					      XML_PARSE_NONET | XML_PARSE_NOERROR |
-						      XML_PARSE_NOWARNING),
+		   r->doc = xmlCtxtReadMemory(
+			   ctxt, body, (int)len, d->current, d->latin1 ? "ISO-8859-1" : NULL,
+			   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
 		   xmlSetStructuredErrorFunc(NULL, NULL), !r->doc || !ctxt->wellFormed) {
 		snprintf(why, size, "line %d: not well-formed XML%s%s", first.line,
 			 *first.text ? ": " : "", first.text);
@@ -339,14 +367,16 @@ static int s_next_record(filedrop_t *d, reader_t *r, json_t **out, char *why, si
 
 		r->lineno++;
 		if (n > d->max_record) {
-			snprintf(why, size, "line %" PRId64 ": longer than max_record (%" PRId64
-				 " bytes)", r->lineno, d->max_record);
+			snprintf(why, size,
+				 "line %" PRId64 ": longer than max_record (%" PRId64 " bytes)",
+				 r->lineno, d->max_record);
 			return -1;
 		}
 		while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
 			text[--n] = '\0';
 		if ((size_t)n != strlen(text)) {
-			snprintf(why, size, "line %" PRId64 ": holds a NUL byte (not text)", r->lineno);
+			snprintf(why, size, "line %" PRId64 ": holds a NUL byte (not text)",
+				 r->lineno);
 			return -1;
 		}
 		if (n == 0)
@@ -396,7 +426,8 @@ static int s_next_record(filedrop_t *d, reader_t *r, json_t **out, char *why, si
 		for (int i = 0; i < count; i++) {
 			json_t *v = json_string(fields[i]);
 			if (!v) {
-				snprintf(why, size, "line %" PRId64 ": field '%.60s' is not UTF-8 text",
+				snprintf(why, size,
+					 "line %" PRId64 ": field '%.60s' is not UTF-8 text",
 					 r->lineno, r->header[i]);
 				json_decref(*out);
 				*out = NULL;
@@ -514,8 +545,8 @@ static kanal_msg_t *s_map_record(filedrop_t *d, json_t *rec, const char *id, int
 }
 
 /* The event for one record. */
-static kanal_msg_t *s_event(filedrop_t *d, json_t *rec, uint64_t hash, int64_t lineno,
-			    char *why, size_t size)
+static kanal_msg_t *s_event(filedrop_t *d, json_t *rec, uint64_t hash, int64_t lineno, char *why,
+			    size_t size)
 {
 	char id[96];
 	const char *own = d->id_field ? json_string_value(json_object_get(rec, d->id_field)) : NULL;
@@ -584,7 +615,8 @@ static int s_emit_file(kanal_ctx_t *ctx, filedrop_t *d, FILE *f, uint64_t hash, 
 		 * emit took the event: make it again). */
 		if (rc == KANAL_EBUSY && (rc = kanal_emit_flush(ctx, FD_FLUSH_TIMEOUT_MS)) == 0)
 			rc = (msg = s_event(d, rec, hash, r.lineno, why, sizeof why))
-				     ? kanal_emit(ctx, &msg) : KANAL_EINVAL;
+				     ? kanal_emit(ctx, &msg)
+				     : KANAL_EINVAL;
 		json_decref(rec);
 		if (rc == 0)
 			(*count)++;
@@ -635,16 +667,19 @@ static bool s_process(kanal_ctx_t *ctx, filedrop_t *d, const char *name)
 	if (rc != 0) {
 		/* Some events may be in: the next scan emits the file again with the same ids,
 		 * and kanald drops those it holds. */
-		kanal_log(ctx, KANAL_LOG_WARN, "file '%s' not finished (%s); it stays for the "
-			  "next scan", name, kanal_strerror(rc));
+		kanal_log(ctx, KANAL_LOG_WARN,
+			  "file '%s' not finished (%s); it stays for the "
+			  "next scan",
+			  name, kanal_strerror(rc));
 		return false;
 	}
 	kanal_metric_add(ctx, "emitted", count);
 	kanal_metric_add(ctx, "files_done", 1);
 	if (s_move(d, name, d->done_dir) != 0) {
-		kanal_log(ctx, KANAL_LOG_ERROR, "cannot move '%s' to done/: %s; its events are "
-			  "in and would be dropped as duplicates if read again", name,
-			  strerror(errno));
+		kanal_log(ctx, KANAL_LOG_ERROR,
+			  "cannot move '%s' to done/: %s; its events are "
+			  "in and would be dropped as duplicates if read again",
+			  name, strerror(errno));
 		return false;
 	}
 	kanal_log(ctx, KANAL_LOG_INFO, "file '%s': %" PRId64 " events; moved to done/", name,
@@ -673,7 +708,8 @@ static bool s_ready(kanal_ctx_t *ctx, filedrop_t *d, const char *name, int64_t n
 	if (lstat(path, &st) != 0)
 		return false;
 	if (S_ISLNK(st.st_mode)) {
-		s_refuse(ctx, d, name, "a symbolic link: only regular files dropped into the "
+		s_refuse(ctx, d, name,
+			 "a symbolic link: only regular files dropped into the "
 			 "folder are read");
 		return false;
 	}
@@ -762,7 +798,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	d->latin1 = !strcmp(d->encoding, "iso-8859-1");
 	if (!d->type && !d->map) {
 		kanal_set_error(ctx, "give the option 'type' (the events' type) or 'map' (a jq "
-				"program whose output names it)");
+				     "program whose output names it)");
 		rc = KANAL_ECONFIG;
 	} else if (d->map && kc_jq_option(ctx, "map", d->map, "file", &d->map_jq) != 0) {
 		rc = KANAL_ECONFIG;
@@ -803,8 +839,8 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 		return (int)t;
 	}
 	d->timer = t;
-	kanal_log(ctx, KANAL_LOG_INFO, "watching '%s' for %s (%s) every %" PRId64 " ms",
-		  d->folder, d->pattern, d->format, d->scan_interval_ms);
+	kanal_log(ctx, KANAL_LOG_INFO, "watching '%s' for %s (%s) every %" PRId64 " ms", d->folder,
+		  d->pattern, d->format, d->scan_interval_ms);
 	return 0;
 }
 
@@ -821,8 +857,10 @@ static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
 
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
 {
-	kanal_set_error(ctx, "instance '%s' is a filedrop source and accepts no events; route %s "
-			"elsewhere", ((filedrop_t *)state)->instance, kanal_msg_type(msg));
+	kanal_set_error(ctx,
+			"instance '%s' is a filedrop source and accepts no events; route %s "
+			"elsewhere",
+			((filedrop_t *)state)->instance, kanal_msg_type(msg));
 	return KANAL_OUTCOME_REJECT;
 }
 

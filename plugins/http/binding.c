@@ -253,7 +253,8 @@ int binding_binary_decode(const binding_header_t *headers, size_t n, const char 
 			name[k] = (char)tolower((unsigned char)headers[i].name[3 + k]);
 		name[k] = '\0';
 		if (!*name) {
-			kanal_error_set(err, "<event>", 0, 0, NULL, "header 'ce-' names no attribute");
+			kanal_error_set(err, "<event>", 0, 0, NULL,
+					"header 'ce-' names no attribute");
 			goto done;
 		}
 		if (!strcmp(name, "datacontenttype")) {
@@ -308,8 +309,8 @@ int binding_binary_decode(const binding_header_t *headers, size_t n, const char 
 				kanal_error_set(err, "<event>", 0, 0, "data",
 						"the body is not valid JSON although Content-Type "
 						"says %s: line %d column %d: %s",
-						*media ? media : "nothing (JSON assumed)", jerr.line,
-						jerr.column, jerr.text);
+						*media ? media : "nothing (JSON assumed)",
+						jerr.line, jerr.column, jerr.text);
 				rc = KANAL_EINVALID;
 				goto done;
 			}
@@ -394,8 +395,8 @@ static int s_add_ext(const char *name, const char *value, void *arg)
 int binding_render(const kanal_msg_t *msg, bool binary, binding_out_t *out, char *why,
 		   size_t why_size)
 {
-	static const char *const attrs[] = { "specversion", "id", "source", "type",
-					     "subject", "time", "dataschema" };
+	static const char *const attrs[] = { "specversion", "id",   "source",    "type",
+					     "subject",     "time", "dataschema" };
 	const char *dct = kanal_msg_datacontenttype(msg);
 	char media[128];
 	int rc = 0;

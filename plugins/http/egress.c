@@ -19,11 +19,11 @@
 #include <string.h>
 
 struct egress {
-	const char *url;      /* borrowed from the config */
-	char what[300];       /* "POST scheme://host/path", the URL without its query */
+	const char *url; /* borrowed from the config */
+	char what[300];  /* "POST scheme://host/path", the URL without its query */
 	bool binary;
 	kc_http_t *http;
-	char **extra;         /* NULL-terminated "Name: value" lines from `headers` */
+	char **extra; /* NULL-terminated "Name: value" lines from `headers` */
 	size_t n_extra;
 };
 
@@ -44,8 +44,7 @@ static void s_describe_url(const char *url, char *buf, size_t size)
 		 (int)(n > 250 ? 250 : n), host);
 }
 
-int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, http_options_t *opt,
-	       egress_t **out)
+int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, http_options_t *opt, egress_t **out)
 {
 	const char *url = opt->url;
 	kc_http_opts_t o;
@@ -55,9 +54,10 @@ int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, http_options_t *opt,
 	*out = NULL;
 	if (!url || !*url) {
 		if (opt->http.token_file || kanal_config_given(cfg, "mode")) {
-			kanal_set_error(ctx, "%s is given but url is not: the webhook options need "
-				       "url (e.g. url: https://vendor.example.dk/events)",
-				       opt->http.token_file ? "bearer_token_file" : "mode");
+			kanal_set_error(ctx,
+					"%s is given but url is not: the webhook options need "
+					"url (e.g. url: https://vendor.example.dk/events)",
+					opt->http.token_file ? "bearer_token_file" : "mode");
 			return KANAL_ECONFIG;
 		}
 		return 0;
@@ -134,9 +134,10 @@ kanal_outcome_t egress_send(egress_t *eg, kanal_ctx_t *ctx, const kanal_msg_t *m
 	if (outcome == KANAL_OUTCOME_OK)
 		kanal_log(ctx, KANAL_LOG_DEBUG, "posted event %s: HTTP %ld", kanal_msg_id(msg),
 			  res.status);
-	kanal_metric_add(ctx, outcome == KANAL_OUTCOME_OK       ? "http_posted"
-			      : outcome == KANAL_OUTCOME_RETRY ? "http_post_retries"
-							       : "http_post_rejections",
+	kanal_metric_add(ctx,
+			 outcome == KANAL_OUTCOME_OK      ? "http_posted"
+			 : outcome == KANAL_OUTCOME_RETRY ? "http_post_retries"
+							  : "http_post_rejections",
 			 1);
 	kc_response_clear(&res);
 	free(headers);

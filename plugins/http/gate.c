@@ -50,12 +50,12 @@ typedef struct gate_conn {
 	int fd;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	int64_t start_ms;   /* the accept, or the end of the previous request */
-	unsigned requests;  /* requests completed on it */
-	bool in_mhd;        /* handed to libmicrohttpd */
-	bool head_seen;     /* libmicrohttpd has the head of the current request */
-	bool answered;      /* the current request has its answer queued or written */
-	bool closing;       /* shut down by the gate; libmicrohttpd is closing it */
+	int64_t start_ms;  /* the accept, or the end of the previous request */
+	unsigned requests; /* requests completed on it */
+	bool in_mhd;       /* handed to libmicrohttpd */
+	bool head_seen;    /* libmicrohttpd has the head of the current request */
+	bool answered;     /* the current request has its answer queued or written */
+	bool closing;      /* shut down by the gate; libmicrohttpd is closing it */
 } gate_conn_t;
 
 struct gate {
@@ -68,8 +68,8 @@ struct gate {
 	unsigned max_per_address;
 	int64_t request_timeout_ms;
 	gate_conn_t *head;
-	size_t live;        /* records not closing: what the limits count */
-	gate_conn_t *adding;  /* the record MHD_add_connection is being called for */
+	size_t live;         /* records not closing: what the limits count */
+	gate_conn_t *adding; /* the record MHD_add_connection is being called for */
 	int64_t next_sweep_ms;
 	kc_log_limit_t log_refused;
 	kc_log_limit_t log_timeout;
@@ -128,11 +128,16 @@ static gate_conn_t *s_record(struct MHD_Connection *conn)
 static const char *s_reason(unsigned status)
 {
 	switch (status) {
-	case 400: return "Bad Request";
-	case 408: return "Request Timeout";
-	case 413: return "Content Too Large";
-	case 429: return "Too Many Requests";
-	default: return "Service Unavailable";
+	case 400:
+		return "Bad Request";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 429:
+		return "Too Many Requests";
+	default:
+		return "Service Unavailable";
 	}
 }
 
@@ -209,10 +214,12 @@ static void s_on_first_bytes(kanal_ctx_t *ctx, int fd, int events, void *arg)
 		s_addr_text(&c->addr, peer, sizeof peer);
 		kc_log_limited(ctx, &g->log_refused, KANAL_LOG_WARN,
 			       "refused a connection from %s: it starts with byte 0x%02x, which "
-			       "no HTTP request starts with", peer, b);
+			       "no HTTP request starts with",
+			       peer, b);
 		kanal_metric_add(ctx, "http_connections_refused", 1);
-		s_cut(g, c, 400, "this is not an HTTP request: the first byte cannot begin a "
-			  "request line (plain HTTP/1.1 is spoken here)");
+		s_cut(g, c, 400,
+		      "this is not an HTTP request: the first byte cannot begin a "
+		      "request line (plain HTTP/1.1 is spoken here)");
 		return;
 	}
 	kanal_fd_unwatch(ctx, fd);
@@ -260,10 +267,13 @@ static void s_admit(gate_t *g, int fd, const struct sockaddr_storage *addr, sock
 		s_addr_text(addr, peer, sizeof peer);
 		kc_log_limited(g->ctx, &g->log_refused, KANAL_LOG_WARN,
 			       "refused a connection from %s: it has %u open, the most "
-			       "max_connections_per_address allows", peer, same);
+			       "max_connections_per_address allows",
+			       peer, same);
 		kanal_metric_add(g->ctx, "http_connections_refused", 1);
-		snprintf(text, sizeof text, "too many connections from your address (at most "
-			 "%u): send on the connections you have", g->max_per_address);
+		snprintf(text, sizeof text,
+			 "too many connections from your address (at most "
+			 "%u): send on the connections you have",
+			 g->max_per_address);
 		s_write_answer(fd, 429, text, true);
 		close(fd);
 		return;
@@ -280,8 +290,10 @@ static void s_admit(gate_t *g, int fd, const struct sockaddr_storage *addr, sock
 		s_addr_text(&victim->addr, peer, sizeof peer);
 		kc_log_limited(g->ctx, &g->log_refused, KANAL_LOG_WARN,
 			       "max_connections (%u) reached: closed the connection from %s that "
-			       "waited longest for its request", g->max_connections, peer);
-		s_cut(g, victim, 503, "the ingress is full and this connection had not sent its "
+			       "waited longest for its request",
+			       g->max_connections, peer);
+		s_cut(g, victim, 503,
+		      "the ingress is full and this connection had not sent its "
 		      "request: try again shortly");
 	}
 	if (!(c = calloc(1, sizeof *c))) {
@@ -452,8 +464,10 @@ int64_t gate_sweep(gate_t *g)
 	if (now < g->next_sweep_ms)
 		return g->next_sweep_ms - now;
 	g->next_sweep_ms = now + GATE_SWEEP_MS;
-	snprintf(text, sizeof text, "the request did not arrive whole within request_timeout "
-		 "(%lld ms): send it faster", (long long)g->request_timeout_ms);
+	snprintf(text, sizeof text,
+		 "the request did not arrive whole within request_timeout "
+		 "(%lld ms): send it faster",
+		 (long long)g->request_timeout_ms);
 	for (c = g->head; c; c = following) {
 		int64_t due = c->start_ms + g->request_timeout_ms;
 
@@ -468,7 +482,8 @@ int64_t gate_sweep(gate_t *g)
 		s_addr_text(&c->addr, peer, sizeof peer);
 		kc_log_limited(g->ctx, &g->log_timeout, KANAL_LOG_WARN,
 			       "closed a connection from %s: its request did not arrive whole "
-			       "within request_timeout", peer);
+			       "within request_timeout",
+			       peer);
 		kanal_metric_add(g->ctx, "http_request_timeouts", 1);
 		/* A kept-alive connection with no request under way is closed without an
 		 * answer, as HTTP allows; one whose answer is under way gets no second. */

@@ -23,74 +23,136 @@ static const char *const s_modes[] = { "structured", "binary", NULL };
 
 static const kanal_option_t s_options[] = {
 	/* ingress */
-	{ .name = "listen", .type = KANAL_OPT_STRING, OPT(listen),
+	{ .name = "listen",
+	  .type = KANAL_OPT_STRING,
+	  OPT(listen),
 	  .help = "Serve the ingress on HOST:PORT, [IPv6]:PORT or PORT (on 127.0.0.1), e.g. "
-		  "127.0.0.1:8080; port 0 picks a free port. Without it the instance takes no events in." },
-	{ .name = "path", .type = KANAL_OPT_STRING, .default_value = "/events", OPT(path),
+		  "127.0.0.1:8080; port 0 picks a free port. Without it the instance takes no "
+		  "events in." },
+	{ .name = "path",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "/events",
+	  OPT(path),
 	  .help = "The path events are POSTed to; any other path answers 404." },
-	{ .name = "port_file", .type = KANAL_OPT_PATH, OPT(port_file),
-	  .help = "File the bound port is written to on start (useful with port 0); removed on stop." },
-	{ .name = "tokens_file", .type = KANAL_OPT_PATH, OPT(tokens_file),
+	{ .name = "port_file",
+	  .type = KANAL_OPT_PATH,
+	  OPT(port_file),
+	  .help = "File the bound port is written to on start (useful with port 0); removed on "
+		  "stop." },
+	{ .name = "tokens_file",
+	  .type = KANAL_OPT_PATH,
+	  OPT(tokens_file),
 	  .help = "Bearer tokens of the clients allowed to post: lines 'client-name token "
-		  "[type-pattern,…]'; mode must be 0600 or 0400. Without it no token is asked for." },
-	{ .name = "allow_unauthenticated", .type = KANAL_OPT_BOOL, .default_value = "false",
+		  "[type-pattern,…]'; mode must be 0600 or 0400. Without it no token is asked "
+		  "for." },
+	{ .name = "allow_unauthenticated",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "false",
 	  OPT(allow_unauthenticated),
-	  .help = "Allow listen on an address other than loopback without tokens_file (only behind a "
+	  .help = "Allow listen on an address other than loopback without tokens_file (only behind "
+		  "a "
 		  "proxy that authenticates)." },
-	{ .name = "max_body", .type = KANAL_OPT_SIZE, .default_value = "1MiB", .min = "1",
+	{ .name = "max_body",
+	  .type = KANAL_OPT_SIZE,
+	  .default_value = "1MiB",
+	  .min = "1",
 	  OPT(max_body),
 	  .help = "Largest request body (a batch); larger ones are answered 413." },
-	{ .name = "max_event_size", .type = KANAL_OPT_SIZE, .default_value = "64KiB", .min = "1",
+	{ .name = "max_event_size",
+	  .type = KANAL_OPT_SIZE,
+	  .default_value = "64KiB",
+	  .min = "1",
 	  OPT(max_event_size),
-	  .help = "Largest single event; larger ones are answered 413 (kanald's own limit applies too)." },
-	{ .name = "flush_timeout", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	  .help = "Largest single event; larger ones are answered 413 (kanald's own limit applies "
+		  "too)." },
+	{ .name = "flush_timeout",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "5s",
 	  OPT(flush_timeout_ms),
-	  .help = "How long an answer waits for kanald to confirm the events durable before it says "
+	  .help = "How long an answer waits for kanald to confirm the events durable before it "
+		  "says "
 		  "503 (the events stay accepted; sending again is safe)." },
-	{ .name = "busy_retry_after", .type = KANAL_OPT_DURATION, .default_value = "1s",
+	{ .name = "busy_retry_after",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "1s",
 	  OPT(busy_retry_after_ms),
 	  .help = "The Retry-After given with 429 when kanald applies backpressure." },
-	{ .name = "dedupe_window", .type = KANAL_OPT_DURATION, .default_value = "10m",
+	{ .name = "dedupe_window",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "10m",
 	  OPT(dedupe_window_ms),
-	  .help = "A (source, id) accepted within this window is answered \"duplicate\" and not emitted "
+	  .help = "A (source, id) accepted within this window is answered \"duplicate\" and not "
+		  "emitted "
 		  "again." },
-	{ .name = "max_connections", .type = KANAL_OPT_INT, .default_value = "64", .min = "1",
-	  .max = "100000", OPT(max_connections),
+	{ .name = "max_connections",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "64",
+	  .min = "1",
+	  .max = "100000",
+	  OPT(max_connections),
 	  .help = "Most client connections open at once; one more closes the oldest connection "
 		  "whose request has not been answered." },
-	{ .name = "connection_timeout", .type = KANAL_OPT_DURATION, .default_value = "30s",
-	  .min = "1s", OPT(connection_timeout_ms),
+	{ .name = "connection_timeout",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "30s",
+	  .min = "1s",
+	  OPT(connection_timeout_ms),
 	  .help = "An idle or stalled client connection is closed after this long." },
 	/* ingress: the limits that protect it from slow and flooding clients (gate.c) */
-	{ .name = "request_timeout", .type = KANAL_OPT_DURATION, .default_value = "30s",
-	  .min = "1s", OPT(request_timeout_ms),
+	{ .name = "request_timeout",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "30s",
+	  .min = "1s",
+	  OPT(request_timeout_ms),
 	  .help = "The longest a client may take to send a whole request, head and body; then "
 		  "it is answered 408 and the connection closed." },
-	{ .name = "max_connections_per_address", .type = KANAL_OPT_INT, .default_value = "32",
-	  .min = "1", .max = "100000", OPT(max_connections_per_address),
+	{ .name = "max_connections_per_address",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "32",
+	  .min = "1",
+	  .max = "100000",
+	  OPT(max_connections_per_address),
 	  .help = "Most connections open at once from one client address; more are answered "
 		  "429 and closed (behind a proxy, set it to max_connections)." },
-	{ .name = "client_rate", .type = KANAL_OPT_INT, .default_value = "0", .min = "0",
+	{ .name = "client_rate",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "0",
+	  .min = "0",
 	  OPT(client_rate),
 	  .help = "Events a second each tokens_file client may post on average (a token bucket; "
 		  "0: no limit); over it the request is answered 429 with Retry-After." },
-	{ .name = "client_burst", .type = KANAL_OPT_INT, .default_value = "0", .min = "0",
+	{ .name = "client_burst",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "0",
+	  .min = "0",
 	  OPT(client_burst),
 	  .help = "Events a client may post at once before client_rate applies (0: one second's "
 		  "worth)." },
 	/* egress */
-	{ .name = "url", .type = KANAL_OPT_STRING, OPT(url),
-	  .help = "POST each event routed to the instance to this http(s) URL (a webhook). Without it "
+	{ .name = "url",
+	  .type = KANAL_OPT_STRING,
+	  OPT(url),
+	  .help = "POST each event routed to the instance to this http(s) URL (a webhook). Without "
+		  "it "
 		  "the instance accepts no deliveries." },
-	{ .name = "mode", .type = KANAL_OPT_STRING, .default_value = "structured",
-	  .allowed = s_modes, OPT(mode),
-	  .help = "structured: the JSON event as the body; binary: attributes in ce-* headers, the data "
+	{ .name = "mode",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "structured",
+	  .allowed = s_modes,
+	  OPT(mode),
+	  .help = "structured: the JSON event as the body; binary: attributes in ce-* headers, the "
+		  "data "
 		  "as the body." },
-	{ .name = "bearer_token_file", .type = KANAL_OPT_PATH, OPT(http.token_file),
-	  .help = "File holding the token sent as 'Authorization: Bearer …'; mode must be 0600 or 0400." },
+	{ .name = "bearer_token_file",
+	  .type = KANAL_OPT_PATH,
+	  OPT(http.token_file),
+	  .help = "File holding the token sent as 'Authorization: Bearer …'; mode must be 0600 or "
+		  "0400." },
 	KC_HTTP_OPT_TIMEOUT(http_plugin_t, opt.http, "10s",
 			    "The longest a POST may take; then the delivery is retried."),
-	{ .name = "headers", .type = KANAL_OPT_LIST, OPT(headers),
+	{ .name = "headers",
+	  .type = KANAL_OPT_LIST,
+	  OPT(headers),
 	  .help = "Extra request headers, each 'Name: value'." },
 	KC_HTTP_OPT_CA_FILE(http_plugin_t, opt.http),
 	KC_URL_OPT_ALLOW_PLAIN_HTTP(http_plugin_t, opt.http.allow_plain_http),
@@ -127,7 +189,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	}
 	if (!p->ingress && !p->egress) {
 		kanal_set_error(ctx, "nothing to do: give listen (take events in over HTTP), url "
-			       "(post events out to a webhook), or both");
+				     "(post events out to a webhook), or both");
 		s_destroy(p);
 		return KANAL_ECONFIG;
 	}
@@ -147,9 +209,10 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	http_plugin_t *p = state;
 
 	if (!p->egress) {
-		kanal_set_error(ctx, "instance '%s' has no url: it takes events in over HTTP and "
-			       "cannot deliver them; route events to an http instance with url",
-			       kanal_instance_name(ctx));
+		kanal_set_error(ctx,
+				"instance '%s' has no url: it takes events in over HTTP and "
+				"cannot deliver them; route events to an http instance with url",
+				kanal_instance_name(ctx));
 		return KANAL_OUTCOME_REJECT;
 	}
 	return egress_send(p->egress, ctx, msg);

@@ -143,7 +143,7 @@ typedef struct http_options {
 	/* egress */
 	const char *url, *mode;
 	kanal_strlist_t headers;
-	kc_http_conf_t http;      /* timeout, ca_file, bearer_token_file, allow_plain_http */
+	kc_http_conf_t http; /* timeout, ca_file, bearer_token_file, allow_plain_http */
 } http_options_t;
 
 /* ---- gate.c: which connections the ingress serves ---------------------------------------- */
@@ -214,8 +214,7 @@ typedef struct egress egress_t;
  * makes the client. Returns 0 with *out (NULL when `url` is not given: no egress) or
  * KANAL_ECONFIG after kanal_set_error. Ownership: borrows cfg (to know what was given) and
  * opt (whose read token it wipes). */
-int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, http_options_t *opt,
-	       egress_t **out);
+int egress_new(kanal_ctx_t *ctx, const kanal_config_t *cfg, http_options_t *opt, egress_t **out);
 /* POSTs one event and maps the answer to an outcome (kc_http_outcome). */
 kanal_outcome_t egress_send(egress_t *eg, kanal_ctx_t *ctx, const kanal_msg_t *msg);
 void egress_destroy(egress_t **eg_p);

@@ -164,11 +164,11 @@ static void s_seen_clear(seen_t *s)
 
 struct ingress {
 	kanal_ctx_t *ctx;
-	char host[256];             /* from `listen`, brackets removed */
+	char host[256]; /* from `listen`, brackets removed */
 	char port[16];
-	const char *path;           /* borrowed from the config */
+	const char *path; /* borrowed from the config */
 	char *port_file;
-	tokens_t *tokens;           /* NULL: no authentication */
+	tokens_t *tokens; /* NULL: no authentication */
 	size_t max_body;
 	size_t max_event_size;
 	int64_t flush_timeout_ms;
@@ -177,15 +177,15 @@ struct ingress {
 	int64_t client_rate, client_burst; /* per token client, events a second; 0: none */
 	unsigned conn_timeout_s;
 	unsigned max_connections;
-	gate_limits_t limits;       /* request_timeout, connections in total and per address */
+	gate_limits_t limits; /* request_timeout, connections in total and per address */
 
 	struct MHD_Daemon *daemon;
-	gate_t *gate;               /* owns the listening socket; admits connections */
-	kc_mhd_pump_t pump;         /* libmicrohttpd on the instance's thread */
+	gate_t *gate;       /* owns the listening socket; admits connections */
+	kc_mhd_pump_t pump; /* libmicrohttpd on the instance's thread */
 	int bound_port;
 	seen_t seen;
-	kc_log_limit_t log_refused;   /* requests refused for their token */
-	kc_log_limit_t log_mhd;       /* libmicrohttpd's complaints about a connection */
+	kc_log_limit_t log_refused; /* requests refused for their token */
+	kc_log_limit_t log_mhd;     /* libmicrohttpd's complaints about a connection */
 };
 
 /* One request being read. */
@@ -193,10 +193,10 @@ typedef struct req {
 	char *body;
 	size_t len, cap;
 	bool too_big;
-	bool answered;              /* a response was queued before the body was read */
-	bool auth_pending;          /* the token is checked once the body is read */
-	bool answered_by_gate;      /* answered outside libmicrohttpd: close when the body ends */
-	size_t seen;                /* body bytes received, kept or not */
+	bool answered;         /* a response was queued before the body was read */
+	bool auth_pending;     /* the token is checked once the body is read */
+	bool answered_by_gate; /* answered outside libmicrohttpd: close when the body ends */
+	size_t seen;           /* body bytes received, kept or not */
 	const tokens_client_t *client;
 } req_t;
 
@@ -234,14 +234,15 @@ static enum MHD_Result s_respond(ingress_t *ing, struct MHD_Connection *conn, un
 		MHD_add_response_header(res, MHD_HTTP_HEADER_RETRY_AFTER, secs);
 	}
 	if (status == MHD_HTTP_UNAUTHORIZED)
-		MHD_add_response_header(res, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"kanal\"");
+		MHD_add_response_header(res, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer realm=\"kanal\"");
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(res, MHD_HTTP_HEADER_ALLOW, "POST");
 	rc = MHD_queue_response(conn, status, res);
 	MHD_destroy_response(res);
 	gate_request_answered(conn);
-	kanal_metric_add(ing->ctx, status < 300 ? "http_requests_accepted" : "http_requests_refused",
-			 1);
+	kanal_metric_add(ing->ctx,
+			 status < 300 ? "http_requests_accepted" : "http_requests_refused", 1);
 	return rc;
 }
 
@@ -279,7 +280,8 @@ static void s_peer(struct MHD_Connection *conn, char *buf, size_t size)
 
 	snprintf(buf, size, "?");
 	if (sa && sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)size);
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+			  (socklen_t)size);
 	else if (sa && sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
 			  (socklen_t)size);
@@ -290,8 +292,8 @@ static void s_peer(struct MHD_Connection *conn, char *buf, size_t size)
 static const tokens_client_t *s_authenticate(ingress_t *ing, struct MHD_Connection *conn,
 					     enum MHD_Result *answer)
 {
-	const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *auth =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	const tokens_client_t *client = NULL;
 	char peer[64];
 
@@ -309,15 +311,17 @@ static const tokens_client_t *s_authenticate(ingress_t *ing, struct MHD_Connecti
 			return client;
 		kc_log_limited(ing->ctx, &ing->log_refused, KANAL_LOG_WARN,
 			       "refused a request from %s: the bearer token matches no client "
-			       "in tokens_file", peer);
+			       "in tokens_file",
+			       peer);
 		kanal_metric_add(ing->ctx, "http_auth_failures", 1);
 		*answer = s_fail(ing, conn, MHD_HTTP_UNAUTHORIZED, NULL, -1,
 				 "the bearer token is not valid");
 		return NULL;
 	}
 	kc_log_limited(ing->ctx, &ing->log_refused, KANAL_LOG_WARN, "refused a request from %s: %s",
-		       peer, auth ? "the Authorization header is not 'Bearer <token>'"
-				  : "no Authorization header");
+		       peer,
+		       auth ? "the Authorization header is not 'Bearer <token>'"
+			    : "no Authorization header");
 	kanal_metric_add(ing->ctx, "http_auth_failures", 1);
 	*answer = s_fail(ing, conn, MHD_HTTP_UNAUTHORIZED, NULL, -1,
 			 "a bearer token is required: send 'Authorization: Bearer <token>'");
@@ -377,15 +381,16 @@ static enum MHD_Result s_emit_all(ingress_t *ing, struct MHD_Connection *conn, r
 			r = hard_rc ? json_pack("{s:s,s:s,s:s}", "id", id, "status", "error",
 						"reason", kanal_strerror(hard_rc))
 				    : json_pack("{s:s,s:s,s:I}", "id", id, "status", "busy",
-						"retry_after_ms", (json_int_t)ing->busy_retry_after_ms);
+						"retry_after_ms",
+						(json_int_t)ing->busy_retry_after_ms);
 			json_array_append_new(results, r);
 			kanal_msg_destroy(&msgs[i]);
 			continue;
 		}
 		if (s_seen_has(&ing->seen, kanal_msg_source(msgs[i]), kanal_msg_id(msgs[i]))) {
 			duplicates++;
-			json_array_append_new(results,
-					      json_pack("{s:s,s:s}", "id", id, "status", "duplicate"));
+			json_array_append_new(
+				results, json_pack("{s:s,s:s}", "id", id, "status", "duplicate"));
 			kanal_msg_destroy(&msgs[i]);
 			continue;
 		}
@@ -402,8 +407,8 @@ static enum MHD_Result s_emit_all(ingress_t *ing, struct MHD_Connection *conn, r
 		}
 		if (rc == 0) {
 			emitted++;
-			json_array_append_new(results,
-					      json_pack("{s:s,s:s}", "id", id, "status", "accepted"));
+			json_array_append_new(
+				results, json_pack("{s:s,s:s}", "id", id, "status", "accepted"));
 		} else if (rc == KANAL_EBUSY) {
 			busy_at = i;
 			json_array_append_new(results,
@@ -414,16 +419,17 @@ static enum MHD_Result s_emit_all(ingress_t *ing, struct MHD_Connection *conn, r
 			invalid++;
 			json_array_append_new(
 				results,
-				json_pack("{s:s,s:s,s:s}", "id", id, "status", "invalid", "reason",
-					  rc == KANAL_ETOOBIG
-						  ? "larger than kanald's max_event_size"
-						  : "refused by kanald as an invalid CloudEvent (see "
-						    "kanald's log)"));
+				json_pack(
+					"{s:s,s:s,s:s}", "id", id, "status", "invalid", "reason",
+					rc == KANAL_ETOOBIG
+						? "larger than kanald's max_event_size"
+						: "refused by kanald as an invalid CloudEvent (see "
+						  "kanald's log)"));
 		} else {
 			hard_rc = rc;
 			json_array_append_new(results,
-					      json_pack("{s:s,s:s,s:s}", "id", id, "status", "error",
-							"reason", kanal_strerror(rc)));
+					      json_pack("{s:s,s:s,s:s}", "id", id, "status",
+							"error", "reason", kanal_strerror(rc)));
 		}
 	}
 	free(msgs);
@@ -434,7 +440,8 @@ static enum MHD_Result s_emit_all(ingress_t *ing, struct MHD_Connection *conn, r
 	if (flush_rc) {
 		size_t i;
 		json_t *r;
-		json_array_foreach(results, i, r) {
+		json_array_foreach(results, i, r)
+		{
 			const char *st = json_string_value(json_object_get(r, "status"));
 			if (st && (!strcmp(st, "accepted") || !strcmp(st, "duplicate")))
 				json_object_set_new(r, "durable", json_false());
@@ -456,11 +463,11 @@ static enum MHD_Result s_emit_all(ingress_t *ing, struct MHD_Connection *conn, r
 		json_object_set_new(
 			body, "error",
 			json_string(hard_rc ? kanal_strerror(hard_rc)
-					    : flush_rc == KANAL_ETIMEDOUT
-						      ? "kanald has taken the events but did not "
-							"confirm them durable in time; sending them "
-							"again is safe (duplicates are suppressed)"
-						      : kanal_strerror(flush_rc)));
+				    : flush_rc == KANAL_ETIMEDOUT
+					    ? "kanald has taken the events but did not "
+					      "confirm them durable in time; sending them "
+					      "again is safe (duplicates are suppressed)"
+					    : kanal_strerror(flush_rc)));
 		return s_respond(ing, conn, MHD_HTTP_SERVICE_UNAVAILABLE, body,
 				 ing->busy_retry_after_ms);
 	}
@@ -471,16 +478,16 @@ static enum MHD_Result s_emit_all(ingress_t *ing, struct MHD_Connection *conn, r
 		status = MHD_HTTP_BAD_REQUEST;
 	kanal_log(ing->ctx, KANAL_LOG_DEBUG, "%s%s posted %zu event%s: %zu accepted, %zu duplicate",
 		  rq->client ? "client " : "an anonymous client",
-		  rq->client ? tokens_client_name(rq->client) : "",
-		  n, n == 1 ? "" : "s", emitted, duplicates);
+		  rq->client ? tokens_client_name(rq->client) : "", n, n == 1 ? "" : "s", emitted,
+		  duplicates);
 	return s_respond(ing, conn, status, body, -1);
 }
 
 /* Parses the body read for rq into events, checks them and answers. */
 static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, req_t *rq)
 {
-	const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							 MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *ctype =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	kanal_msg_t **msgs = NULL;
 	size_t n = 0;
 	bool batch = false;
@@ -497,7 +504,8 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 		rc = kanal_batch_parse(rq->body ? rq->body : "", rq->len, ing->max_body, &b, &err);
 		if (rc == KANAL_ETOOBIG)
 			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
-				      "the batch is larger than max_body (%zu bytes)", ing->max_body);
+				      "the batch is larger than max_body (%zu bytes)",
+				      ing->max_body);
 		if (rc < 0) {
 			long ev = -1;
 			if (!strncmp(err.text, "event #", 7))
@@ -604,11 +612,12 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 					"%sclient '%s' may not send events of type '%s'", at,
 					tokens_client_name(rq->client), type);
 		} else if (kanal_msg_context_cpr(msgs[i], attr, sizeof attr)) {
-			answer = s_fail(ing, conn, MHD_HTTP_BAD_REQUEST, attr, batch ? (long)i : -1,
-					"%sinvalid event: attribute '%s' holds a CPR number; context "
-					"attributes may be logged by anyone on the way: put the person "
-					"in data, or use a pseudonym in subject",
-					at, attr);
+			answer = s_fail(
+				ing, conn, MHD_HTTP_BAD_REQUEST, attr, batch ? (long)i : -1,
+				"%sinvalid event: attribute '%s' holds a CPR number; context "
+				"attributes may be logged by anyone on the way: put the person "
+				"in data, or use a pseudonym in subject",
+				at, attr);
 		} else if (!tokens_client_owns(rq->client, kanal_msg_source(msgs[i]))) {
 			/* Only the owner may use a source: duplicate suppression on (source, id)
 			 * is sound only then (docs/design/tenancy.md). */
@@ -616,11 +625,11 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 			kanal_log(ing->ctx, KANAL_LOG_WARN,
 				  "refused events from client %s: it does not own source %s",
 				  tokens_client_name(rq->client), kanal_msg_source(msgs[i]));
-			answer = s_fail(ing, conn, MHD_HTTP_FORBIDDEN, "source",
-					batch ? (long)i : -1,
-					"%sclient '%s' does not own source '%s' (its sources= in "
-					"tokens_file)",
-					at, tokens_client_name(rq->client), kanal_msg_source(msgs[i]));
+			answer = s_fail(
+				ing, conn, MHD_HTTP_FORBIDDEN, "source", batch ? (long)i : -1,
+				"%sclient '%s' does not own source '%s' (its sources= in "
+				"tokens_file)",
+				at, tokens_client_name(rq->client), kanal_msg_source(msgs[i]));
 		} else {
 			continue;
 		}
@@ -632,11 +641,10 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 	if (rq->client && ing->client_rate > 0) {
 		/* client_rate: a token per event, from the client's own bucket; one tenant
 		 * posting too much slows only itself. */
-		int64_t wait = tokens_client_take(ing->tokens, rq->client, n,
-						  (double)ing->client_rate,
-						  (double)(ing->client_burst > 0 ? ing->client_burst
-										 : ing->client_rate),
-						  kanal_now_ms());
+		int64_t wait = tokens_client_take(
+			ing->tokens, rq->client, n, (double)ing->client_rate,
+			(double)(ing->client_burst > 0 ? ing->client_burst : ing->client_rate),
+			kanal_now_ms());
 		if (wait > 0) {
 			for (size_t k = 0; k < n; k++)
 				kanal_msg_destroy(&msgs[k]);
@@ -655,8 +663,8 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 /* libmicrohttpd's access handler: called first with the headers, then with each piece of
  * the body, then once more with none left. Runs on the instance's thread (see MHD_run). */
 static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const char *url,
-				 const char *method, const char *version,
-				 const char *upload_data, size_t *upload_size, void **con_cls)
+				 const char *method, const char *version, const char *upload_data,
+				 size_t *upload_size, void **con_cls)
 {
 	ingress_t *ing = cls;
 	req_t *rq = *con_cls;
@@ -684,12 +692,12 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 			return s_fail(ing, conn, MHD_HTTP_METHOD_NOT_ALLOWED, NULL, -1,
 				      "%s is not allowed: post events to %s", method, ing->path);
 		clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						    MHD_HTTP_HEADER_CONTENT_LENGTH);
+						   MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (clen && (waits || strtoull(clen, NULL, 10) > DISCARD_MAX(ing)) &&
 		    strtoull(clen, NULL, 10) > ing->max_body)
 			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
-				      "the body (%s bytes) is larger than max_body (%zu bytes)", clen,
-				      ing->max_body);
+				      "the body (%s bytes) is larger than max_body (%zu bytes)",
+				      clen, ing->max_body);
 		if (ing->tokens && waits && !(rq->client = s_authenticate(ing, conn, &answer)))
 			return answer;
 		rq->auth_pending = ing->tokens && !waits;
@@ -715,8 +723,10 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 			if (!MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							 MHD_HTTP_HEADER_CONTENT_LENGTH)) {
 				char text[160];
-				snprintf(text, sizeof text, "the body is larger than max_body (%zu "
-					 "bytes)", ing->max_body);
+				snprintf(text, sizeof text,
+					 "the body is larger than max_body (%zu "
+					 "bytes)",
+					 ing->max_body);
 				gate_answer_and_close(conn, MHD_HTTP_CONTENT_TOO_LARGE, text);
 				kanal_metric_add(ing->ctx, "http_requests_refused", 1);
 				rq->answered = rq->answered_by_gate = true;
@@ -793,8 +803,7 @@ static int64_t s_gate_sweep(void *gate)
 /* ---- options and lifecycle ----------------------------------------------------------------- */
 
 /* Splits `listen` into host and port: "8080", "127.0.0.1:8080", "[::1]:8080". */
-static int s_parse_listen(const char *listen, char *host, size_t hsize, char *port,
-			  size_t psize)
+static int s_parse_listen(const char *listen, char *host, size_t hsize, char *port, size_t psize)
 {
 	const char *colon;
 	char *end;
@@ -807,7 +816,8 @@ static int s_parse_listen(const char *listen, char *host, size_t hsize, char *po
 		snprintf(host, hsize, "%.*s", (int)(close - listen - 1), listen + 1);
 		colon = close + 1;
 	} else if ((colon = strrchr(listen, ':'))) {
-		if (colon == listen || (size_t)(colon - listen) >= hsize || strchr(listen, ':') != colon)
+		if (colon == listen || (size_t)(colon - listen) >= hsize ||
+		    strchr(listen, ':') != colon)
 			return -1;
 		snprintf(host, hsize, "%.*s", (int)(colon - listen), listen);
 	} else {
@@ -833,9 +843,10 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 	*out = NULL;
 	if (!listen || !*listen) {
 		if (tokens_file || port_file) {
-			kanal_set_error(ctx, "%s is given but listen is not: the ingress options "
-				       "need listen (e.g. listen: 127.0.0.1:8080)",
-				       tokens_file ? "tokens_file" : "port_file");
+			kanal_set_error(ctx,
+					"%s is given but listen is not: the ingress options "
+					"need listen (e.g. listen: 127.0.0.1:8080)",
+					tokens_file ? "tokens_file" : "port_file");
 			return KANAL_ECONFIG;
 		}
 		return 0;
@@ -844,8 +855,10 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 		return KANAL_ENOMEM;
 	ing->ctx = ctx;
 	if (s_parse_listen(listen, ing->host, sizeof ing->host, ing->port, sizeof ing->port) < 0) {
-		kanal_set_error(ctx, "listen '%s' is not HOST:PORT, [IPv6]:PORT or PORT "
-			       "(e.g. 127.0.0.1:8080; port 0 picks a free port)", listen);
+		kanal_set_error(ctx,
+				"listen '%s' is not HOST:PORT, [IPv6]:PORT or PORT "
+				"(e.g. 127.0.0.1:8080; port 0 picks a free port)",
+				listen);
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
@@ -859,8 +872,10 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 	ing->max_body = (size_t)opt->max_body;
 	ing->max_event_size = (size_t)opt->max_event_size;
 	if (ing->max_body < ing->max_event_size) {
-		kanal_set_error(ctx, "max_body (%zu bytes) must be at least max_event_size (%zu "
-			       "bytes)", ing->max_body, ing->max_event_size);
+		kanal_set_error(ctx,
+				"max_body (%zu bytes) must be at least max_event_size (%zu "
+				"bytes)",
+				ing->max_body, ing->max_event_size);
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
@@ -889,10 +904,12 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 			goto fail;
 		}
 	} else if (!kc_url_host_is_loopback(ing->host) && !opt->allow_unauthenticated) {
-		kanal_set_error(ctx, "listen '%s' is reachable from other machines but no "
-			       "tokens_file is given: anyone could post events. Give tokens_file, "
-			       "or set allow_unauthenticated: true if a proxy in front "
-			       "authenticates", listen);
+		kanal_set_error(ctx,
+				"listen '%s' is reachable from other machines but no "
+				"tokens_file is given: anyone could post events. Give tokens_file, "
+				"or set allow_unauthenticated: true if a proxy in front "
+				"authenticates",
+				listen);
 		rc = KANAL_ECONFIG;
 		goto fail;
 	}
@@ -952,8 +969,7 @@ int ingress_start(ingress_t *ing, kanal_ctx_t *ctx)
 	if (ing->bound_port <= 0 ||
 	    kc_mhd_pump_start(&ing->pump, ctx, ing->daemon, INGRESS_MAX_TIMER_MS, s_gate_sweep,
 			      ing->gate) != 0) {
-		kanal_set_error(ctx, "listen %s: libmicrohttpd gave no epoll descriptor",
-				where);
+		kanal_set_error(ctx, "listen %s: libmicrohttpd gave no epoll descriptor", where);
 		ingress_stop(ing, ctx);
 		return KANAL_EIO;
 	}
@@ -973,8 +989,8 @@ int ingress_start(ingress_t *ing, kanal_ctx_t *ctx)
 			name = slash + 1;
 		}
 		snprintf(text, sizeof text, "%d\n", ing->bound_port);
-		rc = kc_file_write_atomic(slash ? (*dir ? dir : "/") : ".", name, text, strlen(text),
-					  0644);
+		rc = kc_file_write_atomic(slash ? (*dir ? dir : "/") : ".", name, text,
+					  strlen(text), 0644);
 		free(dir);
 		if (rc < 0) {
 			kanal_set_error(ctx, "cannot write port_file %s: %s", ing->port_file,

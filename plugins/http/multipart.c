@@ -90,8 +90,8 @@ static const char *s_part_headers(const char *p, const char *end, part_t *pt)
 }
 
 /* Splits body into parts[0..*n) (at most max). Returns 0, or KANAL_EPARSE with err. */
-static int s_split(const char *body, size_t len, const char *boundary, part_t *parts,
-		   size_t max, size_t *n, kanal_error_t *err)
+static int s_split(const char *body, size_t len, const char *boundary, part_t *parts, size_t max,
+		   size_t *n, kanal_error_t *err)
 {
 	char delim[128];
 	size_t dlen;
@@ -148,10 +148,11 @@ static int s_add_ref(json_t *data, const char *name, const kanal_blob_ref_t *ref
 	}
 	if (!json_is_array(arr))
 		return KANAL_EINVAL;
-	return json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "href", ref->uri,
-						    "mediaType", ref->media_type,
-						    "size", (json_int_t)ref->size)) < 0
-		       ? KANAL_ENOMEM : 0;
+	return json_array_append_new(arr,
+				     json_pack("{s:s, s:s, s:I}", "href", ref->uri, "mediaType",
+					       ref->media_type, "size", (json_int_t)ref->size)) < 0
+		       ? KANAL_ENOMEM
+		       : 0;
 }
 
 int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *body, size_t len,
@@ -177,7 +178,8 @@ int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *bod
 		if (!strcmp(parts[i].name, "event"))
 			event = &parts[i];
 	if (!event) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "no part named 'event' (the structured "
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"no part named 'event' (the structured "
 				"CloudEvent; the other parts are its files)");
 		return KANAL_EINVALID;
 	}
@@ -194,7 +196,8 @@ int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *bod
 		data = json_object();
 	}
 	if (!json_is_object(data)) {
-		kanal_error_set(err, NULL, 0, 0, "data", "an event with files needs JSON object "
+		kanal_error_set(err, NULL, 0, 0, "data",
+				"an event with files needs JSON object "
 				"data: the files' references are added to it");
 		rc = KANAL_EINVALID;
 		goto out;
@@ -208,18 +211,22 @@ int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *bod
 		if (&parts[i] == event)
 			continue;
 		if (!parts[i].name[0] || !strcmp(parts[i].name, "event")) {
-			kanal_error_set(err, NULL, 0, 0, NULL, "part %zu has no name (or a second "
-					"'event'): a file part's name is the data field it goes to", i);
+			kanal_error_set(err, NULL, 0, 0, NULL,
+					"part %zu has no name (or a second "
+					"'event'): a file part's name is the data field it goes to",
+					i);
 			rc = KANAL_EINVALID;
 			goto out;
 		}
 		rc = kanal_blob_put(ctx, parts[i].data, parts[i].len,
-				    parts[i].content_type[0] ? parts[i].content_type : NULL, &ref, err);
+				    parts[i].content_type[0] ? parts[i].content_type : NULL, &ref,
+				    err);
 		if (rc < 0)
 			goto out;
 		rc = s_add_ref(data, parts[i].name, &ref);
 		if (rc == KANAL_EINVAL)
-			kanal_error_set(err, NULL, 0, 0, "data", "data.%s is not an array: it "
+			kanal_error_set(err, NULL, 0, 0, "data",
+					"data.%s is not an array: it "
 					"cannot take the references of the files named so",
 					parts[i].name);
 		if (rc < 0)
@@ -240,8 +247,10 @@ int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *bod
 	if (rc == 0 && alen)
 		rc = kanal_msg_set_attr(msg, KANAL_BLOB_ATTRIBUTE, attr, err);
 	if (rc == 0 && kanal_msg_size(msg) > max_event_size) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "the event with its files' references is "
-				"larger than max_event_size (%zu bytes)", max_event_size);
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"the event with its files' references is "
+				"larger than max_event_size (%zu bytes)",
+				max_event_size);
 		rc = KANAL_ETOOBIG;
 	}
 out:

@@ -49,8 +49,8 @@ struct tokens {
 
 /* Reads a secret file after checking who may read it. Returns 0 and a malloc'd, NUL-ended
  * *out (its length in *len), or KANAL_ECONFIG / KANAL_EIO with why filled. */
-static int s_read_private(const char *path, const char *what, char **out, size_t *len,
-			  char *why, size_t why_size)
+static int s_read_private(const char *path, const char *what, char **out, size_t *len, char *why,
+			  size_t why_size)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -84,7 +84,8 @@ static int s_read_private(const char *path, const char *what, char **out, size_t
 		return KANAL_ECONFIG;
 	}
 	if ((size_t)st.st_size > TOKENS_MAX_FILE) {
-		snprintf(why, why_size, "%s %s is larger than %u bytes", what, path, TOKENS_MAX_FILE);
+		snprintf(why, why_size, "%s %s is larger than %u bytes", what, path,
+			 TOKENS_MAX_FILE);
 		close(fd);
 		return KANAL_ECONFIG;
 	}
@@ -168,8 +169,8 @@ static bool s_pattern_ok(const char *p)
 			if (*p == '\0')
 				return true;
 			tok = p + 1;
-		} else if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_' &&
-			   *p != '-' && *p != '*' && *p != '>') {
+		} else if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) &&
+			   *p != '_' && *p != '-' && *p != '*' && *p != '>') {
 			return false;
 		}
 	}
@@ -271,7 +272,7 @@ int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size)
 		 * list of types. */
 		for (size_t f = 2; f < nf; f++) {
 			const char **slot = !strncmp(fields[f], "sources=", 8) ? &sources : &types;
-			const char *value = fields[f] + (slot == &sources   ? 8
+			const char *value = fields[f] + (slot == &sources                   ? 8
 							 : !strncmp(fields[f], "types=", 6) ? 6
 											    : 0);
 			if (*slot) {
@@ -289,7 +290,8 @@ int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size)
 		}
 		if (strlen(fields[1]) < TOKENS_MIN_LEN) {
 			snprintf(why, why_size,
-				 "tokens_file %s: line %d: the token of client '%s' is shorter than %d "
+				 "tokens_file %s: line %d: the token of client '%s' is shorter "
+				 "than %d "
 				 "characters; make one with: openssl rand -hex 32",
 				 path, lineno, fields[0], TOKENS_MIN_LEN);
 			goto fail;
@@ -310,7 +312,8 @@ int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size)
 		for (size_t i = 0; i < t->n; i++) {
 			if (!CRYPTO_memcmp(t->clients[i].digest, c->digest, sizeof c->digest)) {
 				snprintf(why, why_size,
-					 "tokens_file %s: line %d: client '%s' has the same token as "
+					 "tokens_file %s: line %d: client '%s' has the same token "
+					 "as "
 					 "client '%s': every token must be different",
 					 path, lineno, fields[0], t->clients[i].name);
 				s_client_free(c);
@@ -324,17 +327,21 @@ int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size)
 		if (types || sources) {
 			char *bad = NULL;
 			if ((types && !(c->types = s_split(types, s_pattern_ok, &bad))) ||
-			    (sources && !(c->sources = s_split(sources, s_source_pattern_ok, &bad)))) {
+			    (sources &&
+			     !(c->sources = s_split(sources, s_source_pattern_ok, &bad)))) {
 				if (bad)
-					snprintf(why, why_size,
-						 "tokens_file %s: line %d: '%s' is not a %s",
-						 path, lineno, bad,
-						 types && !c->types
-							 ? "type pattern (dotted lower-case tokens, '*' "
-							   "for one token, a final '>' for the rest)"
-							 : "source pattern (a URI-reference such as "
-							   "/vendors/acme/* without blanks; '*' is any run "
-							   "of characters)");
+					snprintf(
+						why, why_size,
+						"tokens_file %s: line %d: '%s' is not a %s", path,
+						lineno, bad,
+						types && !c->types
+							? "type pattern (dotted lower-case tokens, "
+							  "'*' "
+							  "for one token, a final '>' for the rest)"
+							: "source pattern (a URI-reference such as "
+							  "/vendors/acme/* without blanks; '*' is "
+							  "any run "
+							  "of characters)");
 				else
 					rc = KANAL_ENOMEM;
 				free(bad);
@@ -345,8 +352,10 @@ int tokens_load(const char *path, tokens_t **out, char *why, size_t why_size)
 		t->n++;
 	}
 	if (t->n == 0) {
-		snprintf(why, why_size, "tokens_file %s names no client: add lines "
-			 "'client-name token'", path);
+		snprintf(why, why_size,
+			 "tokens_file %s names no client: add lines "
+			 "'client-name token'",
+			 path);
 		goto fail;
 	}
 	s_wipe_free(text, len);
@@ -455,5 +464,6 @@ int64_t tokens_client_take(tokens_t *tokens, const tokens_client_t *client, size
 	}
 	/* Never enough when a request holds more events than the burst: wait for a full one. */
 	return (int64_t)(((double)n > burst ? burst : (double)n - b->tokens) * 1000.0 /
-			 per_second) + 1;
+			 per_second) +
+	       1;
 }

@@ -33,9 +33,9 @@
 #include <kanal/kanal.h>
 
 #define HP_CURSOR_FILE "cursor"
-#define HP_MAX_PAGES 20          /* pages per poll before yielding the thread */
+#define HP_MAX_PAGES 20 /* pages per poll before yielding the thread */
 #define HP_FLUSH_TIMEOUT_MS 10000
-#define HP_BUSY_WAIT_MS 500      /* the bus was busy: try again soon */
+#define HP_BUSY_WAIT_MS 500 /* the bus was busy: try again soon */
 #define HP_MAX_CURSOR 512
 
 typedef struct httppoll {
@@ -60,27 +60,33 @@ typedef struct httppoll {
 	/* running state */
 	const char *instance;
 	kc_http_t *http;
-	kc_jq_t *map_jq;         /* the compiled `map`, or NULL */
-	char *cursor;            /* the last persisted cursor, or NULL: the beginning */
+	kc_jq_t *map_jq; /* the compiled `map`, or NULL */
+	char *cursor;    /* the last persisted cursor, or NULL: the beginning */
 	int64_t timer;
 	int64_t backoff_ms;
-	int64_t retry_after_ms;  /* the upstream's Retry-After for the next wait, or -1 */
+	int64_t retry_after_ms; /* the upstream's Retry-After for the next wait, or -1 */
 	int64_t errors_in_row;
 	bool stopped;
 } httppoll_t;
 
-#define OPT_PTR(opt, member, def, text)                                                     \
-	{ .name = opt, .type = KANAL_OPT_STRING, .default_value = def,                      \
-	  KANAL_OPT_AT(httppoll_t, member), .help = text }
+#define OPT_PTR(opt, member, def, text)                                                            \
+	{                                                                                          \
+		.name = opt, .type = KANAL_OPT_STRING, .default_value = def,                       \
+		KANAL_OPT_AT(httppoll_t, member), .help = text                                     \
+	}
 
 static const kanal_option_t s_options[] = {
-	{ .name = "url", .type = KANAL_OPT_STRING, .required = true,
+	{ .name = "url",
+	  .type = KANAL_OPT_STRING,
+	  .required = true,
 	  KANAL_OPT_AT(httppoll_t, url),
 	  .help = "The endpoint to poll, e.g. https://api.example.dk/v1/items (https, or http to "
 		  "this machine unless allow_plain_http)." },
 	OPT_PTR("cursor_param", cursor_param, "since",
 		"Query argument that carries the cursor (omitted while there is none)."),
-	{ .name = "start_cursor", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, start_cursor),
+	{ .name = "start_cursor",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(httppoll_t, start_cursor),
 	  .help = "Cursor of the first poll, when none is persisted yet (default: none)." },
 	OPT_PTR("items_pointer", items_pointer, "/items",
 		"JSON pointer to the answer's array of items (\"\": the answer is the array)."),
@@ -92,30 +98,49 @@ static const kanal_option_t s_options[] = {
 		"(page_size items) means more."),
 	OPT_PTR("id_pointer", id_pointer, "/id",
 		"JSON pointer to the item's id (a string or number): the event's id."),
-	{ .name = "type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, type),
+	{ .name = "type",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(httppoll_t, type),
 	  .help = "The events' type, e.g. vendor.item.changed (or type_pointer)." },
-	{ .name = "type_pointer", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, type_pointer),
+	{ .name = "type_pointer",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(httppoll_t, type_pointer),
 	  .help = "JSON pointer to the item's type (a string), instead of a fixed type." },
-	{ .name = "subject_pointer", .type = KANAL_OPT_STRING,
+	{ .name = "subject_pointer",
+	  .type = KANAL_OPT_STRING,
 	  KANAL_OPT_AT(httppoll_t, subject_pointer),
 	  .help = "JSON pointer to the event's subject (default: none)." },
-	{ .name = "time_pointer", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, time_pointer),
+	{ .name = "time_pointer",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(httppoll_t, time_pointer),
 	  .help = "JSON pointer to the event's time, an RFC 3339 time (default: none)." },
 	OPT_PTR("data_pointer", data_pointer, "",
 		"JSON pointer to the event's data within the item (\"\": the whole item)."),
-	{ .name = "map", .type = KANAL_OPT_STRING, KANAL_OPT_AT(httppoll_t, map),
+	{ .name = "map",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(httppoll_t, map),
 	  .help = "A jq program run on each item (`.`; $cursor is the page's cursor) whose output "
 		  "object gives the event's id, type, subject, time and data, instead of the "
 		  "pointers (a missing id or type comes from id_pointer and type/type_pointer)." },
-	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "30s",
-	  .min = "1ms", KANAL_OPT_AT(httppoll_t, poll_interval_ms),
+	{ .name = "poll_interval",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "30s",
+	  .min = "1ms",
+	  KANAL_OPT_AT(httppoll_t, poll_interval_ms),
 	  .help = "Time between two polls." },
-	{ .name = "max_backoff", .type = KANAL_OPT_DURATION, .default_value = "5m",
-	  .min = "1ms", KANAL_OPT_AT(httppoll_t, max_backoff_ms),
+	{ .name = "max_backoff",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "5m",
+	  .min = "1ms",
+	  KANAL_OPT_AT(httppoll_t, max_backoff_ms),
 	  .help = "Longest wait between polls while the upstream fails (the wait doubles from "
 		  "poll_interval)." },
-	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100", .min = "1",
-	  .max = "10000", KANAL_OPT_AT(httppoll_t, page_size),
+	{ .name = "page_size",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "100",
+	  .min = "1",
+	  .max = "10000",
+	  KANAL_OPT_AT(httppoll_t, page_size),
 	  .help = "Items asked for per request, sent as the query argument limit." },
 	KC_HTTP_OPT_TIMEOUT(httppoll_t, http_conf, "10s",
 			    "The longest one HTTP call to the upstream may take."),
@@ -214,8 +239,8 @@ static kanal_msg_t *s_map_item(httppoll_t *h, json_t *item, char *why, size_t si
 {
 	char idbuf[32], typebuf[32], subjbuf[32];
 	const char *id = s_pointer_text(item, h->id_pointer, idbuf, 200);
-	const char *type = h->type_pointer ? s_pointer_text(item, h->type_pointer, typebuf, 200)
-					   : h->type;
+	const char *type =
+		h->type_pointer ? s_pointer_text(item, h->type_pointer, typebuf, 200) : h->type;
 	const char *subject = s_pointer_text(item, h->subject_pointer, subjbuf, 200);
 	json_t *time = h->time_pointer ? s_pointer_get(item, h->time_pointer) : NULL;
 	json_t *data = s_pointer_get(item, h->data_pointer);
@@ -277,8 +302,8 @@ static int s_load_cursor(kanal_ctx_t *ctx, httppoll_t *h)
 		return 0;
 	}
 	if (rc != 0) {
-		kanal_set_error(ctx, "cannot read the cursor file '%s/%s': %s", kanal_state_dir(ctx),
-				HP_CURSOR_FILE, kanal_strerror(rc));
+		kanal_set_error(ctx, "cannot read the cursor file '%s/%s': %s",
+				kanal_state_dir(ctx), HP_CURSOR_FILE, kanal_strerror(rc));
 		return rc;
 	}
 	text[strcspn(text, "\r\n")] = '\0';
@@ -323,8 +348,10 @@ static void s_upstream_error(kanal_ctx_t *ctx, httppoll_t *h, const char *why)
 	if (h->backoff_ms > h->max_backoff_ms)
 		h->backoff_ms = h->max_backoff_ms;
 	kanal_metric_add(ctx, "upstream_errors", 1);
-	kanal_log(ctx, KANAL_LOG_ERROR, "upstream error: %s (%" PRId64 " in a row; next poll in "
-		  "%" PRId64 " ms; cursor %s kept)", why, h->errors_in_row,
+	kanal_log(ctx, KANAL_LOG_ERROR,
+		  "upstream error: %s (%" PRId64 " in a row; next poll in "
+		  "%" PRId64 " ms; cursor %s kept)",
+		  why, h->errors_in_row,
 		  h->retry_after_ms > h->backoff_ms ? h->retry_after_ms : h->backoff_ms,
 		  h->cursor ? h->cursor : "(none)");
 }
@@ -359,20 +386,20 @@ static char *s_page_url(const httppoll_t *h)
 }
 
 /* Emits the items in order; stops at the first the bus does not take (BUSY, CLOSED). */
-static page_result_t s_emit_items(kanal_ctx_t *ctx, httppoll_t *h, json_t *items,
-				  int64_t *handled)
+static page_result_t s_emit_items(kanal_ctx_t *ctx, httppoll_t *h, json_t *items, int64_t *handled)
 {
 	json_t *item;
 	size_t i;
 
-	json_array_foreach(items, i, item) {
+	json_array_foreach(items, i, item)
+	{
 		char why[300];
 		kanal_msg_t *msg = s_map_item(h, item, why, sizeof why);
 		int rc;
 
 		if (!msg) {
-			kanal_log(ctx, KANAL_LOG_WARN, "item #%zu after cursor %s skipped: %s", i + 1,
-				  h->cursor ? h->cursor : "(none)", why);
+			kanal_log(ctx, KANAL_LOG_WARN, "item #%zu after cursor %s skipped: %s",
+				  i + 1, h->cursor ? h->cursor : "(none)", why);
 			kanal_metric_add(ctx, "skipped", 1);
 			continue;
 		}
@@ -382,9 +409,10 @@ static page_result_t s_emit_items(kanal_ctx_t *ctx, httppoll_t *h, json_t *items
 		if (rc == KANAL_EBUSY || rc == KANAL_ENOMEM || rc == KANAL_ETIMEDOUT)
 			return PAGE_BUSY;
 		if (rc != 0) {
-			kanal_log(ctx, KANAL_LOG_WARN, "item #%zu after cursor %s skipped: the bus "
-				  "refused its event: %s", i + 1, h->cursor ? h->cursor : "(none)",
-				  kanal_strerror(rc));
+			kanal_log(ctx, KANAL_LOG_WARN,
+				  "item #%zu after cursor %s skipped: the bus "
+				  "refused its event: %s",
+				  i + 1, h->cursor ? h->cursor : "(none)", kanal_strerror(rc));
 			kanal_metric_add(ctx, "skipped", 1);
 			continue;
 		}
@@ -427,8 +455,10 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, httppoll_t *h)
 	/* Never quote a 200's body: it may hold personal data. Say where it broke. */
 	page = json_loadb(res.body, res.len, JSON_DECODE_ANY, &jerr);
 	if (!page) {
-		snprintf(cause, sizeof cause, "%s: answer is not JSON (%zu bytes; broken at line %d, "
-			 "column %d)", what, res.len, jerr.line, jerr.column);
+		snprintf(cause, sizeof cause,
+			 "%s: answer is not JSON (%zu bytes; broken at line %d, "
+			 "column %d)",
+			 what, res.len, jerr.line, jerr.column);
 		kc_response_clear(&res);
 		s_upstream_error(ctx, h, cause);
 		return PAGE_FAILED;
@@ -459,8 +489,10 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, httppoll_t *h)
 	if (handled > 0 && (rc = kanal_emit_flush(ctx, HP_FLUSH_TIMEOUT_MS)) != 0) {
 		/* Not durable yet: keep the cursor and read the page again next time (kanald
 		 * drops the replays it already holds). */
-		kanal_log(ctx, KANAL_LOG_WARN, "events after cursor %s are not durable yet (%s); "
-			  "cursor kept", h->cursor ? h->cursor : "(none)", kanal_strerror(rc));
+		kanal_log(ctx, KANAL_LOG_WARN,
+			  "events after cursor %s are not durable yet (%s); "
+			  "cursor kept",
+			  h->cursor ? h->cursor : "(none)", kanal_strerror(rc));
 		json_decref(page);
 		return rc == KANAL_ECLOSED ? PAGE_CLOSED : PAGE_BUSY;
 	}
@@ -496,7 +528,8 @@ static void s_poll(kanal_ctx_t *ctx, void *arg)
 	else if (r == PAGE_FAILED)
 		next = h->retry_after_ms > h->backoff_ms ? h->retry_after_ms : h->backoff_ms;
 	else if (r == PAGE_BUSY)
-		next = h->poll_interval_ms < HP_BUSY_WAIT_MS ? h->poll_interval_ms : HP_BUSY_WAIT_MS;
+		next = h->poll_interval_ms < HP_BUSY_WAIT_MS ? h->poll_interval_ms
+							     : HP_BUSY_WAIT_MS;
 	else if (r == PAGE_CLOSED) {
 		kanal_log(ctx, KANAL_LOG_INFO, "bus shutting down; polling stopped at cursor %s",
 			  h->cursor ? h->cursor : "(none)");
@@ -544,43 +577,49 @@ static void s_destroy(void *state)
  * backoff; compiles map. */
 static int s_check(kanal_ctx_t *ctx, httppoll_t *h)
 {
-	const struct { const char *name, *value; } ptrs[] = {
+	const struct {
+		const char *name, *value;
+	} ptrs[] = {
 		{ "items_pointer", h->items_pointer }, { "cursor_pointer", h->cursor_pointer },
-		{ "more_pointer", h->more_pointer }, { "id_pointer", h->id_pointer },
-		{ "type_pointer", h->type_pointer }, { "subject_pointer", h->subject_pointer },
-		{ "time_pointer", h->time_pointer }, { "data_pointer", h->data_pointer },
+		{ "more_pointer", h->more_pointer },   { "id_pointer", h->id_pointer },
+		{ "type_pointer", h->type_pointer },   { "subject_pointer", h->subject_pointer },
+		{ "time_pointer", h->time_pointer },   { "data_pointer", h->data_pointer },
 	};
 
 	if (kc_url_check_option(ctx, "url", h->url, h->http_conf.allow_plain_http) != 0)
 		return KANAL_ECONFIG;
 	for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
 		if (ptrs[i].value && !s_pointer_ok(ptrs[i].value)) {
-			kanal_set_error(ctx, "option '%s': '%s' is not a JSON pointer (\"\" or "
-					"\"/name/0/…\", with ~0 for ~ and ~1 for /)", ptrs[i].name,
-					ptrs[i].value);
+			kanal_set_error(ctx,
+					"option '%s': '%s' is not a JSON pointer (\"\" or "
+					"\"/name/0/…\", with ~0 for ~ and ~1 for /)",
+					ptrs[i].name, ptrs[i].value);
 			return KANAL_ECONFIG;
 		}
 	if (h->type && h->type_pointer) {
 		kanal_set_error(ctx, "give only one of the options 'type' (a fixed event type) "
-				"and 'type_pointer' (the type in each item)");
+				     "and 'type_pointer' (the type in each item)");
 		return KANAL_ECONFIG;
 	}
 	if (!h->type && !h->type_pointer && !h->map) {
-		kanal_set_error(ctx, "give one of the options 'type' (a fixed event type), "
-				"'type_pointer' (the type in each item) or 'map' (a jq program whose "
-				"output names the type)");
+		kanal_set_error(
+			ctx, "give one of the options 'type' (a fixed event type), "
+			     "'type_pointer' (the type in each item) or 'map' (a jq program whose "
+			     "output names the type)");
 		return KANAL_ECONFIG;
 	}
 	if (h->map && kc_jq_option(ctx, "map", h->map, "cursor", &h->map_jq) != 0)
 		return KANAL_ECONFIG;
 	if (h->max_backoff_ms < h->poll_interval_ms) {
-		kanal_set_error(ctx, "option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
-				"'poll_interval' (%" PRId64 " ms)", h->max_backoff_ms,
-				h->poll_interval_ms);
+		kanal_set_error(ctx,
+				"option 'max_backoff' (%" PRId64 " ms) must not be shorter than "
+				"'poll_interval' (%" PRId64 " ms)",
+				h->max_backoff_ms, h->poll_interval_ms);
 		return KANAL_ECONFIG;
 	}
 	if (h->start_cursor && strlen(h->start_cursor) > HP_MAX_CURSOR) {
-		kanal_set_error(ctx, "option 'start_cursor' is longer than %d bytes", HP_MAX_CURSOR);
+		kanal_set_error(ctx, "option 'start_cursor' is longer than %d bytes",
+				HP_MAX_CURSOR);
 		return KANAL_ECONFIG;
 	}
 	return 0;
@@ -646,8 +685,10 @@ static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
 
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
 {
-	kanal_set_error(ctx, "instance '%s' is an httppoll source and accepts no events; route %s "
-			"elsewhere", ((httppoll_t *)state)->instance, kanal_msg_type(msg));
+	kanal_set_error(ctx,
+			"instance '%s' is an httppoll source and accepts no events; route %s "
+			"elsewhere",
+			((httppoll_t *)state)->instance, kanal_msg_type(msg));
 	return KANAL_OUTCOME_REJECT;
 }
 

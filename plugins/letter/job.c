@@ -50,7 +50,8 @@ int letter_job_id(const char *source, const char *id, char *buf, size_t size)
 		return KANAL_ENOMEM;
 	memcpy(both, source, source_len + 1);
 	memcpy(both + source_len + 1, id, id_len);
-	if (EVP_Digest(both, source_len + 1 + id_len, digest, &digest_len, EVP_sha256(), NULL) != 1 ||
+	if (EVP_Digest(both, source_len + 1 + id_len, digest, &digest_len, EVP_sha256(), NULL) !=
+		    1 ||
 	    digest_len < 8) {
 		free(both);
 		return KANAL_EINVAL;
@@ -169,9 +170,10 @@ static int s_address_block(const json_t *recipient, json_t **lines, char *why, s
 				 "the recipient's address is protected and was not passed on: the "
 				 "route's CPR enrich must ask with protected_address: true");
 		else
-			snprintf(why, why_size,
-				 "no postal address for the recipient (data.recipient.address): the "
-				 "route must enrich with a CPR lookup");
+			snprintf(
+				why, why_size,
+				"no postal address for the recipient (data.recipient.address): the "
+				"route must enrich with a CPR lookup");
 		return KANAL_EINVAL;
 	}
 	s_field(address, "street", street, sizeof street);
@@ -181,7 +183,9 @@ static int s_address_block(const json_t *recipient, json_t **lines, char *why, s
 	if (!*street || !*postcode || !*city) {
 		snprintf(why, why_size,
 			 "no postal address for the recipient: data.recipient.address lacks %s",
-			 !*street ? "street" : !*postcode ? "postcode" : "city");
+			 !*street     ? "street"
+			 : !*postcode ? "postcode"
+				      : "city");
 		return KANAL_EINVAL;
 	}
 	s_name_line(json_object_get(recipient, "name"), name, sizeof name);
@@ -235,14 +239,22 @@ static int s_address_block(const json_t *recipient, json_t **lines, char *why, s
 static const char *s_status_text(json_int_t status)
 {
 	switch (status) {
-	case 20: return "inactive";
-	case 30: return "annulled";
-	case 50: return "deleted";
-	case 60: return "changed (the number is no longer in use)";
-	case 70: return "disappeared";
-	case 80: return "emigrated";
-	case 90: return "dead";
-	default: return NULL;
+	case 20:
+		return "inactive";
+	case 30:
+		return "annulled";
+	case 50:
+		return "deleted";
+	case 60:
+		return "changed (the number is no longer in use)";
+	case 70:
+		return "disappeared";
+	case 80:
+		return "emigrated";
+	case 90:
+		return "dead";
+	default:
+		return NULL;
 	}
 }
 
@@ -254,9 +266,10 @@ static int s_check_recipient(const json_t *recipient, char *why, size_t why_size
 	const char *text;
 
 	if (!json_is_object(recipient)) {
-		snprintf(why, why_size,
-			 "no postal address for the recipient: the event has no data.recipient; the "
-			 "route must enrich with a CPR lookup (service: cpr, into: data.recipient)");
+		snprintf(
+			why, why_size,
+			"no postal address for the recipient: the event has no data.recipient; the "
+			"route must enrich with a CPR lookup (service: cpr, into: data.recipient)");
 		return KANAL_EINVAL;
 	}
 	status = json_object_get(recipient, "status");
@@ -304,8 +317,8 @@ static void s_reason(const json_t *data, const json_t *recipient, time_t today, 
 	const json_t *enrolled = json_object_get(recipient, "digital_post");
 	/* The CPR lookup's exemption (fritagelse), by the names a connector may give it. */
 	static const char *const exemption_keys[] = { "digital_post_exempt",
-						       "digital_post_exemption", "exemption",
-						       "exempt", NULL };
+						      "digital_post_exemption", "exemption",
+						      "exempt", NULL };
 	bool exempt = false;
 	int year, month, day;
 	struct tm tm;
@@ -346,10 +359,11 @@ static bool s_filename_ok(const char *name)
 	for (; *p; p++) {
 		if (*p < 0x20 || *p == 0x7f || strchr("<>:\"/\\|?*", *p))
 			return false;
-		if (p[0] == 0xc2 && (p[1] == 0xa0 || p[1] == 0x85))  /* NBSP, NEL */
+		if (p[0] == 0xc2 && (p[1] == 0xa0 || p[1] == 0x85)) /* NBSP, NEL */
 			return false;
 		if (p[0] == 0xe2 && p[1] == 0x80 &&
-		    ((p[2] >= 0x80 && p[2] <= 0x8b) || p[2] == 0xa8 || p[2] == 0xa9 || p[2] == 0xaf))
+		    ((p[2] >= 0x80 && p[2] <= 0x8b) || p[2] == 0xa8 || p[2] == 0xa9 ||
+		     p[2] == 0xaf))
 			return false;
 		if (p[0] == 0xe2 && p[1] == 0x81 && p[2] == 0x9f)
 			return false;
@@ -383,11 +397,11 @@ static bool s_base64_ok(const char *text)
 static const char *s_guess_mimetype(const char *filename)
 {
 	static const char *const map[][2] = {
-		{ ".pdf", "application/pdf" }, { ".html", "text/html" }, { ".htm", "text/html" },
-		{ ".txt", "text/plain" },      { ".xml", "application/xml" },
-		{ ".tif", "image/tiff" },      { ".tiff", "image/tiff" },
-		{ ".jpg", "image/jpeg" },      { ".jpeg", "image/jpeg" },
-		{ ".png", "image/png" },
+		{ ".pdf", "application/pdf" }, { ".html", "text/html" },
+		{ ".htm", "text/html" },       { ".txt", "text/plain" },
+		{ ".xml", "application/xml" }, { ".tif", "image/tiff" },
+		{ ".tiff", "image/tiff" },     { ".jpg", "image/jpeg" },
+		{ ".jpeg", "image/jpeg" },     { ".png", "image/png" },
 	};
 	const char *dot = strrchr(filename, '.');
 
@@ -417,7 +431,8 @@ static int s_document(const json_t *data, json_t **out, char *why, size_t why_si
 	mimetype = json_string_value(json_object_get(doc, "mimetype"));
 	if (!filename || !s_filename_ok(filename)) {
 		snprintf(why, why_size,
-			 "data.document.filename is %s (no <>:\"/\\|?*, line breaks or unicode spaces)",
+			 "data.document.filename is %s (no <>:\"/\\|?*, line breaks or unicode "
+			 "spaces)",
 			 filename ? "not a valid file name" : "missing");
 		return KANAL_EINVAL;
 	}
@@ -501,7 +516,8 @@ int letter_job_build(const kanal_msg_t *msg, const letter_defaults_t *d, time_t 
 	if (given && letter_postal_category(given, &category) != 0) {
 		snprintf(why, why_size,
 			 "data.postal_category '%.32s' is not a postal category (Prioritaire or "
-			 "Economique)", given);
+			 "Economique)",
+			 given);
 		rc = KANAL_EINVAL;
 		goto done;
 	}

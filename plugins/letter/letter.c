@@ -34,56 +34,76 @@
 #include "../common/kc_files.h"
 #include "../common/kc_url.h"
 
-#define EMIT_BUSY_TRIES 40  /* times 50 ms: how long a busy bus may hold up the status */
+#define EMIT_BUSY_TRIES 40 /* times 50 ms: how long a busy bus may hold up the status */
 
 typedef enum letter_mode { LETTER_SPOOL, LETTER_SERVICE } letter_mode_t;
 
 typedef struct letter {
 	/* Bound options (s_options), borrowed from the config. */
-	const char *mode_option;   /* spool or service */
+	const char *mode_option;     /* spool or service */
 	const char *category_option; /* postal_category as given */
-	const char *key_path;      /* pseudonym_key */
+	const char *key_path;        /* pseudonym_key */
 	const char *spool_dir;
 	const char *print_url;
-	kc_http_conf_t http_conf;  /* token(_file), ca_file, timeout, allow_plain_http */
+	kc_http_conf_t http_conf; /* token(_file), ca_file, timeout, allow_plain_http */
 	int64_t retry_after_ms;
 	bool status;
 
 	letter_mode_t mode;
-	kc_http_opts_t http_opts;  /* service mode: for the client made in start */
+	kc_http_opts_t http_opts; /* service mode: for the client made in start */
 	letter_defaults_t defaults;
 	kanal_pseudonym_key_t *key;
-	kc_http_t *http;           /* service mode, made in start */
+	kc_http_t *http; /* service mode, made in start */
 } letter_t;
 
 static const char *const s_modes[] = { "spool", "service", NULL };
 
 static const kanal_option_t s_options[] = {
-	{ .name = "mode", .type = KANAL_OPT_STRING, .default_value = "spool",
-	  .allowed = s_modes, KANAL_OPT_AT(letter_t, mode_option),
-	  .help = "spool: write each print job as a file into spool_dir; service: POST it to print_url." },
-	{ .name = "spool_dir", .type = KANAL_OPT_PATH, KANAL_OPT_AT(letter_t, spool_dir),
+	{ .name = "mode",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "spool",
+	  .allowed = s_modes,
+	  KANAL_OPT_AT(letter_t, mode_option),
+	  .help = "spool: write each print job as a file into spool_dir; service: POST it to "
+		  "print_url." },
+	{ .name = "spool_dir",
+	  .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(letter_t, spool_dir),
 	  .help = "Folder the print pipeline picks jobs up from (spool mode); it must exist and be "
 		  "writable." },
-	{ .name = "print_url", .type = KANAL_OPT_STRING, KANAL_OPT_AT(letter_t, print_url),
+	{ .name = "print_url",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(letter_t, print_url),
 	  .help = "The print service's job endpoint, e.g. https://print.example/print/v1/jobs "
 		  "(service mode)." },
 	KC_HTTP_OPT_TOKEN(letter_t, http_conf),
 	KC_HTTP_OPT_CA_FILE(letter_t, http_conf),
 	KC_HTTP_OPT_TIMEOUT(letter_t, http_conf, "5s",
 			    "How long one POST to the print service may take (service mode)."),
-	{ .name = "postal_category", .type = KANAL_OPT_STRING, .default_value = "Economique",
+	{ .name = "postal_category",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "Economique",
 	  KANAL_OPT_AT(letter_t, category_option),
 	  .help = "Prioritaire or Economique; a letter's data.postal_category overrides it." },
-	{ .name = "sender", .type = KANAL_OPT_STRING, KANAL_OPT_AT(letter_t, defaults.sender),
+	{ .name = "sender",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(letter_t, defaults.sender),
 	  .help = "The sender's name for the job's return address when the letter carries no "
 		  "data.sender (e.g. \"Aarhus Kommune\")." },
-	{ .name = "status", .type = KANAL_OPT_BOOL, .default_value = "true",
+	{ .name = "status",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "true",
 	  KANAL_OPT_AT(letter_t, status),
 	  .help = "Emit post.letter.status once a job is handed over." },
-	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(letter_t, key_path),
-	  .help = "Key file (0600) for the status event's subject: person:<pseudonym> of the recipient." },
-	{ .name = "retry_after", .type = KANAL_OPT_DURATION, .default_value = "30s", .min = "0",
+	{ .name = "pseudonym_key",
+	  .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(letter_t, key_path),
+	  .help = "Key file (0600) for the status event's subject: person:<pseudonym> of the "
+		  "recipient." },
+	{ .name = "retry_after",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "30s",
+	  .min = "0",
 	  KANAL_OPT_AT(letter_t, retry_after_ms),
 	  .help = "The retry hint when the spool cannot be written (disk full, folder gone)." },
 	KC_URL_OPT_ALLOW_PLAIN_HTTP(letter_t, http_conf.allow_plain_http),
@@ -128,7 +148,8 @@ static int s_check_spool(kanal_ctx_t *ctx, const char *dir)
 	}
 	fd = mkstemp(probe);
 	if (fd < 0) {
-		kanal_set_error(ctx, "option 'spool_dir': cannot write in the spool folder '%s': %s",
+		kanal_set_error(ctx,
+				"option 'spool_dir': cannot write in the spool folder '%s': %s",
 				dir, strerror(errno));
 		return KANAL_ECONFIG;
 	}
@@ -154,14 +175,16 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	kanal_config_bind(cfg, l);
 	l->mode = strcmp(l->mode_option, "service") ? LETTER_SPOOL : LETTER_SERVICE;
 	if (letter_postal_category(l->category_option, &l->defaults.postal_category) != 0) {
-		kanal_set_error(ctx, "option 'postal_category': '%s' is not a postal category; give "
+		kanal_set_error(ctx,
+				"option 'postal_category': '%s' is not a postal category; give "
 				"Prioritaire or Economique",
 				l->category_option ? l->category_option : "");
 		goto fail;
 	}
 	if (l->mode == LETTER_SPOOL) {
 		if (!l->spool_dir || !*l->spool_dir) {
-			kanal_set_error(ctx, "option 'spool_dir' is required in spool mode: the folder "
+			kanal_set_error(ctx,
+					"option 'spool_dir' is required in spool mode: the folder "
 					"the print pipeline picks jobs up from");
 			goto fail;
 		}
@@ -170,7 +193,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	} else {
 		if (!l->print_url) {
 			kanal_set_error(ctx, "option 'print_url' is required in service mode: the "
-					"https:// URL of the print service's job endpoint");
+					     "https:// URL of the print service's job endpoint");
 			goto fail;
 		}
 		if ((rc = kc_url_check_option(ctx, "print_url", l->print_url,
@@ -226,9 +249,10 @@ static void s_clean_spool(kanal_ctx_t *ctx, const char *dir)
 	}
 	closedir(d);
 	if (removed > 0)
-		kanal_log(ctx, KANAL_LOG_INFO, "removed %d half-written job file%s from the spool "
-			  "'%s' (left by a crash; their letters are written again)", removed,
-			  removed == 1 ? "" : "s", dir);
+		kanal_log(ctx, KANAL_LOG_INFO,
+			  "removed %d half-written job file%s from the spool "
+			  "'%s' (left by a crash; their letters are written again)",
+			  removed, removed == 1 ? "" : "s", dir);
 }
 
 static int s_start(kanal_ctx_t *ctx, void *state)
@@ -298,9 +322,9 @@ static void s_scrub(char *text, const letter_job_t *job)
 	json_t *lines = json_object_get(json_object_get(doc, "recipient"), "address_block");
 	size_t i;
 
+	json_array_foreach(lines, i, line) s_blank(text, json_string_value(line));
 	json_array_foreach(lines, i, line)
-		s_blank(text, json_string_value(line));
-	json_array_foreach(lines, i, line) {
+	{
 		char *copy = strdup(json_string_value(line)), *save = NULL, *word;
 		for (word = copy ? strtok_r(copy, " ,.", &save) : NULL; word;
 		     word = strtok_r(NULL, " ,.", &save)) {
@@ -319,8 +343,8 @@ static void s_scrub(char *text, const letter_job_t *job)
 static kanal_outcome_t s_post(kanal_ctx_t *ctx, letter_t *l, const letter_job_t *job)
 {
 	char key[LETTER_JOB_ID_MAX + 32];
-	const char *headers[] = { "Content-Type: application/json", "Accept: application/json",
-				  key, NULL };
+	const char *headers[] = { "Content-Type: application/json", "Accept: application/json", key,
+				  NULL };
 	kc_response_t res;
 	kanal_outcome_t outcome;
 
@@ -421,8 +445,10 @@ static kanal_outcome_t s_refuse(kanal_ctx_t *ctx, const letter_t *l, const kanal
 
 	kanal_metric_add(ctx, "rejected", 1);
 	if (rc != 0)
-		kanal_log(ctx, KANAL_LOG_ERROR, "letter %s: refused, and its failed status could "
-			  "not be emitted: %s", kanal_msg_id(msg), kanal_strerror(rc));
+		kanal_log(ctx, KANAL_LOG_ERROR,
+			  "letter %s: refused, and its failed status could "
+			  "not be emitted: %s",
+			  kanal_msg_id(msg), kanal_strerror(rc));
 	return KANAL_OUTCOME_REJECT;
 }
 
@@ -470,9 +496,10 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	if (rc == KANAL_EINVALID || rc == KANAL_ETOOBIG) {
 		/* The bus will never take this status: retrying would only hand the job over
 		 * again. The letter is on its way; say loudly that its status is missing. */
-		kanal_log(ctx, KANAL_LOG_ERROR, "letter %s: print job %s handed over, but the bus "
-			  "refuses its status event: %s", kanal_msg_id(msg), job.id,
-			  kanal_strerror(rc));
+		kanal_log(ctx, KANAL_LOG_ERROR,
+			  "letter %s: print job %s handed over, but the bus "
+			  "refuses its status event: %s",
+			  kanal_msg_id(msg), job.id, kanal_strerror(rc));
 		rc = 0;
 	}
 	if (rc != 0) {
@@ -480,9 +507,10 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		 * retry hands over the same job again (same file, same Idempotency-Key), so
 		 * asking for one costs no second letter. */
 		kanal_metric_add(ctx, "retried", 1);
-		kanal_set_error(ctx, "letter %s: print job %s handed over, but its status event "
-				"could not be emitted: %s", kanal_msg_id(msg), job.id,
-				kanal_strerror(rc));
+		kanal_set_error(ctx,
+				"letter %s: print job %s handed over, but its status event "
+				"could not be emitted: %s",
+				kanal_msg_id(msg), job.id, kanal_strerror(rc));
 		kanal_set_retry_after(ctx, 1000);
 		letter_job_clear(&job);
 		return KANAL_OUTCOME_RETRY;

@@ -31,8 +31,8 @@ typedef struct letter_job {
 	char id[LETTER_JOB_ID_MAX + 1]; /* also the spool file's name without ".json" */
 	const char *letter;             /* the event id; borrowed from the event */
 	char postal_category[16];
-	char reason[256];               /* why the physical channel (post.letter.status) */
-	char *json;                     /* the job document, malloc'd */
+	char reason[256]; /* why the physical channel (post.letter.status) */
+	char *json;       /* the job document, malloc'd */
 	size_t len;
 } letter_job_t;
 

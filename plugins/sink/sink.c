@@ -30,9 +30,9 @@
 typedef enum sink_format { SINK_JSON, SINK_LINE } sink_format_t;
 
 typedef struct sink {
-	const char *path;        /* borrowed from the config */
+	const char *path; /* borrowed from the config */
 	int fd;
-	bool owns_fd;            /* false for standard output */
+	bool owns_fd; /* false for standard output */
 	sink_format_t format;
 	const char *format_name; /* the `format` option, borrowed */
 	const char *fail_type;   /* borrowed from the config; NULL: none */
@@ -40,42 +40,66 @@ typedef struct sink {
 	int64_t retry_after_ms;
 	int64_t delay_ms;
 	bool fsync;
-	bool broken_line;        /* a failed write left part of a line: start the next with \n */
-	int64_t max_events;      /* retention: keep at most this many lines; 0: no limit */
-	int64_t max_age_ms;      /* retention: drop lines written longer ago; 0: no limit */
-	int times_fd;            /* <path>.times: when each line was written (retention only) */
-	int64_t n_lines;         /* lines in the file since the last purge (retention only) */
-	char *buf;               /* the line being written, reused */
+	bool broken_line;   /* a failed write left part of a line: start the next with \n */
+	int64_t max_events; /* retention: keep at most this many lines; 0: no limit */
+	int64_t max_age_ms; /* retention: drop lines written longer ago; 0: no limit */
+	int times_fd;       /* <path>.times: when each line was written (retention only) */
+	int64_t n_lines;    /* lines in the file since the last purge (retention only) */
+	char *buf;          /* the line being written, reused */
 	size_t cap;
 } sink_t;
 
 static const char *const s_formats[] = { "json", "line", NULL };
 
 static const kanal_option_t s_options[] = {
-	{ .name = "path", .type = KANAL_OPT_PATH, .default_value = "-", KANAL_OPT_AT(sink_t, path),
+	{ .name = "path",
+	  .type = KANAL_OPT_PATH,
+	  .default_value = "-",
+	  KANAL_OPT_AT(sink_t, path),
 	  .help = "File to append one line per event to; \"-\" is standard output." },
-	{ .name = "format", .type = KANAL_OPT_STRING, .default_value = "json",
-	  .allowed = s_formats, KANAL_OPT_AT(sink_t, format_name),
+	{ .name = "format",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "json",
+	  .allowed = s_formats,
+	  KANAL_OPT_AT(sink_t, format_name),
 	  .help = "json: the whole event as one JSON line; line: \"<time> <type> <id> "
 		  "<subject>\", CPR numbers masked, for a terminal." },
-	{ .name = "fail_type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(sink_t, fail_type),
+	{ .name = "fail_type",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(sink_t, fail_type),
 	  .help = "REJECT events of exactly this type (to test fallback routes)." },
-	{ .name = "retry_type", .type = KANAL_OPT_STRING, KANAL_OPT_AT(sink_t, retry_type),
+	{ .name = "retry_type",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(sink_t, retry_type),
 	  .help = "Answer RETRY to events of exactly this type (to test retries)." },
-	{ .name = "retry_after", .type = KANAL_OPT_DURATION, .default_value = "1s", .min = "0",
+	{ .name = "retry_after",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "1s",
+	  .min = "0",
 	  KANAL_OPT_AT(sink_t, retry_after_ms),
 	  .help = "The retry hint given with a RETRY (retry_type, or a failed write)." },
-	{ .name = "delay", .type = KANAL_OPT_DURATION, .default_value = "0", .min = "0",
+	{ .name = "delay",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "0",
+	  .min = "0",
 	  KANAL_OPT_AT(sink_t, delay_ms),
 	  .help = "Sleep this long for every event, to simulate a slow destination." },
-	{ .name = "fsync", .type = KANAL_OPT_BOOL, .default_value = "false",
+	{ .name = "fsync",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "false",
 	  KANAL_OPT_AT(sink_t, fsync),
 	  .help = "fsync the file after every line, so an OK means the line is on disk." },
-	{ .name = "max_events", .type = KANAL_OPT_INT, .default_value = "0", .min = "0",
+	{ .name = "max_events",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "0",
+	  .min = "0",
 	  KANAL_OPT_AT(sink_t, max_events),
 	  .help = "Retention: keep at most this many events in the file, the oldest purged "
 		  "first (0: no limit). Needs a file of this instance's own." },
-	{ .name = "max_age", .type = KANAL_OPT_DURATION, .default_value = "0", .min = "0",
+	{ .name = "max_age",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "0",
+	  .min = "0",
 	  KANAL_OPT_AT(sink_t, max_age_ms),
 	  .help = "Retention: purge events written longer ago than this (0: no limit). "
 		  "When each line was written is kept in <path>.times." },
@@ -292,8 +316,9 @@ static int s_purge(kanal_ctx_t *ctx, sink_t *s)
 	if ((f = fopen(times_path, "r"))) {
 		while (getline(&line, &cap, f) > 0) {
 			if (n_times == cap_times) {
-				int64_t *more = realloc(times, (size_t)(cap_times = cap_times * 2 + 256) *
-								       sizeof *times);
+				int64_t *more =
+					realloc(times, (size_t)(cap_times = cap_times * 2 + 256) *
+							       sizeof *times);
 				if (!more) {
 					rc = -ENOMEM;
 					break;
@@ -346,8 +371,9 @@ static int s_purge(kanal_ctx_t *ctx, sink_t *s)
 	s->n_lines = n_lines - drop;
 	if (drop > 0) {
 		kanal_metric_add(ctx, "purged", drop);
-		kanal_log(ctx, KANAL_LOG_INFO, "purged %lld event(s) from %s beyond the retention "
-					       "(max_events %lld, max_age %lld s)",
+		kanal_log(ctx, KANAL_LOG_INFO,
+			  "purged %lld event(s) from %s beyond the retention "
+			  "(max_events %lld, max_age %lld s)",
 			  (long long)drop, s->path, (long long)s->max_events,
 			  (long long)(s->max_age_ms / 1000));
 	}
@@ -489,8 +515,9 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 		/* At start, then once a minute. */
 		s_purge(ctx, s);
 		if (kanal_timer_add(ctx, 60000, 60000, s_purge_timer, s) < 0)
-			kanal_log(ctx, KANAL_LOG_WARN, "no retention timer: the file is purged "
-						       "only when it holds twice max_events");
+			kanal_log(ctx, KANAL_LOG_WARN,
+				  "no retention timer: the file is purged "
+				  "only when it holds twice max_events");
 	}
 	return 0;
 }

@@ -28,13 +28,12 @@
 
 #include <kanal/kanal.h>
 
-#define SOURCE_MAX_RATE 10000000       /* events per second */
-#define SOURCE_MAX_BURST 10000         /* events per tick, so a tick never hogs the thread */
+#define SOURCE_MAX_RATE 10000000 /* events per second */
+#define SOURCE_MAX_BURST 10000   /* events per tick, so a tick never hogs the thread */
 #define SOURCE_BACKOFF_FIRST_MS 10
 #define SOURCE_BACKOFF_MAX_MS 1000
 #define SOURCE_MAX_TEMPLATE (16 * 1024 * 1024)
 #define SOURCE_MAX_SIZE (64 * 1024 * 1024)
-
 
 /* A growable byte buffer, always NUL-terminated once anything was added. */
 typedef struct strbuf {
@@ -48,9 +47,9 @@ typedef enum seg_kind { SEG_TEXT, SEG_SEQ, SEG_TIME, SEG_UUID } seg_kind_t;
 
 typedef struct tpl_seg {
 	seg_kind_t kind;
-	size_t offset;  /* SEG_TEXT: where the literal starts in the template text */
+	size_t offset; /* SEG_TEXT: where the literal starts in the template text */
 	size_t len;
-	bool quote;     /* a JSON template's {time}/{uuid} outside a string: add the quotes */
+	bool quote; /* a JSON template's {time}/{uuid} outside a string: add the quotes */
 } tpl_seg_t;
 
 typedef struct tpl {
@@ -71,28 +70,28 @@ typedef struct pending {
 } pending_t;
 
 typedef struct source {
-	const char *instance;     /* borrowed from the ctx */
-	const char *type;         /* borrowed from the config */
-	const char *source;       /* borrowed from the config or the ctx */
+	const char *instance; /* borrowed from the ctx */
+	const char *type;     /* borrowed from the config */
+	const char *source;   /* borrowed from the config or the ctx */
 	int64_t interval_ms;
-	int64_t rate;             /* 0: interval mode */
-	int64_t count;            /* 0: unlimited */
+	int64_t rate;  /* 0: interval mode */
+	int64_t count; /* 0: unlimited */
 	int64_t start_delay_ms;
 	int64_t tick_ms;
-	tpl_t *data;              /* NULL: events carry no data */
-	const char *data_option;  /* where the data template came from: "data" or "data_file" */
-	tpl_t *subject;           /* NULL: no subject */
+	tpl_t *data;             /* NULL: events carry no data */
+	const char *data_option; /* where the data template came from: "data" or "data_file" */
+	tpl_t *subject;          /* NULL: no subject */
 
-	int64_t timer;            /* 0 when none */
+	int64_t timer; /* 0 when none */
 	bool done;
-	uint64_t next_seq;        /* the seq of the next event to emit, from 1 */
+	uint64_t next_seq; /* the seq of the next event to emit, from 1 */
 	pending_t pending;
-	char tick_time[40];       /* the time of the current tick, shared by its burst */
+	char tick_time[40]; /* the time of the current tick, shared by its burst */
 
-	int64_t window_start;     /* rate mode: when the current accounting window began, -1 */
-	int64_t window_sent;      /* events emitted since window_start */
-	int64_t backoff_ms;       /* 0 while the bus accepts; else the current back-off */
-	int64_t resume_at;        /* no emit attempt before this monotonic time */
+	int64_t window_start; /* rate mode: when the current accounting window began, -1 */
+	int64_t window_sent;  /* events emitted since window_start */
+	int64_t backoff_ms;   /* 0 while the bus accepts; else the current back-off */
+	int64_t resume_at;    /* no emit attempt before this monotonic time */
 
 	/* Options without a field of their own above, bound from the config (borrowed). */
 	const char *data_text;    /* data; NULL: not given */
@@ -102,37 +101,61 @@ typedef struct source {
 } source_t;
 
 static const kanal_option_t s_options[] = {
-	{ .name = "type", .type = KANAL_OPT_STRING, .required = true, KANAL_OPT_AT(source_t, type),
+	{ .name = "type",
+	  .type = KANAL_OPT_STRING,
+	  .required = true,
+	  KANAL_OPT_AT(source_t, type),
 	  .help = "CloudEvents type of every event, e.g. demo.tick." },
-	{ .name = "source", .type = KANAL_OPT_STRING, KANAL_OPT_AT(source_t, source),
+	{ .name = "source",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(source_t, source),
 	  .help = "CloudEvents source attribute of every event (default: the instance name)." },
-	{ .name = "interval", .type = KANAL_OPT_DURATION, .default_value = "1s",
+	{ .name = "interval",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "1s",
 	  KANAL_OPT_AT(source_t, interval_ms),
 	  .help = "Time between two events, e.g. 250ms; ignored when rate is given." },
-	{ .name = "rate", .type = KANAL_OPT_INT, .min = "1", .max = "10000000",
+	{ .name = "rate",
+	  .type = KANAL_OPT_INT,
+	  .min = "1",
+	  .max = "10000000",
 	  KANAL_OPT_AT(source_t, rate),
 	  .help = "Events per second; overrides interval and emits bursts on a 1 ms tick to "
 		  "reach high rates." },
-	{ .name = "count", .type = KANAL_OPT_INT, .default_value = "0", .min = "0",
+	{ .name = "count",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "0",
+	  .min = "0",
 	  KANAL_OPT_AT(source_t, count),
 	  .help = "Stop after emitting this many events; 0 means never stop." },
-	{ .name = "data", .type = KANAL_OPT_STRING, KANAL_OPT_AT(source_t, data_text),
+	{ .name = "data",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(source_t, data_text),
 	  .help = "JSON template of the data; {seq}, {time} and {uuid} are filled in per event "
 		  "(a bare {seq} becomes a number)." },
-	{ .name = "data_file", .type = KANAL_OPT_PATH, KANAL_OPT_AT(source_t, data_file),
+	{ .name = "data_file",
+	  .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(source_t, data_file),
 	  .help = "File holding the JSON template of the data, instead of data." },
-	{ .name = "subject", .type = KANAL_OPT_STRING, KANAL_OPT_AT(source_t, subject_text),
+	{ .name = "subject",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(source_t, subject_text),
 	  .help = "Template of the subject attribute; {seq}, {time} and {uuid} are filled in." },
-	{ .name = "size", .type = KANAL_OPT_SIZE, .min = "0", .max = "64MiB",
+	{ .name = "size",
+	  .type = KANAL_OPT_SIZE,
+	  .min = "0",
+	  .max = "64MiB",
 	  KANAL_OPT_AT(source_t, size),
 	  .help = "Pad the data with a \"pad\" string field until each serialised event is about "
 		  "this many bytes (for benchmarks)." },
-	{ .name = "start_delay", .type = KANAL_OPT_DURATION, .default_value = "0", .min = "0",
+	{ .name = "start_delay",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "0",
+	  .min = "0",
 	  KANAL_OPT_AT(source_t, start_delay_ms),
 	  .help = "Wait this long after start before the first event." },
 	{ .name = NULL },
 };
-
 
 /* ---- small helpers */
 
@@ -204,13 +227,12 @@ static char *s_read_file(const char *path)
 	text[done] = '\0';
 	close(fd);
 	return text;
-fail:
-	{
-		int saved = errno;
-		free(text);
-		close(fd);
-		errno = saved;
-	}
+fail : {
+	int saved = errno;
+	free(text);
+	close(fd);
+	errno = saved;
+}
 	return NULL;
 }
 
@@ -264,10 +286,12 @@ static tpl_t *s_tpl_new(const char *text, bool json)
 				size_t n = strlen(placeholders[k].token);
 				if (strncmp(t->text + i, placeholders[k].token, n) != 0)
 					continue;
-				if (i > literal && s_tpl_push(t, SEG_TEXT, literal, i - literal, false))
+				if (i > literal &&
+				    s_tpl_push(t, SEG_TEXT, literal, i - literal, false))
 					goto fail;
 				if (s_tpl_push(t, placeholders[k].kind, 0, 0,
-					       json && !in_string && placeholders[k].kind != SEG_SEQ))
+					       json && !in_string &&
+						       placeholders[k].kind != SEG_SEQ))
 					goto fail;
 				i += n;
 				literal = i;
@@ -414,8 +438,10 @@ static int s_try_sample(kanal_ctx_t *ctx, source_t *s, size_t *len)
 		rc = s_build(s, &msg, &err);
 	s->pending.ready = false;
 	if (rc == KANAL_EPARSE) {
-		kanal_set_error(ctx, "option '%s': not a valid JSON value once {seq}, {time} and "
-			        "{uuid} are filled in", s->data_option);
+		kanal_set_error(ctx,
+				"option '%s': not a valid JSON value once {seq}, {time} and "
+				"{uuid} are filled in",
+				s->data_option);
 		return KANAL_ECONFIG;
 	}
 	if (rc == KANAL_EINVALID) {
@@ -449,8 +475,9 @@ static int s_pad_template(kanal_ctx_t *ctx, source_t *s, const char *object_text
 
 	/* An object opens with '{' and then blank, '"' or '}' — a bare {seq} is no object. */
 	if (brace[0] != '{' || !strchr(" \t\r\n\"}", brace[1]) || brace[1] == '\0') {
-		kanal_set_error(ctx, "option 'size' pads the data with a \"pad\" field, so the data "
-			        "must be a JSON object");
+		kanal_set_error(ctx,
+				"option 'size' pads the data with a \"pad\" field, so the data "
+				"must be a JSON object");
 		return KANAL_ECONFIG;
 	}
 	rest = brace + 1;
@@ -710,15 +737,17 @@ static void s_tick(kanal_ctx_t *ctx, void *arg)
 		s_finish(ctx, s);
 		return;
 	} else {
-		kanal_log(ctx, KANAL_LOG_ERROR, "event %s-%" PRIu64 " refused (%s); stopping so that "
-			  "no sequence number is skipped", s->instance, s->next_seq,
-			  kanal_strerror(rc));
+		kanal_log(ctx, KANAL_LOG_ERROR,
+			  "event %s-%" PRIu64 " refused (%s); stopping so that "
+			  "no sequence number is skipped",
+			  s->instance, s->next_seq, kanal_strerror(rc));
 		s_finish(ctx, s);
 		return;
 	}
 	if (s->count && (int64_t)(s->next_seq - 1) >= s->count) {
-		kanal_log(ctx, KANAL_LOG_INFO, "count reached: emitted %" PRId64 " events of type %s",
-			  s->count, s->type);
+		kanal_log(ctx, KANAL_LOG_INFO,
+			  "count reached: emitted %" PRId64 " events of type %s", s->count,
+			  s->type);
 		s_finish(ctx, s);
 	}
 }
@@ -736,11 +765,13 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 	else
 		snprintf(limit, sizeof limit, "with no count limit");
 	if (s->rate)
-		kanal_log(ctx, KANAL_LOG_INFO, "emitting %s at %" PRId64 " events/s, %s; first in %"
-			  PRId64 " ms", s->type, s->rate, limit, s->start_delay_ms);
+		kanal_log(ctx, KANAL_LOG_INFO,
+			  "emitting %s at %" PRId64 " events/s, %s; first in %" PRId64 " ms",
+			  s->type, s->rate, limit, s->start_delay_ms);
 	else
-		kanal_log(ctx, KANAL_LOG_INFO, "emitting %s every %" PRId64 " ms, %s; first in %"
-			  PRId64 " ms", s->type, s->interval_ms, limit, s->start_delay_ms);
+		kanal_log(ctx, KANAL_LOG_INFO,
+			  "emitting %s every %" PRId64 " ms, %s; first in %" PRId64 " ms", s->type,
+			  s->interval_ms, limit, s->start_delay_ms);
 	timer = kanal_timer_add(ctx, s->start_delay_ms, s->tick_ms, s_tick, s);
 	if (timer < 0) {
 		kanal_set_error(ctx, "cannot add the emit timer: %s", kanal_strerror((int)timer));
@@ -767,12 +798,15 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 	(void)state;
 	(void)msg;
 	if (route)
-		kanal_set_error(ctx, "instance '%s' is a source (plugin 'source') and accepts no "
-				"events; route '%s' should not send to it", kanal_instance_name(ctx),
-				route);
+		kanal_set_error(ctx,
+				"instance '%s' is a source (plugin 'source') and accepts no "
+				"events; route '%s' should not send to it",
+				kanal_instance_name(ctx), route);
 	else
-		kanal_set_error(ctx, "instance '%s' is a source (plugin 'source') and accepts no "
-				"events", kanal_instance_name(ctx));
+		kanal_set_error(ctx,
+				"instance '%s' is a source (plugin 'source') and accepts no "
+				"events",
+				kanal_instance_name(ctx));
 	return KANAL_OUTCOME_REJECT;
 }
 

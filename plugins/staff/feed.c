@@ -73,7 +73,8 @@ static void s_fail(staff_item_t *it, const char *fmt, ...)
 	else if (it->id[0])
 		snprintf(it->error, sizeof it->error, "absence %s: %s", it->id, text);
 	else
-		snprintf(it->error, sizeof it->error, "absence #%zu of the page: %s", it->index, text);
+		snprintf(it->error, sizeof it->error, "absence #%zu of the page: %s", it->index,
+			 text);
 	kanal_cpr_redact_inplace(it->error);
 }
 
@@ -155,8 +156,8 @@ static int s_attr(staff_item_t *it, const xmlNode *absence, const char *name, ch
 	rc = s_trimmed((const char *)v, out, size);
 	xmlFree(v);
 	if (rc != 0) {
-		s_fail(it, "attribute '%s': longer than %zu bytes or holds a control character", name,
-		       size - 1);
+		s_fail(it, "attribute '%s': longer than %zu bytes or holds a control character",
+		       name, size - 1);
 		return -1;
 	}
 	return 1;
@@ -176,8 +177,8 @@ static bool s_id_ok(const char *id)
 }
 
 /* A date field: required (upserts) or optional (cancels). */
-static void s_date_field(staff_item_t *it, const xmlNode *absence, const char *name,
-			 bool required, int32_t *day)
+static void s_date_field(staff_item_t *it, const xmlNode *absence, const char *name, bool required,
+			 int32_t *day)
 {
 	char text[STAFF_FIELD_MAX + 1], q[64];
 	int rc = s_child(it, absence, name, text, sizeof text);
@@ -209,8 +210,10 @@ static void s_item(const xmlNode *absence, staff_item_t *it)
 	if (rc == 0)
 		s_fail(it, "attribute 'id' missing");
 	else if (rc > 0 && (strlen(text) > STAFF_ID_MAX || !s_id_ok(text)))
-		s_fail(it, "attribute 'id': \"%s\" is not an id (1 to %d of A-Z a-z 0-9 . _ : -, "
-		       "no CPR number)", s_quote(text, q, sizeof q), STAFF_ID_MAX);
+		s_fail(it,
+		       "attribute 'id': \"%s\" is not an id (1 to %d of A-Z a-z 0-9 . _ : -, "
+		       "no CPR number)",
+		       s_quote(text, q, sizeof q), STAFF_ID_MAX);
 	else if (rc > 0)
 		memcpy(it->id, text, strlen(text) + 1); /* fits: length checked above */
 	if (it->error[0])
@@ -289,7 +292,9 @@ static void s_item(const xmlNode *absence, staff_item_t *it)
 		it->hours = strtod(text, &end);
 		if (end == text || *end || !(it->hours > 0 && it->hours <= 24)) {
 			it->hours = 0;
-			s_fail(it, "field 'hours': \"%s\" is not a number of hours above 0 and at most 24",
+			s_fail(it,
+			       "field 'hours': \"%s\" is not a number of hours above 0 and at most "
+			       "24",
 			       s_quote(text, q, sizeof q));
 		}
 	}
@@ -310,8 +315,10 @@ static int s_page(xmlDoc *doc, staff_page_t *page, char *why, size_t why_size)
 	v = xmlGetNoNsProp(root, (const xmlChar *)"next");
 	if (!v || s_trimmed((const char *)v, page->next, sizeof page->next) != 0 ||
 	    !page->next[0] || strpbrk(page->next, " \t")) {
-		snprintf(why, why_size, "attribute 'next' of hrAbsence is missing, empty, longer "
-			 "than %d bytes or holds a blank", STAFF_CURSOR_MAX);
+		snprintf(why, why_size,
+			 "attribute 'next' of hrAbsence is missing, empty, longer "
+			 "than %d bytes or holds a blank",
+			 STAFF_CURSOR_MAX);
 		xmlFree(v);
 		return -1;
 	}
@@ -338,8 +345,7 @@ static int s_page(xmlDoc *doc, staff_page_t *page, char *why, size_t why_size)
 	return 0;
 }
 
-int staff_feed_parse(const char *body, size_t len, staff_page_t *page, char *why,
-		     size_t why_size)
+int staff_feed_parse(const char *body, size_t len, staff_page_t *page, char *why, size_t why_size)
 {
 	xml_capture_t cap = { 0 };
 	xmlParserCtxtPtr ctxt;
@@ -353,7 +359,8 @@ int staff_feed_parse(const char *body, size_t len, staff_page_t *page, char *why
 	}
 	/* No DTD at all: it is the door to entity expansion and external entities. */
 	if (memmem(body, len, "<!DOCTYPE", 9) || memmem(body, len, "<!ENTITY", 8)) {
-		snprintf(why, why_size, "the document has a DOCTYPE or entity declaration, which "
+		snprintf(why, why_size,
+			 "the document has a DOCTYPE or entity declaration, which "
 			 "the feed does not allow");
 		return -1;
 	}
@@ -368,7 +375,8 @@ int staff_feed_parse(const char *body, size_t len, staff_page_t *page, char *why
 	xmlSetStructuredErrorFunc(NULL, NULL);
 	if (!doc || !ctxt->wellFormed) {
 		if (cap.have)
-			snprintf(why, why_size, "not well-formed XML: line %d: %s", cap.line, cap.text);
+			snprintf(why, why_size, "not well-formed XML: line %d: %s", cap.line,
+				 cap.text);
 		else
 			snprintf(why, why_size, "not well-formed XML");
 		xmlFreeDoc(doc);
@@ -377,7 +385,8 @@ int staff_feed_parse(const char *body, size_t len, staff_page_t *page, char *why
 	}
 	xmlFreeParserCtxt(ctxt);
 	if (doc->intSubset || doc->extSubset) {
-		snprintf(why, why_size, "the document has a DOCTYPE, which the feed does not allow");
+		snprintf(why, why_size,
+			 "the document has a DOCTYPE, which the feed does not allow");
 		xmlFreeDoc(doc);
 		return -1;
 	}

@@ -26,16 +26,16 @@
 #include <kanal/error.h>
 
 typedef struct slot {
-	char *id;        /* NULL: empty */
+	char *id; /* NULL: empty */
 	long long version;
 	bool cancelled;
-	int32_t end;     /* STAFF_NO_DATE when unknown */
+	int32_t end;                   /* STAFF_NO_DATE when unknown */
 	char *employment, *department; /* NULL when unknown */
 } slot_t;
 
 struct staff_seen {
 	slot_t *slots;
-	size_t cap;      /* a power of two */
+	size_t cap; /* a power of two */
 	size_t n;
 };
 
@@ -96,8 +96,7 @@ size_t staff_seen_count(const staff_seen_t *seen)
 	return seen->n;
 }
 
-bool staff_seen_is_new(const staff_seen_t *seen, const char *id, long long version,
-		       bool cancel)
+bool staff_seen_is_new(const staff_seen_t *seen, const char *id, long long version, bool cancel)
 {
 	const slot_t *s = s_find(seen, id);
 
@@ -137,8 +136,8 @@ static int s_keep(char **field, const char *value)
 	return 0;
 }
 
-int staff_seen_put(staff_seen_t *seen, const char *id, long long version, bool cancel,
-		   int32_t end, const char *employment, const char *department)
+int staff_seen_put(staff_seen_t *seen, const char *id, long long version, bool cancel, int32_t end,
+		   const char *employment, const char *department)
 {
 	slot_t *s;
 
@@ -231,7 +230,8 @@ int staff_state_parse(const char *text, staff_seen_t *seen, char *cursor, char *
 
 		line++;
 		if (n >= sizeof buf) {
-			snprintf(why, why_size, "line %d: longer than %zu bytes", line, sizeof buf - 1);
+			snprintf(why, why_size, "line %d: longer than %zu bytes", line,
+				 sizeof buf - 1);
 			return -1;
 		}
 		memcpy(buf, p, n);
@@ -239,7 +239,8 @@ int staff_state_parse(const char *text, staff_seen_t *seen, char *cursor, char *
 		p += n + (eol ? 1 : 0);
 		if (line == 1) {
 			if (strcmp(buf, "kanal-staff-state 1")) {
-				snprintf(why, why_size, "line 1: not a staff state file (version 1)");
+				snprintf(why, why_size,
+					 "line 1: not a staff state file (version 1)");
 				return -1;
 			}
 		} else if (line == 2) {
@@ -256,14 +257,17 @@ int staff_state_parse(const char *text, staff_seen_t *seen, char *cursor, char *
 			while (k < 6 && rest)
 				f[k++] = strsep(&rest, "\t");
 			version = k == 6 ? strtoll(f[1], &end_num, 10) : 0;
-			if (k != 6 || rest || !*f[0] || strlen(f[0]) > STAFF_ID_MAX || version < 1 ||
-			    *end_num || (strcmp(f[2], "u") && strcmp(f[2], "c")) ||
+			if (k != 6 || rest || !*f[0] || strlen(f[0]) > STAFF_ID_MAX ||
+			    version < 1 || *end_num || (strcmp(f[2], "u") && strcmp(f[2], "c")) ||
 			    s_iso_date(f[3], &day) != 0) {
-				snprintf(why, why_size, "line %d: want <id> <version> u|c <YYYY-MM-DD> "
-					 "<employment> <department>, separated by tabs", line);
+				snprintf(why, why_size,
+					 "line %d: want <id> <version> u|c <YYYY-MM-DD> "
+					 "<employment> <department>, separated by tabs",
+					 line);
 				return -1;
 			}
-			if (staff_seen_put(seen, f[0], version, f[2][0] == 'c', day, f[4], f[5]) != 0) {
+			if (staff_seen_put(seen, f[0], version, f[2][0] == 'c', day, f[4], f[5]) !=
+			    0) {
 				snprintf(why, why_size, "out of memory");
 				return -1;
 			}

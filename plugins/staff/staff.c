@@ -48,8 +48,8 @@
 static const char *const s_unknown_codes[] = { "emit", "skip", NULL };
 
 /* The codes kanal knows (DOMAIN.md, "HR: staff absence and holiday"). */
-static const char *const s_absence_codes[] = { "SYG", "BARN1", "BARN2", "OMSORG", "BARSEL",
-					       "ORLOV", "AFSP", NULL };
+static const char *const s_absence_codes[] = { "SYG",    "BARN1", "BARN2", "OMSORG",
+					       "BARSEL", "ORLOV", "AFSP",  NULL };
 static const char *const s_holiday_codes[] = { "FERIE", "FERIEFRI", NULL };
 
 typedef struct staff staff_t;
@@ -57,48 +57,73 @@ typedef struct staff staff_t;
 struct staff {
 	/* Bound options (s_options), borrowed from the config. */
 	const char *base_url_option, *key_path, *unknown_codes;
-	kc_http_conf_t http_conf;  /* timeout, user, password, password_file, allow_plain_http */
+	kc_http_conf_t http_conf; /* timeout, user, password, password_file, allow_plain_http */
 	int64_t poll_ms, max_backoff_ms, page_size, retain_days, max_body;
 
-	char *base_url;            /* without a trailing '/' */
+	char *base_url; /* without a trailing '/' */
 	kc_http_t *http;
 	bool skip_unknown;
 	kanal_pseudonym_key_t *key;
 	staff_seen_t *seen;
 	char cursor[STAFF_CURSOR_MAX + 1]; /* may be ahead of the state file while dirty */
-	bool dirty;                /* cursor or versions not yet in the state file */
+	bool dirty;                        /* cursor or versions not yet in the state file */
 	int64_t timer;
-	int64_t backoff_ms;        /* 0 while the feed answers */
-	int failures;              /* polls failed in a row */
+	int64_t backoff_ms; /* 0 while the feed answers */
+	int failures;       /* polls failed in a row */
 };
 
 static const kanal_option_t s_options[] = {
-	{ .name = "base_url", .type = KANAL_OPT_STRING, .required = true,
+	{ .name = "base_url",
+	  .type = KANAL_OPT_STRING,
+	  .required = true,
 	  KANAL_OPT_AT(staff_t, base_url_option),
 	  .help = "The HR system's address, e.g. https://hr.kommune.dk; the feed is "
 		  "<base_url>/hr/v1/absences." },
 	KC_HTTP_OPT_BASIC_AUTH(staff_t, http_conf),
-	{ .name = "poll_interval", .type = KANAL_OPT_DURATION, .default_value = "10s",
-	  .min = "1ms", KANAL_OPT_AT(staff_t, poll_ms),
+	{ .name = "poll_interval",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "10s",
+	  .min = "1ms",
+	  KANAL_OPT_AT(staff_t, poll_ms),
 	  .help = "Time between two polls when the feed has nothing more waiting." },
-	{ .name = "page_size", .type = KANAL_OPT_INT, .default_value = "100", .min = "1",
-	  .max = "1000", KANAL_OPT_AT(staff_t, page_size),
+	{ .name = "page_size",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "100",
+	  .min = "1",
+	  .max = "1000",
+	  KANAL_OPT_AT(staff_t, page_size),
 	  .help = "Changes asked for per poll (the feed's max parameter), 1 to 1000." },
 	KC_HTTP_OPT_TIMEOUT(staff_t, http_conf, "5s", "Longest wait for one answer of the feed."),
-	{ .name = "max_backoff", .type = KANAL_OPT_DURATION, .default_value = "5m",
-	  .min = "1ms", KANAL_OPT_AT(staff_t, max_backoff_ms),
+	{ .name = "max_backoff",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "5m",
+	  .min = "1ms",
+	  KANAL_OPT_AT(staff_t, max_backoff_ms),
 	  .help = "Longest wait between polls while the feed fails (the wait doubles from "
 		  "poll_interval)." },
-	{ .name = "max_body", .type = KANAL_OPT_SIZE, .default_value = "8MiB", .min = "1",
+	{ .name = "max_body",
+	  .type = KANAL_OPT_SIZE,
+	  .default_value = "8MiB",
+	  .min = "1",
 	  KANAL_OPT_AT(staff_t, max_body),
 	  .help = "Largest feed answer read; a larger one is an error." },
-	{ .name = "pseudonym_key", .type = KANAL_OPT_PATH, KANAL_OPT_AT(staff_t, key_path),
-	  .help = "Key file for pseudonyms: subject becomes person:<HMAC of the employee's CPR number>." },
-	{ .name = "unknown_codes", .type = KANAL_OPT_STRING, .default_value = "emit",
-	  .allowed = s_unknown_codes, KANAL_OPT_AT(staff_t, unknown_codes),
-	  .help = "An absence code kanal does not know: emit (as staff.absence.registered, code kept, "
+	{ .name = "pseudonym_key",
+	  .type = KANAL_OPT_PATH,
+	  KANAL_OPT_AT(staff_t, key_path),
+	  .help = "Key file for pseudonyms: subject becomes person:<HMAC of the employee's CPR "
+		  "number>." },
+	{ .name = "unknown_codes",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "emit",
+	  .allowed = s_unknown_codes,
+	  KANAL_OPT_AT(staff_t, unknown_codes),
+	  .help = "An absence code kanal does not know: emit (as staff.absence.registered, code "
+		  "kept, "
 		  "with a warning) or skip (warning only)." },
-	{ .name = "retain_days", .type = KANAL_OPT_INT, .default_value = "400", .min = "1",
+	{ .name = "retain_days",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "400",
+	  .min = "1",
 	  KANAL_OPT_AT(staff_t, retain_days),
 	  .help = "Days after an absence ends that its version stays in the state file." },
 	KC_URL_OPT_ALLOW_PLAIN_HTTP(staff_t, http_conf.allow_plain_http),
@@ -130,7 +155,7 @@ static int s_check_options(kanal_ctx_t *ctx, staff_t *s)
 	authority = authority ? authority + 3 : url;
 	if (memchr(authority, '@', strcspn(authority, "/")) || strpbrk(url, "?# \t")) {
 		kanal_set_error(ctx, "option 'base_url': give the address only, without "
-				"credentials (use user and password_file), query or blanks");
+				     "credentials (use user and password_file), query or blanks");
 		return KANAL_ECONFIG;
 	}
 	if (!(s->base_url = strdup(url)))
@@ -211,11 +236,12 @@ static int s_commit(kanal_ctx_t *ctx, staff_t *s, int64_t flush_ms)
 	if (rc != 0) {
 		kanal_log(ctx, rc == KANAL_ECLOSED ? KANAL_LOG_INFO : KANAL_LOG_WARN,
 			  "the bus has not confirmed the emitted absences as durable (%s); the "
-			  "cursor is kept and written later", kanal_strerror(rc));
+			  "cursor is kept and written later",
+			  kanal_strerror(rc));
 		return rc;
 	}
-	text = staff_state_format(s->seen, s->cursor,
-				  staff_date_today() - (int32_t)s->retain_days, &len);
+	text = staff_state_format(s->seen, s->cursor, staff_date_today() - (int32_t)s->retain_days,
+				  &len);
 	if (!text) {
 		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write the state file: out of memory");
 		return KANAL_ENOMEM;
@@ -249,7 +275,8 @@ static int s_load_state(kanal_ctx_t *ctx, staff_t *s)
 	rc = staff_state_parse(text, s->seen, s->cursor, why, sizeof why);
 	free(text);
 	if (rc != 0) {
-		kanal_set_error(ctx, "state file %s/%s: %s (move it away to read the feed from the "
+		kanal_set_error(ctx,
+				"state file %s/%s: %s (move it away to read the feed from the "
 				"beginning; versions already emitted would then be emitted again)",
 				kanal_state_dir(ctx), STAFF_STATE_FILE, why);
 		return KANAL_ECONFIG;
@@ -282,8 +309,10 @@ static int s_build(kanal_ctx_t *ctx, const staff_t *s, const staff_item_t *it, b
 	kanal_error_clear(&err);
 	/* The change's own time; an HR system writing it badly costs the attribute only. */
 	if (it->changed[0] && kanal_msg_set_attr(msg, "time", it->changed, &err) != 0)
-		kanal_log(ctx, KANAL_LOG_DEBUG, "absence %s: attribute 'changed' is not RFC 3339; "
-			  "the event has no time", it->id);
+		kanal_log(ctx, KANAL_LOG_DEBUG,
+			  "absence %s: attribute 'changed' is not RFC 3339; "
+			  "the event has no time",
+			  it->id);
 	if (s->key && it->cpr[0]) {
 		if (kanal_cpr_pseudonym(s->key, it->cpr, pseudonym, sizeof pseudonym) != 0 ||
 		    kanal_msg_set_attr(msg, "subject", pseudonym, NULL) != 0) {
@@ -316,8 +345,9 @@ static int s_build(kanal_ctx_t *ctx, const staff_t *s, const staff_item_t *it, b
 		json_object_set_new(data, "hours", json_real(round(it->hours * 100.0) / 100.0));
 	if (holiday && !it->cancel) {
 		double days = staff_holiday_days(it->from, it->to, it->hours);
-		json_object_set_new(data, "days", days == floor(days) ? json_integer((json_int_t)days)
-								     : json_real(days));
+		json_object_set_new(data, "days",
+				    days == floor(days) ? json_integer((json_int_t)days)
+							: json_real(days));
 		json_object_set_new(data, "main_holiday",
 				    json_boolean(!strcmp(it->code, "FERIE") &&
 						 staff_main_holiday(it->from, it->to, it->hours)));
@@ -370,18 +400,24 @@ static int s_item(kanal_ctx_t *ctx, staff_t *s, const staff_item_t *item)
 		return 0;
 	}
 	if (!staff_seen_is_new(s->seen, it->id, it->version, it->cancel)) {
-		kanal_log(ctx, KANAL_LOG_DEBUG, "absence %s version %lld%s was emitted before; "
-			  "skipped", it->id, it->version, it->cancel ? " (cancel)" : "");
+		kanal_log(ctx, KANAL_LOG_DEBUG,
+			  "absence %s version %lld%s was emitted before; "
+			  "skipped",
+			  it->id, it->version, it->cancel ? " (cancel)" : "");
 		kanal_metric_add(ctx, "replays", 1);
 		return 0;
 	}
 	if (!it->cancel) {
 		holiday = s_in(s_holiday_codes, it->code);
 		if (!holiday && !s_in(s_absence_codes, it->code)) {
-			kanal_log(ctx, KANAL_LOG_WARN, "absence %s version %lld: code '%s' is not one "
-				  "kanal knows; %s", it->id, it->version, it->code,
-				  s->skip_unknown ? "skipped (unknown_codes: skip)"
-						  : "emitted as staff.absence.registered with the code kept");
+			kanal_log(
+				ctx, KANAL_LOG_WARN,
+				"absence %s version %lld: code '%s' is not one "
+				"kanal knows; %s",
+				it->id, it->version, it->code,
+				s->skip_unknown
+					? "skipped (unknown_codes: skip)"
+					: "emitted as staff.absence.registered with the code kept");
 			kanal_metric_add(ctx, "unknown_codes", 1);
 			if (s->skip_unknown)
 				return 0;
@@ -401,8 +437,10 @@ static int s_item(kanal_ctx_t *ctx, staff_t *s, const staff_item_t *item)
 		return rc;
 	if (rc != 0) {
 		/* Refused for good (too big, invalid): retrying cannot help. */
-		kanal_log(ctx, KANAL_LOG_ERROR, "absence %s version %lld: the bus refused the event "
-			  "(%s); skipped", it->id, it->version, kanal_strerror(rc));
+		kanal_log(ctx, KANAL_LOG_ERROR,
+			  "absence %s version %lld: the bus refused the event "
+			  "(%s); skipped",
+			  it->id, it->version, kanal_strerror(rc));
 		kanal_metric_add(ctx, "invalid", 1);
 		return 0;
 	}
@@ -442,8 +480,9 @@ static int64_t s_poll_failed(kanal_ctx_t *ctx, staff_t *s, const char *what, con
 	int64_t wait = s_backoff(s, retry_after_ms);
 
 	kanal_metric_add(ctx, "upstream_errors", 1);
-	kanal_log(ctx, KANAL_LOG_ERROR, "poll failed: %s%s%s; the cursor stays; next attempt in %"
-		  PRId64 " ms", what ? what : "", what ? ": " : "", why, wait);
+	kanal_log(ctx, KANAL_LOG_ERROR,
+		  "poll failed: %s%s%s; the cursor stays; next attempt in %" PRId64 " ms",
+		  what ? what : "", what ? ": " : "", why, wait);
 	return wait;
 }
 
@@ -453,8 +492,8 @@ static int64_t s_poll_once(kanal_ctx_t *ctx, staff_t *s)
 {
 	const char *headers[] = { "Accept: application/xml", NULL };
 	char *since = NULL, *url = NULL, what[STAFF_CURSOR_MAX * 3 + 512], why[512];
-	int64_t flush_ms = s->http_conf.timeout_ms > STAFF_MIN_FLUSH_MS ? s->http_conf.timeout_ms :
-									   STAFF_MIN_FLUSH_MS;
+	int64_t flush_ms = s->http_conf.timeout_ms > STAFF_MIN_FLUSH_MS ? s->http_conf.timeout_ms
+									: STAFF_MIN_FLUSH_MS;
 	kc_response_t res = { 0 };
 	kanal_error_t terr = { 0 };
 	staff_page_t page = { 0 };
@@ -466,8 +505,8 @@ static int64_t s_poll_once(kanal_ctx_t *ctx, staff_t *s)
 	 * and it is no failure of the feed. */
 	if (s->dirty && s_commit(ctx, s, flush_ms) != 0)
 		return s->poll_ms;
-	if (s->cursor[0] && kc_template_expand("{c}", s_lookup_cursor, s->cursor, true, &since,
-					       &terr) != 0)
+	if (s->cursor[0] &&
+	    kc_template_expand("{c}", s_lookup_cursor, s->cursor, true, &since, &terr) != 0)
 		return s_backoff(s, -1);
 	if (asprintf(&url, "%s/hr/v1/absences?max=%" PRId64 "%s%s", s->base_url, s->page_size,
 		     since ? "&since=" : "", since ? since : "") < 0) {
@@ -483,9 +522,11 @@ static int64_t s_poll_once(kanal_ctx_t *ctx, staff_t *s)
 		/* The HR system no longer knows the cursor (its change log was rebuilt). Read it
 		 * again from the start: the versions seen keep what was emitted from coming
 		 * twice. (A 410 to a request without a cursor is an ordinary failure.) */
-		kanal_log(ctx, KANAL_LOG_WARN, "%s: 410 Gone: the feed no longer knows cursor '%s'; "
+		kanal_log(ctx, KANAL_LOG_WARN,
+			  "%s: 410 Gone: the feed no longer knows cursor '%s'; "
 			  "reading it again from the beginning (versions already emitted are "
-			  "skipped)", what, s->cursor);
+			  "skipped)",
+			  what, s->cursor);
 		kanal_metric_add(ctx, "cursor_resets", 1);
 		s->cursor[0] = '\0';
 		s->dirty = true;
@@ -517,8 +558,10 @@ static int64_t s_poll_once(kanal_ctx_t *ctx, staff_t *s)
 	if (rc != 0) {
 		/* The bus is full: what was emitted stays emitted (the versions say so); the
 		 * rest of the page comes again with the same cursor. */
-		kanal_log(ctx, KANAL_LOG_DEBUG, "bus busy (%s) after %zu of %zu absences; trying "
-			  "again later", kanal_strerror(rc), done, page.n);
+		kanal_log(ctx, KANAL_LOG_DEBUG,
+			  "bus busy (%s) after %zu of %zu absences; trying "
+			  "again later",
+			  kanal_strerror(rc), done, page.n);
 		kanal_metric_add(ctx, "busy", 1);
 		s_commit(ctx, s, flush_ms);
 		staff_page_clear(&page);
@@ -563,9 +606,10 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 	kanal_metric_add(ctx, "upstream_errors", 0);
 	kanal_metric_add(ctx, "invalid", 0);
 	kanal_metric_add(ctx, "replays", 0);
-	kanal_log(ctx, KANAL_LOG_INFO, "polling %s/hr/v1/absences every %" PRId64 " ms from %s%s%s "
-		  "(%zu absences already emitted)", s->base_url, s->poll_ms,
-		  s->cursor[0] ? "cursor '" : "the beginning", s->cursor,
+	kanal_log(ctx, KANAL_LOG_INFO,
+		  "polling %s/hr/v1/absences every %" PRId64 " ms from %s%s%s "
+		  "(%zu absences already emitted)",
+		  s->base_url, s->poll_ms, s->cursor[0] ? "cursor '" : "the beginning", s->cursor,
 		  s->cursor[0] ? "'" : "", staff_seen_count(s->seen));
 	timer = kanal_timer_add(ctx, 0, 0, s_poll, s);
 	if (timer < 0) {
@@ -594,9 +638,10 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 {
 	(void)state;
 	(void)msg;
-	kanal_set_error(ctx, "instance '%s' is the staff connector, a source: it accepts no "
-			"events%s%s", kanal_instance_name(ctx),
-			kanal_delivery_route(ctx) ? "; check route " : "",
+	kanal_set_error(ctx,
+			"instance '%s' is the staff connector, a source: it accepts no "
+			"events%s%s",
+			kanal_instance_name(ctx), kanal_delivery_route(ctx) ? "; check route " : "",
 			kanal_delivery_route(ctx) ? kanal_delivery_route(ctx) : "");
 	return KANAL_OUTCOME_REJECT;
 }

@@ -14,9 +14,9 @@
 #include <stdint.h>
 
 #define STAFF_NS "urn:kanal:sim:hr:absence:1"
-#define STAFF_ID_MAX 64       /* an absence id, in bytes */
-#define STAFF_FIELD_MAX 128   /* employment, department, code */
-#define STAFF_CURSOR_MAX 256  /* the feed's opaque cursor */
+#define STAFF_ID_MAX 64      /* an absence id, in bytes */
+#define STAFF_FIELD_MAX 128  /* employment, department, code */
+#define STAFF_CURSOR_MAX 256 /* the feed's opaque cursor */
 #define STAFF_NO_DATE INT32_MIN
 
 /* ---- dates (dates.c): a date is a day number, 0 = 1970-01-01 ---------------------------- */
@@ -50,24 +50,24 @@ bool staff_main_holiday(int32_t from, int32_t to, double hours);
  * says why (naming the absence and the field, never quoting a CPR number); the other
  * fields may then be partly filled. */
 typedef struct staff_item {
-	size_t index;                          /* position in the page, from 1 */
+	size_t index; /* position in the page, from 1 */
 	char id[STAFF_ID_MAX + 1];
 	long long version;
 	bool cancel;
 	char employment[STAFF_FIELD_MAX + 1];
-	char cpr[11];                          /* ten digits, or "" (a cancel may leave it out) */
+	char cpr[11]; /* ten digits, or "" (a cancel may leave it out) */
 	char department[STAFF_FIELD_MAX + 1];
-	char code[STAFF_FIELD_MAX + 1];        /* upper case */
-	int32_t from, to;                      /* STAFF_NO_DATE when absent (cancel only) */
-	double hours;                          /* 0: whole days */
-	char changed[64];                      /* the change's RFC 3339 time, or "" */
+	char code[STAFF_FIELD_MAX + 1]; /* upper case */
+	int32_t from, to;               /* STAFF_NO_DATE when absent (cancel only) */
+	double hours;                   /* 0: whole days */
+	char changed[64];               /* the change's RFC 3339 time, or "" */
 	char error[384];
 } staff_item_t;
 
 /* A parsed answer of the feed. */
 typedef struct staff_page {
-	char next[STAFF_CURSOR_MAX + 1];       /* the cursor after this page */
-	bool more;                             /* the feed has more changes waiting */
+	char next[STAFF_CURSOR_MAX + 1]; /* the cursor after this page */
+	bool more;                       /* the feed has more changes waiting */
 	staff_item_t *items;
 	size_t n;
 } staff_page_t;
@@ -79,8 +79,7 @@ typedef struct staff_page {
  * set, so the caller can report and skip each. Never touches the network and never
  * expands external entities. Returns 0. Ownership: borrows body; free page with
  * staff_page_clear. */
-int staff_feed_parse(const char *body, size_t len, staff_page_t *page, char *why,
-		     size_t why_size);
+int staff_feed_parse(const char *body, size_t len, staff_page_t *page, char *why, size_t why_size);
 void staff_page_clear(staff_page_t *page);
 
 /* ---- versions seen and the state file (seen.c) ------------------------------------------ */
@@ -95,14 +94,13 @@ size_t staff_seen_count(const staff_seen_t *seen);
 /* True when the change (version, cancel) of absence id is news: the absence is unknown,
  * the version is higher than the highest seen, or it is a cancellation of the version seen
  * that was not cancelled yet. */
-bool staff_seen_is_new(const staff_seen_t *seen, const char *id, long long version,
-		       bool cancel);
+bool staff_seen_is_new(const staff_seen_t *seen, const char *id, long long version, bool cancel);
 /* Records that the change was emitted; `end` (a day, or STAFF_NO_DATE to keep the known
  * one) is when the absence ends, for pruning; employment and department (NULL or "" keep
  * the known ones) are remembered for a later bare cancellation. Returns 0 or
  * KANAL_ENOMEM. */
-int staff_seen_put(staff_seen_t *seen, const char *id, long long version, bool cancel,
-		   int32_t end, const char *employment, const char *department);
+int staff_seen_put(staff_seen_t *seen, const char *id, long long version, bool cancel, int32_t end,
+		   const char *employment, const char *department);
 /* The employment and department last emitted for absence id (borrowed; NULL when
  * unknown). */
 void staff_seen_context(const staff_seen_t *seen, const char *id, const char **employment,

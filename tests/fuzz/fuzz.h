@@ -12,12 +12,12 @@
 #include <stdint.h>
 
 #ifdef FUZZ_LIBFUZZER
-#define FUZZ_TARGET(name)                                                            \
-	int fuzz_##name(const uint8_t *data, size_t size);                           \
-	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)                  \
-	{                                                                            \
-		return fuzz_##name(data, size);                                      \
-	}                                                                            \
+#define FUZZ_TARGET(name)                                                                          \
+	int fuzz_##name(const uint8_t *data, size_t size);                                         \
+	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)                               \
+	{                                                                                          \
+		return fuzz_##name(data, size);                                                    \
+	}                                                                                          \
 	int fuzz_##name(const uint8_t *data, size_t size)
 #else
 #define FUZZ_TARGET(name) int fuzz_##name(const uint8_t *data, size_t size)

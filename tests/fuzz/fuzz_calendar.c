@@ -13,8 +13,12 @@
 FUZZ_TARGET(calendar)
 {
 	static bool ready;
-	cal_event_t ev = { .uid = "kanal-hr-absence-A-1", .summary = "Fravær", .all_day = true,
-			   .start = "20261124", .end = "20261125", .sequence = -1 };
+	cal_event_t ev = { .uid = "kanal-hr-absence-A-1",
+			   .summary = "Fravær",
+			   .all_day = true,
+			   .start = "20261124",
+			   .end = "20261125",
+			   .sequence = -1 };
 	char *text = malloc(size + 1), *out = NULL;
 	int64_t seq = 0;
 

@@ -21,7 +21,8 @@ FUZZ_TARGET(daycare)
 	json_t *page = json_loadb((const char *)data, size, 0, NULL), *reg;
 	size_t i;
 
-	json_array_foreach(json_object_get(page, "registrations"), i, reg) {
+	json_array_foreach(json_object_get(page, "registrations"), i, reg)
+	{
 		char why[256], attr[64];
 		kanal_msg_t *msg = poll_map_registration(&d, reg, why, sizeof why);
 		if (msg) {

@@ -46,7 +46,8 @@ FUZZ_TARGET(http)
 	}
 	if (body)
 		body_len = size - (size_t)(body - text);
-	if (binding_binary_decode(headers, n, ct, body ? body : "", body_len, 65536, &msg, &err) == 0) {
+	if (binding_binary_decode(headers, n, ct, body ? body : "", body_len, 65536, &msg, &err) ==
+	    0) {
 		char *json = kanal_msg_to_json(msg, NULL);
 		kanal_msg_t *again = NULL;
 		if (!json || kanal_msg_parse(json, strlen(json), 0, &again, NULL) != 0)

@@ -13,8 +13,8 @@
 #include "diag.h"
 #include "routes.h"
 
-static const char *const s_instances[] = { "daycare", "cpr", "family-calendar", "letter",
-					   "digitalpost", "unmatched" };
+static const char *const s_instances[] = { "daycare", "cpr",         "family-calendar",
+					   "letter",  "digitalpost", "unmatched" };
 
 FUZZ_TARGET(routes)
 {

@@ -24,7 +24,8 @@ FUZZ_TARGET(staff)
 			abort();
 	} else {
 		for (size_t i = 0; i < page.n; i++)
-			if (kanal_cpr_find(page.items[i].error, strlen(page.items[i].error), &off, &len))
+			if (kanal_cpr_find(page.items[i].error, strlen(page.items[i].error), &off,
+					   &len))
 				abort();
 		staff_page_clear(&page);
 	}

@@ -51,8 +51,11 @@ static http_answer_t s_http(kd_t *kd, const char *method, const char *path, cons
 
 	snprintf(url, sizeof url, "%s%s", kd->admin_http, path);
 	http_request(NULL,
-		     &(http_request_t){ .method = method, .url = url, .bearer = token,
-					.headers = headers, .timeout_ms = WAIT },
+		     &(http_request_t){ .method = method,
+					.url = url,
+					.bearer = token,
+					.headers = headers,
+					.timeout_ms = WAIT },
 		     &a);
 	return a;
 }
@@ -103,7 +106,8 @@ static double s_metric(const char *text, const char *sample)
 {
 	size_t n = strlen(sample);
 
-	for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (const char *line = text; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		if (!strncmp(line, sample, n) && line[n] == ' ')
 			return strtod(line + n + 1, NULL);
 	}
@@ -141,7 +145,8 @@ static json_t *s_wait_letters(kd_t *kd, const char *token, size_t n)
 	for (;;) {
 		json_decref(list);
 		list = s_get_json(kd, "/api/v1/deadletters", token, 200);
-		if (json_array_size(json_object_get(list, "items")) >= n || test_now_ms() >= deadline)
+		if (json_array_size(json_object_get(list, "items")) >= n ||
+		    test_now_ms() >= deadline)
 			return list;
 		test_sleep_ms(100);
 	}
@@ -154,9 +159,9 @@ static json_int_t s_dest_field(kd_t *kd, const char *dest, const char *field)
 	json_int_t v = -1;
 	size_t i;
 
-	json_array_foreach(json_object_get(st, "destinations"), i, d)
-		if (!strcmp(json_string_value(json_object_get(d, "name")) ?: "", dest))
-			v = json_integer_value(json_object_get(d, field));
+	json_array_foreach(json_object_get(st, "destinations"), i,
+			   d) if (!strcmp(json_string_value(json_object_get(d, "name")) ?: "",
+					  dest)) v = json_integer_value(json_object_get(d, field));
 	json_decref(st);
 	return v;
 }
@@ -202,8 +207,10 @@ static void test_health_and_readiness_follow_the_journal(void)
 	/* The disk fails: the next write finds out, and readiness says so; kanald is alive. */
 	free(test_write_file(kd->dir, "fault", "full\n"));
 	{
-		char *reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"h-1\",\"source\":\"t\","
-					  "\"type\":\"x.y\"}", WAIT);
+		char *reply = kd_send(kd,
+				      "{\"specversion\":\"1.0\",\"id\":\"h-1\",\"source\":\"t\","
+				      "\"type\":\"x.y\"}",
+				      WAIT);
 		CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "journal cannot be written"));
 		free(reply);
 	}
@@ -280,8 +287,10 @@ static void test_metrics_count_per_destination_and_pass_promtool(void)
 	do {
 		http_answer_clear(&a);
 		a = s_http(kd, "GET", "/metrics", NULL);
-		if (s_metric(a.body, "kanal_destination_delivered_total{destination=\"letters\"}") == 5 &&
-		    s_metric(a.body, "kanal_destination_dead_total{destination=\"deadletter\"}") == 1)
+		if (s_metric(a.body,
+			     "kanal_destination_delivered_total{destination=\"letters\"}") == 5 &&
+		    s_metric(a.body, "kanal_destination_dead_total{destination=\"deadletter\"}") ==
+			    1)
 			break;
 		test_sleep_ms(100);
 	} while (test_now_ms() < deadline);
@@ -289,17 +298,25 @@ static void test_metrics_count_per_destination_and_pass_promtool(void)
 	CU_ASSERT(!strncmp(a.content_type, "text/plain; version=0.0.4", 25));
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_events_accepted_total"), 6);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_events_unmatched_total"), 1);
-	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_delivered_total{destination=\"letters\"}"), 5);
-	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_delivered_total{destination=\"calendar\"}"), 2);
+	CU_ASSERT_EQUAL(
+		s_metric(a.body, "kanal_destination_delivered_total{destination=\"letters\"}"), 5);
+	CU_ASSERT_EQUAL(
+		s_metric(a.body, "kanal_destination_delivered_total{destination=\"calendar\"}"), 2);
 	/* The unmatched event went to the default destination, the dead-letter store. */
-	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_dead_total{destination=\"deadletter\"}"), 1);
+	CU_ASSERT_EQUAL(
+		s_metric(a.body, "kanal_destination_dead_total{destination=\"deadletter\"}"), 1);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_dead_letters"), 1);
-	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_dead_total{destination=\"letters\"}"), 0);
-	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_queue_depth{destination=\"calendar\"}"), 0);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_dead_total{destination=\"letters\"}"),
+			0);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_destination_queue_depth{destination=\"calendar\"}"),
+			0);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_journal_writable"), 1);
 	/* A plugin's own counters: the sink counts what it received (kanal_metric_add), so
 	 * Prometheus is told it is a counter and rate() works on it. */
-	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_plugin_metric_total{instance=\"calendar\",metric=\"received\"}"), 2);
+	CU_ASSERT_EQUAL(
+		s_metric(a.body,
+			 "kanal_plugin_metric_total{instance=\"calendar\",metric=\"received\"}"),
+		2);
 	CU_ASSERT(strstr(a.body, "# TYPE kanal_plugin_metric_total counter\n") != NULL);
 	/* What every exporter has: the process's CPU, memory, descriptors and start time. */
 	CU_ASSERT(s_metric(a.body, "process_cpu_seconds_total") >= 0);
@@ -323,7 +340,8 @@ static void test_metrics_count_per_destination_and_pass_promtool(void)
 		fprintf(stderr, "    promtool is not installed (Debian package 'prometheus'; "
 				"scripts/deps.sh installs it)\n");
 	else if (st != 0)
-		fprintf(stderr, "    promtool check metrics: exit %d:\n%s\n", st, check ? check : "");
+		fprintf(stderr, "    promtool check metrics: exit %d:\n%s\n", st,
+			check ? check : "");
 	CU_ASSERT_EQUAL(st, 0);
 	free(check);
 	http_answer_clear(&a);
@@ -374,7 +392,8 @@ static void test_metrics_count_per_route_and_latency(void)
 	 * buckets ending with +Inf = count. */
 	count = s_metric(a.body, "kanal_delivery_latency_seconds_count");
 	CU_ASSERT_EQUAL(count, 7);
-	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_delivery_latency_seconds_bucket{le=\"+Inf\"}"), count);
+	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_delivery_latency_seconds_bucket{le=\"+Inf\"}"),
+			count);
 	CU_ASSERT(s_metric(a.body, "kanal_delivery_latency_seconds_sum") >= 0);
 	p = a.body;
 	while ((p = strstr(p, "kanal_delivery_latency_seconds_bucket{"))) {
@@ -386,13 +405,17 @@ static void test_metrics_count_per_route_and_latency(void)
 	/* And per route and destination: one histogram for each pair that delivered, whose
 	 * counts are that route's deliveries there, and none for a pair that never did. */
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_delivery_latency_seconds_count"
-				 "{route=\"to-letters\",destination=\"letters\"}"), 3);
+					 "{route=\"to-letters\",destination=\"letters\"}"),
+			3);
 	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_delivery_latency_seconds_count"
-				 "{route=\"audit\",destination=\"letters\"}"), 2);
-	CU_ASSERT_EQUAL(s_metric(a.body, "kanal_route_delivery_latency_seconds_bucket"
-				 "{route=\"to-calendar\",destination=\"calendar\",le=\"+Inf\"}"), 2);
+					 "{route=\"audit\",destination=\"letters\"}"),
+			2);
+	CU_ASSERT_EQUAL(s_metric(a.body,
+				 "kanal_route_delivery_latency_seconds_bucket"
+				 "{route=\"to-calendar\",destination=\"calendar\",le=\"+Inf\"}"),
+			2);
 	CU_ASSERT(s_metric(a.body, "kanal_route_delivery_latency_seconds_sum"
-			   "{route=\"audit\",destination=\"letters\"}") >= 0);
+				   "{route=\"audit\",destination=\"letters\"}") >= 0);
 	CU_ASSERT(!strstr(a.body, "route=\"to-letters\",destination=\"calendar\""));
 	CU_ASSERT_EQUAL(s_promtool(kd->dir, a.body, &check), 0);
 	free(check);
@@ -410,15 +433,16 @@ static void test_upstream_reachability_in_status_metrics_and_readyz(void)
 	char *conf = kd_config("  - name: hook\n    plugin: http\n    isolation: process\n"
 			       "    options: { url: 'http://127.0.0.1:1/hook', timeout: 500ms }\n"
 			       "  - name: letters\n    plugin: sink\n"
-			       "    options: { path: '@DIR@/letters.jsonl' }\n", NULL);
+			       "    options: { path: '@DIR@/letters.jsonl' }\n",
+			       NULL);
 	const char *ep = "  admin_http: http://127.0.0.1:0\n";
 	char *at = strstr(conf, ep), *text = NULL;
 	kd_t *kd = NULL;
 	http_answer_t a = { 0 };
 	int64_t deadline;
 
-	REQUIRE(at && asprintf(&text, "%.*s%s  readyz_requires: [hook]\n%s", (int)(at - conf),
-			       conf, ep, at + strlen(ep)) > 0);
+	REQUIRE(at && asprintf(&text, "%.*s%s  readyz_requires: [hook]\n%s", (int)(at - conf), conf,
+			       ep, at + strlen(ep)) > 0);
 	kd = kd_start("aupstream", text,
 		      "routes:\n  - name: to-hook\n    match: { type: hook.call }\n    to: hook\n"
 		      "    retry: { max_attempts: 3, backoff: 100ms }\n");
@@ -439,8 +463,8 @@ static void test_upstream_reachability_in_status_metrics_and_readyz(void)
 	CU_ASSERT(!strstr(a.body, "kanal_instance_upstream_up{instance=\"letters\"}"));
 	http_answer_clear(&a);
 	a = s_http(kd, "GET", "/api/v1/status", NULL);
-	CU_ASSERT(a.body && (strstr(a.body, "\"upstream\": false") ||
-			     strstr(a.body, "\"upstream\":false")));
+	CU_ASSERT(a.body &&
+		  (strstr(a.body, "\"upstream\": false") || strstr(a.body, "\"upstream\":false")));
 	http_answer_clear(&a);
 	a = s_http(kd, "GET", "/readyz", NULL);
 	CU_ASSERT_EQUAL(a.status, 503);
@@ -560,8 +584,8 @@ static void test_reload_answers_the_real_result(void)
 	CU_ASSERT_EQUAL(json_array_size(errs), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_array_get(errs, 0)) ?: "",
 				      "routes.yaml:3:9: error: unknown instance 'leters'"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_array_get(errs, 1)) ?: "",
-				      "routes.yaml:5:"));
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(json_string_value(json_array_get(errs, 1)) ?: "", "routes.yaml:5:"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_array_get(errs, 1)) ?: "", "where"));
 	json_decref(j);
 	j = NULL;
@@ -569,8 +593,9 @@ static void test_reload_answers_the_real_result(void)
 	CU_ASSERT(s_send(kd, "r-1", "post.letter.send", NULL));
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "letters.jsonl"), 1, WAIT), 1);
 	j = s_get_json(kd, "/api/v1/status", NULL, 200);
-	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(j, "counters"),
-							   "reload_failures")), 1);
+	CU_ASSERT_EQUAL(json_integer_value(
+				json_object_get(json_object_get(j, "counters"), "reload_failures")),
+			1);
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "routes")), 3);
 	json_decref(j);
 	j = NULL;
@@ -614,9 +639,10 @@ static json_t *s_letter(json_t *list, const char *eid)
 	json_t *item;
 	size_t i;
 
-	json_array_foreach(json_object_get(list, "items"), i, item)
-		if (!strcmp(json_string_value(json_object_get(item, "event_id")) ?: "", eid))
-			return item;
+	json_array_foreach(
+		json_object_get(list, "items"), i,
+		item) if (!strcmp(json_string_value(json_object_get(item, "event_id")) ?: "",
+				  eid)) return item;
 	return NULL;
 }
 
@@ -631,16 +657,20 @@ static void test_dead_letters_listed_shown_replayed_and_deleted(void)
 	free(conf);
 	conf = NULL;
 	REQUIRE(kd != NULL);
-	REQUIRE(s_send(kd, "d-1", "post.letter.send", "{\"cpr\":\"" CPR "\",\"subject\":\"Afgørelse\"}"));
+	REQUIRE(s_send(kd, "d-1", "post.letter.send",
+		       "{\"cpr\":\"" CPR "\",\"subject\":\"Afgørelse\"}"));
 	REQUIRE(s_send(kd, "d-2", "child.absence.reported", NULL));
 	list = s_wait_letters(kd, NULL, 2);
 	REQUIRE(json_array_size(json_object_get(list, "items")) == 2);
 	item = s_letter(list, "d-1");
 	REQUIRE(item != NULL);
 	letter_id = json_integer_value(json_object_get(item, "id"));
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "route")) ?: "", "to-letters");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "destination")) ?: "", "letters");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "reason")) ?: "", "rejected");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "route")) ?: "",
+			       "to-letters");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "destination")) ?: "",
+			       "letters");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "reason")) ?: "",
+			       "rejected");
 	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(item, "error")) ?: "",
 				      "sink rejects events of type 'post.letter.send'"));
 	absence_id = json_integer_value(json_object_get(s_letter(list, "d-2"), "id"));
@@ -675,7 +705,9 @@ static void test_dead_letters_listed_shown_replayed_and_deleted(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.body, "150385XXXX"));
 	j = json_loads(a.body, 0, NULL);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
-		json_object_get(json_object_get(j, "item"), "event"), "id")) ?: "", "d-1");
+				       json_object_get(json_object_get(j, "item"), "event"), "id"))
+				       ?: "",
+			       "d-1");
 	json_decref(j);
 	j = NULL;
 	http_answer_clear(&a);
@@ -688,11 +720,13 @@ static void test_dead_letters_listed_shown_replayed_and_deleted(void)
 	conf = kd_config(s_fixed_sinks, NULL);
 	kd_write_config(kd, conf);
 	REQUIRE(kd_restart(kd) == 0);
-	REQUIRE(asprintf(&path, "/api/v1/deadletters/%" JSON_INTEGER_FORMAT "/replay", letter_id) > 0);
+	REQUIRE(asprintf(&path, "/api/v1/deadletters/%" JSON_INTEGER_FORMAT "/replay", letter_id) >
+		0);
 	a = s_http(kd, "POST", path, NULL);
 	CU_ASSERT_EQUAL(a.status, 200);
 	j = json_loads(a.body, 0, NULL);
-	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(j, "replayed"), 0)), letter_id);
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(j, "replayed"), 0)),
+			letter_id);
 	json_decref(j);
 	j = NULL;
 	http_answer_clear(&a);
@@ -760,10 +794,11 @@ static const char *s_state(kd_t *kd, const char *name)
 	j = s_get_json(kd, "/api/v1/instances", NULL, 200);
 	quiet = false;
 	state[0] = '\0';
-	json_array_foreach(json_object_get(j, "instances"), i, e)
-		if (!strcmp(json_string_value(json_object_get(e, "name")) ?: "", name))
-			snprintf(state, sizeof state, "%s",
-				 json_string_value(json_object_get(e, "state")) ?: "");
+	json_array_foreach(
+		json_object_get(j, "instances"), i,
+		e) if (!strcmp(json_string_value(json_object_get(e, "name")) ?: "", name))
+		snprintf(state, sizeof state, "%s",
+			 json_string_value(json_object_get(e, "state")) ?: "");
 	json_decref(j);
 	return state;
 }
@@ -776,7 +811,8 @@ static double s_plugin_metric(kd_t *kd, const char *inst, const char *metric)
 	double v = -1;
 	size_t i;
 
-	json_array_foreach(json_object_get(st, "instances"), i, e) {
+	json_array_foreach(json_object_get(st, "instances"), i, e)
+	{
 		json_t *m = json_object_get(json_object_get(e, "metrics"), metric);
 		if (!strcmp(json_string_value(json_object_get(e, "name")) ?: "", inst))
 			v = json_is_number(m) ? json_number_value(m) : 0;
@@ -941,7 +977,8 @@ static void test_no_clear_cpr_in_any_answer(void)
 	free(conf);
 	REQUIRE(kd != NULL);
 	/* The number in the data of a dead letter, of a routed event, and in a URL. */
-	REQUIRE(s_send(kd, "c-1", "post.letter.send", "{\"cpr\":\"" CPR "\",\"note\":\"cpr " CPR "\"}"));
+	REQUIRE(s_send(kd, "c-1", "post.letter.send",
+		       "{\"cpr\":\"" CPR "\",\"note\":\"cpr " CPR "\"}"));
 	REQUIRE(s_send(kd, "c-2", "nobody.wants.this", "{\"cpr\":\"" CPR "\"}"));
 	list = s_wait_letters(kd, NULL, 1);
 	REQUIRE(json_array_size(json_object_get(list, "items")) >= 1);
@@ -984,14 +1021,11 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("admin_http",
-	  TEST(test_health_and_readiness_follow_the_journal),
+TEST_MAIN("admin_http", TEST(test_health_and_readiness_follow_the_journal),
 	  TEST(test_metrics_count_per_destination_and_pass_promtool),
 	  TEST(test_metrics_count_per_route_and_latency),
 	  TEST(test_upstream_reachability_in_status_metrics_and_readyz),
-	  TEST(test_token_guards_everything_but_health),
-	  TEST(test_reload_answers_the_real_result),
+	  TEST(test_token_guards_everything_but_health), TEST(test_reload_answers_the_real_result),
 	  TEST(test_dead_letters_listed_shown_replayed_and_deleted),
 	  TEST(test_routes_and_instances_pause_and_resume),
-	  TEST(test_unknown_paths_and_wrong_methods),
-	  TEST(test_no_clear_cpr_in_any_answer))
+	  TEST(test_unknown_paths_and_wrong_methods), TEST(test_no_clear_cpr_in_any_answer))

@@ -48,9 +48,9 @@ static json_t *s_last(json_t *lines, const char *action)
 	json_t *found = NULL, *e;
 	size_t i;
 
-	json_array_foreach(lines, i, e)
-		if (!strcmp(json_string_value(json_object_get(e, "action")) ?: "", action))
-			found = e;
+	json_array_foreach(lines, i,
+			   e) if (!strcmp(json_string_value(json_object_get(e, "action")) ?: "",
+					  action)) found = e;
 	return found;
 }
 
@@ -103,8 +103,9 @@ static void test_operator_actions_are_audited(void)
 
 	/* Over the admin socket: who is this process's user, from this pid. A request that
 	 * claims another actor is still audited as who sent it. */
-	reply = kd_admin(kd, "{\"cmd\":\"instance.pause\",\"name\":\"sink\","
-			     "\"actor\":{\"who\":\"mallory\",\"from\":\"x\",\"key\":\"guess\"}}",
+	reply = kd_admin(kd,
+			 "{\"cmd\":\"instance.pause\",\"name\":\"sink\","
+			 "\"actor\":{\"who\":\"mallory\",\"from\":\"x\",\"key\":\"guess\"}}",
 			 WAIT);
 	CU_ASSERT_PTR_NOT_NULL(reply ? strstr(reply, "\"ok\":true") : NULL);
 	free(reply);
@@ -206,8 +207,10 @@ static void test_dead_letter_retention_and_purge(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	for (int i = 0; i < 4; i++) {
 		char ev[256];
-		snprintf(ev, sizeof ev, "{\"specversion\":\"1.0\",\"id\":\"r-%d\",\"source\":\"t\","
-					"\"type\":\"x.bad\"}", i);
+		snprintf(ev, sizeof ev,
+			 "{\"specversion\":\"1.0\",\"id\":\"r-%d\",\"source\":\"t\","
+			 "\"type\":\"x.bad\"}",
+			 i);
 		CU_ASSERT(kd_send_event(kd, ev, "accepted", WAIT, NULL));
 	}
 	for (int64_t until = test_now_ms() + WAIT;

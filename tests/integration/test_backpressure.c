@@ -158,16 +158,20 @@ static void test_journal_write_failure_refuses_clearly_and_recovers(void)
 	sub = s_launch_with_fault(kd, fault, sizeof fault);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(sub);
 
-	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"before\",\"source\":\"t\","
-			    "\"type\":\"x.y\"}", WAIT);
+	reply = kd_send(kd,
+			"{\"specversion\":\"1.0\",\"id\":\"before\",\"source\":\"t\","
+			"\"type\":\"x.y\"}",
+			WAIT);
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "\"accepted\""));
 	free(reply);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT), 1);
 
 	/* The disk fails: new events are refused with the reason, and the stream says so. */
 	free(test_write_file(kd->dir, "fault", "full\n"));
-	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"during\",\"source\":\"t\","
-			    "\"type\":\"x.y\"}", WAIT);
+	reply = kd_send(kd,
+			"{\"specversion\":\"1.0\",\"id\":\"during\",\"source\":\"t\","
+			"\"type\":\"x.y\"}",
+			WAIT);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
 	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"error\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "journal cannot be written"));
@@ -185,8 +189,10 @@ static void test_journal_write_failure_refuses_clearly_and_recovers(void)
 	p = kd_expect(sub, "journal.recovered", NULL, WAIT);
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
-	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"after\",\"source\":\"t\","
-			    "\"type\":\"x.y\"}", WAIT);
+	reply = kd_send(kd,
+			"{\"specversion\":\"1.0\",\"id\":\"after\",\"source\":\"t\","
+			"\"type\":\"x.y\"}",
+			WAIT);
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "\"accepted\""));
 	free(reply);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT), 2);
@@ -195,7 +201,8 @@ static void test_journal_write_failure_refuses_clearly_and_recovers(void)
 	/* What was accepted arrived; what was refused did not. */
 	{
 		char *text = test_read_file(kd_path(kd, "out.jsonl"), NULL);
-		CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"before\"") && strstr(text, "\"after\""));
+		CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"before\"") &&
+				       strstr(text, "\"after\""));
 		CU_ASSERT_PTR_NULL(text ? strstr(text, "\"during\"") : NULL);
 		free(text);
 	}
@@ -270,7 +277,6 @@ static void test_emits_of_a_failed_commit_are_held_not_lost(void)
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("backpressure",
-	  TEST(test_slow_destination_keeps_memory_bounded_and_loses_nothing),
+TEST_MAIN("backpressure", TEST(test_slow_destination_keeps_memory_bounded_and_loses_nothing),
 	  TEST(test_journal_write_failure_refuses_clearly_and_recovers),
 	  TEST(test_emits_of_a_failed_commit_are_held_not_lost))

@@ -55,7 +55,8 @@ static bool s_send(kd_t *kd, const char *id, const char *type, const char *uri)
 	snprintf(json, sizeof json,
 		 "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"daycare-app\","
 		 "\"type\":\"%s\",\"kanalblob\":\"%s\",\"data\":{\"photos\":[{\"href\":\"%s\","
-		 "\"mediaType\":\"image/jpeg\"}]}}", id, type, uri, uri);
+		 "\"mediaType\":\"image/jpeg\"}]}}",
+		 id, type, uri, uri);
 	return kd_send_event(kd, json, "accepted", WAIT, NULL);
 }
 
@@ -197,7 +198,8 @@ static void test_dead_letter_keeps_its_blob_and_restart_keeps_references(void)
 	conf = kd_config("  - name: reader\n    plugin: '@TPLUGINS@/tp_blobs.so'\n"
 			 "    options: { path: '@DIR@/reader.txt', reject_type: y.reject }\n"
 			 "  - name: isolated\n    plugin: '@TPLUGINS@/tp_blobs.so'\n"
-			 "    options: { path: '@DIR@/isolated.txt' }\n", NULL);
+			 "    options: { path: '@DIR@/isolated.txt' }\n",
+			 NULL);
 	kd_write_config(kd, conf);
 	REQUIRE(kd_restart(kd) == 0);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "reader.txt"), 1, WAIT), 1);
@@ -221,6 +223,5 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("blobs",
-	  TEST(test_blob_is_read_then_removed_after_the_last_delivery),
+TEST_MAIN("blobs", TEST(test_blob_is_read_then_removed_after_the_last_delivery),
 	  TEST(test_dead_letter_keeps_its_blob_and_restart_keeps_references));

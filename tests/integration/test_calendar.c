@@ -54,10 +54,11 @@ typedef struct fixture {
 	char *seen; /* "delivered" happenings read so far: ids may complete in any order */
 } fixture_t;
 
-static const char *s_routes = "routes:\n"
-			      "  - name: to-calendar\n"
-			      "    to: cal\n"
-			      "    retry: { max_attempts: 60, backoff: 100ms, max_backoff: 300ms }\n";
+static const char *s_routes =
+	"routes:\n"
+	"  - name: to-calendar\n"
+	"    to: cal\n"
+	"    retry: { max_attempts: 60, backoff: 100ms, max_backoff: 300ms }\n";
 
 /* Starts Radicale and kanald with one calendar instance `cal` (extra options appended to
  * its options block) plus `more_instances`, and `routes` (NULL: everything to cal). */
@@ -575,8 +576,8 @@ static void test_child_absence_goes_to_each_custody_holder(void)
 	s_send(&f, "daycare-reg-1", "child.absence.reported", data);
 	free(data);
 	/* Noah: only his mother has custody; his father gets nothing. */
-	data = s_child_absence("Noah", "[{\"cpr\":\"" MAJA "\",\"type\":\"mother\"}]",
-			       "2026-03-05", "2026-03-05");
+	data = s_child_absence("Noah", "[{\"cpr\":\"" MAJA "\",\"type\":\"mother\"}]", "2026-03-05",
+			       "2026-03-05");
 	s_send(&f, "daycare-reg-2", "child.absence.reported", data);
 	free(data);
 	CU_ASSERT(s_delivered(&f, "daycare-reg-1"));
@@ -592,7 +593,8 @@ static void test_child_absence_goes_to_each_custody_holder(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(list);
 	{
 		char path[256];
-		snprintf(path, sizeof path, "%s%.*s", sofie, (int)(strchr(list, '\n') - list), list);
+		snprintf(path, sizeof path, "%s%.*s", sofie, (int)(strchr(list, '\n') - list),
+			 list);
 		ics = s_get(&f, path, NULL);
 	}
 	free(list);
@@ -633,8 +635,8 @@ static void test_child_absence_goes_to_each_custody_holder(void)
 			CU_ASSERT(!kd_has_clear_cpr(p));
 			free(p);
 			/* Let a few more attempts fail, then heal the calendar. */
-			p = kd_expect(f.sub, "retrying child.absence.reported",
-				      "\"daycare-reg-3\"", WAIT);
+			p = kd_expect(f.sub, "retrying child.absence.reported", "\"daycare-reg-3\"",
+				      WAIT);
 			free(p);
 		}
 		fp = fopen(props, "w");
@@ -720,10 +722,12 @@ static void s_send_a7(fixture_t *f, const char *id, int v, const char *to)
 {
 	char data[512];
 
-	snprintf(data, sizeof data,
-		 "{\"absence\":\"A7\",\"version\":%d,\"employment\":\"E-7\",\"employee_cpr\":\"" MADS
-		 "\",\"department\":\"Solsikken\",\"code\":\"SYG\",\"from\":\"2026-03-02\","
-		 "\"to\":\"%s\"}", v, to);
+	snprintf(
+		data, sizeof data,
+		"{\"absence\":\"A7\",\"version\":%d,\"employment\":\"E-7\",\"employee_cpr\":\"" MADS
+		"\",\"department\":\"Solsikken\",\"code\":\"SYG\",\"from\":\"2026-03-02\","
+		"\"to\":\"%s\"}",
+		v, to);
 	s_send(f, id, "staff.absence.registered", data);
 	CU_ASSERT(s_delivered(f, id));
 }
@@ -828,7 +832,8 @@ static void test_never_puts_to_a_collection(void)
 	{
 		int puts = 0;
 		for (const char *p = rlog; (p = strstr(p, "PUT request for '")); p++) {
-			const char *path = p + strlen("PUT request for '"), *end = strchr(path, '\'');
+			const char *path = p + strlen("PUT request for '"),
+				   *end = strchr(path, '\'');
 			CU_ASSERT_PTR_NOT_NULL_FATAL(end);
 			CU_ASSERT(end - path > 4 && !strncmp(end - 4, ".ics", 4));
 			CU_ASSERT(end[-1] != '/');
@@ -859,8 +864,8 @@ typedef struct {
 	size_t len;
 } upload_t;
 
-static enum MHD_Result s_capture_handler(void *cls, struct MHD_Connection *conn,
-					 const char *url, const char *method, const char *version,
+static enum MHD_Result s_capture_handler(void *cls, struct MHD_Connection *conn, const char *url,
+					 const char *method, const char *version,
 					 const char *upload, size_t *upload_size, void **con_cls)
 {
 	capture_t *cap = cls;
@@ -904,8 +909,7 @@ static enum MHD_Result s_capture_handler(void *cls, struct MHD_Connection *conn,
 	} else {
 		status = 404;
 	}
-	res = MHD_create_response_from_buffer(strlen(text), (void *)text,
-					      MHD_RESPMEM_PERSISTENT);
+	res = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
 	MHD_add_response_header(res, "ETag", "\"e1\"");
 	ret = MHD_queue_response(conn, (unsigned)status, res);
 	MHD_destroy_response(res);
@@ -930,13 +934,12 @@ static void s_capture_done(void *cls, struct MHD_Connection *conn, void **con_cl
 static void s_capture_start(capture_t *cap)
 {
 	memset(cap, 0, sizeof *cap);
-	cap->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
-				  s_capture_handler, cap, MHD_OPTION_NOTIFY_COMPLETED,
-				  s_capture_done, NULL, MHD_OPTION_SOCK_ADDR,
-				  (struct sockaddr *)&(struct sockaddr_in){
-					  .sin_family = AF_INET,
-					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) },
-				  MHD_OPTION_END);
+	cap->d = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, s_capture_handler, cap,
+		MHD_OPTION_NOTIFY_COMPLETED, s_capture_done, NULL, MHD_OPTION_SOCK_ADDR,
+		(struct sockaddr *)&(struct sockaddr_in){
+			.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) },
+		MHD_OPTION_END);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(cap->d);
 	cap->port = MHD_get_daemon_info(cap->d, MHD_DAEMON_INFO_BIND_PORT)->port;
 }
@@ -1059,7 +1062,8 @@ static void test_bad_data_is_rejected_naming_the_field_before_any_request(void)
 	static const struct {
 		const char *data, *want;
 	} cases[] = {
-		{ "{\"uid\":\"x\",\"summary\":\"s\",\"start\":\"2026-03-02\",\"end\":\"2026-03-03\"}",
+		{ "{\"uid\":\"x\",\"summary\":\"s\",\"start\":\"2026-03-02\",\"end\":\"2026-03-"
+		  "03\"}",
 		  "data.owner is missing" },
 		{ "{\"owner\":\"..\",\"uid\":\"x\",\"summary\":\"s\",\"start\":\"2026-03-02\","
 		  "\"end\":\"2026-03-03\"}",
@@ -1116,11 +1120,12 @@ static void test_bad_data_is_rejected_naming_the_field_before_any_request(void)
 static void test_calendar_url_that_escapes_the_collection_is_refused(void)
 {
 	static const char *const templates[] = { "http://127.0.0.1:1/{owner}/../",
-						  "http://127.0.0.1:1/", "ftp://x/{owner}/",
-						  "http://127.0.0.1:1/{owner}/kanal/?x=1", NULL };
+						 "http://127.0.0.1:1/", "ftp://x/{owner}/",
+						 "http://127.0.0.1:1/{owner}/kanal/?x=1", NULL };
 	for (int i = 0; templates[i]; i++) {
 		kanal_error_t err = { 0 };
-		kanal_harness_t *h = kanal_harness_new(test_path("plugins/calendar.so"), "cal", &err);
+		kanal_harness_t *h =
+			kanal_harness_new(test_path("plugins/calendar.so"), "cal", &err);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
 		kanal_harness_option(h, "calendar_url", templates[i]);
 		CU_ASSERT_NOT_EQUAL(kanal_harness_start(h, &err), 0);
@@ -1139,8 +1144,8 @@ static void test_child_absence_summary_stays_neutral(void)
 	key = test_write_file(dir, "pseudonym.key", "a-test-key-of-32-bytes-0123456789\n");
 	chmod(key, 0600);
 	s_capture_start(&cap);
-	data = s_child_absence("Ida", "[{\"cpr\":\"" SOFIE "\",\"type\":\"mother\"}]",
-			       "2026-03-02", "2026-03-02");
+	data = s_child_absence("Ida", "[{\"cpr\":\"" SOFIE "\",\"type\":\"mother\"}]", "2026-03-02",
+			       "2026-03-02");
 	for (int reason = 0; reason < 2; reason++) {
 		h = s_harness(&cap, key, reason == 1);
 		m = s_msg("child.absence.reported", data);
@@ -1177,19 +1182,16 @@ static void test_child_absence_summary_stays_neutral(void)
 	free(key);
 }
 
-TEST_MAIN("calendar",
-	  TEST(test_ical_text_crlf_folding_escaping),
+TEST_MAIN("calendar", TEST(test_ical_text_crlf_folding_escaping),
 	  TEST(test_bad_data_is_rejected_naming_the_field_before_any_request),
 	  TEST(test_calendar_url_that_escapes_the_collection_is_refused),
 	  TEST(test_child_absence_summary_stays_neutral),
 	  TEST(test_upsert_creates_all_day_and_timed_events),
-	  TEST(test_upsert_again_updates_one_resource),
-	  TEST(test_cancel_by_status_and_by_delete),
+	  TEST(test_upsert_again_updates_one_resource), TEST(test_cancel_by_status_and_by_delete),
 	  TEST(test_concurrent_change_is_reread_not_lost),
 	  TEST(test_uid_conflict_is_rejected_with_the_reason),
 	  TEST(test_wrong_password_and_missing_rights_are_rejected),
 	  TEST(test_outage_is_retried_then_delivered),
 	  TEST(test_child_absence_goes_to_each_custody_holder),
 	  TEST(test_staff_absence_versions_holiday_and_cancel),
-	  TEST(test_late_older_version_never_overwrites),
-	  TEST(test_never_puts_to_a_collection))
+	  TEST(test_late_older_version_never_overwrites), TEST(test_never_puts_to_a_collection))

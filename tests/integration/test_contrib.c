@@ -137,9 +137,13 @@ static void test_dashboard_queries_exported_metrics(void)
 	size_t i, k, len = 0, names = 0;
 	FILE *mem = open_memstream(&all, &len);
 	static const char *const covers[] = {
-		"kanal_route_matched_total", "kanal_destination_delivered_total",
-		"kanal_delivery_latency_seconds_bucket", "kanal_destination_queue_depth",
-		"kanal_destination_in_flight", "kanal_dead_letters", "kanal_journal_open_events",
+		"kanal_route_matched_total",
+		"kanal_destination_delivered_total",
+		"kanal_delivery_latency_seconds_bucket",
+		"kanal_destination_queue_depth",
+		"kanal_destination_in_flight",
+		"kanal_dead_letters",
+		"kanal_journal_open_events",
 		"kanal_measure_total",
 	};
 
@@ -147,9 +151,10 @@ static void test_dashboard_queries_exported_metrics(void)
 		fprintf(stderr, "    " DASHBOARD ":%d: %s\n", jerr.line, jerr.text);
 	REQUIRE(dash && doc && mem);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(dash, "uid")), "kanal-overview");
-	json_array_foreach(json_object_get(dash, "panels"), i, panel) {
-		json_array_foreach(json_object_get(panel, "targets"), k, target)
-			fprintf(mem, "%s\n", json_string_value(json_object_get(target, "expr")) ?: "");
+	json_array_foreach(json_object_get(dash, "panels"), i, panel)
+	{
+		json_array_foreach(json_object_get(panel, "targets"), k, target) fprintf(
+			mem, "%s\n", json_string_value(json_object_get(target, "expr")) ?: "");
 	}
 	fclose(mem);
 	mem = NULL;
@@ -168,7 +173,6 @@ done:
 	json_decref(dash);
 }
 
-TEST_MAIN("contrib",
-	  TEST(test_alert_rules_check_and_pass_their_unit_tests),
+TEST_MAIN("contrib", TEST(test_alert_rules_check_and_pass_their_unit_tests),
 	  TEST(test_every_alert_is_tested_and_documented),
 	  TEST(test_dashboard_queries_exported_metrics))

@@ -33,22 +33,22 @@
 #define WAIT 8000 /* ms: the bound of every wait */
 
 /* The synthetic population (examples/simulators/population.c). */
-static const char *const IDA = "1404214382";       /* custody: Sofie (mother), Mads (father) */
+static const char *const IDA = "1404214382"; /* custody: Sofie (mother), Mads (father) */
 static const char *const SOFIE = "2207884566";
 static const char *const MADS = "1503851233";
 static const char *const OLIVER = "0101184129";
-static const char *const NOAH = "0903225017";      /* custody: Maja (mother) only */
+static const char *const NOAH = "0903225017"; /* custody: Maja (mother) only */
 static const char *const MAJA = "1111903128";
-static const char *const LARS = "0506872215";      /* fails modulus 11 */
-static const char *const ANNE = "0808931244";      /* protected address */
-static const char *const SARA = "1208164105";      /* custody: Lise (3), Birgitte (5) */
+static const char *const LARS = "0506872215"; /* fails modulus 11 */
+static const char *const ANNE = "0808931244"; /* protected address */
+static const char *const SARA = "1208164105"; /* custody: Lise (3), Birgitte (5) */
 static const char *const LISE = "1002913664";
-static const char *const KASPER = "0404864117";    /* Sara's father; his custody ended */
+static const char *const KASPER = "0404864117"; /* Sara's father; his custody ended */
 static const char *const BIRGITTE = "1506754082";
-static const char *const ALI = "2412990121";       /* emigrated (status 80) */
-static const char *const ANDERS = "2412995123";    /* dead (status 90) */
-static const char *const UNKNOWN = "0101901234";   /* a valid number nobody has */
-static const char *const BAD_DATE = "3102851233";  /* 31 February */
+static const char *const ALI = "2412990121";      /* emigrated (status 80) */
+static const char *const ANDERS = "2412995123";   /* dead (status 90) */
+static const char *const UNKNOWN = "0101901234";  /* a valid number nobody has */
+static const char *const BAD_DATE = "3102851233"; /* 31 February */
 
 /* The invocation context the simulator is told to accept. */
 #define AGREEMENT "11111111-2222-4333-8444-555555555555"
@@ -56,53 +56,52 @@ static const char *const BAD_DATE = "3102851233";  /* 31 February */
 #define USER "33333333-4444-4555-8666-777777777777"
 #define SERVICE "44444444-5555-4666-8777-888888888888"
 
-static const char *s_routes =
-	"routes:\n"
-	"  - name: child-absence-to-guardians\n"
-	"    match: { type: child.absence.reported }\n"
-	"    enrich:\n"
-	"      - service: cpr\n"
-	"        into: data.person\n"
-	"        purpose: \"guardians' calendars\"\n"
-	"        protected_address: true\n" /* asks, but is not allowed */
-	"        timeout: 5s\n"
-	"    to: guardians\n"
-	"    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
-	"  - name: letter-to-citizen\n"
-	"    match: { type: post.letter.send }\n"
-	"    enrich:\n"
-	"      - service: cpr\n"
-	"        into: data.person\n"
-	"        purpose: letter delivery\n"
-	"        protected_address: true\n" /* asks, and is allowed */
-	"        timeout: 5s\n"
-	"    to: letters\n"
-	"    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
-	"  - name: letter-preview\n"
-	"    match: { type: post.letter.preview }\n"
-	"    enrich:\n"
-	"      - service: cpr\n"
-	"        into: data.person\n"
-	"        purpose: letter preview\n" /* allowed, but does not ask */
-	"        timeout: 5s\n"
-	"    to: preview\n"
-	"    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
-	"  - name: staff-absence-to-staffing\n"
-	"    match: { type: staff.absence.registered }\n"
-	"    enrich:\n"
-	"      - service: cpr\n"
-	"        into: data.person\n"
-	"        purpose: staffing\n"
-	"        on_error: skip\n"
-	"        timeout: 5s\n"
-	"    to: staffing\n"
-	"    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
-	"  - name: direct-lookup\n"
-	"    match: { type: test.cpr.ask }\n"
-	"    to: client\n"
-	"  - name: direct-answers\n"
-	"    match: { type: test.cpr.answer }\n"
-	"    to: answers\n";
+static const char *s_routes = "routes:\n"
+			      "  - name: child-absence-to-guardians\n"
+			      "    match: { type: child.absence.reported }\n"
+			      "    enrich:\n"
+			      "      - service: cpr\n"
+			      "        into: data.person\n"
+			      "        purpose: \"guardians' calendars\"\n"
+			      "        protected_address: true\n" /* asks, but is not allowed */
+			      "        timeout: 5s\n"
+			      "    to: guardians\n"
+			      "    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
+			      "  - name: letter-to-citizen\n"
+			      "    match: { type: post.letter.send }\n"
+			      "    enrich:\n"
+			      "      - service: cpr\n"
+			      "        into: data.person\n"
+			      "        purpose: letter delivery\n"
+			      "        protected_address: true\n" /* asks, and is allowed */
+			      "        timeout: 5s\n"
+			      "    to: letters\n"
+			      "    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
+			      "  - name: letter-preview\n"
+			      "    match: { type: post.letter.preview }\n"
+			      "    enrich:\n"
+			      "      - service: cpr\n"
+			      "        into: data.person\n"
+			      "        purpose: letter preview\n" /* allowed, but does not ask */
+			      "        timeout: 5s\n"
+			      "    to: preview\n"
+			      "    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
+			      "  - name: staff-absence-to-staffing\n"
+			      "    match: { type: staff.absence.registered }\n"
+			      "    enrich:\n"
+			      "      - service: cpr\n"
+			      "        into: data.person\n"
+			      "        purpose: staffing\n"
+			      "        on_error: skip\n"
+			      "        timeout: 5s\n"
+			      "    to: staffing\n"
+			      "    retry: { max_attempts: 2, backoff: 100ms, max_backoff: 100ms }\n"
+			      "  - name: direct-lookup\n"
+			      "    match: { type: test.cpr.ask }\n"
+			      "    to: client\n"
+			      "  - name: direct-answers\n"
+			      "    match: { type: test.cpr.answer }\n"
+			      "    to: answers\n";
 
 typedef struct fixture {
 	upstream_t *up;
@@ -119,8 +118,11 @@ typedef struct fixture {
 static int s_start(fixture_t *fx, const char *tag, const char *cpr_opts, bool expect_fail,
 		   const char *answer_file)
 {
-	const char *args[] = { "--set", "agreement=" AGREEMENT, "--set", "usersystem=" USERSYSTEM,
-			       "--set", "user=" USER, "--set", "service=" SERVICE, NULL, NULL,
+	const char *args[] = { "--set", "agreement=" AGREEMENT,
+			       "--set", "usersystem=" USERSYSTEM,
+			       "--set", "user=" USER,
+			       "--set", "service=" SERVICE,
+			       NULL,    NULL,
 			       NULL };
 	char *instances, *conf, *answer_setting = NULL;
 
@@ -159,8 +161,8 @@ static int s_start(fixture_t *fx, const char *tag, const char *cpr_opts, bool ex
 		     "    options: { path: '@DIR@/answers.jsonl' }\n",
 		     fx->up->url,
 		     strstr(cpr_opts, "service_uuid:") ? "" : "      service_uuid: " SERVICE "\n",
-		     strstr(cpr_opts, "audit_log:") ? "" :
-		     "      audit_log: '@DIR@/audit.log'\n", cpr_opts) < 0)
+		     strstr(cpr_opts, "audit_log:") ? "" : "      audit_log: '@DIR@/audit.log'\n",
+		     cpr_opts) < 0)
 		return -1;
 	conf = kd_config(instances, NULL);
 	free(instances);
@@ -181,9 +183,10 @@ static int s_start(fixture_t *fx, const char *tag, const char *cpr_opts, bool ex
  * anything kanal_cpr_find takes for a CPR number. */
 static bool s_has_cpr(const char *text)
 {
-	const char *const all[] = { IDA,    SOFIE,  MADS,     OLIVER, NOAH,   MAJA,
-				    LARS,   ANNE,   UNKNOWN,  BAD_DATE, SARA, LISE,
-				    KASPER, BIRGITTE, ALI, ANDERS };
+	const char *const all[] = {
+		IDA,     SOFIE,    MADS, OLIVER, NOAH,   MAJA,     LARS, ANNE,
+		UNKNOWN, BAD_DATE, SARA, LISE,   KASPER, BIRGITTE, ALI,  ANDERS
+	};
 
 	if (!text)
 		return false;
@@ -606,7 +609,8 @@ static void test_mod11_failure_is_accepted_with_a_warning(void)
 	CU_ASSERT_TRUE(s_str_is(ev, "data.person.cpr", LARS));
 	json_decref(ev);
 	log = kd_log(fx.kd);
-	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "050687-XXXX in data.employee_cpr fails modulus 11"));
+	CU_ASSERT_PTR_NOT_NULL(log &&
+			       strstr(log, "050687-XXXX in data.employee_cpr fails modulus 11"));
 	free(log);
 out:
 	s_finish(&fx);
@@ -821,8 +825,8 @@ static void test_audit_log_lines(void)
 {
 	fixture_t fx;
 	json_t *audit, *line;
-	const char *keys[] = { "time", "instance", "route", "purpose", "correlationid", "cpr",
-			       "outcome" };
+	const char *keys[] = { "time",          "instance", "route",  "purpose",
+			       "correlationid", "cpr",      "outcome" };
 	const char *key;
 	json_t *value;
 	struct stat st;
@@ -845,7 +849,8 @@ static void test_audit_log_lines(void)
 
 	line = json_array_get(audit, 0);
 	CU_ASSERT_EQUAL(json_object_size(line), 7);
-	json_object_foreach(line, key, value) {
+	json_object_foreach(line, key, value)
+	{
 		/* the fields, in this order */
 		CU_ASSERT_TRUE(i < 7 && !strcmp(key, keys[i]));
 		i++;
@@ -888,7 +893,8 @@ static void test_refuses_to_start_without_audit_log(void)
 	char *log;
 
 	CU_ASSERT_NOT_EQUAL(s_start(&fx, "cpr-noaudit",
-				    "      audit_log: '@DIR@/no/such/folder/audit.log'\n", true, NULL),
+				    "      audit_log: '@DIR@/no/such/folder/audit.log'\n", true,
+				    NULL),
 			    0);
 	CU_ASSERT_PTR_NOT_NULL(fx.kd);
 	if (!fx.kd) {

@@ -25,17 +25,16 @@
 
 static const char *const IDA = "1404214382"; /* the synthetic population's Ida Hansen */
 
-static const char *s_routes =
-	"routes:\n"
-	"  - name: child-absence-to-guardians\n"
-	"    match: { type: child.absence.reported }\n"
-	"    enrich:\n"
-	"      - service: cpr\n"
-	"        into: data.person\n"
-	"        purpose: \"guardians' calendars\"\n"
-	"        timeout: 8s\n"
-	"    to: guardians\n"
-	"    retry: { max_attempts: 1 }\n";
+static const char *s_routes = "routes:\n"
+			      "  - name: child-absence-to-guardians\n"
+			      "    match: { type: child.absence.reported }\n"
+			      "    enrich:\n"
+			      "      - service: cpr\n"
+			      "        into: data.person\n"
+			      "        purpose: \"guardians' calendars\"\n"
+			      "        timeout: 8s\n"
+			      "    to: guardians\n"
+			      "    retry: { max_attempts: 1 }\n";
 
 typedef struct fixture {
 	char *dir;
@@ -99,7 +98,7 @@ static int s_start(fixture_t *f, const char *tag, const char *sts_cert_name,
 	/* Fill the placeholders. */
 	o = strdup(opts);
 	for (const char *const *pair = (const char *const[]){ "@CA@", f->dir, "@CPR@", cpr_url,
-							       "@STS@", sts_url, NULL };
+							      "@STS@", sts_url, NULL };
 	     o && *pair; pair += 2)
 		while ((p = strstr(o, pair[0]))) {
 			char *next;
@@ -169,7 +168,8 @@ static void s_send(fixture_t *f)
 	if (asprintf(&json,
 		     "{\"specversion\":\"1.0\",\"id\":\"abs-1\",\"source\":\"test\","
 		     "\"type\":\"child.absence.reported\",\"data\":{\"child_cpr\":\"%s\","
-		     "\"reason\":\"sick\"}}", IDA) < 0)
+		     "\"reason\":\"sick\"}}",
+		     IDA) < 0)
 		return;
 	CU_ASSERT(kd_send_event(f->kd, json, "accepted", WAIT, NULL));
 	free(json);
@@ -206,18 +206,18 @@ static void s_expect_failure(fixture_t *f, const char *n1, const char *n2, const
 	CU_ASSERT_EQUAL(kd_lines(kd_path(f->kd, "guardians.jsonl")), 0);
 }
 
-#define V4_OPTS                                                                                \
-	"      endpoint: '@CPR@/cpr'\n"                                                         \
-	"      service_agreement_uuid: 6f1c7c44-1b0a-4c52-9a8e-1d2f0c6b7a01\n"                  \
-	"      user_system_uuid: 0c9b1a7e-3d5f-4e21-8b6a-2a7c9e4d5f02\n"                        \
+#define V4_OPTS                                                                                    \
+	"      endpoint: '@CPR@/cpr'\n"                                                            \
+	"      service_agreement_uuid: 6f1c7c44-1b0a-4c52-9a8e-1d2f0c6b7a01\n"                     \
+	"      user_system_uuid: 0c9b1a7e-3d5f-4e21-8b6a-2a7c9e4d5f02\n"                           \
 	"      user_uuid: 9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c03\n"
 
-#define V5_OPTS                                                                                \
-	"      endpoint: '@CPR@/cpr/5'\n"                                                       \
-	"      version: 5\n"                                                                    \
-	"      cvr: '12345678'\n"                                                               \
-	"      sts_url: '@STS@/runtime/api/rest/wstrust/v1/issue'\n"                            \
-	"      certificate_p12: '@CA@/client.p12'\n"                                            \
+#define V5_OPTS                                                                                    \
+	"      endpoint: '@CPR@/cpr/5'\n"                                                          \
+	"      version: 5\n"                                                                       \
+	"      cvr: '12345678'\n"                                                                  \
+	"      sts_url: '@STS@/runtime/api/rest/wstrust/v1/issue'\n"                               \
+	"      certificate_p12: '@CA@/client.p12'\n"                                               \
 	"      certificate_password_file: '@CA@/client.pass'\n"
 
 static void test_v4_over_mutual_tls_with_the_function_certificate(void)
@@ -313,7 +313,8 @@ static void test_v5_over_the_soap_sts(void)
 
 	if (s_start(&f, "cprtls-v5soap", NULL, NULL,
 		    V5_OPTS "      sts_soap: true\n"
-			    "      sts_soap_url: '@STS@/runtime/services/kombittrust/14/certificatemixed'\n",
+			    "      sts_soap_url: "
+			    "'@STS@/runtime/services/kombittrust/14/certificatemixed'\n",
 		    false) == 0)
 		s_expect_lookup(&f);
 	else
@@ -341,8 +342,7 @@ static void test_v5_expired_token_is_renewed_then_refused(void)
 	char *log;
 
 	/* The service's clock runs ten hours ahead: every token (8 h) looks expired to it. */
-	if (s_start(&f, "cprtls-exptoken", NULL, "token_clock_offset=36000", V5_OPTS, false) ==
-	    0) {
+	if (s_start(&f, "cprtls-exptoken", NULL, "token_clock_offset=36000", V5_OPTS, false) == 0) {
 		s_expect_failure(&f, "SECURITY_TOKEN_INVALID", "has expired",
 				 "check that the service agreement covers entity id");
 		log = kd_log(f.kd);
@@ -370,8 +370,9 @@ static void test_v5_without_a_certificate_does_not_start(void)
 	if (f.kd) {
 		kd_wait_exit(f.kd, WAIT);
 		log = kd_log(f.kd);
-		CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "version 5 needs the function "
-							  "certificate") &&
+		CU_ASSERT_PTR_NOT_NULL(log &&
+				       strstr(log, "version 5 needs the function "
+						   "certificate") &&
 				       strstr(log, "set certificate_p12"));
 		free(log);
 	}

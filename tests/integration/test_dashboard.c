@@ -97,9 +97,9 @@ static json_t *s_row(json_t *table, const char *name)
 	json_t *row;
 	size_t i;
 
-	json_array_foreach(table, i, row)
-		if (!strcmp(json_string_value(json_array_get(row, 0)) ?: "", name))
-			return row;
+	json_array_foreach(
+		table, i,
+		row) if (!strcmp(json_string_value(json_array_get(row, 0)) ?: "", name)) return row;
 	return NULL;
 }
 
@@ -192,8 +192,10 @@ static void test_destinations_table_shows_kanalds_counts(void)
 	/* Every destination kanald reports is on the page with kanald's numbers. */
 	st = s_api(kd, "/api/v1/status");
 	REQUIRE(json_array_size(json_object_get(st, "destinations")) >= 3);
-	CU_ASSERT_EQUAL(json_array_size(table), json_array_size(json_object_get(st, "destinations")));
-	json_array_foreach(json_object_get(st, "destinations"), i, d) {
+	CU_ASSERT_EQUAL(json_array_size(table),
+			json_array_size(json_object_get(st, "destinations")));
+	json_array_foreach(json_object_get(st, "destinations"), i, d)
+	{
 		const char *name = json_string_value(json_object_get(d, "name"));
 		json_t *row = s_row(table, name);
 		CU_ASSERT_PTR_NOT_NULL(row);
@@ -201,7 +203,8 @@ static void test_destinations_table_shows_kanalds_counts(void)
 			fprintf(stderr, "    destination %s is not on the page\n", name);
 			continue;
 		}
-		CU_ASSERT_EQUAL(s_cell(row, 1), json_integer_value(json_object_get(d, "delivered")));
+		CU_ASSERT_EQUAL(s_cell(row, 1),
+				json_integer_value(json_object_get(d, "delivered")));
 		CU_ASSERT_EQUAL(s_cell(row, 2), json_integer_value(json_object_get(d, "queued")));
 		CU_ASSERT_EQUAL(s_cell(row, 4), json_integer_value(json_object_get(d, "rejected")));
 		CU_ASSERT_EQUAL(s_cell(row, 5), json_integer_value(json_object_get(d, "dead")));
@@ -323,8 +326,9 @@ static char *s_measure_cell(wd_t *wd, const char *measure, const char *series, i
 {
 	char sel[256];
 
-	snprintf(sel, sizeof sel, "section[data-measure='%s'] tr[data-series='%s'] td:nth-child(%d)",
-		 measure, series, col);
+	snprintf(sel, sizeof sel,
+		 "section[data-measure='%s'] tr[data-series='%s'] td:nth-child(%d)", measure,
+		 series, col);
 	return wd_text_of(wd, sel);
 }
 
@@ -336,7 +340,7 @@ static void test_measures_show_channel_shares(void)
 	wd_t *wd = NULL;
 	json_t *v = NULL;
 	static const char *const letters[][3] = {
-		{ "sent", "digital", "skole" }, { "sent", "digital", "skole" },
+		{ "sent", "digital", "skole" },   { "sent", "digital", "skole" },
 		{ "sent", "physical", "social" }, { "sent", "digital", "social" },
 		{ "failed", "digital", "skole" }, /* not sent: not counted */
 	};
@@ -356,15 +360,17 @@ static void test_measures_show_channel_shares(void)
 	for (size_t k = 0; k < sizeof letters / sizeof *letters; k++) {
 		char id[16], data[192];
 		snprintf(id, sizeof id, "s-%zu", k);
-		snprintf(data, sizeof data,
-			 "{\"status\":\"%s\",\"channel\":\"%s\",\"sender\":{\"department\":\"%s\"}}",
-			 letters[k][0], letters[k][1], letters[k][2]);
+		snprintf(
+			data, sizeof data,
+			"{\"status\":\"%s\",\"channel\":\"%s\",\"sender\":{\"department\":\"%s\"}}",
+			letters[k][0], letters[k][1], letters[k][2]);
 		REQUIRE(s_send(kd, id, "post.letter.status", data));
 	}
 	for (size_t k = 0; k < sizeof inquiries / sizeof *inquiries; k++) {
 		char id[16], data[128];
 		snprintf(id, sizeof id, "q-%zu", k);
-		snprintf(data, sizeof data, "{\"channel\":\"%s\",\"reason\":\"sick\"}", inquiries[k]);
+		snprintf(data, sizeof data, "{\"channel\":\"%s\",\"reason\":\"sick\"}",
+			 inquiries[k]);
 		REQUIRE(s_send(kd, id, "child.absence.reported", data));
 	}
 	REQUIRE(kd_wait_lines(kd_path(kd, "letters.jsonl"), 8, WAIT) == 8);
@@ -372,8 +378,10 @@ static void test_measures_show_channel_shares(void)
 	REQUIRE((wd = s_browser()) != NULL);
 	REQUIRE(wd_navigate(wd, kd->admin_http) == 0);
 	/* 3 of the 4 letters sent went digitally, 1 physically (the failed one is not counted). */
-	text = wd_wait_text(wd, "section[data-measure='letters'] tr[data-series='digital'] "
-				"td:nth-child(3)", "75 %", WAIT);
+	text = wd_wait_text(wd,
+			    "section[data-measure='letters'] tr[data-series='digital'] "
+			    "td:nth-child(3)",
+			    "75 %", WAIT);
 	CU_ASSERT_PTR_NOT_NULL(text);
 	free(text);
 	text = wd_text_of(wd, "section[data-measure='letters'] h2");
@@ -398,9 +406,10 @@ static void test_measures_show_channel_shares(void)
 		for (size_t k = 0; k < sizeof depts / sizeof *depts; k++) {
 			for (int col = 2; col <= 4; col++) {
 				char sel[256];
-				snprintf(sel, sizeof sel, "section[data-measure='by-department'] "
-					 "tr[data-department='%s'] td:nth-child(%d)", depts[k].department,
-					 col);
+				snprintf(sel, sizeof sel,
+					 "section[data-measure='by-department'] "
+					 "tr[data-department='%s'] td:nth-child(%d)",
+					 depts[k].department, col);
 				text = wd_text_of(wd, sel);
 				CU_ASSERT_STRING_EQUAL(text ?: "", depts[k].want[col - 2]);
 				free(text);
@@ -425,9 +434,11 @@ static void test_measures_show_channel_shares(void)
 		http_request(NULL, &(http_request_t){ .url = url }, &a);
 		CU_ASSERT_EQUAL(a.status, 200);
 		CU_ASSERT_PTR_NOT_NULL(strstr(a.body ?: "", "# TYPE kanal_measure_total counter"));
-		CU_ASSERT_PTR_NOT_NULL(strstr(a.body ?: "",
-			"kanal_measure_total{measure=\"letters\",channel=\"digital\"} 3\n"));
-		CU_ASSERT_PTR_NOT_NULL(strstr(a.body ?: "",
+		CU_ASSERT_PTR_NOT_NULL(
+			strstr(a.body ?: "",
+			       "kanal_measure_total{measure=\"letters\",channel=\"digital\"} 3\n"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(
+			a.body ?: "",
 			"kanal_measure_total{measure=\"letters\",channel=\"physical\"} 1\n"));
 		http_answer_clear(&a);
 	}
@@ -505,8 +516,6 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("dashboard",
-	  TEST(test_destinations_table_shows_kanalds_counts),
-	  TEST(test_dead_letter_sent_again_from_the_page),
-	  TEST(test_measures_show_channel_shares),
+TEST_MAIN("dashboard", TEST(test_destinations_table_shows_kanalds_counts),
+	  TEST(test_dead_letter_sent_again_from_the_page), TEST(test_measures_show_channel_shares),
 	  TEST(test_page_asks_for_the_token))

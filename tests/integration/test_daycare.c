@@ -45,8 +45,12 @@ static long s_api(upstream_t *up, const char *method, const char *path, const ch
 
 	snprintf(url, sizeof url, "%s%s", up->url, path);
 	status = http_request(NULL,
-			      &(http_request_t){ .method = method, .url = url, .headers = json,
-						 .bearer = TOKEN, .body = body, .timeout_ms = 5000 },
+			      &(http_request_t){ .method = method,
+						 .url = url,
+						 .headers = json,
+						 .bearer = TOKEN,
+						 .body = body,
+						 .timeout_ms = 5000 },
 			      &a);
 	if (out) {
 		*out = a.body;
@@ -80,8 +84,8 @@ static upstream_t *s_sim(const char *a1, const char *a2, const char *a3, const c
 /* A kanald with the daycare instance (pointed at up, with options `extra`), a sink `out`
  * for child.* events, and `routes` (NULL: child.> to out). The pseudonym key is written
  * before the start. */
-static kd_t *s_kanald(const char *tag, upstream_t *up, const char *extra_opts,
-		      const char *journal, const char *routes)
+static kd_t *s_kanald(const char *tag, upstream_t *up, const char *extra_opts, const char *journal,
+		      const char *routes)
 {
 	char *inst, *conf, *key;
 	kd_t *kd;
@@ -95,9 +99,10 @@ static kd_t *s_kanald(const char *tag, upstream_t *up, const char *extra_opts,
 		     up->url, TOKEN, extra_opts ? extra_opts : "") < 0)
 		return NULL;
 	conf = kd_config(inst, journal);
-	kd = kd_prepare(tag, conf, routes ? routes
-					  : "routes:\n  - name: children\n    match: { type: child.> }\n"
-					    "    to: out\n");
+	kd = kd_prepare(tag, conf,
+			routes ? routes
+			       : "routes:\n  - name: children\n    match: { type: child.> }\n"
+				 "    to: out\n");
 	key = test_write_file(kd->dir, "pseudonym.key", "kanal-test-pseudonym-key-0123456789\n");
 	chmod(key, 0600);
 	free(key);
@@ -134,9 +139,8 @@ static json_t *s_event_by_id(json_t *all, const char *id)
 	size_t i;
 	json_t *e;
 
-	json_array_foreach(all, i, e)
-		if (!strcmp(json_string_value(json_object_get(e, "id")), id))
-			return e;
+	json_array_foreach(
+		all, i, e) if (!strcmp(json_string_value(json_object_get(e, "id")), id)) return e;
 	return NULL;
 }
 
@@ -154,7 +158,8 @@ static void s_assert_exactly(kd_t *kd, int first, int last)
 	json_t *e;
 
 	CU_ASSERT_EQUAL(json_array_size(all), (size_t)(last - first + 1));
-	json_array_foreach(all, i, e) {
+	json_array_foreach(all, i, e)
+	{
 		char want[40];
 		snprintf(want, sizeof want, "daycare-reg-%d", first + (int)i);
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "id")), want);
@@ -246,7 +251,8 @@ static void test_registrations_become_events(void)
 	/* A sick report: one day, today, with the child's CPR in data only. */
 	e = s_event_by_id(all, "daycare-reg-1001");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), "child.absence.reported");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")),
+			       "child.absence.reported");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "source")), "daycare");
 	CU_ASSERT_STRING_EQUAL(s_data(e, "reason"), "sick");
 	CU_ASSERT_STRING_EQUAL(s_data(e, "institution"), "solsikken");
@@ -269,7 +275,8 @@ static void test_registrations_become_events(void)
 	/* A pickup by a named person, one day. */
 	e = s_event_by_id(all, "daycare-reg-1004");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), "child.pickup.planned");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")),
+			       "child.pickup.planned");
 	CU_ASSERT_STRING_EQUAL(s_data(e, "mode"), "person");
 	CU_ASSERT_STRING_EQUAL(s_data(e, "person"), "Mormor Inge");
 	CU_ASSERT_STRING_EQUAL(s_data(e, "time"), "15:30");
@@ -289,19 +296,21 @@ static void test_registrations_become_events(void)
 	CU_ASSERT_PTR_NOT_NULL(s_data(e, "deadline"));
 	days = json_object_get(json_object_get(e, "data"), "days");
 	CU_ASSERT_EQUAL(json_array_size(days), 5);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(days, 0), "answer")),
-			       "away");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_array_get(days, 0), "answer")), "away");
 
 	/* A weekly plan: going home with a friend on Mondays and Thursdays. */
 	e = s_event_by_id(all, "daycare-reg-1007");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
 	CU_ASSERT_STRING_EQUAL(s_data(e, "mode"), "with-friend");
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(json_object_get(e, "data"), "weekdays")), 2);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(json_object_get(e, "data"), "weekdays")),
+			2);
 
 	/* The holiday withdrawn names the report it withdraws. */
 	e = s_event_by_id(all, "daycare-reg-1008");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), "child.absence.withdrawn");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")),
+			       "child.absence.withdrawn");
 	CU_ASSERT_STRING_EQUAL(s_data(e, "report"), "daycare-reg-1005");
 
 	e = s_event_by_id(all, "daycare-reg-1010");
@@ -310,11 +319,13 @@ static void test_registrations_become_events(void)
 	CU_ASSERT_STRING_EQUAL(s_data(e, "status"), "collected");
 
 	/* No CPR number in any context attribute; registration order kept. */
-	json_array_foreach(all, i, e) {
+	json_array_foreach(all, i, e)
+	{
 		const char *attrs[] = { "id", "source", "subject", "type" };
 		char want[40];
 		for (size_t k = 0; k < 4; k++)
-			CU_ASSERT(!kd_has_clear_cpr(json_string_value(json_object_get(e, attrs[k]))));
+			CU_ASSERT(
+				!kd_has_clear_cpr(json_string_value(json_object_get(e, attrs[k]))));
 		snprintf(want, sizeof want, "daycare-reg-%zu", 1001 + i);
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "id")), want);
 	}
@@ -323,7 +334,8 @@ static void test_registrations_become_events(void)
 	/* A registration a parent makes now arrives too, and the event stream around it shows
 	 * no CPR number in clear. */
 	sub = kd_subscribe(kd, "");
-	s_register(up, NULL, "{\"kind\": \"sick\", \"child_id\": \"child-202\", \"date\": \"2026-03-02\"}");
+	s_register(up, NULL,
+		   "{\"kind\": \"sick\", \"child_id\": \"child-202\", \"date\": \"2026-03-02\"}");
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 12, WAIT), 12);
 	for (char topic[256]; kd_next(sub, topic, sizeof topic, &p, 500) == 0; free(p)) {
 		happenings++;
@@ -368,11 +380,14 @@ static void test_cursor_survives_restart(void)
 	free(cursor);
 
 	/* Parents go on registering while kanald is down. */
-	s_register(up, NULL, "{\"kind\": \"sick\", \"child_id\": \"child-103\", \"date\": \"2026-03-02\"}");
-	s_register(up, NULL, "{\"kind\": \"holiday\", \"child_id\": \"child-101\", "
-			     "\"from\": \"2026-07-06\", \"to\": \"2026-07-24\"}");
-	s_register(up, NULL, "{\"kind\": \"pickup\", \"child_id\": \"child-201\", \"date\": "
-			     "\"2026-03-02\", \"time\": \"14:00\", \"mode\": \"alone\"}");
+	s_register(up, NULL,
+		   "{\"kind\": \"sick\", \"child_id\": \"child-103\", \"date\": \"2026-03-02\"}");
+	s_register(up, NULL,
+		   "{\"kind\": \"holiday\", \"child_id\": \"child-101\", "
+		   "\"from\": \"2026-07-06\", \"to\": \"2026-07-24\"}");
+	s_register(up, NULL,
+		   "{\"kind\": \"pickup\", \"child_id\": \"child-201\", \"date\": "
+		   "\"2026-03-02\", \"time\": \"14:00\", \"mode\": \"alone\"}");
 	CU_ASSERT_EQUAL_FATAL(kd_restart(kd), 0);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 8, WAIT), 8);
 	test_sleep_ms(500); /* several more polls: nothing more may come */
@@ -389,8 +404,8 @@ static void test_cursor_survives_restart(void)
  * the log names the call and the cause without a clear CPR number. */
 static void s_fault_case(const char *mode, const char *cause)
 {
-	const char *args[] = { "--set", "token=" TOKEN, "--set", "rate_ms=30", "--set", "count=6",
-			       "--fault", mode, NULL };
+	const char *args[] = { "--set",   "token=" TOKEN, "--set", "rate_ms=30", "--set",
+			       "count=6", "--fault",      mode,    NULL };
 	upstream_t *up = upstream_start("daycare", args);
 	kd_t *kd;
 
@@ -439,20 +454,24 @@ static void test_malformed_registration_is_skipped(void)
 	json_t *all;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
-	s_register(up, NULL, "{\"kind\": \"sick\", \"child_id\": \"child-101\", \"date\": \"2026-03-02\"}");
-	s_register(up, "?unchecked=true", "{\"kind\": \"holiday\", \"child_id\": \"child-102\", "
-					  "\"from\": \"2026-13-45\", \"to\": \"2026-07-24\"}");
+	s_register(up, NULL,
+		   "{\"kind\": \"sick\", \"child_id\": \"child-101\", \"date\": \"2026-03-02\"}");
+	s_register(up, "?unchecked=true",
+		   "{\"kind\": \"holiday\", \"child_id\": \"child-102\", "
+		   "\"from\": \"2026-13-45\", \"to\": \"2026-07-24\"}");
 	s_register(up, "?unchecked=true", "{\"kind\": \"teleport\", \"child_id\": \"child-103\"}");
-	s_register(up, NULL, "{\"kind\": \"checkin\", \"child_id\": \"child-202\", "
-			     "\"at\": \"2026-03-02T07:30:00+01:00\"}");
+	s_register(up, NULL,
+		   "{\"kind\": \"checkin\", \"child_id\": \"child-202\", "
+		   "\"at\": \"2026-03-02T07:30:00+01:00\"}");
 	kd = s_kanald("dc-malformed", up, NULL, NULL, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT), 2);
 	CU_ASSERT(s_wait_log(kd, "registration 1002 skipped: holiday: 'from' is not a date"));
 	CU_ASSERT(s_wait_log(kd, "registration 1003 skipped: unknown kind 'teleport'"));
 	/* The cursor went past them: a later registration arrives, the bad ones never. */
-	s_register(up, NULL, "{\"kind\": \"day-off\", \"child_id\": \"child-103\", "
-			     "\"from\": \"2026-03-06\", \"to\": \"2026-03-06\"}");
+	s_register(up, NULL,
+		   "{\"kind\": \"day-off\", \"child_id\": \"child-103\", "
+		   "\"from\": \"2026-03-06\", \"to\": \"2026-03-06\"}");
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 3, WAIT), 3);
 	test_sleep_ms(300);
 	all = s_events(kd);
@@ -512,7 +531,8 @@ static void test_syg_absence_posts_one_neutral_notice(void)
 	snprintf(data, sizeof data,
 		 "{\"absence\":\"A-77\",\"version\":1,\"employment\":\"E-1001\","
 		 "\"employee_cpr\":\"1807794260\",\"department\":\"solsikken\",\"code\":\"SYG\","
-		 "\"from\":\"%s\",\"to\":\"%s\"}", today, today);
+		 "\"from\":\"%s\",\"to\":\"%s\"}",
+		 today, today);
 	s_send(kd, "hr-absence-A-77-v1", "staff.absence.registered", data);
 	p = kd_expect(sub, "retrying staff.absence.registered", NULL, WAIT);
 	CU_ASSERT_PTR_NOT_NULL(p);
@@ -526,13 +546,15 @@ static void test_syg_absence_posts_one_neutral_notice(void)
 	snprintf(data, sizeof data,
 		 "{\"absence\":\"A-78\",\"version\":1,\"employment\":\"E-1002\","
 		 "\"employee_cpr\":\"2305824311\",\"department\":\"solsikken\",\"code\":\"SYG\","
-		 "\"from\":\"%s\",\"to\":\"%s\"}", today, today);
+		 "\"from\":\"%s\",\"to\":\"%s\"}",
+		 today, today);
 	s_send(kd, "hr-absence-A-78-v1", "staff.absence.registered", data);
 	p = kd_expect(sub, "delivered staff.absence.registered", "hr-absence-A-78-v1", WAIT);
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
 
-	CU_ASSERT_EQUAL(s_api(up, "GET", "/api/v1/institutions/solsikken/notices", NULL, &text), 200);
+	CU_ASSERT_EQUAL(s_api(up, "GET", "/api/v1/institutions/solsikken/notices", NULL, &text),
+			200);
 	root = json_loads(text ? text : "{}", 0, NULL);
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(root, "notices")), 2);
 	json_decref(root);
@@ -601,10 +623,10 @@ static json_t *s_by_ext(json_t *list, const char *ext)
 	size_t i;
 	json_t *e;
 
-	json_array_foreach(list, i, e)
-		if (json_string_value(json_object_get(e, "external_id")) &&
-		    !strcmp(json_string_value(json_object_get(e, "external_id")), ext))
-			return e;
+	json_array_foreach(
+		list, i,
+		e) if (json_string_value(json_object_get(e, "external_id")) &&
+		       !strcmp(json_string_value(json_object_get(e, "external_id")), ext)) return e;
 	return NULL;
 }
 
@@ -620,8 +642,8 @@ static void s_hr(char *buf, size_t size, const char *absence, int version, const
 	snprintf(buf, size,
 		 "{\"absence\":\"%s\",\"version\":%d,\"employment\":\"%s\","
 		 "\"employee_cpr\":\"1807794260\",\"department\":\"solsikken\",\"code\":\"%s\","
-		 "\"from\":\"%s\",\"to\":\"%s\"%s}", absence, version, emp, code, from, to,
-		 extra ? extra : "");
+		 "\"from\":\"%s\",\"to\":\"%s\"%s}",
+		 absence, version, emp, code, from, to, extra ? extra : "");
 }
 
 static void test_one_notice_per_absence(void)
@@ -756,7 +778,8 @@ static void test_rejects_end_in_dead_letters(void)
 	       "{\"institution\":\"nowhere\",\"title\":\"Lukket\",\"text\":\"Vi holder lukket.\"}");
 	s_send(kd, "stray-1", "demo.stray", "{}");
 	s_send(kd, "notice-ok", "daycare.notice.post",
-	       "{\"institution\":\"maelkeboetten\",\"title\":\"Tur\",\"text\":\"Vi går i skoven.\"}");
+	       "{\"institution\":\"maelkeboetten\",\"title\":\"Tur\",\"text\":\"Vi går i "
+	       "skoven.\"}");
 	for (int waited = 0; waited < WAIT; waited += 100) {
 		free(reply);
 		reply = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
@@ -770,7 +793,8 @@ static void test_rejects_end_in_dead_letters(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"reason\":\"rejected\""));
 	CU_ASSERT_PTR_NULL(strstr(reply, "notice-ok"));
 	/* Each letter's error names the call and its answer, or the unknown type. */
-	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "POST /api/v1/institutions/nowhere/notices: HTTP 404"));
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(reply, "POST /api/v1/institutions/nowhere/notices: HTTP 404"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "cannot handle events of type 'demo.stray'"));
 	if (!strstr(reply, "HTTP 404") || !strstr(reply, "'demo.stray'"))
 		fprintf(stderr, "dlq.list: %s\n", reply);
@@ -805,13 +829,16 @@ static void test_simulator_api(void)
 		  strstr(out, "\"has_more\":false"));
 	free(out);
 	/* Malformed bodies get 400 and a JSON reason; unknown institutions 404. */
-	CU_ASSERT_EQUAL(s_api(up, "POST", "/api/v1/institutions/solsikken/notices", "{\"title\":",
-			      &out), 400);
+	CU_ASSERT_EQUAL(
+		s_api(up, "POST", "/api/v1/institutions/solsikken/notices", "{\"title\":", &out),
+		400);
 	CU_ASSERT(out && strstr(out, "\"error\""));
 	free(out);
-	CU_ASSERT_EQUAL(s_api(up, "POST", "/api/v1/registrations",
-			      "{\"kind\":\"sick\",\"child_id\":\"child-101\",\"date\":\"2026-02-30\"}",
-			      &out), 400);
+	CU_ASSERT_EQUAL(
+		s_api(up, "POST", "/api/v1/registrations",
+		      "{\"kind\":\"sick\",\"child_id\":\"child-101\",\"date\":\"2026-02-30\"}",
+		      &out),
+		400);
 	free(out);
 	CU_ASSERT_EQUAL(s_api(up, "GET", "/api/v1/institutions/nowhere/staffing", NULL, &out), 404);
 	CU_ASSERT(out && strstr(out, "unknown institution"));
@@ -848,8 +875,8 @@ static void test_notice_is_posted_with_its_photos(void)
 		      "    options: { listen: '127.0.0.1:0', port_file: '@DIR@/app.port' }\n",
 		      NULL, s_staff_routes);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	for (int waited = 0; waited < WAIT && !(port = test_read_file(kd_path(kd, "app.port"),
-								       NULL)); waited += 20)
+	for (int waited = 0;
+	     waited < WAIT && !(port = test_read_file(kd_path(kd, "app.port"), NULL)); waited += 20)
 		test_sleep_ms(20);
 	REQUIRE(port != NULL);
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/events", atoi(port));
@@ -860,14 +887,23 @@ static void test_notice_is_posted_with_its_photos(void)
 		   "{\"specversion\":\"1.0\",\"id\":\"app-notice-1\",\"source\":\"parents-app\","
 		   "\"type\":\"daycare.notice.post\",\"data\":{\"institution\":\"solsikken\","
 		   "\"title\":\"Skovtur\",\"text\":\"Billeder fra dagens skovtur\"}}\r\n");
-	fprintf(f, "--b0undary\r\nContent-Disposition: form-data; name=\"photos\"; "
-		   "filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n%s\r\n", photo1);
-	fprintf(f, "--b0undary\r\nContent-Disposition: form-data; name=\"photos\"; "
-		   "filename=\"b.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n%s\r\n", photo2);
+	fprintf(f,
+		"--b0undary\r\nContent-Disposition: form-data; name=\"photos\"; "
+		"filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n%s\r\n",
+		photo1);
+	fprintf(f,
+		"--b0undary\r\nContent-Disposition: form-data; name=\"photos\"; "
+		"filename=\"b.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n%s\r\n",
+		photo2);
 	fprintf(f, "--b0undary--\r\n");
 	fclose(f);
-	http_request(NULL, &(http_request_t){ .method = "POST", .url = url, .headers = headers,
-					      .body = body, .body_len = len, .timeout_ms = WAIT },
+	http_request(NULL,
+		     &(http_request_t){ .method = "POST",
+					.url = url,
+					.headers = headers,
+					.body = body,
+					.body_len = len,
+					.timeout_ms = WAIT },
 		     &a);
 	CU_ASSERT_EQUAL(a.status, 202);
 
@@ -924,16 +960,10 @@ done:
 	upstream_stop(&up);
 }
 
-TEST_MAIN("daycare",
-	  TEST(test_registrations_become_events),
-	  TEST(test_cursor_survives_restart),
-	  TEST(test_upstream_error_loses_nothing),
-	  TEST(test_upstream_garbage_loses_nothing),
-	  TEST(test_upstream_hang_loses_nothing),
-	  TEST(test_upstream_drop_loses_nothing),
+TEST_MAIN("daycare", TEST(test_registrations_become_events), TEST(test_cursor_survives_restart),
+	  TEST(test_upstream_error_loses_nothing), TEST(test_upstream_garbage_loses_nothing),
+	  TEST(test_upstream_hang_loses_nothing), TEST(test_upstream_drop_loses_nothing),
 	  TEST(test_malformed_registration_is_skipped),
-	  TEST(test_syg_absence_posts_one_neutral_notice),
-	  TEST(test_one_notice_per_absence),
-	  TEST(test_rejects_end_in_dead_letters),
-	  TEST(test_simulator_api),
+	  TEST(test_syg_absence_posts_one_neutral_notice), TEST(test_one_notice_per_absence),
+	  TEST(test_rejects_end_in_dead_letters), TEST(test_simulator_api),
 	  TEST(test_notice_is_posted_with_its_photos))

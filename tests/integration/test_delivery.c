@@ -47,7 +47,8 @@ static const char *s_status(const char *reply, const char *id, char *buf, size_t
 	size_t i;
 
 	buf[0] = '\0';
-	json_array_foreach(results, i, r) {
+	json_array_foreach(results, i, r)
+	{
 		const char *rid = json_string_value(json_object_get(r, "id"));
 		const char *st = json_string_value(json_object_get(r, "status"));
 		if (st && (!id || (rid && !strcmp(rid, id)))) {
@@ -171,7 +172,8 @@ static void s_ctl_free(ctl_run_t *r)
 static void s_ctl(ctl_run_t *r, kd_t *kd, ...)
 {
 	const char *args[32];
-	char *out_path = strdup(kd_path(kd, ".ctl-out")), *err_path = strdup(kd_path(kd, ".ctl-err"));
+	char *out_path = strdup(kd_path(kd, ".ctl-out")),
+	     *err_path = strdup(kd_path(kd, ".ctl-err"));
 	char **env;
 	posix_spawn_file_actions_t fa;
 	int64_t deadline;
@@ -246,12 +248,12 @@ static void s_ctl(ctl_run_t *r, kd_t *kd, ...)
 
 typedef struct crash {
 	kd_t *kd;
-	void *sock;                /* DEALER connected to the current kanald's gateway */
-	unsigned char *accepted;   /* per event: answered accepted or duplicate */
-	unsigned char *done;       /* per batch: every event accepted */
-	int64_t *sent_at;          /* per batch: when its request went out; 0: not in flight */
+	void *sock;              /* DEALER connected to the current kanald's gateway */
+	unsigned char *accepted; /* per event: answered accepted or duplicate */
+	unsigned char *done;     /* per batch: every event accepted */
+	int64_t *sent_at;        /* per batch: when its request went out; 0: not in flight */
 	int n_done, in_flight, first_open, resends, invalid;
-	int64_t quiet_until;       /* after "busy": send nothing before this */
+	int64_t quiet_until; /* after "busy": send nothing before this */
 } crash_t;
 
 /* The batch of events b as one JSON array: ids c-<n>, n = b*CRASH_BATCH … */
@@ -265,10 +267,11 @@ static char *s_crash_batch(int b)
 	text[len++] = '[';
 	for (int i = 0; i < CRASH_BATCH; i++) {
 		int n = b * CRASH_BATCH + i;
-		len += (size_t)snprintf(text + len, cap - len,
-					"%s{\"specversion\":\"1.0\",\"id\":\"c-%05d\",\"source\":"
-					"\"crash-test\",\"type\":\"crash.tick\",\"data\":{\"n\":%d}}",
-					i ? "," : "", n, n);
+		len += (size_t)snprintf(
+			text + len, cap - len,
+			"%s{\"specversion\":\"1.0\",\"id\":\"c-%05d\",\"source\":"
+			"\"crash-test\",\"type\":\"crash.tick\",\"data\":{\"n\":%d}}",
+			i ? "," : "", n, n);
 	}
 	snprintf(text + len, cap - len, "]");
 	return text;
@@ -309,7 +312,8 @@ static void s_crash_reply(crash_t *c, const char *reply)
 	int batch = -1, busy_ms = 0;
 	size_t i;
 
-	json_array_foreach(json_object_get(root, "results"), i, r) {
+	json_array_foreach(json_object_get(root, "results"), i, r)
+	{
 		const char *id = json_string_value(json_object_get(r, "id"));
 		const char *st = json_string_value(json_object_get(r, "status"));
 		int idx = id ? s_crash_index(id, '\0') : -1;
@@ -441,11 +445,12 @@ static size_t s_crash_count(const char *path, unsigned *counts)
 
 static void test_crash_loses_nothing_accepted(void)
 {
-	char *conf = kd_config("  - name: a\n    plugin: sink\n"
-			       "    options: { path: '@DIR@/a.jsonl' }\n"
-			       "  - name: b\n    plugin: sink\n"
-			       "    options: { path: '@DIR@/b.jsonl' }\n",
-			       "journal:\n  mode: durable\n  sync: process\n  dedupe_window: 10m\n");
+	char *conf =
+		kd_config("  - name: a\n    plugin: sink\n"
+			  "    options: { path: '@DIR@/a.jsonl' }\n"
+			  "  - name: b\n    plugin: sink\n"
+			  "    options: { path: '@DIR@/b.jsonl' }\n",
+			  "journal:\n  mode: durable\n  sync: process\n  dedupe_window: 10m\n");
 	kd_t *kd = kd_start("crash", conf, "routes:\n  - name: both\n    to: [a, b]\n");
 	crash_t c = { .kd = kd };
 	unsigned *counts_a = calloc(CRASH_EVENTS, sizeof *counts_a);
@@ -533,11 +538,10 @@ static const char *s_poison_sinks =
 	"    options: { path: '@DIR@/retrier.jsonl', retry_type: x.poison, retry_after: 50ms }\n";
 
 /* The same destinations, fixed: they take every event. */
-static const char *s_fixed_sinks =
-	"  - name: rejector\n    plugin: sink\n"
-	"    options: { path: '@DIR@/rejector.jsonl' }\n"
-	"  - name: retrier\n    plugin: sink\n"
-	"    options: { path: '@DIR@/retrier.jsonl' }\n";
+static const char *s_fixed_sinks = "  - name: rejector\n    plugin: sink\n"
+				   "    options: { path: '@DIR@/rejector.jsonl' }\n"
+				   "  - name: retrier\n    plugin: sink\n"
+				   "    options: { path: '@DIR@/retrier.jsonl' }\n";
 
 static const char *s_poison_routes =
 	"routes:\n"
@@ -552,7 +556,8 @@ static json_t *s_letter_for(json_t *list, const char *destination)
 	json_t *item;
 	size_t i;
 
-	json_array_foreach(json_object_get(list, "items"), i, item) {
+	json_array_foreach(json_object_get(list, "items"), i, item)
+	{
 		const char *d = json_string_value(json_object_get(item, "destination"));
 		if (d && !strcmp(d, destination))
 			return item;
@@ -601,7 +606,8 @@ static void test_poison_is_kept_and_replayed(void)
 	for (int k = 1; k <= 20; k++)
 		len += (size_t)sprintf(batch + len,
 				       ",{\"specversion\":\"1.0\",\"id\":\"ok-%d\","
-				       "\"source\":\"poison-test\",\"type\":\"x.ok\"}", k);
+				       "\"source\":\"poison-test\",\"type\":\"x.ok\"}",
+				       k);
 	sprintf(batch + len, "]");
 	text = kd_send(kd, batch, WAIT);
 	free(batch);
@@ -658,12 +664,11 @@ static void test_poison_is_kept_and_replayed(void)
 	item = json_object_get(show, "item");
 	errors = json_object_get(item, "errors");
 	CU_ASSERT_EQUAL(json_array_size(errors), 3);
-	json_array_foreach(errors, i, v)
-		CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(v) ?: "",
-					      "sink asks to retry events of type 'x.poison'"));
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(item, "event"),
-								 "id")) ?: "",
-			       "p-1");
+	json_array_foreach(errors, i, v) CU_ASSERT_PTR_NOT_NULL(
+		strstr(json_string_value(v) ?: "", "sink asks to retry events of type 'x.poison'"));
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(item, "event"), "id")) ?: "",
+		"p-1");
 	json_decref(show);
 
 	/* The operator's view: kanalctl finds kanald through the config and lists both. */
@@ -735,8 +740,8 @@ static void test_dlq_drop_removes_a_letter(void)
 
 	free(conf);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	CU_ASSERT_STRING_EQUAL(s_send_one(kd, "drop-test", "p-2", "x.poison", status, sizeof status),
-			       "accepted");
+	CU_ASSERT_STRING_EQUAL(
+		s_send_one(kd, "drop-test", "p-2", "x.poison", status, sizeof status), "accepted");
 	while (test_now_ms() < deadline) {
 		json_decref(list);
 		list = s_admin_json(kd, "{\"cmd\":\"dlq.list\",\"type\":\"x.poison\"}");
@@ -746,8 +751,8 @@ static void test_dlq_drop_removes_a_letter(void)
 	}
 	CU_ASSERT_EQUAL_FATAL(json_array_size(json_object_get(list, "items")), 1);
 	snprintf(id, sizeof id, "%" JSON_INTEGER_FORMAT,
-		 json_integer_value(json_object_get(json_array_get(json_object_get(list, "items"), 0),
-						    "id")));
+		 json_integer_value(
+			 json_object_get(json_array_get(json_object_get(list, "items"), 0), "id")));
 	json_decref(list);
 	s_ctl(&r, kd, "dlq", "drop", id, (const char *)NULL);
 	CU_ASSERT_EQUAL(r.status, 0);
@@ -774,14 +779,15 @@ static json_t *s_wait_list(kd_t *kd, const char *filter, size_t n);
 static void test_transform_reshapes_and_failure_is_dead(void)
 {
 	char *conf = kd_config(s_fixed_sinks, NULL);
-	kd_t *kd = kd_start("transform", conf,
-			    "routes:\n"
-			    "  - name: shaped\n    match: { type: x.shaped }\n"
-			    "    transform: '{data: {count: (.n + 41)}, attributes: {type: \"x.reshaped\"}}'\n"
-			    "    to: rejector\n"
-			    "  - name: broken\n    match: { type: x.broken }\n"
-			    "    transform: 'error(\"no child in the payload\")'\n"
-			    "    to: retrier\n");
+	kd_t *kd = kd_start(
+		"transform", conf,
+		"routes:\n"
+		"  - name: shaped\n    match: { type: x.shaped }\n"
+		"    transform: '{data: {count: (.n + 41)}, attributes: {type: \"x.reshaped\"}}'\n"
+		"    to: rejector\n"
+		"  - name: broken\n    match: { type: x.broken }\n"
+		"    transform: 'error(\"no child in the payload\")'\n"
+		"    to: retrier\n");
 	char status[32];
 	json_t *list, *item;
 	char *text;
@@ -826,7 +832,8 @@ static json_t *s_wait_list(kd_t *kd, const char *filter, size_t n)
 	for (;;) {
 		json_decref(list);
 		list = s_admin_json(kd, request);
-		if (json_array_size(json_object_get(list, "items")) >= n || test_now_ms() >= deadline)
+		if (json_array_size(json_object_get(list, "items")) >= n ||
+		    test_now_ms() >= deadline)
 			break;
 		test_sleep_ms(100);
 	}
@@ -862,8 +869,8 @@ static void test_dlq_filters_masking_and_replay_again(void)
 	CU_ASSERT_STRING_EQUAL(s_status(reply, "f-1", status, sizeof status), "accepted");
 	free(reply);
 	list = s_wait_list(kd, "", 1);
-	first_id = json_integer_value(json_object_get(json_array_get(json_object_get(list, "items"), 0),
-						      "id"));
+	first_id = json_integer_value(
+		json_object_get(json_array_get(json_object_get(list, "items"), 0), "id"));
 	json_decref(list);
 	CU_ASSERT_STRING_EQUAL(s_send_one(kd, "filter-test", "f-2", "y.bad", status, sizeof status),
 			       "accepted");
@@ -904,11 +911,11 @@ static void test_dlq_filters_masking_and_replay_again(void)
 		int64_t newest_ms = 0;
 		char text[KANAL_TIME_RFC3339_SIZE + 8];
 		CU_ASSERT_EQUAL_FATAL(kanal_time_parse_rfc3339(dead_at_copy, &newest_ms), 0);
-		CU_ASSERT_EQUAL_FATAL(kanal_time_rfc3339(newest_ms + 3600000 - 19800000, text,
-							 sizeof text), 0);
+		CU_ASSERT_EQUAL_FATAL(
+			kanal_time_rfc3339(newest_ms + 3600000 - 19800000, text, sizeof text), 0);
 		strcpy(text + strlen(text) - 1, "-05:30");
-		CU_ASSERT_FATAL(asprintf(&request, "{\"cmd\":\"dlq.list\",\"since\":\"%s\"}",
-					 text) > 0);
+		CU_ASSERT_FATAL(
+			asprintf(&request, "{\"cmd\":\"dlq.list\",\"since\":\"%s\"}", text) > 0);
 		list = s_admin_json(kd, request);
 		free(request);
 		CU_ASSERT(json_is_true(json_object_get(list, "ok")));
@@ -918,22 +925,26 @@ static void test_dlq_filters_masking_and_replay_again(void)
 		list = s_admin_json(kd, "{\"cmd\":\"dlq.list\",\"since\":"
 					"\"2000-01-01T00:00:00Zjunk\"}");
 		CU_ASSERT(json_is_false(json_object_get(list, "ok")));
-		CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(list, "error")) ?: "",
-					      "RFC 3339"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(
+			json_string_value(json_object_get(list, "error")) ?: "", "RFC 3339"));
 		json_decref(list);
 	}
 
 	/* show masks the event's CPR number unless asked for the clear text. */
-	CU_ASSERT_FATAL(asprintf(&request, "{\"cmd\":\"dlq.show\",\"id\":%" JSON_INTEGER_FORMAT
-					   ",\"clear\":false}", first_id) > 0);
+	CU_ASSERT_FATAL(asprintf(&request,
+				 "{\"cmd\":\"dlq.show\",\"id\":%" JSON_INTEGER_FORMAT
+				 ",\"clear\":false}",
+				 first_id) > 0);
 	reply = kd_admin(kd, request, WAIT);
 	free(request);
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "\"ok\":true"));
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "150385"));
 	CU_ASSERT(!kd_has_clear_cpr(reply));
 	free(reply);
-	CU_ASSERT_FATAL(asprintf(&request, "{\"cmd\":\"dlq.show\",\"id\":%" JSON_INTEGER_FORMAT
-					   ",\"clear\":true}", first_id) > 0);
+	CU_ASSERT_FATAL(asprintf(&request,
+				 "{\"cmd\":\"dlq.show\",\"id\":%" JSON_INTEGER_FORMAT
+				 ",\"clear\":true}",
+				 first_id) > 0);
 	reply = kd_admin(kd, request, WAIT);
 	free(request);
 	CU_ASSERT(kd_has_clear_cpr(reply));
@@ -1008,11 +1019,12 @@ static void test_duplicate_is_routed_once(void)
 			       "accepted");
 	/* A duplicate inside a batch is answered as such; the rest of the batch goes on. */
 	{
-		char *reply = kd_send(kd,
-				      "[{\"specversion\":\"1.0\",\"id\":\"d-1\",\"source\":\"vendor\","
-				      "\"type\":\"x.y\"},{\"specversion\":\"1.0\",\"id\":\"d-2\","
-				      "\"source\":\"vendor\",\"type\":\"x.y\"}]",
-				      WAIT);
+		char *reply =
+			kd_send(kd,
+				"[{\"specversion\":\"1.0\",\"id\":\"d-1\",\"source\":\"vendor\","
+				"\"type\":\"x.y\"},{\"specversion\":\"1.0\",\"id\":\"d-2\","
+				"\"source\":\"vendor\",\"type\":\"x.y\"}]",
+				WAIT);
 		CU_ASSERT_STRING_EQUAL(s_status(reply, "d-1", status, sizeof status), "duplicate");
 		CU_ASSERT_STRING_EQUAL(s_status(reply, "d-2", status, sizeof status), "accepted");
 		free(reply);
@@ -1089,8 +1101,8 @@ static void test_unmatched_flood_is_logged_sparingly(void)
 			break;
 		test_sleep_ms(100);
 	}
-	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(status, "counters"),
-							   "unmatched")),
+	CU_ASSERT_EQUAL(json_integer_value(
+				json_object_get(json_object_get(status, "counters"), "unmatched")),
 			BATCHES * PER);
 	/* One more a second later: its line says how many were held back meanwhile. */
 	test_sleep_ms(1100);
@@ -1115,7 +1127,8 @@ static void test_unmatched_flood_is_logged_sparingly(void)
 	CU_ASSERT(lines <= 10);
 	CU_ASSERT_PTR_NOT_NULL(strstr(log, "more like this held back"));
 	if (lines > 10)
-		fprintf(stderr, "    %zu log lines for %d unmatched events\n", lines, BATCHES * PER);
+		fprintf(stderr, "    %zu log lines for %d unmatched events\n", lines,
+			BATCHES * PER);
 	free(log);
 	free(reply);
 	json_decref(status);
@@ -1237,13 +1250,10 @@ static void test_memory_mode_flows_and_dlq_says_off(void)
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("delivery",
-	  TEST(test_duplicate_is_routed_once),
+TEST_MAIN("delivery", TEST(test_duplicate_is_routed_once),
 	  TEST(test_unmatched_flood_is_logged_sparingly),
 	  TEST(test_transform_reshapes_and_failure_is_dead),
 	  TEST(test_memory_mode_flows_and_dlq_says_off),
-	  TEST(test_restart_resumes_pending_deliveries),
-	  TEST(test_dlq_drop_removes_a_letter),
-	  TEST(test_dlq_filters_masking_and_replay_again),
-	  TEST(test_poison_is_kept_and_replayed),
+	  TEST(test_restart_resumes_pending_deliveries), TEST(test_dlq_drop_removes_a_letter),
+	  TEST(test_dlq_filters_masking_and_replay_again), TEST(test_poison_is_kept_and_replayed),
 	  TEST(test_crash_loses_nothing_accepted))

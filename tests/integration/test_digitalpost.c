@@ -64,13 +64,13 @@ static void s_str_is(const char *actual, const char *want, const char *expr, int
 }
 
 /* Synthetic people (examples/simulators/population.c). */
-#define CPR_MADS "1503851233"   /* enrolled */
-#define CPR_SOFIE "2207884566"  /* enrolled */
-#define CPR_EMMA "0112894178"   /* enrolled */
-#define CPR_HANNE "1807794260"  /* enrolled */
-#define CPR_BENT "0101654001"   /* exempt: no computer */
-#define CPR_KAREN "3006409120"  /* exempt */
-#define CPR_LAURA "1512155010"  /* 11 years old */
+#define CPR_MADS "1503851233"  /* enrolled */
+#define CPR_SOFIE "2207884566" /* enrolled */
+#define CPR_EMMA "0112894178"  /* enrolled */
+#define CPR_HANNE "1807794260" /* enrolled */
+#define CPR_BENT "0101654001"  /* exempt: no computer */
+#define CPR_KAREN "3006409120" /* exempt */
+#define CPR_LAURA "1512155010" /* 11 years old */
 
 /* ---- letters ----------------------------------------------------------------------------- */
 
@@ -195,17 +195,16 @@ typedef struct env {
 	void *sub;
 } env_t;
 
-static const char *s_routes =
-	"routes:\n"
-	"  - name: letter-to-citizen\n"
-	"    match: { type: post.letter.send }\n"
-	"    to: digitalpost\n"
-	"    fallback: letter\n"
-	"    retry: { max_attempts: 5, backoff: 1s, max_backoff: 2s }\n"
-	"  - name: letter-status\n"
-	"    match: { type: post.letter.status }\n"
-	"    to: letter-log\n"
-	"default: other\n";
+static const char *s_routes = "routes:\n"
+			      "  - name: letter-to-citizen\n"
+			      "    match: { type: post.letter.send }\n"
+			      "    to: digitalpost\n"
+			      "    fallback: letter\n"
+			      "    retry: { max_attempts: 5, backoff: 1s, max_backoff: 2s }\n"
+			      "  - name: letter-status\n"
+			      "    match: { type: post.letter.status }\n"
+			      "    to: letter-log\n"
+			      "default: other\n";
 
 /* Starts the simulator (sim_args: NULL-terminated, may be NULL) and kanald with a
  * digitalpost instance (extra_opts: more YAML flow-map entries, may be ""). */
@@ -224,10 +223,12 @@ static bool s_start(env_t *env, const char *tag, const char *const *sim_args,
 		     "    options: { base_url: '%s', sender_cvr: '55133018', "
 		     "sender_label: 'Aarhus Kommune', timeout: 1s, "
 		     "pseudonym_key: pseudonym.key%s }\n"
-		     "  - name: letter\n    plugin: sink\n    options: { path: '@DIR@/letter.jsonl' }\n"
+		     "  - name: letter\n    plugin: sink\n    options: { path: "
+		     "'@DIR@/letter.jsonl' }\n"
 		     "  - name: letter-log\n    plugin: sink\n"
 		     "    options: { path: '@DIR@/status.jsonl' }\n"
-		     "  - name: other\n    plugin: sink\n    options: { path: '@DIR@/other.jsonl' }\n",
+		     "  - name: other\n    plugin: sink\n    options: { path: '@DIR@/other.jsonl' "
+		     "}\n",
 		     env->up->url, extra_opts) < 0)
 		return false;
 	conf = kd_config(instances, NULL);
@@ -334,8 +335,7 @@ static void test_enrolled_citizen_gets_the_letter_digitally(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(box);
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(box, "messages")), 1);
 	msg = json_array_get(json_object_get(box, "messages"), 0);
-	ASSERT_STR(json_string_value(json_object_get(msg, "label")),
-			       "Din plads i dagtilbud");
+	ASSERT_STR(json_string_value(json_object_get(msg, "label")), "Din plads i dagtilbud");
 	ASSERT_STR(json_string_value(json_object_get(msg, "recipient")), "150385-XXXX");
 	ASSERT_STR(json_string_value(json_object_get(msg, "channel")), "Digital Post");
 	ASSERT_STR(json_string_value(json_object_get(msg, "sender")), "Aarhus Kommune");
@@ -346,8 +346,7 @@ static void test_enrolled_citizen_gets_the_letter_digitally(void)
 	status = s_first_line(kd_path(env.kd, "status.jsonl"));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(status);
 	data = json_object_get(status, "data");
-	ASSERT_STR(json_string_value(json_object_get(status, "type")),
-			       "post.letter.status");
+	ASSERT_STR(json_string_value(json_object_get(status, "type")), "post.letter.status");
 	ASSERT_STR(json_string_value(json_object_get(data, "letter")), "brev-1");
 	ASSERT_STR(json_string_value(json_object_get(data, "channel")), "digital");
 	ASSERT_STR(json_string_value(json_object_get(data, "status")), "sent");
@@ -356,10 +355,9 @@ static void test_enrolled_citizen_gets_the_letter_digitally(void)
 	ASSERT_STR(json_string_value(json_object_get(data, "reason")),
 		   "Digital Post: PostForespoerg: the recipient can receive Digital Post");
 	ASSERT_STR(json_string_value(json_object_get(data, "transaction")),
-			       json_string_value(json_object_get(msg, "transaction")));
+		   json_string_value(json_object_get(msg, "transaction")));
 	ASSERT_STR(json_string_value(json_object_get(status, "causationid")), "brev-1");
-	ASSERT_STR(json_string_value(json_object_get(status, "correlationid")),
-			       "brev-1");
+	ASSERT_STR(json_string_value(json_object_get(status, "correlationid")), "brev-1");
 	/* The recipient is a pseudonym in the subject, never a CPR number. */
 	CU_ASSERT(!strncmp(json_string_value(json_object_get(status, "subject")), "person:", 7));
 	CU_ASSERT_PTR_NULL(json_object_get(data, "recipient_cpr"));
@@ -398,12 +396,11 @@ static void test_exempt_citizen_gets_a_physical_letter(void)
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(env.kd, "status.jsonl"), 1, WAIT), 1);
 	status = s_first_line(kd_path(env.kd, "status.jsonl"));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(status);
-	ASSERT_STR(
-		json_string_value(json_object_get(json_object_get(status, "data"), "status")),
-		"failed");
-	CU_ASSERT(!strncmp(json_string_value(json_object_get(json_object_get(status, "data"),
-							     "reason")),
-			   "not-enrolled: ", 14));
+	ASSERT_STR(json_string_value(json_object_get(json_object_get(status, "data"), "status")),
+		   "failed");
+	CU_ASSERT(!strncmp(
+		json_string_value(json_object_get(json_object_get(status, "data"), "reason")),
+		"not-enrolled: ", 14));
 	json_decref(status);
 
 	/* Karen too (exempt), sent by another system: same outcome. */
@@ -428,9 +425,9 @@ static void test_lookup_says_not_enrolled_no_service_call(void)
 	/* Mads is enrolled at the service, but the route's CPR lookup says he is not: the
 	 * connector trusts the lookup and never calls the service. */
 	e = s_letter("brev-lookup", CPR_MADS);
-	json_object_set_new(json_object_get(e, "data"), "recipient",
-			    json_pack("{s:b, s:i, s:s}", "digital_post", 0, "status", 1, "cpr",
-				      CPR_MADS));
+	json_object_set_new(
+		json_object_get(e, "data"), "recipient",
+		json_pack("{s:b, s:i, s:s}", "digital_post", 0, "status", 1, "cpr", CPR_MADS));
 	s_send(&env, s_text(e));
 	p = s_expect(&env, "rejected post.letter.send", "not-enrolled");
 	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "the service was not called"));
@@ -466,7 +463,8 @@ static void test_invalid_letters_are_rejected_naming_the_field(void)
 	} cases[] = {
 		{ "bad-filename", "document", "filename", "plads:2026.pdf", "document.filename" },
 		{ "bad-start", "action", "start", "2026-12-01T09:00:00+01:00", "action.start" },
-		{ "no-location", "action.reservation", "location", "", "action.reservation.location" },
+		{ "no-location", "action.reservation", "location", "",
+		  "action.reservation.location" },
 		{ "bad-cpr", "recipient_cpr", NULL, "3213851233", "recipient_cpr" },
 		{ "bad-content", "document", "content", "not base64!", "document.content" },
 		{ "no-label", "label", NULL, "  ", "label" },
@@ -616,7 +614,8 @@ static json_t *s_status_of(env_t *env, const char *letter, const char *st)
 		for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
 		     line = strtok_r(NULL, "\n", &save)) {
 			json_t *j = json_loads(line, 0, NULL), *d = json_object_get(j, "data");
-			if (!strcmp(json_string_value(json_object_get(d, "letter")) ?: "", letter) &&
+			if (!strcmp(json_string_value(json_object_get(d, "letter")) ?: "",
+				    letter) &&
 			    !strcmp(json_string_value(json_object_get(d, "status")) ?: "", st)) {
 				free(text);
 				return j;
@@ -663,20 +662,22 @@ static void test_receipts_give_the_final_outcome(void)
 
 	/* The platform fails the next letter: failed, with the service's FejlKode. */
 	CU_ASSERT_EQUAL(upstream_http(env.up, "POST", "/digitalpost/v1/messages-status-fault",
-				      "failed", "text/plain", &p), 200);
+				      "failed", "text/plain", &p),
+			200);
 	free(p);
 	s_send(&env, s_text(s_letter("brev-fejl", CPR_SOFIE)));
 	st = s_status_of(&env, "brev-fejl", "failed");
 	CU_ASSERT_PTR_NOT_NULL(st);
-	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(
-					      json_object_get(st, "data"), "reason")) ?: "",
-				      "Fejlet (Digital Post): memo.invalid: "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(
+		json_string_value(json_object_get(json_object_get(st, "data"), "reason")) ?: "",
+		"Fejlet (Digital Post): memo.invalid: "));
 	json_decref(st);
 
 	/* No status at all: after status_timeout (2s) the letter's status is unknown, and
 	 * the metric says so. */
 	CU_ASSERT_EQUAL(upstream_http(env.up, "POST", "/digitalpost/v1/messages-status-fault",
-				      "silent", "text/plain", &p), 200);
+				      "silent", "text/plain", &p),
+			200);
 	free(p);
 	s_send(&env, s_text(s_letter("brev-tavs", CPR_EMMA)));
 	st = s_status_of(&env, "brev-tavs", "unknown");
@@ -767,7 +768,8 @@ static void s_memo_is_plain(xmlNodePtr parent, const char *name, const char *wan
 	xmlNodePtr c = parent->children;
 	xmlChar *text;
 
-	while (c && !(c->type == XML_ELEMENT_NODE && !c->ns && !strcmp((const char *)c->name, name)))
+	while (c &&
+	       !(c->type == XML_ELEMENT_NODE && !c->ns && !strcmp((const char *)c->name, name)))
 		c = c->next;
 	text = c ? xmlNodeGetContent(c) : NULL;
 	ASSERT_STR((const char *)text, want);
@@ -810,7 +812,8 @@ static void test_memo_has_the_required_elements(void)
 	ASSERT_STR((const char *)root->name, "kombi_request");
 	s_memo_is_plain(root, "KombiValgKode", "Digital Post");
 	msg = root->children;
-	while (msg && !(msg->type == XML_ELEMENT_NODE && !strcmp((const char *)msg->name, "Message")))
+	while (msg &&
+	       !(msg->type == XML_ELEMENT_NODE && !strcmp((const char *)msg->name, "Message")))
 		msg = msg->next;
 	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(msg->ns);
@@ -898,8 +901,8 @@ static void test_nemsms_channel(void)
 	ASSERT_STR(channel, "nemsms");
 	box = s_mailbox(up, NULL);
 	ASSERT_STR(json_string_value(json_object_get(
-				       json_array_get(json_object_get(box, "messages"), 0), "channel")),
-			       "NemSMS");
+			   json_array_get(json_object_get(box, "messages"), 0), "channel")),
+		   "NemSMS");
 	json_decref(box);
 	kanal_msg_destroy(&m);
 	kanal_harness_destroy(&h);
@@ -938,18 +941,40 @@ static kanal_outcome_t s_try_link(kanal_harness_t *h, const char *url)
 static void test_filename_and_other_checks(void)
 {
 	static const char *const bad_names[] = {
-		"a<b.pdf", "a>b.pdf", "a:b.pdf", "a\"b.pdf", "a/b.pdf", "a\\b.pdf", "a|b.pdf",
-		"a?b.pdf", "a*b.pdf", "a\nb.pdf", "a\rb.pdf", "a\tb.pdf", "a\x7f" "b.pdf",
-		"a\xc2\xa0" "b.pdf",     /* U+00A0 no-break space */
-		"a\xc2\x85" "b.pdf",     /* U+0085 next line */
-		"a\xe2\x80\x83" "b.pdf", /* U+2003 em space */
-		"a\xe2\x80\x8b" "b.pdf", /* U+200B zero width space */
-		"a\xe2\x80\xa8" "b.pdf", /* U+2028 line separator */
-		"a\xe2\x80\xaf" "b.pdf", /* U+202F narrow no-break space */
-		"a\xe2\x81\x9f" "b.pdf", /* U+205F medium mathematical space */
-		"a\xe3\x80\x80" "b.pdf", /* U+3000 ideographic space */
-		"a\xef\xbb\xbf" "b.pdf", /* U+FEFF zero width no-break space */
-		"", "..",
+		"a<b.pdf",
+		"a>b.pdf",
+		"a:b.pdf",
+		"a\"b.pdf",
+		"a/b.pdf",
+		"a\\b.pdf",
+		"a|b.pdf",
+		"a?b.pdf",
+		"a*b.pdf",
+		"a\nb.pdf",
+		"a\rb.pdf",
+		"a\tb.pdf",
+		"a\x7f"
+		"b.pdf",
+		"a\xc2\xa0"
+		"b.pdf", /* U+00A0 no-break space */
+		"a\xc2\x85"
+		"b.pdf", /* U+0085 next line */
+		"a\xe2\x80\x83"
+		"b.pdf", /* U+2003 em space */
+		"a\xe2\x80\x8b"
+		"b.pdf", /* U+200B zero width space */
+		"a\xe2\x80\xa8"
+		"b.pdf", /* U+2028 line separator */
+		"a\xe2\x80\xaf"
+		"b.pdf", /* U+202F narrow no-break space */
+		"a\xe2\x81\x9f"
+		"b.pdf", /* U+205F medium mathematical space */
+		"a\xe3\x80\x80"
+		"b.pdf", /* U+3000 ideographic space */
+		"a\xef\xbb\xbf"
+		"b.pdf", /* U+FEFF zero width no-break space */
+		"",
+		"..",
 	};
 	static const char *const good_names[] = { "Afgørelse om plads.pdf", "brev_2026-01.v2.pdf",
 						  "Ærø – kort.pdf" };
@@ -961,15 +986,16 @@ static void test_filename_and_other_checks(void)
 	for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
 		kanal_outcome_t o = s_try(h, "document", "filename", bad_names[i]);
 		CU_ASSERT_EQUAL(o, KANAL_OUTCOME_REJECT);
-		CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_last_error(h),
-					      "invalid letter: document.filename: "));
+		CU_ASSERT_PTR_NOT_NULL(
+			strstr(kanal_harness_last_error(h), "invalid letter: document.filename: "));
 		if (o != KANAL_OUTCOME_REJECT)
 			fprintf(stderr, "bad file name #%zu was accepted\n", i);
 	}
 	for (size_t i = 0; i < sizeof good_names / sizeof *good_names; i++) {
 		CU_ASSERT_EQUAL(s_try(h, "document", "filename", good_names[i]), KANAL_OUTCOME_OK);
 		if (strcmp(kanal_harness_last_error(h) ? kanal_harness_last_error(h) : "", ""))
-			fprintf(stderr, "good file name #%zu: %s\n", i, kanal_harness_last_error(h));
+			fprintf(stderr, "good file name #%zu: %s\n", i,
+				kanal_harness_last_error(h));
 	}
 	/* The other fields. */
 	CU_ASSERT_EQUAL(s_try(h, "document", "content", "SGVq="), KANAL_OUTCOME_REJECT);
@@ -1239,12 +1265,14 @@ static void test_simulator_refuses_a_call_without_the_transaction_headers(void)
 {
 	upstream_t *up = upstream_start("digitalpost", NULL);
 	char *xml = test_read_file("contracts/examples/sf1601/kombi_request.automatisk-valg.xml",
-				   NULL), *answer = NULL;
+				   NULL),
+	     *answer = NULL;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(xml);
 	CU_ASSERT_EQUAL(upstream_http(up, "POST", "/service/KombiPostAfsend_1/kombi", xml,
-				      "application/xml", &answer), 400);
+				      "application/xml", &answer),
+			400);
 	CU_ASSERT_PTR_NOT_NULL(answer && strstr(answer, "x-TransaktionsId"));
 	CU_ASSERT_EQUAL(s_count(up, "delivered"), 0);
 	free(answer);
@@ -1374,7 +1402,8 @@ static void test_attachment_from_a_blob_is_an_additional_document(void)
 	doc = xmlReadMemory(body, (int)strlen(body), "memo.xml", NULL, XML_PARSE_NONET);
 	REQUIRE(doc != NULL);
 	msg = xmlDocGetRootElement(doc)->children;
-	while (msg && !(msg->type == XML_ELEMENT_NODE && !strcmp((const char *)msg->name, "Message")))
+	while (msg &&
+	       !(msg->type == XML_ELEMENT_NODE && !strcmp((const char *)msg->name, "Message")))
 		msg = msg->next;
 	REQUIRE(msg != NULL);
 	s_memo_is(msg, "MessageBody/AdditionalDocument/File/filename", "Bilag 1.pdf");
@@ -1410,8 +1439,7 @@ done:
 	upstream_stop(&up);
 }
 
-TEST_MAIN("digitalpost",
-	  TEST(test_enrolled_citizen_gets_the_letter_digitally),
+TEST_MAIN("digitalpost", TEST(test_enrolled_citizen_gets_the_letter_digitally),
 	  TEST(test_attachment_from_a_blob_is_an_additional_document),
 	  TEST(test_exempt_citizen_gets_a_physical_letter),
 	  TEST(test_lookup_says_not_enrolled_no_service_call),
@@ -1422,8 +1450,7 @@ TEST_MAIN("digitalpost",
 	  TEST(test_receipts_give_the_final_outcome),
 	  TEST(test_sf1514_token_over_mutual_tls_and_renewal_after_401),
 	  TEST(test_sf1514_refusals_are_retried_or_refused_at_start),
-	  TEST(test_memo_has_the_required_elements),
-	  TEST(test_nemsms_channel),
+	  TEST(test_memo_has_the_required_elements), TEST(test_nemsms_channel),
 	  TEST(test_filename_and_other_checks),
 	  TEST(test_simulator_refuses_a_call_without_the_transaction_headers),
 	  TEST(test_bad_options_are_refused),

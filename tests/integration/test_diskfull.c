@@ -27,13 +27,12 @@
 #include "kanald.h"
 #include "test.h"
 
-#define WAIT 10000     /* ms: the bound of every wait */
+#define WAIT 10000 /* ms: the bound of every wait */
 #define TMPFS_SIZE "8m"
-#define MAX_FULL 400   /* events sent into the full disk at most */
+#define MAX_FULL 400 /* events sent into the full disk at most */
 
-static const char *s_instances =
-	"  - name: sink\n    plugin: sink\n"
-	"    options: { path: '@DIR@/delivered.jsonl', delay: 100ms }\n";
+static const char *s_instances = "  - name: sink\n    plugin: sink\n"
+				 "    options: { path: '@DIR@/delivered.jsonl', delay: 100ms }\n";
 static const char *s_routes =
 	"routes:\n"
 	"  - name: to-sink\n    match: { type: test.diskfull }\n    to: sink\n";
@@ -52,15 +51,18 @@ static answer_t s_send(kd_t *kd, const char *id, char *why, size_t why_size)
 	if (!pad[0])
 		memset(pad, 'x', sizeof pad - 1);
 	why[0] = '\0';
-	if (asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"diskfull-test\","
-			    "\"type\":\"test.diskfull\",\"data\":{\"pad\":\"%s\"}}", id, pad) < 0)
+	if (asprintf(&text,
+		     "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"diskfull-test\","
+		     "\"type\":\"test.diskfull\",\"data\":{\"pad\":\"%s\"}}",
+		     id, pad) < 0)
 		return ANSWER_OTHER;
 	reply = kd_send(kd, text, WAIT);
 	free(text);
 	o = reply ? json_loads(reply, 0, NULL) : NULL;
 	/* A single event's reply is the result itself, or a batch's list of one. */
 	result = json_is_array(json_object_get(o, "results"))
-			 ? json_array_get(json_object_get(o, "results"), 0) : o;
+			 ? json_array_get(json_object_get(o, "results"), 0)
+			 : o;
 	if (json_is_string(json_object_get(result, "status"))) {
 		const char *status = json_string_value(json_object_get(result, "status"));
 		const char *reason = json_string_value(json_object_get(result, "reason"));
@@ -86,7 +88,8 @@ static int s_status(kd_t *kd, int64_t *open_events)
 	json_t *o = reply ? json_loads(reply, 0, NULL) : NULL;
 	json_t *j = json_object_get(o, "journal");
 	int writable = json_is_boolean(json_object_get(j, "writable"))
-			       ? json_is_true(json_object_get(j, "writable")) : -1;
+			       ? json_is_true(json_object_get(j, "writable"))
+			       : -1;
 
 	if (open_events)
 		*open_events = json_integer_value(json_object_get(j, "open_events"));
@@ -176,9 +179,10 @@ static void test_full_disk_refuses_cleanly_and_recovers(void)
 	snprintf(state, sizeof state, "%s/state", kd->dir);
 	snprintf(filler, sizeof filler, "%s/filler", state);
 	REQUIRE(mkdir(state, 0750) == 0 || errno == EEXIST);
-	if (mount("tmpfs", state, "tmpfs", MS_NOSUID | MS_NODEV, "size=" TMPFS_SIZE ",mode=0750")
-	    < 0) {
-		printf("\n    skipped: cannot mount a tmpfs on %s: %s\n    ", state, strerror(errno));
+	if (mount("tmpfs", state, "tmpfs", MS_NOSUID | MS_NODEV, "size=" TMPFS_SIZE ",mode=0750") <
+	    0) {
+		printf("\n    skipped: cannot mount a tmpfs on %s: %s\n    ", state,
+		       strerror(errno));
 		goto done;
 	}
 	mounted = true;

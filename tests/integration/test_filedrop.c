@@ -159,23 +159,25 @@ done:
 
 static void test_xml_records_mapped_by_jq(void)
 {
-	kd_t *kd = s_kanald("fd-xml", "      settle: 0s\n      format: xml\n"
-				      "      pattern: '*.xml'\n      record_path: //loenseddel\n"
-				      "      map: '{id: \"ls-\\(.nr)\", subject: \"medarbejder-\\(.nr)\", "
-				      "data: {navn, beloeb: (.beloeb | tonumber), fil: $file.name, "
-				      "linje: $file.line}}'\n");
+	kd_t *kd = s_kanald("fd-xml",
+			    "      settle: 0s\n      format: xml\n"
+			    "      pattern: '*.xml'\n      record_path: //loenseddel\n"
+			    "      map: '{id: \"ls-\\(.nr)\", subject: \"medarbejder-\\(.nr)\", "
+			    "data: {navn, beloeb: (.beloeb | tonumber), fil: $file.name, "
+			    "linje: $file.line}}'\n");
 	json_t *e = NULL;
 	char *reason = NULL;
 
 	REQUIRE(kd);
-	free(test_write_file(kd_path(kd, "drop"), "a-loen.xml",
-			     "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n"
-			     "<eksport periode=\"2024-05\">\n"
-			     "  <loenseddel nr=\"7\"><navn>S\xf8ren</navn><beloeb>31000.5</beloeb>"
-			     "</loenseddel>\n"
-			     "  <andet/>\n"
-			     "  <loenseddel nr=\"8\">\n    <navn>Anna</navn><beloeb>29000</beloeb>\n"
-			     "  </loenseddel>\n</eksport>\n"));
+	free(test_write_file(
+		kd_path(kd, "drop"), "a-loen.xml",
+		"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n"
+		"<eksport periode=\"2024-05\">\n"
+		"  <loenseddel nr=\"7\"><navn>S\xf8ren</navn><beloeb>31000.5</beloeb>"
+		"</loenseddel>\n"
+		"  <andet/>\n"
+		"  <loenseddel nr=\"8\">\n    <navn>Anna</navn><beloeb>29000</beloeb>\n"
+		"  </loenseddel>\n</eksport>\n"));
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT), 2);
 	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/a-loen.xml")));
 	e = s_event(kd, 0);
@@ -184,10 +186,12 @@ static void test_xml_records_mapped_by_jq(void)
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), "hr.record.exported");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "subject")), "medarbejder-7");
 	CU_ASSERT_STRING_EQUAL(s_field(e, "navn"), "S\xc3\xb8ren");
-	CU_ASSERT_DOUBLE_EQUAL(json_number_value(json_object_get(json_object_get(e, "data"),
-								 "beloeb")), 31000.5, 0.001);
+	CU_ASSERT_DOUBLE_EQUAL(
+		json_number_value(json_object_get(json_object_get(e, "data"), "beloeb")), 31000.5,
+		0.001);
 	CU_ASSERT_STRING_EQUAL(s_field(e, "fil"), "a-loen.xml");
-	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(e, "data"), "linje")), 3);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(e, "data"), "linje")),
+			3);
 	json_decref(e);
 	e = s_event(kd, 1);
 	CU_ASSERT(e && !strcmp(json_string_value(json_object_get(e, "id")), "ls-8"));
@@ -285,10 +289,7 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("filedrop",
-	  TEST(test_jsonl_file_becomes_events),
-	  TEST(test_csv_latin1_with_quotes),
-	  TEST(test_bad_record_refuses_the_file),
-	  TEST(test_xml_records_mapped_by_jq),
+TEST_MAIN("filedrop", TEST(test_jsonl_file_becomes_events), TEST(test_csv_latin1_with_quotes),
+	  TEST(test_bad_record_refuses_the_file), TEST(test_xml_records_mapped_by_jq),
 	  TEST(test_unsettled_file_and_symlink),
 	  TEST(test_sigkill_mid_file_loses_and_doubles_nothing))

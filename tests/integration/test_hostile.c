@@ -53,13 +53,13 @@
 #include "kanald.h"
 #include "test.h"
 
-#define WAIT 10000	  /* ms: the bound of every wait for an answer that should come */
-#define QUIET 1500	  /* ms: how long to wait for an answer that should not come */
-#define STORM_MS 60000	  /* ms: the storm's overall deadline; clients stop there */
+#define WAIT 10000        /* ms: the bound of every wait for an answer that should come */
+#define QUIET 1500        /* ms: how long to wait for an answer that should not come */
+#define STORM_MS 60000    /* ms: the storm's overall deadline; clients stop there */
 #define DELIVERY_MS 30000 /* ms: the bound of the wait for every delivery */
 #define N_HTTP 25
 #define N_ZMQ 25
-#define ROUNDS 300 /* requests per client (KANAL_HOSTILE_ROUNDS overrides) */
+#define ROUNDS 300      /* requests per client (KANAL_HOSTILE_ROUNDS overrides) */
 #define MAX_ATTEMPTS 40 /* sends of one valid request, busy answers included */
 
 /* The limits of this kanald: the ingress refuses single events over 4 KiB and bodies over
@@ -94,23 +94,23 @@ static const char *const s_cprs[] = { "150385-1233", "0101184129", "241299-5123"
 typedef struct valid {
 	char id[48];
 	const char *source;
-	int sink;		/* 0: out-child (child.>), 1: out-staff (staff.>) */
-	char *data;		/* the `data` member's JSON text as sent, or NULL */
-	unsigned char *bytes;	/* or the bytes sent as data_base64 */
+	int sink;             /* 0: out-child (child.>), 1: out-staff (staff.>) */
+	char *data;           /* the `data` member's JSON text as sent, or NULL */
+	unsigned char *bytes; /* or the bytes sent as data_base64 */
 	size_t n_bytes;
-	bool accepted;		/* the client was told accepted (or duplicate after a resend) */
-	bool may_dup;		/* sent again after an answer that did not come */
-	int seen;		/* lines in the sinks holding it */
+	bool accepted; /* the client was told accepted (or duplicate after a resend) */
+	bool may_dup;  /* sent again after an answer that did not come */
+	int seen;      /* lines in the sinks holding it */
 } valid_t;
 
 typedef enum client_kind {
 	C_HTTP_LIMITED, /* bearer token of a client that may send child.> only */
-	C_HTTP_FULL,	/* bearer token of a client that may send any type */
+	C_HTTP_FULL,    /* bearer token of a client that may send any type */
 	C_DEALER,
 	C_REQ,
-	C_CURVE,	/* a DEALER with an allow-listed CURVE key */
-	C_STRANGER,	/* a DEALER with a CURVE key kanald does not know */
-	C_PLAIN,	/* a plain DEALER against a CURVE gateway */
+	C_CURVE,    /* a DEALER with an allow-listed CURVE key */
+	C_STRANGER, /* a DEALER with a CURVE key kanald does not know */
+	C_PLAIN,    /* a plain DEALER against a CURVE gateway */
 } client_kind_t;
 
 typedef struct storm storm_t;
@@ -382,7 +382,7 @@ static char *s_valid_event(client_t *c, const char *type, bool binary, valid_t *
 
 	snprintf(v->id, sizeof v->id, "%s-%05ld", c->name, ++c->seq);
 	v->source = c->kind == C_HTTP_LIMITED || c->kind == C_HTTP_FULL ? "urn:hostile:http"
-									 : "urn:hostile:zmq";
+									: "urn:hostile:zmq";
 	v->sink = !strncmp(type, "staff.", 6);
 	if (c->n_valid == c->cap_valid) {
 		c->cap_valid = c->cap_valid ? c->cap_valid * 2 : 256;
@@ -406,7 +406,8 @@ static char *s_valid_event(client_t *c, const char *type, bool binary, valid_t *
 			v->bytes[i] = (unsigned char)s_rand(c);
 		v->n_bytes = n;
 		text = s_base64(v->bytes, n);
-		s_printf(&b, ",\"datacontenttype\":\"application/octet-stream\",\"data_base64\":\"%s\"",
+		s_printf(&b,
+			 ",\"datacontenttype\":\"application/octet-stream\",\"data_base64\":\"%s\"",
 			 text);
 		free(text);
 	} else {
@@ -432,7 +433,8 @@ static char *s_bad_event(client_t *c, const char *type, const char *extra)
 	char *text;
 
 	if (asprintf(&text,
-		     "{\"specversion\":\"1.0\",\"id\":\"bad-%s-%05ld\",\"source\":\"urn:hostile:bad\","
+		     "{\"specversion\":\"1.0\",\"id\":\"bad-%s-%05ld\",\"source\":\"urn:hostile:"
+		     "bad\","
 		     "\"type\":\"%s\"%s%s,\"data\":{\"n\":%ld}}",
 		     c->name, seq, type, extra && *extra ? "," : "", extra ? extra : "", seq) < 0)
 		return NULL;
@@ -442,14 +444,14 @@ static char *s_bad_event(client_t *c, const char *type, const char *extra)
 /* What a bad request should be answered. */
 typedef struct expect {
 	const char *label;
-	int http;		/* HTTP status */
-	const char *attribute;	/* HTTP: the "attribute" field, or NULL */
-	long event;		/* HTTP: the "event" index for a batch, or -1 */
-	const char *zstatus;	/* ZeroMQ: the status of the faulty element */
-	const char *reason;	/* ZeroMQ: a text its reason holds (HTTP: the error), or NULL */
-	long faulty;		/* ZeroMQ batch: the faulty element's index, or -1 */
-	size_t n;		/* ZeroMQ: results expected (a batch's size), 0: any */
-	bool batch;		/* the body is a batch */
+	int http;              /* HTTP status */
+	const char *attribute; /* HTTP: the "attribute" field, or NULL */
+	long event;            /* HTTP: the "event" index for a batch, or -1 */
+	const char *zstatus;   /* ZeroMQ: the status of the faulty element */
+	const char *reason;    /* ZeroMQ: a text its reason holds (HTTP: the error), or NULL */
+	long faulty;           /* ZeroMQ batch: the faulty element's index, or -1 */
+	size_t n;              /* ZeroMQ: results expected (a batch's size), 0: any */
+	bool batch;            /* the body is a batch */
 } expect_t;
 
 /* A bad event or batch of one of the kinds every client sends; fills *e. `limit` is the
@@ -478,8 +480,10 @@ static char *s_bad_body(client_t *c, int which, size_t limit, expect_t *e)
 			return strdup("{\"specversion\":\"1.0\",,\"id\":}");
 		case 2:
 			free(ev);
-			if (asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"bad-x\",\"source\":\"s\", "
-					    "%s \"type\":\"a.b\"}", cpr) < 0)
+			if (asprintf(&text,
+				     "{\"specversion\":\"1.0\",\"id\":\"bad-x\",\"source\":\"s\", "
+				     "%s \"type\":\"a.b\"}",
+				     cpr) < 0)
 				return NULL;
 			return text;
 		default:
@@ -493,15 +497,16 @@ static char *s_bad_body(client_t *c, int which, size_t limit, expect_t *e)
 		e->reason = "'id'";
 		{
 			char *text;
-			if (asprintf(&text, "{\"specversion\":\"1.0\",\"source\":\"urn:hostile:bad\","
-					    "\"type\":\"%s\",\"data\":{\"seq\":%ld}}",
+			if (asprintf(&text,
+				     "{\"specversion\":\"1.0\",\"source\":\"urn:hostile:bad\","
+				     "\"type\":\"%s\",\"data\":{\"seq\":%ld}}",
 				     c->own_type, ++c->seq) < 0)
 				return NULL;
 			return text;
 		}
 	case 2: { /* a bad time, sometimes a CPR number in it */
 		static const char *const times[] = { "2026-13-45T99:00:00Z", "yesterday",
-						      "2026-11-24 10:00:00", NULL };
+						     "2026-11-24 10:00:00", NULL };
 		const char *t = times[s_below(c, 4)];
 		e->label = "bad time";
 		e->attribute = "time";
@@ -535,17 +540,19 @@ static char *s_bad_body(client_t *c, int which, size_t limit, expect_t *e)
 		char *text;
 		e->label = "CPR number in a context attribute";
 		e->attribute = attrs[a];
-		e->reason = a == 0 ? "'subject' holds a CPR" : a == 1 ? "'citizenref' holds a CPR"
-								: "'source' holds a CPR";
+		e->reason = a == 0   ? "'subject' holds a CPR"
+			    : a == 1 ? "'citizenref' holds a CPR"
+				     : "'source' holds a CPR";
 		if (a == 2) {
-			if (asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"bad-%s-%05ld\","
-					    "\"source\":\"urn:cpr:%s\",\"type\":\"%s\"}",
+			if (asprintf(&text,
+				     "{\"specversion\":\"1.0\",\"id\":\"bad-%s-%05ld\","
+				     "\"source\":\"urn:cpr:%s\",\"type\":\"%s\"}",
 				     c->name, ++c->seq, cpr, c->own_type) < 0)
 				return NULL;
 			return text;
 		}
-		snprintf(extra, sizeof extra, a == 0 ? "\"subject\":\"person %s\"" : "\"citizenref\":\"%s\"",
-			 cpr);
+		snprintf(extra, sizeof extra,
+			 a == 0 ? "\"subject\":\"person %s\"" : "\"citizenref\":\"%s\"", cpr);
 		return s_bad_event(c, c->own_type, extra);
 	}
 	default: { /* a batch of good-looking events with one invalid element */
@@ -565,12 +572,15 @@ static char *s_bad_body(client_t *c, int which, size_t limit, expect_t *e)
 			if (i != k)
 				ev = s_bad_event(c, c->own_type, NULL);
 			else if (how == 0) {
-				if (asprintf(&ev, "{\"specversion\":\"1.0\",\"id\":\"bad-%s-%05ld\","
-						  "\"source\":\"urn:hostile:bad\"}", c->name, ++c->seq) < 0)
+				if (asprintf(&ev,
+					     "{\"specversion\":\"1.0\",\"id\":\"bad-%s-%05ld\","
+					     "\"source\":\"urn:hostile:bad\"}",
+					     c->name, ++c->seq) < 0)
 					ev = NULL;
 			} else if (how == 1) {
-				if (asprintf(&ev, "{\"specversion\":\"2.0\",\"id\":\"bad-%s-%05ld\","
-						  "\"source\":\"urn:hostile:bad\",\"type\":\"%s\"}",
+				if (asprintf(&ev,
+					     "{\"specversion\":\"2.0\",\"id\":\"bad-%s-%05ld\","
+					     "\"source\":\"urn:hostile:bad\",\"type\":\"%s\"}",
 					     c->name, ++c->seq, c->own_type) < 0)
 					ev = NULL;
 			} else {
@@ -607,8 +617,12 @@ static http_answer_t s_post(client_t *c, const char *auth, const char *const *he
 		lines[n++] = auth;
 	lines[n] = NULL;
 	http_request(c->http,
-		     &(http_request_t){ .method = "POST", .url = c->st->url, .headers = lines,
-					.body = body, .body_len = len, .timeout_ms = WAIT,
+		     &(http_request_t){ .method = "POST",
+					.url = c->st->url,
+					.headers = lines,
+					.body = body,
+					.body_len = len,
+					.timeout_ms = WAIT,
 					.connect_timeout_ms = 3000 },
 		     &a);
 	c->requests++;
@@ -616,8 +630,7 @@ static http_answer_t s_post(client_t *c, const char *auth, const char *const *he
 }
 
 static const char *const s_structured[] = { "Content-Type: application/cloudevents+json", NULL };
-static const char *const s_batch[] = { "Content-Type: application/cloudevents-batch+json",
-				       NULL };
+static const char *const s_batch[] = { "Content-Type: application/cloudevents-batch+json", NULL };
 
 static const char *s_auth(client_t *c)
 {
@@ -677,8 +690,11 @@ static void s_http_send_valid(client_t *c, valid_t **vs, char **texts, size_t n,
 		} else {
 			s_puts(&b, binary_headers ? vs[0]->data : texts[0]);
 		}
-		a = s_post(c, s_auth(c), binary_headers ? binary_headers
-						  : batch ? s_batch : s_structured, b.p, b.len);
+		a = s_post(c, s_auth(c),
+			   binary_headers ? binary_headers
+			   : batch        ? s_batch
+					  : s_structured,
+			   b.p, b.len);
 		free(b.p);
 		if (a.status == 0) {
 			c->timeouts++;
@@ -688,8 +704,8 @@ static void s_http_send_valid(client_t *c, valid_t **vs, char **texts, size_t n,
 			continue;
 		}
 		if (a.status != 202 && a.status != 429 && a.status != 503) {
-			s_fail(c, "HTTP: valid %s %s answered %ld: %.200s", batch ? "batch" : "event",
-			       vs[order[0]]->id, a.status, a.body);
+			s_fail(c, "HTTP: valid %s %s answered %ld: %.200s",
+			       batch ? "batch" : "event", vs[order[0]]->id, a.status, a.body);
 			http_answer_clear(&a);
 			return;
 		}
@@ -711,12 +727,14 @@ static void s_http_send_valid(client_t *c, valid_t **vs, char **texts, size_t n,
 			const char *id = json_string_value(json_object_get(r, "id"));
 			valid_t *v = vs[order[i]];
 			if (!id || strcmp(id, v->id)) {
-				s_fail(c, "HTTP: result #%zu is for '%s', not %s", i, id ? id : "", v->id);
+				s_fail(c, "HTTP: result #%zu is for '%s', not %s", i, id ? id : "",
+				       v->id);
 				done[order[i]] = true;
 				left--;
 				continue;
 			}
-			if (s_settle(c, v, json_string_value(json_object_get(r, "status")), "HTTP")) {
+			if (s_settle(c, v, json_string_value(json_object_get(r, "status")),
+				     "HTTP")) {
 				done[order[i]] = true;
 				left--;
 			}
@@ -772,7 +790,8 @@ static void s_http_check_bad(client_t *c, const http_answer_t *a, const expect_t
 		       a->status ? a->body : a->error);
 		ok = false;
 	} else if (!error || !*error) {
-		s_fail(c, "HTTP %s: %ld without an error text: %.200s", e->label, a->status, a->body);
+		s_fail(c, "HTTP %s: %ld without an error text: %.200s", e->label, a->status,
+		       a->body);
 		ok = false;
 	} else if (e->attribute && (!attr || strcmp(attr, e->attribute))) {
 		s_fail(c, "HTTP %s: attribute '%s', not '%s': %.200s", e->label, attr ? attr : "",
@@ -782,7 +801,8 @@ static void s_http_check_bad(client_t *c, const http_answer_t *a, const expect_t
 		s_fail(c, "HTTP %s: not event %ld: %.200s", e->label, e->event, a->body);
 		ok = false;
 	} else if (e->reason && e->http == 413 && !strstr(error, e->reason)) {
-		s_fail(c, "HTTP %s: the error does not name %s: %.200s", e->label, e->reason, error);
+		s_fail(c, "HTTP %s: the error does not name %s: %.200s", e->label, e->reason,
+		       error);
 		ok = false;
 	}
 	/* Error texts mask CPR numbers (docs/plugins/http.md). */
@@ -850,9 +870,10 @@ static void s_http_client(client_t *c)
 			char *texts[8];
 			size_t n = 2 + s_below(c, 5);
 			for (size_t i = 0; i < n; i++)
-				texts[i] = s_valid_event(c, c->kind == C_HTTP_LIMITED || i % 2
-								    ? "child.hostile.reported"
-								    : "staff.hostile.registered",
+				texts[i] = s_valid_event(c,
+							 c->kind == C_HTTP_LIMITED || i % 2
+								 ? "child.hostile.reported"
+								 : "staff.hostile.registered",
 							 false, &vs[i]);
 			s_http_send_valid(c, vs, texts, n, true, NULL);
 			for (size_t i = 0; i < n; i++)
@@ -873,7 +894,8 @@ static void s_http_client(client_t *c)
 			s_http_send_valid(c, &v, &body, 1, false, headers);
 		} else if (pick < 14) { /* the bad events every client may send */
 			body = s_bad_body(c, (int)s_below(c, N_BAD_KINDS), HTTP_MAX_EVENT, &e);
-			a = s_post(c, s_auth(c), e.batch ? s_batch : s_structured, body, strlen(body));
+			a = s_post(c, s_auth(c), e.batch ? s_batch : s_structured, body,
+				   strlen(body));
 			s_http_check_bad(c, &a, &e);
 			http_answer_clear(&a);
 		} else if (pick == 14) { /* a body over max_body */
@@ -895,8 +917,10 @@ static void s_http_client(client_t *c)
 				"Content-Type: application/cloudevents-batch+json",
 				"Expect: 100-continue", NULL
 			};
-			e = (expect_t){ .label = "body over max_body", .http = 413,
-					.reason = "max_body", .event = -1 };
+			e = (expect_t){ .label = "body over max_body",
+					.http = 413,
+					.reason = "max_body",
+					.event = -1 };
 			a = s_post(c, s_auth(c), h, b.p, b.len);
 			s_http_check_bad(c, &a, &e);
 			http_answer_clear(&a);
@@ -904,16 +928,20 @@ static void s_http_client(client_t *c)
 		} else if (pick == 15) { /* no token, or one that matches no client */
 			bool none = s_below(c, 2);
 			body = s_bad_event(c, "child.hostile.reported", NULL);
-			e = (expect_t){ .label = none ? "no token" : "wrong token", .http = 401,
+			e = (expect_t){ .label = none ? "no token" : "wrong token",
+					.http = 401,
 					.event = -1 };
-			a = s_post(c, none ? NULL : st->auth_wrong, s_structured, body, strlen(body));
+			a = s_post(c, none ? NULL : st->auth_wrong, s_structured, body,
+				   strlen(body));
 			s_http_check_bad(c, &a, &e);
 			if (a.status == 401 && !strstr(a.www_authenticate, "Bearer"))
 				s_fail(c, "HTTP 401 without WWW-Authenticate: Bearer");
 			http_answer_clear(&a);
 		} else if (pick == 16 && c->kind == C_HTTP_LIMITED) { /* a type it may not send */
 			bool batch = s_below(c, 2);
-			e = (expect_t){ .label = "type not allowed", .http = 403, .attribute = "type",
+			e = (expect_t){ .label = "type not allowed",
+					.http = 403,
+					.attribute = "type",
 					.event = -1 };
 			if (batch) {
 				char *ok1 = s_bad_event(c, "child.hostile.reported", NULL);
@@ -926,7 +954,8 @@ static void s_http_client(client_t *c)
 			} else {
 				body = s_bad_event(c, "staff.hostile.registered", NULL);
 			}
-			a = s_post(c, s_auth(c), batch ? s_batch : s_structured, body, strlen(body));
+			a = s_post(c, s_auth(c), batch ? s_batch : s_structured, body,
+				   strlen(body));
 			s_http_check_bad(c, &a, &e);
 			if (a.status == 403 && !strstr(a.body, "staff.hostile.registered"))
 				s_fail(c, "HTTP 403 does not name the type: %.200s", a.body);
@@ -935,13 +964,15 @@ static void s_http_client(client_t *c)
 			body = s_bad_event(c, "child.hostile.reported", NULL);
 			e = (expect_t){ .label = "avro content type", .http = 415, .event = -1 };
 			{
-				const char *h[] = { "Content-Type: application/cloudevents+avro", NULL };
+				const char *h[] = { "Content-Type: application/cloudevents+avro",
+						    NULL };
 				a = s_post(c, s_auth(c), h, body, strlen(body));
 			}
 			s_http_check_bad(c, &a, &e);
 			http_answer_clear(&a);
 		} else if (pick == 18 && s_below(c, 3) == 0) { /* not even HTTP */
-			s_raw_junk(c, st->http_port, s_below(c, 2) ? "BREW /events HTCPCP/1.0\r\n" : NULL);
+			s_raw_junk(c, st->http_port,
+				   s_below(c, 2) ? "BREW /events HTCPCP/1.0\r\n" : NULL);
 		} else { /* one more valid event, the limited client's kind */
 			valid_t *v;
 			body = s_valid_event(c, "child.hostile.reported", false, &v);
@@ -976,8 +1007,8 @@ static void s_zmq_socket(client_t *c)
  * Returns the reply's parsed "results" array (new reference) into *results and the raw
  * text (malloc'd), or NULL after the timeout — the socket is then replaced, so that a late
  * reply cannot be taken for the next one. */
-static char *s_zmq_request(client_t *c, const char *const *frames, const size_t *lens,
-			   size_t n, int timeout_ms, json_t **results)
+static char *s_zmq_request(client_t *c, const char *const *frames, const size_t *lens, size_t n,
+			   int timeout_ms, json_t **results)
 {
 	zmq_pollitem_t item;
 	zmq_msg_t m;
@@ -1075,13 +1106,14 @@ static void s_zmq_send_valid(client_t *c, valid_t **vs, char **texts, size_t n, 
 			const char *status = json_string_value(json_object_get(r, "status"));
 			valid_t *v = vs[order[i]];
 			if (!id || strcmp(id, v->id)) {
-				s_fail(c, "gateway: result #%zu is for '%s', not %s", i, id ? id : "",
-				       v->id);
+				s_fail(c, "gateway: result #%zu is for '%s', not %s", i,
+				       id ? id : "", v->id);
 			} else if (!s_settle(c, v, status, "gateway")) {
-				json_int_t ms = json_integer_value(json_object_get(r, "retry_after_ms"));
+				json_int_t ms =
+					json_integer_value(json_object_get(r, "retry_after_ms"));
 				if (status && !strcmp(status, "error"))
-					s_fail(c, "gateway: valid event %s answered error: %.200s", v->id,
-					       reply);
+					s_fail(c, "gateway: valid event %s answered error: %.200s",
+					       v->id, reply);
 				if (ms > retry_ms)
 					retry_ms = (long)ms;
 				continue;
@@ -1097,8 +1129,8 @@ static void s_zmq_send_valid(client_t *c, valid_t **vs, char **texts, size_t n, 
 		}
 	}
 	if (left)
-		s_fail(c, "gateway: %zu valid events (first %s) not accepted after %d attempts", left,
-		       vs[0]->id, MAX_ATTEMPTS);
+		s_fail(c, "gateway: %zu valid events (first %s) not accepted after %d attempts",
+		       left, vs[0]->id, MAX_ATTEMPTS);
 }
 
 /* Checks the gateway's answer to a bad request against e: one result per event, every one
@@ -1122,7 +1154,8 @@ static void s_zmq_check_bad(client_t *c, const char *reply, json_t *results, con
 		s_count_kind(c, s_via_gateway, e->label, false);
 		return;
 	}
-	json_array_foreach(results, i, r) {
+	json_array_foreach(results, i, r)
+	{
 		const char *status = json_string_value(json_object_get(r, "status"));
 		const char *reason = json_string_value(json_object_get(r, "reason"));
 		bool faulty = e->faulty < 0 || (long)i == e->faulty;
@@ -1133,19 +1166,20 @@ static void s_zmq_check_bad(client_t *c, const char *reply, json_t *results, con
 			break;
 		}
 		if (!reason || !*reason) {
-			s_fail(c, "gateway %s: result #%zu has no reason: %.200s", e->label, i, reply);
+			s_fail(c, "gateway %s: result #%zu has no reason: %.200s", e->label, i,
+			       reply);
 			ok = false;
 			break;
 		}
 		if (faulty && e->reason && !strstr(reason, e->reason)) {
-			s_fail(c, "gateway %s: the reason does not say %s: %.200s", e->label, e->reason,
-			       reason);
+			s_fail(c, "gateway %s: the reason does not say %s: %.200s", e->label,
+			       e->reason, reason);
 			ok = false;
 			break;
 		}
 		if (!faulty && strcmp(reason, "batch rejected")) {
-			s_fail(c, "gateway %s: result #%zu is not 'batch rejected': %.200s", e->label, i,
-			       reason);
+			s_fail(c, "gateway %s: result #%zu is not 'batch rejected': %.200s",
+			       e->label, i, reason);
 			ok = false;
 			break;
 		}
@@ -1208,7 +1242,8 @@ static void s_zmq_client(client_t *c)
 
 	for (int round = 0; round < (c->rounds ? c->rounds : st->rounds) && !s_late(c); round++) {
 		uint32_t pick = s_below(c, 20);
-		const char *type = s_below(c, 2) ? "child.hostile.reported" : "staff.hostile.registered";
+		const char *type =
+			s_below(c, 2) ? "child.hostile.reported" : "staff.hostile.registered";
 
 		if (pick < 7) {
 			valid_t *v;
@@ -1220,8 +1255,9 @@ static void s_zmq_client(client_t *c)
 			char *texts[12];
 			size_t n = 2 + s_below(c, 10);
 			for (size_t i = 0; i < n; i++)
-				texts[i] = s_valid_event(c, i % 3 ? "child.hostile.reported"
-								 : "staff.hostile.registered",
+				texts[i] = s_valid_event(c,
+							 i % 3 ? "child.hostile.reported"
+							       : "staff.hostile.registered",
 							 s_below(c, 5) == 0, &vs[i]);
 			s_zmq_send_valid(c, vs, texts, n, true);
 			for (size_t i = 0; i < n; i++)
@@ -1271,27 +1307,38 @@ static void s_curve_client(client_t *c)
 				free(texts[i]);
 		} else if (pick < 7) { /* a type outside its emit list */
 			body = s_bad_event(c, c->other_type, NULL);
-			e = (expect_t){ .label = "forbidden type", .zstatus = "forbidden",
-					.reason = c->other_type, .faulty = -1, .event = -1, .n = 1 };
+			e = (expect_t){ .label = "forbidden type",
+					.zstatus = "forbidden",
+					.reason = c->other_type,
+					.faulty = -1,
+					.event = -1,
+					.n = 1 };
 			reply = s_zmq_request1(c, body, strlen(body), WAIT, &results);
 			s_zmq_check_bad(c, reply, results, &e);
-			if (reply && !strstr(reply, c->name[0] == 'c' ? "vendor-child" : "vendor-staff"))
-				s_fail(c, "forbidden: the reason does not name the client: %.200s", reply);
+			if (reply &&
+			    !strstr(reply, c->name[0] == 'c' ? "vendor-child" : "vendor-staff"))
+				s_fail(c, "forbidden: the reason does not name the client: %.200s",
+				       reply);
 			c->forbidden++;
 		} else if (pick < 8) { /* the same, hidden in a batch */
 			size_t n = 2 + s_below(c, 4), k = s_below(c, (uint32_t)n);
 			buf_t b = { 0 };
 			s_puts(&b, "[");
 			for (size_t i = 0; i < n; i++) {
-				char *ev = s_bad_event(c, i == k ? c->other_type : c->own_type, NULL);
+				char *ev =
+					s_bad_event(c, i == k ? c->other_type : c->own_type, NULL);
 				s_puts(&b, i ? "," : "");
 				s_puts(&b, ev);
 				free(ev);
 			}
 			s_puts(&b, "]");
 			body = b.p;
-			e = (expect_t){ .label = "batch with a forbidden type", .zstatus = "forbidden",
-					.reason = c->other_type, .faulty = (long)k, .event = -1, .n = n };
+			e = (expect_t){ .label = "batch with a forbidden type",
+					.zstatus = "forbidden",
+					.reason = c->other_type,
+					.faulty = (long)k,
+					.event = -1,
+					.n = n };
 			reply = s_zmq_request1(c, body, strlen(body), WAIT, &results);
 			s_zmq_check_bad(c, reply, results, &e);
 			c->forbidden++;
@@ -1360,7 +1407,8 @@ static void *s_client_main(void *arg)
 	c->sock = NULL;
 	http_client_destroy(&c->http);
 	if (s_late(c))
-		s_fail(c, "the storm's deadline (%d ms) passed before the client was done", STORM_MS);
+		s_fail(c, "the storm's deadline (%d ms) passed before the client was done",
+		       STORM_MS);
 	return NULL;
 }
 
@@ -1411,8 +1459,8 @@ static void *s_watch_main(void *arg)
 			if (!st->stream_cpr++) {
 				char *masked = kanal_cpr_redact(payload ? payload : topic,
 								strlen(payload ? payload : topic));
-				snprintf(st->stream_cpr_first, sizeof st->stream_cpr_first, "%s %.300s",
-					 topic, masked ? masked : "");
+				snprintf(st->stream_cpr_first, sizeof st->stream_cpr_first,
+					 "%s %.300s", topic, masked ? masked : "");
 				free(masked);
 			}
 		}
@@ -1497,8 +1545,10 @@ static void s_check_line(tally_t *t, valid_t **index, size_t n, const char *line
 		if (!at || strncmp(at + 7, (*hit)->data, len) ||
 		    (at[7 + len] != '}' && at[7 + len] != ',')) {
 			t->wrong_data++;
-			s_note(t, "%s: the data is not byte for byte what was sent: sent %.150s got "
-				  "%.150s", id, (*hit)->data, at ? at + 7 : "(no data)");
+			s_note(t,
+			       "%s: the data is not byte for byte what was sent: sent %.150s got "
+			       "%.150s",
+			       id, (*hit)->data, at ? at + 7 : "(no data)");
 		} else if (!sum || strcmp(sum, want)) {
 			t->wrong_data++;
 			s_note(t, "%s: the data's checksum does not match its text", id);
@@ -1612,10 +1662,11 @@ static long s_run_storm(storm_t *st)
 			fprintf(stderr, "    %s\n", c->fail[f]);
 	}
 	printf("\n    storm: %zu clients, %ld requests: %ld valid events accepted (%ld busy "
-	       "answers: HTTP %ld 429, %ld 503), %ld bad requests of which %ld answered as expected, %ld forbidden, "
+	       "answers: HTTP %ld 429, %ld 503), %ld bad requests of which %ld answered as "
+	       "expected, %ld forbidden, "
 	       "%ld refused service, %ld raw junk connections, %ld timeouts, %ld failures\n",
-	       st->n_clients, req, accepted, busy, h429, h503, bad, bad_right, forbidden, no_service, junk,
-	       timeouts, failures);
+	       st->n_clients, req, accepted, busy, h429, h503, bad, bad_right, forbidden,
+	       no_service, junk, timeouts, failures);
 	{
 		/* The bad requests by kind: how many were sent, how many answered right. */
 		client_t sum = { .n_kinds = 0 };
@@ -1769,8 +1820,8 @@ static void s_after_storm(storm_t *st, const char *fresh_event, const char *fres
 		CU_FAIL("kanald's log holds a clear CPR number");
 	}
 	free(log);
-	printf("    event stream: %ld happenings read, %ld with a clear CPR number\n", st->happenings,
-	       st->stream_cpr);
+	printf("    event stream: %ld happenings read, %ld with a clear CPR number\n",
+	       st->happenings, st->stream_cpr);
 	CU_ASSERT(st->happenings > 0);
 	CU_ASSERT_EQUAL(st->stream_cpr, 0);
 	if (st->stream_cpr)
@@ -1859,8 +1910,9 @@ static void test_fifty_hostile_clients_valid_events_arrive_once_bad_ones_get_the
 
 	/* kanald still serves, over both ways in. */
 	{
-		static const char ev[] = "{\"specversion\":\"1.0\",\"id\":\"after-http\",\"source\":"
-					 "\"urn:hostile:probe\",\"type\":\"staff.hostile.registered\"}";
+		static const char ev[] =
+			"{\"specversion\":\"1.0\",\"id\":\"after-http\",\"source\":"
+			"\"urn:hostile:probe\",\"type\":\"staff.hostile.registered\"}";
 		client_t probe = { .st = &st, .kind = C_HTTP_FULL, .name = "probe" };
 		http_answer_t a = s_post(&probe, st.auth_full, s_structured, ev, strlen(ev));
 		CU_ASSERT_EQUAL(a.status, 202);
@@ -1868,8 +1920,9 @@ static void test_fifty_hostile_clients_valid_events_arrive_once_bad_ones_get_the
 		http_answer_clear(&a);
 		http_client_destroy(&probe.http);
 	}
-	s_after_storm(&st, "{\"specversion\":\"1.0\",\"id\":\"after-zmq\",\"source\":"
-			   "\"urn:hostile:probe\",\"type\":\"child.hostile.reported\"}",
+	s_after_storm(&st,
+		      "{\"specversion\":\"1.0\",\"id\":\"after-zmq\",\"source\":"
+		      "\"urn:hostile:probe\",\"type\":\"child.hostile.reported\"}",
 		      "after-zmq");
 done:
 	kd_unsubscribe(&st.sub);
@@ -1942,12 +1995,14 @@ static void test_curve_storm_serves_allowed_keys_refuses_strangers_and_forbidden
 	REQUIRE(key_path != NULL);
 	if (kd_launch(st.kd) < 0) {
 		char *log = kd_log(st.kd);
-		fprintf(stderr, "kanald did not start with security.curve (docs/security.md); "
-				"CURVE on the gateway with an allow-list and emit ACLs (broker/zap.c, "
-				"broker/acl.c) is missing or broken. Its log:\n%s\n",
+		fprintf(stderr,
+			"kanald did not start with security.curve (docs/security.md); "
+			"CURVE on the gateway with an allow-list and emit ACLs (broker/zap.c, "
+			"broker/acl.c) is missing or broken. Its log:\n%s\n",
 			log ? log : "(no log)");
 		free(log);
-		CU_FAIL("kanald does not start with security.curve: CURVE on the gateway is missing");
+		CU_FAIL("kanald does not start with security.curve: CURVE on the gateway is "
+			"missing");
 		goto done;
 	}
 	st.server_pub = server_pub;
@@ -1981,7 +2036,8 @@ static void test_curve_storm_serves_allowed_keys_refuses_strangers_and_forbidden
 			c->pub = child ? child_pub : staff_pub;
 			c->sec = child ? child_sec : staff_sec;
 			c->own_type = child ? "child.hostile.reported" : "staff.hostile.registered";
-			c->other_type = child ? "staff.hostile.registered" : "child.hostile.reported";
+			c->other_type =
+				child ? "staff.hostile.registered" : "child.hostile.reported";
 		} else if (i < 16) {
 			c->kind = C_STRANGER;
 			snprintf(c->name, sizeof c->name, "x%02d", (int)i);
@@ -2021,14 +2077,18 @@ static void test_curve_storm_serves_allowed_keys_refuses_strangers_and_forbidden
 		if (reply && (at = strstr(reply, "\"connections_denied\":")))
 			denied = strtol(at + 21, NULL, 10);
 		printf("    curve: %ld forbidden requests sent, acl_denied %ld, connections_denied "
-		       "%ld\n", forbidden, acl, denied);
+		       "%ld\n",
+		       forbidden, acl, denied);
 		CU_ASSERT_EQUAL(acl, forbidden);
 		CU_ASSERT(denied >= 4);
 		free(reply);
 	}
 	/* kanald still serves an allowed client after the storm. */
 	{
-		client_t probe = { .st = &st, .kind = C_CURVE, .name = "c-probe", .pub = child_pub,
+		client_t probe = { .st = &st,
+				   .kind = C_CURVE,
+				   .name = "c-probe",
+				   .pub = child_pub,
 				   .sec = child_sec };
 		json_t *results = NULL;
 		const char *ev = "{\"specversion\":\"1.0\",\"id\":\"after-curve\",\"source\":"

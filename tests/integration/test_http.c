@@ -48,8 +48,12 @@ static http_answer_t s_post(const char *url, const char *const *headers, const c
 	http_answer_t a;
 
 	http_request(NULL,
-		     &(http_request_t){ .method = "POST", .url = url, .headers = headers,
-					.body = body, .body_len = len, .timeout_ms = WAIT },
+		     &(http_request_t){ .method = "POST",
+					.url = url,
+					.headers = headers,
+					.body = body,
+					.body_len = len,
+					.timeout_ms = WAIT },
 		     &a);
 	return a;
 }
@@ -66,7 +70,8 @@ static const char *s_status_of(const http_answer_t *a, const char *id, char *buf
 	size_t i;
 
 	buf[0] = '\0';
-	json_array_foreach(json_object_get(root, "results"), i, r) {
+	json_array_foreach(json_object_get(root, "results"), i, r)
+	{
 		const char *rid = json_string_value(json_object_get(r, "id"));
 		if (rid && !strcmp(rid, id))
 			snprintf(buf, size, "%s", json_string_value(json_object_get(r, "status")));
@@ -112,8 +117,8 @@ static int s_ingress_url(kd_t *kd, const char *port_file, char *url, size_t size
 
 /* Starts kanald with an ingress `in` (extra options, YAML flow entries, may be "") routing
  * every event to the sink `out` (@DIR@/out.jsonl). */
-static kd_t *s_start_ingress(const char *tag, const char *in_options, const char *extra,
-			     char *url, size_t size)
+static kd_t *s_start_ingress(const char *tag, const char *in_options, const char *extra, char *url,
+			     size_t size)
 {
 	char instances[2048], *conf;
 	kd_t *kd;
@@ -123,8 +128,7 @@ static kd_t *s_start_ingress(const char *tag, const char *in_options, const char
 		 "    options: { listen: '127.0.0.1:0', port_file: '@DIR@/in.port'%s%s }\n"
 		 "  - name: out\n    plugin: sink\n"
 		 "    options: { path: '@DIR@/out.jsonl'%s }\n",
-		 *in_options ? ", " : "", in_options,
-		 strstr(tag, "pressure") ? ", delay: 1s" : "");
+		 *in_options ? ", " : "", in_options, strstr(tag, "pressure") ? ", delay: 1s" : "");
 	conf = kd_config(instances, extra);
 	kd = kd_start(tag, conf, "routes:\n  - name: all\n    to: out\n");
 	free(conf);
@@ -138,8 +142,7 @@ static kd_t *s_start_ingress(const char *tag, const char *in_options, const char
 }
 
 static const char *const s_structured[] = { "Content-Type: application/cloudevents+json", NULL };
-static const char *const s_batch[] = { "Content-Type: application/cloudevents-batch+json",
-				       NULL };
+static const char *const s_batch[] = { "Content-Type: application/cloudevents-batch+json", NULL };
 
 /* The line of the sink's file holding event `id`, as JSON (NULL when absent). */
 static json_t *s_delivered(kd_t *kd, const char *id, char **raw_line)
@@ -205,7 +208,8 @@ static void test_structured_binary_and_batch_are_delivered_with_their_data(void)
 	if (asprintf(&event,
 		     "{\"specversion\":\"1.0\",\"id\":\"s-1\",\"source\":\"urn:vendor:daycare\","
 		     "\"type\":\"child.absence.reported\",\"subject\":\"person:4f2a\","
-		     "\"data\":%s}", data_json) < 0)
+		     "\"data\":%s}",
+		     data_json) < 0)
 		event = NULL;
 	a = s_post_text(url, s_structured, event);
 	CU_ASSERT_EQUAL(a.status, 202);
@@ -214,30 +218,36 @@ static void test_structured_binary_and_batch_are_delivered_with_their_data(void)
 
 	/* Binary: attributes in ce-* headers (percent-encoded), the body is the data. */
 	{
-		const char *h[] = { "Content-Type: application/octet-stream", "ce-specversion: 1.0",
-				    "ce-id: b-1", "ce-source: /vendor/scanner",
-				    "ce-type: post.letter.scanned", "ce-subject: S%C3%B8ren%20test",
-				    "ce-correlationid: \"corr-1\"", NULL };
+		const char *h[] = { "Content-Type: application/octet-stream",
+				    "ce-specversion: 1.0",
+				    "ce-id: b-1",
+				    "ce-source: /vendor/scanner",
+				    "ce-type: post.letter.scanned",
+				    "ce-subject: S%C3%B8ren%20test",
+				    "ce-correlationid: \"corr-1\"",
+				    NULL };
 		a = s_post(url, h, (const char *)bytes, sizeof bytes);
 		CU_ASSERT_EQUAL(a.status, 202);
 		CU_ASSERT_STRING_EQUAL(s_status_of(&a, "b-1", st, sizeof st), "accepted");
 		http_answer_clear(&a);
 	}
 	{
-		const char *h[] = { "Content-Type: application/json", "ce-specversion: 1.0",
-				    "ce-id: b-2", "ce-source: /vendor/x", "ce-type: child.checkin",
-				    NULL };
+		const char *h[] = {
+			"Content-Type: application/json", "ce-specversion: 1.0",    "ce-id: b-2",
+			"ce-source: /vendor/x",           "ce-type: child.checkin", NULL
+		};
 		a = s_post_text(url, h, data_json);
 		CU_ASSERT_EQUAL(a.status, 202);
 		http_answer_clear(&a);
 	}
 	/* Batch: a JSON array of events. */
-	a = s_post_text(url, s_batch,
-			"[{\"specversion\":\"1.0\",\"id\":\"m-1\",\"source\":\"v\",\"type\":\"a.b\","
-			"\"data\":[1, 2,3]},"
-			"{\"specversion\":\"1.0\",\"id\":\"m-2\",\"source\":\"v\",\"type\":\"a.b\","
-			"\"data_base64\":\"AAH/\"},"
-			"{\"specversion\":\"1.0\",\"id\":\"m-3\",\"source\":\"v\",\"type\":\"a.b\"}]");
+	a = s_post_text(
+		url, s_batch,
+		"[{\"specversion\":\"1.0\",\"id\":\"m-1\",\"source\":\"v\",\"type\":\"a.b\","
+		"\"data\":[1, 2,3]},"
+		"{\"specversion\":\"1.0\",\"id\":\"m-2\",\"source\":\"v\",\"type\":\"a.b\","
+		"\"data_base64\":\"AAH/\"},"
+		"{\"specversion\":\"1.0\",\"id\":\"m-3\",\"source\":\"v\",\"type\":\"a.b\"}]");
 	CU_ASSERT_EQUAL(a.status, 202);
 	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "m-1", st, sizeof st), "accepted");
 	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "m-3", st, sizeof st), "accepted");
@@ -329,9 +339,10 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		http_answer_clear(&a);
 	}
 	/* A batch with one bad event: the whole batch is refused, naming the event. */
-	a = s_post_text(url, s_batch,
-			"[{\"specversion\":\"1.0\",\"id\":\"bad-3\",\"source\":\"v\",\"type\":\"a.b\"},"
-			"{\"specversion\":\"2.0\",\"id\":\"bad-4\",\"source\":\"v\",\"type\":\"a.b\"}]");
+	a = s_post_text(
+		url, s_batch,
+		"[{\"specversion\":\"1.0\",\"id\":\"bad-3\",\"source\":\"v\",\"type\":\"a.b\"},"
+		"{\"specversion\":\"2.0\",\"id\":\"bad-4\",\"source\":\"v\",\"type\":\"a.b\"}]");
 	CU_ASSERT_EQUAL(a.status, 400);
 	CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "specversion");
 	CU_ASSERT_STRING_EQUAL(s_field(&a, "event", buf, sizeof buf), "1");
@@ -342,7 +353,8 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		char *ev = NULL;
 		if (asprintf(&ev,
 			     "{\"specversion\":\"1.0\",\"id\":\"bad-5\",\"source\":\"v\","
-			     "\"type\":\"a.b\",\"subject\":\"%s\"}", cpr) < 0)
+			     "\"type\":\"a.b\",\"subject\":\"%s\"}",
+			     cpr) < 0)
 			ev = NULL;
 		a = s_post_text(url, s_structured, ev);
 		free(ev);
@@ -360,7 +372,8 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		if (asprintf(&ev,
 			     "[{\"specversion\":\"1.0\",\"id\":\"bad-5b\",\"source\":\"v\","
 			     "\"type\":\"a.b\"},{\"specversion\":\"1.0\",\"id\":\"bad-5c\","
-			     "\"source\":\"v\",\"type\":\"a.b\",\"p%s\":\"yes\"}]", cpr) < 0)
+			     "\"source\":\"v\",\"type\":\"a.b\",\"p%s\":\"yes\"}]",
+			     cpr) < 0)
 			ev = NULL;
 		a = s_post_text(url, s_batch, ev);
 		free(ev);
@@ -372,19 +385,25 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		if (asprintf(&ev,
 			     "{\"specversion\":\"1.0\",\"id\":\"bad-5d\",\"source\":\"v\","
 			     "\"type\":\"a.b\",\"datacontenttype\":\"text/plain; ref=%s\","
-			     "\"data\":\"x\"}", cpr) < 0)
+			     "\"data\":\"x\"}",
+			     cpr) < 0)
 			ev = NULL;
 		a = s_post_text(url, s_structured, ev);
 		free(ev);
 		CU_ASSERT_EQUAL(a.status, 400);
-		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "datacontenttype");
+		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf),
+				       "datacontenttype");
 		CU_ASSERT_PTR_NULL(strstr(a.body, cpr));
 		http_answer_clear(&a);
 	}
 	/* Not JSON, although Content-Type says JSON. */
 	{
-		const char *h[] = { "Content-Type: application/json", "ce-specversion: 1.0",
-				    "ce-id: bad-6", "ce-source: v", "ce-type: a.b", NULL };
+		const char *h[] = { "Content-Type: application/json",
+				    "ce-specversion: 1.0",
+				    "ce-id: bad-6",
+				    "ce-source: v",
+				    "ce-type: a.b",
+				    NULL };
 		a = s_post_text(url, h, "{not json");
 		CU_ASSERT_EQUAL(a.status, 400);
 		CU_ASSERT_STRING_EQUAL(s_field(&a, "attribute", buf, sizeof buf), "data");
@@ -399,13 +418,15 @@ static void test_invalid_events_get_400_naming_the_attribute_and_are_not_deliver
 		http_answer_clear(&a);
 	}
 	{
-		long status = http_request(NULL, &(http_request_t){ .url = url, .timeout_ms = WAIT }, &a);
+		long status =
+			http_request(NULL, &(http_request_t){ .url = url, .timeout_ms = WAIT }, &a);
 		CU_ASSERT_EQUAL(status, 405);
 		http_answer_clear(&a);
 	}
 	/* Nothing of the above was delivered: only the valid marker sent last arrives. */
-	a = s_post_text(url, s_structured,
-			"{\"specversion\":\"1.0\",\"id\":\"marker\",\"source\":\"v\",\"type\":\"a.b\"}");
+	a = s_post_text(
+		url, s_structured,
+		"{\"specversion\":\"1.0\",\"id\":\"marker\",\"source\":\"v\",\"type\":\"a.b\"}");
 	CU_ASSERT_EQUAL(a.status, 202);
 	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT) == 1);
 	test_sleep_ms(200);
@@ -433,7 +454,8 @@ static void test_oversized_requests_get_413(void)
 	/* One event over max_event_size. */
 	if (asprintf(&event,
 		     "{\"specversion\":\"1.0\",\"id\":\"big-1\",\"source\":\"v\",\"type\":\"a.b\","
-		     "\"data\":{\"pad\":\"%s\"}}", pad) < 0)
+		     "\"data\":{\"pad\":\"%s\"}}",
+		     pad) < 0)
 		event = NULL;
 	a = s_post_text(url, s_structured, event);
 	CU_ASSERT_EQUAL(a.status, 413);
@@ -459,8 +481,9 @@ static void test_oversized_requests_get_413(void)
 		http_answer_clear(&a);
 	}
 	/* A small one still passes, and is the only one delivered. */
-	a = s_post_text(url, s_structured,
-			"{\"specversion\":\"1.0\",\"id\":\"small\",\"source\":\"v\",\"type\":\"a.b\"}");
+	a = s_post_text(
+		url, s_structured,
+		"{\"specversion\":\"1.0\",\"id\":\"small\",\"source\":\"v\",\"type\":\"a.b\"}");
 	CU_ASSERT_EQUAL(a.status, 202);
 	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT) == 1);
 	test_sleep_ms(200);
@@ -496,8 +519,8 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 	kd_t *kd = NULL;
 	http_answer_t a = { 0 };
 	char *log = NULL, *text = NULL;
-	static const char ev_ok[] =
-		"{\"specversion\":\"1.0\",\"id\":\"t-1\",\"source\":\"v\",\"type\":\"child.checkin\"}";
+	static const char ev_ok[] = "{\"specversion\":\"1.0\",\"id\":\"t-1\",\"source\":\"v\","
+				    "\"type\":\"child.checkin\"}";
 
 	REQUIRE(dir != NULL);
 	if (asprintf(&tokens, "# clients of the ingress\n\nvendor-a %s child.*\nvendor-b %s\n",
@@ -510,8 +533,9 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 	snprintf(auth_bad, sizeof auth_bad, "Authorization: Bearer %sX", tok_a);
 
 	/* No token. */
-	a = s_post_text(url, s_structured,
-			"{\"specversion\":\"1.0\",\"id\":\"n-1\",\"source\":\"v\",\"type\":\"a.b\"}");
+	a = s_post_text(
+		url, s_structured,
+		"{\"specversion\":\"1.0\",\"id\":\"n-1\",\"source\":\"v\",\"type\":\"a.b\"}");
 	CU_ASSERT_EQUAL(a.status, 401);
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.www_authenticate, "Bearer"));
 	http_answer_clear(&a);
@@ -531,8 +555,8 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 				"{\"specversion\":\"1.0\",\"id\":\"n-3\",\"source\":\"v\","
 				"\"type\":\"staff.absence.registered\"}");
 		CU_ASSERT_EQUAL(a.status, 403);
-		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf),
-					      "staff.absence.registered"));
+		CU_ASSERT_PTR_NOT_NULL(
+			strstr(s_field(&a, "error", buf, sizeof buf), "staff.absence.registered"));
 		http_answer_clear(&a);
 		a = s_post_text(url, h, ev_ok);
 		CU_ASSERT_EQUAL(a.status, 202);
@@ -567,7 +591,8 @@ static void test_bearer_tokens_401_403_and_the_tokens_never_logged(void)
 		CU_ASSERT_EQUAL(not_401, 0);
 		test_sleep_ms(200);
 		log = kd_log(kd);
-		printf("    300 wrong tokens in %lld ms: %zu 'refused a request' lines in the log\n",
+		printf("    300 wrong tokens in %lld ms: %zu 'refused a request' lines in the "
+		       "log\n",
 		       (long long)took_ms, kd_count(log, "refused a request"));
 		/* No token and a wrong one above, the 300, the one after the pause. */
 		CU_ASSERT(kd_count(log, "refused a request") <= (size_t)(took_ms / 1000) + 4);
@@ -610,8 +635,9 @@ static void test_token_clients_own_their_sources(void)
 				   "\"source\":\"/vendors/a/invoices\",\"type\":\"invoice.sent\"}";
 
 	REQUIRE(dir != NULL);
-	if (asprintf(&tokens, "vendor-a %s types=invoice.> sources=/vendors/a/*\n"
-			      "vendor-b %s sources=/vendors/b/*,/shared/b\n",
+	if (asprintf(&tokens,
+		     "vendor-a %s types=invoice.> sources=/vendors/a/*\n"
+		     "vendor-b %s sources=/vendors/b/*,/shared/b\n",
 		     tok_a, tok_b) < 0)
 		tokens = NULL;
 	kd = s_start_with_tokens("http-src", dir, tokens, NULL, &path, url, sizeof url);
@@ -623,20 +649,23 @@ static void test_token_clients_own_their_sources(void)
 		/* vendor-b first, with vendor-a's source and id. */
 		a = s_post_text(url, h, ev_a);
 		CU_ASSERT_EQUAL(a.status, 403);
-		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf),
-					      "'/vendors/a/invoices'"));
+		CU_ASSERT_PTR_NOT_NULL(
+			strstr(s_field(&a, "error", buf, sizeof buf), "'/vendors/a/invoices'"));
 		http_answer_clear(&a);
 		/* A batch with one foreign source is refused whole. */
-		a = s_post_text(url, (const char *[]){ "Content-Type: application/cloudevents-batch+json",
-						       auth_b, NULL },
-				"[{\"specversion\":\"1.0\",\"id\":\"b-1\",\"source\":\"/shared/b\","
-				"\"type\":\"x.y\"},{\"specversion\":\"1.0\",\"id\":\"b-2\","
-				"\"source\":\"/vendors/a\",\"type\":\"x.y\"}]");
+		a = s_post_text(
+			url,
+			(const char *[]){ "Content-Type: application/cloudevents-batch+json",
+					  auth_b, NULL },
+			"[{\"specversion\":\"1.0\",\"id\":\"b-1\",\"source\":\"/shared/b\","
+			"\"type\":\"x.y\"},{\"specversion\":\"1.0\",\"id\":\"b-2\","
+			"\"source\":\"/vendors/a\",\"type\":\"x.y\"}]");
 		CU_ASSERT_EQUAL(a.status, 403);
 		http_answer_clear(&a);
-		a = s_post_text(url, h,
-				"{\"specversion\":\"1.0\",\"id\":\"b-3\",\"source\":\"/vendors/b/x\","
-				"\"type\":\"x.y\"}");
+		a = s_post_text(
+			url, h,
+			"{\"specversion\":\"1.0\",\"id\":\"b-3\",\"source\":\"/vendors/b/x\","
+			"\"type\":\"x.y\"}");
 		CU_ASSERT_EQUAL(a.status, 202);
 		http_answer_clear(&a);
 	}
@@ -686,8 +715,10 @@ static void test_client_rate_answers_429_per_client(void)
 	for (int i = 0; i < 4; i++) {
 		const char *h[] = { s_structured[0], auth_a, NULL };
 		char ev[160];
-		snprintf(ev, sizeof ev, "{\"specversion\":\"1.0\",\"id\":\"ra-%d\",\"source\":\"v\","
-					"\"type\":\"a.b\"}", i);
+		snprintf(ev, sizeof ev,
+			 "{\"specversion\":\"1.0\",\"id\":\"ra-%d\",\"source\":\"v\","
+			 "\"type\":\"a.b\"}",
+			 i);
 		a = s_post_text(url, h, ev);
 		accepted += a.status == 202;
 		if (a.status == 429) {
@@ -700,8 +731,9 @@ static void test_client_rate_answers_429_per_client(void)
 	CU_ASSERT_EQUAL(limited, 2);
 	{
 		const char *h[] = { s_structured[0], auth_b, NULL };
-		a = s_post_text(url, h, "{\"specversion\":\"1.0\",\"id\":\"rb-1\",\"source\":\"v\","
-					"\"type\":\"a.b\"}");
+		a = s_post_text(url, h,
+				"{\"specversion\":\"1.0\",\"id\":\"rb-1\",\"source\":\"v\","
+				"\"type\":\"a.b\"}");
 		CU_ASSERT_EQUAL(a.status, 202);
 		http_answer_clear(&a);
 	}
@@ -728,7 +760,8 @@ static void test_tokens_file_others_can_read_refuses_the_start(void)
 	REQUIRE(path != NULL && chmod(path, 0644) == 0);
 	snprintf(instances, sizeof instances,
 		 "  - name: in\n    plugin: http\n"
-		 "    options: { listen: '127.0.0.1:0', tokens_file: '%s' }\n", path);
+		 "    options: { listen: '127.0.0.1:0', tokens_file: '%s' }\n",
+		 path);
 	conf = kd_config(instances, NULL);
 	kd = kd_prepare("http-mode", conf, "routes: []\n");
 	REQUIRE(kd != NULL);
@@ -766,16 +799,18 @@ static void test_backpressure_answers_429_with_retry_after(void)
 	REQUIRE(kd != NULL && batch != NULL);
 	batch[len++] = '[';
 	for (int k = 0; k < N; k++)
-		len += (size_t)sprintf(batch + len,
-				       "%s{\"specversion\":\"1.0\",\"id\":\"p-%d\",\"source\":\"v\","
-				       "\"type\":\"a.b\",\"data\":{\"n\":%d}}",
-				       k ? "," : "", k, k);
+		len += (size_t)sprintf(
+			batch + len,
+			"%s{\"specversion\":\"1.0\",\"id\":\"p-%d\",\"source\":\"v\","
+			"\"type\":\"a.b\",\"data\":{\"n\":%d}}",
+			k ? "," : "", k, k);
 	batch[len++] = ']';
 	a = s_post(url, s_batch, batch, len);
 	CU_ASSERT_EQUAL(a.status, 429);
 	CU_ASSERT_STRING_EQUAL(a.retry_after, "2");
 	root = json_loads(a.body, 0, NULL);
-	json_array_foreach(json_object_get(root, "results"), i, r) {
+	json_array_foreach(json_object_get(root, "results"), i, r)
+	{
 		const char *st = json_string_value(json_object_get(r, "status"));
 		if (st && !strcmp(st, "accepted")) {
 			accepted++;
@@ -890,8 +925,7 @@ static enum MHD_Result s_rx_handler(void *cls, struct MHD_Connection *conn, cons
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += 3;
-		while (!rx->stopping &&
-		       pthread_cond_timedwait(&rx->cond, &rx->lock, &until) == 0)
+		while (!rx->stopping && pthread_cond_timedwait(&rx->cond, &rx->lock, &until) == 0)
 			;
 		pthread_mutex_unlock(&rx->lock);
 		return MHD_NO;
@@ -939,10 +973,10 @@ static receiver_t *s_rx_start(const int *script, size_t n)
 	memset(&sa, 0, sizeof sa);
 	sa.sin_family = AF_INET;
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	rx->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-					      MHD_USE_THREAD_PER_CONNECTION,
-				      0, NULL, NULL, s_rx_handler, rx, MHD_OPTION_SOCK_ADDR, &sa,
-				      MHD_OPTION_NOTIFY_COMPLETED, s_rx_completed, rx, MHD_OPTION_END);
+	rx->daemon =
+		MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+				 NULL, NULL, s_rx_handler, rx, MHD_OPTION_SOCK_ADDR, &sa,
+				 MHD_OPTION_NOTIFY_COMPLETED, s_rx_completed, rx, MHD_OPTION_END);
 	info = rx->daemon ? MHD_get_daemon_info(rx->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
 	if (!info) {
 		if (rx->daemon)
@@ -1037,14 +1071,18 @@ static void test_webhook_2xx_delivers_in_structured_and_binary_mode(void)
 	char *reply = NULL, *p = NULL;
 
 	REQUIRE(kd != NULL && sub != NULL);
-	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"w-1\",\"source\":\"urn:k\","
-			    "\"type\":\"hook.structured\",\"data\":{\"a\": 1}}", WAIT);
+	reply = kd_send(kd,
+			"{\"specversion\":\"1.0\",\"id\":\"w-1\",\"source\":\"urn:k\","
+			"\"type\":\"hook.structured\",\"data\":{\"a\": 1}}",
+			WAIT);
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
 	free(reply);
-	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"w-2\",\"source\":\"urn:k\","
-			    "\"type\":\"hook.binary\",\"subject\":\"Søren test\","
-			    "\"datacontenttype\":\"application/octet-stream\","
-			    "\"data_base64\":\"AAH/\"}", WAIT);
+	reply = kd_send(kd,
+			"{\"specversion\":\"1.0\",\"id\":\"w-2\",\"source\":\"urn:k\","
+			"\"type\":\"hook.binary\",\"subject\":\"Søren test\","
+			"\"datacontenttype\":\"application/octet-stream\","
+			"\"data_base64\":\"AAH/\"}",
+			WAIT);
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
 	REQUIRE(s_rx_wait(rx, 2) >= 2);
 	p = kd_expect(sub, "delivered hook.binary", "w-2", WAIT);
@@ -1083,8 +1121,10 @@ static void test_webhook_503_then_200_is_retried_and_delivered(void)
 	char *reply = NULL, *retried = NULL, *delivered = NULL;
 
 	REQUIRE(kd != NULL && sub != NULL);
-	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"r-1\",\"source\":\"urn:k\","
-			    "\"type\":\"hook.structured\"}", WAIT);
+	reply = kd_send(kd,
+			"{\"specversion\":\"1.0\",\"id\":\"r-1\",\"source\":\"urn:k\","
+			"\"type\":\"hook.structured\"}",
+			WAIT);
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
 	retried = kd_expect(sub, "retrying hook.structured", "r-1", WAIT);
 	CU_ASSERT_PTR_NOT_NULL(retried && strstr(retried, "503"));
@@ -1112,8 +1152,10 @@ static void test_webhook_400_is_rejected_to_the_fallback(void)
 	char *reply = NULL, *rejected = NULL, *text = NULL;
 
 	REQUIRE(kd != NULL && sub != NULL);
-	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"x-1\",\"source\":\"urn:k\","
-			    "\"type\":\"hook.structured\"}", WAIT);
+	reply = kd_send(kd,
+			"{\"specversion\":\"1.0\",\"id\":\"x-1\",\"source\":\"urn:k\","
+			"\"type\":\"hook.structured\"}",
+			WAIT);
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
 	rejected = kd_expect(sub, "rejected hook.structured", "x-1", WAIT);
 	/* The error names the status and quotes the receiver's answer. */
@@ -1143,8 +1185,10 @@ static void test_webhook_that_hangs_times_out_and_is_retried(void)
 	char *reply = NULL, *retried = NULL, *delivered = NULL;
 
 	REQUIRE(kd != NULL && sub != NULL);
-	reply = kd_send(kd, "{\"specversion\":\"1.0\",\"id\":\"h-1\",\"source\":\"urn:k\","
-			    "\"type\":\"hook.structured\"}", WAIT);
+	reply = kd_send(kd,
+			"{\"specversion\":\"1.0\",\"id\":\"h-1\",\"source\":\"urn:k\","
+			"\"type\":\"hook.structured\"}",
+			WAIT);
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "accepted"));
 	retried = kd_expect(sub, "retrying hook.structured", "h-1", WAIT);
 	CU_ASSERT_PTR_NOT_NULL(retried && strstr(retried, "no answer"));
@@ -1174,12 +1218,15 @@ static char *s_multipart(const char *event, const char *const *files, size_t n, 
 
 	if (!f)
 		return NULL;
-	fprintf(f, "preamble is ignored\r\n--XyZb0undary\r\n"
-		   "Content-Disposition: form-data; name=\"event\"\r\n"
-		   "Content-Type: application/cloudevents+json\r\n\r\n%s\r\n", event);
+	fprintf(f,
+		"preamble is ignored\r\n--XyZb0undary\r\n"
+		"Content-Disposition: form-data; name=\"event\"\r\n"
+		"Content-Type: application/cloudevents+json\r\n\r\n%s\r\n",
+		event);
 	for (size_t i = 0; i < n; i++)
-		fprintf(f, "--XyZb0undary\r\nContent-Disposition: form-data; name=\"%s\"; "
-			   "filename=\"Søren Hansen.jpg\"\r\nContent-Type: %s\r\n\r\n%s\r\n",
+		fprintf(f,
+			"--XyZb0undary\r\nContent-Disposition: form-data; name=\"%s\"; "
+			"filename=\"Søren Hansen.jpg\"\r\nContent-Type: %s\r\n\r\n%s\r\n",
 			files[3 * i], files[3 * i + 1], files[3 * i + 2]);
 	fprintf(f, "--XyZb0undary--\r\n");
 	fclose(f);
@@ -1196,8 +1243,8 @@ static void test_multipart_files_become_blobs_the_event_refers_to(void)
 	char url[128], st[32], *body = NULL, *tmp = test_tmpdir("http-mp-ref"), refdir[600];
 	kd_t *kd = s_start_ingress("http-multipart", "", NULL, url, sizeof url);
 	static const char *const files[] = {
-		"photos", "image/jpeg", "\xff\xd8\xff\xe0 first photo",
-		"photos", "image/png", "\x89PNG second photo",
+		"photos",   "image/jpeg",      "\xff\xd8\xff\xe0 first photo",
+		"photos",   "image/png",       "\x89PNG second photo",
 		"document", "application/pdf", "%PDF-1.7 menu plan",
 	};
 	kanal__blob_store_t *ref_store = NULL, *kanald_store = NULL;
@@ -1218,7 +1265,8 @@ static void test_multipart_files_become_blobs_the_event_refers_to(void)
 
 	body = s_multipart("{\"specversion\":\"1.0\",\"id\":\"mp-1\",\"source\":\"daycare-app\","
 			   "\"type\":\"daycare.notice.posted\",\"data\":{\"text\":\"Trip to the "
-			   "forest\"}}", files, 3, &len);
+			   "forest\"}}",
+			   files, 3, &len);
 	REQUIRE(body != NULL);
 	a = s_post(url, s_multipart_ct, body, len);
 	CU_ASSERT_EQUAL(a.status, 202);
@@ -1231,16 +1279,21 @@ static void test_multipart_files_become_blobs_the_event_refers_to(void)
 	REQUIRE(ev != NULL);
 	photos = json_object_get(json_object_get(ev, "data"), "photos");
 	CU_ASSERT_EQUAL(json_array_size(photos), 2);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(photos, 0), "href")),
-			       want[0].uri);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(photos, 1),
-								 "mediaType")), "image/png");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_array_get(photos, 0), "href")), want[0].uri);
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_array_get(photos, 1), "mediaType")),
+		"image/png");
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(photos, 0), "size")),
 			(json_int_t)strlen(files[2]));
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(
-		json_object_get(json_object_get(ev, "data"), "document"), 0), "href")), want[2].uri);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(ev, "data"),
-								 "text")), "Trip to the forest");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(
+			json_array_get(json_object_get(json_object_get(ev, "data"), "document"), 0),
+			"href")),
+		want[2].uri);
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(ev, "data"), "text")),
+		"Trip to the forest");
 	{
 		const char *attr = json_string_value(json_object_get(ev, "kanalblob"));
 		CU_ASSERT_PTR_NOT_NULL(attr && strstr(attr, want[0].uri));
@@ -1255,7 +1308,7 @@ static void test_multipart_files_become_blobs_the_event_refers_to(void)
 	}
 	/* Delivered everywhere: kanald removes the blobs. */
 	REQUIRE((kanald_store = kanal__blob_store_open_dir(kd_path(kd, "state/blobs"), 0, 0,
-							    NULL)) != NULL);
+							   NULL)) != NULL);
 	deadline = test_now_ms() + WAIT;
 	while (kanal__blob_open(kanald_store, want[0].uri, &fd, NULL, NULL) == 0 &&
 	       test_now_ms() < deadline) {
@@ -1269,12 +1322,14 @@ static void test_multipart_files_become_blobs_the_event_refers_to(void)
 	/* Malformed requests are refused and deliver nothing. */
 	free(body);
 	body = s_multipart("{\"specversion\":\"1.0\",\"id\":\"mp-2\",\"source\":\"app\","
-			   "\"type\":\"x.y\",\"data\":[1,2]}", files, 1, &len);
+			   "\"type\":\"x.y\",\"data\":[1,2]}",
+			   files, 1, &len);
 	a = s_post(url, s_multipart_ct, body, len);
 	CU_ASSERT_EQUAL(a.status, 400);
 	CU_ASSERT_PTR_NOT_NULL(a.body && strstr(a.body, "JSON object data"));
 	http_answer_clear(&a);
-	a = s_post_text(url, s_multipart_ct, "--XyZb0undary\r\nContent-Disposition: form-data; "
+	a = s_post_text(url, s_multipart_ct,
+			"--XyZb0undary\r\nContent-Disposition: form-data; "
 			"name=\"photos\"\r\n\r\nno event\r\n--XyZb0undary--\r\n");
 	CU_ASSERT_EQUAL(a.status, 400);
 	CU_ASSERT_PTR_NOT_NULL(a.body && strstr(a.body, "no part named 'event'"));
@@ -1295,13 +1350,11 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("http",
-	  TEST(test_structured_binary_and_batch_are_delivered_with_their_data),
+TEST_MAIN("http", TEST(test_structured_binary_and_batch_are_delivered_with_their_data),
 	  TEST(test_invalid_events_get_400_naming_the_attribute_and_are_not_delivered),
 	  TEST(test_oversized_requests_get_413),
 	  TEST(test_bearer_tokens_401_403_and_the_tokens_never_logged),
-	  TEST(test_token_clients_own_their_sources),
-	  TEST(test_client_rate_answers_429_per_client),
+	  TEST(test_token_clients_own_their_sources), TEST(test_client_rate_answers_429_per_client),
 	  TEST(test_tokens_file_others_can_read_refuses_the_start),
 	  TEST(test_backpressure_answers_429_with_retry_after),
 	  TEST(test_webhook_2xx_delivers_in_structured_and_binary_mode),

@@ -188,8 +188,8 @@ typedef struct attack {
 	/* slowloris: SLOW_MAX connections, 64 from 127.0.0.2, the others from 127.0.1.x */
 	int slow_fd[SLOW_MAX];
 	int64_t slow_since[SLOW_MAX]; /* when it connected, or when it may connect again */
-	long slow_cut;            /* connections kanald closed */
-	int64_t longest_hold_ms;  /* the longest any stayed open before kanald closed it */
+	long slow_cut;                /* connections kanald closed */
+	int64_t longest_hold_ms;      /* the longest any stayed open before kanald closed it */
 	long flood_connects;
 } attack_t;
 
@@ -319,7 +319,8 @@ static long s_post_good(int port, int id)
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/events", port);
 	snprintf(body, sizeof body,
 		 "{\"specversion\":\"1.0\",\"id\":\"good-%d\",\"source\":\"urn:test:good\","
-		 "\"type\":\"test.good\",\"data\":{\"n\":%d}}", id, id);
+		 "\"type\":\"test.good\",\"data\":{\"n\":%d}}",
+		 id, id);
 	while (status != 202 && test_now_ms() < until) {
 		CURL *c = curl_easy_init();
 
@@ -483,7 +484,10 @@ done:
 
 static void test_a_request_starting_with_nul_bytes_gets_400_at_once(void)
 {
-	static const struct { const char *bytes; size_t len; } probes[] = {
+	static const struct {
+		const char *bytes;
+		size_t len;
+	} probes[] = {
 		{ "\0\0\0\0\r\n", 6 },
 		{ "\0\0\0\0POST /events HTTP/1.1\r\n", 27 },
 		{ "\x16\x03\x01\x02\x00\x01", 6 }, /* a TLS handshake */
@@ -515,8 +519,8 @@ static void test_a_trickled_request_gets_408_and_one_connection_too_many_429(voi
 	int port = 0, fd = -1, held[4] = { -1, -1, -1, -1 };
 	char *answer = NULL;
 	int64_t closed_ms = -1, t0;
-	kd_t *kd = s_start("http-408", "request_timeout: 3s, max_connections_per_address: 3",
-			   &port);
+	kd_t *kd =
+		s_start("http-408", "request_timeout: 3s, max_connections_per_address: 3", &port);
 
 	REQUIRE(kd != NULL);
 	/* One header line a second: each resets an idle timeout, none the request's. */

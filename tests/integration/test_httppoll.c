@@ -104,7 +104,8 @@ static void s_add_items(upstream_t *up, int n)
 	for (int i = 0; i < n; i++)
 		CU_ASSERT_EQUAL(upstream_http(up, "POST", "/api/items",
 					      "{\"kind\":\"note\",\"text\":\"added\"}",
-					      "application/json", NULL), 201);
+					      "application/json", NULL),
+				201);
 }
 
 static void test_items_become_events(void)
@@ -124,12 +125,13 @@ static void test_items_become_events(void)
 	REQUIRE(text);
 	e = json_loadb(text, strcspn(text, "\n"), 0, NULL);
 	REQUIRE(e);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), "vendor.item.changed");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")),
+			       "vendor.item.changed");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "source")), "api");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "subject")), "note");
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(e, "data"), "seq")), 1);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(e, "data"),
-								 "text")), "seeded");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(e, "data"), "text")), "seeded");
 	/* New items later are picked up by the next polls. */
 	s_add_items(up, 3);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 13, WAIT), 13);
@@ -213,7 +215,8 @@ static void test_item_without_id_is_skipped(void)
 	REQUIRE(up);
 	/* An id the connector cannot use (an object) between two good items. */
 	CU_ASSERT_EQUAL(upstream_http(up, "POST", "/api/items", "{\"id\":{\"x\":1}}",
-				      "application/json", NULL), 201);
+				      "application/json", NULL),
+			201);
 	s_add_items(up, 1);
 	kd = s_kanald("hp-skip", up, TOKEN);
 	REQUIRE(kd);
@@ -268,7 +271,8 @@ static void test_map_shapes_events(void)
 			 "        if .seq == 2 then error(\"seq 2 is refused\") else\n"
 			 "        {type: \"vendor.\\(.kind).seen\", subject: \"n-\\(.seq)\",\n"
 			 "         data: {what: .text, cursor: $cursor}} end\n"
-			 "  - name: out\n    plugin: sink\n    options: { path: '@DIR@/out.jsonl' }\n",
+			 "  - name: out\n    plugin: sink\n    options: { path: '@DIR@/out.jsonl' "
+			 "}\n",
 			 up->url) >= 0);
 	conf = kd_config(inst, NULL);
 	kd = kd_start("hp-map", conf, s_routes);
@@ -283,8 +287,8 @@ static void test_map_shapes_events(void)
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "id")), "item-1");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), "vendor.note.seen");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "subject")), "n-1");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(e, "data"),
-								 "what")), "seeded");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(e, "data"), "what")), "seeded");
 	CU_ASSERT(json_is_null(json_object_get(json_object_get(e, "data"), "cursor")));
 	CU_ASSERT(strstr(text, "\"item-3\"") && !strstr(text, "\"item-2\""));
 	kd_destroy(&kd);
@@ -333,13 +337,8 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("httppoll",
-	  TEST(test_items_become_events),
-	  TEST(test_cursor_survives_restart),
-	  TEST(test_upstream_error_loses_nothing),
-	  TEST(test_upstream_garbage_loses_nothing),
-	  TEST(test_upstream_hang_loses_nothing),
-	  TEST(test_item_without_id_is_skipped),
-	  TEST(test_wrong_token_is_an_upstream_error),
-	  TEST(test_map_shapes_events),
+TEST_MAIN("httppoll", TEST(test_items_become_events), TEST(test_cursor_survives_restart),
+	  TEST(test_upstream_error_loses_nothing), TEST(test_upstream_garbage_loses_nothing),
+	  TEST(test_upstream_hang_loses_nothing), TEST(test_item_without_id_is_skipped),
+	  TEST(test_wrong_token_is_an_upstream_error), TEST(test_map_shapes_events),
 	  TEST(test_bad_options_refuse_start))

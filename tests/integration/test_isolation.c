@@ -39,8 +39,9 @@ static void s_batch_add(char **buf, const char *source, const char *id, const ch
 {
 	char *next;
 
-	if (asprintf(&next, "%s%s{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"%s\","
-			    "\"type\":\"%s\",\"data\":{\"n\":1}}",
+	if (asprintf(&next,
+		     "%s%s{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"%s\","
+		     "\"type\":\"%s\",\"data\":{\"n\":1}}",
 		     *buf ? *buf : "[", *buf ? "," : "", id, source, type) < 0)
 		next = NULL;
 	free(*buf);
@@ -215,7 +216,8 @@ static json_t *s_wait_letter(kd_t *kd, const char *event_id)
 		json_t *list = s_admin_json(kd, "{\"cmd\":\"dlq.list\"}"), *item;
 		size_t i;
 
-		json_array_foreach(json_object_get(list, "items"), i, item) {
+		json_array_foreach(json_object_get(list, "items"), i, item)
+		{
 			const char *id = json_string_value(json_object_get(item, "event_id"));
 			if (id && !strcmp(id, event_id)) {
 				json_incref(item);
@@ -248,7 +250,8 @@ static void s_check_letter(kd_t *kd, const char *event_id, const char *destinati
 	free(req);
 	errors = json_object_get(json_object_get(show, "item"), "errors");
 	CU_ASSERT_EQUAL(json_array_size(errors), 3);
-	json_array_foreach(errors, i, v) {
+	json_array_foreach(errors, i, v)
+	{
 		CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(v) ?: "", error));
 		if (!strstr(json_string_value(v) ?: "", error))
 			fprintf(stderr, "%s: attempt %zu: %s\n", event_id, i + 1,
@@ -259,18 +262,17 @@ static void s_check_letter(kd_t *kd, const char *event_id, const char *destinati
 
 /* ---- crash ------------------------------------------------------------------------------------- */
 
-static const char *s_crash_instances =
-	"  - name: crasher\n"
-	"    plugin: '@TPLUGINS@/tp_crash.so'\n"
-	"    isolation: process\n"
-	"    options: { path: '@DIR@/crasher.txt' }\n"
-	"  - name: aborter\n"
-	"    plugin: '@TPLUGINS@/tp_crash.so'\n"
-	"    isolation: process\n"
-	"    options: { path: '@DIR@/aborter.txt' }\n"
-	"  - name: sink\n"
-	"    plugin: sink\n"
-	"    options: { path: '@DIR@/sink.jsonl' }\n";
+static const char *s_crash_instances = "  - name: crasher\n"
+				       "    plugin: '@TPLUGINS@/tp_crash.so'\n"
+				       "    isolation: process\n"
+				       "    options: { path: '@DIR@/crasher.txt' }\n"
+				       "  - name: aborter\n"
+				       "    plugin: '@TPLUGINS@/tp_crash.so'\n"
+				       "    isolation: process\n"
+				       "    options: { path: '@DIR@/aborter.txt' }\n"
+				       "  - name: sink\n"
+				       "    plugin: sink\n"
+				       "    options: { path: '@DIR@/sink.jsonl' }\n";
 
 static const char *s_crash_routes =
 	"routes:\n"
@@ -362,15 +364,14 @@ static void test_crash_is_survived_and_retried(void)
 
 /* ---- hang ------------------------------------------------------------------------------------- */
 
-static const char *s_hang_instances =
-	"  - name: hanger\n"
-	"    plugin: '@TPLUGINS@/tp_hang.so'\n"
-	"    isolation: process\n"
-	"    deadline: 1s\n"
-	"    options: { path: '@DIR@/hanger.txt' }\n"
-	"  - name: sink\n"
-	"    plugin: sink\n"
-	"    options: { path: '@DIR@/sink.jsonl' }\n";
+static const char *s_hang_instances = "  - name: hanger\n"
+				      "    plugin: '@TPLUGINS@/tp_hang.so'\n"
+				      "    isolation: process\n"
+				      "    deadline: 1s\n"
+				      "    options: { path: '@DIR@/hanger.txt' }\n"
+				      "  - name: sink\n"
+				      "    plugin: sink\n"
+				      "    options: { path: '@DIR@/sink.jsonl' }\n";
 
 static const char *s_hang_routes =
 	"routes:\n"
@@ -588,8 +589,7 @@ static void test_bad_options_refused_like_threads(void)
 			"error: 'deadline'");
 	CU_ASSERT_PTR_NOT_NULL(iso && strstr(iso, "'soon' is not a duration"));
 	free(iso);
-	iso = s_refused("iso-dl-thr",
-			"  - name: snk\n    plugin: sink\n    deadline: 5s\n",
+	iso = s_refused("iso-dl-thr", "  - name: snk\n    plugin: sink\n    deadline: 5s\n",
 			"error: 'deadline'");
 	CU_ASSERT_PTR_NOT_NULL(iso && strstr(iso, "applies only to 'isolation: process'"));
 	free(iso);
@@ -617,7 +617,8 @@ static char *s_varied_event(int i)
 		extra = ",\"subject\":\"person:x\",\"time\":\"2026-11-24T10:00:00.123Z\","
 			"\"datacontenttype\":\"application/json\","
 			"\"data\":{\"navn\":\"Søren Ærø Åberg\",\"nested\":{\"list\":[1,2.5,true,"
-			"null,\"tab\\there\"],\"empty\":{}},\"quote\":\"\\\"q\\\"\",\"u\":\"\\u00e6\"}";
+			"null,\"tab\\there\"],\"empty\":{}},\"quote\":\"\\\"q\\\"\",\"u\":"
+			"\"\\u00e6\"}";
 		break;
 	case 1:
 		extra = ",\"data_base64\":\"AAECAwQFBgcICQ==\",\"datacontenttype\":"
@@ -635,8 +636,10 @@ static char *s_varied_event(int i)
 		extra = "";
 		break;
 	}
-	if (asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"rt-%04d\",\"source\":\"rt\","
-			    "\"type\":\"rt.event\"%s}", i, extra) < 0)
+	if (asprintf(&text,
+		     "{\"specversion\":\"1.0\",\"id\":\"rt-%04d\",\"source\":\"rt\","
+		     "\"type\":\"rt.event\"%s}",
+		     i, extra) < 0)
 		return NULL;
 	return text;
 }
@@ -769,7 +772,8 @@ static void test_services_cross_the_boundary(void)
 	 * metrics are kanald's. */
 	CU_ASSERT(s_log_has(kd, "echo: echo ready: reply_field=echoed"));
 	status = s_admin_json(kd, "{\"cmd\":\"status\"}");
-	json_array_foreach(json_object_get(status, "instances"), i, inst) {
+	json_array_foreach(json_object_get(status, "instances"), i, inst)
+	{
 		if (!strcmp(json_string_value(json_object_get(inst, "name")) ?: "", "echo"))
 			CU_ASSERT_EQUAL(json_number_value(json_object_get(
 						json_object_get(inst, "metrics"), "deliveries")),
@@ -801,12 +805,8 @@ static void test_host_dies_with_kanald(void)
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("isolation",
-	  TEST(test_crash_is_survived_and_retried),
-	  TEST(test_hang_is_killed_and_retried),
-	  TEST(test_hung_host_does_not_hold_shutdown),
-	  TEST(test_start_failures_retry_the_waiting),
-	  TEST(test_bad_options_refused_like_threads),
-	  TEST(test_round_trip_of_1000_events),
-	  TEST(test_services_cross_the_boundary),
+TEST_MAIN("isolation", TEST(test_crash_is_survived_and_retried),
+	  TEST(test_hang_is_killed_and_retried), TEST(test_hung_host_does_not_hold_shutdown),
+	  TEST(test_start_failures_retry_the_waiting), TEST(test_bad_options_refused_like_threads),
+	  TEST(test_round_trip_of_1000_events), TEST(test_services_cross_the_boundary),
 	  TEST(test_host_dies_with_kanald))

@@ -48,9 +48,9 @@ extern char **environ;
 /* ---- Running kanalctl ---------------------------------------------------------------- */
 
 typedef struct run {
-	int status;          /* exit status; -1 when killed or not started */
-	char *out;           /* captured stdout, NUL-terminated */
-	char *err;           /* captured stderr */
+	int status; /* exit status; -1 when killed or not started */
+	char *out;  /* captured stdout, NUL-terminated */
+	char *err;  /* captured stderr */
 	int64_t elapsed_ms;
 } run_t;
 
@@ -105,7 +105,8 @@ static int s_run(run_t *r, const char *dir, const char *const *env, const char *
 	va_end(ap);
 	args[n] = NULL;
 
-	if (asprintf(&out_path, "%s/.stdout", dir) < 0 || asprintf(&err_path, "%s/.stderr", dir) < 0)
+	if (asprintf(&out_path, "%s/.stdout", dir) < 0 ||
+	    asprintf(&err_path, "%s/.stderr", dir) < 0)
 		goto done;
 	if (input) {
 		free(test_write_file(dir, ".stdin", input));
@@ -195,25 +196,23 @@ static const char *s_plugin(void)
 
 typedef struct fixture {
 	char *dir;
-	char *conf;   /* dir/kanald.yaml */
+	char *conf; /* dir/kanald.yaml */
 } fixture_t;
 
-static const char s_routes_a[] =
-	"routes:\n"
-	"  - name: sick-child-to-calendar\n"
-	"    match:\n"
-	"      type: child.absence.*\n"
-	"      where: data.reason == \"sick\"\n"
-	"    to: [calendar, staffing]\n"
-	"    fallback: [letter]\n"
-	"default: deadletter\n";
+static const char s_routes_a[] = "routes:\n"
+				 "  - name: sick-child-to-calendar\n"
+				 "    match:\n"
+				 "      type: child.absence.*\n"
+				 "      where: data.reason == \"sick\"\n"
+				 "    to: [calendar, staffing]\n"
+				 "    fallback: [letter]\n"
+				 "default: deadletter\n";
 
-static const char s_routes_b[] =
-	"routes:\n"
-	"  - name: staff-absence\n"
-	"    match:\n"
-	"      type: staff.absence.>\n"
-	"    to: [staffing]\n";
+static const char s_routes_b[] = "routes:\n"
+				 "  - name: staff-absence\n"
+				 "    match:\n"
+				 "      type: staff.absence.>\n"
+				 "    to: [staffing]\n";
 
 /* Writes dir/kanald.yaml with three instances of the test plugin (plus `extra_instance`
  * text, may be ""), the routes folder with two files, and the given endpoints block. */
@@ -290,7 +289,7 @@ typedef struct fake {
 	const char *reply;
 	const char *topic;
 	const char *payload;
-	char *request;         /* the last request's last frame */
+	char *request; /* the last request's last frame */
 	int requests;
 	volatile int stop;
 	pthread_t thread;
@@ -376,8 +375,8 @@ static void s_dead_endpoint(char *buf, size_t size)
 
 static void test_help_lists_every_command(void)
 {
-	static const char *const cmds[] = { "check", "explain", "validate", "send", "tail",
-					    "reload", "status", "plugin info", "test" };
+	static const char *const cmds[] = { "check",  "explain", "validate",    "send", "tail",
+					    "reload", "status",  "plugin info", "test" };
 	fixture_t f;
 	run_t r;
 	size_t i;
@@ -421,24 +420,23 @@ static const char s_test_routes[] =
 
 /* Cases that hold; then the same cases with wrong expectations, which must fail with a
  * readable account: the destination sets side by side, a line diff of the data. */
-static const char s_test_ok[] =
-	"routes: vendor.yaml\n"
-	"tests:\n"
-	"  - name: a sick child goes to both, reshaped\n"
-	"    event:\n"
-	"      specversion: \"1.0\"\n"
-	"      id: v-1\n"
-	"      source: /vendor\n"
-	"      type: vendor.absence\n"
-	"      data: {barn: {navn: Ida}, fravaer: syg}\n"
-	"    routes: vendor-absence\n"
-	"    to: [staffing, calendar]\n"
-	"    data:\n"
-	"      calendar: {child: Ida, reason: sick}\n"
-	"      staffing: {name: Ida}\n"
-	"  - name: a holiday matches nothing\n"
-	"    event_file: holiday.json\n"
-	"    to: deadletter\n";
+static const char s_test_ok[] = "routes: vendor.yaml\n"
+				"tests:\n"
+				"  - name: a sick child goes to both, reshaped\n"
+				"    event:\n"
+				"      specversion: \"1.0\"\n"
+				"      id: v-1\n"
+				"      source: /vendor\n"
+				"      type: vendor.absence\n"
+				"      data: {barn: {navn: Ida}, fravaer: syg}\n"
+				"    routes: vendor-absence\n"
+				"    to: [staffing, calendar]\n"
+				"    data:\n"
+				"      calendar: {child: Ida, reason: sick}\n"
+				"      staffing: {name: Ida}\n"
+				"  - name: a holiday matches nothing\n"
+				"    event_file: holiday.json\n"
+				"    to: deadletter\n";
 
 static const char s_test_bad[] =
 	"routes: vendor.yaml\n"
@@ -524,8 +522,9 @@ static void test_test_reports_bad_files(void)
 	free(bad);
 
 	/* A case without an expectation cannot pass. */
-	bad = test_write_file(f.dir, "t2.yaml", "tests:\n  - name: vague\n    event_file: "
-						"none.json\n");
+	bad = test_write_file(f.dir, "t2.yaml",
+			      "tests:\n  - name: vague\n    event_file: "
+			      "none.json\n");
 	CTL(&r, &f, "test", "-c", f.conf, bad);
 	CU_ASSERT_EQUAL(r.status, 1);
 	s_run_free(&r);
@@ -544,8 +543,10 @@ static void test_check_valid_config_prints_summary(void)
 	s_fixture(&f, "", NULL);
 	CTL(&r, &f, "check", "-c", f.conf);
 	CU_ASSERT_EQUAL(r.status, 0);
-	CU_ASSERT_FATAL(asprintf(&expected, "%s: 3 instances; routes: 2 routes from 2 files, "
-					    "default \u2192 deadletter: ok\n", f.conf) >= 0);
+	CU_ASSERT_FATAL(asprintf(&expected,
+				 "%s: 3 instances; routes: 2 routes from 2 files, "
+				 "default \u2192 deadletter: ok\n",
+				 f.conf) >= 0);
 	CU_ASSERT_STRING_EQUAL(r.out, expected);
 	CU_ASSERT_STRING_EQUAL(r.err, "");
 	free(expected);
@@ -570,9 +571,11 @@ static void test_check_warns_about_catalogued_type_without_route(void)
 			     "child.checkin   # the day overview\n"));
 	CTL(&r, &f, "check", "-c", f.conf);
 	CU_ASSERT_EQUAL(r.status, 0);
-	CU_ASSERT_FATAL(asprintf(&expected, "%s/routes/message-types.list:4:1: warning: type "
-					    "'child.checkin' is in the catalogue but no route takes it: "
-					    "such events go to the default 'deadletter'", f.dir) >= 0);
+	CU_ASSERT_FATAL(asprintf(&expected,
+				 "%s/routes/message-types.list:4:1: warning: type "
+				 "'child.checkin' is in the catalogue but no route takes it: "
+				 "such events go to the default 'deadletter'",
+				 f.dir) >= 0);
 	CU_ASSERT(s_contains(r.err, expected));
 	CU_ASSERT(!s_contains(r.err, "'child.absence.reported'"));
 	CU_ASSERT(s_contains(r.out, ": ok"));
@@ -680,8 +683,9 @@ static void test_check_validates_instance_options(void)
 	CU_ASSERT(s_contains(r.err, "colour"));
 	if (strstr(s_plugin(), "plugins/sink.so")) {
 		CU_ASSERT(s_contains(r.err, "kanald.yaml:18:7: error: instance 'noisy': option "
-				     "'format' must be one of json, line; got 'xml'"));
-		CU_ASSERT(s_contains(r.err, "kanald.yaml:19:7: error: instance 'noisy': option "
+					    "'format' must be one of json, line; got 'xml'"));
+		CU_ASSERT(s_contains(r.err,
+				     "kanald.yaml:19:7: error: instance 'noisy': option "
 				     "'retry_after' expects a duration like 250ms, 2s or 5m, got "
 				     "'soon'"));
 		CU_ASSERT(s_contains(r.err, "check failed: 4 errors"));
@@ -716,11 +720,11 @@ static void test_check_reports_a_connectors_ranges_at_their_lines(void)
 	CTL(&r, &f, "check", "-c", f.conf);
 	CU_ASSERT_EQUAL(r.status, 1);
 	CU_ASSERT(s_contains(r.err, "kanald.yaml:6:7: error: instance 'hr': option 'page_size' "
-			     "must be at least 1"));
+				    "must be at least 1"));
 	CU_ASSERT(s_contains(r.err, "kanald.yaml:7:7: error: instance 'hr': option "
-			     "'unknown_codes' must be one of emit, skip; got 'drop'"));
+				    "'unknown_codes' must be one of emit, skip; got 'drop'"));
 	CU_ASSERT(s_contains(r.err, "kanald.yaml:8:7: error: instance 'hr': option 'timeout' "
-			     "must be at least 1ms"));
+				    "must be at least 1ms"));
 	if (!s_contains(r.err, "page_size"))
 		fprintf(stderr, "%s\n", r.err);
 	s_run_free(&r);
@@ -844,7 +848,8 @@ static void test_validate_good_and_bad_files(void)
 		      "\"type\":\"child.absence.reported\",\"time\":\"yesterday\"}");
 	CTL(&r, &f, "validate", good);
 	CU_ASSERT_EQUAL(r.status, 0);
-	CU_ASSERT_FATAL(asprintf(&expected, "%s: valid (id e-sick-1, type child.absence.reported)\n",
+	CU_ASSERT_FATAL(asprintf(&expected,
+				 "%s: valid (id e-sick-1, type child.absence.reported)\n",
 				 good) >= 0);
 	CU_ASSERT_STRING_EQUAL(r.out, expected);
 	free(expected);
@@ -980,8 +985,10 @@ static void test_send_without_broker_times_out_clearly(void)
 	ev = s_event(&f, "sick.json", s_sick_event);
 	CTL(&r, &f, "send", "--gateway", endpoint, "--timeout", "300", ev);
 	CU_ASSERT_EQUAL(r.status, 2);
-	CU_ASSERT_FATAL(asprintf(&expected, "no reply from the gateway at %s within 300 ms: "
-					    "is kanald running? (kanalctl status)", endpoint) >= 0);
+	CU_ASSERT_FATAL(asprintf(&expected,
+				 "no reply from the gateway at %s within 300 ms: "
+				 "is kanald running? (kanalctl status)",
+				 endpoint) >= 0);
 	CU_ASSERT(s_contains(r.err, expected));
 	/* It waited the timeout, and not much longer. */
 	CU_ASSERT(r.elapsed_ms >= 300);
@@ -1041,8 +1048,8 @@ static void test_send_finds_gateway_in_endpoints_file(void)
 	s_run_free(&r);
 
 	s_fake_start(&gw, ZMQ_ROUTER);
-	CU_ASSERT_FATAL(asprintf(&line, "stream=tcp://127.0.0.1:1\ngateway=%s\npid=1\n",
-				 gw.endpoint) >= 0);
+	CU_ASSERT_FATAL(
+		asprintf(&line, "stream=tcp://127.0.0.1:1\ngateway=%s\npid=1\n", gw.endpoint) >= 0);
 	free(test_write_file(f.dir, "run/endpoints", line));
 	CTL(&r, &f, "send", "-c", f.conf, ev);
 	CU_ASSERT_EQUAL(r.status, 0);
@@ -1176,12 +1183,14 @@ static void test_status_without_broker_times_out(void)
 
 static void test_tail_prints_summary_lines_masked(void)
 {
-	fake_t pub = { .topic = "dead child.absence.reported",
-		       .payload = "{\"kind\":\"dead\",\"ts\":\"2026-11-24T10:00:00.123Z\","
-				  "\"event\":{\"id\":\"e-sick-1\",\"type\":\"child.absence.reported\"},"
-				  "\"route\":\"sick-child\",\"destination\":\"calendar\","
-				  "\"delivery\":42,\"attempt\":3,"
-				  "\"error\":\"no calendar for 1503851233\"}" };
+	fake_t pub = {
+		.topic = "dead child.absence.reported",
+		.payload = "{\"kind\":\"dead\",\"ts\":\"2026-11-24T10:00:00.123Z\","
+			   "\"event\":{\"id\":\"e-sick-1\",\"type\":\"child.absence.reported\"},"
+			   "\"route\":\"sick-child\",\"destination\":\"calendar\","
+			   "\"delivery\":42,\"attempt\":3,"
+			   "\"error\":\"no calendar for 1503851233\"}"
+	};
 	fixture_t f;
 	run_t r;
 
@@ -1336,14 +1345,16 @@ static const char s_dlq_show_reply[] =
 /* A letter that keeps blobs (a letter's PDF attachment): show lists them after the errors. */
 static void test_dlq_show_lists_the_letters_blobs(void)
 {
-	fake_t admin = { .reply =
-		"{\"ok\":true,\"item\":{\"id\":4,\"dead_at\":\"2026-11-23T23:30:00Z\","
-		"\"destination\":\"digital-post\",\"type\":\"post.letter.send\","
-		"\"event_id\":\"l-4\",\"source\":\"case\",\"reason\":\"rejected\","
-		"\"attempts\":1,\"errors\":[\"no mailbox\"],\"blobs\":["
-		"\"kanalblob:sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"],"
-		"\"event\":{\"specversion\":\"1.0\",\"id\":\"l-4\",\"source\":\"case\","
-		"\"type\":\"post.letter.send\"}}}" };
+	fake_t admin = {
+		.reply = "{\"ok\":true,\"item\":{\"id\":4,\"dead_at\":\"2026-11-23T23:30:00Z\","
+			 "\"destination\":\"digital-post\",\"type\":\"post.letter.send\","
+			 "\"event_id\":\"l-4\",\"source\":\"case\",\"reason\":\"rejected\","
+			 "\"attempts\":1,\"errors\":[\"no mailbox\"],\"blobs\":["
+			 "\"kanalblob:sha256:"
+			 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"],"
+			 "\"event\":{\"specversion\":\"1.0\",\"id\":\"l-4\",\"source\":\"case\","
+			 "\"type\":\"post.letter.send\"}}}"
+	};
 	fixture_t f;
 	run_t r;
 
@@ -1351,8 +1362,9 @@ static void test_dlq_show_lists_the_letters_blobs(void)
 	s_fake_start(&admin, ZMQ_REP);
 	CTL(&r, &f, "dlq", "show", "--admin", admin.endpoint, "4");
 	CU_ASSERT_EQUAL(r.status, 0);
-	CU_ASSERT(s_contains(r.out, "errors:\n  1. no mailbox\nblobs:\n  kanalblob:sha256:"
-				    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"));
+	CU_ASSERT(s_contains(r.out,
+			     "errors:\n  1. no mailbox\nblobs:\n  kanalblob:sha256:"
+			     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"));
 	s_run_free(&r);
 	s_fake_stop(&admin);
 	free(admin.request);
@@ -1556,13 +1568,22 @@ static void test_dlq_over_every_kind_of_letter(void)
 		const char *errors[3];
 	} kinds[] = {
 		{ "letters", "digital-post", "rejected", 1, { "no mailbox for 1503851233" } },
-		{ "sick-child", "calendar", "retry budget spent", 3,
+		{ "sick-child",
+		  "calendar",
+		  "retry budget spent",
+		  3,
 		  { "timeout after 5 s", "HTTP 503", "calendar unreachable" } },
-		{ "sick-child", "deadletter", "enrich from 'cpr' failed: no such person", 0,
+		{ "sick-child",
+		  "deadletter",
+		  "enrich from 'cpr' failed: no such person",
+		  0,
 		  { "enrich from 'cpr' failed: no such person" } },
 		/* An unmatched event: no route, no error at all (this crashed dlq list). */
 		{ NULL, "deadletter", "unmatched", 0, { NULL } },
-		{ "to-staff", "staff", "retry budget spent", 2,
+		{ "to-staff",
+		  "staff",
+		  "retry budget spent",
+		  2,
 		  { "plugin host crashed (signal 11)", "plugin host crashed (signal 11)" } },
 	};
 	const size_t n_kinds = sizeof kinds / sizeof kinds[0];
@@ -1589,29 +1610,38 @@ static void test_dlq_over_every_kind_of_letter(void)
 		kanal_msg_t *msg = NULL;
 		size_t n_errors = 0;
 
-		snprintf(json, sizeof json, "{\"specversion\":\"1.0\",\"id\":\"kind-%zu\","
+		snprintf(json, sizeof json,
+			 "{\"specversion\":\"1.0\",\"id\":\"kind-%zu\","
 			 "\"source\":\"dlq-test\",\"type\":\"child.absence.reported\","
-			 "\"data\":{\"cpr\":\"1503851233\"}}", k);
+			 "\"data\":{\"cpr\":\"1503851233\"}}",
+			 k);
 		REQUIRE(kanal_msg_parse(json, strlen(json), 0, &msg, NULL) == 0);
 		while (n_errors < 3 && kinds[k].errors[n_errors])
 			n_errors++;
 		CU_ASSERT_EQUAL(journal_dead(j, k + 1, msg, kinds[k].route, kinds[k].destination,
 					     kinds[k].reason, kinds[k].attempts,
-					     (char *const *)kinds[k].errors, n_errors), 0);
+					     (char *const *)kinds[k].errors, n_errors),
+				0);
 		kanal_msg_destroy(&msg);
 	}
 	CU_ASSERT_EQUAL(journal_commit(j), 0);
 	journal_close(&j);
 	/* What no router writes but a damaged or hand-edited file can hold. */
 	REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
-	CU_ASSERT_EQUAL(sqlite3_exec(db,
-		"INSERT INTO dead_letters (seq, dead_at, route, destination, type, event_id, "
-		"source, reason, attempts, errors, body) VALUES "
-		"(90, 0, NULL, 'x', 't', 'odd-1', 's', '', 0, 'not json', 'not json either'),"
-		"(91, -1, 'r', 'x', 't', 'odd-2', 's', 'rejected', -5, '{\"a\":1}', X'00FF00'),"
-		"(92, 1, 'r', 'x', 't', 'odd-3', 's', 'bad' || char(27) || '[2J', 1, "
-		"'[1, null, \"line' || char(10) || 'break\"]', '{\"data\":\"1503851233\"}')",
-		NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(
+		sqlite3_exec(db,
+			     "INSERT INTO dead_letters (seq, dead_at, route, destination, type, "
+			     "event_id, "
+			     "source, reason, attempts, errors, body) VALUES "
+			     "(90, 0, NULL, 'x', 't', 'odd-1', 's', '', 0, 'not json', 'not json "
+			     "either'),"
+			     "(91, -1, 'r', 'x', 't', 'odd-2', 's', 'rejected', -5, '{\"a\":1}', "
+			     "X'00FF00'),"
+			     "(92, 1, 'r', 'x', 't', 'odd-3', 's', 'bad' || char(27) || '[2J', 1, "
+			     "'[1, null, \"line' || char(10) || 'break\"]', "
+			     "'{\"data\":\"1503851233\"}')",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
 	sqlite3_close(db);
 	REQUIRE(kd_launch(kd) == 0);
 
@@ -1648,38 +1678,25 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("kanalctl",
-	  TEST(test_help_lists_every_command),
-	  TEST(test_check_valid_config_prints_summary),
-	  TEST(test_check_finds_config_through_env),
+TEST_MAIN("kanalctl", TEST(test_help_lists_every_command),
+	  TEST(test_check_valid_config_prints_summary), TEST(test_check_finds_config_through_env),
 	  TEST(test_check_warns_about_catalogued_type_without_route),
 	  TEST(test_check_unknown_instance_points_at_line),
 	  TEST(test_check_validates_instance_options),
 	  TEST(test_check_reports_a_connectors_ranges_at_their_lines),
-	  TEST(test_check_reports_config_errors),
-	  TEST(test_explain_names_route_and_destinations),
+	  TEST(test_check_reports_config_errors), TEST(test_explain_names_route_and_destinations),
 	  TEST(test_explain_unmatched_goes_to_default),
-	  TEST(test_explain_never_prints_a_cpr_number),
-	  TEST(test_validate_good_and_bad_files),
-	  TEST(test_validate_batch_and_stdin),
-	  TEST(test_validate_never_prints_a_cpr_number),
-	  TEST(test_plugin_info_lists_options),
-	  TEST(test_plugin_info_refuses_other_abi_major),
-	  TEST(test_send_without_broker_times_out_clearly),
-	  TEST(test_send_prints_each_result),
+	  TEST(test_explain_never_prints_a_cpr_number), TEST(test_validate_good_and_bad_files),
+	  TEST(test_validate_batch_and_stdin), TEST(test_validate_never_prints_a_cpr_number),
+	  TEST(test_plugin_info_lists_options), TEST(test_plugin_info_refuses_other_abi_major),
+	  TEST(test_send_without_broker_times_out_clearly), TEST(test_send_prints_each_result),
 	  TEST(test_send_finds_gateway_in_endpoints_file),
-	  TEST(test_send_passes_the_file_unchanged),
-	  TEST(test_reload_failure_prints_errors),
-	  TEST(test_reload_and_status_succeed),
-	  TEST(test_status_without_broker_times_out),
-	  TEST(test_tail_prints_summary_lines_masked),
-	  TEST(test_dlq_list_prints_a_masked_table),
-	  TEST(test_dlq_list_since_relative_and_bad_times),
-	  TEST(test_dlq_show_masks_unless_clear),
+	  TEST(test_send_passes_the_file_unchanged), TEST(test_reload_failure_prints_errors),
+	  TEST(test_reload_and_status_succeed), TEST(test_status_without_broker_times_out),
+	  TEST(test_tail_prints_summary_lines_masked), TEST(test_dlq_list_prints_a_masked_table),
+	  TEST(test_dlq_list_since_relative_and_bad_times), TEST(test_dlq_show_masks_unless_clear),
 	  TEST(test_dlq_show_lists_the_letters_blobs),
-	  TEST(test_dlq_replay_reports_replayed_and_missing),
-	  TEST(test_dlq_drop_counts),
-	  TEST(test_dlq_journal_off_and_no_broker),
-	  TEST(test_dlq_over_every_kind_of_letter),
-	  TEST(test_test_runs_route_cases_and_diffs_failures),
-	  TEST(test_test_reports_bad_files), TEST(test_shipped_route_tests_pass))
+	  TEST(test_dlq_replay_reports_replayed_and_missing), TEST(test_dlq_drop_counts),
+	  TEST(test_dlq_journal_off_and_no_broker), TEST(test_dlq_over_every_kind_of_letter),
+	  TEST(test_test_runs_route_cases_and_diffs_failures), TEST(test_test_reports_bad_files),
+	  TEST(test_shipped_route_tests_pass))

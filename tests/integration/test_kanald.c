@@ -95,7 +95,8 @@ static void test_fan_out_where_and_default(void)
 	char *e;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	e = kd_event("test", "sick-1", "child.absence.reported", "{\"reason\":\"sick\",\"days\":2}");
+	e = kd_event("test", "sick-1", "child.absence.reported",
+		     "{\"reason\":\"sick\",\"days\":2}");
 	s_send_expect(kd, e, "accepted");
 	free(e);
 	e = kd_event("test", "sick-long", "child.absence.reported",
@@ -152,10 +153,11 @@ static void test_gateway_statuses(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"invalid\""));
 	free(reply);
 	/* A valid batch: one status per event, in order. */
-	reply = kd_send(kd,
-			"[{\"specversion\":\"1.0\",\"id\":\"b1\",\"source\":\"t\",\"type\":\"a.b\"},"
-			"{\"specversion\":\"1.0\",\"id\":\"b2\",\"source\":\"t\",\"type\":\"a.b\"}]",
-			WAIT);
+	reply = kd_send(
+		kd,
+		"[{\"specversion\":\"1.0\",\"id\":\"b1\",\"source\":\"t\",\"type\":\"a.b\"},"
+		"{\"specversion\":\"1.0\",\"id\":\"b2\",\"source\":\"t\",\"type\":\"a.b\"}]",
+		WAIT);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
 	{
 		char *b1 = strstr(reply, "\"b1\""), *b2 = strstr(reply, "\"b2\"");
@@ -164,10 +166,11 @@ static void test_gateway_statuses(void)
 	}
 	free(reply);
 	/* A batch with one invalid element is refused whole: nothing from it is routed. */
-	reply = kd_send(kd,
-			"[{\"specversion\":\"1.0\",\"id\":\"c1\",\"source\":\"t\",\"type\":\"a.b\"},"
-			"{\"specversion\":\"1.0\",\"source\":\"t\",\"type\":\"a.b\"}]",
-			WAIT);
+	reply = kd_send(
+		kd,
+		"[{\"specversion\":\"1.0\",\"id\":\"c1\",\"source\":\"t\",\"type\":\"a.b\"},"
+		"{\"specversion\":\"1.0\",\"source\":\"t\",\"type\":\"a.b\"}]",
+		WAIT);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
 	CU_ASSERT_PTR_NULL(strstr(reply, "accepted"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "batch rejected"));
@@ -540,12 +543,11 @@ static void test_refuses_bad_options(void)
 
 static void test_source_plugin_events_flow_and_stop_gracefully(void)
 {
-	char *conf = kd_config(
-		"  - name: gen\n    plugin: source\n"
-		"    options: { type: demo.count, rate: 2000, count: 500 }\n"
-		"  - name: slow\n    plugin: sink\n"
-		"    options: { path: '@DIR@/slow.jsonl', delay: 2ms }\n",
-		NULL);
+	char *conf = kd_config("  - name: gen\n    plugin: source\n"
+			       "    options: { type: demo.count, rate: 2000, count: 500 }\n"
+			       "  - name: slow\n    plugin: sink\n"
+			       "    options: { path: '@DIR@/slow.jsonl', delay: 2ms }\n",
+			       NULL);
 	kd_t *kd = kd_start("source", conf, "routes:\n  - name: all\n    to: slow\n");
 	size_t n;
 
@@ -575,10 +577,11 @@ static void test_stream_contents_and_cpr_masking(void)
 	sub = kd_subscribe(kd, "");
 	/* A careless sender puts a CPR number in the subject: refused, and not echoed. */
 	{
-		char *reply = kd_send(kd,
-				      "{\"specversion\":\"1.0\",\"id\":\"s-0\",\"source\":\"t\","
-				      "\"type\":\"child.absence.reported\",\"subject\":\"1503851233\"}",
-				      WAIT);
+		char *reply =
+			kd_send(kd,
+				"{\"specversion\":\"1.0\",\"id\":\"s-0\",\"source\":\"t\","
+				"\"type\":\"child.absence.reported\",\"subject\":\"1503851233\"}",
+				WAIT);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
 		CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"invalid\""));
 		CU_ASSERT_PTR_NOT_NULL(strstr(reply, "attribute 'subject' holds a CPR number"));
@@ -765,7 +768,8 @@ static void test_second_sigterm_forces_the_stop(void)
 {
 	char *conf = kd_config("  - name: slow\n    plugin: sink\n"
 			       "    options: { path: '@DIR@/slow.jsonl', delay: 1s }\n",
-			       NULL), *p, *text, *log;
+			       NULL),
+	     *p, *text, *log;
 	kd_t *kd;
 	int64_t t0;
 	int st;
@@ -778,8 +782,10 @@ static void test_second_sigterm_forces_the_stop(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	for (int i = 0; i < 8; i++) {
 		char ev[128];
-		snprintf(ev, sizeof ev, "{\"specversion\":\"1.0\",\"id\":\"s%d\",\"source\":\"t\","
-					"\"type\":\"a.b\"}", i);
+		snprintf(ev, sizeof ev,
+			 "{\"specversion\":\"1.0\",\"id\":\"s%d\",\"source\":\"t\","
+			 "\"type\":\"a.b\"}",
+			 i);
 		CU_ASSERT(kd_send_event(kd, ev, "accepted", WAIT, NULL));
 	}
 	kill(kd->pid, SIGTERM);
@@ -816,8 +822,8 @@ static void test_second_kanald_on_the_same_state_dir_is_refused(void)
 	text = kd_config("  - name: sink\n    plugin: sink\n"
 			 "    options: { path: '@DIR@/sink.jsonl' }\n",
 			 NULL);
-	CU_ASSERT_FATAL(asprintf(&conf, "%.*s%s%s", (int)(strstr(text, "@DIR@/state") - text),
-				 text, state, strstr(text, "@DIR@/state") + strlen("@DIR@/state")) > 0);
+	CU_ASSERT_FATAL(asprintf(&conf, "%.*s%s%s", (int)(strstr(text, "@DIR@/state") - text), text,
+				 state, strstr(text, "@DIR@/state") + strlen("@DIR@/state")) > 0);
 	free(text);
 	second = kd_prepare("lock-2", conf, "routes: []\n");
 	free(conf);
@@ -832,8 +838,10 @@ static void test_second_kanald_on_the_same_state_dir_is_refused(void)
 	free(log);
 	kd_destroy(&second);
 	/* The first runs on; once it has stopped, the folder is free again. */
-	CU_ASSERT(kd_send_event(first, "{\"specversion\":\"1.0\",\"id\":\"l1\",\"source\":\"t\","
-				       "\"type\":\"a.b\"}", "accepted", WAIT, NULL));
+	CU_ASSERT(kd_send_event(first,
+				"{\"specversion\":\"1.0\",\"id\":\"l1\",\"source\":\"t\","
+				"\"type\":\"a.b\"}",
+				"accepted", WAIT, NULL));
 	CU_ASSERT_EQUAL(kd_stop(first, SIGTERM, WAIT), 0);
 	CU_ASSERT_EQUAL(kd_restart(first), 0);
 	CU_ASSERT_EQUAL(kd_stop(first, SIGTERM, WAIT), 0);
@@ -859,10 +867,11 @@ static void test_rate_limit_answers_busy_with_retry_after(void)
 	free(with_rate);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	for (int i = 0; i < 10; i++)
-		len += (size_t)snprintf(batch + len, sizeof batch - len,
-					"%c{\"specversion\":\"1.0\",\"id\":\"rl-%d\",\"source\":\"t\","
-					"\"type\":\"demo.tick\"}",
-					i ? ',' : '[', i);
+		len += (size_t)snprintf(
+			batch + len, sizeof batch - len,
+			"%c{\"specversion\":\"1.0\",\"id\":\"rl-%d\",\"source\":\"t\","
+			"\"type\":\"demo.tick\"}",
+			i ? ',' : '[', i);
 	snprintf(batch + len, sizeof batch - len, "]");
 	reply = kd_send(kd, batch, WAIT);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
@@ -876,8 +885,10 @@ static void test_rate_limit_answers_busy_with_retry_after(void)
 	free(st);
 	/* A second later the bucket holds five again. */
 	test_sleep_ms(1100);
-	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"rl-10\",\"source\":\"t\","
-				    "\"type\":\"demo.tick\"}", "accepted", WAIT, NULL));
+	CU_ASSERT(kd_send_event(kd,
+				"{\"specversion\":\"1.0\",\"id\":\"rl-10\",\"source\":\"t\","
+				"\"type\":\"demo.tick\"}",
+				"accepted", WAIT, NULL));
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 	kd_destroy(&kd);
 }
@@ -900,7 +911,8 @@ static void test_gateway_client_that_never_reads_does_not_stall(void)
 		char ev[160];
 		int n = snprintf(ev, sizeof ev,
 				 "{\"specversion\":\"1.0\",\"id\":\"f%d\",\"source\":\"flood\","
-				 "\"type\":\"demo.flood\"}", i);
+				 "\"type\":\"demo.flood\"}",
+				 i);
 		if (zmq_send(flood, ev, (size_t)n, ZMQ_DONTWAIT) < 0)
 			break;
 	}
@@ -917,17 +929,18 @@ static void test_gateway_client_that_never_reads_does_not_stall(void)
 /* Review H1: a full destination throttles only the events bound for it. */
 static void test_full_destination_does_not_block_others(void)
 {
-	char *conf = strdup("log_level: info\nplugin_dir: @PLUGINS@\nstate_dir: @DIR@/state\n"
-			    "run_dir: @DIR@/run\nroutes: @DIR@/routes\n"
-			    "endpoints: { gateway: 'tcp://127.0.0.1:0', stream: 'tcp://127.0.0.1:0', "
-			    "admin: 'tcp://127.0.0.1:0' }\n"
-			    "limits: { queue_max_events: 1, shutdown_deadline: 1s }\n"
-			    "journal: { mode: memory }\n"
-			    "instances:\n"
-			    "  - name: slow\n    plugin: sink\n"
-			    "    options: { path: '@DIR@/slow.jsonl', delay: 300ms }\n"
-			    "  - name: fast\n    plugin: sink\n"
-			    "    options: { path: '@DIR@/fast.jsonl' }\n");
+	char *conf =
+		strdup("log_level: info\nplugin_dir: @PLUGINS@\nstate_dir: @DIR@/state\n"
+		       "run_dir: @DIR@/run\nroutes: @DIR@/routes\n"
+		       "endpoints: { gateway: 'tcp://127.0.0.1:0', stream: 'tcp://127.0.0.1:0', "
+		       "admin: 'tcp://127.0.0.1:0' }\n"
+		       "limits: { queue_max_events: 1, shutdown_deadline: 1s }\n"
+		       "journal: { mode: memory }\n"
+		       "instances:\n"
+		       "  - name: slow\n    plugin: sink\n"
+		       "    options: { path: '@DIR@/slow.jsonl', delay: 300ms }\n"
+		       "  - name: fast\n    plugin: sink\n"
+		       "    options: { path: '@DIR@/fast.jsonl' }\n");
 	kd_t *kd = kd_start("fair", conf,
 			    "routes:\n  - name: s\n    match: { type: t.slow }\n    to: slow\n"
 			    "  - name: f\n    match: { type: t.fast }\n    to: fast\n");
@@ -977,11 +990,12 @@ static void test_deadletter_destination_batches_and_envelopes(void)
 	reply = s_wait_dead(kd);
 	CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "routed to deadletter"));
 	free(reply);
-	reply = kd_send(kd,
-			"[{\"specversion\":\"1.0\",\"id\":\"ok1\",\"source\":\"t\",\"type\":\"a.b\"},"
-			"{\"specversion\":\"1.0\",\"id\":\"cpr1\",\"source\":\"t\",\"type\":\"a.b\","
-			"\"subject\":\"0101184129\"}]",
-			WAIT);
+	reply = kd_send(
+		kd,
+		"[{\"specversion\":\"1.0\",\"id\":\"ok1\",\"source\":\"t\",\"type\":\"a.b\"},"
+		"{\"specversion\":\"1.0\",\"id\":\"cpr1\",\"source\":\"t\",\"type\":\"a.b\","
+		"\"subject\":\"0101184129\"}]",
+		WAIT);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
 	CU_ASSERT_PTR_NULL(strstr(reply, "accepted"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(reply, "holds a CPR number"));
@@ -1013,11 +1027,10 @@ static void test_deadletter_destination_batches_and_envelopes(void)
 /* kanal_emit_flush: once it returns 0, every event emitted before it survives a SIGKILL. */
 static void test_emit_flush_makes_events_survive_a_crash(void)
 {
-	const char *inst =
-		"  - name: src\n    plugin: '@TPLUGINS@/tp_flush.so'\n"
-		"    options: { count: 200, marker: '@DIR@/marker' }\n"
-		"  - name: out\n    plugin: sink\n"
-		"    options: { path: '@DIR@/out.jsonl', delay: %s }\n";
+	const char *inst = "  - name: src\n    plugin: '@TPLUGINS@/tp_flush.so'\n"
+			   "    options: { count: 200, marker: '@DIR@/marker' }\n"
+			   "  - name: out\n    plugin: sink\n"
+			   "    options: { path: '@DIR@/out.jsonl', delay: %s }\n";
 	char *instances, *conf, *text;
 	kd_t *kd;
 	size_t n;
@@ -1066,13 +1079,14 @@ static void test_emit_flush_makes_events_survive_a_crash(void)
  * refused; they arrive in order, and survive a crash while parked. */
 static void test_full_destination_parks_events_on_disk(void)
 {
-	char *conf = strdup("log_level: info\nplugin_dir: @PLUGINS@\nstate_dir: @DIR@/state\n"
-			    "run_dir: @DIR@/run\nroutes: @DIR@/routes\n"
-			    "endpoints: { gateway: 'tcp://127.0.0.1:0', stream: 'tcp://127.0.0.1:0', "
-			    "admin: 'tcp://127.0.0.1:0' }\n"
-			    "limits: { queue_max_events: 4, shutdown_deadline: 1s }\n"
-			    "instances:\n  - name: slow\n    plugin: sink\n"
-			    "    options: { path: '@DIR@/slow.jsonl', delay: 20ms }\n");
+	char *conf =
+		strdup("log_level: info\nplugin_dir: @PLUGINS@\nstate_dir: @DIR@/state\n"
+		       "run_dir: @DIR@/run\nroutes: @DIR@/routes\n"
+		       "endpoints: { gateway: 'tcp://127.0.0.1:0', stream: 'tcp://127.0.0.1:0', "
+		       "admin: 'tcp://127.0.0.1:0' }\n"
+		       "limits: { queue_max_events: 4, shutdown_deadline: 1s }\n"
+		       "instances:\n  - name: slow\n    plugin: sink\n"
+		       "    options: { path: '@DIR@/slow.jsonl', delay: 20ms }\n");
 	kd_t *kd = kd_start("park", conf, "routes:\n  - name: all\n    to: slow\n");
 	char *reply, *text;
 	int accepted = 0;
@@ -1169,24 +1183,17 @@ static void test_oversized_gateway_requests_are_answered(void)
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("kanald",
-	  TEST(test_oversized_gateway_requests_are_answered),
-	  TEST(test_fan_out_where_and_default),
-	  TEST(test_gateway_statuses),
+TEST_MAIN("kanald", TEST(test_oversized_gateway_requests_are_answered),
+	  TEST(test_fan_out_where_and_default), TEST(test_gateway_statuses),
 	  TEST(test_fallback_when_every_primary_rejects),
 	  TEST(test_reject_without_fallback_is_kept_as_dead_letter),
-	  TEST(test_memory_mode_keeps_dead_letters_in_a_file),
-	  TEST(test_enrich_merges_the_reply),
-	  TEST(test_enrich_timeout_fails_the_flow),
-	  TEST(test_enrich_retries_a_transient_failure), TEST(test_enrich_failure_can_be_skipped),
-	  TEST(test_enrich_failure_rejected_by_service),
+	  TEST(test_memory_mode_keeps_dead_letters_in_a_file), TEST(test_enrich_merges_the_reply),
+	  TEST(test_enrich_timeout_fails_the_flow), TEST(test_enrich_retries_a_transient_failure),
+	  TEST(test_enrich_failure_can_be_skipped), TEST(test_enrich_failure_rejected_by_service),
 	  TEST(test_reload_valid_then_invalid_keeps_old_table),
-	  TEST(test_json_log_one_record_per_happening),
-	  TEST(test_refuses_plugin_with_wrong_abi),
-	  TEST(test_refuses_bad_options),
-	  TEST(test_source_plugin_events_flow_and_stop_gracefully),
-	  TEST(test_stream_contents_and_cpr_masking),
-	  TEST(test_retry_budget_then_dead),
+	  TEST(test_json_log_one_record_per_happening), TEST(test_refuses_plugin_with_wrong_abi),
+	  TEST(test_refuses_bad_options), TEST(test_source_plugin_events_flow_and_stop_gracefully),
+	  TEST(test_stream_contents_and_cpr_masking), TEST(test_retry_budget_then_dead),
 	  TEST(test_gateway_busy_when_destination_full),
 	  TEST(test_shutdown_with_slow_plugin_is_bounded_and_keeps_work),
 	  TEST(test_second_sigterm_forces_the_stop),

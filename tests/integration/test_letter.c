@@ -50,8 +50,9 @@ static const char *s_log_instance =
 
 /* Names and address lines of the people the tests write to: none may reach a log line or
  * the event stream. */
-static const char *const s_personal[] = { "Kanalgade", "Jensen", "Maja", "Skjultvej", "Larsen",
-					  "Mælkebøttevej", "Pedersen", "Aarhus C", NULL };
+static const char *const s_personal[] = { "Kanalgade", "Jensen",   "Maja",
+					  "Skjultvej", "Larsen",   "Mælkebøttevej",
+					  "Pedersen",  "Aarhus C", NULL };
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -70,9 +71,9 @@ static json_t *s_case(json_t *root, const char *id)
 	size_t i;
 	json_t *c;
 
-	json_array_foreach(json_object_get(root, "cases"), i, c)
-		if (!strcmp(json_string_value(json_object_get(c, "id")), id))
-			return c;
+	json_array_foreach(
+		json_object_get(root, "cases"), i,
+		c) if (!strcmp(json_string_value(json_object_get(c, "id")), id)) return c;
 	return NULL;
 }
 
@@ -162,7 +163,8 @@ static json_t *s_find_job(const char *dir, const char *letter, char *path, size_
 			continue;
 		snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
 		job = json_load_file(p, 0, NULL);
-		if (job && !strcmp(json_string_value(json_object_get(job, "letter")) ?: "", letter)) {
+		if (job &&
+		    !strcmp(json_string_value(json_object_get(job, "letter")) ?: "", letter)) {
 			found = job;
 			if (path)
 				snprintf(path, size, "%s", p);
@@ -181,10 +183,11 @@ static json_t *s_wait_status(kd_t *kd, const char *letter)
 {
 	for (int waited = 0; waited < WAIT; waited += 50) {
 		char *text = test_read_file(kd_path(kd, "status.jsonl"), NULL);
-		for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+		for (char *line = text ? strtok(text, "\n") : NULL; line;
+		     line = strtok(NULL, "\n")) {
 			json_t *ev = json_loads(line, 0, NULL);
-			const char *l = json_string_value(json_object_get(json_object_get(ev, "data"),
-									  "letter"));
+			const char *l = json_string_value(
+				json_object_get(json_object_get(ev, "data"), "letter"));
 			if (l && !strcmp(l, letter)) {
 				free(text);
 				return ev;
@@ -221,7 +224,8 @@ static char *s_dead_error(kd_t *kd, const char *event_id)
 	char *error = NULL;
 	size_t i;
 
-	json_array_foreach(json_object_get(root, "items"), i, item) {
+	json_array_foreach(json_object_get(root, "items"), i, item)
+	{
 		if (strcmp(json_string_value(json_object_get(item, "event_id")) ?: "", event_id))
 			continue;
 		error = json_dumps(item, JSON_COMPACT);
@@ -328,15 +332,15 @@ static void test_spool_job_file_and_status(void)
 			       "kanal.print-job/1");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(job, "postal_category")),
 			       "Economique");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(job, "document"),
-								 "content")),
-			       "JVBERi0xLjQKJcOkw7zDtsOfCg==");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(job, "document"),
-								 "filename")),
-			       "plads.pdf");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(job, "sender"),
-								 "name")),
-			       "Aarhus Kommune");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(job, "document"), "content")),
+		"JVBERi0xLjQKJcOkw7zDtsOfCg==");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(job, "document"), "filename")),
+		"plads.pdf");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(job, "sender"), "name")),
+		"Aarhus Kommune");
 	CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(job, "created")));
 	/* The print provider needs no CPR number; the job has none. */
 	p = json_dumps(job, JSON_COMPACT);
@@ -346,7 +350,8 @@ static void test_spool_job_file_and_status(void)
 	 * lies beside it. */
 	{
 		char want[256];
-		snprintf(want, sizeof want, "/%s.json", json_string_value(json_object_get(job, "job")));
+		snprintf(want, sizeof want, "/%s.json",
+			 json_string_value(json_object_get(job, "job")));
 		CU_ASSERT_PTR_NOT_NULL(strstr(path, want));
 	}
 	CU_ASSERT_EQUAL(stat(path, &st), 0);
@@ -362,22 +367,26 @@ static void test_spool_job_file_and_status(void)
 		const char *subject = json_string_value(json_object_get(status, "subject"));
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "type")),
 				       "post.letter.status");
-		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "channel")), "physical");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "channel")),
+				       "physical");
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "status")), "sent");
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "reason")),
 				       "fallback: the digital channel did not deliver");
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "postal_category")),
 				       "Economique");
-		CU_ASSERT_TRUE(json_equal(json_object_get(data, "job"), json_object_get(job, "job")));
+		CU_ASSERT_TRUE(
+			json_equal(json_object_get(data, "job"), json_object_get(job, "job")));
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "causationid")),
 				       "brev-1");
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "correlationid")),
 				       "sag-4711");
-		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "source")), "letter");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(status, "source")),
+				       "letter");
 		/* It is the letter's final status, naming the system that sent the letter, so
 		 * that a route can return it there. A letter without data.sender has none. */
 		CU_ASSERT_TRUE(json_is_true(json_object_get(data, "final")));
-		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "letter_source")) ?: "",
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "letter_source"))
+					       ?: "",
 				       "sagssystem");
 		CU_ASSERT_PTR_NULL(json_object_get(data, "sender"));
 		/* The subject is the recipient's pseudonym, never the number. */
@@ -399,8 +408,8 @@ static void test_spool_job_file_and_status(void)
 		s_send(kd, json_dumps(ev, JSON_COMPACT));
 		status = s_wait_status(kd, "brev-2");
 		CU_ASSERT_PTR_NOT_NULL(status);
-		CU_ASSERT_TRUE(json_equal(json_object_get(json_object_get(status, "data"), "sender"),
-					  sender));
+		CU_ASSERT_TRUE(json_equal(
+			json_object_get(json_object_get(status, "data"), "sender"), sender));
 		json_decref(status);
 		json_decref(sender);
 		json_decref(ev);
@@ -433,14 +442,16 @@ static void test_address_blocks_reasons_and_refusals(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	snprintf(spool, sizeof spool, "%s", kd_path(kd, "spool"));
 	sub = kd_subscribe(kd, "");
-	json_array_foreach(json_object_get(cases, "cases"), i, c) {
+	json_array_foreach(json_object_get(cases, "cases"), i, c)
+	{
 		const char *id = json_string_value(json_object_get(c, "id"));
 		s_send(kd, s_letter(id, c));
 		if (!json_object_get(c, "reject"))
 			printed++;
 	}
 	CU_ASSERT_EQUAL(s_wait_jobs(spool, printed, WAIT), printed);
-	json_array_foreach(json_object_get(cases, "cases"), i, c) {
+	json_array_foreach(json_object_get(cases, "cases"), i, c)
+	{
 		const char *id = json_string_value(json_object_get(c, "id"));
 		const char *reject = json_string_value(json_object_get(c, "reject"));
 		json_t *job, *status;
@@ -450,8 +461,8 @@ static void test_address_blocks_reasons_and_refusals(void)
 			error = s_dead_error(kd, id);
 			CU_ASSERT_PTR_NOT_NULL(error && strstr(error, reject));
 			if (!error || !strstr(error, reject))
-				fprintf(stderr, "%s: want '%s' in the dead letter: %s\n", id, reject,
-					error ? error : "(none)");
+				fprintf(stderr, "%s: want '%s' in the dead letter: %s\n", id,
+					reject, error ? error : "(none)");
 			/* The reason names the cause, never the person. */
 			s_assert_no_personal_data("a dead letter's error", error);
 			free(error);
@@ -462,16 +473,19 @@ static void test_address_blocks_reasons_and_refusals(void)
 			CU_ASSERT_PTR_NOT_NULL(status);
 			if (status) {
 				json_t *data = json_object_get(status, "data");
-				const char *why = json_string_value(json_object_get(data, "reason"));
+				const char *why =
+					json_string_value(json_object_get(data, "reason"));
 				char *text = json_dumps(status, JSON_COMPACT);
-				CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data, "status")),
-						       "failed");
-				CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(data,
-											 "channel")),
-						       "physical");
+				CU_ASSERT_STRING_EQUAL(
+					json_string_value(json_object_get(data, "status")),
+					"failed");
+				CU_ASSERT_STRING_EQUAL(
+					json_string_value(json_object_get(data, "channel")),
+					"physical");
 				CU_ASSERT_TRUE(json_is_true(json_object_get(data, "final")));
 				CU_ASSERT_STRING_EQUAL(
-					json_string_value(json_object_get(data, "letter_source")) ?: "",
+					json_string_value(json_object_get(data, "letter_source"))
+						?: "",
 					"sagssystem");
 				CU_ASSERT_PTR_NOT_NULL(why && strstr(why, reject));
 				CU_ASSERT_PTR_NULL(json_object_get(data, "job"));
@@ -490,13 +504,14 @@ static void test_address_blocks_reasons_and_refusals(void)
 			fprintf(stderr, "%s: no job in the spool\n", id);
 			continue;
 		}
-		CU_ASSERT_TRUE(json_equal(json_object_get(json_object_get(job, "recipient"),
-							  "address_block"),
-					  json_object_get(c, "block")));
+		CU_ASSERT_TRUE(json_equal(
+			json_object_get(json_object_get(job, "recipient"), "address_block"),
+			json_object_get(c, "block")));
 		if (!json_equal(json_object_get(json_object_get(job, "recipient"), "address_block"),
 				json_object_get(c, "block"))) {
-			char *got = json_dumps(json_object_get(json_object_get(job, "recipient"),
-							       "address_block"), 0);
+			char *got = json_dumps(
+				json_object_get(json_object_get(job, "recipient"), "address_block"),
+				0);
 			fprintf(stderr, "%s: address block %s\n", id, got);
 			free(got);
 		}
@@ -540,8 +555,7 @@ static void test_address_blocks_reasons_and_refusals(void)
 static void test_redelivery_overwrites_the_same_job(void)
 {
 	json_t *cases = s_cases(), *c, *job;
-	kd_t *kd = s_start_spool("letter-again", true, NULL,
-				 "journal: { dedupe_window: 1ms }\n");
+	kd_t *kd = s_start_spool("letter-again", true, NULL, "journal: { dedupe_window: 1ms }\n");
 	char spool[4096];
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(cases);
@@ -662,7 +676,8 @@ static void test_crash_leaves_one_whole_job_per_letter(void)
 		text = json_dumps(batch, JSON_COMPACT);
 		json_decref(batch);
 		reply = kd_send(kd, text, WAIT);
-		CU_ASSERT_PTR_NOT_NULL(reply && !strstr(reply, "invalid") && !strstr(reply, "busy"));
+		CU_ASSERT_PTR_NOT_NULL(reply && !strstr(reply, "invalid") &&
+				       !strstr(reply, "busy"));
 		free(reply);
 		free(text);
 	}
@@ -689,15 +704,16 @@ static void test_crash_leaves_one_whole_job_per_letter(void)
 		job = json_load_file(path, 0, NULL);
 		CU_ASSERT_PTR_NOT_NULL(job);
 		letter = json_string_value(json_object_get(job, "letter"));
-		snprintf(want, sizeof want, "%s.json", json_string_value(json_object_get(job, "job")));
+		snprintf(want, sizeof want, "%s.json",
+			 json_string_value(json_object_get(job, "job")));
 		CU_ASSERT_STRING_EQUAL(e->d_name, want);
 		CU_ASSERT(letter && sscanf(letter, "crash-%d", &n) == 1 && n >= 0 && n < N);
 		if (n >= 0 && n < N) {
 			CU_ASSERT_FALSE(seen[n]);
 			seen[n] = true;
 		}
-		CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(
-			json_object_get(job, "document"), "content")));
+		CU_ASSERT_PTR_NOT_NULL(json_string_value(
+			json_object_get(json_object_get(job, "document"), "content")));
 		json_decref(job);
 	}
 	if (d)
@@ -719,9 +735,9 @@ static int s_sim_jobs(upstream_t *up, const char *letter)
 	int n = root ? 0 : -1;
 	size_t i;
 
-	json_array_foreach(json_object_get(root, "jobs"), i, job)
-		if (!strcmp(json_string_value(json_object_get(job, "letter")) ?: "", letter))
-			n++;
+	json_array_foreach(json_object_get(root, "jobs"), i,
+			   job) if (!strcmp(json_string_value(json_object_get(job, "letter")) ?: "",
+					    letter)) n++;
 	/* What the simulator lists is masked: no address, no clear name. */
 	s_assert_no_personal_data("the print simulator's job list", body);
 	json_decref(root);
@@ -776,7 +792,8 @@ static void test_service_mode_against_print_simulator(void)
 	status = s_wait_status(kd, "svc-1");
 	CU_ASSERT_PTR_NOT_NULL(status);
 	CU_ASSERT(status && !strcmp(json_string_value(json_object_get(
-			json_object_get(status, "data"), "channel")), "physical"));
+					    json_object_get(status, "data"), "channel")),
+				    "physical"));
 	json_decref(status);
 
 	/* Delivered again (a replay): the same Idempotency-Key, so the provider keeps one. */
@@ -819,7 +836,8 @@ static void test_service_mode_against_print_simulator(void)
 	s_send(kd, s_letter("svc-4", c));
 	json_decref(c);
 	p = s_dead_error(kd, "svc-4");
-	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "HTTP 400") && strstr(p, "too long for the envelope"));
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "HTTP 400") &&
+			       strstr(p, "too long for the envelope"));
 	s_assert_no_personal_data("the dead letter's error", p);
 	CU_ASSERT_PTR_NULL(p ? strstr(p, "bibliotek") : NULL);
 	free(p);
@@ -861,8 +879,8 @@ static void test_protected_address_only_in_the_job(void)
 	CU_ASSERT_EQUAL(s_wait_jobs(spool, 1, WAIT), 1);
 	job = s_find_job(spool, "brev-protected", NULL, 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(job);
-	CU_ASSERT_TRUE(json_is_true(json_object_get(json_object_get(job, "recipient"),
-						    "protected_address")));
+	CU_ASSERT_TRUE(json_is_true(
+		json_object_get(json_object_get(job, "recipient"), "protected_address")));
 	p = json_dumps(json_object_get(json_object_get(job, "recipient"), "address_block"), 0);
 	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "Skjultvej 7") && strstr(p, "8210 Aarhus V"));
 	free(p);
@@ -879,12 +897,9 @@ static void test_protected_address_only_in_the_job(void)
 	json_decref(cases);
 }
 
-TEST_MAIN("letter",
-	  TEST(test_spool_job_file_and_status),
+TEST_MAIN("letter", TEST(test_spool_job_file_and_status),
 	  TEST(test_address_blocks_reasons_and_refusals),
-	  TEST(test_redelivery_overwrites_the_same_job),
-	  TEST(test_spool_write_failure_is_retried),
-	  TEST(test_missing_spool_refuses_start),
-	  TEST(test_crash_leaves_one_whole_job_per_letter),
+	  TEST(test_redelivery_overwrites_the_same_job), TEST(test_spool_write_failure_is_retried),
+	  TEST(test_missing_spool_refuses_start), TEST(test_crash_leaves_one_whole_job_per_letter),
 	  TEST(test_service_mode_against_print_simulator),
 	  TEST(test_protected_address_only_in_the_job))

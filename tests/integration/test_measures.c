@@ -68,10 +68,10 @@ static bool s_letter(kd_t *kd, const char *id, const char *status, const char *d
 static bool s_first_run(kd_t *kd)
 {
 	static const char *const l[][3] = {
-		{ "sent", "skole", "digital" },  { "sent", "skole", "digital" },
-		{ "sent", "skole", "physical" }, { "sent", "skole", "digital" },
-		{ "sent", "social", "digital" }, { "sent", "social", "nemsms" },
-		{ "sent", "social", NULL },      { "sent", NULL, "digital" },
+		{ "sent", "skole", "digital" },   { "sent", "skole", "digital" },
+		{ "sent", "skole", "physical" },  { "sent", "skole", "digital" },
+		{ "sent", "social", "digital" },  { "sent", "social", "nemsms" },
+		{ "sent", "social", NULL },       { "sent", NULL, "digital" },
 		{ "failed", "skole", "digital" },
 	};
 
@@ -93,8 +93,10 @@ static json_int_t s_status_total(kd_t *kd, const char *department, const char *c
 	size_t i, k;
 
 	free(text);
-	json_array_foreach(json_object_get(st, "measures"), i, m) {
-		json_array_foreach(json_object_get(m, "series"), k, s) {
+	json_array_foreach(json_object_get(st, "measures"), i, m)
+	{
+		json_array_foreach(json_object_get(m, "series"), k, s)
+		{
 			json_t *labels = json_object_get(s, "labels");
 			if (!strcmp(json_string_value(json_object_get(labels, "department")) ?: "",
 				    department) &&
@@ -118,8 +120,8 @@ static int s_kanalctl(kd_t *kd, const char *args, char **out)
 	if (!realpath(test_build_dir(), bin))
 		return -1;
 	if (asprintf(&path, "%s/kanalctl.out", kd->dir) >= 0 &&
-	    asprintf(&cmd, "env -u KANAL_CONF '%s/bin/kanalctl' --admin '%s' %s > '%s' 2>&1",
-		     bin, kd->admin, args, path) >= 0) {
+	    asprintf(&cmd, "env -u KANAL_CONF '%s/bin/kanalctl' --admin '%s' %s > '%s' 2>&1", bin,
+		     kd->admin, args, path) >= 0) {
 		st = system(cmd);
 		st = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 		*out = test_read_file(path, NULL);
@@ -193,8 +195,8 @@ static void test_counts_survive_a_restart_and_make_the_report(void)
 	out = NULL;
 
 	/* Another year: nothing counted, every group empty. */
-	CU_ASSERT_EQUAL(s_kanalctl(kd, "report channels --from 2020-01-01 --to 2020-12-31 --csv",
-				   &out), 0);
+	CU_ASSERT_EQUAL(
+		s_kanalctl(kd, "report channels --from 2020-01-01 --to 2020-12-31 --csv", &out), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out ?: "", "letters,(all),0,0,,0.800,-\n"));
 	free(out);
 	out = NULL;
@@ -224,19 +226,23 @@ static void test_metrics_carry_the_labels(void)
 	snprintf(url, sizeof url, "%s/metrics", kd->admin_http);
 	http_request(NULL, &(http_request_t){ .url = url }, &a);
 	CU_ASSERT_EQUAL(a.status, 200);
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(a.body ?: "", "kanal_measure_total{measure=\"letters\",department=\"skole\","
+				     "channel=\"digital\"} 3\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.body ?: "",
-		"kanal_measure_total{measure=\"letters\",department=\"skole\",channel=\"digital\"} 3\n"));
+				      "kanal_measure_total{measure=\"letters\",department="
+				      "\"social\",channel=\"unknown\"} 1\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(a.body ?: "",
-		"kanal_measure_total{measure=\"letters\",department=\"social\",channel=\"unknown\"} 1\n"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(a.body ?: "",
-		"kanal_measure_total{measure=\"letters\",department=\"unknown\",channel=\"digital\"} 1\n"));
+				      "kanal_measure_total{measure=\"letters\",department="
+				      "\"unknown\",channel=\"digital\"} 1\n"));
 	in = test_write_file(kd->dir, "metrics.txt", a.body ?: "");
 	if (in && asprintf(&cmd, "promtool check metrics < '%s' > '%s/promtool.out' 2>&1", in,
 			   kd->dir) >= 0) {
 		st = system(cmd);
 		st = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 		if (st == 127) {
-			fprintf(stderr, "(promtool is not installed: the format check is skipped) ");
+			fprintf(stderr,
+				"(promtool is not installed: the format check is skipped) ");
 		} else {
 			check = test_read_file(kd_path(kd, "promtool.out"), NULL);
 			if (st != 0)
@@ -272,7 +278,5 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("measures",
-	  TEST(test_counts_survive_a_restart_and_make_the_report),
-	  TEST(test_metrics_carry_the_labels),
-	  TEST(test_memory_mode_has_no_report))
+TEST_MAIN("measures", TEST(test_counts_survive_a_restart_and_make_the_report),
+	  TEST(test_metrics_carry_the_labels), TEST(test_memory_mode_has_no_report))

@@ -65,17 +65,17 @@
 #define MADS "1503851233"   /* enrolled in Digital Post */
 #define OLIVER "0101184129" /* Mads's son: looked up for custody_of */
 #define SOFIE "2207884566"
-#define NOAH "0903225017"   /* child-103, Solsikken; custody: his mother Maja only */
+#define NOAH "0903225017" /* child-103, Solsikken; custody: his mother Maja only */
 #define MAJA "1111903128"
-#define LARS "0506872215"   /* Noah's father, without custody */
+#define LARS "0506872215"    /* Noah's father, without custody */
 #define WILLIAM "1710244133" /* child-202, Mælkebøtten; custody: Emma and Jonas */
 #define EMMA "0112894178"
 #define JONAS "2902881235"
-#define BENT "0101654001"   /* exempt from Digital Post */
-#define KAREN "3006409120"  /* exempt from Digital Post */
-#define LAURA "1512155010"  /* 11 years old */
-#define ANNE "0808931244"   /* protected address, enrolled */
-#define FREJA "2003236020"  /* protected address, 3 years old */
+#define BENT "0101654001"  /* exempt from Digital Post */
+#define KAREN "3006409120" /* exempt from Digital Post */
+#define LAURA "1512155010" /* 11 years old */
+#define ANNE "0808931244"  /* protected address, enrolled */
+#define FREJA "2003236020" /* protected address, 3 years old */
 
 static const char *const s_sims[] = { "daycare", "hr", "cpr", "digitalpost", "sts" };
 enum { SIM_DAYCARE, SIM_HR, SIM_CPR, SIM_DP, SIM_STS, N_SIMS };
@@ -85,13 +85,13 @@ typedef struct fixture {
 	radicale_t *r;
 	kd_t *kd;
 	void *sub;
-	char *stream;       /* every happening read: "<topic> <payload>\n" */
+	char *stream; /* every happening read: "<topic> <payload>\n" */
 	size_t stream_len;
 	char key_path[PATH_MAX];
 	char daycare_token[64], hr_password[64], cal_password[64];
-	char *ca_dir;               /* the test CA (testca_make) for the national services */
-	char callback_listen[64];   /* the digitalpost receipts' listener, host:port */
-	webhook_rx_t *case_system;  /* the letters' sender: gets their final statuses */
+	char *ca_dir;              /* the test CA (testca_make) for the national services */
+	char callback_listen[64];  /* the digitalpost receipts' listener, host:port */
+	webhook_rx_t *case_system; /* the letters' sender: gets their final statuses */
 } fixture_t;
 
 /* The fixture alive now, torn down at exit if a test ends early. */
@@ -132,7 +132,8 @@ static void s_pump(fixture_t *f, int ms)
 		int64_t left = deadline - kanal_now_ms();
 		int n;
 
-		if (!f->sub || kd_next(f->sub, topic, sizeof topic, &payload, left > 0 ? (int)left : 0))
+		if (!f->sub ||
+		    kd_next(f->sub, topic, sizeof topic, &payload, left > 0 ? (int)left : 0))
 			return;
 		n = asprintf(&line, "%s %s\n", topic, payload ? payload : "");
 		free(payload);
@@ -161,7 +162,7 @@ static bool s_stream_has(fixture_t *f, const char *prefix, const char *needle)
 			const char *eol = strchr(p, '\n');
 			bool at_start = p == f->stream || p[-1] == '\n';
 			if (at_start && (!needle || (eol && memmem(p, (size_t)(eol - p), needle,
-							     strlen(needle)))))
+								   strlen(needle)))))
 				return true;
 			p = eol ? eol : p + strlen(p);
 		}
@@ -264,10 +265,12 @@ static json_t *s_wait_staffing(fixture_t *f, const char *inst, const char *exter
 	do {
 		json_t *list = s_daycare_list(f, inst, "staffing"), *e;
 		size_t i;
-		json_array_foreach(list, i, e) {
+		json_array_foreach(list, i, e)
+		{
 			if (!strcmp(json_string_value(json_object_get(e, "external_id")) ?: "",
 				    external_id) &&
-			    !strcmp(json_string_value(json_object_get(e, "status")) ?: "", status)) {
+			    !strcmp(json_string_value(json_object_get(e, "status")) ?: "",
+				    status)) {
 				json_incref(e);
 				json_decref(list);
 				return e;
@@ -441,7 +444,8 @@ static char *s_conf(fixture_t *f)
 	snprintf(callback, sizeof callback, "callback_listen: %s", f->callback_listen);
 	snprintf(ca, sizeof ca, "%s/", f->ca_dir);
 	if (!text || !realpath("routes/municipal.yaml", routes)) {
-		s_say("cannot read conf/kanald.yaml or routes/municipal.yaml (run from the source tree)");
+		s_say("cannot read conf/kanald.yaml or routes/municipal.yaml (run from the source "
+		      "tree)");
 		free(text);
 		return NULL;
 	}
@@ -502,12 +506,12 @@ static bool s_setup(fixture_t *f, const char *tag)
 	/* The simulator pushes PKO_PostStatus receipts to the shipped callback_listen, moved to
 	 * a free port. */
 	snprintf(f->callback_listen, sizeof f->callback_listen, "127.0.0.1:%d", test_free_port());
-	snprintf(args[3], sizeof args[3], "callback=http://%s/beskedfordeler/PostStatusBeskedModtag",
-		 f->callback_listen);
-	f->sim[SIM_DAYCARE] = upstream_start("daycare", (const char *const[]){ "--set", args[0],
-									     NULL });
-	f->sim[SIM_HR] = upstream_start("hr", (const char *const[]){ "--set", "user=kanal", "--set",
-								   args[1], NULL });
+	snprintf(args[3], sizeof args[3],
+		 "callback=http://%s/beskedfordeler/PostStatusBeskedModtag", f->callback_listen);
+	f->sim[SIM_DAYCARE] =
+		upstream_start("daycare", (const char *const[]){ "--set", args[0], NULL });
+	f->sim[SIM_HR] = upstream_start(
+		"hr", (const char *const[]){ "--set", "user=kanal", "--set", args[1], NULL });
 	/* The national services as the demo runs them: mutual TLS with the test CA; the STS
 	 * signs tokens with its server key, which CPR lookup trusts; Digital Post checks each
 	 * access token with the STS. */
@@ -522,9 +526,9 @@ static bool s_setup(fixture_t *f, const char *tag)
 	snprintf(sts, sizeof sts, "sts=%s", f->sim[SIM_STS]->url);
 	f->sim[SIM_CPR] = upstream_start_tls("cpr", f->ca_dir,
 					     (const char *const[]){ "--set", sts_cert, NULL });
-	f->sim[SIM_DP] = upstream_start_tls("digitalpost", f->ca_dir,
-					    (const char *const[]){ "--set", sts, "--set", args[3],
-								   NULL });
+	f->sim[SIM_DP] =
+		upstream_start_tls("digitalpost", f->ca_dir,
+				   (const char *const[]){ "--set", sts, "--set", args[3], NULL });
 	f->r = radicale_start((const radicale_user_t[]){ { "kanal", f->cal_password, false },
 							 { NULL, NULL, false } });
 	f->case_system = webhook_rx_new();
@@ -692,15 +696,15 @@ static json_t *s_audit(fixture_t *f)
 }
 
 /* How many audit lines are about cpr (masked) from route with outcome. */
-static size_t s_audit_count(json_t *lines, const char *cpr, const char *route,
-			    const char *outcome)
+static size_t s_audit_count(json_t *lines, const char *cpr, const char *route, const char *outcome)
 {
 	char masked[16];
 	size_t i, n = 0;
 	json_t *l;
 
 	kanal_cpr_mask(cpr, masked, sizeof masked);
-	json_array_foreach(lines, i, l) {
+	json_array_foreach(lines, i, l)
+	{
 		if (!strcmp(json_string_value(json_object_get(l, "cpr")) ?: "", masked) &&
 		    !strcmp(json_string_value(json_object_get(l, "route")) ?: "", route) &&
 		    (!outcome ||
@@ -714,25 +718,49 @@ static size_t s_audit_count(json_t *lines, const char *cpr, const char *route,
 
 typedef struct letter_case {
 	const char *id, *cpr;
-	const char *channel;        /* the channel that carried it */
-	const char *reason;         /* the carrying status's reason (a prefix) */
-	const char *block[4];       /* the print job's address block (physical only) */
+	const char *channel;  /* the channel that carried it */
+	const char *reason;   /* the carrying status's reason (a prefix) */
+	const char *block[4]; /* the print job's address block (physical only) */
 	bool protected_address;
 } letter_case_t;
 
 static const letter_case_t s_letters[] = {
-	{ "brev-mads", MADS, "digital",
-	  "Digital Post: PostForespoerg: the recipient can receive Digital Post", { NULL }, false },
-	{ "brev-anne", ANNE, "digital",
-	  "Digital Post: PostForespoerg: the recipient can receive Digital Post", { NULL }, false },
-	{ "brev-bent", BENT, "physical", "not-enrolled",
-	  { "Bent Olsen", "Bakkevej 88", "8240 Risskov", NULL }, false },
-	{ "brev-karen", KAREN, "physical", "not-enrolled",
-	  { "Karen Madsen", "Plejehjemsvej 1, 12", "8270 Højbjerg", NULL }, false },
-	{ "brev-laura", LAURA, "physical", "no Digital Post for under-15s",
-	  { "Laura Nielsen", "Havnevej 31, st.", "8200 Aarhus N", NULL }, false },
-	{ "brev-freja", FREJA, "physical", "no Digital Post for under-15s",
-	  { "Freja Larsen", "Skjultvej 7", "8210 Aarhus V", NULL }, true },
+	{ "brev-mads",
+	  MADS,
+	  "digital",
+	  "Digital Post: PostForespoerg: the recipient can receive Digital Post",
+	  { NULL },
+	  false },
+	{ "brev-anne",
+	  ANNE,
+	  "digital",
+	  "Digital Post: PostForespoerg: the recipient can receive Digital Post",
+	  { NULL },
+	  false },
+	{ "brev-bent",
+	  BENT,
+	  "physical",
+	  "not-enrolled",
+	  { "Bent Olsen", "Bakkevej 88", "8240 Risskov", NULL },
+	  false },
+	{ "brev-karen",
+	  KAREN,
+	  "physical",
+	  "not-enrolled",
+	  { "Karen Madsen", "Plejehjemsvej 1, 12", "8270 Højbjerg", NULL },
+	  false },
+	{ "brev-laura",
+	  LAURA,
+	  "physical",
+	  "no Digital Post for under-15s",
+	  { "Laura Nielsen", "Havnevej 31, st.", "8200 Aarhus N", NULL },
+	  false },
+	{ "brev-freja",
+	  FREJA,
+	  "physical",
+	  "no Digital Post for under-15s",
+	  { "Freja Larsen", "Skjultvej 7", "8210 Aarhus V", NULL },
+	  true },
 };
 #define N_LETTERS (sizeof s_letters / sizeof s_letters[0])
 
@@ -778,11 +806,15 @@ static json_t *s_wait_status(fixture_t *f, const char *letter, const char *chann
 	do {
 		json_t *events = s_sink(f, "letter-status.jsonl"), *ev;
 		size_t i;
-		json_array_foreach(events, i, ev) {
+		json_array_foreach(events, i, ev)
+		{
 			json_t *d = json_object_get(ev, "data");
-			if (!strcmp(json_string_value(json_object_get(d, "letter")) ?: "", letter) &&
-			    !strcmp(json_string_value(json_object_get(d, "channel")) ?: "", channel) &&
-			    !strcmp(json_string_value(json_object_get(d, "status")) ?: "", status)) {
+			if (!strcmp(json_string_value(json_object_get(d, "letter")) ?: "",
+				    letter) &&
+			    !strcmp(json_string_value(json_object_get(d, "channel")) ?: "",
+				    channel) &&
+			    !strcmp(json_string_value(json_object_get(d, "status")) ?: "",
+				    status)) {
 				json_incref(ev);
 				json_decref(events);
 				return ev;
@@ -842,12 +874,14 @@ static void s_check_letters(fixture_t *f)
 		if (!reason || strncmp(reason, c->reason, strlen(c->reason)))
 			s_say("%s: reason '%s', want '%s…'", c->id, reason ? reason : "(none)",
 			      c->reason);
-		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "correlationid")) ?: "",
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "correlationid"))
+					       ?: "",
 				       "sag-2026-17");
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "causationid")) ?: "",
 				       c->id);
 		if (!strcmp(c->channel, "digital")) {
-			CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(d, "transaction")));
+			CU_ASSERT_PTR_NOT_NULL(
+				json_string_value(json_object_get(d, "transaction")));
 			/* The KombiValgKode kanal chose after asking PostForespoerg. */
 			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "kombi")) ?: "",
 					       "Digital Post");
@@ -856,7 +890,8 @@ static void s_check_letters(fixture_t *f)
 			CU_ASSERT(fin && json_is_true(json_object_get(json_object_get(fin, "data"),
 								      "final")));
 			CU_ASSERT(fin && !strncmp(json_string_value(json_object_get(
-							  json_object_get(fin, "data"), "reason")) ?: "",
+							  json_object_get(fin, "data"), "reason"))
+							  ?: "",
 						  "PKO_PostStatus Afleveret Digital Post", 37));
 			json_decref(fin);
 		} else {
@@ -865,20 +900,25 @@ static void s_check_letters(fixture_t *f)
 			CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(d, "job")));
 			/* Digital Post said why first: its "failed" status is in the log too. */
 			failed = s_wait_status(f, c->id, "digital", "failed");
-			CU_ASSERT(failed && !strncmp(json_string_value(json_object_get(
-							    json_object_get(failed, "data"), "reason")) ?: "",
-						    "not-enrolled", 12));
+			CU_ASSERT(failed &&
+				  !strncmp(json_string_value(json_object_get(
+						   json_object_get(failed, "data"), "reason"))
+						   ?: "",
+					   "not-enrolled", 12));
 			json_decref(failed);
 		}
 		/* No letter is carried twice. */
 		{
 			json_t *events = s_sink(f, "letter-status.jsonl"), *ev;
 			size_t i, sent = 0;
-			json_array_foreach(events, i, ev) {
+			json_array_foreach(events, i, ev)
+			{
 				json_t *ed = json_object_get(ev, "data");
-				sent += !strcmp(json_string_value(json_object_get(ed, "letter")) ?: "",
+				sent += !strcmp(json_string_value(json_object_get(ed, "letter"))
+							?: "",
 						c->id) &&
-					!strcmp(json_string_value(json_object_get(ed, "status")) ?: "",
+					!strcmp(json_string_value(json_object_get(ed, "status"))
+							?: "",
 						"sent");
 			}
 			CU_ASSERT_EQUAL(sent, 1);
@@ -896,11 +936,14 @@ static void s_check_letters(fixture_t *f)
 		const letter_case_t *c = &s_letters[k];
 		json_t *job = NULL, *j, *block, *want = json_array();
 		size_t i, n = 0;
-		json_array_foreach(jobs, i, j)
-			if (!strcmp(json_string_value(json_object_get(j, "letter")) ?: "", c->id)) {
-				job = j;
-				n++;
-			}
+		json_array_foreach(
+			jobs, i,
+			j) if (!strcmp(json_string_value(json_object_get(j, "letter")) ?: "",
+				       c->id))
+		{
+			job = j;
+			n++;
+		}
 		if (!strcmp(c->channel, "digital")) {
 			CU_ASSERT_EQUAL(n, 0);
 			json_decref(want);
@@ -1030,7 +1073,8 @@ static void test_a_municipal_morning(void)
 		char ext[80];
 		snprintf(ext, sizeof ext, "staff-absence-%s", syg ? syg : "?");
 		e = s_wait_staffing(&f, "solsikken", ext, "absent");
-		CU_ASSERT(e && !strcmp(json_string_value(json_object_get(e, "ref")) ?: "", "E-1001"));
+		CU_ASSERT(e &&
+			  !strcmp(json_string_value(json_object_get(e, "ref")) ?: "", "E-1001"));
 		json_decref(e);
 	}
 
@@ -1056,7 +1100,8 @@ static void test_a_municipal_morning(void)
 		e = s_wait_staffing(&f, "solsikken", ext, "cancelled");
 		CU_ASSERT_PTR_NOT_NULL(e);
 		if (!e)
-			s_say("a cancelled absence stays 'absent' in the staffing view: no route takes "
+			s_say("a cancelled absence stays 'absent' in the staffing view: no route "
+			      "takes "
 			      "staff.absence.cancelled to the daycare system");
 		json_decref(e);
 	}
@@ -1082,12 +1127,14 @@ static void test_a_municipal_morning(void)
 		size_t n = 0;
 		char *list = radicale_list(f.r, "kanal", maja, &n), *nl;
 		snprintf(path, sizeof path, "%s%.*s", maja,
-			 list && (nl = strchr(list, '\n')) ? (int)(nl - list) : 0, list ? list : "");
+			 list && (nl = strchr(list, '\n')) ? (int)(nl - list) : 0,
+			 list ? list : "");
 		free(list);
 		ics = s_wait_ics(&f, path, "STATUS:CANCELLED");
 		CU_ASSERT_PTR_NOT_NULL(ics);
 		if (!ics)
-			s_say("a withdrawn absence stays in the custody holder's calendar: no route "
+			s_say("a withdrawn absence stays in the custody holder's calendar: no "
+			      "route "
 			      "takes child.absence.withdrawn to family-calendar");
 		free(ics);
 	}
@@ -1123,7 +1170,8 @@ static void test_a_municipal_morning(void)
 	CU_ASSERT_EQUAL(s_cal_count(&f, maja), 1);
 
 	/* The check-in reached the institution's day overview, not `unmatched`. */
-	CU_ASSERT(s_stream_has(&f, "delivered child.checkin", "child-checkin-checkout-to-day-overview"));
+	CU_ASSERT(s_stream_has(&f, "delivered child.checkin",
+			       "child-checkin-checkout-to-day-overview"));
 	unmatched = s_sink(&f, "unmatched.jsonl");
 	CU_ASSERT_EQUAL(json_array_size(unmatched), 0);
 	json_decref(unmatched);
@@ -1140,11 +1188,13 @@ static void test_a_municipal_morning(void)
 	/* Noah twice: his holiday, then its withdrawal (the second answer from the cache). */
 	CU_ASSERT_EQUAL(s_audit_count(audit, NOAH, "child-absence-to-guardians", NULL), 2);
 	for (size_t k = 0; k < N_LETTERS; k++)
-		CU_ASSERT_EQUAL(s_audit_count(audit, s_letters[k].cpr, "letter-to-citizen", "ok"), 1);
+		CU_ASSERT_EQUAL(s_audit_count(audit, s_letters[k].cpr, "letter-to-citizen", "ok"),
+				1);
 	{
 		size_t i;
 		json_t *l;
-		json_array_foreach(audit, i, l) {
+		json_array_foreach(audit, i, l)
+		{
 			const char *route = json_string_value(json_object_get(l, "route"));
 			const char *purpose = json_string_value(json_object_get(l, "purpose"));
 			const char *cpr = json_string_value(json_object_get(l, "cpr"));
@@ -1189,9 +1239,10 @@ static const char *s_entry(json_t *list, const char *key, const char *value, con
 	size_t i;
 	json_t *e;
 
-	json_array_foreach(list, i, e)
-		if (!strcmp(json_string_value(json_object_get(e, key)) ?: "", value))
-			return json_string_value(json_object_get(e, field)) ?: "";
+	json_array_foreach(
+		list, i, e) if (!strcmp(json_string_value(json_object_get(e, key)) ?: "",
+					value)) return json_string_value(json_object_get(e, field))
+		?: "";
 	return "";
 }
 
@@ -1221,7 +1272,8 @@ static void test_the_morning_leaves_nothing_unmatched(void)
 		char body[200];
 		snprintf(body, sizeof body,
 			 "{\"employment\":\"%s\",\"code\":\"%s\",\"start\":\"%d.11.2026\","
-			 "\"end\":\"%d.11.2026\"}", emps[i], codes[i], 23 + (int)i, 23 + (int)i);
+			 "\"end\":\"%d.11.2026\"}",
+			 emps[i], codes[i], 23 + (int)i, 23 + (int)i);
 		ids[i] = s_hr(&f, body);
 		CU_ASSERT_PTR_NOT_NULL(ids[i]);
 	}
@@ -1247,8 +1299,9 @@ static void test_the_morning_leaves_nothing_unmatched(void)
 		char ext[80];
 		snprintf(ext, sizeof ext, "staff-absence-%s", ids[i] ? ids[i] : "?");
 		e = s_wait_staffing(&f, "solsikken", ext, "absent");
-		CU_ASSERT_STRING_EQUAL(e ? json_string_value(json_object_get(e, "absence_kind")) ?: "" : "",
-				       kinds[i]);
+		CU_ASSERT_STRING_EQUAL(
+			e ? json_string_value(json_object_get(e, "absence_kind")) ?: "" : "",
+			kinds[i]);
 		json_decref(e);
 		free(ids[i]);
 	}
@@ -1312,7 +1365,8 @@ static void test_cpr_down_then_back(void)
 	s_person_path(&f, EMMA, emma, sizeof emma);
 	s_person_path(&f, JONAS, jonas, sizeof jonas);
 	CU_ASSERT_EQUAL(upstream_fault(f.sim[SIM_CPR], "error", 0), 0);
-	id = s_register(&f, "{\"kind\":\"sick\",\"child_id\":\"child-202\",\"date\":\"2026-11-24\"}");
+	id = s_register(&f,
+			"{\"kind\":\"sick\",\"child_id\":\"child-202\",\"date\":\"2026-11-24\"}");
 	CU_ASSERT_PTR_NOT_NULL(id);
 	snprintf(reg, sizeof reg, "daycare-reg-%s", id ? id : "?");
 	free(id);
@@ -1349,9 +1403,11 @@ static void test_cpr_down_then_back(void)
 	}
 	/* The custody holders' calendars get the report. */
 	if (!s_wait_cal(&f, emma, 1) && first == 1)
-		s_say("and the replayed dead letter did not get there either: a dead letter made by "
+		s_say("and the replayed dead letter did not get there either: a dead letter made "
+		      "by "
 		      "a failed enrich step records the destination 'deadletter', so its replay is "
-		      "dead again at once ('unmatched') and never runs the route's enrich and 'to'");
+		      "dead again at once ('unmatched') and never runs the route's enrich and "
+		      "'to'");
 	CU_ASSERT_EQUAL(s_cal_count(&f, emma), 1);
 	CU_ASSERT(s_wait_cal(&f, jonas, 1));
 	{
@@ -1377,7 +1433,8 @@ static json_t *s_finals_at_sender(fixture_t *f, const char *letter)
 	json_t *bodies = webhook_rx_bodies(f->case_system), *out = json_array(), *ev;
 	size_t i;
 
-	json_array_foreach(bodies, i, ev) {
+	json_array_foreach(bodies, i, ev)
+	{
 		json_t *d = json_object_get(ev, "data");
 		if (!strcmp(json_string_value(json_object_get(ev, "type")) ?: "",
 			    "post.letter.status") &&
@@ -1411,14 +1468,14 @@ static void test_every_letter_ends_with_one_final_status_at_the_sender(void)
 		return;
 	}
 	for (size_t k = 0; k < n; k++) {
-		json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}, "
-				       "s:{s:s, s:s, s:s}}}",
-				       "specversion", "1.0", "id", cases[k].id, "source", "sagssystem",
-				       "type", "post.letter.send", "correlationid", "sag-2026-99",
-				       "data", "recipient_cpr", cases[k].cpr, "label", "Din plads",
-				       "sender", "label", "Børn og Unge", "department", "boern-unge",
-				       "document", "filename", cases[k].filename, "language", "da",
-				       "content", "JVBERi0xLjQKJcOkw7zDtsOfCg==");
+		json_t *ev = json_pack(
+			"{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}, "
+			"s:{s:s, s:s, s:s}}}",
+			"specversion", "1.0", "id", cases[k].id, "source", "sagssystem", "type",
+			"post.letter.send", "correlationid", "sag-2026-99", "data", "recipient_cpr",
+			cases[k].cpr, "label", "Din plads", "sender", "label", "Børn og Unge",
+			"department", "boern-unge", "document", "filename", cases[k].filename,
+			"language", "da", "content", "JVBERi0xLjQKJcOkw7zDtsOfCg==");
 		char *text = json_dumps(ev, JSON_COMPACT);
 		CU_ASSERT(kd_send_event(f.kd, text, "accepted", WAIT, NULL));
 		free(text);
@@ -1452,8 +1509,9 @@ static void test_every_letter_ends_with_one_final_status_at_the_sender(void)
 				       cases[k].channel);
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "letter_source")) ?: "",
 				       "sagssystem");
-		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(d, "sender"),
-									 "department")) ?: "",
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+					       json_object_get(d, "sender"), "department"))
+					       ?: "",
 				       "boern-unge");
 		CU_ASSERT_PTR_NOT_NULL(reason);
 		if (cases[k].reason)

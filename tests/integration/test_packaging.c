@@ -217,10 +217,12 @@ static void test_kanald_notifies_systemd(void)
 	snprintf(sock, sizeof sock, "%s/notify", dir);
 	memcpy(sa.sun_path, sock, strlen(sock) + 1);
 	REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-	conf = kd_config("  - name: out\n    plugin: sink\n    options: { path: '@DIR@/out.jsonl' }\n",
-			 NULL);
-	kd = kd_prepare("notify", conf, "routes:\n  - name: all\n    match: { type: '*' }\n"
-					"    to: [out]\n");
+	conf = kd_config(
+		"  - name: out\n    plugin: sink\n    options: { path: '@DIR@/out.jsonl' }\n",
+		NULL);
+	kd = kd_prepare("notify", conf,
+			"routes:\n  - name: all\n    match: { type: '*' }\n"
+			"    to: [out]\n");
 	REQUIRE(kd);
 	/* sd_watchdog_enabled wants WATCHDOG_PID to be kanald's: leave it unset. */
 	/* The log file as the journal's stream: kanald's stderr is it (same device, inode). */
@@ -293,10 +295,13 @@ static void test_every_program_says_its_version(void)
  * kanal_build_info in /metrics and in its "running" log line. */
 static void test_status_and_metrics_say_the_build(void)
 {
-	char *conf = kd_config("  - name: out\n    plugin: sink\n    options: { path: '@DIR@/o.jsonl' }\n",
-			       NULL), *url = NULL, *log = NULL, want[128];
-	kd_t *kd = kd_start("build-info", conf, "routes:\n  - name: all\n    match: { type: '*' }\n"
-					      "    to: [out]\n");
+	char *conf = kd_config(
+		     "  - name: out\n    plugin: sink\n    options: { path: '@DIR@/o.jsonl' }\n",
+		     NULL),
+	     *url = NULL, *log = NULL, want[128];
+	kd_t *kd = kd_start("build-info", conf,
+			    "routes:\n  - name: all\n    match: { type: '*' }\n"
+			    "    to: [out]\n");
 	http_answer_t a = { 0 };
 
 	REQUIRE(kd && *kd->admin_http);
@@ -326,7 +331,7 @@ done:
 /* Each man page renders with `man -l` and groff says nothing (no warnings). */
 static void test_man_pages_render_without_warnings(void)
 {
-	static const char *const pages[] = { "kanald.8", "kanalctl.1", "kanal-harness.1",
+	static const char *const pages[] = { "kanald.8",      "kanalctl.1",     "kanal-harness.1",
 					     "kanald.yaml.5", "kanal-routes.5", "kanal-plugin.7" };
 
 	if (!s_have("man"))
@@ -341,7 +346,9 @@ static void test_man_pages_render_without_warnings(void)
 		/* Rendered text, and no line on stderr. */
 		CU_ASSERT_EQUAL(s_sh("out=$(MANWIDTH=80 man --warnings -l %s 2>&1 >/dev/null) && "
 				     "[ -z \"$out\" ] && MANWIDTH=80 man -l %s 2>/dev/null | "
-				     "grep -q 'SEE ALSO'", page, page), 0);
+				     "grep -q 'SEE ALSO'",
+				     page, page),
+				0);
 	}
 }
 
@@ -355,8 +362,10 @@ static void test_debian_packages_build_with_the_right_files(void)
 	if (!s_have("dpkg-buildpackage") || !s_have("dh"))
 		goto done;
 	REQUIRE(s_sh("mkdir -p %s/src && git ls-files -co --exclude-standard | tar -cf - -T - | "
-		     "tar -xf - -C %s/src", dir, dir) == 0);
-	REQUIRE(s_sh("cd %s/src && dpkg-buildpackage -us -uc -b >%s/build.log 2>&1", dir, dir) == 0);
+		     "tar -xf - -C %s/src",
+		     dir, dir) == 0);
+	REQUIRE(s_sh("cd %s/src && dpkg-buildpackage -us -uc -b >%s/build.log 2>&1", dir, dir) ==
+		0);
 	snprintf(list, sizeof list, "%s/kanal.list", dir);
 	REQUIRE(s_sh("dpkg-deb -c %s/kanal_*.deb > %s", dir, list) == 0);
 	CU_ASSERT_EQUAL(s_sh("grep -q ' ./usr/bin/kanald$' %s", list), 0);
@@ -366,43 +375,60 @@ static void test_debian_packages_build_with_the_right_files(void)
 	CU_ASSERT_EQUAL(s_sh("grep -q ' ./usr/share/man/man8/kanald.8.gz$' %s", list), 0);
 	CU_ASSERT_EQUAL(s_sh("grep -q 'kanal-sim-\\|tp_\\|libkanal.so' %s", list), 1);
 	CU_ASSERT_EQUAL(s_sh("dpkg-deb -I %s/kanal_*.deb conffiles | grep -qx "
-			     "/etc/kanal/kanald.yaml", dir), 0);
+			     "/etc/kanal/kanald.yaml",
+			     dir),
+			0);
 	CU_ASSERT_EQUAL(s_sh("dpkg-deb -I %s/kanal_*.deb conffiles | grep -qx "
-			     "/etc/kanal/routes/municipal.yaml", dir), 0);
-	CU_ASSERT_EQUAL(s_sh("dpkg-deb -I %s/kanal_*.deb postinst | grep -q 'adduser --system'",
-			     dir), 0);
+			     "/etc/kanal/routes/municipal.yaml",
+			     dir),
+			0);
+	CU_ASSERT_EQUAL(
+		s_sh("dpkg-deb -I %s/kanal_*.deb postinst | grep -q 'adduser --system'", dir), 0);
 	/* The real file and the soname link to it (docs/design/library.md). */
 	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal1_*.deb 2>/dev/null | grep -q "
-			     "'/libkanal.so.1.0.0$'", dir), 0);
+			     "'/libkanal.so.1.0.0$'",
+			     dir),
+			0);
 	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal1_*.deb 2>/dev/null | grep -q "
-			     "'/libkanal.so.1 -> libkanal.so.1.0.0$'", dir), 0);
+			     "'/libkanal.so.1 -> libkanal.so.1.0.0$'",
+			     dir),
+			0);
 	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal-dev_*.deb 2>/dev/null | grep -q "
-			     "' ./usr/include/kanal/plugin.h$'", dir), 0);
-	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal-dev_*.deb 2>/dev/null | grep -q 'pkgconfig/kanal.pc$'",
-			     dir), 0);
+			     "' ./usr/include/kanal/plugin.h$'",
+			     dir),
+			0);
 	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal-dev_*.deb 2>/dev/null | grep -q "
-			     "'libkanal-dev/examples/hello.c'", dir), 0);
+			     "'pkgconfig/kanal.pc$'",
+			     dir),
+			0);
+	CU_ASSERT_EQUAL(s_sh("dpkg-deb -c %s/libkanal-dev_*.deb 2>/dev/null | grep -q "
+			     "'libkanal-dev/examples/hello.c'",
+			     dir),
+			0);
 	/* libkanal1 carries the symbols file, so a plugin package depends on the version that
 	 * has what it calls. */
 	CU_ASSERT_EQUAL(s_sh("dpkg-deb -I %s/libkanal1_*.deb symbols | "
-			     "grep -q '^ kanal_msg_new@KANAL_1.0 '", dir), 0);
+			     "grep -q '^ kanal_msg_new@KANAL_1.0 '",
+			     dir),
+			0);
 	/* No rpath in a packaged binary. */
 	CU_ASSERT_EQUAL(s_sh("mkdir %s/x && dpkg-deb -x %s/kanal_*.deb %s/x && "
-			     "readelf -d %s/x/usr/bin/kanald | grep -qi rpath", dir, dir, dir, dir), 1);
+			     "readelf -d %s/x/usr/bin/kanald | grep -qi rpath",
+			     dir, dir, dir, dir),
+			1);
 	if (s_have("lintian"))
 		CU_ASSERT_EQUAL(s_sh("lintian %s/*.changes >%s/lintian.log 2>&1; "
-				     "! grep -q '^E: ' %s/lintian.log", dir, dir, dir), 0);
+				     "! grep -q '^E: ' %s/lintian.log",
+				     dir, dir, dir),
+				0);
 done:
 	test_rmdir_r(dir);
 	free(dir);
 }
 
-TEST_MAIN("packaging",
-	  TEST(test_every_program_says_its_version),
+TEST_MAIN("packaging", TEST(test_every_program_says_its_version),
 	  TEST(test_status_and_metrics_say_the_build),
 	  TEST(test_install_puts_files_where_debian_expects_them),
-	  TEST(test_reinstall_and_uninstall_keep_what_is_not_theirs),
-	  TEST(test_unit_file_verifies),
-	  TEST(test_kanald_notifies_systemd),
-	  TEST(test_man_pages_render_without_warnings),
+	  TEST(test_reinstall_and_uninstall_keep_what_is_not_theirs), TEST(test_unit_file_verifies),
+	  TEST(test_kanald_notifies_systemd), TEST(test_man_pages_render_without_warnings),
 	  TEST(test_debian_packages_build_with_the_right_files))

@@ -55,8 +55,10 @@ static void test_no_clear_cpr_number_in_the_run(void)
 	}
 	closedir(d);
 	kinds_seen = saw_kanald + saw_stream + saw_output;
-	fprintf(stderr, "privacy scan: %zu files (kanald logs, stream lines, simulator logs, "
-			"test output) scanned, %zu clear CPR numbers\n", files, found);
+	fprintf(stderr,
+		"privacy scan: %zu files (kanald logs, stream lines, simulator logs, "
+		"test output) scanned, %zu clear CPR numbers\n",
+		files, found);
 	/* A scan that saw nothing proves nothing: run it after the other suites
 	 * (make test does). */
 	CU_ASSERT(files >= 10);

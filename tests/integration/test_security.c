@@ -165,8 +165,8 @@ static kd_t *s_start_curve(const char *tag, keys_t *k)
 }
 
 /* A CURVE client socket of `type` with the given key pair, connected to endpoint. */
-static void *s_curve_socket(kd_t *kd, keys_t *k, int type, const char *endpoint,
-			    const char *pub, const char *sec)
+static void *s_curve_socket(kd_t *kd, keys_t *k, int type, const char *endpoint, const char *pub,
+			    const char *sec)
 {
 	void *s = zmq_socket(kd->zctx, type);
 	int zero = 0;
@@ -422,15 +422,20 @@ static void test_kanalctl_send_over_curve(void)
 	snprintf(server, sizeof server, "%s/kanald.pub", k->dir);
 	snprintf(log, sizeof log, "%s/kanalctl.log", kd->dir);
 	{
-		const char *args[] = { "send", "--gateway", kd->gateway, "--curve-server-key",
-				       server, "--curve-key-file", vendor, event_path, NULL };
+		const char *args[] = { "send",      "--gateway",
+				       kd->gateway, "--curve-server-key",
+				       server,      "--curve-key-file",
+				       vendor,      event_path,
+				       NULL };
 		CU_ASSERT_EQUAL(s_kanalctl(log, args), 0);
 		CU_ASSERT(s_file_has(log, "ctl-1: accepted"));
 	}
 	{
-		const char *args[] = { "send", "--gateway", kd->gateway, "--timeout", "1500",
-				       "--curve-server-key", k->server_pub, "--curve-key-file",
-				       stranger, event_path, NULL };
+		const char *args[] = {
+			"send",   "--gateway",          kd->gateway,   "--timeout",
+			"1500",   "--curve-server-key", k->server_pub, "--curve-key-file",
+			stranger, event_path,           NULL
+		};
 		CU_ASSERT_EQUAL(s_kanalctl(log, args), 2);
 		CU_ASSERT(s_file_has(log, "refused our CURVE key"));
 	}
@@ -463,9 +468,10 @@ static void test_client_emit_acl_forbids_other_types(void)
 	CU_ASSERT(strstr(reply, "staff.sick.reported") != NULL); /* the reason names the type */
 	free(reply);
 	/* A batch is all or nothing here too. */
-	reply = s_request(gw, "[{\"specversion\":\"1.0\",\"id\":\"b1\",\"source\":\"v\","
-			      "\"type\":\"child.x\"},{\"specversion\":\"1.0\",\"id\":\"b2\","
-			      "\"source\":\"v\",\"type\":\"post.letter.send\"}]",
+	reply = s_request(gw,
+			  "[{\"specversion\":\"1.0\",\"id\":\"b1\",\"source\":\"v\","
+			  "\"type\":\"child.x\"},{\"specversion\":\"1.0\",\"id\":\"b2\","
+			  "\"source\":\"v\",\"type\":\"post.letter.send\"}]",
 			  WAIT);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(reply);
 	CU_ASSERT(strstr(reply, "batch rejected") && strstr(reply, "post.letter.send"));

@@ -37,7 +37,7 @@ typedef struct world {
 	upstream_t *hr;
 	kd_t *kd;
 	void *sub;
-	char *stream;      /* every stream payload received so far */
+	char *stream; /* every stream payload received so far */
 	size_t stream_len;
 } world_t;
 
@@ -281,31 +281,49 @@ static void test_each_code_maps_to_its_type_and_fields(void)
 	static const struct {
 		const char *id, *json, *type, *code;
 	} cases[] = {
-		{ "C-SYG", "\"employment\":\"E-1001\",\"code\":\"SYG\",\"start\":\"24.11.2026\","
-			   "\"end\":\"25.11.2026\"", "staff.absence.registered", "SYG" },
-		{ "C-BARN1", "\"employment\":\"E-2001\",\"code\":\"BARN1\",\"start\":\"24.11.2026\","
-			     "\"end\":\"24.11.2026\"", "staff.absence.registered", "BARN1" },
-		{ "C-BARN2", "\"employment\":\"E-2001\",\"code\":\"BARN2\",\"start\":\"25.11.2026\","
-			     "\"end\":\"25.11.2026\"", "staff.absence.registered", "BARN2" },
-		{ "C-OMSORG", "\"employment\":\"E-1002\",\"code\":\"OMSORG\",\"start\":\"26.11.2026\","
-			      "\"end\":\"26.11.2026\"", "staff.absence.registered", "OMSORG" },
-		{ "C-BARSEL", "\"employment\":\"E-2002\",\"code\":\"BARSEL\",\"start\":\"01.12.2026\","
-			      "\"end\":\"31.05.2027\"", "staff.absence.registered", "BARSEL" },
-		{ "C-ORLOV", "\"employment\":\"E-1000\",\"code\":\"ORLOV\",\"start\":\"07.12.2026\","
-			     "\"end\":\"07.12.2026\"", "staff.absence.registered", "ORLOV" },
-		{ "C-AFSP", "\"employment\":\"E-2002\",\"code\":\"AFSP\",\"start\":\"24.11.2026\","
-			    "\"end\":\"24.11.2026\",\"hours\":\"3,5\"", "staff.absence.registered",
-		  "AFSP" },
+		{ "C-SYG",
+		  "\"employment\":\"E-1001\",\"code\":\"SYG\",\"start\":\"24.11.2026\","
+		  "\"end\":\"25.11.2026\"",
+		  "staff.absence.registered", "SYG" },
+		{ "C-BARN1",
+		  "\"employment\":\"E-2001\",\"code\":\"BARN1\",\"start\":\"24.11.2026\","
+		  "\"end\":\"24.11.2026\"",
+		  "staff.absence.registered", "BARN1" },
+		{ "C-BARN2",
+		  "\"employment\":\"E-2001\",\"code\":\"BARN2\",\"start\":\"25.11.2026\","
+		  "\"end\":\"25.11.2026\"",
+		  "staff.absence.registered", "BARN2" },
+		{ "C-OMSORG",
+		  "\"employment\":\"E-1002\",\"code\":\"OMSORG\",\"start\":\"26.11.2026\","
+		  "\"end\":\"26.11.2026\"",
+		  "staff.absence.registered", "OMSORG" },
+		{ "C-BARSEL",
+		  "\"employment\":\"E-2002\",\"code\":\"BARSEL\",\"start\":\"01.12.2026\","
+		  "\"end\":\"31.05.2027\"",
+		  "staff.absence.registered", "BARSEL" },
+		{ "C-ORLOV",
+		  "\"employment\":\"E-1000\",\"code\":\"ORLOV\",\"start\":\"07.12.2026\","
+		  "\"end\":\"07.12.2026\"",
+		  "staff.absence.registered", "ORLOV" },
+		{ "C-AFSP",
+		  "\"employment\":\"E-2002\",\"code\":\"AFSP\",\"start\":\"24.11.2026\","
+		  "\"end\":\"24.11.2026\",\"hours\":\"3,5\"",
+		  "staff.absence.registered", "AFSP" },
 		/* Three weeks in July: 15 holiday days, all in the main holiday period. */
-		{ "C-FERIE", "\"employment\":\"E-1001\",\"code\":\"FERIE\",\"start\":\"06.07.2026\","
-			     "\"end\":\"24.07.2026\"", "staff.holiday.registered", "FERIE" },
+		{ "C-FERIE",
+		  "\"employment\":\"E-1001\",\"code\":\"FERIE\",\"start\":\"06.07.2026\","
+		  "\"end\":\"24.07.2026\"",
+		  "staff.holiday.registered", "FERIE" },
 		/* The sixth holiday week is not main holiday, however long. */
-		{ "C-FERIEFRI", "\"employment\":\"E-1000\",\"code\":\"FERIEFRI\","
-				"\"start\":\"06.07.2026\",\"end\":\"24.07.2026\"",
+		{ "C-FERIEFRI",
+		  "\"employment\":\"E-1000\",\"code\":\"FERIEFRI\","
+		  "\"start\":\"06.07.2026\",\"end\":\"24.07.2026\"",
 		  "staff.holiday.registered", "FERIEFRI" },
 		/* An unknown code is emitted with the code kept (unknown_codes: emit). */
-		{ "C-KURSUS", "\"employment\":\"E-1002\",\"code\":\"kursus\",\"start\":\"24.11.2026\","
-			      "\"end\":\"24.11.2026\"", "staff.absence.registered", "KURSUS" },
+		{ "C-KURSUS",
+		  "\"employment\":\"E-1002\",\"code\":\"kursus\",\"start\":\"24.11.2026\","
+		  "\"end\":\"24.11.2026\"",
+		  "staff.absence.registered", "KURSUS" },
 	};
 	world_t w;
 	char json[512], id[64], want_subject[KANAL_PSEUDONYM_SIZE];
@@ -321,13 +339,16 @@ static void test_each_code_maps_to_its_type_and_fields(void)
 	 * are not a main holiday; half a day given in hours is half a holiday day. */
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"H-EASTER\",\"employment\":\"E-1001\","
 				       "\"code\":\"FERIE\",\"start\":\"30.03.2026\","
-				       "\"end\":\"10.04.2026\"}"), 201);
+				       "\"end\":\"10.04.2026\"}"),
+			201);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"H-2WEEKS\",\"employment\":\"E-2001\","
 				       "\"code\":\"FERIE\",\"start\":\"06.07.2026\","
-				       "\"end\":\"17.07.2026\"}"), 201);
+				       "\"end\":\"17.07.2026\"}"),
+			201);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"H-HALF\",\"employment\":\"E-2001\","
 				       "\"code\":\"FERIE\",\"start\":\"02.12.2026\","
-				       "\"end\":\"02.12.2026\",\"hours\":3.7}"), 201);
+				       "\"end\":\"02.12.2026\",\"hours\":3.7}"),
+			201);
 
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		snprintf(id, sizeof id, "hr-absence-%s-v1", cases[i].id);
@@ -337,7 +358,8 @@ static void test_each_code_maps_to_its_type_and_fields(void)
 		}
 		e = s_event(&w, id);
 		CU_ASSERT_PTR_NOT_NULL(e);
-		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")), cases[i].type);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "type")),
+				       cases[i].type);
 		CU_ASSERT_STRING_EQUAL(s_str(e, "code"), cases[i].code);
 		CU_ASSERT_STRING_EQUAL(s_str(e, "absence"), cases[i].id);
 		CU_ASSERT_EQUAL(json_integer_value(s_data(e, "version")), 1);
@@ -354,7 +376,8 @@ static void test_each_code_maps_to_its_type_and_fields(void)
 		CU_ASSERT_STRING_EQUAL(s_str(e, "employee_cpr"), "1807794260");
 		CU_ASSERT_PTR_NULL(s_data(e, "hours"));
 		s_pseudonym(&w, "1807794260", want_subject);
-		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "subject")), want_subject);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "subject")),
+				       want_subject);
 		CU_ASSERT_PTR_NOT_NULL(json_object_get(e, "time"));
 		json_decref(e);
 	}
@@ -398,7 +421,8 @@ static void test_versions_and_cancellations(void)
 	if (!s_begin(&w, "staff-versions", "s3cret\n"))
 		goto out;
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"V-1\",\"employment\":\"E-1001\",\"code\":\"SYG\","
-				       "\"start\":\"24.11.2026\",\"end\":\"24.11.2026\"}"), 201);
+				       "\"start\":\"24.11.2026\",\"end\":\"24.11.2026\"}"),
+			201);
 	CU_ASSERT(s_wait_id(&w, "hr-absence-V-1-v1"));
 	/* Still sick: version 2 extends the period and is emitted as an update. */
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"V-1\",\"end\":\"26.11.2026\"}"), 201);
@@ -427,7 +451,8 @@ static void test_versions_and_cancellations(void)
 	 * once; so does a holiday's cancellation. */
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"V-2\",\"employment\":\"E-2001\","
 				       "\"code\":\"FERIE\",\"start\":\"03.08.2026\","
-				       "\"end\":\"07.08.2026\"}"), 201);
+				       "\"end\":\"07.08.2026\"}"),
+			201);
 	CU_ASSERT(s_wait_id(&w, "hr-absence-V-2-v1"));
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"V-2\",\"version\":1,\"action\":\"cancel\"}"),
 			201);
@@ -435,7 +460,8 @@ static void test_versions_and_cancellations(void)
 			201);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"V-3\",\"employment\":\"E-2002\","
 				       "\"code\":\"SYG\",\"start\":\"24.11.2026\","
-				       "\"end\":\"24.11.2026\"}"), 201);
+				       "\"end\":\"24.11.2026\"}"),
+			201);
 	/* V-3 comes after both cancels in the feed: once it is here, they were read. */
 	CU_ASSERT(s_wait_id(&w, "hr-absence-V-3-v1"));
 	CU_ASSERT_EQUAL(s_count_id(&w, "hr-absence-V-2-v1-cancel"), 1);
@@ -457,10 +483,12 @@ static void test_restart_after_the_feed_was_rebuilt_emits_no_duplicates(void)
 	if (!s_begin(&w, "staff-restart", "s3cret\n"))
 		goto out;
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"R-1\",\"employment\":\"E-1001\",\"code\":\"SYG\","
-				       "\"start\":\"24.11.2026\",\"end\":\"24.11.2026\"}"), 201);
+				       "\"start\":\"24.11.2026\",\"end\":\"24.11.2026\"}"),
+			201);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"R-2\",\"employment\":\"E-2001\","
 				       "\"code\":\"BARN1\",\"start\":\"24.11.2026\","
-				       "\"end\":\"24.11.2026\"}"), 201);
+				       "\"end\":\"24.11.2026\"}"),
+			201);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"R-1\",\"end\":\"27.11.2026\"}"), 201);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"R-2\",\"action\":\"cancel\"}"), 201);
 	CU_ASSERT(s_wait_id(&w, "hr-absence-R-2-v2-cancel"));
@@ -473,7 +501,8 @@ static void test_restart_after_the_feed_was_rebuilt_emits_no_duplicates(void)
 	CU_ASSERT_EQUAL(upstream_http(w.hr, "POST", "/hr-sim/reset", "", NULL, NULL), 200);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"R-3\",\"employment\":\"E-1002\","
 				       "\"code\":\"OMSORG\",\"start\":\"25.11.2026\","
-				       "\"end\":\"25.11.2026\"}"), 201);
+				       "\"end\":\"25.11.2026\"}"),
+			201);
 	kd_unsubscribe(&w.sub);
 	if (kd_restart(w.kd) != 0) {
 		CU_FAIL("kanald did not start again");
@@ -492,7 +521,8 @@ static void test_restart_after_the_feed_was_rebuilt_emits_no_duplicates(void)
 	CU_ASSERT_EQUAL(kd_stop(w.kd, SIGTERM, WAIT), 0);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"R-4\",\"employment\":\"E-2002\","
 				       "\"code\":\"SYG\",\"start\":\"26.11.2026\","
-				       "\"end\":\"26.11.2026\"}"), 201);
+				       "\"end\":\"26.11.2026\"}"),
+			201);
 	kd_unsubscribe(&w.sub);
 	if (kd_restart(w.kd) != 0) {
 		CU_FAIL("kanald did not start again");
@@ -526,7 +556,8 @@ static void test_feed_faults_lose_nothing(void)
 
 		/* Registered first (a fault applies to every call), then the feed fails until
 		 * kanald has logged the failure at least once. */
-		snprintf(json, sizeof json, "{\"id\":\"F-%s\",\"employment\":\"E-1001\","
+		snprintf(json, sizeof json,
+			 "{\"id\":\"F-%s\",\"employment\":\"E-1001\","
 			 "\"code\":\"SYG\",\"start\":\"24.11.2026\",\"end\":\"24.11.2026\"}",
 			 faults[i].mode);
 		CU_ASSERT_EQUAL(s_register(&w, json), 201);
@@ -556,16 +587,20 @@ static void test_invalid_absence_is_reported_and_skipped(void)
 		goto out;
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"BAD-1\",\"employment\":\"E-1001\","
 				       "\"code\":\"SYG\",\"start\":\"31.02.2026\","
-				       "\"end\":\"02.03.2026\"}"), 201);
+				       "\"end\":\"02.03.2026\"}"),
+			201);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"BAD-2\",\"employment\":\"E-1001\","
 				       "\"code\":\"SYG\",\"start\":\"10.03.2026\","
-				       "\"end\":\"01.03.2026\"}"), 201);
+				       "\"end\":\"01.03.2026\"}"),
+			201);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"BAD-3\",\"employment\":\"E-1001\","
 				       "\"cpr\":\"18077942\",\"code\":\"SYG\","
-				       "\"start\":\"10.03.2026\",\"end\":\"10.03.2026\"}"), 201);
+				       "\"start\":\"10.03.2026\",\"end\":\"10.03.2026\"}"),
+			201);
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"OK-1\",\"employment\":\"E-2001\","
 				       "\"code\":\"SYG\",\"start\":\"24.11.2026\","
-				       "\"end\":\"24.11.2026\"}"), 201);
+				       "\"end\":\"24.11.2026\"}"),
+			201);
 	CU_ASSERT(s_wait_id(&w, "hr-absence-OK-1-v1"));
 	CU_ASSERT(s_wait_log(&w, "absence BAD-1 version 1: field 'start': \"31.02.2026\" is not "
 				 "a date"));
@@ -588,25 +623,31 @@ static void test_unsafe_or_foreign_xml_is_refused(void)
 	if (!s_begin(&w, "staff-xml", "s3cret\n"))
 		goto out;
 	/* An external entity (XXE): refused whole, nothing read from the file system. */
-	CU_ASSERT_EQUAL(upstream_http(w.hr, "POST", "/hr-sim/raw",
-				      "<?xml version=\"1.0\"?>\n"
-				      "<!DOCTYPE hrAbsence [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\n"
-				      "<hrAbsence xmlns=\"urn:kanal:sim:hr:absence:1\" next=\"g1.1\">"
-				      "<absence id=\"X-1\" version=\"1\" action=\"upsert\">"
-				      "<employment>&x;</employment><cpr>1807794260</cpr>"
-				      "<department>solsikken</department><code>SYG</code>"
-				      "<start>24.11.2026</start><end>24.11.2026</end></absence>"
-				      "</hrAbsence>", "application/xml", NULL), 200);
+	CU_ASSERT_EQUAL(
+		upstream_http(w.hr, "POST", "/hr-sim/raw",
+			      "<?xml version=\"1.0\"?>\n"
+			      "<!DOCTYPE hrAbsence [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\n"
+			      "<hrAbsence xmlns=\"urn:kanal:sim:hr:absence:1\" next=\"g1.1\">"
+			      "<absence id=\"X-1\" version=\"1\" action=\"upsert\">"
+			      "<employment>&x;</employment><cpr>1807794260</cpr>"
+			      "<department>solsikken</department><code>SYG</code>"
+			      "<start>24.11.2026</start><end>24.11.2026</end></absence>"
+			      "</hrAbsence>",
+			      "application/xml", NULL),
+		200);
 	CU_ASSERT(s_wait_log(&w, "DOCTYPE"));
 	/* Another vocabulary altogether. */
-	CU_ASSERT_EQUAL(upstream_http(w.hr, "POST", "/hr-sim/raw",
-				      "<?xml version=\"1.0\"?><feed xmlns=\"urn:other\" next=\"1\"/>",
-				      "application/xml", NULL), 200);
+	CU_ASSERT_EQUAL(
+		upstream_http(w.hr, "POST", "/hr-sim/raw",
+			      "<?xml version=\"1.0\"?><feed xmlns=\"urn:other\" next=\"1\"/>",
+			      "application/xml", NULL),
+		200);
 	CU_ASSERT(s_wait_log(&w, "the document element is not hrAbsence"));
 	/* The feed itself goes on. */
 	CU_ASSERT_EQUAL(s_register(&w, "{\"id\":\"X-2\",\"employment\":\"E-1001\","
 				       "\"code\":\"SYG\",\"start\":\"24.11.2026\","
-				       "\"end\":\"24.11.2026\"}"), 201);
+				       "\"end\":\"24.11.2026\"}"),
+			201);
 	CU_ASSERT(s_wait_id(&w, "hr-absence-X-2-v1"));
 	CU_ASSERT_EQUAL(s_count_id(&w, "hr-absence-X-1-v1"), 0);
 out:
@@ -664,7 +705,8 @@ static void test_a_readable_password_file_is_refused(void)
 {
 	char *conf = kd_config("  - name: staff\n    plugin: staff\n    options:\n"
 			       "      base_url: 'http://127.0.0.1:9'\n      user: kanal\n"
-			       "      password_file: hr.password\n", NULL);
+			       "      password_file: hr.password\n",
+			       NULL);
 	kd_t *kd = kd_prepare("staff-secret", conf, NULL);
 	char *log;
 

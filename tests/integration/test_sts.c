@@ -81,8 +81,9 @@ static void test_rest_token_and_access_token_over_mutual_tls(void)
 	kc_sts_opts_t o;
 
 	REQUIRE(s_start(&f) == 0);
-	o = (kc_sts_opts_t){ .issue_url = f.issue, .accesstoken_url = f.token, .cvr = "12345678",
-			     .ca_file = f.ca };
+	o = (kc_sts_opts_t){
+		.issue_url = f.issue, .accesstoken_url = f.token, .cvr = "12345678", .ca_file = f.ca
+	};
 	REQUIRE(kc_sts_new(&o, f.cert, &sts, &err) == 0);
 	CU_ASSERT_EQUAL(kc_sts_authorization(sts, KC_STS_ENTITY_KOMBIPOSTAFSEND, &h, &err), 0);
 	if (err.text[0])
@@ -117,8 +118,9 @@ static void test_soap_token_signature_verified_by_the_simulator(void)
 	kc_sts_opts_t o;
 
 	REQUIRE(s_start(&f) == 0);
-	o = (kc_sts_opts_t){ .soap_url = f.soap, .use_soap = true, .cvr = "12345678",
-			     .ca_file = f.ca };
+	o = (kc_sts_opts_t){
+		.soap_url = f.soap, .use_soap = true, .cvr = "12345678", .ca_file = f.ca
+	};
 	REQUIRE(kc_sts_new(&o, f.cert, &sts, &err) == 0);
 	CU_ASSERT_EQUAL(kc_sts_assertion(sts, KC_STS_ENTITY_CPR_V5, &a, &err), 0);
 	if (err.text[0])
@@ -143,8 +145,9 @@ static void test_unknown_entity_is_refused_with_what_to_check(void)
 	REQUIRE(s_start(&f) == 0);
 	o = (kc_sts_opts_t){ .issue_url = f.issue, .cvr = "12345678", .ca_file = f.ca };
 	REQUIRE(kc_sts_new(&o, f.cert, &sts, &err) == 0);
-	CU_ASSERT_EQUAL(kc_sts_assertion(sts, "http://entityid.kombit.dk/service/nosuch/1", &a,
-					 &err), KANAL_EREJECTED);
+	CU_ASSERT_EQUAL(
+		kc_sts_assertion(sts, "http://entityid.kombit.dk/service/nosuch/1", &a, &err),
+		KANAL_EREJECTED);
 	CU_ASSERT_PTR_NULL(a);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "UNKNOWN_ENTITY"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "service agreement"));
@@ -171,8 +174,9 @@ static long s_post_with(const fixture_t *f, const char *name, char **body)
 	ho.client_key = s_path(f, key);
 	http = kc_http_new(&ho);
 	req = kc_sts_rest_issue_body("12345678", "MII", KC_STS_ENTITY_KOMBIPOSTAFSEND);
-	kc_http_request(http, "POST", f->issue, (const char *const[]){
-		"Content-Type: application/json", NULL }, req, strlen(req), &res);
+	kc_http_request(http, "POST", f->issue,
+			(const char *const[]){ "Content-Type: application/json", NULL }, req,
+			strlen(req), &res);
 	status = res.status;
 	*body = res.body ? strdup(res.body) : NULL;
 	kc_response_clear(&res);

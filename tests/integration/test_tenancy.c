@@ -107,8 +107,8 @@ static kd_t *s_start_tenants(const char *tag, keys_t *k)
 }
 
 /* A CURVE client socket of `type` with the given key pair, connected to endpoint. */
-static void *s_curve_socket(kd_t *kd, keys_t *k, int type, const char *endpoint,
-			    const char *pub, const char *sec)
+static void *s_curve_socket(kd_t *kd, keys_t *k, int type, const char *endpoint, const char *pub,
+			    const char *sec)
 {
 	void *s = zmq_socket(kd->zctx, type);
 	int zero = 0;
@@ -315,8 +315,8 @@ static void s_check_agrees_with_start(const char *tag, const char *instances,
 	if (at && token_file) {
 		char *with;
 		at += strlen("  admin_http: http://127.0.0.1:0\n");
-		CU_ASSERT(asprintf(&with, "%.*s  admin_token_file: %s\n%s", (int)(at - conf),
-				   conf, token_file, at) > 0);
+		CU_ASSERT(asprintf(&with, "%.*s  admin_token_file: %s\n%s", (int)(at - conf), conf,
+				   token_file, at) > 0);
 		free(conf);
 		conf = with;
 	}
@@ -349,8 +349,8 @@ static void test_check_says_not_ok_when_start_would_refuse(void)
 	token = test_write_file(dir, "admin.token", "0123456789abcdef0123\n");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(token);
 	chmod(token, 0644);
-	s_check_agrees_with_start("tenancy-check-token",
-				  "  - name: sink\n    plugin: sink\n", token, "mode 0644");
+	s_check_agrees_with_start("tenancy-check-token", "  - name: sink\n    plugin: sink\n",
+				  token, "mode 0644");
 	free(token);
 	test_rmdir_r(dir);
 	free(dir);
@@ -386,8 +386,10 @@ static void test_existing_public_journal_is_made_private(void)
 			 extra);
 	kd = kd_start("tenancy-journal-kd", conf, s_routes);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"j-1\",\"source\":\"t\","
-				    "\"type\":\"x.y\"}", "accepted", WAIT, NULL));
+	CU_ASSERT(kd_send_event(kd,
+				"{\"specversion\":\"1.0\",\"id\":\"j-1\",\"source\":\"t\","
+				"\"type\":\"x.y\"}",
+				"accepted", WAIT, NULL));
 	CU_ASSERT_EQUAL(s_mode(path), 0600);
 	CU_ASSERT_EQUAL(s_mode(wal), 0600);
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
@@ -454,12 +456,18 @@ static void s_run_under_umask_022(const char *mode)
 	free(conf);
 	free(extra);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"u-1\",\"source\":\"t\","
-				    "\"type\":\"x.good\",\"data\":{\"n\":1}}", "accepted", WAIT, NULL));
-	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"u-2\",\"source\":\"t\","
-				    "\"type\":\"x.bad\",\"data\":{\"n\":2}}", "accepted", WAIT, NULL));
-	CU_ASSERT(kd_send_event(kd, "{\"specversion\":\"1.0\",\"id\":\"u-3\",\"source\":\"t\","
-				    "\"type\":\"x.nobody\"}", NULL, WAIT, NULL));
+	CU_ASSERT(kd_send_event(kd,
+				"{\"specversion\":\"1.0\",\"id\":\"u-1\",\"source\":\"t\","
+				"\"type\":\"x.good\",\"data\":{\"n\":1}}",
+				"accepted", WAIT, NULL));
+	CU_ASSERT(kd_send_event(kd,
+				"{\"specversion\":\"1.0\",\"id\":\"u-2\",\"source\":\"t\","
+				"\"type\":\"x.bad\",\"data\":{\"n\":2}}",
+				"accepted", WAIT, NULL));
+	CU_ASSERT(kd_send_event(kd,
+				"{\"specversion\":\"1.0\",\"id\":\"u-3\",\"source\":\"t\","
+				"\"type\":\"x.nobody\"}",
+				NULL, WAIT, NULL));
 	free(kd_admin(kd, "{\"cmd\":\"instance.pause\",\"name\":\"sink\"}", WAIT));
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "sink.jsonl"), 1, WAIT), 1);
 	test_sleep_ms(300); /* the rejection's dead letter */

@@ -45,10 +45,11 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		kanal_set_error(ctx, "abi10 rejects %s", reject);
 		return KANAL_OUTCOME_REJECT;
 	}
-	kanal_log(ctx, KANAL_LOG_INFO, "abi10: greeting=%s count=%lld ratio=%.2f loud=%s tags=%zu "
-		  "last=%lld", kanal_config_string(cfg, "greeting"),
-		  (long long)kanal_config_int(cfg, "count"), kanal_config_double(cfg, "ratio"),
-		  kanal_config_bool(cfg, "loud") ? "yes" : "no",
+	kanal_log(ctx, KANAL_LOG_INFO,
+		  "abi10: greeting=%s count=%lld ratio=%.2f loud=%s tags=%zu "
+		  "last=%lld",
+		  kanal_config_string(cfg, "greeting"), (long long)kanal_config_int(cfg, "count"),
+		  kanal_config_double(cfg, "ratio"), kanal_config_bool(cfg, "loud") ? "yes" : "no",
 		  kanal_config_list_count(cfg, "tags"),
 		  (long long)kanal_config_duration_ms(cfg, "last"));
 	return KANAL_OUTCOME_OK;

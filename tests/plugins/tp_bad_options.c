@@ -5,9 +5,10 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "url", .type = KANAL_OPT_STRING, .required = true,
-	  .help = "Upstream URL." },
-	{ .name = "Poll-Interval", .type = KANAL_OPT_DURATION, .default_value = "5s",
+	{ .name = "url", .type = KANAL_OPT_STRING, .required = true, .help = "Upstream URL." },
+	{ .name = "Poll-Interval",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "5s",
 	  .help = "How often to poll." },
 	{ .name = NULL, .type = 0 },
 };

@@ -23,11 +23,18 @@ typedef struct blobs {
 #define OPT(member) KANAL_OPT_AT(blobs_t, member)
 
 static const kanal_option_t s_options[] = {
-	{ .name = "path", .type = KANAL_OPT_PATH, .required = true, OPT(path),
+	{ .name = "path",
+	  .type = KANAL_OPT_PATH,
+	  .required = true,
+	  OPT(path),
 	  .help = "File the read blobs are written to, a line each." },
-	{ .name = "reject_type", .type = KANAL_OPT_STRING, OPT(reject_type),
+	{ .name = "reject_type",
+	  .type = KANAL_OPT_STRING,
+	  OPT(reject_type),
 	  .help = "Events of this type are rejected unread." },
-	{ .name = "retry_type", .type = KANAL_OPT_STRING, OPT(retry_type),
+	{ .name = "retry_type",
+	  .type = KANAL_OPT_STRING,
+	  OPT(retry_type),
 	  .help = "Events of this type are answered RETRY." },
 	{ .name = NULL, .type = 0 },
 };

@@ -13,7 +13,9 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "service", .type = KANAL_OPT_STRING, .default_value = "cpr",
+	{ .name = "service",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "cpr",
 	  .help = "the service instance to ask" },
 	{ .name = NULL, .type = 0 },
 };

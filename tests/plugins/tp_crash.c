@@ -18,9 +18,12 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "path", .type = KANAL_OPT_PATH, .required = true,
+	{ .name = "path",
+	  .type = KANAL_OPT_PATH,
+	  .required = true,
 	  .help = "File to append the id of each event to." },
-	{ .name = "crash_init_if", .type = KANAL_OPT_PATH,
+	{ .name = "crash_init_if",
+	  .type = KANAL_OPT_PATH,
 	  .help = "init segfaults while this file exists." },
 	{ .name = NULL, .type = 0 },
 };

@@ -10,9 +10,13 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "count", .type = KANAL_OPT_INT, .default_value = "100",
+	{ .name = "count",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "100",
 	  .help = "how many events to emit" },
-	{ .name = "marker", .type = KANAL_OPT_PATH, .required = true,
+	{ .name = "marker",
+	  .type = KANAL_OPT_PATH,
+	  .required = true,
 	  .help = "file written after the flush" },
 	{ .name = NULL, .type = 0 },
 };

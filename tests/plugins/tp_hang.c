@@ -16,7 +16,9 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "path", .type = KANAL_OPT_PATH, .required = true,
+	{ .name = "path",
+	  .type = KANAL_OPT_PATH,
+	  .required = true,
 	  .help = "File to append the id of each event to." },
 	{ .name = NULL, .type = 0 },
 };

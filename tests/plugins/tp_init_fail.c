@@ -5,7 +5,9 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "url", .type = KANAL_OPT_STRING, .default_value = "http://127.0.0.1:9",
+	{ .name = "url",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "http://127.0.0.1:9",
 	  .help = "Upstream URL." },
 	{ .name = NULL, .type = 0 },
 };

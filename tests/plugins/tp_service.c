@@ -8,11 +8,17 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "reject", .type = KANAL_OPT_BOOL, .default_value = "false",
+	{ .name = "reject",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "false",
 	  .help = "REJECT every request" },
-	{ .name = "delay", .type = KANAL_OPT_DURATION, .default_value = "0",
+	{ .name = "delay",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "0",
 	  .help = "sleep this long before answering" },
-	{ .name = "retry_first", .type = KANAL_OPT_INT, .default_value = "0",
+	{ .name = "retry_first",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "0",
 	  .help = "answer RETRY to the first N requests" },
 	{ .name = NULL, .type = 0 },
 };

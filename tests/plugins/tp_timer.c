@@ -10,21 +10,27 @@
 #include <kanal/kanal.h>
 
 static const kanal_option_t s_options[] = {
-	{ .name = "interval", .type = KANAL_OPT_DURATION, .default_value = "20ms",
+	{ .name = "interval",
+	  .type = KANAL_OPT_DURATION,
+	  .default_value = "20ms",
 	  .help = "Time between events." },
-	{ .name = "type", .type = KANAL_OPT_STRING, .default_value = "tp.timer.tick",
+	{ .name = "type",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "tp.timer.tick",
 	  .help = "Type of the events emitted." },
-	{ .name = "count", .type = KANAL_OPT_INT, .default_value = "0",
+	{ .name = "count",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "0",
 	  .help = "Stop after this many events (0: never)." },
 	{ .name = NULL, .type = 0 },
 };
 
 typedef struct ticker {
 	int64_t interval;
-	const char *type;   /* borrowed from the config */
+	const char *type; /* borrowed from the config */
 	int64_t count;
 	int64_t emitted;
-	int64_t timer;      /* 0: none */
+	int64_t timer; /* 0: none */
 } ticker_t;
 
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)

@@ -80,7 +80,8 @@ static void test_digest_is_sha256_of_the_content(void)
 	REQUIRE(st != NULL);
 	/* sha256("abc"), FIPS 180-2 appendix B.1 */
 	CU_ASSERT_EQUAL(kanal__blob_put(st, "abc", 3, NULL, &ref, NULL), 0);
-	CU_ASSERT_STRING_EQUAL(ref.uri, "kanalblob:sha256:"
+	CU_ASSERT_STRING_EQUAL(ref.uri,
+			       "kanalblob:sha256:"
 			       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	CU_ASSERT_STRING_EQUAL(ref.media_type, "application/octet-stream");
 done:
@@ -202,12 +203,17 @@ static void test_uris_and_media_types_are_checked(void)
 	REQUIRE(st != NULL);
 	CU_ASSERT_EQUAL(kanal__blob_get(st, "kanalblob:sha256:abc", &data, &size, NULL),
 			KANAL_EINVAL);
-	CU_ASSERT_EQUAL(kanal__blob_get(st, "file:///etc/passwd", &data, &size, NULL), KANAL_EINVAL);
-	CU_ASSERT_EQUAL(kanal__blob_open(st, "kanalblob:sha256:../../../../etc/passwd", &fd, NULL,
-					 NULL), KANAL_EINVAL);
-	CU_ASSERT_EQUAL(kanal__blob_get(st, "kanalblob:sha256:"
-					"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-					&data, &size, NULL), KANAL_ENOTFOUND);
+	CU_ASSERT_EQUAL(kanal__blob_get(st, "file:///etc/passwd", &data, &size, NULL),
+			KANAL_EINVAL);
+	CU_ASSERT_EQUAL(
+		kanal__blob_open(st, "kanalblob:sha256:../../../../etc/passwd", &fd, NULL, NULL),
+		KANAL_EINVAL);
+	CU_ASSERT_EQUAL(
+		kanal__blob_get(st,
+				"kanalblob:sha256:"
+				"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+				&data, &size, NULL),
+		KANAL_ENOTFOUND);
 	CU_ASSERT_EQUAL(kanal__blob_put(st, "x", 1, "jpeg", &ref, NULL), KANAL_EINVAL);
 	CU_ASSERT_EQUAL(kanal__blob_put(st, "x", 1, "image/jpeg\r\nX-Evil: 1", &ref, NULL),
 			KANAL_EINVAL);
@@ -229,9 +235,13 @@ static void test_attribute_lists_uris(void)
 	CU_ASSERT_EQUAL(kanal__blob_each_uri("", s_collect, &n), 0);
 	CU_ASSERT_EQUAL(kanal__blob_each_uri(NULL, s_collect, &n), 0);
 	CU_ASSERT_EQUAL(kanal__blob_each_uri(
-		"kanalblob:sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-		"  junk kanalblob:sha256:1111111111111111111111111111111111111111111111111111111111111111",
-		s_collect, &n), 2);
+				"kanalblob:sha256:"
+				"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+				"  junk "
+				"kanalblob:sha256:"
+				"1111111111111111111111111111111111111111111111111111111111111111",
+				s_collect, &n),
+			2);
 	CU_ASSERT_EQUAL(n, 2);
 }
 
@@ -270,7 +280,8 @@ static void test_open_streams_the_content(void)
 	int fd = -1;
 
 	REQUIRE(st != NULL);
-	CU_ASSERT_EQUAL(kanal__blob_put(st, "%PDF-1.7 letter", 15, "application/pdf", &ref, NULL), 0);
+	CU_ASSERT_EQUAL(kanal__blob_put(st, "%PDF-1.7 letter", 15, "application/pdf", &ref, NULL),
+			0);
 	CU_ASSERT_EQUAL(kanal__blob_open(st, ref.uri, &fd, &size, NULL), 0);
 	REQUIRE(fd >= 0);
 	CU_ASSERT_EQUAL(size, 15);
@@ -293,15 +304,9 @@ static void test_public_api_without_store_says_so(void)
 	CU_ASSERT_EQUAL(kanal__blob_put(NULL, "x", 1, "image/jpeg", &ref, NULL), KANAL_ENOSERVICE);
 }
 
-TEST_MAIN("blob",
-	  TEST(test_put_get_round_trip_under_sha256_name),
-	  TEST(test_digest_is_sha256_of_the_content),
-	  TEST(test_same_content_is_one_blob),
-	  TEST(test_files_are_private),
-	  TEST(test_limits_refuse_what_is_too_big),
-	  TEST(test_damaged_blob_is_refused),
-	  TEST(test_uris_and_media_types_are_checked),
-	  TEST(test_attribute_lists_uris),
-	  TEST(test_sweep_removes_old_unreferenced_blobs_only),
-	  TEST(test_open_streams_the_content),
-	  TEST(test_public_api_without_store_says_so));
+TEST_MAIN("blob", TEST(test_put_get_round_trip_under_sha256_name),
+	  TEST(test_digest_is_sha256_of_the_content), TEST(test_same_content_is_one_blob),
+	  TEST(test_files_are_private), TEST(test_limits_refuse_what_is_too_big),
+	  TEST(test_damaged_blob_is_refused), TEST(test_uris_and_media_types_are_checked),
+	  TEST(test_attribute_lists_uris), TEST(test_sweep_removes_old_unreferenced_blobs_only),
+	  TEST(test_open_streams_the_content), TEST(test_public_api_without_store_says_so));

@@ -383,13 +383,8 @@ static void test_diag_masks_cpr_numbers(void)
 	free(dir);
 }
 
-TEST_MAIN("conf",
-	  TEST(test_bad_files_match_expected_errors),
-	  TEST(test_good_file_reads_every_setting),
-	  TEST(test_defaults),
-	  TEST(test_empty_file_is_all_defaults),
-	  TEST(test_missing_file),
-	  TEST(test_errors_are_appended),
-	  TEST(test_yaml_tree_positions_and_lookup),
-	  TEST(test_diag_print_shows_source_and_caret),
-	  TEST(test_diag_masks_cpr_numbers))
+TEST_MAIN("conf", TEST(test_bad_files_match_expected_errors),
+	  TEST(test_good_file_reads_every_setting), TEST(test_defaults),
+	  TEST(test_empty_file_is_all_defaults), TEST(test_missing_file),
+	  TEST(test_errors_are_appended), TEST(test_yaml_tree_positions_and_lookup),
+	  TEST(test_diag_print_shows_source_and_caret), TEST(test_diag_masks_cpr_numbers))

@@ -66,8 +66,8 @@ static const struct {
 	{ "150385--1233",
 	  "expected 10 digits (DDMMYY-SSSS, the hyphen optional), found a misplaced hyphen at "
 	  "position 8" },
-	{ " 1503851233",
-	  "expected 10 digits (DDMMYY-SSSS, the hyphen optional), found a non-digit at position 1" },
+	{ " 1503851233", "expected 10 digits (DDMMYY-SSSS, the hyphen optional), found a non-digit "
+			 "at position 1" },
 	{ "150385123a",
 	  "expected 10 digits (DDMMYY-SSSS, the hyphen optional), found a non-digit at position "
 	  "10" },
@@ -198,8 +198,8 @@ static void test_finds_numbers_in_text(void)
 {
 	for (size_t i = 0; i < N_ELEMS(s_find); i++) {
 		size_t offset = 999, length = 999;
-		bool found = kanal_cpr_find(s_find[i].text, strlen(s_find[i].text), &offset,
-					    &length);
+		bool found =
+			kanal_cpr_find(s_find[i].text, strlen(s_find[i].text), &offset, &length);
 
 		CU_ASSERT_EQUAL(found, s_find[i].found);
 		if (found && s_find[i].found) {
@@ -321,7 +321,6 @@ static void test_redact_inplace_is_linear_on_large_text(void)
 	free(buf);
 }
 
-
 /* ---- pseudonyms ------------------------------------------------------------------------ */
 
 static char *s_key_file(const char *dir, const char *text, mode_t mode)
@@ -342,7 +341,8 @@ static void test_pseudonym_is_the_hmac_of_the_digits(void)
 	CU_ASSERT_EQUAL(kanal_cpr_pseudonym(key, "1503851233", a, sizeof a), 0);
 	/* HMAC-SHA256("kanal-test-key-0123456789", "1503851233"), computed independently
 	 * (Python's hmac module); the key file's trailing newline is not part of the key. */
-	CU_ASSERT_STRING_EQUAL(a, "person:71a6bccef26c11b5b0d1452ddf1ec0b837dfe69825a954071f097df1c2088333");
+	CU_ASSERT_STRING_EQUAL(
+		a, "person:71a6bccef26c11b5b0d1452ddf1ec0b837dfe69825a954071f097df1c2088333");
 	CU_ASSERT_EQUAL(kanal_cpr_pseudonym(key, "150385-1233", b, sizeof b), 0);
 	CU_ASSERT_STRING_EQUAL(a, b);
 	CU_ASSERT_EQUAL(kanal_cpr_pseudonym(key, "2207884566", b, sizeof b), 0);
@@ -387,8 +387,8 @@ static void test_pseudonym_key_must_be_private(void)
 
 /* What a plugin built against SDK 1.0 calls: the old symbols with the `why` buffer (and
  * kanal_json_is_batch returning int), which libkanal keeps beside the new ones. */
-int old_cpr_parse(const char *text, kanal_cpr_t *out, char *why, size_t why_size)
-	__asm__("kanal_cpr_parse");
+int old_cpr_parse(const char *text, kanal_cpr_t *out, char *why,
+		  size_t why_size) __asm__("kanal_cpr_parse");
 int old_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, char *why,
 			   size_t why_size) __asm__("kanal_pseudonym_key_load");
 int old_json_is_batch(const char *json, size_t len) __asm__("kanal_json_is_batch");

@@ -50,7 +50,8 @@ static int s_validate(const char *schema_file, const char *xml, size_t len)
 
 	if (node && !strcmp((const char *)node->name, "Envelope")) {
 		xmlNode *c = node->children;
-		for (; c && !(c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "Body"));
+		for (;
+		     c && !(c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "Body"));
 		     c = c->next)
 			;
 		for (node = c ? c->children : NULL; node && node->type != XML_ELEMENT_NODE;
@@ -70,7 +71,9 @@ static int s_validate(const char *schema_file, const char *xml, size_t len)
 
 static void test_v4_request_validates(void)
 {
-	cpr_soap_opts_t o = { .version = 4, .ns = CPR_NS_V4, .ctx_ns = CPR_NS_INVCTX,
+	cpr_soap_opts_t o = { .version = 4,
+			      .ns = CPR_NS_V4,
+			      .ctx_ns = CPR_NS_INVCTX,
 			      .agreement = "ae669e8f-1a90-4174-a730-4366adb3c72d",
 			      .usersystem = "70a57287-d6cc-4301-941b-262abbe8daf9",
 			      .user = "cfddce7e-5a54-4523-acd7-ffd1b51aa1f5",
@@ -86,21 +89,22 @@ static void test_v4_request_validates(void)
 	o.user = "CFDDCE7E-5A54-4523-ACD7-FFD1B51AA1F5";
 	free(req);
 	req = cpr_soap_request(&o, CHILD, &len);
-	CU_ASSERT_NOT_EQUAL(s_validate(SF1520 "PersonBaseDataExtendedServiceMsg.libxml2.xsd", req,
-				       len), 0);
+	CU_ASSERT_NOT_EQUAL(
+		s_validate(SF1520 "PersonBaseDataExtendedServiceMsg.libxml2.xsd", req, len), 0);
 	free(req);
 }
 
 static void test_v5_request_validates(void)
 {
-	cpr_soap_opts_t o = { .version = 5, .ns = CPR_NS_V5, .ctx_ns = CPR_NS_INVCTX,
-			      .cvr = "12345678" };
+	cpr_soap_opts_t o = {
+		.version = 5, .ns = CPR_NS_V5, .ctx_ns = CPR_NS_INVCTX, .cvr = "12345678"
+	};
 	size_t len = 0;
 	char *req = cpr_soap_request(&o, CHILD, &len);
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
-	CU_ASSERT_EQUAL(s_validate(SF1520 "derived-v5/PersonBaseDataExtendedServiceMsg.xsd", req,
-				   len), 0);
+	CU_ASSERT_EQUAL(
+		s_validate(SF1520 "derived-v5/PersonBaseDataExtendedServiceMsg.xsd", req, len), 0);
 	CU_ASSERT_PTR_NULL(strstr(req, "InvocationContext"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(req, "MunicipalityCVR"));
 	free(req);
@@ -109,7 +113,8 @@ static void test_v5_request_validates(void)
 /* Which answers make a v5 instance forget its token and ask the STS for a new one. */
 static void test_token_refusal_is_recognised(void)
 {
-	cpr_soap_result_t fault = { .kind = CPR_SOAP_FAULT, .code = "SECURITY_TOKEN_INVALID",
+	cpr_soap_result_t fault = { .kind = CPR_SOAP_FAULT,
+				    .code = "SECURITY_TOKEN_INVALID",
 				    .text = "the security token has expired" };
 
 	CU_ASSERT_TRUE(cpr_token_refused(500, &fault));
@@ -117,8 +122,10 @@ static void test_token_refusal_is_recognised(void)
 	/* The platform's own trouble, and a number nobody has, are not about the token. */
 	fault.server = true;
 	CU_ASSERT_FALSE(cpr_token_refused(500, &fault));
-	fault = (cpr_soap_result_t){ .kind = CPR_SOAP_FAULT, .code = "PNR_NOT_FOUND",
-				     .text = "PNR not found", .not_found = true };
+	fault = (cpr_soap_result_t){ .kind = CPR_SOAP_FAULT,
+				     .code = "PNR_NOT_FOUND",
+				     .text = "PNR not found",
+				     .not_found = true };
 	CU_ASSERT_FALSE(cpr_token_refused(500, &fault));
 	fault = (cpr_soap_result_t){ .kind = CPR_SOAP_ANSWER };
 	CU_ASSERT_FALSE(cpr_token_refused(200, &fault));
@@ -138,26 +145,29 @@ static json_t *s_parse_file(const char *path, const char *pnr, cpr_soap_result_t
 static void test_custody_on_the_child(void)
 {
 	cpr_soap_result_t res;
-	json_t *p = s_parse_file(EX "sf1520/PersonLookupResponse.v4.child-custody.soap.xml",
-				 CHILD, &res);
+	json_t *p = s_parse_file(EX "sf1520/PersonLookupResponse.v4.child-custody.soap.xml", CHILD,
+				 &res);
 	json_t *custody = json_object_get(json_object_get(p, "relations"), "custody");
 
 	CU_ASSERT_EQUAL(res.kind, CPR_SOAP_ANSWER);
 	/* type 3 → the mother's CPR from relationer/mor; type 4 has ended; type 5 its own. */
 	CU_ASSERT_EQUAL(json_array_size(custody), 2);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(custody, 0), "cpr")) ?: "",
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(custody, 0), "cpr"))
+				       ?: "",
 			       MOTHER);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(custody, 0), "type")) ?: "",
-			       "mother");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(custody, 1), "cpr")) ?: "",
-			       OTHER);
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_array_get(custody, 0), "type")) ?: "",
+		"mother");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_array_get(custody, 1), "cpr")) ?: "", OTHER);
 	CU_ASSERT_TRUE(cpr_holds_custody(p, MOTHER));
 	CU_ASSERT_FALSE(cpr_holds_custody(p, "0202881235")); /* the father: ended */
 	/* Address protection is read; the address itself is still there (the consumer hides it). */
 	CU_ASSERT_TRUE(json_is_true(json_object_get(p, "protected_address")));
 	CU_ASSERT_PTR_NOT_NULL(json_object_get(p, "address"));
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(p, "status")), 1);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(p, "birth_date")) ?: "", "2015-03-15");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(p, "birth_date")) ?: "",
+			       "2015-03-15");
 	cpr_soap_result_clear(&res);
 }
 
@@ -169,14 +179,17 @@ static void test_parent_children_are_bare_numbers(void)
 	json_t *nocpr = json_object_get(rel, "without_cpr");
 
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(rel, "children")), 2);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_array_get(json_object_get(rel, "children"), 1)) ?: "",
-			       CHILD2);
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_array_get(json_object_get(rel, "children"), 1)) ?: "",
+		CHILD2);
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(rel, "custody")), 0);
 	/* The father has no CPR number: name and birth date, never a made-up number. */
 	CU_ASSERT_PTR_NULL(json_object_get(rel, "father"));
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(nocpr, 0), "relation")) ?: "",
-			       "father");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(nocpr, 0), "name")) ?: "",
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_array_get(nocpr, 0), "relation")) ?: "",
+		"father");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(nocpr, 0), "name"))
+				       ?: "",
 			       "Ukendt Testfar");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(p, "civil_status")) ?: "", "G");
 	CU_ASSERT_TRUE(json_is_true(json_object_get(p, "resident")));
@@ -216,19 +229,21 @@ static void test_examples_and_negative_against_the_schema(void)
 	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
 		text = test_read_file(good[i], &len);
 		CU_ASSERT_EQUAL(s_validate(SF1520 "PersonBaseDataExtendedServiceMsg.libxml2.xsd",
-					   text ? text : "", text ? len : 0), 0);
+					   text ? text : "", text ? len : 0),
+				0);
 		free(text);
 	}
 	/* Custody type 7 does not exist: the schema refuses it. */
-	text = test_read_file(EX "negative/PersonLookupResponse.v4.bad-custody-type.soap.xml", &len);
+	text = test_read_file(EX "negative/PersonLookupResponse.v4.bad-custody-type.soap.xml",
+			      &len);
 	CU_ASSERT_PTR_NOT_NULL(text);
 	CU_ASSERT_NOT_EQUAL(s_validate(SF1520 "PersonBaseDataExtendedServiceMsg.libxml2.xsd",
-				       text ? text : "", text ? len : 0), 0);
+				       text ? text : "", text ? len : 0),
+			    0);
 	free(text);
 }
 
 TEST_MAIN("cpr_soap", TEST(test_v4_request_validates), TEST(test_v5_request_validates),
-	  TEST(test_token_refusal_is_recognised),
-	  TEST(test_custody_on_the_child), TEST(test_parent_children_are_bare_numbers),
-	  TEST(test_dead_status_90), TEST(test_not_found_fault),
-	  TEST(test_examples_and_negative_against_the_schema))
+	  TEST(test_token_refusal_is_recognised), TEST(test_custody_on_the_child),
+	  TEST(test_parent_children_are_bare_numbers), TEST(test_dead_status_90),
+	  TEST(test_not_found_fault), TEST(test_examples_and_negative_against_the_schema))

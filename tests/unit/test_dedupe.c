@@ -74,7 +74,5 @@ static void test_long_run_matches_a_plain_list(void)
 	dedupe_destroy(&d);
 }
 
-TEST_MAIN("dedupe",
-	  TEST(test_seen_within_the_window_is_a_duplicate),
-	  TEST(test_forgotten_after_the_window),
-	  TEST(test_long_run_matches_a_plain_list))
+TEST_MAIN("dedupe", TEST(test_seen_within_the_window_is_a_duplicate),
+	  TEST(test_forgotten_after_the_window), TEST(test_long_run_matches_a_plain_list))

@@ -94,7 +94,8 @@ static void test_decide_ok_and_retry_budget(void)
 	CU_ASSERT_EQUAL(delivery_decide(KANAL_OUTCOME_OK, 1, &s_rt, false, false), DELIVERY_DONE);
 	CU_ASSERT_EQUAL(delivery_decide(KANAL_OUTCOME_OK, 1, &s_rt, true, true), DELIVERY_DONE);
 	/* A destination that always answers RETRY: max_attempts attempts in all, then dead. */
-	while (delivery_decide(KANAL_OUTCOME_RETRY, attempt, &s_rt, false, false) == DELIVERY_RETRY) {
+	while (delivery_decide(KANAL_OUTCOME_RETRY, attempt, &s_rt, false, false) ==
+	       DELIVERY_RETRY) {
 		retries++;
 		attempt++;
 		REQUIRE(retries < 100);
@@ -117,15 +118,16 @@ done:;
  * never retried, whatever the budget left. */
 static void test_decide_reject_fallback_or_dead(void)
 {
-	CU_ASSERT_EQUAL(delivery_decide(KANAL_OUTCOME_REJECT, 1, &s_rt, false, true), DELIVERY_HOLD);
-	CU_ASSERT_EQUAL(delivery_decide(KANAL_OUTCOME_REJECT, 1, &s_rt, false, false), DELIVERY_DEAD);
-	CU_ASSERT_EQUAL(delivery_decide(KANAL_OUTCOME_REJECT, 1, NULL, false, false), DELIVERY_DEAD);
+	CU_ASSERT_EQUAL(delivery_decide(KANAL_OUTCOME_REJECT, 1, &s_rt, false, true),
+			DELIVERY_HOLD);
+	CU_ASSERT_EQUAL(delivery_decide(KANAL_OUTCOME_REJECT, 1, &s_rt, false, false),
+			DELIVERY_DEAD);
+	CU_ASSERT_EQUAL(delivery_decide(KANAL_OUTCOME_REJECT, 1, NULL, false, false),
+			DELIVERY_DEAD);
 	CU_ASSERT_EQUAL(delivery_decide(KANAL_OUTCOME_REJECT, 3, &s_rt, true, true), DELIVERY_HOLD);
 }
 
-TEST_MAIN("delivery_rules",
-	  TEST(test_backoff_stays_within_its_bounds),
+TEST_MAIN("delivery_rules", TEST(test_backoff_stays_within_its_bounds),
 	  TEST(test_backoff_grows_exponentially_up_to_the_cap),
-	  TEST(test_backoff_honours_a_longer_hint),
-	  TEST(test_decide_ok_and_retry_budget),
+	  TEST(test_backoff_honours_a_longer_hint), TEST(test_decide_ok_and_retry_budget),
 	  TEST(test_decide_reject_fallback_or_dead))

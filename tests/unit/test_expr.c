@@ -38,7 +38,8 @@ static const char s_sick_data[] =
 	"{\"reason\":\"sick\",\"days\":3,\"rate\":2.5,\"temp\":-2,\"urgent\":true,"
 	"\"child\":{\"cpr\":\"1503851233\",\"name\":\"Ida\"},\"list\":[1,2,3],\"nothing\":null,"
 	"\"label\":\"10\",\"big\":9007199254740993,\"quote\":\"say \\\"hi\\\"\\n\","
-	"\"long\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}";
+	"\"long\":"
+	"\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}";
 static const char s_holiday_data[] = "{\"reason\":\"holiday\",\"days\":7,\"cpr\":\"0101184129\"}";
 
 /* A child reported sick: subject, an int, a bool and a string extension, rich data. */
@@ -290,11 +291,16 @@ static void test_precedence_and_grouping(void)
 	static const eval_row_t rows[] = {
 		/*                                                        S H N B */
 		/* and binds tighter than or. */
-		{ "type == \"x\" or type == \"child.absence.reported\" and data.days == 3", "tfff" },
-		{ "type == \"child.absence.reported\" or data.days == 7 and type == \"x\"", "tfff" },
-		{ "type == \"x\" or type == \"child.absence.reported\" and data.days == 4", "ffff" },
-		{ "(type == \"x\" or type == \"child.absence.reported\") and data.days == 4", "ffff" },
-		{ "(type == \"x\" or type == \"child.absence.reported\") and data.days == 3", "tfff" },
+		{ "type == \"x\" or type == \"child.absence.reported\" and data.days == 3",
+		  "tfff" },
+		{ "type == \"child.absence.reported\" or data.days == 7 and type == \"x\"",
+		  "tfff" },
+		{ "type == \"x\" or type == \"child.absence.reported\" and data.days == 4",
+		  "ffff" },
+		{ "(type == \"x\" or type == \"child.absence.reported\") and data.days == 4",
+		  "ffff" },
+		{ "(type == \"x\" or type == \"child.absence.reported\") and data.days == 3",
+		  "tfff" },
 		/* not binds tighter than and / or. */
 		{ "not type == \"x\" and data.days == 3", "tfff" },
 		{ "not type == \"child.absence.reported\" or data.days == 3", "tttt" },
@@ -303,7 +309,8 @@ static void test_precedence_and_grouping(void)
 		{ "not not exists subject", "tfff" },
 		{ "not (not (exists subject))", "tfff" },
 		/* Chains. */
-		{ "data.reason == \"sick\" and data.days <= 5 and priority == 3 and flagged == true",
+		{ "data.reason == \"sick\" and data.days <= 5 and priority == 3 and flagged == "
+		  "true",
 		  "tfff" },
 		{ "id == \"e-1\" or id == \"e-2\" or id == \"e-3\" or id == \"e-4\"", "tttt" },
 		{ "((((type == \"post.letter.send\"))))", "ffft" },
@@ -824,8 +831,7 @@ static void test_short_circuit_skips_data(void)
 TEST_MAIN("expr", TEST(test_attribute_comparisons), TEST(test_data_comparisons),
 	  TEST(test_extension_comparisons), TEST(test_in_and_exists),
 	  TEST(test_precedence_and_grouping), TEST(test_string_operators), TEST(test_any),
-	  TEST(test_eval_of_null_arguments),
-	  TEST(test_parse_errors), TEST(test_nesting_is_bounded),
+	  TEST(test_eval_of_null_arguments), TEST(test_parse_errors), TEST(test_nesting_is_bounded),
 	  TEST(test_parse_error_keeps_an_earlier_error),
 	  TEST(test_explain_names_the_failing_comparison),
 	  TEST(test_explain_when_true_and_small_buffers),

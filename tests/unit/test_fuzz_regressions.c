@@ -108,5 +108,5 @@ static void test_string_inputs(void)
 TEST_MAIN("fuzz_regressions", TEST(test_event_inputs), TEST(test_where_inputs),
 	  TEST(test_routes_inputs), TEST(test_conf_inputs), TEST(test_cpr_inputs),
 	  TEST(test_daycare_inputs), TEST(test_staff_inputs), TEST(test_cpr_soap_inputs),
-	  TEST(test_calendar_inputs), TEST(test_http_inputs),
-	  TEST(test_dlq_inputs), TEST(test_string_inputs))
+	  TEST(test_calendar_inputs), TEST(test_http_inputs), TEST(test_dlq_inputs),
+	  TEST(test_string_inputs))

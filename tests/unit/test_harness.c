@@ -55,8 +55,9 @@ static int s_log_index(const kanal_harness_t *h, const char *text)
 	return -1;
 }
 
-#define EV_SICK "{\"specversion\":\"1.0\",\"id\":\"e1\",\"source\":\"daycare-1\"," \
-		"\"type\":\"child.absence.reported\",\"data\":{\"reason\":\"sick\"}}"
+#define EV_SICK                                                                                    \
+	"{\"specversion\":\"1.0\",\"id\":\"e1\",\"source\":\"daycare-1\","                         \
+	"\"type\":\"child.absence.reported\",\"data\":{\"reason\":\"sick\"}}"
 
 /* ---- deliveries -------------------------------------------------------------------------- */
 
@@ -83,7 +84,7 @@ static void test_deliver_records_the_echo(void)
 	CU_ASSERT_PTR_NULL(kanal_harness_emitted(h, 1));
 	/* The delivery facts reached the plugin. */
 	CU_ASSERT(s_log_index(h, "debug: delivery 1 attempt 1 route sick-child type "
-			      "child.absence.reported") >= 0);
+				 "child.absence.reported") >= 0);
 	CU_ASSERT_DOUBLE_EQUAL(kanal_harness_metric(h, "deliveries"), 1, 1e-9);
 	CU_ASSERT(kanal_harness_metric(h, "last_bytes") > 50);
 	CU_ASSERT_DOUBLE_EQUAL(kanal_harness_metric(h, "never_set"), 0, 1e-9);
@@ -112,7 +113,8 @@ static void test_options_shape_the_echo(void)
 	kanal_msg_set_attr(msg, "type", "staff.absence.registered", NULL);
 	CU_ASSERT_EQUAL(kanal_harness_deliver(h, msg, NULL), KANAL_OUTCOME_OK);
 	CU_ASSERT_EQUAL_FATAL(kanal_harness_emitted_count(h), 1);
-	CU_ASSERT_STRING_EQUAL(kanal_msg_type(kanal_harness_emitted(h, 0)), "calendar.event.upsert");
+	CU_ASSERT_STRING_EQUAL(kanal_msg_type(kanal_harness_emitted(h, 0)),
+			       "calendar.event.upsert");
 	CU_ASSERT_STRING_EQUAL(kanal_msg_source(kanal_harness_emitted(h, 0)), "tp_echo");
 	/* Options are frozen once started. */
 	CU_ASSERT_EQUAL(kanal_harness_option(h, "emit", "false"), KANAL_ESTATE);
@@ -249,9 +251,10 @@ static void test_log_lines_are_printable_text(void)
 	kanal_harness_t *h = s_echo("echo-1");
 	const char *line;
 
-	CU_ASSERT_EQUAL(kanal_harness_option(h, "reply_field",
-					     "f\n2026-01-01T00:00:00.000Z error router: forged\x1b[2J"),
-			0);
+	CU_ASSERT_EQUAL(
+		kanal_harness_option(h, "reply_field",
+				     "f\n2026-01-01T00:00:00.000Z error router: forged\x1b[2J"),
+		0);
 	CU_ASSERT_EQUAL_FATAL(s_start(h), 0);
 	CU_ASSERT_EQUAL(kanal_harness_log_count(h), 1);
 	line = kanal_harness_log(h, 0);
@@ -297,7 +300,8 @@ static void test_timer_plugin_emits_over_time(void)
 		int64_t v = 0;
 		CU_ASSERT_EQUAL(kanal_msg_data_int(kanal_harness_emitted(h, i), "n", &v), 0);
 		CU_ASSERT_EQUAL(v, (int64_t)i + 1);
-		CU_ASSERT_STRING_EQUAL(kanal_msg_type(kanal_harness_emitted(h, i)), "tp.timer.tick");
+		CU_ASSERT_STRING_EQUAL(kanal_msg_type(kanal_harness_emitted(h, i)),
+				       "tp.timer.tick");
 		CU_ASSERT_STRING_EQUAL(kanal_msg_source(kanal_harness_emitted(h, i)), "ticker");
 	}
 	CU_ASSERT_DOUBLE_EQUAL(kanal_harness_metric(h, "ticks"), 5, 1e-9);
@@ -326,7 +330,8 @@ static void test_pure_source_rejects_deliveries(void)
 
 	CU_ASSERT_EQUAL_FATAL(s_start(h), 0);
 	CU_ASSERT_EQUAL(kanal_harness_deliver(h, msg, NULL), KANAL_OUTCOME_REJECT);
-	CU_ASSERT_STRING_EQUAL(kanal_harness_last_error(h), "plugin 'tp_timer' has no on_message: "
+	CU_ASSERT_STRING_EQUAL(kanal_harness_last_error(h),
+			       "plugin 'tp_timer' has no on_message: "
 			       "it is a pure source and takes no deliveries");
 	kanal_msg_destroy(&msg);
 	kanal_harness_destroy(&h);
@@ -424,7 +429,7 @@ static void test_host_services_refuse_other_threads(void)
 	CU_ASSERT_EQUAL_FATAL(s_start(h), 0);
 	CU_ASSERT_EQUAL(kanal_harness_deliver(h, msg, NULL), KANAL_OUTCOME_OK);
 	CU_ASSERT(s_log_index(h, "info: from another thread: emit=KANAL_ETHREAD "
-			      "timer=KANAL_ETHREAD") >= 0);
+				 "timer=KANAL_ETHREAD") >= 0);
 	CU_ASSERT_EQUAL(s_log_index(h, "must not be logged"), -1);
 	CU_ASSERT_EQUAL(kanal_harness_emitted_count(h), 0);
 	CU_ASSERT_DOUBLE_EQUAL(kanal_harness_metric(h, "escaped"), 0, 1e-9);
@@ -436,13 +441,18 @@ static void test_host_services_refuse_other_threads(void)
 
 static void test_config_errors_stop_start(void)
 {
-	static const struct { const char *key, *value, *expected; } cases[] = {
-		{ "reply_feld", "x", "error: instance 'echo-1': unknown option 'reply_feld' (did you "
-				     "mean 'reply_field'?)" },
-		{ "retry_after", "soon", "error: instance 'echo-1': option 'retry_after' expects a "
-					 "duration like 250ms, 2s or 5m, got 'soon'" },
-		{ "ignore_types", "a", "error: instance 'echo-1': option 'ignore_types' expects a "
-				       "list like [a, b], got a single value 'a'" },
+	static const struct {
+		const char *key, *value, *expected;
+	} cases[] = {
+		{ "reply_feld", "x",
+		  "error: instance 'echo-1': unknown option 'reply_feld' (did you "
+		  "mean 'reply_field'?)" },
+		{ "retry_after", "soon",
+		  "error: instance 'echo-1': option 'retry_after' expects a "
+		  "duration like 250ms, 2s or 5m, got 'soon'" },
+		{ "ignore_types", "a",
+		  "error: instance 'echo-1': option 'ignore_types' expects a "
+		  "list like [a, b], got a single value 'a'" },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -472,7 +482,8 @@ static void test_init_failure_reports_plugin_text(void)
 	h = kanal_harness_new(test_path("tests/plugins/tp_init_fail.so"), NULL, &err);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
 	CU_ASSERT_EQUAL(kanal_harness_start(h, &err), KANAL_EIO);
-	CU_ASSERT_STRING_EQUAL(err.text, "instance 'tp_init_fail': init failed: cannot reach "
+	CU_ASSERT_STRING_EQUAL(err.text,
+			       "instance 'tp_init_fail': init failed: cannot reach "
 			       "http://127.0.0.1:9 to look up 150385XXXX: connection refused");
 	kanal_harness_destroy(&h);
 }
@@ -482,9 +493,10 @@ static void test_refused_plugin_gives_no_harness(void)
 	kanal_error_t err;
 
 	kanal_error_clear(&err);
-	CU_ASSERT_PTR_NULL(kanal_harness_new(test_path("tests/plugins/tp_abi_minor.so"), "x", &err));
+	CU_ASSERT_PTR_NULL(
+		kanal_harness_new(test_path("tests/plugins/tp_abi_minor.so"), "x", &err));
 	CU_ASSERT_STRING_EQUAL(err.text, "built for plugin ABI 1.99, newer than this host's 1.1: "
-			       "upgrade kanal or rebuild the plugin");
+					 "upgrade kanal or rebuild the plugin");
 	kanal_error_clear(&err);
 	CU_ASSERT_PTR_NULL(kanal_harness_new("/nonexistent.so", "x", &err));
 	CU_ASSERT_STRING_EQUAL(err.source, "/nonexistent.so");
@@ -712,25 +724,14 @@ static void test_names(void)
 	CU_ASSERT(kanal_now_ms() > 0);
 }
 
-TEST_MAIN("harness",
-	  TEST(test_deliver_records_the_echo),
-	  TEST(test_options_shape_the_echo),
-	  TEST(test_request_gets_a_reply),
-	  TEST(test_reject_and_retry_outcomes),
+TEST_MAIN("harness", TEST(test_deliver_records_the_echo), TEST(test_options_shape_the_echo),
+	  TEST(test_request_gets_a_reply), TEST(test_reject_and_retry_outcomes),
 	  TEST(test_redelivery_after_retry_is_next_attempt),
-	  TEST(test_log_lines_recorded_with_cpr_masked),
-	  TEST(test_log_lines_are_printable_text),
-	  TEST(test_timer_plugin_emits_over_time),
-	  TEST(test_timer_plugin_stops_after_count),
-	  TEST(test_pure_source_rejects_deliveries),
-	  TEST(test_emit_backpressure),
-	  TEST(test_services_answer_requests),
-	  TEST(test_host_services_refuse_other_threads),
-	  TEST(test_config_errors_stop_start),
-	  TEST(test_init_failure_reports_plugin_text),
-	  TEST(test_refused_plugin_gives_no_harness),
-	  TEST(test_state_folder_made_and_removed),
-	  TEST(test_emit_consumes_message_always),
-	  TEST(test_reply_only_to_a_request),
-	  TEST(test_errors_and_logs_are_masked_and_filtered),
-	  TEST(test_names))
+	  TEST(test_log_lines_recorded_with_cpr_masked), TEST(test_log_lines_are_printable_text),
+	  TEST(test_timer_plugin_emits_over_time), TEST(test_timer_plugin_stops_after_count),
+	  TEST(test_pure_source_rejects_deliveries), TEST(test_emit_backpressure),
+	  TEST(test_services_answer_requests), TEST(test_host_services_refuse_other_threads),
+	  TEST(test_config_errors_stop_start), TEST(test_init_failure_reports_plugin_text),
+	  TEST(test_refused_plugin_gives_no_harness), TEST(test_state_folder_made_and_removed),
+	  TEST(test_emit_consumes_message_always), TEST(test_reply_only_to_a_request),
+	  TEST(test_errors_and_logs_are_masked_and_filtered), TEST(test_names))

@@ -143,9 +143,10 @@ static bool s_write_schema_1(const char *path)
 {
 	sqlite3 *db = NULL;
 	bool ok = sqlite3_open(path, &db) == SQLITE_OK &&
-		  sqlite3_exec(db, "CREATE TABLE events (seq INTEGER PRIMARY KEY, source TEXT, "
-				   "id TEXT, type TEXT, body BLOB, accepted_at INTEGER, "
-				   "done_at INTEGER); PRAGMA user_version = 1;",
+		  sqlite3_exec(db,
+			       "CREATE TABLE events (seq INTEGER PRIMARY KEY, source TEXT, "
+			       "id TEXT, type TEXT, body BLOB, accepted_at INTEGER, "
+			       "done_at INTEGER); PRAGMA user_version = 1;",
 			       NULL, NULL, NULL) == SQLITE_OK;
 	sqlite3_close(db);
 	return ok;
@@ -344,8 +345,10 @@ static void test_measure_counts_per_day_survive_a_restart(void)
 	REQUIRE(j != NULL);
 	rows = journal_measure_sum(j, "letters", "2026-01-01", "2026-12-31");
 	REQUIRE(json_array_size(rows) == 2);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
-		json_object_get(json_array_get(rows, 0), "labels"), "channel")), "digital");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(
+			json_object_get(json_array_get(rows, 0), "labels"), "channel")),
+		"digital");
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(rows, 0), "count")), 3);
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(rows, 1), "count")), 4);
 	json_decref(rows);
@@ -470,8 +473,8 @@ static void test_dead_letter_keeps_its_blob_until_dropped(void)
 	shown = journal_dlq_show(j, id);
 	REQUIRE(shown != NULL);
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(shown, "blobs")), 1);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_array_get(json_object_get(shown, "blobs"), 0)),
-			       ref.uri);
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_array_get(json_object_get(shown, "blobs"), 0)), ref.uri);
 	CU_ASSERT_EQUAL(journal_dlq_drop(j, id), 0);
 	CU_ASSERT_TRUE(s_blob_exists(store, ref.uri)); /* not before the commit */
 	CU_ASSERT_EQUAL(journal_commit(j), 0);
@@ -558,8 +561,7 @@ done:
 	free(dir);
 }
 
-TEST_MAIN("journal",
-	  TEST(test_event_is_seen_again_within_the_window),
+TEST_MAIN("journal", TEST(test_event_is_seen_again_within_the_window),
 	  TEST(test_event_is_forgotten_after_the_window),
 	  TEST(test_window_is_read_back_after_a_restart),
 	  TEST(test_older_schema_is_refused_with_what_to_do),

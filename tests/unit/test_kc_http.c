@@ -65,8 +65,9 @@ static void test_conf_refuses_what_does_not_go_together(void)
 {
 	kc_http_conf_t both_tokens = { .timeout_ms = 1000, .token = "t", .token_file = "/x" };
 	kc_http_conf_t password_alone = { .timeout_ms = 1000, .password = "p" };
-	kc_http_conf_t basic = { .timeout_ms = 10000, .user = "u", .password = "p",
-				 .ca_file = "/ca.pem" };
+	kc_http_conf_t basic = {
+		.timeout_ms = 10000, .user = "u", .password = "p", .ca_file = "/ca.pem"
+	};
 	kc_http_opts_t o;
 
 	CU_ASSERT_EQUAL(kc_http_conf_open(NULL, &both_tokens, &o), KANAL_ECONFIG);
@@ -81,6 +82,5 @@ static void test_conf_refuses_what_does_not_go_together(void)
 	kc_http_conf_clear(&basic);
 }
 
-TEST_MAIN("kc_http",
-	  TEST(test_no_answer_has_a_kanal_code),
+TEST_MAIN("kc_http", TEST(test_no_answer_has_a_kanal_code),
 	  TEST(test_conf_refuses_what_does_not_go_together))

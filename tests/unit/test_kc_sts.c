@@ -49,10 +49,10 @@ static const char *s_file(const char *name)
 	return buf[i];
 }
 
-
 static kc_cert_t *s_client(void)
 {
-	kc_cert_conf_t conf = { .cert_file = s_file("client.pem"), .key_file = s_file("client.key") };
+	kc_cert_conf_t conf = { .cert_file = s_file("client.pem"),
+				.key_file = s_file("client.key") };
 	kc_cert_t *cert = NULL;
 	kanal_error_t err = { 0 };
 
@@ -150,8 +150,8 @@ static void test_expired_and_future_certificates_say_what_to_do(void)
 	CU_ASSERT_EQUAL(kc_cert_check_time(cert, kanal_wall_ms(), 0, &err), KANAL_ECONFIG);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "not valid until"));
 	/* The skew allowance lets a certificate through that starts within it. */
-	CU_ASSERT_EQUAL(kc_cert_check_time(cert, kc_cert_not_before_ms(cert) - 1000, 60000,
-					   NULL), 0);
+	CU_ASSERT_EQUAL(kc_cert_check_time(cert, kc_cert_not_before_ms(cert) - 1000, 60000, NULL),
+			0);
 done:
 	kc_cert_destroy(&cert);
 }
@@ -160,8 +160,7 @@ static void test_rest_issue_body_is_the_contracts(void)
 {
 	char *example = test_read_file(CONTRACT "rest-issue.request.json", NULL);
 	json_t *want = example ? json_loads(example, 0, NULL) : NULL;
-	char *body = kc_sts_rest_issue_body("12345678", "MIIBASE64",
-					    KC_STS_ENTITY_KOMBIPOSTAFSEND);
+	char *body = kc_sts_rest_issue_body("12345678", "MIIBASE64", KC_STS_ENTITY_KOMBIPOSTAFSEND);
 	json_t *got = body ? json_loads(body, 0, NULL) : NULL;
 
 	REQUIRE(want && got);
@@ -186,9 +185,11 @@ done:
  * (on one line), whose SHA-256 `openssl dgst -sha256 -binary | base64` gives below. */
 static const char s_kat_assertion[] =
 	"<saml:Assertion xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" Version='2.0' ID=\"_kat1\" "
-	"xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" IssueInstant=\"2025-06-02T08:15:00Z\">"
+	"xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" "
+	"IssueInstant=\"2025-06-02T08:15:00Z\">"
 	"<saml:Issuer>http://saml.n2adgangsstyring.stoettesystemerne.dk/runtime</saml:Issuer>"
-	"<saml:Conditions NotOnOrAfter=\"2025-06-02T16:15:00Z\" NotBefore=\"2025-06-02T08:15:00Z\"/>"
+	"<saml:Conditions NotOnOrAfter=\"2025-06-02T16:15:00Z\" "
+	"NotBefore=\"2025-06-02T08:15:00Z\"/>"
 	"<!-- not signed --><saml:Attribute Name=\"dk:gov:saml:attribute:CvrNumberIdentifier\">"
 	"<saml:AttributeValue>12345678</saml:AttributeValue></saml:Attribute></saml:Assertion>";
 #define KAT_DIGEST "PKvOVFZgdEvtgT6wV4LZDsSK5FEGotAK++K2TCBZWBE="
@@ -221,8 +222,9 @@ static int s_verify(const char *xml, const char *cert_pem_path, const char *str_
 	if (!xp || !x)
 		goto done;
 	xmlXPathRegisterNs(xp, BAD_CAST "ds", BAD_CAST "http://www.w3.org/2000/09/xmldsig#");
-	xmlXPathRegisterNs(xp, BAD_CAST "wsu", BAD_CAST "http://docs.oasis-open.org/wss/2004/01/"
-			   "oasis-200401-wss-wssecurity-utility-1.0.xsd");
+	xmlXPathRegisterNs(xp, BAD_CAST "wsu",
+			   BAD_CAST "http://docs.oasis-open.org/wss/2004/01/"
+				    "oasis-200401-wss-wssecurity-utility-1.0.xsd");
 	refs = xmlXPathEvalExpression(BAD_CAST "//ds:SignedInfo/ds:Reference", xp);
 	si = xmlXPathEvalExpression(BAD_CAST "//ds:SignedInfo", xp);
 	sv = xmlXPathEvalExpression(BAD_CAST "string(//ds:SignatureValue)", xp);
@@ -249,12 +251,15 @@ static int s_verify(const char *xml, const char *cert_pem_path, const char *str_
 			xmlXPathObjectPtr all;
 
 			xp->node = target->nodesetval->nodeTab[0];
-			all = xmlXPathEvalExpression(BAD_CAST "descendant-or-self::node() | "
+			all = xmlXPathEvalExpression(BAD_CAST
+						     "descendant-or-self::node() | "
 						     "descendant-or-self::node()/@* | "
-						     "descendant-or-self::node()/namespace::*", xp);
+						     "descendant-or-self::node()/namespace::*",
+						     xp);
 			xp->node = NULL;
-			len = all ? xmlC14NDocDumpMemory(doc, all->nodesetval, XML_C14N_EXCLUSIVE_1_0,
-							 NULL, 0, &c14n) : -1;
+			len = all ? xmlC14NDocDumpMemory(doc, all->nodesetval,
+							 XML_C14N_EXCLUSIVE_1_0, NULL, 0, &c14n)
+				  : -1;
 			xmlXPathFreeObject(all);
 			xmlXPathFreeNodeSet(set);
 			EVP_Digest(c14n, (size_t)(len > 0 ? len : 0), h, NULL, EVP_sha256(), NULL);
@@ -281,8 +286,9 @@ static int s_verify(const char *xml, const char *cert_pem_path, const char *str_
 
 		xp->node = si->nodesetval->nodeTab[0];
 		all = xmlXPathEvalExpression(BAD_CAST "descendant-or-self::node() | "
-					     "descendant-or-self::node()/@* | "
-					     "descendant-or-self::node()/namespace::*", xp);
+						      "descendant-or-self::node()/@* | "
+						      "descendant-or-self::node()/namespace::*",
+					     xp);
 		len = xmlC14NDocDumpMemory(doc, all->nodesetval, XML_C14N_EXCLUSIVE_1_0, NULL, 0,
 					   &c14n);
 		xmlXPathFreeObject(all);
@@ -290,8 +296,8 @@ static int s_verify(const char *xml, const char *cert_pem_path, const char *str_
 		while (sig_len > 0 && sv->stringval[strlen((char *)sv->stringval) - 1] == '=' &&
 		       sig_len % 256)
 			sig_len--;
-		if (len > 0 && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
-						    X509_get0_pubkey(x)) == 1 &&
+		if (len > 0 &&
+		    EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, X509_get0_pubkey(x)) == 1 &&
 		    EVP_DigestVerify(md, sig, (size_t)sig_len, c14n, (size_t)len) == 1)
 			n = refs->nodesetval->nodeNr;
 		xmlFree(c14n);
@@ -315,7 +321,8 @@ static void test_soap_rst_is_signed_as_the_contract_says(void)
 
 	REQUIRE(cert);
 	REQUIRE(kc_sts_soap_rst(cert, "https://sts.example/kombittrust/14/certificatemixed",
-				KC_STS_ENTITY_CPR_V5, "12345678", kanal_wall_ms(), &xml, &err) == 0);
+				KC_STS_ENTITY_CPR_V5, "12345678", kanal_wall_ms(), &xml,
+				&err) == 0);
 	/* Seven references (Timestamp, Body, To, ReplyTo, MessageID, Action, the
 	 * BinarySecurityToken), each digest right, the signature verifying with our cert. */
 	CU_ASSERT_EQUAL(s_verify(xml, s_file("client.pem"), NULL), 7);
@@ -342,9 +349,11 @@ static void test_soap_call_carries_the_assertion_verbatim(void)
 
 	REQUIRE(cert);
 	REQUIRE(kc_sts_soap_call(cert, s_kat_assertion,
-				 "http://serviceplatformen.dk/xml/wsdl/soap11/CPR/PersonBaseDataExtended/5/PersonLookup",
+				 "http://serviceplatformen.dk/xml/wsdl/soap11/CPR/"
+				 "PersonBaseDataExtended/5/PersonLookup",
 				 KC_STS_ENTITY_CPR_V5,
-				 "<p:PersonLookupRequest xmlns:p=\"urn:example\"><p:x>1</p:x></p:PersonLookupRequest>",
+				 "<p:PersonLookupRequest "
+				 "xmlns:p=\"urn:example\"><p:x>1</p:x></p:PersonLookupRequest>",
 				 kanal_wall_ms(), &xml, &err) == 0);
 	/* Byte for byte — single quotes, comment and all — as the STS wrote it. */
 	CU_ASSERT_PTR_NOT_NULL(strstr(xml, s_kat_assertion));
@@ -395,8 +404,9 @@ static enum MHD_Result s_fake(void *cls, struct MHD_Connection *c, const char *u
 	(void)dummy;
 	if (!strcmp(url, "/issue")) {
 		json_t *j = json_loads(*state, 0, NULL);
-		const char *entity = json_string_value(json_object_get(json_object_get(
-			json_object_get(j, "AppliesTo"), "EndpointReference"), "Address"));
+		const char *entity = json_string_value(json_object_get(
+			json_object_get(json_object_get(j, "AppliesTo"), "EndpointReference"),
+			"Address"));
 		char xml[600], *b64;
 
 		snprintf(f->last_entity, sizeof f->last_entity, "%s", entity ? entity : "");
@@ -411,15 +421,19 @@ static enum MHD_Result s_fake(void *cls, struct MHD_Connection *c, const char *u
 			status = 400;
 			snprintf(body, sizeof body, "{\"error\":\"no service agreement\"}");
 		} else {
-			snprintf(body, sizeof body, "{\"RequestedSecurityToken\":{\"Assertion\":\"%s\"},"
-				 "\"Lifetime\":\"06/02/2025 16:15:00\"}", b64);
+			snprintf(body, sizeof body,
+				 "{\"RequestedSecurityToken\":{\"Assertion\":\"%s\"},"
+				 "\"Lifetime\":\"06/02/2025 16:15:00\"}",
+				 b64);
 		}
 		free(b64);
 		json_decref(j);
 	} else {
 		f->exchanged++;
-		snprintf(body, sizeof body, "{\"access_token\":\"tok-%d\",\"token_type\":"
-			 "\"Holder-of-key\",\"expires_in\":3600}", f->exchanged);
+		snprintf(body, sizeof body,
+			 "{\"access_token\":\"tok-%d\",\"token_type\":"
+			 "\"Holder-of-key\",\"expires_in\":3600}",
+			 f->exchanged);
 	}
 	free(*state);
 	*state = NULL;
@@ -434,14 +448,16 @@ static void test_tokens_are_cached_renewed_and_forgotten(void)
 	fake_sts_t f = { 0 };
 	struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
 						s_fake, &f, MHD_OPTION_END);
-	const union MHD_DaemonInfo *info = d ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)
-					    : NULL;
+	const union MHD_DaemonInfo *info =
+		d ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
 	char issue[80], token[80];
 	kc_cert_t *cert = s_client();
 	kc_sts_t *sts = NULL;
 	kanal_error_t err = { 0 };
 	char *h = NULL, *a = NULL;
-	kc_sts_opts_t o = { .issue_url = issue, .accesstoken_url = token, .cvr = "12345678",
+	kc_sts_opts_t o = { .issue_url = issue,
+			    .accesstoken_url = token,
+			    .cvr = "12345678",
 			    .clock_ms = s_fake_clock };
 
 	REQUIRE(info && cert);

@@ -53,8 +53,8 @@ static void test_good_plugin_loads(void)
 	kanal_error_t err;
 
 	kanal_error_clear(&err);
-	CU_ASSERT_EQUAL_FATAL(kanal__plugin_open(test_path("tests/plugins/tp_echo.so"), &loaded,
-						 &err), 0);
+	CU_ASSERT_EQUAL_FATAL(
+		kanal__plugin_open(test_path("tests/plugins/tp_echo.so"), &loaded, &err), 0);
 	CU_ASSERT_STRING_EQUAL(err.text, "");
 	CU_ASSERT_STRING_EQUAL(loaded->desc->name, "tp_echo");
 	CU_ASSERT_PTR_NOT_NULL(loaded->desc->init);
@@ -90,8 +90,10 @@ static void test_refuses_small_descriptor(void)
 {
 	char text[256];
 
-	snprintf(text, sizeof text, "descriptor is 24 bytes, smaller than the %zu of plugin ABI "
-		 "1.0: not built with kanal/plugin.h", (size_t)KANAL_PLUGIN_V1_0_SIZE);
+	snprintf(text, sizeof text,
+		 "descriptor is 24 bytes, smaller than the %zu of plugin ABI "
+		 "1.0: not built with kanal/plugin.h",
+		 (size_t)KANAL_PLUGIN_V1_0_SIZE);
 	s_expect("tp_small_struct", KANAL_EABI, text);
 }
 
@@ -163,8 +165,8 @@ static void test_describe_prints_options_table(void)
 	size_t len = 0;
 	FILE *out;
 
-	CU_ASSERT_EQUAL_FATAL(kanal__plugin_open(test_path("tests/plugins/tp_echo.so"), &loaded,
-						 NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(
+		kanal__plugin_open(test_path("tests/plugins/tp_echo.so"), &loaded, NULL), 0);
 	out = open_memstream(&text, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
 	kanal__plugin_describe(loaded, out);
@@ -177,7 +179,7 @@ static void test_describe_prints_options_table(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "DESCRIPTION\n"));
 	/* Every option appears with its type, requirement, default and help, aligned. */
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  retry_after     duration  no        1500ms   "
-				      "Retry hint given with RETRY.\n"));
+					    "Retry hint given with RETRY.\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  ignore_types    list      no        []       "));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  emit_type       string    no        -        "));
 	CU_ASSERT_PTR_NOT_NULL(strstr(text, "  max_bytes       size      no        64KiB    "));
@@ -195,8 +197,8 @@ static void test_describe_without_options(void)
 	size_t len = 0;
 	FILE *out;
 
-	CU_ASSERT_EQUAL_FATAL(kanal__plugin_open(test_path("tests/plugins/tp_timer.so"), &loaded,
-						 NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(
+		kanal__plugin_open(test_path("tests/plugins/tp_timer.so"), &loaded, NULL), 0);
 	/* tp_timer has options; check the no-option wording with a stripped copy instead. */
 	kanal_plugin_t bare = *loaded->desc;
 	kanal_loaded_t fake = { .handle = NULL, .desc = &bare, .path = loaded->path };
@@ -251,7 +253,8 @@ static void test_abi_1_0_plugin_loads_and_runs(void)
 	CU_ASSERT_STRING_EQUAL(kanal_harness_last_error(h), "abi10 rejects x.bad");
 	n = kanal_harness_log_count(h);
 	REQUIRE(n >= 1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_log(h, n - 1), "abi10: greeting=hej count=3 "
+	CU_ASSERT_PTR_NOT_NULL(strstr(kanal_harness_log(h, n - 1),
+				      "abi10: greeting=hej count=3 "
 				      "ratio=0.50 loud=yes tags=3 last=2000"));
 	kanal_harness_destroy(&h);
 
@@ -263,7 +266,7 @@ static void test_abi_1_0_plugin_loads_and_runs(void)
 	CU_ASSERT_NOT_EQUAL(kanal_harness_start(h, &err), 0);
 	kanal_error_format(&err, line, sizeof line);
 	CU_ASSERT_PTR_NOT_NULL(strstr(line, "instance 'old': option 'last' expects a duration "
-				      "like 250ms, 2s or 5m, got 'soon'"));
+					    "like 250ms, 2s or 5m, got 'soon'"));
 done:
 	kanal_msg_destroy(&ev);
 	kanal_msg_destroy(&other);
@@ -290,8 +293,8 @@ static void test_libkanal_exports_only_the_public_sdk(void)
 		char name[128] = "", ver[32] = "";
 
 		/* "ADDR g    DF .text  SIZE  KANAL_1.0   kanal_x" — defined symbols only. */
-		if (!strstr(line, " .text") || sscanf(line, "%*s %*s %*s %*s %*s %31s %127s",
-						    ver, name) != 2)
+		if (!strstr(line, " .text") ||
+		    sscanf(line, "%*s %*s %*s %*s %*s %31s %127s", ver, name) != 2)
 			continue;
 		if (!strncmp(name, "kanal__", 7))
 			internals++;
@@ -327,7 +330,7 @@ done:;
  * GNU_RELRO segment), the stack protector and _FORTIFY_SOURCE's checked functions. */
 static void test_libkanal_and_kanald_are_hardened(void)
 {
-	const char *files[] = {"lib/libkanal.so.1.0.0", "bin/kanald"};
+	const char *files[] = { "lib/libkanal.so.1.0.0", "bin/kanald" };
 	char cmd[512];
 
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -337,26 +340,19 @@ static void test_libkanal_and_kanald_are_hardened(void)
 		CU_ASSERT_EQUAL(system(cmd), 0);
 		snprintf(cmd, sizeof cmd, "readelf -lW %s | grep -q GNU_RELRO", f);
 		CU_ASSERT_EQUAL(system(cmd), 0);
-		snprintf(cmd, sizeof cmd, "nm -D --undefined-only %s | grep -q __stack_chk_fail", f);
+		snprintf(cmd, sizeof cmd, "nm -D --undefined-only %s | grep -q __stack_chk_fail",
+			 f);
 		CU_ASSERT_EQUAL(system(cmd), 0);
 		snprintf(cmd, sizeof cmd, "nm -D --undefined-only %s | grep -q '__[a-z]*_chk@'", f);
 		CU_ASSERT_EQUAL(system(cmd), 0);
 	}
 }
 
-TEST_MAIN("loader",
-	  TEST(test_libkanal_exports_only_the_public_sdk),
-	  TEST(test_libkanal_and_kanald_are_hardened),
-	  TEST(test_good_plugin_loads),
-	  TEST(test_refuses_newer_major),
-	  TEST(test_refuses_newer_minor),
-	  TEST(test_refuses_object_without_descriptor),
-	  TEST(test_refuses_small_descriptor),
-	  TEST(test_refuses_missing_init),
-	  TEST(test_refuses_malformed_options),
-	  TEST(test_missing_file_is_not_found),
-	  TEST(test_not_an_elf_is_not_found),
-	  TEST(test_bare_name_is_relative_to_cwd),
-	  TEST(test_describe_prints_options_table),
-	  TEST(test_describe_without_options),
-	  TEST(test_abi_1_0_plugin_loads_and_runs))
+TEST_MAIN("loader", TEST(test_libkanal_exports_only_the_public_sdk),
+	  TEST(test_libkanal_and_kanald_are_hardened), TEST(test_good_plugin_loads),
+	  TEST(test_refuses_newer_major), TEST(test_refuses_newer_minor),
+	  TEST(test_refuses_object_without_descriptor), TEST(test_refuses_small_descriptor),
+	  TEST(test_refuses_missing_init), TEST(test_refuses_malformed_options),
+	  TEST(test_missing_file_is_not_found), TEST(test_not_an_elf_is_not_found),
+	  TEST(test_bare_name_is_relative_to_cwd), TEST(test_describe_prints_options_table),
+	  TEST(test_describe_without_options), TEST(test_abi_1_0_plugin_loads_and_runs))

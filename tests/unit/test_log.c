@@ -36,7 +36,8 @@ static char *s_logged(const char *component, const char *text)
 
 static void test_a_newline_cannot_forge_a_line(void)
 {
-	char *out = s_logged("gateway", "b-77\n2026-01-01T00:00:00.000Z error admin: forged\r\x1b[2J");
+	char *out =
+		s_logged("gateway", "b-77\n2026-01-01T00:00:00.000Z error admin: forged\r\x1b[2J");
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
 	/* One line: the only newline is the one that ends it. */
@@ -44,14 +45,16 @@ static void test_a_newline_cannot_forge_a_line(void)
 	CU_ASSERT_PTR_EQUAL(strchr(out, '\n'), out + strlen(out) - 1);
 	CU_ASSERT_PTR_NULL(strchr(out, '\r'));
 	CU_ASSERT_PTR_NULL(strchr(out, '\x1b'));
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "warn  gateway: refused event 'b-77\\n2026-01-01T00:00:00"
-					   ".000Z error admin: forged\\r\\x1b[2J'\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out,
+				      "warn  gateway: refused event 'b-77\\n2026-01-01T00:00:00"
+				      ".000Z error admin: forged\\r\\x1b[2J'\n"));
 	free(out);
 }
 
 static void test_text_is_kept_and_cpr_masked(void)
 {
-	char *out = s_logged("http", "b\xc3\xb8rn \xe2\x82\xac 0101184129\tx\xc2\x85\xe2\x80\xae\xff");
+	char *out =
+		s_logged("http", "b\xc3\xb8rn \xe2\x82\xac 0101184129\tx\xc2\x85\xe2\x80\xae\xff");
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
 	/* Danish letters stay; the tab, NEL, right-to-left override and a broken byte do not;
@@ -80,5 +83,5 @@ static void test_escape_is_bounded_and_idempotent(void)
 	CU_ASSERT_STRING_EQUAL(small, "abcdef");
 }
 
-TEST_MAIN("log", TEST(test_a_newline_cannot_forge_a_line),
-	  TEST(test_text_is_kept_and_cpr_masked), TEST(test_escape_is_bounded_and_idempotent))
+TEST_MAIN("log", TEST(test_a_newline_cannot_forge_a_line), TEST(test_text_is_kept_and_cpr_masked),
+	  TEST(test_escape_is_bounded_and_idempotent))

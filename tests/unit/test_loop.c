@@ -21,9 +21,9 @@ typedef struct record {
 	kanal_loop_t *loop;
 	int order[64];
 	size_t n;
-	int64_t self_id;      /* a timer the callback may cancel */
+	int64_t self_id; /* a timer the callback may cancel */
 	int64_t other_id;
-	int cancel_at;        /* cancel self_id on this call number (0: never) */
+	int cancel_at; /* cancel self_id on this call number (0: never) */
 	int cancel_rc;
 	int fd_events[8];
 	int fd_fds[8];
@@ -323,7 +323,7 @@ static void test_fd_readiness_with_a_pipe(void)
 
 typedef struct unwatcher {
 	kanal_loop_t *loop;
-	int fds[2];           /* read ends of two pipes */
+	int fds[2]; /* read ends of two pipes */
 	int calls;
 	int unwatch_rc[2];
 } unwatcher_t;
@@ -351,8 +351,10 @@ static void test_fd_callback_unwatches_itself_and_another(void)
 	CU_ASSERT_EQUAL_FATAL(pipe(b), 0);
 	u.fds[0] = a[0];
 	u.fds[1] = b[0];
-	CU_ASSERT_EQUAL(kanal__loop_fd_watch(loop, NULL, a[0], KANAL_FD_READ, s_unwatch_both, &u), 0);
-	CU_ASSERT_EQUAL(kanal__loop_fd_watch(loop, NULL, b[0], KANAL_FD_READ, s_unwatch_both, &u), 0);
+	CU_ASSERT_EQUAL(kanal__loop_fd_watch(loop, NULL, a[0], KANAL_FD_READ, s_unwatch_both, &u),
+			0);
+	CU_ASSERT_EQUAL(kanal__loop_fd_watch(loop, NULL, b[0], KANAL_FD_READ, s_unwatch_both, &u),
+			0);
 	CU_ASSERT_EQUAL(write(a[1], "x", 1), 1);
 	CU_ASSERT_EQUAL(write(b[1], "x", 1), 1);
 	CU_ASSERT_EQUAL(kanal__loop_run_once(loop, NULL, 1000), 0);
@@ -486,19 +488,11 @@ static void test_zmq_socket_readable_returns_promptly(void)
 	zmq_ctx_term(zctx);
 }
 
-TEST_MAIN("loop",
-	  TEST(test_timers_fire_in_due_order),
-	  TEST(test_many_timers_stay_ordered),
-	  TEST(test_run_once_waits_for_next_timer),
-	  TEST(test_repeating_timer_keeps_its_grid),
-	  TEST(test_repeating_timer_skips_missed_periods),
-	  TEST(test_timer_cancels_itself),
+TEST_MAIN("loop", TEST(test_timers_fire_in_due_order), TEST(test_many_timers_stay_ordered),
+	  TEST(test_run_once_waits_for_next_timer), TEST(test_repeating_timer_keeps_its_grid),
+	  TEST(test_repeating_timer_skips_missed_periods), TEST(test_timer_cancels_itself),
 	  TEST(test_callback_cancels_a_due_timer),
-	  TEST(test_timer_added_in_callback_runs_next_pass),
-	  TEST(test_cancel_and_bad_arguments),
-	  TEST(test_fd_readiness_with_a_pipe),
-	  TEST(test_fd_callback_unwatches_itself_and_another),
-	  TEST(test_watching_again_replaces),
-	  TEST(test_run_once_is_not_reentrant),
-	  TEST(test_clear_removes_everything),
-	  TEST(test_zmq_socket_readable_returns_promptly))
+	  TEST(test_timer_added_in_callback_runs_next_pass), TEST(test_cancel_and_bad_arguments),
+	  TEST(test_fd_readiness_with_a_pipe), TEST(test_fd_callback_unwatches_itself_and_another),
+	  TEST(test_watching_again_replaces), TEST(test_run_once_is_not_reentrant),
+	  TEST(test_clear_removes_everything), TEST(test_zmq_socket_readable_returns_promptly))

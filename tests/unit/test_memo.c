@@ -69,23 +69,35 @@ static void s_letter(dp_letter_t *l)
 	/* A synthetic number (day 01, month 01): the tests never print it. */
 	memcpy(l->recipient, "0101901234", 11);
 	l->created = "2025-06-02T08:15:00.000Z";
-	l->main = (dp_document_t){ .label = "Indkaldelse", .mimetype = "application/pdf",
-				   .filename = "indkaldelse.pdf", .language = "da", .content = PDF };
+	l->main = (dp_document_t){ .label = "Indkaldelse",
+				   .mimetype = "application/pdf",
+				   .filename = "indkaldelse.pdf",
+				   .language = "da",
+				   .content = PDF };
 	l->attachments[0] = (dp_document_t){ .mimetype = "application/pdf",
-					      .filename = "praktisk.pdf", .language = "da",
-					      .content = PDF };
+					     .filename = "praktisk.pdf",
+					     .language = "da",
+					     .content = PDF };
 	l->n_attachments = 1;
-	l->actions[0] = (dp_action_t){ .code = "AFTALE", .label = "Tilføj til kalenderen",
-				       .start = "2025-06-20T07:00:00Z", .end = "2025-06-20T08:00:00Z",
-				       .description = "Møde om skolestart", .abstract = "Skolestart",
+	l->actions[0] = (dp_action_t){ .code = "AFTALE",
+				       .label = "Tilføj til kalenderen",
+				       .start = "2025-06-20T07:00:00Z",
+				       .end = "2025-06-20T08:00:00Z",
+				       .description = "Møde om skolestart",
+				       .abstract = "Skolestart",
 				       .location = "Prøve Skole, lokale 12",
 				       .organizer_name = "Prøve Skole" };
-	CU_ASSERT_EQUAL(dp_uuid("kanal/test", "letter-1", "reservation",
-				l->actions[0].reservation_uuid), 0);
+	CU_ASSERT_EQUAL(
+		dp_uuid("kanal/test", "letter-1", "reservation", l->actions[0].reservation_uuid),
+		0);
 	l->n_actions = 1;
-	l->address = (dp_address_t){ .name = "Mette Testesen", .street = "Eksempelvej",
-				     .building = "12B", .floor = "2", .suite = "th",
-				     .postcode = "9999", .city = "Prøveby" };
+	l->address = (dp_address_t){ .name = "Mette Testesen",
+				     .street = "Eksempelvej",
+				     .building = "12B",
+				     .floor = "2",
+				     .suite = "th",
+				     .postcode = "9999",
+				     .city = "Prøveby" };
 }
 
 /* Builds the letter's kombi_request and parses it back. */
@@ -133,7 +145,8 @@ static void test_digital_post_memo12_with_attachment_and_aftale_validates(void)
 
 	s_letter(&l);
 	doc = s_build(&l);
-	CU_ASSERT_EQUAL(s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
+	CU_ASSERT_EQUAL(
+		s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "/kombi_request/KombiValgKode"), "Digital Post");
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//memo:AdditionalDocument/memo:File/memo:filename"),
 			       "praktisk.pdf");
@@ -154,11 +167,13 @@ static void test_memo11_has_memoSchVersion_and_validates(void)
 	s_letter(&l);
 	l.memo_version = 11;
 	doc = s_build(&l);
-	CU_ASSERT_EQUAL(s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo11.xsd"), 0);
+	CU_ASSERT_EQUAL(
+		s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo11.xsd"), 0);
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//memo:Message/@memoSchVersion"), "1.1.0");
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//memo:Message/@memoVersion"), "1.1");
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//memo:MessageHeader/memo:mandatory"), "false");
-	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//memo:MessageHeader/memo:legalNotification"), "false");
+	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//memo:MessageHeader/memo:legalNotification"),
+			       "false");
 	xmlFreeDoc(doc);
 }
 
@@ -186,7 +201,8 @@ static void test_automatisk_valg_has_both_parts_and_the_dummy_cpr(void)
 	l.kombi = DP_KOMBI_AUTO;
 	l.with_print = true;
 	doc = s_build(&l);
-	CU_ASSERT_EQUAL(s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
+	CU_ASSERT_EQUAL(
+		s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "/kombi_request/KombiValgKode"), "Automatisk Valg");
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//adir:CPRnummerIdentifikator"), "0000000000");
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//fp:AfsendelseIdentifikator"), l.print_id);
@@ -206,7 +222,8 @@ static void test_fysisk_post_alone_validates(void)
 	l.with_memo = false;
 	l.with_print = true;
 	doc = s_build(&l);
-	CU_ASSERT_EQUAL(s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
+	CU_ASSERT_EQUAL(
+		s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "/kombi_request/KombiValgKode"), "Fysisk Post");
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//memo:Message"), "(none)");
 	xmlFreeDoc(doc);
@@ -222,7 +239,8 @@ static void test_nemsms_validates_without_body(void)
 	l.message_type = "NEMSMS";
 	l.notification = "Du har fået post fra Prøve Kommune.";
 	doc = s_build(&l);
-	CU_ASSERT_EQUAL(s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
+	CU_ASSERT_EQUAL(
+		s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "/kombi_request/KombiValgKode"), "NemSMS");
 	CU_ASSERT_STRING_EQUAL(s_xpath(doc, "//memo:MessageBody"), "(none)");
 	xmlFreeDoc(doc);
@@ -235,8 +253,10 @@ static void test_kombivalgkode_strings_are_exact(void)
 	CU_ASSERT_STRING_EQUAL(DP_KOMBI_PHYSICAL, "Fysisk Post");
 	CU_ASSERT_STRING_EQUAL(DP_KOMBI_NEMSMS, "NemSMS");
 	/* And the schema refuses a look-alike (no space). */
-	CU_ASSERT_NOT_EQUAL(s_validate_file("contracts/examples/negative/kombi_request.bad-kombivalgkode.xml",
-					    SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
+	CU_ASSERT_NOT_EQUAL(
+		s_validate_file("contracts/examples/negative/kombi_request.bad-kombivalgkode.xml",
+				SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"),
+		0);
 }
 
 static void test_uuids_are_version_4_and_stable(void)
@@ -255,10 +275,14 @@ static void test_uuids_are_version_4_and_stable(void)
 
 static void test_schemas_refuse_non_utc_time_and_missing_schversion(void)
 {
-	CU_ASSERT_NOT_EQUAL(s_validate_file("contracts/examples/negative/memo-1.2.non-utc-datetime.xml",
-					    SCHEMAS "memo/1.2-derived/MeMo_core.xsd"), 0);
-	CU_ASSERT_NOT_EQUAL(s_validate_file("contracts/examples/negative/memo-1.1.missing-memoSchVersion.xml",
-					    SCHEMAS "memo/1.1/MeMo_core.xsd"), 0);
+	CU_ASSERT_NOT_EQUAL(
+		s_validate_file("contracts/examples/negative/memo-1.2.non-utc-datetime.xml",
+				SCHEMAS "memo/1.2-derived/MeMo_core.xsd"),
+		0);
+	CU_ASSERT_NOT_EQUAL(
+		s_validate_file("contracts/examples/negative/memo-1.1.missing-memoSchVersion.xml",
+				SCHEMAS "memo/1.1/MeMo_core.xsd"),
+		0);
 	/* And the writer's own time with an offset is refused too: the plugin converts. */
 	{
 		dp_letter_t l;
@@ -266,17 +290,24 @@ static void test_schemas_refuse_non_utc_time_and_missing_schversion(void)
 		s_letter(&l);
 		l.created = "2025-06-02T10:15:00+02:00";
 		doc = s_build(&l);
-		CU_ASSERT_NOT_EQUAL(s_validate_doc(doc, SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
+		CU_ASSERT_NOT_EQUAL(
+			s_validate_doc(doc,
+				       SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"),
+			0);
 		xmlFreeDoc(doc);
 	}
 }
 
 static void test_the_contract_examples_validate(void)
 {
-	CU_ASSERT_EQUAL(s_validate_file("contracts/examples/sf1601/kombi_request.automatisk-valg.xml",
-					SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"), 0);
-	CU_ASSERT_EQUAL(s_validate_file("contracts/examples/sf1601/kombi_request.digital-post.memo11.xml",
-					SCHEMAS "sf1601/kanal-authored/kombi_request-memo11.xsd"), 0);
+	CU_ASSERT_EQUAL(
+		s_validate_file("contracts/examples/sf1601/kombi_request.automatisk-valg.xml",
+				SCHEMAS "sf1601/kanal-authored/kombi_request-memo12.xsd"),
+		0);
+	CU_ASSERT_EQUAL(
+		s_validate_file("contracts/examples/sf1601/kombi_request.digital-post.memo11.xml",
+				SCHEMAS "sf1601/kanal-authored/kombi_request-memo11.xsd"),
+		0);
 }
 
 /* The receipts validate PKO_PostStatus against a built-in copy of the contract's schema:
@@ -289,21 +320,21 @@ static void test_builtin_pko_schema_is_the_contracts(void)
 	CU_ASSERT_STRING_EQUAL(dp_pko_poststatus_xsd, file);
 	free(file);
 	CU_ASSERT_EQUAL(s_validate_file("contracts/examples/sf1601/PKO_PostStatus.fejlet.xml",
-					SCHEMAS "sf1601/kanal-authored/PKO_PostStatus.xsd"), 0);
-	CU_ASSERT_EQUAL(s_validate_file(
-				"contracts/examples/sf1601/PKO_PostStatus.afleveret-digital-post.xml",
-				SCHEMAS "sf1601/kanal-authored/PKO_PostStatus.xsd"), 0);
+					SCHEMAS "sf1601/kanal-authored/PKO_PostStatus.xsd"),
+			0);
+	CU_ASSERT_EQUAL(
+		s_validate_file(
+			"contracts/examples/sf1601/PKO_PostStatus.afleveret-digital-post.xml",
+			SCHEMAS "sf1601/kanal-authored/PKO_PostStatus.xsd"),
+		0);
 }
 
-TEST_MAIN("memo",
-	  TEST(test_builtin_pko_schema_is_the_contracts),
+TEST_MAIN("memo", TEST(test_builtin_pko_schema_is_the_contracts),
 	  TEST(test_digital_post_memo12_with_attachment_and_aftale_validates),
 	  TEST(test_memo11_has_memoSchVersion_and_validates),
 	  TEST(test_memo12_has_no_memoSchVersion),
 	  TEST(test_automatisk_valg_has_both_parts_and_the_dummy_cpr),
-	  TEST(test_fysisk_post_alone_validates),
-	  TEST(test_nemsms_validates_without_body),
-	  TEST(test_kombivalgkode_strings_are_exact),
-	  TEST(test_uuids_are_version_4_and_stable),
+	  TEST(test_fysisk_post_alone_validates), TEST(test_nemsms_validates_without_body),
+	  TEST(test_kombivalgkode_strings_are_exact), TEST(test_uuids_are_version_4_and_stable),
 	  TEST(test_schemas_refuse_non_utc_time_and_missing_schversion),
 	  TEST(test_the_contract_examples_validate))

@@ -26,12 +26,12 @@
 #include "test.h"
 
 /* An assertion with a formatted message (case ids, masked error texts). */
-#define CHECK_MSG(cond, ...)                                                               \
-	do {                                                                               \
-		char msg_[2048];                                                            \
-		snprintf(msg_, sizeof msg_, __VA_ARGS__);                                  \
-		CU_assertImplementation((cond) ? CU_TRUE : CU_FALSE, __LINE__, msg_, __FILE__, \
-					"", CU_FALSE);                                     \
+#define CHECK_MSG(cond, ...)                                                                       \
+	do {                                                                                       \
+		char msg_[2048];                                                                   \
+		snprintf(msg_, sizeof msg_, __VA_ARGS__);                                          \
+		CU_assertImplementation((cond) ? CU_TRUE : CU_FALSE, __LINE__, msg_, __FILE__, "", \
+					CU_FALSE);                                                 \
 	} while (0)
 
 #define BASE "\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"test\",\"type\":\"demo.test\""
@@ -73,8 +73,7 @@ static void s_expect_reject(const char *extra, int code, const char *attribute, 
 
 	CU_assertImplementation(rc == code, line, "rejected with the expected code", __FILE__, "",
 				CU_FALSE);
-	CU_assertImplementation(msg == NULL, line, "no message on failure", __FILE__, "",
-				CU_FALSE);
+	CU_assertImplementation(msg == NULL, line, "no message on failure", __FILE__, "", CU_FALSE);
 	if (attribute) {
 		char m[1200];
 		snprintf(m, sizeof m, "expected attribute '%s', got '%s' (%s)", attribute,
@@ -183,8 +182,10 @@ static int s_collect_ext(const char *name, const char *value, void *arg)
 
 static void s_assert_same_event(const kanal_msg_t *a, const kanal_msg_t *b, const char *what)
 {
-	static const char *const core[] = { "specversion", "id", "source", "type", "subject",
-					    "time", "datacontenttype", "dataschema" };
+	static const char *const core[] = {
+		"specversion", "id",   "source",          "type",
+		"subject",     "time", "datacontenttype", "dataschema"
+	};
 	json_t *ea = json_object(), *eb = json_object();
 	char *da, *db;
 	size_t i;
@@ -234,7 +235,8 @@ static void test_conformance_valid_events(void)
 
 	if (!root)
 		return;
-	json_array_foreach (json_object_get(root, "tests"), i, tc) {
+	json_array_foreach(json_object_get(root, "tests"), i, tc)
+	{
 		char *text = json_dumps(json_object_get(tc, "event"), JSON_COMPACT);
 		kanal_msg_t *msg = NULL;
 		kanal_error_t err;
@@ -256,7 +258,8 @@ static void test_conformance_invalid_events(void)
 
 	if (!root)
 		return;
-	json_array_foreach (json_object_get(root, "tests"), i, tc) {
+	json_array_foreach(json_object_get(root, "tests"), i, tc)
+	{
 		char *text = json_dumps(json_object_get(tc, "event"), JSON_COMPACT);
 		const char *want = s_expected_attribute(s_case_id(tc));
 		kanal_msg_t *msg = NULL;
@@ -286,7 +289,8 @@ static void test_conformance_valid_batches(void)
 
 	if (!root)
 		return;
-	json_array_foreach (json_object_get(root, "tests"), i, tc) {
+	json_array_foreach(json_object_get(root, "tests"), i, tc)
+	{
 		json_t *events = json_object_get(tc, "batch");
 		char *text = json_dumps(events, JSON_COMPACT);
 		kanal_batch_t *batch = NULL;
@@ -323,7 +327,8 @@ static void test_conformance_invalid_batches(void)
 
 	if (!root)
 		return;
-	json_array_foreach (json_object_get(root, "tests"), i, tc) {
+	json_array_foreach(json_object_get(root, "tests"), i, tc)
+	{
 		char *text = json_dumps(json_object_get(tc, "batch"), JSON_COMPACT);
 		const char *want = s_expected_attribute(s_case_id(tc));
 		kanal_batch_t *batch = NULL;
@@ -418,7 +423,8 @@ static void test_missing_and_null_attributes(void)
 	kanal_msg_destroy(&msg);
 
 	CU_ASSERT_EQUAL(s_parse("{\"specversion\":\"1.0\",\"id\":null,\"source\":\"s\","
-				"\"type\":\"t\"}", &msg, &err),
+				"\"type\":\"t\"}",
+				&msg, &err),
 			KANAL_EINVALID);
 	CU_ASSERT_STRING_EQUAL(err.attribute, "id");
 	CU_ASSERT_STRING_EQUAL(err.text, "attribute 'id': required, but null");
@@ -453,7 +459,8 @@ static void test_wrong_json_types_name_the_attribute(void)
 	CU_ASSERT_STRING_EQUAL(err.text,
 			       "attribute 'specversion': must be a string, not a real number");
 	CU_ASSERT_EQUAL(s_parse("{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"s\","
-				"\"type\":7}", &msg, &err),
+				"\"type\":7}",
+				&msg, &err),
 			KANAL_EINVALID);
 	CU_ASSERT_STRING_EQUAL(err.text, "attribute 'type': must be a string, not an integer");
 	CU_ASSERT_PTR_NULL(msg);
@@ -462,20 +469,39 @@ static void test_wrong_json_types_name_the_attribute(void)
 static void test_time_must_be_rfc3339(void)
 {
 	static const char *const good[] = {
-		"2018-04-05T17:31:00Z", "2018-04-05t17:31:00z",
+		"2018-04-05T17:31:00Z",
+		"2018-04-05t17:31:00z",
 		"2018-04-05T17:31:00.123456789+01:00",
-		"2016-12-31T23:59:60Z", "2024-02-29T00:00:00-23:59", "0001-01-01T00:00:00Z",
+		"2016-12-31T23:59:60Z",
+		"2024-02-29T00:00:00-23:59",
+		"0001-01-01T00:00:00Z",
 		"2000-02-29T12:00:00.5+00:00",
 	};
 	static const char *const bad[] = {
-		"lunchtime", "2018-04-05T17:31Z", "2018-04-05 17:31:00Z", "2018-13-01T00:00:00Z",
-		"2018-00-10T00:00:00Z", "2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z",
-		"2018-04-31T00:00:00Z", "2018-04-00T00:00:00Z", "2018-04-05T24:00:00Z",
-		"2018-04-05T23:60:00Z", "2018-04-05T23:59:61Z", "2018-04-05T17:31:00",
-		"2018-04-05T17:31:00.Z", "2018-04-05T17:31:00+24:00", "2018-04-05T17:31:00+01:60",
-		"2018-04-05T17:31:00+0100", "2018-04-05T17:31:00+01", "2018-04-05T17:31:00Z ",
-		"18-04-05T17:31:00Z", "2018-4-05T17:31:00Z", "2018-04-05T17:31:00X",
-		"2018-04-05T17:31:00+xx:00", "2018-04-05T17:31:00ZZ",
+		"lunchtime",
+		"2018-04-05T17:31Z",
+		"2018-04-05 17:31:00Z",
+		"2018-13-01T00:00:00Z",
+		"2018-00-10T00:00:00Z",
+		"2023-02-29T00:00:00Z",
+		"1900-02-29T00:00:00Z",
+		"2018-04-31T00:00:00Z",
+		"2018-04-00T00:00:00Z",
+		"2018-04-05T24:00:00Z",
+		"2018-04-05T23:60:00Z",
+		"2018-04-05T23:59:61Z",
+		"2018-04-05T17:31:00",
+		"2018-04-05T17:31:00.Z",
+		"2018-04-05T17:31:00+24:00",
+		"2018-04-05T17:31:00+01:60",
+		"2018-04-05T17:31:00+0100",
+		"2018-04-05T17:31:00+01",
+		"2018-04-05T17:31:00Z ",
+		"18-04-05T17:31:00Z",
+		"2018-4-05T17:31:00Z",
+		"2018-04-05T17:31:00X",
+		"2018-04-05T17:31:00+xx:00",
+		"2018-04-05T17:31:00ZZ",
 	};
 	kanal_msg_t *msg = kanal_msg_new("demo.test", "test", "t-1");
 	kanal_error_t err;
@@ -509,21 +535,27 @@ static void test_time_must_be_rfc3339(void)
 static void test_media_types_and_uris(void)
 {
 	static const char *const good_media[] = {
-		"application/json", "text/plain; charset=utf-8", "application/cloudevents+json",
-		"multipart/form-data; boundary=\"a b\"", "text/plain;charset=UTF-8;format=flowed",
-		"application/vnd.kanal.v1+json", "text/plain;",
+		"application/json",
+		"text/plain; charset=utf-8",
+		"application/cloudevents+json",
+		"multipart/form-data; boundary=\"a b\"",
+		"text/plain;charset=UTF-8;format=flowed",
+		"application/vnd.kanal.v1+json",
+		"text/plain;",
 	};
 	static const char *const bad_media[] = {
-		"xyz", "text/", "/json", "text/plain; charset", "text plain/x", "text/plain; =x",
-		"text/pl@in", "text/plain; charset=\"open", "text/plain ", "te(x)t/plain",
+		"xyz",          "text/",          "/json",      "text/plain; charset",
+		"text plain/x", "text/plain; =x", "text/pl@in", "text/plain; charset=\"open",
+		"text/plain ",  "te(x)t/plain",
 	};
-	static const char *const good_source[] = { "https://cloudevents.io", "#fragment",
-						   "daycare-1", "/relative/path", "urn:uuid:1",
-						   "https://kommune.dk/børnehus" };
+	static const char *const good_source[] = {
+		"https://cloudevents.io", "#fragment",  "daycare-1",
+		"/relative/path",         "urn:uuid:1", "https://kommune.dk/børnehus"
+	};
 	static const char *const bad_source[] = { "has space", "tab\there", "nl\n", "del\x7f" };
 	static const char *const good_schema[] = { "https://x/y", "urn:x", "tag:kanal.dk,2025:s" };
-	static const char *const bad_schema[] = { "relative/path", "//authority/path",
-						  "1http://x", "http://x y", ":x" };
+	static const char *const bad_schema[] = { "relative/path", "//authority/path", "1http://x",
+						  "http://x y", ":x" };
 	kanal_msg_t *msg = kanal_msg_new("demo.test", "test", "t-1");
 	kanal_error_t err;
 	size_t i;
@@ -612,8 +644,7 @@ static void test_context_cpr_names_the_attribute(void)
 {
 	static const char *const forms[] = { ",\"subject\":\"person %s\"",
 					     ",\"datacontenttype\":\"text/plain; ref=%s\"",
-					     ",\"dataschema\":\"urn:x:%s\"",
-					     ",\"ref\":\"p-%s\"",
+					     ",\"dataschema\":\"urn:x:%s\"", ",\"ref\":\"p-%s\"",
 					     ",\"p%s\":\"yes\"" };
 	static const char *const names[] = { "subject", "datacontenttype", "dataschema", "ref",
 					     "p010118XXXX" };
@@ -642,8 +673,8 @@ static void test_data_and_data_base64(void)
 	size_t len = 0;
 	unsigned char *bytes;
 
-	EXPECT_REJECT(",\"data\":\"text\",\"data_base64\":\"eyAieHl6IjogMTIzIH0=\"",
-		      KANAL_EINVALID, "data_base64");
+	EXPECT_REJECT(",\"data\":\"text\",\"data_base64\":\"eyAieHl6IjogMTIzIH0=\"", KANAL_EINVALID,
+		      "data_base64");
 	EXPECT_REJECT(",\"data_base64\":\"abc$\"", KANAL_EINVALID, "data_base64");
 	EXPECT_REJECT(",\"data_base64\":\"a===\"", KANAL_EINVALID, "data_base64");
 	EXPECT_REJECT(",\"data_base64\":\"TQ=\"", KANAL_EINVALID, "data_base64");
@@ -719,7 +750,7 @@ static void test_binary_data_without_padding(void)
 	static const struct {
 		const char *b64;
 		const char *bytes;
-	} cases[] = { { "aGk", "hi" }, { "aGk=", "hi" }, { "aGV5", "hey" }, { "aA", "h" },
+	} cases[] = { { "aGk", "hi" }, { "aGk=", "hi" },       { "aGV5", "hey" }, { "aA", "h" },
 		      { "aA==", "h" }, { "aGVsbG8", "hello" }, { "", "" } };
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -863,8 +894,19 @@ static void test_duplicate_members_rejected(void)
 static void test_not_an_object_or_trailing_text(void)
 {
 	static const char *const bad[] = {
-		"", "   ", "[]", "\"x\"", "42", "{", "{" BASE, "{" BASE ",}", "{" BASE "} x",
-		"{" BASE "}{" BASE "}", "{" BASE ",\"x\" 1}", "{" BASE " \"x\":1}", "{'id':1}",
+		"",
+		"   ",
+		"[]",
+		"\"x\"",
+		"42",
+		"{",
+		"{" BASE,
+		"{" BASE ",}",
+		"{" BASE "} x",
+		"{" BASE "}{" BASE "}",
+		"{" BASE ",\"x\" 1}",
+		"{" BASE " \"x\":1}",
+		"{'id':1}",
 		"{" BASE ",x:1}",
 	};
 	kanal_msg_t *msg = NULL;
@@ -913,10 +955,10 @@ static void test_invalid_utf8_rejected(void)
 	kanal_error_t err;
 
 	EXPECT_REJECT(",\"subject\":\"caf\xe9\"", KANAL_EPARSE, "subject");
-	EXPECT_REJECT(",\"subject\":\"\xc0\xaf\"", KANAL_EPARSE, "subject");      /* overlong */
-	EXPECT_REJECT(",\"subject\":\"\xed\xa0\x80\"", KANAL_EPARSE, "subject");  /* surrogate */
+	EXPECT_REJECT(",\"subject\":\"\xc0\xaf\"", KANAL_EPARSE, "subject");         /* overlong */
+	EXPECT_REJECT(",\"subject\":\"\xed\xa0\x80\"", KANAL_EPARSE, "subject");     /* surrogate */
 	EXPECT_REJECT(",\"subject\":\"\xf4\x90\x80\x80\"", KANAL_EPARSE, "subject"); /* >10FFFF */
-	EXPECT_REJECT(",\"subject\":\"\xe2\x82\"", KANAL_EPARSE, "subject");      /* truncated */
+	EXPECT_REJECT(",\"subject\":\"\xe2\x82\"", KANAL_EPARSE, "subject");         /* truncated */
 	EXPECT_REJECT(",\"ext\":\"\x80\"", KANAL_EPARSE, "ext");
 	EXPECT_REJECT(",\"data\":{\"a\":[\"ok\",\"\xff\"]}", KANAL_EPARSE, "data");
 	CU_ASSERT_EQUAL(s_parse_with(",\"\xff\":1", &msg, &err), KANAL_EPARSE);
@@ -933,11 +975,39 @@ static void test_malformed_data_rejected_at_parse(void)
 {
 	/* Each is broken inside the data value, so the error names 'data'. */
 	static const char *const inside[] = {
-		"{\"a\":}", "[1,]", "{\"a\":1,}", "tru", "nul", "-", "1.", "1.e5", "1e", "1e+",
-		"{\"a\" 1}", "{a:1}", "\"\x01\"", "\"\\q\"", "\"\\u12\"", "\"\\ud800\"",
-		"\"\\ud800\\u0041\"", "\"\\udc00\"", "\"\xc3\x28\"", "99999999999999999999",
-		"-9223372036854775809", "1e400", "-1e400", "[1 2]", "{\"a\":1 \"b\":2}", "NaN",
-		"Infinity", "'x'", "+1", ".5", "[", "{\"a\":[}", "\"abc",
+		"{\"a\":}",
+		"[1,]",
+		"{\"a\":1,}",
+		"tru",
+		"nul",
+		"-",
+		"1.",
+		"1.e5",
+		"1e",
+		"1e+",
+		"{\"a\" 1}",
+		"{a:1}",
+		"\"\x01\"",
+		"\"\\q\"",
+		"\"\\u12\"",
+		"\"\\ud800\"",
+		"\"\\ud800\\u0041\"",
+		"\"\\udc00\"",
+		"\"\xc3\x28\"",
+		"99999999999999999999",
+		"-9223372036854775809",
+		"1e400",
+		"-1e400",
+		"[1 2]",
+		"{\"a\":1 \"b\":2}",
+		"NaN",
+		"Infinity",
+		"'x'",
+		"+1",
+		".5",
+		"[",
+		"{\"a\":[}",
+		"\"abc",
 	};
 	/* Broken just after a valid data value: still rejected, but outside it. */
 	static const char *const after[] = { "01", "1 2", "{}}", "[]]", "truex" };
@@ -969,9 +1039,20 @@ static void test_malformed_data_rejected_at_parse(void)
 static void test_edge_data_values_load_lazily(void)
 {
 	static const char *const values[] = {
-		"1e300", "-1e-400", "9223372036854775807", "-9223372036854775808", "0.1E+2",
-		"\"\\ud83d\\ude00\"", "\"a\\u0000b\"", "\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"", "[]", "{}",
-		"[[],{},[{}]]", "-0", "123456789012345678", "\"\xf0\x9f\x98\x80 \xc3\xa6\"",
+		"1e300",
+		"-1e-400",
+		"9223372036854775807",
+		"-9223372036854775808",
+		"0.1E+2",
+		"\"\\ud83d\\ude00\"",
+		"\"a\\u0000b\"",
+		"\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
+		"[]",
+		"{}",
+		"[[],{},[{}]]",
+		"-0",
+		"123456789012345678",
+		"\"\xf0\x9f\x98\x80 \xc3\xa6\"",
 		"1234567890123456789012345678901234567890.5e-30",
 	};
 	char extra[256];
@@ -1154,7 +1235,8 @@ static void test_strings_are_escaped(void)
 	CU_ASSERT_EQUAL(kanal_msg_set_attr(msg, "note", "tab here", NULL), 0);
 	json = kanal_msg_to_json(msg, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(json);
-	CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"subject\":\"q\\\"b\\\\s/ ~ b\xc3\xb8rn \xe2\x82\xac\""));
+	CU_ASSERT_PTR_NOT_NULL(
+		strstr(json, "\"subject\":\"q\\\"b\\\\s/ ~ b\xc3\xb8rn \xe2\x82\xac\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"note\":\"tab here\""));
 	CU_ASSERT_EQUAL(s_parse(json, &again, &err), 0);
 	if (again)
@@ -1168,9 +1250,19 @@ static void test_strings_are_escaped(void)
 
 /* Texts the CloudEvents String type forbids: C0 and C1 controls, DEL, noncharacters. */
 static const char *const s_not_strings[] = {
-	"a\nb", "a\rb", "a\tb", "\x01", "\x1b[31m", "a\x7f", "a\xc2\x85" "b" /* NEL */,
-	"\xc2\x9f", "\xef\xb7\x90" /* U+FDD0 */, "\xef\xbf\xbe" /* U+FFFE */,
-	"\xf0\x9f\xbf\xbf" /* U+1FFFF */, "\xed\xa0\x80" /* a surrogate */,
+	"a\nb",
+	"a\rb",
+	"a\tb",
+	"\x01",
+	"\x1b[31m",
+	"a\x7f",
+	"a\xc2\x85"
+	"b" /* NEL */,
+	"\xc2\x9f",
+	"\xef\xb7\x90" /* U+FDD0 */,
+	"\xef\xbf\xbe" /* U+FFFE */,
+	"\xf0\x9f\xbf\xbf" /* U+1FFFF */,
+	"\xed\xa0\x80" /* a surrogate */,
 };
 
 static void test_string_rules_for_every_attribute(void)
@@ -1209,7 +1301,8 @@ static void test_string_rules_when_parsed(void)
 	};
 	static const char *const whole[][2] = {
 		{ "{\"specversion\":\"1.0\",\"id\":\"b-77\\n2024-01-01T00:00:00Z ERROR x\","
-		  "\"source\":\"vb\",\"type\":\"t\"}", "id" },
+		  "\"source\":\"vb\",\"type\":\"t\"}",
+		  "id" },
 		{ "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"vb\",\"type\":\"t\\r\"}",
 		  "type" },
 	};
@@ -1225,7 +1318,8 @@ static void test_string_rules_when_parsed(void)
 		kanal_msg_destroy(&msg);
 	}
 	for (size_t i = 0; i < sizeof whole / sizeof *whole; i++) {
-		CHECK_MSG(s_parse(whole[i][0], &msg, &err) == KANAL_EINVALID, "event %zu refused", i);
+		CHECK_MSG(s_parse(whole[i][0], &msg, &err) == KANAL_EINVALID, "event %zu refused",
+			  i);
 		CU_ASSERT_STRING_EQUAL(err.attribute, whole[i][1]);
 		CU_ASSERT_PTR_NULL(strchr(err.text, '\n'));
 		kanal_msg_destroy(&msg);
@@ -1571,9 +1665,9 @@ static void test_dup_is_independent(void)
 	const char *s = NULL;
 	char *a, *b;
 
-	CU_ASSERT_EQUAL_FATAL(s_parse_with(",\"subject\":\"one\",\"ext\":5,\"data\":{\"k\":\"v\"}",
-					   &msg, &err),
-			      0);
+	CU_ASSERT_EQUAL_FATAL(
+		s_parse_with(",\"subject\":\"one\",\"ext\":5,\"data\":{\"k\":\"v\"}", &msg, &err),
+		0);
 	copy = kanal_msg_dup(msg);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(copy);
 	a = kanal_msg_to_json(msg, NULL);
@@ -1730,7 +1824,8 @@ static void test_messages_dropped_on_another_thread(void)
 			snprintf(want, sizeof want, "ev-%zu", i);
 			seq = kanal_msg_attr(h->msgs[i], "seq");
 			if (kanal_msg_data_int(h->msgs[i], "i", &got) != 0 || got != (int64_t)i ||
-			    !seq || strcmp(seq, want) != 0 || strcmp(kanal_msg_id(h->msgs[i]), want))
+			    !seq || strcmp(seq, want) != 0 ||
+			    strcmp(kanal_msg_id(h->msgs[i]), want))
 				bad++;
 		}
 		CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, s_dropper, h), 0);
@@ -1833,46 +1928,24 @@ static void test_sample_events_parse(void)
 	CU_ASSERT(files >= 3);
 }
 
-TEST_MAIN("msg",
-	  TEST(test_conformance_valid_events),
-	  TEST(test_conformance_invalid_events),
-	  TEST(test_conformance_valid_batches),
-	  TEST(test_conformance_invalid_batches),
-	  TEST(test_batch_error_names_the_event),
-	  TEST(test_batch_shapes),
-	  TEST(test_missing_and_null_attributes),
-	  TEST(test_wrong_json_types_name_the_attribute),
-	  TEST(test_time_must_be_rfc3339),
-	  TEST(test_media_types_and_uris),
-	  TEST(test_extension_names_and_values),
-	  TEST(test_extension_name_with_cpr_is_masked),
-	  TEST(test_context_cpr_names_the_attribute),
-	  TEST(test_binary_data_without_padding),
-	  TEST(test_data_and_data_base64),
-	  TEST(test_binary_data_round_trip),
-	  TEST(test_set_attr_validates),
-	  TEST(test_extensions_in_name_order),
-	  TEST(test_duplicate_members_rejected),
-	  TEST(test_not_an_object_or_trailing_text),
-	  TEST(test_error_place_and_text),
-	  TEST(test_invalid_utf8_rejected),
-	  TEST(test_malformed_data_rejected_at_parse),
-	  TEST(test_edge_data_values_load_lazily),
-	  TEST(test_deep_nesting_rejected_cleanly),
-	  TEST(test_untouched_data_is_copied_verbatim),
-	  TEST(test_round_trip_keeps_everything),
-	  TEST(test_strings_are_escaped),
-	  TEST(test_string_rules_for_every_attribute),
-	  TEST(test_string_rules_when_parsed),
-	  TEST(test_data_path_reads),
-	  TEST(test_data_path_writes),
-	  TEST(test_size_limit),
-	  TEST(test_size_is_the_serialised_length),
-	  TEST(test_uuid_v4),
-	  TEST(test_uuid_fails_without_getrandom),
-	  TEST(test_error_names_and_texts_agree),
-	  TEST(test_dup_is_independent),
-	  TEST(test_concurrent_lazy_reads),
-	  TEST(test_messages_dropped_on_another_thread),
-	  TEST(test_value_replaced_many_times),
+TEST_MAIN("msg", TEST(test_conformance_valid_events), TEST(test_conformance_invalid_events),
+	  TEST(test_conformance_valid_batches), TEST(test_conformance_invalid_batches),
+	  TEST(test_batch_error_names_the_event), TEST(test_batch_shapes),
+	  TEST(test_missing_and_null_attributes), TEST(test_wrong_json_types_name_the_attribute),
+	  TEST(test_time_must_be_rfc3339), TEST(test_media_types_and_uris),
+	  TEST(test_extension_names_and_values), TEST(test_extension_name_with_cpr_is_masked),
+	  TEST(test_context_cpr_names_the_attribute), TEST(test_binary_data_without_padding),
+	  TEST(test_data_and_data_base64), TEST(test_binary_data_round_trip),
+	  TEST(test_set_attr_validates), TEST(test_extensions_in_name_order),
+	  TEST(test_duplicate_members_rejected), TEST(test_not_an_object_or_trailing_text),
+	  TEST(test_error_place_and_text), TEST(test_invalid_utf8_rejected),
+	  TEST(test_malformed_data_rejected_at_parse), TEST(test_edge_data_values_load_lazily),
+	  TEST(test_deep_nesting_rejected_cleanly), TEST(test_untouched_data_is_copied_verbatim),
+	  TEST(test_round_trip_keeps_everything), TEST(test_strings_are_escaped),
+	  TEST(test_string_rules_for_every_attribute), TEST(test_string_rules_when_parsed),
+	  TEST(test_data_path_reads), TEST(test_data_path_writes), TEST(test_size_limit),
+	  TEST(test_size_is_the_serialised_length), TEST(test_uuid_v4),
+	  TEST(test_uuid_fails_without_getrandom), TEST(test_error_names_and_texts_agree),
+	  TEST(test_dup_is_independent), TEST(test_concurrent_lazy_reads),
+	  TEST(test_messages_dropped_on_another_thread), TEST(test_value_replaced_many_times),
 	  TEST(test_sample_events_parse))

@@ -108,10 +108,11 @@ static void *s_client(void *arg)
 					     NULL };
 	client_t *c = arg;
 
-	http_request(NULL,
-		     &(http_request_t){ .url = c->url, .headers = batch, .body = c->body,
-					.timeout_ms = 10000 },
-		     &c->answer);
+	http_request(
+		NULL,
+		&(http_request_t){
+			.url = c->url, .headers = batch, .body = c->body, .timeout_ms = 10000 },
+		&c->answer);
 	atomic_store(&c->done, true);
 	return NULL;
 }
@@ -184,9 +185,10 @@ done:
 static void test_webhook_nobody_answers_is_retry_naming_the_url(void)
 {
 	char why[512];
-	kanal_harness_t *h = s_http((const char *[]){ "url", "http://user:pw-secret@127.0.0.1:1/hook?key=secret",
-						      "timeout", "1s", NULL },
-				    why, sizeof why);
+	kanal_harness_t *h =
+		s_http((const char *[]){ "url", "http://user:pw-secret@127.0.0.1:1/hook?key=secret",
+					 "timeout", "1s", NULL },
+		       why, sizeof why);
 	kanal_msg_t *m = kanal_msg_new("x.y", "test", "w-1");
 	const char *err;
 
@@ -194,14 +196,14 @@ static void test_webhook_nobody_answers_is_retry_naming_the_url(void)
 	if (h && m) {
 		CU_ASSERT_EQUAL(kanal_harness_deliver(h, m, "r"), KANAL_OUTCOME_RETRY);
 		err = kanal_harness_last_error(h);
-		CU_ASSERT_PTR_NOT_NULL(err && strstr(err, "POST http://127.0.0.1:1/hook: no answer"));
+		CU_ASSERT_PTR_NOT_NULL(err &&
+				       strstr(err, "POST http://127.0.0.1:1/hook: no answer"));
 		CU_ASSERT_PTR_NULL(err ? strstr(err, "secret") : NULL);
 	}
 	kanal_msg_destroy(&m);
 	kanal_harness_destroy(&h);
 }
 
-TEST_MAIN("plugin_http",
-	  TEST(test_options_a_user_gets_wrong_are_refused_clearly),
+TEST_MAIN("plugin_http", TEST(test_options_a_user_gets_wrong_are_refused_clearly),
 	  TEST(test_backpressure_is_429_and_the_same_events_pass_later),
 	  TEST(test_webhook_nobody_answers_is_retry_naming_the_url))

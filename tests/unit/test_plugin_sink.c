@@ -22,7 +22,7 @@
 
 #include "test.h"
 
-static const char *k_cpr = "1503851233";          /* synthetic, 1985, male */
+static const char *k_cpr = "1503851233"; /* synthetic, 1985, male */
 static const char *k_cpr_hyphen = "150385-1233";
 static const char *k_cpr_masked = "150385-XXXX";
 
@@ -49,8 +49,7 @@ static kanal_harness_t *s_sink(const char *instance, const char *const *kv)
 }
 
 /* An event with a subject, a time and JSON data, or NULL when building it failed. */
-static kanal_msg_t *s_event(const char *type, const char *id, const char *subject,
-			    const char *data)
+static kanal_msg_t *s_event(const char *type, const char *id, const char *subject, const char *data)
 {
 	kanal_msg_t *m = kanal_msg_new(type, "test-source", id);
 
@@ -107,8 +106,7 @@ static bool s_same_event(const kanal_msg_t *a, const kanal_msg_t *b)
 	bool same = strcmp(kanal_msg_id(a), kanal_msg_id(b)) == 0 &&
 		    strcmp(kanal_msg_type(a), kanal_msg_type(b)) == 0 &&
 		    strcmp(kanal_msg_source(a), kanal_msg_source(b)) == 0 &&
-		    ((!sa && !sb) || (sa && sb && strcmp(sa, sb) == 0)) &&
-		    s_same_json(da, db);
+		    ((!sa && !sb) || (sa && sb && strcmp(sa, sb) == 0)) && s_same_json(da, db);
 
 	kanal_free(da);
 	kanal_free(db);
@@ -285,7 +283,7 @@ static void test_retry_type_asks_for_a_retry_with_the_hint(void)
 {
 	char *dir = test_tmpdir("sink");
 	char path[1024], *text;
-	const char *opts[] = { "path", path, "retry_type", "calendar.event.upsert",
+	const char *opts[] = { "path",        path,     "retry_type", "calendar.event.upsert",
 			       "retry_after", "2500ms", NULL };
 	kanal_harness_t *h;
 	kanal_msg_t *m;
@@ -341,7 +339,7 @@ typedef struct writer {
 	const char *path;
 	const char *name;
 	int events;
-	int ok;          /* deliveries answered OK */
+	int ok; /* deliveries answered OK */
 } writer_t;
 
 static void *s_writer(void *arg)
@@ -514,10 +512,8 @@ static void test_retention_purges_the_oldest(void)
 	free(dir);
 }
 
-TEST_MAIN("plugin_sink",
-	  TEST(test_json_lines_round_trip_every_event_unmasked),
-	  TEST(test_appends_to_an_existing_file),
-	  TEST(test_line_format_is_compact_and_masks_cpr),
+TEST_MAIN("plugin_sink", TEST(test_json_lines_round_trip_every_event_unmasked),
+	  TEST(test_appends_to_an_existing_file), TEST(test_line_format_is_compact_and_masks_cpr),
 	  TEST(test_fail_type_is_rejected_with_the_reason),
 	  TEST(test_retry_type_asks_for_a_retry_with_the_hint),
 	  TEST(test_delay_slows_every_event_and_fsync_still_records),

@@ -163,7 +163,8 @@ static void test_fills_in_the_data_and_subject_templates(void)
 static void test_reads_data_file_and_pads_to_size(void)
 {
 	char *dir = test_tmpdir("source");
-	char *file = test_write_file(dir, "tpl.json", "{\n  \"kind\": \"bench\",\n  \"n\": {seq}\n}\n");
+	char *file =
+		test_write_file(dir, "tpl.json", "{\n  \"kind\": \"bench\",\n  \"n\": {seq}\n}\n");
 	kanal_harness_t *h = s_load("bench");
 	kanal_error_t err;
 
@@ -415,14 +416,12 @@ static void test_bad_options_are_refused_with_the_option_named(void)
 	free(dir);
 }
 
-TEST_MAIN("plugin_source",
-	  TEST(test_emits_exactly_count_events_with_sequential_ids),
+TEST_MAIN("plugin_source", TEST(test_emits_exactly_count_events_with_sequential_ids),
 	  TEST(test_fills_in_the_data_and_subject_templates),
 	  TEST(test_reads_data_file_and_pads_to_size),
 	  TEST(test_size_without_data_pads_an_empty_object),
 	  TEST(test_rate_is_never_exceeded_and_bursts_reach_it),
-	  TEST(test_interval_is_never_exceeded),
-	  TEST(test_start_delay_holds_the_first_event),
+	  TEST(test_interval_is_never_exceeded), TEST(test_start_delay_holds_the_first_event),
 	  TEST(test_busy_bus_backs_off_and_skips_no_sequence_number),
 	  TEST(test_a_shutting_down_bus_stops_the_source),
 	  TEST(test_rejects_deliveries_with_a_reason),

@@ -18,9 +18,14 @@
 #define BAD_DIR "tests/data/routes/bad"
 #define GOOD_DIR "tests/data/routes/good"
 
-static const char *const s_instances[] = { "daycare-north", "daycare-south", "family-calendar",
-					   "calendar",      "staffing",      "letter",
-					   "cpr",           "hr" };
+static const char *const s_instances[] = { "daycare-north",
+					   "daycare-south",
+					   "family-calendar",
+					   "calendar",
+					   "staffing",
+					   "letter",
+					   "cpr",
+					   "hr" };
 #define N_INSTANCES (sizeof s_instances / sizeof s_instances[0])
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -472,7 +477,9 @@ static void test_match_cap_and_many_candidates(void)
 	for (i = 0; i < n; i++)
 		used += (size_t)snprintf(yaml + used, size - used,
 					 "  - { name: r%zu, match: { type: \"%s\" }, to: hr }\n", i,
-					 i % 3 == 0 ? ">" : i % 3 == 1 ? "x.*" : "x.y");
+					 i % 3 == 0   ? ">"
+					 : i % 3 == 1 ? "x.*"
+						      : "x.y");
 	rt = s_table(yaml);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(rt);
 	msg = s_event("x.y", "daycare-north", NULL);
@@ -679,15 +686,16 @@ static void test_explain_no_match_and_masking(void)
  * else "none"; a target is read with its label, digital values and share. */
 static void test_measure_label_defaults_and_target(void)
 {
-	routes_t *rt = s_table("routes:\n"
-			       "  - name: all\n    to: letter\n"
-			       "measures:\n"
-			       "  - name: letters\n"
-			       "    match: { type: post.letter.status }\n"
-			       "    labels:\n"
-			       "      department: data.sender.department\n"
-			       "      channel: { from: data.channel, default: unknown }\n"
-			       "    target: { label: channel, digital: [digital, nemsms], share: 0.8 }\n");
+	routes_t *rt =
+		s_table("routes:\n"
+			"  - name: all\n    to: letter\n"
+			"measures:\n"
+			"  - name: letters\n"
+			"    match: { type: post.letter.status }\n"
+			"    labels:\n"
+			"      department: data.sender.department\n"
+			"      channel: { from: data.channel, default: unknown }\n"
+			"    target: { label: channel, digital: [digital, nemsms], share: 0.8 }\n");
 	const route_measure_t *m;
 	kanal_msg_t *with, *without;
 
@@ -714,14 +722,15 @@ static void test_measure_label_defaults_and_target(void)
 /* A measure is read with its match and labels, and counts only the events it matches. */
 static void test_measure_loads_and_matches(void)
 {
-	routes_t *rt = s_table("routes:\n"
-			       "  - name: all\n    to: letter\n"
-			       "measures:\n"
-			       "  - name: sent-by-channel\n"
-			       "    title: Sent\n"
-			       "    match: { type: post.*.status, where: data.status == \"sent\" }\n"
-			       "    labels: { channel: data.channel, unit: data.sender.unit }\n"
-			       "  - name: everything\n    match:\n");
+	routes_t *rt =
+		s_table("routes:\n"
+			"  - name: all\n    to: letter\n"
+			"measures:\n"
+			"  - name: sent-by-channel\n"
+			"    title: Sent\n"
+			"    match: { type: post.*.status, where: data.status == \"sent\" }\n"
+			"    labels: { channel: data.channel, unit: data.sender.unit }\n"
+			"  - name: everything\n    match:\n");
 	const route_measure_t *m;
 	kanal_msg_t *sent, *failed, *other;
 
@@ -747,23 +756,14 @@ static void test_measure_loads_and_matches(void)
 	routes_destroy(&rt);
 }
 
-TEST_MAIN("routes",
-	  TEST(test_bad_tables_match_expected_errors),
-	  TEST(test_good_table_loads_with_defaults),
-	  TEST(test_folder_files_read_in_name_order),
+TEST_MAIN("routes", TEST(test_bad_tables_match_expected_errors),
+	  TEST(test_good_table_loads_with_defaults), TEST(test_folder_files_read_in_name_order),
 	  TEST(test_empty_folder_and_missing_path_are_errors),
 	  TEST(test_deadletter_known_and_backoff_ceiling_follows),
-	  TEST(test_load_text_reports_every_error),
-	  TEST(test_alias_cycle_is_an_error),
-	  TEST(test_type_pattern_helper),
-	  TEST(test_source_glob_helper),
-	  TEST(test_match_star_and_rest),
-	  TEST(test_match_overlap_in_declaration_order),
-	  TEST(test_match_source_glob),
-	  TEST(test_match_where_filters),
-	  TEST(test_match_cap_and_many_candidates),
-	  TEST(test_match_ten_thousand_routes),
-	  TEST(test_explain_matching_event),
-	  TEST(test_explain_no_match_and_masking),
-	  TEST(test_measure_loads_and_matches),
-	  TEST(test_measure_label_defaults_and_target))
+	  TEST(test_load_text_reports_every_error), TEST(test_alias_cycle_is_an_error),
+	  TEST(test_type_pattern_helper), TEST(test_source_glob_helper),
+	  TEST(test_match_star_and_rest), TEST(test_match_overlap_in_declaration_order),
+	  TEST(test_match_source_glob), TEST(test_match_where_filters),
+	  TEST(test_match_cap_and_many_candidates), TEST(test_match_ten_thousand_routes),
+	  TEST(test_explain_matching_event), TEST(test_explain_no_match_and_masking),
+	  TEST(test_measure_loads_and_matches), TEST(test_measure_label_defaults_and_target))

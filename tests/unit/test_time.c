@@ -107,7 +107,8 @@ static void test_parse_refuses_trailing_junk_and_no_zone(void)
 static void test_parse_refuses_days_that_do_not_exist(void)
 {
 	CU_ASSERT_EQUAL(s_parse("2026-04-31T10:00:00Z"), -42);
-	CU_ASSERT_EQUAL(s_parse("2026-04-30T10:00:00Z") + 86400000, s_parse("2026-05-01T10:00:00Z"));
+	CU_ASSERT_EQUAL(s_parse("2026-04-30T10:00:00Z") + 86400000,
+			s_parse("2026-05-01T10:00:00Z"));
 	CU_ASSERT_EQUAL(s_parse("2026-02-29T10:00:00Z"), -42);
 	CU_ASSERT_EQUAL(s_parse("1900-02-29T10:00:00Z"), -42);
 	CU_ASSERT_EQUAL(s_parse("2026-13-01T10:00:00Z"), -42);
@@ -121,10 +122,9 @@ static void test_parse_refuses_days_that_do_not_exist(void)
 static void test_leap_days_round_trip(void)
 {
 	char buf[KANAL_TIME_RFC3339_SIZE];
-	static const char *const days[] = { "2024-02-29T12:00:00.000Z",
-					     "2000-02-29T00:00:00.001Z",
-					     "2028-02-29T23:59:59.999Z",
-					     "1600-02-29T06:30:00.500Z" };
+	static const char *const days[] = { "2024-02-29T12:00:00.000Z", "2000-02-29T00:00:00.001Z",
+					    "2028-02-29T23:59:59.999Z",
+					    "1600-02-29T06:30:00.500Z" };
 
 	for (size_t i = 0; i < sizeof days / sizeof days[0]; i++) {
 		int64_t ms = s_parse(days[i]);
@@ -136,12 +136,8 @@ static void test_leap_days_round_trip(void)
 			2 * 86400000LL);
 }
 
-TEST_MAIN("time",
-	  TEST(test_format_is_utc_with_milliseconds),
+TEST_MAIN("time", TEST(test_format_is_utc_with_milliseconds),
 	  TEST(test_format_refuses_small_buffers_and_far_years),
-	  TEST(test_wall_clock_formats_as_now),
-	  TEST(test_parse_honours_the_offset),
-	  TEST(test_parse_fractions),
-	  TEST(test_parse_refuses_trailing_junk_and_no_zone),
-	  TEST(test_parse_refuses_days_that_do_not_exist),
-	  TEST(test_leap_days_round_trip));
+	  TEST(test_wall_clock_formats_as_now), TEST(test_parse_honours_the_offset),
+	  TEST(test_parse_fractions), TEST(test_parse_refuses_trailing_junk_and_no_zone),
+	  TEST(test_parse_refuses_days_that_do_not_exist), TEST(test_leap_days_round_trip));

@@ -56,7 +56,8 @@ static void test_object_output_is_the_new_data(void)
 	kanal_error_t err;
 
 	CU_ASSERT_EQUAL(s_run("{child: .barn.navn, reason: .fravaer, from: $event.source}",
-			      "{\"barn\":{\"navn\":\"Ida\"},\"fravaer\":\"syg\"}", &out, &err), 0);
+			      "{\"barn\":{\"navn\":\"Ida\"},\"fravaer\":\"syg\"}", &out, &err),
+			0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
 	s_data_is(out, "{\"child\":\"Ida\",\"reason\":\"syg\",\"from\":\"vendor-x\"}");
 	CU_ASSERT_STRING_EQUAL(kanal_msg_type(out), "vendor.absence");
@@ -72,7 +73,8 @@ static void test_envelope_sets_type_subject_and_extensions(void)
 	CU_ASSERT_EQUAL(s_run("{data: {child: .barn.navn}, attributes: {type: "
 			      "\"child.absence.reported\", subject: .barn.id, daycount: 2, "
 			      "urgent: true}}",
-			      "{\"barn\":{\"navn\":\"Ida\",\"id\":\"c-17\"}}", &out, &err), 0);
+			      "{\"barn\":{\"navn\":\"Ida\",\"id\":\"c-17\"}}", &out, &err),
+			0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
 	s_data_is(out, "{\"child\":\"Ida\"}");
 	CU_ASSERT_STRING_EQUAL(kanal_msg_type(out), "child.absence.reported");
@@ -130,7 +132,8 @@ static void test_sandbox_hides_the_environment(void)
 
 	setenv("KANAL_TEST_SECRET", "s3cret", 1);
 	CU_ASSERT_EQUAL(s_run("{a: ($ENV | length), b: (env | length), c: (.x | debug | stderr)}",
-			      "{\"x\":1}", &out, &err), 0);
+			      "{\"x\":1}", &out, &err),
+			0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
 	s_data_is(out, "{\"a\":0,\"b\":0,\"c\":1}");
 	kanal_msg_destroy(&out);
@@ -148,7 +151,9 @@ static void test_endless_program_is_stopped(void)
 
 	kanal_error_clear(&err);
 	CU_ASSERT_EQUAL_FATAL(transform_new("if .n == 1 then (reduce range(1e15) as $i (0; . + 1)) "
-					    "else {n: .n} end", &t, &err), 0);
+					    "else {n: .n} end",
+					    &t, &err),
+			      0);
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	CU_ASSERT_EQUAL(transform_apply(t, in, &out, &err), KANAL_EREJECTED);
 	clock_gettime(CLOCK_MONOTONIC, &b);
@@ -185,10 +190,7 @@ static void test_compile_errors(void)
 	CU_ASSERT_PTR_NULL(t);
 }
 
-TEST_MAIN("transform",
-	  TEST(test_object_output_is_the_new_data),
-	  TEST(test_envelope_sets_type_subject_and_extensions),
-	  TEST(test_refusals_say_why),
-	  TEST(test_sandbox_hides_the_environment),
-	  TEST(test_endless_program_is_stopped),
+TEST_MAIN("transform", TEST(test_object_output_is_the_new_data),
+	  TEST(test_envelope_sets_type_subject_and_extensions), TEST(test_refusals_say_why),
+	  TEST(test_sandbox_hides_the_environment), TEST(test_endless_program_is_stopped),
 	  TEST(test_compile_errors))

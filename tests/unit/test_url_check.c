@@ -131,9 +131,7 @@ static void test_loopback_hosts(void)
 	CU_ASSERT_FALSE(kc_url_host_is_loopback(NULL));
 }
 
-TEST_MAIN("url_check",
-	  TEST(test_loopback_hosts),
-	  TEST(test_https_is_always_allowed),
+TEST_MAIN("url_check", TEST(test_loopback_hosts), TEST(test_https_is_always_allowed),
 	  TEST(test_plain_http_to_loopback_is_allowed),
 	  TEST(test_hosts_that_only_look_local_are_refused),
 	  TEST(test_allow_plain_http_lets_it_through_with_a_warning),

@@ -32,15 +32,15 @@ static void s_mask(json_t *j, const char *const *keys)
 	size_t i;
 
 	if (json_is_object(j)) {
-		json_object_foreach(j, key, v) {
+		json_object_foreach(j, key, v)
+		{
 			if (s_is_volatile(key, keys))
 				json_object_set_new(j, key, json_string(GOLDEN_MASK));
 			else
 				s_mask(v, keys);
 		}
 	} else if (json_is_array(j)) {
-		json_array_foreach(j, i, v)
-			s_mask(v, keys);
+		json_array_foreach(j, i, v) s_mask(v, keys);
 	}
 }
 
@@ -72,8 +72,9 @@ static void s_print_diff(const char *want_text, const char *got_text)
 #define LCS(x, y) lcs[(x) * (nb + 1) + (y)]
 	for (size_t x = na; x-- > 0;)
 		for (size_t y = nb; y-- > 0;)
-			LCS(x, y) = !strcmp(a[x], b[y]) ? LCS(x + 1, y + 1) + 1
-				  : LCS(x + 1, y) >= LCS(x, y + 1) ? LCS(x + 1, y) : LCS(x, y + 1);
+			LCS(x, y) = !strcmp(a[x], b[y])              ? LCS(x + 1, y + 1) + 1
+				    : LCS(x + 1, y) >= LCS(x, y + 1) ? LCS(x + 1, y)
+								     : LCS(x, y + 1);
 	while (i < na || j < nb) {
 		if (i < na && j < nb && !strcmp(a[i], b[j])) {
 			fprintf(stderr, "     %s\n", a[i++]);

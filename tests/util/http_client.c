@@ -154,7 +154,8 @@ long http_request(http_client_t *client, const http_request_t *req, http_answer_
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
 	else
-		snprintf(out->error, sizeof out->error, "%s", error[0] ? error : curl_easy_strerror(rc));
+		snprintf(out->error, sizeof out->error, "%s",
+			 error[0] ? error : curl_easy_strerror(rc));
 	/* The error buffer is this function's; the handle may outlive it. */
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
 	curl_slist_free_all(list);

@@ -17,15 +17,15 @@
 typedef struct http_client http_client_t;
 
 typedef struct http_request {
-	const char *method;          /* NULL: POST when there is a body, else GET */
-	const char *url;             /* absolute */
-	const char *const *headers;  /* NULL-terminated "Name: value" lines, or NULL */
-	const char *bearer;          /* adds "Authorization: Bearer <bearer>" when set */
-	const char *userpwd;         /* basic authentication "user:password" when set */
-	const char *body;            /* NULL: none (a POST without one sends an empty body) */
-	size_t body_len;             /* bytes of body; strlen(body) when 0 */
-	int timeout_ms;              /* the whole request's bound; 10000 when 0 */
-	int connect_timeout_ms;      /* libcurl's default when 0 */
+	const char *method;         /* NULL: POST when there is a body, else GET */
+	const char *url;            /* absolute */
+	const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
+	const char *bearer;         /* adds "Authorization: Bearer <bearer>" when set */
+	const char *userpwd;        /* basic authentication "user:password" when set */
+	const char *body;           /* NULL: none (a POST without one sends an empty body) */
+	size_t body_len;            /* bytes of body; strlen(body) when 0 */
+	int timeout_ms;             /* the whole request's bound; 10000 when 0 */
+	int connect_timeout_ms;     /* libcurl's default when 0 */
 	/* https: the CA the server's certificate must chain to (NULL: the system's), and the
 	 * client certificate and key (PEM) sent for mutual TLS (NULL: none). */
 	const char *ca_file;
@@ -34,15 +34,15 @@ typedef struct http_request {
 } http_request_t;
 
 typedef struct http_answer {
-	long status;                 /* 0 when nothing answered */
-	char *body;                  /* NUL-terminated, never NULL after http_request */
+	long status; /* 0 when nothing answered */
+	char *body;  /* NUL-terminated, never NULL after http_request */
 	size_t len;
-	char content_type[128];      /* the response headers' values, "" when absent */
+	char content_type[128]; /* the response headers' values, "" when absent */
 	char allow[128];
 	char retry_after[32];
 	char www_authenticate[128];
 	char etag[256];
-	char error[256];             /* why nothing answered (status 0) */
+	char error[256]; /* why nothing answered (status 0) */
 } http_answer_t;
 
 /* A kept-alive connection for several requests; NULL when libcurl cannot make one. Not for

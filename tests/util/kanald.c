@@ -284,8 +284,7 @@ const char *kd_path(const kd_t *kd, const char *rel)
 }
 
 /* One request, one reply, on a fresh socket of `type` connected to `endpoint`. */
-static char *s_roundtrip(kd_t *kd, int type, const char *endpoint, const char *text,
-			 int timeout_ms)
+static char *s_roundtrip(kd_t *kd, int type, const char *endpoint, const char *text, int timeout_ms)
 {
 	void *s = zmq_socket(kd->zctx, type);
 	int zero = 0;
@@ -318,8 +317,7 @@ char *kd_send(kd_t *kd, const char *json, int timeout_ms)
 	return s_roundtrip(kd, ZMQ_DEALER, kd->gateway, json, timeout_ms);
 }
 
-bool kd_send_event(kd_t *kd, const char *json, const char *want, int timeout_ms,
-		   char **reply_out)
+bool kd_send_event(kd_t *kd, const char *json, const char *want, int timeout_ms, char **reply_out)
 {
 	char *reply = kd_send(kd, json, timeout_ms);
 	json_t *root = reply ? json_loads(reply, 0, NULL) : NULL;
@@ -329,7 +327,8 @@ bool kd_send_event(kd_t *kd, const char *json, const char *want, int timeout_ms,
 
 	if (want) {
 		ok = ok && json_array_size(results) > 0;
-		json_array_foreach(results, i, r) {
+		json_array_foreach(results, i, r)
+		{
 			const char *status = json_string_value(json_object_get(r, "status"));
 			ok = ok && status && !strcmp(status, want);
 		}
@@ -349,8 +348,9 @@ char *kd_event(const char *source, const char *id, const char *type, const char 
 {
 	char *text;
 
-	if (asprintf(&text, "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"%s\","
-			    "\"type\":\"%s\"%s%s}",
+	if (asprintf(&text,
+		     "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"%s\","
+		     "\"type\":\"%s\"%s%s}",
 		     id, source, type, data ? ",\"data\":" : "", data ? data : "") < 0)
 		return NULL;
 	return text;
@@ -370,8 +370,11 @@ long kd_admin_post(kd_t *kd, const char *path, const char *const *headers, const
 
 	snprintf(url, sizeof url, "%s%s", kd->admin_http, path);
 	http_request(NULL,
-		     &(http_request_t){ .method = "POST", .url = url, .headers = headers,
-					.body = body, .timeout_ms = timeout_ms },
+		     &(http_request_t){ .method = "POST",
+					.url = url,
+					.headers = headers,
+					.body = body,
+					.timeout_ms = timeout_ms },
 		     &a);
 	status = a.status;
 	http_answer_clear(&a);

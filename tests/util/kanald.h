@@ -67,8 +67,7 @@ char *kd_send(kd_t *kd, const char *json, int timeout_ms);
  * the reply is printed to stderr. Returns true when a reply came (and matched `want`). The
  * reply text goes to *reply_out when not NULL (NULL when none came).
  * Ownership: borrows kd and json; the caller owns *reply_out. */
-bool kd_send_event(kd_t *kd, const char *json, const char *want, int timeout_ms,
-		   char **reply_out);
+bool kd_send_event(kd_t *kd, const char *json, const char *want, int timeout_ms, char **reply_out);
 /* An event's JSON text: {"specversion":"1.0","id":id,"source":source,"type":type} followed
  * by ,"data":<data> when data (JSON text, e.g. "{\"n\":1}", put in as given) is not NULL.
  * The strings are put in as given too (no escaping). Ownership: the caller owns the

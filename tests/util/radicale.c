@@ -161,8 +161,11 @@ static long s_http(const char *url, const char *user, const char *password, cons
 	lines[n] = NULL;
 	snprintf(userpwd, sizeof userpwd, "%s:%s", user ? user : "", password ? password : "");
 	http_request(NULL,
-		     &(http_request_t){ .method = method, .url = url, .headers = lines,
-					.userpwd = user ? userpwd : NULL, .body = body,
+		     &(http_request_t){ .method = method,
+					.url = url,
+					.headers = lines,
+					.userpwd = user ? userpwd : NULL,
+					.body = body,
 					.timeout_ms = timeout_ms },
 		     &a);
 	if (body_out) {

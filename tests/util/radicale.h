@@ -25,22 +25,22 @@
 #include <sys/types.h>
 
 typedef struct radicale_user {
-	const char *name;     /* NULL ends the list */
+	const char *name; /* NULL ends the list */
 	const char *password;
-	bool own_only;        /* may touch only /<name>/… ; false: everything */
+	bool own_only; /* may touch only /<name>/… ; false: everything */
 } radicale_user_t;
 
 typedef struct radicale {
-	pid_t pid;            /* 0 while halted */
+	pid_t pid; /* 0 while halted */
 	int port;
-	char url[64];         /* "http://127.0.0.1:<port>", no trailing slash */
-	char *dir;            /* the temporary folder (removed by radicale_stop) */
-	char *storage;        /* <dir>/collections: Radicale's filesystem storage */
-	char *log_path;       /* <dir>/radicale.log */
+	char url[64];   /* "http://127.0.0.1:<port>", no trailing slash */
+	char *dir;      /* the temporary folder (removed by radicale_stop) */
+	char *storage;  /* <dir>/collections: Radicale's filesystem storage */
+	char *log_path; /* <dir>/radicale.log */
 	char *config_path;
 	size_t n_users;
 	radicale_user_t *users; /* copies, for radicale_request's passwords */
-	pid_t parent;         /* the test process; Radicale ends when it does */
+	pid_t parent;           /* the test process; Radicale ends when it does */
 } radicale_t;
 
 /* Writes the config, users and rights files into a fresh temporary folder, starts Radicale

@@ -12,24 +12,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TEST(fn) { #fn, fn }
-#define TEST_MAIN(suite, ...)                                                      \
-	int main(int argc, char **argv)                                            \
-	{                                                                          \
-		CU_TestInfo tests_[] = { __VA_ARGS__, CU_TEST_INFO_NULL };         \
-		return test_run(suite, tests_, argc, argv);                        \
+#define TEST(fn)                                                                                   \
+	{                                                                                          \
+#fn, fn                                                                            \
+	}
+#define TEST_MAIN(suite, ...)                                                                      \
+	int main(int argc, char **argv)                                                            \
+	{                                                                                          \
+		CU_TestInfo tests_[] = { __VA_ARGS__, CU_TEST_INFO_NULL };                         \
+		return test_run(suite, tests_, argc, argv);                                        \
 	}
 
 int test_run(const char *suite, CU_TestInfo *tests, int argc, char **argv);
 
 /* An assertion that, when it fails, skips to the test's clean-up label `done`. The
  * condition is evaluated once: it may send an event. */
-#define REQUIRE(cond)                                                                      \
-	do {                                                                               \
-		bool require_ok_ = (cond);                                                 \
-		CU_assertImplementation(require_ok_, __LINE__, #cond, __FILE__, "", CU_FALSE); \
-		if (!require_ok_)                                                          \
-			goto done;                                                         \
+#define REQUIRE(cond)                                                                              \
+	do {                                                                                       \
+		bool require_ok_ = (cond);                                                         \
+		CU_assertImplementation(require_ok_, __LINE__, #cond, __FILE__, "", CU_FALSE);     \
+		if (!require_ok_)                                                                  \
+			goto done;                                                                 \
 	} while (0)
 
 /* Sleeps ms milliseconds; the monotonic clock in milliseconds, for bounded waits. */

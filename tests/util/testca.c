@@ -53,8 +53,8 @@ static X509 *s_cert(EVP_PKEY *key, const char *cn, long from_s, long to_s, X509 
 	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++ + (long)getpid() * 100);
 	X509_gmtime_adj(X509_getm_notBefore(x), from_s);
 	X509_gmtime_adj(X509_getm_notAfter(x), to_s);
-	X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"kanal test",
-				   -1, -1, 0);
+	X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"kanal test", -1,
+				   -1, 0);
 	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
 	X509_set_subject_name(x, n);
 	X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : n);
@@ -117,8 +117,9 @@ int testca_make(const char *dir)
 {
 	EVP_PKEY *ca_key = EVP_RSA_gen(2048), *other_key = EVP_RSA_gen(2048), *ck = NULL;
 	X509 *ca = ca_key ? s_cert(ca_key, "kanal test CA", -DAY, 30 * DAY, NULL, NULL, 'a') : NULL;
-	X509 *other = other_key ? s_cert(other_key, "someone else's CA", -DAY, 30 * DAY, NULL,
-					 NULL, 'a') : NULL;
+	X509 *other =
+		other_key ? s_cert(other_key, "someone else's CA", -DAY, 30 * DAY, NULL, NULL, 'a')
+			  : NULL;
 	X509 *cx = NULL;
 	PKCS12 *p12 = NULL;
 	FILE *f;

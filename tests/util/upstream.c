@@ -59,7 +59,8 @@ upstream_t *upstream_start(const char *name, const char *const *args)
 		}
 		if (waitpid(up->pid, &status, WNOHANG) == up->pid) {
 			char *log = test_read_file(up->log_path, NULL);
-			fprintf(stderr, "kanal-sim-%s exited at start:\n%s\n", name, log ? log : "");
+			fprintf(stderr, "kanal-sim-%s exited at start:\n%s\n", name,
+				log ? log : "");
 			free(log);
 			up->pid = 0;
 			upstream_stop(&up);
@@ -143,10 +144,13 @@ long upstream_http(upstream_t *up, const char *method, const char *url, const ch
 		snprintf(key, sizeof key, "%s/client.key", up->ca_dir);
 	}
 	http_request(NULL,
-		     &(http_request_t){ .method = method, .url = full, .headers = headers,
+		     &(http_request_t){ .method = method,
+					.url = full,
+					.headers = headers,
 					.bearer = up && up->bearer[0] ? up->bearer : NULL,
 					.userpwd = up && up->userpwd[0] ? up->userpwd : NULL,
-					.body = body, .timeout_ms = 10000,
+					.body = body,
+					.timeout_ms = 10000,
 					.ca_file = tls ? ca : NULL,
 					.client_cert = tls ? cert : NULL,
 					.client_key = tls ? key : NULL },

@@ -15,15 +15,15 @@
 
 typedef struct upstream {
 	char *name;
-	char *dir;        /* a temporary folder of its own */
+	char *dir; /* a temporary folder of its own */
 	char *log_path;
 	pid_t pid;
 	int port;
-	char url[64];     /* "http://127.0.0.1:<port>", or https:// with upstream_start_tls */
-	char *ca_dir;     /* upstream_start_tls: the test CA's folder (borrowed), else NULL */
+	char url[64]; /* "http://127.0.0.1:<port>", or https:// with upstream_start_tls */
+	char *ca_dir; /* upstream_start_tls: the test CA's folder (borrowed), else NULL */
 	/* Credentials upstream_http sends when set (the simulator's --set token= / user=): */
-	char bearer[128]; /* Authorization: Bearer <bearer> */
-	char userpwd[128];/* basic auth "user:password" */
+	char bearer[128];  /* Authorization: Bearer <bearer> */
+	char userpwd[128]; /* basic auth "user:password" */
 } upstream_t;
 
 /* Starts kanal-sim-<name> with the extra arguments (NULL-terminated list or NULL, e.g.

@@ -34,10 +34,10 @@
 #define MAX_DRIVERS 8
 
 struct wd {
-	pid_t pid;          /* chromedriver, leader of its process group */
-	char *dir;          /* temporary folder: the browser profile, chromedriver's output */
-	char base[64];      /* "http://127.0.0.1:PORT" */
-	char session[128];  /* the session id, "" before one exists */
+	pid_t pid;         /* chromedriver, leader of its process group */
+	char *dir;         /* temporary folder: the browser profile, chromedriver's output */
+	char base[64];     /* "http://127.0.0.1:PORT" */
+	char session[128]; /* the session id, "" before one exists */
 	char err[1024];
 	http_client_t *http; /* the connection to chromedriver */
 };
@@ -172,8 +172,7 @@ static char *s_which(const char *env, const char *name)
 /* One WebDriver command: method on base + path with an optional JSON body (stolen).
  * Returns the answer's "value" (new reference; JSON null is a value), or NULL with
  * wd->err set from the WebDriver error or the transport's. */
-static json_t *s_cmd(wd_t *wd, const char *method, const char *path, json_t *body,
-		     long timeout_s)
+static json_t *s_cmd(wd_t *wd, const char *method, const char *path, json_t *body, long timeout_s)
 {
 	static const char *const json_type[] = { "Content-Type: application/json", NULL };
 	char url[1024], *text = NULL;
@@ -186,8 +185,10 @@ static json_t *s_cmd(wd_t *wd, const char *method, const char *path, json_t *bod
 		json_decref(body);
 	}
 	http_request(wd->http,
-		     &(http_request_t){ .method = method, .url = url,
-					.headers = text ? json_type : NULL, .body = text,
+		     &(http_request_t){ .method = method,
+					.url = url,
+					.headers = text ? json_type : NULL,
+					.body = text,
 					.timeout_ms = (int)(timeout_s * 1000),
 					.connect_timeout_ms = 5000 },
 		     &a);
@@ -269,7 +270,8 @@ wd_t *wd_start(char *why, size_t why_size)
 	int port;
 
 	if (!driver || !browser) {
-		snprintf(why, why_size, "%s not found (install the Debian packages chromium and "
+		snprintf(why, why_size,
+			 "%s not found (install the Debian packages chromium and "
 			 "chromium-driver: scripts/deps.sh)",
 			 !driver ? "chromedriver" : "chromium");
 		goto fail;
@@ -292,7 +294,8 @@ wd_t *wd_start(char *why, size_t why_size)
 	snprintf(profile, sizeof profile, "%s/profile", wd->dir);
 	wd->pid = fork();
 	if (wd->pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), nul = open("/dev/null", O_RDONLY);
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644),
+		    nul = open("/dev/null", O_RDONLY);
 		setpgid(0, 0);
 		/* chromedriver must not outlive a test program that is killed. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -406,13 +409,15 @@ int wd_find_all(wd_t *wd, const char *from, const char *css, char ***ids)
 		snprintf(path, sizeof path, "/element/%s/elements", from);
 	else
 		snprintf(path, sizeof path, "/elements");
-	v = s_scmd(wd, "POST", path, json_pack("{s:s, s:s}", "using", "css selector", "value", css));
+	v = s_scmd(wd, "POST", path,
+		   json_pack("{s:s, s:s}", "using", "css selector", "value", css));
 	if (!json_is_array(v)) {
 		json_decref(v);
 		return -1;
 	}
 	*ids = calloc(json_array_size(v) + 1, sizeof **ids);
-	json_array_foreach(v, i, e) {
+	json_array_foreach(v, i, e)
+	{
 		char *id = s_element_id(e);
 		if (id)
 			(*ids)[n++] = id;

@@ -26,12 +26,12 @@ extern "C" {
 
 /* What a parsed CPR number tells. */
 typedef struct kanal_cpr {
-	char digits[11];   /* the ten digits, NUL-terminated, no hyphen */
-	int year;          /* full birth year, e.g. 1985 */
-	int month;         /* 1-12 */
-	int day;           /* 1-31 */
-	bool male;         /* digit 10 odd */
-	bool mod11_ok;     /* passes the old modulus 11 check (informational only) */
+	char digits[11]; /* the ten digits, NUL-terminated, no hyphen */
+	int year;        /* full birth year, e.g. 1985 */
+	int month;       /* 1-12 */
+	int day;         /* 1-31 */
+	bool male;       /* digit 10 odd */
+	bool mod11_ok;   /* passes the old modulus 11 check (informational only) */
 } kanal_cpr_t;
 
 /* Parses and validates `text` (exactly "DDMMYYSSSS" or "DDMMYY-SSSS", no surrounding
@@ -41,8 +41,8 @@ typedef struct kanal_cpr {
  * (SDK 1.0 took `char *why, size_t why_size` instead of err; that symbol still works for
  * plugins built against 1.0 — docs/design/plugin-abi.md.)
  * Ownership: borrows text; writes *out and *err. */
-int kanal_cpr_parse(const char *text, kanal_cpr_t *out, kanal_error_t *err)
-	__asm__("kanal_cpr_parse_v1_1");
+int kanal_cpr_parse(const char *text, kanal_cpr_t *out,
+		    kanal_error_t *err) __asm__("kanal_cpr_parse_v1_1");
 
 /* Returns true when `text` is a valid CPR number (as kanal_cpr_parse).
  * Ownership: borrows text. */
@@ -83,8 +83,8 @@ typedef struct kanal_pseudonym_key kanal_pseudonym_key_t;
  * symbol still works for plugins built against 1.0.)
  * Ownership: borrows path; returns a new key in *out the caller destroys with
  * kanal_pseudonym_key_destroy. */
-int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out, kanal_error_t *err)
-	__asm__("kanal_pseudonym_key_load_v1_1");
+int kanal_pseudonym_key_load(const char *path, kanal_pseudonym_key_t **out,
+			     kanal_error_t *err) __asm__("kanal_pseudonym_key_load_v1_1");
 /* Wipes and frees the key; accepts NULL and sets *key_p to NULL. Ownership: takes *key_p. */
 void kanal_pseudonym_key_destroy(kanal_pseudonym_key_t **key_p);
 
@@ -94,8 +94,7 @@ void kanal_pseudonym_key_destroy(kanal_pseudonym_key_t **key_p);
  * when text is not a valid CPR number (buf is then ""). Ownership: borrows key and text;
  * writes into buf. */
 #define KANAL_PSEUDONYM_SIZE 72
-int kanal_cpr_pseudonym(const kanal_pseudonym_key_t *key, const char *text, char *buf,
-			size_t size);
+int kanal_cpr_pseudonym(const kanal_pseudonym_key_t *key, const char *text, char *buf, size_t size);
 
 #pragma GCC visibility pop
 

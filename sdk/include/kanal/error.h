@@ -17,25 +17,25 @@ extern "C" {
  * -fvisibility=hidden (docs/design/library.md). */
 #pragma GCC visibility push(default)
 
-#define KANAL_ERRNO_MAP(X)                                                              \
-	X(EINVAL, 1, "invalid argument")                                                  \
-	X(ENOMEM, 2, "out of memory")                                                     \
-	X(EPARSE, 3, "malformed input")                                                   \
-	X(EINVALID, 4, "invalid CloudEvent")                                              \
-	X(ETOOBIG, 5, "event larger than the configured limit")                           \
-	X(ENOTFOUND, 6, "not found")                                                      \
-	X(EBUSY, 7, "busy: destination queue full, try again later")                      \
-	X(ETIMEDOUT, 8, "timed out")                                                      \
-	X(ECLOSED, 9, "shutting down")                                                    \
-	X(EABI, 10, "plugin ABI mismatch")                                                \
-	X(ECONFIG, 11, "configuration error")                                             \
-	X(EIO, 12, "input/output error")                                                  \
-	X(EREJECTED, 13, "rejected by the destination")                                   \
-	X(ENOSERVICE, 14, "no such service instance")                                     \
-	X(ETHREAD, 15, "called from outside the instance's thread")                       \
-	X(EDUPLICATE, 16, "duplicate event")                                              \
-	X(ESTATE, 17, "not allowed in the current state")                                 \
-	X(EPLUGIN, 18, "plugin failed")                                                   \
+#define KANAL_ERRNO_MAP(X)                                                                         \
+	X(EINVAL, 1, "invalid argument")                                                           \
+	X(ENOMEM, 2, "out of memory")                                                              \
+	X(EPARSE, 3, "malformed input")                                                            \
+	X(EINVALID, 4, "invalid CloudEvent")                                                       \
+	X(ETOOBIG, 5, "event larger than the configured limit")                                    \
+	X(ENOTFOUND, 6, "not found")                                                               \
+	X(EBUSY, 7, "busy: destination queue full, try again later")                               \
+	X(ETIMEDOUT, 8, "timed out")                                                               \
+	X(ECLOSED, 9, "shutting down")                                                             \
+	X(EABI, 10, "plugin ABI mismatch")                                                         \
+	X(ECONFIG, 11, "configuration error")                                                      \
+	X(EIO, 12, "input/output error")                                                           \
+	X(EREJECTED, 13, "rejected by the destination")                                            \
+	X(ENOSERVICE, 14, "no such service instance")                                              \
+	X(ETHREAD, 15, "called from outside the instance's thread")                                \
+	X(EDUPLICATE, 16, "duplicate event")                                                       \
+	X(ESTATE, 17, "not allowed in the current state")                                          \
+	X(EPLUGIN, 18, "plugin failed")                                                            \
 	X(EFORBIDDEN, 19, "not allowed by the access-control list")
 
 typedef enum kanal_errno {

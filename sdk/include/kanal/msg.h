@@ -120,8 +120,7 @@ const char *kanal_msg_attr(const kanal_msg_t *msg, const char *name);
  * requires for that attribute; `value` NULL removes an optional attribute. Returns 0,
  * KANAL_EINVALID (bad name or value; err says why; err may be NULL) or KANAL_ENOMEM.
  * Ownership: borrows name and value (copied). */
-int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value,
-		       kanal_error_t *err);
+int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value, kanal_error_t *err);
 
 /* Sets an integer (32-bit) or boolean extension attribute. Same returns as set_attr.
  * Ownership: borrows name (copied). */

@@ -53,8 +53,9 @@ extern "C" {
 
 /* The result of on_message. OK is 0, always. */
 typedef enum kanal_outcome {
-	KANAL_OUTCOME_OK = 0,     /* delivered; the bus forgets it for this destination */
-	KANAL_OUTCOME_RETRY = 1,  /* transient failure; the bus retries later (see set_retry_after) */
+	KANAL_OUTCOME_OK = 0, /* delivered; the bus forgets it for this destination */
+	KANAL_OUTCOME_RETRY =
+		1, /* transient failure; the bus retries later (see set_retry_after) */
 	KANAL_OUTCOME_REJECT = 2, /* permanent failure; the route's fallback, else dead letters */
 } kanal_outcome_t;
 
@@ -65,7 +66,7 @@ const char *kanal_outcome_name(kanal_outcome_t outcome);
  * milliseconds); sizes "512", "64KiB", "8MiB". */
 typedef enum kanal_opt_type {
 	KANAL_OPT_STRING = 1,
-	KANAL_OPT_INT,      /* 64-bit signed */
+	KANAL_OPT_INT, /* 64-bit signed */
 	KANAL_OPT_DOUBLE,
 	KANAL_OPT_BOOL,
 	KANAL_OPT_DURATION, /* read with kanal_config_duration_ms */
@@ -89,17 +90,17 @@ const char *kanal_opt_type_name(kanal_opt_type_t type);
  * The fields after `help` are ABI 1.1; a 1.0 plugin's table has only the first five, and the
  * host reads it as if the others were zero (nothing bound, no bounds, anything allowed). */
 typedef struct kanal_option {
-	const char *name;          /* lower-case, [a-z0-9_] */
+	const char *name; /* lower-case, [a-z0-9_] */
 	kanal_opt_type_t type;
 	const char *default_value; /* text as it would be written in YAML; NULL: no default */
 	bool required;             /* must be given (a default is then meaningless) */
 	const char *help;          /* one sentence for `kanalctl plugin info` */
 	/* ---- ABI 1.1 */
-	bool bound;                /* kanal_config_bind stores the value at `offset` */
-	size_t offset;             /* offsetof(the plugin's state struct, the field); see
+	bool bound;                 /* kanal_config_bind stores the value at `offset` */
+	size_t offset;              /* offsetof(the plugin's state struct, the field); see
 				    * kanal_config_bind for the field's C type per option type */
-	const char *min;           /* INT, SIZE, DURATION, DOUBLE: the smallest value allowed, */
-	const char *max;           /* and the largest, written as a value ("1s", "64KiB");
+	const char *min;            /* INT, SIZE, DURATION, DOUBLE: the smallest value allowed, */
+	const char *max;            /* and the largest, written as a value ("1s", "64KiB");
 				    * NULL: no bound */
 	const char *const *allowed; /* STRING (and each item of a LIST): the values allowed, a
 				     * NULL-terminated array; NULL: any */
@@ -162,11 +163,11 @@ typedef struct kanal_plugin {
  *
  * Ownership (every getter below): borrows cfg and name; a string is borrowed from cfg. */
 
-const char *kanal_config_string(const kanal_config_t *cfg, const char *name); /* NULL */
-int64_t kanal_config_int(const kanal_config_t *cfg, const char *name);          /* 0 */
-double kanal_config_double(const kanal_config_t *cfg, const char *name);        /* 0.0 */
-bool kanal_config_bool(const kanal_config_t *cfg, const char *name);            /* false */
-int64_t kanal_config_duration_ms(const kanal_config_t *cfg, const char *name);  /* 0 */
+const char *kanal_config_string(const kanal_config_t *cfg, const char *name);  /* NULL */
+int64_t kanal_config_int(const kanal_config_t *cfg, const char *name);         /* 0 */
+double kanal_config_double(const kanal_config_t *cfg, const char *name);       /* 0.0 */
+bool kanal_config_bool(const kanal_config_t *cfg, const char *name);           /* false */
+int64_t kanal_config_duration_ms(const kanal_config_t *cfg, const char *name); /* 0 */
 /* Number of strings in a list option, and the i-th one (NULL when out of range).
  * Ownership: borrows cfg and name; the string is borrowed from cfg. */
 size_t kanal_config_list_count(const kanal_config_t *cfg, const char *name);
@@ -265,8 +266,8 @@ int kanal_delivery_attempt(const kanal_ctx_t *ctx);
  * instance's stop has returned (the host removes remaining timers then) — the plugin's
  * state, freed in destroy, always qualifies. */
 typedef void (*kanal_timer_fn)(kanal_ctx_t *ctx, void *arg);
-int64_t kanal_timer_add(kanal_ctx_t *ctx, int64_t after_ms, int64_t interval_ms,
-			kanal_timer_fn fn, void *arg);
+int64_t kanal_timer_add(kanal_ctx_t *ctx, int64_t after_ms, int64_t interval_ms, kanal_timer_fn fn,
+			void *arg);
 /* Cancels a timer; returns 0 or KANAL_ENOTFOUND. Safe from within its own callback.
  * Ownership: borrows ctx; arg is no longer used once this returns. */
 int kanal_timer_cancel(kanal_ctx_t *ctx, int64_t timer_id);
