@@ -32,6 +32,31 @@ typedef struct kc_cert_conf {
 	const char *password_file; /* option certificate_password_file */
 } kc_cert_conf_t;
 
+/* The options-table entries of the four options above, bound to a kc_cert_conf_t `member`
+ * of the plugin's `state_type` (as KC_HTTP_OPT_* do for the HTTP options): one name and one
+ * help text in every connector that takes the municipality's function certificate. */
+#define KC_CERT_OPTS(state_type, member)                                                           \
+	{ .name = "certificate_p12",                                                               \
+	  .type = KANAL_OPT_PATH,                                                                  \
+	  KANAL_OPT_AT(state_type, member.pkcs12_file),                                            \
+	  .help = "The municipality's function certificate (OCES3) as PKCS#12 (mode 0600): "       \
+		  "the TLS client certificate, and the key SF1514 tokens are bound to." },         \
+		{ .name = "certificate",                                                           \
+		  .type = KANAL_OPT_PATH,                                                          \
+		  KANAL_OPT_AT(state_type, member.cert_file),                                      \
+		  .help = "The function certificate as PEM (instead of certificate_p12)." },       \
+		{ .name = "certificate_key",                                                       \
+		  .type = KANAL_OPT_PATH,                                                          \
+		  KANAL_OPT_AT(state_type, member.key_file),                                       \
+		  .help = "The PEM private key of certificate (mode 0600); unset: in "             \
+			  "certificate." },                                                        \
+	{                                                                                          \
+		.name = "certificate_password_file", .type = KANAL_OPT_PATH,                       \
+		KANAL_OPT_AT(state_type, member.password_file),                                    \
+		.help = "File (mode 0600) whose first line is the PKCS#12 password or the key's "  \
+			"passphrase."                                                              \
+	}
+
 /* Loads the certificate and its private key, checks that they belong together, and keeps
  * what the calls need: the DER certificate as one line of base64, and both as PEM text
  * for libcurl. The password is wiped after use. Does not check the validity period (see

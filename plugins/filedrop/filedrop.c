@@ -870,8 +870,8 @@ KANAL_PLUGIN_EXPORT = {
 	.struct_size = sizeof(kanal_plugin_t),
 	.name = "filedrop",
 	.version = KANAL_VERSION,
-	.description = "Reads the files another system drops into a folder (JSON Lines, CSV): one "
-		       "event per record, each file exactly once, then done/ or error/.",
+	.description = "Reads the files another system drops into a folder (JSON Lines, CSV, "
+		       "XML): one event per record, each file exactly once, then done/ or error/.",
 	.options = s_options,
 	.init = s_init,
 	.start = s_start,
