@@ -275,6 +275,7 @@ static char *s_decode(kanal__json_scan_t *s, size_t start, size_t end, bool esca
 	return buf;
 }
 
+#ifndef __SSE2__
 /* Word-at-a-time test for the bytes a string body may hold without a closer look: true
  * when none of the 8 bytes of w is a quote, a backslash, a control character (< 0x20) or
  * a non-ASCII byte. (x - 0x01…) & ~x & 0x80… is non-zero iff some byte of x is zero,
@@ -287,6 +288,7 @@ static inline bool s_plain8(uint64_t w)
 	return !((w & high) | ((q - ones) & ~q & high) | ((b - ones) & ~b & high) |
 		 ((w - ones * 0x20) & ~w & high));
 }
+#endif
 
 /* The offset, from i, of the first byte of t[i..len) that is not plain (see s_plain8),
  * or of the last stretch shorter than the step. Sixteen bytes at a time with SSE2 (every
