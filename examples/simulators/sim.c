@@ -604,7 +604,7 @@ int sim_main(int argc, char **argv, const sim_def_t *def)
 			return 1;
 		}
 	}
-	sim_log(&sim, "listening on http://127.0.0.1:%ld", port);
+	sim_log(&sim, "listening on %s://127.0.0.1:%ld", sim.tls_cert ? "https" : "http", port);
 
 	next_tick = sim_now_ms() + (def->tick ? def->tick_ms : 0);
 	for (;;) {
