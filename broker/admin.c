@@ -211,6 +211,16 @@ static json_t *s_status(router_t *r)
 				       (json_int_t)journal_dlq_count(r->journal))
 			   : json_pack("{s:s, s:s}", "mode", "memory", "dead_letters",
 				       deadletter_path(r->deadletter));
+	if (r->journal) {
+		journal_ckpt_stats_t ck;
+		journal_checkpoints(r->journal, &ck);
+		json_object_set_new(journal, "checkpoints",
+				    json_pack("{s:I, s:I, s:I, s:I, s:i}", "thread",
+					      (json_int_t)ck.by_thread, "router",
+					      (json_int_t)ck.by_router, "forced",
+					      (json_int_t)ck.forced, "failed",
+					      (json_int_t)ck.errors, "wal_pages", ck.wal_pages));
+	}
 	{
 		json_t *st = json_pack(
 			"{s:b, s:i, s:I, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",

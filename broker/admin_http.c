@@ -515,6 +515,21 @@ static char *s_metrics(json_t *st)
 		s_scalar(&t, j, "writable", "kanal_journal_writable", "gauge",
 			 "1 when the journal accepts writes, 0 after a write failure.");
 	}
+	if (json_is_object(json_object_get(j, "checkpoints"))) {
+		json_t *ck = json_object_get(j, "checkpoints");
+		static const char *const by[] = { "thread", "router", "forced" };
+
+		s_help(&t, "kanal_journal_checkpoints_total", "counter",
+		       "WAL checkpoints: by the checkpoint thread, the last pages by the router, "
+		       "forced on the router by the WAL's hard bound.");
+		for (size_t k = 0; k < 3; k++)
+			s_put(&t, "kanal_journal_checkpoints_total{by=\"%s\"} %.17g\n", by[k],
+			      json_number_value(json_object_get(ck, by[k])));
+		s_scalar(&t, ck, "failed", "kanal_journal_checkpoint_failures_total", "counter",
+			 "Checkpoints the thread could not finish (the WAL keeps everything).");
+		s_scalar(&t, ck, "wal_pages", "kanal_journal_wal_pages", "gauge",
+			 "Pages in the journal's WAL at the last commit.");
+	}
 	if (json_is_array(json_object_get(json_object_get(st, "latency"), "buckets"))) {
 		s_help(&t, "kanal_delivery_latency_seconds", "histogram",
 		       "From acceptance to a destination's OK.");

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "blob_store.h"
+#include "checkpoint.h"
 #include "host.h"
 #include "journal.h"
 #include "log.h"
@@ -219,6 +220,7 @@ struct journal {
 	/* Blobs whose last row the open transaction deleted: removed once it commits. */
 	char **unnamed;
 	size_t n_unnamed, cap_unnamed;
+	journal_ckpt_t *ckpt; /* checkpoints off the router thread (broker/checkpoint.c) */
 };
 
 /* Keeps the cause of a failure in words, unless one is kept already: the first error of a
@@ -264,6 +266,11 @@ static bool s_fault(journal_t *j, bool at_commit)
 		snprintf(j->last_error, sizeof j->last_error,
 			 "disk full: database or disk is full (injected by KANAL_FAULT_JOURNAL)");
 	return j->faulted;
+}
+
+void journal_checkpoints(journal_t *j, journal_ckpt_stats_t *out)
+{
+	journal_ckpt_stats(j ? j->ckpt : NULL, out);
 }
 
 const char *journal_path(const journal_t *j)
@@ -522,6 +529,20 @@ int64_t journal_blob_references(journal_t *j)
 				  "(SELECT count(*) FROM letter_blobs)");
 }
 
+/* The checkpoint thread's connection: the same sync level (a checkpoint's syncs follow
+ * it), the same wait for a lock as short as it can be. */
+static int s_setup_ckpt(sqlite3 *db, void *arg)
+{
+	const bool *sync_power = arg;
+
+	return sqlite3_exec(db,
+			    *sync_power ? "PRAGMA synchronous = FULL;"
+					: "PRAGMA synchronous = NORMAL;",
+			    NULL, NULL, NULL) == SQLITE_OK
+		       ? 0
+		       : KANAL_EIO;
+}
+
 journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size)
 {
 	journal_t *j = calloc(1, sizeof *j);
@@ -549,10 +570,12 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 		goto fail;
 	/* A page cache of 16 MiB: the pages a turn appends to and the done table's last pages
 	 * stay in memory between turns instead of being read back from the WAL. */
+	/* No exclusive locking: the checkpoint thread has a connection of its own. The WAL
+	 * file is cut back to 16 MiB when it starts over after a flood. */
 	snprintf(pragmas, sizeof pragmas,
-		 "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;"
+		 "PRAGMA journal_mode = WAL;"
 		 " PRAGMA synchronous = %s; PRAGMA foreign_keys = OFF;"
-		 " PRAGMA cache_size = -16384;",
+		 " PRAGMA cache_size = -16384; PRAGMA journal_size_limit = 16777216;",
 		 sync_power ? "FULL" : "NORMAL");
 	if (sqlite3_exec(j->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
 	    sqlite3_exec(j->db, s_schema, NULL, NULL, &msg) != SQLITE_OK) {
@@ -580,6 +603,8 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 	j->dup.index_mode = s_query_int(j->db, "SELECT count(*) FROM sqlite_master WHERE "
 					       "type = 'index' AND name = 'events_source_id'") > 0;
 	j->event_blobs = s_query_int(j->db, "SELECT EXISTS (SELECT 1 FROM event_blobs)") != 0;
+	if (!(j->ckpt = journal_ckpt_start(j->db, path, s_setup_ckpt, &sync_power, err, err_size)))
+		goto fail;
 	return j;
 fail:
 	journal_close(&j);
@@ -595,6 +620,7 @@ void journal_close(journal_t **j_p)
 	/* Done marks a failed turn left behind get one more chance. */
 	if (j->in_txn || (j->n_done && journal_begin(j) == 0))
 		journal_commit(j);
+	journal_ckpt_stop(&j->ckpt);
 	for (int i = 0; i < ST__N; i++)
 		sqlite3_finalize(j->st[i]);
 	sqlite3_close(j->db);

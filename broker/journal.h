@@ -3,7 +3,8 @@
  * letters in SQLite (WAL), written by the router thread in one transaction per loop turn
  * (group commit). docs/design/journal.md gives the schema and the reasoning.
  *
- * Only the router thread uses a journal; nothing here is thread-safe.
+ * Only the router thread uses a journal; nothing here is thread-safe. (The journal's own
+ * checkpoint thread, broker/checkpoint.c, has a connection of its own.)
  */
 #ifndef KANAL_JOURNAL_H
 #define KANAL_JOURNAL_H
@@ -13,6 +14,7 @@
 #include <stdint.h>
 #include <kanal/kanal.h>
 #include "blob_store.h"
+#include "checkpoint.h"
 
 typedef struct journal journal_t;
 
@@ -29,6 +31,8 @@ typedef enum journal_state {
 journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size);
 void journal_close(journal_t **j_p);
 const char *journal_path(const journal_t *j);
+/* The checkpoint counters (docs/design/journal.md, "Checkpoints off the router"). */
+void journal_checkpoints(journal_t *j, journal_ckpt_stats_t *out);
 
 /* Starts the turn's transaction if none is open. Every write below calls it. After a
  * failed transaction it first proves that the disk takes a write of realistic size (1 MiB

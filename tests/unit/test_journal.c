@@ -553,8 +553,92 @@ static void test_journal_and_wal_are_private(void)
 	snprintf(wal, sizeof wal, "%s-wal", path);
 	REQUIRE(stat(wal, &st) == 0);
 	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+	/* The WAL index, shared with the checkpoint thread's connection. */
+	snprintf(wal, sizeof wal, "%s-shm", path);
+	REQUIRE(stat(wal, &st) == 0);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
 done:
 	umask(old_mask);
+	journal_close(&j);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+/* ---- checkpoints off the router ---------------------------------------------------------- */
+
+/* Adds n events of about 600 bytes each in one transaction, as a router turn does. */
+static bool s_turn(journal_t *j, int first, int n)
+{
+	static char data[700];
+	bool ok = true;
+
+	if (!data[0]) {
+		memset(data, 'x', sizeof data - 1);
+		memcpy(data, "{\"pad\":\"", 8);
+		memcpy(data + 598, "\"}", 3);
+	}
+	for (int i = 0; i < n && ok; i++) {
+		char id[32];
+		kanal_msg_t *msg;
+		uint64_t seq;
+
+		snprintf(id, sizeof id, "e-%d", first + i);
+		msg = kanal_msg_new("test.event", "bench", id);
+		ok = msg && kanal_msg_set_data_json(msg, data, strlen(data)) == 0 &&
+		     journal_add_event(j, msg, false, &seq) == 0;
+		kanal_msg_destroy(&msg);
+	}
+	return ok && journal_commit(j) == 0;
+}
+
+/* Writes that never pause still let the WAL start over: the checkpoint thread copies the
+ * bulk and the router's hook the last pages, so the WAL does not grow with the journal (it
+ * used to be SQLite's automatic checkpoint on the router thread, the durable tail). What
+ * was written is all there after a restart. */
+static void test_wal_starts_over_while_writes_continue(void)
+{
+	char *dir = test_tmpdir("journal");
+	char *path = NULL;
+	char err[512] = "", wal[700];
+	journal_t *j = s_open(dir, &path, err, sizeof err);
+	journal_ckpt_stats_t ck;
+	int n = 0, most = 0, deadline;
+	bool restarted = false;
+	struct stat st;
+
+	REQUIRE(j != NULL);
+	/* About 12 MiB in turns of 20 events: some 3,000 pages, the thread woken at 256. */
+	for (int turn = 0; turn < 1000; turn++, n += 20) {
+		REQUIRE(s_turn(j, n, 20));
+		journal_checkpoints(j, &ck);
+		if (ck.wal_pages < most)
+			restarted = true;
+		most = ck.wal_pages > most ? ck.wal_pages : most;
+	}
+	/* On a loaded machine the thread may lag: keep writing (small turns) until the WAL
+	 * has started over, for at most 20 s. */
+	for (deadline = 0; !restarted && deadline < 2000; deadline++, n++) {
+		REQUIRE(s_turn(j, n, 1));
+		journal_checkpoints(j, &ck);
+		restarted = ck.wal_pages < most;
+		most = ck.wal_pages > most ? ck.wal_pages : most;
+		test_sleep_ms(10);
+	}
+	CU_ASSERT_TRUE(restarted);
+	journal_checkpoints(j, &ck);
+	CU_ASSERT_TRUE(ck.by_thread > 0);
+	CU_ASSERT_TRUE(ck.by_router + ck.forced > 0);
+	CU_ASSERT_EQUAL(ck.errors, 0);
+	/* The WAL's file is cut back when it starts over (journal_size_limit: 16 MiB). */
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	CU_ASSERT_TRUE(stat(wal, &st) == 0 && st.st_size <= 16 * 1024 * 1024 + 65536);
+	journal_close(&j);
+	/* Reopened: every event is there, open. */
+	j = journal_open(path, false, err, sizeof err);
+	REQUIRE(j != NULL);
+	CU_ASSERT_EQUAL(journal_open_count(j), n);
+done:
 	journal_close(&j);
 	free(path);
 	test_rmdir_r(dir);
@@ -571,4 +655,4 @@ TEST_MAIN("journal", TEST(test_event_is_seen_again_within_the_window),
 	  TEST(test_blob_lives_until_the_last_event_naming_it_is_done),
 	  TEST(test_dead_letter_keeps_its_blob_until_dropped),
 	  TEST(test_replayed_letter_keeps_its_blob_until_delivered),
-	  TEST(test_journal_and_wal_are_private))
+	  TEST(test_journal_and_wal_are_private), TEST(test_wal_starts_over_while_writes_continue))
