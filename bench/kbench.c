@@ -212,22 +212,6 @@ static void s_run_rep(const bench_params_t *p, row_t *row, int rep)
  * same pass over the rows, so the median of the per-pass ratios cancels most of the drift of
  * a shared machine; when the passes do not pair up (a repetition failed), the ratio of the
  * medians. */
-static double s_ratio(const row_t *a, const row_t *b)
-{
-	double v[MAX_REPS];
-	int n = 0;
-
-	if (a->n_reps == b->n_reps && a->n_ok == a->n_reps && b->n_ok == b->n_reps) {
-		for (int i = 0; i < a->n_reps; i++)
-			if (a->reps[i].rate > 0 && b->reps[i].rate > 0)
-				v[n++] = a->reps[i].rate / b->reps[i].rate;
-	}
-	if (n == 0 || n != a->n_reps)
-		return b->med.rate > 0 ? a->med.rate / b->med.rate : -1;
-	qsort(v, (size_t)n, sizeof v[0], s_cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* The per-pass ratios of one field of a over b (both rows ran the same passes), sorted
  * into v; returns how many there are. */
 static int s_pass_ratios(const row_t *a, const row_t *b, size_t offset, double *v)
@@ -242,6 +226,16 @@ static int s_pass_ratios(const row_t *a, const row_t *b, size_t offset, double *
 	}
 	qsort(v, (size_t)n, sizeof v[0], s_cmp_double);
 	return n;
+}
+
+static double s_ratio(const row_t *a, const row_t *b)
+{
+	double v[MAX_REPS];
+	int n = s_pass_ratios(a, b, offsetof(bench_result_t, rate), v);
+
+	if (n == 0 || n != a->n_reps)
+		return b->med.rate > 0 ? a->med.rate / b->med.rate : -1;
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* ---- printing --------------------------------------------------------------------------- */
@@ -447,7 +441,7 @@ typedef struct target {
 	int met; /* 1 met, 0 not met, -1 cannot be judged */
 } target_t;
 
-#define MAX_TARGETS 12
+#define MAX_TARGETS 16
 static target_t s_targets[MAX_TARGETS];
 static int s_n_targets;
 
@@ -467,6 +461,8 @@ static void s_target_ratio(const char *text, const char *a_id, const char *b_id,
 {
 	target_t *t = &s_targets[s_n_targets++];
 	const row_t *a = s_row(a_id), *b = s_row(b_id);
+	double v[MAX_REPS];
+	int n, met = 0;
 
 	t->text = text;
 	t->need = need;
@@ -477,12 +473,45 @@ static void s_target_ratio(const char *text, const char *a_id, const char *b_id,
 	}
 	t->ratio = s_ratio(a, b);
 	t->met = t->ratio >= need;
-	snprintf(t->verdict, sizeof t->verdict, "%s  ratio %.2f (needs ≥ %.2f)",
-		 t->met ? "met    " : "NOT MET", t->ratio, need);
+	n = s_pass_ratios(a, b, offsetof(bench_result_t, rate), v);
+	for (int i = 0; i < n; i++)
+		met += v[i] >= need;
+	if (n)
+		snprintf(t->verdict, sizeof t->verdict,
+			 "%s  ratio %.2f [%.2f, %.2f], %d/%d passes (needs ≥ %.2f)",
+			 t->met ? "met    " : "NOT MET", t->ratio, v[0], v[n - 1], met, n, need);
+	else
+		snprintf(t->verdict, sizeof t->verdict, "%s  ratio %.2f (needs ≥ %.2f)",
+			 t->met ? "met    " : "NOT MET", t->ratio, need);
 }
 
-/* "a's field is at most limit" (at_most) or "at least limit"; unit "us" prints as a time,
- * anything else as is. */
+/* Row a's field below row b's, pass by pass (latencies: kanal against a peer). */
+static void s_target_below(const char *text, const char *a_id, const char *b_id, size_t offset)
+{
+	target_t *t = &s_targets[s_n_targets++];
+	const row_t *a = s_row(a_id), *b = s_row(b_id);
+	double x, y;
+	int met = 0, n = 0;
+
+	t->text = text;
+	t->need = 1;
+	t->met = -1;
+	if (!a || !b || !a->ran || !b->ran || a->na[0] || b->na[0]) {
+		snprintf(t->verdict, sizeof t->verdict, "n/a — %s", s_why_na(a, b));
+		return;
+	}
+	x = *(const double *)((const char *)&a->med + offset);
+	y = *(const double *)((const char *)&b->med + offset);
+	if (a->n_reps == b->n_reps)
+		for (int i = 0; i < a->n_reps; i++, n++)
+			met += *(const double *)((const char *)&a->reps[i] + offset) <
+			       *(const double *)((const char *)&b->reps[i] + offset);
+	t->ratio = y > 0 ? x / y : -1;
+	t->met = x < y;
+	snprintf(t->verdict, sizeof t->verdict, "%s  %.2f of it (medians), %d/%d passes below",
+		 t->met ? "met    " : "NOT MET", t->ratio, met, n);
+}
+
 static void s_target_bound(const char *text, const char *a_id, size_t offset, double limit,
 			   const char *unit, bool at_most)
 {
@@ -490,6 +519,7 @@ static void s_target_bound(const char *text, const char *a_id, size_t offset, do
 	const row_t *a = s_row(a_id);
 	char got[32], lim[32];
 	double x;
+	int passes = 0, passes_met = 0;
 
 	t->text = text;
 	t->need = 1;
@@ -501,6 +531,13 @@ static void s_target_bound(const char *text, const char *a_id, size_t offset, do
 	x = *(const double *)((const char *)&a->med + offset);
 	t->ratio = x / limit;
 	t->met = at_most ? x <= limit : x >= limit;
+	for (int i = 0; i < a->n_reps; i++) {
+		double r = *(const double *)((const char *)&a->reps[i] + offset);
+		if (r >= 0) {
+			passes++;
+			passes_met += at_most ? r <= limit : r >= limit;
+		}
+	}
 	if (!strcmp(unit, "us")) {
 		s_time(x, got, sizeof got);
 		s_time(limit, lim, sizeof lim);
@@ -508,8 +545,9 @@ static void s_target_bound(const char *text, const char *a_id, size_t offset, do
 		snprintf(got, sizeof got, "%.0f %s", x, unit);
 		snprintf(lim, sizeof lim, "%.0f %s", limit, unit);
 	}
-	snprintf(t->verdict, sizeof t->verdict, "%s  %s, %.2f of the %s %s",
-		 t->met ? "met    " : "NOT MET", got, t->ratio, lim, at_most ? "limit" : "target");
+	snprintf(t->verdict, sizeof t->verdict, "%s  %s, %.2f of the %s %s, %d/%d passes",
+		 t->met ? "met    " : "NOT MET", got, t->ratio, lim, at_most ? "limit" : "target",
+		 passes_met, passes);
 }
 
 static void s_target_max(const char *text, const char *a_id, size_t offset, double limit,
@@ -527,22 +565,26 @@ static void s_target_min(const char *text, const char *a_id, size_t offset, doub
 static void s_targets_judge(void)
 {
 	s_n_targets = 0;
-	s_target_ratio("memory mode ≥ 40% of the raw broker hop (512 B)", "mem_one_route_512",
-		       "zmq_hop_512", 0.40);
+	/* Issue 19 raised the 512-byte figures from 0.40 to 0.60 and the p99 limits from
+	 * 1 ms / 10 ms to 0.5 ms / 5 ms; 4 KiB keeps issue 5's 0.40. */
+	s_target_ratio("memory mode ≥ 60% of the raw broker hop (512 B)", "mem_one_route_512",
+		       "zmq_hop_512", 0.60);
 	s_target_ratio("memory mode ≥ 40% of the raw broker hop (4 KiB)", "mem_one_route_4k",
 		       "zmq_hop_4k", 0.40);
-	s_target_ratio("durable mode ≥ 40% of raw SQLite batched inserts (512 B)",
-		       "dur_one_route_512", "sqlite_wal_512", 0.40);
+	s_target_ratio("durable mode ≥ 60% of raw SQLite batched inserts (512 B)",
+		       "dur_one_route_512", "sqlite_wal_512", 0.60);
 	s_target_ratio("where on a data field ≥ 60% of memory mode", "mem_where_512",
 		       "mem_one_route_512", 0.60);
 	s_target_min("one route with a 5-field transform ≥ 50,000 events/s (issue 16)",
 		     "mem_transform_512", offsetof(bench_result_t, rate), 50000, "events/s");
 	s_target_ratio("10,000 routes ≥ 80% of one route", "mem_routes_10000", "mem_routes_1",
 		       0.80);
-	s_target_max("p99 latency at 10,000 events/s ≤ 1 ms (memory)", "mem_latency_512",
-		     offsetof(bench_result_t, p99_us), 1000, "us");
-	s_target_max("p99 latency at 10,000 events/s ≤ 10 ms (durable)", "dur_latency_512",
-		     offsetof(bench_result_t, p99_us), 10000, "us");
+	s_target_max("p99 latency at 10,000 events/s ≤ 0.5 ms (memory)", "mem_latency_512",
+		     offsetof(bench_result_t, p99_us), 500, "us");
+	s_target_max("p99 latency at 10,000 events/s ≤ 5 ms (durable)", "dur_latency_512",
+		     offsetof(bench_result_t, p99_us), 5000, "us");
+	s_target_below("durable p99 below Mosquitto's (QoS 1, persistence)", "dur_latency_512",
+		       "peer_mosquitto_latency", offsetof(bench_result_t, p99_us));
 	s_target_max("resident ≤ 200 MiB with 1,000,000 pending (durable)", "dur_pending_rss",
 		     offsetof(bench_result_t, rss_mib), 200, "MiB");
 	s_target_ratio("durable kanal ahead of Mosquitto (events/s)", "dur_one_route_512",
@@ -553,7 +595,7 @@ static void s_targets_judge(void)
 
 static void s_print_targets(void)
 {
-	printf("\nTargets (issues 5 and 16)\n");
+	printf("\nTargets (issues 5, 16 and 19; passes: how many of the run's passes met it)\n");
 	for (int i = 0; i < s_n_targets; i++)
 		printf("  %s %s\n", s_pad(s_targets[i].text, 58), s_targets[i].verdict);
 }
