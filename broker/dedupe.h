@@ -20,5 +20,9 @@ void dedupe_destroy(dedupe_t **self_p);
  * now_ms and returns false. Ownership: borrows source and id. */
 bool dedupe_check_add(dedupe_t *self, const char *source, const char *id, int64_t since_ms,
 		      int64_t now_ms);
+/* Asks the CPU to fetch the table's line for (source, id) ahead of its dedupe_check_add:
+ * the lookup is one cache miss in a table of megabytes, and a batch of emits can overlap
+ * it with the event before. self may be NULL. Ownership: borrows source and id. */
+void dedupe_prefetch(const dedupe_t *self, const char *source, const char *id);
 
 #endif

@@ -814,10 +814,17 @@ static void s_on_emit_sock(router_t *r)
 			uint32_t count = f.emit.count;
 			if (bus_emit_len(count) > (size_t)n)
 				continue; /* not a frame of ours */
+			/* Built on the emitter's core: fetch two ahead while routing this, and
+			 * the duplicate window's line of the next (a miss each, overlapped). */
+			for (uint32_t i = 0; i < 2 && i < count; i++)
+				kanal__msg_prefetch(f.emit.msgs[i]);
 			for (uint32_t i = 0; i < count; i++) {
-				/* Built on the emitter's core: fetch the next while routing this. */
-				if (i + 1 < count)
-					kanal__msg_prefetch(f.emit.msgs[i + 1]);
+				if (i + 2 < count)
+					kanal__msg_prefetch(f.emit.msgs[i + 2]);
+				if (r->dedupe && i + 1 < count)
+					dedupe_prefetch(r->dedupe,
+							kanal_msg_source(f.emit.msgs[i + 1]),
+							kanal_msg_id(f.emit.msgs[i + 1]));
 				s_on_emit(r, origin, id, f.emit.msgs[i]);
 			}
 			commit_mid_turn(r, NULL);
