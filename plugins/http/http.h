@@ -213,7 +213,8 @@ const mapped_path_t *mapped_find(const mapped_t *m, const char *url);
  * makes its output — an event object, or an array of them (*array true) — into events.
  * Returns 0 with *out (n_out of them, malloc'd array), KANAL_EPARSE (the body is not JSON:
  * a 400), KANAL_EREJECTED (a jq error, an output that is no event, an invalid attribute:
- * a 422; an array's element is named "event #i: …") or KANAL_ENOMEM, with err.
+ * a 422; an array's element is named "event #i: …"), KANAL_ETOOBIG (a body over 2 GiB) or
+ * KANAL_ENOMEM, with err.
  * Ownership: borrows all; *out and its events are the caller's. */
 int mapped_decode(const mapped_t *m, const mapped_path_t *mp, const char *body, size_t len,
 		  const char *client, kanal_msg_t ***out, size_t *n_out, bool *array,

@@ -512,6 +512,9 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 				   &batch, &err);
 		if (rc == KANAL_EPARSE)
 			return s_fail(ing, conn, MHD_HTTP_BAD_REQUEST, NULL, -1, "%s", err.text);
+		if (rc == KANAL_ETOOBIG)
+			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1, "%s",
+				      err.text);
 		if (rc == KANAL_EREJECTED)
 			return s_fail(ing, conn, MHD_HTTP_UNPROCESSABLE_CONTENT,
 				      err.attribute[0] ? err.attribute : NULL, -1, "%s", err.text);

@@ -14,6 +14,7 @@
 #include "../common/kc_files.h"
 #include "../common/kc_jq.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,7 +171,7 @@ int mapped_decode(const mapped_t *m, const mapped_path_t *mp, const char *body, 
 		  const char *client, kanal_msg_t ***out, size_t *n_out, bool *array,
 		  kanal_error_t *err)
 {
-	jv input = jv_parse_sized(body, (int)len), result;
+	jv input, result;
 	kanal_msg_t **msgs = NULL;
 	size_t n = 0, count = 1;
 	int rc = 0;
@@ -178,6 +179,11 @@ int mapped_decode(const mapped_t *m, const mapped_path_t *mp, const char *body, 
 	*out = NULL;
 	*n_out = 0;
 	*array = false;
+	if (len > INT_MAX) {
+		kanal_error_set(err, NULL, 0, 0, NULL, "the body is too large for the map");
+		return KANAL_ETOOBIG;
+	}
+	input = jv_parse_sized(body, (int)len);
 	if (!jv_is_valid(input)) {
 		jv why = jv_invalid_get_msg(input);
 		kanal_error_set(err, NULL, 0, 0, NULL, "the body is not JSON: %s",
