@@ -293,10 +293,14 @@ fuzz:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=fuzz OPTFLAGS="-O1 -g" fuzz-run
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+# The SDK without SDK_IN's version script: that script would hide ASan's malloc from the
+# shared libraries, so what jansson allocates would not be ASan's to free (a false bad-free).
+FUZZ_SDK_IN = -Wl,--whole-archive $(LIBKANAL_A) -Wl,--no-whole-archive
 $(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(CORE_A) $(CONN_A) $(LIBKANAL_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(KCFLAGS) -DFUZZ_LIBFUZZER -fsanitize=fuzzer,address,undefined -o $@ $< \
-		$(FUZZ_WITH_$*) $(CORE_A) $(CONN_A) $(SDK_IN) $(CONN_LIBS) $(CORE_LIBS) $(LIBS) $(CRYPTO_LIBS)
+		$(FUZZ_WITH_$*) $(CORE_A) $(CONN_A) $(FUZZ_SDK_IN) $(CONN_LIBS) $(CORE_LIBS) $(LIBS) \
+		$(CRYPTO_LIBS)
 
 .PHONY: fuzz-run
 fuzz-run: $(FUZZ_BINS)
