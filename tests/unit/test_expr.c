@@ -107,29 +107,39 @@ typedef struct eval_row {
 	const char *want; /* one of 't'/'f' per event, in EV_* order */
 } eval_row_t;
 
+/* Parses a row's expression, reporting a failure as the row's. */
+static expr_t *s_parse_row(const char *text, int line)
+{
+	kanal_error_t err;
+	expr_t *e;
+
+	kanal_error_clear(&err);
+	e = expr_parse(text, &err);
+	s_row(e != NULL, line, "parses: %s (%s)", text, err.text);
+	return e;
+}
+
+/* Checks that e is `want` on the event m (named `name`), and that explain agrees. */
+static void s_check_value(const expr_t *e, const kanal_msg_t *m, bool want, int line,
+			  const char *text, const char *name)
+{
+	s_row(expr_eval(e, m) == want, line, "%s on the %s event", text, name);
+	s_row(expr_explain(e, m, NULL, 0) == want, line, "explain: %s on the %s event", text, name);
+}
+
 static void s_run_eval_table(const eval_row_t *rows, size_t n, int line)
 {
 	kanal_msg_t *ev[EV_COUNT];
 
 	s_events_new(ev);
 	for (size_t i = 0; i < n; i++) {
-		kanal_error_t err;
-		expr_t *e;
+		expr_t *e = s_parse_row(rows[i].text, line);
 
-		kanal_error_clear(&err);
-		e = expr_parse(rows[i].text, &err);
-		s_row(e != NULL, line, "parses: %s (%s)", rows[i].text, err.text);
 		if (!e)
 			continue;
-		for (int k = 0; k < EV_COUNT; k++) {
-			bool want = rows[i].want[k] == 't';
-
-			s_row(expr_eval(e, ev[k]) == want, line, "%s on the %s event", rows[i].text,
-			      s_event_names[k]);
-			/* explain agrees with eval. */
-			s_row(expr_explain(e, ev[k], NULL, 0) == want, line,
-			      "explain: %s on the %s event", rows[i].text, s_event_names[k]);
-		}
+		for (int k = 0; k < EV_COUNT; k++)
+			s_check_value(e, ev[k], rows[i].want[k] == 't', line, rows[i].text,
+				      s_event_names[k]);
 		expr_destroy(&e);
 		CU_ASSERT_PTR_NULL(e);
 	}
@@ -370,18 +380,11 @@ static void s_run_data_rows(const char *data, const data_row_t *rows, size_t n, 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
 	CU_ASSERT_EQUAL_FATAL(kanal_msg_set_data_json(m, data, strlen(data)), 0);
 	for (size_t i = 0; i < n; i++) {
-		kanal_error_t err;
-		expr_t *e;
+		expr_t *e = s_parse_row(rows[i].text, line);
 
-		kanal_error_clear(&err);
-		e = expr_parse(rows[i].text, &err);
-		s_row(e != NULL, line, "parses: %s (%s)", rows[i].text, err.text);
 		if (!e)
 			continue;
-		s_row(expr_eval(e, m) == rows[i].want, line, "%s is %s", rows[i].text,
-		      rows[i].want ? "true" : "false");
-		s_row(expr_explain(e, m, NULL, 0) == rows[i].want, line, "explain: %s%s",
-		      rows[i].text, "");
+		s_check_value(e, m, rows[i].want, line, rows[i].text, "data");
 		CU_ASSERT_TRUE(expr_uses_data(e));
 		expr_destroy(&e);
 	}
