@@ -309,6 +309,7 @@ fuzz-run: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(BUILD)/fuzz/corpus/$$t; \
 		$(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			$$(test -f tests/fuzz/$$t.dict && echo -dict=tests/fuzz/$$t.dict) \
 			-artifact_prefix=tests/data/fuzz/$$t/crash- \
 			$(BUILD)/fuzz/corpus/$$t tests/data/fuzz/$$t >$(BUILD)/fuzz/$$t.log 2>&1; \
 		echo "fuzz: $$t: $$(grep -E '^#[0-9]+' $(BUILD)/fuzz/$$t.log | tail -n 1 | \

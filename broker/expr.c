@@ -18,9 +18,13 @@
  *   field    := core attribute (specversion id source type subject time datacontenttype
  *               dataschema) | extension ([a-z0-9]+, not a keyword) | data | data.a.b.0
  *             | item | item.a.b (only inside any(): the element at hand)
+ *   key      := [A-Za-z0-9_-]+ | "string"     (a data path's segment, as in jq: data."a.b")
  *
  * A field alone is not a condition, not even a boolean one: write `data.urgent == true`.
- * Data path segments are letters, digits, '_' and '-'; a number indexes an array. The
+ * Data path segments are letters, digits, '_' and '-', or any non-empty string in quotes
+ * (data."no.dk/kommune", with the string escapes); a number indexes an array. The SDK's
+ * dotted paths cannot name a key holding '.', so such a path is kept with '\.' (and '\\')
+ * for the key's own characters, and read by walking the JSON of its plain prefix. The
  * keywords (and or not in exists true false) and `data` cannot name an extension. The string
  * operators and `any` are keywords only where one is due (after an operand; `any` before
  * '('), and `item` only inside any(), so extensions named so keep working.
@@ -53,9 +57,9 @@
  *     Data fields of binary data are absent.
  *   - and/or short-circuit left to right, so a message's data is not parsed when an earlier
  *     attribute comparison decides: write attribute conditions first.
- *   - Evaluation allocates nothing itself (checking `exists` on an object, array or null
- *     data field is the one exception: msg.h has no type query, so it looks at the value's
- *     JSON text).
+ *   - Evaluation allocates nothing itself, with two exceptions: checking `exists` on an
+ *     object, array or null data field (msg.h has no type query, so it looks at the value's
+ *     JSON text), and a data path with a key holding '.' (read from its prefix's JSON).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -399,6 +403,48 @@ static bool s_at_literal(const parser_t *p)
 	       s_at_word(p, "false");
 }
 
+/* The data path w[0..len) (after "data." or "item.", at offset `at`) as evaluation reads
+ * it: plain segments as written, a quoted key decoded with its '.' and '\' escaped by '\'.
+ * The lexer has checked the quotes and escapes. NULL after recording an error. */
+static char *s_data_path_new(parser_t *p, const char *w, size_t len, size_t at)
+{
+	char *out = malloc(2 * len + 1), *o = out;
+	size_t i = 0;
+
+	if (!out) {
+		s_fail(p, at, "out of memory");
+		return NULL;
+	}
+	while (i < len) {
+		size_t key = i;
+
+		if (w[i] != '"') {
+			*o++ = w[i++];
+			continue;
+		}
+		for (i++; w[i] != '"'; i++) {
+			char c = w[i];
+
+			if (c == '\\') {
+				i++;
+				c = w[i] == 'n' ? '\n' : w[i] == 't' ? '\t' : w[i];
+			}
+			if (c == '.' || c == '\\')
+				*o++ = '\\';
+			*o++ = c;
+		}
+		i++;
+		if (i - key == 2) {
+			s_fail(p, at + key, "empty key \"\" at column %zu: a key has a name",
+			       at + key + 1);
+			free(out);
+			return NULL;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
 /* Reads the current word token as a field into *o and consumes it. */
 static bool s_parse_field(parser_t *p, operand_t *o)
 {
@@ -411,22 +457,18 @@ static bool s_parse_field(parser_t *p, operand_t *o)
 	o->end = p->tok.start + len;
 	if ((len == 4 || (dot && dot - w == 4)) && memcmp(w, "data", 4) == 0) {
 		o->kind = OP_DATA;
-		o->name = len == 4 ? strdup("") : strndup(w + 5, len - 5);
-		if (!o->name) {
-			s_fail(p, o->start, "out of memory");
+		o->name = s_data_path_new(p, w + 5, len == 4 ? 0 : len - 5, o->start + 5);
+		if (!o->name)
 			return false;
-		}
 		p->uses_data = true;
 		s_advance(p);
 		return true;
 	}
 	if (p->any_depth > 0 && (len == 4 || (dot && dot - w == 4)) && memcmp(w, "item", 4) == 0) {
 		o->kind = OP_ITEM;
-		o->name = len == 4 ? strdup("") : strndup(w + 5, len - 5);
-		if (!o->name) {
-			s_fail(p, o->start, "out of memory");
+		o->name = s_data_path_new(p, w + 5, len == 4 ? 0 : len - 5, o->start + 5);
+		if (!o->name)
 			return false;
-		}
 		s_advance(p);
 		return true;
 	}
@@ -956,6 +998,129 @@ fail:
 	return NULL;
 }
 
+/* ---- data paths with quoted keys ------------------------------------------------------------ */
+
+static bool s_path_quoted(const char *path)
+{
+	return strchr(path, '\\') != NULL;
+}
+
+/* The end of the path segment at seg: the next '.' that is not escaped, or the NUL. */
+static const char *s_segment_end(const char *seg)
+{
+	while (*seg && *seg != '.')
+		seg += seg[0] == '\\' && seg[1] ? 2 : 1;
+	return seg;
+}
+
+/* Reads seg[0..n) as an array index the way the SDK's paths do (decimal, no leading 0). */
+static bool s_array_index(const char *seg, size_t n, size_t *out)
+{
+	size_t v = 0;
+
+	if (n == 0 || n > 18 || (n > 1 && seg[0] == '0'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!expr__is_digit(seg[i]))
+			return false;
+		v = v * 10 + (size_t)(seg[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* Finds the data value at a path with a quoted key: the JSON of the path's plain prefix
+ * (the segments before the first escaped one) is parsed and the rest walked step by step.
+ * Returns the value, borrowed from *root_out (which the caller json_decrefs), or NULL. */
+static json_t *s_quoted_lookup(const kanal_msg_t *msg, const char *path, json_t **root_out)
+{
+	const char *seg = path, *end;
+	char *prefix, *json = NULL, *key;
+	json_t *node = NULL;
+
+	for (;;) {
+		end = s_segment_end(seg);
+		if (memchr(seg, '\\', (size_t)(end - seg)) || !*end)
+			break;
+		seg = end + 1;
+	}
+	prefix = strndup(path, seg == path ? 0 : (size_t)(seg - path - 1));
+	if (prefix)
+		json = kanal_msg_data_json(msg, prefix);
+	free(prefix);
+	if (json)
+		node = json_loads(json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	kanal_free(json);
+	*root_out = node;
+	key = malloc(strlen(seg) + 1);
+	if (!key)
+		return NULL;
+	while (node && *seg) {
+		size_t n = 0, index;
+
+		end = s_segment_end(seg);
+		for (const char *c = seg; c < end; c++)
+			key[n++] = c[0] == '\\' && c + 1 < end ? *++c : *c;
+		key[n] = '\0';
+		if (json_is_object(node))
+			node = json_object_getn(node, key, n);
+		else if (json_is_array(node) && s_array_index(key, n, &index))
+			node = json_array_get(node, index);
+		else
+			node = NULL;
+		seg = *end ? end + 1 : end;
+	}
+	free(key);
+	return node;
+}
+
+/* Reads the value at a path with a quoted key, of whatever type it has; a string keeps the
+ * tree it lives in in v->hold. */
+static void s_fetch_quoted(const char *path, const kanal_msg_t *msg, value_t *v)
+{
+	json_t *root, *node = s_quoted_lookup(msg, path, &root);
+
+	if (!node) {
+		v->kind = V_ABSENT;
+	} else if (json_is_string(node)) {
+		v->kind = V_STR;
+		v->s = json_string_value(node);
+		v->hold = root;
+		return;
+	} else if (json_is_integer(node)) {
+		v->kind = V_INT;
+		v->i = json_integer_value(node);
+	} else if (json_is_real(node)) {
+		v->kind = V_DBL;
+		v->d = json_real_value(node);
+	} else if (json_is_boolean(node)) {
+		v->kind = V_BOOL;
+		v->b = json_is_true(node);
+	} else {
+		v->kind = V_OTHER;
+	}
+	json_decref(root);
+}
+
+void expr__value_drop(value_t *v)
+{
+	json_decref(v->hold);
+	v->hold = NULL;
+}
+
+char *expr__data_json(const kanal_msg_t *msg, const char *path)
+{
+	json_t *root, *node;
+	char *json;
+
+	if (!s_path_quoted(path))
+		return kanal_msg_data_json(msg, path);
+	node = s_quoted_lookup(msg, path, &root);
+	json = node ? json_dumps(node, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	json_decref(root);
+	return json;
+}
+
 /* ---- evaluation ---------------------------------------------------------------------------- */
 
 /* Reads the data value at path as the hint asks: one typed lookup when the type is known,
@@ -963,6 +1128,11 @@ fail:
 static void s_fetch_data(const char *path, const kanal_msg_t *msg, hint_t hint, value_t *v)
 {
 	int rc;
+
+	if (s_path_quoted(path)) {
+		s_fetch_quoted(path, msg, v);
+		return;
+	}
 
 	if (hint == H_STR || hint == H_ANY) {
 		rc = kanal_msg_data_str(msg, path, &v->s);
@@ -1010,7 +1180,7 @@ static void s_fetch_ext(const char *text, hint_t hint, value_t *v)
 	v->kind = V_STR;
 	v->s = text;
 	if (hint == H_NUM || hint == H_ANY) {
-		value_t num;
+		value_t num = { 0 };
 
 		if (s_parse_number(text, strlen(text), &num) == 0) {
 			*v = num;
@@ -1166,23 +1336,28 @@ static bool s_eval_cmp(const node_t *n, const ectx_t *msg)
 {
 	value_t a, b;
 
+	bool result;
+
 	expr__fetch_pair(n, msg, &a, &b);
 	if (n->op == CMP_MATCHES)
-		return a.kind == V_STR && regexec(n->re, a.s, 0, NULL, 0) == 0;
-	return s_compare(n->op, &a, &b);
+		result = a.kind == V_STR && regexec(n->re, a.s, 0, NULL, 0) == 0;
+	else
+		result = s_compare(n->op, &a, &b);
+	expr__value_drop(&a);
+	expr__value_drop(&b);
+	return result;
 }
 
 static bool s_eval_in(const node_t *n, const ectx_t *msg)
 {
 	value_t v;
+	bool found = false;
 
 	expr__fetch(&n->lhs, msg, expr__hint_for(n->list[0].kind), &v);
-	if (v.kind == V_ABSENT)
-		return false;
-	for (size_t i = 0; i < n->n_list; i++)
-		if (s_compare(CMP_EQ, &v, &n->list[i]))
-			return true;
-	return false;
+	for (size_t i = 0; i < n->n_list && v.kind != V_ABSENT && !found; i++)
+		found = s_compare(CMP_EQ, &v, &n->list[i]);
+	expr__value_drop(&v);
+	return found;
 }
 
 /* Whether the data path holds a value other than null. */
@@ -1199,10 +1374,11 @@ static bool s_data_present(const char *path, const kanal_msg_t *msg)
 		return false;
 	memset(&v, 0, sizeof v);
 	s_fetch_data(path, msg, H_ANY, &v);
+	expr__value_drop(&v);
 	if (v.kind != V_OTHER)
 		return v.kind != V_ABSENT;
 	/* An object, an array or null: only the text tells which. */
-	json = kanal_msg_data_json(msg, path);
+	json = expr__data_json(msg, path);
 	present = json && strcmp(json, "null") != 0;
 	kanal_free(json);
 	return present;
@@ -1240,7 +1416,7 @@ size_t expr__any_count(const node_t *n, const ectx_t *cx, char *buf, size_t size
 	    (size_t)snprintf(buf, size, "%s", path) >= size)
 		return 0;
 	/* Only an array has elements: an object whose keys are "0", "1"… does not. */
-	json = kanal_msg_data_json(cx->msg, buf);
+	json = expr__data_json(cx->msg, buf);
 	if (json && json[0] == '[') {
 		json_t *array = json_loads(json, JSON_DECODE_ANY, NULL);
 

@@ -5,8 +5,9 @@
  *   type in ["order.placed", "order.changed"] or not exists subject
  *
  * Operands: attribute names (type, source, id, subject, time, specversion, datacontenttype,
- * dataschema, any extension name), data fields (data.a.b, data.list.0), and literals
- * (strings in double quotes with \" and \\ escapes, numbers, true, false, and lists
+ * dataschema, any extension name), data fields (data.a.b, data.list.0, and a key with dots
+ * quoted as in jq: data."no.dk/kommune"), and literals (strings in double quotes with \"
+ * and \\ escapes, numbers, true, false, and lists
  * [lit, …] for `in`). Operators: == != < <= > >= in, `exists FIELD`, and / or / not,
  * parentheses; the string operators contains, startswith, endswith and matches (POSIX
  * extended regex, compiled by expr_parse), each with a string literal on the right; and

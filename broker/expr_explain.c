@@ -89,8 +89,10 @@ static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o, cons
 
 	s_append(sb, "%.*s is ", (int)(o->end - o->start), e->text + o->start);
 	expr__fetch(o, cx, hint, &v);
-	if (v.kind == V_OTHER && (o->kind == OP_DATA || o->kind == OP_ITEM))
+	if (v.kind == V_OTHER && (o->kind == OP_DATA || o->kind == OP_ITEM)) {
+		expr__value_drop(&v);
 		expr__fetch(o, cx, H_ANY, &v);
+	}
 	switch (v.kind) {
 	case V_ABSENT:
 		if (o->kind == OP_DATA && !o->name[0] &&
@@ -113,7 +115,7 @@ static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o, cons
 		break;
 	case V_OTHER: {
 		const char *path = expr__data_path(o, cx, buf, sizeof buf);
-		char *json = path ? kanal_msg_data_json(msg, path) : NULL;
+		char *json = path ? expr__data_json(msg, path) : NULL;
 
 		s_append(sb, "%s",
 			 !json            ? "not readable"
@@ -124,6 +126,7 @@ static void s_append_field(sbuf_t *sb, const expr_t *e, const operand_t *o, cons
 		break;
 	}
 	}
+	expr__value_drop(&v);
 }
 
 /* Explains a leaf (comparison, `in`, `exists`), quoting the source span [start, end) — the
@@ -143,6 +146,8 @@ static void s_explain_leaf(sbuf_t *sb, const expr_t *e, const node_t *leaf, size
 			s_append_field(sb, e, &leaf->lhs, msg, expr__hint_for(b.kind));
 			s_append(sb, ", ");
 			s_append_field(sb, e, &leaf->rhs, msg, expr__hint_for(a.kind));
+			expr__value_drop(&a);
+			expr__value_drop(&b);
 		}
 		break;
 	case N_IN:

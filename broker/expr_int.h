@@ -43,6 +43,7 @@ typedef struct value {
 	int64_t i;
 	double d;
 	bool b;
+	struct json_t *hold; /* a data field under a quoted key: the tree s lives in (owned) */
 } value_t;
 
 /* What a comparison wants a field read as, so that one typed lookup suffices. */
@@ -67,7 +68,8 @@ typedef struct operand {
 	okind_t kind;
 	value_t lit;       /* OP_LIT; a string is owned (char *) */
 	char *name;        /* OP_EXT: the name; OP_DATA: the path after "data." ("" for data);
-			     * OP_ITEM: the path after "item." ("" for item) */
+			     * OP_ITEM: the path after "item." ("" for item). In a quoted
+			     * key, '.' and '\' are kept with a '\' before them */
 	attr_getter_t get; /* OP_CORE */
 	size_t start, end; /* source span */
 } operand_t;
@@ -183,6 +185,11 @@ const char *expr__join(char *buf, size_t size, const char *base, const char *ste
 const char *expr__data_path(const operand_t *o, const ectx_t *cx, char *buf, size_t size);
 /* expr.c: the elements an any() has in the message; its array's path is written to buf. */
 size_t expr__any_count(const node_t *n, const ectx_t *cx, char *buf, size_t size);
+/* expr.c: releases what a fetched value holds (expr__fetch, expr__fetch_pair). */
+void expr__value_drop(value_t *v);
+/* expr.c: the JSON text of the data value at path (NULL when absent), like
+ * kanal_msg_data_json but also for paths with quoted keys. Returns a string to kanal_free. */
+char *expr__data_json(const kanal_msg_t *msg, const char *path);
 /* expr_lex.c: reads the next token at p->pos into p->tok. */
 void expr_lex_next(parser_t *p);
 

@@ -1,10 +1,11 @@
 /*
  * broker/expr_lex.c — the lexer of `where` expressions (expr.c parses them): reads the next
  * token — a parenthesis, bracket or comma, a comparison operator, a string literal with its
- * escapes, a number, or a word (a name, a keyword or a dotted data path) — into the parser's
- * lookahead. A token that cannot be read becomes T_ERROR with its message and column kept in
- * the parser, reported only when the parser looks at that token, so errors come out in
- * source order. The grammar and the error wording are described in expr.c.
+ * escapes, a number, or a word (a name, a keyword or a dotted data path, whose keys may be
+ * quoted) — into the parser's lookahead. A token that cannot be read becomes T_ERROR with
+ * its message and column kept in the parser, reported only when the parser looks at that
+ * token, so errors come out in source order. The grammar and the error wording are described
+ * in expr.c.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -110,7 +111,8 @@ static size_t s_lex_number(parser_t *p, size_t i)
 	return j - i;
 }
 
-/* Lexes a word: a name, a keyword or a dotted data path. */
+/* Lexes a word: a name, a keyword or a dotted data path, whose segments may be quoted as in
+ * jq (data."no.dk/kommune") to hold any characters. */
 static size_t s_lex_word(parser_t *p, size_t i)
 {
 	const char *t = p->text;
@@ -120,6 +122,14 @@ static size_t s_lex_word(parser_t *p, size_t i)
 		j++;
 	while (t[j] == '.') {
 		j++;
+		if (t[j] == '"') {
+			size_t quoted = s_lex_string(p, j);
+
+			if (!quoted)
+				return 0;
+			j += quoted;
+			continue;
+		}
 		if (!s_is_segment_char(t[j])) {
 			s_lex_fail(p, j, "expected a field name after '.' at column %zu", j + 1);
 			return 0;

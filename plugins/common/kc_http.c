@@ -310,6 +310,30 @@ oom:
 	return KANAL_ENOMEM;
 }
 
+int kc_http_header(kc_http_t *http, const char *name, char *buf, size_t size)
+{
+	struct curl_header *hd;
+	size_t used = 0, n;
+	int rc = KANAL_ENOTFOUND;
+
+	if (size)
+		buf[0] = '\0';
+	/* -1: the last request of the transfer (after redirects and 100 Continue). */
+	for (size_t i = 0;
+	     curl_easy_header(http->curl, name, i, CURLH_HEADER, -1, &hd) == CURLHE_OK; i++) {
+		const char *sep = rc == 0 ? ", " : "";
+
+		rc = 0;
+		n = (size_t)snprintf(buf + used, size - used, "%s%s", sep, hd->value);
+		if (n >= size - used)
+			return KANAL_ETOOBIG;
+		used += n;
+		if (hd->amount <= i + 1)
+			break;
+	}
+	return rc;
+}
+
 const char *kc_http_describe(const kc_response_t *res, const char *what, char *buf, size_t size)
 {
 	char excerpt[201];

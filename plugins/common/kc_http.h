@@ -156,6 +156,13 @@ int kc_http_request(kc_http_t *http, const char *method, const char *url,
 		    kc_response_t *res);
 void kc_response_clear(kc_response_t *res);
 
+/* Copies the value of the header `name` (case-insensitive) of the last answer http received
+ * into buf — several headers of that name joined by ", ", as HTTP reads them. Call it before
+ * the client's next request. Returns 0, KANAL_ENOTFOUND (no such header, or no answer yet)
+ * or KANAL_ETOOBIG (it does not fit buf; buf then holds a cut value). Ownership: borrows
+ * http and name; fills buf. */
+int kc_http_header(kc_http_t *http, const char *name, char *buf, size_t size);
+
 /* The outcome a delivery gets from an HTTP answer, with the error set on ctx when it is not
  * OK: 2xx OK; no answer, 408, 425, 429 and 5xx RETRY (Retry-After passed on as the retry
  * hint); any other status REJECT. `what` names the call in the error ("POST notice").

@@ -14,6 +14,7 @@
  */
 #include "kc_jq.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -89,6 +90,13 @@ static void s_watch(kc_jq_t *t)
 	if (!s_watchdog_started) {
 		pthread_t th;
 		pthread_attr_t attr;
+		Dl_info self;
+
+		/* The watchdog runs as long as the process, so its code must stay loaded: a
+		 * plugin whose init fails after compiling a program is unloaded (dlclose), and
+		 * the thread would then run in unmapped memory. */
+		if (dladdr((void *)s_watchdog, &self) && self.dli_fname)
+			(void)dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

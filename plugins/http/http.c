@@ -128,6 +128,18 @@ static const kanal_option_t s_options[] = {
 	  OPT(client_burst),
 	  .help = "Events a client may post at once before client_rate applies (0: one second's "
 		  "worth)." },
+	/* ingress: vendor JSON, made into events by jq (mapped.c) */
+	{ .name = "map_paths",
+	  .type = KANAL_OPT_LIST,
+	  OPT(map_paths),
+	  .help = "Paths that take a vendor's own JSON, each 'PATH SOURCE MAP': a POST to PATH is "
+		  "run through the jq program in the file MAP, whose output (an object with id, "
+		  "type, subject, time, data, or an array of them) becomes the events, all with "
+		  "the source SOURCE." },
+	{ .name = "map_dir",
+	  .type = KANAL_OPT_PATH,
+	  OPT(map_dir),
+	  .help = "The folder a relative MAP of map_paths is read from." },
 	/* egress */
 	{ .name = "url",
 	  .type = KANAL_OPT_STRING,

@@ -4,7 +4,8 @@
  * thread) and out (egress.c: a webhook destination over plugins/common's HTTP client), the
  * gate that admits the ingress's connections and bounds slow and flooding clients
  * (gate.c), the bearer tokens that guard the ingress (tokens.c), and the CloudEvents HTTP
- * protocol binding's header codec both directions share (binding.c). http.c holds the descriptor
+ * protocol binding's header codec both directions share (binding.c), and vendor JSON made
+ * into events by jq on the ingress's map_paths (mapped.c). http.c holds the descriptor
  * and the options table and wires the parts to the plugin lifecycle.
  *
  * Nothing here is exported from the .so (it is built with hidden visibility).
@@ -140,6 +141,8 @@ typedef struct http_options {
 	int64_t max_connections, connection_timeout_ms;
 	int64_t request_timeout_ms, max_connections_per_address;
 	int64_t client_rate, client_burst; /* per token client; 0: no limit */
+	kanal_strlist_t map_paths;         /* "PATH SOURCE MAP": vendor JSON in (mapped.c) */
+	const char *map_dir;
 	/* egress */
 	const char *url, *mode;
 	kanal_strlist_t headers;
@@ -191,6 +194,31 @@ size_t gate_connections(const gate_t *g);
 /* Stops accepting and closes the connections not yet handed to libmicrohttpd. */
 void gate_close(gate_t *g);
 void gate_destroy(gate_t **g_p);
+
+/* ---- mapped.c: vendor JSON in, made into events by a jq program ------------------------ */
+
+typedef struct mapped mapped_t;
+typedef struct mapped_path mapped_path_t;
+
+/* Reads the map_paths items ("PATH SOURCE MAP", MAP a jq file, relative to map_dir) and
+ * compiles each program. Returns 0 with *out (NULL when there are no items) or
+ * KANAL_ECONFIG / KANAL_ENOMEM after kanal_set_error. events_path is the CloudEvents path,
+ * which no item may take. Ownership: borrows all; *out is new (mapped_destroy). */
+int mapped_new(kanal_ctx_t *ctx, const kanal_strlist_t *items, const char *map_dir,
+	       const char *events_path, mapped_t **out);
+void mapped_destroy(mapped_t **m_p);
+/* The mapped path that url names, or NULL (also for m NULL). Ownership: borrowed from m. */
+const mapped_path_t *mapped_find(const mapped_t *m, const char *url);
+/* Runs the path's program on body[0..len) ($client: the token client's name or NULL) and
+ * makes its output — an event object, or an array of them (*array true) — into events.
+ * Returns 0 with *out (n_out of them, malloc'd array), KANAL_EPARSE (the body is not JSON:
+ * a 400), KANAL_EREJECTED (a jq error, an output that is no event, an invalid attribute:
+ * a 422; an array's element is named "event #i: …"), KANAL_ETOOBIG (a body over 2 GiB) or
+ * KANAL_ENOMEM, with err.
+ * Ownership: borrows all; *out and its events are the caller's. */
+int mapped_decode(const mapped_t *m, const mapped_path_t *mp, const char *body, size_t len,
+		  const char *client, kanal_msg_t ***out, size_t *n_out, bool *array,
+		  kanal_error_t *err);
 
 /* ---- ingress.c: CloudEvents in ---------------------------------------------------------- */
 

@@ -19,6 +19,9 @@
  * answer is 429 with Retry-After and the body says which events were accepted before it.
  * A (source, id) this instance accepted within dedupe_window is answered "duplicate" and
  * not emitted again.
+ *
+ * On the map_paths a vendor posts its own JSON instead; mapped.c makes events of it with a
+ * jq program, and from there they take the same way as CloudEvents.
  */
 #include "http.h"
 #include "../common/kc_files.h"
@@ -169,6 +172,7 @@ struct ingress {
 	const char *path; /* borrowed from the config */
 	char *port_file;
 	tokens_t *tokens; /* NULL: no authentication */
+	mapped_t *mapped; /* map_paths; NULL: none */
 	size_t max_body;
 	size_t max_event_size;
 	int64_t flush_timeout_ms;
@@ -198,6 +202,7 @@ typedef struct req {
 	bool answered_by_gate; /* answered outside libmicrohttpd: close when the body ends */
 	size_t seen;           /* body bytes received, kept or not */
 	const tokens_client_t *client;
+	const mapped_path_t *map; /* posted to one of map_paths: vendor JSON */
 } req_t;
 
 /* A client that sends a refused body anyway (no `Expect: 100-continue`) has it read and
@@ -497,7 +502,25 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 
 	kanal_error_clear(&err);
 	binding_media_type(ctype, media, sizeof media);
-	if (!strcmp(media, BINDING_BATCH)) {
+	if (rq->map) {
+		/* Vendor JSON: the path's jq program makes the events (mapped.c). */
+		if (!binding_media_is_json(ctype ? media : NULL))
+			return s_fail(ing, conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL, -1,
+				      "'%s' is not JSON: post the body as application/json", media);
+		rc = mapped_decode(ing->mapped, rq->map, rq->body ? rq->body : "", rq->len,
+				   rq->client ? tokens_client_name(rq->client) : NULL, &msgs, &n,
+				   &batch, &err);
+		if (rc == KANAL_EPARSE)
+			return s_fail(ing, conn, MHD_HTTP_BAD_REQUEST, NULL, -1, "%s", err.text);
+		if (rc == KANAL_ETOOBIG)
+			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1, "%s",
+				      err.text);
+		if (rc == KANAL_EREJECTED)
+			return s_fail(ing, conn, MHD_HTTP_UNPROCESSABLE_CONTENT,
+				      err.attribute[0] ? err.attribute : NULL, -1, "%s", err.text);
+		if (rc < 0)
+			return MHD_NO;
+	} else if (!strcmp(media, BINDING_BATCH)) {
 		kanal_batch_t *b = NULL;
 
 		batch = true;
@@ -600,7 +623,7 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 
 		if (batch)
 			snprintf(at, sizeof at, "event #%zu: ", i);
-		if (batch && kanal_msg_size(msgs[i]) > ing->max_event_size) {
+		if ((batch || rq->map) && kanal_msg_size(msgs[i]) > ing->max_event_size) {
 			answer = s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, (long)i,
 					"%sthe event is larger than max_event_size (%zu bytes)", at,
 					ing->max_event_size);
@@ -685,7 +708,7 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 		const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
 		bool waits = expect && strcasestr(expect, "100-continue");
 		rq->answered = true;
-		if (strcmp(url, ing->path))
+		if (strcmp(url, ing->path) && !(rq->map = mapped_find(ing->mapped, url)))
 			return s_fail(ing, conn, MHD_HTTP_NOT_FOUND, NULL, -1,
 				      "nothing here: events are posted to %s", ing->path);
 		if (strcmp(method, MHD_HTTP_METHOD_POST))
@@ -842,11 +865,13 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 
 	*out = NULL;
 	if (!listen || !*listen) {
-		if (tokens_file || port_file) {
+		if (tokens_file || port_file || opt->map_paths.count) {
 			kanal_set_error(ctx,
 					"%s is given but listen is not: the ingress options "
 					"need listen (e.g. listen: 127.0.0.1:8080)",
-					tokens_file ? "tokens_file" : "port_file");
+					tokens_file ? "tokens_file"
+					: port_file ? "port_file"
+						    : "map_paths");
 			return KANAL_ECONFIG;
 		}
 		return 0;
@@ -884,6 +909,8 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 	ing->dedupe_window_ms = opt->dedupe_window_ms;
 	ing->client_rate = opt->client_rate;
 	ing->client_burst = opt->client_burst;
+	if ((rc = mapped_new(ctx, &opt->map_paths, opt->map_dir, ing->path, &ing->mapped)) < 0)
+		goto fail;
 	/* The table keeps connection_timeout at 1s or more and max_connections in 1-100000. */
 	ing->conn_timeout_s = (unsigned)((opt->connection_timeout_ms + 999) / 1000);
 	ing->max_connections = (unsigned)opt->max_connections;
@@ -1030,6 +1057,7 @@ void ingress_destroy(ingress_t **ing_p)
 		MHD_stop_daemon(ing->daemon);
 	gate_destroy(&ing->gate);
 	tokens_destroy(&ing->tokens);
+	mapped_destroy(&ing->mapped);
 	s_seen_clear(&ing->seen);
 	free(ing->port_file);
 	free(ing);

@@ -6,10 +6,12 @@
  * type, subject, time, data) or by a jq `map:` program (the sandboxed runner of
  * plugins/common/kc_jq.h, as routes' transforms run), emits them, waits until the bus holds them durably
  * (kanal_emit_flush) and only then persists the new cursor — read from the answer by
- * another JSON pointer — in the instance's state folder. Pages follow one another at once
- * while the answer says there are more. A crash between the flush and the cursor write
- * makes the next run read the page again; kanald drops the replays as duplicates because
- * an event's id is the item's own id.
+ * another JSON pointer, or from a response header — in the instance's state folder. Pages
+ * follow one another at once while the answer says there are more, or, with next-link
+ * paging, while it links to a next page (a `Link: <…>; rel="next"` header or a URL in the
+ * body), which is followed only on the endpoint's own origin. A crash between the flush and
+ * the cursor write makes the next run read the page again; kanald drops the replays as
+ * duplicates because an event's id is the item's own id.
  *
  * An upstream error (no answer, a timeout, a non-2xx status, an answer that is not JSON or
  * has no item list) keeps the cursor where it was, is logged and counted
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <kanal/kanal.h>
@@ -37,6 +40,7 @@
 #define HP_FLUSH_TIMEOUT_MS 10000
 #define HP_BUSY_WAIT_MS 500 /* the bus was busy: try again soon */
 #define HP_MAX_CURSOR 512
+#define HP_MAX_URL 4096
 
 typedef struct httppoll {
 	/* bound options */
@@ -44,7 +48,10 @@ typedef struct httppoll {
 	const char *cursor_param;
 	const char *items_pointer;
 	const char *cursor_pointer;
+	const char *cursor_header;
 	const char *more_pointer;
+	const char *next_link_pointer;
+	bool next_link_header;
 	const char *id_pointer;
 	const char *type;
 	const char *type_pointer;
@@ -60,8 +67,10 @@ typedef struct httppoll {
 	/* running state */
 	const char *instance;
 	kc_http_t *http;
-	kc_jq_t *map_jq; /* the compiled `map`, or NULL */
-	char *cursor;    /* the last persisted cursor, or NULL: the beginning */
+	kc_jq_t *map_jq;  /* the compiled `map`, or NULL */
+	char *cursor;     /* the last persisted cursor, or NULL: the beginning */
+	char *next_url;   /* next-link paging: the page to ask for next, or NULL: the first */
+	char origin[300]; /* scheme://host[:port] of url, lower case, no default port */
 	int64_t timer;
 	int64_t backoff_ms;
 	int64_t retry_after_ms; /* the upstream's Retry-After for the next wait, or -1 */
@@ -93,6 +102,22 @@ static const kanal_option_t s_options[] = {
 	OPT_PTR("cursor_pointer", cursor_pointer, "/next",
 		"JSON pointer to the next cursor in the answer (a string or number; null or "
 		"missing keeps the cursor)."),
+	{ .name = "cursor_header",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(httppoll_t, cursor_header),
+	  .help = "Response header holding the next cursor (e.g. X-Next-Cursor), instead of "
+		  "cursor_pointer; a missing header keeps the cursor." },
+	{ .name = "next_link_header",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "false",
+	  KANAL_OPT_AT(httppoll_t, next_link_header),
+	  .help = "Page by the answer's 'Link: <URL>; rel=\"next\"' header: the next page is "
+		  "that URL (on url's own origin only), the last has none." },
+	{ .name = "next_link_pointer",
+	  .type = KANAL_OPT_STRING,
+	  KANAL_OPT_AT(httppoll_t, next_link_pointer),
+	  .help = "JSON pointer to the next page's URL in the answer (on url's own origin only; "
+		  "null or missing: the last page), instead of more_pointer." },
 	OPT_PTR("more_pointer", more_pointer, "/has_more",
 		"JSON pointer to a boolean saying more pages follow; when missing, a full page "
 		"(page_size items) means more."),
@@ -288,6 +313,105 @@ static kanal_msg_t *s_map_item(httppoll_t *h, json_t *item, char *why, size_t si
 	return msg;
 }
 
+/* ---- next links ------------------------------------------------------------------------------ */
+
+static bool s_link_paging(const httppoll_t *h)
+{
+	return h->next_link_header || h->next_link_pointer;
+}
+
+/* Writes the origin of an absolute http(s) URL — "scheme://host[:port]", lower case, a
+ * default port left out — into buf. Returns false when url is not such a URL with a host
+ * (or has user info). */
+static bool s_origin(const char *url, char *buf, size_t size)
+{
+	bool https = !strncasecmp(url, "https://", 8);
+	const char *rest = url + (https ? 8 : 7), *port = https ? ":443" : ":80";
+	size_t auth, n;
+
+	if (!https && strncasecmp(url, "http://", 7))
+		return false;
+	auth = strcspn(rest, "/?#");
+	if (auth == 0 || memchr(rest, '@', auth) ||
+	    (size_t)snprintf(buf, size, "%s://%.*s", https ? "https" : "http", (int)auth, rest) >=
+		    size)
+		return false;
+	for (char *c = buf; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	n = strlen(buf);
+	if (n > strlen(port) && !strcmp(buf + n - strlen(port), port))
+		buf[n - strlen(port)] = '\0';
+	return true;
+}
+
+/* The URL of the rel="next" entry of a Link header value ("<URL>; rel=\"next\", …"; a rel
+ * may list several relations) into buf. Returns false when there is none (or it does not
+ * fit). */
+static bool s_link_next(const char *value, char *buf, size_t size)
+{
+	const char *p = value, *lt, *gt, *end;
+
+	while ((lt = strchr(p, '<')) && (gt = strchr(lt, '>'))) {
+		end = strchr(gt, '<');
+		end = end ? end : gt + strlen(gt);
+		for (const char *q = gt + 1; q + 4 <= end; q++) {
+			bool quoted;
+			if (strncasecmp(q, "rel=", 4) || (q[-1] != ';' && q[-1] != ' '))
+				continue;
+			q += 4;
+			quoted = *q == '"';
+			q += quoted;
+			while (q < end && *q != '"' && *q != ';' && *q != ',' &&
+			       (quoted || *q != ' ')) {
+				size_t n = strcspn(q, quoted ? "\" ;," : " ;,\"");
+				if (n == 4 && !strncasecmp(q, "next", 4)) {
+					if ((size_t)(gt - lt - 1) >= size)
+						return false;
+					snprintf(buf, size, "%.*s", (int)(gt - lt - 1), lt + 1);
+					return true;
+				}
+				q += n;
+				while (q < end && *q == ' ' && quoted)
+					q++;
+			}
+			break;
+		}
+		p = end;
+	}
+	return false;
+}
+
+/* The URL a next link names: an absolute URL on url's own origin, or an absolute path ("/…")
+ * taken on it. Returns a new string, or NULL with why in buf (naming the link's origin,
+ * never the whole link: it may carry a token). */
+static char *s_next_url(const httppoll_t *h, const char *link, char *why, size_t size)
+{
+	char origin[300], *out = NULL;
+
+	for (const char *c = link; *c; c++) {
+		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+			snprintf(why, size, "it holds a blank or a control character");
+			return NULL;
+		}
+	}
+	if (strlen(link) > HP_MAX_URL) {
+		snprintf(why, size, "it is longer than %d bytes", HP_MAX_URL);
+	} else if (link[0] == '/' && link[1] != '/') {
+		if (asprintf(&out, "%s%s", h->origin, link) < 0)
+			out = NULL;
+		if (!out)
+			snprintf(why, size, "out of memory");
+	} else if (!s_origin(link, origin, sizeof origin)) {
+		snprintf(why, size, "it is neither an http(s) URL nor a path");
+	} else if (strcmp(origin, h->origin)) {
+		snprintf(why, size, "it points to another host (%.120s), not %.120s", origin,
+			 h->origin);
+	} else if (!(out = strdup(link))) {
+		snprintf(why, size, "out of memory");
+	}
+	return out;
+}
+
 /* ---- the cursor ---------------------------------------------------------------------------- */
 
 static int s_load_cursor(kanal_ctx_t *ctx, httppoll_t *h)
@@ -422,16 +546,44 @@ static page_result_t s_emit_items(kanal_ctx_t *ctx, httppoll_t *h, json_t *items
 	return PAGE_DONE;
 }
 
+/* Next-link paging, after a page's events are durable: a page the bus took whole moves on
+ * to its next link (PAGE_MORE) or, without one, ends the poll; a link off url's origin is
+ * refused, logged and counted (next_links_refused) as an upstream error, so the next poll
+ * starts again from the cursor. Releases page. */
+static page_result_t s_follow(kanal_ctx_t *ctx, httppoll_t *h, json_t *page, page_result_t r,
+			      const char *next_link, const char *what)
+{
+	char why[300], cause[1024];
+	char *next_url;
+
+	json_decref(page);
+	if (r != PAGE_DONE)
+		return r; /* this page again (h->next_url unchanged) */
+	free(h->next_url);
+	h->next_url = NULL;
+	if (!next_link)
+		return PAGE_DONE;
+	if (!(next_url = s_next_url(h, next_link, why, sizeof why))) {
+		kanal_metric_add(ctx, "next_links_refused", 1);
+		snprintf(cause, sizeof cause, "%s: next link refused: %s", what, why);
+		s_upstream_error(ctx, h, cause);
+		return PAGE_FAILED;
+	}
+	h->next_url = next_url;
+	return PAGE_MORE;
+}
+
 /* Fetches and handles one page. */
 static page_result_t s_poll_page(kanal_ctx_t *ctx, httppoll_t *h)
 {
 	const char *headers[] = { "Accept: application/json", NULL };
 	char what[HP_MAX_CURSOR + 64], cause[1024], curbuf[HP_MAX_CURSOR + 1];
+	char hdrcur[HP_MAX_CURSOR + 1], link[HP_MAX_URL + 1], linkhdr[HP_MAX_URL * 2];
 	kc_response_t res;
 	json_error_t jerr;
-	json_t *page, *items, *more_v;
-	const char *next;
-	char *url = s_page_url(h);
+	json_t *page, *items, *more_v, *link_v;
+	const char *next, *header_cursor = NULL, *next_link = NULL;
+	char *url = h->next_url ? strdup(h->next_url) : s_page_url(h);
 	page_result_t r;
 	int64_t handled = 0;
 	bool more;
@@ -441,7 +593,8 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, httppoll_t *h)
 		s_upstream_error(ctx, h, "out of memory");
 		return PAGE_FAILED;
 	}
-	snprintf(what, sizeof what, "GET (cursor %s)", h->cursor ? h->cursor : "none");
+	snprintf(what, sizeof what, "GET %s(cursor %s)", h->next_url ? "next page " : "",
+		 h->cursor ? h->cursor : "none");
 	kanal_metric_add(ctx, "polls", 1);
 	rc = kc_http_request(h->http, "GET", url, headers, NULL, 0, &res);
 	free(url);
@@ -452,6 +605,13 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, httppoll_t *h)
 		kc_response_clear(&res);
 		return PAGE_FAILED;
 	}
+	/* The headers, before the client's next request. */
+	if (h->cursor_header &&
+	    kc_http_header(h->http, h->cursor_header, hdrcur, sizeof hdrcur) == 0 && *hdrcur)
+		header_cursor = hdrcur;
+	if (h->next_link_header && kc_http_header(h->http, "Link", linkhdr, sizeof linkhdr) == 0 &&
+	    s_link_next(linkhdr, link, sizeof link))
+		next_link = link;
 	/* Never quote a 200's body: it may hold personal data. Say where it broke. */
 	page = json_loadb(res.body, res.len, JSON_DECODE_ANY, &jerr);
 	if (!page) {
@@ -472,10 +632,18 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, httppoll_t *h)
 		s_upstream_error(ctx, h, cause);
 		return PAGE_FAILED;
 	}
-	next = s_pointer_text(page, h->cursor_pointer, curbuf, sizeof curbuf);
-	if (json_array_size(items) > 0 && !next) {
-		snprintf(cause, sizeof cause, "%s: answer has items but no cursor at '%s'", what,
-			 h->cursor_pointer);
+	next = h->cursor_header ? header_cursor
+				: s_pointer_text(page, h->cursor_pointer, curbuf, sizeof curbuf);
+	link_v = h->next_link_pointer ? s_pointer_get(page, h->next_link_pointer) : NULL;
+	if (json_is_string(link_v) && json_string_length(link_v) < sizeof link) {
+		snprintf(link, sizeof link, "%s", json_string_value(link_v));
+		next_link = link;
+	}
+	/* With next links the cursor is optional: the links page, the cursor only resumes. */
+	if (json_array_size(items) > 0 && !next && !s_link_paging(h)) {
+		snprintf(cause, sizeof cause, "%s: answer has items but no cursor %s '%s'", what,
+			 h->cursor_header ? "in the header" : "at",
+			 h->cursor_header ? h->cursor_header : h->cursor_pointer);
 		json_decref(page);
 		s_upstream_error(ctx, h, cause);
 		return PAGE_FAILED;
@@ -500,6 +668,8 @@ static page_result_t s_poll_page(kanal_ctx_t *ctx, httppoll_t *h)
 	 * duplicates. */
 	if (r == PAGE_DONE)
 		s_save_cursor(ctx, h, next);
+	if (s_link_paging(h))
+		return s_follow(ctx, h, page, r, next_link, what);
 	more_v = s_pointer_get(page, h->more_pointer);
 	more = json_is_boolean(more_v) ? json_is_true(more_v)
 				       : (int64_t)json_array_size(items) >= h->page_size;
@@ -570,6 +740,7 @@ static void s_destroy(void *state)
 	kc_http_conf_clear(&h->http_conf);
 	kc_jq_destroy(&h->map_jq);
 	free(h->cursor);
+	free(h->next_url);
 	free(h);
 }
 
@@ -580,10 +751,15 @@ static int s_check(kanal_ctx_t *ctx, httppoll_t *h)
 	const struct {
 		const char *name, *value;
 	} ptrs[] = {
-		{ "items_pointer", h->items_pointer }, { "cursor_pointer", h->cursor_pointer },
-		{ "more_pointer", h->more_pointer },   { "id_pointer", h->id_pointer },
-		{ "type_pointer", h->type_pointer },   { "subject_pointer", h->subject_pointer },
-		{ "time_pointer", h->time_pointer },   { "data_pointer", h->data_pointer },
+		{ "items_pointer", h->items_pointer },
+		{ "cursor_pointer", h->cursor_pointer },
+		{ "more_pointer", h->more_pointer },
+		{ "id_pointer", h->id_pointer },
+		{ "type_pointer", h->type_pointer },
+		{ "subject_pointer", h->subject_pointer },
+		{ "time_pointer", h->time_pointer },
+		{ "data_pointer", h->data_pointer },
+		{ "next_link_pointer", h->next_link_pointer },
 	};
 
 	if (kc_url_check_option(ctx, "url", h->url, h->http_conf.allow_plain_http) != 0)
@@ -596,6 +772,21 @@ static int s_check(kanal_ctx_t *ctx, httppoll_t *h)
 					ptrs[i].name, ptrs[i].value);
 			return KANAL_ECONFIG;
 		}
+	if (!s_origin(h->url, h->origin, sizeof h->origin)) {
+		kanal_set_error(ctx, "option 'url': '%.200s' has no host", h->url);
+		return KANAL_ECONFIG;
+	}
+	if (h->next_link_header && h->next_link_pointer) {
+		kanal_set_error(ctx, "give only one of the options 'next_link_header' (the Link "
+				     "header) and 'next_link_pointer' (a URL in the answer)");
+		return KANAL_ECONFIG;
+	}
+	if (h->cursor_header &&
+	    (!*h->cursor_header || h->cursor_header[strcspn(h->cursor_header, " \t:\r\n")])) {
+		kanal_set_error(ctx, "option 'cursor_header': '%.100s' is not a header name",
+				h->cursor_header);
+		return KANAL_ECONFIG;
+	}
 	if (h->type && h->type_pointer) {
 		kanal_set_error(ctx, "give only one of the options 'type' (a fixed event type) "
 				     "and 'type_pointer' (the type in each item)");
@@ -663,6 +854,7 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 	kanal_metric_add(ctx, "emitted", 0);
 	kanal_metric_add(ctx, "skipped", 0);
 	kanal_metric_add(ctx, "upstream_errors", 0);
+	kanal_metric_add(ctx, "next_links_refused", 0);
 	rc = s_load_cursor(ctx, h);
 	if (rc == 0)
 		rc = s_schedule(ctx, h, 0);

@@ -16,7 +16,8 @@ static const char s_event[] =
 	"{\"specversion\":\"1.0\",\"id\":\"e1\",\"source\":\"daycare\","
 	"\"type\":\"child.absence.reported\",\"subject\":\"person:ab\","
 	"\"data\":{\"reason\":\"sick\",\"days\":2,\"ok\":true,\"x\":{\"y\":[1,2]},"
-	"\"child_cpr\":\"1404214382\",\"f\":1.5e3}}";
+	"\"child_cpr\":\"1404214382\",\"f\":1.5e3,"
+	"\"no.dk/kommune\":\"0101\",\"a.b\":{\"c\":[{\"x.y\":1}]}}}";
 
 FUZZ_TARGET(where)
 {

@@ -3,7 +3,8 @@
  * over HTTP in the structured, binary and batched content modes reach a sink with their
  * data byte for byte; invalid, oversized, unauthenticated and forbidden requests get 400,
  * 413, 401 and 403 and leave nothing behind; backpressure gives 429 with Retry-After; a
- * tokens file others can read refuses the start. And the webhook destination: 2xx
+ * tokens file others can read refuses the start; vendor JSON on map_paths becomes events
+ * through its jq map (400, 422, 403, 415 when it cannot). And the webhook destination: 2xx
  * delivers, 503 then 200 is retried and delivered, 400 takes the route's fallback, a
  * receiver that hangs times out and is retried.
  *
@@ -692,6 +693,144 @@ done:
 	free(dir);
 }
 
+/* Vendor JSON on map_paths: the path's jq map makes the events (one, or an array of them),
+ * all with the path's source, which the token client must own; JSON that is not JSON is a
+ * 400, a jq error or an output that is not an event a 422 with jq's message, another media
+ * type a 415 — and nothing of a refused request is delivered. */
+static void test_map_paths_make_vendor_json_into_events(void)
+{
+	static const char tok_acme[] = "tok-acme-7e51d04a6b8c1e3f9c2b";
+	static const char tok_other[] = "tok-other-2e1f009d8e7f6a5b4c3d";
+	char *dir = test_tmpdir("http-map"), *path = NULL, *tokens = NULL, *raw = NULL;
+	char *body = NULL, *opts = NULL, *map = realpath("examples/http-map/acme-absence.jq", NULL);
+	char url[128], base[128], buf[512];
+	char acme[160], raw_url[160], auth_acme[128], auth_other[128];
+	kd_t *kd = NULL;
+	http_answer_t a = { 0 };
+	json_t *ev = NULL;
+
+	REQUIRE(dir != NULL && map != NULL);
+	raw = test_write_file(dir, "raw.jq", "# the body as the event\n.\n");
+	body = test_read_file("examples/http-map/acme-absence.json", NULL);
+	REQUIRE(raw != NULL && body != NULL);
+	if (asprintf(&tokens, "acme %s sources=/vendors/acme\nother %s sources=/vendors/other\n",
+		     tok_acme, tok_other) < 0)
+		tokens = NULL;
+	if (asprintf(&opts,
+		     "map_paths: ['/vendor/acme /vendors/acme %s', '/vendor/raw /vendors/acme "
+		     "raw.jq'], map_dir: '%s'",
+		     map, dir) < 0)
+		opts = NULL;
+	REQUIRE(opts != NULL);
+	kd = s_start_with_tokens("http-map", dir, tokens, opts, &path, url, sizeof url);
+	REQUIRE(kd != NULL);
+	snprintf(base, sizeof base, "%.*s", (int)(strlen(url) - strlen("/events")), url);
+	snprintf(acme, sizeof acme, "%s/vendor/acme", base);
+	snprintf(raw_url, sizeof raw_url, "%s/vendor/raw", base);
+	snprintf(auth_acme, sizeof auth_acme, "Authorization: Bearer %s", tok_acme);
+	snprintf(auth_other, sizeof auth_other, "Authorization: Bearer %s", tok_other);
+	{
+		const char *h[] = { "Content-Type: application/json", auth_acme, NULL };
+
+		/* One notice: one event, with the path's source and the map's fields. */
+		a = s_post_text(acme, h, body);
+		CU_ASSERT_EQUAL(a.status, 202);
+		CU_ASSERT_STRING_EQUAL(s_status_of(&a, "acme-4711", buf, sizeof buf), "accepted");
+		http_answer_clear(&a);
+		/* An array: one event each. */
+		a = s_post_text(acme, h,
+				"{\"notices\": [{\"ref\": 1, \"barn\": {\"id\": \"b-1\"}, "
+				"\"fravaer\": \"ferie\", \"fra\": \"2026-07-06\", \"til\": "
+				"\"2026-07-10\"}, {\"ref\": 2, \"barn\": {\"id\": \"b-2\"}, "
+				"\"fravaer\": \"fri\", \"fra\": \"2026-07-06\", \"til\": "
+				"\"2026-07-06\"}]}");
+		CU_ASSERT_EQUAL(a.status, 202);
+		CU_ASSERT_STRING_EQUAL(s_status_of(&a, "acme-1", buf, sizeof buf), "accepted");
+		CU_ASSERT_STRING_EQUAL(s_status_of(&a, "acme-2", buf, sizeof buf), "accepted");
+		http_answer_clear(&a);
+		/* Not JSON: 400. */
+		a = s_post_text(acme, h, "{\"ref\": 4712, \"barn\": ");
+		CU_ASSERT_EQUAL(a.status, 400);
+		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "not JSON"));
+		http_answer_clear(&a);
+		/* jq fails on it: 422 with jq's message. */
+		a = s_post_text(acme, h, "{\"ref\": 4713}");
+		CU_ASSERT_EQUAL(a.status, 422);
+		CU_ASSERT_PTR_NOT_NULL(
+			strstr(s_field(&a, "error", buf, sizeof buf), "map: Cannot index"));
+		http_answer_clear(&a);
+		/* The output is no event: a source of its own, not an object, no type. */
+		a = s_post_text(raw_url, h,
+				"{\"id\": \"r-1\", \"type\": \"x.y\", \"source\": \"/elsewhere\"}");
+		CU_ASSERT_EQUAL(a.status, 422);
+		CU_ASSERT_PTR_NOT_NULL(
+			strstr(s_field(&a, "error", buf, sizeof buf), "unknown key 'source'"));
+		http_answer_clear(&a);
+		a = s_post_text(raw_url, h, "\"just text\"");
+		CU_ASSERT_EQUAL(a.status, 422);
+		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf), "string"));
+		http_answer_clear(&a);
+		a = s_post_text(raw_url, h,
+				"[{\"id\": \"r-2\", \"type\": \"x.y\"}, {\"id\": \"r-3\"}]");
+		CU_ASSERT_EQUAL(a.status, 422);
+		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf),
+					      "event #1: map: the output has no type"));
+		http_answer_clear(&a);
+		/* Another media type: 415. */
+		a = s_post_text(acme,
+				(const char *[]){ "Content-Type: text/plain", auth_acme, NULL },
+				body);
+		CU_ASSERT_EQUAL(a.status, 415);
+		http_answer_clear(&a);
+	}
+	{
+		/* Another client does not own the path's source: 403, whatever it posts. */
+		const char *h[] = { "Content-Type: application/json", auth_other, NULL };
+
+		a = s_post_text(acme, h,
+				"{\"ref\": 99, \"barn\": {\"id\": \"b-9\"}, \"fravaer\": "
+				"\"syg\", \"fra\": \"2026-03-02\", \"til\": \"2026-03-02\"}");
+		CU_ASSERT_EQUAL(a.status, 403);
+		CU_ASSERT_PTR_NOT_NULL(strstr(s_field(&a, "error", buf, sizeof buf),
+					      "does not own source '/vendors/acme'"));
+		http_answer_clear(&a);
+	}
+	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 3, WAIT) == 3);
+	test_sleep_ms(200);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 3);
+	ev = s_delivered(kd, "acme-4711", NULL);
+	REQUIRE(ev != NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "source")), "/vendors/acme");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "type")),
+			       "child.absence.reported");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "subject")), "child:b-20931");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(ev, "data"), "reason")), "sick");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(ev, "data"), "days")),
+			2);
+	json_decref(ev);
+	ev = s_delivered(kd, "acme-1", NULL);
+	CU_ASSERT_PTR_NOT_NULL(ev);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(ev, "data"), "days")),
+			5);
+	json_decref(ev);
+	ev = s_delivered(kd, "acme-99", NULL);
+	CU_ASSERT_PTR_NULL(ev);
+done:
+	json_decref(ev);
+	free(opts);
+	free(map);
+	http_answer_clear(&a);
+	kd_destroy(&kd);
+	free(body);
+	free(raw);
+	free(tokens);
+	free(path);
+	if (dir)
+		test_rmdir_r(dir);
+	free(dir);
+}
+
 /* client_rate: each token client has its own bucket; over it a request is answered 429
  * with Retry-After and nothing of it is emitted, while another client posts on. */
 static void test_client_rate_answers_429_per_client(void)
@@ -1354,7 +1493,9 @@ TEST_MAIN("http", TEST(test_structured_binary_and_batch_are_delivered_with_their
 	  TEST(test_invalid_events_get_400_naming_the_attribute_and_are_not_delivered),
 	  TEST(test_oversized_requests_get_413),
 	  TEST(test_bearer_tokens_401_403_and_the_tokens_never_logged),
-	  TEST(test_token_clients_own_their_sources), TEST(test_client_rate_answers_429_per_client),
+	  TEST(test_token_clients_own_their_sources),
+	  TEST(test_map_paths_make_vendor_json_into_events),
+	  TEST(test_client_rate_answers_429_per_client),
 	  TEST(test_tokens_file_others_can_read_refuses_the_start),
 	  TEST(test_backpressure_answers_429_with_retry_after),
 	  TEST(test_webhook_2xx_delivers_in_structured_and_binary_mode),

@@ -6,8 +6,9 @@
  * twice, nothing skipped); the upstream answering 503, garbage or hanging loses nothing;
  * an item without an id is skipped without holding up the ones after it; a wrong token is
  * an upstream error, logged without the token; a jq `map:` shapes each item's event and
- * an item it fails on is skipped alone. Each test runs its own simulator and
- * kanald on ephemeral ports of 127.0.0.1.
+ * an item it fails on is skipped alone; a cursor from a header and pages linked by a Link
+ * header are all read, none twice; a next link to another host is refused and reported.
+ * Each test runs its own simulator and kanald on ephemeral ports of 127.0.0.1.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -26,9 +27,13 @@
 #define WAIT 10000 /* ms: the bound of every wait */
 #define TOKEN "poll-token-3"
 
-static upstream_t *s_sim(const char *items)
+/* The simulator with `items` ("items=N") and up to two more settings (NULL: none). */
+static upstream_t *s_sim_with(const char *items, const char *set1, const char *set2)
 {
-	const char *args[] = { "--set", "token=" TOKEN, "--set", items, NULL };
+	const char *args[] = {
+		"--set", "token=" TOKEN,        "--set", items, set1 ? "--set" : NULL,
+		set1,    set2 ? "--set" : NULL, set2,    NULL
+	};
 	upstream_t *up = upstream_start("pollapi", args);
 
 	if (up)
@@ -36,9 +41,14 @@ static upstream_t *s_sim(const char *items)
 	return up;
 }
 
-/* A kanald with an httppoll instance `api` polling up (page_size 4) with `token`, and a
- * sink `out` for vendor.> events. */
-static char *s_conf(upstream_t *up, const char *token)
+static upstream_t *s_sim(const char *items)
+{
+	return s_sim_with(items, NULL, NULL);
+}
+
+/* A kanald with an httppoll instance `api` polling up (page_size 4) with `token` and the
+ * further options `extra` (YAML lines, may be ""), and a sink `out` for vendor.> events. */
+static char *s_conf(upstream_t *up, const char *token, const char *extra)
 {
 	char *inst, *conf;
 
@@ -46,9 +56,9 @@ static char *s_conf(upstream_t *up, const char *token)
 		     "  - name: api\n    plugin: httppoll\n    options:\n"
 		     "      url: %s/api/items\n      token: %s\n      poll_interval: 100ms\n"
 		     "      timeout: 500ms\n      max_backoff: 800ms\n      page_size: 4\n"
-		     "      type: vendor.item.changed\n      subject_pointer: /kind\n"
+		     "      type: vendor.item.changed\n      subject_pointer: /kind\n%s"
 		     "  - name: out\n    plugin: sink\n    options: { path: '@DIR@/out.jsonl' }\n",
-		     up->url, token) < 0)
+		     up->url, token, extra) < 0)
 		return NULL;
 	conf = kd_config(inst, NULL);
 	free(inst);
@@ -58,13 +68,18 @@ static char *s_conf(upstream_t *up, const char *token)
 static const char *s_routes = "routes:\n  - name: items\n    match: { type: vendor.> }\n"
 			      "    to: out\n";
 
-static kd_t *s_kanald(const char *tag, upstream_t *up, const char *token)
+static kd_t *s_kanald_with(const char *tag, upstream_t *up, const char *token, const char *extra)
 {
-	char *conf = s_conf(up, token);
+	char *conf = s_conf(up, token, extra);
 	kd_t *kd = kd_start(tag, conf, s_routes);
 
 	free(conf);
 	return kd;
+}
+
+static kd_t *s_kanald(const char *tag, upstream_t *up, const char *token)
+{
+	return s_kanald_with(tag, up, token, "");
 }
 
 /* Asserts the sink holds exactly item-<first> … item-<last>, once each, in order. */
@@ -309,6 +324,75 @@ done:
 	upstream_stop(&up);
 }
 
+/* A count from the simulator's /api/stats: "repeated" (items served more than once) or
+ * "linked" (pages asked for by a next link); -1 when it does not say. */
+static long s_stat(upstream_t *up, const char *name)
+{
+	char *body = NULL;
+	json_t *stats;
+	long n = -1;
+
+	if (upstream_http(up, "GET", "/api/stats", NULL, NULL, &body) == 200 &&
+	    (stats = json_loads(body, 0, NULL))) {
+		n = (long)json_integer_value(json_object_get(stats, name));
+		json_decref(stats);
+	}
+	free(body);
+	return n;
+}
+
+/* The cursor only in a header (X-Next-Cursor) and the pages linked by `Link: <…>;
+ * rel="next"` (whose URLs ask with after=, which only a client following them uses): every
+ * page is read, none twice, and the header's cursor is persisted. */
+static void test_header_cursor_and_link_paging(void)
+{
+	upstream_t *up = s_sim_with("items=10", "cursor_in=header", "paging=link");
+	kd_t *kd = NULL;
+	char *cursor = NULL;
+
+	REQUIRE(up);
+	kd = s_kanald_with("hp-link", up, TOKEN,
+			   "      cursor_header: X-Next-Cursor\n      next_link_header: true\n");
+	REQUIRE(kd);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 10, WAIT), 10);
+	s_add_items(up, 5);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 15, WAIT), 15);
+	test_sleep_ms(300);
+	s_assert_exactly(kd, 1, 15);
+	CU_ASSERT_EQUAL(s_stat(up, "repeated"), 0);
+	/* 10 items in pages of 4: pages 2 and 3 were reached by their links. */
+	CU_ASSERT(s_stat(up, "linked") >= 2);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	cursor = test_read_file(kd_path(kd, "state/api/cursor"), NULL);
+	CU_ASSERT(cursor && !strcmp(cursor, "15\n"));
+done:
+	free(cursor);
+	kd_destroy(&kd);
+	upstream_stop(&up);
+}
+
+/* A next link in the body (links.next) to another host is refused and reported, never
+ * followed; the cursor loop still reads every item, once. */
+static void test_next_link_to_another_host_is_refused(void)
+{
+	upstream_t *up = s_sim_with("items=10", "paging=body-link", "link_host=203.0.113.9:8080");
+	kd_t *kd = NULL;
+
+	REQUIRE(up);
+	kd = s_kanald_with("hp-foreign", up, TOKEN, "      next_link_pointer: /links/next\n");
+	REQUIRE(kd);
+	CU_ASSERT(s_wait_log(kd, "next link refused: it points to another host "
+				 "(http://203.0.113.9:8080)"));
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 10, WAIT), 10);
+	test_sleep_ms(300);
+	s_assert_exactly(kd, 1, 10);
+	CU_ASSERT_EQUAL(s_stat(up, "repeated"), 0);
+	CU_ASSERT_EQUAL(s_stat(up, "linked"), 0);
+done:
+	kd_destroy(&kd);
+	upstream_stop(&up);
+}
+
 static void test_bad_options_refuse_start(void)
 {
 	const char *inst = "  - name: api\n    plugin: httppoll\n    options:\n"
@@ -341,4 +425,5 @@ TEST_MAIN("httppoll", TEST(test_items_become_events), TEST(test_cursor_survives_
 	  TEST(test_upstream_error_loses_nothing), TEST(test_upstream_garbage_loses_nothing),
 	  TEST(test_upstream_hang_loses_nothing), TEST(test_item_without_id_is_skipped),
 	  TEST(test_wrong_token_is_an_upstream_error), TEST(test_map_shapes_events),
+	  TEST(test_header_cursor_and_link_paging), TEST(test_next_link_to_another_host_is_refused),
 	  TEST(test_bad_options_refuse_start))

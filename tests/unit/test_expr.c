@@ -107,29 +107,39 @@ typedef struct eval_row {
 	const char *want; /* one of 't'/'f' per event, in EV_* order */
 } eval_row_t;
 
+/* Parses a row's expression, reporting a failure as the row's. */
+static expr_t *s_parse_row(const char *text, int line)
+{
+	kanal_error_t err;
+	expr_t *e;
+
+	kanal_error_clear(&err);
+	e = expr_parse(text, &err);
+	s_row(e != NULL, line, "parses: %s (%s)", text, err.text);
+	return e;
+}
+
+/* Checks that e is `want` on the event m (named `name`), and that explain agrees. */
+static void s_check_value(const expr_t *e, const kanal_msg_t *m, bool want, int line,
+			  const char *text, const char *name)
+{
+	s_row(expr_eval(e, m) == want, line, "%s on the %s event", text, name);
+	s_row(expr_explain(e, m, NULL, 0) == want, line, "explain: %s on the %s event", text, name);
+}
+
 static void s_run_eval_table(const eval_row_t *rows, size_t n, int line)
 {
 	kanal_msg_t *ev[EV_COUNT];
 
 	s_events_new(ev);
 	for (size_t i = 0; i < n; i++) {
-		kanal_error_t err;
-		expr_t *e;
+		expr_t *e = s_parse_row(rows[i].text, line);
 
-		kanal_error_clear(&err);
-		e = expr_parse(rows[i].text, &err);
-		s_row(e != NULL, line, "parses: %s (%s)", rows[i].text, err.text);
 		if (!e)
 			continue;
-		for (int k = 0; k < EV_COUNT; k++) {
-			bool want = rows[i].want[k] == 't';
-
-			s_row(expr_eval(e, ev[k]) == want, line, "%s on the %s event", rows[i].text,
-			      s_event_names[k]);
-			/* explain agrees with eval. */
-			s_row(expr_explain(e, ev[k], NULL, 0) == want, line,
-			      "explain: %s on the %s event", rows[i].text, s_event_names[k]);
-		}
+		for (int k = 0; k < EV_COUNT; k++)
+			s_check_value(e, ev[k], rows[i].want[k] == 't', line, rows[i].text,
+				      s_event_names[k]);
 		expr_destroy(&e);
 		CU_ASSERT_PTR_NULL(e);
 	}
@@ -356,6 +366,31 @@ static void test_string_operators(void)
 	s_run_eval_table(rows, N_ELEMS(rows), __LINE__);
 }
 
+/* An expression and its value on one event with the given data. */
+typedef struct data_row {
+	const char *text;
+	bool want;
+} data_row_t;
+
+/* Parses each row, evaluates and explains it on an event carrying `data`. */
+static void s_run_data_rows(const char *data, const data_row_t *rows, size_t n, int line)
+{
+	kanal_msg_t *m = kanal_msg_new("t", "/s", "e-5");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_EQUAL_FATAL(kanal_msg_set_data_json(m, data, strlen(data)), 0);
+	for (size_t i = 0; i < n; i++) {
+		expr_t *e = s_parse_row(rows[i].text, line);
+
+		if (!e)
+			continue;
+		s_check_value(e, m, rows[i].want, line, rows[i].text, "data");
+		CU_ASSERT_TRUE(expr_uses_data(e));
+		expr_destroy(&e);
+	}
+	kanal_msg_destroy(&m);
+}
+
 /* any() over arrays of scalars, of objects, nested, and over things that are not arrays. */
 static void test_any(void)
 {
@@ -364,10 +399,7 @@ static void test_any(void)
 		"\"children\":[{\"name\":\"Ida\",\"age\":3,\"allergies\":[\"nuts\"]},"
 		"{\"name\":\"Bo\",\"age\":7,\"allergies\":[]},null],"
 		"\"obj\":{\"0\":5},\"text\":\"abc\"}";
-	static const struct {
-		const char *text;
-		bool want;
-	} rows[] = {
+	static const data_row_t rows[] = {
 		{ "any(data.list, item > 2)", true },
 		{ "any(data.list, item > 3)", false },
 		{ "any(data.list, item == 1 and item == 2)", false },
@@ -387,31 +419,66 @@ static void test_any(void)
 		{ "any(data.text, exists item)", false },
 		{ "any (data.list, item == 1) and type == \"t\"", true },
 	};
-	kanal_msg_t *m = kanal_msg_new("t", "/s", "e-5");
+	kanal_msg_t *m;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-	CU_ASSERT_EQUAL_FATAL(kanal_msg_set_data_json(m, data, strlen(data)), 0);
-	for (size_t i = 0; i < N_ELEMS(rows); i++) {
-		kanal_error_t err;
-		expr_t *e;
-
-		kanal_error_clear(&err);
-		e = expr_parse(rows[i].text, &err);
-		s_row(e != NULL, __LINE__, "parses: %s (%s)", rows[i].text, err.text);
-		if (!e)
-			continue;
-		s_row(expr_eval(e, m) == rows[i].want, __LINE__, "%s is %s", rows[i].text,
-		      rows[i].want ? "true" : "false");
-		s_row(expr_explain(e, m, NULL, 0) == rows[i].want, __LINE__, "explain: %s%s",
-		      rows[i].text, "");
-		CU_ASSERT_TRUE(expr_uses_data(e));
-		expr_destroy(&e);
-	}
-	kanal_msg_destroy(&m);
+	s_run_data_rows(data, rows, N_ELEMS(rows), __LINE__);
 	m = s_event_binary();
 	{
 		kanal_error_t err;
 		expr_t *e = expr_parse("any(data, exists item)", &err);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+		CU_ASSERT_FALSE(expr_eval(e, m));
+		expr_destroy(&e);
+	}
+	kanal_msg_destroy(&m);
+}
+
+/* Keys that a dotted path cannot name, written quoted as in jq: data."no.dk/kommune". */
+static void test_quoted_keys(void)
+{
+	static const char data[] =
+		"{\"no.dk/kommune\":\"0101\",\"a.b\":{\"c\":[{\"x.y\":1},{\"x.y\":2}]},"
+		"\"plain\":{\"k v\":\"v\"},\"say \\\"q\\\"\":true,\"back\\\\slash\":2.5,"
+		"\"d.o.t\":{\"e\":null,\"obj\":{}},\"1.5\":\"one and a half\",\"æ.ø\":\"å\"}";
+	static const data_row_t rows[] = {
+		{ "data.\"no.dk/kommune\" == \"0101\"", true },
+		{ "data.\"no.dk/kommune\" != \"0101\"", false },
+		{ "data.\"no.dk/kommune\" in [\"0101\", \"0751\"]", true },
+		{ "data.\"no.dk/kommune\" startswith \"01\"", true },
+		{ "data.\"no.dk/kommune\" matches \"^[0-9]{4}$\"", true },
+		/* The dotted form reads nested keys, so it does not find the dotted one. */
+		{ "exists data.no.dk or exists data.no", false },
+		{ "exists data.\"no\"", false },
+		/* Quoted keys anywhere in the path, before plain steps and array indexes. */
+		{ "data.\"a.b\".c.1.\"x.y\" == 2", true },
+		{ "data.\"a.b\".c.0.\"x.y\" == 2", false },
+		{ "data.\"a.b\".\"c\".5.\"x.y\" == 2", false },
+		{ "any(data.\"a.b\".c, item.\"x.y\" > 1)", true },
+		{ "any(data.\"a.b\".c, item.\"x.y\" > 2)", false },
+		/* A quoted key without a dot is an ordinary key; escapes are decoded. */
+		{ "data.plain.\"k v\" == \"v\"", true },
+		{ "data.\"plain\".\"k v\" == \"v\"", true },
+		{ "data.\"say \\\"q\\\"\" == true", true },
+		{ "data.\"back\\\\slash\" > 2", true },
+		{ "data.\"1.5\" contains \"half\"", true },
+		{ "data.\"æ.ø\" == \"å\"", true },
+		/* exists: null is absent, an empty object is there. */
+		{ "exists data.\"d.o.t\"", true },
+		{ "exists data.\"d.o.t\".e", false },
+		{ "exists data.\"d.o.t\".obj", true },
+		{ "exists data.\"d.o.t\".missing", false },
+		/* Types as anywhere else. */
+		{ "data.\"no.dk/kommune\" == 101", false },
+		{ "data.\"back\\\\slash\" == \"2.5\"", false },
+	};
+	kanal_msg_t *m;
+
+	s_run_data_rows(data, rows, N_ELEMS(rows), __LINE__);
+	/* Binary data and no data have no keys at all. */
+	m = s_event_binary();
+	{
+		expr_t *e = expr_parse("exists data.\"a.b\" or data.\"a.b\" == 1", NULL);
 
 		CU_ASSERT_PTR_NOT_NULL_FATAL(e);
 		CU_ASSERT_FALSE(expr_eval(e, m));
@@ -563,6 +630,15 @@ static const error_row_t s_errors[] = {
 	{ "any(data.list, item == 1", 25, "expected ')' at column 25, found end of expression" },
 	{ "any(data.list, )", 16, "expected a condition after ',' at column 16, found ')'" },
 	{ "any(data.list, item.x ==)", 25, "expected a value after '==' at column 25, found ')'" },
+	/* Quoted keys. */
+	{ "data.\"\" == 1", 6, "empty key \"\" at column 6: a key has a name" },
+	{ "data.a.\"\".b == 1", 8, "empty key \"\" at column 8: a key has a name" },
+	{ "data.\"a.b == 1", 6, "unterminated string starting at column 6" },
+	{ "data.\"a\\q\" == 1", 8, "unknown escape '\\q' in string at column 8" },
+	{ "subject.\"a.b\" == \"x\"", 1,
+	  "unknown field 'subject.\"a.b\"' at column 1: only data fields have dotted paths" },
+	{ "data.\"a\"b == 1", 9,
+	  "expected a comparison after 'data.\"a\"' at column 9, found 'b'" },
 	/* Long tokens are shortened. */
 	{ "type == \"a\" data.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 13,
 	  "expected 'and', 'or' or end of expression at column 13, found "
@@ -717,6 +793,9 @@ static const explain_row_t s_explains[] = {
 	  "item is 1" },
 	{ "any(data.list, item > 5)", EV_HOLIDAY,
 	  "any(data.list, item > 5) is false: data.list has 0 items" },
+	/* Quoted keys are quoted as written. */
+	{ "data.\"no.dk/kommune\" == \"0751\"", EV_HOLIDAY,
+	  "data.\"no.dk/kommune\" == \"0751\" is false: data.\"no.dk/kommune\" is absent" },
 };
 
 static void test_explain_names_the_failing_comparison(void)
@@ -831,8 +910,8 @@ static void test_short_circuit_skips_data(void)
 TEST_MAIN("expr", TEST(test_attribute_comparisons), TEST(test_data_comparisons),
 	  TEST(test_extension_comparisons), TEST(test_in_and_exists),
 	  TEST(test_precedence_and_grouping), TEST(test_string_operators), TEST(test_any),
-	  TEST(test_eval_of_null_arguments), TEST(test_parse_errors), TEST(test_nesting_is_bounded),
-	  TEST(test_parse_error_keeps_an_earlier_error),
+	  TEST(test_quoted_keys), TEST(test_eval_of_null_arguments), TEST(test_parse_errors),
+	  TEST(test_nesting_is_bounded), TEST(test_parse_error_keeps_an_earlier_error),
 	  TEST(test_explain_names_the_failing_comparison),
 	  TEST(test_explain_when_true_and_small_buffers),
 	  TEST(test_attribute_expressions_do_not_need_data), TEST(test_short_circuit_skips_data))
