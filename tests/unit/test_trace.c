@@ -2,7 +2,7 @@
  * tests/unit/test_trace.c — W3C Trace Context as kanal reads and writes it
  * (plugins/common/kc_trace.c): which traceparent and tracestate values are taken and which
  * are ignored, the header an HTTP request's events adopt, the span ids kanald and the
- * connectors agree on.
+ * connectors agree on; and the `trace:` block of kanald.yaml (broker/conf.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,8 @@
 
 #include <kanal/kanal.h>
 
+#include "conf.h"
+#include "diag.h"
 #include "test.h"
 #include "../plugins/common/kc_trace.h"
 
@@ -181,8 +183,105 @@ static void test_delivery_span_ids_are_stable_and_distinct(void)
 	}
 }
 
+/* ---- kanald.yaml's trace block ------------------------------------------------------- */
+
+static int s_load(const char *yaml, conf_t **out, char **errors)
+{
+	char *dir = test_tmpdir("trace-conf");
+	char *path = test_write_file(dir, "kanald.yaml", yaml);
+	diag_t d = { 0 };
+	int rc;
+
+	rc = conf_load(path, out, &d);
+	*errors = diag_join(&d);
+	diag_free(&d);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+	return rc;
+}
+
+static void test_trace_export_is_off_unless_configured(void)
+{
+	conf_t *conf = NULL;
+	char *errors = NULL;
+
+	CU_ASSERT_EQUAL(s_load("log_level: info\n", &conf, &errors), 0);
+	CU_ASSERT_PTR_NULL(conf ? conf->trace_url : "set");
+	conf_destroy(&conf);
+	free(errors);
+
+	CU_ASSERT_EQUAL(
+		s_load("trace:\n  export:\n    url: http://127.0.0.1:4318/v1/traces\n"
+		       "    batch: 64\n    interval: 250ms\n    service_name: kanald-test\n",
+		       &conf, &errors),
+		0);
+	if (conf) {
+		CU_ASSERT_STRING_EQUAL(conf->trace_url, "http://127.0.0.1:4318/v1/traces");
+		CU_ASSERT_EQUAL(conf->trace_batch, 64);
+		CU_ASSERT_EQUAL(conf->trace_interval_ms, 250);
+		CU_ASSERT_EQUAL(conf->trace_queue, 4096);
+		CU_ASSERT_STRING_EQUAL(conf->trace_service_name, "kanald-test");
+	}
+	conf_destroy(&conf);
+	free(errors);
+}
+
+static void test_trace_export_mistakes_are_reported_with_their_line(void)
+{
+	static const struct {
+		const char *yaml, *error;
+	} cases[] = {
+		{ "trace:\n  export:\n    batch: 5\n",
+		  "kanald.yaml:3:5: error: trace 'export' needs a 'url'" },
+		{ "trace:\n  export:\n    url: ftp://x/\n",
+		  "kanald.yaml:3:10: error: trace export 'url': 'ftp://x/' is not" },
+		{ "trace:\n  export:\n    url: http://collector.example:4318/v1/traces\n",
+		  "would send spans over plain HTTP beyond this host" },
+		{ "trace:\n  export:\n    url: http://127.0.0.1:4318/\n    bach: 5\n", "bach" },
+		{ "trace:\n  export:\n    url: http://127.0.0.1:4318/\n    batch: 100\n    queue: "
+		  "10\n",
+		  "kanald.yaml:5:12: error: trace export 'queue' (10 spans) is smaller than its "
+		  "'batch' (100)" },
+		{ "trace:\n  exporter: {}\n", "exporter" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		conf_t *conf = NULL;
+		char *errors = NULL;
+
+		CU_ASSERT_EQUAL(s_load(cases[i].yaml, &conf, &errors), KANAL_ECONFIG);
+		CU_ASSERT_PTR_NOT_NULL(errors ? strstr(errors, cases[i].error) : NULL);
+		if (!errors || !strstr(errors, cases[i].error))
+			fprintf(stderr, "\ncase %zu: expected '%s' in:\n%s\n", i, cases[i].error,
+				errors ? errors : "(none)");
+		conf_destroy(&conf);
+		free(errors);
+	}
+	{
+		/* https may go anywhere; so may plain HTTP when the operator allows it. */
+		conf_t *conf = NULL;
+		char *errors = NULL;
+		CU_ASSERT_EQUAL(
+			s_load("trace:\n  export:\n    url: https://collector.example/v1/traces\n",
+			       &conf, &errors),
+			0);
+		conf_destroy(&conf);
+		free(errors);
+		CU_ASSERT_EQUAL(
+			s_load("security:\n  allow_plain: true\ntrace:\n  export:\n    url: "
+			       "http://collector.example:4318/v1/traces\n",
+			       &conf, &errors),
+			0);
+		conf_destroy(&conf);
+		free(errors);
+	}
+}
+
 TEST_MAIN("trace", TEST(test_a_valid_traceparent_is_read_field_by_field),
 	  TEST(test_invalid_traceparents_are_refused),
 	  TEST(test_a_later_version_is_read_by_its_first_fields), TEST(test_tracestate_lists),
 	  TEST(test_an_event_adopts_a_valid_header_only_when_it_has_no_trace),
-	  TEST(test_delivery_span_ids_are_stable_and_distinct))
+	  TEST(test_delivery_span_ids_are_stable_and_distinct),
+	  TEST(test_trace_export_is_off_unless_configured),
+	  TEST(test_trace_export_mistakes_are_reported_with_their_line))
