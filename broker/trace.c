@@ -123,6 +123,10 @@ static bool s_new_trace(trace_accept_t *a, kanal_msg_t *msg)
 		kc_traceparent_format(a->ctx.trace_id, a->ctx.parent_id, a->ctx.flags, tp);
 		if (kanal_cpr_find(tp, KC_TRACEPARENT_LEN, NULL, NULL))
 			continue;
+		/* A tracestate belongs to the traceparent it came with: with an invalid one, the
+		 * W3C says to drop both. */
+		if (kanal_msg_attr(msg, "tracestate"))
+			kanal_msg_set_attr(msg, "tracestate", NULL, NULL);
 		return kanal_msg_set_attr(msg, "traceparent", tp, NULL) == 0;
 	}
 	return false;

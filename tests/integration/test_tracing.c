@@ -5,8 +5,9 @@
  * 127.0.0.1). A request's traceparent reaches the webhook with the same trace id and a
  * parent id per delivery attempt; the collector receives the accept, route and delivery
  * spans with their links and outcomes, and no event data; an invalid traceparent is
- * ignored (kanald starts a trace of its own); a collector that is down costs counted
- * spans, never a delivery; with tracing off nothing is added.
+ * ignored (kanald starts a trace of its own); a gateway event's own traceparent is kept,
+ * and an unsampled trace recorded by nobody; a collector that is down costs counted spans,
+ * never a delivery; with tracing off nothing is added.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -399,6 +400,63 @@ done:
 	s_teardown(&f);
 }
 
+/* Through the ZeroMQ gateway the trace is the event's own traceparent attribute. Only a
+ * sampled trace (flags 01) is recorded; an unsampled one still reaches the webhook. An
+ * invalid one is replaced by a trace of kanald's. */
+static void test_a_gateway_event_keeps_its_trace_and_its_sampling(void)
+{
+	static const char unsampled[] = "00-" TRACE_IN "-" PARENT_IN "-00";
+	static const char sampled[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+	fixture_t f;
+	json_t *reqs = NULL, *spans = NULL, *none = NULL;
+	char ev[512];
+
+	REQUIRE(s_setup(&f, "trace-gateway", TRACE_TO_COLLECTOR));
+	snprintf(ev, sizeof ev,
+		 "{\"specversion\":\"1.0\",\"id\":\"g-0\",\"source\":\"urn:gw\","
+		 "\"type\":\"trace.test\",\"traceparent\":\"%s\"}",
+		 unsampled);
+	REQUIRE(kd_send_event(f.kd, ev, "accepted", WAIT, NULL));
+	snprintf(ev, sizeof ev,
+		 "{\"specversion\":\"1.0\",\"id\":\"g-1\",\"source\":\"urn:gw\","
+		 "\"type\":\"trace.test\",\"traceparent\":\"%s\"}",
+		 sampled);
+	REQUIRE(kd_send_event(f.kd, ev, "accepted", WAIT, NULL));
+	reqs = s_requests_for(f.rx, "g-0", 1);
+	REQUIRE(json_array_size(reqs) == 1);
+	CU_ASSERT(!strncmp(s_header(json_array_get(reqs, 0), "traceparent") ?: "",
+			   "00-" TRACE_IN "-", 36));
+	CU_ASSERT(!strcmp(s_header(json_array_get(reqs, 0), "traceparent") + 52, "-00"));
+	/* The sampled event's spans come; by then the unsampled one's would have too. */
+	spans = s_spans(f.col, "4bf92f3577b34da6a3ce929d0e0e4736", 3);
+	CU_ASSERT_EQUAL(json_array_size(spans), 3);
+	CU_ASSERT_STRING_EQUAL(s_str(s_span(spans, "kanal.accept", NULL), "parentSpanId"),
+			       "00f067aa0ba902b7");
+	none = s_spans(f.col, TRACE_IN, 0);
+	CU_ASSERT_EQUAL(json_array_size(none), 0);
+	/* An invalid traceparent attribute is replaced by a new trace, its tracestate dropped. */
+	REQUIRE(kd_send_event(f.kd,
+			      "{\"specversion\":\"1.0\",\"id\":\"g-2\",\"source\":\"urn:gw\","
+			      "\"type\":\"trace.test\",\"traceparent\":\"00-garbage\","
+			      "\"tracestate\":\"rojo=1\"}",
+			      "accepted", WAIT, NULL));
+	json_decref(reqs);
+	reqs = s_requests_for(f.rx, "g-2", 1);
+	REQUIRE(json_array_size(reqs) == 1);
+	{
+		json_t *body = json_object_get(json_array_get(reqs, 0), "body");
+		const char *tp = s_str(body, "traceparent");
+		CU_ASSERT(strlen(tp) == 55 && !strncmp(tp, "00-", 3) && !strcmp(tp + 52, "-01"));
+		CU_ASSERT_PTR_NULL(json_object_get(body, "tracestate"));
+		CU_ASSERT_PTR_NULL(s_header(json_array_get(reqs, 0), "tracestate"));
+	}
+done:
+	json_decref(none);
+	json_decref(spans);
+	json_decref(reqs);
+	s_teardown(&f);
+}
+
 /* A collector that does not answer costs the spans, counted, and nothing else. */
 static void test_a_collector_that_is_down_does_not_stop_delivery(void)
 {
@@ -464,5 +522,6 @@ done:
 
 TEST_MAIN("tracing", TEST(test_a_traced_request_is_followed_to_its_webhook_and_the_collector),
 	  TEST(test_an_invalid_traceparent_is_ignored),
+	  TEST(test_a_gateway_event_keeps_its_trace_and_its_sampling),
 	  TEST(test_a_collector_that_is_down_does_not_stop_delivery),
 	  TEST(test_with_tracing_off_nothing_is_added))
