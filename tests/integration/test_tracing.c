@@ -9,6 +9,7 @@
  * and an unsampled trace recorded by nobody; a collector that is down costs counted spans,
  * never a delivery; with tracing off nothing is added.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,6 +359,8 @@ static void test_a_traced_request_is_followed_to_its_webhook_and_the_collector(v
 			s_metric(f.kd, "kanal_trace_spans_dropped_total", value, sizeof value),
 			"0");
 	}
+	/* A stop sends what is left and stops the exporter cleanly. */
+	CU_ASSERT_EQUAL(kd_stop(f.kd, SIGTERM, WAIT), 0);
 done:
 	json_decref(cols);
 	json_decref(spans);
@@ -467,12 +470,12 @@ static void test_a_collector_that_is_down_does_not_stop_delivery(void)
 
 	REQUIRE(s_setup(&f, "trace-down", TRACE_TO_NOBODY));
 	for (int i = 0; i < 3; i++) {
-		char id[16];
+		char id[32];
 		snprintf(id, sizeof id, "t-down-%d", i);
 		CU_ASSERT_EQUAL(s_post(f.url, id, TP_IN, NULL), 202);
 	}
 	for (int i = 0; i < 3; i++) {
-		char id[16];
+		char id[32];
 		snprintf(id, sizeof id, "t-down-%d", i);
 		json_decref(reqs);
 		reqs = s_requests_for(f.rx, id, 1);
@@ -487,6 +490,10 @@ static void test_a_collector_that_is_down_does_not_stop_delivery(void)
 	CU_ASSERT(atoll(value) >= 9); /* accept, route and delivery span of each */
 	CU_ASSERT_STRING_EQUAL(
 		s_metric(f.kd, "kanal_trace_spans_exported_total", value, sizeof value), "0");
+	/* Nor does it hold up a stop. */
+	until = test_now_ms();
+	CU_ASSERT_EQUAL(kd_stop(f.kd, SIGTERM, WAIT), 0);
+	CU_ASSERT(test_now_ms() - until < 5000);
 done:
 	json_decref(reqs);
 	s_teardown(&f);
