@@ -580,7 +580,9 @@ static void s_trace(loader_t *ld, const ynode_t *v)
 		return;
 	if (yaml_tree_check_keys(v, s_trace_keys, N_OF(s_trace_keys), "trace", ld->file, ld->d))
 		ld->errors++;
-	if (!(x = yaml_tree_get(v, "export")) || !s_is_mapping(ld, x, "export"))
+	if ((x = yaml_tree_get(v, "export")) && yaml_tree_is_null(x))
+		s_err(ld, x, "trace 'export' needs a 'url' (e.g. http://127.0.0.1:4318/v1/traces)");
+	if (!x || !s_is_mapping(ld, x, "export"))
 		return;
 	if (yaml_tree_check_keys(x, s_trace_export_keys, N_OF(s_trace_export_keys), "export",
 				 ld->file, ld->d))

@@ -244,6 +244,7 @@ static void test_trace_export_mistakes_are_reported_with_their_line(void)
 		  "kanald.yaml:5:12: error: trace export 'queue' (10 spans) is smaller than its "
 		  "'batch' (100)" },
 		{ "trace:\n  exporter: {}\n", "exporter" },
+		{ "trace:\n  export:\n", "kanald.yaml:2:10: error: trace 'export' needs a 'url'" },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
