@@ -77,9 +77,10 @@ PLUGIN_RPATH ?= -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../..'
 SDK_SRC    := $(wildcard sdk/*.c)
 SDK_LIB_SRC:= $(filter-out sdk/harness_main.c sdk/plugin_host_main.c sdk/version.c,$(SDK_SRC))
 CORE_SRC   := $(filter-out broker/main.c,$(wildcard broker/*.c))
-# The sandboxed jq runner that routes' transforms and the connectors' `map:` share, and the
-# W3C trace context that kanald's spans and the connectors' headers agree on.
-CORE_SHARED_SRC := plugins/common/kc_jq.c plugins/common/kc_trace.c
+# The sandboxed jq runner that routes' transforms and the connectors' `map:` share, the
+# W3C trace context that kanald's spans and the connectors' headers agree on, and the URL
+# rule that the span exporter's collector follows as the connectors' upstreams do.
+CORE_SHARED_SRC := plugins/common/kc_jq.c plugins/common/kc_trace.c plugins/common/kc_url.c
 # plugins/common is not a plugin: it is the connectors' shared helpers (HTTP, state files),
 # linked into each plugin as a static library.
 PLUGINS    := $(filter-out common,$(notdir $(wildcard plugins/*)))

@@ -24,6 +24,7 @@
 
 #include "acl.h"
 #include "conf.h"
+#include "../plugins/common/kc_url.h"
 #include "yamltree.h"
 
 #define CONF_DEFAULT_GATEWAY "tcp://127.0.0.1:7700"
@@ -590,11 +591,7 @@ static void s_trace(loader_t *ld, const ynode_t *v)
 	if (!(y = yaml_tree_get(x, "url"))) {
 		s_err(ld, x, "trace 'export' needs a 'url' (e.g. http://127.0.0.1:4318/v1/traces)");
 	} else if ((text = s_text(ld, y, "url", false))) {
-		if (strncmp(text, "http://", 7) && strncmp(text, "https://", 8))
-			s_err(ld, y, "trace export 'url': '%s' is not an http:// or https:// URL",
-			      text);
-		else
-			conf->trace_url = s_strdup(ld, text);
+		conf->trace_url = s_strdup(ld, text);
 	}
 	if ((y = yaml_tree_get(x, "batch")))
 		s_count(ld, y, "batch", &conf->trace_batch);
@@ -1239,6 +1236,25 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 		      conf->admin_http);
 }
 
+/* trace.export.url, by the connectors' rule (plugins/common/kc_url.c, the host as libcurl
+ * reads it): https anywhere, plain http to this machine only — spans name routes,
+ * destinations, event types and ids — unless security.allow_plain says otherwise. */
+static void s_trace_url(loader_t *ld, const ynode_t *v)
+{
+	const conf_t *conf = ld->conf;
+	bool plain_remote = false;
+	kanal_error_t err;
+
+	kanal_error_clear(&err);
+	if (kc_url_check("url", conf->trace_url, true, &plain_remote, &err) != 0)
+		s_err(ld, v, "trace export %s", err.text);
+	else if (plain_remote && !conf->allow_plain)
+		s_err(ld, v,
+		      "trace export 'url': %s would send spans over plain HTTP beyond this host: "
+		      "use https://, a collector on 127.0.0.1, or set security.allow_plain: true",
+		      conf->trace_url);
+}
+
 /* ---- the whole file ----------------------------------------------------------------- */
 
 /* Sets everything a file may leave out. Folders default to beside the file. */
@@ -1322,15 +1338,9 @@ static void s_walk(loader_t *ld, const ynode_t *root)
 	if ((x = yaml_tree_get(root, "security")))
 		s_security(ld, x);
 	s_plain_endpoints(ld, root);
-	/* Spans name routes, destinations and event types: plain HTTP keeps them on the host
-	 * unless the operator says otherwise, as for the other endpoints. */
-	if (conf->trace_url && !strncmp(conf->trace_url, "http://", 7) && !conf->allow_plain &&
-	    !s_http_local(conf->trace_url))
-		s_err(ld,
-		      yaml_tree_get(yaml_tree_get(yaml_tree_get(root, "trace"), "export"), "url"),
-		      "trace export 'url': %s would send spans over plain HTTP beyond this host: "
-		      "use https://, a collector on 127.0.0.1, or set security.allow_plain: true",
-		      conf->trace_url);
+	if (conf->trace_url)
+		s_trace_url(ld, yaml_tree_get(yaml_tree_get(yaml_tree_get(root, "trace"), "export"),
+					      "url"));
 }
 
 /* The folder of `path` as written ("." when it has none). Returns a new string or NULL. */
