@@ -45,9 +45,10 @@ CUNIT   := $(shell pkg-config --libs cunit)
 KCFLAGS += $(shell pkg-config --cflags $(CONN_PKGS))
 CONN_LIBS := $(shell pkg-config --libs $(CONN_PKGS)) $(JQ_LIBS)
 CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
-# kanald and kanalctl link what the broker core uses (the admin HTTP endpoint), not what
-# the connectors use: the plugins and simulators link that themselves.
-CORE_LIBS := $(shell pkg-config --libs libmicrohttpd) $(CRYPTO_LIBS) $(JQ_LIBS)
+# kanald and kanalctl link what the broker core uses (the admin HTTP endpoint, the span
+# exporter's libcurl), not what the connectors use: the plugins and simulators link that
+# themselves.
+CORE_LIBS := $(shell pkg-config --libs libmicrohttpd libcurl) $(CRYPTO_LIBS) $(JQ_LIBS)
 # sd_notify (broker/notify.c) when libsystemd is there; without it kanald says nothing to
 # systemd and its unit must be Type=simple.
 ifeq ($(shell pkg-config --exists libsystemd && echo yes),yes)
@@ -78,8 +79,10 @@ PLUGIN_RPATH ?= -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../..'
 SDK_SRC    := $(wildcard sdk/*.c)
 SDK_LIB_SRC:= $(filter-out sdk/harness_main.c sdk/plugin_host_main.c sdk/version.c,$(SDK_SRC))
 CORE_SRC   := $(filter-out broker/main.c,$(wildcard broker/*.c))
-# The sandboxed jq runner that routes' transforms and the connectors' `map:` share.
-CORE_SHARED_SRC := plugins/common/kc_jq.c
+# The sandboxed jq runner that routes' transforms and the connectors' `map:` share, the
+# W3C trace context that kanald's spans and the connectors' headers agree on, and the URL
+# rule that the span exporter's collector follows as the connectors' upstreams do.
+CORE_SHARED_SRC := plugins/common/kc_jq.c plugins/common/kc_trace.c plugins/common/kc_url.c
 # plugins/common is not a plugin: it is the connectors' shared helpers (HTTP, state files),
 # linked into each plugin as a static library.
 PLUGINS    := $(filter-out common,$(notdir $(wildcard plugins/*)))

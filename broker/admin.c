@@ -247,6 +247,15 @@ static json_t *s_status(router_t *r)
 		}
 		if (st)
 			stats_status(r, st);
+		if (st && r->trace) { /* trace.export's spans (trace.c) */
+			uint64_t exported, failed, dropped;
+			trace_counters(r->trace, &exported, &failed, &dropped);
+			json_object_set_new(st, "trace",
+					    json_pack("{s:I, s:I, s:I}", "exported",
+						      (json_int_t)exported, "failed",
+						      (json_int_t)failed, "dropped",
+						      (json_int_t)dropped));
+		}
 		if (st) { /* the instances /readyz needs with their upstream up */
 			json_t *req = json_array();
 			for (size_t i = 0; i < r->conf->n_readyz_requires; i++)

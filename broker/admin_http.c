@@ -459,6 +459,14 @@ static char *s_metrics(json_t *st)
 		 "Dead letters purged by their retention or by dlq purge.");
 	s_scalar(&t, c, "rate_limited", "kanal_rate_limited_total", "counter",
 		 "Gateway events answered busy for being over limits.rate.");
+	if ((e = json_object_get(st, "trace"))) { /* trace.export is on */
+		s_scalar(&t, e, "exported", "kanal_trace_spans_exported_total", "counter",
+			 "Spans the trace collector took.");
+		s_scalar(&t, e, "failed", "kanal_trace_spans_failed_total", "counter",
+			 "Spans lost because the collector refused or did not answer.");
+		s_scalar(&t, e, "dropped", "kanal_trace_spans_dropped_total", "counter",
+			 "Spans dropped because the export queue was full.");
+	}
 
 	if (json_is_array(routes)) {
 		static const char *const f[][3] = {

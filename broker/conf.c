@@ -24,6 +24,7 @@
 
 #include "acl.h"
 #include "conf.h"
+#include "../plugins/common/kc_url.h"
 #include "yamltree.h"
 
 #define CONF_DEFAULT_GATEWAY "tcp://127.0.0.1:7700"
@@ -48,9 +49,12 @@ typedef struct loader {
 	bool oom;
 } loader_t;
 
-static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir", "run_dir",
-					  "routes",    "endpoints",  "limits",    "instances",
-					  "journal",   "security",   "log_format" };
+static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir",  "run_dir",
+					  "routes",    "endpoints",  "limits",     "instances",
+					  "journal",   "security",   "log_format", "trace" };
+static const char *const s_trace_keys[] = { "export" };
+static const char *const s_trace_export_keys[] = { "url", "batch", "interval", "service_name",
+						   "queue" };
 static const char *const s_journal_keys[] = { "mode",      "path",          "sync",
 					      "retention", "dedupe_window", "dead_letters" };
 static const char *const s_dlq_keys[] = { "max_age", "max_events" };
@@ -563,6 +567,44 @@ static void s_journal(loader_t *ld, const ynode_t *v)
 				s_count(ld, y, "max_events", &conf->dlq_max_events);
 		}
 	}
+}
+
+/* trace: {export: {url, batch, interval, service_name, queue}} — spans to an OTLP/HTTP
+ * collector (broker/trace.c). Without `export` tracing stays off. */
+static void s_trace(loader_t *ld, const ynode_t *v)
+{
+	conf_t *conf = ld->conf;
+	const ynode_t *x, *y;
+	const char *text;
+
+	if (!s_is_mapping(ld, v, "trace"))
+		return;
+	if (yaml_tree_check_keys(v, s_trace_keys, N_OF(s_trace_keys), "trace", ld->file, ld->d))
+		ld->errors++;
+	if ((x = yaml_tree_get(v, "export")) && yaml_tree_is_null(x))
+		s_err(ld, x, "trace 'export' needs a 'url' (e.g. http://127.0.0.1:4318/v1/traces)");
+	if (!x || !s_is_mapping(ld, x, "export"))
+		return;
+	if (yaml_tree_check_keys(x, s_trace_export_keys, N_OF(s_trace_export_keys), "export",
+				 ld->file, ld->d))
+		ld->errors++;
+	if (!(y = yaml_tree_get(x, "url"))) {
+		s_err(ld, x, "trace 'export' needs a 'url' (e.g. http://127.0.0.1:4318/v1/traces)");
+	} else if ((text = s_text(ld, y, "url", false))) {
+		conf->trace_url = s_strdup(ld, text);
+	}
+	if ((y = yaml_tree_get(x, "batch")))
+		s_count(ld, y, "batch", &conf->trace_batch);
+	if ((y = yaml_tree_get(x, "interval")))
+		s_duration(ld, y, "interval", false, &conf->trace_interval_ms);
+	if ((y = yaml_tree_get(x, "queue")))
+		s_count(ld, y, "queue", &conf->trace_queue);
+	if ((y = yaml_tree_get(x, "service_name")) && (text = s_text(ld, y, "service_name", false)))
+		conf->trace_service_name = s_strdup(ld, text);
+	if (conf->trace_queue < conf->trace_batch)
+		s_err(ld, yaml_tree_get(x, "queue") ? yaml_tree_get(x, "queue") : x,
+		      "trace export 'queue' (%lld spans) is smaller than its 'batch' (%lld)",
+		      (long long)conf->trace_queue, (long long)conf->trace_batch);
 }
 
 /* ---- instances ---------------------------------------------------------------------- */
@@ -1194,6 +1236,25 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 		      conf->admin_http);
 }
 
+/* trace.export.url, by the connectors' rule (plugins/common/kc_url.c, the host as libcurl
+ * reads it): https anywhere, plain http to this machine only — spans name routes,
+ * destinations, event types and ids — unless security.allow_plain says otherwise. */
+static void s_trace_url(loader_t *ld, const ynode_t *v)
+{
+	const conf_t *conf = ld->conf;
+	bool plain_remote = false;
+	kanal_error_t err;
+
+	kanal_error_clear(&err);
+	if (kc_url_check("url", conf->trace_url, true, &plain_remote, &err) != 0)
+		s_err(ld, v, "trace export %s", err.text);
+	else if (plain_remote && !conf->allow_plain)
+		s_err(ld, v,
+		      "trace export 'url': %s would send spans over plain HTTP beyond this host: "
+		      "use https://, a collector on 127.0.0.1, or set security.allow_plain: true",
+		      conf->trace_url);
+}
+
 /* ---- the whole file ----------------------------------------------------------------- */
 
 /* Sets everything a file may leave out. Folders default to beside the file. */
@@ -1224,6 +1285,10 @@ static void s_defaults(loader_t *ld)
 	conf->dlq_max_age_ms = 90LL * 24 * 3600 * 1000;
 	conf->dlq_max_events = 100000;
 	conf->dedupe_window_ms = 10LL * 60 * 1000;
+	conf->trace_service_name = s_strdup(ld, "kanald");
+	conf->trace_batch = 512;
+	conf->trace_interval_ms = 1000;
+	conf->trace_queue = 4096;
 	conf->route_paths = s_calloc(ld, 1, sizeof *conf->route_paths);
 	if (conf->route_paths && (conf->route_paths[0] = s_path(ld, "routes")))
 		conf->n_route_paths = 1;
@@ -1264,6 +1329,8 @@ static void s_walk(loader_t *ld, const ynode_t *root)
 		s_limits(ld, x);
 	if ((x = yaml_tree_get(root, "journal")))
 		s_journal(ld, x);
+	if ((x = yaml_tree_get(root, "trace")))
+		s_trace(ld, x);
 	if ((x = yaml_tree_get(root, "instances")))
 		s_instances(ld, x);
 	s_readyz_requires(ld, root);
@@ -1271,6 +1338,9 @@ static void s_walk(loader_t *ld, const ynode_t *root)
 	if ((x = yaml_tree_get(root, "security")))
 		s_security(ld, x);
 	s_plain_endpoints(ld, root);
+	if (conf->trace_url)
+		s_trace_url(ld, yaml_tree_get(yaml_tree_get(yaml_tree_get(root, "trace"), "export"),
+					      "url"));
 }
 
 /* The folder of `path` as written ("." when it has none). Returns a new string or NULL. */

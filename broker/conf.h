@@ -1,5 +1,6 @@
 /*
- * broker/conf.h — kanald.yaml: plugin instances, folders, endpoints, limits, log level.
+ * broker/conf.h — kanald.yaml: plugin instances, folders, endpoints, limits, log level,
+ * tracing.
  *
  * Relative paths in the file are resolved against the file's own folder. Every error is
  * reported as "file:line:col: error: …"; loading collects all of them.
@@ -104,7 +105,14 @@ typedef struct conf {
 	conf_client_t *clients;
 	size_t n_clients;
 	bool allow_plain;
-	void *strings; /* private storage */
+	/* trace.export (broker/trace.c, docs/operations.md): spans as OTLP/HTTP JSON to a
+	 * collector. trace_url NULL: tracing off (no ids given, no spans cut). */
+	char *trace_url;
+	char *trace_service_name;  /* resource attribute service.name (default "kanald") */
+	int64_t trace_batch;       /* spans per request (default 512) */
+	int64_t trace_interval_ms; /* the longest a span waits to be sent (default 1 s) */
+	int64_t trace_queue;       /* spans waiting at most; more are dropped (default 4096) */
+	void *strings;             /* private storage */
 } conf_t;
 
 /* Loads and validates `path`. On success returns 0 and *out. On failure returns

@@ -401,9 +401,19 @@ static void s_on_request_reply(router_t *r, delivery_t *dl, int outcome, kanal_m
 	router_delivery_free(r, &dl);
 }
 
+/* The attempt's span (trace.c), when tracing is on: under its route's span, in the trace
+ * of the route's event (a transform's copy may have lost the traceparent). */
+static void s_trace(router_t *r, const delivery_t *dl, const char *outcome)
+{
+	if (r->trace && dl->flow)
+		trace_delivery(r->trace, dl->flow->ev->msg, dl->flow->route->name, dl->dest->name,
+			       dl->id, dl->attempt, dl->sent_ns, outcome);
+}
+
 /* OK: delivered. */
 static void s_on_ok(router_t *r, dest_t *d, delivery_t *dl)
 {
+	s_trace(r, dl, "ok");
 	/* When this delivery is the event's last open part, the event is marked done in this
 	 * same transaction, and a done event is never resumed: its "delivered" row would say
 	 * nothing a restart reads (docs/design/journal.md). */
@@ -430,12 +440,14 @@ static void s_on_retry(router_t *r, dest_t *d, delivery_t *dl, int64_t hint, con
 
 	if (delivery_decide(KANAL_OUTCOME_RETRY, dl->attempt, rt, r->stopping, false) !=
 	    DELIVERY_RETRY) {
+		s_trace(r, dl, "dead");
 		delivery_dead_primary(r, &dl,
 				      r->stopping ? "kanald stopped before delivery"
 						  : "retry budget spent",
 				      false);
 		return;
 	}
+	s_trace(r, dl, "retry");
 	d->retried++;
 	if (dl->flow && dl->flow->route->stat)
 		dl->flow->route->stat->retried++;
@@ -465,6 +477,7 @@ static void s_on_reject(router_t *r, dest_t *d, delivery_t *dl, const char *erro
 	if (delivery_decide(KANAL_OUTCOME_REJECT, dl->attempt, NULL, r->stopping, has_fallback) ==
 	    DELIVERY_HOLD) {
 		flow_t *f = dl->flow;
+		s_trace(r, dl, "reject");
 		s_journal_row(r, dl, JOURNAL_REJECTED, 0, error);
 		f->primaries_rejected++;
 		dl->next = f->held;
@@ -472,6 +485,7 @@ static void s_on_reject(router_t *r, dest_t *d, delivery_t *dl, const char *erro
 		delivery_flow_primary_done(r, f);
 		return;
 	}
+	s_trace(r, dl, "dead");
 	delivery_dead_primary(r, &dl, "rejected", true);
 }
 

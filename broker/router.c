@@ -111,6 +111,8 @@ void router_dispatch(router_t *r, dest_t *d)
 		d->inflight_tail = dl;
 		d->n_inflight++;
 		item = &batch.items[batch.count++];
+		if (r->trace)
+			dl->sent_ns = trace_now_ns(); /* the start of the attempt's span */
 		item->id = dl->id;
 		item->msg = dl->ev->msg;
 		item->route = router_route_name(dl);
@@ -556,6 +558,22 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 	return 0;
 }
 
+/* s_admit with tracing on: the event gets a trace when it has none (before it is
+ * journalled, so that a restart resumes it in the same trace), and an accepted one its
+ * accept and route spans (trace.c). */
+static int s_admit_traced(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, size_t n,
+			  int origin)
+{
+	trace_accept_t a;
+	int rc;
+
+	trace_accept_begin(r->trace, *msg_p, &a);
+	rc = s_admit(r, msg_p, m, n, kanal_msg_size(*msg_p), origin);
+	if (rc == 0)
+		trace_accepted(r->trace, &a, m, n);
+	return rc;
+}
+
 /* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
  * is full, KANAL_EDUPLICATE or KANAL_EIO (*msg_p is left with the caller), or KANAL_ENOMEM
  * (taken and lost: logged). With the journal, an event whose destination is full is parked
@@ -574,7 +592,8 @@ int router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 			return KANAL_ENOMEM;
 		n = routes_match(r->table->routes, *msg_p, m, n);
 	}
-	rc = s_admit(r, msg_p, m, n, kanal_msg_size(*msg_p), origin);
+	rc = r->trace ? s_admit_traced(r, msg_p, m, n, origin)
+		      : s_admit(r, msg_p, m, n, kanal_msg_size(*msg_p), origin);
 	if (m != stack)
 		free(m);
 	return rc;
@@ -1104,6 +1123,10 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 	r->stream = stream_new(zctx, conf, r->zap, err, err_size);
 	if (!r->stream)
 		goto fail;
+	if (trace_new(conf, &r->trace) < 0) {
+		snprintf(err, err_size, "cannot start the span exporter (trace.export)");
+		goto fail;
+	}
 	if (s_write_endpoints(r, err, err_size) < 0)
 		goto fail;
 	return r;
@@ -1169,7 +1192,8 @@ void router_destroy(router_t **r_p)
 	if (r->ctl_router)
 		zmq_close(r->ctl_router);
 	stream_destroy(&r->stream);
-	zap_destroy(&r->zap); /* after the CURVE sockets it serves */
+	trace_destroy(&r->trace); /* after the router's thread, the spans' one producer */
+	zap_destroy(&r->zap);     /* after the CURVE sockets it serves */
 	deadletter_close(&r->deadletter);
 	gateway_flush_replies(r, "kanald stopped");
 	free(r->pending);

@@ -24,6 +24,7 @@
 #include "msg_int.h"
 #include "router.h"
 #include "stream.h"
+#include "trace.h"
 #include "zap.h"
 
 #define MAX_ERRORS 10 /* attempt errors kept per delivery */
@@ -110,6 +111,7 @@ struct delivery {
 	char *replay_route; /* a replayed dead letter's route (the route may be gone) */
 	bool counted;       /* holds one of its event's jev->open */
 	bool spilled;       /* freed at shutdown without an end: the event stays open */
+	int64_t sent_ns;    /* tracing on: when this attempt went out (its span's start) */
 	delivery_t *next;
 };
 
@@ -270,6 +272,7 @@ struct router {
 	bool has_measures;          /* the current table declares measures */
 	int64_t measure_day_minute; /* the unix minute measure_day was computed for */
 	char measure_day[16];       /* kanald's local day, the journal's key: "2026-03-01" */
+	trace_t *trace;             /* trace.export's spans (trace.c); NULL: tracing off */
 };
 
 /* A frame on the delivery socket: a batch of outcomes (R, from an instance thread) or one

@@ -7,11 +7,15 @@
  * 408, 425, 429 and 5xx RETRY, honouring Retry-After; any other status REJECT — the route's
  * fallback, else the dead letters — with the status and a short excerpt of the answer.
  *
+ * A traced event (a `traceparent` attribute) is sent with W3C `traceparent` and
+ * `tracestate` headers whose parent is the delivery attempt's span (kc_trace.h).
+ *
  * The POST blocks the instance's thread for at most `timeout`; deliveries to one instance
  * are serialised anyway, and a slow webhook fills only its own queue.
  */
 #include "http.h"
 #include "../common/kc_http.h"
+#include "../common/kc_trace.h"
 #include "../common/kc_url.h"
 
 #include <stdio.h>
@@ -110,7 +114,8 @@ kanal_outcome_t egress_send(egress_t *eg, kanal_ctx_t *ctx, const kanal_msg_t *m
 	kc_response_t res;
 	const char **headers;
 	kanal_outcome_t outcome;
-	char why[160];
+	char why[160], traceparent[13 + KC_TRACEPARENT_LEN + 1];
+	char tracestate[12 + KC_TRACESTATE_MAX + 1];
 	size_t k = 0;
 
 	if (binding_render(msg, eg->binary, &req, why, sizeof why) < 0) {
@@ -118,7 +123,7 @@ kanal_outcome_t egress_send(egress_t *eg, kanal_ctx_t *ctx, const kanal_msg_t *m
 				why);
 		return KANAL_OUTCOME_RETRY;
 	}
-	headers = calloc(req.n_headers + eg->n_extra + 1, sizeof *headers);
+	headers = calloc(req.n_headers + eg->n_extra + 3, sizeof *headers);
 	if (!headers) {
 		binding_out_clear(&req);
 		kanal_set_error(ctx, "%s: out of memory", eg->what);
@@ -128,6 +133,17 @@ kanal_outcome_t egress_send(egress_t *eg, kanal_ctx_t *ctx, const kanal_msg_t *m
 		headers[k++] = req.headers[i];
 	for (size_t i = 0; i < eg->n_extra; i++)
 		headers[k++] = eg->extra[i];
+	/* W3C Trace Context: the event's trace, with this delivery attempt's span (the one
+	 * kanald reports) as the parent, so the receiver's spans hang under it. */
+	memcpy(traceparent, "traceparent: ", 13);
+	if (kc_trace_delivery_header(ctx, msg, traceparent + 13)) {
+		const char *state = kanal_msg_attr(msg, "tracestate");
+		headers[k++] = traceparent;
+		if (state && kc_tracestate_valid(state)) {
+			snprintf(tracestate, sizeof tracestate, "tracestate: %s", state);
+			headers[k++] = tracestate;
+		}
+	}
 	kc_http_request(eg->http, "POST", eg->url, headers, req.body ? req.body : "", req.len,
 			&res);
 	outcome = kc_http_outcome(ctx, &res, eg->what);

@@ -27,6 +27,7 @@
 #include "../common/kc_files.h"
 #include "../common/kc_log.h"
 #include "../common/kc_mhd.h"
+#include "../common/kc_trace.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -661,6 +662,13 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 		free(msgs);
 		return answer;
 	}
+	/* W3C Trace Context headers give the events that carry no trace of their own the
+	 * request's (kc_trace.h); an invalid one is ignored, as the spec says. After the checks:
+	 * the ids are random hex, never a reason to refuse an event. */
+	for (size_t i = 0; i < n; i++)
+		kc_trace_adopt(msgs[i],
+			       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "traceparent"),
+			       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "tracestate"));
 	if (rq->client && ing->client_rate > 0) {
 		/* client_rate: a token per event, from the client's own bucket; one tenant
 		 * posting too much slows only itself. */

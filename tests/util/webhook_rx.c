@@ -1,10 +1,12 @@
 /*
  * tests/util/webhook_rx.c — see webhook_rx.h. One libmicrohttpd daemon with its own
- * polling thread; the bodies are kept as JSON values in an array behind a mutex.
+ * polling thread; the bodies (and each request's path and headers) are kept as JSON values
+ * in arrays behind a mutex.
  */
 #include "webhook_rx.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,9 @@ struct webhook_rx {
 	struct MHD_Daemon *daemon;
 	pthread_mutex_t lock;
 	json_t *bodies;
+	json_t *requests; /* {"path", "headers", "body"} per POST */
+	unsigned fail_status;
+	int fail_count; /* POSTs still to answer with fail_status */
 	char url[48];
 };
 
@@ -23,7 +28,22 @@ struct webhook_rx {
 typedef struct rx_body {
 	char *text;
 	size_t len;
+	json_t *headers;
 } rx_body_t;
+
+static enum MHD_Result s_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				const char *value)
+{
+	char name[128];
+	size_t i;
+
+	(void)kind;
+	for (i = 0; key[i] && i < sizeof name - 1; i++)
+		name[i] = (char)tolower((unsigned char)key[i]);
+	name[i] = '\0';
+	json_object_set_new(cls, name, json_string(value ? value : ""));
+	return MHD_YES;
+}
 
 static enum MHD_Result s_handle(void *cls, struct MHD_Connection *conn, const char *url,
 				const char *method, const char *version, const char *upload,
@@ -33,13 +53,17 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *conn, const ch
 	rx_body_t *b = *con_cls;
 	struct MHD_Response *res;
 	enum MHD_Result rc;
+	unsigned status = MHD_HTTP_OK;
 	json_t *j;
 
-	(void)url;
 	(void)version;
 	if (!b) {
-		*con_cls = calloc(1, sizeof(rx_body_t));
-		return *con_cls ? MHD_YES : MHD_NO;
+		if (!(b = calloc(1, sizeof(rx_body_t))))
+			return MHD_NO;
+		b->headers = json_object();
+		MHD_get_connection_values(conn, MHD_HEADER_KIND, s_header, b->headers);
+		*con_cls = b;
+		return MHD_YES;
 	}
 	if (*upload_size) {
 		char *more = realloc(b->text, b->len + *upload_size + 1);
@@ -52,14 +76,21 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *conn, const ch
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (!strcmp(method, "POST") && b->text &&
-	    (j = json_loadb(b->text, b->len, 0, NULL)) != NULL) {
+	if (!strcmp(method, "POST")) {
+		j = b->text ? json_loadb(b->text, b->len, 0, NULL) : NULL;
 		pthread_mutex_lock(&rx->lock);
-		json_array_append_new(rx->bodies, j);
+		json_array_append_new(rx->requests, json_pack("{s:s,s:O,s:O?}", "path", url,
+							      "headers", b->headers, "body", j));
+		if (rx->fail_count > 0) {
+			rx->fail_count--;
+			status = rx->fail_status;
+		}
+		if (j)
+			json_array_append_new(rx->bodies, j);
 		pthread_mutex_unlock(&rx->lock);
 	}
 	res = MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
-	rc = MHD_queue_response(conn, MHD_HTTP_OK, res);
+	rc = MHD_queue_response(conn, status, res);
 	MHD_destroy_response(res);
 	return rc;
 }
@@ -74,6 +105,7 @@ static void s_done(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (b) {
 		free(b->text);
+		json_decref(b->headers);
 		free(b);
 		*con_cls = NULL;
 	}
@@ -89,6 +121,7 @@ webhook_rx_t *webhook_rx_new(void)
 		return NULL;
 	pthread_mutex_init(&rx->lock, NULL);
 	rx->bodies = json_array();
+	rx->requests = json_array();
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	rx->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, s_handle, rx,
 				      MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED,
@@ -107,14 +140,33 @@ const char *webhook_rx_url(const webhook_rx_t *rx)
 	return rx->url;
 }
 
-json_t *webhook_rx_bodies(webhook_rx_t *rx)
+/* A copy of one of rx's arrays, taken under its lock. */
+static json_t *s_copy(webhook_rx_t *rx, json_t *arr)
 {
 	json_t *copy;
 
 	pthread_mutex_lock(&rx->lock);
-	copy = json_deep_copy(rx->bodies);
+	copy = json_deep_copy(arr);
 	pthread_mutex_unlock(&rx->lock);
 	return copy;
+}
+
+json_t *webhook_rx_bodies(webhook_rx_t *rx)
+{
+	return s_copy(rx, rx->bodies);
+}
+
+json_t *webhook_rx_requests(webhook_rx_t *rx)
+{
+	return s_copy(rx, rx->requests);
+}
+
+void webhook_rx_answer(webhook_rx_t *rx, unsigned status, int count)
+{
+	pthread_mutex_lock(&rx->lock);
+	rx->fail_status = status;
+	rx->fail_count = count;
+	pthread_mutex_unlock(&rx->lock);
 }
 
 void webhook_rx_destroy(webhook_rx_t **rx_p)
@@ -126,6 +178,7 @@ void webhook_rx_destroy(webhook_rx_t **rx_p)
 	if (rx->daemon)
 		MHD_stop_daemon(rx->daemon);
 	json_decref(rx->bodies);
+	json_decref(rx->requests);
 	pthread_mutex_destroy(&rx->lock);
 	free(rx);
 	*rx_p = NULL;
