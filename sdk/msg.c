@@ -217,6 +217,21 @@ static bool s_cpr_in(const char *text, size_t len)
 	return text && len >= 10 && kanal_cpr_find(text, len, &off, &n);
 }
 
+/* A W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>", lower-case): random hex, in which
+ * ten digits in a row read as a CPR number about once in 500 trace ids. It names no one. */
+static bool s_is_traceparent(const char *name, size_t name_len, const char *v, size_t len)
+{
+	if (name_len != 11 || memcmp(name, "traceparent", 11) || len != 55)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		bool dash = i == 2 || i == 35 || i == 52;
+		char c = v[i];
+		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return true;
+}
+
 bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 {
 	static const int core[] = { MSG_ID,   MSG_SOURCE,          MSG_SUBJECT,   MSG_TYPE,
@@ -232,7 +247,9 @@ bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 	}
 	for (size_t i = 0; i < msg->n_ext && !hit; i++) {
 		const msg_ext_t *e = &msg->ext[i];
-		if (s_cpr_in(e->text, e->text_len) || s_cpr_in(e->name, e->name_len))
+		if ((s_cpr_in(e->text, e->text_len) &&
+		     !s_is_traceparent(e->name, e->name_len, e->text, e->text_len)) ||
+		    s_cpr_in(e->name, e->name_len))
 			hit = e->name;
 	}
 	if (hit && attr && size) {

@@ -665,6 +665,18 @@ static void test_context_cpr_names_the_attribute(void)
 		CU_ASSERT_TRUE(kanal_msg_context_cpr(msg, NULL, 0));
 		kanal_msg_destroy(&msg);
 	}
+	/* A W3C traceparent is random hex: ten digits in it are no person. The same digits
+	 * in a traceparent that is not in the W3C form (upper-case hex) still count. */
+	snprintf(extra, sizeof extra,
+		 ",\"traceparent\":\"00-ab%scdefabcdefabcdefabcd-00f067aa0ba902b7-01\"", s_cpr());
+	CU_ASSERT_EQUAL_FATAL(s_parse_with(extra, &msg, &err), 0);
+	CU_ASSERT_FALSE(kanal_msg_context_cpr(msg, attr, sizeof attr));
+	kanal_msg_destroy(&msg);
+	snprintf(extra, sizeof extra,
+		 ",\"traceparent\":\"00-AB%sCDEFABCDEFABCDEFABCD-00F067AA0BA902B7-01\"", s_cpr());
+	CU_ASSERT_EQUAL_FATAL(s_parse_with(extra, &msg, &err), 0);
+	CU_ASSERT_TRUE(kanal_msg_context_cpr(msg, attr, sizeof attr));
+	kanal_msg_destroy(&msg);
 }
 
 static void test_data_and_data_base64(void)
