@@ -452,6 +452,21 @@ static kanal_outcome_t s_refuse(kanal_ctx_t *ctx, const letter_t *l, const kanal
 	return KANAL_OUTCOME_REJECT;
 }
 
+/* The letter's blob reader (letter_blob_read_fn): a document uploaded with the letter, from
+ * the broker's blob store. */
+static int s_read_blob(void *arg, const char *uri, void **data_out, size_t *size_out, char *why,
+		       size_t why_size)
+{
+	kanal_error_t err;
+	int rc;
+
+	kanal_error_clear(&err);
+	rc = kanal_blob_get(arg, uri, data_out, size_out, &err);
+	if (rc != 0)
+		snprintf(why, why_size, "%s", err.text[0] ? err.text : kanal_strerror(rc));
+	return rc;
+}
+
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
 {
 	letter_t *l = state;
@@ -467,7 +482,9 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 				kanal_msg_type(msg));
 		return KANAL_OUTCOME_REJECT;
 	}
-	rc = letter_job_build(msg, &l->defaults, time(NULL), &job, why, sizeof why);
+	rc = letter_job_build(msg, &l->defaults,
+			      &(letter_blobs_t){ .read = s_read_blob, .arg = ctx }, time(NULL),
+			      &job, why, sizeof why);
 	if (rc != 0) {
 		kanal_set_error(ctx, "letter %s: %s", kanal_msg_id(msg), why);
 		if (rc == KANAL_ENOMEM) {
