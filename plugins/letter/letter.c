@@ -30,6 +30,7 @@
 #include <jansson.h>
 #include <kanal/kanal.h>
 
+#include "../common/kc_channel.h"
 #include "../common/kc_http.h"
 #include "../common/kc_files.h"
 #include "../common/kc_url.h"
@@ -368,7 +369,9 @@ static kanal_outcome_t s_post(kanal_ctx_t *ctx, letter_t *l, const letter_job_t 
  * `job`, or `failed` with `reason` when this connector refused it for good (job NULL) — the
  * physical letter is the end of the fallback chain, so a letter it refuses goes to the dead
  * letters and this is the status its sender gets. The status names the sending system
- * (letter_source) and the letter's own sender (department) so that a route can return it.
+ * (letter_source) and the letter's own sender (department) so that a route can return it,
+ * and — on a route with `area:` — the area and whether paper was its primary or secondary
+ * channel (kc_channel_stamp).
  * Its id is derived from the letter's, so a redelivered letter's second status is dropped
  * by the bus as a duplicate. The subject is the recipient's pseudonym when a key is
  * configured; no attribute carries a CPR number. Returns a new message, or NULL when out of
@@ -398,7 +401,7 @@ static kanal_msg_t *s_status_event(kanal_ctx_t *ctx, const letter_t *l, const ka
 	    kanal_msg_data_set_str(out, "channel", "physical") != 0 ||
 	    kanal_msg_data_set_str(out, "status", job ? "sent" : "failed") != 0 ||
 	    kanal_msg_data_set_str(out, "reason", job ? job->reason : reason) != 0 ||
-	    kanal_msg_data_set_bool(out, "final", true) != 0 ||
+	    kanal_msg_data_set_bool(out, "final", true) != 0 || kc_channel_stamp(msg, out) != 0 ||
 	    (job && (kanal_msg_data_set_str(out, "postal_category", job->postal_category) != 0 ||
 		     kanal_msg_data_set_str(out, "job", job->id) != 0))) {
 		kanal_msg_destroy(&out);

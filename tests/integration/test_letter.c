@@ -980,10 +980,127 @@ done:
 	kd_destroy(&kd);
 }
 
+/* The measure's total for (area, rank) in kanald's status, -1 when it has no such series. */
+static json_int_t s_area_total(kd_t *kd, const char *area, const char *rank)
+{
+	char *text = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	json_t *st = text ? json_loads(text, 0, NULL) : NULL, *m, *series;
+	json_int_t total = -1;
+	size_t i, k;
+
+	free(text);
+	json_array_foreach(json_object_get(st, "measures"), i, m)
+	{
+		json_array_foreach(json_object_get(m, "series"), k, series)
+		{
+			json_t *labels = json_object_get(series, "labels");
+			if (!strcmp(json_string_value(json_object_get(labels, "area")) ?: "",
+				    area) &&
+			    !strcmp(json_string_value(json_object_get(labels, "rank")) ?: "", rank))
+				total = json_integer_value(json_object_get(series, "total"));
+		}
+	}
+	json_decref(st);
+	return total;
+}
+
+/* Per inquiry area, a route declares its primary and secondary channel. Where the primary
+ * refuses a letter, the secondary (paper) carries it and its status says so: the area, the
+ * channel, `channel_rank: secondary` and why; where paper is the area's primary, the status
+ * says `primary`. A measure counts the statuses by area and rank. */
+static void test_status_names_the_area_and_channel_rank(void)
+{
+	static const char *routes =
+		"routes:\n"
+		"  - name: place-letters\n"
+		"    area: daycare-places\n"
+		"    match: { type: post.letter.send, where: 'data.label == \"Plads\"' }\n"
+		"    channels: { primary: refuser, secondary: letter }\n"
+		"  - name: notice-letters\n"
+		"    area: notices\n"
+		"    match: { type: post.letter.send, where: 'data.label == \"Besked\"' }\n"
+		"    channels: { primary: letter }\n"
+		"  - name: letter-status\n"
+		"    match: { type: post.letter.status }\n"
+		"    to: letter-log\n"
+		"measures:\n"
+		"  - name: letters-by-area\n"
+		"    match: { type: post.letter.status, where: 'data.status == \"sent\"' }\n"
+		"    labels:\n"
+		"      area: { from: data.area, default: unknown }\n"
+		"      rank: { from: data.channel_rank, default: unknown }\n";
+	json_t *cases = s_cases(), *ev, *st = NULL, *d;
+	char *instances = NULL, *conf = NULL, *key, *p;
+	void *sub = NULL;
+	kd_t *kd = NULL;
+
+	REQUIRE(cases != NULL);
+	REQUIRE(asprintf(&instances,
+			 "  - name: letter\n    plugin: letter\n"
+			 "    options: { mode: spool, spool_dir: spool, pseudonym_key: "
+			 "pseudonym.key }\n"
+			 "  - name: refuser\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/refused.jsonl', fail_type: post.letter.send "
+			 "}\n"
+			 "%s",
+			 s_log_instance) >= 0);
+	conf = kd_config(instances, NULL);
+	kd = kd_prepare("letter-channels", conf, routes);
+	REQUIRE(kd != NULL);
+	key = test_write_file(kd->dir, "pseudonym.key", "kanal-test-pseudonym-key-0123456789\n");
+	chmod(key, 0600);
+	free(key);
+	mkdir(kd_path(kd, "spool"), 0700);
+	REQUIRE(kd_launch(kd) == 0);
+	sub = kd_subscribe(kd, "");
+
+	ev = s_letter_json("brev-place", s_case(cases, "block-maja"));
+	json_object_set_new(json_object_get(ev, "data"), "label", json_string("Plads"));
+	s_send(kd, json_dumps(ev, JSON_COMPACT));
+	json_object_set_new(ev, "id", json_string("brev-notice"));
+	json_object_set_new(json_object_get(ev, "data"), "label", json_string("Besked"));
+	s_send(kd, json_dumps(ev, JSON_COMPACT));
+	json_decref(ev);
+
+	st = s_wait_status(kd, "brev-place");
+	REQUIRE(st != NULL);
+	d = json_object_get(st, "data");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "area")) ?: "",
+			       "daycare-places");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "channel_rank")) ?: "",
+			       "secondary");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "channel")) ?: "", "physical");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "status")) ?: "", "sent");
+	CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(d, "reason")));
+	json_decref(st);
+	st = s_wait_status(kd, "brev-notice");
+	REQUIRE(st != NULL);
+	d = json_object_get(st, "data");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "area")) ?: "", "notices");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "channel_rank")) ?: "",
+			       "primary");
+	/* The place letter went to its primary first, which refused it: the fallback. */
+	p = kd_expect(sub, "fallback", "brev-place", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	CU_ASSERT_EQUAL(s_area_total(kd, "daycare-places", "secondary"), 1);
+	CU_ASSERT_EQUAL(s_area_total(kd, "notices", "primary"), 1);
+	CU_ASSERT_EQUAL(s_area_total(kd, "daycare-places", "primary"), -1);
+done:
+	if (sub)
+		kd_unsubscribe(&sub);
+	json_decref(st);
+	json_decref(cases);
+	free(conf);
+	free(instances);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("letter", TEST(test_spool_job_file_and_status),
 	  TEST(test_address_blocks_reasons_and_refusals),
 	  TEST(test_redelivery_overwrites_the_same_job), TEST(test_spool_write_failure_is_retried),
 	  TEST(test_missing_spool_refuses_start), TEST(test_crash_leaves_one_whole_job_per_letter),
 	  TEST(test_service_mode_against_print_simulator),
 	  TEST(test_protected_address_only_in_the_job),
-	  TEST(test_documents_from_the_blob_store_are_printed))
+	  TEST(test_documents_from_the_blob_store_are_printed),
+	  TEST(test_status_names_the_area_and_channel_rank))

@@ -1534,6 +1534,13 @@ static void test_every_letter_ends_with_one_final_status_at_the_sender(void)
 		CU_ASSERT_PTR_NOT_NULL(reason);
 		if (cases[k].reason)
 			CU_ASSERT_PTR_NOT_NULL(reason && strstr(reason, cases[k].reason));
+		/* The route's area, and which of its channels carried the letter: Digital Post
+		 * is the primary, paper the secondary. */
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "area")) ?: "",
+				       "letters");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "channel_rank")) ?: "",
+				       strcmp(cases[k].channel, "digital") ? "secondary"
+									   : "primary");
 		json_decref(got);
 	}
 	/* The refused letter is in the dead letters: the status is how its sender learns. */
