@@ -85,6 +85,26 @@ static bool s_media_type_ok(const char *mt)
 	return true;
 }
 
+/* What a new blob needs, put whole or streamed: a media type (NULL becomes
+ * "application/octet-stream" in *media_type) and a store. Returns 0, KANAL_EINVAL or
+ * KANAL_ENOSERVICE with err. */
+static int s_check_new(const kanal__blob_store_t *store, const char **media_type,
+		       kanal_error_t *err)
+{
+	if (!*media_type)
+		*media_type = "application/octet-stream";
+	if (!s_media_type_ok(*media_type)) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "'%s' is not a media type (type/subtype)",
+				*media_type);
+		return KANAL_EINVAL;
+	}
+	if (!store) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "this host has no blob store");
+		return KANAL_ENOSERVICE;
+	}
+	return 0;
+}
+
 int kanal__blob_put(kanal__blob_store_t *store, const void *data, size_t size,
 		    const char *media_type, kanal_blob_ref_t *out, kanal_error_t *err)
 {
@@ -96,17 +116,8 @@ int kanal__blob_put(kanal__blob_store_t *store, const void *data, size_t size,
 		return KANAL_EINVAL;
 	}
 	memset(out, 0, sizeof *out);
-	if (!media_type)
-		media_type = "application/octet-stream";
-	if (!s_media_type_ok(media_type)) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "'%s' is not a media type (type/subtype)",
-				media_type);
-		return KANAL_EINVAL;
-	}
-	if (!store) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "this host has no blob store");
-		return KANAL_ENOSERVICE;
-	}
+	if ((rc = s_check_new(store, &media_type, err)) != 0)
+		return rc;
 	if (store->max_blob_bytes > 0 && (uint64_t)size > (uint64_t)store->max_blob_bytes) {
 		kanal_error_set(err, S_SRC, 0, 0, NULL,
 				"blob of %zu bytes is larger than max_blob_bytes (%lld)", size,
@@ -143,17 +154,8 @@ int kanal__blob_writer_new(kanal__blob_store_t *store, const char *media_type,
 		return KANAL_EINVAL;
 	}
 	*out = NULL;
-	if (!media_type)
-		media_type = "application/octet-stream";
-	if (!s_media_type_ok(media_type)) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "'%s' is not a media type (type/subtype)",
-				media_type);
-		return KANAL_EINVAL;
-	}
-	if (!store) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "this host has no blob store");
-		return KANAL_ENOSERVICE;
-	}
+	if ((rc = s_check_new(store, &media_type, err)) != 0)
+		return rc;
 	if (!(w = calloc(1, sizeof *w)))
 		return KANAL_ENOMEM;
 	w->store = store;

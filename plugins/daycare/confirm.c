@@ -15,14 +15,13 @@
  * system's ids and the report's pseudonymous subject.
  */
 #include "daycare.h"
+#include "../common/kc_status.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CONFIRMATIONS_PATH DAYCARE_REGISTRATIONS "/%s/confirmations"
-#define EMIT_BUSY_TRIES 40 /* times 50 ms: how long a busy bus may hold up a confirmation */
 
 /* The parents' report types and what the daycare system did with each, for the parents. */
 static const struct {
@@ -62,23 +61,13 @@ static int s_copy_str(kanal_msg_t *out, const kanal_msg_t *msg, const char *fiel
 static kanal_msg_t *s_confirmation(kanal_ctx_t *ctx, const kanal_msg_t *msg, bool ok,
 				   const char *reason)
 {
-	const char *correlation = kanal_msg_attr(msg, "correlationid");
 	const char *subject = kanal_msg_attr(msg, "subject");
-	char *id = NULL, now[40];
-	kanal_msg_t *out;
+	kanal_msg_t *out =
+		kc_status_new(ctx, "child.report.confirmed", msg, ok ? "-confirmed" : "-failed");
 
-	if (asprintf(&id, "%s-%s", kanal_msg_id(msg), ok ? "confirmed" : "failed") < 0)
-		return NULL;
-	out = kanal_msg_new("child.report.confirmed", kanal_instance_name(ctx), id);
-	free(id);
 	if (!out)
 		return NULL;
-	kanal_time_rfc3339(kanal_wall_ms(), now, sizeof now);
-	if (kanal_msg_set_attr(out, "time", now, NULL) != 0 ||
-	    kanal_msg_set_attr(out, "causationid", kanal_msg_id(msg), NULL) != 0 ||
-	    kanal_msg_set_attr(out, "correlationid", correlation ? correlation : kanal_msg_id(msg),
-			       NULL) != 0 ||
-	    (subject && kanal_msg_set_attr(out, "subject", subject, NULL) != 0) ||
+	if ((subject && kanal_msg_set_attr(out, "subject", subject, NULL) != 0) ||
 	    kanal_msg_data_set_str(out, "report", kanal_msg_id(msg)) != 0 ||
 	    kanal_msg_data_set_str(out, "report_type", kanal_msg_type(msg)) != 0 ||
 	    kanal_msg_data_set_str(out, "report_source", kanal_msg_source(msg)) != 0 ||
@@ -95,17 +84,9 @@ static kanal_msg_t *s_confirmation(kanal_ctx_t *ctx, const kanal_msg_t *msg, boo
  * the bus took it (or already had it), else the last kanal_emit code. */
 static int s_emit(kanal_ctx_t *ctx, const kanal_msg_t *msg, bool ok, const char *reason)
 {
-	int rc = KANAL_EBUSY;
+	kanal_msg_t *c = s_confirmation(ctx, msg, ok, reason);
 
-	for (int i = 0; i < EMIT_BUSY_TRIES && rc == KANAL_EBUSY; i++) {
-		kanal_msg_t *c = s_confirmation(ctx, msg, ok, reason);
-		if (!c)
-			return KANAL_ENOMEM;
-		if (i > 0)
-			usleep(50 * 1000);
-		rc = kanal_emit(ctx, &c);
-	}
-	return rc == KANAL_EDUPLICATE ? 0 : rc;
+	return c ? kc_status_emit(ctx, &c) : KANAL_ENOMEM;
 }
 
 kanal_outcome_t confirm_report(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,

@@ -38,7 +38,7 @@
 #include <kanal/kanal.h>
 
 #include "../common/kc_cert.h"
-#include "../common/kc_channel.h"
+#include "../common/kc_status.h"
 #include "../common/kc_http.h"
 #include "../common/kc_sts.h"
 #include "../common/kc_url.h"
@@ -508,7 +508,7 @@ static int s_emit_status(kanal_ctx_t *ctx, const dp_t *dp, const kanal_msg_t *ms
 	if (data)
 		s_copy_sender(msg, data);
 	if (data)
-		kc_channel_stamp_json(msg, data); /* the route's area and this channel's rank */
+		kc_status_channel_json(msg, data); /* the route's area and this channel's rank */
 	if (data && transaction)
 		json_object_set_new(data, "transaction", json_string(transaction));
 	if (data && kombi)
@@ -1276,8 +1276,8 @@ finish:
 				   .subject = s_subject(dp, msg, cpr_text, pseudonym),
 				   .kombi = l.kombi,
 				   .sender = kanal_msg_data_json(msg, "sender"),
-				   .area = kanal_msg_attr(msg, KC_CHANNEL_AREA_ATTR),
-				   .channel_rank = kanal_msg_attr(msg, KC_CHANNEL_RANK_ATTR) };
+				   .area = kanal_msg_attr(msg, KC_STATUS_AREA_ATTR),
+				   .channel_rank = kanal_msg_attr(msg, KC_STATUS_RANK_ATTR) };
 
 		/* With receipts, acceptance is not the outcome: remember the letter for its
 		 * PKO_PostStatus; the status says "accepted" now and the final one comes later. */

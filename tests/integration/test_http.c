@@ -15,7 +15,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <dirent.h>
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -1351,23 +1350,6 @@ done:
 	kd_destroy(&kd);
 }
 
-/* Files in kanald's blob folder <state>/blobs/<sub> (sha256 or tmp). */
-static int s_blob_files(kd_t *kd, const char *sub)
-{
-	char path[1024];
-	DIR *d;
-	struct dirent *e;
-	int n = 0;
-
-	snprintf(path, sizeof path, "%s/%s", kd_path(kd, "state/blobs"), sub);
-	if (!(d = opendir(path)))
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 /* A multipart upload is streamed into the blob store as it arrives: a file far larger than
  * max_body (the in-memory limit of every other body) is taken whole, and one over kanald's
  * max_blob_size is refused part-way with 413, leaving no blob and no half-written file. */
@@ -1431,7 +1413,7 @@ static void test_multipart_upload_streams_past_max_body_and_the_blob_limit_holds
 							   NULL)) != NULL);
 	CU_ASSERT_EQUAL(kanal__blob_open(kanald_store, refused.uri, &fd, NULL, NULL),
 			KANAL_ENOTFOUND);
-	CU_ASSERT_EQUAL(s_blob_files(kd, "tmp"), 0);
+	CU_ASSERT_EQUAL(test_dir_count(kd_path(kd, "state/blobs/tmp")), 0);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
 done:
 	if (fd >= 0)

@@ -980,30 +980,6 @@ done:
 	kd_destroy(&kd);
 }
 
-/* The measure's total for (area, rank) in kanald's status, -1 when it has no such series. */
-static json_int_t s_area_total(kd_t *kd, const char *area, const char *rank)
-{
-	char *text = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
-	json_t *st = text ? json_loads(text, 0, NULL) : NULL, *m, *series;
-	json_int_t total = -1;
-	size_t i, k;
-
-	free(text);
-	json_array_foreach(json_object_get(st, "measures"), i, m)
-	{
-		json_array_foreach(json_object_get(m, "series"), k, series)
-		{
-			json_t *labels = json_object_get(series, "labels");
-			if (!strcmp(json_string_value(json_object_get(labels, "area")) ?: "",
-				    area) &&
-			    !strcmp(json_string_value(json_object_get(labels, "rank")) ?: "", rank))
-				total = json_integer_value(json_object_get(series, "total"));
-		}
-	}
-	json_decref(st);
-	return total;
-}
-
 /* Per inquiry area, a route declares its primary and secondary channel. Where the primary
  * refuses a letter, the secondary (paper) carries it and its status says so: the area, the
  * channel, `channel_rank: secondary` and why; where paper is the area's primary, the status
@@ -1083,9 +1059,9 @@ static void test_status_names_the_area_and_channel_rank(void)
 	p = kd_expect(sub, "fallback", "brev-place", WAIT);
 	CU_ASSERT_PTR_NOT_NULL(p);
 	free(p);
-	CU_ASSERT_EQUAL(s_area_total(kd, "daycare-places", "secondary"), 1);
-	CU_ASSERT_EQUAL(s_area_total(kd, "notices", "primary"), 1);
-	CU_ASSERT_EQUAL(s_area_total(kd, "daycare-places", "primary"), -1);
+	CU_ASSERT_EQUAL(kd_measure_total(kd, "area", "daycare-places", "rank", "secondary"), 1);
+	CU_ASSERT_EQUAL(kd_measure_total(kd, "area", "notices", "rank", "primary"), 1);
+	CU_ASSERT_EQUAL(kd_measure_total(kd, "area", "daycare-places", "rank", "primary"), -1);
 done:
 	if (sub)
 		kd_unsubscribe(&sub);

@@ -4,7 +4,6 @@
  * size limits refuse what is too big, a damaged blob is never handed on, URIs are checked,
  * and the sweep removes only old blobs that nothing references.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,17 +308,9 @@ static void test_public_api_without_store_says_so(void)
 static int s_files_in(const char *dir, const char *sub)
 {
 	char path[512];
-	DIR *d;
-	struct dirent *e;
-	int n = 0;
 
 	snprintf(path, sizeof path, "%s/%s", dir, sub);
-	if (!(d = opendir(path)))
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
+	return test_dir_count(path);
 }
 
 /* A blob written piece by piece is the blob kanal_blob_put makes of the same bytes; one
