@@ -256,7 +256,8 @@ $(INT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/integratio
 # A connector's target is linked with the connector files it exercises.
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
-FUZZ_WITH_daycare  := plugins/daycare/poll.c plugins/daycare/daycare.c plugins/daycare/deliver.c
+FUZZ_WITH_daycare  := plugins/daycare/poll.c plugins/daycare/daycare.c plugins/daycare/deliver.c \
+                      plugins/daycare/confirm.c
 FUZZ_WITH_staff    := plugins/staff/feed.c plugins/staff/dates.c
 FUZZ_WITH_cpr_soap := plugins/cpr/soap.c
 FUZZ_WITH_calendar := plugins/calendar/vevent.c

@@ -84,6 +84,18 @@ static void s_explain_plan(const route_t *r, const kanal_msg_t *msg, FILE *out)
 	char a[32], b[32];
 	size_t i;
 
+	if (r->area) {
+		/* The area's channel strategy: the primary is `to`, the secondary `fallback`. */
+		fputs("            area      ", out);
+		s_put(out, r->area);
+		fputs(": primary channel ", out);
+		s_put_list(out, r->to, r->n_to);
+		if (r->n_fallback) {
+			fputs(", secondary ", out);
+			s_put_list(out, r->fallback, r->n_fallback);
+		}
+		fputs(" (deliveries carry kanalarea and kanalchannelrank)\n", out);
+	}
 	fputs("            to        ", out);
 	s_put_list(out, r->to, r->n_to);
 	fputc('\n', out);

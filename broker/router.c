@@ -175,6 +175,27 @@ bool router_resume(router_t *r, delivery_t *dl, const journal_row_t *row)
 	return true;
 }
 
+/* Gives dl *out_p (taken) as its own event, sharing the journal record of the one it had.
+ * Returns false with `oom` in dl's errors when memory runs out. */
+static bool s_give(delivery_t *dl, kanal_msg_t **out_p, const char *oom)
+{
+	shared_t *ev = router_shared_new(out_p);
+
+	if (!ev) {
+		kanal_msg_destroy(out_p);
+		delivery_error(dl, oom);
+		return false;
+	}
+	ev->born_ms = dl->ev->born_ms;
+	ev->jev = dl->ev->jev;
+	if (ev->jev)
+		ev->jev->refs++;
+	router_shared_release(&dl->ev);
+	dl->ev = ev;
+	dl->bytes = ev->bytes;
+	return true;
+}
+
 /* Runs the destination's transform, if any, and gives dl the transformed event (one event
  * of its own that shares the journal record). Returns false with the reason in dl's errors
  * when the transform refuses the event: the delivery is then a REJECT. */
@@ -183,7 +204,6 @@ static bool s_transform(router_t *r, flow_t *f, delivery_t *dl, dl_kind_t kind, 
 	transform_t *t = routes_transform(f->route, kind == DL_FALLBACK, i);
 	kanal_msg_t *out = NULL;
 	kanal_error_t err;
-	shared_t *ev;
 
 	if (!t)
 		return true;
@@ -197,18 +217,30 @@ static bool s_transform(router_t *r, flow_t *f, delivery_t *dl, dl_kind_t kind, 
 		delivery_error(dl, err.text[0] ? err.text : "transform: out of memory");
 		return false;
 	}
-	if (!(ev = router_shared_new(&out))) {
-		delivery_error(dl, "transform: out of memory");
+	return s_give(dl, &out, "transform: out of memory");
+}
+
+/* A route with an `area` (channels: primary, secondary) tells each delivery which channel
+ * of which area it is, in the extension attributes kanalarea and kanalchannelrank
+ * (`primary` for `to`, `secondary` for `fallback`), set by kanald over whatever the event
+ * carried: the connector that reports the outcome copies them into its status. Returns
+ * false (a REJECT, the reason in dl's errors) only when memory runs out. */
+static bool s_stamp_channel(flow_t *f, delivery_t *dl, dl_kind_t kind)
+{
+	kanal_msg_t *out;
+
+	if (!f->route->area)
+		return true;
+	out = kanal_msg_dup(dl->ev->msg);
+	if (out && (kanal_msg_set_attr(out, "kanalarea", f->route->area, NULL) < 0 ||
+		    kanal_msg_set_attr(out, "kanalchannelrank",
+				       kind == DL_FALLBACK ? "secondary" : "primary", NULL) < 0))
+		kanal_msg_destroy(&out);
+	if (!out) {
+		delivery_error(dl, "channels: out of memory");
 		return false;
 	}
-	ev->born_ms = dl->ev->born_ms;
-	ev->jev = dl->ev->jev;
-	if (ev->jev)
-		ev->jev->refs++;
-	router_shared_release(&dl->ev);
-	dl->ev = ev;
-	dl->bytes = ev->bytes;
-	return true;
+	return s_give(dl, &out, "channels: out of memory");
 }
 
 /* Queues one delivery of the flow's event to each destination in names[]. */
@@ -254,7 +286,7 @@ void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kin
 			ghosts = dl;
 			continue;
 		}
-		if (!s_transform(r, f, dl, kind, i)) {
+		if (!s_transform(r, f, dl, kind, i) || !s_stamp_channel(f, dl, kind)) {
 			/* Rejected once every delivery is queued: a rejection now could decide
 			 * the flow before its other primaries exist. */
 			dl->next = refused;

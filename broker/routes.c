@@ -37,8 +37,9 @@
 #define ROUTES_DEFAULT_MAX_BACKOFF_MS 300000
 
 static const char *const s_top_keys[] = { "routes", "default", "measures" };
-static const char *const s_route_keys[] = { "name",     "match", "enrich",   "to",
-					    "fallback", "retry", "transform" };
+static const char *const s_route_keys[] = { "name",  "match",     "enrich", "to",      "fallback",
+					    "retry", "transform", "area",   "channels" };
+static const char *const s_channel_keys[] = { "primary", "secondary" };
 static const char *const s_destination_keys[] = { "instance", "transform" };
 static const char *const s_match_keys[] = { "type", "source", "where" };
 
@@ -204,6 +205,7 @@ static void s_route_free(route_t *r)
 	}
 	free(r->fallback);
 	free(r->fallback_transform);
+	free(r->area);
 	transform_destroy(&r->transform);
 	/* r->file is borrowed from the table's file list. */
 }
@@ -738,6 +740,57 @@ static void s_name(builder_t *b, route_t *r, const ynode_t *v, size_t at)
 		b->oom = true;
 }
 
+/* `area:` — the inquiry area the route's channels serve: a name like a route's. */
+static void s_area(builder_t *b, route_t *r, const ynode_t *v)
+{
+	const char *text = routes__text(b, v, "area");
+
+	if (!text)
+		return;
+	if (!routes__route_name_valid(text)) {
+		routes__err(b, v,
+			    "area '%s' is not valid: use lower-case letters, digits, '_', '.' and "
+			    "'-', starting with a letter or digit",
+			    text);
+		return;
+	}
+	r->area = routes__strdup(b, text);
+}
+
+/* `channels: {primary: X, secondary: Y}` — the area's channel strategy, declared: the
+ * primary channel is the route's `to` and the secondary its `fallback` (the same lists,
+ * so either may name several instances or carry its own transform). It stands instead of
+ * `to` and `fallback`, and needs `area`. */
+static void s_channels(builder_t *b, route_t *r, const ynode_t *route_node, const ynode_t *v)
+{
+	const ynode_t *x;
+
+	if (v->kind != YNODE_MAPPING) {
+		routes__err(b, v,
+			    "'channels' must be a mapping: { primary: INSTANCE, secondary: "
+			    "INSTANCE }, not %s",
+			    yaml_tree_describe(v));
+		return;
+	}
+	r->channels = true;
+	routes__check_keys(b, v, s_channel_keys, N_OF(s_channel_keys), "channels");
+	if (yaml_tree_get(route_node, "to") || yaml_tree_get(route_node, "fallback"))
+		routes__err(b, v,
+			    "'channels' stands instead of 'to' and 'fallback' (its primary is the "
+			    "route's 'to', its secondary the 'fallback'): give one or the other");
+	else if ((x = yaml_tree_get(v, "primary")))
+		s_destinations(b, x, "channels.primary", &r->to, &r->n_to, &r->to_transform);
+	else
+		routes__err(b, v, "'channels' has no 'primary': name the area's first channel");
+	if (!yaml_tree_get(route_node, "fallback") && (x = yaml_tree_get(v, "secondary")))
+		s_destinations(b, x, "channels.secondary", &r->fallback, &r->n_fallback,
+			       &r->fallback_transform);
+	if (!yaml_tree_get(route_node, "area"))
+		routes__err(b, v,
+			    "'channels' needs 'area': the inquiry area whose channels these are "
+			    "(the statuses and measures name it)");
+}
+
 static route_t *s_new_route(builder_t *b)
 {
 	route_t *r;
@@ -787,7 +840,11 @@ static void s_route(builder_t *b, const ynode_t *v, size_t nth)
 		s_match(b, r, x);
 	if ((x = yaml_tree_get(v, "enrich")))
 		routes__enrich(b, r, x);
-	if ((x = yaml_tree_get(v, "to")))
+	if ((x = yaml_tree_get(v, "area")))
+		s_area(b, r, x);
+	if ((x = yaml_tree_get(v, "channels")))
+		s_channels(b, r, v, x);
+	else if ((x = yaml_tree_get(v, "to")))
 		s_destinations(b, x, "to", &r->to, &r->n_to, &r->to_transform);
 	else if (r->name)
 		routes__err(b, v, "route '%s' has no 'to': name the instances it delivers to",
@@ -795,7 +852,7 @@ static void s_route(builder_t *b, const ynode_t *v, size_t nth)
 	else
 		routes__err(b, v, "route #%zu has no 'to': name the instances it delivers to",
 			    nth + 1);
-	if ((x = yaml_tree_get(v, "fallback")))
+	if ((x = yaml_tree_get(v, "fallback")) && !r->channels)
 		s_destinations(b, x, "fallback", &r->fallback, &r->n_fallback,
 			       &r->fallback_transform);
 	if ((x = yaml_tree_get(v, "retry")))

@@ -58,6 +58,9 @@ typedef struct route {
 	size_t n_to;
 	char **fallback;
 	size_t n_fallback;
+	char *area;    /* `area:` the inquiry area whose channels `to` (primary) and
+			    * `fallback` (secondary) are, or NULL; deliveries carry it */
+	bool channels; /* `to`/`fallback` were declared as `channels: {primary, secondary}` */
 	route_retry_t retry;
 	transform_t *transform;           /* the route's `transform:`, or NULL */
 	transform_t **to_transform;       /* n_to: a destination's own transform, or NULL */

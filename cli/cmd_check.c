@@ -178,6 +178,25 @@ static void s_warn_unrouted(const routes_t *rt, const conf_t *conf, char **paths
 	free(seen);
 }
 
+/* Prints each inquiry area's channels (routes with `area:`), one line per route: the
+ * channel strategy as the table declares it. */
+static void s_print_areas(const routes_t *rt)
+{
+	for (size_t i = 0; i < routes_count(rt); i++) {
+		const route_t *r = routes_get(rt, i);
+		if (!r->area)
+			continue;
+		ctl_printf(stdout, "  area %s: primary", r->area);
+		for (size_t k = 0; k < r->n_to; k++)
+			ctl_printf(stdout, "%s %s", k ? "," : "", r->to[k]);
+		if (r->n_fallback)
+			ctl_printf(stdout, ", secondary");
+		for (size_t k = 0; k < r->n_fallback; k++)
+			ctl_printf(stdout, "%s %s", k ? "," : "", r->fallback[k]);
+		ctl_printf(stdout, " (route %s)\n", r->name);
+	}
+}
+
 int cmd_check(ctl_t *ctl, int argc, char **argv)
 {
 	routes_t *rt = NULL;
@@ -216,6 +235,7 @@ int cmd_check(ctl_t *ctl, int argc, char **argv)
 			   s_plural(conf->n_instances, "instance", "instances"), n_routes,
 			   s_plural(n_routes, "route", "routes"), n_files,
 			   s_plural(n_files, "file", "files"), routes_default(rt));
+		s_print_areas(rt);
 	}
 	routes_destroy(&rt);
 	diag_free(&d);

@@ -85,6 +85,26 @@ static bool s_media_type_ok(const char *mt)
 	return true;
 }
 
+/* What a new blob needs, put whole or streamed: a media type (NULL becomes
+ * "application/octet-stream" in *media_type) and a store. Returns 0, KANAL_EINVAL or
+ * KANAL_ENOSERVICE with err. */
+static int s_check_new(const kanal__blob_store_t *store, const char **media_type,
+		       kanal_error_t *err)
+{
+	if (!*media_type)
+		*media_type = "application/octet-stream";
+	if (!s_media_type_ok(*media_type)) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "'%s' is not a media type (type/subtype)",
+				*media_type);
+		return KANAL_EINVAL;
+	}
+	if (!store) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "this host has no blob store");
+		return KANAL_ENOSERVICE;
+	}
+	return 0;
+}
+
 int kanal__blob_put(kanal__blob_store_t *store, const void *data, size_t size,
 		    const char *media_type, kanal_blob_ref_t *out, kanal_error_t *err)
 {
@@ -96,17 +116,8 @@ int kanal__blob_put(kanal__blob_store_t *store, const void *data, size_t size,
 		return KANAL_EINVAL;
 	}
 	memset(out, 0, sizeof *out);
-	if (!media_type)
-		media_type = "application/octet-stream";
-	if (!s_media_type_ok(media_type)) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "'%s' is not a media type (type/subtype)",
-				media_type);
-		return KANAL_EINVAL;
-	}
-	if (!store) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "this host has no blob store");
-		return KANAL_ENOSERVICE;
-	}
+	if ((rc = s_check_new(store, &media_type, err)) != 0)
+		return rc;
 	if (store->max_blob_bytes > 0 && (uint64_t)size > (uint64_t)store->max_blob_bytes) {
 		kanal_error_set(err, S_SRC, 0, 0, NULL,
 				"blob of %zu bytes is larger than max_blob_bytes (%lld)", size,
@@ -120,6 +131,105 @@ int kanal__blob_put(kanal__blob_store_t *store, const void *data, size_t size,
 	snprintf(out->media_type, sizeof out->media_type, "%s", media_type);
 	out->size = size;
 	return 0;
+}
+
+/* ---- streaming in ------------------------------------------------------------------------ */
+
+struct kanal_blob_writer {
+	kanal__blob_store_t *store;
+	void *impl_w; /* the store's writer */
+	char media_type[sizeof((kanal_blob_ref_t *)0)->media_type];
+	uint64_t size;
+	bool failed;
+};
+
+int kanal__blob_writer_new(kanal__blob_store_t *store, const char *media_type,
+			   kanal_blob_writer_t **out, kanal_error_t *err)
+{
+	kanal_blob_writer_t *w;
+	int rc;
+
+	if (!out) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "kanal_blob_writer_new: no writer to fill");
+		return KANAL_EINVAL;
+	}
+	*out = NULL;
+	if ((rc = s_check_new(store, &media_type, err)) != 0)
+		return rc;
+	if (!(w = calloc(1, sizeof *w)))
+		return KANAL_ENOMEM;
+	w->store = store;
+	snprintf(w->media_type, sizeof w->media_type, "%s", media_type);
+	if ((rc = store->ops->begin(store->impl, &w->impl_w, err)) != 0) {
+		free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+int kanal_blob_writer_write(kanal_blob_writer_t *w, const void *data, size_t size,
+			    kanal_error_t *err)
+{
+	int64_t max;
+	int rc;
+
+	if (!w || w->failed || (!data && size > 0)) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL,
+				w && w->failed ? "the blob writer failed before: destroy it"
+					       : "kanal_blob_writer_write: no writer or no data");
+		return KANAL_EINVAL;
+	}
+	max = w->store->max_blob_bytes;
+	if (max > 0 && w->size + size > (uint64_t)max) {
+		w->failed = true;
+		kanal_error_set(err, S_SRC, 0, 0, NULL,
+				"blob of more than %llu bytes is larger than max_blob_bytes (%lld)",
+				(unsigned long long)(w->size + size), (long long)max);
+		return KANAL_ETOOBIG;
+	}
+	rc = size ? w->store->ops->write(w->store->impl, w->impl_w, data, size, err) : 0;
+	if (rc != 0)
+		w->failed = true;
+	else
+		w->size += size;
+	return rc;
+}
+
+int kanal_blob_writer_finish(kanal_blob_writer_t **w_p, kanal_blob_ref_t *out, kanal_error_t *err)
+{
+	kanal_blob_writer_t *w = w_p ? *w_p : NULL;
+	char hex[65];
+	int rc;
+
+	if (!w || w->failed || !out) {
+		kanal_error_set(
+			err, S_SRC, 0, 0, NULL,
+			"kanal_blob_writer_finish: no writer, a failed one, or no reference");
+		kanal_blob_writer_destroy(w_p);
+		return KANAL_EINVAL;
+	}
+	memset(out, 0, sizeof *out);
+	rc = w->store->ops->commit(w->store->impl, w->impl_w, hex, err);
+	if (rc == 0) {
+		snprintf(out->uri, sizeof out->uri, "%s%s", KANAL_BLOB_URI_PREFIX, hex);
+		snprintf(out->media_type, sizeof out->media_type, "%s", w->media_type);
+		out->size = w->size;
+	}
+	free(w);
+	*w_p = NULL;
+	return rc;
+}
+
+void kanal_blob_writer_destroy(kanal_blob_writer_t **w_p)
+{
+	kanal_blob_writer_t *w = w_p ? *w_p : NULL;
+
+	if (!w)
+		return;
+	w->store->ops->abort(w->store->impl, w->impl_w);
+	free(w);
+	*w_p = NULL;
 }
 
 int kanal__blob_open(kanal__blob_store_t *store, const char *uri, int *fd_out, uint64_t *size_out,
@@ -319,6 +429,16 @@ void kanal_blob_free(void **data_p)
 	*data_p = NULL;
 }
 
+int kanal_blob_writer_new(kanal_ctx_t *ctx, const char *media_type, kanal_blob_writer_t **out,
+			  kanal_error_t *err)
+{
+	if (!ctx) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "kanal_blob_writer_new: no ctx");
+		return KANAL_EINVAL;
+	}
+	return kanal__blob_writer_new(ctx->blobs, media_type, out, err);
+}
+
 int kanal_blob_open(kanal_ctx_t *ctx, const char *uri, int *fd_out, uint64_t *size_out,
 		    kanal_error_t *err)
 {
@@ -354,69 +474,168 @@ static int s_write_all(int fd, const void *data, size_t size)
 	return 0;
 }
 
+/* A blob being written: <dir>/tmp/in.XXXXXX, hashed as it is written. */
+typedef struct s_dir_writer {
+	int fd;
+	char *tmp;
+	EVP_MD_CTX *md;
+	int64_t size;
+} s_dir_writer_t;
+
+static void s_dir_abort(void *impl, void *w_)
+{
+	s_dir_writer_t *w = w_;
+
+	(void)impl;
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->tmp)
+		unlink(w->tmp);
+	free(w->tmp);
+	EVP_MD_CTX_free(w->md);
+	free(w);
+}
+
+static int s_dir_begin(void *impl, void **w_out, kanal_error_t *err)
+{
+	s_dir_store_t *ds = impl;
+	s_dir_writer_t *w = calloc(1, sizeof *w);
+
+	*w_out = NULL;
+	if (!w)
+		return KANAL_ENOMEM;
+	w->fd = -1;
+	if (asprintf(&w->tmp, "%s/tmp/in.XXXXXX", ds->dir) < 0) {
+		w->tmp = NULL;
+		s_dir_abort(impl, w);
+		return KANAL_ENOMEM;
+	}
+	if (!(w->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(w->md, EVP_sha256(), NULL)) {
+		s_dir_abort(impl, w);
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot start SHA-256");
+		return KANAL_EIO;
+	}
+	w->fd = mkostemp(w->tmp, O_CLOEXEC); /* mode 0600 */
+	if (w->fd < 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot write a blob in %s/tmp: %s",
+				ds->dir, strerror(errno));
+		free(w->tmp);
+		w->tmp = NULL; /* nothing was created */
+		s_dir_abort(impl, w);
+		return KANAL_EIO;
+	}
+	*w_out = w;
+	return 0;
+}
+
+static int s_dir_write(void *impl, void *w_, const void *data, size_t size, kanal_error_t *err)
+{
+	s_dir_store_t *ds = impl;
+	s_dir_writer_t *w = w_;
+	bool full;
+
+	pthread_mutex_lock(&ds->lock);
+	full = ds->max_bytes > 0 && ds->bytes + w->size + (int64_t)size > ds->max_bytes;
+	pthread_mutex_unlock(&ds->lock);
+	if (full) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL,
+				"blob store full: %lld more bytes would pass blob_store_bytes "
+				"(%lld)",
+				(long long)(w->size + (int64_t)size), (long long)ds->max_bytes);
+		return KANAL_ETOOBIG;
+	}
+	if (!EVP_DigestUpdate(w->md, data, size) || s_write_all(w->fd, data, size) != 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot write a blob: %s", strerror(errno));
+		return KANAL_EIO;
+	}
+	w->size += (int64_t)size;
+	return 0;
+}
+
+static int s_dir_commit(void *impl, void *w_, char *hex_out, kanal_error_t *err)
+{
+	s_dir_store_t *ds = impl;
+	s_dir_writer_t *w = w_;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char *final = NULL;
+	struct stat st;
+	int rc = KANAL_EIO;
+
+	if (!EVP_DigestFinal_ex(w->md, md, &mdlen) || mdlen != 32) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot compute SHA-256");
+		goto out;
+	}
+	for (unsigned i = 0; i < mdlen; i++)
+		sprintf(hex_out + 2 * i, "%02x", md[i]);
+	if (asprintf(&final, "%s/sha256/%s", ds->dir, hex_out) < 0) {
+		final = NULL;
+		rc = KANAL_ENOMEM;
+		goto out;
+	}
+	/* Already there: the same content is one blob. Its time is renewed so that the sweep
+	 * of unreferenced blobs gives the new event its grace period too. */
+	if (stat(final, &st) == 0 && st.st_size == w->size) {
+		utimensat(AT_FDCWD, final, NULL, 0);
+		rc = 0;
+		goto out;
+	}
+	if (fsync(w->fd) != 0 || close(w->fd) != 0) {
+		w->fd = -1;
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot write blob %s: %s", hex_out,
+				strerror(errno));
+		goto out;
+	}
+	w->fd = -1;
+	if (rename(w->tmp, final) != 0) {
+		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot store blob %s: %s", hex_out,
+				strerror(errno));
+		goto out;
+	}
+	free(w->tmp);
+	w->tmp = NULL; /* renamed: nothing to remove */
+	pthread_mutex_lock(&ds->lock);
+	ds->count++;
+	ds->bytes += w->size;
+	pthread_mutex_unlock(&ds->lock);
+	rc = 0;
+out:
+	free(final);
+	s_dir_abort(impl, w);
+	return rc;
+}
+
+/* A whole blob at once: the same as streaming it in one piece, except that content the
+ * store already has is not written again. */
 static int s_dir_put(void *impl, const void *data, size_t size, char *hex_out, kanal_error_t *err)
 {
 	s_dir_store_t *ds = impl;
-	char *tmp = NULL, *final = NULL;
+	char *final = NULL;
 	struct stat st;
-	int fd = -1, rc = KANAL_EIO;
-	bool full;
+	void *w = NULL;
+	int rc;
 
 	if (s_hex_digest(data ? data : (const void *)"", size, hex_out) != 0) {
 		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot compute SHA-256");
 		return KANAL_EIO;
 	}
-	if (asprintf(&final, "%s/sha256/%s", ds->dir, hex_out) < 0) {
-		final = NULL;
+	if (asprintf(&final, "%s/sha256/%s", ds->dir, hex_out) < 0)
 		return KANAL_ENOMEM;
-	}
-	/* Already there: the same content is one blob. Its time is renewed so that the sweep
-	 * of unreferenced blobs gives the new event its grace period too. */
-	if (stat(final, &st) == 0 && (uint64_t)st.st_size == (uint64_t)size) {
+	rc = stat(final, &st) == 0 && (uint64_t)st.st_size == (uint64_t)size;
+	if (rc)
 		utimensat(AT_FDCWD, final, NULL, 0);
-		free(final);
-		return 0;
-	}
-	pthread_mutex_lock(&ds->lock);
-	full = ds->max_bytes > 0 && ds->bytes + (int64_t)size > ds->max_bytes;
-	pthread_mutex_unlock(&ds->lock);
-	if (full) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL,
-				"blob store full: %zu more bytes would "
-				"pass blob_store_bytes (%lld)",
-				size, (long long)ds->max_bytes);
-		rc = KANAL_ETOOBIG;
-		goto out;
-	}
-	if (asprintf(&tmp, "%s/tmp/%s.XXXXXX", ds->dir, hex_out) < 0) {
-		tmp = NULL;
-		rc = KANAL_ENOMEM;
-		goto out;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
-	if (fd < 0 || s_write_all(fd, data, size) != 0 || fsync(fd) != 0 || close(fd) != 0) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot write blob %s: %s", hex_out,
-				strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	if (rename(tmp, final) != 0) {
-		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot store blob %s: %s", hex_out,
-				strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	pthread_mutex_lock(&ds->lock);
-	ds->count++;
-	ds->bytes += (int64_t)size;
-	pthread_mutex_unlock(&ds->lock);
-	rc = 0;
-out:
-	free(tmp);
 	free(final);
-	return rc;
+	if (rc)
+		return 0;
+	if ((rc = s_dir_begin(impl, &w, err)) != 0)
+		return rc;
+	if (size && (rc = s_dir_write(impl, w, data, size, err)) != 0) {
+		s_dir_abort(impl, w);
+		return rc;
+	}
+	return s_dir_commit(impl, w, hex_out, err);
 }
 
 static int s_dir_open(void *impl, const char *hex, int *fd_out, uint64_t *size_out,
@@ -572,6 +791,10 @@ static void s_dir_destroy(void *impl)
 
 static const kanal__blob_store_ops_t s_dir_ops = {
 	.put = s_dir_put,
+	.begin = s_dir_begin,
+	.write = s_dir_write,
+	.commit = s_dir_commit,
+	.abort = s_dir_abort,
 	.open = s_dir_open,
 	.remove = s_dir_remove,
 	.each = s_dir_each,

@@ -23,6 +23,14 @@ typedef struct kanal__blob_store_ops {
 	/* Stores size bytes, computing their digest into hex_out (65 bytes with the NUL). The
 	 * same content twice is stored once. KANAL_ETOOBIG when the store is full. */
 	int (*put)(void *impl, const void *data, size_t size, char *hex_out, kanal_error_t *err);
+	/* A blob streamed in (kanal_blob_writer_t): begin makes a writer, write appends
+	 * (KANAL_ETOOBIG when the store would grow past its limit), commit computes the
+	 * digest into hex_out and stores the content under it (once, as put), abort drops
+	 * it. commit and abort consume the writer; nothing is visible before commit. */
+	int (*begin)(void *impl, void **w_out, kanal_error_t *err);
+	int (*write)(void *impl, void *w, const void *data, size_t size, kanal_error_t *err);
+	int (*commit)(void *impl, void *w, char *hex_out, kanal_error_t *err);
+	void (*abort)(void *impl, void *w);
 	/* A read-only descriptor on the content and its size; KANAL_ENOTFOUND if absent. */
 	int (*open)(void *impl, const char *hex, int *fd_out, uint64_t *size_out,
 		    kanal_error_t *err);
@@ -62,6 +70,9 @@ int kanal__blob_get(kanal__blob_store_t *store, const char *uri, void **data_out
 		    kanal_error_t *err);
 int kanal__blob_open(kanal__blob_store_t *store, const char *uri, int *fd_out, uint64_t *size_out,
 		     kanal_error_t *err);
+/* kanal_blob_writer_new for a host's store (the public function passes the ctx's). */
+int kanal__blob_writer_new(kanal__blob_store_t *store, const char *media_type,
+			   kanal_blob_writer_t **out, kanal_error_t *err);
 /* Removes the blob named by uri: 0, KANAL_EINVAL (not a blob URI) or KANAL_ENOTFOUND. */
 int kanal__blob_remove(kanal__blob_store_t *store, const char *uri);
 /* Removes every blob older than grace_ms for which referenced(arg, uri) is false: the

@@ -6,6 +6,11 @@
  *
  *   GET  /api/v1/registrations?after=<cursor>&limit=<n>   parents' registrations, in order
  *   POST /api/v1/registrations                            a parent app adds one
+ *   GET|POST /api/v1/registrations/<id>/confirmations     the parents' app: what the parent
+ *                                                         is told about the registration
+ *                                                         ({"status": "confirmed"|"failed",
+ *                                                         "final", "reason", "report"}); every
+ *                                                         POST is kept, so a second one shows
  *   GET  /api/v1/institutions                             the institutions
  *   GET|POST /api/v1/institutions/<id>/notices            notices to the institution's parents,
  *                                                         with their photos ("photos": [{
@@ -74,11 +79,12 @@ typedef struct daycare {
 	int64_t produced; /* registrations the tick made */
 	int64_t next_at;  /* monotonic ms of the tick's next registration */
 	int64_t lose_notice_answers;
-	json_t *notices;     /* institution id -> array */
-	json_t *staffing;    /* institution id -> array */
-	json_t *day;         /* institution id -> array: the day overview */
-	json_t *vacation;    /* institution id -> array: the holiday survey's answers */
-	json_t *idempotency; /* "<path> <key>" -> {status, body, request} */
+	json_t *notices;       /* institution id -> array */
+	json_t *staffing;      /* institution id -> array */
+	json_t *day;           /* institution id -> array: the day overview */
+	json_t *vacation;      /* institution id -> array: the holiday survey's answers */
+	json_t *idempotency;   /* "<path> <key>" -> {status, body, request} */
+	json_t *confirmations; /* registration id -> array: what the parents' app showed */
 	uint64_t next_notice;
 	const char *token, *user, *password;
 } daycare_t;
@@ -500,6 +506,53 @@ static json_t *s_list_of(json_t *map, const char *inst)
 	return a;
 }
 
+/* /api/v1/registrations/<id>/confirmations: the parents' app's side of a registration. A
+ * confirmation is kept as it came (with its time), one entry per POST. */
+static void s_confirmations(daycare_t *d, const sim_request_t *req, sim_response_t *res,
+			    const char *rest)
+{
+	const char *slash = strchr(rest, '/'), *status;
+	char id[64];
+	json_t *body, *list;
+	char now[40];
+
+	if (!slash || strcmp(slash, "/confirmations") || (size_t)(slash - rest) >= sizeof id) {
+		s_error(res, 404, "no such resource");
+		return;
+	}
+	snprintf(id, sizeof id, "%.*s", (int)(slash - rest), rest);
+	if (!s_find_reg(d, id)) {
+		s_error(res, 404, "unknown registration '%s'", id);
+		return;
+	}
+	list = s_list_of(d->confirmations, id);
+	if (!strcmp(req->method, "GET")) {
+		s_json_reply(res, 200, json_pack("{s:O}", "confirmations", list));
+		return;
+	}
+	if (strcmp(req->method, "POST")) {
+		s_error(res, 405, "use GET or POST");
+		return;
+	}
+	if (!(body = s_body(req, res)))
+		return;
+	status = s_str(body, "status");
+	if (!status || (strcmp(status, "confirmed") && strcmp(status, "failed"))) {
+		json_decref(body);
+		s_error(res, 400, "'status' is confirmed or failed");
+		return;
+	}
+	if (!strcmp(status, "failed") && !s_str(body, "reason")) {
+		json_decref(body);
+		s_error(res, 400, "a failed confirmation needs 'reason'");
+		return;
+	}
+	sim_rfc3339_now(now);
+	json_object_set_new(body, "received", json_string(now));
+	json_array_append(list, body);
+	s_json_reply(res, 201, body);
+}
+
 /* The entry of `list` whose external_id is ext, or NULL. */
 static json_t *s_by_external_id(json_t *list, const char *ext)
 {
@@ -886,6 +939,8 @@ static void s_route(sim_t *sim, daycare_t *d, const sim_request_t *req, sim_resp
 			s_post_registration(d, req, res);
 		else
 			s_error(res, 405, "use GET or POST");
+	} else if (!strncmp(p, "/api/v1/registrations/", 22)) {
+		s_confirmations(d, req, res, p + 22);
 	} else if (!strcmp(p, "/api/v1/institutions")) {
 		json_t *a = json_array();
 		for (size_t i = 0; i < sim_n_institutions; i++)
@@ -983,6 +1038,7 @@ static int s_setup(sim_t *sim)
 	d.day = json_object();
 	d.vacation = json_object();
 	d.idempotency = json_object();
+	d.confirmations = json_object();
 	d.next_id = FIRST_ID;
 	d.rate_ms = sim_setting_int(sim, "rate_ms", 0);
 	d.count = sim_setting_int(sim, "count", 0);

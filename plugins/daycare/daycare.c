@@ -91,6 +91,12 @@ static const kanal_option_t s_options[] = {
 	  .help = "Absence codes of staff.absence.registered that also post the notice to parents "
 		  "(every "
 		  "code updates the staffing view)." },
+	{ .name = "report_confirmations",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "true",
+	  KANAL_OPT_AT(daycare_t, confirm_reports),
+	  .help = "Emit child.report.confirmed for each parent's report this destination takes "
+		  "(confirmed) or refuses for good (failed), for the parents' app." },
 	KC_URL_OPT_ALLOW_PLAIN_HTTP(daycare_t, http_conf.allow_plain_http),
 	{ .name = NULL },
 };

@@ -43,6 +43,9 @@ typedef struct daycare {
 	const char *notice_title;   /* borrowed from the config */
 	const char *notice_text;
 	const kanal_config_t *cfg; /* for the notice_codes list */
+	bool confirm_reports;      /* option report_confirmations */
+	char refusal[300];         /* why the delivery being handled was refused, for the
+				    * parents: no personal data (deliver.c) */
 
 	/* The source's run. */
 	char *cursor;       /* the last cursor persisted; NULL: from the beginning */
@@ -64,8 +67,29 @@ int poll_load_cursor(kanal_ctx_t *ctx, daycare_t *d);
  * (tests/fuzz/fuzz_daycare.c). */
 kanal_msg_t *poll_map_registration(const daycare_t *d, const json_t *reg, char *why, size_t size);
 
-/* deliver.c: handles one delivery (see docs/plugins/daycare.md for the types). */
+/* deliver.c: handles one delivery (see docs/plugins/daycare.md for the types). A parent's
+ * report (confirm.c) ends with its confirmation emitted. */
 kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg);
+
+/* confirm.c: true for the types a parent reports through the parents' app. */
+bool confirm_is_report(const char *type);
+
+/* confirm.c: after the delivery of a parent's report `msg` ended in `outcome` (OK, or
+ * REJECT: the report goes to the dead letters), emits its one final child.report.confirmed
+ * (`confirmed`, or `failed` with d->refusal as the reason). Returns the outcome to answer:
+ * `outcome`, or RETRY when the bus did not take the confirmation of a report the daycare
+ * system took (the retry posts the report again under the same Idempotency-Key). */
+kanal_outcome_t confirm_report(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+			       kanal_outcome_t outcome);
+
+/* confirm.c: delivers a child.report.confirmed to the parents' app: POST
+ * /api/v1/registrations/<registration>/confirmations. */
+kanal_outcome_t confirm_deliver(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg);
+
+/* deliver.c: POSTs body (stolen) to path, "%s" in it replaced by arg, with an
+ * Idempotency-Key made of the event's source, id and purpose; returns the outcome. */
+kanal_outcome_t deliver_post(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+			     const char *path, const char *arg, const char *purpose, json_t *body);
 
 /* deliver.c / poll.c: "<base_url><path>" with each placeholder "%s" in path replaced by the
  * percent-encoded arg (at most one). Returns a malloc'd URL or NULL. */

@@ -20,6 +20,11 @@
  *   child.checkin/.checkout    who collects whom and when, who arrived and left)
  *   child.vacation.registered  POST …/<institution>/vacation-plan (the survey's answers for
  *                              the staffing plan; a new answer replaces the child's last)
+ *   child.report.confirmed     POST /api/v1/registrations/<registration>/confirmations (the
+ *                              parents' app: the report's confirmation, confirm.c)
+ *
+ * A parent's report (the four types confirm_is_report names) ends with its confirmation
+ * emitted once its outcome is known (confirm.c).
  *
  * Staffing entries and staff notices are upserts keyed by an external id derived from the
  * fact (the HR absence id, the absence report's event id), so doing one twice changes
@@ -61,10 +66,11 @@ static void s_idempotency_header(const kanal_msg_t *msg, const char *purpose, ch
 			*p = '_';
 }
 
-/* POSTs body (stolen) to path (with inst filled in) and returns the outcome. `what` names
- * the call in errors ("POST notice"). */
-static kanal_outcome_t s_post(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
-			      const char *path, const char *inst, const char *purpose, json_t *body)
+/* POSTs body (stolen) to path (with inst filled in) and returns the outcome. A refusal
+ * is described in d->refusal too (the status and the answer's excerpt, CPR numbers masked):
+ * what a parent's failed confirmation says. */
+kanal_outcome_t deliver_post(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
+			     const char *path, const char *inst, const char *purpose, json_t *body)
 {
 	char key[400], what[200];
 	const char *headers[] = { "Content-Type: application/json", "Accept: application/json", key,
@@ -85,6 +91,9 @@ static kanal_outcome_t s_post(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t 
 	snprintf(what, sizeof what, "POST %s", url + strlen(d->base_url));
 	kc_http_request(d->http, "POST", url, headers, text, strlen(text), &res);
 	outcome = kc_http_outcome(ctx, &res, what);
+	if (outcome == KANAL_OUTCOME_REJECT)
+		kc_http_describe(&res, "the daycare system refused it", d->refusal,
+				 sizeof d->refusal);
 	if (outcome != KANAL_OUTCOME_OK)
 		kanal_log(ctx, KANAL_LOG_WARN, "%s for %s %s: %s", what, kanal_msg_type(msg),
 			  kanal_msg_id(msg),
@@ -199,7 +208,7 @@ static kanal_outcome_t s_notice(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_
 	if (json_array_size(photos))
 		json_object_set(body, "photos", photos);
 	json_decref(photos);
-	return s_post(ctx, d, msg, NOTICES_PATH, inst, "notice", body);
+	return deliver_post(ctx, d, msg, NOTICES_PATH, inst, "notice", body);
 }
 
 /* True when code is one of the option notice_codes. */
@@ -246,9 +255,10 @@ static json_t *s_versioned(const kanal_msg_t *msg, json_t *body)
 static kanal_outcome_t s_notice_withdraw(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
 					 const char *dept, const char *ext)
 {
-	return s_post(ctx, d, msg, NOTICES_PATH, dept, "notice",
-		      s_versioned(msg, json_pack("{s:s, s:s, s:s}", "external_id", ext, "status",
-						 "withdrawn", "source_event", kanal_msg_id(msg))));
+	return deliver_post(
+		ctx, d, msg, NOTICES_PATH, dept, "notice",
+		s_versioned(msg, json_pack("{s:s, s:s, s:s}", "external_id", ext, "status",
+					   "withdrawn", "source_event", kanal_msg_id(msg))));
 }
 
 /* staff.absence.registered and staff.holiday.registered: every version updates the one
@@ -280,12 +290,13 @@ static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 	/* The staffing view learns who is away, when and the kind of absence it plans by —
 	 * never the HR code itself. */
 	snprintf(ext, sizeof ext, "staff-absence-%s", absence);
-	o = s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
-		   s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
-					      "external_id", ext, "kind", "staff", "absence_kind",
-					      s_absence_kind(kanal_msg_type(msg), code), "ref",
-					      employment, "from", from, "to", to, "status",
-					      "absent", "source_event", kanal_msg_id(msg))));
+	o = deliver_post(
+		ctx, d, msg, STAFFING_PATH, dept, "staffing",
+		s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+					   "external_id", ext, "kind", "staff", "absence_kind",
+					   s_absence_kind(kanal_msg_type(msg), code), "ref",
+					   employment, "from", from, "to", to, "status", "absent",
+					   "source_event", kanal_msg_id(msg))));
 	if (o != KANAL_OUTCOME_OK)
 		return o;
 	if (!s_notice_code(d, code)) {
@@ -294,7 +305,7 @@ static kanal_outcome_t s_staff_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 			return s_notice_withdraw(ctx, d, msg, dept, ext);
 		return o;
 	}
-	return s_post(
+	return deliver_post(
 		ctx, d, msg, NOTICES_PATH, dept, "notice",
 		s_versioned(msg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
 					   ext, "status", "active", "audience", "parents", "title",
@@ -313,9 +324,10 @@ static kanal_outcome_t s_staff_cancel(kanal_ctx_t *ctx, daycare_t *d, const kana
 	if (!absence)
 		return KANAL_OUTCOME_REJECT;
 	snprintf(ext, sizeof ext, "staff-absence-%s", absence);
-	o = s_post(ctx, d, msg, STAFFING_PATH, dept, "staffing",
-		   s_versioned(msg, json_pack("{s:s, s:s, s:s}", "external_id", ext, "status",
-					      "cancelled", "source_event", kanal_msg_id(msg))));
+	o = deliver_post(
+		ctx, d, msg, STAFFING_PATH, dept, "staffing",
+		s_versioned(msg, json_pack("{s:s, s:s, s:s}", "external_id", ext, "status",
+					   "cancelled", "source_event", kanal_msg_id(msg))));
 	if (o != KANAL_OUTCOME_OK)
 		return o;
 	return s_notice_withdraw(ctx, d, msg, dept, ext);
@@ -340,10 +352,11 @@ static kanal_outcome_t s_child_absence(kanal_ctx_t *ctx, daycare_t *d, const kan
 		return KANAL_OUTCOME_REJECT;
 	}
 	/* The report's event id is the key, so its withdrawal (data.report) finds the entry. */
-	return s_post(ctx, d, msg, STAFFING_PATH, inst, "staffing",
-		      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
-				kanal_msg_id(msg), "kind", "child", "ref", child, "from", from,
-				"to", to, "status", "absent", "source_event", kanal_msg_id(msg)));
+	return deliver_post(ctx, d, msg, STAFFING_PATH, inst, "staffing",
+			    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "external_id",
+				      kanal_msg_id(msg), "kind", "child", "ref", child, "from",
+				      from, "to", to, "status", "absent", "source_event",
+				      kanal_msg_id(msg)));
 }
 
 static kanal_outcome_t s_child_withdrawn(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
@@ -353,9 +366,9 @@ static kanal_outcome_t s_child_withdrawn(kanal_ctx_t *ctx, daycare_t *d, const k
 
 	if (!report)
 		return KANAL_OUTCOME_REJECT;
-	return s_post(ctx, d, msg, STAFFING_PATH, inst, "staffing",
-		      json_pack("{s:s, s:s, s:s}", "external_id", report, "status", "cancelled",
-				"source_event", kanal_msg_id(msg)));
+	return deliver_post(ctx, d, msg, STAFFING_PATH, inst, "staffing",
+			    json_pack("{s:s, s:s, s:s}", "external_id", report, "status",
+				      "cancelled", "source_event", kanal_msg_id(msg)));
 }
 
 /* The event's data as JSON (a new reference), or NULL after setting the REJECT error. */
@@ -394,7 +407,7 @@ static kanal_outcome_t s_record(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_
 		if (json_object_get(data, *f))
 			json_object_set(body, *f, json_object_get(data, *f));
 	json_decref(data);
-	return s_post(ctx, d, msg, path, inst, kind, body);
+	return deliver_post(ctx, d, msg, path, inst, kind, body);
 }
 
 static kanal_outcome_t s_day_event(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg,
@@ -420,7 +433,8 @@ static kanal_outcome_t s_vacation(kanal_ctx_t *ctx, daycare_t *d, const kanal_ms
 	return s_record(ctx, d, msg, VACATION_PATH, "vacation", ext, fields);
 }
 
-kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+/* Delivers msg by its type (the table at the top). */
+static kanal_outcome_t s_deliver_type(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
 {
 	const char *type = kanal_msg_type(msg);
 
@@ -442,12 +456,27 @@ kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_
 		return s_day_event(ctx, d, msg, "checkout");
 	if (!strcmp(type, "child.vacation.registered"))
 		return s_vacation(ctx, d, msg);
+	if (!strcmp(type, "child.report.confirmed"))
+		return confirm_deliver(ctx, d, msg);
 	kanal_set_error(ctx,
 			"daycare: cannot handle events of type '%s' (instance '%s' accepts "
 			"daycare.notice.post, staff.absence.registered, staff.holiday.registered, "
 			"staff.absence.cancelled, child.absence.reported, child.absence.withdrawn, "
-			"child.pickup.planned, child.checkin, child.checkout and "
-			"child.vacation.registered)",
+			"child.pickup.planned, child.checkin, child.checkout, "
+			"child.vacation.registered and child.report.confirmed)",
 			type, d->instance);
 	return KANAL_OUTCOME_REJECT;
+}
+
+kanal_outcome_t deliver_message(kanal_ctx_t *ctx, daycare_t *d, const kanal_msg_t *msg)
+{
+	kanal_outcome_t outcome;
+
+	d->refusal[0] = '\0';
+	outcome = s_deliver_type(ctx, d, msg);
+	/* A refusal before any call (a field missing, a date malformed) is the report's own. */
+	if (outcome == KANAL_OUTCOME_REJECT && !d->refusal[0])
+		snprintf(d->refusal, sizeof d->refusal,
+			 "the report lacks a field the daycare system needs, or has one malformed");
+	return confirm_report(ctx, d, msg, outcome);
 }

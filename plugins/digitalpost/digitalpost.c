@@ -38,6 +38,7 @@
 #include <kanal/kanal.h>
 
 #include "../common/kc_cert.h"
+#include "../common/kc_status.h"
 #include "../common/kc_http.h"
 #include "../common/kc_sts.h"
 #include "../common/kc_url.h"
@@ -506,6 +507,8 @@ static int s_emit_status(kanal_ctx_t *ctx, const dp_t *dp, const kanal_msg_t *ms
 		json_object_set_new(data, "final", json_true());
 	if (data)
 		s_copy_sender(msg, data);
+	if (data)
+		kc_status_channel_json(msg, data); /* the route's area and this channel's rank */
 	if (data && transaction)
 		json_object_set_new(data, "transaction", json_string(transaction));
 	if (data && kombi)
@@ -1272,7 +1275,9 @@ finish:
 				   .traceparent = kanal_msg_attr(msg, "traceparent"),
 				   .subject = s_subject(dp, msg, cpr_text, pseudonym),
 				   .kombi = l.kombi,
-				   .sender = kanal_msg_data_json(msg, "sender") };
+				   .sender = kanal_msg_data_json(msg, "sender"),
+				   .area = kanal_msg_attr(msg, KC_STATUS_AREA_ATTR),
+				   .channel_rank = kanal_msg_attr(msg, KC_STATUS_RANK_ATTR) };
 
 		/* With receipts, acceptance is not the outcome: remember the letter for its
 		 * PKO_PostStatus; the status says "accepted" now and the final one comes later. */

@@ -103,6 +103,10 @@ int dp_receipts_track(dp_receipts_t *r, const dp_sent_t *s)
 		json_object_set_new(e, "traceparent", json_string(s->traceparent));
 	if (s->sender)
 		json_object_set_new(e, "sender", json_loads(s->sender, JSON_DECODE_ANY, NULL));
+	if (s->area)
+		json_object_set_new(e, "area", json_string(s->area));
+	if (s->area && s->channel_rank)
+		json_object_set_new(e, "channel_rank", json_string(s->channel_rank));
 	json_object_set_new(r->map, s->message_uuid, e);
 	return s_save(r);
 }
@@ -151,6 +155,11 @@ static int s_emit(dp_receipts_t *r, const char *uuid, json_t *e, const char *cha
 
 	if (data && json_object_get(e, "sender"))
 		json_object_set(data, "sender", json_object_get(e, "sender"));
+	/* The route's area and this channel's rank in it, as the delivery carried them. */
+	if (data && json_object_get(e, "area"))
+		json_object_set(data, "area", json_object_get(e, "area"));
+	if (data && json_object_get(e, "channel_rank"))
+		json_object_set(data, "channel_rank", json_object_get(e, "channel_rank"));
 	text = data ? json_dumps(data, JSON_COMPACT) : NULL;
 
 	json_decref(data);

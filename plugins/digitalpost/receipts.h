@@ -25,6 +25,7 @@ typedef struct dp_sent {
 	const char *subject; /* a pseudonym or the letter's subject, never a CPR number; or NULL */
 	const char *kombi;
 	char *sender; /* the letter's data.sender as JSON text, or NULL; borrowed */
+	const char *area, *channel_rank; /* the delivery's kanalarea, kanalchannelrank, or NULL */
 } dp_sent_t;
 
 /* Opens the receipts of instance ctx: listen "HOST:PORT" (plain http; TLS is terminated in

@@ -67,15 +67,34 @@ int binding_binary_decode(const binding_header_t *headers, size_t n, const char 
 /* The most parts a multipart request may have (the event and its files). */
 #define MULTIPART_MAX_PARTS 33
 
-/* Builds an event from a multipart/form-data body: the part named "event" is the
- * structured CloudEvent; every other part is a file put into the blob store, its reference
- * ({"href", "mediaType", "size"}) added to the array data.<part name> and its URI to the
- * `kanalblob` attribute. Returns 0 with *out, or KANAL_EPARSE / KANAL_EINVALID (a 400),
- * KANAL_ETOOBIG (a 413: a file over max_blob_size, a full store, or the event over
- * max_event_size) or another code from kanal_blob_put, with err. Blobs already put for a
- * refused request are left for kanald's sweep. Ownership: borrows all; *out is new. */
-int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *body, size_t len,
-		     size_t max_event_size, kanal_msg_t **out, kanal_error_t *err);
+/* A multipart/form-data request read as it arrives: the part named "event" is the
+ * structured CloudEvent (kept in memory, at most max_event_size); every other part is a
+ * file streamed into the blob store as its bytes come (kanal_blob_writer_t), so memory
+ * stays bounded whatever the files weigh. Its reference ({"href", "mediaType", "size"}) is
+ * added to the array data.<part name> and its URI to the `kanalblob` attribute. */
+typedef struct multipart multipart_t;
+
+/* Starts reading a body of Content-Type content_type. Returns 0 with *out, KANAL_EPARSE
+ * (no boundary: a 400) or KANAL_ENOMEM, with err. Ownership: borrows ctx (kept) and
+ * content_type; *out is new (multipart_destroy). */
+int multipart_new(kanal_ctx_t *ctx, const char *content_type, size_t max_event_size,
+		  multipart_t **out, kanal_error_t *err);
+
+/* Reads the next len bytes of the body. Returns 0, or the first failure — KANAL_EPARSE /
+ * KANAL_EINVALID (a 400), KANAL_ETOOBIG (a 413: a file over max_blob_size, a full store,
+ * the event part over max_event_size; the file being written is dropped) or another code
+ * from the blob store — with err; after a failure further bytes are ignored and the same
+ * code is returned. Ownership: borrows data. */
+int multipart_feed(multipart_t *mp, const char *data, size_t len, kanal_error_t *err);
+
+/* Ends the body and builds the event. Returns 0 with *out, or a code as multipart_feed (a
+ * body cut short, no event part, data that is not an object: KANAL_EPARSE / EINVALID).
+ * Blobs already stored for a refused request are left for kanald's sweep. Ownership: *out
+ * is new. */
+int multipart_finish(multipart_t *mp, kanal_msg_t **out, kanal_error_t *err);
+
+/* Drops the reader and a file being written; accepts NULL. Ownership: takes *mp_p. */
+void multipart_destroy(multipart_t **mp_p);
 
 /* A request to send one event: a NULL-terminated list of malloc'd "Name: value" header
  * lines and a body (which may hold NULs: use len). Free with binding_out_clear. */

@@ -11,7 +11,8 @@
  * libmicrohttpd has no listening socket of its own: gate.c accepts, enforces the limits on
  * connections and the request_timeout, and hands it the connections it admits.
  *
- * A request is read whole (up to max_body), then parsed into events, each checked before
+ * A request is read whole (up to max_body) — a multipart one is streamed instead, its files
+ * into the blob store as they arrive (multipart.c) — then parsed into events, each checked before
  * any is emitted — size, the client's allowed types, no CPR number in a context attribute
  * — so an invalid request leaves nothing behind. The events are then emitted in order and
  * flushed (kanal_emit_flush) before the 202 answer: "accepted" means in kanald's journal.
@@ -204,6 +205,8 @@ typedef struct req {
 	size_t seen;           /* body bytes received, kept or not */
 	const tokens_client_t *client;
 	const mapped_path_t *map; /* posted to one of map_paths: vendor JSON */
+	multipart_t *mp; /* a multipart body, streamed as it comes (multipart.c); else NULL */
+	int mp_rc;       /* its first failure, 0 */
 } req_t;
 
 /* A client that sends a refused body anyway (no `Expect: 100-continue`) has it read and
@@ -295,6 +298,22 @@ static void s_peer(struct MHD_Connection *conn, char *buf, size_t size)
 
 /* Checks the Authorization header. Returns the client, or NULL after queueing a 401 (in
  * *answer). Never logs the token. */
+/* The client whose token the Authorization value `auth` ("Bearer <token>") bears, or NULL. */
+static const tokens_client_t *s_bearer_client(ingress_t *ing, const char *auth)
+{
+	const char *tok;
+	size_t len;
+
+	if (!auth || strncasecmp(auth, "Bearer ", 7))
+		return NULL;
+	for (tok = auth + 7; *tok == ' ';)
+		tok++;
+	len = strlen(tok);
+	while (len > 0 && tok[len - 1] == ' ')
+		len--;
+	return len > 0 ? tokens_check(ing->tokens, tok, len) : NULL;
+}
+
 static const tokens_client_t *s_authenticate(ingress_t *ing, struct MHD_Connection *conn,
 					     enum MHD_Result *answer)
 {
@@ -305,15 +324,7 @@ static const tokens_client_t *s_authenticate(ingress_t *ing, struct MHD_Connecti
 
 	s_peer(conn, peer, sizeof peer);
 	if (auth && !strncasecmp(auth, "Bearer ", 7)) {
-		const char *tok = auth + 7;
-		size_t len;
-
-		while (*tok == ' ')
-			tok++;
-		len = strlen(tok);
-		while (len > 0 && tok[len - 1] == ' ')
-			len--;
-		if (len > 0 && (client = tokens_check(ing->tokens, tok, len)))
+		if ((client = s_bearer_client(ing, auth)))
 			return client;
 		kc_log_limited(ing->ctx, &ing->log_refused, KANAL_LOG_WARN,
 			       "refused a request from %s: the bearer token matches no client "
@@ -546,8 +557,18 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 		/* An event with its files: the files go into the blob store (multipart.c). */
 		kanal_msg_t *m = NULL;
 
-		rc = multipart_decode(ing->ctx, ctype, rq->body ? rq->body : "", rq->len,
-				      ing->max_event_size, &m, &err);
+		if (rq->mp) {
+			rc = multipart_finish(rq->mp, &m, &err);
+		} else {
+			/* Not streamed: no boundary (say so), or a token that was refused. */
+			multipart_t *mp = NULL;
+			rc = multipart_new(ing->ctx, ctype, ing->max_event_size, &mp, &err);
+			if (rc == 0)
+				multipart_feed(mp, rq->body ? rq->body : "", rq->len, &err);
+			if (rc == 0)
+				rc = multipart_finish(mp, &m, &err);
+			multipart_destroy(&mp);
+		}
 		if (rc == KANAL_ETOOBIG)
 			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1, "%s",
 				      err.text);
@@ -691,6 +712,26 @@ static enum MHD_Result s_process(ingress_t *ing, struct MHD_Connection *conn, re
 	return s_emit_all(ing, conn, rq, msgs, n, batch);
 }
 
+/* A multipart/form-data body is streamed as it comes — its files into the blob store, so
+ * max_body does not bound it (the blob limits do) — once the request may send it: with
+ * tokens_file, only under a valid token (else it is read as any body, and refused at its
+ * end). */
+static void s_multipart_begin(ingress_t *ing, struct MHD_Connection *conn, req_t *rq)
+{
+	const char *ctype =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	char media[128];
+
+	binding_media_type(ctype, media, sizeof media);
+	if (strcmp(media, "multipart/form-data") ||
+	    (ing->tokens &&
+	     !s_bearer_client(ing, MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							       MHD_HTTP_HEADER_AUTHORIZATION))))
+		return;
+	if (multipart_new(ing->ctx, ctype, ing->max_event_size, &rq->mp, NULL) != 0)
+		rq->mp = NULL;
+}
+
 /* libmicrohttpd's access handler: called first with the headers, then with each piece of
  * the body, then once more with none left. Runs on the instance's thread (see MHD_run). */
 static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -724,7 +765,8 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 				      "%s is not allowed: post events to %s", method, ing->path);
 		clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						   MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (clen && (waits || strtoull(clen, NULL, 10) > DISCARD_MAX(ing)) &&
+		s_multipart_begin(ing, conn, rq);
+		if (!rq->mp && clen && (waits || strtoull(clen, NULL, 10) > DISCARD_MAX(ing)) &&
 		    strtoull(clen, NULL, 10) > ing->max_body)
 			return s_fail(ing, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL, -1,
 				      "the body (%s bytes) is larger than max_body (%zu bytes)",
@@ -740,10 +782,16 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 
 		*upload_size = 0;
 		rq->seen += add;
-		if (rq->seen > DISCARD_MAX(ing) && !rq->answered)
+		if (rq->seen > DISCARD_MAX(ing) && !rq->answered && (!rq->mp || rq->mp_rc))
 			return MHD_NO; /* not worth reading to the end: close */
 		if (rq->answered || rq->too_big)
 			return MHD_YES;
+		if (rq->mp) {
+			/* Streamed into the blob store; a failure is answered at the end. */
+			if (!rq->mp_rc)
+				rq->mp_rc = multipart_feed(rq->mp, upload_data, add, NULL);
+			return MHD_YES;
+		}
 		if (rq->len + add > ing->max_body) {
 			rq->too_big = true;
 			free(rq->body);
@@ -804,6 +852,7 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	gate_request_done(conn);
 	if (rq) {
+		multipart_destroy(&rq->mp);
 		free(rq->body);
 		free(rq);
 		*con_cls = NULL;

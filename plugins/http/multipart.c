@@ -4,6 +4,13 @@
  * file that goes into kanald's blob store, and the event is sent on with references to them
  * instead of their bytes (claim check, docs/design/blobs.md).
  *
+ * The body is read as it arrives (multipart_feed from the ingress's upload callback): a
+ * small state machine finds the delimiters across the pieces, keeps a part's headers (at
+ * most 8 KiB) and the event part in memory, and streams each file part into the blob store
+ * with a kanal_blob_writer_t — so a request of large photos never sits in memory whole, and
+ * the blob limits refuse a file part-way (the part being written is dropped, nothing of it
+ * stays). At most a piece and a delimiter's length are buffered between two calls.
+ *
  * A file part named N adds {"href": <kanalblob URI>, "mediaType": <its Content-Type>,
  * "size": <bytes>} to the array data.N of the event, and its URI to the event's `kanalblob`
  * attribute, by which kanald keeps the blob until the last delivery is finished. File
@@ -12,6 +19,7 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,14 +27,50 @@
 
 #include <jansson.h>
 
-/* One part of the body: its headers' values of interest and its content (pointers into the
- * body). */
+/* The longest header block of one part. */
+#define MULTIPART_HEADERS_MAX 8192
+
+/* The headers of one part that matter. */
 typedef struct part {
 	char name[64];
 	char content_type[128];
-	const char *data;
-	size_t len;
 } part_t;
+
+typedef enum mp_state {
+	MP_PREAMBLE,    /* before the first delimiter: ignored */
+	MP_AFTER_DELIM, /* "--" (the end) or CRLF (a part follows) */
+	MP_HEADERS,     /* a part's headers, up to the empty line */
+	MP_BODY,        /* a part's content, up to the next delimiter */
+	MP_DONE,        /* after the closing delimiter: the epilogue is ignored */
+} mp_state_t;
+
+/* A file stored: the data field it goes to and its reference. */
+typedef struct file_ref {
+	char name[64];
+	kanal_blob_ref_t ref;
+} file_ref_t;
+
+struct multipart {
+	kanal_ctx_t *ctx;
+	size_t max_event_size;
+	char boundary[100];
+	char delim[128]; /* "\r\n--<boundary>"; the first one may come without the CRLF */
+	size_t dlen;
+	mp_state_t state;
+	int failed; /* the first failure's code; 0 while all is well */
+	kanal_error_t fail_err;
+	char *buf; /* bytes read and not yet consumed */
+	size_t len, cap;
+	size_t n_parts;
+	part_t cur;
+	bool cur_is_event;
+	kanal_blob_writer_t *writer; /* the file part being written */
+	char *event;                 /* the event part */
+	size_t event_len;
+	bool have_event;
+	file_ref_t refs[MULTIPART_MAX_PARTS];
+	size_t n_refs;
+};
 
 /* Copies the value of `param` ("name", "boundary") from a header value such as
  * `form-data; name="photo"; filename="a.jpg"` into out. Returns true when found. */
@@ -89,53 +133,6 @@ static const char *s_part_headers(const char *p, const char *end, part_t *pt)
 	return NULL;
 }
 
-/* Splits body into parts[0..*n) (at most max). Returns 0, or KANAL_EPARSE with err. */
-static int s_split(const char *body, size_t len, const char *boundary, part_t *parts, size_t max,
-		   size_t *n, kanal_error_t *err)
-{
-	char delim[128];
-	size_t dlen;
-	const char *end = body + len, *p;
-
-	*n = 0;
-	dlen = (size_t)snprintf(delim, sizeof delim, "--%s", boundary);
-	if (dlen >= sizeof delim)
-		goto bad;
-	p = memmem(body, len, delim, dlen);
-	if (!p)
-		goto bad;
-	for (;;) {
-		const char *content, *next;
-		part_t pt = { .content_type = "" };
-
-		p += dlen;
-		if (end - p >= 2 && !memcmp(p, "--", 2))
-			return 0; /* the closing delimiter */
-		if (end - p < 2 || memcmp(p, "\r\n", 2))
-			goto bad;
-		content = s_part_headers(p + 2, end, &pt);
-		if (!content)
-			goto bad;
-		next = memmem(content, (size_t)(end - content), delim, dlen);
-		/* The CRLF before a delimiter belongs to it, not to the content. */
-		if (!next || next - content < 2 || memcmp(next - 2, "\r\n", 2))
-			goto bad;
-		if (*n == max) {
-			kanal_error_set(err, NULL, 0, 0, NULL, "more than %zu parts", max);
-			return KANAL_EPARSE;
-		}
-		pt.data = content;
-		pt.len = (size_t)(next - 2 - content);
-		parts[(*n)++] = pt;
-		p = next;
-	}
-bad:
-	kanal_error_set(err, NULL, 0, 0, NULL,
-			"the multipart body is malformed (boundary '%s' not found where expected)",
-			boundary);
-	return KANAL_EPARSE;
-}
-
 /* Adds the reference to data[name] (an array, created when absent). */
 static int s_add_ref(json_t *data, const char *name, const kanal_blob_ref_t *ref)
 {
@@ -155,35 +152,275 @@ static int s_add_ref(json_t *data, const char *name, const kanal_blob_ref_t *ref
 		       : 0;
 }
 
-int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *body, size_t len,
-		     size_t max_event_size, kanal_msg_t **out, kanal_error_t *err)
+/* Records the first failure (err's text, or `fmt`) and drops the file being written. */
+static int s_fail(multipart_t *mp, int rc, const kanal_error_t *err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int s_fail(multipart_t *mp, int rc, const kanal_error_t *err, const char *fmt, ...)
 {
-	part_t parts[MULTIPART_MAX_PARTS];
-	char boundary[100], *attr = NULL, *data_text = NULL;
-	const part_t *event = NULL;
-	size_t n = 0, alen = 0;
+	if (mp->failed)
+		return mp->failed;
+	mp->failed = rc;
+	if (err && err->text[0]) {
+		mp->fail_err = *err;
+	} else {
+		char text[400];
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(text, sizeof text, fmt, ap);
+		va_end(ap);
+		kanal_error_set(&mp->fail_err, NULL, 0, 0, NULL, "%s", text);
+	}
+	kanal_blob_writer_destroy(&mp->writer);
+	return rc;
+}
+
+static int s_malformed(multipart_t *mp)
+{
+	return s_fail(mp, KANAL_EPARSE, NULL,
+		      "the multipart body is malformed (boundary '%s' not found where expected)",
+		      mp->boundary);
+}
+
+int multipart_new(kanal_ctx_t *ctx, const char *content_type, size_t max_event_size,
+		  multipart_t **out, kanal_error_t *err)
+{
+	multipart_t *mp;
+
+	*out = NULL;
+	if (!(mp = calloc(1, sizeof *mp)))
+		return KANAL_ENOMEM;
+	if (!s_param(content_type, "boundary", mp->boundary, sizeof mp->boundary)) {
+		free(mp);
+		kanal_error_set(err, NULL, 0, 0, NULL, "multipart/form-data without a boundary");
+		return KANAL_EPARSE;
+	}
+	mp->ctx = ctx;
+	mp->max_event_size = max_event_size;
+	mp->dlen = (size_t)snprintf(mp->delim, sizeof mp->delim, "\r\n--%s", mp->boundary);
+	kanal_error_clear(&mp->fail_err);
+	*out = mp;
+	return 0;
+}
+
+void multipart_destroy(multipart_t **mp_p)
+{
+	multipart_t *mp = mp_p ? *mp_p : NULL;
+
+	if (!mp)
+		return;
+	kanal_blob_writer_destroy(&mp->writer);
+	free(mp->buf);
+	free(mp->event);
+	free(mp);
+	*mp_p = NULL;
+}
+
+/* Drops the first n bytes of the buffer. */
+static void s_consume(multipart_t *mp, size_t n)
+{
+	memmove(mp->buf, mp->buf + n, mp->len - n);
+	mp->len -= n;
+}
+
+/* A part's headers are read: starts its content (the event in memory, a file into a new
+ * blob). */
+static int s_part_begin(multipart_t *mp, const part_t *pt)
+{
+	kanal_error_t err;
+	int rc;
+
+	if (mp->n_parts == MULTIPART_MAX_PARTS)
+		return s_fail(mp, KANAL_EPARSE, NULL, "more than %d parts", MULTIPART_MAX_PARTS);
+	mp->cur = *pt;
+	mp->cur_is_event = !strcmp(pt->name, "event") && !mp->have_event && !mp->event;
+	if (mp->cur_is_event) {
+		mp->n_parts++;
+		return (mp->event = malloc(1)) ? 0
+					       : s_fail(mp, KANAL_ENOMEM, NULL, "out of memory");
+	}
+	if (!pt->name[0] || !strcmp(pt->name, "event"))
+		return s_fail(mp, KANAL_EINVALID, NULL,
+			      "part %zu has no name (or a second 'event'): a file part's name is "
+			      "the data field it goes to",
+			      mp->n_parts);
+	mp->n_parts++;
+	kanal_error_clear(&err);
+	rc = kanal_blob_writer_new(mp->ctx, pt->content_type[0] ? pt->content_type : NULL,
+				   &mp->writer, &err);
+	return rc ? s_fail(mp, rc, &err, "cannot store the file") : 0;
+}
+
+/* Takes n bytes of the current part's content. */
+static int s_part_content(multipart_t *mp, const char *data, size_t n)
+{
+	kanal_error_t err;
+	int rc;
+
+	if (!n)
+		return 0;
+	if (mp->cur_is_event) {
+		char *grown;
+		if (mp->event_len + n > mp->max_event_size)
+			return s_fail(mp, KANAL_ETOOBIG, NULL,
+				      "the event part is larger than max_event_size (%zu bytes)",
+				      mp->max_event_size);
+		if (!(grown = realloc(mp->event, mp->event_len + n + 1)))
+			return s_fail(mp, KANAL_ENOMEM, NULL, "out of memory");
+		memcpy(grown + mp->event_len, data, n);
+		mp->event = grown;
+		mp->event_len += n;
+		return 0;
+	}
+	kanal_error_clear(&err);
+	rc = kanal_blob_writer_write(mp->writer, data, n, &err);
+	return rc ? s_fail(mp, rc, &err, "cannot store the file") : 0;
+}
+
+/* The current part ended at a delimiter. */
+static int s_part_end(multipart_t *mp)
+{
+	file_ref_t *f;
+	kanal_error_t err;
+	int rc;
+
+	if (mp->cur_is_event) {
+		mp->have_event = true;
+		return 0;
+	}
+	f = &mp->refs[mp->n_refs];
+	kanal_error_clear(&err);
+	rc = kanal_blob_writer_finish(&mp->writer, &f->ref, &err);
+	if (rc)
+		return s_fail(mp, rc, &err, "cannot store the file");
+	snprintf(f->name, sizeof f->name, "%s", mp->cur.name);
+	mp->n_refs++;
+	return 0;
+}
+
+/* Runs the state machine over the buffer as far as it goes. Returns 0 or the failure. */
+static int s_run(multipart_t *mp)
+{
+	for (;;) {
+		const char *p;
+		size_t keep;
+
+		if (mp->failed)
+			return mp->failed;
+		switch (mp->state) {
+		case MP_PREAMBLE:
+			/* The first delimiter may open the body, without a CRLF before it. */
+			p = memmem(mp->buf, mp->len, mp->delim + 2, mp->dlen - 2);
+			if (!p) {
+				keep = mp->dlen - 3;
+				if (mp->len > keep)
+					s_consume(mp, mp->len - keep);
+				return 0;
+			}
+			s_consume(mp, (size_t)(p - mp->buf) + mp->dlen - 2);
+			mp->state = MP_AFTER_DELIM;
+			break;
+		case MP_AFTER_DELIM:
+			if (mp->len < 2)
+				return 0;
+			if (!memcmp(mp->buf, "--", 2)) {
+				mp->state = MP_DONE;
+				break;
+			}
+			if (memcmp(mp->buf, "\r\n", 2))
+				return s_malformed(mp);
+			s_consume(mp, 2);
+			mp->state = MP_HEADERS;
+			break;
+		case MP_HEADERS: {
+			part_t pt = { .content_type = "" };
+			const char *end = NULL, *content;
+
+			if (mp->len >= 2 && !memcmp(mp->buf, "\r\n", 2))
+				end = mp->buf + 2;
+			else if ((p = memmem(mp->buf, mp->len, "\r\n\r\n", 4)))
+				end = p + 4;
+			if (!end) {
+				if (mp->len > MULTIPART_HEADERS_MAX)
+					return s_fail(mp, KANAL_EPARSE, NULL,
+						      "a part's headers are longer than %d bytes",
+						      MULTIPART_HEADERS_MAX);
+				return 0;
+			}
+			content = s_part_headers(mp->buf, end, &pt);
+			if (!content)
+				return s_malformed(mp);
+			s_consume(mp, (size_t)(content - mp->buf));
+			if (s_part_begin(mp, &pt))
+				return mp->failed;
+			mp->state = MP_BODY;
+			break;
+		}
+		case MP_BODY:
+			p = memmem(mp->buf, mp->len, mp->delim, mp->dlen);
+			if (!p) {
+				/* All but what may be the start of a delimiter is content. */
+				keep = mp->dlen - 1;
+				if (mp->len > keep) {
+					if (s_part_content(mp, mp->buf, mp->len - keep))
+						return mp->failed;
+					s_consume(mp, mp->len - keep);
+				}
+				return 0;
+			}
+			if (s_part_content(mp, mp->buf, (size_t)(p - mp->buf)) || s_part_end(mp))
+				return mp->failed;
+			s_consume(mp, (size_t)(p - mp->buf) + mp->dlen);
+			mp->state = MP_AFTER_DELIM;
+			break;
+		case MP_DONE:
+			mp->len = 0;
+			return 0;
+		}
+	}
+}
+
+int multipart_feed(multipart_t *mp, const char *data, size_t len, kanal_error_t *err)
+{
+	if (!mp->failed && len) {
+		if (mp->len + len > mp->cap) {
+			size_t cap = mp->cap ? mp->cap : 4096;
+			char *grown;
+			while (cap < mp->len + len)
+				cap *= 2;
+			if (!(grown = realloc(mp->buf, cap)))
+				return s_fail(mp, KANAL_ENOMEM, NULL, "out of memory");
+			mp->buf = grown;
+			mp->cap = cap;
+		}
+		memcpy(mp->buf + mp->len, data, len);
+		mp->len += len;
+		s_run(mp);
+	}
+	if (mp->failed && err)
+		*err = mp->fail_err;
+	return mp->failed;
+}
+
+int multipart_finish(multipart_t *mp, kanal_msg_t **out, kanal_error_t *err)
+{
+	char *attr = NULL, *data_text = NULL;
+	size_t alen = 0;
 	json_t *data = NULL;
 	kanal_msg_t *msg = NULL;
 	int rc;
 
 	*out = NULL;
-	if (!s_param(content_type, "boundary", boundary, sizeof boundary)) {
-		kanal_error_set(err, NULL, 0, 0, NULL, "multipart/form-data without a boundary");
-		return KANAL_EPARSE;
+	if (!mp->failed && mp->state != MP_DONE)
+		s_malformed(mp);
+	if (!mp->failed && !mp->have_event)
+		s_fail(mp, KANAL_EINVALID, NULL,
+		       "no part named 'event' (the structured CloudEvent; the other parts are its "
+		       "files)");
+	if (mp->failed) {
+		*err = mp->fail_err;
+		return mp->failed;
 	}
-	rc = s_split(body, len, boundary, parts, MULTIPART_MAX_PARTS, &n, err);
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(parts[i].name, "event"))
-			event = &parts[i];
-	if (!event) {
-		kanal_error_set(err, NULL, 0, 0, NULL,
-				"no part named 'event' (the structured "
-				"CloudEvent; the other parts are its files)");
-		return KANAL_EINVALID;
-	}
-	rc = kanal_msg_parse(event->data, event->len, max_event_size, &msg, err);
+	rc = kanal_msg_parse(mp->event, mp->event_len, mp->max_event_size, &msg, err);
 	if (rc < 0)
 		return rc;
 	/* The references go into the data, which must be an object (or absent). */
@@ -204,39 +441,24 @@ int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *bod
 	}
 	attr = strdup(kanal_msg_attr(msg, KANAL_BLOB_ATTRIBUTE) ?: "");
 	alen = attr ? strlen(attr) : 0;
-	for (size_t i = 0; attr && i < n; i++) {
-		kanal_blob_ref_t ref;
+	for (size_t i = 0; attr && i < mp->n_refs; i++) {
+		const file_ref_t *f = &mp->refs[i];
 		char *more;
 
-		if (&parts[i] == event)
-			continue;
-		if (!parts[i].name[0] || !strcmp(parts[i].name, "event")) {
-			kanal_error_set(err, NULL, 0, 0, NULL,
-					"part %zu has no name (or a second "
-					"'event'): a file part's name is the data field it goes to",
-					i);
-			rc = KANAL_EINVALID;
-			goto out;
-		}
-		rc = kanal_blob_put(ctx, parts[i].data, parts[i].len,
-				    parts[i].content_type[0] ? parts[i].content_type : NULL, &ref,
-				    err);
-		if (rc < 0)
-			goto out;
-		rc = s_add_ref(data, parts[i].name, &ref);
+		rc = s_add_ref(data, f->name, &f->ref);
 		if (rc == KANAL_EINVAL)
 			kanal_error_set(err, NULL, 0, 0, "data",
 					"data.%s is not an array: it "
 					"cannot take the references of the files named so",
-					parts[i].name);
+					f->name);
 		if (rc < 0)
 			goto out;
-		if (!(more = realloc(attr, alen + 1 + strlen(ref.uri) + 1))) {
+		if (!(more = realloc(attr, alen + 1 + strlen(f->ref.uri) + 1))) {
 			rc = KANAL_ENOMEM;
 			goto out;
 		}
 		attr = more;
-		alen += (size_t)sprintf(attr + alen, "%s%s", alen ? " " : "", ref.uri);
+		alen += (size_t)sprintf(attr + alen, "%s%s", alen ? " " : "", f->ref.uri);
 	}
 	if (!attr) {
 		rc = KANAL_ENOMEM;
@@ -246,11 +468,11 @@ int multipart_decode(kanal_ctx_t *ctx, const char *content_type, const char *bod
 	rc = data_text ? kanal_msg_set_data_json(msg, data_text, strlen(data_text)) : KANAL_ENOMEM;
 	if (rc == 0 && alen)
 		rc = kanal_msg_set_attr(msg, KANAL_BLOB_ATTRIBUTE, attr, err);
-	if (rc == 0 && kanal_msg_size(msg) > max_event_size) {
+	if (rc == 0 && kanal_msg_size(msg) > mp->max_event_size) {
 		kanal_error_set(err, NULL, 0, 0, NULL,
 				"the event with its files' references is "
 				"larger than max_event_size (%zu bytes)",
-				max_event_size);
+				mp->max_event_size);
 		rc = KANAL_ETOOBIG;
 	}
 out:

@@ -11,6 +11,7 @@
  * views: it never repeats the recipient's name, address or CPR number.
  */
 #include "letter.h"
+#include "../common/kc_cert.h" /* kc_base64 */
 
 #include <ctype.h>
 #include <stdio.h>
@@ -411,34 +412,73 @@ static const char *s_guess_mimetype(const char *filename)
 	return "application/octet-stream";
 }
 
-/* Checks data.document and makes the job's copy of it. Returns 0, KANAL_EINVAL (why) or
+/* The content of document `name` given by reference: the blob `href` names, read with
+ * blobs and base64-encoded into *b64_out (malloc'd). Returns 0, KANAL_EINVAL (why) or
  * KANAL_ENOMEM. */
-static int s_document(const json_t *data, json_t **out, char *why, size_t why_size)
+static int s_blob_content(const letter_blobs_t *blobs, const char *name, const char *href,
+			  char **b64_out, char *why, size_t why_size)
 {
-	const json_t *doc = json_object_get(data, "document");
-	const char *filename, *content, *language, *mimetype;
+	char blob_why[200] = "";
+	void *data = NULL;
+	size_t size = 0;
+	int rc;
+
+	*b64_out = NULL;
+	if (!blobs || !blobs->read) {
+		snprintf(why, why_size, "%s.href: this letter instance reads no blobs", name);
+		return KANAL_EINVAL;
+	}
+	rc = blobs->read(blobs->arg, href, &data, &size, blob_why, sizeof blob_why);
+	if (rc == KANAL_ENOMEM)
+		return rc;
+	if (rc != 0) {
+		snprintf(why, why_size, "%s.href: %s", name,
+			 *blob_why ? blob_why : "the blob cannot be read");
+		return KANAL_EINVAL;
+	}
+	*b64_out = kc_base64(data, size);
+	explicit_bzero(data, size);
+	kanal_blob_free(&data);
+	return *b64_out ? 0 : KANAL_ENOMEM;
+}
+
+/* Checks one document (`name` is its place in the letter: data.document,
+ * data.attachments[2]) and makes the job's copy of it, its content read from the blob store
+ * when it comes by reference (`href`). Returns 0, KANAL_EINVAL (why) or KANAL_ENOMEM. */
+static int s_one_document(const json_t *doc, const char *name, const letter_blobs_t *blobs,
+			  json_t **out, char *why, size_t why_size)
+{
+	const char *filename, *content, *language, *mimetype, *href;
+	char *owned = NULL;
+	int rc;
 
 	*out = NULL;
 	if (!json_is_object(doc)) {
-		snprintf(why, why_size,
-			 "the letter has no document (data.document with filename and base64 "
-			 "content)");
+		snprintf(why, why_size, "%s is not a document (filename and base64 content)", name);
 		return KANAL_EINVAL;
 	}
 	filename = json_string_value(json_object_get(doc, "filename"));
 	content = json_string_value(json_object_get(doc, "content"));
 	language = json_string_value(json_object_get(doc, "language"));
 	mimetype = json_string_value(json_object_get(doc, "mimetype"));
+	href = json_string_value(json_object_get(doc, "href"));
 	if (!filename || !s_filename_ok(filename)) {
 		snprintf(why, why_size,
-			 "data.document.filename is %s (no <>:\"/\\|?*, line breaks or unicode "
-			 "spaces)",
+			 "%s.filename is %s (no <>:\"/\\|?*, line breaks or unicode spaces)", name,
 			 filename ? "not a valid file name" : "missing");
 		return KANAL_EINVAL;
 	}
+	if (!content && href) {
+		if ((rc = s_blob_content(blobs, name, href, &owned, why, why_size)) != 0)
+			return rc;
+		content = owned;
+		if (!mimetype || !*mimetype)
+			mimetype = json_string_value(json_object_get(doc, "mediaType"));
+	}
 	if (!content || !s_base64_ok(content)) {
-		snprintf(why, why_size, "data.document.content is %s",
-			 content ? "not base64" : "missing");
+		snprintf(why, why_size, "%s.content is %s", name,
+			 content ? "not base64" : "missing (or href, a blob)");
+		free(owned);
 		return KANAL_EINVAL;
 	}
 	if (!language || !*language)
@@ -447,7 +487,53 @@ static int s_document(const json_t *data, json_t **out, char *why, size_t why_si
 		mimetype = s_guess_mimetype(filename);
 	*out = json_pack("{s:s, s:s, s:s, s:s}", "filename", filename, "language", language,
 			 "mimetype", mimetype, "content", content);
+	free(owned);
 	return *out ? 0 : KANAL_ENOMEM;
+}
+
+/* Checks data.document and data.attachments (optional) and makes the job's copies of them
+ * (*attachments_out NULL when the letter has none). Returns 0, KANAL_EINVAL (why) or
+ * KANAL_ENOMEM. */
+static int s_document(const json_t *data, const letter_blobs_t *blobs, json_t **out,
+		      json_t **attachments_out, char *why, size_t why_size)
+{
+	const json_t *doc = json_object_get(data, "document");
+	const json_t *given = json_object_get(data, "attachments"), *a;
+	json_t *list = NULL, *one;
+	size_t i;
+	int rc;
+
+	*out = *attachments_out = NULL;
+	if (!json_is_object(doc)) {
+		snprintf(why, why_size,
+			 "the letter has no document (data.document with filename and base64 "
+			 "content)");
+		return KANAL_EINVAL;
+	}
+	if ((rc = s_one_document(doc, "data.document", blobs, out, why, why_size)) != 0)
+		return rc;
+	if (!given)
+		return 0;
+	if (!json_is_array(given) || !(list = json_array())) {
+		json_decref(*out);
+		*out = NULL;
+		snprintf(why, why_size, "data.attachments is not a list of documents");
+		return json_is_array(given) ? KANAL_ENOMEM : KANAL_EINVAL;
+	}
+	json_array_foreach(given, i, a)
+	{
+		char name[48];
+		snprintf(name, sizeof name, "data.attachments[%zu]", i);
+		if ((rc = s_one_document(a, name, blobs, &one, why, why_size)) != 0) {
+			json_decref(list);
+			json_decref(*out);
+			*out = NULL;
+			return rc;
+		}
+		json_array_append_new(list, one);
+	}
+	*attachments_out = list;
+	return 0;
 }
 
 /* ---- the job -------------------------------------------------------------------------- */
@@ -480,11 +566,12 @@ static json_t *s_sender(const json_t *data, const letter_defaults_t *d)
 	return NULL;
 }
 
-int letter_job_build(const kanal_msg_t *msg, const letter_defaults_t *d, time_t today,
-		     letter_job_t *job, char *why, size_t why_size)
+int letter_job_build(const kanal_msg_t *msg, const letter_defaults_t *d,
+		     const letter_blobs_t *blobs, time_t today, letter_job_t *job, char *why,
+		     size_t why_size)
 {
 	json_t *data = NULL, *recipient, *lines = NULL, *document = NULL, *sender = NULL,
-	       *doc = NULL, *rcpt = NULL;
+	       *doc = NULL, *rcpt = NULL, *attachments = NULL;
 	const char *category = d->postal_category, *given, *label;
 	char *text = NULL, created[32];
 	int rc;
@@ -510,7 +597,7 @@ int letter_job_build(const kanal_msg_t *msg, const letter_defaults_t *d, time_t 
 	recipient = json_object_get(data, "recipient");
 	if ((rc = s_check_recipient(recipient, why, why_size)) != 0 ||
 	    (rc = s_address_block(recipient, &lines, why, why_size)) != 0 ||
-	    (rc = s_document(data, &document, why, why_size)) != 0)
+	    (rc = s_document(data, blobs, &document, &attachments, why, why_size)) != 0)
 		goto done;
 	given = json_string_value(json_object_get(data, "postal_category"));
 	if (given && letter_postal_category(given, &category) != 0) {
@@ -540,6 +627,8 @@ int letter_job_build(const kanal_msg_t *msg, const letter_defaults_t *d, time_t 
 	if ((sender = s_sender(data, d)))
 		json_object_set_new(doc, "sender", sender);
 	json_object_set(doc, "document", document);
+	if (attachments)
+		json_object_set(doc, "attachments", attachments);
 	job->json = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	if (!job->json) {
 		rc = KANAL_ENOMEM;
@@ -562,6 +651,7 @@ done:
 	json_decref(doc);
 	json_decref(rcpt);
 	json_decref(document);
+	json_decref(attachments);
 	json_decref(lines);
 	json_decref(data);
 	if (rc != 0)

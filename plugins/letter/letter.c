@@ -30,11 +30,10 @@
 #include <jansson.h>
 #include <kanal/kanal.h>
 
+#include "../common/kc_status.h"
 #include "../common/kc_http.h"
 #include "../common/kc_files.h"
 #include "../common/kc_url.h"
-
-#define EMIT_BUSY_TRIES 40 /* times 50 ms: how long a busy bus may hold up the status */
 
 typedef enum letter_mode { LETTER_SPOOL, LETTER_SERVICE } letter_mode_t;
 
@@ -368,7 +367,9 @@ static kanal_outcome_t s_post(kanal_ctx_t *ctx, letter_t *l, const letter_job_t 
  * `job`, or `failed` with `reason` when this connector refused it for good (job NULL) — the
  * physical letter is the end of the fallback chain, so a letter it refuses goes to the dead
  * letters and this is the status its sender gets. The status names the sending system
- * (letter_source) and the letter's own sender (department) so that a route can return it.
+ * (letter_source) and the letter's own sender (department) so that a route can return it,
+ * and — on a route with `area:` — the area and whether paper was its primary or secondary
+ * channel (kc_status_channel).
  * Its id is derived from the letter's, so a redelivered letter's second status is dropped
  * by the bus as a duplicate. The subject is the recipient's pseudonym when a key is
  * configured; no attribute carries a CPR number. Returns a new message, or NULL when out of
@@ -376,29 +377,20 @@ static kanal_outcome_t s_post(kanal_ctx_t *ctx, letter_t *l, const letter_job_t 
 static kanal_msg_t *s_status_event(kanal_ctx_t *ctx, const letter_t *l, const kanal_msg_t *msg,
 				   const letter_job_t *job, const char *reason)
 {
-	const char *correlation = kanal_msg_attr(msg, "correlationid");
 	const char *cpr = NULL;
-	char *id = NULL, *sender, now[40], pseudonym[KANAL_PSEUDONYM_SIZE];
-	kanal_msg_t *out = NULL;
+	char *sender, pseudonym[KANAL_PSEUDONYM_SIZE];
+	kanal_msg_t *out = kc_status_new(ctx, "post.letter.status", msg,
+					 job ? "-physical" : "-physical-failed");
 	int rc;
 
-	if (asprintf(&id, "%s-physical%s", kanal_msg_id(msg), job ? "" : "-failed") < 0)
-		return NULL;
-	out = kanal_msg_new("post.letter.status", kanal_instance_name(ctx), id);
-	free(id);
 	if (!out)
 		return NULL;
-	kanal_time_rfc3339(kanal_wall_ms(), now, sizeof now);
-	if (kanal_msg_set_attr(out, "time", now, NULL) != 0 ||
-	    kanal_msg_set_attr(out, "causationid", kanal_msg_id(msg), NULL) != 0 ||
-	    kanal_msg_set_attr(out, "correlationid", correlation ? correlation : kanal_msg_id(msg),
-			       NULL) != 0 ||
-	    kanal_msg_data_set_str(out, "letter", kanal_msg_id(msg)) != 0 ||
+	if (kanal_msg_data_set_str(out, "letter", kanal_msg_id(msg)) != 0 ||
 	    kanal_msg_data_set_str(out, "letter_source", kanal_msg_source(msg)) != 0 ||
 	    kanal_msg_data_set_str(out, "channel", "physical") != 0 ||
 	    kanal_msg_data_set_str(out, "status", job ? "sent" : "failed") != 0 ||
 	    kanal_msg_data_set_str(out, "reason", job ? job->reason : reason) != 0 ||
-	    kanal_msg_data_set_bool(out, "final", true) != 0 ||
+	    kanal_msg_data_set_bool(out, "final", true) != 0 || kc_status_channel(msg, out) != 0 ||
 	    (job && (kanal_msg_data_set_str(out, "postal_category", job->postal_category) != 0 ||
 		     kanal_msg_data_set_str(out, "job", job->id) != 0))) {
 		kanal_msg_destroy(&out);
@@ -422,17 +414,9 @@ static kanal_msg_t *s_status_event(kanal_ctx_t *ctx, const letter_t *l, const ka
 static int s_emit_status(kanal_ctx_t *ctx, const letter_t *l, const kanal_msg_t *msg,
 			 const letter_job_t *job, const char *reason)
 {
-	int rc = KANAL_EBUSY;
+	kanal_msg_t *status = s_status_event(ctx, l, msg, job, reason);
 
-	for (int i = 0; i < EMIT_BUSY_TRIES && rc == KANAL_EBUSY; i++) {
-		kanal_msg_t *status = s_status_event(ctx, l, msg, job, reason);
-		if (!status)
-			return KANAL_ENOMEM;
-		if (i > 0)
-			usleep(50 * 1000);
-		rc = kanal_emit(ctx, &status);
-	}
-	return rc == KANAL_EDUPLICATE ? 0 : rc;
+	return status ? kc_status_emit(ctx, &status) : KANAL_ENOMEM;
 }
 
 /* The letter is refused for good (the error is set on ctx, `why` says it without personal
@@ -452,6 +436,21 @@ static kanal_outcome_t s_refuse(kanal_ctx_t *ctx, const letter_t *l, const kanal
 	return KANAL_OUTCOME_REJECT;
 }
 
+/* The letter's blob reader (letter_blob_read_fn): a document uploaded with the letter, from
+ * the broker's blob store. */
+static int s_read_blob(void *arg, const char *uri, void **data_out, size_t *size_out, char *why,
+		       size_t why_size)
+{
+	kanal_error_t err;
+	int rc;
+
+	kanal_error_clear(&err);
+	rc = kanal_blob_get(arg, uri, data_out, size_out, &err);
+	if (rc != 0)
+		snprintf(why, why_size, "%s", err.text[0] ? err.text : kanal_strerror(rc));
+	return rc;
+}
+
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
 {
 	letter_t *l = state;
@@ -467,7 +466,9 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 				kanal_msg_type(msg));
 		return KANAL_OUTCOME_REJECT;
 	}
-	rc = letter_job_build(msg, &l->defaults, time(NULL), &job, why, sizeof why);
+	rc = letter_job_build(msg, &l->defaults,
+			      &(letter_blobs_t){ .read = s_read_blob, .arg = ctx }, time(NULL),
+			      &job, why, sizeof why);
 	if (rc != 0) {
 		kanal_set_error(ctx, "letter %s: %s", kanal_msg_id(msg), why);
 		if (rc == KANAL_ENOMEM) {

@@ -1489,6 +1489,86 @@ done:
 	kd_destroy(&kd);
 }
 
+/* A multipart upload is streamed into the blob store as it arrives: a file far larger than
+ * max_body (the in-memory limit of every other body) is taken whole, and one over kanald's
+ * max_blob_size is refused part-way with 413, leaving no blob and no half-written file. */
+static void test_multipart_upload_streams_past_max_body_and_the_blob_limit_holds(void)
+{
+	char url[128], st[32], *tmp = test_tmpdir("http-mp-big"), refdir[600];
+	kd_t *kd = s_start_ingress("http-mp-big", "max_body: 64KiB", "  max_blob_size: 2MiB\n", url,
+				   sizeof url);
+	const size_t big = 1536 * 1024, too_big = 3 * 1024 * 1024;
+	char *photo = malloc(too_big), *body = NULL;
+	const char *files[3];
+	kanal__blob_store_t *ref_store = NULL, *kanald_store = NULL;
+	kanal_blob_ref_t want, refused;
+	http_answer_t a = { 0 };
+	json_t *ev = NULL, *ref;
+	size_t len = 0;
+	int fd = -1;
+	char keep;
+
+	REQUIRE(kd != NULL && tmp != NULL && photo != NULL);
+	for (size_t i = 0; i < too_big; i++)
+		photo[i] = (char)('A' + (i * 7 + i / 4096) % 26); /* no CRLF, no NUL */
+	snprintf(refdir, sizeof refdir, "%s/blobs", tmp);
+	REQUIRE((ref_store = kanal__blob_store_open_dir(refdir, 0, 0, NULL)) != NULL);
+	keep = photo[big];
+	photo[too_big - 1] = '\0';
+	REQUIRE(kanal__blob_put(ref_store, photo, big, "image/jpeg", &want, NULL) == 0);
+	REQUIRE(kanal__blob_put(ref_store, photo, too_big - 1, "image/jpeg", &refused, NULL) == 0);
+
+	/* 1.5 MiB, 24 times max_body: accepted, the event refers to the whole photo. */
+	photo[big] = '\0';
+	files[0] = "photos";
+	files[1] = "image/jpeg";
+	files[2] = photo;
+	body = s_multipart("{\"specversion\":\"1.0\",\"id\":\"mp-big\",\"source\":\"daycare-app\","
+			   "\"type\":\"daycare.notice.posted\",\"data\":{\"text\":\"Bonfire\"}}",
+			   files, 1, &len);
+	REQUIRE(body != NULL && len > big);
+	a = s_post(url, s_multipart_ct, body, len);
+	CU_ASSERT_EQUAL(a.status, 202);
+	CU_ASSERT_STRING_EQUAL(s_status_of(&a, "mp-big", st, sizeof st), "accepted");
+	http_answer_clear(&a);
+	REQUIRE(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT) == 1);
+	ev = s_delivered(kd, "mp-big", NULL);
+	ref = json_array_get(json_object_get(json_object_get(ev, "data"), "photos"), 0);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ref, "href")) ?: "", want.uri);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(ref, "size")), (json_int_t)big);
+
+	/* 3 MiB, over max_blob_size: 413 part-way, nothing of it stored, nothing delivered. */
+	free(body);
+	photo[big] = keep;
+	body = s_multipart("{\"specversion\":\"1.0\",\"id\":\"mp-too-big\",\"source\":\"app\","
+			   "\"type\":\"daycare.notice.posted\",\"data\":{}}",
+			   files, 1, &len);
+	REQUIRE(body != NULL);
+	a = s_post(url, s_multipart_ct, body, len);
+	CU_ASSERT_EQUAL(a.status, 413);
+	CU_ASSERT_PTR_NOT_NULL(a.body && strstr(a.body, "max_blob_bytes"));
+	http_answer_clear(&a);
+	REQUIRE((kanald_store = kanal__blob_store_open_dir(kd_path(kd, "state/blobs"), 0, 0,
+							   NULL)) != NULL);
+	CU_ASSERT_EQUAL(kanal__blob_open(kanald_store, refused.uri, &fd, NULL, NULL),
+			KANAL_ENOTFOUND);
+	CU_ASSERT_EQUAL(test_dir_count(kd_path(kd, "state/blobs/tmp")), 0);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
+done:
+	if (fd >= 0)
+		close(fd);
+	http_answer_clear(&a);
+	json_decref(ev);
+	free(body);
+	free(photo);
+	kanal__blob_store_destroy(&ref_store);
+	kanal__blob_store_destroy(&kanald_store);
+	if (tmp)
+		test_rmdir_r(tmp);
+	free(tmp);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("http", TEST(test_structured_binary_and_batch_are_delivered_with_their_data),
 	  TEST(test_invalid_events_get_400_naming_the_attribute_and_are_not_delivered),
 	  TEST(test_oversized_requests_get_413),
@@ -1502,4 +1582,5 @@ TEST_MAIN("http", TEST(test_structured_binary_and_batch_are_delivered_with_their
 	  TEST(test_webhook_503_then_200_is_retried_and_delivered),
 	  TEST(test_webhook_400_is_rejected_to_the_fallback),
 	  TEST(test_webhook_that_hangs_times_out_and_is_retried),
-	  TEST(test_multipart_files_become_blobs_the_event_refers_to))
+	  TEST(test_multipart_files_become_blobs_the_event_refers_to),
+	  TEST(test_multipart_upload_streams_past_max_body_and_the_blob_limit_holds))

@@ -25,6 +25,7 @@
 #include <jansson.h>
 #include <kanal/kanal.h>
 
+#include "blob_store.h"
 #include "kanald.h"
 #include "test.h"
 #include "upstream.h"
@@ -897,9 +898,185 @@ static void test_protected_address_only_in_the_job(void)
 	json_decref(cases);
 }
 
+/* A letter uploaded with its documents (a multipart upload puts them in the blob store and
+ * the letter names them by `href`) is printed on paper with them: the document and the
+ * attachment are read from kanald's blob store into the job, base64 as an inline document
+ * would be. A reference to a blob that is not there refuses the letter, and its sender's
+ * final status says which document. */
+static void test_documents_from_the_blob_store_are_printed(void)
+{
+	static const char doc[] = "%PDF-1.4 the decision, printed from the blob store";
+	static const char bilag[] = "%PDF-1.4 bilag 1: the plan";
+	static const char gone[] =
+		"kanalblob:sha256:b68565cf5699273f6a21847b3fe44726374cbd6c3bfdc829527f1db2a0504341";
+	json_t *cases = s_cases(), *ev = NULL, *data, *job = NULL, *att, *status = NULL;
+	kd_t *kd = s_start_spool("letter-blobs", true, NULL, NULL);
+	kanal__blob_store_t *store = NULL;
+	kanal_blob_ref_t ref_doc, ref_bilag;
+	char spool[4096], attr[300];
+	const char *reason;
+
+	REQUIRE(cases != NULL && kd != NULL);
+	snprintf(spool, sizeof spool, "%s", kd_path(kd, "spool"));
+	REQUIRE((store = kanal__blob_store_open_dir(kd_path(kd, "state/blobs"), 0, 0, NULL)));
+	REQUIRE(kanal__blob_put(store, doc, strlen(doc), "application/pdf", &ref_doc, NULL) == 0);
+	REQUIRE(kanal__blob_put(store, bilag, strlen(bilag), "application/pdf", &ref_bilag, NULL) ==
+		0);
+
+	ev = s_letter_json("brev-blob", s_case(cases, "block-maja"));
+	data = json_object_get(ev, "data");
+	json_object_set_new(data, "document",
+			    json_pack("{s:s, s:s, s:s}", "filename", "afgoerelse.pdf", "href",
+				      ref_doc.uri, "mediaType", "application/pdf"));
+	json_object_set_new(data, "attachments",
+			    json_pack("[{s:s, s:s, s:s}]", "filename", "bilag.pdf", "href",
+				      ref_bilag.uri, "mediaType", "application/pdf"));
+	snprintf(attr, sizeof attr, "%s %s", ref_doc.uri, ref_bilag.uri);
+	json_object_set_new(ev, "kanalblob", json_string(attr));
+	s_send(kd, json_dumps(ev, JSON_COMPACT));
+	REQUIRE(s_wait_jobs(spool, 1, WAIT) == 1);
+	job = s_find_job(spool, "brev-blob", NULL, 0);
+	REQUIRE(job != NULL);
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(job, "document"), "content"))
+			?: "",
+		"JVBERi0xLjQgdGhlIGRlY2lzaW9uLCBwcmludGVkIGZyb20gdGhlIGJsb2Igc3RvcmU=");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(job, "document"), "mimetype"))
+			?: "",
+		"application/pdf");
+	att = json_array_get(json_object_get(job, "attachments"), 0);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(job, "attachments")), 1);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(att, "filename")) ?: "",
+			       "bilag.pdf");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(att, "content")) ?: "",
+			       "JVBERi0xLjQgYmlsYWcgMTogdGhlIHBsYW4=");
+	status = s_wait_status(kd, "brev-blob");
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(status, "data"), "status")) ?: "",
+		"sent");
+	json_decref(status);
+
+	/* A document whose blob is not in the store: refused, and the status says which. */
+	json_object_set_new(ev, "id", json_string("brev-blob-gone"));
+	json_object_del(ev, "kanalblob");
+	json_object_del(data, "attachments");
+	json_object_set_new(json_object_get(data, "document"), "href", json_string(gone));
+	s_send(kd, json_dumps(ev, JSON_COMPACT));
+	status = s_wait_status(kd, "brev-blob-gone");
+	REQUIRE(status != NULL);
+	reason = json_string_value(json_object_get(json_object_get(status, "data"), "reason"));
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(status, "data"), "status")) ?: "",
+		"failed");
+	CU_ASSERT_PTR_NOT_NULL(reason && strstr(reason, "data.document.href"));
+	CU_ASSERT_EQUAL(s_count_jobs(spool, NULL), 1);
+done:
+	json_decref(status);
+	json_decref(job);
+	json_decref(ev);
+	json_decref(cases);
+	kanal__blob_store_destroy(&store);
+	kd_destroy(&kd);
+}
+
+/* Per inquiry area, a route declares its primary and secondary channel. Where the primary
+ * refuses a letter, the secondary (paper) carries it and its status says so: the area, the
+ * channel, `channel_rank: secondary` and why; where paper is the area's primary, the status
+ * says `primary`. A measure counts the statuses by area and rank. */
+static void test_status_names_the_area_and_channel_rank(void)
+{
+	static const char *routes =
+		"routes:\n"
+		"  - name: place-letters\n"
+		"    area: daycare-places\n"
+		"    match: { type: post.letter.send, where: 'data.label == \"Plads\"' }\n"
+		"    channels: { primary: refuser, secondary: letter }\n"
+		"  - name: notice-letters\n"
+		"    area: notices\n"
+		"    match: { type: post.letter.send, where: 'data.label == \"Besked\"' }\n"
+		"    channels: { primary: letter }\n"
+		"  - name: letter-status\n"
+		"    match: { type: post.letter.status }\n"
+		"    to: letter-log\n"
+		"measures:\n"
+		"  - name: letters-by-area\n"
+		"    match: { type: post.letter.status, where: 'data.status == \"sent\"' }\n"
+		"    labels:\n"
+		"      area: { from: data.area, default: unknown }\n"
+		"      rank: { from: data.channel_rank, default: unknown }\n";
+	json_t *cases = s_cases(), *ev, *st = NULL, *d;
+	char *instances = NULL, *conf = NULL, *key, *p;
+	void *sub = NULL;
+	kd_t *kd = NULL;
+
+	REQUIRE(cases != NULL);
+	REQUIRE(asprintf(&instances,
+			 "  - name: letter\n    plugin: letter\n"
+			 "    options: { mode: spool, spool_dir: spool, pseudonym_key: "
+			 "pseudonym.key }\n"
+			 "  - name: refuser\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/refused.jsonl', fail_type: post.letter.send "
+			 "}\n"
+			 "%s",
+			 s_log_instance) >= 0);
+	conf = kd_config(instances, NULL);
+	kd = kd_prepare("letter-channels", conf, routes);
+	REQUIRE(kd != NULL);
+	key = test_write_file(kd->dir, "pseudonym.key", "kanal-test-pseudonym-key-0123456789\n");
+	chmod(key, 0600);
+	free(key);
+	mkdir(kd_path(kd, "spool"), 0700);
+	REQUIRE(kd_launch(kd) == 0);
+	sub = kd_subscribe(kd, "");
+
+	ev = s_letter_json("brev-place", s_case(cases, "block-maja"));
+	json_object_set_new(json_object_get(ev, "data"), "label", json_string("Plads"));
+	s_send(kd, json_dumps(ev, JSON_COMPACT));
+	json_object_set_new(ev, "id", json_string("brev-notice"));
+	json_object_set_new(json_object_get(ev, "data"), "label", json_string("Besked"));
+	s_send(kd, json_dumps(ev, JSON_COMPACT));
+	json_decref(ev);
+
+	st = s_wait_status(kd, "brev-place");
+	REQUIRE(st != NULL);
+	d = json_object_get(st, "data");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "area")) ?: "",
+			       "daycare-places");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "channel_rank")) ?: "",
+			       "secondary");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "channel")) ?: "", "physical");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "status")) ?: "", "sent");
+	CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(d, "reason")));
+	json_decref(st);
+	st = s_wait_status(kd, "brev-notice");
+	REQUIRE(st != NULL);
+	d = json_object_get(st, "data");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "area")) ?: "", "notices");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "channel_rank")) ?: "",
+			       "primary");
+	/* The place letter went to its primary first, which refused it: the fallback. */
+	p = kd_expect(sub, "fallback", "brev-place", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	CU_ASSERT_EQUAL(kd_measure_total(kd, "area", "daycare-places", "rank", "secondary"), 1);
+	CU_ASSERT_EQUAL(kd_measure_total(kd, "area", "notices", "rank", "primary"), 1);
+	CU_ASSERT_EQUAL(kd_measure_total(kd, "area", "daycare-places", "rank", "primary"), -1);
+done:
+	if (sub)
+		kd_unsubscribe(&sub);
+	json_decref(st);
+	json_decref(cases);
+	free(conf);
+	free(instances);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("letter", TEST(test_spool_job_file_and_status),
 	  TEST(test_address_blocks_reasons_and_refusals),
 	  TEST(test_redelivery_overwrites_the_same_job), TEST(test_spool_write_failure_is_retried),
 	  TEST(test_missing_spool_refuses_start), TEST(test_crash_leaves_one_whole_job_per_letter),
 	  TEST(test_service_mode_against_print_simulator),
-	  TEST(test_protected_address_only_in_the_job))
+	  TEST(test_protected_address_only_in_the_job),
+	  TEST(test_documents_from_the_blob_store_are_printed),
+	  TEST(test_status_names_the_area_and_channel_rank))

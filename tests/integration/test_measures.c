@@ -87,26 +87,7 @@ static bool s_first_run(kd_t *kd)
 /* The total the status reports for the letters measure's series (department, channel). */
 static json_int_t s_status_total(kd_t *kd, const char *department, const char *channel)
 {
-	char *text = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
-	json_t *st = text ? json_loads(text, 0, NULL) : NULL, *m, *s;
-	json_int_t total = -1;
-	size_t i, k;
-
-	free(text);
-	json_array_foreach(json_object_get(st, "measures"), i, m)
-	{
-		json_array_foreach(json_object_get(m, "series"), k, s)
-		{
-			json_t *labels = json_object_get(s, "labels");
-			if (!strcmp(json_string_value(json_object_get(labels, "department")) ?: "",
-				    department) &&
-			    !strcmp(json_string_value(json_object_get(labels, "channel")) ?: "",
-				    channel))
-				total = json_integer_value(json_object_get(s, "total"));
-		}
-	}
-	json_decref(st);
-	return total;
+	return kd_measure_total(kd, "department", department, "channel", channel);
 }
 
 /* Runs the built kanalctl with args (a shell-quoted string) against kd's admin socket;

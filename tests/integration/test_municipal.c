@@ -27,6 +27,8 @@
  *     reaches someone who acts on it: `unmatched` stays empty;
  *   - no dead letters, nothing in `unmatched`, and no clear CPR number in kanald's log,
  *     the event stream, the audit log, the simulators' logs or this test's output;
+ *   - every parent's report ends with exactly one confirmation in the parents' app
+ *     (`failed` with the reason for one the daycare system refuses);
  *   - the CPR service down while a child is reported: the route's retry brings the report
  *     through once the service is back, nothing lost;
  *   - after every test, neither national service refused a request as breaking the
@@ -1532,6 +1534,13 @@ static void test_every_letter_ends_with_one_final_status_at_the_sender(void)
 		CU_ASSERT_PTR_NOT_NULL(reason);
 		if (cases[k].reason)
 			CU_ASSERT_PTR_NOT_NULL(reason && strstr(reason, cases[k].reason));
+		/* The route's area, and which of its channels carried the letter: Digital Post
+		 * is the primary, paper the secondary. */
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "area")) ?: "",
+				       "letters");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "channel_rank")) ?: "",
+				       strcmp(cases[k].channel, "digital") ? "secondary"
+									   : "primary");
 		json_decref(got);
 	}
 	/* The refused letter is in the dead letters: the status is how its sender learns. */
@@ -1543,6 +1552,128 @@ static void test_every_letter_ends_with_one_final_status_at_the_sender(void)
 	s_teardown(&f);
 }
 
+/* The parents' app's confirmations of registration `reg` (new reference: an array). */
+static json_t *s_confirmations(fixture_t *f, const char *reg)
+{
+	char path[128];
+	json_t *j, *list;
+
+	snprintf(path, sizeof path, "/api/v1/registrations/%s/confirmations", reg);
+	j = s_sim_get(f->sim[SIM_DAYCARE], path);
+	list = json_incref(json_object_get(j, "confirmations"));
+	json_decref(j);
+	return list ? list : json_array();
+}
+
+/* Every parent's report — sick, its withdrawal, a pickup, a survey answer — ends with
+ * exactly one final confirmation in the parents' app once the daycare system took it; a
+ * report it refuses (an institution it does not know) ends in the dead letters and its
+ * parent gets one `failed` with the reason. A check-in (the institution's tablet, not a
+ * parent) gets none. */
+static void test_every_report_ends_with_one_confirmation_in_the_parents_app(void)
+{
+	struct {
+		const char *query, *json, *status, *reason;
+		char *id;
+	} cases[] = {
+		{ "", "{\"kind\":\"sick\",\"child_id\":\"child-101\",\"date\":\"2026-11-24\"}",
+		  "confirmed", "staffing view", NULL },
+		{ "", NULL, "confirmed", "withdrawal", NULL }, /* withdraws the first */
+		{ "",
+		  "{\"kind\":\"pickup\",\"child_id\":\"child-102\",\"date\":\"2026-11-24\","
+		  "\"time\":\"15:30\",\"mode\":\"person\",\"person_name\":\"Mormor Inge\"}",
+		  "confirmed", "day overview", NULL },
+		{ "",
+		  "{\"kind\":\"vacation-survey\",\"child_id\":\"child-201\",\"survey_id\":"
+		  "\"ferieplan\",\"deadline\":\"2026-12-01\",\"answers\":[{\"date\":\"2026-12-28\","
+		  "\"answer\":\"away\"}]}",
+		  "confirmed", "staffing plan", NULL },
+		{ "?unchecked=true",
+		  "{\"kind\":\"sick\",\"child_id\":\"child-999\",\"institution_id\":\"lukket\","
+		  "\"date\":\"2026-11-24\"}",
+		  "failed", "404", NULL },
+		{ "",
+		  "{\"kind\":\"checkin\",\"child_id\":\"child-103\",\"at\":"
+		  "\"2026-11-24T07:40:00+01:00\"}",
+		  NULL, NULL, NULL },
+	};
+	const size_t n = sizeof cases / sizeof cases[0];
+	fixture_t f;
+	size_t done = 0, want = 0;
+	char *reply;
+
+	if (!s_setup(&f, "municipal-confirm")) {
+		CU_FAIL("the municipality did not start");
+		return;
+	}
+	for (size_t k = 0; k < n; k++) {
+		char path[128], withdraw[160];
+		const char *json = cases[k].json;
+		json_t *j;
+
+		if (!json) {
+			snprintf(withdraw, sizeof withdraw,
+				 "{\"kind\":\"withdrawn\",\"child_id\":\"child-101\",\"withdraws\":"
+				 "\"%s\"}",
+				 cases[0].id ? cases[0].id : "?");
+			json = withdraw;
+		}
+		snprintf(path, sizeof path, "/api/v1/registrations%s", cases[k].query);
+		j = s_sim_post(f.sim[SIM_DAYCARE], path, json);
+		if (json_string_value(json_object_get(j, "id")))
+			cases[k].id = strdup(json_string_value(json_object_get(j, "id")));
+		CU_ASSERT_PTR_NOT_NULL(cases[k].id);
+		json_decref(j);
+		want += cases[k].status != NULL;
+	}
+	/* Wait until every report is confirmed, then a little longer: a second confirmation
+	 * would be a bug. */
+	for (int64_t until = kanal_now_ms() + 3 * WAIT; done < want && kanal_now_ms() < until;) {
+		done = 0;
+		for (size_t k = 0; k < n; k++) {
+			json_t *got = cases[k].status && cases[k].id
+					      ? s_confirmations(&f, cases[k].id)
+					      : json_array();
+			done += json_array_size(got) > 0;
+			json_decref(got);
+		}
+		s_pump(&f, 200);
+	}
+	s_pump(&f, 1500);
+	for (size_t k = 0; k < n; k++) {
+		json_t *got = s_confirmations(&f, cases[k].id ? cases[k].id : "?");
+		json_t *c = json_array_get(got, 0);
+		const char *reason = json_string_value(json_object_get(c, "reason"));
+		char report[64];
+
+		snprintf(report, sizeof report, "daycare-reg-%s", cases[k].id ? cases[k].id : "?");
+		CU_ASSERT_EQUAL(json_array_size(got), cases[k].status ? 1u : 0u);
+		if (json_array_size(got) != (cases[k].status ? 1u : 0u))
+			s_say("registration %s: %zu confirmations in the parents' app",
+			      cases[k].id ? cases[k].id : "?", json_array_size(got));
+		if (cases[k].status) {
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(c, "status"))
+						       ?: "",
+					       cases[k].status);
+			CU_ASSERT_TRUE(json_is_true(json_object_get(c, "final")));
+			CU_ASSERT_STRING_EQUAL(
+				json_string_value(json_object_get(c, "report")) ?: "", report);
+			CU_ASSERT_PTR_NOT_NULL(reason && strstr(reason, cases[k].reason));
+			if (reason)
+				s_assert_no_cpr("a confirmation's reason", reason);
+		}
+		json_decref(got);
+	}
+	/* The refused report waits in the dead letters; the confirmation told its parent. */
+	reply = kd_admin(f.kd, "{\"cmd\":\"dlq.list\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(reply && cases[4].id && strstr(reply, cases[4].id));
+	free(reply);
+	for (size_t k = 0; k < n; k++)
+		free(cases[k].id);
+	s_teardown(&f);
+}
+
 TEST_MAIN("municipal", TEST(test_a_municipal_morning), TEST(test_cpr_down_then_back),
 	  TEST(test_the_morning_leaves_nothing_unmatched),
-	  TEST(test_every_letter_ends_with_one_final_status_at_the_sender))
+	  TEST(test_every_letter_ends_with_one_final_status_at_the_sender),
+	  TEST(test_every_report_ends_with_one_confirmation_in_the_parents_app))

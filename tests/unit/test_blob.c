@@ -304,9 +304,92 @@ static void test_public_api_without_store_says_so(void)
 	CU_ASSERT_EQUAL(kanal__blob_put(NULL, "x", 1, "image/jpeg", &ref, NULL), KANAL_ENOSERVICE);
 }
 
+/* Files in <dir>/<sub> (sha256 or tmp). */
+static int s_files_in(const char *dir, const char *sub)
+{
+	char path[512];
+
+	snprintf(path, sizeof path, "%s/%s", dir, sub);
+	return test_dir_count(path);
+}
+
+/* A blob written piece by piece is the blob kanal_blob_put makes of the same bytes; one
+ * that passes max_blob_bytes or the store's limit part-way is refused then, and neither it
+ * nor a destroyed writer leaves anything behind. */
+static void test_writer_streams_a_blob_and_enforces_the_limits(void)
+{
+	char dir[256] = "", big[100];
+	kanal__blob_store_t *st = s_store("writer", 64, 150, dir, sizeof dir);
+	kanal_blob_writer_t *w = NULL;
+	kanal_blob_ref_t ref, want;
+	kanal_error_t err;
+	void *data = NULL;
+	size_t size = 0;
+
+	REQUIRE(st != NULL);
+	memset(big, 'x', sizeof big);
+	REQUIRE(kanal__blob_writer_new(st, "application/pdf", &w, NULL) == 0);
+	for (int i = 0; i < 4; i++)
+		CU_ASSERT_EQUAL(kanal_blob_writer_write(w, big + 16 * i, 16, NULL), 0);
+	/* Nothing is in the store before finish. */
+	CU_ASSERT_EQUAL(s_files_in(dir, "sha256"), 0);
+	CU_ASSERT_EQUAL(kanal_blob_writer_finish(&w, &ref, NULL), 0);
+	CU_ASSERT_PTR_NULL(w);
+	CU_ASSERT_EQUAL(ref.size, 64);
+	CU_ASSERT_STRING_EQUAL(ref.media_type, "application/pdf");
+	CU_ASSERT_EQUAL(kanal__blob_put(st, big, 64, "application/pdf", &want, NULL), 0);
+	CU_ASSERT_STRING_EQUAL(ref.uri, want.uri);
+	CU_ASSERT_EQUAL(kanal__blob_get(st, ref.uri, &data, &size, NULL), 0);
+	CU_ASSERT_EQUAL(size, 64);
+	kanal_blob_free(&data);
+	CU_ASSERT_EQUAL(s_files_in(dir, "sha256"), 1);
+
+	/* Past max_blob_bytes (64) part-way: refused, and nothing half-written stays. */
+	REQUIRE(kanal__blob_writer_new(st, "image/jpeg", &w, NULL) == 0);
+	big[0] = 'y';
+	CU_ASSERT_EQUAL(kanal_blob_writer_write(w, big, 60, NULL), 0);
+	CU_ASSERT_EQUAL(s_files_in(dir, "tmp"), 1);
+	kanal_error_clear(&err);
+	CU_ASSERT_EQUAL(kanal_blob_writer_write(w, big, 5, &err), KANAL_ETOOBIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "max_blob_bytes"));
+	CU_ASSERT_EQUAL(kanal_blob_writer_write(w, big, 1, NULL), KANAL_EINVAL);
+	CU_ASSERT_EQUAL(kanal_blob_writer_finish(&w, &ref, NULL), KANAL_EINVAL);
+	CU_ASSERT_PTR_NULL(w);
+	CU_ASSERT_EQUAL(s_files_in(dir, "tmp"), 0);
+	CU_ASSERT_EQUAL(s_files_in(dir, "sha256"), 1);
+
+	/* The store's 150 bytes: 64 held, 64 more fit, then the next write passes. */
+	big[0] = 'z';
+	REQUIRE(kanal__blob_put(st, big, 64, "image/jpeg", &ref, NULL) == 0);
+	REQUIRE(kanal__blob_writer_new(st, "image/jpeg", &w, NULL) == 0);
+	big[0] = 'w';
+	CU_ASSERT_EQUAL(kanal_blob_writer_write(w, big, 20, NULL), 0);
+	kanal_error_clear(&err);
+	CU_ASSERT_EQUAL(kanal_blob_writer_write(w, big, 20, &err), KANAL_ETOOBIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "blob_store_bytes"));
+	kanal_blob_writer_destroy(&w);
+	CU_ASSERT_PTR_NULL(w);
+	CU_ASSERT_EQUAL(s_files_in(dir, "tmp"), 0);
+	CU_ASSERT_EQUAL(s_files_in(dir, "sha256"), 2);
+
+	/* Destroyed unfinished: gone. */
+	REQUIRE(kanal__blob_writer_new(st, NULL, &w, NULL) == 0);
+	CU_ASSERT_EQUAL(kanal_blob_writer_write(w, "abc", 3, NULL), 0);
+	kanal_blob_writer_destroy(&w);
+	kanal_blob_writer_destroy(&w);
+	CU_ASSERT_EQUAL(s_files_in(dir, "tmp"), 0);
+	CU_ASSERT_EQUAL(s_files_in(dir, "sha256"), 2);
+	CU_ASSERT_EQUAL(kanal__blob_writer_new(st, "no media type", &w, NULL), KANAL_EINVAL);
+	CU_ASSERT_EQUAL(kanal__blob_writer_new(NULL, NULL, &w, NULL), KANAL_ENOSERVICE);
+done:
+	kanal_blob_writer_destroy(&w);
+	s_done(&st, dir);
+}
+
 TEST_MAIN("blob", TEST(test_put_get_round_trip_under_sha256_name),
 	  TEST(test_digest_is_sha256_of_the_content), TEST(test_same_content_is_one_blob),
 	  TEST(test_files_are_private), TEST(test_limits_refuse_what_is_too_big),
 	  TEST(test_damaged_blob_is_refused), TEST(test_uris_and_media_types_are_checked),
 	  TEST(test_attribute_lists_uris), TEST(test_sweep_removes_old_unreferenced_blobs_only),
-	  TEST(test_open_streams_the_content), TEST(test_public_api_without_store_says_so));
+	  TEST(test_open_streams_the_content), TEST(test_public_api_without_store_says_so),
+	  TEST(test_writer_streams_a_blob_and_enforces_the_limits));

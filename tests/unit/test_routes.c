@@ -756,6 +756,47 @@ static void test_measure_loads_and_matches(void)
 	routes_destroy(&rt);
 }
 
+/* `area:` with `channels: {primary, secondary}` compiles to the route's `to` and `fallback`
+ * (a destination of its own transform included), and explain shows the area's channels. */
+static void test_channels_compile_to_destination_and_fallback(void)
+{
+	routes_t *rt = s_table("routes:\n"
+			       "  - name: place-letters\n"
+			       "    area: daycare-places\n"
+			       "    match: { type: post.letter.send }\n"
+			       "    channels:\n"
+			       "      primary: calendar\n"
+			       "      secondary: [letter, {instance: hr, transform: '{x: 1}'}]\n"
+			       "  - name: plain\n"
+			       "    match: { type: post.letter.send }\n"
+			       "    to: staffing\n");
+	const route_t *r;
+	kanal_msg_t *msg;
+	size_t matched;
+	char *text;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rt);
+	r = routes_get(rt, 0);
+	CU_ASSERT_STRING_EQUAL(r->area, "daycare-places");
+	CU_ASSERT_TRUE(r->channels);
+	CU_ASSERT_EQUAL_FATAL(r->n_to, 1);
+	CU_ASSERT_STRING_EQUAL(r->to[0], "calendar");
+	CU_ASSERT_EQUAL_FATAL(r->n_fallback, 2);
+	CU_ASSERT_STRING_EQUAL(r->fallback[0], "letter");
+	CU_ASSERT_STRING_EQUAL(r->fallback[1], "hr");
+	CU_ASSERT_PTR_NOT_NULL(routes_transform(r, true, 1));
+	CU_ASSERT_PTR_NULL(routes_get(rt, 1)->area);
+	msg = s_event("post.letter.send", "sagssystem", "{}");
+	text = s_explain(rt, msg, &matched);
+	CU_ASSERT_EQUAL(matched, 2);
+	s_expect_line(text, "area      daycare-places: primary channel calendar, secondary "
+			    "letter, hr (deliveries carry kanalarea and kanalchannelrank)\n");
+	s_expect_line(text, "fallback  letter, hr (when every destination in 'to' rejects)");
+	free(text);
+	kanal_msg_destroy(&msg);
+	routes_destroy(&rt);
+}
+
 TEST_MAIN("routes", TEST(test_bad_tables_match_expected_errors),
 	  TEST(test_good_table_loads_with_defaults), TEST(test_folder_files_read_in_name_order),
 	  TEST(test_empty_folder_and_missing_path_are_errors),
@@ -766,4 +807,5 @@ TEST_MAIN("routes", TEST(test_bad_tables_match_expected_errors),
 	  TEST(test_match_source_glob), TEST(test_match_where_filters),
 	  TEST(test_match_cap_and_many_candidates), TEST(test_match_ten_thousand_routes),
 	  TEST(test_explain_matching_event), TEST(test_explain_no_match_and_masking),
-	  TEST(test_measure_loads_and_matches), TEST(test_measure_label_defaults_and_target))
+	  TEST(test_measure_loads_and_matches), TEST(test_measure_label_defaults_and_target),
+	  TEST(test_channels_compile_to_destination_and_fallback))

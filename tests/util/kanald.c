@@ -356,6 +356,28 @@ char *kd_event(const char *source, const char *id, const char *type, const char 
 	return text;
 }
 
+long long kd_measure_total(kd_t *kd, const char *l1, const char *v1, const char *l2, const char *v2)
+{
+	char *text = kd_admin(kd, "{\"cmd\":\"status\"}", 10000);
+	json_t *st = text ? json_loads(text, 0, NULL) : NULL, *m, *series;
+	long long total = -1;
+	size_t i, k;
+
+	free(text);
+	json_array_foreach(json_object_get(st, "measures"), i, m)
+	{
+		json_array_foreach(json_object_get(m, "series"), k, series)
+		{
+			json_t *labels = json_object_get(series, "labels");
+			if (!strcmp(json_string_value(json_object_get(labels, l1)) ?: "", v1) &&
+			    !strcmp(json_string_value(json_object_get(labels, l2)) ?: "", v2))
+				total = json_integer_value(json_object_get(series, "total"));
+		}
+	}
+	json_decref(st);
+	return total;
+}
+
 char *kd_admin(kd_t *kd, const char *json, int timeout_ms)
 {
 	return s_roundtrip(kd, ZMQ_REQ, kd->admin, json, timeout_ms);

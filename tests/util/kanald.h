@@ -75,6 +75,10 @@ bool kd_send_event(kd_t *kd, const char *json, const char *want, int timeout_ms,
 char *kd_event(const char *source, const char *id, const char *type, const char *data);
 /* Sends an admin command ({"cmd": …}); returns the reply or NULL. */
 char *kd_admin(kd_t *kd, const char *json, int timeout_ms);
+/* The total kanald's status gives for the measures' series whose labels l1 and l2 have the
+ * values v1 and v2 (any measure); -1 when there is no such series. */
+long long kd_measure_total(kd_t *kd, const char *l1, const char *v1, const char *l2,
+			   const char *v2);
 /* POSTs body (may be NULL) with the extra headers (NULL-terminated, may be NULL) to `path`
  * on kanald's admin HTTP endpoint; returns the status (0 when no answer came).
  * Ownership: borrows all. */

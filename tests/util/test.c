@@ -62,6 +62,20 @@ char *test_tmpdir(const char *tag)
 	return path;
 }
 
+int test_dir_count(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 void test_rmdir_r(const char *path)
 {
 	DIR *d;

@@ -46,6 +46,8 @@ char *test_tmpdir(const char *tag);
 /* A TCP port free on 127.0.0.1 just now (the kernel's pick), or 0. */
 int test_free_port(void);
 void test_rmdir_r(const char *path);
+/* The entries of folder path, hidden ones ('.…') not counted; -1 when it cannot be read. */
+int test_dir_count(const char *path);
 /* Writes text to dir/name (creating it); returns the malloc'd full path. */
 char *test_write_file(const char *dir, const char *name, const char *text);
 /* Reads a whole file into a malloc'd NUL-terminated buffer (NULL when missing). */

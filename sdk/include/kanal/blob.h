@@ -84,6 +84,37 @@ void kanal_blob_free(void **data_p);
 int kanal_blob_open(kanal_ctx_t *ctx, const char *uri, int *fd_out, uint64_t *size_out,
 		    kanal_error_t *err);
 
+/* A blob written piece by piece, for content too large to hold in memory (an upload read
+ * from a socket): kanal_blob_writer_new starts it, kanal_blob_writer_write appends (the
+ * limits are enforced as it grows: KANAL_ETOOBIG once it passes max_blob_bytes or the store
+ * would pass blob_store_bytes), kanal_blob_writer_finish stores it under its digest and
+ * gives its reference, as kanal_blob_put would have; kanal_blob_writer_destroy drops what
+ * was written. Nothing is visible in the store before finish, and a writer that fails or is
+ * destroyed leaves nothing behind. One writer is used by one thread at a time. ABI 1.1. */
+typedef struct kanal_blob_writer kanal_blob_writer_t;
+
+/* Starts a blob of `media_type` (NULL: "application/octet-stream") and stores its writer in
+ * *out. Returns 0, KANAL_EINVAL (a malformed media type, NULL out), KANAL_ENOSERVICE (no
+ * blob store), KANAL_EIO or KANAL_ENOMEM; err (may be NULL) says why.
+ * Ownership: borrows ctx and media_type; *out is the caller's, to finish or destroy. */
+int kanal_blob_writer_new(kanal_ctx_t *ctx, const char *media_type, kanal_blob_writer_t **out,
+			  kanal_error_t *err);
+
+/* Appends size bytes. Returns 0; KANAL_ETOOBIG when the blob would pass max_blob_bytes or
+ * the store blob_store_bytes; KANAL_EIO when it cannot be written. After a failure the
+ * writer only accepts kanal_blob_writer_destroy. Ownership: borrows w and data. */
+int kanal_blob_writer_write(kanal_blob_writer_t *w, const void *data, size_t size,
+			    kanal_error_t *err);
+
+/* Stores what was written (the same content twice is one blob) and fills *out with its
+ * reference. Returns 0 or a negative code as kanal_blob_put; either way the writer is gone.
+ * Ownership: takes *w_p and sets it to NULL; writes *out. */
+int kanal_blob_writer_finish(kanal_blob_writer_t **w_p, kanal_blob_ref_t *out, kanal_error_t *err);
+
+/* Drops an unfinished blob and everything written for it; accepts NULL and *w_p == NULL.
+ * Ownership: takes *w_p and sets it to NULL. */
+void kanal_blob_writer_destroy(kanal_blob_writer_t **w_p);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus
