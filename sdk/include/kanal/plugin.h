@@ -344,15 +344,15 @@ typedef void (*kanal_cancel_fn)(kanal_ctx_t *ctx, kanal_pending_t *pending, void
 kanal_pending_t *kanal_request_defer(kanal_ctx_t *ctx, kanal_cancel_fn on_cancel, void *arg);
 
 /* Answers the deferred request OK with *reply_p. Returns 0, KANAL_ETIMEDOUT when the
- * caller had given up (the reply is destroyed), KANAL_ETHREAD off the instance's thread
- * (nothing taken), KANAL_EINVAL. Ownership: takes *pending_p and *reply_p, and sets both
- * to NULL (off the instance's thread neither is taken). */
+ * caller had given up (the reply is destroyed), KANAL_ETHREAD off the instance's thread,
+ * KANAL_EINVAL for a NULL argument (those two take nothing). Ownership: takes *pending_p
+ * and *reply_p, and sets both to NULL. */
 int kanal_pending_reply(kanal_ctx_t *ctx, kanal_pending_t **pending_p, kanal_msg_t **reply_p);
 
 /* Answers the deferred request RETRY or REJECT with the reason (formatted, CPR numbers
  * masked, as kanal_set_error) and, for RETRY, a wait hint (retry_after_ms; -1: none).
- * Returns as kanal_pending_reply. Ownership: takes *pending_p and sets it to NULL; copies
- * the text. */
+ * Returns as kanal_pending_reply (KANAL_EINVAL also for another outcome). Ownership:
+ * takes *pending_p and sets it to NULL; copies the text. */
 int kanal_pending_fail(kanal_ctx_t *ctx, kanal_pending_t **pending_p, kanal_outcome_t outcome,
 		       int64_t retry_after_ms, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
