@@ -1298,13 +1298,16 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 	return rc;
 }
 
-/* Lets the running lookups finish (each within the HTTP timeout) and answers every
- * deferred request, those never started RETRY. */
+/* Abandons the lookups under way (their transfers close within about a second, rather
+ * than at the HTTP timeout) and answers every deferred request RETRY: kanald is stopping,
+ * and the events stay open in its journal. */
 static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
 {
 	cpr_t *c = state;
 
 	c->stopping = true; /* followers of the last jobs are not handed out again */
+	for (job_t *job = c->inflight; job; job = job->inflight_next)
+		cpr_pool_cancel(&job->task);
 	cpr_pool_stop(&c->pool);
 }
 
