@@ -17,7 +17,12 @@ BUILD   ?= build
 SAN     ?=
 CC      ?= cc
 
-PKGS    := libzmq jansson yaml-0.1 sqlite3
+# The journal's SQLite: SQLCipher when pkg-config finds it (Debian libsqlcipher-dev), which
+# is SQLite with optional encryption at rest (journal.key_file) and the same API; plain
+# SQLite otherwise, or with `make SQLITE_PKG=sqlite3`. Everything links the one chosen, so
+# no process holds both (they export the same symbols). docs/design/journal-encryption.md.
+SQLITE_PKG ?= $(shell pkg-config --exists sqlcipher 2>/dev/null && echo sqlcipher || echo sqlite3)
+PKGS    := libzmq jansson yaml-0.1 $(SQLITE_PKG)
 # What the connectors, the simulated upstream systems and their tests use besides.
 CONN_PKGS := libcurl libxml-2.0 libical libmicrohttpd openssl gnutls xmlsec1-openssl
 # jq (the routes' `transform:`) has no pkg-config file on Debian 12: its header stands in.

@@ -88,6 +88,7 @@ enum {
 	KANAL_RUN_ROUTES,    /* size is the event size; the route count is in kanal_routes */
 	KANAL_RUN_GATEWAY,   /* one event per request, pipelined */
 	KANAL_RUN_GATEWAY_BATCH,
+	KANAL_RUN_SQLCIPHER, /* one route, the durable journal encrypted (journal.key_file) */
 };
 int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 int kanal_routes(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);

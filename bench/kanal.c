@@ -37,6 +37,12 @@ static const char s_memory_yaml[] = "journal:\n  mode: memory\n";
 /* journal.mode durable with the default sync level (process: synchronous=NORMAL), the one
  * the raw SQLite baseline uses too. */
 static const char s_durable_yaml[] = "journal:\n  mode: durable\n  sync: process\n";
+/* The same, encrypted at rest with SQLCipher: a raw 256-bit key (no key derivation), in
+ * journal.key beside kanald.yaml (written 0600 by s_run). */
+static const char s_sqlcipher_yaml[] =
+	"journal:\n  mode: durable\n  sync: process\n  key_file: journal.key\n";
+static const char s_sqlcipher_key[] =
+	"5e2a7c1d9f3b4e6a8c0d2f4b6a8e0c2d4f6b8a0c2e4d6f8a0b2c4e6d8f0a2c4e\n";
 
 /* ---- one kanald run --------------------------------------------------------------------- */
 
@@ -262,9 +268,10 @@ typedef struct workload {
 	long rate; /* 0: as fast as the bus takes them */
 	int n_sinks;
 	const char *routes;
-	int gw_batch; /* > 0: the gateway client sends the events, this many per request */
-	bool durable; /* journal on */
-	bool stall;   /* the pending-memory run: a stopped sink, no summary awaited */
+	int gw_batch;   /* > 0: the gateway client sends the events, this many per request */
+	bool durable;   /* journal on */
+	bool encrypted; /* the journal encrypted with SQLCipher (durable too) */
+	bool stall;     /* the pending-memory run: a stopped sink, no summary awaited */
 } workload_t;
 
 /* The instances YAML: one bench_source (none for a gateway run) and the sinks. */
@@ -305,6 +312,8 @@ static const char *s_extra(const workload_t *w)
 	if (w->stall)
 		return "journal:\n  mode: durable\n  sync: process\n"
 		       "limits:\n  max_parked_events: 2000000\n  shutdown_deadline: 0s\n";
+	if (w->encrypted)
+		return s_sqlcipher_yaml;
 	return w->durable ? s_durable_yaml : s_memory_yaml;
 }
 
@@ -400,6 +409,17 @@ static int s_run(const bench_params_t *p, const workload_t *w, bench_result_t *r
 		bench_na(r, "cannot write the config in %s", k.dir);
 		goto out;
 	}
+	if (w->encrypted) {
+		char key[1300];
+		FILE *f;
+
+		snprintf(key, sizeof key, "%s/journal.key", k.dir);
+		if (!(f = fopen(key, "w")) || fputs(s_sqlcipher_key, f) < 0 || fclose(f) != 0 ||
+		    chmod(key, 0600) != 0) {
+			bench_na(r, "cannot write the key file %s", key);
+			goto out;
+		}
+	}
 	if (s_launch(p, &k, r) < 0)
 		goto out;
 	if (w->stall) {
@@ -479,6 +499,9 @@ int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_resul
 	case KANAL_RUN_GATEWAY_BATCH:
 		w.count = p->n_gateway;
 		w.gw_batch = 100;
+		break;
+	case KANAL_RUN_SQLCIPHER:
+		w.encrypted = true;
 		break;
 	default:
 		return bench_na(r, "unknown kanal workload %d", s->variant);

@@ -61,6 +61,8 @@ static const bench_spec_t s_specs[] = {
 	  kanal_throughput, 512, KANAL_RUN_ONE_ROUTE, "sqlite_wal_512", true },
 	{ "dur_one_route_4k", "kanal", "2. one route, durable mode, 4 KiB", BENCH_RATE,
 	  kanal_throughput, 4096, KANAL_RUN_ONE_ROUTE, "sqlite_wal_4k", true },
+	{ "dur_sqlcipher_512", "kanal", "2b. one route, durable mode with SQLCipher, 512 B",
+	  BENCH_RATE, kanal_throughput, 512, KANAL_RUN_SQLCIPHER, "dur_one_route_512", true },
 	{ "mem_where_512", "kanal", "3. where on a data field, 512 B", BENCH_RATE, kanal_throughput,
 	  512, KANAL_RUN_WHERE, "mem_one_route_512", false },
 	{ "mem_transform_512", "kanal", "3b. one route with a 5-field transform, 512 B", BENCH_RATE,

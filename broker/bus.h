@@ -23,6 +23,9 @@
  *   A  router → instance   acknowledges `count` earlier emits
  *   X  router → instance   stop emitting (shutdown phase 1); instance answers C on emit
  *   S  router → instance   stop the plugin (shutdown phase 2), by deadline_ms
+ *   K  router → instance   the caller of delivery `id` (an enrich request) gave up: a
+ *                          deferred request is cancelled (kanal_request_defer) and
+ *                          answered RETRY at once; anything else ignores it
  *   N  instance → router   (on emit) a happening for the event stream, e.g. an isolated
  *                          instance's plugin host crashed or restarted (isolation.c)
  */
@@ -74,6 +77,7 @@ enum bus_cmd {
 	BUS_CLOSED = 'C',
 	BUS_STOP = 'S',
 	BUS_NOTICE = 'N',
+	BUS_CANCEL = 'K',
 };
 
 /* One delivery of a D frame. */
@@ -151,6 +155,11 @@ typedef struct bus_reply {
 	uint64_t seq;
 	kanal_msg_t *reply;
 } bus_reply_t;
+
+typedef struct bus_cancel {
+	uint8_t cmd;
+	uint64_t id;
+} bus_cancel_t;
 
 typedef struct bus_stop {
 	uint8_t cmd;

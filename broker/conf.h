@@ -88,6 +88,7 @@ typedef struct conf {
 	bool log_json;           /* log_format: json (one JSON object per line) or text */
 	bool journal_durable;    /* journal.mode: durable (default) or memory */
 	char *journal_path;      /* NULL: <state_dir>/journal.db */
+	char *journal_key_file;  /* journal.key_file: SQLCipher's key; NULL: not encrypted */
 	bool journal_sync_power; /* journal.sync: power (synchronous=FULL) or process */
 	int64_t journal_retention_ms;
 	int64_t dedupe_window_ms;

@@ -265,6 +265,40 @@ void delivery_enrich_next(router_t *r, flow_t *f)
 	router_enqueue(r, dl);
 }
 
+/* The flow f gave up waiting for its enrich request: a request still queued is dropped,
+ * one in flight is cancelled at the service (a K frame, bus.h), which abandons it and
+ * answers RETRY at once rather than late (docs/design/service-concurrency.md). The
+ * request is looked for by address in the service's lists before it is touched: one the
+ * shutdown spilled is in neither. */
+static void s_enrich_cancel(router_t *r, flow_t *f)
+{
+	dest_t *d = router_dest(r, f->route->enrich[f->enrich_step].service);
+	delivery_t *dl = f->enrich_dl;
+
+	if (!d || !dl)
+		return;
+	for (delivery_t **p = &d->head, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+		if (*p != dl)
+			continue;
+		*p = dl->next;
+		if (d->tail == dl)
+			d->tail = prev;
+		d->queued--;
+		d->queued_bytes -= dl->bytes;
+		router_delivery_free(r, &dl);
+		return;
+	}
+	for (delivery_t *in = d->inflight; in && d->inst; in = in->next) {
+		if (in == dl) {
+			bus_cancel_t k = { BUS_CANCEL, dl->id };
+			zmq_send(r->deliver_sock, d->inst->name, strlen(d->inst->name),
+				 ZMQ_SNDMORE);
+			zmq_send(r->deliver_sock, &k, sizeof k, 0);
+			return;
+		}
+	}
+}
+
 static flow_t *s_enrich_owner(router_t *r, const delivery_t *dl)
 {
 	for (flow_t *f = r->enriching; f; f = f->enrich_next)
@@ -551,8 +585,8 @@ void delivery_run_timers(router_t *r)
 		if (f->enrich_deadline <= now) {
 			char why[64];
 			s_enrich_unlink(r, f);
-			f->enrich_dl =
-				NULL; /* its delivery finishes on its own; the reply is dropped */
+			s_enrich_cancel(r, f);
+			f->enrich_dl = NULL; /* a late answer finds no owner and is dropped */
 			snprintf(why, sizeof why, "no reply within %lld ms",
 				 (long long)(f->route->enrich[f->enrich_step].timeout_ms > 0
 						     ? f->route->enrich[f->enrich_step].timeout_ms

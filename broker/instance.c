@@ -348,6 +348,28 @@ static int s_op_reply(kanal_ctx_t *ctx, kanal_msg_t *reply)
 	return 0;
 }
 
+/* A deferred request is answered (kanal_pending_reply/_fail, or cancelled): its outcome
+ * joins the thread's batch, which goes out before the thread waits again. */
+static void s_op_answer(kanal_ctx_t *ctx, uint64_t id, int outcome, kanal_msg_t *reply,
+			const char *error, int64_t retry_after_ms)
+{
+	instance_t *inst = ctx->host;
+	bus_result_t *out;
+
+	if (t_results.count >= BUS_BATCH)
+		s_send_results(inst);
+	out = &t_results.items[t_results.count++];
+	out->id = id;
+	out->outcome = outcome;
+	out->retry_after_ms = retry_after_ms;
+	out->error = error && *error ? strdup(error) : NULL;
+	out->reply = outcome == KANAL_OUTCOME_OK ? reply : NULL;
+	if (outcome != KANAL_OUTCOME_OK)
+		kanal_msg_destroy(&reply);
+	if (t_results.count >= BUS_RESULT_BATCH)
+		s_send_results(inst);
+}
+
 static void s_op_log(kanal_ctx_t *ctx, kanal_log_level_t level, const char *line)
 {
 	log_msg(level, ctx->name, "%s", line);
@@ -419,6 +441,7 @@ static const kanal_host_ops_t s_ops = {
 	.metric_add = s_op_metric_add,
 	.metric_set = s_op_metric_set,
 	.upstream = s_op_upstream,
+	.answer = s_op_answer,
 };
 
 int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, instance_t **out,
@@ -520,6 +543,13 @@ static void s_deliver(instance_t *inst, const bus_deliver_t *dl, int64_t *t_us)
 		outcome = KANAL_OUTCOME_RETRY;
 	} else if (p->on_message) {
 		outcome = (int)p->on_message(inst->ctx, inst->state, dl->msg);
+		if (inst->ctx->delivery.deferred) {
+			/* Answered later, through s_op_answer. */
+			kanal_msg_destroy(&inst->pending_reply);
+			kanal__ctx_end_delivery(inst->ctx);
+			*t_us = s_now_us();
+			return;
+		}
 	} else {
 		kanal_set_error(inst->ctx, "plugin '%s' takes no deliveries (it has no on_message)",
 				p->name);
@@ -602,6 +632,7 @@ static void *s_thread_main(void *arg)
 			uint8_t cmd;
 			bus_deliver_batch_t d;
 			bus_stop_t st;
+			bus_cancel_t cancel;
 		} f;
 		int n;
 
@@ -632,6 +663,9 @@ static void *s_thread_main(void *arg)
 			} else if (f.cmd == BUS_STOP && n >= (int)sizeof(bus_stop_t)) {
 				stop_deadline = f.st.deadline_ms;
 				goto stop;
+			} else if (f.cmd == BUS_CANCEL && n >= (int)sizeof(bus_cancel_t)) {
+				kanal__ctx_cancel(inst->ctx, f.cancel.id,
+						  "cancelled: the caller gave up waiting");
 			}
 		}
 	}
@@ -642,6 +676,9 @@ stop:
 	if (p->stop)
 		p->stop(inst->ctx, inst->state,
 			stop_deadline ? stop_deadline : kanal_now_ms() + 5000);
+	if (kanal__ctx_pending_abandon(inst->ctx, "the service stopped before it answered"))
+		log_warn(inst->name, "its plugin left deferred requests unanswered at stop");
+	s_send_results(inst);
 	kanal__loop_clear(inst->ctx->loop);
 out:
 	if (inst->deliver_sock)

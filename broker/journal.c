@@ -32,6 +32,15 @@
 #include "journal.h"
 #include "log.h"
 
+/* SQLCipher's SQLite (3.15 in Debian 12) has no sqlite3_prepare_v3; the hint that a
+ * statement lives long is all v3 adds here. */
+#if SQLITE_VERSION_NUMBER >= 3020000
+#define s_prepare_persistent(db, sql, st)                                                          \
+	sqlite3_prepare_v3((db), (sql), -1, SQLITE_PREPARE_PERSISTENT, (st), NULL)
+#else
+#define s_prepare_persistent(db, sql, st) sqlite3_prepare_v2((db), (sql), -1, (st), NULL)
+#endif
+
 enum {
 	ST_SEEN,
 	ST_SEEN_SEQ,
@@ -61,6 +70,7 @@ enum {
 	ST_EVENT_BLOB,
 	ST_LETTER_BLOB,
 	ST_EVENT_BLOBS_DONE,
+	ST_EVENT_BLOBS_DONE_DEL,
 	ST_LETTER_BLOBS_DROP,
 	ST_BLOB_NAMED,
 	ST_LETTER_BLOBS,
@@ -99,11 +109,8 @@ static const char *const s_sql[ST__N] = {
 	/* ST_DONE4/16/64 are built in s_prepare_done. */
 	[ST_DONE1] = "INSERT OR IGNORE INTO done (seq, done_at) VALUES (?2, ?1)",
 	[ST_DELIVERY] =
-		"INSERT INTO deliveries (seq, route, destination, state, attempts, "
-		"next_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
-		"ON CONFLICT (seq, route, destination) DO UPDATE SET state = excluded.state, "
-		"attempts = excluded.attempts, next_at = excluded.next_at, "
-		"last_error = excluded.last_error",
+		"INSERT OR REPLACE INTO deliveries (seq, route, destination, state, attempts, "
+		"next_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[ST_OPEN_EVENTS] = "SELECT seq, body, target, target_route, parked FROM events e "
 			   "WHERE NOT EXISTS (SELECT 1 FROM done d WHERE d.seq = e.seq) "
 			   "ORDER BY seq",
@@ -130,18 +137,20 @@ static const char *const s_sql[ST__N] = {
 	[ST_COUNT_PARKED] = "SELECT count(*) FROM events e WHERE parked = 1 AND NOT EXISTS "
 			    "(SELECT 1 FROM done d WHERE d.seq = e.seq)",
 	[ST_RECENT] = "SELECT seq, source, id, accepted_at FROM events ORDER BY seq DESC",
-	[ST_MEASURE_ADD] = "INSERT INTO measure_counts (measure, labels, day, count) VALUES "
-			   "(?1, ?2, ?3, ?4) ON CONFLICT (measure, labels, day) DO UPDATE SET "
-			   "count = count + excluded.count",
+	[ST_MEASURE_ADD] = "INSERT OR REPLACE INTO measure_counts (measure, labels, day, count) "
+			   "VALUES (?1, ?2, ?3, ?4 + coalesce((SELECT count FROM measure_counts "
+			   "WHERE measure = ?1 AND labels = ?2 AND day = ?3), 0))",
 	[ST_MEASURE_SUM] = "SELECT labels, sum(count) FROM measure_counts WHERE measure = ?1 "
 			   "AND day BETWEEN ?2 AND ?3 GROUP BY labels ORDER BY labels",
 	/* Blob references (docs/design/blobs.md): a row per blob an open event or a dead
 	 * letter names; a blob no row names is removed after the commit. */
 	[ST_EVENT_BLOB] = "INSERT OR IGNORE INTO event_blobs (seq, uri) VALUES (?1, ?2)",
 	[ST_LETTER_BLOB] = "INSERT OR IGNORE INTO letter_blobs (letter, uri) VALUES (?1, ?2)",
-	[ST_EVENT_BLOBS_DONE] = "DELETE FROM event_blobs WHERE EXISTS (SELECT 1 FROM done d "
-				"WHERE d.seq = event_blobs.seq) RETURNING uri",
-	[ST_LETTER_BLOBS_DROP] = "DELETE FROM letter_blobs WHERE letter = ?1 RETURNING uri",
+	[ST_EVENT_BLOBS_DONE] = "SELECT uri FROM event_blobs WHERE EXISTS (SELECT 1 FROM done d "
+				"WHERE d.seq = event_blobs.seq)",
+	[ST_EVENT_BLOBS_DONE_DEL] = "DELETE FROM event_blobs WHERE EXISTS (SELECT 1 FROM done d "
+				    "WHERE d.seq = event_blobs.seq)",
+	[ST_LETTER_BLOBS_DROP] = "DELETE FROM letter_blobs WHERE letter = ?1",
 	[ST_BLOB_NAMED] = "SELECT EXISTS (SELECT 1 FROM event_blobs WHERE uri = ?1) OR "
 			  "EXISTS (SELECT 1 FROM letter_blobs WHERE uri = ?1)",
 	[ST_LETTER_BLOBS] = "SELECT uri FROM letter_blobs WHERE letter = ?1 ORDER BY uri",
@@ -327,10 +336,7 @@ static int s_prepare_done(journal_t *j, int which, int n)
 	for (int i = 0; i < n; i++)
 		len += (size_t)snprintf(sql + len, sizeof sql - len, "%s(?%d, ?1)", i ? ", " : "",
 					i + 2);
-	return sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &j->st[which], NULL) ==
-			       SQLITE_OK
-		       ? 0
-		       : KANAL_EIO;
+	return s_prepare_persistent(j->db, sql, &j->st[which]) == SQLITE_OK ? 0 : KANAL_EIO;
 }
 
 /* Makes one existing file private (0600) when others may read it: an older kanald, or a
@@ -442,10 +448,12 @@ static bool s_blob_named(journal_t *j, const char *uri)
 	return named;
 }
 
-/* Runs a DELETE … RETURNING uri and keeps each returned blob that no row names any more,
- * to be removed after the commit. Returns 0 or KANAL_EIO. */
-static int s_blob_rows_gone(journal_t *j, sqlite3_stmt *st)
+/* Runs `sel` (SELECT uri …) and then `del` (the DELETE of the same rows, bound alike) — a
+ * DELETE … RETURNING, which SQLCipher's older SQLite lacks — and keeps each selected blob
+ * that no row names any more, to be removed after the commit. Returns 0 or KANAL_EIO. */
+static int s_blob_rows_gone(journal_t *j, sqlite3_stmt *sel, sqlite3_stmt *del)
 {
+	sqlite3_stmt *st = sel;
 	char **found = NULL;
 	size_t n = 0, cap = 0;
 	int rc;
@@ -465,6 +473,10 @@ static int s_blob_rows_gone(journal_t *j, sqlite3_stmt *st)
 		s_step_failed(j);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	if (rc == SQLITE_DONE && (rc = sqlite3_step(del)) != SQLITE_DONE)
+		s_step_failed(j);
+	sqlite3_reset(del);
+	sqlite3_clear_bindings(del);
 	/* Checked after the statement finished: one blob named twice by the deleted rows,
 	 * or named again by an event of this turn, is kept or removed once. */
 	for (size_t i = 0; i < n; i++) {
@@ -497,7 +509,7 @@ static int s_done_blob_rows(journal_t *j)
 
 	if (!j->event_blobs || j->n_flushed == 0)
 		return 0;
-	rc = s_blob_rows_gone(j, j->st[ST_EVENT_BLOBS_DONE]);
+	rc = s_blob_rows_gone(j, j->st[ST_EVENT_BLOBS_DONE], j->st[ST_EVENT_BLOBS_DONE_DEL]);
 	if (rc == 0)
 		j->event_blobs =
 			s_query_int(j->db, "SELECT EXISTS (SELECT 1 FROM event_blobs)") != 0;
@@ -529,15 +541,169 @@ int64_t journal_blob_references(journal_t *j)
 				  "(SELECT count(*) FROM letter_blobs)");
 }
 
-/* The checkpoint thread's connection: the same sync level (a checkpoint's syncs follow
- * it), the same wait for a lock as short as it can be. */
+/* ---- encryption at rest (SQLCipher; docs/design/journal-encryption.md) ------------------- */
+
+bool journal_can_encrypt(void)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	bool yes = false;
+
+	/* Plain SQLite ignores an unknown pragma and returns no row; SQLCipher names itself. */
+	if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "PRAGMA cipher_version", -1, &st, NULL) == SQLITE_OK)
+		yes = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return yes;
+}
+
+int journal_read_key(const char *key_file, char *key, size_t size, char *err, size_t err_size)
+{
+	struct stat st;
+	ssize_t n;
+	size_t len;
+	int fd = open(key_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0) {
+		snprintf(err, err_size, "cannot read the journal's key file %s: %s", key_file,
+			 strerror(errno));
+		return KANAL_EIO;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, err_size, "the journal's key file %s is not a regular file",
+			 key_file);
+		close(fd);
+		return KANAL_EINVAL;
+	}
+	if (st.st_mode & 077) {
+		snprintf(err, err_size,
+			 "the journal's key file %s may be read by others (mode %04o): make it "
+			 "private with chmod 600 %s",
+			 key_file, (unsigned)(st.st_mode & 07777), key_file);
+		close(fd);
+		return KANAL_EINVAL;
+	}
+	do {
+		n = read(fd, key, size - 1);
+	} while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n < 0) {
+		snprintf(err, err_size, "cannot read the journal's key file %s: %s", key_file,
+			 strerror(errno));
+		return KANAL_EIO;
+	}
+	len = (size_t)n;
+	while (len && (key[len - 1] == '\n' || key[len - 1] == '\r' || key[len - 1] == ' ' ||
+		       key[len - 1] == '\t'))
+		len--;
+	key[len] = '\0';
+	if (len == 0 || (size_t)n == size - 1 || strchr(key, '\n') || strlen(key) != len) {
+		memset(key, 0, size);
+		snprintf(err, err_size,
+			 "the journal's key file %s must hold one line: 64 hex digits (a 256-bit "
+			 "key, e.g. from `openssl rand -hex 32`) or a passphrase",
+			 key_file);
+		return KANAL_EINVAL;
+	}
+	return 0;
+}
+
+/* Gives SQLCipher the key (it must be the connection's first statement): 64 hex digits
+ * are the raw key, anything else a passphrase it derives one from. The texts are wiped. */
+static int s_set_key(sqlite3 *db, const char *key_file, char *err, size_t err_size)
+{
+	char key[1024], sql[2200];
+	size_t len, at = 0;
+	int rc;
+
+	if (!journal_can_encrypt()) {
+		snprintf(err, err_size,
+			 "journal.key_file is set but this kanald was built without SQLCipher "
+			 "(Debian libsqlcipher-dev): it cannot encrypt the journal");
+		return KANAL_ECONFIG;
+	}
+	if ((rc = journal_read_key(key_file, key, sizeof key, err, err_size)) != 0)
+		return rc;
+	len = strlen(key);
+	if (len == 64 && strspn(key, "0123456789abcdefABCDEF") == 64) {
+		at = (size_t)snprintf(sql, sizeof sql, "PRAGMA key = \"x'%s'\"", key);
+	} else {
+		/* A passphrase, quoted as an SQL string: each ' doubled. */
+		at = (size_t)snprintf(sql, sizeof sql, "PRAGMA key = '");
+		for (size_t i = 0; i < len; i++) {
+			if (key[i] == '\'')
+				sql[at++] = '\'';
+			sql[at++] = key[i];
+		}
+		sql[at++] = '\'';
+		sql[at] = '\0';
+	}
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	memset(key, 0, sizeof key);
+	memset(sql, 0, sizeof sql);
+	/* SQLCipher 3 pages are 1 KiB unless told: 4 KiB, SQLite's own default, encrypts and
+	 * authenticates a quarter as many pages for the same rows. Every open says the same,
+	 * as a file is read only with the page size it was written with. */
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "PRAGMA cipher_page_size = 4096", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, err_size, "cannot set the journal's key: %s", sqlite3_errmsg(db));
+		return KANAL_EIO;
+	}
+	return 0;
+}
+
+/* The first read of the file: with a wrong key (or a key for a journal written without
+ * one, or none for an encrypted journal) SQLite says "file is not a database"; this says
+ * which of them it may be. */
+static int s_check_readable(journal_t *j, const char *key_file, char *err, size_t err_size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(j->db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st) == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(j->db);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_OK)
+		return 0;
+	if (rc != SQLITE_NOTADB) {
+		snprintf(err, err_size, "cannot read the journal %s: %s", j->path,
+			 sqlite3_errmsg(j->db));
+		return KANAL_EIO;
+	}
+	if (key_file)
+		snprintf(err, err_size,
+			 "cannot read the journal %s with the key in %s (%s): the key is wrong, or "
+			 "the journal was written without one (an unencrypted journal is not "
+			 "converted: move it away once it holds nothing undelivered)",
+			 j->path, key_file, sqlite3_errmsg(j->db));
+	else
+		snprintf(err, err_size,
+			 "cannot read the journal %s (%s): it is encrypted (give its key with "
+			 "journal.key_file) or it is not a kanal journal",
+			 j->path, sqlite3_errmsg(j->db));
+	return KANAL_ECONFIG;
+}
+
+/* How the checkpoint thread's connection is set up: the key first (SQLCipher wants it as a
+ * connection's first statement), then the same sync level (a checkpoint's syncs follow
+ * it). */
+typedef struct ckpt_setup {
+	bool sync_power;
+	const char *key_file; /* NULL: not encrypted */
+} ckpt_setup_t;
+
 static int s_setup_ckpt(sqlite3 *db, void *arg)
 {
-	const bool *sync_power = arg;
+	const ckpt_setup_t *cs = arg;
+	char err[300];
 
+	if (cs->key_file && s_set_key(db, cs->key_file, err, sizeof err) < 0)
+		return KANAL_EIO;
 	return sqlite3_exec(db,
-			    *sync_power ? "PRAGMA synchronous = FULL;"
-					: "PRAGMA synchronous = NORMAL;",
+			    cs->sync_power ? "PRAGMA synchronous = FULL;"
+					   : "PRAGMA synchronous = NORMAL;",
 			    NULL, NULL, NULL) == SQLITE_OK
 		       ? 0
 		       : KANAL_EIO;
@@ -545,9 +711,16 @@ static int s_setup_ckpt(sqlite3 *db, void *arg)
 
 journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size)
 {
+	return journal_open_keyed(path, sync_power, NULL, err, err_size);
+}
+
+journal_t *journal_open_keyed(const char *path, bool sync_power, const char *key_file, char *err,
+			      size_t err_size)
+{
 	journal_t *j = calloc(1, sizeof *j);
 	char *msg = NULL;
 	char pragmas[300];
+	ckpt_setup_t setup;
 
 	if (j && getenv("KANAL_FAULT_JOURNAL"))
 		j->fault_path = strdup(getenv("KANAL_FAULT_JOURNAL"));
@@ -566,7 +739,10 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 		goto fail;
 	}
 	sqlite3_busy_timeout(j->db, 5000);
-	if (s_check_schema(j, err, err_size) < 0)
+	if (key_file && s_set_key(j->db, key_file, err, err_size) < 0)
+		goto fail;
+	if (s_check_readable(j, key_file, err, err_size) < 0 ||
+	    s_check_schema(j, err, err_size) < 0)
 		goto fail;
 	/* A page cache of 16 MiB: the pages a turn appends to and the done table's last pages
 	 * stay in memory between turns instead of being read back from the WAL. */
@@ -590,8 +766,7 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 		if (i == ST_DONE4 || i == ST_DONE16 || i == ST_DONE64)
 			rc = s_prepare_done(j, i, i == ST_DONE4 ? 4 : i == ST_DONE16 ? 16 : 64);
 		else
-			rc = sqlite3_prepare_v3(j->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-						&j->st[i], NULL) == SQLITE_OK
+			rc = s_prepare_persistent(j->db, s_sql[i], &j->st[i]) == SQLITE_OK
 				     ? 0
 				     : KANAL_EIO;
 		if (rc < 0) {
@@ -603,7 +778,8 @@ journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err
 	j->dup.index_mode = s_query_int(j->db, "SELECT count(*) FROM sqlite_master WHERE "
 					       "type = 'index' AND name = 'events_source_id'") > 0;
 	j->event_blobs = s_query_int(j->db, "SELECT EXISTS (SELECT 1 FROM event_blobs)") != 0;
-	if (!(j->ckpt = journal_ckpt_start(j->db, path, s_setup_ckpt, &sync_power, err, err_size)))
+	setup = (ckpt_setup_t){ sync_power, key_file };
+	if (!(j->ckpt = journal_ckpt_start(j->db, path, s_setup_ckpt, &setup, err, err_size)))
 		goto fail;
 	return j;
 fail:
@@ -1455,8 +1631,9 @@ int journal_dlq_drop(journal_t *j, int64_t id)
 	if (rc == 0 && sqlite3_changes(j->db) == 0)
 		return KANAL_ENOTFOUND;
 	if (rc == 0) {
+		sqlite3_bind_int64(j->st[ST_LETTER_BLOBS], 1, id);
 		sqlite3_bind_int64(j->st[ST_LETTER_BLOBS_DROP], 1, id);
-		rc = s_blob_rows_gone(j, j->st[ST_LETTER_BLOBS_DROP]);
+		rc = s_blob_rows_gone(j, j->st[ST_LETTER_BLOBS], j->st[ST_LETTER_BLOBS_DROP]);
 	}
 	return rc;
 }

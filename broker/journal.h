@@ -29,6 +29,19 @@ typedef enum journal_state {
 /* Opens (creating) the journal at path. `sync_power` selects synchronous=FULL. Returns NULL
  * with the reason in err. */
 journal_t *journal_open(const char *path, bool sync_power, char *err, size_t err_size);
+/* journal_open with encryption at rest: `key_file` (NULL: none) holds the key, one line
+ * (journal_read_key); the file must be private (no access for group or others). A wrong
+ * key, an unencrypted journal given a key, an encrypted one given none, or a kanald built
+ * without SQLCipher is refused with the reason in err. docs/design/journal-encryption.md. */
+journal_t *journal_open_keyed(const char *path, bool sync_power, const char *key_file, char *err,
+			      size_t err_size);
+/* True when the SQLite kanald is linked with is SQLCipher (it can encrypt the journal). */
+bool journal_can_encrypt(void);
+/* Reads the key from key_file into key (size bytes, NUL-terminated, trailing blanks cut):
+ * the file must be a regular file, private (mode 0600 or narrower) and hold one non-empty
+ * line. Returns 0, or a negative code with the reason in err (the key is then wiped). The
+ * caller wipes key after use. Used at start and by the config check alike. */
+int journal_read_key(const char *key_file, char *key, size_t size, char *err, size_t err_size);
 void journal_close(journal_t **j_p);
 const char *journal_path(const journal_t *j);
 /* The checkpoint counters (docs/design/journal.md, "Checkpoints off the router"). */

@@ -1109,7 +1109,8 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 			snprintf(path, sizeof path, "%s", conf->journal_path);
 		else
 			snprintf(path, sizeof path, "%s/journal.db", conf->state_dir);
-		r->journal = journal_open(path, conf->journal_sync_power, err, err_size);
+		r->journal = journal_open_keyed(path, conf->journal_sync_power,
+						conf->journal_key_file, err, err_size);
 		if (!r->journal)
 			goto fail;
 		journal_set_blob_store(r->journal, conf->blobs);

@@ -19,6 +19,17 @@
 
 #include "host.h"
 
+/* A deferred request: which delivery it answers and what to call when its caller gives up.
+ * It lives in ctx->pending from kanal_request_defer until the plugin ends it. */
+struct kanal_pending {
+	uint64_t id;
+	kanal_cancel_fn on_cancel;
+	void *arg;
+	int cancelled; /* atomic: read by kanal_pending_cancelled from any thread */
+	bool answered; /* the host answered it already (cancelled, or abandoned at stop) */
+	struct kanal_pending *next;
+};
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 /* True when a host service may run now: the ctx is unbound (the host has not started the
@@ -193,6 +204,11 @@ void kanal__ctx_destroy(kanal_ctx_t **ctx_p)
 	ctx = *ctx_p;
 	*ctx_p = NULL;
 	kanal__loop_destroy(&ctx->loop);
+	while (ctx->pending) {
+		kanal_pending_t *next = ctx->pending->next;
+		free(ctx->pending);
+		ctx->pending = next;
+	}
 	free(ctx->name);
 	free(ctx->state_dir);
 	free(ctx);
@@ -311,7 +327,7 @@ int kanal_reply(kanal_ctx_t *ctx, const kanal_msg_t *request, kanal_msg_t **repl
 	}
 	/* Only a request being handled takes a reply, and only one. */
 	if (!ctx->delivery.active || !ctx->delivery.is_request || ctx->delivery.replied ||
-	    !ctx->ops || !ctx->ops->reply) {
+	    ctx->delivery.deferred || !ctx->ops || !ctx->ops->reply) {
 		kanal_msg_destroy(&reply);
 		return KANAL_ESTATE;
 	}
@@ -324,6 +340,134 @@ int kanal_reply(kanal_ctx_t *ctx, const kanal_msg_t *request, kanal_msg_t **repl
 bool kanal_is_request(const kanal_ctx_t *ctx)
 {
 	return ctx && ctx->delivery.active && ctx->delivery.is_request;
+}
+
+/* ---- deferred requests (kanal_request_defer) ------------------------------------------------ */
+
+kanal_pending_t *kanal_request_defer(kanal_ctx_t *ctx, kanal_cancel_fn on_cancel, void *arg)
+{
+	kanal_pending_t *p;
+
+	if (!ctx || !s_on_thread(ctx) || !ctx->ops || !ctx->ops->answer || !ctx->delivery.active ||
+	    !ctx->delivery.is_request || ctx->delivery.replied || ctx->delivery.deferred)
+		return NULL;
+	if (!(p = calloc(1, sizeof *p)))
+		return NULL;
+	p->id = ctx->delivery.id;
+	p->on_cancel = on_cancel;
+	p->arg = arg;
+	p->next = ctx->pending;
+	ctx->pending = p;
+	ctx->delivery.deferred = true;
+	return p;
+}
+
+bool kanal_pending_cancelled(const kanal_pending_t *pending)
+{
+	return pending && __atomic_load_n(&pending->cancelled, __ATOMIC_ACQUIRE);
+}
+
+/* Takes p out of ctx's list and frees it. */
+static void s_pending_free(kanal_ctx_t *ctx, kanal_pending_t *p)
+{
+	for (kanal_pending_t **at = &ctx->pending; *at; at = &(*at)->next) {
+		if (*at == p) {
+			*at = p->next;
+			break;
+		}
+	}
+	free(p);
+}
+
+/* Ends *pending_p with an answer (unless the host answered it already). Takes *pending_p
+ * and *reply_p (may be NULL). */
+static int s_pending_end(kanal_ctx_t *ctx, kanal_pending_t **pending_p, int outcome,
+			 kanal_msg_t **reply_p, const char *error, int64_t retry_after_ms)
+{
+	kanal_pending_t *p = *pending_p;
+	int rc = 0;
+
+	*pending_p = NULL;
+	if (p->answered) {
+		rc = KANAL_ETIMEDOUT; /* its caller gave up: nothing is answered late */
+		if (reply_p)
+			kanal_msg_destroy(reply_p);
+	} else {
+		ctx->ops->answer(ctx, p->id, outcome, reply_p ? *reply_p : NULL, error ? error : "",
+				 retry_after_ms);
+		if (reply_p)
+			*reply_p = NULL;
+	}
+	s_pending_free(ctx, p);
+	return rc;
+}
+
+int kanal_pending_reply(kanal_ctx_t *ctx, kanal_pending_t **pending_p, kanal_msg_t **reply_p)
+{
+	if (!ctx || !pending_p || !*pending_p || !reply_p || !*reply_p)
+		return KANAL_EINVAL;
+	if (!s_on_thread(ctx))
+		return KANAL_ETHREAD;
+	return s_pending_end(ctx, pending_p, KANAL_OUTCOME_OK, reply_p, NULL, -1);
+}
+
+int kanal_pending_fail(kanal_ctx_t *ctx, kanal_pending_t **pending_p, kanal_outcome_t outcome,
+		       int64_t retry_after_ms, const char *fmt, ...)
+{
+	char *text = NULL;
+	int rc;
+
+	if (!ctx || !pending_p || !*pending_p ||
+	    (outcome != KANAL_OUTCOME_RETRY && outcome != KANAL_OUTCOME_REJECT))
+		return KANAL_EINVAL;
+	if (!s_on_thread(ctx))
+		return KANAL_ETHREAD;
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		text = s_format_masked(fmt, ap);
+		va_end(ap);
+	}
+	if (text && strlen(text) >= sizeof ctx->delivery.error)
+		text[sizeof ctx->delivery.error - 1] = '\0'; /* as long as kanal_set_error's */
+	rc = s_pending_end(ctx, pending_p, outcome, NULL, text,
+			   outcome == KANAL_OUTCOME_RETRY && retry_after_ms >= 0 ? retry_after_ms
+										 : -1);
+	free(text);
+	return rc;
+}
+
+bool kanal__ctx_cancel(kanal_ctx_t *ctx, uint64_t id, const char *why)
+{
+	kanal_pending_t *p;
+
+	for (p = ctx->pending; p; p = p->next)
+		if (p->id == id && !p->answered)
+			break;
+	if (!p)
+		return false;
+	p->answered = true;
+	__atomic_store_n(&p->cancelled, 1, __ATOMIC_RELEASE);
+	ctx->ops->answer(ctx, id, KANAL_OUTCOME_RETRY, NULL, why, -1);
+	if (p->on_cancel)
+		p->on_cancel(ctx, p, p->arg);
+	return true;
+}
+
+size_t kanal__ctx_pending_abandon(kanal_ctx_t *ctx, const char *why)
+{
+	size_t n = 0;
+
+	/* The handles stay in the list (the plugin may still end them): freed with the ctx. */
+	for (kanal_pending_t *p = ctx->pending; p; p = p->next) {
+		if (p->answered)
+			continue;
+		p->answered = true;
+		__atomic_store_n(&p->cancelled, 1, __ATOMIC_RELEASE);
+		ctx->ops->answer(ctx, p->id, KANAL_OUTCOME_RETRY, NULL, why, -1);
+		n++;
+	}
+	return n;
 }
 
 /* ---- delivery facts ------------------------------------------------------------------------ */

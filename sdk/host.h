@@ -37,6 +37,11 @@ typedef struct kanal_host_ops {
 	void (*metric_set)(kanal_ctx_t *ctx, const char *name, double value);
 	/* The upstream's state changed (kanal_upstream_report); NULL: not shown. */
 	void (*upstream)(kanal_ctx_t *ctx, bool up);
+	/* Answers the deferred request `id` (kanal_request_defer): outcome, the reply on OK
+	 * (taken), the masked error text (borrowed; "" when none), the retry hint. NULL: the
+	 * host cannot defer, and kanal_request_defer returns NULL. */
+	void (*answer)(kanal_ctx_t *ctx, uint64_t id, int outcome, kanal_msg_t *reply,
+		       const char *error, int64_t retry_after_ms);
 } kanal_host_ops_t;
 
 /* What the instance is handling right now, set by the host around on_message. */
@@ -44,6 +49,7 @@ typedef struct kanal_delivery_info {
 	bool active;     /* inside on_message */
 	bool is_request; /* a request expecting kanal_reply */
 	bool replied;
+	bool deferred;     /* kanal_request_defer took it: the host does not answer it now */
 	const char *route; /* borrowed from the host */
 	uint64_t id;
 	int attempt;
@@ -63,6 +69,7 @@ struct kanal_ctx {
 	kanal_delivery_info_t delivery;
 	int upstream;                    /* last kanal_upstream_report: 1 up, 0 down, -1 none yet */
 	struct kanal__blob_store *blobs; /* the host's blob store, borrowed; NULL: none */
+	kanal_pending_t *pending;        /* deferred requests not yet answered */
 };
 
 /* Creates a ctx for instance `name` with the given ops, host object and state folder
@@ -81,6 +88,15 @@ void kanal__ctx_begin_delivery(kanal_ctx_t *ctx, uint64_t id, const char *route,
 /* Marks the delivery finished; ctx->delivery.error, .retry_after_ms and .replied keep their
  * values for the host to read until the next begin_delivery. */
 void kanal__ctx_end_delivery(kanal_ctx_t *ctx);
+
+/* The caller of deferred request `id` gave up: answers it RETRY through ops->answer with
+ * `why`, marks its handle cancelled and calls the plugin's on_cancel. Returns whether `id`
+ * was a deferred request still open (a request answered already is left alone). Call on
+ * the instance's thread. */
+bool kanal__ctx_cancel(kanal_ctx_t *ctx, uint64_t id, const char *why);
+/* After the plugin's stop: answers RETRY with `why` every deferred request still open (a
+ * plugin bug: the handles are ended in stop) and forgets them. Returns how many. */
+size_t kanal__ctx_pending_abandon(kanal_ctx_t *ctx, const char *why);
 
 /* Writes `len` bytes of `in` into out (NUL-terminated, at most size - 1 bytes) with
  * everything that is not printable text escaped: \n \r \t, \xHH for other control bytes

@@ -32,7 +32,9 @@
  * schemas — the folder holding the SF1520 schemas (default: contracts/schemas/sf1520 of
  * the source tree the binary was built in); answer_file — a test hook: every valid request
  * is answered with that file's current content (HTTP 500 when it holds a Fault), to try the
- * client on odd or hostile answers.
+ * client on odd or hostile answers; slow_pnr and slow_ms (default 3000) — a test hook: a
+ * request about that one number is answered slow_ms late (the others at once), to try a
+ * client that asks several lookups at once.
  *
  * Fault texts and codes: "PNR not found" (a valid number nobody has; the text is how
  * clients recognise it, the code PNR_NOT_FOUND is a placeholder — the real codes are not
@@ -783,6 +785,16 @@ static int s_setup(sim_t *sim)
 	return 0;
 }
 
+/* slow_pnr's delay for a request that names that number, else 0 (sim_def_t.delay_ms). */
+static int64_t s_delay(sim_t *sim, const sim_request_t *req)
+{
+	const char *pnr = sim_setting(sim, "slow_pnr", NULL);
+
+	if (!pnr || strlen(pnr) != 10 || !strstr(req->body, pnr))
+		return 0;
+	return sim_setting_int(sim, "slow_ms", 3000);
+}
+
 int main(int argc, char **argv)
 {
 	return sim_main(
@@ -790,6 +802,7 @@ int main(int argc, char **argv)
 		&(sim_def_t){ .name = "cpr",
 			      .handle = s_handle,
 			      .setup = s_setup,
+			      .delay_ms = s_delay,
 			      .garbage_type = XML_TYPE,
 			      .garbage_body =
 				      "<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\"" NS_SOAP

@@ -459,6 +459,8 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
 	case F_NONE:
 		break;
 	}
+	if (sim->def->delay_ms && (delay = sim->def->delay_ms(sim, &req)) > 0)
+		s_wait(sim, delay);
 	pthread_mutex_lock(&sim->lock);
 	sim->def->handle(sim, &req, &res);
 	pthread_mutex_unlock(&sim->lock);

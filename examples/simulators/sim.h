@@ -77,6 +77,10 @@ typedef struct sim_def {
 	/* Called once after the command line is read and before serving; returns 0 or -1
 	 * after printing why (NULL: nothing to do). */
 	int (*setup)(sim_t *sim);
+	/* How long to wait before serving req (ms; 0: none), outside the lock, so that one slow
+	 * answer holds up no other (NULL: never). The `slow` fault waits for every request;
+	 * this lets a simulator slow down particular ones (cpr's slow_pnr). */
+	int64_t (*delay_ms)(sim_t *sim, const sim_request_t *req);
 	/* What a "garbage" fault answers with: a content type and a malformed body. */
 	const char *garbage_type;
 	const char *garbage_body;

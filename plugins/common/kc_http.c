@@ -23,6 +23,7 @@ struct kc_http {
 	char *client_cert, *client_key;
 	char *client_cert_pem, *client_key_pem; /* in-memory PEM; the key wiped on destroy */
 	char *auth_header;                      /* "Authorization: Bearer …" */
+	const int *cancel; /* kc_http_set_cancel: a transfer stops once *cancel is set */
 };
 
 static char *s_dup(const char *s)
@@ -208,6 +209,21 @@ static size_t s_on_header(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* libcurl's progress callback: a non-zero return aborts the transfer (its connection is
+ * closed), once the request's caller has given up (kc_http_set_cancel). */
+static int s_on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			 curl_off_t ulnow)
+{
+	const int *cancel = arg;
+
+	return __atomic_load_n(cancel, __ATOMIC_ACQUIRE) ? 1 : 0;
+}
+
+void kc_http_set_cancel(kc_http_t *h, const int *cancel)
+{
+	h->cancel = cancel;
+}
+
 static int s_request(kc_http_t *h, const char *method, const char *url, const char *const *headers,
 		     const char *body, size_t body_len, kc_response_t *res)
 {
@@ -277,13 +293,19 @@ static int s_request(kc_http_t *h, const char *method, const char *url, const ch
 		curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
 		curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
 	}
+	if (h->cancel) {
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, s_on_progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)h->cancel);
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	}
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(list);
 	if (rc != CURLE_OK) {
-		int code = sink.too_big                     ? KANAL_ETOOBIG
-			   : rc == CURLE_OPERATION_TIMEDOUT ? KANAL_ETIMEDOUT
-			   : rc == CURLE_OUT_OF_MEMORY      ? KANAL_ENOMEM
-							    : KANAL_EIO;
+		int code = sink.too_big                      ? KANAL_ETOOBIG
+			   : rc == CURLE_ABORTED_BY_CALLBACK ? KANAL_ECLOSED
+			   : rc == CURLE_OPERATION_TIMEDOUT  ? KANAL_ETIMEDOUT
+			   : rc == CURLE_OUT_OF_MEMORY       ? KANAL_ENOMEM
+							     : KANAL_EIO;
 
 		if (sink.too_big)
 			kanal_error_set(&res->error, NULL, 0, 0, NULL,

@@ -163,6 +163,13 @@ void kc_response_clear(kc_response_t *res);
  * http and name; fills buf. */
 int kc_http_header(kc_http_t *http, const char *name, char *buf, size_t size);
 
+/* Lets another thread stop this client's transfers: while *cancel (read atomically) is
+ * non-zero, a transfer in progress is aborted within about a second and its connection
+ * closed; kc_http_request then answers KANAL_ECLOSED. NULL: no such check (the default).
+ * Used by a service that abandons a request whose caller gave up (kanal_request_defer).
+ * Ownership: borrows cancel, which must outlive the client's requests until reset. */
+void kc_http_set_cancel(kc_http_t *h, const int *cancel);
+
 /* The outcome a delivery gets from an HTTP answer, with the error set on ctx when it is not
  * OK: 2xx OK; no answer, 408, 425, 429 and 5xx RETRY (Retry-After passed on as the retry
  * hint); any other status REJECT. `what` names the call in the error ("POST notice").

@@ -20,6 +20,10 @@
  *   - The cache keeps full answers in memory only (cache.c), for cache_ttl, and the
  *     protection rule is applied to every reply, cached or not.
  *
+ * Lookups run on worker threads (pool.c, option `concurrency`) wherever the host can defer an
+ * answer (kanal_request_defer): several at once, and one whose caller gave up is cancelled
+ * and never answered (docs/design/service-concurrency.md). Elsewhere on_message answers.
+ *
  * Outcomes: a number that is missing or invalid, and a fault of the service (unknown PNR,
  * bad invocation context) are REJECTed with the reason; no answer, HTTP 5xx, a timeout, or
  * an answer that is not a usable SOAP message are RETRY — an enrich step then fails or
@@ -27,6 +31,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +74,15 @@ typedef struct cpr {
 	const char *audit_path;
 	int audit_fd;
 	kanal_pseudonym_key_t *pseudonym_key;
+	/* Concurrent lookups (pool.c): `concurrency` workers, each with its own HTTP client
+	 * (a libcurl handle serves one thread); the cache and the audit log are shared under
+	 * `mu`, the v5 token client under `sts_mu`. */
+	int64_t concurrency;
+	kc_http_t *clients[CPR_POOL_MAX];
+	cpr_pool_t *pool;     /* NULL: lookups run in on_message, one at a time */
+	struct job *inflight; /* jobs handed to the workers (instance thread only) */
+	bool stopping;
+	pthread_mutex_t mu, sts_mu;
 } cpr_t;
 
 static const kanal_option_t s_options[] = {
@@ -220,6 +235,14 @@ static const kanal_option_t s_options[] = {
 	  KANAL_OPT_AT(cpr_t, key_path),
 	  .help = "Key file (0600) for the replies' subject: person:<HMAC of the CPR number>." },
 	KC_URL_OPT_ALLOW_PLAIN_HTTP(cpr_t, http_conf.allow_plain_http),
+	{ .name = "concurrency",
+	  .type = KANAL_OPT_INT,
+	  .default_value = "4",
+	  .min = "1",
+	  .max = "64",
+	  KANAL_OPT_AT(cpr_t, concurrency),
+	  .help = "Lookups asked of the service at once (worker threads); a slow one holds up "
+		  "only its own request. A request whose caller gave up is cancelled." },
 	{ .name = NULL },
 };
 
@@ -233,6 +256,116 @@ typedef struct lookup {
 	kanal_cpr_t cpr;         /* the parsed number (digits without hyphen) */
 	char masked[16];         /* DDMMYY-XXXX */
 } lookup_t;
+
+/* A lookup run by a worker (pool.c) for a deferred request (kanal_request_defer). A worker
+ * may not use the host's services, so what the lookup would say through them — the error,
+ * the retry hint, metrics, log lines, the upstream's state — is kept here and said on the
+ * instance's thread when the job is done (s_job_done). */
+typedef struct job {
+	cpr_task_t task; /* first: the pool's view */
+	cpr_t *c;
+	kanal_pending_t *pending;
+	kanal_msg_t *req; /* a copy of the request: lk's strings point into it */
+	char *route;
+	lookup_t lk;
+	kc_http_t *http; /* the worker's client while it runs */
+	json_t *person;
+	kanal_outcome_t out;
+	char audit[80];
+	char error[512];
+	int64_t retry_after_ms;
+	int upstream; /* -1: no call made; else the last call's answer said up (1) or down */
+	struct {
+		const char *name; /* a string literal */
+		int64_t delta;
+	} metrics[12];
+	size_t n_metrics;
+	struct {
+		kanal_log_level_t level;
+		char text[240];
+	} logs[6];
+	size_t n_logs;
+	/* Requests for the same number that came while this job was running: they take its
+	 * answer (a cache hit, as when they came one after the other) instead of asking the
+	 * register again. Instance thread only. */
+	struct job *followers, *next_follower;
+	struct job *inflight_next;
+} job_t;
+
+/* The job the calling worker runs; NULL on the instance's thread. */
+static __thread job_t *t_job;
+
+/* kanal_set_error, or on a worker the job's error. */
+static void s_err(kanal_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_err(kanal_ctx_t *ctx, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	if (t_job)
+		snprintf(t_job->error, sizeof t_job->error, "%s", text);
+	else
+		kanal_set_error(ctx, "%s", text);
+}
+
+/* kanal_metric_add, or on a worker kept for the job's end. `name` is a literal. */
+static void s_metric(kanal_ctx_t *ctx, const char *name, int64_t delta)
+{
+	if (!t_job) {
+		kanal_metric_add(ctx, name, delta);
+		return;
+	}
+	for (size_t i = 0; i < t_job->n_metrics; i++) {
+		if (!strcmp(t_job->metrics[i].name, name)) {
+			t_job->metrics[i].delta += delta;
+			return;
+		}
+	}
+	if (t_job->n_metrics < sizeof t_job->metrics / sizeof *t_job->metrics) {
+		t_job->metrics[t_job->n_metrics].name = name;
+		t_job->metrics[t_job->n_metrics++].delta = delta;
+	}
+}
+
+/* kanal_log, or on a worker kept for the job's end (CPR-masked then, by kanal_log). */
+static void s_log(kanal_ctx_t *ctx, kanal_log_level_t level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void s_log(kanal_ctx_t *ctx, kanal_log_level_t level, const char *fmt, ...)
+{
+	char text[240];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	if (!t_job) {
+		kanal_log(ctx, level, "%s", text);
+	} else if (level != KANAL_LOG_DEBUG &&
+		   t_job->n_logs < sizeof t_job->logs / sizeof *t_job->logs) {
+		t_job->logs[t_job->n_logs].level = level;
+		snprintf(t_job->logs[t_job->n_logs++].text, sizeof t_job->logs[0].text, "%s", text);
+	}
+}
+
+/* kc_http_outcome, with the error and the retry hint said as s_err does. */
+static kanal_outcome_t s_http_outcome(kanal_ctx_t *ctx, const kc_response_t *res, const char *what)
+{
+	kanal_outcome_t out;
+
+	if (!t_job)
+		return kc_http_outcome(ctx, res, what);
+	out = kc_http_outcome(NULL, res, what);
+	if (out != KANAL_OUTCOME_OK) {
+		char why[512];
+		s_err(ctx, "%s", kc_http_describe(res, what, why, sizeof why));
+		if (out == KANAL_OUTCOME_RETRY)
+			t_job->retry_after_ms = res->retry_after_ms;
+	}
+	return out;
+}
 
 /* ---- the audit log ---------------------------------------------------------------------- */
 
@@ -271,13 +404,14 @@ static int s_audit(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, const char *o
 	line = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(j);
 	if (!line) {
-		kanal_set_error(ctx, "audit log %s: out of memory", c->audit_path);
+		s_err(ctx, "audit log %s: out of memory", c->audit_path);
 		return -1;
 	}
 	/* A purpose or an id could hold a number by mistake: the audit log holds none. */
 	kanal_cpr_redact_inplace(line);
 	len = strlen(line);
 	line[len++] = '\n'; /* json_dumps leaves room: the NUL is replaced, the length kept */
+	pthread_mutex_lock(&c->mu); /* workers write lines too: one whole line at a time */
 	while (off < len) {
 		ssize_t n = write(c->audit_fd, line + off, len - off);
 		if (n < 0 && errno == EINTR)
@@ -290,13 +424,14 @@ static int s_audit(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, const char *o
 	}
 	if (rc == 0 && fdatasync(c->audit_fd) != 0)
 		rc = -1;
+	pthread_mutex_unlock(&c->mu);
 	free(line);
 	if (rc != 0) {
-		kanal_set_error(ctx, "audit log %s: cannot write: %s; the lookup is not answered",
-				c->audit_path, strerror(errno));
-		kanal_log(ctx, KANAL_LOG_ERROR, "audit log %s: cannot write: %s", c->audit_path,
-			  strerror(errno));
-		kanal_metric_add(ctx, "audit_errors", 1);
+		s_err(ctx, "audit log %s: cannot write: %s; the lookup is not answered",
+		      c->audit_path, strerror(errno));
+		s_log(ctx, KANAL_LOG_ERROR, "audit log %s: cannot write: %s", c->audit_path,
+		      strerror(errno));
+		s_metric(ctx, "audit_errors", 1);
 	}
 	return rc;
 }
@@ -308,6 +443,10 @@ static void s_free(cpr_t *c)
 	if (!c)
 		return;
 	kc_http_destroy(&c->http);
+	for (size_t i = 0; i < CPR_POOL_MAX; i++)
+		kc_http_destroy(&c->clients[i]);
+	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->sts_mu);
 	kc_sts_destroy(&c->sts);
 	kc_cert_destroy(&c->cert);
 	cpr_cache_destroy(&c->cache);
@@ -451,6 +590,8 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	if (!c)
 		return KANAL_ENOMEM;
 	c->audit_fd = -1;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->sts_mu, NULL);
 	c->instance = kanal_instance_name(ctx);
 	c->cfg = cfg;
 	kanal_config_bind(cfg, c);
@@ -489,6 +630,15 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	if (!(c->http = kc_http_new(&http))) {
 		kanal_set_error(ctx, "out of memory for the HTTP client");
 		goto fail;
+	}
+	/* One client per worker; a worker may not report to the instance itself (s_job_done
+	 * does it for the job). */
+	http.ctx = NULL;
+	for (int64_t i = 0; i < c->concurrency; i++) {
+		if (!(c->clients[i] = kc_http_new(&http))) {
+			kanal_set_error(ctx, "out of memory for the HTTP clients");
+			goto fail;
+		}
 	}
 	/* init runs on kanald's main thread: the one place to initialise libxml2 safely. */
 	xmlInitParser();
@@ -583,16 +733,17 @@ static void s_copy_attr(kanal_msg_t *reply, const char *name, const char *value)
 		kanal_msg_set_attr(reply, name, value, NULL);
 }
 
-/* Replies with the person as this request may see it. Returns the outcome. */
-static kanal_outcome_t s_reply(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *req, json_t *person,
-			       const lookup_t *lk)
+/* Builds the reply: the person as this request may see it, in *reply_out. Returns OK, or
+ * RETRY with the error set on ctx. Runs on the instance's thread. */
+static kanal_outcome_t s_build_reply(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *req,
+				     json_t *person, const lookup_t *lk, kanal_msg_t **reply_out)
 {
 	bool withheld;
 	json_t *data = s_filtered(c, person, lk, &withheld);
 	char *text = data ? json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	kanal_msg_t *reply = kanal_msg_new("person.lookup.response", c->instance, NULL);
-	int rc;
 
+	*reply_out = NULL;
 	json_decref(data);
 	if (!text || !reply || kanal_msg_set_data_json(reply, text, strlen(text)) != 0) {
 		if (text)
@@ -621,6 +772,20 @@ static kanal_outcome_t s_reply(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *re
 			  lk->asks_protected ? "route not in protected_address_routes"
 					     : "the request does not ask for it");
 	}
+	*reply_out = reply;
+	return KANAL_OUTCOME_OK;
+}
+
+/* Replies with the person as this request may see it. Returns the outcome. */
+static kanal_outcome_t s_reply(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *req, json_t *person,
+			       const lookup_t *lk)
+{
+	kanal_msg_t *reply = NULL;
+	kanal_outcome_t out = s_build_reply(ctx, c, req, person, lk, &reply);
+	int rc;
+
+	if (out != KANAL_OUTCOME_OK)
+		return out;
 	rc = kanal_reply(ctx, req, &reply);
 	if (rc != 0) {
 		kanal_set_error(ctx, "cannot reply: %s", kanal_strerror(rc));
@@ -643,12 +808,13 @@ static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *l
 	cpr_soap_result_t ans;
 	kanal_outcome_t out;
 	size_t len = 0;
+	int rc_http;
 	char *body = cpr_soap_request(&c->soap, lk->cpr.digits, &len);
 
 	*person = NULL;
 	*token_refused = false;
 	if (!body) {
-		kanal_set_error(ctx, "out of memory building the PersonLookup request");
+		s_err(ctx, "out of memory building the PersonLookup request");
 		snprintf(audit, audit_size, "unavailable");
 		return KANAL_OUTCOME_RETRY;
 	}
@@ -658,18 +824,19 @@ static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *l
 		int rc;
 
 		kanal_error_clear(&terr);
+		pthread_mutex_lock(&c->sts_mu);
 		rc = cpr_token_secure(c->sts, c->cert, c->entity_id, c->soap_action, c->endpoint,
 				      &body, &len, &terr);
+		pthread_mutex_unlock(&c->sts_mu);
 		if (rc != 0) {
 			/* The certificate or a refusal by the STS needs an operator; no answer
 			 * from the STS is worth another try. */
 			bool retry = rc == KANAL_EIO || rc == KANAL_ETIMEDOUT || rc == KANAL_ENOMEM;
 			memset(body, 0, len);
 			free(body);
-			kanal_set_error(ctx, "cpr service PersonLookup: no STS token: %s",
-					terr.text);
+			s_err(ctx, "cpr service PersonLookup: no STS token: %s", terr.text);
 			snprintf(audit, audit_size, retry ? "unavailable" : "error");
-			kanal_metric_add(ctx, "token_errors", 1);
+			s_metric(ctx, "token_errors", 1);
 			return retry ? KANAL_OUTCOME_RETRY : KANAL_OUTCOME_REJECT;
 		}
 	}
@@ -677,15 +844,20 @@ static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *l
 	headers[0] = "Content-Type: text/xml; charset=utf-8";
 	headers[1] = action;
 	headers[2] = NULL;
-	kanal_metric_add(ctx, "upstream_calls", 1);
-	kc_http_request(c->http, "POST", c->endpoint, headers, body, len, &res);
+	s_metric(ctx, "upstream_calls", 1);
+	rc_http = kc_http_request(t_job ? t_job->http : c->http, "POST", c->endpoint, headers, body,
+				  len, &res);
 	memset(body, 0, len);
 	free(body);
+	if (t_job) /* said to the instance at the job's end, as kc_http says it here */
+		t_job->upstream =
+			(rc_http == 0 || rc_http == KANAL_ETOOBIG) && res.status < 500 ? 1 : 0;
 
 	if (res.status == 0) {
-		out = kc_http_outcome(ctx, &res, "cpr service PersonLookup");
-		kanal_metric_add(ctx, "upstream_errors", 1);
-		snprintf(audit, audit_size, "unavailable");
+		out = s_http_outcome(ctx, &res, "cpr service PersonLookup");
+		s_metric(ctx, "upstream_errors", 1);
+		/* KANAL_ECLOSED: the request's caller gave up and the transfer was abandoned. */
+		snprintf(audit, audit_size, rc_http == KANAL_ECLOSED ? "cancelled" : "unavailable");
 		kc_response_clear(&res);
 		return out;
 	}
@@ -700,57 +872,54 @@ static kanal_outcome_t s_call_once(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *l
 			break;
 		}
 		/* An answer under an error status is not trusted: judge by the status. */
-		out = kc_http_outcome(ctx, &res, "cpr service PersonLookup");
-		kanal_metric_add(ctx, "upstream_errors", 1);
+		out = s_http_outcome(ctx, &res, "cpr service PersonLookup");
+		s_metric(ctx, "upstream_errors", 1);
 		snprintf(audit, audit_size, out == KANAL_OUTCOME_RETRY ? "unavailable" : "error");
 		break;
 	case CPR_SOAP_FAULT:
 		/* "PNR not found" (whatever the faultcode) and a client fault are the request's
 		 * fault: REJECT. A server fault is the platform's trouble: RETRY. */
 		if (ans.not_found) {
-			kanal_set_error(ctx, "cpr service: PNR %s not found in the CPR register",
-					lk->masked);
+			s_err(ctx, "cpr service: PNR %s not found in the CPR register", lk->masked);
 			snprintf(audit, audit_size, "not_found");
-			kanal_metric_add(ctx, "faults", 1);
+			s_metric(ctx, "faults", 1);
 			out = KANAL_OUTCOME_REJECT;
 		} else if (!ans.server && *token_refused && renewed) {
-			kanal_set_error(ctx,
-					"cpr service refused a new STS token (fault %s: %s): "
-					"check that the service agreement covers entity id %s "
-					"for CVR %s, and that the certificate is the one "
-					"registered for the IT system",
-					ans.code, ans.text, c->entity_id, c->sts_opts.cvr);
+			s_err(ctx,
+			      "cpr service refused a new STS token (fault %s: %s): "
+			      "check that the service agreement covers entity id %s "
+			      "for CVR %s, and that the certificate is the one "
+			      "registered for the IT system",
+			      ans.code, ans.text, c->entity_id, c->sts_opts.cvr);
 			snprintf(audit, audit_size, "%s", *ans.code ? ans.code : "fault");
-			kanal_metric_add(ctx, "faults", 1);
+			s_metric(ctx, "faults", 1);
 			out = KANAL_OUTCOME_REJECT;
 		} else if (!ans.server) {
 			if (*ans.code)
-				kanal_set_error(ctx, "cpr service fault %s: %s", ans.code,
-						ans.text);
+				s_err(ctx, "cpr service fault %s: %s", ans.code, ans.text);
 			else
-				kanal_set_error(ctx, "cpr service SOAP fault (client): %s",
-						ans.text);
+				s_err(ctx, "cpr service SOAP fault (client): %s", ans.text);
 			snprintf(audit, audit_size, "%s", *ans.code ? ans.code : "fault");
-			kanal_metric_add(ctx, "faults", 1);
+			s_metric(ctx, "faults", 1);
 			out = KANAL_OUTCOME_REJECT;
 		} else {
-			kanal_set_error(ctx, "cpr service SOAP fault (server)%s%s: %s",
-					*ans.code ? " " : "", ans.code, ans.text);
+			s_err(ctx, "cpr service SOAP fault (server)%s%s: %s", *ans.code ? " " : "",
+			      ans.code, ans.text);
 			snprintf(audit, audit_size, "unavailable");
-			kanal_metric_add(ctx, "upstream_errors", 1);
+			s_metric(ctx, "upstream_errors", 1);
 			out = KANAL_OUTCOME_RETRY;
 		}
 		break;
 	case CPR_SOAP_GARBAGE:
 	default:
 		if (res.status >= 200 && res.status < 300) {
-			kanal_set_error(ctx, "cpr service PersonLookup: HTTP %ld but %s",
-					res.status, ans.why);
+			s_err(ctx, "cpr service PersonLookup: HTTP %ld but %s", res.status,
+			      ans.why);
 			out = KANAL_OUTCOME_RETRY;
 		} else {
-			out = kc_http_outcome(ctx, &res, "cpr service PersonLookup");
+			out = s_http_outcome(ctx, &res, "cpr service PersonLookup");
 		}
-		kanal_metric_add(ctx, "upstream_errors", 1);
+		s_metric(ctx, "upstream_errors", 1);
 		snprintf(audit, audit_size, out == KANAL_OUTCOME_RETRY ? "unavailable" : "error");
 		break;
 	}
@@ -771,12 +940,22 @@ static kanal_outcome_t s_call(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, js
 
 	if (!refused)
 		return out;
-	kanal_log(ctx, KANAL_LOG_INFO,
-		  "the cpr service refused the STS token: asking for a new "
-		  "one and trying once more");
-	kanal_metric_add(ctx, "token_renewals", 1);
+	s_log(ctx, KANAL_LOG_INFO,
+	      "the cpr service refused the STS token: asking for a new "
+	      "one and trying once more");
+	s_metric(ctx, "token_renewals", 1);
+	pthread_mutex_lock(&c->sts_mu);
 	kc_sts_forget(c->sts, c->entity_id);
+	pthread_mutex_unlock(&c->sts_mu);
 	return s_call_once(ctx, c, lk, person, audit, audit_size, true, &refused);
+}
+
+/* Keeps a fresh answer in the cache (shared with the workers). */
+static void s_cache_put(cpr_t *c, const char *digits, json_t *person)
+{
+	pthread_mutex_lock(&c->mu);
+	cpr_cache_put(c->cache, digits, person, kanal_now_ms());
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* Looks one number up: from the cache, else from the service (and then cached). Writes
@@ -786,15 +965,18 @@ static kanal_outcome_t s_lookup_one(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *
 {
 	kanal_outcome_t out;
 
-	if ((*person = cpr_cache_get(c->cache, lk->cpr.digits, kanal_now_ms()))) {
-		kanal_metric_add(ctx, "cache_hits", 1);
+	pthread_mutex_lock(&c->mu);
+	*person = cpr_cache_get(c->cache, lk->cpr.digits, kanal_now_ms());
+	pthread_mutex_unlock(&c->mu);
+	if (*person) {
+		s_metric(ctx, "cache_hits", 1);
 		snprintf(audit, audit_size, "cached");
 		out = KANAL_OUTCOME_OK;
 	} else {
 		out = s_call(ctx, c, lk, person, audit, audit_size);
 	}
-	kanal_log(ctx, KANAL_LOG_DEBUG, "lookup %s for route '%s': %s", lk->masked,
-		  lk->route ? lk->route : "(none)", audit);
+	s_log(ctx, KANAL_LOG_DEBUG, "lookup %s for route '%s': %s", lk->masked,
+	      lk->route ? lk->route : "(none)", audit);
 	/* No answer leaves without its audit line. */
 	if (s_audit(ctx, c, lk, audit) != 0) {
 		json_decref(*person);
@@ -835,7 +1017,7 @@ static kanal_outcome_t s_custody_of(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *
 			return out;
 		}
 		if (out == KANAL_OUTCOME_OK) {
-			cpr_cache_put(c->cache, lk.cpr.digits, answer, kanal_now_ms());
+			s_cache_put(c, lk.cpr.digits, answer);
 			if (cpr_holds_custody(answer, parent->cpr.digits))
 				json_array_append(of, child);
 		}
@@ -845,11 +1027,219 @@ static kanal_outcome_t s_custody_of(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *
 	return KANAL_OUTCOME_OK;
 }
 
+/* Who asks and why, read from the request msg (and the delivery's route, when the broker
+ * set one): lk's strings are borrowed from msg and route. */
+static void s_lookup_from(const kanal_msg_t *msg, const char *route, lookup_t *lk)
+{
+	const char *protected_attr;
+
+	/* A route set by the broker is authoritative; an enrich step's request names its
+	 * route in kanalroute. */
+	lk->route = route;
+	if (!lk->route)
+		lk->route = kanal_msg_attr(msg, "kanalroute");
+	lk->purpose = kanal_msg_attr(msg, "kanalpurpose");
+	if (!lk->purpose && !strcmp(kanal_msg_type(msg), "person.lookup.request") &&
+	    kanal_msg_data_str(msg, "purpose", &lk->purpose) != 0)
+		lk->purpose = NULL;
+	lk->correlation = kanal_msg_attr(msg, "correlationid");
+	if (!lk->correlation)
+		lk->correlation = kanal_msg_id(msg);
+	protected_attr = kanal_msg_attr(msg, "kanalprotected");
+	lk->asks_protected = protected_attr && !strcmp(protected_attr, "true");
+}
+
+/* The whole lookup of lk's number: the person (cache or service), a fresh answer's
+ * children in the person's custody, and the answer kept in the cache. Returns the outcome;
+ * *person is the answer on OK (new reference). Runs on a worker or in on_message. */
+static kanal_outcome_t s_resolve(kanal_ctx_t *ctx, cpr_t *c, const lookup_t *lk, json_t **person,
+				 char *audit, size_t audit_size)
+{
+	kanal_outcome_t out = s_lookup_one(ctx, c, lk, person, audit, audit_size);
+
+	if (out == KANAL_OUTCOME_OK && !strcmp(audit, "ok")) {
+		/* A fresh answer: find the children in the person's custody, then keep it. */
+		if (c->resolve_children &&
+		    json_array_size(
+			    json_object_get(json_object_get(*person, "relations"), "children")) > 0)
+			out = s_custody_of(ctx, c, lk, *person);
+		if (out == KANAL_OUTCOME_OK)
+			s_cache_put(c, lk->cpr.digits, *person);
+	}
+	if (out != KANAL_OUTCOME_OK) {
+		json_decref(*person);
+		*person = NULL;
+	}
+	return out;
+}
+
+/* ---- lookups on the workers (pool.c) ------------------------------------------------------ */
+
+static void s_job_free(job_t *job)
+{
+	json_decref(job->person);
+	kanal_msg_destroy(&job->req);
+	free(job->route);
+	free(job);
+}
+
+/* On a worker: the lookup, with what it says kept in the job. */
+static void s_job_run(void *arg, cpr_task_t *task, size_t worker)
+{
+	cpr_t *c = arg;
+	job_t *job = (job_t *)task;
+
+	job->http = c->clients[worker];
+	kc_http_set_cancel(job->http, &job->task.cancel);
+	t_job = job;
+	job->out = s_resolve(NULL, c, &job->lk, &job->person, job->audit, sizeof job->audit);
+	t_job = NULL;
+	kc_http_set_cancel(job->http, NULL);
+	job->http = NULL;
+}
+
+/* Answers job's request as its lookup came out (the job is then spent) — unless the
+ * caller gave up, and then only the handle is released. */
+static void s_job_answer(kanal_ctx_t *ctx, cpr_t *c, job_t *job)
+{
+	kanal_msg_t *reply = NULL;
+
+	if (kanal_pending_cancelled(job->pending) || job->task.skipped) {
+		kanal_pending_fail(ctx, &job->pending, KANAL_OUTCOME_RETRY, -1,
+				   "the cpr service stopped before the lookup was made");
+	} else if (job->out == KANAL_OUTCOME_OK &&
+		   s_build_reply(ctx, c, job->req, job->person, &job->lk, &reply) ==
+			   KANAL_OUTCOME_OK) {
+		kanal_pending_reply(ctx, &job->pending, &reply);
+	} else {
+		if (job->out == KANAL_OUTCOME_OK)
+			snprintf(job->error, sizeof job->error, "out of memory building the reply");
+		kanal_pending_fail(ctx, &job->pending,
+				   job->out == KANAL_OUTCOME_REJECT ? KANAL_OUTCOME_REJECT
+								    : KANAL_OUTCOME_RETRY,
+				   job->retry_after_ms, "%s", job->error);
+	}
+}
+
+/* Hands job to the workers, as the one looking its number up. */
+static void s_job_submit(cpr_t *c, job_t *job)
+{
+	job->inflight_next = c->inflight;
+	c->inflight = job;
+	cpr_pool_submit(c->pool, &job->task);
+}
+
+/* A follower of `leader`: the leader's answer is its own, audited as a cache hit; without
+ * one (the leader failed or was not made) it asks for itself. */
+static void s_follower_done(kanal_ctx_t *ctx, cpr_t *c, const job_t *leader, job_t *f)
+{
+	if (!kanal_pending_cancelled(f->pending) && leader->out == KANAL_OUTCOME_OK &&
+	    leader->person && !leader->task.skipped) {
+		kanal_metric_add(ctx, "cache_hits", 1);
+		if (s_audit(ctx, c, &f->lk, "cached") != 0) {
+			f->out = KANAL_OUTCOME_RETRY;
+			snprintf(f->error, sizeof f->error,
+				 "audit log %s: cannot write; the lookup is not answered",
+				 c->audit_path);
+		} else {
+			f->out = KANAL_OUTCOME_OK;
+			f->person = json_incref(leader->person);
+		}
+	} else if (!kanal_pending_cancelled(f->pending) && !c->stopping) {
+		s_job_submit(c, f);
+		return;
+	} else {
+		f->task.skipped = true;
+	}
+	s_job_answer(ctx, c, f);
+	s_job_free(f);
+}
+
+/* On the instance's thread: says what the job's lookup said, answers its request and
+ * those of its followers. */
+static void s_job_done(kanal_ctx_t *ctx, void *arg, cpr_task_t *task)
+{
+	cpr_t *c = arg;
+	job_t *job = (job_t *)task, *f;
+
+	for (job_t **at = &c->inflight; *at; at = &(*at)->inflight_next) {
+		if (*at == job) {
+			*at = job->inflight_next;
+			break;
+		}
+	}
+	for (size_t i = 0; i < job->n_metrics; i++)
+		kanal_metric_add(ctx, job->metrics[i].name, job->metrics[i].delta);
+	for (size_t i = 0; i < job->n_logs; i++)
+		kanal_log(ctx, job->logs[i].level, "%s", job->logs[i].text);
+	if (job->upstream >= 0)
+		kanal_upstream_report(ctx, job->upstream == 1);
+	s_job_answer(ctx, c, job);
+	while ((f = job->followers)) {
+		job->followers = f->next_follower;
+		s_follower_done(ctx, c, job, f);
+	}
+	s_job_free(job);
+}
+
+/* The request's caller gave up: the lookup is abandoned (not made if still queued, its
+ * transfer closed if running) and never answered. */
+static void s_job_cancel(kanal_ctx_t *ctx, kanal_pending_t *pending, void *arg)
+{
+	job_t *job = arg;
+
+	/* A lookup others wait for goes on for them; its own answer is dropped. */
+	if (!job->followers)
+		cpr_pool_cancel(&job->task);
+	kanal_metric_add(ctx, "cancelled", 1);
+	kanal_log(ctx, KANAL_LOG_INFO, "lookup %s for route '%s': cancelled, its caller gave up",
+		  job->lk.masked, job->lk.route ? job->lk.route : "(none)");
+}
+
+/* Hands the lookup of lk (read from msg) to a worker when the host can defer the answer.
+ * Returns true when it did (on_message then returns OK). */
+static bool s_defer(kanal_ctx_t *ctx, cpr_t *c, const kanal_msg_t *msg, const lookup_t *lk)
+{
+	job_t *job;
+	const char *route = kanal_delivery_route(ctx);
+
+	if (!c->pool || !(job = calloc(1, sizeof *job)))
+		return false;
+	job->c = c;
+	job->upstream = -1;
+	job->retry_after_ms = -1;
+	job->req = kanal_msg_dup(msg);
+	job->route = route ? strdup(route) : NULL;
+	if (!job->req || (route && !job->route)) {
+		s_job_free(job);
+		return false;
+	}
+	job->lk = *lk;
+	s_lookup_from(job->req, job->route, &job->lk); /* the copy's strings, not msg's */
+	if (!(job->pending = kanal_request_defer(ctx, s_job_cancel, job))) {
+		s_job_free(job);
+		return false;
+	}
+	/* With the cache on, a request for a number being looked up waits for that answer
+	 * (cache_ttl 0: each request asks the register itself). */
+	for (job_t *leader = c->cache ? c->inflight : NULL; leader;
+	     leader = leader->inflight_next) {
+		if (!strcmp(leader->lk.cpr.digits, job->lk.cpr.digits) &&
+		    !__atomic_load_n(&leader->task.cancel, __ATOMIC_ACQUIRE)) {
+			job->next_follower = leader->followers;
+			leader->followers = job;
+			return true;
+		}
+	}
+	s_job_submit(c, job);
+	return true;
+}
+
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
 {
 	cpr_t *c = state;
 	lookup_t lk = { 0 };
-	const char *text = NULL, *protected_attr;
+	const char *text = NULL;
 	json_t *person = NULL;
 	char audit[80];
 	kanal_error_t err;
@@ -860,20 +1250,7 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 				     "event has nobody to answer to");
 		return KANAL_OUTCOME_REJECT;
 	}
-	/* A route set by the broker is authoritative; an enrich step's request names its
-	 * route in kanalroute. */
-	lk.route = kanal_delivery_route(ctx);
-	if (!lk.route)
-		lk.route = kanal_msg_attr(msg, "kanalroute");
-	lk.purpose = kanal_msg_attr(msg, "kanalpurpose");
-	if (!lk.purpose && !strcmp(kanal_msg_type(msg), "person.lookup.request") &&
-	    kanal_msg_data_str(msg, "purpose", &lk.purpose) != 0)
-		lk.purpose = NULL;
-	lk.correlation = kanal_msg_attr(msg, "correlationid");
-	if (!lk.correlation)
-		lk.correlation = kanal_msg_id(msg);
-	protected_attr = kanal_msg_attr(msg, "kanalprotected");
-	lk.asks_protected = protected_attr && !strcmp(protected_attr, "true");
+	s_lookup_from(msg, kanal_delivery_route(ctx), &lk);
 
 	if (s_find_cpr(ctx, c, msg, &lk.field, &text) != 0) {
 		kanal_metric_add(ctx, "rejected", 1);
@@ -898,20 +1275,40 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 			  lk.masked, lk.field);
 	kanal_metric_add(ctx, "lookups", 1);
 
-	out = s_lookup_one(ctx, c, &lk, &person, audit, sizeof audit);
-	if (out == KANAL_OUTCOME_OK && !strcmp(audit, "ok")) {
-		/* A fresh answer: find the children in the person's custody, then keep it. */
-		if (c->resolve_children &&
-		    json_array_size(
-			    json_object_get(json_object_get(person, "relations"), "children")) > 0)
-			out = s_custody_of(ctx, c, &lk, person);
-		if (out == KANAL_OUTCOME_OK)
-			cpr_cache_put(c->cache, lk.cpr.digits, person, kanal_now_ms());
-	}
+	/* Answered later by a worker when the host can wait for it; else here and now. */
+	if (s_defer(ctx, c, msg, &lk))
+		return KANAL_OUTCOME_OK;
+	out = s_resolve(ctx, c, &lk, &person, audit, sizeof audit);
 	if (out == KANAL_OUTCOME_OK)
 		out = s_reply(ctx, c, msg, person, &lk);
 	json_decref(person);
 	return out;
+}
+
+/* Starts the workers. Lookups then run concurrently wherever the host can defer answers
+ * (kanald); elsewhere (the SDK's harness, a plugin host) on_message still answers them. */
+static int s_start(kanal_ctx_t *ctx, void *state)
+{
+	cpr_t *c = state;
+	int rc = cpr_pool_start(ctx, (size_t)c->concurrency, s_job_run, s_job_done, c, &c->pool);
+
+	if (rc != 0)
+		kanal_set_error(ctx, "cannot start %lld lookup workers: %s",
+				(long long)c->concurrency, kanal_strerror(rc));
+	return rc;
+}
+
+/* Abandons the lookups under way (their transfers close within about a second, rather
+ * than at the HTTP timeout) and answers every deferred request RETRY: kanald is stopping,
+ * and the events stay open in its journal. */
+static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
+{
+	cpr_t *c = state;
+
+	c->stopping = true; /* followers of the last jobs are not handed out again */
+	for (job_t *job = c->inflight; job; job = job->inflight_next)
+		cpr_pool_cancel(&job->task);
+	cpr_pool_stop(&c->pool);
 }
 
 KANAL_PLUGIN_EXPORT = {
@@ -925,6 +1322,8 @@ KANAL_PLUGIN_EXPORT = {
 		       "an audit log and an in-memory cache",
 	.options = s_options,
 	.init = s_init,
+	.start = s_start,
 	.on_message = s_on_message,
+	.stop = s_stop,
 	.destroy = s_destroy,
 };

@@ -110,4 +110,36 @@ void cpr_cache_put(cpr_cache_t *cache, const char *pnr, json_t *person, int64_t 
 /* Number of answers kept (expired ones not yet dropped included). */
 size_t cpr_cache_count(const cpr_cache_t *cache);
 
+/* ---- the worker threads (pool.c) ----------------------------------------------------------- */
+
+/* Most worker threads of one instance (option `concurrency`). */
+#define CPR_POOL_MAX 64
+
+/* A piece of work for a worker; embed it first in the task's own struct. */
+typedef struct cpr_task {
+	struct cpr_task *next;
+	int cancel;   /* atomic: set by cpr_pool_cancel; the run may poll it */
+	bool skipped; /* the task was not run (cancelled while queued, or the pool stopped) */
+} cpr_task_t;
+
+typedef struct cpr_pool cpr_pool_t;
+
+/* Runs task on worker `worker` (0 … n-1): no host service may be called from it. */
+typedef void (*cpr_run_fn)(void *arg, cpr_task_t *task, size_t worker);
+/* Called on the instance's thread for each task that was run or skipped; takes it. */
+typedef void (*cpr_done_fn)(kanal_ctx_t *ctx, void *arg, cpr_task_t *task);
+
+/* Starts n worker threads (1 … CPR_POOL_MAX) and watches their finished tasks from the
+ * instance's loop. Call from start. Returns 0 or a negative code. Ownership: borrows ctx
+ * and arg (both must outlive the pool); *out is new. */
+int cpr_pool_start(kanal_ctx_t *ctx, size_t n, cpr_run_fn run, cpr_done_fn done, void *arg,
+		   cpr_pool_t **out);
+/* Queues task for the next free worker. Ownership: the pool holds task until `done`. */
+void cpr_pool_submit(cpr_pool_t *pool, cpr_task_t *task);
+/* Marks task cancelled (from any thread): not run if still queued. */
+void cpr_pool_cancel(cpr_task_t *task);
+/* Skips every queued task, waits for the running ones, hands all to `done` (on the calling
+ * thread, the instance's) and frees the pool. Accepts NULL; sets *pool_p to NULL. */
+void cpr_pool_stop(cpr_pool_t **pool_p);
+
 #endif

@@ -313,6 +313,54 @@ void kanal_metric_set(kanal_ctx_t *ctx, const char *name, double value);
  * the instance's thread (since ABI 1.1). Ownership: borrows ctx. */
 void kanal_upstream_report(kanal_ctx_t *ctx, bool up);
 
+/* ---- Answering a request later (ABI 1.1): a service that answers several requests at once.
+ *
+ * A service's on_message may take the request out of the one-at-a-time path: it calls
+ * kanal_request_defer, starts the work (a worker thread, a transfer watched with
+ * kanal_fd_watch) and returns at once; the host then hands it the next delivery while the
+ * work goes on, and the request is answered whenever the plugin calls kanal_pending_reply or
+ * kanal_pending_fail — from the instance's thread, like every host service. When the caller
+ * gives up first (an enrich step's timeout), the host answers the caller itself and calls
+ * the plugin's `on_cancel`: the plugin should abandon the work (close the transfer); its
+ * later kanal_pending_reply or kanal_pending_fail only releases the handle, and nothing is
+ * answered late. A host that cannot defer (the SDK's test harness, `isolation: process`)
+ * returns NULL from kanal_request_defer and the plugin answers in on_message as before.
+ * docs/design/service-concurrency.md says why it is built this way. */
+
+typedef struct kanal_pending kanal_pending_t; /* one deferred request, owned by the plugin */
+
+/* Called on the instance's thread when the caller of `pending` gave up. The handle stays
+ * the plugin's: end it with kanal_pending_reply or kanal_pending_fail as usual (they then
+ * only release it). Ownership: borrows ctx and pending. */
+typedef void (*kanal_cancel_fn)(kanal_ctx_t *ctx, kanal_pending_t *pending, void *arg);
+
+/* From on_message handling a request (kanal_is_request): defers its answer. Returns the
+ * handle the answer is given with, or NULL when the host cannot defer (or the delivery is
+ * not a request, or the call is not from on_message): answer in on_message then. After a
+ * non-NULL return, on_message's outcome is ignored (return OK) and kanal_reply is refused.
+ * `on_cancel` may be NULL; `arg` is handed to it as it is. Every handle must be ended
+ * before the plugin's stop returns. Ownership: borrows ctx; the handle is the caller's
+ * until kanal_pending_reply or kanal_pending_fail takes it; arg must stay valid as long. */
+kanal_pending_t *kanal_request_defer(kanal_ctx_t *ctx, kanal_cancel_fn on_cancel, void *arg);
+
+/* Answers the deferred request OK with *reply_p. Returns 0, KANAL_ETIMEDOUT when the
+ * caller had given up (the reply is destroyed), KANAL_ETHREAD off the instance's thread,
+ * KANAL_EINVAL for a NULL argument (those two take nothing). Ownership: takes *pending_p
+ * and *reply_p, and sets both to NULL. */
+int kanal_pending_reply(kanal_ctx_t *ctx, kanal_pending_t **pending_p, kanal_msg_t **reply_p);
+
+/* Answers the deferred request RETRY or REJECT with the reason (formatted, CPR numbers
+ * masked, as kanal_set_error) and, for RETRY, a wait hint (retry_after_ms; -1: none).
+ * Returns as kanal_pending_reply (KANAL_EINVAL also for another outcome). Ownership:
+ * takes *pending_p and sets it to NULL; copies the text. */
+int kanal_pending_fail(kanal_ctx_t *ctx, kanal_pending_t **pending_p, kanal_outcome_t outcome,
+		       int64_t retry_after_ms, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* True once the caller of `pending` gave up (on_cancel has run or is running). Safe from
+ * any thread (a worker may poll it to stop early). Ownership: borrows pending. */
+bool kanal_pending_cancelled(const kanal_pending_t *pending);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus
