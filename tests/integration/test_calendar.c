@@ -30,6 +30,7 @@
 
 #include "kanald.h"
 #include "radicale.h"
+#include "shipped.h"
 #include "test.h"
 #include "testca.h"
 #include "upstream.h"
@@ -1189,34 +1190,6 @@ static void test_child_absence_summary_stays_neutral(void)
 
 /* ---- appointments from letters (routes/municipal.yaml appointment-to-calendar) ------------ */
 
-/* The text of the route `name` in the shipped routes/municipal.yaml, its destination
- * family-calendar renamed to this suite's instance `cal` (malloc'd), or NULL. */
-static char *s_shipped_route(const char *name)
-{
-	char *text = test_read_file("routes/municipal.yaml", NULL), head[128], *start, *end, *out;
-	const char *stops[] = { "\n  - name:", "\n  #", "\nmeasures:", "\ndefault:" };
-	char *to;
-
-	snprintf(head, sizeof head, "  - name: %s\n", name);
-	if (!text || !(start = strstr(text, head))) {
-		fprintf(stderr, "routes/municipal.yaml has no route %s\n", name);
-		free(text);
-		return NULL;
-	}
-	end = start + strlen(start);
-	for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
-		char *s = strstr(start + 1, stops[i]);
-		if (s && s < end)
-			end = s;
-	}
-	*end = '\0';
-	out = strdup(start);
-	free(text);
-	if (out && (to = strstr(out, "to: family-calendar")))
-		memcpy(to, "to: cal            ", strlen("to: family-calendar"));
-	return out;
-}
-
 /* A letter with a MeMo AFTALE, as a case system sends it (the document is a stand-in). */
 static char *s_appointment_letter(const char *cpr, const char *appointment, const char *start,
 				  const char *end, const char *status)
@@ -1259,8 +1232,12 @@ static void test_appointment_letter_creates_updates_and_cancels_the_entry(void)
 	fixture_t f;
 	upstream_t *cpr = NULL;
 	char opts[512], maja[128], lars[128], sts_cert[PATH_MAX + 16], *instances = NULL;
-	char *routes = NULL, *r1 = s_shipped_route("appointment-to-calendar");
-	char *r2 = s_shipped_route("calendar-event-to-calendar"), *data, *ics, *list;
+	char *routes = NULL,
+	     *r1 = shipped_route_as("routes/municipal.yaml", "appointment-to-calendar",
+				    "family-calendar", "cal");
+	char *r2 = shipped_route_as("routes/municipal.yaml", "calendar-event-to-calendar",
+				    "family-calendar", "cal"),
+	     *data, *ics, *list;
 	char *dir = test_tmpdir("cal-appt");
 	size_t n;
 
