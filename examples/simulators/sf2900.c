@@ -27,10 +27,10 @@
  * FordelingskvitteringModtag call (DistributionServiceAnvenderV2.wsdl, soapAction "") to
  * the sender's callback (--set callback=URL), ACCEPTERET "Oprettet som dokument på sag
  * SAG-…" — or AFVIST with --set outcome=AFVIST — pushed on the next tick after the answer
- * and pushed again until the callback answers 200.
+ * (or --set callback_delay_ms=N later) and pushed again until the callback answers 200.
  *
  * Settings: --set cvr=12345678 (the municipality, AuthorityContext/MunicipalityCVR and
- * AfsendendeMyndighed); --set callback=URL; --set outcome=ACCEPTERET|AFVIST; --set
+ * AfsendendeMyndighed); --set callback=URL; --set outcome=ACCEPTERET|AFVIST; --set callback_delay_ms=N; --set
  * schemas=DIR (default: contracts/schemas of the source tree); tls_cert/tls_key/tls_ca
  * (sim.h: https with mutual TLS, the AuthorityContext security model).
  *
@@ -77,6 +77,7 @@ static const sf_system_t s_systems[] = {
 typedef struct {
 	char anvender[37], distribution[37], kle[16], system[37];
 	char title[256], form_type[128], form_id[37], case_no[32];
+	int64_t push_at; /* sim_now_ms() when the case system's receipt is due */
 	bool pushed;
 } sf_object_t;
 
@@ -297,6 +298,7 @@ static void s_afsend(sim_t *sim, sf_state_t *st, xmlNodePtr payload, sim_respons
 	s_text(payload, "ID", o->form_id, sizeof o->form_id);
 	kanal_cpr_redact_inplace(o->title);
 	snprintf(o->case_no, sizeof o->case_no, "SAG-2026-%04zu", st->n_objects);
+	o->push_at = sim_now_ms() + sim_setting_int(sim, "callback_delay_ms", 0);
 	st->received++;
 	sim_log(sim, "%s '%s' (%s) filed for %s as %s", type, o->title, o->form_type, sys->name,
 		o->case_no);
@@ -460,7 +462,11 @@ static void s_tick(sim_t *sim)
 
 	while (url && st->pushed_up_to < st->n_objects) {
 		sf_object_t *o = &st->objects[st->pushed_up_to];
-		char *body = s_receipt(sim, o);
+		char *body;
+
+		if (sim_now_ms() < o->push_at)
+			return; /* the case system has not answered yet */
+		body = s_receipt(sim, o);
 		CURL *c = body ? curl_easy_init() : NULL;
 		struct curl_slist *h =
 			curl_slist_append(NULL, "Content-Type: text/xml; charset=utf-8");

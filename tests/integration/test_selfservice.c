@@ -8,7 +8,10 @@
  * simulators; and a webhook receiver standing in for the self-service platform. A
  * submission is filed (nobody retypes it), the citizen's receipt promises the date the
  * route's handling time gives, and the platform hears "received" and then exactly one final
- * status — accepted, or failed when no case system takes the form's KLE subject.
+ * status — accepted; rejected when the case system says AFVIST; failed when no case system
+ * takes the form's KLE subject or the form is invalid (nothing then reaches the service).
+ * A receipt that arrives while kanald is down is not lost: the connector keeps the
+ * submissions it awaits in its state folder.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -80,8 +83,9 @@ static char *s_routes(void)
 	return out;
 }
 
-/* Starts the simulators and kanald. */
-static bool s_setup(fixture_t *f, const char *tag)
+/* Starts the simulators and kanald; sim_extra (NULL or one "NAME=VALUE") is one more
+ * setting of the SF2900 simulator. */
+static bool s_setup(fixture_t *f, const char *tag, const char *sim_extra)
 {
 	char sts_cert[PATH_MAX + 16], callback[128], listen[64], *instances = NULL, *conf;
 	char *routes = s_routes(), *key;
@@ -96,7 +100,8 @@ static bool s_setup(fixture_t *f, const char *tag)
 		upstream_start_tls("cpr", f->dir, (const char *const[]){ "--set", sts_cert, NULL });
 	f->sf = upstream_start_tls(
 		"sf2900", f->dir,
-		(const char *const[]){ "--set", callback, "--set", "cvr=29189706", NULL });
+		(const char *const[]){ "--set", callback, "--set", "cvr=29189706",
+				       sim_extra ? "--set" : NULL, sim_extra, NULL });
 	f->dp = upstream_start("digitalpost", NULL);
 	f->platform = webhook_rx_new();
 	if (!f->cpr || !f->sf || !f->dp || !f->platform)
@@ -152,11 +157,14 @@ fail:
 	return false;
 }
 
-/* A submitted application for a daycare place, with one attached document. */
+/* A submitted application for a daycare place, with one attached document (kle NULL: the
+ * form names no KLE subject). */
 static void s_submit(fixture_t *f, const char *id, const char *kle)
 {
-	char *json;
+	char *json, kle_member[64] = "";
 
+	if (kle)
+		snprintf(kle_member, sizeof kle_member, "\"kle\":\"%s\",", kle);
 	CU_ASSERT_FATAL(
 		asprintf(&json,
 			 "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"selvbetjening\","
@@ -164,14 +172,14 @@ static void s_submit(fixture_t *f, const char *id, const char *kle)
 			 "\"time\":\"2026-03-06T09:15:00+01:00\",\"data\":{"
 			 "\"cpr\":\"" MAJA "\","
 			 "\"form\":{\"type\":\"dagtilbud:pladsansoegning:1\","
-			 "\"title\":\"Ansøgning om plads i dagtilbud\",\"kle\":\"%s\","
+			 "\"title\":\"Ansøgning om plads i dagtilbud\",%s"
 			 "\"facet\":\"G01\",\"fields\":{\"barn\":\"Noah\",\"oensket_start\":"
 			 "\"2026-08-01\",\"institution\":\"Solsikken\",\"timer\":40}},"
 			 "\"attachments\":[{\"filename\":\"Lægeerklæring.pdf\","
 			 "\"mediaType\":\"application/pdf\",\"content\":\"JVBERi0xLjQK\"}],"
 			 "\"sender\":{\"label\":\"Pladsanvisningen, Kanalby Kommune\","
 			 "\"department\":\"boern-unge\"}}}",
-			 id, kle) > 0);
+			 id, kle_member) > 0);
 	CU_ASSERT(kd_send_event(f->kd, json, "accepted", WAIT, NULL));
 	free(json);
 }
@@ -231,7 +239,7 @@ static void test_submission_is_filed_receipted_and_reported_back(void)
 			   "Du kan forvente svar senest den 03.04.2026.\n\n"
 			   "Venlig hilsen\nPladsanvisningen, Kanalby Kommune\n";
 
-	CU_ASSERT_FATAL(s_setup(&f, "selfservice"));
+	CU_ASSERT_FATAL(s_setup(&f, "selfservice", NULL));
 	s_submit(&f, "ans-1", "28.01.00");
 
 	/* The platform hears "received" (Fordelingskomponenten took it), then the case
@@ -304,7 +312,7 @@ static void test_no_case_system_for_the_subject_fails_once_and_says_why(void)
 	json_t *all, *filed, *last;
 	char seq[256], *p;
 
-	CU_ASSERT_FATAL(s_setup(&f, "selfservice-nokle"));
+	CU_ASSERT_FATAL(s_setup(&f, "selfservice-nokle", NULL));
 	s_submit(&f, "ans-2", "99.99.99");
 	p = kd_expect(f.sub, "dead selfservice.form.submitted", "\"ans-2\"", WAIT);
 	CU_ASSERT(p && strstr(p, "Ingen modtager for KLE-emne"));
@@ -326,5 +334,73 @@ static void test_no_case_system_for_the_subject_fails_once_and_says_why(void)
 	s_teardown(&f);
 }
 
+static void test_case_system_rejection_reaches_the_platform(void)
+{
+	fixture_t f;
+	json_t *all;
+	char seq[256];
+
+	CU_ASSERT_FATAL(s_setup(&f, "selfservice-afvist", "outcome=AFVIST"));
+	s_submit(&f, "ans-3", "28.01.00");
+	all = s_statuses(&f, 2);
+	s_sequence(all, "ans-3", seq, sizeof seq);
+	CU_ASSERT_STRING_EQUAL(seq, "received rejected/final");
+	json_decref(all);
+	s_teardown(&f);
+}
+
+/* The case system answers while kanald is down: the connector still knows the submission
+ * after the restart (its state file), and the platform hears the outcome once. */
+static void test_receipt_after_a_restart_is_not_lost(void)
+{
+	fixture_t f;
+	json_t *all;
+	char seq[256];
+
+	CU_ASSERT_FATAL(s_setup(&f, "selfservice-restart", "callback_delay_ms=2500"));
+	s_submit(&f, "ans-4", "28.01.00");
+	all = s_statuses(&f, 1);
+	s_sequence(all, "ans-4", seq, sizeof seq);
+	CU_ASSERT_STRING_EQUAL(seq, "received");
+	json_decref(all);
+	kd_unsubscribe(&f.sub);
+	CU_ASSERT_EQUAL(kd_stop(f.kd, SIGTERM, WAIT), 0);
+	test_sleep_ms(3000); /* the receipt is due now, and cannot be pushed */
+	CU_ASSERT_EQUAL_FATAL(kd_restart(f.kd), 0);
+	f.sub = kd_subscribe(f.kd, "");
+	all = s_statuses(&f, 2);
+	s_sequence(all, "ans-4", seq, sizeof seq);
+	CU_ASSERT_STRING_EQUAL(seq, "received accepted/final");
+	json_decref(all);
+	s_teardown(&f);
+}
+
+static void test_invalid_submission_is_refused_naming_the_field(void)
+{
+	fixture_t f;
+	json_t *all, *filed;
+	char seq[256], *p;
+
+	CU_ASSERT_FATAL(s_setup(&f, "selfservice-invalid", NULL));
+	s_submit(&f, "ans-5", NULL);
+	p = kd_expect(f.sub, "dead selfservice.form.submitted", "\"ans-5\"", WAIT);
+	CU_ASSERT(p && strstr(p, "invalid submission: data.form.kle"));
+	CU_ASSERT(!kd_has_clear_cpr(p));
+	free(p);
+	all = s_statuses(&f, 1);
+	s_sequence(all, "ans-5", seq, sizeof seq);
+	CU_ASSERT_STRING_EQUAL(seq, "failed/final");
+	json_decref(all);
+	/* Nothing went to the service. */
+	filed = s_filed(&f);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(filed, "received")), 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(filed, "refused")), 0);
+	json_decref(filed);
+	s_teardown(&f);
+}
+
 TEST_MAIN("selfservice", TEST(test_submission_is_filed_receipted_and_reported_back),
-	  TEST(test_no_case_system_for_the_subject_fails_once_and_says_why))
+	  TEST(test_no_case_system_for_the_subject_fails_once_and_says_why),
+	  TEST(test_case_system_rejection_reaches_the_platform),
+	  TEST(test_receipt_after_a_restart_is_not_lost),
+	  TEST(test_invalid_submission_is_refused_naming_the_field))
