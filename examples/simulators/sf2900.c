@@ -20,7 +20,8 @@
  *         not name the payload's operation, a payload that does not validate, no
  *         AuthorityContext or another municipality's CVR, no client certificate over
  *         https): HTTP 500 soap:Client fault, counted as refused — tests assert 0
- *   GET /sf2900/v1/objects   what was filed (title, form type, KLE, the case), with the
+ *   GET /sf2900/v1/objects   what was filed (title, form type, KLE, the case, the number
+ *                            and decoded size of the attachments in FormularXML), with the
  *                            counts received, filed, undeliverable and refused
  *
  * The case system's answer comes later, as the real component sends it: a
@@ -78,6 +79,7 @@ typedef struct {
 	char anvender[37], distribution[37], kle[16], system[37];
 	char title[256], form_type[128], form_id[37], case_no[32];
 	int64_t push_at; /* sim_now_ms() when the case system's receipt is due */
+	size_t attachments, attachment_bytes; /* FormularXML's <bilag>: count, decoded bytes */
 	bool pushed;
 } sf_object_t;
 
@@ -217,6 +219,26 @@ static void s_list(sf_state_t *st, xmlNodePtr payload, sim_response_t *res)
 	s_xml_reply(res, 200, body);
 }
 
+/* Counts the <bilag> elements below n (kanal's FormularXML: an attached document, base64)
+ * and the bytes they decode to. */
+static void s_count_attachments(xmlNodePtr n, sf_object_t *o)
+{
+	for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next) {
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		if (!strcmp((const char *)c->name, "bilag")) {
+			xmlChar *t = xmlNodeGetContent(c);
+			size_t len = t ? strlen((const char *)t) : 0;
+			o->attachments++;
+			o->attachment_bytes += len / 4 * 3 - (len && t[len - 1] == '=') -
+					       (len > 1 && t[len - 2] == '=');
+			xmlFree(t);
+		} else {
+			s_count_attachments(c, o);
+		}
+	}
+}
+
 /* A fresh random UUID (version 4). */
 static void s_uuid(char out[37])
 {
@@ -297,6 +319,7 @@ static void s_afsend(sim_t *sim, sf_state_t *st, xmlNodePtr payload, sim_respons
 	s_text(payload, "FormularType", o->form_type, sizeof o->form_type);
 	s_text(payload, "ID", o->form_id, sizeof o->form_id);
 	kanal_cpr_redact_inplace(o->title);
+	s_count_attachments(s_find(payload, "FormularXML"), o);
 	snprintf(o->case_no, sizeof o->case_no, "SAG-2026-%04zu", st->n_objects);
 	o->push_at = sim_now_ms() + sim_setting_int(sim, "callback_delay_ms", 0);
 	st->received++;
@@ -389,12 +412,14 @@ static void s_objects(sf_state_t *st, sim_response_t *res)
 
 	for (size_t i = 0; i < st->n_objects; i++)
 		json_array_append_new(
-			list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "anvender",
+			list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I}", "anvender",
 					st->objects[i].anvender, "distribution",
 					st->objects[i].distribution, "title", st->objects[i].title,
 					"form_type", st->objects[i].form_type, "kle",
 					st->objects[i].kle, "case", st->objects[i].case_no,
-					"receipt_sent", st->objects[i].pushed));
+					"receipt_sent", st->objects[i].pushed, "attachments",
+					(json_int_t)st->objects[i].attachments, "attachment_bytes",
+					(json_int_t)st->objects[i].attachment_bytes));
 	o = json_pack("{s:I, s:I, s:I, s:I, s:o}", "received", (json_int_t)st->received, "filed",
 		      (json_int_t)st->n_objects, "undeliverable", (json_int_t)st->undeliverable,
 		      "refused", (json_int_t)st->refused, "objects", list);

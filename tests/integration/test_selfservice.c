@@ -29,6 +29,7 @@
 #include <kanal/kanal.h>
 
 #include "kanald.h"
+#include "http_client.h"
 #include "shipped.h"
 #include "test.h"
 #include "testca.h"
@@ -106,32 +107,34 @@ static bool s_setup(fixture_t *f, const char *tag, const char *sim_extra)
 	f->platform = webhook_rx_new();
 	if (!f->cpr || !f->sf || !f->dp || !f->platform)
 		goto fail;
-	if (asprintf(&instances,
-		     "  - name: cpr\n    plugin: cpr\n    options:\n"
-		     "      endpoint: '%s/cpr'\n"
-		     "      ca_file: '%s/ca.pem'\n"
-		     "      certificate_p12: '%s/client.p12'\n"
-		     "      certificate_password_file: '%s/client.pass'\n"
-		     "      service_agreement_uuid: 6f1c7c44-1b0a-4c52-9a8e-1d2f0c6b7a01\n"
-		     "      user_system_uuid: 0c9b1a7e-3d5f-4e21-8b6a-2a7c9e4d5f02\n"
-		     "      user_uuid: 9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c03\n"
-		     "      audit_log: '%s/audit.log'\n"
-		     "  - name: sf2900\n    plugin: sf2900\n    options:\n"
-		     "      endpoint: '%s/service/SP/Distribution/3'\n"
-		     "      cvr: '29189706'\n"
-		     "      ca_file: '%s/ca.pem'\n"
-		     "      certificate_p12: '%s/client.p12'\n"
-		     "      certificate_password_file: '%s/client.pass'\n"
-		     "      callback_listen: '%s'\n"
-		     "  - name: digitalpost\n    plugin: digitalpost\n"
-		     "    options: { base_url: '%s', sender_cvr: '29189706', "
-		     "sender_label: 'Kanalby Kommune', pseudonym_key: '@DIR@/pseudonym.key' }\n"
-		     "  - name: letter\n    plugin: sink\n    options: { path: '@DIR@/paper.jsonl' "
-		     "}\n"
-		     "  - name: selfservice-platform\n    plugin: http\n    options: { url: '%s' "
-		     "}\n",
-		     f->cpr->url, f->dir, f->dir, f->dir, f->dir, f->sf->url, f->dir, f->dir,
-		     f->dir, listen, f->dp->url, webhook_rx_url(f->platform)) < 0)
+	if (asprintf(
+		    &instances,
+		    "  - name: cpr\n    plugin: cpr\n    options:\n"
+		    "      endpoint: '%s/cpr'\n"
+		    "      ca_file: '%s/ca.pem'\n"
+		    "      certificate_p12: '%s/client.p12'\n"
+		    "      certificate_password_file: '%s/client.pass'\n"
+		    "      service_agreement_uuid: 6f1c7c44-1b0a-4c52-9a8e-1d2f0c6b7a01\n"
+		    "      user_system_uuid: 0c9b1a7e-3d5f-4e21-8b6a-2a7c9e4d5f02\n"
+		    "      user_uuid: 9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c03\n"
+		    "      audit_log: '%s/audit.log'\n"
+		    "  - name: sf2900\n    plugin: sf2900\n    options:\n"
+		    "      endpoint: '%s/service/SP/Distribution/3'\n"
+		    "      cvr: '29189706'\n"
+		    "      ca_file: '%s/ca.pem'\n"
+		    "      certificate_p12: '%s/client.p12'\n"
+		    "      certificate_password_file: '%s/client.pass'\n"
+		    "      callback_listen: '%s'\n"
+		    "  - name: digitalpost\n    plugin: digitalpost\n"
+		    "    options: { base_url: '%s', sender_cvr: '29189706', "
+		    "sender_label: 'Kanalby Kommune', pseudonym_key: '@DIR@/pseudonym.key' }\n"
+		    "  - name: letter\n    plugin: sink\n    options: { path: '@DIR@/paper.jsonl' "
+		    "}\n"
+		    "  - name: selfservice-platform\n    plugin: http\n    options: { url: '%s' }\n"
+		    "  - name: platform-in\n    plugin: http\n"
+		    "    options: { listen: '127.0.0.1:0', port_file: '@DIR@/in.port' }\n",
+		    f->cpr->url, f->dir, f->dir, f->dir, f->dir, f->sf->url, f->dir, f->dir, f->dir,
+		    listen, f->dp->url, webhook_rx_url(f->platform)) < 0)
 		goto fail;
 	conf = kd_config(instances, NULL);
 	f->kd = kd_prepare(tag, conf, routes);
@@ -272,6 +275,9 @@ static void test_submission_is_filed_receipted_and_reported_back(void)
 			       "Ansøgning om plads i dagtilbud");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "kle")) ?: "", "28.01.00");
 	CU_ASSERT(json_is_true(json_object_get(o, "receipt_sent")));
+	/* The attached document went along, whole ("%PDF-1.4\n"). */
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(o, "attachments")), 1);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(o, "attachment_bytes")), 9);
 	json_decref(filed);
 
 	/* The receipt reached the citizen by Digital Post, with the promised date. */
@@ -399,8 +405,70 @@ static void test_invalid_submission_is_refused_naming_the_field(void)
 	s_teardown(&f);
 }
 
+/* The platform posts the form with the citizen's documents as one multipart request to the
+ * http ingress: the documents go into the blob store, and the connector sends them from
+ * there inside the form. */
+static void test_documents_uploaded_with_the_form_are_filed_with_it(void)
+{
+	static const char note[] = "%PDF-1.4 the doctor's note, 2 pages";
+	const char *headers[] = { "Content-Type: multipart/form-data; boundary=b0undary", NULL };
+	char url[128], *body = NULL, *port = NULL, seq[256];
+	size_t len = 0;
+	http_answer_t a = { 0 };
+	json_t *filed, *o, *all;
+	fixture_t f;
+	FILE *fp;
+
+	CU_ASSERT_FATAL(s_setup(&f, "selfservice-multipart", NULL));
+	for (int waited = 0;
+	     waited < WAIT && !(port = test_read_file(kd_path(f.kd, "in.port"), NULL));
+	     waited += 20)
+		test_sleep_ms(20);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(port);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/events", atoi(port));
+	free(port);
+	fp = open_memstream(&body, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+	fprintf(fp, "--b0undary\r\nContent-Disposition: form-data; name=\"event\"\r\n"
+		    "Content-Type: application/cloudevents+json\r\n\r\n"
+		    "{\"specversion\":\"1.0\",\"id\":\"ans-6\",\"source\":\"selvbetjening\","
+		    "\"type\":\"selfservice.form.submitted\",\"data\":{\"cpr\":\"" MAJA "\","
+		    "\"form\":{\"type\":\"dagtilbud:pladsansoegning:1\",\"title\":\"Ansøgning "
+		    "om plads i dagtilbud\",\"kle\":\"28.01.00\"}}}\r\n");
+	fprintf(fp,
+		"--b0undary\r\nContent-Disposition: form-data; name=\"attachments\"; "
+		"filename=\"note.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%s\r\n"
+		"--b0undary--\r\n",
+		note);
+	fclose(fp);
+	http_request(NULL,
+		     &(http_request_t){ .method = "POST",
+					.url = url,
+					.headers = headers,
+					.body = body,
+					.body_len = len,
+					.timeout_ms = WAIT },
+		     &a);
+	CU_ASSERT_EQUAL(a.status, 202);
+	http_answer_clear(&a);
+	free(body);
+	all = s_statuses(&f, 2);
+	s_sequence(all, "ans-6", seq, sizeof seq);
+	CU_ASSERT_STRING_EQUAL(seq, "received accepted/final");
+	json_decref(all);
+	filed = s_filed(&f);
+	o = json_array_get(json_object_get(filed, "objects"), 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(o, "attachments")), 1);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(o, "attachment_bytes")),
+			(json_int_t)strlen(note));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(filed, "refused")), 0);
+	json_decref(filed);
+	s_teardown(&f);
+}
+
 TEST_MAIN("selfservice", TEST(test_submission_is_filed_receipted_and_reported_back),
 	  TEST(test_no_case_system_for_the_subject_fails_once_and_says_why),
 	  TEST(test_case_system_rejection_reaches_the_platform),
 	  TEST(test_receipt_after_a_restart_is_not_lost),
-	  TEST(test_invalid_submission_is_refused_naming_the_field))
+	  TEST(test_invalid_submission_is_refused_naming_the_field),
+	  TEST(test_documents_uploaded_with_the_form_are_filed_with_it))
