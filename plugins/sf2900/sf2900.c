@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <jansson.h>
@@ -673,7 +674,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 			goto fail;
 		}
 		kc_cert_http_opts(s->cert, &http);
-	} else if (!s->http_conf.allow_plain_http) {
+	} else if (!strncasecmp(s->endpoint, "https:", 6)) {
 		kanal_set_error(ctx,
 				"the AuthorityContext model needs the function certificate: set "
 				"certificate_p12 (or certificate and certificate_key)");

@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <kanal/harness.h>
 #include <kanal/kanal.h>
 
 #include "kanald.h"
@@ -466,9 +467,45 @@ static void test_documents_uploaded_with_the_form_are_filed_with_it(void)
 	s_teardown(&f);
 }
 
+/* What the connector cannot work with is refused at start, naming the option. */
+static void test_bad_options_are_refused(void)
+{
+	static const struct {
+		const char *key, *value, *named;
+	} cases[] = {
+		{ "cvr", "1234567", "cvr" },
+		{ "receiving_system", "case-system-1", "receiving_system" },
+		{ "endpoint", "ftp://sf2900.example.dk", "endpoint" },
+		/* CPR numbers in clear over the network: never. */
+		{ "endpoint", "http://sf2900.example.dk/service/SP/Distribution/3", "endpoint" },
+		/* The AuthorityContext model is the function certificate. */
+		{ "endpoint", "https://exttest.serviceplatformen.dk/service/SP/Distribution/3",
+		  "certificate_p12" },
+		{ "callback_listen", "7719", "callback_listen" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		kanal_error_t err;
+		kanal_harness_t *h;
+
+		kanal_error_clear(&err);
+		h = kanal_harness_new(test_path("plugins/sf2900.so"), "sf", &err);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		kanal_harness_option(h, "endpoint", "http://127.0.0.1:9/service/SP/Distribution/3");
+		kanal_harness_option(h, "cvr", "29189706");
+		kanal_harness_option(h, cases[i].key, cases[i].value);
+		CU_ASSERT_NOT_EQUAL(kanal_harness_start(h, &err), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err.text, cases[i].named));
+		if (!strstr(err.text, cases[i].named))
+			fprintf(stderr, "option %s: error '%s'\n", cases[i].key, err.text);
+		kanal_harness_destroy(&h);
+	}
+}
+
 TEST_MAIN("selfservice", TEST(test_submission_is_filed_receipted_and_reported_back),
 	  TEST(test_no_case_system_for_the_subject_fails_once_and_says_why),
 	  TEST(test_case_system_rejection_reaches_the_platform),
 	  TEST(test_receipt_after_a_restart_is_not_lost),
 	  TEST(test_invalid_submission_is_refused_naming_the_field),
-	  TEST(test_documents_uploaded_with_the_form_are_filed_with_it))
+	  TEST(test_documents_uploaded_with_the_form_are_filed_with_it),
+	  TEST(test_bad_options_are_refused))
