@@ -240,7 +240,7 @@ static void test_submission_is_filed_receipted_and_reported_back(void)
 	char seq[256], *xml = NULL, expect_b64[1024];
 	const char *text = "Vi har modtaget din ansøgning: Ansøgning om plads i dagtilbud.\n\n"
 			   "Den blev modtaget den 06.03.2026 og er sendt til behandling.\n"
-			   "Du kan forvente svar senest den 03.04.2026.\n\n"
+			   "Du kan forvente svar senest den 08.04.2026.\n\n"
 			   "Venlig hilsen\nPladsanvisningen, Kanalby Kommune\n";
 
 	CU_ASSERT_FATAL(s_setup(&f, "selfservice", NULL));
