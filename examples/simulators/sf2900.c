@@ -525,29 +525,10 @@ static void s_tick(sim_t *sim)
 static int s_setup(sim_t *sim)
 {
 	static sf_state_t state;
-	const char *dir = sim_setting(sim, "schemas", NULL);
-	char path[4200], exe[4000], xsd[4300];
-	ssize_t n;
-	xmlSchemaParserCtxtPtr p;
 
 	xmlInitParser();
-	if (!dir && access("contracts/schemas/sf2900", R_OK) == 0)
-		dir = "contracts/schemas";
-	if (!dir && (n = readlink("/proc/self/exe", exe, sizeof exe - 1)) > 0) {
-		exe[n] = '\0';
-		*strrchr(exe, '/') = '\0';
-		snprintf(path, sizeof path, "%s/../../contracts/schemas", exe);
-		dir = path;
-	}
-	snprintf(xsd, sizeof xsd, "%s/sf2900/DistributionServiceMsg.xsd",
-		 dir ? dir : "contracts/schemas");
-	p = xmlSchemaNewParserCtxt(xsd);
-	state.schema = p ? xmlSchemaParse(p) : NULL;
-	xmlSchemaFreeParserCtxt(p);
-	if (!state.schema) {
-		fprintf(stderr, "kanal-sim-sf2900: cannot compile the schema %s\n", xsd);
+	if (!(state.schema = sim_schema(sim, "sf2900/DistributionServiceMsg.xsd")))
 		return -1;
-	}
 	state.cvr = sim_setting(sim, "cvr", "12345678");
 	sim_set_state(sim, &state);
 	return 0;
