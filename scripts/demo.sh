@@ -2,7 +2,9 @@
 # The demo: a municipality's morning through kanal. Starts the simulated upstream systems
 # (examples/simulators: daycare, HR, CPR lookup, Digital Post and the STS that issues the
 # national services' tokens), a real CalDAV server (Radicale) and kanald with
-# conf/kanald.yaml and routes/municipal.yaml; a case system sends letters through the gateway (kanalctl send). The event stream is shown live; Ctrl-C (or
+# conf/kanald.yaml and routes/municipal.yaml; a case system sends letters through the gateway (kanalctl send), a
+# self-service platform citizens' applications (filed through the SF2900 simulator, a receipt
+# by Digital Post, the status back to the platform). The event stream is shown live; Ctrl-C (or
 # DEMO_SECONDS=N) stops everything cleanly and prints what happened: events per route,
 # letters per channel (the channel strategy's own measure), calendar entries written,
 # lookups made. Everything it writes is under var/demo/.
@@ -109,7 +111,8 @@ wait_for() { # FILE WHAT
 
 echo "kanal demo — a municipal morning"
 echo "  upstream systems: daycare :7711, HR :7712, CPR :7713, Digital Post :7714, STS :7717,"
-echo "                    the case system's receipts :7720"
+echo "                    the case system's receipts :7720, SF2900 Fordelingskomponenten :7718,"
+echo "                    the self-service platform's statuses :7721"
 echo "                    (simulated; the national ones over mutual TLS with $CA),"
 echo "                    Radicale CalDAV :7715 (real)"
 echo "  kanald:           $CONF with routes/municipal.yaml; dashboard http://127.0.0.1:7703/"
@@ -139,10 +142,16 @@ start_sim digitalpost 7714 $TLS --set sts=https://127.0.0.1:7717 \
 # The case system that sends the letters gets each letter's final status back by webhook
 # (the case-system instance, route letter-status-to-sender).
 start_sim casesystem 7720
+# Self-service submissions go to the case system through SF2900 Fordelingskomponenten, which
+# pushes the case system's receipt to the sf2900 connector's callback_listen (127.0.0.1:7719);
+# the self-service platform hears each submission's status by webhook.
+# shellcheck disable=SC2086
+start_sim sf2900 7718 $TLS --set callback=http://127.0.0.1:7719/sf2900/kvittering
+start_sim selfservice 7721
 radicale -C "$R/config" >"$VAR/sims/radicale.log" 2>&1 &
 rpid=$!
 PIDS="$PIDS $rpid"
-for s in daycare hr sts cpr digitalpost casesystem; do wait_for "$VAR/sims/$s.port" "kanal-sim-$s"; done
+for s in daycare hr sts cpr digitalpost casesystem sf2900 selfservice; do wait_for "$VAR/sims/$s.port" "kanal-sim-$s"; done
 i=0
 until grep -q "Listening on\|listening on" "$VAR/sims/radicale.log" 2>/dev/null; do
 	i=$((i + 1))
@@ -163,21 +172,29 @@ wait_for "$VAR/run/endpoints" "kanald (see $VAR/kanald.log)"
 "$KANALCTL" -c "$CONF" tail | tee "$VAR/stream.log" &
 tpid=$!
 
-# A case system sends letters to citizens through the gateway, one every few seconds.
-(
-	sleep 4
+# send_slowly FILE LOG FIRST PAUSE: after FIRST seconds, sends the events of FILE (one a line)
+# through the gateway, PAUSE seconds apart, the gateway's answers into LOG.
+send_slowly() {
+	sleep "$3"
 	while IFS= read -r line; do
-		printf '%s\n' "$line" | "$KANALCTL" -c "$CONF" send - >>"$VAR/letters-sent.log" 2>&1
-		sleep 3
-	done <examples/demo/letters.jsonl
-) &
+		printf '%s\n' "$line" | "$KANALCTL" -c "$CONF" send - >>"$2" 2>&1
+		sleep "$4"
+	done <"$1"
+}
+
+# A case system sends letters to citizens through the gateway, one every few seconds.
+send_slowly examples/demo/letters.jsonl "$VAR/letters-sent.log" 4 3 &
 lpid=$!
+
+# The self-service platform posts citizens' applications for a daycare place.
+send_slowly examples/demo/submissions.jsonl "$VAR/submissions-sent.log" 6 5 &
+spid=$!
 
 count() { grep -c "$1" "$2" 2>/dev/null || true; }
 
 stop() {
 	trap - INT TERM EXIT HUP PIPE
-	kill $lpid 2>/dev/null
+	kill $lpid $spid 2>/dev/null
 	echo
 	echo "--- status before stopping ---"
 	"$KANALCTL" -c "$CONF" status 2>/dev/null | sed -n '1,12p'
@@ -190,6 +207,9 @@ stop() {
 		https://127.0.0.1:7714/digitalpost/v1/messages |
 		sed -n 's/.*"invalid": *\([0-9]*\).*/\1/p')
 	receipts=$(curl -s --max-time 2 http://127.0.0.1:7720/kanal/letter-status)
+	filed=$(curl -s --max-time 2 --cacert "$CA/ca.pem" --cert "$CA/client.pem" --key "$CA/client.key" \
+		https://127.0.0.1:7718/sf2900/v1/objects)
+	platform=$(curl -s --max-time 2 http://127.0.0.1:7721/kanal/submission-status)
 	kill $tpid 2>/dev/null
 	kill -TERM $kpid 2>/dev/null
 	wait $kpid 2>/dev/null
@@ -222,9 +242,14 @@ stop() {
 	printf '  %-30s %5d\n' "Digital Post: still awaiting" $((${accepted:-0} - ${dp_finals:-0}))
 	echo "final statuses back at the case system (webhook): $(echo "$receipts" |
 		sed -n 's/^{"count":\([0-9]*\).*/\1/p')"
+	echo "self-service submissions: sent $(grep -c ': accepted' "$VAR/submissions-sent.log" 2>/dev/null || true)," \
+		"filed in the case system (SF2900) $(echo "$filed" | sed -n 's/.*"filed":\([0-9]*\).*/\1/p')," \
+		"receipts to citizens $(grep '^[0-9:.]*  delivered ' "$VAR/stream.log" | grep -c 'route=selfservice-receipt-to-citizen')," \
+		"final statuses at the platform $(echo "$platform" | sed -n 's/^{"statuses":[0-9]*,"finals":\([0-9]*\).*/\1/p')"
 	echo "calendar entries written (Radicale): $(find "$R/collections" -name '*.ics' -not -path '*/.Radicale.cache/*' | wc -l)"
 	echo "CPR lookups (audit log lines):       $(wc -l <"$VAR/cpr-audit.log" 2>/dev/null || echo 0)"
-	echo "requests refused as invalid (schemas): CPR ${cpr_invalid:-?}, Digital Post ${dp_invalid:-?}"
+	sf_refused=$(echo "$filed" | sed -n 's/.*"refused":\([0-9]*\).*/\1/p')
+	echo "requests refused as invalid (schemas): CPR ${cpr_invalid:-?}, Digital Post ${dp_invalid:-?}, SF2900 ${sf_refused:-?}"
 	echo "notices to parents (daycare):        $(grep '^[0-9:.]*  delivered staff.absence.registered' "$VAR/stream.log" | grep -c 'destination=daycare')"
 	echo "dead letters (kanalctl dlq list):    $dead"
 	echo

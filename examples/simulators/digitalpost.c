@@ -924,57 +924,16 @@ static void s_handle(sim_t *sim, const sim_request_t *req, sim_response_t *res)
 	s_error(res, 404, "not-found", "no such resource");
 }
 
-/* Compiles one schema of the contract below dir; NULL after printing why. */
-static xmlSchemaPtr s_schema(const char *dir, const char *file)
-{
-	char path[4096];
-	xmlSchemaParserCtxtPtr pctx;
-	xmlSchemaPtr schema;
-
-	snprintf(path, sizeof path, "%s/%s", dir, file);
-	pctx = xmlSchemaNewParserCtxt(path);
-	schema = pctx ? xmlSchemaParse(pctx) : NULL;
-	xmlSchemaFreeParserCtxt(pctx);
-	if (!schema)
-		fprintf(stderr, "kanal-sim-digitalpost: cannot compile the schema %s\n", path);
-	return schema;
-}
-
-/* Where the contract's schemas are: --set schemas=DIR, else contracts/schemas of the source
- * tree (the working directory, or two folders above the program: build/bin/..). */
-static const char *s_schema_dir(sim_t *sim, char *buf, size_t size)
-{
-	const char *dir = sim_setting(sim, "schemas", NULL);
-	char exe[4000];
-	ssize_t n;
-
-	if (dir)
-		return dir;
-	if (access("contracts/schemas/sf1601", R_OK) == 0)
-		return "contracts/schemas";
-	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		snprintf(buf, size, "%.*s/../../contracts/schemas",
-			 (int)(strrchr(exe, '/') ? strrchr(exe, '/') - exe : 0), exe);
-		return buf;
-	}
-	return "contracts/schemas";
-}
-
 static int s_setup(sim_t *sim)
 {
 	static dp_state_t state;
 	struct timespec ts;
-	char buf[4096];
-	const char *dir;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	state.run_id = (unsigned)(ts.tv_nsec ^ (ts.tv_sec << 10));
 	xmlInitParser();
-	dir = s_schema_dir(sim, buf, sizeof buf);
-	state.kombi11 = s_schema(dir, "sf1601/kanal-authored/kombi_request-memo11.xsd");
-	state.kombi12 = s_schema(dir, "sf1601/kanal-authored/kombi_request-memo12.xsd");
+	state.kombi11 = sim_schema(sim, "sf1601/kanal-authored/kombi_request-memo11.xsd");
+	state.kombi12 = sim_schema(sim, "sf1601/kanal-authored/kombi_request-memo12.xsd");
 	if (!state.kombi11 || !state.kombi12)
 		return -1;
 	sim_set_state(sim, &state);

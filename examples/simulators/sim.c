@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
+#include <libxml/xmlschemas.h>
 #include <jansson.h>
 #include <microhttpd.h>
 
@@ -145,6 +146,32 @@ void sim_log(const sim_t *sim, const char *fmt, ...)
 	va_end(ap);
 	kanal_cpr_redact_inplace(line);
 	fprintf(stderr, "sim-%s: %s\n", sim->def->name, line);
+}
+
+void *sim_schema(const sim_t *sim, const char *rel)
+{
+	const char *dir = sim_setting(sim, "schemas", NULL);
+	char exe[4000], path[8200];
+	xmlSchemaParserCtxtPtr pctx;
+	xmlSchemaPtr schema;
+	ssize_t n;
+
+	if (!dir && access("contracts/schemas", R_OK) == 0)
+		dir = "contracts/schemas";
+	if (!dir && (n = readlink("/proc/self/exe", exe, sizeof exe - 1)) > 0) {
+		exe[n] = '\0';
+		if (strrchr(exe, '/'))
+			*strrchr(exe, '/') = '\0';
+		snprintf(path, sizeof path, "%s/../../contracts/schemas/%s", exe, rel);
+	} else {
+		snprintf(path, sizeof path, "%s/%s", dir ? dir : "contracts/schemas", rel);
+	}
+	pctx = xmlSchemaNewParserCtxt(path);
+	schema = pctx ? xmlSchemaParse(pctx) : NULL;
+	xmlSchemaFreeParserCtxt(pctx);
+	if (!schema)
+		fprintf(stderr, "kanal-sim: cannot compile the schema %s\n", path);
+	return schema;
 }
 
 int64_t sim_now_ms(void)

@@ -115,6 +115,12 @@ void sim_reply_header(sim_response_t *res, const char *name, const char *value);
 /* A line on stderr prefixed with the simulator's name (CPR numbers masked). */
 void sim_log(const sim_t *sim, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Compiles the schema `rel` of the national services' contracts ("sf2900/…xsd"), found in
+ * --set schemas=DIR, else contracts/schemas of the working directory, else of the source
+ * tree whose build/bin holds the program. Returns the schema (a libxml2 xmlSchemaPtr, to
+ * keep for the simulator's life), or NULL after printing which file would not compile. */
+void *sim_schema(const sim_t *sim, const char *rel);
+
 /* Milliseconds of a monotonic clock, and the wall clock as "YYYY-MM-DD" / RFC 3339. */
 int64_t sim_now_ms(void);
 void sim_today(char buf[11], int offset_days);

@@ -289,59 +289,7 @@ static kanal_outcome_t s_cancel(kanal_ctx_t *ctx, calendar_t *c, const char *own
 	return out;
 }
 
-/* ---- calendar.event.upsert / .cancel ------------------------------------------------------ */
-
-/* Reads data.sequence (optional, >= 0) into *seq (-1 when absent). */
-static int s_sequence(const kanal_msg_t *msg, int64_t *seq, why_t *why)
-{
-	int rc = kanal_msg_data_int(msg, "sequence", seq);
-
-	if (rc == KANAL_ENOTFOUND) {
-		*seq = -1;
-		return 0;
-	}
-	if (rc != 0 || *seq < 0 || *seq > 0x7fffffff) {
-		snprintf(why->text, sizeof why->text, "data.sequence is not an integer >= 0");
-		return KANAL_EINVAL;
-	}
-	return 0;
-}
-
-static kanal_outcome_t s_on_upsert(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg)
-{
-	const char *type = kanal_msg_type(msg), *owner, *start, *end;
-	cal_event_t ev = { 0 };
-	cal_status_t st = { 0 };
-	why_t why;
-
-	if (s_text(msg, "owner", true, 128, false, &owner, &why) ||
-	    s_owner_check(owner, "data.owner", &why) ||
-	    s_text(msg, "uid", true, 255, false, &ev.uid, &why) ||
-	    s_text(msg, "summary", true, 255, false, &ev.summary, &why) ||
-	    s_text(msg, "description", false, 4000, true, &ev.description, &why) ||
-	    s_text(msg, "start", true, 40, false, &start, &why) ||
-	    s_text(msg, "end", true, 40, false, &end, &why) ||
-	    cal_event_when(&ev, start, end, why.text, sizeof why.text) ||
-	    s_sequence(msg, &ev.sequence, &why))
-		return s_reject(ctx, type, &why);
-	return s_report(ctx, s_write(ctx, c, owner, &ev, &st), &st, "");
-}
-
-static kanal_outcome_t s_on_cancel(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg)
-{
-	const char *type = kanal_msg_type(msg), *owner, *uid;
-	cal_status_t st = { 0 };
-	int64_t seq;
-	why_t why;
-
-	if (s_text(msg, "owner", true, 128, false, &owner, &why) ||
-	    s_owner_check(owner, "data.owner", &why) ||
-	    s_text(msg, "uid", true, 255, false, &uid, &why) || s_sequence(msg, &seq, &why))
-		return s_reject(ctx, type, &why);
-	return s_report(ctx, s_cancel(ctx, c, owner, uid, seq, 0, &st), &st, "");
-}
-
-/* ---- child.absence.reported / .withdrawn ----------------------------------------------- */
+/* ---- calendars named by CPR number ---------------------------------------------------- */
 
 /* "kanal-absence-" and 32 hex digits of SHA-256(source, event id, owner): stable for the
  * same report and holder, so a retried delivery updates instead of duplicating, and free
@@ -364,6 +312,206 @@ static void s_absence_uid(const char *source, const char *id, const char *owner,
 		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 	snprintf(out, size, "kanal-absence-%s", hex);
 }
+
+/* Reads the CPR numbers at data.<list> into pseudonyms: a string (one person), or an array
+ * of up to MAX_HOLDERS strings — or of objects holding the number at `sub` (the custody
+ * holders' {cpr, type, code}) when sub is given. An absent list is none. Returns 0 or
+ * KANAL_EINVAL with why naming the element (never the number). */
+static int s_cpr_owners(const calendar_t *c, const kanal_msg_t *msg, const char *list,
+			const char *sub, char owners[MAX_HOLDERS][KANAL_PSEUDONYM_SIZE], size_t *n,
+			why_t *why)
+{
+	char path[96];
+	const char *cpr;
+	int rc;
+
+	*n = 0;
+	if (!sub && kanal_msg_data_str(msg, list, &cpr) == 0) {
+		if (kanal_cpr_pseudonym(c->key, cpr, owners[0], KANAL_PSEUDONYM_SIZE) != 0) {
+			snprintf(why->text, sizeof why->text, "data.%s is not a valid CPR number",
+				 list);
+			return KANAL_EINVAL;
+		}
+		*n = 1;
+		return 0;
+	}
+	for (size_t i = 0;; i++) {
+		snprintf(path, sizeof path, sub ? "%s.%zu.%s" : "%s.%zu", list, i, sub ? sub : "");
+		rc = kanal_msg_data_str(msg, path, &cpr);
+		if (rc == KANAL_ENOTFOUND) {
+			snprintf(path, sizeof path, "%s.%zu", list, i);
+			if (kanal_msg_data_str(msg, path, &cpr) == KANAL_ENOTFOUND) {
+				char *json = kanal_msg_data_json(msg, path);
+				bool present = json != NULL;
+				kanal_free(json);
+				if (!present)
+					break;
+			}
+			snprintf(why->text, sizeof why->text, "data.%s[%zu] has no %s", list, i,
+				 sub ? sub : "CPR number");
+			return KANAL_EINVAL;
+		}
+		if (rc != 0 || *n == MAX_HOLDERS) {
+			if (rc)
+				snprintf(why->text, sizeof why->text,
+					 "data.%s[%zu]%s%s is not a string", list, i,
+					 sub ? "." : "", sub ? sub : "");
+			else
+				snprintf(why->text, sizeof why->text,
+					 "data.%s has more than %zu %s", list, (size_t)MAX_HOLDERS,
+					 sub ? "holders" : "people");
+			return KANAL_EINVAL;
+		}
+		if (kanal_cpr_pseudonym(c->key, cpr, owners[*n], KANAL_PSEUDONYM_SIZE) != 0) {
+			snprintf(why->text, sizeof why->text,
+				 "data.%s[%zu]%s%s is not a valid CPR number", list, i,
+				 sub ? "." : "", sub ? sub : "");
+			return KANAL_EINVAL;
+		}
+		(*n)++;
+	}
+	return 0;
+}
+
+/* Writes ev into (or, with cancel, cancels its UID in) each of the n owners' calendars.
+ * With report_id the UID is made per owner (s_absence_uid) and written into ev->uid's
+ * buffer `uid`. Every owner is tried even when one fails: an owner already written is
+ * simply found unchanged when the bus retries, because the UID is the same. `who` names
+ * the owners in the error ("custody holder"). */
+static kanal_outcome_t s_each_owner(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg,
+				    char owners[MAX_HOLDERS][KANAL_PSEUDONYM_SIZE], size_t n,
+				    cal_event_t *ev, bool cancel, const char *report_id, char *uid,
+				    size_t uid_size, const char *who)
+{
+	cal_status_t st = { 0 }, failed = { 0 };
+	kanal_outcome_t worst = KANAL_OUTCOME_OK;
+	size_t failed_at = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		kanal_outcome_t out;
+		if (report_id)
+			s_absence_uid(kanal_msg_source(msg), report_id, owners[i], uid, uid_size);
+		if (cancel)
+			out = s_cancel(ctx, c, owners[i], ev->uid, ev->sequence, 0, &st);
+		else
+			out = s_write(ctx, c, owners[i], ev, &st);
+		if (out == KANAL_OUTCOME_OK)
+			continue;
+		kanal_log(ctx, KANAL_LOG_WARN, "%s %s: %s %zu of %zu: %s", kanal_msg_type(msg),
+			  kanal_msg_id(msg), who, i + 1, n, st.text);
+		if (worst == KANAL_OUTCOME_OK ||
+		    (out == KANAL_OUTCOME_RETRY && worst != KANAL_OUTCOME_RETRY)) {
+			worst = out;
+			failed = st;
+			failed_at = i;
+		}
+	}
+	if (worst != KANAL_OUTCOME_OK) {
+		char prefix[160];
+		snprintf(prefix, sizeof prefix, "calendar of %s %zu of %zu (%.20s…): ", who,
+			 failed_at + 1, n, owners[failed_at]);
+		return s_report(ctx, worst, &failed, prefix);
+	}
+	return KANAL_OUTCOME_OK;
+}
+
+/* ---- calendar.event.upsert / .cancel ------------------------------------------------------ */
+
+/* Reads data.sequence (optional, >= 0) into *seq (-1 when absent). */
+static int s_sequence(const kanal_msg_t *msg, int64_t *seq, why_t *why)
+{
+	int rc = kanal_msg_data_int(msg, "sequence", seq);
+
+	if (rc == KANAL_ENOTFOUND) {
+		*seq = -1;
+		return 0;
+	}
+	if (rc != 0 || *seq < 0 || *seq > 0x7fffffff) {
+		snprintf(why->text, sizeof why->text, "data.sequence is not an integer >= 0");
+		return KANAL_EINVAL;
+	}
+	return 0;
+}
+
+/* The calendars an upsert or cancel names: data.owner (one calendar, as it is), or
+ * data.owner_cpr (a CPR number or a list of them: each person's calendar, named by the
+ * pseudonym; the number itself is never written anywhere). Exactly one of the two. */
+static int s_upsert_owners(const calendar_t *c, const kanal_msg_t *msg, const char **owner,
+			   char owners[MAX_HOLDERS][KANAL_PSEUDONYM_SIZE], size_t *n, why_t *why)
+{
+	char *json = kanal_msg_data_json(msg, "owner_cpr");
+	bool by_cpr = json != NULL;
+
+	kanal_free(json);
+	*n = 0;
+	*owner = NULL;
+	if (!by_cpr)
+		return s_text(msg, "owner", true, 128, false, owner, why) ||
+				       s_owner_check(*owner, "data.owner", why)
+			       ? KANAL_EINVAL
+			       : 0;
+	if (kanal_msg_data_str(msg, "owner", owner) != KANAL_ENOTFOUND) {
+		snprintf(why->text, sizeof why->text,
+			 "data.owner and data.owner_cpr both given: name the calendar one way");
+		return KANAL_EINVAL;
+	}
+	if (!c->key) {
+		snprintf(why->text, sizeof why->text,
+			 "data.owner_cpr needs the option pseudonym_key: a citizen's calendar is "
+			 "named by a pseudonym");
+		return KANAL_EINVAL;
+	}
+	if (s_cpr_owners(c, msg, "owner_cpr", NULL, owners, n, why) != 0)
+		return KANAL_EINVAL;
+	if (*n == 0) {
+		snprintf(why->text, sizeof why->text, "data.owner_cpr names nobody");
+		return KANAL_EINVAL;
+	}
+	return 0;
+}
+
+static kanal_outcome_t s_on_upsert(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg)
+{
+	const char *type = kanal_msg_type(msg), *owner, *start, *end;
+	char owners[MAX_HOLDERS][KANAL_PSEUDONYM_SIZE];
+	cal_event_t ev = { 0 };
+	cal_status_t st = { 0 };
+	size_t n;
+	why_t why;
+
+	if (s_upsert_owners(c, msg, &owner, owners, &n, &why) ||
+	    s_text(msg, "uid", true, 255, false, &ev.uid, &why) ||
+	    s_text(msg, "summary", true, 255, false, &ev.summary, &why) ||
+	    s_text(msg, "description", false, 4000, true, &ev.description, &why) ||
+	    s_text(msg, "start", true, 40, false, &start, &why) ||
+	    s_text(msg, "end", true, 40, false, &end, &why) ||
+	    cal_event_when(&ev, start, end, why.text, sizeof why.text) ||
+	    s_sequence(msg, &ev.sequence, &why))
+		return s_reject(ctx, type, &why);
+	if (n)
+		return s_each_owner(ctx, c, msg, owners, n, &ev, false, NULL, NULL, 0, "owner");
+	return s_report(ctx, s_write(ctx, c, owner, &ev, &st), &st, "");
+}
+
+static kanal_outcome_t s_on_cancel(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg)
+{
+	const char *type = kanal_msg_type(msg), *owner;
+	char owners[MAX_HOLDERS][KANAL_PSEUDONYM_SIZE];
+	cal_event_t ev = { 0 };
+	cal_status_t st = { 0 };
+	size_t n;
+	why_t why;
+
+	if (s_upsert_owners(c, msg, &owner, owners, &n, &why) ||
+	    s_text(msg, "uid", true, 255, false, &ev.uid, &why) ||
+	    s_sequence(msg, &ev.sequence, &why))
+		return s_reject(ctx, type, &why);
+	if (n)
+		return s_each_owner(ctx, c, msg, owners, n, &ev, true, NULL, NULL, 0, "owner");
+	return s_report(ctx, s_cancel(ctx, c, owner, ev.uid, ev.sequence, 0, &st), &st, "");
+}
+
+/* ---- child.absence.reported / .withdrawn ----------------------------------------------- */
 
 /* The Danish word for an absence reason, for the description. */
 static const char *s_reason_text(const char *reason)
@@ -408,51 +556,6 @@ static int s_period(const kanal_msg_t *msg, cal_event_t *ev, why_t *why)
 	return 0;
 }
 
-/* Finds the custody holders' pseudonyms in data.child_person.relations.custody. */
-static int s_holders(const calendar_t *c, const kanal_msg_t *msg,
-		     char owners[MAX_HOLDERS][KANAL_PSEUDONYM_SIZE], size_t *n, why_t *why)
-{
-	char path[96];
-	const char *cpr;
-	int rc;
-
-	*n = 0;
-	for (size_t i = 0;; i++) {
-		snprintf(path, sizeof path, "child_person.relations.custody.%zu.cpr", i);
-		rc = kanal_msg_data_str(msg, path, &cpr);
-		if (rc == KANAL_ENOTFOUND) {
-			snprintf(path, sizeof path, "child_person.relations.custody.%zu", i);
-			if (kanal_msg_data_str(msg, path, &cpr) == KANAL_ENOTFOUND) {
-				char *json = kanal_msg_data_json(msg, path);
-				bool present = json != NULL;
-				kanal_free(json);
-				if (!present)
-					break;
-			}
-			snprintf(why->text, sizeof why->text,
-				 "data.child_person.relations.custody[%zu] has no cpr", i);
-			return KANAL_EINVAL;
-		}
-		if (rc != 0 || *n == MAX_HOLDERS) {
-			snprintf(why->text, sizeof why->text,
-				 rc ? "data.child_person.relations.custody[%zu].cpr is not a string"
-				    : "data.child_person.relations.custody has more than %zu "
-				      "holders",
-				 rc ? i : (size_t)MAX_HOLDERS);
-			return KANAL_EINVAL;
-		}
-		if (kanal_cpr_pseudonym(c->key, cpr, owners[*n], KANAL_PSEUDONYM_SIZE) != 0) {
-			snprintf(why->text, sizeof why->text,
-				 "data.child_person.relations.custody[%zu].cpr is not a valid CPR "
-				 "number",
-				 i);
-			return KANAL_EINVAL;
-		}
-		(*n)++;
-	}
-	return 0;
-}
-
 static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c, const kanal_msg_t *msg,
 					  bool withdrawn)
 {
@@ -461,9 +564,7 @@ static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c, const
 	char owners[MAX_HOLDERS][KANAL_PSEUDONYM_SIZE], uid[64], summary[160], description[400];
 	char *json;
 	cal_event_t ev = { .sequence = -1 };
-	cal_status_t st = { 0 }, failed = { 0 };
-	kanal_outcome_t worst = KANAL_OUTCOME_OK;
-	size_t n = 0, failed_at = 0;
+	size_t n = 0;
 	why_t why;
 
 	if (!c->key) {
@@ -485,7 +586,8 @@ static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c, const
 	    s_text(msg, "child_person.name.first", false, 80, false, &first, &why) ||
 	    s_text(msg, "institution", false, 120, false, &institution, &why) ||
 	    (!withdrawn && s_text(msg, "reason", false, 40, false, &reason, &why)) ||
-	    (!withdrawn && s_period(msg, &ev, &why)) || s_holders(c, msg, owners, &n, &why))
+	    (!withdrawn && s_period(msg, &ev, &why)) ||
+	    s_cpr_owners(c, msg, "child_person.relations.custody", "cpr", owners, &n, &why))
 		return s_reject(ctx, type, &why);
 	if (n == 0) {
 		kanal_metric_add(ctx, "no_custody_holder", 1);
@@ -507,34 +609,8 @@ static kanal_outcome_t s_on_child_absence(kanal_ctx_t *ctx, calendar_t *c, const
 	ev.summary = summary;
 	ev.description = description;
 	ev.uid = uid;
-	/* Every holder is tried even when one fails: a holder already written is simply
-	 * found unchanged when the bus retries, because the UID is the same. */
-	for (size_t i = 0; i < n; i++) {
-		kanal_outcome_t out;
-		s_absence_uid(kanal_msg_source(msg), report_id, owners[i], uid, sizeof uid);
-		if (withdrawn)
-			out = s_cancel(ctx, c, owners[i], uid, -1, 0, &st);
-		else
-			out = s_write(ctx, c, owners[i], &ev, &st);
-		if (out == KANAL_OUTCOME_OK)
-			continue;
-		kanal_log(ctx, KANAL_LOG_WARN, "%s %s: custody holder %zu of %zu: %s", type,
-			  kanal_msg_id(msg), i + 1, n, st.text);
-		if (worst == KANAL_OUTCOME_OK ||
-		    (out == KANAL_OUTCOME_RETRY && worst != KANAL_OUTCOME_RETRY)) {
-			worst = out;
-			failed = st;
-			failed_at = i;
-		}
-	}
-	if (worst != KANAL_OUTCOME_OK) {
-		char prefix[160];
-		snprintf(prefix, sizeof prefix,
-			 "calendar of custody holder %zu of %zu (%.20s…): ", failed_at + 1, n,
-			 owners[failed_at]);
-		return s_report(ctx, worst, &failed, prefix);
-	}
-	return KANAL_OUTCOME_OK;
+	return s_each_owner(ctx, c, msg, owners, n, &ev, withdrawn, report_id, uid, sizeof uid,
+			    "custody holder");
 }
 
 /* ---- staff.absence.* / staff.holiday.registered ------------------------------------------- */

@@ -1,9 +1,13 @@
 /*
  * plugins/common/kc_mhd.c — the one libmicrohttpd pump on an instance's thread (kc_mhd.h):
  * the epoll descriptor's readiness and a timer both lead to MHD_run, and after each run the
- * timer is armed for libmicrohttpd's next timeout (at most max_ms).
+ * timer is armed for libmicrohttpd's next timeout (at most max_ms); and a request body taken
+ * whole, for the handlers that answer only once it is complete.
  */
 #include "kc_mhd.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 static void s_on_timer(kanal_ctx_t *ctx, void *arg)
 {
@@ -77,4 +81,49 @@ void kc_mhd_pump_stop(kc_mhd_pump_t *p)
 		kanal_fd_unwatch(p->ctx, p->epoll_fd);
 	p->epoll_fd = -1;
 	p->daemon = NULL;
+}
+
+int kc_mhd_body_take(void **con_cls, const char *data, size_t *size, size_t max,
+		     kc_mhd_body_t **out)
+{
+	kc_mhd_body_t *b = *con_cls;
+
+	if (!b) {
+		if (!(b = calloc(1, sizeof *b)))
+			return KC_MHD_BODY_ERROR;
+		*con_cls = b;
+		return KC_MHD_BODY_MORE;
+	}
+	if (*size) {
+		if (b->len + *size > max) {
+			b->too_big = true;
+		} else if (!b->too_big) {
+			char *grown = realloc(b->data, b->len + *size + 1);
+			if (!grown)
+				return KC_MHD_BODY_ERROR;
+			memcpy(grown + b->len, data, *size);
+			b->data = grown;
+			b->len += *size;
+			b->data[b->len] = '\0';
+		}
+		*size = 0;
+		return KC_MHD_BODY_MORE;
+	}
+	*out = b;
+	return KC_MHD_BODY_DONE;
+}
+
+void kc_mhd_body_free(void *cls, struct MHD_Connection *conn, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	kc_mhd_body_t *b = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (b) {
+		free(b->data);
+		free(b);
+		*con_cls = NULL;
+	}
 }

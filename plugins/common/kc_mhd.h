@@ -11,6 +11,8 @@
 #ifndef KANAL_PLUGINS_KC_MHD_H
 #define KANAL_PLUGINS_KC_MHD_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <kanal/kanal.h>
@@ -38,6 +40,27 @@ int kc_mhd_pump_start(kc_mhd_pump_t *p, kanal_ctx_t *ctx, struct MHD_Daemon *dae
 /* Lets libmicrohttpd do what is due, then re-arms the timer. Does nothing when stopped.
  * Takes a kc_mhd_pump_t * as void *, so it can be a callback. Ownership: borrows p. */
 void kc_mhd_pump(void *p);
+
+/* A request body being received, kept in the connection's *con_cls by kc_mhd_body_take. */
+typedef struct kc_mhd_body {
+	char *data; /* NUL-terminated once anything arrived; NULL: nothing yet */
+	size_t len;
+	bool too_big; /* more than max arrived: the rest was dropped */
+} kc_mhd_body_t;
+
+/* For an access handler that takes a whole body: on the first call (*con_cls NULL) makes
+ * the body and returns KC_MHD_BODY_MORE; while data arrives appends it (up to max bytes,
+ * then too_big) and returns KC_MHD_BODY_MORE; on the last call (*size 0) sets *out and
+ * returns KC_MHD_BODY_DONE. KC_MHD_BODY_ERROR: out of memory. On MORE the handler returns
+ * MHD_YES, on ERROR MHD_NO. Register kc_mhd_body_free as MHD_OPTION_NOTIFY_COMPLETED.
+ * Ownership: *con_cls holds the body until kc_mhd_body_free; *out is borrowed from it. */
+enum { KC_MHD_BODY_MORE, KC_MHD_BODY_DONE, KC_MHD_BODY_ERROR };
+int kc_mhd_body_take(void **con_cls, const char *data, size_t *size, size_t max,
+		     kc_mhd_body_t **out);
+
+/* Frees the body of a connection (a MHD_RequestCompletedCallback). */
+void kc_mhd_body_free(void *cls, struct MHD_Connection *conn, void **con_cls,
+		      enum MHD_RequestTerminationCode toe);
 
 /* Cancels the timer and stops watching; the daemon is the caller's to stop afterwards.
  * Accepts a pump that never started. Ownership: borrows p. */

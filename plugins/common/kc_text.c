@@ -1,7 +1,7 @@
 /*
  * plugins/common/kc_text.c — URL and path templates ("{base}/{owner}/calendar/"), expanded
  * with each value percent-encoded where it goes into a URL, so that a value can never add
- * a path segment or a query of its own.
+ * a path segment or a query of its own; and the growing text buffer they are built in.
  */
 #include "kc_text.h"
 
@@ -9,13 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-	char *p;
-	size_t len, cap;
-	bool failed;
-} buf_t;
-
-static void s_put(buf_t *b, const char *s, size_t n)
+void kc_buf_put(kc_buf_t *b, const char *s, size_t n)
 {
 	if (b->failed)
 		return;
@@ -36,17 +30,22 @@ static void s_put(buf_t *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
-static void s_put_escaped(buf_t *b, const char *s)
+void kc_buf_puts(kc_buf_t *b, const char *s)
+{
+	kc_buf_put(b, s, strlen(s));
+}
+
+static void s_put_escaped(kc_buf_t *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 		    c == '-' || c == '.' || c == '_' || c == '~') {
-			s_put(b, s, 1);
+			kc_buf_put(b, s, 1);
 		} else {
 			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
-			s_put(b, e, 3);
+			kc_buf_put(b, e, 3);
 		}
 	}
 }
@@ -54,22 +53,22 @@ static void s_put_escaped(buf_t *b, const char *s)
 int kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool url_escape,
 		       char **out, kanal_error_t *err)
 {
-	buf_t b = { 0 };
+	kc_buf_t b = { 0 };
 	const char *p = tmpl;
 
 	*out = NULL;
 
-	s_put(&b, "", 0);
+	kc_buf_put(&b, "", 0);
 	while (*p) {
 		const char *open = strchr(p, '{'), *close;
 		char name[64];
 		const char *value;
 
 		if (!open) {
-			s_put(&b, p, strlen(p));
+			kc_buf_put(&b, p, strlen(p));
 			break;
 		}
-		s_put(&b, p, (size_t)(open - p));
+		kc_buf_put(&b, p, (size_t)(open - p));
 		close = strchr(open, '}');
 		if (!close || (size_t)(close - open - 1) >= sizeof name || close == open + 1) {
 			kanal_error_set(err, NULL, 0, 0, NULL,
@@ -88,7 +87,7 @@ int kc_template_expand(const char *tmpl, kc_lookup_fn lookup, void *arg, bool ur
 		if (url_escape)
 			s_put_escaped(&b, value);
 		else
-			s_put(&b, value, strlen(value));
+			kc_buf_put(&b, value, strlen(value));
 		p = close + 1;
 	}
 	if (b.failed) {

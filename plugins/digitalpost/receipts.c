@@ -61,12 +61,6 @@ struct dp_receipts {
 	int64_t sweep;      /* 0: none armed */
 };
 
-typedef struct dp_upload {
-	char *body;
-	size_t len;
-	bool too_big;
-} dp_upload_t;
-
 /* ---- the map ------------------------------------------------------------------------------ */
 
 static int s_save(dp_receipts_t *r)
@@ -421,57 +415,27 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 				 size_t *size, void **con_cls)
 {
 	dp_receipts_t *r = cls;
-	dp_upload_t *up = *con_cls;
+	kc_mhd_body_t *up = NULL;
 	char why[300] = "";
-	int code;
+	int code, step;
 
 	(void)version;
-	if (!up) {
+	if (!*con_cls) {
 		if (strcmp(url, r->path))
 			return s_answer(conn, MHD_HTTP_NOT_FOUND, 40, "no such callback path");
 		if (strcmp(method, "POST"))
 			return s_answer(conn, MHD_HTTP_METHOD_NOT_ALLOWED, 40, "use POST");
-		if (!(up = calloc(1, sizeof *up)))
-			return MHD_NO;
-		*con_cls = up;
-		return MHD_YES;
 	}
-	if (*size) {
-		if (up->len + *size > DP_MAX_CALLBACK_BODY) {
-			up->too_big = true;
-		} else if (!up->too_big) {
-			char *b = realloc(up->body, up->len + *size + 1);
-			if (!b)
-				return MHD_NO;
-			memcpy(b + up->len, data, *size);
-			up->body = b;
-			up->len += *size;
-		}
-		*size = 0;
-		return MHD_YES;
-	}
+	step = kc_mhd_body_take(con_cls, data, size, DP_MAX_CALLBACK_BODY, &up);
+	if (step != KC_MHD_BODY_DONE)
+		return step == KC_MHD_BODY_MORE ? MHD_YES : MHD_NO;
 	if (up->too_big)
 		return s_answer(conn, 413, 40, "body larger than 1 MiB");
-	code = s_receive(r, up->body ? up->body : "", up->len, why);
+	code = s_receive(r, up->data ? up->data : "", up->len, why);
 	if (code != 20)
 		kanal_log(r->ctx, KANAL_LOG_WARN, "callback refused a message: %s", why);
 	return s_answer(conn, code == 20 ? MHD_HTTP_OK : MHD_HTTP_BAD_REQUEST, code,
 			code == 20 ? NULL : why);
-}
-
-static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			enum MHD_RequestTerminationCode toe)
-{
-	dp_upload_t *up = *con_cls;
-
-	(void)cls;
-	(void)conn;
-	(void)toe;
-	if (up) {
-		free(up->body);
-		free(up);
-		*con_cls = NULL;
-	}
 }
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
@@ -555,7 +519,7 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 		MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 		0, NULL, NULL, s_handler, r, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 		MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u,
-		MHD_OPTION_NOTIFY_COMPLETED, s_completed, r, MHD_OPTION_END);
+		MHD_OPTION_NOTIFY_COMPLETED, kc_mhd_body_free, r, MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!r->daemon ||
 	    kc_mhd_pump_start(&r->pump, ctx, r->daemon, DP_MAX_PUMP_MS, NULL, NULL) != 0) {

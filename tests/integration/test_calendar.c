@@ -4,13 +4,16 @@
  * update, cancel in both modes, a concurrent change on the server (412), a UID conflict
  * (409), wrong credentials and rights (401, 403), an outage (RETRY, then delivered), the
  * mapping of a child's absence to the custody holders' calendars and of HR absences to the
- * employee's, and that no PUT ever goes to a collection URL. The iCalendar text itself
+ * employee's, an appointment letter's entry (the shipped route appointment-to-calendar,
+ * with the simulated CPR register) created, moved and cancelled, and that no PUT ever goes
+ * to a collection URL. The iCalendar text itself
  * (CRLF, folding, escaping) is checked byte for byte through the SDK harness against a
  * small capturing HTTP server, because Radicale re-serialises what it stores.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +30,10 @@
 
 #include "kanald.h"
 #include "radicale.h"
+#include "shipped.h"
 #include "test.h"
+#include "testca.h"
+#include "upstream.h"
 
 #define WAIT 10000 /* ms: the bound of every wait */
 
@@ -1182,6 +1188,154 @@ static void test_child_absence_summary_stays_neutral(void)
 	free(key);
 }
 
+/* ---- appointments from letters (routes/municipal.yaml appointment-to-calendar) ------------ */
+
+/* A letter with a MeMo AFTALE, as a case system sends it (the document is a stand-in). */
+static char *s_appointment_letter(const char *cpr, const char *appointment, const char *start,
+				  const char *end, const char *status)
+{
+	char *data;
+
+	if (asprintf(&data,
+		     "{\"recipient_cpr\":\"%s\",\"label\":\"Tid hos sundhedsplejen\","
+		     "\"document\":{\"filename\":\"brev.pdf\",\"content\":\"JVBERi0xLjQK\"},"
+		     "\"sender\":{\"label\":\"Sundhedsplejen, Kanalby Kommune\","
+		     "\"department\":\"dept-sp-17\"},"
+		     "\"appointment\":{\"id\":\"%s\"%s%s%s},"
+		     "\"action\":{\"code\":\"AFTALE\",\"start\":\"%s\",\"end\":\"%s\","
+		     "\"reservation\":{\"location\":\"Kanalgade 1, 8000 Aarhus C\","
+		     "\"abstract\":\"Sundhedsplejerske\"}}}",
+		     cpr, appointment, status ? ",\"status\":\"" : "", status ? status : "",
+		     status ? "\"" : "", start, end) < 0)
+		return NULL;
+	return data;
+}
+
+/* The one event in a collection (NULL when there is not exactly one). */
+static char *s_only_event(fixture_t *f, const char *collection)
+{
+	size_t n = 0;
+	char *list = radicale_list(f->r, "kanal", collection, &n), path[300], *ics = NULL;
+
+	if (list && n == 1) {
+		snprintf(path, sizeof path, "%s%.*s", collection, (int)strcspn(list, "\n"), list);
+		ics = s_get(f, path, NULL);
+	} else {
+		fprintf(stderr, "%s holds %zu events, not 1\n", collection, n);
+	}
+	free(list);
+	return ics;
+}
+
+static void test_appointment_letter_creates_updates_and_cancels_the_entry(void)
+{
+	fixture_t f;
+	upstream_t *cpr = NULL;
+	char opts[512], maja[128], lars[128], sts_cert[PATH_MAX + 16], *instances = NULL;
+	char *routes = NULL,
+	     *r1 = shipped_route_as("routes/municipal.yaml", "appointment-to-calendar",
+				    "family-calendar", "cal");
+	char *r2 = shipped_route_as("routes/municipal.yaml", "calendar-event-to-calendar",
+				    "family-calendar", "cal"),
+	     *data, *ics, *list;
+	char *dir = test_tmpdir("cal-appt");
+	size_t n;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r2);
+	CU_ASSERT_EQUAL_FATAL(testca_make(dir), 0);
+	s_key_path = test_write_file(dir, "pseudonym.key", "a-test-key-of-32-bytes-0123456789\n");
+	chmod(s_key_path, 0600);
+	snprintf(sts_cert, sizeof sts_cert, "sts_cert=%s/server.pem", dir);
+	cpr = upstream_start_tls("cpr", dir, (const char *const[]){ "--set", sts_cert, NULL });
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cpr);
+	/* The shipped routes, with the CPR lookup of the simulated register (SF1520 v4). */
+	snprintf(opts, sizeof opts, "      pseudonym_key: '%s'\n", s_key_path);
+	CU_ASSERT_FATAL(
+		asprintf(&instances,
+			 "  - name: cpr\n    plugin: cpr\n    options:\n"
+			 "      endpoint: '%s/cpr'\n"
+			 "      ca_file: '%s/ca.pem'\n"
+			 "      certificate_p12: '%s/client.p12'\n"
+			 "      certificate_password_file: '%s/client.pass'\n"
+			 "      service_agreement_uuid: 6f1c7c44-1b0a-4c52-9a8e-1d2f0c6b7a01\n"
+			 "      user_system_uuid: 0c9b1a7e-3d5f-4e21-8b6a-2a7c9e4d5f02\n"
+			 "      user_uuid: 9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c03\n"
+			 "      audit_log: '%s/audit.log'\n",
+			 cpr->url, dir, dir, dir, dir) > 0 &&
+		asprintf(&routes, "routes:\n%s\n%s\n", r1, r2) > 0);
+	CU_ASSERT_FATAL(s_setup(&f, "cal-appointment", opts, instances, routes));
+	s_person_path(MAJA, maja, sizeof maja);
+	s_person_path(LARS, lars, sizeof lars);
+
+	/* Maja is asked to come: the entry is in her calendar, named by the sender's name. */
+	data = s_appointment_letter(MAJA, "SP-1", "2026-04-14T08:00:00Z", "2026-04-14T08:30:00Z",
+				    NULL);
+	s_send(&f, "brev-a1", "post.letter.send", data);
+	free(data);
+	CU_ASSERT(s_delivered(&f, "brev-a1"));
+	ics = s_only_event(&f, maja);
+	CU_ASSERT(s_has(ics, "SUMMARY:Sundhedsplejerske – Sundhedsplejen\\, Kanalby Kommune"));
+	CU_ASSERT(s_has(ics, "DTSTART:20260414T080000Z"));
+	CU_ASSERT(s_has(ics, "DTEND:20260414T083000Z"));
+	CU_ASSERT(s_has(ics, "Sted: Kanalgade 1"));
+	CU_ASSERT_PTR_NULL(ics ? strstr(ics, "dept-sp-17") : ""); /* never the internal id */
+	CU_ASSERT(!kd_has_clear_cpr(ics));
+	free(ics);
+
+	/* The time moves: a new letter about the same appointment updates the one entry. */
+	data = s_appointment_letter(MAJA, "SP-1", "2026-04-15T10:00:00Z", "2026-04-15T10:45:00Z",
+				    NULL);
+	s_send(&f, "brev-a2", "post.letter.send", data);
+	free(data);
+	CU_ASSERT(s_delivered(&f, "brev-a2"));
+	ics = s_only_event(&f, maja);
+	CU_ASSERT(s_has(ics, "DTSTART:20260415T100000Z"));
+	CU_ASSERT(s_has(ics, "SEQUENCE:1"));
+	CU_ASSERT_PTR_NULL(ics ? strstr(ics, "STATUS:CANCELLED") : "");
+	free(ics);
+
+	/* Cancelled: the entry is struck through. */
+	data = s_appointment_letter(MAJA, "SP-1", "2026-04-15T10:00:00Z", "2026-04-15T10:45:00Z",
+				    "cancelled");
+	s_send(&f, "brev-a3", "post.letter.send", data);
+	free(data);
+	CU_ASSERT(s_delivered(&f, "brev-a3"));
+	ics = s_only_event(&f, maja);
+	CU_ASSERT(s_has(ics, "STATUS:CANCELLED"));
+	free(ics);
+
+	/* A letter to Noah (a child) goes to the calendar of his custody holder, Maja; his
+	 * father Lars has no custody and gets nothing. */
+	data = s_appointment_letter("0903225017", "SP-2", "2026-05-04T07:00:00Z",
+				    "2026-05-04T07:30:00Z", NULL);
+	s_send(&f, "brev-a4", "post.letter.send", data);
+	free(data);
+	CU_ASSERT(s_delivered(&f, "brev-a4"));
+	CU_ASSERT_EQUAL(s_count(&f, maja), 2);
+	list = radicale_list(f.r, "kanal", lars, &n);
+	CU_ASSERT_PTR_NULL(list);
+	free(list);
+
+	/* Any other system's calendar.event.upsert takes the shipped route too. */
+	s_send(&f, "booking-1", "calendar.event.upsert",
+	       "{\"owner\":\"E-77\",\"uid\":\"booking-1\",\"summary\":\"Møde\","
+	       "\"start\":\"2026-05-05T08:00:00Z\",\"end\":\"2026-05-05T09:00:00Z\"}");
+	CU_ASSERT(s_delivered(&f, "booking-1"));
+	CU_ASSERT_EQUAL(s_count(&f, "/E-77/kanal/"), 1);
+
+	s_teardown(&f);
+	upstream_stop(&cpr);
+	test_rmdir_r(dir);
+	free(dir);
+	free(s_key_path);
+	s_key_path = NULL;
+	free(instances);
+	free(routes);
+	free(r1);
+	free(r2);
+}
+
 TEST_MAIN("calendar", TEST(test_ical_text_crlf_folding_escaping),
 	  TEST(test_bad_data_is_rejected_naming_the_field_before_any_request),
 	  TEST(test_calendar_url_that_escapes_the_collection_is_refused),
@@ -1194,4 +1348,5 @@ TEST_MAIN("calendar", TEST(test_ical_text_crlf_folding_escaping),
 	  TEST(test_outage_is_retried_then_delivered),
 	  TEST(test_child_absence_goes_to_each_custody_holder),
 	  TEST(test_staff_absence_versions_holiday_and_cancel),
-	  TEST(test_late_older_version_never_overwrites), TEST(test_never_puts_to_a_collection))
+	  TEST(test_late_older_version_never_overwrites), TEST(test_never_puts_to_a_collection),
+	  TEST(test_appointment_letter_creates_updates_and_cancels_the_entry))
