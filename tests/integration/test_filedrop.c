@@ -67,16 +67,6 @@ static kd_t *s_kanald(const char *tag, const char *opts)
 	return s_kanald_scan(tag, "50ms", opts, NULL);
 }
 
-static bool s_wait_exists(const char *path)
-{
-	for (int waited = 0; waited < WAIT; waited += 20) {
-		if (access(path, F_OK) == 0)
-			return true;
-		test_sleep_ms(20);
-	}
-	return false;
-}
-
 /* The sink's n-th event (0-based), a new reference or NULL. */
 static json_t *s_event(kd_t *kd, int n)
 {
@@ -127,7 +117,7 @@ static void test_jsonl_file_becomes_events(void)
 	free(test_write_file(kd_path(kd, "drop"), "export-1.jsonl",
 			     "{\"n\":\"1\"}\n\n{\"n\":\"2\"}\n{\"n\":\"3\"}\n"));
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 3, WAIT), 3);
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/export-1.jsonl")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/export-1.jsonl"), WAIT));
 	CU_ASSERT(access(kd_path(kd, "drop/export-1.jsonl"), F_OK) != 0);
 	e = s_event(kd, 2);
 	REQUIRE(e);
@@ -161,7 +151,7 @@ static void test_csv_latin1_with_quotes(void)
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "id")), "e-1");
 	CU_ASSERT_STRING_EQUAL(s_field(e, "navn"), "S\xc3\xb8ren");
 	CU_ASSERT_STRING_EQUAL(s_field(e, "note"), "a;b \"c\"");
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/payroll.csv")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/payroll.csv"), WAIT));
 	/* A name the pattern does not match stays untouched. */
 	CU_ASSERT(access(kd_path(kd, "drop/ignored.txt"), F_OK) == 0);
 done:
@@ -178,14 +168,14 @@ static void test_bad_record_refuses_the_file(void)
 	free(test_write_file(kd_path(kd, "drop"), "a-bad.csv",
 			     "id,name\n1,ok\n2,\"broken\n3,ok\n"));
 	free(test_write_file(kd_path(kd, "drop"), "b-good.csv", "id,name\n1,fine\n"));
-	REQUIRE(s_wait_exists(kd_path(kd, "drop/failed/a-bad.csv")));
+	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/a-bad.csv"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/a-bad.csv.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "line 3") && strstr(reason, "quoted"));
 	/* Nothing of the refused file went out; the good file after it did. */
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT), 1);
 	test_sleep_ms(200);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/b-good.csv")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/b-good.csv"), WAIT));
 done:
 	free(reason);
 	kd_destroy(&kd);
@@ -213,7 +203,7 @@ static void test_xml_records_mapped_by_jq(void)
 		"  <loenseddel nr=\"8\">\n    <navn>Anna</navn><beloeb>29000</beloeb>\n"
 		"  </loenseddel>\n</eksport>\n"));
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, WAIT), 2);
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/a-loen.xml")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/a-loen.xml"), WAIT));
 	e = s_event(kd, 0);
 	REQUIRE(e);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "id")), "ls-7");
@@ -234,14 +224,14 @@ static void test_xml_records_mapped_by_jq(void)
 			     "<?xml version=\"1.0\"?>\n<!DOCTYPE e [<!ENTITY x SYSTEM "
 			     "\"file:///etc/passwd\">]>\n<e><loenseddel nr=\"9\"><navn>&x;</navn>"
 			     "</loenseddel></e>\n"));
-	REQUIRE(s_wait_exists(kd_path(kd, "drop/failed/b-entity.xml.error")));
+	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/b-entity.xml.error"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/b-entity.xml.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "DOCTYPE"));
 	free(reason);
 	/* Broken XML names its line. */
 	free(test_write_file(kd_path(kd, "drop"), "c-broken.xml",
 			     "<e>\n<loenseddel nr=\"1\">\n<navn>x</nav>\n</e>\n"));
-	REQUIRE(s_wait_exists(kd_path(kd, "drop/failed/c-broken.xml.error")));
+	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/c-broken.xml.error"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/c-broken.xml.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "line 3") && strstr(reason, "not well-formed"));
 	free(reason);
@@ -249,7 +239,7 @@ static void test_xml_records_mapped_by_jq(void)
 	free(test_write_file(kd_path(kd, "drop"), "d-map.xml",
 			     "<e>\n<loenseddel nr=\"1\"><beloeb>1</beloeb></loenseddel>\n"
 			     "<loenseddel nr=\"2\"><beloeb>mange</beloeb></loenseddel>\n</e>\n"));
-	REQUIRE(s_wait_exists(kd_path(kd, "drop/failed/d-map.xml.error")));
+	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/d-map.xml.error"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/d-map.xml.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "line 3") && strstr(reason, "map:"));
 	test_sleep_ms(200);
@@ -277,7 +267,7 @@ static void test_unsettled_file_and_symlink(void)
 	/* Once it has settled it is. */
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT), 1);
 	/* The symlink (to a file outside the folder) was refused, never followed. */
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/failed/link.jsonl.error")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/failed/link.jsonl.error"), WAIT));
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
 done:
 	kd_destroy(&kd);
@@ -299,7 +289,7 @@ static void test_sigkill_mid_file_loses_and_doubles_nothing(void)
 	kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT);
 	CU_ASSERT(kd_stop(kd, SIGKILL, WAIT) >= 0);
 	REQUIRE(kd_restart(kd) == 0);
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/big.jsonl")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/big.jsonl"), WAIT));
 	kd_wait_lines(kd_path(kd, "out.jsonl"), N, WAIT * 3);
 	test_sleep_ms(500);
 	/* Every record once by id (a redelivery to the sink after the kill may repeat a line,
@@ -322,8 +312,8 @@ static void test_inotify_finds_files_without_a_rescan(void)
 	REQUIRE(rename(kd_path(kd, "x.tmp"), kd_path(kd, "drop/moved-in.jsonl")) == 0);
 	free(test_write_file(kd_path(kd, "drop"), "written.jsonl", "{\"n\":\"2\"}\n"));
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 2, 5000), 2);
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/moved-in.jsonl")));
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/written.jsonl")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/moved-in.jsonl"), WAIT));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/written.jsonl"), WAIT));
 done:
 	kd_destroy(&kd);
 }
@@ -340,7 +330,7 @@ static void test_marker_file_says_complete(void)
 	CU_ASSERT(access(kd_path(kd, "drop/export.jsonl"), F_OK) == 0);
 	free(test_write_file(kd_path(kd, "drop"), "export.jsonl.done", ""));
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT), 1);
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/export.jsonl")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/export.jsonl"), WAIT));
 	/* The marker goes with its file, and is never read as an export itself. */
 	test_sleep_ms(200);
 	CU_ASSERT(access(kd_path(kd, "drop/export.jsonl.done"), F_OK) != 0);
@@ -375,10 +365,10 @@ static void test_attach_puts_the_pdf_into_the_blob_store(void)
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "kanalblob")),
 			       json_string_value(json_object_get(pdf, "href")));
 	/* The PDF follows its file into done/. */
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/done/slip-1.pdf")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/slip-1.pdf"), WAIT));
 	/* A record naming a file outside the folder, or none, refuses its file. */
 	free(test_write_file(kd_path(kd, "drop"), "b.csv", "nr,pdf\n1,../out.jsonl\n"));
-	REQUIRE(s_wait_exists(kd_path(kd, "drop/failed/b.csv.error")));
+	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/b.csv.error"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/b.csv.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "line 2") && strstr(reason, "does not name a file"));
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
@@ -424,7 +414,7 @@ static void test_two_gigabyte_file(void)
 	CU_ASSERT_EQUAL(ftruncate(fileno(f), size), 0);
 	fclose(f);
 	REQUIRE(rename(kd_path(kd, "big.tmp"), kd_path(kd, "drop/big.jsonl")) == 0);
-	REQUIRE(s_wait_exists(kd_path(kd, "drop/failed/big.jsonl.error")));
+	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/big.jsonl.error"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/big.jsonl.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "line 2") && strstr(reason, "max_record"));
 	/* The reader holds one record (max_record, 1 MiB), never the file. */
@@ -442,7 +432,7 @@ static void test_two_gigabyte_file(void)
 	CU_ASSERT_EQUAL(ftruncate(fileno(f), size), 0);
 	fclose(f);
 	REQUIRE(rename(kd_path(kd, "big.tmp"), kd_path(kd, "drop/big.jsonl")) == 0);
-	REQUIRE(s_wait_exists(kd_path(kd, "drop/failed/big.jsonl.error")));
+	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/big.jsonl.error"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/big.jsonl.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "larger than max_file_size"));
 done:
@@ -466,7 +456,7 @@ static void test_binary_junk(void)
 	fwrite(junk, 1, sizeof junk, f);
 	fclose(f);
 	REQUIRE(rename(kd_path(kd, "junk.tmp"), kd_path(kd, "drop/junk.jsonl")) == 0);
-	REQUIRE(s_wait_exists(kd_path(kd, "drop/failed/junk.jsonl.error")));
+	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/junk.jsonl.error"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/junk.jsonl.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "line 1"));
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 0);
@@ -531,7 +521,7 @@ static void test_old_error_folder_becomes_failed(void)
 	kd_t *kd = s_kanald_scan("fd-migrate", "50ms", "      settle: 0s\n", s_old_error_dir);
 
 	REQUIRE(kd);
-	CU_ASSERT(s_wait_exists(kd_path(kd, "drop/failed/old.csv.reason")));
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/failed/old.csv.reason"), WAIT));
 	CU_ASSERT(access(kd_path(kd, "drop/error"), F_OK) != 0);
 done:
 	kd_destroy(&kd);
