@@ -10,6 +10,11 @@
  * results file holds a status per payslip, the export and its PDFs end in done/, and no
  * clear CPR number reaches the results, kanald's log or the test output. The shipped route
  * tests (routes/tests/payslips.yaml) run here too, through `kanalctl test`.
+ *
+ * Without receipts (no callback_listen): "sent" is then each payslip's final status. With
+ * them, the simulator pushes a PKO_PostStatus while the connector, busy with the export's
+ * next payslip, cannot take it, and the two wait for each other's 5 s timeout — a burst of
+ * five took over 20 s; test_municipal and the demo run receipts.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
