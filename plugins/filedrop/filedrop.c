@@ -896,16 +896,18 @@ static bool s_process(kanal_ctx_t *ctx, filedrop_t *d, const char *name)
 		s_refuse(ctx, d, name, why);
 		return true;
 	}
-	if (s_check_file(ctx, d, f, &hash, &records, why, sizeof why) != 0) {
-		fclose(f);
-		s_refuse(ctx, d, name, why);
-		return true;
-	}
+	rc = s_check_file(ctx, d, f, &hash, &records, why, sizeof why);
 	if (s_changed(fd, &st)) {
-		/* Written to while being checked: nothing went out; read it when it is ready. */
+		/* Written to while being checked (a bad record may only be a half-written one):
+		 * nothing went out; read it when it is ready. */
 		kanal_log(ctx, KANAL_LOG_INFO,
 			  "file '%s' changed while being read; read again later", name);
 		fclose(f);
+		return true;
+	}
+	if (rc != 0) {
+		fclose(f);
+		s_refuse(ctx, d, name, why);
 		return true;
 	}
 	s_forget_attached(d);
@@ -1085,7 +1087,9 @@ static void s_on_inotify(kanal_ctx_t *ctx, int fd, int events, void *arg)
  * alone find the files. */
 static void s_watch(kanal_ctx_t *ctx, filedrop_t *d)
 {
-	const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB | IN_MODIFY;
+	/* A file closed after writing, moved in, or touched: the moments a file may have become
+	 * complete. Not its creation or each write: a scan then would find it half-written. */
+	const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_ATTRIB;
 
 	d->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (d->inotify_fd < 0 || inotify_add_watch(d->inotify_fd, d->folder, mask) < 0 ||
