@@ -217,6 +217,8 @@ static void test_payslips_by_digital_post(void)
 		CU_ASSERT(access(kd_path(kd, rel), F_OK) == 0);
 	}
 	CU_ASSERT(access(kd_path(kd, "payroll/" EXPORT ".done"), F_OK) != 0);
+	/* A clean stop: kanald unloads the plugins (a thread of one left behind would crash
+	 * it). */
 	CU_ASSERT(kd_stop(kd, SIGTERM, WAIT) == 0);
 	log = kd_log(kd);
 	CU_ASSERT(log && !s_leaks("kanald's log", log));
