@@ -371,6 +371,14 @@ static void test_attach_puts_the_pdf_into_the_blob_store(void)
 	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/b.csv.error"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/b.csv.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "line 2") && strstr(reason, "does not name a file"));
+	free(reason);
+	reason = NULL;
+	/* Nor may it name a symlink out of the folder: it is not followed. */
+	CU_ASSERT_EQUAL(symlink(kd_path(kd, "out.jsonl"), kd_path(kd, "drop/link.pdf")), 0);
+	free(test_write_file(kd_path(kd, "drop"), "c.csv", "nr,pdf\n1,link.pdf\n"));
+	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/c.csv.error"), WAIT));
+	reason = test_read_file(kd_path(kd, "drop/failed/c.csv.error"), NULL);
+	CU_ASSERT(reason && strstr(reason, "line 2") && strstr(reason, "symbolic link"));
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
 done:
 	free(reason);
