@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #define FO_MAX_NAME 200           /* longest file name made (bytes) */
 #define FO_MAX_SUFFIX 100         /* -2 … -100: names tried when one is taken */
 #define FO_TAIL (64 * 1024)       /* the end of an append file checked for a redelivery */
@@ -448,8 +450,19 @@ static char *s_content(const fileout_t *fo, const kanal_msg_t *msg, size_t *len,
 			 fo->whole_event ? "out of memory" : "the event has no JSON data to write");
 		return NULL;
 	}
-	if (asprintf(&out, "%s\n", json) < 0)
+	if (fo->jsonl && strpbrk(json, "\r\n")) {
+		/* The data as it came may span lines (pretty-printed by its sender); a line of
+		 * JSON Lines may not. Inside strings a line break is always escaped. */
+		json_t *v = json_loads(json, JSON_DECODE_ANY, NULL);
+		char *flat = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY)
+			       : NULL;
+		json_decref(v);
+		if (flat && asprintf(&out, "%s\n", flat) < 0)
+			out = NULL;
+		free(flat);
+	} else if (asprintf(&out, "%s\n", json) < 0) {
 		out = NULL;
+	}
 	kanal_free(json);
 	if (!out)
 		snprintf(why, size, "out of memory");

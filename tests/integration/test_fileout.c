@@ -4,7 +4,7 @@
  * appear as files named by the template, whole (no temporary file left), mode 0600; a
  * redelivery of the same event (a second instance writing the same name) writes no second
  * file and no second line; another event under a taken name gets a -2 suffix, never
- * overwriting; hostile values (`..`, `/`, control characters, a leading dot) cannot name a
+ * overwriting; pretty-printed data is one JSON Lines line; hostile values (`..`, `/`, control characters, a leading dot) cannot name a
  * file outside the folder; jsonl and csv append to a daily file (a header once, RFC 4180
  * quoting, a route's transform output as content); a missing folder and a full disk (a
  * small tmpfs, root only) are RETRY with the error, delivered once writable again.
@@ -186,6 +186,30 @@ done:
 	kd_destroy(&kd);
 }
 
+/* content: data in JSON Lines: the data a sender pretty-printed is still one line. */
+static void test_jsonl_data_is_one_line(void)
+{
+	kd_t *kd = s_kanald("fo-jsonl",
+			    "  - name: lines\n    plugin: fileout\n"
+			    "    options: { folder: '@DIR@/out', format: jsonl, content: data, "
+			    "name: 'data-{source}.jsonl' }\n",
+			    "lines");
+	char *text = NULL;
+
+	REQUIRE(kd);
+	REQUIRE(kd_send_event(kd,
+			      "{\"specversion\":\"1.0\",\"id\":\"p-1\",\"source\":\"s\","
+			      "\"type\":\"test.p\",\"data\":{\n  \"a\": 1,\n  \"b\": \"x\\ny\"\n}}",
+			      "accepted", WAIT, NULL));
+	REQUIRE(kd_wait_file(kd_path(kd, "out/data-s.jsonl"), WAIT));
+	test_sleep_ms(200);
+	text = test_read_file(kd_path(kd, "out/data-s.jsonl"), NULL);
+	CU_ASSERT_STRING_EQUAL(text, "{\"a\":1,\"b\":\"x\\ny\"}\n");
+done:
+	free(text);
+	kd_destroy(&kd);
+}
+
 /* CSV rows of chosen fields, from a route's transform, appended to a daily file. */
 static void test_csv_daily_file_with_transform(void)
 {
@@ -299,5 +323,6 @@ done:
 
 TEST_MAIN("fileout", TEST(test_json_file_per_event_atomic_0600),
 	  TEST(test_redelivery_writes_once_and_collisions_never_overwrite),
-	  TEST(test_hostile_values_stay_in_the_folder), TEST(test_csv_daily_file_with_transform),
-	  TEST(test_missing_folder_is_retry), TEST(test_full_disk_is_retry))
+	  TEST(test_hostile_values_stay_in_the_folder), TEST(test_jsonl_data_is_one_line),
+	  TEST(test_csv_daily_file_with_transform), TEST(test_missing_folder_is_retry),
+	  TEST(test_full_disk_is_retry))
