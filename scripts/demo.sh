@@ -4,7 +4,9 @@
 # national services' tokens), a real CalDAV server (Radicale) and kanald with
 # conf/kanald.yaml and routes/municipal.yaml; a case system sends letters through the gateway (kanalctl send), a
 # self-service platform citizens' applications (filed through the SF2900 simulator, a receipt
-# by Digital Post, the status back to the platform). The event stream is shown live; Ctrl-C (or
+# by Digital Post, the status back to the platform), and the payroll system drops its monthly
+# export (examples/payroll) for the payslips by Digital Post (routes/payslips.yaml). The
+# event stream is shown live; Ctrl-C (or
 # DEMO_SECONDS=N) stops everything cleanly and prints what happened: events per route,
 # letters per channel (the channel strategy's own measure), calendar entries written,
 # lookups made. Everything it writes is under var/demo/.
@@ -24,7 +26,8 @@ KANALCTL="$BIN/kanalctl"
 PIDS=""
 
 rm -rf "$VAR"
-mkdir -p "$VAR/secrets" "$VAR/print-spool" "$VAR/radicale/collections" "$VAR/sims"
+mkdir -p "$VAR/secrets" "$VAR/print-spool" "$VAR/radicale/collections" "$VAR/sims" \
+	"$VAR/payroll/results"
 chmod 700 "$VAR/secrets"
 
 # Secrets, made fresh for each run and readable by this user only.
@@ -117,6 +120,8 @@ echo "                    (simulated; the national ones over mutual TLS with $CA
 echo "                    Radicale CalDAV :7715 (real)"
 echo "  kanald:           $CONF with routes/municipal.yaml; dashboard http://127.0.0.1:7703/"
 echo "  logs:             $VAR/kanald.log, $VAR/sims/, CPR audit $VAR/cpr-audit.log"
+echo "  payslips:         the payroll export is dropped into $VAR/payroll; each payslip's"
+echo "                    status lands in $VAR/payroll/results (routes/payslips.yaml)"
 echo "  a vendor over HTTP (in another terminal, while the demo runs):"
 echo "    curl -H \"Authorization: Bearer \$(cat $VAR/secrets/http-token)\" \\"
 echo "         -H 'Content-Type: application/cloudevents+json' \\"
@@ -189,12 +194,20 @@ lpid=$!
 # The self-service platform posts citizens' applications for a daycare place.
 send_slowly examples/demo/submissions.jsonl "$VAR/submissions-sent.log" 6 5 &
 spid=$!
+# The payroll system drops November's export: the PDFs, the CSV, then the .done marker that
+# says it is complete (ready: marker). Each payslip goes by Digital Post only.
+(
+	sleep 6
+	cp examples/payroll/*.pdf examples/payroll/loen-2026-11.csv "$VAR/payroll/" &&
+		: >"$VAR/payroll/loen-2026-11.csv.done"
+) &
+paypid=$!
 
 count() { grep -c "$1" "$2" 2>/dev/null || true; }
 
 stop() {
 	trap - INT TERM EXIT HUP PIPE
-	kill $lpid $spid 2>/dev/null
+	kill $lpid $spid $paypid 2>/dev/null
 	echo
 	echo "--- status before stopping ---"
 	"$KANALCTL" -c "$CONF" status 2>/dev/null | sed -n '1,12p'
@@ -240,6 +253,10 @@ stop() {
 	dp_finals=$(grep '"final":true' "$VAR/letter-status.jsonl" 2>/dev/null |
 		grep -c '"id":"dp-' || true)
 	printf '  %-30s %5d\n' "Digital Post: still awaiting" $((${accepted:-0} - ${dp_finals:-0}))
+	# The payroll system's results file: a line per status of each payslip.
+	slips=$(cat "$VAR"/payroll/results/*.csv 2>/dev/null)
+	echo "payslips (payroll export → Digital Post only): $(echo "$slips" | grep -c ';sent;true;') sent, $(echo "$slips" |
+		grep -c ';failed;') refused (no mailbox; in the dead letters), results in $VAR/payroll/results"
 	echo "final statuses back at the case system (webhook): $(echo "$receipts" |
 		sed -n 's/^{"count":\([0-9]*\).*/\1/p')"
 	echo "self-service submissions: sent $(grep -c ': accepted' "$VAR/submissions-sent.log" 2>/dev/null || true)," \
@@ -258,7 +275,7 @@ stop() {
 }
 trap stop INT TERM
 # Whatever ends this script (a closed pipe, a hang-up), nothing it started may outlive it.
-trap 'kill $lpid $tpid 2>/dev/null; kill -TERM $kpid 2>/dev/null; cleanup' EXIT HUP PIPE
+trap 'kill $lpid $paypid $tpid 2>/dev/null; kill -TERM $kpid 2>/dev/null; cleanup' EXIT HUP PIPE
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
 	sleep "$DEMO_SECONDS"
@@ -266,6 +283,6 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
 fi
 wait $kpid
 echo "kanald exited unexpectedly; see $VAR/kanald.log" >&2
-kill $tpid $lpid 2>/dev/null
+kill $tpid $lpid $paypid 2>/dev/null
 cleanup
 exit 1

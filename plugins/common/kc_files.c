@@ -9,12 +9,16 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-int kc_file_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
-			 mode_t mode)
+/* Both of the below: `replace` renames over an existing file (one writer: a fixed temporary
+ * name); otherwise the temporary name is unique (several writers) and the rename never
+ * replaces (EEXIST). */
+static int s_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
+			  mode_t mode, bool replace)
 {
 	char tmp[4096], path[4096];
 	const char *p = buf;
@@ -22,11 +26,15 @@ int kc_file_write_atomic(const char *dir, const char *name, const void *buf, siz
 
 	if (!dir || !name || !*name || strchr(name, '/') ||
 	    (size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path ||
-	    (size_t)snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name) >= sizeof tmp)
+	    (size_t)snprintf(tmp, sizeof tmp, replace ? "%s/.%s.tmp" : "%s/.%s.XXXXXX", dir,
+			     name) >= sizeof tmp)
 		return KANAL_EINVAL;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	fd = replace ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+		     : mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return KANAL_EIO;
+	if (!replace && fchmod(fd, mode) != 0)
+		goto fail;
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
 		if (n < 0 && errno == EINTR)
@@ -43,7 +51,8 @@ int kc_file_write_atomic(const char *dir, const char *name, const void *buf, siz
 		goto fail;
 	}
 	fd = -1;
-	if (rename(tmp, path) != 0)
+	if ((replace ? rename(tmp, path)
+		     : renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE)) != 0)
 		goto fail;
 	/* The rename itself is durable only once the folder is. */
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -59,6 +68,18 @@ fail:
 	unlink(tmp);
 	errno = saved;
 	return KANAL_EIO;
+}
+
+int kc_file_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
+			 mode_t mode)
+{
+	return s_write_atomic(dir, name, buf, len, mode, true);
+}
+
+int kc_file_create_atomic(const char *dir, const char *name, const void *buf, size_t len,
+			  mode_t mode)
+{
+	return s_write_atomic(dir, name, buf, len, mode, false);
 }
 
 int kc_file_read(const char *dir, const char *name, char **out, size_t *len)

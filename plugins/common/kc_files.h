@@ -21,6 +21,14 @@
 int kc_file_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
 			 mode_t mode);
 
+/* Makes the new file dir/name the same atomic way, but never over an existing one: the
+ * temporary file's name is unique (several writers may make files in dir at once) and the
+ * rename is renameat2(RENAME_NOREPLACE). Returns 0 or a negative KANAL_E code (KANAL_EIO
+ * with errno kept: EEXIST when the name is taken, ENOSPC on a full disk).
+ * Ownership: borrows everything. */
+int kc_file_create_atomic(const char *dir, const char *name, const void *buf, size_t len,
+			  mode_t mode);
+
 /* Reads dir/name (dir NULL: name is the whole path) whole. Returns 0 and a malloc'd NUL-terminated *out (free with free()),
  * KANAL_ENOTFOUND when there is no such file, or another negative code. */
 int kc_file_read(const char *dir, const char *name, char **out, size_t *len);

@@ -11,10 +11,10 @@
  * the prelude is refused with its own message). jq 1.6 has no way to interrupt a run but
  * `jq_halt`, whose flag its interpreter tests before every instruction: the watchdog sets it
  * on a run past KC_JQ_TIME_LIMIT_MS, under the same small lock the run takes to start and end.
+ * The watchdog runs while there are programs, and the last one destroyed joins it.
  */
 #include "kc_jq.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -46,10 +46,15 @@ struct kc_jq {
 	struct kc_jq *next; /* in the watchdog's list */
 };
 
-/* The watchdog: every program in the process, checked every few milliseconds. */
+/* The watchdog: every program in the process, checked every few milliseconds. It runs only
+ * while there are programs: this file is linked into plugins too, and a plugin's copy of the
+ * thread must be gone (joined) before the plugin is unloaded, or it would run unmapped code.
+ * Each thread runs for one generation: stopping one moves s_watchdog_gen on. */
 static pthread_mutex_t s_watch_lock = PTHREAD_MUTEX_INITIALIZER;
 static kc_jq_t *s_watched;
 static bool s_watchdog_started;
+static pthread_t s_watchdog_thread;
+static uintptr_t s_watchdog_gen;
 
 static int64_t s_mono_ms(void)
 {
@@ -61,13 +66,18 @@ static int64_t s_mono_ms(void)
 
 static void *s_watchdog(void *arg)
 {
-	(void)arg;
+	uintptr_t gen = (uintptr_t)arg;
+
 	for (;;) {
 		int64_t now;
 
 		usleep(10 * 1000);
 		now = s_mono_ms();
 		pthread_mutex_lock(&s_watch_lock);
+		if (gen != s_watchdog_gen) {
+			pthread_mutex_unlock(&s_watch_lock);
+			break;
+		}
 		for (kc_jq_t *t = s_watched; t; t = t->next) {
 			pthread_mutex_lock(&t->halt_lock);
 			if (t->started_ms && !t->timed_out &&
@@ -87,36 +97,36 @@ static void *s_watchdog(void *arg)
 static void s_watch(kc_jq_t *t)
 {
 	pthread_mutex_lock(&s_watch_lock);
-	if (!s_watchdog_started) {
-		pthread_t th;
-		pthread_attr_t attr;
-		Dl_info self;
-
-		/* The watchdog runs as long as the process, so its code must stay loaded: a
-		 * plugin whose init fails after compiling a program is unloaded (dlclose), and
-		 * the thread would then run in unmapped memory. */
-		if (dladdr((void *)s_watchdog, &self) && self.dli_fname)
-			(void)dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		s_watchdog_started = pthread_create(&th, &attr, s_watchdog, NULL) == 0;
-		pthread_attr_destroy(&attr);
-	}
+	if (!s_watchdog_started)
+		s_watchdog_started = pthread_create(&s_watchdog_thread, NULL, s_watchdog,
+						    (void *)s_watchdog_gen) == 0;
 	t->next = s_watched;
 	s_watched = t;
 	pthread_mutex_unlock(&s_watch_lock);
 }
 
+/* Takes t out of the watchdog's list; the last program out stops the watchdog and waits for
+ * it (a new program meanwhile starts a new one, of the next generation). */
 static void s_unwatch(kc_jq_t *t)
 {
+	pthread_t th;
+	bool join = false;
+
 	pthread_mutex_lock(&s_watch_lock);
 	for (kc_jq_t **p = &s_watched; *p; p = &(*p)->next)
 		if (*p == t) {
 			*p = t->next;
 			break;
 		}
+	if (!s_watched && s_watchdog_started) {
+		s_watchdog_gen++;
+		s_watchdog_started = false;
+		th = s_watchdog_thread;
+		join = true;
+	}
 	pthread_mutex_unlock(&s_watch_lock);
+	if (join)
+		pthread_join(th, NULL);
 }
 
 /* jq reports compile errors here; the first one is kept. */

@@ -1,28 +1,35 @@
 /*
- * plugins/filedrop/filedrop.c — the `filedrop` connector: a folder another system drops
- * its exports into (JSON Lines, CSV with a header row, or XML: the elements an XPath
- * selects), each file turned into one event per record exactly once, optionally shaped by a
- * jq `map:` program (the sandboxed runner of plugins/common/kc_jq.h)
+ * plugins/filedrop/filedrop.c — the `filedrop` connector (the issue's file-in): a folder
+ * another system drops its exports into (JSON Lines, CSV with a header row, or XML: the
+ * elements an XPath selects), each file turned into one event per record exactly once,
+ * optionally shaped by a jq `map:` program (the sandboxed runner of plugins/common/kc_jq.h),
+ * with files a record names (a payslip's PDF) put into the blob store
  * (docs/plugins/filedrop.md).
  *
- * A timer scans the folder every scan_interval. A file is taken when it is a regular file
- * (a symlink is refused), matches `pattern`, is not hidden (a leading dot) or a .tmp/.part,
- * and was last modified at least `settle` ago — so a writer that renames into place, or one
- * that stops writing for `settle`, is never read half-written. Files go oldest name first.
+ * inotify tells the instance when a file is written or moved into the folder, and a timer
+ * rescans the folder every scan_interval as a safety net (a network file system, a missed
+ * event). A file is taken when it is a regular file (a symlink is refused), matches
+ * `pattern`, is not hidden (a leading dot) or a .tmp/.part, and is ready: unmodified for
+ * `settle` (ready: settle), or announced by a `<name>.done` marker file (ready: marker).
+ * Files go oldest name first.
  *
- * Each file is read twice, line by line, so memory stays bounded by the longest record:
- * the first pass checks every record, and a file with one bad record (not JSON, not an
- * object, a CSV row with the wrong number of fields, bytes that are not text in the
- * encoding) is refused whole — moved to error/ with a <name>.reason naming the line and
- * the cause — and emits nothing. The second pass emits each record, kanal_emit_flush waits
- * until all are durable in kanald, and only then is the file renamed into done/. An event's
- * id is derived from the file's content (a 64-bit FNV-1a hash) and the record's line, so a
- * crash between the emits and the rename makes the next run emit the same ids again, which
- * kanald's duplicate suppression on (source, id) drops. Every callback runs on the
- * instance's own thread.
+ * Each file is read twice, line by line, so memory stays bounded by the longest record
+ * (max_record) however large the file (max_file_size refuses larger ones unread): the first
+ * pass checks every record and hashes the content, and a file with one bad record (not JSON,
+ * not an object, a CSV row with the wrong number of fields or a broken quote, bytes that are
+ * not text in the encoding) is refused whole — moved to failed/ with a <name>.error naming
+ * the line and the cause — and emits nothing. The second pass emits each record,
+ * kanal_emit_flush waits until all are durable in kanald, and only then is the file renamed
+ * into done/. An event's id is derived from the file's content (a 64-bit FNV-1a hash) and
+ * the record's line, so a crash between the emits and the rename makes the next run emit the
+ * same ids again, which kanald's duplicate suppression on (source, id) drops. A file that
+ * changes between the passes is never emitted under other ids: it is read again later, or,
+ * once emitting has begun, moved to failed/ saying how much went out. Every callback runs on
+ * the instance's own thread.
  */
 #include "../common/kc_jq.h"
 
+#include <kanal/blob.h>
 #include <kanal/kanal.h>
 
 #include <dirent.h>
@@ -33,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +52,8 @@
 #define FD_FLUSH_TIMEOUT_MS 30000
 #define FD_MAX_FIELDS 1024
 #define FD_MAX_XML (64 * 1024 * 1024) /* an XML export is parsed whole: its largest size */
+#define FD_FNV_BASIS 0xcbf29ce484222325ULL
+#define FD_FNV_PRIME 0x100000001b3ULL
 
 typedef struct filedrop {
 	const char *folder;
@@ -55,26 +65,35 @@ typedef struct filedrop {
 	const char *id_field;
 	const char *record_path;
 	const char *map;
+	const char *ready;
+	kanal_strlist_t attach;
 	int64_t settle_ms;
 	int64_t scan_interval_ms;
 	int64_t max_record;
+	int64_t max_file_size;
+	int64_t max_attachment;
 	const char *instance;
-	char *done_dir, *error_dir;
+	char *done_dir, *failed_dir;
 	int64_t timer;
+	int64_t soon_timer;  /* the one-shot scan inotify asked for, or 0 */
+	int inotify_fd;      /* -1 without inotify: the timer alone then */
 	kc_jq_t *map_jq;     /* the compiled `map`, or NULL */
 	const char *current; /* the file being read (its name) */
-	bool csv, xml, latin1, stopped;
+	char **attached;     /* the files the records of the file being emitted attached */
+	size_t attached_count, attached_cap;
+	bool csv, xml, latin1, marker, stopped;
 } filedrop_t;
 
 static const char *const s_formats[] = { "jsonl", "csv", "xml", NULL };
 static const char *const s_encodings[] = { "utf-8", "iso-8859-1", NULL };
+static const char *const s_readies[] = { "settle", "marker", NULL };
 
 static const kanal_option_t s_options[] = {
 	{ .name = "folder",
 	  .type = KANAL_OPT_PATH,
 	  .required = true,
 	  KANAL_OPT_AT(filedrop_t, folder),
-	  .help = "The drop folder; done/ and error/ are made inside it." },
+	  .help = "The drop folder; done/ and failed/ are made inside it." },
 	{ .name = "pattern",
 	  .type = KANAL_OPT_STRING,
 	  .default_value = "*",
@@ -119,17 +138,41 @@ static const kanal_option_t s_options[] = {
 	  KANAL_OPT_AT(filedrop_t, id_field),
 	  .help = "A record field whose value is the event's id (default: derived from the "
 		  "file's content and the line)." },
+	{ .name = "ready",
+	  .type = KANAL_OPT_STRING,
+	  .default_value = "settle",
+	  .allowed = s_readies,
+	  KANAL_OPT_AT(filedrop_t, ready),
+	  .help = "When a file is complete: settle (unmodified for `settle`) or marker (a "
+		  "<name>.done file beside it)." },
 	{ .name = "settle",
 	  .type = KANAL_OPT_DURATION,
 	  .default_value = "2s",
 	  KANAL_OPT_AT(filedrop_t, settle_ms),
-	  .help = "A file is read only when unmodified for this long." },
+	  .help = "With ready: settle, a file is read only when unmodified for this long." },
 	{ .name = "scan_interval",
 	  .type = KANAL_OPT_DURATION,
-	  .default_value = "1s",
+	  .default_value = "10s",
 	  .min = "10ms",
 	  KANAL_OPT_AT(filedrop_t, scan_interval_ms),
-	  .help = "Time between two scans of the folder." },
+	  .help = "Time between two rescans of the folder (inotify sees new files at once)." },
+	{ .name = "max_file_size",
+	  .type = KANAL_OPT_SIZE,
+	  .default_value = "1GiB",
+	  .min = "64",
+	  KANAL_OPT_AT(filedrop_t, max_file_size),
+	  .help = "Largest file read; a larger one goes to failed/ unread." },
+	{ .name = "attach",
+	  .type = KANAL_OPT_LIST,
+	  KANAL_OPT_AT(filedrop_t, attach),
+	  .help = "Record fields naming a file in the folder (e.g. a PDF) that is put into the "
+		  "blob store; the field becomes {filename, href, mediaType, size}." },
+	{ .name = "max_attachment",
+	  .type = KANAL_OPT_SIZE,
+	  .default_value = "32MiB",
+	  .min = "1",
+	  KANAL_OPT_AT(filedrop_t, max_attachment),
+	  .help = "Largest file an `attach` field may name." },
 	{ .name = "max_record",
 	  .type = KANAL_OPT_SIZE,
 	  .default_value = "1MiB",
@@ -213,11 +256,13 @@ static int s_csv_split(char *line, char delim, char **fields, const char **why)
 	}
 }
 
-/* One file being read: the stream, the CSV header, the line number. */
+/* One file being read: the stream, the CSV header, the line number, and the FNV-1a hash of
+ * every byte read so far. */
 typedef struct reader {
 	FILE *f;
 	char *line;
 	size_t cap;
+	uint64_t hash;
 	int64_t lineno;
 	char *header_text;
 	char *header[FD_MAX_FIELDS];
@@ -226,6 +271,48 @@ typedef struct reader {
 	xmlXPathObjectPtr nodes; /* xml: the record elements */
 	int next_node;
 } reader_t;
+
+static void s_hash_bytes(uint64_t *hash, const char *p, size_t len)
+{
+	uint64_t h = *hash;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)p[i]) * FD_FNV_PRIME;
+	*hash = h;
+}
+
+/* Reads one line, its newline included, into r->line (NUL-terminated) and hashes it. Never
+ * holds more than max + 1 bytes, whatever the file: a longer line stops the read. Returns
+ * the line's length, -1 at the end of the file (or a read error: ferror), or -2 for a line
+ * longer than max. */
+static ssize_t s_read_line(reader_t *r, int64_t max)
+{
+	size_t n = 0;
+	int c;
+
+	for (;;) {
+		if (n + 2 > r->cap) {
+			size_t cap = r->cap ? r->cap * 2 : 4096;
+			char *grown;
+			if (cap > (size_t)max + 2)
+				cap = (size_t)max + 2;
+			if (cap < n + 2 || !(grown = realloc(r->line, cap)))
+				return -2;
+			r->line = grown;
+			r->cap = cap;
+		}
+		if ((c = getc_unlocked(r->f)) == EOF)
+			break;
+		r->line[n++] = (char)c;
+		r->hash = (r->hash ^ (unsigned char)c) * FD_FNV_PRIME;
+		if (c == '\n')
+			break;
+		if ((int64_t)n > max)
+			return -2;
+	}
+	r->line[n] = '\0';
+	return n ? (ssize_t)n : -1;
+}
 
 /* Adds one XML field to a record: a name met again turns its value into an array. */
 static void s_xml_field(json_t *rec, const char *name, const char *text)
@@ -301,7 +388,8 @@ static int s_xml_open(filedrop_t *d, reader_t *r, char *why, size_t size)
 		snprintf(why, size, "read error: %s", strerror(errno));
 	} else if (len > FD_MAX_XML) {
 		snprintf(why, size, "an XML file larger than %d MiB", FD_MAX_XML >> 20);
-	} else if (memmem(body, len, "<!DOCTYPE", 9) || memmem(body, len, "<!ENTITY", 8)) {
+	} else if (s_hash_bytes(&r->hash, body, len),
+		   memmem(body, len, "<!DOCTYPE", 9) || memmem(body, len, "<!ENTITY", 8)) {
 		snprintf(why, size,
 			 "the file has a DOCTYPE or entity declaration, which is not "
 			 "allowed");
@@ -359,14 +447,14 @@ static int s_next_record(filedrop_t *d, reader_t *r, json_t **out, char *why, si
 	*out = NULL;
 	if (d->xml)
 		return s_next_xml(d, r, out, why, size);
-	while ((n = getline(&r->line, &r->cap, r->f)) >= 0) {
+	while ((n = s_read_line(r, d->max_record)) != -1) {
 		char *text = r->line, *conv = NULL, *fields[FD_MAX_FIELDS];
 		const char *bad = NULL;
 		json_error_t jerr;
 		int count;
 
 		r->lineno++;
-		if (n > d->max_record) {
+		if (n == -2) {
 			snprintf(why, size,
 				 "line %" PRId64 ": longer than max_record (%" PRId64 " bytes)",
 				 r->lineno, d->max_record);
@@ -460,64 +548,166 @@ static void s_reader_close(reader_t *r)
 
 /* ---- files --------------------------------------------------------------------------------- */
 
-/* The 64-bit FNV-1a hash of the file's content, for the events' ids. */
-static int s_hash_file(FILE *f, uint64_t *hash)
+static void s_sync_dir(const char *dir)
 {
-	unsigned char buf[65536];
-	uint64_t h = 0xcbf29ce484222325ULL;
-	size_t n;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-		for (size_t i = 0; i < n; i++)
-			h = (h ^ buf[i]) * 0x100000001b3ULL;
-	*hash = h;
-	if (ferror(f))
-		return -1;
-	rewind(f);
-	return 0;
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
 }
 
-/* Renames folder/name into dir (done/ or error/), under a new name if one is there, and
- * syncs both folders. Returns 0 or -1 (errno). */
-static int s_move(filedrop_t *d, const char *name, const char *dir)
+/* The name folder/name gets in dir (done/ or failed/): its own, or with a .<milliseconds>
+ * suffix when that is taken, never overwriting. */
+static void s_target(const char *dir, const char *name, char *to, size_t size)
 {
-	char from[4096], to[4096];
-	int fd;
+	snprintf(to, size, "%s/%s", dir, name);
+	if (access(to, F_OK) == 0)
+		snprintf(to, size, "%s/%s.%" PRId64, dir, name, kanal_wall_ms());
+}
+
+/* Renames folder/name to `to` and syncs both folders. Returns 0 or -1 (errno). */
+static int s_move_to(filedrop_t *d, const char *name, const char *dir, const char *to)
+{
+	char from[4096];
 
 	snprintf(from, sizeof from, "%s/%s", d->folder, name);
-	snprintf(to, sizeof to, "%s/%s", dir, name);
-	if (access(to, F_OK) == 0)
-		snprintf(to, sizeof to, "%s/%s.%" PRId64, dir, name, kanal_wall_ms());
 	if (rename(from, to) != 0)
 		return -1;
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY)) >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	if ((fd = open(d->folder, O_RDONLY | O_DIRECTORY)) >= 0) {
-		fsync(fd);
-		close(fd);
-	}
+	s_sync_dir(dir);
+	s_sync_dir(d->folder);
 	return 0;
 }
 
-/* Refuses a file: error/<name>.reason first (so the reason is never missing), then the
- * file itself. */
-static void s_refuse(kanal_ctx_t *ctx, filedrop_t *d, const char *name, const char *why)
+/* Removes name's `.done` marker (ready: marker), once the file has left the folder. */
+static void s_drop_marker(filedrop_t *d, const char *name)
 {
 	char path[4096];
+
+	if (d->marker) {
+		snprintf(path, sizeof path, "%s/%s.done", d->folder, name);
+		unlink(path);
+	}
+}
+
+/* Refuses a file: failed/<name>.error first (so the reason is never missing), then the
+ * file itself under the same name. */
+static void s_refuse(kanal_ctx_t *ctx, filedrop_t *d, const char *name, const char *why)
+{
+	char to[4096], path[4200];
 	FILE *f;
 
-	snprintf(path, sizeof path, "%s/%s.reason", d->error_dir, name);
-	if ((f = fopen(path, "w"))) {
+	s_target(d->failed_dir, name, to, sizeof to);
+	snprintf(path, sizeof path, "%s.error", to);
+	if ((f = fopen(path, "we"))) {
 		fprintf(f, "%s\n", why);
 		fclose(f);
 	}
 	kanal_metric_add(ctx, "files_refused", 1);
-	kanal_log(ctx, KANAL_LOG_WARN, "file '%s' refused: %s; moved to error/", name, why);
-	if (s_move(d, name, d->error_dir) != 0)
-		kanal_log(ctx, KANAL_LOG_ERROR, "cannot move '%s' to error/: %s", name,
+	kanal_log(ctx, KANAL_LOG_WARN, "file '%s' refused: %s; moved to failed/", name, why);
+	if (s_move_to(d, name, d->failed_dir, to) != 0 && errno != ENOENT)
+		kanal_log(ctx, KANAL_LOG_ERROR, "cannot move '%s' to failed/: %s", name,
 			  strerror(errno));
+	s_drop_marker(d, name);
+}
+
+/* The media type a file name's extension says, for an attached file. */
+static const char *s_media_type(const char *name)
+{
+	static const char *const types[][2] = {
+		{ ".pdf", "application/pdf" }, { ".xml", "application/xml" },
+		{ ".txt", "text/plain" },      { ".html", "text/html" },
+		{ ".jpg", "image/jpeg" },      { ".jpeg", "image/jpeg" },
+		{ ".png", "image/png" },
+	};
+	const char *dot = strrchr(name, '.');
+
+	for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+		if (!strcasecmp(dot, types[i][0]))
+			return types[i][1];
+	return "application/octet-stream";
+}
+
+/* Reads the file an `attach` field names (a plain name in the folder: no path, not hidden,
+ * a regular file, not a symlink, at most max_attachment) into the blob store and replaces
+ * the field with its reference; appends the blob's URI to uris. Returns 0, or -1 with why. */
+static int s_attach_one(kanal_ctx_t *ctx, filedrop_t *d, json_t *rec, const char *field, char *uris,
+			size_t uris_size, char *why, size_t size)
+{
+	const char *name = json_string_value(json_object_get(rec, field));
+	char path[4096];
+	struct stat st;
+	kanal_blob_ref_t ref;
+	kanal_error_t err;
+	char *buf = NULL;
+	ssize_t got = 0;
+	int fd = -1, rc = -1;
+
+	kanal_error_clear(&err);
+	if (!name || !*name || strchr(name, '/') || name[0] == '.' || strlen(name) > 255) {
+		snprintf(why, size, "field '%.60s' does not name a file in the folder", field);
+		return -1;
+	}
+	snprintf(path, sizeof path, "%s/%s", d->folder, name);
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
+		snprintf(why, size, "attachment '%.100s': %s", name,
+			 errno == ELOOP ? "a symbolic link (not read)" : strerror(errno));
+		goto done;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > d->max_attachment) {
+		snprintf(why, size, "attachment '%.100s': %s", name,
+			 S_ISREG(st.st_mode) ? "larger than max_attachment" : "not a regular file");
+		goto done;
+	}
+	if (!(buf = malloc((size_t)st.st_size + 1)) ||
+	    (got = read(fd, buf, (size_t)st.st_size)) != (ssize_t)st.st_size) {
+		snprintf(why, size, "attachment '%.100s': %s", name,
+			 buf ? "cannot read it whole" : "out of memory");
+		goto done;
+	}
+	if (kanal_blob_put(ctx, buf, (size_t)got, s_media_type(name), &ref, &err) != 0) {
+		snprintf(why, size, "attachment '%.100s': %.200s", name, err.text);
+		goto done;
+	}
+	if (strlen(uris) + strlen(ref.uri) + 2 > uris_size) {
+		snprintf(why, size, "too many attachments in one record");
+		goto done;
+	}
+	if (*uris)
+		strcat(uris, " ");
+	strcat(uris, ref.uri);
+	json_object_set_new(rec, field,
+			    json_pack("{s:s, s:s, s:s, s:I}", "filename", name, "href", ref.uri,
+				      "mediaType", ref.media_type, "size", (json_int_t)ref.size));
+	rc = 0;
+done:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return rc;
+}
+
+/* Remembers an attached file's name, to move it into done/ with its file. */
+static void s_remember_attached(filedrop_t *d, const char *name)
+{
+	if (d->attached_count == d->attached_cap) {
+		size_t cap = d->attached_cap ? d->attached_cap * 2 : 16;
+		char **grown = realloc(d->attached, cap * sizeof *grown);
+		if (!grown)
+			return;
+		d->attached = grown;
+		d->attached_cap = cap;
+	}
+	if ((d->attached[d->attached_count] = strdup(name)))
+		d->attached_count++;
+}
+
+static void s_forget_attached(filedrop_t *d)
+{
+	for (size_t i = 0; i < d->attached_count; i++)
+		free(d->attached[i]);
+	d->attached_count = 0;
 }
 
 /* The event the `map` program makes of one record, or NULL with why. */
@@ -544,11 +734,12 @@ static kanal_msg_t *s_map_record(filedrop_t *d, json_t *rec, const char *id, int
 	return msg;
 }
 
-/* The event for one record. */
-static kanal_msg_t *s_event(filedrop_t *d, json_t *rec, uint64_t hash, int64_t lineno, char *why,
-			    size_t size)
+/* The event for one record (its attachments put into the blob store first; `remember`: note
+ * their names for the move into done/). */
+static kanal_msg_t *s_event(kanal_ctx_t *ctx, filedrop_t *d, json_t *rec, uint64_t hash,
+			    int64_t lineno, bool remember, char *why, size_t size)
 {
-	char id[96];
+	char id[96], uris[1024] = "", bad[400];
 	const char *own = d->id_field ? json_string_value(json_object_get(rec, d->id_field)) : NULL;
 	kanal_msg_t *msg;
 	char *text;
@@ -560,12 +751,26 @@ static kanal_msg_t *s_event(filedrop_t *d, json_t *rec, uint64_t hash, int64_t l
 		return NULL;
 	}
 	snprintf(id, sizeof id, "file-%016" PRIx64 "-%" PRId64, hash, lineno);
-	if (d->map_jq)
-		return s_map_record(d, rec, own ? own : id, lineno, why, size);
-	if (!(msg = kanal_msg_new(d->type, d->instance, own ? own : id))) {
-		snprintf(why, size, "line %" PRId64 ": cannot make the event", lineno);
-		return NULL;
+	for (size_t i = 0; i < d->attach.count; i++) {
+		const char *field = d->attach.items[i];
+		const char *name = json_string_value(json_object_get(rec, field));
+		if (remember && name)
+			s_remember_attached(d, name);
+		if (s_attach_one(ctx, d, rec, field, uris, sizeof uris, bad, sizeof bad) != 0) {
+			snprintf(why, size, "line %" PRId64 ": %.330s", lineno, bad);
+			return NULL;
+		}
 	}
+	if (d->map_jq)
+		msg = s_map_record(d, rec, own ? own : id, lineno, why, size);
+	else if (!(msg = kanal_msg_new(d->type, d->instance, own ? own : id)))
+		snprintf(why, size, "line %" PRId64 ": cannot make the event", lineno);
+	if (msg && *uris && kanal_msg_set_attr(msg, KANAL_BLOB_ATTRIBUTE, uris, NULL) != 0) {
+		snprintf(why, size, "line %" PRId64 ": cannot name its attachments", lineno);
+		kanal_msg_destroy(&msg);
+	}
+	if (!msg || d->map_jq)
+		return msg;
 	text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	rc = text ? kanal_msg_set_data_json(msg, text, strlen(text)) : KANAL_ENOMEM;
 	free(text);
@@ -576,63 +781,96 @@ static kanal_msg_t *s_event(filedrop_t *d, json_t *rec, uint64_t hash, int64_t l
 	return msg;
 }
 
-/* Reads the whole file once to check every record (and map it: the id field). Returns 0,
- * or -1 with why. */
-static int s_check_file(filedrop_t *d, FILE *f, uint64_t hash, char *why, size_t size)
+/* Reads the whole file once to check every record (and map it: the id field) and to hash
+ * it into *hash; counts the records. Returns 0, or -1 with why. */
+static int s_check_file(kanal_ctx_t *ctx, filedrop_t *d, FILE *f, uint64_t *hash, int64_t *records,
+			char *why, size_t size)
 {
-	reader_t r = { .f = f };
+	reader_t r = { .f = f, .hash = FD_FNV_BASIS };
 	json_t *rec;
 	int rc;
 
+	*records = 0;
 	while ((rc = s_next_record(d, &r, &rec, why, size)) == 0 && rec) {
-		kanal_msg_t *msg = s_event(d, rec, hash, r.lineno, why, size);
+		kanal_msg_t *msg = s_event(ctx, d, rec, 0, r.lineno, false, why, size);
 		json_decref(rec);
 		if (!msg) {
 			rc = -1;
 			break;
 		}
 		kanal_msg_destroy(&msg);
+		(*records)++;
 	}
+	*hash = r.hash;
 	r.f = NULL;
 	s_reader_close(&r);
 	rewind(f);
 	return rc;
 }
 
-/* Emits every record of a checked file. Returns 0 or a KANAL_E code from the bus. */
-static int s_emit_file(kanal_ctx_t *ctx, filedrop_t *d, FILE *f, uint64_t hash, int64_t *count)
+/* Emits every record of a checked file, counting them in *count. Returns 0, a KANAL_E code
+ * from the bus, or KANAL_EIO when a record could not be read or made again (the file
+ * changed since the check), with why. */
+static int s_emit_file(kanal_ctx_t *ctx, filedrop_t *d, FILE *f, uint64_t hash, int64_t *count,
+		       char *why, size_t size)
 {
-	reader_t r = { .f = f };
-	char why[300];
+	reader_t r = { .f = f, .hash = FD_FNV_BASIS };
 	json_t *rec;
 	int rc = 0;
 
-	while (rc == 0 && s_next_record(d, &r, &rec, why, sizeof why) == 0 && rec) {
-		kanal_msg_t *msg = s_event(d, rec, hash, r.lineno, why, sizeof why);
+	while (rc == 0 && (rc = s_next_record(d, &r, &rec, why, size)) == 0 && rec) {
+		kanal_msg_t *msg = s_event(ctx, d, rec, hash, r.lineno, true, why, size);
 
-		rc = msg ? kanal_emit(ctx, &msg) : KANAL_EINVAL;
+		rc = msg ? kanal_emit(ctx, &msg) : KANAL_EIO;
 		/* The bus is full: wait until it has taken what it holds, then once more (the
 		 * emit took the event: make it again). */
 		if (rc == KANAL_EBUSY && (rc = kanal_emit_flush(ctx, FD_FLUSH_TIMEOUT_MS)) == 0)
-			rc = (msg = s_event(d, rec, hash, r.lineno, why, sizeof why))
+			rc = (msg = s_event(ctx, d, rec, hash, r.lineno, false, why, size))
 				     ? kanal_emit(ctx, &msg)
-				     : KANAL_EINVAL;
+				     : KANAL_EIO;
 		json_decref(rec);
 		if (rc == 0)
 			(*count)++;
 	}
+	if (rc == -1)
+		rc = KANAL_EIO;
 	r.f = NULL;
 	s_reader_close(&r);
 	return rc;
 }
 
-/* Handles one file that has settled: check, emit, flush, move. Returns false when the bus
- * could not take it now (the file stays for the next scan). */
+/* True when the file behind fd is no longer what `before` describes (written to since). */
+static bool s_changed(int fd, const struct stat *before)
+{
+	struct stat now;
+
+	return fstat(fd, &now) != 0 || now.st_size != before->st_size ||
+	       now.st_mtim.tv_sec != before->st_mtim.tv_sec ||
+	       now.st_mtim.tv_nsec != before->st_mtim.tv_nsec;
+}
+
+/* Moves the files the records attached into done/ after their file. */
+static void s_move_attached(kanal_ctx_t *ctx, filedrop_t *d)
+{
+	char to[4096];
+
+	for (size_t i = 0; i < d->attached_count; i++) {
+		s_target(d->done_dir, d->attached[i], to, sizeof to);
+		if (s_move_to(d, d->attached[i], d->done_dir, to) != 0 && errno != ENOENT)
+			kanal_log(ctx, KANAL_LOG_WARN, "cannot move attachment '%s' to done/: %s",
+				  d->attached[i], strerror(errno));
+	}
+	s_forget_attached(d);
+}
+
+/* Handles one file that is ready: check, emit, flush, move. Returns false when the bus could
+ * not take it now (the file stays for the next scan). */
 static bool s_process(kanal_ctx_t *ctx, filedrop_t *d, const char *name)
 {
-	char path[4096], why[400];
+	char path[4096], to[4096], why[400];
 	uint64_t hash;
-	int64_t count = 0;
+	int64_t count = 0, records = 0;
+	struct stat st;
 	FILE *f;
 	int fd, rc;
 
@@ -640,27 +878,55 @@ static bool s_process(kanal_ctx_t *ctx, filedrop_t *d, const char *name)
 	d->current = name;
 	/* O_NOFOLLOW: a symlink swapped in after the scan is refused, never followed. */
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 || !(f = fdopen(fd, "r"))) {
+	if (fd < 0 || fstat(fd, &st) != 0 || !(f = fdopen(fd, "r"))) {
 		if (fd >= 0)
 			close(fd);
 		if (errno == ENOENT)
 			return true; /* gone since the scan */
-		snprintf(why, sizeof why, "cannot open it: %s", strerror(errno));
+		snprintf(why, sizeof why, "cannot open it: %s",
+			 errno == ELOOP ? "a symbolic link (not followed)" : strerror(errno));
 		s_refuse(ctx, d, name, why);
 		return true;
 	}
-	if (s_hash_file(f, &hash) != 0) {
-		snprintf(why, sizeof why, "cannot read it: %s", strerror(errno));
+	if (st.st_size > d->max_file_size) {
+		snprintf(why, sizeof why,
+			 "%" PRId64 " bytes, larger than max_file_size (%" PRId64 "); not read",
+			 (int64_t)st.st_size, d->max_file_size);
 		fclose(f);
 		s_refuse(ctx, d, name, why);
 		return true;
 	}
-	if (s_check_file(d, f, hash, why, sizeof why) != 0) {
+	rc = s_check_file(ctx, d, f, &hash, &records, why, sizeof why);
+	if (s_changed(fd, &st)) {
+		/* Written to while being checked (a bad record may only be a half-written one):
+		 * nothing went out; read it when it is ready. */
+		kanal_log(ctx, KANAL_LOG_INFO,
+			  "file '%s' changed while being read; read again later", name);
+		fclose(f);
+		return true;
+	}
+	if (rc != 0) {
 		fclose(f);
 		s_refuse(ctx, d, name, why);
 		return true;
 	}
-	rc = s_emit_file(ctx, d, f, hash, &count);
+	s_forget_attached(d);
+	rc = s_emit_file(ctx, d, f, hash, &count, why, sizeof why);
+	if ((rc == 0 || rc == KANAL_EIO) && (s_changed(fd, &st) || count != records)) {
+		/* Changed under the emit: the next read would make other ids, duplicates of what
+		 * went out. The file is refused, saying how much of it was emitted. */
+		char changed[600];
+		snprintf(changed, sizeof changed,
+			 "the file changed while its events were emitted: %" PRId64 " of %" PRId64
+			 " records went out (ids from the content as first read)%s%s",
+			 count, records, rc ? "; " : "", rc ? why : "");
+		fclose(f);
+		kanal_emit_flush(ctx, FD_FLUSH_TIMEOUT_MS);
+		kanal_metric_add(ctx, "emitted", count);
+		s_forget_attached(d);
+		s_refuse(ctx, d, name, changed);
+		return true;
+	}
 	fclose(f);
 	if (rc == 0)
 		rc = kanal_emit_flush(ctx, FD_FLUSH_TIMEOUT_MS);
@@ -670,20 +936,34 @@ static bool s_process(kanal_ctx_t *ctx, filedrop_t *d, const char *name)
 		kanal_log(ctx, KANAL_LOG_WARN,
 			  "file '%s' not finished (%s); it stays for the "
 			  "next scan",
-			  name, kanal_strerror(rc));
+			  name, rc == KANAL_EIO ? why : kanal_strerror(rc));
+		s_forget_attached(d);
 		return false;
 	}
 	kanal_metric_add(ctx, "emitted", count);
 	kanal_metric_add(ctx, "files_done", 1);
-	if (s_move(d, name, d->done_dir) != 0) {
+	s_target(d->done_dir, name, to, sizeof to);
+	if (s_move_to(d, name, d->done_dir, to) == 0) {
+		kanal_log(ctx, KANAL_LOG_INFO, "file '%s': %" PRId64 " events; moved to done/",
+			  name, count);
+	} else if (errno == ENOENT) {
+		/* Deleted while being read: the open descriptor still read it whole, and every
+		 * record went out; there is nothing left to move or to read again. */
+		kanal_metric_add(ctx, "files_vanished", 1);
+		kanal_log(ctx, KANAL_LOG_WARN,
+			  "file '%s' was deleted while being read; all its %" PRId64
+			  " events were emitted, and it is not in done/",
+			  name, count);
+	} else {
 		kanal_log(ctx, KANAL_LOG_ERROR,
 			  "cannot move '%s' to done/: %s; its events are "
 			  "in and would be dropped as duplicates if read again",
 			  name, strerror(errno));
+		s_forget_attached(d);
 		return false;
 	}
-	kanal_log(ctx, KANAL_LOG_INFO, "file '%s': %" PRId64 " events; moved to done/", name,
-		  count);
+	s_move_attached(ctx, d);
+	s_drop_marker(d, name);
 	return true;
 }
 
@@ -694,7 +974,14 @@ static int s_name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* True when name is one to take now. A symlink is refused at once (moved to error/). */
+static bool s_ends_with(const char *name, size_t n, const char *suffix)
+{
+	size_t len = strlen(suffix);
+
+	return n > len && !strcmp(name + n - len, suffix);
+}
+
+/* True when name is one to take now. A symlink is refused at once (moved to failed/). */
 static bool s_ready(kanal_ctx_t *ctx, filedrop_t *d, const char *name, int64_t now)
 {
 	size_t n = strlen(name);
@@ -702,8 +989,15 @@ static bool s_ready(kanal_ctx_t *ctx, filedrop_t *d, const char *name, int64_t n
 	struct stat st;
 
 	if (name[0] == '.' || fnmatch(d->pattern, name, FNM_PERIOD) != 0 ||
-	    (n > 4 && !strcmp(name + n - 4, ".tmp")) || (n > 5 && !strcmp(name + n - 5, ".part")))
+	    s_ends_with(name, n, ".tmp") || s_ends_with(name, n, ".part") ||
+	    (d->marker && s_ends_with(name, n, ".done")))
 		return false;
+	if (d->marker) {
+		/* The writer's "complete" is the marker beside the file. */
+		snprintf(path, sizeof path, "%s/%s.done", d->folder, name);
+		if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+			return false;
+	}
 	snprintf(path, sizeof path, "%s/%s", d->folder, name);
 	if (lstat(path, &st) != 0)
 		return false;
@@ -713,9 +1007,9 @@ static bool s_ready(kanal_ctx_t *ctx, filedrop_t *d, const char *name, int64_t n
 			 "folder are read");
 		return false;
 	}
-	return S_ISREG(st.st_mode) &&
-	       now - ((int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000) >=
-		       d->settle_ms;
+	return S_ISREG(st.st_mode) && (d->marker || now - ((int64_t)st.st_mtim.tv_sec * 1000 +
+							   st.st_mtim.tv_nsec / 1000000) >=
+							    d->settle_ms);
 }
 
 static void s_scan(kanal_ctx_t *ctx, void *arg)
@@ -758,6 +1052,58 @@ static void s_scan(kanal_ctx_t *ctx, void *arg)
 	free(names);
 }
 
+/* The one-shot scan inotify asked for. */
+static void s_scan_soon(kanal_ctx_t *ctx, void *arg)
+{
+	filedrop_t *d = arg;
+
+	d->soon_timer = 0;
+	s_scan(ctx, d);
+}
+
+/* inotify: something was written, moved or made in the folder. The events are only a
+ * wake-up: the scan decides. With ready: settle the scan comes once the newest file can
+ * have settled (each event moves it later); a marker is read at once. */
+static void s_on_inotify(kanal_ctx_t *ctx, int fd, int events, void *arg)
+{
+	filedrop_t *d = arg;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	int64_t t;
+
+	(void)events;
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	if (d->stopped)
+		return;
+	if (d->soon_timer > 0)
+		kanal_timer_cancel(ctx, d->soon_timer);
+	d->soon_timer = 0;
+	t = kanal_timer_add(ctx, d->marker ? 0 : d->settle_ms + 20, 0, s_scan_soon, d);
+	if (t > 0)
+		d->soon_timer = t;
+}
+
+/* Watches the folder with inotify; without it (a file system that has none) the rescans
+ * alone find the files. */
+static void s_watch(kanal_ctx_t *ctx, filedrop_t *d)
+{
+	/* A file closed after writing, moved in, or touched: the moments a file may have become
+	 * complete. Not its creation or each write: a scan then would find it half-written. */
+	const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_ATTRIB;
+
+	d->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (d->inotify_fd < 0 || inotify_add_watch(d->inotify_fd, d->folder, mask) < 0 ||
+	    kanal_fd_watch(ctx, d->inotify_fd, KANAL_FD_READ, s_on_inotify, d) != 0) {
+		kanal_log(ctx, KANAL_LOG_WARN,
+			  "no inotify on '%s' (%s): new files are found by the rescan every "
+			  "%" PRId64 " ms",
+			  d->folder, strerror(errno), d->scan_interval_ms);
+		if (d->inotify_fd >= 0)
+			close(d->inotify_fd);
+		d->inotify_fd = -1;
+	}
+}
+
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
 static void s_destroy(void *state)
@@ -767,8 +1113,10 @@ static void s_destroy(void *state)
 	if (!d)
 		return;
 	kc_jq_destroy(&d->map_jq);
+	s_forget_attached(d);
+	free(d->attached);
 	free(d->done_dir);
-	free(d->error_dir);
+	free(d->failed_dir);
 	free(d);
 }
 
@@ -779,6 +1127,19 @@ static int s_mkdir(kanal_ctx_t *ctx, const char *path)
 		return KANAL_ECONFIG;
 	}
 	return 0;
+}
+
+/* Before issue 16 refused files went to error/ with a .reason: an error/ folder left by an
+ * older version becomes failed/ (its .reason files keep their names). Returns true when it
+ * was renamed. */
+static bool s_migrate_error_dir(filedrop_t *d)
+{
+	char old[4096];
+	struct stat st;
+
+	snprintf(old, sizeof old, "%s/error", d->folder);
+	return lstat(old, &st) == 0 && S_ISDIR(st.st_mode) && access(d->failed_dir, F_OK) != 0 &&
+	       rename(old, d->failed_dir) == 0;
 }
 
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
@@ -796,6 +1157,8 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	d->csv = !strcmp(d->format, "csv");
 	d->xml = !strcmp(d->format, "xml");
 	d->latin1 = !strcmp(d->encoding, "iso-8859-1");
+	d->marker = !strcmp(d->ready, "marker");
+	d->inotify_fd = -1;
 	if (!d->type && !d->map) {
 		kanal_set_error(ctx, "give the option 'type' (the events' type) or 'map' (a jq "
 				     "program whose output names it)");
@@ -809,14 +1172,17 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "option 'folder': '%s' is not a folder", d->folder);
 		rc = KANAL_ECONFIG;
 	} else if (asprintf(&d->done_dir, "%s/done", d->folder) < 0 ||
-		   asprintf(&d->error_dir, "%s/error", d->folder) < 0) {
+		   asprintf(&d->failed_dir, "%s/failed", d->folder) < 0) {
 		kanal_set_error(ctx, "out of memory");
 		rc = KANAL_ENOMEM;
 	}
+	if (rc == 0 && s_migrate_error_dir(d))
+		kanal_log(ctx, KANAL_LOG_INFO, "renamed '%s/error' to failed/ (refused files)",
+			  d->folder);
 	if (rc == 0)
 		rc = s_mkdir(ctx, d->done_dir);
 	if (rc == 0)
-		rc = s_mkdir(ctx, d->error_dir);
+		rc = s_mkdir(ctx, d->failed_dir);
 	if (rc != 0) {
 		s_destroy(d);
 		return rc;
@@ -833,14 +1199,18 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 	kanal_metric_add(ctx, "emitted", 0);
 	kanal_metric_add(ctx, "files_done", 0);
 	kanal_metric_add(ctx, "files_refused", 0);
+	kanal_metric_add(ctx, "files_vanished", 0);
+	s_watch(ctx, d);
 	t = kanal_timer_add(ctx, 0, d->scan_interval_ms, s_scan, d);
 	if (t < 0) {
 		kanal_set_error(ctx, "cannot add the scan timer: %s", kanal_strerror((int)t));
 		return (int)t;
 	}
 	d->timer = t;
-	kanal_log(ctx, KANAL_LOG_INFO, "watching '%s' for %s (%s) every %" PRId64 " ms", d->folder,
-		  d->pattern, d->format, d->scan_interval_ms);
+	kanal_log(ctx, KANAL_LOG_INFO,
+		  "watching '%s' for %s (%s; ready: %s)%s, rescan every %" PRId64 " ms", d->folder,
+		  d->pattern, d->format, d->ready, d->inotify_fd >= 0 ? " with inotify" : "",
+		  d->scan_interval_ms);
 	return 0;
 }
 
@@ -852,7 +1222,14 @@ static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
 	d->stopped = true;
 	if (d->timer > 0)
 		kanal_timer_cancel(ctx, d->timer);
-	d->timer = 0;
+	if (d->soon_timer > 0)
+		kanal_timer_cancel(ctx, d->soon_timer);
+	d->timer = d->soon_timer = 0;
+	if (d->inotify_fd >= 0) {
+		kanal_fd_unwatch(ctx, d->inotify_fd);
+		close(d->inotify_fd);
+		d->inotify_fd = -1;
+	}
 }
 
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
@@ -871,7 +1248,7 @@ KANAL_PLUGIN_EXPORT = {
 	.name = "filedrop",
 	.version = KANAL_VERSION,
 	.description = "Reads the files another system drops into a folder (JSON Lines, CSV, "
-		       "XML): one event per record, each file exactly once, then done/ or error/.",
+		       "XML): one event per record, each file exactly once, then done/ or failed/.",
 	.options = s_options,
 	.init = s_init,
 	.start = s_start,

@@ -422,10 +422,11 @@ static int s_replace(char **text, const char *from, const char *to)
 static char *s_conf(fixture_t *f)
 {
 	char *text = test_read_file("conf/kanald.yaml", NULL), routes[PATH_MAX], callback[96];
-	char ca[PATH_MAX];
+	char ca[PATH_MAX], payslips[PATH_MAX];
 	const char *subst[][2] = {
 		{ "../build/plugins", "@PLUGINS@" },
 		{ "../routes/municipal.yaml", routes },
+		{ "../routes/payslips.yaml", payslips },
 		{ "../var/demo/ca/", ca },
 		{ "../var/demo/", "@DIR@/" },
 		{ "tcp://127.0.0.1:7700", "tcp://127.0.0.1:0" },
@@ -446,7 +447,8 @@ static char *s_conf(fixture_t *f)
 
 	snprintf(callback, sizeof callback, "callback_listen: %s", f->callback_listen);
 	snprintf(ca, sizeof ca, "%s/", f->ca_dir);
-	if (!text || !realpath("routes/municipal.yaml", routes)) {
+	if (!text || !realpath("routes/municipal.yaml", routes) ||
+	    !realpath("routes/payslips.yaml", payslips)) {
 		s_say("cannot read conf/kanald.yaml or routes/municipal.yaml (run from the source "
 		      "tree)");
 		free(text);
@@ -555,6 +557,7 @@ static bool s_setup(fixture_t *f, const char *tag)
 	/* The secrets, as the demo makes them: readable by this user only. */
 	mkdir(kd_path(f->kd, "secrets"), 0700);
 	mkdir(kd_path(f->kd, "print-spool"), 0700);
+	mkdir(kd_path(f->kd, "payroll"), 0700);
 	s_secret(key, sizeof key);
 	s_secret(key + 32, sizeof key - 32);
 	if (!s_write_secret(f->kd, "pseudonym.key", key) ||

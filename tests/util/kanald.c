@@ -499,6 +499,17 @@ size_t kd_wait_lines(const char *path, size_t n, int timeout_ms)
 	}
 }
 
+bool kd_wait_file(const char *path, int timeout_ms)
+{
+	for (int waited = 0;; waited += 20) {
+		if (access(path, F_OK) == 0)
+			return true;
+		if (waited >= timeout_ms)
+			return false;
+		test_sleep_ms(20);
+	}
+}
+
 size_t kd_count(const char *text, const char *needle)
 {
 	size_t n = 0, len = strlen(needle);

@@ -100,6 +100,8 @@ void kd_unsubscribe(void **sub_p);
 size_t kd_lines(const char *path);
 /* Waits until the file has at least n lines; returns the count reached. */
 size_t kd_wait_lines(const char *path, size_t n, int timeout_ms);
+/* Waits until `path` exists; returns false when it does not after timeout_ms. */
+bool kd_wait_file(const char *path, int timeout_ms);
 /* True when `text` holds something that looks like a clear CPR number. */
 bool kd_has_clear_cpr(const char *text);
 /* How many times `needle` occurs in `text` (0 for NULL text). */
