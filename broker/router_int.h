@@ -110,6 +110,8 @@ struct delivery {
 	char *replay_route; /* a replayed dead letter's route (the route may be gone) */
 	bool counted;       /* holds one of its event's jev->open */
 	bool spilled;       /* freed at shutdown without an end: the event stays open */
+	void *cluster_msg;  /* cluster mode: its JetStream message (natsMsg), to ack or nak */
+	size_t cluster_consumer;
 	delivery_t *next;
 };
 
@@ -174,11 +176,15 @@ typedef struct measure_stat {
 	struct measure_stat *next;
 } measure_stat_t;
 
-/* A gateway reply held until the turn's commit: the envelope frames and the results. */
+typedef struct cluster_reply cluster_reply_t;
+
+/* A gateway reply held until the turn's commit (in cluster mode: until its events'
+ * PubAcks, `wait`): the envelope frames and the results. */
 typedef struct pending_reply {
 	zmq_msg_t parts[8];
 	int n;
 	json_t *reply;
+	cluster_reply_t *wait;
 } pending_reply_t;
 
 typedef struct held_emit {
@@ -235,7 +241,8 @@ struct router {
 	} * held;
 	size_t n_held;
 
-	journal_t *journal;  /* NULL: memory mode */
+	journal_t *journal;             /* NULL: memory mode */
+	struct cluster_router *cluster; /* journal.mode cluster (cluster_router.c), else NULL */
 	bool journal_failed; /* a commit failed: refuse new events until a commit works */
 	turn_event_t *turn;  /* the events this turn added to the journal (turn_event_t) */
 	size_t n_turn, turn_cap;
@@ -426,12 +433,16 @@ static inline delivery_t *router_delivery_new(router_t *r, dl_kind_t kind, share
 	return dl;
 }
 
+void cluster_router_forget(router_t *r, delivery_t *dl);
+
 static inline void router_delivery_free(router_t *r, delivery_t **dl_p)
 {
 	delivery_t *dl = *dl_p;
 
 	if (!dl)
 		return;
+	if (dl->cluster_msg)
+		cluster_router_forget(r, dl); /* not acknowledged: it comes back after AckWait */
 	for (size_t i = 0; i < dl->n_errors; i++)
 		free(dl->errors[i]);
 	free(dl->errors);
@@ -453,7 +464,12 @@ static inline void router_delivery_free(router_t *r, delivery_t **dl_p)
 
 /* ---- router.c: the loop, accepting events, queues and dispatch ----------------------- */
 
-/* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
+/* router_accept in cluster mode: the event is taken, and its sender hears once JetStream
+ * stored it (the gateway's reply waits; an emit is acknowledged then). */
+#define ROUTER_ACK_LATER 1
+
+/* Routes *msg_p, taking it on success (returns 0, or ROUTER_ACK_LATER in cluster mode).
+ * Returns KANAL_EBUSY when a destination
  * is full (*msg_p is left with the caller), KANAL_EDUPLICATE or KANAL_EIO (left with the
  * caller), or KANAL_ENOMEM. `origin`: the instance whose emit this is (which may wait in
  * memory rather than be parked, and goes back to be held should the turn's commit fail),
@@ -630,5 +646,39 @@ void commit_forget(router_t *r);
  * names (a plugin put them, their event never came or was refused; without a journal, every
  * old blob): at start and with the journal's prune, once a minute (docs/design/blobs.md). */
 void commit_sweep_blobs(router_t *r);
+
+/* ---- cluster_router.c: cluster mode (journal.mode: cluster, docs/design/cluster.md) ---- */
+
+/* Joins the NATS cluster (cluster.c): streams checked or created, consumers bound. Refuses a
+ * routing table with enrich steps. Returns 0, or KANAL_ECONFIG with the reason in err. */
+int cluster_router_new(router_t *r, char *err, size_t err_size);
+/* Starts fetching (the router's loop runs from now on). */
+int cluster_router_start(router_t *r);
+void cluster_router_destroy(router_t *r);
+/* The descriptor the loop polls for the cluster's inbox, or -1 when not in cluster mode. */
+int cluster_router_fd(const router_t *r);
+/* Handles what the inbox holds: PubAcks, events to route, deliveries for local instances. */
+void cluster_router_on_inbox(router_t *r);
+/* router_accept in cluster mode: publishes *msg_p to the accept stream. Returns
+ * ROUTER_ACK_LATER (taken), KANAL_EBUSY (the publish window is full), KANAL_EIO (not
+ * connected or refused: cluster_router_error says why) or KANAL_ENOMEM, leaving *msg_p with
+ * the caller on failure. Ownership: takes *msg_p on success. */
+int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin);
+/* Why the last event was not accepted, in words. Ownership: borrowed. */
+const char *cluster_router_error(router_t *r);
+/* After a gateway request's events were handed to router_accept: what its reply waits for,
+ * or NULL when nothing (it is sent with the turn). */
+cluster_reply_t *cluster_router_request_end(router_t *r);
+/* True when every PubAck the reply waits for has come (also for NULL). */
+bool cluster_router_reply_ready(const cluster_reply_t *w);
+/* Writes the PubAcks' verdicts ("duplicate", "error") into reply's results and lets go of
+ * *w_p. Ownership: takes *w_p, borrows reply. */
+void cluster_router_reply_finish(cluster_reply_t **w_p, json_t *reply);
+/* A delivery's outcome in cluster mode (dl->cluster_msg set): ack, nak with the route's
+ * backoff, fallback or dead letter. Ownership: takes dl. */
+void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome, int64_t hint,
+			    const char *error);
+/* A delivery freed without an outcome (shutdown): its message is let go unacknowledged. */
+void cluster_router_forget(router_t *r, delivery_t *dl);
 
 #endif
