@@ -211,6 +211,10 @@ static json_t *s_status(router_t *r)
 				       (json_int_t)journal_dlq_count(r->journal))
 			   : json_pack("{s:s, s:s}", "mode", "memory", "dead_letters",
 				       deadletter_path(r->deadletter));
+	if (r->cluster) {
+		json_decref(journal);
+		journal = cluster_router_status(r);
+	}
 	{
 		json_t *st = json_pack(
 			"{s:b, s:i, s:I, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
@@ -271,6 +275,11 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 {
 	json_t *filter = json_object_get(req, "match");
 
+	if (r->cluster)
+		return json_pack("{s:b, s:s++}", "ok", 0, "error",
+				 "cluster mode: dead letters are in the JetStream stream ",
+				 r->conf->nats.stream_prefix,
+				 "_DEAD, which kanalctl dlq does not read yet (docs/cluster.md)");
 	if (!r->journal)
 		return json_pack("{s:b, s:s+}", "ok", 0, "error",
 				 "the journal is off (memory mode): dead letters are in ",

@@ -236,6 +236,18 @@ int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 	return ROUTER_ACK_LATER;
 }
 
+json_t *cluster_router_status(router_t *r)
+{
+	const conf_nats_t *n = &r->conf->nats;
+	json_t *servers = json_array();
+
+	for (size_t i = 0; i < n->n_servers; i++)
+		json_array_append_new(servers, json_string(n->servers[i]));
+	return json_pack("{s:s, s:b, s:s, s:I, s:o}", "mode", "cluster", "connected",
+			 cluster_connected(r->cluster->link), "stream_prefix", n->stream_prefix,
+			 "replicas", (json_int_t)n->replicas, "servers", servers);
+}
+
 const char *cluster_router_error(router_t *r)
 {
 	return r->cluster ? r->cluster->error : "?";

@@ -664,6 +664,9 @@ void cluster_router_on_inbox(router_t *r);
  * connected or refused: cluster_router_error says why) or KANAL_ENOMEM, leaving *msg_p with
  * the caller on failure. Ownership: takes *msg_p on success. */
 int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin);
+/* The journal part of the status in cluster mode: mode, connected, streams, servers.
+ * Ownership: new. */
+json_t *cluster_router_status(router_t *r);
 /* Why the last event was not accepted, in words. Ownership: borrowed. */
 const char *cluster_router_error(router_t *r);
 /* After a gateway request's events were handed to router_accept: what its reply waits for,

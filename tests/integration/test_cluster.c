@@ -35,13 +35,19 @@ static const char *s_sinks = "  - name: a\n    plugin: sink\n"
 			     "    options: { path: '@DIR@/a.jsonl', fail_type: x.poison }\n"
 			     "  - name: b\n    plugin: sink\n"
 			     "    options: { path: '@DIR@/b.jsonl', retry_type: x.retry, "
-			     "retry_after: 10ms }\n";
+			     "retry_after: 10ms }\n"
+			     "  - name: c\n    plugin: sink\n"
+			     "    options: { path: '@DIR@/c.jsonl', fail_type: y.fb }\n";
 
 static const char *s_routes = "routes:\n"
 			      "  - name: both\n"
 			      "    match: { type: 'x.>' }\n"
 			      "    to: [a, b]\n"
-			      "    retry: { max_attempts: 3, backoff: 50ms, max_backoff: 100ms }\n";
+			      "    retry: { max_attempts: 3, backoff: 50ms, max_backoff: 100ms }\n"
+			      "  - name: fb\n"
+			      "    match: { type: 'y.>' }\n"
+			      "    to: [c]\n"
+			      "    fallback: [b]\n";
 
 /* A kanald config in cluster mode against nc with `replicas`. */
 static char *s_conf(const natsd_t *nc, int replicas, const char *dedupe_window)
@@ -306,6 +312,42 @@ static void test_one_node_end_to_end(void)
 		CU_ASSERT_PTR_NOT_NULL(strstr(reasons, "rejected"));
 		CU_ASSERT_PTR_NOT_NULL(strstr(reasons, "retry budget spent"));
 	}
+	/* REJECT at c: the route's fallback b gets it, and it is no dead letter. */
+	{
+		char *e = kd_event("/cluster-test", "fb1", "y.fb", "{}");
+		int64_t deadline = test_now_ms() + 30000;
+		CU_ASSERT(kd_send_event(kd, e, "accepted", WAIT, NULL));
+		free(e);
+		for (;;) {
+			char *text = test_read_file(kd_path(kd, "b.jsonl"), NULL);
+			bool there = strstr(text ?: "", "\"fb1\"") != NULL;
+			free(text);
+			if (there || test_now_ms() >= deadline)
+				break;
+			test_sleep_ms(200);
+		}
+		e = test_read_file(kd_path(kd, "b.jsonl"), NULL);
+		CU_ASSERT_EQUAL(kd_count(e, "\"id\":\"fb1\""), 1);
+		free(e);
+		e = test_read_file(kd_path(kd, "c.jsonl"), NULL);
+		CU_ASSERT_EQUAL(kd_count(e, "\"fb1\""), 0);
+		free(e);
+		CU_ASSERT_EQUAL(s_dead_count(nc), 2);
+	}
+	/* The status says cluster mode and connected; the dlq commands say where letters are. */
+	free(reply);
+	reply = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	{
+		json_t *st = reply ? json_loads(reply, 0, NULL) : NULL;
+		json_t *j = json_object_get(st, "journal");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "mode")) ?: "",
+				       "cluster");
+		CU_ASSERT(json_is_true(json_object_get(j, "connected")));
+		json_decref(st);
+	}
+	free(reply);
+	reply = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(reply ?: "", "stream KANAL_DEAD"));
 done:
 	free(reply);
 	free(batch);
