@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "kanald.h"
 #include "natsd.h"
 #include "test.h"
@@ -256,6 +257,43 @@ static bool s_store(kd_t **nodes, const bool *up, size_t n_nodes, size_t *next, 
 		test_sleep_ms(1000);
 	}
 	return false;
+}
+
+/* ---- the config ----------------------------------------------------------------------- */
+
+/* journal.nats as written and its defaults (the errors are in tests/data/conf/bad/). */
+static void test_config(void)
+{
+	char *dir = test_tmpdir("cluster-conf"), *path;
+	conf_t *conf = NULL;
+	diag_t d = { 0 };
+
+	path = test_write_file(
+		dir, "kanald.yaml",
+		"routes: [routes]\n"
+		"journal:\n"
+		"  mode: cluster\n"
+		"  nats:\n"
+		"    servers: [nats://10.0.0.1:4222, tls://10.0.0.2:4222]\n"
+		"    creds_file: secret/kanal.creds\n"
+		"    tls: { ca_file: ca.pem, cert_file: me.pem, key_file: me.key }\n");
+	CU_ASSERT_EQUAL_FATAL(conf_load(path, &conf, &d), 0);
+	CU_ASSERT(conf->journal_cluster);
+	CU_ASSERT(!conf->journal_durable);
+	CU_ASSERT_EQUAL(conf->nats.n_servers, 2);
+	CU_ASSERT_STRING_EQUAL(conf->nats.servers[1], "tls://10.0.0.2:4222");
+	CU_ASSERT_STRING_EQUAL(conf->nats.stream_prefix, "KANAL");
+	CU_ASSERT_EQUAL(conf->nats.replicas, 3);
+	CU_ASSERT_EQUAL(conf->nats.ack_wait_ms, 30000);
+	/* Files are relative to kanald.yaml's folder. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(conf->nats.creds_file, "/secret/kanal.creds"));
+	CU_ASSERT_EQUAL(conf->nats.creds_file[0], '/');
+	CU_ASSERT_PTR_NOT_NULL(strstr(conf->nats.tls_key_file, "/me.key"));
+	conf_destroy(&conf);
+	diag_free(&d);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
 }
 
 /* ---- one node, one replica ------------------------------------------------------------ */
@@ -545,5 +583,6 @@ done:
 	natsd_destroy(&nc);
 }
 
-TEST_MAIN("cluster", TEST(test_one_node_end_to_end), TEST(test_no_nats_no_acknowledgement),
-	  TEST(test_refuses_to_start), TEST(test_three_nodes_lose_nothing))
+TEST_MAIN("cluster", TEST(test_config), TEST(test_one_node_end_to_end),
+	  TEST(test_no_nats_no_acknowledgement), TEST(test_refuses_to_start),
+	  TEST(test_three_nodes_lose_nothing))
