@@ -275,11 +275,13 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 {
 	json_t *filter = json_object_get(req, "match");
 
-	if (r->cluster)
-		return json_pack("{s:b, s:s++}", "ok", 0, "error",
-				 "cluster mode: dead letters are in the JetStream stream ",
-				 r->conf->nats.stream_prefix,
-				 "_DEAD, which kanalctl dlq does not read yet (docs/cluster.md)");
+	if (r->cluster) {
+		int64_t since = s_since(req);
+		if (since < 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "'since' must be an RFC 3339 time");
+		return cluster_router_dlq(r, cmd, req, since, clear);
+	}
 	if (!r->journal)
 		return json_pack("{s:b, s:s+}", "ok", 0, "error",
 				 "the journal is off (memory mode): dead letters are in ",

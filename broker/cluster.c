@@ -242,6 +242,78 @@ int cluster_publish(cluster_t *c, const char *subject, const cluster_header_t *h
 	return 0;
 }
 
+/* ---- the dead letters --------------------------------------------------------------------- */
+
+int cluster_dead_range(cluster_t *c, uint64_t *first, uint64_t *last)
+{
+	char name[64];
+	jsStreamInfo *si = NULL;
+
+	snprintf(name, sizeof name, "%s_DEAD", c->prefix);
+	*first = *last = 0;
+	if (js_GetStreamInfo(&si, c->js, name, NULL, NULL) != NATS_OK)
+		return KANAL_EIO;
+	if (si->State.Msgs > 0) {
+		*first = si->State.FirstSeq;
+		*last = si->State.LastSeq;
+	}
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+int cluster_dead_get(cluster_t *c, uint64_t seq, natsMsg **out)
+{
+	char name[64];
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	snprintf(name, sizeof name, "%s_DEAD", c->prefix);
+	*out = NULL;
+	st = js_GetMsg(out, c->js, name, seq, NULL, &jerr);
+	if (st == NATS_OK)
+		return 0;
+	return st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr ? KANAL_ENOTFOUND : KANAL_EIO;
+}
+
+int cluster_dead_delete(cluster_t *c, uint64_t seq)
+{
+	char name[64];
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	snprintf(name, sizeof name, "%s_DEAD", c->prefix);
+	st = js_DeleteMsg(c->js, name, seq, NULL, &jerr);
+	if (st == NATS_OK)
+		return 0;
+	return st == NATS_NOT_FOUND || jerr == JSSequenceNotFoundErr ? KANAL_ENOTFOUND : KANAL_EIO;
+}
+
+int cluster_publish_sync(cluster_t *c, const char *subject, const cluster_header_t *headers,
+			 size_t n_headers, const void *data, size_t len, kanal_error_t *err)
+{
+	natsMsg *m = NULL;
+	jsPubAck *pa = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	if (natsMsg_Create(&m, subject, NULL, data, (int)len) != NATS_OK) {
+		kanal_error_set(err, "journal.nats", 0, 0, NULL, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	for (size_t i = 0; i < n_headers; i++)
+		natsMsgHeader_Set(m, headers[i].name, headers[i].value);
+	st = js_PublishMsg(&pa, c->js, m, NULL, &jerr);
+	natsMsg_Destroy(m);
+	jsPubAck_Destroy(pa);
+	if (st != NATS_OK) {
+		kanal_error_set(err, "journal.nats", 0, 0, NULL, "JetStream did not store it: %s",
+				nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+							: natsStatus_GetText(st));
+		return KANAL_EIO;
+	}
+	return 0;
+}
+
 /* ---- subjects ----------------------------------------------------------------------------- */
 
 /* Appends text to buf, mapping what a subject token cannot hold (space, '*', '>', control

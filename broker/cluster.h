@@ -79,6 +79,23 @@ void cluster_done(cluster_t *c, size_t consumer);
 int cluster_publish(cluster_t *c, const char *subject, const cluster_header_t *headers,
 		    size_t n_headers, const void *data, size_t len, uint64_t token,
 		    kanal_error_t *err);
+/* ---- the dead letters (<prefix>_DEAD), for the admin commands. These wait for NATS's answer
+ * (at most 5 s each): an operator's command, never the event path. */
+
+/* The stream's first and last sequence numbers (both 0 when it is empty). Returns 0 or
+ * KANAL_EIO. */
+int cluster_dead_range(cluster_t *c, uint64_t *first, uint64_t *last);
+/* The dead letter with sequence seq into *out, with its headers; KANAL_ENOTFOUND when there is
+ * none (dropped, replayed), KANAL_EIO when NATS did not answer. Ownership: *out is new
+ * (natsMsg_Destroy). */
+int cluster_dead_get(cluster_t *c, uint64_t seq, natsMsg **out);
+/* Deletes dead letter seq. Returns 0, KANAL_ENOTFOUND or KANAL_EIO. */
+int cluster_dead_delete(cluster_t *c, uint64_t seq);
+/* Publishes and waits for the PubAck (replay: the message must be stored before its dead
+ * letter is deleted). Returns 0 or KANAL_EIO with the reason in err. Ownership: borrows. */
+int cluster_publish_sync(cluster_t *c, const char *subject, const cluster_header_t *headers,
+			 size_t n_headers, const void *data, size_t len, kanal_error_t *err);
+
 /* True while the connection to NATS is up. */
 bool cluster_connected(cluster_t *c);
 

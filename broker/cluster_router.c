@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "cluster.h"
+#include <kanal/time.h>
+
 #include "log.h"
 #include "router_int.h"
 
@@ -666,6 +668,205 @@ void cluster_router_forget(router_t *r, delivery_t *dl)
 		return;
 	natsMsg_Destroy(m);
 	cluster_done(r->cluster->link, dl->cluster_consumer);
+}
+
+/* ---- dead letters: kanalctl dlq against <prefix>_DEAD --------------------------------------- */
+
+/* The letter's summary (and with `full` its errors and event) as the journal's dlq commands
+ * give it: its id is its sequence number in the stream. NULL when it is not an event of ours. */
+static json_t *s_letter(natsMsg *m, bool full)
+{
+	json_t *event = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+	json_t *errors = json_loads(s_header(m, "Kanal-Errors"), 0, NULL), *o;
+	char when[64];
+	const char *route = s_header(m, "Kanal-Route");
+
+	if (!json_is_object(event)) {
+		json_decref(event);
+		json_decref(errors);
+		return NULL;
+	}
+	kanal_time_rfc3339(natsMsg_GetTime(m) / 1000000, when, sizeof when);
+	o = json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:s, s:s, s:i}", "id",
+		      (json_int_t)natsMsg_GetSequence(m), "dead_at", when, "route",
+		      *route ? route : NULL, "destination", s_header(m, "Kanal-Destination"),
+		      "type", json_string_value(json_object_get(event, "type")) ?: "", "event_id",
+		      json_string_value(json_object_get(event, "id")) ?: "", "source",
+		      json_string_value(json_object_get(event, "source")) ?: "", "reason",
+		      s_header(m, "Kanal-Reason"), "attempts", atoi(s_header(m, "Kanal-Attempts")));
+	if (o && json_is_array(errors) && json_array_size(errors) > 0)
+		json_object_set(o, "error", json_array_get(errors, json_array_size(errors) - 1));
+	if (o && full) {
+		json_object_set_new(o, "errors",
+				    json_is_array(errors) ? json_incref(errors) : json_array());
+		json_object_set(o, "event", event);
+	}
+	json_decref(errors);
+	json_decref(event);
+	return o;
+}
+
+/* True when letter o passes the filters of dlq.list / replay --all-matching. */
+static bool s_letter_matches(json_t *o, json_t *filter, int64_t since_ms)
+{
+	const char *route = json_string_value(json_object_get(filter, "route"));
+	const char *type = json_string_value(json_object_get(filter, "type"));
+	int64_t dead_at = 0;
+
+	if (route && strcmp(route, json_string_value(json_object_get(o, "route")) ?: ""))
+		return false;
+	if (type && strcmp(type, json_string_value(json_object_get(o, "type")) ?: ""))
+		return false;
+	if (since_ms > 0 &&
+	    (kanal_time_parse_rfc3339(json_string_value(json_object_get(o, "dead_at")), &dead_at) ||
+	     dead_at < since_ms))
+		return false;
+	return true;
+}
+
+/* The letters matching filter, newest first when `newest_first`, up to limit (0: all):
+ * their summaries, or (ids_only) their ids. NULL when NATS did not answer. */
+static json_t *s_letters(router_t *r, json_t *filter, int64_t since_ms, int limit,
+			 bool newest_first, bool ids_only)
+{
+	cluster_t *c = r->cluster->link;
+	uint64_t first, last;
+	json_t *out;
+
+	if (cluster_dead_range(c, &first, &last) < 0)
+		return NULL;
+	out = json_array();
+	for (uint64_t k = 0; first && k <= last - first; k++) {
+		uint64_t seq = newest_first ? last - k : first + k;
+		natsMsg *m = NULL;
+		json_t *o;
+		int rc = cluster_dead_get(c, seq, &m);
+
+		if (rc == KANAL_ENOTFOUND)
+			continue; /* dropped or replayed */
+		if (rc < 0) {
+			json_decref(out);
+			return NULL;
+		}
+		o = s_letter(m, false);
+		natsMsg_Destroy(m);
+		if (!o || !s_letter_matches(o, filter, since_ms)) {
+			json_decref(o);
+			continue;
+		}
+		if (ids_only) {
+			json_array_append(out, json_object_get(o, "id"));
+			json_decref(o);
+		} else {
+			json_array_append_new(out, o);
+		}
+		if (limit > 0 && json_array_size(out) >= (size_t)limit)
+			break;
+	}
+	return out;
+}
+
+/* Replays letter seq: its event goes again to its destination (a new message id, so that the
+ * duplicate window does not drop it), then the letter is deleted. */
+static int s_replay(router_t *r, uint64_t seq, json_t *done)
+{
+	cluster_t *c = r->cluster->link;
+	natsMsg *m = NULL;
+	char subject[300], msg_id[400];
+	const char *dest, *route, *event;
+	cluster_header_t h[3];
+	kanal_error_t err;
+	int rc = cluster_dead_get(c, seq, &m);
+
+	if (rc < 0)
+		return rc;
+	dest = s_header(m, "Kanal-Destination");
+	route = s_header(m, "Kanal-Route");
+	event = s_header(m, "Kanal-Event");
+	if (!router_dest(r, dest) || !router_dest(r, dest)->inst) {
+		natsMsg_Destroy(m);
+		return KANAL_ENOTFOUND; /* the instance is gone from the config */
+	}
+	snprintf(msg_id, sizeof msg_id, "%s|%s|%s|replay:%llu", event, route, dest,
+		 (unsigned long long)seq);
+	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
+	h[1] = (cluster_header_t){ "Kanal-Event", event };
+	h[2] = (cluster_header_t){ "Kanal-Route", route };
+	cluster_subject_dlv(c, dest, subject, sizeof subject);
+	kanal_error_clear(&err);
+	rc = cluster_publish_sync(c, subject, h, 3, natsMsg_GetData(m),
+				  (size_t)natsMsg_GetDataLength(m), &err);
+	if (rc == 0) {
+		cluster_dead_delete(c, seq);
+		stream_publish(
+			r->stream, "replayed", "-", NULL,
+			json_pack("{s:I, s:s}", "letter", (json_int_t)seq, "destination", dest));
+		json_array_append_new(done, json_integer((json_int_t)seq));
+	} else {
+		log_warn("cluster", "replaying dead letter %llu: %s", (unsigned long long)seq,
+			 err.text);
+	}
+	natsMsg_Destroy(m);
+	return rc;
+}
+
+json_t *cluster_router_dlq(router_t *r, const char *cmd, json_t *req, int64_t since_ms, bool *clear)
+{
+	cluster_t *c = r->cluster->link;
+	json_t *filter = json_object_get(req, "match");
+
+	if (!strcmp(cmd, "dlq.list")) {
+		json_t *items = s_letters(
+			r, req, since_ms,
+			(int)json_integer_value(json_object_get(req, "limit")) ?: 100, true, false);
+		return items ? json_pack("{s:b, s:o}", "ok", 1, "items", items)
+			     : json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "NATS did not answer for the dead-letter stream");
+	}
+	if (!strcmp(cmd, "dlq.show")) {
+		natsMsg *m = NULL;
+		json_t *item = NULL;
+		if (cluster_dead_get(c, (uint64_t)json_integer_value(json_object_get(req, "id")),
+				     &m) == 0)
+			item = s_letter(m, true);
+		natsMsg_Destroy(m);
+		*clear = json_is_true(json_object_get(req, "clear"));
+		if (!item)
+			return json_pack("{s:b, s:s}", "ok", 0, "error", "no such dead letter");
+		return json_pack("{s:b, s:o}", "ok", 1, "item", item);
+	}
+	if (!strcmp(cmd, "dlq.replay") || !strcmp(cmd, "dlq.drop")) {
+		bool replay = !strcmp(cmd, "dlq.replay");
+		json_t *ids, *done = json_array(), *missing = json_array(), *id;
+		size_t i;
+
+		if (replay && json_is_object(filter))
+			ids = s_letters(r, filter, 0, 0, false, true);
+		else
+			ids = json_incref(json_object_get(req, "ids"));
+		json_array_foreach(ids, i, id)
+		{
+			uint64_t seq = (uint64_t)json_integer_value(id);
+			int rc = replay ? s_replay(r, seq, done) : cluster_dead_delete(c, seq);
+			if (!replay && rc == 0)
+				json_array_append(done, id);
+			if (rc < 0)
+				json_array_append(missing, id);
+		}
+		json_decref(ids);
+		if (replay)
+			return json_pack("{s:b, s:o, s:o}", "ok", 1, "replayed", done, "missing",
+					 missing);
+		json_decref(missing);
+		{
+			json_int_t dropped = (json_int_t)json_array_size(done);
+			json_decref(done);
+			return json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped);
+		}
+	}
+	return json_pack("{s:b, s:s}", "ok", 0, "error",
+			 "cluster mode: the DEAD stream keeps letters until dropped or replayed; "
+			 "purge them with dlq drop");
 }
 
 /* ---- the inbox, construction ------------------------------------------------------------ */

@@ -664,6 +664,11 @@ void cluster_router_on_inbox(router_t *r);
  * connected or refused: cluster_router_error says why) or KANAL_ENOMEM, leaving *msg_p with
  * the caller on failure. Ownership: takes *msg_p on success. */
 int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin);
+/* The dlq admin commands (list, show, replay, drop) against the <prefix>_DEAD stream: the
+ * reply, in the journal's shapes (a letter's id is its stream sequence). Waits for NATS (an
+ * operator's command). Ownership: the reply is new; borrows req. */
+json_t *cluster_router_dlq(router_t *r, const char *cmd, json_t *req, int64_t since_ms,
+			   bool *clear);
 /* The journal part of the status in cluster mode: mode, connected, streams, servers.
  * Ownership: new. */
 json_t *cluster_router_status(router_t *r);

@@ -372,6 +372,58 @@ static void test_one_node_end_to_end(void)
 		free(e);
 		CU_ASSERT_EQUAL(s_dead_count(nc), 2);
 	}
+	/* kanalctl dlq against the DEAD stream: list, show, then replay once the destinations
+	 * take the events (kanald restarted with fixed sinks on the same streams). */
+	{
+		char cmd[1200], out[4096] = "";
+		size_t got;
+		FILE *f;
+		json_t *list = NULL, *item, *shown = NULL;
+		json_int_t rejected_id = -1;
+		size_t i;
+
+		snprintf(cmd, sizeof cmd, "%s -c %s dlq list 2>&1", test_path("bin/kanalctl"),
+			 kd->conf_path);
+		f = popen(cmd, "r");
+		got = f ? fread(out, 1, sizeof out - 1, f) : 0;
+		out[got] = '\0';
+		if (f)
+			pclose(f);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "retry budget spent"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "rejected"));
+		free(reply);
+		reply = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
+		list = reply ? json_loads(reply, 0, NULL) : NULL;
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(list, "items")), 2);
+		json_array_foreach(json_object_get(list, "items"), i, item)
+		{
+			if (!strcmp(json_string_value(json_object_get(item, "reason")) ?: "",
+				    "rejected")) {
+				rejected_id = json_integer_value(json_object_get(item, "id"));
+				CU_ASSERT_STRING_EQUAL(
+					json_string_value(json_object_get(item, "destination"))
+						?: "",
+					"a");
+				CU_ASSERT_STRING_EQUAL(
+					json_string_value(json_object_get(item, "event_id")) ?: "",
+					"p1");
+			}
+		}
+		json_decref(list);
+		CU_ASSERT(rejected_id > 0);
+		snprintf(cmd, sizeof cmd, "{\"cmd\":\"dlq.show\",\"id\":%lld}",
+			 (long long)rejected_id);
+		free(reply);
+		reply = kd_admin(kd, cmd, WAIT);
+		shown = reply ? json_loads(reply, 0, NULL) : NULL;
+		item = json_object_get(shown, "item");
+		CU_ASSERT(json_array_size(json_object_get(item, "errors")) >= 1);
+		CU_ASSERT_STRING_EQUAL(
+			json_string_value(json_object_get(json_object_get(item, "event"), "id"))
+				?: "",
+			"p1");
+		json_decref(shown);
+	}
 	/* The status says cluster mode and connected; the dlq commands say where letters are. */
 	free(reply);
 	reply = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
@@ -383,9 +435,48 @@ static void test_one_node_end_to_end(void)
 		CU_ASSERT(json_is_true(json_object_get(j, "connected")));
 		json_decref(st);
 	}
+	/* Fixed destinations: a replay of every letter delivers both and empties the stream. */
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, 20000), 0);
+	free(conf);
+	conf = s_conf(nc, 1, "10m");
+	{
+		char *fixed = strstr(conf, ", fail_type: x.poison");
+		if (fixed)
+			memmove(fixed, fixed + strlen(", fail_type: x.poison"),
+				strlen(fixed + strlen(", fail_type: x.poison")) + 1);
+		fixed = strstr(conf, ", retry_type: x.retry");
+		if (fixed)
+			memmove(fixed, fixed + strlen(", retry_type: x.retry"),
+				strlen(fixed + strlen(", retry_type: x.retry")) + 1);
+	}
+	kd_write_config(kd, conf);
+	REQUIRE(kd_restart(kd) == 0);
 	free(reply);
-	reply = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
-	CU_ASSERT_PTR_NOT_NULL(strstr(reply ?: "", "stream KANAL_DEAD"));
+	reply = kd_admin(kd, "{\"cmd\":\"dlq.replay\",\"match\":{}}", WAIT);
+	{
+		json_t *rep = reply ? json_loads(reply, 0, NULL) : NULL;
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(rep, "replayed")), 2);
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(rep, "missing")), 0);
+		json_decref(rep);
+	}
+	{
+		int64_t deadline = test_now_ms() + 30000;
+		size_t pa = 0, rb = 0;
+		while (test_now_ms() < deadline) {
+			char *ta = test_read_file(kd_path(kd, "a.jsonl"), NULL);
+			char *tb = test_read_file(kd_path(kd, "b.jsonl"), NULL);
+			pa = kd_count(ta, "\"id\":\"p1\"");
+			rb = kd_count(tb, "\"id\":\"r1\"");
+			free(ta);
+			free(tb);
+			if (pa && rb)
+				break;
+			test_sleep_ms(200);
+		}
+		CU_ASSERT_EQUAL(pa, 1);
+		CU_ASSERT_EQUAL(rb, 1);
+		CU_ASSERT_EQUAL(s_dead_count(nc), 0);
+	}
 done:
 	free(reply);
 	free(batch);
