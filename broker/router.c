@@ -856,8 +856,9 @@ void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 	int64_t next = delivery_next_timer(r);
 
 	/* Held emits wait for a destination that is behind; should it stall instead, they are
-	 * to be parked, which only a turn notices. */
-	if (r->n_held && r->journal && (wait_ms < 0 || wait_ms > DEST_STALL_MS))
+	 * to be parked, which only a turn notices. In cluster mode they wait for JetStream to
+	 * take them again, which no socket announces. */
+	if (r->n_held && (r->journal || r->cluster) && (wait_ms < 0 || wait_ms > DEST_STALL_MS))
 		wait_ms = DEST_STALL_MS;
 	/* While the journal is broken, wake once a second to probe it. */
 	if (r->journal_failed && (wait_ms < 0 || wait_ms > 1000))

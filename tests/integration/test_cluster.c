@@ -536,6 +536,67 @@ done:
 	natsd_destroy(&nc);
 }
 
+/* ---- an instance's emits ------------------------------------------------------------------- */
+
+/* A plugin's emit is published to the accept stream too, acknowledged once stored, and
+ * routed like any event: tp_echo re-emits what it gets as <type>.echoed. */
+static void test_emits_go_through_jetstream(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *kd = NULL;
+	char *conf = NULL, *extra = NULL, *batch = NULL;
+	int n = 100;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster-emit", 1)) != NULL);
+	REQUIRE(asprintf(&extra,
+			 "journal:\n  mode: cluster\n  nats:\n    servers: %s\n"
+			 "    replicas: 1\n    ack_wait: 5s\n",
+			 nc->servers) > 0);
+	conf = kd_config("  - name: echo\n    plugin: '@TPLUGINS@/tp_echo.so'\n"
+			 "  - name: a\n    plugin: sink\n    options: { path: '@DIR@/a.jsonl' }\n"
+			 "  - name: b\n    plugin: sink\n    options: { path: '@DIR@/b.jsonl' }\n",
+			 extra);
+	REQUIRE((kd = kd_start(
+			 "cluster-emit-kd", conf,
+			 "routes:\n"
+			 "  - name: in\n    match: { type: y.in }\n    to: [echo]\n"
+			 "  - name: out\n    match: { type: y.in.echoed }\n    to: [a, b]\n")) !=
+		NULL);
+	for (int first = 0; first < n; first += BATCH) {
+		free(batch);
+		batch = s_batch(first, BATCH, "y.in");
+		CU_ASSERT(kd_send_event(kd, batch, "accepted", WAIT, NULL));
+	}
+	/* The echoes carry new ids: count them by their data's n, which the sink writes. */
+	{
+		int64_t deadline = test_now_ms() + 60000;
+		size_t got_a = 0, got_b = 0;
+		while (test_now_ms() < deadline) {
+			char *ta = test_read_file(kd_path(kd, "a.jsonl"), NULL);
+			char *tb = test_read_file(kd_path(kd, "b.jsonl"), NULL);
+			got_a = kd_count(ta, "y.in.echoed");
+			got_b = kd_count(tb, "y.in.echoed");
+			free(ta);
+			free(tb);
+			if (got_a >= (size_t)n && got_b >= (size_t)n)
+				break;
+			test_sleep_ms(200);
+		}
+		CU_ASSERT_EQUAL(got_a, (size_t)n);
+		CU_ASSERT_EQUAL(got_b, (size_t)n);
+	}
+done:
+	free(batch);
+	free(extra);
+	free(conf);
+	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
 /* ---- refusals at start ------------------------------------------------------------------ */
 
 static void test_refuses_to_start(void)
@@ -675,5 +736,5 @@ done:
 }
 
 TEST_MAIN("cluster", TEST(test_config), TEST(test_one_node_end_to_end),
-	  TEST(test_no_nats_no_acknowledgement), TEST(test_refuses_to_start),
-	  TEST(test_three_nodes_lose_nothing))
+	  TEST(test_no_nats_no_acknowledgement), TEST(test_emits_go_through_jetstream),
+	  TEST(test_refuses_to_start), TEST(test_three_nodes_lose_nothing))
