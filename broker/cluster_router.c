@@ -61,6 +61,7 @@ struct cluster_router {
 	dest_t **dests; /* the local destinations, in the consumers' order */
 	size_t n_dests;
 	uint64_t next_token;
+	int64_t next_tick_ms;
 	waiter_t *buckets[WAITER_BUCKETS];
 	cluster_reply_t *request; /* the gateway request being read */
 	char error[600];          /* why the last event was not accepted */
@@ -554,6 +555,7 @@ static void s_on_delivery(router_t *r, cluster_item_t *it)
 	}
 	dl->cluster_msg = it->msg;
 	dl->cluster_consumer = it->consumer;
+	dl->cluster_touched_ms = r->now_ms;
 	it->msg = NULL;
 	router_enqueue(r, dl);
 }
@@ -657,6 +659,31 @@ void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome,
 	}
 	s_dead(r, d, dl, rt, "rejected");
 	router_delivery_free(r, &dl);
+}
+
+static void s_touch(router_t *r, delivery_t *dl, int64_t before)
+{
+	for (; dl; dl = dl->next) {
+		if (dl->cluster_msg && dl->cluster_touched_ms < before) {
+			natsMsg_InProgress(dl->cluster_msg, NULL);
+			dl->cluster_touched_ms = r->now_ms;
+		}
+	}
+}
+
+void cluster_router_tick(router_t *r)
+{
+	struct cluster_router *cr = r->cluster;
+	int64_t before;
+
+	if (r->now_ms < cr->next_tick_ms)
+		return;
+	cr->next_tick_ms = r->now_ms + 1000;
+	before = r->now_ms - r->conf->nats.ack_wait_ms / 2;
+	for (size_t i = 0; i < cr->n_dests; i++) {
+		s_touch(r, cr->dests[i]->head, before);
+		s_touch(r, cr->dests[i]->inflight, before);
+	}
 }
 
 void cluster_router_forget(router_t *r, delivery_t *dl)

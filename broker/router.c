@@ -860,8 +860,9 @@ void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 	 * take them again, which no socket announces. */
 	if (r->n_held && (r->journal || r->cluster) && (wait_ms < 0 || wait_ms > DEST_STALL_MS))
 		wait_ms = DEST_STALL_MS;
-	/* While the journal is broken, wake once a second to probe it. */
-	if (r->journal_failed && (wait_ms < 0 || wait_ms > 1000))
+	/* While the journal is broken, wake once a second to probe it; in cluster mode, to keep
+	 * JetStream told what is still in progress. */
+	if ((r->journal_failed || r->cluster) && (wait_ms < 0 || wait_ms > 1000))
 		wait_ms = 1000;
 	if (next >= 0) {
 		int64_t until = next - kanal_now_ms();
@@ -904,6 +905,8 @@ void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 		s_on_emit_sock(r);
 	if (i_cluster >= 0 && (items[i_cluster].revents & ZMQ_POLLIN))
 		cluster_router_on_inbox(r);
+	if (r->cluster)
+		cluster_router_tick(r);
 	if (i_stream >= 0 && (items[i_stream].revents & ZMQ_POLLIN))
 		stream_on_readable(r->stream);
 	if (i_gw >= 0 && (items[i_gw].revents & ZMQ_POLLIN))

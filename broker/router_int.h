@@ -112,6 +112,7 @@ struct delivery {
 	bool spilled;       /* freed at shutdown without an end: the event stays open */
 	void *cluster_msg;  /* cluster mode: its JetStream message (natsMsg), to ack or nak */
 	size_t cluster_consumer;
+	int64_t cluster_touched_ms; /* fetched, or last told JetStream it is in progress */
 	delivery_t *next;
 };
 
@@ -686,6 +687,10 @@ void cluster_router_reply_finish(cluster_reply_t **w_p, json_t *reply);
  * backoff, fallback or dead letter. Ownership: takes dl. */
 void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome, int64_t hint,
 			    const char *error);
+/* Once a second: deliveries held longer than half of ack_wait (queued behind a slow
+ * destination, or in flight) are reported in progress, so that JetStream does not give them
+ * to another node meanwhile. */
+void cluster_router_tick(router_t *r);
 /* A delivery freed without an outcome (shutdown): its message is let go unacknowledged. */
 void cluster_router_forget(router_t *r, delivery_t *dl);
 

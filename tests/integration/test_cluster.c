@@ -597,6 +597,47 @@ done:
 	natsd_destroy(&nc);
 }
 
+/* ---- a delivery longer than ack_wait ------------------------------------------------------- */
+
+/* A destination slower than ack_wait: kanald tells JetStream the delivery is in progress,
+ * so it is not handed out again meanwhile — one delivery, not two. */
+static void test_slow_delivery_in_progress(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *kd = NULL;
+	char *conf = NULL, *extra = NULL, *e = NULL, *text = NULL;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster-slow", 1)) != NULL);
+	REQUIRE(asprintf(&extra,
+			 "journal:\n  mode: cluster\n  nats:\n    servers: %s\n"
+			 "    replicas: 1\n    ack_wait: 3s\n",
+			 nc->servers) > 0);
+	conf = kd_config("  - name: slow\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/slow.jsonl', delay: 7s }\n",
+			 extra);
+	REQUIRE((kd = kd_start("cluster-slow-kd", conf,
+			       "routes:\n  - name: s\n    match: { type: z.slow }\n"
+			       "    to: [slow]\n")) != NULL);
+	e = kd_event("/cluster-test", "slow-1", "z.slow", "{}");
+	CU_ASSERT(kd_send_event(kd, e, "accepted", WAIT, NULL));
+	/* Delivered after 7 s; a redelivery (after 3 s without InProgress) would follow. */
+	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), 1, 30000) >= 1);
+	test_sleep_ms(9000);
+	text = test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+	CU_ASSERT_EQUAL(kd_count(text, "\"slow-1\""), 1);
+done:
+	free(text);
+	free(e);
+	free(extra);
+	free(conf);
+	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
 /* ---- refusals at start ------------------------------------------------------------------ */
 
 static void test_refuses_to_start(void)
@@ -737,4 +778,5 @@ done:
 
 TEST_MAIN("cluster", TEST(test_config), TEST(test_one_node_end_to_end),
 	  TEST(test_no_nats_no_acknowledgement), TEST(test_emits_go_through_jetstream),
-	  TEST(test_refuses_to_start), TEST(test_three_nodes_lose_nothing))
+	  TEST(test_slow_delivery_in_progress), TEST(test_refuses_to_start),
+	  TEST(test_three_nodes_lose_nothing))
