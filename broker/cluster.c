@@ -314,6 +314,11 @@ int cluster_publish_sync(cluster_t *c, const char *subject, const cluster_header
 	return 0;
 }
 
+void cluster_publish_core(cluster_t *c, const char *subject, const char *text)
+{
+	natsConnection_PublishString(c->nc, subject, text);
+}
+
 /* ---- subjects ----------------------------------------------------------------------------- */
 
 /* Appends text to buf, mapping what a subject token cannot hold (space, '*', '>', control
@@ -347,6 +352,16 @@ void cluster_subject_dlv(const cluster_t *c, const char *dest, char *buf, size_t
 {
 	snprintf(buf, size, "%s.dlv.", c->lower_prefix);
 	s_subject_tail(buf, size, dest);
+}
+
+void cluster_subject_events(const cluster_t *c, const char *kind, const char *tail, char *buf,
+			    size_t size)
+{
+	snprintf(buf, size, "%s.events.", c->lower_prefix);
+	s_subject_tail(buf, size, kind);
+	if (strlen(buf) + 1 < size)
+		strcat(buf, ".");
+	s_subject_tail(buf, size, *tail ? tail : "-");
 }
 
 void cluster_subject_dead(const cluster_t *c, const char *dest, char *buf, size_t size)

@@ -96,6 +96,10 @@ int cluster_dead_delete(cluster_t *c, uint64_t seq);
 int cluster_publish_sync(cluster_t *c, const char *subject, const cluster_header_t *headers,
 			 size_t n_headers, const void *data, size_t len, kanal_error_t *err);
 
+/* Publishes text on subject with core NATS (no JetStream, no answer): for watchers, lost
+ * when nobody listens or the connection is down. */
+void cluster_publish_core(cluster_t *c, const char *subject, const char *text);
+
 /* True while the connection to NATS is up. */
 bool cluster_connected(cluster_t *c);
 
@@ -106,5 +110,8 @@ bool cluster_connected(cluster_t *c);
 void cluster_subject_in(const cluster_t *c, const char *type, char *buf, size_t size);
 void cluster_subject_dlv(const cluster_t *c, const char *dest, char *buf, size_t size);
 void cluster_subject_dead(const cluster_t *c, const char *dest, char *buf, size_t size);
+/* The subject of an event stream line: `<prefix>.events.<kind>.<tail>`. */
+void cluster_subject_events(const cluster_t *c, const char *kind, const char *tail, char *buf,
+			    size_t size);
 
 #endif

@@ -968,8 +968,20 @@ fail:
 	return KANAL_ECONFIG;
 }
 
+/* The event stream's mirror: each line on <prefix>.events.<kind>.<tail>. */
+static void s_mirror(void *arg, const char *kind, const char *tail, const char *payload)
+{
+	cluster_t *c = arg;
+	char subject[400];
+
+	cluster_subject_events(c, kind, tail, subject, sizeof subject);
+	cluster_publish_core(c, subject, payload);
+}
+
 int cluster_router_start(router_t *r)
 {
+	if (r->cluster && r->conf->nats.events)
+		stream_set_mirror(r->stream, s_mirror, r->cluster->link);
 	return r->cluster ? cluster_start(r->cluster->link) : 0;
 }
 

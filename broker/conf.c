@@ -53,9 +53,9 @@ static const char *const s_top_keys[] = { "log_level", "plugin_dir", "state_dir"
 					  "journal",   "security",   "log_format" };
 static const char *const s_journal_keys[] = { "mode",          "path",         "sync", "retention",
 					      "dedupe_window", "dead_letters", "nats" };
-static const char *const s_nats_keys[] = { "servers",   "creds_file", "nkey",
-					   "nkey_file", "tls",        "stream_prefix",
-					   "replicas",  "ack_wait",   "name" };
+static const char *const s_nats_keys[] = { "servers", "creds_file",    "nkey",     "nkey_file",
+					   "tls",     "stream_prefix", "replicas", "ack_wait",
+					   "name",    "events" };
 static const char *const s_nats_tls_keys[] = { "ca_file", "cert_file", "key_file" };
 static const char *const s_dlq_keys[] = { "max_age", "max_events" };
 static const char *const s_endpoint_keys[] = {
@@ -637,6 +637,12 @@ static void s_journal_nats(loader_t *ld, const ynode_t *journal, const ynode_t *
 		s_duration(ld, x, "ack_wait", false, &n->ack_wait_ms);
 	if ((x = yaml_tree_get(v, "name")) && (text = s_text(ld, x, "name", false)))
 		n->node_name = s_strdup(ld, text);
+	if ((x = yaml_tree_get(v, "events")) && (text = s_text(ld, x, "events", false))) {
+		if (!strcmp(text, "true") || !strcmp(text, "false"))
+			n->events = !strcmp(text, "true");
+		else
+			s_err(ld, x, "nats: 'events' is true or false, not '%s'", text);
+	}
 }
 
 /* journal: {mode, path, sync, retention, dedupe_window, dead_letters, nats} */

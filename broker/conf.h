@@ -68,6 +68,7 @@ typedef struct conf_nats {
 	int64_t replicas;    /* copies of each stream (1, 3 or 5) */
 	int64_t ack_wait_ms; /* work a dead node held comes back after this */
 	char *node_name;     /* this node's name in NATS (default: host name and pid) */
+	bool events;         /* the event stream's lines also on <prefix>.events.<kind>.<tail> */
 } conf_nats_t;
 
 typedef struct conf {

@@ -597,6 +597,61 @@ done:
 	natsd_destroy(&nc);
 }
 
+/* ---- the event stream on NATS ---------------------------------------------------------------- */
+
+/* With nats.events, each line of the event stream is also published on
+ * kanal.events.<kind>.<type>: a monitor watches every node in one place. */
+static void test_event_lines_on_nats(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *kd = NULL;
+	char *conf = NULL, *extra = NULL, *e = NULL;
+	natsConnection *conn = NULL;
+	natsSubscription *sub = NULL;
+	bool delivered = false, accepted = false;
+	int64_t deadline;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster-events", 1)) != NULL);
+	REQUIRE(asprintf(&extra,
+			 "journal:\n  mode: cluster\n  nats:\n    servers: %s\n"
+			 "    replicas: 1\n    events: true\n",
+			 nc->servers) > 0);
+	conf = kd_config(s_sinks, extra);
+	REQUIRE((kd = kd_start("cluster-events-kd", conf, s_routes)) != NULL);
+	REQUIRE(natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK);
+	REQUIRE(natsConnection_SubscribeSync(&sub, conn, "kanal.events.>") == NATS_OK);
+	natsConnection_Flush(conn);
+	e = kd_event("/cluster-test", "ev-000007", "x.ok", "{}");
+	CU_ASSERT(kd_send_event(kd, e, "accepted", WAIT, NULL));
+	deadline = test_now_ms() + 20000;
+	while ((!delivered || !accepted) && test_now_ms() < deadline) {
+		natsMsg *m = NULL;
+		if (natsSubscription_NextMsg(&m, sub, 1000) != NATS_OK)
+			continue;
+		if (strstr(natsMsg_GetData(m), "ev-000007")) {
+			if (!strcmp(natsMsg_GetSubject(m), "kanal.events.delivered.x.ok"))
+				delivered = true;
+			if (!strcmp(natsMsg_GetSubject(m), "kanal.events.accepted.x.ok"))
+				accepted = true;
+		}
+		natsMsg_Destroy(m);
+	}
+	CU_ASSERT(accepted);
+	CU_ASSERT(delivered);
+done:
+	natsSubscription_Destroy(sub);
+	natsConnection_Destroy(conn);
+	free(e);
+	free(extra);
+	free(conf);
+	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
 /* ---- a delivery longer than ack_wait ------------------------------------------------------- */
 
 /* A destination slower than ack_wait: kanald tells JetStream the delivery is in progress,
@@ -778,5 +833,5 @@ done:
 
 TEST_MAIN("cluster", TEST(test_config), TEST(test_one_node_end_to_end),
 	  TEST(test_no_nats_no_acknowledgement), TEST(test_emits_go_through_jetstream),
-	  TEST(test_slow_delivery_in_progress), TEST(test_refuses_to_start),
-	  TEST(test_three_nodes_lose_nothing))
+	  TEST(test_slow_delivery_in_progress), TEST(test_event_lines_on_nats),
+	  TEST(test_refuses_to_start), TEST(test_three_nodes_lose_nothing))
