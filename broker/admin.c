@@ -455,9 +455,16 @@ void admin_on_readable(router_t *r)
 		bool clear = false;
 		if (cmd && !strcmp(cmd, "reload"))
 			reply = admin_reload(r);
-		else if (cmd && !strcmp(cmd, "status"))
+		else if (cmd && !strcmp(cmd, "status")) {
 			reply = s_status(r);
-		else if (cmd && !strcmp(cmd, "routes"))
+			if (json_is_true(json_object_get(req, "cluster")))
+				json_object_update_new(
+					reply,
+					r->cluster ? json_pack("{s:o}", "cluster",
+							       cluster_router_cluster_status(r))
+						   : json_pack("{s:b, s:s}", "ok", 0, "error",
+							       "kanald is not in cluster mode"));
+		} else if (cmd && !strcmp(cmd, "routes"))
 			reply = s_routes_json(r);
 		else if (cmd && !strcmp(cmd, "instances")) {
 			json_t *st = s_status(r);

@@ -24,7 +24,9 @@
 #define CLUSTER_FETCH_WINDOW 256     /* fetched messages per consumer not yet finished */
 #define CLUSTER_FETCH_BATCH 64
 #define CLUSTER_FETCH_EXPIRY_MS 1000
-#define CLUSTER_READY_MS 20000 /* how long a start waits for JetStream to have a leader */
+#define CLUSTER_READY_MS 20000    /* how long a start waits for JetStream to have a leader */
+#define CLUSTER_HEARTBEAT_MS 5000 /* a node's entry in <prefix>_NODES is written this often */
+#define CLUSTER_NODE_TTL_MS 30000 /* and vanishes this long after its node stopped writing */
 /* Publishes in flight, by message pointer (libnats hands the message back to the PubAck
  * handler, not a token): open addressing, at least twice the window. */
 #define CLUSTER_PENDING_SLOTS 16384
@@ -37,6 +39,7 @@ typedef struct pending_pub {
 typedef struct fetcher {
 	cluster_t *c;
 	size_t consumer;
+	char durable[160];
 	natsSubscription *sub;
 	pthread_t thread;
 	bool started;
@@ -57,6 +60,14 @@ struct cluster {
 	int pipe_fd[2];
 	pending_pub_t *pending;
 	size_t n_pending;
+
+	/* The node's entry in the <prefix>_NODES key-value bucket, written by its own thread
+	 * (a KV put waits for NATS's answer, which the router never does). */
+	kvStore *nodes;
+	char node_key[128];
+	char *heartbeat; /* under mu: the next value to write, or NULL */
+	pthread_t heartbeat_thread;
+	bool heartbeat_started;
 };
 
 /* ---- the inbox --------------------------------------------------------------------------- */
@@ -475,6 +486,50 @@ static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject
 	return 0;
 }
 
+/* Opens the <prefix>_NODES key-value bucket (created when absent, never deleted), where each
+ * node writes its entry under its name, and picks this node's key. */
+static int s_ensure_nodes(cluster_t *c, const conf_nats_t *conf, kanal_error_t *err)
+{
+	char bucket[64];
+	natsStatus st = NATS_OK;
+
+	snprintf(bucket, sizeof bucket, "%s_NODES", c->prefix);
+	if (conf->node_name) {
+		snprintf(c->node_key, sizeof c->node_key, "%s", conf->node_name);
+	} else {
+		char host[64] = "node";
+		gethostname(host, sizeof host - 1);
+		snprintf(c->node_key, sizeof c->node_key, "%s-%d", host, (int)getpid());
+	}
+	for (char *p = c->node_key; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			*p = '_'; /* what a key may hold */
+	for (int waited = 0; waited < CLUSTER_READY_MS; waited += 500) {
+		st = js_KeyValue(&c->nodes, c->js, bucket);
+		if (st == NATS_OK)
+			return 0;
+		if (st == NATS_NOT_FOUND) {
+			kvConfig kc;
+			kvConfig_Init(&kc);
+			kc.Bucket = bucket;
+			kc.History = 1;
+			kc.TTL = CLUSTER_NODE_TTL_MS * 1000000LL; /* libnats 3.4: nanoseconds */
+			kc.Replicas = (int)conf->replicas;
+			kc.StorageType = js_FileStorage;
+			st = js_CreateKeyValue(&c->nodes, c->js, &kc);
+			if (st == NATS_OK)
+				return 0;
+			break; /* the streams were just made: this is no leader election */
+		}
+		s_sleep_ms(500);
+	}
+	kanal_error_set(err, "journal.nats", 0, 0, NULL, "cannot open the key-value bucket %s: %s",
+			bucket,
+			nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(st));
+	return KANAL_EIO;
+}
+
 /* Binds fetcher f to the durable pull consumer `durable` on stream suffix, filtered to
  * subject (created by the first node that asks). */
 static int s_bind_consumer(cluster_t *c, fetcher_t *f, const char *suffix, const char *durable,
@@ -556,8 +611,97 @@ void cluster_done(cluster_t *c, size_t consumer)
 		__atomic_sub_fetch(&c->fetchers[consumer].outstanding, 1, __ATOMIC_ACQ_REL);
 }
 
+/* Writes this node's entry every CLUSTER_HEARTBEAT_MS; the bucket's TTL removes it when the
+ * node stops. */
+static void *s_heartbeat_main(void *arg)
+{
+	cluster_t *c = arg;
+
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+		char *text;
+
+		pthread_mutex_lock(&c->mu);
+		text = c->heartbeat ? strdup(c->heartbeat) : NULL;
+		pthread_mutex_unlock(&c->mu);
+		if (text)
+			kvStore_PutString(NULL, c->nodes, c->node_key, text);
+		free(text);
+		for (int i = 0;
+		     i < CLUSTER_HEARTBEAT_MS / 100 && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE);
+		     i++)
+			s_sleep_ms(100);
+	}
+	return NULL;
+}
+
+void cluster_set_heartbeat(cluster_t *c, const char *text)
+{
+	char *copy = strdup(text);
+
+	if (!copy)
+		return;
+	pthread_mutex_lock(&c->mu);
+	free(c->heartbeat);
+	c->heartbeat = copy;
+	pthread_mutex_unlock(&c->mu);
+}
+
+const char *cluster_node_name(const cluster_t *c)
+{
+	return c->node_key;
+}
+
+json_t *cluster_nodes(cluster_t *c)
+{
+	kvKeysList keys = { 0 };
+	json_t *out;
+
+	if (kvStore_Keys(&keys, c->nodes, NULL) != NATS_OK) {
+		kvKeysList_Destroy(&keys);
+		/* An empty bucket answers "no keys found": no node has written yet. */
+		return json_array();
+	}
+	out = json_array();
+	for (int i = 0; i < keys.Count; i++) {
+		kvEntry *e = NULL;
+		if (kvStore_Get(&e, c->nodes, keys.Keys[i]) == NATS_OK) {
+			json_t *v = json_loads(kvEntry_ValueString(e), 0, NULL);
+			if (json_is_object(v))
+				json_array_append_new(out, v);
+			else
+				json_decref(v);
+		}
+		kvEntry_Destroy(e);
+	}
+	kvKeysList_Destroy(&keys);
+	return out;
+}
+
+json_t *cluster_consumer_lag(cluster_t *c, const char *suffix, const char *durable)
+{
+	char stream[64];
+	jsConsumerInfo *ci = NULL;
+	json_t *o;
+
+	snprintf(stream, sizeof stream, "%s_%s", c->prefix, suffix);
+	if (js_GetConsumerInfo(&ci, c->js, stream, durable, NULL, NULL) != NATS_OK)
+		return json_pack("{s:s, s:s}", "consumer", durable, "error", "no answer");
+	o = json_pack("{s:s, s:s, s:I, s:I, s:I}", "stream", stream, "consumer", durable, "pending",
+		      (json_int_t)ci->NumPending, "ack_pending", (json_int_t)ci->NumAckPending,
+		      "redelivered", (json_int_t)ci->NumRedelivered);
+	jsConsumerInfo_Destroy(ci);
+	return o;
+}
+
+const char *cluster_durable(const cluster_t *c, size_t consumer)
+{
+	return consumer < c->n_fetchers ? c->fetchers[consumer].durable : "";
+}
+
 int cluster_start(cluster_t *c)
 {
+	if (!pthread_create(&c->heartbeat_thread, NULL, s_heartbeat_main, c))
+		c->heartbeat_started = true;
 	for (size_t i = 0; i < c->n_fetchers; i++) {
 		if (pthread_create(&c->fetchers[i].thread, NULL, s_fetch_main, &c->fetchers[i]))
 			return KANAL_ETHREAD;
@@ -696,6 +840,8 @@ cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *
 	snprintf(subject, sizeof subject, "%s.dead.>", c->lower_prefix);
 	if (s_ensure_stream(c, "DEAD", subject, js_LimitsPolicy, conf, dedupe_window_ms, err) < 0)
 		goto fail;
+	if (s_ensure_nodes(c, conf, err) < 0)
+		goto fail;
 	c->n_fetchers = n_dests + 1;
 	for (size_t i = 0; i < c->n_fetchers; i++) {
 		char durable[160];
@@ -714,6 +860,7 @@ cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *
 				if (*p == '.')
 					*p = '_'; /* a durable name holds no '.' */
 		}
+		snprintf(f->durable, sizeof f->durable, "%s", durable);
 		if (s_bind_consumer(c, f, i == CLUSTER_ROUTE ? "IN" : "DLV", durable, subject, conf,
 				    err) < 0)
 			goto fail;
@@ -734,6 +881,10 @@ void cluster_destroy(cluster_t **c_p)
 	for (size_t i = 0; i < c->n_fetchers; i++)
 		if (c->fetchers[i].started)
 			pthread_join(c->fetchers[i].thread, NULL);
+	if (c->heartbeat_started)
+		pthread_join(c->heartbeat_thread, NULL);
+	kvStore_Destroy(c->nodes);
+	free(c->heartbeat);
 	if (c->js) {
 		/* What was published is answered (or times out) before the connection goes. */
 		jsPubOptions po;

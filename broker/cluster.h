@@ -12,6 +12,7 @@
 #ifndef KANAL_CLUSTER_H
 #define KANAL_CLUSTER_H
 
+#include <jansson.h>
 #include <nats/nats.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -99,6 +100,22 @@ int cluster_publish_sync(cluster_t *c, const char *subject, const cluster_header
 /* Publishes text on subject with core NATS (no JetStream, no answer): for watchers, lost
  * when nobody listens or the connection is down. */
 void cluster_publish_core(cluster_t *c, const char *subject, const char *text);
+
+/* ---- the nodes: each writes its entry (JSON) in the <prefix>_NODES key-value bucket every
+ * 5 s from a thread of its own; the bucket's 30 s TTL removes a stopped node's. */
+
+/* The value the heartbeat thread writes from now on. Ownership: borrows text (copied). */
+void cluster_set_heartbeat(cluster_t *c, const char *text);
+/* This node's key in the bucket (journal.nats.name, else host-pid). */
+const char *cluster_node_name(const cluster_t *c);
+/* Every node's entry (a JSON array of objects). Waits for NATS: for the admin command.
+ * Ownership: new. */
+json_t *cluster_nodes(cluster_t *c);
+/* A consumer's lag: {stream, consumer, pending, ack_pending, redelivered}. Waits for NATS.
+ * Ownership: new. */
+json_t *cluster_consumer_lag(cluster_t *c, const char *suffix, const char *durable);
+/* The durable name of consumer (CLUSTER_ROUTE, or 1 + a destination's index). */
+const char *cluster_durable(const cluster_t *c, size_t consumer);
 
 /* True while the connection to NATS is up. */
 bool cluster_connected(cluster_t *c);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster.h"
 #include <kanal/time.h>
@@ -62,6 +63,8 @@ struct cluster_router {
 	size_t n_dests;
 	uint64_t next_token;
 	int64_t next_tick_ms;
+	int64_t next_heartbeat_ms;
+	char started_at[64];
 	waiter_t *buckets[WAITER_BUCKETS];
 	cluster_reply_t *request; /* the gateway request being read */
 	char error[600];          /* why the last event was not accepted */
@@ -671,6 +674,52 @@ static void s_touch(router_t *r, delivery_t *dl, int64_t before)
 	}
 }
 
+/* This node's entry in the nodes bucket: who it is and what it has done. */
+static void s_heartbeat(router_t *r)
+{
+	struct cluster_router *cr = r->cluster;
+	uint64_t delivered = 0, dead = 0, retried = 0;
+	json_t *o, *instances = json_array();
+	char now[64], *text;
+
+	for (size_t i = 0; i < cr->n_dests; i++) {
+		delivered += cr->dests[i]->delivered;
+		dead += cr->dests[i]->dead;
+		retried += cr->dests[i]->retried;
+		json_array_append_new(instances, json_string(cr->dests[i]->name));
+	}
+	kanal_time_rfc3339(kanal_wall_ms(), now, sizeof now);
+	o = json_pack("{s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "node",
+		      cluster_node_name(cr->link), "pid", (int)getpid(), "started_at",
+		      cr->started_at, "seen_at", now, "accepted", (json_int_t)r->accepted,
+		      "duplicates", (json_int_t)r->duplicates, "delivered", (json_int_t)delivered,
+		      "retried", (json_int_t)retried, "dead", (json_int_t)dead, "instances",
+		      instances);
+	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	if (text)
+		cluster_set_heartbeat(cr->link, text);
+	free(text);
+	json_decref(o);
+}
+
+json_t *cluster_router_cluster_status(router_t *r)
+{
+	struct cluster_router *cr = r->cluster;
+	json_t *consumers = json_array();
+
+	json_array_append_new(
+		consumers,
+		cluster_consumer_lag(cr->link, "IN", cluster_durable(cr->link, CLUSTER_ROUTE)));
+	for (size_t i = 0; i < cr->n_dests; i++) {
+		json_t *lag =
+			cluster_consumer_lag(cr->link, "DLV", cluster_durable(cr->link, i + 1));
+		json_object_set_new(lag, "destination", json_string(cr->dests[i]->name));
+		json_array_append_new(consumers, lag);
+	}
+	return json_pack("{s:s, s:o, s:o}", "this_node", cluster_node_name(cr->link), "nodes",
+			 cluster_nodes(cr->link), "consumers", consumers);
+}
+
 void cluster_router_tick(router_t *r)
 {
 	struct cluster_router *cr = r->cluster;
@@ -679,6 +728,10 @@ void cluster_router_tick(router_t *r)
 	if (r->now_ms < cr->next_tick_ms)
 		return;
 	cr->next_tick_ms = r->now_ms + 1000;
+	if (r->now_ms >= cr->next_heartbeat_ms) {
+		s_heartbeat(r);
+		cr->next_heartbeat_ms = r->now_ms + 5000;
+	}
 	before = r->now_ms - r->conf->nats.ack_wait_ms / 2;
 	for (size_t i = 0; i < cr->n_dests; i++) {
 		s_touch(r, cr->dests[i]->head, before);
@@ -980,6 +1033,11 @@ static void s_mirror(void *arg, const char *kind, const char *tail, const char *
 
 int cluster_router_start(router_t *r)
 {
+	if (r->cluster) {
+		kanal_time_rfc3339(kanal_wall_ms(), r->cluster->started_at,
+				   sizeof r->cluster->started_at);
+		s_heartbeat(r);
+	}
 	if (r->cluster && r->conf->nats.events)
 		stream_set_mirror(r->stream, s_mirror, r->cluster->link);
 	return r->cluster ? cluster_start(r->cluster->link) : 0;

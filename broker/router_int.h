@@ -670,6 +670,10 @@ int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin);
  * operator's command). Ownership: the reply is new; borrows req. */
 json_t *cluster_router_dlq(router_t *r, const char *cmd, json_t *req, int64_t since_ms,
 			   bool *clear);
+/* `status` with "cluster": true: {this_node, nodes (each node's entry in the nodes bucket),
+ * consumers (the route consumer's and each local destination's lag)}. Waits for NATS.
+ * Ownership: new. */
+json_t *cluster_router_cluster_status(router_t *r);
 /* The journal part of the status in cluster mode: mode, connected, streams, servers.
  * Ownership: new. */
 json_t *cluster_router_status(router_t *r);

@@ -823,6 +823,34 @@ static void test_three_nodes_lose_nothing(void)
 		per_node[0], per_node[1], per_node[2]);
 	/* The work is shared: every node delivered some. */
 	CU_ASSERT(per_node[0] > 0 && per_node[2] > 0);
+	/* kanalctl status --cluster on any node: every node's entry, and nothing left to route
+	 * or deliver in the shared consumers. Entries are written every 5 s. */
+	test_sleep_ms(6000);
+	{
+		char cmd[1200], *out = calloc(1, 65536);
+		size_t got = 0;
+		FILE *f;
+		json_t *st, *cl, *c;
+		size_t i, consumers = 0;
+
+		snprintf(cmd, sizeof cmd, "%s -c %s status --cluster --json 2>&1",
+			 test_path("bin/kanalctl"), nodes[2]->conf_path);
+		f = out ? popen(cmd, "r") : NULL;
+		got = f ? fread(out, 1, 65535, f) : 0;
+		if (f)
+			pclose(f);
+		st = got ? json_loads(out, 0, NULL) : NULL;
+		cl = json_object_get(st, "cluster");
+		CU_ASSERT(json_array_size(json_object_get(cl, "nodes")) >= 3);
+		json_array_foreach(json_object_get(cl, "consumers"), i, c)
+		{
+			consumers++;
+			CU_ASSERT_EQUAL(json_integer_value(json_object_get(c, "pending")), 0);
+		}
+		CU_ASSERT_EQUAL(consumers, 4); /* route, dlv-a, dlv-b, dlv-c */
+		json_decref(st);
+		free(out);
+	}
 done:
 	free(batch);
 	free(conf);
