@@ -361,17 +361,20 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 			json_array_append_new(rc == 0 ? done : missing, json_integer(n));
 		}
 		json_decref(ids);
-		if (replay)
-			return json_pack("{s:b, s:o, s:o}", "ok", 1, "replayed", done, "missing",
-					 missing);
-		json_decref(missing);
-		{
-			json_int_t dropped = (json_int_t)json_array_size(done);
-			json_decref(done);
-			return json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped);
-		}
+		return admin_dlq_reply(replay, done, missing);
 	}
 	return NULL;
+}
+
+json_t *admin_dlq_reply(bool replay, json_t *done, json_t *missing)
+{
+	json_int_t dropped = (json_int_t)json_array_size(done);
+
+	if (replay)
+		return json_pack("{s:b, s:o, s:o}", "ok", 1, "replayed", done, "missing", missing);
+	json_decref(missing);
+	json_decref(done);
+	return json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped);
 }
 
 /* Writes the audit line of an operator action (audit.h): what changes state or shows a

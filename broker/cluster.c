@@ -202,6 +202,21 @@ static void s_on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 	s_inbox_push(c, it);
 }
 
+/* A message of data on subject with the headers, or NULL (out of memory, said in err). */
+static natsMsg *s_msg_new(const char *subject, const cluster_header_t *headers, size_t n_headers,
+			  const void *data, size_t len, kanal_error_t *err)
+{
+	natsMsg *m = NULL;
+
+	if (natsMsg_Create(&m, subject, NULL, data, (int)len) != NATS_OK) {
+		kanal_error_set(err, "journal.nats", 0, 0, NULL, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < n_headers; i++)
+		natsMsgHeader_Set(m, headers[i].name, headers[i].value);
+	return m;
+}
+
 bool cluster_connected(cluster_t *c)
 {
 	return natsConnection_Status(c->nc) == NATS_CONN_STATUS_CONNECTED;
@@ -219,12 +234,8 @@ int cluster_publish(cluster_t *c, const char *subject, const cluster_header_t *h
 		kanal_error_set(err, "journal.nats", 0, 0, NULL, "the connection to NATS is down");
 		return KANAL_EIO;
 	}
-	if (natsMsg_Create(&m, subject, NULL, data, (int)len) != NATS_OK) {
-		kanal_error_set(err, "journal.nats", 0, 0, NULL, "out of memory");
+	if (!(m = s_msg_new(subject, headers, n_headers, data, len, err)))
 		return KANAL_ENOMEM;
-	}
-	for (size_t i = 0; i < n_headers; i++)
-		natsMsgHeader_Set(m, headers[i].name, headers[i].value);
 	jsPubOptions_Init(&po);
 	po.MaxWait = CLUSTER_PUB_TIMEOUT_MS;
 	pthread_mutex_lock(&c->mu);
@@ -302,17 +313,13 @@ int cluster_dead_delete(cluster_t *c, uint64_t seq)
 int cluster_publish_sync(cluster_t *c, const char *subject, const cluster_header_t *headers,
 			 size_t n_headers, const void *data, size_t len, kanal_error_t *err)
 {
-	natsMsg *m = NULL;
+	natsMsg *m = s_msg_new(subject, headers, n_headers, data, len, err);
 	jsPubAck *pa = NULL;
 	jsErrCode jerr = 0;
 	natsStatus st;
 
-	if (natsMsg_Create(&m, subject, NULL, data, (int)len) != NATS_OK) {
-		kanal_error_set(err, "journal.nats", 0, 0, NULL, "out of memory");
+	if (!m)
 		return KANAL_ENOMEM;
-	}
-	for (size_t i = 0; i < n_headers; i++)
-		natsMsgHeader_Set(m, headers[i].name, headers[i].value);
 	st = js_PublishMsg(&pa, c->js, m, NULL, &jerr);
 	natsMsg_Destroy(m);
 	jsPubAck_Destroy(pa);

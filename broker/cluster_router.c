@@ -333,18 +333,7 @@ static void s_on_puback(router_t *r, const cluster_item_t *it)
 	} else if (it->status < 0) {
 		/* An instance's emit that JetStream did not store: held again, first in its
 		 * source's queue, and tried again with the held ones. */
-		held_emit_t *h = calloc(1, sizeof *h);
-		struct held_queue *q = &r->held[w->origin];
-		if (h) {
-			h->msg = w->msg;
-			h->origin = (size_t)w->origin;
-			h->next = q->head;
-			q->head = h;
-			if (!q->tail)
-				q->tail = h;
-			r->n_held++;
-			w->msg = NULL;
-		}
+		commit_hold_again(r, (size_t)w->origin, &w->msg);
 		log_warn_limited("cluster", "an emit of '%s' was not stored, trying again: %s",
 				 r->instances[w->origin]->name, it->error);
 		kanal_msg_destroy(&w->msg);
@@ -934,15 +923,7 @@ json_t *cluster_router_dlq(router_t *r, const char *cmd, json_t *req, int64_t si
 				json_array_append(missing, id);
 		}
 		json_decref(ids);
-		if (replay)
-			return json_pack("{s:b, s:o, s:o}", "ok", 1, "replayed", done, "missing",
-					 missing);
-		json_decref(missing);
-		{
-			json_int_t dropped = (json_int_t)json_array_size(done);
-			json_decref(done);
-			return json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped);
-		}
+		return admin_dlq_reply(replay, done, missing);
 	}
 	return json_pack("{s:b, s:s}", "ok", 0, "error",
 			 "cluster mode: the DEAD stream keeps letters until dropped or replayed; "

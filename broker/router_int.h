@@ -572,6 +572,9 @@ void admin_on_readable(router_t *r);
  * what is beyond it, counts it (dead_letters_purged) and audits it. Called once a minute
  * from the end of a turn. */
 void admin_dlq_retention(router_t *r, int64_t now_ms);
+/* The reply of dlq.replay ({replayed: done, missing}) or dlq.drop ({dropped: count}).
+ * Ownership: takes done and missing; the reply is new. */
+json_t *admin_dlq_reply(bool replay, json_t *done, json_t *missing);
 /* Loads the routing files again and swaps the table if valid; the admin reply (new). */
 json_t *admin_reload(router_t *r);
 /* "running", "paused" or "restarting". */
@@ -641,6 +644,11 @@ void commit_mid_turn(router_t *r, dest_t *only);
  * accepted: `ev` (a reference is taken) when routed, else *msg_p (taken) for a parked emit.
  * Returns false when out of memory. */
 bool commit_keep(router_t *r, shared_t *ev, kanal_msg_t **msg_p, int origin);
+/* Puts an instance's emit back at the head of its held queue, to be tried again before what
+ * it emitted since (a failed commit; in cluster mode, a publish JetStream did not store).
+ * Returns false when out of memory (*msg_p is then left with the caller).
+ * Ownership: takes *msg_p on success. */
+bool commit_hold_again(router_t *r, size_t origin, kanal_msg_t **msg_p);
 /* Forgets the events kept for a commit, as accepted (kanald stops). */
 void commit_forget(router_t *r);
 /* Removes the blobs older than ROUTER_BLOB_GRACE_MS that no open event or dead letter
