@@ -18,6 +18,7 @@
 #include "cluster.h"
 #include <kanal/time.h>
 
+#include "diag.h"
 #include "log.h"
 #include "router_int.h"
 
@@ -488,6 +489,7 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 	}
 	if (!(g = s_group_new(&it->msg, it->consumer))) {
 		kanal_msg_destroy(&msg);
+		cluster_done(r->cluster->link, it->consumer);
 		return; /* not acknowledged: redelivered after AckWait */
 	}
 	n = routes_match(r->table->routes, msg, stack, 64);
@@ -531,12 +533,16 @@ static void s_on_delivery(router_t *r, cluster_item_t *it)
 		cluster_done(cr->link, it->consumer);
 		return;
 	}
-	if (!(ev = router_shared_new(&msg)))
+	if (!(ev = router_shared_new(&msg))) {
+		cluster_done(cr->link, it->consumer); /* redelivered after AckWait */
 		return;
+	}
 	dl = router_delivery_new(r, fallback ? DL_FALLBACK : DL_PRIMARY, ev, NULL, d);
 	router_shared_release(&ev);
-	if (!dl)
+	if (!dl) {
+		cluster_done(cr->link, it->consumer);
 		return;
+	}
 	if (*route && !(dl->replay_route = strdup(route))) {
 		router_delivery_free(r, &dl);
 		return;
@@ -955,10 +961,36 @@ int cluster_router_fd(const router_t *r)
 	return r->cluster ? cluster_fd(r->cluster->link) : -1;
 }
 
+/* A route cluster mode cannot run yet, added to d; true when the table has one. */
+static bool s_unsupported(const routes_t *routes, diag_t *d)
+{
+	size_t n = routes_count(routes);
+	bool found = false;
+
+	for (size_t i = 0; i < n; i++) {
+		const route_t *rt = routes_get(routes, i);
+		if (rt->n_enrich) {
+			diag_add(d, rt->file, rt->line, rt->column,
+				 "route '%s' has enrich steps, which journal mode cluster does not "
+				 "run yet (docs/cluster.md)",
+				 rt->name);
+			found = true;
+		}
+	}
+	return found;
+}
+
+bool cluster_router_refuses(router_t *r, routes_t **routes_p, diag_t *d)
+{
+	if (!r->cluster || !s_unsupported(*routes_p, d))
+		return false;
+	routes_destroy(routes_p);
+	return true;
+}
+
 int cluster_router_new(router_t *r, char *err, size_t err_size)
 {
 	struct cluster_router *cr = calloc(1, sizeof *cr);
-	size_t n = routes_count(r->table->routes);
 	char **names = calloc(r->n_instances + 1, sizeof *names);
 	kanal_error_t e;
 
@@ -966,15 +998,16 @@ int cluster_router_new(router_t *r, char *err, size_t err_size)
 		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}
-	for (size_t i = 0; i < n; i++) {
-		const route_t *rt = routes_get(r->table->routes, i);
-		if (rt->n_enrich) {
-			snprintf(err, err_size,
-				 "%s:%d: route '%s' has enrich steps, which journal mode cluster "
-				 "does not run yet (docs/cluster.md)",
-				 rt->file, rt->line, rt->name);
+	{
+		diag_t d = { 0 };
+		if (s_unsupported(r->table->routes, &d)) {
+			char *text = diag_join_sep(&d, "; ");
+			snprintf(err, err_size, "%s", text ? text : "out of memory");
+			free(text);
+			diag_free(&d);
 			goto fail;
 		}
+		diag_free(&d);
 	}
 	for (size_t i = 0; i < r->n_instances; i++) {
 		names[i] = r->instances[i]->name;

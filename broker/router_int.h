@@ -661,6 +661,10 @@ void commit_sweep_blobs(router_t *r);
 /* Joins the NATS cluster (cluster.c): streams checked or created, consumers bound. Refuses a
  * routing table with enrich steps. Returns 0, or KANAL_ECONFIG with the reason in err. */
 int cluster_router_new(router_t *r, char *err, size_t err_size);
+/* In cluster mode, true when *routes_p holds what cluster mode does not run yet (a route
+ * with enrich steps): each is added to d, and the table is destroyed. False otherwise (also
+ * outside cluster mode). Ownership: takes *routes_p when it returns true. */
+bool cluster_router_refuses(router_t *r, routes_t **routes_p, diag_t *d);
 /* Starts fetching (the router's loop runs from now on). */
 int cluster_router_start(router_t *r);
 void cluster_router_destroy(router_t *r);

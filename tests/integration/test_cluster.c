@@ -732,6 +732,17 @@ static void test_refuses_to_start(void)
 	CU_ASSERT_NOT_EQUAL(lost->exit_status, 0);
 	log = kd_log(lost);
 	CU_ASSERT_PTR_NOT_NULL(strstr(log ?: "", "cannot reach the NATS cluster"));
+	free(log);
+	log = NULL;
+	/* A route with enrich steps: not run in cluster mode yet, so not loaded — at a reload
+	 * the running table stays. */
+	kd_write_routes(kd, "routes:\n  - name: both\n    match: { type: 'x.>' }\n"
+			    "    enrich:\n      - service: c\n        into: data.extra\n"
+			    "    to: [a, b]\n");
+	free(extra);
+	extra = kd_admin(kd, "{\"cmd\":\"reload\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(extra ?: "", "enrich steps, which journal mode cluster"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(extra ?: "", "\"ok\":false"));
 done:
 	free(log);
 	free(extra);
