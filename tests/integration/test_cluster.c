@@ -3,10 +3,14 @@
  * against real nats-server processes (tests/util/natsd.h) and real kanald nodes: an event is
  * answered "accepted" only once JetStream stored it, a resend is "duplicate", every accepted
  * event reaches every destination at least once — with one node, and with three nats-server
- * and three kanald nodes while one kanald and then one nats-server are killed mid-stream;
- * RETRY beyond the route's budget and REJECT end in the DEAD stream with their reason; a
- * node whose NATS connection is gone stops acknowledging; a stream that differs from the
- * node's config, or NATS out of reach, stops kanald at start with what to do.
+ * and three kanald nodes while one kanald (a batch in flight to it) and then one nats-server
+ * are killed mid-stream (3000 events; KANAL_CLUSTER_EVENTS=20000 for the issue's count);
+ * RETRY beyond the route's budget and REJECT end in the DEAD stream with their reason, which
+ * kanalctl dlq lists, shows and replays; a REJECT with a fallback takes it; plugin emits go
+ * through JetStream; a delivery longer than ack_wait is not handed out twice; the event
+ * stream's lines reach NATS subjects; `status --cluster` lists the nodes; a node whose NATS
+ * connection is gone stops acknowledging; a stream that differs from the node's config, NATS
+ * out of reach, or a route with enrich steps is refused with what to do.
  *
  * Every test starts its own NATS cluster and kanald nodes on ephemeral loopback ports and
  * bounds every wait generously (a 2-core machine shared with other suites). The suite is
@@ -30,7 +34,15 @@
 
 #define WAIT 20000 /* ms: the bound of a gateway reply (kanald's own publish timeout is 10 s) */
 #define BATCH 50
-#define CLUSTER_EVENTS 3000 /* the issue asks 20,000; 2 shared cores make that minutes */
+/* Events of the three-node test: 3000 by default (the issue's 20,000 take minutes on 2 shared
+ * cores); KANAL_CLUSTER_EVENTS=20000 runs the issue's count. A multiple of BATCH. */
+static int s_cluster_events(void)
+{
+	const char *env = getenv("KANAL_CLUSTER_EVENTS");
+	int n = env ? atoi(env) : 0;
+
+	return n >= 3 * BATCH ? n / BATCH * BATCH : 3000;
+}
 
 static const char *s_sinks = "  - name: a\n    plugin: sink\n"
 			     "    options: { path: '@DIR@/a.jsonl', fail_type: x.poison }\n"
@@ -783,6 +795,7 @@ static void test_three_nodes_lose_nothing(void)
 	size_t next = 0, dups = 0, resends = 0, da = 0, db = 0;
 	size_t per_node[3] = { 0, 0, 0 };
 	int64_t started = test_now_ms();
+	const int n_events = s_cluster_events();
 
 	if (!natsd_available()) {
 		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
@@ -795,8 +808,8 @@ static void test_three_nodes_lose_nothing(void)
 		snprintf(tag, sizeof tag, "cluster3-kd%d", k + 1);
 		REQUIRE((nodes[k] = kd_start(tag, conf, s_routes)) != NULL);
 	}
-	for (int first = 0; first < CLUSTER_EVENTS; first += BATCH) {
-		if (first == CLUSTER_EVENTS / 3) {
+	for (int first = 0; first < n_events; first += BATCH) {
+		if (first == n_events / 3 / BATCH * BATCH) {
 			/* kanald 2 dies with work in hand and a batch in flight to it: the
 			 * sender hears nothing and resends to another node. It comes back. */
 			killer_t k = { nodes[1], 2 + (int)(test_now_ms() % 20), -1 };
@@ -810,10 +823,10 @@ static void test_three_nodes_lose_nothing(void)
 			CU_ASSERT_EQUAL(k.status, 128 + SIGKILL);
 			up[1] = false;
 			resends++;
-		} else if (first == CLUSTER_EVENTS / 3 + 10 * BATCH) {
+		} else if (first == n_events / 3 / BATCH * BATCH + 10 * BATCH) {
 			CU_ASSERT_EQUAL(kd_restart(nodes[1]), 0);
 			up[1] = true;
-		} else if (first == 2 * CLUSTER_EVENTS / 3) {
+		} else if (first == 2 * n_events / 3 / BATCH * BATCH) {
 			/* A nats-server dies: its streams elect new leaders (4-8 s). */
 			CU_ASSERT_EQUAL(natsd_kill(nc, 2, SIGKILL), 0);
 		}
@@ -822,7 +835,7 @@ static void test_three_nodes_lose_nothing(void)
 		REQUIRE(s_store(nodes, up, 3, &next, batch, &dups, &resends));
 	}
 	CU_ASSERT_EQUAL(natsd_restart(nc, 2), 0);
-	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 3, CLUSTER_EVENTS, 180000, &da, &db), 0);
+	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 3, n_events, 300000, &da, &db), 0);
 	for (int k = 0; k < 3; k++)
 		per_node[k] = kd_lines(kd_path(nodes[k], "a.jsonl")) +
 			      kd_lines(kd_path(nodes[k], "b.jsonl"));
@@ -830,7 +843,7 @@ static void test_three_nodes_lose_nothing(void)
 		"\n%d events through 3 kanald on 3 nats-server (R3) in %.1f s, one kanald and "
 		"one nats-server killed: %zu resends (%zu answered duplicate), duplicate "
 		"deliveries %zu at a and %zu at b; deliveries per node %zu, %zu, %zu\n",
-		CLUSTER_EVENTS, (double)(test_now_ms() - started) / 1000, resends, dups, da, db,
+		n_events, (double)(test_now_ms() - started) / 1000, resends, dups, da, db,
 		per_node[0], per_node[1], per_node[2]);
 	/* The work is shared: every node delivered some. */
 	CU_ASSERT(per_node[0] > 0 && per_node[2] > 0);
