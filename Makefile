@@ -23,6 +23,8 @@ CC      ?= cc
 # no process holds both (they export the same symbols). docs/design/journal-encryption.md.
 SQLITE_PKG ?= $(shell pkg-config --exists sqlcipher 2>/dev/null && echo sqlcipher || echo sqlite3)
 PKGS    := libzmq jansson yaml-0.1 $(SQLITE_PKG)
+# kanald's cluster mode (journal.mode: cluster): the NATS client, libnats-dev.
+NATS_PKGS := libnats
 # What the connectors, the simulated upstream systems and their tests use besides.
 CONN_PKGS := libcurl libxml-2.0 libical libmicrohttpd openssl gnutls xmlsec1-openssl
 # jq (the routes' `transform:`) has no pkg-config file on Debian 12: its header stands in.
@@ -30,7 +32,7 @@ JQ_LIBS   := -ljq
 
 # make never installs anything: ./run (scripts/deps.sh) does. Missing libraries stop it here
 # with their names instead of failing later in the compiler.
-MISSING_PKGS := $(shell for p in $(PKGS) $(CONN_PKGS) cunit; do \
+MISSING_PKGS := $(shell for p in $(PKGS) $(NATS_PKGS) $(CONN_PKGS) cunit; do \
                   pkg-config --exists $$p 2>/dev/null || echo $$p; done) \
                 $(if $(wildcard /usr/include/jq.h),,libjq)
 ifneq ($(strip $(MISSING_PKGS)),)
@@ -54,6 +56,9 @@ CRYPTO_LIBS := $(shell pkg-config --libs libcrypto)
 # exporter's libcurl), not what the connectors use: the plugins and simulators link that
 # themselves.
 CORE_LIBS := $(shell pkg-config --libs libmicrohttpd libcurl) $(CRYPTO_LIBS) $(JQ_LIBS)
+# Cluster mode (broker/cluster.c) speaks to NATS JetStream through the nats.c client.
+KCFLAGS += $(shell pkg-config --cflags $(NATS_PKGS))
+CORE_LIBS += $(shell pkg-config --libs $(NATS_PKGS))
 # sd_notify (broker/notify.c) when libsystemd is there; without it kanald says nothing to
 # systemd and its unit must be Type=simple.
 ifeq ($(shell pkg-config --exists libsystemd && echo yes),yes)

@@ -89,6 +89,7 @@ enum {
 	KANAL_RUN_GATEWAY,   /* one event per request, pipelined */
 	KANAL_RUN_GATEWAY_BATCH,
 	KANAL_RUN_SQLCIPHER, /* one route, the durable journal encrypted (journal.key_file) */
+	KANAL_RUN_CLUSTER,   /* one route, journal.mode cluster on one nats-server (R1) */
 };
 int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 int kanal_routes(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
@@ -100,6 +101,8 @@ int kanal_gwload_main(int argc, char **argv);
 /* peers.c: Mosquitto and NATS JetStream. variant 0: throughput; 1: latency at lat_rate. */
 int peer_mosquitto(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
+/* Starts nats-server with JetStream on 127.0.0.1:port, storing under dir (peers.c). */
+pid_t peer_nats_start(const char *dir, int port);
 
 /* ---- helpers (util.c) ---- */
 

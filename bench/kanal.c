@@ -8,7 +8,9 @@
  *
  * Memory mode and durable mode differ only in the `journal:` block each run adds to
  * kanald.yaml (s_memory_yaml / s_durable_yaml): the workloads and the measurement are the
- * same code, so the two modes are compared like for like.
+ * same code, so the two modes are compared like for like. Cluster mode (docs/cluster.md)
+ * too: its run starts a nats-server of its own (peer_nats_start, shared with the NATS peer
+ * row) and names it in the journal block.
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -272,6 +274,7 @@ typedef struct workload {
 	bool durable;   /* journal on */
 	bool encrypted; /* the journal encrypted with SQLCipher (durable too) */
 	bool stall;     /* the pending-memory run: a stopped sink, no summary awaited */
+	bool cluster;   /* journal.mode cluster on a nats-server of its own (R1) */
 } workload_t;
 
 /* The instances YAML: one bench_source (none for a gateway run) and the sinks. */
@@ -398,14 +401,33 @@ static int s_run(const bench_params_t *p, const workload_t *w, bench_result_t *r
 	krun_t k;
 	char *instances = NULL;
 	int timeout_ms = w->rate > 0 ? (int)(w->count * 1000 / w->rate) + 30000 : 120000;
-	pid_t helper = -1;
+	pid_t helper = -1, nats = -1;
+	char cluster_yaml[256];
 	int rc = -1;
 
 	if (s_open(p, &k, w->tag) < 0)
 		return bench_na(r, "cannot make a scratch folder under %s", p->tmp);
 	k.n_sinks = w->n_sinks;
+	if (w->cluster) {
+		/* Cluster mode: a nats-server of the run's own; the journal block names it. */
+		int port = bench_free_port();
+		if (access("/usr/sbin/nats-server", X_OK) != 0) {
+			bench_na(r, "nats-server is not installed (Debian package nats-server)");
+			goto out;
+		}
+		if (port < 0 || (nats = peer_nats_start(k.dir, port)) < 0 ||
+		    !bench_wait_port(port, 10000)) {
+			bench_na(r, "cannot start nats-server; see %s/nats.log", k.dir);
+			goto out;
+		}
+		snprintf(cluster_yaml, sizeof cluster_yaml,
+			 "journal:\n  mode: cluster\n  nats:\n"
+			 "    servers: [nats://127.0.0.1:%d]\n    replicas: 1\n",
+			 port);
+	}
 	instances = s_instances(p, &k, w);
-	if (!instances || s_write_conf(p, &k, instances, w->routes, s_extra(w)) < 0) {
+	if (!instances ||
+	    s_write_conf(p, &k, instances, w->routes, w->cluster ? cluster_yaml : s_extra(w)) < 0) {
 		bench_na(r, "cannot write the config in %s", k.dir);
 		goto out;
 	}
@@ -439,6 +461,8 @@ static int s_run(const bench_params_t *p, const workload_t *w, bench_result_t *r
 out:
 	free(instances);
 	s_close(&k, rc < 0);
+	if (nats > 0)
+		bench_stop(nats, SIGTERM, 5000);
 	return rc;
 }
 
@@ -502,6 +526,10 @@ int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_resul
 		break;
 	case KANAL_RUN_SQLCIPHER:
 		w.encrypted = true;
+		break;
+	case KANAL_RUN_CLUSTER:
+		w.cluster = true;
+		w.count = s_events(p, s->size, true);
 		break;
 	default:
 		return bench_na(r, "unknown kanal workload %d", s->variant);

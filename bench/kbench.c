@@ -83,6 +83,8 @@ static const bench_spec_t s_specs[] = {
 	  BENCH_RATE, kanal_throughput, 512, KANAL_RUN_GATEWAY, "dur_one_route_512", true },
 	{ "dur_gateway_batch_512", "kanal", "7. gateway, tcp, 100 events/request, durable, 512 B",
 	  BENCH_RATE, kanal_throughput, 512, KANAL_RUN_GATEWAY_BATCH, "dur_one_route_512", true },
+	{ "clu_one_route_512", "kanal", "9. one route, cluster mode (1 node, NATS R1), 512 B",
+	  BENCH_RATE, kanal_throughput, 512, KANAL_RUN_CLUSTER, "dur_one_route_512", false },
 	/* kanal, latency and memory */
 	{ "mem_latency_512", "kanal", "6. memory mode, 512 B", BENCH_LATENCY, kanal_latency, 512, 0,
 	  NULL, false },
@@ -593,6 +595,8 @@ static void s_targets_judge(void)
 		       "peer_mosquitto_rate", 1.0);
 	s_target_ratio("durable kanal ahead of NATS JetStream (events/s)", "dur_one_route_512",
 		       "peer_nats_rate", 1.0);
+	s_target_ratio("cluster mode (1 node, R1) ≥ 50% of raw JetStream (issue 17)",
+		       "clu_one_route_512", "peer_nats_rate", 0.50);
 }
 
 static void s_print_targets(void)

@@ -404,6 +404,22 @@ int peer_mosquitto(const bench_params_t *p, const bench_spec_t *s, bench_result_
 
 /* ---- NATS JetStream -------------------------------------------------------------------------- */
 
+/* Starts nats-server with JetStream (file storage under dir/store) on 127.0.0.1:port, its
+ * log in dir/nats.log; the peer row and kanal's cluster-mode rows use it. Returns the pid or
+ * -1. */
+pid_t peer_nats_start(const char *dir, int port)
+{
+	char portstr[16], store[1200], log[1200];
+	char *argv[] = {
+		"/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", portstr, "-js", "-sd", store, NULL
+	};
+
+	snprintf(portstr, sizeof portstr, "%d", port);
+	snprintf(store, sizeof store, "%s/store", dir);
+	snprintf(log, sizeof log, "%s/nats.log", dir);
+	return bench_spawn(argv, log);
+}
+
 #ifdef HAVE_NATS
 #include <nats/nats.h>
 
@@ -415,19 +431,6 @@ static void s_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
 	s_consumed(closure, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
 	natsMsg_Ack(msg, NULL);
 	natsMsg_Destroy(msg);
-}
-
-static pid_t s_nats_server(const char *dir, int port)
-{
-	char portstr[16], store[1200], log[1200];
-	char *argv[] = {
-		"/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", portstr, "-js", "-sd", store, NULL
-	};
-
-	snprintf(portstr, sizeof portstr, "%d", port);
-	snprintf(store, sizeof store, "%s/store", dir);
-	snprintf(log, sizeof log, "%s/nats.log", dir);
-	return bench_spawn(argv, log);
 }
 
 int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
@@ -448,7 +451,7 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 	memset(buf, 'x', (size_t)s->size);
 	dir = bench_mkdir(p, "nats");
 	port = bench_free_port();
-	if (!dir || port < 0 || (pr.server = s_nats_server(dir, port)) < 0) {
+	if (!dir || port < 0 || (pr.server = peer_nats_start(dir, port)) < 0) {
 		bench_na(r, "cannot start nats-server");
 		goto out;
 	}

@@ -43,7 +43,8 @@ json_t *admin_reload(router_t *r)
 	if (!names)
 		return json_pack("{s:b, s:[s]}", "ok", 0, "errors", "out of memory");
 	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths, names,
-			r->n_instances, &routes, &d) < 0) {
+			r->n_instances, &routes, &d) < 0 ||
+	    cluster_router_refuses(r, &routes, &d)) {
 		json_t *errs = json_array();
 		/* One record, not a line per error: a log shipper keeps it whole. */
 		char *joined = diag_join_sep(&d, "; ");
@@ -221,6 +222,10 @@ static json_t *s_status(router_t *r)
 					      (json_int_t)ck.forced, "failed",
 					      (json_int_t)ck.errors, "wal_pages", ck.wal_pages));
 	}
+	if (r->cluster) {
+		json_decref(journal);
+		journal = cluster_router_status(r);
+	}
 	{
 		json_t *st = json_pack(
 			"{s:b, s:i, s:I, s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
@@ -290,6 +295,13 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 {
 	json_t *filter = json_object_get(req, "match");
 
+	if (r->cluster) {
+		int64_t since = s_since(req);
+		if (since < 0)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "'since' must be an RFC 3339 time");
+		return cluster_router_dlq(r, cmd, req, since, clear);
+	}
 	if (!r->journal)
 		return json_pack("{s:b, s:s+}", "ok", 0, "error",
 				 "the journal is off (memory mode): dead letters are in ",
@@ -369,17 +381,20 @@ static json_t *s_dlq(router_t *r, const char *cmd, json_t *req, bool *clear)
 			json_array_append_new(rc == 0 ? done : missing, json_integer(n));
 		}
 		json_decref(ids);
-		if (replay)
-			return json_pack("{s:b, s:o, s:o}", "ok", 1, "replayed", done, "missing",
-					 missing);
-		json_decref(missing);
-		{
-			json_int_t dropped = (json_int_t)json_array_size(done);
-			json_decref(done);
-			return json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped);
-		}
+		return admin_dlq_reply(replay, done, missing);
 	}
 	return NULL;
+}
+
+json_t *admin_dlq_reply(bool replay, json_t *done, json_t *missing)
+{
+	json_int_t dropped = (json_int_t)json_array_size(done);
+
+	if (replay)
+		return json_pack("{s:b, s:o, s:o}", "ok", 1, "replayed", done, "missing", missing);
+	json_decref(missing);
+	json_decref(done);
+	return json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped);
 }
 
 /* Writes the audit line of an operator action (audit.h): what changes state or shows a
@@ -463,9 +478,16 @@ void admin_on_readable(router_t *r)
 		bool clear = false;
 		if (cmd && !strcmp(cmd, "reload"))
 			reply = admin_reload(r);
-		else if (cmd && !strcmp(cmd, "status"))
+		else if (cmd && !strcmp(cmd, "status")) {
 			reply = s_status(r);
-		else if (cmd && !strcmp(cmd, "routes"))
+			if (json_is_true(json_object_get(req, "cluster")))
+				json_object_update_new(
+					reply,
+					r->cluster ? json_pack("{s:o}", "cluster",
+							       cluster_router_cluster_status(r))
+						   : json_pack("{s:b, s:s}", "ok", 0, "error",
+							       "kanald is not in cluster mode"));
+		} else if (cmd && !strcmp(cmd, "routes"))
 			reply = s_routes_json(r);
 		else if (cmd && !strcmp(cmd, "instances")) {
 			json_t *st = s_status(r);

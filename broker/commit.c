@@ -52,6 +52,25 @@ bool commit_keep(router_t *r, shared_t *ev, kanal_msg_t **msg_p, int origin)
 	return true;
 }
 
+/* See router_int.h. */
+bool commit_hold_again(router_t *r, size_t origin, kanal_msg_t **msg_p)
+{
+	held_emit_t *h = calloc(1, sizeof *h);
+	struct held_queue *q = &r->held[origin];
+
+	if (!h)
+		return false;
+	h->msg = *msg_p;
+	*msg_p = NULL;
+	h->origin = origin;
+	h->next = q->head;
+	q->head = h;
+	if (!q->tail)
+		q->tail = h;
+	r->n_held++;
+	return true;
+}
+
 /* The turn's commit is settled: worked (`refused` false), or failed, and then its events
  * were refused — every sender heard so: the gateway's clients "not accepted" (gateway.c),
  * an instance's emits were not acknowledged and go back to be held, in order, ahead of
@@ -74,19 +93,9 @@ static void s_turn_settle(router_t *r, bool refused)
 			if (t->origin >= 0 && !msg && t->ev)
 				msg = kanal_msg_dup(t->ev->msg);
 			if (t->origin >= 0 && msg) {
-				held_emit_t *h = calloc(1, sizeof *h);
-				struct held_queue *q = &r->held[t->origin];
-				if (h) {
-					h->msg = msg;
-					h->origin = (size_t)t->origin;
-					h->next = q->head;
-					q->head = h;
-					if (!q->tail)
-						q->tail = h;
-					r->n_held++;
+				if (commit_hold_again(r, (size_t)t->origin, &msg)) {
 					if (r->acks[t->origin])
 						r->acks[t->origin]--;
-					msg = NULL;
 				} else {
 					log_error("router", "out of memory holding back event %s",
 						  kanal_msg_id(msg));

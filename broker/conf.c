@@ -58,7 +58,11 @@ static const char *const s_trace_export_keys[] = { "url", "batch", "interval", "
 						   "queue" };
 static const char *const s_journal_keys[] = { "mode",      "path",          "sync",
 					      "retention", "dedupe_window", "dead_letters",
-					      "key_file" };
+					      "key_file",  "nats" };
+static const char *const s_nats_keys[] = { "servers", "creds_file",    "nkey",     "nkey_file",
+					   "tls",     "stream_prefix", "replicas", "ack_wait",
+					   "name",    "events" };
+static const char *const s_nats_tls_keys[] = { "ca_file", "cert_file", "key_file" };
 static const char *const s_dlq_keys[] = { "max_age", "max_events" };
 static const char *const s_endpoint_keys[] = {
 	"gateway", "stream", "admin", "admin_http", "admin_token_file", "readyz_requires"
@@ -545,7 +549,134 @@ static void s_journal_key(loader_t *ld, const ynode_t *x)
 	memset(key, 0, sizeof key);
 }
 
-/* journal: {mode, path, sync, retention, dedupe_window, dead_letters, key_file} */
+/* journal.nats.tls: {ca_file, cert_file, key_file}; a certificate goes with its key. */
+static void s_nats_tls(loader_t *ld, const ynode_t *v)
+{
+	conf_nats_t *n = &ld->conf->nats;
+	const ynode_t *x;
+	const char *text;
+
+	if (!s_is_mapping(ld, v, "tls"))
+		return;
+	if (yaml_tree_check_keys(v, s_nats_tls_keys, N_OF(s_nats_tls_keys), "tls", ld->file, ld->d))
+		ld->errors++;
+	if ((x = yaml_tree_get(v, "ca_file")) && (text = s_text(ld, x, "ca_file", false)))
+		n->tls_ca_file = s_path(ld, text);
+	if ((x = yaml_tree_get(v, "cert_file")) && (text = s_text(ld, x, "cert_file", false)))
+		n->tls_cert_file = s_path(ld, text);
+	if ((x = yaml_tree_get(v, "key_file")) && (text = s_text(ld, x, "key_file", false)))
+		n->tls_key_file = s_path(ld, text);
+	if (!n->tls_cert_file != !n->tls_key_file)
+		s_err(ld, v,
+		      "tls: 'cert_file' and 'key_file' go together (a client certificate "
+		      "and its key)");
+}
+
+/* True when a stream prefix is a valid JetStream stream name start: A-Z, 0-9, '_'. */
+static bool s_stream_prefix_valid(const char *p)
+{
+	if (!*p || strlen(p) > 32)
+		return false;
+	for (; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+/* journal.nats (docs/cluster.md): required with mode cluster, refused without it. `mode`
+ * is the mode's node (NULL when the mode is the default). */
+static void s_journal_nats(loader_t *ld, const ynode_t *journal, const ynode_t *mode)
+{
+	conf_t *conf = ld->conf;
+	conf_nats_t *n = &conf->nats;
+	const ynode_t *v = yaml_tree_get(journal, "nats"), *x;
+	const char *text;
+
+	if (!conf->journal_cluster) {
+		if (v)
+			s_err(ld, v, "journal 'nats' is for mode: cluster (the mode is %s)",
+			      conf->journal_durable ? "durable" : "memory");
+		return;
+	}
+	if (!v || yaml_tree_is_null(v)) {
+		s_err(ld, mode,
+		      "journal mode 'cluster' needs 'nats' with its 'servers' "
+		      "(docs/cluster.md)");
+		return;
+	}
+	if (!s_is_mapping(ld, v, "nats"))
+		return;
+	if (yaml_tree_check_keys(v, s_nats_keys, N_OF(s_nats_keys), "nats", ld->file, ld->d))
+		ld->errors++;
+	if (!(x = yaml_tree_get(v, "servers"))) {
+		s_err(ld, v,
+		      "nats: 'servers' is required: a list such as "
+		      "[nats://10.0.0.1:4222, nats://10.0.0.2:4222]");
+	} else {
+		const ynode_t *const *items = &x;
+		size_t count = 1;
+
+		if (x->kind == YNODE_SEQUENCE) {
+			items = (const ynode_t *const *)x->items;
+			count = x->n_items;
+		}
+		if (!count)
+			s_err(ld, x, "nats: 'servers' needs at least one server");
+		n->servers = s_calloc(ld, count ? count : 1, sizeof *n->servers);
+		for (size_t i = 0; n->servers && i < count; i++) {
+			if (!(text = s_text(ld, items[i], "servers", false)))
+				continue;
+			if (strncmp(text, "nats://", 7) && strncmp(text, "tls://", 6)) {
+				s_err(ld, items[i],
+				      "nats: server '%s' must start with nats:// or tls://", text);
+				continue;
+			}
+			n->servers[n->n_servers++] = s_strdup(ld, text);
+		}
+	}
+	if ((x = yaml_tree_get(v, "creds_file")) && (text = s_text(ld, x, "creds_file", false)))
+		n->creds_file = s_path(ld, text);
+	if ((x = yaml_tree_get(v, "nkey_file")) && (text = s_text(ld, x, "nkey_file", false)))
+		n->nkey_file = s_path(ld, text);
+	if ((x = yaml_tree_get(v, "nkey")) && (text = s_text(ld, x, "nkey", false)))
+		n->nkey = s_strdup(ld, text);
+	if (!n->nkey != !n->nkey_file)
+		s_err(ld, v,
+		      "nats: 'nkey' (the user's public NKey, U...) and 'nkey_file' (the file "
+		      "holding its seed) go together");
+	if (n->creds_file && n->nkey_file)
+		s_err(ld, v, "nats: 'creds_file' and 'nkey_file' are two ways to log in; give one");
+	if ((x = yaml_tree_get(v, "tls")))
+		s_nats_tls(ld, x);
+	if ((x = yaml_tree_get(v, "stream_prefix")) &&
+	    (text = s_text(ld, x, "stream_prefix", false))) {
+		if (s_stream_prefix_valid(text))
+			n->stream_prefix = s_strdup(ld, text);
+		else
+			s_err(ld, x,
+			      "nats: 'stream_prefix' '%s' must be 1 to 32 of A-Z, 0-9 and _ "
+			      "(streams are named <prefix>_IN, <prefix>_DLV, <prefix>_DEAD)",
+			      text);
+	}
+	if ((x = yaml_tree_get(v, "replicas")) && s_count(ld, x, "replicas", &n->replicas) &&
+	    n->replicas != 1 && n->replicas != 3 && n->replicas != 5)
+		s_err(ld, x,
+		      "nats: 'replicas' is 1, 3 or 5 (copies of each stream; a majority must "
+		      "hold an event before it is accepted), not %lld",
+		      (long long)n->replicas);
+	if ((x = yaml_tree_get(v, "ack_wait")))
+		s_duration(ld, x, "ack_wait", false, &n->ack_wait_ms);
+	if ((x = yaml_tree_get(v, "name")) && (text = s_text(ld, x, "name", false)))
+		n->node_name = s_strdup(ld, text);
+	if ((x = yaml_tree_get(v, "events")) && (text = s_text(ld, x, "events", false))) {
+		if (!strcmp(text, "true") || !strcmp(text, "false"))
+			n->events = !strcmp(text, "true");
+		else
+			s_err(ld, x, "nats: 'events' is true or false, not '%s'", text);
+	}
+}
+
+/* journal: {mode, path, sync, retention, dedupe_window, dead_letters, key_file, nats} */
 static void s_journal(loader_t *ld, const ynode_t *v)
 {
 	conf_t *conf = ld->conf;
@@ -558,11 +689,16 @@ static void s_journal(loader_t *ld, const ynode_t *v)
 				 ld->d))
 		ld->errors++;
 	if ((x = yaml_tree_get(v, "mode")) && (text = s_text(ld, x, "mode", false))) {
-		if (!strcmp(text, "durable") || !strcmp(text, "memory"))
+		if (!strcmp(text, "durable") || !strcmp(text, "memory") ||
+		    !strcmp(text, "cluster")) {
 			conf->journal_durable = !strcmp(text, "durable");
-		else
-			s_err(ld, x, "journal 'mode' is durable or memory, not '%s'", text);
+			conf->journal_cluster = !strcmp(text, "cluster");
+		} else {
+			s_err(ld, x, "journal 'mode' is durable, memory or cluster, not '%s'",
+			      text);
+		}
 	}
+	s_journal_nats(ld, v, x);
 	if ((x = yaml_tree_get(v, "path")) && (text = s_text(ld, x, "path", false)))
 		conf->journal_path = s_path(ld, text);
 	if ((x = yaml_tree_get(v, "sync")) && (text = s_text(ld, x, "sync", false))) {
@@ -1309,6 +1445,9 @@ static void s_defaults(loader_t *ld)
 	conf->shutdown_deadline_ms = 5000;
 	conf->enrich_timeout_ms = 2000;
 	conf->journal_durable = true;
+	conf->nats.stream_prefix = s_strdup(ld, "KANAL");
+	conf->nats.replicas = 3;
+	conf->nats.ack_wait_ms = 30000;
 	conf->max_parked_events = 1000000;
 	conf->journal_retention_ms = 7LL * 24 * 3600 * 1000;
 	conf->dlq_max_age_ms = 90LL * 24 * 3600 * 1000;

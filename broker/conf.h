@@ -55,6 +55,23 @@ typedef struct conf_client {
 	int line, column;
 } conf_client_t;
 
+/* journal.nats: the NATS JetStream cluster of `journal.mode: cluster` (docs/cluster.md). */
+typedef struct conf_nats {
+	char **servers; /* nats://host:port (tls:// with tls) */
+	size_t n_servers;
+	char *creds_file;    /* a .creds file (JWT and NKey seed), or NULL */
+	char *nkey;          /* the user's public NKey (U...), with nkey_file */
+	char *nkey_file;     /* a file holding that NKey's seed, or NULL */
+	char *tls_ca_file;   /* tls: the CAs that signed the servers' certificates */
+	char *tls_cert_file; /* tls: this node's client certificate and key */
+	char *tls_key_file;
+	char *stream_prefix; /* KANAL: streams KANAL_IN, KANAL_DLV, KANAL_DEAD */
+	int64_t replicas;    /* copies of each stream (1, 3 or 5) */
+	int64_t ack_wait_ms; /* work a dead node held comes back after this */
+	char *node_name;     /* this node's name in NATS (default: host name and pid) */
+	bool events;         /* the event stream's lines also on <prefix>.events.<kind>.<tail> */
+} conf_nats_t;
+
 typedef struct conf {
 	char *file; /* path as given */
 	char *dir;  /* its folder */
@@ -85,8 +102,10 @@ typedef struct conf {
 	 * closed after they stop; NULL in programs that only read the config. */
 	kanal__blob_store_t *blobs;
 	kanal_log_level_t log_level;
-	bool log_json;           /* log_format: json (one JSON object per line) or text */
-	bool journal_durable;    /* journal.mode: durable (default) or memory */
+	bool log_json;        /* log_format: json (one JSON object per line) or text */
+	bool journal_durable; /* journal.mode: durable (default) or memory */
+	bool journal_cluster; /* journal.mode: cluster — JetStream is the journal (nats) */
+	conf_nats_t nats;
 	char *journal_path;      /* NULL: <state_dir>/journal.db */
 	char *journal_key_file;  /* journal.key_file: SQLCipher's key; NULL: not encrypted */
 	bool journal_sync_power; /* journal.sync: power (synchronous=FULL) or process */

@@ -550,6 +550,10 @@ void delivery_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o, const c
 		return;
 	}
 	kanal_msg_destroy(&reply);
+	if (dl->cluster_msg) {
+		cluster_router_outcome(r, d, dl, o->outcome, o->retry_after_ms, error);
+		return;
+	}
 	if (o->outcome == KANAL_OUTCOME_OK) {
 		s_on_ok(r, d, dl);
 		return;

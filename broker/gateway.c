@@ -144,8 +144,12 @@ static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 		return s_result(id, "duplicate", NULL);
 	if (rc == KANAL_EIO) {
 		char why[300];
-		snprintf(why, sizeof why, "not accepted: the journal cannot be written (%s)",
-			 r->journal ? journal_error(r->journal) : "?");
+		if (r->cluster)
+			snprintf(why, sizeof why, "not accepted: %s", cluster_router_error(r));
+		else
+			snprintf(why, sizeof why,
+				 "not accepted: the journal cannot be written (%s)",
+				 r->journal ? journal_error(r->journal) : "?");
 		return s_result(id, "error", why);
 	}
 	if (rc == KANAL_EBUSY) {
@@ -156,6 +160,7 @@ static json_t *s_gateway_one(router_t *r, kanal_msg_t **msg_p)
 	}
 	if (rc < 0)
 		return s_result(id, "error", kanal_strerror(rc));
+	/* ROUTER_ACK_LATER too: the reply waits for the PubAck, which may still change it. */
 	return s_result(id, "accepted", NULL);
 }
 
@@ -351,6 +356,7 @@ void gateway_on_readable(router_t *r)
 		}
 		pr->n = n - 1;
 		pr->reply = reply;
+		pr->wait = cluster_router_request_end(r);
 		/* Bound the turn: a flood of requests still commits and answers regularly. */
 		if (r->n_pending >= 256)
 			return;
@@ -403,8 +409,27 @@ static void s_send_reply(router_t *r, zmq_msg_t *parts, int n, json_t *reply, co
 
 void gateway_flush_replies(router_t *r, const char *failure)
 {
+	size_t kept = 0;
+
 	for (size_t i = 0; i < r->n_pending; i++) {
 		pending_reply_t *pr = &r->pending[i];
+		if (!failure && !cluster_router_reply_ready(pr->wait)) {
+			/* Cluster mode: its events' PubAcks are not all in; it waits, in order. */
+			pending_reply_t *to = &r->pending[kept++];
+			if (to != pr) {
+				for (int k = 0; k < pr->n; k++) {
+					zmq_msg_init(&to->parts[k]);
+					zmq_msg_move(&to->parts[k], &pr->parts[k]);
+					zmq_msg_close(&pr->parts[k]);
+				}
+				to->n = pr->n;
+				to->reply = pr->reply;
+				to->wait = pr->wait;
+			}
+			continue;
+		}
+		if (pr->wait)
+			cluster_router_reply_finish(&pr->wait, pr->reply);
 		if (r->gateway_sock) {
 			s_send_reply(r, pr->parts, pr->n, pr->reply, failure);
 		} else {
@@ -413,5 +438,5 @@ void gateway_flush_replies(router_t *r, const char *failure)
 			json_decref(pr->reply);
 		}
 	}
-	r->n_pending = 0;
+	r->n_pending = kept;
 }

@@ -46,8 +46,9 @@ static void s_spill_one(router_t *r, delivery_t *dl, const char *reason)
 		router_delivery_free(r, &dl);
 		return;
 	}
-	if (r->journal && dl->ev->jev) {
-		/* The journal keeps it: the event stays open and resumes on the next start. */
+	if ((r->journal && dl->ev->jev) || dl->cluster_msg) {
+		/* The journal keeps it: the event stays open and resumes on the next start (in
+		 * cluster mode JetStream gives it to a node after AckWait). */
 		dl->spilled = true;
 		router_delivery_free(r, &dl);
 		return;
@@ -96,8 +97,8 @@ static void s_spill(router_t *r)
 			r->undelivered_at_stop++;
 			/* The instance thread may still read this event: keep it alive until the
 			 * thread has ended. Without a journal it is also kept as a dead letter. */
-			if (!(r->journal && dl->ev->jev) && dl->kind != DL_ENRICH &&
-			    dl->kind != DL_REQUEST &&
+			if (!(r->journal && dl->ev->jev) && !dl->cluster_msg &&
+			    dl->kind != DL_ENRICH && dl->kind != DL_REQUEST &&
 			    deadletter_write(r->deadletter, dl->ev->msg, router_route_name(dl),
 					     dl->dest->name,
 					     "kanald stopped while the delivery was in flight",

@@ -615,9 +615,12 @@ static int s_admit_traced(router_t *r, kanal_msg_t **msg_p, const route_t *const
 int router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 {
 	const route_t *stack[64], **m = stack;
-	size_t n = routes_match(r->table->routes, *msg_p, m, 64);
+	size_t n;
 	int rc;
 
+	if (r->cluster)
+		return cluster_router_accept(r, msg_p, origin);
+	n = routes_match(r->table->routes, *msg_p, m, 64);
 	if (n > 64) {
 		m = malloc(n * sizeof *m);
 		if (!m)
@@ -736,7 +739,8 @@ static void s_retry_held(router_t *r)
 
 			if (rc == KANAL_EBUSY || rc == KANAL_EIO)
 				break;
-			r->acks[h->origin]++;
+			if (rc != ROUTER_ACK_LATER)
+				r->acks[h->origin]++;
 			q->head = h->next;
 			if (!q->head)
 				q->tail = NULL;
@@ -825,7 +829,8 @@ static void s_on_emit(router_t *r, size_t origin, const char *id, kanal_msg_t *m
 	held_emit_t *h;
 
 	if (rc != KANAL_EBUSY && rc != KANAL_EIO) {
-		r->acks[origin]++;
+		if (rc != ROUTER_ACK_LATER)
+			r->acks[origin]++;
 		kanal_msg_destroy(&msg);
 		return;
 	}
@@ -903,16 +908,19 @@ static void s_on_emit_sock(router_t *r)
 /* Polls the broker's sockets once, up to wait_ms. */
 void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 {
-	zmq_pollitem_t items[6];
+	zmq_pollitem_t items[7];
 	int n = 0, i_deliver, i_emit, i_gw = -1, i_admin = -1, i_stream = -1, i_ctl = -1;
+	int i_cluster = -1;
 	int64_t next = delivery_next_timer(r);
 
 	/* Held emits wait for a destination that is behind; should it stall instead, they are
-	 * to be parked, which only a turn notices. */
-	if (r->n_held && r->journal && (wait_ms < 0 || wait_ms > DEST_STALL_MS))
+	 * to be parked, which only a turn notices. In cluster mode they wait for JetStream to
+	 * take them again, which no socket announces. */
+	if (r->n_held && (r->journal || r->cluster) && (wait_ms < 0 || wait_ms > DEST_STALL_MS))
 		wait_ms = DEST_STALL_MS;
-	/* While the journal is broken, wake once a second to probe it. */
-	if (r->journal_failed && (wait_ms < 0 || wait_ms > 1000))
+	/* While the journal is broken, wake once a second to probe it; in cluster mode, to keep
+	 * JetStream told what is still in progress. */
+	if ((r->journal_failed || r->cluster) && (wait_ms < 0 || wait_ms > 1000))
 		wait_ms = 1000;
 	if (next >= 0) {
 		int64_t until = next - kanal_now_ms();
@@ -937,6 +945,10 @@ void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 		i_stream = n;
 		items[n++] = (zmq_pollitem_t){ stream_socket(r->stream), 0, ZMQ_POLLIN, 0 };
 	}
+	if (r->cluster) {
+		i_cluster = n;
+		items[n++] = (zmq_pollitem_t){ NULL, cluster_router_fd(r), ZMQ_POLLIN, 0 };
+	}
 	if (!r->stopping) {
 		i_ctl = n;
 		items[n++] = (zmq_pollitem_t){ r->ctl_router, 0, ZMQ_POLLIN, 0 };
@@ -949,6 +961,10 @@ void router_poll_once(router_t *r, int64_t wait_ms, bool with_gateway)
 		s_on_deliver_sock(r);
 	if (items[i_emit].revents & ZMQ_POLLIN)
 		s_on_emit_sock(r);
+	if (i_cluster >= 0 && (items[i_cluster].revents & ZMQ_POLLIN))
+		cluster_router_on_inbox(r);
+	if (r->cluster)
+		cluster_router_tick(r);
 	if (i_stream >= 0 && (items[i_stream].revents & ZMQ_POLLIN))
 		stream_on_readable(r->stream);
 	if (i_gw >= 0 && (items[i_gw].revents & ZMQ_POLLIN))
@@ -985,6 +1001,8 @@ static void *s_router_main(void *arg)
 			       json_pack("{s:s}", "instance", r->instances[i]->name));
 	r->now_ms = kanal_now_ms();
 	recover_open(r);
+	if (cluster_router_start(r) < 0)
+		log_error("cluster", "cannot start the threads that fetch from JetStream");
 	while (!r->stopping)
 		router_poll_once(r, -1, true);
 	park_shutdown(r);
@@ -1115,6 +1133,10 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 			goto fail;
 		journal_set_blob_store(r->journal, conf->blobs);
 		stats_load_measures(r);
+	} else if (conf->journal_cluster) {
+		/* JetStream is the journal and its duplicate window the dedupe. */
+		if (cluster_router_new(r, err, err_size) < 0)
+			goto fail;
 	} else if (!(r->dedupe = dedupe_new(DEDUPE_MEMORY_MAX))) {
 		snprintf(err, err_size, "out of memory");
 		goto fail;
@@ -1231,6 +1253,7 @@ void router_destroy(router_t **r_p)
 	gateway_flush_replies(r, "kanald stopped");
 	free(r->pending);
 	journal_close(&r->journal);
+	cluster_router_destroy(r);
 	dedupe_destroy(&r->dedupe);
 	ratelimit_destroy(&r->ratelimit);
 	if (r->table)

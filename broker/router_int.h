@@ -112,6 +112,9 @@ struct delivery {
 	bool counted;       /* holds one of its event's jev->open */
 	bool spilled;       /* freed at shutdown without an end: the event stays open */
 	int64_t sent_ns;    /* tracing on: when this attempt went out (its span's start) */
+	void *cluster_msg;  /* cluster mode: its JetStream message (natsMsg), to ack or nak */
+	size_t cluster_consumer;
+	int64_t cluster_touched_ms; /* fetched, or last told JetStream it is in progress */
 	delivery_t *next;
 };
 
@@ -176,11 +179,15 @@ typedef struct measure_stat {
 	struct measure_stat *next;
 } measure_stat_t;
 
-/* A gateway reply held until the turn's commit: the envelope frames and the results. */
+typedef struct cluster_reply cluster_reply_t;
+
+/* A gateway reply held until the turn's commit (in cluster mode: until its events'
+ * PubAcks, `wait`): the envelope frames and the results. */
 typedef struct pending_reply {
 	zmq_msg_t parts[8];
 	int n;
 	json_t *reply;
+	cluster_reply_t *wait;
 } pending_reply_t;
 
 typedef struct held_emit {
@@ -237,7 +244,8 @@ struct router {
 	} * held;
 	size_t n_held;
 
-	journal_t *journal;  /* NULL: memory mode */
+	journal_t *journal;             /* NULL: memory mode */
+	struct cluster_router *cluster; /* journal.mode cluster (cluster_router.c), else NULL */
 	bool journal_failed; /* a commit failed: refuse new events until a commit works */
 	turn_event_t *turn;  /* the events this turn added to the journal (turn_event_t) */
 	size_t n_turn, turn_cap;
@@ -429,12 +437,16 @@ static inline delivery_t *router_delivery_new(router_t *r, dl_kind_t kind, share
 	return dl;
 }
 
+void cluster_router_forget(router_t *r, delivery_t *dl);
+
 static inline void router_delivery_free(router_t *r, delivery_t **dl_p)
 {
 	delivery_t *dl = *dl_p;
 
 	if (!dl)
 		return;
+	if (dl->cluster_msg)
+		cluster_router_forget(r, dl); /* not acknowledged: it comes back after AckWait */
 	for (size_t i = 0; i < dl->n_errors; i++)
 		free(dl->errors[i]);
 	free(dl->errors);
@@ -456,7 +468,12 @@ static inline void router_delivery_free(router_t *r, delivery_t **dl_p)
 
 /* ---- router.c: the loop, accepting events, queues and dispatch ----------------------- */
 
-/* Routes *msg_p, taking it on success (returns 0). Returns KANAL_EBUSY when a destination
+/* router_accept in cluster mode: the event is taken, and its sender hears once JetStream
+ * stored it (the gateway's reply waits; an emit is acknowledged then). */
+#define ROUTER_ACK_LATER 1
+
+/* Routes *msg_p, taking it on success (returns 0, or ROUTER_ACK_LATER in cluster mode).
+ * Returns KANAL_EBUSY when a destination
  * is full (*msg_p is left with the caller), KANAL_EDUPLICATE or KANAL_EIO (left with the
  * caller), or KANAL_ENOMEM. `origin`: the instance whose emit this is (which may wait in
  * memory rather than be parked, and goes back to be held should the turn's commit fail),
@@ -558,6 +575,9 @@ void admin_on_readable(router_t *r);
  * what is beyond it, counts it (dead_letters_purged) and audits it. Called once a minute
  * from the end of a turn. */
 void admin_dlq_retention(router_t *r, int64_t now_ms);
+/* The reply of dlq.replay ({replayed: done, missing}) or dlq.drop ({dropped: count}).
+ * Ownership: takes done and missing; the reply is new. */
+json_t *admin_dlq_reply(bool replay, json_t *done, json_t *missing);
 /* Loads the routing files again and swaps the table if valid; the admin reply (new). */
 json_t *admin_reload(router_t *r);
 /* "running", "paused" or "restarting". */
@@ -627,11 +647,70 @@ void commit_mid_turn(router_t *r, dest_t *only);
  * accepted: `ev` (a reference is taken) when routed, else *msg_p (taken) for a parked emit.
  * Returns false when out of memory. */
 bool commit_keep(router_t *r, shared_t *ev, kanal_msg_t **msg_p, int origin);
+/* Puts an instance's emit back at the head of its held queue, to be tried again before what
+ * it emitted since (a failed commit; in cluster mode, a publish JetStream did not store).
+ * Returns false when out of memory (*msg_p is then left with the caller).
+ * Ownership: takes *msg_p on success. */
+bool commit_hold_again(router_t *r, size_t origin, kanal_msg_t **msg_p);
 /* Forgets the events kept for a commit, as accepted (kanald stops). */
 void commit_forget(router_t *r);
 /* Removes the blobs older than ROUTER_BLOB_GRACE_MS that no open event or dead letter
  * names (a plugin put them, their event never came or was refused; without a journal, every
  * old blob): at start and with the journal's prune, once a minute (docs/design/blobs.md). */
 void commit_sweep_blobs(router_t *r);
+
+/* ---- cluster_router.c: cluster mode (journal.mode: cluster, docs/design/cluster.md) ---- */
+
+/* Joins the NATS cluster (cluster.c): streams checked or created, consumers bound. Refuses a
+ * routing table with enrich steps. Returns 0, or KANAL_ECONFIG with the reason in err. */
+int cluster_router_new(router_t *r, char *err, size_t err_size);
+/* In cluster mode, true when *routes_p holds what cluster mode does not run yet (a route
+ * with enrich steps): each is added to d, and the table is destroyed. False otherwise (also
+ * outside cluster mode). Ownership: takes *routes_p when it returns true. */
+bool cluster_router_refuses(router_t *r, routes_t **routes_p, diag_t *d);
+/* Starts fetching (the router's loop runs from now on). */
+int cluster_router_start(router_t *r);
+void cluster_router_destroy(router_t *r);
+/* The descriptor the loop polls for the cluster's inbox, or -1 when not in cluster mode. */
+int cluster_router_fd(const router_t *r);
+/* Handles what the inbox holds: PubAcks, events to route, deliveries for local instances. */
+void cluster_router_on_inbox(router_t *r);
+/* router_accept in cluster mode: publishes *msg_p to the accept stream. Returns
+ * ROUTER_ACK_LATER (taken), KANAL_EBUSY (the publish window is full), KANAL_EIO (not
+ * connected or refused: cluster_router_error says why) or KANAL_ENOMEM, leaving *msg_p with
+ * the caller on failure. Ownership: takes *msg_p on success. */
+int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin);
+/* The dlq admin commands (list, show, replay, drop) against the <prefix>_DEAD stream: the
+ * reply, in the journal's shapes (a letter's id is its stream sequence). Waits for NATS (an
+ * operator's command). Ownership: the reply is new; borrows req. */
+json_t *cluster_router_dlq(router_t *r, const char *cmd, json_t *req, int64_t since_ms,
+			   bool *clear);
+/* `status` with "cluster": true: {this_node, nodes (each node's entry in the nodes bucket),
+ * consumers (the route consumer's and each local destination's lag)}. Waits for NATS.
+ * Ownership: new. */
+json_t *cluster_router_cluster_status(router_t *r);
+/* The journal part of the status in cluster mode: mode, connected, streams, servers.
+ * Ownership: new. */
+json_t *cluster_router_status(router_t *r);
+/* Why the last event was not accepted, in words. Ownership: borrowed. */
+const char *cluster_router_error(router_t *r);
+/* After a gateway request's events were handed to router_accept: what its reply waits for,
+ * or NULL when nothing (it is sent with the turn). */
+cluster_reply_t *cluster_router_request_end(router_t *r);
+/* True when every PubAck the reply waits for has come (also for NULL). */
+bool cluster_router_reply_ready(const cluster_reply_t *w);
+/* Writes the PubAcks' verdicts ("duplicate", "error") into reply's results and lets go of
+ * *w_p. Ownership: takes *w_p, borrows reply. */
+void cluster_router_reply_finish(cluster_reply_t **w_p, json_t *reply);
+/* A delivery's outcome in cluster mode (dl->cluster_msg set): ack, nak with the route's
+ * backoff, fallback or dead letter. Ownership: takes dl. */
+void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome, int64_t hint,
+			    const char *error);
+/* Once a second: deliveries held longer than half of ack_wait (queued behind a slow
+ * destination, or in flight) are reported in progress, so that JetStream does not give them
+ * to another node meanwhile. */
+void cluster_router_tick(router_t *r);
+/* A delivery freed without an outcome (shutdown): its message is let go unacknowledged. */
+void cluster_router_forget(router_t *r, delivery_t *dl);
 
 #endif

@@ -41,6 +41,8 @@ struct stream {
 	topic_count_t *topics;
 	size_t n_topics, cap_topics;
 	uint64_t acl_denied;
+	stream_mirror_fn mirror; /* cluster mode's copy of every line to NATS, or NULL */
+	void *mirror_arg;
 };
 
 stream_t *stream_new(void *zctx, const conf_t *conf, const zap_t *zap, char *err, size_t err_size)
@@ -235,7 +237,13 @@ uint64_t stream_acl_denied(const stream_t *s)
 
 bool stream_wanted(const stream_t *s)
 {
-	return s->sock && s->subscriptions > 0;
+	return (s->sock && s->subscriptions > 0) || s->mirror;
+}
+
+void stream_set_mirror(stream_t *s, stream_mirror_fn fn, void *arg)
+{
+	s->mirror = fn;
+	s->mirror_arg = arg;
 }
 
 /* The copies of one event line for the clients that own its source: topic "@<name> " +
@@ -299,6 +307,12 @@ void stream_publish(stream_t *s, const char *kind, const char *tail, const kanal
 	free(raw);
 	if (!text)
 		return;
+	if (s->mirror)
+		s->mirror(s->mirror_arg, kind, topic + strlen(kind) + 1, text);
+	if (!s->sock || s->subscriptions <= 0) {
+		kanal_free(text);
+		return;
+	}
 	zmq_send(s->sock, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
 	zmq_send(s->sock, text, strlen(text), ZMQ_DONTWAIT);
 	if (ev && s->acl)

@@ -34,6 +34,13 @@ bool stream_wanted(const stream_t *s);
 /* How many subscriptions the stream refused (ACL), for `status`. */
 uint64_t stream_acl_denied(const stream_t *s);
 
+/* Also hands every line (topic "<kind> <tail>" split in its parts, and the payload, both
+ * CPR-masked) to fn, e.g. to publish it on NATS in cluster mode: stream_wanted is then always
+ * true. fn is called on the publishing thread; it borrows its arguments. NULL: none. */
+typedef void (*stream_mirror_fn)(void *arg, const char *kind, const char *tail,
+				 const char *payload);
+void stream_set_mirror(stream_t *s, stream_mirror_fn fn, void *arg);
+
 /* Publishes a happening of `kind` ("delivered") about event ev (may be NULL) with topic
  * "<kind> <tail>" where tail is the event's type unless `tail` is given. `extra` (may be
  * NULL) is merged into the payload; stolen. */

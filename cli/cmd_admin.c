@@ -259,7 +259,18 @@ int cmd_status(ctl_t *ctl, int argc, char **argv)
 		ctl_error("status takes no arguments");
 		return CTL_EXIT_ERROR;
 	}
-	status = s_admin_call(ctl, "status", &reply, &raw);
+	if (ctl->cluster) {
+		/* The cluster's nodes and the shared consumers' lag too (cluster mode). */
+		json_t *request = json_pack("{s:s, s:b}", "cmd", "status", "cluster", 1);
+		if (!request) {
+			ctl_error("out of memory");
+			return CTL_EXIT_ERROR;
+		}
+		status = ctl_admin_call(ctl, request, &reply, &raw);
+		json_decref(request);
+	} else {
+		status = s_admin_call(ctl, "status", &reply, &raw);
+	}
 	if (status != CTL_EXIT_OK)
 		return status;
 	/* A reply without "ok" is read as an answer: the status itself is the point. */

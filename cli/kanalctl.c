@@ -89,9 +89,12 @@ static const command_t s_commands[] = {
 	  "Asks kanald to build the new routing table beside the old one and swap only if it\n"
 	  "is valid. On failure prints the errors; the old table stays in force.\n"
 	  "Exit status: 0 reloaded, 1 refused, 2 no reply.\n" },
-	{ "status", cmd_status, CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON, "",
-	  "show kanald's instances, routes and counters",
+	{ "status", cmd_status,
+	  CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON | CTL_OPT_CLUSTER,
+	  "[--cluster]", "show kanald's instances, routes and counters",
 	  "Prints kanald's status reply in a readable form (--json: as received).\n"
+	  "--cluster (cluster mode): also every node of the cluster, as each last wrote\n"
+	  "its entry, and the lag of each shared consumer (docs/cluster.md).\n"
 	  "Exit status: 0 answered, 1 kanald reported a failure, 2 no reply.\n" },
 	{ "plugin", cmd_plugin, CTL_OPT_CONFIG, "info PLUGIN.so",
 	  "describe a plugin: name, version, ABI and options",
@@ -187,6 +190,7 @@ static const struct {
 	{ CTL_OPT_BY, "--by" },
 	{ CTL_OPT_CSV, "--csv" },
 	{ CTL_OPT_OLDER_THAN, "--older-than" },
+	{ CTL_OPT_CLUSTER, "--cluster" },
 };
 
 static void s_usage(FILE *out)
@@ -231,6 +235,7 @@ static void s_usage(FILE *out)
 		"  --from DAY, --to DAY  report: the period, YYYY-MM-DD, both days included\n"
 		"  --by LABEL,...        report: group by these labels (default: department)\n"
 		"  --csv                 report: comma-separated rows\n"
+		"  --cluster             status: every node of the cluster, consumers' lag\n"
 		"  --curve-server-key KEY  send, tail: kanald's CURVE public key (Z85, or its\n"
 		"                        .pub file; default $KANAL_CURVE_SERVER_KEY)\n"
 		"  --curve-key-file PREFIX send, tail: our key pair from kanalctl keygen\n"
@@ -346,7 +351,8 @@ int main(int argc, char **argv)
 		O_TO,
 		O_BY,
 		O_CSV,
-		O_OLDER_THAN
+		O_OLDER_THAN,
+		O_CLUSTER
 	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -370,6 +376,7 @@ int main(int argc, char **argv)
 		{ "to", required_argument, NULL, O_TO },
 		{ "by", required_argument, NULL, O_BY },
 		{ "csv", no_argument, NULL, O_CSV },
+		{ "cluster", no_argument, NULL, O_CLUSTER },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -470,6 +477,10 @@ int main(int argc, char **argv)
 		case O_CSV:
 			ctl.csv = true;
 			ctl.given |= CTL_OPT_CSV;
+			break;
+		case O_CLUSTER:
+			ctl.cluster = true;
+			ctl.given |= CTL_OPT_CLUSTER;
 			break;
 		case 'h':
 			help = true;

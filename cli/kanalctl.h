@@ -52,6 +52,7 @@ enum {
 	CTL_OPT_BY = 1 << 16,           /* --by LABEL,... (report) */
 	CTL_OPT_CSV = 1 << 17,          /* --csv (report) */
 	CTL_OPT_OLDER_THAN = 1 << 18,   /* --older-than TIME (dlq purge) */
+	CTL_OPT_CLUSTER = 1 << 19,      /* --cluster (status) */
 };
 
 /* The parsed command line. Strings are borrowed from argv. */
@@ -78,6 +79,7 @@ typedef struct ctl {
 	const char *from, *to;        /* --from, --to: days (YYYY-MM-DD), or NULL */
 	const char *by;               /* --by: label names separated by ',', or NULL */
 	bool csv;                     /* --csv */
+	bool cluster;                 /* --cluster */
 	unsigned given;               /* CTL_OPT_* bits of the options on the command line */
 } ctl_t;
 

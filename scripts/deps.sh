@@ -4,12 +4,12 @@
 # as root, or through sudo when not root. Safe to run again; does nothing when all is there.
 set -eu
 
-need_pc="libzmq jansson yaml-0.1 sqlite3 sqlcipher cunit libcurl libxml-2.0 libical libmicrohttpd openssl libsystemd gnutls xmlsec1-openssl"
+need_pc="libzmq jansson yaml-0.1 sqlite3 sqlcipher libnats cunit libcurl libxml-2.0 libical libmicrohttpd openssl libsystemd gnutls xmlsec1-openssl"
 # radicale: the real CalDAV server the calendar connector's tests and the demo run against;
 # promtool checks /metrics; chromium and chromedriver run the dashboard test in a browser.
 # scdoc builds the man pages; dh (debhelper) and dpkg-buildpackage let test_packaging build
 # the Debian packages.
-need_cmd="pkg-config cc make scdoc dh clang-format radicale promtool chromium chromedriver"
+need_cmd="pkg-config cc make scdoc dh clang-format radicale promtool chromium chromedriver nats-server"
 
 # Debian package for each pkg-config name or command.
 pkg_for() {
@@ -19,6 +19,7 @@ pkg_for() {
 	yaml-0.1) echo libyaml-dev ;;
 	sqlite3) echo libsqlite3-dev ;;
 	sqlcipher) echo libsqlcipher-dev ;; # the journal's encryption at rest (key_file)
+	libnats) echo libnats-dev ;;
 	cunit) echo libcunit1-dev ;;
 	libcurl) echo libcurl4-openssl-dev ;;
 	libxml-2.0) echo libxml2-dev ;;

@@ -1,0 +1,1086 @@
+/*
+ * broker/cluster_router.c — cluster mode's side of the router, on the router's thread
+ * (docs/design/cluster.md). Accept: an event from the gateway or an instance's emit is
+ * published to <prefix>_IN with Nats-Msg-Id from (source, id); its sender hears after the
+ * PubAck (gateway replies wait, emits are acknowledged late). Route once: an event the shared
+ * `route` consumer hands to this node is matched against the routes and published once per
+ * (route, destination) to <prefix>_DLV with Nats-Msg-Id (event, route, destination), then
+ * acknowledged. Deliver: a message of a local destination's consumer becomes a delivery on
+ * the usual path (queues, windows, instance threads); its outcome acks it, naks it with the
+ * route's backoff, publishes the route's fallback or a dead letter to <prefix>_DEAD.
+ * cluster.c is the NATS side: connection, streams, fetch threads, the inbox.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include <kanal/time.h>
+
+#include "diag.h"
+#include "log.h"
+#include "router_int.h"
+
+#define WAITER_BUCKETS 4096
+
+/* A gateway request whose reply waits for PubAcks: what to change in it when they come. */
+struct cluster_reply {
+	int refs;
+	int outstanding;
+	struct reply_change {
+		char *id, *status, *reason;
+	} * changes;
+	size_t n_changes;
+};
+
+/* A fetched message that is finished once every publish it started is answered: an event
+ * being routed (acknowledged once its deliveries are stored), or a delivery whose fallback
+ * or dead letter is being stored. */
+typedef struct msg_group {
+	natsMsg *msg;
+	size_t consumer;
+	int outstanding;
+	bool failed;
+} msg_group_t;
+
+typedef enum waiter_kind { W_GATEWAY, W_EMIT, W_GROUP } waiter_kind_t;
+
+/* One publish waiting for its PubAck, by token. */
+typedef struct waiter {
+	uint64_t token;
+	waiter_kind_t kind;
+	cluster_reply_t *reply; /* W_GATEWAY */
+	char *id;               /* W_GATEWAY: the event's id, to find its result */
+	kanal_msg_t *msg;       /* W_EMIT: the event, held again should the publish fail */
+	int origin;             /* W_EMIT */
+	msg_group_t *group;     /* W_GROUP */
+	struct waiter *next;
+} waiter_t;
+
+struct cluster_router {
+	cluster_t *link;
+	dest_t **dests; /* the local destinations, in the consumers' order */
+	size_t n_dests;
+	uint64_t next_token;
+	int64_t next_tick_ms;
+	int64_t next_heartbeat_ms;
+	char started_at[64];
+	waiter_t *buckets[WAITER_BUCKETS];
+	cluster_reply_t *request; /* the gateway request being read */
+	char error[600];          /* why the last event was not accepted */
+};
+
+static const route_retry_t s_default_retry = { 5, 1000, 300000 };
+
+/* ---- waiters --------------------------------------------------------------------------- */
+
+static waiter_t *s_waiter_new(struct cluster_router *cr, waiter_kind_t kind)
+{
+	waiter_t *w = calloc(1, sizeof *w);
+
+	if (!w)
+		return NULL;
+	w->token = ++cr->next_token;
+	w->kind = kind;
+	w->next = cr->buckets[w->token % WAITER_BUCKETS];
+	cr->buckets[w->token % WAITER_BUCKETS] = w;
+	return w;
+}
+
+static waiter_t *s_waiter_take(struct cluster_router *cr, uint64_t token)
+{
+	waiter_t **p = &cr->buckets[token % WAITER_BUCKETS];
+
+	for (; *p; p = &(*p)->next) {
+		if ((*p)->token == token) {
+			waiter_t *w = *p;
+			*p = w->next;
+			return w;
+		}
+	}
+	return NULL;
+}
+
+static void s_reply_release(cluster_reply_t **w_p)
+{
+	cluster_reply_t *w = *w_p;
+
+	*w_p = NULL;
+	if (!w || --w->refs > 0)
+		return;
+	for (size_t i = 0; i < w->n_changes; i++) {
+		free(w->changes[i].id);
+		free(w->changes[i].status);
+		free(w->changes[i].reason);
+	}
+	free(w->changes);
+	free(w);
+}
+
+static void s_reply_change(cluster_reply_t *w, const char *id, const char *status,
+			   const char *reason)
+{
+	struct reply_change *grown = realloc(w->changes, (w->n_changes + 1) * sizeof *grown);
+
+	if (!grown)
+		return;
+	w->changes = grown;
+	grown[w->n_changes].id = strdup(id ? id : "");
+	grown[w->n_changes].status = strdup(status);
+	grown[w->n_changes].reason = reason ? strdup(reason) : NULL;
+	w->n_changes++;
+}
+
+/* ---- groups ----------------------------------------------------------------------------- */
+
+static msg_group_t *s_group_new(natsMsg **msg_p, size_t consumer)
+{
+	msg_group_t *g = calloc(1, sizeof *g);
+
+	if (!g)
+		return NULL; /* *msg_p stays with the caller */
+	g->msg = *msg_p;
+	*msg_p = NULL;
+	g->consumer = consumer;
+	g->outstanding = 1; /* held by whoever builds it until its publishes are out */
+	return g;
+}
+
+/* One of g's publishes was answered (or the builder let go): when none is left, the message
+ * is acknowledged — or, when a publish failed, given back to be tried again in a second. */
+static void s_group_release(router_t *r, msg_group_t *g)
+{
+	if (--g->outstanding > 0)
+		return;
+	if (g->failed)
+		natsMsg_NakWithDelay(g->msg, 1000, NULL);
+	else
+		natsMsg_Ack(g->msg, NULL);
+	natsMsg_Destroy(g->msg);
+	cluster_done(r->cluster->link, g->consumer);
+	free(g);
+}
+
+/* Publishes for group g (one more outstanding until its PubAck). */
+static void s_group_publish(router_t *r, msg_group_t *g, const char *subject,
+			    const cluster_header_t *h, size_t n_h, const char *body, size_t len)
+{
+	struct cluster_router *cr = r->cluster;
+	waiter_t *w = s_waiter_new(cr, W_GROUP);
+	kanal_error_t err;
+
+	if (!w) {
+		g->failed = true;
+		return;
+	}
+	w->group = g;
+	g->outstanding++;
+	kanal_error_clear(&err);
+	if (cluster_publish(cr->link, subject, h, n_h, body, len, w->token, &err) < 0) {
+		s_waiter_take(cr, w->token);
+		free(w);
+		g->outstanding--;
+		g->failed = true;
+		log_warn_limited("cluster", "cannot publish to %s: %s", subject,
+				 err.text[0] ? err.text : "the window is full");
+	}
+}
+
+/* ---- accepting ------------------------------------------------------------------------------ */
+
+int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
+{
+	struct cluster_router *cr = r->cluster;
+	const char *source = kanal_msg_source(*msg_p), *id = kanal_msg_id(*msg_p);
+	char subject[300], *msg_id, *body;
+	size_t len, msg_id_len = strlen(source) + strlen(id) + 32;
+	cluster_header_t h[1];
+	kanal_error_t err;
+	waiter_t *w;
+	int rc;
+
+	if (!cluster_connected(cr->link)) {
+		snprintf(cr->error, sizeof cr->error, "the connection to NATS is down");
+		return KANAL_EIO;
+	}
+	if (origin < 0 && !cr->request && !(cr->request = calloc(1, sizeof *cr->request)))
+		return KANAL_ENOMEM;
+	body = kanal_msg_to_json(*msg_p, &len);
+	msg_id = malloc(msg_id_len);
+	w = s_waiter_new(cr, origin < 0 ? W_GATEWAY : W_EMIT);
+	if (!body || !msg_id || !w) {
+		kanal_free(body);
+		free(msg_id);
+		if (w)
+			free(s_waiter_take(cr, w->token));
+		return KANAL_ENOMEM;
+	}
+	/* (source, id) with the source's length first: no two pairs give the same text. */
+	snprintf(msg_id, msg_id_len, "in:%zu:%s%s", strlen(source), source, id);
+	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
+	cluster_subject_in(cr->link, kanal_msg_type(*msg_p), subject, sizeof subject);
+	kanal_error_clear(&err);
+	rc = cluster_publish(cr->link, subject, h, 1, body, len, w->token, &err);
+	kanal_free(body);
+	free(msg_id);
+	if (rc < 0) {
+		free(s_waiter_take(cr, w->token));
+		snprintf(cr->error, sizeof cr->error, "%s", err.text[0] ? err.text : "busy");
+		return rc;
+	}
+	if (origin < 0) {
+		w->reply = cr->request;
+		w->reply->refs++;
+		w->reply->outstanding++;
+		w->id = strdup(id);
+		kanal_msg_destroy(msg_p);
+	} else {
+		w->origin = origin;
+		w->msg = *msg_p;
+		*msg_p = NULL;
+	}
+	return ROUTER_ACK_LATER;
+}
+
+json_t *cluster_router_status(router_t *r)
+{
+	const conf_nats_t *n = &r->conf->nats;
+	json_t *servers = json_array();
+
+	for (size_t i = 0; i < n->n_servers; i++)
+		json_array_append_new(servers, json_string(n->servers[i]));
+	return json_pack("{s:s, s:b, s:s, s:I, s:o}", "mode", "cluster", "connected",
+			 cluster_connected(r->cluster->link), "stream_prefix", n->stream_prefix,
+			 "replicas", (json_int_t)n->replicas, "servers", servers);
+}
+
+const char *cluster_router_error(router_t *r)
+{
+	return r->cluster ? r->cluster->error : "?";
+}
+
+cluster_reply_t *cluster_router_request_end(router_t *r)
+{
+	cluster_reply_t *w = r->cluster ? r->cluster->request : NULL;
+
+	if (!w)
+		return NULL;
+	r->cluster->request = NULL;
+	w->refs++; /* the gateway's */
+	if (w->outstanding == 0) {
+		/* Every publish failed at once: nothing to wait for. */
+		s_reply_release(&w);
+		return NULL;
+	}
+	return w;
+}
+
+bool cluster_router_reply_ready(const cluster_reply_t *w)
+{
+	return !w || w->outstanding == 0;
+}
+
+void cluster_router_reply_finish(cluster_reply_t **w_p, json_t *reply)
+{
+	cluster_reply_t *w = *w_p;
+	json_t *results = json_object_get(reply, "results"), *res;
+	size_t i;
+
+	for (size_t k = 0; w && k < w->n_changes; k++) {
+		json_array_foreach(results, i, res)
+		{
+			const char *st = json_string_value(json_object_get(res, "status"));
+			const char *rid = json_string_value(json_object_get(res, "id"));
+			if (!st || strcmp(st, "accepted") || !rid || strcmp(rid, w->changes[k].id))
+				continue;
+			json_object_set_new(res, "status", json_string(w->changes[k].status));
+			if (w->changes[k].reason)
+				json_object_set_new(res, "reason",
+						    json_string(w->changes[k].reason));
+			break;
+		}
+	}
+	s_reply_release(w_p);
+}
+
+/* A PubAck (or a failure) for an accepted event's publish. */
+static void s_on_puback(router_t *r, const cluster_item_t *it)
+{
+	waiter_t *w = s_waiter_take(r->cluster, it->token);
+
+	if (!w)
+		return;
+	if (w->kind == W_GROUP) {
+		if (it->status == KANAL_EIO) {
+			w->group->failed = true;
+			log_warn_limited("cluster", "%s", it->error);
+		}
+		s_group_release(r, w->group);
+	} else if (w->kind == W_GATEWAY) {
+		if (it->status == KANAL_EDUPLICATE) {
+			r->duplicates++;
+			s_reply_change(w->reply, w->id, "duplicate", NULL);
+		} else if (it->status < 0) {
+			char why[300];
+			snprintf(why, sizeof why, "not accepted: %s", it->error);
+			s_reply_change(w->reply, w->id, "error", why);
+		} else {
+			r->accepted++;
+		}
+		w->reply->outstanding--;
+		s_reply_release(&w->reply);
+		free(w->id);
+	} else if (it->status < 0) {
+		/* An instance's emit that JetStream did not store: held again, first in its
+		 * source's queue, and tried again with the held ones. */
+		commit_hold_again(r, (size_t)w->origin, &w->msg);
+		log_warn_limited("cluster", "an emit of '%s' was not stored, trying again: %s",
+				 r->instances[w->origin]->name, it->error);
+		kanal_msg_destroy(&w->msg);
+	} else {
+		if (it->status == KANAL_EDUPLICATE)
+			r->duplicates++;
+		else
+			r->accepted++;
+		r->acks[w->origin]++;
+		kanal_msg_destroy(&w->msg);
+	}
+	free(w);
+}
+
+/* ---- routing: an event from the shared work queue ---------------------------------------- */
+
+static const route_t *s_route_named(router_t *r, const char *name)
+{
+	size_t n = routes_count(r->table->routes);
+
+	if (!name || !*name)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const route_t *rt = routes_get(r->table->routes, i);
+		if (!strcmp(rt->name, name))
+			return rt;
+	}
+	return NULL;
+}
+
+static const char *s_header(natsMsg *m, const char *name)
+{
+	const char *v = NULL;
+
+	return natsMsgHeader_Get(m, name, &v) == NATS_OK && v ? v : "";
+}
+
+/* Publishes event msg as a dead letter for dest (group g acknowledges its message after). */
+static void s_publish_dead(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const char *event,
+			   const char *route, const char *dest, const char *reason, int attempts,
+			   const delivery_t *dl)
+{
+	char subject[300], *msg_id, attempts_text[16], *errors = NULL, *body;
+	size_t len, id_len = strlen(event) + strlen(route) + strlen(dest) + 16;
+	json_t *errs = json_array();
+	cluster_header_t h[7];
+
+	for (size_t i = 0; dl && errs && i < dl->n_errors; i++)
+		json_array_append_new(errs, json_string(dl->errors[i]));
+	errors = errs ? json_dumps(errs, JSON_COMPACT) : NULL;
+	json_decref(errs);
+	msg_id = malloc(id_len);
+	body = kanal_msg_to_json(msg, &len);
+	if (!msg_id || !body) {
+		g->failed = true;
+		goto out;
+	}
+	snprintf(msg_id, id_len, "%s|%s|%s|dead", event, route, dest);
+	snprintf(attempts_text, sizeof attempts_text, "%d", attempts);
+	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
+	h[1] = (cluster_header_t){ "Kanal-Event", event };
+	h[2] = (cluster_header_t){ "Kanal-Route", route };
+	h[3] = (cluster_header_t){ "Kanal-Destination", dest };
+	h[4] = (cluster_header_t){ "Kanal-Reason", reason };
+	h[5] = (cluster_header_t){ "Kanal-Attempts", attempts_text };
+	h[6] = (cluster_header_t){ "Kanal-Errors", errors ? errors : "[]" };
+	cluster_subject_dead(r->cluster->link, dest, subject, sizeof subject);
+	s_group_publish(r, g, subject, h, 7, body, len);
+out:
+	free(errors);
+	free(msg_id);
+	kanal_free(body);
+}
+
+/* Publishes one delivery of msg (transformed for dest by the route, when it says so) to
+ * dest's subject; the builtin deadletter destination gets a dead letter instead. */
+static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *msg,
+			       const char *event, const route_t *rt, size_t i, bool fallback)
+{
+	const char *dest = !rt        ? routes_default(r->table->routes)
+			   : fallback ? rt->fallback[i]
+				      : rt->to[i];
+	const char *route = rt ? rt->name : "";
+	transform_t *t = rt ? routes_transform(rt, fallback, i) : NULL;
+	kanal_msg_t *out = NULL;
+	char subject[300], *msg_id, *body;
+	size_t len, id_len = strlen(event) + strlen(route) + strlen(dest) + 16;
+	cluster_header_t h[4];
+	size_t n_h = 3;
+
+	if (t) {
+		kanal_error_t err;
+		kanal_error_clear(&err);
+		if (transform_apply(t, msg, &out, &err) != 0) {
+			delivery_t fake = { 0 };
+			char *e = err.text[0] ? err.text : "transform: out of memory";
+			if (rt->stat)
+				rt->stat->transform_failed++;
+			fake.errors = &e;
+			fake.n_errors = 1;
+			s_publish_dead(r, g, msg, event, route, dest, "rejected", 0, &fake);
+			return;
+		}
+		msg = out;
+	}
+	if (!strcmp(dest, ROUTES_DEADLETTER)) {
+		s_publish_dead(r, g, msg, event, route, dest,
+			       rt ? "routed to deadletter" : "unmatched", 0, NULL);
+		kanal_msg_destroy(&out);
+		return;
+	}
+	msg_id = malloc(id_len);
+	body = kanal_msg_to_json(msg, &len);
+	if (!msg_id || !body) {
+		g->failed = true;
+	} else {
+		snprintf(msg_id, id_len, "%s|%s|%s%s", event, route, fallback ? "fallback:" : "",
+			 dest);
+		h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
+		h[1] = (cluster_header_t){ "Kanal-Event", event };
+		h[2] = (cluster_header_t){ "Kanal-Route", route };
+		if (fallback)
+			h[n_h++] = (cluster_header_t){ "Kanal-Fallback", "1" };
+		cluster_subject_dlv(r->cluster->link, dest, subject, sizeof subject);
+		s_group_publish(r, g, subject, h, n_h, body, len);
+	}
+	free(msg_id);
+	kanal_free(body);
+	kanal_msg_destroy(&out);
+}
+
+/* An accepted event for this node to route. */
+static void s_on_event(router_t *r, cluster_item_t *it)
+{
+	const route_t *stack[64];
+	kanal_msg_t *msg = NULL;
+	kanal_error_t err;
+	msg_group_t *g;
+	char event[300];
+	size_t n;
+
+	kanal_error_clear(&err);
+	snprintf(event, sizeof event, "%s", s_header(it->msg, "Nats-Msg-Id"));
+	if (kanal_msg_parse(natsMsg_GetData(it->msg), (size_t)natsMsg_GetDataLength(it->msg),
+			    (size_t)r->conf->max_event_bytes * 2, &msg, &err) < 0) {
+		/* Not ours (something else published on our subject): nothing can route it. */
+		log_error("cluster", "dropping a message on %s that is not an event: %s",
+			  natsMsg_GetSubject(it->msg), err.text);
+		natsMsg_Term(it->msg, NULL);
+		cluster_done(r->cluster->link, it->consumer);
+		return;
+	}
+	if (!(g = s_group_new(&it->msg, it->consumer))) {
+		kanal_msg_destroy(&msg);
+		cluster_done(r->cluster->link, it->consumer);
+		return; /* not acknowledged: redelivered after AckWait */
+	}
+	n = routes_match(r->table->routes, msg, stack, 64);
+	if (n > 64)
+		n = 64; /* more routes for one event than this is not a routing table */
+	ROUTER_PUBLISH(r, "accepted", NULL, msg, json_pack("{s:s}", "node", "cluster"));
+	if (n == 0) {
+		r->unmatched++;
+		s_publish_delivery(r, g, msg, event, NULL, 0, false);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (stack[i]->stat)
+			stack[i]->stat->matched++;
+		for (size_t k = 0; k < stack[i]->n_to; k++)
+			s_publish_delivery(r, g, msg, event, stack[i], k, false);
+	}
+	kanal_msg_destroy(&msg);
+	s_group_release(r, g);
+}
+
+/* ---- delivering: a message of a local destination's consumer -------------------------- */
+
+static void s_on_delivery(router_t *r, cluster_item_t *it)
+{
+	struct cluster_router *cr = r->cluster;
+	dest_t *d = it->consumer - 1 < cr->n_dests ? cr->dests[it->consumer - 1] : NULL;
+	const char *route = s_header(it->msg, "Kanal-Route");
+	bool fallback = *s_header(it->msg, "Kanal-Fallback") != '\0';
+	jsMsgMetaData *meta = NULL;
+	kanal_msg_t *msg = NULL;
+	kanal_error_t err;
+	delivery_t *dl;
+	shared_t *ev;
+
+	kanal_error_clear(&err);
+	if (!d || kanal_msg_parse(natsMsg_GetData(it->msg), (size_t)natsMsg_GetDataLength(it->msg),
+				  (size_t)r->conf->max_event_bytes * 2, &msg, &err) < 0) {
+		log_error("cluster", "dropping a message on %s that is not an event: %s",
+			  natsMsg_GetSubject(it->msg), err.text);
+		natsMsg_Term(it->msg, NULL);
+		cluster_done(cr->link, it->consumer);
+		return;
+	}
+	if (!(ev = router_shared_new(&msg))) {
+		cluster_done(cr->link, it->consumer); /* redelivered after AckWait */
+		return;
+	}
+	dl = router_delivery_new(r, fallback ? DL_FALLBACK : DL_PRIMARY, ev, NULL, d);
+	router_shared_release(&ev);
+	if (!dl) {
+		cluster_done(cr->link, it->consumer);
+		return;
+	}
+	if (*route && !(dl->replay_route = strdup(route))) {
+		router_delivery_free(r, &dl);
+		return;
+	}
+	if (natsMsg_GetMetaData(&meta, it->msg) == NATS_OK) {
+		dl->attempt = meta->NumDelivered > 0 ? (int)meta->NumDelivered : 1;
+		jsMsgMetaData_Destroy(meta);
+	}
+	dl->cluster_msg = it->msg;
+	dl->cluster_consumer = it->consumer;
+	dl->cluster_touched_ms = r->now_ms;
+	it->msg = NULL;
+	router_enqueue(r, dl);
+}
+
+/* Takes dl's message for a group (the outcome's publishes), or NULL when out of memory (the
+ * message is then left unacknowledged, for AckWait to bring back). */
+static msg_group_t *s_take_group(router_t *r, delivery_t *dl)
+{
+	natsMsg *m = dl->cluster_msg;
+	msg_group_t *g = s_group_new(&m, dl->cluster_consumer);
+
+	if (g)
+		dl->cluster_msg = NULL;
+	(void)r;
+	return g;
+}
+
+static void s_dead(router_t *r, dest_t *d, delivery_t *dl, const route_t *rt, const char *reason)
+{
+	msg_group_t *g = s_take_group(r, dl);
+	json_t *extra = json_pack("{s:s?, s:s, s:s, s:i}", "route", router_route_name(dl),
+				  "destination", d->name, "reason", reason, "attempt", dl->attempt);
+
+	d->dead++;
+	if (rt && rt->stat)
+		rt->stat->dead++;
+	stream_publish(r->stream, "dead", NULL, dl->ev->msg, extra);
+	if (!g)
+		return;
+	s_publish_dead(r, g, dl->ev->msg, s_header(g->msg, "Kanal-Event"),
+		       router_route_key(router_route_name(dl)), d->name, reason, dl->attempt, dl);
+	s_group_release(r, g);
+}
+
+void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome, int64_t hint,
+			    const char *error)
+{
+	const route_t *rt = s_route_named(r, router_route_name(dl));
+	json_t *extra;
+
+	if (outcome == KANAL_OUTCOME_OK) {
+		d->delivered++;
+		if (rt && rt->stat)
+			rt->stat->delivered++;
+		ROUTER_PUBLISH(r, "delivered", NULL, dl->ev->msg,
+			       json_pack("{s:s?, s:s, s:i}", "route", router_route_name(dl),
+					 "destination", d->name, "attempt", dl->attempt));
+		natsMsg_Ack(dl->cluster_msg, NULL);
+		router_delivery_free(r, &dl); /* destroys the message, frees its fetch slot */
+		return;
+	}
+	delivery_error(dl, error);
+	if (outcome == KANAL_OUTCOME_RETRY) {
+		const route_retry_t *retry = rt ? &rt->retry : &s_default_retry;
+		if (r->stopping) {
+			/* Another node (or this one, started again) tries it now. */
+			natsMsg_Nak(dl->cluster_msg, NULL);
+			router_delivery_free(r, &dl);
+			return;
+		}
+		if (delivery_decide(KANAL_OUTCOME_RETRY, dl->attempt, retry, false, false) ==
+		    DELIVERY_RETRY) {
+			int64_t delay = delivery_backoff(retry, dl->attempt, hint);
+			d->retried++;
+			if (rt && rt->stat)
+				rt->stat->retried++;
+			extra = json_pack("{s:s?, s:s, s:i, s:s, s:I}", "route",
+					  router_route_name(dl), "destination", d->name, "attempt",
+					  dl->attempt, "error", error, "retry_in_ms",
+					  (json_int_t)delay);
+			stream_publish(r->stream, "retrying", NULL, dl->ev->msg, extra);
+			natsMsg_NakWithDelay(dl->cluster_msg, delay, NULL);
+			router_delivery_free(r, &dl);
+			return;
+		}
+		s_dead(r, d, dl, rt, "retry budget spent");
+		router_delivery_free(r, &dl);
+		return;
+	}
+	d->rejected++;
+	if (rt && rt->stat)
+		rt->stat->rejected++;
+	extra = json_pack("{s:s?, s:s, s:i, s:s}", "route", router_route_name(dl), "destination",
+			  d->name, "attempt", dl->attempt, "error", error);
+	stream_publish(r->stream, "rejected", NULL, dl->ev->msg, extra);
+	if (rt && rt->n_fallback && dl->kind == DL_PRIMARY) {
+		/* The fallback's ids are (event, route, fallback:dest): when several primaries
+		 * reject, JetStream keeps one copy per fallback destination. */
+		msg_group_t *g = s_take_group(r, dl);
+		if (g) {
+			char event[300];
+			snprintf(event, sizeof event, "%s", s_header(g->msg, "Kanal-Event"));
+			if (rt->stat)
+				rt->stat->fallback++;
+			for (size_t i = 0; i < rt->n_fallback; i++)
+				s_publish_delivery(r, g, dl->ev->msg, event, rt, i, true);
+			s_group_release(r, g);
+		}
+		router_delivery_free(r, &dl);
+		return;
+	}
+	s_dead(r, d, dl, rt, "rejected");
+	router_delivery_free(r, &dl);
+}
+
+static void s_touch(router_t *r, delivery_t *dl, int64_t before)
+{
+	for (; dl; dl = dl->next) {
+		if (dl->cluster_msg && dl->cluster_touched_ms < before) {
+			natsMsg_InProgress(dl->cluster_msg, NULL);
+			dl->cluster_touched_ms = r->now_ms;
+		}
+	}
+}
+
+/* This node's entry in the nodes bucket: who it is and what it has done. */
+static void s_heartbeat(router_t *r)
+{
+	struct cluster_router *cr = r->cluster;
+	uint64_t delivered = 0, dead = 0, retried = 0;
+	json_t *o, *instances = json_array();
+	char now[64], *text;
+
+	for (size_t i = 0; i < cr->n_dests; i++) {
+		delivered += cr->dests[i]->delivered;
+		dead += cr->dests[i]->dead;
+		retried += cr->dests[i]->retried;
+		json_array_append_new(instances, json_string(cr->dests[i]->name));
+	}
+	kanal_time_rfc3339(kanal_wall_ms(), now, sizeof now);
+	o = json_pack("{s:s, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "node",
+		      cluster_node_name(cr->link), "pid", (int)getpid(), "started_at",
+		      cr->started_at, "seen_at", now, "accepted", (json_int_t)r->accepted,
+		      "duplicates", (json_int_t)r->duplicates, "delivered", (json_int_t)delivered,
+		      "retried", (json_int_t)retried, "dead", (json_int_t)dead, "instances",
+		      instances);
+	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	if (text)
+		cluster_set_heartbeat(cr->link, text);
+	free(text);
+	json_decref(o);
+}
+
+json_t *cluster_router_cluster_status(router_t *r)
+{
+	struct cluster_router *cr = r->cluster;
+	json_t *consumers = json_array();
+
+	json_array_append_new(
+		consumers,
+		cluster_consumer_lag(cr->link, "IN", cluster_durable(cr->link, CLUSTER_ROUTE)));
+	for (size_t i = 0; i < cr->n_dests; i++) {
+		json_t *lag =
+			cluster_consumer_lag(cr->link, "DLV", cluster_durable(cr->link, i + 1));
+		json_object_set_new(lag, "destination", json_string(cr->dests[i]->name));
+		json_array_append_new(consumers, lag);
+	}
+	return json_pack("{s:s, s:o, s:o}", "this_node", cluster_node_name(cr->link), "nodes",
+			 cluster_nodes(cr->link), "consumers", consumers);
+}
+
+void cluster_router_tick(router_t *r)
+{
+	struct cluster_router *cr = r->cluster;
+	int64_t before;
+
+	if (r->now_ms < cr->next_tick_ms)
+		return;
+	cr->next_tick_ms = r->now_ms + 1000;
+	if (r->now_ms >= cr->next_heartbeat_ms) {
+		s_heartbeat(r);
+		cr->next_heartbeat_ms = r->now_ms + 5000;
+	}
+	before = r->now_ms - r->conf->nats.ack_wait_ms / 2;
+	for (size_t i = 0; i < cr->n_dests; i++) {
+		s_touch(r, cr->dests[i]->head, before);
+		s_touch(r, cr->dests[i]->inflight, before);
+	}
+}
+
+void cluster_router_forget(router_t *r, delivery_t *dl)
+{
+	natsMsg *m = dl->cluster_msg;
+
+	dl->cluster_msg = NULL;
+	if (!m)
+		return;
+	natsMsg_Destroy(m);
+	cluster_done(r->cluster->link, dl->cluster_consumer);
+}
+
+/* ---- dead letters: kanalctl dlq against <prefix>_DEAD --------------------------------------- */
+
+/* The letter's summary (and with `full` its errors and event) as the journal's dlq commands
+ * give it: its id is its sequence number in the stream. NULL when it is not an event of ours. */
+static json_t *s_letter(natsMsg *m, bool full)
+{
+	json_t *event = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+	json_t *errors = json_loads(s_header(m, "Kanal-Errors"), 0, NULL), *o;
+	char when[64];
+	const char *route = s_header(m, "Kanal-Route");
+
+	if (!json_is_object(event)) {
+		json_decref(event);
+		json_decref(errors);
+		return NULL;
+	}
+	kanal_time_rfc3339(natsMsg_GetTime(m) / 1000000, when, sizeof when);
+	o = json_pack("{s:I, s:s, s:s?, s:s, s:s, s:s, s:s, s:s, s:i}", "id",
+		      (json_int_t)natsMsg_GetSequence(m), "dead_at", when, "route",
+		      *route ? route : NULL, "destination", s_header(m, "Kanal-Destination"),
+		      "type", json_string_value(json_object_get(event, "type")) ?: "", "event_id",
+		      json_string_value(json_object_get(event, "id")) ?: "", "source",
+		      json_string_value(json_object_get(event, "source")) ?: "", "reason",
+		      s_header(m, "Kanal-Reason"), "attempts", atoi(s_header(m, "Kanal-Attempts")));
+	if (o && json_is_array(errors) && json_array_size(errors) > 0)
+		json_object_set(o, "error", json_array_get(errors, json_array_size(errors) - 1));
+	if (o && full) {
+		json_object_set_new(o, "errors",
+				    json_is_array(errors) ? json_incref(errors) : json_array());
+		json_object_set(o, "event", event);
+	}
+	json_decref(errors);
+	json_decref(event);
+	return o;
+}
+
+/* True when letter o passes the filters of dlq.list / replay --all-matching. */
+static bool s_letter_matches(json_t *o, json_t *filter, int64_t since_ms)
+{
+	const char *route = json_string_value(json_object_get(filter, "route"));
+	const char *type = json_string_value(json_object_get(filter, "type"));
+	int64_t dead_at = 0;
+
+	if (route && strcmp(route, json_string_value(json_object_get(o, "route")) ?: ""))
+		return false;
+	if (type && strcmp(type, json_string_value(json_object_get(o, "type")) ?: ""))
+		return false;
+	if (since_ms > 0 &&
+	    (kanal_time_parse_rfc3339(json_string_value(json_object_get(o, "dead_at")), &dead_at) ||
+	     dead_at < since_ms))
+		return false;
+	return true;
+}
+
+/* The letters matching filter, newest first when `newest_first`, up to limit (0: all):
+ * their summaries, or (ids_only) their ids. NULL when NATS did not answer. */
+static json_t *s_letters(router_t *r, json_t *filter, int64_t since_ms, int limit,
+			 bool newest_first, bool ids_only)
+{
+	cluster_t *c = r->cluster->link;
+	uint64_t first, last;
+	json_t *out;
+
+	if (cluster_dead_range(c, &first, &last) < 0)
+		return NULL;
+	out = json_array();
+	for (uint64_t k = 0; first && k <= last - first; k++) {
+		uint64_t seq = newest_first ? last - k : first + k;
+		natsMsg *m = NULL;
+		json_t *o;
+		int rc = cluster_dead_get(c, seq, &m);
+
+		if (rc == KANAL_ENOTFOUND)
+			continue; /* dropped or replayed */
+		if (rc < 0) {
+			json_decref(out);
+			return NULL;
+		}
+		o = s_letter(m, false);
+		natsMsg_Destroy(m);
+		if (!o || !s_letter_matches(o, filter, since_ms)) {
+			json_decref(o);
+			continue;
+		}
+		if (ids_only) {
+			json_array_append(out, json_object_get(o, "id"));
+			json_decref(o);
+		} else {
+			json_array_append_new(out, o);
+		}
+		if (limit > 0 && json_array_size(out) >= (size_t)limit)
+			break;
+	}
+	return out;
+}
+
+/* Replays letter seq: its event goes again to its destination (a new message id, so that the
+ * duplicate window does not drop it), then the letter is deleted. */
+static int s_replay(router_t *r, uint64_t seq, json_t *done)
+{
+	cluster_t *c = r->cluster->link;
+	natsMsg *m = NULL;
+	char subject[300], msg_id[400];
+	const char *dest, *route, *event;
+	cluster_header_t h[3];
+	kanal_error_t err;
+	int rc = cluster_dead_get(c, seq, &m);
+
+	if (rc < 0)
+		return rc;
+	dest = s_header(m, "Kanal-Destination");
+	route = s_header(m, "Kanal-Route");
+	event = s_header(m, "Kanal-Event");
+	if (!router_dest(r, dest) || !router_dest(r, dest)->inst) {
+		natsMsg_Destroy(m);
+		return KANAL_ENOTFOUND; /* the instance is gone from the config */
+	}
+	snprintf(msg_id, sizeof msg_id, "%s|%s|%s|replay:%llu", event, route, dest,
+		 (unsigned long long)seq);
+	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
+	h[1] = (cluster_header_t){ "Kanal-Event", event };
+	h[2] = (cluster_header_t){ "Kanal-Route", route };
+	cluster_subject_dlv(c, dest, subject, sizeof subject);
+	kanal_error_clear(&err);
+	rc = cluster_publish_sync(c, subject, h, 3, natsMsg_GetData(m),
+				  (size_t)natsMsg_GetDataLength(m), &err);
+	if (rc == 0) {
+		cluster_dead_delete(c, seq);
+		stream_publish(
+			r->stream, "replayed", "-", NULL,
+			json_pack("{s:I, s:s}", "letter", (json_int_t)seq, "destination", dest));
+		json_array_append_new(done, json_integer((json_int_t)seq));
+	} else {
+		log_warn("cluster", "replaying dead letter %llu: %s", (unsigned long long)seq,
+			 err.text);
+	}
+	natsMsg_Destroy(m);
+	return rc;
+}
+
+json_t *cluster_router_dlq(router_t *r, const char *cmd, json_t *req, int64_t since_ms, bool *clear)
+{
+	cluster_t *c = r->cluster->link;
+	json_t *filter = json_object_get(req, "match");
+
+	if (!strcmp(cmd, "dlq.list")) {
+		json_t *items = s_letters(
+			r, req, since_ms,
+			(int)json_integer_value(json_object_get(req, "limit")) ?: 100, true, false);
+		return items ? json_pack("{s:b, s:o}", "ok", 1, "items", items)
+			     : json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "NATS did not answer for the dead-letter stream");
+	}
+	if (!strcmp(cmd, "dlq.show")) {
+		natsMsg *m = NULL;
+		json_t *item = NULL;
+		if (cluster_dead_get(c, (uint64_t)json_integer_value(json_object_get(req, "id")),
+				     &m) == 0)
+			item = s_letter(m, true);
+		natsMsg_Destroy(m);
+		*clear = json_is_true(json_object_get(req, "clear"));
+		if (!item)
+			return json_pack("{s:b, s:s}", "ok", 0, "error", "no such dead letter");
+		return json_pack("{s:b, s:o}", "ok", 1, "item", item);
+	}
+	if (!strcmp(cmd, "dlq.replay") || !strcmp(cmd, "dlq.drop")) {
+		bool replay = !strcmp(cmd, "dlq.replay");
+		json_t *ids, *done = json_array(), *missing = json_array(), *id;
+		size_t i;
+
+		if (replay && json_is_object(filter))
+			ids = s_letters(r, filter, 0, 0, false, true);
+		else
+			ids = json_incref(json_object_get(req, "ids"));
+		json_array_foreach(ids, i, id)
+		{
+			uint64_t seq = (uint64_t)json_integer_value(id);
+			int rc = replay ? s_replay(r, seq, done) : cluster_dead_delete(c, seq);
+			if (!replay && rc == 0)
+				json_array_append(done, id);
+			if (rc < 0)
+				json_array_append(missing, id);
+		}
+		json_decref(ids);
+		return admin_dlq_reply(replay, done, missing);
+	}
+	return json_pack("{s:b, s:s}", "ok", 0, "error",
+			 "cluster mode: the DEAD stream keeps letters until dropped or replayed; "
+			 "purge them with dlq drop");
+}
+
+/* ---- the inbox, construction ------------------------------------------------------------ */
+
+void cluster_router_on_inbox(router_t *r)
+{
+	cluster_item_t *list = cluster_take(r->cluster->link);
+
+	r->now_ms = kanal_now_ms();
+	while (list) {
+		cluster_item_t *it = list;
+		list = it->next;
+		if (it->kind == CLUSTER_PUBACK)
+			s_on_puback(r, it);
+		else if (it->consumer == CLUSTER_ROUTE)
+			s_on_event(r, it);
+		else
+			s_on_delivery(r, it);
+		cluster_item_free(&it);
+	}
+}
+
+int cluster_router_fd(const router_t *r)
+{
+	return r->cluster ? cluster_fd(r->cluster->link) : -1;
+}
+
+/* A route cluster mode cannot run yet, added to d; true when the table has one. */
+static bool s_unsupported(const routes_t *routes, diag_t *d)
+{
+	size_t n = routes_count(routes);
+	bool found = false;
+
+	for (size_t i = 0; i < n; i++) {
+		const route_t *rt = routes_get(routes, i);
+		if (rt->n_enrich) {
+			diag_add(d, rt->file, rt->line, rt->column,
+				 "route '%s' has enrich steps, which journal mode cluster does not "
+				 "run yet (docs/cluster.md)",
+				 rt->name);
+			found = true;
+		}
+	}
+	return found;
+}
+
+bool cluster_router_refuses(router_t *r, routes_t **routes_p, diag_t *d)
+{
+	if (!r->cluster || !s_unsupported(*routes_p, d))
+		return false;
+	routes_destroy(routes_p);
+	return true;
+}
+
+int cluster_router_new(router_t *r, char *err, size_t err_size)
+{
+	struct cluster_router *cr = calloc(1, sizeof *cr);
+	char **names = calloc(r->n_instances + 1, sizeof *names);
+	kanal_error_t e;
+
+	if (!cr || !names || !(cr->dests = calloc(r->n_instances + 1, sizeof *cr->dests))) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
+	{
+		diag_t d = { 0 };
+		if (s_unsupported(r->table->routes, &d)) {
+			char *text = diag_join_sep(&d, "; ");
+			snprintf(err, err_size, "%s", text ? text : "out of memory");
+			free(text);
+			diag_free(&d);
+			goto fail;
+		}
+		diag_free(&d);
+	}
+	for (size_t i = 0; i < r->n_instances; i++) {
+		names[i] = r->instances[i]->name;
+		cr->dests[i] = &r->dests[i];
+	}
+	cr->n_dests = r->n_instances;
+	kanal_error_clear(&e);
+	cr->link =
+		cluster_new(&r->conf->nats, r->conf->dedupe_window_ms, names, r->n_instances, &e);
+	if (!cr->link) {
+		snprintf(err, err_size, "%s", e.text);
+		goto fail;
+	}
+	free(names);
+	r->cluster = cr;
+	log_info("cluster", "joined the NATS cluster: streams %s_IN, %s_DLV, %s_DEAD",
+		 r->conf->nats.stream_prefix, r->conf->nats.stream_prefix,
+		 r->conf->nats.stream_prefix);
+	return 0;
+fail:
+	free(names);
+	if (cr)
+		free(cr->dests);
+	free(cr);
+	return KANAL_ECONFIG;
+}
+
+/* The event stream's mirror: each line on <prefix>.events.<kind>.<tail>. */
+static void s_mirror(void *arg, const char *kind, const char *tail, const char *payload)
+{
+	cluster_t *c = arg;
+	char subject[400];
+
+	cluster_subject_events(c, kind, tail, subject, sizeof subject);
+	cluster_publish_core(c, subject, payload);
+}
+
+int cluster_router_start(router_t *r)
+{
+	if (r->cluster) {
+		kanal_time_rfc3339(kanal_wall_ms(), r->cluster->started_at,
+				   sizeof r->cluster->started_at);
+		s_heartbeat(r);
+	}
+	if (r->cluster && r->conf->nats.events)
+		stream_set_mirror(r->stream, s_mirror, r->cluster->link);
+	return r->cluster ? cluster_start(r->cluster->link) : 0;
+}
+
+void cluster_router_destroy(router_t *r)
+{
+	struct cluster_router *cr = r->cluster;
+
+	if (!cr)
+		return;
+	cluster_destroy(&cr->link);
+	for (size_t i = 0; i < WAITER_BUCKETS; i++) {
+		while (cr->buckets[i]) {
+			waiter_t *w = cr->buckets[i];
+			cr->buckets[i] = w->next;
+			free(w->id);
+			s_reply_release(&w->reply);
+			kanal_msg_destroy(&w->msg);
+			if (w->group && --w->group->outstanding == 0) {
+				/* Unacknowledged: JetStream brings it back after AckWait. */
+				natsMsg_Destroy(w->group->msg);
+				free(w->group);
+			}
+			free(w);
+		}
+	}
+	s_reply_release(&cr->request);
+	free(cr->dests);
+	free(cr);
+	r->cluster = NULL;
+}

@@ -1,0 +1,889 @@
+/*
+ * tests/integration/test_cluster.c — cluster mode (journal.mode: cluster, docs/cluster.md)
+ * against real nats-server processes (tests/util/natsd.h) and real kanald nodes: an event is
+ * answered "accepted" only once JetStream stored it, a resend is "duplicate", every accepted
+ * event reaches every destination at least once — with one node, and with three nats-server
+ * and three kanald nodes while one kanald (a batch in flight to it) and then one nats-server
+ * are killed mid-stream (3000 events; KANAL_CLUSTER_EVENTS=20000 for the issue's count);
+ * RETRY beyond the route's budget and REJECT end in the DEAD stream with their reason, which
+ * kanalctl dlq lists, shows and replays; a REJECT with a fallback takes it; plugin emits go
+ * through JetStream; a delivery longer than ack_wait is not handed out twice; the event
+ * stream's lines reach NATS subjects; `status --cluster` lists the nodes; a node whose NATS
+ * connection is gone stops acknowledging; a stream that differs from the node's config, NATS
+ * out of reach, or a route with enrich steps is refused with what to do.
+ *
+ * Every test starts its own NATS cluster and kanald nodes on ephemeral loopback ports and
+ * bounds every wait generously (a 2-core machine shared with other suites). The suite is
+ * skipped, saying so, when nats-server is not installed (scripts/deps.sh installs it).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <jansson.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "kanald.h"
+#include "natsd.h"
+#include "test.h"
+
+#define WAIT 20000 /* ms: the bound of a gateway reply (kanald's own publish timeout is 10 s) */
+#define BATCH 50
+/* Events of the three-node test: 3000 by default (the issue's 20,000 take minutes on 2 shared
+ * cores); KANAL_CLUSTER_EVENTS=20000 runs the issue's count. A multiple of BATCH. */
+static int s_cluster_events(void)
+{
+	const char *env = getenv("KANAL_CLUSTER_EVENTS");
+	int n = env ? atoi(env) : 0;
+
+	return n >= 3 * BATCH ? n / BATCH * BATCH : 3000;
+}
+
+static const char *s_sinks = "  - name: a\n    plugin: sink\n"
+			     "    options: { path: '@DIR@/a.jsonl', fail_type: x.poison }\n"
+			     "  - name: b\n    plugin: sink\n"
+			     "    options: { path: '@DIR@/b.jsonl', retry_type: x.retry, "
+			     "retry_after: 10ms }\n"
+			     "  - name: c\n    plugin: sink\n"
+			     "    options: { path: '@DIR@/c.jsonl', fail_type: y.fb }\n";
+
+static const char *s_routes = "routes:\n"
+			      "  - name: both\n"
+			      "    match: { type: 'x.>' }\n"
+			      "    to: [a, b]\n"
+			      "    retry: { max_attempts: 3, backoff: 50ms, max_backoff: 100ms }\n"
+			      "  - name: fb\n"
+			      "    match: { type: 'y.>' }\n"
+			      "    to: [c]\n"
+			      "    fallback: [b]\n";
+
+/* A kanald config in cluster mode against nc with `replicas`. */
+static char *s_conf(const natsd_t *nc, int replicas, const char *dedupe_window)
+{
+	char *extra = NULL, *conf;
+
+	if (asprintf(&extra,
+		     "journal:\n"
+		     "  mode: cluster\n"
+		     "  dedupe_window: %s\n"
+		     "  nats:\n"
+		     "    servers: %s\n"
+		     "    replicas: %d\n"
+		     "    ack_wait: 5s\n",
+		     dedupe_window, nc->servers, replicas) < 0)
+		return NULL;
+	conf = kd_config(s_sinks, extra);
+	free(extra);
+	return conf;
+}
+
+/* A batch of events ev-<first> … of `type`. */
+static char *s_batch(int first, int count, const char *type)
+{
+	size_t cap = (size_t)count * 160 + 8, used = 0;
+	char *text = malloc(cap);
+
+	if (!text)
+		return NULL;
+	text[used++] = '[';
+	for (int i = 0; i < count; i++)
+		used += (size_t)snprintf(text + used, cap - used,
+					 "%s{\"specversion\":\"1.0\",\"id\":\"ev-%06d\","
+					 "\"source\":\"/cluster-test\",\"type\":\"%s\","
+					 "\"data\":{\"n\":%d}}",
+					 i ? "," : "", first + i, type, first + i);
+	snprintf(text + used, cap - used, "]");
+	return text;
+}
+
+/* The statuses in a gateway reply: how many results are accepted, duplicate, or other.
+ * Returns the number of results. */
+static size_t s_tally(const char *reply, size_t *accepted, size_t *duplicate, size_t *other,
+		      char *first_other, size_t size)
+{
+	json_t *root = reply ? json_loads(reply, 0, NULL) : NULL, *res;
+	size_t i, n = 0;
+
+	json_array_foreach(json_object_get(root, "results"), i, res)
+	{
+		const char *st = json_string_value(json_object_get(res, "status"));
+		n++;
+		if (st && !strcmp(st, "accepted"))
+			(*accepted)++;
+		else if (st && !strcmp(st, "duplicate"))
+			(*duplicate)++;
+		else {
+			if (first_other && !*other)
+				snprintf(first_other, size, "%s: %s", st ? st : "?",
+					 json_string_value(json_object_get(res, "reason")) ?: "");
+			(*other)++;
+		}
+	}
+	json_decref(root);
+	return n;
+}
+
+/* Counts, per event number, the lines of a sink's file naming ev-<n>. */
+static void s_count(const char *path, unsigned *counts, int n)
+{
+	char *text = test_read_file(path, NULL), *line, *save = NULL;
+
+	if (!text)
+		return;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const char *p = strstr(line, "\"id\":\"ev-");
+		int idx = p ? atoi(p + 9) : -1;
+		if (idx >= 0 && idx < n)
+			counts[idx]++;
+	}
+	free(text);
+}
+
+/* Events 0..n-1 that no node's sink `name` has written yet; *dups gets the deliveries
+ * beyond the first. */
+static int s_missing(kd_t **nodes, size_t n_nodes, const char *name, int n, size_t *dups)
+{
+	unsigned *counts = calloc((size_t)n, sizeof *counts);
+	int missing = 0;
+
+	*dups = 0;
+	if (!counts)
+		return n;
+	for (size_t k = 0; k < n_nodes; k++)
+		if (nodes[k])
+			s_count(kd_path(nodes[k], name), counts, n);
+	for (int i = 0; i < n; i++) {
+		if (!counts[i])
+			missing++;
+		else
+			*dups += counts[i] - 1;
+	}
+	free(counts);
+	return missing;
+}
+
+/* Waits up to timeout_ms until both sinks, over the nodes, hold every event 0..n-1.
+ * Returns the events still missing at one of them. */
+static int s_wait_delivered(kd_t **nodes, size_t n_nodes, int n, int timeout_ms, size_t *dups_a,
+			    size_t *dups_b)
+{
+	int64_t deadline = test_now_ms() + timeout_ms;
+	int ma, mb;
+
+	for (;;) {
+		ma = s_missing(nodes, n_nodes, "a.jsonl", n, dups_a);
+		mb = s_missing(nodes, n_nodes, "b.jsonl", n, dups_b);
+		if ((!ma && !mb) || test_now_ms() >= deadline)
+			break;
+		test_sleep_ms(200);
+	}
+	if (ma || mb)
+		fprintf(stderr, "\nnot delivered after %d s: %d at a, %d at b\n", timeout_ms / 1000,
+			ma, mb);
+	return ma > mb ? ma : mb;
+}
+
+/* The number of messages in the DEAD stream, -1 when JetStream does not say. */
+static int64_t s_dead_count(const natsd_t *nc)
+{
+	natsConnection *conn = NULL;
+	jsCtx *js = NULL;
+	jsStreamInfo *si = NULL;
+	int64_t n = -1;
+
+	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK &&
+	    natsConnection_JetStream(&js, conn, NULL) == NATS_OK &&
+	    js_GetStreamInfo(&si, js, "KANAL_DEAD", NULL, NULL) == NATS_OK)
+		n = (int64_t)si->State.Msgs;
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(conn);
+	return n;
+}
+
+/* The messages of the DEAD stream (up to max), their Kanal-Reason headers joined with ','
+ * into reasons. Returns the count read. */
+static int s_dead_letters(const natsd_t *nc, char *reasons, size_t size, int max)
+{
+	natsConnection *conn = NULL;
+	jsCtx *js = NULL;
+	natsSubscription *sub = NULL;
+	natsMsgList list = { 0 };
+	jsErrCode jerr = 0;
+	int n = 0;
+
+	reasons[0] = '\0';
+	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) != NATS_OK ||
+	    natsConnection_JetStream(&js, conn, NULL) != NATS_OK ||
+	    js_PullSubscribe(&sub, js, "kanal.dead.>", "test-reader", NULL, NULL, &jerr) != NATS_OK)
+		goto out;
+	if (natsSubscription_Fetch(&list, sub, max, 3000, &jerr) == NATS_OK) {
+		for (int i = 0; i < list.Count; i++) {
+			const char *reason = NULL;
+			natsMsgHeader_Get(list.Msgs[i], "Kanal-Reason", &reason);
+			snprintf(reasons + strlen(reasons), size - strlen(reasons), "%s%s",
+				 n ? "," : "", reason ? reason : "?");
+			n++;
+		}
+	}
+	natsMsgList_Destroy(&list);
+out:
+	natsSubscription_Destroy(sub);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(conn);
+	return n;
+}
+
+/* Sends a batch to node *next (round robin over the running nodes) until every event in it
+ * is accepted or a duplicate, resending to the next node after an error or no reply.
+ * Returns false when that did not happen within about 40 s (a leader election after a
+ * SIGKILL takes 4-8 s, answered "no responders" meanwhile); counts the first answers. */
+static bool s_store(kd_t **nodes, const bool *up, size_t n_nodes, size_t *next, const char *batch,
+		    size_t *duplicates, size_t *resends)
+{
+	for (int attempt = 0; attempt < 40; attempt++) {
+		size_t acc = 0, dup = 0, other = 0;
+		char *reply = NULL, why[300] = "";
+		kd_t *kd;
+
+		while (!up[*next % n_nodes])
+			(*next)++;
+		kd = nodes[*next % n_nodes];
+		(*next)++;
+		kd_send_event(kd, batch, NULL, WAIT, &reply);
+		s_tally(reply, &acc, &dup, &other, why, sizeof why);
+		free(reply);
+		if (acc + dup == BATCH && !other) {
+			*duplicates += dup;
+			return true;
+		}
+		(*resends)++;
+		if (attempt >= 10)
+			fprintf(stderr, "a batch not stored yet (attempt %d): %s\n", attempt + 1,
+				why[0] ? why : "no reply");
+		test_sleep_ms(1000);
+	}
+	return false;
+}
+
+/* ---- the config ----------------------------------------------------------------------- */
+
+/* journal.nats as written and its defaults (the errors are in tests/data/conf/bad/). */
+static void test_config(void)
+{
+	char *dir = test_tmpdir("cluster-conf"), *path;
+	conf_t *conf = NULL;
+	diag_t d = { 0 };
+
+	path = test_write_file(
+		dir, "kanald.yaml",
+		"routes: [routes]\n"
+		"journal:\n"
+		"  mode: cluster\n"
+		"  nats:\n"
+		"    servers: [nats://10.0.0.1:4222, tls://10.0.0.2:4222]\n"
+		"    creds_file: secret/kanal.creds\n"
+		"    tls: { ca_file: ca.pem, cert_file: me.pem, key_file: me.key }\n");
+	CU_ASSERT_EQUAL_FATAL(conf_load(path, &conf, &d), 0);
+	CU_ASSERT(conf->journal_cluster);
+	CU_ASSERT(!conf->journal_durable);
+	CU_ASSERT_EQUAL(conf->nats.n_servers, 2);
+	CU_ASSERT_STRING_EQUAL(conf->nats.servers[1], "tls://10.0.0.2:4222");
+	CU_ASSERT_STRING_EQUAL(conf->nats.stream_prefix, "KANAL");
+	CU_ASSERT_EQUAL(conf->nats.replicas, 3);
+	CU_ASSERT_EQUAL(conf->nats.ack_wait_ms, 30000);
+	/* Files are relative to kanald.yaml's folder. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(conf->nats.creds_file, "/secret/kanal.creds"));
+	CU_ASSERT_EQUAL(conf->nats.creds_file[0], '/');
+	CU_ASSERT_PTR_NOT_NULL(strstr(conf->nats.tls_key_file, "/me.key"));
+	conf_destroy(&conf);
+	diag_free(&d);
+	free(path);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
+/* ---- one node, one replica ------------------------------------------------------------ */
+
+static void test_one_node_end_to_end(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *kd = NULL, *nodes[1];
+	char *conf = NULL, *batch = NULL, *reply = NULL, reasons[200];
+	bool up[1] = { true };
+	size_t next = 0, dups = 0, resends = 0, da = 0, db = 0, acc = 0, dup = 0, other = 0;
+	int events = 300;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster1", 1)) != NULL);
+	conf = s_conf(nc, 1, "10m");
+	REQUIRE((kd = kd_start("cluster1-kd", conf, s_routes)) != NULL);
+	nodes[0] = kd;
+	for (int first = 0; first < events; first += BATCH) {
+		free(batch);
+		batch = s_batch(first, BATCH, "x.ok");
+		REQUIRE(s_store(nodes, up, 1, &next, batch, &dups, &resends));
+	}
+	CU_ASSERT_EQUAL(dups, 0);
+	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 1, events, 60000, &da, &db), 0);
+	CU_ASSERT_EQUAL(da + db, 0); /* nothing died: nothing delivered twice */
+
+	/* The first batch again: JetStream's duplicate window answers, nothing is routed. */
+	free(batch);
+	batch = s_batch(0, BATCH, "x.ok");
+	REQUIRE(kd_send_event(kd, batch, NULL, WAIT, &reply));
+	s_tally(reply, &acc, &dup, &other, NULL, 0);
+	CU_ASSERT_EQUAL(dup, BATCH);
+	CU_ASSERT_EQUAL(acc, 0);
+	test_sleep_ms(1000);
+	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 1, events, 1000, &da, &db), 0);
+	CU_ASSERT_EQUAL(da + db, 0);
+
+	/* REJECT at a and RETRY at b beyond the route's 3 attempts: both in the DEAD stream. */
+	free(batch);
+	batch = strdup("[{\"specversion\":\"1.0\",\"id\":\"p1\",\"source\":\"/cluster-test\","
+		       "\"type\":\"x.poison\"},{\"specversion\":\"1.0\",\"id\":\"r1\","
+		       "\"source\":\"/cluster-test\",\"type\":\"x.retry\"}]");
+	CU_ASSERT(kd_send_event(kd, batch, "accepted", WAIT, NULL));
+	{
+		int64_t deadline = test_now_ms() + 30000;
+		while (s_dead_count(nc) < 2 && test_now_ms() < deadline)
+			test_sleep_ms(300);
+		CU_ASSERT_EQUAL(s_dead_count(nc), 2);
+		CU_ASSERT_EQUAL(s_dead_letters(nc, reasons, sizeof reasons, 10), 2);
+		CU_ASSERT_PTR_NOT_NULL(strstr(reasons, "rejected"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(reasons, "retry budget spent"));
+	}
+	/* REJECT at c: the route's fallback b gets it, and it is no dead letter. */
+	{
+		char *e = kd_event("/cluster-test", "fb1", "y.fb", "{}");
+		int64_t deadline = test_now_ms() + 30000;
+		CU_ASSERT(kd_send_event(kd, e, "accepted", WAIT, NULL));
+		free(e);
+		for (;;) {
+			char *text = test_read_file(kd_path(kd, "b.jsonl"), NULL);
+			bool there = strstr(text ?: "", "\"fb1\"") != NULL;
+			free(text);
+			if (there || test_now_ms() >= deadline)
+				break;
+			test_sleep_ms(200);
+		}
+		e = test_read_file(kd_path(kd, "b.jsonl"), NULL);
+		CU_ASSERT_EQUAL(kd_count(e, "\"id\":\"fb1\""), 1);
+		free(e);
+		e = test_read_file(kd_path(kd, "c.jsonl"), NULL);
+		CU_ASSERT_EQUAL(kd_count(e, "\"fb1\""), 0);
+		free(e);
+		CU_ASSERT_EQUAL(s_dead_count(nc), 2);
+	}
+	/* kanalctl dlq against the DEAD stream: list, show, then replay once the destinations
+	 * take the events (kanald restarted with fixed sinks on the same streams). */
+	{
+		char cmd[1200], out[4096] = "";
+		size_t got;
+		FILE *f;
+		json_t *list = NULL, *item, *shown = NULL;
+		json_int_t rejected_id = -1;
+		size_t i;
+
+		snprintf(cmd, sizeof cmd, "%s -c %s dlq list 2>&1", test_path("bin/kanalctl"),
+			 kd->conf_path);
+		f = popen(cmd, "r");
+		got = f ? fread(out, 1, sizeof out - 1, f) : 0;
+		out[got] = '\0';
+		if (f)
+			pclose(f);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "retry budget spent"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "rejected"));
+		free(reply);
+		reply = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
+		list = reply ? json_loads(reply, 0, NULL) : NULL;
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(list, "items")), 2);
+		json_array_foreach(json_object_get(list, "items"), i, item)
+		{
+			if (!strcmp(json_string_value(json_object_get(item, "reason")) ?: "",
+				    "rejected")) {
+				rejected_id = json_integer_value(json_object_get(item, "id"));
+				CU_ASSERT_STRING_EQUAL(
+					json_string_value(json_object_get(item, "destination"))
+						?: "",
+					"a");
+				CU_ASSERT_STRING_EQUAL(
+					json_string_value(json_object_get(item, "event_id")) ?: "",
+					"p1");
+			}
+		}
+		json_decref(list);
+		CU_ASSERT(rejected_id > 0);
+		snprintf(cmd, sizeof cmd, "{\"cmd\":\"dlq.show\",\"id\":%lld}",
+			 (long long)rejected_id);
+		free(reply);
+		reply = kd_admin(kd, cmd, WAIT);
+		shown = reply ? json_loads(reply, 0, NULL) : NULL;
+		item = json_object_get(shown, "item");
+		CU_ASSERT(json_array_size(json_object_get(item, "errors")) >= 1);
+		CU_ASSERT_STRING_EQUAL(
+			json_string_value(json_object_get(json_object_get(item, "event"), "id"))
+				?: "",
+			"p1");
+		json_decref(shown);
+	}
+	/* The status says cluster mode and connected; the dlq commands say where letters are. */
+	free(reply);
+	reply = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	{
+		json_t *st = reply ? json_loads(reply, 0, NULL) : NULL;
+		json_t *j = json_object_get(st, "journal");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "mode")) ?: "",
+				       "cluster");
+		CU_ASSERT(json_is_true(json_object_get(j, "connected")));
+		json_decref(st);
+	}
+	/* Fixed destinations: a replay of every letter delivers both and empties the stream. */
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, 20000), 0);
+	free(conf);
+	conf = s_conf(nc, 1, "10m");
+	{
+		char *fixed = strstr(conf, ", fail_type: x.poison");
+		if (fixed)
+			memmove(fixed, fixed + strlen(", fail_type: x.poison"),
+				strlen(fixed + strlen(", fail_type: x.poison")) + 1);
+		fixed = strstr(conf, ", retry_type: x.retry");
+		if (fixed)
+			memmove(fixed, fixed + strlen(", retry_type: x.retry"),
+				strlen(fixed + strlen(", retry_type: x.retry")) + 1);
+	}
+	kd_write_config(kd, conf);
+	REQUIRE(kd_restart(kd) == 0);
+	free(reply);
+	reply = kd_admin(kd, "{\"cmd\":\"dlq.replay\",\"match\":{}}", WAIT);
+	{
+		json_t *rep = reply ? json_loads(reply, 0, NULL) : NULL;
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(rep, "replayed")), 2);
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(rep, "missing")), 0);
+		json_decref(rep);
+	}
+	{
+		int64_t deadline = test_now_ms() + 30000;
+		size_t pa = 0, rb = 0;
+		while (test_now_ms() < deadline) {
+			char *ta = test_read_file(kd_path(kd, "a.jsonl"), NULL);
+			char *tb = test_read_file(kd_path(kd, "b.jsonl"), NULL);
+			pa = kd_count(ta, "\"id\":\"p1\"");
+			rb = kd_count(tb, "\"id\":\"r1\"");
+			free(ta);
+			free(tb);
+			if (pa && rb)
+				break;
+			test_sleep_ms(200);
+		}
+		CU_ASSERT_EQUAL(pa, 1);
+		CU_ASSERT_EQUAL(rb, 1);
+		CU_ASSERT_EQUAL(s_dead_count(nc), 0);
+	}
+done:
+	free(reply);
+	free(batch);
+	free(conf);
+	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
+/* ---- a node without its NATS connection ------------------------------------------------- */
+
+static void test_no_nats_no_acknowledgement(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *kd = NULL, *nodes[1];
+	char *conf = NULL, *e = NULL, *reply = NULL, why[300] = "";
+	size_t acc = 0, dup = 0, other = 0, da = 0, db = 0;
+	bool stored = false;
+	int64_t deadline;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster-split", 1)) != NULL);
+	conf = s_conf(nc, 1, "10m");
+	REQUIRE((kd = kd_start("cluster-split-kd", conf, s_routes)) != NULL);
+	nodes[0] = kd;
+	REQUIRE(natsd_kill(nc, 0, SIGKILL) == 0);
+	e = kd_event("/cluster-test", "ev-000000", "x.ok", "{\"n\":0}");
+	REQUIRE(kd_send_event(kd, e, NULL, WAIT, &reply));
+	s_tally(reply, &acc, &dup, &other, why, sizeof why);
+	CU_ASSERT_EQUAL(acc, 0);
+	CU_ASSERT_EQUAL(other, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "error: not accepted"));
+	free(reply);
+	reply = NULL;
+	/* NATS back: the node reconnects by itself and the resend is stored and delivered. */
+	REQUIRE(natsd_restart(nc, 0) == 0);
+	deadline = test_now_ms() + 30000;
+	while (!stored && test_now_ms() < deadline) {
+		acc = dup = other = 0;
+		kd_send_event(kd, e, NULL, WAIT, &reply);
+		s_tally(reply, &acc, &dup, &other, NULL, 0);
+		free(reply);
+		reply = NULL;
+		stored = acc == 1;
+		if (!stored)
+			test_sleep_ms(300);
+	}
+	CU_ASSERT(stored);
+	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 1, 1, 30000, &da, &db), 0);
+done:
+	free(reply);
+	free(e);
+	free(conf);
+	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
+/* ---- an instance's emits ------------------------------------------------------------------- */
+
+/* A plugin's emit is published to the accept stream too, acknowledged once stored, and
+ * routed like any event: tp_echo re-emits what it gets as <type>.echoed. */
+static void test_emits_go_through_jetstream(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *kd = NULL;
+	char *conf = NULL, *extra = NULL, *batch = NULL;
+	int n = 100;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster-emit", 1)) != NULL);
+	REQUIRE(asprintf(&extra,
+			 "journal:\n  mode: cluster\n  nats:\n    servers: %s\n"
+			 "    replicas: 1\n    ack_wait: 5s\n",
+			 nc->servers) > 0);
+	conf = kd_config("  - name: echo\n    plugin: '@TPLUGINS@/tp_echo.so'\n"
+			 "  - name: a\n    plugin: sink\n    options: { path: '@DIR@/a.jsonl' }\n"
+			 "  - name: b\n    plugin: sink\n    options: { path: '@DIR@/b.jsonl' }\n",
+			 extra);
+	REQUIRE((kd = kd_start(
+			 "cluster-emit-kd", conf,
+			 "routes:\n"
+			 "  - name: in\n    match: { type: y.in }\n    to: [echo]\n"
+			 "  - name: out\n    match: { type: y.in.echoed }\n    to: [a, b]\n")) !=
+		NULL);
+	for (int first = 0; first < n; first += BATCH) {
+		free(batch);
+		batch = s_batch(first, BATCH, "y.in");
+		CU_ASSERT(kd_send_event(kd, batch, "accepted", WAIT, NULL));
+	}
+	/* The echoes carry new ids: count them by their data's n, which the sink writes. */
+	{
+		int64_t deadline = test_now_ms() + 60000;
+		size_t got_a = 0, got_b = 0;
+		while (test_now_ms() < deadline) {
+			char *ta = test_read_file(kd_path(kd, "a.jsonl"), NULL);
+			char *tb = test_read_file(kd_path(kd, "b.jsonl"), NULL);
+			got_a = kd_count(ta, "y.in.echoed");
+			got_b = kd_count(tb, "y.in.echoed");
+			free(ta);
+			free(tb);
+			if (got_a >= (size_t)n && got_b >= (size_t)n)
+				break;
+			test_sleep_ms(200);
+		}
+		CU_ASSERT_EQUAL(got_a, (size_t)n);
+		CU_ASSERT_EQUAL(got_b, (size_t)n);
+	}
+done:
+	free(batch);
+	free(extra);
+	free(conf);
+	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
+/* ---- the event stream on NATS ---------------------------------------------------------------- */
+
+/* With nats.events, each line of the event stream is also published on
+ * kanal.events.<kind>.<type>: a monitor watches every node in one place. */
+static void test_event_lines_on_nats(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *kd = NULL;
+	char *conf = NULL, *extra = NULL, *e = NULL;
+	natsConnection *conn = NULL;
+	natsSubscription *sub = NULL;
+	bool delivered = false, accepted = false;
+	int64_t deadline;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster-events", 1)) != NULL);
+	REQUIRE(asprintf(&extra,
+			 "journal:\n  mode: cluster\n  nats:\n    servers: %s\n"
+			 "    replicas: 1\n    events: true\n",
+			 nc->servers) > 0);
+	conf = kd_config(s_sinks, extra);
+	REQUIRE((kd = kd_start("cluster-events-kd", conf, s_routes)) != NULL);
+	REQUIRE(natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK);
+	REQUIRE(natsConnection_SubscribeSync(&sub, conn, "kanal.events.>") == NATS_OK);
+	natsConnection_Flush(conn);
+	e = kd_event("/cluster-test", "ev-000007", "x.ok", "{}");
+	CU_ASSERT(kd_send_event(kd, e, "accepted", WAIT, NULL));
+	deadline = test_now_ms() + 20000;
+	while ((!delivered || !accepted) && test_now_ms() < deadline) {
+		natsMsg *m = NULL;
+		if (natsSubscription_NextMsg(&m, sub, 1000) != NATS_OK)
+			continue;
+		if (strstr(natsMsg_GetData(m), "ev-000007")) {
+			if (!strcmp(natsMsg_GetSubject(m), "kanal.events.delivered.x.ok"))
+				delivered = true;
+			if (!strcmp(natsMsg_GetSubject(m), "kanal.events.accepted.x.ok"))
+				accepted = true;
+		}
+		natsMsg_Destroy(m);
+	}
+	CU_ASSERT(accepted);
+	CU_ASSERT(delivered);
+done:
+	natsSubscription_Destroy(sub);
+	natsConnection_Destroy(conn);
+	free(e);
+	free(extra);
+	free(conf);
+	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
+/* ---- a delivery longer than ack_wait ------------------------------------------------------- */
+
+/* A destination slower than ack_wait: kanald tells JetStream the delivery is in progress,
+ * so it is not handed out again meanwhile — one delivery, not two. */
+static void test_slow_delivery_in_progress(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *kd = NULL;
+	char *conf = NULL, *extra = NULL, *e = NULL, *text = NULL;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster-slow", 1)) != NULL);
+	REQUIRE(asprintf(&extra,
+			 "journal:\n  mode: cluster\n  nats:\n    servers: %s\n"
+			 "    replicas: 1\n    ack_wait: 3s\n",
+			 nc->servers) > 0);
+	conf = kd_config("  - name: slow\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/slow.jsonl', delay: 7s }\n",
+			 extra);
+	REQUIRE((kd = kd_start("cluster-slow-kd", conf,
+			       "routes:\n  - name: s\n    match: { type: z.slow }\n"
+			       "    to: [slow]\n")) != NULL);
+	e = kd_event("/cluster-test", "slow-1", "z.slow", "{}");
+	CU_ASSERT(kd_send_event(kd, e, "accepted", WAIT, NULL));
+	/* Delivered after 7 s; a redelivery (after 3 s without InProgress) would follow. */
+	CU_ASSERT(kd_wait_lines(kd_path(kd, "slow.jsonl"), 1, 30000) >= 1);
+	test_sleep_ms(9000);
+	text = test_read_file(kd_path(kd, "slow.jsonl"), NULL);
+	CU_ASSERT_EQUAL(kd_count(text, "\"slow-1\""), 1);
+done:
+	free(text);
+	free(e);
+	free(extra);
+	free(conf);
+	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
+/* ---- refusals at start ------------------------------------------------------------------ */
+
+static void test_refuses_to_start(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *kd = NULL, *other = NULL, *lost = NULL;
+	char *conf = NULL, *conf2 = NULL, *conf3 = NULL, *log = NULL, *extra = NULL;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster-refuse", 1)) != NULL);
+	conf = s_conf(nc, 1, "10m");
+	REQUIRE((kd = kd_start("cluster-refuse-kd", conf, s_routes)) != NULL);
+	/* A second node whose duplicate window differs from the streams': refused, with what
+	 * to do, and the streams are left as they are. */
+	conf2 = s_conf(nc, 1, "5m");
+	other = kd_prepare("cluster-refuse-kd2", conf2, s_routes);
+	CU_ASSERT_NOT_EQUAL(kd_launch(other), 0);
+	kd_wait_exit(other, 30000);
+	CU_ASSERT_NOT_EQUAL(other->exit_status, 0);
+	log = kd_log(other);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log ?: "", "stream KANAL_IN exists with a duplicate window"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(log ?: "", "Do not delete the stream"));
+	free(log);
+	log = NULL;
+	/* No NATS server where the config says: refused at once. */
+	REQUIRE(asprintf(&extra,
+			 "journal:\n  mode: cluster\n  nats:\n    servers: "
+			 "[nats://127.0.0.1:%d]\n    replicas: 1\n",
+			 test_free_port()) > 0);
+	conf3 = kd_config(s_sinks, extra);
+	lost = kd_prepare("cluster-refuse-kd3", conf3, s_routes);
+	CU_ASSERT_NOT_EQUAL(kd_launch(lost), 0);
+	kd_wait_exit(lost, 30000);
+	CU_ASSERT_NOT_EQUAL(lost->exit_status, 0);
+	log = kd_log(lost);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log ?: "", "cannot reach the NATS cluster"));
+	free(log);
+	log = NULL;
+	/* A route with enrich steps: not run in cluster mode yet, so not loaded — at a reload
+	 * the running table stays. */
+	kd_write_routes(kd, "routes:\n  - name: both\n    match: { type: 'x.>' }\n"
+			    "    enrich:\n      - service: c\n        into: data.extra\n"
+			    "    to: [a, b]\n");
+	free(extra);
+	extra = kd_admin(kd, "{\"cmd\":\"reload\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(extra ?: "", "enrich steps, which journal mode cluster"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(extra ?: "", "\"ok\":false"));
+done:
+	free(log);
+	free(extra);
+	free(conf);
+	free(conf2);
+	free(conf3);
+	kd_destroy(&lost);
+	kd_destroy(&other);
+	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
+/* ---- three nats-server, three kanald, kills mid-stream ------------------------------------- */
+
+/* Kills a kanald with SIGKILL a few milliseconds after it starts: while a batch is on its
+ * way to it or being stored. */
+typedef struct killer {
+	kd_t *kd;
+	int delay_ms;
+	int status;
+} killer_t;
+
+static void *s_killer_main(void *arg)
+{
+	killer_t *k = arg;
+
+	test_sleep_ms(k->delay_ms);
+	k->status = kd_stop(k->kd, SIGKILL, 5000);
+	return NULL;
+}
+
+static void test_three_nodes_lose_nothing(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *nodes[3] = { NULL, NULL, NULL };
+	bool up[3] = { true, true, true };
+	char *conf = NULL, *batch = NULL;
+	size_t next = 0, dups = 0, resends = 0, da = 0, db = 0;
+	size_t per_node[3] = { 0, 0, 0 };
+	int64_t started = test_now_ms();
+	const int n_events = s_cluster_events();
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster3", 3)) != NULL);
+	conf = s_conf(nc, 3, "10m");
+	for (int k = 0; k < 3; k++) {
+		char tag[32];
+		snprintf(tag, sizeof tag, "cluster3-kd%d", k + 1);
+		REQUIRE((nodes[k] = kd_start(tag, conf, s_routes)) != NULL);
+	}
+	for (int first = 0; first < n_events; first += BATCH) {
+		if (first == n_events / 3 / BATCH * BATCH) {
+			/* kanald 2 dies with work in hand and a batch in flight to it: the
+			 * sender hears nothing and resends to another node. It comes back. */
+			killer_t k = { nodes[1], 2 + (int)(test_now_ms() % 20), -1 };
+			pthread_t t;
+			free(batch);
+			batch = s_batch(first, BATCH, "x.ok");
+			next = 1;
+			REQUIRE(pthread_create(&t, NULL, s_killer_main, &k) == 0);
+			kd_send_event(nodes[1], batch, NULL, 3000, NULL);
+			pthread_join(t, NULL);
+			CU_ASSERT_EQUAL(k.status, 128 + SIGKILL);
+			up[1] = false;
+			resends++;
+		} else if (first == n_events / 3 / BATCH * BATCH + 10 * BATCH) {
+			CU_ASSERT_EQUAL(kd_restart(nodes[1]), 0);
+			up[1] = true;
+		} else if (first == 2 * n_events / 3 / BATCH * BATCH) {
+			/* A nats-server dies: its streams elect new leaders (4-8 s). */
+			CU_ASSERT_EQUAL(natsd_kill(nc, 2, SIGKILL), 0);
+		}
+		free(batch);
+		batch = s_batch(first, BATCH, "x.ok");
+		REQUIRE(s_store(nodes, up, 3, &next, batch, &dups, &resends));
+	}
+	CU_ASSERT_EQUAL(natsd_restart(nc, 2), 0);
+	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 3, n_events, 300000, &da, &db), 0);
+	for (int k = 0; k < 3; k++)
+		per_node[k] = kd_lines(kd_path(nodes[k], "a.jsonl")) +
+			      kd_lines(kd_path(nodes[k], "b.jsonl"));
+	fprintf(stderr,
+		"\n%d events through 3 kanald on 3 nats-server (R3) in %.1f s, one kanald and "
+		"one nats-server killed: %zu resends (%zu answered duplicate), duplicate "
+		"deliveries %zu at a and %zu at b; deliveries per node %zu, %zu, %zu\n",
+		n_events, (double)(test_now_ms() - started) / 1000, resends, dups, da, db,
+		per_node[0], per_node[1], per_node[2]);
+	/* The work is shared: every node delivered some. */
+	CU_ASSERT(per_node[0] > 0 && per_node[2] > 0);
+	/* kanalctl status --cluster on any node: every node's entry, and nothing left to route
+	 * or deliver in the shared consumers. Entries are written every 5 s. */
+	test_sleep_ms(6000);
+	{
+		char cmd[1200], *out = calloc(1, 65536);
+		size_t got = 0;
+		FILE *f;
+		json_t *st, *cl, *c;
+		size_t i, consumers = 0;
+
+		snprintf(cmd, sizeof cmd, "%s -c %s status --cluster --json 2>&1",
+			 test_path("bin/kanalctl"), nodes[2]->conf_path);
+		f = out ? popen(cmd, "r") : NULL;
+		got = f ? fread(out, 1, 65535, f) : 0;
+		if (f)
+			pclose(f);
+		st = got ? json_loads(out, 0, NULL) : NULL;
+		cl = json_object_get(st, "cluster");
+		CU_ASSERT(json_array_size(json_object_get(cl, "nodes")) >= 3);
+		json_array_foreach(json_object_get(cl, "consumers"), i, c)
+		{
+			consumers++;
+			CU_ASSERT_EQUAL(json_integer_value(json_object_get(c, "pending")), 0);
+		}
+		CU_ASSERT_EQUAL(consumers, 4); /* route, dlv-a, dlv-b, dlv-c */
+		json_decref(st);
+		free(out);
+	}
+done:
+	free(batch);
+	free(conf);
+	for (int k = 0; k < 3; k++)
+		kd_destroy(&nodes[k]);
+	natsd_destroy(&nc);
+}
+
+TEST_MAIN("cluster", TEST(test_config), TEST(test_one_node_end_to_end),
+	  TEST(test_no_nats_no_acknowledgement), TEST(test_emits_go_through_jetstream),
+	  TEST(test_slow_delivery_in_progress), TEST(test_event_lines_on_nats),
+	  TEST(test_refuses_to_start), TEST(test_three_nodes_lose_nothing))
