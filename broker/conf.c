@@ -1285,7 +1285,8 @@ static char *s_dirname(const char *path)
 	return strndup(path, (size_t)(slash - path));
 }
 
-int conf_load(const char *path, conf_t **out, diag_t *d)
+/* conf_load and conf_load_all: `partial` keeps a config that has errors. */
+static int s_load(const char *path, bool partial, conf_t **out, diag_t *d)
 {
 	conf_store_t *store = NULL;
 	yaml_tree_t *tree = NULL;
@@ -1328,7 +1329,10 @@ int conf_load(const char *path, conf_t **out, diag_t *d)
 	if (ld.oom)
 		goto fail_oom;
 	if (ld.errors) {
-		conf_destroy(&conf);
+		if (partial)
+			*out = conf;
+		else
+			conf_destroy(&conf);
 		return KANAL_ECONFIG;
 	}
 	*out = conf;
@@ -1337,6 +1341,16 @@ fail_oom:
 	yaml_tree_destroy(&tree);
 	conf_destroy(&conf);
 	return KANAL_ENOMEM;
+}
+
+int conf_load(const char *path, conf_t **out, diag_t *d)
+{
+	return s_load(path, false, out, d);
+}
+
+int conf_load_all(const char *path, conf_t **out, diag_t *d)
+{
+	return s_load(path, true, out, d);
 }
 
 void conf_destroy(conf_t **conf_p)

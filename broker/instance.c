@@ -421,11 +421,113 @@ static const kanal_host_ops_t s_ops = {
 	.upstream = s_op_upstream,
 };
 
+/* Where the check callback's error belongs: the line of the first option it names in
+ * quotes ("option 'ca_file': …") that the file gives, else the instance's entry. */
+static void s_error_place(const conf_instance_t *ci, const char *text, int *line, int *column)
+{
+	*line = ci->line;
+	*column = ci->column;
+	for (const char *q = strchr(text, '\''); q; q = strchr(q + 1, '\'')) {
+		size_t len = strcspn(q + 1, "'");
+		for (size_t i = 0; i < ci->n_options; i++) {
+			const kanal_optval_t *o = &ci->options[i];
+			if (o->key && strlen(o->key) == len && !strncmp(o->key, q + 1, len)) {
+				*line = o->line;
+				*column = o->column;
+				return;
+			}
+		}
+	}
+}
+
+/* What a check callback's log lines need to say where they come from. */
+typedef struct check_place {
+	const conf_t *conf;
+	const conf_instance_t *ci;
+} check_place_t;
+
+/* A check callback's log line (a warning, say) printed the way the config's errors are,
+ * at the place it is about: kanalctl check and kanald --check show it beside them. */
+static void s_check_log(kanal_ctx_t *ctx, kanal_log_level_t level, const char *line)
+{
+	const check_place_t *at = ctx->host;
+	int l, c;
+
+	s_error_place(at->ci, line, &l, &c);
+	fprintf(stderr, "%s:%d:%d: %s: instance '%s': %s\n", at->conf->file, l, c,
+		level == KANAL_LOG_ERROR ? "error" : kanal_log_level_name(level), at->ci->name,
+		line);
+}
+
+static const kanal_host_ops_t s_check_ops = { .log = s_check_log };
+
+/* The one validation of an instance, the same for kanalctl check, kanald --check and a
+ * start: opens its plugin, checks its options against the plugin's table (every bad one
+ * reported) and runs the plugin's check callback. `ops` receives the callback's log lines
+ * (NULL: dropped — a start's init logs them again). On success returns 0 with the plugin
+ * and config in *loaded_out and *cfg_out; else a negative code with the errors in d. */
+static int s_validate(const conf_t *conf, const conf_instance_t *ci, const kanal_host_ops_t *ops,
+		      kanal_loaded_t **loaded_out, kanal_config_t **cfg_out, diag_t *d)
+{
+	check_place_t at = { conf, ci };
+	kanal_error_t err;
+	int rc, line, column;
+
+	*loaded_out = NULL;
+	*cfg_out = NULL;
+	kanal_error_clear(&err);
+	rc = kanal__plugin_open(ci->plugin_path, loaded_out, &err);
+	if (rc < 0) {
+		/* Reported at the instance's entry, where the operator fixes it. */
+		diag_add(d, conf->file, ci->line, ci->column, "instance '%s': %s", ci->name,
+			 err.text[0] ? err.text : kanal_strerror(rc));
+		return rc;
+	}
+	/* Every bad option of the instance is reported, not only the first. */
+	rc = kanal__config_build_all((*loaded_out)->options, ci->options, ci->n_options, conf->file,
+				     ci->name, ci->line, ci->column, cfg_out, diag_add_error_fn, d);
+	if (rc < 0)
+		goto fail;
+	rc = kanal__plugin_check(*loaded_out, ci->name, *cfg_out, ops, &at, &err);
+	if (rc < 0) {
+		s_error_place(ci, err.text, &line, &column);
+		diag_add(d, conf->file, line, column, "instance '%s': %s", ci->name, err.text);
+		goto fail;
+	}
+	return 0;
+fail:
+	kanal__config_destroy(cfg_out);
+	kanal__plugin_close(loaded_out);
+	return rc;
+}
+
+int instance_check(const conf_t *conf, const conf_instance_t *ci, diag_t *d)
+{
+	kanal_loaded_t *loaded;
+	kanal_config_t *cfg;
+	int rc;
+
+	if (!ci->name || !ci->plugin_path)
+		return KANAL_ECONFIG; /* the config's own error says what is missing */
+	rc = s_validate(conf, ci, &s_check_ops, &loaded, &cfg, d);
+	kanal__config_destroy(&cfg);
+	kanal__plugin_close(&loaded);
+	return rc;
+}
+
+size_t instance_check_all(const conf_t *conf, diag_t *d)
+{
+	size_t before = d->count;
+
+	for (size_t i = 0; i < conf->n_instances; i++)
+		(void)instance_check(conf, &conf->instances[i], d);
+	return d->count - before;
+}
+
 int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, instance_t **out,
 		  diag_t *d)
 {
 	instance_t *inst = calloc(1, sizeof *inst);
-	kanal_error_t err;
 	char *state_dir = NULL;
 	int rc;
 
@@ -448,17 +550,7 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, i
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
-	kanal_error_clear(&err);
-	rc = kanal__plugin_open(ci->plugin_path, &inst->plugin, &err);
-	if (rc < 0) {
-		diag_add(d, conf->file, ci->line, ci->column, "instance '%s': %s", ci->name,
-			 err.text);
-		goto fail;
-	}
-	/* Every bad option of the instance is reported, not only the first. */
-	rc = kanal__config_build_all(inst->plugin->options, ci->options, ci->n_options, conf->file,
-				     ci->name, ci->line, ci->column, &inst->config,
-				     diag_add_error_fn, d);
+	rc = s_validate(conf, ci, NULL, &inst->plugin, &inst->config, d);
 	if (rc < 0)
 		goto fail;
 	if (asprintf(&state_dir, "%s/%s", conf->state_dir, ci->name) < 0) {

@@ -7,6 +7,7 @@
  * validates the instance's options against the descriptor's options table, then drives the
  * lifecycle:
  *
+ *   check(ctx, config)          (optional) validate only: no side effects
  *   init(ctx, config, &state)   validate and allocate; start no threads, touch no network
  *   start(ctx, state)           begin work: add timers and fd watches, open connections
  *   on_message(ctx, state, msg) one delivery; serialised per instance, on its own thread
@@ -145,6 +146,19 @@ typedef struct kanal_plugin {
 	void (*stop)(kanal_ctx_t *ctx, void *state, int64_t deadline_ms);
 	/* Frees state. May be NULL. */
 	void (*destroy)(void *state);
+
+	/* ---- ABI 1.1 */
+	/* Validates the config without side effects, for what the options table cannot say:
+	 * rules that span several options, files that must exist or be private, addresses and
+	 * ports. It may read files; it creates, changes and connects to nothing, starts no
+	 * thread and keeps nothing. `kanalctl check`, `kanald --check` and every start call it
+	 * after the table's checks and before init, so that a rule here holds for the three
+	 * alike: init should call the same code rather than repeat the rule. Returns 0, or a
+	 * negative code after kanal_set_error() says why. On its ctx only kanal_set_error,
+	 * kanal_log and kanal_instance_name work (kanal_state_dir is NULL; emit, request,
+	 * timers and fd watches fail). Optional: NULL, or absent from a 1.0 descriptor, means
+	 * the table's checks are all. */
+	int (*check)(kanal_ctx_t *ctx, const kanal_config_t *config);
 } kanal_plugin_t;
 
 /* The smallest struct_size a host accepts (ABI 1.0's fields). */
