@@ -24,6 +24,7 @@
 
 #include "acl.h"
 #include "conf.h"
+#include "admin_http.h"
 #include "yamltree.h"
 
 #define CONF_DEFAULT_GATEWAY "tcp://127.0.0.1:7700"
@@ -427,10 +428,12 @@ static void s_endpoints(loader_t *ld, const ynode_t *v)
 		const char *text = s_text(ld, x, "admin_http", true);
 		if (text && (!*text || !strcmp(text, "off")))
 			conf->admin_http = s_strdup(ld, "");
-		else if (text && strncmp(text, "http://", 7))
+		else if (text && (strncmp(text, "http://", 7) ||
+				  admin_http_parse_listen(text, &(struct sockaddr_in){ 0 }) != 0))
 			s_err(ld, x,
-			      "'admin_http': '%s' is not an HTTP address (write "
-			      "http://127.0.0.1:PORT, or off)",
+			      "'admin_http': '%s' is not an HTTP address kanald can bind (write "
+			      "http://IPV4:PORT with a port from 0 to 65535, e.g. "
+			      "http://127.0.0.1:7703, or off)",
 			      text);
 		else if (text)
 			conf->admin_http = s_strdup(ld, text);
@@ -1140,10 +1143,42 @@ static bool s_http_local(const char *url)
 	return s_loopback_host(host, (size_t)(end - host));
 }
 
+/* The admin HTTP API's rules, which security.allow_plain does not lift: its token file
+ * must be private (the rule admin_http.c applies when it reads the token at start, checked
+ * here too so that kanalctl check and kanald --check refuse what start refuses), and
+ * without a token it must be bound to loopback — anyone who reaches it could pause
+ * instances and read or delete dead letters (docs/security.md). */
+static void s_admin_http_safe(loader_t *ld, const ynode_t *eps)
+{
+	const conf_t *conf = ld->conf;
+	const ynode_t *x;
+
+	if ((x = yaml_tree_get(eps, "admin_token_file")) && conf->admin_token_file) {
+		struct stat st;
+		if (stat(conf->admin_token_file, &st) != 0)
+			s_err(ld, x, "'admin_token_file': cannot read %s: %s",
+			      conf->admin_token_file, strerror(errno));
+		else if (st.st_mode & 077)
+			s_err(ld, x,
+			      "'admin_token_file': %s may be read by others (mode %04o): "
+			      "make it private with chmod 600 %s",
+			      conf->admin_token_file, (unsigned)(st.st_mode & 07777),
+			      conf->admin_token_file);
+	}
+	if ((x = yaml_tree_get(eps, "admin_http")) && !conf->admin_token_file &&
+	    !s_http_local(conf->admin_http))
+		s_err(ld, x,
+		      "'admin_http': %s would take admin requests from the network "
+		      "without a token: set endpoints.admin_token_file (a private file "
+		      "holding the token), or bind it to 127.0.0.1; security.allow_plain "
+		      "does not lift this",
+		      conf->admin_http);
+}
+
 /* Refuses endpoints that would take unauthenticated connections from the network: a
  * gateway or stream beyond loopback without CURVE, the admin socket beyond loopback (it
- * has no CURVE), the admin HTTP API beyond loopback without a token — unless
- * security.allow_plain says the operator wants exactly that. */
+ * has no CURVE) — unless security.allow_plain says the operator wants exactly that — and
+ * the admin HTTP API beyond loopback without a token, always. */
 static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 {
 	const conf_t *conf = ld->conf;
@@ -1151,8 +1186,11 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 	static const char *const hint = "configure security.curve (docs/security.md), bind "
 					"it to 127.0.0.1, or set security.allow_plain: true";
 
-	if (!eps || eps->kind != YNODE_MAPPING || conf->allow_plain)
+	if (!eps || eps->kind != YNODE_MAPPING)
 		return; /* the defaults are all on 127.0.0.1 */
+	s_admin_http_safe(ld, eps);
+	if (conf->allow_plain)
+		return;
 	if ((x = yaml_tree_get(eps, "gateway")) && !conf->curve &&
 	    !s_endpoint_local(conf->gateway_endpoint))
 		s_err(ld, x,
@@ -1171,27 +1209,6 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 		      "authentication (the admin socket has no CURVE): bind it to "
 		      "127.0.0.1 or ipc://PATH, or set security.allow_plain: true",
 		      conf->admin_endpoint);
-	/* The same rule admin_http.c applies when it reads the token at start, checked here
-	 * too so that kanalctl check and kanald --check refuse what start refuses. */
-	if ((x = yaml_tree_get(eps, "admin_token_file")) && conf->admin_token_file) {
-		struct stat st;
-		if (stat(conf->admin_token_file, &st) != 0)
-			s_err(ld, x, "'admin_token_file': cannot read %s: %s",
-			      conf->admin_token_file, strerror(errno));
-		else if (st.st_mode & 077)
-			s_err(ld, x,
-			      "'admin_token_file': %s may be read by others (mode %04o): "
-			      "make it private with chmod 600 %s",
-			      conf->admin_token_file, (unsigned)(st.st_mode & 07777),
-			      conf->admin_token_file);
-	}
-	if ((x = yaml_tree_get(eps, "admin_http")) && !conf->admin_token_file &&
-	    !s_http_local(conf->admin_http))
-		s_err(ld, x,
-		      "'admin_http': %s would take admin requests from the network "
-		      "without a token: set endpoints.admin_token_file, bind it to "
-		      "127.0.0.1, or set security.allow_plain: true",
-		      conf->admin_http);
 }
 
 /* ---- the whole file ----------------------------------------------------------------- */

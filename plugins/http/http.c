@@ -197,6 +197,19 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	return 0;
 }
 
+/* init makes nothing but memory — the ingress's settings and tokens, the webhook's client
+ * — and reads only the tokens file and the secret files, so check is init and destroy:
+ * one copy of every rule (listen, path, sizes, tokens, url, headers, secrets). */
+static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	void *state = NULL;
+	int rc = s_init(ctx, cfg, &state);
+
+	if (rc == 0)
+		s_destroy(state);
+	return rc;
+}
+
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
 	http_plugin_t *p = state;
@@ -240,4 +253,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = s_stop,
 	.destroy = s_destroy,
+	.check = s_check,
 };
