@@ -592,6 +592,15 @@ static char *s_metrics(json_t *st)
 		s_plugin_metrics(&t, insts, false);
 		s_plugin_metrics(&t, insts, true);
 		s_upstream_metrics(&t, insts);
+		s_help(&t, "kanal_instance_rate_limited_total", "counter",
+		       "Emits refused busy by the instance's limits.rate.");
+		json_array_foreach(insts, i, e)
+		{
+			s_put(&t, "kanal_instance_rate_limited_total{instance=\"");
+			s_put_label(&t, json_string_value(json_object_get(e, "name")));
+			s_put(&t, "\"} %lld\n",
+			      (long long)json_integer_value(json_object_get(e, "rate_limited")));
+		}
 	}
 	return t.p;
 }

@@ -68,8 +68,9 @@ static const char *const s_limit_keys[] = { "max_event_size",
 					    "max_blob_size",
 					    "blob_store_size" };
 static const char *const s_rate_keys[] = { "events_per_second", "burst" };
-static const char *const s_instance_keys[] = { "name",     "plugin",  "isolation",
-					       "deadline", "options", "acl" };
+static const char *const s_instance_keys[] = { "name",    "plugin", "isolation", "deadline",
+					       "options", "acl",    "limits" };
+static const char *const s_instance_limit_keys[] = { "rate" };
 static const char *const s_acl_keys[] = { "emit", "sources" };
 static const char *const s_security_keys[] = { "curve", "allow_plain" };
 static const char *const s_curve_keys[] = { "secret_key_file", "clients" };
@@ -473,6 +474,22 @@ static void s_readyz_requires(loader_t *ld, const ynode_t *root)
 	}
 }
 
+/* `rate: {events_per_second, burst}`, a token bucket: of each gateway client under the
+ * top-level limits, of an instance's emits under the instance's. */
+static void s_rate(loader_t *ld, const ynode_t *v, int64_t *per_second, int64_t *burst)
+{
+	const ynode_t *y;
+
+	if (!s_is_mapping(ld, v, "rate"))
+		return;
+	if (yaml_tree_check_keys(v, s_rate_keys, N_OF(s_rate_keys), "rate", ld->file, ld->d))
+		ld->errors++;
+	if ((y = yaml_tree_get(v, "events_per_second")))
+		s_count(ld, y, "events_per_second", per_second);
+	if ((y = yaml_tree_get(v, "burst")))
+		s_count(ld, y, "burst", burst);
+}
+
 static void s_limits(loader_t *ld, const ynode_t *v)
 {
 	conf_t *conf = ld->conf;
@@ -495,16 +512,8 @@ static void s_limits(loader_t *ld, const ynode_t *v)
 	if ((x = yaml_tree_get(v, "max_parked_events")))
 		s_count(ld, x, "max_parked_events", &conf->max_parked_events);
 	/* rate: {events_per_second, burst} — a token bucket per gateway client. */
-	if ((x = yaml_tree_get(v, "rate")) && s_is_mapping(ld, x, "rate")) {
-		const ynode_t *y;
-		if (yaml_tree_check_keys(x, s_rate_keys, N_OF(s_rate_keys), "rate", ld->file,
-					 ld->d))
-			ld->errors++;
-		if ((y = yaml_tree_get(x, "events_per_second")))
-			s_count(ld, y, "events_per_second", &conf->rate_per_second);
-		if ((y = yaml_tree_get(x, "burst")))
-			s_count(ld, y, "burst", &conf->rate_burst);
-	}
+	if ((x = yaml_tree_get(v, "rate")))
+		s_rate(ld, x, &conf->rate_per_second, &conf->rate_burst);
 	if ((x = yaml_tree_get(v, "max_blob_size")))
 		s_size(ld, x, "max_blob_size", &conf->max_blob_bytes);
 	if ((x = yaml_tree_get(v, "blob_store_size")))
@@ -843,6 +852,15 @@ static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 		s_options(ld, inst, x);
 	if ((x = yaml_tree_get(v, "acl")))
 		s_instance_acl(ld, inst, x);
+	/* limits: {rate: {events_per_second, burst}} — a token bucket on the emits. */
+	if ((x = yaml_tree_get(v, "limits")) && s_is_mapping(ld, x, "limits")) {
+		const ynode_t *rate;
+		if (yaml_tree_check_keys(x, s_instance_limit_keys, N_OF(s_instance_limit_keys),
+					 "limits", ld->file, ld->d))
+			ld->errors++;
+		if ((rate = yaml_tree_get(x, "rate")))
+			s_rate(ld, rate, &inst->rate_per_second, &inst->rate_burst);
+	}
 	/* Entries with errors are kept too: later checks (duplicates) still see their names. */
 	conf->n_instances++;
 }

@@ -33,6 +33,10 @@ typedef struct conf_instance {
 	char **acl_sources;
 	size_t n_acl_sources;
 	bool has_acl_sources;
+	/* `limits: {rate: {events_per_second, burst}}`: a token bucket on the instance's
+	 * emits (kanal_emit answers KANAL_EBUSY over it); 0: no limit. */
+	int64_t rate_per_second;
+	int64_t rate_burst; /* default: one second's worth */
 } conf_instance_t;
 
 /* An external client allowed to connect to the CURVE gateway and stream

@@ -22,6 +22,7 @@
 #include "isolation.h"
 #include "log.h"
 #include "msg_int.h"
+#include "ratelimit.h"
 
 /* The batches of the instance thread (one instance per thread, so thread-local): emits
  * not yet sent to the router, and outcomes not yet reported. Both go out in one frame when
@@ -219,6 +220,13 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 		rc = KANAL_EFORBIDDEN;
 		goto fail;
 	}
+	/* limits.rate: over it the event is not accepted, as when a queue is full — the
+	 * plugin keeps it and tries later (docs/design/tenancy.md, "Rate limits"). */
+	if (inst->rate && ratelimit_take(inst->rate, inst->name, kanal_now_ms()) > 0) {
+		__atomic_add_fetch(&inst->rate_limited, 1, __ATOMIC_RELAXED);
+		rc = KANAL_EBUSY;
+		goto fail;
+	}
 	if (inst->max_event_bytes > 0 && kanal_msg_size(msg) > (size_t)inst->max_event_bytes) {
 		log_warn(inst->name, "emitted event %s is larger than max_event_size (%lld bytes)",
 			 kanal_msg_id(msg), (long long)inst->max_event_bytes);
@@ -405,6 +413,11 @@ static void s_op_upstream(kanal_ctx_t *ctx, bool up)
 	__atomic_store_n(&inst->upstream, up ? 1 : 0, __ATOMIC_RELAXED);
 }
 
+uint64_t instance_rate_limited(const instance_t *inst)
+{
+	return __atomic_load_n(&inst->rate_limited, __ATOMIC_RELAXED);
+}
+
 int instance_upstream(const instance_t *inst)
 {
 	return __atomic_load_n(&inst->upstream, __ATOMIC_RELAXED);
@@ -553,6 +566,13 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, i
 	rc = s_validate(conf, ci, NULL, &inst->plugin, &inst->config, d);
 	if (rc < 0)
 		goto fail;
+	if (ci->rate_per_second > 0 &&
+	    !(inst->rate = ratelimit_new(
+		      (double)ci->rate_per_second,
+		      (double)(ci->rate_burst > 0 ? ci->rate_burst : ci->rate_per_second)))) {
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
 	if (asprintf(&state_dir, "%s/%s", conf->state_dir, ci->name) < 0) {
 		state_dir = NULL;
 		rc = KANAL_ENOMEM;
@@ -821,6 +841,7 @@ void instance_destroy(instance_t **inst_p)
 	kanal__ctx_destroy(&inst->ctx);
 	kanal__config_destroy(&inst->config);
 	kanal__plugin_close(&inst->plugin);
+	ratelimit_destroy(&inst->rate);
 	pthread_mutex_destroy(&inst->mu);
 	pthread_cond_destroy(&inst->cv);
 	free(inst->name);

@@ -37,7 +37,11 @@ typedef struct instance {
 	char *const *acl_sources;
 	size_t n_acl_sources;
 	uint64_t acl_denied; /* emits the acl refused; atomic (the router reads it) */
-	int upstream;        /* kanal_upstream_report's last: 1 up, 0 down, -1 none; atomic */
+	/* `limits.rate`: the token bucket on emits (NULL: none; used on the instance's thread
+	 * only), and the emits it refused (atomic: the router reads it). */
+	struct ratelimit *rate;
+	uint64_t rate_limited;
+	int upstream; /* kanal_upstream_report's last: 1 up, 0 down, -1 none; atomic */
 	/* `isolation: process`: the plugin runs in a plugin host and this instance's thread is
 	 * its proxy (isolation.c); NULL for a plugin on the thread itself. */
 	struct isolation *iso;
@@ -107,6 +111,9 @@ void instance_report_start(instance_t *inst, int state, const char *why);
 /* What the instance last said of its upstream (kanal_upstream_report): 1 up, 0 down, -1
  * nothing yet. Safe from any thread. */
 int instance_upstream(const instance_t *inst);
+
+/* Emits refused by the instance's limits.rate so far. Safe from any thread. */
+uint64_t instance_rate_limited(const instance_t *inst);
 
 /* Copies the instance's metrics (for status); returns the count. */
 size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap);

@@ -219,8 +219,8 @@ int64_t kanal_now_ms(void);
 
 /* Hands an event to the bus. Sets `source` to the instance name when the event has none.
  * Returns 0 once the bus has accepted the event: it is then the bus's to deliver. Returns
- * KANAL_EBUSY when the bus applies backpressure (a destination's queue is full; try again
- * later — the event was not accepted), KANAL_EINVALID when the event fails validation (a
+ * KANAL_EBUSY when the bus applies backpressure (a destination's queue is full, or the
+ * instance is over its limits.rate; try again later — the event was not accepted), KANAL_EINVALID when the event fails validation (a
  * CPR number in a context attribute is refused too), KANAL_ETOOBIG when it is larger than
  * the broker's max_event_size, KANAL_EFORBIDDEN when the instance's ACL (acl.emit in
  * kanald.yaml) does not allow its type, KANAL_ECLOSED when the bus is shutting down, KANAL_ESTATE
