@@ -26,7 +26,6 @@
  * skips as its route's on_error says.
  */
 #include <errno.h>
-#include <libgen.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +40,7 @@
 #include <kanal/kanal.h>
 
 #include "../common/kc_cert.h"
+#include "../common/kc_files.h"
 #include "../common/kc_http.h"
 #include "../common/kc_sts.h"
 #include "cpr_int.h"
@@ -448,33 +448,6 @@ static int s_open_sts(kanal_ctx_t *ctx, cpr_t *c)
 	return 0;
 }
 
-/* Says whether the audit log can be opened for append, without creating it: an existing
- * file must be a regular one (not a symlink) we may write; a new one needs a folder we may
- * write in. Returns 0, or -1 with the reason in why. */
-static int s_audit_check(const char *path, char *why, size_t size)
-{
-	struct stat st;
-	char *copy;
-	int ok;
-
-	if (lstat(path, &st) == 0) {
-		if (!S_ISREG(st.st_mode)) {
-			snprintf(why, size, "the audit log %s is not a regular file", path);
-			return -1;
-		}
-		ok = access(path, W_OK) == 0;
-	} else if (errno == ENOENT && (copy = strdup(path))) {
-		ok = access(dirname(copy), W_OK | X_OK) == 0;
-		free(copy);
-	} else {
-		ok = 0;
-	}
-	if (!ok)
-		snprintf(why, size, "cannot open the audit log %s for append: %s", path,
-			 strerror(errno));
-	return ok ? 0 : -1;
-}
-
 /* The rules init and check share (docs/sdk.md, "Checking a config"): the version's
  * options, the endpoint (kc_url_check's rule: CPR numbers and answers travel to it), the
  * cpr_fields entries, the pseudonym key, an audit log that can be appended to, the secret
@@ -482,7 +455,6 @@ static int s_audit_check(const char *path, char *why, size_t size)
  * certificate, secrets) stays in c for init. Returns 0 or -1 after kanal_set_error. */
 static int s_validate(kanal_ctx_t *ctx, cpr_t *c, kc_http_opts_t *http)
 {
-	char why[512] = "";
 	kanal_error_t key_err;
 
 	if (s_check_version(ctx, c) != 0)
@@ -503,8 +475,11 @@ static int s_validate(kanal_ctx_t *ctx, cpr_t *c, kc_http_opts_t *http)
 		return -1;
 	}
 	/* Refuse to start rather than look people up without an audit trail. */
-	if (s_audit_check(c->audit_path, why, sizeof why) != 0) {
-		kanal_set_error(ctx, "option 'audit_log': %s", why);
+	if (kc_file_appendable(c->audit_path) != 0) {
+		kanal_set_error(
+			ctx, "option 'audit_log': cannot open the audit log %s for append: %s",
+			c->audit_path,
+			errno == ELOOP || errno == EISDIR ? "not a regular file" : strerror(errno));
 		return -1;
 	}
 	if (kc_http_conf_open(ctx, &c->http_conf, http) != 0)

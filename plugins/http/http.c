@@ -8,6 +8,7 @@
  * to and from HTTP messages. docs/plugins/http.md is the user's page.
  */
 #include "http.h"
+#include "../common/kc_check.h"
 
 #include <stdlib.h>
 
@@ -200,15 +201,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 /* init makes nothing but memory — the ingress's settings and tokens, the webhook's client
  * — and reads only the tokens file and the secret files, so check is init and destroy:
  * one copy of every rule (listen, path, sizes, tokens, url, headers, secrets). */
-static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
-{
-	void *state = NULL;
-	int rc = s_init(ctx, cfg, &state);
-
-	if (rc == 0)
-		s_destroy(state);
-	return rc;
-}
+KC_CHECK_BY_INIT(s_init, s_destroy)
 
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
