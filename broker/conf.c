@@ -1229,6 +1229,90 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 		      conf->admin_endpoint);
 }
 
+/* ---- what a start needs of the filesystem (conf_load_all) ---------------------------- */
+
+/* Says whether kanald could make the folder `path` (with its missing parents): the nearest
+ * folder of it that exists must be one this process may create entries in. Returns 0, or
+ * -1 with errno set and the folder that stops it in `at`. */
+static int s_folder_makeable(const char *path, char *at, size_t at_size)
+{
+	struct stat st;
+	char *slash;
+
+	snprintf(at, at_size, "%s", path);
+	for (;;) {
+		if (stat(at, &st) == 0) {
+			if (!S_ISDIR(st.st_mode)) {
+				errno = ENOTDIR;
+				return -1;
+			}
+			return access(at, W_OK | X_OK) == 0 ? 0 : -1;
+		}
+		if (errno != ENOENT || !(slash = strrchr(at, '/')))
+			return -1;
+		if (slash == at) {
+			at[1] = '\0';
+		} else {
+			*slash = '\0';
+		}
+	}
+}
+
+/* The folder `key` names (given at node v, or defaulted: v is the file's root) can be made
+ * or used by kanald. */
+static void s_check_folder(loader_t *ld, const ynode_t *v, const char *key, const char *path)
+{
+	char at[4096];
+
+	if (!path || s_folder_makeable(path, at, sizeof at) == 0)
+		return;
+	if (!strcmp(at, path))
+		s_err(ld, v, "'%s': kanald cannot create or use %s: %s", key, path,
+		      strerror(errno));
+	else
+		s_err(ld, v, "'%s': kanald cannot create %s: %s: %s", key, path, at,
+		      strerror(errno));
+}
+
+/* What a start needs of the filesystem and conf_load does not look at (kanalctl's other
+ * commands read the config as other users): the state and run folders can be made, and
+ * the journal's folder exists (SQLite makes no folders) unless it is the state folder,
+ * which kanald makes. */
+static void s_check_paths(loader_t *ld, const ynode_t *root)
+{
+	const conf_t *conf = ld->conf;
+	const ynode_t *jpath = yaml_tree_get(yaml_tree_get(root, "journal"), "path");
+	const ynode_t *x;
+	char *dir, *slash;
+
+	if (!root || root->kind != YNODE_MAPPING)
+		return;
+	x = yaml_tree_get(root, "state_dir");
+	s_check_folder(ld, x ? x : root, "state_dir", conf->state_dir);
+	x = yaml_tree_get(root, "run_dir");
+	s_check_folder(ld, x ? x : root, "run_dir", conf->run_dir);
+	if (!jpath || !conf->journal_path || !conf->journal_durable || !conf->state_dir ||
+	    !(dir = strdup(conf->journal_path)))
+		return;
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	if (slash && *dir && strcmp(dir, conf->state_dir) != 0) {
+		struct stat st;
+		if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+			s_err(ld, jpath,
+			      "'path': the journal's folder %s does not exist: create it, or "
+			      "put the journal in state_dir",
+			      dir);
+		else if (access(dir, W_OK | X_OK) != 0)
+			s_err(ld, jpath,
+			      "'path': kanald cannot create files in the journal's folder "
+			      "%s: %s",
+			      dir, strerror(errno));
+	}
+	free(dir);
+}
+
 /* ---- the whole file ----------------------------------------------------------------- */
 
 /* Sets everything a file may leave out. Folders default to beside the file. */
@@ -1320,7 +1404,8 @@ static char *s_dirname(const char *path)
 	return strndup(path, (size_t)(slash - path));
 }
 
-/* conf_load and conf_load_all: `partial` keeps a config that has errors. */
+/* conf_load and conf_load_all: `partial` keeps a config that has errors and checks the
+ * paths a start needs. */
 static int s_load(const char *path, bool partial, conf_t **out, diag_t *d)
 {
 	conf_store_t *store = NULL;
@@ -1359,6 +1444,8 @@ static int s_load(const char *path, bool partial, conf_t **out, diag_t *d)
 	ld.errors = tree->errors;
 	s_defaults(&ld);
 	s_walk(&ld, tree->root);
+	if (partial)
+		s_check_paths(&ld, tree->root);
 	yaml_tree_destroy(&tree);
 	yaml_tree_sort_errors(d, first_error);
 	if (ld.oom)

@@ -172,6 +172,13 @@ static void test_missing_spool_folder(void)
 	CU_ASSERT_EQUAL(s_three_agree("missing-spool"), 1);
 }
 
+/* A state_dir kanald cannot make and a journal folder that does not exist: what the start
+ * would trip over, found by the checks. */
+static void test_folders_a_start_needs(void)
+{
+	CU_ASSERT_EQUAL(s_three_agree("folders"), 2);
+}
+
 /* A port kanald.yaml gives (admin_http) and one a plugin option gives (the http ingress's
  * listen, refused by its check): both reported, each at its line. */
 static void test_ports_out_of_range(void)
@@ -219,6 +226,7 @@ static void test_good_config_passes_all_three(void)
 
 TEST_MAIN("check_start", TEST(test_token_file_others_may_read),
 	  TEST(test_source_option_out_of_range), TEST(test_missing_certificate_file),
-	  TEST(test_missing_spool_folder), TEST(test_ports_out_of_range),
-	  TEST(test_two_mistakes_in_one_file), TEST(test_admin_http_beyond_loopback_needs_a_token),
+	  TEST(test_missing_spool_folder), TEST(test_folders_a_start_needs),
+	  TEST(test_ports_out_of_range), TEST(test_two_mistakes_in_one_file),
+	  TEST(test_admin_http_beyond_loopback_needs_a_token),
 	  TEST(test_good_config_passes_all_three))

@@ -322,6 +322,16 @@ static void test_check_callback_refuses_before_init(void)
 	CU_ASSERT_FALSE(kanal__plugin_has_check(old));
 	REQUIRE(kanal__plugin_open(test_path("tests/plugins/tp_check.so"), &loaded, &err) == 0);
 	CU_ASSERT_TRUE(kanal__plugin_has_check(loaded));
+	{
+		/* A 1.1 descriptor built before `check` was appended ends before it: whatever
+		 * lies there is not called. */
+		kanal_plugin_t shorter = *loaded->desc;
+		kanal_loaded_t fake = *loaded;
+
+		shorter.struct_size = (uint32_t)KANAL_PLUGIN_V1_0_SIZE;
+		fake.desc = &shorter;
+		CU_ASSERT_FALSE(kanal__plugin_has_check(&fake));
+	}
 
 	/* Two options that do not go together: refused in the plugin's words, no init. */
 	CU_ASSERT_EQUAL(s_start_checked("low", "20", marker, line, sizeof line), KANAL_ECONFIG);
