@@ -432,6 +432,9 @@ static int s_validate(kanal_ctx_t *ctx, dp_t *dp, kc_http_opts_t *o)
 				dp->print_type);
 		return rc;
 	}
+	if (dp->callback_listen &&
+	    (rc = dp_receipts_check(ctx, dp->callback_listen, dp->callback_path)) != 0)
+		return rc;
 	return s_cert_load(ctx, dp, o);
 }
 
