@@ -514,7 +514,7 @@ fail:
 	return rc;
 }
 
-int instance_check(const conf_t *conf, const conf_instance_t *ci, diag_t *d)
+int instance_check(const conf_t *conf, const conf_instance_t *ci, bool quiet, diag_t *d)
 {
 	kanal_loaded_t *loaded;
 	kanal_config_t *cfg;
@@ -522,18 +522,18 @@ int instance_check(const conf_t *conf, const conf_instance_t *ci, diag_t *d)
 
 	if (!ci->name || !ci->plugin_path)
 		return KANAL_ECONFIG; /* the config's own error says what is missing */
-	rc = s_validate(conf, ci, &s_check_ops, &loaded, &cfg, d);
+	rc = s_validate(conf, ci, quiet ? NULL : &s_check_ops, &loaded, &cfg, d);
 	kanal__config_destroy(&cfg);
 	kanal__plugin_close(&loaded);
 	return rc;
 }
 
-size_t instance_check_all(const conf_t *conf, diag_t *d)
+size_t instance_check_all(const conf_t *conf, bool quiet, diag_t *d)
 {
 	size_t before = d->count;
 
 	for (size_t i = 0; i < conf->n_instances; i++)
-		(void)instance_check(conf, &conf->instances[i], d);
+		(void)instance_check(conf, &conf->instances[i], quiet, d);
 	return d->count - before;
 }
 

@@ -78,12 +78,13 @@ typedef struct instance {
  * its options against the plugin's table and runs the plugin's check callback (kanal/
  * plugin.h), which reads files at most — nothing is created, nothing connects. Errors are
  * added to d as for instance_load; the callback's log lines (warnings) go to standard
- * error in the same form. An entry the config itself refused (no name or plugin) is
- * skipped. Returns 0 or a negative code. kanalctl check and kanald --check use it. */
-int instance_check(const conf_t *conf, const conf_instance_t *ci, diag_t *d);
+ * error in the same form unless `quiet`. An entry the config itself refused (no name or
+ * plugin) is skipped. Returns 0 or a negative code. kanalctl check and kanald --check use
+ * it, and a start before any init, so that a refused start has made nothing. */
+int instance_check(const conf_t *conf, const conf_instance_t *ci, bool quiet, diag_t *d);
 
 /* instance_check for every instance of conf, each reported. Returns the errors added. */
-size_t instance_check_all(const conf_t *conf, diag_t *d);
+size_t instance_check_all(const conf_t *conf, bool quiet, diag_t *d);
 
 /* Opens the instance's plugin, validates its options against the plugin's table, runs the
  * plugin's check (the same validation as instance_check) and calls init — or, for `isolation: process`, prepares the plugin host that will call it (options

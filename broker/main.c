@@ -150,17 +150,23 @@ static int s_load_config(kanald_t *k)
 
 /* Loads and inits every plugin instance. An instance that fails adds to k->d and the
  * others still load, so that one run reports every error. With --check, or when the
- * config itself has errors, the instances are only validated (instance_check, as kanalctl
- * check does): nothing is created and no init runs. */
+ * config itself has errors, or when an instance does not pass the validation, the
+ * instances are only validated (instance_check, as kanalctl check does): nothing is
+ * created and no init runs. */
 static int s_load_instances(kanald_t *k)
 {
 	char *blob_dir = NULL;
 	kanal_error_t err;
 
 	if (k->check_only || k->conf_broken) {
-		instance_check_all(k->conf, &k->d);
+		instance_check_all(k->conf, false, &k->d);
 		return 0;
 	}
+	/* Every instance validated before any init runs (quietly: init logs the warnings
+	 * again), so that a start refused for one instance has made nothing for another (an
+	 * audit log, a folder). */
+	if (instance_check_all(k->conf, true, &k->d) > 0)
+		return 0;
 
 	/* The blob store first: a plugin may put a blob from init (docs/design/blobs.md). */
 	kanal_error_clear(&err);

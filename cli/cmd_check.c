@@ -177,7 +177,7 @@ int cmd_check(ctl_t *ctl, int argc, char **argv)
 		diag_free(&d);
 		return CTL_EXIT_NO;
 	}
-	conf_errors = d.count + instance_check_all(conf, &d);
+	conf_errors = d.count + instance_check_all(conf, false, &d);
 	rc = s_load_routes(conf, argc ? argv : NULL, (size_t)argc, &rt, &d);
 	if (rc < 0 && d.count == conf_errors)
 		diag_add(&d, NULL, 0, 0, "the routing files could not be loaded: %s",

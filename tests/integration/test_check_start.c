@@ -200,6 +200,39 @@ static void test_admin_http_beyond_loopback_needs_a_token(void)
 	CU_ASSERT_EQUAL(s_three_agree("admin-open"), 1);
 }
 
+/* A start refused for one instance has made nothing for another: the cpr instance's
+ * audit log, which its init creates, is not there — every instance is validated before
+ * any init runs. */
+static void test_refused_start_makes_nothing(void)
+{
+	char *conf = kd_config(
+		     "  - name: cpr\n"
+		     "    plugin: cpr\n"
+		     "    options:\n"
+		     "      endpoint: https://cpr.example.dk/cpr\n"
+		     "      service_agreement_uuid: 6f1c7c44-1b0a-4c52-9a8e-1d2f0c6b7a01\n"
+		     "      user_system_uuid: 0c9b1a7e-3d5f-4e21-8b6a-2a7c9e4d5f02\n"
+		     "      user_uuid: 9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c03\n"
+		     "      audit_log: '@DIR@/cpr-audit.log'\n"
+		     "  - name: gen\n"
+		     "    plugin: source\n"
+		     "    options: { type: x.y, count: -5 }\n"
+		     "  - name: sink\n    plugin: sink\n",
+		     NULL),
+	     *log;
+	kd_t *kd = kd_prepare("check-nothing-made", conf, s_routes);
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	CU_ASSERT_EQUAL(kd_launch(kd), -1);
+	kd_wait_exit(kd, WAIT);
+	log = kd_log(kd);
+	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "option 'count' must be at least 0"));
+	CU_ASSERT_NOT_EQUAL(access(kd_path(kd, "cpr-audit.log"), F_OK), 0);
+	free(log);
+	kd_destroy(&kd);
+}
+
 /* The same config with its token file private: the two checks say ok, and kanald starts
  * (and serves the admin API with the token). */
 static void test_good_config_passes_all_three(void)
@@ -229,4 +262,4 @@ TEST_MAIN("check_start", TEST(test_token_file_others_may_read),
 	  TEST(test_missing_spool_folder), TEST(test_folders_a_start_needs),
 	  TEST(test_ports_out_of_range), TEST(test_two_mistakes_in_one_file),
 	  TEST(test_admin_http_beyond_loopback_needs_a_token),
-	  TEST(test_good_config_passes_all_three))
+	  TEST(test_refused_start_makes_nothing), TEST(test_good_config_passes_all_three))
