@@ -233,6 +233,34 @@ static void test_refused_start_makes_nothing(void)
 	kd_destroy(&kd);
 }
 
+/* Checking an httppoll instance compiles its jq map — and unloads the plugin afterwards:
+ * the compile must leave no thread running in the unloaded code (jq's watchdog starts with
+ * the first run). Both checks say ok, and the start runs the map. */
+static void test_checking_a_map_then_starting(void)
+{
+	char *ctl[] = { "kanalctl", "-c", NULL, "check", NULL };
+	char *check[] = { "kanald", "-c", NULL, "--check", NULL };
+	char *conf = kd_config("  - name: api\n"
+			       "    plugin: httppoll\n"
+			       "    options:\n"
+			       "      url: http://127.0.0.1:1/items\n"
+			       "      map: '{type: \"vendor.\\(.kind)\"}'\n"
+			       "  - name: sink\n    plugin: sink\n",
+			       NULL),
+	     *out_path = NULL;
+	kd_t *kd = kd_prepare("check-map", conf, s_routes);
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	ctl[2] = check[2] = kd->conf_path;
+	CU_ASSERT(asprintf(&out_path, "%s/checks.out", kd->dir) > 0);
+	CU_ASSERT_EQUAL(test_run_program("bin/kanalctl", ctl, out_path), 0);
+	CU_ASSERT_EQUAL(test_run_program("bin/kanald", check, out_path), 0);
+	CU_ASSERT_EQUAL(kd_launch(kd), 0);
+	free(out_path);
+	kd_destroy(&kd);
+}
+
 /* The same config with its token file private: the two checks say ok, and kanald starts
  * (and serves the admin API with the token). */
 static void test_good_config_passes_all_three(void)
@@ -262,4 +290,5 @@ TEST_MAIN("check_start", TEST(test_token_file_others_may_read),
 	  TEST(test_missing_spool_folder), TEST(test_folders_a_start_needs),
 	  TEST(test_ports_out_of_range), TEST(test_two_mistakes_in_one_file),
 	  TEST(test_admin_http_beyond_loopback_needs_a_token),
-	  TEST(test_refused_start_makes_nothing), TEST(test_good_config_passes_all_three))
+	  TEST(test_refused_start_makes_nothing), TEST(test_checking_a_map_then_starting),
+	  TEST(test_good_config_passes_all_three))
