@@ -1248,13 +1248,15 @@ static int s_folder_makeable(const char *path, char *at, size_t at_size)
 			}
 			return access(at, W_OK | X_OK) == 0 ? 0 : -1;
 		}
-		if (errno != ENOENT || !(slash = strrchr(at, '/')))
+		if (errno != ENOENT)
 			return -1;
-		if (slash == at) {
+		slash = strrchr(at, '/');
+		if (!slash)
+			snprintf(at, at_size, "."); /* a relative path's first part: the cwd */
+		else if (slash == at)
 			at[1] = '\0';
-		} else {
+		else
 			*slash = '\0';
-		}
 	}
 }
 
