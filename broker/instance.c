@@ -468,7 +468,7 @@ static void s_check_log(kanal_ctx_t *ctx, kanal_log_level_t level, const char *l
 
 	s_error_place(at->ci, line, &l, &c);
 	fprintf(stderr, "%s:%d:%d: %s: instance '%s': %s\n", at->conf->file, l, c,
-		level == KANAL_LOG_ERROR ? "error" : kanal_log_level_name(level), at->ci->name,
+		level == KANAL_LOG_WARN ? "warning" : kanal_log_level_name(level), at->ci->name,
 		line);
 }
 

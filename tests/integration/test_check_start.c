@@ -261,6 +261,38 @@ static void test_checking_a_map_then_starting(void)
 	kd_destroy(&kd);
 }
 
+/* A plugin check's warning (plain http allowed to another machine) is shown at its option
+ * the way errors are, and does not fail the check. */
+static void test_check_warnings_at_their_option(void)
+{
+	char *ctl[] = { "kanalctl", "-c", NULL, "check", NULL };
+	char *conf = kd_config("  - name: hook\n"
+			       "    plugin: http\n"
+			       "    options:\n"
+			       "      url: http://hooks.example.dk/in\n"
+			       "      allow_plain_http: true\n"
+			       "  - name: sink\n    plugin: sink\n",
+			       NULL),
+	     *out_path = NULL, *text;
+	kd_t *kd = kd_prepare("check-warning", conf, s_routes);
+
+	free(conf);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	ctl[2] = kd->conf_path;
+	CU_ASSERT(asprintf(&out_path, "%s/check.out", kd->dir) > 0);
+	CU_ASSERT_EQUAL(test_run_program("bin/kanalctl", ctl, out_path), 0);
+	text = test_read_file(out_path, NULL);
+	/* kd_config's instances start at line 14; url is the fourth line of the entry. */
+	CU_ASSERT_PTR_NOT_NULL(text &&
+			       strstr(text, "kanald.yaml:17:7: warning: instance 'hook': "
+					    "option 'url': plain http to 'hooks.example.dk'"));
+	if (text && !strstr(text, "kanald.yaml:17:7: warning"))
+		fprintf(stderr, "\n%s", text);
+	free(text);
+	free(out_path);
+	kd_destroy(&kd);
+}
+
 /* The same config with its token file private: the two checks say ok, and kanald starts
  * (and serves the admin API with the token). */
 static void test_good_config_passes_all_three(void)
@@ -291,4 +323,4 @@ TEST_MAIN("check_start", TEST(test_token_file_others_may_read),
 	  TEST(test_ports_out_of_range), TEST(test_two_mistakes_in_one_file),
 	  TEST(test_admin_http_beyond_loopback_needs_a_token),
 	  TEST(test_refused_start_makes_nothing), TEST(test_checking_a_map_then_starting),
-	  TEST(test_good_config_passes_all_three))
+	  TEST(test_check_warnings_at_their_option), TEST(test_good_config_passes_all_three))
