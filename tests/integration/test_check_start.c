@@ -23,6 +23,22 @@ static const char *s_routes = "routes:\n"
 			      "    match: { type: '>' }\n"
 			      "    to: sink\n";
 
+/* `kanalctl check` and `kanald --check` on kd's config, their output appended to
+ * out_path. Each returns the program's exit status. */
+static int s_kanalctl_check(const kd_t *kd, const char *out_path)
+{
+	char *args[] = { "kanalctl", "-c", kd->conf_path, "check", NULL };
+
+	return test_run_program("bin/kanalctl", args, out_path);
+}
+
+static int s_kanald_check(const kd_t *kd, const char *out_path)
+{
+	char *args[] = { "kanald", "-c", kd->conf_path, "--check", NULL };
+
+	return test_run_program("bin/kanald", args, out_path);
+}
+
 /* The error lines of a program's output ("FILE:LINE:COL: error: …"), in order, with the
  * test's folder written @DIR@: what the three must agree on. Returns a new string. */
 static char *s_errors(const char *output, const char *dir)
@@ -102,8 +118,6 @@ static kd_t *s_prepare(const char *name, mode_t token_mode)
 static size_t s_three_agree(const char *name)
 {
 	char path[512], *expected, *out_path = NULL, *text, *got;
-	char *ctl[] = { "kanalctl", "-c", NULL, "check", NULL };
-	char *check[] = { "kanald", "-c", NULL, "--check", NULL };
 	size_t n = 0;
 	kd_t *kd = s_prepare(name, 0644);
 
@@ -112,11 +126,10 @@ static size_t s_three_agree(const char *name)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(expected);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	n = s_lines(expected);
-	ctl[2] = check[2] = kd->conf_path;
 
 	/* kanalctl check: "not ok" is exit 1. */
 	CU_ASSERT(asprintf(&out_path, "%s/kanalctl.out", kd->dir) > 0);
-	CU_ASSERT_EQUAL(test_run_program("bin/kanalctl", ctl, out_path), 1);
+	CU_ASSERT_EQUAL(s_kanalctl_check(kd, out_path), 1);
 	text = test_read_file(out_path, NULL);
 	got = s_errors(text, kd->dir);
 	s_agrees(name, "kanalctl check", got, expected);
@@ -126,7 +139,7 @@ static size_t s_three_agree(const char *name)
 
 	/* kanald --check. */
 	CU_ASSERT(asprintf(&out_path, "%s/check.out", kd->dir) > 0);
-	CU_ASSERT_EQUAL(test_run_program("bin/kanald", check, out_path), 1);
+	CU_ASSERT_EQUAL(s_kanald_check(kd, out_path), 1);
 	text = test_read_file(out_path, NULL);
 	got = s_errors(text, kd->dir);
 	s_agrees(name, "kanald --check", got, expected);
@@ -238,8 +251,6 @@ static void test_refused_start_makes_nothing(void)
  * the first run). Both checks say ok, and the start runs the map. */
 static void test_checking_a_map_then_starting(void)
 {
-	char *ctl[] = { "kanalctl", "-c", NULL, "check", NULL };
-	char *check[] = { "kanald", "-c", NULL, "--check", NULL };
 	char *conf = kd_config("  - name: api\n"
 			       "    plugin: httppoll\n"
 			       "    options:\n"
@@ -252,10 +263,9 @@ static void test_checking_a_map_then_starting(void)
 
 	free(conf);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	ctl[2] = check[2] = kd->conf_path;
 	CU_ASSERT(asprintf(&out_path, "%s/checks.out", kd->dir) > 0);
-	CU_ASSERT_EQUAL(test_run_program("bin/kanalctl", ctl, out_path), 0);
-	CU_ASSERT_EQUAL(test_run_program("bin/kanald", check, out_path), 0);
+	CU_ASSERT_EQUAL(s_kanalctl_check(kd, out_path), 0);
+	CU_ASSERT_EQUAL(s_kanald_check(kd, out_path), 0);
 	CU_ASSERT_EQUAL(kd_launch(kd), 0);
 	free(out_path);
 	kd_destroy(&kd);
@@ -265,7 +275,6 @@ static void test_checking_a_map_then_starting(void)
  * the way errors are, and does not fail the check. */
 static void test_check_warnings_at_their_option(void)
 {
-	char *ctl[] = { "kanalctl", "-c", NULL, "check", NULL };
 	char *conf = kd_config("  - name: hook\n"
 			       "    plugin: http\n"
 			       "    options:\n"
@@ -278,9 +287,8 @@ static void test_check_warnings_at_their_option(void)
 
 	free(conf);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	ctl[2] = kd->conf_path;
 	CU_ASSERT(asprintf(&out_path, "%s/check.out", kd->dir) > 0);
-	CU_ASSERT_EQUAL(test_run_program("bin/kanalctl", ctl, out_path), 0);
+	CU_ASSERT_EQUAL(s_kanalctl_check(kd, out_path), 0);
 	text = test_read_file(out_path, NULL);
 	/* kd_config's instances start at line 14; url is the fourth line of the entry. */
 	CU_ASSERT_PTR_NOT_NULL(text &&
@@ -297,16 +305,13 @@ static void test_check_warnings_at_their_option(void)
  * (and serves the admin API with the token). */
 static void test_good_config_passes_all_three(void)
 {
-	char *ctl[] = { "kanalctl", "-c", NULL, "check", NULL };
-	char *check[] = { "kanald", "-c", NULL, "--check", NULL };
 	char *out_path = NULL, *text;
 	kd_t *kd = s_prepare("token-mode", 0600);
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
-	ctl[2] = check[2] = kd->conf_path;
 	CU_ASSERT(asprintf(&out_path, "%s/checks.out", kd->dir) > 0);
-	CU_ASSERT_EQUAL(test_run_program("bin/kanalctl", ctl, out_path), 0);
-	CU_ASSERT_EQUAL(test_run_program("bin/kanald", check, out_path), 0);
+	CU_ASSERT_EQUAL(s_kanalctl_check(kd, out_path), 0);
+	CU_ASSERT_EQUAL(s_kanald_check(kd, out_path), 0);
 	text = test_read_file(out_path, NULL);
 	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, ": ok"));
 	CU_ASSERT_PTR_NULL(text ? strstr(text, "error") : "no output");
