@@ -181,16 +181,17 @@ static json_t *s_status(router_t *r)
 			if (m[k].gauge) /* set with kanal_metric_set, not counted */
 				json_array_append_new(gauges, json_string(m[k].name));
 		}
-		json_array_append_new(insts,
-				      json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "name",
-						r->instances[i]->name, "state",
-						admin_instance_state(r, r->instances[i]), "plugin",
-						r->instances[i]->plugin->desc->name, "version",
-						r->instances[i]->plugin->desc->version
-							? r->instances[i]->plugin->desc->version
-							: "",
-						"metrics", metrics, "gauges", gauges, "upstream",
-						up < 0 ? json_null() : json_boolean(up)));
+		json_array_append_new(
+			insts, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:I}", "name",
+					 r->instances[i]->name, "state",
+					 admin_instance_state(r, r->instances[i]), "plugin",
+					 r->instances[i]->plugin->desc->name, "version",
+					 r->instances[i]->plugin->desc->version
+						 ? r->instances[i]->plugin->desc->version
+						 : "",
+					 "metrics", metrics, "gauges", gauges, "upstream",
+					 up < 0 ? json_null() : json_boolean(up), "rate_limited",
+					 (json_int_t)instance_rate_limited(r->instances[i])));
 	}
 	for (size_t i = 0; i < r->n_dests; i++) {
 		const dest_t *d = &r->dests[i];

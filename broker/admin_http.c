@@ -615,6 +615,15 @@ static char *s_metrics(json_t *st)
 		s_plugin_metrics(&t, insts, false);
 		s_plugin_metrics(&t, insts, true);
 		s_upstream_metrics(&t, insts);
+		s_help(&t, "kanal_instance_rate_limited_total", "counter",
+		       "Emits refused busy by the instance's limits.rate.");
+		json_array_foreach(insts, i, e)
+		{
+			s_put(&t, "kanal_instance_rate_limited_total{instance=\"");
+			s_put_label(&t, json_string_value(json_object_get(e, "name")));
+			s_put(&t, "\"} %lld\n",
+			      (long long)json_integer_value(json_object_get(e, "rate_limited")));
+		}
 	}
 	return t.p;
 }
@@ -1107,8 +1116,7 @@ static int s_load_token(admin_http_t *a, const char *path, char *err, size_t err
 	return 0;
 }
 
-/* Parses "http://HOST:PORT" (HOST an IPv4 address or localhost). */
-static int s_parse_listen(const char *text, struct sockaddr_in *addr)
+int admin_http_parse_listen(const char *text, struct sockaddr_in *addr)
 {
 	char host[128];
 	const char *p = text, *colon;
@@ -1146,8 +1154,18 @@ admin_http_t *admin_http_new(const char *listen, const char *token_file, void *z
 		return NULL;
 	}
 	a->zctx = zctx;
-	if (s_parse_listen(listen, &addr) != 0) {
+	if (admin_http_parse_listen(listen, &addr) != 0) {
 		snprintf(err, err_size, "admin_http: '%s' is not http://IPV4:PORT", listen);
+		free(a);
+		return NULL;
+	}
+	/* conf.c refuses this before anything starts; kept here so no caller can bind the
+	 * admin API to the network without a token. */
+	if ((!token_file || !*token_file) && (ntohl(addr.sin_addr.s_addr) >> 24) != 127) {
+		snprintf(err, err_size,
+			 "admin_http: %s would take admin requests from the network without a "
+			 "token: set endpoints.admin_token_file",
+			 listen);
 		free(a);
 		return NULL;
 	}

@@ -25,6 +25,7 @@
 #include "acl.h"
 #include "conf.h"
 #include "../plugins/common/kc_url.h"
+#include "admin_http.h"
 #include "journal.h"
 #include "yamltree.h"
 
@@ -77,8 +78,9 @@ static const char *const s_limit_keys[] = { "max_event_size",
 					    "max_blob_size",
 					    "blob_store_size" };
 static const char *const s_rate_keys[] = { "events_per_second", "burst" };
-static const char *const s_instance_keys[] = { "name",     "plugin",  "isolation",
-					       "deadline", "options", "acl" };
+static const char *const s_instance_keys[] = { "name",    "plugin", "isolation", "deadline",
+					       "options", "acl",    "limits" };
+static const char *const s_instance_limit_keys[] = { "rate" };
 static const char *const s_acl_keys[] = { "emit", "sources" };
 static const char *const s_security_keys[] = { "curve", "allow_plain" };
 static const char *const s_curve_keys[] = { "secret_key_file", "clients" };
@@ -437,10 +439,12 @@ static void s_endpoints(loader_t *ld, const ynode_t *v)
 		const char *text = s_text(ld, x, "admin_http", true);
 		if (text && (!*text || !strcmp(text, "off")))
 			conf->admin_http = s_strdup(ld, "");
-		else if (text && strncmp(text, "http://", 7))
+		else if (text && (strncmp(text, "http://", 7) ||
+				  admin_http_parse_listen(text, &(struct sockaddr_in){ 0 }) != 0))
 			s_err(ld, x,
-			      "'admin_http': '%s' is not an HTTP address (write "
-			      "http://127.0.0.1:PORT, or off)",
+			      "'admin_http': '%s' is not an HTTP address kanald can bind (write "
+			      "http://IPV4:PORT with a port from 0 to 65535, e.g. "
+			      "http://127.0.0.1:7703, or off)",
 			      text);
 		else if (text)
 			conf->admin_http = s_strdup(ld, text);
@@ -480,6 +484,22 @@ static void s_readyz_requires(loader_t *ld, const ynode_t *root)
 	}
 }
 
+/* `rate: {events_per_second, burst}`, a token bucket: of each gateway client under the
+ * top-level limits, of an instance's emits under the instance's. */
+static void s_rate(loader_t *ld, const ynode_t *v, int64_t *per_second, int64_t *burst)
+{
+	const ynode_t *y;
+
+	if (!s_is_mapping(ld, v, "rate"))
+		return;
+	if (yaml_tree_check_keys(v, s_rate_keys, N_OF(s_rate_keys), "rate", ld->file, ld->d))
+		ld->errors++;
+	if ((y = yaml_tree_get(v, "events_per_second")))
+		s_count(ld, y, "events_per_second", per_second);
+	if ((y = yaml_tree_get(v, "burst")))
+		s_count(ld, y, "burst", burst);
+}
+
 static void s_limits(loader_t *ld, const ynode_t *v)
 {
 	conf_t *conf = ld->conf;
@@ -502,16 +522,8 @@ static void s_limits(loader_t *ld, const ynode_t *v)
 	if ((x = yaml_tree_get(v, "max_parked_events")))
 		s_count(ld, x, "max_parked_events", &conf->max_parked_events);
 	/* rate: {events_per_second, burst} — a token bucket per gateway client. */
-	if ((x = yaml_tree_get(v, "rate")) && s_is_mapping(ld, x, "rate")) {
-		const ynode_t *y;
-		if (yaml_tree_check_keys(x, s_rate_keys, N_OF(s_rate_keys), "rate", ld->file,
-					 ld->d))
-			ld->errors++;
-		if ((y = yaml_tree_get(x, "events_per_second")))
-			s_count(ld, y, "events_per_second", &conf->rate_per_second);
-		if ((y = yaml_tree_get(x, "burst")))
-			s_count(ld, y, "burst", &conf->rate_burst);
-	}
+	if ((x = yaml_tree_get(v, "rate")))
+		s_rate(ld, x, &conf->rate_per_second, &conf->rate_burst);
 	if ((x = yaml_tree_get(v, "max_blob_size")))
 		s_size(ld, x, "max_blob_size", &conf->max_blob_bytes);
 	if ((x = yaml_tree_get(v, "blob_store_size")))
@@ -1047,6 +1059,15 @@ static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 		s_options(ld, inst, x);
 	if ((x = yaml_tree_get(v, "acl")))
 		s_instance_acl(ld, inst, x);
+	/* limits: {rate: {events_per_second, burst}} — a token bucket on the emits. */
+	if ((x = yaml_tree_get(v, "limits")) && s_is_mapping(ld, x, "limits")) {
+		const ynode_t *rate;
+		if (yaml_tree_check_keys(x, s_instance_limit_keys, N_OF(s_instance_limit_keys),
+					 "limits", ld->file, ld->d))
+			ld->errors++;
+		if ((rate = yaml_tree_get(x, "rate")))
+			s_rate(ld, rate, &inst->rate_per_second, &inst->rate_burst);
+	}
 	/* Entries with errors are kept too: later checks (duplicates) still see their names. */
 	conf->n_instances++;
 }
@@ -1347,10 +1368,42 @@ static bool s_http_local(const char *url)
 	return s_loopback_host(host, (size_t)(end - host));
 }
 
+/* The admin HTTP API's rules, which security.allow_plain does not lift: its token file
+ * must be private (the rule admin_http.c applies when it reads the token at start, checked
+ * here too so that kanalctl check and kanald --check refuse what start refuses), and
+ * without a token it must be bound to loopback — anyone who reaches it could pause
+ * instances and read or delete dead letters (docs/security.md). */
+static void s_admin_http_safe(loader_t *ld, const ynode_t *eps)
+{
+	const conf_t *conf = ld->conf;
+	const ynode_t *x;
+
+	if ((x = yaml_tree_get(eps, "admin_token_file")) && conf->admin_token_file) {
+		struct stat st;
+		if (stat(conf->admin_token_file, &st) != 0)
+			s_err(ld, x, "'admin_token_file': cannot read %s: %s",
+			      conf->admin_token_file, strerror(errno));
+		else if (st.st_mode & 077)
+			s_err(ld, x,
+			      "'admin_token_file': %s may be read by others (mode %04o): "
+			      "make it private with chmod 600 %s",
+			      conf->admin_token_file, (unsigned)(st.st_mode & 07777),
+			      conf->admin_token_file);
+	}
+	if ((x = yaml_tree_get(eps, "admin_http")) && !conf->admin_token_file &&
+	    !s_http_local(conf->admin_http))
+		s_err(ld, x,
+		      "'admin_http': %s would take admin requests from the network "
+		      "without a token: set endpoints.admin_token_file (a private file "
+		      "holding the token), or bind it to 127.0.0.1; security.allow_plain "
+		      "does not lift this",
+		      conf->admin_http);
+}
+
 /* Refuses endpoints that would take unauthenticated connections from the network: a
  * gateway or stream beyond loopback without CURVE, the admin socket beyond loopback (it
- * has no CURVE), the admin HTTP API beyond loopback without a token — unless
- * security.allow_plain says the operator wants exactly that. */
+ * has no CURVE) — unless security.allow_plain says the operator wants exactly that — and
+ * the admin HTTP API beyond loopback without a token, always. */
 static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 {
 	const conf_t *conf = ld->conf;
@@ -1358,8 +1411,11 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 	static const char *const hint = "configure security.curve (docs/security.md), bind "
 					"it to 127.0.0.1, or set security.allow_plain: true";
 
-	if (!eps || eps->kind != YNODE_MAPPING || conf->allow_plain)
+	if (!eps || eps->kind != YNODE_MAPPING)
 		return; /* the defaults are all on 127.0.0.1 */
+	s_admin_http_safe(ld, eps);
+	if (conf->allow_plain)
+		return;
 	if ((x = yaml_tree_get(eps, "gateway")) && !conf->curve &&
 	    !s_endpoint_local(conf->gateway_endpoint))
 		s_err(ld, x,
@@ -1378,27 +1434,92 @@ static void s_plain_endpoints(loader_t *ld, const ynode_t *root)
 		      "authentication (the admin socket has no CURVE): bind it to "
 		      "127.0.0.1 or ipc://PATH, or set security.allow_plain: true",
 		      conf->admin_endpoint);
-	/* The same rule admin_http.c applies when it reads the token at start, checked here
-	 * too so that kanalctl check and kanald --check refuse what start refuses. */
-	if ((x = yaml_tree_get(eps, "admin_token_file")) && conf->admin_token_file) {
-		struct stat st;
-		if (stat(conf->admin_token_file, &st) != 0)
-			s_err(ld, x, "'admin_token_file': cannot read %s: %s",
-			      conf->admin_token_file, strerror(errno));
-		else if (st.st_mode & 077)
-			s_err(ld, x,
-			      "'admin_token_file': %s may be read by others (mode %04o): "
-			      "make it private with chmod 600 %s",
-			      conf->admin_token_file, (unsigned)(st.st_mode & 07777),
-			      conf->admin_token_file);
+}
+
+/* ---- what a start needs of the filesystem (conf_load_all) ---------------------------- */
+
+/* Says whether kanald could make the folder `path` (with its missing parents): the nearest
+ * folder of it that exists must be one this process may create entries in. Returns 0, or
+ * -1 with errno set and the folder that stops it in `at`. */
+static int s_folder_makeable(const char *path, char *at, size_t at_size)
+{
+	struct stat st;
+	char *slash;
+
+	snprintf(at, at_size, "%s", path);
+	for (;;) {
+		if (stat(at, &st) == 0) {
+			if (!S_ISDIR(st.st_mode)) {
+				errno = ENOTDIR;
+				return -1;
+			}
+			return access(at, W_OK | X_OK) == 0 ? 0 : -1;
+		}
+		if (errno != ENOENT)
+			return -1;
+		slash = strrchr(at, '/');
+		if (!slash)
+			snprintf(at, at_size, "."); /* a relative path's first part: the cwd */
+		else if (slash == at)
+			at[1] = '\0';
+		else
+			*slash = '\0';
 	}
-	if ((x = yaml_tree_get(eps, "admin_http")) && !conf->admin_token_file &&
-	    !s_http_local(conf->admin_http))
-		s_err(ld, x,
-		      "'admin_http': %s would take admin requests from the network "
-		      "without a token: set endpoints.admin_token_file, bind it to "
-		      "127.0.0.1, or set security.allow_plain: true",
-		      conf->admin_http);
+}
+
+/* The folder `key` names (given at node v, or defaulted: v is the file's root) can be made
+ * or used by kanald. */
+static void s_check_folder(loader_t *ld, const ynode_t *v, const char *key, const char *path)
+{
+	char at[4096];
+
+	if (!path || s_folder_makeable(path, at, sizeof at) == 0)
+		return;
+	if (!strcmp(at, path))
+		s_err(ld, v, "'%s': kanald cannot create or use %s: %s", key, path,
+		      strerror(errno));
+	else
+		s_err(ld, v, "'%s': kanald cannot create %s: %s: %s", key, path, at,
+		      strerror(errno));
+}
+
+/* What a start needs of the filesystem and conf_load does not look at (kanalctl's other
+ * commands read the config as other users): the state and run folders can be made, and
+ * the journal's folder exists (SQLite makes no folders) unless it is the state folder,
+ * which kanald makes. */
+static void s_check_paths(loader_t *ld, const ynode_t *root)
+{
+	const conf_t *conf = ld->conf;
+	const ynode_t *jpath = yaml_tree_get(yaml_tree_get(root, "journal"), "path");
+	const ynode_t *x;
+	char *dir, *slash;
+
+	if (!root || root->kind != YNODE_MAPPING)
+		return;
+	x = yaml_tree_get(root, "state_dir");
+	s_check_folder(ld, x ? x : root, "state_dir", conf->state_dir);
+	x = yaml_tree_get(root, "run_dir");
+	s_check_folder(ld, x ? x : root, "run_dir", conf->run_dir);
+	if (!jpath || !conf->journal_path || !conf->journal_durable || !conf->state_dir ||
+	    !(dir = strdup(conf->journal_path)))
+		return;
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	if (slash && *dir && strcmp(dir, conf->state_dir) != 0) {
+		struct stat st;
+		if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+			s_err(ld, jpath,
+			      "'path': the journal's folder %s does not exist: create it, or "
+			      "put the journal in state_dir",
+			      dir);
+		else if (access(dir, W_OK | X_OK) != 0)
+			s_err(ld, jpath,
+			      "'path': kanald cannot create files in the journal's folder "
+			      "%s: %s",
+			      dir, strerror(errno));
+	}
+	free(dir);
 }
 
 /* trace.export.url, by the connectors' rule (plugins/common/kc_url.c, the host as libcurl
@@ -1523,7 +1644,9 @@ static char *s_dirname(const char *path)
 	return strndup(path, (size_t)(slash - path));
 }
 
-int conf_load(const char *path, conf_t **out, diag_t *d)
+/* conf_load and conf_load_all: `partial` keeps a config that has errors and checks the
+ * paths a start needs. */
+static int s_load(const char *path, bool partial, conf_t **out, diag_t *d)
 {
 	conf_store_t *store = NULL;
 	yaml_tree_t *tree = NULL;
@@ -1561,12 +1684,17 @@ int conf_load(const char *path, conf_t **out, diag_t *d)
 	ld.errors = tree->errors;
 	s_defaults(&ld);
 	s_walk(&ld, tree->root);
+	if (partial)
+		s_check_paths(&ld, tree->root);
 	yaml_tree_destroy(&tree);
 	yaml_tree_sort_errors(d, first_error);
 	if (ld.oom)
 		goto fail_oom;
 	if (ld.errors) {
-		conf_destroy(&conf);
+		if (partial)
+			*out = conf;
+		else
+			conf_destroy(&conf);
 		return KANAL_ECONFIG;
 	}
 	*out = conf;
@@ -1575,6 +1703,16 @@ fail_oom:
 	yaml_tree_destroy(&tree);
 	conf_destroy(&conf);
 	return KANAL_ENOMEM;
+}
+
+int conf_load(const char *path, conf_t **out, diag_t *d)
+{
+	return s_load(path, false, out, d);
+}
+
+int conf_load_all(const char *path, conf_t **out, diag_t *d)
+{
+	return s_load(path, true, out, d);
 }
 
 void conf_destroy(conf_t **conf_p)

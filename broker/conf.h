@@ -34,6 +34,10 @@ typedef struct conf_instance {
 	char **acl_sources;
 	size_t n_acl_sources;
 	bool has_acl_sources;
+	/* `limits: {rate: {events_per_second, burst}}`: a token bucket on the instance's
+	 * emits (kanal_emit answers KANAL_EBUSY over it); 0: no limit. */
+	int64_t rate_per_second;
+	int64_t rate_burst; /* default: one second's worth */
 } conf_instance_t;
 
 /* An external client allowed to connect to the CURVE gateway and stream
@@ -138,6 +142,15 @@ typedef struct conf {
 /* Loads and validates `path`. On success returns 0 and *out. On failure returns
  * KANAL_ECONFIG with every error in d. Ownership: *out is new. */
 int conf_load(const char *path, conf_t **out, diag_t *d);
+/* conf_load for the one validation path (kanalctl check, kanald --check, a start). It
+ * also checks what a start needs of the filesystem — state_dir and run_dir can be made,
+ * journal.path's folder exists — which conf_load leaves alone (kanalctl's other commands
+ * read the config as users who could not write there). On KANAL_ECONFIG it still puts in
+ * *out what could be read (when the file is YAML at all: otherwise *out is NULL), so that
+ * the instances' plugins and options and the routing files get checked too and every
+ * mistake of the file is reported at once. A config that has errors is for reporting only,
+ * never to be run. Ownership: *out is new. */
+int conf_load_all(const char *path, conf_t **out, diag_t *d);
 void conf_destroy(conf_t **conf_p);
 
 /* Finds an external (CURVE) client by name or returns NULL. */

@@ -22,6 +22,7 @@
 #include "isolation.h"
 #include "log.h"
 #include "msg_int.h"
+#include "ratelimit.h"
 
 /* The batches of the instance thread (one instance per thread, so thread-local): emits
  * not yet sent to the router, and outcomes not yet reported. Both go out in one frame when
@@ -217,6 +218,13 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 	    !acl_source_allowed(inst->acl_sources, inst->n_acl_sources, kanal_msg_source(msg))) {
 		s_acl_refused(inst, msg, "source");
 		rc = KANAL_EFORBIDDEN;
+		goto fail;
+	}
+	/* limits.rate: over it the event is not accepted, as when a queue is full — the
+	 * plugin keeps it and tries later (docs/design/tenancy.md, "Rate limits"). */
+	if (inst->rate && ratelimit_take(inst->rate, inst->name, kanal_now_ms()) > 0) {
+		__atomic_add_fetch(&inst->rate_limited, 1, __ATOMIC_RELAXED);
+		rc = KANAL_EBUSY;
 		goto fail;
 	}
 	if (inst->max_event_bytes > 0 && kanal_msg_size(msg) > (size_t)inst->max_event_bytes) {
@@ -427,6 +435,11 @@ static void s_op_upstream(kanal_ctx_t *ctx, bool up)
 	__atomic_store_n(&inst->upstream, up ? 1 : 0, __ATOMIC_RELAXED);
 }
 
+uint64_t instance_rate_limited(const instance_t *inst)
+{
+	return __atomic_load_n(&inst->rate_limited, __ATOMIC_RELAXED);
+}
+
 int instance_upstream(const instance_t *inst)
 {
 	return __atomic_load_n(&inst->upstream, __ATOMIC_RELAXED);
@@ -444,11 +457,113 @@ static const kanal_host_ops_t s_ops = {
 	.answer = s_op_answer,
 };
 
+/* Where the check callback's error belongs: the line of the first option it names in
+ * quotes ("option 'ca_file': …") that the file gives, else the instance's entry. */
+static void s_error_place(const conf_instance_t *ci, const char *text, int *line, int *column)
+{
+	*line = ci->line;
+	*column = ci->column;
+	for (const char *q = strchr(text, '\''); q; q = strchr(q + 1, '\'')) {
+		size_t len = strcspn(q + 1, "'");
+		for (size_t i = 0; i < ci->n_options; i++) {
+			const kanal_optval_t *o = &ci->options[i];
+			if (o->key && strlen(o->key) == len && !strncmp(o->key, q + 1, len)) {
+				*line = o->line;
+				*column = o->column;
+				return;
+			}
+		}
+	}
+}
+
+/* What a check callback's log lines need to say where they come from. */
+typedef struct check_place {
+	const conf_t *conf;
+	const conf_instance_t *ci;
+} check_place_t;
+
+/* A check callback's log line (a warning, say) printed the way the config's errors are,
+ * at the place it is about: kanalctl check and kanald --check show it beside them. */
+static void s_check_log(kanal_ctx_t *ctx, kanal_log_level_t level, const char *line)
+{
+	const check_place_t *at = ctx->host;
+	int l, c;
+
+	s_error_place(at->ci, line, &l, &c);
+	fprintf(stderr, "%s:%d:%d: %s: instance '%s': %s\n", at->conf->file, l, c,
+		level == KANAL_LOG_WARN ? "warning" : kanal_log_level_name(level), at->ci->name,
+		line);
+}
+
+static const kanal_host_ops_t s_check_ops = { .log = s_check_log };
+
+/* The one validation of an instance, the same for kanalctl check, kanald --check and a
+ * start: opens its plugin, checks its options against the plugin's table (every bad one
+ * reported) and runs the plugin's check callback. `ops` receives the callback's log lines
+ * (NULL: dropped — a start's init logs them again). On success returns 0 with the plugin
+ * and config in *loaded_out and *cfg_out; else a negative code with the errors in d. */
+static int s_validate(const conf_t *conf, const conf_instance_t *ci, const kanal_host_ops_t *ops,
+		      kanal_loaded_t **loaded_out, kanal_config_t **cfg_out, diag_t *d)
+{
+	check_place_t at = { conf, ci };
+	kanal_error_t err;
+	int rc, line, column;
+
+	*loaded_out = NULL;
+	*cfg_out = NULL;
+	kanal_error_clear(&err);
+	rc = kanal__plugin_open(ci->plugin_path, loaded_out, &err);
+	if (rc < 0) {
+		/* Reported at the instance's entry, where the operator fixes it. */
+		diag_add(d, conf->file, ci->line, ci->column, "instance '%s': %s", ci->name,
+			 err.text[0] ? err.text : kanal_strerror(rc));
+		return rc;
+	}
+	/* Every bad option of the instance is reported, not only the first. */
+	rc = kanal__config_build_all((*loaded_out)->options, ci->options, ci->n_options, conf->file,
+				     ci->name, ci->line, ci->column, cfg_out, diag_add_error_fn, d);
+	if (rc < 0)
+		goto fail;
+	rc = kanal__plugin_check(*loaded_out, ci->name, *cfg_out, ops, &at, &err);
+	if (rc < 0) {
+		s_error_place(ci, err.text, &line, &column);
+		diag_add(d, conf->file, line, column, "instance '%s': %s", ci->name, err.text);
+		goto fail;
+	}
+	return 0;
+fail:
+	kanal__config_destroy(cfg_out);
+	kanal__plugin_close(loaded_out);
+	return rc;
+}
+
+int instance_check(const conf_t *conf, const conf_instance_t *ci, bool quiet, diag_t *d)
+{
+	kanal_loaded_t *loaded;
+	kanal_config_t *cfg;
+	int rc;
+
+	if (!ci->name || !ci->plugin_path)
+		return KANAL_ECONFIG; /* the config's own error says what is missing */
+	rc = s_validate(conf, ci, quiet ? NULL : &s_check_ops, &loaded, &cfg, d);
+	kanal__config_destroy(&cfg);
+	kanal__plugin_close(&loaded);
+	return rc;
+}
+
+size_t instance_check_all(const conf_t *conf, bool quiet, diag_t *d)
+{
+	size_t before = d->count;
+
+	for (size_t i = 0; i < conf->n_instances; i++)
+		(void)instance_check(conf, &conf->instances[i], quiet, d);
+	return d->count - before;
+}
+
 int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, instance_t **out,
 		  diag_t *d)
 {
 	instance_t *inst = calloc(1, sizeof *inst);
-	kanal_error_t err;
 	char *state_dir = NULL;
 	int rc;
 
@@ -471,19 +586,16 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, i
 		rc = KANAL_ENOMEM;
 		goto fail;
 	}
-	kanal_error_clear(&err);
-	rc = kanal__plugin_open(ci->plugin_path, &inst->plugin, &err);
-	if (rc < 0) {
-		diag_add(d, conf->file, ci->line, ci->column, "instance '%s': %s", ci->name,
-			 err.text);
-		goto fail;
-	}
-	/* Every bad option of the instance is reported, not only the first. */
-	rc = kanal__config_build_all(inst->plugin->options, ci->options, ci->n_options, conf->file,
-				     ci->name, ci->line, ci->column, &inst->config,
-				     diag_add_error_fn, d);
+	rc = s_validate(conf, ci, NULL, &inst->plugin, &inst->config, d);
 	if (rc < 0)
 		goto fail;
+	if (ci->rate_per_second > 0 &&
+	    !(inst->rate = ratelimit_new(
+		      (double)ci->rate_per_second,
+		      (double)(ci->rate_burst > 0 ? ci->rate_burst : ci->rate_per_second)))) {
+		rc = KANAL_ENOMEM;
+		goto fail;
+	}
 	if (asprintf(&state_dir, "%s/%s", conf->state_dir, ci->name) < 0) {
 		state_dir = NULL;
 		rc = KANAL_ENOMEM;
@@ -766,6 +878,7 @@ void instance_destroy(instance_t **inst_p)
 	kanal__ctx_destroy(&inst->ctx);
 	kanal__config_destroy(&inst->config);
 	kanal__plugin_close(&inst->plugin);
+	ratelimit_destroy(&inst->rate);
 	pthread_mutex_destroy(&inst->mu);
 	pthread_cond_destroy(&inst->cv);
 	free(inst->name);

@@ -37,7 +37,11 @@ typedef struct instance {
 	char *const *acl_sources;
 	size_t n_acl_sources;
 	uint64_t acl_denied; /* emits the acl refused; atomic (the router reads it) */
-	int upstream;        /* kanal_upstream_report's last: 1 up, 0 down, -1 none; atomic */
+	/* `limits.rate`: the token bucket on emits (NULL: none; used on the instance's thread
+	 * only), and the emits it refused (atomic: the router reads it). */
+	struct ratelimit *rate;
+	uint64_t rate_limited;
+	int upstream; /* kanal_upstream_report's last: 1 up, 0 down, -1 none; atomic */
 	/* `isolation: process`: the plugin runs in a plugin host and this instance's thread is
 	 * its proxy (isolation.c); NULL for a plugin on the thread itself. */
 	struct isolation *iso;
@@ -70,8 +74,20 @@ typedef struct instance {
 	size_t n_metrics;
 } instance_t;
 
-/* Opens the instance's plugin, validates its options against the plugin's table and calls
- * init — or, for `isolation: process`, prepares the plugin host that will call it (options
+/* Validates one instance the way every start does, without init: opens its plugin, checks
+ * its options against the plugin's table and runs the plugin's check callback (kanal/
+ * plugin.h), which reads files at most — nothing is created, nothing connects. Errors are
+ * added to d as for instance_load; the callback's log lines (warnings) go to standard
+ * error in the same form unless `quiet`. An entry the config itself refused (no name or
+ * plugin) is skipped. Returns 0 or a negative code. kanalctl check and kanald --check use
+ * it, and a start before any init, so that a refused start has made nothing. */
+int instance_check(const conf_t *conf, const conf_instance_t *ci, bool quiet, diag_t *d);
+
+/* instance_check for every instance of conf, each reported. Returns the errors added. */
+size_t instance_check_all(const conf_t *conf, bool quiet, diag_t *d);
+
+/* Opens the instance's plugin, validates its options against the plugin's table, runs the
+ * plugin's check (the same validation as instance_check) and calls init — or, for `isolation: process`, prepares the plugin host that will call it (options
  * are refused here all the same). Every failure is added to d as
  * "file:line:col: error: instance 'x': …". */
 int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, instance_t **out,
@@ -96,6 +112,9 @@ void instance_report_start(instance_t *inst, int state, const char *why);
 /* What the instance last said of its upstream (kanal_upstream_report): 1 up, 0 down, -1
  * nothing yet. Safe from any thread. */
 int instance_upstream(const instance_t *inst);
+
+/* Emits refused by the instance's limits.rate so far. Safe from any thread. */
+uint64_t instance_rate_limited(const instance_t *inst);
 
 /* Copies the instance's metrics (for status); returns the count. */
 size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap);

@@ -52,6 +52,7 @@ typedef struct kanald {
 	const char *level_arg; /* --log-level, or NULL: the config's */
 	bool check_only;
 	conf_t *conf;
+	bool conf_broken; /* conf has errors: only checked further, never started */
 	instance_t **instances;
 	size_t n_loaded, n_started;
 	routes_t *routes;
@@ -118,15 +119,22 @@ static void s_block_signals(kanald_t *k)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Loads kanald.yaml and sets the log level (--log-level wins over the config's). */
+/* Loads kanald.yaml and sets the log level (--log-level wins over the config's). A config
+ * with errors is kept in k->conf (k->conf_broken) so that the instances and routes are
+ * checked too and every mistake is reported in one run; it is never started. */
 static int s_load_config(kanald_t *k)
 {
 	kanal_log_level_t lvl;
+	int rc = conf_load_all(k->conf_path, &k->conf, &k->d);
 
-	if (conf_load(k->conf_path, &k->conf, &k->d) < 0) {
-		diag_print(&k->d, stderr);
-		return KANAL_ECONFIG;
+	if (rc < 0 && !k->conf) {
+		if (k->d.count)
+			diag_print(&k->d, stderr);
+		else
+			fprintf(stderr, "kanald: %s: %s\n", k->conf_path, kanal_strerror(rc));
+		return rc;
 	}
+	k->conf_broken = rc < 0;
 	log_set_json(k->conf->log_json);
 	if (!k->level_arg) {
 		log_set_level(k->conf->log_level);
@@ -141,11 +149,24 @@ static int s_load_config(kanald_t *k)
 }
 
 /* Loads and inits every plugin instance. An instance that fails adds to k->d and the
- * others still load, so that one run reports every error. */
+ * others still load, so that one run reports every error. With --check, or when the
+ * config itself has errors, or when an instance does not pass the validation, the
+ * instances are only validated (instance_check, as kanalctl check does): nothing is
+ * created and no init runs. */
 static int s_load_instances(kanald_t *k)
 {
 	char *blob_dir = NULL;
 	kanal_error_t err;
+
+	if (k->check_only || k->conf_broken) {
+		instance_check_all(k->conf, false, &k->d);
+		return 0;
+	}
+	/* Every instance validated before any init runs (quietly: init logs the warnings
+	 * again), so that a start refused for one instance has made nothing for another (an
+	 * audit log, a folder). */
+	if (instance_check_all(k->conf, true, &k->d) > 0)
+		return 0;
 
 	/* The blob store first: a plugin may put a blob from init (docs/design/blobs.md). */
 	kanal_error_clear(&err);
@@ -167,21 +188,26 @@ static int s_load_instances(kanald_t *k)
 	return 0;
 }
 
-/* Compiles the routing files against the configured instance names. */
+/* Compiles the routing files against the configured instance names (an entry the config
+ * refused has none). Errors go to k->d with the others. */
 static int s_load_routes(kanald_t *k)
 {
 	const char **names = calloc(k->conf->n_instances + 1, sizeof *names);
-	int rc = KANAL_ENOMEM;
+	size_t n = 0, before = k->d.count;
+	int rc;
 
-	for (size_t i = 0; names && i < k->conf->n_instances; i++)
-		names[i] = k->conf->instances[i].name;
-	if (names)
-		rc = routes_load((const char *const *)k->conf->route_paths, k->conf->n_route_paths,
-				 names, k->conf->n_instances, &k->routes, &k->d);
+	if (!names)
+		return KANAL_ENOMEM;
+	for (size_t i = 0; i < k->conf->n_instances; i++)
+		if (k->conf->instances[i].name)
+			names[n++] = k->conf->instances[i].name;
+	rc = routes_load((const char *const *)k->conf->route_paths, k->conf->n_route_paths, names,
+			 n, &k->routes, &k->d);
 	free(names);
-	if (rc < 0)
-		diag_print(&k->d, stderr);
-	return rc < 0 ? rc : 0;
+	if (rc < 0 && k->d.count == before)
+		diag_add(&k->d, NULL, 0, 0, "the routing files could not be loaded: %s",
+			 kanal_strerror(rc));
+	return rc == KANAL_ENOMEM ? rc : 0;
 }
 
 /* All or nothing: any error found while loading starts nothing. */
@@ -197,7 +223,7 @@ static int s_refuse_on_errors(kanald_t *k)
 /* --check: says what would run. */
 static void s_report_check(const kanald_t *k)
 {
-	printf("%s: ok: %zu instances, %zu routes\n", k->conf->file, k->n_loaded,
+	printf("%s: ok: %zu instances, %zu routes\n", k->conf->file, k->conf->n_instances,
 	       routes_count(k->routes));
 }
 

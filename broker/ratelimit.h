@@ -2,7 +2,9 @@
  * broker/ratelimit.h — token buckets per sender (`limits.rate`): each gateway client (its
  * CURVE name; all plain clients share one bucket) may hand in `events_per_second` on
  * average and `burst` at once. An event over the limit is answered `busy` with the time
- * until the next token as its retry hint, and counted (docs/config.md, "limits").
+ * until the next token as its retry hint, and counted (docs/config.md, "limits"). An
+ * instance with `limits.rate` has a bucket of its own, taken in its kanal_emit
+ * (instance.c), which answers KANAL_EBUSY over it.
  */
 #ifndef KANAL_RATELIMIT_H
 #define KANAL_RATELIMIT_H

@@ -1,11 +1,12 @@
 /*
  * cli/cmd_check.c — `kanalctl check` and `kanalctl explain`: the routing table, offline.
  *
- * check loads kanald.yaml, validates each instance's options against its plugin's table
- * (the plugin is dlopened and its descriptor checked, but never initialised: no thread, no
- * connection), then loads the routing files with the config's instance names, so that an
- * operator learns every mistake before `kanalctl reload` — reported the way compilers
- * report errors. It also warns about each type in a message catalogue (CATALOGUE_FILE
+ * check walks the one validation path kanald --check and a start walk: kanald.yaml, each
+ * instance's plugin and options and the plugin's own check callback (the plugin is
+ * dlopened but never initialised: no thread, no connection, nothing created), then the
+ * routing files with the config's instance names — going on past errors in the config,
+ * so that an operator learns every mistake before `kanalctl reload` in one run, reported
+ * the way compilers report errors. It also warns about each type in a message catalogue (CATALOGUE_FILE
  * beside the routing files: the types the connectors emit, docs/message-types.md) that no
  * route takes, since such an event would wait in the default destination. explain loads the same table and tells, for a sample event, which routes
  * match, why the others do not, and where the event would go.
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "kanalctl.h"
+#include "instance.h"
 #include "routes.h"
 
 /* The message catalogue's name, in the folder of the routing files. */
@@ -28,53 +30,28 @@ static const char *s_plural(size_t n, const char *one, const char *many)
 	return n == 1 ? one : many;
 }
 
-/* Validates one instance's options against its plugin's table, appending what is wrong
- * to d. Returns the number of errors added. */
-static size_t s_check_instance(const conf_t *conf, const conf_instance_t *inst, diag_t *d)
-{
-	kanal_loaded_t *loaded = NULL;
-	kanal_config_t *cfg = NULL;
-	kanal_error_t err;
-	size_t before = d->count;
-	int rc;
-
-	kanal_error_clear(&err);
-	rc = kanal__plugin_open(inst->plugin_path, &loaded, &err);
-	if (rc < 0) {
-		/* Report it at the instance's entry, where the operator fixes it. */
-		diag_add(d, conf->file, inst->line, inst->column, "instance '%s': plugin '%s': %s",
-			 inst->name, inst->plugin, err.text[0] ? err.text : kanal_strerror(rc));
-		return d->count - before;
-	}
-	/* Every bad option is reported, each where it is written. */
-	rc = kanal__config_build_all(loaded->options, inst->options, inst->n_options, conf->file,
-				     inst->name, inst->line, inst->column, &cfg, diag_add_error_fn,
-				     d);
-	if (rc < 0 && d->count == before)
-		diag_add(d, conf->file, inst->line, inst->column, "instance '%s': options: %s",
-			 inst->name, kanal_strerror(rc));
-	kanal__config_destroy(&cfg);
-	kanal__plugin_close(&loaded);
-	return d->count - before;
-}
-
 /* Loads the routing table from `paths` (NULL: the config's route_paths) with the config's
  * instance names. Returns 0 and *out, or a negative code with the errors in d. */
 static int s_load_routes(const conf_t *conf, char **paths, size_t n_paths, routes_t **out,
 			 diag_t *d)
 {
 	const char **names = ctl_instance_names(conf);
+	size_t n = 0;
 	int rc;
 
 	if (!names) {
 		diag_add(d, NULL, 0, 0, "out of memory");
 		return KANAL_ENOMEM;
 	}
+	/* An entry the config refused has no name (check goes on past config errors). */
+	for (size_t i = 0; i < conf->n_instances; i++)
+		if (names[i])
+			names[n++] = names[i];
 	if (!paths) {
 		paths = conf->route_paths;
 		n_paths = conf->n_route_paths;
 	}
-	rc = routes_load((const char *const *)paths, n_paths, names, conf->n_instances, out, d);
+	rc = routes_load((const char *const *)paths, n_paths, names, n, out, d);
 	free(names);
 	return rc;
 }
@@ -199,21 +176,27 @@ static void s_print_areas(const routes_t *rt)
 
 int cmd_check(ctl_t *ctl, int argc, char **argv)
 {
+	const char *path = ctl_conf_path(ctl);
 	routes_t *rt = NULL;
 	diag_t d = { 0 };
-	conf_t *conf;
-	size_t i, conf_errors = 0;
+	conf_t *conf = NULL;
+	size_t conf_errors;
 	int rc, status = CTL_EXIT_OK;
 
-	if (!ctl_conf_path(ctl))
+	if (!path)
 		return CTL_EXIT_ERROR;
-	conf = ctl_conf_load(ctl);
+	/* The one validation path of kanald (--check and start): the config, each instance
+	 * (plugin, options table, the plugin's check), the routing files — every mistake,
+	 * even past errors in the config itself. */
+	rc = conf_load_all(path, &conf, &d);
 	if (!conf) {
-		ctl_error("check failed: %s has errors", ctl_conf_path(ctl));
+		if (d.count)
+			diag_print(&d, stderr);
+		ctl_error("check failed: %s: %s", path, kanal_strerror(rc));
+		diag_free(&d);
 		return CTL_EXIT_NO;
 	}
-	for (i = 0; i < conf->n_instances; i++)
-		conf_errors += s_check_instance(conf, &conf->instances[i], &d);
+	conf_errors = d.count + instance_check_all(conf, false, &d);
 	rc = s_load_routes(conf, argc ? argv : NULL, (size_t)argc, &rt, &d);
 	if (rc < 0 && d.count == conf_errors)
 		diag_add(&d, NULL, 0, 0, "the routing files could not be loaded: %s",

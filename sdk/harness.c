@@ -475,6 +475,17 @@ int kanal_harness_start(kanal_harness_t *h, kanal_error_t *err)
 	rc = s_build_config(h, err);
 	if (rc)
 		return rc;
+	/* As in kanald: the plugin's own check before anything is made for the instance.
+	 * Its log lines are dropped: init, which runs the same code, logs them again. */
+	rc = kanal__plugin_check(h->loaded, h->instance, h->config, NULL, NULL, err);
+	if (rc) {
+		char text[sizeof err->text];
+		snprintf(text, sizeof text, "%s", err ? err->text : "");
+		if (err)
+			kanal_error_clear(err);
+		kanal_error_set(err, NULL, 0, 0, NULL, "instance '%s': %s", h->instance, text);
+		return rc;
+	}
 	rc = s_make_state_dir(h, err);
 	if (rc)
 		return rc;

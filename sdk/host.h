@@ -205,6 +205,17 @@ typedef struct kanal_loaded {
  * returns KANAL_EABI (or KANAL_ENOTFOUND when the file cannot be opened). */
 int kanal__plugin_open(const char *path, kanal_loaded_t **out, kanal_error_t *err);
 void kanal__plugin_close(kanal_loaded_t **loaded_p);
+/* Runs the plugin's check callback (ABI 1.1, kanal/plugin.h) on cfg, for instance
+ * `instance`, on a ctx of its own that offers only logging: ops->log (ops and ops->log may
+ * be NULL: lines are dropped) with `host` as ctx->host. A plugin without check passes.
+ * Returns 0, or the callback's negative code (KANAL_EPLUGIN for a positive one) with err
+ * holding what it gave kanal_set_error. Ownership: borrows everything; fills err. */
+int kanal__plugin_check(const kanal_loaded_t *loaded, const char *instance,
+			const kanal_config_t *cfg, const kanal_host_ops_t *ops, void *host,
+			kanal_error_t *err);
+/* True when the plugin has a check callback (its descriptor is new enough to hold one and
+ * sets it). Ownership: borrows loaded. */
+bool kanal__plugin_has_check(const kanal_loaded_t *loaded);
 /* Prints name, version, ABI and the options table as documentation. */
 void kanal__plugin_describe(const kanal_loaded_t *loaded, FILE *out);
 

@@ -9,6 +9,9 @@
  * file and, for a version mismatch, both versions and what to do about it. The options
  * table is copied into this host's layout, read at the stride of the ABI minor the plugin
  * was built for (a 1.0 entry is smaller than a 1.1 one), and every host uses that copy.
+ * kanal__plugin_check runs a plugin's optional check callback the same way for every host,
+ * on a ctx that can only log, so that `kanalctl check`, `kanald --check` and a start apply
+ * one rule.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -170,6 +173,43 @@ void kanal__plugin_close(kanal_loaded_t **loaded_p)
 	free(loaded);
 }
 
+bool kanal__plugin_has_check(const kanal_loaded_t *loaded)
+{
+	const kanal_plugin_t *d = loaded ? loaded->desc : NULL;
+
+	/* A 1.0 descriptor, or a 1.1 one built before `check` was appended, ends earlier. */
+	return d && d->struct_size >= offsetof(kanal_plugin_t, check) + sizeof d->check && d->check;
+}
+
+int kanal__plugin_check(const kanal_loaded_t *loaded, const char *instance,
+			const kanal_config_t *cfg, const kanal_host_ops_t *ops, void *host,
+			kanal_error_t *err)
+{
+	/* Of the host's services only logging: whatever else the callback tries fails. */
+	const kanal_host_ops_t only_log = { .log = ops ? ops->log : NULL };
+	kanal_ctx_t *ctx;
+	int rc;
+
+	if (!kanal__plugin_has_check(loaded))
+		return 0;
+	/* No state folder: creating one would be a side effect. */
+	ctx = kanal__ctx_new(instance, &only_log, host, NULL);
+	if (!ctx) {
+		kanal_error_set(err, NULL, 0, 0, NULL, "out of memory checking the options");
+		return KANAL_ENOMEM;
+	}
+	rc = loaded->desc->check(ctx, cfg);
+	if (rc > 0)
+		rc = KANAL_EPLUGIN;
+	if (rc < 0 && ctx->delivery.error[0])
+		kanal_error_set(err, NULL, 0, 0, NULL, "%s", ctx->delivery.error);
+	else if (rc < 0)
+		kanal_error_set(err, NULL, 0, 0, NULL, "check failed (%s: %s)", kanal_errname(rc),
+				kanal_strerror(rc));
+	kanal__ctx_destroy(&ctx);
+	return rc;
+}
+
 /* Column widths of the options table: each at least its heading. */
 typedef struct describe_widths {
 	int name, type, req, def;
@@ -222,7 +262,8 @@ void kanal__plugin_describe(const kanal_loaded_t *loaded, FILE *out)
 	fprintf(out, "abi:         %u.%u (this host: %d.%d)\n", d->abi_major, d->abi_minor,
 		KANAL_ABI_MAJOR, KANAL_ABI_MINOR);
 	fprintf(out, "file:        %s\n", loaded->path);
-	fprintf(out, "callbacks:   init%s%s%s%s%s\n", d->start ? ", start" : "",
+	fprintf(out, "callbacks:   %sinit%s%s%s%s%s\n",
+		kanal__plugin_has_check(loaded) ? "check, " : "", d->start ? ", start" : "",
 		d->on_message ? ", on_message" : "", d->stop ? ", stop" : "",
 		d->destroy ? ", destroy" : "",
 		d->on_message ? "" : " (no on_message: a pure source)");

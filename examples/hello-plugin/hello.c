@@ -12,9 +12,9 @@
  * REJECTed (a permanent failure: the route's fallback gets it). When the bus pushes back
  * the delivery answers RETRY, so the bus delivers it again later and nothing is lost.
  *
- * It shows the parts every plugin has: the options table, init/destroy owning the state,
- * on_message with its three outcomes, kanal_emit's ownership rule, logging without
- * personal data, and a metric.
+ * It shows the parts every plugin has: the options table, a check that shares its rules
+ * with init, init/destroy owning the state, on_message with its three outcomes,
+ * kanal_emit's ownership rule, logging without personal data, and a metric.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* asprintf */
@@ -56,6 +56,26 @@ static const kanal_option_t s_options[] = {
 	{ .name = NULL },
 };
 
+/* What the table cannot say, for check and init alike. Returns 0 or KANAL_ECONFIG after
+ * kanal_set_error naming the option. */
+static int s_validate(kanal_ctx_t *ctx, const hello_t *self)
+{
+	if (!*self->type) {
+		kanal_set_error(ctx, "option 'type': must not be empty");
+		return KANAL_ECONFIG;
+	}
+	return 0;
+}
+
+/* `kanalctl check` and `kanald --check` call this (ABI 1.1): validate, make nothing. */
+static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	hello_t self = { 0 };
+
+	kanal_config_bind(cfg, &self);
+	return s_validate(ctx, &self);
+}
+
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	hello_t *self = calloc(1, sizeof *self);
@@ -65,9 +85,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		return KANAL_ENOMEM;
 	}
 	kanal_config_bind(cfg, self);
-	/* What the table cannot say stays here. */
-	if (!*self->type) {
-		kanal_set_error(ctx, "option 'type': must not be empty");
+	if (s_validate(ctx, self) != 0) {
 		free(self);
 		return KANAL_ECONFIG;
 	}
@@ -159,4 +177,5 @@ KANAL_PLUGIN_EXPORT = {
 	.init = s_init,
 	.on_message = s_on_message,
 	.destroy = s_destroy,
+	.check = s_check,
 };

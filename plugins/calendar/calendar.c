@@ -15,6 +15,7 @@
  * options, the validation of each event's data and the mapping.
  */
 #include "calendar.h"
+#include "../common/kc_check.h"
 #include "../common/kc_files.h"
 #include "../common/kc_text.h"
 
@@ -791,6 +792,10 @@ fail:
 	return rc;
 }
 
+/* init validates, reads the secret files and the pseudonym key and allocates — nothing is
+ * created, nothing connects — so check is init and destroy (kc_check.h). */
+KC_CHECK_BY_INIT(s_init, s_destroy)
+
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
 	static const char *const metrics[] = { "received", "delivered", "retried",
@@ -819,4 +824,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = NULL,
 	.destroy = s_destroy,
+	.check = s_check,
 };

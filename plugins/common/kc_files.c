@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdbool.h>
@@ -194,4 +195,25 @@ int kc_secret_read(kanal_ctx_t *ctx, const char *option, const char *path, char 
 	}
 	*out = text;
 	return 0;
+}
+
+int kc_file_appendable(const char *path)
+{
+	struct stat st;
+	char *copy;
+	int rc;
+
+	if (lstat(path, &st) == 0) {
+		if (S_ISREG(st.st_mode))
+			return access(path, W_OK) == 0 ? 0 : -1;
+		errno = S_ISLNK(st.st_mode) ? ELOOP : EISDIR;
+		return -1;
+	}
+	if (errno != ENOENT)
+		return -1;
+	if (!(copy = strdup(path)))
+		return -1;
+	rc = access(dirname(copy), W_OK | X_OK) == 0 ? 0 : -1;
+	free(copy);
+	return rc;
 }

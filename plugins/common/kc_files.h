@@ -52,4 +52,12 @@ int kc_secret_read(kanal_ctx_t *ctx, const char *option, const char *path, char 
 int kc_private_file_read(const char *option, const char *path, char **out, size_t *len,
 			 kanal_error_t *err);
 
+/* Says, without creating or changing anything, whether path could be opened for
+ * appending: an existing file must be a regular file (not a symlink) this process may
+ * write; a missing one needs a folder this process may create files in. For a plugin's
+ * check callback (kanal/plugin.h), whose init then opens the file for real. Returns 0, or
+ * -1 with errno set (EISDIR, or ELOOP for a symlink, when it exists but is not a regular
+ * file). Ownership: borrows path. */
+int kc_file_appendable(const char *path);
+
 #endif

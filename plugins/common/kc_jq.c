@@ -11,7 +11,8 @@
  * the prelude is refused with its own message). jq 1.6 has no way to interrupt a run but
  * `jq_halt`, whose flag its interpreter tests before every instruction: the watchdog sets it
  * on a run past KC_JQ_TIME_LIMIT_MS, under the same small lock the run takes to start and end.
- * The watchdog runs while there are programs, and the last one destroyed joins it.
+ * The watchdog starts with the first run, so that compiling a program to check it starts no
+ * thread, and the last program destroyed stops and joins it.
  */
 #include "kc_jq.h"
 
@@ -93,13 +94,22 @@ static void *s_watchdog(void *arg)
 	return NULL;
 }
 
-/* Keeps t in the watchdog's list, starting the watchdog with the first program. */
-static void s_watch(kc_jq_t *t)
+/* Starts the watchdog with the first run, not the first compile: compiling a program only
+ * to check it (a plugin's check callback, kanal/plugin.h, must start no thread, and its
+ * code may be unloaded right after) leaves no thread behind. */
+static void s_watchdog_start(void)
 {
 	pthread_mutex_lock(&s_watch_lock);
 	if (!s_watchdog_started)
 		s_watchdog_started = pthread_create(&s_watchdog_thread, NULL, s_watchdog,
 						    (void *)s_watchdog_gen) == 0;
+	pthread_mutex_unlock(&s_watch_lock);
+}
+
+/* Keeps t in the watchdog's list. */
+static void s_watch(kc_jq_t *t)
+{
+	pthread_mutex_lock(&s_watch_lock);
 	t->next = s_watched;
 	s_watched = t;
 	pthread_mutex_unlock(&s_watch_lock);
@@ -254,6 +264,7 @@ jv kc_jq_run(kc_jq_t *t, jv input, jv var, kanal_error_t *err)
 	jv result;
 	bool timed_out;
 
+	s_watchdog_start();
 	pthread_mutex_lock(&t->run_lock);
 	jv_free(t->var);
 	t->var = var;

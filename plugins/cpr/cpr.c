@@ -46,6 +46,7 @@
 #include <kanal/kanal.h>
 
 #include "../common/kc_cert.h"
+#include "../common/kc_files.h"
 #include "../common/kc_http.h"
 #include "../common/kc_sts.h"
 #include "cpr_int.h"
@@ -538,10 +539,9 @@ static int s_check_version(kanal_ctx_t *ctx, cpr_t *c)
 }
 
 /* Loads the function certificate (certificate_p12, or certificate and certificate_key),
- * refuses one that expired or is not yet valid, makes it the TLS client certificate of
- * every call (*http), and with version 5 opens the STS token client. Returns 0 or -1 with
- * the error set on ctx. */
-static int s_open_certificate(kanal_ctx_t *ctx, cpr_t *c, kc_http_opts_t *http)
+ * refuses one that expired or is not yet valid, and makes it the TLS client certificate of
+ * every call (*http). Reads files only. Returns 0 or -1 with the error set on ctx. */
+static int s_load_certificate(kanal_ctx_t *ctx, cpr_t *c, kc_http_opts_t *http)
 {
 	kanal_error_t err;
 
@@ -565,11 +565,21 @@ static int s_open_certificate(kanal_ctx_t *ctx, cpr_t *c, kc_http_opts_t *http)
 		return -1;
 	}
 	kc_cert_http_opts(c->cert, http);
-	if (c->version != 5)
+	return 0;
+}
+
+/* With version 5, opens the STS token client on the certificate s_load_certificate
+ * loaded. Returns 0 or -1 with the error set on ctx. */
+static int s_open_sts(kanal_ctx_t *ctx, cpr_t *c)
+{
+	kanal_error_t err;
+
+	if (c->version != 5 || !c->cert)
 		return 0;
 	c->sts_opts.ca_file = c->http_conf.ca_file;
 	c->sts_opts.allow_plain_http = c->http_conf.allow_plain_http;
 	c->sts_opts.timeout_ms = c->http_conf.timeout_ms;
+	kanal_error_clear(&err);
 	if (kc_sts_new(&c->sts_opts, c->cert, &c->sts, &err) != 0) {
 		kanal_set_error(ctx, "%s", err.text);
 		return -1;
@@ -577,54 +587,96 @@ static int s_open_certificate(kanal_ctx_t *ctx, cpr_t *c, kc_http_opts_t *http)
 	return 0;
 }
 
-/* The table checked each option alone; init checks the endpoint (kc_url_check's rule: CPR
- * numbers and answers travel to it), the cpr_fields entries, and opens what the instance
- * needs: the cache, the pseudonym key, the audit log and the HTTP client. */
-static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+/* The rules init and check share (docs/sdk.md, "Checking a config"): the version's
+ * options, the endpoint (kc_url_check's rule: CPR numbers and answers travel to it), the
+ * cpr_fields entries, the pseudonym key, an audit log that can be appended to, the secret
+ * files and the function certificate — files are read, never created. What it loads (key,
+ * certificate, secrets) stays in c for init. Returns 0 or -1 after kanal_set_error. */
+static int s_validate(kanal_ctx_t *ctx, cpr_t *c, kc_http_opts_t *http)
 {
-	cpr_t *c = calloc(1, sizeof *c);
-	kc_http_opts_t http;
-	char why[512];
 	kanal_error_t key_err;
 
+	if (s_check_version(ctx, c) != 0)
+		return -1;
+	if (kc_url_check_option(ctx, "endpoint", c->endpoint, c->http_conf.allow_plain_http) != 0)
+		return -1;
+	for (size_t i = 0; i < kanal_config_list_count(c->cfg, "cpr_fields"); i++) {
+		const char *f = kanal_config_list(c->cfg, "cpr_fields", i);
+		if (!f || !*f) {
+			kanal_set_error(ctx, "option 'cpr_fields': entry %zu is empty", i + 1);
+			return -1;
+		}
+	}
+	kanal_error_clear(&key_err);
+	if (c->key_path &&
+	    kanal_pseudonym_key_load(c->key_path, &c->pseudonym_key, &key_err) != 0) {
+		kanal_set_error(ctx, "option 'pseudonym_key': %s", key_err.text);
+		return -1;
+	}
+	/* Refuse to start rather than look people up without an audit trail. */
+	if (kc_file_appendable(c->audit_path) != 0) {
+		kanal_set_error(
+			ctx, "option 'audit_log': cannot open the audit log %s for append: %s",
+			c->audit_path,
+			errno == ELOOP || errno == EISDIR ? "not a regular file" : strerror(errno));
+		return -1;
+	}
+	if (kc_http_conf_open(ctx, &c->http_conf, http) != 0)
+		return -1;
+	return s_load_certificate(ctx, c, http);
+}
+
+/* A new state with the options bound, or NULL. */
+static cpr_t *s_new(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	cpr_t *c = calloc(1, sizeof *c);
+
 	if (!c)
-		return KANAL_ENOMEM;
+		return NULL;
 	c->audit_fd = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->sts_mu, NULL);
 	c->instance = kanal_instance_name(ctx);
 	c->cfg = cfg;
 	kanal_config_bind(cfg, c);
-	if (s_check_version(ctx, c) != 0)
+	return c;
+}
+
+static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	cpr_t *c = s_new(ctx, cfg);
+	kc_http_opts_t http;
+	int rc;
+
+	if (!c)
+		return KANAL_ENOMEM;
+	rc = s_validate(ctx, c, &http) == 0 ? 0 : KANAL_ECONFIG;
+	s_free(c);
+	return rc;
+}
+
+/* After s_validate, opens what the instance needs: the cache, the audit log, the STS
+ * client and the HTTP client. */
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	cpr_t *c = s_new(ctx, cfg);
+	kc_http_opts_t http;
+	char why[512] = "";
+
+	if (!c)
+		return KANAL_ENOMEM;
+	if (s_validate(ctx, c, &http) != 0)
 		goto fail;
-	if (kc_url_check_option(ctx, "endpoint", c->endpoint, c->http_conf.allow_plain_http) != 0)
-		goto fail;
-	for (size_t i = 0; i < kanal_config_list_count(cfg, "cpr_fields"); i++) {
-		const char *f = kanal_config_list(cfg, "cpr_fields", i);
-		if (!f || !*f) {
-			kanal_set_error(ctx, "option 'cpr_fields': entry %zu is empty", i + 1);
-			goto fail;
-		}
-	}
 	if (c->cache_ttl_ms > 0 &&
 	    !(c->cache = cpr_cache_new((size_t)c->cache_max, c->cache_ttl_ms))) {
 		kanal_set_error(ctx, "out of memory for the cache");
 		goto fail;
 	}
-	kanal_error_clear(&key_err);
-	if (c->key_path &&
-	    kanal_pseudonym_key_load(c->key_path, &c->pseudonym_key, &key_err) != 0) {
-		kanal_set_error(ctx, "option 'pseudonym_key': %s", key_err.text);
-		goto fail;
-	}
-	/* Refuse to start rather than look people up without an audit trail. */
 	if ((c->audit_fd = s_audit_open(c->audit_path, why, sizeof why)) < 0) {
 		kanal_set_error(ctx, "option 'audit_log': %s", why);
 		goto fail;
 	}
-	if (kc_http_conf_open(ctx, &c->http_conf, &http) != 0)
-		goto fail;
-	if (s_open_certificate(ctx, c, &http) != 0)
+	if (s_open_sts(ctx, c) != 0)
 		goto fail;
 	http.max_body = (size_t)c->max_response;
 	if (!(c->http = kc_http_new(&http))) {
@@ -1326,4 +1378,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = s_stop,
 	.destroy = s_destroy,
+	.check = s_check,
 };

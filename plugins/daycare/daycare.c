@@ -12,6 +12,7 @@
  * on the instance's own thread, so the parts share daycare_t without locks.
  */
 #include "daycare.h"
+#include "../common/kc_check.h"
 #include "../common/kc_files.h"
 #include "../common/kc_url.h"
 
@@ -205,6 +206,10 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	return 0;
 }
 
+/* init validates, reads the secret files and the pseudonym key and allocates — nothing is
+ * created, nothing connects — so check is init and destroy (kc_check.h). */
+KC_CHECK_BY_INIT(s_init, s_destroy)
+
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
 	daycare_t *d = state;
@@ -294,4 +299,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = s_stop,
 	.destroy = s_destroy,
+	.check = s_check,
 };

@@ -284,16 +284,13 @@ static void s_destroy(void *state)
 	free(dp);
 }
 
-/* The SF1514 side, when a function certificate is configured: loads it, checks it (expired
- * or not yet valid is a configuration error saying what to do), makes the token client for
- * sts_url and accesstoken_url, and gives the certificate to the service's https client
- * (mutual TLS: the access token is only good together with the certificate it is bound to).
- * The static token and client_cert options are for tests without an STS and cannot be
- * mixed with it. Returns 0 or a KANAL_E* code with the error set on ctx. */
-static int s_tokens_open(kanal_ctx_t *ctx, dp_t *dp, kc_http_opts_t *o)
+/* The SF1514 side, when a function certificate is configured: checks the options that go
+ * with it and loads it (reading files only). The static token and client_cert options are
+ * for tests without an STS and cannot be mixed with it. Returns 0 or a KANAL_E* code with
+ * the error set on ctx. */
+static int s_cert_load(kanal_ctx_t *ctx, dp_t *dp, const kc_http_opts_t *o)
 {
 	kanal_error_t err;
-	kc_sts_opts_t so;
 	int rc;
 
 	if (!dp->cert_conf.pkcs12_file && !dp->cert_conf.cert_file) {
@@ -329,6 +326,22 @@ static int s_tokens_open(kanal_ctx_t *ctx, dp_t *dp, kc_http_opts_t *o)
 		kanal_set_error(ctx, "digitalpost: %s", err.text);
 		return rc;
 	}
+	return 0;
+}
+
+/* With the function certificate s_cert_load loaded, makes the token client for sts_url
+ * and accesstoken_url and gives the certificate to the service's https client (mutual
+ * TLS: the access token is only good together with the certificate it is bound to).
+ * Returns 0 or a KANAL_E* code with the error set on ctx. */
+static int s_tokens_open(kanal_ctx_t *ctx, dp_t *dp, kc_http_opts_t *o)
+{
+	kanal_error_t err;
+	kc_sts_opts_t so;
+	int rc;
+
+	if (!dp->cert)
+		return 0;
+	kanal_error_clear(&err);
 	so = (kc_sts_opts_t){ .issue_url = dp->sts_url,
 			      .accesstoken_url = dp->accesstoken_url,
 			      .cvr = dp->cvr ? dp->cvr : dp->sender_cvr,
@@ -345,45 +358,39 @@ static int s_tokens_open(kanal_ctx_t *ctx, dp_t *dp, kc_http_opts_t *o)
 	return 0;
 }
 
-/* The table checked each option alone (the channel among them); init checks what it cannot
- * say: base_url by kc_url_check's rule (letters carry CPR numbers and documents: plain http
- * only to this machine, the simulator, unless allow_plain_http), the path, the CVR number,
- * the label, the language code and the token options together. */
-static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+/* The rules init and check share (docs/sdk.md, "Checking a config"), for what the table
+ * cannot say: base_url by kc_url_check's rule (letters carry CPR numbers and documents:
+ * plain http only to this machine, the simulator, unless allow_plain_http), the paths, the
+ * CVR number, the label, the language code, the secret files, the pseudonym key and the
+ * certificate options together. Files are read, never created; what is read stays in dp
+ * for init. Returns 0 or a KANAL_E* code with the error set on ctx. */
+static int s_validate(kanal_ctx_t *ctx, dp_t *dp, kc_http_opts_t *o)
 {
 	char why[256];
 	kanal_error_t key_err;
-	kc_http_opts_t o;
-	dp_t *dp = calloc(1, sizeof *dp);
 	size_t blen;
 	int rc = KANAL_ECONFIG;
 
-	if (!dp)
-		return KANAL_ENOMEM;
-	dp->ctx = ctx;
-	/* libxml2 2.9 wants its globals set up before threads use it; idempotent. */
-	xmlInitParser();
-	kanal_config_bind(cfg, dp);
 	if (kc_url_check_option(ctx, "base_url", dp->base_url, dp->http_conf.allow_plain_http) != 0)
-		goto fail;
+		return rc;
 	if (!dp->forespoerg_path || dp->forespoerg_path[0] != '/') {
 		kanal_set_error(ctx, "digitalpost: forespoerg_path '%s' must start with '/'",
 				dp->forespoerg_path ? dp->forespoerg_path : "");
-		goto fail;
+		return rc;
 	}
 	if (!dp->path || dp->path[0] != '/') {
 		kanal_set_error(ctx, "digitalpost: path '%s' must start with '/'",
 				dp->path ? dp->path : "");
-		goto fail;
+		return rc;
 	}
 	if (!dp_check_cvr(dp->sender_cvr)) {
 		kanal_set_error(ctx, "digitalpost: sender_cvr '%s' is not a CVR number (8 digits)",
 				dp->sender_cvr);
-		goto fail;
+		return rc;
 	}
 	if (!dp_check_text(dp->sender_label, DP_MAX_LABEL, why, sizeof why)) {
 		kanal_set_error(ctx, "digitalpost: sender_label: %s", why);
-		goto fail;
+		return rc;
 	}
 	if (!strcmp(dp->channel, "NemSMS")) {
 		dp->message_type = "NEMSMS";
@@ -396,15 +403,15 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	    dp->language[1] < 'a' || dp->language[1] > 'z') {
 		kanal_set_error(ctx, "digitalpost: language '%s' is not an ISO 639-1 code like da",
 				dp->language);
-		goto fail;
+		return rc;
 	}
-	if ((rc = kc_http_conf_open(ctx, &dp->http_conf, &o)) != 0)
-		goto fail;
+	if ((rc = kc_http_conf_open(ctx, &dp->http_conf, o)) != 0)
+		return rc;
 	rc = KANAL_ECONFIG;
 	kanal_error_clear(&key_err);
 	if (dp->key_path && kanal_pseudonym_key_load(dp->key_path, &dp->key, &key_err) != 0) {
 		kanal_set_error(ctx, "digitalpost: pseudonym_key: %s", key_err.text);
-		goto fail;
+		return rc;
 	}
 	blen = strlen(dp->base_url);
 	while (blen > 0 && dp->base_url[blen - 1] == '/')
@@ -412,21 +419,55 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	if (asprintf(&dp->url, "%.*s%s", (int)blen, dp->base_url, dp->path) < 0) {
 		dp->url = NULL;
 		rc = KANAL_ENOMEM;
-		goto fail;
+		return rc;
 	}
 	if (asprintf(&dp->forespoerg_url, "%.*s%s", (int)blen, dp->base_url, dp->forespoerg_path) <
 	    0) {
 		dp->forespoerg_url = NULL;
 		rc = KANAL_ENOMEM;
-		goto fail;
+		return rc;
 	}
 	if (dp->print_type &&
 	    (!*dp->print_type || strspn(dp->print_type, "0123456789") != strlen(dp->print_type))) {
 		kanal_set_error(ctx, "digitalpost: print_type '%s' is not a number",
 				dp->print_type);
-		goto fail;
+		return rc;
 	}
-	if ((rc = s_tokens_open(ctx, dp, &o)) != 0)
+	if (dp->callback_listen &&
+	    (rc = dp_receipts_check(ctx, dp->callback_listen, dp->callback_path)) != 0)
+		return rc;
+	return s_cert_load(ctx, dp, o);
+}
+
+static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	dp_t *dp = calloc(1, sizeof *dp);
+	kc_http_opts_t o;
+	int rc;
+
+	if (!dp)
+		return KANAL_ENOMEM;
+	kanal_config_bind(cfg, dp);
+	rc = s_validate(ctx, dp, &o);
+	s_destroy(dp);
+	return rc;
+}
+
+/* The table checked each option alone (the channel among them); init runs s_validate,
+ * then makes the token and HTTP clients and the receipts endpoint. */
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	kc_http_opts_t o;
+	dp_t *dp = calloc(1, sizeof *dp);
+	int rc = KANAL_ECONFIG;
+
+	if (!dp)
+		return KANAL_ENOMEM;
+	dp->ctx = ctx;
+	/* libxml2 2.9 wants its globals set up before threads use it; idempotent. */
+	xmlInitParser();
+	kanal_config_bind(cfg, dp);
+	if ((rc = s_validate(ctx, dp, &o)) != 0 || (rc = s_tokens_open(ctx, dp, &o)) != 0)
 		goto fail;
 	rc = KANAL_ECONFIG;
 	/* A static token goes as "Holder-of-key", not as the HTTP client's Bearer header. */
@@ -1359,4 +1400,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = s_stop,
 	.destroy = s_destroy,
+	.check = s_check,
 };

@@ -440,11 +440,44 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
+/* Splits callback_listen "HOST:PORT" into host and port (0 to 65535). Returns 0 or -1. */
+static int s_split_listen(const char *listen, char *host, size_t host_size, char *port,
+			  size_t port_size)
+{
+	const char *colon = listen ? strrchr(listen, ':') : NULL;
+
+	if (!colon || colon == listen || (size_t)(colon - listen) >= host_size ||
+	    strlen(colon + 1) == 0 || strlen(colon + 1) >= port_size ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atol(colon + 1) > 65535)
+		return -1;
+	snprintf(host, host_size, "%.*s", (int)(colon - listen), listen);
+	snprintf(port, port_size, "%s", colon + 1);
+	return 0;
+}
+
+int dp_receipts_check(kanal_ctx_t *ctx, const char *listen, const char *path)
+{
+	char host[256], port[16];
+
+	if (s_split_listen(listen, host, sizeof host, port, sizeof port) != 0) {
+		kanal_set_error(ctx,
+				"digitalpost: callback_listen '%s' is not HOST:PORT with a port "
+				"from 0 to 65535 (e.g. 127.0.0.1:8443)",
+				listen ? listen : "");
+		return KANAL_ECONFIG;
+	}
+	if (!path || path[0] != '/') {
+		kanal_set_error(ctx, "digitalpost: callback_path '%s' must start with '/'",
+				path ? path : "");
+		return KANAL_ECONFIG;
+	}
+	return 0;
+}
+
 int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int64_t timeout_ms,
 		    dp_receipts_t **out)
 {
 	dp_receipts_t *r = calloc(1, sizeof *r);
-	const char *colon = listen ? strrchr(listen, ':') : NULL;
 	xmlSchemaParserCtxtPtr pctx;
 	char file[4096];
 	json_error_t jerr;
@@ -454,24 +487,11 @@ int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int6
 		return KANAL_ENOMEM;
 	r->ctx = ctx;
 	r->timeout_ms = timeout_ms;
-	if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof r->host ||
-	    strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof r->port ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
-		kanal_set_error(ctx,
-				"digitalpost: callback_listen '%s' is not HOST:PORT (e.g. "
-				"127.0.0.1:8443)",
-				listen ? listen : "");
+	if (dp_receipts_check(ctx, listen, path) != 0) {
 		dp_receipts_destroy(&r);
 		return KANAL_ECONFIG;
 	}
-	snprintf(r->host, sizeof r->host, "%.*s", (int)(colon - listen), listen);
-	snprintf(r->port, sizeof r->port, "%s", colon + 1);
-	if (!path || path[0] != '/') {
-		kanal_set_error(ctx, "digitalpost: callback_path '%s' must start with '/'",
-				path ? path : "");
-		dp_receipts_destroy(&r);
-		return KANAL_ECONFIG;
-	}
+	s_split_listen(listen, r->host, sizeof r->host, r->port, sizeof r->port);
 	r->path = strdup(path);
 	r->dir = strdup(kanal_state_dir(ctx));
 	pctx = xmlSchemaNewMemParserCtxt(dp_pko_poststatus_xsd, (int)strlen(dp_pko_poststatus_xsd));

@@ -28,6 +28,11 @@ typedef struct dp_sent {
 	const char *area, *channel_rank; /* the delivery's kanalarea, kanalchannelrank, or NULL */
 } dp_sent_t;
 
+/* Checks callback_listen (HOST:PORT, a port from 0 to 65535) and callback_path (starting
+ * with '/'), as dp_receipts_new does, without making anything: for the plugin's check.
+ * Returns 0 or KANAL_ECONFIG after kanal_set_error. Ownership: borrows everything. */
+int dp_receipts_check(kanal_ctx_t *ctx, const char *listen, const char *path);
+
 /* Opens the receipts of instance ctx: listen "HOST:PORT" (plain http; TLS is terminated in
  * front), path the callback's path, timeout_ms the wait for a status; loads the map from
  * kanal_state_dir. Returns 0 or a negative KANAL_E code with the error set on ctx.

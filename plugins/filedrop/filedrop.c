@@ -1142,17 +1142,13 @@ static bool s_migrate_error_dir(filedrop_t *d)
 	       rename(old, d->failed_dir) == 0;
 }
 
-static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+/* The rules init and check share (docs/sdk.md, "Checking a config"): type or map, a map
+ * that compiles, a one-character delimiter, and a folder that exists. Reads only; the
+ * compiled map stays in d for init. Returns 0 or a KANAL_E* code after kanal_set_error. */
+static int s_validate(kanal_ctx_t *ctx, filedrop_t *d)
 {
-	filedrop_t *d = calloc(1, sizeof *d);
 	struct stat st;
-	int rc = 0;
 
-	if (!d) {
-		kanal_set_error(ctx, "out of memory");
-		return KANAL_ENOMEM;
-	}
-	kanal_config_bind(cfg, d);
 	d->instance = kanal_instance_name(ctx);
 	d->csv = !strcmp(d->format, "csv");
 	d->xml = !strcmp(d->format, "xml");
@@ -1162,17 +1158,49 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	if (!d->type && !d->map) {
 		kanal_set_error(ctx, "give the option 'type' (the events' type) or 'map' (a jq "
 				     "program whose output names it)");
-		rc = KANAL_ECONFIG;
-	} else if (d->map && kc_jq_option(ctx, "map", d->map, "file", &d->map_jq) != 0) {
-		rc = KANAL_ECONFIG;
-	} else if (strlen(d->delimiter) != 1 || *d->delimiter == '"') {
+		return KANAL_ECONFIG;
+	}
+	if (d->map && kc_jq_option(ctx, "map", d->map, "file", &d->map_jq) != 0)
+		return KANAL_ECONFIG;
+	if (strlen(d->delimiter) != 1 || *d->delimiter == '"') {
 		kanal_set_error(ctx, "option 'delimiter' must be one character other than '\"'");
-		rc = KANAL_ECONFIG;
-	} else if (stat(d->folder, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		return KANAL_ECONFIG;
+	}
+	if (stat(d->folder, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		kanal_set_error(ctx, "option 'folder': '%s' is not a folder", d->folder);
-		rc = KANAL_ECONFIG;
-	} else if (asprintf(&d->done_dir, "%s/done", d->folder) < 0 ||
-		   asprintf(&d->failed_dir, "%s/failed", d->folder) < 0) {
+		return KANAL_ECONFIG;
+	}
+	return 0;
+}
+
+static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	filedrop_t *d = calloc(1, sizeof *d);
+	int rc;
+
+	if (!d)
+		return KANAL_ENOMEM;
+	kanal_config_bind(cfg, d);
+	rc = s_validate(ctx, d);
+	s_destroy(d);
+	return rc;
+}
+
+/* After s_validate, makes done/ and failed/ in the folder (an older version's error/ becomes
+ * failed/). */
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	filedrop_t *d = calloc(1, sizeof *d);
+	int rc;
+
+	if (!d) {
+		kanal_set_error(ctx, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	kanal_config_bind(cfg, d);
+	rc = s_validate(ctx, d);
+	if (rc == 0 && (asprintf(&d->done_dir, "%s/done", d->folder) < 0 ||
+			asprintf(&d->failed_dir, "%s/failed", d->folder) < 0)) {
 		kanal_set_error(ctx, "out of memory");
 		rc = KANAL_ENOMEM;
 	}
@@ -1254,5 +1282,6 @@ KANAL_PLUGIN_EXPORT = {
 	.start = s_start,
 	.on_message = s_on_message,
 	.stop = s_stop,
+	.check = s_check,
 	.destroy = s_destroy,
 };

@@ -8,6 +8,7 @@
  * to and from HTTP messages. docs/plugins/http.md is the user's page.
  */
 #include "http.h"
+#include "../common/kc_check.h"
 
 #include <stdlib.h>
 
@@ -209,6 +210,11 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	return 0;
 }
 
+/* init makes nothing but memory — the ingress's settings and tokens, the webhook's client
+ * — and reads only the tokens file and the secret files, so check is init and destroy:
+ * one copy of every rule (listen, path, sizes, tokens, url, headers, secrets). */
+KC_CHECK_BY_INIT(s_init, s_destroy)
+
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
 	http_plugin_t *p = state;
@@ -252,4 +258,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = s_stop,
 	.destroy = s_destroy,
+	.check = s_check,
 };

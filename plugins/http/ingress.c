@@ -938,8 +938,9 @@ int ingress_new(kanal_ctx_t *ctx, const http_options_t *opt, ingress_t **out)
 	ing->ctx = ctx;
 	if (s_parse_listen(listen, ing->host, sizeof ing->host, ing->port, sizeof ing->port) < 0) {
 		kanal_set_error(ctx,
-				"listen '%s' is not HOST:PORT, [IPv6]:PORT or PORT "
-				"(e.g. 127.0.0.1:8080; port 0 picks a free port)",
+				"option 'listen': '%s' is not HOST:PORT, [IPv6]:PORT or PORT "
+				"with a port from 0 to 65535 (e.g. 127.0.0.1:8080; port 0 "
+				"picks a free port)",
 				listen);
 		rc = KANAL_ECONFIG;
 		goto fail;

@@ -744,9 +744,10 @@ static void s_destroy(void *state)
 	free(h);
 }
 
-/* Checks what the table cannot: the URL, the pointers, type or type_pointer (or map), the
- * backoff; compiles map. */
-static int s_check(kanal_ctx_t *ctx, httppoll_t *h)
+/* The rules init and check share (docs/sdk.md, "Checking a config"), for what the table
+ * cannot say: the URL, the pointers, type or type_pointer (or map), the backoff; compiles
+ * map, which stays in h for init. Reads nothing but the options. */
+static int s_validate(kanal_ctx_t *ctx, httppoll_t *h)
 {
 	const struct {
 		const char *name, *value;
@@ -816,6 +817,25 @@ static int s_check(kanal_ctx_t *ctx, httppoll_t *h)
 	return 0;
 }
 
+/* s_validate, and the secret files kc_http_conf_open reads (token_file, password_file:
+ * private files only), read and wiped again. */
+static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	httppoll_t *h = calloc(1, sizeof *h);
+	kc_http_opts_t o;
+	int rc;
+
+	if (!h)
+		return KANAL_ENOMEM;
+	kanal_config_bind(cfg, h);
+	rc = s_validate(ctx, h);
+	if (rc == 0 && kc_http_conf_open(ctx, &h->http_conf, &o) != 0)
+		rc = KANAL_ECONFIG;
+	kc_http_conf_clear(&h->http_conf);
+	s_destroy(h);
+	return rc;
+}
+
 static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 {
 	httppoll_t *h = calloc(1, sizeof *h);
@@ -829,7 +849,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	kanal_config_bind(cfg, h);
 	h->instance = kanal_instance_name(ctx);
 	h->retry_after_ms = -1;
-	rc = s_check(ctx, h);
+	rc = s_validate(ctx, h);
 	if (rc == 0 && kc_http_conf_open(ctx, &h->http_conf, &o) != 0)
 		rc = KANAL_ECONFIG;
 	if (rc == 0 && !(h->http = kc_http_new(&o))) {
@@ -898,4 +918,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = s_stop,
 	.destroy = s_destroy,
+	.check = s_check,
 };

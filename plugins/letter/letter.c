@@ -122,10 +122,11 @@ static void s_destroy(void *state)
 }
 
 /* Checks that the spool folder exists, is a folder, and that this process can create a
- * file in it (a probe file, removed at once: a permission check alone would be wrong for
- * root, for ACLs and read-only mounts). Returns 0 or KANAL_ECONFIG after setting the error,
+ * file in it: with probe_it, a probe file, removed at once (a permission check alone would
+ * be wrong for root, for ACLs and read-only mounts); without it — the check callback, which
+ * must not write — access(2)'s answer. Returns 0 or KANAL_ECONFIG after setting the error,
  * which names the folder. */
-static int s_check_spool(kanal_ctx_t *ctx, const char *dir)
+static int s_check_spool(kanal_ctx_t *ctx, const char *dir, bool probe_it)
 {
 	char probe[4096];
 	struct stat st;
@@ -141,6 +142,14 @@ static int s_check_spool(kanal_ctx_t *ctx, const char *dir)
 		kanal_set_error(ctx, "option 'spool_dir': '%s' is not a folder", dir);
 		return KANAL_ECONFIG;
 	}
+	if (!probe_it && access(dir, W_OK | X_OK) != 0) {
+		kanal_set_error(ctx,
+				"option 'spool_dir': cannot write in the spool folder '%s': %s",
+				dir, strerror(errno));
+		return KANAL_ECONFIG;
+	}
+	if (!probe_it)
+		return 0;
 	if ((size_t)snprintf(probe, sizeof probe, "%s/.kanal-probe-XXXXXX", dir) >= sizeof probe) {
 		kanal_set_error(ctx, "option 'spool_dir': the path '%s' is too long", dir);
 		return KANAL_ECONFIG;
@@ -157,64 +166,84 @@ static int s_check_spool(kanal_ctx_t *ctx, const char *dir)
 	return 0;
 }
 
-/* Reads and checks the options: a mode, what that mode needs (a writable spool folder, a
- * print URL), a postal category, the optional token and pseudonym key. */
-/* The table checked each option alone (mode, timeout and retry_after among them); init
- * checks what goes with the mode: a usable spool folder, or print_url (kc_url_check's rule)
- * and the token options. */
-static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+/* The rules init and check share (docs/sdk.md, "Checking a config"), for what the table
+ * cannot say: a postal category, what goes with the mode — a usable spool folder (probed
+ * with a file when `probe`: init only), or print_url (kc_url_check's rule) and the token
+ * options — and the pseudonym key. What it reads stays in l for init. Returns 0 or a
+ * KANAL_E* code after kanal_set_error. */
+static int s_validate(kanal_ctx_t *ctx, letter_t *l, bool probe)
 {
-	letter_t *l = calloc(1, sizeof *l);
 	int rc = KANAL_ECONFIG;
 
-	if (!l) {
-		kanal_set_error(ctx, "out of memory");
-		return KANAL_ENOMEM;
-	}
-	kanal_config_bind(cfg, l);
 	l->mode = strcmp(l->mode_option, "service") ? LETTER_SPOOL : LETTER_SERVICE;
 	if (letter_postal_category(l->category_option, &l->defaults.postal_category) != 0) {
 		kanal_set_error(ctx,
 				"option 'postal_category': '%s' is not a postal category; give "
 				"Prioritaire or Economique",
 				l->category_option ? l->category_option : "");
-		goto fail;
+		return rc;
 	}
 	if (l->mode == LETTER_SPOOL) {
 		if (!l->spool_dir || !*l->spool_dir) {
 			kanal_set_error(ctx,
 					"option 'spool_dir' is required in spool mode: the folder "
 					"the print pipeline picks jobs up from");
-			goto fail;
+			return rc;
 		}
-		if ((rc = s_check_spool(ctx, l->spool_dir)) != 0)
-			goto fail;
+		if ((rc = s_check_spool(ctx, l->spool_dir, probe)) != 0)
+			return rc;
 	} else {
 		if (!l->print_url) {
 			kanal_set_error(ctx, "option 'print_url' is required in service mode: the "
 					     "https:// URL of the print service's job endpoint");
-			goto fail;
+			return rc;
 		}
 		if ((rc = kc_url_check_option(ctx, "print_url", l->print_url,
 					      l->http_conf.allow_plain_http)) != 0 ||
 		    (rc = kc_http_conf_open(ctx, &l->http_conf, &l->http_opts)) != 0)
-			goto fail;
+			return rc;
 		l->http_opts.max_body = 64 * 1024;
 	}
 	if (l->key_path) {
 		kanal_error_t err;
 		kanal_error_clear(&err);
-		if ((rc = kanal_pseudonym_key_load(l->key_path, &l->key, &err)) != 0) {
+		if (kanal_pseudonym_key_load(l->key_path, &l->key, &err) != 0) {
 			kanal_set_error(ctx, "option 'pseudonym_key': %s", err.text);
-			rc = KANAL_ECONFIG;
-			goto fail;
+			return KANAL_ECONFIG;
 		}
+	}
+	return 0;
+}
+
+static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	letter_t *l = calloc(1, sizeof *l);
+	int rc;
+
+	if (!l)
+		return KANAL_ENOMEM;
+	kanal_config_bind(cfg, l);
+	rc = s_validate(ctx, l, false);
+	s_destroy(l);
+	return rc;
+}
+
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	letter_t *l = calloc(1, sizeof *l);
+	int rc;
+
+	if (!l) {
+		kanal_set_error(ctx, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	kanal_config_bind(cfg, l);
+	if ((rc = s_validate(ctx, l, true)) != 0) {
+		s_destroy(l);
+		return rc;
 	}
 	*state = l;
 	return 0;
-fail:
-	s_destroy(l);
-	return rc;
 }
 
 /* True when name is a temporary file kc_file_write_atomic left behind for a job,
@@ -535,4 +564,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = NULL,
 	.destroy = s_destroy,
+	.check = s_check,
 };

@@ -27,6 +27,8 @@
 
 #include <kanal/kanal.h>
 
+#include "../common/kc_files.h"
+
 typedef enum sink_format { SINK_JSON, SINK_LINE } sink_format_t;
 
 typedef struct sink {
@@ -455,23 +457,69 @@ static void s_destroy(void *state)
 	free(s);
 }
 
-/* Reads the options and opens the file, so that a wrong path is a load-time error. */
-static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+/* A new state with the options bound (standard output for path "-" or none), or NULL. */
+static sink_t *s_new(const kanal_config_t *cfg)
 {
 	sink_t *s = calloc(1, sizeof *s);
+
+	if (!s)
+		return NULL;
+	s->fd = -1;
+	s->times_fd = -1;
+	/* The table has checked each option (format one of its names, no negative duration). */
+	kanal_config_bind(cfg, s);
+	s->format = strcmp(s->format_name, "line") == 0 ? SINK_LINE : SINK_JSON;
+	if (!s->path || !*s->path || strcmp(s->path, "-") == 0)
+		s->path = "-";
+	return s;
+}
+
+/* The rules init and check share (docs/sdk.md, "Checking a config"): retention needs a
+ * file, and the file (and its .times beside it) can be appended to — looked at, not
+ * created. Returns 0 or KANAL_ECONFIG after kanal_set_error. */
+static int s_validate(kanal_ctx_t *ctx, const sink_t *s)
+{
+	bool to_file = strcmp(s->path, "-") != 0;
+
+	if (s_retains(s) && !to_file) {
+		kanal_set_error(ctx, "options 'max_events' and 'max_age' need a file "
+				     "('path'), not standard output");
+		return KANAL_ECONFIG;
+	}
+	if (to_file && kc_file_appendable(s->path) != 0) {
+		kanal_set_error(ctx, "option 'path': cannot open '%s' for appending: %s", s->path,
+				strerror(errno));
+		return KANAL_ECONFIG;
+	}
+	return 0;
+}
+
+static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	sink_t *s = s_new(cfg);
+	int rc;
+
+	if (!s)
+		return KANAL_ENOMEM;
+	rc = s_validate(ctx, s);
+	s_destroy(s);
+	return rc;
+}
+
+/* After s_validate, opens the file (and the retention's .times file). */
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	sink_t *s = s_new(cfg);
 	int rc = KANAL_ECONFIG;
 
 	if (!s) {
 		kanal_set_error(ctx, "out of memory");
 		return KANAL_ENOMEM;
 	}
-	s->fd = -1;
-	s->times_fd = -1;
-	/* The table has checked each option (format one of its names, no negative duration). */
-	kanal_config_bind(cfg, s);
-	s->format = strcmp(s->format_name, "line") == 0 ? SINK_LINE : SINK_JSON;
-	if (!s->path || !*s->path || strcmp(s->path, "-") == 0) {
-		s->path = "-";
+	if ((rc = s_validate(ctx, s)) != 0)
+		goto fail;
+	rc = KANAL_ECONFIG;
+	if (strcmp(s->path, "-") == 0) {
 		s->fd = STDOUT_FILENO;
 	} else {
 		/* 0600: the file holds the events' data, personal data included. */
@@ -485,11 +533,6 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	}
 	if (s_retains(s)) {
 		char times_path[4096];
-		if (!s->owns_fd) {
-			kanal_set_error(ctx, "options 'max_events' and 'max_age' need a file "
-					     "('path'), not standard output");
-			goto fail;
-		}
 		snprintf(times_path, sizeof times_path, "%s.times", s->path);
 		s->times_fd = open(times_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (s->times_fd < 0) {
@@ -536,4 +579,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = NULL,
 	.destroy = s_destroy,
+	.check = s_check,
 };

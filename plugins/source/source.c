@@ -28,6 +28,8 @@
 
 #include <kanal/kanal.h>
 
+#include "../common/kc_check.h"
+
 #define SOURCE_MAX_RATE 10000000 /* events per second */
 #define SOURCE_MAX_BURST 10000   /* events per tick, so a tick never hogs the thread */
 #define SOURCE_BACKOFF_FIRST_MS 10
@@ -752,6 +754,10 @@ static void s_tick(kanal_ctx_t *ctx, void *arg)
 	}
 }
 
+/* init makes nothing but memory (the templates, one sample event rendered) and reads only
+ * data_file, so check is init and destroy: one copy of every rule. */
+KC_CHECK_BY_INIT(s_init, s_destroy)
+
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
 	source_t *s = state;
@@ -824,4 +830,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = s_stop,
 	.destroy = s_destroy,
+	.check = s_check,
 };

@@ -37,6 +37,7 @@
 
 #include <kanal/kanal.h>
 
+#include "../common/kc_check.h"
 #include "../common/kc_http.h"
 #include "../common/kc_url.h"
 #include "../common/kc_files.h"
@@ -593,6 +594,10 @@ static void s_poll(kanal_ctx_t *ctx, void *arg)
 			  kanal_strerror((int)timer));
 }
 
+/* init validates, reads the secret files and the pseudonym key and allocates — nothing is
+ * created, nothing connects — so check is init and destroy (kc_check.h). */
+KC_CHECK_BY_INIT(s_init, s_destroy)
+
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
 	staff_t *s = state;
@@ -660,4 +665,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = s_stop,
 	.destroy = s_destroy,
+	.check = s_check,
 };

@@ -280,28 +280,6 @@ static void test_admin_refuses_cross_site_requests(void)
 	kd_destroy(&kd);
 }
 
-/* Runs a built program (bin/kanald or bin/kanalctl) with args, its output into
- * log_path. Returns its exit status, or -1. */
-static int s_run(const char *prog, const char *log_path, char *const *args)
-{
-	char path[512];
-	int status;
-	pid_t pid;
-
-	snprintf(path, sizeof path, "%s", test_path(prog));
-	pid = fork();
-	if (pid == 0) {
-		FILE *f = freopen(log_path, "a", stdout);
-		if (f)
-			dup2(fileno(stdout), STDERR_FILENO);
-		execv(path, args);
-		_exit(127);
-	}
-	if (pid < 0 || waitpid(pid, &status, 0) < 0)
-		return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* Feeds one broken config to `kanalctl check`, `kanald --check` and a real start: all
  * three must refuse it, and the two checks must name `needle`. token_file, when set, is
  * the config's endpoints.admin_token_file. */
@@ -328,8 +306,8 @@ static void s_check_agrees_with_start(const char *tag, const char *instances,
 	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
 	ctl[2] = kanald[2] = kd->conf_path;
 	CU_ASSERT(asprintf(&log_path, "%s/check.log", kd->dir) > 0);
-	CU_ASSERT_NOT_EQUAL(s_run("bin/kanalctl", log_path, ctl), 0);
-	CU_ASSERT_NOT_EQUAL(s_run("bin/kanald", log_path, kanald), 0);
+	CU_ASSERT_NOT_EQUAL(test_run_program("bin/kanalctl", ctl, log_path), 0);
+	CU_ASSERT_NOT_EQUAL(test_run_program("bin/kanald", kanald, log_path), 0);
 	log = test_read_file(log_path, NULL);
 	CU_ASSERT(log && kd_count(log, needle) >= 2);
 	if (log && kd_count(log, needle) < 2)

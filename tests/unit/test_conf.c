@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "conf.h"
@@ -383,8 +384,45 @@ static void test_diag_masks_cpr_numbers(void)
 	free(dir);
 }
 
+/* conf_load_all, the loader of the checks and the start, also asks whether the folders a
+ * start needs can be made: a relative state_dir under missing folders can (kanald makes
+ * parents), one under a file cannot; conf_load, which kanalctl's other commands use, does
+ * not look. */
+static void test_load_all_checks_the_folders_a_start_needs(void)
+{
+	char *dir = test_tmpdir("conf-folders"), cwd[4096], *file;
+	conf_t *conf = NULL;
+	diag_t d = { 0 };
+
+	REQUIRE(dir && getcwd(cwd, sizeof cwd));
+	file = test_write_file(dir, "k.yaml", "state_dir: not/yet/there\nrun_dir: run\n");
+	free(file);
+	file = test_write_file(dir, "plain", "");
+	free(file);
+	REQUIRE(chdir(dir) == 0);
+	CU_ASSERT_EQUAL(conf_load_all("k.yaml", &conf, &d), 0);
+	CU_ASSERT_EQUAL(d.count, 0);
+	conf_destroy(&conf);
+	file = test_write_file(".", "k.yaml", "state_dir: plain/state\n");
+	free(file);
+	CU_ASSERT_EQUAL(conf_load_all("k.yaml", &conf, &d), KANAL_ECONFIG);
+	CU_ASSERT_PTR_NOT_NULL(conf); /* kept, for checking on */
+	CU_ASSERT_EQUAL(d.count, 1);
+	CU_ASSERT(d.count && strstr(d.items[0].text, "'state_dir': kanald cannot create or use"));
+	conf_destroy(&conf);
+	CU_ASSERT_EQUAL(conf_load("k.yaml", &conf, &d), 0);
+	conf_destroy(&conf);
+	CU_ASSERT(chdir(cwd) == 0);
+done:
+	diag_free(&d);
+	if (dir)
+		test_rmdir_r(dir);
+	free(dir);
+}
+
 TEST_MAIN("conf", TEST(test_bad_files_match_expected_errors),
 	  TEST(test_good_file_reads_every_setting), TEST(test_defaults),
 	  TEST(test_empty_file_is_all_defaults), TEST(test_missing_file),
 	  TEST(test_errors_are_appended), TEST(test_yaml_tree_positions_and_lookup),
-	  TEST(test_diag_print_shows_source_and_caret), TEST(test_diag_masks_cpr_numbers))
+	  TEST(test_diag_print_shows_source_and_caret), TEST(test_diag_masks_cpr_numbers),
+	  TEST(test_load_all_checks_the_folders_a_start_needs))

@@ -274,6 +274,100 @@ done:
 	kanal__plugin_close(&loaded);
 }
 
+/* Log lines a check callback wrote through the host's ops (kanal__plugin_check). */
+static char s_check_lines[1024];
+
+static void s_collect_log(kanal_ctx_t *ctx, kanal_log_level_t level, const char *line)
+{
+	size_t used = strlen(s_check_lines);
+
+	(void)ctx;
+	snprintf(s_check_lines + used, sizeof s_check_lines - used, "%s: %s\n",
+		 kanal_log_level_name(level), line);
+}
+
+/* Starts tp_check in the harness with one option set; returns the code, the error in line. */
+static int s_start_checked(const char *key, const char *value, const char *marker, char *line,
+			   size_t size)
+{
+	kanal_harness_t *h = kanal_harness_new(test_path("tests/plugins/tp_check.so"), "chk", NULL);
+	kanal_error_t err;
+	int rc = KANAL_ENOMEM;
+
+	kanal_error_clear(&err);
+	line[0] = '\0';
+	if (h && kanal_harness_option(h, "init_marker", marker) == 0 &&
+	    (!key || kanal_harness_option(h, key, value) == 0))
+		rc = kanal_harness_start(h, &err);
+	kanal_error_format(&err, line, size);
+	kanal_harness_destroy(&h);
+	return rc;
+}
+
+/* A 1.1 plugin's check callback (kanal/plugin.h) refuses a config the table cannot judge
+ * — two options together, a file that must exist — before init runs, with the plugin's own
+ * words; it has only logging (its emit fails); a 1.0 plugin has no check and still runs. */
+static void test_check_callback_refuses_before_init(void)
+{
+	const kanal_host_ops_t ops = { .log = s_collect_log };
+	kanal_optval_t given[] = { { .key = "low", .value = "3", .line = 4, .column = 7 } };
+	char *dir = test_tmpdir("loader-check"), *marker = NULL, line[1024];
+	kanal_loaded_t *old = NULL, *loaded = NULL;
+	kanal_config_t *cfg = NULL;
+	kanal_error_t err;
+
+	REQUIRE(dir && asprintf(&marker, "%s/init-ran", dir) > 0);
+	kanal_error_clear(&err);
+	REQUIRE(kanal__plugin_open(test_path("tests/plugins/tp_abi10.so"), &old, &err) == 0);
+	CU_ASSERT_FALSE(kanal__plugin_has_check(old));
+	REQUIRE(kanal__plugin_open(test_path("tests/plugins/tp_check.so"), &loaded, &err) == 0);
+	CU_ASSERT_TRUE(kanal__plugin_has_check(loaded));
+	{
+		/* A 1.1 descriptor built before `check` was appended ends before it: whatever
+		 * lies there is not called. */
+		kanal_plugin_t shorter = *loaded->desc;
+		kanal_loaded_t fake = *loaded;
+
+		shorter.struct_size = (uint32_t)KANAL_PLUGIN_V1_0_SIZE;
+		fake.desc = &shorter;
+		CU_ASSERT_FALSE(kanal__plugin_has_check(&fake));
+	}
+
+	/* Two options that do not go together: refused in the plugin's words, no init. */
+	CU_ASSERT_EQUAL(s_start_checked("low", "20", marker, line, sizeof line), KANAL_ECONFIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, "instance 'chk': options 'low' (20) and 'high' (10): "
+					    "low must not exceed high"));
+	CU_ASSERT_NOT_EQUAL(access(marker, F_OK), 0);
+	/* A file that must exist. */
+	CU_ASSERT_EQUAL(s_start_checked("file", "/nonexistent/tp-check", marker, line, sizeof line),
+			KANAL_ECONFIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(
+		line, "instance 'chk': option 'file': /nonexistent/tp-check does not exist"));
+	CU_ASSERT_NOT_EQUAL(access(marker, F_OK), 0);
+	/* A good config passes the check and then init runs. */
+	CU_ASSERT_EQUAL(s_start_checked(NULL, NULL, marker, line, sizeof line), 0);
+	CU_ASSERT_EQUAL(access(marker, F_OK), 0);
+
+	/* Directly, as kanald and kanalctl call it: the host's log sees the warning, and the
+	 * emit the callback tried did not work. */
+	REQUIRE(kanal__config_build(loaded->options, given, 1, "k.yaml", "chk", 3, 5, &cfg, &err) ==
+		0);
+	s_check_lines[0] = '\0';
+	CU_ASSERT_EQUAL(kanal__plugin_check(loaded, "chk", cfg, &ops, NULL, &err), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(s_check_lines, "warn: option 'high': 10 is generous"));
+	CU_ASSERT_PTR_NULL(strstr(s_check_lines, "emit worked"));
+	/* A plugin without check passes whatever the config. */
+	CU_ASSERT_EQUAL(kanal__plugin_check(old, "old", NULL, &ops, NULL, &err), 0);
+done:
+	kanal__config_destroy(&cfg);
+	kanal__plugin_close(&loaded);
+	kanal__plugin_close(&old);
+	if (dir)
+		test_rmdir_r(dir);
+	free(dir);
+	free(marker);
+}
+
 /* libkanal.so exports the public SDK only (kanal_*, never kanal__ internals), with symbol
  * versions: the 1.0 symbols old plugins call at KANAL_1.0 and the asm-labelled 1.1 variants
  * at KANAL_1.1, as are the functions 1.1 added (the blob API: a 1.0 libkanal must not seem
@@ -356,4 +450,5 @@ TEST_MAIN("loader", TEST(test_libkanal_exports_only_the_public_sdk),
 	  TEST(test_refuses_missing_init), TEST(test_refuses_malformed_options),
 	  TEST(test_missing_file_is_not_found), TEST(test_not_an_elf_is_not_found),
 	  TEST(test_bare_name_is_relative_to_cwd), TEST(test_describe_prints_options_table),
-	  TEST(test_describe_without_options), TEST(test_abi_1_0_plugin_loads_and_runs))
+	  TEST(test_describe_without_options), TEST(test_abi_1_0_plugin_loads_and_runs),
+	  TEST(test_check_callback_refuses_before_init))

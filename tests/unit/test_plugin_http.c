@@ -63,7 +63,7 @@ static void test_options_a_user_gets_wrong_are_refused_clearly(void)
 
 	h = s_http((const char *[]){ "listen", "127.0.0.1:http", NULL }, why, sizeof why);
 	CU_ASSERT_PTR_NULL(h);
-	CU_ASSERT_PTR_NOT_NULL(strstr(why, "listen '127.0.0.1:http'"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "option 'listen': '127.0.0.1:http'"));
 	kanal_harness_destroy(&h);
 
 	h = s_http((const char *[]){ "url", "http://127.0.0.1:1/x", "mode", "xml", NULL }, why,

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -222,4 +223,24 @@ int test_free_port(void)
 	if (fd >= 0)
 		close(fd);
 	return port;
+}
+
+int test_run_program(const char *prog, char *const args[], const char *out_path)
+{
+	char path[4096];
+	int status;
+	pid_t pid;
+
+	snprintf(path, sizeof path, "%s", test_path(prog));
+	pid = fork();
+	if (pid == 0) {
+		FILE *f = freopen(out_path, "a", stdout);
+		if (f)
+			dup2(fileno(stdout), STDERR_FILENO);
+		execv(path, args);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

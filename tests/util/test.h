@@ -52,6 +52,10 @@ int test_dir_count(const char *path);
 char *test_write_file(const char *dir, const char *name, const char *text);
 /* Reads a whole file into a malloc'd NUL-terminated buffer (NULL when missing). */
 char *test_read_file(const char *path, size_t *len);
+/* Runs a built program (test_path(prog): "bin/kanald", "bin/kanalctl") with args (argv,
+ * NULL-terminated), its standard output and error appended to out_path, and waits for it.
+ * Returns its exit status, or -1 when it did not exit normally. */
+int test_run_program(const char *prog, char *const args[], const char *out_path);
 /* The folder of the build (BUILD env var or "build"), and of the source tree (cwd). */
 const char *test_build_dir(void);
 /* Path of a built artefact: test_path("bin/kanald") → "build/bin/kanald" (static buffer

@@ -7,6 +7,7 @@
  * validates the instance's options against the descriptor's options table, then drives the
  * lifecycle:
  *
+ *   check(ctx, config)          (optional) validate only: no side effects
  *   init(ctx, config, &state)   validate and allocate; start no threads, touch no network
  *   start(ctx, state)           begin work: add timers and fd watches, open connections
  *   on_message(ctx, state, msg) one delivery; serialised per instance, on its own thread
@@ -145,6 +146,19 @@ typedef struct kanal_plugin {
 	void (*stop)(kanal_ctx_t *ctx, void *state, int64_t deadline_ms);
 	/* Frees state. May be NULL. */
 	void (*destroy)(void *state);
+
+	/* ---- ABI 1.1 */
+	/* Validates the config without side effects, for what the options table cannot say:
+	 * rules that span several options, files that must exist or be private, addresses and
+	 * ports. It may read files; it creates, changes and connects to nothing, starts no
+	 * thread and keeps nothing. `kanalctl check`, `kanald --check` and every start call it
+	 * after the table's checks and before init, so that a rule here holds for the three
+	 * alike: init should call the same code rather than repeat the rule. Returns 0, or a
+	 * negative code after kanal_set_error() says why. On its ctx only kanal_set_error,
+	 * kanal_log and kanal_instance_name work (kanal_state_dir is NULL; emit, request,
+	 * timers and fd watches fail). Optional: NULL, or absent from a 1.0 descriptor, means
+	 * the table's checks are all. */
+	int (*check)(kanal_ctx_t *ctx, const kanal_config_t *config);
 } kanal_plugin_t;
 
 /* The smallest struct_size a host accepts (ABI 1.0's fields). */
@@ -205,8 +219,8 @@ int64_t kanal_now_ms(void);
 
 /* Hands an event to the bus. Sets `source` to the instance name when the event has none.
  * Returns 0 once the bus has accepted the event: it is then the bus's to deliver. Returns
- * KANAL_EBUSY when the bus applies backpressure (a destination's queue is full; try again
- * later — the event was not accepted), KANAL_EINVALID when the event fails validation (a
+ * KANAL_EBUSY when the bus applies backpressure (a destination's queue is full, or the
+ * instance is over its limits.rate; try again later — the event was not accepted), KANAL_EINVALID when the event fails validation (a
  * CPR number in a context attribute is refused too), KANAL_ETOOBIG when it is larger than
  * the broker's max_event_size, KANAL_EFORBIDDEN when the instance's ACL (acl.emit in
  * kanald.yaml) does not allow its type, KANAL_ECLOSED when the bus is shutting down, KANAL_ESTATE
