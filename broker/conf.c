@@ -550,8 +550,8 @@ static void s_journal_key(loader_t *ld, const ynode_t *x)
 		return;
 	if (!conf->journal_durable)
 		s_err(ld, x,
-		      "'key_file' encrypts the durable journal, and journal 'mode' memory "
-		      "keeps none");
+		      "'key_file' encrypts the durable journal, and journal 'mode' %s keeps none",
+		      conf->journal_cluster ? "cluster" : "memory");
 	else if (!journal_can_encrypt())
 		s_err(ld, x,
 		      "'key_file': this kanald was built without SQLCipher (Debian "
