@@ -463,26 +463,32 @@ static void s_drain(dp_receipts_t *r)
 	if (json_object_size(gone) && kanal_emit_flush(r->ctx, DP_FLUSH_MS) != 0) {
 		/* Not kept by kanald: the letters wait again, their statuses are applied again
 		 * (emitting the same event id again is harmless). */
-		json_object_foreach(gone, k, e) json_object_set(r->map, k, e);
+		json_object_foreach(gone, k, e)
+		{
+			json_object_set(r->map, k, e);
+		}
 		json_array_extend(keep, done);
 		json_object_clear(gone);
 	}
+	/* The map first: after a crash between the two saves a status is applied again and
+	 * finds no letter, rather than a letter waiting for a status already used. */
+	if (json_object_size(gone))
+		s_save(r);
 	if (taken) {
+		bool changed = json_array_size(keep) != json_array_size(taken);
 		pthread_mutex_lock(&r->lock);
 		json_array_extend(keep, r->inbox);
 		json_decref(r->inbox);
 		r->inbox = keep;
 		keep = NULL;
 		why[0] = '\0';
-		if (json_array_size(taken) && s_write(r, DP_INBOX_FILE, r->inbox) < 0)
+		if (changed && s_write(r, DP_INBOX_FILE, r->inbox) < 0)
 			snprintf(why, sizeof why, "%s", strerror(errno));
 		pthread_mutex_unlock(&r->lock);
 		if (why[0])
 			kanal_log(r->ctx, KANAL_LOG_ERROR, "cannot save %s/%s: %s", r->dir,
 				  DP_INBOX_FILE, why);
 	}
-	if (json_object_size(gone))
-		s_save(r);
 	json_decref(taken);
 	json_decref(keep);
 	json_decref(done);
