@@ -50,6 +50,8 @@
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <kanal/kanal.h>
@@ -67,6 +69,8 @@
 #define DP_ENTITY_FORESPOERG "http://entityid.kombit.dk/service/postforespoerg/1"
 #define DP_MAX_LABEL 1024
 #define DP_MAX_FILENAME 255
+#define DP_PUSH_RETRY_MS 250      /* the first wait before a push again; doubles */
+#define DP_PUSH_RETRY_MAX_MS 8000 /* up to this */
 
 /* One delivered letter. */
 typedef struct dp_letter {
@@ -89,7 +93,11 @@ typedef struct dp_push {
 } dp_push_t;
 
 typedef struct dp_state {
-	dp_push_t pushes[64];
+	/* The statuses waiting to be pushed, shared with the pusher's thread under push_lock
+	 * (taken, when both are, after the simulator's lock). */
+	pthread_mutex_t push_lock;
+	pthread_cond_t push_cond;
+	dp_push_t pushes[256];
 	size_t n_pushes;
 	unsigned long pushed, push_failures;
 	char status_fault[16]; /* "none", "failed" or "silent" */
@@ -133,13 +141,6 @@ static void s_error(sim_response_t *res, int status, const char *code, const cha
 }
 
 /* ---- checking a MeMo ------------------------------------------------------------------ */
-
-static size_t s_discard(char *ptr, size_t size, size_t n, void *arg)
-{
-	(void)ptr;
-	(void)arg;
-	return size * n;
-}
 
 /* The first child element of parent named `name` in namespace ns, or NULL. */
 static xmlNodePtr s_child(xmlNodePtr parent, const char *ns, const char *name)
@@ -510,9 +511,15 @@ static void s_queue_status(sim_t *sim, dp_state_t *st, const dp_letter_t *l)
 	dp_push_t *p;
 	bool can = s_can_receive(l->recipient_digits);
 
-	if (!sim_setting(sim, "callback", NULL) || !strcmp(st->status_fault, "silent") ||
-	    st->n_pushes == sizeof st->pushes / sizeof *st->pushes)
+	if (!sim_setting(sim, "callback", NULL) || !strcmp(st->status_fault, "silent"))
 		return;
+	pthread_mutex_lock(&st->push_lock);
+	if (st->n_pushes == sizeof st->pushes / sizeof *st->pushes) {
+		pthread_mutex_unlock(&st->push_lock);
+		sim_log(sim, "%zu statuses waiting to be pushed: the one for %s is dropped",
+			st->n_pushes, l->uuid);
+		return;
+	}
 	p = &st->pushes[st->n_pushes++];
 	memset(p, 0, sizeof *p);
 	snprintf(p->uuid, sizeof p->uuid, "%s", l->uuid);
@@ -530,6 +537,8 @@ static void s_queue_status(sim_t *sim, dp_state_t *st, const dp_letter_t *l)
 			 !strcmp(l->channel, "NemSMS") ? "NemSMS" : "Digital Post");
 		snprintf(p->code, sizeof p->code, "Afleveret Digital Post");
 	}
+	pthread_cond_signal(&st->push_cond);
+	pthread_mutex_unlock(&st->push_lock);
 }
 
 /* The ModtagBeskedInput the Beskedfordeler POSTs: the envelope with the PKO_PostStatus in
@@ -570,45 +579,90 @@ static char *s_besked(const dp_push_t *p)
 	return out;
 }
 
-/* Pushes the queued statuses to the callback, after the answers that accepted the letters
- * have gone (the connector cannot take a push while it waits for the answer). */
-static void s_tick(sim_t *sim)
+/* Collects an answer body (up to 64 KiB). */
+static size_t s_collect(char *ptr, size_t size, size_t n, void *arg)
 {
+	FILE *m = arg;
+
+	return fwrite(ptr, size, n, m);
+}
+
+/* POSTs one status to the callback: true when it was taken, that is HTTP 200 with
+ * ModtagBeskedOutput's StatusKode 20 (contract 3.7); 40 or anything else is a failure. */
+static bool s_push(sim_t *sim, const char *url, const dp_push_t *p)
+{
+	char *body = s_besked(p), *answer = NULL;
+	size_t answer_len = 0;
+	FILE *m = open_memstream(&answer, &answer_len);
+	CURL *c = body && m ? curl_easy_init() : NULL;
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/xml");
+	long status = 0;
+	bool taken;
+
+	if (c) {
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, m);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	}
+	if (m)
+		fclose(m);
+	taken = status == 200 && answer && strstr(answer, "<StatusKode>20</StatusKode>");
+	if (taken)
+		sim_log(sim, "pushed PKO_PostStatus '%s' for %s", p->code, p->uuid);
+	else
+		sim_log(sim, "callback answered %ld for %s; will push again", status, p->uuid);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	free(answer);
+	free(body);
+	return taken;
+}
+
+/* The pusher's thread: pushes the queued statuses in order, whenever there are any, as the
+ * Beskedfordeler does — on its own, never holding up the service's answers (the connector
+ * may be waiting for one while its callback is pushed to). A status not taken is pushed again
+ * after DP_PUSH_RETRY_MS, doubling up to DP_PUSH_RETRY_MAX_MS, until it is: the contract
+ * says only that the same message may come more than once. */
+static void *s_pusher(void *arg)
+{
+	sim_t *sim = arg;
 	dp_state_t *st = sim_state(sim);
 	const char *url = sim_setting(sim, "callback", NULL);
-	size_t done = 0;
+	int64_t wait_ms = DP_PUSH_RETRY_MS;
 
-	for (; url && done < st->n_pushes; done++) {
-		char *body = s_besked(&st->pushes[done]);
-		CURL *c = body ? curl_easy_init() : NULL;
-		struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/xml");
-		long status = 0;
-		if (c) {
-			curl_easy_setopt(c, CURLOPT_URL, url);
-			curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-			curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-			curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_discard);
-			if (curl_easy_perform(c) == CURLE_OK)
-				curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		}
-		curl_slist_free_all(h);
-		curl_easy_cleanup(c);
-		free(body);
-		if (status == 200) {
+	for (;;) {
+		dp_push_t p;
+		bool taken;
+
+		pthread_mutex_lock(&st->push_lock);
+		while (!st->n_pushes)
+			pthread_cond_wait(&st->push_cond, &st->push_lock);
+		p = st->pushes[0];
+		pthread_mutex_unlock(&st->push_lock);
+		taken = s_push(sim, url, &p);
+		pthread_mutex_lock(&st->push_lock);
+		if (taken) {
 			st->pushed++;
-			sim_log(sim, "pushed PKO_PostStatus '%s' for %s", st->pushes[done].code,
-				st->pushes[done].uuid);
+			memmove(st->pushes, st->pushes + 1, --st->n_pushes * sizeof *st->pushes);
 		} else {
-			/* Kept for the next tick: the Beskedfordeler delivers again. */
 			st->push_failures++;
-			sim_log(sim, "callback answered %ld for %s; will push again", status,
-				st->pushes[done].uuid);
-			break;
+		}
+		pthread_mutex_unlock(&st->push_lock);
+		if (taken) {
+			wait_ms = DP_PUSH_RETRY_MS;
+		} else {
+			usleep((useconds_t)wait_ms * 1000);
+			wait_ms = wait_ms * 2 > DP_PUSH_RETRY_MAX_MS ? DP_PUSH_RETRY_MAX_MS
+								     : wait_ms * 2;
 		}
 	}
-	memmove(st->pushes, st->pushes + done, (st->n_pushes - done) * sizeof *st->pushes);
-	st->n_pushes -= done;
+	return NULL;
 }
 
 /* POST /service/KombiPostAfsend_1/kombi: validate, refuse or accept one kombi_request. */
@@ -751,25 +805,19 @@ static void s_list(dp_state_t *st, sim_response_t *res)
 			json_object_set_new(o, "action", json_string(l->action));
 		json_array_append_new(list, o);
 	}
+	pthread_mutex_lock(&st->push_lock);
 	j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "received",
 		      (json_int_t)st->received, "delivered", (json_int_t)st->n_letters, "refused",
 		      (json_int_t)st->refused, "invalid", (json_int_t)st->invalid, "duplicates",
 		      (json_int_t)st->duplicates, "statuses_pushed", (json_int_t)st->pushed,
 		      "statuses_push_failures", (json_int_t)st->push_failures, "messages", list);
+	pthread_mutex_unlock(&st->push_lock);
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text)
 		sim_reply_take(res, 200, "application/json", text, strlen(text));
 	else
 		sim_reply(res, 500, "text/plain", "out of memory\n", -1);
-}
-
-/* Collects an answer body (up to 64 KiB). */
-static size_t s_collect(char *ptr, size_t size, size_t n, void *arg)
-{
-	FILE *m = arg;
-
-	return fwrite(ptr, size, n, m);
 }
 
 /* Asks the STS simulator (--set sts=URL) about an access token, as the real platform checks
@@ -937,6 +985,22 @@ static int s_setup(sim_t *sim)
 	if (!state.kombi11 || !state.kombi12)
 		return -1;
 	sim_set_state(sim, &state);
+	pthread_mutex_init(&state.push_lock, NULL);
+	pthread_cond_init(&state.push_cond, NULL);
+	/* Before any second thread: curl's global set-up is not thread-safe. */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (sim_setting(sim, "callback", NULL)) {
+		/* The pusher takes no signal: they are for the main thread's sigtimedwait. */
+		sigset_t all, old;
+		pthread_t pusher;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		if (pthread_create(&pusher, NULL, s_pusher, sim) == 0)
+			pthread_detach(pusher);
+		else
+			fprintf(stderr, "kanal-sim-digitalpost: cannot start the pusher\n");
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	return 0;
 }
 
@@ -946,8 +1010,6 @@ int main(int argc, char **argv)
 			&(sim_def_t){ .name = "digitalpost",
 				      .handle = s_handle,
 				      .setup = s_setup,
-				      .tick = s_tick,
-				      .tick_ms = 100,
 				      .garbage_type = "application/xml",
 				      .garbage_body = "<KombiPostAfsendResponse><Result>tr" });
 }

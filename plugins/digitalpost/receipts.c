@@ -4,30 +4,42 @@
  * outcome arrives later as a PKO_PostStatus message that the Beskedfordeler (SF1461) POSTs
  * to a callback: a ModtagBeskedInput whose Beskeddata/Base64 holds the PKO_PostStatus.
  *
- * This file serves that callback (libmicrohttpd in external epoll mode, driven from the
- * instance's thread by plugins/common/kc_mhd, as plugins/http/ingress.c is, so emit
- * and flush may be called from the handler), validates each PKO_PostStatus against the
- * contract's schema (built in: pko_schema.c), matches it to the letter by MessageUUID — or
- * TransmissionId, or for a print-only letter AfsendelseIdentifikator — and emits the
- * letter's final post.letter.status: `sent` (digital or physical) or `failed` with the
- * service's FejlKode and FejlTekst. Intermediate statuses (Modtaget, the print provider's
- * steps) are acknowledged and wait for the final one. A letter with no final status within
- * status_timeout gets `unknown` and the metric letters_status_unknown.
+ * The Beskedfordeler pushes whenever it likes, also while the instance's thread is blocked in
+ * its own next KombiPostAfsend request, so the callback is served on libmicrohttpd's own
+ * thread, never the instance's: it validates each PKO_PostStatus against the contract's
+ * schema (built in: pko_schema.c), keeps what it needs of it in the inbox (a JSON array in
+ * the instance's state folder, statuses-received.json, 0600, written atomically before the
+ * answer), and wakes the instance's thread through an eventfd it watches (docs/sdk.md's
+ * recipe for a library that forces a thread on a plugin). The instance's thread then
+ * matches each status to the letter by MessageUUID — or TransmissionId, or for a print-only
+ * letter AfsendelseIdentifikator — and emits the letter's final post.letter.status: `sent`
+ * (digital or physical) or `failed` with the service's FejlKode and FejlTekst. Intermediate
+ * statuses (Modtaget, the print provider's steps) are dropped and the letter waits for the
+ * final one. A status for no letter waiting stays in the inbox as long as a letter would wait
+ * for its status (status_timeout): it may have overtaken the answer that accepted its letter.
+ * A letter with no final status within status_timeout gets `unknown` and the metric
+ * letters_status_unknown.
  *
  * The letters waiting are a small JSON map in the instance's state folder
- * (letters-awaiting-status.json, 0600, written atomically), so a restart loses none. It holds
- * no CPR number: the subject it keeps is a pseudonym or the letter's own subject. The
- * answer is ModtagBeskedOutput with StatusKode 20 (taken; also for a status of a letter this
- * instance does not know, so the Beskedfordeler does not send it forever) or 40 with the
- * reason (not a PKO_PostStatus, does not validate, or kanald is busy: send it again).
+ * (letters-awaiting-status.json, 0600, written atomically), so a restart loses none. Neither
+ * file holds a CPR number: the subject the map keeps is a pseudonym or the letter's own
+ * subject. The answer is ModtagBeskedOutput with StatusKode 20 (kept in the inbox) or 40 with
+ * the reason (not a PKO_PostStatus, does not validate, or the inbox is full or cannot be
+ * saved: send it again).
+ *
+ * Threads: only the instance's thread touches the map, calls host services (emit, log,
+ * metrics) and arms timers; the inbox, the counts of refused messages and the wakeup are
+ * shared with libmicrohttpd's thread under `lock`.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,9 +56,10 @@
 
 #define DP_PKO_NS "http://serviceplatformen.dk/xml/print/PKO_PostStatus/1/types"
 #define DP_MAP_FILE "letters-awaiting-status.json"
+#define DP_INBOX_FILE "statuses-received.json"
 #define DP_MAX_CALLBACK_BODY (1u << 20)
+#define DP_MAX_INBOX 10000 /* statuses kept before the callback answers 40 */
 #define DP_MAX_SWEEP_MS 60000
-#define DP_MAX_PUMP_MS 1000
 #define DP_MIN_SWEEP_MS 250
 #define DP_FLUSH_MS 5000
 
@@ -54,24 +67,42 @@ struct dp_receipts {
 	kanal_ctx_t *ctx;
 	char host[256], port[16], *path, *dir;
 	int64_t timeout_ms;
-	json_t *map; /* messageUUID → the letter (dp_sent_t's fields, at_ms) */
-	xmlSchemaPtr schema;
-	struct MHD_Daemon *daemon;
-	kc_mhd_pump_t pump; /* libmicrohttpd on the instance's thread */
-	int64_t sweep;      /* 0: none armed */
+	json_t *map; /* messageUUID → the letter (dp_sent_t's fields, at_ms); instance's thread */
+	xmlSchemaPtr schema;       /* read only once parsed: used on libmicrohttpd's thread */
+	struct MHD_Daemon *daemon; /* with its own thread */
+	int wake_fd;               /* eventfd: the listener → the instance's thread; -1: none */
+	bool watching;             /* wake_fd is watched */
+	int64_t sweep;             /* 0: none armed */
+	pthread_mutex_t lock;      /* guards what follows */
+	json_t *inbox;             /* statuses taken, not yet matched: {uuid, tx, …, at_ms} */
+	unsigned long received;    /* statuses kept since the last drain */
+	unsigned long refused;     /* callbacks answered 40 since the last drain */
+	unsigned long invalid;     /* of those, not a valid PKO_PostStatus */
+	char refused_why[300];     /* the latest one's reason */
 };
 
 /* ---- the map ------------------------------------------------------------------------------ */
 
-static int s_save(dp_receipts_t *r)
+static void s_wake(dp_receipts_t *r);
+
+/* Writes j to name in the state folder, atomically, 0600. Safe on any thread: logs nothing.
+ * Returns 0 or a negative KANAL_E code with errno set. */
+static int s_write(dp_receipts_t *r, const char *name, json_t *j)
 {
-	char *text = json_dumps(r->map, JSON_COMPACT | JSON_SORT_KEYS);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	int rc;
 
 	if (!text)
 		return KANAL_ENOMEM;
-	rc = kc_file_write_atomic(r->dir, DP_MAP_FILE, text, strlen(text), 0600);
+	rc = kc_file_write_atomic(r->dir, name, text, strlen(text), 0600);
 	free(text);
+	return rc;
+}
+
+static int s_save(dp_receipts_t *r)
+{
+	int rc = s_write(r, DP_MAP_FILE, r->map);
+
 	if (rc < 0)
 		kanal_log(r->ctx, KANAL_LOG_ERROR, "cannot save %s/%s: %s", r->dir, DP_MAP_FILE,
 			  strerror(errno));
@@ -81,6 +112,8 @@ static int s_save(dp_receipts_t *r)
 int dp_receipts_track(dp_receipts_t *r, const dp_sent_t *s)
 {
 	json_t *e;
+	bool early;
+	int rc;
 
 	if (json_object_get(r->map, s->message_uuid))
 		return 0;
@@ -102,7 +135,14 @@ int dp_receipts_track(dp_receipts_t *r, const dp_sent_t *s)
 	if (s->area && s->channel_rank)
 		json_object_set_new(e, "channel_rank", json_string(s->channel_rank));
 	json_object_set_new(r->map, s->message_uuid, e);
-	return s_save(r);
+	rc = s_save(r);
+	/* Its status may have come already: match it once this delivery is done. */
+	pthread_mutex_lock(&r->lock);
+	early = json_array_size(r->inbox) > 0;
+	pthread_mutex_unlock(&r->lock);
+	if (early)
+		s_wake(r);
+	return rc;
 }
 
 /* The letter a status is about: by MessageUUID, TransmissionId or AfsendelseIdentifikator.
@@ -280,73 +320,233 @@ done:
 	return doc;
 }
 
-/* Takes one callback body: 20 (taken) or 40 with why. */
-static int s_receive(dp_receipts_t *r, const char *body, size_t len, char *why)
+/* Reads one callback body on libmicrohttpd's thread: the PKO_PostStatus's fields as a new
+ * inbox entry, or NULL with why (300 bytes) set. Calls no host service. */
+static json_t *s_read_status(dp_receipts_t *r, const char *body, size_t len, char *why)
 {
-	char uuid[80], tx[80], print_id[80], kanal[32], code[128], fejl[128], fejltekst[400];
-	char reason[1024];
-	const char *key = NULL, *channel, *status;
+	static const char *const fields[] = {
+		"MessageUUID", "TransmissionId",         "AfsendelseIdentifikator",
+		"KanalKode",   "TransaktionsStatusKode", "FejlKode",
+		"FejlTekst"
+	};
 	xmlDocPtr doc = s_status_doc(r, body, len, why);
-	xmlNodePtr root;
-	json_t *e;
-	int rc;
+	json_t *e = doc ? json_pack("{s:I}", "at_ms", (json_int_t)kanal_wall_ms()) : NULL;
 
-	if (!doc) {
-		kanal_metric_add(r->ctx, "statuses_invalid", 1);
-		return 40;
+	for (size_t i = 0; e && i < sizeof fields / sizeof *fields; i++) {
+		char text[400];
+		s_text(xmlDocGetRootElement(doc), fields[i], text, sizeof text);
+		json_object_set_new(e, fields[i], json_string(text));
 	}
-	root = xmlDocGetRootElement(doc);
-	s_text(root, "MessageUUID", uuid, sizeof uuid);
-	s_text(root, "TransmissionId", tx, sizeof tx);
-	s_text(root, "AfsendelseIdentifikator", print_id, sizeof print_id);
-	s_text(root, "KanalKode", kanal, sizeof kanal);
-	s_text(root, "TransaktionsStatusKode", code, sizeof code);
-	s_text(root, "FejlKode", fejl, sizeof fejl);
-	s_text(root, "FejlTekst", fejltekst, sizeof fejltekst);
+	if (doc && !e)
+		snprintf(why, 300, "out of memory");
 	xmlFreeDoc(doc);
-	kanal_metric_add(r->ctx, "statuses_received", 1);
-	if (!(e = s_find(r, uuid, tx, print_id, &key))) {
-		/* Another system's letter, or one whose final status came already. */
+	return e;
+}
+
+static const char *s_field(json_t *status, const char *name)
+{
+	const char *v = json_string_value(json_object_get(status, name));
+	return v ? v : "";
+}
+
+/* What the instance's thread does with one status from the inbox. */
+enum { DP_DONE, DP_KEEP, DP_EMITTED };
+
+/* Applies one status (instance's thread): DP_EMITTED when the letter's final status was
+ * emitted (the caller flushes, then forgets the letter *key), DP_DONE when there is nothing
+ * more to do with it, DP_KEEP when it must stay in the inbox (no letter waiting for it yet,
+ * or kanald is busy). */
+static int s_apply(dp_receipts_t *r, json_t *status, int64_t now, const char **key)
+{
+	const char *uuid = s_field(status, "MessageUUID"), *tx = s_field(status, "TransmissionId");
+	const char *kanal = s_field(status, "KanalKode"),
+		   *code = s_field(status, "TransaktionsStatusKode");
+	const char *fejl = s_field(status, "FejlKode"), *fejltekst = s_field(status, "FejlTekst");
+	const char *channel, *result;
+	char reason[1024];
+	json_t *e = s_find(r, uuid, tx, s_field(status, "AfsendelseIdentifikator"), key);
+
+	if (!e) {
+		/* It may have overtaken the answer that accepted its letter: it waits as long as
+		 * a letter waits for its status. Else another system's letter, or one whose
+		 * final status came already. */
+		if (now - json_integer_value(json_object_get(status, "at_ms")) < r->timeout_ms)
+			return DP_KEEP;
 		kanal_metric_add(r->ctx, "statuses_unmatched", 1);
 		kanal_log(r->ctx, KANAL_LOG_INFO,
 			  "PKO_PostStatus '%s' for no letter waiting "
-			  "(MessageUUID %s, TransmissionId %s): acknowledged",
+			  "(MessageUUID %s, TransmissionId %s): dropped",
 			  code, uuid, tx);
-		return 20;
+		return DP_DONE;
 	}
 	channel = !strcmp(kanal, "Fysisk Post") ? "physical"
 		  : !strcmp(kanal, "NemSMS")    ? "nemsms"
 						: "digital";
 	/* A failure is any status with FejlDetaljer, or Fejlet / Tilbagekaldt (contract 3.7). */
 	if (*fejl || *fejltekst || !strcmp(code, "Fejlet") || !strcmp(code, "Tilbagekaldt")) {
-		status = "failed";
+		result = "failed";
 		snprintf(reason, sizeof reason, "PKO_PostStatus %s (%s): %s: %s", code, kanal,
 			 *fejl ? fejl : "(no FejlKode)", *fejltekst ? fejltekst : "(no FejlTekst)");
 	} else if (!strcmp(code, "Afleveret Digital Post") ||
 		   (!strcmp(kanal, "Fysisk Post") &&
 		    (!strcmp(code, "Afleveret til print og kuvertering") ||
 		     !strcmp(code, "Modtaget Post Danmark")))) {
-		status = "sent";
+		result = "sent";
 		snprintf(reason, sizeof reason, "PKO_PostStatus %s (%s)", code, kanal);
 	} else {
 		kanal_log(r->ctx, KANAL_LOG_DEBUG, "letter %s: PKO_PostStatus '%s' (%s), not final",
 			  json_string_value(json_object_get(e, "letter")), code, kanal);
-		return 20;
+		return DP_DONE;
 	}
-	if ((rc = s_emit(r, key, e, channel, status, reason)) == 0)
-		rc = kanal_emit_flush(r->ctx, DP_FLUSH_MS);
-	if (rc != 0) {
-		snprintf(why, 300, "the status could not be kept (%s): send it again",
-			 kanal_strerror(rc));
-		return 40;
-	}
-	kanal_metric_add(r->ctx, !strcmp(status, "sent") ? "letters_delivered" : "letters_failed",
+	if (s_emit(r, *key, e, channel, result, reason) != 0)
+		return DP_KEEP; /* busy: the next drain tries again */
+	kanal_metric_add(r->ctx, !strcmp(result, "sent") ? "letters_delivered" : "letters_failed",
 			 1);
 	kanal_log(r->ctx, KANAL_LOG_INFO, "letter %s: %s %s (%s)",
-		  json_string_value(json_object_get(e, "letter")), status, channel, code);
-	json_object_del(r->map, key);
-	s_save(r);
-	return 20;
+		  json_string_value(json_object_get(e, "letter")), result, channel, code);
+	return DP_EMITTED;
+}
+
+/* Takes what the listener received (instance's thread): reports refused callbacks and
+ * applies each status in the inbox; the letters whose final status was emitted are forgotten
+ * once kanald has kept it (flushed), else they and their statuses wait for the next drain.
+ * What must wait goes back to the front of the inbox, which is saved. */
+static void s_drain(dp_receipts_t *r)
+{
+	json_t *taken, *keep = json_array(), *done = json_array(), *gone = json_object();
+	json_t *status, *e;
+	unsigned long received, refused, invalid;
+	char why[300];
+	const char *k;
+	uint64_t n;
+	int64_t now = kanal_wall_ms();
+	size_t i;
+
+	if (r->wake_fd >= 0 && read(r->wake_fd, &n, sizeof n) < 0 && errno != EAGAIN)
+		kanal_log(r->ctx, KANAL_LOG_WARN, "receipts: eventfd: %s", strerror(errno));
+	pthread_mutex_lock(&r->lock);
+	taken = r->inbox;
+	r->inbox = keep && done && gone ? json_array() : NULL;
+	if (!r->inbox) /* out of memory: the inbox stays as it is */
+		r->inbox = taken, taken = NULL;
+	received = r->received;
+	refused = r->refused;
+	invalid = r->invalid;
+	r->received = r->refused = r->invalid = 0;
+	snprintf(why, sizeof why, "%s", r->refused_why);
+	pthread_mutex_unlock(&r->lock);
+	if (received)
+		kanal_metric_add(r->ctx, "statuses_received", (int64_t)received);
+	if (invalid)
+		kanal_metric_add(r->ctx, "statuses_invalid", (int64_t)invalid);
+	if (refused) {
+		kanal_log(r->ctx, KANAL_LOG_WARN, "callback refused %lu message(s), the latest: %s",
+			  refused, why);
+	}
+	json_array_foreach(taken, i, status)
+	{
+		const char *key = NULL;
+		char uuid[128];
+		switch (s_apply(r, status, now, &key)) {
+		case DP_EMITTED:
+			/* Forgotten now, so that a second copy of the status finds no letter. */
+			snprintf(uuid, sizeof uuid, "%s", key);
+			json_object_set(gone, uuid, json_object_get(r->map, uuid));
+			json_object_del(r->map, uuid);
+			json_array_append(done, status);
+			break;
+		case DP_KEEP:
+			json_array_append(keep, status);
+			break;
+		}
+	}
+	if (json_object_size(gone) && kanal_emit_flush(r->ctx, DP_FLUSH_MS) != 0) {
+		/* Not kept by kanald: the letters wait again, their statuses are applied again
+		 * (emitting the same event id again is harmless). */
+		json_object_foreach(gone, k, e)
+		{
+			json_object_set(r->map, k, e);
+		}
+		json_array_extend(keep, done);
+		json_object_clear(gone);
+	}
+	/* The map first: after a crash between the two saves a status is applied again and
+	 * finds no letter, rather than a letter waiting for a status already used. */
+	if (json_object_size(gone))
+		s_save(r);
+	if (taken) {
+		bool changed = json_array_size(keep) != json_array_size(taken);
+		pthread_mutex_lock(&r->lock);
+		json_array_extend(keep, r->inbox);
+		json_decref(r->inbox);
+		r->inbox = keep;
+		keep = NULL;
+		why[0] = '\0';
+		if (changed && s_write(r, DP_INBOX_FILE, r->inbox) < 0)
+			snprintf(why, sizeof why, "%s", strerror(errno));
+		pthread_mutex_unlock(&r->lock);
+		if (why[0])
+			kanal_log(r->ctx, KANAL_LOG_ERROR, "cannot save %s/%s: %s", r->dir,
+				  DP_INBOX_FILE, why);
+	}
+	json_decref(taken);
+	json_decref(keep);
+	json_decref(done);
+	json_decref(gone);
+}
+
+static void s_on_wake(kanal_ctx_t *ctx, int fd, int events, void *arg)
+{
+	(void)ctx;
+	(void)fd;
+	(void)events;
+	s_drain(arg);
+}
+
+/* Wakes the instance's thread (any thread). */
+static void s_wake(dp_receipts_t *r)
+{
+	uint64_t one = 1;
+
+	if (r->wake_fd >= 0 && write(r->wake_fd, &one, sizeof one) < 0) {
+		/* EAGAIN: the counter is full, so a wakeup is pending anyway. */
+	}
+}
+
+/* Keeps a status read from the callback in the inbox (libmicrohttpd's thread): 20, or 40
+ * with why when the inbox is full or cannot be saved. */
+static int s_keep(dp_receipts_t *r, json_t *status, char *why)
+{
+	int code = 20;
+
+	pthread_mutex_lock(&r->lock);
+	if (json_array_size(r->inbox) >= DP_MAX_INBOX) {
+		snprintf(why, 300, "%d statuses are waiting to be matched: send it again later",
+			 DP_MAX_INBOX);
+		code = 40;
+	} else if (json_array_append(r->inbox, status) != 0) {
+		snprintf(why, 300, "out of memory: send it again");
+		code = 40;
+	} else if (s_write(r, DP_INBOX_FILE, r->inbox) < 0) {
+		snprintf(why, 300, "the status could not be kept (%s): send it again",
+			 strerror(errno));
+		json_array_remove(r->inbox, json_array_size(r->inbox) - 1);
+		code = 40;
+	} else {
+		r->received++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return code;
+}
+
+/* Counts a refused callback for the instance's thread to report (any thread). */
+static void s_refused(dp_receipts_t *r, bool invalid, const char *why)
+{
+	pthread_mutex_lock(&r->lock);
+	r->refused++;
+	r->invalid += invalid;
+	snprintf(r->refused_why, sizeof r->refused_why, "%s", why);
+	pthread_mutex_unlock(&r->lock);
 }
 
 /* ---- the timeout --------------------------------------------------------------------------- */
@@ -362,6 +562,8 @@ static void s_sweep(kanal_ctx_t *ctx, void *arg)
 	char reason[200];
 
 	(void)ctx;
+	/* A status that came meanwhile wins over `unknown`. */
+	s_drain(r);
 	snprintf(reason, sizeof reason,
 		 "no PKO_PostStatus within status_timeout (%lld s): the "
 		 "letter was accepted, its outcome is not known",
@@ -416,6 +618,7 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 {
 	dp_receipts_t *r = cls;
 	kc_mhd_body_t *up = NULL;
+	json_t *status;
 	char why[300] = "";
 	int code, step;
 
@@ -431,9 +634,13 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 		return step == KC_MHD_BODY_MORE ? MHD_YES : MHD_NO;
 	if (up->too_big)
 		return s_answer(conn, 413, 40, "body larger than 1 MiB");
-	code = s_receive(r, up->data ? up->data : "", up->len, why);
+	/* On libmicrohttpd's thread: no host service here; the instance's thread is woken. */
+	status = s_read_status(r, up->data ? up->data : "", up->len, why);
+	code = status ? s_keep(r, status, why) : 40;
+	json_decref(status);
 	if (code != 20)
-		kanal_log(r->ctx, KANAL_LOG_WARN, "callback refused a message: %s", why);
+		s_refused(r, !status, why);
+	s_wake(r);
 	return s_answer(conn, code == 20 ? MHD_HTTP_OK : MHD_HTTP_BAD_REQUEST, code,
 			code == 20 ? NULL : why);
 }
@@ -474,17 +681,47 @@ int dp_receipts_check(kanal_ctx_t *ctx, const char *listen, const char *path)
 	return 0;
 }
 
+/* Loads name from the state folder into *out, or a new empty one (json_object or json_array,
+ * by empty) when there is no such file. Returns 0, or KANAL_ECONFIG (the error set on ctx;
+ * what names what the file lists) or KANAL_ENOMEM. */
+static int s_load(dp_receipts_t *r, kanal_ctx_t *ctx, const char *name, const char *what,
+		  json_t *(*empty)(void), json_t **out)
+{
+	char file[4096];
+	json_error_t jerr;
+
+	snprintf(file, sizeof file, "%s/%s", r->dir, name);
+	*out = json_load_file(file, 0, &jerr);
+	if (*out && json_typeof(*out) != json_typeof(empty())) {
+		json_decref(*out);
+		*out = NULL;
+		snprintf(jerr.text, sizeof jerr.text, "not a JSON %s",
+			 empty == json_array ? "array" : "object");
+	}
+	if (!*out && access(file, F_OK) == 0) {
+		kanal_set_error(ctx,
+				"digitalpost: %s is not readable JSON (%s); move it away to "
+				"start without the %s it lists",
+				file, jerr.text, what);
+		return KANAL_ECONFIG;
+	}
+	if (!*out && !(*out = empty()))
+		return KANAL_ENOMEM;
+	return 0;
+}
+
 int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int64_t timeout_ms,
 		    dp_receipts_t **out)
 {
 	dp_receipts_t *r = calloc(1, sizeof *r);
 	xmlSchemaParserCtxtPtr pctx;
-	char file[4096];
-	json_error_t jerr;
+	int rc;
 
 	*out = NULL;
 	if (!r)
 		return KANAL_ENOMEM;
+	pthread_mutex_init(&r->lock, NULL);
+	r->wake_fd = -1;
 	r->ctx = ctx;
 	r->timeout_ms = timeout_ms;
 	if (dp_receipts_check(ctx, listen, path) != 0) {
@@ -501,20 +738,11 @@ int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int6
 		dp_receipts_destroy(&r);
 		return KANAL_ENOMEM;
 	}
-	/* The letters still waiting from before a restart. */
-	snprintf(file, sizeof file, "%s/%s", r->dir, DP_MAP_FILE);
-	r->map = json_load_file(file, 0, &jerr);
-	if (!r->map && access(file, F_OK) == 0) {
-		kanal_set_error(ctx,
-				"digitalpost: %s is not readable JSON (%s); move it away to "
-				"start without the letters it lists",
-				file, jerr.text);
+	/* The letters still waiting, and the statuses not yet matched, from before a restart. */
+	if ((rc = s_load(r, ctx, DP_MAP_FILE, "letters", json_object, &r->map)) != 0 ||
+	    (rc = s_load(r, ctx, DP_INBOX_FILE, "statuses", json_array, &r->inbox)) != 0) {
 		dp_receipts_destroy(&r);
-		return KANAL_ECONFIG;
-	}
-	if (!r->map && !(r->map = json_object())) {
-		dp_receipts_destroy(&r);
-		return KANAL_ENOMEM;
+		return rc;
 	}
 	*out = r;
 	return 0;
@@ -535,14 +763,24 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 				gai_strerror(gai));
 		return KANAL_ECONFIG;
 	}
-	r->daemon = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-		0, NULL, NULL, s_handler, r, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-		MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u,
-		MHD_OPTION_NOTIFY_COMPLETED, kc_mhd_body_free, r, MHD_OPTION_END);
+	/* The wakeup first: the listener may take a status as soon as it runs. */
+	errno = 0;
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wake_fd >= 0 && kanal_fd_watch(ctx, r->wake_fd, KANAL_FD_READ, s_on_wake, r) == 0)
+		r->watching = true;
+	/* Its own thread, so that it answers while the instance's thread is sending. */
+	r->daemon = !r->watching
+			    ? NULL
+			    : MHD_start_daemon(
+				      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
+					      MHD_USE_ERROR_LOG |
+					      (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+				      0, NULL, NULL, s_handler, r, MHD_OPTION_SOCK_ADDR,
+				      ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+				      MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_NOTIFY_COMPLETED,
+				      kc_mhd_body_free, r, MHD_OPTION_END);
 	freeaddrinfo(ai);
-	if (!r->daemon ||
-	    kc_mhd_pump_start(&r->pump, ctx, r->daemon, DP_MAX_PUMP_MS, NULL, NULL) != 0) {
+	if (!r->daemon) {
 		kanal_set_error(ctx, "digitalpost: cannot listen on callback_listen %s:%s: %s",
 				r->host, r->port,
 				errno ? strerror(errno) : "libmicrohttpd refused");
@@ -558,8 +796,11 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 		r->sweep = 0;
 	kanal_log(ctx, KANAL_LOG_INFO,
 		  "receipts: listening on http://%s:%s%s; %zu letter(s) "
-		  "waiting for their status",
-		  r->host, r->port, r->path, json_object_size(r->map));
+		  "waiting for their status, %zu status(es) for their letter",
+		  r->host, r->port, r->path, json_object_size(r->map), json_array_size(r->inbox));
+	/* Statuses kept before a restart are matched at once. */
+	if (json_array_size(r->inbox))
+		s_wake(r);
 	return 0;
 }
 
@@ -567,13 +808,19 @@ void dp_receipts_stop(dp_receipts_t *r, kanal_ctx_t *ctx)
 {
 	if (!r)
 		return;
-	kc_mhd_pump_stop(&r->pump);
-	if (r->sweep)
-		kanal_timer_cancel(ctx, r->sweep);
-	r->sweep = 0;
+	/* The listener's thread is joined before the wakeup it writes to goes. */
 	if (r->daemon)
 		MHD_stop_daemon(r->daemon);
 	r->daemon = NULL;
+	if (r->sweep)
+		kanal_timer_cancel(ctx, r->sweep);
+	r->sweep = 0;
+	if (r->watching)
+		kanal_fd_unwatch(ctx, r->wake_fd);
+	r->watching = false;
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	r->wake_fd = -1;
 }
 
 void dp_receipts_destroy(dp_receipts_t **rp)
@@ -584,8 +831,12 @@ void dp_receipts_destroy(dp_receipts_t **rp)
 		return;
 	if (r->daemon)
 		MHD_stop_daemon(r->daemon);
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	pthread_mutex_destroy(&r->lock);
 	xmlSchemaFree(r->schema);
 	json_decref(r->map);
+	json_decref(r->inbox);
 	free(r->path);
 	free(r->dir);
 	free(r);

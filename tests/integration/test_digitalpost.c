@@ -703,6 +703,76 @@ static void test_receipts_give_the_final_outcome(void)
 	s_stop(&env);
 }
 
+/* The Beskedfordeler pushes whenever it likes: the callback answers at once while the
+ * connector waits for Digital Post, and a status that comes before the connector knows its
+ * letter (the first answer timed out; the service accepted the letter and pushed its status
+ * before the retry) still gives the letter its outcome. */
+static void test_receipts_are_taken_while_a_letter_is_sent(void)
+{
+	char cb[128], opts[256], sim_cb[256], url[200], *p;
+	char *besked = test_read_file(
+		"contracts/examples/sf1601/ModtagBeskedInput.PKO_PostStatus.xml", NULL);
+	const char *args[] = { "--set", sim_cb, NULL };
+	int port = test_free_port();
+	env_t env;
+	json_t *st;
+	http_answer_t a = { 0 };
+	http_request_t rq = { .url = url, .body = besked };
+	int64_t t0, took;
+
+	CU_ASSERT_FATAL(port > 0 && besked);
+	snprintf(cb, sizeof cb, "127.0.0.1:%d", port);
+	snprintf(url, sizeof url, "http://%s/beskedfordeler/PostStatusBeskedModtag", cb);
+	snprintf(sim_cb, sizeof sim_cb, "callback=%s", url);
+	snprintf(opts, sizeof opts, ", callback_listen: '%s', status_timeout: 4s", cb);
+	CU_ASSERT_FATAL(s_start(&env, "dp-receipts-busy", args, opts));
+
+	/* The service takes 1.5 s over the next call; the connector gives up after 1 s. */
+	CU_ASSERT_EQUAL(upstream_http(env.up, "POST", "/_sim/fault",
+				      "{\"mode\": \"slow\", \"count\": 1, \"delay_ms\": 1500}",
+				      "application/json", &p),
+			200);
+	free(p);
+	s_send(&env, s_text(s_letter("brev-travl", CPR_MADS)));
+	test_sleep_ms(300);
+	/* Meanwhile a status of another system's letter: taken (20) at once, not after the
+	 * connector's call. */
+	t0 = kanal_now_ms();
+	CU_ASSERT_EQUAL(http_request(NULL, &rq, &a), 200);
+	took = kanal_now_ms() - t0;
+	CU_ASSERT(took < 500);
+	if (took >= 500)
+		fprintf(stderr, "the callback answered after %lld ms\n", (long long)took);
+	CU_ASSERT_PTR_NOT_NULL(a.body && strstr(a.body, "<StatusKode>20</StatusKode>"));
+	http_answer_clear(&a);
+
+	/* The letter is sent, by its receipt, whichever came first: the status or the retry
+	 * that learnt the letter's TransmissionID. */
+	st = s_status_of(&env, "brev-travl", "sent");
+	CU_ASSERT_PTR_NOT_NULL(st);
+	CU_ASSERT_STRING_EQUAL(
+		json_string_value(json_object_get(json_object_get(st, "data"), "reason")) ?: "",
+		"PKO_PostStatus Afleveret Digital Post (Digital Post)");
+	json_decref(st);
+	CU_ASSERT_EQUAL(s_count(env.up, "delivered"), 1);
+
+	/* The other system's status waits as long as a letter would (4 s), then is dropped. */
+	for (int64_t end = kanal_now_ms() + WAIT; kanal_now_ms() < end; test_sleep_ms(250)) {
+		p = kd_admin(env.kd, "{\"cmd\":\"status\"}", WAIT);
+		bool dropped = p && strstr(p, "\"statuses_unmatched\":1");
+		free(p);
+		if (dropped)
+			break;
+	}
+	p = kd_admin(env.kd, "{\"cmd\":\"status\"}", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "\"statuses_unmatched\":1"));
+	CU_ASSERT_PTR_NOT_NULL(p && strstr(p, "\"letters_delivered\":1"));
+	CU_ASSERT_PTR_NULL(p ? strstr(p, "letters_status_unknown") : NULL);
+	free(p);
+	free(besked);
+	s_stop(&env);
+}
+
 /* ---- the SDK harness: the MeMo itself and the checks ----------------------------------- */
 
 static kanal_harness_t *s_harness(upstream_t *up, const char *channel)
@@ -1448,6 +1518,7 @@ TEST_MAIN("digitalpost", TEST(test_enrolled_citizen_gets_the_letter_digitally),
 	  TEST(test_garbage_and_hang_are_retried_within_the_timeout),
 	  TEST(test_wrong_token_is_retried_not_sent_on_paper),
 	  TEST(test_receipts_give_the_final_outcome),
+	  TEST(test_receipts_are_taken_while_a_letter_is_sent),
 	  TEST(test_sf1514_token_over_mutual_tls_and_renewal_after_401),
 	  TEST(test_sf1514_refusals_are_retried_or_refused_at_start),
 	  TEST(test_memo_has_the_required_elements), TEST(test_nemsms_channel),
