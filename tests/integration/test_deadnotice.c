@@ -246,5 +246,100 @@ done:
 	s_teardown(&f);
 }
 
+/* Which dead letters make a notice, in memory mode: a transform that fails and a spent
+ * retry budget do; a destination's REJECT, a route to `deadletter` and an unmatched event
+ * do not; and a notice that dies itself makes no other (one of its two destinations has a
+ * transform that always fails). */
+static const char *s_which_routes =
+	"routes:\n"
+	"  - name: bad-transform\n    match: { type: demo.transform }\n"
+	"    transform: 'error(\"no such field\")'\n    to: worker\n"
+	"  - name: flaky\n    match: { type: demo.retry }\n    to: worker\n"
+	"    retry: { max_attempts: 2, backoff: 50ms, max_backoff: 100ms }\n"
+	"  - name: refused\n    match: { type: demo.reject }\n    to: worker\n"
+	"  - name: on-purpose\n    match: { type: demo.keep }\n    to: deadletter\n"
+	"  - name: notices\n    match: { type: kanal.delivery.dead, source: kanald }\n"
+	"    to: [notices, {instance: broken, transform: 'error(\"broken\")'}]\n"
+	"default: deadletter\n";
+
+static void test_which_dead_letters_make_a_notice(void)
+{
+	static const char *const types[] = { "demo.transform", "demo.retry", "demo.reject",
+					     "demo.keep", "demo.unmatched" };
+	char *conf, *log = NULL, *p;
+	kd_t *kd;
+	void *sub = NULL;
+	json_t *lines = json_array();
+
+	conf = kd_config("  - name: worker\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/worker.jsonl', fail_type: demo.reject, "
+			 "retry_type: demo.retry, retry_after: 50ms }\n"
+			 "  - name: notices\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/notices.jsonl' }\n"
+			 "  - name: broken\n    plugin: sink\n"
+			 "    options: { path: '@DIR@/broken.jsonl' }\n",
+			 "journal:\n  mode: memory\n");
+	kd = kd_start("deadnotice-which", conf, s_which_routes);
+	free(conf);
+	REQUIRE(kd != NULL);
+	sub = kd_subscribe(kd, "dead kanal.delivery.dead");
+	for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+		char id[32], *ev;
+		snprintf(id, sizeof id, "ev-%zu", i);
+		ev = kd_event("tester", id, types[i], "{\"n\":1}");
+		CU_ASSERT(kd_send_event(kd, ev, "accepted", WAIT, NULL));
+		free(ev);
+	}
+	/* Two notices: the transform's and the spent budget's, each refused by `broken`. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "notices.jsonl"), 2, WAIT), 2);
+	p = kd_expect(sub, "dead kanal.delivery.dead", NULL, WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	p = kd_expect(sub, "dead kanal.delivery.dead", NULL, WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	/* No third: not for the REJECT, `deadletter` or the unmatched event, nor for the
+	 * notices that died at `broken`. */
+	usleep(500 * 1000);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "notices.jsonl")), 2);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "broken.jsonl")), 0);
+	log = test_read_file(kd_path(kd, "notices.jsonl"), NULL);
+	for (char *line = log, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		json_t *o;
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if ((o = json_loads(line, 0, NULL)))
+			json_array_append_new(lines, o);
+		if (!nl)
+			break;
+	}
+	REQUIRE(json_array_size(lines) == 2);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *ev = json_array_get(lines, i), *d = json_object_get(ev, "data");
+		const char *type =
+			json_string_value(json_object_get(json_object_get(d, "event"), "type"));
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "source")) ?: "",
+				       "kanald");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "causationid")) ?: "",
+				       i ? "ev-1" : "ev-0");
+		CU_ASSERT_STRING_EQUAL(type ?: "", i ? "demo.retry" : "demo.transform");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "reason")) ?: "",
+				       i ? "retry budget spent" : "rejected");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "route")) ?: "",
+				       i ? "flaky" : "bad-transform");
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(d, "attempts")), i ? 2 : 1);
+		/* The original's data is referenced by id, not copied. */
+		CU_ASSERT_PTR_NULL(json_object_get(json_object_get(d, "event"), "data"));
+	}
+done:
+	free(log);
+	json_decref(lines);
+	if (sub)
+		kd_unsubscribe(&sub);
+	kd_destroy(&kd);
+}
+
 TEST_MAIN("deadnotice", TEST(test_dead_letter_gets_one_final_failed_status),
-	  TEST(test_rejected_letter_still_gets_exactly_one))
+	  TEST(test_rejected_letter_still_gets_exactly_one),
+	  TEST(test_which_dead_letters_make_a_notice))
