@@ -177,7 +177,7 @@ void deadnotice_note(router_t *r, const delivery_t *dl, const char *reason)
 
 void deadnotice_flush(router_t *r)
 {
-	deadnotice_t *list = NULL, *n, *busy = NULL;
+	deadnotice_t *list = NULL, *n, *busy = NULL, **busy_tail = &busy;
 
 	/* Kept newest first: turned round, they are routed in the order they died. */
 	while ((n = r->dead_notices)) {
@@ -187,31 +187,17 @@ void deadnotice_flush(router_t *r)
 	}
 	while ((n = list)) {
 		const route_t *one;
-		int rc = 0;
+		int rc = KANAL_EBUSY; /* once one waits, those after it wait too: in order */
 
 		list = n->next;
-		if (busy || routes_match(r->table->routes, n->msg, &one, 1) == 0) {
-			/* Nobody wants it (it is on the event stream as the dead letter), or an
-			 * earlier one waits: kept in order. */
-			if (!busy) {
-				kanal_msg_destroy(&n->msg);
-				free(n);
-				continue;
-			}
-			rc = KANAL_EBUSY;
-		} else {
+		if (!busy && routes_match(r->table->routes, n->msg, &one, 1) == 0)
+			rc = 0; /* nobody wants it: dropped (the stream showed the dead letter) */
+		else if (!busy)
 			rc = router_accept(r, &n->msg, -1);
-		}
 		if (rc == KANAL_EBUSY) {
 			n->next = NULL;
-			if (busy) {
-				deadnotice_t *t = busy;
-				while (t->next)
-					t = t->next;
-				t->next = n;
-			} else {
-				busy = n;
-			}
+			*busy_tail = n;
+			busy_tail = &n->next;
 			continue;
 		}
 		if (rc < 0 && rc != KANAL_EDUPLICATE)
@@ -220,7 +206,7 @@ void deadnotice_flush(router_t *r)
 		kanal_msg_destroy(&n->msg);
 		free(n);
 	}
-	/* What a full destination refused waits for the next turn, oldest first. */
+	/* What a full destination refused waits for the next turn (kept newest first). */
 	while ((n = busy)) {
 		busy = n->next;
 		n->next = r->dead_notices;
