@@ -332,6 +332,7 @@ static void test_which_dead_letters_make_a_notice(void)
 		/* The original's data is referenced by id, not copied. */
 		CU_ASSERT_PTR_NULL(json_object_get(json_object_get(d, "event"), "data"));
 	}
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
 	free(log);
 	json_decref(lines);
