@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "deadnotice.h"
 #include "log.h"
 #include "router_int.h"
 
@@ -158,6 +159,7 @@ void commit_end_turn(router_t *r)
 	const char *failure = NULL;
 	char why[300];
 
+	deadnotice_flush(r); /* the turn's dead letters tell their senders, in this commit */
 	if (r->journal) {
 		int64_t now = kanal__wall_ms();
 		if (now >= r->next_prune_ms && !r->journal_failed) {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadnotice.h"
 #include "log.h"
 #include "router_int.h"
 
@@ -88,6 +89,7 @@ void delivery_dead(router_t *r, delivery_t **dl_p, const char *reason)
 	if (dl->n_errors)
 		json_object_set_new(extra, "error", json_string(dl->errors[dl->n_errors - 1]));
 	stream_publish(r->stream, "dead", NULL, dl->ev->msg, extra);
+	deadnotice_note(r, dl, reason); /* its sender hears, unless it has already */
 	router_delivery_free(r, dl_p);
 }
 
@@ -525,6 +527,7 @@ static void s_on_reject(router_t *r, dest_t *d, delivery_t *dl, const char *erro
 
 void delivery_reject(router_t *r, delivery_t *dl, const char *error)
 {
+	dl->by_kanald = true; /* no connector saw it: its dead letter gets a notice */
 	s_on_reject(r, dl->dest, dl, error);
 }
 

@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "deadnotice.h"
 #include "log.h"
 #include "notify.h"
 #include "dedupe.h"
@@ -1250,6 +1251,7 @@ void router_destroy(router_t **r_p)
 	trace_destroy(&r->trace); /* after the router's thread, the spans' one producer */
 	zap_destroy(&r->zap);     /* after the CURVE sockets it serves */
 	deadletter_close(&r->deadletter);
+	deadnotice_free(r);
 	gateway_flush_replies(r, "kanald stopped");
 	free(r->pending);
 	journal_close(&r->journal);

@@ -111,6 +111,7 @@ struct delivery {
 	char *replay_route; /* a replayed dead letter's route (the route may be gone) */
 	bool counted;       /* holds one of its event's jev->open */
 	bool spilled;       /* freed at shutdown without an end: the event stays open */
+	bool by_kanald;     /* rejected by kanald (its transform), not by its destination */
 	int64_t sent_ns;    /* tracing on: when this attempt went out (its span's start) */
 	void *cluster_msg;  /* cluster mode: its JetStream message (natsMsg), to ack or nak */
 	size_t cluster_consumer;
@@ -220,6 +221,7 @@ struct router {
 	const char *gateway_client; /* CURVE on: the client whose request is being read */
 	uint64_t acl_denied;        /* gateway events refused by a client's emit list */
 	deadletter_t *deadletter;
+	struct deadnotice *dead_notices; /* this turn's kanal.delivery.dead (deadnotice.c) */
 	char endpoints_path[1024];
 	char gateway_endpoint[256], admin_endpoint[256];
 

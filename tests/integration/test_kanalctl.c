@@ -485,22 +485,27 @@ static void test_test_runs_route_cases_and_diffs_failures(void)
 	s_fixture_free(&f);
 }
 
-/* The shipped routing files pass their shipped tests (routes/tests/). */
+/* The shipped routing files pass their shipped tests (routes/tests/): every one of them. */
 static void test_shipped_route_tests_pass(void)
 {
-	char root[PATH_MAX], conf[PATH_MAX + 32], tests[PATH_MAX + 32];
+	char root[PATH_MAX], conf[PATH_MAX + 32], tests[PATH_MAX + 32], payslips[PATH_MAX + 32];
 	fixture_t f;
 	run_t r;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(realpath(".", root));
 	snprintf(conf, sizeof conf, "%s/conf/kanald.yaml", root);
 	snprintf(tests, sizeof tests, "%s/routes/tests/municipal.yaml", root);
+	snprintf(payslips, sizeof payslips, "%s/routes/tests/payslips.yaml", root);
 	CU_ASSERT_FATAL(access(tests, F_OK) == 0);
+	CU_ASSERT_FATAL(access(payslips, F_OK) == 0);
 	s_fixture(&f, "", NULL);
-	CTL(&r, &f, "test", "-c", conf, tests);
+	CTL(&r, &f, "test", "-c", conf, tests, payslips);
 	CU_ASSERT_EQUAL(r.status, 0);
 	CU_ASSERT(s_contains(r.out, " passed, 0 failed"));
 	CU_ASSERT(!s_contains(r.out, "FAIL"));
+	/* Both files' cases ran, not just the first file's. */
+	CU_ASSERT(s_contains(r.out, "/routes/tests/municipal.yaml:"));
+	CU_ASSERT(s_contains(r.out, "/routes/tests/payslips.yaml:"));
 	CU_ASSERT(!s_has_clear_cpr(r.out));
 	s_run_free(&r);
 	s_fixture_free(&f);
