@@ -120,3 +120,8 @@ json_t *acl_denied_extra(const char *who, const char *via, const char *what, con
 	return json_pack("{s:s, s:s, s:s, s:s}", "who", who ? who : "", "via", via, "what", what,
 			 "type", type ? type : "");
 }
+
+bool acl_source_reserved(const char *source)
+{
+	return source && !strcmp(source, "kanald");
+}

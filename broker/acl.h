@@ -39,6 +39,11 @@ bool acl_source_pattern_valid(const char *pattern, char *why, size_t why_size);
  * characters, everything else literal). A NULL source matches nothing. */
 bool acl_source_allowed(char *const *patterns, size_t n, const char *source);
 
+/* True for the sources only kanald itself may use ("kanald": its kanal.delivery.dead
+ * notices, which shipped routes turn into a sender's final `failed` status): no client or
+ * instance owns them, whatever its `sources` say. */
+bool acl_source_reserved(const char *source);
+
 /* The payload of an `acl.denied` happening: who was refused (an instance or client name),
  * where (`via`: "instance", "gateway" or "stream"), what it tried ("emit" or "subscribe")
  * and the event type or topic. No event data, no key. Returns a new reference or NULL. */

@@ -59,11 +59,14 @@ static void s_gateway_forbid(router_t *r, const char *type, char *reason, size_t
 }
 
 /* With CURVE on, whether the current gateway client owns `source` (its `sources` list,
- * docs/design/tenancy.md); a client without `sources` owns every source, as before. */
+ * docs/design/tenancy.md); a client without `sources` owns every source, as before. Nobody
+ * owns kanald's own source (acl_source_reserved). */
 static bool s_gateway_owns(router_t *r, const char *source)
 {
 	const conf_client_t *c;
 
+	if (acl_source_reserved(source))
+		return false;
 	if (!r->zap)
 		return true;
 	c = conf_client(r->conf, r->gateway_client);
@@ -79,10 +82,16 @@ static void s_gateway_forbid_source(router_t *r, const char *source, char *reaso
 	const char *who = r->gateway_client && *r->gateway_client ? r->gateway_client : "?";
 
 	r->acl_denied++;
-	snprintf(reason, size,
-		 "client '%s' may not emit events with source '%.120s' (its "
-		 "sources list in security.curve.clients)",
-		 who, source ? source : "");
+	if (acl_source_reserved(source))
+		snprintf(reason, size,
+			 "source '%s' is kanald's own (its kanal.delivery.dead notices): no "
+			 "client may use it",
+			 source);
+	else
+		snprintf(reason, size,
+			 "client '%s' may not emit events with source '%.120s' (its "
+			 "sources list in security.curve.clients)",
+			 who, source ? source : "");
 	log_warn("gateway",
 		 "refused an event with source '%.120s' from client '%s': not in "
 		 "its sources list",

@@ -214,8 +214,9 @@ static int s_op_emit(kanal_ctx_t *ctx, kanal_msg_t *msg)
 		rc = KANAL_EFORBIDDEN;
 		goto fail;
 	}
-	if (inst->has_acl_sources &&
-	    !acl_source_allowed(inst->acl_sources, inst->n_acl_sources, kanal_msg_source(msg))) {
+	if (acl_source_reserved(kanal_msg_source(msg)) ||
+	    (inst->has_acl_sources &&
+	     !acl_source_allowed(inst->acl_sources, inst->n_acl_sources, kanal_msg_source(msg)))) {
 		s_acl_refused(inst, msg, "source");
 		rc = KANAL_EFORBIDDEN;
 		goto fail;

@@ -249,7 +249,7 @@ done:
 /* Which dead letters make a notice, in memory mode: a transform that fails and a spent
  * retry budget do; a destination's REJECT, a route to `deadletter` and an unmatched event
  * do not; and a notice that dies itself makes no other (one of its two destinations has a
- * transform that always fails). */
+ * transform that always fails). A notice sent by anyone but kanald is refused. */
 static const char *s_which_routes =
 	"routes:\n"
 	"  - name: bad-transform\n    match: { type: demo.transform }\n"
@@ -331,6 +331,16 @@ static void test_which_dead_letters_make_a_notice(void)
 		CU_ASSERT_EQUAL(json_integer_value(json_object_get(d, "attempts")), i ? 2 : 1);
 		/* The original's data is referenced by id, not copied. */
 		CU_ASSERT_PTR_NULL(json_object_get(json_object_get(d, "event"), "data"));
+	}
+	/* Nobody else may send one: source kanald is kanald's own, so a forged notice (which
+	 * shipped routes would turn into a sender's final `failed`) is refused. */
+	{
+		char *forged = kd_event("kanald", "dead-forged", "kanal.delivery.dead",
+					"{\"route\":\"flaky\",\"reason\":\"retry budget spent\"}");
+		CU_ASSERT(kd_send_event(kd, forged, "forbidden", WAIT, NULL));
+		free(forged);
+		usleep(300 * 1000);
+		CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "notices.jsonl")), 2);
 	}
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
 done:
