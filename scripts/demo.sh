@@ -212,6 +212,9 @@ stop() {
 	echo "--- status before stopping ---"
 	"$KANALCTL" -c "$CONF" status 2>/dev/null | sed -n '1,12p'
 	dead=$("$KANALCTL" -c "$CONF" --timeout 1000 dlq list 2>/dev/null | grep -c '^ *[0-9]' || true)
+	# The channel strategy per department (the routing file's measures, kept in the journal):
+	# what each department hands in yearly, for today.
+	channels=$("$KANALCTL" -c "$CONF" --timeout 2000 report channels --by department 2>/dev/null)
 	# What the national services' simulators refused as breaking the contract (the schema,
 	# the headers): asked before they stop; anything but 0 is a bug in a connector.
 	cpr_invalid=$(curl -s --max-time 2 --cacert "$CA/ca.pem" https://127.0.0.1:7713/lookups |
@@ -269,6 +272,10 @@ stop() {
 	echo "requests refused as invalid (schemas): CPR ${cpr_invalid:-?}, Digital Post ${dp_invalid:-?}, SF2900 ${sf_refused:-?}"
 	echo "notices to parents (daycare):        $(grep '^[0-9:.]*  delivered staff.absence.registered' "$VAR/stream.log" | grep -c 'destination=daycare')"
 	echo "dead letters (kanalctl dlq list):    $dead"
+	unmatched=$(grep -c . "$VAR/unmatched.jsonl" 2>/dev/null || true)
+	echo "unmatched (no route took them):      ${unmatched:-0}"
+	echo "channel strategy per department (kanalctl report channels --by department):"
+	echo "$channels" | sed 's/^/  /'
 	echo
 	echo "kanald and the simulators stopped cleanly; kanald's log is $VAR/kanald.log"
 	exit 0
