@@ -579,13 +579,16 @@ static bool s_apply(sf2900_t *s, json_t *r, int64_t now, bool *pending_changed)
 	const char *anvender = json_string_value(json_object_get(r, "anvender"));
 	const char *code = json_string_value(json_object_get(r, "code"));
 	const char *reason = json_string_value(json_object_get(r, "reason"));
-	const char *status = !strcmp(code, "ACCEPTERET") ? "accepted"
-			     : !strcmp(code, "AFVIST")   ? "rejected"
-							 : "failed";
-	json_t *p = json_object_get(s->pending, anvender);
+	const char *status;
+	json_t *p = anvender ? json_object_get(s->pending, anvender) : NULL;
 	char full[440];
 	int rc;
 
+	if (!anvender || !code) /* not one the listener kept (the file was edited) */
+		return true;
+	status = !strcmp(code, "ACCEPTERET") ? "accepted"
+		 : !strcmp(code, "AFVIST")   ? "rejected"
+					     : "failed";
 	if (!p) {
 		if (now - json_integer_value(json_object_get(r, "at_ms")) < RECEIPT_WAIT_MS)
 			return false; /* it may have overtaken the answer that accepted it */
@@ -596,7 +599,8 @@ static bool s_apply(sf2900_t *s, json_t *r, int64_t now, bool *pending_changed)
 			  code, anvender);
 		return true;
 	}
-	snprintf(full, sizeof full, "%s%s%s", code, *reason ? ": " : "", reason);
+	snprintf(full, sizeof full, "%s%s%s", code, reason && *reason ? ": " : "",
+		 reason ? reason : "");
 	rc = s_emit(s->ctx, anvender, json_string_value(json_object_get(p, "submission")),
 		    json_string_value(json_object_get(p, "source")),
 		    json_string_value(json_object_get(p, "correlationid")),
