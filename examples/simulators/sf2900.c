@@ -27,8 +27,11 @@
  * The case system's answer comes later, as the real component sends it: a
  * FordelingskvitteringModtag call (DistributionServiceAnvenderV2.wsdl, soapAction "") to
  * the sender's callback (--set callback=URL), ACCEPTERET "Oprettet som dokument på sag
- * SAG-…" — or AFVIST with --set outcome=AFVIST — pushed on the next tick after the answer
- * (or --set callback_delay_ms=N later) and pushed again until the callback answers 200.
+ * SAG-…" — or AFVIST with --set outcome=AFVIST. As the real component, it pushes from a
+ * thread of its own, in order, as soon as the object is filed (or --set callback_delay_ms=N
+ * later) — possibly before the answer that accepted it arrives, and while the sender waits
+ * for its next answer — never holding up the service's answers; a receipt the callback does
+ * not answer with HTTP 200 is pushed again after 0.25 s, doubling up to 8 s, until it is.
  *
  * Settings: --set cvr=12345678 (the municipality, AuthorityContext/MunicipalityCVR and
  * AfsendendeMyndighed); --set callback=URL; --set outcome=ACCEPTERET|AFVIST; --set callback_delay_ms=N; --set
@@ -40,6 +43,8 @@
  * 17.02.00 (school enrolment, the contract's example). Nothing logged or listed holds a
  * CPR number: the form's data is kept only as its title.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +67,8 @@
 #define NS2 "http://serviceplatformen.dk/xml/wsdl/soap11/DistributionService/2/types"
 #define ACTION "http://serviceplatformen.dk/xml/wsdl/soap11/DistributionService/3/port/"
 #define MAX_OBJECTS 256
+#define PUSH_RETRY_MS 250      /* the first wait before a push again; doubles */
+#define PUSH_RETRY_MAX_MS 8000 /* up to this */
 
 /* A case system registered for a KLE subject. */
 typedef struct {
@@ -86,7 +93,13 @@ typedef struct {
 typedef struct {
 	xmlSchemaPtr schema;
 	sf_object_t objects[MAX_OBJECTS];
-	size_t n_objects, pushed_up_to;
+	size_t n_objects;
+	/* Shared with the pusher's thread under push_lock (taken, when both are, after the
+	 * simulator's lock): the objects filed in full, those pushed, and each one's pushed. */
+	pthread_mutex_t push_lock;
+	pthread_cond_t push_cond;
+	size_t n_ready, pushed_up_to;
+	unsigned long push_failures;
 	unsigned received, refused, undeliverable;
 	const char *cvr; /* --set cvr */
 } sf_state_t;
@@ -323,6 +336,11 @@ static void s_afsend(sim_t *sim, sf_state_t *st, xmlNodePtr payload, sim_respons
 	snprintf(o->case_no, sizeof o->case_no, "SAG-2026-%04zu", st->n_objects);
 	o->push_at = sim_now_ms() + sim_setting_int(sim, "callback_delay_ms", 0);
 	st->received++;
+	/* Ready for the pusher, which may push before this answer has gone. */
+	pthread_mutex_lock(&st->push_lock);
+	st->n_ready = st->n_objects;
+	pthread_cond_signal(&st->push_cond);
+	pthread_mutex_unlock(&st->push_lock);
 	sim_log(sim, "%s '%s' (%s) filed for %s as %s", type, o->title, o->form_type, sys->name,
 		o->case_no);
 	s_xml_reply(res, 200, s_afsend_response(st, o));
@@ -410,6 +428,7 @@ static void s_objects(sf_state_t *st, sim_response_t *res)
 	json_t *list = json_array(), *o;
 	char *text;
 
+	pthread_mutex_lock(&st->push_lock);
 	for (size_t i = 0; i < st->n_objects; i++)
 		json_array_append_new(
 			list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I}", "anvender",
@@ -420,9 +439,12 @@ static void s_objects(sf_state_t *st, sim_response_t *res)
 					"receipt_sent", st->objects[i].pushed, "attachments",
 					(json_int_t)st->objects[i].attachments, "attachment_bytes",
 					(json_int_t)st->objects[i].attachment_bytes));
-	o = json_pack("{s:I, s:I, s:I, s:I, s:o}", "received", (json_int_t)st->received, "filed",
-		      (json_int_t)st->n_objects, "undeliverable", (json_int_t)st->undeliverable,
-		      "refused", (json_int_t)st->refused, "objects", list);
+	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "received", (json_int_t)st->received,
+		      "filed", (json_int_t)st->n_objects, "undeliverable",
+		      (json_int_t)st->undeliverable, "refused", (json_int_t)st->refused,
+		      "receipts_pushed", (json_int_t)st->pushed_up_to, "receipt_push_failures",
+		      (json_int_t)st->push_failures, "objects", list);
+	pthread_mutex_unlock(&st->push_lock);
 	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	sim_reply_take(res, 200, "application/json", text, text ? strlen(text) : 0);
@@ -480,44 +502,73 @@ static char *s_receipt(sim_t *sim, const sf_object_t *o)
 	return body;
 }
 
-static void s_tick(sim_t *sim)
+/* POSTs o's receipt to the callback: true when it was taken (HTTP 200). */
+static bool s_push(sim_t *sim, const char *url, const sf_object_t *o)
 {
+	char *body = s_receipt(sim, o);
+	CURL *c = body ? curl_easy_init() : NULL;
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: text/xml; charset=utf-8");
+	long status = 0;
+
+	h = curl_slist_append(h, "SOAPAction: \"\"");
+	if (c) {
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_discard);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	}
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	free(body);
+	if (status == 200)
+		sim_log(sim, "receipt for %s pushed (%s)", o->anvender, o->case_no);
+	else
+		sim_log(sim, "the sender's callback answered %ld; will push again", status);
+	return status == 200;
+}
+
+/* The pusher's thread: pushes the receipts in order, each when it is due, outside the
+ * simulator's lock (the sender may be waiting for an answer while its callback is pushed
+ * to). One not taken is pushed again after PUSH_RETRY_MS, doubling up to PUSH_RETRY_MAX_MS,
+ * until it is. */
+static void *s_pusher(void *arg)
+{
+	sim_t *sim = arg;
 	sf_state_t *st = sim_state(sim);
 	const char *url = sim_setting(sim, "callback", NULL);
+	int64_t wait_ms = PUSH_RETRY_MS;
 
-	while (url && st->pushed_up_to < st->n_objects) {
-		sf_object_t *o = &st->objects[st->pushed_up_to];
-		char *body;
+	for (;;) {
+		sf_object_t o;
+		int64_t due;
+		bool taken;
 
-		if (sim_now_ms() < o->push_at)
-			return; /* the case system has not answered yet */
-		body = s_receipt(sim, o);
-		CURL *c = body ? curl_easy_init() : NULL;
-		struct curl_slist *h =
-			curl_slist_append(NULL, "Content-Type: text/xml; charset=utf-8");
-		long status = 0;
-
-		h = curl_slist_append(h, "SOAPAction: \"\"");
-		if (c) {
-			curl_easy_setopt(c, CURLOPT_URL, url);
-			curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-			curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-			curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_discard);
-			if (curl_easy_perform(c) == CURLE_OK)
-				curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		pthread_mutex_lock(&st->push_lock);
+		while (st->pushed_up_to >= st->n_ready)
+			pthread_cond_wait(&st->push_cond, &st->push_lock);
+		o = st->objects[st->pushed_up_to]; /* filed in full: no field changes now */
+		pthread_mutex_unlock(&st->push_lock);
+		if ((due = o.push_at - sim_now_ms()) > 0) /* the case system has not answered */
+			usleep((useconds_t)due * 1000);
+		taken = s_push(sim, url, &o);
+		pthread_mutex_lock(&st->push_lock);
+		if (taken)
+			st->objects[st->pushed_up_to++].pushed = true;
+		else
+			st->push_failures++;
+		pthread_mutex_unlock(&st->push_lock);
+		if (taken) {
+			wait_ms = PUSH_RETRY_MS;
+		} else {
+			usleep((useconds_t)wait_ms * 1000);
+			wait_ms = wait_ms * 2 > PUSH_RETRY_MAX_MS ? PUSH_RETRY_MAX_MS : wait_ms * 2;
 		}
-		curl_slist_free_all(h);
-		curl_easy_cleanup(c);
-		free(body);
-		if (status != 200) {
-			sim_log(sim, "the sender's callback answered %ld; will push again", status);
-			return; /* the next tick tries again */
-		}
-		o->pushed = true;
-		st->pushed_up_to++;
-		sim_log(sim, "receipt for %s pushed (%s)", o->anvender, o->case_no);
 	}
+	return NULL;
 }
 
 /* ---- start ------------------------------------------------------------------------------- */
@@ -530,7 +581,23 @@ static int s_setup(sim_t *sim)
 	if (!(state.schema = sim_schema(sim, "sf2900/DistributionServiceMsg.xsd")))
 		return -1;
 	state.cvr = sim_setting(sim, "cvr", "12345678");
+	pthread_mutex_init(&state.push_lock, NULL);
+	pthread_cond_init(&state.push_cond, NULL);
 	sim_set_state(sim, &state);
+	/* Before any second thread: curl's global set-up is not thread-safe. */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (sim_setting(sim, "callback", NULL)) {
+		/* The pusher takes no signal: they are for the main thread's sigtimedwait. */
+		sigset_t all, old;
+		pthread_t pusher;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		if (pthread_create(&pusher, NULL, s_pusher, sim) == 0)
+			pthread_detach(pusher);
+		else
+			fprintf(stderr, "kanal-sim-sf2900: cannot start the pusher\n");
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	return 0;
 }
 
@@ -540,8 +607,6 @@ int main(int argc, char **argv)
 			&(sim_def_t){ .name = "sf2900",
 				      .handle = s_handle,
 				      .setup = s_setup,
-				      .tick = s_tick,
-				      .tick_ms = 100,
 				      .garbage_type = "text/xml",
 				      .garbage_body = "<soap:Envelope><soap:Bo" });
 }

@@ -1,11 +1,12 @@
 /*
  * plugins/common/kc_mhd.h — driving a libmicrohttpd daemon from an instance's own thread, for
- * the plugins that listen there (http's ingress, sf2900's receipts): the daemon runs in
+ * the plugins that listen there (http's ingress): the daemon runs in
  * external epoll mode (MHD_USE_EPOLL, no threads of its own), the instance watches its epoll
  * descriptor with kanal_fd_watch and keeps one kanal timer armed for what libmicrohttpd needs
  * next, so every request handler runs on the instance's thread and may call kanal_emit. A
- * listener that must answer while its instance is blocked (digitalpost's receipts) runs
- * libmicrohttpd on its own thread instead and uses only kc_mhd_body_take.
+ * listener that must answer while its instance is blocked (digitalpost's and sf2900's
+ * receipts) runs libmicrohttpd on its own thread instead (kc_inbox.h: kc_mhd_listen_thread
+ * and the inbox) and uses only kc_mhd_body_take.
  *
  * Not part of the public SDK: linked into each bundled plugin as a static library
  * (build/lib/libkanalconn.a). Functions are prefixed kc_ ("kanal connector").

@@ -10,7 +10,8 @@
  * schema (built in: pko_schema.c), keeps what it needs of it in the inbox (a JSON array in
  * the instance's state folder, statuses-received.json, 0600, written atomically before the
  * answer), and wakes the instance's thread through an eventfd it watches (docs/sdk.md's
- * recipe for a library that forces a thread on a plugin). The instance's thread then
+ * recipe for a library that forces a thread on a plugin; the inbox and the listener's thread
+ * are plugins/common/kc_inbox.h, which sf2900 shares). The instance's thread then
  * matches each status to the letter by MessageUUID — or TransmissionId, or for a print-only
  * letter AfsendelseIdentifikator — and emits the letter's final post.letter.status: `sent`
  * (digital or physical) or `failed` with the service's FejlKode and FejlTekst. Intermediate
@@ -29,17 +30,15 @@
  *
  * Threads: only the instance's thread touches the map, calls host services (emit, log,
  * metrics) and arms timers; the inbox, the counts of refused messages and the wakeup are
- * shared with libmicrohttpd's thread under `lock`.
+ * shared with libmicrohttpd's thread (kc_inbox).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -51,6 +50,7 @@
 #include <openssl/evp.h>
 
 #include "../common/kc_files.h"
+#include "../common/kc_inbox.h"
 #include "../common/kc_mhd.h"
 #include "receipts.h"
 
@@ -70,39 +70,19 @@ struct dp_receipts {
 	json_t *map; /* messageUUID → the letter (dp_sent_t's fields, at_ms); instance's thread */
 	xmlSchemaPtr schema;       /* read only once parsed: used on libmicrohttpd's thread */
 	struct MHD_Daemon *daemon; /* with its own thread */
-	int wake_fd;               /* eventfd: the listener → the instance's thread; -1: none */
-	bool watching;             /* wake_fd is watched */
 	int64_t sweep;             /* 0: none armed */
-	pthread_mutex_t lock;      /* guards what follows */
-	json_t *inbox;             /* statuses taken, not yet matched: {uuid, tx, …, at_ms} */
-	unsigned long received;    /* statuses kept since the last drain */
-	unsigned long refused;     /* callbacks answered 40 since the last drain */
-	unsigned long invalid;     /* of those, not a valid PKO_PostStatus */
-	char refused_why[300];     /* the latest one's reason */
+	kc_inbox_t *inbox;         /* statuses taken, not yet matched: {MessageUUID, …, at_ms} */
 };
 
 /* ---- the map ------------------------------------------------------------------------------ */
 
-static void s_wake(dp_receipts_t *r);
-
-/* Writes j to name in the state folder, atomically, 0600. Safe on any thread: logs nothing.
- * Returns 0 or a negative KANAL_E code with errno set. */
-static int s_write(dp_receipts_t *r, const char *name, json_t *j)
-{
-	char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-	int rc;
-
-	if (!text)
-		return KANAL_ENOMEM;
-	rc = kc_file_write_atomic(r->dir, name, text, strlen(text), 0600);
-	free(text);
-	return rc;
-}
-
 static int s_save(dp_receipts_t *r)
 {
-	int rc = s_write(r, DP_MAP_FILE, r->map);
+	char *text = json_dumps(r->map, JSON_COMPACT | JSON_SORT_KEYS);
+	int rc = text ? kc_file_write_atomic(r->dir, DP_MAP_FILE, text, strlen(text), 0600)
+		      : KANAL_ENOMEM;
 
+	free(text);
 	if (rc < 0)
 		kanal_log(r->ctx, KANAL_LOG_ERROR, "cannot save %s/%s: %s", r->dir, DP_MAP_FILE,
 			  strerror(errno));
@@ -112,7 +92,6 @@ static int s_save(dp_receipts_t *r)
 int dp_receipts_track(dp_receipts_t *r, const dp_sent_t *s)
 {
 	json_t *e;
-	bool early;
 	int rc;
 
 	if (json_object_get(r->map, s->message_uuid))
@@ -137,11 +116,8 @@ int dp_receipts_track(dp_receipts_t *r, const dp_sent_t *s)
 	json_object_set_new(r->map, s->message_uuid, e);
 	rc = s_save(r);
 	/* Its status may have come already: match it once this delivery is done. */
-	pthread_mutex_lock(&r->lock);
-	early = json_array_size(r->inbox) > 0;
-	pthread_mutex_unlock(&r->lock);
-	if (early)
-		s_wake(r);
+	if (kc_inbox_size(r->inbox))
+		kc_inbox_wake(r->inbox);
 	return rc;
 }
 
@@ -411,37 +387,28 @@ static int s_apply(dp_receipts_t *r, json_t *status, int64_t now, const char **k
  * applies each status in the inbox; the letters whose final status was emitted are forgotten
  * once kanald has kept it (flushed), else they and their statuses wait for the next drain.
  * What must wait goes back to the front of the inbox, which is saved. */
-static void s_drain(dp_receipts_t *r)
+static void s_drain(void *arg)
 {
+	dp_receipts_t *r = arg;
 	json_t *taken, *keep = json_array(), *done = json_array(), *gone = json_object();
 	json_t *status, *e;
-	unsigned long received, refused, invalid;
-	char why[300];
+	kc_inbox_counts_t counts;
 	const char *k;
-	uint64_t n;
 	int64_t now = kanal_wall_ms();
 	size_t i;
 
-	if (r->wake_fd >= 0 && read(r->wake_fd, &n, sizeof n) < 0 && errno != EAGAIN)
-		kanal_log(r->ctx, KANAL_LOG_WARN, "receipts: eventfd: %s", strerror(errno));
-	pthread_mutex_lock(&r->lock);
-	taken = r->inbox;
-	r->inbox = keep && done && gone ? json_array() : NULL;
-	if (!r->inbox) /* out of memory: the inbox stays as it is */
-		r->inbox = taken, taken = NULL;
-	received = r->received;
-	refused = r->refused;
-	invalid = r->invalid;
-	r->received = r->refused = r->invalid = 0;
-	snprintf(why, sizeof why, "%s", r->refused_why);
-	pthread_mutex_unlock(&r->lock);
-	if (received)
-		kanal_metric_add(r->ctx, "statuses_received", (int64_t)received);
-	if (invalid)
-		kanal_metric_add(r->ctx, "statuses_invalid", (int64_t)invalid);
-	if (refused) {
+	taken = kc_inbox_take(r->inbox, &counts);
+	if (taken && (!keep || !done || !gone)) { /* out of memory: the inbox stays as it is */
+		kc_inbox_put_back(r->inbox, &taken, false);
+		taken = NULL;
+	}
+	if (counts.received)
+		kanal_metric_add(r->ctx, "statuses_received", (int64_t)counts.received);
+	if (counts.invalid)
+		kanal_metric_add(r->ctx, "statuses_invalid", (int64_t)counts.invalid);
+	if (counts.refused) {
 		kanal_log(r->ctx, KANAL_LOG_WARN, "callback refused %lu message(s), the latest: %s",
-			  refused, why);
+			  counts.refused, counts.why);
 	}
 	json_array_foreach(taken, i, status)
 	{
@@ -474,79 +441,12 @@ static void s_drain(dp_receipts_t *r)
 	 * finds no letter, rather than a letter waiting for a status already used. */
 	if (json_object_size(gone))
 		s_save(r);
-	if (taken) {
-		bool changed = json_array_size(keep) != json_array_size(taken);
-		pthread_mutex_lock(&r->lock);
-		json_array_extend(keep, r->inbox);
-		json_decref(r->inbox);
-		r->inbox = keep;
-		keep = NULL;
-		why[0] = '\0';
-		if (changed && s_write(r, DP_INBOX_FILE, r->inbox) < 0)
-			snprintf(why, sizeof why, "%s", strerror(errno));
-		pthread_mutex_unlock(&r->lock);
-		if (why[0])
-			kanal_log(r->ctx, KANAL_LOG_ERROR, "cannot save %s/%s: %s", r->dir,
-				  DP_INBOX_FILE, why);
-	}
+	if (taken)
+		kc_inbox_put_back(r->inbox, &keep, json_array_size(keep) != json_array_size(taken));
 	json_decref(taken);
 	json_decref(keep);
 	json_decref(done);
 	json_decref(gone);
-}
-
-static void s_on_wake(kanal_ctx_t *ctx, int fd, int events, void *arg)
-{
-	(void)ctx;
-	(void)fd;
-	(void)events;
-	s_drain(arg);
-}
-
-/* Wakes the instance's thread (any thread). */
-static void s_wake(dp_receipts_t *r)
-{
-	uint64_t one = 1;
-
-	if (r->wake_fd >= 0 && write(r->wake_fd, &one, sizeof one) < 0) {
-		/* EAGAIN: the counter is full, so a wakeup is pending anyway. */
-	}
-}
-
-/* Keeps a status read from the callback in the inbox (libmicrohttpd's thread): 20, or 40
- * with why when the inbox is full or cannot be saved. */
-static int s_keep(dp_receipts_t *r, json_t *status, char *why)
-{
-	int code = 20;
-
-	pthread_mutex_lock(&r->lock);
-	if (json_array_size(r->inbox) >= DP_MAX_INBOX) {
-		snprintf(why, 300, "%d statuses are waiting to be matched: send it again later",
-			 DP_MAX_INBOX);
-		code = 40;
-	} else if (json_array_append(r->inbox, status) != 0) {
-		snprintf(why, 300, "out of memory: send it again");
-		code = 40;
-	} else if (s_write(r, DP_INBOX_FILE, r->inbox) < 0) {
-		snprintf(why, 300, "the status could not be kept (%s): send it again",
-			 strerror(errno));
-		json_array_remove(r->inbox, json_array_size(r->inbox) - 1);
-		code = 40;
-	} else {
-		r->received++;
-	}
-	pthread_mutex_unlock(&r->lock);
-	return code;
-}
-
-/* Counts a refused callback for the instance's thread to report (any thread). */
-static void s_refused(dp_receipts_t *r, bool invalid, const char *why)
-{
-	pthread_mutex_lock(&r->lock);
-	r->refused++;
-	r->invalid += invalid;
-	snprintf(r->refused_why, sizeof r->refused_why, "%s", why);
-	pthread_mutex_unlock(&r->lock);
 }
 
 /* ---- the timeout --------------------------------------------------------------------------- */
@@ -636,11 +536,10 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 		return s_answer(conn, 413, 40, "body larger than 1 MiB");
 	/* On libmicrohttpd's thread: no host service here; the instance's thread is woken. */
 	status = s_read_status(r, up->data ? up->data : "", up->len, why);
-	code = status ? s_keep(r, status, why) : 40;
+	code = status && kc_inbox_keep(r->inbox, status, why, sizeof why) == 0 ? 20 : 40;
 	json_decref(status);
 	if (code != 20)
-		s_refused(r, !status, why);
-	s_wake(r);
+		kc_inbox_refused(r->inbox, !status, why);
 	return s_answer(conn, code == 20 ? MHD_HTTP_OK : MHD_HTTP_BAD_REQUEST, code,
 			code == 20 ? NULL : why);
 }
@@ -720,8 +619,6 @@ int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int6
 	*out = NULL;
 	if (!r)
 		return KANAL_ENOMEM;
-	pthread_mutex_init(&r->lock, NULL);
-	r->wake_fd = -1;
 	r->ctx = ctx;
 	r->timeout_ms = timeout_ms;
 	if (dp_receipts_check(ctx, listen, path) != 0) {
@@ -740,7 +637,8 @@ int dp_receipts_new(kanal_ctx_t *ctx, const char *listen, const char *path, int6
 	}
 	/* The letters still waiting, and the statuses not yet matched, from before a restart. */
 	if ((rc = s_load(r, ctx, DP_MAP_FILE, "letters", json_object, &r->map)) != 0 ||
-	    (rc = s_load(r, ctx, DP_INBOX_FILE, "statuses", json_array, &r->inbox)) != 0) {
+	    (rc = kc_inbox_new(ctx, DP_INBOX_FILE, DP_MAX_INBOX, "digitalpost", "statuses",
+			       &r->inbox)) != 0) {
 		dp_receipts_destroy(&r);
 		return rc;
 	}
@@ -763,22 +661,13 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 				gai_strerror(gai));
 		return KANAL_ECONFIG;
 	}
-	/* The wakeup first: the listener may take a status as soon as it runs. */
+	/* The wakeup first: the listener may take a status as soon as it runs (statuses kept
+	 * before a restart are matched at once). Its own thread, so that it answers while the
+	 * instance's thread is sending. */
 	errno = 0;
-	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (r->wake_fd >= 0 && kanal_fd_watch(ctx, r->wake_fd, KANAL_FD_READ, s_on_wake, r) == 0)
-		r->watching = true;
-	/* Its own thread, so that it answers while the instance's thread is sending. */
-	r->daemon = !r->watching
-			    ? NULL
-			    : MHD_start_daemon(
-				      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
-					      MHD_USE_ERROR_LOG |
-					      (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-				      0, NULL, NULL, s_handler, r, MHD_OPTION_SOCK_ADDR,
-				      ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-				      MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_NOTIFY_COMPLETED,
-				      kc_mhd_body_free, r, MHD_OPTION_END);
+	if (kc_inbox_start(r->inbox, ctx, s_drain, r) == 0)
+		r->daemon =
+			kc_mhd_listen_thread(ai->ai_addr, ai->ai_family == AF_INET6, s_handler, r);
 	freeaddrinfo(ai);
 	if (!r->daemon) {
 		kanal_set_error(ctx, "digitalpost: cannot listen on callback_listen %s:%s: %s",
@@ -797,10 +686,7 @@ int dp_receipts_start(dp_receipts_t *r, kanal_ctx_t *ctx)
 	kanal_log(ctx, KANAL_LOG_INFO,
 		  "receipts: listening on http://%s:%s%s; %zu letter(s) "
 		  "waiting for their status, %zu status(es) for their letter",
-		  r->host, r->port, r->path, json_object_size(r->map), json_array_size(r->inbox));
-	/* Statuses kept before a restart are matched at once. */
-	if (json_array_size(r->inbox))
-		s_wake(r);
+		  r->host, r->port, r->path, json_object_size(r->map), kc_inbox_size(r->inbox));
 	return 0;
 }
 
@@ -815,12 +701,7 @@ void dp_receipts_stop(dp_receipts_t *r, kanal_ctx_t *ctx)
 	if (r->sweep)
 		kanal_timer_cancel(ctx, r->sweep);
 	r->sweep = 0;
-	if (r->watching)
-		kanal_fd_unwatch(ctx, r->wake_fd);
-	r->watching = false;
-	if (r->wake_fd >= 0)
-		close(r->wake_fd);
-	r->wake_fd = -1;
+	kc_inbox_stop(r->inbox, ctx);
 }
 
 void dp_receipts_destroy(dp_receipts_t **rp)
@@ -831,12 +712,9 @@ void dp_receipts_destroy(dp_receipts_t **rp)
 		return;
 	if (r->daemon)
 		MHD_stop_daemon(r->daemon);
-	if (r->wake_fd >= 0)
-		close(r->wake_fd);
-	pthread_mutex_destroy(&r->lock);
+	kc_inbox_destroy(&r->inbox);
 	xmlSchemaFree(r->schema);
 	json_decref(r->map);
-	json_decref(r->inbox);
 	free(r->path);
 	free(r->dir);
 	free(r);

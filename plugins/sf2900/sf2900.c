@@ -21,6 +21,14 @@
  * it are a small JSON map in the instance's state folder (no CPR number in it), so a
  * restart loses none.
  *
+ * Fordelingskomponenten calls whenever it likes, also while the instance's thread is blocked
+ * in its next FordelingsobjektAfsend, so the listener runs on libmicrohttpd's own thread
+ * (plugins/common/kc_inbox.h): it reads each receipt, keeps a final one in the inbox
+ * (receipts-received.json, 0600, saved before the answer) and wakes the instance's thread,
+ * which matches it to its submission and emits the status. A receipt that came before its
+ * submission was recorded (it may overtake the answer that accepted it) waits for it up to
+ * RECEIPT_WAIT_MS, then is dropped and counted (receipts_unmatched).
+ *
  * docs/plugins/sf2900.md is the user's description.
  */
 #include <arpa/inet.h>
@@ -43,6 +51,7 @@
 #include "../common/kc_cert.h"
 #include "../common/kc_files.h"
 #include "../common/kc_http.h"
+#include "../common/kc_inbox.h"
 #include "../common/kc_mhd.h"
 #include "../common/kc_soap.h"
 #include "../common/kc_text.h"
@@ -56,7 +65,10 @@
 	"FordelingsobjektAfsend\""
 #define PENDING_FILE "submissions-awaiting-receipt.json"
 #define MAX_CALLBACK_BODY (1024 * 1024)
-#define MAX_PUMP_MS 1000
+#define RECEIPTS_FILE "receipts-received.json"
+#define MAX_RECEIPTS 10000            /* receipts waiting before the callback refuses more */
+#define RECEIPT_WAIT_MS (3600 * 1000) /* how long a receipt waits for its submission */
+#define SWEEP_MS 5000                 /* how often waiting receipts are tried again */
 
 typedef struct sf2900 {
 	/* Bound options (s_options). */
@@ -69,8 +81,9 @@ typedef struct sf2900 {
 	kc_cert_t *cert;
 	kc_http_t *http;
 	json_t *pending; /* AnvenderTransaktionsID → {submission, source, correlationid, form} */
-	struct MHD_Daemon *daemon;
-	kc_mhd_pump_t pump;
+	struct MHD_Daemon *daemon; /* with its own thread: answers while a request is sent */
+	kc_inbox_t *inbox;         /* receipts read by the listener; NULL without callback */
+	int64_t sweep;             /* the timer that tries waiting receipts again; 0: none */
 } sf2900_t;
 
 static const kanal_option_t s_options[] = {
@@ -502,6 +515,9 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 					      kanal_msg_id(msg), "source", kanal_msg_source(msg),
 					      "correlationid", corr, "form_type", type));
 		s_pending_save(s);
+		/* Its receipt may have come already: match it once this delivery is done. */
+		if (s->inbox && kc_inbox_size(s->inbox))
+			kc_inbox_wake(s->inbox);
 	}
 	kanal_metric_add(ctx, "filed", 1);
 	rc = s_emit(ctx, anvender, kanal_msg_id(msg), kanal_msg_source(msg), corr, type, "received",
@@ -516,17 +532,19 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 
 /* ---- the case system's receipt (FordelingskvitteringModtag) -------------------------------- */
 
-/* Handles one receipt; returns the HTTP status to answer, why filled when not 200. */
-static unsigned s_receipt(sf2900_t *s, const char *body, size_t len, char *why, size_t why_size)
+/* Reads one receipt on libmicrohttpd's thread (no host service): the HTTP status to answer,
+ * why filled when not 200; *out is a new inbox entry for a final receipt, NULL for one on
+ * the way (MODTAGET, AFLEVERET: not the end). */
+static unsigned s_read_receipt(const char *body, size_t len, char *why, size_t why_size,
+			       json_t **out)
 {
 	xmlDocPtr doc = xmlReadMemory(body, (int)len, "receipt.xml", NULL,
 				      XML_PARSE_NONET | XML_PARSE_NOBLANKS);
 	xmlNodePtr payload = kc_soap_payload(doc);
-	char anvender[64], code[32], reason[400], transaction[64];
-	const char *status;
-	json_t *p;
+	char anvender[64], code[32], reason[400], transaction[64], *safe = NULL;
 	unsigned http = 200;
 
+	*out = NULL;
 	if (!payload ||
 	    !kc_xml_text(payload, "AnvenderTransaktionsID", anvender, sizeof anvender) ||
 	    !kc_xml_text(payload, "ForretningsValideringsKode", code, sizeof code)) {
@@ -534,44 +552,103 @@ static unsigned s_receipt(sf2900_t *s, const char *body, size_t len, char *why, 
 		http = 400;
 		goto done;
 	}
+	if (strcmp(code, "ACCEPTERET") && strcmp(code, "AFVIST") && strcmp(code, "FEJLET"))
+		goto done;
 	kc_xml_text(payload, "Begrundelse", reason, sizeof reason);
 	kc_xml_text(payload, "DistributionTransktionsID", transaction, sizeof transaction);
-	status = !strcmp(code, "ACCEPTERET") ? "accepted"
-		 : !strcmp(code, "AFVIST")   ? "rejected"
-		 : !strcmp(code, "FEJLET")   ? "failed"
-					     : NULL;
-	if (!status) /* MODTAGET, AFLEVERET: on the way, not the end */
-		goto done;
-	if (!(p = json_object_get(s->pending, anvender))) {
-		kanal_log(s->ctx, KANAL_LOG_INFO,
-			  "receipt %s for AnvenderTransaktionsID %s, which this instance does not "
-			  "await (already reported?)",
-			  code, anvender);
-		goto done;
+	/* The inbox is a file: no CPR number in it. */
+	safe = kanal_cpr_redact(reason, strlen(reason));
+	*out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "anvender", anvender, "code", code, "reason",
+			 safe ? safe : "", "transaction", transaction, "at_ms",
+			 (json_int_t)kanal_wall_ms());
+	kanal_free(safe);
+	if (!*out) {
+		snprintf(why, why_size, "out of memory: send it again");
+		http = 503;
 	}
-	{
-		char full[440];
-		int rc;
-		snprintf(full, sizeof full, "%s%s%s", code, *reason ? ": " : "", reason);
-		rc = s_emit(s->ctx, anvender, json_string_value(json_object_get(p, "submission")),
-			    json_string_value(json_object_get(p, "source")),
-			    json_string_value(json_object_get(p, "correlationid")),
-			    json_string_value(json_object_get(p, "form_type")), status, full,
-			    transaction);
-		if (rc != 0 && rc != KANAL_EDUPLICATE) {
-			/* Busy: Fordelingskomponenten calls again. */
-			snprintf(why, why_size, "the status could not be emitted: %s",
-				 kanal_strerror(rc));
-			http = 503;
-			goto done;
-		}
-	}
-	kanal_metric_add(s->ctx, status, 1);
-	json_object_del(s->pending, anvender);
-	s_pending_save(s);
 done:
 	xmlFreeDoc(doc);
 	return http;
+}
+
+/* Applies one receipt from the inbox (instance's thread): true when it is done with (its
+ * status emitted, or it waited RECEIPT_WAIT_MS for a submission in vain), false when it
+ * must wait (no submission recorded for it yet, or kanald is busy). */
+static bool s_apply(sf2900_t *s, json_t *r, int64_t now, bool *pending_changed)
+{
+	const char *anvender = json_string_value(json_object_get(r, "anvender"));
+	const char *code = json_string_value(json_object_get(r, "code"));
+	const char *reason = json_string_value(json_object_get(r, "reason"));
+	const char *status;
+	json_t *p = anvender ? json_object_get(s->pending, anvender) : NULL;
+	char full[440];
+	int rc;
+
+	if (!anvender || !code) /* not one the listener kept (the file was edited) */
+		return true;
+	status = !strcmp(code, "ACCEPTERET") ? "accepted"
+		 : !strcmp(code, "AFVIST")   ? "rejected"
+					     : "failed";
+	if (!p) {
+		if (now - json_integer_value(json_object_get(r, "at_ms")) < RECEIPT_WAIT_MS)
+			return false; /* it may have overtaken the answer that accepted it */
+		kanal_metric_add(s->ctx, "receipts_unmatched", 1);
+		kanal_log(s->ctx, KANAL_LOG_INFO,
+			  "receipt %s for AnvenderTransaktionsID %s, which this instance does not "
+			  "await (already reported?): dropped",
+			  code, anvender);
+		return true;
+	}
+	snprintf(full, sizeof full, "%s%s%s", code, reason && *reason ? ": " : "",
+		 reason ? reason : "");
+	rc = s_emit(s->ctx, anvender, json_string_value(json_object_get(p, "submission")),
+		    json_string_value(json_object_get(p, "source")),
+		    json_string_value(json_object_get(p, "correlationid")),
+		    json_string_value(json_object_get(p, "form_type")), status, full,
+		    json_string_value(json_object_get(r, "transaction")));
+	if (rc != 0 && rc != KANAL_EDUPLICATE)
+		return false; /* busy: the next drain tries again */
+	kanal_metric_add(s->ctx, status, 1);
+	json_object_del(s->pending, anvender);
+	*pending_changed = true;
+	return true;
+}
+
+/* Applies the receipts the listener kept (instance's thread, woken by the inbox or the
+ * sweep); those that must wait go back to the inbox. */
+static void s_drain(void *arg)
+{
+	sf2900_t *s = arg;
+	kc_inbox_counts_t counts;
+	json_t *taken = kc_inbox_take(s->inbox, &counts), *keep = json_array(), *r;
+	int64_t now = kanal_wall_ms();
+	bool pending_changed = false;
+	size_t i;
+
+	if (counts.refused)
+		kanal_log(s->ctx, KANAL_LOG_WARN, "callback refused %lu receipt(s), the latest: %s",
+			  counts.refused, counts.why);
+	if (!taken || !keep) { /* out of memory: try again at the next sweep */
+		json_decref(keep);
+		if (taken)
+			kc_inbox_put_back(s->inbox, &taken, false);
+		return;
+	}
+	json_array_foreach(taken, i, r)
+	{
+		if (!s_apply(s, r, now, &pending_changed))
+			json_array_append(keep, r);
+	}
+	if (pending_changed)
+		s_pending_save(s);
+	kc_inbox_put_back(s->inbox, &keep, json_array_size(keep) != json_array_size(taken));
+	json_decref(taken);
+}
+
+static void s_sweep(kanal_ctx_t *ctx, void *arg)
+{
+	(void)ctx;
+	s_drain(arg);
 }
 
 static enum MHD_Result s_reply(struct MHD_Connection *conn, unsigned status, const char *why)
@@ -608,6 +685,7 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 {
 	sf2900_t *s = cls;
 	kc_mhd_body_t *body = NULL;
+	json_t *receipt = NULL;
 	char why[300] = "";
 	unsigned status;
 	int step;
@@ -620,9 +698,13 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
 		return step == KC_MHD_BODY_MORE ? MHD_YES : MHD_NO;
 	if (body->too_big)
 		return s_reply(conn, 413, "body larger than 1 MiB");
-	status = s_receipt(s, body->data ? body->data : "", body->len, why, sizeof why);
+	/* On libmicrohttpd's thread: no host service here; the instance's thread is woken. */
+	status = s_read_receipt(body->data ? body->data : "", body->len, why, sizeof why, &receipt);
+	if (receipt && kc_inbox_keep(s->inbox, receipt, why, sizeof why) != 0)
+		status = 503; /* Fordelingskomponenten calls again */
+	json_decref(receipt);
 	if (status != 200)
-		kanal_log(s->ctx, KANAL_LOG_WARN, "callback refused a receipt: %s", why);
+		kc_inbox_refused(s->inbox, status == 400, why);
 	return s_reply(conn, status, why);
 }
 
@@ -638,6 +720,7 @@ static void s_destroy(void *state)
 	kc_cert_destroy(&s->cert);
 	kc_http_conf_clear(&s->http_conf);
 	json_decref(s->pending);
+	kc_inbox_destroy(&s->inbox);
 	free(s);
 }
 
@@ -691,6 +774,10 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		json_decref(s->pending);
 		s->pending = json_object();
 	}
+	/* The receipts taken but not yet applied before a restart. */
+	if (s->callback_listen &&
+	    kc_inbox_new(ctx, RECEIPTS_FILE, MAX_RECEIPTS, "sf2900", "receipts", &s->inbox) != 0)
+		goto fail;
 	/* init runs on kanald's main thread: the one place to initialise libxml2 safely. */
 	xmlInitParser();
 	*state = s;
@@ -726,21 +813,23 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 				gai_strerror(gai));
 		return KANAL_ECONFIG;
 	}
-	s->daemon = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-		0, NULL, NULL, s_handler, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-		MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 64u,
-		MHD_OPTION_NOTIFY_COMPLETED, kc_mhd_body_free, s, MHD_OPTION_END);
+	/* The wakeup first: the listener may take a receipt as soon as it runs. Its own
+	 * thread, so that it answers while the instance's thread is sending. */
+	errno = 0;
+	if (kc_inbox_start(s->inbox, ctx, s_drain, s) == 0)
+		s->daemon =
+			kc_mhd_listen_thread(ai->ai_addr, ai->ai_family == AF_INET6, s_handler, s);
 	freeaddrinfo(ai);
-	if (!s->daemon || kc_mhd_pump_start(&s->pump, ctx, s->daemon, MAX_PUMP_MS, NULL, NULL)) {
+	if (!s->daemon) {
 		kanal_set_error(ctx, "sf2900: cannot listen on callback_listen %s: %s",
 				s->callback_listen,
 				errno ? strerror(errno) : "libmicrohttpd refused");
-		if (s->daemon)
-			MHD_stop_daemon(s->daemon);
-		s->daemon = NULL;
+		kc_inbox_stop(s->inbox, ctx);
 		return KANAL_EIO;
 	}
+	s->sweep = kanal_timer_add(ctx, SWEEP_MS, SWEEP_MS, s_sweep, s);
+	if (s->sweep < 0)
+		s->sweep = 0;
 	return 0;
 }
 
@@ -748,12 +837,15 @@ static void s_stop(kanal_ctx_t *ctx, void *state, int64_t deadline_ms)
 {
 	sf2900_t *s = state;
 
-	(void)ctx;
 	(void)deadline_ms;
-	kc_mhd_pump_stop(&s->pump);
+	/* The listener's thread is joined before the wakeup it writes to goes. */
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);
 	s->daemon = NULL;
+	if (s->sweep)
+		kanal_timer_cancel(ctx, s->sweep);
+	s->sweep = 0;
+	kc_inbox_stop(s->inbox, ctx);
 }
 
 KANAL_PLUGIN_EXPORT = {

@@ -11,7 +11,9 @@
  * status — accepted; rejected when the case system says AFVIST; failed when no case system
  * takes the form's KLE subject or the form is invalid (nothing then reaches the service).
  * A receipt that arrives while kanald is down is not lost: the connector keeps the
- * submissions it awaits in its state folder.
+ * submissions it awaits in its state folder. The callback answers at once while the
+ * connector waits for a slow answer, and a receipt that overtakes the answer recording its
+ * submission is applied once it is recorded.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -46,6 +48,7 @@ typedef struct fixture {
 	webhook_rx_t *platform;
 	kd_t *kd;
 	void *sub;
+	char callback[128]; /* the connector's callback URL */
 } fixture_t;
 
 static void s_teardown(fixture_t *f)
@@ -95,6 +98,7 @@ static bool s_setup(fixture_t *f, const char *tag, const char *sim_extra)
 	memset(f, 0, sizeof *f);
 	snprintf(listen, sizeof listen, "127.0.0.1:%d", test_free_port());
 	snprintf(callback, sizeof callback, "callback=http://%s/sf2900/kvittering", listen);
+	snprintf(f->callback, sizeof f->callback, "%s", callback + strlen("callback="));
 	if (!routes || !(f->dir = test_tmpdir("selfservice")) || testca_make(f->dir) != 0)
 		goto fail;
 	snprintf(sts_cert, sizeof sts_cert, "sts_cert=%s/server.pem", f->dir);
@@ -382,6 +386,137 @@ static void test_receipt_after_a_restart_is_not_lost(void)
 	s_teardown(&f);
 }
 
+/* The connector's AnvenderTransaktionsID for a submission from source "selvbetjening": the
+ * name-based UUID of plugins/common/kc_soap.c's kc_uuid_name, so the test can answer for a
+ * submission before the connector has heard back about it. */
+static void s_anvender(const char *id, char out[37])
+{
+	static const char space[] = "sf2900", source[] = "selvbetjening";
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	CU_ASSERT_FATAL(md && EVP_DigestInit_ex(md, EVP_sha1(), NULL) &&
+			EVP_DigestUpdate(md, space, sizeof space) &&
+			EVP_DigestUpdate(md, source, sizeof source) &&
+			EVP_DigestUpdate(md, id, strlen(id) + 1) &&
+			EVP_DigestFinal_ex(md, d, &dlen) && dlen >= 16);
+	EVP_MD_CTX_free(md);
+	d[6] = (unsigned char)((d[6] & 0x0F) | 0x40);
+	d[8] = (unsigned char)((d[8] & 0x3F) | 0x80);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12],
+		 d[13], d[14], d[15]);
+}
+
+/* POSTs the case system's ACCEPTERET for anvender to the connector's callback, as
+ * Fordelingskomponenten does; returns the HTTP status and sets *ms to how long the answer
+ * took. */
+static long s_post_receipt(fixture_t *f, const char *anvender, int64_t *ms)
+{
+	const char *headers[] = { "Content-Type: text/xml; charset=utf-8", "SOAPAction: \"\"",
+				  NULL };
+	char *xml = NULL;
+	http_client_t *c = http_client_new();
+	http_answer_t a = { 0 };
+	int64_t t0;
+	long status;
+
+	CU_ASSERT_FATAL(
+		asprintf(&xml,
+			 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soap:Envelope "
+			 "xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>"
+			 "<v2:FordelingskvitteringModtagAnvenderRequest xmlns:v2=\"http://"
+			 "serviceplatformen.dk/xml/wsdl/soap11/DistributionService/2/types\">"
+			 "<v2:Forretningskvittering><v2:ForretningsValideringsKode>ACCEPTERET"
+			 "</v2:ForretningsValideringsKode><v2:Kvitteringstype>Forretning"
+			 "</v2:Kvitteringstype><v2:Begrundelse>Oprettet som dokument på sag "
+			 "SAG-TEST</v2:Begrundelse></v2:Forretningskvittering>"
+			 "<v2:DistributionContext><v2:AnvenderTransaktionsID>%s"
+			 "</v2:AnvenderTransaktionsID></v2:DistributionContext>"
+			 "</v2:FordelingskvitteringModtagAnvenderRequest></soap:Body>"
+			 "</soap:Envelope>\n",
+			 anvender) > 0 &&
+		c);
+	t0 = test_now_ms();
+	http_request(c,
+		     &(http_request_t){ .method = "POST",
+					.url = f->callback,
+					.headers = headers,
+					.body = xml,
+					.timeout_ms = WAIT },
+		     &a);
+	*ms = test_now_ms() - t0;
+	status = a.status;
+	free(xml);
+	http_client_destroy(&c);
+	http_answer_clear(&a);
+	return status;
+}
+
+/* Fordelingskomponenten calls back whenever it likes: while the connector waits for a slow
+ * FordelingsobjektAfsend answer, the callback answers at once — for a submission it awaits,
+ * and for the one whose answer has not come yet, which is applied once that answer is
+ * recorded — and the platform hears every final status, once. */
+static void test_callback_answers_while_the_connector_waits_for_the_service(void)
+{
+	fixture_t f;
+	json_t *all;
+	char seq[256], first[37], second[37], *body = NULL;
+	int64_t ms;
+
+	/* The simulator's own receipts are not due during the test: the test pushes them. */
+	CU_ASSERT_FATAL(s_setup(&f, "selfservice-slow", "callback_delay_ms=600000"));
+	s_submit(&f, "ans-7", "28.01.00");
+	all = s_statuses(&f, 1);
+	s_sequence(all, "ans-7", seq, sizeof seq);
+	CU_ASSERT_STRING_EQUAL(seq, "received");
+	json_decref(all);
+	s_anvender("ans-7", first);
+	s_anvender("ans-8", second);
+
+	/* The next FordelingsobjektAfsend is answered after 4 s. */
+	CU_ASSERT_EQUAL(upstream_http(f.sf, "POST", "/_sim/fault",
+				      "{\"mode\":\"slow\",\"count\":1,\"delay_ms\":4000}",
+				      "application/json", NULL),
+			200);
+	s_submit(&f, "ans-8", "28.01.00");
+	for (int64_t end = test_now_ms() + WAIT; test_now_ms() < end; test_sleep_ms(20)) {
+		json_t *st = NULL;
+		bool waiting;
+		free(body);
+		body = NULL;
+		upstream_http(f.sf, "GET", "/_sim/stats", NULL, NULL, &body);
+		st = body ? json_loads(body, 0, NULL) : NULL;
+		waiting = json_integer_value(json_object_get(st, "faulted")) >= 1;
+		json_decref(st);
+		if (waiting)
+			break;
+	}
+	free(body);
+	test_sleep_ms(200); /* the connector is in its request now */
+
+	CU_ASSERT_EQUAL(s_post_receipt(&f, first, &ms), 200);
+	CU_ASSERT(ms < 1500);
+	if (ms >= 1500)
+		fprintf(stderr, "the callback answered after %lld ms\n", (long long)ms);
+	/* Before the answer that accepted ans-8 has reached the connector. */
+	CU_ASSERT_EQUAL(s_post_receipt(&f, second, &ms), 200);
+	CU_ASSERT(ms < 1500);
+
+	all = s_statuses(&f, 4);
+	s_sequence(all, "ans-7", seq, sizeof seq);
+	CU_ASSERT_STRING_EQUAL(seq, "received accepted/final");
+	s_sequence(all, "ans-8", seq, sizeof seq);
+	CU_ASSERT_STRING_EQUAL(seq, "received accepted/final");
+	json_decref(all);
+	test_sleep_ms(500); /* nothing more comes */
+	all = webhook_rx_bodies(f.platform);
+	CU_ASSERT_EQUAL(json_array_size(all), 4);
+	json_decref(all);
+	s_teardown(&f);
+}
+
 static void test_invalid_submission_is_refused_naming_the_field(void)
 {
 	fixture_t f;
@@ -506,6 +641,7 @@ TEST_MAIN("selfservice", TEST(test_submission_is_filed_receipted_and_reported_ba
 	  TEST(test_no_case_system_for_the_subject_fails_once_and_says_why),
 	  TEST(test_case_system_rejection_reaches_the_platform),
 	  TEST(test_receipt_after_a_restart_is_not_lost),
+	  TEST(test_callback_answers_while_the_connector_waits_for_the_service),
 	  TEST(test_invalid_submission_is_refused_naming_the_field),
 	  TEST(test_documents_uploaded_with_the_form_are_filed_with_it),
 	  TEST(test_bad_options_are_refused))
