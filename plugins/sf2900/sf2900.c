@@ -724,11 +724,73 @@ static void s_destroy(void *state)
 	free(s);
 }
 
-static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+/* The rules init and check share (docs/sdk.md, "Checking a config"): the CVR number, the
+ * receiving system's UUID, the endpoint (kc_url_check's rule), the HTTP options' files and
+ * the function certificate — read, never created. What it loads stays in s for init.
+ * Returns 0 or -1 after kanal_set_error. */
+static int s_validate(kanal_ctx_t *ctx, sf2900_t *s, kc_http_opts_t *http)
+{
+	kanal_error_t err;
+
+	if (strlen(s->cvr) != 8 || strspn(s->cvr, "0123456789") != 8) {
+		kanal_set_error(ctx, "option 'cvr': '%s' is not a CVR number (8 digits)", s->cvr);
+		return -1;
+	}
+	if (s->receiving_system && strlen(s->receiving_system) != 36) {
+		kanal_set_error(ctx, "option 'receiving_system': not a UUID");
+		return -1;
+	}
+	if (kc_url_check_option(ctx, "endpoint", s->endpoint, s->http_conf.allow_plain_http) != 0 ||
+	    kc_http_conf_open(ctx, &s->http_conf, http) != 0)
+		return -1;
+	kanal_error_clear(&err);
+	if (s->cert_conf.pkcs12_file || s->cert_conf.cert_file) {
+		if (kc_cert_load(&s->cert_conf, &s->cert, &err) != 0 ||
+		    kc_cert_check_time(s->cert, kanal_wall_ms(), 120000, &err) != 0) {
+			kanal_set_error(ctx, "%s", err.text);
+			return -1;
+		}
+		kc_cert_http_opts(s->cert, http);
+	} else if (!strncasecmp(s->endpoint, "https:", 6)) {
+		kanal_set_error(ctx,
+				"the AuthorityContext model needs the function certificate: set "
+				"certificate_p12 (or certificate and certificate_key)");
+		return -1;
+	}
+	return 0;
+}
+
+/* A new state with the options bound, or NULL. */
+static sf2900_t *s_new(kanal_ctx_t *ctx, const kanal_config_t *cfg)
 {
 	sf2900_t *s = calloc(1, sizeof *s);
+
+	if (!s)
+		return NULL;
+	kanal_config_bind(cfg, s);
+	s->ctx = ctx;
+	return s;
+}
+
+static int s_check(kanal_ctx_t *ctx, const kanal_config_t *cfg)
+{
+	sf2900_t *s = s_new(ctx, cfg);
 	kc_http_opts_t http = { 0 };
-	kanal_error_t err;
+	int rc;
+
+	if (!s) {
+		kanal_set_error(ctx, "out of memory");
+		return KANAL_ENOMEM;
+	}
+	rc = s_validate(ctx, s, &http) == 0 ? 0 : KANAL_ECONFIG;
+	s_destroy(s);
+	return rc;
+}
+
+static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
+{
+	sf2900_t *s = s_new(ctx, cfg);
+	kc_http_opts_t http = { 0 };
 	char *text = NULL;
 	size_t len;
 
@@ -736,33 +798,8 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 		kanal_set_error(ctx, "out of memory");
 		return KANAL_ENOMEM;
 	}
-	kanal_config_bind(cfg, s);
-	s->ctx = ctx;
-	if (strlen(s->cvr) != 8 || strspn(s->cvr, "0123456789") != 8) {
-		kanal_set_error(ctx, "option 'cvr': '%s' is not a CVR number (8 digits)", s->cvr);
+	if (s_validate(ctx, s, &http) != 0)
 		goto fail;
-	}
-	if (s->receiving_system && strlen(s->receiving_system) != 36) {
-		kanal_set_error(ctx, "option 'receiving_system': not a UUID");
-		goto fail;
-	}
-	if (kc_url_check_option(ctx, "endpoint", s->endpoint, s->http_conf.allow_plain_http) != 0 ||
-	    kc_http_conf_open(ctx, &s->http_conf, &http) != 0)
-		goto fail;
-	kanal_error_clear(&err);
-	if (s->cert_conf.pkcs12_file || s->cert_conf.cert_file) {
-		if (kc_cert_load(&s->cert_conf, &s->cert, &err) != 0 ||
-		    kc_cert_check_time(s->cert, kanal_wall_ms(), 120000, &err) != 0) {
-			kanal_set_error(ctx, "%s", err.text);
-			goto fail;
-		}
-		kc_cert_http_opts(s->cert, &http);
-	} else if (!strncasecmp(s->endpoint, "https:", 6)) {
-		kanal_set_error(ctx,
-				"the AuthorityContext model needs the function certificate: set "
-				"certificate_p12 (or certificate and certificate_key)");
-		goto fail;
-	}
 	if (!(s->http = kc_http_new(&http))) {
 		kanal_set_error(ctx, "out of memory for the HTTP client");
 		goto fail;
@@ -862,4 +899,5 @@ KANAL_PLUGIN_EXPORT = {
 	.on_message = s_on_message,
 	.stop = s_stop,
 	.destroy = s_destroy,
+	.check = s_check,
 };
