@@ -202,12 +202,24 @@ spid=$!
 		: >"$VAR/payroll/loen-2026-11.csv.done"
 ) &
 paypid=$!
+# Solsikken's staff post a notice with two photos to the parents' app: the event and its
+# photos in one multipart request to the vendors' http ingress, the photos into kanald's
+# blob store, the daycare connector sends them on with the notice (route notice-to-parents-app).
+(
+	sleep 8
+	curl -s --max-time 10 -H "Authorization: Bearer $(cat "$VAR/secrets/http-token")" \
+		-F 'event=@examples/demo/notice.json;type=application/cloudevents+json' \
+		-F 'photos=@examples/demo/skovtur-1.png;type=image/png' \
+		-F 'photos=@examples/demo/skovtur-2.png;type=image/png' \
+		http://127.0.0.1:7704/events >"$VAR/notice-sent.log" 2>&1
+) &
+notpid=$!
 
 count() { grep -c "$1" "$2" 2>/dev/null || true; }
 
 stop() {
 	trap - INT TERM EXIT HUP PIPE
-	kill $lpid $spid $paypid 2>/dev/null
+	kill $lpid $spid $paypid $notpid 2>/dev/null
 	echo
 	echo "--- status before stopping ---"
 	"$KANALCTL" -c "$CONF" status 2>/dev/null | sed -n '1,12p'
@@ -223,6 +235,8 @@ stop() {
 		https://127.0.0.1:7714/digitalpost/v1/messages |
 		sed -n 's/.*"invalid": *\([0-9]*\).*/\1/p')
 	receipts=$(curl -s --max-time 2 http://127.0.0.1:7720/kanal/letter-status)
+	notices=$(curl -s --max-time 2 -H "Authorization: Bearer $(cat "$VAR/secrets/daycare.token")" \
+		http://127.0.0.1:7711/api/v1/institutions/solsikken/notices)
 	filed=$(curl -s --max-time 2 --cacert "$CA/ca.pem" --cert "$CA/client.pem" --key "$CA/client.key" \
 		https://127.0.0.1:7718/sf2900/v1/objects)
 	platform=$(curl -s --max-time 2 http://127.0.0.1:7721/kanal/submission-status)
@@ -270,6 +284,7 @@ stop() {
 	echo "CPR lookups (audit log lines):       $(wc -l <"$VAR/cpr-audit.log" 2>/dev/null || echo 0)"
 	sf_refused=$(echo "$filed" | sed -n 's/.*"refused":\([0-9]*\).*/\1/p')
 	echo "requests refused as invalid (schemas): CPR ${cpr_invalid:-?}, Digital Post ${dp_invalid:-?}, SF2900 ${sf_refused:-?}"
+	echo "photos delivered with notices (parents' app): $(echo "$notices" | grep -o '"media_type"' | wc -l)"
 	echo "notices to parents (daycare):        $(grep '^[0-9:.]*  delivered staff.absence.registered' "$VAR/stream.log" | grep -c 'destination=daycare')"
 	echo "dead letters (kanalctl dlq list):    $dead"
 	unmatched=$(grep -c . "$VAR/unmatched.jsonl" 2>/dev/null || true)
@@ -282,7 +297,7 @@ stop() {
 }
 trap stop INT TERM
 # Whatever ends this script (a closed pipe, a hang-up), nothing it started may outlive it.
-trap 'kill $lpid $paypid $tpid 2>/dev/null; kill -TERM $kpid 2>/dev/null; cleanup' EXIT HUP PIPE
+trap 'kill $lpid $paypid $notpid $tpid 2>/dev/null; kill -TERM $kpid 2>/dev/null; cleanup' EXIT HUP PIPE
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
 	sleep "$DEMO_SECONDS"
@@ -290,6 +305,6 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
 fi
 wait $kpid
 echo "kanald exited unexpectedly; see $VAR/kanald.log" >&2
-kill $tpid $lpid $paypid 2>/dev/null
+kill $tpid $lpid $paypid $notpid 2>/dev/null
 cleanup
 exit 1
