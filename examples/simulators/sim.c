@@ -660,5 +660,8 @@ int sim_main(int argc, char **argv, const sim_def_t *def)
 	pthread_mutex_unlock(&sim.fault_lock);
 	MHD_stop_daemon(d);
 	sim_log(&sim, "stopped (%llu requests served)", (unsigned long long)sim.requests);
+	free(sim.tls_cert);
+	free(sim.tls_key);
+	free(sim.tls_ca);
 	return 0;
 }
