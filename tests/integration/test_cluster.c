@@ -27,12 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_cluster.h"
 #include "conf.h"
 #include "kanald.h"
 #include "natsd.h"
 #include "test.h"
 
-#define WAIT 20000 /* ms: the bound of a gateway reply (kanald's own publish timeout is 10 s) */
+#define WAIT CLU_WAIT
 #define BATCH 50
 /* Events of the three-node test: 3000 by default (the issue's 20,000 take minutes on 2 shared
  * cores); KANAL_CLUSTER_EVENTS=20000 runs the issue's count. A multiple of BATCH. */
@@ -82,91 +83,6 @@ static char *s_conf(const natsd_t *nc, int replicas, const char *dedupe_window)
 	return conf;
 }
 
-/* A batch of events ev-<first> … of `type`. */
-static char *s_batch(int first, int count, const char *type)
-{
-	size_t cap = (size_t)count * 160 + 8, used = 0;
-	char *text = malloc(cap);
-
-	if (!text)
-		return NULL;
-	text[used++] = '[';
-	for (int i = 0; i < count; i++)
-		used += (size_t)snprintf(text + used, cap - used,
-					 "%s{\"specversion\":\"1.0\",\"id\":\"ev-%06d\","
-					 "\"source\":\"/cluster-test\",\"type\":\"%s\","
-					 "\"data\":{\"n\":%d}}",
-					 i ? "," : "", first + i, type, first + i);
-	snprintf(text + used, cap - used, "]");
-	return text;
-}
-
-/* The statuses in a gateway reply: how many results are accepted, duplicate, or other.
- * Returns the number of results. */
-static size_t s_tally(const char *reply, size_t *accepted, size_t *duplicate, size_t *other,
-		      char *first_other, size_t size)
-{
-	json_t *root = reply ? json_loads(reply, 0, NULL) : NULL, *res;
-	size_t i, n = 0;
-
-	json_array_foreach(json_object_get(root, "results"), i, res)
-	{
-		const char *st = json_string_value(json_object_get(res, "status"));
-		n++;
-		if (st && !strcmp(st, "accepted"))
-			(*accepted)++;
-		else if (st && !strcmp(st, "duplicate"))
-			(*duplicate)++;
-		else {
-			if (first_other && !*other)
-				snprintf(first_other, size, "%s: %s", st ? st : "?",
-					 json_string_value(json_object_get(res, "reason")) ?: "");
-			(*other)++;
-		}
-	}
-	json_decref(root);
-	return n;
-}
-
-/* Counts, per event number, the lines of a sink's file naming ev-<n>. */
-static void s_count(const char *path, unsigned *counts, int n)
-{
-	char *text = test_read_file(path, NULL), *line, *save = NULL;
-
-	if (!text)
-		return;
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		const char *p = strstr(line, "\"id\":\"ev-");
-		int idx = p ? atoi(p + 9) : -1;
-		if (idx >= 0 && idx < n)
-			counts[idx]++;
-	}
-	free(text);
-}
-
-/* Events 0..n-1 that no node's sink `name` has written yet; *dups gets the deliveries
- * beyond the first. */
-static int s_missing(kd_t **nodes, size_t n_nodes, const char *name, int n, size_t *dups)
-{
-	unsigned *counts = calloc((size_t)n, sizeof *counts);
-	int missing = 0;
-
-	*dups = 0;
-	if (!counts)
-		return n;
-	for (size_t k = 0; k < n_nodes; k++)
-		if (nodes[k])
-			s_count(kd_path(nodes[k], name), counts, n);
-	for (int i = 0; i < n; i++) {
-		if (!counts[i])
-			missing++;
-		else
-			*dups += counts[i] - 1;
-	}
-	free(counts);
-	return missing;
-}
-
 /* Waits up to timeout_ms until both sinks, over the nodes, hold every event 0..n-1.
  * Returns the events still missing at one of them. */
 static int s_wait_delivered(kd_t **nodes, size_t n_nodes, int n, int timeout_ms, size_t *dups_a,
@@ -176,8 +92,8 @@ static int s_wait_delivered(kd_t **nodes, size_t n_nodes, int n, int timeout_ms,
 	int ma, mb;
 
 	for (;;) {
-		ma = s_missing(nodes, n_nodes, "a.jsonl", n, dups_a);
-		mb = s_missing(nodes, n_nodes, "b.jsonl", n, dups_b);
+		ma = clu_missing(nodes, n_nodes, "a.jsonl", n, dups_a);
+		mb = clu_missing(nodes, n_nodes, "b.jsonl", n, dups_b);
 		if ((!ma && !mb) || test_now_ms() >= deadline)
 			break;
 		test_sleep_ms(200);
@@ -186,89 +102,6 @@ static int s_wait_delivered(kd_t **nodes, size_t n_nodes, int n, int timeout_ms,
 		fprintf(stderr, "\nnot delivered after %d s: %d at a, %d at b\n", timeout_ms / 1000,
 			ma, mb);
 	return ma > mb ? ma : mb;
-}
-
-/* The number of messages in the DEAD stream, -1 when JetStream does not say. */
-static int64_t s_dead_count(const natsd_t *nc)
-{
-	natsConnection *conn = NULL;
-	jsCtx *js = NULL;
-	jsStreamInfo *si = NULL;
-	int64_t n = -1;
-
-	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK &&
-	    natsConnection_JetStream(&js, conn, NULL) == NATS_OK &&
-	    js_GetStreamInfo(&si, js, "KANAL_DEAD", NULL, NULL) == NATS_OK)
-		n = (int64_t)si->State.Msgs;
-	jsStreamInfo_Destroy(si);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(conn);
-	return n;
-}
-
-/* The messages of the DEAD stream (up to max), their Kanal-Reason headers joined with ','
- * into reasons. Returns the count read. */
-static int s_dead_letters(const natsd_t *nc, char *reasons, size_t size, int max)
-{
-	natsConnection *conn = NULL;
-	jsCtx *js = NULL;
-	natsSubscription *sub = NULL;
-	natsMsgList list = { 0 };
-	jsErrCode jerr = 0;
-	int n = 0;
-
-	reasons[0] = '\0';
-	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) != NATS_OK ||
-	    natsConnection_JetStream(&js, conn, NULL) != NATS_OK ||
-	    js_PullSubscribe(&sub, js, "kanal.dead.>", "test-reader", NULL, NULL, &jerr) != NATS_OK)
-		goto out;
-	if (natsSubscription_Fetch(&list, sub, max, 3000, &jerr) == NATS_OK) {
-		for (int i = 0; i < list.Count; i++) {
-			const char *reason = NULL;
-			natsMsgHeader_Get(list.Msgs[i], "Kanal-Reason", &reason);
-			snprintf(reasons + strlen(reasons), size - strlen(reasons), "%s%s",
-				 n ? "," : "", reason ? reason : "?");
-			n++;
-		}
-	}
-	natsMsgList_Destroy(&list);
-out:
-	natsSubscription_Destroy(sub);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(conn);
-	return n;
-}
-
-/* Sends a batch to node *next (round robin over the running nodes) until every event in it
- * is accepted or a duplicate, resending to the next node after an error or no reply.
- * Returns false when that did not happen within about 40 s (a leader election after a
- * SIGKILL takes 4-8 s, answered "no responders" meanwhile); counts the first answers. */
-static bool s_store(kd_t **nodes, const bool *up, size_t n_nodes, size_t *next, const char *batch,
-		    size_t *duplicates, size_t *resends)
-{
-	for (int attempt = 0; attempt < 40; attempt++) {
-		size_t acc = 0, dup = 0, other = 0;
-		char *reply = NULL, why[300] = "";
-		kd_t *kd;
-
-		while (!up[*next % n_nodes])
-			(*next)++;
-		kd = nodes[*next % n_nodes];
-		(*next)++;
-		kd_send_event(kd, batch, NULL, WAIT, &reply);
-		s_tally(reply, &acc, &dup, &other, why, sizeof why);
-		free(reply);
-		if (acc + dup == BATCH && !other) {
-			*duplicates += dup;
-			return true;
-		}
-		(*resends)++;
-		if (attempt >= 10)
-			fprintf(stderr, "a batch not stored yet (attempt %d): %s\n", attempt + 1,
-				why[0] ? why : "no reply");
-		test_sleep_ms(1000);
-	}
-	return false;
 }
 
 /* ---- the config ----------------------------------------------------------------------- */
@@ -329,8 +162,8 @@ static void test_one_node_end_to_end(void)
 	nodes[0] = kd;
 	for (int first = 0; first < events; first += BATCH) {
 		free(batch);
-		batch = s_batch(first, BATCH, "x.ok");
-		REQUIRE(s_store(nodes, up, 1, &next, batch, &dups, &resends));
+		batch = clu_batch(first, BATCH, "x.ok");
+		REQUIRE(clu_store(nodes, up, 1, &next, batch, BATCH, &dups, &resends));
 	}
 	CU_ASSERT_EQUAL(dups, 0);
 	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 1, events, 60000, &da, &db), 0);
@@ -338,9 +171,9 @@ static void test_one_node_end_to_end(void)
 
 	/* The first batch again: JetStream's duplicate window answers, nothing is routed. */
 	free(batch);
-	batch = s_batch(0, BATCH, "x.ok");
+	batch = clu_batch(0, BATCH, "x.ok");
 	REQUIRE(kd_send_event(kd, batch, NULL, WAIT, &reply));
-	s_tally(reply, &acc, &dup, &other, NULL, 0);
+	clu_tally(reply, &acc, &dup, &other, NULL, 0);
 	CU_ASSERT_EQUAL(dup, BATCH);
 	CU_ASSERT_EQUAL(acc, 0);
 	test_sleep_ms(1000);
@@ -355,10 +188,10 @@ static void test_one_node_end_to_end(void)
 	CU_ASSERT(kd_send_event(kd, batch, "accepted", WAIT, NULL));
 	{
 		int64_t deadline = test_now_ms() + 30000;
-		while (s_dead_count(nc) < 2 && test_now_ms() < deadline)
+		while (clu_dead_count(nc) < 2 && test_now_ms() < deadline)
 			test_sleep_ms(300);
-		CU_ASSERT_EQUAL(s_dead_count(nc), 2);
-		CU_ASSERT_EQUAL(s_dead_letters(nc, reasons, sizeof reasons, 10), 2);
+		CU_ASSERT_EQUAL(clu_dead_count(nc), 2);
+		CU_ASSERT_EQUAL(clu_dead_letters(nc, reasons, sizeof reasons, 10), 2);
 		CU_ASSERT_PTR_NOT_NULL(strstr(reasons, "rejected"));
 		CU_ASSERT_PTR_NOT_NULL(strstr(reasons, "retry budget spent"));
 	}
@@ -382,7 +215,7 @@ static void test_one_node_end_to_end(void)
 		e = test_read_file(kd_path(kd, "c.jsonl"), NULL);
 		CU_ASSERT_EQUAL(kd_count(e, "\"fb1\""), 0);
 		free(e);
-		CU_ASSERT_EQUAL(s_dead_count(nc), 2);
+		CU_ASSERT_EQUAL(clu_dead_count(nc), 2);
 	}
 	/* kanalctl dlq against the DEAD stream: list, show, then replay once the destinations
 	 * take the events (kanald restarted with fixed sinks on the same streams). */
@@ -487,7 +320,7 @@ static void test_one_node_end_to_end(void)
 		}
 		CU_ASSERT_EQUAL(pa, 1);
 		CU_ASSERT_EQUAL(rb, 1);
-		CU_ASSERT_EQUAL(s_dead_count(nc), 0);
+		CU_ASSERT_EQUAL(clu_dead_count(nc), 0);
 	}
 done:
 	free(reply);
@@ -519,7 +352,7 @@ static void test_no_nats_no_acknowledgement(void)
 	REQUIRE(natsd_kill(nc, 0, SIGKILL) == 0);
 	e = kd_event("/cluster-test", "ev-000000", "x.ok", "{\"n\":0}");
 	REQUIRE(kd_send_event(kd, e, NULL, WAIT, &reply));
-	s_tally(reply, &acc, &dup, &other, why, sizeof why);
+	clu_tally(reply, &acc, &dup, &other, why, sizeof why);
 	CU_ASSERT_EQUAL(acc, 0);
 	CU_ASSERT_EQUAL(other, 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(why, "error: not accepted"));
@@ -531,7 +364,7 @@ static void test_no_nats_no_acknowledgement(void)
 	while (!stored && test_now_ms() < deadline) {
 		acc = dup = other = 0;
 		kd_send_event(kd, e, NULL, WAIT, &reply);
-		s_tally(reply, &acc, &dup, &other, NULL, 0);
+		clu_tally(reply, &acc, &dup, &other, NULL, 0);
 		free(reply);
 		reply = NULL;
 		stored = acc == 1;
@@ -580,7 +413,7 @@ static void test_emits_go_through_jetstream(void)
 		NULL);
 	for (int first = 0; first < n; first += BATCH) {
 		free(batch);
-		batch = s_batch(first, BATCH, "y.in");
+		batch = clu_batch(first, BATCH, "y.in");
 		CU_ASSERT(kd_send_event(kd, batch, "accepted", WAIT, NULL));
 	}
 	/* The echoes carry new ids: count them by their data's n, which the sink writes. */
@@ -815,7 +648,7 @@ static void test_three_nodes_lose_nothing(void)
 			killer_t k = { nodes[1], 2 + (int)(test_now_ms() % 20), -1 };
 			pthread_t t;
 			free(batch);
-			batch = s_batch(first, BATCH, "x.ok");
+			batch = clu_batch(first, BATCH, "x.ok");
 			next = 1;
 			REQUIRE(pthread_create(&t, NULL, s_killer_main, &k) == 0);
 			kd_send_event(nodes[1], batch, NULL, 3000, NULL);
@@ -831,8 +664,8 @@ static void test_three_nodes_lose_nothing(void)
 			CU_ASSERT_EQUAL(natsd_kill(nc, 2, SIGKILL), 0);
 		}
 		free(batch);
-		batch = s_batch(first, BATCH, "x.ok");
-		REQUIRE(s_store(nodes, up, 3, &next, batch, &dups, &resends));
+		batch = clu_batch(first, BATCH, "x.ok");
+		REQUIRE(clu_store(nodes, up, 3, &next, batch, BATCH, &dups, &resends));
 	}
 	CU_ASSERT_EQUAL(natsd_restart(nc, 2), 0);
 	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 3, n_events, 300000, &da, &db), 0);

@@ -1,0 +1,44 @@
+/*
+ * tests/util/kd_cluster.h — what the cluster-mode suites share (docs/cluster.md): batches of
+ * numbered events sent round robin to kanald nodes until JetStream stored them, the tally of
+ * a gateway reply, which numbered events the nodes' sinks wrote (and how often), and the
+ * DEAD stream as JetStream holds it. The NATS cluster itself is tests/util/natsd.h; kanald
+ * nodes are tests/util/kanald.h.
+ */
+#ifndef KANAL_TEST_KD_CLUSTER_H
+#define KANAL_TEST_KD_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kanald.h"
+#include "natsd.h"
+
+/* ms: the bound of a gateway reply (kanald's own publish timeout is 10 s). */
+#define CLU_WAIT 20000
+
+/* A JSON array of `count` events ev-<first> … (ids zero-padded to 6 digits, source
+ * /cluster-test, data {"n": <number>}) of `type`. Ownership: the caller frees the text. */
+char *clu_batch(int first, int count, const char *type);
+/* Counts the statuses of a gateway reply: accepted, duplicate, anything else (the first of
+ * which is written "status: reason" into first_other, when given). Returns the number of
+ * results. Ownership: borrows reply. */
+size_t clu_tally(const char *reply, size_t *accepted, size_t *duplicate, size_t *other,
+		 char *first_other, size_t size);
+/* Events 0..n-1 that no node's sink file `name` (kd_path) holds yet; *dups gets the lines
+ * beyond the first per event. NULL entries of nodes are skipped. */
+int clu_missing(kd_t **nodes, size_t n_nodes, const char *name, int n, size_t *dups);
+/* Sends batch (`count` events) to node *next, round robin over the nodes marked up, until
+ * every event is accepted or a duplicate, resending to the next node after an error or no
+ * reply; false after about 40 s. Adds the duplicates of the answer that stored it and the
+ * resends. */
+bool clu_store(kd_t **nodes, const bool *up, size_t n_nodes, size_t *next, const char *batch,
+	       size_t count, size_t *duplicates, size_t *resends);
+/* The messages in KANAL_DEAD, -1 when JetStream does not say. */
+int64_t clu_dead_count(const natsd_t *nc);
+/* Reads up to max messages of KANAL_DEAD (a pull consumer "test-reader"), their Kanal-Reason
+ * headers joined by ',' into reasons. Returns the count read. */
+int clu_dead_letters(const natsd_t *nc, char *reasons, size_t size, int max);
+
+#endif
