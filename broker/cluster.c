@@ -738,12 +738,16 @@ int cluster_start(cluster_t *c)
 
 /* ---- the connection ------------------------------------------------------------------------ */
 
+/* Set while a cluster_t is being destroyed: libnats may run the disconnected callback on its
+ * own thread after natsConnection_Destroy returned, when the cluster_t is freed already, so
+ * the callback reads this rather than its closure. */
+static bool s_closing;
+
 static void s_on_disconnected(natsConnection *nc, void *closure)
 {
-	cluster_t *c = closure;
-
 	(void)nc;
-	if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
+	(void)closure;
+	if (__atomic_load_n(&s_closing, __ATOMIC_ACQUIRE))
 		return; /* kanald is stopping: nothing to warn about */
 	log_warn("cluster", "lost the connection to NATS: not accepting events until it is back");
 }
@@ -782,7 +786,7 @@ static natsStatus s_options(natsOptions **out, const conf_nats_t *conf, cluster_
 	if (st == NATS_OK)
 		st = natsOptions_SetReconnectWait(o, 500);
 	if (st == NATS_OK)
-		st = natsOptions_SetDisconnectedCB(o, s_on_disconnected, c);
+		st = natsOptions_SetDisconnectedCB(o, s_on_disconnected, NULL);
 	if (st == NATS_OK)
 		st = natsOptions_SetReconnectedCB(o, s_on_reconnected, NULL);
 	if (st == NATS_OK && conf->creds_file)
@@ -817,6 +821,7 @@ cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *
 		return NULL;
 	}
 	pthread_mutex_init(&c->mu, NULL);
+	__atomic_store_n(&s_closing, false, __ATOMIC_RELEASE);
 	c->pipe_fd[0] = c->pipe_fd[1] = -1;
 	c->pending = calloc(CLUSTER_PENDING_SLOTS, sizeof *c->pending);
 	c->fetchers = calloc(n_dests + 1, sizeof *c->fetchers);
@@ -904,6 +909,7 @@ void cluster_destroy(cluster_t **c_p)
 	if (!c)
 		return;
 	__atomic_store_n(&c->stop, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&s_closing, true, __ATOMIC_RELEASE);
 	for (size_t i = 0; i < c->n_fetchers; i++)
 		if (c->fetchers[i].started)
 			pthread_join(c->fetchers[i].thread, NULL);
