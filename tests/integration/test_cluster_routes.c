@@ -5,8 +5,8 @@
  * push` on node A makes node B route by the new table; a table that does not compile — on
  * the node asked (with file:line:col), or only on another node (an instance it lacks) — is
  * refused and both nodes keep routing by the old one; a node started later uses the
- * cluster's table, not its local files; `kanalctl reload` on one node reloads all. `dlq drop`
- * and `dlq purge` delete letters from the DEAD stream.
+ * cluster's table, not its local files; `kanalctl reload` on one node reloads all. `dlq
+ * list`, `show`, `drop` and `purge` read and delete letters of the DEAD stream from any node.
  *
  * Skipped, saying so, when nats-server is not installed (scripts/deps.sh installs it).
  */
@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #endif
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +209,10 @@ static void test_push_reaches_every_node(void)
 	CU_ASSERT(s_has_route(b, "to-both"));
 	CU_ASSERT(s_wait_route(a, "to-both", 15000));
 	CU_ASSERT(s_wait_route(nodes[2], "to-both", 15000));
+
+	/* Each node stops cleanly, its watcher thread with it. */
+	for (int k = 0; k < 3; k++)
+		CU_ASSERT_EQUAL(kd_stop(nodes[k], SIGTERM, 20000), 0);
 done:
 	free(out);
 	free(reply);
@@ -273,10 +278,12 @@ static long long s_purge(kd_t *kd, const char *before)
 	return n;
 }
 
+/* The dead letters of the DEAD stream from any node: letters made on A are listed, shown
+ * and dropped on B, purged on A. */
 static void test_dlq_drop_and_purge(void)
 {
 	natsd_t *nc = NULL;
-	kd_t *kd = NULL;
+	kd_t *a = NULL, *b = NULL;
 	char *conf = NULL, *out = NULL, *e = NULL, id[32], before[64];
 	long long ids[8];
 
@@ -286,13 +293,14 @@ static void test_dlq_drop_and_purge(void)
 	}
 	REQUIRE((nc = natsd_start("cdlq", 1)) != NULL);
 	conf = clu_config(nc, 1, "10m", s_sinks_ab);
-	REQUIRE((kd = kd_start("cdlq-kd", conf, s_to_a)) != NULL);
+	REQUIRE((a = kd_start("cdlq-a", conf, s_to_a)) != NULL);
+	REQUIRE((b = kd_start("cdlq-b", conf, s_to_a)) != NULL);
 	/* Three letters: a rejects x.poison and the route has no fallback. */
 	for (int i = 0; i < 3; i++) {
 		snprintf(id, sizeof id, "p%d", i);
 		free(e);
 		e = kd_event("/cluster-test", id, "x.poison", "{}");
-		REQUIRE(kd_send_event(kd, e, "accepted", WAIT, NULL));
+		REQUIRE(kd_send_event(a, e, "accepted", WAIT, NULL));
 		if (i == 1) {
 			REQUIRE(s_wait_dead(nc, 2));
 			/* A moment between the first two letters and the third. */
@@ -302,29 +310,40 @@ static void test_dlq_drop_and_purge(void)
 		}
 	}
 	REQUIRE(s_wait_dead(nc, 3));
-	REQUIRE(s_letter_ids(kd, ids, 8) == 3);
-
-	/* drop: the oldest letter leaves the stream. */
+	REQUIRE(s_letter_ids(b, ids, 8) == 3);
 	snprintf(id, sizeof id, "%lld", ids[0]);
 	{
+		const char *args[] = { "dlq", "show", id, NULL };
+		CU_ASSERT_EQUAL(clu_kanalctl(b, &out, args), 0);
+		CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "x.poison"));
+		CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "p0"));
+	}
+
+	/* drop on B: the oldest letter leaves the stream. */
+	free(out);
+	out = NULL;
+	{
 		const char *args[] = { "dlq", "drop", id, NULL };
-		CU_ASSERT_EQUAL(clu_kanalctl(kd, &out, args), 0);
+		CU_ASSERT_EQUAL(clu_kanalctl(b, &out, args), 0);
 	}
 	CU_ASSERT(s_wait_dead(nc, 2));
-	CU_ASSERT_EQUAL(s_letter_ids(kd, ids, 8), 2);
+	CU_ASSERT_EQUAL(s_letter_ids(a, ids, 8), 2);
 
-	/* purge: what died before `before` goes (the second letter), the third stays. */
-	CU_ASSERT_EQUAL(s_purge(kd, before), 1);
+	/* purge on A: what died before `before` goes (the second letter), the third stays. */
+	CU_ASSERT_EQUAL(s_purge(a, before), 1);
 	CU_ASSERT(s_wait_dead(nc, 1));
-	CU_ASSERT_EQUAL(s_letter_ids(kd, ids, 8), 1);
+	CU_ASSERT_EQUAL(s_letter_ids(b, ids, 8), 1);
 	/* Nothing older is left: a second purge deletes nothing. */
-	CU_ASSERT_EQUAL(s_purge(kd, before), 0);
+	CU_ASSERT_EQUAL(s_purge(b, before), 0);
 	CU_ASSERT_EQUAL(clu_dead_count(nc), 1);
+	CU_ASSERT_EQUAL(kd_stop(a, SIGTERM, 20000), 0);
+	CU_ASSERT_EQUAL(kd_stop(b, SIGTERM, 20000), 0);
 done:
 	free(out);
 	free(e);
 	free(conf);
-	kd_destroy(&kd);
+	kd_destroy(&a);
+	kd_destroy(&b);
 	natsd_destroy(&nc);
 }
 
