@@ -139,6 +139,12 @@ static void test_push_reaches_every_node(void)
 		CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "generation"));
 	}
 	CU_ASSERT(s_has_route(a, "to-b")); /* the pusher swapped before answering */
+	/* The operator's push is in A's audit log, with the generation that took effect. */
+	log = test_read_file(kd_path(a, "state/audit.log"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "\"action\":\"routes.push\""));
+	CU_ASSERT_PTR_NOT_NULL(log && strstr(log, "\"generation\":"));
+	free(log);
+	log = NULL;
 	CU_ASSERT(s_wait_route(b, "to-b", 15000));
 	CU_ASSERT(!s_has_route(b, "to-a"));
 	reply = kd_admin(b, "{\"cmd\":\"status\"}", WAIT);
