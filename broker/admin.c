@@ -31,61 +31,98 @@ static const char **s_instance_names(router_t *r)
 	return names;
 }
 
-/* Loads the routing files again and swaps the table if they are valid. Returns a JSON
- * object for the admin reply. */
+json_t *admin_diag_lines(const diag_t *d)
+{
+	json_t *lines = json_array();
+
+	for (size_t i = 0; i < d->count; i++) {
+		char line[1024];
+		kanal_error_format(&d->items[i], line, sizeof line);
+		json_array_append_new(lines, json_string(line));
+	}
+	return lines;
+}
+
+json_t *admin_routes_refused(router_t *r, json_t *errors, const char *why)
+{
+	json_t *reply, *e;
+	size_t i, len = 0;
+	char *joined;
+
+	json_array_foreach(errors, i, e) len += strlen(json_string_value(e) ?: "") + 2;
+	/* One record, not a line per error: a log shipper keeps it whole. */
+	joined = calloc(1, len + 1);
+	json_array_foreach(errors, i, e)
+	{
+		if (!joined)
+			break;
+		if (i)
+			strcat(joined, "; ");
+		strcat(joined, json_string_value(e) ?: "");
+	}
+	r->reload_failures++;
+	r->last_reload_failed = true;
+	r->last_reload_ms = kanal_wall_ms();
+	log_error("router", "reload failed; keeping the current routes: %s%s%s", why ? why : "",
+		  why && joined && *joined ? ": " : "", joined ? joined : "");
+	stream_publish(r->stream, "routes.reload_failed", "-", NULL,
+		       json_pack("{s:O}", "errors", errors));
+	reply = json_pack("{s:b, s:o}", "ok", 0, "errors", errors);
+	if (why)
+		json_object_set_new(reply, "error", json_string(why));
+	free(joined);
+	return reply;
+}
+
+int admin_routes_swap(router_t *r, routes_t **routes_p, const char *origin)
+{
+	routes_t *routes = *routes_p;
+	table_t *t = calloc(1, sizeof *t);
+
+	*routes_p = NULL;
+	if (!t) {
+		routes_destroy(&routes);
+		return KANAL_ENOMEM;
+	}
+	t->routes = routes;
+	t->refs = 1;
+	stats_bind(r, routes);
+	router_table_release(&r->table);
+	r->table = t;
+	r->reloads++;
+	r->last_reload_failed = false;
+	r->last_reload_ms = kanal_wall_ms();
+	log_info("router", "routes reloaded: %zu routes from %zu files%s%s", routes_count(routes),
+		 routes_file_count(routes), origin ? " " : "", origin ? origin : "");
+	stream_publish(r->stream, "routes.reloaded", "-", NULL,
+		       json_pack("{s:I}", "routes", (json_int_t)routes_count(routes)));
+	return 0;
+}
+
+/* Loads the routing files again and swaps the table if they are valid; in cluster mode,
+ * pushes them to every node (cluster_routes.c). Returns a JSON object for the admin
+ * reply. */
 json_t *admin_reload(router_t *r)
 {
-	const char **names = s_instance_names(r);
+	const char **names;
 	routes_t *routes = NULL;
 	diag_t d = { 0 };
 	json_t *reply;
 
+	if (r->cluster)
+		return cluster_routes_reload(r);
+	names = s_instance_names(r);
 	if (!names)
 		return json_pack("{s:b, s:[s]}", "ok", 0, "errors", "out of memory");
 	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths, names,
-			r->n_instances, &routes, &d) < 0 ||
-	    cluster_router_refuses(r, &routes, &d)) {
-		json_t *errs = json_array();
-		/* One record, not a line per error: a log shipper keeps it whole. */
-		char *joined = diag_join_sep(&d, "; ");
-		for (size_t i = 0; i < d.count; i++) {
-			char line[1024];
-			kanal_error_format(&d.items[i], line, sizeof line);
-			json_array_append_new(errs, json_string(line));
-		}
-		r->reload_failures++;
-		r->last_reload_failed = true;
-		r->last_reload_ms = kanal_wall_ms();
-		if (joined && *joined)
-			joined[strlen(joined) - 2] = '\0'; /* the last "; " */
-		log_error("router", "reload failed; keeping the current routes: %s",
-			  joined ? joined : "");
-		stream_publish(r->stream, "routes.reload_failed", "-", NULL,
-			       json_pack("{s:O}", "errors", errs));
-		reply = json_pack("{s:b, s:o}", "ok", 0, "errors", errs);
-		free(joined);
+			r->n_instances, &routes, &d) < 0) {
+		reply = admin_routes_refused(r, admin_diag_lines(&d), NULL);
 	} else {
-		table_t *t = calloc(1, sizeof *t);
-		if (!t) {
-			routes_destroy(&routes);
+		size_t n = routes_count(routes);
+		if (admin_routes_swap(r, &routes, NULL) < 0)
 			reply = json_pack("{s:b, s:[s]}", "ok", 0, "errors", "out of memory");
-		} else {
-			t->routes = routes;
-			t->refs = 1;
-			stats_bind(r, routes);
-			router_table_release(&r->table);
-			r->table = t;
-			r->reloads++;
-			r->last_reload_failed = false;
-			r->last_reload_ms = kanal_wall_ms();
-			log_info("router", "routes reloaded: %zu routes from %zu files",
-				 routes_count(routes), routes_file_count(routes));
-			stream_publish(
-				r->stream, "routes.reloaded", "-", NULL,
-				json_pack("{s:I}", "routes", (json_int_t)routes_count(routes)));
-			reply = json_pack("{s:b, s:I}", "ok", 1, "routes",
-					  (json_int_t)routes_count(routes));
-		}
+		else
+			reply = json_pack("{s:b, s:I}", "ok", 1, "routes", (json_int_t)n);
 	}
 	diag_free(&d);
 	free(names);
@@ -226,6 +263,9 @@ static json_t *s_status(router_t *r)
 	if (r->cluster) {
 		json_decref(journal);
 		journal = cluster_router_status(r);
+		/* Which table: the cluster's (its generation), or 0 for the local files. */
+		json_object_set_new(journal, "routes_generation",
+				    json_integer((json_int_t)cluster_routes_generation(r)));
 	}
 	{
 		json_t *st = json_pack(
@@ -410,7 +450,10 @@ static void s_audit(router_t *r, const audit_actor_t *actor, const char *cmd, js
 
 	if (!cmd)
 		return;
-	if (!strcmp(cmd, "reload")) {
+	if (!strcmp(cmd, "reload") || !strcmp(cmd, "routes.push")) {
+		if (ok && json_object_get(reply, "generation"))
+			target = json_pack("{s:O}", "generation",
+					   json_object_get(reply, "generation"));
 		if (!ok) {
 			snprintf(why, sizeof why, "%zu error(s) in the routing files",
 				 json_array_size(json_object_get(reply, "errors")));
@@ -479,6 +522,8 @@ void admin_on_readable(router_t *r)
 		bool clear = false;
 		if (cmd && !strcmp(cmd, "reload"))
 			reply = admin_reload(r);
+		else if (cmd && !strcmp(cmd, "routes.push"))
+			reply = cluster_routes_push(r, req);
 		else if (cmd && !strcmp(cmd, "status")) {
 			reply = s_status(r);
 			if (json_is_true(json_object_get(req, "cluster")))
@@ -506,7 +551,8 @@ void admin_on_readable(router_t *r)
 		else
 			reply = json_pack(
 				"{s:b, s:s}", "ok", 0, "error",
-				"unknown command (expected reload, status, routes, instances, "
+				"unknown command (expected reload, routes.push, status, routes, "
+				"instances, "
 				"instance.pause|resume|restart, dlq.list, dlq.show, "
 				"dlq.replay, dlq.drop, dlq.purge or measures.report)");
 		s_audit(r, &actor, cmd, req, reply, clear);

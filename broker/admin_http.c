@@ -48,6 +48,8 @@
 #include "log.h"
 
 #define ADMIN_TIMEOUT_MS 5000
+/* A reload in cluster mode waits for every node's verdict (cluster_routes.c, up to 8 s). */
+#define ADMIN_RELOAD_TIMEOUT_MS 15000
 #define MAX_BODY (1u << 20)
 
 struct admin_http {
@@ -110,7 +112,9 @@ static void s_reply_error(reply_t *out, int status, const char *fmt, ...)
 /* Sends one admin command and returns the reply (new reference), or NULL with why. */
 static json_t *s_call(admin_http_t *a, json_t *req, char *why, size_t why_size)
 {
-	int timeout = ADMIN_TIMEOUT_MS, linger = 0;
+	const char *cmd = json_string_value(json_object_get(req, "cmd"));
+	int timeout = cmd && !strcmp(cmd, "reload") ? ADMIN_RELOAD_TIMEOUT_MS : ADMIN_TIMEOUT_MS;
+	int linger = 0;
 	char *text;
 	json_t *reply = NULL;
 	zmq_msg_t msg;
@@ -139,8 +143,7 @@ static json_t *s_call(admin_http_t *a, json_t *req, char *why, size_t why_size)
 	zmq_msg_init(&msg);
 	if (zmq_connect(s, a->admin_endpoint) != 0 || zmq_send(s, text, strlen(text), 0) < 0 ||
 	    zmq_msg_recv(&msg, s, 0) < 0) {
-		snprintf(why, why_size, "kanald's router did not answer within %d ms",
-			 ADMIN_TIMEOUT_MS);
+		snprintf(why, why_size, "kanald's router did not answer within %d ms", timeout);
 	} else {
 		json_error_t jerr;
 		reply = json_loadb(zmq_msg_data(&msg), zmq_msg_size(&msg), 0, &jerr);

@@ -114,8 +114,20 @@ void cluster_item_free(cluster_item_t **item_p)
 	if (!it)
 		return;
 	natsMsg_Destroy(it->msg);
+	if (it->payload && it->payload_free)
+		it->payload_free(it->payload);
 	free(it);
 	*item_p = NULL;
+}
+
+void cluster_inbox_push(cluster_t *c, cluster_item_t *it)
+{
+	s_inbox_push(c, it);
+}
+
+jsCtx *cluster_jetstream(cluster_t *c)
+{
+	return c->js;
 }
 
 int cluster_fd(const cluster_t *c)
@@ -493,14 +505,42 @@ static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject
 	return 0;
 }
 
-/* Opens the <prefix>_NODES key-value bucket (created when absent, never deleted), where each
- * node writes its entry under its name, and picks this node's key. */
-static int s_ensure_nodes(cluster_t *c, const conf_nats_t *conf, kanal_error_t *err)
+int cluster_kv_open(cluster_t *c, const char *suffix, int64_t ttl_ms, int replicas, kvStore **out,
+		    kanal_error_t *err)
 {
 	char bucket[64];
 	natsStatus st = NATS_OK;
 
-	snprintf(bucket, sizeof bucket, "%s_NODES", c->prefix);
+	snprintf(bucket, sizeof bucket, "%s_%s", c->prefix, suffix);
+	for (int waited = 0; waited < CLUSTER_READY_MS; waited += 500) {
+		st = js_KeyValue(out, c->js, bucket);
+		if (st == NATS_OK)
+			return 0;
+		if (st == NATS_NOT_FOUND) {
+			kvConfig kc;
+			kvConfig_Init(&kc);
+			kc.Bucket = bucket;
+			kc.History = 1;
+			kc.TTL = ttl_ms * 1000000LL; /* libnats 3.4: nanoseconds */
+			kc.Replicas = replicas;
+			kc.StorageType = js_FileStorage;
+			st = js_CreateKeyValue(out, c->js, &kc);
+			if (st == NATS_OK)
+				return 0;
+			break; /* the streams were just made: this is no leader election */
+		}
+		s_sleep_ms(500);
+	}
+	kanal_error_set(err, "journal.nats", 0, 0, NULL, "cannot open the key-value bucket %s: %s",
+			bucket,
+			nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(st));
+	return KANAL_EIO;
+}
+
+/* Opens the <prefix>_NODES key-value bucket, where each node writes its entry under its
+ * name, and picks this node's key. */
+static int s_ensure_nodes(cluster_t *c, const conf_nats_t *conf, kanal_error_t *err)
+{
 	if (conf->node_name) {
 		snprintf(c->node_key, sizeof c->node_key, "%s", conf->node_name);
 	} else {
@@ -512,29 +552,8 @@ static int s_ensure_nodes(cluster_t *c, const conf_nats_t *conf, kanal_error_t *
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
 			*p = '_'; /* what a key may hold */
-	for (int waited = 0; waited < CLUSTER_READY_MS; waited += 500) {
-		st = js_KeyValue(&c->nodes, c->js, bucket);
-		if (st == NATS_OK)
-			return 0;
-		if (st == NATS_NOT_FOUND) {
-			kvConfig kc;
-			kvConfig_Init(&kc);
-			kc.Bucket = bucket;
-			kc.History = 1;
-			kc.TTL = CLUSTER_NODE_TTL_MS * 1000000LL; /* libnats 3.4: nanoseconds */
-			kc.Replicas = (int)conf->replicas;
-			kc.StorageType = js_FileStorage;
-			st = js_CreateKeyValue(&c->nodes, c->js, &kc);
-			if (st == NATS_OK)
-				return 0;
-			break; /* the streams were just made: this is no leader election */
-		}
-		s_sleep_ms(500);
-	}
-	kanal_error_set(err, "journal.nats", 0, 0, NULL, "cannot open the key-value bucket %s: %s",
-			bucket,
-			nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(st));
-	return KANAL_EIO;
+	return cluster_kv_open(c, "NODES", CLUSTER_NODE_TTL_MS, (int)conf->replicas, &c->nodes,
+			       err);
 }
 
 /* Binds fetcher f to the durable pull consumer `durable` on stream suffix, filtered to
@@ -719,12 +738,16 @@ int cluster_start(cluster_t *c)
 
 /* ---- the connection ------------------------------------------------------------------------ */
 
+/* Set while a cluster_t is being destroyed: libnats may run the disconnected callback on its
+ * own thread after natsConnection_Destroy returned, when the cluster_t is freed already, so
+ * the callback reads this rather than its closure. */
+static bool s_closing;
+
 static void s_on_disconnected(natsConnection *nc, void *closure)
 {
-	cluster_t *c = closure;
-
 	(void)nc;
-	if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
+	(void)closure;
+	if (__atomic_load_n(&s_closing, __ATOMIC_ACQUIRE))
 		return; /* kanald is stopping: nothing to warn about */
 	log_warn("cluster", "lost the connection to NATS: not accepting events until it is back");
 }
@@ -763,7 +786,7 @@ static natsStatus s_options(natsOptions **out, const conf_nats_t *conf, cluster_
 	if (st == NATS_OK)
 		st = natsOptions_SetReconnectWait(o, 500);
 	if (st == NATS_OK)
-		st = natsOptions_SetDisconnectedCB(o, s_on_disconnected, c);
+		st = natsOptions_SetDisconnectedCB(o, s_on_disconnected, NULL);
 	if (st == NATS_OK)
 		st = natsOptions_SetReconnectedCB(o, s_on_reconnected, NULL);
 	if (st == NATS_OK && conf->creds_file)
@@ -798,6 +821,7 @@ cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *
 		return NULL;
 	}
 	pthread_mutex_init(&c->mu, NULL);
+	__atomic_store_n(&s_closing, false, __ATOMIC_RELEASE);
 	c->pipe_fd[0] = c->pipe_fd[1] = -1;
 	c->pending = calloc(CLUSTER_PENDING_SLOTS, sizeof *c->pending);
 	c->fetchers = calloc(n_dests + 1, sizeof *c->fetchers);
@@ -885,6 +909,7 @@ void cluster_destroy(cluster_t **c_p)
 	if (!c)
 		return;
 	__atomic_store_n(&c->stop, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&s_closing, true, __ATOMIC_RELEASE);
 	for (size_t i = 0; i < c->n_fetchers; i++)
 		if (c->fetchers[i].started)
 			pthread_join(c->fetchers[i].thread, NULL);

@@ -31,6 +31,7 @@ typedef struct cluster cluster_t;
 typedef enum cluster_item_kind {
 	CLUSTER_PUBACK,  /* a publish was answered (or failed, or timed out) */
 	CLUSTER_FETCHED, /* a message from a pull consumer */
+	CLUSTER_ROUTES,  /* a routing table from the routes bucket (cluster_routes.c) */
 } cluster_item_kind_t;
 
 typedef struct cluster_item {
@@ -40,6 +41,8 @@ typedef struct cluster_item {
 	char error[200];
 	natsMsg *msg;    /* FETCHED: owned by the item */
 	size_t consumer; /* FETCHED: CLUSTER_ROUTE or 1 + destination index */
+	void *payload;   /* ROUTES: what the watcher hands over, freed with payload_free */
+	void (*payload_free)(void *payload);
 	struct cluster_item *next;
 } cluster_item_t;
 
@@ -67,7 +70,20 @@ int cluster_fd(const cluster_t *c);
 /* Takes everything the inbox holds, oldest first (a list through ->next), or NULL.
  * Ownership: the items are the caller's; free each with cluster_item_free. */
 cluster_item_t *cluster_take(cluster_t *c);
-/* Frees an item and the message it holds. Accepts NULL. Ownership: takes *item_p. */
+/* Puts an item in the inbox (any thread): the router's thread finds it at its next
+ * cluster_take. Ownership: takes it. */
+void cluster_inbox_push(cluster_t *c, cluster_item_t *it);
+/* The connection's JetStream context, for the key-value buckets of other files (the
+ * routes bucket: cluster_routes.c). Ownership: borrowed from c; safe on any thread. */
+jsCtx *cluster_jetstream(cluster_t *c);
+/* Opens the key-value bucket <prefix>_<suffix>, creating it when absent (history 1, TTL
+ * ttl_ms or 0 for none, file storage, `replicas`; never deleted), waiting while JetStream
+ * has no leader. Returns 0 and *out, or KANAL_EIO with the reason in err. Ownership: *out is
+ * new (kvStore_Destroy). */
+int cluster_kv_open(cluster_t *c, const char *suffix, int64_t ttl_ms, int replicas, kvStore **out,
+		    kanal_error_t *err);
+/* Frees an item and the message (or payload) it holds. Accepts NULL. Ownership: takes
+ * *item_p. */
 void cluster_item_free(cluster_item_t **item_p);
 /* A fetched message of `consumer` is finished (acknowledged, nak'd or terminated): its fetch
  * thread may take one more. */

@@ -885,6 +885,37 @@ static int s_replay(router_t *r, uint64_t seq, json_t *done)
 	return rc;
 }
 
+/* dlq.purge: deletes every letter that died before `older_than` (RFC 3339). The stream
+ * holds letters in the order they died, so the walk stops at the first younger one. */
+static json_t *s_purge(router_t *r, const char *older_than)
+{
+	cluster_t *c = r->cluster->link;
+	uint64_t first, last;
+	int64_t before = -1, purged = 0;
+
+	if (!older_than || kanal_time_parse_rfc3339(older_than, &before) != 0 || before < 0)
+		return json_pack("{s:b, s:s}", "ok", 0, "error",
+				 "'older_than' must be an RFC 3339 time");
+	if (cluster_dead_range(c, &first, &last) < 0)
+		return json_pack("{s:b, s:s}", "ok", 0, "error",
+				 "NATS did not answer for the dead-letter stream");
+	for (uint64_t seq = first; first && seq <= last; seq++) {
+		natsMsg *m = NULL;
+		int rc = cluster_dead_get(c, seq, &m);
+		bool older = rc == 0 && natsMsg_GetTime(m) / 1000000 < before;
+
+		natsMsg_Destroy(m);
+		if (rc == KANAL_ENOTFOUND)
+			continue; /* dropped or replayed */
+		if (rc < 0 || !older)
+			break;
+		if (cluster_dead_delete(c, seq) == 0)
+			purged++;
+	}
+	r->dlq_purged += (uint64_t)purged;
+	return json_pack("{s:b, s:I}", "ok", 1, "purged", (json_int_t)purged);
+}
+
 json_t *cluster_router_dlq(router_t *r, const char *cmd, json_t *req, int64_t since_ms, bool *clear)
 {
 	cluster_t *c = r->cluster->link;
@@ -931,9 +962,9 @@ json_t *cluster_router_dlq(router_t *r, const char *cmd, json_t *req, int64_t si
 		json_decref(ids);
 		return admin_dlq_reply(replay, done, missing);
 	}
-	return json_pack("{s:b, s:s}", "ok", 0, "error",
-			 "cluster mode: the DEAD stream keeps letters until dropped or replayed; "
-			 "purge them with dlq drop");
+	if (!strcmp(cmd, "dlq.purge"))
+		return s_purge(r, json_string_value(json_object_get(req, "older_than")));
+	return NULL;
 }
 
 /* ---- the inbox, construction ------------------------------------------------------------ */
@@ -948,12 +979,19 @@ void cluster_router_on_inbox(router_t *r)
 		list = it->next;
 		if (it->kind == CLUSTER_PUBACK)
 			s_on_puback(r, it);
+		else if (it->kind == CLUSTER_ROUTES)
+			cluster_routes_on_item(r, it);
 		else if (it->consumer == CLUSTER_ROUTE)
 			s_on_event(r, it);
 		else
 			s_on_delivery(r, it);
 		cluster_item_free(&it);
 	}
+}
+
+cluster_t *cluster_router_link(router_t *r)
+{
+	return r->cluster ? r->cluster->link : NULL;
 }
 
 int cluster_router_fd(const router_t *r)
@@ -1026,6 +1064,10 @@ int cluster_router_new(router_t *r, char *err, size_t err_size)
 	log_info("cluster", "joined the NATS cluster: streams %s_IN, %s_DLV, %s_DEAD",
 		 r->conf->nats.stream_prefix, r->conf->nats.stream_prefix,
 		 r->conf->nats.stream_prefix);
+	if (cluster_routes_new(r, err, err_size) < 0) {
+		cluster_router_destroy(r);
+		return KANAL_ECONFIG;
+	}
 	return 0;
 fail:
 	free(names);
@@ -1054,6 +1096,9 @@ int cluster_router_start(router_t *r)
 	}
 	if (r->cluster && r->conf->nats.events)
 		stream_set_mirror(r->stream, s_mirror, r->cluster->link);
+	if (r->cluster && cluster_routes_start(r) < 0)
+		log_error("cluster", "not watching the routes bucket: a table pushed from another "
+				     "node does not reach this one until it restarts");
 	return r->cluster ? cluster_start(r->cluster->link) : 0;
 }
 
@@ -1063,6 +1108,7 @@ void cluster_router_destroy(router_t *r)
 
 	if (!cr)
 		return;
+	cluster_routes_destroy(r); /* its watcher uses the connection */
 	cluster_destroy(&cr->link);
 	for (size_t i = 0; i < WAITER_BUCKETS; i++) {
 		while (cr->buckets[i]) {

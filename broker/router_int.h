@@ -248,8 +248,10 @@ struct router {
 
 	journal_t *journal;             /* NULL: memory mode */
 	struct cluster_router *cluster; /* journal.mode cluster (cluster_router.c), else NULL */
-	bool journal_failed; /* a commit failed: refuse new events until a commit works */
-	turn_event_t *turn;  /* the events this turn added to the journal (turn_event_t) */
+	struct cluster_routes
+		*cluster_routes; /* cluster mode: the routes bucket (cluster_routes.c) */
+	bool journal_failed;     /* a commit failed: refuse new events until a commit works */
+	turn_event_t *turn;      /* the events this turn added to the journal (turn_event_t) */
 	size_t n_turn, turn_cap;
 	size_t n_parked; /* accepted events waiting on disk for room */
 	int64_t next_prune_ms;
@@ -580,8 +582,20 @@ void admin_dlq_retention(router_t *r, int64_t now_ms);
 /* The reply of dlq.replay ({replayed: done, missing}) or dlq.drop ({dropped: count}).
  * Ownership: takes done and missing; the reply is new. */
 json_t *admin_dlq_reply(bool replay, json_t *done, json_t *missing);
-/* Loads the routing files again and swaps the table if valid; the admin reply (new). */
+/* Loads the routing files again and swaps the table if valid (in cluster mode: pushes them
+ * to every node, cluster_routes_reload); the admin reply (new). */
 json_t *admin_reload(router_t *r);
+/* d's errors as a JSON array of lines "file:line:col: error: …". Ownership: borrows d; the
+ * array is new. */
+json_t *admin_diag_lines(const diag_t *d);
+/* A routing table that was refused: counts and logs it (with `why` before the errors, when
+ * not NULL), tells the event stream, and returns the admin reply {ok: false, errors, error:
+ * why}. Ownership: takes errors (an array of strings); the reply is new. */
+json_t *admin_routes_refused(router_t *r, json_t *errors, const char *why);
+/* Makes *routes_p the routing table (the old one lives on for the flows that matched it),
+ * counts the reload and logs it, `origin` (may be NULL) after "routes reloaded: N routes
+ * from M files". Returns 0 or KANAL_ENOMEM. Ownership: takes *routes_p. */
+int admin_routes_swap(router_t *r, routes_t **routes_p, const char *origin);
 /* "running", "paused" or "restarting". */
 const char *admin_instance_state(router_t *r, instance_t *inst);
 
@@ -673,6 +687,9 @@ bool cluster_router_refuses(router_t *r, routes_t **routes_p, diag_t *d);
 /* Starts fetching (the router's loop runs from now on). */
 int cluster_router_start(router_t *r);
 void cluster_router_destroy(router_t *r);
+/* The node's link to NATS (cluster.c), or NULL when not in cluster mode. */
+struct cluster;
+struct cluster *cluster_router_link(router_t *r);
 /* The descriptor the loop polls for the cluster's inbox, or -1 when not in cluster mode. */
 int cluster_router_fd(const router_t *r);
 /* Handles what the inbox holds: PubAcks, events to route, deliveries for local instances. */
@@ -714,5 +731,33 @@ void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome,
 void cluster_router_tick(router_t *r);
 /* A delivery freed without an outcome (shutdown): its message is let go unacknowledged. */
 void cluster_router_forget(router_t *r, delivery_t *dl);
+
+/* ---- cluster_routes.c: routing tables through the <prefix>_ROUTES bucket (cluster mode) -- */
+
+struct cluster_item;
+
+/* Opens (or creates) the routes bucket; when it holds a current table, compiles it and makes
+ * it the router's table in place of the local files' (said in the log). Called by
+ * cluster_router_new once connected. Returns 0, or KANAL_ECONFIG / KANAL_EIO with the
+ * reason in err (the cluster's table does not compile on this node, NATS did not answer). */
+int cluster_routes_new(router_t *r, char *err, size_t err_size);
+/* Starts the thread that watches the bucket: it answers other nodes' candidates with this
+ * node's verdict and hands new current tables to the router through the inbox. */
+int cluster_routes_start(router_t *r);
+/* Stops the watcher and closes the bucket; before cluster_destroy. Accepts a router without
+ * one. */
+void cluster_routes_destroy(router_t *r);
+/* The admin command routes.push: {files: [{name, text}, …]} compiled here, then on every
+ * live node; made current everywhere only when all accept. Waits for NATS and the other
+ * nodes (bounded). Ownership: borrows req; the reply is new. */
+json_t *cluster_routes_push(router_t *r, json_t *req);
+/* `reload` in cluster mode: pushes this node's routing files as routes.push does. Ownership:
+ * the reply is new. */
+json_t *cluster_routes_reload(router_t *r);
+/* A CLUSTER_ROUTES item of the inbox: a current table the watcher compiled. Ownership:
+ * borrows it (its payload may be taken). */
+void cluster_routes_on_item(router_t *r, struct cluster_item *it);
+/* The generation of the cluster's table in force here (0: the local files). */
+uint64_t cluster_routes_generation(const router_t *r);
 
 #endif

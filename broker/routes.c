@@ -1251,19 +1251,30 @@ int routes_load(const char *const *paths, size_t n_paths, const char *const *ins
 int routes_load_text(const char *text, size_t len, const char *file, const char *const *instances,
 		     size_t n_instances, routes_t **out, diag_t *d)
 {
-	yaml_tree_t *tree = NULL;
-	size_t first_error;
+	routes_text_t one = { file ? file : "<routes>", text, len };
+
+	return routes_load_texts(&one, 1, instances, n_instances, out, d);
+}
+
+int routes_load_texts(const routes_text_t *files, size_t n_files, const char *const *instances,
+		      size_t n_instances, routes_t **out, diag_t *d)
+{
 	builder_t b;
-	int rc;
 
 	*out = NULL;
-	if (!file)
-		file = "<routes>";
 	s_builder_init(&b, instances, n_instances, d);
-	first_error = d ? d->count : 0;
-	rc = yaml_tree_parse(text, len, file, &tree, d);
-	s_load_tree(&b, file, rc, tree, first_error);
-	yaml_tree_destroy(&tree);
+	if (!n_files) {
+		diag_add(d, NULL, 0, 0, "no routing files given");
+		b.errors++;
+	}
+	for (size_t i = 0; i < n_files && !b.oom; i++) {
+		yaml_tree_t *tree = NULL;
+		size_t first_error = d ? d->count : 0;
+		int rc = yaml_tree_parse(files[i].text, files[i].len, files[i].name, &tree, d);
+
+		s_load_tree(&b, files[i].name, rc, tree, first_error);
+		yaml_tree_destroy(&tree);
+	}
 	return s_end(&b, out);
 }
 
@@ -1317,6 +1328,11 @@ const char *routes_default(const routes_t *rt)
 size_t routes_file_count(const routes_t *rt)
 {
 	return rt ? rt->n_files : 0;
+}
+
+const char *routes_file(const routes_t *rt, size_t i)
+{
+	return rt && i < rt->n_files ? rt->files[i] : NULL;
 }
 
 /* ---- matching ------------------------------------------------------------------------ */

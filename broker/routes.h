@@ -110,6 +110,20 @@ int routes_load(const char *const *paths, size_t n_paths, const char *const *ins
 int routes_load_text(const char *text, size_t len, const char *file, const char *const *instances,
 		     size_t n_instances, routes_t **out, diag_t *d);
 
+/* One routing file held in memory: its name (as errors print it) and its text. */
+typedef struct routes_text {
+	const char *name;
+	const char *text;
+	size_t len;
+} routes_text_t;
+
+/* Loads routing files from their texts, in the order given, as routes_load loads files
+ * (cluster mode's pushed tables: docs/design/cluster.md). Returns 0 and *out, or
+ * KANAL_ECONFIG with every error in d, each naming its file's `name`. Ownership: borrows
+ * files and instances; *out is new. */
+int routes_load_texts(const routes_text_t *files, size_t n_files, const char *const *instances,
+		      size_t n_instances, routes_t **out, diag_t *d);
+
 void routes_destroy(routes_t **routes_p);
 
 size_t routes_count(const routes_t *rt);
@@ -128,6 +142,9 @@ const char *routes_measure_label(const route_measure_t *m, size_t i, const kanal
 
 /* Files the table was read from, for messages ("3 routes from 2 files"). */
 size_t routes_file_count(const routes_t *rt);
+/* The i-th file the table was read from, as it was named to the loader (a folder's files
+ * each by their path), or NULL past the end. Ownership: borrowed from rt. */
+const char *routes_file(const routes_t *rt, size_t i);
 
 /* Matches msg: stores up to `cap` matching routes in declaration order into out and returns
  * how many match in all (which may exceed cap). Reads data only for routes whose type and

@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "kanalctl.h"
+#include "routes.h"
 
 /* Sends {"cmd": cmd} to the admin socket; see ctl_admin_call. */
 static int s_admin_call(const ctl_t *ctl, const char *cmd, json_t **reply, char **raw)
@@ -204,32 +205,25 @@ static void s_add_error(diag_t *d, const char *text)
 	diag_add(d, NULL, 0, 0, "%s", text);
 }
 
-int cmd_reload(ctl_t *ctl, int argc, char **argv)
+/* Prints the reply of a reload or a push (`what`): "what: ok" and the reply, or the errors
+ * kanald (or another node) found, each with its offending line, and why. Returns the exit
+ * status. Ownership: borrows reply and raw. */
+static int s_report_table(const ctl_t *ctl, const char *what, json_t *reply, const char *raw)
 {
-	json_t *reply, *errors, *item;
-	char *raw;
+	json_t *errors, *item;
 	diag_t d = { 0 };
 	const char *message;
 	size_t i;
-	int status;
+	int status = json_is_true(json_object_get(reply, "ok")) ? CTL_EXIT_OK : CTL_EXIT_NO;
 
-	if (argc > 0) {
-		ctl_error(
-			"reload takes no arguments (kanalctl check ROUTES... checks files first)");
-		return CTL_EXIT_ERROR;
-	}
-	status = s_admin_call(ctl, "reload", &reply, &raw);
-	if (status != CTL_EXIT_OK)
-		return status;
-	status = json_is_true(json_object_get(reply, "ok")) ? CTL_EXIT_OK : CTL_EXIT_NO;
 	if (ctl->json) {
 		ctl_printf(stdout, "%s\n", raw);
-		goto done;
+		return status;
 	}
 	if (status == CTL_EXIT_OK) {
-		printf("reload: ok\n");
+		printf("%s: ok\n", what);
 		s_print_pretty(reply);
-		goto done;
+		return status;
 	}
 	errors = json_object_get(reply, "errors");
 	json_array_foreach(errors, i, item)
@@ -238,14 +232,106 @@ int cmd_reload(ctl_t *ctl, int argc, char **argv)
 			s_add_error(&d, json_string_value(item));
 	}
 	diag_print(&d, stderr);
-	message = json_string_value(json_object_get(reply, "error"));
-	ctl_error("reload refused%s%s; the old routing table stays in force", message ? ": " : "",
-		  message ? message : "");
-done:
 	diag_free(&d);
+	message = json_string_value(json_object_get(reply, "error"));
+	ctl_error("%s refused%s%s; the old routing table stays in force", what, message ? ": " : "",
+		  message ? message : "");
+	return status;
+}
+
+/* In cluster mode a reload or push waits for every node's verdict (up to 8 s). */
+#define CTL_TABLE_TIMEOUT_MS 15000
+
+int cmd_reload(ctl_t *ctl, int argc, char **argv)
+{
+	json_t *reply;
+	char *raw;
+	int status;
+
+	if (argc > 0) {
+		ctl_error(
+			"reload takes no arguments (kanalctl check ROUTES... checks files first)");
+		return CTL_EXIT_ERROR;
+	}
+	if (!ctl->timeout_given)
+		ctl->timeout_ms = CTL_TABLE_TIMEOUT_MS;
+	status = s_admin_call(ctl, "reload", &reply, &raw);
+	if (status != CTL_EXIT_OK)
+		return status;
+	status = s_report_table(ctl, "reload", reply, raw);
 	json_decref(reply);
 	free(raw);
 	return status;
+}
+
+/* Reads a whole routing file into a JSON string, or NULL after saying why. */
+static json_t *s_file_text(const char *path)
+{
+	char *text = NULL;
+	size_t len = 0;
+	json_t *s;
+
+	if (ctl_read_input(path, 900 * 1024, &text, &len) < 0)
+		return NULL;
+	s = json_stringn(text, len);
+	if (!s)
+		ctl_error("%s is not UTF-8 text", path);
+	free(text);
+	return s;
+}
+
+/* `routes push [PATHS...]`: the files (or the config's routes:) checked as `check` checks
+ * them, then sent to kanald (routes.push), which shares them with every node of the
+ * cluster. */
+static int s_routes_push(ctl_t *ctl, int argc, char **argv)
+{
+	conf_t *conf = ctl_conf_load(ctl);
+	routes_t *rt = NULL;
+	diag_t d = { 0 };
+	json_t *files, *request, *reply = NULL;
+	char *raw = NULL;
+	int status = CTL_EXIT_ERROR;
+
+	if (!conf)
+		return CTL_EXIT_ERROR;
+	if (ctl_load_routes(conf, argc ? argv : NULL, (size_t)argc, &rt, &d) < 0) {
+		diag_print(&d, stderr);
+		ctl_error("routes push: the files have errors; nothing was sent");
+		status = CTL_EXIT_NO;
+		goto done;
+	}
+	files = json_array();
+	for (size_t i = 0; i < routes_file_count(rt); i++) {
+		const char *path = routes_file(rt, i);
+		json_t *text = s_file_text(path);
+		if (!text) {
+			json_decref(files);
+			goto done;
+		}
+		json_array_append_new(files, json_pack("{s:s, s:o}", "name", path, "text", text));
+	}
+	request = json_pack("{s:s, s:o}", "cmd", "routes.push", "files", files);
+	if (!ctl->timeout_given)
+		ctl->timeout_ms = CTL_TABLE_TIMEOUT_MS;
+	status = request ? ctl_admin_call(ctl, request, &reply, &raw) : CTL_EXIT_ERROR;
+	json_decref(request);
+	if (status == CTL_EXIT_OK)
+		status = s_report_table(ctl, "routes push", reply, raw);
+done:
+	json_decref(reply);
+	free(raw);
+	routes_destroy(&rt);
+	diag_free(&d);
+	conf_destroy(&conf);
+	return status;
+}
+
+int cmd_routes(ctl_t *ctl, int argc, char **argv)
+{
+	if (argc > 0 && !strcmp(argv[0], "push"))
+		return s_routes_push(ctl, argc - 1, argv + 1);
+	ctl_error("routes needs a subcommand: push [ROUTES...] (kanalctl help routes)");
+	return CTL_EXIT_ERROR;
 }
 
 int cmd_status(ctl_t *ctl, int argc, char **argv)

@@ -30,10 +30,7 @@ static const char *s_plural(size_t n, const char *one, const char *many)
 	return n == 1 ? one : many;
 }
 
-/* Loads the routing table from `paths` (NULL: the config's route_paths) with the config's
- * instance names. Returns 0 and *out, or a negative code with the errors in d. */
-static int s_load_routes(const conf_t *conf, char **paths, size_t n_paths, routes_t **out,
-			 diag_t *d)
+int ctl_load_routes(const conf_t *conf, char **paths, size_t n_paths, routes_t **out, diag_t *d)
 {
 	const char **names = ctl_instance_names(conf);
 	size_t n = 0;
@@ -197,7 +194,7 @@ int cmd_check(ctl_t *ctl, int argc, char **argv)
 		return CTL_EXIT_NO;
 	}
 	conf_errors = d.count + instance_check_all(conf, false, &d);
-	rc = s_load_routes(conf, argc ? argv : NULL, (size_t)argc, &rt, &d);
+	rc = ctl_load_routes(conf, argc ? argv : NULL, (size_t)argc, &rt, &d);
 	if (rc < 0 && d.count == conf_errors)
 		diag_add(&d, NULL, 0, 0, "the routing files could not be loaded: %s",
 			 kanal_strerror(rc));
@@ -310,7 +307,7 @@ int cmd_explain(ctl_t *ctl, int argc, char **argv)
 	conf = ctl_conf_load(ctl);
 	if (!conf)
 		return CTL_EXIT_ERROR;
-	if (s_load_routes(conf, NULL, 0, &rt, &d) < 0) {
+	if (ctl_load_routes(conf, NULL, 0, &rt, &d) < 0) {
 		diag_print(&d, stderr);
 		ctl_error("explain: the routing files have errors (kanalctl check shows them all)");
 		status = CTL_EXIT_ERROR;

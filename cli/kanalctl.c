@@ -5,7 +5,7 @@
  * kanald.yaml and the routing files, `explain` shows where an event would go, `validate`
  * checks CloudEvents, `plugin info` documents a plugin. Online commands talk to a running
  * kanald over its ZeroMQ endpoints (docs/design/wire.md): `send` to the gateway, `tail` on
- * the event stream, `reload`, `status` and `dlq` (dead letters) on the admin socket. Options may stand before or
+ * the event stream, `reload`, `routes push`, `status` and `dlq` (dead letters) on the admin socket. Options may stand before or
  * after the command's name; each command accepts only the options that mean something to
  * it, so a misplaced flag is an error rather than silently ignored. docs/kanalctl.md is the
  * user's guide.
@@ -88,7 +88,20 @@ static const command_t s_commands[] = {
 	  "make kanald reload its routing files",
 	  "Asks kanald to build the new routing table beside the old one and swap only if it\n"
 	  "is valid. On failure prints the errors; the old table stays in force.\n"
+	  "In cluster mode the node pushes its routing files to every node, as `routes\n"
+	  "push` does: all reload, or none. --timeout defaults to 15000 here.\n"
 	  "Exit status: 0 reloaded, 1 refused, 2 no reply.\n" },
+	{ "routes", cmd_routes, CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON,
+	  "push [ROUTES...]", "cluster mode: make routing files the table of every node",
+	  "  routes push [ROUTES...]\n"
+	  "      checks the files (or folders; none: the config's routes:) as `check` does,\n"
+	  "      then sends their text to kanald, which compiles them, asks every live node\n"
+	  "      of the cluster to compile them too, and only when all accept makes them the\n"
+	  "      table of every node (and of nodes started later). A refusal anywhere prints\n"
+	  "      the refusing node's errors and changes nothing anywhere (docs/cluster.md).\n"
+	  "--timeout defaults to 15000 (the nodes' verdicts take up to 8 s).\n"
+	  "Exit status: 0 in force everywhere, 1 refused (errors in the files, or a node\n"
+	  "refused or did not answer), 2 bad usage or no reply.\n" },
 	{ "status", cmd_status,
 	  CTL_OPT_CONFIG | CTL_OPT_ADMIN | CTL_OPT_TIMEOUT | CTL_OPT_JSON | CTL_OPT_CLUSTER,
 	  "[--cluster]", "show kanald's instances, routes and counters",
@@ -126,7 +139,8 @@ static const command_t s_commands[] = {
 	  "      delete for good every letter that died before TIME (retention does this\n"
 	  "      by itself: journal.dead_letters max_age and max_events)\n"
 	  "TIME is RFC 3339 (2026-11-24T10:00:00Z) or a duration ago (30m, 2h, 1d).\n"
-	  "--json prints kanald's reply as received. Needs kanald's durable journal.\n"
+	  "--json prints kanald's reply as received. Needs kanald's durable journal,\n"
+	  "or cluster mode (the letters are on the DEAD stream; any node answers).\n"
 	  "Exit status: 0 answered, and every letter asked for was replayed or dropped;\n"
 	  "1 kanald said no (journal off, no such letter, a letter missing); 2 bad usage\n"
 	  "or no reply.\n" },
@@ -216,12 +230,14 @@ static void s_usage(FILE *out)
 		"                        endpoints file in the config's run_dir, else the config)\n"
 		"  --stream ENDPOINT     kanald's event stream (default: $KANAL_STREAM, ...)\n"
 		"  --admin ENDPOINT      kanald's admin socket (default: $KANAL_ADMIN, ...)\n"
-		"  --timeout MS          wait at most MS for a reply (send, reload, status; "
+		"  --timeout MS          wait at most MS for a reply (send, status, dlq; "
 		"default\n"
-		"                        5000), or for the next message (tail; default: forever)\n"
+		"                        5000; reload, routes push: 15000), or for the next\n"
+		"                        message (tail; default: forever)\n"
 		"  --count N             tail: stop after N messages\n"
-		"  --json                tail, status, reload, dlq, report: print the JSON as "
-		"received\n"
+		"  --json                tail, status, reload, routes, dlq, report: print the JSON "
+		"as\n"
+		"                        received\n"
 		"  --route R, --type T   dlq list, dlq replay --all-matching: only dead letters\n"
 		"                        of route R, of event type T\n"
 		"  --since TIME          dlq: only those that died after TIME (RFC 3339, or a\n"

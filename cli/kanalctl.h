@@ -92,6 +92,7 @@ int cmd_validate(ctl_t *ctl, int argc, char **argv);
 int cmd_send(ctl_t *ctl, int argc, char **argv);
 int cmd_tail(ctl_t *ctl, int argc, char **argv);
 int cmd_reload(ctl_t *ctl, int argc, char **argv);
+int cmd_routes(ctl_t *ctl, int argc, char **argv);
 int cmd_status(ctl_t *ctl, int argc, char **argv);
 int cmd_plugin(ctl_t *ctl, int argc, char **argv);
 int cmd_dlq(ctl_t *ctl, int argc, char **argv);
@@ -132,6 +133,13 @@ conf_t *ctl_conf_load(const ctl_t *ctl);
  * Returns NULL only when out of memory (an empty config gives a non-NULL empty array).
  * Ownership: the caller frees the array; the strings are borrowed from conf. */
 const char **ctl_instance_names(const conf_t *conf);
+
+/* Loads the routing table from `paths` (NULL: the config's route_paths) with the config's
+ * instance names, as `check` does (cmd_check.c). Returns 0 and *out, or a negative code with
+ * the errors in d. Ownership: borrows conf and paths; *out is new (routes_destroy). */
+struct routes;
+int ctl_load_routes(const conf_t *conf, char **paths, size_t n_paths, struct routes **out,
+		    diag_t *d);
 
 /* Finds the endpoint of kanald's `name` socket ("gateway", "stream" or "admin"): the
  * --NAME flag, else $KANAL_NAME, else the `name=` line of <run_dir>/endpoints, else the

@@ -66,21 +66,7 @@ static const char *s_routes = "routes:\n"
 /* A kanald config in cluster mode against nc with `replicas`. */
 static char *s_conf(const natsd_t *nc, int replicas, const char *dedupe_window)
 {
-	char *extra = NULL, *conf;
-
-	if (asprintf(&extra,
-		     "journal:\n"
-		     "  mode: cluster\n"
-		     "  dedupe_window: %s\n"
-		     "  nats:\n"
-		     "    servers: %s\n"
-		     "    replicas: %d\n"
-		     "    ack_wait: 5s\n",
-		     dedupe_window, nc->servers, replicas) < 0)
-		return NULL;
-	conf = kd_config(s_sinks, extra);
-	free(extra);
-	return conf;
+	return clu_config(nc, replicas, dedupe_window, s_sinks);
 }
 
 /* Waits up to timeout_ms until both sinks, over the nodes, hold every event 0..n-1.

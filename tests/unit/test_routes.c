@@ -797,7 +797,49 @@ static void test_channels_compile_to_destination_and_fallback(void)
 	routes_destroy(&rt);
 }
 
-TEST_MAIN("routes", TEST(test_bad_tables_match_expected_errors),
+/* routes_load_texts: several files held in memory load as one table, in the order given
+ * (duplicate names across them are caught), and each error names its own file: what a
+ * table pushed to a cluster reports (docs/design/cluster.md). */
+static void test_load_texts_as_files(void)
+{
+	const char *one = "routes:\n  - name: a\n    match: { type: 'x.>' }\n    to: [letter]\n";
+	const char *two = "routes:\n  - name: b\n    match: { type: 'y.>' }\n    to: [hr]\n"
+			  "default: calendar\n";
+	const char *bad = "routes:\n  - name: a\n    match: { type: 'z.>' }\n    to: [nowhere]\n";
+	routes_text_t files[] = { { "routes/one.yaml", one, strlen(one) },
+				  { "routes/two.yaml", two, strlen(two) } };
+	routes_text_t broken[] = { { "routes/one.yaml", one, strlen(one) },
+				   { "routes/bad.yaml", bad, strlen(bad) } };
+	routes_t *rt = NULL;
+	diag_t d = { 0 };
+	char *text;
+
+	CU_ASSERT_EQUAL(routes_load_texts(files, 2, s_instances, N_INSTANCES, &rt, &d), 0);
+	CU_ASSERT_EQUAL(routes_count(rt), 2);
+	CU_ASSERT_EQUAL(routes_file_count(rt), 2);
+	CU_ASSERT_STRING_EQUAL(routes_file(rt, 1), "routes/two.yaml");
+	CU_ASSERT_PTR_NULL(routes_file(rt, 2));
+	CU_ASSERT_STRING_EQUAL(routes_get(rt, 0)->name, "a");
+	CU_ASSERT_STRING_EQUAL(routes_default(rt), "calendar");
+	routes_destroy(&rt);
+
+	CU_ASSERT_EQUAL(routes_load_texts(broken, 2, s_instances, N_INSTANCES, &rt, &d),
+			KANAL_ECONFIG);
+	CU_ASSERT_PTR_NULL(rt);
+	text = diag_join(&d);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "routes/bad.yaml:4:"));
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "nowhere"));
+	/* The second file's route repeats the first's name. */
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "routes/bad.yaml:2:"));
+	free(text);
+	diag_free(&d);
+
+	CU_ASSERT_EQUAL(routes_load_texts(NULL, 0, s_instances, N_INSTANCES, &rt, &d),
+			KANAL_ECONFIG);
+	diag_free(&d);
+}
+
+TEST_MAIN("routes", TEST(test_load_texts_as_files), TEST(test_bad_tables_match_expected_errors),
 	  TEST(test_good_table_loads_with_defaults), TEST(test_folder_files_read_in_name_order),
 	  TEST(test_empty_folder_and_missing_path_are_errors),
 	  TEST(test_deadletter_known_and_backoff_ceiling_follows),

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kd_cluster.h"
 #include "test.h"
@@ -179,4 +180,65 @@ bool clu_store(kd_t **nodes, const bool *up, size_t n_nodes, size_t *next, const
 		test_sleep_ms(1000);
 	}
 	return false;
+}
+
+char *clu_config(const natsd_t *nc, int replicas, const char *dedupe_window, const char *instances)
+{
+	char *extra = NULL, *conf;
+
+	if (asprintf(&extra,
+		     "journal:\n"
+		     "  mode: cluster\n"
+		     "  dedupe_window: %s\n"
+		     "  nats:\n"
+		     "    servers: %s\n"
+		     "    replicas: %d\n"
+		     "    ack_wait: 5s\n",
+		     dedupe_window, nc->servers, replicas) < 0)
+		return NULL;
+	conf = kd_config(instances, extra);
+	free(extra);
+	return conf;
+}
+
+size_t clu_lines(kd_t **nodes, size_t n_nodes, const char *name)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < n_nodes; i++)
+		if (nodes[i])
+			n += kd_lines(kd_path(nodes[i], name));
+	return n;
+}
+
+size_t clu_wait_lines(kd_t **nodes, size_t n_nodes, const char *name, size_t want, int timeout_ms)
+{
+	int64_t deadline = test_now_ms() + timeout_ms;
+	size_t n;
+
+	while ((n = clu_lines(nodes, n_nodes, name)) < want && test_now_ms() < deadline)
+		test_sleep_ms(100);
+	return n;
+}
+
+int clu_kanalctl(kd_t *kd, char **out, const char *const *args)
+{
+	char *argv[32], *path = strdup(kd_path(kd, "kanalctl.out"));
+	size_t n = 0;
+	int status;
+
+	argv[n++] = (char *)"kanalctl";
+	argv[n++] = (char *)"-c";
+	argv[n++] = kd->conf_path;
+	for (size_t i = 0; args[i] && n < 31; i++)
+		argv[n++] = (char *)args[i];
+	argv[n] = NULL;
+	if (!path)
+		return -1;
+	unlink(path);
+	status = test_run_program("bin/kanalctl", argv, path);
+	if (out)
+		*out = test_read_file(path, NULL);
+	free(path);
+	return status;
 }

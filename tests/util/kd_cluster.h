@@ -41,4 +41,17 @@ int64_t clu_dead_count(const natsd_t *nc);
  * headers joined by ',' into reasons. Returns the count read. */
 int clu_dead_letters(const natsd_t *nc, char *reasons, size_t size, int max);
 
+/* A kanald config in cluster mode against nc: `instances` as kd_config takes them, the
+ * streams with `replicas`, journal.dedupe_window `dedupe_window`, ack_wait 5 s.
+ * Ownership: the caller frees the text. */
+char *clu_config(const natsd_t *nc, int replicas, const char *dedupe_window, const char *instances);
+/* The lines of sink file `name` (kd_path) over the nodes (NULL entries skipped). */
+size_t clu_lines(kd_t **nodes, size_t n_nodes, const char *name);
+/* Waits up to timeout_ms until clu_lines reaches want; returns the count reached. */
+size_t clu_wait_lines(kd_t **nodes, size_t n_nodes, const char *name, size_t want, int timeout_ms);
+/* Runs `kanalctl -c <kd's kanald.yaml> ARGS...` (args NULL-terminated) and returns its exit
+ * status (-1: it did not exit); its output (stdout and stderr) goes to *out when not NULL.
+ * Ownership: the caller frees *out. */
+int clu_kanalctl(kd_t *kd, char **out, const char *const *args);
+
 #endif
