@@ -1301,6 +1301,45 @@ static void test_string_rules_for_every_attribute(void)
 	CU_ASSERT_PTR_NULL(kanal_msg_new("demo\x85.test", "test", "t-1"));
 }
 
+/* Long values are checked eight bytes at a time while they are printable ASCII: a bad
+ * character is refused wherever it falls in a long value (every offset, so every lane of
+ * a word and the tail after the last whole word), and the printable edges (space, '~')
+ * and UTF-8 text pass at every offset. */
+static void test_string_rules_at_every_offset(void)
+{
+	static const char *const good[] = { " ", "~", "\xc3\xb8", "\xe2\x82\xac" };
+	char text[96];
+
+	for (size_t i = 0; i < sizeof s_not_strings / sizeof *s_not_strings; i++) {
+		for (size_t at = 0; at < 24; at++) {
+			kanal_msg_t *msg = kanal_msg_new("demo.test", "test", "t-1");
+
+			CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+			snprintf(text, sizeof text, "%.*s%s%.*s", (int)at,
+				 "abcdefghijklmnopqrstuvwxyz", s_not_strings[i], (int)(23 - at),
+				 "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+			CHECK_MSG(kanal_msg_set_attr(msg, "subject", text, NULL) == KANAL_EINVALID,
+				  "bad text %zu at offset %zu refused", i, at);
+			kanal_msg_destroy(&msg);
+		}
+	}
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+		for (size_t at = 0; at < 24; at++) {
+			kanal_msg_t *msg = kanal_msg_new("demo.test", "test", "t-1");
+
+			CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+			snprintf(text, sizeof text, "%.*s%s%.*s", (int)at,
+				 "abcdefghijklmnopqrstuvwxyz", good[i], (int)(23 - at),
+				 "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+			CHECK_MSG(kanal_msg_set_attr(msg, "subject", text, NULL) == 0,
+				  "good text %zu at offset %zu taken", i, at);
+			if (kanal_msg_subject(msg))
+				CU_ASSERT_STRING_EQUAL(kanal_msg_subject(msg), text);
+			kanal_msg_destroy(&msg);
+		}
+	}
+}
+
 static void test_string_rules_when_parsed(void)
 {
 	static const char *const cases[][2] = {
@@ -1954,8 +1993,9 @@ TEST_MAIN("msg", TEST(test_conformance_valid_events), TEST(test_conformance_inva
 	  TEST(test_malformed_data_rejected_at_parse), TEST(test_edge_data_values_load_lazily),
 	  TEST(test_deep_nesting_rejected_cleanly), TEST(test_untouched_data_is_copied_verbatim),
 	  TEST(test_round_trip_keeps_everything), TEST(test_strings_are_escaped),
-	  TEST(test_string_rules_for_every_attribute), TEST(test_string_rules_when_parsed),
-	  TEST(test_data_path_reads), TEST(test_data_path_writes), TEST(test_size_limit),
+	  TEST(test_string_rules_for_every_attribute), TEST(test_string_rules_at_every_offset),
+	  TEST(test_string_rules_when_parsed), TEST(test_data_path_reads),
+	  TEST(test_data_path_writes), TEST(test_size_limit),
 	  TEST(test_size_is_the_serialised_length), TEST(test_uuid_v4),
 	  TEST(test_uuid_fails_without_getrandom), TEST(test_error_names_and_texts_agree),
 	  TEST(test_dup_is_independent), TEST(test_concurrent_lazy_reads),
