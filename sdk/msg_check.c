@@ -273,7 +273,24 @@ const char *kanal__msg_check_string(const char *v, size_t len)
 	while (i < len) {
 		uint32_t cp;
 		size_t n;
+		uint64_t w;
 
+		/* Printable ASCII, the usual attribute value, eight bytes at a time (under a
+		 * flood this check was ~7 % of an emitting thread): no byte from 0x80 up, none
+		 * below 0x20 ((w - n·0x01…) & ~w & 0x80… is non-zero iff some byte is below n)
+		 * and no DEL (a zero byte in w ^ 0x7F…). Anything else takes the walk below. */
+		if (i + 8 <= len) {
+			const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+			uint64_t del;
+
+			memcpy(&w, p + i, sizeof w);
+			del = w ^ (ones * 0x7F);
+			if (!((w & high) | ((w - ones * 0x20) & ~w & high) |
+			      ((del - ones) & ~del & high))) {
+				i += 8;
+				continue;
+			}
+		}
 		if (p[i] < 0x80) {
 			if (p[i] == 0)
 				return "must not contain a NUL character";

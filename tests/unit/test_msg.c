@@ -1301,6 +1301,44 @@ static void test_string_rules_for_every_attribute(void)
 	CU_ASSERT_PTR_NULL(kanal_msg_new("demo\x85.test", "test", "t-1"));
 }
 
+/* Sets a subject of 23 printable ASCII bytes with `part` put in at offset `at`; returns
+ * kanal_msg_set_attr's result, and whether the message then holds that subject in *kept. */
+static int s_set_padded_subject(const char *part, size_t at, bool *kept)
+{
+	kanal_msg_t *msg = kanal_msg_new("demo.test", "test", "t-1");
+	char text[96];
+	int rc;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+	snprintf(text, sizeof text, "%.*s%s%.*s", (int)at, "abcdefghijklmnopqrstuvwxyz", part,
+		 (int)(23 - at), "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+	rc = kanal_msg_set_attr(msg, "subject", text, NULL);
+	*kept = kanal_msg_subject(msg) && !strcmp(kanal_msg_subject(msg), text);
+	kanal_msg_destroy(&msg);
+	return rc;
+}
+
+/* Long values are checked eight bytes at a time while they are printable ASCII: a bad
+ * character is refused wherever it falls in a long value (every offset, so every lane of
+ * a word and the tail after the last whole word), and the printable edges (space, '~')
+ * and UTF-8 text pass at every offset. */
+static void test_string_rules_at_every_offset(void)
+{
+	static const char *const good[] = { " ", "~", "\xc3\xb8", "\xe2\x82\xac" };
+	bool kept;
+
+	for (size_t i = 0; i < sizeof s_not_strings / sizeof *s_not_strings; i++)
+		for (size_t at = 0; at < 24; at++)
+			CHECK_MSG(s_set_padded_subject(s_not_strings[i], at, &kept) ==
+						  KANAL_EINVALID &&
+					  !kept,
+				  "bad text %zu at offset %zu refused", i, at);
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+		for (size_t at = 0; at < 24; at++)
+			CHECK_MSG(s_set_padded_subject(good[i], at, &kept) == 0 && kept,
+				  "good text %zu at offset %zu taken", i, at);
+}
+
 static void test_string_rules_when_parsed(void)
 {
 	static const char *const cases[][2] = {
@@ -1954,8 +1992,9 @@ TEST_MAIN("msg", TEST(test_conformance_valid_events), TEST(test_conformance_inva
 	  TEST(test_malformed_data_rejected_at_parse), TEST(test_edge_data_values_load_lazily),
 	  TEST(test_deep_nesting_rejected_cleanly), TEST(test_untouched_data_is_copied_verbatim),
 	  TEST(test_round_trip_keeps_everything), TEST(test_strings_are_escaped),
-	  TEST(test_string_rules_for_every_attribute), TEST(test_string_rules_when_parsed),
-	  TEST(test_data_path_reads), TEST(test_data_path_writes), TEST(test_size_limit),
+	  TEST(test_string_rules_for_every_attribute), TEST(test_string_rules_at_every_offset),
+	  TEST(test_string_rules_when_parsed), TEST(test_data_path_reads),
+	  TEST(test_data_path_writes), TEST(test_size_limit),
 	  TEST(test_size_is_the_serialised_length), TEST(test_uuid_v4),
 	  TEST(test_uuid_fails_without_getrandom), TEST(test_error_names_and_texts_agree),
 	  TEST(test_dup_is_independent), TEST(test_concurrent_lazy_reads),
