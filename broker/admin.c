@@ -43,8 +43,7 @@ json_t *admin_reload(router_t *r)
 	if (!names)
 		return json_pack("{s:b, s:[s]}", "ok", 0, "errors", "out of memory");
 	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths, names,
-			r->n_instances, &routes, &d) < 0 ||
-	    cluster_router_refuses(r, &routes, &d)) {
+			r->n_instances, &routes, &d) < 0) {
 		json_t *errs = json_array();
 		/* One record, not a line per error: a log shipper keeps it whole. */
 		char *joined = diag_join_sep(&d, "; ");

@@ -5,7 +5,9 @@
  * PubAck (gateway replies wait, emits are acknowledged late). Route once: an event the shared
  * `route` consumer hands to this node is matched against the routes and published once per
  * (route, destination) to <prefix>_DLV with Nats-Msg-Id (event, route, destination), then
- * acknowledged. Deliver: a message of a local destination's consumer becomes a delivery on
+ * acknowledged; a route with enrich steps runs them first on this node's enrich services
+ * (delivery.c's steps, retries and timeouts, as in single-node mode) while the event stays
+ * unacknowledged, and publishes the enriched event, or its dead letter and notice. Deliver: a message of a local destination's consumer becomes a delivery on
  * the usual path (queues, windows, instance threads); its outcome acks it, naks it with the
  * route's backoff, publishes the route's fallback or a dead letter to <prefix>_DEAD.
  * cluster.c is the NATS side: connection, streams, fetch threads, the inbox.
@@ -18,6 +20,7 @@
 #include "cluster.h"
 #include <kanal/time.h>
 
+#include "deadnotice.h"
 #include "diag.h"
 #include "log.h"
 #include "router_int.h"
@@ -35,13 +38,14 @@ struct cluster_reply {
 };
 
 /* A fetched message that is finished once every publish it started is answered: an event
- * being routed (acknowledged once its deliveries are stored), or a delivery whose fallback
- * or dead letter is being stored. */
+ * being routed (acknowledged once its deliveries are stored; each of its flows still
+ * enriching holds it too), or a delivery whose fallback or dead letter is being stored. */
 typedef struct msg_group {
 	natsMsg *msg;
 	size_t consumer;
 	int outstanding;
 	bool failed;
+	int64_t touched_ms; /* fetched, or last told JetStream it is in progress */
 } msg_group_t;
 
 typedef enum waiter_kind { W_GATEWAY, W_EMIT, W_GROUP } waiter_kind_t;
@@ -189,12 +193,28 @@ static void s_group_publish(router_t *r, msg_group_t *g, const char *subject,
 
 /* ---- accepting ------------------------------------------------------------------------------ */
 
+/* Where msg goes in the accept stream: its subject (by type) into subject, and its
+ * Nats-Msg-Id from (source, id) — the source's length first, so that no two pairs give the
+ * same text — returned new, or NULL when out of memory. */
+static char *s_in_address(struct cluster_router *cr, const kanal_msg_t *msg, char *subject,
+			  size_t size)
+{
+	const char *source = kanal_msg_source(msg), *id = kanal_msg_id(msg);
+	size_t len = strlen(source) + strlen(id) + 32;
+	char *msg_id = malloc(len);
+
+	if (msg_id)
+		snprintf(msg_id, len, "in:%zu:%s%s", strlen(source), source, id);
+	cluster_subject_in(cr->link, kanal_msg_type(msg), subject, size);
+	return msg_id;
+}
+
 int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 {
 	struct cluster_router *cr = r->cluster;
-	const char *source = kanal_msg_source(*msg_p), *id = kanal_msg_id(*msg_p);
+	const char *id = kanal_msg_id(*msg_p);
 	char subject[300], *msg_id, *body;
-	size_t len, msg_id_len = strlen(source) + strlen(id) + 32;
+	size_t len;
 	cluster_header_t h[1];
 	kanal_error_t err;
 	waiter_t *w;
@@ -207,7 +227,7 @@ int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 	if (origin < 0 && !cr->request && !(cr->request = calloc(1, sizeof *cr->request)))
 		return KANAL_ENOMEM;
 	body = kanal_msg_to_json(*msg_p, &len);
-	msg_id = malloc(msg_id_len);
+	msg_id = s_in_address(cr, *msg_p, subject, sizeof subject);
 	w = s_waiter_new(cr, origin < 0 ? W_GATEWAY : W_EMIT);
 	if (!body || !msg_id || !w) {
 		kanal_free(body);
@@ -216,10 +236,7 @@ int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 			free(s_waiter_take(cr, w->token));
 		return KANAL_ENOMEM;
 	}
-	/* (source, id) with the source's length first: no two pairs give the same text. */
-	snprintf(msg_id, msg_id_len, "in:%zu:%s%s", strlen(source), source, id);
 	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
-	cluster_subject_in(cr->link, kanal_msg_type(*msg_p), subject, sizeof subject);
 	kanal_error_clear(&err);
 	rc = cluster_publish(cr->link, subject, h, 1, body, len, w->token, &err);
 	kanal_free(body);
@@ -466,6 +483,33 @@ static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *m
 	kanal_msg_destroy(&out);
 }
 
+/* Starts route rt's enrich steps on its own copy of msg, on this node's enrich services
+ * (delivery.c, as in single-node mode); the flow holds g until its enriched deliveries or
+ * its dead letter are published (cluster_router_flow_deliver, _dead). Out of memory, g is
+ * marked failed: JetStream brings the event back. */
+static void s_enrich(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const route_t *rt)
+{
+	flow_t *f = kanal__mpool_alloc(sizeof *f, NULL);
+	kanal_msg_t *copy = f ? kanal_msg_dup(msg) : NULL;
+	shared_t *ev = copy ? router_shared_new(&copy) : NULL;
+
+	if (!ev) {
+		log_error("cluster", "out of memory enriching event %s", kanal_msg_id(msg));
+		kanal__mpool_free(f);
+		g->failed = true;
+		return;
+	}
+	memset(f, 0, sizeof *f);
+	f->ev = ev;
+	f->table = r->table;
+	r->table->refs++;
+	f->route = rt;
+	f->refs = 1; /* the enrich stage's */
+	f->cluster_in = g;
+	g->outstanding++;
+	delivery_enrich_next(r, f);
+}
+
 /* An accepted event for this node to route. */
 static void s_on_event(router_t *r, cluster_item_t *it)
 {
@@ -492,6 +536,7 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 		cluster_done(r->cluster->link, it->consumer);
 		return; /* not acknowledged: redelivered after AckWait */
 	}
+	g->touched_ms = r->now_ms;
 	n = routes_match(r->table->routes, msg, stack, 64);
 	if (n > 64)
 		n = 64; /* more routes for one event than this is not a routing table */
@@ -503,6 +548,10 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 	for (size_t i = 0; i < n; i++) {
 		if (stack[i]->stat)
 			stack[i]->stat->matched++;
+		if (stack[i]->n_enrich) {
+			s_enrich(r, g, msg, stack[i]);
+			continue;
+		}
 		for (size_t k = 0; k < stack[i]->n_to; k++)
 			s_publish_delivery(r, g, msg, event, stack[i], k, false);
 	}
@@ -571,9 +620,41 @@ static msg_group_t *s_take_group(router_t *r, delivery_t *dl)
 	return g;
 }
 
-static void s_dead(router_t *r, dest_t *d, delivery_t *dl, const route_t *rt, const char *reason)
+/* Publishes the kanal.delivery.dead notice of dl's death to the accept stream, for group g,
+ * when deadnotice.c says it wants one and a route takes it (else it is dropped, as in
+ * single-node mode). Its id comes from the dead letter: a second death of the same event
+ * (a redelivery) is a duplicate JetStream drops. */
+static void s_publish_notice(router_t *r, msg_group_t *g, const delivery_t *dl, const char *reason)
 {
-	msg_group_t *g = s_take_group(r, dl);
+	kanal_msg_t *notice = deadnotice_new(r, dl, reason);
+	const route_t *one;
+	char subject[300], *msg_id = NULL, *body = NULL;
+	cluster_header_t h[1];
+	size_t len;
+
+	if (!notice || routes_match(r->table->routes, notice, &one, 1) == 0)
+		goto out;
+	msg_id = s_in_address(r->cluster, notice, subject, sizeof subject);
+	body = kanal_msg_to_json(notice, &len);
+	if (!msg_id || !body) {
+		g->failed = true;
+		goto out;
+	}
+	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
+	s_group_publish(r, g, subject, h, 1, body, len);
+out:
+	kanal_free(body);
+	free(msg_id);
+	kanal_msg_destroy(&notice);
+}
+
+/* dl (to dl->dest, on route rt) is given up: counted, on the event stream, and — with group
+ * g, which acknowledges its message after — a letter in the DEAD stream (ids from `event`)
+ * with its notice. */
+static void s_dead_in(router_t *r, msg_group_t *g, const char *event, delivery_t *dl,
+		      const route_t *rt, const char *reason)
+{
+	dest_t *d = dl->dest;
 	json_t *extra = json_pack("{s:s?, s:s, s:s, s:i}", "route", router_route_name(dl),
 				  "destination", d->name, "reason", reason, "attempt", dl->attempt);
 
@@ -583,8 +664,64 @@ static void s_dead(router_t *r, dest_t *d, delivery_t *dl, const route_t *rt, co
 	stream_publish(r->stream, "dead", NULL, dl->ev->msg, extra);
 	if (!g)
 		return;
-	s_publish_dead(r, g, dl->ev->msg, s_header(g->msg, "Kanal-Event"),
-		       router_route_key(router_route_name(dl)), d->name, reason, dl->attempt, dl);
+	s_publish_dead(r, g, dl->ev->msg, event, router_route_key(router_route_name(dl)), d->name,
+		       reason, dl->attempt, dl);
+	s_publish_notice(r, g, dl, reason);
+}
+
+static void s_dead(router_t *r, delivery_t *dl, const route_t *rt, const char *reason)
+{
+	msg_group_t *g = s_take_group(r, dl);
+
+	s_dead_in(r, g, g ? s_header(g->msg, "Kanal-Event") : "", dl, rt, reason);
+	if (g)
+		s_group_release(r, g);
+}
+
+/* ---- enrich flows' ends (delivery.c runs their steps) ------------------------------------- */
+
+/* The accepted message flow f holds, which it lets go of (into the caller's hands); event
+ * gets its Nats-Msg-Id, from which the ids of what the flow publishes derive. */
+static msg_group_t *s_flow_take(flow_t *f, char *event, size_t size)
+{
+	msg_group_t *g = f->cluster_in;
+
+	f->cluster_in = NULL;
+	snprintf(event, size, "%s", g ? s_header(g->msg, "Nats-Msg-Id") : "");
+	return g;
+}
+
+void cluster_router_flow_deliver(router_t *r, flow_t *f)
+{
+	char event[300];
+	msg_group_t *g = s_flow_take(f, event, sizeof event);
+
+	if (!g)
+		return;
+	for (size_t k = 0; k < f->route->n_to; k++)
+		s_publish_delivery(r, g, f->ev->msg, event, f->route, k, false);
+	s_group_release(r, g);
+}
+
+void cluster_router_flow_dead(router_t *r, flow_t *f, delivery_t **dl_p, const char *reason)
+{
+	char event[300];
+	msg_group_t *g = s_flow_take(f, event, sizeof event);
+
+	s_dead_in(r, g, event, *dl_p, f->route, reason);
+	if (g)
+		s_group_release(r, g);
+	router_delivery_free(r, dl_p);
+}
+
+void cluster_router_flow_abandon(router_t *r, flow_t *f)
+{
+	char event[300];
+	msg_group_t *g = s_flow_take(f, event, sizeof event);
+
+	if (!g)
+		return;
+	g->failed = true; /* given back at once (with a second's delay), not after AckWait */
 	s_group_release(r, g);
 }
 
@@ -629,7 +766,7 @@ void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome,
 			router_delivery_free(r, &dl);
 			return;
 		}
-		s_dead(r, d, dl, rt, "retry budget spent");
+		s_dead(r, dl, rt, "retry budget spent");
 		router_delivery_free(r, &dl);
 		return;
 	}
@@ -655,7 +792,7 @@ void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome,
 		router_delivery_free(r, &dl);
 		return;
 	}
-	s_dead(r, d, dl, rt, "rejected");
+	s_dead(r, dl, rt, "rejected");
 	router_delivery_free(r, &dl);
 }
 
@@ -731,6 +868,13 @@ void cluster_router_tick(router_t *r)
 	for (size_t i = 0; i < cr->n_dests; i++) {
 		s_touch(r, cr->dests[i]->head, before);
 		s_touch(r, cr->dests[i]->inflight, before);
+	}
+	/* Events still enriching (waiting for a reply, or to ask again) are held too. */
+	for (flow_t *f = r->enriching; f; f = f->enrich_next) {
+		if (f->cluster_in && f->cluster_in->touched_ms < before) {
+			natsMsg_InProgress(f->cluster_in->msg, NULL);
+			f->cluster_in->touched_ms = r->now_ms;
+		}
 	}
 }
 
@@ -961,33 +1105,6 @@ int cluster_router_fd(const router_t *r)
 	return r->cluster ? cluster_fd(r->cluster->link) : -1;
 }
 
-/* A route cluster mode cannot run yet, added to d; true when the table has one. */
-static bool s_unsupported(const routes_t *routes, diag_t *d)
-{
-	size_t n = routes_count(routes);
-	bool found = false;
-
-	for (size_t i = 0; i < n; i++) {
-		const route_t *rt = routes_get(routes, i);
-		if (rt->n_enrich) {
-			diag_add(d, rt->file, rt->line, rt->column,
-				 "route '%s' has enrich steps, which journal mode cluster does not "
-				 "run yet (docs/cluster.md)",
-				 rt->name);
-			found = true;
-		}
-	}
-	return found;
-}
-
-bool cluster_router_refuses(router_t *r, routes_t **routes_p, diag_t *d)
-{
-	if (!r->cluster || !s_unsupported(*routes_p, d))
-		return false;
-	routes_destroy(routes_p);
-	return true;
-}
-
 int cluster_router_new(router_t *r, char *err, size_t err_size)
 {
 	struct cluster_router *cr = calloc(1, sizeof *cr);
@@ -997,17 +1114,6 @@ int cluster_router_new(router_t *r, char *err, size_t err_size)
 	if (!cr || !names || !(cr->dests = calloc(r->n_instances + 1, sizeof *cr->dests))) {
 		snprintf(err, err_size, "out of memory");
 		goto fail;
-	}
-	{
-		diag_t d = { 0 };
-		if (s_unsupported(r->table->routes, &d)) {
-			char *text = diag_join_sep(&d, "; ");
-			snprintf(err, err_size, "%s", text ? text : "out of memory");
-			free(text);
-			diag_free(&d);
-			goto fail;
-		}
-		diag_free(&d);
 	}
 	for (size_t i = 0; i < r->n_instances; i++) {
 		names[i] = r->instances[i]->name;

@@ -166,6 +166,12 @@ void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transi
 
 	if (s_enrich_refused(r, f))
 		return;
+	if (f->cluster_in && r->stopping) {
+		/* Another node (or this one, started again) enriches it. */
+		cluster_router_flow_abandon(r, f);
+		router_flow_release(r, &f); /* the enrich stage's reference */
+		return;
+	}
 	if (transient && !r->stopping && f->enrich_failures + 1 < f->route->retry.max_attempts) {
 		int64_t delay = delivery_backoff(&f->route->retry, ++f->enrich_failures, 0);
 		f->enrich_waiting = true;
@@ -198,14 +204,20 @@ void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transi
 		delivery_t *dl = router_delivery_new(r, DL_PRIMARY, f->ev, f, d);
 		char reason[600];
 
-		if (!dl)
+		if (!dl) {
+			if (f->cluster_in) /* JetStream brings it back to be enriched again */
+				cluster_router_flow_abandon(r, f);
 			return;
+		}
 		snprintf(reason, sizeof reason, "enrich from '%s' failed: %s", step->service, why);
 		/* The letter says how often the service was asked: every transient failure
 		 * before this one, and this one. */
 		dl->attempt = f->enrich_failures + 1;
 		delivery_error(dl, reason);
-		delivery_dead(r, &dl, reason);
+		if (f->cluster_in)
+			cluster_router_flow_dead(r, f, &dl, reason);
+		else
+			delivery_dead(r, &dl, reason);
 	}
 	router_jev_close(r, f->ev->jev);
 	router_flow_release(r, &f); /* the enrich stage's reference */

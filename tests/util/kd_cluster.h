@@ -41,4 +41,11 @@ int64_t clu_dead_count(const natsd_t *nc);
  * headers joined by ',' into reasons. Returns the count read. */
 int clu_dead_letters(const natsd_t *nc, char *reasons, size_t size, int max);
 
+/* The last sequence number of stream `name` (e.g. "KANAL_IN"): how many messages it ever
+ * stored, whatever its consumers acknowledged since. -1 when JetStream does not say. */
+int64_t clu_stream_last_seq(const natsd_t *nc, const char *name);
+/* Runs `kanalctl -c <kd's config> <args>` and returns what it wrote (stdout and stderr, up
+ * to 64 KiB). Ownership: the caller frees the text (never NULL). */
+char *clu_kanalctl(const kd_t *kd, const char *args);
+
 #endif
