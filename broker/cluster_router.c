@@ -45,6 +45,7 @@ typedef struct msg_group {
 	size_t consumer;
 	int outstanding;
 	bool failed;
+	int64_t retry_ms;   /* > 0: an enrich flow asks again after this (NakWithDelay) */
 	int64_t touched_ms; /* fetched, or last told JetStream it is in progress */
 } msg_group_t;
 
@@ -152,13 +153,16 @@ static msg_group_t *s_group_new(natsMsg **msg_p, size_t consumer)
 }
 
 /* One of g's publishes was answered (or the builder let go): when none is left, the message
- * is acknowledged — or, when a publish failed, given back to be tried again in a second. */
+ * is acknowledged — or, when a publish failed, given back to be tried again in a second;
+ * when an enrich flow is to ask again, given back with its delay. */
 static void s_group_release(router_t *r, msg_group_t *g)
 {
 	if (--g->outstanding > 0)
 		return;
 	if (g->failed)
 		natsMsg_NakWithDelay(g->msg, 1000, NULL);
+	else if (g->retry_ms > 0)
+		natsMsg_NakWithDelay(g->msg, g->retry_ms, NULL);
 	else
 		natsMsg_Ack(g->msg, NULL);
 	natsMsg_Destroy(g->msg);
@@ -487,7 +491,8 @@ static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *m
  * (delivery.c, as in single-node mode); the flow holds g until its enriched deliveries or
  * its dead letter are published (cluster_router_flow_deliver, _dead). Out of memory, g is
  * marked failed: JetStream brings the event back. */
-static void s_enrich(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const route_t *rt)
+static void s_enrich(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const route_t *rt,
+		     int delivered)
 {
 	flow_t *f = kanal__mpool_alloc(sizeof *f, NULL);
 	kanal_msg_t *copy = f ? kanal_msg_dup(msg) : NULL;
@@ -505,6 +510,9 @@ static void s_enrich(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const 
 	r->table->refs++;
 	f->route = rt;
 	f->refs = 1; /* the enrich stage's */
+	/* Every earlier delivery of the message was an attempt (a transient failure given back
+	 * with its backoff, or a node that died): the route's budget spans the cluster. */
+	f->enrich_failures = delivered > 1 ? delivered - 1 : 0;
 	f->cluster_in = g;
 	g->outstanding++;
 	delivery_enrich_next(r, f);
@@ -515,9 +523,11 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 {
 	const route_t *stack[64];
 	kanal_msg_t *msg = NULL;
+	jsMsgMetaData *meta = NULL;
 	kanal_error_t err;
 	msg_group_t *g;
 	char event[300];
+	int delivered = 1;
 	size_t n;
 
 	kanal_error_clear(&err);
@@ -537,6 +547,10 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 		return; /* not acknowledged: redelivered after AckWait */
 	}
 	g->touched_ms = r->now_ms;
+	if (natsMsg_GetMetaData(&meta, g->msg) == NATS_OK) {
+		delivered = meta->NumDelivered > 0 ? (int)meta->NumDelivered : 1;
+		jsMsgMetaData_Destroy(meta);
+	}
 	n = routes_match(r->table->routes, msg, stack, 64);
 	if (n > 64)
 		n = 64; /* more routes for one event than this is not a routing table */
@@ -549,7 +563,7 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 		if (stack[i]->stat)
 			stack[i]->stat->matched++;
 		if (stack[i]->n_enrich) {
-			s_enrich(r, g, msg, stack[i]);
+			s_enrich(r, g, msg, stack[i], delivered);
 			continue;
 		}
 		for (size_t k = 0; k < stack[i]->n_to; k++)
@@ -712,6 +726,18 @@ void cluster_router_flow_dead(router_t *r, flow_t *f, delivery_t **dl_p, const c
 	if (g)
 		s_group_release(r, g);
 	router_delivery_free(r, dl_p);
+}
+
+void cluster_router_flow_retry(router_t *r, flow_t *f, int64_t delay_ms)
+{
+	char event[300];
+	msg_group_t *g = s_flow_take(f, event, sizeof event);
+
+	if (!g)
+		return;
+	if (delay_ms > g->retry_ms) /* several flows: the longest wait serves them all */
+		g->retry_ms = delay_ms;
+	s_group_release(r, g);
 }
 
 void cluster_router_flow_abandon(router_t *r, flow_t *f)

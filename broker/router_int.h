@@ -681,6 +681,10 @@ void cluster_router_flow_dead(router_t *r, flow_t *f, delivery_t **dl_p, const c
 /* Flow f gives its enrichment up without an end (kanald stops): its accepted message is
  * given back to JetStream, for a node to enrich it again. Ownership: borrows f. */
 void cluster_router_flow_abandon(router_t *r, flow_t *f);
+/* Flow f's enrich step failed transiently within the route's budget: its accepted message
+ * is given back to JetStream with delay_ms (NakWithDelay, once the message's other work is
+ * published), for a node to run f's steps again then. Ownership: borrows f. */
+void cluster_router_flow_retry(router_t *r, flow_t *f, int64_t delay_ms);
 /* Starts fetching (the router's loop runs from now on). */
 int cluster_router_start(router_t *r);
 void cluster_router_destroy(router_t *r);

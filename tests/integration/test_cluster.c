@@ -538,6 +538,7 @@ done:
 /* The synthetic population (examples/simulators/population.c): never printed. */
 static const char *const IDA = "1404214382";   /* answered at once */
 static const char *const SOFIE = "2207884566"; /* answered 3 s late: the step times out */
+static const char *const MADS = "1503851233";  /* asked while the service fails once */
 
 #define CPR_AGREEMENT "11111111-2222-4333-8444-555555555555"
 #define CPR_USERSYSTEM "22222222-3333-4444-8555-666666666666"
@@ -675,7 +676,8 @@ static char *s_enrich_routes(const char *timeout)
 /* A route with an enrich step in cluster mode: the node that takes an event from the shared
  * work queue asks its own cpr instance (against the CPR simulator) and publishes the
  * enriched event; every event arrives enriched, whichever of the two nodes routed it. A
- * lookup that times out on every attempt of the route's budget is a dead letter in the DEAD
+ * lookup the service fails once is asked again after the route's backoff. A lookup that
+ * times out on every attempt of the route's budget is a dead letter in the DEAD
  * stream (kanalctl dlq list shows it, with its attempts) and a kanal.delivery.dead notice
  * that a route takes. */
 static void test_enrich_in_cluster(void)
@@ -701,6 +703,21 @@ static void test_enrich_in_cluster(void)
 		CU_ASSERT(s_lookup(nodes[k % 2], "p-", k, IDA));
 	CU_ASSERT_EQUAL(s_wait_enriched(nodes, 2, "p-", n, 60000, &dups), n);
 	CU_ASSERT_EQUAL(dups, 0); /* nothing died: each enriched and delivered once */
+	CU_ASSERT_EQUAL(clu_dead_count(fx.nc), 0);
+
+	/* The service fails once (HTTP 503: RETRY): the event is given back to JetStream with
+	 * the route's backoff, a node asks again, and it is delivered enriched, once. */
+	CU_ASSERT_EQUAL(upstream_fault(fx.up, "error", 1), 0);
+	CU_ASSERT(s_lookup(nodes[1], "r-", 0, MADS));
+	CU_ASSERT_EQUAL(s_wait_enriched(nodes, 2, "r-", 1, 30000, &dups), 1);
+	CU_ASSERT_EQUAL(dups, 0);
+	{
+		char *l0 = kd_log(nodes[0]), *l1 = kd_log(nodes[1]);
+		CU_ASSERT(strstr(l0 ?: "", "event r-0: service answered retry") ||
+			  strstr(l1 ?: "", "event r-0: service answered retry"));
+		free(l0);
+		free(l1);
+	}
 	CU_ASSERT_EQUAL(clu_dead_count(fx.nc), 0);
 
 	/* The slow lookup: no reply within 1 s, twice (the route's budget), then dead. */
