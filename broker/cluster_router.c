@@ -551,7 +551,13 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 		delivered = meta->NumDelivered > 0 ? (int)meta->NumDelivered : 1;
 		jsMsgMetaData_Destroy(meta);
 	}
-	n = routes_match(r->table->routes, msg, stack, 64);
+	if (*s_header(g->msg, "Kanal-Route")) {
+		/* A replayed dead letter of a failed enrichment (s_replay): its route only. */
+		stack[0] = s_route_named(r, s_header(g->msg, "Kanal-Route"));
+		n = stack[0] ? 1 : 0;
+	} else {
+		n = routes_match(r->table->routes, msg, stack, 64);
+	}
 	if (n > 64)
 		n = 64; /* more routes for one event than this is not a routing table */
 	ROUTER_PUBLISH(r, "accepted", NULL, msg, json_pack("{s:s}", "node", "cluster"));
@@ -895,7 +901,7 @@ void cluster_router_tick(router_t *r)
 		s_touch(r, cr->dests[i]->head, before);
 		s_touch(r, cr->dests[i]->inflight, before);
 	}
-	/* Events still enriching (waiting for a reply, or to ask again) are held too. */
+	/* Events waiting for an enrich reply are held too. */
 	for (flow_t *f = r->enriching; f; f = f->enrich_next) {
 		if (f->cluster_in && f->cluster_in->touched_ms < before) {
 			natsMsg_InProgress(f->cluster_in->msg, NULL);
@@ -1012,13 +1018,15 @@ static json_t *s_letters(router_t *r, json_t *filter, int64_t since_ms, int limi
 }
 
 /* Replays letter seq: its event goes again to its destination (a new message id, so that the
- * duplicate window does not drop it), then the letter is deleted. */
+ * duplicate window does not drop it) — a failed enrichment's, to its route again — then the
+ * letter is deleted. */
 static int s_replay(router_t *r, uint64_t seq, json_t *done)
 {
 	cluster_t *c = r->cluster->link;
 	natsMsg *m = NULL;
 	char subject[300], msg_id[400];
 	const char *dest, *route, *event;
+	const route_t *again;
 	cluster_header_t h[3];
 	kanal_error_t err;
 	int rc = cluster_dead_get(c, seq, &m);
@@ -1028,7 +1036,18 @@ static int s_replay(router_t *r, uint64_t seq, json_t *done)
 	dest = s_header(m, "Kanal-Destination");
 	route = s_header(m, "Kanal-Route");
 	event = s_header(m, "Kanal-Event");
-	if (!router_dest(r, dest) || !router_dest(r, dest)->inst) {
+	again = !strcmp(dest, ROUTES_DEADLETTER) ? s_route_named(r, route) : NULL;
+	if (again && again->n_enrich) {
+		/* A route whose enrich step failed runs again, its steps and every destination
+		 * (as single-node mode's replay does): to P_IN, for that route only. */
+		json_t *ev =
+			json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+		cluster_subject_in(c, json_string_value(json_object_get(ev, "type")) ?: "", subject,
+				   sizeof subject);
+		json_decref(ev);
+	} else if (router_dest(r, dest) && router_dest(r, dest)->inst) {
+		cluster_subject_dlv(c, dest, subject, sizeof subject);
+	} else {
 		natsMsg_Destroy(m);
 		return KANAL_ENOTFOUND; /* the instance is gone from the config */
 	}
@@ -1037,7 +1056,6 @@ static int s_replay(router_t *r, uint64_t seq, json_t *done)
 	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
 	h[1] = (cluster_header_t){ "Kanal-Event", event };
 	h[2] = (cluster_header_t){ "Kanal-Route", route };
-	cluster_subject_dlv(c, dest, subject, sizeof subject);
 	kanal_error_clear(&err);
 	rc = cluster_publish_sync(c, subject, h, 3, natsMsg_GetData(m),
 				  (size_t)natsMsg_GetDataLength(m), &err);
