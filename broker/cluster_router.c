@@ -6,10 +6,12 @@
  * `route` consumer hands to this node is matched against the routes and published once per
  * (route, destination) to <prefix>_DLV with Nats-Msg-Id (event, route, destination), then
  * acknowledged; a route with enrich steps runs them first on this node's enrich services
- * (delivery.c's steps, retries and timeouts, as in single-node mode) while the event stays
- * unacknowledged, and publishes the enriched event, or its dead letter and notice. Deliver: a message of a local destination's consumer becomes a delivery on
- * the usual path (queues, windows, instance threads); its outcome acks it, naks it with the
- * route's backoff, publishes the route's fallback or a dead letter to <prefix>_DEAD.
+ * (delivery.c's steps and timeouts) while the event stays unacknowledged — a transient
+ * failure gives it back with the route's backoff — and publishes the enriched event, or its
+ * dead letter and notice. Deliver: a message of a local destination's consumer becomes a
+ * delivery on the usual path (queues, windows, instance threads); its outcome acks it, naks
+ * it with the route's backoff, publishes the route's fallback or a dead letter to
+ * <prefix>_DEAD.
  * cluster.c is the NATS side: connection, streams, fetch threads, the inbox.
  */
 #include <stdio.h>
@@ -21,7 +23,6 @@
 #include <kanal/time.h>
 
 #include "deadnotice.h"
-#include "diag.h"
 #include "log.h"
 #include "router_int.h"
 
