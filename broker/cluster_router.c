@@ -5,9 +5,13 @@
  * PubAck (gateway replies wait, emits are acknowledged late). Route once: an event the shared
  * `route` consumer hands to this node is matched against the routes and published once per
  * (route, destination) to <prefix>_DLV with Nats-Msg-Id (event, route, destination), then
- * acknowledged. Deliver: a message of a local destination's consumer becomes a delivery on
- * the usual path (queues, windows, instance threads); its outcome acks it, naks it with the
- * route's backoff, publishes the route's fallback or a dead letter to <prefix>_DEAD.
+ * acknowledged; a route with enrich steps runs them first on this node's enrich services
+ * (delivery.c's steps and timeouts) while the event stays unacknowledged — a transient
+ * failure gives it back with the route's backoff — and publishes the enriched event, or its
+ * dead letter and notice. Deliver: a message of a local destination's consumer becomes a
+ * delivery on the usual path (queues, windows, instance threads); its outcome acks it, naks
+ * it with the route's backoff, publishes the route's fallback or a dead letter to
+ * <prefix>_DEAD.
  * cluster.c is the NATS side: connection, streams, fetch threads, the inbox.
  */
 #include <stdio.h>
@@ -18,7 +22,7 @@
 #include "cluster.h"
 #include <kanal/time.h>
 
-#include "diag.h"
+#include "deadnotice.h"
 #include "log.h"
 #include "router_int.h"
 
@@ -35,13 +39,15 @@ struct cluster_reply {
 };
 
 /* A fetched message that is finished once every publish it started is answered: an event
- * being routed (acknowledged once its deliveries are stored), or a delivery whose fallback
- * or dead letter is being stored. */
+ * being routed (acknowledged once its deliveries are stored; each of its flows still
+ * enriching holds it too), or a delivery whose fallback or dead letter is being stored. */
 typedef struct msg_group {
 	natsMsg *msg;
 	size_t consumer;
 	int outstanding;
 	bool failed;
+	int64_t retry_ms;   /* > 0: an enrich flow asks again after this (NakWithDelay) */
+	int64_t touched_ms; /* fetched, or last told JetStream it is in progress */
 } msg_group_t;
 
 typedef enum waiter_kind { W_GATEWAY, W_EMIT, W_GROUP } waiter_kind_t;
@@ -148,13 +154,16 @@ static msg_group_t *s_group_new(natsMsg **msg_p, size_t consumer)
 }
 
 /* One of g's publishes was answered (or the builder let go): when none is left, the message
- * is acknowledged — or, when a publish failed, given back to be tried again in a second. */
+ * is acknowledged — or, when a publish failed, given back to be tried again in a second;
+ * when an enrich flow is to ask again, given back with its delay. */
 static void s_group_release(router_t *r, msg_group_t *g)
 {
 	if (--g->outstanding > 0)
 		return;
 	if (g->failed)
 		natsMsg_NakWithDelay(g->msg, 1000, NULL);
+	else if (g->retry_ms > 0)
+		natsMsg_NakWithDelay(g->msg, g->retry_ms, NULL);
 	else
 		natsMsg_Ack(g->msg, NULL);
 	natsMsg_Destroy(g->msg);
@@ -189,12 +198,28 @@ static void s_group_publish(router_t *r, msg_group_t *g, const char *subject,
 
 /* ---- accepting ------------------------------------------------------------------------------ */
 
+/* Where msg goes in the accept stream: its subject (by type) into subject, and its
+ * Nats-Msg-Id from (source, id) — the source's length first, so that no two pairs give the
+ * same text — returned new, or NULL when out of memory. */
+static char *s_in_address(struct cluster_router *cr, const kanal_msg_t *msg, char *subject,
+			  size_t size)
+{
+	const char *source = kanal_msg_source(msg), *id = kanal_msg_id(msg);
+	size_t len = strlen(source) + strlen(id) + 32;
+	char *msg_id = malloc(len);
+
+	if (msg_id)
+		snprintf(msg_id, len, "in:%zu:%s%s", strlen(source), source, id);
+	cluster_subject_in(cr->link, kanal_msg_type(msg), subject, size);
+	return msg_id;
+}
+
 int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 {
 	struct cluster_router *cr = r->cluster;
-	const char *source = kanal_msg_source(*msg_p), *id = kanal_msg_id(*msg_p);
+	const char *id = kanal_msg_id(*msg_p);
 	char subject[300], *msg_id, *body;
-	size_t len, msg_id_len = strlen(source) + strlen(id) + 32;
+	size_t len;
 	cluster_header_t h[1];
 	kanal_error_t err;
 	waiter_t *w;
@@ -207,7 +232,7 @@ int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 	if (origin < 0 && !cr->request && !(cr->request = calloc(1, sizeof *cr->request)))
 		return KANAL_ENOMEM;
 	body = kanal_msg_to_json(*msg_p, &len);
-	msg_id = malloc(msg_id_len);
+	msg_id = s_in_address(cr, *msg_p, subject, sizeof subject);
 	w = s_waiter_new(cr, origin < 0 ? W_GATEWAY : W_EMIT);
 	if (!body || !msg_id || !w) {
 		kanal_free(body);
@@ -216,10 +241,7 @@ int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 			free(s_waiter_take(cr, w->token));
 		return KANAL_ENOMEM;
 	}
-	/* (source, id) with the source's length first: no two pairs give the same text. */
-	snprintf(msg_id, msg_id_len, "in:%zu:%s%s", strlen(source), source, id);
 	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
-	cluster_subject_in(cr->link, kanal_msg_type(*msg_p), subject, sizeof subject);
 	kanal_error_clear(&err);
 	rc = cluster_publish(cr->link, subject, h, 1, body, len, w->token, &err);
 	kanal_free(body);
@@ -466,14 +488,47 @@ static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *m
 	kanal_msg_destroy(&out);
 }
 
+/* Starts route rt's enrich steps on its own copy of msg, on this node's enrich services
+ * (delivery.c, as in single-node mode); the flow holds g until its enriched deliveries or
+ * its dead letter are published (cluster_router_flow_deliver, _dead). Out of memory, g is
+ * marked failed: JetStream brings the event back. */
+static void s_enrich(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const route_t *rt,
+		     int delivered)
+{
+	flow_t *f = kanal__mpool_alloc(sizeof *f, NULL);
+	kanal_msg_t *copy = f ? kanal_msg_dup(msg) : NULL;
+	shared_t *ev = copy ? router_shared_new(&copy) : NULL;
+
+	if (!ev) {
+		log_error("cluster", "out of memory enriching event %s", kanal_msg_id(msg));
+		kanal__mpool_free(f);
+		g->failed = true;
+		return;
+	}
+	memset(f, 0, sizeof *f);
+	f->ev = ev;
+	f->table = r->table;
+	r->table->refs++;
+	f->route = rt;
+	f->refs = 1; /* the enrich stage's */
+	/* Every earlier delivery of the message was an attempt (a transient failure given back
+	 * with its backoff, or a node that died): the route's budget spans the cluster. */
+	f->enrich_failures = delivered > 1 ? delivered - 1 : 0;
+	f->cluster_in = g;
+	g->outstanding++;
+	delivery_enrich_next(r, f);
+}
+
 /* An accepted event for this node to route. */
 static void s_on_event(router_t *r, cluster_item_t *it)
 {
 	const route_t *stack[64];
 	kanal_msg_t *msg = NULL;
+	jsMsgMetaData *meta = NULL;
 	kanal_error_t err;
 	msg_group_t *g;
 	char event[300];
+	int delivered = 1;
 	size_t n;
 
 	kanal_error_clear(&err);
@@ -492,7 +547,18 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 		cluster_done(r->cluster->link, it->consumer);
 		return; /* not acknowledged: redelivered after AckWait */
 	}
-	n = routes_match(r->table->routes, msg, stack, 64);
+	g->touched_ms = r->now_ms;
+	if (natsMsg_GetMetaData(&meta, g->msg) == NATS_OK) {
+		delivered = meta->NumDelivered > 0 ? (int)meta->NumDelivered : 1;
+		jsMsgMetaData_Destroy(meta);
+	}
+	if (*s_header(g->msg, "Kanal-Route")) {
+		/* A replayed dead letter of a failed enrichment (s_replay): its route only. */
+		stack[0] = s_route_named(r, s_header(g->msg, "Kanal-Route"));
+		n = stack[0] ? 1 : 0;
+	} else {
+		n = routes_match(r->table->routes, msg, stack, 64);
+	}
 	if (n > 64)
 		n = 64; /* more routes for one event than this is not a routing table */
 	ROUTER_PUBLISH(r, "accepted", NULL, msg, json_pack("{s:s}", "node", "cluster"));
@@ -503,6 +569,10 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 	for (size_t i = 0; i < n; i++) {
 		if (stack[i]->stat)
 			stack[i]->stat->matched++;
+		if (stack[i]->n_enrich) {
+			s_enrich(r, g, msg, stack[i], delivered);
+			continue;
+		}
 		for (size_t k = 0; k < stack[i]->n_to; k++)
 			s_publish_delivery(r, g, msg, event, stack[i], k, false);
 	}
@@ -571,9 +641,41 @@ static msg_group_t *s_take_group(router_t *r, delivery_t *dl)
 	return g;
 }
 
-static void s_dead(router_t *r, dest_t *d, delivery_t *dl, const route_t *rt, const char *reason)
+/* Publishes the kanal.delivery.dead notice of dl's death to the accept stream, for group g,
+ * when deadnotice.c says it wants one and a route takes it (else it is dropped, as in
+ * single-node mode). Its id comes from the dead letter: a second death of the same event
+ * (a redelivery) is a duplicate JetStream drops. */
+static void s_publish_notice(router_t *r, msg_group_t *g, const delivery_t *dl, const char *reason)
 {
-	msg_group_t *g = s_take_group(r, dl);
+	kanal_msg_t *notice = deadnotice_new(r, dl, reason);
+	const route_t *one;
+	char subject[300], *msg_id = NULL, *body = NULL;
+	cluster_header_t h[1];
+	size_t len;
+
+	if (!notice || routes_match(r->table->routes, notice, &one, 1) == 0)
+		goto out;
+	msg_id = s_in_address(r->cluster, notice, subject, sizeof subject);
+	body = kanal_msg_to_json(notice, &len);
+	if (!msg_id || !body) {
+		g->failed = true;
+		goto out;
+	}
+	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
+	s_group_publish(r, g, subject, h, 1, body, len);
+out:
+	kanal_free(body);
+	free(msg_id);
+	kanal_msg_destroy(&notice);
+}
+
+/* dl (to dl->dest, on route rt) is given up: counted, on the event stream, and — with group
+ * g, which acknowledges its message after — a letter in the DEAD stream (ids from `event`)
+ * with its notice. */
+static void s_dead_in(router_t *r, msg_group_t *g, const char *event, delivery_t *dl,
+		      const route_t *rt, const char *reason)
+{
+	dest_t *d = dl->dest;
 	json_t *extra = json_pack("{s:s?, s:s, s:s, s:i}", "route", router_route_name(dl),
 				  "destination", d->name, "reason", reason, "attempt", dl->attempt);
 
@@ -583,8 +685,76 @@ static void s_dead(router_t *r, dest_t *d, delivery_t *dl, const route_t *rt, co
 	stream_publish(r->stream, "dead", NULL, dl->ev->msg, extra);
 	if (!g)
 		return;
-	s_publish_dead(r, g, dl->ev->msg, s_header(g->msg, "Kanal-Event"),
-		       router_route_key(router_route_name(dl)), d->name, reason, dl->attempt, dl);
+	s_publish_dead(r, g, dl->ev->msg, event, router_route_key(router_route_name(dl)), d->name,
+		       reason, dl->attempt, dl);
+	s_publish_notice(r, g, dl, reason);
+}
+
+static void s_dead(router_t *r, delivery_t *dl, const route_t *rt, const char *reason)
+{
+	msg_group_t *g = s_take_group(r, dl);
+
+	s_dead_in(r, g, g ? s_header(g->msg, "Kanal-Event") : "", dl, rt, reason);
+	if (g)
+		s_group_release(r, g);
+}
+
+/* ---- enrich flows' ends (delivery.c runs their steps) ------------------------------------- */
+
+/* The accepted message flow f holds, which it lets go of (into the caller's hands); event
+ * gets its Nats-Msg-Id, from which the ids of what the flow publishes derive. */
+static msg_group_t *s_flow_take(flow_t *f, char *event, size_t size)
+{
+	msg_group_t *g = f->cluster_in;
+
+	f->cluster_in = NULL;
+	snprintf(event, size, "%s", g ? s_header(g->msg, "Nats-Msg-Id") : "");
+	return g;
+}
+
+void cluster_router_flow_deliver(router_t *r, flow_t *f)
+{
+	char event[300];
+	msg_group_t *g = s_flow_take(f, event, sizeof event);
+
+	if (!g)
+		return;
+	for (size_t k = 0; k < f->route->n_to; k++)
+		s_publish_delivery(r, g, f->ev->msg, event, f->route, k, false);
+	s_group_release(r, g);
+}
+
+void cluster_router_flow_dead(router_t *r, flow_t *f, delivery_t **dl_p, const char *reason)
+{
+	char event[300];
+	msg_group_t *g = s_flow_take(f, event, sizeof event);
+
+	s_dead_in(r, g, event, *dl_p, f->route, reason);
+	if (g)
+		s_group_release(r, g);
+	router_delivery_free(r, dl_p);
+}
+
+void cluster_router_flow_retry(router_t *r, flow_t *f, int64_t delay_ms)
+{
+	char event[300];
+	msg_group_t *g = s_flow_take(f, event, sizeof event);
+
+	if (!g)
+		return;
+	if (delay_ms > g->retry_ms) /* several flows: the longest wait serves them all */
+		g->retry_ms = delay_ms;
+	s_group_release(r, g);
+}
+
+void cluster_router_flow_abandon(router_t *r, flow_t *f)
+{
+	char event[300];
+	msg_group_t *g = s_flow_take(f, event, sizeof event);
+
+	if (!g)
+		return;
+	g->failed = true; /* given back at once (with a second's delay), not after AckWait */
 	s_group_release(r, g);
 }
 
@@ -629,7 +799,7 @@ void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome,
 			router_delivery_free(r, &dl);
 			return;
 		}
-		s_dead(r, d, dl, rt, "retry budget spent");
+		s_dead(r, dl, rt, "retry budget spent");
 		router_delivery_free(r, &dl);
 		return;
 	}
@@ -655,7 +825,7 @@ void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome,
 		router_delivery_free(r, &dl);
 		return;
 	}
-	s_dead(r, d, dl, rt, "rejected");
+	s_dead(r, dl, rt, "rejected");
 	router_delivery_free(r, &dl);
 }
 
@@ -731,6 +901,13 @@ void cluster_router_tick(router_t *r)
 	for (size_t i = 0; i < cr->n_dests; i++) {
 		s_touch(r, cr->dests[i]->head, before);
 		s_touch(r, cr->dests[i]->inflight, before);
+	}
+	/* Events waiting for an enrich reply are held too. */
+	for (flow_t *f = r->enriching; f; f = f->enrich_next) {
+		if (f->cluster_in && f->cluster_in->touched_ms < before) {
+			natsMsg_InProgress(f->cluster_in->msg, NULL);
+			f->cluster_in->touched_ms = r->now_ms;
+		}
 	}
 }
 
@@ -842,13 +1019,15 @@ static json_t *s_letters(router_t *r, json_t *filter, int64_t since_ms, int limi
 }
 
 /* Replays letter seq: its event goes again to its destination (a new message id, so that the
- * duplicate window does not drop it), then the letter is deleted. */
+ * duplicate window does not drop it) — a failed enrichment's, to its route again — then the
+ * letter is deleted. */
 static int s_replay(router_t *r, uint64_t seq, json_t *done)
 {
 	cluster_t *c = r->cluster->link;
 	natsMsg *m = NULL;
 	char subject[300], msg_id[400];
 	const char *dest, *route, *event;
+	const route_t *again;
 	cluster_header_t h[3];
 	kanal_error_t err;
 	int rc = cluster_dead_get(c, seq, &m);
@@ -858,7 +1037,18 @@ static int s_replay(router_t *r, uint64_t seq, json_t *done)
 	dest = s_header(m, "Kanal-Destination");
 	route = s_header(m, "Kanal-Route");
 	event = s_header(m, "Kanal-Event");
-	if (!router_dest(r, dest) || !router_dest(r, dest)->inst) {
+	again = !strcmp(dest, ROUTES_DEADLETTER) ? s_route_named(r, route) : NULL;
+	if (again && again->n_enrich) {
+		/* A route whose enrich step failed runs again, its steps and every destination
+		 * (as single-node mode's replay does): to P_IN, for that route only. */
+		json_t *ev =
+			json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+		cluster_subject_in(c, json_string_value(json_object_get(ev, "type")) ?: "", subject,
+				   sizeof subject);
+		json_decref(ev);
+	} else if (router_dest(r, dest) && router_dest(r, dest)->inst) {
+		cluster_subject_dlv(c, dest, subject, sizeof subject);
+	} else {
 		natsMsg_Destroy(m);
 		return KANAL_ENOTFOUND; /* the instance is gone from the config */
 	}
@@ -867,7 +1057,6 @@ static int s_replay(router_t *r, uint64_t seq, json_t *done)
 	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
 	h[1] = (cluster_header_t){ "Kanal-Event", event };
 	h[2] = (cluster_header_t){ "Kanal-Route", route };
-	cluster_subject_dlv(c, dest, subject, sizeof subject);
 	kanal_error_clear(&err);
 	rc = cluster_publish_sync(c, subject, h, 3, natsMsg_GetData(m),
 				  (size_t)natsMsg_GetDataLength(m), &err);
@@ -999,33 +1188,6 @@ int cluster_router_fd(const router_t *r)
 	return r->cluster ? cluster_fd(r->cluster->link) : -1;
 }
 
-/* A route cluster mode cannot run yet, added to d; true when the table has one. */
-static bool s_unsupported(const routes_t *routes, diag_t *d)
-{
-	size_t n = routes_count(routes);
-	bool found = false;
-
-	for (size_t i = 0; i < n; i++) {
-		const route_t *rt = routes_get(routes, i);
-		if (rt->n_enrich) {
-			diag_add(d, rt->file, rt->line, rt->column,
-				 "route '%s' has enrich steps, which journal mode cluster does not "
-				 "run yet (docs/cluster.md)",
-				 rt->name);
-			found = true;
-		}
-	}
-	return found;
-}
-
-bool cluster_router_refuses(router_t *r, routes_t **routes_p, diag_t *d)
-{
-	if (!r->cluster || !s_unsupported(*routes_p, d))
-		return false;
-	routes_destroy(routes_p);
-	return true;
-}
-
 int cluster_router_new(router_t *r, char *err, size_t err_size)
 {
 	struct cluster_router *cr = calloc(1, sizeof *cr);
@@ -1035,17 +1197,6 @@ int cluster_router_new(router_t *r, char *err, size_t err_size)
 	if (!cr || !names || !(cr->dests = calloc(r->n_instances + 1, sizeof *cr->dests))) {
 		snprintf(err, err_size, "out of memory");
 		goto fail;
-	}
-	{
-		diag_t d = { 0 };
-		if (s_unsupported(r->table->routes, &d)) {
-			char *text = diag_join_sep(&d, "; ");
-			snprintf(err, err_size, "%s", text ? text : "out of memory");
-			free(text);
-			diag_free(&d);
-			goto fail;
-		}
-		diag_free(&d);
 	}
 	for (size_t i = 0; i < r->n_instances; i++) {
 		names[i] = r->instances[i]->name;

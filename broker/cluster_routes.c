@@ -34,7 +34,6 @@
 #define ROUTES_STALE_MS 60000
 
 struct cluster_routes {
-	router_t *r; /* for cluster_router_refuses, which reads only r->cluster */
 	cluster_t *link;
 	kvStore *kv;
 	kvWatcher *watcher;
@@ -98,8 +97,6 @@ static int s_compile(struct cluster_routes *cr, json_t *files, routes_t **out, d
 	}
 	rc = routes_load_texts(texts, n, cr->instances, cr->n_instances, out, d);
 	free(texts);
-	if (rc == 0 && cluster_router_refuses(cr->r, out, d))
-		rc = KANAL_ECONFIG;
 	return rc;
 }
 
@@ -475,8 +472,7 @@ json_t *cluster_routes_reload(router_t *r)
 	/* The files as this node reads them (a folder's *.yaml in name order), checked
 	 * before anything goes to the cluster. */
 	if (routes_load((const char *const *)r->conf->route_paths, r->conf->n_route_paths,
-			cr->instances, cr->n_instances, &routes, &d) < 0 ||
-	    cluster_router_refuses(r, &routes, &d)) {
+			cr->instances, cr->n_instances, &routes, &d) < 0) {
 		reply = admin_routes_refused(r, admin_diag_lines(&d), NULL);
 		diag_free(&d);
 		return reply;
@@ -577,7 +573,6 @@ int cluster_routes_new(router_t *r, char *err, size_t err_size)
 		snprintf(err, err_size, "out of memory");
 		return KANAL_ENOMEM;
 	}
-	cr->r = r;
 	cr->link = cluster_router_link(r);
 	cr->n_instances = r->n_instances;
 	for (size_t i = 0; i < r->n_instances; i++)

@@ -158,6 +158,11 @@ static kanal_msg_t *s_notice(const delivery_t *dl, const char *reason)
 	return msg;
 }
 
+kanal_msg_t *deadnotice_new(const router_t *r, const delivery_t *dl, const char *reason)
+{
+	return s_wanted(r, dl, reason) ? s_notice(dl, reason) : NULL;
+}
+
 void deadnotice_note(router_t *r, const delivery_t *dl, const char *reason)
 {
 	deadnotice_t *n;

@@ -18,6 +18,11 @@
  * Ownership: borrows r and dl. */
 void deadnotice_note(router_t *r, const delivery_t *dl, const char *reason);
 
+/* The notice deadnotice_note would keep for dl, for cluster mode to publish itself
+ * (cluster_router.c): NULL when dl's death wants none, or out of memory.
+ * Ownership: borrows r and dl; the message is new. */
+kanal_msg_t *deadnotice_new(const router_t *r, const delivery_t *dl, const char *reason);
+
 /* Routes the notices kept this turn (the end of the turn calls it, before the journal's
  * commit, so that each is committed with its dead letter). A notice no route takes is
  * dropped, never sent to the default destination; a duplicate (the same dead letter

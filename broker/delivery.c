@@ -157,7 +157,8 @@ static bool s_enrich_refused(router_t *r, flow_t *f)
 /* An enrich step failed. A transient failure (the service asked to retry, did not answer in
  * time, or its queue was full) asks again after the route's backoff, within the route's
  * retry budget, as a delivery would be retried; the event stays open in the journal
- * meanwhile, so a restart resumes it. A permanent failure, or a spent budget, goes by the
+ * meanwhile, so a restart resumes it (in cluster mode JetStream keeps it: its accepted
+ * message is given back with the delay). A permanent failure, or a spent budget, goes by the
  * step's on_error. */
 void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transient)
 {
@@ -166,12 +167,14 @@ void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transi
 
 	if (s_enrich_refused(r, f))
 		return;
+	if (f->cluster_in && r->stopping) {
+		/* Another node (or this one, started again) enriches it. */
+		cluster_router_flow_abandon(r, f);
+		router_flow_release(r, &f); /* the enrich stage's reference */
+		return;
+	}
 	if (transient && !r->stopping && f->enrich_failures + 1 < f->route->retry.max_attempts) {
 		int64_t delay = delivery_backoff(&f->route->retry, ++f->enrich_failures, 0);
-		f->enrich_waiting = true;
-		f->enrich_deadline = kanal_now_ms() + delay;
-		f->enrich_next = r->enriching;
-		r->enriching = f;
 		stream_publish(r->stream, "enrich.retrying", NULL, f->ev->msg,
 			       json_pack("{s:s, s:s, s:s, s:i, s:I}", "route", f->route->name,
 					 "service", step->service, "reason", why, "attempt",
@@ -181,6 +184,17 @@ void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transi
 			 "again in %lld ms (attempt %d of %d)",
 			 f->route->name, step->service, kanal_msg_id(f->ev->msg), why,
 			 (long long)delay, f->enrich_failures + 1, f->route->retry.max_attempts);
+		if (f->cluster_in) {
+			/* JetStream keeps the event meanwhile and gives it to a node after the
+			 * delay: nothing waits here, so the node routes others meanwhile. */
+			cluster_router_flow_retry(r, f, delay);
+			router_flow_release(r, &f); /* the enrich stage's reference */
+			return;
+		}
+		f->enrich_waiting = true;
+		f->enrich_deadline = kanal_now_ms() + delay;
+		f->enrich_next = r->enriching;
+		r->enriching = f;
 		return;
 	}
 	extra = json_pack("{s:s, s:s, s:s}", "route", f->route->name, "service", step->service,
@@ -198,14 +212,20 @@ void delivery_enrich_failed(router_t *r, flow_t *f, const char *why, bool transi
 		delivery_t *dl = router_delivery_new(r, DL_PRIMARY, f->ev, f, d);
 		char reason[600];
 
-		if (!dl)
+		if (!dl) {
+			if (f->cluster_in) /* JetStream brings it back to be enriched again */
+				cluster_router_flow_abandon(r, f);
 			return;
+		}
 		snprintf(reason, sizeof reason, "enrich from '%s' failed: %s", step->service, why);
 		/* The letter says how often the service was asked: every transient failure
 		 * before this one, and this one. */
 		dl->attempt = f->enrich_failures + 1;
 		delivery_error(dl, reason);
-		delivery_dead(r, &dl, reason);
+		if (f->cluster_in)
+			cluster_router_flow_dead(r, f, &dl, reason);
+		else
+			delivery_dead(r, &dl, reason);
 	}
 	router_jev_close(r, f->ev->jev);
 	router_flow_release(r, &f); /* the enrich stage's reference */

@@ -316,6 +316,10 @@ void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kin
 /* Starts the flow's deliveries once its enrich steps are done. */
 void router_flow_deliver(router_t *r, flow_t *f)
 {
+	if (f->cluster_in) {
+		cluster_router_flow_deliver(r, f); /* to the destinations' streams */
+		return;
+	}
 	router_fan_out(r, f, f->route->to, f->route->n_to, DL_PRIMARY, NULL);
 }
 

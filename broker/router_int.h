@@ -84,6 +84,9 @@ typedef struct flow {
 	delivery_t *held;          /* rejected primaries kept until the flow is decided */
 	const journal_row_t *rows; /* during recovery: what the journal says already happened */
 	size_t n_rows;
+	/* Cluster mode: the accepted event's message (cluster_router.c), acknowledged once
+	 * this flow's enriched deliveries or its dead letter are stored; NULL otherwise. */
+	struct msg_group *cluster_in;
 	int refs;
 } flow_t;
 
@@ -677,13 +680,25 @@ void commit_sweep_blobs(router_t *r);
 
 /* ---- cluster_router.c: cluster mode (journal.mode: cluster, docs/design/cluster.md) ---- */
 
-/* Joins the NATS cluster (cluster.c): streams checked or created, consumers bound. Refuses a
- * routing table with enrich steps. Returns 0, or KANAL_ECONFIG with the reason in err. */
+/* Joins the NATS cluster (cluster.c): streams checked or created, consumers bound. Returns
+ * 0, or KANAL_ECONFIG with the reason in err. */
 int cluster_router_new(router_t *r, char *err, size_t err_size);
-/* In cluster mode, true when *routes_p holds what cluster mode does not run yet (a route
- * with enrich steps): each is added to d, and the table is destroyed. False otherwise (also
- * outside cluster mode). Ownership: takes *routes_p when it returns true. */
-bool cluster_router_refuses(router_t *r, routes_t **routes_p, diag_t *d);
+/* Flow f (f->cluster_in set) finished its enrich steps: its enriched event is published to
+ * <prefix>_DLV once per destination of its route, and f lets go of its accepted message
+ * (acknowledged once every publish of it is stored). Ownership: borrows f. */
+void cluster_router_flow_deliver(router_t *r, flow_t *f);
+/* Flow f's enrichment failed for good: *dl_p (a delivery of f's event to the built-in
+ * deadletter, its errors set) becomes a letter in <prefix>_DEAD, with the
+ * kanal.delivery.dead notice a route takes published to <prefix>_IN, and f lets go of its
+ * accepted message. Ownership: takes *dl_p, borrows f. */
+void cluster_router_flow_dead(router_t *r, flow_t *f, delivery_t **dl_p, const char *reason);
+/* Flow f gives its enrichment up without an end (kanald stops): its accepted message is
+ * given back to JetStream, for a node to enrich it again. Ownership: borrows f. */
+void cluster_router_flow_abandon(router_t *r, flow_t *f);
+/* Flow f's enrich step failed transiently within the route's budget: its accepted message
+ * is given back to JetStream with delay_ms (NakWithDelay, once the message's other work is
+ * published), for a node to run f's steps again then. Ownership: borrows f. */
+void cluster_router_flow_retry(router_t *r, flow_t *f, int64_t delay_ms);
 /* Starts fetching (the router's loop runs from now on). */
 int cluster_router_start(router_t *r);
 void cluster_router_destroy(router_t *r);
@@ -726,8 +741,8 @@ void cluster_router_reply_finish(cluster_reply_t **w_p, json_t *reply);
 void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome, int64_t hint,
 			    const char *error);
 /* Once a second: deliveries held longer than half of ack_wait (queued behind a slow
- * destination, or in flight) are reported in progress, so that JetStream does not give them
- * to another node meanwhile. */
+ * destination, or in flight), and accepted events still enriching, are reported in
+ * progress, so that JetStream does not give them to another node meanwhile. */
 void cluster_router_tick(router_t *r);
 /* A delivery freed without an outcome (shutdown): its message is let go unacknowledged. */
 void cluster_router_forget(router_t *r, delivery_t *dl);

@@ -3,14 +3,16 @@
  * against real nats-server processes (tests/util/natsd.h) and real kanald nodes: an event is
  * answered "accepted" only once JetStream stored it, a resend is "duplicate", every accepted
  * event reaches every destination at least once — with one node, and with three nats-server
- * and three kanald nodes while one kanald (a batch in flight to it) and then one nats-server
- * are killed mid-stream (3000 events; KANAL_CLUSTER_EVENTS=20000 for the issue's count);
+ * and three kanald nodes while one kanald (a batch in flight to it), and in a second test one
+ * nats-server, is killed mid-stream, resends stored once (1500 events each;
+ * KANAL_CLUSTER_EVENTS=20000 for the issue's count);
  * RETRY beyond the route's budget and REJECT end in the DEAD stream with their reason, which
  * kanalctl dlq lists, shows and replays; a REJECT with a fallback takes it; plugin emits go
  * through JetStream; a delivery longer than ack_wait is not handed out twice; the event
  * stream's lines reach NATS subjects; `status --cluster` lists the nodes; a node whose NATS
- * connection is gone stops acknowledging; a stream that differs from the node's config, NATS
- * out of reach, or a route with enrich steps is refused with what to do.
+ * connection is gone stops acknowledging; a route's enrich steps run on the routing node
+ * against the CPR simulator, a failing one ends in the DEAD stream with its notice; a stream
+ * that differs from the node's config, or NATS out of reach, is refused with what to do.
  *
  * Every test starts its own NATS cluster and kanald nodes on ephemeral loopback ports and
  * bounds every wait generously (a 2-core machine shared with other suites). The suite is
@@ -32,17 +34,18 @@
 #include "kanald.h"
 #include "natsd.h"
 #include "test.h"
+#include "upstream.h"
 
 #define WAIT CLU_WAIT
 #define BATCH 50
-/* Events of the three-node test: 3000 by default (the issue's 20,000 take minutes on 2 shared
- * cores); KANAL_CLUSTER_EVENTS=20000 runs the issue's count. A multiple of BATCH. */
+/* Events of each three-node test: 1500 by default (the issue's 20,000 take minutes on 2
+ * shared cores); KANAL_CLUSTER_EVENTS=20000 runs the issue's count. A multiple of BATCH. */
 static int s_cluster_events(void)
 {
 	const char *env = getenv("KANAL_CLUSTER_EVENTS");
 	int n = env ? atoi(env) : 0;
 
-	return n >= 3 * BATCH ? n / BATCH * BATCH : 3000;
+	return n >= 3 * BATCH ? n / BATCH * BATCH : 1500;
 }
 
 static const char *s_sinks = "  - name: a\n    plugin: sink\n"
@@ -206,22 +209,14 @@ static void test_one_node_end_to_end(void)
 	/* kanalctl dlq against the DEAD stream: list, show, then replay once the destinations
 	 * take the events (kanald restarted with fixed sinks on the same streams). */
 	{
-		char cmd[1200], out[4096] = "";
-		size_t got;
-		FILE *f;
+		char cmd[1200], *out = clu_kanalctl_text(kd, "dlq list");
 		json_t *list = NULL, *item, *shown = NULL;
 		json_int_t rejected_id = -1;
 		size_t i;
 
-		snprintf(cmd, sizeof cmd, "%s -c %s dlq list 2>&1", test_path("bin/kanalctl"),
-			 kd->conf_path);
-		f = popen(cmd, "r");
-		got = f ? fread(out, 1, sizeof out - 1, f) : 0;
-		out[got] = '\0';
-		if (f)
-			pclose(f);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "retry budget spent"));
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "rejected"));
+		free(out);
 		free(reply);
 		reply = kd_admin(kd, "{\"cmd\":\"dlq.list\"}", WAIT);
 		list = reply ? json_loads(reply, 0, NULL) : NULL;
@@ -524,6 +519,321 @@ done:
 	natsd_destroy(&nc);
 }
 
+/* ---- enrich steps ---------------------------------------------------------------------------- */
+
+/* The synthetic population (examples/simulators/population.c): never printed. */
+static const char *const IDA = "1404214382";   /* answered at once */
+static const char *const SOFIE = "2207884566"; /* answered 3 s late: the step times out */
+static const char *const MADS = "1503851233";  /* asked while the service fails once */
+
+#define CPR_AGREEMENT "11111111-2222-4333-8444-555555555555"
+#define CPR_USERSYSTEM "22222222-3333-4444-8555-666666666666"
+#define CPR_USER "33333333-4444-4555-8666-777777777777"
+#define CPR_SERVICE "44444444-5555-4666-8777-888888888888"
+
+/* Events <prefix>0 .. <prefix>(n-1) that the nodes' people sinks hold with the cpr reply
+ * merged into data.person; *dups gets the lines beyond the first per event. */
+static int s_enriched(kd_t **nodes, size_t n_nodes, const char *prefix, int n, size_t *dups)
+{
+	int got = 0;
+
+	*dups = 0;
+	for (int k = 0; k < n; k++) {
+		char id[64];
+		size_t seen = 0;
+		snprintf(id, sizeof id, "\"id\":\"%s%d\"", prefix, k);
+		for (size_t i = 0; i < n_nodes; i++) {
+			char *text = test_read_file(kd_path(nodes[i], "people.jsonl"), NULL);
+			for (char *line = text ? strtok(text, "\n") : NULL; line;
+			     line = strtok(NULL, "\n"))
+				if (strstr(line, id) && strstr(line, "\"person\":{"))
+					seen++;
+			free(text);
+		}
+		got += seen > 0;
+		*dups += seen > 1 ? seen - 1 : 0;
+	}
+	return got;
+}
+
+/* s_enriched, waiting up to timeout_ms for all n. */
+static int s_wait_enriched(kd_t **nodes, size_t n_nodes, const char *prefix, int n, int timeout_ms,
+			   size_t *dups)
+{
+	int got = 0;
+
+	for (int64_t until = test_now_ms() + timeout_ms; test_now_ms() < until; test_sleep_ms(300))
+		if ((got = s_enriched(nodes, n_nodes, prefix, n, dups)) == n)
+			break;
+	return got;
+}
+
+/* Sends the lookup <prefix><k> of `cpr` to kd; true when accepted. */
+static bool s_lookup(kd_t *kd, const char *prefix, int k, const char *cpr)
+{
+	char id[64], data[64], *e;
+	bool ok;
+
+	snprintf(id, sizeof id, "%s%d", prefix, k);
+	snprintf(data, sizeof data, "{\"cpr\": \"%s\"}", cpr);
+	e = kd_event("/cluster-test", id, "test.person.lookup", data);
+	ok = kd_send_event(kd, e, "accepted", WAIT, NULL);
+	free(e);
+	return ok;
+}
+
+/* The enrich tests' NATS server (R1), CPR simulator (SOFIE answered slow_ms late) and the
+ * kanald config of their nodes (a cpr instance, sinks people and notices). */
+typedef struct enrich_fx {
+	natsd_t *nc;
+	upstream_t *up;
+	char *conf;
+} enrich_fx_t;
+
+static int s_enrich_start(enrich_fx_t *fx, const char *tag, int slow_ms, const char *ack_wait)
+{
+	char slow[40], slow_time[40], *extra = NULL, *instances = NULL;
+	const char *args[] = { "--set", "agreement=" CPR_AGREEMENT,
+			       "--set", "usersystem=" CPR_USERSYSTEM,
+			       "--set", "user=" CPR_USER,
+			       "--set", "service=" CPR_SERVICE,
+			       "--set", slow,
+			       "--set", slow_time,
+			       NULL };
+
+	memset(fx, 0, sizeof *fx);
+	snprintf(slow, sizeof slow, "slow_pnr=%s", SOFIE);
+	snprintf(slow_time, sizeof slow_time, "slow_ms=%d", slow_ms);
+	if (!(fx->up = upstream_start("cpr", args)) || !(fx->nc = natsd_start(tag, 1)))
+		return -1;
+	if (asprintf(&extra,
+		     "journal:\n  mode: cluster\n  nats:\n    servers: %s\n"
+		     "    replicas: 1\n    ack_wait: %s\n",
+		     fx->nc->servers, ack_wait) < 0 ||
+	    asprintf(&instances,
+		     "  - name: cpr\n    plugin: cpr\n    options:\n"
+		     "      endpoint: '%s/cpr'\n"
+		     "      service_agreement_uuid: " CPR_AGREEMENT "\n"
+		     "      user_system_uuid: " CPR_USERSYSTEM "\n"
+		     "      user_uuid: " CPR_USER "\n"
+		     "      service_uuid: " CPR_SERVICE "\n"
+		     "      timeout: 5s\n      resolve_children: false\n"
+		     "      audit_log: '@DIR@/audit.log'\n"
+		     "  - name: people\n    plugin: sink\n"
+		     "    options: { path: '@DIR@/people.jsonl' }\n"
+		     "  - name: notices\n    plugin: sink\n"
+		     "    options: { path: '@DIR@/notices.jsonl' }\n",
+		     fx->up->url) < 0) {
+		free(extra);
+		return -1;
+	}
+	fx->conf = kd_config(instances, extra);
+	free(instances);
+	free(extra);
+	return fx->conf ? 0 : -1;
+}
+
+static void s_enrich_stop(enrich_fx_t *fx)
+{
+	free(fx->conf);
+	natsd_destroy(&fx->nc);
+	upstream_stop(&fx->up);
+}
+
+/* The lookup route, its step's timeout `timeout`, and the route of the dead notices. */
+static char *s_enrich_routes(const char *timeout)
+{
+	char *routes = NULL;
+
+	if (asprintf(&routes,
+		     "routes:\n"
+		     "  - name: lookup\n    match: { type: test.person.lookup }\n"
+		     "    enrich:\n      - service: cpr\n        into: data.person\n"
+		     "        purpose: cluster test\n        timeout: %s\n"
+		     "    to: people\n"
+		     "    retry: { max_attempts: 2, backoff: 100ms }\n"
+		     "  - name: notices\n    match: { type: kanal.delivery.dead }\n"
+		     "    to: notices\n",
+		     timeout) < 0)
+		return NULL;
+	return routes;
+}
+
+/* A route with an enrich step in cluster mode: the node that takes an event from the shared
+ * work queue asks its own cpr instance (against the CPR simulator) and publishes the
+ * enriched event; every event arrives enriched, whichever of the two nodes routed it. A
+ * lookup the service fails once is asked again after the route's backoff. A lookup that
+ * times out on every attempt of the route's budget is a dead letter in the DEAD
+ * stream (kanalctl dlq list shows it, with its attempts) and a kanal.delivery.dead notice
+ * that a route takes. */
+static void test_enrich_in_cluster(void)
+{
+	enrich_fx_t fx = { 0 };
+	kd_t *nodes[2] = { NULL, NULL };
+	char *routes = NULL, *reply = NULL, *text = NULL;
+	const int n = 20;
+	size_t dups = 0;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE(s_enrich_start(&fx, "cluster-enrich", 3000, "5s") == 0);
+	REQUIRE((routes = s_enrich_routes("1s")) != NULL);
+	for (int k = 0; k < 2; k++) {
+		char tag[32];
+		snprintf(tag, sizeof tag, "cluster-enrich-kd%d", k + 1);
+		REQUIRE((nodes[k] = kd_start(tag, fx.conf, routes)) != NULL);
+	}
+	for (int k = 0; k < n; k++)
+		CU_ASSERT(s_lookup(nodes[k % 2], "p-", k, IDA));
+	CU_ASSERT_EQUAL(s_wait_enriched(nodes, 2, "p-", n, 60000, &dups), n);
+	CU_ASSERT_EQUAL(dups, 0); /* nothing died: each enriched and delivered once */
+	CU_ASSERT_EQUAL(clu_dead_count(fx.nc), 0);
+
+	/* The service fails once (HTTP 503: RETRY): the event is given back to JetStream with
+	 * the route's backoff, a node asks again, and it is delivered enriched, once. */
+	CU_ASSERT_EQUAL(upstream_fault(fx.up, "error", 1), 0);
+	CU_ASSERT(s_lookup(nodes[1], "r-", 0, MADS));
+	CU_ASSERT_EQUAL(s_wait_enriched(nodes, 2, "r-", 1, 30000, &dups), 1);
+	CU_ASSERT_EQUAL(dups, 0);
+	{
+		char *l0 = kd_log(nodes[0]), *l1 = kd_log(nodes[1]);
+		CU_ASSERT(strstr(l0 ?: "", "event r-0: service answered retry") ||
+			  strstr(l1 ?: "", "event r-0: service answered retry"));
+		free(l0);
+		free(l1);
+	}
+	CU_ASSERT_EQUAL(clu_dead_count(fx.nc), 0);
+
+	/* The slow lookup: no reply within 1 s, twice (the route's budget), then dead. */
+	CU_ASSERT(s_lookup(nodes[0], "slow-", 0, SOFIE));
+	for (int64_t until = test_now_ms() + 30000; test_now_ms() < until; test_sleep_ms(300))
+		if (clu_dead_count(fx.nc) >= 1)
+			break;
+	CU_ASSERT_EQUAL(clu_dead_count(fx.nc), 1);
+	reply = kd_admin(nodes[1], "{\"cmd\":\"dlq.list\"}", WAIT);
+	{
+		json_t *list = reply ? json_loads(reply, 0, NULL) : NULL;
+		json_t *item = json_array_get(json_object_get(list, "items"), 0);
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(list, "items")), 1);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "event_id")) ?: "",
+				       "slow-0");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "route")) ?: "",
+				       "lookup");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(item, "destination"))
+					       ?: "",
+				       "deadletter");
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(item, "attempts")), 2);
+		CU_ASSERT_PTR_NOT_NULL(
+			strstr(json_string_value(json_object_get(item, "reason")) ?: "",
+			       "enrich from 'cpr' failed"));
+		json_decref(list);
+	}
+	/* kanalctl dlq list, as an operator reads it. */
+	{
+		char *out = clu_kanalctl_text(nodes[0], "dlq list");
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "slow-0"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "enrich from 'cpr' failed"));
+		CU_ASSERT(!kd_has_clear_cpr(out));
+		free(out);
+	}
+	/* Its sender hears: the notice, routed once, naming the original. */
+	for (int64_t until = test_now_ms() + 20000; test_now_ms() < until; test_sleep_ms(300))
+		if (kd_lines(kd_path(nodes[0], "notices.jsonl")) +
+			    kd_lines(kd_path(nodes[1], "notices.jsonl")) >=
+		    1)
+			break;
+	for (int k = 0; k < 2; k++) {
+		char *t = test_read_file(kd_path(nodes[k], "notices.jsonl"), NULL);
+		if (t && strstr(t, "kanal.delivery.dead") && strstr(t, "\"slow-0\"")) {
+			free(text);
+			text = t;
+		} else {
+			free(t);
+		}
+	}
+	CU_ASSERT_PTR_NOT_NULL(text);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(nodes[0], "notices.jsonl")) +
+				kd_lines(kd_path(nodes[1], "notices.jsonl")),
+			1);
+	CU_ASSERT_EQUAL(s_enriched(nodes, 2, "p-", n, &dups), n);
+	/* With a step timeout the service meets, kanalctl dlq replay runs the route again: the
+	 * event arrives enriched and the letter is gone. */
+	free(routes);
+	REQUIRE((routes = s_enrich_routes("10s")) != NULL);
+	for (int k = 0; k < 2; k++) {
+		kd_write_routes(nodes[k], routes);
+		free(reply);
+		reply = kd_admin(nodes[k], "{\"cmd\":\"reload\"}", WAIT);
+		CU_ASSERT_PTR_NOT_NULL(strstr(reply ?: "", "\"ok\":true"));
+	}
+	{
+		char *out = clu_kanalctl_text(nodes[1], "dlq replay --all-matching");
+		free(out);
+	}
+	CU_ASSERT_EQUAL(s_wait_enriched(nodes, 2, "slow-", 1, 30000, &dups), 1);
+	CU_ASSERT_EQUAL(dups, 0);
+	CU_ASSERT_EQUAL(clu_dead_count(fx.nc), 0);
+	for (int k = 0; k < 2; k++) {
+		char *log = kd_log(nodes[k]);
+		CU_ASSERT(log && !kd_has_clear_cpr(log));
+		free(log);
+	}
+done:
+	free(text);
+	free(reply);
+	free(routes);
+	for (int k = 0; k < 2; k++)
+		kd_destroy(&nodes[k]);
+	s_enrich_stop(&fx);
+}
+
+/* The node enriching an event dies before the service answers: JetStream hands the event to
+ * another node after ack_wait, which asks its own cpr instance again and delivers the
+ * enriched event — once. */
+static void test_enrich_node_dies(void)
+{
+	enrich_fx_t fx = { 0 };
+	kd_t *first = NULL, *second = NULL, *nodes[2];
+	char *routes = NULL, *seen = NULL;
+	void *stream = NULL;
+	size_t dups = 0;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	/* SOFIE's lookup takes 2.5 s, well within the step's 10 s. */
+	REQUIRE(s_enrich_start(&fx, "cluster-enrich-dies", 2500, "3s") == 0);
+	REQUIRE((routes = s_enrich_routes("10s")) != NULL);
+	REQUIRE((first = kd_start("cluster-enrich-dies-kd1", fx.conf, routes)) != NULL);
+	stream = kd_subscribe(first, "accepted");
+	CU_ASSERT(s_lookup(first, "d-", 0, SOFIE));
+	/* The first node took it from the work queue and asked its service: it dies. */
+	seen = kd_expect(stream, "accepted", "\"d-0\"", WAIT);
+	CU_ASSERT_PTR_NOT_NULL(seen);
+	test_sleep_ms(500);
+	kd_unsubscribe(&stream);
+	CU_ASSERT_EQUAL(kd_stop(first, SIGKILL, 5000), 128 + SIGKILL);
+	REQUIRE((second = kd_start("cluster-enrich-dies-kd2", fx.conf, routes)) != NULL);
+	nodes[0] = first;
+	nodes[1] = second;
+	CU_ASSERT_EQUAL(s_wait_enriched(nodes, 2, "d-", 1, 30000, &dups), 1);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(first, "people.jsonl")), 0);
+	test_sleep_ms(4000); /* past another ack_wait: nothing comes twice */
+	CU_ASSERT_EQUAL(s_enriched(nodes, 2, "d-", 1, &dups), 1);
+	CU_ASSERT_EQUAL(dups, 0);
+	CU_ASSERT_EQUAL(clu_dead_count(fx.nc), 0);
+done:
+	kd_unsubscribe(&stream);
+	free(seen);
+	free(routes);
+	kd_destroy(&second);
+	kd_destroy(&first);
+	s_enrich_stop(&fx);
+}
+
 /* ---- refusals at start ------------------------------------------------------------------ */
 
 static void test_refuses_to_start(void)
@@ -565,15 +875,13 @@ static void test_refuses_to_start(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(log ?: "", "cannot reach the NATS cluster"));
 	free(log);
 	log = NULL;
-	/* A route with enrich steps: not run in cluster mode yet, so not loaded — at a reload
-	 * the running table stays. */
+	/* A route with enrich steps is no refusal in cluster mode: a reload takes it. */
 	kd_write_routes(kd, "routes:\n  - name: both\n    match: { type: 'x.>' }\n"
 			    "    enrich:\n      - service: c\n        into: data.extra\n"
 			    "    to: [a, b]\n");
 	free(extra);
 	extra = kd_admin(kd, "{\"cmd\":\"reload\"}", WAIT);
-	CU_ASSERT_PTR_NOT_NULL(strstr(extra ?: "", "enrich steps, which journal mode cluster"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(extra ?: "", "\"ok\":false"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(extra ?: "", "\"ok\":true"));
 done:
 	free(log);
 	free(extra);
@@ -605,30 +913,41 @@ static void *s_killer_main(void *arg)
 	return NULL;
 }
 
-static void test_three_nodes_lose_nothing(void)
+/* What a three-node run kills mid-stream. */
+typedef enum victim { KILL_KANALD, KILL_NATS } victim_t;
+
+/* Three nats-server (R3) and three kanald; s_cluster_events() events sent round robin in
+ * batches while `victim` is killed a third of the way in: kanald 2 with SIGKILL, a batch in
+ * flight to it (restarted ten batches later), or nats-server 3 (restarted once everything
+ * is sent). Nothing accepted is lost: every event reaches both destinations. Resends are
+ * deduplicated: the accept stream stored each event once, however often it was sent. The
+ * duplicates — answered "duplicate", and delivered twice — are counted and reported. */
+static void s_three_nodes(victim_t victim)
 {
 	natsd_t *nc = NULL;
 	kd_t *nodes[3] = { NULL, NULL, NULL };
 	bool up[3] = { true, true, true };
-	char *conf = NULL, *batch = NULL;
+	char *conf = NULL, *batch = NULL, *out = NULL;
 	size_t next = 0, dups = 0, resends = 0, da = 0, db = 0;
 	size_t per_node[3] = { 0, 0, 0 };
 	int64_t started = test_now_ms();
 	const int n_events = s_cluster_events();
+	const int third = n_events / 3 / BATCH * BATCH;
 
 	if (!natsd_available()) {
 		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
 		return;
 	}
-	REQUIRE((nc = natsd_start("cluster3", 3)) != NULL);
+	REQUIRE((nc = natsd_start(victim == KILL_KANALD ? "cluster3k" : "cluster3n", 3)) != NULL);
 	conf = s_conf(nc, 3, "10m");
 	for (int k = 0; k < 3; k++) {
 		char tag[32];
-		snprintf(tag, sizeof tag, "cluster3-kd%d", k + 1);
+		snprintf(tag, sizeof tag, "cluster3%c-kd%d", victim == KILL_KANALD ? 'k' : 'n',
+			 k + 1);
 		REQUIRE((nodes[k] = kd_start(tag, conf, s_routes)) != NULL);
 	}
 	for (int first = 0; first < n_events; first += BATCH) {
-		if (first == n_events / 3 / BATCH * BATCH) {
+		if (victim == KILL_KANALD && first == third) {
 			/* kanald 2 dies with work in hand and a batch in flight to it: the
 			 * sender hears nothing and resends to another node. It comes back. */
 			killer_t k = { nodes[1], 2 + (int)(test_now_ms() % 20), -1 };
@@ -642,10 +961,10 @@ static void test_three_nodes_lose_nothing(void)
 			CU_ASSERT_EQUAL(k.status, 128 + SIGKILL);
 			up[1] = false;
 			resends++;
-		} else if (first == n_events / 3 / BATCH * BATCH + 10 * BATCH) {
+		} else if (victim == KILL_KANALD && first == third + 10 * BATCH) {
 			CU_ASSERT_EQUAL(kd_restart(nodes[1]), 0);
 			up[1] = true;
-		} else if (first == 2 * n_events / 3 / BATCH * BATCH) {
+		} else if (victim == KILL_NATS && first == third) {
 			/* A nats-server dies: its streams elect new leaders (4-8 s). */
 			CU_ASSERT_EQUAL(natsd_kill(nc, 2, SIGKILL), 0);
 		}
@@ -653,37 +972,31 @@ static void test_three_nodes_lose_nothing(void)
 		batch = clu_batch(first, BATCH, "x.ok");
 		REQUIRE(clu_store(nodes, up, 3, &next, batch, BATCH, &dups, &resends));
 	}
-	CU_ASSERT_EQUAL(natsd_restart(nc, 2), 0);
+	if (victim == KILL_NATS)
+		CU_ASSERT_EQUAL(natsd_restart(nc, 2), 0);
 	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 3, n_events, 300000, &da, &db), 0);
+	/* Each event stored once in the accept stream, resends or not. */
+	CU_ASSERT_EQUAL(clu_stream_last_seq(nc, "KANAL_IN"), n_events);
 	for (int k = 0; k < 3; k++)
 		per_node[k] = kd_lines(kd_path(nodes[k], "a.jsonl")) +
 			      kd_lines(kd_path(nodes[k], "b.jsonl"));
 	fprintf(stderr,
-		"\n%d events through 3 kanald on 3 nats-server (R3) in %.1f s, one kanald and "
-		"one nats-server killed: %zu resends (%zu answered duplicate), duplicate "
-		"deliveries %zu at a and %zu at b; deliveries per node %zu, %zu, %zu\n",
-		n_events, (double)(test_now_ms() - started) / 1000, resends, dups, da, db,
+		"\n%d events through 3 kanald on 3 nats-server (R3) in %.1f s, one %s killed: "
+		"%zu resends (%zu answered duplicate), duplicate deliveries %zu at a and %zu at "
+		"b; deliveries per node %zu, %zu, %zu\n",
+		n_events, (double)(test_now_ms() - started) / 1000,
+		victim == KILL_KANALD ? "kanald" : "nats-server", resends, dups, da, db,
 		per_node[0], per_node[1], per_node[2]);
-	/* The work is shared: every node delivered some. */
+	/* The work is shared: every node that stayed up delivered some. */
 	CU_ASSERT(per_node[0] > 0 && per_node[2] > 0);
 	/* kanalctl status --cluster on any node: every node's entry, and nothing left to route
 	 * or deliver in the shared consumers. Entries are written every 5 s. */
 	test_sleep_ms(6000);
+	out = clu_kanalctl_text(nodes[2], "status --cluster --json");
 	{
-		char cmd[1200], *out = calloc(1, 65536);
-		size_t got = 0;
-		FILE *f;
-		json_t *st, *cl, *c;
+		json_t *st = json_loads(out, 0, NULL), *cl = json_object_get(st, "cluster"), *c;
 		size_t i, consumers = 0;
 
-		snprintf(cmd, sizeof cmd, "%s -c %s status --cluster --json 2>&1",
-			 test_path("bin/kanalctl"), nodes[2]->conf_path);
-		f = out ? popen(cmd, "r") : NULL;
-		got = f ? fread(out, 1, 65535, f) : 0;
-		if (f)
-			pclose(f);
-		st = got ? json_loads(out, 0, NULL) : NULL;
-		cl = json_object_get(st, "cluster");
 		CU_ASSERT(json_array_size(json_object_get(cl, "nodes")) >= 3);
 		json_array_foreach(json_object_get(cl, "consumers"), i, c)
 		{
@@ -692,9 +1005,9 @@ static void test_three_nodes_lose_nothing(void)
 		}
 		CU_ASSERT_EQUAL(consumers, 4); /* route, dlv-a, dlv-b, dlv-c */
 		json_decref(st);
-		free(out);
 	}
 done:
+	free(out);
 	free(batch);
 	free(conf);
 	for (int k = 0; k < 3; k++)
@@ -702,7 +1015,20 @@ done:
 	natsd_destroy(&nc);
 }
 
+/* The test 2, first half: one kanald SIGKILLed mid-stream and restarted. */
+static void test_three_nodes_kanald_killed(void)
+{
+	s_three_nodes(KILL_KANALD);
+}
+
+/* The test 2, second half: one nats-server SIGKILLed mid-stream and restarted. */
+static void test_three_nodes_nats_killed(void)
+{
+	s_three_nodes(KILL_NATS);
+}
+
 TEST_MAIN("cluster", TEST(test_config), TEST(test_one_node_end_to_end),
 	  TEST(test_no_nats_no_acknowledgement), TEST(test_emits_go_through_jetstream),
 	  TEST(test_slow_delivery_in_progress), TEST(test_event_lines_on_nats),
-	  TEST(test_refuses_to_start), TEST(test_three_nodes_lose_nothing))
+	  TEST(test_enrich_in_cluster), TEST(test_enrich_node_dies), TEST(test_refuses_to_start),
+	  TEST(test_three_nodes_kanald_killed), TEST(test_three_nodes_nats_killed))

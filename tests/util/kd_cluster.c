@@ -99,8 +99,9 @@ int clu_missing(kd_t **nodes, size_t n_nodes, const char *name, int n, size_t *d
 	return missing;
 }
 
-/* The number of messages in the DEAD stream, -1 when JetStream does not say. */
-int64_t clu_dead_count(const natsd_t *nc)
+/* Stream `name`'s message count (`last`: its last sequence), -1 when JetStream does not
+ * say. */
+static int64_t s_stream_state(const natsd_t *nc, const char *name, bool last)
 {
 	natsConnection *conn = NULL;
 	jsCtx *js = NULL;
@@ -109,12 +110,18 @@ int64_t clu_dead_count(const natsd_t *nc)
 
 	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK &&
 	    natsConnection_JetStream(&js, conn, NULL) == NATS_OK &&
-	    js_GetStreamInfo(&si, js, "KANAL_DEAD", NULL, NULL) == NATS_OK)
-		n = (int64_t)si->State.Msgs;
+	    js_GetStreamInfo(&si, js, name, NULL, NULL) == NATS_OK)
+		n = (int64_t)(last ? si->State.LastSeq : si->State.Msgs);
 	jsStreamInfo_Destroy(si);
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(conn);
 	return n;
+}
+
+/* The number of messages in the DEAD stream, -1 when JetStream does not say. */
+int64_t clu_dead_count(const natsd_t *nc)
+{
+	return s_stream_state(nc, "KANAL_DEAD", false);
 }
 
 /* The messages of the DEAD stream (up to max), their Kanal-Reason headers joined with ','
@@ -241,4 +248,27 @@ int clu_kanalctl(kd_t *kd, char **out, const char *const *args)
 		*out = test_read_file(path, NULL);
 	free(path);
 	return status;
+}
+
+int64_t clu_stream_last_seq(const natsd_t *nc, const char *name)
+{
+	return s_stream_state(nc, name, true);
+}
+
+char *clu_kanalctl_text(const kd_t *kd, const char *args)
+{
+	size_t cap = 65536, got = 0;
+	char *cmd = NULL, *out = calloc(1, cap);
+	FILE *f = NULL;
+
+	if (!out)
+		abort(); /* a test without memory has nothing to report */
+	if (asprintf(&cmd, "%s -c %s %s 2>&1", test_path("bin/kanalctl"), kd->conf_path, args) > 0)
+		f = popen(cmd, "r");
+	got = f ? fread(out, 1, cap - 1, f) : 0;
+	out[got] = '\0';
+	if (f)
+		pclose(f);
+	free(cmd);
+	return out;
 }

@@ -53,5 +53,11 @@ size_t clu_wait_lines(kd_t **nodes, size_t n_nodes, const char *name, size_t wan
  * status (-1: it did not exit); its output (stdout and stderr) goes to *out when not NULL.
  * Ownership: the caller frees *out. */
 int clu_kanalctl(kd_t *kd, char **out, const char *const *args);
+/* The last sequence number of stream `name` (e.g. "KANAL_IN"): how many messages it ever
+ * stored, whatever its consumers acknowledged since. -1 when JetStream does not say. */
+int64_t clu_stream_last_seq(const natsd_t *nc, const char *name);
+/* Runs `kanalctl -c <kd's config> <args>` and returns what it wrote (stdout and stderr, up
+ * to 64 KiB). Ownership: the caller frees the text (never NULL). */
+char *clu_kanalctl_text(const kd_t *kd, const char *args);
 
 #endif
