@@ -905,7 +905,9 @@ static long s_node_routed(const bench_params_t *p, const char *conf)
  * routing and delivering, and fails the row when any event is missing from all three sinks. */
 int kanal_cluster3(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 {
-	long total = (long)(CLU3_RATE * p->lat_seconds * 2);
+	/* KBENCH_CLU3_RATE offers another rate (to see where the latency comes from). */
+	long rate = getenv("KBENCH_CLU3_RATE") ? atol(getenv("KBENCH_CLU3_RATE")) : CLU3_RATE;
+	long total = (long)((double)rate * p->lat_seconds * 2);
 	krun_t k[CLU3_NODES];
 	int ports[CLU3_NODES], cports[CLU3_NODES];
 	pid_t nats[CLU3_NODES], gw[CLU3_NODES];
@@ -971,15 +973,15 @@ int kanal_cluster3(const bench_params_t *p, const bench_spec_t *s, bench_result_
 	/* The senders: one per node's gateway, a third of the rate each, distinct ids. */
 	t0 = bench_now_ns();
 	for (int i = 0; i < CLU3_NODES; i++) {
-		char count[32], size[32], rate[32], first[32], log[1300];
+		char count[32], size[32], per_node[32], first[32], log[1300];
 		long share = total / CLU3_NODES + (i == CLU3_NODES - 1 ? total % CLU3_NODES : 0);
-		char *argv[] = { (char *)p->self, "gwload", k[i].gateway, count, size, "1", rate,
-				 first,           NULL };
+		char *argv[] = { (char *)p->self, "gwload", k[i].gateway, count, size, "1",
+				 per_node,        first,    NULL };
 
 		cpu0[i] = bench_proc_cpu_s(k[i].pid);
 		snprintf(count, sizeof count, "%ld", share);
 		snprintf(size, sizeof size, "%d", s->size);
-		snprintf(rate, sizeof rate, "%d", CLU3_RATE / CLU3_NODES);
+		snprintf(per_node, sizeof per_node, "%ld", rate / CLU3_NODES);
 		snprintf(first, sizeof first, "%ld", 1 + i * (total / CLU3_NODES));
 		snprintf(log, sizeof log, "%s/gwload.log", k[i].dir);
 		if ((gw[i] = bench_spawn(argv, log)) < 0) {
@@ -988,7 +990,7 @@ int kanal_cluster3(const bench_params_t *p, const bench_spec_t *s, bench_result_
 		}
 	}
 	for (int i = 0; i < CLU3_NODES; i++) {
-		int64_t until = bench_now_ns() + (int64_t)(total / CLU3_RATE + 60) * 1000000000LL;
+		int64_t until = bench_now_ns() + (int64_t)(total / rate + 60) * 1000000000LL;
 		char path[1300], *text;
 		bool ok;
 
