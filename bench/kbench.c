@@ -612,7 +612,8 @@ static void s_targets_judge(void)
 
 static void s_print_targets(void)
 {
-	printf("\nTargets (issues 5, 16, 17 and 19; passes: how many of the run's passes met it)\n");
+	printf("\nTargets (issues 5, 16, 17 and 19; passes: how many of the run's passes met "
+	       "it)\n");
 	for (int i = 0; i < s_n_targets; i++)
 		printf("  %s %s\n", s_pad(s_targets[i].text, 58), s_targets[i].verdict);
 }
