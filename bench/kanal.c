@@ -926,11 +926,24 @@ int kanal_cluster3(const bench_params_t *p, const bench_spec_t *s, bench_result_
 		return bench_na(r, "nats-server is not installed (Debian package nats-server)");
 	if (!(dir = bench_mkdir(p, s->id)))
 		return bench_na(r, "cannot make a scratch folder under %s", p->tmp);
-	for (int i = 0; i < CLU3_NODES; i++)
-		if ((ports[i] = bench_free_port()) < 0 || (cports[i] = bench_free_port()) < 0) {
+	/* Six distinct ports: nothing holds a port bench_free_port names until its server starts,
+	 * so two calls may name the same one. */
+	for (int i = 0; i < 2 * CLU3_NODES; i++) {
+		int *slot = i < CLU3_NODES ? &ports[i] : &cports[i - CLU3_NODES], tries = 0;
+		bool taken;
+
+		do {
+			taken = false;
+			*slot = bench_free_port();
+			for (int j = 0; j < i; j++)
+				taken |= *slot ==
+					 (j < CLU3_NODES ? ports[j] : cports[j - CLU3_NODES]);
+		} while (taken && ++tries < 50);
+		if (*slot < 0 || taken) {
 			bench_na(r, "no free port");
 			goto out;
 		}
+	}
 	if (peer_nats_start_cluster(dir, CLU3_NODES, ports, cports, nats) < 0) {
 		bench_na(r, "cannot start nats-server; see %s", dir);
 		goto out;
