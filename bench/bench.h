@@ -95,14 +95,20 @@ int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_resul
 int kanal_routes(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 int kanal_latency(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 int kanal_pending_rss(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
+/* 3 kanald nodes on a 3-node nats-server cluster (R3) at a steady 5,000 events/s. */
+int kanal_cluster3(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 /* The separate gateway client process: `kbench gwload ENDPOINT COUNT SIZE BATCH`. */
 int kanal_gwload_main(int argc, char **argv);
 
-/* peers.c: Mosquitto and NATS JetStream. variant 0: throughput; 1: latency at lat_rate. */
+/* peers.c: Mosquitto and NATS JetStream. variant 0: throughput; 1: latency at lat_rate;
+ * 2 (NATS only): throughput through two streams, a relay between (cluster mode's shape). */
 int peer_mosquitto(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 /* Starts nats-server with JetStream on 127.0.0.1:port, storing under dir (peers.c). */
 pid_t peer_nats_start(const char *dir, int port);
+/* Starts an n-node JetStream cluster on 127.0.0.1 (peers.c); pids[] gets each node's pid. */
+int peer_nats_start_cluster(const char *dir, int n, const int *ports, const int *cluster_ports,
+			    pid_t *pids);
 
 /* ---- helpers (util.c) ---- */
 
@@ -142,6 +148,8 @@ void bench_kill_all(void);
 double bench_rss_mib(pid_t pid, bool peak);
 /* A TCP port on 127.0.0.1 that was free a moment ago, or -1. */
 int bench_free_port(void);
+/* CPU seconds (user + system) process pid has used, from /proc; -1 when unknown. */
+double bench_proc_cpu_s(pid_t pid);
 /* Waits up to timeout_ms until something accepts TCP connections on 127.0.0.1:port. */
 bool bench_wait_port(int port, int timeout_ms);
 /* Waits up to timeout_ms until path exists. */

@@ -602,16 +602,20 @@ int kanal_pending_rss(const bench_params_t *p, const bench_spec_t *s, bench_resu
 
 /* ---- the gateway client ------------------------------------------------------------------- */
 
-/* `kbench gwload ENDPOINT COUNT SIZE BATCH`: sends COUNT events of about SIZE bytes to the
+/* `kbench gwload ENDPOINT COUNT SIZE BATCH [RATE [FIRST]]`: sends COUNT events of about SIZE bytes to the
  * gateway at ENDPOINT, BATCH events per request (1: a single event, else a JSON array), and
  * keeps up to GW_WINDOW_EVENTS events in flight on one DEALER socket. Each event is stamped
  * (benchns) when its request is built. An event answered "busy" is sent again after the
  * retry_after_ms the gateway asks for, as a well-behaved client does; any other answer but
- * "accepted" ends the run with exit status 1. GWLOAD_TRACE=1 logs each busy answer. */
+ * "accepted" ends the run with exit status 1. GWLOAD_TRACE=1 logs each busy answer. With
+ * RATE > 0 it sends at that steady rate (released once per millisecond, like bench_source)
+ * instead of as fast as the window allows; FIRST is the first sequence number (default 1), so
+ * that several clients send distinct events. */
 
 typedef struct gwload {
 	void *zctx, *sock;
-	long count, next, accepted, busy, requests;
+	long count, next, last, accepted, busy, requests;
+	long rate; /* events/s, 0: flat out */
 	int batch, window, in_flight;
 	char *pad;
 	char *req;
@@ -622,19 +626,28 @@ typedef struct gwload {
 	int64_t not_before, t_start;
 } gwload_t;
 
+/* True when the steady rate lets the next event go now (always when flat out). */
+static bool s_gw_due(const gwload_t *g)
+{
+	long sent = g->next - (g->last - g->count + 1);
+	int64_t elapsed_ms = (bench_now_ns() - g->t_start) / 1000000;
+
+	return g->rate <= 0 || g->n_resend > 0 || sent < g->rate * (elapsed_ms + 1) / 1000;
+}
+
 /* Sends requests while the window has room and there is something to send. Returns 0 or
  * -1 when a send fails. */
 static int s_gw_fill(gwload_t *g)
 {
-	while (g->in_flight < g->window && (g->n_resend > 0 || g->next <= g->count) &&
-	       bench_now_ns() >= g->not_before) {
+	while (g->in_flight < g->window && (g->n_resend > 0 || g->next <= g->last) &&
+	       bench_now_ns() >= g->not_before && s_gw_due(g)) {
 		long *seqs = &g->sent[(g->tail % g->slots) * g->batch];
 		size_t len = 0;
 		int n = 0;
 
 		if (g->batch > 1)
 			g->req[len++] = '[';
-		while (n < g->batch && (g->n_resend > 0 || g->next <= g->count)) {
+		while (n < g->batch && (g->n_resend > 0 || g->next <= g->last)) {
 			long seq = g->n_resend > 0 ? g->resend[--g->n_resend] : g->next++;
 
 			len += (size_t)snprintf(g->req + len, g->req_cap - len, "%s", n ? "," : "");
@@ -738,13 +751,16 @@ int kanal_gwload_main(int argc, char **argv)
 	gwload_t g = { .next = 1 };
 	int size, pad_len, exit_code = 1;
 
-	if (argc != 6) {
-		fprintf(stderr, "usage: kbench gwload ENDPOINT COUNT SIZE BATCH\n");
+	if (argc < 6 || argc > 8) {
+		fprintf(stderr, "usage: kbench gwload ENDPOINT COUNT SIZE BATCH [RATE [FIRST]]\n");
 		return 2;
 	}
 	g.count = atol(argv[3]);
 	size = atoi(argv[4]);
 	g.batch = atoi(argv[5]);
+	g.rate = argc > 6 ? atol(argv[6]) : 0;
+	g.next = argc > 7 ? atol(argv[7]) : 1;
+	g.last = g.next + g.count - 1;
 	if (g.count <= 0 || size <= 0 || g.batch <= 0) {
 		fprintf(stderr, "gwload: COUNT, SIZE and BATCH must be positive\n");
 		return 2;
@@ -753,7 +769,7 @@ int kanal_gwload_main(int argc, char **argv)
 	g.slots = (long)g.window + 1;
 	g.t_start = bench_now_ns();
 	/* Pad so that the largest event (the last seq, a typical stamp) is `size` bytes. */
-	pad_len = size - snprintf(NULL, 0, GW_EVENT, g.count, g.count, g.t_start, g.count, "");
+	pad_len = size - snprintf(NULL, 0, GW_EVENT, g.last, g.last, g.t_start, g.last, "");
 	if (pad_len < 1)
 		pad_len = 1;
 	g.pad = malloc((size_t)pad_len + 1);
@@ -777,8 +793,16 @@ int kanal_gwload_main(int argc, char **argv)
 	while (g.accepted < g.count) {
 		if (s_gw_fill(&g) < 0)
 			goto out;
-		if (g.in_flight == 0) {
-			bench_sleep_ms(1); /* waiting out a busy answer's retry_after_ms */
+		if (g.in_flight == 0 || (g.rate > 0 && g.in_flight < g.window / 2)) {
+			/* Waiting out a busy answer's retry_after_ms or the next millisecond's
+			 * events; at a steady rate, replies are read when they have come. */
+			if (g.in_flight > 0) {
+				zmq_pollitem_t item = { g.sock, 0, ZMQ_POLLIN, 0 };
+				if (zmq_poll(&item, 1, 1) > 0 && s_gw_read(&g) < 0)
+					goto out;
+			} else {
+				bench_sleep_ms(1);
+			}
 			continue;
 		}
 		if (s_gw_read(&g) < 0)
@@ -790,4 +814,307 @@ int kanal_gwload_main(int argc, char **argv)
 out:
 	s_gw_free(&g);
 	return exit_code;
+}
+
+/* ---- 3 nodes, R3 (issue 17) ------------------------------------------------------------------ */
+
+#define CLU3_NODES 3
+#define CLU3_RATE 5000 /* events/s offered, over all the nodes' gateways */
+
+/* The first value under key anywhere in j (depth first), or NULL. */
+static json_t *s_json_find(json_t *j, const char *key)
+{
+	json_t *v, *found;
+	const char *k;
+	size_t i;
+
+	if (json_is_object(j)) {
+		if ((v = json_object_get(j, key)))
+			return v;
+		json_object_foreach(j, k, v)
+		{
+			if ((found = s_json_find(v, key)))
+				return found;
+		}
+	} else if (json_is_array(j)) {
+		json_array_foreach(j, i, v)
+		{
+			if ((found = s_json_find(v, key)))
+				return found;
+		}
+	}
+	return NULL;
+}
+
+/* `kanalctl status --json` (with --cluster when `cluster`) of the node whose config is conf,
+ * or NULL. */
+static json_t *s_node_status(const bench_params_t *p, const char *conf, bool cluster)
+{
+	char cmd[3300];
+	json_t *j;
+	FILE *f;
+
+	snprintf(cmd, sizeof cmd,
+		 "%s/bin/kanalctl -c '%s' --timeout 5000 status%s --json 2>/dev/null", p->build,
+		 conf, cluster ? " --cluster" : "");
+	if (!(f = popen(cmd, "r")))
+		return NULL;
+	j = json_loadf(f, 0, NULL);
+	pclose(f);
+	return j;
+}
+
+/* True when every shared consumer has nothing pending and nothing unacknowledged. */
+static bool s_cluster_drained(const bench_params_t *p, const char *conf)
+{
+	json_t *j = s_node_status(p, conf, true), *c, *consumers = s_json_find(j, "consumers");
+	bool drained = json_is_array(consumers) && json_array_size(consumers) > 0;
+	size_t i;
+
+	json_array_foreach(consumers, i, c)
+	{
+		if (json_integer_value(json_object_get(c, "pending")) != 0 ||
+		    json_integer_value(json_object_get(c, "ack_pending")) != 0 ||
+		    json_object_get(c, "error"))
+			drained = false;
+	}
+	json_decref(j);
+	return drained;
+}
+
+/* How many events node conf routed (its routes' `matched` counters), or -1. */
+static long s_node_routed(const bench_params_t *p, const char *conf)
+{
+	json_t *j = s_node_status(p, conf, false), *rc, *routes = s_json_find(j, "route_counters");
+	long routed = json_is_array(routes) ? 0 : -1;
+	size_t i;
+
+	json_array_foreach(routes, i, rc)
+	{
+		routed += (long)json_integer_value(json_object_get(rc, "matched"));
+	}
+	json_decref(j);
+	return routed;
+}
+
+/* Three kanald nodes on a three-node nats-server cluster with R3 streams; each node's
+ * gateway gets a third of CLU3_RATE events/s from its own client (distinct event ids), every
+ * node runs the destination (the shared consumer spreads the deliveries) and routes what the
+ * shared route consumer hands it. Measures the end-to-end latency (each node's sink; the worst
+ * node's p50/p99/p99.9), the delivered rate, each node's CPU per event and its share of the
+ * routing and delivering, and fails the row when any event is missing from all three sinks. */
+int kanal_cluster3(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
+{
+	/* KBENCH_CLU3_RATE offers another rate (to see where the latency comes from). */
+	long rate = getenv("KBENCH_CLU3_RATE") ? atol(getenv("KBENCH_CLU3_RATE")) : CLU3_RATE;
+	long total = (long)((double)rate * p->lat_seconds); /* 2 s quick, 10 s full */
+	krun_t k[CLU3_NODES];
+	int ports[CLU3_NODES], cports[CLU3_NODES];
+	pid_t nats[CLU3_NODES], gw[CLU3_NODES];
+	double cpu0[CLU3_NODES], cpu1[CLU3_NODES], nats_cpu0 = 0, nats_cpu1 = 0;
+	long routed[CLU3_NODES], got[CLU3_NODES] = { 0 };
+	long unique = 0, copies = 0;
+	summary_t sm[CLU3_NODES];
+	char *dir = NULL, *instances = NULL;
+	int64_t t0, t1;
+	int rc = -1;
+
+	memset(k, 0, sizeof k);
+	for (int i = 0; i < CLU3_NODES; i++)
+		k[i].pid = nats[i] = gw[i] = -1;
+	if (access("/usr/sbin/nats-server", X_OK) != 0)
+		return bench_na(r, "nats-server is not installed (Debian package nats-server)");
+	if (!(dir = bench_mkdir(p, s->id)))
+		return bench_na(r, "cannot make a scratch folder under %s", p->tmp);
+	/* Six distinct ports: nothing holds a port bench_free_port names until its server starts,
+	 * so two calls may name the same one. */
+	for (int i = 0; i < 2 * CLU3_NODES; i++) {
+		int *slot = i < CLU3_NODES ? &ports[i] : &cports[i - CLU3_NODES], tries = 0;
+		bool taken;
+
+		do {
+			taken = false;
+			*slot = bench_free_port();
+			for (int j = 0; j < i; j++)
+				taken |= *slot ==
+					 (j < CLU3_NODES ? ports[j] : cports[j - CLU3_NODES]);
+		} while (taken && ++tries < 50);
+		if (*slot < 0 || taken) {
+			bench_na(r, "no free port");
+			goto out;
+		}
+	}
+	if (peer_nats_start_cluster(dir, CLU3_NODES, ports, cports, nats) < 0) {
+		bench_na(r, "cannot start nats-server; see %s", dir);
+		goto out;
+	}
+	for (int i = 0; i < CLU3_NODES; i++)
+		if (!bench_wait_port(ports[i], 10000)) {
+			bench_na(r, "nats-server n%d did not listen; see %s/nats-n%d.log", i, dir,
+				 i);
+			goto out;
+		}
+	/* The nodes: the same routing file, the destination on every node. */
+	for (int i = 0; i < CLU3_NODES; i++) {
+		char tag[64], journal[512];
+		if (s_open(p, &k[i], (snprintf(tag, sizeof tag, "%s-node%d", s->id, i), tag)) < 0) {
+			bench_na(r, "cannot make a scratch folder under %s", p->tmp);
+			goto out;
+		}
+		k[i].n_sinks = 1;
+		snprintf(journal, sizeof journal,
+			 "journal:\n  mode: cluster\n  nats:\n"
+			 "    servers: [nats://127.0.0.1:%d, nats://127.0.0.1:%d, "
+			 "nats://127.0.0.1:%d]\n"
+			 "    replicas: 3\n    name: node%d\n",
+			 ports[i], ports[(i + 1) % 3], ports[(i + 2) % 3], i);
+		free(instances);
+		if (asprintf(&instances,
+			     "  - name: dst0\n"
+			     "    plugin: %s/bench/plugins/bench_sink.so\n"
+			     "    options: { expect: %ld, warmup: %ld, summary: %s, seen: true }\n",
+			     p->build, total, total / 30, k[i].summary[0]) < 0)
+			instances = NULL;
+		if (!instances || s_write_conf(p, &k[i], instances, s_one_route, journal) < 0) {
+			bench_na(r, "cannot write the config in %s", k[i].dir);
+			goto out;
+		}
+		/* The first node creates the streams (waiting for JetStream's meta leader). */
+		if (s_launch(p, &k[i], r) < 0)
+			goto out;
+	}
+	/* The senders: one per node's gateway, a third of the rate each, distinct ids. */
+	t0 = bench_now_ns();
+	for (int i = 0; i < CLU3_NODES; i++) {
+		char count[32], size[32], per_node[32], first[32], log[1300];
+		long share = total / CLU3_NODES + (i == CLU3_NODES - 1 ? total % CLU3_NODES : 0);
+		char *argv[] = { (char *)p->self, "gwload", k[i].gateway, count, size, "1",
+				 per_node,        first,    NULL };
+
+		cpu0[i] = bench_proc_cpu_s(k[i].pid);
+		nats_cpu0 += bench_proc_cpu_s(nats[i]);
+		snprintf(count, sizeof count, "%ld", share);
+		snprintf(size, sizeof size, "%d", s->size);
+		snprintf(per_node, sizeof per_node, "%ld", rate / CLU3_NODES);
+		snprintf(first, sizeof first, "%ld", 1 + i * (total / CLU3_NODES));
+		snprintf(log, sizeof log, "%s/gwload.log", k[i].dir);
+		if ((gw[i] = bench_spawn(argv, log)) < 0) {
+			bench_na(r, "cannot start the gateway client");
+			goto out;
+		}
+	}
+	for (int i = 0; i < CLU3_NODES; i++) {
+		int64_t until = bench_now_ns() + (int64_t)(total / rate + 60) * 1000000000LL;
+		char path[1300], *text;
+		bool ok;
+
+		while (bench_alive(gw[i]) && bench_now_ns() < until)
+			bench_sleep_ms(20);
+		if (bench_now_ns() >= until) {
+			bench_na(r, "gateway client %d did not finish in time; see %s/gwload.log",
+				 i, k[i].dir);
+			goto out;
+		}
+		gw[i] = -1; /* reaped by bench_alive; its log says how it ended */
+		snprintf(path, sizeof path, "%s/gwload.log", k[i].dir);
+		text = bench_read_file(path);
+		ok = text && strstr(text, "gwload: ") && strstr(text, " events accepted in ");
+		free(text);
+		if (!ok) {
+			bench_na(r, "gateway client %d failed; see %s", i, path);
+			goto out;
+		}
+	}
+	/* Every shared consumer drained (at most 60 s): everything accepted was delivered. */
+	for (int waited = 0; waited < 60000 && !s_cluster_drained(p, k[0].conf); waited += 100)
+		bench_sleep_ms(100);
+	t1 = bench_now_ns();
+	for (int i = 0; i < CLU3_NODES; i++) {
+		cpu1[i] = bench_proc_cpu_s(k[i].pid);
+		nats_cpu1 += bench_proc_cpu_s(nats[i]);
+		routed[i] = s_node_routed(p, k[i].conf);
+	}
+	for (int i = 0; i < CLU3_NODES; i++) {
+		bench_stop(k[i].pid, SIGTERM, 10000);
+		k[i].pid = -1;
+	}
+	/* Every sequence number must be in some node's sink. */
+	{
+		unsigned char *any = calloc((size_t)total + 1, 1);
+		for (int i = 0; any && i < CLU3_NODES; i++) {
+			char path[1300];
+			FILE *f;
+			unsigned char *seen = malloc((size_t)total + 1);
+
+			snprintf(path, sizeof path, "%s.seen", k[i].summary[0]);
+			if (s_read_summary(k[i].summary[0], &sm[i]) < 0 || !seen ||
+			    !(f = fopen(path, "r"))) {
+				free(seen);
+				free(any);
+				bench_na(r, "node %d's sink wrote no summary; see %s", i, k[i].log);
+				goto out;
+			}
+			if (fread(seen, 1, (size_t)total + 1, f) != (size_t)total + 1)
+				memset(seen, 0, (size_t)total + 1);
+			fclose(f);
+			for (long q = 1; q <= total; q++) {
+				got[i] += seen[q];
+				any[q] |= seen[q] != 0;
+			}
+			copies += got[i];
+			free(seen);
+		}
+		for (long q = 1; any && q <= total; q++)
+			unique += any[q];
+		free(any);
+	}
+	if (unique < total) {
+		bench_na(r, "%ld of %ld accepted events were never delivered (lost); logs in %s…",
+			 total - unique, total, k[0].dir);
+		goto out;
+	}
+	r->rate = (double)unique / ((double)(t1 - t0) / 1e9);
+	r->cpu_us = 0;
+	r->p50_us = r->p99_us = r->p999_us = 0;
+	for (int i = 0; i < CLU3_NODES; i++) {
+		r->cpu_us += (cpu1[i] - cpu0[i]) * 1e6 / (double)total;
+		if (sm[i].p50_us > r->p50_us)
+			r->p50_us = sm[i].p50_us;
+		if (sm[i].p99_us > r->p99_us)
+			r->p99_us = sm[i].p99_us;
+		if (sm[i].p999_us > r->p999_us)
+			r->p999_us = sm[i].p999_us;
+	}
+	snprintf(r->note, sizeof r->note,
+		 "%ld events, none lost, %ld duplicates; per node: kanald CPU %.0f/%.0f/%.0f µs "
+		 "per event, routed %.0f/%.0f/%.0f%%, delivered %.0f/%.0f/%.0f%%; the three "
+		 "nats-server %.0f µs per event",
+		 total, copies - unique, (cpu1[0] - cpu0[0]) * 1e6 / (double)total,
+		 (cpu1[1] - cpu0[1]) * 1e6 / (double)total,
+		 (cpu1[2] - cpu0[2]) * 1e6 / (double)total,
+		 100.0 * (double)routed[0] / (double)total,
+		 100.0 * (double)routed[1] / (double)total,
+		 100.0 * (double)routed[2] / (double)total, 100.0 * (double)got[0] / (double)copies,
+		 100.0 * (double)got[1] / (double)copies, 100.0 * (double)got[2] / (double)copies,
+		 (nats_cpu1 - nats_cpu0) * 1e6 / (double)total);
+	rc = 0;
+out:
+	for (int i = 0; i < CLU3_NODES; i++) {
+		if (gw[i] > 0)
+			bench_stop(gw[i], SIGTERM, 1000);
+		if (k[i].dir)
+			s_close(&k[i], rc < 0);
+	}
+	for (int i = 0; i < CLU3_NODES; i++)
+		if (nats[i] > 0)
+			bench_stop(nats[i], SIGTERM, 5000);
+	if (dir) {
+		if (rc == 0 && !getenv("KANAL_BENCH_KEEP"))
+			bench_rmdir(dir);
+		else
+			bench_keep_scratch = true;
+		free(dir);
+	}
+	free(instances);
+	return rc;
 }

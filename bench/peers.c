@@ -6,7 +6,10 @@
  *    a persistent session for the subscriber (clean_session false);
  *  - NATS JetStream (Debian `nats-server`, via the nats.c client, libnats-dev): a stream with
  *    file storage, asynchronous publishes acknowledged by the server, a push consumer that
- *    acknowledges each message (AckExplicit).
+ *    acknowledges each message (AckExplicit); and, as the like-for-like ceiling of kanal's
+ *    cluster mode, the same through two streams: a relay consumes the first and publishes
+ *    each message again to the second (asynchronously, with the same window), where the
+ *    consumer takes it (variant 2).
  *
  * Each run starts its own server on a free port on 127.0.0.1 with a fresh temporary storage
  * folder and stops it afterwards. The publisher and the consumer are threads of kbench, each
@@ -55,32 +58,12 @@ typedef struct peer_run {
 	char error[160];
 } peer_run_t;
 
-/* CPU seconds (user + system) the process has used, from /proc; -1 when unknown. */
-static double s_proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long long ut, st;
-	FILE *f;
-	char *p;
-
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
-	fclose(f);
-	if (!p ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static int s_run_init(peer_run_t *pr, const bench_params_t *p, int variant)
 {
 	memset(pr, 0, sizeof *pr);
 	pthread_mutex_init(&pr->mu, NULL);
 	pthread_cond_init(&pr->cv, NULL);
-	pr->n = variant == 0 ? p->n_peer : (long)(p->lat_rate * p->lat_seconds);
+	pr->n = variant != 1 ? p->n_peer : (long)(p->lat_rate * p->lat_seconds);
 	pr->warm = pr->n / 10;
 	pr->lat = malloc((size_t)pr->n * sizeof *pr->lat);
 	pr->server = -1;
@@ -111,13 +94,13 @@ static void s_consumed(peer_run_t *pr, const void *payload, size_t len)
 	pr->last_seq = seq;
 	if (pr->received == pr->warm) {
 		pr->t_warm = now;
-		pr->cpu_warm = s_proc_cpu_s(pr->server);
+		pr->cpu_warm = bench_proc_cpu_s(pr->server);
 	} else if (pr->received > pr->warm && pr->received <= pr->n) {
 		pr->lat[pr->n_lat++] = now - stamp;
 	}
 	if (pr->received == pr->n) {
 		pr->t_last = now;
-		pr->cpu_last = s_proc_cpu_s(pr->server);
+		pr->cpu_last = bench_proc_cpu_s(pr->server);
 		pthread_cond_broadcast(&pr->cv);
 	}
 	pthread_mutex_unlock(&pr->mu);
@@ -167,7 +150,7 @@ static void s_result(peer_run_t *pr, int variant, bench_result_t *r)
 {
 	double window = (double)(pr->t_last - pr->t_warm) / 1e9;
 
-	if (variant == 0) {
+	if (variant != 1) {
 		r->rate = (double)(pr->n - pr->warm) / window;
 		if (pr->cpu_warm >= 0 && pr->cpu_last >= 0)
 			r->cpu_us =
@@ -348,7 +331,7 @@ int peer_mosquitto(const bench_params_t *p, const bench_spec_t *s, bench_result_
 		long sent = 0;
 
 		while (sent < pr.n && !pr.failed) {
-			long due = s->variant == 0 ? pr.n - sent : s_due(t0, p->lat_rate, sent);
+			long due = s->variant != 1 ? pr.n - sent : s_due(t0, p->lat_rate, sent);
 
 			for (long i = 0; i < due && sent < pr.n; i++) {
 				WAIT_FOR(&pr, sent - pr.acked < PEER_WINDOW, 30);
@@ -420,10 +403,84 @@ pid_t peer_nats_start(const char *dir, int port)
 	return bench_spawn(argv, log);
 }
 
+/* Starts an n-node nats-server cluster (JetStream, file storage under dir/n<i>-store) on
+ * 127.0.0.1: node i listens on ports[i] and meets the others on cluster_ports[i]; its log is
+ * dir/nats-n<i>.log. Fills pids[] (-1 where a start failed) and returns 0, or -1 when a node
+ * did not start. JetStream elects its meta leader after the nodes meet: a client waits for
+ * it (kanald retries for 20 s). */
+int peer_nats_start_cluster(const char *dir, int n, const int *ports, const int *cluster_ports,
+			    pid_t *pids)
+{
+	int rc = 0;
+
+	for (int i = 0; i < n; i++) {
+		char portstr[16], name[16], store[1200], log[1200], listen[64], routes[512] = "";
+		char *argv[] = { "/usr/sbin/nats-server",
+				 "-a",
+				 "127.0.0.1",
+				 "-p",
+				 portstr,
+				 "-n",
+				 name,
+				 "-js",
+				 "-sd",
+				 store,
+				 "--cluster_name",
+				 "kbench",
+				 "--cluster",
+				 listen,
+				 "--routes",
+				 routes,
+				 NULL };
+		size_t used = 0;
+
+		for (int k = 0; k < n; k++)
+			if (k != i)
+				used += (size_t)snprintf(routes + used, sizeof routes - used,
+							 "%snats-route://127.0.0.1:%d",
+							 used ? "," : "", cluster_ports[k]);
+		snprintf(portstr, sizeof portstr, "%d", ports[i]);
+		snprintf(name, sizeof name, "n%d", i);
+		snprintf(store, sizeof store, "%s/n%d-store", dir, i);
+		snprintf(listen, sizeof listen, "nats://127.0.0.1:%d", cluster_ports[i]);
+		snprintf(log, sizeof log, "%s/nats-n%d.log", dir, i);
+		if ((pids[i] = bench_spawn(argv, log)) < 0)
+			rc = -1;
+	}
+	return rc;
+}
+
 #ifdef HAVE_NATS
 #include <nats/nats.h>
 
 #define NATS_SUBJECT "bench.ev"
+#define NATS_SUBJECT2 "bench.hop2"
+
+/* variant 2's relay: what kanal's route stage does with raw JetStream — each message of the
+ * first stream is published again (asynchronously, in a window) to the second, then
+ * acknowledged. */
+typedef struct nats_relay {
+	jsCtx *js;
+	peer_run_t *pr;
+} nats_relay_t;
+
+static void s_nats_on_relay(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	nats_relay_t *rl = closure;
+	natsStatus st;
+
+	(void)nc, (void)sub;
+	st = js_PublishAsync(rl->js, NATS_SUBJECT2, natsMsg_GetData(msg),
+			     natsMsg_GetDataLength(msg), NULL);
+	if (st != NATS_OK) {
+		pthread_mutex_lock(&rl->pr->mu);
+		rl->pr->failed = true;
+		pthread_cond_broadcast(&rl->pr->cv);
+		pthread_mutex_unlock(&rl->pr->mu);
+	}
+	natsMsg_Ack(msg, NULL);
+	natsMsg_Destroy(msg);
+}
 
 static void s_nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
@@ -437,10 +494,12 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 {
 	peer_run_t pr;
 	char *dir = NULL, url[64], version[128];
-	natsConnection *pub_nc = NULL, *sub_nc = NULL;
+	natsConnection *pub_nc = NULL, *sub_nc = NULL, *relay_nc = NULL;
 	jsCtx *pub_js = NULL, *sub_js = NULL;
-	natsSubscription *sub = NULL;
-	jsStreamInfo *si = NULL;
+	natsSubscription *sub = NULL, *relay_sub = NULL;
+	nats_relay_t relay = { NULL, &pr };
+	bool two_hops = s->variant == 2;
+	jsStreamInfo *si = NULL, *si2 = NULL;
 	unsigned char *buf = NULL;
 	int port, rc = -1;
 
@@ -466,7 +525,7 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 		jsStreamConfig sc;
 		jsSubOptions so;
 		jsErrCode jerr = 0;
-		const char *subjects[] = { NATS_SUBJECT };
+		const char *subjects[] = { NATS_SUBJECT }, *subjects2[] = { NATS_SUBJECT2 };
 		natsStatus st;
 
 		jsOptions_Init(&jo);
@@ -490,13 +549,40 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 				 natsStatus_GetText(st), (int)jerr);
 			goto out;
 		}
+		if (two_hops) {
+			/* The relay: its own connection, a window like the publisher's. */
+			sc.Name = "BENCH2";
+			sc.Subjects = subjects2;
+			if (natsConnection_ConnectTo(&relay_nc, url) != NATS_OK ||
+			    natsConnection_JetStream(&relay.js, relay_nc, &jo) != NATS_OK ||
+			    js_AddStream(&si2, relay.js, &sc, NULL, &jerr) != NATS_OK) {
+				bench_na(r, "cannot set up the relay: %s (%d)",
+					 nats_GetLastError(NULL), (int)jerr);
+				goto out;
+			}
+			jsSubOptions_Init(&so);
+			so.Stream = "BENCH";
+			so.ManualAck = true;
+			so.Config.Durable = "relay";
+			so.Config.AckPolicy = js_AckExplicit;
+			so.Config.MaxAckPending = PEER_WINDOW * 4;
+			st = js_Subscribe(&relay_sub, relay.js, NATS_SUBJECT, s_nats_on_relay,
+					  &relay, NULL, &so, &jerr);
+			if (st != NATS_OK) {
+				bench_na(r, "cannot subscribe the relay: %s (%d)",
+					 natsStatus_GetText(st), (int)jerr);
+				goto out;
+			}
+			natsSubscription_SetPendingLimits(relay_sub, -1, -1);
+		}
 		jsSubOptions_Init(&so);
-		so.Stream = "BENCH";
+		so.Stream = two_hops ? "BENCH2" : "BENCH";
 		so.ManualAck = true;
 		so.Config.Durable = "kbench";
 		so.Config.AckPolicy = js_AckExplicit;
 		so.Config.MaxAckPending = PEER_WINDOW * 4;
-		st = js_Subscribe(&sub, sub_js, NATS_SUBJECT, s_nats_on_msg, &pr, NULL, &so, &jerr);
+		st = js_Subscribe(&sub, sub_js, two_hops ? NATS_SUBJECT2 : NATS_SUBJECT,
+				  s_nats_on_msg, &pr, NULL, &so, &jerr);
 		if (st != NATS_OK) {
 			bench_na(r, "cannot subscribe to the stream: %s (%d)",
 				 natsStatus_GetText(st), (int)jerr);
@@ -509,7 +595,7 @@ int peer_nats(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r)
 		long sent = 0;
 
 		while (sent < pr.n) {
-			long due = s->variant == 0 ? pr.n - sent : s_due(t0, p->lat_rate, sent);
+			long due = s->variant != 1 ? pr.n - sent : s_due(t0, p->lat_rate, sent);
 			for (long i = 0; i < due && sent < pr.n; i++) {
 				natsStatus st;
 				s_stamp(buf, sent + 1);
@@ -546,7 +632,14 @@ out:
 		natsSubscription_Unsubscribe(sub);
 		natsSubscription_Destroy(sub);
 	}
+	if (relay_sub) {
+		natsSubscription_Unsubscribe(relay_sub);
+		natsSubscription_Destroy(relay_sub);
+	}
 	jsStreamInfo_Destroy(si);
+	jsStreamInfo_Destroy(si2);
+	jsCtx_Destroy(relay.js);
+	natsConnection_Destroy(relay_nc);
 	jsCtx_Destroy(pub_js);
 	jsCtx_Destroy(sub_js);
 	natsConnection_Destroy(pub_nc);

@@ -21,8 +21,12 @@
 
 #define CLUSTER_PUB_WINDOW 4096      /* publishes waiting for their PubAck */
 #define CLUSTER_PUB_TIMEOUT_MS 10000 /* a leader election takes 4-8 s on 2.9 */
-#define CLUSTER_FETCH_WINDOW 256     /* fetched messages per consumer not yet finished */
-#define CLUSTER_FETCH_BATCH 64
+/* Fetched messages per consumer not yet finished. The route consumer's messages stay
+ * outstanding for a PubAck round trip (their deliveries must be stored before the ack), so
+ * this window, divided by that round trip, bounds the routing rate: 256 held row 9 to
+ * ~15,000 events/s with the IN stream's backlog growing (bench/README.md, cluster mode). */
+#define CLUSTER_FETCH_WINDOW 1024
+#define CLUSTER_FETCH_BATCH 256 /* one pull request per this many messages at most */
 #define CLUSTER_FETCH_EXPIRY_MS 1000
 #define CLUSTER_READY_MS 20000    /* how long a start waits for JetStream to have a leader */
 #define CLUSTER_HEARTBEAT_MS 5000 /* a node's entry in <prefix>_NODES is written this often */
@@ -44,6 +48,8 @@ typedef struct fetcher {
 	pthread_t thread;
 	bool started;
 	int outstanding; /* fetched and not yet finished (atomic) */
+	bool waiting;    /* under c->mu: the thread sleeps on room until cluster_done signals */
+	pthread_cond_t room;
 } fetcher_t;
 
 struct cluster {
@@ -72,18 +78,21 @@ struct cluster {
 
 /* ---- the inbox --------------------------------------------------------------------------- */
 
-static void s_inbox_push(cluster_t *c, cluster_item_t *it)
+/* Appends the list first … last (linked through next) in one lock: a fetch thread hands over
+ * a whole batch at once, so the router takes the lock and wakes once per batch, not per
+ * message. */
+static void s_inbox_push_list(cluster_t *c, cluster_item_t *first, cluster_item_t *last)
 {
 	bool was_empty;
 
-	it->next = NULL;
+	last->next = NULL;
 	pthread_mutex_lock(&c->mu);
 	was_empty = !c->head;
 	if (c->tail)
-		c->tail->next = it;
+		c->tail->next = first;
 	else
-		c->head = it;
-	c->tail = it;
+		c->head = first;
+	c->tail = last;
 	pthread_mutex_unlock(&c->mu);
 	/* One byte per empty → non-empty: the router drains everything it finds. */
 	if (was_empty) {
@@ -91,6 +100,11 @@ static void s_inbox_push(cluster_t *c, cluster_item_t *it)
 		ssize_t n = write(c->pipe_fd[1], &b, 1);
 		(void)n; /* a full pipe already says "something is there" */
 	}
+}
+
+static void s_inbox_push(cluster_t *c, cluster_item_t *it)
+{
+	s_inbox_push_list(c, it, it);
 }
 
 cluster_item_t *cluster_take(cluster_t *c)
@@ -590,6 +604,28 @@ static int s_bind_consumer(cluster_t *c, fetcher_t *f, const char *suffix, const
 
 /* ---- fetch threads ------------------------------------------------------------------------- */
 
+/* Waits (at most 100 ms, so that a stop is noticed) until cluster_done makes room. */
+static void s_wait_room(fetcher_t *f)
+{
+	cluster_t *c = f->c;
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 100 * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->mu);
+	f->waiting = true;
+	while (__atomic_load_n(&f->outstanding, __ATOMIC_ACQUIRE) >= CLUSTER_FETCH_WINDOW &&
+	       !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
+		if (pthread_cond_timedwait(&f->room, &c->mu, &until))
+			break;
+	f->waiting = false;
+	pthread_mutex_unlock(&c->mu);
+}
+
 static void *s_fetch_main(void *arg)
 {
 	fetcher_t *f = arg;
@@ -599,11 +635,13 @@ static void *s_fetch_main(void *arg)
 		int room =
 			CLUSTER_FETCH_WINDOW - __atomic_load_n(&f->outstanding, __ATOMIC_ACQUIRE);
 		natsMsgList list = { 0 };
+		cluster_item_t *first = NULL, *last = NULL;
 		jsErrCode jerr = 0;
 		natsStatus st;
+		int n = 0;
 
 		if (room <= 0) {
-			s_sleep_ms(5); /* the router is behind: fetch nothing it cannot hold */
+			s_wait_room(f); /* the router is behind: fetch nothing it cannot hold */
 			continue;
 		}
 		if (room > CLUSTER_FETCH_BATCH)
@@ -623,18 +661,36 @@ static void *s_fetch_main(void *arg)
 			it->msg = list.Msgs[i];
 			it->consumer = f->consumer;
 			list.Msgs[i] = NULL;
-			__atomic_add_fetch(&f->outstanding, 1, __ATOMIC_ACQ_REL);
-			s_inbox_push(c, it);
+			if (last)
+				last->next = it;
+			else
+				first = it;
+			last = it;
+			n++;
 		}
 		natsMsgList_Destroy(&list);
+		if (first) {
+			__atomic_add_fetch(&f->outstanding, n, __ATOMIC_ACQ_REL);
+			s_inbox_push_list(c, first, last);
+		}
 	}
 	return NULL;
 }
 
 void cluster_done(cluster_t *c, size_t consumer)
 {
-	if (consumer < c->n_fetchers)
-		__atomic_sub_fetch(&c->fetchers[consumer].outstanding, 1, __ATOMIC_ACQ_REL);
+	fetcher_t *f;
+
+	if (consumer >= c->n_fetchers)
+		return;
+	f = &c->fetchers[consumer];
+	/* Only the step that opens the window wakes the thread (which may be asleep on it). */
+	if (__atomic_sub_fetch(&f->outstanding, 1, __ATOMIC_ACQ_REL) == CLUSTER_FETCH_WINDOW - 1) {
+		pthread_mutex_lock(&c->mu);
+		if (f->waiting)
+			pthread_cond_signal(&f->room);
+		pthread_mutex_unlock(&c->mu);
+	}
 }
 
 /* Writes this node's entry every CLUSTER_HEARTBEAT_MS; the bucket's TTL removes it when the
@@ -880,6 +936,7 @@ cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *
 
 		f->c = c;
 		f->consumer = i;
+		pthread_cond_init(&f->room, NULL);
 		if (i == CLUSTER_ROUTE) {
 			snprintf(subject, sizeof subject, "%s.in.>", c->lower_prefix);
 			snprintf(durable, sizeof durable, "route");
@@ -924,8 +981,11 @@ void cluster_destroy(cluster_t **c_p)
 		po.MaxWait = 2000;
 		js_PublishAsyncComplete(c->js, &po);
 	}
-	for (size_t i = 0; i < c->n_fetchers; i++)
+	for (size_t i = 0; i < c->n_fetchers; i++) {
 		natsSubscription_Destroy(c->fetchers[i].sub);
+		/* A fetcher the start failed before is still zero: PTHREAD_COND_INITIALIZER. */
+		pthread_cond_destroy(&c->fetchers[i].room);
+	}
 	jsCtx_Destroy(c->js);
 	natsConnection_Destroy(c->nc);
 	while (c->head) {

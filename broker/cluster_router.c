@@ -432,9 +432,12 @@ out:
 }
 
 /* Publishes one delivery of msg (transformed for dest by the route, when it says so) to
- * dest's subject; the builtin deadletter destination gets a dead letter instead. */
-static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *msg,
-			       const char *event, const route_t *rt, size_t i, bool fallback)
+ * dest's subject; the builtin deadletter destination gets a dead letter instead. raw, when
+ * not NULL, is msg as JSON already (the accepted event's bytes from IN): an untransformed
+ * delivery publishes it as it is rather than serialising msg again. */
+static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const char *raw,
+			       size_t raw_len, const char *event, const route_t *rt, size_t i,
+			       bool fallback)
 {
 	const char *dest = !rt        ? routes_default(r->table->routes)
 			   : fallback ? rt->fallback[i]
@@ -469,7 +472,12 @@ static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *m
 		return;
 	}
 	msg_id = malloc(id_len);
-	body = kanal_msg_to_json(msg, &len);
+	if (raw && !out) {
+		body = (char *)raw;
+		len = raw_len;
+	} else {
+		body = kanal_msg_to_json(msg, &len);
+	}
 	if (!msg_id || !body) {
 		g->failed = true;
 	} else {
@@ -484,7 +492,8 @@ static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *m
 		s_group_publish(r, g, subject, h, n_h, body, len);
 	}
 	free(msg_id);
-	kanal_free(body);
+	if (body != raw)
+		kanal_free(body);
 	kanal_msg_destroy(&out);
 }
 
@@ -529,7 +538,8 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 	msg_group_t *g;
 	char event[300];
 	int delivered = 1;
-	size_t n;
+	const char *raw;
+	size_t n, raw_len;
 
 	kanal_error_clear(&err);
 	snprintf(event, sizeof event, "%s", s_header(it->msg, "Nats-Msg-Id"));
@@ -562,9 +572,16 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 	if (n > 64)
 		n = 64; /* more routes for one event than this is not a routing table */
 	ROUTER_PUBLISH(r, "accepted", NULL, msg, json_pack("{s:s}", "node", "cluster"));
+	/* The event as it was accepted, to publish as it is — unless a route's enrich steps may
+	 * change msg before its deliveries go out. */
+	raw = natsMsg_GetData(g->msg);
+	raw_len = (size_t)natsMsg_GetDataLength(g->msg);
+	for (size_t i = 0; i < n; i++)
+		if (stack[i]->n_enrich)
+			raw = NULL;
 	if (n == 0) {
 		r->unmatched++;
-		s_publish_delivery(r, g, msg, event, NULL, 0, false);
+		s_publish_delivery(r, g, msg, raw, raw_len, event, NULL, 0, false);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (stack[i]->stat)
@@ -574,7 +591,7 @@ static void s_on_event(router_t *r, cluster_item_t *it)
 			continue;
 		}
 		for (size_t k = 0; k < stack[i]->n_to; k++)
-			s_publish_delivery(r, g, msg, event, stack[i], k, false);
+			s_publish_delivery(r, g, msg, raw, raw_len, event, stack[i], k, false);
 	}
 	kanal_msg_destroy(&msg);
 	s_group_release(r, g);
@@ -720,7 +737,7 @@ void cluster_router_flow_deliver(router_t *r, flow_t *f)
 	if (!g)
 		return;
 	for (size_t k = 0; k < f->route->n_to; k++)
-		s_publish_delivery(r, g, f->ev->msg, event, f->route, k, false);
+		s_publish_delivery(r, g, f->ev->msg, NULL, 0, event, f->route, k, false);
 	s_group_release(r, g);
 }
 
@@ -819,7 +836,7 @@ void cluster_router_outcome(router_t *r, dest_t *d, delivery_t *dl, int outcome,
 			if (rt->stat)
 				rt->stat->fallback++;
 			for (size_t i = 0; i < rt->n_fallback; i++)
-				s_publish_delivery(r, g, dl->ev->msg, event, rt, i, true);
+				s_publish_delivery(r, g, dl->ev->msg, NULL, 0, event, rt, i, true);
 			s_group_release(r, g);
 		}
 		router_delivery_free(r, &dl);

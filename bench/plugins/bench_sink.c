@@ -10,6 +10,10 @@
  * temporary name, then renamed) the moment the last expected event arrives, so the driver
  * can stop kanald at once; if kanald stops first, the summary says `"complete": false`.
  *
+ * With `seen: true` it also keeps which sequence numbers (`benchseq`, 1 … expect) arrived and
+ * writes them beside the summary (<summary>.seen, one byte per number, the times each came):
+ * the 3-node row runs a sink per node and adds the three up to find any event lost.
+ *
  * Latency is the time between the `benchns` stamp (CLOCK_MONOTONIC nanoseconds, taken by the
  * source right before kanal_emit, or by the gateway client right before sending) and the
  * start of on_message. Every sample after the warm-up is kept and sorted at the end, so the
@@ -54,6 +58,11 @@ static const kanal_option_t s_options[] = {
 	  .help = "Play a stopped destination: the first delivery waits until <summary>.release "
 		  "exists "
 		  "(at most 10 minutes), so every later event stays pending." },
+	{ .name = "seen",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "false",
+	  .required = false,
+	  .help = "Write <summary>.seen: for each benchseq 1 … expect, how many times it came." },
 	{ .name = NULL },
 };
 
@@ -81,6 +90,7 @@ typedef struct bench_sink {
 	double busiest_share, busiest2_share; /* of one core, over the window */
 	bool written;
 	bool stall;
+	unsigned char *seen; /* [expect + 1], with the seen option */
 } bench_sink_t;
 
 static int64_t s_clock_ns(clockid_t id)
@@ -210,6 +220,16 @@ static void s_write_summary(kanal_ctx_t *ctx, bench_sink_t *s, bool complete)
 		s_quantile(s->lat, s->n_lat, 0.999), s->n_lat ? s->lat[s->n_lat - 1] : -1);
 	if (fclose(f) != 0 || rename(tmp, s->summary) != 0)
 		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write %s: %s", s->summary, strerror(errno));
+	if (s->seen) {
+		/* Before the summary's rename would be better, but the driver reads this only
+		 * after kanald has stopped. */
+		snprintf(tmp, sizeof tmp, "%s.seen", s->summary);
+		f = fopen(tmp, "w");
+		if (!f || fwrite(s->seen, 1, (size_t)s->expect + 1, f) != (size_t)s->expect + 1)
+			kanal_log(ctx, KANAL_LOG_ERROR, "cannot write %s", tmp);
+		if (f)
+			fclose(f);
+	}
 }
 
 static void s_destroy(void *state)
@@ -219,6 +239,7 @@ static void s_destroy(void *state)
 	if (!s)
 		return;
 	free(s->lat);
+	free(s->seen);
 	free(s);
 }
 
@@ -242,7 +263,9 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	}
 	s->cap_lat = s->expect - s->warmup;
 	s->lat = malloc((size_t)s->cap_lat * sizeof *s->lat);
-	if (!s->lat) {
+	if (kanal_config_bool(cfg, "seen"))
+		s->seen = calloc((size_t)s->expect + 1, 1);
+	if (!s->lat || (kanal_config_bool(cfg, "seen") && !s->seen)) {
 		s_destroy(s);
 		return KANAL_ENOMEM;
 	}
@@ -277,6 +300,8 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		s->t_first = now;
 	if (seq_text) {
 		int64_t seq = strtoll(seq_text, NULL, 10);
+		if (s->seen && seq >= 1 && seq <= s->expect && s->seen[seq] < 255)
+			s->seen[seq]++;
 		if (seq != s->last_seq + 1)
 			s->out_of_order++;
 		s->last_seq = seq;
