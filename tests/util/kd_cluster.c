@@ -101,19 +101,7 @@ int clu_missing(kd_t **nodes, size_t n_nodes, const char *name, int n, size_t *d
 /* The number of messages in the DEAD stream, -1 when JetStream does not say. */
 int64_t clu_dead_count(const natsd_t *nc)
 {
-	natsConnection *conn = NULL;
-	jsCtx *js = NULL;
-	jsStreamInfo *si = NULL;
-	int64_t n = -1;
-
-	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK &&
-	    natsConnection_JetStream(&js, conn, NULL) == NATS_OK &&
-	    js_GetStreamInfo(&si, js, "KANAL_DEAD", NULL, NULL) == NATS_OK)
-		n = (int64_t)si->State.Msgs;
-	jsStreamInfo_Destroy(si);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(conn);
-	return n;
+	return clu_stream_msgs(nc, "KANAL_DEAD");
 }
 
 /* The messages of the DEAD stream (up to max), their Kanal-Reason headers joined with ','
@@ -179,4 +167,40 @@ bool clu_store(kd_t **nodes, const bool *up, size_t n_nodes, size_t *next, const
 		test_sleep_ms(1000);
 	}
 	return false;
+}
+
+int64_t clu_stream_msgs(const natsd_t *nc, const char *name)
+{
+	natsConnection *conn = NULL;
+	jsCtx *js = NULL;
+	jsStreamInfo *si = NULL;
+	int64_t n = -1;
+
+	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK &&
+	    natsConnection_JetStream(&js, conn, NULL) == NATS_OK &&
+	    js_GetStreamInfo(&si, js, name, NULL, NULL) == NATS_OK)
+		n = (int64_t)si->State.Msgs;
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(conn);
+	return n;
+}
+
+char *clu_conf(const natsd_t *nc, int replicas, const char *limits, const char *instances)
+{
+	char *extra = NULL, *conf;
+
+	if (asprintf(&extra,
+		     "%s"
+		     "journal:\n"
+		     "  mode: cluster\n"
+		     "  nats:\n"
+		     "    servers: %s\n"
+		     "    replicas: %d\n"
+		     "    ack_wait: 5s\n",
+		     limits ? limits : "", nc->servers, replicas) < 0)
+		return NULL;
+	conf = kd_config(instances, extra);
+	free(extra);
+	return conf;
 }

@@ -41,4 +41,11 @@ int64_t clu_dead_count(const natsd_t *nc);
  * headers joined by ',' into reasons. Returns the count read. */
 int clu_dead_letters(const natsd_t *nc, char *reasons, size_t size, int max);
 
+/* The messages stream `name` (e.g. "KANAL_BLOBS") holds, -1 when JetStream does not say. */
+int64_t clu_stream_msgs(const natsd_t *nc, const char *name);
+/* A kanald config in cluster mode against nc: `replicas`, ack_wait 5s, the instances (YAML
+ * of the `instances:` list) and `limits` (lines under `limits:`, indented by two; may be
+ * NULL). Ownership: the caller frees the text. */
+char *clu_conf(const natsd_t *nc, int replicas, const char *limits, const char *instances);
+
 #endif
