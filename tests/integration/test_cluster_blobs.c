@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <nats/nats.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,21 +62,48 @@ static void s_uri_of(const void *data, size_t n, char *uri)
 
 /* ---- the store itself ------------------------------------------------------------------- */
 
-static kanal__blob_store_t *s_open_store(natsd_t *nc, int64_t max_store, const char *tmp)
+/* A store on nc's first server as a node with `replicas` and `retention_ms` would open it;
+ * NULL with why in err (when not NULL). */
+static kanal__blob_store_t *s_open_as(natsd_t *nc, int64_t max_store, const char *tmp, int replicas,
+				      int64_t retention_ms, kanal_error_t *err)
 {
 	char *servers[] = { nc->nodes[0].url };
 	conf_nats_t conf = { .servers = servers,
 			     .n_servers = 1,
 			     .stream_prefix = "KANAL",
-			     .replicas = 1,
-			     .blob_retention_ms = 3600000 };
+			     .replicas = replicas,
+			     .blob_retention_ms = retention_ms };
+
+	return cluster_blobs_open(&conf, 2 << 20, max_store, tmp, err);
+}
+
+static kanal__blob_store_t *s_open_store(natsd_t *nc, int64_t max_store, const char *tmp)
+{
 	kanal_error_t err;
+	kanal__blob_store_t *store;
 
 	kanal_error_clear(&err);
-	kanal__blob_store_t *store = cluster_blobs_open(&conf, 2 << 20, max_store, tmp, &err);
-	if (!store)
+	if (!(store = s_open_as(nc, max_store, tmp, 1, 3600000, &err)))
 		fprintf(stderr, "cluster_blobs_open: %s\n", err.text);
 	return store;
+}
+
+/* The KANAL_BLOBS stream's age limit in seconds, -1 when JetStream does not say. */
+static int64_t s_max_age_s(natsd_t *nc)
+{
+	natsConnection *conn = NULL;
+	jsCtx *js = NULL;
+	jsStreamInfo *si = NULL;
+	int64_t s = -1;
+
+	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK &&
+	    natsConnection_JetStream(&js, conn, NULL) == NATS_OK &&
+	    js_GetStreamInfo(&si, js, "KANAL_BLOBS", NULL, NULL) == NATS_OK)
+		s = si->Config->MaxAge / 1000000000LL;
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(conn);
+	return s;
 }
 
 /* The whole content of uri read through store; NULL when it cannot be read. */
@@ -90,6 +118,30 @@ static char *s_read(kanal__blob_store_t *store, const char *uri, size_t *size)
 		return NULL;
 	}
 	return data;
+}
+
+/* Plugin threads share one store: each puts its own blob and reads it back. */
+typedef struct s_worker {
+	kanal__blob_store_t *store;
+	unsigned seed;
+	int ok;
+} s_worker_t;
+
+static void *s_worker_main(void *arg)
+{
+	s_worker_t *w = arg;
+	char *photo = s_photo(200 * 1024, w->seed), *got;
+	kanal_blob_ref_t ref;
+	size_t size = 0;
+
+	if (photo && kanal__blob_put(w->store, photo, 200 * 1024, "image/jpeg", &ref, NULL) == 0)
+		for (int i = 0; i < 3; i++) {
+			got = s_read(w->store, ref.uri, &size);
+			w->ok += got && size == 200 * 1024 && memcmp(got, photo, size) == 0;
+			free(got);
+		}
+	free(photo);
+	return NULL;
 }
 
 static void test_store_chunks_blobs_that_any_connection_reads(void)
@@ -205,6 +257,35 @@ static void test_store_chunks_blobs_that_any_connection_reads(void)
 	CU_ASSERT_EQUAL(kanal__blob_put(small, streamed, 1000, "image/jpeg", &ref, &err),
 			KANAL_ETOOBIG);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "blob store full"));
+	/* Four threads at once through one store (as plugin instances' threads). */
+	{
+		pthread_t t[4];
+		s_worker_t wk[4];
+		for (int i = 0; i < 4; i++) {
+			wk[i] = (s_worker_t){ .store = a, .seed = 100u + (unsigned)i };
+			REQUIRE(pthread_create(&t[i], NULL, s_worker_main, &wk[i]) == 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(t[i], NULL);
+			CU_ASSERT_EQUAL(wk[i].ok, 3);
+		}
+	}
+	/* A node whose replicas differ is refused, saying what to do; one whose blob_retention
+	 * differs updates the stream's age limit (the one setting that may change). */
+	kanal_error_clear(&err);
+	CU_ASSERT_PTR_NULL(s_open_as(nc, 0, tmp, 3, 3600000, &err));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "stream KANAL_BLOBS exists with 1 replicas"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "Do not delete the stream"));
+	CU_ASSERT_EQUAL(s_max_age_s(nc), 3600);
+	kanal__blob_store_destroy(&small);
+	REQUIRE((small = s_open_as(nc, 0, tmp, 1, 7200000, NULL)) != NULL);
+	CU_ASSERT_EQUAL(s_max_age_s(nc), 7200);
+	got = s_read(small, ref2.uri, &size); /* still there after the update (and damaged) */
+	CU_ASSERT_PTR_NULL(got);
+	got = s_read(small, empty.uri, &size);
+	CU_ASSERT_PTR_NOT_NULL(got);
+	free(got);
+	got = NULL;
 	/* Nothing left behind in the folder of private copies. */
 	CU_ASSERT_EQUAL(test_dir_count(tmp), 0);
 done:
