@@ -120,6 +120,12 @@ static char *s_read(kanal__blob_store_t *store, const char *uri, size_t *size)
 	return data;
 }
 
+/* The sweep's question, for the test: every blob but `arg` is named by an event. */
+static bool s_named_but(void *arg, const char *uri)
+{
+	return strcmp(uri, arg) != 0;
+}
+
 /* Plugin threads share one store: each puts its own blob and reads it back. */
 typedef struct s_worker {
 	kanal__blob_store_t *store;
@@ -286,6 +292,10 @@ static void test_store_chunks_blobs_that_any_connection_reads(void)
 	CU_ASSERT_PTR_NOT_NULL(got);
 	free(got);
 	got = NULL;
+	/* each: the sweep sees every blob (with its age) and removes only the unnamed one. */
+	CU_ASSERT_EQUAL(kanal__blob_sweep(small, 0, s_named_but, empty.uri), 1);
+	CU_ASSERT_EQUAL(kanal__blob_open(a, empty.uri, &fd, NULL, NULL), KANAL_ENOTFOUND);
+	CU_ASSERT_EQUAL(kanal__blob_sweep(small, 3600000, NULL, NULL), 0); /* all younger */
 	/* Nothing left behind in the folder of private copies. */
 	CU_ASSERT_EQUAL(test_dir_count(tmp), 0);
 done:
