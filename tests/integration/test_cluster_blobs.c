@@ -2,7 +2,9 @@
  * tests/integration/test_cluster_blobs.c — blobs in cluster mode (docs/design/blobs.md,
  * broker/cluster_blobs.c) against a real nats-server: the JetStream store in-process (a blob
  * put through one connection is read whole through another, in chunks of 128 KiB; streamed
- * in; the same content twice is one copy; removed; the store's limit), then two kanald nodes
+ * in; the same content twice is one copy; removed; the store's limit; threads at once; a damaged
+ * chunk refused; a stream that differs refused or, for its age limit, updated), three servers
+ * with three replicas (read through another server, also with one down), then two kanald nodes
  * sharing one NATS server — a photo uploaded (multipart) to node A's http ingress reaches
  * the destination on node B intact, the same photo uploaded again to node B is stored once,
  * and a photo over max_blob_size is refused with 413 naming the limit and stores nothing.
@@ -62,12 +64,13 @@ static void s_uri_of(const void *data, size_t n, char *uri)
 
 /* ---- the store itself ------------------------------------------------------------------- */
 
-/* A store on nc's first server as a node with `replicas` and `retention_ms` would open it;
- * NULL with why in err (when not NULL). */
-static kanal__blob_store_t *s_open_as(natsd_t *nc, int64_t max_store, const char *tmp, int replicas,
-				      int64_t retention_ms, kanal_error_t *err)
+/* A store on nc's server `server` as a node with `replicas` and `retention_ms` would open
+ * it; NULL with why in err (when not NULL). */
+static kanal__blob_store_t *s_open_on(natsd_t *nc, size_t server, int64_t max_store,
+				      const char *tmp, int replicas, int64_t retention_ms,
+				      kanal_error_t *err)
 {
-	char *servers[] = { nc->nodes[0].url };
+	char *servers[] = { nc->nodes[server].url };
 	conf_nats_t conf = { .servers = servers,
 			     .n_servers = 1,
 			     .stream_prefix = "KANAL",
@@ -83,7 +86,7 @@ static kanal__blob_store_t *s_open_store(natsd_t *nc, int64_t max_store, const c
 	kanal__blob_store_t *store;
 
 	kanal_error_clear(&err);
-	if (!(store = s_open_as(nc, max_store, tmp, 1, 3600000, &err)))
+	if (!(store = s_open_on(nc, 0, max_store, tmp, 1, 3600000, &err)))
 		fprintf(stderr, "cluster_blobs_open: %s\n", err.text);
 	return store;
 }
@@ -279,12 +282,12 @@ static void test_store_chunks_blobs_that_any_connection_reads(void)
 	/* A node whose replicas differ is refused, saying what to do; one whose blob_retention
 	 * differs updates the stream's age limit (the one setting that may change). */
 	kanal_error_clear(&err);
-	CU_ASSERT_PTR_NULL(s_open_as(nc, 0, tmp, 3, 3600000, &err));
+	CU_ASSERT_PTR_NULL(s_open_on(nc, 0, 0, tmp, 3, 3600000, &err));
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "stream KANAL_BLOBS exists with 1 replicas"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(err.text, "Do not delete the stream"));
 	CU_ASSERT_EQUAL(s_max_age_s(nc), 3600);
 	kanal__blob_store_destroy(&small);
-	REQUIRE((small = s_open_as(nc, 0, tmp, 1, 7200000, NULL)) != NULL);
+	REQUIRE((small = s_open_on(nc, 0, 0, tmp, 1, 7200000, NULL)) != NULL);
 	CU_ASSERT_EQUAL(s_max_age_s(nc), 7200);
 	got = s_read(small, ref2.uri, &size); /* still there after the update (and damaged) */
 	CU_ASSERT_PTR_NULL(got);
@@ -309,6 +312,53 @@ done:
 	free(got);
 	free(big);
 	free(streamed);
+	if (tmp)
+		test_rmdir_r(tmp);
+	free(tmp);
+}
+
+/* Three NATS servers, three replicas: a blob put through one server is read through
+ * another, also while the third is down. */
+static void test_replicated_blob_read_through_another_server(void)
+{
+	natsd_t *nc = NULL;
+	char *tmp = test_tmpdir("cblob-r3"), *photo = s_photo(300 * 1024, 4), *got = NULL;
+	kanal__blob_store_t *a = NULL, *b = NULL;
+	kanal_blob_ref_t ref;
+	kanal_error_t err;
+	size_t size = 0;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		goto done;
+	}
+	REQUIRE(tmp && photo);
+	REQUIRE((nc = natsd_start("cblob-r3", 3)) != NULL);
+	kanal_error_clear(&err);
+	a = s_open_on(nc, 0, 0, tmp, 3, 3600000, &err);
+	b = s_open_on(nc, 1, 0, tmp, 3, 3600000, &err);
+	if (!a || !b)
+		fprintf(stderr, "cluster_blobs_open: %s\n", err.text);
+	REQUIRE(a && b);
+	REQUIRE(kanal__blob_put(a, photo, 300 * 1024, "image/jpeg", &ref, NULL) == 0);
+	got = s_read(b, ref.uri, &size);
+	CU_ASSERT(got && size == 300 * 1024 && memcmp(got, photo, size) == 0);
+	free(got);
+	got = NULL;
+	/* One server down (a majority of the replicas stays): still read whole. */
+	REQUIRE(natsd_kill(nc, 2, SIGKILL) == 0);
+	{
+		int64_t deadline = test_now_ms() + WAIT;
+		while (!(got = s_read(b, ref.uri, &size)) && test_now_ms() < deadline)
+			test_sleep_ms(500); /* a leader election: 4-8 s */
+	}
+	CU_ASSERT(got && size == 300 * 1024 && memcmp(got, photo, size) == 0);
+done:
+	free(got);
+	kanal__blob_store_destroy(&a);
+	kanal__blob_store_destroy(&b);
+	natsd_destroy(&nc);
+	free(photo);
 	if (tmp)
 		test_rmdir_r(tmp);
 	free(tmp);
@@ -455,4 +505,5 @@ done:
 }
 
 TEST_MAIN("cluster_blobs", TEST(test_store_chunks_blobs_that_any_connection_reads),
+	  TEST(test_replicated_blob_read_through_another_server),
 	  TEST(test_photo_uploaded_on_one_node_is_delivered_from_another))
