@@ -94,18 +94,10 @@ static kanal__blob_store_t *s_open_store(natsd_t *nc, int64_t max_store, const c
 /* The KANAL_BLOBS stream's age limit in seconds, -1 when JetStream does not say. */
 static int64_t s_max_age_s(natsd_t *nc)
 {
-	natsConnection *conn = NULL;
-	jsCtx *js = NULL;
-	jsStreamInfo *si = NULL;
-	int64_t s = -1;
+	jsStreamInfo *si = clu_stream_info(nc, "KANAL_BLOBS");
+	int64_t s = si ? si->Config->MaxAge / 1000000000LL : -1;
 
-	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK &&
-	    natsConnection_JetStream(&js, conn, NULL) == NATS_OK &&
-	    js_GetStreamInfo(&si, js, "KANAL_BLOBS", NULL, NULL) == NATS_OK)
-		s = si->Config->MaxAge / 1000000000LL;
 	jsStreamInfo_Destroy(si);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(conn);
 	return s;
 }
 

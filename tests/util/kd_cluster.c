@@ -169,20 +169,27 @@ bool clu_store(kd_t **nodes, const bool *up, size_t n_nodes, size_t *next, const
 	return false;
 }
 
-int64_t clu_stream_msgs(const natsd_t *nc, const char *name)
+jsStreamInfo *clu_stream_info(const natsd_t *nc, const char *name)
 {
 	natsConnection *conn = NULL;
 	jsCtx *js = NULL;
 	jsStreamInfo *si = NULL;
-	int64_t n = -1;
 
-	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK &&
-	    natsConnection_JetStream(&js, conn, NULL) == NATS_OK &&
-	    js_GetStreamInfo(&si, js, name, NULL, NULL) == NATS_OK)
-		n = (int64_t)si->State.Msgs;
-	jsStreamInfo_Destroy(si);
+	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) != NATS_OK ||
+	    natsConnection_JetStream(&js, conn, NULL) != NATS_OK ||
+	    js_GetStreamInfo(&si, js, name, NULL, NULL) != NATS_OK)
+		si = NULL;
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(conn);
+	return si;
+}
+
+int64_t clu_stream_msgs(const natsd_t *nc, const char *name)
+{
+	jsStreamInfo *si = clu_stream_info(nc, name);
+	int64_t n = si ? (int64_t)si->State.Msgs : -1;
+
+	jsStreamInfo_Destroy(si);
 	return n;
 }
 

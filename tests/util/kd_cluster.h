@@ -8,6 +8,7 @@
 #ifndef KANAL_TEST_KD_CLUSTER_H
 #define KANAL_TEST_KD_CLUSTER_H
 
+#include <nats/nats.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,9 @@ int64_t clu_dead_count(const natsd_t *nc);
  * headers joined by ',' into reasons. Returns the count read. */
 int clu_dead_letters(const natsd_t *nc, char *reasons, size_t size, int max);
 
+/* Stream `name`'s info as the first server gives it, or NULL. Ownership: new
+ * (jsStreamInfo_Destroy). */
+jsStreamInfo *clu_stream_info(const natsd_t *nc, const char *name);
 /* The messages stream `name` (e.g. "KANAL_BLOBS") holds, -1 when JetStream does not say. */
 int64_t clu_stream_msgs(const natsd_t *nc, const char *name);
 /* A kanald config in cluster mode against nc: `replicas`, ack_wait 5s, the instances (YAML
