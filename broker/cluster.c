@@ -427,41 +427,37 @@ static const char *s_retention_name(jsRetentionPolicy p)
 	return p == js_WorkQueuePolicy ? "workqueue" : p == js_LimitsPolicy ? "limits" : "interest";
 }
 
-/* Makes sure stream `name` exists as this node would create it. Created when absent; an
- * existing one is compared, never deleted and re-created (a nats-server 2.9 bug can then
- * lose acknowledged messages). Retries while JetStream has no leader, up to CLUSTER_READY_MS.
- * Returns 0 or KANAL_ECONFIG / KANAL_EIO with the reason in err. */
-static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject,
-			   jsRetentionPolicy retention, const conf_nats_t *conf,
-			   int64_t dedupe_window_ms, kanal_error_t *err)
+void cluster_stream_config(jsStreamConfig *sc, const char *name, const char **subject,
+			   jsRetentionPolicy retention, int64_t replicas, int64_t duplicates_ms)
 {
-	char name[64];
-	const char *subjects[] = { subject };
-	jsStreamConfig sc;
+	jsStreamConfig_Init(sc);
+	sc->Name = name;
+	sc->Subjects = subject;
+	sc->SubjectsLen = 1;
+	sc->Retention = retention;
+	sc->Storage = js_FileStorage;
+	sc->Replicas = replicas;
+	sc->Duplicates = duplicates_ms * 1000000LL; /* nanoseconds */
+}
+
+int cluster_ensure_stream(jsCtx *js, jsStreamConfig *sc, kanal_error_t *err)
+{
+	const char *name = sc->Name, *subject = sc->Subjects[0];
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
 	natsStatus st = NATS_OK;
 
-	snprintf(name, sizeof name, "%s_%s", c->prefix, suffix);
-	jsStreamConfig_Init(&sc);
-	sc.Name = name;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 1;
-	sc.Retention = retention;
-	sc.Storage = js_FileStorage;
-	sc.Replicas = conf->replicas;
-	sc.Duplicates = dedupe_window_ms * 1000000LL; /* nanoseconds */
 	for (int waited = 0; waited < CLUSTER_READY_MS; waited += 500) {
 		jerr = 0;
-		st = js_GetStreamInfo(&si, c->js, name, NULL, &jerr);
+		st = js_GetStreamInfo(&si, js, name, NULL, &jerr);
 		if (st == NATS_OK)
 			break;
 		if (jerr == JSStreamNotFoundErr || st == NATS_NOT_FOUND) {
 			jerr = 0;
-			st = js_AddStream(&si, c->js, &sc, NULL, &jerr);
+			st = js_AddStream(&si, js, sc, NULL, &jerr);
 			if (st == NATS_OK) {
 				log_info("cluster", "created stream %s (%s, %lld replicas)", name,
-					 subject, (long long)conf->replicas);
+					 subject, (long long)sc->Replicas);
 				jsStreamInfo_Destroy(si);
 				return 0;
 			}
@@ -488,20 +484,27 @@ static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject
 			snprintf(diff, sizeof diff, "subjects %s%s, not %s",
 				 have->SubjectsLen ? have->Subjects[0] : "(none)",
 				 have->SubjectsLen > 1 ? ", ..." : "", subject);
-		else if (have->Retention != retention)
+		else if (have->Retention != sc->Retention)
 			snprintf(diff, sizeof diff, "retention %s, not %s",
-				 s_retention_name(have->Retention), s_retention_name(retention));
+				 s_retention_name(have->Retention),
+				 s_retention_name(sc->Retention));
 		else if (have->Storage != js_FileStorage)
 			snprintf(diff, sizeof diff, "memory storage, not file storage");
-		else if (have->Replicas != conf->replicas)
+		else if (have->Replicas != sc->Replicas)
 			snprintf(diff, sizeof diff,
 				 "%lld replicas, not %lld (journal.nats.replicas)",
-				 (long long)have->Replicas, (long long)conf->replicas);
-		else if (have->Duplicates != sc.Duplicates)
+				 (long long)have->Replicas, (long long)sc->Replicas);
+		else if (have->Duplicates != sc->Duplicates)
 			snprintf(diff, sizeof diff,
 				 "a duplicate window of %lld s, not %lld s (journal.dedupe_window)",
 				 (long long)(have->Duplicates / 1000000000LL),
-				 (long long)(sc.Duplicates / 1000000000LL));
+				 (long long)(sc->Duplicates / 1000000000LL));
+		else if ((have->MaxMsgsPerSubject > 0 ? have->MaxMsgsPerSubject : -1) !=
+			 (sc->MaxMsgsPerSubject > 0 ? sc->MaxMsgsPerSubject : -1))
+			/* 0 and -1 both say "no limit" (libnats sends 0, the server answers -1). */
+			snprintf(diff, sizeof diff, "%lld messages per subject, not %lld",
+				 (long long)have->MaxMsgsPerSubject,
+				 (long long)sc->MaxMsgsPerSubject);
 		jsStreamInfo_Destroy(si);
 		if (diff[0]) {
 			kanal_error_set(
@@ -517,6 +520,21 @@ static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject
 		}
 	}
 	return 0;
+}
+
+/* Makes sure stream <prefix>_<suffix> exists as this node would create it
+ * (cluster_ensure_stream). */
+static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject,
+			   jsRetentionPolicy retention, const conf_nats_t *conf,
+			   int64_t dedupe_window_ms, kanal_error_t *err)
+{
+	char name[64];
+	const char *subjects[] = { subject };
+	jsStreamConfig sc;
+
+	snprintf(name, sizeof name, "%s_%s", c->prefix, suffix);
+	cluster_stream_config(&sc, name, subjects, retention, conf->replicas, dedupe_window_ms);
+	return cluster_ensure_stream(c->js, &sc, err);
 }
 
 int cluster_kv_open(cluster_t *c, const char *suffix, int64_t ttl_ms, int replicas, kvStore **out,
@@ -863,13 +881,62 @@ static natsStatus s_options(natsOptions **out, const conf_nats_t *conf, cluster_
 	return NATS_OK;
 }
 
+/* Connects with opts (destroyed here), or says in err that the servers are out of reach. A
+ * failed s_options is passed in as opts NULL. */
+static int s_connect(natsConnection **nc_out, natsOptions *opts, const conf_nats_t *conf,
+		     kanal_error_t *err)
+{
+	natsStatus st;
+
+	if (!opts) {
+		kanal_error_set(err, "journal.nats", 0, 0, NULL, "journal.nats: %s",
+				nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+							: "out of memory");
+		return KANAL_ECONFIG;
+	}
+	st = natsConnection_Connect(nc_out, opts);
+	natsOptions_Destroy(opts);
+	if (st != NATS_OK) {
+		kanal_error_set(err, "journal.nats", 0, 0, NULL,
+				"cannot reach the NATS cluster at %s%s: %s. In cluster mode "
+				"kanald accepts nothing it cannot store there: start NATS (or "
+				"fix journal.nats.servers) and start kanald again",
+				conf->servers[0],
+				conf->n_servers > 1 ? " (and the others listed)" : "",
+				natsStatus_GetText(st));
+		return KANAL_EIO;
+	}
+	return 0;
+}
+
+natsConnection *cluster_connect(const conf_nats_t *conf, const char *role, kanal_error_t *err)
+{
+	natsOptions *opts = NULL;
+	natsConnection *nc = NULL;
+	char name[160];
+
+	if (s_options(&opts, conf, NULL) != NATS_OK)
+		opts = NULL;
+	/* The node's own callbacks warn about the node's connection; this one says nothing. */
+	if (opts && (natsOptions_SetDisconnectedCB(opts, NULL, NULL) != NATS_OK ||
+		     natsOptions_SetReconnectedCB(opts, NULL, NULL) != NATS_OK)) {
+		natsOptions_Destroy(opts);
+		opts = NULL;
+	}
+	if (opts) {
+		snprintf(name, sizeof name, "kanald %s (%s)",
+			 conf->node_name ? conf->node_name : "node", role);
+		natsOptions_SetName(opts, name);
+	}
+	return s_connect(&nc, opts, conf, err) < 0 ? NULL : nc;
+}
+
 cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *const *dests,
 		       size_t n_dests, kanal_error_t *err)
 {
 	cluster_t *c = calloc(1, sizeof *c);
 	natsOptions *opts = NULL;
 	jsOptions jo;
-	natsStatus st;
 	char subject[300];
 
 	if (!c) {
@@ -890,24 +957,10 @@ cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *
 		c->lower_prefix[i] =
 			(char)(c->prefix[i] >= 'A' && c->prefix[i] <= 'Z' ? c->prefix[i] - 'A' + 'a'
 									  : c->prefix[i]);
-	if ((st = s_options(&opts, conf, c)) != NATS_OK) {
-		kanal_error_set(err, "journal.nats", 0, 0, NULL, "journal.nats: %s",
-				nats_GetLastError(NULL) ? nats_GetLastError(NULL)
-							: natsStatus_GetText(st));
+	if (s_options(&opts, conf, c) != NATS_OK)
+		opts = NULL;
+	if (s_connect(&c->nc, opts, conf, err) < 0)
 		goto fail;
-	}
-	st = natsConnection_Connect(&c->nc, opts);
-	natsOptions_Destroy(opts);
-	if (st != NATS_OK) {
-		kanal_error_set(err, "journal.nats", 0, 0, NULL,
-				"cannot reach the NATS cluster at %s%s: %s. In cluster mode "
-				"kanald accepts nothing it cannot store there: start NATS (or "
-				"fix journal.nats.servers) and start kanald again",
-				conf->servers[0],
-				conf->n_servers > 1 ? " (and the others listed)" : "",
-				natsStatus_GetText(st));
-		goto fail;
-	}
 	jsOptions_Init(&jo);
 	jo.Wait = 5000;
 	jo.PublishAsync.MaxPending = CLUSTER_PUB_WINDOW;

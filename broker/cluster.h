@@ -58,6 +58,23 @@ typedef struct cluster_header {
  * leader for too long, a stream that differs. Ownership: borrows conf and dests. */
 cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *const *dests,
 		       size_t n_dests, kanal_error_t *err);
+/* A second connection to journal.nats's servers, with the node's credentials and TLS, for a
+ * part of kanald that must not share the node's (the blob store: its large messages would
+ * queue in front of the events). `role` is added to the connection's name. NULL when the
+ * servers are out of reach (err says what to do). Ownership: the connection is the
+ * caller's (natsConnection_Destroy). */
+natsConnection *cluster_connect(const conf_nats_t *conf, const char *role, kanal_error_t *err);
+/* Fills sc as kanal's streams are: `name`, the one subject (pattern) subject[0], retention,
+ * file storage, replicas and a duplicate window of duplicates_ms; no other limit.
+ * Ownership: sc borrows name and subject (they must outlive its use). */
+void cluster_stream_config(jsStreamConfig *sc, const char *name, const char **subject,
+			   jsRetentionPolicy retention, int64_t replicas, int64_t duplicates_ms);
+/* Makes sure stream sc->Name exists with sc's config: created when absent; an existing one is
+ * compared (subjects, retention, storage, replicas, duplicate window, messages per subject),
+ * never deleted and re-created (a nats-server 2.9 bug can then lose acknowledged messages).
+ * Waits while JetStream has no leader, up to 20 s. Returns 0, KANAL_ECONFIG (it differs: err
+ * says how and what to do) or KANAL_EIO. Ownership: borrows. */
+int cluster_ensure_stream(jsCtx *js, jsStreamConfig *sc, kanal_error_t *err);
 /* Starts the fetch threads: messages arrive in the inbox from now on. Returns 0 or
  * KANAL_ETHREAD. */
 int cluster_start(cluster_t *c);

@@ -144,7 +144,10 @@ void commit_sweep_blobs(router_t *r)
 {
 	int swept;
 
-	if (!r->conf->blobs)
+	/* In cluster mode no journal counts references: the JetStream store's age limit
+	 * (nats.blob_retention) removes blobs instead, and a sweep here would remove what
+	 * other nodes' open events still name (docs/design/blobs.md). */
+	if (!r->conf->blobs || r->conf->journal_cluster)
 		return;
 	swept = kanal__blob_sweep(r->conf->blobs, ROUTER_BLOB_GRACE_MS, s_blob_named, r->journal);
 	if (swept > 0)

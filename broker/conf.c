@@ -60,9 +60,9 @@ static const char *const s_trace_export_keys[] = { "url", "batch", "interval", "
 static const char *const s_journal_keys[] = { "mode",      "path",          "sync",
 					      "retention", "dedupe_window", "dead_letters",
 					      "key_file",  "nats" };
-static const char *const s_nats_keys[] = { "servers", "creds_file",    "nkey",     "nkey_file",
-					   "tls",     "stream_prefix", "replicas", "ack_wait",
-					   "name",    "events" };
+static const char *const s_nats_keys[] = { "servers", "creds_file",    "nkey",          "nkey_file",
+					   "tls",     "stream_prefix", "replicas",      "ack_wait",
+					   "name",    "events",        "blob_retention" };
 static const char *const s_nats_tls_keys[] = { "ca_file", "cert_file", "key_file" };
 static const char *const s_dlq_keys[] = { "max_age", "max_events" };
 static const char *const s_endpoint_keys[] = {
@@ -680,6 +680,12 @@ static void s_journal_nats(loader_t *ld, const ynode_t *journal, const ynode_t *
 		s_duration(ld, x, "ack_wait", false, &n->ack_wait_ms);
 	if ((x = yaml_tree_get(v, "name")) && (text = s_text(ld, x, "name", false)))
 		n->node_name = s_strdup(ld, text);
+	if ((x = yaml_tree_get(v, "blob_retention")) &&
+	    s_duration(ld, x, "blob_retention", false, &n->blob_retention_ms) &&
+	    n->blob_retention_ms < 3600000)
+		s_err(ld, x,
+		      "nats: 'blob_retention' is at least 1h (a blob must outlive the "
+		      "deliveries of the events that name it; docs/cluster.md)");
 	if ((x = yaml_tree_get(v, "events")) && (text = s_text(ld, x, "events", false))) {
 		if (!strcmp(text, "true") || !strcmp(text, "false"))
 			n->events = !strcmp(text, "true");
@@ -1569,6 +1575,7 @@ static void s_defaults(loader_t *ld)
 	conf->nats.stream_prefix = s_strdup(ld, "KANAL");
 	conf->nats.replicas = 3;
 	conf->nats.ack_wait_ms = 30000;
+	conf->nats.blob_retention_ms = 7LL * 86400000; /* a week */
 	conf->max_parked_events = 1000000;
 	conf->journal_retention_ms = 7LL * 24 * 3600 * 1000;
 	conf->dlq_max_age_ms = 90LL * 24 * 3600 * 1000;

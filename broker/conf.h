@@ -74,6 +74,7 @@ typedef struct conf_nats {
 	int64_t ack_wait_ms; /* work a dead node held comes back after this */
 	char *node_name;     /* this node's name in NATS (default: host name and pid) */
 	bool events;         /* the event stream's lines also on <prefix>.events.<kind>.<tail> */
+	int64_t blob_retention_ms; /* a blob is kept this long after its last put (cluster) */
 } conf_nats_t;
 
 typedef struct conf {

@@ -205,8 +205,10 @@ static json_t *s_init_head(const conf_t *conf, const conf_instance_t *ci)
 			 "line", ci->line, "column", ci->column, "options", opts, "state_dir",
 			 state_dir);
 	free(state_dir);
-	/* The plugin host opens the same blob store (docs/design/blobs.md). */
-	if (head && conf->blobs) {
+	/* The plugin host opens the same blob store (docs/design/blobs.md) — a folder, so
+	 * not in cluster mode, whose store is a JetStream stream the host cannot reach: an
+	 * isolated plugin has no blob store there (KANAL_ENOSERVICE). */
+	if (head && conf->blobs && !conf->journal_cluster) {
 		char *blob_dir = NULL;
 		if (asprintf(&blob_dir, "%s/blobs", conf->state_dir) >= 0) {
 			json_object_set_new(head, "blob_dir", json_string(blob_dir));

@@ -27,6 +27,7 @@
 #include "notify.h"
 
 #include "admin_http.h"
+#include "cluster_blobs.h"
 #include "router.h"
 #include "routes.h"
 #include "version.h"
@@ -168,12 +169,19 @@ static int s_load_instances(kanald_t *k)
 	if (instance_check_all(k->conf, true, &k->d) > 0)
 		return 0;
 
-	/* The blob store first: a plugin may put a blob from init (docs/design/blobs.md). */
+	/* The blob store first: a plugin may put a blob from init (docs/design/blobs.md). In
+	 * cluster mode it is a JetStream stream that every node shares; <state_dir>/blobs/tmp
+	 * then only holds the private copies it reads blobs into. */
 	kanal_error_clear(&err);
-	if (asprintf(&blob_dir, "%s/blobs", k->conf->state_dir) < 0)
+	if (asprintf(&blob_dir, "%s/blobs%s", k->conf->state_dir,
+		     k->conf->journal_cluster ? "/tmp" : "") < 0)
 		return KANAL_ENOMEM;
-	k->conf->blobs = kanal__blob_store_open_dir(blob_dir, k->conf->max_blob_bytes,
-						    k->conf->blob_store_bytes, &err);
+	if (k->conf->journal_cluster)
+		k->conf->blobs = cluster_blobs_open(&k->conf->nats, k->conf->max_blob_bytes,
+						    k->conf->blob_store_bytes, blob_dir, &err);
+	else
+		k->conf->blobs = kanal__blob_store_open_dir(blob_dir, k->conf->max_blob_bytes,
+							    k->conf->blob_store_bytes, &err);
 	free(blob_dir);
 	if (!k->conf->blobs)
 		diag_add(&k->d, k->conf->file, 0, 0, "%s", err.text);

@@ -44,6 +44,12 @@ int kanal__blob_uri_hex(const char *uri, char *hex)
 	return 0;
 }
 
+void kanal__blob_hex(const unsigned char *digest, char *hex)
+{
+	for (unsigned i = 0; i < 32; i++)
+		sprintf(hex + 2 * i, "%02x", digest[i]);
+}
+
 int kanal__blob_each_uri(const char *attr, void (*fn)(void *arg, const char *uri), void *arg)
 {
 	char word[KANAL_BLOB_URI_SIZE];
@@ -263,8 +269,7 @@ static int s_hex_digest(const unsigned char *buf, size_t size, char *hex)
 
 	if (!EVP_Digest(buf, size, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
 		return KANAL_EIO;
-	for (unsigned i = 0; i < mdlen; i++)
-		sprintf(hex + 2 * i, "%02x", md[i]);
+	kanal__blob_hex(md, hex);
 	return 0;
 }
 
@@ -458,7 +463,7 @@ typedef struct s_dir_store {
 	int64_t count, bytes; /* this process's view: other processes may add to the folder */
 } s_dir_store_t;
 
-static int s_write_all(int fd, const void *data, size_t size)
+int kanal__blob_write_all(int fd, const void *data, size_t size)
 {
 	const char *p = data;
 
@@ -546,7 +551,7 @@ static int s_dir_write(void *impl, void *w_, const void *data, size_t size, kana
 				(long long)(w->size + (int64_t)size), (long long)ds->max_bytes);
 		return KANAL_ETOOBIG;
 	}
-	if (!EVP_DigestUpdate(w->md, data, size) || s_write_all(w->fd, data, size) != 0) {
+	if (!EVP_DigestUpdate(w->md, data, size) || kanal__blob_write_all(w->fd, data, size) != 0) {
 		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot write a blob: %s", strerror(errno));
 		return KANAL_EIO;
 	}
@@ -568,8 +573,7 @@ static int s_dir_commit(void *impl, void *w_, char *hex_out, kanal_error_t *err)
 		kanal_error_set(err, S_SRC, 0, 0, NULL, "cannot compute SHA-256");
 		goto out;
 	}
-	for (unsigned i = 0; i < mdlen; i++)
-		sprintf(hex_out + 2 * i, "%02x", md[i]);
+	kanal__blob_hex(md, hex_out);
 	if (asprintf(&final, "%s/sha256/%s", ds->dir, hex_out) < 0) {
 		final = NULL;
 		rc = KANAL_ENOMEM;
@@ -828,6 +832,12 @@ static void s_mkdir_parents(const char *dir)
 		*p = '/';
 	}
 	free(path);
+}
+
+int kanal__blob_mkdirs(const char *dir)
+{
+	s_mkdir_parents(dir);
+	return mkdir(dir, 0700) == 0 || errno == EEXIST ? 0 : -1;
 }
 
 kanal__blob_store_t *kanal__blob_store_open_dir(const char *dir, int64_t max_blob_bytes,

@@ -90,6 +90,14 @@ int kanal__blob_uri_hex(const char *uri, char *hex);
  * by spaces); a word that is not a blob URI is skipped. Returns how many URIs it passed. */
 int kanal__blob_each_uri(const char *attr, void (*fn)(void *arg, const char *uri), void *arg);
 
+/* What implementations share. kanal__blob_hex writes the 32 bytes of a SHA-256 digest as 64
+ * lower-case hex digits and a NUL (65 bytes) into hex. kanal__blob_write_all writes all of
+ * data to fd (retrying EINTR); 0 or -1 with errno. kanal__blob_mkdirs creates dir and its
+ * missing parents, mode 0700; 0 (also when it exists) or -1 with errno. */
+void kanal__blob_hex(const unsigned char *digest, char *hex);
+int kanal__blob_write_all(int fd, const void *data, size_t size);
+int kanal__blob_mkdirs(const char *dir);
+
 /* Gives the ctx the host's store (borrowed: the host keeps it alive as long as the ctx). */
 struct kanal_ctx;
 void kanal__ctx_set_blob_store(struct kanal_ctx *ctx, kanal__blob_store_t *store);

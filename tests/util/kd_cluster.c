@@ -103,18 +103,10 @@ int clu_missing(kd_t **nodes, size_t n_nodes, const char *name, int n, size_t *d
  * say. */
 static int64_t s_stream_state(const natsd_t *nc, const char *name, bool last)
 {
-	natsConnection *conn = NULL;
-	jsCtx *js = NULL;
-	jsStreamInfo *si = NULL;
-	int64_t n = -1;
+	jsStreamInfo *si = clu_stream_info(nc, name);
+	int64_t n = si ? (int64_t)(last ? si->State.LastSeq : si->State.Msgs) : -1;
 
-	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) == NATS_OK &&
-	    natsConnection_JetStream(&js, conn, NULL) == NATS_OK &&
-	    js_GetStreamInfo(&si, js, name, NULL, NULL) == NATS_OK)
-		n = (int64_t)(last ? si->State.LastSeq : si->State.Msgs);
 	jsStreamInfo_Destroy(si);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(conn);
 	return n;
 }
 
@@ -189,23 +181,59 @@ bool clu_store(kd_t **nodes, const bool *up, size_t n_nodes, size_t *next, const
 	return false;
 }
 
-char *clu_config(const natsd_t *nc, int replicas, const char *dedupe_window, const char *instances)
+jsStreamInfo *clu_stream_info(const natsd_t *nc, const char *name)
+{
+	natsConnection *conn = NULL;
+	jsCtx *js = NULL;
+	jsStreamInfo *si = NULL;
+
+	if (natsConnection_ConnectTo(&conn, nc->nodes[0].url) != NATS_OK ||
+	    natsConnection_JetStream(&js, conn, NULL) != NATS_OK ||
+	    js_GetStreamInfo(&si, js, name, NULL, NULL) != NATS_OK)
+		si = NULL;
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(conn);
+	return si;
+}
+
+int64_t clu_stream_msgs(const natsd_t *nc, const char *name)
+{
+	return s_stream_state(nc, name, false);
+}
+
+/* A kanald config in cluster mode: `before` (top-level lines, may be NULL), the journal
+ * with dedupe_window (NULL: the default) and the instances. */
+static char *s_cluster_conf(const natsd_t *nc, int replicas, const char *before,
+			    const char *dedupe_window, const char *instances)
 {
 	char *extra = NULL, *conf;
 
 	if (asprintf(&extra,
+		     "%s"
 		     "journal:\n"
 		     "  mode: cluster\n"
-		     "  dedupe_window: %s\n"
+		     "%s%s%s"
 		     "  nats:\n"
 		     "    servers: %s\n"
 		     "    replicas: %d\n"
 		     "    ack_wait: 5s\n",
-		     dedupe_window, nc->servers, replicas) < 0)
+		     before ? before : "", dedupe_window ? "  dedupe_window: " : "",
+		     dedupe_window ? dedupe_window : "", dedupe_window ? "\n" : "", nc->servers,
+		     replicas) < 0)
 		return NULL;
 	conf = kd_config(instances, extra);
 	free(extra);
 	return conf;
+}
+
+char *clu_config(const natsd_t *nc, int replicas, const char *dedupe_window, const char *instances)
+{
+	return s_cluster_conf(nc, replicas, NULL, dedupe_window, instances);
+}
+
+char *clu_conf(const natsd_t *nc, int replicas, const char *limits, const char *instances)
+{
+	return s_cluster_conf(nc, replicas, limits, NULL, instances);
 }
 
 size_t clu_lines(kd_t **nodes, size_t n_nodes, const char *name)

@@ -8,6 +8,7 @@
 #ifndef KANAL_TEST_KD_CLUSTER_H
 #define KANAL_TEST_KD_CLUSTER_H
 
+#include <nats/nats.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,5 +60,14 @@ int64_t clu_stream_last_seq(const natsd_t *nc, const char *name);
 /* Runs `kanalctl -c <kd's config> <args>` and returns what it wrote (stdout and stderr, up
  * to 64 KiB). Ownership: the caller frees the text (never NULL). */
 char *clu_kanalctl_text(const kd_t *kd, const char *args);
+/* Stream `name`'s info as the first server gives it, or NULL. Ownership: new
+ * (jsStreamInfo_Destroy). */
+jsStreamInfo *clu_stream_info(const natsd_t *nc, const char *name);
+/* The messages stream `name` (e.g. "KANAL_BLOBS") holds, -1 when JetStream does not say. */
+int64_t clu_stream_msgs(const natsd_t *nc, const char *name);
+/* A kanald config in cluster mode against nc: `replicas`, ack_wait 5s, the instances (YAML
+ * of the `instances:` list) and `limits` (lines under `limits:`, indented by two; may be
+ * NULL). Ownership: the caller frees the text. */
+char *clu_conf(const natsd_t *nc, int replicas, const char *limits, const char *instances);
 
 #endif
