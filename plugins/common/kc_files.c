@@ -130,18 +130,23 @@ int kc_file_read(const char *dir, const char *name, char **out, size_t *len)
 
 int kc_state_write(kanal_ctx_t *ctx, const char *name, const void *buf, size_t len)
 {
-	const char *dir = kanal_state_dir(ctx);
-	return dir ? kc_file_write_atomic(dir, name, buf, len, 0600) : KANAL_ESTATE;
+	char *text = strndup(buf, len);
+	int rc;
+
+	if (!text)
+		return KANAL_ENOMEM;
+	rc = kanal_state_put(ctx, name, text, NULL);
+	free(text);
+	return rc;
 }
 
 int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len)
 {
-	const char *dir = kanal_state_dir(ctx);
-	if (!dir) {
-		*out = NULL;
-		return KANAL_ESTATE;
-	}
-	return kc_file_read(dir, name, out, len);
+	int rc = kanal_state_get(ctx, name, out, NULL);
+
+	if (len)
+		*len = rc == 0 ? strlen(*out) : 0;
+	return rc;
 }
 
 int kc_private_file_read(const char *option, const char *path, char **out, size_t *len,
