@@ -117,6 +117,20 @@ json_t *cluster_consumer_lag(cluster_t *c, const char *suffix, const char *durab
 /* The durable name of consumer (CLUSTER_ROUTE, or 1 + a destination's index). */
 const char *cluster_durable(const cluster_t *c, size_t consumer);
 
+/* Opens the key-value bucket <prefix>_<suffix> through js (NULL: the cluster's own context),
+ * creating it when absent (history 1, `ttl_ms` per key — 0: none —, `replicas`, file
+ * storage; never deleted), waiting up to 20 s for JetStream to have a leader. Used for _NODES
+ * here and _LEASES/_STATE by cluster_lease.c. Returns 0 or KANAL_EIO with err saying why.
+ * Waits for NATS: not on the router's thread once it runs. Ownership: borrows js; *out is
+ * new (kvStore_Destroy). */
+int cluster_kv_open(cluster_t *c, jsCtx *js, const char *suffix, int64_t ttl_ms, int replicas,
+		    kvStore **out, kanal_error_t *err);
+/* The connection to NATS (for a JetStream context with other timeouts). Ownership: borrowed,
+ * valid until cluster_destroy. */
+natsConnection *cluster_connection(cluster_t *c);
+/* The streams' and buckets' prefix (journal.nats.stream_prefix). */
+const char *cluster_prefix(const cluster_t *c);
+
 /* True while the connection to NATS is up. */
 bool cluster_connected(cluster_t *c);
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "cluster_lease.h"
 #include <kanal/time.h>
 
 #include "diag.h"
@@ -711,8 +712,9 @@ json_t *cluster_router_cluster_status(router_t *r)
 		json_object_set_new(lag, "destination", json_string(cr->dests[i]->name));
 		json_array_append_new(consumers, lag);
 	}
-	return json_pack("{s:s, s:o, s:o}", "this_node", cluster_node_name(cr->link), "nodes",
-			 cluster_nodes(cr->link), "consumers", consumers);
+	return json_pack("{s:s, s:o, s:o, s:o}", "this_node", cluster_node_name(cr->link), "nodes",
+			 cluster_nodes(cr->link), "consumers", consumers, "singletons",
+			 cluster_lease_holders(cr->link));
 }
 
 void cluster_router_tick(router_t *r)
@@ -1083,4 +1085,9 @@ void cluster_router_destroy(router_t *r)
 	free(cr->dests);
 	free(cr);
 	r->cluster = NULL;
+}
+
+struct cluster *router_cluster_link(router_t *r)
+{
+	return r->cluster ? r->cluster->link : NULL;
 }

@@ -879,6 +879,9 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 	kanal_metric_add(ctx, "skipped", 0);
 	kanal_metric_add(ctx, "upstream_errors", 0);
 	kanal_metric_add(ctx, "next_links_refused", 0);
+	h->stopped = false; /* started again: a singleton that took its lease back */
+	free(h->cursor);
+	h->cursor = NULL;
 	rc = s_load_cursor(ctx, h);
 	if (rc == 0)
 		rc = s_schedule(ctx, h, 0);

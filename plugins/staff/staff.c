@@ -605,9 +605,22 @@ KC_CHECK_BY_INIT(s_init, s_destroy)
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
 	staff_t *s = state;
-	int rc = s_load_state(ctx, s);
 	int64_t timer;
+	int rc;
 
+	/* Started again (a singleton whose node took its lease back, docs/cluster.md): the
+	 * stored state, not what this node remembers from before, is where to go on from. */
+	if (staff_seen_count(s->seen) > 0) {
+		staff_seen_t *fresh = staff_seen_new();
+		if (!fresh) {
+			kanal_set_error(ctx, "out of memory");
+			return KANAL_ENOMEM;
+		}
+		staff_seen_destroy(&s->seen);
+		s->seen = fresh;
+		s->cursor[0] = '\0';
+	}
+	rc = s_load_state(ctx, s);
 	if (rc != 0)
 		return rc;
 	kanal_metric_add(ctx, "polls", 0);
