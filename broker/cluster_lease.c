@@ -73,25 +73,38 @@ static const char *s_nats_why(natsStatus st)
 
 /* ---- the state store (on the instances' threads) ------------------------------------------ */
 
+/* Reads through the stream's leader ($JS.API.STREAM.MSG.GET), not kvStore_Get: a bucket
+ * made by libnats 3.4 on nats-server 2.9 allows direct gets, which any replica answers — a
+ * lagging one with an older cursor, or none yet, right when a new holder takes over. */
 static int s_state_get(void *arg, const char *instance, const char *key, char **value_out,
 		       kanal_error_t *err)
 {
 	cluster_lease_t *l = arg;
-	char k[300];
-	kvEntry *e = NULL;
+	char k[300], stream[80], subject[400];
+	natsMsg *m = NULL;
+	const char *op = NULL;
+	jsErrCode jerr = 0;
 	natsStatus st;
 
 	s_key_clean(k, sizeof k, instance, key);
-	st = kvStore_Get(&e, l->state, k);
-	if (st == NATS_NOT_FOUND)
+	snprintf(stream, sizeof stream, "KV_%s", kvStore_Bucket(l->state));
+	snprintf(subject, sizeof subject, "$KV.%s.%s", kvStore_Bucket(l->state), k);
+	st = js_GetLastMsg(&m, l->js, stream, subject, NULL, &jerr);
+	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 		return KANAL_ENOTFOUND;
 	if (st != NATS_OK) {
 		kanal_error_set(err, NULL, 0, 0, NULL,
 				"cannot read %s from the key-value bucket: %s", k, s_nats_why(st));
 		return KANAL_EIO;
 	}
-	*value_out = strndup(kvEntry_Value(e) ? kvEntry_Value(e) : "", (size_t)kvEntry_ValueLen(e));
-	kvEntry_Destroy(e);
+	/* A deleted or purged key leaves a marker (KV-Operation: DEL or PURGE). */
+	if (natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK && op) {
+		natsMsg_Destroy(m);
+		return KANAL_ENOTFOUND;
+	}
+	*value_out = strndup(natsMsg_GetData(m) ? natsMsg_GetData(m) : "",
+			     (size_t)natsMsg_GetDataLength(m));
+	natsMsg_Destroy(m);
 	return *value_out ? 0 : KANAL_ENOMEM;
 }
 

@@ -180,3 +180,39 @@ bool clu_store(kd_t **nodes, const bool *up, size_t n_nodes, size_t *next, const
 	}
 	return false;
 }
+
+/* ---- singletons (test_cluster_singleton.c) ----------------------------------------------- */
+
+char *clu_journal(const natsd_t *nc, int replicas, const char *node, const char *more_nats)
+{
+	char *text = NULL;
+
+	if (asprintf(&text,
+		     "journal:\n"
+		     "  mode: cluster\n"
+		     "  nats:\n"
+		     "    servers: %s\n"
+		     "    replicas: %d\n"
+		     "    ack_wait: 5s\n"
+		     "    name: %s\n"
+		     "%s",
+		     nc->servers, replicas, node, more_nats ? more_nats : "") < 0)
+		return NULL;
+	return text;
+}
+
+int clu_holder(kd_t **nodes, size_t n_nodes, const char *needle, size_t *holds)
+{
+	int found = -1;
+
+	*holds = 0;
+	for (size_t i = 0; i < n_nodes; i++) {
+		char *log = nodes[i] ? kd_log(nodes[i]) : NULL;
+		if (log && strstr(log, needle)) {
+			(*holds)++;
+			found = (int)i;
+		}
+		free(log);
+	}
+	return found;
+}
