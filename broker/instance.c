@@ -782,7 +782,7 @@ static void s_apply_lease(instance_t *inst)
 			  inst->ctx->delivery.error[0]
 				  ? inst->ctx->delivery.error
 				  : kanal_strerror(rc < 0 ? rc : KANAL_EPLUGIN));
-		inst->plugin_started = true; /* so that the stop below runs the plugin's stop */
+		/* As a failed start at launch: no stop; what start made is removed. */
 		s_plugin_stop(inst, kanal_now_ms() + 1000);
 		s_watch_lease_pipe(inst);
 		__atomic_store_n(&inst->want_active, 0, __ATOMIC_RELEASE);

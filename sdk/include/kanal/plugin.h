@@ -135,7 +135,9 @@ typedef struct kanal_plugin {
 	/* Validates the config and allocates state, stored in *state. Returns 0 or a negative
 	 * code after kanal_set_error() says why; the instance is then not started. Required. */
 	int (*init)(kanal_ctx_t *ctx, const kanal_config_t *config, void **state);
-	/* Starts work. Returns 0 or a negative code (after kanal_set_error). May be NULL. */
+	/* Starts work. Returns 0 or a negative code (after kanal_set_error). May be NULL. In
+	 * cluster mode a singleton may be started again after stop (its node took the lease
+	 * back), and gets on_message without start on the nodes that do not hold it. */
 	int (*start)(kanal_ctx_t *ctx, void *state);
 	/* Handles one delivery; msg is borrowed until the call returns (kanal_msg_dup to keep
 	 * it). May be NULL for a pure source; deliveries to it are then REJECTed. */
