@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_atomic.h"
 #include "host.h"
 
 bool kanal__state_key_ok(const char *key)
@@ -34,10 +35,9 @@ bool kanal__state_key_ok(const char *key)
 }
 
 /* dir/key into path; false when it does not fit. */
-static bool s_path(char *path, size_t size, const char *dir, const char *key, const char *tmp)
+static bool s_path(char *path, size_t size, const char *dir, const char *key)
 {
-	int n = tmp ? snprintf(path, size, "%s/.%s.tmp", dir, key)
-		    : snprintf(path, size, "%s/%s", dir, key);
+	int n = snprintf(path, size, "%s/%s", dir, key);
 	return n > 0 && (size_t)n < size;
 }
 
@@ -56,7 +56,7 @@ int kanal__state_file_get(const kanal_ctx_t *ctx, const char *key, char **value_
 				ctx->name);
 		return KANAL_ESTATE;
 	}
-	if (!s_path(path, sizeof path, ctx->state_dir, key, NULL))
+	if (!s_path(path, sizeof path, ctx->state_dir, key))
 		return KANAL_EINVAL;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT)
@@ -99,52 +99,18 @@ int kanal__state_file_get(const kanal_ctx_t *ctx, const char *key, char **value_
 int kanal__state_file_put(const kanal_ctx_t *ctx, const char *key, const char *value,
 			  kanal_error_t *err)
 {
-	char path[4096], tmp[4096];
-	size_t len = strlen(value);
-	int fd, dfd;
+	int rc;
 
 	if (!ctx->state_dir) {
 		kanal_error_set(err, NULL, 0, 0, NULL, "instance '%s' has no state folder",
 				ctx->name);
 		return KANAL_ESTATE;
 	}
-	if (!s_path(path, sizeof path, ctx->state_dir, key, NULL) ||
-	    !s_path(tmp, sizeof tmp, ctx->state_dir, key, ".tmp"))
-		return KANAL_EINVAL;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		goto fail;
-	for (const char *p = value; len > 0;) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			goto fail;
-		p += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) != 0)
-		goto fail;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0)
-		goto fail;
-	/* The rename itself is durable only once the folder is. */
-	dfd = open(ctx->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	return 0;
-fail:
-	kanal_error_set(err, NULL, 0, 0, NULL, "cannot write %s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return KANAL_EIO;
+	rc = kanal__file_write_atomic(ctx->state_dir, key, value, strlen(value), 0600, true);
+	if (rc != 0)
+		kanal_error_set(err, NULL, 0, 0, NULL, "cannot write %s/%s: %s", ctx->state_dir,
+				key, rc == KANAL_EIO ? strerror(errno) : kanal_strerror(rc));
+	return rc;
 }
 
 /* The checks both services share: arguments, key, thread. */
