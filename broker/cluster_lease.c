@@ -113,8 +113,22 @@ static int s_state_put(void *arg, const char *instance, const char *key, const c
 {
 	cluster_lease_t *l = arg;
 	char k[300];
+	bool held = false;
 	natsStatus st;
 
+	/* A holder that just lost its lease (its plugin stops at the next turn of its loop)
+	 * must not overwrite the cursor of the node that took over. */
+	pthread_mutex_lock(&l->mu);
+	for (size_t i = 0; i < l->n_entries; i++)
+		if (!strcmp(l->entries[i].inst->name, instance))
+			held = l->entries[i].held;
+	pthread_mutex_unlock(&l->mu);
+	if (!held) {
+		kanal_error_set(err, NULL, 0, 0, NULL,
+				"not stored: this node no longer holds the lease of '%s'",
+				instance);
+		return KANAL_ESTATE;
+	}
 	s_key_clean(k, sizeof k, instance, key);
 	st = kvStore_PutString(NULL, l->state, k, value);
 	if (st != NATS_OK) {
