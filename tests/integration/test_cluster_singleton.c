@@ -7,7 +7,9 @@
  * time (plus slack) and resumes from the cursor stored in the cluster: every registration is
  * delivered, none skipped, and the duplicates (at least once) are counted and printed. A
  * clean stop of the holder releases the lease, so the next node takes it at once rather than
- * after the TTL. `status --cluster` names the holder.
+ * after the TTL. `status --cluster` names the holder. With one nats-server and one node: a
+ * cursor file left from single-node mode is where the poller starts in cluster mode, and
+ * afterwards the cursor is the cluster's (a node restarted without its file goes on).
  *
  * Every wait is bounded and generous: a 2-core machine shared with other suites. Skipped,
  * saying so, without nats-server.
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "kd_cluster.h"
 #include "kanald.h"
@@ -36,15 +39,18 @@
 #define LATER 120  /* added by the simulator, one every 150 ms */
 #define HOLDS "took its lease"
 
-/* A kanald node with the daycare poller (a singleton by default) and a sink for child.*. */
-static kd_t *s_node(const natsd_t *nc, const upstream_t *up, int i)
+/* A kanald node with the daycare poller (a singleton by default) and a sink for child.*,
+ * against nc with `replicas`; `cursor` (may be NULL): a cursor file the poller left in the
+ * node's folder in single-node mode. */
+static kd_t *s_node(const natsd_t *nc, int replicas, const upstream_t *up, int i,
+		    const char *cursor)
 {
 	char *inst = NULL, *journal, *conf, *key, tag[32], name[16];
 	kd_t *kd;
 
 	snprintf(tag, sizeof tag, "singleton-kd%d", i);
 	snprintf(name, sizeof name, "node%d", i);
-	journal = clu_journal(nc, 3, name, "    lease: 6s\n");
+	journal = clu_journal(nc, replicas, name, "    lease: 6s\n");
 	if (!journal || asprintf(&inst,
 				 "  - name: daycare\n    plugin: daycare\n    options:\n"
 				 "      base_url: %s\n      token: %s\n      poll_interval: 200ms\n"
@@ -63,6 +69,18 @@ static kd_t *s_node(const natsd_t *nc, const upstream_t *up, int i)
 	key = test_write_file(kd->dir, "pseudonym.key", "kanal-test-pseudonym-key-0123456789\n");
 	chmod(key, 0600);
 	free(key);
+	if (cursor) {
+		char *dir = NULL;
+		if (asprintf(&dir, "%s/state", kd->dir) > 0) {
+			(void)mkdir(dir, 0700);
+			free(dir);
+		}
+		if (asprintf(&dir, "%s/state/daycare", kd->dir) > 0) {
+			(void)mkdir(dir, 0700);
+			free(test_write_file(dir, "cursor", cursor));
+			free(dir);
+		}
+	}
 	free(inst);
 	free(journal);
 	free(conf);
@@ -176,7 +194,7 @@ static void test_one_poller_and_takeover(void)
 	REQUIRE((nc = natsd_start("singleton", 3)) != NULL);
 	REQUIRE((up = upstream_start("daycare", args)) != NULL);
 	for (int i = 0; i < NODES; i++)
-		REQUIRE((nodes[i] = s_node(nc, up, i)) != NULL);
+		REQUIRE((nodes[i] = s_node(nc, 3, up, i, NULL)) != NULL);
 
 	/* One node takes the lease and polls; the others stand by. */
 	holder = s_wait_holder(nodes, counts, LEASE_MS + SLACK_MS);
@@ -272,4 +290,60 @@ done:
 	natsd_destroy(&nc);
 }
 
-TEST_MAIN("cluster_singleton", TEST(test_one_poller_and_takeover))
+/* Moving to cluster mode keeps the cursor a poller wrote in single-node mode (the bucket has
+ * none yet, so the node's file is read), and from then on the cursor is in the cluster: a
+ * node restarted without its file goes on from where it stopped. One nats-server. */
+static void test_cursor_carries_over(void)
+{
+	const char *args[] = { "--set", "token=" TOKEN, "--set", "initial=10", "--quiet", NULL };
+	natsd_t *nc = NULL;
+	upstream_t *up = NULL;
+	kd_t *nodes[NODES] = { 0 };
+	size_t counts[NODES] = { 0 }, dups = 0;
+	char *log = NULL, *cursor_file = NULL;
+	int missing;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "\n(skipped: nats-server is not installed; scripts/deps.sh) ");
+		return;
+	}
+	REQUIRE((nc = natsd_start("singleton-carry", 1)) != NULL);
+	REQUIRE((up = upstream_start("daycare", args)) != NULL);
+	/* Single-node mode had read four registrations. */
+	REQUIRE((nodes[0] = s_node(nc, 1, up, 0, "c_4\n")) != NULL);
+	REQUIRE(s_wait_holder(nodes, counts, LEASE_MS + SLACK_MS) == 0);
+	{
+		int64_t deadline = test_now_ms() + 30000;
+		while (s_missing(nodes, 10, &dups) > 4 && test_now_ms() < deadline)
+			test_sleep_ms(100);
+	}
+	/* 1005-1010 came; 1001-1004 did not come again. */
+	CU_ASSERT_EQUAL(s_missing(nodes, 10, &dups), 4);
+	log = kd_log(nodes[0]);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log ? log : "", "from cursor c_4"));
+	free(log);
+	log = NULL;
+
+	/* Killed, its file removed: the cursor comes from the cluster. */
+	REQUIRE(kd_stop(nodes[0], SIGKILL, 10000) >= 0);
+	cursor_file = strdup(kd_path(nodes[0], "state/daycare/cursor"));
+	CU_ASSERT_EQUAL(unlink(cursor_file), 0);
+	s_lease_counts(nodes, counts);
+	REQUIRE(kd_restart(nodes[0]) == 0);
+	REQUIRE(s_wait_holder(nodes, counts, LEASE_MS + SLACK_MS) == 0);
+	log = kd_log(nodes[0]);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log ? log : "", "from cursor c_10"));
+	missing = s_missing(nodes, 10, &dups);
+	CU_ASSERT_EQUAL(missing, 4);
+	CU_ASSERT_EQUAL(dups, 0);
+	/* The file stays gone: the state is the cluster's now. */
+	CU_ASSERT_EQUAL(access(cursor_file, F_OK), -1);
+done:
+	free(cursor_file);
+	free(log);
+	kd_destroy(&nodes[0]);
+	upstream_stop(&up);
+	natsd_destroy(&nc);
+}
+
+TEST_MAIN("cluster_singleton", TEST(test_one_poller_and_takeover), TEST(test_cursor_carries_over))
