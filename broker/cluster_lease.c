@@ -226,6 +226,20 @@ cluster_lease_t *cluster_lease_new(cluster_t *c, const conf_t *conf, instance_t 
 	l->c = c;
 	l->lease_ms = conf->nats.lease_ms;
 	snprintf(l->node, sizeof l->node, "%s", cluster_node_name(c));
+	for (size_t i = 0; i < n; i++) {
+		instance_t *inst = instances[i];
+		lease_entry_t *e = &l->entries[l->n_entries];
+
+		if (inst->index >= conf->n_instances || !conf->instances[inst->index].singleton)
+			continue;
+		e->inst = inst;
+		s_key_clean(e->key, sizeof e->key, inst->name, NULL);
+		l->n_entries++;
+	}
+	/* Without singletons nothing more: no NATS round trips between the endpoints file and
+	 * the router's start (a node whose NATS goes away then answers at once). */
+	if (!l->n_entries)
+		return l;
 	jsOptions_Init(&jo);
 	jo.Wait =
 		l->lease_ms / 4 < LEASE_STATE_TIMEOUT_MS ? l->lease_ms / 4 : LEASE_STATE_TIMEOUT_MS;
@@ -238,20 +252,13 @@ cluster_lease_t *cluster_lease_new(cluster_t *c, const conf_t *conf, instance_t 
 			    err) < 0 ||
 	    cluster_kv_open(c, l->js, "STATE", 0, (int)conf->nats.replicas, &l->state, err) < 0)
 		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		instance_t *inst = instances[i];
-		lease_entry_t *e = &l->entries[l->n_entries];
-
-		if (inst->index >= conf->n_instances || !conf->instances[inst->index].singleton)
-			continue;
-		if (instance_make_singleton(inst, &s_store, l) < 0) {
+	for (size_t i = 0; i < l->n_entries; i++) {
+		if (instance_make_singleton(l->entries[i].inst, &s_store, l) < 0) {
 			kanal_error_set(err, NULL, 0, 0, NULL,
-					"instance '%s': cannot make its pipe", inst->name);
+					"instance '%s': cannot make its pipe",
+					l->entries[i].inst->name);
 			goto fail;
 		}
-		e->inst = inst;
-		s_key_clean(e->key, sizeof e->key, inst->name, NULL);
-		l->n_entries++;
 	}
 	if (l->n_entries)
 		log_info("cluster", "%zu singleton instance%s, lease %lld ms (%s_LEASES)",

@@ -20,8 +20,8 @@
 
 typedef struct cluster_lease cluster_lease_t;
 
-/* Opens (creating when absent) the _LEASES bucket (TTL = nats.lease) and the _STATE bucket,
- * and makes each instance whose config says `singleton` one (instance_make_singleton: it is
+/* When an instance's config says `singleton`: opens (creating when absent) the _LEASES bucket
+ * (TTL = nats.lease) and the _STATE bucket, and makes each such instance a singleton (instance_make_singleton: it is
  * started only while this node holds its lease, its state goes to _STATE). Call before the
  * instances start. Returns NULL with err saying why (NATS did not answer). Returns a lease
  * object even when no instance is a singleton (it then does nothing). Ownership: borrows
