@@ -86,10 +86,21 @@ static int s_state_get(void *arg, const char *instance, const char *key, char **
 	jsErrCode jerr = 0;
 	natsStatus st;
 
+	jsOptions jo;
+
 	s_key_clean(k, sizeof k, instance, key);
 	snprintf(stream, sizeof stream, "KV_%s", kvStore_Bucket(l->state));
 	snprintf(subject, sizeof subject, "$KV.%s.%s", kvStore_Bucket(l->state), k);
-	st = js_GetLastMsg(&m, l->js, stream, subject, NULL, &jerr);
+	jsOptions_Init(&jo);
+	jo.Wait = LEASE_STATE_TIMEOUT_MS / 2;
+	/* Twice: a stream leader just elected (a new bucket, a NATS node restarted) may let the
+	 * first request go unanswered. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		jerr = 0;
+		st = js_GetLastMsg(&m, l->js, stream, subject, &jo, &jerr);
+		if (st != NATS_TIMEOUT && st != NATS_NO_RESPONDERS)
+			break;
+	}
 	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 		return KANAL_ENOTFOUND;
 	if (st != NATS_OK) {
@@ -164,6 +175,18 @@ static void s_pass(cluster_lease_t *l)
 
 		if (__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE))
 			return;
+		if (e->held && instance_take_start_failure(e->inst)) {
+			/* Its start failed (an upstream or NATS not ready): let the lease go, so
+			 * that this node or another tries again on a later pass. */
+			pthread_mutex_lock(&l->mu);
+			e->held = false;
+			e->revision = 0;
+			pthread_mutex_unlock(&l->mu);
+			kvStore_Delete(l->leases, e->key);
+			log_warn(e->inst->name,
+				 "released its lease: its start failed on this node");
+			continue;
+		}
 		if (e->held) {
 			/* Too long since the last renewal (a pass held up by slow answers): the
 			 * others may take it soon; stop first, take it again later. */
@@ -211,6 +234,26 @@ static void *s_lease_main(void *arg)
 
 /* ---- life cycle ------------------------------------------------------------------------- */
 
+/* Waits up to 20 s until the bucket's stream has a leader that answers (a bucket just made
+ * with several replicas has none for a moment, and a cursor read then times out). */
+static int s_wait_leader(kvStore *kv, kanal_error_t *err)
+{
+	natsStatus st = NATS_OK;
+
+	for (int waited = 0; waited < 20000; waited += 250) {
+		kvStatus *ks = NULL;
+		st = kvStore_Status(&ks, kv);
+		kvStatus_Destroy(ks);
+		if (st == NATS_OK)
+			return 0;
+		s_sleep_ms(250);
+	}
+	kanal_error_set(err, "journal.nats", 0, 0, NULL,
+			"the key-value bucket %s has no leader after 20 s: %s", kvStore_Bucket(kv),
+			s_nats_why(st));
+	return KANAL_EIO;
+}
+
 cluster_lease_t *cluster_lease_new(cluster_t *c, const conf_t *conf, instance_t **instances,
 				   size_t n, kanal_error_t *err)
 {
@@ -250,7 +293,8 @@ cluster_lease_t *cluster_lease_new(cluster_t *c, const conf_t *conf, instance_t 
 	}
 	if (cluster_kv_open(c, l->js, "LEASES", l->lease_ms, (int)conf->nats.replicas, &l->leases,
 			    err) < 0 ||
-	    cluster_kv_open(c, l->js, "STATE", 0, (int)conf->nats.replicas, &l->state, err) < 0)
+	    cluster_kv_open(c, l->js, "STATE", 0, (int)conf->nats.replicas, &l->state, err) < 0 ||
+	    s_wait_leader(l->leases, err) < 0 || s_wait_leader(l->state, err) < 0)
 		goto fail;
 	for (size_t i = 0; i < l->n_entries; i++) {
 		if (instance_make_singleton(l->entries[i].inst, &s_store, l) < 0) {

@@ -786,6 +786,7 @@ static void s_apply_lease(instance_t *inst)
 		s_plugin_stop(inst, kanal_now_ms() + 1000);
 		s_watch_lease_pipe(inst);
 		__atomic_store_n(&inst->want_active, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&inst->start_failed, 1, __ATOMIC_RELEASE);
 		return;
 	}
 	inst->plugin_started = true;
@@ -817,6 +818,11 @@ void instance_set_active(instance_t *inst, bool active)
 bool instance_is_active(const instance_t *inst)
 {
 	return __atomic_load_n(&inst->active, __ATOMIC_ACQUIRE) != 0;
+}
+
+bool instance_take_start_failure(instance_t *inst)
+{
+	return __atomic_exchange_n(&inst->start_failed, 0, __ATOMIC_ACQ_REL) != 0;
 }
 
 void instance_report_start(instance_t *inst, int state, const char *why)

@@ -84,9 +84,10 @@ typedef struct instance {
 	 * (cluster_lease.c asks through instance_set_active; the pipe wakes the thread). */
 	bool singleton;
 	int lease_pipe[2];
-	int want_active;               /* atomic: what the lease says */
-	int active;                    /* atomic: the plugin is started (status reads it) */
-	bool plugin_started;           /* the thread's own view */
+	int want_active;     /* atomic: what the lease says */
+	int active;          /* atomic: the plugin is started (status reads it) */
+	bool plugin_started; /* the thread's own view */
+	int start_failed;    /* atomic: a start on the lease's word failed (the lease reads it) */
 	const instance_store_t *store; /* NULL: the state folder's files */
 	void *store_arg;
 
@@ -149,6 +150,11 @@ void instance_set_active(instance_t *inst, bool active);
 
 /* True while the singleton's plugin is started on this node. Safe from any thread. */
 bool instance_is_active(const instance_t *inst);
+
+/* True once after a start asked by instance_set_active(true) failed (the flag is cleared):
+ * the lease holder should let the lease go rather than hold a singleton that does not run.
+ * Safe from any thread. */
+bool instance_take_start_failure(instance_t *inst);
 
 /* Copies the instance's metrics (for status); returns the count. */
 size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap);

@@ -145,12 +145,15 @@ static int s_wait_holder(kd_t **nodes, const size_t before[NODES], int timeout_m
 	return -1;
 }
 
-/* Which nodes' status shows the daycare instance "running" (the rest: "standby"). */
-static int s_running(kd_t **nodes, int *running_node)
+/* How many nodes' status shows the daycare instance "running" (the rest: "standby"), the
+ * last such node into *running_node, and how many nodes' daycare polled at all (its metric
+ * `polls`) into *polling. */
+static int s_running(kd_t **nodes, int *running_node, int *polling)
 {
 	int running = 0;
 
 	*running_node = -1;
+	*polling = 0;
 	for (size_t i = 0; i < NODES; i++) {
 		char *reply = nodes[i] ? kd_admin(nodes[i], "{\"cmd\":\"status\"}", 15000) : NULL;
 		json_t *st = reply ? json_loads(reply, 0, NULL) : NULL;
@@ -165,6 +168,10 @@ static int s_running(kd_t **nodes, int *running_node)
 				running++;
 				*running_node = (int)i;
 			}
+			if (name && !strcmp(name, "daycare") &&
+			    json_real_value(
+				    json_object_get(json_object_get(it, "metrics"), "polls")) > 0)
+				(*polling)++;
 		}
 		if (!insts)
 			fprintf(stderr, "\nnode%zu status: %s\n", i, reply ? reply : "(no answer)");
@@ -182,8 +189,8 @@ static void test_one_poller_and_takeover(void)
 	upstream_t *up = NULL;
 	kd_t *nodes[NODES] = { 0 };
 	const int total = INITIAL + LATER;
-	int holder, next, running_node, missing = -1;
-	size_t dups = 0, holders = 0, counts[NODES] = { 0 };
+	int holder, next, running_node, polling, missing = -1;
+	size_t dups = 0, counts[NODES] = { 0 };
 	int64_t killed_at, took_ms, stopped_at, released_ms;
 	char *reply = NULL, *log = NULL;
 
@@ -197,13 +204,19 @@ static void test_one_poller_and_takeover(void)
 		REQUIRE((nodes[i] = s_node(nc, 3, up, i, NULL)) != NULL);
 
 	/* One node takes the lease and polls; the others stand by. */
-	holder = s_wait_holder(nodes, counts, LEASE_MS + SLACK_MS);
+	REQUIRE(s_wait_holder(nodes, counts, LEASE_MS + SLACK_MS) >= 0);
+	/* The holder runs it (a holder whose start failed — NATS still electing the new
+	 * bucket's leader — lets the lease go and another takes it: wait for a runner). */
+	{
+		int64_t deadline = test_now_ms() + LEASE_MS + SLACK_MS;
+		while (s_running(nodes, &holder, &polling) != 1 && test_now_ms() < deadline)
+			test_sleep_ms(200);
+	}
 	REQUIRE(holder >= 0);
-	test_sleep_ms(LEASE_MS / 2); /* a renewal or two: still one */
-	CU_ASSERT_EQUAL(clu_holder(nodes, NODES, HOLDS, &holders), holder);
-	CU_ASSERT_EQUAL(holders, 1);
-	CU_ASSERT_EQUAL(s_running(nodes, &running_node), 1);
+	test_sleep_ms(LEASE_MS / 2); /* a renewal or two: still one, the same */
+	CU_ASSERT_EQUAL(s_running(nodes, &running_node, &polling), 1);
 	CU_ASSERT_EQUAL(running_node, holder);
+	CU_ASSERT_EQUAL(polling, 1); /* the standby nodes never polled */
 	reply = kd_admin(nodes[(holder + 1) % NODES], "{\"cmd\":\"status\",\"cluster\":true}",
 			 10000);
 	CU_ASSERT_PTR_NOT_NULL(reply);
@@ -335,7 +348,9 @@ static void test_cursor_carries_over(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(log ? log : "", "from cursor c_10"));
 	missing = s_missing(nodes, 10, &dups);
 	CU_ASSERT_EQUAL(missing, 4);
-	CU_ASSERT_EQUAL(dups, 0);
+	/* A delivery the killed node had done but not acknowledged comes again (at least
+	 * once); the poll itself re-emits nothing. */
+	CU_ASSERT(dups <= 6);
 	/* The file stays gone: the state is the cluster's now. */
 	CU_ASSERT_EQUAL(access(cursor_file, F_OK), -1);
 done:

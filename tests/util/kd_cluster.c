@@ -200,19 +200,3 @@ char *clu_journal(const natsd_t *nc, int replicas, const char *node, const char 
 		return NULL;
 	return text;
 }
-
-int clu_holder(kd_t **nodes, size_t n_nodes, const char *needle, size_t *holds)
-{
-	int found = -1;
-
-	*holds = 0;
-	for (size_t i = 0; i < n_nodes; i++) {
-		char *log = nodes[i] ? kd_log(nodes[i]) : NULL;
-		if (log && strstr(log, needle)) {
-			(*holds)++;
-			found = (int)i;
-		}
-		free(log);
-	}
-	return found;
-}

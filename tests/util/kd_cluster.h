@@ -44,8 +44,5 @@ int clu_dead_letters(const natsd_t *nc, char *reasons, size_t size, int max);
 /* The `journal:` YAML of a cluster-mode node named `node` against nc (ack_wait 5 s), with
  * more_nats (lines indented by four, or NULL) added to its `nats:`. Ownership: new text. */
 char *clu_journal(const natsd_t *nc, int replicas, const char *node, const char *more_nats);
-/* Which node's log holds needle (e.g. "took its lease"): the last such index, or -1; *holds
- * gets how many logs hold it. NULL entries are skipped. */
-int clu_holder(kd_t **nodes, size_t n_nodes, const char *needle, size_t *holds);
 
 #endif
