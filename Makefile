@@ -96,9 +96,7 @@ CORE_SHARED_SRC := plugins/common/kc_jq.c plugins/common/kc_trace.c plugins/comm
 # plugins/common is not a plugin: it is the connectors' shared helpers (HTTP, state files),
 # linked into each plugin as a static library.
 PLUGINS    := $(filter-out common,$(notdir $(wildcard plugins/*)))
-# sdk/file_atomic.c is in both: libkanal's state files and the connectors' files share the
-# one atomic writer, hidden in each (a plugin cannot call libkanal's internals).
-CONN_SRC   := $(wildcard plugins/common/*.c) sdk/file_atomic.c
+CONN_SRC   := $(wildcard plugins/common/*.c)
 SIMS       := $(basename $(notdir $(filter-out examples/simulators/sim.c \
                  examples/simulators/population.c,$(wildcard examples/simulators/*.c))))
 SIM_COMMON := examples/simulators/sim.c examples/simulators/population.c
