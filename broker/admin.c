@@ -138,6 +138,9 @@ const char *admin_instance_state(router_t *r, instance_t *inst)
 		return "paused";
 	if (inst->iso && isolation_host_pid(inst->iso) <= 0)
 		return "restarting";
+	/* Cluster mode: a singleton runs on the node holding its lease (cluster_lease.c). */
+	if (inst->singleton && !instance_is_active(inst))
+		return "standby";
 	return "running";
 }
 

@@ -537,15 +537,17 @@ static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject
 	return cluster_ensure_stream(c->js, &sc, err);
 }
 
-int cluster_kv_open(cluster_t *c, const char *suffix, int64_t ttl_ms, int replicas, kvStore **out,
-		    kanal_error_t *err)
+int cluster_kv_open(cluster_t *c, jsCtx *js, const char *suffix, int64_t ttl_ms, int replicas,
+		    kvStore **out, kanal_error_t *err)
 {
 	char bucket[64];
 	natsStatus st = NATS_OK;
 
+	if (!js)
+		js = c->js;
 	snprintf(bucket, sizeof bucket, "%s_%s", c->prefix, suffix);
 	for (int waited = 0; waited < CLUSTER_READY_MS; waited += 500) {
-		st = js_KeyValue(out, c->js, bucket);
+		st = js_KeyValue(out, js, bucket);
 		if (st == NATS_OK)
 			return 0;
 		if (st == NATS_NOT_FOUND) {
@@ -553,11 +555,14 @@ int cluster_kv_open(cluster_t *c, const char *suffix, int64_t ttl_ms, int replic
 			kvConfig_Init(&kc);
 			kc.Bucket = bucket;
 			kc.History = 1;
-			kc.TTL = ttl_ms * 1000000LL; /* libnats 3.4: nanoseconds */
+			kc.TTL = ttl_ms * 1000000LL; /* libnats 3.4: nanoseconds; 0: none */
 			kc.Replicas = replicas;
 			kc.StorageType = js_FileStorage;
-			st = js_CreateKeyValue(out, c->js, &kc);
+			st = js_CreateKeyValue(out, js, &kc);
 			if (st == NATS_OK)
+				return 0;
+			/* Another node may have made it meanwhile. */
+			if (js_KeyValue(out, js, bucket) == NATS_OK)
 				return 0;
 			break; /* the streams were just made: this is no leader election */
 		}
@@ -569,8 +574,8 @@ int cluster_kv_open(cluster_t *c, const char *suffix, int64_t ttl_ms, int replic
 	return KANAL_EIO;
 }
 
-/* Opens the <prefix>_NODES key-value bucket, where each node writes its entry under its
- * name, and picks this node's key. */
+/* Opens the <prefix>_NODES key-value bucket (created when absent, never deleted), where each
+ * node writes its entry under its name, and picks this node's key. */
 static int s_ensure_nodes(cluster_t *c, const conf_nats_t *conf, kanal_error_t *err)
 {
 	if (conf->node_name) {
@@ -584,8 +589,8 @@ static int s_ensure_nodes(cluster_t *c, const conf_nats_t *conf, kanal_error_t *
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
 			*p = '_'; /* what a key may hold */
-	return cluster_kv_open(c, "NODES", CLUSTER_NODE_TTL_MS, (int)conf->replicas, &c->nodes,
-			       err);
+	return cluster_kv_open(c, NULL, "NODES", CLUSTER_NODE_TTL_MS, (int)conf->replicas,
+			       &c->nodes, err);
 }
 
 /* Binds fetcher f to the durable pull consumer `durable` on stream suffix, filtered to
@@ -744,6 +749,16 @@ void cluster_set_heartbeat(cluster_t *c, const char *text)
 	free(c->heartbeat);
 	c->heartbeat = copy;
 	pthread_mutex_unlock(&c->mu);
+}
+
+natsConnection *cluster_connection(cluster_t *c)
+{
+	return c->nc;
+}
+
+const char *cluster_prefix(const cluster_t *c)
+{
+	return c->prefix;
 }
 
 const char *cluster_node_name(const cluster_t *c)

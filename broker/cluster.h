@@ -93,12 +93,6 @@ void cluster_inbox_push(cluster_t *c, cluster_item_t *it);
 /* The connection's JetStream context, for the key-value buckets of other files (the
  * routes bucket: cluster_routes.c). Ownership: borrowed from c; safe on any thread. */
 jsCtx *cluster_jetstream(cluster_t *c);
-/* Opens the key-value bucket <prefix>_<suffix>, creating it when absent (history 1, TTL
- * ttl_ms or 0 for none, file storage, `replicas`; never deleted), waiting while JetStream
- * has no leader. Returns 0 and *out, or KANAL_EIO with the reason in err. Ownership: *out is
- * new (kvStore_Destroy). */
-int cluster_kv_open(cluster_t *c, const char *suffix, int64_t ttl_ms, int replicas, kvStore **out,
-		    kanal_error_t *err);
 /* Frees an item and the message (or payload) it holds. Accepts NULL. Ownership: takes
  * *item_p. */
 void cluster_item_free(cluster_item_t **item_p);
@@ -149,6 +143,20 @@ json_t *cluster_nodes(cluster_t *c);
 json_t *cluster_consumer_lag(cluster_t *c, const char *suffix, const char *durable);
 /* The durable name of consumer (CLUSTER_ROUTE, or 1 + a destination's index). */
 const char *cluster_durable(const cluster_t *c, size_t consumer);
+
+/* Opens the key-value bucket <prefix>_<suffix> through js (NULL: the cluster's own context),
+ * creating it when absent (history 1, `ttl_ms` per key — 0: none —, `replicas`, file
+ * storage; never deleted), waiting up to 20 s for JetStream to have a leader. Used for _NODES
+ * here, _LEASES/_STATE by cluster_lease.c and _ROUTES by cluster_routes.c. Returns 0 or KANAL_EIO with err saying why.
+ * Waits for NATS: not on the router's thread once it runs. Ownership: borrows js; *out is
+ * new (kvStore_Destroy). */
+int cluster_kv_open(cluster_t *c, jsCtx *js, const char *suffix, int64_t ttl_ms, int replicas,
+		    kvStore **out, kanal_error_t *err);
+/* The connection to NATS (for a JetStream context with other timeouts). Ownership: borrowed,
+ * valid until cluster_destroy. */
+natsConnection *cluster_connection(cluster_t *c);
+/* The streams' and buckets' prefix (journal.nats.stream_prefix). */
+const char *cluster_prefix(const cluster_t *c);
 
 /* True while the connection to NATS is up. */
 bool cluster_connected(cluster_t *c);

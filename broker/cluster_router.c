@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "cluster_lease.h"
 #include <kanal/time.h>
 
 #include "deadnotice.h"
@@ -898,8 +899,9 @@ json_t *cluster_router_cluster_status(router_t *r)
 		json_object_set_new(lag, "destination", json_string(cr->dests[i]->name));
 		json_array_append_new(consumers, lag);
 	}
-	return json_pack("{s:s, s:o, s:o}", "this_node", cluster_node_name(cr->link), "nodes",
-			 cluster_nodes(cr->link), "consumers", consumers);
+	return json_pack("{s:s, s:o, s:o, s:o}", "this_node", cluster_node_name(cr->link), "nodes",
+			 cluster_nodes(cr->link), "consumers", consumers, "singletons",
+			 cluster_lease_holders(cr->link));
 }
 
 void cluster_router_tick(router_t *r)
@@ -1297,4 +1299,9 @@ void cluster_router_destroy(router_t *r)
 	free(cr->dests);
 	free(cr);
 	r->cluster = NULL;
+}
+
+struct cluster *router_cluster_link(router_t *r)
+{
+	return r->cluster ? r->cluster->link : NULL;
 }

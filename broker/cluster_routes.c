@@ -580,7 +580,7 @@ int cluster_routes_new(router_t *r, char *err, size_t err_size)
 	snprintf(cr->node, sizeof cr->node, "%s", cluster_node_name(cr->link));
 	r->cluster_routes = cr;
 	kanal_error_clear(&e);
-	if ((rc = cluster_kv_open(cr->link, "ROUTES", 0, (int)r->conf->nats.replicas, &cr->kv,
+	if ((rc = cluster_kv_open(cr->link, NULL, "ROUTES", 0, (int)r->conf->nats.replicas, &cr->kv,
 				  &e)) < 0)
 		snprintf(err, err_size, "%s", e.text);
 	if (rc < 0 || (rc = s_use_current(r, cr, err, err_size)) < 0) {

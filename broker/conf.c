@@ -60,9 +60,10 @@ static const char *const s_trace_export_keys[] = { "url", "batch", "interval", "
 static const char *const s_journal_keys[] = { "mode",      "path",          "sync",
 					      "retention", "dedupe_window", "dead_letters",
 					      "key_file",  "nats" };
-static const char *const s_nats_keys[] = { "servers", "creds_file",    "nkey",          "nkey_file",
-					   "tls",     "stream_prefix", "replicas",      "ack_wait",
-					   "name",    "events",        "blob_retention" };
+static const char *const s_nats_keys[] = {
+	"servers",  "creds_file", "nkey",   "nkey_file",      "tls",  "stream_prefix", "replicas",
+	"ack_wait", "name",       "events", "blob_retention", "lease"
+};
 static const char *const s_nats_tls_keys[] = { "ca_file", "cert_file", "key_file" };
 static const char *const s_dlq_keys[] = { "max_age", "max_events" };
 static const char *const s_endpoint_keys[] = {
@@ -79,7 +80,10 @@ static const char *const s_limit_keys[] = { "max_event_size",
 					    "blob_store_size" };
 static const char *const s_rate_keys[] = { "events_per_second", "burst" };
 static const char *const s_instance_keys[] = { "name",    "plugin", "isolation", "deadline",
-					       "options", "acl",    "limits" };
+					       "options", "acl",    "limits",    "singleton" };
+/* The bundled plugins that poll an upstream with a cursor: in cluster mode their instances
+ * are singletons unless `singleton: false` (docs/cluster.md). */
+static const char *const s_poller_plugins[] = { "daycare", "staff", "httppoll" };
 static const char *const s_instance_limit_keys[] = { "rate" };
 static const char *const s_acl_keys[] = { "emit", "sources" };
 static const char *const s_security_keys[] = { "curve", "allow_plain" };
@@ -692,6 +696,11 @@ static void s_journal_nats(loader_t *ld, const ynode_t *journal, const ynode_t *
 		else
 			s_err(ld, x, "nats: 'events' is true or false, not '%s'", text);
 	}
+	/* A singleton's holder renews every lease/3 and stops it when a renewal fails: below 3 s
+	 * a NATS leader election (4-8 s) would move every singleton. */
+	if ((x = yaml_tree_get(v, "lease")) && s_duration(ld, x, "lease", false, &n->lease_ms) &&
+	    n->lease_ms < 3000)
+		s_err(ld, x, "nats: 'lease' is at least 3s (the default is 10s)");
 }
 
 /* journal: {mode, path, sync, retention, dedupe_window, dead_letters, key_file, nats} */
@@ -1015,6 +1024,32 @@ static void s_instance_name(loader_t *ld, conf_instance_t *inst, const ynode_t *
 	inst->name = s_strdup(ld, text);
 }
 
+static bool s_bool(loader_t *ld, const ynode_t *v, const char *key, bool *out);
+
+/* `singleton` (cluster mode: started on one node at a time, the holder of its lease; see
+ * docs/cluster.md). Default: true for the bundled pollers, else false. Outside cluster mode
+ * it is read and ignored. An isolated instance cannot be one: its plugin host keeps state in
+ * the node's folder, where the next holder would not find it. */
+static void s_instance_singleton(loader_t *ld, conf_instance_t *inst, const ynode_t *v)
+{
+	const ynode_t *x = yaml_tree_get(v, "singleton");
+	const char *base = inst->plugin ? strrchr(inst->plugin, '/') : NULL;
+
+	base = base ? base + 1 : inst->plugin;
+	for (size_t i = 0; base && i < N_OF(s_poller_plugins); i++)
+		if (!strcmp(base, s_poller_plugins[i]))
+			inst->singleton = true;
+	if (x)
+		s_bool(ld, x, "singleton", &inst->singleton);
+	if (inst->singleton && ld->conf->journal_cluster && inst->isolation &&
+	    !strcmp(inst->isolation, "process"))
+		s_err(ld, x ? x : v,
+		      "instance '%s' is a singleton%s and cannot have 'isolation: process' in "
+		      "cluster mode (its state would stay on one node); use isolation: thread, or "
+		      "singleton: false to run it on every node",
+		      inst->name ? inst->name : "?", x ? "" : " (the default for its plugin)");
+}
+
 static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 {
 	conf_t *conf = ld->conf;
@@ -1065,6 +1100,7 @@ static void s_instance(loader_t *ld, const ynode_t *v, size_t at)
 		s_options(ld, inst, x);
 	if ((x = yaml_tree_get(v, "acl")))
 		s_instance_acl(ld, inst, x);
+	s_instance_singleton(ld, inst, v);
 	/* limits: {rate: {events_per_second, burst}} — a token bucket on the emits. */
 	if ((x = yaml_tree_get(v, "limits")) && s_is_mapping(ld, x, "limits")) {
 		const ynode_t *rate;
@@ -1576,6 +1612,7 @@ static void s_defaults(loader_t *ld)
 	conf->nats.replicas = 3;
 	conf->nats.ack_wait_ms = 30000;
 	conf->nats.blob_retention_ms = 7LL * 86400000; /* a week */
+	conf->nats.lease_ms = 10000;
 	conf->max_parked_events = 1000000;
 	conf->journal_retention_ms = 7LL * 24 * 3600 * 1000;
 	conf->dlq_max_age_ms = 90LL * 24 * 3600 * 1000;

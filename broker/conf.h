@@ -38,6 +38,9 @@ typedef struct conf_instance {
 	 * emits (kanal_emit answers KANAL_EBUSY over it); 0: no limit. */
 	int64_t rate_per_second;
 	int64_t rate_burst; /* default: one second's worth */
+	/* `singleton` (cluster mode only): started on the node that holds its lease
+	 * (cluster_lease.c); default true for the bundled pollers (daycare, staff, httppoll). */
+	bool singleton;
 } conf_instance_t;
 
 /* An external client allowed to connect to the CURVE gateway and stream
@@ -75,6 +78,7 @@ typedef struct conf_nats {
 	char *node_name;     /* this node's name in NATS (default: host name and pid) */
 	bool events;         /* the event stream's lines also on <prefix>.events.<kind>.<tail> */
 	int64_t blob_retention_ms; /* a blob is kept this long after its last put (cluster) */
+	int64_t lease_ms;          /* a singleton's lease (TTL of <prefix>_LEASES), default 10 s */
 } conf_nats_t;
 
 typedef struct conf {

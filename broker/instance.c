@@ -10,10 +10,12 @@
  * the plugin's behalf.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "acl.h"
@@ -429,6 +431,29 @@ size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap)
 	return n;
 }
 
+/* kanal_state_get/put: a singleton's go to the cluster's store; a key it does not hold yet
+ * is looked up in the node's folder too, so a cursor written in single-node mode survives
+ * the move to cluster mode. Everything else is the state folder's files. */
+static int s_op_state_get(kanal_ctx_t *ctx, const char *key, char **value_out, kanal_error_t *err)
+{
+	instance_t *inst = ctx->host;
+	int rc;
+
+	if (!inst->store)
+		return kanal__state_file_get(ctx, key, value_out, err);
+	rc = inst->store->get(inst->store_arg, inst->name, key, value_out, err);
+	return rc == KANAL_ENOTFOUND ? kanal__state_file_get(ctx, key, value_out, err) : rc;
+}
+
+static int s_op_state_put(kanal_ctx_t *ctx, const char *key, const char *value, kanal_error_t *err)
+{
+	instance_t *inst = ctx->host;
+
+	if (!inst->store)
+		return kanal__state_file_put(ctx, key, value, err);
+	return inst->store->put(inst->store_arg, inst->name, key, value, err);
+}
+
 static void s_op_upstream(kanal_ctx_t *ctx, bool up)
 {
 	instance_t *inst = ctx->host;
@@ -456,6 +481,8 @@ static const kanal_host_ops_t s_ops = {
 	.metric_set = s_op_metric_set,
 	.upstream = s_op_upstream,
 	.answer = s_op_answer,
+	.state_get = s_op_state_get,
+	.state_put = s_op_state_put,
 };
 
 /* Where the check callback's error belongs: the line of the first option it names in
@@ -575,6 +602,7 @@ int instance_load(const conf_t *conf, const conf_instance_t *ci, size_t index, i
 	pthread_cond_init(&inst->cv, NULL);
 	inst->index = index;
 	inst->upstream = -1;
+	inst->lease_pipe[0] = inst->lease_pipe[1] = -1;
 	inst->max_event_bytes = conf->max_event_bytes;
 	inst->has_acl = ci->has_acl;
 	inst->acl_emit = ci->acl_emit;
@@ -690,6 +718,113 @@ static void s_deliver(instance_t *inst, const bus_deliver_t *dl, int64_t *t_us)
 		s_send_results(inst);
 }
 
+/* ---- singletons (cluster mode): start and stop on the lease's word ----------------------- */
+
+/* The lease pipe is readable: empty it (the loop's turn then applies the change). */
+static void s_on_lease_pipe(kanal_ctx_t *ctx, int fd, int events, void *arg)
+{
+	char buf[64];
+
+	(void)ctx;
+	(void)events;
+	(void)arg;
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+}
+
+static void s_watch_lease_pipe(instance_t *inst)
+{
+	if (kanal__loop_fd_watch(inst->ctx->loop, inst->ctx, inst->lease_pipe[0], KANAL_FD_READ,
+				 s_on_lease_pipe, inst) < 0)
+		log_error(inst->name, "cannot watch its lease pipe: it will not follow its lease");
+}
+
+/* Stops the plugin: after its emits went out, with its deferred requests answered RETRY
+ * and its timers and watches removed. */
+static void s_plugin_stop(instance_t *inst, int64_t deadline_ms)
+{
+	const kanal_plugin_t *p = inst->plugin->desc;
+
+	s_send_emits(inst);
+	s_send_results(inst);
+	if (inst->plugin_started && p->stop)
+		p->stop(inst->ctx, inst->state, deadline_ms);
+	inst->plugin_started = false;
+	__atomic_store_n(&inst->active, 0, __ATOMIC_RELEASE);
+	if (kanal__ctx_pending_abandon(inst->ctx, "the service stopped before it answered"))
+		log_warn(inst->name, "its plugin left deferred requests unanswered at stop");
+	s_send_results(inst);
+	kanal__loop_clear(inst->ctx->loop);
+}
+
+/* Between two turns of the loop (never inside a callback): starts or stops the singleton's
+ * plugin when the lease changed. A lost lease stops it at once, before the lease's TTL
+ * runs out on the other nodes (docs/design/cluster.md). */
+static void s_apply_lease(instance_t *inst)
+{
+	const kanal_plugin_t *p = inst->plugin->desc;
+	bool want = __atomic_load_n(&inst->want_active, __ATOMIC_ACQUIRE);
+	int rc;
+
+	if (want == inst->plugin_started)
+		return;
+	if (!want) {
+		s_plugin_stop(inst, kanal_now_ms() + 1000);
+		s_watch_lease_pipe(inst);
+		log_info(inst->name, "stopped: this node no longer holds its lease");
+		return;
+	}
+	kanal__ctx_begin_delivery(inst->ctx, 0, NULL, 0, false); /* a clean error slot */
+	kanal__ctx_end_delivery(inst->ctx);
+	rc = p->start ? p->start(inst->ctx, inst->state) : 0;
+	if (rc != 0) {
+		log_error(inst->name, "took its lease but its start failed: %s",
+			  inst->ctx->delivery.error[0]
+				  ? inst->ctx->delivery.error
+				  : kanal_strerror(rc < 0 ? rc : KANAL_EPLUGIN));
+		/* As a failed start at launch: no stop; what start made is removed. */
+		s_plugin_stop(inst, kanal_now_ms() + 1000);
+		s_watch_lease_pipe(inst);
+		__atomic_store_n(&inst->want_active, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&inst->start_failed, 1, __ATOMIC_RELEASE);
+		return;
+	}
+	inst->plugin_started = true;
+	__atomic_store_n(&inst->active, 1, __ATOMIC_RELEASE);
+	log_info(inst->name, "started: this node holds its lease");
+}
+
+int instance_make_singleton(instance_t *inst, const instance_store_t *store, void *store_arg)
+{
+	if (inst->lease_pipe[0] < 0 && pipe2(inst->lease_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		return KANAL_EIO;
+	inst->singleton = true;
+	inst->store = store;
+	inst->store_arg = store_arg;
+	return 0;
+}
+
+void instance_set_active(instance_t *inst, bool active)
+{
+	char b = 1;
+
+	if (!inst->singleton)
+		return;
+	__atomic_store_n(&inst->want_active, active ? 1 : 0, __ATOMIC_RELEASE);
+	if (write(inst->lease_pipe[1], &b, 1) < 0 && errno != EAGAIN)
+		log_error(inst->name, "cannot wake its thread: %s", strerror(errno));
+}
+
+bool instance_is_active(const instance_t *inst)
+{
+	return __atomic_load_n(&inst->active, __ATOMIC_ACQUIRE) != 0;
+}
+
+bool instance_take_start_failure(instance_t *inst)
+{
+	return __atomic_exchange_n(&inst->start_failed, 0, __ATOMIC_ACQ_REL) != 0;
+}
+
 void instance_report_start(instance_t *inst, int state, const char *why)
 {
 	pthread_mutex_lock(&inst->mu);
@@ -731,7 +866,14 @@ static void *s_thread_main(void *arg)
 		isolation_run(inst->iso, inst);
 		goto out;
 	}
+	if (inst->singleton) {
+		/* Started when the lease says so (s_apply_lease); deliveries meanwhile. */
+		s_watch_lease_pipe(inst);
+		instance_report_start(inst, 1, NULL);
+		goto loop;
+	}
 	rc = p->start ? p->start(inst->ctx, inst->state) : 0;
+	inst->plugin_started = true; /* its stop runs even after a failed start, as before */
 	if (rc != 0) {
 		instance_report_start(inst, rc < 0 ? rc : KANAL_EPLUGIN,
 				      inst->ctx->delivery.error[0] ? inst->ctx->delivery.error
@@ -739,6 +881,7 @@ static void *s_thread_main(void *arg)
 		goto stop;
 	}
 	instance_report_start(inst, 1, NULL);
+loop:
 
 	for (;;) {
 		union {
@@ -755,6 +898,8 @@ static void *s_thread_main(void *arg)
 		rc = kanal__loop_run_once(inst->ctx->loop, inst->deliver_sock, -1);
 		if (rc < 0 && errno == ETERM)
 			break;
+		if (inst->singleton)
+			s_apply_lease(inst);
 		while ((n = s_recv(inst->deliver_sock, &f, sizeof f, ZMQ_DONTWAIT)) >= 0) {
 			if (f.cmd == BUS_DELIVER && n >= (int)bus_deliver_batch_len(0)) {
 				uint32_t count = f.d.count;
@@ -783,16 +928,8 @@ static void *s_thread_main(void *arg)
 		}
 	}
 stop:
-	s_send_emits(inst);
-	s_send_results(inst);
 	inst->closing = true;
-	if (p->stop)
-		p->stop(inst->ctx, inst->state,
-			stop_deadline ? stop_deadline : kanal_now_ms() + 5000);
-	if (kanal__ctx_pending_abandon(inst->ctx, "the service stopped before it answered"))
-		log_warn(inst->name, "its plugin left deferred requests unanswered at stop");
-	s_send_results(inst);
-	kanal__loop_clear(inst->ctx->loop);
+	s_plugin_stop(inst, stop_deadline ? stop_deadline : kanal_now_ms() + 5000);
 out:
 	if (inst->deliver_sock)
 		zmq_close(inst->deliver_sock);
@@ -877,6 +1014,9 @@ void instance_destroy(instance_t **inst_p)
 		inst->plugin->desc->destroy(inst->state);
 	isolation_destroy(&inst->iso);
 	kanal__ctx_destroy(&inst->ctx);
+	for (int i = 0; i < 2; i++)
+		if (inst->lease_pipe[i] >= 0)
+			close(inst->lease_pipe[i]);
 	kanal__config_destroy(&inst->config);
 	kanal__plugin_close(&inst->plugin);
 	ratelimit_destroy(&inst->rate);

@@ -13,6 +13,16 @@
 
 struct isolation;
 
+/* Where a singleton's state lives in cluster mode (cluster_lease.c): kanal_state_get/put of
+ * the instance go to these instead of its state folder's files. Called on the instance's
+ * thread; they wait for NATS. Return as kanal_state_get/put. */
+typedef struct instance_store {
+	int (*get)(void *arg, const char *instance, const char *key, char **value_out,
+		   kanal_error_t *err);
+	int (*put)(void *arg, const char *instance, const char *key, const char *value,
+		   kanal_error_t *err);
+} instance_store_t;
+
 typedef struct instance_metric {
 	char name[64];
 	double value;
@@ -69,6 +79,18 @@ typedef struct instance {
 	int start_state; /* 0 starting, 1 running, <0 failed */
 	char start_error[512];
 
+	/* Cluster mode, `singleton`: the thread runs and deliveries are handled on every node,
+	 * but the plugin's start waits until this node holds the instance's lease
+	 * (cluster_lease.c asks through instance_set_active; the pipe wakes the thread). */
+	bool singleton;
+	int lease_pipe[2];
+	int want_active;     /* atomic: what the lease says */
+	int active;          /* atomic: the plugin is started (status reads it) */
+	bool plugin_started; /* the thread's own view */
+	int start_failed;    /* atomic: a start on the lease's word failed (the lease reads it) */
+	const instance_store_t *store; /* NULL: the state folder's files */
+	void *store_arg;
+
 	/* Metrics, read by the admin status under mu. */
 	instance_metric_t metrics[32];
 	size_t n_metrics;
@@ -115,6 +137,24 @@ int instance_upstream(const instance_t *inst);
 
 /* Emits refused by the instance's limits.rate so far. Safe from any thread. */
 uint64_t instance_rate_limited(const instance_t *inst);
+
+/* Makes the instance a singleton (cluster mode): from instance_start on, its plugin is
+ * started only between instance_set_active(true) and (false), and its state goes to store
+ * (borrowed; must outlive the instance's thread). Call before instance_start. Returns 0 or
+ * KANAL_EIO (no pipe). */
+int instance_make_singleton(instance_t *inst, const instance_store_t *store, void *store_arg);
+
+/* Asks the instance's thread to start (active) or stop its plugin; returns at once (the
+ * thread acts within its next loop turn). Safe from any thread; a singleton only. */
+void instance_set_active(instance_t *inst, bool active);
+
+/* True while the singleton's plugin is started on this node. Safe from any thread. */
+bool instance_is_active(const instance_t *inst);
+
+/* True once after a start asked by instance_set_active(true) failed (the flag is cleared):
+ * the lease holder should let the lease go rather than hold a singleton that does not run.
+ * Safe from any thread. */
+bool instance_take_start_failure(instance_t *inst);
 
 /* Copies the instance's metrics (for status); returns the count. */
 size_t instance_metrics(instance_t *inst, instance_metric_t *out, size_t cap);

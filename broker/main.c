@@ -21,6 +21,7 @@
 
 #include <kanal/kanal.h>
 
+#include "cluster_lease.h"
 #include "conf.h"
 #include "instance.h"
 #include "log.h"
@@ -58,6 +59,7 @@ typedef struct kanald {
 	size_t n_loaded, n_started;
 	routes_t *routes;
 	router_t *router;
+	cluster_lease_t *lease; /* cluster mode: the singletons' leases (cluster_lease.c) */
 	admin_http_t *admin;
 	void *zctx;
 	diag_t d;
@@ -263,6 +265,16 @@ static int s_start(kanald_t *k)
 		return KANAL_EIO;
 	}
 	admin_http_set_admin_endpoint(k->admin, router_admin_endpoint(k->router));
+	if (router_cluster_link(k->router)) {
+		kanal_error_t e;
+		kanal_error_clear(&e);
+		k->lease = cluster_lease_new(router_cluster_link(k->router), k->conf, k->instances,
+					     k->n_loaded, &e);
+		if (!k->lease) {
+			log_error("kanald", "%s", e.text);
+			return KANAL_EIO;
+		}
+	}
 	for (size_t i = 0; i < k->n_loaded; i++) {
 		const kanal_plugin_t *desc = k->instances[i]->plugin->desc;
 
@@ -270,12 +282,21 @@ static int s_start(kanald_t *k)
 			log_error("kanald", "%s; stopping the instances already started", err);
 			break;
 		}
-		log_info(k->instances[i]->name, "started (%s %s)", desc->name,
-			 desc->version ? desc->version : "");
+		log_info(k->instances[i]->name, "started (%s %s)%s", desc->name,
+			 desc->version ? desc->version : "",
+			 k->instances[i]->singleton
+				 ? "; a singleton: its plugin starts on the node "
+				   "that holds its lease"
+				 : "");
 		k->n_started++;
 	}
 	if (router_start(k->router) < 0) {
 		log_error("kanald", "cannot start the router thread");
+		return KANAL_EIO;
+	}
+	/* The singletons start once their instance threads run (cluster mode). */
+	if (cluster_lease_start(k->lease) < 0) {
+		log_error("kanald", "cannot start the lease thread");
 		return KANAL_EIO;
 	}
 	return 0;
@@ -371,6 +392,8 @@ static void s_stop(kanald_t *k)
 	bool watching = pthread_create(&watcher, NULL, s_watch_second_signal, k) == 0;
 	int undelivered = router_stop(k->router);
 
+	/* The singletons have stopped: their leases go now, for another node to take at once. */
+	cluster_lease_destroy(&k->lease);
 	__atomic_store_n(&k->stopped, true, __ATOMIC_RELEASE);
 	if (watching)
 		pthread_join(watcher, NULL);
@@ -391,7 +414,8 @@ static int s_finish(kanald_t *k, int status)
 {
 	bool stuck = false;
 
-	admin_http_destroy(&k->admin); /* before the router: it may be asking it */
+	admin_http_destroy(&k->admin);    /* before the router: it may be asking it */
+	cluster_lease_destroy(&k->lease); /* before the router: it owns the NATS connection */
 	router_destroy(&k->router);
 	for (size_t i = 0; i < k->n_loaded; i++) {
 		if (k->instances[i]->stuck)

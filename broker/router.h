@@ -44,4 +44,9 @@ void router_destroy(router_t **r_p);
 /* The admin socket's bound address ("" when disabled), for the HTTP admin endpoint. */
 const char *router_admin_endpoint(const router_t *r);
 
+/* In cluster mode the router's link to NATS (cluster.h), for the singletons' leases
+ * (cluster_lease.c); NULL in the other modes. Ownership: borrowed, valid until
+ * router_destroy. */
+struct cluster *router_cluster_link(router_t *r);
+
 #endif

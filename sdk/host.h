@@ -42,6 +42,10 @@ typedef struct kanal_host_ops {
 	 * host cannot defer, and kanal_request_defer returns NULL. */
 	void (*answer)(kanal_ctx_t *ctx, uint64_t id, int outcome, kanal_msg_t *reply,
 		       const char *error, int64_t retry_after_ms);
+	/* kanal_state_get / kanal_state_put (the key is checked already). NULL: the file of
+	 * the state folder (kanal__state_file_get/put), which a host may also call itself. */
+	int (*state_get)(kanal_ctx_t *ctx, const char *key, char **value_out, kanal_error_t *err);
+	int (*state_put)(kanal_ctx_t *ctx, const char *key, const char *value, kanal_error_t *err);
 } kanal_host_ops_t;
 
 /* What the instance is handling right now, set by the host around on_message. */
@@ -97,6 +101,14 @@ bool kanal__ctx_cancel(kanal_ctx_t *ctx, uint64_t id, const char *why);
 /* After the plugin's stop: answers RETRY with `why` every deferred request still open (a
  * plugin bug: the handles are ended in stop) and forgets them. Returns how many. */
 size_t kanal__ctx_pending_abandon(kanal_ctx_t *ctx, const char *why);
+
+/* ---- State (state.c): kanal_state_get/put's default, a file per key in ctx->state_dir,
+ * written atomically with mode 0600. Return as kanal_state_get/put. */
+bool kanal__state_key_ok(const char *key);
+int kanal__state_file_get(const kanal_ctx_t *ctx, const char *key, char **value_out,
+			  kanal_error_t *err);
+int kanal__state_file_put(const kanal_ctx_t *ctx, const char *key, const char *value,
+			  kanal_error_t *err);
 
 /* Writes `len` bytes of `in` into out (NUL-terminated, at most size - 1 bytes) with
  * everything that is not printable text escaped: \n \r \t, \xHH for other control bytes

@@ -4,6 +4,7 @@
  * rename + fsync of the folder is the POSIX recipe; readers see the old file or the new.
  */
 #include "kc_files.h"
+#include "../../sdk/file_atomic.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,72 +16,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Both of the below: `replace` renames over an existing file (one writer: a fixed temporary
- * name); otherwise the temporary name is unique (several writers) and the rename never
- * replaces (EEXIST). */
-static int s_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
-			  mode_t mode, bool replace)
-{
-	char tmp[4096], path[4096];
-	const char *p = buf;
-	int fd, dfd, saved;
-
-	if (!dir || !name || !*name || strchr(name, '/') ||
-	    (size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path ||
-	    (size_t)snprintf(tmp, sizeof tmp, replace ? "%s/.%s.tmp" : "%s/.%s.XXXXXX", dir,
-			     name) >= sizeof tmp)
-		return KANAL_EINVAL;
-	fd = replace ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-		     : mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return KANAL_EIO;
-	if (!replace && fchmod(fd, mode) != 0)
-		goto fail;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			goto fail;
-		p += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) != 0)
-		goto fail;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if ((replace ? rename(tmp, path)
-		     : renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE)) != 0)
-		goto fail;
-	/* The rename itself is durable only once the folder is. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	return 0;
-fail:
-	saved = errno;
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	errno = saved;
-	return KANAL_EIO;
-}
-
 int kc_file_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
 			 mode_t mode)
 {
-	return s_write_atomic(dir, name, buf, len, mode, true);
+	return kanal__file_write_atomic(dir, name, buf, len, mode, true);
 }
 
 int kc_file_create_atomic(const char *dir, const char *name, const void *buf, size_t len,
 			  mode_t mode)
 {
-	return s_write_atomic(dir, name, buf, len, mode, false);
+	return kanal__file_write_atomic(dir, name, buf, len, mode, false);
 }
 
 int kc_file_read(const char *dir, const char *name, char **out, size_t *len)
@@ -130,18 +75,23 @@ int kc_file_read(const char *dir, const char *name, char **out, size_t *len)
 
 int kc_state_write(kanal_ctx_t *ctx, const char *name, const void *buf, size_t len)
 {
-	const char *dir = kanal_state_dir(ctx);
-	return dir ? kc_file_write_atomic(dir, name, buf, len, 0600) : KANAL_ESTATE;
+	char *text = strndup(buf, len);
+	int rc;
+
+	if (!text)
+		return KANAL_ENOMEM;
+	rc = kanal_state_put(ctx, name, text, NULL);
+	free(text);
+	return rc;
 }
 
 int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len)
 {
-	const char *dir = kanal_state_dir(ctx);
-	if (!dir) {
-		*out = NULL;
-		return KANAL_ESTATE;
-	}
-	return kc_file_read(dir, name, out, len);
+	int rc = kanal_state_get(ctx, name, out, NULL);
+
+	if (len)
+		*len = rc == 0 ? strlen(*out) : 0;
+	return rc;
 }
 
 int kc_private_file_read(const char *option, const char *path, char **out, size_t *len,

@@ -33,7 +33,9 @@ int kc_file_create_atomic(const char *dir, const char *name, const void *buf, si
  * KANAL_ENOTFOUND when there is no such file, or another negative code. */
 int kc_file_read(const char *dir, const char *name, char **out, size_t *len);
 
-/* The same two in the instance's state folder (kanal_state_dir): a poller's cursor. */
+/* The instance's state under key `name` (kanal_state_get/put of kanal/plugin.h: a file of
+ * its state folder, or in cluster mode the cluster's store for a singleton), for a caller
+ * that holds bytes and a length; the value is text (it ends at its first NUL). */
 int kc_state_write(kanal_ctx_t *ctx, const char *name, const void *buf, size_t len);
 int kc_state_read(kanal_ctx_t *ctx, const char *name, char **out, size_t *len);
 

@@ -223,6 +223,7 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 		kanal_log(ctx, KANAL_LOG_INFO, "destination for %s", d->base_url);
 		return 0;
 	}
+	d->stopped = false; /* started again: a singleton that took its lease back */
 	rc = poll_load_cursor(ctx, d);
 	if (rc == 0)
 		rc = poll_schedule(ctx, d, 0);

@@ -288,14 +288,16 @@ int poll_schedule(kanal_ctx_t *ctx, daycare_t *d, int64_t after_ms)
 int poll_load_cursor(kanal_ctx_t *ctx, daycare_t *d)
 {
 	char *text = NULL;
-	size_t len = 0;
-	int rc = kc_state_read(ctx, DAYCARE_CURSOR_FILE, &text, &len);
+	kanal_error_t err;
+	int rc;
 
+	kanal_error_clear(&err);
+	rc = kanal_state_get(ctx, DAYCARE_CURSOR_FILE, &text, &err);
 	if (rc == KANAL_ENOTFOUND)
 		return 0;
 	if (rc != 0) {
-		kanal_set_error(ctx, "cannot read the cursor file '%s/%s': %s",
-				kanal_state_dir(ctx), DAYCARE_CURSOR_FILE, kanal_strerror(rc));
+		kanal_set_error(ctx, "cannot read the cursor: %s",
+				err.text[0] ? err.text : kanal_strerror(rc));
 		return rc;
 	}
 	text[strcspn(text, "\r\n")] = '\0';
@@ -311,17 +313,19 @@ static void s_save_cursor(kanal_ctx_t *ctx, daycare_t *d, const char *cursor)
 {
 	char line[600];
 	char *copy;
+	kanal_error_t err;
 	int rc;
 
 	if (!cursor || (d->cursor && !strcmp(d->cursor, cursor)))
 		return;
 	snprintf(line, sizeof line, "%s\n", cursor);
-	rc = kc_state_write(ctx, DAYCARE_CURSOR_FILE, line, strlen(line));
+	kanal_error_clear(&err);
+	rc = kanal_state_put(ctx, DAYCARE_CURSOR_FILE, line, &err);
 	if (rc != 0)
 		/* Polling goes on from memory; after a restart the pages since the last cursor
 		 * written are read again and kanald drops them as duplicates. */
-		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write the cursor file in '%s': %s",
-			  kanal_state_dir(ctx), kanal_strerror(rc));
+		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write the cursor: %s",
+			  err.text[0] ? err.text : kanal_strerror(rc));
 	if ((copy = strdup(cursor))) {
 		free(d->cursor);
 		d->cursor = copy;

@@ -417,17 +417,19 @@ static char *s_next_url(const httppoll_t *h, const char *link, char *why, size_t
 static int s_load_cursor(kanal_ctx_t *ctx, httppoll_t *h)
 {
 	char *text = NULL;
-	size_t len = 0;
-	int rc = kc_state_read(ctx, HP_CURSOR_FILE, &text, &len);
+	kanal_error_t err;
+	int rc;
 
+	kanal_error_clear(&err);
+	rc = kanal_state_get(ctx, HP_CURSOR_FILE, &text, &err);
 	if (rc == KANAL_ENOTFOUND) {
 		if (h->start_cursor && *h->start_cursor && !(h->cursor = strdup(h->start_cursor)))
 			return KANAL_ENOMEM;
 		return 0;
 	}
 	if (rc != 0) {
-		kanal_set_error(ctx, "cannot read the cursor file '%s/%s': %s",
-				kanal_state_dir(ctx), HP_CURSOR_FILE, kanal_strerror(rc));
+		kanal_set_error(ctx, "cannot read the cursor: %s",
+				err.text[0] ? err.text : kanal_strerror(rc));
 		return rc;
 	}
 	text[strcspn(text, "\r\n")] = '\0';
@@ -443,17 +445,19 @@ static void s_save_cursor(kanal_ctx_t *ctx, httppoll_t *h, const char *cursor)
 {
 	char line[HP_MAX_CURSOR + 2];
 	char *copy;
+	kanal_error_t err;
 	int rc;
 
 	if (!cursor || (h->cursor && !strcmp(h->cursor, cursor)))
 		return;
 	snprintf(line, sizeof line, "%s\n", cursor);
-	rc = kc_state_write(ctx, HP_CURSOR_FILE, line, strlen(line));
+	kanal_error_clear(&err);
+	rc = kanal_state_put(ctx, HP_CURSOR_FILE, line, &err);
 	if (rc != 0)
 		/* Polling goes on from memory; after a restart the pages since the last cursor
 		 * written are read again and kanald drops them as duplicates. */
-		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write the cursor file in '%s': %s",
-			  kanal_state_dir(ctx), kanal_strerror(rc));
+		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write the cursor: %s",
+			  err.text[0] ? err.text : kanal_strerror(rc));
 	if ((copy = strdup(cursor))) {
 		free(h->cursor);
 		h->cursor = copy;
@@ -875,6 +879,9 @@ static int s_start(kanal_ctx_t *ctx, void *state)
 	kanal_metric_add(ctx, "skipped", 0);
 	kanal_metric_add(ctx, "upstream_errors", 0);
 	kanal_metric_add(ctx, "next_links_refused", 0);
+	h->stopped = false; /* started again: a singleton that took its lease back */
+	free(h->cursor);
+	h->cursor = NULL;
 	rc = s_load_cursor(ctx, h);
 	if (rc == 0)
 		rc = s_schedule(ctx, h, 0);

@@ -229,6 +229,7 @@ static int s_commit(kanal_ctx_t *ctx, staff_t *s, int64_t flush_ms)
 {
 	char *text;
 	size_t len;
+	kanal_error_t err;
 	int rc;
 
 	if (!s->dirty)
@@ -247,12 +248,12 @@ static int s_commit(kanal_ctx_t *ctx, staff_t *s, int64_t flush_ms)
 		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write the state file: out of memory");
 		return KANAL_ENOMEM;
 	}
-	rc = kc_state_write(ctx, STAFF_STATE_FILE, text, len);
+	kanal_error_clear(&err);
+	rc = kanal_state_put(ctx, STAFF_STATE_FILE, text, &err);
 	free(text);
 	if (rc != 0) {
-		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write the state file %s/%s: %s%s%s",
-			  kanal_state_dir(ctx), STAFF_STATE_FILE, kanal_strerror(rc),
-			  rc == KANAL_EIO ? ": " : "", rc == KANAL_EIO ? strerror(errno) : "");
+		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write the state %s: %s", STAFF_STATE_FILE,
+			  err.text[0] ? err.text : kanal_strerror(rc));
 		return rc;
 	}
 	s->dirty = false;
@@ -264,13 +265,16 @@ static int s_commit(kanal_ctx_t *ctx, staff_t *s, int64_t flush_ms)
 static int s_load_state(kanal_ctx_t *ctx, staff_t *s)
 {
 	char *text = NULL, why[256];
-	int rc = kc_state_read(ctx, STAFF_STATE_FILE, &text, NULL);
+	kanal_error_t err;
+	int rc;
 
+	kanal_error_clear(&err);
+	rc = kanal_state_get(ctx, STAFF_STATE_FILE, &text, &err);
 	if (rc == KANAL_ENOTFOUND)
 		return 0;
 	if (rc != 0) {
-		kanal_set_error(ctx, "cannot read the state file %s/%s: %s", kanal_state_dir(ctx),
-				STAFF_STATE_FILE, kanal_strerror(rc));
+		kanal_set_error(ctx, "cannot read the state %s: %s", STAFF_STATE_FILE,
+				err.text[0] ? err.text : kanal_strerror(rc));
 		return rc;
 	}
 	rc = staff_state_parse(text, s->seen, s->cursor, why, sizeof why);
@@ -601,9 +605,22 @@ KC_CHECK_BY_INIT(s_init, s_destroy)
 static int s_start(kanal_ctx_t *ctx, void *state)
 {
 	staff_t *s = state;
-	int rc = s_load_state(ctx, s);
 	int64_t timer;
+	int rc;
 
+	/* Started again (a singleton whose node took its lease back, docs/cluster.md): the
+	 * stored state, not what this node remembers from before, is where to go on from. */
+	if (staff_seen_count(s->seen) > 0) {
+		staff_seen_t *fresh = staff_seen_new();
+		if (!fresh) {
+			kanal_set_error(ctx, "out of memory");
+			return KANAL_ENOMEM;
+		}
+		staff_seen_destroy(&s->seen);
+		s->seen = fresh;
+		s->cursor[0] = '\0';
+	}
+	rc = s_load_state(ctx, s);
 	if (rc != 0)
 		return rc;
 	kanal_metric_add(ctx, "polls", 0);

@@ -212,6 +212,45 @@ static void test_defaults(void)
 	free(dir);
 }
 
+/* Cluster mode's singletons: the bundled pollers are singletons unless told otherwise, other
+ * plugins only when told; the lease is 10 s unless given. */
+static void test_singleton_defaults(void)
+{
+	diag_t d = { 0 };
+	conf_t *conf = NULL;
+	char *dir;
+	int rc = s_load_text("journal:\n  mode: cluster\n  nats:\n    servers: [nats://n1:4222]\n"
+			     "    lease: 4s\n"
+			     "instances:\n"
+			     "  - { name: regs, plugin: daycare }\n"
+			     "  - { name: feed, plugin: httppoll, singleton: false }\n"
+			     "  - { name: hr, plugin: staff }\n"
+			     "  - { name: out, plugin: sink }\n"
+			     "  - { name: ticker, plugin: source, singleton: true }\n",
+			     &dir, &conf, &d);
+
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	CU_ASSERT_EQUAL_FATAL(conf->n_instances, 5);
+	CU_ASSERT_EQUAL(conf->nats.lease_ms, 4000);
+	CU_ASSERT_TRUE(conf->instances[0].singleton);
+	CU_ASSERT_FALSE(conf->instances[1].singleton);
+	CU_ASSERT_TRUE(conf->instances[2].singleton);
+	CU_ASSERT_FALSE(conf->instances[3].singleton);
+	CU_ASSERT_TRUE(conf->instances[4].singleton);
+	conf_destroy(&conf);
+	diag_free(&d);
+	test_rmdir_r(dir);
+	free(dir);
+	rc = s_load_text("journal:\n  mode: cluster\n  nats:\n    servers: [nats://n1:4222]\n",
+			 &dir, &conf, &d);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	CU_ASSERT_EQUAL(conf->nats.lease_ms, 10000);
+	conf_destroy(&conf);
+	diag_free(&d);
+	test_rmdir_r(dir);
+	free(dir);
+}
+
 /* An empty file (or one holding only comments) is a valid config with no instances. */
 static void test_empty_file_is_all_defaults(void)
 {
@@ -422,7 +461,7 @@ done:
 
 TEST_MAIN("conf", TEST(test_bad_files_match_expected_errors),
 	  TEST(test_good_file_reads_every_setting), TEST(test_defaults),
-	  TEST(test_empty_file_is_all_defaults), TEST(test_missing_file),
-	  TEST(test_errors_are_appended), TEST(test_yaml_tree_positions_and_lookup),
-	  TEST(test_diag_print_shows_source_and_caret), TEST(test_diag_masks_cpr_numbers),
-	  TEST(test_load_all_checks_the_folders_a_start_needs))
+	  TEST(test_singleton_defaults), TEST(test_empty_file_is_all_defaults),
+	  TEST(test_missing_file), TEST(test_errors_are_appended),
+	  TEST(test_yaml_tree_positions_and_lookup), TEST(test_diag_print_shows_source_and_caret),
+	  TEST(test_diag_masks_cpr_numbers), TEST(test_load_all_checks_the_folders_a_start_needs))

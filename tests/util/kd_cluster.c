@@ -300,3 +300,23 @@ char *clu_kanalctl_text(const kd_t *kd, const char *args)
 	free(cmd);
 	return out;
 }
+
+/* ---- singletons (test_cluster_singleton.c) ----------------------------------------------- */
+
+char *clu_journal(const natsd_t *nc, int replicas, const char *node, const char *more_nats)
+{
+	char *text = NULL;
+
+	if (asprintf(&text,
+		     "journal:\n"
+		     "  mode: cluster\n"
+		     "  nats:\n"
+		     "    servers: %s\n"
+		     "    replicas: %d\n"
+		     "    ack_wait: 5s\n"
+		     "    name: %s\n"
+		     "%s",
+		     nc->servers, replicas, node, more_nats ? more_nats : "") < 0)
+		return NULL;
+	return text;
+}

@@ -69,5 +69,8 @@ int64_t clu_stream_msgs(const natsd_t *nc, const char *name);
  * of the `instances:` list) and `limits` (lines under `limits:`, indented by two; may be
  * NULL). Ownership: the caller frees the text. */
 char *clu_conf(const natsd_t *nc, int replicas, const char *limits, const char *instances);
+/* The `journal:` YAML of a cluster-mode node named `node` against nc (ack_wait 5 s), with
+ * more_nats (lines indented by four, or NULL) added to its `nats:`. Ownership: new text. */
+char *clu_journal(const natsd_t *nc, int replicas, const char *node, const char *more_nats);
 
 #endif

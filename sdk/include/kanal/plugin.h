@@ -135,7 +135,9 @@ typedef struct kanal_plugin {
 	/* Validates the config and allocates state, stored in *state. Returns 0 or a negative
 	 * code after kanal_set_error() says why; the instance is then not started. Required. */
 	int (*init)(kanal_ctx_t *ctx, const kanal_config_t *config, void **state);
-	/* Starts work. Returns 0 or a negative code (after kanal_set_error). May be NULL. */
+	/* Starts work. Returns 0 or a negative code (after kanal_set_error). May be NULL. In
+	 * cluster mode a singleton may be started again after stop (its node took the lease
+	 * back), and gets on_message without start on the nodes that do not hold it. */
 	int (*start)(kanal_ctx_t *ctx, void *state);
 	/* Handles one delivery; msg is borrowed until the call returns (kanal_msg_dup to keep
 	 * it). May be NULL for a pure source; deliveries to it are then REJECTed. */
@@ -212,6 +214,32 @@ const char *kanal_instance_name(const kanal_ctx_t *ctx);
 /* A folder this instance may keep state in across restarts (cursors, caches); it exists.
  * Ownership: borrows ctx; the string is borrowed from ctx. */
 const char *kanal_state_dir(const kanal_ctx_t *ctx);
+
+/* The longest state key, and the largest state value, kanal_state_put takes. */
+#define KANAL_STATE_KEY_MAX 100
+#define KANAL_STATE_VALUE_MAX (1024 * 1024)
+
+/* Reads the instance's durable state under `key` (since ABI 1.1): a poller's cursor, a
+ * feed's seen-list. A key is 1-100 of A-Z a-z 0-9 . _ - and does not start with '.'. In
+ * kanald's single-node modes (and the harness, and an isolated plugin's host) the value is
+ * the file <kanal_state_dir>/<key>, so a cursor file written before this API is read as it
+ * is; in cluster mode a singleton instance's state is in the cluster's key-value store
+ * instead, so the node that takes the instance over reads what the last one wrote
+ * (docs/cluster.md). On success *value_out is the value, NUL-terminated. Returns 0,
+ * KANAL_ENOTFOUND (nothing stored yet), KANAL_EINVAL (a bad key), KANAL_ETHREAD (off the
+ * instance's thread), KANAL_ESTATE (no state folder: e.g. in check), KANAL_EIO (with err
+ * saying why; err may be NULL). In cluster mode it waits for the store (a few seconds at
+ * most). Ownership: borrows ctx and key; *value_out is new, the caller frees it with
+ * free(); fills err. */
+int kanal_state_get(kanal_ctx_t *ctx, const char *key, char **value_out, kanal_error_t *err);
+
+/* Stores `value` (text, at most KANAL_STATE_VALUE_MAX bytes) under `key` durably before it
+ * returns: a file written atomically (fsync'd, mode 0600; a crash leaves the old value or
+ * the new), or in cluster mode the key-value store's acknowledgement (a majority of its
+ * replicas). Call it only once what the value records is durable (after kanal_emit_flush
+ * for a cursor). Returns 0, KANAL_EINVAL, KANAL_ETOOBIG, KANAL_ETHREAD, KANAL_ESTATE or
+ * KANAL_EIO (err says why; may be NULL). Ownership: borrows everything; fills err. */
+int kanal_state_put(kanal_ctx_t *ctx, const char *key, const char *value, kanal_error_t *err);
 
 /* Monotonic milliseconds, the clock of timers and deadlines (for timestamps, kanal_wall_ms
  * in kanal/time.h). Ownership: none (plain values). */
