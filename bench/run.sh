@@ -13,7 +13,10 @@
 # KANAL_BENCH_KEEP=1 (keep scratch folders), BENCH_INSTALL=1 (install the missing peers with
 # apt-get), BENCH_NO_INSTALL=1 (never call apt-get, even then),
 # BEFORE=<git ref> (also build that commit in $BUILD/before and run every kanal row against
-# it in the same passes, then print after/before ratios: `make bench BEFORE=HEAD~3`).
+# it in the same passes, then print after/before ratios: `make bench BEFORE=HEAD~3`),
+# BEFORE_BUILD=<build tree> (the same, against a tree built already, e.g. this one built
+# with another SQLite: `make BUILD=build/s340 SQLITE_PKG=sqlite3 build` then
+# `make bench BEFORE_BUILD=build/s340`).
 set -eu
 
 BUILD=${BUILD:-build}
@@ -76,6 +79,14 @@ if [ -n "${BEFORE:-}" ]; then
 	make -C "$src" --no-print-directory -s BUILD="$(pwd)/$BUILD/before/build" build >/dev/null
 	bench_plugins "$src" "$BUILD/before/build"
 	BEFORE_ARGS="-B $BUILD/before/build"
+elif [ -n "${BEFORE_BUILD:-}" ]; then
+	[ -x "$BEFORE_BUILD/bin/kanald" ] || {
+		echo "bench: BEFORE_BUILD=$BEFORE_BUILD has no bin/kanald (make BUILD=$BEFORE_BUILD build)" >&2
+		exit 2
+	}
+	echo "bench: comparing with the build in $BEFORE_BUILD" >&2
+	bench_plugins . "$BEFORE_BUILD"
+	BEFORE_ARGS="-B $BEFORE_BUILD"
 fi
 DEFS=""
 LIBS="$(pkg-config --libs libzmq sqlite3 jansson) -lpthread -lm"

@@ -608,7 +608,7 @@ static void test_wal_starts_over_while_writes_continue(void)
 	struct stat st;
 
 	REQUIRE(j != NULL);
-	/* About 12 MiB in turns of 20 events: some 3,000 pages, the thread woken at 256. */
+	/* About 12 MiB in turns of 20 events: some 3,000 pages, the thread woken at 2048. */
 	for (int turn = 0; turn < 1000; turn++, n += 20) {
 		REQUIRE(s_turn(j, n, 20));
 		journal_checkpoints(j, &ck);
