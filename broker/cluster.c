@@ -1,7 +1,8 @@
 /*
  * broker/cluster.c — cluster mode's link to NATS JetStream (docs/design/cluster.md): one
  * connection per node, the streams <prefix>_IN, _DLV and _DEAD (created when absent, never
- * deleted, refused when their config differs from the node's), the shared pull consumers
+ * deleted, refused when their config differs from the node's; _DEAD's retention limits,
+ * journal.dead_letters, are updated instead), the shared pull consumers
  * (`route` on IN, `dlv-<instance>` on DLV for each local destination) with a fetch thread
  * each, asynchronous publishes with a window, and the inbox: a locked list and a pipe that
  * the router's loop polls, through which PubAcks (delivered on libnats's threads) and fetched
@@ -68,6 +69,10 @@ struct cluster {
 	char *heartbeat; /* under mu: the next value to write, or NULL */
 	pthread_t heartbeat_thread;
 	bool heartbeat_started;
+
+	/* <prefix>_DEAD's limits from journal.dead_letters, as JetStream counts them (MaxAge
+	 * in nanoseconds, 0: none; MaxMsgs, -1: none). */
+	int64_t dead_max_age_ns, dead_max_msgs;
 };
 
 /* ---- the inbox --------------------------------------------------------------------------- */
@@ -413,10 +418,68 @@ static const char *s_retention_name(jsRetentionPolicy p)
 	return p == js_WorkQueuePolicy ? "workqueue" : p == js_LimitsPolicy ? "limits" : "interest";
 }
 
+/* A limit as the log and the docs write it: "90d", "100000", or "none". */
+static void s_limit_text(int64_t v, bool age, char *buf, size_t size)
+{
+	if (age ? v <= 0 : v < 0)
+		snprintf(buf, size, "none");
+	else if (age && v % (86400LL * 1000000000LL) == 0)
+		snprintf(buf, size, "%lldd", (long long)(v / (86400LL * 1000000000LL)));
+	else if (age)
+		snprintf(buf, size, "%llds", (long long)(v / 1000000000LL));
+	else
+		snprintf(buf, size, "%lld", (long long)v);
+}
+
+/* The DEAD stream `have` exists with limits other than this node's journal.dead_letters:
+ * they are updated in place (JetStream applies new limits to a stream safely; deleting and
+ * re-creating one is what 2.9 must never see), so the node started last sets them, with the
+ * duplicate window that goes with them (`duplicates`: never longer than MaxAge). Returns 0,
+ * or KANAL_EIO with the reason in err. */
+static int s_update_dead_limits(cluster_t *c, const jsStreamConfig *have, int64_t duplicates,
+				kanal_error_t *err)
+{
+	jsStreamConfig want = *have;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	char was_age[32], was_msgs[32], age[32], msgs[32];
+	natsStatus st;
+
+	if (have->MaxAge == c->dead_max_age_ns && have->MaxMsgs == c->dead_max_msgs &&
+	    have->Duplicates == duplicates)
+		return 0;
+	want.MaxAge = c->dead_max_age_ns;
+	want.MaxMsgs = c->dead_max_msgs;
+	want.Duplicates = duplicates;
+	s_limit_text(have->MaxAge, true, was_age, sizeof was_age);
+	s_limit_text(have->MaxMsgs, false, was_msgs, sizeof was_msgs);
+	s_limit_text(want.MaxAge, true, age, sizeof age);
+	s_limit_text(want.MaxMsgs, false, msgs, sizeof msgs);
+	st = js_UpdateStream(&si, c->js, &want, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	if (st != NATS_OK) {
+		kanal_error_set(err, "journal.dead_letters", 0, 0, NULL,
+				"cannot set the limits of stream %s to max_age %s, max_events %s "
+				"(journal.dead_letters): %s (JetStream error %d)",
+				have->Name, age, msgs,
+				nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+							: natsStatus_GetText(st),
+				(int)jerr);
+		return KANAL_EIO;
+	}
+	log_warn("cluster",
+		 "updated stream %s: dead letters kept max_age %s, max_events %s "
+		 "(journal.dead_letters of this node; it had %s, %s): every node should have "
+		 "the same",
+		 have->Name, age, msgs, was_age, was_msgs);
+	return 0;
+}
+
 /* Makes sure stream `name` exists as this node would create it. Created when absent; an
- * existing one is compared, never deleted and re-created (a nats-server 2.9 bug can then
- * lose acknowledged messages). Retries while JetStream has no leader, up to CLUSTER_READY_MS.
- * Returns 0 or KANAL_ECONFIG / KANAL_EIO with the reason in err. */
+ * existing one is compared (the DEAD stream's limits updated), never deleted and re-created
+ * (a nats-server 2.9 bug can then lose acknowledged messages). Retries while JetStream has
+ * no leader, up to CLUSTER_READY_MS. Returns 0 or KANAL_ECONFIG / KANAL_EIO with the reason
+ * in err. */
 static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject,
 			   jsRetentionPolicy retention, const conf_nats_t *conf,
 			   int64_t dedupe_window_ms, kanal_error_t *err)
@@ -437,6 +500,14 @@ static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject
 	sc.Storage = js_FileStorage;
 	sc.Replicas = conf->replicas;
 	sc.Duplicates = dedupe_window_ms * 1000000LL; /* nanoseconds */
+	if (!strcmp(suffix, "DEAD")) {
+		/* The dead letters' retention, as single-node mode's journal applies it. */
+		sc.MaxAge = c->dead_max_age_ns;
+		sc.MaxMsgs = c->dead_max_msgs;
+		/* JetStream refuses a duplicate window longer than the stream's MaxAge. */
+		if (sc.MaxAge > 0 && sc.Duplicates > sc.MaxAge)
+			sc.Duplicates = sc.MaxAge;
+	}
 	for (int waited = 0; waited < CLUSTER_READY_MS; waited += 500) {
 		jerr = 0;
 		st = js_GetStreamInfo(&si, c->js, name, NULL, &jerr);
@@ -483,11 +554,16 @@ static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject
 			snprintf(diff, sizeof diff,
 				 "%lld replicas, not %lld (journal.nats.replicas)",
 				 (long long)have->Replicas, (long long)conf->replicas);
-		else if (have->Duplicates != sc.Duplicates)
+		else if (have->Duplicates != sc.Duplicates && strcmp(suffix, "DEAD"))
 			snprintf(diff, sizeof diff,
 				 "a duplicate window of %lld s, not %lld s (journal.dedupe_window)",
 				 (long long)(have->Duplicates / 1000000000LL),
 				 (long long)(sc.Duplicates / 1000000000LL));
+		if (!diff[0] && !strcmp(suffix, "DEAD") &&
+		    s_update_dead_limits(c, have, sc.Duplicates, err) < 0) {
+			jsStreamInfo_Destroy(si);
+			return KANAL_EIO;
+		}
 		jsStreamInfo_Destroy(si);
 		if (diff[0]) {
 			kanal_error_set(
@@ -807,8 +883,9 @@ static natsStatus s_options(natsOptions **out, const conf_nats_t *conf, cluster_
 	return NATS_OK;
 }
 
-cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *const *dests,
-		       size_t n_dests, kanal_error_t *err)
+cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms,
+		       const cluster_dead_limits_t *dead, char *const *dests, size_t n_dests,
+		       kanal_error_t *err)
 {
 	cluster_t *c = calloc(1, sizeof *c);
 	natsOptions *opts = NULL;
@@ -829,6 +906,8 @@ cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *
 		kanal_error_set(err, "journal.nats", 0, 0, NULL, "out of memory");
 		goto fail;
 	}
+	c->dead_max_age_ns = dead && dead->max_age_ms > 0 ? dead->max_age_ms * 1000000LL : 0;
+	c->dead_max_msgs = dead && dead->max_events > 0 ? dead->max_events : -1;
 	snprintf(c->prefix, sizeof c->prefix, "%s", conf->stream_prefix);
 	for (size_t i = 0; c->prefix[i]; i++)
 		c->lower_prefix[i] =

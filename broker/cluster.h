@@ -51,13 +51,22 @@ typedef struct cluster_header {
 	const char *name, *value;
 } cluster_header_t;
 
+/* The dead letters' retention (journal.dead_letters), for <prefix>_DEAD: 0 is no limit. */
+typedef struct cluster_dead_limits {
+	int64_t max_age_ms;
+	int64_t max_events;
+} cluster_dead_limits_t;
+
 /* Connects to the NATS cluster, makes sure the streams exist with this node's config (created
- * when absent, never deleted: a stream whose config differs is refused with what to do), and
- * binds the route consumer and one consumer per name in dests (the local destination
- * instances). Returns NULL with the reason in err: NATS unreachable, JetStream without a
- * leader for too long, a stream that differs. Ownership: borrows conf and dests. */
-cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *const *dests,
-		       size_t n_dests, kanal_error_t *err);
+ * when absent, never deleted: a stream whose config differs is refused with what to do; the
+ * DEAD stream's limits, `dead`, are set when they differ — the node started last sets them —
+ * and logged), and binds the route consumer and one consumer per name in dests (the local
+ * destination instances). Returns NULL with the reason in err: NATS unreachable, JetStream
+ * without a leader for too long, a stream that differs. Ownership: borrows conf, dead and
+ * dests. */
+cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms,
+		       const cluster_dead_limits_t *dead, char *const *dests, size_t n_dests,
+		       kanal_error_t *err);
 /* Starts the fetch threads: messages arrive in the inbox from now on. Returns 0 or
  * KANAL_ETHREAD. */
 int cluster_start(cluster_t *c);
