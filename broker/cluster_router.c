@@ -436,11 +436,15 @@ out:
 
 static void s_dead_in(router_t *r, msg_group_t *g, const char *event, delivery_t *dl,
 		      const route_t *rt, const char *reason);
+static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *msg,
+			       const char *event, const route_t *rt, size_t i, bool fallback);
 
-/* Route rt's transform for dest refused msg: kanald's own REJECT, which no connector saw, so
- * its dead letter (one attempt) gets a notice, as in single-node mode (delivery_reject). */
-static void s_transform_dead(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const char *event,
-			     const route_t *rt, const char *dest, bool fallback, const char *error)
+/* Route rt's transform for dest refused msg: kanald's own REJECT, which no connector saw. As
+ * in single-node mode (delivery_reject), a primary's goes to the route's fallback; else it is
+ * a dead letter (one attempt) with a notice. */
+static void s_transform_refused(router_t *r, msg_group_t *g, const kanal_msg_t *msg,
+				const char *event, const route_t *rt, const char *dest,
+				bool fallback, const char *error)
 {
 	char *errors[1] = { (char *)error };
 	shared_t ev = { .msg = (kanal_msg_t *)msg };
@@ -456,6 +460,19 @@ static void s_transform_dead(router_t *r, msg_group_t *g, const kanal_msg_t *msg
 
 	log_warn_limited("router", "route '%s': event %s for '%s': %s", rt->name, kanal_msg_id(msg),
 			 dest, error);
+	dl.dest->rejected++;
+	if (rt->stat)
+		rt->stat->rejected++;
+	stream_publish(r->stream, "rejected", NULL, msg,
+		       json_pack("{s:s, s:s, s:i, s:s}", "route", rt->name, "destination", dest,
+				 "attempt", 1, "error", error));
+	if (!fallback && rt->n_fallback) {
+		if (rt->stat)
+			rt->stat->fallback++;
+		for (size_t i = 0; i < rt->n_fallback; i++)
+			s_publish_delivery(r, g, msg, event, rt, i, true);
+		return;
+	}
 	s_dead_in(r, g, event, &dl, rt, "rejected");
 }
 
@@ -481,8 +498,8 @@ static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *m
 		if (transform_apply(t, msg, &out, &err) != 0) {
 			if (rt->stat)
 				rt->stat->transform_failed++;
-			s_transform_dead(r, g, msg, event, rt, dest, fallback,
-					 err.text[0] ? err.text : "transform: out of memory");
+			s_transform_refused(r, g, msg, event, rt, dest, fallback,
+					    err.text[0] ? err.text : "transform: out of memory");
 			return;
 		}
 		msg = out;

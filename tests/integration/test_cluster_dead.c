@@ -3,7 +3,8 @@
  * single-node mode (docs/cluster.md#dead-letters): what kanald gives up for a reason of its
  * own — a route's retry budget spent, a transform that refuses the event — publishes one
  * kanal.delivery.dead notice that a route takes, while a destination's REJECT makes none
- * (the connector said it); a replayed letter that dies again is in the DEAD stream again,
+ * (the connector said it), and a transform's refusal goes to the route's fallback when it
+ * has one; a replayed letter that dies again is in the DEAD stream again,
  * without a second notice (its sender heard at its first death). The DEAD stream keeps what
  * journal.dead_letters allows, and a node started with other limits updates them.
  *
@@ -40,6 +41,9 @@ static const char *s_routes = "routes:\n"
 			      "  - name: refused\n    match: { type: x.poison }\n    to: a\n"
 			      "  - name: bad-transform\n    match: { type: x.transform }\n"
 			      "    transform: 'error(\"no such field\")'\n    to: a\n"
+			      "  - name: transform-fallback\n    match: { type: x.tfb }\n"
+			      "    to: [{instance: a, transform: 'error(\"refused here\")'}]\n"
+			      "    fallback: [a]\n"
 			      "  - name: notices\n"
 			      "    match: { type: kanal.delivery.dead, source: kanald }\n"
 			      "    to: notices\n";
@@ -90,7 +94,8 @@ static json_t *s_notice_of(json_t *notices, const char *id)
 
 /* A RETRY beyond the route's budget and a transform that refuses the event each make one
  * notice, routed to the notice sink, with the reason and attempts single-node mode gives;
- * a destination's REJECT makes none. The spent letter replayed dies again: it is back in
+ * a destination's REJECT makes none, and a transform's refusal on a route with a fallback
+ * goes to the fallback (no letter, no notice). The spent letter replayed dies again: it is back in
  * the DEAD stream, and no second notice is routed. */
 static void test_notice_exactly_when_single_node_makes_one(void)
 {
@@ -98,7 +103,7 @@ static void test_notice_exactly_when_single_node_makes_one(void)
 	kd_t *kd = NULL;
 	char *conf = NULL, *reply = NULL;
 	json_t *notices = NULL, *n;
-	static const char *const types[] = { "x.retry", "x.poison", "x.transform" };
+	static const char *const types[] = { "x.retry", "x.poison", "x.transform", "x.tfb" };
 
 	if (!natsd_available()) {
 		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
@@ -108,7 +113,7 @@ static void test_notice_exactly_when_single_node_makes_one(void)
 	/* A duplicate window of 1 s: a second notice of the replay would not be a duplicate. */
 	REQUIRE((conf = clu_config(nc, 1, "1s", s_sinks)) != NULL);
 	REQUIRE((kd = kd_start("cluster-dead1-kd", conf, s_routes)) != NULL);
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 4; i++) {
 		char id[16], *ev;
 		snprintf(id, sizeof id, "d-%zu", i);
 		ev = kd_event("/cluster-test", id, types[i], "{\"n\":1}");
@@ -117,9 +122,17 @@ static void test_notice_exactly_when_single_node_makes_one(void)
 	}
 	CU_ASSERT_EQUAL(s_wait_dead_stored(nc, 3, 30000), 3);
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "notices.jsonl"), 2, 30000), 2);
-	/* No third notice (the REJECT's) comes later. */
+	/* A transform's refusal with a fallback is no dead letter: the fallback takes it. */
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "a.jsonl"), 1, 30000), 1);
+	{
+		char *a = test_read_file(kd_path(kd, "a.jsonl"), NULL);
+		CU_ASSERT_EQUAL(kd_count(a, "\"id\":\"d-3\""), 1);
+		free(a);
+	}
+	/* No third notice (the REJECT's, or the fallback's) comes later, nor a fourth letter. */
 	test_sleep_ms(1500);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "notices.jsonl")), 2);
+	CU_ASSERT_EQUAL(clu_dead_count(nc), 3);
 	notices = s_notices(kd);
 	REQUIRE(json_array_size(notices) == 2);
 	CU_ASSERT_PTR_NULL(s_notice_of(notices, "d-1"));
