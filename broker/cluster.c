@@ -1,7 +1,8 @@
 /*
  * broker/cluster.c — cluster mode's link to NATS JetStream (docs/design/cluster.md): one
  * connection per node, the streams <prefix>_IN, _DLV and _DEAD (created when absent, never
- * deleted, refused when their config differs from the node's), the shared pull consumers
+ * deleted, refused when their config differs from the node's; _DEAD's retention limits,
+ * journal.dead_letters, are updated instead), the shared pull consumers
  * (`route` on IN, `dlv-<instance>` on DLV for each local destination) with a fetch thread
  * each, asynchronous publishes with a window, and the inbox: a locked list and a pipe that
  * the router's loop polls, through which PubAcks (delivered on libnats's threads) and fetched
@@ -74,6 +75,10 @@ struct cluster {
 	char *heartbeat; /* under mu: the next value to write, or NULL */
 	pthread_t heartbeat_thread;
 	bool heartbeat_started;
+
+	/* <prefix>_DEAD's limits from journal.dead_letters, as JetStream counts them (MaxAge
+	 * in nanoseconds, 0: none; MaxMsgs, -1: none). */
+	int64_t dead_max_age_ns, dead_max_msgs;
 };
 
 /* ---- the inbox --------------------------------------------------------------------------- */
@@ -440,6 +445,69 @@ void cluster_stream_config(jsStreamConfig *sc, const char *name, const char **su
 	sc->Duplicates = duplicates_ms * 1000000LL; /* nanoseconds */
 }
 
+/* A limit as the log and the docs write it: "90d", "100000", or "none". */
+static void s_limit_text(int64_t v, bool age, char *buf, size_t size)
+{
+	if (age ? v <= 0 : v < 0)
+		snprintf(buf, size, "none");
+	else if (age && v % (86400LL * 1000000000LL) == 0)
+		snprintf(buf, size, "%lldd", (long long)(v / (86400LL * 1000000000LL)));
+	else if (age)
+		snprintf(buf, size, "%llds", (long long)(v / 1000000000LL));
+	else
+		snprintf(buf, size, "%lld", (long long)v);
+}
+
+/* MaxMsgs as the server answers it: -1 for none (libnats sends 0 or -1). */
+static int64_t s_max_msgs(int64_t v)
+{
+	return v > 0 ? v : -1;
+}
+
+/* Stream `have` exists with retention limits (MaxAge, MaxMsgs, and the duplicate window that
+ * goes with an age limit) other than sc's: they are updated in place — JetStream applies new
+ * limits to a stream safely, while deleting and re-creating one is what 2.9 must never see —
+ * so the node started last sets them, and says so. Returns 0, or KANAL_EIO with the reason
+ * in err. */
+static int s_update_limits(jsCtx *js, const jsStreamConfig *have, const jsStreamConfig *sc,
+			   kanal_error_t *err)
+{
+	jsStreamConfig want = *have;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	char was_age[32], was_msgs[32], age[32], msgs[32];
+	natsStatus st;
+
+	if (have->MaxAge == sc->MaxAge && s_max_msgs(have->MaxMsgs) == s_max_msgs(sc->MaxMsgs) &&
+	    have->Duplicates == sc->Duplicates)
+		return 0;
+	want.MaxAge = sc->MaxAge;
+	want.MaxMsgs = s_max_msgs(sc->MaxMsgs);
+	want.Duplicates = sc->Duplicates;
+	s_limit_text(have->MaxAge, true, was_age, sizeof was_age);
+	s_limit_text(s_max_msgs(have->MaxMsgs), false, was_msgs, sizeof was_msgs);
+	s_limit_text(want.MaxAge, true, age, sizeof age);
+	s_limit_text(want.MaxMsgs, false, msgs, sizeof msgs);
+	st = js_UpdateStream(&si, js, &want, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	if (st != NATS_OK) {
+		kanal_error_set(err, "journal", 0, 0, NULL,
+				"cannot set the limits of stream %s to max_age %s, max_events %s: "
+				"%s (JetStream error %d)",
+				have->Name, age, msgs,
+				nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+							: natsStatus_GetText(st),
+				(int)jerr);
+		return KANAL_EIO;
+	}
+	log_warn("cluster",
+		 "updated stream %s: it keeps messages max_age %s, max_events %s (this node's "
+		 "journal.dead_letters for dead letters, journal.nats.blob_retention for blobs; "
+		 "it had %s, %s): every node should have the same",
+		 have->Name, age, msgs, was_age, was_msgs);
+	return 0;
+}
+
 int cluster_ensure_stream(jsCtx *js, jsStreamConfig *sc, kanal_error_t *err)
 {
 	const char *name = sc->Name, *subject = sc->Subjects[0];
@@ -494,7 +562,8 @@ int cluster_ensure_stream(jsCtx *js, jsStreamConfig *sc, kanal_error_t *err)
 			snprintf(diff, sizeof diff,
 				 "%lld replicas, not %lld (journal.nats.replicas)",
 				 (long long)have->Replicas, (long long)sc->Replicas);
-		else if (have->Duplicates != sc->Duplicates)
+		else if (have->Duplicates != sc->Duplicates && sc->MaxAge <= 0)
+			/* With an age limit the window goes with it (updated below). */
 			snprintf(diff, sizeof diff,
 				 "a duplicate window of %lld s, not %lld s (journal.dedupe_window)",
 				 (long long)(have->Duplicates / 1000000000LL),
@@ -505,6 +574,10 @@ int cluster_ensure_stream(jsCtx *js, jsStreamConfig *sc, kanal_error_t *err)
 			snprintf(diff, sizeof diff, "%lld messages per subject, not %lld",
 				 (long long)have->MaxMsgsPerSubject,
 				 (long long)sc->MaxMsgsPerSubject);
+		if (!diff[0] && s_update_limits(js, have, sc, err) < 0) {
+			jsStreamInfo_Destroy(si);
+			return KANAL_EIO;
+		}
 		jsStreamInfo_Destroy(si);
 		if (diff[0]) {
 			kanal_error_set(
@@ -534,6 +607,14 @@ static int s_ensure_stream(cluster_t *c, const char *suffix, const char *subject
 
 	snprintf(name, sizeof name, "%s_%s", c->prefix, suffix);
 	cluster_stream_config(&sc, name, subjects, retention, conf->replicas, dedupe_window_ms);
+	if (!strcmp(suffix, "DEAD")) {
+		/* The dead letters' retention, as single-node mode's journal applies it. */
+		sc.MaxAge = c->dead_max_age_ns;
+		sc.MaxMsgs = c->dead_max_msgs;
+		/* JetStream refuses a duplicate window longer than the stream's MaxAge. */
+		if (sc.MaxAge > 0 && sc.Duplicates > sc.MaxAge)
+			sc.Duplicates = sc.MaxAge;
+	}
 	return cluster_ensure_stream(c->js, &sc, err);
 }
 
@@ -946,8 +1027,9 @@ natsConnection *cluster_connect(const conf_nats_t *conf, const char *role, kanal
 	return s_connect(&nc, opts, conf, err) < 0 ? NULL : nc;
 }
 
-cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *const *dests,
-		       size_t n_dests, kanal_error_t *err)
+cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms,
+		       const cluster_dead_limits_t *dead, char *const *dests, size_t n_dests,
+		       kanal_error_t *err)
 {
 	cluster_t *c = calloc(1, sizeof *c);
 	natsOptions *opts = NULL;
@@ -967,6 +1049,8 @@ cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *
 		kanal_error_set(err, "journal.nats", 0, 0, NULL, "out of memory");
 		goto fail;
 	}
+	c->dead_max_age_ns = dead && dead->max_age_ms > 0 ? dead->max_age_ms * 1000000LL : 0;
+	c->dead_max_msgs = dead && dead->max_events > 0 ? dead->max_events : -1;
 	snprintf(c->prefix, sizeof c->prefix, "%s", conf->stream_prefix);
 	for (size_t i = 0; c->prefix[i]; i++)
 		c->lower_prefix[i] =

@@ -51,13 +51,22 @@ typedef struct cluster_header {
 	const char *name, *value;
 } cluster_header_t;
 
+/* The dead letters' retention (journal.dead_letters), for <prefix>_DEAD: 0 is no limit. */
+typedef struct cluster_dead_limits {
+	int64_t max_age_ms;
+	int64_t max_events;
+} cluster_dead_limits_t;
+
 /* Connects to the NATS cluster, makes sure the streams exist with this node's config (created
- * when absent, never deleted: a stream whose config differs is refused with what to do), and
- * binds the route consumer and one consumer per name in dests (the local destination
- * instances). Returns NULL with the reason in err: NATS unreachable, JetStream without a
- * leader for too long, a stream that differs. Ownership: borrows conf and dests. */
-cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms, char *const *dests,
-		       size_t n_dests, kanal_error_t *err);
+ * when absent, never deleted: a stream whose config differs is refused with what to do; the
+ * DEAD stream's limits, `dead`, are set when they differ — the node started last sets them —
+ * and logged), and binds the route consumer and one consumer per name in dests (the local
+ * destination instances). Returns NULL with the reason in err: NATS unreachable, JetStream
+ * without a leader for too long, a stream that differs. Ownership: borrows conf, dead and
+ * dests. */
+cluster_t *cluster_new(const conf_nats_t *conf, int64_t dedupe_window_ms,
+		       const cluster_dead_limits_t *dead, char *const *dests, size_t n_dests,
+		       kanal_error_t *err);
 /* A second connection to journal.nats's servers, with the node's credentials and TLS, for a
  * part of kanald that must not share the node's (the blob store: its large messages would
  * queue in front of the events). `role` is added to the connection's name. NULL when the
@@ -70,9 +79,10 @@ natsConnection *cluster_connect(const conf_nats_t *conf, const char *role, kanal
 void cluster_stream_config(jsStreamConfig *sc, const char *name, const char **subject,
 			   jsRetentionPolicy retention, int64_t replicas, int64_t duplicates_ms);
 /* Makes sure stream sc->Name exists with sc's config: created when absent; an existing one is
- * compared (subjects, retention, storage, replicas, duplicate window, messages per subject),
- * never deleted and re-created (a nats-server 2.9 bug can then lose acknowledged messages).
- * Waits while JetStream has no leader, up to 20 s. Returns 0, KANAL_ECONFIG (it differs: err
+ * compared (subjects, retention, storage, replicas, duplicate window, messages per subject:
+ * refused when they differ; the retention limits MaxAge and MaxMsgs, and the duplicate window
+ * of a stream with an age limit, updated in place and logged), never deleted and re-created
+ * (a nats-server 2.9 bug can then lose acknowledged messages). Waits while JetStream has no leader, up to 20 s. Returns 0, KANAL_ECONFIG (it differs: err
  * says how and what to do) or KANAL_EIO. Ownership: borrows. */
 int cluster_ensure_stream(jsCtx *js, jsStreamConfig *sc, kanal_error_t *err);
 /* Starts the fetch threads: messages arrive in the inbox from now on. Returns 0 or

@@ -632,41 +632,6 @@ static const kanal__blob_store_ops_t s_ops = {
 
 /* ---- opening ---------------------------------------------------------------------------- */
 
-/* Makes the stream's age limit nats.blob_retention. It is the one setting of the stream an
- * operator may change on a running cluster, so a node whose value differs updates the stream
- * (never deletes it) and says so; the layout is compared by cluster_ensure_stream. */
-static int s_retention(cb_store_t *cb, jsStreamConfig *sc, kanal_error_t *err)
-{
-	jsStreamInfo *si = NULL, *updated = NULL;
-	jsErrCode jerr = 0;
-	int64_t had;
-
-	if (js_GetStreamInfo(&si, cb->js, cb->stream, NULL, &jerr) != NATS_OK) {
-		kanal_error_set(err, "journal.nats", 0, 0, NULL, "cannot read stream %s: %s",
-				cb->stream, s_nats_error(NATS_ERR));
-		return KANAL_EIO;
-	}
-	had = si->Config->MaxAge;
-	jsStreamInfo_Destroy(si);
-	if (had == sc->MaxAge)
-		return 0;
-	if (js_UpdateStream(&updated, cb->js, sc, NULL, &jerr) != NATS_OK) {
-		kanal_error_set(
-			err, "journal.nats", 0, 0, NULL,
-			"cannot set stream %s's age limit to journal.nats.blob_retention: %s "
-			"(JetStream error %d)",
-			cb->stream, s_nats_error(NATS_ERR), (int)jerr);
-		return KANAL_EIO;
-	}
-	jsStreamInfo_Destroy(updated);
-	log_warn("cluster",
-		 "stream %s now keeps a blob %lld s after its last put (it was %lld s): "
-		 "journal.nats.blob_retention changed; give every node the same value",
-		 cb->stream, (long long)(sc->MaxAge / 1000000000LL),
-		 (long long)(had / 1000000000LL));
-	return 0;
-}
-
 kanal__blob_store_t *cluster_blobs_open(const conf_nats_t *conf, int64_t max_blob_bytes,
 					int64_t max_store_bytes, const char *tmp_dir,
 					kanal_error_t *err)
@@ -714,7 +679,7 @@ kanal__blob_store_t *cluster_blobs_open(const conf_nats_t *conf, int64_t max_blo
 			      CB_DUPLICATES_MS);
 	sc.MaxAge = conf->blob_retention_ms * 1000000LL;
 	sc.MaxMsgsPerSubject = 1; /* one copy of each chunk: content put twice is stored once */
-	if (cluster_ensure_stream(cb->js, &sc, err) != 0 || s_retention(cb, &sc, err) != 0)
+	if (cluster_ensure_stream(cb->js, &sc, err) != 0)
 		goto fail;
 	s_refresh_usage(cb);
 	if (pthread_create(&cb->usage_thread, NULL, s_usage_main, cb) == 0)

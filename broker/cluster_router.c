@@ -11,7 +11,7 @@
  * dead letter and notice. Deliver: a message of a local destination's consumer becomes a
  * delivery on the usual path (queues, windows, instance threads); its outcome acks it, naks
  * it with the route's backoff, publishes the route's fallback or a dead letter to
- * <prefix>_DEAD.
+ * <prefix>_DEAD with, when kanald gave it up itself, its kanal.delivery.dead notice.
  * cluster.c is the NATS side: connection, streams, fetch threads, the inbox.
  */
 #include <stdio.h>
@@ -400,8 +400,9 @@ static void s_publish_dead(router_t *r, msg_group_t *g, const kanal_msg_t *msg, 
 			   const char *route, const char *dest, const char *reason, int attempts,
 			   const delivery_t *dl)
 {
+	const char *replay = s_header(g->msg, "Kanal-Replay");
 	char subject[300], *msg_id, attempts_text[16], *errors = NULL, *body;
-	size_t len, id_len = strlen(event) + strlen(route) + strlen(dest) + 16;
+	size_t len, id_len = strlen(event) + strlen(route) + strlen(dest) + strlen(replay) + 32;
 	json_t *errs = json_array();
 	cluster_header_t h[7];
 
@@ -415,7 +416,9 @@ static void s_publish_dead(router_t *r, msg_group_t *g, const kanal_msg_t *msg, 
 		g->failed = true;
 		goto out;
 	}
-	snprintf(msg_id, id_len, "%s|%s|%s|dead", event, route, dest);
+	/* A replayed letter that dies again is a new letter: its id names the replay. */
+	snprintf(msg_id, id_len, "%s|%s|%s|dead%s%s", event, route, dest, *replay ? "|replay:" : "",
+		 replay);
 	snprintf(attempts_text, sizeof attempts_text, "%d", attempts);
 	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
 	h[1] = (cluster_header_t){ "Kanal-Event", event };
@@ -430,6 +433,49 @@ out:
 	free(errors);
 	free(msg_id);
 	kanal_free(body);
+}
+
+static void s_dead_in(router_t *r, msg_group_t *g, const char *event, delivery_t *dl,
+		      const route_t *rt, const char *reason);
+static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const char *raw,
+			       size_t raw_len, const char *event, const route_t *rt, size_t i,
+			       bool fallback);
+
+/* Route rt's transform for dest refused msg: kanald's own REJECT, which no connector saw. As
+ * in single-node mode (delivery_reject), a primary's goes to the route's fallback; else it is
+ * a dead letter (one attempt) with a notice. */
+static void s_transform_refused(router_t *r, msg_group_t *g, const kanal_msg_t *msg,
+				const char *event, const route_t *rt, const char *dest,
+				bool fallback, const char *error)
+{
+	char *errors[1] = { (char *)error };
+	shared_t ev = { .msg = (kanal_msg_t *)msg };
+	dest_t unknown = { .name = (char *)dest }, *d = router_dest(r, dest);
+	delivery_t dl = { .kind = fallback ? DL_FALLBACK : DL_PRIMARY,
+			  .ev = &ev,
+			  .dest = d ? d : &unknown,
+			  .attempt = 1,
+			  .errors = errors,
+			  .n_errors = 1,
+			  .replay_route = (char *)rt->name,
+			  .by_kanald = true };
+
+	log_warn_limited("router", "route '%s': event %s for '%s': %s", rt->name, kanal_msg_id(msg),
+			 dest, error);
+	dl.dest->rejected++;
+	if (rt->stat)
+		rt->stat->rejected++;
+	stream_publish(r->stream, "rejected", NULL, msg,
+		       json_pack("{s:s, s:s, s:i, s:s}", "route", rt->name, "destination", dest,
+				 "attempt", 1, "error", error));
+	if (!fallback && rt->n_fallback) {
+		if (rt->stat)
+			rt->stat->fallback++;
+		for (size_t i = 0; i < rt->n_fallback; i++)
+			s_publish_delivery(r, g, msg, NULL, 0, event, rt, i, true);
+		return;
+	}
+	s_dead_in(r, g, event, &dl, rt, "rejected");
 }
 
 /* Publishes one delivery of msg (transformed for dest by the route, when it says so) to
@@ -455,13 +501,10 @@ static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *m
 		kanal_error_t err;
 		kanal_error_clear(&err);
 		if (transform_apply(t, msg, &out, &err) != 0) {
-			delivery_t fake = { 0 };
-			char *e = err.text[0] ? err.text : "transform: out of memory";
 			if (rt->stat)
 				rt->stat->transform_failed++;
-			fake.errors = &e;
-			fake.n_errors = 1;
-			s_publish_dead(r, g, msg, event, route, dest, "rejected", 0, &fake);
+			s_transform_refused(r, g, msg, event, rt, dest, fallback,
+					    err.text[0] ? err.text : "transform: out of memory");
 			return;
 		}
 		msg = out;
@@ -665,7 +708,8 @@ static msg_group_t *s_take_group(router_t *r, delivery_t *dl)
  * (a redelivery) is a duplicate JetStream drops. */
 static void s_publish_notice(router_t *r, msg_group_t *g, const delivery_t *dl, const char *reason)
 {
-	kanal_msg_t *notice = deadnotice_new(r, dl, reason);
+	/* A replayed letter's sender heard at its first death (s_replay marks the replay). */
+	kanal_msg_t *notice = deadnotice_new(r, dl, reason, *s_header(g->msg, "Kanal-Replay"));
 	const route_t *one;
 	char subject[300], *msg_id = NULL, *body = NULL;
 	cluster_header_t h[1];
@@ -1044,10 +1088,10 @@ static int s_replay(router_t *r, uint64_t seq, json_t *done)
 {
 	cluster_t *c = r->cluster->link;
 	natsMsg *m = NULL;
-	char subject[300], msg_id[400];
+	char subject[300], msg_id[400], seq_text[24];
 	const char *dest, *route, *event;
 	const route_t *again;
-	cluster_header_t h[3];
+	cluster_header_t h[4];
 	kanal_error_t err;
 	int rc = cluster_dead_get(c, seq, &m);
 
@@ -1076,8 +1120,11 @@ static int s_replay(router_t *r, uint64_t seq, json_t *done)
 	h[0] = (cluster_header_t){ "Nats-Msg-Id", msg_id };
 	h[1] = (cluster_header_t){ "Kanal-Event", event };
 	h[2] = (cluster_header_t){ "Kanal-Route", route };
+	/* The replay is marked: should it die again, that is a new letter without a notice. */
+	snprintf(seq_text, sizeof seq_text, "%llu", (unsigned long long)seq);
+	h[3] = (cluster_header_t){ "Kanal-Replay", seq_text };
 	kanal_error_clear(&err);
-	rc = cluster_publish_sync(c, subject, h, 3, natsMsg_GetData(m),
+	rc = cluster_publish_sync(c, subject, h, 4, natsMsg_GetData(m),
 				  (size_t)natsMsg_GetDataLength(m), &err);
 	if (rc == 0) {
 		cluster_dead_delete(c, seq);
@@ -1211,6 +1258,7 @@ int cluster_router_new(router_t *r, char *err, size_t err_size)
 {
 	struct cluster_router *cr = calloc(1, sizeof *cr);
 	char **names = calloc(r->n_instances + 1, sizeof *names);
+	cluster_dead_limits_t dead = { r->conf->dlq_max_age_ms, r->conf->dlq_max_events };
 	kanal_error_t e;
 
 	if (!cr || !names || !(cr->dests = calloc(r->n_instances + 1, sizeof *cr->dests))) {
@@ -1223,8 +1271,8 @@ int cluster_router_new(router_t *r, char *err, size_t err_size)
 	}
 	cr->n_dests = r->n_instances;
 	kanal_error_clear(&e);
-	cr->link =
-		cluster_new(&r->conf->nats, r->conf->dedupe_window_ms, names, r->n_instances, &e);
+	cr->link = cluster_new(&r->conf->nats, r->conf->dedupe_window_ms, &dead, names,
+			       r->n_instances, &e);
 	if (!cr->link) {
 		snprintf(err, err_size, "%s", e.text);
 		goto fail;

@@ -48,12 +48,13 @@ static const struct {
 	{ "child.vacation.registered", { "registration", "institution", "child", "reported_by" } },
 };
 
-/* Whether kanald itself gave dl up, so that nobody downstream has said so. */
-static bool s_wanted(const router_t *r, const delivery_t *dl, const char *reason)
+/* Whether kanald itself gave dl up, so that nobody downstream has said so. `routed`: dl
+ * was made by its event's routing (not a replay of a dead letter). */
+static bool s_wanted(const router_t *r, const delivery_t *dl, const char *reason, bool routed)
 {
 	/* A spilled delivery is kept for a replay, not given up; an unmatched or replayed
 	 * event has no route of its own (a replay's sender heard at its first death). */
-	if (r->spilling || !dl->flow || (dl->kind != DL_PRIMARY && dl->kind != DL_FALLBACK))
+	if (r->spilling || !routed || (dl->kind != DL_PRIMARY && dl->kind != DL_FALLBACK))
 		return false;
 	/* A dead notice never makes another. */
 	if (!strcmp(kanal_msg_type(dl->ev->msg), DEADNOTICE_TYPE))
@@ -158,16 +159,20 @@ static kanal_msg_t *s_notice(const delivery_t *dl, const char *reason)
 	return msg;
 }
 
-kanal_msg_t *deadnotice_new(const router_t *r, const delivery_t *dl, const char *reason)
+kanal_msg_t *deadnotice_new(const router_t *r, const delivery_t *dl, const char *reason,
+			    bool replayed)
 {
-	return s_wanted(r, dl, reason) ? s_notice(dl, reason) : NULL;
+	/* A cluster delivery has no flow: its route comes with its message. */
+	bool routed = dl->flow || (!replayed && router_route_name(dl));
+
+	return s_wanted(r, dl, reason, routed) ? s_notice(dl, reason) : NULL;
 }
 
 void deadnotice_note(router_t *r, const delivery_t *dl, const char *reason)
 {
 	deadnotice_t *n;
 
-	if (!s_wanted(r, dl, reason))
+	if (!s_wanted(r, dl, reason, dl->flow != NULL))
 		return;
 	n = calloc(1, sizeof *n);
 	if (!n || !(n->msg = s_notice(dl, reason))) {

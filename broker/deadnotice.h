@@ -19,9 +19,12 @@
 void deadnotice_note(router_t *r, const delivery_t *dl, const char *reason);
 
 /* The notice deadnotice_note would keep for dl, for cluster mode to publish itself
- * (cluster_router.c): NULL when dl's death wants none, or out of memory.
+ * (cluster_router.c), where a delivery has no flow but its route's name (replay_route, from
+ * its message): `replayed` says that dl is a replayed dead letter, whose sender heard at its
+ * first death. NULL when dl's death wants none, or out of memory.
  * Ownership: borrows r and dl; the message is new. */
-kanal_msg_t *deadnotice_new(const router_t *r, const delivery_t *dl, const char *reason);
+kanal_msg_t *deadnotice_new(const router_t *r, const delivery_t *dl, const char *reason,
+			    bool replayed);
 
 /* Routes the notices kept this turn (the end of the turn calls it, before the journal's
  * commit, so that each is committed with its dead letter). A notice no route takes is
