@@ -3,7 +3,7 @@
  * real .so in the real kanald, on a temporary drop folder: JSON Lines and CSV (quoted
  * fields, ISO-8859-1) records become events and the file moves to done/; a file with a bad
  * record goes to failed/ with a .error naming the line and emits nothing; a file that has
- * not settled is not read; a symlink pointing outside the folder is refused; SIGKILL
+ * not settled is not read, nor one still empty while its writer holds it open; a symlink pointing outside the folder is refused; SIGKILL
  * mid-file and a restart deliver every record once (distinct ids), the file ending in done/.
  * XML exports (ISO-8859-1 declared in the file) give one event per element record_path
  * selects, shaped by a jq `map:`; a DOCTYPE (entities) or broken XML, and a record the map
@@ -151,6 +151,35 @@ static void test_jsonl_file_becomes_events(void)
 	CU_ASSERT(strstr(json_string_value(json_object_get(e, "id")), "-4") != NULL);
 done:
 	json_decref(e);
+	kd_destroy(&kd);
+}
+
+/* A file written in place is empty for a moment after its creation: a scan then must not
+ * take it (it went to done/ without its records, the writer filling it there — once in a
+ * while under load, with settle: 0s and a rescan every 50 ms). Here the writer holds it open
+ * and empty while a scan takes a complete file whose name sorts after it, then writes and closes
+ * it. */
+static void test_empty_file_being_written_is_not_taken(void)
+{
+	kd_t *kd = s_kanald("fd-empty", "      settle: 0s\n");
+	FILE *f;
+
+	REQUIRE(kd);
+	f = fopen(kd_path(kd, "drop/a-slow.jsonl"), "w");
+	REQUIRE(f);
+	free(test_write_file(kd->dir, "b.tmp", "{\"n\":\"b\"}\n"));
+	REQUIRE(rename(kd_path(kd, "b.tmp"), kd_path(kd, "drop/b-ready.jsonl")) == 0);
+	/* Files go oldest name first: once b-ready is done, a scan has passed a-slow by. */
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/b-ready.jsonl"), WAIT));
+	CU_ASSERT(access(kd_path(kd, "drop/a-slow.jsonl"), F_OK) == 0);
+	CU_ASSERT(access(kd_path(kd, "drop/done/a-slow.jsonl"), F_OK) != 0);
+	fputs("{\"n\":\"1\"}\n{\"n\":\"2\"}\n", f);
+	fclose(f);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 3, WAIT), 3);
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/a-slow.jsonl"), WAIT));
+	test_sleep_ms(200);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 3);
+done:
 	kd_destroy(&kd);
 }
 
@@ -558,7 +587,8 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("filedrop", TEST(test_jsonl_file_becomes_events), TEST(test_csv_latin1_with_quotes),
+TEST_MAIN("filedrop", TEST(test_jsonl_file_becomes_events),
+	  TEST(test_empty_file_being_written_is_not_taken), TEST(test_csv_latin1_with_quotes),
 	  TEST(test_bad_record_refuses_the_file), TEST(test_xml_records_mapped_by_jq),
 	  TEST(test_unsettled_file_and_symlink),
 	  TEST(test_sigkill_mid_file_loses_and_doubles_nothing),
