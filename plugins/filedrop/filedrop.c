@@ -593,17 +593,21 @@ static void s_drop_marker(filedrop_t *d, const char *name)
 }
 
 /* Refuses a file: failed/<name>.error first (so the reason is never missing), then the
- * file itself under the same name. */
+ * file itself under the same name. The .error is written under a .tmp name and renamed, so
+ * whoever watches failed/ never reads it empty or half-written. */
 static void s_refuse(kanal_ctx_t *ctx, filedrop_t *d, const char *name, const char *why)
 {
-	char to[4096], path[4200];
+	char to[4096], path[4200], tmp[4210];
 	FILE *f;
 
 	s_target(d->failed_dir, name, to, sizeof to);
 	snprintf(path, sizeof path, "%s.error", to);
-	if ((f = fopen(path, "we"))) {
-		fprintf(f, "%s\n", why);
-		fclose(f);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if ((f = fopen(tmp, "we"))) {
+		bool written =
+			fprintf(f, "%s\n", why) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+		if (fclose(f) != 0 || !written || rename(tmp, path) != 0)
+			unlink(tmp);
 	}
 	kanal_metric_add(ctx, "files_refused", 1);
 	kanal_log(ctx, KANAL_LOG_WARN, "file '%s' refused: %s; moved to failed/", name, why);
