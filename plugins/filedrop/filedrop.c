@@ -9,8 +9,9 @@
  * inotify tells the instance when a file is written or moved into the folder, and a timer
  * rescans the folder every scan_interval as a safety net (a network file system, a missed
  * event). A file is taken when it is a regular file (a symlink is refused), matches
- * `pattern`, is not hidden (a leading dot) or a .tmp/.part, and is ready: unmodified for
- * `settle` (ready: settle), or announced by a `<name>.done` marker file (ready: marker).
+ * `pattern`, is not hidden (a leading dot) or a .tmp/.part, and is ready: not empty and
+ * unmodified for `settle` (ready: settle), or announced by a `<name>.done` marker file
+ * (ready: marker).
  * Files go oldest name first.
  *
  * Each file is read twice, line by line, so memory stays bounded by the longest record
@@ -592,17 +593,21 @@ static void s_drop_marker(filedrop_t *d, const char *name)
 }
 
 /* Refuses a file: failed/<name>.error first (so the reason is never missing), then the
- * file itself under the same name. */
+ * file itself under the same name. The .error is written under a .tmp name and renamed, so
+ * whoever watches failed/ never reads it empty or half-written. */
 static void s_refuse(kanal_ctx_t *ctx, filedrop_t *d, const char *name, const char *why)
 {
-	char to[4096], path[4200];
+	char to[4096], path[4200], tmp[4210];
 	FILE *f;
 
 	s_target(d->failed_dir, name, to, sizeof to);
 	snprintf(path, sizeof path, "%s.error", to);
-	if ((f = fopen(path, "we"))) {
-		fprintf(f, "%s\n", why);
-		fclose(f);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if ((f = fopen(tmp, "we"))) {
+		bool written =
+			fprintf(f, "%s\n", why) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+		if (fclose(f) != 0 || !written || rename(tmp, path) != 0)
+			unlink(tmp);
 	}
 	kanal_metric_add(ctx, "files_refused", 1);
 	kanal_log(ctx, KANAL_LOG_WARN, "file '%s' refused: %s; moved to failed/", name, why);
@@ -981,7 +986,10 @@ static bool s_ends_with(const char *name, size_t n, const char *suffix)
 	return n > len && !strcmp(name + n - len, suffix);
 }
 
-/* True when name is one to take now. A symlink is refused at once (moved to failed/). */
+/* True when name is one to take now. A symlink is refused at once (moved to failed/). With
+ * ready: settle an empty file is never taken: every file written in place is empty for a
+ * moment after its creation, and a scan in that moment would send it to done/ without its
+ * records (the writer then filling the file in done/). */
 static bool s_ready(kanal_ctx_t *ctx, filedrop_t *d, const char *name, int64_t now)
 {
 	size_t n = strlen(name);
@@ -1007,9 +1015,10 @@ static bool s_ready(kanal_ctx_t *ctx, filedrop_t *d, const char *name, int64_t n
 			 "folder are read");
 		return false;
 	}
-	return S_ISREG(st.st_mode) && (d->marker || now - ((int64_t)st.st_mtim.tv_sec * 1000 +
-							   st.st_mtim.tv_nsec / 1000000) >=
-							    d->settle_ms);
+	return S_ISREG(st.st_mode) &&
+	       (d->marker || (st.st_size > 0 && now - ((int64_t)st.st_mtim.tv_sec * 1000 +
+						       st.st_mtim.tv_nsec / 1000000) >=
+							d->settle_ms));
 }
 
 static void s_scan(kanal_ctx_t *ctx, void *arg)

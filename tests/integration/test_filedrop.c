@@ -2,9 +2,10 @@
  * tests/integration/test_filedrop.c — the filedrop connector (plugins/filedrop) as the
  * real .so in the real kanald, on a temporary drop folder: JSON Lines and CSV (quoted
  * fields, ISO-8859-1) records become events and the file moves to done/; a file with a bad
- * record goes to failed/ with a .error naming the line and emits nothing; a file that has
- * not settled is not read; a symlink pointing outside the folder is refused; SIGKILL
- * mid-file and a restart deliver every record once (distinct ids), the file ending in done/.
+ * record goes to failed/ with a .error (renamed into place whole) naming the line and emits
+ * nothing; a file that has not settled is not read, nor one still empty while its writer
+ * holds it open; a symlink pointing outside the folder is refused; SIGKILL mid-file and a
+ * restart deliver every record once (distinct ids), the file ending in done/.
  * XML exports (ISO-8859-1 declared in the file) give one event per element record_path
  * selects, shaped by a jq `map:`; a DOCTYPE (entities) or broken XML, and a record the map
  * fails on, refuse the file with the line in its .error. inotify finds a file without a
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -154,6 +156,35 @@ done:
 	kd_destroy(&kd);
 }
 
+/* A file written in place is empty for a moment after its creation: a scan then must not
+ * take it (it went to done/ without its records, the writer filling it there — once in a
+ * while under load, with settle: 0s and a rescan every 50 ms). Here the writer holds it open
+ * and empty while a scan takes a complete file whose name sorts after it, then writes and closes
+ * it. */
+static void test_empty_file_being_written_is_not_taken(void)
+{
+	kd_t *kd = s_kanald("fd-empty", "      settle: 0s\n");
+	FILE *f;
+
+	REQUIRE(kd);
+	f = fopen(kd_path(kd, "drop/a-slow.jsonl"), "w");
+	REQUIRE(f);
+	free(test_write_file(kd->dir, "b.tmp", "{\"n\":\"b\"}\n"));
+	REQUIRE(rename(kd_path(kd, "b.tmp"), kd_path(kd, "drop/b-ready.jsonl")) == 0);
+	/* Files go oldest name first: once b-ready is done, a scan has passed a-slow by. */
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/b-ready.jsonl"), WAIT));
+	CU_ASSERT(access(kd_path(kd, "drop/a-slow.jsonl"), F_OK) == 0);
+	CU_ASSERT(access(kd_path(kd, "drop/done/a-slow.jsonl"), F_OK) != 0);
+	fputs("{\"n\":\"1\"}\n{\"n\":\"2\"}\n", f);
+	fclose(f);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 3, WAIT), 3);
+	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/a-slow.jsonl"), WAIT));
+	test_sleep_ms(200);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 3);
+done:
+	kd_destroy(&kd);
+}
+
 static void test_csv_latin1_with_quotes(void)
 {
 	kd_t *kd = s_kanald("fd-csv", "      settle: 0s\n      format: csv\n"
@@ -182,24 +213,61 @@ done:
 	kd_destroy(&kd);
 }
 
+/* Reads the inotify events of a watch on failed/: how many .error files were moved into
+ * place there, and in *in_place whether one was made in place (created or written under its
+ * own name, where a watcher could read it empty: test_xml_records_mapped_by_jq once did). */
+static int s_errors_moved_in(int fd, bool *in_place)
+{
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	int moved = 0;
+
+	*in_place = false;
+	while ((n = read(fd, buf, sizeof buf)) > 0) {
+		const struct inotify_event *ev;
+		for (char *p = buf; p < buf + n; p += sizeof *ev + ev->len) {
+			size_t len;
+			ev = (const struct inotify_event *)p;
+			len = ev->len ? strlen(ev->name) : 0;
+			if (len < 6 || strcmp(ev->name + len - 6, ".error"))
+				continue;
+			if (ev->mask & IN_MOVED_TO)
+				moved++;
+			if (ev->mask & (IN_CREATE | IN_CLOSE_WRITE))
+				*in_place = true;
+		}
+	}
+	return moved;
+}
+
 static void test_bad_record_refuses_the_file(void)
 {
 	kd_t *kd = s_kanald("fd-bad", "      settle: 0s\n      format: csv\n");
 	char *reason = NULL;
+	bool in_place = true;
+	int watch = -1;
 
 	REQUIRE(kd);
+	watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	REQUIRE(watch >= 0 && inotify_add_watch(watch, kd_path(kd, "drop/failed"),
+						IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO) >= 0);
 	free(test_write_file(kd_path(kd, "drop"), "a-bad.csv",
 			     "id,name\n1,ok\n2,\"broken\n3,ok\n"));
 	free(test_write_file(kd_path(kd, "drop"), "b-good.csv", "id,name\n1,fine\n"));
 	REQUIRE(kd_wait_file(kd_path(kd, "drop/failed/a-bad.csv"), WAIT));
 	reason = test_read_file(kd_path(kd, "drop/failed/a-bad.csv.error"), NULL);
 	CU_ASSERT(reason && strstr(reason, "line 3") && strstr(reason, "quoted"));
+	/* The .error appeared whole: written elsewhere, then renamed into place. */
+	CU_ASSERT_EQUAL(s_errors_moved_in(watch, &in_place), 1);
+	CU_ASSERT(!in_place);
 	/* Nothing of the refused file went out; the good file after it did. */
 	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "out.jsonl"), 1, WAIT), 1);
 	test_sleep_ms(200);
 	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "out.jsonl")), 1);
 	CU_ASSERT(kd_wait_file(kd_path(kd, "drop/done/b-good.csv"), WAIT));
 done:
+	if (watch >= 0)
+		close(watch);
 	free(reason);
 	kd_destroy(&kd);
 }
@@ -558,7 +626,8 @@ done:
 	kd_destroy(&kd);
 }
 
-TEST_MAIN("filedrop", TEST(test_jsonl_file_becomes_events), TEST(test_csv_latin1_with_quotes),
+TEST_MAIN("filedrop", TEST(test_jsonl_file_becomes_events),
+	  TEST(test_empty_file_being_written_is_not_taken), TEST(test_csv_latin1_with_quotes),
 	  TEST(test_bad_record_refuses_the_file), TEST(test_xml_records_mapped_by_jq),
 	  TEST(test_unsettled_file_and_symlink),
 	  TEST(test_sigkill_mid_file_loses_and_doubles_nothing),
