@@ -1,8 +1,10 @@
 /*
  * broker/cluster_router.c — cluster mode's side of the router, on the router's thread
- * (docs/design/cluster.md). Accept: an event from the gateway or an instance's emit is
- * published to <prefix>_IN with Nats-Msg-Id from (source, id); its sender hears after the
- * PubAck (gateway replies wait, emits are acknowledged late). Route once: an event the shared
+ * (docs/design/cluster.md). Accept: an event from the gateway or an instance's emit that no
+ * enrich step reads is routed on this node at once — one message per (route, destination)
+ * to <prefix>_DLV with the ids the routing path would give them —, any other is published
+ * to <prefix>_IN with Nats-Msg-Id from (source, id); its sender hears after the PubAcks
+ * (gateway replies wait, emits are acknowledged late). Route once: an event the shared
  * `route` consumer hands to this node is matched against the routes and published once per
  * (route, destination) to <prefix>_DLV with Nats-Msg-Id (event, route, destination), then
  * acknowledged; a route with enrich steps runs them first on this node's enrich services
@@ -39,9 +41,23 @@ struct cluster_reply {
 	size_t n_changes;
 };
 
-/* A fetched message that is finished once every publish it started is answered: an event
- * being routed (acknowledged once its deliveries are stored; each of its flows still
- * enriching holds it too), or a delivery whose fallback or dead letter is being stored. */
+typedef enum waiter_kind { W_GATEWAY, W_EMIT, W_GROUP } waiter_kind_t;
+
+/* The sender of an accepted event, to answer once JetStream stored it: a gateway request's
+ * result (W_GATEWAY) or an instance's emit (W_EMIT). */
+typedef struct sender {
+	waiter_kind_t kind;
+	cluster_reply_t *reply; /* W_GATEWAY */
+	char *id;               /* W_GATEWAY: the event's id, to find its result */
+	kanal_msg_t *msg;       /* W_EMIT: the event, held again should the publish fail */
+	int origin;             /* W_EMIT */
+} sender_t;
+
+/* A set of publishes finished once each is answered: a fetched message's (an event being
+ * routed, acknowledged once its deliveries are stored — each of its flows still enriching
+ * holds it too —, or a delivery whose fallback or dead letter is being stored), or, with
+ * msg NULL, an event routed as it was accepted, whose sender hears once its deliveries are
+ * stored (docs/design/cluster.md, Routing at accept). */
 typedef struct msg_group {
 	natsMsg *msg;
 	size_t consumer;
@@ -49,19 +65,23 @@ typedef struct msg_group {
 	bool failed;
 	int64_t retry_ms;   /* > 0: an enrich flow asks again after this (NakWithDelay) */
 	int64_t touched_ms; /* fetched, or last told JetStream it is in progress */
+	/* Routed at accept (msg NULL): */
+	sender_t sender;
+	int published, duplicates; /* publishes sent, and answered Duplicate */
+	int publish_rc;            /* the first publish that failed at once: why */
+	char *error;               /* the first failure, in words */
+	kanal_msg_t *event;        /* for the stream's `accepted` line */
+	table_t *table;            /* holds `matched` valid until the answer */
+	const route_t **matched;   /* counted once the event is stored (not for a duplicate) */
+	size_t n_matched;
 } msg_group_t;
-
-typedef enum waiter_kind { W_GATEWAY, W_EMIT, W_GROUP } waiter_kind_t;
 
 /* One publish waiting for its PubAck, by token. */
 typedef struct waiter {
 	uint64_t token;
-	waiter_kind_t kind;
-	cluster_reply_t *reply; /* W_GATEWAY */
-	char *id;               /* W_GATEWAY: the event's id, to find its result */
-	kanal_msg_t *msg;       /* W_EMIT: the event, held again should the publish fail */
-	int origin;             /* W_EMIT */
-	msg_group_t *group;     /* W_GROUP */
+	sender_t sender;    /* its kind is the waiter's; W_GATEWAY, W_EMIT: the sender of an
+			     * event published to the accept stream */
+	msg_group_t *group; /* W_GROUP */
 	struct waiter *next;
 } waiter_t;
 
@@ -89,7 +109,7 @@ static waiter_t *s_waiter_new(struct cluster_router *cr, waiter_kind_t kind)
 	if (!w)
 		return NULL;
 	w->token = ++cr->next_token;
-	w->kind = kind;
+	w->sender.kind = kind;
 	w->next = cr->buckets[w->token % WAITER_BUCKETS];
 	cr->buckets[w->token % WAITER_BUCKETS] = w;
 	return w;
@@ -154,13 +174,35 @@ static msg_group_t *s_group_new(natsMsg **msg_p, size_t consumer)
 	return g;
 }
 
+static void s_accept_finish(router_t *r, msg_group_t *g);
+
+/* Frees g and what it holds (its message unacknowledged: JetStream brings it back). */
+static void s_group_free(msg_group_t *g)
+{
+	natsMsg_Destroy(g->msg);
+	s_reply_release(&g->sender.reply);
+	free(g->sender.id);
+	kanal_msg_destroy(&g->sender.msg);
+	kanal_msg_destroy(&g->event);
+	router_table_release(&g->table);
+	free(g->matched);
+	free(g->error);
+	free(g);
+}
+
 /* One of g's publishes was answered (or the builder let go): when none is left, the message
  * is acknowledged — or, when a publish failed, given back to be tried again in a second;
- * when an enrich flow is to ask again, given back with its delay. */
+ * when an enrich flow is to ask again, given back with its delay. An event routed at accept
+ * has its sender answered instead. */
 static void s_group_release(router_t *r, msg_group_t *g)
 {
 	if (--g->outstanding > 0)
 		return;
+	if (!g->msg) {
+		s_accept_finish(r, g);
+		s_group_free(g);
+		return;
+	}
 	if (g->failed)
 		natsMsg_NakWithDelay(g->msg, 1000, NULL);
 	else if (g->retry_ms > 0)
@@ -179,6 +221,7 @@ static void s_group_publish(router_t *r, msg_group_t *g, const char *subject,
 	struct cluster_router *cr = r->cluster;
 	waiter_t *w = s_waiter_new(cr, W_GROUP);
 	kanal_error_t err;
+	int rc;
 
 	if (!w) {
 		g->failed = true;
@@ -187,14 +230,21 @@ static void s_group_publish(router_t *r, msg_group_t *g, const char *subject,
 	w->group = g;
 	g->outstanding++;
 	kanal_error_clear(&err);
-	if (cluster_publish(cr->link, subject, h, n_h, body, len, w->token, &err) < 0) {
+	if ((rc = cluster_publish(cr->link, subject, h, n_h, body, len, w->token, &err)) < 0) {
 		s_waiter_take(cr, w->token);
 		free(w);
 		g->outstanding--;
 		g->failed = true;
+		if (!g->publish_rc) {
+			g->publish_rc = rc;
+			snprintf(cr->error, sizeof cr->error, "%s",
+				 err.text[0] ? err.text : "busy");
+		}
 		log_warn_limited("cluster", "cannot publish to %s: %s", subject,
 				 err.text[0] ? err.text : "the window is full");
+		return;
 	}
+	g->published++;
 }
 
 /* ---- accepting ------------------------------------------------------------------------------ */
@@ -215,12 +265,174 @@ static char *s_in_address(struct cluster_router *cr, const kanal_msg_t *msg, cha
 	return msg_id;
 }
 
+static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const char *raw,
+			       size_t raw_len, const char *event, const route_t *rt, size_t i,
+			       bool fallback);
+
+/* Makes the sender of *msg_p (a gateway request's result when origin < 0, else instance
+ * origin's emit) s, to be answered by s_sender_answer. A gateway's event, which s does not
+ * keep, goes to *keep_out when not NULL. Ownership: takes *msg_p. */
+static void s_sender_set(struct cluster_router *cr, sender_t *s, kanal_msg_t **msg_p, int origin,
+			 kanal_msg_t **keep_out)
+{
+	if (origin < 0) {
+		s->kind = W_GATEWAY;
+		s->reply = cr->request;
+		s->reply->refs++;
+		s->reply->outstanding++;
+		s->id = strdup(kanal_msg_id(*msg_p));
+		if (keep_out) {
+			*keep_out = *msg_p;
+			*msg_p = NULL;
+		}
+		kanal_msg_destroy(msg_p);
+	} else {
+		s->kind = W_EMIT;
+		s->origin = origin;
+		s->msg = *msg_p;
+		*msg_p = NULL;
+	}
+}
+
+/* Answers sender s: the event was stored (status 0), had been stored before
+ * (KANAL_EDUPLICATE), or was not stored (KANAL_EIO, `error` says why): a gateway result
+ * says so, an emit is acknowledged — or held again, to be published again. Ownership:
+ * empties s. */
+static void s_sender_answer(router_t *r, sender_t *s, int status, const char *error)
+{
+	if (s->kind == W_GATEWAY) {
+		if (status == KANAL_EDUPLICATE) {
+			r->duplicates++;
+			s_reply_change(s->reply, s->id, "duplicate", NULL);
+		} else if (status < 0) {
+			char why[300];
+			snprintf(why, sizeof why, "not accepted: %s", error);
+			s_reply_change(s->reply, s->id, "error", why);
+		} else {
+			r->accepted++;
+		}
+		s->reply->outstanding--;
+		s_reply_release(&s->reply);
+		free(s->id);
+		s->id = NULL;
+		return;
+	}
+	if (status < 0 && status != KANAL_EDUPLICATE) {
+		/* An instance's emit that JetStream did not store: held again, first in its
+		 * source's queue, and tried again with the held ones. */
+		commit_hold_again(r, (size_t)s->origin, &s->msg);
+		log_warn_limited("cluster", "an emit of '%s' was not stored, trying again: %s",
+				 r->instances[s->origin]->name, error);
+	} else {
+		if (status == KANAL_EDUPLICATE)
+			r->duplicates++;
+		else
+			r->accepted++;
+		r->acks[s->origin]++;
+	}
+	kanal_msg_destroy(&s->msg);
+}
+
+/* True when msg is to be routed as it is accepted: no route it matches has enrich steps
+ * (they run on the node that takes the event from the accept stream, with its redelivery
+ * and backoff). The matched routes go to m (up to cap; *n their count). */
+static bool s_route_at_accept(router_t *r, const kanal_msg_t *msg, const route_t **m, size_t cap,
+			      size_t *n)
+{
+	*n = routes_match(r->table->routes, msg, m, cap);
+	if (*n > cap)
+		return false; /* more routes than this is not a routing table: the old path */
+	for (size_t i = 0; i < *n; i++)
+		if (m[i]->n_enrich)
+			return false;
+	return true;
+}
+
+/* Routes *msg_p as it is accepted (docs/design/cluster.md, Routing at accept): one message
+ * per (matched route, destination) — the default destination when none matched — to the
+ * delivery stream with the ids the routing path gives them, (event, route, destination)
+ * where event is the accept stream's id of (source, id). The sender hears once all are
+ * answered (s_accept_finish). Returns as cluster_router_accept; when nothing could be
+ * published at once (the window is full), *msg_p stays with the caller. */
+static int s_accept_routed(router_t *r, kanal_msg_t **msg_p, int origin, const route_t **m,
+			   size_t n)
+{
+	struct cluster_router *cr = r->cluster;
+	msg_group_t *g = calloc(1, sizeof *g);
+	char subject[300], event[300], *msg_id = NULL, *body = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (g && n && !(g->matched = malloc(n * sizeof *g->matched)))
+		goto nomem;
+	msg_id = g ? s_in_address(cr, *msg_p, subject, sizeof subject) : NULL;
+	body = msg_id ? kanal_msg_to_json(*msg_p, &len) : NULL;
+	if (!body)
+		goto nomem;
+	/* As the routing node reads it from the message's header (s_on_event). */
+	snprintf(event, sizeof event, "%s", msg_id);
+	g->outstanding = 1; /* this function's, until every publish is out */
+	if (n == 0)
+		s_publish_delivery(r, g, *msg_p, body, len, event, NULL, 0, false);
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < m[i]->n_to; k++)
+			s_publish_delivery(r, g, *msg_p, body, len, event, m[i], k, false);
+	kanal_free(body);
+	free(msg_id);
+	if (g->failed && g->published == 0) {
+		/* Nothing went out: the sender hears at once (busy, or why not). */
+		rc = g->publish_rc ? g->publish_rc : KANAL_ENOMEM;
+		s_group_free(g);
+		return rc;
+	}
+	if (n)
+		memcpy(g->matched, m, n * sizeof *m);
+	g->n_matched = n;
+	g->table = r->table;
+	r->table->refs++;
+	s_sender_set(cr, &g->sender, msg_p, origin, &g->event);
+	s_group_release(r, g);
+	return ROUTER_ACK_LATER;
+nomem:
+	kanal_free(body);
+	free(msg_id);
+	if (g)
+		s_group_free(g);
+	return KANAL_ENOMEM;
+}
+
+/* Every publish of an event routed at accept is answered: its sender hears `accepted` when
+ * all were stored (some perhaps before, by an earlier try), `duplicate` when every one had
+ * been (a resend), an error when one failed (the sender resends; the stored ones are then
+ * duplicates). A stored event is counted, its routes' matches too, and put on the stream
+ * as the routing node does. */
+static void s_accept_finish(router_t *r, msg_group_t *g)
+{
+	int status = g->failed                                           ? KANAL_EIO
+		     : g->published > 0 && g->duplicates == g->published ? KANAL_EDUPLICATE
+									 : 0;
+	const kanal_msg_t *event = g->event ? g->event : g->sender.msg;
+
+	if (status == 0) {
+		if (g->n_matched == 0)
+			r->unmatched++;
+		for (size_t i = 0; i < g->n_matched; i++)
+			if (g->matched[i]->stat)
+				g->matched[i]->stat->matched++;
+		if (event)
+			ROUTER_PUBLISH(r, "accepted", NULL, event,
+				       json_pack("{s:s}", "node", "cluster"));
+	}
+	s_sender_answer(r, &g->sender, status,
+			g->error ? g->error : "a delivery was not stored in the delivery stream");
+}
+
 int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 {
 	struct cluster_router *cr = r->cluster;
-	const char *id = kanal_msg_id(*msg_p);
+	const route_t *stack[64];
 	char subject[300], *msg_id, *body;
-	size_t len;
+	size_t len, n;
 	cluster_header_t h[1];
 	kanal_error_t err;
 	waiter_t *w;
@@ -232,6 +444,9 @@ int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 	}
 	if (origin < 0 && !cr->request && !(cr->request = calloc(1, sizeof *cr->request)))
 		return KANAL_ENOMEM;
+	if (s_route_at_accept(r, *msg_p, stack, 64, &n))
+		return s_accept_routed(r, msg_p, origin, stack, n);
+	/* A route with enrich steps: through the accept stream, to a routing node. */
 	body = kanal_msg_to_json(*msg_p, &len);
 	msg_id = s_in_address(cr, *msg_p, subject, sizeof subject);
 	w = s_waiter_new(cr, origin < 0 ? W_GATEWAY : W_EMIT);
@@ -252,17 +467,7 @@ int cluster_router_accept(router_t *r, kanal_msg_t **msg_p, int origin)
 		snprintf(cr->error, sizeof cr->error, "%s", err.text[0] ? err.text : "busy");
 		return rc;
 	}
-	if (origin < 0) {
-		w->reply = cr->request;
-		w->reply->refs++;
-		w->reply->outstanding++;
-		w->id = strdup(id);
-		kanal_msg_destroy(msg_p);
-	} else {
-		w->origin = origin;
-		w->msg = *msg_p;
-		*msg_p = NULL;
-	}
+	s_sender_set(cr, &w->sender, msg_p, origin, NULL);
 	return ROUTER_ACK_LATER;
 }
 
@@ -334,40 +539,18 @@ static void s_on_puback(router_t *r, const cluster_item_t *it)
 
 	if (!w)
 		return;
-	if (w->kind == W_GROUP) {
+	if (w->sender.kind == W_GROUP) {
 		if (it->status == KANAL_EIO) {
 			w->group->failed = true;
+			if (!w->group->error)
+				w->group->error = strdup(it->error);
 			log_warn_limited("cluster", "%s", it->error);
+		} else if (it->status == KANAL_EDUPLICATE) {
+			w->group->duplicates++;
 		}
 		s_group_release(r, w->group);
-	} else if (w->kind == W_GATEWAY) {
-		if (it->status == KANAL_EDUPLICATE) {
-			r->duplicates++;
-			s_reply_change(w->reply, w->id, "duplicate", NULL);
-		} else if (it->status < 0) {
-			char why[300];
-			snprintf(why, sizeof why, "not accepted: %s", it->error);
-			s_reply_change(w->reply, w->id, "error", why);
-		} else {
-			r->accepted++;
-		}
-		w->reply->outstanding--;
-		s_reply_release(&w->reply);
-		free(w->id);
-	} else if (it->status < 0) {
-		/* An instance's emit that JetStream did not store: held again, first in its
-		 * source's queue, and tried again with the held ones. */
-		commit_hold_again(r, (size_t)w->origin, &w->msg);
-		log_warn_limited("cluster", "an emit of '%s' was not stored, trying again: %s",
-				 r->instances[w->origin]->name, it->error);
-		kanal_msg_destroy(&w->msg);
 	} else {
-		if (it->status == KANAL_EDUPLICATE)
-			r->duplicates++;
-		else
-			r->accepted++;
-		r->acks[w->origin]++;
-		kanal_msg_destroy(&w->msg);
+		s_sender_answer(r, &w->sender, it->status, it->error);
 	}
 	free(w);
 }
@@ -388,11 +571,12 @@ static const route_t *s_route_named(router_t *r, const char *name)
 	return NULL;
 }
 
+/* Header `name` of m, "" when absent (or m is NULL: an event routed at accept). */
 static const char *s_header(natsMsg *m, const char *name)
 {
 	const char *v = NULL;
 
-	return natsMsgHeader_Get(m, name, &v) == NATS_OK && v ? v : "";
+	return m && natsMsgHeader_Get(m, name, &v) == NATS_OK && v ? v : "";
 }
 
 /* Publishes event msg as a dead letter for dest (group g acknowledges its message after). */
@@ -437,9 +621,6 @@ out:
 
 static void s_dead_in(router_t *r, msg_group_t *g, const char *event, delivery_t *dl,
 		      const route_t *rt, const char *reason);
-static void s_publish_delivery(router_t *r, msg_group_t *g, const kanal_msg_t *msg, const char *raw,
-			       size_t raw_len, const char *event, const route_t *rt, size_t i,
-			       bool fallback);
 
 /* Route rt's transform for dest refused msg: kanald's own REJECT, which no connector saw. As
  * in single-node mode (delivery_reject), a primary's goes to the route's fallback; else it is
@@ -1332,14 +1513,13 @@ void cluster_router_destroy(router_t *r)
 		while (cr->buckets[i]) {
 			waiter_t *w = cr->buckets[i];
 			cr->buckets[i] = w->next;
-			free(w->id);
-			s_reply_release(&w->reply);
-			kanal_msg_destroy(&w->msg);
-			if (w->group && --w->group->outstanding == 0) {
-				/* Unacknowledged: JetStream brings it back after AckWait. */
-				natsMsg_Destroy(w->group->msg);
-				free(w->group);
-			}
+			free(w->sender.id);
+			s_reply_release(&w->sender.reply);
+			kanal_msg_destroy(&w->sender.msg);
+			/* Unacknowledged, or unanswered: JetStream brings it back after AckWait,
+			 * the sender resends. */
+			if (w->group && --w->group->outstanding == 0)
+				s_group_free(w->group);
 			free(w);
 		}
 	}

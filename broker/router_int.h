@@ -709,7 +709,8 @@ struct cluster *cluster_router_link(router_t *r);
 int cluster_router_fd(const router_t *r);
 /* Handles what the inbox holds: PubAcks, events to route, deliveries for local instances. */
 void cluster_router_on_inbox(router_t *r);
-/* router_accept in cluster mode: publishes *msg_p to the accept stream. Returns
+/* router_accept in cluster mode: routes *msg_p to the delivery stream at once when no route
+ * it matches has enrich steps, else publishes it to the accept stream. Returns
  * ROUTER_ACK_LATER (taken), KANAL_EBUSY (the publish window is full), KANAL_EIO (not
  * connected or refused: cluster_router_error says why) or KANAL_ENOMEM, leaving *msg_p with
  * the caller on failure. Ownership: takes *msg_p on success. */

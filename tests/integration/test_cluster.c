@@ -1,7 +1,9 @@
 /*
  * tests/integration/test_cluster.c — cluster mode (journal.mode: cluster, docs/cluster.md)
  * against real nats-server processes (tests/util/natsd.h) and real kanald nodes: an event is
- * answered "accepted" only once JetStream stored it, a resend is "duplicate", every accepted
+ * answered "accepted" only once JetStream stored it, a resend (to any node) is "duplicate",
+ * an event no enrich step reads is routed by the node that accepts it (never through
+ * KANAL_IN) while an enriched one goes through KANAL_IN, every accepted
  * event reaches every destination at least once — with one node, and with three nats-server
  * and three kanald nodes while one kanald (a batch in flight to it), and in a second test one
  * nats-server, is killed mid-stream, resends stored once (1500 events each;
@@ -158,7 +160,8 @@ static void test_one_node_end_to_end(void)
 	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 1, events, 60000, &da, &db), 0);
 	CU_ASSERT_EQUAL(da + db, 0); /* nothing died: nothing delivered twice */
 
-	/* The first batch again: JetStream's duplicate window answers, nothing is routed. */
+	/* The first batch again, its deliveries long acknowledged (and gone from the work
+	 * queue): JetStream's duplicate window still answers, nothing is delivered again. */
 	free(batch);
 	batch = clu_batch(0, BATCH, "x.ok");
 	REQUIRE(kd_send_event(kd, batch, NULL, WAIT, &reply));
@@ -308,6 +311,88 @@ done:
 	free(batch);
 	free(conf);
 	kd_destroy(&kd);
+	natsd_destroy(&nc);
+}
+
+/* ---- routing at accept ------------------------------------------------------------------ */
+
+/* A node's counters: accepted, duplicates, and route `both`'s matches. */
+static void s_counters(kd_t *kd, json_int_t *accepted, json_int_t *duplicates, json_int_t *matched)
+{
+	char *reply = kd_admin(kd, "{\"cmd\":\"status\"}", WAIT);
+	json_t *st = reply ? json_loads(reply, 0, NULL) : NULL, *rc;
+	json_t *c = json_object_get(st, "counters");
+	size_t i;
+
+	*accepted = json_integer_value(json_object_get(c, "accepted"));
+	*duplicates = json_integer_value(json_object_get(c, "duplicates"));
+	*matched = -1;
+	json_array_foreach(json_object_get(st, "route_counters"), i,
+			   rc) if (!strcmp(json_string_value(json_object_get(rc, "name")) ?: "",
+					   "both")) *matched =
+		json_integer_value(json_object_get(rc, "matched"));
+	json_decref(st);
+	free(reply);
+}
+
+/* An event no enrich step reads is routed by the node that accepts it, straight to the
+ * delivery stream: the accept stream never sees it (docs/design/cluster.md, Routing at
+ * accept). A resend of a stored batch to another node is answered "duplicate" (every one
+ * of its deliveries is), each event is delivered once, and only the first node counts it
+ * accepted and matched. */
+static void test_routed_at_accept(void)
+{
+	natsd_t *nc = NULL;
+	kd_t *nodes[2] = { NULL, NULL };
+	char *conf = NULL, *batch = NULL, *reply = NULL;
+	size_t acc = 0, dup = 0, other = 0, da = 0, db = 0;
+	json_int_t accepted, duplicates, matched;
+
+	if (!natsd_available()) {
+		fprintf(stderr, "skipped: nats-server is not installed (scripts/deps.sh)\n");
+		return;
+	}
+	REQUIRE((nc = natsd_start("cluster-at-accept", 1)) != NULL);
+	conf = s_conf(nc, 1, "10m");
+	REQUIRE((nodes[0] = kd_start("cluster-at-accept-kd1", conf, s_routes)) != NULL);
+	REQUIRE((nodes[1] = kd_start("cluster-at-accept-kd2", conf, s_routes)) != NULL);
+	batch = clu_batch(0, BATCH, "x.ok");
+	REQUIRE(kd_send_event(nodes[0], batch, NULL, WAIT, &reply));
+	clu_tally(reply, &acc, &dup, &other, NULL, 0);
+	CU_ASSERT_EQUAL(acc, BATCH);
+	/* Stored once per (event, route, destination), never in the accept stream. */
+	CU_ASSERT_EQUAL(clu_stream_last_seq(nc, "KANAL_DLV"), 2 * BATCH);
+	CU_ASSERT_EQUAL(clu_stream_last_seq(nc, "KANAL_IN"), 0);
+
+	/* The sender heard nothing (say) and resends to the other node. */
+	free(reply);
+	reply = NULL;
+	acc = dup = other = 0;
+	REQUIRE(kd_send_event(nodes[1], batch, NULL, WAIT, &reply));
+	clu_tally(reply, &acc, &dup, &other, NULL, 0);
+	CU_ASSERT_EQUAL(dup, BATCH);
+	CU_ASSERT_EQUAL(acc + other, 0);
+	CU_ASSERT_EQUAL(clu_stream_last_seq(nc, "KANAL_DLV"), 2 * BATCH);
+	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 2, BATCH, 60000, &da, &db), 0);
+	test_sleep_ms(1000);
+	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 2, BATCH, 1000, &da, &db), 0);
+	CU_ASSERT_EQUAL(da + db, 0); /* once each */
+	CU_ASSERT_EQUAL(clu_stream_last_seq(nc, "KANAL_IN"), 0);
+
+	s_counters(nodes[0], &accepted, &duplicates, &matched);
+	CU_ASSERT_EQUAL(accepted, BATCH);
+	CU_ASSERT_EQUAL(duplicates, 0);
+	CU_ASSERT_EQUAL(matched, BATCH);
+	s_counters(nodes[1], &accepted, &duplicates, &matched);
+	CU_ASSERT_EQUAL(accepted, 0);
+	CU_ASSERT_EQUAL(duplicates, BATCH);
+	CU_ASSERT_EQUAL(matched, 0);
+done:
+	free(reply);
+	free(batch);
+	free(conf);
+	for (int k = 0; k < 2; k++)
+		kd_destroy(&nodes[k]);
 	natsd_destroy(&nc);
 }
 
@@ -689,6 +774,8 @@ static void test_enrich_in_cluster(void)
 		CU_ASSERT(s_lookup(nodes[k % 2], "p-", k, IDA));
 	CU_ASSERT_EQUAL(s_wait_enriched(nodes, 2, "p-", n, 60000, &dups), n);
 	CU_ASSERT_EQUAL(dups, 0); /* nothing died: each enriched and delivered once */
+	/* An event an enrich step reads goes through the accept stream, to a routing node. */
+	CU_ASSERT_EQUAL(clu_stream_last_seq(fx.nc, "KANAL_IN"), n);
 	CU_ASSERT_EQUAL(clu_dead_count(fx.nc), 0);
 
 	/* The service fails once (HTTP 503: RETRY): the event is given back to JetStream with
@@ -975,8 +1062,10 @@ static void s_three_nodes(victim_t victim)
 	if (victim == KILL_NATS)
 		CU_ASSERT_EQUAL(natsd_restart(nc, 2), 0);
 	CU_ASSERT_EQUAL(s_wait_delivered(nodes, 3, n_events, 300000, &da, &db), 0);
-	/* Each event stored once in the accept stream, resends or not. */
-	CU_ASSERT_EQUAL(clu_stream_last_seq(nc, "KANAL_IN"), n_events);
+	/* Each delivery stored once in the delivery stream, resends or not; routed at accept,
+	 * the events never went through the accept stream. */
+	CU_ASSERT_EQUAL(clu_stream_last_seq(nc, "KANAL_DLV"), 2 * n_events);
+	CU_ASSERT_EQUAL(clu_stream_last_seq(nc, "KANAL_IN"), 0);
 	for (int k = 0; k < 3; k++)
 		per_node[k] = kd_lines(kd_path(nodes[k], "a.jsonl")) +
 			      kd_lines(kd_path(nodes[k], "b.jsonl"));
@@ -1027,7 +1116,7 @@ static void test_three_nodes_nats_killed(void)
 	s_three_nodes(KILL_NATS);
 }
 
-TEST_MAIN("cluster", TEST(test_config), TEST(test_one_node_end_to_end),
+TEST_MAIN("cluster", TEST(test_config), TEST(test_one_node_end_to_end), TEST(test_routed_at_accept),
 	  TEST(test_no_nats_no_acknowledgement), TEST(test_emits_go_through_jetstream),
 	  TEST(test_slow_delivery_in_progress), TEST(test_event_lines_on_nats),
 	  TEST(test_enrich_in_cluster), TEST(test_enrich_node_dies), TEST(test_refuses_to_start),

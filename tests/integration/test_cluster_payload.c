@@ -1,9 +1,10 @@
 /*
  * tests/integration/test_cluster_payload.c — in cluster mode (docs/cluster.md) an event reaches
  * its destination as it was sent: every attribute, extension attributes and a data object with
- * escapes and non-ASCII text, whether the route passes it on as it is (the router then
- * publishes the accepted event's bytes from KANAL_IN unchanged, docs/design/cluster.md) or
- * transforms it (then the transformed event, never the accepted bytes). Needs nats-server;
+ * escapes and non-ASCII text, whether the route passes it on as it is (the accepting node
+ * then publishes the bytes it serialised the event to once, as a routing node publishes the
+ * accepted event's bytes from KANAL_IN, docs/design/cluster.md) or transforms it (then the
+ * transformed event, never the accepted bytes). Needs nats-server;
  * skipped without it.
  */
 #include <jansson.h>
