@@ -255,10 +255,10 @@ $(BUILD)/obj/tests/plugins/tp_abi10.o: tests/plugins/tp_abi10.c
 
 TEST_LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(CORE_A) $(CONN_A) $(SDK_IN) $(CONN_LIBS) $(CORE_LIBS) $(LIBS) $(CUNIT) \
 	-Wl,-rpath,'$$ORIGIN/../lib'
-$(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL_A) $(LIBKANAL)
+$(UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(CONN_A) $(LIBKANAL_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(TEST_LINK)
-$(INT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(LIBKANAL_A) $(LIBKANAL)
+$(INT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(TEST_UTIL)) $(CORE_A) $(CONN_A) $(LIBKANAL_A) $(LIBKANAL)
 	@mkdir -p $(dir $@)
 	$(TEST_LINK)
 
