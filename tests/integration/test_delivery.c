@@ -431,6 +431,12 @@ static size_t s_crash_count(const char *path, unsigned *counts)
 	memset(counts, 0, sizeof *counts * CRASH_EVENTS);
 	if (!text)
 		return 0;
+	/* Only whole lines: kanald may be appending one (a late duplicate) as we read, and a
+	 * read can see part of that write. */
+	if ((line = strrchr(text, '\n')))
+		line[1] = '\0';
+	else
+		text[0] = '\0';
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		const char *p = strstr(line, "\"id\":\"");
 		int idx = p ? s_crash_index(p + 6, '"') : -1;

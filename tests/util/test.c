@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,17 +213,57 @@ int64_t test_now_ms(void)
 }
 
 /* A TCP port free on 127.0.0.1 just now (the kernel's pick), or 0. */
-int test_free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+/* Ports handed out by this process, so that two calls never return the same one. */
+static int s_ports_given[256];
+static size_t s_n_ports_given;
 
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
+/* True when nothing listens on 127.0.0.1:port now and it was not handed out before. */
+static bool s_port_free(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				 .sin_port = htons((uint16_t)port) };
+	int fd;
+	bool ok;
+
+	for (size_t i = 0; i < s_n_ports_given && i < 256; i++)
+		if (s_ports_given[i] == port)
+			return false;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
 	if (fd >= 0)
 		close(fd);
+	return ok;
+}
+
+int test_free_port(void)
+{
+	static unsigned seed;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	int fd, port = 0;
+
+	/* Below Linux's ephemeral range (32768-60999 by default): a port from that range can
+	 * be taken, between this call and the server's bind, as the local end of some other
+	 * process's outgoing connection — seen when one nats-server of a test cluster dialled
+	 * its peers while another was still to bind its route port. */
+	if (!seed)
+		seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	for (int tries = 0; tries < 500 && !port; tries++) {
+		int p = 20000 + (int)(rand_r(&seed) % 12000);
+		if (s_port_free(p))
+			port = p;
+	}
+	if (!port) { /* everything there taken: let the kernel choose, as before */
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+		    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+			port = ntohs(a.sin_port);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (port)
+		s_ports_given[s_n_ports_given++ % 256] = port;
 	return port;
 }
 

@@ -43,7 +43,8 @@ int64_t test_now_ms(void);
  * malloc'd path. */
 char *test_tmpdir(const char *tag);
 
-/* A TCP port free on 127.0.0.1 just now (the kernel's pick), or 0. */
+/* A TCP port free on 127.0.0.1 just now, below the kernel's ephemeral range and never
+ * returned before by this process, or 0. */
 int test_free_port(void);
 void test_rmdir_r(const char *path);
 /* The entries of folder path, hidden ones ('.…') not counted; -1 when it cannot be read. */
