@@ -73,6 +73,26 @@ int kanal__blob_each_uri(const char *attr, void (*fn)(void *arg, const char *uri
 	return n;
 }
 
+bool kanal__blob_attr_only_uris(const char *text, size_t len)
+{
+	size_t plen = sizeof KANAL_BLOB_URI_PREFIX - 1, i = 0;
+
+	if (len == 0)
+		return false;
+	while (i < len) {
+		if (len - i < plen + 64 || memcmp(text + i, KANAL_BLOB_URI_PREFIX, plen) != 0)
+			return false;
+		for (size_t k = i + plen; k < i + plen + 64; k++)
+			if (!((text[k] >= '0' && text[k] <= '9') ||
+			      (text[k] >= 'a' && text[k] <= 'f')))
+				return false;
+		i += plen + 64;
+		if (i < len && (text[i] != ' ' || ++i == len))
+			return false; /* one space between URIs, none at the end */
+	}
+	return true;
+}
+
 /* A media type is "type/subtype" of token characters, parameters after ';' allowed, and
  * fits the reference. Anything else would not survive being written into an event. */
 static bool s_media_type_ok(const char *mt)

@@ -86,6 +86,12 @@ void kanal__blob_usage(kanal__blob_store_t *store, int64_t *count, int64_t *byte
  * into hex (65 bytes) when it is not NULL. Returns 0 or KANAL_EINVAL. */
 int kanal__blob_uri_hex(const char *uri, char *hex);
 
+/* True when text[0..len) is nothing but blob URIs, one space between them: a `kanalblob`
+ * value as kanal_blob_put's references make it. Its 64 hex digits name content, not a
+ * person, so the CPR check of context attributes passes such a value (a digest's digits
+ * can look like a CPR number: about one photo in 400 was refused). */
+bool kanal__blob_attr_only_uris(const char *text, size_t len);
+
 /* Calls fn(arg, uri) for every blob URI in a `kanalblob` attribute value (URIs separated
  * by spaces); a word that is not a blob URI is skipped. Returns how many URIs it passed. */
 int kanal__blob_each_uri(const char *attr, void (*fn)(void *arg, const char *uri), void *arg);

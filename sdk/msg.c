@@ -20,6 +20,7 @@
 #include <kanal/error.h>
 #include <kanal/msg.h>
 
+#include "blob_store.h"
 #include "json_scan.h"
 #include "mpool.h"
 #include "msg_int.h"
@@ -232,6 +233,13 @@ static bool s_is_traceparent(const char *name, size_t name_len, const char *v, s
 	return true;
 }
 
+/* The kanalblob attribute as the blob store writes it: SHA-256 digests, not persons. */
+static bool s_is_blob_list(const char *name, size_t name_len, const char *v, size_t len)
+{
+	return name_len == sizeof KANAL_BLOB_ATTRIBUTE - 1 &&
+	       !memcmp(name, KANAL_BLOB_ATTRIBUTE, name_len) && kanal__blob_attr_only_uris(v, len);
+}
+
 bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 {
 	static const int core[] = { MSG_ID,   MSG_SOURCE,          MSG_SUBJECT,   MSG_TYPE,
@@ -248,7 +256,8 @@ bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 	for (size_t i = 0; i < msg->n_ext && !hit; i++) {
 		const msg_ext_t *e = &msg->ext[i];
 		if ((s_cpr_in(e->text, e->text_len) &&
-		     !s_is_traceparent(e->name, e->name_len, e->text, e->text_len)) ||
+		     !s_is_traceparent(e->name, e->name_len, e->text, e->text_len) &&
+		     !s_is_blob_list(e->name, e->name_len, e->text, e->text_len)) ||
 		    s_cpr_in(e->name, e->name_len))
 			hit = e->name;
 	}
