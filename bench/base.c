@@ -16,11 +16,14 @@
  * last, so start-up is left out and only messages that arrived count. CPU per message is
  * the process's CPU clock over the same window.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "bench.h"
@@ -273,6 +276,65 @@ out:
 	sqlite3_finalize(ins);
 	sqlite3_close(db);
 	free(body);
+	if (dir) {
+		bench_rmdir(dir);
+		free(dir);
+	}
+	return rc;
+}
+
+/* The raw file store: what a durable store of files must do at the least for each blob — write
+ * it to a new file, fsync it, rename it into place, read it back whole, and remove it —
+ * one blob after the other on one thread, without a digest. kanal's blob row does the
+ * same through kanal_blob_put (content-addressed: SHA-256, tmp file, fsync, rename), an
+ * event naming it, the sink's kanal_blob_get (the digest checked again) and the broker's
+ * removal once the delivery is done. */
+int base_blob_files(const bench_params_t *p, const bench_spec_t *spec, bench_result_t *r)
+{
+	char *dir = bench_mkdir(p, "blobs");
+	size_t size = (size_t)spec->size;
+	unsigned char *body = malloc(size), *back = malloc(size);
+	long n = p->n_blob, warm = n / 10;
+	int64_t t_warm = 0, cpu_warm = 0, t_end, cpu_end;
+	int rc = -1;
+
+	if (!dir || !body || !back) {
+		bench_na(r, "out of memory");
+		goto out;
+	}
+	memset(body, 'b', size);
+	for (long i = 0; i < n; i++) {
+		char tmp[1300], final[1300];
+		int fd;
+
+		if (i == warm) {
+			t_warm = bench_now_ns();
+			cpu_warm = bench_cpu_ns();
+		}
+		memcpy(body, &i, sizeof i);
+		snprintf(tmp, sizeof tmp, "%s/tmp.%ld", dir, i);
+		snprintf(final, sizeof final, "%s/blob.%ld", dir, i);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || write(fd, body, size) != (ssize_t)size || fsync(fd) != 0 ||
+		    close(fd) != 0 || rename(tmp, final) != 0) {
+			bench_na(r, "cannot write %s: %s", tmp, strerror(errno));
+			goto out;
+		}
+		fd = open(final, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || read(fd, back, size) != (ssize_t)size || close(fd) != 0 ||
+		    memcmp(back, body, size) != 0 || unlink(final) != 0) {
+			bench_na(r, "cannot read back %s: %s", final, strerror(errno));
+			goto out;
+		}
+	}
+	t_end = bench_now_ns();
+	cpu_end = bench_cpu_ns();
+	r->rate = (double)(n - warm) / ((double)(t_end - t_warm) / 1e9);
+	r->cpu_us = (double)(cpu_end - cpu_warm) / 1e3 / (double)(n - warm);
+	rc = 0;
+out:
+	free(body);
+	free(back);
 	if (dir) {
 		bench_rmdir(dir);
 		free(dir);

@@ -41,6 +41,7 @@ typedef struct bench_params {
 	long n_kanal;       /* events per kanal throughput run (512 B; fewer for 4 KiB) */
 	long n_gateway;     /* events per gateway run */
 	long n_peer;        /* messages per peer throughput run */
+	long n_blob;        /* blobs per blob run (kanal's and the raw file store's) */
 	int lat_rate;       /* events/s of the latency runs */
 	double lat_seconds; /* length of a latency run */
 	char build[1024];   /* absolute path of the build tree (BUILD) */
@@ -77,6 +78,10 @@ struct bench_spec {
 int base_zmq_pushpull(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 int base_zmq_hop(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 int base_sqlite_wal(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
+int base_blob_files(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
+
+/* The blob rows' content: a photo or a letter's PDF. */
+#define BENCH_BLOB_SIZE (256 * 1024)
 
 /* kanal.c: kanald with the bench plugins. variant selects the workload (KANAL_RUN_*),
  * spec->durable the journal mode. */
@@ -90,6 +95,7 @@ enum {
 	KANAL_RUN_GATEWAY_BATCH,
 	KANAL_RUN_SQLCIPHER, /* one route, the durable journal encrypted (journal.key_file) */
 	KANAL_RUN_CLUSTER,   /* one route, journal.mode cluster on one nats-server (R1) */
+	KANAL_RUN_BLOB,      /* one route, each event with a BENCH_BLOB_SIZE blob (issue 15) */
 };
 int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);
 int kanal_routes(const bench_params_t *p, const bench_spec_t *s, bench_result_t *r);

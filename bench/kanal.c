@@ -171,7 +171,7 @@ static void s_close(krun_t *k, bool failed)
 
 typedef struct summary {
 	bool complete;
-	long received, expect, out_of_order;
+	long received, expect, out_of_order, blob_errors;
 	double rate, cpu_us, busiest, p50_us, p99_us, p999_us;
 } summary_t;
 
@@ -185,6 +185,7 @@ static int s_read_summary(const char *path, summary_t *s)
 	s->received = (long)json_integer_value(json_object_get(j, "received"));
 	s->expect = (long)json_integer_value(json_object_get(j, "expect"));
 	s->out_of_order = (long)json_integer_value(json_object_get(j, "out_of_order"));
+	s->blob_errors = (long)json_integer_value(json_object_get(j, "blob_errors"));
 	s->rate = json_number_value(json_object_get(j, "rate"));
 	s->cpu_us = json_number_value(json_object_get(j, "cpu_us_per_event"));
 	s->busiest = json_number_value(json_object_get(j, "busiest_thread"));
@@ -234,6 +235,9 @@ static int s_collect(krun_t *k, pid_t helper, int timeout_ms, bench_result_t *r)
 		if (!s[i].complete && s[i].received < 2 * (s[i].expect / 10))
 			return bench_na(r, "timed out: sink %d received %ld of %ld events; see %s",
 					i, s[i].received, s[i].expect, k->log);
+		if (s[i].blob_errors > 0)
+			return bench_na(r, "sink %d could not read %ld blobs; see %s", i,
+					s[i].blob_errors, k->log);
 		if (!s[i].complete)
 			snprintf(r->note, sizeof r->note,
 				 "time limit reached: measured on the %ld of %ld events delivered "
@@ -275,6 +279,7 @@ typedef struct workload {
 	bool encrypted; /* the journal encrypted with SQLCipher (durable too) */
 	bool stall;     /* the pending-memory run: a stopped sink, no summary awaited */
 	bool cluster;   /* journal.mode cluster on a nats-server of its own (R1) */
+	long blob_size; /* > 0: every event carries a blob of this many bytes */
 } workload_t;
 
 /* The instances YAML: one bench_source (none for a gateway run) and the sinks. */
@@ -289,16 +294,18 @@ static char *s_instances(const bench_params_t *p, const krun_t *k, const workloa
 			  "  - name: src\n"
 			  "    plugin: %s/bench/plugins/bench_source.so\n"
 			  "    options: { type: %s, count: %ld, size: %d, rate: %ld, "
-			  "done_file: %s/source.done }\n",
-			  p->build, w->type, w->count, w->size, w->rate, k->dir) < 0)
+			  "blob_size: %ld, burst: %d, done_file: %s/source.done }\n",
+			  p->build, w->type, w->count, w->size, w->rate, w->blob_size,
+			  w->blob_size > 0 ? 16 : 2000, k->dir) < 0)
 		text = NULL;
 	for (int i = 0; text && i < w->n_sinks; i++) {
 		if (asprintf(&next,
 			     "%s  - name: dst%d\n"
 			     "    plugin: %s/bench/plugins/bench_sink.so\n"
-			     "    options: { expect: %ld, warmup: %ld, summary: %s, stall: %s }\n",
+			     "    options: { expect: %ld, warmup: %ld, summary: %s, stall: %s, "
+			     "blobs: %s }\n",
 			     text, i, p->build, w->count, warmup, k->summary[i],
-			     w->stall ? "true" : "false") < 0)
+			     w->stall ? "true" : "false", w->blob_size > 0 ? "true" : "false") < 0)
 			next = NULL;
 		free(text);
 		text = next;
@@ -530,6 +537,10 @@ int kanal_throughput(const bench_params_t *p, const bench_spec_t *s, bench_resul
 	case KANAL_RUN_CLUSTER:
 		w.cluster = true;
 		w.count = s_events(p, s->size, true);
+		break;
+	case KANAL_RUN_BLOB:
+		w.count = p->n_blob;
+		w.blob_size = BENCH_BLOB_SIZE;
 		break;
 	default:
 		return bench_na(r, "unknown kanal workload %d", s->variant);

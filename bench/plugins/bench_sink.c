@@ -63,6 +63,13 @@ static const kanal_option_t s_options[] = {
 	  .default_value = "false",
 	  .required = false,
 	  .help = "Write <summary>.seen: for each benchseq 1 … expect, how many times it came." },
+	{ .name = "blobs",
+	  .type = KANAL_OPT_BOOL,
+	  .default_value = "false",
+	  .required = false,
+	  .help = "Read each event's blob (its kanalblob attribute) with kanal_blob_get, which "
+		  "checks its digest; the summary counts the events whose blob could not be "
+		  "read." },
 	{ .name = NULL },
 };
 
@@ -85,6 +92,8 @@ typedef struct bench_sink {
 	int64_t last_seq;
 	int64_t out_of_order;
 	int64_t unstamped;
+	bool blobs;
+	int64_t blob_bytes, blob_errors;
 	thread_ticks_t warm_threads[MAX_THREADS];
 	int n_warm_threads;
 	double busiest_share, busiest2_share; /* of one core, over the window */
@@ -210,14 +219,16 @@ static void s_write_summary(kanal_ctx_t *ctx, bench_sink_t *s, bool complete)
 		" \"window_s\": %.6f, \"rate\": %.1f,\n"
 		" \"cpu_us_per_event\": %.3f, \"busiest_thread\": %.3f, \"second_thread\": %.3f,\n"
 		" \"out_of_order\": %" PRId64 ", \"unstamped\": %" PRId64 ",\n"
+		" \"blob_bytes\": %" PRId64 ", \"blob_errors\": %" PRId64 ",\n"
 		" \"lat_n\": %" PRId64 ", \"p50_ns\": %" PRId64 ", \"p99_ns\": %" PRId64
 		", \"p999_ns\": %" PRId64 ", \"max_ns\": %" PRId64 "}\n",
 		complete ? "true" : "false", s->expect, s->received, s->warmup, window_s,
 		window_s > 0 && counted > 0 ? (double)counted / window_s : 0.0,
 		counted > 0 ? (double)(s->cpu_last - s->cpu_warm) / 1e3 / (double)counted : 0.0,
-		s->busiest_share, s->busiest2_share, s->out_of_order, s->unstamped, s->n_lat,
-		s_quantile(s->lat, s->n_lat, 0.50), s_quantile(s->lat, s->n_lat, 0.99),
-		s_quantile(s->lat, s->n_lat, 0.999), s->n_lat ? s->lat[s->n_lat - 1] : -1);
+		s->busiest_share, s->busiest2_share, s->out_of_order, s->unstamped, s->blob_bytes,
+		s->blob_errors, s->n_lat, s_quantile(s->lat, s->n_lat, 0.50),
+		s_quantile(s->lat, s->n_lat, 0.99), s_quantile(s->lat, s->n_lat, 0.999),
+		s->n_lat ? s->lat[s->n_lat - 1] : -1);
 	if (fclose(f) != 0 || rename(tmp, s->summary) != 0)
 		kanal_log(ctx, KANAL_LOG_ERROR, "cannot write %s: %s", s->summary, strerror(errno));
 	if (s->seen) {
@@ -253,6 +264,7 @@ static int s_init(kanal_ctx_t *ctx, const kanal_config_t *cfg, void **state)
 	s->expect = kanal_config_int(cfg, "expect");
 	s->warmup = kanal_config_int(cfg, "warmup");
 	s->stall = kanal_config_bool(cfg, "stall");
+	s->blobs = kanal_config_bool(cfg, "blobs");
 	if (s->warmup == 0)
 		s->warmup = s->expect / 10;
 	if (s->expect <= 0 || s->warmup < 1 || s->warmup >= s->expect) {
@@ -284,6 +296,25 @@ static void s_stall(const bench_sink_t *s)
 		nanosleep(&tick, NULL);
 }
 
+/* Reads the event's blob whole, as a receiving connector does before it sends the content
+ * on; kanal_blob_get checks the SHA-256 against the URI. */
+static void s_read_blob(kanal_ctx_t *ctx, bench_sink_t *s, const kanal_msg_t *msg)
+{
+	const char *uri = kanal_msg_attr(msg, KANAL_BLOB_ATTRIBUTE);
+	void *data = NULL;
+	size_t size = 0;
+	kanal_error_t err = { 0 };
+
+	if (!uri || kanal_blob_get(ctx, uri, &data, &size, &err) != 0) {
+		if (s->blob_errors++ == 0)
+			kanal_log(ctx, KANAL_LOG_ERROR, "cannot read the blob of event %s: %s",
+				  kanal_msg_id(msg), uri ? err.text : "no kanalblob attribute");
+		return;
+	}
+	s->blob_bytes += (int64_t)size;
+	kanal_blob_free(&data);
+}
+
 static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_msg_t *msg)
 {
 	bench_sink_t *s = state;
@@ -295,6 +326,8 @@ static kanal_outcome_t s_on_message(kanal_ctx_t *ctx, void *state, const kanal_m
 		s_stall(s);
 		s->stall = false;
 	}
+	if (s->blobs)
+		s_read_blob(ctx, s, msg);
 	s->received++;
 	if (s->received == 1)
 		s->t_first = now;
