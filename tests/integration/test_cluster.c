@@ -68,12 +68,6 @@ static const char *s_routes = "routes:\n"
 			      "    to: [c]\n"
 			      "    fallback: [b]\n";
 
-/* A kanald config in cluster mode against nc with `replicas`. */
-static char *s_conf(const natsd_t *nc, int replicas, const char *dedupe_window)
-{
-	return clu_config(nc, replicas, dedupe_window, s_sinks);
-}
-
 /* Waits up to timeout_ms until both sinks, over the nodes, hold every event 0..n-1.
  * Returns the events still missing at one of them. */
 static int s_wait_delivered(kd_t **nodes, size_t n_nodes, int n, int timeout_ms, size_t *dups_a,
@@ -148,7 +142,7 @@ static void test_one_node_end_to_end(void)
 		return;
 	}
 	REQUIRE((nc = natsd_start("cluster1", 1)) != NULL);
-	conf = s_conf(nc, 1, "10m");
+	conf = clu_config(nc, 1, "10m", s_sinks);
 	REQUIRE((kd = kd_start("cluster1-kd", conf, s_routes)) != NULL);
 	nodes[0] = kd;
 	for (int first = 0; first < events; first += BATCH) {
@@ -267,7 +261,7 @@ static void test_one_node_end_to_end(void)
 	/* Fixed destinations: a replay of every letter delivers both and empties the stream. */
 	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, 20000), 0);
 	free(conf);
-	conf = s_conf(nc, 1, "10m");
+	conf = clu_config(nc, 1, "10m", s_sinks);
 	{
 		char *fixed = strstr(conf, ", fail_type: x.poison");
 		if (fixed)
@@ -353,7 +347,7 @@ static void test_routed_at_accept(void)
 		return;
 	}
 	REQUIRE((nc = natsd_start("cluster-at-accept", 1)) != NULL);
-	conf = s_conf(nc, 1, "10m");
+	conf = clu_config(nc, 1, "10m", s_sinks);
 	REQUIRE((nodes[0] = kd_start("cluster-at-accept-kd1", conf, s_routes)) != NULL);
 	REQUIRE((nodes[1] = kd_start("cluster-at-accept-kd2", conf, s_routes)) != NULL);
 	batch = clu_batch(0, BATCH, "x.ok");
@@ -412,7 +406,7 @@ static void test_no_nats_no_acknowledgement(void)
 		return;
 	}
 	REQUIRE((nc = natsd_start("cluster-split", 1)) != NULL);
-	conf = s_conf(nc, 1, "10m");
+	conf = clu_config(nc, 1, "10m", s_sinks);
 	REQUIRE((kd = kd_start("cluster-split-kd", conf, s_routes)) != NULL);
 	nodes[0] = kd;
 	REQUIRE(natsd_kill(nc, 0, SIGKILL) == 0);
@@ -934,11 +928,11 @@ static void test_refuses_to_start(void)
 		return;
 	}
 	REQUIRE((nc = natsd_start("cluster-refuse", 1)) != NULL);
-	conf = s_conf(nc, 1, "10m");
+	conf = clu_config(nc, 1, "10m", s_sinks);
 	REQUIRE((kd = kd_start("cluster-refuse-kd", conf, s_routes)) != NULL);
 	/* A second node whose duplicate window differs from the streams': refused, with what
 	 * to do, and the streams are left as they are. */
-	conf2 = s_conf(nc, 1, "5m");
+	conf2 = clu_config(nc, 1, "5m", s_sinks);
 	other = kd_prepare("cluster-refuse-kd2", conf2, s_routes);
 	CU_ASSERT_NOT_EQUAL(kd_launch(other), 0);
 	kd_wait_exit(other, 30000);
@@ -1026,7 +1020,7 @@ static void s_three_nodes(victim_t victim)
 		return;
 	}
 	REQUIRE((nc = natsd_start(victim == KILL_KANALD ? "cluster3k" : "cluster3n", 3)) != NULL);
-	conf = s_conf(nc, 3, "10m");
+	conf = clu_config(nc, 3, "10m", s_sinks);
 	for (int k = 0; k < 3; k++) {
 		char tag[32];
 		snprintf(tag, sizeof tag, "cluster3%c-kd%d", victim == KILL_KANALD ? 'k' : 'n',

@@ -201,27 +201,40 @@ int64_t clu_stream_msgs(const natsd_t *nc, const char *name)
 	return s_stream_state(nc, name, false);
 }
 
-/* A kanald config in cluster mode: `before` (top-level lines, may be NULL), the journal
- * with dedupe_window (NULL: the default) and the instances. */
-static char *s_cluster_conf(const natsd_t *nc, int replicas, const char *before,
-			    const char *dedupe_window, const char *instances)
+/* The journal block of a cluster-mode config: dedupe_window and node (journal.nats.name)
+ * when not NULL, then more_nats (lines under journal.nats, may be NULL). */
+static char *s_journal_block(const natsd_t *nc, int replicas, const char *dedupe_window,
+			     const char *node, const char *more_nats)
 {
-	char *extra = NULL, *conf;
+	char *text = NULL;
 
-	if (asprintf(&extra,
-		     "%s"
+	if (asprintf(&text,
 		     "journal:\n"
 		     "  mode: cluster\n"
 		     "%s%s%s"
 		     "  nats:\n"
 		     "    servers: %s\n"
 		     "    replicas: %d\n"
-		     "    ack_wait: 5s\n",
-		     before ? before : "", dedupe_window ? "  dedupe_window: " : "",
-		     dedupe_window ? dedupe_window : "", dedupe_window ? "\n" : "", nc->servers,
-		     replicas) < 0)
+		     "    ack_wait: 5s\n"
+		     "%s%s%s%s",
+		     dedupe_window ? "  dedupe_window: " : "", dedupe_window ? dedupe_window : "",
+		     dedupe_window ? "\n" : "", nc->servers, replicas, node ? "    name: " : "",
+		     node ? node : "", node ? "\n" : "", more_nats ? more_nats : "") < 0)
 		return NULL;
-	conf = kd_config(instances, extra);
+	return text;
+}
+
+/* A kanald config in cluster mode: `before` (top-level lines, may be NULL), the journal
+ * with dedupe_window (NULL: the default) and the instances. */
+static char *s_cluster_conf(const natsd_t *nc, int replicas, const char *before,
+			    const char *dedupe_window, const char *instances)
+{
+	char *journal = s_journal_block(nc, replicas, dedupe_window, NULL, NULL), *extra = NULL;
+	char *conf = NULL;
+
+	if (journal && asprintf(&extra, "%s%s", before ? before : "", journal) >= 0)
+		conf = kd_config(instances, extra);
+	free(journal);
 	free(extra);
 	return conf;
 }
@@ -305,18 +318,5 @@ char *clu_kanalctl_text(const kd_t *kd, const char *args)
 
 char *clu_journal(const natsd_t *nc, int replicas, const char *node, const char *more_nats)
 {
-	char *text = NULL;
-
-	if (asprintf(&text,
-		     "journal:\n"
-		     "  mode: cluster\n"
-		     "  nats:\n"
-		     "    servers: %s\n"
-		     "    replicas: %d\n"
-		     "    ack_wait: 5s\n"
-		     "    name: %s\n"
-		     "%s",
-		     nc->servers, replicas, node, more_nats ? more_nats : "") < 0)
-		return NULL;
-	return text;
+	return s_journal_block(nc, replicas, NULL, node, more_nats);
 }
