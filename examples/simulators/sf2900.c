@@ -44,7 +44,6 @@
  * CPR number: the form's data is kept only as its title.
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -561,12 +560,7 @@ static void *s_pusher(void *arg)
 		else
 			st->push_failures++;
 		pthread_mutex_unlock(&st->push_lock);
-		if (taken) {
-			wait_ms = PUSH_RETRY_MS;
-		} else {
-			usleep((useconds_t)wait_ms * 1000);
-			wait_ms = wait_ms * 2 > PUSH_RETRY_MAX_MS ? PUSH_RETRY_MAX_MS : wait_ms * 2;
-		}
+		sim_push_backoff(&wait_ms, taken, PUSH_RETRY_MS, PUSH_RETRY_MAX_MS);
 	}
 	return NULL;
 }
@@ -587,16 +581,7 @@ static int s_setup(sim_t *sim)
 	/* Before any second thread: curl's global set-up is not thread-safe. */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (sim_setting(sim, "callback", NULL)) {
-		/* The pusher takes no signal: they are for the main thread's sigtimedwait. */
-		sigset_t all, old;
-		pthread_t pusher;
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		if (pthread_create(&pusher, NULL, s_pusher, sim) == 0)
-			pthread_detach(pusher);
-		else
-			fprintf(stderr, "kanal-sim-sf2900: cannot start the pusher\n");
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		sim_thread_start(sim, s_pusher, "the pusher");
 	}
 	return 0;
 }

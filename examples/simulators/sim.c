@@ -174,6 +174,33 @@ void *sim_schema(const sim_t *sim, const char *rel)
 	return schema;
 }
 
+int sim_thread_start(sim_t *sim, void *(*fn)(void *sim), const char *what)
+{
+	sigset_t all, old;
+	pthread_t thread;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&thread, NULL, fn, sim);
+	if (rc == 0)
+		pthread_detach(thread);
+	else
+		fprintf(stderr, "kanal-sim-%s: cannot start %s\n", sim->def->name, what);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc == 0 ? 0 : -1;
+}
+
+void sim_push_backoff(int64_t *wait_ms, bool taken, int64_t first_ms, int64_t max_ms)
+{
+	if (taken) {
+		*wait_ms = first_ms;
+		return;
+	}
+	usleep((useconds_t)*wait_ms * 1000);
+	*wait_ms = *wait_ms * 2 > max_ms ? max_ms : *wait_ms * 2;
+}
+
 int64_t sim_now_ms(void)
 {
 	struct timespec ts;

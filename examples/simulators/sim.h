@@ -121,6 +121,15 @@ void sim_log(const sim_t *sim, const char *fmt, ...) __attribute__((format(print
  * keep for the simulator's life), or NULL after printing which file would not compile. */
 void *sim_schema(const sim_t *sim, const char *rel);
 
+/* Runs fn(sim) on a detached thread of its own that takes no signal (they are for the
+ * main thread's sigtimedwait): the callback pushers of the simulators that call a sender
+ * back. Returns 0, or -1 after saying on stderr that `what` could not start. */
+int sim_thread_start(sim_t *sim, void *(*fn)(void *sim), const char *what);
+
+/* After a push: resets *wait_ms to first_ms when it was taken; when it was not, sleeps
+ * *wait_ms and doubles it up to max_ms — how a real service retries a callback. */
+void sim_push_backoff(int64_t *wait_ms, bool taken, int64_t first_ms, int64_t max_ms);
+
 /* Milliseconds of a monotonic clock, and the wall clock as "YYYY-MM-DD" / RFC 3339. */
 int64_t sim_now_ms(void);
 void sim_today(char buf[11], int offset_days);
