@@ -34,7 +34,6 @@
 #include "deadnotice.h"
 #include "log.h"
 #include "notify.h"
-#include "dedupe.h"
 #include "ratelimit.h"
 #include "router_int.h"
 
@@ -531,6 +530,34 @@ static void s_route_event(router_t *r, shared_t **ev_p, uint64_t seq, const rout
 	router_shared_release(ev_p);
 }
 
+/* The duplicate window's key of msg; false when it has no source or no id (such an event
+ * is never taken for a duplicate). */
+static bool s_dedupe_key(const kanal_msg_t *msg, dedupe_key_t *k)
+{
+	if (!msg->core[MSG_SOURCE] || !msg->core[MSG_ID])
+		return false;
+	dedupe_key(msg->core[MSG_SOURCE], msg->core_len[MSG_SOURCE], msg->core[MSG_ID],
+		   msg->core_len[MSG_ID], k);
+	return true;
+}
+
+/* True when msg is in the memory mode's duplicate window; otherwise it is now. The key
+ * s_on_emit_sock worked out for this message is taken, once. */
+static bool s_dedupe_seen(router_t *r, const kanal_msg_t *msg)
+{
+	dedupe_key_t k;
+
+	if (msg == r->emit_key_msg) {
+		k = r->emit_key;
+		r->emit_key_msg = NULL;
+	} else if (!s_dedupe_key(msg, &k)) {
+		return false;
+	}
+	/* The memory window is gone at a restart anyway: the router's monotonic clock of the
+	 * frame (r->now_ms) serves, with no clock read per event. */
+	return dedupe_check_key(r->dedupe, &k, r->now_ms - r->conf->dedupe_window_ms, r->now_ms);
+}
+
 /* router_accept's decision for an event that matched m[0..n). */
 static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, size_t n,
 		   size_t bytes, int origin)
@@ -566,10 +593,7 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		return KANAL_EBUSY;
 	if (r->journal && (rc = s_journal_append(r, *msg_p, false, &seq)) < 0)
 		return rc;
-	/* The memory window is gone at a restart anyway: the router's monotonic clock of the
-	 * frame (r->now_ms) serves, with no clock read per event. */
-	if (r->dedupe && dedupe_check_add(r->dedupe, kanal_msg_source(*msg_p), kanal_msg_id(*msg_p),
-					  r->now_ms - r->conf->dedupe_window_ms, r->now_ms)) {
+	if (r->dedupe && s_dedupe_seen(r, *msg_p)) {
 		r->duplicates++;
 		return KANAL_EDUPLICATE;
 	}
@@ -876,17 +900,28 @@ static void s_on_emit_sock(router_t *r)
 			if (bus_emit_len(count) > (size_t)n)
 				continue; /* not a frame of ours */
 			/* Built on the emitter's core: fetch two ahead while routing this, and
-			 * the duplicate window's line of the next (a miss each, overlapped). */
+			 * the duplicate window's line of the next (a miss each, overlapped). The
+			 * window's key of each is worked out once, for both. */
+			dedupe_key_t key = { 0, 0 }, next = { 0, 0 };
+			bool has_key = false, has_next = false;
+
 			for (uint32_t i = 0; i < 2 && i < count; i++)
 				kanal__msg_prefetch(f.emit.msgs[i]);
+			if (r->dedupe && count)
+				has_key = s_dedupe_key(f.emit.msgs[0], &key);
 			for (uint32_t i = 0; i < count; i++) {
 				if (i + 2 < count)
 					kanal__msg_prefetch(f.emit.msgs[i + 2]);
-				if (r->dedupe && i + 1 < count)
-					dedupe_prefetch(r->dedupe,
-							kanal_msg_source(f.emit.msgs[i + 1]),
-							kanal_msg_id(f.emit.msgs[i + 1]));
+				has_next = r->dedupe && i + 1 < count &&
+					   s_dedupe_key(f.emit.msgs[i + 1], &next);
+				if (has_next)
+					dedupe_prefetch(r->dedupe, &next);
+				r->emit_key_msg = has_key ? f.emit.msgs[i] : NULL;
+				r->emit_key = key;
 				s_on_emit(r, origin, id, f.emit.msgs[i]);
+				r->emit_key_msg = NULL;
+				key = next;
+				has_key = has_next;
 			}
 			commit_mid_turn(r, NULL);
 		} else if (f.cmd == BUS_REQUEST && n >= (int)sizeof(bus_request_t)) {

@@ -19,6 +19,7 @@
 
 #include "bus.h"
 #include "deadletter.h"
+#include "dedupe.h"
 #include "journal.h"
 #include "mpool.h"
 #include "msg_int.h"
@@ -269,6 +270,10 @@ struct router {
 	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
 	uint64_t dlq_purged;   /* dead letters purged by retention or `dlq purge` */
 	struct dedupe *dedupe; /* memory mode's duplicate window (dedupe.c); NULL when durable */
+	/* The window's key of the emit being routed, worked out once for its prefetch and its
+	 * check (s_on_emit_sock); taken by the check of that very message, NULL otherwise. */
+	const kanal_msg_t *emit_key_msg;
+	dedupe_key_t emit_key;
 	bool force_stop; /* set (atomically) by router_force_stop: the shutdown deadline is now */
 	struct ratelimit *ratelimit; /* limits.rate's buckets (ratelimit.c); NULL: no limit */
 	uint64_t rate_limited;       /* gateway events answered busy for limits.rate */
