@@ -251,7 +251,8 @@ void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kin
 
 	for (size_t i = 0; i < n; i++) {
 		dest_t *d = router_dest(r, names[i]);
-		const journal_row_t *row = router_row(f->rows, f->n_rows, f->route->name, names[i]);
+		const journal_row_t *row =
+			f->n_rows ? router_row(f->rows, f->n_rows, f->route->name, names[i]) : NULL;
 		delivery_t *dl;
 
 		/* Recovery: what already reached an end is not delivered again. */
@@ -424,7 +425,7 @@ void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size
 			const journal_row_t *rows, size_t n_rows)
 {
 	for (size_t i = 0; i < n; i++) {
-		flow_t *f = kanal__mpool_alloc(sizeof *f, NULL);
+		flow_t *f = router_spare_take(ROUTER_SPARE_FLOW, sizeof *f);
 
 		if (m[i]->stat)
 			m[i]->stat->matched++;
@@ -456,7 +457,7 @@ void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size
 				log_error("router", "out of memory copying event %s",
 					  kanal_msg_id(ev->msg));
 				router_table_release(&f->table);
-				kanal__mpool_free(f);
+				router_spare_give(ROUTER_SPARE_FLOW, f);
 				continue;
 			}
 			delivery_enrich_next(r, f);
@@ -1040,14 +1041,35 @@ static void *s_router_main(void *arg)
 		stream_publish(r->stream, "plugin.started", r->instances[i]->name, NULL,
 			       json_pack("{s:s}", "instance", r->instances[i]->name));
 	r->now_ms = kanal_now_ms();
+	router_spare_use(true);
 	recover_open(r);
 	if (cluster_router_start(r) < 0)
 		log_error("cluster", "cannot start the threads that fetch from JetStream");
 	while (!r->stopping)
 		router_poll_once(r, -1, true);
 	park_shutdown(r);
+	router_spare_use(false);
 	zmq_send(r->ctl_router, "stopped", 7, 0);
 	return NULL;
+}
+
+__thread router_spare_t router_spare[ROUTER_SPARE_KINDS] __attribute__((tls_model("initial-exec")));
+
+void router_spare_use(bool on)
+{
+	kanal__mpool_stats_t st;
+
+	kanal__mpool_stats(&st);
+	for (int k = 0; k < ROUTER_SPARE_KINDS; k++) {
+		router_spare_t *sp = &router_spare[k];
+		sp->on = on && st.enabled;
+		while (!sp->on && sp->head) {
+			void *p = sp->head;
+			sp->head = *(void **)p;
+			sp->n--;
+			kanal__mpool_free(p);
+		}
+	}
 }
 
 /* ---- construction ------------------------------------------------------------------------- */
