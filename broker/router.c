@@ -757,6 +757,31 @@ static void s_on_deliver_sock(router_t *r)
 	}
 }
 
+/* A held emit, from the spent ones when there are (a flood holds and frees them by the
+ * thousand); zeroed. NULL when out of memory. */
+static held_emit_t *s_held_new(router_t *r)
+{
+	held_emit_t *h = r->free_held;
+
+	if (!h)
+		return calloc(1, sizeof *h);
+	r->free_held = h->next;
+	r->n_free_held--;
+	memset(h, 0, sizeof *h);
+	return h;
+}
+
+static void s_held_free(router_t *r, held_emit_t *h)
+{
+	if (r->n_free_held >= 4096) {
+		free(h);
+		return;
+	}
+	h->next = r->free_held;
+	r->free_held = h;
+	r->n_free_held++;
+}
+
 /* Tries held emits again, per source in arrival order, while they fit. */
 static void s_retry_held(router_t *r)
 {
@@ -765,8 +790,13 @@ static void s_retry_held(router_t *r)
 
 		while (q->head) {
 			held_emit_t *h = q->head;
-			int rc = router_accept(r, &h->msg, (int)h->origin);
+			int rc;
 
+			/* The window's key was worked out at the emit: not again per try. */
+			r->emit_key_msg = h->has_key ? h->msg : NULL;
+			r->emit_key = h->key;
+			rc = router_accept(r, &h->msg, (int)h->origin);
+			r->emit_key_msg = NULL;
 			if (rc == KANAL_EBUSY || rc == KANAL_EIO)
 				break;
 			if (rc != ROUTER_ACK_LATER)
@@ -776,7 +806,7 @@ static void s_retry_held(router_t *r)
 				q->tail = NULL;
 			r->n_held--;
 			kanal_msg_destroy(&h->msg);
-			free(h);
+			s_held_free(r, h);
 		}
 	}
 }
@@ -864,7 +894,7 @@ static void s_on_emit(router_t *r, size_t origin, const char *id, kanal_msg_t *m
 		kanal_msg_destroy(&msg);
 		return;
 	}
-	h = calloc(1, sizeof *h);
+	h = s_held_new(r);
 	if (!h) {
 		log_error("router", "out of memory holding an emit from '%s'", id);
 		kanal_msg_destroy(&msg);
@@ -875,6 +905,12 @@ static void s_on_emit(router_t *r, size_t origin, const char *id, kanal_msg_t *m
 		r->busy++;
 	h->msg = msg;
 	h->origin = origin;
+	if (r->emit_key_msg == msg) {
+		/* Not checked yet: the key goes with it to its next try (s_retry_held). */
+		h->has_key = true;
+		h->key = r->emit_key;
+		r->emit_key_msg = NULL;
+	}
 	if (q->tail)
 		q->tail->next = h;
 	else
@@ -1325,6 +1361,11 @@ void router_destroy(router_t **r_p)
 		delivery_t *dl = r->free_dl;
 		r->free_dl = dl->next;
 		free(dl);
+	}
+	while (r->free_held) {
+		held_emit_t *h = r->free_held;
+		r->free_held = h->next;
+		free(h);
 	}
 	stats_free(r);
 	free(r->dests);
