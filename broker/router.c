@@ -250,7 +250,8 @@ void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kin
 	delivery_t *ghosts = NULL, *refused = NULL;
 
 	for (size_t i = 0; i < n; i++) {
-		dest_t *d = router_dest(r, names[i]);
+		dest_t *d = names == f->route->to ? router_route_to(r, f->route, i)
+						  : router_dest(r, names[i]);
 		const journal_row_t *row =
 			f->n_rows ? router_row(f->rows, f->n_rows, f->route->name, names[i]) : NULL;
 		delivery_t *dl;
@@ -390,7 +391,7 @@ static bool s_has_room_why(router_t *r, const route_t *const *m, size_t n, size_
 	}
 	for (size_t i = 0; i < n; i++) {
 		for (size_t k = 0; k < m[i]->n_to; k++) {
-			dest_t *d = router_dest(r, m[i]->to[k]);
+			dest_t *d = router_route_to(r, m[i], k);
 			if (d && router_dest_full(r, d, bytes)) {
 				room = false;
 				if (!stalled)
@@ -1207,13 +1208,13 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 	r->table->routes = *routes_p;
 	r->table->refs = 1;
 	*routes_p = NULL;
-	stats_bind(r, r->table->routes);
 	for (size_t i = 0; i < n_instances; i++) {
 		r->dests[i].name = instances[i]->name;
 		r->dests[i].inst = instances[i];
 	}
 	r->dests[n_instances].name = (char *)ROUTES_DEADLETTER;
 	r->n_dests = n_instances + 1;
+	stats_bind(r, r->table->routes); /* after the destinations: it looks them up */
 	srand((unsigned)getpid() ^ (unsigned)kanal_now_ms());
 
 	r->deadletter = deadletter_open(conf->state_dir, err, err_size);

@@ -157,6 +157,13 @@ typedef struct route_stat {
 	uint64_t transform_failed; /* deliveries its transforms refused (also in rejected) */
 	route_latency_t *latency;  /* per destination, in the order first delivered to */
 	struct route_stat *next;   /* in its hash chain */
+	/* The destinations of the route `to_for` (its `to`, in order; NULL where none is
+	 * called so), looked up when its table was bound (stats_bind): the router's checks
+	 * and fan-out of every event skip comparing names. A route of another table with
+	 * this name (an older one still draining) looks its destinations up by name. */
+	const struct route *to_for;
+	dest_t **to_dest;
+	size_t to_cap;
 } route_stat_t;
 /* A measure's per-minute counts cover the last hour (the dashboard's chart). */
 #define MEASURE_MINUTES 60
@@ -440,6 +447,17 @@ static inline dest_t *router_dest(router_t *r, const char *name)
 		if (!strcmp(r->dests[i].name, name))
 			return &r->dests[i];
 	return NULL;
+}
+
+/* The destination of route rt's to[k] (router_dest of the name, from the route's bound
+ * lookups when they are this route's). */
+static inline dest_t *router_route_to(router_t *r, const route_t *rt, size_t k)
+{
+	const route_stat_t *st = rt->stat;
+
+	if (st && st->to_for == rt)
+		return st->to_dest[k];
+	return router_dest(r, rt->to[k]);
 }
 
 static inline bool router_dest_full(const router_t *r, const dest_t *d, size_t extra_bytes)
