@@ -739,7 +739,8 @@ static void s_on_deliver_sock(router_t *r)
 				o.retry_after_ms = it->retry_after_ms;
 				o.reply = it->reply;
 				delivery_on_outcome(r, d, &o, it->error ? it->error : "");
-				free(it->error);
+				if (it->error) /* an OK has none: no free(NULL) per event */
+					free(it->error);
 			}
 			commit_mid_turn(r, d);
 			continue;
@@ -892,7 +893,8 @@ static void s_on_emit(router_t *r, size_t origin, const char *id, kanal_msg_t *m
 	if (rc != KANAL_EBUSY && rc != KANAL_EIO) {
 		if (rc != ROUTER_ACK_LATER)
 			r->acks[origin]++;
-		kanal_msg_destroy(&msg);
+		if (msg) /* routed: taken (a refused one is still ours) */
+			kanal_msg_destroy(&msg);
 		return;
 	}
 	h = s_held_new(r);
