@@ -3,9 +3,10 @@
  * on the router's thread, so it allocates nothing per event: a ring of the events seen, in
  * arrival order (the oldest leave when they fall out of the window or the window is full),
  * and an open-addressing table of ring places keyed by a 128-bit fingerprint of (source,
- * id). A slot holds the low 34 bits of the first hash beside the place: a lookup reads the
- * ring only for a likely match, and dropping the oldest entry finds the home of every entry
- * it moves from the slot alone — one cache line of the table per event, mostly, and no
+ * id), worked out once per event by the router (dedupe_key: eight bytes a step, the
+ * lengths being known). A slot holds the low 34 bits of the first hash beside the place:
+ * a lookup reads the ring only for a likely match, and dropping the oldest entry finds the
+ * home of every entry it moves from the slot alone — one cache line of the table per event, mostly, and no
  * random read of the ring (it cost the router ~10 % when the slot held other bits). Two
  * different events with the same 128 bits — the only way one could be taken for a
  * duplicate of another — is a chance of about n²/2¹²⁹ in a window of n events.
@@ -13,6 +14,7 @@
 #include "dedupe.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct seen {
 	uint64_t h1, h2; /* the fingerprint */
@@ -57,32 +59,66 @@ void dedupe_destroy(dedupe_t **self_p)
 	*self_p = NULL;
 }
 
-/* Two independent 64-bit hashes of source, U+001F, id (a CloudEvents String holds no
- * control character, so the joined key is unambiguous): FNV-1a, and a multiply-xorshift
- * with another seed, each finished with a mix. */
-static void s_fingerprint(const char *source, const char *id, uint64_t *h1, uint64_t *h2)
+/* Up to 8 bytes of p[0..n) as one word, never reading outside them: n in 4..8 is the first
+ * and the last four bytes (overlapping), n in 1..3 the first, middle and last byte. Given
+ * n, different bytes give a different word. */
+static inline uint64_t s_tail(const unsigned char *p, size_t n)
+{
+	uint32_t lo, hi;
+
+	if (n >= 4) {
+		memcpy(&hi, p, 4);
+		memcpy(&lo, p + n - 4, 4);
+		return (uint64_t)hi << 32 | lo;
+	}
+	if (n == 0)
+		return 0;
+	return (uint64_t)p[0] << 16 | (uint64_t)p[n >> 1] << 8 | p[n - 1];
+}
+
+/* Feeds one word to both hashes. Each step is a bijection of the word for a given state
+ * (xor, then multiplying by an odd number and a rotation or an xor-shift), so two keys
+ * that differ in one word always differ after it, as with the byte-wise FNV-1a before. */
+static inline void s_mix(uint64_t *a, uint64_t *b, uint64_t w)
+{
+	*a = (*a ^ w) * 0x9fb21c651e98df25ULL;
+	*a ^= *a >> 29;
+	*b = (*b ^ w) * 0xff51afd7ed558ccdULL;
+	*b = *b << 31 | *b >> 33;
+}
+
+static inline void s_mix_text(uint64_t *a, uint64_t *b, const char *text, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	uint64_t w;
+
+	for (; n > 8; p += 8, n -= 8) {
+		memcpy(&w, p, 8);
+		s_mix(a, b, w);
+	}
+	s_mix(a, b, s_tail(p, n));
+}
+
+/* Two 64-bit hashes of (source, id), eight bytes at a time: both lengths first, then the
+ * source's words, then the id's (the last word of each holds its rest, s_tail), each hash
+ * with its own seeds and multipliers and finished with a mix. With the lengths in front,
+ * different keys are different sequences of words: ("ab", "c") is not ("a", "bc"). */
+void dedupe_key(const char *source, size_t source_len, const char *id, size_t id_len,
+		dedupe_key_t *out)
 {
 	uint64_t a = 0xcbf29ce484222325ULL, b = 0x9e3779b97f4a7c15ULL;
-	const unsigned char *p = (const unsigned char *)source;
 
-	for (int part = 0; part < 2; part++) {
-		for (; *p; p++) {
-			a = (a ^ *p) * 0x100000001b3ULL;
-			b = (b ^ *p) * 0xff51afd7ed558ccdULL;
-			b ^= b >> 29;
-		}
-		a = (a ^ 0x1f) * 0x100000001b3ULL;
-		b = (b ^ 0x1f) * 0xff51afd7ed558ccdULL;
-		p = (const unsigned char *)id;
-	}
+	s_mix(&a, &b, (uint64_t)source_len << 32 ^ id_len);
+	s_mix_text(&a, &b, source, source_len);
+	s_mix_text(&a, &b, id, id_len);
 	a ^= a >> 33;
 	a *= 0xc4ceb9fe1a85ec53ULL;
 	a ^= a >> 33;
 	b ^= b >> 31;
 	b *= 0x94d049bb133111ebULL;
 	b ^= b >> 31;
-	*h1 = a;
-	*h2 = b;
+	out->h1 = a;
+	out->h2 = b;
 }
 
 /* A slot: the ring place + 1 in its low 30 bits (cap ≤ 2^29), the low 34 bits of h1 above
@@ -124,18 +160,15 @@ static void s_pop(dedupe_t *d)
 	d->n--;
 }
 
-bool dedupe_check_add(dedupe_t *d, const char *source, const char *id, int64_t since_ms,
-		      int64_t now_ms)
+bool dedupe_check_key(dedupe_t *d, const dedupe_key_t *k, int64_t since_ms, int64_t now_ms)
 {
-	uint64_t h1, h2, key;
+	uint64_t h1 = k->h1, h2 = k->h2, key = h1 & KEY_MASK;
 	size_t i, place;
 
-	if (!d || !source || !id)
+	if (!d)
 		return false;
 	while (d->n && d->ring[d->head].at < since_ms)
 		s_pop(d);
-	s_fingerprint(source, id, &h1, &h2);
-	key = h1 & KEY_MASK;
 	for (i = h1 & d->mask; d->slots[i]; i = (i + 1) & d->mask) {
 		const seen_t *e;
 		if (SLOT_KEY(d->slots[i]) != key)
@@ -157,14 +190,22 @@ bool dedupe_check_add(dedupe_t *d, const char *source, const char *id, int64_t s
 	return false;
 }
 
-void dedupe_prefetch(const dedupe_t *d, const char *source, const char *id)
+bool dedupe_check_add(dedupe_t *d, const char *source, const char *id, int64_t since_ms,
+		      int64_t now_ms)
 {
-	uint64_t h1, h2;
+	dedupe_key_t k;
 
 	if (!d || !source || !id)
+		return false;
+	dedupe_key(source, strlen(source), id, strlen(id), &k);
+	return dedupe_check_key(d, &k, since_ms, now_ms);
+}
+
+void dedupe_prefetch(const dedupe_t *d, const dedupe_key_t *k)
+{
+	if (!d)
 		return;
-	s_fingerprint(source, id, &h1, &h2);
-	__builtin_prefetch(&d->slots[h1 & d->mask]);
+	__builtin_prefetch(&d->slots[k->h1 & d->mask]);
 	/* A full window drops its oldest with each event: their slots are misses too. */
 	if (d->n) {
 		__builtin_prefetch(&d->slots[d->ring[d->head].h1 & d->mask]);

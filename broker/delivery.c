@@ -572,7 +572,8 @@ void delivery_on_outcome(router_t *r, dest_t *d, const bus_outcome_t *o, const c
 		s_on_request_reply(r, dl, o->outcome, &reply);
 		return;
 	}
-	kanal_msg_destroy(&reply);
+	if (reply) /* only a service's answer has one */
+		kanal_msg_destroy(&reply);
 	if (dl->cluster_msg) {
 		cluster_router_outcome(r, d, dl, o->outcome, o->retry_after_ms, error);
 		return;

@@ -34,7 +34,6 @@
 #include "deadnotice.h"
 #include "log.h"
 #include "notify.h"
-#include "dedupe.h"
 #include "ratelimit.h"
 #include "router_int.h"
 
@@ -251,8 +250,10 @@ void router_fan_out(router_t *r, flow_t *f, char *const *names, size_t n, dl_kin
 	delivery_t *ghosts = NULL, *refused = NULL;
 
 	for (size_t i = 0; i < n; i++) {
-		dest_t *d = router_dest(r, names[i]);
-		const journal_row_t *row = router_row(f->rows, f->n_rows, f->route->name, names[i]);
+		dest_t *d = names == f->route->to ? router_route_to(r, f->route, i)
+						  : router_dest(r, names[i]);
+		const journal_row_t *row =
+			f->n_rows ? router_row(f->rows, f->n_rows, f->route->name, names[i]) : NULL;
 		delivery_t *dl;
 
 		/* Recovery: what already reached an end is not delivered again. */
@@ -390,7 +391,7 @@ static bool s_has_room_why(router_t *r, const route_t *const *m, size_t n, size_
 	}
 	for (size_t i = 0; i < n; i++) {
 		for (size_t k = 0; k < m[i]->n_to; k++) {
-			dest_t *d = router_dest(r, m[i]->to[k]);
+			dest_t *d = router_route_to(r, m[i], k);
 			if (d && router_dest_full(r, d, bytes)) {
 				room = false;
 				if (!stalled)
@@ -425,7 +426,7 @@ void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size
 			const journal_row_t *rows, size_t n_rows)
 {
 	for (size_t i = 0; i < n; i++) {
-		flow_t *f = kanal__mpool_alloc(sizeof *f, NULL);
+		flow_t *f = router_spare_take(ROUTER_SPARE_FLOW, sizeof *f);
 
 		if (m[i]->stat)
 			m[i]->stat->matched++;
@@ -457,7 +458,7 @@ void router_start_flows(router_t *r, shared_t *ev, const route_t *const *m, size
 				log_error("router", "out of memory copying event %s",
 					  kanal_msg_id(ev->msg));
 				router_table_release(&f->table);
-				kanal__mpool_free(f);
+				router_spare_give(ROUTER_SPARE_FLOW, f);
 				continue;
 			}
 			delivery_enrich_next(r, f);
@@ -531,6 +532,34 @@ static void s_route_event(router_t *r, shared_t **ev_p, uint64_t seq, const rout
 	router_shared_release(ev_p);
 }
 
+/* The duplicate window's key of msg; false when it has no source or no id (such an event
+ * is never taken for a duplicate). */
+static bool s_dedupe_key(const kanal_msg_t *msg, dedupe_key_t *k)
+{
+	if (!msg->core[MSG_SOURCE] || !msg->core[MSG_ID])
+		return false;
+	dedupe_key(msg->core[MSG_SOURCE], msg->core_len[MSG_SOURCE], msg->core[MSG_ID],
+		   msg->core_len[MSG_ID], k);
+	return true;
+}
+
+/* True when msg is in the memory mode's duplicate window; otherwise it is now. The key
+ * s_on_emit_sock worked out for this message is taken, once. */
+static bool s_dedupe_seen(router_t *r, const kanal_msg_t *msg)
+{
+	dedupe_key_t k;
+
+	if (msg == r->emit_key_msg) {
+		k = r->emit_key;
+		r->emit_key_msg = NULL;
+	} else if (!s_dedupe_key(msg, &k)) {
+		return false;
+	}
+	/* The memory window is gone at a restart anyway: the router's monotonic clock of the
+	 * frame (r->now_ms) serves, with no clock read per event. */
+	return dedupe_check_key(r->dedupe, &k, r->now_ms - r->conf->dedupe_window_ms, r->now_ms);
+}
+
 /* router_accept's decision for an event that matched m[0..n). */
 static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, size_t n,
 		   size_t bytes, int origin)
@@ -566,10 +595,7 @@ static int s_admit(router_t *r, kanal_msg_t **msg_p, const route_t *const *m, si
 		return KANAL_EBUSY;
 	if (r->journal && (rc = s_journal_append(r, *msg_p, false, &seq)) < 0)
 		return rc;
-	/* The memory window is gone at a restart anyway: the router's monotonic clock of the
-	 * frame (r->now_ms) serves, with no clock read per event. */
-	if (r->dedupe && dedupe_check_add(r->dedupe, kanal_msg_source(*msg_p), kanal_msg_id(*msg_p),
-					  r->now_ms - r->conf->dedupe_window_ms, r->now_ms)) {
+	if (r->dedupe && s_dedupe_seen(r, *msg_p)) {
 		r->duplicates++;
 		return KANAL_EDUPLICATE;
 	}
@@ -713,7 +739,8 @@ static void s_on_deliver_sock(router_t *r)
 				o.retry_after_ms = it->retry_after_ms;
 				o.reply = it->reply;
 				delivery_on_outcome(r, d, &o, it->error ? it->error : "");
-				free(it->error);
+				if (it->error) /* an OK has none: no free(NULL) per event */
+					free(it->error);
 			}
 			commit_mid_turn(r, d);
 			continue;
@@ -732,6 +759,31 @@ static void s_on_deliver_sock(router_t *r)
 	}
 }
 
+/* A held emit, from the spent ones when there are (a flood holds and frees them by the
+ * thousand); zeroed. NULL when out of memory. */
+static held_emit_t *s_held_new(router_t *r)
+{
+	held_emit_t *h = r->free_held;
+
+	if (!h)
+		return calloc(1, sizeof *h);
+	r->free_held = h->next;
+	r->n_free_held--;
+	memset(h, 0, sizeof *h);
+	return h;
+}
+
+static void s_held_free(router_t *r, held_emit_t *h)
+{
+	if (r->n_free_held >= 4096) {
+		free(h);
+		return;
+	}
+	h->next = r->free_held;
+	r->free_held = h;
+	r->n_free_held++;
+}
+
 /* Tries held emits again, per source in arrival order, while they fit. */
 static void s_retry_held(router_t *r)
 {
@@ -740,8 +792,13 @@ static void s_retry_held(router_t *r)
 
 		while (q->head) {
 			held_emit_t *h = q->head;
-			int rc = router_accept(r, &h->msg, (int)h->origin);
+			int rc;
 
+			/* The window's key was worked out at the emit: not again per try. */
+			r->emit_key_msg = h->has_key ? h->msg : NULL;
+			r->emit_key = h->key;
+			rc = router_accept(r, &h->msg, (int)h->origin);
+			r->emit_key_msg = NULL;
 			if (rc == KANAL_EBUSY || rc == KANAL_EIO)
 				break;
 			if (rc != ROUTER_ACK_LATER)
@@ -751,7 +808,7 @@ static void s_retry_held(router_t *r)
 				q->tail = NULL;
 			r->n_held--;
 			kanal_msg_destroy(&h->msg);
-			free(h);
+			s_held_free(r, h);
 		}
 	}
 }
@@ -836,10 +893,11 @@ static void s_on_emit(router_t *r, size_t origin, const char *id, kanal_msg_t *m
 	if (rc != KANAL_EBUSY && rc != KANAL_EIO) {
 		if (rc != ROUTER_ACK_LATER)
 			r->acks[origin]++;
-		kanal_msg_destroy(&msg);
+		if (msg) /* routed: taken (a refused one is still ours) */
+			kanal_msg_destroy(&msg);
 		return;
 	}
-	h = calloc(1, sizeof *h);
+	h = s_held_new(r);
 	if (!h) {
 		log_error("router", "out of memory holding an emit from '%s'", id);
 		kanal_msg_destroy(&msg);
@@ -850,6 +908,12 @@ static void s_on_emit(router_t *r, size_t origin, const char *id, kanal_msg_t *m
 		r->busy++;
 	h->msg = msg;
 	h->origin = origin;
+	if (r->emit_key_msg == msg) {
+		/* Not checked yet: the key goes with it to its next try (s_retry_held). */
+		h->has_key = true;
+		h->key = r->emit_key;
+		r->emit_key_msg = NULL;
+	}
 	if (q->tail)
 		q->tail->next = h;
 	else
@@ -876,17 +940,28 @@ static void s_on_emit_sock(router_t *r)
 			if (bus_emit_len(count) > (size_t)n)
 				continue; /* not a frame of ours */
 			/* Built on the emitter's core: fetch two ahead while routing this, and
-			 * the duplicate window's line of the next (a miss each, overlapped). */
+			 * the duplicate window's line of the next (a miss each, overlapped). The
+			 * window's key of each is worked out once, for both. */
+			dedupe_key_t key = { 0, 0 }, next = { 0, 0 };
+			bool has_key = false, has_next = false;
+
 			for (uint32_t i = 0; i < 2 && i < count; i++)
 				kanal__msg_prefetch(f.emit.msgs[i]);
+			if (r->dedupe && count)
+				has_key = s_dedupe_key(f.emit.msgs[0], &key);
 			for (uint32_t i = 0; i < count; i++) {
 				if (i + 2 < count)
 					kanal__msg_prefetch(f.emit.msgs[i + 2]);
-				if (r->dedupe && i + 1 < count)
-					dedupe_prefetch(r->dedupe,
-							kanal_msg_source(f.emit.msgs[i + 1]),
-							kanal_msg_id(f.emit.msgs[i + 1]));
+				has_next = r->dedupe && i + 1 < count &&
+					   s_dedupe_key(f.emit.msgs[i + 1], &next);
+				if (has_next)
+					dedupe_prefetch(r->dedupe, &next);
+				r->emit_key_msg = has_key ? f.emit.msgs[i] : NULL;
+				r->emit_key = key;
 				s_on_emit(r, origin, id, f.emit.msgs[i]);
+				r->emit_key_msg = NULL;
+				key = next;
+				has_key = has_next;
 			}
 			commit_mid_turn(r, NULL);
 		} else if (f.cmd == BUS_REQUEST && n >= (int)sizeof(bus_request_t)) {
@@ -1005,14 +1080,35 @@ static void *s_router_main(void *arg)
 		stream_publish(r->stream, "plugin.started", r->instances[i]->name, NULL,
 			       json_pack("{s:s}", "instance", r->instances[i]->name));
 	r->now_ms = kanal_now_ms();
+	router_spare_use(true);
 	recover_open(r);
 	if (cluster_router_start(r) < 0)
 		log_error("cluster", "cannot start the threads that fetch from JetStream");
 	while (!r->stopping)
 		router_poll_once(r, -1, true);
 	park_shutdown(r);
+	router_spare_use(false);
 	zmq_send(r->ctl_router, "stopped", 7, 0);
 	return NULL;
+}
+
+__thread router_spare_t router_spare[ROUTER_SPARE_KINDS] __attribute__((tls_model("initial-exec")));
+
+void router_spare_use(bool on)
+{
+	kanal__mpool_stats_t st;
+
+	kanal__mpool_stats(&st);
+	for (int k = 0; k < ROUTER_SPARE_KINDS; k++) {
+		router_spare_t *sp = &router_spare[k];
+		sp->on = on && st.enabled;
+		while (!sp->on && sp->head) {
+			void *p = sp->head;
+			sp->head = *(void **)p;
+			sp->n--;
+			kanal__mpool_free(p);
+		}
+	}
 }
 
 /* ---- construction ------------------------------------------------------------------------- */
@@ -1114,13 +1210,13 @@ router_t *router_new(const conf_t *conf, instance_t **instances, size_t n_instan
 	r->table->routes = *routes_p;
 	r->table->refs = 1;
 	*routes_p = NULL;
-	stats_bind(r, r->table->routes);
 	for (size_t i = 0; i < n_instances; i++) {
 		r->dests[i].name = instances[i]->name;
 		r->dests[i].inst = instances[i];
 	}
 	r->dests[n_instances].name = (char *)ROUTES_DEADLETTER;
 	r->n_dests = n_instances + 1;
+	stats_bind(r, r->table->routes); /* after the destinations: it looks them up */
 	srand((unsigned)getpid() ^ (unsigned)kanal_now_ms());
 
 	r->deadletter = deadletter_open(conf->state_dir, err, err_size);
@@ -1268,6 +1364,11 @@ void router_destroy(router_t **r_p)
 		delivery_t *dl = r->free_dl;
 		r->free_dl = dl->next;
 		free(dl);
+	}
+	while (r->free_held) {
+		held_emit_t *h = r->free_held;
+		r->free_held = h->next;
+		free(h);
 	}
 	stats_free(r);
 	free(r->dests);

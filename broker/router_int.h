@@ -19,6 +19,7 @@
 
 #include "bus.h"
 #include "deadletter.h"
+#include "dedupe.h"
 #include "journal.h"
 #include "mpool.h"
 #include "msg_int.h"
@@ -156,6 +157,13 @@ typedef struct route_stat {
 	uint64_t transform_failed; /* deliveries its transforms refused (also in rejected) */
 	route_latency_t *latency;  /* per destination, in the order first delivered to */
 	struct route_stat *next;   /* in its hash chain */
+	/* The destinations of the route `to_for` (its `to`, in order; NULL where none is
+	 * called so), looked up when its table was bound (stats_bind): the router's checks
+	 * and fan-out of every event skip comparing names. A route of another table with
+	 * this name (an older one still draining) looks its destinations up by name. */
+	const struct route *to_for;
+	dest_t **to_dest;
+	size_t to_cap;
 } route_stat_t;
 /* A measure's per-minute counts cover the last hour (the dashboard's chart). */
 #define MEASURE_MINUTES 60
@@ -198,6 +206,8 @@ typedef struct held_emit {
 	kanal_msg_t *msg;
 	size_t origin; /* instance index */
 	struct held_emit *next;
+	bool has_key;     /* key is msg's duplicate-window key (memory mode), worked out once */
+	dedupe_key_t key; /* at its emit */
 } held_emit_t;
 
 /* An event accepted in the current turn, kept until the turn's commit says whether it was
@@ -236,6 +246,8 @@ struct router {
 	uint64_t next_id;
 	delivery_t *free_dl; /* spent deliveries kept for reuse */
 	size_t n_free_dl;
+	held_emit_t *free_held; /* spent held emits kept for reuse (malloc'd, as any) */
+	size_t n_free_held;
 	/* The clock read at the start of each batch the router takes (a poll's return, a
 	 * frame of emits or outcomes): events accepted and outcomes read in one batch share
 	 * it, instead of a clock read each (~40 ns on a VM, ~3 % of kanald under a flood). */
@@ -269,6 +281,10 @@ struct router {
 	uint64_t accepted, unmatched, invalid, busy, reloads, reload_failures, replies_dropped;
 	uint64_t dlq_purged;   /* dead letters purged by retention or `dlq purge` */
 	struct dedupe *dedupe; /* memory mode's duplicate window (dedupe.c); NULL when durable */
+	/* The window's key of the emit being routed, worked out once for its prefetch and its
+	 * check (s_on_emit_sock); taken by the check of that very message, NULL otherwise. */
+	const kanal_msg_t *emit_key_msg;
+	dedupe_key_t emit_key;
 	bool force_stop; /* set (atomically) by router_force_stop: the shutdown deadline is now */
 	struct ratelimit *ratelimit; /* limits.rate's buckets (ratelimit.c); NULL: no limit */
 	uint64_t rate_limited;       /* gateway events answered busy for limits.rate */
@@ -313,10 +329,55 @@ static inline void router_table_release(table_t **t_p)
 
 /* The router's per-event records (shared_t, flow_t) come from the SDK's per-thread block
  * pool (sdk/mpool.h): made and freed on the router's thread by the million, they are a
- * pop and a push there instead of malloc and free. */
+ * pop and a push there instead of malloc and free. Spent ones wait on a list of the
+ * router's thread for the next event (the pool's general path, its class and owner, cost
+ * ~40 instructions each way): at most ROUTER_SPARE_MAX of each kind, and only while the
+ * router's thread runs with the pool on (off, as under a sanitizer, every block goes back
+ * to malloc so that a use after free is still caught). */
+#define ROUTER_SPARE_MAX 1024
+
+enum { ROUTER_SPARE_SHARED, ROUTER_SPARE_FLOW, ROUTER_SPARE_KINDS };
+
+typedef struct router_spare {
+	void *head; /* the first word of a spare block links to the next */
+	unsigned n;
+	bool on; /* this is the router's thread, and the pool is on */
+} router_spare_t;
+
+extern __thread router_spare_t router_spare[ROUTER_SPARE_KINDS]
+	__attribute__((tls_model("initial-exec")));
+
+/* Starts (on) or ends (off: the spares go back to the pool) the calling thread's lists. */
+void router_spare_use(bool on);
+
+static inline void *router_spare_take(int kind, size_t size)
+{
+	router_spare_t *sp = &router_spare[kind];
+	void *p = sp->head;
+
+	if (!p)
+		return kanal__mpool_alloc(size, NULL);
+	sp->head = *(void **)p;
+	sp->n--;
+	return p;
+}
+
+static inline void router_spare_give(int kind, void *p)
+{
+	router_spare_t *sp = &router_spare[kind];
+
+	if (!sp->on || sp->n >= ROUTER_SPARE_MAX) {
+		kanal__mpool_free(p);
+		return;
+	}
+	*(void **)p = sp->head;
+	sp->head = p;
+	sp->n++;
+}
+
 static inline shared_t *router_shared_new_at(kanal_msg_t **msg_p, size_t bytes, int64_t born_ms)
 {
-	shared_t *s = kanal__mpool_alloc(sizeof *s, NULL);
+	shared_t *s = router_spare_take(ROUTER_SPARE_SHARED, sizeof *s);
 
 	if (!s) {
 		kanal_msg_destroy(msg_p);
@@ -352,7 +413,7 @@ static inline void router_shared_release(shared_t **s_p)
 	if (s && --s->refs == 0) {
 		kanal_msg_destroy(&s->msg);
 		router_jev_release(&s->jev);
-		kanal__mpool_free(s);
+		router_spare_give(ROUTER_SPARE_SHARED, s);
 	}
 	*s_p = NULL;
 }
@@ -388,6 +449,17 @@ static inline dest_t *router_dest(router_t *r, const char *name)
 	return NULL;
 }
 
+/* The destination of route rt's to[k] (router_dest of the name, from the route's bound
+ * lookups when they are this route's). */
+static inline dest_t *router_route_to(router_t *r, const route_t *rt, size_t k)
+{
+	const route_stat_t *st = rt->stat;
+
+	if (st && st->to_for == rt)
+		return st->to_dest[k];
+	return router_dest(r, rt->to[k]);
+}
+
 static inline bool router_dest_full(const router_t *r, const dest_t *d, size_t extra_bytes)
 {
 	if (!d->inst)
@@ -410,7 +482,7 @@ static inline void router_flow_release(router_t *r, flow_t **flow_p)
 		return;
 	router_shared_release(&f->ev);
 	router_table_release(&f->table);
-	kanal__mpool_free(f);
+	router_spare_give(ROUTER_SPARE_FLOW, f);
 	(void)r;
 }
 
@@ -454,13 +526,17 @@ static inline void router_delivery_free(router_t *r, delivery_t **dl_p)
 		return;
 	if (dl->cluster_msg)
 		cluster_router_forget(r, dl); /* not acknowledged: it comes back after AckWait */
-	for (size_t i = 0; i < dl->n_errors; i++)
-		free(dl->errors[i]);
-	free(dl->errors);
-	free(dl->requester);
+	if (dl->errors) { /* most deliveries have none: no call to free(NULL) per event */
+		for (size_t i = 0; i < dl->n_errors; i++)
+			free(dl->errors[i]);
+		free(dl->errors);
+	}
+	if (dl->requester)
+		free(dl->requester);
 	if (dl->counted && !dl->spilled)
 		router_jev_close(r, dl->ev->jev);
-	free(dl->replay_route);
+	if (dl->replay_route)
+		free(dl->replay_route);
 	router_shared_release(&dl->ev);
 	router_flow_release(r, &dl->flow);
 	if (r->n_free_dl < 4096) {

@@ -72,7 +72,22 @@ void stats_bind(router_t *r, routes_t *routes)
 {
 	for (size_t i = 0; routes && i < routes_count(routes); i++) {
 		route_t *rt = (route_t *)routes_get(routes, i);
-		rt->stat = s_stat_for(r, rt->name);
+		route_stat_t *st = s_stat_for(r, rt->name);
+
+		rt->stat = st;
+		if (!st)
+			continue;
+		st->to_for = NULL;
+		if (rt->n_to > st->to_cap) {
+			dest_t **grown = realloc(st->to_dest, rt->n_to * sizeof *grown);
+			if (!grown)
+				continue; /* looked up by name, as before */
+			st->to_dest = grown;
+			st->to_cap = rt->n_to;
+		}
+		for (size_t k = 0; k < rt->n_to; k++)
+			st->to_dest[k] = router_dest(r, rt->to[k]);
+		st->to_for = rt;
 	}
 	for (size_t i = 0; i < routes_measure_count(routes); i++) {
 		route_measure_t *m = (route_measure_t *)routes_measure_get(routes, i);
@@ -93,6 +108,7 @@ void stats_free(router_t *r)
 				free(l);
 			}
 			free(e->name);
+			free(e->to_dest);
 			free(e);
 		}
 	}

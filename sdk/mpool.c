@@ -27,8 +27,13 @@
 #define MP_LIST_BYTES (512u * 1024u)
 #define MPOOL_REMOTE_MAX 16384
 
-/* Whole block sizes, header included. */
+/* Whole block sizes, header included: class c is 64 << c bytes. */
 static const size_t s_cls_size[MP_NCLS] = { 64, 128, 256, 512, 1024, 2048, 4096, 8192 };
+/* Blocks a class's list keeps at most (MP_LIST_BYTES of them). */
+static const unsigned s_cls_max[MP_NCLS] = {
+	MP_LIST_BYTES / 64,   MP_LIST_BYTES / 128,  MP_LIST_BYTES / 256,  MP_LIST_BYTES / 512,
+	MP_LIST_BYTES / 1024, MP_LIST_BYTES / 2048, MP_LIST_BYTES / 4096, MP_LIST_BYTES / 8192,
+};
 
 typedef struct mp_cache mp_cache_t;
 
@@ -56,6 +61,7 @@ struct mp_cache {
 static __thread mp_cache_t *s_tls __attribute__((tls_model("initial-exec")));
 
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
+static bool s_ready; /* s_init has run: s_on is set (read with acquire, once per call) */
 static pthread_key_t s_key;
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
 static mp_cache_t *s_all;
@@ -67,12 +73,16 @@ static inline mp_block_t **s_next(mp_block_t *b)
 	return (mp_block_t **)(void *)(b + 1);
 }
 
-static int s_class(size_t whole)
+/* The smallest class whose blocks hold `whole` bytes (the first power of two from 64 on
+ * that is not smaller), or -1. */
+static inline int s_class(size_t whole)
 {
-	for (int c = 0; c < MP_NCLS; c++)
-		if (whole <= s_cls_size[c])
-			return c;
-	return -1;
+	int c;
+
+	if (whole <= 64)
+		return 0;
+	c = 64 - __builtin_clzll((unsigned long long)whole - 1) - 6;
+	return c < MP_NCLS ? c : -1;
 }
 
 /* Keeps b on its class's list, or frees it when the list holds its share already. */
@@ -80,7 +90,7 @@ static void s_local_put(mp_cache_t *c, mp_block_t *b)
 {
 	uint32_t cls = b->cls;
 
-	if ((size_t)c->n[cls] * s_cls_size[cls] >= MP_LIST_BYTES) {
+	if (c->n[cls] >= s_cls_max[cls]) {
 		free(b);
 		return;
 	}
@@ -148,11 +158,15 @@ static void s_init(void)
 #endif
 	if (s_on && pthread_key_create(&s_key, s_thread_exit) != 0)
 		s_on = false;
+	__atomic_store_n(&s_ready, true, __ATOMIC_RELEASE);
 }
 
-static bool s_enabled(void)
+/* Whether the pool is on; pthread_once only until the first call has decided (it cost a
+ * call per block). */
+static inline bool s_enabled(void)
 {
-	pthread_once(&s_once, s_init);
+	if (!__atomic_load_n(&s_ready, __ATOMIC_ACQUIRE))
+		pthread_once(&s_once, s_init);
 	return s_on;
 }
 

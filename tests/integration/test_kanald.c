@@ -456,6 +456,49 @@ static void test_reload_valid_then_invalid_keeps_old_table(void)
 	kd_destroy(&kd);
 }
 
+/* A reload that keeps a route's name but changes its destinations: the next event goes
+ * where the new table says (the router looks a route's destinations up once per table,
+ * by the route's name's counters, which outlive the reload). */
+static void test_reload_same_route_new_destinations(void)
+{
+	kd_t *kd = s_start_default("reload-to");
+	void *sub;
+	char *e, *p;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kd);
+	sub = kd_subscribe(kd, "routes.");
+	e = kd_event("test", "sick-before", "child.absence.reported",
+		     "{\"reason\":\"sick\",\"days\":2}");
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "staffing.jsonl"), 1, WAIT), 1);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "calendar.jsonl"), 1, WAIT), 1);
+	kd_write_routes(kd, "routes:\n"
+			    "  - name: sick\n"
+			    "    match: { type: child.absence.* }\n"
+			    "    to: [holiday, other]\n"
+			    "default: calendar\n");
+	kill(kd->pid, SIGHUP);
+	p = kd_expect(sub, "routes.reloaded", NULL, WAIT);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	free(p);
+	e = kd_event("test", "sick-after", "child.absence.reported",
+		     "{\"reason\":\"sick\",\"days\":2}");
+	s_send_expect(kd, e, "accepted");
+	free(e);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "holiday.jsonl"), 1, WAIT), 1);
+	CU_ASSERT_EQUAL(kd_wait_lines(kd_path(kd, "other.jsonl"), 1, WAIT), 1);
+	CU_ASSERT(s_file_has(kd_path(kd, "holiday.jsonl"), "\"sick-after\""));
+	CU_ASSERT(s_file_has(kd_path(kd, "other.jsonl"), "\"sick-after\""));
+	kd_unsubscribe(&sub);
+	CU_ASSERT_EQUAL(kd_stop(kd, SIGTERM, WAIT), 0);
+	/* The old destinations got only the event before the reload. */
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "staffing.jsonl")), 1);
+	CU_ASSERT_EQUAL(kd_lines(kd_path(kd, "calendar.jsonl")), 1);
+	CU_ASSERT(!s_file_has(kd_path(kd, "staffing.jsonl"), "sick-after"));
+	kd_destroy(&kd);
+}
+
 /* log_format: json — every line of the log is one JSON object with time, level, component
  * and message; a refused reload is one record however many errors it has, and the CPR
  * masker still runs over it. */
@@ -1191,6 +1234,7 @@ TEST_MAIN("kanald", TEST(test_oversized_gateway_requests_are_answered),
 	  TEST(test_enrich_timeout_fails_the_flow), TEST(test_enrich_retries_a_transient_failure),
 	  TEST(test_enrich_failure_can_be_skipped), TEST(test_enrich_failure_rejected_by_service),
 	  TEST(test_reload_valid_then_invalid_keeps_old_table),
+	  TEST(test_reload_same_route_new_destinations),
 	  TEST(test_json_log_one_record_per_happening), TEST(test_refuses_plugin_with_wrong_abi),
 	  TEST(test_refuses_bad_options), TEST(test_source_plugin_events_flow_and_stop_gracefully),
 	  TEST(test_stream_contents_and_cpr_masking), TEST(test_retry_budget_then_dead),
