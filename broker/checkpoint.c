@@ -63,9 +63,10 @@ struct journal_ckpt {
 	_Atomic uint64_t progress;
 	_Atomic uint32_t cycle;
 	_Atomic uint64_t by_thread, by_router, forced;
-	_Atomic int last_pages; /* the WAL's size at the router's last commit */
-	_Atomic int64_t errors; /* failed checkpoints of the thread (a full disk, …) */
-	char last_error[200];   /* the thread's, under lock */
+	_Atomic int last_pages;  /* the WAL's size at the router's last commit */
+	double sync_us_per_page; /* what syncing a page of the database file costs the thread */
+	_Atomic int64_t errors;  /* failed checkpoints of the thread (a full disk, …) */
+	char last_error[200];    /* the thread's, under lock */
 };
 
 static void s_wake(journal_ckpt_t *c)
@@ -121,31 +122,65 @@ static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 	return SQLITE_OK;
 }
 
-/* Syncs the database file after a pass that copied pages into it. SQLite syncs the file
- * only when a checkpoint reaches the end of the WAL, which the thread's passes never do
- * while the router writes: without this, the router's catch-up at the end of a cycle
- * synced everything the thread had copied in the cycle (~8 MiB, 3–16 ms here, the durable
- * p99). With it the router's sync covers its own few pages. */
-static int s_sync_db(journal_ckpt_t *c)
+static int64_t s_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Syncs the database file after the pass that leaves the router its catch-up. SQLite
+ * syncs the file only when a checkpoint reaches the end of the WAL, which the thread's
+ * passes never do while the router writes: without this, the router's catch-up at the end
+ * of a cycle synced everything the thread had copied in the cycle (~8 MiB, 3–16 ms here,
+ * the durable p99). With it the router's sync covers its own few pages. */
+static int s_sync_db(journal_ckpt_t *c, int pages)
 {
 	sqlite3_file *f = NULL;
+	int64_t t0 = s_now_us();
+	int rc;
 
 	if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
 	    !f->pMethods)
 		return SQLITE_OK; /* nothing to sync through: the router's sync does it all */
-	return f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+	rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+	if (pages > 0) /* what a page cost to sync, smoothed */
+		c->sync_us_per_page =
+			0.75 * c->sync_us_per_page + 0.25 * (double)(s_now_us() - t0) / pages;
+	return rc;
+}
+
+/* Whether to sync the database file before the router sees a pass that copied all but
+ * `done`: only when the router, writing at the pace it wrote during the pass (from pages0
+ * at t0), would still be within CKPT_CATCHUP_PAGES once the sync of the `unsynced` pages
+ * copied is done (at what a page cost to sync before). At a steady pace that holds, and the router's catch-up then
+ * syncs only its own pages. Under a flood it does not, and the progress is handed over at
+ * once: a sync there delays what the router waits for while it writes on, the passes never
+ * came within CKPT_CATCHUP_PAGES of it and the WAL grew to the hard bound (test_journal). */
+static bool s_sync_pays(journal_ckpt_t *c, int pages0, int64_t t0, int done, int unsynced)
+{
+	int64_t dt = s_now_us() - t0;
+	int pages = c->last_pages;
+	double rate = dt > 0 && pages > pages0 ? (double)(pages - pages0) / (double)dt : 0;
+
+	return (double)(pages - done) + rate * c->sync_us_per_page * unsynced <= CKPT_CATCHUP_PAGES;
 }
 
 static void *s_main(void *arg)
 {
 	journal_ckpt_t *c = arg;
 
+	int synced = 0;            /* the frames copied and synced in the cycle synced_cycle */
+	uint32_t synced_cycle = 0; /* (the router counts cycles from 0) */
+
 	pthread_setname_np(pthread_self(), "kanal-ckpt");
 	pthread_mutex_lock(&c->lock);
 	while (!c->stop) {
 		struct timespec until;
-		int log_frames = 0, done = 0, rc;
+		int log_frames = 0, done = 0, rc, pages0, unsynced;
 		uint32_t cycle;
+		int64_t t0;
 
 		if (!c->woken) {
 			clock_gettime(CLOCK_REALTIME, &until);
@@ -158,10 +193,17 @@ static void *s_main(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		/* Read before the pass: a restart during it makes the label old, never new. */
 		cycle = atomic_load_explicit(&c->cycle, memory_order_acquire);
+		t0 = s_now_us();
+		pages0 = c->last_pages;
 		rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
 					       &done);
-		if (rc == SQLITE_OK && done > 0)
-			rc = s_sync_db(c);
+		/* The pages this pass and the unsynced passes before it in the cycle copied. */
+		unsynced = done - (synced_cycle == cycle && synced <= done ? synced : 0);
+		if (rc == SQLITE_OK && unsynced > 0 && s_sync_pays(c, pages0, t0, done, unsynced) &&
+		    (rc = s_sync_db(c, unsynced)) == SQLITE_OK) {
+			synced = done;
+			synced_cycle = cycle;
+		}
 		pthread_mutex_lock(&c->lock);
 		if (rc == SQLITE_OK) {
 			if (log_frames > 0)
@@ -196,6 +238,7 @@ journal_ckpt_t *journal_ckpt_start(sqlite3 *router_db, const char *path,
 		return NULL;
 	}
 	c->router_db = router_db;
+	c->sync_us_per_page = 10; /* until measured: a cautious guess (4–5 µs here) */
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
 	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
