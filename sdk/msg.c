@@ -250,7 +250,8 @@ bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 		return false;
 	for (size_t i = 0; i < sizeof core / sizeof core[0] && !hit; i++) {
 		const char *v = msg->core[core[i]];
-		if (v && s_cpr_in(v, msg->core_len[core[i]]))
+		if (v && (core[i] == MSG_TIME ? kanal__msg_time_cpr(v, msg->core_len[core[i]])
+					      : s_cpr_in(v, msg->core_len[core[i]])))
 			hit = kanal__msg_core_name(core[i]);
 	}
 	for (size_t i = 0; i < msg->n_ext && !hit; i++) {

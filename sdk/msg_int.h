@@ -123,6 +123,11 @@ int kanal__msg_core_index(const char *name, size_t len);
  * it is acceptable, else a static reason ("must not be empty"). UTF-8 is checked too. */
 const char *kanal__msg_check_core(int index, const char *value, size_t len);
 
+/* Whether the time value v[0..len) holds a CPR number (kanal_cpr_find): the same answer as
+ * the scan, kept for the value this thread last found valid, which most events of a burst
+ * share. */
+bool kanal__msg_time_cpr(const char *v, size_t len);
+
 /* Returns NULL when name[0..len) is a valid extension name (lower-case a-z and 0-9, not a
  * reserved member name), else a static reason. */
 const char *kanal__msg_check_ext_name(const char *name, size_t len);
