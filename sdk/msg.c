@@ -430,16 +430,12 @@ const char *kanal_msg_attr(const kanal_msg_t *msg, const char *name)
 	return s_ext_find(msg, name, len, &at) ? msg->ext[at].text : NULL;
 }
 
-/* Checks that `name` may carry an extension value; fills err when not. */
-static int s_check_ext_target(const char *name, size_t len, kanal_error_t *err)
+/* Checks that `name`, which is not a core attribute's, may name an extension; fills err
+ * when not. */
+static int s_check_ext_name(const char *name, size_t len, kanal_error_t *err)
 {
 	const char *why;
 
-	if (kanal__msg_core_index(name, len) != MSG_NCORE) {
-		kanal__msg_error(err, NULL, 0, 0, name, len,
-				 "a core attribute, not an extension (it takes a string)");
-		return KANAL_EINVALID;
-	}
 	if (len == 11 && memcmp(name, "data_base64", 11) == 0) {
 		kanal__msg_error(err, NULL, 0, 0, name, len,
 				 "reserved name (set data with kanal_msg_set_data_*)");
@@ -451,6 +447,17 @@ static int s_check_ext_target(const char *name, size_t len, kanal_error_t *err)
 		return KANAL_EINVALID;
 	}
 	return 0;
+}
+
+/* Checks that `name` may carry an extension value; fills err when not. */
+static int s_check_ext_target(const char *name, size_t len, kanal_error_t *err)
+{
+	if (kanal__msg_core_index(name, len) != MSG_NCORE) {
+		kanal__msg_error(err, NULL, 0, 0, name, len,
+				 "a core attribute, not an extension (it takes a string)");
+		return KANAL_EINVALID;
+	}
+	return s_check_ext_name(name, len, err);
 }
 
 /* Sets core attribute `index` (or the pseudo attribute specversion) to value. */
@@ -505,7 +512,7 @@ int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value, ka
 	index = kanal__msg_core_index(name, len);
 	if (index != MSG_NCORE)
 		return s_set_core(msg, index, value, err);
-	rc = s_check_ext_target(name, len, err);
+	rc = s_check_ext_name(name, len, err);
 	if (rc)
 		return rc;
 	if (!value) {

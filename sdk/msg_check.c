@@ -391,13 +391,44 @@ const char *kanal__msg_check_string(const char *v, size_t len)
 
 /* ---- names and core attributes ------------------------------------------------------- */
 
+/* True when each of the eight bytes of w is a-z or 0-9. For a byte b below 0x80,
+ * b + (0x80 - lo) has its high bit set iff b >= lo and b + (0x7F - hi) iff b > hi, and
+ * neither sum carries into the next byte; a byte from 0x80 up fails on its own. */
+static inline bool s_name8(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	uint64_t letter = (w + ones * (0x80 - 'a')) & ~(w + ones * (0x7F - 'z'));
+	uint64_t digit = (w + ones * (0x80 - '0')) & ~(w + ones * (0x7F - '9'));
+
+	return !(w & high) && ((letter | digit) & high) == high;
+}
+
+/* True when name[0..len) (len at least 4) is all a-z and 0-9, a word at a time: the last
+ * (or only) stretch as overlapping words, as in kanal__msg_check_string. */
+static bool s_plain_name(const char *name, size_t len)
+{
+	uint64_t w;
+	uint32_t lo, hi;
+	size_t i;
+
+	if (len < 8) {
+		memcpy(&lo, name, sizeof lo);
+		memcpy(&hi, name + len - 4, sizeof hi);
+		return s_name8(lo | (uint64_t)hi << 32);
+	}
+	for (i = 0; i + 8 <= len; i += 8)
+		if (memcpy(&w, name + i, sizeof w), !s_name8(w))
+			return false;
+	return i == len || (memcpy(&w, name + len - 8, sizeof w), s_name8(w));
+}
+
 const char *kanal__msg_check_ext_name(const char *name, size_t len)
 {
 	size_t i;
 
 	if (len == 0)
 		return "an attribute name must not be empty";
-	for (i = 0; i < len; i++) {
+	for (i = len >= 4 && s_plain_name(name, len) ? len : 0; i < len; i++) {
 		char c = name[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
 			return "not a valid extension name (lower-case letters a-z and digits"

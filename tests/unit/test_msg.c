@@ -1528,6 +1528,54 @@ static void test_string_rule_agrees_with_plain_walk(void)
 	CU_ASSERT(refused > 20000);
 }
 
+/* The extension name rule byte by byte, as CloudEvents words it. */
+static const char *s_plain_name_rule(const char *name, size_t len)
+{
+	if (len == 0)
+		return "an attribute name must not be empty";
+	for (size_t i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9')))
+			return "not a valid extension name (lower-case letters a-z and digits "
+			       "only)";
+	if (len == 4 && memcmp(name, "data", 4) == 0)
+		return "reserved name (set data with kanal_msg_set_data_*)";
+	return NULL;
+}
+
+/* Random names up to 20 bytes, mostly valid, with the bytes just outside each range
+ * ('`' '{' '/' ':'), upper case, punctuation, NUL and bytes from 0x80: the word-at-a-time
+ * check gives the plain rule's verdict for every one. */
+static void test_ext_name_rule_agrees_with_plain_walk(void)
+{
+	static const char valid[] = "az09mq5", odd[] = "`{/:AZ-_. \x80\xff\x7f";
+	unsigned seed = 11, mismatches = 0, accepted = 0;
+
+	for (int round = 0; round < 200000; round++) {
+		size_t len;
+		char *name;
+		const char *got, *want;
+
+		seed = seed * 1103515245u + 12345u;
+		len = (seed >> 16) % 21;
+		name = malloc(len ? len : 1);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(name);
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			name[i] = (seed >> 16) % 40 ? valid[(seed >> 20) % (sizeof valid - 1)]
+						    : odd[(seed >> 20) % sizeof odd]; /* NUL too */
+		}
+		if (round % 100 == 0 && len == 4)
+			memcpy(name, "data", 4);
+		got = kanal__msg_check_ext_name(name, len);
+		want = s_plain_name_rule(name, len);
+		mismatches += !(got == want || (got && want && !strcmp(got, want)));
+		accepted += !want;
+		free(name);
+	}
+	CU_ASSERT_EQUAL(mismatches, 0);
+	CU_ASSERT(accepted > 50000);
+}
+
 static void test_string_rules_when_parsed(void)
 {
 	static const char *const cases[][2] = {
@@ -2183,7 +2231,8 @@ TEST_MAIN("msg", TEST(test_conformance_valid_events), TEST(test_conformance_inva
 	  TEST(test_deep_nesting_rejected_cleanly), TEST(test_untouched_data_is_copied_verbatim),
 	  TEST(test_round_trip_keeps_everything), TEST(test_strings_are_escaped),
 	  TEST(test_string_rules_for_every_attribute), TEST(test_string_rules_at_every_offset),
-	  TEST(test_string_rule_agrees_with_plain_walk), TEST(test_string_rules_when_parsed),
+	  TEST(test_string_rule_agrees_with_plain_walk),
+	  TEST(test_ext_name_rule_agrees_with_plain_walk), TEST(test_string_rules_when_parsed),
 	  TEST(test_data_path_reads), TEST(test_data_path_writes), TEST(test_size_limit),
 	  TEST(test_size_is_the_serialised_length), TEST(test_uuid_v4),
 	  TEST(test_uuid_fails_without_getrandom), TEST(test_error_names_and_texts_agree),
