@@ -72,6 +72,28 @@ static char *s_more(kanal_msg_t *msg, size_t n)
 	return at;
 }
 
+/* memcpy(d, p, n), without a call for 4 to 16 bytes (most attribute values and names):
+ * two overlapping loads and stores of a fixed size. */
+static inline void s_copy(char *d, const char *p, size_t n)
+{
+	uint64_t a, b;
+	uint32_t x, y;
+
+	if (n >= 8 && n <= 16) {
+		memcpy(&a, p, 8);
+		memcpy(&b, p + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + n - 8, &b, 8);
+	} else if (n >= 4 && n < 8) {
+		memcpy(&x, p, 4);
+		memcpy(&y, p + n - 4, 4);
+		memcpy(d, &x, 4);
+		memcpy(d + n - 4, &y, 4);
+	} else {
+		memcpy(d, p, n);
+	}
+}
+
 char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n)
 {
 	char *copy;
@@ -82,7 +104,7 @@ char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n)
 	} else if (!(copy = s_more(msg, n + 1)) && !(copy = malloc(n + 1))) {
 		return NULL;
 	}
-	memcpy(copy, p, n);
+	s_copy(copy, p, n);
 	copy[n] = '\0';
 	return copy;
 }
@@ -113,14 +135,14 @@ kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id)
 	if (kanal__msg_check_core(MSG_TYPE, type, type_len) ||
 	    kanal__msg_check_core(MSG_SOURCE, source, source_len))
 		return NULL;
-	if (id && kanal__msg_check_core(MSG_ID, id, strlen(id)))
-		return NULL;
 	if (!id) {
 		if (kanal_uuid(uuid) != 0)
 			return NULL;
 		id = uuid;
 	}
-	id_len = strlen(id); /* each checked to fit core_len's 32 bits */
+	id_len = strlen(id);
+	if (id != uuid && kanal__msg_check_core(MSG_ID, id, id_len))
+		return NULL; /* each is checked to fit core_len's 32 bits */
 	msg = kanal__msg_alloc(MSG_INLINE);
 	if (!msg)
 		return NULL;

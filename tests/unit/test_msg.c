@@ -1576,6 +1576,38 @@ static void test_ext_name_rule_agrees_with_plain_walk(void)
 	CU_ASSERT(accepted > 50000);
 }
 
+/* Values and names of every length up to 40 (the short ones are copied without a call,
+ * in overlapping words) come back exactly as set, next to each other in the message. */
+static void test_values_of_every_length_kept(void)
+{
+	char value[48], name[48];
+	kanal_msg_t *msg = kanal_msg_new("t", "s", "1");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t i = 0; i < len; i++) {
+			value[i] = (char)('A' + (len + i) % 26);
+			name[i] = (char)('a' + (len * 7 + i) % 26);
+		}
+		value[len] = name[len] = '\0';
+		CU_ASSERT_EQUAL_FATAL(kanal_msg_set_attr(msg, name, value, NULL), 0);
+		CU_ASSERT_EQUAL_FATAL(kanal_msg_set_attr(msg, "subject", value, NULL), 0);
+		CU_ASSERT_STRING_EQUAL(kanal_msg_attr(msg, name), value);
+		CU_ASSERT_STRING_EQUAL(kanal_msg_subject(msg), value);
+	}
+	/* The earlier ones were not overwritten by the later. */
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t i = 0; i < len; i++) {
+			value[i] = (char)('A' + (len + i) % 26);
+			name[i] = (char)('a' + (len * 7 + i) % 26);
+		}
+		value[len] = name[len] = '\0';
+		CHECK_MSG(kanal_msg_attr(msg, name) && !strcmp(kanal_msg_attr(msg, name), value),
+			  "extension of %zu bytes kept", len);
+	}
+	kanal_msg_destroy(&msg);
+}
+
 static void test_string_rules_when_parsed(void)
 {
 	static const char *const cases[][2] = {
@@ -2232,8 +2264,9 @@ TEST_MAIN("msg", TEST(test_conformance_valid_events), TEST(test_conformance_inva
 	  TEST(test_round_trip_keeps_everything), TEST(test_strings_are_escaped),
 	  TEST(test_string_rules_for_every_attribute), TEST(test_string_rules_at_every_offset),
 	  TEST(test_string_rule_agrees_with_plain_walk),
-	  TEST(test_ext_name_rule_agrees_with_plain_walk), TEST(test_string_rules_when_parsed),
-	  TEST(test_data_path_reads), TEST(test_data_path_writes), TEST(test_size_limit),
+	  TEST(test_ext_name_rule_agrees_with_plain_walk), TEST(test_values_of_every_length_kept),
+	  TEST(test_string_rules_when_parsed), TEST(test_data_path_reads),
+	  TEST(test_data_path_writes), TEST(test_size_limit),
 	  TEST(test_size_is_the_serialised_length), TEST(test_uuid_v4),
 	  TEST(test_uuid_fails_without_getrandom), TEST(test_error_names_and_texts_agree),
 	  TEST(test_dup_is_independent), TEST(test_concurrent_lazy_reads),
