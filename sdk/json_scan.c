@@ -364,8 +364,10 @@ static inline size_t s_plain_run(const unsigned char *t, size_t i, size_t len)
 }
 
 /* Scans the rest of the string that opens at text[open], from i (the bytes before i are
- * plain), as kanal__json_string describes. */
-static int s_string_from(kanal__json_scan_t *s, size_t open, size_t i, char **out, size_t *out_len)
+ * plain), as kanal__json_string describes. Never inlined: its escape's code point lives on
+ * the stack, which would give every caller a stack-protector check. */
+static __attribute__((noinline)) int s_string_from(kanal__json_scan_t *s, size_t open, size_t i,
+						   char **out, size_t *out_len)
 {
 	const unsigned char *t = (const unsigned char *)s->text;
 	bool escaped = false;
@@ -432,8 +434,9 @@ static inline int s_skip_string(kanal__json_scan_t *s)
 	return s_string_from(s, s->pos, i, NULL, NULL);
 }
 
-/* Checks an integer of 19 digits or more against the 64-bit range, as jansson does. */
-static bool s_integer_fits(const char *p, size_t n)
+/* Checks an integer of 19 digits or more against the 64-bit range, as jansson does. Not
+ * inlined, for the same reason as s_string_from. */
+static __attribute__((noinline)) bool s_integer_fits(const char *p, size_t n)
 {
 	char buf[32];
 	long long v;

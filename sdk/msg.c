@@ -48,8 +48,10 @@ kanal_msg_t *kanal__msg_alloc(size_t inline_cap)
 }
 
 /* Room for n bytes in a chained block: the newest one, or a new one while the chain is
- * under MSG_MORE_MAX. NULL: use malloc. */
-static char *s_more(kanal_msg_t *msg, size_t n)
+ * under MSG_MORE_MAX. NULL: use malloc. Not inlined: its `usable` would give every
+ * kanal__msg_str_dup a stack-protector check and the saving of more registers, for a
+ * path most strings never take. */
+static __attribute__((noinline)) char *s_more(kanal_msg_t *msg, size_t n)
 {
 	msg_more_t *m = msg->more;
 	size_t usable = 0;
@@ -235,9 +237,7 @@ fail:
 
 static bool s_cpr_in(const char *text, size_t len)
 {
-	size_t off, n;
-
-	return text && len >= 10 && kanal_cpr_find(text, len, &off, &n);
+	return text && len >= 10 && kanal_cpr_find(text, len, NULL, NULL);
 }
 
 /* A W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>", lower-case): random hex, in which
@@ -382,7 +382,9 @@ nomem:
 	return KANAL_ENOMEM;
 }
 
-static void s_ext_remove(kanal_msg_t *msg, const char *name, size_t len)
+/* Not inlined into kanal_msg_set_attr, whose every call would otherwise pay a
+ * stack-protector check for this rare path's `at`. */
+static __attribute__((noinline)) void s_ext_remove(kanal_msg_t *msg, const char *name, size_t len)
 {
 	size_t at;
 
