@@ -1576,6 +1576,16 @@ static void test_ext_name_rule_agrees_with_plain_walk(void)
 	CU_ASSERT(accepted > 50000);
 }
 
+/* Writes the value and the extension name of length len that the test below sets. */
+static void s_value_and_name(size_t len, char *value, char *name)
+{
+	for (size_t i = 0; i < len; i++) {
+		value[i] = (char)('A' + (len + i) % 26);
+		name[i] = (char)('a' + (len * 7 + i) % 26);
+	}
+	value[len] = name[len] = '\0';
+}
+
 /* Values and names of every length up to 40 (the short ones are copied without a call,
  * in overlapping words) come back exactly as set, next to each other in the message. */
 static void test_values_of_every_length_kept(void)
@@ -1585,11 +1595,7 @@ static void test_values_of_every_length_kept(void)
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
 	for (size_t len = 1; len <= 40; len++) {
-		for (size_t i = 0; i < len; i++) {
-			value[i] = (char)('A' + (len + i) % 26);
-			name[i] = (char)('a' + (len * 7 + i) % 26);
-		}
-		value[len] = name[len] = '\0';
+		s_value_and_name(len, value, name);
 		CU_ASSERT_EQUAL_FATAL(kanal_msg_set_attr(msg, name, value, NULL), 0);
 		CU_ASSERT_EQUAL_FATAL(kanal_msg_set_attr(msg, "subject", value, NULL), 0);
 		CU_ASSERT_STRING_EQUAL(kanal_msg_attr(msg, name), value);
@@ -1597,11 +1603,7 @@ static void test_values_of_every_length_kept(void)
 	}
 	/* The earlier ones were not overwritten by the later. */
 	for (size_t len = 1; len <= 40; len++) {
-		for (size_t i = 0; i < len; i++) {
-			value[i] = (char)('A' + (len + i) % 26);
-			name[i] = (char)('a' + (len * 7 + i) % 26);
-		}
-		value[len] = name[len] = '\0';
+		s_value_and_name(len, value, name);
 		CHECK_MSG(kanal_msg_attr(msg, name) && !strcmp(kanal_msg_attr(msg, name), value),
 			  "extension of %zu bytes kept", len);
 	}
