@@ -293,7 +293,7 @@ static void test_strings_in_containers_agree_with_plain_walk(void)
  * final stretch is read as the text's last sixteen bytes, never beyond them. */
 static void test_final_stretch_of_the_text(void)
 {
-	for (size_t body = 0; body < 40; body++) {
+	for (size_t body = 0; body < 100; body++) {
 		for (size_t tail = 0; tail < 20; tail++) {
 			size_t len = 1 + body + 1 + tail;
 			char *text = malloc(len); /* exact size: valgrind and ASan see overreads */
