@@ -111,10 +111,8 @@ char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n)
 	return copy;
 }
 
-void kanal__msg_str_free(kanal_msg_t *msg, char *p)
+void kanal__msg_str_free_outside(kanal_msg_t *msg, char *p)
 {
-	if (!p || (p >= msg->inl && p < msg->inl + msg->inl_cap))
-		return;
 	for (const msg_more_t *m = msg->more; m; m = m->next)
 		if (p >= m->buf && p < m->buf + m->cap)
 			return;

@@ -108,9 +108,17 @@ kanal_msg_t *kanal__msg_alloc(size_t inline_cap);
  * else malloc'd. NULL: no memory. */
 char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n);
 
+/* The part of kanal__msg_str_free for a string outside msg's own allocation. */
+void kanal__msg_str_free_outside(kanal_msg_t *msg, char *p);
+
 /* Frees a string of msg's (NULL is fine): a no-op for one inside msg or its chained
- * blocks; free() for any other (a malloc'd string the message was given). */
-void kanal__msg_str_free(kanal_msg_t *msg, char *p);
+ * blocks; free() for any other (a malloc'd string the message was given). Inline for the
+ * usual string, inside msg: kanal_msg_destroy, on the router, frees a dozen per event. */
+static inline void kanal__msg_str_free(kanal_msg_t *msg, char *p)
+{
+	if (p && !(p >= msg->inl && p < msg->inl + msg->inl_cap))
+		kanal__msg_str_free_outside(msg, p);
+}
 
 /* Names of the core attributes, indexed by MSG_ID…; "specversion" for MSG_SPECVERSION. */
 const char *kanal__msg_core_name(int index);
