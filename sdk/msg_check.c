@@ -67,7 +67,9 @@ int kanal__msg_core_index(const char *name, size_t len)
 	default:
 		return MSG_NCORE;
 	}
-	return memcmp(s_core_names[i], name, len) == 0 ? i : MSG_NCORE;
+	/* The first byte, before a call: most extension names have a core name's length. */
+	return s_core_names[i][0] == name[0] && memcmp(s_core_names[i], name, len) == 0 ? i
+											: MSG_NCORE;
 }
 
 /* ---- RFC 3339 timestamps ------------------------------------------------------------- */
