@@ -269,9 +269,14 @@ bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 	if (!msg)
 		return false;
 	for (size_t i = 0; i < sizeof core / sizeof core[0] && !hit; i++) {
-		const char *v = msg->core[core[i]];
-		if (v && (core[i] == MSG_TIME ? kanal__msg_time_cpr(v, msg->core_len[core[i]])
-					      : s_cpr_in(v, msg->core_len[core[i]])))
+		size_t len = msg->core_len[core[i]];
+		const char *v;
+		/* A number takes ten bytes at least: shorter values (and absent ones, of length
+		 * 0) are passed by their length alone. */
+		if (len < 10)
+			continue;
+		v = msg->core[core[i]];
+		if (v && (core[i] == MSG_TIME ? kanal__msg_time_cpr(v, len) : s_cpr_in(v, len)))
 			hit = kanal__msg_core_name(core[i]);
 	}
 	for (size_t i = 0; i < msg->n_ext && !hit; i++) {
