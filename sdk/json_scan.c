@@ -32,19 +32,32 @@ void kanal__json_init(kanal__json_scan_t *s, const char *text, size_t len)
 	s->err_what = NULL;
 }
 
-void kanal__json_ws(kanal__json_scan_t *s)
+/* kanal__json_ws and kanal__json_peek, inline for the scanner's own loops: most tokens
+ * have no whitespace before them, and a call per token was ~12 % of validating an event's
+ * data. */
+static inline void s_ws(kanal__json_scan_t *s)
 {
 	while (s->pos < s->len) {
-		char c = s->text[s->pos];
-		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+		unsigned char c = (unsigned char)s->text[s->pos];
+		if (c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r'))
 			break;
 		s->pos++;
 	}
 }
 
-int kanal__json_peek(const kanal__json_scan_t *s)
+static inline int s_peek(const kanal__json_scan_t *s)
 {
 	return s->pos < s->len ? (unsigned char)s->text[s->pos] : -1;
+}
+
+void kanal__json_ws(kanal__json_scan_t *s)
+{
+	s_ws(s);
+}
+
+int kanal__json_peek(const kanal__json_scan_t *s)
+{
+	return s_peek(s);
 }
 
 int kanal__json_fail(kanal__json_scan_t *s, size_t pos, const char *what)
@@ -290,28 +303,52 @@ static inline bool s_plain8(uint64_t w)
 }
 #endif
 
+#ifdef __SSE2__
+/* One bit per byte of the sixteen at p that is not plain (see s_plain8): a signed compare
+ * below 0x20 catches control characters and, as negative numbers, every byte from 0x80
+ * up. */
+static inline __m128i s_odd16v(const unsigned char *p)
+{
+	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+		      space = _mm_set1_epi8(0x20);
+	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+
+	return _mm_or_si128(_mm_cmplt_epi8(v, space),
+			    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
+}
+
+static inline unsigned s_odd16(const unsigned char *p)
+{
+	return (unsigned)_mm_movemask_epi8(s_odd16v(p));
+}
+#endif
+
 /* The offset, from i, of the first byte of t[i..len) that is not plain (see s_plain8),
- * or of the last stretch shorter than the step. Sixteen bytes at a time with SSE2 (every
- * x86-64 has it): a signed compare below 0x20 catches control characters and, as
- * negative numbers, every byte from 0x80 up. */
+ * or len - i when there is none; without SSE2, of the last stretch shorter than the step.
+ * Sixteen bytes at a time with SSE2 (every x86-64 has it), the last stretch too: the text's
+ * final sixteen bytes, less those already seen. */
 static inline size_t s_plain_run(const unsigned char *t, size_t i, size_t len)
 {
 #ifdef __SSE2__
-	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
-		      space = _mm_set1_epi8(0x20);
 	size_t start = i;
+	unsigned mask;
 
 	while (i + 16 <= len) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + i));
-		__m128i odd = _mm_or_si128(
-			_mm_cmplt_epi8(v, space),
-			_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
-		int mask = _mm_movemask_epi8(odd);
+		mask = s_odd16(t + i);
 		if (mask)
-			return i - start + (size_t)__builtin_ctz((unsigned)mask);
+			return i - start + (size_t)__builtin_ctz(mask);
 		i += 16;
+		/* Past sixteen plain bytes, likely a long string (an event's data often has
+		 * one): thirty-two bytes a step, one test for both halves, until a step finds
+		 * something, which the steps of sixteen then place. */
+		while (i + 32 <= len &&
+		       !_mm_movemask_epi8(_mm_or_si128(s_odd16v(t + i), s_odd16v(t + i + 16))))
+			i += 32;
 	}
-	return i - start;
+	if (i == len || len < 16)
+		return i - start;
+	mask = s_odd16(t + len - 16) >> (i - (len - 16));
+	return mask ? i - start + (size_t)__builtin_ctz(mask) : len - start;
 #else
 	size_t start = i;
 
@@ -326,17 +363,16 @@ static inline size_t s_plain_run(const unsigned char *t, size_t i, size_t len)
 #endif
 }
 
-int kanal__json_string(kanal__json_scan_t *s, char **out, size_t *out_len)
+/* Scans the rest of the string that opens at text[open], from i (the bytes before i are
+ * plain), as kanal__json_string describes. Never inlined: its escape's code point lives on
+ * the stack, which would give every caller a stack-protector check. */
+static __attribute__((noinline)) int s_string_from(kanal__json_scan_t *s, size_t open, size_t i,
+						   char **out, size_t *out_len)
 {
 	const unsigned char *t = (const unsigned char *)s->text;
-	size_t open = s->pos, i = s->pos + 1;
 	bool escaped = false;
 	size_t dummy_len;
 
-	if (out)
-		*out = NULL;
-	if (open >= s->len || t[open] != '"')
-		return kanal__json_fail(s, open, "expected a string");
 	for (;;) {
 		unsigned char c;
 		size_t n;
@@ -373,8 +409,34 @@ int kanal__json_string(kanal__json_scan_t *s, char **out, size_t *out_len)
 	return *out ? 0 : KANAL_ENOMEM;
 }
 
-/* Checks an integer of 19 digits or more against the 64-bit range, as jansson does. */
-static bool s_integer_fits(const char *p, size_t n)
+int kanal__json_string(kanal__json_scan_t *s, char **out, size_t *out_len)
+{
+	if (out)
+		*out = NULL;
+	if (s->pos >= s->len || s->text[s->pos] != '"')
+		return kanal__json_fail(s, s->pos, "expected a string");
+	return s_string_from(s, s->pos, s->pos + 1, out, out_len);
+}
+
+/* Validates and skips the string at the cursor, which is a '"'. A plain string, the usual
+ * member name or value, is scanned here without a call; anything else goes on from the
+ * first byte that is not plain. */
+static inline int s_skip_string(kanal__json_scan_t *s)
+{
+	const unsigned char *t = (const unsigned char *)s->text;
+	size_t i = s->pos + 1;
+
+	i += s_plain_run(t, i, s->len);
+	if (i < s->len && t[i] == '"') {
+		s->pos = i + 1;
+		return 0;
+	}
+	return s_string_from(s, s->pos, i, NULL, NULL);
+}
+
+/* Checks an integer of 19 digits or more against the 64-bit range, as jansson does. Not
+ * inlined, for the same reason as s_string_from. */
+static __attribute__((noinline)) bool s_integer_fits(const char *p, size_t n)
 {
 	char buf[32];
 	long long v;
@@ -459,10 +521,10 @@ static int s_literal(kanal__json_scan_t *s, const char *word, size_t n)
  * OBJECT or ARRAY, cursor unmoved). */
 static int s_scalar(kanal__json_scan_t *s, kanal__json_kind_t *kind)
 {
-	switch (kanal__json_peek(s)) {
+	switch (s_peek(s)) {
 	case '"':
 		*kind = KANAL__JSON_STRING;
-		return kanal__json_string(s, NULL, NULL);
+		return s_skip_string(s);
 	case 't':
 		*kind = KANAL__JSON_TRUE;
 		return s_literal(s, "true", 4);
@@ -511,7 +573,7 @@ int kanal__json_skip(kanal__json_scan_t *s, kanal__json_kind_t *kind_out, int *d
 	int c;
 
 value:
-	kanal__json_ws(s);
+	s_ws(s);
 	if (s_scalar(s, &kind))
 		return KANAL_EPARSE;
 	if (is_first) {
@@ -526,8 +588,8 @@ value:
 		if (depth > max_depth)
 			max_depth = depth;
 		s->pos++;
-		kanal__json_ws(s);
-		c = kanal__json_peek(s);
+		s_ws(s);
+		c = s_peek(s);
 		if (kind == KANAL__JSON_OBJECT) {
 			if (c == '}') {
 				s->pos++;
@@ -544,13 +606,13 @@ value:
 	goto next;
 
 member:
-	kanal__json_ws(s);
-	if (kanal__json_peek(s) != '"')
+	s_ws(s);
+	if (s_peek(s) != '"')
 		return kanal__json_fail(s, s->pos, "expected a member name in double quotes");
-	if (kanal__json_string(s, NULL, NULL))
+	if (s_skip_string(s))
 		return KANAL_EPARSE;
-	kanal__json_ws(s);
-	if (kanal__json_peek(s) != ':')
+	s_ws(s);
+	if (s_peek(s) != ':')
 		return kanal__json_fail(s, s->pos, "expected ':' after a member name");
 	s->pos++;
 	goto value;
@@ -566,8 +628,8 @@ next:
 			*depth_out = max_depth;
 		return 0;
 	}
-	kanal__json_ws(s);
-	c = kanal__json_peek(s);
+	s_ws(s);
+	c = s_peek(s);
 	if (c < 0)
 		return kanal__json_fail(s, s->pos,
 					"unexpected end of text (a '{' or '[' is not closed)");
@@ -624,35 +686,35 @@ int kanal__json_find(const char *text, size_t len, const char *path, size_t *sta
 	int rc;
 
 	kanal__json_init(&s, text, len);
-	kanal__json_ws(&s);
+	s_ws(&s);
 	while (p) {
 		const char *dot = strchr(p, '.');
 		size_t n = dot ? (size_t)(dot - p) : strlen(p);
-		int c = kanal__json_peek(&s);
+		int c = s_peek(&s);
 
 		if (c == '{') {
 			size_t found = SIZE_MAX;
 			s.pos++;
-			kanal__json_ws(&s);
-			if (kanal__json_peek(&s) == '}')
+			s_ws(&s);
+			if (s_peek(&s) == '}')
 				return KANAL_ENOTFOUND;
 			for (;;) {
 				bool match;
-				kanal__json_ws(&s);
+				s_ws(&s);
 				match = s_name_is(&s, p, n, &rc);
 				if (rc)
 					return rc;
-				kanal__json_ws(&s);
-				if (kanal__json_peek(&s) != ':')
+				s_ws(&s);
+				if (s_peek(&s) != ':')
 					return KANAL_EPARSE;
 				s.pos++;
-				kanal__json_ws(&s);
+				s_ws(&s);
 				if (match)
 					found = s.pos; /* the last one counts: keep looking */
 				if (kanal__json_skip(&s, NULL, NULL))
 					return KANAL_EPARSE;
-				kanal__json_ws(&s);
-				c = kanal__json_peek(&s);
+				s_ws(&s);
+				c = s_peek(&s);
 				s.pos++;
 				if (c == '}')
 					break;
@@ -672,21 +734,21 @@ int kanal__json_find(const char *text, size_t len, const char *path, size_t *sta
 				index = index * 10 + (size_t)(p[i] - '0');
 			}
 			s.pos++;
-			kanal__json_ws(&s);
-			if (kanal__json_peek(&s) == ']')
+			s_ws(&s);
+			if (s_peek(&s) == ']')
 				return KANAL_ENOTFOUND;
 			for (size_t i = 0; i < index; i++) {
 				if (kanal__json_skip(&s, NULL, NULL))
 					return KANAL_EPARSE;
-				kanal__json_ws(&s);
-				c = kanal__json_peek(&s);
+				s_ws(&s);
+				c = s_peek(&s);
 				s.pos++;
 				if (c == ']')
 					return KANAL_ENOTFOUND;
 				if (c != ',')
 					return KANAL_EPARSE;
 			}
-			kanal__json_ws(&s);
+			s_ws(&s);
 		} else {
 			return KANAL_ENOTFOUND; /* a scalar has no members */
 		}
@@ -705,7 +767,7 @@ int kanal__json_validate(kanal__json_scan_t *s, const char *text, size_t len, si
 	size_t value_start;
 
 	kanal__json_init(s, text, len);
-	kanal__json_ws(s);
+	s_ws(s);
 	value_start = s->pos;
 	if (kanal__json_skip(s, NULL, depth))
 		return KANAL_EPARSE;
@@ -713,7 +775,7 @@ int kanal__json_validate(kanal__json_scan_t *s, const char *text, size_t len, si
 		*start = value_start;
 	if (end)
 		*end = s->pos;
-	kanal__json_ws(s);
+	s_ws(s);
 	if (s->pos != s->len)
 		return kanal__json_fail(s, s->pos, "unexpected text after the JSON value");
 	return 0;

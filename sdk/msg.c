@@ -48,8 +48,10 @@ kanal_msg_t *kanal__msg_alloc(size_t inline_cap)
 }
 
 /* Room for n bytes in a chained block: the newest one, or a new one while the chain is
- * under MSG_MORE_MAX. NULL: use malloc. */
-static char *s_more(kanal_msg_t *msg, size_t n)
+ * under MSG_MORE_MAX. NULL: use malloc. Not inlined: its `usable` would give every
+ * kanal__msg_str_dup a stack-protector check and the saving of more registers, for a
+ * path most strings never take. */
+static __attribute__((noinline)) char *s_more(kanal_msg_t *msg, size_t n)
 {
 	msg_more_t *m = msg->more;
 	size_t usable = 0;
@@ -72,6 +74,28 @@ static char *s_more(kanal_msg_t *msg, size_t n)
 	return at;
 }
 
+/* memcpy(d, p, n), without a call for 4 to 16 bytes (most attribute values and names):
+ * two overlapping loads and stores of a fixed size. */
+static inline void s_copy(char *d, const char *p, size_t n)
+{
+	uint64_t a, b;
+	uint32_t x, y;
+
+	if (n >= 8 && n <= 16) {
+		memcpy(&a, p, 8);
+		memcpy(&b, p + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + n - 8, &b, 8);
+	} else if (n >= 4 && n < 8) {
+		memcpy(&x, p, 4);
+		memcpy(&y, p + n - 4, 4);
+		memcpy(d, &x, 4);
+		memcpy(d + n - 4, &y, 4);
+	} else {
+		memcpy(d, p, n);
+	}
+}
+
 char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n)
 {
 	char *copy;
@@ -82,15 +106,13 @@ char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n)
 	} else if (!(copy = s_more(msg, n + 1)) && !(copy = malloc(n + 1))) {
 		return NULL;
 	}
-	memcpy(copy, p, n);
+	s_copy(copy, p, n);
 	copy[n] = '\0';
 	return copy;
 }
 
-void kanal__msg_str_free(kanal_msg_t *msg, char *p)
+void kanal__msg_str_free_outside(kanal_msg_t *msg, char *p)
 {
-	if (!p || (p >= msg->inl && p < msg->inl + msg->inl_cap))
-		return;
 	for (const msg_more_t *m = msg->more; m; m = m->next)
 		if (p >= m->buf && p < m->buf + m->cap)
 			return;
@@ -113,14 +135,14 @@ kanal_msg_t *kanal_msg_new(const char *type, const char *source, const char *id)
 	if (kanal__msg_check_core(MSG_TYPE, type, type_len) ||
 	    kanal__msg_check_core(MSG_SOURCE, source, source_len))
 		return NULL;
-	if (id && kanal__msg_check_core(MSG_ID, id, strlen(id)))
-		return NULL;
 	if (!id) {
 		if (kanal_uuid(uuid) != 0)
 			return NULL;
 		id = uuid;
 	}
-	id_len = strlen(id); /* each checked to fit core_len's 32 bits */
+	id_len = strlen(id);
+	if (id != uuid && kanal__msg_check_core(MSG_ID, id, id_len))
+		return NULL; /* each is checked to fit core_len's 32 bits */
 	msg = kanal__msg_alloc(MSG_INLINE);
 	if (!msg)
 		return NULL;
@@ -213,9 +235,7 @@ fail:
 
 static bool s_cpr_in(const char *text, size_t len)
 {
-	size_t off, n;
-
-	return text && len >= 10 && kanal_cpr_find(text, len, &off, &n);
+	return text && len >= 10 && kanal_cpr_find(text, len, NULL, NULL);
 }
 
 /* A W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>", lower-case): random hex, in which
@@ -249,8 +269,14 @@ bool kanal_msg_context_cpr(const kanal_msg_t *msg, char *attr, size_t size)
 	if (!msg)
 		return false;
 	for (size_t i = 0; i < sizeof core / sizeof core[0] && !hit; i++) {
-		const char *v = msg->core[core[i]];
-		if (v && s_cpr_in(v, msg->core_len[core[i]]))
+		size_t len = msg->core_len[core[i]];
+		const char *v;
+		/* A number takes ten bytes at least: shorter values (and absent ones, of length
+		 * 0) are passed by their length alone. */
+		if (len < 10)
+			continue;
+		v = msg->core[core[i]];
+		if (v && (core[i] == MSG_TIME ? kanal__msg_time_cpr(v, len) : s_cpr_in(v, len)))
 			hit = kanal__msg_core_name(core[i]);
 	}
 	for (size_t i = 0; i < msg->n_ext && !hit; i++) {
@@ -359,7 +385,9 @@ nomem:
 	return KANAL_ENOMEM;
 }
 
-static void s_ext_remove(kanal_msg_t *msg, const char *name, size_t len)
+/* Not inlined into kanal_msg_set_attr, whose every call would otherwise pay a
+ * stack-protector check for this rare path's `at`. */
+static __attribute__((noinline)) void s_ext_remove(kanal_msg_t *msg, const char *name, size_t len)
 {
 	size_t at;
 
@@ -429,16 +457,12 @@ const char *kanal_msg_attr(const kanal_msg_t *msg, const char *name)
 	return s_ext_find(msg, name, len, &at) ? msg->ext[at].text : NULL;
 }
 
-/* Checks that `name` may carry an extension value; fills err when not. */
-static int s_check_ext_target(const char *name, size_t len, kanal_error_t *err)
+/* Checks that `name`, which is not a core attribute's, may name an extension; fills err
+ * when not. */
+static int s_check_ext_name(const char *name, size_t len, kanal_error_t *err)
 {
 	const char *why;
 
-	if (kanal__msg_core_index(name, len) != MSG_NCORE) {
-		kanal__msg_error(err, NULL, 0, 0, name, len,
-				 "a core attribute, not an extension (it takes a string)");
-		return KANAL_EINVALID;
-	}
 	if (len == 11 && memcmp(name, "data_base64", 11) == 0) {
 		kanal__msg_error(err, NULL, 0, 0, name, len,
 				 "reserved name (set data with kanal_msg_set_data_*)");
@@ -450,6 +474,17 @@ static int s_check_ext_target(const char *name, size_t len, kanal_error_t *err)
 		return KANAL_EINVALID;
 	}
 	return 0;
+}
+
+/* Checks that `name` may carry an extension value; fills err when not. */
+static int s_check_ext_target(const char *name, size_t len, kanal_error_t *err)
+{
+	if (kanal__msg_core_index(name, len) != MSG_NCORE) {
+		kanal__msg_error(err, NULL, 0, 0, name, len,
+				 "a core attribute, not an extension (it takes a string)");
+		return KANAL_EINVALID;
+	}
+	return s_check_ext_name(name, len, err);
 }
 
 /* Sets core attribute `index` (or the pseudo attribute specversion) to value. */
@@ -504,7 +539,7 @@ int kanal_msg_set_attr(kanal_msg_t *msg, const char *name, const char *value, ka
 	index = kanal__msg_core_index(name, len);
 	if (index != MSG_NCORE)
 		return s_set_core(msg, index, value, err);
-	rc = s_check_ext_target(name, len, err);
+	rc = s_check_ext_name(name, len, err);
 	if (rc)
 		return rc;
 	if (!value) {

@@ -112,10 +112,18 @@ static void s_fields_free(kanal_msg_t *msg)
 
 void kanal__msg_data_release(kanal_msg_t *msg)
 {
-	json_t *tree = __atomic_exchange_n(&msg->data_tree, NULL, __ATOMIC_ACQ_REL);
+	/* Only the message's owner changes or drops its data, with no reader left (readers
+	 * share a const message only until it is handed on), so loads tell whether there is a
+	 * tree or a read field to drop: the usual emitted event, which has neither, costs no
+	 * atomic exchange where it gets its data or where it is destroyed. */
+	json_t *tree = __atomic_load_n(&msg->data_tree, __ATOMIC_ACQUIRE);
 
-	json_decref(tree);
-	s_fields_free(msg);
+	if (tree) {
+		__atomic_store_n(&msg->data_tree, NULL, __ATOMIC_RELAXED);
+		json_decref(tree);
+	}
+	if (__atomic_load_n(&msg->fields, __ATOMIC_ACQUIRE))
+		s_fields_free(msg);
 	kanal__msg_str_free(msg, msg->data_text);
 	msg->data_text = NULL;
 	msg->data_len = 0;

@@ -108,9 +108,17 @@ kanal_msg_t *kanal__msg_alloc(size_t inline_cap);
  * else malloc'd. NULL: no memory. */
 char *kanal__msg_str_dup(kanal_msg_t *msg, const char *p, size_t n);
 
+/* The part of kanal__msg_str_free for a string outside msg's own allocation. */
+void kanal__msg_str_free_outside(kanal_msg_t *msg, char *p);
+
 /* Frees a string of msg's (NULL is fine): a no-op for one inside msg or its chained
- * blocks; free() for any other (a malloc'd string the message was given). */
-void kanal__msg_str_free(kanal_msg_t *msg, char *p);
+ * blocks; free() for any other (a malloc'd string the message was given). Inline for the
+ * usual string, inside msg: kanal_msg_destroy, on the router, frees a dozen per event. */
+static inline void kanal__msg_str_free(kanal_msg_t *msg, char *p)
+{
+	if (p && !(p >= msg->inl && p < msg->inl + msg->inl_cap))
+		kanal__msg_str_free_outside(msg, p);
+}
 
 /* Names of the core attributes, indexed by MSG_ID…; "specversion" for MSG_SPECVERSION. */
 const char *kanal__msg_core_name(int index);
@@ -122,6 +130,11 @@ int kanal__msg_core_index(const char *name, size_t len);
 /* Checks value[0..len) for core attribute `index` (or MSG_SPECVERSION). Returns NULL when
  * it is acceptable, else a static reason ("must not be empty"). UTF-8 is checked too. */
 const char *kanal__msg_check_core(int index, const char *value, size_t len);
+
+/* Whether the time value v[0..len) holds a CPR number (kanal_cpr_find): the same answer as
+ * the scan, kept for the value this thread last found valid, which most events of a burst
+ * share. */
+bool kanal__msg_time_cpr(const char *v, size_t len);
 
 /* Returns NULL when name[0..len) is a valid extension name (lower-case a-z and 0-9, not a
  * reserved member name), else a static reason. */

@@ -23,6 +23,7 @@
 #include <kanal/msg.h>
 
 #include "mpool.h"
+#include "msg_int.h"
 #include "test.h"
 
 /* An assertion with a formatted message (case ids, masked error texts). */
@@ -464,6 +465,50 @@ static void test_wrong_json_types_name_the_attribute(void)
 			KANAL_EINVALID);
 	CU_ASSERT_STRING_EQUAL(err.text, "attribute 'type': must be a string, not an integer");
 	CU_ASSERT_PTR_NULL(msg);
+}
+
+/* A burst of events with one time stamp: the value this thread last found valid is taken
+ * again without a parse, but only byte for byte the same value. Values of the same length
+ * differing in one byte get their own verdicts and reasons, and the CPR check at emit reads
+ * a number in the stamp's fraction every time, before and after the value is remembered. */
+static void test_time_verdicts_within_a_burst(void)
+{
+	static const char *const bad[][2] = {
+		{ "2026-12-08T00:23:41.123+", "the offset must be" },
+		{ "2026-13-08T00:23:41.123Z", "month out of range" },
+		{ "2026-02-30T00:23:41.123Z", "no such day in that month" },
+		{ "2026-12-08T00:23:41.123\n", "control character" },
+	};
+	kanal_msg_t *msg = kanal_msg_new("t", "s", "1");
+	char with_cpr[48], attr[32];
+	kanal_error_t err;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+	for (int round = 0; round < 3; round++) {
+		CU_ASSERT_EQUAL(kanal_msg_set_attr(msg, "time", "2026-12-08T00:23:41.123Z", NULL),
+				0);
+		for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+			kanal_error_clear(&err);
+			CU_ASSERT_EQUAL(kanal_msg_set_attr(msg, "time", bad[i][0], &err),
+					KANAL_EINVALID);
+			CHECK_MSG(strstr(err.text, bad[i][1]) != NULL, "bad time %zu: %s", i,
+				  err.text);
+		}
+		/* The refused values left the accepted one in place. */
+		CU_ASSERT_STRING_EQUAL(kanal_msg_time(msg), "2026-12-08T00:23:41.123Z");
+		CU_ASSERT_FALSE(kanal_msg_context_cpr(msg, NULL, 0));
+	}
+	snprintf(with_cpr, sizeof with_cpr, "2026-12-08T00:23:41.%sZ", s_cpr());
+	for (int round = 0; round < 3; round++) {
+		CU_ASSERT_EQUAL(kanal_msg_set_attr(msg, "time", with_cpr, NULL), 0);
+		attr[0] = '\0';
+		CU_ASSERT_TRUE(kanal_msg_context_cpr(msg, attr, sizeof attr));
+		CU_ASSERT_STRING_EQUAL(attr, "time");
+		CU_ASSERT_EQUAL(kanal_msg_set_attr(msg, "time", "2026-12-08T00:23:41.123Z", NULL),
+				0);
+		CU_ASSERT_FALSE(kanal_msg_context_cpr(msg, NULL, 0));
+	}
+	kanal_msg_destroy(&msg);
 }
 
 static void test_time_must_be_rfc3339(void)
@@ -1387,6 +1432,184 @@ static void test_string_rules_at_every_offset(void)
 				  "good text %zu at offset %zu taken", i, at);
 }
 
+/* The String rule one code point at a time, as the CloudEvents specification words it:
+ * what kanal__msg_check_string's word-at-a-time path must agree with. */
+static const char *s_plain_string_rule(const unsigned char *p, size_t len)
+{
+	static const char control[] = "must not contain a control character (U+0000-U+001F,"
+				      " U+007F-U+009F)";
+
+	for (size_t i = 0; i < len;) {
+		uint32_t cp;
+		size_t n;
+
+		if (p[i] < 0x80) {
+			if (p[i] == 0)
+				return "must not contain a NUL character";
+			if (p[i] < 0x20 || p[i] == 0x7F)
+				return control;
+			i++;
+			continue;
+		}
+		n = kanal__utf8_seq(p + i, len - i);
+		if (!n)
+			return "not valid UTF-8";
+		cp = n == 2 ? p[i] & 0x1Fu : n == 3 ? p[i] & 0x0Fu : p[i] & 0x07u;
+		for (size_t k = 1; k < n; k++)
+			cp = (cp << 6) | (p[i + k] & 0x3Fu);
+		if (cp >= 0x80 && cp <= 0x9F)
+			return control;
+		if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE)
+			return "must not contain a Unicode noncharacter";
+		i += n;
+	}
+	return NULL;
+}
+
+/* Random texts of every length up to 40, mostly printable ASCII with every kind of byte the
+ * rule refuses or must look closer at, each in a buffer of exactly its size: the String
+ * check gives the plain rule's verdict and reason for every one. */
+static void test_string_rule_agrees_with_plain_walk(void)
+{
+	static const char *const pieces[] = {
+		"a",
+		"xyz12345",
+		" ",
+		"~",
+		"\x7f",
+		"\x1f",
+		"\t",
+		"\xc3\xb8",
+		"\xc2\x85",
+		"\xc2\xa0",
+		"\xef\xb7\x90",
+		"\xef\xbf\xbe",
+		"\x80",
+		"\xff",
+		"\xe2\x82",
+		"\xf0\x9f\x98\x80",
+		"\xf0\x9f\xbf\xbf",
+		"\xed\xa0\x80",
+	};
+	unsigned seed = 3, mismatches = 0, accepted = 0, refused = 0;
+
+	for (int round = 0; round < 200000; round++) {
+		char text[64];
+		size_t len = 0, want;
+		const char *got, *want_why;
+		char *exact;
+
+		seed = seed * 1103515245u + 12345u;
+		want = (seed >> 16) % 41;
+		while (len < want) {
+			const char *piece;
+			seed = seed * 1103515245u + 12345u;
+			/* Printable text four times in five. */
+			piece = (seed >> 16) % 5
+					? pieces[(seed >> 20) % 2]
+					: pieces[(seed >> 20) % (sizeof pieces / sizeof *pieces)];
+			memcpy(text + len, piece, strlen(piece));
+			len += strlen(piece);
+		}
+		if (round % 50 == 0 && len > 0)
+			text[(seed >> 8) % len] = '\0';
+		exact = malloc(len ? len : 1);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(exact);
+		memcpy(exact, text, len);
+		got = kanal__msg_check_string(exact, len);
+		want_why = s_plain_string_rule((const unsigned char *)exact, len);
+		mismatches += !(got == want_why || (got && want_why && !strcmp(got, want_why)));
+		accepted += !want_why;
+		refused += !!want_why;
+		free(exact);
+	}
+	CU_ASSERT_EQUAL(mismatches, 0);
+	CU_ASSERT(accepted > 20000);
+	CU_ASSERT(refused > 20000);
+}
+
+/* The extension name rule byte by byte, as CloudEvents words it. */
+static const char *s_plain_name_rule(const char *name, size_t len)
+{
+	if (len == 0)
+		return "an attribute name must not be empty";
+	for (size_t i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9')))
+			return "not a valid extension name (lower-case letters a-z and digits "
+			       "only)";
+	if (len == 4 && memcmp(name, "data", 4) == 0)
+		return "reserved name (set data with kanal_msg_set_data_*)";
+	return NULL;
+}
+
+/* Random names up to 20 bytes, mostly valid, with the bytes just outside each range
+ * ('`' '{' '/' ':'), upper case, punctuation, NUL and bytes from 0x80: the word-at-a-time
+ * check gives the plain rule's verdict for every one. */
+static void test_ext_name_rule_agrees_with_plain_walk(void)
+{
+	static const char valid[] = "az09mq5", odd[] = "`{/:AZ-_. \x80\xff\x7f";
+	unsigned seed = 11, mismatches = 0, accepted = 0;
+
+	for (int round = 0; round < 200000; round++) {
+		size_t len;
+		char *name;
+		const char *got, *want;
+
+		seed = seed * 1103515245u + 12345u;
+		len = (seed >> 16) % 21;
+		name = malloc(len ? len : 1);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(name);
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			name[i] = (seed >> 16) % 40 ? valid[(seed >> 20) % (sizeof valid - 1)]
+						    : odd[(seed >> 20) % sizeof odd]; /* NUL too */
+		}
+		if (round % 100 == 0 && len == 4)
+			memcpy(name, "data", 4);
+		got = kanal__msg_check_ext_name(name, len);
+		want = s_plain_name_rule(name, len);
+		mismatches += !(got == want || (got && want && !strcmp(got, want)));
+		accepted += !want;
+		free(name);
+	}
+	CU_ASSERT_EQUAL(mismatches, 0);
+	CU_ASSERT(accepted > 50000);
+}
+
+/* Writes the value and the extension name of length len that the test below sets. */
+static void s_value_and_name(size_t len, char *value, char *name)
+{
+	for (size_t i = 0; i < len; i++) {
+		value[i] = (char)('A' + (len + i) % 26);
+		name[i] = (char)('a' + (len * 7 + i) % 26);
+	}
+	value[len] = name[len] = '\0';
+}
+
+/* Values and names of every length up to 40 (the short ones are copied without a call,
+ * in overlapping words) come back exactly as set, next to each other in the message. */
+static void test_values_of_every_length_kept(void)
+{
+	char value[48], name[48];
+	kanal_msg_t *msg = kanal_msg_new("t", "s", "1");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+	for (size_t len = 1; len <= 40; len++) {
+		s_value_and_name(len, value, name);
+		CU_ASSERT_EQUAL_FATAL(kanal_msg_set_attr(msg, name, value, NULL), 0);
+		CU_ASSERT_EQUAL_FATAL(kanal_msg_set_attr(msg, "subject", value, NULL), 0);
+		CU_ASSERT_STRING_EQUAL(kanal_msg_attr(msg, name), value);
+		CU_ASSERT_STRING_EQUAL(kanal_msg_subject(msg), value);
+	}
+	/* The earlier ones were not overwritten by the later. */
+	for (size_t len = 1; len <= 40; len++) {
+		s_value_and_name(len, value, name);
+		CHECK_MSG(kanal_msg_attr(msg, name) && !strcmp(kanal_msg_attr(msg, name), value),
+			  "extension of %zu bytes kept", len);
+	}
+	kanal_msg_destroy(&msg);
+}
+
 static void test_string_rules_when_parsed(void)
 {
 	static const char *const cases[][2] = {
@@ -2030,19 +2253,22 @@ TEST_MAIN("msg", TEST(test_conformance_valid_events), TEST(test_conformance_inva
 	  TEST(test_conformance_valid_batches), TEST(test_conformance_invalid_batches),
 	  TEST(test_batch_error_names_the_event), TEST(test_batch_shapes),
 	  TEST(test_missing_and_null_attributes), TEST(test_wrong_json_types_name_the_attribute),
-	  TEST(test_time_must_be_rfc3339), TEST(test_media_types_and_uris),
-	  TEST(test_extension_names_and_values), TEST(test_extension_name_with_cpr_is_masked),
-	  TEST(test_context_cpr_names_the_attribute), TEST(test_context_cpr_passes_blob_digests),
-	  TEST(test_binary_data_without_padding), TEST(test_data_and_data_base64),
-	  TEST(test_binary_data_round_trip), TEST(test_set_attr_validates),
-	  TEST(test_extensions_in_name_order), TEST(test_duplicate_members_rejected),
-	  TEST(test_not_an_object_or_trailing_text), TEST(test_error_place_and_text),
-	  TEST(test_invalid_utf8_rejected), TEST(test_malformed_data_rejected_at_parse),
-	  TEST(test_edge_data_values_load_lazily), TEST(test_deep_nesting_rejected_cleanly),
-	  TEST(test_untouched_data_is_copied_verbatim), TEST(test_round_trip_keeps_everything),
-	  TEST(test_strings_are_escaped), TEST(test_string_rules_for_every_attribute),
-	  TEST(test_string_rules_at_every_offset), TEST(test_string_rules_when_parsed),
-	  TEST(test_data_path_reads), TEST(test_data_path_writes), TEST(test_size_limit),
+	  TEST(test_time_must_be_rfc3339), TEST(test_time_verdicts_within_a_burst),
+	  TEST(test_media_types_and_uris), TEST(test_extension_names_and_values),
+	  TEST(test_extension_name_with_cpr_is_masked), TEST(test_context_cpr_names_the_attribute),
+	  TEST(test_context_cpr_passes_blob_digests), TEST(test_binary_data_without_padding),
+	  TEST(test_data_and_data_base64), TEST(test_binary_data_round_trip),
+	  TEST(test_set_attr_validates), TEST(test_extensions_in_name_order),
+	  TEST(test_duplicate_members_rejected), TEST(test_not_an_object_or_trailing_text),
+	  TEST(test_error_place_and_text), TEST(test_invalid_utf8_rejected),
+	  TEST(test_malformed_data_rejected_at_parse), TEST(test_edge_data_values_load_lazily),
+	  TEST(test_deep_nesting_rejected_cleanly), TEST(test_untouched_data_is_copied_verbatim),
+	  TEST(test_round_trip_keeps_everything), TEST(test_strings_are_escaped),
+	  TEST(test_string_rules_for_every_attribute), TEST(test_string_rules_at_every_offset),
+	  TEST(test_string_rule_agrees_with_plain_walk),
+	  TEST(test_ext_name_rule_agrees_with_plain_walk), TEST(test_values_of_every_length_kept),
+	  TEST(test_string_rules_when_parsed), TEST(test_data_path_reads),
+	  TEST(test_data_path_writes), TEST(test_size_limit),
 	  TEST(test_size_is_the_serialised_length), TEST(test_uuid_v4),
 	  TEST(test_uuid_fails_without_getrandom), TEST(test_error_names_and_texts_agree),
 	  TEST(test_dup_is_independent), TEST(test_concurrent_lazy_reads),
